@@ -1,0 +1,74 @@
+//! Command-line conventions every tool shares: `-C DIR`, `--json`, `-v`, logging to stderr,
+//! reading records from stdin, and turning an error into a one-line message and an exit code.
+
+use std::io::{self, IsTerminal};
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::error::{Error, Exit};
+use crate::jsonl::Reader;
+
+/// Options every tool takes.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Run as if started in DIR (like `git -C DIR`)
+    #[arg(short = 'C', value_name = "DIR", global = true)]
+    pub dir: Option<PathBuf>,
+
+    /// Write JSON records even when stdout is a terminal
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Log more on stderr (-v info, -vv debug, -vvv trace); `WT_LOG` takes a full filter
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+impl GlobalArgs {
+    /// The directory to work from: `-C DIR`, or the current one.
+    pub fn start_dir(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
+/// Sends `tracing` output to stderr, never stdout. `WT_LOG` (an `EnvFilter` directive such as
+/// `debug` or `wt_create=trace`) wins over `-v`.
+pub fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("WT_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+/// Records from stdin, unless stdin is a terminal (then a tool waits for nobody).
+pub fn stdin_records() -> Option<Reader<io::StdinLock<'static>>> {
+    let stdin = io::stdin();
+    if stdin.is_terminal() {
+        None
+    } else {
+        Some(Reader::new(stdin.lock()))
+    }
+}
+
+/// Runs a tool's body and turns its outcome into the process exit code; an error that ends
+/// the run is printed as one line, `tool: message`.
+pub fn run_main(tool: &str, body: impl FnOnce() -> Result<Exit, Error>) -> std::process::ExitCode {
+    match body() {
+        Ok(exit) => exit.into(),
+        Err(err) => {
+            eprintln!("{tool}: {err}");
+            err.kind.exit().into()
+        }
+    }
+}

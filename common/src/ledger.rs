@@ -1,0 +1,192 @@
+//! The ledger: what the tools have handed out in one repository (worktrees they manage, indices,
+//! port blocks, databases), in `<git common dir>/wt/ledger.json`.
+//!
+//! It is changed only under an exclusive `flock` on `ledger.lock` (a separate file, since the
+//! ledger itself is replaced by rename), written to a temp file and renamed into place, so
+//! readers without the lock always see a whole ledger and a killed writer leaves the old one.
+//! A ledger that cannot be parsed is never overwritten: the tools stop and say how to recover.
+//!
+//! ```json
+//! {"v":1,"worktrees":{"agent-1":{"path":"/abs/repo.wt/agent-1","branch":"wt/agent-1",
+//!   "base":"main","base_commit":"<40 hex>","branch_created":true}}}
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+use crate::fsutil::write_atomic;
+use crate::lock::{default_timeout, FileLock};
+
+/// Everything the tools have handed out in one repository.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ledger {
+    #[serde(default = "one")]
+    pub v: u32,
+    /// Managed worktrees by name.
+    #[serde(default)]
+    pub worktrees: BTreeMap<String, Entry>,
+    /// Sections written by newer versions, kept as they are.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger { v: 1, worktrees: BTreeMap::new(), extra: Map::new() }
+    }
+}
+
+/// One managed worktree and what it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub path: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_commit: Option<String>,
+    /// True when wt-create made the branch (so `--remove` deletes it); false when adopted.
+    #[serde(default)]
+    pub branch_created: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    /// Leases owned by other tools (ports, database, …), kept as they are.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Entry {
+    pub fn new(path: PathBuf) -> Self {
+        Entry {
+            path,
+            branch: None,
+            base: None,
+            base_commit: None,
+            branch_created: false,
+            index: None,
+            extra: Map::new(),
+        }
+    }
+}
+
+impl Ledger {
+    /// The name of the entry at `path`, if any.
+    pub fn name_of_path(&self, path: &Path) -> Option<&str> {
+        self.worktrees.iter().find(|(_, e)| e.path == path).map(|(n, _)| n.as_str())
+    }
+}
+
+/// The ledger file of one state directory.
+#[derive(Debug, Clone)]
+pub struct LedgerFile {
+    path: PathBuf,
+    lock: PathBuf,
+}
+
+impl LedgerFile {
+    pub fn new(state_dir: &Path) -> Self {
+        LedgerFile { path: state_dir.join("ledger.json"), lock: state_dir.join("ledger.lock") }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A snapshot, without the lock: always a whole ledger, thanks to write-then-rename.
+    pub fn read(&self) -> Result<Ledger, Error> {
+        let text = match std::fs::read(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ledger::default()),
+            Err(e) => return Err(Error::env("ledger-unreadable", format!("cannot read {}: {e}", self.path.display()))),
+        };
+        serde_json::from_slice(&text).map_err(|e| {
+            let p = self.path.display();
+            Error::env(
+                "ledger-corrupt",
+                format!("the ledger {p} cannot be parsed ({e}) and was left as it is; repair it, or move it aside with `mv {p} {p}.bad` to start an empty one (its leases are then forgotten)"),
+            )
+        })
+    }
+
+    /// Reads, changes and writes the ledger under its exclusive lock. Nothing is written when
+    /// `change` fails or leaves the ledger as it was.
+    pub fn update<T>(&self, change: impl FnOnce(&mut Ledger) -> Result<T, Error>) -> Result<T, Error> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::env("state-dir", format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let _lock = FileLock::acquire(&self.lock, default_timeout())?;
+        let before = self.read()?;
+        let mut ledger = before.clone();
+        let out = change(&mut ledger)?;
+        if ledger != before {
+            let mut bytes = serde_json::to_vec_pretty(&ledger).expect("a ledger always serializes");
+            bytes.push(b'\n');
+            write_atomic(&self.path, &bytes)
+                .map_err(|e| Error::env("ledger-write", format!("cannot write {}: {e}", self.path.display())))?;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_round_trips_and_keeps_unknown_sections() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(
+            t.path().join("ledger.json"),
+            r#"{"v":1,"future":{"x":1},"worktrees":{"a":{"path":"/p","ports":{"web":3}}}}"#,
+        )
+        .unwrap();
+        let lf = LedgerFile::new(t.path());
+        lf.update(|l| {
+            l.worktrees.insert("b".into(), Entry::new("/q".into()));
+            Ok(())
+        })
+        .unwrap();
+        let l = lf.read().unwrap();
+        assert_eq!(l.extra["future"]["x"], 1);
+        assert_eq!(l.worktrees["a"].extra["ports"]["web"], 3);
+        assert_eq!(l.worktrees["b"].path, Path::new("/q"));
+    }
+
+    #[test]
+    fn refuses_to_overwrite_a_ledger_it_cannot_parse() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("ledger.json");
+        std::fs::write(&p, "{not json").unwrap();
+        let lf = LedgerFile::new(t.path());
+        let err = lf.update(|l| {
+            l.worktrees.insert("b".into(), Entry::new("/q".into()));
+            Ok(())
+        });
+        let err = err.unwrap_err();
+        assert_eq!(err.code, "ledger-corrupt");
+        assert!(err.message.contains("mv "), "says how to recover: {}", err.message);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{not json");
+    }
+
+    #[test]
+    fn a_failed_change_writes_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let lf = LedgerFile::new(t.path());
+        let r: Result<(), Error> = lf.update(|l| {
+            l.worktrees.insert("b".into(), Entry::new("/q".into()));
+            Err(Error::failed("nope", "no"))
+        });
+        assert!(r.is_err());
+        assert!(!lf.path().exists());
+    }
+}

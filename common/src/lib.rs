@@ -1,0 +1,23 @@
+//! Shared mechanisms of the wt tools.
+//!
+//! Every wt tool is a small binary that reads and writes newline-delimited JSON records
+//! (protocol `wt/1`, see `docs/protocol.md`). What more than one tool needs lives here, once:
+//! the record itself, the JSON-lines reader and writer, the exit codes, repository discovery,
+//! the locked ledger, command-line conventions and logging.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod failpoint;
+pub mod fsutil;
+pub mod git;
+pub mod jsonl;
+pub mod ledger;
+pub mod lock;
+pub mod name;
+pub mod output;
+pub mod record;
+pub mod repo;
+
+pub use error::{Error, ErrorKind, Exit, Result};
+pub use record::{ErrorInfo, Record};

@@ -1,0 +1,71 @@
+//! Worktree names. A name becomes a directory (`<root>/<name>`) and a branch (`wt/<name>`), so
+//! it must be one path component and a valid ref component (`git check-ref-format` rules).
+
+use crate::error::Error;
+
+/// Checks that `name` can be a worktree name; the error says what is wrong and what to do.
+pub fn validate(name: &str) -> Result<(), Error> {
+    let problem = problem(name);
+    match problem {
+        None => Ok(()),
+        Some(why) => {
+            Err(Error::usage("invalid-name", format!("invalid worktree name '{}': {why}", name.escape_debug())))
+        }
+    }
+}
+
+fn problem(name: &str) -> Option<&'static str> {
+    const FORBIDDEN: &[char] = &[' ', '~', '^', ':', '?', '*', '[', '\\'];
+    if name.is_empty() {
+        Some("it is empty")
+    } else if name.contains('/') {
+        Some("it must be a single name, not a path (pass a path that has '/' to adopt an existing worktree)")
+    } else if name.starts_with('-') {
+        Some("it must not start with '-'")
+    } else if name.starts_with('.') {
+        Some("it must not start with '.'")
+    } else if name.contains("..") {
+        Some("it must not contain '..'")
+    } else if name.chars().any(char::is_control) {
+        Some("it must not contain control characters")
+    } else if name.contains(FORBIDDEN) {
+        Some("it must not contain spaces or any of ~ ^ : ? * [ \\")
+    } else if name.ends_with(".lock") || name.ends_with('.') {
+        Some("it must not end with '.lock' or '.'")
+    } else if name.contains("@{") || name == "@" {
+        Some("it must not be '@' or contain '@{'")
+    } else if name.len() > 200 {
+        Some("it is longer than 200 bytes")
+    } else {
+        None
+    }
+}
+
+/// Whether a bare word on the command line or stdin is a path (it has a '/') or a name.
+pub fn is_path(word: &str) -> bool {
+    word.contains('/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_and_unicode_names() {
+        for ok in ["agent-1", "fix_login", "v1.2", "émile", "任务-3", "a@b"] {
+            assert!(validate(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_git_or_the_file_system_would_misread() {
+        for bad in [
+            "", "../x", "a/b", "a..b", "-x", ".hidden", "a b", "a\tb", "a\u{7f}", "x.lock", "x.", "a@{1}", "@", "a:b",
+            "a*",
+        ] {
+            let err = validate(bad).unwrap_err();
+            assert_eq!(err.code, "invalid-name", "{bad:?}");
+            assert!(!err.message.contains('\n'), "one line: {}", err.message);
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Finding the repository, its main worktree, its worktrees and the tools' state directory.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+use crate::git;
+
+/// One repository, seen from any of its worktrees (or from a bare repository).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repo {
+    /// `git rev-parse --git-common-dir`, canonical: shared by every worktree.
+    pub common_dir: PathBuf,
+    /// The main worktree; `None` for a bare repository.
+    pub main_worktree: Option<PathBuf>,
+    /// Where git looks for hooks (honours `core.hooksPath`).
+    pub hooks_dir: PathBuf,
+}
+
+/// One entry of `git worktree list --porcelain`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GitWorktree {
+    pub path: PathBuf,
+    pub head: Option<String>,
+    /// Short branch name (`wt/agent-1`); `None` when detached or bare.
+    pub branch: Option<String>,
+    pub bare: bool,
+    pub detached: bool,
+    pub locked: bool,
+    pub prunable: bool,
+}
+
+impl Repo {
+    /// Finds the repository that `start` is in.
+    pub fn discover(start: &Path) -> Result<Repo, Error> {
+        if !start.is_dir() {
+            return Err(Error::usage("no-such-directory", format!("{}: no such directory", start.display())));
+        }
+        let mut cmd = git::command(start);
+        cmd.args([
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-common-dir",
+            "--git-path",
+            "hooks",
+            "--is-bare-repository",
+        ]);
+        let out = git::raw_output(&mut cmd)?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if stderr.contains("not a git repository") {
+                return Err(Error::env(
+                    "not-a-repository",
+                    format!("not a git repository: {} (run inside a repository, or pass -C DIR)", start.display()),
+                ));
+            }
+            return Err(Error::env("git-failed", git::failure_message(&cmd, &out)));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        let (Some(common), Some(hooks), Some(bare)) = (lines.next(), lines.next(), lines.next()) else {
+            return Err(Error::env("git-failed", format!("unexpected output from git rev-parse: {text:?}")));
+        };
+        let common_dir = canonical(Path::new(common))?;
+        // git's own rule (worktree.c, get_main_worktree): the main worktree is the parent of a
+        // common dir named `.git`; any other common dir belongs to a bare repository.
+        let main_worktree = match (bare, common_dir.file_name()) {
+            ("false", Some(n)) if n == ".git" => common_dir.parent().map(Path::to_path_buf),
+            _ => None,
+        };
+        Ok(Repo { common_dir, main_worktree, hooks_dir: PathBuf::from(hooks) })
+    }
+
+    /// The repository as records name it: the main worktree, or the bare repository.
+    pub fn root(&self) -> &Path {
+        self.main_worktree.as_deref().unwrap_or(&self.common_dir)
+    }
+
+    /// Where git commands about the whole repository run.
+    pub fn git_dir(&self) -> &Path {
+        self.root()
+    }
+
+    /// The tools' state: `<common dir>/wt`. It goes with the repository.
+    pub fn state_dir(&self) -> PathBuf {
+        self.common_dir.join("wt")
+    }
+
+    /// Creates the state directory if needed and returns it.
+    pub fn ensure_state_dir(&self) -> Result<PathBuf, Error> {
+        let dir = self.state_dir();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::env("state-dir", format!("cannot create {}: {e}", dir.display())))?;
+        Ok(dir)
+    }
+
+    /// `<repo>.wt`: where worktrees go unless `--root` or `wt.toml` says otherwise. A bare
+    /// repository's `.git` suffix is dropped (`proj.git` → `proj.wt`).
+    pub fn default_worktree_root(&self) -> PathBuf {
+        let root = self.root();
+        let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = name.strip_suffix(".git").filter(|s| !s.is_empty()).unwrap_or(&name);
+        root.with_file_name(format!("{stem}.wt"))
+    }
+
+    /// Every worktree git knows, main (or bare) first. Retried a few times, since git can
+    /// fail while a sibling's admin directory is being written by another process.
+    pub fn worktrees(&self) -> Result<Vec<GitWorktree>, Error> {
+        let mut last = None;
+        for attempt in 0..5 {
+            match git::run(self.git_dir(), ["worktree", "list", "--porcelain", "-z"]) {
+                Ok(text) => return Ok(parse_worktree_list(&text)),
+                Err(e) if e.kind == crate::ErrorKind::Environment => return Err(e),
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5 << attempt));
+        }
+        Err(last.expect("at least one attempt"))
+    }
+}
+
+/// Canonical form of an existing path (symlinks resolved), as git records worktree paths.
+pub fn canonical(path: &Path) -> Result<PathBuf, Error> {
+    path.canonicalize().map_err(|e| Error::io(path.display(), e))
+}
+
+/// Parses `git worktree list --porcelain -z`: attributes end with NUL, entries with an empty one.
+pub fn parse_worktree_list(text: &str) -> Vec<GitWorktree> {
+    let mut out = Vec::new();
+    let mut cur: Option<GitWorktree> = None;
+    for field in text.split('\0') {
+        if field.is_empty() {
+            out.extend(cur.take());
+            continue;
+        }
+        let (key, value) = field.split_once(' ').unwrap_or((field, ""));
+        if key == "worktree" {
+            out.extend(cur.take());
+            cur = Some(GitWorktree { path: PathBuf::from(value), ..Default::default() });
+            continue;
+        }
+        let Some(wt) = cur.as_mut() else { continue };
+        match key {
+            "HEAD" => wt.head = Some(value.to_string()),
+            "branch" => wt.branch = Some(value.strip_prefix("refs/heads/").unwrap_or(value).to_string()),
+            "bare" => wt.bare = true,
+            "detached" => wt.detached = true,
+            "locked" => wt.locked = true,
+            "prunable" => wt.prunable = true,
+            _ => {}
+        }
+    }
+    out.extend(cur);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_porcelain_z_including_odd_paths() {
+        let text = "worktree /r\0HEAD abc\0branch refs/heads/main\0\0worktree /r.wt/a b\nc\0HEAD def\0detached\0locked why\0\0worktree /bare\0bare\0\0";
+        let got = parse_worktree_list(text);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].branch.as_deref(), Some("main"));
+        assert_eq!(got[1].path, Path::new("/r.wt/a b\nc"));
+        assert!(got[1].detached && got[1].locked && got[1].branch.is_none());
+        assert!(got[2].bare);
+    }
+}

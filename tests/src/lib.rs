@@ -1,0 +1,199 @@
+//! Fixtures for end-to-end tests of the wt binaries: throwaway repositories with isolated git
+//! configuration and fixed dates, helpers that find the built binaries, and a runner that
+//! feeds stdin through a real pipe and parses the records that come out.
+//!
+//! The binaries of the tool packages cannot be reached through `CARGO_BIN_EXE_*` from this
+//! package, so they are looked up in the target directory. `make test` builds them first; a
+//! missing binary fails the test with the command that builds it.
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// The path of a built wt binary (`wt-create`, …).
+pub fn bin(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("debug").join(name);
+    assert!(path.is_file(), "{} is not built: run `cargo build --workspace` first (`make test` does)", path.display());
+    path
+}
+
+/// A temporary directory holding a repository (`repo/`), an isolated HOME and git config.
+#[derive(Debug)]
+pub struct TestRepo {
+    pub dir: tempfile::TempDir,
+    pub repo: PathBuf,
+}
+
+impl TestRepo {
+    /// A repository with one commit of a few files, on branch `main`.
+    pub fn new() -> TestRepo {
+        let t = Self::empty();
+        t.write("README", "hello\n");
+        t.write("src/lib.rs", "pub fn f() {}\n");
+        t.commit("initial");
+        t
+    }
+
+    /// A repository with no commits.
+    pub fn empty() -> TestRepo {
+        let dir = tempfile::Builder::new().prefix("wt-test-").tempdir().expect("temp dir");
+        let root = dir.path().canonicalize().expect("canonical temp dir");
+        std::fs::create_dir_all(root.join("home")).unwrap();
+        std::fs::write(
+            root.join("gitconfig"),
+            "[user]\n\tname = Test\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n",
+        )
+        .unwrap();
+        let t = TestRepo { repo: root.join("repo"), dir };
+        std::fs::create_dir_all(&t.repo).unwrap();
+        t.git(["init", "-q"]);
+        t
+    }
+
+    /// The temp dir root (canonical).
+    pub fn root(&self) -> PathBuf {
+        self.repo.parent().unwrap().to_path_buf()
+    }
+
+    /// Where wt-create puts worktrees by default.
+    pub fn wt_root(&self) -> PathBuf {
+        self.root().join("repo.wt")
+    }
+
+    /// Applies the isolated environment to any command.
+    pub fn isolate<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
+        let root = self.root();
+        for var in ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "WT_LOG", "WT_FAILPOINT", "XDG_CONFIG_HOME"] {
+            cmd.env_remove(var);
+        }
+        cmd.env("HOME", root.join("home"))
+            .env("GIT_CONFIG_GLOBAL", root.join("gitconfig"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+            .env("LC_ALL", "C")
+    }
+
+    /// `git -C repo args…`, asserting success; stdout trimmed.
+    pub fn git<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&self, args: I) -> String {
+        self.git_in(&self.repo, args)
+    }
+
+    /// `git -C dir args…`, asserting success; stdout trimmed.
+    pub fn git_in<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&self, dir: &Path, args: I) -> String {
+        let mut cmd = Command::new("git");
+        cmd.arg("-C").arg(dir).args(args);
+        let out = self.isolate(&mut cmd).output().expect("run git");
+        assert!(out.status.success(), "git failed: {:?}\n{}", cmd, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim_end().to_string()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.repo.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    pub fn commit(&self, msg: &str) {
+        self.git(["add", "-A"]);
+        self.git(["commit", "-q", "-m", msg]);
+    }
+
+    /// A wt tool run in the repository with the isolated environment.
+    pub fn cmd(&self, tool: &str) -> Command {
+        let mut cmd = Command::new(bin(tool));
+        cmd.current_dir(&self.repo);
+        self.isolate(&mut cmd);
+        cmd
+    }
+
+    /// Runs a wt tool with `args`, `stdin` through a pipe, and collects what it printed.
+    pub fn run(&self, tool: &str, args: &[&str], stdin: &str) -> Run {
+        let mut cmd = self.cmd(tool);
+        cmd.args(args);
+        Run::of(&mut cmd, stdin)
+    }
+
+    /// `git worktree list --porcelain` as (path, branch) pairs, main first.
+    pub fn git_worktrees(&self) -> Vec<(PathBuf, Option<String>)> {
+        let text = self.git(["worktree", "list", "--porcelain", "-z"]);
+        wt_common::repo::parse_worktree_list(&text).into_iter().map(|w| (w.path, w.branch)).collect()
+    }
+
+    pub fn branches(&self) -> Vec<String> {
+        let out = self.git(["for-each-ref", "--format=%(refname:short)", "refs/heads/"]);
+        out.lines().map(str::to_string).collect()
+    }
+}
+
+/// What one run of a tool did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Spawns `cmd` with piped stdio, writes `stdin`, closes it and waits.
+    pub fn of(cmd: &mut Command, stdin: &str) -> Run {
+        let mut child =
+            cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn tool");
+        Self::feed(&mut child, stdin);
+        Self::from_output(child.wait_with_output().expect("wait for tool"))
+    }
+
+    pub fn feed(child: &mut Child, stdin: &str) {
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        let text = stdin.to_string();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(text.as_bytes());
+        });
+    }
+
+    pub fn from_output(out: Output) -> Run {
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Every stdout line parsed as JSON; panics (showing the output) on a line that is not.
+    pub fn records(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}\n{self}")))
+            .collect()
+    }
+
+    /// Asserts the exit code, showing everything the tool printed when it differs.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(self.code, Some(code), "unexpected exit code\n{self}");
+        self
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit: {:?}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// The string value of `key` in a record.
+pub fn s<'v>(rec: &'v Value, key: &str) -> &'v str {
+    rec[key].as_str().unwrap_or_else(|| panic!("record has no string '{key}': {rec}"))
+}
+
+impl Default for TestRepo {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,72 @@
+//! The command line of wt-create.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use wt_common::cli::GlobalArgs;
+
+/// Create git worktrees for parallel coding agents, one record per worktree on stdout.
+///
+/// Each worktree gets a branch `wt/<name>` from --base, at `<repo>.wt/<name>`, exactly as
+/// `git worktree add` would make it. Gitignored files named by `.worktreeinclude` (gitignore
+/// syntax) are copied from the main worktree. Creating a name that exists adopts it
+/// ("created": false). Names may also come from stdin, as records or bare words.
+#[derive(Debug, Parser)]
+#[command(
+    name = "wt-create",
+    version,
+    after_help = "Examples:\n  wt-create -n 4                       # agent-1 … agent-4 (next free names)\n  wt-create fix-login --base origin/main\n  wt-create ../elsewhere/tree          # adopt a worktree made by `git worktree add`\n  wt-create --list | jq -r .path\n  wt-create --remove agent-2\n\nExit: 0 all done, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
+)]
+pub struct Args {
+    /// Worktree names to create or adopt; a PATH (anything with '/') adopts that worktree
+    #[arg(value_name = "NAME|PATH")]
+    pub names: Vec<String>,
+
+    /// Create N worktrees with the next free names PREFIX-1, PREFIX-2, …
+    #[arg(short = 'n', long = "count", value_name = "N", conflicts_with_all = ["list", "remove"])]
+    pub count: Option<usize>,
+
+    /// Name prefix for -n [default: agent, or [create] prefix in wt.toml]
+    #[arg(long, value_name = "PREFIX")]
+    pub prefix: Option<String>,
+
+    /// Start new branches from REF [default: HEAD of the main worktree, or [create] base]
+    #[arg(long, value_name = "REF")]
+    pub base: Option<String>,
+
+    /// Put worktrees in DIR [default: <repo>.wt, or [create] root in wt.toml]
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Check out at most N worktrees at once [default: number of CPUs]
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Print a record for every worktree the tools manage
+    #[arg(long, conflicts_with = "remove")]
+    pub list: bool,
+
+    /// With --list: every worktree git knows, the main one included
+    #[arg(long, requires = "list")]
+    pub all_git: bool,
+
+    /// Remove the named worktrees (or those on stdin) and the branches wt-create made
+    #[arg(long)]
+    pub remove: bool,
+
+    /// With --remove: remove even with uncommitted changes or unmerged commits
+    #[arg(short, long, requires = "remove")]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+/// `[create]` in wt.toml.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub root: Option<PathBuf>,
+    pub prefix: Option<String>,
+    pub base: Option<String>,
+}

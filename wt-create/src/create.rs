@@ -1,0 +1,420 @@
+//! Creating and adopting worktrees.
+//!
+//! Three steps, so that many wt-create processes can run at once and none fails on git's own
+//! races:
+//! 1. Under the worktree lock (milliseconds): decide for each name whether to adopt or create,
+//!    leave a crash marker, and register the new worktree with `git worktree add --no-checkout`.
+//! 2. Without the lock, in parallel: check the files out with `git reset --hard`, run the
+//!    post-checkout hook, copy `.worktreeinclude` files. This is byte for byte what
+//!    `git worktree add` does (it runs `reset --hard` itself; the admin dir, index and reflogs
+//!    come out identical), but the slow part no longer holds the lock. Checking out with git
+//!    rather than libgit2 keeps us at git's speed, which is the file system's: libgit2's checkout
+//!    took about twice as long here.
+//! 3. Record the worktree in the ledger, drop the marker, print the record.
+//!
+//! Records come out in the order the names were asked for, each as soon as it and those
+//! before it are done.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Mutex};
+
+use wt_common::ledger::Entry;
+use wt_common::output::Output;
+use wt_common::repo::GitWorktree;
+use wt_common::{failpoint, git, name, Error, Record};
+
+use crate::context::{Base, Context, Snapshot, TOOL};
+use crate::include;
+use crate::pending::{self, Marker, Pending};
+
+/// One thing the user asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Want {
+    Name(String),
+    Path(PathBuf),
+}
+
+impl Want {
+    pub fn parse(word: &str) -> Want {
+        if name::is_path(word) {
+            Want::Path(PathBuf::from(word))
+        } else {
+            Want::Name(word.to_string())
+        }
+    }
+}
+
+/// A worktree registered with git in step 1, to be checked out in step 2.
+#[derive(Debug)]
+struct NewWorktree {
+    record: Record,
+    entry: Entry,
+    pending: Pending,
+}
+
+#[derive(Debug)]
+enum Plan {
+    /// Adopted, or failed: the record is final; the entry (if any) goes into the ledger.
+    Ready(Record, Option<Entry>),
+    Checkout(NewWorktree),
+    /// Another wt-create is making this name right now: wait for it, then adopt.
+    Busy(String),
+}
+
+/// What one invocation asks for.
+#[derive(Debug)]
+pub struct Request {
+    pub wants: Vec<Want>,
+    pub count: usize,
+    pub prefix: String,
+    pub base: Option<String>,
+    pub jobs: usize,
+}
+
+pub fn run(ctx: &mut Context, req: &Request, out: &mut Output) -> Result<(), Error> {
+    let base = ctx.base(req.base.as_deref())?;
+    let root_existed = ctx.root.exists();
+    std::fs::create_dir_all(&ctx.root).map_err(|e| Error::io(ctx.root.display(), e))?;
+    ctx.root = ctx.root.canonicalize().map_err(|e| Error::io(ctx.root.display(), e))?;
+
+    let plans = plan(ctx, &base, &req.wants, req.count, &req.prefix)?;
+    let busy = execute(ctx, plans, req.jobs, out);
+    if !busy.is_empty() {
+        for name in &busy {
+            pending::wait_for(&ctx.repo, name)?;
+        }
+        let wants: Vec<Want> = busy.into_iter().map(Want::Name).collect();
+        let plans = plan(ctx, &base, &wants, 0, &req.prefix)?;
+        execute(ctx, plans, req.jobs, out);
+    }
+    if !root_existed {
+        let _ = std::fs::remove_dir(&ctx.root); // only if nothing was made in it
+    }
+    Ok(())
+}
+
+/// Step 1, under the worktree lock.
+fn plan(ctx: &Context, base: &Base, wants: &[Want], count: usize, prefix: &str) -> Result<Vec<Plan>, Error> {
+    let _lock = ctx.worktree_lock()?;
+    pending::reap_dead(&ctx.repo)?;
+    let snap = Snapshot::take(ctx)?;
+    let live: BTreeSet<String> = pending::reserved_names(&ctx.repo).into_iter().collect();
+    let mut claimed = BTreeSet::new();
+    let mut plans = Vec::new();
+    for want in wants {
+        if let Some(plan) = plan_want(ctx, &snap, base, &live, &mut claimed, want) {
+            plans.push(plan);
+        }
+    }
+    let mut k = 0;
+    for _ in 0..count {
+        let name = loop {
+            k += 1;
+            let candidate = format!("{prefix}-{k}");
+            let taken = snap.ledger.worktrees.contains_key(&candidate)
+                || snap.wt_branches.contains_key(&candidate)
+                || live.contains(&candidate)
+                || claimed.contains(&candidate)
+                || ctx.root.join(&candidate).symlink_metadata().is_ok();
+            if !taken {
+                break candidate;
+            }
+        };
+        claimed.insert(name.clone());
+        plans.push(plan_new(ctx, &snap, base, &name));
+    }
+    Ok(plans)
+}
+
+fn plan_want(
+    ctx: &Context,
+    snap: &Snapshot,
+    base: &Base,
+    live: &BTreeSet<String>,
+    claimed: &mut BTreeSet<String>,
+    want: &Want,
+) -> Option<Plan> {
+    let label = match want {
+        Want::Name(n) => n.clone(),
+        Want::Path(p) => p.display().to_string(),
+    };
+    let fail = |e: Error| Some(Plan::Ready(Record::failed(&label, TOOL, &e), None));
+    let (name, existing) = match want {
+        Want::Name(n) => match name::validate(n) {
+            Err(e) => return fail(e.with_kind(wt_common::ErrorKind::Failed)),
+            Ok(()) => (n.clone(), existing_by_name(ctx, snap, n)),
+        },
+        Want::Path(p) => match adoptable_path(snap, p) {
+            Err(e) => return fail(e),
+            Ok((n, wt)) => (n, Some(wt)),
+        },
+    };
+    if !claimed.insert(name.clone()) {
+        return None; // asked twice in one run: one record
+    }
+    if live.contains(&name) {
+        return Some(Plan::Busy(name));
+    }
+    match existing {
+        Some(wt) => Some(adopt(ctx, snap, base, &name, wt)),
+        None => Some(plan_new(ctx, snap, base, &name)),
+    }
+}
+
+/// The worktree a name already stands for: the ledger's, the one at `<root>/<name>`, or the one
+/// on branch `wt/<name>`.
+fn existing_by_name<'s>(ctx: &Context, snap: &'s Snapshot, name: &str) -> Option<&'s GitWorktree> {
+    snap.managed(name)
+        .map(|(_, wt)| wt)
+        .or_else(|| snap.worktree_at(&ctx.root.join(name)))
+        .or_else(|| snap.worktree_on_branch(&format!("wt/{name}")))
+}
+
+/// A path given to adopt: it must be a linked worktree of this repository.
+fn adoptable_path<'s>(snap: &'s Snapshot, path: &Path) -> Result<(String, &'s GitWorktree), Error> {
+    let shown = path.display();
+    let canonical = path.canonicalize().map_err(|_| {
+        Error::failed(
+            "not-a-worktree",
+            format!("{shown}: no such directory; give an existing worktree's path, or a name to create one"),
+        )
+    })?;
+    let Some(idx) = snap.worktrees.iter().position(|w| w.path == canonical) else {
+        return Err(Error::failed(
+            "not-a-worktree",
+            format!("{shown} is not a worktree of this repository (see `git worktree list`)"),
+        ));
+    };
+    if idx == 0 {
+        return Err(Error::failed(
+            "main-worktree",
+            format!("{shown} is the main worktree; only linked worktrees can be adopted"),
+        ));
+    }
+    let wt = &snap.worktrees[idx];
+    let name = match snap.ledger.name_of_path(&canonical) {
+        Some(n) => n.to_string(),
+        None => canonical.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    };
+    name::validate(&name).map_err(|e| e.with_kind(wt_common::ErrorKind::Failed))?;
+    if let Some((entry, _)) = snap.managed(&name).filter(|(e, _)| e.path != canonical) {
+        return Err(Error::failed(
+            "name-taken",
+            format!("the name '{name}' is already used by {}; remove that one first", entry.path.display()),
+        ));
+    }
+    Ok((name, wt))
+}
+
+fn adopt(ctx: &Context, snap: &Snapshot, base: &Base, name: &str, wt: &GitWorktree) -> Plan {
+    let entry = match snap.ledger.worktrees.get(name).filter(|e| e.path == wt.path) {
+        Some(e) => e.clone(),
+        None => {
+            let mut e = Entry::new(wt.path.clone());
+            e.branch = wt.branch.clone();
+            e.base = Some(base.name.clone());
+            e.base_commit =
+                wt.head.as_deref().and_then(|h| git::run(ctx.repo.git_dir(), ["merge-base", h, &base.commit]).ok());
+            e.branch_created = wt.branch.as_deref() == Some(&format!("wt/{name}"));
+            e
+        }
+    };
+    let mut rec = ctx.record(name, wt, Some(&entry));
+    rec.created = Some(false);
+    Plan::Ready(rec, Some(entry))
+}
+
+/// Registers a new worktree with git (still under the lock).
+fn plan_new(ctx: &Context, snap: &Snapshot, base: &Base, name: &str) -> Plan {
+    let path = ctx.root.join(name);
+    let branch = format!("wt/{name}");
+    let fail = |e: Error| Plan::Ready(Record::failed(name, TOOL, &e), None);
+    if path.symlink_metadata().is_ok() {
+        return fail(Error::failed(
+            "path-exists",
+            format!(
+                "{} exists and is not a worktree of this repository; move it away or choose another name",
+                path.display()
+            ),
+        ));
+    }
+    let existing_branch = snap.wt_branches.get(name);
+    let start = existing_branch.cloned().unwrap_or_else(|| base.commit.clone());
+    let marker = Marker {
+        name: name.to_string(),
+        path: path.clone(),
+        branch: branch.clone(),
+        branch_created: existing_branch.is_none(),
+        start_commit: start.clone(),
+    };
+    let pending = match Pending::begin(&ctx.repo, marker) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    failpoint::hit("after-marker");
+    if let Err(e) = register(ctx, &pending.marker) {
+        pending.roll_back(&ctx.repo);
+        return fail(e);
+    }
+    failpoint::hit("after-register");
+    let mut entry = Entry::new(path.clone());
+    entry.branch = Some(branch.clone());
+    entry.base = Some(base.name.clone());
+    entry.base_commit = Some(base.commit.clone());
+    entry.branch_created = true;
+    let wt = GitWorktree { path, head: Some(start), branch: Some(branch), ..Default::default() };
+    let mut record = ctx.record(name, &wt, Some(&entry));
+    record.index = snap.ledger.worktrees.get(name).and_then(|e| e.index);
+    entry.index = record.index;
+    record.created = Some(true);
+    Plan::Checkout(NewWorktree { record, entry, pending })
+}
+
+/// `git worktree add --no-checkout`, retried when another (non-wt) git process races it.
+fn register(ctx: &Context, m: &Marker) -> Result<(), Error> {
+    let mut attempt = 0;
+    loop {
+        let mut cmd = git::command(ctx.repo.git_dir());
+        cmd.args(["worktree", "add", "--no-checkout", "--quiet"]);
+        if m.branch_created {
+            cmd.arg("-b").arg(&m.branch).arg(&m.path).arg(&m.start_commit);
+        } else {
+            cmd.arg(&m.path).arg(&m.branch);
+        }
+        match git::output(&mut cmd) {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt < 5 && is_transient(&e.message) => {
+                tracing::info!("retrying git worktree add for {}: {}", m.name, e.message);
+                pending::roll_back(&ctx.repo, m);
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10 << attempt));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Failures caused by a concurrent git process, not by the request.
+fn is_transient(message: &str) -> bool {
+    ["commondir", ".lock", "File exists", "cannot lock", "Unable to create"].iter().any(|s| message.contains(s))
+}
+
+/// Steps 2 and 3. Returns the names that were busy in another process.
+fn execute(ctx: &Context, plans: Vec<Plan>, jobs: usize, out: &mut Output) -> Vec<String> {
+    let includes = ctx.repo.main_worktree.as_deref().map(include::selected);
+    let mut busy = Vec::new();
+    let mut done: Vec<Option<Record>> = Vec::new();
+    let mut queue = Vec::new();
+    for plan in plans {
+        match plan {
+            Plan::Ready(rec, entry) => done.push(Some(finish_ready(ctx, rec, entry))),
+            Plan::Checkout(nw) => {
+                queue.push((done.len(), nw));
+                done.push(None);
+            }
+            Plan::Busy(name) => busy.push(name),
+        }
+    }
+    let queue = Mutex::new(queue.into_iter().rev().collect::<Vec<_>>());
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1) {
+            let (tx, queue, includes) = (tx.clone(), &queue, &includes);
+            s.spawn(move || loop {
+                let Some((i, nw)) = queue.lock().expect("queue lock").pop() else { break };
+                let _ = tx.send((i, complete(ctx, nw, includes)));
+            });
+        }
+        drop(tx);
+        let mut next = 0;
+        emit_ready(&mut done, &mut next, out);
+        for (i, rec) in rx {
+            done[i] = Some(rec);
+            emit_ready(&mut done, &mut next, out);
+        }
+        emit_ready(&mut done, &mut next, out);
+    });
+    busy
+}
+
+/// Prints every finished record from `next` on, stopping at the first one still running.
+fn emit_ready(done: &mut [Option<Record>], next: &mut usize, out: &mut Output) {
+    while *next < done.len() {
+        let Some(rec) = done[*next].take() else { break };
+        out.emit(&rec);
+        *next += 1;
+    }
+}
+
+fn finish_ready(ctx: &Context, mut rec: Record, entry: Option<Entry>) -> Record {
+    if let Some(entry) = entry {
+        let name = rec.name.clone();
+        if let Err(e) = ctx.ledger.update(|l| {
+            l.worktrees.entry(name).or_insert(entry);
+            Ok(())
+        }) {
+            rec.set_error(TOOL, &e);
+        }
+    }
+    rec
+}
+
+/// Checks a registered worktree out and records it; on failure, rolls it back.
+fn complete(ctx: &Context, nw: NewWorktree, includes: &Option<Result<Vec<String>, Error>>) -> Record {
+    let NewWorktree { mut record, entry, pending } = nw;
+    match checkout(ctx, &pending.marker, includes) {
+        Ok(()) => {
+            let name = record.name.clone();
+            let saved = ctx.ledger.update(|l| {
+                l.worktrees.insert(name, entry);
+                Ok(())
+            });
+            match saved {
+                Ok(()) => {
+                    failpoint::hit("after-ledger");
+                    pending.finish();
+                }
+                Err(e) => {
+                    roll_back_locked(ctx, pending);
+                    record = Record::failed(&record.name, TOOL, &e);
+                }
+            }
+        }
+        Err(e) => {
+            roll_back_locked(ctx, pending);
+            record = Record::failed(&record.name, TOOL, &e);
+        }
+    }
+    record
+}
+
+fn roll_back_locked(ctx: &Context, pending: Pending) {
+    let _lock = ctx.worktree_lock();
+    pending.roll_back(&ctx.repo);
+}
+
+fn checkout(ctx: &Context, m: &Marker, includes: &Option<Result<Vec<String>, Error>>) -> Result<(), Error> {
+    git::run(&m.path, ["reset", "--hard", "--no-recurse-submodules", "--quiet"])?;
+    failpoint::hit("after-checkout");
+    run_post_checkout_hook(ctx, m)?;
+    if let (Some(source), Some(selected)) = (ctx.repo.main_worktree.as_deref(), includes) {
+        let paths = selected.as_ref().map_err(Clone::clone)?;
+        include::copy(source, &m.path, paths)?;
+    }
+    failpoint::hit("after-include");
+    Ok(())
+}
+
+/// git runs post-checkout after `worktree add`; since we checked out ourselves, we run it too,
+/// with the same arguments git gives it.
+fn run_post_checkout_hook(ctx: &Context, m: &Marker) -> Result<(), Error> {
+    let hook = ctx.repo.hooks_dir.join("post-checkout");
+    if !hook.is_file() {
+        return Ok(());
+    }
+    let null = "0".repeat(m.start_commit.len());
+    git::run(&m.path, ["hook", "run", "--ignore-missing", "post-checkout", "--", &null, &m.start_commit, "1"])
+        .map(|_| ())
+        .map_err(|e| Error::failed("hook-failed", format!("post-checkout hook failed: {}", e.message)))
+}

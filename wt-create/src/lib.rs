@@ -1,0 +1,104 @@
+//! wt-create: creates, adopts, lists and removes git worktrees for parallel coding agents.
+//!
+//! The library holds the logic; `main.rs` only parses the command line and maps the outcome to
+//! an exit code. See `create` for how worktrees are made safely under concurrency, and
+//! `pending` for how a killed run is rolled back.
+
+pub mod args;
+pub mod context;
+pub mod create;
+pub mod include;
+pub mod list;
+pub mod pending;
+pub mod remove;
+
+use wt_common::cli::stdin_records;
+use wt_common::jsonl::Input;
+use wt_common::output::{core_columns, status_or_error, Column, Output};
+use wt_common::{name, Error, Exit};
+
+use crate::args::Args;
+use crate::context::{Context, TOOL};
+use crate::create::{Request, Want};
+
+/// Runs wt-create with parsed arguments; `Ok` carries the exit status of a completed run.
+pub fn run(args: Args) -> Result<Exit, Error> {
+    wt_common::cli::init_logging(args.global.verbose);
+    for word in &args.names {
+        if let Want::Name(n) = Want::parse(word) {
+            name::validate(&n)?;
+        }
+    }
+    let mut ctx = Context::new(&args)?;
+    let mut out = Output::new(TOOL, args.global.json, columns());
+    if args.list {
+        list::run(&ctx, args.all_git, &mut out)?;
+        return Ok(out.finish());
+    }
+    let mut wants: Vec<Want> = args.names.iter().map(|w| Want::parse(w)).collect();
+    if wants.is_empty() && args.count.is_none() {
+        wants = read_stdin(&mut out);
+    }
+    if args.remove {
+        remove::run(&ctx, &wants, args.force, &mut out)?;
+    } else {
+        let prefix = args.prefix.clone().or_else(|| ctx.config.prefix.clone()).unwrap_or_else(|| "agent".into());
+        name::validate(&format!("{prefix}-1"))
+            .map_err(|e| Error::usage("invalid-prefix", format!("invalid --prefix: {e}")))?;
+        if wants.is_empty() && args.count.is_none() && out_is_idle() {
+            return Err(Error::usage(
+                "nothing-to-do",
+                "nothing to do: give names, -n N, or records on stdin (see --help)",
+            ));
+        }
+        let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let req = Request { wants, count: args.count.unwrap_or(0), prefix, base: args.base.clone(), jobs };
+        create::run(&mut ctx, &req, &mut out)?;
+    }
+    Ok(out.finish())
+}
+
+/// No names on the command line and stdin is a terminal: the user typed a bare `wt-create`.
+fn out_is_idle() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal()
+}
+
+/// Names, paths and records from stdin. Records that carry an error pass through untouched.
+fn read_stdin(out: &mut Output) -> Vec<Want> {
+    let mut wants = Vec::new();
+    let Some(mut reader) = stdin_records() else { return wants };
+    while let Some(input) = reader.next() {
+        match input {
+            Ok(Input::Word(w)) => wants.push(Want::parse(&w)),
+            Ok(Input::Record(rec)) if rec.has_error() => out.emit(&rec),
+            Ok(Input::Record(rec)) => match (&rec.path, rec.name.is_empty()) {
+                (_, false) => wants.push(Want::Name(rec.name.clone())),
+                (Some(p), true) => wants.push(Want::Path(p.clone())),
+                (None, true) => out.malformed(&wt_common::jsonl::Malformed {
+                    line: reader.line(),
+                    message: "record has neither name nor path".into(),
+                }),
+            },
+            Err(m) => out.malformed(&m),
+        }
+    }
+    wants
+}
+
+fn columns() -> Vec<Column> {
+    let mut cols = core_columns();
+    cols.push(Column {
+        title: "STATUS",
+        value: |r| {
+            let ok = match (r.removed, r.created) {
+                (Some(true), _) => "removed",
+                (_, Some(true)) => "created",
+                (_, Some(false)) => "adopted",
+                _ => "",
+            };
+            status_or_error(r, ok)
+        },
+    });
+    cols
+}

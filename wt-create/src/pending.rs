@@ -1,0 +1,166 @@
+//! Crash safety. Before wt-create touches git for a new worktree it leaves a marker in
+//! `<state>/pending/<name>.json` and holds an flock on it until the worktree is complete and in
+//! the ledger. A marker whose lock can be taken belongs to a process that died mid-way: the next
+//! wt-create (under the worktree lock) rolls back exactly what that marker describes (its admin
+//! directory, its half-checked-out directory, the branch it created) and nothing else. That is
+//! why no `git worktree prune` is ever run: prune would also drop the registration of every
+//! worktree whose directory is only momentarily missing.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use wt_common::fsutil::{remove_any, write_atomic};
+use wt_common::lock::FileLock;
+use wt_common::repo::Repo;
+use wt_common::{git, Error};
+
+/// What a half-made worktree consists of.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Marker {
+    pub name: String,
+    pub path: PathBuf,
+    pub branch: String,
+    /// The branch did not exist before: rolling back deletes it (if it was not moved).
+    pub branch_created: bool,
+    pub start_commit: String,
+}
+
+/// A marker this process owns; dropping it without `finish` leaves it for the next run.
+#[derive(Debug)]
+pub struct Pending {
+    pub marker: Marker,
+    file: PathBuf,
+    _lock: FileLock,
+}
+
+fn dir(repo: &Repo) -> PathBuf {
+    repo.state_dir().join("pending")
+}
+
+impl Pending {
+    /// Writes and locks the marker. Call only under the worktree lock, so that no other
+    /// process can find it written but not yet locked.
+    pub fn begin(repo: &Repo, marker: Marker) -> Result<Pending, Error> {
+        let dir = dir(repo);
+        fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+        let file = dir.join(format!("{}.json", marker.name));
+        let bytes = serde_json::to_vec(&marker).expect("a marker serializes");
+        write_atomic(&file, &bytes).map_err(|e| Error::io(file.display(), e))?;
+        let lock = FileLock::acquire(&file, std::time::Duration::from_secs(5))?;
+        Ok(Pending { marker, file, _lock: lock })
+    }
+
+    /// The worktree is complete and recorded: forget the marker.
+    pub fn finish(self) {
+        let _ = fs::remove_file(&self.file);
+    }
+
+    /// Undoes this process's own half-made worktree and forgets the marker.
+    pub fn roll_back(self, repo: &Repo) {
+        roll_back(repo, &self.marker);
+        let _ = fs::remove_file(&self.file);
+    }
+}
+
+/// Names that a live or dead marker reserves.
+pub fn reserved_names(repo: &Repo) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir(repo)) else { return Vec::new() };
+    entries.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".json").map(str::to_string)).collect()
+}
+
+/// Waits until the wt-create making `name` has finished (or died). Call without the lock.
+pub fn wait_for(repo: &Repo, name: &str) -> Result<(), Error> {
+    let file = dir(repo).join(format!("{name}.json"));
+    let deadline = std::time::Instant::now() + wt_common::lock::default_timeout();
+    loop {
+        // Opened without creating: a marker that vanished means its owner finished.
+        let Ok(f) = fs::File::open(&file) else { return Ok(()) };
+        if nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock).is_ok() {
+            return Ok(()); // owner gone; the next plan reaps it
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::env(
+                "lock-timeout",
+                format!("timed out waiting for another wt-create to finish '{name}'"),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Rolls back every marker whose owner has died. Call only under the worktree lock.
+pub fn reap_dead(repo: &Repo) -> Result<(), Error> {
+    let Ok(entries) = fs::read_dir(dir(repo)) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let file = entry.path();
+        if file.extension().is_none_or(|x| x != "json") {
+            // A temp file of a marker write that was killed; it never became a marker.
+            let _ = fs::remove_file(&file);
+            continue;
+        }
+        let Some(_owner_gone) = FileLock::try_acquire(&file)? else { continue };
+        match fs::read(&file).ok().and_then(|b| serde_json::from_slice::<Marker>(&b).ok()) {
+            Some(marker) => {
+                tracing::warn!("rolling back '{}', left half-made by a wt-create that died", marker.name);
+                roll_back(repo, &marker);
+            }
+            None => tracing::warn!("dropping unreadable marker {}", file.display()),
+        }
+        let _ = fs::remove_file(&file);
+    }
+    Ok(())
+}
+
+/// Removes what the marker's worktree left: its admin dir, its directory (only if it is
+/// recognisably the half-made worktree), and the branch it created (only if still unmoved).
+pub fn roll_back(repo: &Repo, m: &Marker) {
+    let dot_git = m.path.join(".git");
+    let admin_root = repo.common_dir.join("worktrees");
+    if let Ok(entries) = fs::read_dir(&admin_root) {
+        for admin in entries.flatten().map(|e| e.path()) {
+            if is_admin_dir_of(&admin, &dot_git, &m.name) {
+                let _ = remove_any(&admin);
+            }
+        }
+    }
+    if is_half_made_dir(&m.path, &admin_root) {
+        let _ = remove_any(&m.path);
+    } else if m.path.exists() {
+        tracing::warn!("left {} in place: it does not look like the half-made worktree", m.path.display());
+    }
+    if m.branch_created {
+        // update-ref -d with the old value deletes the branch only if nobody moved it.
+        let r = git::run(repo.git_dir(), ["update-ref", "-d", &format!("refs/heads/{}", m.branch), &m.start_commit]);
+        if let Err(e) = r {
+            tracing::debug!("branch {} kept: {e}", m.branch);
+        }
+    }
+}
+
+/// An admin dir is ours if its `gitdir` points at our worktree, or if git was killed before
+/// writing `gitdir`: then it holds only git's "initializing" lock and is named after ours.
+fn is_admin_dir_of(admin: &Path, dot_git: &Path, name: &str) -> bool {
+    match fs::read_to_string(admin.join("gitdir")) {
+        Ok(gitdir) => Path::new(gitdir.trim_end()) == dot_git,
+        Err(_) => {
+            let base = admin.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let suffix_ok = base.strip_prefix(name).is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit()));
+            suffix_ok && admin.join("locked").exists()
+        }
+    }
+}
+
+/// The directory is a half-made worktree if it is empty, or its `.git` file points into the
+/// repository's admin dirs. Anything else at that path is not ours to delete.
+fn is_half_made_dir(path: &Path, admin_root: &Path) -> bool {
+    if let Ok(mut entries) = fs::read_dir(path) {
+        if entries.next().is_none() {
+            return true;
+        }
+    }
+    match fs::read_to_string(path.join(".git")) {
+        Ok(text) => text.trim_end().strip_prefix("gitdir: ").is_some_and(|g| Path::new(g).starts_with(admin_root)),
+        Err(_) => false,
+    }
+}

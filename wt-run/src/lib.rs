@@ -1,0 +1,13 @@
+//! wt-run: not built yet (issue 4). The binary exists so that pipelines and `make install`
+//! see the whole toolkit, and says plainly that it cannot do its job yet.
+
+use wt_common::Exit;
+
+/// What the binary says until the tool is built.
+pub const NOT_BUILT: &str = "wt-run is not built yet (issue 4); nothing was done";
+
+/// Prints why nothing happens and gives the usage exit code.
+pub fn run() -> Exit {
+    eprintln!("{NOT_BUILT}");
+    Exit::Usage
+}
