@@ -13,7 +13,9 @@ use crate::error::Error;
 const INHERITED_GIT_VARS: &[&str] =
     &["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX", "GIT_OBJECT_DIRECTORY"];
 
-/// A `git -C dir` command, cleaned of inherited repository variables.
+/// A `git -C dir` command, cleaned of inherited repository variables. The git process dies
+/// with the thread that started it, so a killed wt tool never leaves a git behind that goes on
+/// writing into a worktree the next run is rolling back.
 pub fn command(dir: &Path) -> Command {
     let mut cmd = Command::new("git");
     cmd.arg("-C").arg(dir);
@@ -21,7 +23,22 @@ pub fn command(dir: &Path) -> Command {
         cmd.env_remove(var);
     }
     cmd.env("GIT_TERMINAL_PROMPT", "0");
+    die_with_parent(&mut cmd);
     cmd
+}
+
+/// Asks the kernel to SIGKILL the child when the thread that spawned it ends. Every caller
+/// waits for its git child on the spawning thread, so only the death of the tool triggers it.
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only makes the async-signal-safe
+    // prctl(2) system call; it allocates nothing and touches no lock.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
 }
 
 /// Runs `git -C dir args…` and returns its stdout with the trailing newline removed.
@@ -69,10 +86,11 @@ pub fn failure_message(cmd: &Command, out: &Output) -> String {
     // Skip `-C dir` so the message names the subcommand.
     let sub = args.iter().skip_while(|a| *a == "-C").nth(1).cloned().unwrap_or_default();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let detail = stderr
-        .lines()
-        .map(str::trim)
-        .rfind(|l| !l.is_empty() && !l.starts_with("hint:"))
+    let lines = || stderr.lines().map(str::trim);
+    // git's own verdict is the `fatal:`/`error:` line; what follows it is often advice.
+    let detail = lines()
+        .find(|l| l.starts_with("fatal:") || l.starts_with("error:"))
+        .or_else(|| lines().rfind(|l| !l.is_empty() && !l.starts_with("hint:")))
         .unwrap_or("exited with an error")
         .trim_start_matches("fatal: ")
         .trim_start_matches("error: ");

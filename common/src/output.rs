@@ -65,7 +65,11 @@ impl Output {
             // The tool that raised the error also tells the person; tools downstream only
             // pass it on. On a terminal the table already shows it.
             if err.tool == self.tool && matches!(self.mode, Mode::Json) {
-                eprintln!("{}: {}: {}", self.tool, rec.name, err.message);
+                if rec.name.is_empty() || err.message.contains(&rec.name) {
+                    eprintln!("{}: {}", self.tool, err.message);
+                } else {
+                    eprintln!("{}: {}: {}", self.tool, rec.name, err.message);
+                }
             }
         }
         if self.closed {

@@ -14,6 +14,17 @@ pub struct Repo {
     pub main_worktree: Option<PathBuf>,
     /// Where git looks for hooks (honours `core.hooksPath`).
     pub hooks_dir: PathBuf,
+    /// What the main worktree (or the bare repository) has checked out; `None` before the
+    /// first commit.
+    pub main_head: Option<MainHead>,
+}
+
+/// HEAD of the main worktree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MainHead {
+    pub commit: String,
+    /// Short branch name; `None` when detached.
+    pub branch: Option<String>,
 }
 
 /// One entry of `git worktree list --porcelain`.
@@ -35,6 +46,8 @@ impl Repo {
         if !start.is_dir() {
             return Err(Error::usage("no-such-directory", format!("{}: no such directory", start.display())));
         }
+        // One git process for all of it: rev-parse applies each flag to the arguments after it,
+        // and `main-worktree/HEAD` names the main worktree's HEAD from any worktree.
         let mut cmd = git::command(start);
         cmd.args([
             "rev-parse",
@@ -44,8 +57,13 @@ impl Repo {
             "hooks",
             "--is-bare-repository",
         ]);
+        cmd.args(["main-worktree/HEAD", "--symbolic-full-name", "main-worktree/HEAD"]);
         let out = git::raw_output(&mut cmd)?;
-        if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        // Before the first commit HEAD does not resolve: git fails, but only after printing
+        // the first three answers.
+        if !out.status.success() && lines.len() < 3 {
             let stderr = String::from_utf8_lossy(&out.stderr);
             if stderr.contains("not a git repository") {
                 return Err(Error::env(
@@ -55,10 +73,13 @@ impl Repo {
             }
             return Err(Error::env("git-failed", git::failure_message(&cmd, &out)));
         }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut lines = text.lines();
-        let (Some(common), Some(hooks), Some(bare)) = (lines.next(), lines.next(), lines.next()) else {
-            return Err(Error::env("git-failed", format!("unexpected output from git rev-parse: {text:?}")));
+        let (common, hooks, bare) = (lines[0], lines[1], lines[2]);
+        let main_head = match (out.status.success(), lines.get(3), lines.get(4)) {
+            (true, Some(commit), Some(symbolic)) => Some(MainHead {
+                commit: commit.to_string(),
+                branch: symbolic.strip_prefix("refs/heads/").map(str::to_string),
+            }),
+            _ => None,
         };
         let common_dir = canonical(Path::new(common))?;
         // git's own rule (worktree.c, get_main_worktree): the main worktree is the parent of a
@@ -67,7 +88,7 @@ impl Repo {
             ("false", Some(n)) if n == ".git" => common_dir.parent().map(Path::to_path_buf),
             _ => None,
         };
-        Ok(Repo { common_dir, main_worktree, hooks_dir: PathBuf::from(hooks) })
+        Ok(Repo { common_dir, main_worktree, hooks_dir: PathBuf::from(hooks), main_head })
     }
 
     /// The repository as records name it: the main worktree, or the bare repository.

@@ -167,13 +167,15 @@ fn a_process_group_killed_at_random_moments_leaves_nothing_behind() {
         t.write(&format!("big/f{i}"), "data\n");
     }
     t.commit("bulk");
-    for delay_ms in [0u64, 3, 8, 15, 30, 60] {
+    for (delay_ms, whole_group) in [0u64, 3, 8, 15, 30, 60].into_iter().flat_map(|d| [(d, true), (d, false)]) {
         let mut cmd = t.cmd("wt-create");
         cmd.args(["-n", "2", "--prefix", "k"]).process_group(0).stdout(Stdio::null()).stderr(Stdio::null());
         let child = cmd.spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        // The whole group, git children included, as a terminal's Ctrl-\ or a supervisor would.
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
+        // The whole group, git children included, as a terminal's Ctrl-\ or a supervisor
+        // would; or wt-create alone, as `kill PID` would (its git children must die with it).
+        let target = if whole_group { format!("-{}", child.id()) } else { child.id().to_string() };
+        let _ = Command::new("kill").args(["-KILL", "--", &target]).status();
         let _ = child.wait_with_output();
         let run = t.run("wt-create", &["-n", "2", "--prefix", "k"], "");
         run.expect_code(0);

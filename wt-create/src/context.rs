@@ -68,20 +68,19 @@ impl Context {
                     )),
                 }
             }
-            None => {
-                let commit = git::run(dir, ["rev-parse", "--verify", "-q", "HEAD^{commit}"]).unwrap_or_default();
-                if commit.is_empty() {
-                    return Err(Error::env(
-                        "no-commits",
-                        format!(
-                            "the repository {} has no commits yet; make a first commit, then create worktrees",
-                            self.repo.root().display()
-                        ),
-                    ));
-                }
-                let name = git::run(dir, ["symbolic-ref", "-q", "--short", "HEAD"]).unwrap_or_default();
-                Ok(Base { name: if name.is_empty() { commit.clone() } else { name }, commit })
-            }
+            None => match &self.repo.main_head {
+                Some(head) => Ok(Base {
+                    name: head.branch.clone().unwrap_or_else(|| head.commit.clone()),
+                    commit: head.commit.clone(),
+                }),
+                None => Err(Error::env(
+                    "no-commits",
+                    format!(
+                        "the repository {} has no commits yet; make a first commit, then create worktrees",
+                        self.repo.root().display()
+                    ),
+                )),
+            },
         }
     }
 

@@ -177,7 +177,7 @@ fn adoptable_path<'s>(snap: &'s Snapshot, path: &Path) -> Result<(String, &'s Gi
     let canonical = path.canonicalize().map_err(|_| {
         Error::failed(
             "not-a-worktree",
-            format!("{shown}: no such directory; give an existing worktree's path, or a name to create one"),
+            format!("{shown}: no such directory (a name cannot contain '/'; to adopt a worktree, give its path)"),
         )
     })?;
     let Some(idx) = snap.worktrees.iter().position(|w| w.path == canonical) else {

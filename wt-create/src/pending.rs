@@ -129,6 +129,10 @@ pub fn roll_back(repo: &Repo, m: &Marker) {
     } else if m.path.exists() {
         tracing::warn!("left {} in place: it does not look like the half-made worktree", m.path.display());
     }
+    // A git killed while creating the branch leaves its lock file; git would refuse every
+    // later change to the branch until someone removed it by hand. The marker's owner is dead
+    // and its git children died with it, so the lock is stale.
+    let _ = fs::remove_file(repo.common_dir.join(format!("refs/heads/{}.lock", m.branch)));
     if m.branch_created {
         // update-ref -d with the old value deletes the branch only if nobody moved it.
         let r = git::run(repo.git_dir(), ["update-ref", "-d", &format!("refs/heads/{}", m.branch), &m.start_commit]);

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# wt-create vs a loop of `git worktree add`: 8 worktrees on a repository of 3,000 files.
+# Prints a markdown section for bench/results.md.
+source "$(dirname "$0")/lib.sh"
+need hyperfine hyperfine
+work=$(mktemp -d /tmp/wt-bench-create.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+isolate_git "$work"
+make_repo "$work/repo" 3000
+cd "$work/repo"
+
+# Between runs: no worktrees, no wt branches, no ledger, and nothing left to write back.
+# (`prune` is fine here: it is the benchmark's own throwaway repository.)
+reset='rm -rf "../$(basename "$PWD").wt" && git worktree prune && git for-each-ref --format="delete %(refname)" refs/heads/wt/ | git update-ref --stdin && rm -rf .git/wt && sync'
+loop='for i in 1 2 3 4 5 6 7 8; do git worktree add -q -b wt/g-$i ../repo.wt/g-$i HEAD; done'
+one_by_one="for i in 1 2 3 4 5 6 7 8; do $BIN/wt-create w-\$i >/dev/null; done"
+python3 "$BENCH_DIR/interleave.py" "${ROUNDS:-5}" "bash -c '$reset'" \
+  git-loop "bash -c '$loop'" \
+  wt-create-n8 "$BIN/wt-create -n 8 --prefix b" \
+  wt-create-loop "bash -c '$one_by_one'" > "$work/t.json"
+
+ms() { python3 -c "import json; print('%.1f' % json.load(open('$work/t.json'))['$1']['median_ms'])"; }
+git_ms=$(ms git-loop) n8_ms=$(ms wt-create-n8) loop_ms=$(ms wt-create-loop)
+
+# The fixed cost of one call, apart from checkout: the same on a 3-file repository.
+make_repo "$work/tiny" 3
+cd "$work/tiny"
+tiny_reset="${reset% && sync}"
+python3 "$BENCH_DIR/interleave.py" "${ROUNDS_TINY:-25}" "bash -c '$tiny_reset'" \
+  git-one "git worktree add -q -b wt/x ../tiny.wt/x HEAD" \
+  wt-one "$BIN/wt-create x" > "$work/tiny.json"
+tiny() { python3 -c "import json; print('%.1f' % json.load(open('$work/tiny.json'))['$1']['median_ms'])"; }
+cat <<MD
+## wt-create: 8 worktrees, 3,000-file repository (issue 2)
+
+Target: per worktree within 10% of \`git worktree add\` (ratio ≤ 1.10). Medians of ${ROUNDS:-5}
+interleaved rounds (each round runs every command once, in rotating order).
+
+| command | median (ms) | ratio to git loop |
+|---|---:|---:|
+| \`git worktree add\` × 8, one after another | $git_ms | 1.000 |
+| \`wt-create -n 8\` (checkouts run in parallel, \`-j\` = cores) | $n8_ms | $(ratio "$n8_ms" "$git_ms") |
+| \`wt-create NAME\` × 8, one process each | $loop_ms | $(ratio "$loop_ms" "$git_ms") |
+
+Fixed cost of one call apart from the checkout (3-file repository, median of ${ROUNDS_TINY:-25}):
+\`git worktree add\` $(tiny git-one) ms, \`wt-create\` $(tiny wt-one) ms (lock, ledger, crash marker and
+the extra git calls that make it safe under concurrency).
+
+MD

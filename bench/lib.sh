@@ -1,0 +1,35 @@
+# Shared helpers of the benchmark scripts (sourced, not run).
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+BIN="$ROOT/target/release"
+
+need() { command -v "$1" >/dev/null || { echo "bench: $1 is missing (apt-get install $2)" >&2; exit 3; }; }
+
+# An isolated git environment, so the user's config cannot change what is measured.
+isolate_git() {
+  export HOME="$1/home" GIT_CONFIG_GLOBAL="$1/gitconfig" GIT_CONFIG_NOSYSTEM=1
+  mkdir -p "$HOME"
+  printf '[user]\n\tname = Bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n' > "$GIT_CONFIG_GLOBAL"
+}
+
+# make_repo DIR FILES: a repository of FILES files of varied size in 40 directories.
+make_repo() {
+  git init -q "$1"
+  python3 - "$1" "$2" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+random.seed(7)
+for i in range(n):
+    d = os.path.join(root, "src", "m%02d" % (i % 40), "s%d" % (i % 7))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "f%d.txt" % i), "w") as f:
+        f.write(("line %d of a source file\n" % i) * random.randint(5, 200))
+PY
+  git -C "$1" add -A && git -C "$1" commit -qm "bench fixture"
+}
+
+# mean_ms JSON NAME: the mean of one hyperfine command, in milliseconds.
+mean_ms() { jq -r --arg n "$2" '.results[] | select(.command == $n) | .mean * 1000' "$1"; }
+ratio() { python3 -c "print(f'{$1 / $2:.3f}')"; }

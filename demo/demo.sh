@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `make demo`: every wt tool that works today, on a throwaway repository.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export PATH="$ROOT/target/debug:$PATH"
+work=$(mktemp -d /tmp/wt-demo.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export HOME="$work/home" GIT_CONFIG_GLOBAL="$work/gitconfig" GIT_CONFIG_NOSYSTEM=1
+mkdir -p "$HOME"
+printf '[user]\n\tname = Demo\n\temail = demo@example.com\n[init]\n\tdefaultBranch = main\n' > "$GIT_CONFIG_GLOBAL"
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; eval "$@"; }
+
+git init -q "$work/app" && cd "$work/app"
+printf 'print("hello")\n' > app.py
+printf '.env\n' > .gitignore
+printf '.env\n' > .worktreeinclude
+git add -A && git commit -qm "first commit"
+printf 'SECRET=from-main\n' > .env
+echo "A throwaway repository at $work/app, with a gitignored .env named in .worktreeinclude."
+
+step 'wt-create -n 3                                   # three worktrees, one record each'
+step 'wt-create agent-2 | jq -c "{name, created}"      # again: adopted, not made twice'
+step 'git worktree list                                # git sees them as its own'
+step 'cat ../app.wt/agent-1/.env                       # .worktreeinclude files were copied'
+step 'wt-create --list | jq -r .path                   # records compose with any tool'
+step 'script -qec "wt-create --list" /dev/null          # on a terminal: a table'
+step 'wt-create -- "../escape" 2>&1 || true            # bad input: one line, nothing made'
+step 'echo "change" >> ../app.wt/agent-3/app.py; wt-create --remove agent-3 2>&1 || true'
+step 'wt-create --list | wt-create --remove --force | jq -c "{name, removed}"'
+step 'git worktree list; git branch'
+echo
+echo "Not built yet: wt-env, wt-run, wt-watch, wt-merge (see the README)."
