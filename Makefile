@@ -12,9 +12,10 @@ build:
 demo: build
 	bash demo/demo.sh
 
-## test: every test (the end-to-end tests run the binaries `build` makes)
+## test: every test (the end-to-end tests run the binaries `build` makes, and wt-env's
+## database tests a private PostgreSQL server that tests/pg-server.sh starts)
 test: build
-	$(CARGO) test --workspace
+	WT_TEST_PG="$$(bash tests/pg-server.sh)" && export WT_TEST_PG && $(CARGO) test --workspace
 
 ## lint: formatting and clippy, as CI checks them
 lint:

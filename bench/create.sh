@@ -25,7 +25,7 @@ git_ms=$(ms git-loop) n8_ms=$(ms wt-create-n8) loop_ms=$(ms wt-create-loop)
 # The fixed cost of one call, apart from checkout: the same on a 3-file repository.
 make_repo "$work/tiny" 3
 cd "$work/tiny"
-tiny_reset="${reset% && sync}"
+tiny_reset="$reset"
 python3 "$BENCH_DIR/interleave.py" "${ROUNDS_TINY:-25}" "bash -c '$tiny_reset'" \
   git-one "git worktree add -q -b wt/x ../tiny.wt/x HEAD" \
   wt-one "$BIN/wt-create x" > "$work/tiny.json"

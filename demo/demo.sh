@@ -26,8 +26,13 @@ step 'cat ../app.wt/agent-1/.env                       # .worktreeinclude files 
 step 'wt-create --list | jq -r .path                   # records compose with any tool'
 step 'script -qec "wt-create --list" /dev/null          # on a terminal: a table'
 step 'wt-create -- "../escape" 2>&1 || true            # bad input: one line, nothing made'
+step 'wt-create --list | wt-env --ports web,api --dotenv --brief CLAUDE.local.md | jq -c "{name, index, port: .env.vars.PORT, api: .env.ports.api}"'
+step 'cat ../app.wt/agent-2/.env.wt | head -6                  # the env file, ignored by git'
+step 'git -C ../app.wt/agent-2 status --short && echo "(git status is clean)"'
+step 'eval "$(wt-env --export agent-1)"; echo "agent-1 serves on port $PORT"'
+step 'wt-env --range 20000-20005 agent-1 2>&1 || true   # bad input: the ledger is untouched'
 step 'echo "change" >> ../app.wt/agent-3/app.py; wt-create --remove agent-3 2>&1 || true'
 step 'wt-create --list | wt-create --remove --force | jq -c "{name, removed}"'
 step 'git worktree list; git branch'
 echo
-echo "Not built yet: wt-env, wt-run, wt-watch, wt-merge (see the README)."
+echo "Not built yet: wt-run, wt-watch, wt-merge (see the README)."

@@ -6,7 +6,10 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 
 /// Replaces `path` with `bytes` atomically: a reader sees the old file or the new one, never a
-/// half-written one, and a crash leaves at worst a stray temp file beside it.
+/// half-written one, and a crash leaves at worst a stray temp file beside it. The data is
+/// synced before the rename, so after a power loss the file is the old version or the new one,
+/// whole. The directory is not synced: that would only make the newest version durable, and it
+/// costs a second journal commit on every write (measured: most of the time of a lease).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -15,9 +18,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // The rename is durable only once the directory entry is.
-        File::open(dir)?.sync_all()
+        crate::failpoint::hit("before-rename");
+        fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

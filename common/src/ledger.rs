@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -90,11 +91,42 @@ impl Ledger {
 pub struct LedgerFile {
     path: PathBuf,
     lock: PathBuf,
+    /// The last ledger parsed, with the identity of the file it came from. Every write
+    /// replaces the file by rename (a new inode), so the same identity means the same content
+    /// and the locked re-read after an unlocked one need not parse again.
+    cache: Arc<Mutex<Option<(Stamp, Ledger)>>>,
+}
+
+/// What identifies one version of the ledger file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        }
+    }
 }
 
 impl LedgerFile {
     pub fn new(state_dir: &Path) -> Self {
-        LedgerFile { path: state_dir.join("ledger.json"), lock: state_dir.join("ledger.lock") }
+        LedgerFile {
+            path: state_dir.join("ledger.json"),
+            lock: state_dir.join("ledger.lock"),
+            cache: Arc::new(Mutex::new(None)),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -103,12 +135,30 @@ impl LedgerFile {
 
     /// A snapshot, without the lock: always a whole ledger, thanks to write-then-rename.
     pub fn read(&self) -> Result<Ledger, Error> {
-        let text = match std::fs::read(&self.path) {
-            Ok(t) => t,
+        let unreadable =
+            |e: std::io::Error| Error::env("ledger-unreadable", format!("cannot read {}: {e}", self.path.display()));
+        let file = match std::fs::File::open(&self.path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ledger::default()),
-            Err(e) => return Err(Error::env("ledger-unreadable", format!("cannot read {}: {e}", self.path.display()))),
+            Err(e) => return Err(unreadable(e)),
         };
-        serde_json::from_slice(&text).map_err(|e| {
+        // Stamp and content come from the same open file, so they always belong together.
+        let stamp = Stamp::of(&file.metadata().map_err(unreadable)?);
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((s, ledger)) = cache.as_ref() {
+            if *s == stamp {
+                return Ok(ledger.clone());
+            }
+        }
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut &file, &mut text).map_err(unreadable)?;
+        let ledger = self.parse(&text)?;
+        *cache = Some((stamp, ledger.clone()));
+        Ok(ledger)
+    }
+
+    fn parse(&self, text: &[u8]) -> Result<Ledger, Error> {
+        serde_json::from_slice(text).map_err(|e| {
             let p = self.path.display();
             Error::env(
                 "ledger-corrupt",
@@ -126,6 +176,7 @@ impl LedgerFile {
         }
         let _lock = FileLock::acquire(&self.lock, default_timeout())?;
         let before = self.read()?;
+        crate::failpoint::hit("ledger-locked");
         let mut ledger = before.clone();
         let out = change(&mut ledger)?;
         if ledger != before {

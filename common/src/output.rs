@@ -89,6 +89,15 @@ impl Output {
         }
     }
 
+    /// Counts a failed record and tells the person, without writing the record (for modes
+    /// whose stdout is not records, such as `wt-env --export`).
+    pub fn emit_error_only(&mut self, rec: &Record) {
+        if let Some(err) = &rec.error {
+            self.fail(Exit::Failed);
+            eprintln!("{}: {}: {}", self.tool, rec.name, err.message);
+        }
+    }
+
     /// Reports an input line that could not be read; the run goes on and exits 2.
     pub fn malformed(&mut self, m: &Malformed) {
         eprintln!("{}: skipped input {m}", self.tool);

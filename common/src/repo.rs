@@ -1,6 +1,7 @@
 //! Finding the repository, its main worktree, its worktrees and the tools' state directory.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::error::Error;
 use crate::git;
@@ -12,11 +13,14 @@ pub struct Repo {
     pub common_dir: PathBuf,
     /// The main worktree; `None` for a bare repository.
     pub main_worktree: Option<PathBuf>,
-    /// Where git looks for hooks (honours `core.hooksPath`).
-    pub hooks_dir: PathBuf,
-    /// What the main worktree (or the bare repository) has checked out; `None` before the
-    /// first commit.
-    pub main_head: Option<MainHead>,
+    /// What only git can say (hooks path, HEAD of the main worktree), asked once, when needed.
+    details: OnceLock<Result<Details, Error>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Details {
+    hooks_dir: PathBuf,
+    main_head: Option<MainHead>,
 }
 
 /// HEAD of the main worktree.
@@ -41,46 +45,24 @@ pub struct GitWorktree {
 }
 
 impl Repo {
-    /// Finds the repository that `start` is in.
+    /// Finds the repository that `start` is in. The common layouts are found by reading the
+    /// file system (as git does) without starting git, which matters for tools that run in a
+    /// few milliseconds; anything unusual is left to `git rev-parse`.
     pub fn discover(start: &Path) -> Result<Repo, Error> {
         if !start.is_dir() {
             return Err(Error::usage("no-such-directory", format!("{}: no such directory", start.display())));
         }
-        // One git process for all of it: rev-parse applies each flag to the arguments after it,
-        // and `main-worktree/HEAD` names the main worktree's HEAD from any worktree.
-        let mut cmd = git::command(start);
-        cmd.args([
-            "rev-parse",
-            "--path-format=absolute",
-            "--git-common-dir",
-            "--git-path",
-            "hooks",
-            "--is-bare-repository",
-        ]);
-        cmd.args(["main-worktree/HEAD", "--symbolic-full-name", "main-worktree/HEAD"]);
-        let out = git::raw_output(&mut cmd)?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let lines: Vec<&str> = text.lines().collect();
-        // Before the first commit HEAD does not resolve: git fails, but only after printing
-        // the first three answers.
-        if !out.status.success() && lines.len() < 3 {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            if stderr.contains("not a git repository") {
-                return Err(Error::env(
-                    "not-a-repository",
-                    format!("not a git repository: {} (run inside a repository, or pass -C DIR)", start.display()),
-                ));
-            }
-            return Err(Error::env("git-failed", git::failure_message(&cmd, &out)));
+        match discover_natively(start) {
+            Some(repo) => Ok(repo),
+            None => Self::discover_with_git(start),
         }
-        let (common, hooks, bare) = (lines[0], lines[1], lines[2]);
-        let main_head = match (out.status.success(), lines.get(3), lines.get(4)) {
-            (true, Some(commit), Some(symbolic)) => Some(MainHead {
-                commit: commit.to_string(),
-                branch: symbolic.strip_prefix("refs/heads/").map(str::to_string),
-            }),
-            _ => None,
-        };
+    }
+
+    /// Discovery by asking git: the reference the file-system walk must agree with.
+    pub fn discover_with_git(start: &Path) -> Result<Repo, Error> {
+        let (text, ok) = rev_parse_all(start)?;
+        let lines: Vec<&str> = text.lines().collect();
+        let (common, bare) = (lines[0], lines[2]);
         let common_dir = canonical(Path::new(common))?;
         // git's own rule (worktree.c, get_main_worktree): the main worktree is the parent of a
         // common dir named `.git`; any other common dir belongs to a bare repository.
@@ -88,7 +70,28 @@ impl Repo {
             ("false", Some(n)) if n == ".git" => common_dir.parent().map(Path::to_path_buf),
             _ => None,
         };
-        Ok(Repo { common_dir, main_worktree, hooks_dir: PathBuf::from(hooks), main_head })
+        let details = OnceLock::new();
+        let _ = details.set(Ok(Details::parse(&lines, ok)));
+        Ok(Repo { common_dir, main_worktree, details })
+    }
+
+    /// Where git looks for hooks (honours `core.hooksPath`).
+    pub fn hooks_dir(&self) -> Result<PathBuf, Error> {
+        self.details().map(|d| d.hooks_dir.clone())
+    }
+
+    /// What the main worktree (or the bare repository) has checked out; `None` before the
+    /// first commit.
+    pub fn main_head(&self) -> Result<Option<MainHead>, Error> {
+        self.details().map(|d| d.main_head.clone())
+    }
+
+    fn details(&self) -> Result<&Details, Error> {
+        let got = self.details.get_or_init(|| {
+            let (text, ok) = rev_parse_all(self.root())?;
+            Ok(Details::parse(&text.lines().collect::<Vec<_>>(), ok))
+        });
+        got.as_ref().map_err(Clone::clone)
     }
 
     /// The repository as records name it: the main worktree, or the bare repository.
@@ -137,6 +140,111 @@ impl Repo {
         }
         Err(last.expect("at least one attempt"))
     }
+}
+
+/// One git process for everything discovery needs: rev-parse applies each flag to the
+/// arguments after it, and `main-worktree/HEAD` names the main worktree's HEAD from any
+/// worktree. Returns stdout and whether HEAD resolved. Before the first commit git fails, but
+/// only after printing the first three answers.
+fn rev_parse_all(dir: &Path) -> Result<(String, bool), Error> {
+    let mut cmd = git::command(dir);
+    cmd.args([
+        "rev-parse",
+        "--path-format=absolute",
+        "--git-common-dir",
+        "--git-path",
+        "hooks",
+        "--is-bare-repository",
+    ]);
+    cmd.args(["main-worktree/HEAD", "--symbolic-full-name", "main-worktree/HEAD"]);
+    let out = git::raw_output(&mut cmd)?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() && text.lines().count() < 3 {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("not a git repository") {
+            return Err(Error::env(
+                "not-a-repository",
+                format!("not a git repository: {} (run inside a repository, or pass -C DIR)", dir.display()),
+            ));
+        }
+        return Err(Error::env("git-failed", git::failure_message(&cmd, &out)));
+    }
+    Ok((text, out.status.success()))
+}
+
+impl Details {
+    fn parse(lines: &[&str], head_resolved: bool) -> Details {
+        let main_head = match (head_resolved, lines.get(3), lines.get(4)) {
+            (true, Some(commit), Some(symbolic)) => Some(MainHead {
+                commit: commit.to_string(),
+                branch: symbolic.strip_prefix("refs/heads/").map(str::to_string),
+            }),
+            _ => None,
+        };
+        Details { hooks_dir: PathBuf::from(lines.get(1).copied().unwrap_or_default()), main_head }
+    }
+}
+
+/// Variables that change how git finds a repository; with any of them set, git decides.
+const DISCOVERY_VARS: &[&str] =
+    &["GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_CEILING_DIRECTORIES", "GIT_DISCOVERY_ACROSS_FILESYSTEM"];
+
+/// git's discovery for the ordinary layouts: the nearest `.git` directory, `.git` file
+/// (`gitdir: …`, a linked worktree) or bare repository, then its `commondir`. `None` when in
+/// doubt, so that git itself answers (and explains a failure).
+fn discover_natively(start: &Path) -> Option<Repo> {
+    if DISCOVERY_VARS.iter().any(|v| std::env::var_os(v).is_some()) {
+        return None;
+    }
+    let start = start.canonicalize().ok()?;
+    for dir in start.ancestors() {
+        let dot = dir.join(".git");
+        let gitdir = match std::fs::metadata(&dot) {
+            Ok(m) if m.is_dir() => dot,
+            Ok(m) if m.is_file() => dir.join(std::fs::read_to_string(&dot).ok()?.trim_end().strip_prefix("gitdir: ")?),
+            _ if is_git_dir(dir) => dir.to_path_buf(),
+            _ => continue,
+        };
+        if !is_git_dir(&gitdir) {
+            return None;
+        }
+        let common = match std::fs::read_to_string(gitdir.join("commondir")) {
+            Ok(rel) => gitdir.join(rel.trim_end()),
+            Err(_) => gitdir,
+        };
+        let common_dir = common.canonicalize().ok()?;
+        let named_dot_git = common_dir.file_name().is_some_and(|n| n == ".git");
+        let main_worktree = if named_dot_git && !config_says_bare(&common_dir) {
+            common_dir.parent().map(Path::to_path_buf)
+        } else {
+            None
+        };
+        return Some(Repo { common_dir, main_worktree, details: OnceLock::new() });
+    }
+    None
+}
+
+/// A repository directory, or a linked worktree's admin directory.
+fn is_git_dir(dir: &Path) -> bool {
+    dir.join("HEAD").is_file() && (dir.join("objects").is_dir() || dir.join("commondir").is_file())
+}
+
+/// `core.bare = true` in the repository's config.
+fn config_says_bare(common_dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(common_dir.join("config")) else { return false };
+    let mut in_core = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_core = line.trim_start_matches('[').trim_end_matches(']').trim().eq_ignore_ascii_case("core");
+        } else if in_core {
+            if let Some((k, v)) = line.split_once('=') {
+                if k.trim().eq_ignore_ascii_case("bare") {
+                    return v.trim().eq_ignore_ascii_case("true");
+                }
+            }
+        }
+    }
+    false
 }
 
 /// Canonical form of an existing path (symlinks resolved), as git records worktree paths.

@@ -120,6 +120,33 @@ impl TestRepo {
         Run::of(&mut cmd, stdin)
     }
 
+    /// Runs tools connected by real pipes (`a | b | c`) and returns what the last printed.
+    /// Every stage but the last must exit 0.
+    pub fn pipeline(&self, stages: &[(&str, &[&str])]) -> Run {
+        let mut children = Vec::new();
+        let mut upstream: Option<std::process::ChildStdout> = None;
+        for (i, (tool, args)) in stages.iter().enumerate() {
+            let mut cmd = self.cmd(tool);
+            cmd.args(*args).stderr(Stdio::piped()).stdout(Stdio::piped());
+            match upstream.take() {
+                Some(out) => cmd.stdin(Stdio::from(out)),
+                None => cmd.stdin(Stdio::null()),
+            };
+            let mut child = cmd.spawn().expect("spawn stage");
+            if i + 1 < stages.len() {
+                upstream = child.stdout.take();
+            }
+            children.push(child);
+        }
+        let last = children.pop().expect("at least one stage");
+        let run = Run::from_output(last.wait_with_output().expect("wait"));
+        for (child, (tool, _)) in children.into_iter().zip(stages) {
+            let out = Run::from_output(child.wait_with_output().expect("wait"));
+            assert_eq!(out.code, Some(0), "{tool} in the pipeline failed\n{out}");
+        }
+        run
+    }
+
     /// `git worktree list --porcelain` as (path, branch) pairs, main first.
     pub fn git_worktrees(&self) -> Vec<(PathBuf, Option<String>)> {
         let text = self.git(["worktree", "list", "--porcelain", "-z"]);
@@ -184,6 +211,72 @@ impl Run {
 impl std::fmt::Display for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "exit: {:?}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// The URL of the PostgreSQL server the tests use (`tests/pg-server.sh` starts one; `make test`
+/// and CI set `WT_TEST_PG`). Without it the test fails, saying how to get one: a database test
+/// that silently skips would prove nothing.
+pub fn pg_url() -> String {
+    std::env::var("WT_TEST_PG").unwrap_or_else(|_| {
+        panic!("WT_TEST_PG is not set: run `make test` (it starts a PostgreSQL server), or export WT_TEST_PG=$(tests/pg-server.sh)")
+    })
+}
+
+/// The server URL with the database `db` instead of the one it names.
+pub fn pg_url_for(db: &str) -> String {
+    let url = pg_url();
+    let (head, query) = url.split_once('?').unwrap_or((&url, ""));
+    let base = head.rsplit_once('/').map(|(b, _)| b).unwrap_or(head);
+    format!("{base}/{db}?{query}")
+}
+
+/// Runs SQL with psql against database `db`; returns its unaligned, tuples-only output.
+pub fn psql(db: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new("psql")
+        .args([&pg_url_for(db), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("run psql");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// A template database unique to one test, dropped with every clone of it at the end.
+#[derive(Debug)]
+pub struct PgTemplate {
+    pub name: String,
+}
+
+impl PgTemplate {
+    /// Creates the database and runs `setup` (SQL) in it.
+    pub fn new(setup: &str) -> PgTemplate {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("wt_t{}_{n}", std::process::id());
+        psql("postgres", &format!("CREATE DATABASE {name}")).expect("create template");
+        psql(&name, setup).expect("set up template");
+        PgTemplate { name }
+    }
+
+    /// Databases whose names start with this template's.
+    pub fn clones(&self) -> Vec<String> {
+        let list = psql(
+            "postgres",
+            &format!("SELECT datname FROM pg_database WHERE datname LIKE '{}\\_wt%' ORDER BY 1", self.name),
+        )
+        .unwrap();
+        list.lines().map(str::to_string).collect()
+    }
+}
+
+impl Drop for PgTemplate {
+    fn drop(&mut self) {
+        for db in self.clones().into_iter().chain([self.name.clone()]) {
+            let _ = psql("postgres", &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+        }
     }
 }
 

@@ -68,7 +68,7 @@ impl Context {
                     )),
                 }
             }
-            None => match &self.repo.main_head {
+            None => match &self.repo.main_head()? {
                 Some(head) => Ok(Base {
                     name: head.branch.clone().unwrap_or_else(|| head.commit.clone()),
                     commit: head.commit.clone(),

@@ -409,7 +409,7 @@ fn checkout(ctx: &Context, m: &Marker, includes: &Option<Result<Vec<String>, Err
 /// git runs post-checkout after `worktree add`; since we checked out ourselves, we run it too,
 /// with the same arguments git gives it.
 fn run_post_checkout_hook(ctx: &Context, m: &Marker) -> Result<(), Error> {
-    let hook = ctx.repo.hooks_dir.join("post-checkout");
+    let hook = ctx.repo.hooks_dir()?.join("post-checkout");
     if !hook.is_file() {
         return Ok(());
     }

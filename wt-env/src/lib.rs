@@ -1,13 +1,156 @@
-//! wt-env: not built yet (issue 3). The binary exists so that pipelines and `make install`
-//! see the whole toolkit, and says plainly that it cannot do its job yet.
+//! wt-env: a stable index, a block of free ports and a database per worktree, and the env
+//! file that carries them. See `lease` for how leases are kept, `ports` for how a port is
+//! judged free, `database` for PostgreSQL and SQLite.
 
-use wt_common::Exit;
+pub mod args;
+pub mod database;
+pub mod envfile;
+pub mod grant;
+pub mod lease;
+pub mod manage;
+pub mod ports;
+pub mod target;
 
-/// What the binary says until the tool is built.
-pub const NOT_BUILT: &str = "wt-env is not built yet (issue 3); nothing was done";
+use std::io::Write;
 
-/// Prints why nothing happens and gives the usage exit code.
-pub fn run() -> Exit {
-    eprintln!("{NOT_BUILT}");
-    Exit::Usage
+use serde_json::Value;
+use wt_common::ledger::LedgerFile;
+use wt_common::output::{core_columns, status_or_error, Column, Output};
+use wt_common::repo::Repo;
+use wt_common::{config, Error, Exit, Record};
+
+use crate::args::{Args, Config};
+use crate::database::DbSpec;
+use crate::grant::Plan;
+use crate::lease::PortRequest;
+use crate::ports::PortRange;
+use crate::target::{Target, TOOL};
+
+pub fn run(args: Args) -> Result<Exit, Error> {
+    wt_common::cli::init_logging(args.global.verbose);
+    let repo = Repo::discover(&args.global.start_dir())?;
+    let config: Config = config::section(repo.main_worktree.as_deref(), "env")?;
+    let ledger = LedgerFile::new(&repo.state_dir());
+    let mut out = Output::new(TOOL, args.global.json || args.export, columns());
+    if args.list {
+        manage::list(&repo, &ledger, &mut out)?;
+        return Ok(out.finish());
+    }
+    if args.gc {
+        manage::gc(&repo, &ledger, args.drop_database, &mut out)?;
+        return Ok(out.finish());
+    }
+    if args.drop_database && !args.release {
+        return Err(Error::usage("usage", "--drop-database goes with --release or --gc"));
+    }
+    let plan = if args.release { None } else { Some(plan(&args, &config)?) };
+    let snapshot = ledger.read()?;
+    let mut words = args.names.clone();
+    words.extend(args.worktrees.iter().cloned());
+    let use_stdin = words.is_empty() && !args.all;
+    let targets = target::collect(&repo, &snapshot, &words, args.all, use_stdin, &mut out);
+    if args.export && targets.len() != 1 {
+        return Err(Error::usage(
+            "export-one",
+            format!("--export prints one worktree's env, but {} were given", targets.len()),
+        ));
+    }
+    for t in targets {
+        let rec = match (t, &plan) {
+            (Target::PassThrough(r), _) => *r,
+            (Target::Worktree(r), None) => manage::release(&repo, &ledger, *r, args.drop_database, false),
+            (Target::Worktree(r), Some(plan)) => grant::grant(&repo, &ledger, plan, *r),
+        };
+        if args.export {
+            export(&rec, &mut out);
+        } else {
+            out.emit(&rec);
+        }
+        if out.closed() {
+            break;
+        }
+    }
+    Ok(out.finish())
+}
+
+fn plan(args: &Args, config: &Config) -> Result<Plan, Error> {
+    let size = args.block.or(config.block).unwrap_or(10);
+    if size == 0 || size > 1000 {
+        return Err(Error::usage("bad-block", "--block must be 1 to 1000"));
+    }
+    let range = match args.range.as_deref().or(config.range.as_deref()) {
+        Some(r) => PortRange::parse(r)?,
+        None => PortRange::default_for_this_machine(),
+    };
+    if u32::from(size) > range.count() {
+        return Err(Error::usage(
+            "range-too-small",
+            format!(
+                "--range {} has {} ports, fewer than a block of {size}; widen --range or lower --block",
+                range.show(),
+                range.count()
+            ),
+        ));
+    }
+    let names = args.ports.clone().or_else(|| config.ports.clone());
+    if let Some(n) = &names {
+        envfile::validate_port_names(n, size)?;
+    }
+    let database = args.database.as_deref().or(config.database.as_deref()).map(DbSpec::parse).transpose()?;
+    let rel_ok = |p: &std::path::Path, flag: &str| {
+        if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            Err(Error::usage("bad-path", format!("{flag} {} must be a path inside the worktree", p.display())))
+        } else {
+            Ok(())
+        }
+    };
+    let dotenv = args.dotenv.clone().or_else(|| config.dotenv.clone());
+    let brief = args.brief.clone().or_else(|| config.brief.clone());
+    if let Some(p) = &dotenv {
+        rel_ok(p, "--dotenv")?;
+    }
+    if let Some(p) = &brief {
+        rel_ok(p, "--brief")?;
+    }
+    Ok(Plan { ports: PortRequest { range, size, names }, database, dotenv, brief })
+}
+
+/// `--export`: the env as shell lines; an error goes to stderr as usual.
+fn export(rec: &Record, out: &mut Output) {
+    if rec.has_error() {
+        out.emit_error_only(rec);
+        return;
+    }
+    let vars = rec.key("env").and_then(|e| e.get("vars")).and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut stdout = std::io::stdout().lock();
+    if stdout.write_all(envfile::export_text(&vars).as_bytes()).and_then(|_| stdout.flush()).is_err() {
+        // A closed pipe: nothing more to say.
+    }
+}
+
+fn columns() -> Vec<Column> {
+    let mut cols = core_columns();
+    cols.insert(1, Column { title: "INDEX", value: |r| r.index.map(|i| i.to_string()).unwrap_or_default() });
+    cols.push(Column {
+        title: "PORTS",
+        value: |r| {
+            let b = r.key("env").and_then(|e| e.get("block"));
+            match b.and_then(|b| Some((b.get("start")?.as_u64()?, b.get("end")?.as_u64()?))) {
+                Some((s, e)) => format!("{s}-{e}"),
+                None => String::new(),
+            }
+        },
+    });
+    cols.push(Column {
+        title: "DATABASE",
+        value: |r| {
+            r.key("env")
+                .and_then(|e| e.pointer("/database/name"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        },
+    });
+    cols.push(Column { title: "STATUS", value: |r| status_or_error(r, "") });
+    cols
 }

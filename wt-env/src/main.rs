@@ -1,3 +1,6 @@
+use clap::Parser;
+
 fn main() -> std::process::ExitCode {
-    wt_env::run().into()
+    let args = wt_env::args::Args::parse();
+    wt_common::cli::run_main("wt-env", || wt_env::run(args))
 }

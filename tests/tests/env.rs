@@ -1,0 +1,276 @@
+//! wt-env, end to end: real pipes from wt-create, real sockets, a real PostgreSQL server.
+//! Each test takes its ports from its own range, so tests can run in parallel.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::Value;
+use wt_tests::{psql, s, PgTemplate, Run, TestRepo};
+
+fn block(rec: &Value) -> (u64, u64) {
+    let b = &rec["env"]["block"];
+    (b["start"].as_u64().unwrap(), b["end"].as_u64().unwrap())
+}
+
+fn var<'v>(rec: &'v Value, k: &str) -> &'v str {
+    rec["env"]["vars"][k].as_str().unwrap_or_else(|| panic!("no var {k} in {rec}"))
+}
+
+fn ledger(t: &TestRepo) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(t.repo.join(".git/wt/ledger.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn leases_through_a_pipe_from_wt_create_are_distinct_and_stable() {
+    let t = TestRepo::new();
+    let args = ["--range", "21000-21199", "--ports", "web,api"];
+    let run = t.pipeline(&[("wt-create", &["-n", "3"]), ("wt-env", &args)]);
+    run.expect_code(0);
+    let recs = run.records();
+    assert_eq!(recs.iter().map(|r| r["index"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(recs.iter().map(block).collect::<Vec<_>>(), [(21000, 21009), (21010, 21019), (21020, 21029)]);
+    let r = &recs[1];
+    assert_eq!(s(r, "name"), "agent-2");
+    assert_eq!(s(r, "branch"), "wt/agent-2", "wt-create's fields pass through");
+    assert_eq!((var(r, "PORT"), var(r, "WT_PORT_WEB"), var(r, "WT_PORT_API")), ("21010", "21010", "21011"));
+    assert_eq!((var(r, "CONDUCTOR_PORT"), var(r, "CMUX_PORT"), var(r, "CMUX_PORT_END")), ("21010", "21010", "21019"));
+    assert_eq!((var(r, "WT_NAME"), var(r, "WT_INDEX"), var(r, "WT_BRANCH")), ("agent-2", "2", "wt/agent-2"));
+    assert_eq!(var(r, "WT_PATH"), s(r, "path"));
+    assert_eq!(r["env"]["ports"], serde_json::json!({"web": 21010, "api": 21011}));
+    // Asking again, by name on stdin, gives the same leases.
+    let again = t.run("wt-env", &["--range", "21000-21199"], "agent-3\nagent-1\n");
+    let again = again.expect_code(0).records();
+    assert_eq!((again[0]["index"].clone(), block(&again[0])), (Value::from(3), (21020, 21029)));
+    assert_eq!(var(&again[1], "WT_PORT_WEB"), "21000", "port names are remembered");
+}
+
+#[test]
+fn an_index_is_the_smallest_free_one_and_comes_back_after_removal() {
+    let t = TestRepo::new();
+    t.pipeline(&[("wt-create", &["-n", "3"]), ("wt-env", &["--range", "21200-21399"])]).expect_code(0);
+    t.run("wt-create", &["--remove", "agent-2"], "").expect_code(0);
+    assert!(ledger(&t)["worktrees"].get("agent-2").is_none(), "wt-create --remove releases the leases");
+    let rec = &t.pipeline(&[("wt-create", &["late"]), ("wt-env", &["--range", "21200-21399"])]).records()[0];
+    assert_eq!(rec["index"], 2);
+    assert_eq!(block(rec), (21210, 21219), "its block was free again");
+}
+
+#[test]
+fn sixty_four_processes_at_once_get_distinct_indices_and_disjoint_blocks() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["-n", "64", "--prefix", "c"], "").expect_code(0);
+    let children: Vec<_> = (1..=64)
+        .map(|i| {
+            let mut cmd = t.cmd("wt-env");
+            cmd.args(["-w", &format!("c-{i}"), "--range", "24000-24999", "--block", "5"]);
+            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let recs: Vec<Value> = children
+        .into_iter()
+        .map(|c| {
+            let run = Run::from_output(c.wait_with_output().unwrap());
+            run.expect_code(0);
+            run.records().remove(0)
+        })
+        .collect();
+    let indices: BTreeSet<u64> = recs.iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    assert_eq!(indices, (1..=64).collect());
+    let mut ports = BTreeSet::new();
+    for r in &recs {
+        let (a, b) = block(r);
+        assert_eq!(b - a, 4);
+        for p in a..=b {
+            assert!(ports.insert(p), "port {p} granted twice");
+        }
+    }
+    assert_eq!(ledger(&t)["worktrees"].as_object().unwrap().len(), 64, "every lease recorded");
+}
+
+#[test]
+fn a_port_something_listens_on_is_never_granted_even_on_ipv6_loopback_only() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["-n", "2"], "").expect_code(0);
+    let foreign = std::net::TcpListener::bind("[::1]:21405").expect("bind [::1]:21405");
+    let rec = &t.run("wt-env", &["-w", "agent-1", "--range", "21400-21599"], "").expect_code(0).records()[0];
+    assert_eq!(block(rec), (21410, 21419), "the block holding 21405 was skipped");
+    drop(foreign);
+    // Something foreign takes a port of a granted block: asking again says so.
+    let intruder = std::net::TcpListener::bind("127.0.0.1:21412").unwrap();
+    let rec = &t.run("wt-env", &["-w", "agent-1", "--range", "21400-21599"], "").expect_code(0).records()[0];
+    assert_eq!(block(rec), (21410, 21419), "the lease stays");
+    assert_eq!(rec["env"]["conflicts"], serde_json::json!([21412]));
+    drop(intruder);
+    // The worktree's own server on its port is not a conflict.
+    let wt = PathBuf::from(s(rec, "path"));
+    let mut own = std::process::Command::new("python3")
+        .args(["-c", "import socket,sys,time; s=socket.socket(); s.bind(('127.0.0.1',21413)); s.listen(); print('up',flush=True); time.sleep(30)"])
+        .current_dir(&wt)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(own.stdout.as_mut().unwrap()), &mut line).unwrap();
+    let rec = &t.run("wt-env", &["-w", "agent-1", "--range", "21400-21599"], "").records()[0];
+    let _ = own.kill();
+    let _ = own.wait();
+    assert!(rec["env"].get("conflicts").is_none(), "own listener is fine: {rec}");
+}
+
+#[test]
+fn a_process_killed_while_holding_the_ledger_lock_leaves_a_readable_ledger() {
+    let t = TestRepo::new();
+    t.pipeline(&[("wt-create", &["-n", "2"]), ("wt-env", &["--range", "21600-21799"])]).expect_code(0);
+    let before = ledger(&t);
+    for point in ["ledger-locked", "before-rename"] {
+        let mut cmd = t.cmd("wt-env");
+        cmd.args(["-w", "agent-2", "--range", "21600-21799", "--block", "7"]).env("WT_FAILPOINT", point);
+        let run = Run::of(&mut cmd, "");
+        assert_eq!(run.code, None, "killed at {point}\n{run}");
+        assert_eq!(ledger(&t), before, "{point}: the old ledger, whole");
+    }
+    let run = t.run("wt-env", &["-w", "agent-2", "--range", "21600-21799"], "");
+    assert_eq!(run.expect_code(0).records()[0]["index"], 2);
+}
+
+#[test]
+fn postgres_databases_are_cloned_per_worktree_and_dropped_on_release() {
+    let t = TestRepo::new();
+    let tmpl = PgTemplate::new("CREATE TABLE items (id int); INSERT INTO items VALUES (42);");
+    let url = wt_tests::pg_url_for(&tmpl.name);
+    let args = ["--range", "21800-21999", "--database", &url];
+    let recs = t.pipeline(&[("wt-create", &["-n", "2"]), ("wt-env", &args)]).expect_code(0).records();
+    let db = |i: usize| recs[i]["env"]["database"].clone();
+    assert_eq!(db(0)["name"], format!("{}_wt1", tmpl.name));
+    assert_eq!(db(1)["provisioned"], true);
+    assert_eq!(var(&recs[1], "DATABASE_URL"), wt_tests::pg_url_for(&format!("{}_wt2", tmpl.name)));
+    assert_eq!(psql(&format!("{}_wt2", tmpl.name), "SELECT id FROM items").unwrap(), "42", "cloned with its data");
+    // Each worktree writes to its own database only.
+    psql(&format!("{}_wt1", tmpl.name), "INSERT INTO items VALUES (1)").unwrap();
+    assert_eq!(psql(&format!("{}_wt2", tmpl.name), "SELECT count(*) FROM items").unwrap(), "1");
+    assert_eq!(psql(&tmpl.name, "SELECT count(*) FROM items").unwrap(), "1");
+    // Again: the same database, kept as it is.
+    let again =
+        &t.run("wt-env", &["-w", "agent-1", "--range", "21800-21999", "--database", &url], "").expect_code(0).records()
+            [0];
+    assert_eq!(again["env"]["database"]["name"], format!("{}_wt1", tmpl.name));
+    assert_eq!(psql(&format!("{}_wt1", tmpl.name), "SELECT count(*) FROM items").unwrap(), "2");
+    let rel = t.run("wt-env", &["--release", "--drop-database", "agent-1"], "");
+    assert_eq!(rel.expect_code(0).records()[0]["env"]["database_dropped"], true);
+    assert_eq!(tmpl.clones(), [format!("{}_wt2", tmpl.name)]);
+}
+
+#[test]
+fn a_database_server_that_is_down_is_an_error_but_the_ports_are_leased() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["one"], "").expect_code(0);
+    let down = "postgres:///app?host=/nonexistent-wt-socket-dir&user=nobody";
+    let run = t.run("wt-env", &["-w", "one", "--range", "22000-22099", "--database", down], "");
+    run.expect_code(1);
+    let rec = &run.records()[0];
+    assert_eq!(rec["error"]["code"], "database-unavailable");
+    assert_eq!(block(rec), (22000, 22009));
+    assert_eq!(ledger(&t)["worktrees"]["one"]["ports"]["start"], 22000);
+}
+
+#[test]
+fn sqlite_files_are_copied_into_each_worktree() {
+    let t = TestRepo::new();
+    t.write(".gitignore", "*.db\n");
+    t.commit("ignore dbs");
+    t.write("data/app.db", "SQLite format 3\0fake");
+    let url = format!("sqlite://{}", t.repo.join("data/app.db").display());
+    let run = t.pipeline(&[("wt-create", &["s"]), ("wt-env", &["--range", "22100-22199", "--database", &url])]);
+    let rec = &run.expect_code(0).records()[0];
+    let copy = Path::new(s(rec, "path")).join("data/app.db");
+    assert_eq!(std::fs::read(&copy).unwrap(), b"SQLite format 3\0fake");
+    assert_eq!(var(rec, "DATABASE_URL"), format!("sqlite://{}", copy.display()));
+    std::fs::write(&copy, "the agent's own data").unwrap();
+    t.run("wt-env", &["-w", "s", "--range", "22100-22199", "--database", &url], "").expect_code(0);
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), "the agent's own data", "never overwritten");
+}
+
+#[test]
+fn dotenv_export_and_brief_are_written_and_git_ignores_them() {
+    let t = TestRepo::new();
+    let args = ["--range", "22200-22299", "--ports", "web", "--dotenv", "--brief", "CLAUDE.local.md"];
+    let rec = &t.pipeline(&[("wt-create", &["b"]), ("wt-env", &args)]).expect_code(0).records()[0];
+    let wt = PathBuf::from(s(rec, "path"));
+    let dotenv = std::fs::read_to_string(wt.join(".env.wt")).unwrap();
+    assert!(dotenv.contains("PORT=\"22200\"\n") && dotenv.contains("WT_PORT_WEB=\"22200\"\n"), "{dotenv}");
+    assert_eq!(s(&rec["env"], "file"), wt.join(".env.wt").to_str().unwrap());
+    let brief = std::fs::read_to_string(wt.join("CLAUDE.local.md")).unwrap();
+    assert!(
+        brief.contains(wt.to_str().unwrap()) && brief.contains("22200-22209") && brief.contains(".env.wt"),
+        "{brief}"
+    );
+    assert_eq!(t.git_in(&wt, ["status", "--porcelain"]), "", "git ignores both");
+    assert_eq!(t.git(["status", "--porcelain"]), "");
+    // --export, evaluated by a real shell.
+    let script = format!(
+        "eval \"$('{}' --export b --range 22200-22299)\" && echo \"$PORT $WT_NAME\"",
+        wt_tests::bin("wt-env").display()
+    );
+    let mut bash = std::process::Command::new("bash");
+    bash.current_dir(&t.repo).args(["-c", &script]);
+    t.isolate(&mut bash);
+    let out = Run::of(&mut bash, "");
+    assert_eq!(out.expect_code(0).stdout, "22200 b\n");
+}
+
+#[test]
+fn list_release_and_gc_give_leases_back() {
+    let t = TestRepo::new();
+    t.pipeline(&[("wt-create", &["-n", "3"]), ("wt-env", &["--range", "22300-22399"])]).expect_code(0);
+    let listed = t.run("wt-env", &["--list"], "").expect_code(0).records();
+    assert_eq!(listed.iter().map(|r| s(r, "name")).collect::<Vec<_>>(), ["agent-1", "agent-2", "agent-3"]);
+    assert_eq!(var(&listed[2], "PORT"), "22320");
+    t.run("wt-env", &["--release", "agent-1"], "").expect_code(0);
+    assert!(ledger(&t)["worktrees"]["agent-1"].get("ports").is_none());
+    // Removed behind wt's back: rm -rf plus git worktree prune.
+    let gone = t.wt_root().join("agent-3");
+    std::fs::remove_dir_all(&gone).unwrap();
+    t.git(["worktree", "prune"]);
+    let gc = t.run("wt-env", &["--gc"], "").expect_code(0).records();
+    assert_eq!(gc.iter().map(|r| s(r, "name")).collect::<Vec<_>>(), ["agent-3"]);
+    assert!(ledger(&t)["worktrees"].get("agent-3").is_none());
+    let rec = &t.pipeline(&[("wt-create", &["new"]), ("wt-env", &["--range", "22300-22399"])]).records()[0];
+    assert_eq!(rec["index"], 1, "index 1 was released");
+}
+
+#[test]
+fn bad_input_is_refused_and_the_ledger_is_unchanged() {
+    let t = TestRepo::new();
+    t.pipeline(&[("wt-create", &["-n", "2"]), ("wt-env", &["--range", "22400-22419"])]).expect_code(0);
+    t.run("wt-create", &["third"], "").expect_code(0);
+    let before = std::fs::read_to_string(t.repo.join(".git/wt/ledger.json")).unwrap();
+    let same = |t: &TestRepo| assert_eq!(std::fs::read_to_string(t.repo.join(".git/wt/ledger.json")).unwrap(), before);
+    let cases: [(&[&str], i32, &str); 5] = [
+        (&["--range", "22500-22503"], 2, "fewer than a block"),
+        (&["--range", "9-1"], 2, "is not LO-HI"),
+        (&["--database", "mysql://x/y"], 2, "unsupported scheme"),
+        (&["--database", "postgres://localhost"], 2, "template database"),
+        (&["--ports", "we-b"], 2, "letters, digits"),
+    ];
+    for (args, code, says) in cases {
+        let mut full = vec!["-w", "third"];
+        full.extend_from_slice(args);
+        let run = t.run("wt-env", &full, "");
+        run.expect_code(code);
+        assert!(run.stderr.contains(says), "{args:?}: {run}");
+        same(&t);
+    }
+    // Every block taken: both blocks of 22400-22419 are leased.
+    let run = t.run("wt-env", &["-w", "third", "--range", "22400-22419"], "");
+    run.expect_code(1);
+    assert_eq!(run.records()[0]["error"]["code"], "no-free-block");
+    same(&t);
+    // A ledger that cannot be parsed is refused and left alone.
+    std::fs::write(t.repo.join(".git/wt/ledger.json"), "{\"v\":1,").unwrap();
+    let run = t.run("wt-env", &["-w", "third", "--range", "22600-22699"], "");
+    run.expect_code(3);
+    assert!(run.stderr.contains("cannot be parsed") && run.stderr.contains("mv "), "{run}");
+    assert_eq!(std::fs::read_to_string(t.repo.join(".git/wt/ledger.json")).unwrap(), "{\"v\":1,");
+}

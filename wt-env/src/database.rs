@@ -1,0 +1,238 @@
+//! A database per worktree: a PostgreSQL database cloned from a template
+//! (`CREATE DATABASE app_wt2 TEMPLATE app`), or a copy of a SQLite file.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use wt_common::Error;
+
+use crate::lease::DbLease;
+
+/// What `--database URL` asks for.
+#[derive(Debug, Clone)]
+pub enum DbSpec {
+    /// `postgres://…/NAME`: clone NAME for each worktree.
+    Postgres { url: url::Url, template: String },
+    /// `sqlite:///path/file.db`: copy the file into each worktree.
+    Sqlite { file: PathBuf },
+}
+
+impl DbSpec {
+    pub fn parse(text: &str) -> Result<DbSpec, Error> {
+        let bad = |why: &str| {
+            Error::usage(
+                "bad-database-url",
+                format!("--database '{text}': {why} (e.g. postgres://localhost/app or sqlite:///abs/path/app.db)"),
+            )
+        };
+        let url = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
+        match url.scheme() {
+            "postgres" | "postgresql" => {
+                let template = url.path().trim_start_matches('/').to_string();
+                if template.is_empty() || template.contains('/') {
+                    return Err(bad("the URL must name the template database, as its path"));
+                }
+                let template = percent_decode(&template);
+                // The worktree's name adds `_wt<index>`; PostgreSQL cuts names at 63 bytes.
+                if template.len() > 55 {
+                    return Err(bad("the database name must be at most 55 bytes"));
+                }
+                postgres::Config::from_str(text).map_err(|e| bad(&e.to_string()))?;
+                Ok(DbSpec::Postgres { url, template })
+            }
+            "sqlite" => {
+                let file = PathBuf::from(percent_decode(url.path()));
+                if !file.is_absolute() || url.path().ends_with('/') {
+                    return Err(bad("a sqlite URL needs an absolute file path: sqlite:///abs/path/app.db"));
+                }
+                Ok(DbSpec::Sqlite { file })
+            }
+            other => Err(bad(&format!("unsupported scheme '{other}' (postgres or sqlite)"))),
+        }
+    }
+
+    /// The lease this worktree will get, before it is provisioned.
+    pub fn lease_for(&self, index: u32, worktree: &Path, main: Option<&Path>) -> DbLease {
+        match self {
+            DbSpec::Postgres { url, template } => {
+                let name = format!("{template}_wt{index}");
+                let mut url = url.clone();
+                url.set_path(&format!("/{name}"));
+                DbLease { kind: "postgres".into(), name, url: url.to_string(), provisioned: false }
+            }
+            DbSpec::Sqlite { file } => {
+                let dest = sqlite_destination(file, worktree, main);
+                DbLease {
+                    kind: "sqlite".into(),
+                    name: dest.display().to_string(),
+                    url: format!("sqlite://{}", dest.display()),
+                    provisioned: false,
+                }
+            }
+        }
+    }
+
+    /// Makes the database exist. Idempotent: an existing database or file is kept as it is.
+    pub fn provision(&self, lease: &mut DbLease) -> Result<(), Error> {
+        match self {
+            DbSpec::Postgres { url, template } => create_pg(url, template, &lease.name)?,
+            DbSpec::Sqlite { file } => copy_sqlite(file, Path::new(&lease.name))?,
+        }
+        lease.provisioned = true;
+        Ok(())
+    }
+}
+
+/// Drops a leased database (postgres) or deletes its copy (sqlite).
+pub fn drop_database(lease: &DbLease) -> Result<(), Error> {
+    match lease.kind.as_str() {
+        "postgres" => {
+            let mut client = connect(&lease.url)?;
+            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&lease.name));
+            client.batch_execute(&sql).map_err(|e| pg_error("dropping", &lease.name, &e))
+        }
+        _ => match std::fs::remove_file(&lease.name) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&lease.name, e)),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// A file inside the main worktree goes to the same place in the worktree; one elsewhere goes
+/// to the worktree's root.
+fn sqlite_destination(file: &Path, worktree: &Path, main: Option<&Path>) -> PathBuf {
+    match main.and_then(|m| file.strip_prefix(m).ok()) {
+        Some(rel) => worktree.join(rel),
+        None => worktree.join(file.file_name().unwrap_or_default()),
+    }
+}
+
+fn copy_sqlite(src: &Path, dest: &Path) -> Result<(), Error> {
+    if dest.exists() {
+        return Ok(()); // the worktree's own data: never overwritten
+    }
+    if !src.is_file() {
+        return Err(Error::failed("database-missing", format!("the SQLite file {} does not exist", src.display())));
+    }
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+    }
+    let tmp = dest.with_extension("wt-copy.tmp");
+    std::fs::copy(src, &tmp).and_then(|_| std::fs::rename(&tmp, dest)).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::failed("database-copy", format!("copying {} to {}: {e}", src.display(), dest.display()))
+    })
+}
+
+fn create_pg(url: &url::Url, template: &str, name: &str) -> Result<(), Error> {
+    let mut client = connect(url.as_str())?;
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .map_err(|e| pg_error("looking up", name, &e))?
+        .is_some();
+    if exists {
+        return Ok(());
+    }
+    let sql = format!("CREATE DATABASE {} TEMPLATE {}", quote_ident(name), quote_ident(template));
+    match client.batch_execute(&sql) {
+        Ok(()) => Ok(()),
+        // Another wt-env made it between our look-up and now.
+        Err(e) if e.code() == Some(&postgres::error::SqlState::DUPLICATE_DATABASE) => Ok(()),
+        Err(e) => Err(pg_error("creating", name, &e)),
+    }
+}
+
+/// Connects to the server of `url`, to its `postgres` maintenance database. Whatever the URL
+/// leaves out comes from the usual variables (PGHOST, PGPORT, PGUSER, PGPASSWORD), as libpq
+/// would take it.
+fn connect(url: &str) -> Result<postgres::Client, Error> {
+    let mut config = postgres::Config::from_str(url)
+        .map_err(|e| Error::usage("bad-database-url", format!("--database '{url}': {e}")))?;
+    if config.get_hosts().is_empty() {
+        match std::env::var("PGHOST") {
+            Ok(h) if h.starts_with('/') => config.host_path(h),
+            Ok(h) if !h.is_empty() => config.host(&h),
+            _ => config.host_path("/var/run/postgresql"),
+        };
+    }
+    if config.get_ports().is_empty() {
+        if let Some(port) = std::env::var("PGPORT").ok().and_then(|p| p.parse().ok()) {
+            config.port(port);
+        }
+    }
+    if config.get_user().is_none() {
+        let user = std::env::var("PGUSER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "postgres".into());
+        config.user(&user);
+    }
+    if config.get_password().is_none() {
+        if let Ok(pw) = std::env::var("PGPASSWORD") {
+            config.password(pw);
+        }
+    }
+    config.dbname("postgres").connect_timeout(Duration::from_secs(5));
+    config.connect(postgres::NoTls).map_err(|e| {
+        Error::failed(
+            "database-unavailable",
+            format!("cannot connect to the PostgreSQL server of {url}: {} (is it running?)", one_line(&e)),
+        )
+    })
+}
+
+fn pg_error(doing: &str, name: &str, e: &postgres::Error) -> Error {
+    Error::failed("database-failed", format!("{doing} database {name}: {}", one_line(e)))
+}
+
+fn one_line(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => e.to_string().replace('\n', " "),
+    }
+}
+
+/// A quoted SQL identifier: `"name"`, with inner quotes doubled.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(s.replace('+', "%2B").as_bytes()).map(|(k, _)| k.into_owned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_postgres_and_sqlite_urls_and_refuses_the_rest() {
+        assert!(
+            matches!(DbSpec::parse("postgres://u@localhost:5432/app").unwrap(), DbSpec::Postgres { template, .. } if template == "app")
+        );
+        assert!(
+            matches!(DbSpec::parse("sqlite:///tmp/x/app.db").unwrap(), DbSpec::Sqlite { file } if file == Path::new("/tmp/x/app.db"))
+        );
+        for bad in [
+            "nonsense",
+            "mysql://h/db",
+            "postgres://localhost",
+            "postgres://localhost/",
+            "sqlite://rel.db",
+            "sqlite:///dir/",
+        ] {
+            assert_eq!(DbSpec::parse(bad).unwrap_err().code, "bad-database-url", "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_worktree_url_names_its_own_database() {
+        let spec = DbSpec::parse("postgres://me@localhost/app?host=/tmp/sock").unwrap();
+        let lease = spec.lease_for(3, Path::new("/w/a"), None);
+        assert_eq!(lease.name, "app_wt3");
+        assert_eq!(lease.url, "postgres://me@localhost/app_wt3?host=/tmp/sock");
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}

@@ -1,0 +1,164 @@
+//! The worktree's environment: the variables, a dotenv file git ignores, `export` lines, and
+//! the repository's `info/exclude` entries that keep those files out of `git status`.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::{Map, Value};
+use wt_common::lock::{default_timeout, FileLock};
+use wt_common::repo::Repo;
+use wt_common::{Error, Record};
+
+use crate::lease::{DbLease, PortBlock};
+
+/// The variables every process in the worktree gets, in a stable order.
+pub fn vars(rec: &Record, index: u32, block: &PortBlock, db: Option<&DbLease>) -> Map<String, Value> {
+    let mut v = Map::new();
+    let mut put = |k: &str, val: String| {
+        v.insert(k.to_string(), Value::String(val));
+    };
+    put("WT_NAME", rec.name.clone());
+    put("WT_INDEX", index.to_string());
+    if let Some(p) = &rec.path {
+        put("WT_PATH", p.display().to_string());
+    }
+    if let Some(b) = &rec.branch {
+        put("WT_BRANCH", b.clone());
+    }
+    if let Some(r) = &rec.repo {
+        put("WT_REPO", r.display().to_string());
+    }
+    put("PORT", block.start.to_string());
+    put("WT_PORT_FIRST", block.start.to_string());
+    put("WT_PORT_LAST", block.end().to_string());
+    for (i, name) in block.names.iter().enumerate() {
+        put(&format!("WT_PORT_{}", name.to_uppercase()), (block.start + i as u16).to_string());
+    }
+    // Names that existing setup scripts already read (Conductor, cmux).
+    put("CONDUCTOR_PORT", block.start.to_string());
+    put("CMUX_PORT", block.start.to_string());
+    put("CMUX_PORT_END", block.end().to_string());
+    if let Some(db) = db {
+        put("DATABASE_URL", db.url.clone());
+    }
+    v
+}
+
+/// Checks `--ports` names: they become `WT_PORT_<NAME>` variables.
+pub fn validate_port_names(names: &[String], block: u16) -> Result<(), Error> {
+    if names.len() > usize::from(block) {
+        return Err(Error::usage(
+            "too-many-ports",
+            format!("--ports names {} ports but a block has {block}; raise --block", names.len()),
+        ));
+    }
+    for n in names {
+        if n.is_empty()
+            || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || n.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(Error::usage(
+                "bad-port-name",
+                format!("--ports name '{n}' must be letters, digits and '_' (it becomes WT_PORT_{})", n.to_uppercase()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `KEY="value"` lines, the dotenv syntax docker compose, python-dotenv and dotenvy all read.
+pub fn dotenv_text(vars: &Map<String, Value>) -> String {
+    let mut out = String::from("# Written by wt-env; rewritten on every run.\n");
+    for (k, v) in vars {
+        let v = v.as_str().unwrap_or_default();
+        let escaped = v.replace('\\', "\\\\").replace('"', "\\\"").replace('$', "\\$").replace('\n', "\\n");
+        out += &format!("{k}=\"{escaped}\"\n");
+    }
+    out
+}
+
+/// `export KEY='value'` lines for `eval "$(wt-env --export …)"`.
+pub fn export_text(vars: &Map<String, Value>) -> String {
+    vars.iter()
+        .map(|(k, v)| format!("export {k}='{}'\n", v.as_str().unwrap_or_default().replace('\'', r"'\''")))
+        .collect()
+}
+
+/// Makes git ignore `rel` (a path relative to a worktree root) in every worktree, through the
+/// repository's `info/exclude`, so `git status` stays clean. Serialised across processes.
+pub fn exclude(repo: &Repo, rel: &str) -> Result<(), Error> {
+    let pattern = format!("/{}", rel.trim_start_matches('/'));
+    let info = repo.common_dir.join("info");
+    std::fs::create_dir_all(&info).map_err(|e| Error::io(info.display(), e))?;
+    let _lock = FileLock::acquire(&repo.ensure_state_dir()?.join("exclude.lock"), default_timeout())?;
+    let file = info.join("exclude");
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    if text.lines().any(|l| l.trim_end() == pattern) {
+        return Ok(());
+    }
+    let mut f =
+        std::fs::OpenOptions::new().create(true).append(true).open(&file).map_err(|e| Error::io(file.display(), e))?;
+    let sep = if text.is_empty() || text.ends_with('\n') { "" } else { "\n" };
+    writeln!(f, "{sep}{pattern}").map_err(|e| Error::io(file.display(), e))
+}
+
+/// Writes `text` to `worktree/rel` whole (temp file and rename), and makes git ignore it.
+pub fn write_ignored(repo: &Repo, worktree: &Path, rel: &str, text: &str) -> Result<std::path::PathBuf, Error> {
+    let path = worktree.join(rel);
+    exclude(repo, rel)?;
+    wt_common::fsutil::write_atomic(&path, text.as_bytes()).map_err(|e| Error::io(path.display(), e))?;
+    Ok(path)
+}
+
+/// The note for the agent (`--brief`): the boundaries it should keep, which `wt-run --confine`
+/// enforces.
+pub fn brief_text(rec: &Record, block: &PortBlock, db: Option<&DbLease>, env_file: Option<&Path>) -> String {
+    let path = rec.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    let mut t = format!(
+        "# Worktree {name}\n\nYou are working in the git worktree `{path}` on branch `{branch}`.\n\
+         Other agents work in other worktrees of the same repository at the same time.\n\n\
+         ## Boundaries\n\n\
+         - Change files only inside `{path}`. Do not touch the main worktree or other worktrees.\n\
+         - Use only ports {first}-{last}: `$PORT` is {first}.",
+        name = rec.name,
+        branch = rec.branch.as_deref().unwrap_or("(detached)"),
+        first = block.start,
+        last = block.end(),
+    );
+    for (i, n) in block.names.iter().enumerate() {
+        t += &format!(" `$WT_PORT_{}` is {}.", n.to_uppercase(), block.start + i as u16);
+    }
+    t += "\n";
+    match db {
+        Some(db) => t += &format!("- Use only your own database: `$DATABASE_URL` is `{}`.\n", db.url),
+        None => t += "- No database is leased to this worktree.\n",
+    }
+    if let Some(f) = env_file {
+        t += &format!(
+            "- Your environment is in `{}` (dotenv syntax); load it before running servers or tests.\n",
+            f.display()
+        );
+    }
+    t += "\nThis file was written by wt-env and is ignored by git.\n";
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotenv_and_export_quote_what_shells_would_expand() {
+        let mut v = Map::new();
+        v.insert("A".into(), "it's $HOME \"x\"\nnext".into());
+        assert_eq!(dotenv_text(&v).lines().nth(1).unwrap(), r#"A="it's \$HOME \"x\"\nnext""#);
+        assert_eq!(export_text(&v), "export A='it'\\''s $HOME \"x\"\nnext'\n");
+    }
+
+    #[test]
+    fn port_names_must_make_variable_names() {
+        assert!(validate_port_names(&["web".into(), "api_2".into()], 10).is_ok());
+        assert_eq!(validate_port_names(&["we-b".into()], 10).unwrap_err().code, "bad-port-name");
+        assert_eq!(validate_port_names(&["a".into(), "b".into()], 1).unwrap_err().code, "too-many-ports");
+    }
+}

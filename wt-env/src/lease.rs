@@ -1,0 +1,197 @@
+//! Leases as the ledger keeps them, and handing them out. Everything here runs under the
+//! ledger's lock, so two wt-env processes can never grant the same index or overlapping blocks.
+//!
+//! In the ledger entry of a worktree (beside wt-create's fields):
+//! ```json
+//! "index": 2,
+//! "ports": {"start": 20010, "size": 10, "names": ["web", "api"]},
+//! "database": {"kind": "postgres", "name": "app_wt2", "url": "postgres://…/app_wt2", "provisioned": true}
+//! ```
+
+use serde::{Deserialize, Serialize};
+use wt_common::ledger::{Entry, Ledger};
+use wt_common::Error;
+
+use crate::ports::{browser_refuses, is_free, PortRange};
+
+/// A block of consecutive ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortBlock {
+    pub start: u16,
+    pub size: u16,
+    /// Names of the first ports of the block (`web` is `start`, `api` is `start + 1`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+}
+
+impl PortBlock {
+    pub fn end(&self) -> u16 {
+        self.start + (self.size - 1)
+    }
+    pub fn ports(&self) -> impl Iterator<Item = u16> {
+        self.start..=self.end()
+    }
+    fn overlaps(&self, start: u16, size: u16) -> bool {
+        let end = start + (size - 1);
+        self.start <= end && start <= self.end()
+    }
+}
+
+/// A database made (or copied) for one worktree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbLease {
+    /// `postgres` or `sqlite`.
+    pub kind: String,
+    /// The database's name (postgres) or file (sqlite).
+    pub name: String,
+    /// `DATABASE_URL` for the worktree.
+    pub url: String,
+    /// True once the database exists (created from the template, or copied).
+    pub provisioned: bool,
+}
+
+pub fn block_of(entry: &Entry) -> Option<PortBlock> {
+    entry.extra.get("ports").and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+pub fn db_of(entry: &Entry) -> Option<DbLease> {
+    entry.extra.get("database").and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+pub fn set_block(entry: &mut Entry, block: Option<&PortBlock>) {
+    set(entry, "ports", block.map(|b| serde_json::to_value(b).expect("block serializes")));
+}
+
+pub fn set_db(entry: &mut Entry, db: Option<&DbLease>) {
+    set(entry, "database", db.map(|d| serde_json::to_value(d).expect("lease serializes")));
+}
+
+fn set(entry: &mut Entry, key: &str, value: Option<serde_json::Value>) {
+    match value {
+        Some(v) => {
+            entry.extra.insert(key.into(), v);
+        }
+        None => {
+            entry.extra.shift_remove(key);
+        }
+    }
+}
+
+/// Forgets every lease of an entry (index, ports, database).
+pub fn clear(entry: &mut Entry) {
+    entry.index = None;
+    set_block(entry, None);
+    set_db(entry, None);
+}
+
+/// What a worktree asks for.
+#[derive(Debug, Clone)]
+pub struct PortRequest {
+    pub range: PortRange,
+    pub size: u16,
+    /// `--ports` names; `None` keeps the names leased before.
+    pub names: Option<Vec<String>>,
+}
+
+/// The smallest positive index no other worktree holds.
+pub fn free_index(ledger: &Ledger, except: &str) -> u32 {
+    let taken: std::collections::BTreeSet<u32> =
+        ledger.worktrees.iter().filter(|(n, _)| *n != except).filter_map(|(_, e)| e.index).collect();
+    (1..).find(|i| !taken.contains(i)).expect("an unused index exists")
+}
+
+/// The worktree's block: the one it already holds (same size), or the first block of the range
+/// that no other worktree holds, that has no port browsers refuse, and whose every port is free.
+pub fn port_block(ledger: &Ledger, name: &str, req: &PortRequest) -> Result<PortBlock, Error> {
+    let names = |old: &[String]| req.names.clone().unwrap_or_else(|| old.to_vec());
+    if let Some(held) = ledger.worktrees.get(name).and_then(block_of).filter(|b| b.size == req.size) {
+        return Ok(PortBlock { names: names(&held.names), ..held });
+    }
+    if u32::from(req.size) > req.range.count() {
+        return Err(Error::usage(
+            "range-too-small",
+            format!(
+                "--range {} has {} ports, fewer than a block of {}; widen --range or lower --block",
+                req.range.show(),
+                req.range.count(),
+                req.size
+            ),
+        ));
+    }
+    let others: Vec<PortBlock> =
+        ledger.worktrees.iter().filter(|(n, _)| *n != name).filter_map(|(_, e)| block_of(e)).collect();
+    let last_start = u32::from(req.range.hi) + 1 - u32::from(req.size);
+    let mut start = u32::from(req.range.lo);
+    while start <= last_start {
+        let s = start as u16;
+        let candidate = s..=s + (req.size - 1);
+        let usable = !others.iter().any(|b| b.overlaps(s, req.size))
+            && !candidate.clone().any(browser_refuses)
+            && candidate.clone().all(is_free);
+        if usable {
+            return Ok(PortBlock { start: s, size: req.size, names: names(&[]) });
+        }
+        start += u32::from(req.size);
+    }
+    Err(Error::failed(
+        "no-free-block",
+        format!(
+            "no free block of {} ports in {}: all are leased or in use; widen --range, or release leases of removed worktrees with `wt-env --gc`",
+            req.size,
+            req.range.show()
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn ledger_with(blocks: &[(&str, u16, u32)]) -> Ledger {
+        let mut l = Ledger::default();
+        for (name, start, index) in blocks {
+            let mut e = Entry::new(PathBuf::from(format!("/w/{name}")));
+            e.index = Some(*index);
+            set_block(&mut e, Some(&PortBlock { start: *start, size: 10, names: vec![] }));
+            l.worktrees.insert(name.to_string(), e);
+        }
+        l
+    }
+
+    #[test]
+    fn smallest_free_index_fills_holes() {
+        let l = ledger_with(&[("a", 40000, 1), ("c", 40020, 3)]);
+        assert_eq!(free_index(&l, "b"), 2);
+        assert_eq!(free_index(&l, "a"), 1, "its own index does not count as taken");
+    }
+
+    #[test]
+    fn blocks_never_overlap_leased_ones_and_are_reused() {
+        let l = ledger_with(&[("a", 41000, 1), ("b", 41020, 2)]);
+        let req = PortRequest { range: PortRange { lo: 41000, hi: 41099 }, size: 10, names: None };
+        assert_eq!(port_block(&l, "c", &req).unwrap().start, 41010);
+        assert_eq!(port_block(&l, "b", &req).unwrap().start, 41020, "same block when asked again");
+    }
+
+    #[test]
+    fn a_busy_port_skips_its_block_and_browser_refused_ports_are_never_granted() {
+        // A port below the ephemeral range, so no outgoing connection can hold the next block.
+        let (held, port) = (23000..24000)
+            .step_by(20)
+            .find_map(|p| std::net::TcpListener::bind(("127.0.0.1", p + 3)).ok().map(|l| (l, p)))
+            .unwrap();
+        let req = PortRequest { range: PortRange { lo: port, hi: port + 19 }, size: 10, names: None };
+        assert_eq!(port_block(&Ledger::default(), "x", &req).unwrap().start, port + 10);
+        drop(held);
+        let req = PortRequest { range: PortRange { lo: 5995, hi: 6014 }, size: 10, names: None };
+        let b = port_block(&Ledger::default(), "x", &req).unwrap();
+        assert_eq!(b.start, 6005, "5995-6004 holds 6000");
+    }
+
+    #[test]
+    fn a_range_smaller_than_a_block_is_a_usage_error() {
+        let req = PortRequest { range: PortRange { lo: 41000, hi: 41004 }, size: 10, names: None };
+        assert_eq!(port_block(&Ledger::default(), "x", &req).unwrap_err().code, "range-too-small");
+    }
+}
