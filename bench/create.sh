@@ -33,6 +33,8 @@ tiny() { python3 -c "import json; print('%.1f' % json.load(open('$work/tiny.json
 cat <<MD
 ## wt-create: 8 worktrees, 3,000-file repository (issue 2)
 
+Measured $(date -u +%Y-%m-%d).
+
 Target: per worktree within 10% of \`git worktree add\` (ratio ≤ 1.10). Medians of ${ROUNDS:-5}
 interleaved rounds (each round runs every command once, in rotating order).
 
