@@ -33,7 +33,7 @@ Measured $(date -u +%Y-%m-%d).
 
 Targets: one lease on a repository holding 100 leases in under 5 ms of wall time; 64
 concurrent leases in under 2 s. Medians of interleaved rounds; before each timed lease the previous
-one is released and the file system settled with `sync` (a warm, quiet repository).
+one is released and the file system settled with \`sync\` (a warm, quiet repository).
 
 | what | median (ms) | reference | reference (ms) | ratio |
 |---|---:|---|---:|---:|
