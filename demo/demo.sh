@@ -9,7 +9,8 @@ export HOME="$work/home" GIT_CONFIG_GLOBAL="$work/gitconfig" GIT_CONFIG_NOSYSTEM
 mkdir -p "$HOME"
 printf '[user]\n\tname = Demo\n\temail = demo@example.com\n[init]\n\tdefaultBranch = main\n' > "$GIT_CONFIG_GLOBAL"
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; eval "$@"; }
+# Runs one shown command; a non-zero exit is part of what the demo shows, not the end of it.
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; eval "$@" || echo "(exit $?)"; }
 
 git init -q "$work/app" && cd "$work/app"
 printf 'print("hello")\n' > app.py
@@ -31,8 +32,11 @@ step 'cat ../app.wt/agent-2/.env.wt | head -6                  # the env file, i
 step 'git -C ../app.wt/agent-2 status --short && echo "(git status is clean)"'
 step 'eval "$(wt-env --export agent-1)"; echo "agent-1 serves on port $PORT"'
 step 'wt-env --range 20000-20005 agent-1 2>&1 || true   # bad input: the ledger is untouched'
+step 'wt-create --list | wt-env | wt-run -j 3 -- sh -c "echo \$WT_NAME on port \$PORT" | jq -c "{name, exit: .run.exit, out: .run.tail}"'
+step 'wt-run -w agent-1 --timeout 200ms -- sleep 5 | jq -c "{name, timed_out: .run.timed_out, signal: .run.signal}"'
+step 'wt-run -w agent-1 --confine --shell -- "echo x > ../agent-2/intrusion.txt || echo refused by Landlock" | jq -r ".run.tail[]" 2>&1 | sed "s/^/  /"'
 step 'echo "change" >> ../app.wt/agent-3/app.py; wt-create --remove agent-3 2>&1 || true'
 step 'wt-create --list | wt-create --remove --force | jq -c "{name, removed}"'
 step 'git worktree list; git branch'
 echo
-echo "Not built yet: wt-run, wt-watch, wt-merge (see the README)."
+echo "Not built yet: wt-run panes, wt-watch, wt-merge (see the README)."

@@ -7,17 +7,20 @@
 
 pub mod cli;
 pub mod config;
+pub mod duration;
 pub mod error;
 pub mod failpoint;
 pub mod fsutil;
 pub mod git;
 pub mod jsonl;
+pub mod lease;
 pub mod ledger;
 pub mod lock;
 pub mod name;
 pub mod output;
 pub mod record;
 pub mod repo;
+pub mod select;
 
 pub use error::{Error, ErrorKind, Exit, Result};
 pub use record::{ErrorInfo, Record};

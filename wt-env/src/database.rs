@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use wt_common::Error;
 
-use crate::lease::DbLease;
+use wt_common::lease::DbLease;
 
 /// What `--database URL` asks for.
 #[derive(Debug, Clone)]

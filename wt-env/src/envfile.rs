@@ -9,40 +9,7 @@ use wt_common::lock::{default_timeout, FileLock};
 use wt_common::repo::Repo;
 use wt_common::{Error, Record};
 
-use crate::lease::{DbLease, PortBlock};
-
-/// The variables every process in the worktree gets, in a stable order.
-pub fn vars(rec: &Record, index: u32, block: &PortBlock, db: Option<&DbLease>) -> Map<String, Value> {
-    let mut v = Map::new();
-    let mut put = |k: &str, val: String| {
-        v.insert(k.to_string(), Value::String(val));
-    };
-    put("WT_NAME", rec.name.clone());
-    put("WT_INDEX", index.to_string());
-    if let Some(p) = &rec.path {
-        put("WT_PATH", p.display().to_string());
-    }
-    if let Some(b) = &rec.branch {
-        put("WT_BRANCH", b.clone());
-    }
-    if let Some(r) = &rec.repo {
-        put("WT_REPO", r.display().to_string());
-    }
-    put("PORT", block.start.to_string());
-    put("WT_PORT_FIRST", block.start.to_string());
-    put("WT_PORT_LAST", block.end().to_string());
-    for (i, name) in block.names.iter().enumerate() {
-        put(&format!("WT_PORT_{}", name.to_uppercase()), (block.start + i as u16).to_string());
-    }
-    // Names that existing setup scripts already read (Conductor, cmux).
-    put("CONDUCTOR_PORT", block.start.to_string());
-    put("CMUX_PORT", block.start.to_string());
-    put("CMUX_PORT_END", block.end().to_string());
-    if let Some(db) = db {
-        put("DATABASE_URL", db.url.clone());
-    }
-    v
-}
+use wt_common::lease::{DbLease, PortBlock};
 
 /// Checks `--ports` names: they become `WT_PORT_<NAME>` variables.
 pub fn validate_port_names(names: &[String], block: u16) -> Result<(), Error> {

@@ -10,9 +10,10 @@ use wt_common::{Error, Record};
 
 use crate::database::DbSpec;
 use crate::envfile;
-use crate::lease::{self, DbLease, PortBlock, PortRequest};
+use crate::lease::{self, PortRequest};
 use crate::ports::foreign_listeners;
-use crate::target::TOOL;
+use crate::TOOL;
+use wt_common::lease::{self as held, DbLease, PortBlock};
 
 /// What a run grants to every worktree it is given.
 #[derive(Debug)]
@@ -56,7 +57,7 @@ pub fn grant(repo: &Repo, ledger: &LedgerFile, plan: &Plan, mut rec: Record) -> 
     }
     let conflicts = if reused { foreign_listeners(block.ports(), &path) } else { Vec::new() };
     rec.index = Some(index);
-    let vars = envfile::vars(&rec, index, &block, db.as_ref());
+    let vars = wt_common::lease::vars(&rec, index, &block, db.as_ref());
     let mut env = env_object(&vars, &block, db.as_ref());
     if let Some(rel) = &plan.dotenv {
         match envfile::write_ignored(repo, &path, &rel.to_string_lossy(), &envfile::dotenv_text(&vars)) {
@@ -101,7 +102,7 @@ pub fn env_object(vars: &Map<String, Value>, block: &PortBlock, db: Option<&DbLe
 }
 
 fn take_leases(repo: &Repo, ledger: &LedgerFile, plan: &Plan, rec: &Record) -> Result<Granted, Error> {
-    crate::target::check(rec)?;
+    wt_common::select::check(rec)?;
     let path = rec.path.clone().unwrap_or_default();
     ledger.update(|l| {
         if let Some(other) = l.worktrees.get(&rec.name).filter(|e| e.path != path) {
@@ -115,7 +116,7 @@ fn take_leases(repo: &Repo, ledger: &LedgerFile, plan: &Plan, rec: &Record) -> R
             ));
         }
         let index = l.worktrees.get(&rec.name).and_then(|e| e.index).unwrap_or_else(|| lease::free_index(l, &rec.name));
-        let reused = l.worktrees.get(&rec.name).and_then(lease::block_of).is_some_and(|b| b.size == plan.ports.size);
+        let reused = l.worktrees.get(&rec.name).and_then(held::block_of).is_some_and(|b| b.size == plan.ports.size);
         let block = lease::port_block(l, &rec.name, &plan.ports)?;
         let entry = l.worktrees.entry(rec.name.clone()).or_insert_with(|| {
             let mut e = Entry::new(path.clone());
@@ -125,13 +126,13 @@ fn take_leases(repo: &Repo, ledger: &LedgerFile, plan: &Plan, rec: &Record) -> R
             e
         });
         entry.index = Some(index);
-        lease::set_block(entry, Some(&block));
+        held::set_block(entry, Some(&block));
         let db = match &plan.database {
-            None => lease::db_of(entry),
+            None => held::db_of(entry),
             Some(spec) => {
                 let wanted = spec.lease_for(index, &path, repo.main_worktree.as_deref());
-                let db = lease::db_of(entry).filter(|d| d.name == wanted.name && d.url == wanted.url).unwrap_or(wanted);
-                lease::set_db(entry, Some(&db));
+                let db = held::db_of(entry).filter(|d| d.name == wanted.name && d.url == wanted.url).unwrap_or(wanted);
+                held::set_db(entry, Some(&db));
                 Some(db)
             }
         };
@@ -142,7 +143,7 @@ fn take_leases(repo: &Repo, ledger: &LedgerFile, plan: &Plan, rec: &Record) -> R
 fn record_provisioned(ledger: &LedgerFile, name: &str, db: &DbLease) -> Result<(), Error> {
     ledger.update(|l| {
         if let Some(e) = l.worktrees.get_mut(name) {
-            lease::set_db(e, Some(db));
+            held::set_db(e, Some(db));
         }
         Ok(())
     })

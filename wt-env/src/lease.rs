@@ -1,88 +1,12 @@
-//! Leases as the ledger keeps them, and handing them out. Everything here runs under the
-//! ledger's lock, so two wt-env processes can never grant the same index or overlapping blocks.
-//!
-//! In the ledger entry of a worktree (beside wt-create's fields):
-//! ```json
-//! "index": 2,
-//! "ports": {"start": 20010, "size": 10, "names": ["web", "api"]},
-//! "database": {"kind": "postgres", "name": "app_wt2", "url": "postgres://…/app_wt2", "provisioned": true}
-//! ```
+//! Handing out leases. Everything here runs under the ledger's lock, so two wt-env processes
+//! can never grant the same index or overlapping blocks. The lease types live in
+//! `wt_common::lease`, since every tool that starts processes reads them.
 
-use serde::{Deserialize, Serialize};
-use wt_common::ledger::{Entry, Ledger};
+use wt_common::lease::{block_of, PortBlock};
+use wt_common::ledger::Ledger;
 use wt_common::Error;
 
 use crate::ports::{browser_refuses, is_free, PortRange};
-
-/// A block of consecutive ports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortBlock {
-    pub start: u16,
-    pub size: u16,
-    /// Names of the first ports of the block (`web` is `start`, `api` is `start + 1`, …).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub names: Vec<String>,
-}
-
-impl PortBlock {
-    pub fn end(&self) -> u16 {
-        self.start + (self.size - 1)
-    }
-    pub fn ports(&self) -> impl Iterator<Item = u16> {
-        self.start..=self.end()
-    }
-    fn overlaps(&self, start: u16, size: u16) -> bool {
-        let end = start + (size - 1);
-        self.start <= end && start <= self.end()
-    }
-}
-
-/// A database made (or copied) for one worktree.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DbLease {
-    /// `postgres` or `sqlite`.
-    pub kind: String,
-    /// The database's name (postgres) or file (sqlite).
-    pub name: String,
-    /// `DATABASE_URL` for the worktree.
-    pub url: String,
-    /// True once the database exists (created from the template, or copied).
-    pub provisioned: bool,
-}
-
-pub fn block_of(entry: &Entry) -> Option<PortBlock> {
-    entry.extra.get("ports").and_then(|v| serde_json::from_value(v.clone()).ok())
-}
-
-pub fn db_of(entry: &Entry) -> Option<DbLease> {
-    entry.extra.get("database").and_then(|v| serde_json::from_value(v.clone()).ok())
-}
-
-pub fn set_block(entry: &mut Entry, block: Option<&PortBlock>) {
-    set(entry, "ports", block.map(|b| serde_json::to_value(b).expect("block serializes")));
-}
-
-pub fn set_db(entry: &mut Entry, db: Option<&DbLease>) {
-    set(entry, "database", db.map(|d| serde_json::to_value(d).expect("lease serializes")));
-}
-
-fn set(entry: &mut Entry, key: &str, value: Option<serde_json::Value>) {
-    match value {
-        Some(v) => {
-            entry.extra.insert(key.into(), v);
-        }
-        None => {
-            entry.extra.shift_remove(key);
-        }
-    }
-}
-
-/// Forgets every lease of an entry (index, ports, database).
-pub fn clear(entry: &mut Entry) {
-    entry.index = None;
-    set_block(entry, None);
-    set_db(entry, None);
-}
 
 /// What a worktree asks for.
 #[derive(Debug, Clone)]
@@ -147,6 +71,8 @@ pub fn port_block(ledger: &Ledger, name: &str, req: &PortRequest) -> Result<Port
 mod tests {
     use super::*;
     use std::path::PathBuf;
+    use wt_common::lease::set_block;
+    use wt_common::ledger::Entry;
 
     fn ledger_with(blocks: &[(&str, u16, u32)]) -> Ledger {
         let mut l = Ledger::default();

@@ -9,7 +9,6 @@ pub mod grant;
 pub mod lease;
 pub mod manage;
 pub mod ports;
-pub mod target;
 
 use std::io::Write;
 
@@ -24,7 +23,9 @@ use crate::database::DbSpec;
 use crate::grant::Plan;
 use crate::lease::PortRequest;
 use crate::ports::PortRange;
-use crate::target::{Target, TOOL};
+use wt_common::select::{self, Target};
+
+pub const TOOL: &str = "wt-env";
 
 pub fn run(args: Args) -> Result<Exit, Error> {
     wt_common::cli::init_logging(args.global.verbose);
@@ -48,7 +49,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     let mut words = args.names.clone();
     words.extend(args.worktrees.iter().cloned());
     let use_stdin = words.is_empty() && !args.all;
-    let targets = target::collect(&repo, &snapshot, &words, args.all, use_stdin, &mut out);
+    let targets = select::collect(TOOL, &repo, &snapshot, &words, args.all, use_stdin, &mut out);
     if args.export && targets.len() != 1 {
         return Err(Error::usage(
             "export-one",

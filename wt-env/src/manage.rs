@@ -7,10 +7,11 @@ use wt_common::repo::Repo;
 use wt_common::{Error, Record};
 
 use crate::database::drop_database;
-use crate::envfile;
 use crate::grant::env_object;
-use crate::lease;
-use crate::target::{record_from_entry, TOOL};
+use wt_common::lease;
+use wt_common::select::record_from_entry;
+
+use crate::TOOL;
 
 /// Every worktree in the ledger that holds a lease, as a record with `env`.
 pub fn list(repo: &Repo, ledger: &LedgerFile, out: &mut Output) -> Result<(), Error> {
@@ -18,7 +19,7 @@ pub fn list(repo: &Repo, ledger: &LedgerFile, out: &mut Output) -> Result<(), Er
         let (Some(index), Some(block)) = (entry.index, lease::block_of(entry)) else { continue };
         let mut rec = record_from_entry(repo, name, entry);
         let db = lease::db_of(entry);
-        let vars = envfile::vars(&rec, index, &block, db.as_ref());
+        let vars = wt_common::lease::vars(&rec, index, &block, db.as_ref());
         rec.set_key("env", Value::Object(env_object(&vars, &block, db.as_ref())));
         out.emit(&rec);
     }

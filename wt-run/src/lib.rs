@@ -1,13 +1,309 @@
-//! wt-run: not built yet (issue 4). The binary exists so that pipelines and `make install`
-//! see the whole toolkit, and says plainly that it cannot do its job yet.
+//! wt-run: runs a command in each worktree, with the worktree's environment, each run in its
+//! own process group, with a log, a timeout and a record. See `child` for one run, `confine`
+//! for Landlock.
 
-use wt_common::Exit;
+pub mod args;
+pub mod child;
+pub mod confine;
+pub mod signals;
 
-/// What the binary says until the tool is built.
-pub const NOT_BUILT: &str = "wt-run is not built yet (issue 4); nothing was done";
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Prints why nothing happens and gives the usage exit code.
-pub fn run() -> Exit {
-    eprintln!("{NOT_BUILT}");
-    Exit::Usage
+use serde_json::{json, Map, Value};
+use wt_common::ledger::LedgerFile;
+use wt_common::output::{core_columns, status_or_error, Column, Output};
+use wt_common::repo::Repo;
+use wt_common::select::{self, Target};
+use wt_common::{Error, Exit, Record};
+
+use crate::args::Args;
+use crate::child::{Groups, Outcome, Spec};
+
+pub const TOOL: &str = "wt-run";
+
+/// What a run of wt-run ends with: a process exit code (a child's code passes through).
+pub fn run(args: Args) -> Result<u8, Error> {
+    wt_common::cli::init_logging(args.global.verbose);
+    let repo = Repo::discover(&args.global.start_dir())?;
+    let ledger = LedgerFile::new(&repo.state_dir()).read()?;
+    let mut out = Output::new(TOOL, args.global.json, columns());
+    let use_stdin = args.worktrees.is_empty() && !args.all;
+    let targets = select::collect(TOOL, &repo, &ledger, &args.worktrees, args.all, use_stdin, &mut out);
+    let groups: Groups = Arc::new(Mutex::new(Default::default()));
+    let interrupted = signals::on_interrupt(Arc::clone(&groups), args.grace);
+    let ctx = Ctx { repo: &repo, ledger: &ledger, args: &args, groups: &groups, echo: std::io::stderr().is_terminal() };
+    let single = targets.len() == 1;
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
+    let queue = Mutex::new(targets.into_iter().rev().collect::<Vec<_>>());
+    let (tx, rx) = mpsc::channel();
+    let mut code: Option<u8> = None;
+    let mut all_ok = true;
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            let (tx, queue, ctx) = (tx.clone(), &queue, &ctx);
+            s.spawn(move || loop {
+                let Some(target) = queue.lock().expect("queue").pop() else { break };
+                let _ = tx.send(run_target(ctx, target));
+            });
+        }
+        drop(tx);
+        for rec in rx {
+            let c = exit_code_of(&rec);
+            all_ok &= c == 0;
+            code = Some(c);
+            out.emit(&rec);
+        }
+    });
+    let status = out.finish();
+    if let Some(sig) = interrupted.get() {
+        return Ok(128u8.saturating_add(*sig as u8));
+    }
+    Ok(match (status, single, code) {
+        (Exit::Usage | Exit::Environment, _, _) => status as u8,
+        (_, true, Some(c)) => c,
+        _ if all_ok => 0,
+        _ => 1,
+    })
+}
+
+struct Ctx<'a> {
+    repo: &'a Repo,
+    ledger: &'a wt_common::ledger::Ledger,
+    args: &'a Args,
+    groups: &'a Groups,
+    echo: bool,
+}
+
+/// The exit code a record stands for: the run's own, 124 for a timeout, 128+N for signal N,
+/// 1 for an error.
+fn exit_code_of(rec: &Record) -> u8 {
+    if rec.has_error() {
+        return 1;
+    }
+    let run = rec.key("run");
+    if run.and_then(|r| r.get("timed_out")).and_then(Value::as_bool) == Some(true) {
+        return 124;
+    }
+    if let Some(sig) = run.and_then(|r| r.get("signal_number")).and_then(Value::as_u64) {
+        return 128u8.saturating_add(sig as u8);
+    }
+    run.and_then(|r| r.get("exit")).and_then(Value::as_u64).map_or(1, |c| c as u8)
+}
+
+fn run_target(ctx: &Ctx, target: Target) -> Record {
+    let mut rec = match target {
+        Target::PassThrough(r) => return *r,
+        Target::Worktree(r) => *r,
+    };
+    if let Err(e) = select::check(&rec) {
+        rec.set_error(TOOL, &e);
+        return rec;
+    }
+    let (log, status_file) = match log_paths(ctx.repo, &rec.name) {
+        Ok(p) => p,
+        Err(e) => {
+            rec.set_error(TOOL, &e);
+            return rec;
+        }
+    };
+    let argv = command_line(ctx.args);
+    let env = worktree_env(&rec, ctx.ledger);
+    let mut run = Map::new();
+    run.insert("cmd".into(), json!(argv));
+    run.insert("log".into(), json!(log));
+    let policy = ctx.args.confine.as_ref().map(|mode| {
+        let ports = leased_ports(&rec, ctx.ledger);
+        confine::policy_for(
+            ctx.repo,
+            ctx.ledger,
+            &rec,
+            ports,
+            &ctx.args.allow_write,
+            mode == "best-effort",
+            status_file.clone(),
+        )
+    });
+    let cmd = build_command(&rec, &argv, &env, policy.as_ref());
+    let spec = Spec { name: &rec.name, log, timeout: ctx.args.timeout, grace: ctx.args.grace, echo: ctx.echo };
+    let result = child::run(cmd, &spec, ctx.groups);
+    let report = policy.as_ref().map(|_| read_report(&status_file));
+    match result {
+        Ok(outcome) => describe(&mut run, &outcome),
+        Err(e) => rec.set_error(TOOL, &e),
+    }
+    if let (Some(policy), Some(report)) = (&policy, &report) {
+        run.insert("confined".into(), confined_json(ctx.args, policy, report));
+        if let Some(e) = confine_error(report) {
+            rec.set_error(TOOL, &e);
+        }
+    }
+    let _ = std::fs::remove_file(&status_file);
+    if let Some(tmp) = policy.as_ref().and_then(|p| p.private_tmp.as_ref()) {
+        let _ = std::fs::remove_dir_all(tmp);
+    }
+    rec.set_key("run", Value::Object(run));
+    rec
+}
+
+fn describe(run: &mut Map<String, Value>, o: &Outcome) {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = o.status.code() {
+        run.insert("exit".into(), json!(code));
+    }
+    if let Some(sig) = o.status.signal() {
+        let name = nix::sys::signal::Signal::try_from(sig).map(|s| s.as_str().trim_start_matches("SIG").to_string());
+        run.insert("signal".into(), json!(name.unwrap_or_else(|_| sig.to_string())));
+        run.insert("signal_number".into(), json!(sig));
+    }
+    run.insert("timed_out".into(), json!(o.timed_out));
+    run.insert("duration_ms".into(), json!(o.duration.as_millis() as u64));
+    run.insert("tail".into(), json!(o.tail));
+}
+
+/// The command as given, or `sh -c` with it joined into one string.
+fn command_line(args: &Args) -> Vec<String> {
+    if args.shell {
+        vec!["sh".into(), "-c".into(), args.command.join(" ")]
+    } else {
+        args.command.clone()
+    }
+}
+
+fn build_command(rec: &Record, argv: &[String], env: &[(String, String)], policy: Option<&confine::Policy>) -> Command {
+    let argv = match policy {
+        Some(p) => confine::wrap(p, argv),
+        None => argv.to_vec(),
+    };
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    if let Some(dir) = &rec.path {
+        cmd.current_dir(dir);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Some(policy) = policy {
+        if let Some(tmp) = &policy.private_tmp {
+            for k in ["TMPDIR", "TMP", "TEMP"] {
+                cmd.env(k, tmp);
+            }
+        }
+        // git's automatic maintenance after a commit (pack-refs, gc) writes in the repository
+        // root, which a confined run may not: it would fail noisily on every commit.
+        let n: usize = std::env::var("GIT_CONFIG_COUNT").ok().and_then(|c| c.parse().ok()).unwrap_or(0);
+        for (i, (k, v)) in [("maintenance.auto", "false"), ("gc.auto", "0")].into_iter().enumerate() {
+            cmd.env(format!("GIT_CONFIG_KEY_{}", n + i), k).env(format!("GIT_CONFIG_VALUE_{}", n + i), v);
+        }
+        cmd.env("GIT_CONFIG_COUNT", (n + 2).to_string());
+    }
+    cmd
+}
+
+/// The ports leased to the worktree: the record's `env.block`, else the ledger's lease.
+fn leased_ports(rec: &Record, ledger: &wt_common::ledger::Ledger) -> Vec<u16> {
+    let from_record = confine::leased_ports(rec);
+    if !from_record.is_empty() {
+        return from_record;
+    }
+    let entry = ledger.worktrees.get(&rec.name).filter(|e| Some(&e.path) == rec.path.as_ref());
+    entry.and_then(wt_common::lease::block_of).map(|b| b.ports().collect()).unwrap_or_default()
+}
+
+/// WT_* from the record's core fields, then the leased variables over them: the record's
+/// `env.vars` (from wt-env upstream), or else those of the worktree's leases in the ledger.
+pub fn worktree_env(rec: &Record, ledger: &wt_common::ledger::Ledger) -> Vec<(String, String)> {
+    let mut vars = vec![("WT_NAME".to_string(), rec.name.clone())];
+    if let Some(p) = &rec.path {
+        vars.push(("WT_PATH".into(), p.display().to_string()));
+    }
+    if let Some(b) = &rec.branch {
+        vars.push(("WT_BRANCH".into(), b.clone()));
+    }
+    if let Some(r) = &rec.repo {
+        vars.push(("WT_REPO".into(), r.display().to_string()));
+    }
+    if let Some(i) = rec.index {
+        vars.push(("WT_INDEX".into(), i.to_string()));
+    }
+    let from_ledger = || {
+        let entry = ledger.worktrees.get(&rec.name).filter(|e| Some(&e.path) == rec.path.as_ref())?;
+        wt_common::lease::vars_from_entry(rec, entry)
+    };
+    let leased = rec.key("env").and_then(|e| e.get("vars")).and_then(Value::as_object).cloned().or_else(from_ledger);
+    if let Some(env) = leased {
+        for (k, v) in &env {
+            if let Some(v) = v.as_str() {
+                vars.push((k.clone(), v.to_string()));
+            }
+        }
+    }
+    vars
+}
+
+/// `<state>/logs/<name>/<millis>-<pid>.log`, and a scratch file for the confinement report.
+fn log_paths(repo: &Repo, name: &str) -> Result<(PathBuf, PathBuf), Error> {
+    let dir = repo.state_dir().join("logs").join(name);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let stem = format!("{ms}-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], "");
+    let stem = stem.replace("ThreadId", "t");
+    Ok((dir.join(format!("{stem}.log")), dir.join(format!(".{stem}.confine.json"))))
+}
+
+fn read_report(file: &std::path::Path) -> confine::Report {
+    std::fs::read(file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+fn confined_json(args: &Args, policy: &confine::Policy, report: &confine::Report) -> Value {
+    json!({
+        "mode": args.confine,
+        "enforced": report.enforced,
+        "write": policy.write,
+        "ports": match (policy.ports.first(), policy.ports.last()) {
+            (Some(a), Some(b)) => json!([a, b]),
+            _ => Value::Null,
+        },
+    })
+}
+
+fn confine_error(report: &confine::Report) -> Option<Error> {
+    match (&report.exec_error, &report.error) {
+        (Some(kind), Some(msg)) => Some(Error::failed(kind, format!("command not started: {msg}"))),
+        (None, Some(msg)) => Some(Error::failed("confine-unsupported", msg.clone())),
+        _ if report.enforced.is_empty() => {
+            Some(Error::failed("confine-failed", "the confinement helper did not report"))
+        }
+        _ => None,
+    }
+}
+
+fn columns() -> Vec<Column> {
+    let mut cols = core_columns();
+    cols.truncate(2);
+    cols.push(Column {
+        title: "EXIT",
+        value: |r| match r.key("run") {
+            Some(run) if run.get("timed_out").and_then(Value::as_bool) == Some(true) => "timeout".into(),
+            Some(run) => run
+                .get("exit")
+                .map(|e| e.to_string())
+                .or_else(|| run.get("signal").and_then(Value::as_str).map(|s| format!("SIG{s}")))
+                .unwrap_or_default(),
+            None => String::new(),
+        },
+    });
+    cols.push(Column {
+        title: "TIME",
+        value: |r| r.key("run").and_then(|x| x.get("duration_ms")).map(|d| format!("{d}ms")).unwrap_or_default(),
+    });
+    cols.push(Column {
+        title: "LOG",
+        value: |r| r.key("run").and_then(|x| x.get("log")).and_then(Value::as_str).unwrap_or_default().to_string(),
+    });
+    cols.push(Column { title: "STATUS", value: |r| status_or_error(r, "") });
+    cols
 }

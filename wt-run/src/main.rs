@@ -1,3 +1,16 @@
+use clap::Parser;
+
 fn main() -> std::process::ExitCode {
-    wt_run::run().into()
+    let raw: Vec<String> = std::env::args().collect();
+    if raw.get(1).map(String::as_str) == Some(wt_run::confine::HELPER) {
+        wt_run::confine::helper_main(&raw);
+    }
+    let args = wt_run::args::Args::parse();
+    match wt_run::run(args) {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(err) => {
+            eprintln!("wt-run: {err}");
+            err.kind.exit().into()
+        }
+    }
 }

@@ -1,14 +1,13 @@
-//! Which worktrees a run is about: records and words on stdin, names as arguments, `--all`.
+//! Which worktrees a run is about: records and words on stdin, names as arguments (`-w`),
+//! `--all`. Shared by the tools that act on existing worktrees.
 
 use std::path::Path;
 
-use wt_common::jsonl::{Input, Malformed};
-use wt_common::ledger::{Entry, Ledger};
-use wt_common::output::Output;
-use wt_common::repo::Repo;
-use wt_common::{name, Error, Record};
-
-pub const TOOL: &str = "wt-env";
+use crate::jsonl::{Input, Malformed};
+use crate::ledger::{Entry, Ledger};
+use crate::output::Output;
+use crate::repo::Repo;
+use crate::{name, Error, Record};
 
 /// One worktree to work on, or a record to pass through as it is.
 #[derive(Debug)]
@@ -41,7 +40,7 @@ pub fn from_word(repo: &Repo, ledger: &Ledger, word: &str) -> Result<Record, (St
         });
         return Ok(record_from_entry(repo, &n, &entry));
     }
-    name::validate(word).map_err(|e| fail(e.with_kind(wt_common::ErrorKind::Failed)))?;
+    name::validate(word).map_err(|e| fail(e.with_kind(crate::ErrorKind::Failed)))?;
     match ledger.worktrees.get(word) {
         Some(e) => Ok(record_from_entry(repo, word, e)),
         None => Err(fail(Error::failed(
@@ -70,8 +69,11 @@ pub fn check(rec: &Record) -> Result<(), Error> {
     }
 }
 
-/// Everything a run is asked about, in order.
+/// Everything a run is asked about, in order: `words` (names or paths), then every managed
+/// worktree with `all`, then stdin when `stdin` is set. What cannot be resolved becomes a
+/// record with an error from `tool`.
 pub fn collect(
+    tool: &str,
     repo: &Repo,
     ledger: &Ledger,
     words: &[String],
@@ -82,7 +84,7 @@ pub fn collect(
     let mut targets = Vec::new();
     let push_word = |w: &str, targets: &mut Vec<Target>| match from_word(repo, ledger, w) {
         Ok(rec) => targets.push(Target::Worktree(Box::new(rec))),
-        Err((n, e)) => targets.push(Target::PassThrough(Box::new(Record::failed(&n, TOOL, &e)))),
+        Err((n, e)) => targets.push(Target::PassThrough(Box::new(Record::failed(&n, tool, &e)))),
     };
     for w in words {
         push_word(w, &mut targets);
@@ -93,7 +95,7 @@ pub fn collect(
         }
     }
     if stdin {
-        if let Some(mut reader) = wt_common::cli::stdin_records() {
+        if let Some(mut reader) = crate::cli::stdin_records() {
             while let Some(input) = reader.next() {
                 match input {
                     Ok(Input::Word(w)) => push_word(&w, &mut targets),

@@ -1,0 +1,123 @@
+//! Leases as the ledger keeps them (written by wt-env, read by every tool that starts
+//! processes in a worktree), and the environment variables they stand for.
+//!
+//! In the ledger entry of a worktree (beside wt-create's fields):
+//! ```json
+//! "index": 2,
+//! "ports": {"start": 20010, "size": 10, "names": ["web", "api"]},
+//! "database": {"kind": "postgres", "name": "app_wt2", "url": "postgres://…/app_wt2", "provisioned": true}
+//! ```
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::ledger::Entry;
+use crate::Record;
+
+/// A block of consecutive ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortBlock {
+    pub start: u16,
+    pub size: u16,
+    /// Names of the first ports of the block (`web` is `start`, `api` is `start + 1`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+}
+
+impl PortBlock {
+    pub fn end(&self) -> u16 {
+        self.start + (self.size - 1)
+    }
+    pub fn ports(&self) -> impl Iterator<Item = u16> {
+        self.start..=self.end()
+    }
+    pub fn overlaps(&self, start: u16, size: u16) -> bool {
+        let end = start + (size - 1);
+        self.start <= end && start <= self.end()
+    }
+}
+
+/// A database made (or copied) for one worktree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbLease {
+    /// `postgres` or `sqlite`.
+    pub kind: String,
+    /// The database's name (postgres) or file (sqlite).
+    pub name: String,
+    /// `DATABASE_URL` for the worktree.
+    pub url: String,
+    /// True once the database exists (created from the template, or copied).
+    pub provisioned: bool,
+}
+
+pub fn block_of(entry: &Entry) -> Option<PortBlock> {
+    entry.extra.get("ports").and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+pub fn db_of(entry: &Entry) -> Option<DbLease> {
+    entry.extra.get("database").and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+pub fn set_block(entry: &mut Entry, block: Option<&PortBlock>) {
+    set(entry, "ports", block.map(|b| serde_json::to_value(b).expect("block serializes")));
+}
+
+pub fn set_db(entry: &mut Entry, db: Option<&DbLease>) {
+    set(entry, "database", db.map(|d| serde_json::to_value(d).expect("lease serializes")));
+}
+
+fn set(entry: &mut Entry, key: &str, value: Option<serde_json::Value>) {
+    match value {
+        Some(v) => {
+            entry.extra.insert(key.into(), v);
+        }
+        None => {
+            entry.extra.shift_remove(key);
+        }
+    }
+}
+
+/// Forgets every lease of an entry (index, ports, database).
+pub fn clear(entry: &mut Entry) {
+    entry.index = None;
+    set_block(entry, None);
+    set_db(entry, None);
+}
+
+/// The variables every process in the worktree gets, in a stable order.
+pub fn vars(rec: &Record, index: u32, block: &PortBlock, db: Option<&DbLease>) -> Map<String, Value> {
+    let mut v = Map::new();
+    let mut put = |k: &str, val: String| {
+        v.insert(k.to_string(), Value::String(val));
+    };
+    put("WT_NAME", rec.name.clone());
+    put("WT_INDEX", index.to_string());
+    if let Some(p) = &rec.path {
+        put("WT_PATH", p.display().to_string());
+    }
+    if let Some(b) = &rec.branch {
+        put("WT_BRANCH", b.clone());
+    }
+    if let Some(r) = &rec.repo {
+        put("WT_REPO", r.display().to_string());
+    }
+    put("PORT", block.start.to_string());
+    put("WT_PORT_FIRST", block.start.to_string());
+    put("WT_PORT_LAST", block.end().to_string());
+    for (i, name) in block.names.iter().enumerate() {
+        put(&format!("WT_PORT_{}", name.to_uppercase()), (block.start + i as u16).to_string());
+    }
+    // Names that existing setup scripts already read (Conductor, cmux).
+    put("CONDUCTOR_PORT", block.start.to_string());
+    put("CMUX_PORT", block.start.to_string());
+    put("CMUX_PORT_END", block.end().to_string());
+    if let Some(db) = db {
+        put("DATABASE_URL", db.url.clone());
+    }
+    v
+}
+
+/// The variables of a managed worktree from its ledger entry, if it holds leases.
+pub fn vars_from_entry(rec: &Record, entry: &Entry) -> Option<Map<String, Value>> {
+    Some(vars(rec, entry.index?, &block_of(entry)?, db_of(entry).as_ref()))
+}

@@ -1,0 +1,154 @@
+//! One run: a process group in the worktree, its merged output captured to a log file and a
+//! tail, a timeout, and a clean-up that leaves no member of the group behind.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use wt_common::Error;
+
+/// How many lines of output the record keeps.
+pub const TAIL_LINES: usize = 20;
+
+/// Process groups of runs in progress, so a signal to wt-run can end them all.
+pub type Groups = Arc<Mutex<BTreeSet<i32>>>;
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: ExitStatus,
+    pub timed_out: bool,
+    pub duration: Duration,
+    pub tail: Vec<String>,
+}
+
+/// What a run needs besides the command.
+#[derive(Debug)]
+pub struct Spec<'a> {
+    pub name: &'a str,
+    pub log: PathBuf,
+    pub timeout: Option<Duration>,
+    pub grace: Duration,
+    /// Copy output to stderr as `name | line`.
+    pub echo: bool,
+}
+
+/// Starts `cmd` as the leader of a new process group and waits for it, then for the rest of
+/// its group.
+pub fn run(mut cmd: Command, spec: &Spec, groups: &Groups) -> Result<Outcome, Error> {
+    use std::os::unix::process::CommandExt;
+    let log = std::fs::File::create(&spec.log).map_err(|e| Error::io(spec.log.display(), e))?;
+    let (reader, writer) = std::io::pipe().map_err(|e| Error::io("pipe", e))?;
+    let writer2 = writer.try_clone().map_err(|e| Error::io("pipe", e))?;
+    cmd.stdin(Stdio::null()).stdout(writer).stderr(writer2).process_group(0);
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let started = Instant::now();
+    let spawned = cmd.spawn();
+    drop(cmd); // closes our copies of the pipe's write end
+    let mut child = spawned.map_err(|e| spawn_error(&program, &e))?;
+    let pgid = child.id() as i32;
+    groups.lock().expect("groups").insert(pgid);
+    let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
+    let copier = {
+        let (tail, name, echo) = (Arc::clone(&tail), spec.name.to_string(), spec.echo);
+        std::thread::spawn(move || copy_output(reader, log, &tail, &name, echo))
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let (status, timed_out) = wait(&rx, pgid, spec)?;
+    let duration = started.elapsed();
+    end_group(pgid, spec.grace);
+    groups.lock().expect("groups").remove(&pgid);
+    // A member that left the group (setsid) may hold the pipe open: do not wait for it forever.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while !copier.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let tail = tail.lock().expect("tail").iter().cloned().collect();
+    Ok(Outcome { status, timed_out, duration, tail })
+}
+
+fn spawn_error(program: &str, e: &std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            Error::failed("not-found", format!("command not found: {program} (check the name and PATH)"))
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            Error::failed("not-executable", format!("{program} cannot be run: {e} (is it executable?)"))
+        }
+        _ => Error::failed("spawn-failed", format!("cannot start {program}: {e}")),
+    }
+}
+
+/// Waits for the leader; on timeout, SIGTERM to the group, then SIGKILL after the grace.
+fn wait(rx: &mpsc::Receiver<std::io::Result<ExitStatus>>, pgid: i32, spec: &Spec) -> Result<(ExitStatus, bool), Error> {
+    let got = |r: std::io::Result<ExitStatus>| r.map_err(|e| Error::io("waiting for the command", e));
+    let Some(limit) = spec.timeout else {
+        return got(rx.recv().expect("waiter sends")).map(|s| (s, false));
+    };
+    if let Ok(r) = rx.recv_timeout(limit) {
+        return got(r).map(|s| (s, false));
+    }
+    let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
+    if let Ok(r) = rx.recv_timeout(spec.grace) {
+        return got(r).map(|s| (s, true));
+    }
+    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    got(rx.recv().expect("waiter sends")).map(|s| (s, true))
+}
+
+/// Ends what is left of a group once its leader is gone: background jobs the command started
+/// get SIGTERM, then SIGKILL after the grace. Nothing the run started outlives it.
+pub fn end_group(pgid: i32, grace: Duration) {
+    let pid = Pid::from_raw(pgid);
+    if killpg(pid, None).is_err() {
+        return; // nobody left
+    }
+    let _ = killpg(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if killpg(pid, None).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = killpg(pid, Signal::SIGKILL);
+}
+
+/// Copies the run's output to its log, keeps the last lines, and echoes them when asked.
+fn copy_output(
+    reader: std::io::PipeReader,
+    mut log: std::fs::File,
+    tail: &Mutex<VecDeque<String>>,
+    name: &str,
+    echo: bool,
+) {
+    let mut reader = BufReader::new(reader);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let _ = log.write_all(&line);
+        let text = String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']).to_string();
+        if echo {
+            let _ = writeln!(std::io::stderr().lock(), "{name} | {text}");
+        }
+        let mut t = tail.lock().expect("tail");
+        if t.len() == TAIL_LINES {
+            t.pop_front();
+        }
+        t.push_back(text);
+    }
+    let _ = log.flush();
+}
