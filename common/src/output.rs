@@ -60,16 +60,11 @@ impl Output {
 
     /// Writes one record (at once, in JSON mode). A record with `error` makes the run exit 1.
     pub fn emit(&mut self, rec: &Record) {
-        if let Some(err) = &rec.error {
+        if rec.has_error() {
             self.fail(Exit::Failed);
-            // The tool that raised the error also tells the person; tools downstream only
-            // pass it on. On a terminal the table already shows it.
-            if err.tool == self.tool && matches!(self.mode, Mode::Json) {
-                if rec.name.is_empty() || err.message.contains(&rec.name) {
-                    eprintln!("{}: {}", self.tool, err.message);
-                } else {
-                    eprintln!("{}: {}: {}", self.tool, rec.name, err.message);
-                }
+            // On a terminal the table already shows the error.
+            if matches!(self.mode, Mode::Json) {
+                self.tell(rec);
             }
         }
         if self.closed {
@@ -92,8 +87,19 @@ impl Output {
     /// Counts a failed record and tells the person, without writing the record (for modes
     /// whose stdout is not records, such as `wt-env --export`).
     pub fn emit_error_only(&mut self, rec: &Record) {
-        if let Some(err) = &rec.error {
+        if rec.has_error() {
             self.fail(Exit::Failed);
+            self.tell(rec);
+        }
+    }
+
+    /// The tool that raised an error also tells the person, in one line on stderr; tools
+    /// downstream only pass the record on.
+    fn tell(&self, rec: &Record) {
+        let Some(err) = rec.error.as_ref().filter(|e| e.tool == self.tool) else { return };
+        if rec.name.is_empty() || err.message.contains(&rec.name) {
+            eprintln!("{}: {}", self.tool, err.message);
+        } else {
             eprintln!("{}: {}: {}", self.tool, rec.name, err.message);
         }
     }

@@ -59,7 +59,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     for t in targets {
         let rec = match (t, &plan) {
             (Target::PassThrough(r), _) => *r,
-            (Target::Worktree(r), None) => manage::release(&repo, &ledger, *r, args.drop_database, false),
+            (Target::Worktree(r), None) => manage::release(&ledger, *r, args.drop_database, false),
             (Target::Worktree(r), Some(plan)) => grant::grant(&repo, &ledger, plan, *r),
         };
         if args.export {

@@ -28,7 +28,7 @@ pub fn list(repo: &Repo, ledger: &LedgerFile, out: &mut Output) -> Result<(), Er
 
 /// Gives back the leases of `rec`'s worktree; with `drop_db`, drops its database first (a
 /// database that cannot be dropped keeps its lease, so it is not forgotten).
-pub fn release(repo: &Repo, ledger: &LedgerFile, mut rec: Record, drop_db: bool, forget: bool) -> Record {
+pub fn release(ledger: &LedgerFile, mut rec: Record, drop_db: bool, forget: bool) -> Record {
     let result = (|| {
         let entry = ledger.read()?.worktrees.get(&rec.name).cloned();
         let Some(entry) = entry else {
@@ -53,7 +53,6 @@ pub fn release(repo: &Repo, ledger: &LedgerFile, mut rec: Record, drop_db: bool,
         })?;
         Ok(json!({"released": true, "database_dropped": drop_db && db.is_some()}))
     })();
-    let _ = repo;
     match result {
         Ok(env) => rec.set_key("env", env),
         Err(e) => rec.set_error(TOOL, &e),
@@ -70,7 +69,7 @@ pub fn gc(repo: &Repo, ledger: &LedgerFile, drop_db: bool, out: &mut Output) -> 
             continue;
         }
         let rec = record_from_entry(repo, &name, &entry);
-        out.emit(&release(repo, ledger, rec, drop_db, true));
+        out.emit(&release(ledger, rec, drop_db, true));
     }
     Ok(())
 }

@@ -91,8 +91,7 @@ pub fn policy_for(
 }
 
 fn private_temp_dir(system_tmp: &Path, name: &str) -> Option<PathBuf> {
-    let dir = system_tmp.join(format!("wt-run-{name}-{}-{:?}", std::process::id(), std::thread::current().id()));
-    let dir = PathBuf::from(dir.to_string_lossy().replace(['(', ')'], ""));
+    let dir = system_tmp.join(format!("wt-run-{name}-{}", crate::unique_stem()));
     std::fs::create_dir_all(&dir).ok()?;
     Some(dir)
 }

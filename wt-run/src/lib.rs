@@ -244,13 +244,19 @@ pub fn worktree_env(rec: &Record, ledger: &wt_common::ledger::Ledger) -> Vec<(St
     vars
 }
 
-/// `<state>/logs/<name>/<millis>-<pid>.log`, and a scratch file for the confinement report.
+/// A name no other run (of this or another wt-run) uses: `<millis>-<pid>-<n>`.
+pub fn unique_stem() -> String {
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    format!("{ms}-{}-{n}", std::process::id())
+}
+
+/// `<state>/logs/<name>/<stem>.log`, and a scratch file for the confinement report.
 fn log_paths(repo: &Repo, name: &str) -> Result<(PathBuf, PathBuf), Error> {
     let dir = repo.state_dir().join("logs").join(name);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    let stem = format!("{ms}-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], "");
-    let stem = stem.replace("ThreadId", "t");
+    let stem = unique_stem();
     Ok((dir.join(format!("{stem}.log")), dir.join(format!(".{stem}.confine.json"))))
 }
 
