@@ -1,6 +1,6 @@
 //! The command line of wt-run.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use wt_common::cli::GlobalArgs;
 
 /// Run a command in each worktree, with the worktree's environment, and print a record per run.
@@ -13,9 +13,14 @@ use wt_common::cli::GlobalArgs;
 #[command(
     name = "wt-run",
     version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
     after_help = "Examples:\n  wt-create --list | wt-env | wt-run -j 4 -- cargo test\n  wt-run -w agent-1 --timeout 10m -- npm test\n  wt-run --all --shell -- 'make lint && make test'\n  wt-run -w agent-2 --confine -- claude -p \"fix issue 12\"\n\nExit: with one worktree, the command's own exit code (124 on timeout, 128+N on signal N);\nwith several, 0 if every run succeeded, else 1. 2 usage, 3 unusable repository."
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub sub: Option<Sub>,
+
     /// A worktree by name (repeatable)
     #[arg(short = 'w', long = "worktree", value_name = "NAME")]
     pub worktrees: Vec<String>,
@@ -50,12 +55,71 @@ pub struct Args {
     #[arg(long = "allow-write", value_name = "PATH", requires = "confine")]
     pub allow_write: Vec<std::path::PathBuf>,
 
+    /// Start CMD in a terminal pane held by the supervisor and return at once [pane name:
+    /// NAME, or the worktree's]
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["timeout", "confine"])]
+    pub pane: Option<String>,
+
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
 
     #[command(flatten)]
     pub global: GlobalArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Sub {
+    /// Run this repository's pane supervisor (`--pane` starts one on demand)
+    Serve {
+        /// Exit after no pane has run and no client has been connected for DUR
+        #[arg(long, value_name = "DUR", value_parser = parse_duration, env = "WT_PANE_IDLE", default_value = "60s")]
+        idle: std::time::Duration,
+    },
+    /// Drive the panes: read their screens, type, wait
+    #[command(subcommand)]
+    Pane(PaneCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PaneCmd {
+    /// List the panes
+    Ls,
+    /// Print a pane's screen (JSON; its text on a terminal)
+    Screen {
+        name: String,
+        /// Also N lines of scrollback above the screen
+        #[arg(long, value_name = "N")]
+        lines: Option<usize>,
+    },
+    /// Type TEXT into a pane (several lines go in as one bracketed paste)
+    Send {
+        name: String,
+        text: String,
+        /// Press enter after the text
+        #[arg(long)]
+        enter: bool,
+    },
+    /// Press a key: enter, tab, escape, backspace, up, down, left, right, ctrl-c, ctrl-d, …
+    Key { name: String, key: String },
+    /// Wait until the program exits, the screen matches RE, or it has been quiet for MS
+    Wait {
+        name: String,
+        #[arg(long, group = "until")]
+        exit: bool,
+        #[arg(long = "match", value_name = "RE", group = "until")]
+        pattern: Option<String>,
+        #[arg(long, value_name = "MS", group = "until")]
+        quiet: Option<u64>,
+        #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Resize a pane's terminal
+    Resize { name: String, rows: u16, cols: u16 },
+    /// End a pane's program (SIGTERM to its session, SIGKILL after 2s)
+    Kill { name: String },
+    /// Stop the supervisor and every pane
+    Stop,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

@@ -5,6 +5,7 @@
 pub mod args;
 pub mod child;
 pub mod confine;
+pub mod pane;
 pub mod signals;
 
 use std::io::IsTerminal;
@@ -20,7 +21,7 @@ use wt_common::repo::Repo;
 use wt_common::select::{self, Target};
 use wt_common::{Error, Exit, Record};
 
-use crate::args::Args;
+use crate::args::{Args, PaneCmd, Sub};
 use crate::child::{Groups, Outcome, Spec};
 
 pub const TOOL: &str = "wt-run";
@@ -29,13 +30,28 @@ pub const TOOL: &str = "wt-run";
 pub fn run(args: Args) -> Result<u8, Error> {
     wt_common::cli::init_logging(args.global.verbose);
     let repo = Repo::discover(&args.global.start_dir())?;
+    if let Some(sub) = &args.sub {
+        return subcommand(&repo, sub);
+    }
     let ledger = LedgerFile::new(&repo.state_dir()).read()?;
     let mut out = Output::new(TOOL, args.global.json, columns());
     let use_stdin = args.worktrees.is_empty() && !args.all;
     let targets = select::collect(TOOL, &repo, &ledger, &args.worktrees, args.all, use_stdin, &mut out);
     let groups: Groups = Arc::new(Mutex::new(Default::default()));
     let interrupted = signals::on_interrupt(Arc::clone(&groups), args.grace);
-    let ctx = Ctx { repo: &repo, ledger: &ledger, args: &args, groups: &groups, echo: std::io::stderr().is_terminal() };
+    let pane_socket = match args.pane {
+        Some(_) if !targets.is_empty() => Some(pane::client::ensure_server(&repo)?),
+        _ => None,
+    };
+    let ctx = Ctx {
+        repo: &repo,
+        ledger: &ledger,
+        args: &args,
+        groups: &groups,
+        echo: std::io::stderr().is_terminal(),
+        pane_socket,
+        single: targets.len() == 1,
+    };
     let single = targets.len() == 1;
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
     let queue = Mutex::new(targets.into_iter().rev().collect::<Vec<_>>());
@@ -76,6 +92,60 @@ struct Ctx<'a> {
     args: &'a Args,
     groups: &'a Groups,
     echo: bool,
+    /// With `--pane`: the supervisor's socket.
+    pane_socket: Option<PathBuf>,
+    single: bool,
+}
+
+/// `wt-run serve` and `wt-run pane …`.
+fn subcommand(repo: &Repo, sub: &Sub) -> Result<u8, Error> {
+    let socket = pane::socket::socket_path(&repo.common_dir)?;
+    let pane_cmd = match sub {
+        Sub::Serve { idle } => {
+            pane::server::serve(&socket, &repo.state_dir().join("logs"), *idle)?;
+            return Ok(0);
+        }
+        Sub::Pane(cmd) => cmd,
+    };
+    let (verb, method, params) = match pane_cmd {
+        PaneCmd::Ls => ("ls", "pane.list", json!({})),
+        PaneCmd::Screen { name, lines } => {
+            ("screen", "pane.read_screen", json!({"pane": name, "lines": lines.unwrap_or(0)}))
+        }
+        PaneCmd::Send { name, text, enter } => {
+            ("send", "pane.send", json!({"pane": name, "text": text, "enter": enter}))
+        }
+        PaneCmd::Key { name, key } => ("key", "pane.send_key", json!({"pane": name, "key": key})),
+        PaneCmd::Wait { name, exit, pattern, quiet, timeout } => (
+            "wait",
+            "pane.wait",
+            json!({"pane": name, "exit": exit, "match": pattern, "quiet_ms": quiet, "timeout_ms": timeout.as_millis() as u64}),
+        ),
+        PaneCmd::Resize { name, rows, cols } => {
+            ("resize", "pane.resize", json!({"pane": name, "rows": rows, "cols": cols}))
+        }
+        PaneCmd::Kill { name } => ("kill", "pane.kill", json!({"pane": name})),
+        PaneCmd::Stop => ("stop", "server.stop", json!({})),
+    };
+    let result = pane::client::Client::connect(&socket)?.call(method, params)?;
+    pane::client::print_result(verb, &result);
+    Ok(0)
+}
+
+/// `--pane`: starts the command in a pane of the supervisor and returns at once.
+fn spawn_pane(
+    ctx: &Ctx,
+    socket: &std::path::Path,
+    rec: &Record,
+    argv: &[String],
+    env: &[(String, String)],
+) -> Result<Value, Error> {
+    let given = ctx.args.pane.as_deref().unwrap_or_default();
+    let name = if given.is_empty() || !ctx.single { rec.name.clone() } else { given.to_string() };
+    let env: Map<String, Value> = env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let params = json!({"name": name, "cmd": argv, "cwd": rec.path, "env": env});
+    let pane = pane::client::Client::connect(socket)?.call("pane.spawn", params)?;
+    Ok(json!({"cmd": argv, "pane": {"name": name, "pid": pane["pid"], "socket": socket, "log": pane["log"]}}))
 }
 
 /// The exit code a record stands for: the run's own, 124 for a timeout, 128+N for signal N,
@@ -85,6 +155,9 @@ fn exit_code_of(rec: &Record) -> u8 {
         return 1;
     }
     let run = rec.key("run");
+    if run.is_some_and(|r| r.get("pane").is_some()) {
+        return 0; // started: the pane goes on without us
+    }
     if run.and_then(|r| r.get("timed_out")).and_then(Value::as_bool) == Some(true) {
         return 124;
     }
@@ -112,6 +185,13 @@ fn run_target(ctx: &Ctx, target: Target) -> Record {
     };
     let argv = command_line(ctx.args);
     let env = worktree_env(&rec, ctx.ledger);
+    if let Some(socket) = &ctx.pane_socket {
+        match spawn_pane(ctx, socket, &rec, &argv, &env) {
+            Ok(run) => rec.set_key("run", run),
+            Err(e) => rec.set_error(TOOL, &e),
+        }
+        return rec;
+    }
     let mut run = Map::new();
     run.insert("cmd".into(), json!(argv));
     run.insert("log".into(), json!(log));

@@ -1,0 +1,210 @@
+//! Panes, end to end: real PTYs, real interactive programs, the real supervisor and its socket.
+//! Each test has its own socket directory (XDG_RUNTIME_DIR) and stops its supervisor.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use wt_tests::{s, Run, TestRepo};
+
+/// A repository whose wt-run calls share a private socket directory.
+struct Panes {
+    t: TestRepo,
+    xdg: PathBuf,
+}
+
+impl Panes {
+    fn new() -> Panes {
+        let t = TestRepo::new();
+        let xdg = t.root().join("xdg");
+        std::fs::create_dir_all(&xdg).unwrap();
+        std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Panes { t, xdg }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = self.t.cmd("wt-run");
+        c.env("XDG_RUNTIME_DIR", &self.xdg).env("WT_PANE_IDLE", "20s");
+        c
+    }
+
+    fn wt_run(&self, args: &[&str]) -> Run {
+        let mut c = self.cmd();
+        c.args(args);
+        Run::of(&mut c, "")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let run = self.wt_run(args);
+        run.expect_code(0);
+        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run}"))
+    }
+
+    /// Starts CMD in a pane of a new worktree NAME.
+    fn spawn(&self, name: &str, cmd: &[&str]) -> Value {
+        self.t.run("wt-create", &[name], "").expect_code(0);
+        let mut args = vec!["-w", name, "--pane", "--"];
+        args.extend_from_slice(cmd);
+        let run = self.wt_run(&args);
+        run.expect_code(0);
+        run.records().remove(0)
+    }
+
+    fn wait_match(&self, pane: &str, re: &str) -> Value {
+        self.json(&["pane", "wait", pane, "--match", re, "--timeout", "15s"])
+    }
+
+    fn socket(&self) -> PathBuf {
+        let dir = self.xdg.join("wt");
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "sock"))
+            .unwrap()
+    }
+}
+
+impl Drop for Panes {
+    fn drop(&mut self) {
+        let _ = self.wt_run(&["pane", "stop"]);
+    }
+}
+
+fn raw_call(stream: &mut UnixStream, line: &[u8]) -> Value {
+    stream.write_all(line).unwrap();
+    let mut answer = String::new();
+    BufReader::new(stream.try_clone().unwrap()).read_line(&mut answer).unwrap();
+    serde_json::from_str(&answer).unwrap()
+}
+
+#[test]
+fn bash_in_a_pane_is_read_typed_into_and_waited_for() {
+    let p = Panes::new();
+    let rec = p.spawn("sh1", &["bash", "--norc", "--noprofile", "-i"]);
+    assert_eq!(rec["run"]["pane"]["name"], "sh1");
+    assert!(s(&rec["run"]["pane"], "socket").ends_with(".sock"));
+    p.json(&["pane", "send", "sh1", "echo \"pane=$WT_PANE sum=$((40+2))\"; pwd", "--enter"]);
+    p.wait_match("sh1", "sum=42");
+    let screen = p.json(&["pane", "screen", "sh1"]);
+    let text = s(&screen, "text");
+    assert!(text.contains("pane=sh1 sum=42"), "{text}");
+    assert!(text.contains(&format!("{}", p.t.wt_root().join("sh1").display())), "runs in its worktree: {text}");
+    // A multi-line send arrives as one paste and runs as two commands.
+    p.json(&["pane", "send", "sh1", "echo first-line\necho second-line", "--enter"]);
+    p.wait_match("sh1", "(?m)^second-line");
+    p.json(&["pane", "key", "sh1", "ctrl-d"]);
+    let done = p.json(&["pane", "wait", "sh1", "--exit", "--timeout", "10s"]);
+    assert_eq!(done["exit"], json!({"code": 0}));
+    let listed = p.json(&["pane", "ls"]);
+    assert_eq!(listed["alive"], false);
+}
+
+#[test]
+fn python_repl_and_a_full_screen_program() {
+    let p = Panes::new();
+    p.spawn("py", &["python3", "-i", "-q"]);
+    p.wait_match("py", ">>> ");
+    p.json(&["pane", "send", "py", "print(6 * 7)", "--enter"]);
+    p.wait_match("py", "(?m)^42");
+    // curses: the alternate screen, text placed by cursor addressing, a key read in raw mode.
+    let prog = "import curses\ndef main(w):\n    w.addstr(5, 10, 'FULL SCREEN')\n    w.refresh()\n    k = w.getkey()\n    w.addstr(6, 10, 'got ' + k)\n    w.refresh()\n    w.getkey()\ncurses.wrapper(main)\n";
+    std::fs::write(p.t.root().join("curses_app.py"), prog).unwrap();
+    p.spawn("full", &["python3", p.t.root().join("curses_app.py").to_str().unwrap()]);
+    let screen = p.wait_match("full", "FULL SCREEN")["screen"].clone();
+    assert_eq!(screen["alternate_screen"], true);
+    assert_eq!(screen["lines"][5].as_str().unwrap().trim_end(), format!("{}FULL SCREEN", " ".repeat(10)));
+    p.json(&["pane", "send", "full", "x"]);
+    p.wait_match("full", "got x");
+    p.json(&["pane", "key", "full", "enter"]);
+    let done = p.json(&["pane", "wait", "full", "--exit", "--timeout", "10s"]);
+    assert_eq!(done["screen"]["alternate_screen"], false, "back on the normal screen");
+}
+
+#[test]
+fn two_clients_at_once() {
+    let p = Panes::new();
+    p.spawn("two", &["bash", "--norc", "--noprofile", "-i"]);
+    let mut waiter = p.cmd();
+    waiter.args(["pane", "wait", "two", "--match", "from-the-other-client", "--timeout", "15s"]);
+    let waiting = std::thread::spawn(move || Run::of(&mut waiter, ""));
+    std::thread::sleep(Duration::from_millis(300));
+    p.json(&["pane", "send", "two", "echo from-the-other-$((1))client | tr -d 1", "--enter"]);
+    let run = waiting.join().unwrap();
+    run.expect_code(0);
+    assert!(run.stdout.contains("from-the-other-client"));
+}
+
+#[test]
+fn bad_requests_and_vanishing_clients_do_not_disturb_the_supervisor() {
+    let p = Panes::new();
+    p.spawn("calm", &["bash", "--norc", "--noprofile", "-i"]);
+    let socket = p.socket();
+    let mut c = UnixStream::connect(&socket).unwrap();
+    assert_eq!(raw_call(&mut c, b"{not json\n")["error"]["code"], "bad-request");
+    assert_eq!(raw_call(&mut c, b"{\"id\":1,\"method\":\"no.such\"}\n")["error"]["code"], "unknown-method");
+    let mut big = vec![b'x'; (1 << 20) + 10];
+    big.push(b'\n');
+    assert_eq!(raw_call(&mut c, &big)["error"]["code"], "too-large");
+    assert_eq!(
+        raw_call(&mut c, b"{\"id\":2,\"method\":\"server.ping\"}\n")["ok"],
+        true,
+        "same connection still served"
+    );
+    // A client that leaves mid-request, and a hundred that connect and vanish.
+    let mut half = UnixStream::connect(&socket).unwrap();
+    half.write_all(b"{\"id\":3,\"method\":\"pane.li").unwrap();
+    drop(half);
+    for _ in 0..100 {
+        drop(UnixStream::connect(&socket).unwrap());
+    }
+    p.json(&["pane", "send", "calm", "echo still-$((6*7))", "--enter"]);
+    p.wait_match("calm", "still-42");
+}
+
+#[test]
+fn a_crashing_program_and_a_dead_supervisor_are_reported_clearly() {
+    let p = Panes::new();
+    p.spawn("crash", &["sh", "-c", "echo about-to-crash; sleep 0.2; kill -SEGV $$"]);
+    let done = p.json(&["pane", "wait", "crash", "--exit", "--timeout", "10s"]);
+    assert!(
+        done["exit"]["signal"].as_str().unwrap().contains("Segmentation") || done["exit"]["signal"] == "SIGSEGV",
+        "{done}"
+    );
+    assert!(s(&done["screen"], "text").contains("about-to-crash"));
+    // The supervisor survives it, and then is killed outright.
+    let pid = p.json(&["pane", "ls"])["pid"].clone();
+    assert!(pid.is_u64());
+    let mut c = UnixStream::connect(p.socket()).unwrap();
+    let sup = raw_call(&mut c, b"{\"id\":1,\"method\":\"server.ping\"}\n")["result"]["pid"].as_i64().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let run = p.wt_run(&["pane", "ls"]);
+    run.expect_code(3);
+    assert!(run.stderr.contains("no pane supervisor is running"), "{run}");
+    // Its socket is stale; the next --pane starts a new supervisor anyway.
+    p.spawn("after", &["sh", "-c", "echo new-supervisor; sleep 30"]);
+    p.wait_match("after", "new-supervisor");
+}
+
+#[test]
+fn one_supervisor_per_repository_and_only_its_user_may_connect() {
+    let p = Panes::new();
+    p.spawn("one", &["sleep", "30"]);
+    let second = p.wt_run(&["serve", "--idle", "2s"]);
+    second.expect_code(3);
+    assert!(second.stderr.contains("already running"), "{second}");
+    let dir = p.xdg.join("wt");
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    if nix::unistd::geteuid().is_root() {
+        // Another user cannot even reach the socket.
+        let socket = p.socket();
+        let probe = format!("import socket; s = socket.socket(socket.AF_UNIX); s.connect('{}')", socket.display());
+        let out = Command::new("runuser").args(["-u", "nobody", "--", "python3", "-c", &probe]).output().unwrap();
+        assert!(!out.status.success(), "nobody connected to the supervisor");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+    }
+}

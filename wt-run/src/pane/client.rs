@@ -1,0 +1,109 @@
+//! Clients of the supervisor: the `wt-run pane …` verbs, `wt-run --pane`, and starting the
+//! supervisor on demand.
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use wt_common::repo::Repo;
+use wt_common::Error;
+
+use super::protocol::Response;
+use super::socket::socket_path;
+
+/// A connection to a supervisor.
+#[derive(Debug)]
+pub struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    next_id: u64,
+}
+
+impl Client {
+    pub fn connect(socket: &Path) -> Result<Client, Error> {
+        let stream = UnixStream::connect(socket).map_err(|_| {
+            Error::env(
+                "no-supervisor",
+                "no pane supervisor is running for this repository (it starts with `wt-run --pane …`, or run `wt-run serve`)",
+            )
+        })?;
+        let writer = stream.try_clone().map_err(|e| Error::io("socket", e))?;
+        Ok(Client { reader: BufReader::new(stream), writer, next_id: 1 })
+    }
+
+    /// Sends one request and waits for its response.
+    pub fn call(&mut self, method: &str, params: Value) -> Result<Value, Error> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut line = serde_json::to_vec(&json!({"id": id, "method": method, "params": params})).expect("request");
+        line.push(b'\n');
+        let lost = |e: std::io::Error| Error::env("supervisor-lost", format!("the pane supervisor went away: {e}"));
+        self.writer.write_all(&line).map_err(lost)?;
+        let mut answer = String::new();
+        if self.reader.read_line(&mut answer).map_err(lost)? == 0 {
+            return Err(Error::env("supervisor-lost", "the pane supervisor closed the connection"));
+        }
+        let resp: Response = serde_json::from_str(&answer).map_err(|e| Error::env("bad-response", e.to_string()))?;
+        match (resp.ok, resp.result, resp.error) {
+            (true, Some(v), _) => Ok(v),
+            (_, _, Some(e)) => Err(Error::failed(&e.code, e.message)),
+            _ => Err(Error::env("bad-response", answer.trim().to_string())),
+        }
+    }
+}
+
+/// The socket of `repo`'s supervisor, starting one (detached, logging to the state dir) if
+/// none answers.
+pub fn ensure_server(repo: &Repo) -> Result<PathBuf, Error> {
+    let socket = socket_path(&repo.common_dir)?;
+    if Client::connect(&socket).is_ok() {
+        return Ok(socket);
+    }
+    let logs = repo.state_dir().join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| Error::io(logs.display(), e))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(logs.join("supervisor.log"))
+        .map_err(|e| Error::io("supervisor.log", e))?;
+    let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
+    // Its own process group: a Ctrl-C meant for the caller does not reach the supervisor.
+    std::os::unix::process::CommandExt::process_group(&mut Command::new(exe), 0)
+        .arg("serve")
+        .arg("-C")
+        .arg(repo.root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| Error::env("supervisor-start", format!("cannot start the pane supervisor: {e}")))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if Client::connect(&socket).is_ok() {
+            return Ok(socket);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(Error::env(
+        "supervisor-start",
+        format!("the pane supervisor did not start; see {}", logs.join("supervisor.log").display()),
+    ))
+}
+
+/// Prints a verb's result: JSON, or on a terminal the screen's text for `screen`.
+pub fn print_result(verb: &str, v: &Value) {
+    let mut out = std::io::stdout().lock();
+    let text = match (verb, std::io::stdout().is_terminal()) {
+        ("screen", true) => v.get("text").and_then(Value::as_str).unwrap_or_default().to_string(),
+        ("ls", _) => {
+            v.as_array().map(|a| a.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")).unwrap_or_default()
+        }
+        _ => v.to_string(),
+    };
+    if !text.is_empty() {
+        let _ = writeln!(out, "{text}");
+    }
+}

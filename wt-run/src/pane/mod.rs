@@ -1,0 +1,9 @@
+//! Panes: agents in terminals held by a supervisor, and the clients that drive them over its
+//! socket. See `server` for the supervisor, `pty` for a pane, `protocol` for the wire format.
+
+pub mod client;
+pub mod protocol;
+pub mod pty;
+pub mod server;
+pub mod socket;
+pub mod wait;

@@ -1,0 +1,209 @@
+//! One pane: a program in a pseudo-terminal (its own session, with the PTY as its controlling
+//! terminal), whose output feeds a terminal emulator (`vt100`, bounded scrollback) and a raw
+//! log. Waiters sleep on a condition variable that every chunk of output and the exit wake.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
+use serde_json::{json, Value};
+
+/// Lines of scrollback kept per pane: this bounds a pane's memory, however much it prints.
+pub const SCROLLBACK: usize = 5000;
+
+/// What a program in a pane is, and how to start it.
+#[derive(Debug, Clone)]
+pub struct SpawnSpec {
+    pub name: String,
+    pub cmd: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub rows: u16,
+    pub cols: u16,
+    pub log: PathBuf,
+}
+
+/// How the program ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    pub code: u32,
+    pub signal: Option<String>,
+}
+
+pub struct Screen {
+    pub parser: vt100::Parser,
+    pub exit: Option<Exit>,
+    pub last_output: Instant,
+    pub bytes: u64,
+}
+
+impl std::fmt::Debug for Screen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Screen").field("exit", &self.exit).field("bytes", &self.bytes).finish()
+    }
+}
+
+pub struct Pane {
+    pub spec: SpawnSpec,
+    pub pid: Option<u32>,
+    pub started: Instant,
+    pub state: Arc<(Mutex<Screen>, Condvar)>,
+    writer: Mutex<Box<dyn Write + Send>>,
+    master: Mutex<Box<dyn MasterPty + Send>>,
+}
+
+impl std::fmt::Debug for Pane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pane").field("name", &self.spec.name).field("pid", &self.pid).finish()
+    }
+}
+
+impl Pane {
+    pub fn spawn(spec: SpawnSpec) -> Result<Arc<Pane>, String> {
+        let size = PtySize { rows: spec.rows, cols: spec.cols, pixel_width: 0, pixel_height: 0 };
+        let pair = native_pty_system().openpty(size).map_err(|e| format!("cannot open a PTY: {e}"))?;
+        let mut cmd = CommandBuilder::new(&spec.cmd[0]);
+        cmd.args(&spec.cmd[1..]);
+        cmd.cwd(&spec.cwd);
+        cmd.env("TERM", "xterm-256color");
+        for (k, v) in &spec.env {
+            cmd.env(k, v);
+        }
+        let child = pair.slave.spawn_command(cmd).map_err(|e| format!("cannot start {}: {e}", spec.cmd[0]))?;
+        drop(pair.slave); // the child holds its end; our copy would keep the PTY open forever
+        let reader = pair.master.try_clone_reader().map_err(|e| e.to_string())?;
+        let writer = pair.master.take_writer().map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(&spec.log).map_err(|e| format!("{}: {e}", spec.log.display()))?;
+        let screen = Screen {
+            parser: vt100::Parser::new(spec.rows, spec.cols, SCROLLBACK),
+            exit: None,
+            last_output: Instant::now(),
+            bytes: 0,
+        };
+        let pane = Arc::new(Pane {
+            pid: child.process_id(),
+            started: Instant::now(),
+            state: Arc::new((Mutex::new(screen), Condvar::new())),
+            writer: Mutex::new(writer),
+            master: Mutex::new(pair.master),
+            spec,
+        });
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let state = Arc::clone(&pane.state);
+        std::thread::spawn(move || {
+            pump(reader, log, &state);
+            let _ = done_tx.send(());
+        });
+        let state = Arc::clone(&pane.state);
+        std::thread::spawn(move || reap(child, &state, &done_rx));
+        Ok(pane)
+    }
+
+    /// Types bytes into the program.
+    pub fn write(&self, bytes: &[u8]) -> Result<(), String> {
+        let mut w = self.writer.lock().expect("pane writer");
+        w.write_all(bytes).and_then(|_| w.flush()).map_err(|e| format!("cannot write to the pane: {e}"))
+    }
+
+    pub fn resize(&self, rows: u16, cols: u16) -> Result<(), String> {
+        let size = PtySize { rows, cols, pixel_width: 0, pixel_height: 0 };
+        self.master.lock().expect("pane master").resize(size).map_err(|e| e.to_string())?;
+        self.state.0.lock().expect("pane screen").parser.set_size(rows, cols);
+        Ok(())
+    }
+
+    pub fn exited(&self) -> bool {
+        self.state.0.lock().expect("pane screen").exit.is_some()
+    }
+
+    /// SIGTERM to the pane's session (its process group), then SIGKILL after `grace`.
+    pub fn kill(&self, grace: Duration) {
+        let Some(pid) = self.pid else { return };
+        let pgid = nix::unistd::Pid::from_raw(pid as i32);
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGTERM);
+        let (lock, cvar) = &*self.state;
+        let guard = lock.lock().expect("pane screen");
+        let (guard, _) = cvar.wait_timeout_while(guard, grace, |s| s.exit.is_none()).expect("pane screen");
+        if guard.exit.is_none() {
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    /// The pane as `pane.list` shows it.
+    pub fn describe(&self) -> Value {
+        let s = self.state.0.lock().expect("pane screen");
+        let (rows, cols) = s.parser.screen().size();
+        json!({
+            "name": self.spec.name, "pid": self.pid, "cmd": self.spec.cmd, "cwd": self.spec.cwd,
+            "alive": s.exit.is_none(), "exit": s.exit.as_ref().map(exit_json),
+            "rows": rows, "cols": cols, "bytes": s.bytes, "log": self.spec.log,
+            "alternate_screen": s.parser.screen().alternate_screen(),
+        })
+    }
+}
+
+pub fn exit_json(e: &Exit) -> Value {
+    match &e.signal {
+        Some(sig) => json!({"signal": sig}),
+        None => json!({"code": e.code}),
+    }
+}
+
+/// The screen as text rows; with `lines`, that many lines of scrollback above it too.
+pub fn screen_json(s: &mut Screen, lines: usize) -> Value {
+    let (rows, cols) = s.parser.screen().size();
+    let mut out: Vec<String> = Vec::new();
+    if lines > 0 {
+        s.parser.set_scrollback(lines);
+        let above = s.parser.screen().scrollback();
+        out.extend(s.parser.screen().rows(0, cols).take(above));
+        s.parser.set_scrollback(0);
+    }
+    out.extend(s.parser.screen().rows(0, cols));
+    let (cr, cc) = s.parser.screen().cursor_position();
+    let text = out.iter().map(|l| l.trim_end()).collect::<Vec<_>>().join("\n");
+    json!({
+        "rows": rows, "cols": cols, "lines": out, "text": text.trim_end(), "cursor": [cr, cc],
+        "alternate_screen": s.parser.screen().alternate_screen(),
+        "exit": s.exit.as_ref().map(exit_json),
+    })
+}
+
+/// Copies the PTY's output into the emulator and the log until the PTY closes.
+fn pump(mut reader: Box<dyn Read + Send>, mut log: std::fs::File, state: &(Mutex<Screen>, Condvar)) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break, // EIO once every holder of the terminal has closed it
+            Ok(n) => n,
+        };
+        let _ = log.write_all(&buf[..n]);
+        let (lock, cvar) = state;
+        let mut s = lock.lock().expect("pane screen");
+        s.parser.process(&buf[..n]);
+        s.bytes += n as u64;
+        s.last_output = Instant::now();
+        drop(s);
+        cvar.notify_all();
+    }
+}
+
+/// Waits for the program, lets the last output in, and records how it ended.
+fn reap(
+    mut child: Box<dyn Child + Send + Sync>,
+    state: &(Mutex<Screen>, Condvar),
+    output_done: &std::sync::mpsc::Receiver<()>,
+) {
+    let status = child.wait();
+    // Output written just before the exit is still in the PTY: read it before saying "exited".
+    let _ = output_done.recv_timeout(Duration::from_millis(500));
+    let exit = match status {
+        Ok(s) => Exit { code: s.exit_code(), signal: s.signal().map(str::to_string) },
+        Err(_) => Exit { code: 255, signal: None },
+    };
+    let (lock, cvar) = state;
+    lock.lock().expect("pane screen").exit = Some(exit);
+    cvar.notify_all();
+}

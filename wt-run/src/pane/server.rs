@@ -1,0 +1,243 @@
+//! The supervisor (`wt-run serve`): holds the panes of one repository and answers the protocol
+//! on its socket. One per repository: an flock on `<socket>.lock`, held for its lifetime,
+//! keeps a second from starting; a socket left by a crash is replaced. It exits when no pane
+//! is alive and no client has been connected for the idle time.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use wt_common::lock::FileLock;
+use wt_common::Error;
+
+use super::protocol::{key_bytes, text_bytes, Request, Response, MAX_REQUEST};
+use super::pty::{screen_json, Pane, SpawnSpec};
+
+/// Shared by every client thread.
+struct Supervisor {
+    panes: Mutex<BTreeMap<String, Arc<Pane>>>,
+    clients: AtomicUsize,
+    last_activity: Mutex<Instant>,
+    socket: PathBuf,
+    logs: PathBuf,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+/// Runs the supervisor until it is idle for `idle` (or told to stop).
+pub fn serve(socket: &Path, logs: &Path, idle: Duration) -> Result<(), Error> {
+    let lock_path = socket.with_extension("lock");
+    let Some(_lock) = FileLock::try_acquire(&lock_path)? else {
+        return Err(Error::env("already-running", format!("a supervisor is already running on {}", socket.display())));
+    };
+    let _ = std::fs::remove_file(socket); // left by a supervisor that crashed: its lock was free
+    let listener = UnixListener::bind(socket).map_err(|e| Error::io(socket.display(), e))?;
+    let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600));
+    std::fs::create_dir_all(logs).map_err(|e| Error::io(logs.display(), e))?;
+    let sup = Arc::new(Supervisor {
+        panes: Mutex::new(BTreeMap::new()),
+        clients: AtomicUsize::new(0),
+        last_activity: Mutex::new(Instant::now()),
+        socket: socket.to_path_buf(),
+        logs: logs.to_path_buf(),
+        stop: Default::default(),
+    });
+    let accepting = Arc::clone(&sup);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            if !same_user(&stream) {
+                continue; // dropped: only the owner may drive the panes
+            }
+            let sup = Arc::clone(&accepting);
+            sup.clients.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                serve_client(&sup, stream);
+                sup.clients.fetch_sub(1, Ordering::SeqCst);
+                *sup.last_activity.lock().expect("activity") = Instant::now();
+            });
+        }
+    });
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let busy =
+            sup.clients.load(Ordering::SeqCst) > 0 || sup.panes.lock().expect("panes").values().any(|p| !p.exited());
+        if busy {
+            *sup.last_activity.lock().expect("activity") = Instant::now();
+        }
+        let idle_for = sup.last_activity.lock().expect("activity").elapsed();
+        if sup.stop.load(Ordering::SeqCst) || idle_for >= idle {
+            break;
+        }
+    }
+    for pane in sup.panes.lock().expect("panes").values() {
+        pane.kill(Duration::from_millis(500));
+    }
+    let _ = std::fs::remove_file(&sup.socket);
+    Ok(())
+}
+
+fn same_user(stream: &UnixStream) -> bool {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    getsockopt(stream, PeerCredentials).is_ok_and(|c| c.uid() == nix::unistd::getuid().as_raw())
+}
+
+/// Answers one client's requests, one line each, until it goes away.
+fn serve_client(sup: &Supervisor, stream: UnixStream) {
+    let Ok(mut out) = stream.try_clone() else { return };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = Vec::new();
+        // Read at most one byte past the limit, so an oversized line is known without keeping it.
+        let n = match (&mut reader).take(MAX_REQUEST as u64 + 1).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let response = if n > MAX_REQUEST {
+            // Skip the rest of the oversized line before answering.
+            if !line.ends_with(b"\n") && skip_line(&mut reader).is_err() {
+                return;
+            }
+            Response::err(Value::Null, "too-large", format!("request over {MAX_REQUEST} bytes"))
+        } else if !line.ends_with(b"\n") {
+            return; // the client went away mid-request
+        } else {
+            match serde_json::from_slice::<Request>(&line) {
+                Ok(req) => handle(sup, req),
+                Err(e) => Response::err(Value::Null, "bad-request", format!("not a request: {e}")),
+            }
+        };
+        let mut text = serde_json::to_vec(&response).expect("response serializes");
+        text.push(b'\n');
+        if out.write_all(&text).is_err() {
+            return;
+        }
+    }
+}
+
+fn skip_line(reader: &mut BufReader<UnixStream>) -> std::io::Result<()> {
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if let Some(i) = buf.iter().position(|b| *b == b'\n') {
+            reader.consume(i + 1);
+            return Ok(());
+        }
+        let len = buf.len();
+        reader.consume(len);
+    }
+}
+
+fn handle(sup: &Supervisor, req: Request) -> Response {
+    let id = req.id.clone();
+    match dispatch(sup, &req) {
+        Ok(v) => Response::ok(id, v),
+        Err((code, msg)) => Response::err(id, code, msg),
+    }
+}
+
+type Failure = (&'static str, String);
+
+fn dispatch(sup: &Supervisor, req: &Request) -> Result<Value, Failure> {
+    let p = &req.params;
+    match req.method.as_str() {
+        "pane.list" => Ok(json!(sup.panes.lock().expect("panes").values().map(|p| p.describe()).collect::<Vec<_>>())),
+        "pane.spawn" => spawn(sup, p),
+        "pane.read_screen" => {
+            let pane = pane(sup, p)?;
+            let lines = p.get("lines").and_then(Value::as_u64).unwrap_or(0) as usize;
+            let mut s = pane.state.0.lock().expect("pane screen");
+            Ok(screen_json(&mut s, lines))
+        }
+        "pane.send" => {
+            let text = p.get("text").and_then(Value::as_str).ok_or(("bad-params", "pane.send needs text".into()))?;
+            let enter = p.get("enter").and_then(Value::as_bool).unwrap_or(false);
+            pane(sup, p)?.write(&text_bytes(text, enter)).map_err(|e| ("write-failed", e))?;
+            Ok(json!({"sent": text.len()}))
+        }
+        "pane.send_key" => {
+            let key = p.get("key").and_then(Value::as_str).unwrap_or_default();
+            let bytes = key_bytes(key).ok_or((
+                "unknown-key",
+                format!("unknown key '{key}' (enter, tab, escape, up, down, left, right, ctrl-c, ctrl-d, …)"),
+            ))?;
+            pane(sup, p)?.write(bytes).map_err(|e| ("write-failed", e))?;
+            Ok(json!({"sent": key}))
+        }
+        "pane.wait" => super::wait::wait(&*pane(sup, p)?, p),
+        "pane.resize" => {
+            let get = |k: &str| p.get(k).and_then(Value::as_u64).filter(|n| (1..=1000).contains(n)).map(|n| n as u16);
+            let (Some(rows), Some(cols)) = (get("rows"), get("cols")) else {
+                return Err(("bad-params", "pane.resize needs rows and cols (1-1000)".into()));
+            };
+            pane(sup, p)?.resize(rows, cols).map_err(|e| ("resize-failed", e))?;
+            Ok(json!({"rows": rows, "cols": cols}))
+        }
+        "pane.kill" => {
+            let pane = pane(sup, p)?;
+            pane.kill(Duration::from_secs(2));
+            Ok(pane.describe())
+        }
+        "server.stop" => {
+            sup.stop.store(true, Ordering::SeqCst);
+            Ok(json!({"stopping": true}))
+        }
+        "server.ping" => Ok(json!({"pid": std::process::id()})),
+        other => Err(("unknown-method", format!("unknown method '{other}'"))),
+    }
+}
+
+fn pane(sup: &Supervisor, params: &Value) -> Result<Arc<Pane>, Failure> {
+    let name = params
+        .get("pane")
+        .and_then(Value::as_str)
+        .ok_or(("bad-params", "params.pane (a pane name) is missing".to_string()))?;
+    sup.panes
+        .lock()
+        .expect("panes")
+        .get(name)
+        .cloned()
+        .ok_or(("no-such-pane", format!("no pane '{name}' (see `wt-run pane ls`)")))
+}
+
+fn spawn(sup: &Supervisor, p: &Value) -> Result<Value, Failure> {
+    let name = p.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    wt_common::name::validate(&name).map_err(|e| ("bad-params", e.message))?;
+    let cmd: Vec<String> = p.get("cmd").and_then(|c| serde_json::from_value(c.clone()).ok()).unwrap_or_default();
+    if cmd.is_empty() {
+        return Err(("bad-params", "pane.spawn needs cmd, a non-empty list".into()));
+    }
+    let cwd = PathBuf::from(p.get("cwd").and_then(Value::as_str).unwrap_or("."));
+    let env: BTreeMap<String, String> =
+        p.get("env").and_then(|e| serde_json::from_value(e.clone()).ok()).unwrap_or_default();
+    let size =
+        |k: &str, d: u16| p.get(k).and_then(Value::as_u64).filter(|n| (1..=1000).contains(n)).map_or(d, |n| n as u16);
+    let mut panes = sup.panes.lock().expect("panes");
+    if panes.get(&name).is_some_and(|old| !old.exited()) {
+        return Err(("pane-exists", format!("pane '{name}' is running; kill it first or choose another name")));
+    }
+    let dir = sup.logs.join(&name);
+    std::fs::create_dir_all(&dir).map_err(|e| ("io", e.to_string()))?;
+    let mut env: Vec<(String, String)> = env.into_iter().collect();
+    env.push(("WT_SOCKET".into(), sup.socket.display().to_string()));
+    env.push(("WT_PANE".into(), name.clone()));
+    let spec = SpawnSpec {
+        name: name.clone(),
+        cmd,
+        cwd,
+        env,
+        rows: size("rows", 40),
+        cols: size("cols", 120),
+        log: dir.join(format!("pane-{}.log", crate::unique_stem())),
+    };
+    let pane = Pane::spawn(spec).map_err(|e| ("spawn-failed", e))?;
+    let described = pane.describe();
+    panes.insert(name, pane);
+    Ok(described)
+}

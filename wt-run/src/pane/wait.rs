@@ -1,0 +1,52 @@
+//! `pane.wait`: until the program exits, until a regular expression matches the screen, or
+//! until the screen has been quiet for N ms; each with a timeout. Waiters sleep on the pane's
+//! condition variable, which every chunk of output and the exit wake: no polling.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::pty::{exit_json, screen_json, Pane};
+
+pub fn wait(pane: &Pane, p: &Value) -> Result<Value, (&'static str, String)> {
+    let timeout = Duration::from_millis(p.get("timeout_ms").and_then(Value::as_u64).unwrap_or(30_000));
+    let regex = match p.get("match").and_then(Value::as_str) {
+        Some(re) => Some(regex::Regex::new(re).map_err(|e| ("bad-params", format!("bad regular expression: {e}")))?),
+        None => None,
+    };
+    let quiet = p.get("quiet_ms").and_then(Value::as_u64).map(Duration::from_millis);
+    let for_exit = p.get("exit").and_then(Value::as_bool).unwrap_or(false);
+    if regex.is_none() && quiet.is_none() && !for_exit {
+        return Err(("bad-params", "pane.wait needs exit, match or quiet_ms".into()));
+    }
+    let deadline = Instant::now() + timeout;
+    let (lock, cvar) = &*pane.state;
+    let mut s = lock.lock().expect("pane screen");
+    loop {
+        let now = Instant::now();
+        if for_exit && s.exit.is_some() {
+            return Ok(json!({"exit": s.exit.as_ref().map(exit_json), "screen": screen_json(&mut s, 0)}));
+        }
+        if let Some(re) = &regex {
+            if let Some(m) = re.find(&s.parser.screen().contents()) {
+                let found = m.as_str().to_string();
+                return Ok(json!({"matched": found, "screen": screen_json(&mut s, 0)}));
+            }
+        }
+        let mut next = deadline;
+        if let Some(q) = quiet {
+            let quiet_until = s.last_output + q;
+            if now >= quiet_until {
+                return Ok(json!({"quiet_ms": q.as_millis() as u64, "screen": screen_json(&mut s, 0)}));
+            }
+            next = next.min(quiet_until);
+        }
+        if regex.is_some() && s.exit.is_some() && !for_exit {
+            return Err(("exited", "the program exited before the screen matched".into()));
+        }
+        if now >= deadline {
+            return Err(("timeout", format!("waited {} ms", timeout.as_millis())));
+        }
+        s = cvar.wait_timeout(s, next - now).expect("pane screen").0;
+    }
+}
