@@ -194,6 +194,11 @@ fn a_crashing_program_and_a_dead_supervisor_are_reported_clearly() {
 fn one_supervisor_per_repository_and_only_its_user_may_connect() {
     let p = Panes::new();
     p.spawn("one", &["sleep", "30"]);
+    // Global options go before the verb, as with git.
+    let mut from_elsewhere = p.cmd();
+    from_elsewhere.current_dir("/").args(["-C", p.t.repo.to_str().unwrap(), "pane", "ls"]);
+    let listed = Run::of(&mut from_elsewhere, "");
+    assert!(listed.expect_code(0).stdout.contains("\"name\":\"one\""), "{listed}");
     let second = p.wt_run(&["serve", "--idle", "2s"]);
     second.expect_code(3);
     assert!(second.stderr.contains("already running"), "{second}");
@@ -207,4 +212,29 @@ fn one_supervisor_per_repository_and_only_its_user_may_connect() {
         assert!(!out.status.success(), "nobody connected to the supervisor");
         assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
     }
+}
+
+#[test]
+fn events_stream_spawn_output_and_exit() {
+    let p = Panes::new();
+    p.spawn("first", &["sleep", "30"]);
+    let mut c = UnixStream::connect(p.socket()).unwrap();
+    assert_eq!(raw_call(&mut c, b"{\"id\":1,\"method\":\"events.subscribe\"}\n")["result"]["subscribed"], true);
+    p.spawn("ev", &["sh", "-c", "echo hello-events; sleep 0.2"]);
+    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut seen = Vec::new();
+    let mut lines = BufReader::new(c).lines();
+    while let Some(Ok(line)) = lines.next() {
+        let ev: Value = serde_json::from_str(&line).unwrap();
+        if ev["pane"] == "ev" {
+            seen.push(ev["event"].as_str().unwrap().to_string());
+        }
+        if ev["event"] == "exited" && ev["pane"] == "ev" {
+            assert_eq!(ev["exit"], json!({"code": 0}));
+            break;
+        }
+    }
+    assert_eq!(seen.first().map(String::as_str), Some("spawned"));
+    assert!(seen.contains(&"output".to_string()), "{seen:?}");
+    assert_eq!(seen.last().map(String::as_str), Some("exited"));
 }

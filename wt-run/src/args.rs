@@ -13,7 +13,6 @@ use wt_common::cli::GlobalArgs;
 #[command(
     name = "wt-run",
     version,
-    args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
     after_help = "Examples:\n  wt-create --list | wt-env | wt-run -j 4 -- cargo test\n  wt-run -w agent-1 --timeout 10m -- npm test\n  wt-run --all --shell -- 'make lint && make test'\n  wt-run -w agent-2 --confine -- claude -p \"fix issue 12\"\n\nExit: with one worktree, the command's own exit code (124 on timeout, 128+N on signal N);\nwith several, 0 if every run succeeded, else 1. 2 usage, 3 unusable repository."
 )]

@@ -2,6 +2,7 @@
 //! socket. See `server` for the supervisor, `pty` for a pane, `protocol` for the wire format.
 
 pub mod client;
+pub mod events;
 pub mod protocol;
 pub mod pty;
 pub mod server;

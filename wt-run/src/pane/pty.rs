@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
 use serde_json::{json, Value};
 
+use super::events::Events;
+
 /// Lines of scrollback kept per pane: this bounds a pane's memory, however much it prints.
 pub const SCROLLBACK: usize = 5000;
 
@@ -61,7 +63,7 @@ impl std::fmt::Debug for Pane {
 }
 
 impl Pane {
-    pub fn spawn(spec: SpawnSpec) -> Result<Arc<Pane>, String> {
+    pub fn spawn(spec: SpawnSpec, events: Arc<Events>) -> Result<Arc<Pane>, String> {
         let size = PtySize { rows: spec.rows, cols: spec.cols, pixel_width: 0, pixel_height: 0 };
         let pair = native_pty_system().openpty(size).map_err(|e| format!("cannot open a PTY: {e}"))?;
         let mut cmd = CommandBuilder::new(&spec.cmd[0]);
@@ -91,13 +93,16 @@ impl Pane {
             spec,
         });
         let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let state = Arc::clone(&pane.state);
+        let (state, name, ev) = (Arc::clone(&pane.state), pane.spec.name.clone(), Arc::clone(&events));
         std::thread::spawn(move || {
-            pump(reader, log, &state);
+            pump(reader, log, &state, &|n| ev.publish(json!({"event": "output", "pane": name, "bytes": n})));
             let _ = done_tx.send(());
         });
-        let state = Arc::clone(&pane.state);
-        std::thread::spawn(move || reap(child, &state, &done_rx));
+        let (state, name) = (Arc::clone(&pane.state), pane.spec.name.clone());
+        std::thread::spawn(move || {
+            let exit = reap(child, &state, &done_rx);
+            events.publish(json!({"event": "exited", "pane": name, "exit": exit_json(&exit)}));
+        });
         Ok(pane)
     }
 
@@ -172,7 +177,12 @@ pub fn screen_json(s: &mut Screen, lines: usize) -> Value {
 }
 
 /// Copies the PTY's output into the emulator and the log until the PTY closes.
-fn pump(mut reader: Box<dyn Read + Send>, mut log: std::fs::File, state: &(Mutex<Screen>, Condvar)) {
+fn pump(
+    mut reader: Box<dyn Read + Send>,
+    mut log: std::fs::File,
+    state: &(Mutex<Screen>, Condvar),
+    on_output: &dyn Fn(usize),
+) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match reader.read(&mut buf) {
@@ -187,6 +197,7 @@ fn pump(mut reader: Box<dyn Read + Send>, mut log: std::fs::File, state: &(Mutex
         s.last_output = Instant::now();
         drop(s);
         cvar.notify_all();
+        on_output(n);
     }
 }
 
@@ -195,7 +206,7 @@ fn reap(
     mut child: Box<dyn Child + Send + Sync>,
     state: &(Mutex<Screen>, Condvar),
     output_done: &std::sync::mpsc::Receiver<()>,
-) {
+) -> Exit {
     let status = child.wait();
     // Output written just before the exit is still in the PTY: read it before saying "exited".
     let _ = output_done.recv_timeout(Duration::from_millis(500));
@@ -204,6 +215,7 @@ fn reap(
         Err(_) => Exit { code: 255, signal: None },
     };
     let (lock, cvar) = state;
-    lock.lock().expect("pane screen").exit = Some(exit);
+    lock.lock().expect("pane screen").exit = Some(exit.clone());
     cvar.notify_all();
+    exit
 }

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use wt_common::lock::FileLock;
 use wt_common::Error;
 
+use super::events::Events;
 use super::protocol::{key_bytes, text_bytes, Request, Response, MAX_REQUEST};
 use super::pty::{screen_json, Pane, SpawnSpec};
 
@@ -27,6 +28,7 @@ struct Supervisor {
     socket: PathBuf,
     logs: PathBuf,
     stop: std::sync::atomic::AtomicBool,
+    events: Arc<Events>,
 }
 
 /// Runs the supervisor until it is idle for `idle` (or told to stop).
@@ -46,6 +48,7 @@ pub fn serve(socket: &Path, logs: &Path, idle: Duration) -> Result<(), Error> {
         socket: socket.to_path_buf(),
         logs: logs.to_path_buf(),
         stop: Default::default(),
+        events: Arc::new(Events::default()),
     });
     let accepting = Arc::clone(&sup);
     std::thread::spawn(move || {
@@ -107,6 +110,7 @@ fn serve_client(sup: &Supervisor, stream: UnixStream) {
             return; // the client went away mid-request
         } else {
             match serde_json::from_slice::<Request>(&line) {
+                Ok(req) if req.method == "events.subscribe" => return stream_events(sup, req, out),
                 Ok(req) => handle(sup, req),
                 Err(e) => Response::err(Value::Null, "bad-request", format!("not a request: {e}")),
             }
@@ -114,6 +118,23 @@ fn serve_client(sup: &Supervisor, stream: UnixStream) {
         let mut text = serde_json::to_vec(&response).expect("response serializes");
         text.push(b'\n');
         if out.write_all(&text).is_err() {
+            return;
+        }
+    }
+}
+
+/// Answers the subscription, then writes every event as a line until the client goes away.
+fn stream_events(sup: &Supervisor, req: Request, mut out: UnixStream) {
+    let events = sup.events.subscribe();
+    let mut line = serde_json::to_vec(&Response::ok(req.id, json!({"subscribed": true}))).expect("response");
+    line.push(b'\n');
+    if out.write_all(&line).is_err() {
+        return;
+    }
+    for event in events {
+        let mut line = serde_json::to_vec(&event).expect("event");
+        line.push(b'\n');
+        if out.write_all(&line).is_err() {
             return;
         }
     }
@@ -236,8 +257,9 @@ fn spawn(sup: &Supervisor, p: &Value) -> Result<Value, Failure> {
         cols: size("cols", 120),
         log: dir.join(format!("pane-{}.log", crate::unique_stem())),
     };
-    let pane = Pane::spawn(spec).map_err(|e| ("spawn-failed", e))?;
+    let pane = Pane::spawn(spec, Arc::clone(&sup.events)).map_err(|e| ("spawn-failed", e))?;
     let described = pane.describe();
+    sup.events.publish(json!({"event": "spawned", "pane": name, "pid": pane.pid}));
     panes.insert(name, pane);
     Ok(described)
 }
