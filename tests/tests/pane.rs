@@ -28,8 +28,15 @@ impl Panes {
 
     fn cmd(&self) -> Command {
         let mut c = self.t.cmd("wt-run");
-        c.env("XDG_RUNTIME_DIR", &self.xdg).env("WT_PANE_IDLE", "20s");
+        c.env("XDG_RUNTIME_DIR", &self.xdg).env("WT_PANE_IDLE", "20s").env("TMUX_TMPDIR", &self.xdg).env_remove("TMUX");
         c
+    }
+
+    /// The test's own tmux server (TMUX_TMPDIR is its socket directory).
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux").args(args).env("TMUX_TMPDIR", &self.xdg).env_remove("TMUX").output().unwrap();
+        assert!(out.status.success(), "tmux {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn wt_run(&self, args: &[&str]) -> Run {
@@ -71,6 +78,7 @@ impl Panes {
 impl Drop for Panes {
     fn drop(&mut self) {
         let _ = self.wt_run(&["pane", "stop"]);
+        let _ = Command::new("tmux").arg("kill-server").env("TMUX_TMPDIR", &self.xdg).env_remove("TMUX").output();
     }
 }
 
@@ -237,4 +245,33 @@ fn events_stream_spawn_output_and_exit() {
     assert_eq!(seen.first().map(String::as_str), Some("spawned"));
     assert!(seen.contains(&"output".to_string()), "{seen:?}");
     assert_eq!(seen.last().map(String::as_str), Some("exited"));
+}
+
+#[test]
+fn the_tmux_backend_puts_panes_in_a_session_a_person_can_attach_to() {
+    let p = Panes::new();
+    p.t.run("wt-create", &["tm"], "").expect_code(0);
+    let run = p.wt_run(&["-w", "tm", "--pane", "--backend", "tmux", "--", "bash", "--norc", "--noprofile", "-i"]);
+    let rec = &run.expect_code(0).records()[0];
+    let session = s(&rec["run"]["pane"]["tmux"], "session").to_string();
+    let window = s(&rec["run"]["pane"]["tmux"], "window").to_string();
+    assert!(p.tmux(&["list-windows", "-t", &session, "-F", "#{window_name}"]).lines().any(|l| l == "tm"));
+    p.json(&["pane", "send", "tm", "echo \"in tmux: $((6*7)) $WT_PANE\"", "--enter"]);
+    p.wait_match("tm", "in tmux: 42 tm");
+    // What a person attached to tmux would see is what the verbs read.
+    assert!(p.tmux(&["capture-pane", "-p", "-t", &window]).contains("in tmux: 42 tm"));
+    assert!(s(&p.json(&["pane", "screen", "tm"]), "text").contains("in tmux: 42 tm"));
+    p.json(&["pane", "send", "tm", "echo tmux-one\necho tmux-two", "--enter"]);
+    p.wait_match("tm", "(?m)^tmux-two");
+    p.json(&["pane", "key", "tm", "ctrl-d"]);
+    let done = p.json(&["pane", "wait", "tm", "--exit", "--timeout", "10s"]);
+    assert_eq!(done["exit"], json!({"code": 0}));
+    p.json(&["pane", "kill", "tm"]);
+    // Its last window gone, the session (and this test's tmux server) ends with it.
+    let out = Command::new("tmux")
+        .args(["list-windows", "-a", "-F", "#{window_id}"])
+        .env("TMUX_TMPDIR", &p.xdg)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).lines().any(|l| l == window), "window closed");
 }

@@ -59,12 +59,25 @@ pub struct Args {
     #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["timeout", "confine"])]
     pub pane: Option<String>,
 
+    /// With --pane: hold the pane in the supervisor's own PTY (native), or as a window of this
+    /// repository's tmux session, which a person can `tmux attach` to [wt.toml: [run] backend]
+    #[arg(long, value_name = "BACKEND", value_parser = ["native", "tmux"], requires = "pane")]
+    pub backend: Option<String>,
+
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
 
     #[command(flatten)]
     pub global: GlobalArgs,
+}
+
+/// `[run]` in wt.toml.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `native` or `tmux`.
+    pub backend: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

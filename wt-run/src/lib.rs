@@ -39,6 +39,14 @@ pub fn run(args: Args) -> Result<u8, Error> {
     let targets = select::collect(TOOL, &repo, &ledger, &args.worktrees, args.all, use_stdin, &mut out);
     let groups: Groups = Arc::new(Mutex::new(Default::default()));
     let interrupted = signals::on_interrupt(Arc::clone(&groups), args.grace);
+    let config: args::Config = wt_common::config::section(repo.main_worktree.as_deref(), "run")?;
+    let backend = args.backend.clone().or(config.backend).unwrap_or_else(|| "native".into());
+    if !["native", "tmux"].contains(&backend.as_str()) {
+        return Err(Error::usage(
+            "bad-config",
+            format!("wt.toml: [run] backend must be native or tmux, not '{backend}'"),
+        ));
+    }
     let pane_socket = match args.pane {
         Some(_) if !targets.is_empty() => Some(pane::client::ensure_server(&repo)?),
         _ => None,
@@ -50,6 +58,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
         groups: &groups,
         echo: std::io::stderr().is_terminal(),
         pane_socket,
+        backend,
         single: targets.len() == 1,
     };
     let single = targets.len() == 1;
@@ -94,6 +103,7 @@ struct Ctx<'a> {
     echo: bool,
     /// With `--pane`: the supervisor's socket.
     pane_socket: Option<PathBuf>,
+    backend: String,
     single: bool,
 }
 
@@ -143,9 +153,15 @@ fn spawn_pane(
     let given = ctx.args.pane.as_deref().unwrap_or_default();
     let name = if given.is_empty() || !ctx.single { rec.name.clone() } else { given.to_string() };
     let env: Map<String, Value> = env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-    let params = json!({"name": name, "cmd": argv, "cwd": rec.path, "env": env});
+    let params = json!({"name": name, "cmd": argv, "cwd": rec.path, "env": env, "backend": ctx.backend});
     let pane = pane::client::Client::connect(socket)?.call("pane.spawn", params)?;
-    Ok(json!({"cmd": argv, "pane": {"name": name, "pid": pane["pid"], "socket": socket, "log": pane["log"]}}))
+    let mut info = json!({"name": name, "pid": pane["pid"], "socket": socket, "backend": ctx.backend});
+    for key in ["log", "tmux"] {
+        if let Some(v) = pane.get(key).filter(|v| !v.is_null()) {
+            info[key] = v.clone();
+        }
+    }
+    Ok(json!({"cmd": argv, "pane": info}))
 }
 
 /// The exit code a record stands for: the run's own, 124 for a timeout, 128+N for signal N,

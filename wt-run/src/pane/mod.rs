@@ -3,8 +3,10 @@
 
 pub mod client;
 pub mod events;
+pub mod handle;
 pub mod protocol;
 pub mod pty;
 pub mod server;
 pub mod socket;
+pub mod tmux;
 pub mod wait;

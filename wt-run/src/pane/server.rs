@@ -17,12 +17,14 @@ use wt_common::lock::FileLock;
 use wt_common::Error;
 
 use super::events::Events;
-use super::protocol::{key_bytes, text_bytes, Request, Response, MAX_REQUEST};
-use super::pty::{screen_json, Pane, SpawnSpec};
+use super::handle::{Failure, Handle};
+use super::protocol::{Request, Response, MAX_REQUEST};
+use super::pty::{Pane, SpawnSpec};
+use super::tmux::TmuxPane;
 
 /// Shared by every client thread.
 struct Supervisor {
-    panes: Mutex<BTreeMap<String, Arc<Pane>>>,
+    panes: Mutex<BTreeMap<String, Handle>>,
     clients: AtomicUsize,
     last_activity: Mutex<Instant>,
     socket: PathBuf,
@@ -163,41 +165,33 @@ fn handle(sup: &Supervisor, req: Request) -> Response {
     }
 }
 
-type Failure = (&'static str, String);
-
 fn dispatch(sup: &Supervisor, req: &Request) -> Result<Value, Failure> {
     let p = &req.params;
     match req.method.as_str() {
         "pane.list" => Ok(json!(sup.panes.lock().expect("panes").values().map(|p| p.describe()).collect::<Vec<_>>())),
         "pane.spawn" => spawn(sup, p),
         "pane.read_screen" => {
-            let pane = pane(sup, p)?;
             let lines = p.get("lines").and_then(Value::as_u64).unwrap_or(0) as usize;
-            let mut s = pane.state.0.lock().expect("pane screen");
-            Ok(screen_json(&mut s, lines))
+            Ok(pane(sup, p)?.screen(lines))
         }
         "pane.send" => {
             let text = p.get("text").and_then(Value::as_str).ok_or(("bad-params", "pane.send needs text".into()))?;
             let enter = p.get("enter").and_then(Value::as_bool).unwrap_or(false);
-            pane(sup, p)?.write(&text_bytes(text, enter)).map_err(|e| ("write-failed", e))?;
+            pane(sup, p)?.send_text(text, enter)?;
             Ok(json!({"sent": text.len()}))
         }
         "pane.send_key" => {
             let key = p.get("key").and_then(Value::as_str).unwrap_or_default();
-            let bytes = key_bytes(key).ok_or((
-                "unknown-key",
-                format!("unknown key '{key}' (enter, tab, escape, up, down, left, right, ctrl-c, ctrl-d, …)"),
-            ))?;
-            pane(sup, p)?.write(bytes).map_err(|e| ("write-failed", e))?;
+            pane(sup, p)?.send_key(key)?;
             Ok(json!({"sent": key}))
         }
-        "pane.wait" => super::wait::wait(&*pane(sup, p)?, p),
+        "pane.wait" => pane(sup, p)?.wait(p),
         "pane.resize" => {
             let get = |k: &str| p.get(k).and_then(Value::as_u64).filter(|n| (1..=1000).contains(n)).map(|n| n as u16);
             let (Some(rows), Some(cols)) = (get("rows"), get("cols")) else {
                 return Err(("bad-params", "pane.resize needs rows and cols (1-1000)".into()));
             };
-            pane(sup, p)?.resize(rows, cols).map_err(|e| ("resize-failed", e))?;
+            pane(sup, p)?.resize(rows, cols)?;
             Ok(json!({"rows": rows, "cols": cols}))
         }
         "pane.kill" => {
@@ -214,7 +208,7 @@ fn dispatch(sup: &Supervisor, req: &Request) -> Result<Value, Failure> {
     }
 }
 
-fn pane(sup: &Supervisor, params: &Value) -> Result<Arc<Pane>, Failure> {
+fn pane(sup: &Supervisor, params: &Value) -> Result<Handle, Failure> {
     let name = params
         .get("pane")
         .and_then(Value::as_str)
@@ -257,9 +251,16 @@ fn spawn(sup: &Supervisor, p: &Value) -> Result<Value, Failure> {
         cols: size("cols", 120),
         log: dir.join(format!("pane-{}.log", crate::unique_stem())),
     };
-    let pane = Pane::spawn(spec, Arc::clone(&sup.events)).map_err(|e| ("spawn-failed", e))?;
+    let pane = match p.get("backend").and_then(Value::as_str).unwrap_or("native") {
+        "native" => Handle::Native(Pane::spawn(spec, Arc::clone(&sup.events)).map_err(|e| ("spawn-failed", e))?),
+        "tmux" => {
+            let session = format!("wt-{}", sup.socket.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default());
+            Handle::Tmux(Arc::new(TmuxPane::spawn(spec, &session).map_err(|e| ("spawn-failed", e))?))
+        }
+        other => return Err(("bad-params", format!("unknown backend '{other}' (native or tmux)"))),
+    };
     let described = pane.describe();
-    sup.events.publish(json!({"event": "spawned", "pane": name, "pid": pane.pid}));
+    sup.events.publish(json!({"event": "spawned", "pane": name, "pid": described["pid"]}));
     panes.insert(name, pane);
     Ok(described)
 }

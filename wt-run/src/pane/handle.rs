@@ -1,0 +1,84 @@
+//! A pane of either backend, as the supervisor's verbs see it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::protocol::{key_bytes, text_bytes};
+use super::pty::{screen_json, Pane};
+use super::tmux::TmuxPane;
+
+pub type Failure = (&'static str, String);
+
+#[derive(Debug, Clone)]
+pub enum Handle {
+    Native(Arc<Pane>),
+    Tmux(Arc<TmuxPane>),
+}
+
+impl Handle {
+    pub fn exited(&self) -> bool {
+        match self {
+            Handle::Native(p) => p.exited(),
+            Handle::Tmux(t) => t.exit().is_some(),
+        }
+    }
+
+    pub fn describe(&self) -> Value {
+        match self {
+            Handle::Native(p) => p.describe(),
+            Handle::Tmux(t) => t.describe(),
+        }
+    }
+
+    pub fn screen(&self, lines: usize) -> Value {
+        match self {
+            Handle::Native(p) => screen_json(&mut p.state.0.lock().expect("pane screen"), lines),
+            Handle::Tmux(t) => t.screen(lines),
+        }
+    }
+
+    pub fn send_text(&self, text: &str, enter: bool) -> Result<(), Failure> {
+        match self {
+            Handle::Native(p) => p.write(&text_bytes(text, enter)),
+            Handle::Tmux(t) => t.send_text(text, enter),
+        }
+        .map_err(|e| ("write-failed", e))
+    }
+
+    pub fn send_key(&self, key: &str) -> Result<(), Failure> {
+        let unknown = || {
+            (
+                "unknown-key",
+                format!("unknown key '{key}' (enter, tab, escape, up, down, left, right, ctrl-c, ctrl-d, …)"),
+            )
+        };
+        match self {
+            Handle::Native(p) => p.write(key_bytes(key).ok_or_else(unknown)?).map_err(|e| ("write-failed", e)),
+            Handle::Tmux(t) => t.send_key(key).map_err(|_| unknown()),
+        }
+    }
+
+    pub fn resize(&self, rows: u16, cols: u16) -> Result<(), Failure> {
+        match self {
+            Handle::Native(p) => p.resize(rows, cols),
+            Handle::Tmux(t) => t.resize(rows, cols),
+        }
+        .map_err(|e| ("resize-failed", e))
+    }
+
+    pub fn kill(&self, grace: Duration) {
+        match self {
+            Handle::Native(p) => p.kill(grace),
+            Handle::Tmux(t) => t.kill(),
+        }
+    }
+
+    pub fn wait(&self, params: &Value) -> Result<Value, Failure> {
+        match self {
+            Handle::Native(p) => super::wait::wait(p, params),
+            Handle::Tmux(t) => t.wait(params),
+        }
+    }
+}

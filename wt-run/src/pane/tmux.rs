@@ -1,0 +1,191 @@
+//! The tmux backend: each pane is a window of one tmux session per repository (`wt-<hash>`),
+//! on the user's tmux server, so a person can `tmux attach -t wt-<hash>` and watch the agents.
+//! The supervisor drives it with tmux's own commands (`new-window`, `capture-pane`,
+//! `send-keys`, `paste-buffer`), so every protocol verb works the same as with native panes.
+//! Windows are addressed by their id (`@7`), unique on the server.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::pty::SpawnSpec;
+
+#[derive(Debug)]
+pub struct TmuxPane {
+    pub spec: SpawnSpec,
+    pub session: String,
+    pub window: String,
+    pub pid: Option<u32>,
+}
+
+/// Runs `tmux args…` (outside any tmux the supervisor may have been started from).
+fn tmux(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("tmux")
+        .args(args)
+        .env_remove("TMUX")
+        .output()
+        .map_err(|e| format!("cannot run tmux ({e}); install tmux or use the native backend"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_string())
+    } else {
+        Err(format!("tmux {}: {}", args[0], String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// One command line for tmux's shell (`sh -c`), each word quoted.
+fn shell_line(cmd: &[String]) -> String {
+    cmd.iter().map(|w| format!("'{}'", w.replace('\'', r"'\''"))).collect::<Vec<_>>().join(" ")
+}
+
+impl TmuxPane {
+    pub fn spawn(spec: SpawnSpec, session: &str) -> Result<TmuxPane, String> {
+        let (cols, rows) = (spec.cols.to_string(), spec.rows.to_string());
+        let cwd = spec.cwd.display().to_string();
+        let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let line = shell_line(&spec.cmd);
+        let exists = tmux(&["has-session", "-t", &format!("={session}")]).is_ok();
+        let mut args: Vec<&str> = if exists {
+            vec!["new-window", "-d", "-t", session]
+        } else {
+            vec!["new-session", "-d", "-s", session, "-x", &cols, "-y", &rows]
+        };
+        args.extend(["-P", "-F", "#{window_id} #{pane_pid}", "-n", &spec.name, "-c", &cwd]);
+        for e in &env {
+            args.extend(["-e", e]);
+        }
+        args.push(&line);
+        // In the same tmux command, before tmux can notice the program exit: keep the window
+        // when the program ends, so its last screen and exit status can be read.
+        args.extend([";", "set-option", "-w", "remain-on-exit", "on"]);
+        let printed = tmux(&args)?;
+        let mut it = printed.split_whitespace();
+        let window = it.next().ok_or("tmux printed no window id")?.to_string();
+        let pid = it.next().and_then(|p| p.parse().ok());
+        if !exists {
+            let _ = tmux(&["set-option", "-t", session, "window-size", "manual"]);
+        }
+        Ok(TmuxPane { spec, session: session.to_string(), window, pid })
+    }
+
+    fn info(&self) -> Option<Vec<String>> {
+        let f = "#{pane_width} #{pane_height} #{alternate_on} #{pane_dead} #{pane_dead_status} #{cursor_y} #{cursor_x}";
+        tmux(&["display-message", "-p", "-t", &self.window, f]).ok().map(|s| s.split(' ').map(str::to_string).collect())
+    }
+
+    /// `None` while the program runs; its exit once it ended (or its window is gone).
+    pub fn exit(&self) -> Option<Value> {
+        match self.info() {
+            Some(i) if i.get(3).map(String::as_str) == Some("1") => {
+                Some(json!({"code": i[4].parse::<u32>().unwrap_or(0)}))
+            }
+            Some(_) => None,
+            None => Some(json!({"signal": "window closed"})),
+        }
+    }
+
+    pub fn screen(&self, lines: usize) -> Value {
+        let start = format!("-{lines}");
+        let mut args = vec!["capture-pane", "-p", "-t", &self.window];
+        if lines > 0 {
+            args.extend(["-S", &start]);
+        }
+        let text = tmux(&args).unwrap_or_default();
+        let info = self.info().unwrap_or_default();
+        let num = |i: usize| info.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let rows: Vec<&str> = text.split('\n').collect();
+        json!({
+            "rows": num(1), "cols": num(0), "lines": rows, "text": text.trim_end(),
+            "cursor": [num(5), num(6)], "alternate_screen": num(2) == 1, "exit": self.exit(),
+        })
+    }
+
+    pub fn send_text(&self, text: &str, enter: bool) -> Result<(), String> {
+        if text.contains('\n') {
+            let buffer = format!("wt-{}", self.spec.name);
+            tmux(&["set-buffer", "-b", &buffer, "--", text])?;
+            tmux(&["paste-buffer", "-p", "-d", "-b", &buffer, "-t", &self.window])?;
+        } else if !text.is_empty() {
+            tmux(&["send-keys", "-t", &self.window, "-l", "--", text])?;
+        }
+        if enter {
+            tmux(&["send-keys", "-t", &self.window, "Enter"])?;
+        }
+        Ok(())
+    }
+
+    pub fn send_key(&self, key: &str) -> Result<(), String> {
+        let k = key.to_ascii_lowercase();
+        let name = match k.as_str() {
+            "enter" | "return" => "Enter".to_string(),
+            "tab" => "Tab".into(),
+            "escape" | "esc" => "Escape".into(),
+            "backspace" => "BSpace".into(),
+            "space" => "Space".into(),
+            "up" | "down" | "left" | "right" | "home" | "end" => capitalize(&k),
+            "pageup" => "PPage".into(),
+            "pagedown" => "NPage".into(),
+            "delete" => "DC".into(),
+            _ => match k.strip_prefix("ctrl-") {
+                Some(c) if c.len() == 1 => format!("C-{c}"),
+                _ => return Err(format!("unknown key '{key}'")),
+            },
+        };
+        tmux(&["send-keys", "-t", &self.window, &name]).map(|_| ())
+    }
+
+    pub fn resize(&self, rows: u16, cols: u16) -> Result<(), String> {
+        tmux(&["resize-window", "-t", &self.window, "-x", &cols.to_string(), "-y", &rows.to_string()]).map(|_| ())
+    }
+
+    pub fn kill(&self) {
+        let _ = tmux(&["kill-window", "-t", &self.window]);
+    }
+
+    pub fn describe(&self) -> Value {
+        json!({
+            "name": self.spec.name, "pid": self.pid, "cmd": self.spec.cmd, "cwd": self.spec.cwd,
+            "backend": "tmux", "tmux": {"session": self.session, "window": self.window},
+            "alive": self.exit().is_none(), "exit": self.exit(),
+        })
+    }
+
+    /// `pane.wait` for tmux: tmux has no change notification, so the screen is sampled.
+    pub fn wait(&self, p: &Value) -> Result<Value, (&'static str, String)> {
+        let timeout = Duration::from_millis(p.get("timeout_ms").and_then(Value::as_u64).unwrap_or(30_000));
+        let regex = match p.get("match").and_then(Value::as_str) {
+            Some(re) => {
+                Some(regex::Regex::new(re).map_err(|e| ("bad-params", format!("bad regular expression: {e}")))?)
+            }
+            None => None,
+        };
+        let quiet = p.get("quiet_ms").and_then(Value::as_u64).map(Duration::from_millis);
+        let for_exit = p.get("exit").and_then(Value::as_bool).unwrap_or(false);
+        let deadline = Instant::now() + timeout;
+        let (mut last, mut since) = (String::new(), Instant::now());
+        loop {
+            let screen = self.screen(0);
+            let text = screen["text"].as_str().unwrap_or_default().to_string();
+            if for_exit && !screen["exit"].is_null() {
+                return Ok(json!({"exit": screen["exit"], "screen": screen}));
+            }
+            if let Some(m) = regex.as_ref().and_then(|re| re.find(&text)) {
+                return Ok(json!({"matched": m.as_str(), "screen": screen}));
+            }
+            if text != last {
+                (last, since) = (text, Instant::now());
+            } else if quiet.is_some_and(|q| since.elapsed() >= q) {
+                return Ok(json!({"quiet_ms": quiet.map(|q| q.as_millis() as u64), "screen": screen}));
+            }
+            if Instant::now() >= deadline {
+                return Err(("timeout", format!("waited {} ms", timeout.as_millis())));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+}
