@@ -28,8 +28,14 @@ impl Panes {
 
     fn cmd(&self) -> Command {
         let mut c = self.t.cmd("wt-run");
-        c.env("XDG_RUNTIME_DIR", &self.xdg).env("WT_PANE_IDLE", "20s").env("TMUX_TMPDIR", &self.xdg).env_remove("TMUX");
+        self.env(&mut c);
         c
+    }
+
+    /// The test's isolation: git config, socket dir, tmux server.
+    fn env(&self, c: &mut Command) {
+        self.t.isolate(c);
+        c.env("XDG_RUNTIME_DIR", &self.xdg).env("WT_PANE_IDLE", "20s").env("TMUX_TMPDIR", &self.xdg).env_remove("TMUX");
     }
 
     /// The test's own tmux server (TMUX_TMPDIR is its socket directory).
@@ -274,4 +280,33 @@ fn the_tmux_backend_puts_panes_in_a_session_a_person_can_attach_to() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).lines().any(|l| l == window), "window closed");
+}
+
+#[test]
+fn attach_types_into_the_pane_shows_its_output_and_detaches_with_ctrl_bracket() {
+    let p = Panes::new();
+    p.spawn("att", &["bash", "--norc", "--noprofile", "-i"]);
+    p.json(&["pane", "wait", "att", "--quiet", "200", "--timeout", "10s"]);
+    // `script` gives attach a real terminal; what we write to its stdin is typed there.
+    let line = format!("'{}' pane attach att", wt_tests::bin("wt-run").display());
+    let mut script = Command::new("script");
+    script.args(["-qec", &line, "/dev/null"]).current_dir(&p.t.repo);
+    p.env(&mut script);
+    script
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = script.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    stdin.write_all(b"echo attached-$((1+1))\r").unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    stdin.write_all(&[0x1d]).unwrap();
+    let run = Run::from_output(child.wait_with_output().unwrap());
+    assert!(run.stdout.contains("attached-2"), "the pane's output came back: {run}");
+    assert!(run.stdout.contains("detached from att"), "{run}");
+    // The pane goes on, and the keys reached it.
+    let listed = p.json(&["pane", "ls"]);
+    assert_eq!(listed["alive"], true);
+    assert!(s(&p.json(&["pane", "screen", "att"]), "text").contains("attached-2"));
 }

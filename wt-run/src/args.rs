@@ -126,6 +126,8 @@ pub enum PaneCmd {
         #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Sit at a pane's keyboard (raw mode); Ctrl-] detaches and leaves it running
+    Attach { name: String },
     /// Resize a pane's terminal
     Resize { name: String, rows: u16, cols: u16 },
     /// End a pane's program (SIGTERM to its session, SIGKILL after 2s)

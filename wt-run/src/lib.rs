@@ -115,6 +115,10 @@ fn subcommand(repo: &Repo, sub: &Sub) -> Result<u8, Error> {
             pane::server::serve(&socket, &repo.state_dir().join("logs"), *idle)?;
             return Ok(0);
         }
+        Sub::Pane(PaneCmd::Attach { name }) => {
+            pane::attach::attach(&socket, name)?;
+            return Ok(0);
+        }
         Sub::Pane(cmd) => cmd,
     };
     let (verb, method, params) = match pane_cmd {
@@ -136,6 +140,7 @@ fn subcommand(repo: &Repo, sub: &Sub) -> Result<u8, Error> {
         }
         PaneCmd::Kill { name } => ("kill", "pane.kill", json!({"pane": name})),
         PaneCmd::Stop => ("stop", "server.stop", json!({})),
+        PaneCmd::Attach { .. } => unreachable!("handled above"),
     };
     let result = pane::client::Client::connect(&socket)?.call(method, params)?;
     pane::client::print_result(verb, &result);

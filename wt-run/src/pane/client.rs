@@ -34,6 +34,17 @@ impl Client {
         Ok(Client { reader: BufReader::new(stream), writer, next_id: 1 })
     }
 
+    /// The next line the supervisor sends unasked (a stream after `pane.attach` or
+    /// `events.subscribe`); `None` when it closed the connection.
+    pub fn next_line(&mut self) -> Result<Option<Value>, Error> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => Ok(None),
+            Ok(_) => serde_json::from_str(&line).map(Some).map_err(|e| Error::env("bad-response", e.to_string())),
+            Err(e) => Err(Error::env("supervisor-lost", e.to_string())),
+        }
+    }
+
     /// Sends one request and waits for its response.
     pub fn call(&mut self, method: &str, params: Value) -> Result<Value, Error> {
         let id = self.next_id;

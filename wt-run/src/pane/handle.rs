@@ -41,10 +41,9 @@ impl Handle {
 
     pub fn send_text(&self, text: &str, enter: bool) -> Result<(), Failure> {
         match self {
-            Handle::Native(p) => p.write(&text_bytes(text, enter)),
+            Handle::Native(p) => p.write(&text_bytes(text, enter)).map_err(|e| ("write-failed", e)),
             Handle::Tmux(t) => t.send_text(text, enter),
         }
-        .map_err(|e| ("write-failed", e))
     }
 
     pub fn send_key(&self, key: &str) -> Result<(), Failure> {

@@ -1,6 +1,7 @@
 //! Panes: agents in terminals held by a supervisor, and the clients that drive them over its
 //! socket. See `server` for the supervisor, `pty` for a pane, `protocol` for the wire format.
 
+pub mod attach;
 pub mod client;
 pub mod events;
 pub mod handle;

@@ -48,6 +48,8 @@ impl std::fmt::Debug for Screen {
 }
 
 pub struct Pane {
+    /// Attached clients: each gets every chunk of raw output.
+    pub watchers: Arc<Mutex<Vec<std::sync::mpsc::Sender<Vec<u8>>>>>,
     pub spec: SpawnSpec,
     pub pid: Option<u32>,
     pub started: Instant,
@@ -85,6 +87,7 @@ impl Pane {
             bytes: 0,
         };
         let pane = Arc::new(Pane {
+            watchers: Arc::default(),
             pid: child.process_id(),
             started: Instant::now(),
             state: Arc::new((Mutex::new(screen), Condvar::new())),
@@ -94,8 +97,12 @@ impl Pane {
         });
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         let (state, name, ev) = (Arc::clone(&pane.state), pane.spec.name.clone(), Arc::clone(&events));
+        let watchers = Arc::clone(&pane.watchers);
         std::thread::spawn(move || {
-            pump(reader, log, &state, &|n| ev.publish(json!({"event": "output", "pane": name, "bytes": n})));
+            pump(reader, log, &state, &|chunk| {
+                watchers.lock().expect("watchers").retain(|w| w.send(chunk.to_vec()).is_ok());
+                ev.publish(json!({"event": "output", "pane": name, "bytes": chunk.len()}));
+            });
             let _ = done_tx.send(());
         });
         let (state, name) = (Arc::clone(&pane.state), pane.spec.name.clone());
@@ -121,6 +128,15 @@ impl Pane {
 
     pub fn exited(&self) -> bool {
         self.state.0.lock().expect("pane screen").exit.is_some()
+    }
+
+    /// A stream of the pane's raw output from now on, after a redraw of the current screen.
+    pub fn watch(&self) -> std::sync::mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let redraw = self.state.0.lock().expect("pane screen").parser.screen().contents_formatted();
+        let _ = tx.send(redraw);
+        self.watchers.lock().expect("watchers").push(tx);
+        rx
     }
 
     /// SIGTERM to the pane's session (its process group), then SIGKILL after `grace`.
@@ -181,7 +197,7 @@ fn pump(
     mut reader: Box<dyn Read + Send>,
     mut log: std::fs::File,
     state: &(Mutex<Screen>, Condvar),
-    on_output: &dyn Fn(usize),
+    on_output: &dyn Fn(&[u8]),
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -197,7 +213,7 @@ fn pump(
         s.last_output = Instant::now();
         drop(s);
         cvar.notify_all();
-        on_output(n);
+        on_output(&buf[..n]);
     }
 }
 

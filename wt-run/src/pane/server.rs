@@ -113,6 +113,7 @@ fn serve_client(sup: &Supervisor, stream: UnixStream) {
         } else {
             match serde_json::from_slice::<Request>(&line) {
                 Ok(req) if req.method == "events.subscribe" => return stream_events(sup, req, out),
+                Ok(req) if req.method == "pane.attach" => return stream_output(sup, req, out),
                 Ok(req) => handle(sup, req),
                 Err(e) => Response::err(Value::Null, "bad-request", format!("not a request: {e}")),
             }
@@ -140,6 +141,35 @@ fn stream_events(sup: &Supervisor, req: Request, mut out: UnixStream) {
             return;
         }
     }
+}
+
+/// `pane.attach`: the pane's raw output, base64 in JSON lines, until either side goes away.
+fn stream_output(sup: &Supervisor, req: Request, mut out: UnixStream) {
+    let chunks = match pane(sup, &req.params) {
+        Ok(Handle::Native(p)) => p.watch(),
+        Ok(Handle::Tmux(_)) => {
+            send_line(&mut out, &Response::err(req.id, "tmux-pane", "attach to a tmux pane with tmux itself"));
+            return;
+        }
+        Err((code, msg)) => {
+            send_line(&mut out, &Response::err(req.id, code, msg));
+            return;
+        }
+    };
+    if !send_line(&mut out, &Response::ok(req.id, json!({"attached": true}))) {
+        return;
+    }
+    for chunk in chunks {
+        if !send_line(&mut out, &json!({"data_b64": super::attach::encode(&chunk)})) {
+            return;
+        }
+    }
+}
+
+fn send_line(out: &mut UnixStream, value: &impl serde::Serialize) -> bool {
+    let mut line = serde_json::to_vec(value).expect("serializes");
+    line.push(b'\n');
+    out.write_all(&line).is_ok()
 }
 
 fn skip_line(reader: &mut BufReader<UnixStream>) -> std::io::Result<()> {
@@ -179,6 +209,16 @@ fn dispatch(sup: &Supervisor, req: &Request) -> Result<Value, Failure> {
             let enter = p.get("enter").and_then(Value::as_bool).unwrap_or(false);
             pane(sup, p)?.send_text(text, enter)?;
             Ok(json!({"sent": text.len()}))
+        }
+        "pane.write" => {
+            let data =
+                p.get("data_b64").and_then(Value::as_str).ok_or(("bad-params", "pane.write needs data_b64".into()))?;
+            let bytes = super::attach::decode(data);
+            match pane(sup, p)? {
+                Handle::Native(pane) => pane.write(&bytes).map_err(|e| ("write-failed", e))?,
+                Handle::Tmux(t) => t.send_text(&String::from_utf8_lossy(&bytes), false)?,
+            }
+            Ok(json!({"written": bytes.len()}))
         }
         "pane.send_key" => {
             let key = p.get("key").and_then(Value::as_str).unwrap_or_default();

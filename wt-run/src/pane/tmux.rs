@@ -100,7 +100,11 @@ impl TmuxPane {
         })
     }
 
-    pub fn send_text(&self, text: &str, enter: bool) -> Result<(), String> {
+    pub fn send_text(&self, text: &str, enter: bool) -> Result<(), (&'static str, String)> {
+        self.send_text_inner(text, enter).map_err(|e| ("write-failed", e))
+    }
+
+    fn send_text_inner(&self, text: &str, enter: bool) -> Result<(), String> {
         if text.contains('\n') {
             let buffer = format!("wt-{}", self.spec.name);
             tmux(&["set-buffer", "-b", &buffer, "--", text])?;
