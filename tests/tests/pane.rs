@@ -310,3 +310,56 @@ fn attach_types_into_the_pane_shows_its_output_and_detaches_with_ctrl_bracket() 
     assert_eq!(listed["alive"], true);
     assert!(s(&p.json(&["pane", "screen", "att"]), "text").contains("attached-2"));
 }
+
+#[test]
+fn a_pane_is_a_session_with_a_terminal_default_signals_a_log_and_a_size() {
+    let p = Panes::new();
+    let probe = "tty; echo sid=$(ps -o sid= -p $$ | tr -d ' ') pid=$$; grep -E '^Sig(Ign|Blk)' /proc/self/status; \
+                 for i in $(seq 1 120); do echo scroll-$i; done; exec bash --norc --noprofile -i";
+    let rec = p.spawn("probe", &["bash", "-c", probe]);
+    let pid = rec["run"]["pane"]["pid"].as_u64().unwrap();
+    p.wait_match("probe", "scroll-120");
+    let screen = p.json(&["pane", "screen", "probe", "--lines", "200"]);
+    let text = s(&screen, "text");
+    assert!(text.contains("/dev/pts/"), "a controlling terminal: {text}");
+    assert!(text.contains(&format!("sid={pid} pid={pid}")), "its own session: {text}");
+    // The terminal shows the tab after the field name as spaces.
+    assert!(
+        text.contains("SigIgn: 0000000000000000") && text.contains("SigBlk: 0000000000000000"),
+        "default signals: {text}"
+    );
+    assert!(text.contains("scroll-1\n"), "scrollback lines reach back: {text}");
+    let visible = s(&p.json(&["pane", "screen", "probe"]), "text").to_string();
+    assert!(!visible.contains("scroll-1\n"), "but the screen alone does not");
+    let log = std::fs::read_to_string(s(&p.json(&["pane", "ls"]), "log")).unwrap();
+    assert!(log.contains("scroll-120"), "raw output is logged");
+    p.json(&["pane", "resize", "probe", "20", "60"]);
+    p.json(&["pane", "send", "probe", "echo size=$(stty size)", "--enter"]);
+    p.wait_match("probe", "size=20 60");
+    // A client inside the pane reaches its supervisor through WT_SOCKET, from anywhere.
+    let inside = format!(
+        "cd / && '{}' pane ls > /tmp/wt-inside-{pid}.json; echo inside-done",
+        wt_tests::bin("wt-run").display()
+    );
+    p.json(&["pane", "send", "probe", &inside, "--enter"]);
+    p.wait_match("probe", "(?m)^inside-done");
+    let listed = std::fs::read_to_string(format!("/tmp/wt-inside-{pid}.json")).unwrap();
+    let _ = std::fs::remove_file(format!("/tmp/wt-inside-{pid}.json"));
+    assert!(listed.contains("\"name\":\"probe\""), "{listed}");
+}
+
+#[test]
+fn the_supervisor_leaves_when_its_panes_are_done_and_nobody_is_connected() {
+    let p = Panes::new();
+    p.t.run("wt-create", &["brief"], "").expect_code(0);
+    let mut c = p.cmd();
+    c.env("WT_PANE_IDLE", "1s").args(["-w", "brief", "--pane", "--", "sh", "-c", "echo short-lived"]);
+    Run::of(&mut c, "").expect_code(0);
+    let socket = p.socket();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while socket.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!socket.exists(), "socket removed on exit");
+    p.wt_run(&["pane", "ls"]).expect_code(3);
+}

@@ -29,6 +29,10 @@ pub const TOOL: &str = "wt-run";
 /// What a run of wt-run ends with: a process exit code (a child's code passes through).
 pub fn run(args: Args) -> Result<u8, Error> {
     wt_common::cli::init_logging(args.global.verbose);
+    // Inside a pane, WT_SOCKET names the supervisor that holds it: no repository needed.
+    if let (Some(Sub::Pane(cmd)), Some(socket)) = (&args.sub, std::env::var_os("WT_SOCKET").filter(|s| !s.is_empty())) {
+        return pane_verb(std::path::Path::new(&socket), cmd);
+    }
     let repo = Repo::discover(&args.global.start_dir())?;
     if let Some(sub) = &args.sub {
         return subcommand(&repo, sub);
@@ -110,17 +114,21 @@ struct Ctx<'a> {
 /// `wt-run serve` and `wt-run pane …`.
 fn subcommand(repo: &Repo, sub: &Sub) -> Result<u8, Error> {
     let socket = pane::socket::socket_path(&repo.common_dir)?;
-    let pane_cmd = match sub {
+    match sub {
         Sub::Serve { idle } => {
             pane::server::serve(&socket, &repo.state_dir().join("logs"), *idle)?;
-            return Ok(0);
+            Ok(0)
         }
-        Sub::Pane(PaneCmd::Attach { name }) => {
-            pane::attach::attach(&socket, name)?;
-            return Ok(0);
-        }
-        Sub::Pane(cmd) => cmd,
-    };
+        Sub::Pane(cmd) => pane_verb(&socket, cmd),
+    }
+}
+
+/// One `wt-run pane …` verb against the supervisor on `socket`.
+fn pane_verb(socket: &std::path::Path, pane_cmd: &PaneCmd) -> Result<u8, Error> {
+    if let PaneCmd::Attach { name } = pane_cmd {
+        pane::attach::attach(socket, name)?;
+        return Ok(0);
+    }
     let (verb, method, params) = match pane_cmd {
         PaneCmd::Ls => ("ls", "pane.list", json!({})),
         PaneCmd::Screen { name, lines } => {
@@ -142,7 +150,7 @@ fn subcommand(repo: &Repo, sub: &Sub) -> Result<u8, Error> {
         PaneCmd::Stop => ("stop", "server.stop", json!({})),
         PaneCmd::Attach { .. } => unreachable!("handled above"),
     };
-    let result = pane::client::Client::connect(&socket)?.call(method, params)?;
+    let result = pane::client::Client::connect(socket)?.call(method, params)?;
     pane::client::print_result(verb, &result);
     Ok(0)
 }

@@ -15,12 +15,15 @@ pub struct Events {
 impl Events {
     pub fn subscribe(&self) -> Receiver<Value> {
         let (tx, rx) = channel();
-        self.subscribers.lock().expect("subscribers").push(tx);
+        self.subscribers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(tx);
         rx
     }
 
     /// Sends an event to every subscriber still listening.
     pub fn publish(&self, event: Value) {
-        self.subscribers.lock().expect("subscribers").retain(|s| s.send(event.clone()).is_ok());
+        self.subscribers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|s| s.send(event.clone()).is_ok());
     }
 }

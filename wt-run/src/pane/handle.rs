@@ -34,7 +34,9 @@ impl Handle {
 
     pub fn screen(&self, lines: usize) -> Value {
         match self {
-            Handle::Native(p) => screen_json(&mut p.state.0.lock().expect("pane screen"), lines),
+            Handle::Native(p) => {
+                screen_json(&mut p.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner), lines)
+            }
             Handle::Tmux(t) => t.screen(lines),
         }
     }

@@ -100,7 +100,10 @@ impl Pane {
         let watchers = Arc::clone(&pane.watchers);
         std::thread::spawn(move || {
             pump(reader, log, &state, &|chunk| {
-                watchers.lock().expect("watchers").retain(|w| w.send(chunk.to_vec()).is_ok());
+                watchers
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .retain(|w| w.send(chunk.to_vec()).is_ok());
                 ev.publish(json!({"event": "output", "pane": name, "bytes": chunk.len()}));
             });
             let _ = done_tx.send(());
@@ -115,27 +118,32 @@ impl Pane {
 
     /// Types bytes into the program.
     pub fn write(&self, bytes: &[u8]) -> Result<(), String> {
-        let mut w = self.writer.lock().expect("pane writer");
+        let mut w = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         w.write_all(bytes).and_then(|_| w.flush()).map_err(|e| format!("cannot write to the pane: {e}"))
     }
 
     pub fn resize(&self, rows: u16, cols: u16) -> Result<(), String> {
         let size = PtySize { rows, cols, pixel_width: 0, pixel_height: 0 };
-        self.master.lock().expect("pane master").resize(size).map_err(|e| e.to_string())?;
-        self.state.0.lock().expect("pane screen").parser.set_size(rows, cols);
+        self.master
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .resize(size)
+            .map_err(|e| e.to_string())?;
+        self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).parser.screen_mut().set_size(rows, cols);
         Ok(())
     }
 
     pub fn exited(&self) -> bool {
-        self.state.0.lock().expect("pane screen").exit.is_some()
+        self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).exit.is_some()
     }
 
     /// A stream of the pane's raw output from now on, after a redraw of the current screen.
     pub fn watch(&self) -> std::sync::mpsc::Receiver<Vec<u8>> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let redraw = self.state.0.lock().expect("pane screen").parser.screen().contents_formatted();
+        let redraw =
+            self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).parser.screen().contents_formatted();
         let _ = tx.send(redraw);
-        self.watchers.lock().expect("watchers").push(tx);
+        self.watchers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(tx);
         rx
     }
 
@@ -145,8 +153,10 @@ impl Pane {
         let pgid = nix::unistd::Pid::from_raw(pid as i32);
         let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGTERM);
         let (lock, cvar) = &*self.state;
-        let guard = lock.lock().expect("pane screen");
-        let (guard, _) = cvar.wait_timeout_while(guard, grace, |s| s.exit.is_none()).expect("pane screen");
+        let guard = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (guard, _) = cvar
+            .wait_timeout_while(guard, grace, |s| s.exit.is_none())
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if guard.exit.is_none() {
             let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
         }
@@ -154,7 +164,7 @@ impl Pane {
 
     /// The pane as `pane.list` shows it.
     pub fn describe(&self) -> Value {
-        let s = self.state.0.lock().expect("pane screen");
+        let s = self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (rows, cols) = s.parser.screen().size();
         json!({
             "name": self.spec.name, "pid": self.pid, "cmd": self.spec.cmd, "cwd": self.spec.cwd,
@@ -177,10 +187,10 @@ pub fn screen_json(s: &mut Screen, lines: usize) -> Value {
     let (rows, cols) = s.parser.screen().size();
     let mut out: Vec<String> = Vec::new();
     if lines > 0 {
-        s.parser.set_scrollback(lines);
+        s.parser.screen_mut().set_scrollback(lines);
         let above = s.parser.screen().scrollback();
         out.extend(s.parser.screen().rows(0, cols).take(above));
-        s.parser.set_scrollback(0);
+        s.parser.screen_mut().set_scrollback(0);
     }
     out.extend(s.parser.screen().rows(0, cols));
     let (cr, cc) = s.parser.screen().cursor_position();
@@ -207,7 +217,7 @@ fn pump(
         };
         let _ = log.write_all(&buf[..n]);
         let (lock, cvar) = state;
-        let mut s = lock.lock().expect("pane screen");
+        let mut s = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         s.parser.process(&buf[..n]);
         s.bytes += n as u64;
         s.last_output = Instant::now();
@@ -231,7 +241,7 @@ fn reap(
         Err(_) => Exit { code: 255, signal: None },
     };
     let (lock, cvar) = state;
-    lock.lock().expect("pane screen").exit = Some(exit.clone());
+    lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner).exit = Some(exit.clone());
     cvar.notify_all();
     exit
 }

@@ -35,6 +35,7 @@ struct Supervisor {
 
 /// Runs the supervisor until it is idle for `idle` (or told to stop).
 pub fn serve(socket: &Path, logs: &Path, idle: Duration) -> Result<(), Error> {
+    restore_ignored_signals();
     let lock_path = socket.with_extension("lock");
     let Some(_lock) = FileLock::try_acquire(&lock_path)? else {
         return Err(Error::env("already-running", format!("a supervisor is already running on {}", socket.display())));
@@ -63,27 +64,64 @@ pub fn serve(socket: &Path, logs: &Path, idle: Duration) -> Result<(), Error> {
             std::thread::spawn(move || {
                 serve_client(&sup, stream);
                 sup.clients.fetch_sub(1, Ordering::SeqCst);
-                *sup.last_activity.lock().expect("activity") = Instant::now();
+                *sup.last_activity.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
             });
         }
     });
     loop {
         std::thread::sleep(Duration::from_millis(100));
-        let busy =
-            sup.clients.load(Ordering::SeqCst) > 0 || sup.panes.lock().expect("panes").values().any(|p| !p.exited());
+        let busy = sup.clients.load(Ordering::SeqCst) > 0
+            || sup.panes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().any(|p| !p.exited());
         if busy {
-            *sup.last_activity.lock().expect("activity") = Instant::now();
+            *sup.last_activity.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
         }
-        let idle_for = sup.last_activity.lock().expect("activity").elapsed();
+        let idle_for = sup.last_activity.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed();
         if sup.stop.load(Ordering::SeqCst) || idle_for >= idle {
             break;
         }
     }
-    for pane in sup.panes.lock().expect("panes").values() {
+    for pane in sup.panes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values() {
         pane.kill(Duration::from_millis(500));
     }
     let _ = std::fs::remove_file(&sup.socket);
     Ok(())
+}
+
+/// Panes must start with every signal at its default, but ignored signals survive exec, and
+/// this process may have inherited some: glibc's posix_spawn sets its internal real-time
+/// signals (32, 33) to ignored in the child, and a shell may ignore others. portable-pty only
+/// resets a fixed list in the pane, so the supervisor resets every signal it inherited as
+/// ignored, except SIGPIPE (which Rust's runtime ignores on purpose, and portable-pty resets
+/// for the pane). Handlers (such as the one glibc installs for signal 33) are left alone.
+///
+/// glibc's `sigaction` refuses its internal signals, so this talks to the kernel directly.
+#[allow(unsafe_code)]
+fn restore_ignored_signals() {
+    /// The kernel's `struct sigaction` on Linux (x86_64, aarch64): handler, flags, restorer, mask.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    const SIG_IGN: usize = 1;
+    let default = KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP || sig == libc::SIGPIPE {
+            continue;
+        }
+        let mut old = KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 };
+        // SAFETY: rt_sigaction(2) with these plain structs of the kernel's layout and size 8
+        // (64 signals): the first call only reads; the second installs SIG_DFL, which runs no
+        // code of ours in a signal context.
+        unsafe {
+            let read = libc::syscall(libc::SYS_rt_sigaction, sig, std::ptr::null::<KernelSigaction>(), &mut old, 8);
+            if read == 0 && old.handler == SIG_IGN {
+                libc::syscall(libc::SYS_rt_sigaction, sig, &default, std::ptr::null_mut::<KernelSigaction>(), 8);
+            }
+        }
+    }
 }
 
 fn same_user(stream: &UnixStream) -> bool {
@@ -198,7 +236,13 @@ fn handle(sup: &Supervisor, req: Request) -> Response {
 fn dispatch(sup: &Supervisor, req: &Request) -> Result<Value, Failure> {
     let p = &req.params;
     match req.method.as_str() {
-        "pane.list" => Ok(json!(sup.panes.lock().expect("panes").values().map(|p| p.describe()).collect::<Vec<_>>())),
+        "pane.list" => Ok(json!(sup
+            .panes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .map(|p| p.describe())
+            .collect::<Vec<_>>())),
         "pane.spawn" => spawn(sup, p),
         "pane.read_screen" => {
             let lines = p.get("lines").and_then(Value::as_u64).unwrap_or(0) as usize;
@@ -273,7 +317,7 @@ fn spawn(sup: &Supervisor, p: &Value) -> Result<Value, Failure> {
         p.get("env").and_then(|e| serde_json::from_value(e.clone()).ok()).unwrap_or_default();
     let size =
         |k: &str, d: u16| p.get(k).and_then(Value::as_u64).filter(|n| (1..=1000).contains(n)).map_or(d, |n| n as u16);
-    let mut panes = sup.panes.lock().expect("panes");
+    let mut panes = sup.panes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if panes.get(&name).is_some_and(|old| !old.exited()) {
         return Err(("pane-exists", format!("pane '{name}' is running; kill it first or choose another name")));
     }

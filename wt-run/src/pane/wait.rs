@@ -21,7 +21,7 @@ pub fn wait(pane: &Pane, p: &Value) -> Result<Value, (&'static str, String)> {
     }
     let deadline = Instant::now() + timeout;
     let (lock, cvar) = &*pane.state;
-    let mut s = lock.lock().expect("pane screen");
+    let mut s = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     loop {
         let now = Instant::now();
         if for_exit && s.exit.is_some() {
@@ -47,6 +47,6 @@ pub fn wait(pane: &Pane, p: &Value) -> Result<Value, (&'static str, String)> {
         if now >= deadline {
             return Err(("timeout", format!("waited {} ms", timeout.as_millis())));
         }
-        s = cvar.wait_timeout(s, next - now).expect("pane screen").0;
+        s = cvar.wait_timeout(s, next - now).unwrap_or_else(std::sync::PoisonError::into_inner).0;
     }
 }
