@@ -34,9 +34,15 @@ step 'eval "$(wt-env --export agent-1)"; echo "agent-1 serves on port $PORT"'
 step 'wt-env --range 20000-20005 agent-1 2>&1 || true   # bad input: the ledger is untouched'
 step 'wt-create --list | wt-env | wt-run -j 3 -- sh -c "echo \$WT_NAME on port \$PORT" | jq -c "{name, exit: .run.exit, out: .run.tail}"'
 step 'wt-run -w agent-1 --timeout 200ms -- sleep 5 | jq -c "{name, timed_out: .run.timed_out, signal: .run.signal}"'
+export XDG_RUNTIME_DIR="$work/run" WT_PANE_IDLE=5s
+mkdir -m 700 "$XDG_RUNTIME_DIR"
+step 'wt-run -w agent-2 --pane -- bash --norc --noprofile -i | jq -c ".run.pane | {name, pid}"   # an interactive program in a pane'
+step 'wt-run pane send agent-2 "echo hello from \$WT_PANE: \$((6*7))" --enter >/dev/null; wt-run pane wait agent-2 --match "hello from agent-2: 42" | jq -r ".screen.text"'
+step 'wt-run pane key agent-2 ctrl-d >/dev/null; wt-run pane wait agent-2 --exit | jq -c .exit'
 step 'wt-run -w agent-1 --confine --shell -- "echo x > ../agent-2/intrusion.txt || echo refused by Landlock" | jq -r ".run.tail[]" 2>&1 | sed "s/^/  /"'
 step 'echo "change" >> ../app.wt/agent-3/app.py; wt-create --remove agent-3 2>&1 || true'
 step 'wt-create --list | wt-create --remove --force | jq -c "{name, removed}"'
 step 'git worktree list; git branch'
 echo
-echo "Not built yet: wt-run panes, wt-watch, wt-merge (see the README)."
+wt-run pane stop >/dev/null 2>&1 || true
+echo "Not built yet: wt-watch, wt-merge (see the README)."
