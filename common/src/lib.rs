@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod lock;
 pub mod name;
 pub mod output;
+pub mod process;
 pub mod record;
 pub mod repo;
 pub mod select;

@@ -117,6 +117,14 @@ impl Repo {
         Ok(dir)
     }
 
+    /// Serialises every change to git's worktree registry made by wt tools in this repository.
+    /// git itself does not lock it: concurrent `git worktree add` fail while a sibling's admin
+    /// directory is half-written (`failed to read .git/worktrees/<x>/commondir`).
+    pub fn worktree_lock(&self) -> Result<crate::lock::FileLock, Error> {
+        let state = self.ensure_state_dir()?;
+        crate::lock::FileLock::acquire(&state.join("worktrees.lock"), crate::lock::default_timeout())
+    }
+
     /// `<repo>.wt`: where worktrees go unless `--root` or `wt.toml` says otherwise. A bare
     /// repository's `.git` suffix is dropped (`proj.git` → `proj.wt`).
     pub fn default_worktree_root(&self) -> PathBuf {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use wt_common::ledger::{Entry, Ledger, LedgerFile};
-use wt_common::lock::{default_timeout, FileLock};
+use wt_common::lock::FileLock;
 use wt_common::repo::{GitWorktree, Repo};
 use wt_common::{config, git, Error, Record};
 
@@ -44,12 +44,9 @@ impl Context {
         Ok(Context { repo, root, ledger, config })
     }
 
-    /// Serialises every change to git's worktree registry made by wt tools in this repository.
-    /// git itself does not lock it: concurrent `git worktree add` fail while a sibling's admin
-    /// directory is half-written (`failed to read .git/worktrees/<x>/commondir`).
+    /// The repository's worktree lock (see `Repo::worktree_lock`).
     pub fn worktree_lock(&self) -> Result<FileLock, Error> {
-        let state = self.repo.ensure_state_dir()?;
-        FileLock::acquire(&state.join("worktrees.lock"), default_timeout())
+        self.repo.worktree_lock()
     }
 
     /// Resolves `--base` (or `[create] base`, or HEAD of the main worktree) to a commit.

@@ -1,13 +1,187 @@
-//! wt-merge: not built yet (issue 6). The binary exists so that pipelines and `make install`
-//! see the whole toolkit, and says plainly that it cannot do its job yet.
+//! wt-merge: a local merge queue. `check` finds conflicts in memory, `queue` merges record by
+//! record (verified, compare-and-swap), `undo` goes back, `verify` owns the scratch worktrees.
 
-use wt_common::Exit;
+pub mod args;
+pub mod check;
+pub mod journal;
+pub mod queue;
+pub mod strategy;
+pub mod undo;
+pub mod verify;
 
-/// What the binary says until the tool is built.
-pub const NOT_BUILT: &str = "wt-merge is not built yet (issue 6); nothing was done";
+use serde_json::Value;
+use wt_common::jsonl::Input;
+use wt_common::ledger::LedgerFile;
+use wt_common::lock::{default_timeout, FileLock};
+use wt_common::output::{core_columns, status_or_error, Column, Output};
+use wt_common::repo::Repo;
+use wt_common::select::{self, Target};
+use wt_common::{git, Error, Exit, Record};
 
-/// Prints why nothing happens and gives the usage exit code.
-pub fn run() -> Exit {
-    eprintln!("{NOT_BUILT}");
-    Exit::Usage
+use crate::args::Args;
+use crate::queue::Queue;
+
+pub const TOOL: &str = "wt-merge";
+
+pub fn run(args: Args) -> Result<Exit, Error> {
+    wt_common::cli::init_logging(args.global.verbose);
+    let repo = Repo::discover(&args.global.start_dir())?;
+    let into = match &args.into {
+        Some(b) => b.clone(),
+        None => repo.main_head()?.and_then(|h| h.branch).ok_or_else(|| {
+            Error::usage(
+                "no-target",
+                "the main worktree has no branch checked out; say which branch to merge into with --into BRANCH",
+            )
+        })?,
+    };
+    if git::run(repo.git_dir(), ["rev-parse", "--verify", "-q", &format!("refs/heads/{into}")]).is_err() {
+        return Err(Error::usage(
+            "unknown-target",
+            format!("there is no branch '{into}' to merge into (list them with `git branch`)"),
+        ));
+    }
+    let mut out = Output::new(TOOL, args.global.json, columns());
+    if let Some(name) = &args.undo {
+        let rec = undo::undo(&repo, &into, name).unwrap_or_else(|e| Record::failed(name, TOOL, &e));
+        out.emit(&rec);
+        return Ok(out.finish());
+    }
+    let ledger = LedgerFile::new(&repo.state_dir());
+    if args.check {
+        let recs: Vec<Record> = inputs(&repo, &ledger, &args, &mut out)?.collect();
+        check(&repo, &into, recs, &mut out)?;
+        return Ok(out.finish());
+    }
+    // One merge queue per repository at a time; whatever scratch worktree exists now was left
+    // by a queue that was killed.
+    let _queue = FileLock::acquire(&repo.ensure_state_dir()?.join("merge.lock"), default_timeout())?;
+    verify::sweep(&repo)?;
+    journal::roll_forward(&repo)?;
+    let queue = Queue {
+        repo: &repo,
+        ledger: &ledger,
+        into,
+        strategy: args.strategy.clone(),
+        verify: args.verify.clone(),
+        timeout: args.timeout,
+        cleanup: args.cleanup,
+    };
+    for rec in inputs(&repo, &ledger, &args, &mut out)? {
+        let rec = if rec.has_error() { rec } else { queue.merge(rec) };
+        if failed(&rec) {
+            out.fail(Exit::Failed);
+        }
+        out.emit(&rec);
+        if out.closed() {
+            break;
+        }
+    }
+    Ok(out.finish())
+}
+
+/// Records to work on, resolved one at a time, so that each stdin record is merged as soon as
+/// it arrives (`wt-watch | wt-merge`). Records of another repository get an error.
+fn inputs<'a>(
+    repo: &'a Repo,
+    ledger: &LedgerFile,
+    args: &Args,
+    out: &mut Output,
+) -> Result<Box<dyn Iterator<Item = Record> + 'a>, Error> {
+    let snapshot = ledger.read()?;
+    let given = select::collect(TOOL, repo, &snapshot, &args.worktrees, args.all, false, out);
+    let from_args = given.into_iter().map(|t| match t {
+        Target::Worktree(r) | Target::PassThrough(r) => *r,
+    });
+    let streaming = args.worktrees.is_empty() && !args.all;
+    let stdin = streaming.then(wt_common::cli::stdin_records).flatten();
+    let from_stdin = stdin.into_iter().flatten().filter_map(move |input| match input {
+        Ok(Input::Record(r)) => Some(*r),
+        Ok(Input::Word(w)) => {
+            Some(select::from_word(repo, &snapshot, &w).unwrap_or_else(|(n, e)| Record::failed(&n, TOOL, &e)))
+        }
+        Err(m) => {
+            eprintln!("{TOOL}: skipped input {m}");
+            None
+        }
+    });
+    Ok(Box::new(from_args.chain(from_stdin).map(move |mut r| {
+        if !r.has_error() {
+            if let Some(other) = r.repo.as_ref().filter(|p| p.as_path() != repo.root()) {
+                let e = Error::failed(
+                    "other-repository",
+                    format!("'{}' belongs to {}, not this repository", r.name, other.display()),
+                );
+                r.set_error(TOOL, &e);
+            }
+        }
+        r
+    })))
+}
+
+fn failed(rec: &Record) -> bool {
+    let status = rec.key("merge").and_then(|m| m.get("status")).and_then(Value::as_str);
+    matches!(status, Some("conflict" | "verify-failed" | "error"))
+        || (status == Some("skipped")
+            && rec
+                .key("merge")
+                .and_then(|m| m.get("reason"))
+                .and_then(Value::as_str)
+                .is_some_and(|r| r.contains("uncommitted") || r.contains("fast-forward")))
+}
+
+fn check(repo: &Repo, into: &str, recs: Vec<Record>, out: &mut Output) -> Result<(), Error> {
+    let target = git::run(repo.git_dir(), ["rev-parse", &format!("refs/heads/{into}")])?;
+    let mut ready = Vec::new();
+    for mut rec in recs {
+        if rec.has_error() {
+            out.emit(&rec);
+            continue;
+        }
+        let head = rec
+            .branch
+            .as_ref()
+            .and_then(|b| git::run(repo.git_dir(), ["rev-parse", "--verify", "-q", &format!("refs/heads/{b}")]).ok());
+        match head {
+            Some(h) => ready.push((rec, h)),
+            None => {
+                let e = Error::failed("no-such-branch", format!("'{}' has no branch that exists", rec.name));
+                rec.set_error(TOOL, &e);
+                out.emit(&rec);
+            }
+        }
+    }
+    check::matrix(repo.git_dir(), into, &target, &mut ready)?;
+    for (rec, _) in ready {
+        if rec.key("merge").and_then(|m| m.get("status")) == Some(&Value::from("conflict")) {
+            out.fail(Exit::Failed);
+        }
+        out.emit(&rec);
+    }
+    Ok(())
+}
+
+fn columns() -> Vec<Column> {
+    let mut cols = core_columns();
+    cols.truncate(2);
+    cols.push(Column {
+        title: "MERGE",
+        value: |r| r.key("merge").and_then(|m| m.get("status")).and_then(Value::as_str).unwrap_or_default().to_string(),
+    });
+    cols.push(Column {
+        title: "DETAIL",
+        value: |r| {
+            let m = r.key("merge");
+            let get = |k: &str| m.and_then(|m| m.get(k));
+            if let Some(c) = get("conflicts").and_then(Value::as_array).filter(|c| !c.is_empty()) {
+                return format!("conflicts: {}", c.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "));
+            }
+            if let Some(r) = get("reason").and_then(Value::as_str) {
+                return r.to_string();
+            }
+            get("commit").and_then(Value::as_str).map(|c| c[..c.len().min(10)].to_string()).unwrap_or_default()
+        },
+    });
+    cols.push(Column { title: "STATUS", value: |r| status_or_error(r, "") });
+    cols
 }

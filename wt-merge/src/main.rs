@@ -1,3 +1,6 @@
+use clap::Parser;
+
 fn main() -> std::process::ExitCode {
-    wt_merge::run().into()
+    let args = wt_merge::args::Args::parse();
+    wt_common::cli::run_main("wt-merge", || wt_merge::run(args))
 }

@@ -3,7 +3,6 @@
 //! for Landlock.
 
 pub mod args;
-pub mod child;
 pub mod confine;
 pub mod pane;
 pub mod signals;
@@ -22,7 +21,7 @@ use wt_common::select::{self, Target};
 use wt_common::{Error, Exit, Record};
 
 use crate::args::{Args, PaneCmd, Sub};
-use crate::child::{Groups, Outcome, Spec};
+use wt_common::process::{self as child, Groups, Outcome, Spec};
 
 pub const TOOL: &str = "wt-run";
 

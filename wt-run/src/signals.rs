@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::child::Groups;
+use wt_common::process::Groups;
 
 /// Starts a thread that, on SIGINT or SIGTERM, ends every group in `groups`. The returned cell
 /// holds the signal once one arrived.

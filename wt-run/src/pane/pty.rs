@@ -95,6 +95,8 @@ impl Pane {
             master: Mutex::new(pair.master),
             spec,
         });
+        // Before any output event can be published, so subscribers see the spawn first.
+        events.publish(json!({"event": "spawned", "pane": pane.spec.name, "pid": pane.pid}));
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         let (state, name, ev) = (Arc::clone(&pane.state), pane.spec.name.clone(), Arc::clone(&events));
         let watchers = Arc::clone(&pane.watchers);

@@ -339,12 +339,13 @@ fn spawn(sup: &Supervisor, p: &Value) -> Result<Value, Failure> {
         "native" => Handle::Native(Pane::spawn(spec, Arc::clone(&sup.events)).map_err(|e| ("spawn-failed", e))?),
         "tmux" => {
             let session = format!("wt-{}", sup.socket.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default());
-            Handle::Tmux(Arc::new(TmuxPane::spawn(spec, &session).map_err(|e| ("spawn-failed", e))?))
+            let pane = TmuxPane::spawn(spec, &session).map_err(|e| ("spawn-failed", e))?;
+            sup.events.publish(json!({"event": "spawned", "pane": name, "pid": pane.pid}));
+            Handle::Tmux(Arc::new(pane))
         }
         other => return Err(("bad-params", format!("unknown backend '{other}' (native or tmux)"))),
     };
     let described = pane.describe();
-    sup.events.publish(json!({"event": "spawned", "pane": name, "pid": described["pid"]}));
     panes.insert(name, pane);
     Ok(described)
 }

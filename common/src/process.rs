@@ -1,5 +1,6 @@
-//! One run: a process group in the worktree, its merged output captured to a log file and a
-//! tail, a timeout, and a clean-up that leaves no member of the group behind.
+//! Running a command as its own process group: its merged output captured to a log file and a
+//! tail, a timeout, and a clean-up that leaves no member of the group behind. wt-run's runs and
+//! wt-merge's verification both run this way.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader, Write};
@@ -9,9 +10,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::Error;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use wt_common::Error;
 
 /// How many lines of output the record keeps.
 pub const TAIL_LINES: usize = 20;

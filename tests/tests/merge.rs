@@ -1,0 +1,309 @@
+//! wt-merge, end to end: real repositories, real worktrees, real verification commands.
+
+use std::process::Command;
+
+use serde_json::Value;
+use wt_tests::{s, Run, TestRepo};
+
+/// A repository with worktrees whose branches each commit `files` (path, content).
+fn repo_with(branches: &[(&str, &[(&str, &str)])]) -> TestRepo {
+    let t = TestRepo::new();
+    t.write("shared.txt", "a\nb\nc\n");
+    t.commit("shared file");
+    for (name, files) in branches {
+        t.run("wt-create", &[name], "").expect_code(0);
+        let wt = t.wt_root().join(name);
+        for (path, text) in *files {
+            let p = wt.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        t.git_in(&wt, ["add", "-A"]);
+        t.git_in(&wt, ["commit", "-q", "-m", &format!("work of {name}")]);
+    }
+    t
+}
+
+fn merge_of(rec: &Value) -> &Value {
+    &rec["merge"]
+}
+
+fn main_head(t: &TestRepo) -> String {
+    t.git(["rev-parse", "main"])
+}
+
+fn list(t: &TestRepo) -> String {
+    t.run("wt-create", &["--list"], "").expect_code(0).stdout.clone()
+}
+
+#[test]
+fn check_builds_the_conflict_matrix_in_memory() {
+    let t = repo_with(&[
+        ("one", &[("shared.txt", "ONE\nb\nc\n")]),
+        ("two", &[("shared.txt", "TWO\nb\nc\n")]),
+        ("three", &[("other.txt", "x\n")]),
+    ]);
+    t.write("shared.txt", "MAIN\nb\nc\n");
+    t.commit("main changes the same line");
+    let before = (main_head(&t), t.git(["status", "--porcelain"]), t.git(["stash", "list"]));
+    let run = t.run("wt-merge", &["--check"], &list(&t));
+    run.expect_code(1);
+    let recs = run.records();
+    let by = |n: &str| recs.iter().find(|r| r["name"] == n).unwrap().clone();
+    assert_eq!(merge_of(&by("one"))["status"], "conflict");
+    assert_eq!(merge_of(&by("one"))["conflicts"], serde_json::json!(["shared.txt"]));
+    assert_eq!(merge_of(&by("one"))["conflicts_with"], serde_json::json!(["two"]));
+    assert_eq!(merge_of(&by("three"))["status"], "would-merge");
+    assert_eq!(merge_of(&by("three"))["conflicts_with"], serde_json::json!([]));
+    assert_eq!((main_head(&t), t.git(["status", "--porcelain"]), t.git(["stash", "list"])), before, "nothing touched");
+}
+
+#[test]
+fn clean_branches_merge_in_order_and_a_conflict_leaves_the_target_alone() {
+    let t = repo_with(&[
+        ("one", &[("shared.txt", "ONE\nb\nc\n")]),
+        ("two", &[("shared.txt", "TWO\nb\nc\n")]),
+        ("three", &[("three.txt", "3\n")]),
+    ]);
+    let run = t.run("wt-merge", &["--verify", "test -f shared.txt"], &list(&t));
+    run.expect_code(1);
+    let recs = run.records();
+    let status: Vec<(&str, &str)> = recs.iter().map(|r| (s(r, "name"), s(merge_of(r), "status"))).collect();
+    assert_eq!(status, [("one", "merged"), ("three", "merged"), ("two", "conflict")]);
+    assert_eq!(merge_of(&recs[2])["conflicts"], serde_json::json!(["shared.txt"]));
+    assert_eq!(s(merge_of(&recs[1]), "commit"), main_head(&t));
+    // The main worktree has main checked out: its files followed, and it is clean.
+    assert_eq!(std::fs::read_to_string(t.repo.join("shared.txt")).unwrap(), "ONE\nb\nc\n");
+    assert!(t.repo.join("three.txt").exists());
+    assert_eq!(t.git(["status", "--porcelain"]), "");
+    assert_eq!(t.git(["worktree", "list", "--porcelain"]).matches("worktree ").count(), 4, "no scratch worktree left");
+    assert!(!t.git(["diff", "--name-only", "HEAD"]).contains("<<<<<<<"));
+}
+
+#[test]
+fn branches_that_pass_alone_but_break_together_never_both_land() {
+    // Verification fails when both features are present.
+    let t = repo_with(&[("a", &[("feature-a", "on\n")]), ("b", &[("feature-b", "on\n")])]);
+    let verify = "! { test -f feature-a && test -f feature-b; }";
+    for name in ["a", "b"] {
+        let alone = t.run("wt-merge", &["--check", "-w", name], "");
+        alone.expect_code(0);
+    }
+    let run = t.run("wt-merge", &["--verify", verify], &list(&t));
+    run.expect_code(1);
+    let recs = run.records();
+    assert_eq!(merge_of(&recs[0])["status"], "merged");
+    assert_eq!(merge_of(&recs[1])["status"], "verify-failed");
+    assert!(t.repo.join("feature-a").exists() && !t.repo.join("feature-b").exists());
+    // Every commit the target ever pointed at passed: only the merge of a.
+    let reflog = t.git(["reflog", "--format=%gs", "refs/heads/main"]);
+    assert!(reflog.contains("wt-merge: a into main") && !reflog.contains("wt-merge: b"), "{reflog}");
+}
+
+#[test]
+fn a_commit_made_on_the_target_during_verification_is_kept() {
+    let t = repo_with(&[("slow", &[("slow.txt", "s\n")])]);
+    // The first verification makes a commit on main meanwhile (as a person might).
+    let marker = t.root().join("sneaked");
+    let verify = format!(
+        "if [ ! -e '{m}' ]; then touch '{m}'; git -C '{r}' commit -q --allow-empty -m sneaky; fi; true",
+        m = marker.display(),
+        r = t.repo.display()
+    );
+    let run = t.run("wt-merge", &["--verify", &verify], &list(&t));
+    run.expect_code(0);
+    let rec = &run.records()[0];
+    assert_eq!(merge_of(rec)["status"], "merged");
+    let log = t.git(["log", "--format=%s", "main"]);
+    assert!(log.starts_with("Merge branch 'wt/slow' into main\nsneaky"), "merged again onto the new tip: {log}");
+}
+
+#[test]
+fn squash_rebase_and_fast_forward_make_the_commits_a_person_expects() {
+    let t = TestRepo::new();
+    for name in ["sq", "rb", "ff"] {
+        t.run("wt-create", &[name], "").expect_code(0);
+    }
+    let commit_as = |wt: &str, file: &str, author: &str| {
+        let dir = t.wt_root().join(wt);
+        std::fs::write(dir.join(file), file).unwrap();
+        t.git_in(&dir, ["add", file]);
+        t.git_in(
+            &dir,
+            [
+                "-c",
+                &format!("user.name={author}"),
+                "-c",
+                &format!("user.email={author}@x"),
+                "commit",
+                "-q",
+                "-m",
+                &format!("add {file}"),
+            ],
+        );
+    };
+    commit_as("sq", "s1", "Ann");
+    commit_as("sq", "s2", "Bob");
+    commit_as("rb", "r1", "Cy");
+    commit_as("rb", "r2", "Cy");
+    commit_as("ff", "f1", "Di");
+    // ff first: main has not moved, so it can fast-forward.
+    let ff = t.run("wt-merge", &["-w", "ff", "--strategy", "ff"], "");
+    assert_eq!(merge_of(&ff.expect_code(0).records()[0])["status"], "merged");
+    assert_eq!(main_head(&t), t.git(["rev-parse", "wt/ff"]));
+    let sq = t.run("wt-merge", &["-w", "sq", "--strategy", "squash"], "");
+    sq.expect_code(0);
+    assert_eq!(t.git(["rev-list", "--count", "--no-merges", "HEAD~1..HEAD"]), "1", "one commit");
+    let msg = t.git(["log", "-1", "--format=%B"]);
+    assert!(msg.contains("add s1") && msg.contains("add s2") && msg.contains("Co-authored-by: Ann <Ann@x>"), "{msg}");
+    assert_eq!(t.git(["log", "-1", "--format=%an"]), "Bob");
+    let rb = t.run("wt-merge", &["-w", "rb", "--strategy", "rebase"], "");
+    rb.expect_code(0);
+    assert_eq!(t.git(["log", "-2", "--format=%s %an"]), "add r2 Cy\nadd r1 Cy", "linear, authors kept");
+    assert_eq!(t.git(["rev-list", "--merges", "--count", "HEAD"]), "0");
+    // Now main has moved past ff's base: a second ff branch cannot fast-forward.
+    t.run("wt-create", &["late"], "").expect_code(0);
+    let late = t.wt_root().join("late");
+    t.git_in(&late, ["reset", "-q", "--hard", "HEAD~3"]);
+    std::fs::write(late.join("l"), "l").unwrap();
+    t.git_in(&late, ["add", "l"]);
+    t.git_in(&late, ["commit", "-q", "-m", "late"]);
+    let head = main_head(&t);
+    let run = t.run("wt-merge", &["-w", "late", "--strategy", "ff"], "");
+    run.expect_code(1);
+    assert!(s(merge_of(&run.records()[0]), "reason").contains("fast-forward is impossible"));
+    assert_eq!(main_head(&t), head);
+}
+
+#[test]
+fn a_dirty_main_worktree_stops_the_ref_and_says_why() {
+    let t = repo_with(&[("d", &[("d.txt", "d\n")])]);
+    std::fs::write(t.repo.join("shared.txt"), "uncommitted\n").unwrap();
+    let head = main_head(&t);
+    let run = t.run("wt-merge", &[], &list(&t));
+    run.expect_code(1);
+    let m = merge_of(&run.records()[0]).clone();
+    assert_eq!(m["status"], "skipped");
+    assert!(s(&m, "reason").contains("uncommitted changes"), "{m}");
+    assert_eq!(main_head(&t), head);
+    assert_eq!(std::fs::read_to_string(t.repo.join("shared.txt")).unwrap(), "uncommitted\n");
+}
+
+#[test]
+fn sigkill_at_any_point_leaves_no_half_merge_and_no_scratch_worktree() {
+    for point in ["after-scratch", "before-update", "after-update"] {
+        let t = repo_with(&[("k", &[("k.txt", "k\n")])]);
+        let head = main_head(&t);
+        let mut cmd = t.cmd("wt-merge");
+        cmd.args(["-w", "k", "--verify", "true"]).env("WT_FAILPOINT", point);
+        let run = Run::of(&mut cmd, "");
+        assert_eq!(run.code, None, "{point}: killed\n{run}");
+        let moved = main_head(&t) != head;
+        assert_eq!(moved, point == "after-update", "{point}: the ref moved only after the compare-and-swap");
+        // The next run sweeps what was left and finishes the job.
+        let again = t.run("wt-merge", &["-w", "k", "--verify", "true"], "");
+        again.expect_code(0);
+        let status = s(merge_of(&again.records()[0]), "status").to_string();
+        assert!(status == "merged" || (moved && status == "skipped"), "{point}: {again}");
+        assert_eq!(
+            t.git(["worktree", "list", "--porcelain"]).matches("worktree ").count(),
+            2,
+            "{point}: no scratch worktree"
+        );
+        assert!(
+            !t.repo.join(".git/wt/scratch").exists()
+                || std::fs::read_dir(t.repo.join(".git/wt/scratch")).unwrap().count() == 0
+        );
+        assert_eq!(t.git(["status", "--porcelain"]), "", "{point}: no half-merged index");
+    }
+}
+
+#[test]
+fn a_killed_verification_in_progress_is_swept_by_the_next_run() {
+    let t = repo_with(&[("v", &[("v.txt", "v\n")])]);
+    let head = main_head(&t);
+    let mut cmd = t.cmd("wt-merge");
+    cmd.args(["-w", "v", "--verify", "sleep 30"]);
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let child = cmd.spawn().unwrap();
+    let scratch = t.repo.join(".git/wt/scratch");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !(scratch.exists() && std::fs::read_dir(&scratch).unwrap().count() > 0)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
+    let _ = child.wait_with_output();
+    assert_eq!(main_head(&t), head);
+    t.run("wt-merge", &["-w", "v", "--verify", "true"], "").expect_code(0);
+    assert_eq!(t.git(["worktree", "list", "--porcelain"]).matches("worktree ").count(), 2);
+}
+
+#[test]
+fn undo_goes_back_unless_something_landed_on_top() {
+    let t = repo_with(&[("u1", &[("u1", "1\n")]), ("u2", &[("u2", "2\n")])]);
+    let before = main_head(&t);
+    t.run("wt-merge", &["-w", "u1"], "").expect_code(0);
+    let undo = t.run("wt-merge", &["--undo", "u1"], "");
+    assert_eq!(merge_of(&undo.expect_code(0).records()[0])["status"], "undone");
+    assert_eq!(main_head(&t), before);
+    assert!(!t.repo.join("u1").exists(), "files followed the undo");
+    t.run("wt-merge", &["-w", "u1"], "").expect_code(0);
+    t.run("wt-merge", &["-w", "u2"], "").expect_code(0);
+    let refused = t.run("wt-merge", &["--undo", "u1"], "");
+    refused.expect_code(1);
+    // u2's merge put two commits on top: its work and the merge commit.
+    assert!(refused.stderr.contains("2 commit(s) on top") && refused.stderr.contains("wt/u2"), "{refused}");
+}
+
+#[test]
+fn cleanup_removes_merged_worktrees_branches_and_leases() {
+    let t = repo_with(&[("c", &[("c.txt", "c\n")])]);
+    t.run("wt-env", &["-w", "c", "--range", "23500-23599"], "").expect_code(0);
+    let run = t.run("wt-merge", &["--cleanup"], &list(&t));
+    run.expect_code(0);
+    assert_eq!(merge_of(&run.records()[0])["cleanup"]["removed"], true);
+    assert!(!t.wt_root().join("c").exists());
+    assert!(!t.branches().contains(&"wt/c".to_string()));
+    let ledger: Value =
+        serde_json::from_str(&std::fs::read_to_string(t.repo.join(".git/wt/ledger.json")).unwrap()).unwrap();
+    assert!(ledger["worktrees"].get("c").is_none());
+}
+
+#[test]
+fn failed_records_are_skipped_and_bad_input_is_refused() {
+    let t = repo_with(&[("red", &[("r", "r\n")]), ("gone", &[("g", "g\n")]), ("hang", &[("h", "h\n")])]);
+    let head = main_head(&t);
+    let red = r#"{"v":1,"name":"red","branch":"wt/red","run":{"exit":3}}"#;
+    let err = r#"{"v":1,"name":"x","error":{"tool":"wt-run","code":"c","message":"m"}}"#;
+    let other = r#"{"v":1,"name":"alien","repo":"/somewhere/else","branch":"wt/alien"}"#;
+    let input = format!("{red}\n{err}\n{other}\n");
+    let run = t.run("wt-merge", &[], &input);
+    run.expect_code(1);
+    let recs = run.records();
+    assert!(s(merge_of(&recs[0]), "reason").contains("exited 3"));
+    assert_eq!(recs[1]["error"]["tool"], "wt-run", "passed through untouched");
+    assert_eq!(recs[2]["error"]["code"], "other-repository");
+    // A branch that no longer exists.
+    let gone_path = t.wt_root().join("gone");
+    t.git(["worktree", "remove", "--force", gone_path.to_str().unwrap()]);
+    t.git(["branch", "-D", "wt/gone"]);
+    let run = t.run("wt-merge", &[], r#"{"v":1,"name":"gone","branch":"wt/gone"}"#);
+    run.expect_code(1);
+    assert_eq!(run.records()[0]["error"]["code"], "no-such-branch");
+    // A verification that hangs is stopped by --timeout and counts as failed.
+    let run = t.run("wt-merge", &["-w", "hang", "--verify", "sleep 60", "--timeout", "500ms"], "");
+    run.expect_code(1);
+    let m = merge_of(&run.records()[0]).clone();
+    assert_eq!(
+        (m["status"].clone(), m["verify"]["timed_out"].clone()),
+        (Value::from("verify-failed"), Value::Bool(true))
+    );
+    // An unknown target branch.
+    let run = t.run("wt-merge", &["--into", "no-such-branch", "-w", "hang"], "");
+    run.expect_code(2);
+    assert!(run.stderr.contains("no branch 'no-such-branch'"));
+    assert_eq!(main_head(&t), head, "nothing moved");
+}

@@ -1,0 +1,64 @@
+//! The command line of wt-merge.
+
+use clap::Parser;
+use wt_common::cli::GlobalArgs;
+
+/// A local merge queue: merge each worktree's branch into a target branch that only ever moves
+/// to a commit whose verification passed.
+///
+/// Records (from wt-create, wt-run, wt-watch) are handled one by one as they arrive: a record
+/// with an error, or whose run or watch failed, is skipped; a conflict is found in memory and
+/// reported; otherwise the result is built in a scratch worktree, verified there, and the
+/// target moves to it only if it still points where it did (compare-and-swap).
+#[derive(Debug, Parser)]
+#[command(
+    name = "wt-merge",
+    version,
+    after_help = "Examples:\n  wt-create --list | wt-merge --check                     # the conflict matrix, nothing moves\n  wt-create --list | wt-merge --verify 'cargo test' --cleanup\n  wt-merge -w agent-2 --strategy squash --into develop\n  wt-merge --undo agent-2\n\nExit: 0 all merged (or would merge), 1 a conflict, a failed verification or an error,\n2 usage, 3 unusable repository."
+)]
+pub struct Args {
+    /// A worktree by name (repeatable)
+    #[arg(short = 'w', long = "worktree", value_name = "NAME")]
+    pub worktrees: Vec<String>,
+
+    /// Every worktree the tools manage
+    #[arg(long)]
+    pub all: bool,
+
+    /// The branch to merge into [default: the branch checked out in the main worktree]
+    #[arg(long, value_name = "BRANCH")]
+    pub into: Option<String>,
+
+    /// Only find conflicts, in memory: against the target and between the branches
+    #[arg(long, conflicts_with_all = ["verify", "cleanup", "undo"])]
+    pub check: bool,
+
+    /// How a branch lands: a merge commit, one squashed commit, its commits rebased, or a
+    /// fast-forward
+    #[arg(long, value_name = "HOW", default_value = "merge", value_parser = ["merge", "squash", "rebase", "ff"])]
+    pub strategy: String,
+
+    /// Run CMD (through sh -c) in a scratch worktree of the result; the target moves only if it
+    /// exits 0
+    #[arg(long, value_name = "CMD")]
+    pub verify: Option<String>,
+
+    /// Give up a verification after DUR (it then counts as failed)
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+
+    /// Remove each merged worktree and its branch, and release its leases
+    #[arg(long)]
+    pub cleanup: bool,
+
+    /// Move the target back to before NAME's merge, if nothing was merged on top since
+    #[arg(long, value_name = "NAME")]
+    pub undo: Option<String>,
+
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    wt_common::duration::parse(s).map_err(|e| e.message)
+}

@@ -1,0 +1,56 @@
+//! `--undo NAME`: the target goes back to where it was before NAME's merge, if nothing was
+//! merged on top since; otherwise it refuses and says what is on top.
+
+use serde_json::json;
+use wt_common::repo::Repo;
+use wt_common::{git, Error, Record};
+
+pub fn undo(repo: &Repo, into: &str, name: &str) -> Result<Record, Error> {
+    let dir = repo.git_dir();
+    let resolve = |r: &str| git::run(dir, ["rev-parse", "--verify", "-q", r]).ok().filter(|s| !s.is_empty());
+    let (Some(backup), Some(merged)) =
+        (resolve(&format!("refs/wt/backup/{name}")), resolve(&format!("refs/wt/merged/{name}")))
+    else {
+        return Err(Error::failed("no-merge", format!("there is no merge of '{name}' to undo")));
+    };
+    let current = resolve(&format!("refs/heads/{into}")).unwrap_or_default();
+    if current != merged {
+        let on_top = git::run(dir, ["log", "--format=%h %s", &format!("{merged}..{current}")]).unwrap_or_default();
+        let list: Vec<&str> = on_top.lines().collect();
+        return Err(Error::failed(
+            "merged-on-top",
+            format!(
+                "{into} has moved since '{name}' was merged ({} commit(s) on top: {}); undo or revert those first",
+                list.len(),
+                list.join("; ")
+            ),
+        ));
+    }
+    let checked_out = repo.worktrees()?.into_iter().find(|w| w.branch.as_deref() == Some(into)).map(|w| w.path);
+    if let Some(wt) = &checked_out {
+        if !git::run(wt, ["status", "--porcelain", "--untracked-files=no"])?.is_empty() {
+            return Err(Error::failed(
+                "target-dirty",
+                format!(
+                    "{into} is checked out at {} with uncommitted changes; commit or stash them first",
+                    wt.display()
+                ),
+            ));
+        }
+    }
+    git::run(
+        dir,
+        ["update-ref", "-m", &format!("wt-merge: undo {name}"), &format!("refs/heads/{into}"), &backup, &merged],
+    )
+    .map_err(|_| Error::failed("target-moved", format!("{into} moved while undoing; try again")))?;
+    if let Some(wt) = checked_out {
+        git::run(&wt, ["read-tree", "-m", "-u", &merged, &backup])?;
+    }
+    for r in ["merged", "backup"] {
+        let _ = git::run(dir, ["update-ref", "-d", &format!("refs/wt/{r}/{name}")]);
+    }
+    let mut rec = Record::named(name);
+    rec.repo = Some(repo.root().to_path_buf());
+    rec.set_key("merge", json!({"into": into, "status": "undone", "commit": backup, "undone": merged}));
+    Ok(rec)
+}

@@ -1,0 +1,101 @@
+//! Verification: the result checked out in a scratch worktree under the state dir, the verify
+//! command run there as its own process group (with the worktree's env and the timeout), the
+//! scratch worktree removed. A killed wt-merge leaves scratch worktrees behind only until the
+//! next run, which removes them first (`sweep`): while one wt-merge holds the queue lock, every
+//! scratch worktree that exists is stale.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wt_common::process::{self, Spec};
+use wt_common::repo::Repo;
+use wt_common::{failpoint, git, Error};
+
+/// How a verification ended.
+#[derive(Debug)]
+pub struct Verdict {
+    pub passed: bool,
+    pub exit: Option<i32>,
+    pub timed_out: bool,
+    pub tail: Vec<String>,
+    pub log: PathBuf,
+}
+
+pub fn scratch_dir(repo: &Repo) -> PathBuf {
+    repo.state_dir().join("scratch")
+}
+
+pub fn verify(
+    repo: &Repo,
+    name: &str,
+    commit: &str,
+    cmd: &str,
+    env: &[(String, String)],
+    timeout: Option<Duration>,
+) -> Result<Verdict, Error> {
+    let dir = scratch_dir(repo).join(format!("{name}-{}", &commit[..commit.len().min(12)]));
+    {
+        let _lock = repo.worktree_lock()?;
+        git::run(
+            repo.git_dir(),
+            [
+                Path::new("worktree").as_os_str(),
+                "add".as_ref(),
+                "--detach".as_ref(),
+                "--quiet".as_ref(),
+                dir.as_os_str(),
+                commit.as_ref(),
+            ],
+        )?;
+    }
+    failpoint::hit("after-scratch");
+    let logs = repo.state_dir().join("logs").join(name);
+    std::fs::create_dir_all(&logs).map_err(|e| Error::io(logs.display(), e))?;
+    let log = logs.join(format!("verify-{}.log", &commit[..commit.len().min(12)]));
+    let mut command = std::process::Command::new("sh");
+    command.args(["-c", cmd]).current_dir(&dir);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.env("WT_PATH", &dir).env("WT_MERGE_COMMIT", commit);
+    let spec = Spec { name, log: log.clone(), timeout, grace: Duration::from_secs(2), echo: false };
+    let outcome = process::run(command, &spec, &Default::default());
+    remove_scratch(repo, &dir);
+    let outcome = outcome?;
+    Ok(Verdict {
+        passed: outcome.status.success() && !outcome.timed_out,
+        exit: outcome.status.code(),
+        timed_out: outcome.timed_out,
+        tail: outcome.tail,
+        log,
+    })
+}
+
+fn remove_scratch(repo: &Repo, dir: &Path) {
+    let _lock = repo.worktree_lock();
+    if git::run(
+        repo.git_dir(),
+        [Path::new("worktree").as_os_str(), "remove".as_ref(), "--force".as_ref(), dir.as_os_str()],
+    )
+    .is_err()
+    {
+        let _ = wt_common::fsutil::remove_any(dir);
+    }
+}
+
+/// Removes every scratch worktree a killed wt-merge left: its admin dir and its directory.
+/// Call only while holding the queue lock.
+pub fn sweep(repo: &Repo) -> Result<(), Error> {
+    let scratch = scratch_dir(repo);
+    let _lock = repo.worktree_lock()?;
+    if let Ok(admins) = std::fs::read_dir(repo.common_dir.join("worktrees")) {
+        for admin in admins.flatten().map(|e| e.path()) {
+            let gitdir = std::fs::read_to_string(admin.join("gitdir")).unwrap_or_default();
+            if Path::new(gitdir.trim_end()).starts_with(&scratch) {
+                let _ = wt_common::fsutil::remove_any(&admin);
+            }
+        }
+    }
+    let _ = wt_common::fsutil::remove_any(&scratch);
+    Ok(())
+}
