@@ -40,9 +40,16 @@ step 'wt-run -w agent-2 --pane -- bash --norc --noprofile -i | jq -c ".run.pane 
 step 'wt-run pane send agent-2 "echo hello from \$WT_PANE: \$((6*7))" --enter >/dev/null; wt-run pane wait agent-2 --match "hello from agent-2: 42" | jq -r ".screen.text"'
 step 'wt-run pane key agent-2 ctrl-d >/dev/null; wt-run pane wait agent-2 --exit | jq -c .exit'
 step 'wt-run -w agent-1 --confine --shell -- "echo x > ../agent-2/intrusion.txt || echo refused by Landlock" | jq -r ".run.tail[]" 2>&1 | sed "s/^/  /"'
+step 'cd ../app.wt/agent-1 && echo "print(1)" > one.py && git add one.py && git commit -qm "agent-1: one.py" && cd - >/dev/null'
+step 'cd ../app.wt/agent-3 && echo "print(3)" > app.py && git commit -qam "agent-3: rewrite app.py" && cd - >/dev/null'
+step 'echo "print(\"main\")" > app.py && git commit -qam "main: edit app.py"   # now agent-3 collides with main'
+step 'wt-create --list | wt-merge --check | jq -c "{name, merge: .merge.status, conflicts: .merge.conflicts}"'
+step 'wt-create --list | wt-merge --verify "python3 app.py" | jq -c "{name, merge: .merge.status}"'
+step 'git log --oneline -3; ls'
+step 'wt-merge --undo agent-1 | jq -c .merge.status; ls'
 step 'echo "change" >> ../app.wt/agent-3/app.py; wt-create --remove agent-3 2>&1 || true'
 step 'wt-create --list | wt-create --remove --force | jq -c "{name, removed}"'
 step 'git worktree list; git branch'
 echo
 wt-run pane stop >/dev/null 2>&1 || true
-echo "Not built yet: wt-watch, wt-merge (see the README)."
+echo "Not built yet: wt-watch (see the README)."
