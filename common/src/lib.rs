@@ -22,6 +22,7 @@ pub mod process;
 pub mod record;
 pub mod repo;
 pub mod select;
+pub mod worktree;
 
 pub use error::{Error, ErrorKind, Exit, Result};
 pub use record::{ErrorInfo, Record};

@@ -30,7 +30,7 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
         Want::Name(n) => n.clone(),
         Want::Path(p) => p.display().to_string(),
     };
-    let _lock = ctx.worktree_lock().map_err(|e| (label.clone(), e))?;
+    let lock = ctx.worktree_lock().map_err(|e| (label.clone(), e))?;
     let snap = Snapshot::take(ctx).map_err(|e| (label.clone(), e))?;
     let (name, wt, entry) = find(ctx, &snap, want).map_err(|e| (label.clone(), e))?;
     let fail = |e: Error| (name.clone(), e);
@@ -41,21 +41,8 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
             refuse_unmerged(ctx, &wt, entry.as_ref()).map_err(fail)?;
         }
     }
-    let mut cmd = git::command(ctx.repo.git_dir());
-    cmd.args(["worktree", "remove"]);
-    if force {
-        cmd.arg("--force");
-    }
-    git::output(cmd.arg(&wt.path)).map_err(fail)?;
-    if let (true, Some(branch)) = (delete_branch, &wt.branch) {
-        git::run(ctx.repo.git_dir(), ["branch", "-D", "--quiet", branch]).map_err(fail)?;
-    }
-    ctx.ledger
-        .update(|l| {
-            l.worktrees.remove(&name);
-            Ok(())
-        })
-        .map_err(fail)?;
+    let branch = wt.branch.as_deref().filter(|_| delete_branch);
+    wt_common::worktree::remove(&lock, &ctx.repo, &ctx.ledger, &name, Some(&wt.path), branch, force).map_err(fail)?;
     let mut rec = ctx.record(&name, &wt, entry.as_ref());
     rec.removed = Some(true);
     Ok(rec)

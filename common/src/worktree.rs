@@ -1,0 +1,40 @@
+//! Removing a managed worktree: git's registration and directory, the branch wt made for it,
+//! and its ledger entry (with every lease in it). wt-create `--remove` and wt-merge `--cleanup`
+//! both end a worktree this way.
+
+use std::path::Path;
+
+use crate::ledger::LedgerFile;
+use crate::lock::FileLock;
+use crate::repo::Repo;
+use crate::{git, Error};
+
+/// Removes the worktree at `path` (if it is still there), deletes `branch` (if given) and
+/// forgets `name` in the ledger. `force` removes it even with local changes. The caller holds
+/// the repository's worktree lock (`Repo::worktree_lock`) and passes it as proof: taking it
+/// here again would deadlock.
+pub fn remove(
+    _locked: &FileLock,
+    repo: &Repo,
+    ledger: &LedgerFile,
+    name: &str,
+    path: Option<&Path>,
+    branch: Option<&str>,
+    force: bool,
+) -> Result<(), Error> {
+    if let Some(path) = path.filter(|p| p.exists()) {
+        let mut cmd = git::command(repo.git_dir());
+        cmd.args(["worktree", "remove"]);
+        if force {
+            cmd.arg("--force");
+        }
+        git::output(cmd.arg(path))?;
+    }
+    if let Some(branch) = branch {
+        git::run(repo.git_dir(), ["branch", "-D", "--quiet", branch])?;
+    }
+    ledger.update(|l| {
+        l.worktrees.remove(name);
+        Ok(())
+    })
+}
