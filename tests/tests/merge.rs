@@ -282,6 +282,11 @@ fn failed_records_are_skipped_and_bad_input_is_refused() {
     let input = format!("{red}\n{err}\n{other}\n");
     let run = t.run("wt-merge", &[], &input);
     run.expect_code(1);
+    // A line that is no record is reported with its number, the rest still handled, exit 2.
+    let broken = t.run("wt-merge", &[], &format!("{{oops\n{red}\n"));
+    broken.expect_code(2);
+    assert!(broken.stderr.contains("line 1"), "{broken}");
+    assert_eq!(broken.records().len(), 1);
     let recs = run.records();
     assert!(s(merge_of(&recs[0]), "reason").contains("exited 3"));
     assert_eq!(recs[1]["error"]["tool"], "wt-run", "passed through untouched");

@@ -49,7 +49,11 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     }
     let ledger = LedgerFile::new(&repo.state_dir());
     if args.check {
-        let recs: Vec<Record> = inputs(&repo, &ledger, &args, &mut out)?.collect();
+        let malformed = std::rc::Rc::new(std::cell::Cell::new(false));
+        let recs: Vec<Record> = inputs(&repo, &ledger, &args, &mut out, &malformed)?.collect();
+        if malformed.get() {
+            out.fail(Exit::Usage);
+        }
         check(&repo, &into, recs, &mut out)?;
         return Ok(out.finish());
     }
@@ -67,7 +71,8 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         timeout: args.timeout,
         cleanup: args.cleanup,
     };
-    for rec in inputs(&repo, &ledger, &args, &mut out)? {
+    let malformed = std::rc::Rc::new(std::cell::Cell::new(false));
+    for rec in inputs(&repo, &ledger, &args, &mut out, &malformed)? {
         let rec = if rec.has_error() { rec } else { queue.merge(rec) };
         if failed(&rec) {
             out.fail(Exit::Failed);
@@ -76,6 +81,9 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         if out.closed() {
             break;
         }
+    }
+    if malformed.get() {
+        out.fail(Exit::Usage);
     }
     Ok(out.finish())
 }
@@ -87,7 +95,9 @@ fn inputs<'a>(
     ledger: &LedgerFile,
     args: &Args,
     out: &mut Output,
+    malformed: &std::rc::Rc<std::cell::Cell<bool>>,
 ) -> Result<Box<dyn Iterator<Item = Record> + 'a>, Error> {
+    let saw_malformed = std::rc::Rc::clone(malformed);
     let snapshot = ledger.read()?;
     let given = select::collect(TOOL, repo, &snapshot, &args.worktrees, args.all, false, out);
     let from_args = given.into_iter().map(|t| match t {
@@ -101,7 +111,9 @@ fn inputs<'a>(
             Some(select::from_word(repo, &snapshot, &w).unwrap_or_else(|(n, e)| Record::failed(&n, TOOL, &e)))
         }
         Err(m) => {
+            // Reported as every tool does; the run then exits 2 (the loop owns `out`).
             eprintln!("{TOOL}: skipped input {m}");
+            saw_malformed.set(true);
             None
         }
     });
