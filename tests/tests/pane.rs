@@ -363,3 +363,23 @@ fn the_supervisor_leaves_when_its_panes_are_done_and_nobody_is_connected() {
     assert!(!socket.exists(), "socket removed on exit");
     p.wt_run(&["pane", "ls"]).expect_code(3);
 }
+
+#[test]
+fn an_agent_in_a_pane_can_be_confined_to_its_worktree() {
+    let p = Panes::new();
+    p.t.run("wt-create", &["other"], "").expect_code(0);
+    p.t.run("wt-create", &["jail"], "").expect_code(0);
+    let run = p.wt_run(&["-w", "jail", "--pane", "--confine", "--", "bash", "--norc", "--noprofile", "-i"]);
+    let rec = &run.expect_code(0).records()[0];
+    assert_eq!(rec["run"]["pane"]["confined"]["enforced"], "full", "{rec}");
+    let other = p.t.wt_root().join("other").join("evil.txt");
+    let attempt = format!(
+        "echo own > mine.txt && echo own-ok; (echo x > '{}') 2>/dev/null || echo other-denied",
+        other.display()
+    );
+    p.json(&["pane", "send", "jail", &attempt, "--enter"]);
+    p.wait_match("jail", "(?m)^other-denied");
+    assert!(s(&p.json(&["pane", "screen", "jail"]), "text").contains("own-ok"));
+    assert!(p.t.wt_root().join("jail/mine.txt").exists());
+    assert!(!other.exists());
+}

@@ -56,7 +56,7 @@ pub struct Args {
 
     /// Start CMD in a terminal pane held by the supervisor and return at once [pane name:
     /// NAME, or the worktree's]
-    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["timeout", "confine"])]
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "", conflicts_with = "timeout")]
     pub pane: Option<String>,
 
     /// With --pane: hold the pane in the supervisor's own PTY (native), or as a window of this

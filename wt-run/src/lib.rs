@@ -8,7 +8,7 @@ pub mod pane;
 pub mod signals;
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -157,13 +157,31 @@ fn pane_verb(socket: &std::path::Path, pane_cmd: &PaneCmd) -> Result<u8, Error> 
 /// `--pane`: starts the command in a pane of the supervisor and returns at once.
 fn spawn_pane(
     ctx: &Ctx,
-    socket: &std::path::Path,
+    socket: &Path,
     rec: &Record,
     argv: &[String],
     env: &[(String, String)],
 ) -> Result<Value, Error> {
     let given = ctx.args.pane.as_deref().unwrap_or_default();
     let name = if given.is_empty() || !ctx.single { rec.name.clone() } else { given.to_string() };
+    let mut env = env.to_vec();
+    let mut argv = argv.to_vec();
+    let policy = ctx.args.confine.as_ref().map(|mode| {
+        let status_file = std::env::temp_dir().join(format!("wt-run-confine-{}.json", unique_stem()));
+        let ports = leased_ports(rec, ctx.ledger);
+        let p = confine::policy_for(
+            ctx.repo,
+            ctx.ledger,
+            rec,
+            ports,
+            &ctx.args.allow_write,
+            mode == "best-effort",
+            status_file,
+        );
+        env.extend(confined_env(&p));
+        argv = confine::wrap(&p, &argv);
+        p
+    });
     let env: Map<String, Value> = env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     let params = json!({"name": name, "cmd": argv, "cwd": rec.path, "env": env, "backend": ctx.backend});
     let pane = pane::client::Client::connect(socket)?.call("pane.spawn", params)?;
@@ -173,7 +191,27 @@ fn spawn_pane(
             info[key] = v.clone();
         }
     }
-    Ok(json!({"cmd": argv, "pane": info}))
+    if let Some(policy) = &policy {
+        let report = await_report(&policy.status_file);
+        if let Some(e) = confine_error(&report) {
+            return Err(e);
+        }
+        info["confined"] = confined_json(ctx.args, policy, &report);
+    }
+    Ok(json!({"cmd": command_line(ctx.args), "pane": info}))
+}
+
+/// The confinement helper reports just before it becomes the pane's program: wait for it.
+fn await_report(file: &Path) -> confine::Report {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let report = read_report(file);
+        if !report.enforced.is_empty() || report.error.is_some() || std::time::Instant::now() >= deadline {
+            let _ = std::fs::remove_file(file);
+            return report;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// The exit code a record stands for: the run's own, 124 for a timeout, 128+N for signal N,
@@ -295,20 +333,28 @@ fn build_command(rec: &Record, argv: &[String], env: &[(String, String)], policy
         cmd.env(k, v);
     }
     if let Some(policy) = policy {
-        if let Some(tmp) = &policy.private_tmp {
-            for k in ["TMPDIR", "TMP", "TEMP"] {
-                cmd.env(k, tmp);
-            }
-        }
-        // git's automatic maintenance after a commit (pack-refs, gc) writes in the repository
-        // root, which a confined run may not: it would fail noisily on every commit.
-        let n: usize = std::env::var("GIT_CONFIG_COUNT").ok().and_then(|c| c.parse().ok()).unwrap_or(0);
-        for (i, (k, v)) in [("maintenance.auto", "false"), ("gc.auto", "0")].into_iter().enumerate() {
-            cmd.env(format!("GIT_CONFIG_KEY_{}", n + i), k).env(format!("GIT_CONFIG_VALUE_{}", n + i), v);
-        }
-        cmd.env("GIT_CONFIG_COUNT", (n + 2).to_string());
+        cmd.envs(confined_env(policy));
     }
     cmd
+}
+
+/// What a confined command's environment adds: its private temp dir, and git configured not to
+/// run automatic maintenance after a commit (pack-refs, gc), which writes in the repository
+/// root that a confined command may not touch.
+fn confined_env(policy: &confine::Policy) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    if let Some(tmp) = &policy.private_tmp {
+        for k in ["TMPDIR", "TMP", "TEMP"] {
+            env.push((k.to_string(), tmp.display().to_string()));
+        }
+    }
+    let n: usize = std::env::var("GIT_CONFIG_COUNT").ok().and_then(|c| c.parse().ok()).unwrap_or(0);
+    for (i, (k, v)) in [("maintenance.auto", "false"), ("gc.auto", "0")].into_iter().enumerate() {
+        env.push((format!("GIT_CONFIG_KEY_{}", n + i), k.to_string()));
+        env.push((format!("GIT_CONFIG_VALUE_{}", n + i), v.to_string()));
+    }
+    env.push(("GIT_CONFIG_COUNT".into(), (n + 2).to_string()));
+    env
 }
 
 /// The ports leased to the worktree: the record's `env.block`, else the ledger's lease.
