@@ -2,10 +2,7 @@
 # wt-create vs a loop of `git worktree add`: 8 worktrees on a repository of 3,000 files.
 # Prints a markdown section for bench/results.md.
 source "$(dirname "$0")/lib.sh"
-need hyperfine hyperfine
-work=$(mktemp -d /tmp/wt-bench-create.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-isolate_git "$work"
+bench_work create
 make_repo "$work/repo" 3000
 cd "$work/repo"
 

@@ -2,10 +2,7 @@
 # wt-env: one lease on a repository already holding 100 leases, and 64 leases at once.
 # Prints a markdown section for bench/results.md.
 source "$(dirname "$0")/lib.sh"
-need hyperfine hyperfine
-work=$(mktemp -d /tmp/wt-bench-env.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-isolate_git "$work"
+bench_work env
 make_repo "$work/repo" 3
 cd "$work/repo"
 range=25000-29999

@@ -14,6 +14,15 @@ isolate_git() {
   printf '[user]\n\tname = Bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n' > "$GIT_CONFIG_GLOBAL"
 }
 
+# bench_work NAME: a temp dir for one benchmark ($work), removed on exit, with git isolated in
+# it and hyperfine present.
+bench_work() {
+  need hyperfine hyperfine
+  work=$(mktemp -d "/tmp/wt-bench-$1.XXXXXX")
+  trap 'rm -rf "$work"' EXIT
+  isolate_git "$work"
+}
+
 # make_repo DIR FILES: a repository of FILES files of varied size in 40 directories.
 make_repo() {
   git init -q "$1"

@@ -2,10 +2,7 @@
 # wt-merge --check of 16 branches against the target and each other (16 + 120 merges), against
 # the same merges done by `git merge-tree --write-tree` in a shell loop. Prints a section.
 source "$(dirname "$0")/lib.sh"
-need hyperfine hyperfine
-work=$(mktemp -d /tmp/wt-bench-merge.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-isolate_git "$work"
+bench_work merge
 make_repo "$work/repo" 3000
 cd "$work/repo"
 "$BIN/wt-create" -n 16 --prefix m >/dev/null

@@ -2,12 +2,10 @@
 # wt-run panes: a screen read round trip over the socket, and draining 100 MB of output
 # through a pane against `script -q` through a PTY. Prints a markdown section.
 source "$(dirname "$0")/lib.sh"
-need hyperfine hyperfine
-work=$(mktemp -d /tmp/wt-bench-panes.XXXXXX)
+bench_work panes
 export XDG_RUNTIME_DIR="$work/xdg" WT_PANE_IDLE=120s
 mkdir -m 700 "$XDG_RUNTIME_DIR"
 trap '"$BIN/wt-run" -C "$work/repo" pane stop >/dev/null 2>&1; rm -rf "$work"' EXIT
-isolate_git "$work"
 make_repo "$work/repo" 3
 cd "$work/repo"
 "$BIN/wt-create" p >/dev/null

@@ -2,10 +2,7 @@
 # wt-run: the cost of one run over running the command directly, and 8 CPU-bound runs with
 # -j 2 against `xargs -P 2`. Prints a markdown section for bench/results.md.
 source "$(dirname "$0")/lib.sh"
-need hyperfine hyperfine
-work=$(mktemp -d /tmp/wt-bench-run.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-isolate_git "$work"
+bench_work run
 make_repo "$work/repo" 3
 cd "$work/repo"
 "$BIN/wt-create" -n 8 --prefix r >/dev/null

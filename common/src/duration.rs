@@ -25,6 +25,11 @@ pub fn parse(text: &str) -> Result<Duration, Error> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// `parse` for clap's `value_parser`: the error as the one-line message clap prints.
+pub fn parse_arg(text: &str) -> Result<Duration, String> {
+    parse(text).map_err(|e| e.message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,7 +44,7 @@ pub struct Args {
     pub verify: Option<String>,
 
     /// Give up a verification after DUR (it then counts as failed)
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = wt_common::duration::parse_arg)]
     pub timeout: Option<std::time::Duration>,
 
     /// Remove each merged worktree and its branch, and release its leases
@@ -57,8 +57,4 @@ pub struct Args {
 
     #[command(flatten)]
     pub global: GlobalArgs,
-}
-
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    wt_common::duration::parse(s).map_err(|e| e.message)
 }

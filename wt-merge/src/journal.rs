@@ -39,7 +39,7 @@ pub fn roll_forward(repo: &Repo) -> Result<(), Error> {
         let index_at_old = git::run(&j.worktree, ["diff-index", "--cached", "--quiet", &j.old]).is_ok();
         if head == j.new && index_at_old {
             tracing::warn!("finishing the update of {} that a killed wt-merge left half-done", j.worktree.display());
-            git::run(&j.worktree, ["read-tree", "-m", "-u", &j.old, &j.new])?;
+            crate::checkout::follow(&j.worktree, &j.old, &j.new)?;
         }
     }
     clear(repo);

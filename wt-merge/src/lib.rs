@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod check;
+pub mod checkout;
 pub mod journal;
 pub mod queue;
 pub mod strategy;

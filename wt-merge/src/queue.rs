@@ -4,7 +4,6 @@
 //! tip and verified again. Before it moves, `refs/wt/backup/<name>` keeps where it was, and
 //! `refs/wt/merged/<name>` where it went, so `--undo` can go back.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -106,10 +105,9 @@ impl Queue<'_> {
     /// in a worktree, that worktree is updated with it, and only when it is clean.
     fn move_target(&self, name: &str, old: &str, new: &str) -> Result<Moved, Error> {
         let dir = self.repo.git_dir();
-        let checked_out = self.checked_out_at();
+        let checked_out = crate::checkout::of(self.repo, &self.into)?;
         if let Some(wt) = &checked_out {
-            let status = git::run(wt, ["status", "--porcelain", "--untracked-files=no"])?;
-            if !status.is_empty() {
+            if crate::checkout::is_dirty(wt)? {
                 return Ok(Moved::Dirty(format!(
                     "{} is checked out at {} with uncommitted changes; commit or stash them, then merge again",
                     self.into,
@@ -132,16 +130,10 @@ impl Queue<'_> {
         if let (Some(wt), Some(_)) = (checked_out, journal) {
             // The branch moved under a clean checkout: bring its index and files along, as a
             // fast-forward would.
-            git::run(&wt, ["read-tree", "-m", "-u", old, new])?;
+            crate::checkout::follow(&wt, old, new)?;
             crate::journal::clear(self.repo);
         }
         Ok(Moved::Yes)
-    }
-
-    /// The worktree that has the target branch checked out, if any.
-    fn checked_out_at(&self) -> Option<PathBuf> {
-        let wts = self.repo.worktrees().ok()?;
-        wts.into_iter().find(|w| w.branch.as_deref() == Some(self.into.as_str())).map(|w| w.path)
     }
 
     /// `--cleanup`: the merged worktree and its branch go, and its leases with them.

@@ -26,9 +26,9 @@ pub fn undo(repo: &Repo, into: &str, name: &str) -> Result<Record, Error> {
             ),
         ));
     }
-    let checked_out = repo.worktrees()?.into_iter().find(|w| w.branch.as_deref() == Some(into)).map(|w| w.path);
+    let checked_out = crate::checkout::of(repo, into)?;
     if let Some(wt) = &checked_out {
-        if !git::run(wt, ["status", "--porcelain", "--untracked-files=no"])?.is_empty() {
+        if crate::checkout::is_dirty(wt)? {
             return Err(Error::failed(
                 "target-dirty",
                 format!(
@@ -44,7 +44,7 @@ pub fn undo(repo: &Repo, into: &str, name: &str) -> Result<Record, Error> {
     )
     .map_err(|_| Error::failed("target-moved", format!("{into} moved while undoing; try again")))?;
     if let Some(wt) = checked_out {
-        git::run(&wt, ["read-tree", "-m", "-u", &merged, &backup])?;
+        crate::checkout::follow(&wt, &merged, &backup)?;
     }
     for r in ["merged", "backup"] {
         let _ = git::run(dir, ["update-ref", "-d", &format!("refs/wt/{r}/{name}")]);

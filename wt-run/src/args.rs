@@ -33,11 +33,11 @@ pub struct Args {
     pub jobs: Option<usize>,
 
     /// Stop a run after DUR (500ms, 30s, 5m): SIGTERM to its group, SIGKILL after --grace
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = wt_common::duration::parse_arg)]
     pub timeout: Option<std::time::Duration>,
 
     /// How long a group has between SIGTERM and SIGKILL
-    #[arg(long, value_name = "DUR", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "2s", value_parser = wt_common::duration::parse_arg)]
     pub grace: std::time::Duration,
 
     /// Run CMD through `sh -c` (one string: pipes, &&, globs)
@@ -85,7 +85,7 @@ pub enum Sub {
     /// Run this repository's pane supervisor (`--pane` starts one on demand)
     Serve {
         /// Exit after no pane has run and no client has been connected for DUR
-        #[arg(long, value_name = "DUR", value_parser = parse_duration, env = "WT_PANE_IDLE", default_value = "60s")]
+        #[arg(long, value_name = "DUR", value_parser = wt_common::duration::parse_arg, env = "WT_PANE_IDLE", default_value = "60s")]
         idle: std::time::Duration,
     },
     /// Drive the panes: read their screens, type, wait
@@ -123,7 +123,7 @@ pub enum PaneCmd {
         pattern: Option<String>,
         #[arg(long, value_name = "MS", group = "until")]
         quiet: Option<u64>,
-        #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+        #[arg(long, value_name = "DUR", default_value = "30s", value_parser = wt_common::duration::parse_arg)]
         timeout: std::time::Duration,
     },
     /// Sit at a pane's keyboard (raw mode); Ctrl-] detaches and leaves it running
@@ -134,8 +134,4 @@ pub enum PaneCmd {
     Kill { name: String },
     /// Stop the supervisor and every pane
     Stop,
-}
-
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    wt_common::duration::parse(s).map_err(|e| e.message)
 }

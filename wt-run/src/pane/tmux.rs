@@ -156,15 +156,7 @@ impl TmuxPane {
 
     /// `pane.wait` for tmux: tmux has no change notification, so the screen is sampled.
     pub fn wait(&self, p: &Value) -> Result<Value, (&'static str, String)> {
-        let timeout = Duration::from_millis(p.get("timeout_ms").and_then(Value::as_u64).unwrap_or(30_000));
-        let regex = match p.get("match").and_then(Value::as_str) {
-            Some(re) => {
-                Some(regex::Regex::new(re).map_err(|e| ("bad-params", format!("bad regular expression: {e}")))?)
-            }
-            None => None,
-        };
-        let quiet = p.get("quiet_ms").and_then(Value::as_u64).map(Duration::from_millis);
-        let for_exit = p.get("exit").and_then(Value::as_bool).unwrap_or(false);
+        let super::wait::Until { timeout, regex, quiet, for_exit } = super::wait::Until::parse(p)?;
         let deadline = Instant::now() + timeout;
         let (mut last, mut since) = (String::new(), Instant::now());
         loop {

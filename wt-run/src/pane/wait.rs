@@ -8,17 +8,35 @@ use serde_json::{json, Value};
 
 use super::pty::{exit_json, screen_json, Pane};
 
-pub fn wait(pane: &Pane, p: &Value) -> Result<Value, (&'static str, String)> {
-    let timeout = Duration::from_millis(p.get("timeout_ms").and_then(Value::as_u64).unwrap_or(30_000));
-    let regex = match p.get("match").and_then(Value::as_str) {
-        Some(re) => Some(regex::Regex::new(re).map_err(|e| ("bad-params", format!("bad regular expression: {e}")))?),
-        None => None,
-    };
-    let quiet = p.get("quiet_ms").and_then(Value::as_u64).map(Duration::from_millis);
-    let for_exit = p.get("exit").and_then(Value::as_bool).unwrap_or(false);
-    if regex.is_none() && quiet.is_none() && !for_exit {
-        return Err(("bad-params", "pane.wait needs exit, match or quiet_ms".into()));
+/// What `pane.wait` waits for, from its params; the same for both backends.
+#[derive(Debug)]
+pub struct Until {
+    pub timeout: Duration,
+    pub regex: Option<regex::Regex>,
+    pub quiet: Option<Duration>,
+    pub for_exit: bool,
+}
+
+impl Until {
+    pub fn parse(p: &Value) -> Result<Until, (&'static str, String)> {
+        let timeout = Duration::from_millis(p.get("timeout_ms").and_then(Value::as_u64).unwrap_or(30_000));
+        let regex = match p.get("match").and_then(Value::as_str) {
+            Some(re) => {
+                Some(regex::Regex::new(re).map_err(|e| ("bad-params", format!("bad regular expression: {e}")))?)
+            }
+            None => None,
+        };
+        let quiet = p.get("quiet_ms").and_then(Value::as_u64).map(Duration::from_millis);
+        let for_exit = p.get("exit").and_then(Value::as_bool).unwrap_or(false);
+        if regex.is_none() && quiet.is_none() && !for_exit {
+            return Err(("bad-params", "pane.wait needs exit, match or quiet_ms".into()));
+        }
+        Ok(Until { timeout, regex, quiet, for_exit })
     }
+}
+
+pub fn wait(pane: &Pane, p: &Value) -> Result<Value, (&'static str, String)> {
+    let Until { timeout, regex, quiet, for_exit } = Until::parse(p)?;
     let deadline = Instant::now() + timeout;
     let (lock, cvar) = &*pane.state;
     let mut s = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
