@@ -25,6 +25,26 @@ pub struct GlobalArgs {
     pub verbose: u8,
 }
 
+/// How tools that act on existing worktrees are told which: `-w NAME` (repeatable) or `--all`;
+/// without either, the records or names on stdin.
+#[derive(Debug, Clone, Args)]
+pub struct Selection {
+    /// A worktree by name (repeatable)
+    #[arg(short = 'w', long = "worktree", value_name = "NAME")]
+    pub worktrees: Vec<String>,
+
+    /// Every worktree the tools manage
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl Selection {
+    /// Neither `-w` nor `--all`: the worktrees come from stdin.
+    pub fn from_stdin(&self) -> bool {
+        self.worktrees.is_empty() && !self.all
+    }
+}
+
 impl GlobalArgs {
     /// The directory to work from: `-C DIR`, or the current one.
     pub fn start_dir(&self) -> PathBuf {

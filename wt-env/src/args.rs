@@ -21,13 +21,8 @@ pub struct Args {
     #[arg(value_name = "NAME|PATH")]
     pub names: Vec<String>,
 
-    /// A worktree by name (repeatable)
-    #[arg(short = 'w', long = "worktree", value_name = "NAME")]
-    pub worktrees: Vec<String>,
-
-    /// Every worktree the tools manage
-    #[arg(long)]
-    pub all: bool,
+    #[command(flatten)]
+    pub select: wt_common::cli::Selection,
 
     /// Names for the first ports of the block: PORT and WT_PORT_<NAME> [wt.toml: [env] ports]
     #[arg(long, value_name = "NAME,…", value_delimiter = ',')]

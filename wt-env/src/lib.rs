@@ -47,9 +47,9 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     let plan = if args.release { None } else { Some(plan(&args, &config)?) };
     let snapshot = ledger.read()?;
     let mut words = args.names.clone();
-    words.extend(args.worktrees.iter().cloned());
-    let use_stdin = words.is_empty() && !args.all;
-    let targets = select::collect(TOOL, &repo, &snapshot, &words, args.all, use_stdin, &mut out);
+    words.extend(args.select.worktrees.iter().cloned());
+    let use_stdin = words.is_empty() && !args.select.all;
+    let targets = select::collect(TOOL, &repo, &snapshot, &words, args.select.all, use_stdin, &mut out);
     if args.export && targets.len() != 1 {
         return Err(Error::usage(
             "export-one",

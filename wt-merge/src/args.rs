@@ -17,13 +17,8 @@ use wt_common::cli::GlobalArgs;
     after_help = "Examples:\n  wt-create --list | wt-merge --check                     # the conflict matrix, nothing moves\n  wt-create --list | wt-merge --verify 'cargo test' --cleanup\n  wt-merge -w agent-2 --strategy squash --into develop\n  wt-merge --undo agent-2\n\nExit: 0 all merged (or would merge), 1 a conflict, a failed verification or an error,\n2 usage, 3 unusable repository."
 )]
 pub struct Args {
-    /// A worktree by name (repeatable)
-    #[arg(short = 'w', long = "worktree", value_name = "NAME")]
-    pub worktrees: Vec<String>,
-
-    /// Every worktree the tools manage
-    #[arg(long)]
-    pub all: bool,
+    #[command(flatten)]
+    pub select: wt_common::cli::Selection,
 
     /// The branch to merge into [default: the branch checked out in the main worktree]
     #[arg(long, value_name = "BRANCH")]

@@ -100,11 +100,11 @@ fn inputs<'a>(
 ) -> Result<Box<dyn Iterator<Item = Record> + 'a>, Error> {
     let saw_malformed = std::rc::Rc::clone(malformed);
     let snapshot = ledger.read()?;
-    let given = select::collect(TOOL, repo, &snapshot, &args.worktrees, args.all, false, out);
+    let given = select::collect(TOOL, repo, &snapshot, &args.select.worktrees, args.select.all, false, out);
     let from_args = given.into_iter().map(|t| match t {
         Target::Worktree(r) | Target::PassThrough(r) => *r,
     });
-    let streaming = args.worktrees.is_empty() && !args.all;
+    let streaming = args.select.from_stdin();
     let stdin = streaming.then(wt_common::cli::stdin_records).flatten();
     let from_stdin = stdin.into_iter().flatten().filter_map(move |input| match input {
         Ok(Input::Record(r)) => Some(*r),

@@ -20,13 +20,8 @@ pub struct Args {
     #[command(subcommand)]
     pub sub: Option<Sub>,
 
-    /// A worktree by name (repeatable)
-    #[arg(short = 'w', long = "worktree", value_name = "NAME")]
-    pub worktrees: Vec<String>,
-
-    /// Every worktree the tools manage
-    #[arg(long)]
-    pub all: bool,
+    #[command(flatten)]
+    pub select: wt_common::cli::Selection,
 
     /// Runs at once [default: number of CPUs]
     #[arg(short = 'j', long, value_name = "N")]

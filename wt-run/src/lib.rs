@@ -38,8 +38,8 @@ pub fn run(args: Args) -> Result<u8, Error> {
     }
     let ledger = LedgerFile::new(&repo.state_dir()).read()?;
     let mut out = Output::new(TOOL, args.global.json, columns());
-    let use_stdin = args.worktrees.is_empty() && !args.all;
-    let targets = select::collect(TOOL, &repo, &ledger, &args.worktrees, args.all, use_stdin, &mut out);
+    let use_stdin = args.select.from_stdin();
+    let targets = select::collect(TOOL, &repo, &ledger, &args.select.worktrees, args.select.all, use_stdin, &mut out);
     let groups: Groups = Arc::new(Mutex::new(Default::default()));
     let interrupted = signals::on_interrupt(Arc::clone(&groups), args.grace);
     let config: args::Config = wt_common::config::section(repo.main_worktree.as_deref(), "run")?;
