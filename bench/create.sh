@@ -6,9 +6,14 @@ bench_work create
 make_repo "$work/repo" 3000
 cd "$work/repo"
 
-# Between runs: no worktrees, no wt branches, no ledger, and nothing left to write back.
+# Between runs: no worktrees, no wt branches, no ledger, and nothing left to write back. The
+# worktrees of the last run are moved into a trash dir that is deleted only after every timed
+# run: deleting thousands of files right before a timed run (ext4 with `discard`) charges the
+# kernel's deferred work to whatever runs next, which swung a loop of 8 `git worktree add`
+# between 7 and 40 s. Then the disk settles (sync, a pause) before the timing starts.
 # (`prune` is fine here: it is the benchmark's own throwaway repository.)
-reset='rm -rf "../$(basename "$PWD").wt" && git worktree prune && git for-each-ref --format="delete %(refname)" refs/heads/wt/ | git update-ref --stdin && rm -rf .git/wt && sync'
+mkdir -p "$work/trash"
+reset='[ ! -e "../$(basename "$PWD").wt" ] || mv "../$(basename "$PWD").wt" "'"$work"'/trash/$(date +%s%N)"; git worktree prune && git for-each-ref --format="delete %(refname)" refs/heads/wt/ | git update-ref --stdin && rm -rf .git/wt && sync && sleep 0.5'
 loop='for i in 1 2 3 4 5 6 7 8; do git worktree add -q -b wt/g-$i ../repo.wt/g-$i HEAD; done'
 one_by_one="for i in 1 2 3 4 5 6 7 8; do $BIN/wt-create w-\$i >/dev/null; done"
 python3 "$BENCH_DIR/interleave.py" "${ROUNDS:-5}" "bash -c '$reset'" \
@@ -26,6 +31,18 @@ tiny_reset="$reset"
 python3 "$BENCH_DIR/interleave.py" "${ROUNDS_TINY:-25}" "bash -c '$tiny_reset'" \
   git-one "git worktree add -q -b wt/x ../tiny.wt/x HEAD" \
   wt-one "$BIN/wt-create x" > "$work/tiny.json"
+# Many agents starting at once: 64 concurrent `wt-create NAME` against 64 concurrent
+# `git worktree add` on an 800-file repository. Plain git fails in a share of such rounds on its
+# own races; the median counts only rounds where neither failed, and the failures are reported.
+make_repo "$work/conc" 800
+cd "$work/conc"
+python3 "$BENCH_DIR/concurrent.py" "${ROUNDS_CONC:-5}" "${CONC:-64}" "$reset" \
+  git-add "git worktree add -q -b wt/g-{i} ../conc.wt/g-{i} HEAD" \
+  wt-create "$BIN/wt-create c-{i}" > "$work/conc.json"
+conc() { jq -r ".[\"$1\"].$2" "$work/conc.json"; }
+conc_git=$(conc git-add median_ms) conc_wt=$(conc wt-create median_ms)
+conc_ratio=n/a
+[ "$conc_git" = null ] || [ "$conc_wt" = null ] || conc_ratio=$(ratio "$conc_wt" "$conc_git")
 tiny() { python3 -c "import json; print('%.1f' % json.load(open('$work/tiny.json'))['$1']['median_ms'])"; }
 cat <<MD
 ## wt-create: 8 worktrees, 3,000-file repository (issue 2)
@@ -33,7 +50,8 @@ cat <<MD
 Measured $(date -u +%Y-%m-%d).
 
 Target: per worktree within 10% of \`git worktree add\` (ratio ≤ 1.10). Medians of ${ROUNDS:-5}
-interleaved rounds (each round runs every command once, in rotating order).
+interleaved rounds (each round runs every command once, in a shuffled order; removals of the
+previous round's worktrees are kept out of the timed window).
 
 | command | median (ms) | ratio to git loop |
 |---|---:|---:|
@@ -44,5 +62,10 @@ interleaved rounds (each round runs every command once, in rotating order).
 Fixed cost of one call apart from the checkout (3-file repository, median of ${ROUNDS_TINY:-25}):
 \`git worktree add\` $(tiny git-one) ms, \`wt-create\` $(tiny wt-one) ms (lock, ledger, crash marker and
 the extra git calls that make it safe under concurrency).
+
+${CONC:-64} processes started at once, 800-file repository, ${ROUNDS_CONC:-5} shuffled rounds (median over the
+$(conc git-add clean_rounds) rounds in which neither failed): \`git worktree add\` $(conc git-add median_ms) ms with
+$(conc git-add failures) failed processes in $(conc git-add failed_rounds) rounds; \`wt-create NAME\` $(conc wt-create median_ms) ms
+with $(conc wt-create failures) failures; ratio $conc_ratio (target ≤ 1.2).
 
 MD

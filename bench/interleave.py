@@ -1,16 +1,24 @@
 #!/usr/bin/env python3
-"""Runs hyperfine in rounds, each command once per round in a rotating order, and prints the
-median and mean of each command as JSON. On a noisy machine this keeps slow drift (write-back,
-other tenants) from favouring whichever command hyperfine would measure first.
+"""Runs hyperfine in rounds, each command once per round in a freshly shuffled order, and prints
+the median and mean of each command as JSON. On a noisy machine this keeps slow drift
+(write-back, other tenants) from favouring whichever command would be measured first, and the
+shuffle keeps any command from always following the same predecessor (whose after-effects, such
+as the file system's deferred work, it would otherwise always pay).
+
+PREPARE runs before every timed command, outside the timing. The seed is fixed (BENCH_SEED,
+default 1) so a run can be repeated, and printed in the JSON.
 
 usage: interleave.py ROUNDS PREPARE NAME CMD [NAME CMD ...]"""
-import json, statistics, subprocess, sys, tempfile
+import json, os, random, statistics, subprocess, sys, tempfile
 
 rounds, prepare, pairs = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 cmds = list(zip(pairs[0::2], pairs[1::2]))
+seed = int(os.environ.get("BENCH_SEED", "1"))
+rng = random.Random(seed)
 times = {name: [] for name, _ in cmds}
 for r in range(rounds):
-    order = cmds[r % len(cmds):] + cmds[:r % len(cmds)]
+    order = cmds[:]
+    rng.shuffle(order)
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         args = ["hyperfine", "-N", "--style", "none", "--runs", "1", "--prepare", prepare, "--export-json", out.name]
         for name, cmd in order:
@@ -18,4 +26,6 @@ for r in range(rounds):
         subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
         for res in json.load(open(out.name))["results"]:
             times[res["command"]].append(res["mean"] * 1000)
-print(json.dumps({n: {"median_ms": statistics.median(t), "mean_ms": statistics.mean(t), "runs": len(t)} for n, t in times.items()}))
+summary = {n: {"median_ms": statistics.median(t), "mean_ms": statistics.mean(t), "runs": len(t)} for n, t in times.items()}
+summary["_seed"] = seed
+print(json.dumps(summary))

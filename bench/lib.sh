@@ -3,7 +3,7 @@ set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
-BIN="$ROOT/target/release"
+BIN="${WT_BENCH_BIN:-$ROOT/target/release}"  # WT_BENCH_BIN: try a script on other builds
 
 need() { command -v "$1" >/dev/null || { echo "bench: $1 is missing (apt-get install $2)" >&2; exit 3; }; }
 
