@@ -6,6 +6,8 @@
 //! package, so they are looked up in the target directory. `make test` builds them first; a
 //! missing binary fails the test with the command that builds it.
 
+pub mod panes;
+
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};

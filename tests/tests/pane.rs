@@ -4,96 +4,12 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use wt_tests::{s, Run, TestRepo};
-
-/// A repository whose wt-run calls share a private socket directory.
-struct Panes {
-    t: TestRepo,
-    xdg: PathBuf,
-}
-
-impl Panes {
-    fn new() -> Panes {
-        let t = TestRepo::new();
-        let xdg = t.root().join("xdg");
-        std::fs::create_dir_all(&xdg).unwrap();
-        std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
-        Panes { t, xdg }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = self.t.cmd("wt-run");
-        self.env(&mut c);
-        c
-    }
-
-    /// The test's isolation: git config, socket dir, tmux server.
-    fn env(&self, c: &mut Command) {
-        self.t.isolate(c);
-        c.env("XDG_RUNTIME_DIR", &self.xdg).env("WT_PANE_IDLE", "20s").env("TMUX_TMPDIR", &self.xdg).env_remove("TMUX");
-    }
-
-    /// The test's own tmux server (TMUX_TMPDIR is its socket directory).
-    fn tmux(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux").args(args).env("TMUX_TMPDIR", &self.xdg).env_remove("TMUX").output().unwrap();
-        assert!(out.status.success(), "tmux {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn wt_run(&self, args: &[&str]) -> Run {
-        let mut c = self.cmd();
-        c.args(args);
-        Run::of(&mut c, "")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let run = self.wt_run(args);
-        run.expect_code(0);
-        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run}"))
-    }
-
-    /// Starts CMD in a pane of a new worktree NAME.
-    fn spawn(&self, name: &str, cmd: &[&str]) -> Value {
-        self.t.run("wt-create", &[name], "").expect_code(0);
-        let mut args = vec!["-w", name, "--pane", "--"];
-        args.extend_from_slice(cmd);
-        let run = self.wt_run(&args);
-        run.expect_code(0);
-        run.records().remove(0)
-    }
-
-    fn wait_match(&self, pane: &str, re: &str) -> Value {
-        self.json(&["pane", "wait", pane, "--match", re, "--timeout", "15s"])
-    }
-
-    fn socket(&self) -> PathBuf {
-        let dir = self.xdg.join("wt");
-        std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|x| x == "sock"))
-            .unwrap()
-    }
-}
-
-impl Drop for Panes {
-    fn drop(&mut self) {
-        let _ = self.wt_run(&["pane", "stop"]);
-        let _ = Command::new("tmux").arg("kill-server").env("TMUX_TMPDIR", &self.xdg).env_remove("TMUX").output();
-    }
-}
-
-fn raw_call(stream: &mut UnixStream, line: &[u8]) -> Value {
-    stream.write_all(line).unwrap();
-    let mut answer = String::new();
-    BufReader::new(stream.try_clone().unwrap()).read_line(&mut answer).unwrap();
-    serde_json::from_str(&answer).unwrap()
-}
+use wt_tests::panes::{raw_call, Panes};
+use wt_tests::{s, Run};
 
 #[test]
 fn bash_in_a_pane_is_read_typed_into_and_waited_for() {

@@ -49,6 +49,11 @@ pub struct Args {
     #[arg(long = "allow-write", value_name = "PATH", requires = "confine")]
     pub allow_write: Vec<std::path::PathBuf>,
 
+    /// With --pane --confine: the pane's socket may also read other panes' screens (it may
+    /// always report its own state, read its own screen, wait on it and list panes)
+    #[arg(long, requires_all = ["confine", "pane"])]
+    pub confine_read_panes: bool,
+
     /// Start CMD in a terminal pane held by the supervisor and return at once [pane name:
     /// NAME, or the worktree's]
     #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "", conflicts_with = "timeout")]
@@ -127,6 +132,15 @@ pub enum PaneCmd {
     Resize { name: String, rows: u16, cols: u16 },
     /// End a pane's program (SIGTERM to its session, SIGKILL after 2s)
     Kill { name: String },
+    /// Report a pane's agent state (from the agent's hooks): starting, working, waiting, idle
+    Notify {
+        state: String,
+        /// A line for people (what it is doing or waiting for)
+        message: Option<String>,
+        /// The pane [default: WT_PANE, the pane this runs in]
+        #[arg(long, value_name = "NAME", env = "WT_PANE")]
+        pane: Option<String>,
+    },
     /// Stop the supervisor and every pane
     Stop,
 }

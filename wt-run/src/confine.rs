@@ -33,6 +33,13 @@ pub struct Policy {
     pub private_tmp: Option<PathBuf>,
     /// Where the helper reports what was enforced (opened before the rules apply).
     pub status_file: PathBuf,
+    /// Directories to hide behind an empty read-only tmpfs, besides every place a pane
+    /// supervisor or tmux server may listen (which the helper always hides).
+    #[serde(default)]
+    pub hide: Vec<PathBuf>,
+    /// Files inside hidden directories that stay reachable (a confined pane's own socket).
+    #[serde(default)]
+    pub keep: Vec<PathBuf>,
 }
 
 /// What the helper reports.
@@ -47,6 +54,9 @@ pub struct Report {
     /// `not-found` etc. when exec failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec_error: Option<String>,
+    /// The directories hidden from the command.
+    #[serde(default)]
+    pub hidden: Vec<PathBuf>,
 }
 
 /// The policy for a worktree: its directory, its git admin dir, what a commit writes in the
@@ -87,7 +97,7 @@ pub fn policy_for(
     write.extend(allow.iter().cloned());
     write.retain(|p| p.exists());
     write.dedup();
-    Policy { write, ports, best_effort, private_tmp, status_file }
+    Policy { write, ports, best_effort, private_tmp, status_file, hide: Vec::new(), keep: Vec::new() }
 }
 
 fn private_temp_dir(system_tmp: &Path, name: &str) -> Option<PathBuf> {
@@ -133,7 +143,20 @@ pub fn helper_main(args: &[String]) -> ! {
     }
     let mut status = std::fs::File::create(&policy.status_file).ok();
     let mut report = Report::default();
+    let mut hide = policy.hide.clone();
+    hide.extend(crate::pane::socket::control_dirs());
+    let hidden = crate::hide::hide(&hide, &policy.keep);
+    match (&hidden, policy.best_effort) {
+        (Ok(dirs), _) => report.hidden = dirs.clone(),
+        (Err(_), true) => {}
+        (Err(e), false) => {
+            report.error = Some(format!("--confine cannot hide the pane supervisor and tmux from the command ({e}); use --confine=best-effort to run without"));
+            write_report(&mut status, &report);
+            std::process::exit(126);
+        }
+    }
     match restrict(&policy) {
+        Ok(enforced) if hidden.is_err() && enforced == "full" => report.enforced = "partial".into(),
         Ok(enforced) => report.enforced = enforced.into(),
         Err(e) => {
             report.error = Some(e);
@@ -142,8 +165,11 @@ pub fn helper_main(args: &[String]) -> ! {
         }
     }
     write_report(&mut status, &report);
-    // The status file is close-on-exec: it stays open only if exec fails, to say why.
-    let err = std::os::unix::process::CommandExt::exec(std::process::Command::new(&argv[0]).args(&argv[1..]));
+    // The status file is close-on-exec: it stays open only if exec fails, to say why. The
+    // command is not told of a tmux server it cannot reach.
+    let mut command = std::process::Command::new(&argv[0]);
+    command.args(&argv[1..]).env_remove("TMUX").env_remove("TMUX_PANE");
+    let err = std::os::unix::process::CommandExt::exec(&mut command);
     let (code, kind) = match err.kind() {
         std::io::ErrorKind::NotFound => (127, "not-found"),
         std::io::ErrorKind::PermissionDenied => (126, "not-executable"),

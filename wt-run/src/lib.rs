@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod confine;
+pub mod hide;
 pub mod pane;
 pub mod signals;
 
@@ -146,6 +147,9 @@ fn pane_verb(socket: &std::path::Path, pane_cmd: &PaneCmd) -> Result<u8, Error> 
             ("resize", "pane.resize", json!({"pane": name, "rows": rows, "cols": cols}))
         }
         PaneCmd::Kill { name } => ("kill", "pane.kill", json!({"pane": name})),
+        PaneCmd::Notify { state, message, pane } => {
+            ("notify", "pane.notify", json!({"pane": pane, "state": state, "message": message}))
+        }
         PaneCmd::Stop => ("stop", "server.stop", json!({})),
         PaneCmd::Attach { .. } => unreachable!("handled above"),
     };
@@ -166,10 +170,13 @@ fn spawn_pane(
     let name = if given.is_empty() || !ctx.single { rec.name.clone() } else { given.to_string() };
     let mut env = env.to_vec();
     let mut argv = argv.to_vec();
+    // A confined pane gets a socket of its own, the only one left reachable when its
+    // confinement hides the supervisor's.
+    let own_socket = pane::socket::pane_socket_path(socket, &name);
     let policy = ctx.args.confine.as_ref().map(|mode| {
         let status_file = std::env::temp_dir().join(format!("wt-run-confine-{}.json", unique_stem()));
         let ports = leased_ports(rec, ctx.ledger);
-        let p = confine::policy_for(
+        let mut p = confine::policy_for(
             ctx.repo,
             ctx.ledger,
             rec,
@@ -178,12 +185,17 @@ fn spawn_pane(
             mode == "best-effort",
             status_file,
         );
+        p.hide.extend(socket.parent().map(Path::to_path_buf));
+        p.keep.push(own_socket.clone());
         env.extend(confined_env(&p));
         argv = confine::wrap(&p, &argv);
         p
     });
     let env: Map<String, Value> = env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-    let params = json!({"name": name, "cmd": argv, "cwd": rec.path, "env": env, "backend": ctx.backend});
+    let params = json!({
+        "name": name, "cmd": argv, "cwd": rec.path, "env": env, "backend": ctx.backend,
+        "restricted": policy.is_some(), "read_panes": ctx.args.confine_read_panes,
+    });
     let pane = pane::client::Client::connect(socket)?.call("pane.spawn", params)?;
     let mut info = json!({"name": name, "pid": pane["pid"], "socket": socket, "backend": ctx.backend});
     for key in ["log", "tmux"] {
@@ -197,6 +209,8 @@ fn spawn_pane(
             return Err(e);
         }
         info["confined"] = confined_json(ctx.args, policy, &report);
+        info["confined"]["socket"] = json!(own_socket);
+        info["confined"]["read_panes"] = json!(ctx.args.confine_read_panes);
     }
     Ok(json!({"cmd": command_line(ctx.args), "pane": info}))
 }
@@ -423,6 +437,7 @@ fn confined_json(args: &Args, policy: &confine::Policy, report: &confine::Report
         "mode": args.confine,
         "enforced": report.enforced,
         "write": policy.write,
+        "hidden": report.hidden,
         "ports": match (policy.ports.first(), policy.ports.last()) {
             (Some(a), Some(b)) => json!([a, b]),
             _ => Value::Null,

@@ -12,7 +12,7 @@ use wt_common::repo::Repo;
 use wt_common::Error;
 
 use super::protocol::Response;
-use super::socket::socket_path;
+use super::socket::{hidden_here, socket_path};
 
 /// A connection to a supervisor.
 #[derive(Debug)]
@@ -24,11 +24,12 @@ pub struct Client {
 
 impl Client {
     pub fn connect(socket: &Path) -> Result<Client, Error> {
-        let stream = UnixStream::connect(socket).map_err(|_| {
-            Error::env(
+        let stream = UnixStream::connect(socket).map_err(|_| match socket.parent() {
+            Some(dir) if hidden_here(dir) => hidden(),
+            _ => Error::env(
                 "no-supervisor",
                 "no pane supervisor is running for this repository (it starts with `wt-run --pane …`, or run `wt-run serve`)",
-            )
+            ),
         })?;
         let writer = stream.try_clone().map_err(|e| Error::io("socket", e))?;
         Ok(Client { reader: BufReader::new(stream), writer, next_id: 1 })
@@ -73,6 +74,9 @@ pub fn ensure_server(repo: &Repo) -> Result<PathBuf, Error> {
     if Client::connect(&socket).is_ok() {
         return Ok(socket);
     }
+    if socket.parent().is_some_and(hidden_here) {
+        return Err(hidden());
+    }
     let logs = repo.state_dir().join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| Error::io(logs.display(), e))?;
     let log = std::fs::OpenOptions::new()
@@ -102,6 +106,15 @@ pub fn ensure_server(repo: &Repo) -> Result<PathBuf, Error> {
         "supervisor-start",
         format!("the pane supervisor did not start; see {}", logs.join("supervisor.log").display()),
     ))
+}
+
+/// Inside a confined run the supervisor's socket is hidden, so nothing there can start a pane
+/// (which would run unconfined) or drive the panes.
+fn hidden() -> Error {
+    Error::env(
+        "supervisor-hidden",
+        "the pane supervisor is out of reach inside a confined run (no panes can be started from here); a confined pane reaches its own pane through WT_SOCKET",
+    )
 }
 
 /// Prints a verb's result: JSON, or on a terminal the screen's text for `screen`.

@@ -1,10 +1,13 @@
 //! Panes: agents in terminals held by a supervisor, and the clients that drive them over its
 //! socket. See `server` for the supervisor, `pty` for a pane, `protocol` for the wire format.
 
+pub mod access;
 pub mod attach;
 pub mod client;
 pub mod events;
 pub mod handle;
+pub mod notify;
+pub mod own_socket;
 pub mod protocol;
 pub mod pty;
 pub mod server;

@@ -16,8 +16,11 @@ use serde_json::{json, Value};
 use wt_common::lock::FileLock;
 use wt_common::Error;
 
+use super::access::Access;
 use super::events::Events;
 use super::handle::{Failure, Handle};
+use super::notify::Reported;
+use super::own_socket::OwnSocket;
 use super::protocol::{Request, Response, MAX_REQUEST};
 use super::pty::{Pane, SpawnSpec};
 use super::tmux::TmuxPane;
@@ -31,6 +34,10 @@ struct Supervisor {
     logs: PathBuf,
     stop: std::sync::atomic::AtomicBool,
     events: Arc<Events>,
+    /// The own sockets of confined panes, by pane name.
+    own_sockets: Mutex<BTreeMap<String, OwnSocket>>,
+    /// What each pane's agent last reported (`pane.notify`), by pane name.
+    reported: Mutex<BTreeMap<String, Reported>>,
 }
 
 /// Runs the supervisor until it is idle for `idle` (or told to stop).
@@ -52,22 +59,10 @@ pub fn serve(socket: &Path, logs: &Path, idle: Duration) -> Result<(), Error> {
         logs: logs.to_path_buf(),
         stop: Default::default(),
         events: Arc::new(Events::default()),
+        own_sockets: Mutex::default(),
+        reported: Mutex::default(),
     });
-    let accepting = Arc::clone(&sup);
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            if !same_user(&stream) {
-                continue; // dropped: only the owner may drive the panes
-            }
-            let sup = Arc::clone(&accepting);
-            sup.clients.fetch_add(1, Ordering::SeqCst);
-            std::thread::spawn(move || {
-                serve_client(&sup, stream);
-                sup.clients.fetch_sub(1, Ordering::SeqCst);
-                *sup.last_activity.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
-            });
-        }
-    });
+    accept(Arc::clone(&sup), listener, None);
     loop {
         std::thread::sleep(Duration::from_millis(100));
         let busy = sup.clients.load(Ordering::SeqCst) > 0
@@ -84,7 +79,32 @@ pub fn serve(socket: &Path, logs: &Path, idle: Duration) -> Result<(), Error> {
         pane.kill(Duration::from_millis(500));
     }
     let _ = std::fs::remove_file(&sup.socket);
+    lock(&sup.own_sockets).clear();
     Ok(())
+}
+
+/// Serves each connection `listener` accepts on a thread of its own: with the capability of
+/// the pane `own` (a confined pane's own socket), or else of the supervisor's socket.
+fn accept(sup: Arc<Supervisor>, listener: UnixListener, own: Option<Access>) {
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            if !same_user(&stream) {
+                continue; // dropped: only the owner may drive the panes
+            }
+            let access = own.clone().unwrap_or(Access::Full);
+            let sup = Arc::clone(&sup);
+            sup.clients.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                serve_client(&sup, stream, &access);
+                sup.clients.fetch_sub(1, Ordering::SeqCst);
+                *lock(&sup.last_activity) = Instant::now();
+            });
+        }
+    });
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Panes must start with every signal at its default, but ignored signals survive exec, and
@@ -130,7 +150,7 @@ fn same_user(stream: &UnixStream) -> bool {
 }
 
 /// Answers one client's requests, one line each, until it goes away.
-fn serve_client(sup: &Supervisor, stream: UnixStream) {
+fn serve_client(sup: &Arc<Supervisor>, stream: UnixStream, access: &Access) {
     let Ok(mut out) = stream.try_clone() else { return };
     let mut reader = BufReader::new(stream);
     loop {
@@ -150,9 +170,14 @@ fn serve_client(sup: &Supervisor, stream: UnixStream) {
             return; // the client went away mid-request
         } else {
             match serde_json::from_slice::<Request>(&line) {
-                Ok(req) if req.method == "events.subscribe" => return stream_events(sup, req, out),
-                Ok(req) if req.method == "pane.attach" => return stream_output(sup, req, out),
-                Ok(req) => handle(sup, req),
+                Ok(mut req) => match access.admit(&mut req) {
+                    Err((code, msg)) => Response::err(req.id, code, msg),
+                    Ok(()) if req.method == "events.subscribe" => {
+                        return stream_events(sup, req, out, access.events_of())
+                    }
+                    Ok(()) if req.method == "pane.attach" => return stream_output(sup, req, out),
+                    Ok(()) => handle(sup, req, access),
+                },
                 Err(e) => Response::err(Value::Null, "bad-request", format!("not a request: {e}")),
             }
         };
@@ -164,15 +189,16 @@ fn serve_client(sup: &Supervisor, stream: UnixStream) {
     }
 }
 
-/// Answers the subscription, then writes every event as a line until the client goes away.
-fn stream_events(sup: &Supervisor, req: Request, mut out: UnixStream) {
+/// Answers the subscription, then writes every event (of the pane `only`, if given) as a line
+/// until the client goes away.
+fn stream_events(sup: &Supervisor, req: Request, mut out: UnixStream, only: Option<&str>) {
     let events = sup.events.subscribe();
     let mut line = serde_json::to_vec(&Response::ok(req.id, json!({"subscribed": true}))).expect("response");
     line.push(b'\n');
     if out.write_all(&line).is_err() {
         return;
     }
-    for event in events {
+    for event in events.iter().filter(|e| only.is_none_or(|p| e["pane"] == p)) {
         let mut line = serde_json::to_vec(&event).expect("event");
         line.push(b'\n');
         if out.write_all(&line).is_err() {
@@ -225,25 +251,30 @@ fn skip_line(reader: &mut BufReader<UnixStream>) -> std::io::Result<()> {
     }
 }
 
-fn handle(sup: &Supervisor, req: Request) -> Response {
+fn handle(sup: &Arc<Supervisor>, req: Request, access: &Access) -> Response {
     let id = req.id.clone();
-    match dispatch(sup, &req) {
+    match dispatch(sup, &req, access) {
         Ok(v) => Response::ok(id, v),
         Err((code, msg)) => Response::err(id, code, msg),
     }
 }
 
-fn dispatch(sup: &Supervisor, req: &Request) -> Result<Value, Failure> {
+fn dispatch(sup: &Arc<Supervisor>, req: &Request, access: &Access) -> Result<Value, Failure> {
     let p = &req.params;
     match req.method.as_str() {
-        "pane.list" => Ok(json!(sup
-            .panes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .map(|p| p.describe())
-            .collect::<Vec<_>>())),
+        "pane.list" => {
+            let panes = lock(&sup.panes).clone();
+            Ok(json!(panes.iter().map(|(name, pane)| access.list_entry(describe(sup, name, pane))).collect::<Vec<_>>()))
+        }
         "pane.spawn" => spawn(sup, p),
+        "pane.notify" => {
+            let reported = Reported::from_params(p)?;
+            let name = p.get("pane").and_then(Value::as_str).unwrap_or_default().to_string();
+            pane(sup, p)?;
+            sup.events.publish(reported.event(&name));
+            lock(&sup.reported).insert(name, reported.clone());
+            Ok(json!({"state": reported.state}))
+        }
         "pane.read_screen" => {
             let lines = p.get("lines").and_then(Value::as_u64).unwrap_or(0) as usize;
             Ok(pane(sup, p)?.screen(lines))
@@ -279,9 +310,9 @@ fn dispatch(sup: &Supervisor, req: &Request) -> Result<Value, Failure> {
             Ok(json!({"rows": rows, "cols": cols}))
         }
         "pane.kill" => {
-            let pane = pane(sup, p)?;
-            pane.kill(Duration::from_secs(2));
-            Ok(pane.describe())
+            let handle = pane(sup, p)?;
+            handle.kill(Duration::from_secs(2));
+            Ok(describe(sup, p["pane"].as_str().unwrap_or_default(), &handle))
         }
         "server.stop" => {
             sup.stop.store(true, Ordering::SeqCst);
@@ -290,6 +321,19 @@ fn dispatch(sup: &Supervisor, req: &Request) -> Result<Value, Failure> {
         "server.ping" => Ok(json!({"pid": std::process::id()})),
         other => Err(("unknown-method", format!("unknown method '{other}'"))),
     }
+}
+
+/// A pane as `pane.list` shows it: what its backend says, its agent's reported state, and its
+/// own socket if it has one.
+fn describe(sup: &Supervisor, name: &str, pane: &Handle) -> Value {
+    let mut described = pane.describe();
+    if let Some(reported) = lock(&sup.reported).get(name) {
+        reported.describe_into(&mut described);
+    }
+    if let Some(own) = lock(&sup.own_sockets).get(name) {
+        described["own_socket"] = json!({"path": own.path, "read_panes": own.read_panes});
+    }
+    described
 }
 
 fn pane(sup: &Supervisor, params: &Value) -> Result<Handle, Failure> {
@@ -305,7 +349,7 @@ fn pane(sup: &Supervisor, params: &Value) -> Result<Handle, Failure> {
         .ok_or(("no-such-pane", format!("no pane '{name}' (see `wt-run pane ls`)")))
 }
 
-fn spawn(sup: &Supervisor, p: &Value) -> Result<Value, Failure> {
+fn spawn(sup: &Arc<Supervisor>, p: &Value) -> Result<Value, Failure> {
     let name = p.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
     wt_common::name::validate(&name).map_err(|e| ("bad-params", e.message))?;
     let cmd: Vec<String> = p.get("cmd").and_then(|c| serde_json::from_value(c.clone()).ok()).unwrap_or_default();
@@ -323,8 +367,16 @@ fn spawn(sup: &Supervisor, p: &Value) -> Result<Value, Failure> {
     }
     let dir = sup.logs.join(&name);
     std::fs::create_dir_all(&dir).map_err(|e| ("io", e.to_string()))?;
+    // The name's earlier pane, if any, has ended: so has what it reported, and its socket.
+    lock(&sup.reported).remove(&name);
+    lock(&sup.own_sockets).remove(&name);
+    let own = match p.get("restricted").and_then(Value::as_bool).unwrap_or(false) {
+        true => Some(own_socket(sup, &name, p.get("read_panes").and_then(Value::as_bool).unwrap_or(false))?),
+        false => None,
+    };
     let mut env: Vec<(String, String)> = env.into_iter().collect();
-    env.push(("WT_SOCKET".into(), sup.socket.display().to_string()));
+    let socket = own.as_ref().map_or(&sup.socket, |o| &o.path);
+    env.push(("WT_SOCKET".into(), socket.display().to_string()));
     env.push(("WT_PANE".into(), name.clone()));
     let spec = SpawnSpec {
         name: name.clone(),
@@ -345,7 +397,19 @@ fn spawn(sup: &Supervisor, p: &Value) -> Result<Value, Failure> {
         }
         other => return Err(("bad-params", format!("unknown backend '{other}' (native or tmux)"))),
     };
-    let described = pane.describe();
+    if let Some(own) = own {
+        lock(&sup.own_sockets).insert(name.clone(), own);
+    }
+    let described = describe(sup, &name, &pane);
     panes.insert(name, pane);
     Ok(described)
+}
+
+/// A socket of the pane's own, listening before the pane starts (so its confinement can keep
+/// it reachable while it hides the supervisor's), whose connections act for that pane only.
+fn own_socket(sup: &Arc<Supervisor>, name: &str, read_panes: bool) -> Result<OwnSocket, Failure> {
+    let path = super::socket::pane_socket_path(&sup.socket, name);
+    let (own, listener) = OwnSocket::bind(&path, read_panes).map_err(|e| ("spawn-failed", e))?;
+    accept(Arc::clone(sup), listener, Some(Access::Pane { name: name.to_string(), read_panes }));
+    Ok(own)
 }

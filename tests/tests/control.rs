@@ -1,0 +1,247 @@
+//! The control plane under `--confine`: a confined pane's socket is a capability (its own state
+//! and screen, never spawn, type, resize or kill), the supervisor's full socket and the tmux
+//! server are out of a confined command's reach. Every escape is tried for real, from inside
+//! a confined pane or batch run, and the harm is checked not to have happened.
+
+use std::path::Path;
+
+use serde_json::Value;
+use wt_tests::panes::Panes;
+use wt_tests::s;
+
+/// Run inside a confined pane: tries every method on `$WT_SOCKET`, and connecting to the
+/// supervisor's full socket by its path and through the supervisor's `/proc/PID/root`; writes
+/// what came back, as JSON, to `probe.json` in its worktree.
+const PROBE: &str = r#"
+import base64, json, os, socket, sys
+full, sup_pid, marker, victim = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+out = {}
+def call(method, params=None):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(os.environ["WT_SOCKET"])
+    s.sendall((json.dumps({"id": 1, "method": method, "params": params or {}}) + "\n").encode())
+    line = s.makefile().readline()
+    s.close()
+    return json.loads(line)
+out["spawn"] = call("pane.spawn", {"name": "escaped", "cmd": ["touch", marker], "cwd": "/"})
+out["write"] = call("pane.write", {"pane": victim, "data_b64": base64.b64encode(b"echo injected-write\r").decode()})
+out["send"] = call("pane.send", {"pane": victim, "text": "echo injected-send", "enter": True})
+out["send_own"] = call("pane.send", {"text": "echo typed-into-itself", "enter": True})
+out["key"] = call("pane.send_key", {"pane": victim, "key": "ctrl-c"})
+out["resize"] = call("pane.resize", {"rows": 10, "cols": 20})
+out["resize_other"] = call("pane.resize", {"pane": victim, "rows": 10, "cols": 20})
+out["kill"] = call("pane.kill", {"pane": victim})
+out["attach"] = call("pane.attach", {"pane": victim})
+out["stop"] = call("server.stop")
+out["wait_other"] = call("pane.wait", {"pane": victim, "quiet_ms": 1, "timeout_ms": 1000})
+out["screen_other"] = call("pane.read_screen", {"pane": victim})
+out["screen"] = call("pane.read_screen", {})
+out["notify"] = call("pane.notify", {"state": "waiting", "message": "need\x1b[2J input"})
+out["list"] = call("pane.list")
+for key, path in [("full", full), ("proc_root", "/proc/%s/root%s" % (sup_pid, full))]:
+    try:
+        socket.socket(socket.AF_UNIX).connect(path)
+        out[key] = "connected"
+    except OSError as e:
+        out[key] = e.strerror
+json.dump(out, open("probe.json", "w"))
+print("probe-done")
+"#;
+
+/// A confined pane `name` (with `extra` flags) running bash, beside an unconfined `victim`.
+fn confined_pane_beside_a_victim(p: &Panes, name: &str, extra: &[&str]) -> Value {
+    p.spawn("victim", &["bash", "--norc", "--noprofile", "-i"]);
+    p.json(&["pane", "send", "victim", "echo victim-ready", "--enter"]);
+    p.wait_match("victim", "(?m)^victim-ready");
+    p.t.run("wt-create", &[name], "").expect_code(0);
+    let mut args = vec!["-w", name, "--pane", "--confine"];
+    args.extend_from_slice(extra);
+    args.extend(["--", "bash", "--norc", "--noprofile", "-i"]);
+    let run = p.wt_run(&args);
+    let rec = run.expect_code(0).records().remove(0);
+    assert_eq!(rec["run"]["pane"]["confined"]["enforced"], "full", "{rec}");
+    rec
+}
+
+/// Runs the probe in pane `name` and returns what it saw.
+fn probe(p: &Panes, name: &str, marker: &Path) -> Value {
+    let script = p.t.root().join("probe.py");
+    std::fs::write(&script, PROBE).unwrap();
+    let pid = pid_of_supervisor(p);
+    let line = format!("python3 '{}' '{}' {pid} '{}' victim", script.display(), p.socket().display(), marker.display());
+    p.json(&["pane", "send", name, &line, "--enter"]);
+    p.wait_match(name, "(?m)^probe-done");
+    let out = p.t.wt_root().join(name).join("probe.json");
+    serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap()
+}
+
+fn pid_of_supervisor(p: &Panes) -> u64 {
+    let mut c = std::os::unix::net::UnixStream::connect(p.socket()).unwrap();
+    wt_tests::panes::raw_call(&mut c, b"{\"id\":1,\"method\":\"server.ping\"}\n")["result"]["pid"].as_u64().unwrap()
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("(none)")
+}
+
+#[test]
+fn a_confined_pane_reports_its_state_and_reads_its_screen_but_drives_no_pane() {
+    let p = Panes::new();
+    let rec = confined_pane_beside_a_victim(&p, "jail", &[]);
+    let own = s(&rec["run"]["pane"]["confined"], "socket");
+    assert_ne!(own, s(&rec["run"]["pane"], "socket"), "a socket of its own: {rec}");
+    let victim_before = s(&p.json(&["pane", "screen", "victim"]), "text").to_string();
+    let marker = p.t.root().join("spawned-marker");
+    let seen = probe(&p, "jail", &marker);
+    for verb in
+        ["spawn", "write", "send", "send_own", "key", "resize", "resize_other", "kill", "attach", "stop", "wait_other"]
+    {
+        assert_eq!(code(&seen[verb]), "forbidden", "{verb}: {seen}");
+    }
+    assert_eq!(code(&seen["screen_other"]), "forbidden", "no --confine-read-panes: {seen}");
+    // Nothing it asked for happened.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!marker.exists(), "pane.spawn ran a command");
+    assert_eq!(s(&p.json(&["pane", "screen", "victim"]), "text"), victim_before, "the victim's screen changed");
+    let listed = p.wt_run(&["pane", "ls"]);
+    let panes: Vec<Value> = listed.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let victim = panes.iter().find(|v| v["name"] == "victim").unwrap();
+    assert_eq!(victim["alive"], true, "the victim was killed");
+    assert_eq!(victim["rows"], 40, "the victim was resized");
+    assert!(!panes.iter().any(|v| v["name"] == "escaped"), "a pane was spawned");
+    // What it may do works.
+    assert!(seen["screen"]["result"]["text"].as_str().unwrap().contains("probe.py"), "its own screen: {seen}");
+    assert_eq!(seen["notify"]["ok"], true, "{seen}");
+    let jail = panes.iter().find(|v| v["name"] == "jail").unwrap();
+    assert_eq!(jail["state"], "waiting", "{jail}");
+    assert_eq!(jail["message"], "need [2J input", "control characters are stripped: {jail}");
+    let entries = seen["list"]["result"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{seen}");
+    for entry in entries {
+        let mut keys: Vec<&String> = entry.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["alive", "name", "state"], "names and states only: {entry}");
+    }
+    // The supervisor's own socket is out of its reach, by path and through /proc.
+    assert_eq!(seen["full"], "No such file or directory", "{seen}");
+    assert_eq!(seen["proc_root"], "Permission denied", "{seen}");
+    // The supervisor is still there for everyone else.
+    assert!(p.wt_run(&["pane", "ls"]).expect_code(0).stdout.contains("\"name\":\"victim\""));
+}
+
+#[test]
+fn confine_read_panes_lets_a_confined_pane_read_other_screens_and_nothing_more() {
+    let p = Panes::new();
+    confined_pane_beside_a_victim(&p, "reader", &["--confine-read-panes"]);
+    let marker = p.t.root().join("spawned-marker");
+    let seen = probe(&p, "reader", &marker);
+    assert!(seen["screen_other"]["result"]["text"].as_str().unwrap().contains("victim-ready"), "{seen}");
+    for verb in ["spawn", "write", "send", "key", "kill", "attach", "stop"] {
+        assert_eq!(code(&seen[verb]), "forbidden", "{verb}: {seen}");
+    }
+    assert!(!marker.exists());
+}
+
+#[test]
+fn wt_run_inside_a_confined_pane_does_what_is_allowed_and_says_what_is_not() {
+    let p = Panes::new();
+    confined_pane_beside_a_victim(&p, "agent", &[]);
+    let marker = p.t.root().join("pane-marker");
+    let wt_run = wt_tests::bin("wt-run");
+    let script = format!(
+        "W='{w}'; $W pane screen $WT_PANE > screen.json; echo screen=$?; $W pane ls > ls.json; echo ls=$?; \
+         $W pane notify working 'fixing the test'; echo notify=$?; \
+         $W pane send victim hello 2> send.err; echo send=$?; \
+         $W -w agent --pane -- touch '{m}' 2> spawn.err; echo spawn=$?; echo inside-done",
+        w = wt_run.display(),
+        m = marker.display()
+    );
+    p.json(&["pane", "send", "agent", &script, "--enter"]);
+    p.wait_match("agent", "(?m)^inside-done");
+    let text = s(&p.json(&["pane", "screen", "agent"]), "text").to_string();
+    for expected in ["screen=0", "ls=0", "notify=0", "send=1", "spawn=3"] {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+    let dir = p.t.wt_root().join("agent");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    assert!(read("screen.json").contains("inside-done") || read("screen.json").contains("screen.json"));
+    assert!(read("ls.json").contains("\"name\":\"victim\""));
+    let send_err = read("send.err");
+    assert_eq!(send_err.lines().count(), 1, "one line: {send_err}");
+    assert!(send_err.contains("may not call pane.send of pane 'victim'"), "{send_err}");
+    let spawn_err = read("spawn.err");
+    assert_eq!(spawn_err.lines().count(), 1, "one line: {spawn_err}");
+    assert!(spawn_err.contains("out of reach inside a confined run"), "{spawn_err}");
+    assert!(!marker.exists(), "a pane was started from inside a confined pane");
+    let listed = p.wt_run(&["pane", "ls"]);
+    assert!(listed.stdout.contains("\"state\":\"working\",\"message\":\"fixing the test\""), "{listed}");
+}
+
+#[test]
+fn a_confined_batch_run_cannot_start_or_drive_panes() {
+    let p = Panes::new();
+    p.spawn("victim", &["sleep", "60"]);
+    p.t.run("wt-create", &["batch"], "").expect_code(0);
+    let marker = p.t.root().join("batch-marker");
+    let script = format!(
+        "'{w}' -w batch --pane -- touch '{m}'; echo spawn=$?; WT_SOCKET='{full}' '{w}' pane kill victim; echo kill=$?",
+        w = wt_tests::bin("wt-run").display(),
+        m = marker.display(),
+        full = p.socket().display()
+    );
+    let run = p.wt_run(&["-w", "batch", "--confine", "--", "sh", "-c", &script]);
+    let rec = run.expect_code(0).records().remove(0);
+    let tail = rec["run"]["tail"].to_string();
+    assert!(tail.contains("spawn=3") && tail.contains("kill=3"), "{tail}");
+    assert!(tail.contains("out of reach inside a confined run"), "{tail}");
+    assert!(!marker.exists(), "a confined batch run started a pane");
+    let hidden = rec["run"]["confined"]["hidden"].to_string();
+    assert!(hidden.contains(&p.xdg.join("wt").display().to_string()), "{rec}");
+    let listed = p.json(&["pane", "ls"]);
+    assert_eq!(listed["alive"], true, "the victim was killed");
+    // Unconfined, the same command does start a pane: the test above can fail.
+    let free = p.wt_run(&["-w", "batch", "--", "sh", "-c", &script]);
+    free.expect_code(0);
+    assert!(marker.exists(), "{free}");
+}
+
+#[test]
+fn the_tmux_backend_under_confine_keeps_the_tmux_server_out_of_reach() {
+    let p = Panes::new();
+    p.t.run("wt-create", &["tj"], "").expect_code(0);
+    p.t.run("wt-create", &["tf"], "").expect_code(0);
+    let bash = ["--", "bash", "--norc", "--noprofile", "-i"];
+    let confined = [&["-w", "tj", "--pane", "--backend", "tmux", "--confine"][..], &bash[..]].concat();
+    let rec = p.wt_run(&confined).expect_code(0).records().remove(0);
+    assert_eq!(rec["run"]["pane"]["confined"]["enforced"], "full", "{rec}");
+    let free = [&["-w", "tf", "--pane", "--backend", "tmux"][..], &bash[..]].concat();
+    p.wt_run(&free).expect_code(0);
+    let server = p.xdg.join(format!("tmux-{}", nix::unistd::getuid())).join("default");
+    let escape = |marker: &Path| {
+        format!(
+            "echo \"tmux=[$TMUX]\"; tmux new-window 'touch {m}' 2>/dev/null; echo new-window=$?; \
+             tmux -S '{s}' new-window 'touch {m}' 2>/dev/null; echo by-path=$?",
+            m = marker.display(),
+            s = server.display()
+        )
+    };
+    let jailed = p.t.root().join("tmux-jailed-marker");
+    p.json(&["pane", "send", "tj", &escape(&jailed), "--enter"]);
+    p.wait_match("tj", "(?m)^by-path=");
+    let text = s(&p.json(&["pane", "screen", "tj"]), "text").to_string();
+    assert!(text.contains("tmux=[]"), "TMUX is not passed on: {text}");
+    assert!(!text.contains("new-window=0") && !text.contains("by-path=0"), "{text}");
+    // The same escape from an unconfined tmux pane does run the command: the test can fail.
+    let freed = p.t.root().join("tmux-free-marker");
+    p.json(&["pane", "send", "tf", &escape(&freed), "--enter"]);
+    p.wait_match("tf", "(?m)^by-path=");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !freed.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(freed.exists(), "the unconfined escape did not run");
+    assert!(!jailed.exists(), "a confined pane ran a command through the tmux server");
+    // The confined tmux pane still answers the verbs from outside.
+    p.json(&["pane", "send", "tj", "echo still-$((2+3))", "--enter"]);
+    p.wait_match("tj", "still-5");
+}

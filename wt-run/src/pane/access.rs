@@ -1,0 +1,82 @@
+//! What a connection may ask of the supervisor. A connection to the supervisor's own socket may
+//! ask anything. A connection to a confined pane's own socket acts for that pane only: it may
+//! report the pane's state, read its screen, wait on it, follow its events and list the panes
+//! (names and states), and read other panes' screens only if the pane was started with
+//! `--confine-read-panes`. Everything else is `forbidden`.
+//!
+//! Which it is, is decided by the listener that accepted the connection (and by the peer's
+//! mount namespace, see `peer`), never by anything the client sends.
+
+use serde_json::{json, Map, Value};
+
+use super::handle::Failure;
+use super::protocol::Request;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// The supervisor's own socket: every method.
+    Full,
+    /// A confined pane's own socket.
+    Pane { name: String, read_panes: bool },
+    /// The supervisor's own socket reached from inside a confined run (which should not be
+    /// able to reach it at all): nothing.
+    Confined,
+}
+
+impl Access {
+    /// Checks `req` against this connection's capability; on a pane's socket, a request that
+    /// names no pane is about the pane itself.
+    pub fn admit(&self, req: &mut Request) -> Result<(), Failure> {
+        let (own, read_panes) = match self {
+            Access::Full => return Ok(()),
+            Access::Confined => {
+                return Err((
+                    "forbidden",
+                    "this connection comes from inside a confined run; a confined pane may use only its own socket (WT_SOCKET)"
+                        .into(),
+                ))
+            }
+            Access::Pane { name, read_panes } => (name.as_str(), *read_panes),
+        };
+        if !req.params.is_object() {
+            req.params = Value::Object(Map::new());
+        }
+        let target = req.params.get("pane").and_then(Value::as_str).unwrap_or(own).to_string();
+        let allowed = match req.method.as_str() {
+            "pane.list" | "server.ping" => true,
+            "pane.notify" | "pane.wait" | "events.subscribe" => target == own,
+            "pane.read_screen" => target == own || read_panes,
+            _ => false,
+        };
+        if !allowed {
+            let whose = if target == own { String::new() } else { format!(" of pane '{target}'") };
+            return Err((
+                "forbidden",
+                format!(
+                    "a confined pane may not call {}{whose} (it may report its state, read its own screen{}, wait on its own pane and list panes)",
+                    req.method,
+                    if read_panes { " and other panes' screens" } else { "" },
+                ),
+            ));
+        }
+        req.params["pane"] = json!(target);
+        Ok(())
+    }
+
+    /// The pane whose events this connection may follow: all (`None`) or its own.
+    pub fn events_of(&self) -> Option<&str> {
+        match self {
+            Access::Pane { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// A pane as `pane.list` shows it to this connection: on a pane's socket, only its name
+    /// and state (another pane's command line, directory and log are none of its business).
+    pub fn list_entry(&self, described: Value) -> Value {
+        match self {
+            Access::Full => described,
+            _ => json!({"name": described["name"], "alive": described["alive"], "state": described.get("state")}),
+        }
+    }
+}
