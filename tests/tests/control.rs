@@ -245,3 +245,41 @@ fn the_tmux_backend_under_confine_keeps_the_tmux_server_out_of_reach() {
     p.json(&["pane", "send", "tj", "echo still-$((2+3))", "--enter"]);
     p.wait_match("tj", "still-5");
 }
+
+/// Connects to SOCKET (argv 1) and asks it to spawn `touch MARKER` (argv 2); prints the answer.
+const SPAWN_THROUGH: &str = r#"
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+req = {"id": 1, "method": "pane.spawn", "params": {"name": "through", "cmd": ["touch", sys.argv[2]], "cwd": "/"}}
+s.sendall((json.dumps(req) + "\n").encode())
+print(s.makefile().readline())
+"#;
+
+#[test]
+fn the_full_socket_refuses_a_peer_inside_a_confined_run_however_it_got_there() {
+    if !nix::unistd::geteuid().is_root() {
+        return; // standing in for such a peer takes entering another process's mount namespace
+    }
+    let p = Panes::new();
+    let rec = confined_pane_beside_a_victim(&p, "jail", &[]);
+    let pane_pid = rec["run"]["pane"]["pid"].to_string();
+    // A process in the confined pane's mount namespace, but without its Landlock rules: it
+    // reaches the full socket through the supervisor's root, as a hole in the hiding would.
+    let through_proc = format!("/proc/{}/root{}", pid_of_supervisor(&p), p.socket().display());
+    let marker = p.t.root().join("through-marker");
+    let out = std::process::Command::new("nsenter")
+        .args(["-t", &pane_pid, "-m", "--", "python3", "-c", SPAWN_THROUGH, &through_proc])
+        .arg(&marker)
+        .output()
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert_eq!(code(&answer), "forbidden", "{answer}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!marker.exists(), "the supervisor spawned for a peer inside a confined run");
+    // From the supervisor's own namespace the same request is served: the check is what refused.
+    let out =
+        std::process::Command::new("python3").args(["-c", SPAWN_THROUGH, &through_proc]).arg(&marker).output().unwrap();
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["ok"], true, "{answer}");
+}

@@ -80,3 +80,57 @@ impl Access {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admit(access: &Access, method: &str, params: Value) -> Result<Value, &'static str> {
+        let mut req = Request { id: json!(1), method: method.into(), params };
+        access.admit(&mut req).map(|()| req.params).map_err(|(code, _)| code)
+    }
+
+    #[test]
+    fn a_pane_socket_acts_for_its_own_pane_only() {
+        let own = Access::Pane { name: "a".into(), read_panes: false };
+        for method in ["pane.read_screen", "pane.wait", "pane.notify", "events.subscribe"] {
+            assert_eq!(admit(&own, method, json!({})), Ok(json!({"pane": "a"})), "{method}");
+            assert_eq!(admit(&own, method, Value::Null), Ok(json!({"pane": "a"})), "{method}");
+        }
+        for method in ["pane.wait", "pane.notify", "events.subscribe", "pane.read_screen"] {
+            assert_eq!(admit(&own, method, json!({"pane": "b"})), Err("forbidden"), "{method}");
+        }
+        assert!(admit(&own, "pane.list", json!({})).is_ok());
+        for method in [
+            "pane.spawn",
+            "pane.send",
+            "pane.send_key",
+            "pane.write",
+            "pane.resize",
+            "pane.kill",
+            "pane.attach",
+            "server.stop",
+            "no.such",
+        ] {
+            assert_eq!(admit(&own, method, json!({})), Err("forbidden"), "{method} of its own pane");
+            assert_eq!(admit(&own, method, json!({"pane": "b"})), Err("forbidden"), "{method} of another");
+        }
+    }
+
+    #[test]
+    fn read_panes_adds_other_screens_and_nothing_else() {
+        let reader = Access::Pane { name: "a".into(), read_panes: true };
+        assert_eq!(admit(&reader, "pane.read_screen", json!({"pane": "b"})), Ok(json!({"pane": "b"})));
+        assert_eq!(admit(&reader, "pane.wait", json!({"pane": "b"})), Err("forbidden"));
+        assert_eq!(admit(&reader, "pane.send", json!({"pane": "b", "text": "x"})), Err("forbidden"));
+    }
+
+    #[test]
+    fn the_full_socket_allows_everything_and_a_confined_peer_nothing() {
+        for method in ["pane.spawn", "pane.kill", "server.stop"] {
+            assert!(admit(&Access::Full, method, json!({"pane": "b"})).is_ok());
+            assert_eq!(admit(&Access::Confined, method, json!({})), Err("forbidden"));
+        }
+        assert_eq!(admit(&Access::Confined, "pane.list", json!({})), Err("forbidden"));
+    }
+}

@@ -8,6 +8,7 @@ pub mod events;
 pub mod handle;
 pub mod notify;
 pub mod own_socket;
+pub mod peer;
 pub mod protocol;
 pub mod pty;
 pub mod server;

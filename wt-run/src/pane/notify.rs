@@ -49,3 +49,19 @@ impl Reported {
         json!({"event": "state", "pane": pane, "state": self.state, "message": self.message})
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_known_states_and_printable_messages_are_kept() {
+        let r = Reported::from_params(&json!({"state": "waiting", "message": "a\u{1b}[31mb\nc"})).unwrap();
+        assert_eq!(r, Reported { state: "waiting".into(), message: Some("a [31mb c".into()) });
+        assert_eq!(Reported::from_params(&json!({"state": "exited"})).unwrap_err().0, "bad-params");
+        assert_eq!(Reported::from_params(&json!({})).unwrap_err().0, "bad-params");
+        let long = "x".repeat(MAX_MESSAGE * 2);
+        let r = Reported::from_params(&json!({"state": "idle", "message": long})).unwrap();
+        assert_eq!(r.message.unwrap().chars().count(), MAX_MESSAGE);
+    }
+}

@@ -86,12 +86,14 @@ pub fn serve(socket: &Path, logs: &Path, idle: Duration) -> Result<(), Error> {
 /// Serves each connection `listener` accepts on a thread of its own: with the capability of
 /// the pane `own` (a confined pane's own socket), or else of the supervisor's socket.
 fn accept(sup: Arc<Supervisor>, listener: UnixListener, own: Option<Access>) {
+    // As mount points are listed: the real path.
+    let dir = sup.socket.parent().map(|d| d.canonicalize().unwrap_or_else(|_| d.to_path_buf())).unwrap_or_default();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             if !same_user(&stream) {
                 continue; // dropped: only the owner may drive the panes
             }
-            let access = own.clone().unwrap_or(Access::Full);
+            let access = own.clone().unwrap_or_else(|| super::peer::access_of(&stream, &dir));
             let sup = Arc::clone(&sup);
             sup.clients.fetch_add(1, Ordering::SeqCst);
             std::thread::spawn(move || {
