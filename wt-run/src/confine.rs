@@ -6,7 +6,8 @@
 //! between fork and exec. The landlock crate allocates, which is not safe in the child of a
 //! multi-threaded process; so wt-run runs itself again as a small single-threaded helper
 //! (`wt-run __confine-exec POLICY -- CMD…`) that restricts itself and then execs the command.
-//! The helper is the group leader and its pid becomes the command's.
+//! The helper is the group leader and its pid becomes the command's. Before Landlock, it hides
+//! the places where a pane supervisor or a tmux server listens (see `hide`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -150,7 +151,7 @@ pub fn helper_main(args: &[String]) -> ! {
         (Ok(dirs), _) => report.hidden = dirs.clone(),
         (Err(_), true) => {}
         (Err(e), false) => {
-            report.error = Some(format!("--confine cannot hide the pane supervisor and tmux from the command ({e}); use --confine=best-effort to run without"));
+            report.error = Some(format!("--confine cannot hide the pane supervisor and tmux from the command ({e}); use --confine=best-effort to run without hiding them"));
             write_report(&mut status, &report);
             std::process::exit(126);
         }
