@@ -283,3 +283,33 @@ fn the_full_socket_refuses_a_peer_inside_a_confined_run_however_it_got_there() {
     let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["ok"], true, "{answer}");
 }
+
+#[test]
+fn a_pane_socket_connection_acts_for_nobody_once_its_pane_is_replaced() {
+    let p = Panes::new();
+    p.t.run("wt-create", &["again"], "").expect_code(0);
+    let start = || {
+        let run = p.wt_run(&["-w", "again", "--pane", "--confine", "--", "sh", "-c", "echo generation-$$; sleep 60"]);
+        run.expect_code(0).records().remove(0)
+    };
+    let first = start();
+    let own = std::path::PathBuf::from(s(&first["run"]["pane"]["confined"], "socket"));
+    p.wait_match("again", "generation-");
+    let mut old = std::os::unix::net::UnixStream::connect(&own).unwrap();
+    let screen = wt_tests::panes::raw_call(&mut old, b"{\"id\":1,\"method\":\"pane.read_screen\"}\n");
+    let first_text = s(&screen["result"], "text").to_string();
+    assert!(first_text.contains(&format!("generation-{}", first["run"]["pane"]["pid"])), "{screen}");
+    p.json(&["pane", "kill", "again"]);
+    let second = start();
+    assert_eq!(s(&second["run"]["pane"]["confined"], "socket"), own.to_str().unwrap(), "the same path");
+    p.wait_match("again", "generation-");
+    // The old connection no longer reads anything; a new one reads the new pane.
+    use std::io::{BufRead, Write};
+    old.write_all(b"{\"id\":2,\"method\":\"pane.read_screen\"}\n").unwrap();
+    let mut answer = String::new();
+    let n = std::io::BufReader::new(&old).read_line(&mut answer).unwrap_or(0);
+    assert_eq!(n, 0, "the old connection was answered: {answer}");
+    let mut new = std::os::unix::net::UnixStream::connect(&own).unwrap();
+    let screen = wt_tests::panes::raw_call(&mut new, b"{\"id\":1,\"method\":\"pane.read_screen\"}\n");
+    assert!(s(&screen["result"], "text").contains(&format!("generation-{}", second["run"]["pane"]["pid"])), "{screen}");
+}

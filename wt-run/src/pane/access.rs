@@ -16,8 +16,8 @@ use super::protocol::Request;
 pub enum Access {
     /// The supervisor's own socket: every method.
     Full,
-    /// A confined pane's own socket.
-    Pane { name: String, read_panes: bool },
+    /// A confined pane's own socket (`socket`: which one, see `OwnSocket::id`).
+    Pane { name: String, read_panes: bool, socket: u64 },
     /// The supervisor's own socket reached from inside a confined run (which should not be
     /// able to reach it at all): nothing.
     Confined,
@@ -36,7 +36,7 @@ impl Access {
                         .into(),
                 ))
             }
-            Access::Pane { name, read_panes } => (name.as_str(), *read_panes),
+            Access::Pane { name, read_panes, .. } => (name.as_str(), *read_panes),
         };
         if !req.params.is_object() {
             req.params = Value::Object(Map::new());
@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn a_pane_socket_acts_for_its_own_pane_only() {
-        let own = Access::Pane { name: "a".into(), read_panes: false };
+        let own = Access::Pane { name: "a".into(), read_panes: false, socket: 1 };
         for method in ["pane.read_screen", "pane.wait", "pane.notify", "events.subscribe"] {
             assert_eq!(admit(&own, method, json!({})), Ok(json!({"pane": "a"})), "{method}");
             assert_eq!(admit(&own, method, Value::Null), Ok(json!({"pane": "a"})), "{method}");
@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn read_panes_adds_other_screens_and_nothing_else() {
-        let reader = Access::Pane { name: "a".into(), read_panes: true };
+        let reader = Access::Pane { name: "a".into(), read_panes: true, socket: 1 };
         assert_eq!(admit(&reader, "pane.read_screen", json!({"pane": "b"})), Ok(json!({"pane": "b"})));
         assert_eq!(admit(&reader, "pane.wait", json!({"pane": "b"})), Err("forbidden"));
         assert_eq!(admit(&reader, "pane.send", json!({"pane": "b", "text": "x"})), Err("forbidden"));

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug)]
 pub struct OwnSocket {
+    /// Which socket this is: a connection accepted by an earlier pane's socket of the same
+    /// name must not act for the pane that replaced it.
+    pub id: u64,
     pub path: PathBuf,
     pub read_panes: bool,
     listener: UnixListener,
@@ -23,7 +26,9 @@ impl OwnSocket {
         let listener = UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         let accepting = listener.try_clone().map_err(|e| e.to_string())?;
-        Ok((OwnSocket { path: path.to_path_buf(), read_panes, listener }, accepting))
+        static SOCKETS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = SOCKETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok((OwnSocket { id, path: path.to_path_buf(), read_panes, listener }, accepting))
     }
 }
 

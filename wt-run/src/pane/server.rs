@@ -105,6 +105,15 @@ fn accept(sup: Arc<Supervisor>, listener: UnixListener, own: Option<Access>) {
     });
 }
 
+/// Whether a connection still acts for what it was accepted for: a pane's socket connection
+/// only while that socket is its pane's.
+fn current(sup: &Supervisor, access: &Access) -> bool {
+    match access {
+        Access::Pane { name, socket, .. } => lock(&sup.own_sockets).get(name).is_some_and(|o| o.id == *socket),
+        _ => true,
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -162,6 +171,9 @@ fn serve_client(sup: &Arc<Supervisor>, stream: UnixStream, access: &Access) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
+        if !current(sup, access) {
+            return; // its pane was replaced: the connection acts for nobody now
+        }
         let response = if n > MAX_REQUEST {
             // Skip the rest of the oversized line before answering.
             if !line.ends_with(b"\n") && skip_line(&mut reader).is_err() {
@@ -174,9 +186,7 @@ fn serve_client(sup: &Arc<Supervisor>, stream: UnixStream, access: &Access) {
             match serde_json::from_slice::<Request>(&line) {
                 Ok(mut req) => match access.admit(&mut req) {
                     Err((code, msg)) => Response::err(req.id, code, msg),
-                    Ok(()) if req.method == "events.subscribe" => {
-                        return stream_events(sup, req, out, access.events_of())
-                    }
+                    Ok(()) if req.method == "events.subscribe" => return stream_events(sup, req, out, access),
                     Ok(()) if req.method == "pane.attach" => return stream_output(sup, req, out),
                     Ok(()) => handle(sup, req, access),
                 },
@@ -193,7 +203,8 @@ fn serve_client(sup: &Arc<Supervisor>, stream: UnixStream, access: &Access) {
 
 /// Answers the subscription, then writes every event (of the pane `only`, if given) as a line
 /// until the client goes away.
-fn stream_events(sup: &Supervisor, req: Request, mut out: UnixStream, only: Option<&str>) {
+fn stream_events(sup: &Supervisor, req: Request, mut out: UnixStream, access: &Access) {
+    let only = access.events_of();
     let events = sup.events.subscribe();
     let mut line = serde_json::to_vec(&Response::ok(req.id, json!({"subscribed": true}))).expect("response");
     line.push(b'\n');
@@ -201,6 +212,9 @@ fn stream_events(sup: &Supervisor, req: Request, mut out: UnixStream, only: Opti
         return;
     }
     for event in events.iter().filter(|e| only.is_none_or(|p| e["pane"] == p)) {
+        if !current(sup, access) {
+            return;
+        }
         let mut line = serde_json::to_vec(&event).expect("event");
         line.push(b'\n');
         if out.write_all(&line).is_err() {
@@ -377,8 +391,7 @@ fn spawn(sup: &Arc<Supervisor>, p: &Value) -> Result<Value, Failure> {
         false => None,
     };
     let mut env: Vec<(String, String)> = env.into_iter().collect();
-    let socket = own.as_ref().map_or(&sup.socket, |o| &o.path);
-    env.push(("WT_SOCKET".into(), socket.display().to_string()));
+    env.push(("WT_SOCKET".into(), own.as_ref().unwrap_or(&sup.socket).display().to_string()));
     env.push(("WT_PANE".into(), name.clone()));
     let spec = SpawnSpec {
         name: name.clone(),
@@ -390,18 +403,19 @@ fn spawn(sup: &Arc<Supervisor>, p: &Value) -> Result<Value, Failure> {
         log: dir.join(format!("pane-{}.log", crate::unique_stem())),
     };
     let pane = match p.get("backend").and_then(Value::as_str).unwrap_or("native") {
-        "native" => Handle::Native(Pane::spawn(spec, Arc::clone(&sup.events)).map_err(|e| ("spawn-failed", e))?),
+        "native" => Pane::spawn(spec, Arc::clone(&sup.events)).map(Handle::Native).map_err(|e| ("spawn-failed", e)),
         "tmux" => {
             let session = format!("wt-{}", sup.socket.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default());
-            let pane = TmuxPane::spawn(spec, &session).map_err(|e| ("spawn-failed", e))?;
-            sup.events.publish(json!({"event": "spawned", "pane": name, "pid": pane.pid}));
-            Handle::Tmux(Arc::new(pane))
+            TmuxPane::spawn(spec, &session).map_err(|e| ("spawn-failed", e)).map(|pane| {
+                sup.events.publish(json!({"event": "spawned", "pane": name, "pid": pane.pid}));
+                Handle::Tmux(Arc::new(pane))
+            })
         }
-        other => return Err(("bad-params", format!("unknown backend '{other}' (native or tmux)"))),
+        other => Err(("bad-params", format!("unknown backend '{other}' (native or tmux)"))),
     };
-    if let Some(own) = own {
-        lock(&sup.own_sockets).insert(name.clone(), own);
-    }
+    let pane = pane.inspect_err(|_| {
+        lock(&sup.own_sockets).remove(&name);
+    })?;
     let described = describe(sup, &name, &pane);
     panes.insert(name, pane);
     Ok(described)
@@ -409,9 +423,12 @@ fn spawn(sup: &Arc<Supervisor>, p: &Value) -> Result<Value, Failure> {
 
 /// A socket of the pane's own, listening before the pane starts (so its confinement can keep
 /// it reachable while it hides the supervisor's), whose connections act for that pane only.
-fn own_socket(sup: &Arc<Supervisor>, name: &str, read_panes: bool) -> Result<OwnSocket, Failure> {
+/// Returns its path.
+fn own_socket(sup: &Arc<Supervisor>, name: &str, read_panes: bool) -> Result<PathBuf, Failure> {
     let path = super::socket::pane_socket_path(&sup.socket, name);
     let (own, listener) = OwnSocket::bind(&path, read_panes).map_err(|e| ("spawn-failed", e))?;
-    accept(Arc::clone(sup), listener, Some(Access::Pane { name: name.to_string(), read_panes }));
-    Ok(own)
+    let access = Access::Pane { name: name.to_string(), read_panes, socket: own.id };
+    lock(&sup.own_sockets).insert(name.to_string(), own);
+    accept(Arc::clone(sup), listener, Some(access));
+    Ok(path)
 }
