@@ -53,6 +53,7 @@ fn confined_pane_beside_a_victim(p: &Panes, name: &str, extra: &[&str]) -> Value
     p.spawn("victim", &["bash", "--norc", "--noprofile", "-i"]);
     p.json(&["pane", "send", "victim", "echo victim-ready", "--enter"]);
     p.wait_match("victim", "(?m)^victim-ready");
+    p.json(&["pane", "wait", "victim", "--quiet", "300", "--timeout", "10s"]);
     p.t.run("wt-create", &[name], "").expect_code(0);
     let mut args = vec!["-w", name, "--pane", "--confine"];
     args.extend_from_slice(extra);
@@ -152,19 +153,19 @@ fn wt_run_inside_a_confined_pane_does_what_is_allowed_and_says_what_is_not() {
         "W='{w}'; $W pane screen $WT_PANE > screen.json; echo screen=$?; $W pane ls > ls.json; echo ls=$?; \
          $W pane notify working 'fixing the test'; echo notify=$?; \
          $W pane send victim hello 2> send.err; echo send=$?; \
-         $W -w agent --pane -- touch '{m}' 2> spawn.err; echo spawn=$?; echo inside-done",
+         $W -w agent --pane -- touch '{m}' 2> spawn.err; echo spawn=$?; echo inside-$((40+2))",
         w = wt_run.display(),
         m = marker.display()
     );
     p.json(&["pane", "send", "agent", &script, "--enter"]);
-    p.wait_match("agent", "(?m)^inside-done");
+    p.wait_match("agent", "(?m)^inside-42");
     let text = s(&p.json(&["pane", "screen", "agent"]), "text").to_string();
     for expected in ["screen=0", "ls=0", "notify=0", "send=1", "spawn=3"] {
         assert!(text.contains(expected), "{expected}: {text}");
     }
     let dir = p.t.wt_root().join("agent");
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-    assert!(read("screen.json").contains("inside-done") || read("screen.json").contains("screen.json"));
+    assert!(read("screen.json").contains("screen.json"), "its own screen");
     assert!(read("ls.json").contains("\"name\":\"victim\""));
     let send_err = read("send.err");
     assert_eq!(send_err.lines().count(), 1, "one line: {send_err}");
@@ -220,21 +221,21 @@ fn the_tmux_backend_under_confine_keeps_the_tmux_server_out_of_reach() {
     let escape = |marker: &Path| {
         format!(
             "echo \"tmux=[$TMUX]\"; tmux new-window 'touch {m}' 2>/dev/null; echo new-window=$?; \
-             tmux -S '{s}' new-window 'touch {m}' 2>/dev/null; echo by-path=$?",
+             tmux -S '{s}' new-window 'touch {m}' 2>/dev/null; echo by-path=$?; echo escape-$((1+1))",
             m = marker.display(),
             s = server.display()
         )
     };
     let jailed = p.t.root().join("tmux-jailed-marker");
     p.json(&["pane", "send", "tj", &escape(&jailed), "--enter"]);
-    p.wait_match("tj", "(?m)^by-path=");
+    p.wait_match("tj", "(?m)^escape-2");
     let text = s(&p.json(&["pane", "screen", "tj"]), "text").to_string();
     assert!(text.contains("tmux=[]"), "TMUX is not passed on: {text}");
     assert!(!text.contains("new-window=0") && !text.contains("by-path=0"), "{text}");
     // The same escape from an unconfined tmux pane does run the command: the test can fail.
     let freed = p.t.root().join("tmux-free-marker");
     p.json(&["pane", "send", "tf", &escape(&freed), "--enter"]);
-    p.wait_match("tf", "(?m)^by-path=");
+    p.wait_match("tf", "(?m)^escape-2");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !freed.exists() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -312,4 +313,32 @@ fn a_pane_socket_connection_acts_for_nobody_once_its_pane_is_replaced() {
     let mut new = std::os::unix::net::UnixStream::connect(&own).unwrap();
     let screen = wt_tests::panes::raw_call(&mut new, b"{\"id\":1,\"method\":\"pane.read_screen\"}\n");
     assert!(s(&screen["result"], "text").contains(&format!("generation-{}", second["run"]["pane"]["pid"])), "{screen}");
+}
+
+#[test]
+fn a_pane_socket_follows_its_own_pane_s_events_only() {
+    let p = Panes::new();
+    p.t.run("wt-create", &["quiet"], "").expect_code(0);
+    let run = p.wt_run(&["-w", "quiet", "--pane", "--confine", "--", "bash", "--norc", "--noprofile", "-i"]);
+    let rec = run.expect_code(0).records().remove(0);
+    let mut events = std::os::unix::net::UnixStream::connect(s(&rec["run"]["pane"]["confined"], "socket")).unwrap();
+    let answer = wt_tests::panes::raw_call(&mut events, b"{\"id\":1,\"method\":\"events.subscribe\"}\n");
+    assert_eq!(answer["result"]["subscribed"], true, "{answer}");
+    p.spawn("noisy", &["sh", "-c", "echo noise; sleep 30"]);
+    p.wait_match("noisy", "noise");
+    p.json(&["pane", "send", "quiet", "echo mine", "--enter"]);
+    p.wait_match("quiet", "(?m)^mine");
+    p.json(&["pane", "notify", "--pane", "quiet", "idle", "done"]);
+    events.set_read_timeout(Some(std::time::Duration::from_secs(15))).unwrap();
+    let mut seen = Vec::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(events)) {
+        let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        seen.push(event.clone());
+        if event["event"] == "state" {
+            break;
+        }
+    }
+    assert!(seen.iter().all(|e| e["pane"] == "quiet"), "another pane's events: {seen:?}");
+    assert!(seen.iter().any(|e| e["event"] == "output"), "{seen:?}");
+    assert_eq!(seen.last().unwrap()["message"], "done", "{seen:?}");
 }

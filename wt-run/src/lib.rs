@@ -148,6 +148,9 @@ fn pane_verb(socket: &std::path::Path, pane_cmd: &PaneCmd) -> Result<u8, Error> 
         }
         PaneCmd::Kill { name } => ("kill", "pane.kill", json!({"pane": name})),
         PaneCmd::Notify { state, message, pane } => {
+            let pane = pane.as_ref().ok_or_else(|| {
+                Error::usage("bad-params", "pane notify needs --pane NAME (inside a pane, WT_PANE names it)")
+            })?;
             ("notify", "pane.notify", json!({"pane": pane, "state": state, "message": message}))
         }
         PaneCmd::Stop => ("stop", "server.stop", json!({})),
