@@ -342,3 +342,31 @@ fn a_pane_socket_follows_its_own_pane_s_events_only() {
     assert!(seen.iter().any(|e| e["event"] == "output"), "{seen:?}");
     assert_eq!(seen.last().unwrap()["message"], "done", "{seen:?}");
 }
+
+#[test]
+fn a_confined_pane_holds_a_bounded_number_of_connections() {
+    let p = Panes::new();
+    p.t.run("wt-create", &["greedy"], "").expect_code(0);
+    let run = p.wt_run(&["-w", "greedy", "--pane", "--confine", "--", "sleep", "60"]);
+    let rec = run.expect_code(0).records().remove(0);
+    let own = std::path::PathBuf::from(s(&rec["run"]["pane"]["confined"], "socket"));
+    let ping = b"{\"id\":1,\"method\":\"server.ping\"}\n";
+    let mut held: Vec<_> = (0..16).map(|_| std::os::unix::net::UnixStream::connect(&own).unwrap()).collect();
+    for c in &mut held {
+        assert_eq!(wt_tests::panes::raw_call(c, ping)["ok"], true);
+    }
+    let mut over = std::os::unix::net::UnixStream::connect(&own).unwrap();
+    assert_eq!(code(&wt_tests::panes::raw_call(&mut over, ping)), "too-many-connections");
+    // The supervisor's own socket is not limited by it, and a closed connection frees a place.
+    assert!(p.wt_run(&["pane", "ls"]).expect_code(0).stdout.contains("\"name\":\"greedy\""));
+    drop(held.pop());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut again = std::os::unix::net::UnixStream::connect(&own).unwrap();
+        if wt_tests::panes::raw_call(&mut again, ping)["ok"] == true {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no place was freed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -25,6 +25,9 @@ use super::protocol::{Request, Response, MAX_REQUEST};
 use super::pty::{Pane, SpawnSpec};
 use super::tmux::TmuxPane;
 
+/// Connections a confined pane's socket serves at once.
+pub const MAX_PANE_CONNECTIONS: usize = 16;
+
 /// Shared by every client thread.
 struct Supervisor {
     panes: Mutex<BTreeMap<String, Handle>>,
@@ -88,16 +91,27 @@ pub fn serve(socket: &Path, logs: &Path, idle: Duration) -> Result<(), Error> {
 fn accept(sup: Arc<Supervisor>, listener: UnixListener, own: Option<Access>) {
     // As mount points are listed: the real path.
     let dir = sup.socket.parent().map(|d| d.canonicalize().unwrap_or_else(|_| d.to_path_buf())).unwrap_or_default();
+    // A confined pane may hold only so many connections: each costs the supervisor a thread,
+    // and an agent must not exhaust what serves the others.
+    let limit = if own.is_some() { MAX_PANE_CONNECTIONS } else { usize::MAX };
+    let open = Arc::new(AtomicUsize::new(0));
     std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
+        for mut stream in listener.incoming().flatten() {
             if !same_user(&stream) {
                 continue; // dropped: only the owner may drive the panes
             }
+            if open.load(Ordering::SeqCst) >= limit {
+                let msg = format!("a confined pane may hold {limit} connections at once; close one");
+                send_line(&mut stream, &Response::err(Value::Null, "too-many-connections", msg));
+                continue;
+            }
             let access = own.clone().unwrap_or_else(|| super::peer::access_of(&stream, &dir));
-            let sup = Arc::clone(&sup);
+            let (sup, open) = (Arc::clone(&sup), Arc::clone(&open));
             sup.clients.fetch_add(1, Ordering::SeqCst);
+            open.fetch_add(1, Ordering::SeqCst);
             std::thread::spawn(move || {
                 serve_client(&sup, stream, &access);
+                open.fetch_sub(1, Ordering::SeqCst);
                 sup.clients.fetch_sub(1, Ordering::SeqCst);
                 *lock(&sup.last_activity) = Instant::now();
             });
