@@ -157,6 +157,8 @@ fn wt_run_inside_a_confined_pane_does_what_is_allowed_and_says_what_is_not() {
         w = wt_run.display(),
         m = marker.display()
     );
+    p.json(&["pane", "send", "agent", "echo own-screen-$((3*3))", "--enter"]);
+    p.wait_match("agent", "(?m)^own-screen-9");
     p.json(&["pane", "send", "agent", &script, "--enter"]);
     p.wait_match("agent", "(?m)^inside-42");
     let text = s(&p.json(&["pane", "screen", "agent"]), "text").to_string();
@@ -165,7 +167,7 @@ fn wt_run_inside_a_confined_pane_does_what_is_allowed_and_says_what_is_not() {
     }
     let dir = p.t.wt_root().join("agent");
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-    assert!(read("screen.json").contains("screen.json"), "its own screen");
+    assert!(read("screen.json").contains("own-screen-9"), "its own screen");
     assert!(read("ls.json").contains("\"name\":\"victim\""));
     let send_err = read("send.err");
     assert_eq!(send_err.lines().count(), 1, "one line: {send_err}");

@@ -144,20 +144,9 @@ pub fn helper_main(args: &[String]) -> ! {
     }
     let mut status = std::fs::File::create(&policy.status_file).ok();
     let mut report = Report::default();
-    let mut hide = policy.hide.clone();
-    hide.extend(crate::pane::socket::control_dirs());
-    let hidden = crate::hide::hide(&hide, &policy.keep);
-    match (&hidden, policy.best_effort) {
-        (Ok(dirs), _) => report.hidden = dirs.clone(),
-        (Err(_), true) => {}
-        (Err(e), false) => {
-            report.error = Some(format!("--confine cannot hide the pane supervisor and tmux from the command ({e}); use --confine=best-effort to run without hiding them"));
-            write_report(&mut status, &report);
-            std::process::exit(126);
-        }
-    }
+    let hidden = hide_control_plane(&policy, &mut report, &mut status);
     match restrict(&policy) {
-        Ok(enforced) if hidden.is_err() && enforced == "full" => report.enforced = "partial".into(),
+        Ok(enforced) if !hidden && enforced == "full" => report.enforced = "partial".into(),
         Ok(enforced) => report.enforced = enforced.into(),
         Err(e) => {
             report.error = Some(e);
@@ -180,6 +169,28 @@ pub fn helper_main(args: &[String]) -> ! {
     report.error = Some(format!("{}: {err}", argv[0]));
     write_report(&mut status, &report);
     std::process::exit(code);
+}
+
+/// Hides every place a pane supervisor or a tmux server may listen (they would run anything
+/// they are asked to, unconfined), keeping the pane's own socket; `false` if it could not,
+/// which only best-effort mode survives.
+fn hide_control_plane(policy: &Policy, report: &mut Report, status: &mut Option<std::fs::File>) -> bool {
+    let mut hide = policy.hide.clone();
+    hide.extend(crate::pane::socket::control_dirs());
+    match crate::hide::hide(&hide, &policy.keep) {
+        Ok(dirs) => {
+            report.hidden = dirs;
+            true
+        }
+        Err(_) if policy.best_effort => false,
+        Err(e) => {
+            report.error = Some(format!(
+                "--confine cannot hide the pane supervisor and tmux from the command ({e}); use --confine=best-effort to run without hiding them"
+            ));
+            write_report(status, report);
+            std::process::exit(126);
+        }
+    }
 }
 
 fn helper_fail(why: &str) -> ! {
