@@ -1,5 +1,10 @@
 //! Running the `git` command. The tools drive git's own porcelain and plumbing so that what
 //! they make is exactly what git makes, and so that git's hooks and config apply as usual.
+//!
+//! An agent can write into its worktree and its admin dir, so nothing there may choose what
+//! code wt's own git calls run: every command has `core.fsmonitor` off, none inherits the
+//! variables that redirect git, and a command about one worktree (`in_worktree`) names its git
+//! dir, common dir and work tree explicitly, from the registration, with hooks off.
 
 use std::ffi::OsStr;
 use std::io;
@@ -7,23 +12,70 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use crate::error::Error;
+use crate::worktree_check::Registered;
 
-/// Variables a git hook exports to its children. Were a wt tool run from inside a hook, they
-/// would point every git command at the hook's repository instead of `-C DIR`.
-const INHERITED_GIT_VARS: &[&str] =
-    &["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX", "GIT_OBJECT_DIRECTORY"];
+/// Variables that point git at another repository, object store or program, or add config
+/// on the side. A git hook exports some of them to its children; a caller's shell may have
+/// any. None may redirect wt's own git calls. (The user's config files, `GIT_CONFIG_GLOBAL`
+/// and `GIT_CONFIG_SYSTEM`, are theirs to choose and stay.)
+const INHERITED_GIT_VARS: &[&str] = &[
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_COMMON_DIR",
+    "GIT_PREFIX",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_NAMESPACE",
+    "GIT_CONFIG",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "GIT_EXEC_PATH",
+    "GIT_EXTERNAL_DIFF",
+    "GIT_CEILING_DIRECTORIES",
+    "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+];
 
-/// A `git -C dir` command, cleaned of inherited repository variables. The git process dies
-/// with the thread that started it, so a killed wt tool never leaves a git behind that goes on
-/// writing into a worktree the next run is rolling back.
+/// A `git -C dir` command, cleaned of inherited repository variables, with the file-system
+/// monitor off (`core.fsmonitor` names a program to run; wt never needs it). The git process
+/// dies with the thread that started it, so a killed wt tool never leaves a git behind that
+/// goes on writing into a worktree the next run is rolling back.
 pub fn command(dir: &Path) -> Command {
     let mut cmd = Command::new("git");
-    cmd.arg("-C").arg(dir);
+    cmd.arg("-C").arg(dir).args(["-c", "core.fsmonitor=false"]);
     for var in INHERITED_GIT_VARS {
         cmd.env_remove(var);
     }
+    for (var, _) in std::env::vars_os() {
+        let var = var.to_string_lossy();
+        if var.starts_with("GIT_CONFIG_KEY_") || var.starts_with("GIT_CONFIG_VALUE_") {
+            cmd.env_remove(var.as_ref());
+        }
+    }
     cmd.env("GIT_TERMINAL_PROMPT", "0");
     die_with_parent(&mut cmd);
+    cmd
+}
+
+/// A git command about one worktree: its git dir, common dir and work tree come from git's
+/// registration (`worktree_check::verify`), never from the `.git` file or `commondir` the
+/// agent could have rewritten since, and hooks are off. These variables pass to any git that
+/// git starts in turn (`git worktree remove` runs `git status` in the worktree).
+pub fn in_worktree(reg: &Registered) -> Command {
+    let mut cmd = command(&reg.path);
+    cmd.args(["-c", "core.hooksPath=/dev/null"]);
+    cmd.env("GIT_DIR", &reg.admin_dir).env("GIT_COMMON_DIR", &reg.common_dir).env("GIT_WORK_TREE", &reg.path);
+    cmd
+}
+
+/// A git command about the repository as a whole, run from `dir` with its common dir named
+/// explicitly, so that a git it starts for some worktree (`git worktree remove` runs
+/// `git status` there) finds config only in the common dir, not through a `commondir` file
+/// the agent could have rewritten; hooks off.
+pub fn about_worktrees(dir: &Path, common_dir: &Path) -> Command {
+    let mut cmd = command(dir);
+    cmd.args(["-c", "core.hooksPath=/dev/null"]);
+    cmd.env("GIT_COMMON_DIR", common_dir);
     cmd
 }
 
@@ -83,8 +135,17 @@ pub fn raw_output(cmd: &mut Command) -> Result<Output, Error> {
 /// `git <subcommand>: <git's last error line>`, the form every tool reports a git failure in.
 pub fn failure_message(cmd: &Command, out: &Output) -> String {
     let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-    // Skip `-C dir` so the message names the subcommand.
-    let sub = args.iter().skip_while(|a| *a == "-C").nth(1).cloned().unwrap_or_default();
+    // Skip `-C dir` and `-c key=value` so the message names the subcommand.
+    let mut rest = args.iter();
+    let mut sub = String::new();
+    while let Some(a) = rest.next() {
+        if a == "-C" || a == "-c" {
+            rest.next();
+        } else {
+            sub = a.clone();
+            break;
+        }
+    }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines = || stderr.lines().map(str::trim);
     // git's own verdict is the `fatal:`/`error:` line; what follows it is often advice.

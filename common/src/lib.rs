@@ -12,6 +12,7 @@ pub mod error;
 pub mod failpoint;
 pub mod fsutil;
 pub mod git;
+pub mod inside;
 pub mod jsonl;
 pub mod lease;
 pub mod ledger;
@@ -23,6 +24,7 @@ pub mod record;
 pub mod repo;
 pub mod select;
 pub mod worktree;
+pub mod worktree_check;
 
 pub use error::{Error, ErrorKind, Exit, Result};
 pub use record::{ErrorInfo, Record};

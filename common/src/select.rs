@@ -7,6 +7,7 @@ use crate::jsonl::{Input, Malformed};
 use crate::ledger::{Entry, Ledger};
 use crate::output::Output;
 use crate::repo::Repo;
+use crate::worktree_check::{self, Registered};
 use crate::{name, Error, Record};
 
 /// One worktree to work on, or a record to pass through as it is.
@@ -32,7 +33,7 @@ pub fn record_from_entry(repo: &Repo, name: &str, e: &Entry) -> Record {
 pub fn from_word(repo: &Repo, ledger: &Ledger, word: &str) -> Result<Record, (String, Error)> {
     let fail = |e: Error| (word.to_string(), e);
     if name::is_path(word) {
-        let path = Path::new(word).canonicalize().map_err(|_| fail(missing(word)))?;
+        let path = Path::new(word).canonicalize().map_err(|_| fail(worktree_check::missing(Path::new(word))))?;
         let found = ledger.name_of_path(&path).map(|n| (n.to_string(), ledger.worktrees[n].clone()));
         let (n, entry) = found.unwrap_or_else(|| {
             let n = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -40,7 +41,7 @@ pub fn from_word(repo: &Repo, ledger: &Ledger, word: &str) -> Result<Record, (St
         });
         return Ok(record_from_entry(repo, &n, &entry));
     }
-    name::validate(word).map_err(|e| fail(e.with_kind(crate::ErrorKind::Failed)))?;
+    name::validate(word).map_err(|e| fail(Error::failed("bad-name", e.message)))?;
     match ledger.worktrees.get(word) {
         Some(e) => Ok(record_from_entry(repo, word, e)),
         None => Err(fail(Error::failed(
@@ -50,11 +51,78 @@ pub fn from_word(repo: &Repo, ledger: &Ledger, word: &str) -> Result<Record, (St
     }
 }
 
-fn missing(what: &str) -> Error {
+/// The gate every record passes before a tool acts on it: a record is untrusted input (an
+/// agent can write one), so its `name` must be a valid worktree name (`bad-name`), its `path`
+/// a registered worktree of this repository that the ledger gives that name (`not-a-worktree`,
+/// `bad-name`), and the worktree's git files must be git's (`worktree_check::verify`). On
+/// success the record's `path` and `branch` are the registration's and the ledger's. A managed
+/// worktree whose directory is gone passes with no registration, so that its leases can still
+/// be released; `check` then reports it to the tools that need the directory.
+pub fn admit(repo: &Repo, ledger: &Ledger, rec: &mut Record) -> Result<Option<Registered>, Error> {
+    if rec.name.is_empty() {
+        return Err(Error::failed("no-name", "the record has no name; pass records from wt-create, or names"));
+    }
+    name::validate(&rec.name).map_err(|e| Error::failed("bad-name", e.message))?;
+    let entry = ledger.worktrees.get(&rec.name);
+    let given = match (&rec.path, entry) {
+        (Some(p), _) => p.clone(),
+        (None, Some(e)) => e.path.clone(),
+        (None, None) => return Err(Error::failed("no-path", format!("the record of '{}' has no path", rec.name))),
+    };
+    let Ok(path) = given.canonicalize() else {
+        return match entry {
+            Some(e) if e.path == given => Ok(None),
+            Some(e) => Err(not_its_worktree(&rec.name, &given, &e.path)),
+            None => Err(worktree_check::missing(&given)),
+        };
+    };
+    match entry {
+        Some(e) if e.path.canonicalize().ok().as_ref() != Some(&path) => {
+            return Err(not_its_worktree(&rec.name, &given, &e.path))
+        }
+        None => {
+            if let Some(other) = ledger.name_of_path(&path) {
+                return Err(Error::failed(
+                    "bad-name",
+                    format!("the worktree {} is '{other}', not '{}'", path.display(), rec.name),
+                ));
+            }
+        }
+        _ => {}
+    }
+    let reg = worktree_check::verify(repo, &path)?;
+    // The branch wt acts on (merges, say) is the one the ledger gave the name, never one the
+    // record or the worktree's HEAD names instead.
+    let branch = entry.and_then(|e| e.branch.clone()).or_else(|| reg.branch.clone());
+    if let (Some(said), Some(b)) = (&rec.branch, &branch) {
+        if said != b {
+            return Err(Error::failed(
+                "not-a-worktree",
+                format!("the record of '{}' names branch {said}, but its branch is {b}", rec.name),
+            ));
+        }
+    }
+    rec.branch = branch;
+    rec.path = Some(reg.path.clone());
+    Ok(Some(reg))
+}
+
+fn not_its_worktree(name: &str, given: &Path, its: &Path) -> Error {
     Error::failed(
-        "worktree-missing",
-        format!("the worktree directory {what} does not exist (removed? `wt-env --gc` releases its leases)"),
+        "not-a-worktree",
+        format!("{} is not the worktree of '{name}' ({}); see `wt-create --list`", given.display(), its.display()),
     )
+}
+
+/// Passes a record through `admit`: the record to act on, or the same record with its error.
+pub fn admitted(tool: &str, repo: &Repo, ledger: &Ledger, mut rec: Record) -> Target {
+    match admit(repo, ledger, &mut rec) {
+        Ok(_) => Target::Worktree(Box::new(rec)),
+        Err(e) => {
+            rec.set_error(tool, &e);
+            Target::PassThrough(Box::new(rec))
+        }
+    }
 }
 
 /// Checks that a record names a worktree whose directory exists.
@@ -64,7 +132,7 @@ pub fn check(rec: &Record) -> Result<(), Error> {
     }
     match &rec.path {
         Some(p) if p.is_dir() => Ok(()),
-        Some(p) => Err(missing(&p.display().to_string())),
+        Some(p) => Err(worktree_check::missing(p)),
         None => Err(Error::failed("no-path", format!("the record of '{}' has no path", rec.name))),
     }
 }
@@ -83,7 +151,7 @@ pub fn collect(
 ) -> Vec<Target> {
     let mut targets = Vec::new();
     let push_word = |w: &str, targets: &mut Vec<Target>| match from_word(repo, ledger, w) {
-        Ok(rec) => targets.push(Target::Worktree(Box::new(rec))),
+        Ok(rec) => targets.push(admitted(tool, repo, ledger, rec)),
         Err((n, e)) => targets.push(Target::PassThrough(Box::new(Record::failed(&n, tool, &e)))),
     };
     for w in words {
@@ -91,7 +159,7 @@ pub fn collect(
     }
     if all {
         for (n, e) in &ledger.worktrees {
-            targets.push(Target::Worktree(Box::new(record_from_entry(repo, n, e))));
+            targets.push(admitted(tool, repo, ledger, record_from_entry(repo, n, e)));
         }
     }
     if stdin {
@@ -104,7 +172,7 @@ pub fn collect(
                         line: reader.line(),
                         message: "record has neither name nor path".into(),
                     }),
-                    Ok(Input::Record(r)) => targets.push(Target::Worktree(r)),
+                    Ok(Input::Record(r)) => targets.push(admitted(tool, repo, ledger, *r)),
                     Err(m) => out.malformed(&m),
                 }
             }

@@ -23,15 +23,18 @@ pub fn remove(
     force: bool,
 ) -> Result<(), Error> {
     if let Some(path) = path.filter(|p| p.exists()) {
-        let mut cmd = git::command(repo.git_dir());
+        // Never on a tampered worktree: git would find it by a `gitdir` the agent rewrote.
+        let reg = crate::worktree_check::verify(repo, path)?;
+        let mut cmd = git::about_worktrees(repo.git_dir(), &repo.common_dir);
         cmd.args(["worktree", "remove"]);
         if force {
             cmd.arg("--force");
         }
-        git::output(cmd.arg(path))?;
+        git::output(cmd.arg(&reg.path))?;
     }
     if let Some(branch) = branch {
-        git::run(repo.git_dir(), ["branch", "-D", "--quiet", branch])?;
+        let mut cmd = git::about_worktrees(repo.git_dir(), &repo.common_dir);
+        git::output(cmd.args(["branch", "-D", "--quiet", branch]))?;
     }
     ledger.update(|l| {
         l.worktrees.remove(name);

@@ -15,7 +15,7 @@ pub mod remove;
 use wt_common::cli::stdin_records;
 use wt_common::jsonl::Input;
 use wt_common::output::{core_columns, status_or_error, Column, Output};
-use wt_common::{name, Error, Exit};
+use wt_common::{name, Error, Exit, Record};
 
 use crate::args::Args;
 use crate::context::{Context, TOOL};
@@ -37,7 +37,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     }
     let mut wants: Vec<Want> = args.names.iter().map(|w| Want::parse(w)).collect();
     if wants.is_empty() && args.count.is_none() {
-        wants = read_stdin(&mut out);
+        wants = read_stdin(&ctx, args.remove, &mut out);
     }
     if args.remove {
         remove::run(&ctx, &wants, args.force, &mut out)?;
@@ -65,13 +65,24 @@ fn out_is_idle() -> bool {
 }
 
 /// Names, paths and records from stdin. Records that carry an error pass through untouched.
-fn read_stdin(out: &mut Output) -> Vec<Want> {
+/// A record to remove must name a worktree of this repository by its own name and path
+/// (`select::admit`): a record is untrusted input.
+fn read_stdin(ctx: &Context, remove: bool, out: &mut Output) -> Vec<Want> {
+    let ledger = if remove { ctx.ledger.read().ok() } else { None };
     let mut wants = Vec::new();
     let Some(mut reader) = stdin_records() else { return wants };
     while let Some(input) = reader.next() {
         match input {
             Ok(Input::Word(w)) => wants.push(Want::parse(&w)),
             Ok(Input::Record(rec)) if rec.has_error() => out.emit(&rec),
+            Ok(Input::Record(mut rec)) if ledger.is_some() && rec.path.is_some() => {
+                let ledger = ledger.as_ref().expect("checked");
+                match wt_common::select::admit(&ctx.repo, ledger, &mut rec) {
+                    Ok(_) if ledger.worktrees.contains_key(&rec.name) => wants.push(Want::Name(rec.name.clone())),
+                    Ok(_) => wants.push(Want::Path(rec.path.clone().unwrap_or_default())),
+                    Err(e) => out.emit(&Record::failed(&rec.name, TOOL, &e)),
+                }
+            }
             Ok(Input::Record(rec)) => match (&rec.path, rec.name.is_empty()) {
                 (_, false) => wants.push(Want::Name(rec.name.clone())),
                 (Some(p), true) => wants.push(Want::Path(p.clone())),

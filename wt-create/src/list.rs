@@ -1,30 +1,54 @@
-//! `--list`: the worktrees the tools manage (`--all-git`: every worktree git knows).
+//! `--list`: the worktrees the tools manage (`--all-git`: every worktree git knows). Each is
+//! named and given its branch by the ledger, and checked against git's registration first
+//! (`worktree_check::verify`), so an agent that rewrote its git files cannot pass its branch
+//! off under another worktree's name.
 
+use wt_common::ledger::Entry;
 use wt_common::output::Output;
-use wt_common::Error;
+use wt_common::repo::GitWorktree;
+use wt_common::worktree_check;
+use wt_common::{git, Error, Record};
 
-use crate::context::Context;
+use crate::context::{Context, TOOL};
 
 pub fn run(ctx: &Context, all_git: bool, out: &mut Output) -> Result<(), Error> {
-    let worktrees = ctx.repo.worktrees()?;
     let ledger = ctx.ledger.read()?;
     let mut records = Vec::new();
+    // Verified (and repaired) before git lists them: git reads each admin dir's `gitdir`.
+    let mut refused = Vec::new();
+    for (name, entry) in &ledger.worktrees {
+        match worktree_check::verify(&ctx.repo, &entry.path) {
+            Err(e) if e.code != "worktree-missing" => refused.push(Record::failed(name, TOOL, &e)),
+            _ => {}
+        }
+    }
+    let worktrees = ctx.repo.worktrees()?;
     if all_git {
         for wt in worktrees.iter().filter(|w| !w.bare) {
             let name = match ledger.name_of_path(&wt.path) {
                 Some(n) => n.to_string(),
                 None => wt.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             };
-            records.push(ctx.record(&name, wt, ledger.worktrees.get(&name)));
+            if refused.iter().any(|r| r.name == name) {
+                continue;
+            }
+            let entry = ledger.worktrees.get(&name);
+            if entry.is_none() && worktrees.first() != Some(wt) {
+                if let Err(e) = worktree_check::verify(&ctx.repo, &wt.path) {
+                    refused.push(Record::failed(&name, TOOL, &e));
+                    continue;
+                }
+            }
+            records.push(record(ctx, &name, wt, entry));
         }
         // Main first, as git lists it; the rest in a stable order (git's is readdir order).
         if records.len() > 1 {
             records[1..].sort_by_cached_key(|r| natural_key(&r.name));
         }
     } else {
-        for (name, entry) in &ledger.worktrees {
+        for (name, entry) in ledger.worktrees.iter().filter(|(n, _)| !refused.iter().any(|r| &r.name == *n)) {
             match worktrees.iter().find(|w| w.path == entry.path) {
-                Some(wt) => records.push(ctx.record(name, wt, Some(entry))),
+                Some(wt) => records.push(record(ctx, name, wt, Some(entry))),
                 None => tracing::warn!(
                     "{name}: {} no longer exists; `wt-create --remove {name}` forgets it",
                     entry.path.display()
@@ -33,6 +57,7 @@ pub fn run(ctx: &Context, all_git: bool, out: &mut Output) -> Result<(), Error> 
         }
         records.sort_by_cached_key(|r| natural_key(&r.name));
     }
+    records.extend(refused);
     for rec in &records {
         out.emit(rec);
         if out.closed() {
@@ -40,6 +65,18 @@ pub fn run(ctx: &Context, all_git: bool, out: &mut Output) -> Result<(), Error> 
         }
     }
     Ok(())
+}
+
+/// The record of a worktree, with the branch the ledger gave it: the worktree's HEAD is the
+/// agent's to change, so it can name another agent's branch.
+fn record(ctx: &Context, name: &str, wt: &GitWorktree, entry: Option<&Entry>) -> Record {
+    let mut rec = ctx.record(name, wt, entry);
+    if let Some(branch) = entry.and_then(|e| e.branch.as_ref()).filter(|b| wt.branch.as_ref() != Some(*b)) {
+        let dir = ctx.repo.git_dir();
+        rec.head = git::run(dir, ["rev-parse", "--verify", "-q", &format!("refs/heads/{branch}")]).ok();
+        rec.branch = Some(branch.clone());
+    }
+    rec
 }
 
 /// Sorts `agent-2` before `agent-10`.

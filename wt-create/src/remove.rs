@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use wt_common::ledger::Entry;
 use wt_common::output::Output;
 use wt_common::repo::GitWorktree;
+use wt_common::worktree_check::Registered;
 use wt_common::{git, Error, Record};
 
 use crate::context::{Context, Snapshot, TOOL};
@@ -34,9 +35,10 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
     let snap = Snapshot::take(ctx).map_err(|e| (label.clone(), e))?;
     let (name, wt, entry) = find(ctx, &snap, want).map_err(|e| (label.clone(), e))?;
     let fail = |e: Error| (name.clone(), e);
+    let reg = wt_common::worktree_check::verify(&ctx.repo, &wt.path).map_err(fail)?;
     let delete_branch = entry.as_ref().is_some_and(|e| e.branch_created) && wt.branch.is_some();
     if !force {
-        refuse_dirty(&wt).map_err(fail)?;
+        refuse_dirty(&reg).map_err(fail)?;
         if delete_branch {
             refuse_unmerged(ctx, &wt, entry.as_ref()).map_err(fail)?;
         }
@@ -52,6 +54,7 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
 fn find(ctx: &Context, snap: &Snapshot, want: &Want) -> Result<(String, GitWorktree, Option<Entry>), Error> {
     let (name, wt) = match want {
         Want::Name(n) => {
+            wt_common::name::validate(n).map_err(|e| Error::failed("bad-name", e.message))?;
             let wt = snap
                 .managed(n)
                 .map(|(_, w)| w)
@@ -84,9 +87,10 @@ fn find(ctx: &Context, snap: &Snapshot, want: &Want) -> Result<(String, GitWorkt
     Ok((name, wt.clone(), entry))
 }
 
-fn refuse_dirty(wt: &GitWorktree) -> Result<(), Error> {
-    let status = git::run(&wt.path, ["status", "--porcelain", "-z", "--ignore-submodules=none"])?;
-    let changed = status.split('\0').filter(|s| !s.is_empty()).count();
+fn refuse_dirty(wt: &Registered) -> Result<(), Error> {
+    let mut cmd = git::in_worktree(wt);
+    let out = git::output(cmd.args(["status", "--porcelain", "-z", "--ignore-submodules=none"]))?;
+    let changed = out.stdout.split(|b| *b == 0).filter(|s| !s.is_empty()).count();
     if changed > 0 {
         return Err(Error::failed(
             "dirty",

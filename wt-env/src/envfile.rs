@@ -69,11 +69,11 @@ pub fn exclude(repo: &Repo, rel: &str) -> Result<(), Error> {
     writeln!(f, "{sep}{pattern}").map_err(|e| Error::io(file.display(), e))
 }
 
-/// Writes `text` to `worktree/rel` whole (temp file and rename), and makes git ignore it.
+/// Writes `text` to `worktree/rel` whole (temp file and rename), never through a symbolic
+/// link the agent planted in its worktree, and makes git ignore it.
 pub fn write_ignored(repo: &Repo, worktree: &Path, rel: &str, text: &str) -> Result<std::path::PathBuf, Error> {
-    let path = worktree.join(rel);
+    let path = wt_common::inside::write(worktree, Path::new(rel), text.as_bytes())?;
     exclude(repo, rel)?;
-    wt_common::fsutil::write_atomic(&path, text.as_bytes()).map_err(|e| Error::io(path.display(), e))?;
     Ok(path)
 }
 

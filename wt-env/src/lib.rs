@@ -98,20 +98,13 @@ fn plan(args: &Args, config: &Config) -> Result<Plan, Error> {
         envfile::validate_port_names(n, size)?;
     }
     let database = args.database.as_deref().or(config.database.as_deref()).map(DbSpec::parse).transpose()?;
-    let rel_ok = |p: &std::path::Path, flag: &str| {
-        if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-            Err(Error::usage("bad-path", format!("{flag} {} must be a path inside the worktree", p.display())))
-        } else {
-            Ok(())
-        }
-    };
     let dotenv = args.dotenv.clone().or_else(|| config.dotenv.clone());
     let brief = args.brief.clone().or_else(|| config.brief.clone());
     if let Some(p) = &dotenv {
-        rel_ok(p, "--dotenv")?;
+        wt_common::inside::check_relative(p, "--dotenv")?;
     }
     if let Some(p) = &brief {
-        rel_ok(p, "--brief")?;
+        wt_common::inside::check_relative(p, "--brief")?;
     }
     Ok(Plan { ports: PortRequest { range, size, names }, database, dotenv, brief })
 }

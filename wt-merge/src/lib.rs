@@ -100,6 +100,7 @@ fn inputs<'a>(
 ) -> Result<Box<dyn Iterator<Item = Record> + 'a>, Error> {
     let saw_malformed = std::rc::Rc::clone(malformed);
     let snapshot = ledger.read()?;
+    let snapshot_for_admit = snapshot.clone();
     let given = select::collect(TOOL, repo, &snapshot, &args.select.worktrees, args.select.all, false, out);
     let from_args = given.into_iter().map(|t| match t {
         Target::Worktree(r) | Target::PassThrough(r) => *r,
@@ -128,7 +129,12 @@ fn inputs<'a>(
                 r.set_error(TOOL, &e);
             }
         }
-        r
+        if r.has_error() {
+            return r;
+        }
+        match select::admitted(TOOL, repo, &snapshot_for_admit, r) {
+            Target::Worktree(r) | Target::PassThrough(r) => *r,
+        }
     })))
 }
 

@@ -139,18 +139,16 @@ impl Queue<'_> {
     /// `--cleanup`: the merged worktree and its branch go, and its leases with them.
     fn clean_up(&self, rec: &Record, branch: &str) -> Value {
         let result = (|| {
-            let _lock = self.repo.worktree_lock()?;
-            if let Some(path) = rec.path.as_ref().filter(|p| p.exists()) {
-                git::run(
-                    self.repo.git_dir(),
-                    [std::path::Path::new("worktree").as_os_str(), "remove".as_ref(), path.as_os_str()],
-                )?;
-            }
-            git::run(self.repo.git_dir(), ["branch", "-D", "--quiet", branch])?;
-            self.ledger.update(|l| {
-                l.worktrees.remove(&rec.name);
-                Ok(())
-            })
+            let lock = self.repo.worktree_lock()?;
+            wt_common::worktree::remove(
+                &lock,
+                self.repo,
+                self.ledger,
+                &rec.name,
+                rec.path.as_deref(),
+                Some(branch),
+                false,
+            )
         })();
         match result {
             Ok(()) => json!({"removed": true}),

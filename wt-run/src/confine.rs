@@ -77,7 +77,7 @@ pub fn policy_for(
 ) -> Policy {
     let path = rec.path.clone().unwrap_or_default();
     let mut write = vec![path.clone()];
-    if let Some(admin) = admin_dir(&path) {
+    if let Some(admin) = admin_dir(repo, &path) {
         write.push(admin);
     }
     let common = &repo.common_dir;
@@ -107,10 +107,10 @@ fn private_temp_dir(system_tmp: &Path, name: &str) -> Option<PathBuf> {
     Some(dir)
 }
 
-/// The worktree's admin dir, from its `.git` file (`gitdir: …`).
-fn admin_dir(worktree: &Path) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(worktree.join(".git")).ok()?;
-    Some(worktree.join(text.trim_end().strip_prefix("gitdir: ")?))
+/// The worktree's admin dir, from git's registration in the common dir: never from its `.git`
+/// file, which the agent can rewrite (`gitdir: /` would grant it write on `/`).
+fn admin_dir(repo: &Repo, worktree: &Path) -> Option<PathBuf> {
+    wt_common::worktree_check::verify(repo, worktree).ok().map(|r| r.admin_dir).filter(|a| *a != repo.common_dir)
 }
 
 /// The ports wt-env leased to the worktree (`env.block`).

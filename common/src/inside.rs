@@ -1,0 +1,115 @@
+//! Writing a file inside a worktree and nowhere else.
+//!
+//! The worktree is the agent's: any directory in it may have become a symbolic link to
+//! somewhere else by the time wt writes there (`ln -s /etc sub`, then `--dotenv=sub/.env`). So
+//! the path is walked one directory at a time from the worktree root with `openat` and
+//! `O_NOFOLLOW`, never resolved by name, and the file is written to a temp file in the final
+//! directory and renamed over the name, which must not be a symbolic link itself.
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::{openat, renameat, AtFlags, OFlag};
+use nix::sys::stat::{fstatat, Mode, SFlag};
+
+use crate::error::Error;
+
+/// Checks that `rel` names a file below a directory: relative, no `..`, not empty.
+/// `flag` is how the user gave it (`--dotenv`), for the message.
+pub fn check_relative(rel: &Path, flag: &str) -> Result<(), Error> {
+    let ok = !rel.as_os_str().is_empty()
+        && rel.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        && rel.file_name().is_some();
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::usage(
+            "bad-path",
+            format!("{flag} {}: must be a relative path inside the worktree, without '..'", rel.display()),
+        ))
+    }
+}
+
+/// Writes `bytes` to `root/rel`, whole (temp file, then rename), without following any
+/// symbolic link below `root`. Fails with `outside-worktree` when a directory on the way or
+/// the file itself is a symbolic link, or `rel` leaves `root`.
+pub fn write(root: &Path, rel: &Path, bytes: &[u8]) -> Result<PathBuf, Error> {
+    let target = root.join(rel);
+    let outside = |why: String| {
+        Error::failed(
+            "outside-worktree",
+            format!(
+                "{}: {why}; wt writes only inside the worktree (remove the link, or choose another file)",
+                target.display()
+            ),
+        )
+    };
+    check_relative(rel, "the file").map_err(|e| outside(e.message))?;
+    let dir_flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
+    let io = |e: nix::Error| Error::io(target.display(), std::io::Error::from(e));
+    let mut dir: OwnedFd = nix::fcntl::open(root, dir_flags, Mode::empty()).map_err(io)?;
+    let parts: Vec<&std::ffi::OsStr> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let (file, dirs) = parts.split_last().ok_or_else(|| outside("no file name".into()))?;
+    for part in dirs {
+        dir = openat(&dir, *part, dir_flags, Mode::empty()).map_err(|e| match e {
+            nix::Error::ELOOP | nix::Error::ENOTDIR => {
+                outside(format!("{} is a symbolic link or not a directory", Path::new(part).display()))
+            }
+            e => io(e),
+        })?;
+    }
+    match fstatat(&dir, *file, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK => {
+            return Err(outside("it is a symbolic link".into()));
+        }
+        Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR => {
+            return Err(outside("it is a directory".into()));
+        }
+        _ => {}
+    }
+    let tmp = format!(".{}.wt-tmp.{}", Path::new(file).display(), std::process::id());
+    let create = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = openat(&dir, tmp.as_str(), create, Mode::from_bits_truncate(0o644)).map_err(io)?;
+    let written = (|| {
+        let mut f = std::fs::File::from(fd);
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        renameat(&dir, tmp.as_str(), &dir, *file).map_err(std::io::Error::from)
+    })();
+    if let Err(e) = written {
+        let _ = nix::unistd::unlinkat(&dir, tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+        return Err(Error::io(target.display(), e));
+    }
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn writes_inside_and_refuses_every_way_out() {
+        let t = tempfile::tempdir().unwrap();
+        let (root, outside) = (t.path().join("wt"), t.path().join("outside"));
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        assert_eq!(write(&root, Path::new("sub/.env"), b"A=1\n").unwrap(), root.join("sub/.env"));
+        assert_eq!(std::fs::read(root.join("sub/.env")).unwrap(), b"A=1\n");
+        symlink(&outside, root.join("link")).unwrap();
+        symlink(outside.join("f"), root.join("final")).unwrap();
+        for rel in ["link/.env", "final", "../outside/f", "/tmp/x", "sub/../../outside/f"] {
+            let err = write(&root, Path::new(rel), b"x").unwrap_err();
+            assert_eq!(err.code, "outside-worktree", "{rel}: {err:?}");
+        }
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing written outside");
+        assert_eq!(std::fs::read_dir(root.join("sub")).unwrap().count(), 1, "no temp file left");
+    }
+}

@@ -1,0 +1,282 @@
+//! Which worktree a path is, by git's registration in the common dir, never by a file the
+//! agent working in it could have written.
+//!
+//! A linked worktree is tied to the repository by four files: its `.git` file (`gitdir: …`,
+//! in the worktree), and in its admin dir `<common>/worktrees/<id>/` the `gitdir` back-pointer,
+//! `commondir` and, with `extensions.worktreeConfig`, `config.worktree`. An agent can rewrite
+//! all of them: a `.git` file saying `gitdir: /`, a `gitdir` naming another agent's worktree, a
+//! `commondir` or `config.worktree` that plants `core.fsmonitor`. So before a tool acts on a
+//! worktree it asks `verify`, which finds the admin dir from what the agent cannot change (the
+//! admin dir's own name in the common dir, and the other worktrees' agreement), restores the
+//! back-pointers when the right value is certain, and refuses (`tampered-worktree`, naming the
+//! file) when it is not.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+use crate::ledger::LedgerFile;
+use crate::repo::Repo;
+
+/// A worktree as git registered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    /// The worktree directory (canonical).
+    pub path: PathBuf,
+    /// Its admin dir: `<common>/worktrees/<id>`, or the common dir for the main worktree.
+    pub admin_dir: PathBuf,
+    /// The repository's common dir, where its config, refs and objects live.
+    pub common_dir: PathBuf,
+    /// The branch its HEAD names (short form), `None` when detached.
+    pub branch: Option<String>,
+    /// The commit its HEAD names, when HEAD is detached (a branch's commit is in its ref).
+    pub detached_head: Option<String>,
+}
+
+/// Keys git itself writes into a worktree's `config.worktree` (sparse checkout) and harmless
+/// identity keys; anything else could run code (`core.fsmonitor`, drivers, `*.command`) or
+/// point git elsewhere (`core.worktree`, `include.path`), so a file with it is refused.
+const WORKTREE_CONFIG_ALLOWED: &[&str] =
+    &["core.sparsecheckout", "core.sparsecheckoutcone", "core.bare", "index.sparse", "user.name", "user.email"];
+
+/// The worktree at `path`, checked (and, where the right value is certain, repaired) against
+/// git's registration and the ledger. Errors: `worktree-missing`, `not-a-worktree`,
+/// `tampered-worktree`.
+pub fn verify(repo: &Repo, path: &Path) -> Result<Registered, Error> {
+    let path = path.canonicalize().map_err(|_| missing(path))?;
+    let common = &repo.common_dir;
+    if repo.main_worktree.as_deref() == Some(path.as_path()) || path == *common {
+        return Ok(registered(repo, path, common.clone()));
+    }
+    let ledger = LedgerFile::new(&repo.state_dir()).read()?;
+    let managed: Vec<PathBuf> = ledger.worktrees.values().filter_map(|e| e.path.canonicalize().ok()).collect();
+    let admins = scan(common);
+    // Only a worktree the ledger names is repaired: a path from a record could be any
+    // directory, and repairing would write git's files into it.
+    let trusted = managed.contains(&path);
+    let admin = if trusted {
+        find_admin(common, &path, &admins)?
+    } else {
+        agreed_admin(common, &path, &admins).ok_or_else(|| not_a_worktree(&path))?
+    };
+    repair_pointers(common, &path, &admin, trusted)?;
+    repair_foreign_claims(common, &path, &admin, &admins, &managed)?;
+    check_worktree_config(&admin)?;
+    Ok(registered(repo, path, admin))
+}
+
+/// `worktree-missing`: the directory is gone.
+pub fn missing(path: &Path) -> Error {
+    Error::failed(
+        "worktree-missing",
+        format!(
+            "the worktree directory {} does not exist (removed? `wt-env --gc` releases its leases)",
+            path.display()
+        ),
+    )
+}
+
+fn not_a_worktree(path: &Path) -> Error {
+    Error::failed(
+        "not-a-worktree",
+        format!("{} is not a worktree of this repository (see `wt-create --list`)", path.display()),
+    )
+}
+
+fn tampered(file: &Path, why: &str) -> Error {
+    Error::failed(
+        "tampered-worktree",
+        format!(
+            "{} {why}; wt will not act on this worktree until it is restored (`git worktree repair`, or remove the file)",
+            file.display()
+        ),
+    )
+}
+
+/// One admin dir of `<common>/worktrees`, with the worktree its `gitdir` claims.
+struct Admin {
+    dir: PathBuf,
+    claims: Option<PathBuf>,
+}
+
+/// Every admin dir (real directories only: a symlink there is not git's).
+fn scan(common: &Path) -> Vec<Admin> {
+    let Ok(entries) = fs::read_dir(common.join("worktrees")) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| {
+            let dir = e.path();
+            let claims = claimed_worktree(&dir);
+            Admin { dir, claims }
+        })
+        .collect()
+}
+
+/// The worktree directory an admin dir's `gitdir` names (it names `<worktree>/.git`).
+fn claimed_worktree(admin: &Path) -> Option<PathBuf> {
+    let text = read_small(&admin.join("gitdir"))?;
+    let file = admin.join(text.trim_end_matches('\n'));
+    if file.file_name()? != ".git" {
+        return None;
+    }
+    file.parent()?.canonicalize().ok()
+}
+
+/// The admin dir a worktree's `.git` file points at, when it is a regular file naming a
+/// directory directly in `<common>/worktrees`.
+fn pointed_admin(common: &Path, worktree: &Path) -> Option<PathBuf> {
+    let dot_git = worktree.join(".git");
+    if !fs::symlink_metadata(&dot_git).ok()?.is_file() {
+        return None;
+    }
+    let text = read_small(&dot_git)?;
+    let target = worktree.join(text.trim_end_matches('\n').strip_prefix("gitdir: ")?);
+    let target = target.canonicalize().ok()?;
+    (target.parent()? == common.join("worktrees") && target.is_dir()).then_some(target)
+}
+
+fn read_small(file: &Path) -> Option<String> {
+    let meta = fs::symlink_metadata(file).ok()?;
+    if !meta.is_file() || meta.len() > 4096 {
+        return None;
+    }
+    fs::read_to_string(file).ok()
+}
+
+/// Whether git could have named the admin dir of a worktree called `base`: git uses the
+/// worktree's directory name, with a number appended when that is taken.
+fn named_for(admin: &Path, base: &str) -> bool {
+    let name = admin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    name.strip_prefix(base).is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// The admin dir that `path`'s `.git` file names and whose `gitdir` names `path` back: git's
+/// own state, untouched.
+fn agreed_admin(common: &Path, path: &Path, admins: &[Admin]) -> Option<PathBuf> {
+    let pointed = pointed_admin(common, path)?;
+    admins.iter().any(|a| a.dir == pointed && a.claims.as_deref() == Some(path)).then_some(pointed)
+}
+
+/// The admin dir of a worktree the ledger names. When its pointers agree, that is git's own
+/// state. Otherwise the admin dirs git could have named for it (its directory name, with a
+/// number appended when taken) that no other worktree holds with both pointers are the
+/// candidates; if several, those its pointers also name. One is the answer; none or several
+/// mean it cannot be told.
+fn find_admin(common: &Path, path: &Path, admins: &[Admin]) -> Result<PathBuf, Error> {
+    if let Some(a) = agreed_admin(common, path, admins) {
+        return Ok(a);
+    }
+    let base = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let pointed = pointed_admin(common, path);
+    let held_elsewhere = |a: &Admin| match &a.claims {
+        Some(q) if q != path => agreed_admin(common, q, admins).as_ref() == Some(&a.dir),
+        _ => false,
+    };
+    let candidates: Vec<&Admin> = admins.iter().filter(|a| named_for(&a.dir, &base) && !held_elsewhere(a)).collect();
+    let pointing: Vec<&&Admin> =
+        candidates.iter().filter(|a| a.claims.as_deref() == Some(path) || Some(&a.dir) == pointed.as_ref()).collect();
+    match (candidates.as_slice(), pointing.as_slice()) {
+        ([one], _) => Ok(one.dir.clone()),
+        (_, [one]) => Ok(one.dir.clone()),
+        ([], _) => Err(not_a_worktree(path)),
+        _ => Err(tampered(&path.join(".git"), "does not say which of several admin dirs is this worktree's")),
+    }
+}
+
+/// Restores the worktree's `.git` file, the admin dir's `gitdir` and `commondir` to what git
+/// writes, when they say anything else (or, with `repair` false, refuses).
+fn repair_pointers(common: &Path, path: &Path, admin: &Path, repair: bool) -> Result<(), Error> {
+    let fix = |file: &Path, content: String, why: &str| {
+        if repair {
+            restore(file, &content)
+        } else {
+            Err(tampered(file, why))
+        }
+    };
+    let dot_git = path.join(".git");
+    if fs::symlink_metadata(&dot_git).is_ok_and(|m| m.is_dir()) {
+        return Err(tampered(&dot_git, "is a directory, not git's `gitdir:` file"));
+    }
+    if pointed_admin(common, path).as_deref() != Some(admin) {
+        fix(&dot_git, format!("gitdir: {}\n", admin.display()), "does not name this worktree's admin dir")?;
+    }
+    if claimed_worktree(admin).as_deref() != Some(path) {
+        fix(&admin.join("gitdir"), format!("{}\n", dot_git.display()), "does not name this worktree")?;
+    }
+    let commondir = admin.join("commondir");
+    let points_home = read_small(&commondir)
+        .and_then(|t| admin.join(t.trim_end_matches('\n')).canonicalize().ok())
+        .is_some_and(|c| c == common);
+    if !points_home {
+        fix(&commondir, "../..\n".into(), "does not name this repository's common dir")?;
+    }
+    Ok(())
+}
+
+/// Another admin dir whose `gitdir` names this worktree makes git itself pick the wrong one
+/// (`git worktree remove <path>` takes the first it finds). Its right value is known when a
+/// managed worktree is the one git would have named it for; otherwise wt refuses.
+fn repair_foreign_claims(
+    common: &Path,
+    path: &Path,
+    admin: &Path,
+    admins: &[Admin],
+    managed: &[PathBuf],
+) -> Result<(), Error> {
+    for a in admins.iter().filter(|a| a.dir != admin && a.claims.as_deref() == Some(path)) {
+        let owners: Vec<&PathBuf> = managed
+            .iter()
+            .filter(|q| q.as_path() != path && agreed_admin(common, q, admins).is_none())
+            .filter(|q| named_for(&a.dir, &q.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()))
+            .collect();
+        match owners.as_slice() {
+            [q] => restore(&a.dir.join("gitdir"), &format!("{}\n", q.join(".git").display()))?,
+            _ => return Err(tampered(&a.dir.join("gitdir"), "claims this worktree, which is not its own")),
+        }
+    }
+    Ok(())
+}
+
+/// Writes a git admin file as git would, replacing whatever is there (a symlink included).
+fn restore(file: &Path, content: &str) -> Result<(), Error> {
+    tracing::warn!("{} was changed; restoring it to what git wrote", file.display());
+    crate::fsutil::write_atomic(file, content.as_bytes())
+        .map_err(|e| tampered(file, &format!("was changed and cannot be restored ({e})")))
+}
+
+/// `config.worktree` may hold only what git itself puts there.
+fn check_worktree_config(admin: &Path) -> Result<(), Error> {
+    let file = admin.join("config.worktree");
+    let Ok(meta) = fs::symlink_metadata(&file) else { return Ok(()) };
+    if !meta.is_file() {
+        return Err(tampered(&file, "is not a regular file"));
+    }
+    let mut cmd = crate::git::command(admin);
+    cmd.args(["config", "--file"]).arg(&file).args(["--no-includes", "--name-only", "--list", "-z"]);
+    let out = crate::git::raw_output(&mut cmd)?;
+    if !out.status.success() {
+        return Err(tampered(&file, "cannot be parsed"));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    match text
+        .split('\0')
+        .filter(|k| !k.is_empty())
+        .find(|k| !WORKTREE_CONFIG_ALLOWED.contains(&k.to_lowercase().as_str()))
+    {
+        Some(key) => Err(tampered(&file, &format!("sets {key}, which wt does not allow there (it could run code)"))),
+        None => Ok(()),
+    }
+}
+
+/// HEAD of a worktree, read from its admin dir.
+fn registered(repo: &Repo, path: PathBuf, admin_dir: PathBuf) -> Registered {
+    let head = read_small(&admin_dir.join("HEAD")).unwrap_or_default();
+    let head = head.trim_end();
+    let (branch, detached_head) = match head.strip_prefix("ref: ") {
+        Some(r) => (Some(r.strip_prefix("refs/heads/").unwrap_or(r).to_string()), None),
+        None if !head.is_empty() => (None, Some(head.to_string())),
+        None => (None, None),
+    };
+    Registered { path, admin_dir, common_dir: repo.common_dir.clone(), branch, detached_head }
+}
