@@ -48,6 +48,14 @@ pub struct DbLease {
     pub url: String,
     /// True once the database exists (created from the template, or copied).
     pub provisioned: bool,
+    /// PostgreSQL: the worktree's own role, which `url` logs in as (with its password); it
+    /// owns the database, and no other worktree's role may connect to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// PostgreSQL: the `--database` URL, through which wt-env creates and drops the database
+    /// and its role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_url: Option<String>,
 }
 
 pub fn block_of(entry: &Entry) -> Option<PortBlock> {

@@ -279,6 +279,11 @@ impl Drop for PgTemplate {
         for db in self.clones().into_iter().chain([self.name.clone()]) {
             let _ = psql("postgres", &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
         }
+        // wt-env gives each clone a role of its own, named like it.
+        let roles = psql("postgres", &format!("SELECT rolname FROM pg_roles WHERE rolname LIKE '{}\\_wt%'", self.name));
+        for role in roles.unwrap_or_default().lines() {
+            let _ = psql("postgres", &format!("DROP ROLE IF EXISTS {role}"));
+        }
     }
 }
 

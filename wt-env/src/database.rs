@@ -9,6 +9,8 @@ use wt_common::Error;
 
 use wt_common::lease::DbLease;
 
+use crate::pg_role;
+
 /// What `--database URL` asks for.
 #[derive(Debug, Clone)]
 pub enum DbSpec {
@@ -52,14 +54,21 @@ impl DbSpec {
         }
     }
 
-    /// The lease this worktree will get, before it is provisioned.
-    pub fn lease_for(&self, index: u32, worktree: &Path, main: Option<&Path>) -> DbLease {
-        match self {
+    /// The lease this worktree will get, before it is provisioned. A PostgreSQL database gets
+    /// a role of its own (named like it) with a fresh password.
+    pub fn lease_for(&self, index: u32, worktree: &Path, main: Option<&Path>) -> Result<DbLease, Error> {
+        Ok(match self {
             DbSpec::Postgres { url, template } => {
                 let name = format!("{template}_wt{index}");
-                let mut url = url.clone();
-                url.set_path(&format!("/{name}"));
-                DbLease { kind: "postgres".into(), name, url: url.to_string(), provisioned: false }
+                let role = name.clone();
+                DbLease {
+                    kind: "postgres".into(),
+                    url: pg_role::worktree_url(url, &name, &role, &pg_role::new_password()?),
+                    name,
+                    provisioned: false,
+                    role: Some(role),
+                    server_url: Some(url.to_string()),
+                }
             }
             DbSpec::Sqlite { file } => {
                 let dest = sqlite_destination(file, worktree, main);
@@ -68,15 +77,27 @@ impl DbSpec {
                     name: dest.display().to_string(),
                     url: format!("sqlite://{}", dest.display()),
                     provisioned: false,
+                    role: None,
+                    server_url: None,
                 }
             }
+        })
+    }
+
+    /// Whether `held` is the lease this spec would give (so it is kept, password and all).
+    pub fn matches(&self, held: &DbLease, wanted: &DbLease) -> bool {
+        match self {
+            DbSpec::Postgres { .. } => {
+                held.name == wanted.name && held.role == wanted.role && held.server_url == wanted.server_url
+            }
+            DbSpec::Sqlite { .. } => held.name == wanted.name && held.url == wanted.url,
         }
     }
 
     /// Makes the database exist. Idempotent: an existing database or file is kept as it is.
     pub fn provision(&self, lease: &mut DbLease) -> Result<(), Error> {
         match self {
-            DbSpec::Postgres { url, template } => create_pg(url, template, &lease.name)?,
+            DbSpec::Postgres { url, template } => create_pg(url, template, lease)?,
             DbSpec::Sqlite { file } => copy_sqlite(file, Path::new(&lease.name))?,
         }
         lease.provisioned = true;
@@ -88,9 +109,13 @@ impl DbSpec {
 pub fn drop_database(lease: &DbLease) -> Result<(), Error> {
     match lease.kind.as_str() {
         "postgres" => {
-            let mut client = connect(&lease.url)?;
-            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&lease.name));
-            client.batch_execute(&sql).map_err(|e| pg_error("dropping", &lease.name, &e))
+            let mut client = connect(lease.server_url.as_deref().unwrap_or(&lease.url), "postgres")?;
+            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", pg_role::ident(&lease.name));
+            client.batch_execute(&sql).map_err(|e| pg_error("dropping", &lease.name, &e))?;
+            match &lease.role {
+                Some(role) => pg_role::drop_role(&mut client, role),
+                None => Ok(()),
+            }
         }
         _ => match std::fs::remove_file(&lease.name) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&lease.name, e)),
@@ -125,28 +150,36 @@ fn copy_sqlite(src: &Path, dest: &Path) -> Result<(), Error> {
     })
 }
 
-fn create_pg(url: &url::Url, template: &str, name: &str) -> Result<(), Error> {
-    let mut client = connect(url.as_str())?;
+fn create_pg(url: &url::Url, template: &str, lease: &DbLease) -> Result<(), Error> {
+    let name = lease.name.as_str();
+    let mut client = connect(url.as_str(), "postgres")?;
+    if let Some(role) = &lease.role {
+        let password = postgres::Config::from_str(&lease.url).ok().and_then(|c| c.get_password().map(<[u8]>::to_vec));
+        pg_role::ensure_role(&mut client, role, &String::from_utf8_lossy(&password.unwrap_or_default()))?;
+    }
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .map_err(|e| pg_error("looking up", name, &e))?
         .is_some();
-    if exists {
-        return Ok(());
+    if !exists {
+        let sql = format!("CREATE DATABASE {} TEMPLATE {}", pg_role::ident(name), pg_role::ident(template));
+        match client.batch_execute(&sql) {
+            Ok(()) => {}
+            // Another wt-env made it between our look-up and now.
+            Err(e) if e.code() == Some(&postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(e) => return Err(pg_error("creating", name, &e)),
+        }
     }
-    let sql = format!("CREATE DATABASE {} TEMPLATE {}", quote_ident(name), quote_ident(template));
-    match client.batch_execute(&sql) {
-        Ok(()) => Ok(()),
-        // Another wt-env made it between our look-up and now.
-        Err(e) if e.code() == Some(&postgres::error::SqlState::DUPLICATE_DATABASE) => Ok(()),
-        Err(e) => Err(pg_error("creating", name, &e)),
+    match &lease.role {
+        Some(role) => pg_role::hand_over(&mut connect(url.as_str(), name)?, name, role),
+        None => Ok(()),
     }
 }
 
-/// Connects to the server of `url`, to its `postgres` maintenance database. Whatever the URL
-/// leaves out comes from the usual variables (PGHOST, PGPORT, PGUSER, PGPASSWORD), as libpq
-/// would take it.
-fn connect(url: &str) -> Result<postgres::Client, Error> {
+/// Connects to the server of `url`, to database `dbname` (the `postgres` maintenance database,
+/// or a worktree's). Whatever the URL leaves out comes from the usual variables (PGHOST,
+/// PGPORT, PGUSER, PGPASSWORD), as libpq would take it.
+fn connect(url: &str, dbname: &str) -> Result<postgres::Client, Error> {
     let mut config = postgres::Config::from_str(url)
         .map_err(|e| Error::usage("bad-database-url", format!("--database '{url}': {e}")))?;
     if config.get_hosts().is_empty() {
@@ -170,7 +203,7 @@ fn connect(url: &str) -> Result<postgres::Client, Error> {
             config.password(pw);
         }
     }
-    config.dbname("postgres").connect_timeout(Duration::from_secs(5));
+    config.dbname(dbname).connect_timeout(Duration::from_secs(5));
     config.connect(postgres::NoTls).map_err(|e| {
         Error::failed(
             "database-unavailable",
@@ -188,11 +221,6 @@ fn one_line(e: &postgres::Error) -> String {
         Some(db) => db.message().to_string(),
         None => e.to_string().replace('\n', " "),
     }
-}
-
-/// A quoted SQL identifier: `"name"`, with inner quotes doubled.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -226,13 +254,12 @@ mod tests {
     #[test]
     fn the_worktree_url_names_its_own_database() {
         let spec = DbSpec::parse("postgres://me@localhost/app?host=/tmp/sock").unwrap();
-        let lease = spec.lease_for(3, Path::new("/w/a"), None);
+        let lease = spec.lease_for(3, Path::new("/w/a"), None).unwrap();
         assert_eq!(lease.name, "app_wt3");
-        assert_eq!(lease.url, "postgres://me@localhost/app_wt3?host=/tmp/sock");
-    }
-
-    #[test]
-    fn identifiers_are_quoted() {
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(lease.role.as_deref(), Some("app_wt3"));
+        let config: postgres::Config = lease.url.parse().unwrap();
+        assert_eq!(config.get_dbname(), Some("app_wt3"));
+        assert_eq!(config.get_user(), Some("app_wt3"));
+        assert!(config.get_password().is_some_and(|p| p.len() == 48));
     }
 }

@@ -130,8 +130,8 @@ fn take_leases(repo: &Repo, ledger: &LedgerFile, plan: &Plan, rec: &Record) -> R
         let db = match &plan.database {
             None => held::db_of(entry),
             Some(spec) => {
-                let wanted = spec.lease_for(index, &path, repo.main_worktree.as_deref());
-                let db = held::db_of(entry).filter(|d| d.name == wanted.name && d.url == wanted.url).unwrap_or(wanted);
+                let wanted = spec.lease_for(index, &path, repo.main_worktree.as_deref())?;
+                let db = held::db_of(entry).filter(|d| spec.matches(d, &wanted)).unwrap_or(wanted);
                 held::set_db(entry, Some(&db));
                 Some(db)
             }

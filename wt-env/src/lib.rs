@@ -8,6 +8,7 @@ pub mod envfile;
 pub mod grant;
 pub mod lease;
 pub mod manage;
+pub mod pg_role;
 pub mod ports;
 
 use std::io::Write;
