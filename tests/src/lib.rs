@@ -235,8 +235,13 @@ pub fn pg_url_for(db: &str) -> String {
 
 /// Runs SQL with psql against database `db`; returns its unaligned, tuples-only output.
 pub fn psql(db: &str, sql: &str) -> Result<String, String> {
+    psql_url(&pg_url_for(db), sql)
+}
+
+/// Runs SQL with psql through a full connection URL (a worktree's `DATABASE_URL`, say).
+pub fn psql_url(url: &str, sql: &str) -> Result<String, String> {
     let out = Command::new("psql")
-        .args([&pg_url_for(db), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .args([url, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
         .output()
         .expect("run psql");
     if out.status.success() {

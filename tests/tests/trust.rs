@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use wt_tests::{psql, PgTemplate, TestRepo};
+use wt_tests::{psql, psql_url, PgTemplate, TestRepo};
 
 /// A repository with worktrees `agent-1` and `agent-2`, each with one commit of its own.
 fn two_agents() -> TestRepo {
@@ -231,19 +231,6 @@ fn env_files_are_written_only_inside_the_worktree() {
     std::fs::create_dir(w1.join("inner")).unwrap();
     t.run("wt-env", &[&base[..], &["--dotenv=inner/.env"]].concat(), "").expect_code(0);
     assert!(std::fs::read_to_string(w1.join("inner/.env")).unwrap().contains("WT_NAME=\"agent-1\""));
-}
-
-/// Runs psql with a full connection URL.
-fn psql_url(url: &str, sql: &str) -> Result<String, String> {
-    let out = std::process::Command::new("psql")
-        .args([url, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .expect("run psql");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
 }
 
 #[test]
