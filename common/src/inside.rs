@@ -6,6 +6,7 @@
 //! `O_NOFOLLOW`, never resolved by name, and the file is written to a temp file in the final
 //! directory and renamed over the name, which must not be a symbolic link itself.
 
+use std::ffi::OsStr;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
@@ -32,62 +33,102 @@ pub fn check_relative(rel: &Path, flag: &str) -> Result<(), Error> {
 }
 
 /// Writes `bytes` to `root/rel`, whole (temp file, then rename), without following any
-/// symbolic link below `root`. Fails with `outside-worktree` when a directory on the way or
-/// the file itself is a symbolic link, or `rel` leaves `root`.
+/// symbolic link below `root`; missing directories on the way are made. Fails with
+/// `outside-worktree` when a directory on the way or the file itself is a symbolic link, or
+/// `rel` leaves `root`.
 pub fn write(root: &Path, rel: &Path, bytes: &[u8]) -> Result<PathBuf, Error> {
+    let (dir, file) = open_parent(root, rel)?;
     let target = root.join(rel);
-    let outside = |why: String| {
-        Error::failed(
-            "outside-worktree",
-            format!(
-                "{}: {why}; wt writes only inside the worktree (remove the link, or choose another file)",
-                target.display()
-            ),
-        )
-    };
-    check_relative(rel, "the file").map_err(|e| outside(e.message))?;
+    match fstatat(&dir, file, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) if kind(&st) == SFlag::S_IFLNK => return Err(outside(&target, "it is a symbolic link")),
+        Ok(st) if kind(&st) == SFlag::S_IFDIR => return Err(outside(&target, "it is a directory")),
+        _ => {}
+    }
+    put(&dir, file, &target, |f| f.write_all(bytes))?;
+    Ok(target)
+}
+
+/// Copies `src` to `root/rel` as `write` does, unless something (even a dangling link) is
+/// there already: that is kept. Returns whether it copied.
+pub fn copy_new(root: &Path, rel: &Path, src: &Path) -> Result<bool, Error> {
+    let (dir, file) = open_parent(root, rel)?;
+    if fstatat(&dir, file, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok() {
+        return Ok(false);
+    }
+    let target = root.join(rel);
+    let mut from = std::fs::File::open(src).map_err(|e| Error::io(src.display(), e))?;
+    put(&dir, file, &target, |f| std::io::copy(&mut from, f).map(|_| ()))?;
+    Ok(true)
+}
+
+fn kind(st: &nix::sys::stat::FileStat) -> SFlag {
+    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT
+}
+
+fn outside(target: &Path, why: &str) -> Error {
+    Error::failed(
+        "outside-worktree",
+        format!(
+            "{}: {why}; wt writes only inside the worktree (remove the link, or choose another file)",
+            target.display()
+        ),
+    )
+}
+
+/// The directory that will hold `root/rel`, opened one component at a time from `root`
+/// without following links (and made where missing), and the file's name in it.
+fn open_parent<'r>(root: &Path, rel: &'r Path) -> Result<(OwnedFd, &'r OsStr), Error> {
+    let target = root.join(rel);
+    check_relative(rel, "the file").map_err(|e| outside(&target, &e.message))?;
     let dir_flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
     let io = |e: nix::Error| Error::io(target.display(), std::io::Error::from(e));
     let mut dir: OwnedFd = nix::fcntl::open(root, dir_flags, Mode::empty()).map_err(io)?;
-    let parts: Vec<&std::ffi::OsStr> = rel
+    let parts: Vec<&OsStr> = rel
         .components()
         .filter_map(|c| match c {
             Component::Normal(p) => Some(p),
             _ => None,
         })
         .collect();
-    let (file, dirs) = parts.split_last().ok_or_else(|| outside("no file name".into()))?;
+    let (file, dirs) = parts.split_last().ok_or_else(|| outside(&target, "no file name"))?;
     for part in dirs {
+        match nix::sys::stat::mkdirat(&dir, *part, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(nix::Error::EEXIST) => {}
+            Err(e) => return Err(io(e)),
+        }
         dir = openat(&dir, *part, dir_flags, Mode::empty()).map_err(|e| match e {
             nix::Error::ELOOP | nix::Error::ENOTDIR => {
-                outside(format!("{} is a symbolic link or not a directory", Path::new(part).display()))
+                outside(&target, &format!("{} is a symbolic link or not a directory", Path::new(part).display()))
             }
             e => io(e),
         })?;
     }
-    match fstatat(&dir, *file, AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK => {
-            return Err(outside("it is a symbolic link".into()));
-        }
-        Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR => {
-            return Err(outside("it is a directory".into()));
-        }
-        _ => {}
-    }
+    Ok((dir, file))
+}
+
+/// Fills a new temp file in `dir` and renames it to `file`; the temp file never outlives a
+/// failure.
+fn put(
+    dir: &OwnedFd,
+    file: &OsStr,
+    target: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<(), Error> {
     let tmp = format!(".{}.wt-tmp.{}", Path::new(file).display(), std::process::id());
     let create = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = openat(&dir, tmp.as_str(), create, Mode::from_bits_truncate(0o644)).map_err(io)?;
+    let fd = openat(dir, tmp.as_str(), create, Mode::from_bits_truncate(0o644))
+        .map_err(|e| Error::io(target.display(), std::io::Error::from(e)))?;
     let written = (|| {
         let mut f = std::fs::File::from(fd);
-        f.write_all(bytes)?;
+        fill(&mut f)?;
         f.sync_all()?;
-        renameat(&dir, tmp.as_str(), &dir, *file).map_err(std::io::Error::from)
+        renameat(dir, tmp.as_str(), dir, file).map_err(std::io::Error::from)
     })();
     if let Err(e) = written {
-        let _ = nix::unistd::unlinkat(&dir, tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+        let _ = nix::unistd::unlinkat(dir, tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
         return Err(Error::io(target.display(), e));
     }
-    Ok(target)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -105,11 +146,19 @@ mod tests {
         assert_eq!(std::fs::read(root.join("sub/.env")).unwrap(), b"A=1\n");
         symlink(&outside, root.join("link")).unwrap();
         symlink(outside.join("f"), root.join("final")).unwrap();
-        for rel in ["link/.env", "final", "../outside/f", "/tmp/x", "sub/../../outside/f"] {
+        for rel in ["link/.env", "final", "../outside/f", "/tmp/x", "sub/../../outside/f", "link/new/.env"] {
             let err = write(&root, Path::new(rel), b"x").unwrap_err();
             assert_eq!(err.code, "outside-worktree", "{rel}: {err:?}");
         }
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing written outside");
         assert_eq!(std::fs::read_dir(root.join("sub")).unwrap().count(), 1, "no temp file left");
+        let src = t.path().join("app.db");
+        std::fs::write(&src, b"db").unwrap();
+        assert!(copy_new(&root, Path::new("data/app.db"), &src).unwrap(), "copied, its directory made");
+        assert!(!copy_new(&root, Path::new("data/app.db"), &src).unwrap(), "never overwritten");
+        symlink(outside.join("db"), root.join("dangling.db")).unwrap();
+        assert!(!copy_new(&root, Path::new("dangling.db"), &src).unwrap(), "a planted link is left alone");
+        assert_eq!(copy_new(&root, Path::new("link/app.db"), &src).unwrap_err().code, "outside-worktree");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing written outside");
     }
 }

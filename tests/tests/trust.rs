@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use wt_tests::{psql, psql_url, PgTemplate, TestRepo};
+use wt_tests::{psql, psql_url, PgTemplate, Run, TestRepo};
 
 /// A repository with worktrees `agent-1` and `agent-2`, each with one commit of its own.
 fn two_agents() -> TestRepo {
@@ -65,6 +65,28 @@ fn a_dot_git_file_saying_gitdir_root_grants_no_write_outside_and_is_restored() {
         t.run(tool, args, "").expect_code(0);
         assert!(std::fs::read_to_string(&dot_git).unwrap().contains("/worktrees/agent-1"), "{tool} restored it");
     }
+}
+
+#[test]
+fn a_confined_pane_gets_no_write_outside_through_a_rewritten_dot_git_file() {
+    let t = two_agents();
+    let xdg = t.root().join("xdg");
+    std::fs::create_dir(&xdg).unwrap();
+    std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let wt_run = |args: &[&str]| {
+        let mut c = t.cmd("wt-run");
+        c.env("XDG_RUNTIME_DIR", &xdg).env("WT_PANE_IDLE", "20s").env_remove("TMUX").args(args);
+        Run::of(&mut c, "")
+    };
+    let outside = t.root().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(wt(&t, "agent-1").join(".git"), "gitdir: /\n").unwrap();
+    let script = format!("echo x > '{}/pwned'; echo finished", outside.display());
+    let started = wt_run(&["-w", "agent-1", "--pane", "--confine", "--", "sh", "-c", &script]);
+    assert_eq!(started.expect_code(0).records()[0]["run"]["pane"]["confined"]["enforced"], "full");
+    wt_run(&["pane", "wait", "agent-1", "--match", "finished", "--timeout", "15s"]).expect_code(0);
+    wt_run(&["pane", "stop"]);
+    assert!(!outside.join("pwned").exists(), "the confined pane wrote outside its worktree");
 }
 
 #[test]
@@ -227,8 +249,13 @@ fn env_files_are_written_only_inside_the_worktree() {
         run.expect_code(1);
         assert_eq!(code(&run.records()[0]), "outside-worktree", "{bad}");
     }
+    // The SQLite copy, too (it goes to `data/app.db` in the worktree): never through a link.
+    t.write("data/app.db", "sqlite data");
+    std::os::unix::fs::symlink(&outside, w1.join("data")).unwrap();
+    let sqlite = format!("sqlite://{}", t.repo.canonicalize().unwrap().join("data/app.db").display());
+    let run = t.run("wt-env", &[&base[..], &["--database", &sqlite]].concat(), "");
+    assert_eq!(code(&run.expect_code(1).records()[0]), "outside-worktree");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing written outside");
-    std::fs::create_dir(w1.join("inner")).unwrap();
     t.run("wt-env", &[&base[..], &["--dotenv=inner/.env"]].concat(), "").expect_code(0);
     assert!(std::fs::read_to_string(w1.join("inner/.env")).unwrap().contains("WT_NAME=\"agent-1\""));
 }

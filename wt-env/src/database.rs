@@ -95,10 +95,10 @@ impl DbSpec {
     }
 
     /// Makes the database exist. Idempotent: an existing database or file is kept as it is.
-    pub fn provision(&self, lease: &mut DbLease) -> Result<(), Error> {
+    pub fn provision(&self, lease: &mut DbLease, worktree: &Path) -> Result<(), Error> {
         match self {
             DbSpec::Postgres { url, template } => create_pg(url, template, lease)?,
-            DbSpec::Sqlite { file } => copy_sqlite(file, Path::new(&lease.name))?,
+            DbSpec::Sqlite { file } => copy_sqlite(file, worktree, Path::new(&lease.name))?,
         }
         lease.provisioned = true;
         Ok(())
@@ -133,20 +133,21 @@ fn sqlite_destination(file: &Path, worktree: &Path, main: Option<&Path>) -> Path
     }
 }
 
-fn copy_sqlite(src: &Path, dest: &Path) -> Result<(), Error> {
-    if dest.exists() {
-        return Ok(()); // the worktree's own data: never overwritten
-    }
-    if !src.is_file() {
-        return Err(Error::failed("database-missing", format!("the SQLite file {} does not exist", src.display())));
-    }
-    if let Some(dir) = dest.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
-    }
-    let tmp = dest.with_extension("wt-copy.tmp");
-    std::fs::copy(src, &tmp).and_then(|_| std::fs::rename(&tmp, dest)).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::failed("database-copy", format!("copying {} to {}: {e}", src.display(), dest.display()))
+/// Copies the SQLite file into the worktree, never through a link the agent planted there,
+/// and never over a file that is there already (the worktree's own data).
+fn copy_sqlite(src: &Path, worktree: &Path, dest: &Path) -> Result<(), Error> {
+    let rel = dest.strip_prefix(worktree).map_err(|_| {
+        Error::failed(
+            "outside-worktree",
+            format!("{} is not inside the worktree {}", dest.display(), worktree.display()),
+        )
+    })?;
+    wt_common::inside::copy_new(worktree, rel, src).map(|_| ()).map_err(|e| match e.code.as_str() {
+        "outside-worktree" => e,
+        _ if !src.is_file() => {
+            Error::failed("database-missing", format!("the SQLite file {} does not exist", src.display()))
+        }
+        _ => Error::failed("database-copy", format!("copying {} to {}: {}", src.display(), dest.display(), e.message)),
     })
 }
 

@@ -49,7 +49,7 @@ pub fn grant(repo: &Repo, ledger: &LedgerFile, plan: &Plan, mut rec: Record) -> 
     let mut problem = None;
     if let (Some(spec), Some(lease)) = (&plan.database, db.as_mut()) {
         if !lease.provisioned {
-            match spec.provision(lease) {
+            match spec.provision(lease, &path) {
                 Ok(()) => problem = record_provisioned(ledger, &rec.name, lease).err(),
                 Err(e) => problem = Some(e),
             }
