@@ -61,7 +61,7 @@ pub fn verify(repo: &Repo, path: &Path) -> Result<Registered, Error> {
     };
     repair_pointers(common, &path, &admin, trusted)?;
     repair_foreign_claims(common, &path, &admin, &admins, &managed)?;
-    check_worktree_config(&admin)?;
+    check_worktree_config(common, &admin)?;
     Ok(registered(repo, path, admin))
 }
 
@@ -238,21 +238,27 @@ fn repair_foreign_claims(
     Ok(())
 }
 
-/// Writes a git admin file as git would, replacing whatever is there (a symlink included).
+/// Writes a git file as git would, replacing whatever is there: a symbolic link is removed
+/// (not followed), and the new file is written without following links (the directory is
+/// the agent's, and so is any name a temp file could have).
 fn restore(file: &Path, content: &str) -> Result<(), Error> {
     tracing::warn!("{} was changed; restoring it to what git wrote", file.display());
-    crate::fsutil::write_atomic(file, content.as_bytes())
-        .map_err(|e| tampered(file, &format!("was changed and cannot be restored ({e})")))
+    let cannot = |why: String| tampered(file, &format!("was changed and cannot be restored ({why})"));
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else { return Err(cannot("no name".into())) };
+    if fs::symlink_metadata(file).is_ok_and(|m| m.file_type().is_symlink()) {
+        fs::remove_file(file).map_err(|e| cannot(e.to_string()))?;
+    }
+    crate::inside::write(dir, Path::new(name), content.as_bytes()).map(|_| ()).map_err(|e| cannot(e.message))
 }
 
 /// `config.worktree` may hold only what git itself puts there.
-fn check_worktree_config(admin: &Path) -> Result<(), Error> {
+fn check_worktree_config(common: &Path, admin: &Path) -> Result<(), Error> {
     let file = admin.join("config.worktree");
     let Ok(meta) = fs::symlink_metadata(&file) else { return Ok(()) };
     if !meta.is_file() {
         return Err(tampered(&file, "is not a regular file"));
     }
-    let mut cmd = crate::git::command(admin);
+    let mut cmd = crate::git::command(common);
     cmd.args(["config", "--file"]).arg(&file).args(["--no-includes", "--name-only", "--list", "-z"]);
     let out = crate::git::raw_output(&mut cmd)?;
     if !out.status.success() {
