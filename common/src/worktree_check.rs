@@ -48,21 +48,44 @@ pub fn verify(repo: &Repo, path: &Path) -> Result<Registered, Error> {
     if repo.main_worktree.as_deref() == Some(path.as_path()) || path == *common {
         return Ok(registered(repo, path, common.clone()));
     }
-    let ledger = LedgerFile::new(&repo.state_dir()).read()?;
-    let managed: Vec<PathBuf> = ledger.worktrees.values().filter_map(|e| e.path.canonicalize().ok()).collect();
-    let admins = scan(common);
     // Only a worktree the ledger names is repaired: a path from a record could be any
     // directory, and repairing would write git's files into it.
-    let trusted = managed.contains(&path);
-    let admin = if trusted {
-        find_admin(common, &path, &admins)?
-    } else {
-        agreed_admin(common, &path, &admins).ok_or_else(|| not_a_worktree(&path))?
+    let trusted = || Ok::<_, Error>(managed_paths(repo)?.contains(&path));
+    // The usual case, cheaply: the `.git` file and the admin dir's `gitdir` name each other.
+    let agreed = pointed_admin(common, &path).filter(|a| claims(a, &path));
+    let admin = match agreed {
+        Some(admin) => admin,
+        None if trusted()? => find_admin(common, &path, &scan(common))?,
+        None => return Err(not_a_worktree(&path)),
     };
-    repair_pointers(common, &path, &admin, trusted)?;
-    repair_foreign_claims(common, &path, &admin, &admins, &managed)?;
+    repair_pointers(common, &path, &admin, &trusted)?;
     check_worktree_config(common, &admin)?;
     Ok(registered(repo, path, admin))
+}
+
+/// Before git is asked to act on the worktree at `reg.path` by its path (`git worktree
+/// remove`): another admin dir whose `gitdir` names the same worktree would make git pick
+/// either. Such a claim is put back when a managed worktree is the one git named that admin
+/// dir for; otherwise wt refuses.
+pub fn refuse_foreign_claims(repo: &Repo, reg: &Registered) -> Result<(), Error> {
+    let admins = scan(&repo.common_dir);
+    repair_foreign_claims(&repo.common_dir, &reg.path, &reg.admin_dir, &admins, &managed_paths(repo)?)
+}
+
+/// The worktrees of the ledger, canonical.
+fn managed_paths(repo: &Repo) -> Result<Vec<PathBuf>, Error> {
+    let ledger = LedgerFile::new(&repo.state_dir()).read()?;
+    Ok(ledger.worktrees.values().filter_map(|e| e.path.canonicalize().ok()).collect())
+}
+
+/// Whether the admin dir's `gitdir` names `path` (compared as written first, which is how git
+/// writes it, then resolved).
+fn claims(admin: &Path, path: &Path) -> bool {
+    let written = read_small(&admin.join("gitdir"));
+    if written.as_deref().is_some_and(|w| Path::new(w.trim_end_matches('\n')) == path.join(".git")) {
+        return true;
+    }
+    claimed_worktree(admin).as_deref() == Some(path)
 }
 
 /// `worktree-missing`: the directory is gone.
@@ -185,10 +208,15 @@ fn find_admin(common: &Path, path: &Path, admins: &[Admin]) -> Result<PathBuf, E
 }
 
 /// Restores the worktree's `.git` file, the admin dir's `gitdir` and `commondir` to what git
-/// writes, when they say anything else (or, with `repair` false, refuses).
-fn repair_pointers(common: &Path, path: &Path, admin: &Path, repair: bool) -> Result<(), Error> {
+/// writes, when they say anything else and `repair()` allows it; otherwise refuses.
+fn repair_pointers(
+    common: &Path,
+    path: &Path,
+    admin: &Path,
+    repair: &dyn Fn() -> Result<bool, Error>,
+) -> Result<(), Error> {
     let fix = |file: &Path, content: String, why: &str| {
-        if repair {
+        if repair()? {
             restore(file, &content)
         } else {
             Err(tampered(file, why))
@@ -201,7 +229,7 @@ fn repair_pointers(common: &Path, path: &Path, admin: &Path, repair: bool) -> Re
     if pointed_admin(common, path).as_deref() != Some(admin) {
         fix(&dot_git, format!("gitdir: {}\n", admin.display()), "does not name this worktree's admin dir")?;
     }
-    if claimed_worktree(admin).as_deref() != Some(path) {
+    if !claims(admin, path) {
         fix(&admin.join("gitdir"), format!("{}\n", dot_git.display()), "does not name this worktree")?;
     }
     let commondir = admin.join("commondir");

@@ -137,6 +137,14 @@ fn an_admin_dir_gitdir_pointing_at_another_worktree_does_not_pass_its_branch_off
     t.run("wt-merge", &["-w", "agent-2"], "").expect_code(0);
     let files = t.git(["ls-tree", "--name-only", "main"]);
     assert!(files.contains("agent-2.txt") && !files.contains("agent-1.txt"), "main has agent-2's work only: {files}");
+    // Removing agent-1 while agent-2's admin dir claims its path removes agent-1, not agent-2.
+    std::fs::write(a2.join("HEAD"), "ref: refs/heads/wt/agent-2\n").unwrap();
+    std::fs::write(a2.join("gitdir"), format!("{}/.git\n", wt(&t, "agent-1").display())).unwrap();
+    let w2 = wt(&t, "agent-2");
+    t.run("wt-create", &["--remove", "--force", "agent-1"], "").expect_code(0);
+    let registered: Vec<PathBuf> = t.git_worktrees().into_iter().map(|(p, _)| p).collect();
+    assert!(registered.contains(&w2) && !registered.contains(&t.wt_root().join("agent-1")), "{registered:?}");
+    assert!(a2.join("HEAD").exists() && w2.join("agent-2.txt").exists(), "agent-2 is intact");
 }
 
 /// Plants `core.fsmonitor` in one of three ways, checks that plain git would run it, then runs
