@@ -25,6 +25,7 @@ pub fn remove(
     if let Some(path) = path.filter(|p| p.exists()) {
         // Never on a tampered worktree: git would find it by a `gitdir` the agent rewrote.
         let reg = crate::worktree_check::verify(repo, path)?;
+        crate::worktree_check::refuse_foreign_claims(repo, &reg)?;
         let mut cmd = git::about_worktrees(repo.git_dir(), &repo.common_dir);
         cmd.args(["worktree", "remove"]);
         if force {
