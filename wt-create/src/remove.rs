@@ -35,10 +35,16 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
     let snap = Snapshot::take(ctx).map_err(|e| (label.clone(), e))?;
     let (name, wt, entry) = find(ctx, &snap, want).map_err(|e| (label.clone(), e))?;
     let fail = |e: Error| (name.clone(), e);
-    let reg = wt_common::worktree_check::verify(&ctx.repo, &wt.path).map_err(fail)?;
+    // A directory that is gone holds no work to lose and no files to check.
+    let reg = match wt.path.exists() {
+        true => Some(wt_common::worktree_check::verify(&ctx.repo, &wt.path).map_err(fail)?),
+        false => None,
+    };
     let delete_branch = entry.as_ref().is_some_and(|e| e.branch_created) && wt.branch.is_some();
     if !force {
-        refuse_dirty(&reg).map_err(fail)?;
+        if let Some(reg) = &reg {
+            refuse_dirty(reg).map_err(fail)?;
+        }
         if delete_branch {
             refuse_unmerged(ctx, &wt, entry.as_ref()).map_err(fail)?;
         }
