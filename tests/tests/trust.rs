@@ -208,7 +208,12 @@ fn records_naming_anything_but_a_registered_worktree_are_errors_in_every_tool() 
     let stray = t.root().join("stray");
     std::fs::create_dir(&stray).unwrap();
     let w2 = wt(&t, "agent-2");
+    // A directory dressed up as agent-1's worktree: its `.git` names agent-1's admin dir.
+    let fake = t.root().join("fake");
+    std::fs::create_dir(&fake).unwrap();
+    std::fs::write(fake.join(".git"), format!("gitdir: {}\n", admin(&t, "agent-1").display())).unwrap();
     let cases = [
+        (json!({"v": 1, "name": "fake", "path": fake}), "not-a-worktree"),
         (json!({"v": 1, "name": "x", "path": "/"}), "not-a-worktree"),
         (json!({"v": 1, "name": "x", "path": stray}), "not-a-worktree"),
         (json!({"v": 1, "name": "agent-1", "path": stray}), "not-a-worktree"),
@@ -230,6 +235,9 @@ fn records_naming_anything_but_a_registered_worktree_are_errors_in_every_tool() 
         }
     }
     assert_eq!(std::fs::read_dir(&stray).unwrap().count(), 0, "nothing written in the stray directory");
+    assert_eq!(std::fs::read_dir(&fake).unwrap().count(), 1, "nothing written in the fake worktree");
+    let a1_gitdir = std::fs::read_to_string(admin(&t, "agent-1").join("gitdir")).unwrap();
+    assert_eq!(a1_gitdir, format!("{}/.git\n", wt(&t, "agent-1").display()), "agent-1's registration untouched");
     assert!(!Path::new("/.env.wt").exists() && !Path::new("/wrote").exists());
     assert!(!t.root().join("x").exists() && !t.root().join("wrote").exists());
     assert!(w2.join("agent-2.txt").exists() && wt(&t, "agent-1").exists(), "no worktree removed");
@@ -290,4 +298,21 @@ fn each_worktree_database_is_reachable_only_with_its_own_role() {
     t.run("wt-env", &["--release", "--drop-database", "agent-1"], "").expect_code(0);
     assert_eq!(psql("postgres", &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{db1}'")).unwrap(), "0");
     assert_eq!(tmpl.clones(), [db2]);
+}
+
+#[test]
+fn inherited_git_variables_do_not_redirect_wt_or_plant_config() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["clean"], "").expect_code(0);
+    let (script, marker) = fsmonitor_script(&t);
+    let mut cmd = t.cmd("wt-create");
+    cmd.args(["--remove", "clean"])
+        .env("GIT_DIR", t.root().join("nowhere"))
+        .env("GIT_CONFIG_COUNT", "1")
+        .env("GIT_CONFIG_KEY_0", "core.fsmonitor")
+        .env("GIT_CONFIG_VALUE_0", &script)
+        .env("GIT_CONFIG_PARAMETERS", format!("'core.fsmonitor'='{}'", script.display()));
+    Run::of(&mut cmd, "").expect_code(0);
+    assert!(!marker.exists(), "an inherited variable made wt's git run the planted fsmonitor");
+    assert!(!t.wt_root().join("clean").exists(), "and the removal itself went ahead, in this repository");
 }
