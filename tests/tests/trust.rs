@@ -316,3 +316,20 @@ fn inherited_git_variables_do_not_redirect_wt_or_plant_config() {
     assert!(!marker.exists(), "an inherited variable made wt's git run the planted fsmonitor");
     assert!(!t.wt_root().join("clean").exists(), "and the removal itself went ahead, in this repository");
 }
+
+#[test]
+fn a_worktree_that_claims_the_target_branch_runs_no_planted_code_when_the_target_moves() {
+    let t = two_agents();
+    let (script, marker) = fsmonitor_script(&t);
+    // The main worktree is elsewhere; agent-1 says it has `main` checked out, and plants a
+    // git dir of its own with core.fsmonitor behind its `.git` file.
+    t.git(["checkout", "-q", "-b", "elsewhere"]);
+    let w1 = wt(&t, "agent-1");
+    std::fs::write(admin(&t, "agent-1").join("HEAD"), "ref: refs/heads/main\n").unwrap();
+    let evil = w1.join("evil");
+    t.git(["clone", "-q", "--no-checkout", t.repo.to_str().unwrap(), evil.to_str().unwrap()]);
+    t.git_in(&evil, ["config", "core.fsmonitor", script.to_str().unwrap()]);
+    std::fs::write(w1.join(".git"), format!("gitdir: {}/.git\n", evil.display())).unwrap();
+    t.run("wt-merge", &["-w", "agent-2", "--into", "main"], "");
+    assert!(!marker.exists(), "wt-merge ran the planted fsmonitor in the worktree that has the target");
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use wt_common::repo::Repo;
-use wt_common::{git, Error};
+use wt_common::Error;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Journal {
@@ -35,11 +35,12 @@ pub fn clear(repo: &Repo) {
 pub fn roll_forward(repo: &Repo) -> Result<(), Error> {
     let Ok(bytes) = std::fs::read(path(repo)) else { return Ok(()) };
     if let Ok(j) = serde_json::from_slice::<Journal>(&bytes) {
-        let head = git::run(&j.worktree, ["rev-parse", "HEAD"]).unwrap_or_default();
-        let index_at_old = git::run(&j.worktree, ["diff-index", "--cached", "--quiet", &j.old]).is_ok();
+        let head = crate::checkout::git_in(repo, &j.worktree, &["rev-parse", "HEAD"]).unwrap_or_default();
+        let index_at_old =
+            crate::checkout::git_in(repo, &j.worktree, &["diff-index", "--cached", "--quiet", &j.old]).is_ok();
         if head == j.new && index_at_old {
             tracing::warn!("finishing the update of {} that a killed wt-merge left half-done", j.worktree.display());
-            crate::checkout::follow(&j.worktree, &j.old, &j.new)?;
+            crate::checkout::follow(repo, &j.worktree, &j.old, &j.new)?;
         }
     }
     clear(repo);

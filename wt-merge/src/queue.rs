@@ -107,7 +107,7 @@ impl Queue<'_> {
         let dir = self.repo.git_dir();
         let checked_out = crate::checkout::of(self.repo, &self.into)?;
         if let Some(wt) = &checked_out {
-            if crate::checkout::is_dirty(wt)? {
+            if crate::checkout::is_dirty(self.repo, wt)? {
                 return Ok(Moved::Dirty(format!(
                     "{} is checked out at {} with uncommitted changes; commit or stash them, then merge again",
                     self.into,
@@ -130,7 +130,7 @@ impl Queue<'_> {
         if let (Some(wt), Some(_)) = (checked_out, journal) {
             // The branch moved under a clean checkout: bring its index and files along, as a
             // fast-forward would.
-            crate::checkout::follow(&wt, old, new)?;
+            crate::checkout::follow(self.repo, &wt, old, new)?;
             crate::journal::clear(self.repo);
         }
         Ok(Moved::Yes)

@@ -28,7 +28,7 @@ pub fn undo(repo: &Repo, into: &str, name: &str) -> Result<Record, Error> {
     }
     let checked_out = crate::checkout::of(repo, into)?;
     if let Some(wt) = &checked_out {
-        if crate::checkout::is_dirty(wt)? {
+        if crate::checkout::is_dirty(repo, wt)? {
             return Err(Error::failed(
                 "target-dirty",
                 format!(
@@ -44,7 +44,7 @@ pub fn undo(repo: &Repo, into: &str, name: &str) -> Result<Record, Error> {
     )
     .map_err(|_| Error::failed("target-moved", format!("{into} moved while undoing; try again")))?;
     if let Some(wt) = checked_out {
-        crate::checkout::follow(&wt, &merged, &backup)?;
+        crate::checkout::follow(repo, &wt, &merged, &backup)?;
     }
     for r in ["merged", "backup"] {
         let _ = git::run(dir, ["update-ref", "-d", &format!("refs/wt/{r}/{name}")]);
