@@ -47,6 +47,13 @@ pub fn ensure_role(client: &mut Client, role: &str, password: &str) -> Result<()
         Err(e) if e.code() == Some(&postgres::error::SqlState::DUPLICATE_OBJECT) => {
             ensure_role(client, role, password) // another wt-env made it meanwhile
         }
+        Err(e) if e.code() == Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => Err(Error::failed(
+            "database-failed",
+            format!(
+                "creating role {role}: {} (each worktree gets a role of its own: the server user needs CREATEROLE)",
+                e.as_db_error().map(|d| d.message()).unwrap_or("permission denied")
+            ),
+        )),
         r => r.map_err(|e| fail("creating role", role, &e)),
     }
 }
