@@ -314,3 +314,80 @@ fn registered(repo: &Repo, path: PathBuf, admin_dir: PathBuf) -> Registered {
     };
     Registered { path, admin_dir, common_dir: repo.common_dir.clone(), branch, detached_head }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Entry;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let out = crate::git::command(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A repository with worktrees `a/x` and `b/x` (admin dirs `x` and `x1`), both managed.
+    fn two_named_alike() -> (tempfile::TempDir, Repo, PathBuf, PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().canonicalize().unwrap();
+        let main = root.join("repo");
+        std::fs::create_dir(&main).unwrap();
+        git(&main, &["init", "-q", "-b", "main"]);
+        git(&main, &["commit", "-q", "--allow-empty", "-m", "init"]);
+        let (ax, bx) = (root.join("a/x"), root.join("b/x"));
+        git(&main, &["worktree", "add", "-q", "-b", "ax", ax.to_str().unwrap()]);
+        git(&main, &["worktree", "add", "-q", "-b", "bx", bx.to_str().unwrap()]);
+        let repo = Repo::discover(&main).unwrap();
+        LedgerFile::new(&repo.state_dir())
+            .update(|l| {
+                l.worktrees.insert("ax".into(), Entry::new(ax.clone()));
+                l.worktrees.insert("bx".into(), Entry::new(bx.clone()));
+                Ok(())
+            })
+            .unwrap();
+        (t, repo, ax, bx)
+    }
+
+    #[test]
+    fn a_worktree_is_told_by_the_admin_dir_git_named_for_it_and_repaired() {
+        let (_t, repo, ax, bx) = two_named_alike();
+        let x = repo.common_dir.join("worktrees/x");
+        std::fs::write(ax.join(".git"), "gitdir: /\n").unwrap();
+        std::fs::write(x.join("gitdir"), "/elsewhere/.git\n").unwrap();
+        // `x1` is also named for a worktree called `x`, but b/x holds it with both pointers.
+        let reg = verify(&repo, &ax).unwrap();
+        assert_eq!(reg.admin_dir, x);
+        assert_eq!(reg.branch.as_deref(), Some("ax"));
+        assert_eq!(std::fs::read_to_string(ax.join(".git")).unwrap(), format!("gitdir: {}\n", x.display()));
+        assert_eq!(verify(&repo, &bx).unwrap().admin_dir, repo.common_dir.join("worktrees/x1"));
+    }
+
+    #[test]
+    fn when_two_admin_dirs_could_be_its_own_the_worktree_is_refused() {
+        let (_t, repo, ax, bx) = two_named_alike();
+        for wt in [&ax, &bx] {
+            std::fs::write(wt.join(".git"), "gitdir: /\n").unwrap();
+        }
+        for admin in ["x", "x1"] {
+            std::fs::write(repo.common_dir.join("worktrees").join(admin).join("gitdir"), "/elsewhere/.git\n").unwrap();
+        }
+        let err = verify(&repo, &ax).unwrap_err();
+        assert_eq!(err.code, "tampered-worktree", "{err:?}");
+        assert_eq!(std::fs::read_to_string(ax.join(".git")).unwrap(), "gitdir: /\n", "nothing written on a guess");
+    }
+
+    #[test]
+    fn a_directory_the_ledger_does_not_name_is_never_repaired() {
+        let (t, repo, _ax, _bx) = two_named_alike();
+        let fake = t.path().canonicalize().unwrap().join("c/x");
+        std::fs::create_dir_all(&fake).unwrap();
+        std::fs::write(fake.join(".git"), "gitdir: /\n").unwrap();
+        assert_eq!(verify(&repo, &fake).unwrap_err().code, "not-a-worktree");
+        assert_eq!(std::fs::read_to_string(fake.join(".git")).unwrap(), "gitdir: /\n");
+    }
+}
