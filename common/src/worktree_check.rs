@@ -304,11 +304,15 @@ fn check_worktree_config(common: &Path, admin: &Path) -> Result<(), Error> {
 }
 
 /// HEAD of a worktree, read from its admin dir.
+/// A HEAD naming anything but a plain branch (`refs/heads/../..`, say: paths are built from
+/// branch names) names no branch.
 fn registered(repo: &Repo, path: PathBuf, admin_dir: PathBuf) -> Registered {
     let head = read_small(&admin_dir.join("HEAD")).unwrap_or_default();
     let head = head.trim_end();
+    let plain =
+        |b: &str| !b.is_empty() && b.split('/').all(|c| !c.is_empty() && !c.starts_with('.') && !c.contains(".."));
     let (branch, detached_head) = match head.strip_prefix("ref: ") {
-        Some(r) => (Some(r.strip_prefix("refs/heads/").unwrap_or(r).to_string()), None),
+        Some(r) => (r.strip_prefix("refs/heads/").filter(|b| plain(b)).map(str::to_string), None),
         None if !head.is_empty() => (None, Some(head.to_string())),
         None => (None, None),
     };
