@@ -220,6 +220,7 @@ fn records_naming_anything_but_a_registered_worktree_are_errors_in_every_tool() 
         (json!({"v": 1, "name": "../../x", "path": w2}), "bad-name"),
         (json!({"v": 1, "name": "agent-1", "path": w2}), "not-a-worktree"),
         (json!({"v": 1, "name": "zzz", "path": w2}), "bad-name"),
+        (json!({"v": 1, "name": "agent-2", "path": w2, "branch": "../../.."}), "not-a-worktree"),
     ];
     let tools: [(&str, Vec<&str>); 4] = [
         ("wt-env", vec!["--range", "23300-23399", "--dotenv"]),
