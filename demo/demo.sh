@@ -41,6 +41,8 @@ step 'wt-run pane send agent-2 "echo hello from \$WT_PANE: \$((6*7))" --enter >/
 step 'wt-run pane key agent-2 ctrl-d >/dev/null; wt-run pane wait agent-2 --exit | jq -c .exit'
 step 'wt-run -w agent-1 --confine --shell -- "echo x > ../agent-2/intrusion.txt || echo refused by Landlock" | jq -r ".run.tail[]" 2>&1 | sed "s/^/  /"'
 step 'wt-run -w agent-1 --confine -- wt-run -w agent-1 --pane -- true | jq -r ".run.tail[]"   # nor start a pane, which would run unconfined'
+step 'echo "gitdir: /" > ../app.wt/agent-1/.git; wt-run -w agent-1 --confine -- true >/dev/null; cat ../app.wt/agent-1/.git   # an agent rewrote its .git: wt puts it back'
+step 'echo "{\"name\": \"x\", \"path\": \"/\"}" | wt-env --dotenv 2>/dev/null | jq -c .error   # a record is untrusted input'
 step 'cd ../app.wt/agent-1 && echo "print(1)" > one.py && git add one.py && git commit -qm "agent-1: one.py" && cd - >/dev/null'
 step 'cd ../app.wt/agent-3 && echo "print(3)" > app.py && git commit -qam "agent-3: rewrite app.py" && cd - >/dev/null'
 step 'echo "print(\"main\")" > app.py && git commit -qam "main: edit app.py"   # now agent-3 collides with main'
