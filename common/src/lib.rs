@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod confine_store;
 pub mod duration;
 pub mod error;
 pub mod failpoint;

@@ -12,6 +12,10 @@ use wt_common::{git, Error, Record};
 use crate::context::{Context, TOOL};
 
 pub fn run(ctx: &Context, all_git: bool, out: &mut Output) -> Result<(), Error> {
+    // What confined runs committed reaches their branches when published: before reading heads.
+    for (name, e) in wt_common::confine_store::publish_all(&ctx.repo.common_dir) {
+        tracing::warn!("{name}: {e}");
+    }
     let ledger = ctx.ledger.read()?;
     let mut records = Vec::new();
     // Verified (and repaired) before git lists them: git reads each admin dir's `gitdir`.

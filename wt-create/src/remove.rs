@@ -35,6 +35,8 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
     let snap = Snapshot::take(ctx).map_err(|e| (label.clone(), e))?;
     let (name, wt, entry) = find(ctx, &snap, want).map_err(|e| (label.clone(), e))?;
     let fail = |e: Error| (name.clone(), e);
+    // A confined run's commits must be on the branch before it is judged merged or not.
+    wt_common::confine_store::publish(&ctx.repo.common_dir, &name).map_err(fail)?;
     // A directory that is gone holds no work to lose and no files to check.
     let reg = match wt.path.exists() {
         true => Some(wt_common::worktree_check::verify(&ctx.repo, &wt.path).map_err(fail)?),
@@ -51,6 +53,7 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
     }
     let branch = wt.branch.as_deref().filter(|_| delete_branch);
     wt_common::worktree::remove(&lock, &ctx.repo, &ctx.ledger, &name, Some(&wt.path), branch, force).map_err(fail)?;
+    wt_common::confine_store::remove(&ctx.repo.common_dir, &name).map_err(fail)?;
     let mut rec = ctx.record(&name, &wt, entry.as_ref());
     rec.removed = Some(true);
     Ok(rec)

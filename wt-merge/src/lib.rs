@@ -157,6 +157,12 @@ fn check(repo: &Repo, into: &str, recs: Vec<Record>, out: &mut Output) -> Result
             out.emit(&rec);
             continue;
         }
+        // A confined run's commits reach its branch when published: before reading it.
+        if let Err(e) = wt_common::confine_store::publish(&repo.common_dir, &rec.name) {
+            rec.set_error(TOOL, &e);
+            out.emit(&rec);
+            continue;
+        }
         let head = rec
             .branch
             .as_ref()

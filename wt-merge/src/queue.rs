@@ -57,6 +57,8 @@ impl Queue<'_> {
             .clone()
             .ok_or_else(|| Error::failed("no-branch", format!("'{}' has no branch to merge", rec.name)))?;
         let dir = self.repo.git_dir();
+        // A confined run's commits reach its branch when published: before reading it.
+        wt_common::confine_store::publish(&self.repo.common_dir, &rec.name)?;
         let head = git::run(dir, ["rev-parse", "--verify", "-q", &format!("refs/heads/{branch}")])
             .map_err(|_| Error::failed("no-such-branch", format!("branch {branch} no longer exists")))?;
         for _ in 0..RETRIES {

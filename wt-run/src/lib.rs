@@ -176,24 +176,27 @@ fn spawn_pane(
     // A confined pane gets a socket of its own, the only one left reachable when its
     // confinement hides the supervisor's.
     let own_socket = pane::socket::pane_socket_path(socket, &name);
-    let policy = ctx.args.confine.as_ref().map(|mode| {
-        let status_file = std::env::temp_dir().join(format!("wt-run-confine-{}.json", unique_stem()));
-        let ports = leased_ports(rec, ctx.ledger);
-        let mut p = confine::policy_for(
-            ctx.repo,
-            ctx.ledger,
-            rec,
-            ports,
-            &ctx.args.allow_write,
-            mode == "best-effort",
-            status_file,
-        );
-        p.hide.extend(socket.parent().map(Path::to_path_buf));
-        p.keep.push(own_socket.clone());
-        env.extend(confined_env(&p));
-        argv = confine::wrap(&p, &argv);
-        p
-    });
+    let policy = match &ctx.args.confine {
+        Some(mode) => {
+            let status_file = std::env::temp_dir().join(format!("wt-run-confine-{}.json", unique_stem()));
+            let ports = leased_ports(rec, ctx.ledger);
+            let mut p = confine::policy_for(
+                ctx.repo,
+                ctx.ledger,
+                rec,
+                ports,
+                &ctx.args.allow_write,
+                mode == "best-effort",
+                status_file,
+            )?;
+            p.hide.extend(socket.parent().map(Path::to_path_buf));
+            p.keep.push(own_socket.clone());
+            env.extend(confined_env(&p));
+            argv = confine::wrap(&p, &argv);
+            Some(p)
+        }
+        None => None,
+    };
     let env: Map<String, Value> = env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     let params = json!({
         "name": name, "cmd": argv, "cwd": rec.path, "env": env, "backend": ctx.backend,
@@ -211,9 +214,10 @@ fn spawn_pane(
         if let Some(e) = confine_error(&report) {
             return Err(e);
         }
-        info["confined"] = confined_json(ctx.args, policy, &report);
-        info["confined"]["socket"] = json!(own_socket);
-        info["confined"]["read_panes"] = json!(ctx.args.confine_read_panes);
+        let mut confined = confined_record(ctx.args, policy, &report);
+        confined.socket = Some(own_socket);
+        confined.read_panes = Some(ctx.args.confine_read_panes);
+        info["confined"] = serde_json::to_value(confined).expect("the record serializes");
     }
     Ok(json!({"cmd": command_line(ctx.args), "pane": info}))
 }
@@ -278,18 +282,28 @@ fn run_target(ctx: &Ctx, target: Target) -> Record {
     let mut run = Map::new();
     run.insert("cmd".into(), json!(argv));
     run.insert("log".into(), json!(log));
-    let policy = ctx.args.confine.as_ref().map(|mode| {
-        let ports = leased_ports(&rec, ctx.ledger);
-        confine::policy_for(
-            ctx.repo,
-            ctx.ledger,
-            &rec,
-            ports,
-            &ctx.args.allow_write,
-            mode == "best-effort",
-            status_file.clone(),
-        )
-    });
+    let policy = match &ctx.args.confine {
+        Some(mode) => {
+            let ports = leased_ports(&rec, ctx.ledger);
+            let made = confine::policy_for(
+                ctx.repo,
+                ctx.ledger,
+                &rec,
+                ports,
+                &ctx.args.allow_write,
+                mode == "best-effort",
+                status_file.clone(),
+            );
+            match made {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    rec.set_error(TOOL, &e);
+                    return rec;
+                }
+            }
+        }
+        None => None,
+    };
     let cmd = build_command(&rec, &argv, &env, policy.as_ref());
     let spec = Spec { name: &rec.name, log, timeout: ctx.args.timeout, grace: ctx.args.grace, echo: ctx.echo };
     let result = child::run(cmd, &spec, ctx.groups);
@@ -299,15 +313,16 @@ fn run_target(ctx: &Ctx, target: Target) -> Record {
         Err(e) => rec.set_error(TOOL, &e),
     }
     if let (Some(policy), Some(report)) = (&policy, &report) {
-        run.insert("confined".into(), confined_json(ctx.args, policy, report));
-        if let Some(e) = confine_error(report) {
+        let published = confine::publish(policy);
+        let moved = published.as_ref().ok().cloned().flatten();
+        let mut confined = confined_record(ctx.args, policy, report);
+        confined.published = moved;
+        run.insert("confined".into(), serde_json::to_value(confined).expect("the record serializes"));
+        if let Some(e) = confine_error(report).or(published.err()) {
             rec.set_error(TOOL, &e);
         }
     }
     let _ = std::fs::remove_file(&status_file);
-    if let Some(tmp) = policy.as_ref().and_then(|p| p.private_tmp.as_ref()) {
-        let _ = std::fs::remove_dir_all(tmp);
-    }
     rec.set_key("run", Value::Object(run));
     rec
 }
@@ -360,7 +375,7 @@ fn build_command(rec: &Record, argv: &[String], env: &[(String, String)], policy
 /// root that a confined command may not touch.
 fn confined_env(policy: &confine::Policy) -> Vec<(String, String)> {
     let mut env = Vec::new();
-    if let Some(tmp) = &policy.private_tmp {
+    if let Some(tmp) = policy.system_tmp.as_ref().or(policy.private_tmp.as_ref()) {
         for k in ["TMPDIR", "TMP", "TEMP"] {
             env.push((k.to_string(), tmp.display().to_string()));
         }
@@ -435,17 +450,9 @@ fn read_report(file: &std::path::Path) -> confine::Report {
     std::fs::read(file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
 }
 
-fn confined_json(args: &Args, policy: &confine::Policy, report: &confine::Report) -> Value {
-    json!({
-        "mode": args.confine,
-        "enforced": report.enforced,
-        "write": policy.write,
-        "hidden": report.hidden,
-        "ports": match (policy.ports.first(), policy.ports.last()) {
-            (Some(a), Some(b)) => json!([a, b]),
-            _ => Value::Null,
-        },
-    })
+/// `run.confined`: what the sandbox enforced on this run.
+fn confined_record(args: &Args, policy: &confine::Policy, report: &confine::Report) -> confine::record::Confined {
+    confine::record::Confined::new(args.confine.as_deref().unwrap_or("strict"), policy, report)
 }
 
 fn confine_error(report: &confine::Report) -> Option<Error> {

@@ -111,8 +111,16 @@ impl Pane {
             let _ = done_tx.send(());
         });
         let (state, name) = (Arc::clone(&pane.state), pane.spec.name.clone());
+        let confined = crate::confine::policy_of(&pane.spec.cmd);
         std::thread::spawn(move || {
             let exit = reap(child, &state, &done_rx);
+            // A confined agent's commits reach its branch when it exits (or when a tool that
+            // reads branches publishes them first).
+            if let Some(policy) = &confined {
+                if let Err(e) = crate::confine::publish(policy) {
+                    tracing::warn!("{name}: {e}");
+                }
+            }
             events.publish(json!({"event": "exited", "pane": name, "exit": exit_json(&exit)}));
         });
         Ok(pane)

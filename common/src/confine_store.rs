@@ -1,0 +1,355 @@
+//! The private git store of a confined worktree, and publishing what a confined run committed.
+//!
+//! A confined command must be able to commit on its own branch, yet never move another ref,
+//! remove or overwrite an object of the shared store, or change config and hooks. Landlock
+//! cannot carve that out of a writable `.git`, so a confined run gets a store of its own, kept
+//! in `<common dir>/wt/confine/<name>/` and mounted (in its mount namespace only) over the
+//! shared one:
+//!
+//! - `objects/` over `<common>/objects`: new objects land here. Its `info/alternates` names
+//!   `real-objects/`, where the namespace binds the shared store read-only (the shared path
+//!   itself is shadowed there), and the shared store's own path, which is what it resolves to
+//!   outside the namespace (git skips an alternate that is the store itself).
+//! - `refs/` over `<common>/refs/heads/<dir of the branch>`: a copy of that directory's loose
+//!   refs taken at the start; the run may move any of them, but only its own branch is ever
+//!   published. `logs/` likewise over the reflogs.
+//! - `tmp/`: the mount point of the run's private tmpfs (TMPDIR).
+//! - `meta.json`: the branch and the commit it pointed at when the run started (`base`).
+//!
+//! **Publishing** moves the work into the shared repository only after checking it: every
+//! object the private store holds goes through `git index-pack --strict` in the shared
+//! repository, which names each object by the hash of its content (a planted file whose
+//! content is not its name cannot enter the shared store under that name) and fscks it; then
+//! the branch moves with a compare-and-swap from `base` (a branch someone else moved meanwhile
+//! is never overwritten: that is an error that names both commits). The private store is never
+//! an alternate of the shared one. With nothing new (no objects, the branch where it started)
+//! publishing reads two small files and one directory, and starts no git.
+//!
+//! Refs other than branches (`refs/stash`, tags, notes, remotes) stay read-only: `git stash`
+//! fails inside a confined run rather than keeping work that would never be published.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::git;
+use crate::lock::FileLock;
+
+/// The store of worktree `name`: `<common>/wt/confine/<name>`.
+pub fn store_dir(common: &Path, name: &str) -> PathBuf {
+    common.join("wt").join("confine").join(name)
+}
+
+/// What a run needs to mount its private store.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub dir: PathBuf,
+    /// (private dir, where it is mounted in the namespace, writable)
+    pub binds: Vec<(PathBuf, PathBuf, bool)>,
+    /// The mount point of the private tmpfs.
+    pub tmp: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Meta {
+    /// `wt/agent-1`; absent for a detached worktree (only objects are published).
+    branch: Option<String>,
+    /// The commit the branch pointed at when the private copy was taken.
+    base: Option<String>,
+}
+
+/// What publishing did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// Nothing new since the last publish (or no store).
+    Unchanged,
+    /// Objects were imported; `moved` is `(branch, from, to)` when the branch moved.
+    Done { objects: usize, moved: Option<(String, String, String)> },
+}
+
+/// Sets up the store of worktree `name` on `branch` for a confined run: publishes what an
+/// earlier run left, then copies the branch (and its directory's other loose refs) into it.
+pub fn prepare(common: &Path, name: &str, branch: Option<&str>) -> Result<Prepared, Error> {
+    crate::name::validate(name)?;
+    // The branch names directories to mount over: each of its components a valid ref name.
+    if let Some(b) = branch.filter(|b| b.split('/').any(|c| crate::name::validate(c).is_err())) {
+        return Err(Error::failed("bad-name", format!("'{b}' is not a branch name wt can confine")));
+    }
+    let dir = store_dir(common, name);
+    for sub in ["objects/pack", "objects/info", "real-objects", "refs", "logs", "tmp"] {
+        mkdir(&dir.join(sub))?;
+    }
+    let _lock = lock(&dir)?;
+    publish_locked(common, &dir)?;
+    let alternates = format!("{}\n{}\n", dir.join("real-objects").display(), common.join("objects").display());
+    write(&dir.join("objects/info/alternates"), &alternates)?;
+    let mut binds = vec![
+        (dir.join("objects"), common.join("objects"), true),
+        (common.join("objects"), dir.join("real-objects"), false),
+    ];
+    let mut meta = Meta::default();
+    if let Some(branch) = branch {
+        let parent = Path::new(branch).parent().unwrap_or(Path::new(""));
+        let (refs_dst, logs_dst) =
+            (common.join("refs/heads").join(parent), common.join("logs/refs/heads").join(parent));
+        mkdir(&logs_dst)?;
+        mkdir(&refs_dst)?;
+        reset_dir(&dir.join("refs"))?;
+        reset_dir(&dir.join("logs"))?;
+        copy_loose_refs(&refs_dst, &dir.join("refs"))?;
+        let leaf = Path::new(branch).file_name().unwrap_or_default();
+        let base = resolve(common, branch)?;
+        write(&dir.join("refs").join(leaf), &format!("{base}\n"))?;
+        let _ = std::fs::copy(logs_dst.join(leaf), dir.join("logs").join(leaf));
+        binds.push((dir.join("refs"), refs_dst, true));
+        binds.push((dir.join("logs"), logs_dst, true));
+        meta = Meta { branch: Some(branch.to_string()), base: Some(base) };
+    }
+    write(&dir.join("meta.json"), &serde_json::to_string(&meta).expect("meta serializes"))?;
+    Ok(Prepared { tmp: dir.join("tmp"), dir, binds })
+}
+
+/// Publishes what the confined runs of worktree `name` made: see the module's documentation.
+/// Without a store (the worktree never ran confined), nothing happens.
+pub fn publish(common: &Path, name: &str) -> Result<Published, Error> {
+    if crate::name::validate(name).is_err() {
+        return Ok(Published::Unchanged);
+    }
+    let dir = store_dir(common, name);
+    if !dir.join("meta.json").is_file() {
+        return Ok(Published::Unchanged);
+    }
+    let _lock = lock(&dir)?;
+    publish_locked(common, &dir)
+}
+
+/// Publishes every store of the repository (before reading branch heads); returns the
+/// failures, by worktree name.
+pub fn publish_all(common: &Path) -> Vec<(String, Error)> {
+    let mut failed = Vec::new();
+    for entry in std::fs::read_dir(common.join("wt").join("confine")).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Err(e) = publish(common, &name) {
+            failed.push((name, e));
+        }
+    }
+    failed
+}
+
+/// Removes the store of a worktree that is gone (after publishing what it holds).
+pub fn remove(common: &Path, name: &str) -> Result<(), Error> {
+    publish(common, name)?;
+    let dir = store_dir(common, name);
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(dir.display(), e)),
+        _ => Ok(()),
+    }
+}
+
+fn publish_locked(common: &Path, dir: &Path) -> Result<Published, Error> {
+    let Ok(text) = std::fs::read_to_string(dir.join("meta.json")) else { return Ok(Published::Unchanged) };
+    let meta: Meta = serde_json::from_str(&text).unwrap_or_default();
+    let (loose, packs) = private_objects(&dir.join("objects"))?;
+    let tip = match &meta.branch {
+        Some(branch) => Some(private_tip(dir, branch)?),
+        None => None,
+    };
+    let moved = tip.is_some() && tip != meta.base;
+    if loose.is_empty() && packs.is_empty() && !moved {
+        return Ok(Published::Unchanged);
+    }
+    let objects = import(common, dir, &loose, &packs)?;
+    let mut result = None;
+    if let (Some(branch), Some(tip), Some(base)) = (&meta.branch, &tip, &meta.base) {
+        if moved {
+            update_branch(common, branch, tip, base)?;
+            let meta = Meta { branch: Some(branch.clone()), base: Some(tip.clone()) };
+            write(&dir.join("meta.json"), &serde_json::to_string(&meta).expect("meta serializes"))?;
+            result = Some((branch.clone(), base.clone(), tip.clone()));
+        }
+    }
+    // Imported: the shared store has them now (the run still sees them through real-objects).
+    for file in
+        loose.iter().map(|(_, p)| p.clone()).chain(packs.iter().flat_map(|p| [p.clone(), p.with_extension("idx")]))
+    {
+        let _ = std::fs::remove_file(file);
+    }
+    Ok(Published::Done { objects, moved: result })
+}
+
+/// The private branch's commit: a loose ref file with a hash, nothing else (not a symbolic
+/// ref, not a link).
+fn private_tip(dir: &Path, branch: &str) -> Result<String, Error> {
+    let leaf = Path::new(branch).file_name().unwrap_or_default();
+    let path = dir.join("refs").join(leaf);
+    let bad = |why: &str| {
+        Error::failed("publish-failed", format!("the confined run's branch {branch} {why}; it was not published"))
+    };
+    let meta = std::fs::symlink_metadata(&path).map_err(|_| bad("was deleted"))?;
+    if !meta.is_file() || meta.len() > 200 {
+        return Err(bad("is not a plain ref file"));
+    }
+    let mut text = String::new();
+    std::fs::File::open(&path).and_then(|mut f| f.read_to_string(&mut text)).map_err(|_| bad("cannot be read"))?;
+    let hash = text.trim_end();
+    if !is_hash(hash) {
+        return Err(bad("is not a commit hash"));
+    }
+    Ok(hash.to_string())
+}
+
+fn is_hash(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// Loose objects (hash, file) and pack files of the private store. Names that are not
+/// object names are ignored (git ignores them too).
+#[allow(clippy::type_complexity)]
+fn private_objects(objects: &Path) -> Result<(Vec<(String, PathBuf)>, Vec<PathBuf>), Error> {
+    let (mut loose, mut packs) = (Vec::new(), Vec::new());
+    let entries = std::fs::read_dir(objects).map_err(|e| Error::io(objects.display(), e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.len() == 2 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            for obj in std::fs::read_dir(entry.path()).into_iter().flatten().flatten() {
+                let rest = obj.file_name().to_string_lossy().into_owned();
+                if is_hash(&format!("{name}{rest}")) {
+                    loose.push((format!("{name}{rest}"), obj.path()));
+                }
+            }
+        } else if name == "pack" {
+            for p in std::fs::read_dir(entry.path()).into_iter().flatten().flatten() {
+                if p.path().extension().is_some_and(|x| x == "pack") {
+                    packs.push(p.path());
+                }
+            }
+        }
+    }
+    Ok((loose, packs))
+}
+
+/// Moves the private objects into the shared store through `index-pack --strict`: loose ones
+/// packed by `pack-objects` (reading the private store), packs as they are. Returns how many
+/// loose objects and packs went in.
+fn import(common: &Path, dir: &Path, loose: &[(String, PathBuf)], packs: &[PathBuf]) -> Result<usize, Error> {
+    if !loose.is_empty() {
+        let mut pack = hardened(common);
+        pack.args(["pack-objects", "--stdout", "-q"])
+            .env("GIT_OBJECT_DIRECTORY", dir.join("objects"))
+            .env("GIT_ALTERNATE_OBJECT_DIRECTORIES", common.join("objects"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = pack.spawn().map_err(|e| Error::env("git-missing", format!("cannot run git: {e}")))?;
+        let list: String = loose.iter().map(|(h, _)| format!("{h}\n")).collect();
+        let mut stdin = child.stdin.take().expect("piped");
+        let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, list.as_bytes()));
+        let stdout = child.stdout.take().expect("piped");
+        let indexed = index_pack(common, Stdio::from(stdout));
+        let _ = writer.join();
+        let out = child.wait_with_output().map_err(|e| Error::io("git pack-objects", e))?;
+        if !out.status.success() {
+            let msg = String::from_utf8_lossy(&out.stderr);
+            return Err(Error::failed(
+                "publish-failed",
+                format!("the confined run's objects cannot be read: {}", msg.trim()),
+            ));
+        }
+        indexed?;
+    }
+    for pack in packs {
+        let file = std::fs::File::open(pack).map_err(|e| Error::io(pack.display(), e))?;
+        index_pack(common, Stdio::from(file))?;
+    }
+    Ok(loose.len() + packs.len())
+}
+
+/// `git index-pack --stdin --strict` in the shared repository.
+fn index_pack(common: &Path, input: Stdio) -> Result<(), Error> {
+    let mut cmd = hardened(common);
+    cmd.args(["index-pack", "--stdin", "--strict"]).stdin(input).stdout(Stdio::null()).stderr(Stdio::piped());
+    let out = cmd.spawn().and_then(|c| c.wait_with_output()).map_err(|e| Error::io("git index-pack", e))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let msg = String::from_utf8_lossy(&out.stderr);
+    let line = msg.lines().find(|l| l.starts_with("fatal:") || l.starts_with("error:")).unwrap_or(msg.trim());
+    Err(Error::failed("publish-failed", format!("the confined run's objects were refused by git fsck: {line}")))
+}
+
+/// Moves `branch` from `base` to `tip`, only if it is still at `base`.
+fn update_branch(common: &Path, branch: &str, tip: &str, base: &str) -> Result<(), Error> {
+    let refname = format!("refs/heads/{branch}");
+    let mut cmd = hardened(common);
+    cmd.args(["update-ref", "-m", "wt-run: publish confined run", &refname, tip, base]);
+    let out = git::raw_output(&mut cmd)?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let now = resolve(common, branch).unwrap_or_else(|_| "(deleted)".into());
+    if now == tip {
+        return Ok(()); // someone published it by hand
+    }
+    if now != base {
+        return Err(Error::failed(
+            "branch-moved",
+            format!(
+                "{branch} moved outside the confined run (from {base} to {now}); its commit {tip} was not published over it: merge or reset it by hand (`git branch -f {branch} {tip}`)"
+            ),
+        ));
+    }
+    Err(Error::failed("publish-failed", git::failure_message(&cmd, &out)))
+}
+
+/// git in the shared repository, with nothing a worktree could have planted in effect.
+fn hardened(common: &Path) -> std::process::Command {
+    let mut cmd = git::command(common);
+    cmd.env("GIT_DIR", common).args(["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null"]);
+    cmd
+}
+
+fn resolve(common: &Path, branch: &str) -> Result<String, Error> {
+    let mut cmd = hardened(common);
+    cmd.args(["rev-parse", "--verify", "-q", &format!("refs/heads/{branch}^{{commit}}")]);
+    let out = git::output(&mut cmd)
+        .map_err(|_| Error::failed("no-such-branch", format!("branch {branch} does not exist")))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Copies the loose ref files (recursively) of `from` into `to`.
+fn copy_loose_refs(from: &Path, to: &Path) -> Result<(), Error> {
+    for entry in std::fs::read_dir(from).into_iter().flatten().flatten() {
+        let Ok(kind) = entry.file_type() else { continue };
+        let dst = to.join(entry.file_name());
+        if kind.is_dir() {
+            mkdir(&dst)?;
+            copy_loose_refs(&entry.path(), &dst)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &dst).map_err(|e| Error::io(dst.display(), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Empties `dir` in place: a run that has it mounted keeps seeing the same directory.
+fn reset_dir(dir: &Path) -> Result<(), Error> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir.display(), e))?.flatten() {
+        let _ = crate::fsutil::remove_any(&entry.path());
+    }
+    Ok(())
+}
+
+fn mkdir(dir: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), Error> {
+    crate::fsutil::write_atomic(path, text.as_bytes()).map_err(|e| Error::io(path.display(), e))
+}
+
+fn lock(dir: &Path) -> Result<FileLock, Error> {
+    FileLock::acquire(&dir.join("lock"), crate::lock::default_timeout())
+}

@@ -1,0 +1,296 @@
+//! `--confine`: a command that may read anywhere but change only its worktree, commit only on
+//! its own branch (through a private git store, published after checking), bind only its
+//! leased TCP ports, and signal or reach (abstract unix sockets) nothing outside its run.
+//!
+//! The sandbox is set up by a small single-threaded helper between fork and exec: wt-run runs
+//! itself again as `wt-run __confine-exec POLICY -- CMD…`, which, in this order,
+//! 1. enters a mount namespace and lays out the file system (`namespace`): `/` read-only,
+//!    the write list writable, the private git store, private `/tmp`, `/dev/shm`, `/dev/pts`;
+//! 2. applies Landlock (`rules`): write only in the write list, bind only leased ports, scopes;
+//! 3. drops every capability (`caps`);
+//! 4. reports what was enforced (`Report`) and execs the command, whose pid it keeps.
+//!
+//! # For other parts of wt: hiding paths and binding files
+//!
+//! `Policy::hide` lists directories to cover with an empty read-only tmpfs inside the
+//! sandbox (the supervisor's socket directory, a tmux server's directory). `Policy::binds`
+//! puts a file or directory at a path (`Bind { src, dst, writable }`); a `dst` inside a hidden
+//! directory is created there, so `hide: [sockdir]` + `binds: [{src: pane.sock, dst:
+//! sockdir/wt.sock}]` leaves exactly one socket visible. Binds are attached in order, after
+//! the hides; every source is resolved before any mount changes, so a bind can name a path
+//! that another bind covers.
+
+pub mod caps;
+pub mod namespace;
+pub mod record;
+pub mod rules;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use wt_common::ledger::Ledger;
+use wt_common::repo::Repo;
+use wt_common::{Error, Record};
+
+/// The helper's first argument.
+pub const HELPER: &str = "__confine-exec";
+
+/// What one confined run may write, bind and see.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Policy {
+    /// Writable (Landlock), and writable mounts in the namespace unless a bind serves them.
+    pub write: Vec<PathBuf>,
+    pub ports: Vec<u16>,
+    pub best_effort: bool,
+    /// The run's private tmpfs (TMPDIR).
+    pub private_tmp: Option<PathBuf>,
+    /// The system temp dir, when it gets a private tmpfs too (it holds nothing of the repository).
+    pub system_tmp: Option<PathBuf>,
+    /// Mounted one path at another, in order (the private git store; a socket file).
+    #[serde(default)]
+    pub binds: Vec<Bind>,
+    /// Directories covered by an empty read-only tmpfs, besides every place a pane supervisor
+    /// or tmux server may listen (which the helper always hides, see `hide`).
+    #[serde(default)]
+    pub hide: Vec<PathBuf>,
+    /// Files inside hidden directories that stay reachable (a confined pane's own socket):
+    /// bound back in at their paths, when they exist.
+    #[serde(default)]
+    pub keep: Vec<PathBuf>,
+    /// Files bound read-only over themselves inside a writable tree.
+    #[serde(default)]
+    pub read_only: Vec<PathBuf>,
+    /// The worktree whose private git store is mounted, if any: `(common dir, name)`.
+    #[serde(default)]
+    pub store: Option<(PathBuf, String)>,
+    /// Where the helper reports what was enforced (opened before the rules apply).
+    pub status_file: PathBuf,
+}
+
+/// `src` mounted at `dst` inside the sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Bind {
+    pub src: PathBuf,
+    pub dst: PathBuf,
+    pub writable: bool,
+}
+
+/// What the helper reports.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Report {
+    /// `full`, `partial` or `none`.
+    #[serde(default)]
+    pub enforced: String,
+    /// The Landlock ABI of the kernel (0: none).
+    #[serde(default)]
+    pub landlock_abi: u32,
+    /// Features the kernel could not give (best effort only; strict mode refuses instead).
+    #[serde(default)]
+    pub missing: Vec<String>,
+    /// Why the sandbox could not be set up (strict mode), or the command not started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `not-found` etc. when exec failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_error: Option<String>,
+    /// The directories hidden from the command.
+    #[serde(default)]
+    pub hidden: Vec<PathBuf>,
+}
+
+/// The policy for a worktree: its directory, its git admin dir (its `gitdir`, `commondir`,
+/// `config.worktree` and `.git` file bound read-only), the private git store, a private temp
+/// dir, the terminal devices, `--allow-write` paths.
+///
+/// The system temp dir gets a private tmpfs unless it holds the repository, a worktree or an
+/// `--allow-write` path (worktrees in /tmp): then it stays read-only and TMPDIR names the
+/// run's own tmpfs.
+pub fn policy_for(
+    repo: &Repo,
+    ledger: &Ledger,
+    rec: &Record,
+    ports: Vec<u16>,
+    allow: &[PathBuf],
+    best_effort: bool,
+    status_file: PathBuf,
+) -> Result<Policy, Error> {
+    let path = rec.path.clone().unwrap_or_default();
+    let common = &repo.common_dir;
+    // Git's registration, never the worktree's own files, says where its admin dir is.
+    let registered = wt_common::worktree_check::verify(repo, &path).ok();
+    // The branch the run may move: the one the ledger gave the worktree, else the one git has
+    // registered for it; never the record's, which anyone upstream could have written.
+    let entry = ledger.worktrees.get(&rec.name).filter(|e| e.path == path);
+    let branch = entry.and_then(|e| e.branch.clone()).or_else(|| registered.as_ref().and_then(|r| r.branch.clone()));
+    let store = wt_common::confine_store::prepare(common, &rec.name, branch.as_deref())?;
+    let mut policy = Policy {
+        ports,
+        best_effort,
+        status_file,
+        private_tmp: Some(store.tmp.clone()),
+        store: Some((common.clone(), rec.name.clone())),
+        ..Policy::default()
+    };
+    policy.write.push(path.clone());
+    if let Some(admin) = registered.map(|r| r.admin_dir).filter(|a| a != common) {
+        for file in ["gitdir", "commondir", "config.worktree"] {
+            policy.read_only.push(admin.join(file));
+        }
+        policy.write.push(admin);
+    }
+    policy.read_only.push(path.join(".git"));
+    for (src, dst, writable) in store.binds {
+        if writable {
+            policy.write.push(dst.clone());
+        }
+        policy.binds.push(Bind { src, dst, writable });
+    }
+    policy.write.push(store.tmp);
+    policy.write.extend(allow.iter().cloned());
+    let system_tmp = std::env::temp_dir().canonicalize().unwrap_or_else(|_| std::env::temp_dir());
+    let exposed = std::iter::once(repo.root().to_path_buf())
+        .chain(ledger.worktrees.values().map(|e| e.path.clone()))
+        .chain(std::iter::once(path))
+        .chain(allow.iter().cloned())
+        .any(|p| p.starts_with(&system_tmp));
+    if !exposed {
+        policy.write.push(system_tmp.clone());
+        policy.system_tmp = Some(system_tmp);
+    }
+    for dev in ["/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/pts", "/dev/shm", "/dev/ptmx"] {
+        policy.write.push(PathBuf::from(dev));
+    }
+    policy.write.retain(|p| p.exists());
+    policy.read_only.retain(|p| p.exists());
+    policy.write.dedup();
+    Ok(policy)
+}
+
+/// The ports wt-env leased to the worktree (`env.block`).
+pub fn leased_ports(rec: &Record) -> Vec<u16> {
+    let block = rec.key("env").and_then(|e| e.get("block"));
+    let get =
+        |k: &str| block.and_then(|b| b.get(k)).and_then(serde_json::Value::as_u64).and_then(|n| u16::try_from(n).ok());
+    match (get("start"), get("end")) {
+        (Some(s), Some(e)) if s <= e => (s..=e).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The helper's command line: `<wt-run> __confine-exec <policy> -- argv…`.
+pub fn wrap(policy: &Policy, argv: &[String]) -> Vec<String> {
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "wt-run".into());
+    let mut out = vec![exe, HELPER.into(), serde_json::to_string(policy).expect("policy serializes"), "--".into()];
+    out.extend(argv.iter().cloned());
+    out
+}
+
+/// The policy of a helper command line made by `wrap`, if it is one.
+pub fn policy_of(argv: &[String]) -> Option<Policy> {
+    match argv {
+        [_, helper, policy, ..] if helper == HELPER => serde_json::from_str(policy).ok(),
+        _ => None,
+    }
+}
+
+/// After a confined command ended: publishes what it committed. `None` when nothing moved.
+pub fn publish(policy: &Policy) -> Result<Option<serde_json::Value>, Error> {
+    let Some((common, name)) = &policy.store else { return Ok(None) };
+    Ok(match wt_common::confine_store::publish(common, name)? {
+        wt_common::confine_store::Published::Done { moved: Some((branch, from, to)), .. } => {
+            Some(serde_json::json!({"branch": branch, "from": from, "to": to}))
+        }
+        _ => None,
+    })
+}
+
+/// The helper: confines itself, reports, and becomes the command. Never returns.
+pub fn helper_main(args: &[String]) -> ! {
+    let (Some(policy), Some(sep)) = (args.get(2), args.get(3)) else {
+        helper_fail("usage: __confine-exec POLICY -- CMD")
+    };
+    let Ok(policy) = serde_json::from_str::<Policy>(policy) else { helper_fail("unreadable policy") };
+    let argv = &args[4..];
+    if sep != "--" || argv.is_empty() {
+        helper_fail("usage: __confine-exec POLICY -- CMD");
+    }
+    let mut status = std::fs::File::create(&policy.status_file).ok();
+    let mut report = Report::default();
+    if let Err(e) = confine(&policy, &mut report) {
+        report.error = Some(e);
+        write_report(&mut status, &report);
+        std::process::exit(126);
+    }
+    write_report(&mut status, &report);
+    // The status file is close-on-exec: it stays open only if exec fails, to say why. The
+    // command is not told of a tmux server it cannot reach.
+    let mut command = std::process::Command::new(&argv[0]);
+    command.args(&argv[1..]).env_remove("TMUX").env_remove("TMUX_PANE");
+    let err = std::os::unix::process::CommandExt::exec(&mut command);
+    let (code, kind) = match err.kind() {
+        std::io::ErrorKind::NotFound => (127, "not-found"),
+        std::io::ErrorKind::PermissionDenied => (126, "not-executable"),
+        _ => (126, "spawn-failed"),
+    };
+    report.exec_error = Some(kind.into());
+    report.error = Some(format!("{}: {err}", argv[0]));
+    write_report(&mut status, &report);
+    std::process::exit(code);
+}
+
+/// The three layers, in order. Strict mode refuses (before changing anything) when the kernel
+/// lacks a feature; best effort skips what is missing and lists it.
+fn confine(policy: &Policy, report: &mut Report) -> Result<(), String> {
+    report.landlock_abi = rules::kernel_abi();
+    let mut missing: Vec<String> = rules::missing(report.landlock_abi, policy).into_iter().map(String::from).collect();
+    if !missing.is_empty() && !policy.best_effort {
+        return Err(refusal(&missing));
+    }
+    let hide = crate::hide::dirs(&policy.hide);
+    match namespace::enter(policy, &hide) {
+        Ok(()) => report.hidden = hide,
+        Err(e) if !policy.best_effort => {
+            return Err(format!(
+                "--confine cannot set up its mount namespace ({e}); use --confine=best-effort to run without it"
+            ))
+        }
+        Err(_) => missing.push("mount-namespace".into()),
+    }
+    let status = rules::restrict(policy)?;
+    if let Err(e) = caps::drop_all() {
+        if !policy.best_effort {
+            return Err(e);
+        }
+        missing.push("capability-drop".into());
+    }
+    report.enforced = match status {
+        landlock::RulesetStatus::FullyEnforced if missing.is_empty() => "full",
+        landlock::RulesetStatus::NotEnforced if missing.contains(&"mount-namespace".to_string()) => "none",
+        _ => "partial",
+    }
+    .into();
+    report.missing = missing;
+    Ok(())
+}
+
+fn refusal(missing: &[String]) -> String {
+    format!(
+        "this kernel cannot enforce --confine fully (missing: {}); it needs Linux 6.12+ with Landlock enabled (ABI 6), or use --confine=best-effort",
+        missing.join(", ")
+    )
+}
+
+fn helper_fail(why: &str) -> ! {
+    eprintln!("wt-run {HELPER}: {why}");
+    std::process::exit(126);
+}
+
+fn write_report(file: &mut Option<std::fs::File>, report: &Report) {
+    use std::io::Seek;
+    if let Some(f) = file {
+        let _ = f.set_len(0).and_then(|_| f.rewind());
+        let _ = f.write_all(serde_json::to_string(report).expect("report serializes").as_bytes());
+        let _ = f.flush();
+    }
+}
