@@ -257,7 +257,7 @@ fn confine(policy: &Policy, report: &mut Report) -> Result<(), String> {
         }
         Err(_) => missing.push("mount-namespace".into()),
     }
-    let status = rules::restrict(policy)?;
+    let status = rules::restrict(policy, report.landlock_abi)?;
     if let Err(e) = caps::drop_all() {
         if !policy.best_effort {
             return Err(e);

@@ -1,0 +1,389 @@
+//! `--confine` against an agent that tries to get out: each test runs the escape from a
+//! confined command (batch, and in a pane for the important ones) and asserts that the harm
+//! did not happen; the positive cases show that a confined agent can still do its work.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use wt_tests::{s, Run, TestRepo};
+
+/// A repository with worktrees `names`, each on `wt/<name>`.
+fn repo_with(names: &[&str]) -> TestRepo {
+    let t = TestRepo::new();
+    for name in names {
+        t.run("wt-create", &[name], "").expect_code(0);
+    }
+    t
+}
+
+/// Runs `script` with `sh -c` confined in worktree `name`; returns the run and its record.
+fn confined(t: &TestRepo, name: &str, script: &str) -> (Run, Value) {
+    let run = t.run("wt-run", &["-w", name, "--confine", "--json", "--", "sh", "-c", script], "");
+    let rec = run.records().first().cloned().unwrap_or_else(|| panic!("no record\n{run}"));
+    (run, rec)
+}
+
+fn tail(rec: &Value) -> Vec<String> {
+    rec["run"]["tail"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect()
+}
+
+/// The lines of the run's output that are one of the markers the scripts print.
+fn said(rec: &Value, marker: &str) -> bool {
+    tail(rec).iter().any(|l| l == marker)
+}
+
+fn fsck_clean(t: &TestRepo) {
+    let out = Command::new("git").current_dir(&t.repo).args(["fsck", "--strict", "--no-dangling"]).output().unwrap();
+    assert!(out.status.success(), "git fsck: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn common(t: &TestRepo) -> PathBuf {
+    t.repo.join(".git")
+}
+
+#[test]
+fn a_confined_agent_edits_builds_tests_and_commits_on_its_branch() {
+    let t = repo_with(&["agent-1"]);
+    let before = t.git(["rev-parse", "wt/agent-1"]);
+    let script = "printf 'int main(){return 0;}' > main.c && cp main.c build.out && echo built; \
+        sh -c 'test -f build.out' && echo tests-pass; \
+        git add main.c && git commit -q -m one && echo c1; \
+        echo more >> main.c && git commit -q -am two && echo c2; \
+        echo staged > staged.txt && git add staged.txt && echo staged-ok";
+    let (run, rec) = confined(&t, "agent-1", script);
+    run.expect_code(0);
+    for marker in ["built", "tests-pass", "c1", "c2", "staged-ok"] {
+        assert!(said(&rec, marker), "{marker}: {rec}");
+    }
+    let after = t.git(["rev-parse", "wt/agent-1"]);
+    assert_eq!(rec["run"]["confined"]["published"]["from"], before.as_str(), "{rec}");
+    assert_eq!(rec["run"]["confined"]["published"]["to"], after.as_str());
+    assert_eq!(t.git(["log", "--format=%s", "-2", "wt/agent-1"]), "two\none", "both commits on the real branch");
+    fsck_clean(&t);
+    // The staged blob, only in the index, reached the shared store too.
+    let wt = t.wt_root().join("agent-1");
+    assert_eq!(t.git_in(&wt, ["diff", "--cached", "--name-only"]), "staged.txt");
+    assert_eq!(t.git_in(&wt, ["show", ":staged.txt"]), "staged");
+    // Nothing left to publish: the next run says so, and the private store holds no objects.
+    let (_, again) = confined(&t, "agent-1", "true");
+    assert!(again["run"]["confined"].get("published").is_none(), "{again}");
+    let objects = common(&t).join("wt/confine/agent-1/objects");
+    let leftover: Vec<_> = std::fs::read_dir(&objects)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().len() == 2)
+        .flat_map(|e| std::fs::read_dir(e.path()).unwrap().flatten())
+        .collect();
+    assert!(leftover.is_empty(), "published objects are removed from the private store");
+}
+
+#[test]
+fn other_branches_and_main_cannot_be_moved() {
+    let t = repo_with(&["agent-1", "agent-2"]);
+    t.git(["pack-refs", "--all", "--no-prune"]);
+    let (main, other) = (t.git(["rev-parse", "main"]), t.git(["rev-parse", "wt/agent-2"]));
+    let c = common(&t);
+    let script = format!(
+        "git commit -q --allow-empty -m mine; \
+         git update-ref refs/heads/main HEAD 2>/dev/null && echo main-moved; \
+         git branch -f main HEAD 2>/dev/null && echo main-forced; \
+         git push -q . HEAD:main 2>/dev/null && echo main-pushed; \
+         echo $(git rev-parse HEAD) > '{c}/refs/heads/main' 2>/dev/null && echo main-written; \
+         git update-ref refs/heads/wt/agent-2 HEAD; git branch -D wt/agent-2 2>/dev/null; \
+         rm '{c}/packed-refs' 2>/dev/null && echo packed-removed; \
+         git tag planted 2>/dev/null && echo tag-made; \
+         echo x >> README && git stash -q 2>/dev/null && echo stashed; true",
+        c = c.display()
+    );
+    let (run, rec) = confined(&t, "agent-1", &script);
+    run.expect_code(0);
+    for harm in ["main-moved", "main-forced", "main-pushed", "main-written", "packed-removed", "tag-made", "stashed"] {
+        assert!(!said(&rec, harm), "{harm}: {rec}");
+    }
+    assert_eq!(t.git(["rev-parse", "main"]), main, "main unchanged");
+    assert_eq!(t.git(["rev-parse", "wt/agent-2"]), other, "the other agent's branch unchanged");
+    assert!(t.git(["tag"]).is_empty());
+    assert!(c.join("packed-refs").is_file());
+    assert_eq!(t.git(["log", "-1", "--format=%s", "wt/agent-1"]), "mine", "its own branch moved");
+    fsck_clean(&t);
+}
+
+#[test]
+fn the_shared_object_store_cannot_be_damaged() {
+    let t = repo_with(&["agent-1", "agent-2"]);
+    let c = common(&t);
+    let head = t.git(["rev-parse", "HEAD"]);
+    let loose = c.join("objects").join(&head[..2]).join(&head[2..]);
+    // An object the agent plants under the name of content someone else will write later.
+    let future = "some content another writer will add\n";
+    let future_id = {
+        let mut cmd = Command::new("git");
+        cmd.current_dir(&t.repo).args(["hash-object", "--stdin"]);
+        let out = t
+            .isolate(&mut cmd)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        let mut out = out;
+        out.stdin.take().unwrap().write_all(future.as_bytes()).unwrap();
+        String::from_utf8(out.wait_with_output().unwrap().stdout).unwrap().trim().to_string()
+    };
+    let loose_bytes = std::fs::read(&loose).unwrap();
+    // Inside, the shared store is shadowed by the private one and also reachable read-only
+    // under the private store's real-objects: both paths are attacked.
+    let real = c.join("wt/confine/agent-1/real-objects").join(&head[..2]).join(&head[2..]);
+    let script = format!(
+        "rm -rf '{c}/objects/{h2}'; rm -f '{real}' 2>/dev/null && echo deleted; \
+         chmod u+w '{loose}' '{real}' 2>/dev/null; echo garbage > '{real}' 2>/dev/null && echo overwritten; \
+         echo garbage > '{loose}' 2>/dev/null; \
+         git prune 2>/dev/null; git gc -q --prune=now 2>/dev/null; \
+         blob=$(echo wrong content | git hash-object -w --stdin); \
+         mkdir -p .git-planted; d=$(git rev-parse --git-common-dir)/objects/{f2}; mkdir -p $d; \
+         cp $(git rev-parse --git-common-dir)/objects/$(echo $blob | cut -c1-2)/$(echo $blob | cut -c3-) $d/{f38} && echo planted; \
+         find '{c}/objects' -type f -delete 2>/dev/null; true",
+        c = c.display(),
+        h2 = &head[..2],
+        loose = loose.display(),
+        real = real.display(),
+        f2 = &future_id[..2],
+        f38 = &future_id[2..],
+    );
+    let (_, rec) = confined(&t, "agent-1", &script);
+    assert!(!said(&rec, "deleted") && !said(&rec, "overwritten"), "{rec}");
+    assert!(said(&rec, "planted"), "the plant went into the private store: {rec}");
+    assert_eq!(t.git(["rev-parse", "HEAD"]), head);
+    assert_eq!(std::fs::read(&loose).unwrap(), loose_bytes, "the shared object is untouched");
+    fsck_clean(&t);
+    for name in ["agent-1", "agent-2"] {
+        t.git_in(&t.wt_root().join(name), ["status", "--short"]);
+    }
+    // The planted name never entered the shared store with the wrong content.
+    let mut cmd = Command::new("git");
+    cmd.current_dir(&t.repo).args(["cat-file", "-e", &future_id]);
+    assert!(!t.isolate(&mut cmd).status().unwrap().success(), "planted object {future_id} is not in the shared store");
+}
+
+#[test]
+fn git_config_hooks_and_admin_files_cannot_be_changed() {
+    let t = repo_with(&["agent-1"]);
+    let c = common(&t);
+    let wt = t.wt_root().join("agent-1");
+    let admin = c.join("worktrees/agent-1");
+    let watched = [c.join("config"), admin.join("gitdir"), admin.join("commondir"), wt.join(".git")];
+    let before: Vec<_> = watched.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let canary = t.root().join("fsmonitor-ran");
+    let script = format!(
+        "git config core.fsmonitor 'touch {canary}' 2>/dev/null && echo config-written; \
+         echo 'touch {canary}' > '{c}/hooks/post-commit' 2>/dev/null && echo hook-written; \
+         echo / > '{admin}/commondir' 2>/dev/null && echo commondir-written; \
+         echo /tmp/x > '{admin}/gitdir' 2>/dev/null && echo gitdir-written; \
+         echo 'gitdir: /' > .git 2>/dev/null && echo dotgit-written; \
+         mv .git .git.old 2>/dev/null && echo dotgit-moved; \
+         git commit -q --allow-empty -m still-works && echo commit-ok",
+        canary = canary.display(),
+        c = c.display(),
+        admin = admin.display()
+    );
+    let (run, rec) = confined(&t, "agent-1", &script);
+    run.expect_code(0);
+    for harm in
+        ["config-written", "hook-written", "commondir-written", "gitdir-written", "dotgit-written", "dotgit-moved"]
+    {
+        assert!(!said(&rec, harm), "{harm}: {rec}");
+    }
+    assert!(said(&rec, "commit-ok"), "{rec}");
+    for (path, old) in watched.iter().zip(before) {
+        assert_eq!(std::fs::read(path).unwrap(), old, "{} unchanged", path.display());
+    }
+    assert!(!c.join("hooks/post-commit").exists());
+    t.git(["status"]);
+    assert!(!canary.exists(), "no planted command ran");
+}
+
+#[test]
+fn metadata_outside_cannot_change() {
+    let t = repo_with(&["agent-1", "agent-2"]);
+    let targets = [t.repo.join("README"), t.wt_root().join("agent-2/README")];
+    let stat = |p: &Path| {
+        let m = std::fs::metadata(p).unwrap();
+        (m.mode(), m.uid(), m.gid(), m.mtime())
+    };
+    let before: Vec<_> = targets.iter().map(|p| stat(p)).collect();
+    let mut script = String::new();
+    for (i, p) in targets.iter().enumerate() {
+        let p = p.display();
+        script.push_str(&format!(
+            "chmod 777 '{p}' 2>/dev/null && echo chmod-{i}; chown 1:1 '{p}' 2>/dev/null && echo chown-{i}; \
+             touch -d 2001-01-01 '{p}' 2>/dev/null && echo utime-{i}; \
+             python3 -c \"import os; os.setxattr('{p}', 'user.planted', b'1')\" 2>/dev/null && echo xattr-{i}; "
+        ));
+    }
+    script.push_str("chmod 600 README && echo own-chmod-ok");
+    let (run, rec) = confined(&t, "agent-1", &script);
+    run.expect_code(0);
+    for i in 0..targets.len() {
+        for harm in ["chmod", "chown", "utime", "xattr"] {
+            assert!(!said(&rec, &format!("{harm}-{i}")), "{harm} of {}: {rec}", targets[i].display());
+        }
+    }
+    assert!(said(&rec, "own-chmod-ok"), "its own files it may chmod: {rec}");
+    let after: Vec<_> = targets.iter().map(|p| stat(p)).collect();
+    assert_eq!(before, after);
+    for p in &targets {
+        let out = Command::new("python3")
+            .args(["-c", &format!("import os; print(os.listxattr('{}'))", p.display())])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    }
+    // Unconfined, the same chmod goes through: the test above can fail.
+    let free = t.run("wt-run", &["-w", "agent-1", "--", "chmod", "777", targets[0].to_str().unwrap()], "");
+    free.expect_code(0);
+    assert_eq!(std::fs::metadata(&targets[0]).unwrap().permissions().mode() & 0o777, 0o777);
+}
+
+#[test]
+fn signals_and_abstract_sockets_outside_are_refused() {
+    let t = repo_with(&["agent-1"]);
+    let mut outside = Command::new("sleep").arg("60").spawn().unwrap();
+    let name = format!("wt-test-abstract-{}", std::process::id());
+    let addr =
+        <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(&name).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    let script = format!(
+        "kill -TERM {pid} 2>/dev/null && echo killed-outside; \
+         sleep 30 & kill $! && echo killed-own; \
+         python3 -c \"import socket; s=socket.socket(socket.AF_UNIX); s.connect('\\0{name}')\" 2>/dev/null && echo connected-outside; \
+         python3 -c \"import socket; a=socket.socket(socket.AF_UNIX); a.bind('\\0{name}-own'); a.listen(); b=socket.socket(socket.AF_UNIX); b.connect('\\0{name}-own')\" && echo connected-own",
+        pid = outside.id()
+    );
+    let (run, rec) = confined(&t, "agent-1", &script);
+    run.expect_code(0);
+    assert!(!said(&rec, "killed-outside") && said(&rec, "killed-own"), "{rec}");
+    assert!(!said(&rec, "connected-outside") && said(&rec, "connected-own"), "{rec}");
+    assert!(outside.try_wait().unwrap().is_none(), "the process outside is alive");
+    assert_eq!(rec["run"]["confined"]["scopes"], serde_json::json!(["signal", "abstract-unix-socket"]));
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_err(), "nobody connected");
+    let _ = outside.kill();
+    let _ = outside.wait();
+}
+
+#[test]
+fn shm_tmp_and_terminals_are_private() {
+    let t = repo_with(&["agent-1"]);
+    let shm = PathBuf::from(format!("/dev/shm/wt-test-{}", std::process::id()));
+    std::fs::write(&shm, "outside").unwrap();
+    let script = format!(
+        "test -e '{shm}' && echo sees-outside-shm; echo mine > /dev/shm/wt-test-own-{pid} && echo shm-write-ok; \
+         echo t > \"$TMPDIR/t\" && echo tmp-ok; ls /dev/pts | tr '\\n' ' '; echo; \
+         python3 -c 'import os, pty; m, s = pty.openpty(); print(\"own-pty\", os.ttyname(s))'",
+        shm = shm.display(),
+        pid = std::process::id()
+    );
+    let (run, rec) = confined(&t, "agent-1", &script);
+    std::fs::remove_file(&shm).unwrap();
+    run.expect_code(0);
+    assert!(!said(&rec, "sees-outside-shm") && said(&rec, "shm-write-ok") && said(&rec, "tmp-ok"), "{rec}");
+    assert!(!Path::new(&format!("/dev/shm/wt-test-own-{}", std::process::id())).exists(), "its shm stayed inside");
+    assert!(said(&rec, "ptmx "), "no other terminal in /dev/pts: {rec}");
+    assert!(said(&rec, "own-pty /dev/pts/0"), "it can open terminals of its own: {rec}");
+    let tmp = common(&t).join("wt/confine/agent-1/tmp");
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "the private temp dir is gone with the run");
+    assert_eq!(rec["run"]["confined"]["private"], serde_json::json!(["tmp", "shm", "pts"]));
+}
+
+#[test]
+fn a_branch_moved_outside_is_not_overwritten() {
+    let t = repo_with(&["agent-1"]);
+    let flag = t.root().join("go");
+    let script = format!(
+        "git commit -q --allow-empty -m agent-work && touch committed; while [ ! -e '{}' ]; do sleep 0.05; done",
+        flag.display()
+    );
+    let mut cmd = t.cmd("wt-run");
+    cmd.args(["-w", "agent-1", "--confine", "--json", "--", "sh", "-c", &script]);
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let marker = t.wt_root().join("agent-1/committed");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !marker.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.git(["commit", "-q", "--allow-empty", "-m", "someone else"]);
+    t.git(["update-ref", "refs/heads/wt/agent-1", "main"]);
+    std::fs::write(&flag, "").unwrap();
+    let run = Run::from_output(child.wait_with_output().unwrap());
+    let rec = &run.records()[0];
+    assert_eq!(rec["error"]["code"], "branch-moved", "{run}");
+    assert_eq!(t.git(["log", "-1", "--format=%s", "wt/agent-1"]), "someone else", "not overwritten");
+    fsck_clean(&t);
+}
+
+#[test]
+fn strict_mode_refuses_what_the_kernel_lacks_and_best_effort_says_so() {
+    let t = repo_with(&["agent-1"]);
+    let run = |mode: &str| {
+        let mut cmd = t.cmd("wt-run");
+        cmd.env("WT_LANDLOCK_ABI_MAX", "5").args([
+            "-w",
+            "agent-1",
+            &format!("--confine={mode}"),
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "touch ran-$0",
+            mode,
+        ]);
+        Run::of(&mut cmd, "")
+    };
+    let strict = run("strict");
+    strict.expect_code(1);
+    let rec = &strict.records()[0];
+    assert_eq!(rec["error"]["code"], "confine-unsupported", "{strict}");
+    assert!(s(&rec["error"], "message").contains("scope-signal"), "{strict}");
+    assert!(!t.wt_root().join("agent-1/ran-strict").exists(), "the command did not run");
+    let best = run("best-effort");
+    best.expect_code(0);
+    let rec = &best.records()[0];
+    assert_eq!(rec["run"]["confined"]["enforced"], "partial");
+    assert_eq!(rec["run"]["confined"]["missing"], serde_json::json!(["scope-signal", "scope-abstract-unix-socket"]));
+    assert_eq!(rec["run"]["confined"]["scopes"], serde_json::json!([]));
+    assert!(t.wt_root().join("agent-1/ran-best-effort").exists());
+}
+
+#[test]
+fn an_unprivileged_user_gets_the_same_sandbox() {
+    let t = repo_with(&["agent-1"]);
+    let status = Command::new("chown").args(["-R", "65534:65534"]).arg(t.root()).status().unwrap();
+    assert!(status.success());
+    let outside = t.repo.join("evil.txt");
+    let readme = t.repo.join("README");
+    let mode = std::fs::metadata(&readme).unwrap().permissions().mode();
+    let script = format!(
+        "echo x > '{}' 2>/dev/null && echo wrote-outside; echo mine > mine.txt && git add mine.txt && \
+         git commit -q -m unprivileged && echo commit-ok; grep Cap /proc/self/status | tr '\\n' ' '",
+        outside.display()
+    );
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(wt_tests::bin("wt-run"))
+        .args(["-w", "agent-1", "--confine", "--json", "--", "sh", "-c", &script])
+        .current_dir(&t.repo);
+    t.isolate(&mut cmd);
+    let run = Run::of(&mut cmd, "");
+    run.expect_code(0);
+    let rec = &run.records()[0];
+    assert_eq!(rec["run"]["confined"]["enforced"], "full", "{run}");
+    assert!(!said(rec, "wrote-outside") && !said(rec, "chmod-outside") && said(rec, "commit-ok"), "{run}");
+    assert!(!outside.exists());
+    assert_eq!(std::fs::metadata(&readme).unwrap().permissions().mode(), mode);
+    assert_eq!(rec["run"]["confined"]["git"], "private-store");
+    assert_eq!(t.git(["-c", "safe.directory=*", "log", "-1", "--format=%s", "wt/agent-1"]), "unprivileged");
+}
