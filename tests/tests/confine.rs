@@ -387,3 +387,138 @@ fn an_unprivileged_user_gets_the_same_sandbox() {
     assert_eq!(rec["run"]["confined"]["git"], "private-store");
     assert_eq!(t.git(["-c", "safe.directory=*", "log", "-1", "--format=%s", "wt/agent-1"]), "unprivileged");
 }
+
+/// Panes of one repository, with their own supervisor socket directory; stopped when dropped.
+struct Supervised {
+    t: TestRepo,
+    xdg: PathBuf,
+}
+
+impl Supervised {
+    fn new(names: &[&str]) -> Supervised {
+        let t = repo_with(names);
+        let xdg = t.root().join("xdg");
+        std::fs::create_dir_all(&xdg).unwrap();
+        std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Supervised { t, xdg }
+    }
+
+    fn wt_run(&self, args: &[&str]) -> Run {
+        let mut c = self.t.cmd("wt-run");
+        c.env("XDG_RUNTIME_DIR", &self.xdg).env("WT_PANE_IDLE", "20s").args(args);
+        Run::of(&mut c, "")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let run = self.wt_run(args);
+        run.expect_code(0);
+        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run}"))
+    }
+
+    fn spawn(&self, name: &str, confine: bool) -> Value {
+        let mut args = vec!["-w", name, "--pane", "--json"];
+        if confine {
+            args.push("--confine");
+        }
+        args.extend(["--", "bash", "--norc", "--noprofile", "-i"]);
+        let run = self.wt_run(&args);
+        run.expect_code(0);
+        run.records().remove(0)
+    }
+
+    /// Types `line` into the pane and waits until `marker` shows on its screen.
+    fn type_and_wait(&self, pane: &str, line: &str, marker: &str) -> String {
+        self.json(&["pane", "send", pane, line, "--enter"]);
+        let done = self.json(&["pane", "wait", pane, "--match", &format!("(?m)^{marker}"), "--timeout", "20s"]);
+        s(&done["screen"], "text").to_string()
+    }
+
+    fn screen(&self, pane: &str) -> String {
+        s(&self.json(&["pane", "screen", pane]), "text").to_string()
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        let _ = self.wt_run(&["pane", "stop"]);
+    }
+}
+
+fn pid_alive(pid: u64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn a_confined_pane_cannot_reach_another_terminal_or_signal_outside() {
+    let p = Supervised::new(&["victim", "agent"]);
+    let victim = p.spawn("victim", false);
+    let victim_pid = victim["run"]["pane"]["pid"].as_u64().unwrap();
+    let tty = std::fs::read_link(format!("/proc/{victim_pid}/fd/0")).unwrap();
+    assert!(tty.starts_with("/dev/pts"), "{}", tty.display());
+    let agent = p.spawn("agent", true);
+    assert_eq!(agent["run"]["pane"]["confined"]["enforced"], "full", "{agent}");
+    let supervisor = Command::new("pgrep").args(["-f", "wt-run serve"]).output().unwrap();
+    let supervisors: Vec<u64> =
+        String::from_utf8_lossy(&supervisor.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let tty = tty.display();
+    let attack = format!(
+        "echo INJECTED > {tty} 2>/dev/null && echo wrote-tty; timeout 1 cat {tty} 2>/dev/null && echo read-tty; \
+         python3 -c \"import fcntl,termios; f=open('{tty}','w'); fcntl.ioctl(f, termios.TIOCSTI, b'X')\" 2>/dev/null && echo typed-tty; \
+         kill -TERM {victim_pid} 2>/dev/null && echo killed-victim; {kill_sup} ls /dev/pts | tr '\\n' ' '; echo; echo attack-done",
+        kill_sup = supervisors.iter().map(|pid| format!("kill -0 {pid} 2>/dev/null && echo signalled-supervisor;")).collect::<String>()
+    );
+    let text = p.type_and_wait("agent", &attack, "attack-done");
+    for harm in ["wrote-tty", "read-tty", "typed-tty", "killed-victim", "signalled-supervisor"] {
+        assert!(!text.lines().any(|l| l == harm), "{harm}:\n{text}");
+    }
+    assert!(text.lines().any(|l| l.trim() == "ptmx"), "only its own terminals in /dev/pts:\n{text}");
+    assert!(!p.screen("victim").contains("INJECTED"), "the other pane's screen is untouched");
+    assert!(pid_alive(victim_pid));
+    p.wt_run(&["pane", "ls"]).expect_code(0);
+    assert_eq!(agent["run"]["pane"]["confined"]["private"], serde_json::json!(["tmp", "shm", "pts"]));
+}
+
+#[test]
+fn a_confined_pane_commits_on_its_branch_and_nothing_else_moves() {
+    let p = Supervised::new(&["other", "agent"]);
+    let (main, other) = (p.t.git(["rev-parse", "main"]), p.t.git(["rev-parse", "wt/other"]));
+    p.spawn("agent", true);
+    let outside = p.t.wt_root().join("other/evil.txt");
+    let head = p.t.git(["rev-parse", "HEAD"]);
+    let object = p.t.repo.join(".git/objects").join(&head[..2]).join(&head[2..]);
+    let work = format!(
+        "echo x > '{}' 2>/dev/null && echo wrote-other; git update-ref refs/heads/main HEAD 2>/dev/null && echo moved-main; \
+         git update-ref refs/heads/wt/other HEAD~0; rm -f '{}' 2>/dev/null; \
+         echo pane > pane.txt && git add pane.txt && git commit -q -m from-pane && echo committed",
+        outside.display(),
+        object.display()
+    );
+    let text = p.type_and_wait("agent", &work, "committed");
+    assert!(!text.lines().any(|l| l == "wrote-other" || l == "moved-main"), "{text}");
+    p.json(&["pane", "send", "agent", "exit", "--enter"]);
+    p.json(&["pane", "wait", "agent", "--exit", "--timeout", "20s"]);
+    assert_eq!(p.t.git(["log", "-1", "--format=%s", "wt/agent"]), "from-pane", "published when the pane exited");
+    assert_eq!(p.t.git(["rev-parse", "main"]), main);
+    assert_eq!(p.t.git(["rev-parse", "wt/other"]), other);
+    assert!(!outside.exists() && object.exists());
+    fsck_clean(&p.t);
+}
+
+#[test]
+fn tools_that_read_branches_publish_a_running_pane_first() {
+    let p = Supervised::new(&["agent"]);
+    p.spawn("agent", true);
+    p.type_and_wait("agent", "git commit -q --allow-empty -m live && echo committed", "committed");
+    // The pane still runs: its commit is in its private store until a tool reads the branch.
+    let listed = p.t.run("wt-create", &["--list", "--json"], "");
+    let rec = &listed.expect_code(0).records()[0];
+    assert_eq!(s(rec, "head"), p.t.git(["rev-parse", "wt/agent"]));
+    assert_eq!(p.t.git(["log", "-1", "--format=%s", "wt/agent"]), "live");
+    // …and the pane goes on committing on top of what was published.
+    p.type_and_wait("agent", "git commit -q --allow-empty -m again && echo committed-again", "committed-again");
+    let merged = p.t.run("wt-merge", &["-w", "agent", "--json"], "");
+    merged.expect_code(0);
+    assert_eq!(p.t.git(["log", "-1", "--format=%s", "wt/agent"]), "again", "published before the merge read it");
+    p.t.git(["merge-base", "--is-ancestor", "wt/agent", "main"]);
+    fsck_clean(&p.t);
+}

@@ -113,14 +113,14 @@ impl Pane {
         let (state, name) = (Arc::clone(&pane.state), pane.spec.name.clone());
         let confined = crate::confine::policy_of(&pane.spec.cmd);
         std::thread::spawn(move || {
-            let exit = reap(child, &state, &done_rx);
-            // A confined agent's commits reach its branch when it exits (or when a tool that
-            // reads branches publishes them first).
-            if let Some(policy) = &confined {
-                if let Err(e) = crate::confine::publish(policy) {
+            // A confined agent's commits reach its branch when it exits, before anyone is told
+            // it exited (a tool that reads branches publishes them first too).
+            let publish = || {
+                if let Some(Err(e)) = confined.as_ref().map(crate::confine::publish) {
                     tracing::warn!("{name}: {e}");
                 }
-            }
+            };
+            let exit = reap(child, &state, &done_rx, &publish);
             events.publish(json!({"event": "exited", "pane": name, "exit": exit_json(&exit)}));
         });
         Ok(pane)
@@ -242,10 +242,12 @@ fn reap(
     mut child: Box<dyn Child + Send + Sync>,
     state: &(Mutex<Screen>, Condvar),
     output_done: &std::sync::mpsc::Receiver<()>,
+    after_exit: &dyn Fn(),
 ) -> Exit {
     let status = child.wait();
     // Output written just before the exit is still in the PTY: read it before saying "exited".
     let _ = output_done.recv_timeout(Duration::from_millis(500));
+    after_exit();
     let exit = match status {
         Ok(s) => Exit { code: s.exit_code(), signal: s.signal().map(str::to_string) },
         Err(_) => Exit { code: 255, signal: None },
