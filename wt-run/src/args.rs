@@ -39,9 +39,10 @@ pub struct Args {
     #[arg(long)]
     pub shell: bool,
 
-    /// Enforce the worktree's boundaries with Landlock: write only in the worktree (and what git
-    /// needs, the temp dir, --allow-write), bind only its leased ports. `best-effort` runs
-    /// anyway where the kernel cannot enforce all of it
+    /// Sandbox the command: write only in the worktree (commits on its own branch, through a
+    /// private git store), a private temp dir and --allow-write; bind only its leased ports; no
+    /// signals or abstract sockets outside. `best-effort` runs anyway where the kernel cannot
+    /// enforce all of it
     #[arg(long, value_name = "MODE", num_args = 0..=1, default_missing_value = "strict", value_parser = ["strict", "best-effort"])]
     pub confine: Option<String>,
 
