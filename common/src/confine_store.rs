@@ -231,40 +231,52 @@ fn private_objects(objects: &Path) -> Result<(Vec<(String, PathBuf)>, Vec<PathBu
     Ok((loose, packs))
 }
 
-/// Moves the private objects into the shared store through `index-pack --strict`: loose ones
-/// packed by `pack-objects` (reading the private store), packs as they are. Returns how many
-/// loose objects and packs went in.
+/// Moves the private objects into the shared store through `index-pack --strict`: one pack of
+/// every object the private store holds (loose, and listed by its packs' indexes), written by
+/// `pack-objects` reading the private store, so links between them all resolve in one check.
+/// Returns how many objects went in.
 fn import(common: &Path, dir: &Path, loose: &[(String, PathBuf)], packs: &[PathBuf]) -> Result<usize, Error> {
-    if !loose.is_empty() {
-        let mut pack = hardened(common);
-        pack.args(["pack-objects", "--stdout", "-q"])
-            .env("GIT_OBJECT_DIRECTORY", dir.join("objects"))
-            .env("GIT_ALTERNATE_OBJECT_DIRECTORIES", common.join("objects"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = pack.spawn().map_err(|e| Error::env("git-missing", format!("cannot run git: {e}")))?;
-        let list: String = loose.iter().map(|(h, _)| format!("{h}\n")).collect();
-        let mut stdin = child.stdin.take().expect("piped");
-        let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, list.as_bytes()));
-        let stdout = child.stdout.take().expect("piped");
-        let indexed = index_pack(common, Stdio::from(stdout));
-        let _ = writer.join();
-        let out = child.wait_with_output().map_err(|e| Error::io("git pack-objects", e))?;
-        if !out.status.success() {
-            let msg = String::from_utf8_lossy(&out.stderr);
-            return Err(Error::failed(
-                "publish-failed",
-                format!("the confined run's objects cannot be read: {}", msg.trim()),
-            ));
-        }
-        indexed?;
-    }
+    let mut names: Vec<String> = loose.iter().map(|(h, _)| h.clone()).collect();
     for pack in packs {
-        let file = std::fs::File::open(pack).map_err(|e| Error::io(pack.display(), e))?;
-        index_pack(common, Stdio::from(file))?;
+        names.extend(pack_members(common, &pack.with_extension("idx"))?);
     }
-    Ok(loose.len() + packs.len())
+    let mut pack = hardened(common);
+    pack.args(["pack-objects", "--stdout", "-q"])
+        .env("GIT_OBJECT_DIRECTORY", dir.join("objects"))
+        .env("GIT_ALTERNATE_OBJECT_DIRECTORIES", common.join("objects"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = pack.spawn().map_err(|e| Error::env("git-missing", format!("cannot run git: {e}")))?;
+    let list: String = names.iter().map(|h| format!("{h}\n")).collect();
+    let mut stdin = child.stdin.take().expect("piped");
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, list.as_bytes()));
+    let stdout = child.stdout.take().expect("piped");
+    let indexed = index_pack(common, Stdio::from(stdout));
+    let _ = writer.join();
+    let out = child.wait_with_output().map_err(|e| Error::io("git pack-objects", e))?;
+    if !out.status.success() {
+        let msg = String::from_utf8_lossy(&out.stderr);
+        return Err(Error::failed(
+            "publish-failed",
+            format!("the confined run's objects cannot be read: {}", msg.trim()),
+        ));
+    }
+    indexed?;
+    Ok(names.len())
+}
+
+/// The object names a pack index lists (`git show-index`).
+fn pack_members(common: &Path, idx: &Path) -> Result<Vec<String>, Error> {
+    let file = std::fs::File::open(idx).map_err(|e| Error::io(idx.display(), e))?;
+    let mut cmd = hardened(common);
+    cmd.arg("show-index").stdin(Stdio::from(file)).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let out = cmd.spawn().and_then(|c| c.wait_with_output()).map_err(|e| Error::io("git show-index", e))?;
+    if !out.status.success() {
+        return Err(Error::failed("publish-failed", format!("{} is not a pack index", idx.display())));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|h| is_hash(h)).map(String::from).collect())
 }
 
 /// `git index-pack --stdin --strict` in the shared repository.

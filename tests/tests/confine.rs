@@ -522,3 +522,27 @@ fn tools_that_read_branches_publish_a_running_pane_first() {
     p.t.git(["merge-base", "--is-ancestor", "wt/agent", "main"]);
     fsck_clean(&p.t);
 }
+
+#[test]
+fn packs_and_detached_commits_are_published_and_the_store_goes_with_the_worktree() {
+    let t = repo_with(&["agent-1", "agent-2"]);
+    let script = "git commit -q --allow-empty -m packed && git repack -q -d && ls $(git rev-parse --git-common-dir)/objects/pack | grep -q pack && echo repacked; \
+        git commit -q --allow-empty -m loose-on-packed && echo c2";
+    let (run, rec) = confined(&t, "agent-1", script);
+    run.expect_code(0);
+    assert!(said(&rec, "repacked") && said(&rec, "c2"), "{rec}");
+    assert_eq!(t.git(["log", "--format=%s", "-2", "wt/agent-1"]), "loose-on-packed\npacked");
+    fsck_clean(&t);
+    // A detached worktree has no branch to move, but its HEAD's commit must still be readable.
+    let wt2 = t.wt_root().join("agent-2");
+    t.git_in(&wt2, ["checkout", "-q", "--detach"]);
+    let (run, rec) = confined(&t, "agent-2", "git commit -q --allow-empty -m detached && echo c");
+    run.expect_code(0);
+    assert!(said(&rec, "c"), "{rec}");
+    assert_eq!(t.git_in(&wt2, ["log", "-1", "--format=%s"]), "detached");
+    fsck_clean(&t);
+    let store = common(&t).join("wt/confine/agent-1");
+    assert!(store.is_dir());
+    t.run("wt-create", &["--remove", "--force", "agent-1"], "").expect_code(0);
+    assert!(!store.exists(), "the private store goes with its worktree");
+}
