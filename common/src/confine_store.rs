@@ -83,7 +83,13 @@ pub fn prepare(common: &Path, name: &str, branch: Option<&str>) -> Result<Prepar
         mkdir(&dir.join(sub))?;
     }
     let _lock = lock(&dir)?;
-    publish_locked(common, &dir)?;
+    // What an earlier run left is published first. If it cannot be (its branch was moved
+    // outside, or it broke its private ref), that run's record or the tool that tried said so,
+    // and its objects are in the shared store already: this run starts afresh from the real
+    // branch rather than being stuck behind it.
+    if let Err(e) = publish_locked(common, &dir) {
+        tracing::warn!("{name}: an earlier confined run was not published: {e}");
+    }
     let alternates = format!("{}\n{}\n", dir.join("real-objects").display(), common.join("objects").display());
     write(&dir.join("objects/info/alternates"), &alternates)?;
     let mut binds = vec![

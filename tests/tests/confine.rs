@@ -546,3 +546,65 @@ fn packs_and_detached_commits_are_published_and_the_store_goes_with_the_worktree
     t.run("wt-create", &["--remove", "--force", "agent-1"], "").expect_code(0);
     assert!(!store.exists(), "the private store goes with its worktree");
 }
+
+#[test]
+fn a_private_branch_that_is_not_a_plain_ref_is_not_published() {
+    let t = repo_with(&["agent-1"]);
+    let before = t.git(["rev-parse", "wt/agent-1"]);
+    let c = common(&t);
+    // Inside, refs/heads/wt is the private copy: the agent turns its branch into a link, then
+    // into a symbolic ref to main.
+    let link = format!("ln -sf /etc/passwd '{}/refs/heads/wt/agent-1' && echo linked", c.display());
+    let (run, rec) = confined(&t, "agent-1", &link);
+    run.expect_code(1);
+    assert!(said(&rec, "linked"), "{rec}");
+    assert_eq!(rec["error"]["code"], "publish-failed", "{rec}");
+    assert_eq!(t.git(["rev-parse", "wt/agent-1"]), before);
+    let symref = "git symbolic-ref refs/heads/wt/agent-1 refs/heads/main && echo symref";
+    let (run, rec) = confined(&t, "agent-1", symref);
+    assert!(said(&rec, "symref"), "the next run starts afresh: {run}");
+    assert_eq!(rec["error"]["code"], "publish-failed", "{rec}");
+    assert_eq!(t.git(["rev-parse", "wt/agent-1"]), before, "the real branch is still a plain ref at its commit");
+    assert_eq!(t.git(["symbolic-ref", "-q", "HEAD"]), "refs/heads/main");
+    fsck_clean(&t);
+}
+
+/// The helper's `hide` and `binds` (what the supervisor uses to leave a confined pane exactly
+/// one socket): a hidden directory shows only what is bound into it, read-only.
+#[test]
+fn hidden_directories_show_only_what_is_bound_into_them() {
+    let t = TestRepo::new();
+    let root = t.root();
+    let (secret, shared, work) = (root.join("secret"), root.join("shared.txt"), root.join("work"));
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(secret.join("private.txt"), "hidden").unwrap();
+    std::fs::write(&shared, "shared").unwrap();
+    let status = root.join("status.json");
+    let policy = serde_json::json!({
+        "write": [work], "ports": [], "best_effort": false, "private_tmp": null, "system_tmp": null,
+        "hide": [secret], "binds": [{"src": shared, "dst": secret.join("one/visible.txt"), "writable": false}],
+        "read_only": [], "status_file": status,
+    });
+    let script = format!(
+        "ls -R '{s}' | tr '\\n' ' '; echo; cat '{s}/one/visible.txt'; echo; \
+         echo x > '{s}/one/visible.txt' 2>/dev/null && echo wrote-bound; touch '{s}/new' 2>/dev/null && echo wrote-hidden; \
+         echo ok > '{w}/out' && echo wrote-work",
+        s = secret.display(),
+        w = work.display()
+    );
+    let out = Command::new(wt_tests::bin("wt-run"))
+        .args(["__confine-exec", &policy.to_string(), "--", "sh", "-c", &script])
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(!text.contains("private.txt"), "the hidden file is not visible: {text}");
+    assert!(lines[0].contains("visible.txt"), "{text}");
+    assert_eq!(lines[1], "shared");
+    assert!(!text.contains("wrote-bound") && !text.contains("wrote-hidden") && text.contains("wrote-work"), "{text}");
+    assert_eq!(std::fs::read_to_string(&shared).unwrap(), "shared");
+    assert_eq!(std::fs::read_dir(&secret).unwrap().count(), 1, "nothing was made in the real directory");
+}

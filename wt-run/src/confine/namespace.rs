@@ -77,7 +77,7 @@ pub fn enter(policy: &Policy, hide: &[PathBuf]) -> Result<(), Failure> {
         }
         binds.push((tree, bind.dst.clone()));
     }
-    set_read_only_at(Path::new("/"))?;
+    set_read_only_at(Path::new("/"), true)?;
     private_devices()?;
     for dir in policy.private_tmp.iter().chain(&policy.system_tmp) {
         tmpfs(dir, "mode=0700")?;
@@ -92,8 +92,9 @@ pub fn enter(policy: &Policy, hide: &[PathBuf]) -> Result<(), Failure> {
         make_mountpoint(dst, tree)?;
         attach(tree, dst)?;
     }
+    // Only the tmpfs itself: a writable bind inside it stays writable.
     for dir in hide {
-        set_read_only_at(dir)?;
+        set_read_only_at(dir, false)?;
     }
     for path in &policy.read_only {
         let tree = clone_tree(path)?;
@@ -200,10 +201,10 @@ fn attach(tree: &OwnedFd, path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Makes every mount of the tree at `path` read-only.
-fn set_read_only_at(path: &Path) -> Result<(), Failure> {
-    mount_setattr(libc::AT_FDCWD, &cstr(path)?, libc::AT_RECURSIVE)
-        .map_err(|_| last_error("cannot make read-only", path))
+/// Makes the mount at `path` read-only (`recursive`: and every mount below it).
+fn set_read_only_at(path: &Path, recursive: bool) -> Result<(), Failure> {
+    let flags = if recursive { libc::AT_RECURSIVE } else { 0 };
+    mount_setattr(libc::AT_FDCWD, &cstr(path)?, flags).map_err(|_| last_error("cannot make read-only", path))
 }
 
 /// Makes every mount of a detached tree read-only.
