@@ -103,13 +103,11 @@ pub fn prepare(common: &Path, name: &str, branch: Option<&str>) -> Result<Prepar
             (common.join("refs/heads").join(parent), common.join("logs/refs/heads").join(parent));
         mkdir(&logs_dst)?;
         mkdir(&refs_dst)?;
-        reset_dir(&dir.join("refs"))?;
-        reset_dir(&dir.join("logs"))?;
-        copy_loose_refs(&refs_dst, &dir.join("refs"))?;
         let leaf = Path::new(branch).file_name().unwrap_or_default();
+        mirror(&refs_dst, &dir.join("refs"), Some(leaf))?;
         let base = resolve(common, branch)?;
         write(&dir.join("refs").join(leaf), &format!("{base}\n"))?;
-        let _ = std::fs::copy(logs_dst.join(leaf), dir.join("logs").join(leaf));
+        mirror(&logs_dst, &dir.join("logs"), None)?;
         binds.push((dir.join("refs"), refs_dst, true));
         binds.push((dir.join("logs"), logs_dst, true));
         meta = Meta { branch: Some(branch.to_string()), base: Some(base) };
@@ -329,7 +327,21 @@ fn hardened(common: &Path) -> std::process::Command {
     cmd
 }
 
+/// The commit `refs/heads/<branch>` points at: read from its loose file or `packed-refs`
+/// when it is a plain hash there (no git to start), else asked of git. Only wt and people
+/// write the shared refs, so a hash found there is taken as it is.
 fn resolve(common: &Path, branch: &str) -> Result<String, Error> {
+    let refname = format!("refs/heads/{branch}");
+    let loose = std::fs::read_to_string(common.join(&refname)).ok();
+    let packed = || {
+        let text = std::fs::read_to_string(common.join("packed-refs")).ok()?;
+        let line = text.lines().find(|l| l.split_once(' ').is_some_and(|(_, name)| name == refname))?;
+        Some(line.split(' ').next()?.to_string())
+    };
+    match loose.map(|l| l.trim_end().to_string()).or_else(packed) {
+        Some(hash) if is_hash(&hash) => return Ok(hash),
+        _ => {}
+    }
     let mut cmd = hardened(common);
     cmd.args(["rev-parse", "--verify", "-q", &format!("refs/heads/{branch}^{{commit}}")]);
     let out = git::output(&mut cmd)
@@ -337,25 +349,38 @@ fn resolve(common: &Path, branch: &str) -> Result<String, Error> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Copies the loose ref files (recursively) of `from` into `to`.
-fn copy_loose_refs(from: &Path, to: &Path) -> Result<(), Error> {
+/// Makes `to` a copy of the loose ref files (recursively) of `from`, in place (a run that has
+/// it mounted keeps seeing the same directory) and writing only what differs, so that in the
+/// usual case (nothing moved since the last run) it only reads. `own` (the run's branch) is
+/// left for the caller.
+fn mirror(from: &Path, to: &Path, own: Option<&std::ffi::OsStr>) -> Result<(), Error> {
+    let mut wanted = Vec::new();
     for entry in std::fs::read_dir(from).into_iter().flatten().flatten() {
-        let Ok(kind) = entry.file_type() else { continue };
-        let dst = to.join(entry.file_name());
-        if kind.is_dir() {
-            mkdir(&dst)?;
-            copy_loose_refs(&entry.path(), &dst)?;
-        } else if kind.is_file() {
-            std::fs::copy(entry.path(), &dst).map_err(|e| Error::io(dst.display(), e))?;
+        let (Ok(kind), name) = (entry.file_type(), entry.file_name()) else { continue };
+        if Some(name.as_os_str()) == own {
+            wanted.push(name);
+            continue;
         }
+        let dst = to.join(&name);
+        if kind.is_dir() {
+            if !std::fs::symlink_metadata(&dst).is_ok_and(|m| m.is_dir()) {
+                let _ = crate::fsutil::remove_any(&dst);
+                mkdir(&dst)?;
+            }
+            mirror(&entry.path(), &dst, None)?;
+        } else if kind.is_file() {
+            let bytes = std::fs::read(entry.path()).map_err(|e| Error::io(entry.path().display(), e))?;
+            if !std::fs::symlink_metadata(&dst).is_ok_and(|m| m.is_file()) {
+                let _ = crate::fsutil::remove_any(&dst);
+            }
+            write(&dst, &bytes)?;
+        }
+        wanted.push(name);
     }
-    Ok(())
-}
-
-/// Empties `dir` in place: a run that has it mounted keeps seeing the same directory.
-fn reset_dir(dir: &Path) -> Result<(), Error> {
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir.display(), e))?.flatten() {
-        let _ = crate::fsutil::remove_any(&entry.path());
+    for entry in std::fs::read_dir(to).map_err(|e| Error::io(to.display(), e))?.flatten() {
+        if !wanted.contains(&entry.file_name()) {
+            let _ = crate::fsutil::remove_any(&entry.path());
+        }
     }
     Ok(())
 }
@@ -364,8 +389,15 @@ fn mkdir(dir: &Path) -> Result<(), Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))
 }
 
-fn write(path: &Path, text: &str) -> Result<(), Error> {
-    crate::fsutil::write_atomic(path, text.as_bytes()).map_err(|e| Error::io(path.display(), e))
+/// Replaces a file of the store unless it already holds `text` (not synced: the store is
+/// scratch state, and a lost write only means the next run copies the branch again).
+fn write(path: &Path, text: impl AsRef<[u8]>) -> Result<(), Error> {
+    let text = text.as_ref();
+    let plain = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file());
+    if plain && std::fs::read(path).is_ok_and(|old| old == text) {
+        return Ok(());
+    }
+    crate::fsutil::write_replace(path, text).map_err(|e| Error::io(path.display(), e))
 }
 
 fn lock(dir: &Path) -> Result<FileLock, Error> {

@@ -11,13 +11,25 @@ use std::path::Path;
 /// whole. The directory is not synced: that would only make the newest version durable, and it
 /// costs a second journal commit on every write (measured: most of the time of a lease).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, true)
+}
+
+/// Like `write_atomic`, without the sync: for scratch state that is rebuilt when lost, where a
+/// journal commit per write would be most of the cost (a confined run's private store).
+pub fn write_replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, false)
+}
+
+fn replace(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         crate::failpoint::hit("before-rename");
         fs::rename(&tmp, path)
     })();
