@@ -106,13 +106,13 @@ pub fn prepare(common: &Path, name: &str, branch: Option<&str>) -> Result<Prepar
         let leaf = Path::new(branch).file_name().unwrap_or_default();
         mirror(&refs_dst, &dir.join("refs"), Some(leaf))?;
         let base = resolve(common, branch)?;
-        write(&dir.join("refs").join(leaf), &format!("{base}\n"))?;
+        write(&dir.join("refs").join(leaf), format!("{base}\n"))?;
         mirror(&logs_dst, &dir.join("logs"), None)?;
         binds.push((dir.join("refs"), refs_dst, true));
         binds.push((dir.join("logs"), logs_dst, true));
         meta = Meta { branch: Some(branch.to_string()), base: Some(base) };
     }
-    write(&dir.join("meta.json"), &serde_json::to_string(&meta).expect("meta serializes"))?;
+    write(&dir.join("meta.json"), serde_json::to_string(&meta).expect("meta serializes"))?;
     Ok(Prepared { tmp: dir.join("tmp"), dir, binds })
 }
 
@@ -171,7 +171,7 @@ fn publish_locked(common: &Path, dir: &Path) -> Result<Published, Error> {
         if moved {
             update_branch(common, branch, tip, base)?;
             let meta = Meta { branch: Some(branch.clone()), base: Some(tip.clone()) };
-            write(&dir.join("meta.json"), &serde_json::to_string(&meta).expect("meta serializes"))?;
+            write(&dir.join("meta.json"), serde_json::to_string(&meta).expect("meta serializes"))?;
             result = Some((branch.clone(), base.clone(), tip.clone()));
         }
     }

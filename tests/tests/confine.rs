@@ -226,9 +226,9 @@ fn metadata_outside_cannot_change() {
     script.push_str("chmod 600 README && echo own-chmod-ok");
     let (run, rec) = confined(&t, "agent-1", &script);
     run.expect_code(0);
-    for i in 0..targets.len() {
+    for (i, target) in targets.iter().enumerate() {
         for harm in ["chmod", "chown", "utime", "xattr"] {
-            assert!(!said(&rec, &format!("{harm}-{i}")), "{harm} of {}: {rec}", targets[i].display());
+            assert!(!said(&rec, &format!("{harm}-{i}")), "{harm} of {}: {rec}", target.display());
         }
     }
     assert!(said(&rec, "own-chmod-ok"), "its own files it may chmod: {rec}");
