@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
+use wt_tests::panes::Panes;
 use wt_tests::{s, Run, TestRepo};
 
 /// A repository with worktrees `names`, each on `wt/<name>`.
@@ -388,60 +389,32 @@ fn an_unprivileged_user_gets_the_same_sandbox() {
     assert_eq!(t.git(["-c", "safe.directory=*", "log", "-1", "--format=%s", "wt/agent-1"]), "unprivileged");
 }
 
-/// Panes of one repository, with their own supervisor socket directory; stopped when dropped.
-struct Supervised {
-    t: TestRepo,
-    xdg: PathBuf,
+/// Panes (the tests' own supervisor) over worktrees `names`.
+fn panes_with(names: &[&str]) -> Panes {
+    let p = Panes::new();
+    for name in names {
+        p.t.run("wt-create", &[name], "").expect_code(0);
+    }
+    p
 }
 
-impl Supervised {
-    fn new(names: &[&str]) -> Supervised {
-        let t = repo_with(names);
-        let xdg = t.root().join("xdg");
-        std::fs::create_dir_all(&xdg).unwrap();
-        std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
-        Supervised { t, xdg }
+/// Starts bash in a pane of worktree `name`, confined or not; returns its record.
+fn spawn_bash(p: &Panes, name: &str, confine: bool) -> Value {
+    let mut args = vec!["-w", name, "--pane", "--json"];
+    if confine {
+        args.push("--confine");
     }
-
-    fn wt_run(&self, args: &[&str]) -> Run {
-        let mut c = self.t.cmd("wt-run");
-        c.env("XDG_RUNTIME_DIR", &self.xdg).env("WT_PANE_IDLE", "20s").args(args);
-        Run::of(&mut c, "")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let run = self.wt_run(args);
-        run.expect_code(0);
-        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run}"))
-    }
-
-    fn spawn(&self, name: &str, confine: bool) -> Value {
-        let mut args = vec!["-w", name, "--pane", "--json"];
-        if confine {
-            args.push("--confine");
-        }
-        args.extend(["--", "bash", "--norc", "--noprofile", "-i"]);
-        let run = self.wt_run(&args);
-        run.expect_code(0);
-        run.records().remove(0)
-    }
-
-    /// Types `line` into the pane and waits until `marker` shows on its screen.
-    fn type_and_wait(&self, pane: &str, line: &str, marker: &str) -> String {
-        self.json(&["pane", "send", pane, line, "--enter"]);
-        let done = self.json(&["pane", "wait", pane, "--match", &format!("(?m)^{marker}"), "--timeout", "20s"]);
-        s(&done["screen"], "text").to_string()
-    }
-
-    fn screen(&self, pane: &str) -> String {
-        s(&self.json(&["pane", "screen", pane]), "text").to_string()
-    }
+    args.extend(["--", "bash", "--norc", "--noprofile", "-i"]);
+    let run = p.wt_run(&args);
+    run.expect_code(0);
+    run.records().remove(0)
 }
 
-impl Drop for Supervised {
-    fn drop(&mut self) {
-        let _ = self.wt_run(&["pane", "stop"]);
-    }
+/// Types `line` into the pane and waits until `marker` starts a line of its screen.
+fn type_and_wait(p: &Panes, pane: &str, line: &str, marker: &str) -> String {
+    p.json(&["pane", "send", pane, line, "--enter"]);
+    let done = p.json(&["pane", "wait", pane, "--match", &format!("(?m)^{marker}"), "--timeout", "20s"]);
+    s(&done["screen"], "text").to_string()
 }
 
 fn pid_alive(pid: u64) -> bool {
@@ -450,12 +423,12 @@ fn pid_alive(pid: u64) -> bool {
 
 #[test]
 fn a_confined_pane_cannot_reach_another_terminal_or_signal_outside() {
-    let p = Supervised::new(&["victim", "agent"]);
-    let victim = p.spawn("victim", false);
+    let p = panes_with(&["victim", "agent"]);
+    let victim = spawn_bash(&p, "victim", false);
     let victim_pid = victim["run"]["pane"]["pid"].as_u64().unwrap();
     let tty = std::fs::read_link(format!("/proc/{victim_pid}/fd/0")).unwrap();
     assert!(tty.starts_with("/dev/pts"), "{}", tty.display());
-    let agent = p.spawn("agent", true);
+    let agent = spawn_bash(&p, "agent", true);
     assert_eq!(agent["run"]["pane"]["confined"]["enforced"], "full", "{agent}");
     let supervisor = Command::new("pgrep").args(["-f", "wt-run serve"]).output().unwrap();
     let supervisors: Vec<u64> =
@@ -467,12 +440,15 @@ fn a_confined_pane_cannot_reach_another_terminal_or_signal_outside() {
          kill -TERM {victim_pid} 2>/dev/null && echo killed-victim; {kill_sup} ls /dev/pts | tr '\\n' ' '; echo; echo attack-done",
         kill_sup = supervisors.iter().map(|pid| format!("kill -0 {pid} 2>/dev/null && echo signalled-supervisor;")).collect::<String>()
     );
-    let text = p.type_and_wait("agent", &attack, "attack-done");
+    let text = type_and_wait(&p, "agent", &attack, "attack-done");
     for harm in ["wrote-tty", "read-tty", "typed-tty", "killed-victim", "signalled-supervisor"] {
         assert!(!text.lines().any(|l| l == harm), "{harm}:\n{text}");
     }
     assert!(text.lines().any(|l| l.trim() == "ptmx"), "only its own terminals in /dev/pts:\n{text}");
-    assert!(!p.screen("victim").contains("INJECTED"), "the other pane's screen is untouched");
+    assert!(
+        !s(&p.json(&["pane", "screen", "victim"]), "text").contains("INJECTED"),
+        "the other pane's screen is untouched"
+    );
     assert!(pid_alive(victim_pid));
     p.wt_run(&["pane", "ls"]).expect_code(0);
     assert_eq!(agent["run"]["pane"]["confined"]["private"], serde_json::json!(["tmp", "shm", "pts"]));
@@ -480,9 +456,9 @@ fn a_confined_pane_cannot_reach_another_terminal_or_signal_outside() {
 
 #[test]
 fn a_confined_pane_commits_on_its_branch_and_nothing_else_moves() {
-    let p = Supervised::new(&["other", "agent"]);
+    let p = panes_with(&["other", "agent"]);
     let (main, other) = (p.t.git(["rev-parse", "main"]), p.t.git(["rev-parse", "wt/other"]));
-    p.spawn("agent", true);
+    spawn_bash(&p, "agent", true);
     let outside = p.t.wt_root().join("other/evil.txt");
     let head = p.t.git(["rev-parse", "HEAD"]);
     let object = p.t.repo.join(".git/objects").join(&head[..2]).join(&head[2..]);
@@ -493,7 +469,7 @@ fn a_confined_pane_commits_on_its_branch_and_nothing_else_moves() {
         outside.display(),
         object.display()
     );
-    let text = p.type_and_wait("agent", &work, "committed");
+    let text = type_and_wait(&p, "agent", &work, "committed");
     assert!(!text.lines().any(|l| l == "wrote-other" || l == "moved-main"), "{text}");
     p.json(&["pane", "send", "agent", "exit", "--enter"]);
     p.json(&["pane", "wait", "agent", "--exit", "--timeout", "20s"]);
@@ -506,16 +482,16 @@ fn a_confined_pane_commits_on_its_branch_and_nothing_else_moves() {
 
 #[test]
 fn tools_that_read_branches_publish_a_running_pane_first() {
-    let p = Supervised::new(&["agent"]);
-    p.spawn("agent", true);
-    p.type_and_wait("agent", "git commit -q --allow-empty -m live && echo committed", "committed");
+    let p = panes_with(&["agent"]);
+    spawn_bash(&p, "agent", true);
+    type_and_wait(&p, "agent", "git commit -q --allow-empty -m live && echo committed", "committed");
     // The pane still runs: its commit is in its private store until a tool reads the branch.
     let listed = p.t.run("wt-create", &["--list", "--json"], "");
     let rec = &listed.expect_code(0).records()[0];
     assert_eq!(s(rec, "head"), p.t.git(["rev-parse", "wt/agent"]));
     assert_eq!(p.t.git(["log", "-1", "--format=%s", "wt/agent"]), "live");
     // …and the pane goes on committing on top of what was published.
-    p.type_and_wait("agent", "git commit -q --allow-empty -m again && echo committed-again", "committed-again");
+    type_and_wait(&p, "agent", "git commit -q --allow-empty -m again && echo committed-again", "committed-again");
     let merged = p.t.run("wt-merge", &["-w", "agent", "--json"], "");
     merged.expect_code(0);
     assert_eq!(p.t.git(["log", "-1", "--format=%s", "wt/agent"]), "again", "published before the merge read it");
