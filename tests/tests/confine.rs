@@ -207,6 +207,22 @@ fn git_config_hooks_and_admin_files_cannot_be_changed() {
 }
 
 #[test]
+fn a_worktree_config_cannot_be_planted() {
+    let t = repo_with(&["agent-1"]);
+    t.git(["config", "extensions.worktreeConfig", "true"]);
+    let canary = t.root().join("fsmonitor-ran");
+    let script =
+        format!("git config --worktree core.fsmonitor 'touch {}' 2>/dev/null && echo planted; true", canary.display());
+    let (run, rec) = confined(&t, "agent-1", &script);
+    run.expect_code(0);
+    assert!(!said(&rec, "planted"), "{rec}");
+    let wt = t.wt_root().join("agent-1");
+    t.git_in(&wt, ["status", "--short"]);
+    assert!(!canary.exists(), "no planted fsmonitor ran in a later git");
+    assert_eq!(t.git_in(&wt, ["config", "--worktree", "--list"]), "");
+}
+
+#[test]
 fn metadata_outside_cannot_change() {
     let t = repo_with(&["agent-1", "agent-2"]);
     let targets = [t.repo.join("README"), t.wt_root().join("agent-2/README")];

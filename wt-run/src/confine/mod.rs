@@ -134,6 +134,7 @@ pub fn policy_for(
     };
     policy.write.push(path.clone());
     if let Some(admin) = registered.map(|r| r.admin_dir).filter(|a| a != common) {
+        guard_worktree_config(common, &admin);
         for file in ["gitdir", "commondir", "config.worktree"] {
             policy.read_only.push(admin.join(file));
         }
@@ -165,6 +166,18 @@ pub fn policy_for(
     policy.read_only.retain(|p| p.exists());
     policy.write.dedup();
     Ok(policy)
+}
+
+/// With `extensions.worktreeConfig` on, git reads the admin dir's `config.worktree`, where a
+/// command could set `core.fsmonitor` or the like for every later git in the worktree. When
+/// the file does not exist yet, an empty one is made, so that it is bound read-only with the
+/// others (the admin dir itself stays writable: HEAD, index, logs).
+fn guard_worktree_config(common: &Path, admin: &Path) {
+    let config = std::fs::read_to_string(common.join("config")).unwrap_or_default();
+    let file = admin.join("config.worktree");
+    if config.to_ascii_lowercase().contains("worktreeconfig") && !file.exists() {
+        let _ = std::fs::write(&file, "");
+    }
 }
 
 /// The ports wt-env leased to the worktree (`env.block`).
