@@ -42,9 +42,22 @@ impl TestRepo {
         t
     }
 
+    /// Like `new`, in a temp dir under `parent` instead of the system temp dir.
+    pub fn new_in(parent: &Path) -> TestRepo {
+        let dir = tempfile::Builder::new().prefix("wt-test-").tempdir_in(parent).expect("temp dir");
+        let t = Self::in_dir(dir);
+        t.write("README", "hello\n");
+        t.write("src/lib.rs", "pub fn f() {}\n");
+        t.commit("initial");
+        t
+    }
+
     /// A repository with no commits.
     pub fn empty() -> TestRepo {
-        let dir = tempfile::Builder::new().prefix("wt-test-").tempdir().expect("temp dir");
+        Self::in_dir(tempfile::Builder::new().prefix("wt-test-").tempdir().expect("temp dir"))
+    }
+
+    fn in_dir(dir: tempfile::TempDir) -> TestRepo {
         let root = dir.path().canonicalize().expect("canonical temp dir");
         std::fs::create_dir_all(root.join("home")).unwrap();
         std::fs::write(

@@ -316,6 +316,24 @@ fn shm_tmp_and_terminals_are_private() {
 }
 
 #[test]
+fn the_system_temp_dir_is_private_when_it_holds_nothing_of_the_repository() {
+    let t = TestRepo::new_in(Path::new("/var/tmp"));
+    t.run("wt-create", &["agent-1"], "").expect_code(0);
+    let outside = PathBuf::from(format!("/tmp/wt-test-outside-{}", std::process::id()));
+    std::fs::write(&outside, "outside").unwrap();
+    let mine = format!("/tmp/wt-test-mine-{}", std::process::id());
+    let script = format!(
+        "test -e '{}' && echo sees-outside; echo x > '{mine}' && echo tmp-write-ok; echo \"TMPDIR=$TMPDIR\"",
+        outside.display()
+    );
+    let (run, rec) = confined(&t, "agent-1", &script);
+    std::fs::remove_file(&outside).unwrap();
+    run.expect_code(0);
+    assert!(!said(&rec, "sees-outside") && said(&rec, "tmp-write-ok") && said(&rec, "TMPDIR=/tmp"), "{rec}");
+    assert!(!Path::new(&mine).exists(), "what it wrote in /tmp stayed inside");
+}
+
+#[test]
 fn a_branch_moved_outside_is_not_overwritten() {
     let t = repo_with(&["agent-1"]);
     let flag = t.root().join("go");

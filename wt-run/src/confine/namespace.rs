@@ -86,6 +86,8 @@ pub fn enter(policy: &Policy, hide: &[PathBuf]) -> Result<(), Failure> {
         attach(tree, path)?;
     }
     for dir in hide {
+        // Under a private temp dir it may be missing now (and hidden already): made there.
+        let _ = std::fs::create_dir_all(dir);
         tmpfs(dir, crate::hide::COVER)?;
     }
     for (tree, dst) in &binds {
