@@ -26,6 +26,6 @@ for r in range(rounds):
         subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
         for res in json.load(open(out.name))["results"]:
             times[res["command"]].append(res["mean"] * 1000)
-summary = {n: {"median_ms": statistics.median(t), "mean_ms": statistics.mean(t), "runs": len(t)} for n, t in times.items()}
+summary = {n: {"median_ms": statistics.median(t), "mean_ms": statistics.mean(t), "min_ms": min(t), "runs": len(t)} for n, t in times.items()}
 summary["_seed"] = seed
 print(json.dumps(summary))
