@@ -143,9 +143,12 @@ pub fn publish_all(common: &Path) -> Vec<(String, Error)> {
     failed
 }
 
-/// Removes the store of a worktree that is gone (after publishing what it holds).
+/// Removes the store of a worktree that is gone. Callers publish first (and a forced removal
+/// may go on when that fails: what the store holds then goes with the worktree).
 pub fn remove(common: &Path, name: &str) -> Result<(), Error> {
-    publish(common, name)?;
+    if crate::name::validate(name).is_err() {
+        return Ok(());
+    }
     let dir = store_dir(common, name);
     match std::fs::remove_dir_all(&dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(dir.display(), e)),

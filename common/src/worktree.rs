@@ -1,5 +1,6 @@
 //! Removing a managed worktree: git's registration and directory, the branch wt made for it,
-//! and its ledger entry (with every lease in it). wt-create `--remove` and wt-merge `--cleanup`
+//! its ledger entry (with every lease in it) and its private git store of confined runs.
+//! wt-create `--remove` and wt-merge `--cleanup`
 //! both end a worktree this way.
 
 use std::path::Path;
@@ -40,5 +41,7 @@ pub fn remove(
     ledger.update(|l| {
         l.worktrees.remove(name);
         Ok(())
-    })
+    })?;
+    // Its confined runs' private git store (published by the caller before it judged the branch).
+    crate::confine_store::remove(&repo.common_dir, name)
 }

@@ -618,3 +618,19 @@ fn hidden_directories_show_only_what_is_bound_into_them() {
     assert_eq!(std::fs::read_to_string(&shared).unwrap(), "shared");
     assert_eq!(std::fs::read_dir(&secret).unwrap().count(), 1, "nothing was made in the real directory");
 }
+
+#[test]
+fn a_confined_commit_merges_and_cleanup_takes_the_private_store() {
+    let t = repo_with(&["agent-1"]);
+    let (run, _) = confined(&t, "agent-1", "echo f > f.txt && git add f.txt && git commit -q -m feature");
+    run.expect_code(0);
+    let store = common(&t).join("wt/confine/agent-1");
+    assert!(store.is_dir());
+    let merged = t.run("wt-merge", &["-w", "agent-1", "--cleanup", "--json"], "");
+    merged.expect_code(0);
+    let rec = &merged.records()[0];
+    assert_eq!(rec["merge"]["status"], "merged", "{merged}");
+    assert_eq!(rec["merge"]["cleanup"]["removed"], true, "{merged}");
+    assert_eq!(t.git(["show", "main:f.txt"]), "f", "the confined commit is on main");
+    assert!(!store.exists(), "the private store went with the worktree");
+}

@@ -35,8 +35,14 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
     let snap = Snapshot::take(ctx).map_err(|e| (label.clone(), e))?;
     let (name, wt, entry) = find(ctx, &snap, want).map_err(|e| (label.clone(), e))?;
     let fail = |e: Error| (name.clone(), e);
-    // A confined run's commits must be on the branch before it is judged merged or not.
-    wt_common::confine_store::publish(&ctx.repo.common_dir, &name).map_err(fail)?;
+    // A confined run's commits must be on the branch before it is judged merged or not;
+    // `--force` removes the worktree even when they cannot be published.
+    if let Err(e) = wt_common::confine_store::publish(&ctx.repo.common_dir, &name) {
+        if !force {
+            return Err(fail(e));
+        }
+        tracing::warn!("{name}: {e}");
+    }
     // A directory that is gone holds no work to lose and no files to check.
     let reg = match wt.path.exists() {
         true => Some(wt_common::worktree_check::verify(&ctx.repo, &wt.path).map_err(fail)?),
@@ -53,7 +59,6 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
     }
     let branch = wt.branch.as_deref().filter(|_| delete_branch);
     wt_common::worktree::remove(&lock, &ctx.repo, &ctx.ledger, &name, Some(&wt.path), branch, force).map_err(fail)?;
-    wt_common::confine_store::remove(&ctx.repo.common_dir, &name).map_err(fail)?;
     let mut rec = ctx.record(&name, &wt, entry.as_ref());
     rec.removed = Some(true);
     Ok(rec)
