@@ -1,7 +1,6 @@
 //! Removing a managed worktree: git's registration and directory, the branch wt made for it,
 //! its ledger entry (with every lease in it) and its private git store of confined runs.
-//! wt-create `--remove` and wt-merge `--cleanup`
-//! both end a worktree this way.
+//! wt-create `--remove` and wt-merge `--cleanup` both end a worktree this way.
 
 use std::path::Path;
 
