@@ -13,7 +13,9 @@
 //! # For other parts of wt: hiding paths and binding files
 //!
 //! `Policy::hide` lists directories to cover with an empty read-only tmpfs inside the
-//! sandbox (the supervisor's socket directory, a tmux server's directory). `Policy::binds`
+//! sandbox, besides those the helper always covers (`crate::hide`: wherever a pane
+//! supervisor or tmux server may listen). `Policy::keep` names files inside them that stay
+//! reachable at their own paths, when they exist (a confined pane's own socket). `Policy::binds`
 //! puts a file or directory at a path (`Bind { src, dst, writable }`); a `dst` inside a hidden
 //! directory is created there, so `hide: [sockdir]` + `binds: [{src: pane.sock, dst:
 //! sockdir/wt.sock}]` leaves exactly one socket visible. Binds are attached in order, after
