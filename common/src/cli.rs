@@ -20,6 +20,10 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Act at HOST (a [hosts.HOST] of wt.toml) over ssh, in the repository there
+    #[arg(long, value_name = "HOST", global = true)]
+    pub host: Option<String>,
+
     /// Log more on stderr (-v info, -vv debug, -vvv trace); `WT_LOG` takes a full filter
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,

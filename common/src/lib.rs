@@ -13,6 +13,7 @@ pub mod error;
 pub mod failpoint;
 pub mod fsutil;
 pub mod git;
+pub mod host;
 pub mod inside;
 pub mod jsonl;
 pub mod lease;

@@ -10,9 +10,11 @@ pub mod create;
 pub mod include;
 pub mod list;
 pub mod pending;
+pub mod remote;
 pub mod remove;
 
 use wt_common::cli::stdin_records;
+use wt_common::host::Router;
 use wt_common::jsonl::Input;
 use wt_common::output::{core_columns, status_or_error, Column, Output};
 use wt_common::{name, Error, Exit, Record};
@@ -31,12 +33,19 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     }
     let mut ctx = Context::new(&args)?;
     let mut out = Output::new(TOOL, args.global.json, columns());
+    if let Some(host) = args.global.host.clone() {
+        let exit = remote::create_at(&ctx, &args, &host, &mut out)?;
+        return Ok(exit.worst(out.finish()));
+    }
     if args.list {
         list::run(&ctx, args.all_git, &mut out)?;
         return Ok(out.finish());
     }
     let mut wants: Vec<Want> = args.names.iter().map(|w| Want::parse(w)).collect();
+    let mut hosts = Router::local();
     if wants.is_empty() && args.count.is_none() {
+        // Records with `host` go to wt-create at their host; the rest are read here.
+        hosts = Router::split_stdin(TOOL, ctx.repo.main_worktree.as_deref(), None)?;
         wants = read_stdin(&ctx, args.remove, &mut out);
     }
     if args.remove {
@@ -55,7 +64,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         let req = Request { wants, count: args.count.unwrap_or(0), prefix, base: args.base.clone(), jobs };
         create::run(&mut ctx, &req, &mut out)?;
     }
-    Ok(out.finish())
+    Ok(hosts.finish(out.finish()))
 }
 
 /// No names on the command line and stdin is a terminal: the user typed a bare `wt-create`.

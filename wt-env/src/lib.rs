@@ -14,6 +14,7 @@ pub mod ports;
 use std::io::Write;
 
 use serde_json::Value;
+use wt_common::host::{self, Router};
 use wt_common::ledger::LedgerFile;
 use wt_common::output::{core_columns, status_or_error, Column, Output};
 use wt_common::repo::Repo;
@@ -31,6 +32,16 @@ pub const TOOL: &str = "wt-env";
 pub fn run(args: Args) -> Result<Exit, Error> {
     wt_common::cli::init_logging(args.global.verbose);
     let repo = Repo::discover(&args.global.start_dir())?;
+    let root = repo.main_worktree.as_deref();
+    if let Some(host) = &args.global.host {
+        if args.export {
+            return Ok(match host::remote::exec_raw(root, host, TOOL, false)? {
+                0 => Exit::Ok,
+                _ => Exit::Failed,
+            });
+        }
+        return Ok(Router::split_stdin(TOOL, root, Some(host))?.finish(Exit::Ok));
+    }
     let config: Config = config::section(repo.main_worktree.as_deref(), "env")?;
     let ledger = LedgerFile::new(&repo.state_dir());
     let mut out = Output::new(TOOL, args.global.json || args.export, columns());
@@ -50,6 +61,8 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     let mut words = args.names.clone();
     words.extend(args.select.worktrees.iter().cloned());
     let use_stdin = words.is_empty() && !args.select.all;
+    // Leases of a worktree at a host are granted there, by wt-env at that host.
+    let hosts = if use_stdin { Router::split_stdin(TOOL, root, None)? } else { Router::local() };
     let targets = select::collect(TOOL, &repo, &snapshot, &words, args.select.all, use_stdin, &mut out);
     if args.export && targets.len() != 1 {
         return Err(Error::usage(
@@ -72,7 +85,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
             break;
         }
     }
-    Ok(out.finish())
+    Ok(hosts.finish(out.finish()))
 }
 
 fn plan(args: &Args, config: &Config) -> Result<Plan, Error> {

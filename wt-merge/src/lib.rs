@@ -4,6 +4,7 @@
 pub mod args;
 pub mod check;
 pub mod checkout;
+pub mod hosts;
 pub mod journal;
 pub mod queue;
 pub mod strategy;
@@ -72,9 +73,21 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         timeout: args.timeout,
         cleanup: args.cleanup,
     };
+    let hosts = wt_common::host::Hosts::load(repo.main_worktree.as_deref())?;
+    let host_queue = Queue {
+        cleanup: false,
+        into: queue.into.clone(),
+        strategy: queue.strategy.clone(),
+        verify: queue.verify.clone(),
+        ..queue
+    };
     let malformed = std::rc::Rc::new(std::cell::Cell::new(false));
     for rec in inputs(&repo, &ledger, &args, &mut out, &malformed)? {
-        let rec = if rec.has_error() { rec } else { queue.merge(rec) };
+        let rec = match wt_common::host::of(&rec).map(str::to_string) {
+            _ if rec.has_error() => rec,
+            Some(h) => hosts::merge(&host_queue, &hosts, &h, rec, args.cleanup),
+            None => queue.merge(rec),
+        };
         if failed(&rec) {
             out.fail(Exit::Failed);
         }
@@ -120,7 +133,7 @@ fn inputs<'a>(
         }
     });
     Ok(Box::new(from_args.chain(from_stdin).map(move |mut r| {
-        if !r.has_error() {
+        if !r.has_error() && wt_common::host::of(&r).is_none() {
             if let Some(other) = r.repo.as_ref().filter(|p| p.as_path() != repo.root()) {
                 let e = Error::failed(
                     "other-repository",

@@ -15,6 +15,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
+use wt_common::host::Router;
 use wt_common::ledger::LedgerFile;
 use wt_common::output::{core_columns, status_or_error, Column, Output};
 use wt_common::repo::Repo;
@@ -34,12 +35,18 @@ pub fn run(args: Args) -> Result<u8, Error> {
         return pane_verb(std::path::Path::new(&socket), cmd);
     }
     let repo = Repo::discover(&args.global.start_dir())?;
+    let root = repo.main_worktree.as_deref();
+    if let Some(host) = &args.global.host {
+        return at_host(root, host, &args);
+    }
     if let Some(sub) = &args.sub {
         return subcommand(&repo, sub);
     }
     let ledger = LedgerFile::new(&repo.state_dir()).read()?;
     let mut out = Output::new(TOOL, args.global.json, columns());
     let use_stdin = args.select.from_stdin();
+    // Runs of worktrees at a host happen there, by wt-run at that host.
+    let hosts = if use_stdin { Router::split_stdin(TOOL, root, None)? } else { Router::local() };
     let targets = select::collect(TOOL, &repo, &ledger, &args.select.worktrees, args.select.all, use_stdin, &mut out);
     let groups: Groups = Arc::new(Mutex::new(Default::default()));
     let interrupted = signals::on_interrupt(Arc::clone(&groups), args.grace);
@@ -87,7 +94,12 @@ pub fn run(args: Args) -> Result<u8, Error> {
             out.emit(&rec);
         }
     });
-    let status = out.finish();
+    let local = out.finish();
+    let status = hosts.finish(local);
+    if status != local {
+        // A host's records failed: the run as a whole did.
+        return Ok(status as u8);
+    }
     if let Some(sig) = interrupted.get() {
         return Ok(128u8.saturating_add(*sig as u8));
     }
@@ -109,6 +121,19 @@ struct Ctx<'a> {
     pane_socket: Option<PathBuf>,
     backend: String,
     single: bool,
+}
+
+/// `--host H`: the whole command runs at H; pane verbs print what the host's wt-run prints
+/// (`attach` through a terminal, `ssh -t`), batch and `--pane` runs stream records back.
+fn at_host(root: Option<&Path>, host: &str, args: &Args) -> Result<u8, Error> {
+    match &args.sub {
+        Some(Sub::Pane(cmd)) => {
+            let tty = matches!(cmd, PaneCmd::Attach { .. });
+            wt_common::host::remote::exec_raw(root, host, TOOL, tty)
+        }
+        Some(Sub::Serve { .. }) => Err(Error::usage("usage", "`wt-run serve` runs where its panes are; drop --host")),
+        None => Ok(Router::split_stdin(TOOL, root, Some(host))?.finish(Exit::Ok) as u8),
+    }
 }
 
 /// `wt-run serve` and `wt-run pane …`.

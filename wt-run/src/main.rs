@@ -1,6 +1,7 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    wt_common::host::guard::early_main();
     let raw: Vec<String> = std::env::args().collect();
     if raw.get(1).map(String::as_str) == Some(wt_run::confine::HELPER) {
         wt_run::confine::helper_main(&raw);

@@ -1,0 +1,360 @@
+//! Hosts over ssh, end to end: three hosts simulated on this machine, each a real OpenSSH
+//! `sshd` of its own on its own loopback address (127.0.0.2, .3, .4) and port, with host and
+//! user keys made by the test, its own repository path, and an ssh config file the test writes
+//! (`-F`, with its own known-hosts file: host keys are checked). Traffic goes only to loopback.
+//! Each test starts its sshds and kills them, with every session they started.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wt_tests::{bin, s, Run, TestRepo};
+
+/// One simulated host: an sshd on `addr:port`.
+struct Sshd {
+    name: String,
+    addr: String,
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Sshd {
+    fn config_path(&self) -> PathBuf {
+        self.dir.join("sshd_config")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+    }
+
+    fn start(&mut self) {
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-f"])
+            .arg(self.config_path())
+            .arg("-E")
+            .arg(self.dir.join("sshd.log"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start sshd (Debian's openssh-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect((self.addr.as_str(), self.port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd {} did not start:\n{}", self.name, self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the sshd and every session it holds, as a host that goes away would.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let mut pids = descendants(child.id() as i32);
+            pids.push(child.id() as i32);
+            for pid in pids {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Every process below `root`, from /proc.
+fn descendants(root: i32) -> Vec<i32> {
+    let mut parents: Vec<(i32, i32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+        if let Some(ppid) = after.split(' ').nth(1).and_then(|p| p.parse().ok()) {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// A free TCP port on `addr`.
+fn free_port(addr: &str) -> u16 {
+    std::net::TcpListener::bind((addr, 0)).unwrap().local_addr().unwrap().port()
+}
+
+fn keygen(path: &Path) -> String {
+    let out = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(path).output().unwrap();
+    assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read_to_string(path.with_extension("pub")).unwrap().trim().to_string()
+}
+
+/// A local repository and `n` hosts, declared in its wt.toml.
+struct Lab {
+    t: TestRepo,
+    hosts: Vec<Sshd>,
+}
+
+impl Lab {
+    fn new(n: usize) -> Lab {
+        let t = TestRepo::new();
+        let root = t.root();
+        // sshd refuses to start without its privilege separation directory.
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let ssh_dir = root.join("ssh");
+        std::fs::create_dir_all(&ssh_dir).unwrap();
+        let user_pub = keygen(&ssh_dir.join("user_key"));
+        std::fs::write(ssh_dir.join("authorized_keys"), format!("{user_pub}\n")).unwrap();
+        let mut client = String::new();
+        let mut known = String::new();
+        let mut toml = String::new();
+        let mut hosts = Vec::new();
+        for i in 1..=n {
+            let name = format!("h{i}");
+            let addr = format!("127.0.0.{}", i + 1);
+            let port = free_port(&addr);
+            let dir = root.join(&name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let host_pub = keygen(&dir.join("host_key"));
+            let config = format!(
+                "ListenAddress {addr}:{port}\nHostKey {hk}\nPidFile none\nUsePAM no\nUseDNS no\nStrictModes no\n\
+                 PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 AuthorizedKeysFile {ak}\nLogLevel VERBOSE\nMaxSessions 50\nMaxStartups 50\n",
+                hk = dir.join("host_key").display(),
+                ak = ssh_dir.join("authorized_keys").display(),
+            );
+            std::fs::write(dir.join("sshd_config"), config).unwrap();
+            client += &format!(
+                "Host {name}\n  HostName {addr}\n  Port {port}\n  User root\n  IdentityFile {key}\n  IdentitiesOnly yes\n  \
+                 UserKnownHostsFile {kh}\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n",
+                key = ssh_dir.join("user_key").display(),
+                kh = ssh_dir.join("known_hosts").display(),
+            );
+            known += &format!("[{addr}]:{port} {host_pub}\n");
+            toml += &format!(
+                "[hosts.{name}]\nssh = \"{name}\"\npath = \"{}\"\nbin = \"{}\"\nssh_config = \"{}\"\n\n",
+                dir.join("repo").display(),
+                bin("wt-run").parent().unwrap().display(),
+                ssh_dir.join("config").display(),
+            );
+            let mut sshd = Sshd { name, addr, port, dir, child: None };
+            sshd.start();
+            hosts.push(sshd);
+        }
+        std::fs::write(ssh_dir.join("config"), client).unwrap();
+        std::fs::write(ssh_dir.join("known_hosts"), known).unwrap();
+        t.write("wt.toml", &toml);
+        t.commit("hosts");
+        Lab { t, hosts }
+    }
+
+    fn cmd(&self, tool: &str) -> Command {
+        let mut c = self.t.cmd(tool);
+        c.env("WT_PANE_IDLE", "30s");
+        c
+    }
+
+    fn run(&self, tool: &str, args: &[&str], stdin: &str) -> Run {
+        Run::of(self.cmd(tool).args(args), stdin)
+    }
+
+    /// `wt-create --host H -n N`: the records of H's new worktrees.
+    fn create(&self, host: &str, n: usize) -> Vec<Value> {
+        let run = self.run("wt-create", &["--host", host, "-n", &n.to_string(), "--json"], "");
+        run.expect_code(0);
+        let recs = run.records();
+        assert_eq!(recs.len(), n, "{run}");
+        recs
+    }
+
+    /// A shell pipeline of the tools (absolute paths), fed `stdin`, in the isolated env.
+    fn pipeline(&self, stages: &[&str], stdin: &str) -> Child {
+        let line = stages.join(" | ");
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(line).current_dir(&self.t.repo);
+        self.t.isolate(&mut c);
+        c.env("WT_PANE_IDLE", "30s");
+        let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+    }
+}
+
+fn tool(name: &str) -> String {
+    bin(name).display().to_string()
+}
+
+fn lines(recs: &[Value]) -> String {
+    recs.iter().map(|r| r.to_string() + "\n").collect()
+}
+
+/// A command for wt-run: a file named after its host and worktree, committed on its branch.
+const WORK: &str = "h=$(basename $(dirname $(dirname \"$WT_PATH\"))); echo \"$WT_NAME\" > \"out-$h-$WT_NAME.txt\" \
+    && git add . && git -c user.name=a -c user.email=a@example.com commit -qm \"work of $h $WT_NAME\"";
+
+#[test]
+fn one_pipeline_creates_leases_runs_and_merges_on_three_hosts() {
+    let lab = Lab::new(3);
+    let mut recs = Vec::new();
+    for h in ["h1", "h2", "h3"] {
+        let made = lab.create(h, 2);
+        for r in &made {
+            assert_eq!(s(r, "host"), h, "{r}");
+            assert!(s(r, "path").starts_with(&lab.hosts[0].dir.parent().unwrap().join(h).display().to_string()));
+        }
+        recs.extend(made);
+    }
+    // The host's repository is a real one with the worktrees git knows.
+    let listed = Command::new("git").arg("-C").arg(lab.hosts[1].dir.join("repo")).args(["worktree", "list"]).output();
+    assert_eq!(String::from_utf8_lossy(&listed.unwrap().stdout).lines().count(), 3);
+
+    let env = format!("{} --json --range 43000-43999", tool("wt-env"));
+    let run = format!("{} --json -- sh -c '{}'", tool("wt-run"), WORK.replace('\'', r"'\''"));
+    let merge = format!("{} --json --verify 'test -f README' --cleanup", tool("wt-merge"));
+    let child = lab.pipeline(&[&env, &run, &merge], &lines(&recs));
+    let out = Run::from_output(child.wait_with_output().unwrap());
+    out.expect_code(0);
+    let merged = out.records();
+    assert_eq!(merged.len(), 6, "{out}");
+    for r in &merged {
+        assert_eq!(r["merge"]["status"], "merged", "{out}");
+        assert_eq!(r["run"]["exit"], 0, "{r}");
+        assert!(r["env"]["vars"]["PORT"].as_str().is_some_and(|p| p.starts_with("43")), "{r}");
+        assert_eq!(r["merge"]["cleanup"]["removed"], true, "{r}");
+    }
+    // All six landed in the local main, each verified, and the hosts' worktrees are gone.
+    let files = lab.t.git(["ls-tree", "--name-only", "main"]);
+    for h in ["h1", "h2", "h3"] {
+        for n in ["agent-1", "agent-2"] {
+            assert!(files.contains(&format!("out-{h}-{n}.txt")), "{files}");
+        }
+        let dir = lab.hosts[0].dir.parent().unwrap().join(h);
+        assert!(!dir.join("repo.wt/agent-1").exists());
+        // Leases were granted at the host, in its own ledger.
+        assert!(dir.join("repo/.git/wt/ledger.json").exists());
+    }
+    assert!(!lab.t.branches().iter().any(|b| b.starts_with("hosts/")), "{:?}", lab.t.branches());
+}
+
+/// Is a process whose command line is exactly `argv` running?
+fn running(argv: &[&str]) -> bool {
+    let want = argv.join("\0") + "\0";
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline")).map(|c| c == want.as_bytes()).unwrap_or(false)
+    })
+}
+
+#[test]
+fn a_host_that_goes_away_mid_run_gives_errors_and_the_others_merge() {
+    let mut lab = Lab::new(3);
+    let mut recs = Vec::new();
+    for h in ["h1", "h2", "h3"] {
+        recs.extend(lab.create(h, 1));
+    }
+    let started = lab.t.root().join("h2-started");
+    // Unique so that the test can look for it afterwards.
+    let sleeper = ["sleep", "987653"];
+    let cmd = format!(
+        "h=$(basename $(dirname $(dirname \"$WT_PATH\"))); if [ $h = h2 ]; then touch {}; {}; fi; {WORK}",
+        started.display(),
+        sleeper.join(" ")
+    );
+    let run = format!("{} --json -- sh -c '{}'", tool("wt-run"), cmd.replace('\'', r"'\''"));
+    let merge = format!("{} --json", tool("wt-merge"));
+    let child = lab.pipeline(&[&run, &merge], &lines(&recs));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "the run at h2 never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(running(&sleeper));
+    lab.hosts[1].kill();
+    let out = Run::from_output(child.wait_with_output().unwrap());
+    out.expect_code(1);
+    let got = out.records();
+    assert_eq!(got.len(), 3, "{out}");
+    for r in &got {
+        if s(r, "host") == "h2" {
+            assert_eq!(r["error"]["code"], "connection-lost", "{out}");
+            assert_eq!(s(r, "name"), "agent-1");
+        } else {
+            assert_eq!(r["merge"]["status"], "merged", "{out}");
+        }
+    }
+    // No orphan at the host: the guard ended the run's process group with the connection.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while running(&sleeper) {
+        assert!(Instant::now() < deadline, "the run at h2 outlived its connection");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let files = lab.t.git(["ls-tree", "--name-only", "main"]);
+    assert!(files.contains("out-h1-agent-1.txt") && files.contains("out-h3-agent-1.txt"), "{files}");
+    assert!(!files.contains("out-h2"), "{files}");
+}
+
+#[test]
+fn an_unreachable_host_gives_error_records_and_the_rest_goes_on() {
+    let mut lab = Lab::new(2);
+    let mut recs = lab.create("h1", 1);
+    recs.extend(lab.create("h2", 1));
+    lab.hosts[1].kill();
+    let out = lab.run("wt-run", &["--json", "--", "true"], &lines(&recs));
+    out.expect_code(1);
+    let got = out.records();
+    assert_eq!(got.len(), 2, "{out}");
+    let h1 = got.iter().find(|r| s(r, "host") == "h1").expect("h1's record");
+    assert_eq!(h1["run"]["exit"], 0, "{out}");
+    let h2 = got.iter().find(|r| s(r, "host") == "h2").expect("h2's record");
+    assert_eq!(h2["error"]["code"], "host-unreachable", "{out}");
+}
+
+#[test]
+fn a_name_with_shell_metacharacters_is_refused_before_anything_is_sent() {
+    let lab = Lab::new(1);
+    let bad = "x;touch${IFS}pwned";
+    let out = lab.run("wt-create", &["--host", "h1", bad], "");
+    out.expect_code(2);
+    assert!(out.stderr.contains("not sent to a host"), "{out}");
+    // A record that names a host is checked the same way, by any tool.
+    let rec = serde_json::json!({"v": 1, "name": "a$(id)", "host": "h1", "path": "/x", "branch": "wt/a"});
+    let out = lab.run("wt-env", &["--json"], &format!("{rec}\n"));
+    out.expect_code(1);
+    assert_eq!(out.records()[0]["error"]["code"], "invalid-name", "{out}");
+    assert!(!lab.hosts[0].log().contains("Accepted"), "a connection was made:\n{}", lab.hosts[0].log());
+}
+
+#[test]
+fn a_pane_at_a_host_is_read_and_typed_into_from_here_and_survives_a_dropped_connection() {
+    let mut lab = Lab::new(1);
+    lab.create("h1", 1);
+    let script = "echo ready; read line; echo \"got:$line\"; sleep 60";
+    let out = lab.run("wt-run", &["--host", "h1", "-w", "agent-1", "--pane", "--json", "--", "sh", "-c", script], "");
+    out.expect_code(0);
+    assert_eq!(s(&out.records()[0], "host"), "h1", "{out}");
+    let pane = |lab: &Lab, args: &[&str]| {
+        let mut all = vec!["--host", "h1", "pane"];
+        all.extend(args);
+        lab.run("wt-run", &all, "")
+    };
+    pane(&lab, &["wait", "agent-1", "--match", "ready", "--timeout", "20s"]).expect_code(0);
+    pane(&lab, &["send", "agent-1", "hello", "--enter"]).expect_code(0);
+    pane(&lab, &["wait", "agent-1", "--match", "got:hello", "--timeout", "20s"]).expect_code(0);
+    // The connection drops; the host's supervisor holds the pane, and it is reached again.
+    lab.hosts[0].kill();
+    assert_eq!(pane(&lab, &["ls"]).code, Some(3));
+    lab.hosts[0].start();
+    let screen = pane(&lab, &["screen", "agent-1"]);
+    screen.expect_code(0);
+    assert!(screen.stdout.contains("got:hello"), "{screen}");
+    pane(&lab, &["stop"]).expect_code(0);
+}
