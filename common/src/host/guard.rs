@@ -3,7 +3,7 @@
 //!
 //! Without a terminal, sshd does not signal the remote command when the connection drops: a
 //! `wt-run` there would go on with its runs, orphaned. So the remote command is
-//! `<tool> __host-guard <tool args…>`: the guard starts the tool as its own process group, feeds
+//! `<tool> __host-guard <tool args…>`: the guard says it started (a `\x06` line), starts the tool as its own process group, feeds
 //! it the records from its stdin up to an end-of-input line (`\x04`, which no record or name
 //! can be), and keeps reading. Its stdin ends only when the connection does; if the tool is
 //! still running then, the guard sends its group SIGTERM (wt-run then ends its runs' groups
@@ -20,6 +20,9 @@ use nix::unistd::Pid;
 
 /// The first argument that makes a tool its own guard.
 pub const GUARD_ARG: &str = "__host-guard";
+/// The line the guard writes first, before the tool's records: the connection is up and the
+/// command started, so a later failure of ssh is a connection lost, not a host unreachable.
+pub const STARTED: &str = "\u{6}";
 /// The line that ends the input of a tool under the guard.
 pub const END_OF_INPUT: &str = "\u{4}";
 /// What `<tool> --protocol-version` prints: the record protocol and the tools' version.
@@ -54,6 +57,10 @@ fn guard(args: &[String]) -> i32 {
             return 3;
         }
     };
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{STARTED}").and_then(|()| out.flush());
+    }
     let mut child = match Command::new(exe).args(args).stdin(Stdio::piped()).process_group(0).spawn() {
         Ok(c) => c,
         Err(e) => {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::config::Host;
-use super::guard::{END_OF_INPUT, GUARD_ARG};
+use super::guard::{END_OF_INPUT, GUARD_ARG, STARTED};
 use super::{quote, ssh};
 use crate::error::{Error, ErrorKind, Exit};
 use crate::jsonl::{write_record, WriteError};
@@ -47,6 +47,14 @@ pub fn command_line(host: &Host, tool: &str, args: &[String], guarded: bool) -> 
     words.extend(["-C".to_string(), host.path.display().to_string()]);
     words.extend(args.iter().cloned());
     quote::join(&words)
+}
+
+/// The error for a tool the host does not have.
+pub fn missing_tool(host: &Host, tool: &str) -> Error {
+    Error::failed(
+        "remote-tool-missing",
+        format!("{} is not found at {}: {}", program(host, tool), host.name, install_hint(host, tool)),
+    )
 }
 
 /// How to put the tools where a host can find them.
@@ -110,7 +118,7 @@ pub struct Session {
     child: Child,
     feed: Sender<Msg>,
     writer: JoinHandle<()>,
-    reader: JoinHandle<Vec<String>>,
+    reader: JoinHandle<(Vec<String>, bool)>,
     stderr: JoinHandle<String>,
     sent: Vec<String>,
     sink: Arc<Sink>,
@@ -154,9 +162,13 @@ impl Session {
         let stdout = child.stdout.take().expect("piped");
         let (name, out_sink) = (host.name.clone(), Arc::clone(&sink));
         let reader = std::thread::spawn(move || {
-            let mut returned = Vec::new();
+            let (mut returned, mut started) = (Vec::new(), false);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if line == STARTED {
+                    started = true;
+                    continue;
+                }
                 match Record::from_json(&line) {
                     Ok(mut rec) => {
                         rec.set_key(super::KEY, name.clone().into());
@@ -166,7 +178,7 @@ impl Session {
                     Err(e) => eprintln!("[{name}] not a record ({e}): {line}"),
                 }
             }
-            returned
+            (returned, started)
         });
         let stderr = child.stderr.take().expect("piped");
         let name = host.name.clone();
@@ -192,7 +204,7 @@ impl Session {
     pub fn finish(self) -> Exit {
         let Session { host, tool, mut child, feed, writer, reader, stderr, sent, sink } = self;
         let _ = feed.send(Msg::End);
-        let returned = reader.join().unwrap_or_default();
+        let (returned, started) = reader.join().unwrap_or_default();
         drop(feed);
         let _ = writer.join();
         let status = child.wait().ok().and_then(|s| s.code()).unwrap_or(SSH_FAILED);
@@ -204,7 +216,7 @@ impl Session {
             3 => Exit::Environment,
             _ => Exit::Failed,
         };
-        let lost = lost(&host, tool, &returned, status, &last);
+        let lost = lost(&host, tool, started, status, &last);
         let missing = missing(&sent, &returned);
         let nothing_named = sent.is_empty() && returned.is_empty();
         if let Some(err) = lost.filter(|_| !missing.is_empty() || nothing_named) {
@@ -221,11 +233,11 @@ impl Session {
 }
 
 /// The error for records that did not come back, by how ssh ended.
-fn lost(h: &Host, tool: &str, returned: &[String], status: i32, last_stderr: &str) -> Option<Error> {
+fn lost(h: &Host, tool: &str, started: bool, status: i32, last_stderr: &str) -> Option<Error> {
     let said = if last_stderr.trim().is_empty() { String::new() } else { format!(" ({})", last_stderr.trim()) };
     match status {
         0..=3 => None,
-        SSH_FAILED if returned.is_empty() => Some(Error::failed(
+        SSH_FAILED if !started => Some(Error::failed(
             "host-unreachable",
             format!("host {} ({}) cannot be reached over ssh{said}; the other hosts go on", h.name, h.ssh),
         )),
@@ -256,10 +268,7 @@ pub fn exec_raw(root: Option<&std::path::Path>, host_name: &str, tool: &str, tty
         Some(SSH_FAILED) | None => {
             Err(super::repo::unreachable(host, "see ssh's message above").with_kind(ErrorKind::Environment))
         }
-        Some(NOT_FOUND) => Err(Error::env(
-            "remote-tool-missing",
-            format!("{} is not found at {}: {}", program(host, tool), host.name, install_hint(host, tool)),
-        )),
+        Some(NOT_FOUND) => Err(missing_tool(host, tool).with_kind(ErrorKind::Environment)),
         Some(code) => Ok(code as u8),
     }
 }

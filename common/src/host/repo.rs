@@ -40,10 +40,7 @@ pub fn check_tools(host: &Host, tool: &str) -> Result<(), Error> {
     let want_proto = want.split(' ').next().unwrap_or_default();
     let got = out.trim();
     if code == 127 || (code != 0 && got.is_empty()) {
-        return Err(Error::failed(
-            "remote-tool-missing",
-            format!("{} is not found at {}: {}", program(host, tool), host.name, install_hint(host, tool)),
-        ));
+        return Err(super::remote::missing_tool(host, tool));
     }
     if got.split(' ').next() != Some(want_proto) {
         return Err(Error::failed(
