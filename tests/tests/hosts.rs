@@ -330,6 +330,8 @@ fn a_name_with_shell_metacharacters_is_refused_before_anything_is_sent() {
     let out = lab.run("wt-create", &["--host", "h1", bad], "");
     out.expect_code(2);
     assert!(out.stderr.contains("not sent to a host"), "{out}");
+    lab.run("wt-run", &["--host", "h1", "-w", "a`id`", "--", "true"], "").expect_code(2);
+    lab.run("wt-run", &["--host", "h1", "pane", "screen", "a|b"], "").expect_code(2);
     // A record that names a host is checked the same way, by any tool.
     let rec = serde_json::json!({"v": 1, "name": "a$(id)", "host": "h1", "path": "/x", "branch": "wt/a"});
     let out = lab.run("wt-env", &["--json"], &format!("{rec}\n"));

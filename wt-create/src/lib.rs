@@ -45,7 +45,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     let mut hosts = Router::local();
     if wants.is_empty() && args.count.is_none() {
         // Records with `host` go to wt-create at their host; the rest are read here.
-        hosts = Router::split_stdin(TOOL, ctx.repo.main_worktree.as_deref(), None)?;
+        hosts = Router::split_stdin(TOOL, ctx.repo.main_worktree.as_deref())?;
         wants = read_stdin(&ctx, args.remove, &mut out);
     }
     if args.remove {

@@ -40,7 +40,8 @@ pub fn create_at(ctx: &Context, args: &Args, host_name: &str, out: &mut Output) 
             Err(e) => return fail(e, out),
         }
     }
-    Ok(Router::split_stdin_with(TOOL, root, Some(host_name), forwarded)?.finish(Exit::Ok))
+    let stdin = args.names.is_empty() && args.count.is_none() && !args.list;
+    Ok(Router::at_host(TOOL, root, host_name, forwarded, stdin)?.finish(Exit::Ok))
 }
 
 /// The branch checked out in the main worktree (what new worktrees start from by default).

@@ -34,13 +34,17 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     let repo = Repo::discover(&args.global.start_dir())?;
     let root = repo.main_worktree.as_deref();
     if let Some(host) = &args.global.host {
+        host::quote::check_names(&args.names)?;
+        host::quote::check_names(&args.select.worktrees)?;
         if args.export {
             return Ok(match host::remote::exec_raw(root, host, TOOL, false)? {
                 0 => Exit::Ok,
                 _ => Exit::Failed,
             });
         }
-        return Ok(Router::split_stdin(TOOL, root, Some(host))?.finish(Exit::Ok));
+        let stdin = args.names.is_empty() && args.select.from_stdin() && !args.list && !args.gc;
+        let forwarded = wt_common::host::router::forwarded_args();
+        return Ok(Router::at_host(TOOL, root, host, forwarded, stdin)?.finish(Exit::Ok));
     }
     let config: Config = config::section(repo.main_worktree.as_deref(), "env")?;
     let ledger = LedgerFile::new(&repo.state_dir());
@@ -62,7 +66,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     words.extend(args.select.worktrees.iter().cloned());
     let use_stdin = words.is_empty() && !args.select.all;
     // Leases of a worktree at a host are granted there, by wt-env at that host.
-    let hosts = if use_stdin { Router::split_stdin(TOOL, root, None)? } else { Router::local() };
+    let hosts = if use_stdin { Router::split_stdin(TOOL, root)? } else { Router::local() };
     let targets = select::collect(TOOL, &repo, &snapshot, &words, args.select.all, use_stdin, &mut out);
     if args.export && targets.len() != 1 {
         return Err(Error::usage(

@@ -145,3 +145,19 @@ pub enum PaneCmd {
     /// Stop the supervisor and every pane
     Stop,
 }
+
+impl PaneCmd {
+    /// The pane a verb is about, if it is about one.
+    pub fn pane_name(&self) -> Option<&str> {
+        match self {
+            PaneCmd::Screen { name, .. }
+            | PaneCmd::Send { name, .. }
+            | PaneCmd::Key { name, .. }
+            | PaneCmd::Wait { name, .. }
+            | PaneCmd::Attach { name }
+            | PaneCmd::Resize { name, .. }
+            | PaneCmd::Kill { name } => Some(name),
+            PaneCmd::Ls | PaneCmd::Stop => None,
+        }
+    }
+}

@@ -46,7 +46,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
     let mut out = Output::new(TOOL, args.global.json, columns());
     let use_stdin = args.select.from_stdin();
     // Runs of worktrees at a host happen there, by wt-run at that host.
-    let hosts = if use_stdin { Router::split_stdin(TOOL, root, None)? } else { Router::local() };
+    let hosts = if use_stdin { Router::split_stdin(TOOL, root)? } else { Router::local() };
     let targets = select::collect(TOOL, &repo, &ledger, &args.select.worktrees, args.select.all, use_stdin, &mut out);
     let groups: Groups = Arc::new(Mutex::new(Default::default()));
     let interrupted = signals::on_interrupt(Arc::clone(&groups), args.grace);
@@ -126,13 +126,21 @@ struct Ctx<'a> {
 /// `--host H`: the whole command runs at H; pane verbs print what the host's wt-run prints
 /// (`attach` through a terminal, `ssh -t`), batch and `--pane` runs stream records back.
 fn at_host(root: Option<&Path>, host: &str, args: &Args) -> Result<u8, Error> {
+    wt_common::host::quote::check_names(&args.select.worktrees)?;
     match &args.sub {
         Some(Sub::Pane(cmd)) => {
+            if let Some(name) = cmd.pane_name() {
+                wt_common::host::quote::check_names(&[name])?;
+            }
             let tty = matches!(cmd, PaneCmd::Attach { .. });
             wt_common::host::remote::exec_raw(root, host, TOOL, tty)
         }
         Some(Sub::Serve { .. }) => Err(Error::usage("usage", "`wt-run serve` runs where its panes are; drop --host")),
-        None => Ok(Router::split_stdin(TOOL, root, Some(host))?.finish(Exit::Ok) as u8),
+        None => {
+            let forwarded = wt_common::host::router::forwarded_args();
+            let stdin = args.select.from_stdin();
+            Ok(Router::at_host(TOOL, root, host, forwarded, stdin)?.finish(Exit::Ok) as u8)
+        }
     }
 }
 

@@ -41,6 +41,11 @@ pub fn check_sendable(what: &str, value: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks every worktree name given on the command line of a tool run at a host.
+pub fn check_names<S: AsRef<str>>(names: &[S]) -> Result<(), Error> {
+    names.iter().try_for_each(|n| check_sendable("name", n.as_ref()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

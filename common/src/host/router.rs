@@ -80,24 +80,36 @@ impl Router {
         Router { thread: None }
     }
 
-    /// Splits stdin (when it is not a terminal) by the records' hosts; with `only`, every
-    /// line goes to that host, and its session starts even with no input.
-    pub fn split_stdin(tool: &'static str, root: Option<&Path>, only: Option<&str>) -> Result<Router, Error> {
-        Router::split_stdin_with(tool, root, only, forwarded_args())
+    /// Splits stdin (when it is not a terminal) by the records' hosts. Call it only when the
+    /// tool reads its worktrees from stdin.
+    pub fn split_stdin(tool: &'static str, root: Option<&Path>) -> Result<Router, Error> {
+        Router::start(tool, root, None, forwarded_args(), true)
     }
 
-    /// `split_stdin`, with the arguments the hosts' tool gets.
-    pub fn split_stdin_with(
+    /// `--host H`: the tool runs at H with `args`, its session started even with no input;
+    /// with `stdin`, every line of stdin goes there.
+    pub fn at_host(
+        tool: &'static str,
+        root: Option<&Path>,
+        host: &str,
+        args: Vec<String>,
+        stdin: bool,
+    ) -> Result<Router, Error> {
+        Router::start(tool, root, Some(host), args, stdin)
+    }
+
+    fn start(
         tool: &'static str,
         root: Option<&Path>,
         only: Option<&str>,
         args: Vec<String>,
+        stdin: bool,
     ) -> Result<Router, Error> {
         let hosts = Hosts::load(root)?;
         if let Some(h) = only {
             hosts.get(h)?;
         }
-        let piped = !std::io::stdin().is_terminal();
+        let piped = stdin && !std::io::stdin().is_terminal();
         if !piped && only.is_none() {
             return Ok(Router::local());
         }
