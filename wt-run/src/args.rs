@@ -157,6 +157,7 @@ impl PaneCmd {
             | PaneCmd::Attach { name }
             | PaneCmd::Resize { name, .. }
             | PaneCmd::Kill { name } => Some(name),
+            PaneCmd::Notify { pane, .. } => pane.as_deref(),
             PaneCmd::Ls | PaneCmd::Stop => None,
         }
     }
