@@ -28,6 +28,14 @@ pub const TOOL: &str = "wt-merge";
 pub fn run(args: Args) -> Result<Exit, Error> {
     wt_common::cli::init_logging(args.global.verbose);
     let repo = Repo::discover(&args.global.start_dir())?;
+    if let Some(host) = &args.global.host {
+        // The queue of the host's repository, merging there.
+        wt_common::host::quote::check_names(&args.select.worktrees)?;
+        let forwarded = wt_common::host::router::forwarded_args();
+        let root = repo.main_worktree.as_deref();
+        let router = wt_common::host::Router::at_host(TOOL, root, host, forwarded, args.select.from_stdin())?;
+        return Ok(router.finish(Exit::Ok));
+    }
     let into = match &args.into {
         Some(b) => b.clone(),
         None => repo.main_head()?.and_then(|h| h.branch).ok_or_else(|| {
