@@ -365,3 +365,20 @@ fn a_pane_at_a_host_is_read_and_typed_into_from_here_and_survives_a_dropped_conn
     assert!(screen.stdout.contains("got:hello"), "{screen}");
     pane(&lab, &["stop"]).expect_code(0);
 }
+
+#[test]
+fn a_host_without_the_tools_says_how_to_install_them() {
+    let lab = Lab::new(1);
+    let toml = std::fs::read_to_string(lab.t.repo.join("wt.toml")).unwrap();
+    let elsewhere = lab.t.root().join("no-tools");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let bin_dir = bin("wt-run").parent().unwrap().display().to_string();
+    lab.t.write("wt.toml", &toml.replace(&bin_dir, &elsewhere.display().to_string()));
+    let out = lab.run("wt-create", &["--host", "h1", "-n", "1", "--json"], "");
+    out.expect_code(1);
+    let rec = &out.records()[0];
+    assert_eq!(rec["error"]["code"], "remote-tool-missing", "{out}");
+    assert!(s(rec, "host") == "h1" && rec["error"]["message"].as_str().unwrap().contains("install"), "{out}");
+    // Nothing was made there.
+    assert!(!lab.hosts[0].dir.join("repo").exists());
+}

@@ -164,15 +164,24 @@ fn route(tool: &'static str, hosts: &Hosts, args: &[String], input: Option<Split
     }
     if let Some(SplitStdin { original, mut local }) = input {
         let mut reader = BufReader::new(original);
-        let mut line = String::new();
+        let mut line = Vec::new();
         loop {
             line.clear();
-            match reader.read_line(&mut line) {
+            match reader.read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
-            let text = line.trim_end_matches('\n');
-            let (host, rec) = match parse_line(text) {
+            // A line that is not UTF-8 is the tool's to report, with its line number.
+            let text = std::str::from_utf8(&line).unwrap_or("").trim_end_matches('\n');
+            let parsed = if text.is_empty() { None } else { parse_line(text) };
+            if parsed.is_none() && only.is_some() {
+                if !line.trim_ascii().is_empty() {
+                    eprintln!("{tool}: skipped input line: it is not valid UTF-8");
+                    exit = Exit::Usage;
+                }
+                continue;
+            }
+            let (host, rec) = match parsed {
                 Some(Ok(Input::Record(rec))) if !rec.has_error() => match super::of(&rec).map(str::to_string) {
                     Some(h) => (Some(h), Some(rec)),
                     None => (only.map(str::to_string), Some(rec)),
@@ -181,7 +190,7 @@ fn route(tool: &'static str, hosts: &Hosts, args: &[String], input: Option<Split
             };
             let Some(host) = host else {
                 // This machine's: the tool's own logic reads it from the pipe.
-                let _ = local.write_all(line.as_bytes());
+                let _ = local.write_all(&line);
                 continue;
             };
             let name = rec.as_ref().map(|r| r.name.clone()).unwrap_or_else(|| text.trim().to_string());
