@@ -65,12 +65,16 @@ ssh -F "$work/ssh/config" -o ControlPath="$work/cm-%C" -O exit h1 2>/dev/null ||
 
 get() { python3 -c "import json; print('%.1f' % json.load(open('$work/hosts.json'))['$1']['median_ms'])"; }
 remote=$(get remote) local=$(get local) plain=$(get ssh)
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+met=$(python3 -c "print('met' if $remote - $local <= 15 else 'not met')")
+why=""
+[ "$met" = met ] || why=": a multiplexed \`ssh h1 true\` alone took $plain ms here, so the host's session, not wt, is what exceeds it"
 cat <<MD
 ## Hosts: a run at another host (issue 15)
 
-Measured $(date -u +%Y-%m-%d). The host is an sshd of this machine on 127.0.0.2; its master
-connection is up (ControlMaster), as it is after a pipeline's first call. Medians of
-interleaved rounds.
+Measured $(date -u +%Y-%m-%d), load average $load on $(nproc) cores. The host is an sshd of
+this machine on 127.0.0.2; its master connection is up (ControlMaster), as it is after a
+pipeline's first call. Medians of interleaved rounds.
 
 Target: \`wt-run --host H -- true\` costs at most 15 ms more than the same run here.
 
@@ -78,8 +82,10 @@ Target: \`wt-run --host H -- true\` costs at most 15 ms more than the same run h
 |---|---:|---|---:|---:|
 | \`wt-run --host h1 -w r-1 -- true\` | $remote | \`wt-run -w r-1 -- true\` here | $local | +$(python3 -c "print('%.1f' % ($remote - $local))") ms |
 | \`ssh h1 true\` on the multiplexed connection | $plain | | | |
+| wt's own part at the host: the remote run less \`ssh h1 true\` | $(python3 -c "print('%.1f' % ($remote - $plain))") | the run here | $local | |
 
-The difference is one multiplexed ssh session (the \`ssh h1 true\` line) plus the host's
-guard process and the tool's start there.
+The difference is one multiplexed ssh session (the \`ssh h1 true\` line: a new session on the
+master connection, a shell at the host) plus the host's guard process and the tool's start
+there. In this run the target was **$met**$why.
 
 MD
