@@ -150,7 +150,9 @@ fn inputs<'a>(
                 r.set_error(TOOL, &e);
             }
         }
-        if r.has_error() {
+        // A host's worktree is the host's to vouch for; here only its branch is fetched, by a
+        // name checked before it is sent (`hosts::merge`).
+        if r.has_error() || wt_common::host::of(&r).is_some() {
             return r;
         }
         match select::admitted(TOOL, repo, &snapshot_for_admit, r) {
