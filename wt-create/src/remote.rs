@@ -6,7 +6,7 @@
 
 use wt_common::host::{self, quote, router, Hosts, Router};
 use wt_common::output::Output;
-use wt_common::{Error, Exit, Record};
+use wt_common::{Error, Exit};
 
 use crate::args::Args;
 use crate::context::{Context, TOOL};
@@ -25,9 +25,7 @@ pub fn create_at(ctx: &Context, args: &Args, host_name: &str, out: &mut Output) 
     let mut forwarded = router::without_option(&router::forwarded_args(), "--base");
     if !(args.list || args.remove) {
         let fail = |e: Error, out: &mut Output| {
-            let mut rec = Record::failed("", TOOL, &e);
-            rec.set_key(host::KEY, host_name.into());
-            out.emit(&rec);
+            out.emit(&host::failed("", host_name, TOOL, &e));
             Ok(Exit::Failed)
         };
         if let Err(e) = host::repo::check_tools(host, TOOL) {

@@ -32,3 +32,11 @@ pub const KEY: &str = "host";
 pub fn of(rec: &crate::Record) -> Option<&str> {
     rec.key(KEY).and_then(serde_json::Value::as_str)
 }
+
+/// The record of a worktree at `host` that `tool` could not handle (or, with no name, of the
+/// whole request to that host).
+pub fn failed(name: &str, host: &str, tool: &str, err: &crate::Error) -> crate::Record {
+    let mut rec = crate::Record::failed(name, tool, err);
+    rec.set_key(KEY, host.into());
+    rec
+}

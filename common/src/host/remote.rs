@@ -222,9 +222,7 @@ impl Session {
         if let Some(err) = lost.filter(|_| !missing.is_empty() || nothing_named) {
             let names = if missing.is_empty() { vec![String::new()] } else { missing };
             for name in names {
-                let mut rec = Record::failed(&name, tool, &err);
-                rec.set_key(super::KEY, host.name.clone().into());
-                sink.emit(&rec);
+                sink.emit(&super::failed(&name, &host.name, tool, &err));
             }
             exit = exit.worst(Exit::Failed);
         }

@@ -144,24 +144,49 @@ fn take_stdin() -> Result<SplitStdin, Error> {
     Ok(SplitStdin { original: std::fs::File::from(original), local: writer })
 }
 
-fn route(tool: &'static str, hosts: &Hosts, args: &[String], input: Option<SplitStdin>, only: Option<&str>) -> Exit {
-    let sink = Sink::new(tool);
-    let mut sessions: BTreeMap<String, Session> = BTreeMap::new();
-    let session = |name: &str, sessions: &mut BTreeMap<String, Session>| -> Result<(), Error> {
-        if !sessions.contains_key(name) {
-            let host = hosts.get(name)?;
-            sessions.insert(name.to_string(), Session::start(host, tool, args, Arc::clone(&sink))?);
-        }
-        Ok(())
-    };
-    let mut exit = Exit::Ok;
-    if let Some(h) = only {
-        if let Err(e) = session(h, &mut sessions) {
-            let mut rec = Record::failed("", tool, &e);
-            rec.set_key(super::KEY, h.into());
-            sink.emit(&rec);
+/// The sessions of one split, started on the first record for their host.
+struct Hub<'a> {
+    tool: &'static str,
+    hosts: &'a Hosts,
+    args: &'a [String],
+    sink: Arc<Sink>,
+    sessions: BTreeMap<String, Session>,
+}
+
+impl Hub<'_> {
+    /// Sends `line` (about the worktree `name`) to `host`, or gives its error record.
+    fn send(&mut self, host: &str, name: &str, rec: Option<&Record>, line: String) {
+        let started = check_record(name, rec).and_then(|()| self.session(host));
+        match started {
+            Ok(session) => session.send(name, line),
+            Err(e) => self.sink.emit(&super::failed(name, host, self.tool, &e)),
         }
     }
+
+    fn session(&mut self, host: &str) -> Result<&mut Session, Error> {
+        if !self.sessions.contains_key(host) {
+            let h = self.hosts.get(host)?;
+            let s = Session::start(h, self.tool, self.args, Arc::clone(&self.sink))?;
+            self.sessions.insert(host.to_string(), s);
+        }
+        Ok(self.sessions.get_mut(host).expect("started"))
+    }
+
+    /// Ends every session's input and waits for its records.
+    fn finish(self) -> Exit {
+        let sessions = self.sessions.into_values().map(Session::finish);
+        sessions.fold(Exit::Ok, Exit::worst).worst(self.sink.exit())
+    }
+}
+
+fn route(tool: &'static str, hosts: &Hosts, args: &[String], input: Option<SplitStdin>, only: Option<&str>) -> Exit {
+    let mut hub = Hub { tool, hosts, args, sink: Sink::new(tool), sessions: BTreeMap::new() };
+    if let Some(h) = only {
+        if let Err(e) = hub.session(h) {
+            hub.sink.emit(&super::failed("", h, tool, &e));
+        }
+    }
+    let mut exit = Exit::Ok;
     if let Some(SplitStdin { original, mut local }) = input {
         let mut reader = BufReader::new(original);
         let mut line = Vec::new();
@@ -171,52 +196,59 @@ fn route(tool: &'static str, hosts: &Hosts, args: &[String], input: Option<Split
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
-            // A line that is not UTF-8 is the tool's to report, with its line number.
-            let text = std::str::from_utf8(&line).unwrap_or("").trim_end_matches('\n');
-            let parsed = if text.is_empty() { None } else { parse_line(text) };
-            if parsed.is_none() && only.is_some() {
-                if !line.trim_ascii().is_empty() {
+            match destination(&line, only) {
+                // This machine's: the tool's own logic reads it from the pipe (and reports a
+                // malformed line with its number).
+                Destination::Here => {
+                    let _ = local.write_all(&line);
+                }
+                Destination::Host { host, name, rec, line } => hub.send(&host, &name, rec.as_deref(), line),
+                Destination::Malformed => {
                     eprintln!("{tool}: skipped input line: it is not valid UTF-8");
                     exit = Exit::Usage;
                 }
-                continue;
-            }
-            let (host, rec) = match parsed {
-                Some(Ok(Input::Record(rec))) if !rec.has_error() => match super::of(&rec).map(str::to_string) {
-                    Some(h) => (Some(h), Some(rec)),
-                    None => (only.map(str::to_string), Some(rec)),
-                },
-                _ => (only.map(str::to_string), None),
-            };
-            let Some(host) = host else {
-                // This machine's: the tool's own logic reads it from the pipe.
-                let _ = local.write_all(&line);
-                continue;
-            };
-            let name = rec.as_ref().map(|r| r.name.clone()).unwrap_or_else(|| text.trim().to_string());
-            let sent = rec.map(|mut r| {
-                r.extra.remove(super::KEY);
-                r
-            });
-            let checked = check_record(&name, sent.as_deref()).and_then(|()| session(&host, &mut sessions));
-            match checked {
-                Ok(()) => {
-                    let line = sent.map(|r| r.to_json()).unwrap_or_else(|| text.to_string());
-                    sessions.get_mut(&host).expect("started").send(&name, line);
-                }
-                Err(e) => {
-                    let mut rec = Record::failed(&name, tool, &e);
-                    rec.set_key(super::KEY, host.into());
-                    sink.emit(&rec);
-                }
+                Destination::Blank => {}
             }
         }
-        drop(local);
     }
-    for (_, s) in sessions {
-        exit = exit.worst(s.finish());
-    }
-    exit.worst(sink.exit())
+    exit.worst(hub.finish())
+}
+
+/// Where one input line goes.
+enum Destination {
+    Here,
+    /// To `host`: the record without its `host` key (or the bare word) as `line`.
+    Host {
+        host: String,
+        name: String,
+        rec: Option<Box<Record>>,
+        line: String,
+    },
+    Malformed,
+    Blank,
+}
+
+fn destination(line: &[u8], only: Option<&str>) -> Destination {
+    let text = std::str::from_utf8(line).ok().map(|t| t.trim_end_matches('\n'));
+    let parsed = text.and_then(parse_line);
+    let (host, rec) = match (parsed, only) {
+        (None, Some(_)) if line.trim_ascii().is_empty() => return Destination::Blank,
+        (None, Some(_)) => return Destination::Malformed,
+        (Some(Ok(Input::Record(rec))), _) if !rec.has_error() => match super::of(&rec).map(str::to_string) {
+            Some(h) => (Some(h), Some(rec)),
+            None => (only.map(str::to_string), Some(rec)),
+        },
+        _ => (only.map(str::to_string), None),
+    };
+    let Some(host) = host else { return Destination::Here };
+    let text = text.unwrap_or_default();
+    let name = rec.as_ref().map(|r| r.name.clone()).unwrap_or_else(|| text.trim().to_string());
+    let rec = rec.map(|mut r| {
+        r.extra.remove(super::KEY);
+        r
+    });
+    let line = rec.as_ref().map(|r| r.to_json()).unwrap_or_else(|| text.to_string());
+    Destination::Host { host, name, rec, line }
 }
 
 /// What is sent must be safe on the other side's command lines.
@@ -233,6 +265,27 @@ fn check_record(name: &str, rec: Option<&Record>) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_goes_to_its_host_without_its_host_key_and_the_rest_stays_here() {
+        let to = |line: &str, only: Option<&str>| destination(line.as_bytes(), only);
+        match to("{\"v\":1,\"name\":\"a\",\"host\":\"b1\"}\n", None) {
+            Destination::Host { host, name, line, .. } => {
+                assert_eq!((host.as_str(), name.as_str()), ("b1", "a"));
+                assert!(!line.contains("host"), "{line}");
+            }
+            _ => panic!("not sent to its host"),
+        }
+        assert!(matches!(to("{\"v\":1,\"name\":\"a\"}\n", None), Destination::Here));
+        assert!(matches!(to("agent-1\n", None), Destination::Here));
+        // An error record is passed through here, even with a host.
+        let failed =
+            "{\"v\":1,\"name\":\"a\",\"host\":\"b1\",\"error\":{\"tool\":\"x\",\"code\":\"c\",\"message\":\"m\"}}\n";
+        assert!(matches!(to(failed, None), Destination::Here));
+        assert!(matches!(to("agent-1\n", Some("b2")), Destination::Host { host, .. } if host == "b2"));
+        assert!(matches!(destination(b"\xff\n", Some("b2")), Destination::Malformed));
+        assert!(matches!(to("\n", Some("b2")), Destination::Blank));
+    }
 
     #[test]
     fn forwarded_args_drop_local_options_but_not_the_command() {
