@@ -9,7 +9,7 @@ trap '"$BIN/wt-run" -C "$work/repo" pane stop >/dev/null 2>&1; rm -rf "$work"' E
 make_repo "$work/repo" 3
 cd "$work/repo"
 "$BIN/wt-create" p >/dev/null
-socket=$("$BIN/wt-run" -w p --pane shell -- bash --norc --noprofile -i | jq -r .run.pane.socket)
+socket=$("$BIN/wt-run" -w p --pane=shell -- bash --norc --noprofile -i | jq -r .run.pane.socket)
 "$BIN/wt-run" pane wait shell --quiet 300 >/dev/null
 
 # Round trips on one connection, as an agent or script driving a pane would make them.
@@ -43,11 +43,11 @@ check_drain "$work/bytes.sh" 100000000
 check_drain "$work/lines.sh" 78888897
 for what in bytes lines; do
   python3 "$BENCH_DIR/interleave.py" "${ROUNDS_DRAIN:-5}" "true" \
-    pane "bash -c '$BIN/wt-run -w p --pane drain-$what -- sh $work/$what.sh >/dev/null && $BIN/wt-run pane wait drain-$what --exit --timeout 300s >/dev/null'" \
+    pane "bash -c '$BIN/wt-run -w p --pane=drain-$what -- sh $work/$what.sh >/dev/null && $BIN/wt-run pane wait drain-$what --exit --timeout 300s >/dev/null'" \
     script "bash -c 'script -qec \"sh $work/$what.sh\" /dev/null >/dev/null'" > "$work/drain-$what.json"
 done
 # The pane really showed the output: its last screen holds the end of it.
-"$BIN/wt-run" -w p --pane drain-check -- sh "$work/lines.sh" >/dev/null
+"$BIN/wt-run" -w p --pane=drain-check -- sh "$work/lines.sh" >/dev/null
 "$BIN/wt-run" pane wait drain-check --exit --timeout 300s >/dev/null
 "$BIN/wt-run" pane screen drain-check | jq -r .text | grep -qx 10000000 ||
   { echo "bench: the pane's screen does not end with the drain's last line" >&2; exit 1; }

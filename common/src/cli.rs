@@ -47,6 +47,21 @@ impl Selection {
     pub fn from_stdin(&self) -> bool {
         self.worktrees.is_empty() && !self.all
     }
+
+    /// Refuses a run that was told of no worktree at all: no `names` (arguments), no `-w`, no
+    /// `--all`, and stdin a terminal, so nothing can be piped in. Doing nothing and exiting 0
+    /// would look like success. An empty pipe is fine: upstream found nothing to do.
+    pub fn require_some(&self, names: &[String]) -> Result<(), Error> {
+        if names.is_empty() && self.from_stdin() && io::stdin().is_terminal() {
+            return Err(nothing_selected());
+        }
+        Ok(())
+    }
+}
+
+/// The error of a run that names no worktree (exit 2).
+pub fn nothing_selected() -> Error {
+    Error::usage("no-worktrees", "no worktrees given (name them, -w, --all, or pipe records)")
 }
 
 impl GlobalArgs {
@@ -57,22 +72,35 @@ impl GlobalArgs {
 }
 
 /// Sends `tracing` output to stderr, never stdout. `WT_LOG` (an `EnvFilter` directive such as
-/// `debug` or `wt_create=trace`) wins over `-v`.
-pub fn init_logging(verbose: u8) {
+/// `debug` or `wt_create=trace`) wins over `-v`. Also checks the environment variables every
+/// tool reads (`WT_LOG`, `WT_LOCK_TIMEOUT`), so a typo in one is a usage error at the start
+/// rather than a surprise later.
+pub fn init_logging(verbose: u8) -> Result<(), Error> {
     use tracing_subscriber::EnvFilter;
+    crate::lock::timeout_from_env()?;
     let level = match verbose {
         0 => "warn",
         1 => "info",
         2 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_env("WT_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = match std::env::var("WT_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec).map_err(|e| {
+            Error::usage(
+                "bad-env",
+                format!("WT_LOG='{}' is not a log filter ({e}); write e.g. WT_LOG=debug", spec.escape_debug()),
+            )
+        })?,
+        _ => EnvFilter::new(level),
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
         .with_target(false)
+        .with_ansi(io::stderr().is_terminal())
         .without_time()
         .try_init();
+    Ok(())
 }
 
 /// Records from stdin, unless stdin is a terminal (then a tool waits for nobody).

@@ -101,6 +101,7 @@ where
 {
     let mut cmd = command(dir);
     cmd.args(args);
+    tracing::debug!("{cmd:?}");
     let out = output(&mut cmd)?;
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     if text.ends_with('\n') {

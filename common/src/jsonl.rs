@@ -38,6 +38,9 @@ pub fn parse_line(line: &str) -> Option<Result<Input, String>> {
     Some(match text.as_bytes()[0] {
         b'{' => Record::from_json(text).map(|r| Input::Record(Box::new(r))),
         b'[' | b'"' => Err("expected a JSON object or a bare name, found other JSON".into()),
+        _ if crate::name::reads_as_json(text) => {
+            Err(format!("expected a JSON object or a bare name, found the JSON value {text}"))
+        }
         _ if text.chars().any(char::is_control) => Err("a bare name must not contain control characters".into()),
         _ => Ok(Input::Word(text.to_string())),
     })
@@ -126,13 +129,15 @@ mod tests {
 
     #[test]
     fn reads_records_words_and_reports_malformed_lines_with_numbers() {
-        let got = read_all("{\"v\":1,\"name\":\"a\"}\n\n  agent-2  \n{broken\n[1]\n/x/y z\n");
-        assert_eq!(got.len(), 5);
+        let got = read_all("{\"v\":1,\"name\":\"a\"}\n\n  agent-2  \n{broken\n[1]\n/x/y z\n42\nnull\n");
+        assert_eq!(got.len(), 7);
         assert!(matches!(&got[0], Ok(Input::Record(r)) if r.name == "a"));
         assert_eq!(got[1], Ok(Input::Word("agent-2".into())));
         assert!(matches!(&got[2], Err(Malformed { line: 4, .. })));
         assert!(matches!(&got[3], Err(Malformed { line: 5, .. })));
         assert_eq!(got[4], Ok(Input::Word("/x/y z".into())));
+        assert!(matches!(&got[5], Err(Malformed { line: 7, .. })), "a bare number is JSON, not a name");
+        assert!(matches!(&got[6], Err(Malformed { line: 8, .. })), "null is JSON, not a name");
     }
 
     #[test]

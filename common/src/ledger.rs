@@ -80,6 +80,32 @@ impl Entry {
 }
 
 impl Ledger {
+    /// What makes a ledger unusable though it parses (a hand edit, a newer wt): another
+    /// version, an index or a port held twice, a port block outside 1-65535. Acting on it would
+    /// hand the same port or database to two worktrees, so it is refused, never rewritten.
+    fn inconsistency(&self) -> Option<String> {
+        if self.v != 1 {
+            return Some(format!("has version {}, which this wt does not know (a newer wt wrote it?)", self.v));
+        }
+        let mut indices = BTreeMap::new();
+        let mut blocks: Vec<(&str, crate::lease::PortBlock)> = Vec::new();
+        for (name, entry) in &self.worktrees {
+            if let Some(other) = entry.index.and_then(|i| indices.insert(i, name)) {
+                return Some(format!("gives index {} to both '{other}' and '{name}'", entry.index.unwrap_or_default()));
+            }
+            if let Some(block) = crate::lease::block_of(entry) {
+                if block.size == 0 || block.start == 0 || u32::from(block.start) + u32::from(block.size) - 1 > 65535 {
+                    return Some(format!("has an invalid port block for '{name}'"));
+                }
+                if let Some((other, _)) = blocks.iter().find(|(_, b)| b.overlaps(block.start, block.size)) {
+                    return Some(format!("gives overlapping port blocks to '{other}' and '{name}'"));
+                }
+                blocks.push((name, block));
+            }
+        }
+        None
+    }
+
     /// The name of the entry at `path`, if any.
     pub fn name_of_path(&self, path: &Path) -> Option<&str> {
         self.worktrees.iter().find(|(_, e)| e.path == path).map(|(n, _)| n.as_str())
@@ -158,13 +184,15 @@ impl LedgerFile {
     }
 
     fn parse(&self, text: &[u8]) -> Result<Ledger, Error> {
-        serde_json::from_slice(text).map_err(|e| {
+        let refuse = |why: String| {
             let p = self.path.display();
             Error::env(
                 "ledger-corrupt",
-                format!("the ledger {p} cannot be parsed ({e}) and was left as it is; repair it, or move it aside with `mv {p} {p}.bad` to start an empty one (its leases are then forgotten)"),
+                format!("the ledger {p} {why} and was left as it is; repair it, or move it aside with `mv {p} {p}.bad` to start an empty one (its leases are then forgotten)"),
             )
-        })
+        };
+        let ledger: Ledger = serde_json::from_slice(text).map_err(|e| refuse(format!("cannot be parsed ({e})")))?;
+        ledger.inconsistency().map_or(Ok(ledger), |why| Err(refuse(why)))
     }
 
     /// Reads, changes and writes the ledger under its exclusive lock. Nothing is written when
@@ -227,6 +255,34 @@ mod tests {
         assert_eq!(err.code, "ledger-corrupt");
         assert!(err.message.contains("mv "), "says how to recover: {}", err.message);
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "{not json");
+    }
+
+    #[test]
+    fn refuses_a_ledger_that_parses_but_would_hand_out_twice() {
+        let cases = [
+            (r#"{"v":2,"worktrees":{}}"#, "version 2"),
+            (r#"{"v":1,"worktrees":{"a":{"path":"/a","index":1},"b":{"path":"/b","index":1}}}"#, "index 1"),
+            (
+                r#"{"v":1,"worktrees":{"a":{"path":"/a","ports":{"start":20000,"size":10}},"b":{"path":"/b","ports":{"start":20005,"size":10}}}}"#,
+                "overlapping",
+            ),
+            (r#"{"v":1,"worktrees":{"a":{"path":"/a","ports":{"start":65530,"size":10}}}}"#, "invalid port block"),
+            (r#"{"v":1,"worktrees":{"a":{"path":"/a","ports":{"start":20000,"size":0}}}}"#, "invalid port block"),
+        ];
+        for (text, why) in cases {
+            let t = tempfile::tempdir().unwrap();
+            let p = t.path().join("ledger.json");
+            std::fs::write(&p, text).unwrap();
+            let lf = LedgerFile::new(t.path());
+            let err = lf.update(|l| {
+                l.worktrees.insert("c".into(), Entry::new("/c".into()));
+                Ok(())
+            });
+            let err = err.unwrap_err();
+            assert_eq!((err.code.as_str(), err.kind), ("ledger-corrupt", crate::ErrorKind::Environment), "{text}");
+            assert!(err.message.contains(why) && err.message.contains("mv "), "{}", err.message);
+            assert_eq!(std::fs::read_to_string(&p).unwrap(), text, "left as it is");
+        }
     }
 
     #[test]

@@ -10,15 +10,36 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::Error;
 
-/// How long a tool waits for a lock before it gives up with exit 3. `WT_LOCK_TIMEOUT`
-/// (seconds) overrides the default of 30 s.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a tool waits for a lock before it gives up with exit 3: `WT_LOCK_TIMEOUT`
+/// (seconds), else 30 s. Every tool checks the variable at start (`timeout_from_env`), so an
+/// invalid value never gets this far; should it, the default holds.
 pub fn default_timeout() -> Duration {
-    std::env::var("WT_LOCK_TIMEOUT")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
-        .unwrap_or(Duration::from_secs(30))
+    timeout_from_env().unwrap_or(DEFAULT_TIMEOUT)
+}
+
+/// `WT_LOCK_TIMEOUT` read strictly: unset means the default; anything but a number of seconds
+/// from 0 to a day (`abc`, `-1`, an empty value, `1e300`) is a usage error naming the fix.
+pub fn timeout_from_env() -> Result<Duration, Error> {
+    match std::env::var("WT_LOCK_TIMEOUT") {
+        Err(_) => Ok(DEFAULT_TIMEOUT),
+        Ok(text) => parse_timeout(&text),
+    }
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, Error> {
+    const MAX_SECONDS: f64 = 86_400.0;
+    let seconds = text.trim().parse::<f64>().ok().filter(|s| s.is_finite() && (0.0..=MAX_SECONDS).contains(s));
+    seconds.map(Duration::from_secs_f64).ok_or_else(|| {
+        Error::usage(
+            "bad-env",
+            format!(
+                "WT_LOCK_TIMEOUT='{}' is not a number of seconds from 0 to 86400; set e.g. WT_LOCK_TIMEOUT=30, or unset it",
+                text.escape_debug()
+            ),
+        )
+    })
 }
 
 /// An exclusive lock on a file, held until dropped.
@@ -74,4 +95,20 @@ fn open(path: &Path) -> Result<File, Error> {
         .truncate(false)
         .open(path)
         .map_err(|e| Error::env("lock-failed", format!("cannot open lock file {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_timeout_takes_seconds_and_refuses_the_rest() {
+        assert_eq!(parse_timeout("2.5").unwrap(), Duration::from_millis(2500));
+        assert_eq!(parse_timeout("0").unwrap(), Duration::ZERO);
+        for bad in ["", "abc", "-1", "1e300", "inf", "NaN", "90000"] {
+            let e = parse_timeout(bad).unwrap_err();
+            assert_eq!(e.kind, crate::ErrorKind::Usage, "{bad:?}");
+            assert!(e.message.contains("WT_LOCK_TIMEOUT") && !e.message.contains('\n'), "{}", e.message);
+        }
+    }
 }

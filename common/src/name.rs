@@ -14,6 +14,22 @@ pub fn validate(name: &str) -> Result<(), Error> {
     }
 }
 
+/// The error for a word with '/' that is no existing directory: a name like `feature/login`
+/// (the usual branch style). Names are one path component, so it is refused as an invalid
+/// name, with the spelling that works. A per-record error (exit 1); callers that check
+/// command-line words first make it a usage error.
+pub fn slash_refused(word: &str) -> Error {
+    let flat: String = word.trim_matches('/').replace('/', "-");
+    Error::failed(
+        "invalid-name",
+        format!(
+            "invalid worktree name '{}': a name cannot contain '/' (use '{}'); to adopt an existing worktree, give the path of its directory",
+            word.escape_debug(),
+            flat.escape_debug()
+        ),
+    )
+}
+
 fn problem(name: &str) -> Option<&'static str> {
     const FORBIDDEN: &[char] = &[' ', '~', '^', ':', '?', '*', '[', '\\'];
     if name.is_empty() {
@@ -34,11 +50,19 @@ fn problem(name: &str) -> Option<&'static str> {
         Some("it must not end with '.lock' or '.'")
     } else if name.contains("@{") || name == "@" {
         Some("it must not be '@' or contain '@{'")
+    } else if reads_as_json(name) {
+        Some("it would read as a JSON value (a number, true, false or null) on stdin; add a letter")
     } else if name.len() > 200 {
         Some("it is longer than 200 bytes")
     } else {
         None
     }
+}
+
+/// Whether a word is a JSON scalar (`42`, `-1.5e3`, `true`, `null`): on stdin such a line is a
+/// JSON value, not a name, so no name may look like one.
+pub fn reads_as_json(word: &str) -> bool {
+    matches!(serde_json::from_str::<serde_json::Value>(word), Ok(v) if !v.is_object() && !v.is_string())
 }
 
 /// Whether a bare word on the command line or stdin is a path (it has a '/') or a name.
@@ -61,7 +85,7 @@ mod tests {
     fn refuses_what_git_or_the_file_system_would_misread() {
         for bad in [
             "", "../x", "a/b", "a..b", "-x", ".hidden", "a b", "a\tb", "a\u{7f}", "x.lock", "x.", "a@{1}", "@", "a:b",
-            "a*",
+            "a*", "42", "null", "true", "1e3",
         ] {
             let err = validate(bad).unwrap_err();
             assert_eq!(err.code, "invalid-name", "{bad:?}");

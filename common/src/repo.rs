@@ -52,10 +52,29 @@ impl Repo {
         if !start.is_dir() {
             return Err(Error::usage("no-such-directory", format!("{}: no such directory", start.display())));
         }
-        match discover_natively(start) {
+        let repo = match discover_natively(start) {
             Some(repo) => Ok(repo),
-            None => Self::discover_with_git(start),
-        }
+            None => Self::discover_with_git(start).or_else(|e| match Self::beside_worktrees(start) {
+                Some(repo) if e.code == "not-a-repository" => Ok(repo),
+                _ => Err(e),
+            }),
+        }?;
+        tracing::debug!("repository {}, state in {}", repo.root().display(), repo.state_dir().display());
+        Ok(repo)
+    }
+
+    /// From the directory that holds the worktrees (`proj.wt`, beside `proj` or `proj.git`),
+    /// the repository they belong to: `cd proj.wt && wt-create --list` works.
+    fn beside_worktrees(start: &Path) -> Option<Repo> {
+        let dir = start.canonicalize().ok()?;
+        let stem = dir.file_name()?.to_str()?.strip_suffix(".wt")?;
+        let parent = dir.parent()?;
+        [stem.to_string(), format!("{stem}.git")].iter().find_map(|n| {
+            let candidate = parent.join(n);
+            let repo = Self::discover_with_git(&candidate).ok()?;
+            tracing::info!("{} holds worktrees of {}", dir.display(), repo.root().display());
+            Some(repo)
+        })
     }
 
     /// Discovery by asking git: the reference the file-system walk must agree with.
@@ -172,7 +191,10 @@ fn rev_parse_all(dir: &Path) -> Result<(String, bool), Error> {
         if stderr.contains("not a git repository") {
             return Err(Error::env(
                 "not-a-repository",
-                format!("not a git repository: {} (run inside a repository, or pass -C DIR)", dir.display()),
+                format!(
+                    "not a git repository: {} (run inside a repository or its worktrees' directory, or pass -C DIR)",
+                    dir.display()
+                ),
             ));
         }
         return Err(Error::env("git-failed", git::failure_message(&cmd, &out)));

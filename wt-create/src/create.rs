@@ -174,12 +174,8 @@ fn existing_by_name<'s>(ctx: &Context, snap: &'s Snapshot, name: &str) -> Option
 /// A path given to adopt: it must be a linked worktree of this repository.
 fn adoptable_path<'s>(snap: &'s Snapshot, path: &Path) -> Result<(String, &'s GitWorktree), Error> {
     let shown = path.display();
-    let canonical = path.canonicalize().map_err(|_| {
-        Error::failed(
-            "not-a-worktree",
-            format!("{shown}: no such directory (a name cannot contain '/'; to adopt a worktree, give its path)"),
-        )
-    })?;
+    // A word with '/' that names no directory was meant as a name: refused like any bad name.
+    let canonical = path.canonicalize().map_err(|_| name::slash_refused(&path.to_string_lossy()))?;
     let Some(idx) = snap.worktrees.iter().position(|w| w.path == canonical) else {
         return Err(Error::failed(
             "not-a-worktree",
@@ -222,6 +218,7 @@ fn adopt(ctx: &Context, snap: &Snapshot, base: &Base, name: &str, wt: &GitWorktr
     };
     let mut rec = ctx.record(name, wt, Some(&entry));
     rec.created = Some(false);
+    tracing::info!("adopting '{name}' at {}", wt.path.display());
     Plan::Ready(rec, Some(entry))
 }
 
@@ -268,6 +265,7 @@ fn plan_new(ctx: &Context, snap: &Snapshot, base: &Base, name: &str) -> Plan {
     record.index = snap.ledger.worktrees.get(name).and_then(|e| e.index);
     entry.index = record.index;
     record.created = Some(true);
+    tracing::info!("registered '{name}' at {} on {}, from {}", wt.path.display(), branch_shown(&wt), base.name);
     Plan::Checkout(NewWorktree { record, entry, pending })
 }
 
@@ -417,4 +415,8 @@ fn run_post_checkout_hook(ctx: &Context, m: &Marker) -> Result<(), Error> {
     git::run(&m.path, ["hook", "run", "--ignore-missing", "post-checkout", "--", &null, &m.start_commit, "1"])
         .map(|_| ())
         .map_err(|e| Error::failed("hook-failed", format!("post-checkout hook failed: {}", e.message)))
+}
+
+fn branch_shown(wt: &GitWorktree) -> &str {
+    wt.branch.as_deref().unwrap_or("a detached HEAD")
 }

@@ -25,10 +25,14 @@ use crate::create::{Request, Want};
 
 /// Runs wt-create with parsed arguments; `Ok` carries the exit status of a completed run.
 pub fn run(args: Args) -> Result<Exit, Error> {
-    wt_common::cli::init_logging(args.global.verbose);
+    wt_common::cli::init_logging(args.global.verbose)?;
     for word in &args.names {
-        if let Want::Name(n) = Want::parse(word) {
-            name::validate(&n)?;
+        match Want::parse(word) {
+            Want::Name(n) => name::validate(&n)?,
+            Want::Path(p) if !p.exists() => {
+                return Err(name::slash_refused(word).with_kind(wt_common::ErrorKind::Usage))
+            }
+            Want::Path(_) => {}
         }
     }
     let mut ctx = Context::new(&args)?;
@@ -49,6 +53,9 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         wants = read_stdin(&ctx, args.remove, &mut out);
     }
     if args.remove {
+        if wants.is_empty() && out_is_idle() {
+            return Err(wt_common::cli::nothing_selected());
+        }
         remove::run(&ctx, &wants, args.force, &mut out)?;
     } else {
         let prefix = args.prefix.clone().or_else(|| ctx.config.prefix.clone()).unwrap_or_else(|| "agent".into());

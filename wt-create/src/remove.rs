@@ -58,6 +58,7 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
         }
     }
     let branch = wt.branch.as_deref().filter(|_| delete_branch);
+    tracing::info!("removing '{name}' at {} (branch {})", wt.path.display(), branch.unwrap_or("kept"));
     wt_common::worktree::remove(&lock, &ctx.repo, &ctx.ledger, &name, Some(&wt.path), branch, force).map_err(fail)?;
     let mut rec = ctx.record(&name, &wt, entry.as_ref());
     rec.removed = Some(true);

@@ -40,8 +40,9 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub database: Option<String>,
 
-    /// Write the env into FILE in the worktree, ignored by git [default: .env.wt]
-    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = ".env.wt")]
+    /// Write the env into a file in the worktree, ignored by git: `--dotenv` writes .env.wt,
+    /// `--dotenv=FILE` writes FILE (the `=` is needed, so a name after it stays a name)
+    #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true, default_missing_value = ".env.wt")]
     pub dotenv: Option<PathBuf>,
 
     /// Print `export K='V'` lines for one worktree (for eval) instead of a record

@@ -45,6 +45,13 @@ pub fn grant(repo: &Repo, ledger: &LedgerFile, plan: &Plan, mut rec: Record) -> 
         }
     };
     let Granted { index, block, reused, mut db } = g;
+    tracing::info!(
+        "'{}': index {index}, ports {}-{}{}",
+        rec.name,
+        block.start,
+        block.end(),
+        if reused { " (held)" } else { "" }
+    );
     let path = rec.path.clone().unwrap_or_default();
     let mut problem = None;
     if let (Some(spec), Some(lease)) = (&plan.database, db.as_mut()) {

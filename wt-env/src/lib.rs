@@ -30,7 +30,7 @@ use wt_common::select::{self, Target};
 pub const TOOL: &str = "wt-env";
 
 pub fn run(args: Args) -> Result<Exit, Error> {
-    wt_common::cli::init_logging(args.global.verbose);
+    wt_common::cli::init_logging(args.global.verbose)?;
     let repo = Repo::discover(&args.global.start_dir())?;
     let root = repo.main_worktree.as_deref();
     if let Some(host) = &args.global.host {
@@ -60,6 +60,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     if args.drop_database && !args.release {
         return Err(Error::usage("usage", "--drop-database goes with --release or --gc"));
     }
+    args.select.require_some(&args.names)?;
     let plan = if args.release { None } else { Some(plan(&args, &config)?) };
     let snapshot = ledger.read()?;
     let mut words = args.names.clone();

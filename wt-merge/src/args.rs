@@ -14,13 +14,18 @@ use wt_common::cli::GlobalArgs;
 #[command(
     name = "wt-merge",
     version,
-    after_help = "Examples:\n  wt-create --list | wt-merge --check                     # the conflict matrix, nothing moves\n  wt-create --list | wt-merge --verify 'cargo test' --cleanup\n  wt-merge -w agent-2 --strategy squash --into develop\n  wt-merge --undo agent-2\n\nExit: 0 all merged (or would merge), 1 a conflict, a failed verification or an error,\n2 usage, 3 unusable repository."
+    after_help = "Examples:\n  wt-create --list | wt-merge --check                     # the conflict matrix, nothing moves\n  wt-merge agent-3 --verify 'make test'                    # one worktree, by name\n  wt-create --list | wt-merge --verify 'cargo test' --cleanup\n  wt-merge -w agent-2 --strategy squash --into develop\n  wt-merge --undo agent-2\n\nExit: 0 all merged (or would merge), 1 a conflict, a failed verification or an error,\n2 usage, 3 unusable repository."
 )]
 pub struct Args {
+    /// Worktrees by name (or path, with '/'), like -w
+    #[arg(value_name = "NAME|PATH")]
+    pub names: Vec<String>,
+
     #[command(flatten)]
     pub select: wt_common::cli::Selection,
 
-    /// The branch to merge into [default: the branch checked out in the main worktree]
+    /// The branch to merge into [default: [merge] into in wt.toml, or the branch checked out in
+    /// the main worktree]
     #[arg(long, value_name = "BRANCH")]
     pub into: Option<String>,
 
@@ -29,20 +34,21 @@ pub struct Args {
     pub check: bool,
 
     /// How a branch lands: a merge commit, one squashed commit, its commits rebased, or a
-    /// fast-forward
-    #[arg(long, value_name = "HOW", default_value = "merge", value_parser = ["merge", "squash", "rebase", "ff"])]
-    pub strategy: String,
+    /// fast-forward [default: merge, or [merge] strategy]
+    #[arg(long, value_name = "HOW", value_parser = STRATEGIES)]
+    pub strategy: Option<String>,
 
     /// Run CMD (through sh -c) in a scratch worktree of the result; the target moves only if it
-    /// exits 0
+    /// exits 0 [default: [merge] verify]
     #[arg(long, value_name = "CMD")]
     pub verify: Option<String>,
 
-    /// Give up a verification after DUR (it then counts as failed)
+    /// Give up a verification after DUR (it then counts as failed) [default: [merge] timeout]
     #[arg(long, value_name = "DUR", value_parser = wt_common::duration::parse_arg)]
     pub timeout: Option<std::time::Duration>,
 
-    /// Remove each merged worktree and its branch, and release its leases
+    /// Remove each merged worktree and its branch, and release its leases [default: [merge]
+    /// cleanup]
     #[arg(long)]
     pub cleanup: bool,
 
@@ -52,4 +58,19 @@ pub struct Args {
 
     #[command(flatten)]
     pub global: GlobalArgs,
+}
+
+/// The values of `--strategy` (and `[merge] strategy`).
+pub const STRATEGIES: [&str; 4] = ["merge", "squash", "rebase", "ff"];
+
+/// `[merge]` in wt.toml.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub into: Option<String>,
+    pub strategy: Option<String>,
+    pub verify: Option<String>,
+    /// A duration, as `--timeout` takes it (`10m`).
+    pub timeout: Option<String>,
+    pub cleanup: Option<bool>,
 }

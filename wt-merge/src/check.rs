@@ -57,6 +57,10 @@ fn parse(text: &str, expected: usize) -> Result<Vec<Conflicts>, Error> {
 /// `conflicts`) and the names of the other branches it conflicts with (`conflicts_with`).
 pub fn matrix(dir: &std::path::Path, into: &str, target: &str, recs: &mut [(Record, String)]) -> Result<(), Error> {
     let n = recs.len();
+    tracing::info!(
+        "checking {n} branches against {into} and each other: {} merges in memory",
+        n + n * n.saturating_sub(1) / 2
+    );
     let mut pairs: Vec<(String, String)> = recs.iter().map(|(_, head)| (target.to_string(), head.clone())).collect();
     for i in 0..n {
         for j in i + 1..n {

@@ -18,25 +18,34 @@ use wt_common::lock::{default_timeout, FileLock};
 use wt_common::output::{core_columns, status_or_error, Column, Output};
 use wt_common::repo::Repo;
 use wt_common::select::{self, Target};
-use wt_common::{git, Error, Exit, Record};
+use wt_common::{config, git, Error, Exit, Record};
 
-use crate::args::Args;
+use crate::args::{Args, Config, STRATEGIES};
 use crate::queue::Queue;
 
 pub const TOOL: &str = "wt-merge";
 
 pub fn run(args: Args) -> Result<Exit, Error> {
-    wt_common::cli::init_logging(args.global.verbose);
+    wt_common::cli::init_logging(args.global.verbose)?;
     let repo = Repo::discover(&args.global.start_dir())?;
     if let Some(host) = &args.global.host {
         // The queue of the host's repository, merging there.
         wt_common::host::quote::check_names(&args.select.worktrees)?;
+        wt_common::host::quote::check_names(&args.names)?;
         let forwarded = wt_common::host::router::forwarded_args();
         let root = repo.main_worktree.as_deref();
-        let router = wt_common::host::Router::at_host(TOOL, root, host, forwarded, args.select.from_stdin())?;
+        let router = wt_common::host::Router::at_host(
+            TOOL,
+            root,
+            host,
+            forwarded,
+            args.select.from_stdin() && args.names.is_empty(),
+        )?;
         return Ok(router.finish(Exit::Ok));
     }
-    let into = match &args.into {
+    let config: Config = config::section(repo.main_worktree.as_deref(), "merge")?;
+    let settings = Settings::of(&args, &config)?;
+    let into = match args.into.as_ref().or(config.into.as_ref()) {
         Some(b) => b.clone(),
         None => repo.main_head()?.and_then(|h| h.branch).ok_or_else(|| {
             Error::usage(
@@ -57,6 +66,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         out.emit(&rec);
         return Ok(out.finish());
     }
+    args.select.require_some(&args.names)?;
     let ledger = LedgerFile::new(&repo.state_dir());
     if args.check {
         let malformed = std::rc::Rc::new(std::cell::Cell::new(false));
@@ -76,10 +86,10 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         repo: &repo,
         ledger: &ledger,
         into,
-        strategy: args.strategy.clone(),
-        verify: args.verify.clone(),
-        timeout: args.timeout,
-        cleanup: args.cleanup,
+        strategy: settings.strategy,
+        verify: settings.verify,
+        timeout: settings.timeout,
+        cleanup: settings.cleanup,
     };
     let hosts = wt_common::host::Hosts::load(repo.main_worktree.as_deref())?;
     let host_queue = Queue {
@@ -110,6 +120,35 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     Ok(out.finish())
 }
 
+/// How the queue merges: the flags, else `[merge]` of wt.toml, else the defaults.
+struct Settings {
+    strategy: String,
+    verify: Option<String>,
+    timeout: Option<std::time::Duration>,
+    cleanup: bool,
+}
+
+impl Settings {
+    fn of(args: &Args, config: &Config) -> Result<Settings, Error> {
+        let bad = |what: String| Error::usage("bad-config", format!("wt.toml: [merge] {what}"));
+        let strategy = args.strategy.clone().or_else(|| config.strategy.clone()).unwrap_or_else(|| "merge".into());
+        if !STRATEGIES.contains(&strategy.as_str()) {
+            return Err(bad(format!("strategy must be one of {}, not '{strategy}'", STRATEGIES.join(", "))));
+        }
+        let timeout = match (args.timeout, &config.timeout) {
+            (Some(t), _) => Some(t),
+            (None, Some(text)) => Some(wt_common::duration::parse(text).map_err(|e| bad(format!("timeout: {e}")))?),
+            (None, None) => None,
+        };
+        Ok(Settings {
+            strategy,
+            verify: args.verify.clone().or_else(|| config.verify.clone()),
+            timeout,
+            cleanup: args.cleanup || config.cleanup.unwrap_or(false),
+        })
+    }
+}
+
 /// Records to work on, resolved one at a time, so that each stdin record is merged as soon as
 /// it arrives (`wt-watch | wt-merge`). Records of another repository get an error.
 fn inputs<'a>(
@@ -122,11 +161,13 @@ fn inputs<'a>(
     let saw_malformed = std::rc::Rc::clone(malformed);
     let snapshot = ledger.read()?;
     let snapshot_for_admit = snapshot.clone();
-    let given = select::collect(TOOL, repo, &snapshot, &args.select.worktrees, args.select.all, false, out);
+    let mut words = args.names.clone();
+    words.extend(args.select.worktrees.iter().cloned());
+    let given = select::collect(TOOL, repo, &snapshot, &words, args.select.all, false, out);
     let from_args = given.into_iter().map(|t| match t {
         Target::Worktree(r) | Target::PassThrough(r) => *r,
     });
-    let streaming = args.select.from_stdin();
+    let streaming = args.select.from_stdin() && args.names.is_empty();
     let stdin = streaming.then(wt_common::cli::stdin_records).flatten();
     let from_stdin = stdin.into_iter().flatten().filter_map(move |input| match input {
         Ok(Input::Record(r)) => Some(*r),

@@ -43,7 +43,7 @@ pub struct Args {
     /// private git store), a private temp dir and --allow-write; bind only its leased ports; no
     /// signals or abstract sockets outside. `best-effort` runs anyway where the kernel cannot
     /// enforce all of it
-    #[arg(long, value_name = "MODE", num_args = 0..=1, default_missing_value = "strict", value_parser = ["strict", "best-effort"])]
+    #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "strict", value_parser = ["strict", "best-effort"])]
     pub confine: Option<String>,
 
     /// With --confine: also allow writing under PATH (repeatable)
@@ -55,9 +55,9 @@ pub struct Args {
     #[arg(long, requires_all = ["confine", "pane"])]
     pub confine_read_panes: bool,
 
-    /// Start CMD in a terminal pane held by the supervisor and return at once [pane name:
-    /// NAME, or the worktree's]
-    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "", conflicts_with = "timeout")]
+    /// Start CMD in a terminal pane held by the supervisor and return at once; the pane is named
+    /// after its worktree, or `--pane=NAME` (one worktree only)
+    #[arg(long, value_name = "NAME", num_args = 0..=1, require_equals = true, default_missing_value = "", conflicts_with = "timeout")]
     pub pane: Option<String>,
 
     /// With --pane: hold the pane in the supervisor's own PTY (native), or as a window of this
@@ -71,6 +71,28 @@ pub struct Args {
 
     #[command(flatten)]
     pub global: GlobalArgs,
+}
+
+impl Args {
+    /// Parses the command line like `Args::parse`, but a command typed without `--` in front
+    /// (`wt-run -w agent-1 pytest`) gets a one-line answer that shows where it goes.
+    pub fn parse_or_exit() -> Args {
+        let raw: Vec<String> = std::env::args().collect();
+        match Args::try_parse_from(&raw) {
+            Ok(args) => args,
+            Err(e) if e.kind() == clap::error::ErrorKind::UnknownArgument && !raw.iter().any(|a| a == "--") => {
+                let stray = e.get(clap::error::ContextKind::InvalidArg).map(|v| v.to_string()).unwrap_or_default();
+                if stray.starts_with('-') {
+                    e.exit()
+                }
+                let at = raw.iter().position(|a| *a == stray).unwrap_or(raw.len());
+                let fixed = [&raw[1..at], &["--".to_string()], &raw[at..]].concat().join(" ");
+                eprintln!("wt-run: the command goes after `--`: wt-run {fixed}");
+                std::process::exit(2)
+            }
+            Err(e) => e.exit(),
+        }
+    }
 }
 
 /// `[run]` in wt.toml.

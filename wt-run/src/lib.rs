@@ -29,7 +29,7 @@ pub const TOOL: &str = "wt-run";
 
 /// What a run of wt-run ends with: a process exit code (a child's code passes through).
 pub fn run(args: Args) -> Result<u8, Error> {
-    wt_common::cli::init_logging(args.global.verbose);
+    wt_common::cli::init_logging(args.global.verbose)?;
     // Inside a pane, WT_SOCKET names the supervisor that holds it: no repository needed.
     if let (Some(Sub::Pane(cmd)), Some(socket)) = (&args.sub, std::env::var_os("WT_SOCKET").filter(|s| !s.is_empty())) {
         return pane_verb(std::path::Path::new(&socket), cmd);
@@ -42,6 +42,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
     if let Some(sub) = &args.sub {
         return subcommand(&repo, sub);
     }
+    args.select.require_some(&[])?;
     let ledger = LedgerFile::new(&repo.state_dir()).read()?;
     let mut out = Output::new(TOOL, args.global.json, columns());
     let use_stdin = args.select.from_stdin();
@@ -58,6 +59,16 @@ pub fn run(args: Args) -> Result<u8, Error> {
             format!("wt.toml: [run] backend must be native or tmux, not '{backend}'"),
         ));
     }
+    if args.pane.as_deref().is_some_and(|n| !n.is_empty()) && targets.len() > 1 {
+        return Err(Error::usage(
+            "pane-name-shared",
+            format!(
+                "--pane={} names one pane, but {} worktrees were given; drop the name (each pane is named after its worktree) or give one worktree",
+                args.pane.as_deref().unwrap_or_default(),
+                targets.len()
+            ),
+        ));
+    }
     let pane_socket = match args.pane {
         Some(_) if !targets.is_empty() => Some(pane::client::ensure_server(&repo)?),
         _ => None,
@@ -70,7 +81,6 @@ pub fn run(args: Args) -> Result<u8, Error> {
         echo: std::io::stderr().is_terminal(),
         pane_socket,
         backend,
-        single: targets.len() == 1,
     };
     let single = targets.len() == 1;
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
@@ -120,7 +130,6 @@ struct Ctx<'a> {
     /// With `--pane`: the supervisor's socket.
     pane_socket: Option<PathBuf>,
     backend: String,
-    single: bool,
 }
 
 /// `--host H`: the whole command runs at H; pane verbs print what the host's wt-run prints
@@ -203,7 +212,7 @@ fn spawn_pane(
     env: &[(String, String)],
 ) -> Result<Value, Error> {
     let given = ctx.args.pane.as_deref().unwrap_or_default();
-    let name = if given.is_empty() || !ctx.single { rec.name.clone() } else { given.to_string() };
+    let name = if given.is_empty() { rec.name.clone() } else { given.to_string() };
     let mut env = env.to_vec();
     let mut argv = argv.to_vec();
     // A confined pane gets a socket of its own, the only one left reachable when its
