@@ -10,7 +10,7 @@ make_repo "$work/repo" 3
 cd "$work/repo"
 "$BIN/wt-create" p >/dev/null
 socket=$("$BIN/wt-run" -w p --pane=shell -- bash --norc --noprofile -i | jq -r .run.pane.socket)
-"$BIN/wt-run" pane wait shell --quiet 300 >/dev/null
+"$BIN/wt-run" pane wait shell --quiet 300ms >/dev/null
 
 # Round trips on one connection, as an agent or script driving a pane would make them.
 python3 - "$socket" > "$work/rtt.json" <<'PY'

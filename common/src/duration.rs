@@ -25,6 +25,23 @@ pub fn parse(text: &str) -> Result<Duration, Error> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// A duration as a person reads it: `350ms`, `4.2s`, `1m23s`, `2h05m`.
+pub fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    let s = d.as_secs();
+    match () {
+        _ if ms < 1000 => format!("{ms}ms"),
+        _ if s < 60 => format!("{:.1}s", d.as_secs_f64()),
+        _ if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// `human` of a number of milliseconds, as records carry durations.
+pub fn human_ms(ms: u64) -> String {
+    human(Duration::from_millis(ms))
+}
+
 /// `parse` for clap's `value_parser`: the error as the one-line message clap prints.
 pub fn parse_arg(text: &str) -> Result<Duration, String> {
     parse(text).map_err(|e| e.message)
@@ -41,6 +58,14 @@ mod tests {
         assert_eq!(parse("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse("1h").unwrap(), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn shows_durations_as_people_read_them() {
+        assert_eq!(human_ms(350), "350ms");
+        assert_eq!(human_ms(4_240), "4.2s");
+        assert_eq!(human_ms(82_595), "1m22s");
+        assert_eq!(human_ms(7_500_000), "2h05m");
     }
 
     #[test]

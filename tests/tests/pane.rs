@@ -202,7 +202,7 @@ fn the_tmux_backend_puts_panes_in_a_session_a_person_can_attach_to() {
 fn attach_types_into_the_pane_shows_its_output_and_detaches_with_ctrl_bracket() {
     let p = Panes::new();
     p.spawn("att", &["bash", "--norc", "--noprofile", "-i"]);
-    p.json(&["pane", "wait", "att", "--quiet", "200", "--timeout", "10s"]);
+    p.json(&["pane", "wait", "att", "--quiet", "200ms", "--timeout", "10s"]);
     // `script` gives attach a real terminal; what we write to its stdin is typed there.
     let line = format!("'{}' pane attach att", wt_tests::bin("wt-run").display());
     let mut script = Command::new("script");

@@ -114,49 +114,91 @@ pub enum Sub {
     /// Drive the panes: read their screens, type, wait
     #[command(subcommand)]
     Pane(PaneCmd),
+    /// Print the log of a worktree's last run (or pane), from the repository's log directory
+    #[command(
+        after_help = "Examples:\n  wt-run logs agent-1\n  wt-run logs agent-1 --follow     # and what it writes next, until Ctrl-C"
+    )]
+    Logs {
+        /// The worktree (or pane) name
+        name: String,
+        /// Keep printing what is appended to the log, like `tail -f`
+        #[arg(short, long)]
+        follow: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
+#[command(
+    after_help = "Examples:\n  wt-run pane ls\n  wt-run pane send agent-2 \"fix the failing test\" --enter\n  wt-run pane wait agent-2 --quiet 5s --timeout 10m\n  wt-run pane screen agent-2 --lines 100\n  wt-run pane key agent-2 ctrl-c\n  wt-run pane attach agent-2               # Ctrl-] detaches"
+)]
 pub enum PaneCmd {
-    /// List the panes
+    /// List the panes (a table on a terminal, else one JSON object per pane)
     Ls,
-    /// Print a pane's screen (JSON; its text on a terminal)
+    /// Print a pane's screen (its text on a terminal, else JSON)
     Screen {
+        /// The pane's name
         name: String,
-        /// Also N lines of scrollback above the screen
+        /// The last N lines the pane printed (scrollback included) instead of the screen
         #[arg(long, value_name = "N")]
         lines: Option<usize>,
     },
     /// Type TEXT into a pane (several lines go in as one bracketed paste)
     Send {
+        /// The pane's name
         name: String,
+        /// What to type
         text: String,
         /// Press enter after the text
         #[arg(long)]
         enter: bool,
     },
-    /// Press a key: enter, tab, escape, backspace, up, down, left, right, ctrl-c, ctrl-d, …
-    Key { name: String, key: String },
-    /// Wait until the program exits, the screen matches RE, or it has been quiet for MS
-    Wait {
+    /// Press a key: enter, tab, shift-tab, escape, backspace, space, arrows, home, end, pageup,
+    /// pagedown, insert, delete, f1-f12, ctrl-<letter>, alt-<key>
+    Key {
+        /// The pane's name
         name: String,
-        #[arg(long, group = "until")]
+        /// The key, e.g. ctrl-c, shift-tab, f5, alt-b
+        key: String,
+    },
+    /// Wait until the program exits, the screen matches RE, or it has been quiet for DUR
+    Wait {
+        /// The pane's name
+        name: String,
+        /// Until the program exits
+        #[arg(long)]
         exit: bool,
-        #[arg(long = "match", value_name = "RE", group = "until")]
+        /// Until the screen matches the regular expression RE
+        #[arg(long = "match", value_name = "RE")]
         pattern: Option<String>,
-        #[arg(long, value_name = "MS", group = "until")]
-        quiet: Option<u64>,
+        /// Until the pane has printed nothing for DUR (500ms, 2s)
+        #[arg(long, value_name = "DUR", value_parser = wt_common::duration::parse_arg)]
+        quiet: Option<std::time::Duration>,
+        /// Give up after DUR (exit 1)
         #[arg(long, value_name = "DUR", default_value = "30s", value_parser = wt_common::duration::parse_arg)]
         timeout: std::time::Duration,
     },
     /// Sit at a pane's keyboard (raw mode); Ctrl-] detaches and leaves it running
-    Attach { name: String },
+    Attach {
+        /// The pane's name
+        name: String,
+    },
     /// Resize a pane's terminal
-    Resize { name: String, rows: u16, cols: u16 },
-    /// End a pane's program (SIGTERM to its session, SIGKILL after 2s)
-    Kill { name: String },
+    Resize {
+        /// The pane's name
+        name: String,
+        /// Rows, 1-1000
+        rows: u16,
+        /// Columns, 1-1000
+        cols: u16,
+    },
+    /// End a pane's program (SIGTERM to its session, SIGKILL after 2s); returns once it is dead
+    Kill {
+        /// The pane's name
+        name: String,
+    },
     /// Report a pane's agent state (from the agent's hooks): starting, working, waiting, idle
     Notify {
+        /// The state: starting, working, waiting or idle
         state: String,
         /// A line for people (what it is doing or waiting for)
         message: Option<String>,
@@ -164,7 +206,7 @@ pub enum PaneCmd {
         #[arg(long, value_name = "NAME", env = "WT_PANE")]
         pane: Option<String>,
     },
-    /// Stop the supervisor and every pane
+    /// Stop the supervisor and every pane; returns once the supervisor has exited
     Stop,
 }
 

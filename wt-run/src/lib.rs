@@ -5,6 +5,7 @@
 pub mod args;
 pub mod confine;
 pub mod hide;
+pub mod logs;
 pub mod pane;
 pub mod signals;
 
@@ -22,7 +23,7 @@ use wt_common::repo::Repo;
 use wt_common::select::{self, Target};
 use wt_common::{Error, Exit, Record};
 
-use crate::args::{Args, PaneCmd, Sub};
+use crate::args::{Args, Sub};
 use wt_common::process::{self as child, Groups, Outcome, Spec};
 
 pub const TOOL: &str = "wt-run";
@@ -32,7 +33,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
     wt_common::cli::init_logging(args.global.verbose)?;
     // Inside a pane, WT_SOCKET names the supervisor that holds it: no repository needed.
     if let (Some(Sub::Pane(cmd)), Some(socket)) = (&args.sub, std::env::var_os("WT_SOCKET").filter(|s| !s.is_empty())) {
-        return pane_verb(std::path::Path::new(&socket), cmd);
+        return pane::verbs::run(std::path::Path::new(&socket), cmd);
     }
     let repo = Repo::discover(&args.global.start_dir())?;
     let root = repo.main_worktree.as_deref();
@@ -158,49 +159,16 @@ fn subcommand(repo: &Repo, sub: &Sub) -> Result<u8, Error> {
     let socket = pane::socket::socket_path(&repo.common_dir)?;
     match sub {
         Sub::Serve { idle } => {
-            pane::server::serve(&socket, &repo.state_dir().join("logs"), *idle)?;
+            let session = pane::tmux::TmuxPane::session_name(repo.root(), &repo.common_dir);
+            pane::server::serve(&socket, &repo.state_dir().join("logs"), &session, *idle)?;
             Ok(0)
         }
-        Sub::Pane(cmd) => pane_verb(&socket, cmd),
+        Sub::Pane(cmd) => pane::verbs::run(&socket, cmd),
+        Sub::Logs { name, follow } => {
+            logs::print(&repo.state_dir().join("logs"), name, *follow)?;
+            Ok(0)
+        }
     }
-}
-
-/// One `wt-run pane …` verb against the supervisor on `socket`.
-fn pane_verb(socket: &std::path::Path, pane_cmd: &PaneCmd) -> Result<u8, Error> {
-    if let PaneCmd::Attach { name } = pane_cmd {
-        pane::attach::attach(socket, name)?;
-        return Ok(0);
-    }
-    let (verb, method, params) = match pane_cmd {
-        PaneCmd::Ls => ("ls", "pane.list", json!({})),
-        PaneCmd::Screen { name, lines } => {
-            ("screen", "pane.read_screen", json!({"pane": name, "lines": lines.unwrap_or(0)}))
-        }
-        PaneCmd::Send { name, text, enter } => {
-            ("send", "pane.send", json!({"pane": name, "text": text, "enter": enter}))
-        }
-        PaneCmd::Key { name, key } => ("key", "pane.send_key", json!({"pane": name, "key": key})),
-        PaneCmd::Wait { name, exit, pattern, quiet, timeout } => (
-            "wait",
-            "pane.wait",
-            json!({"pane": name, "exit": exit, "match": pattern, "quiet_ms": quiet, "timeout_ms": timeout.as_millis() as u64}),
-        ),
-        PaneCmd::Resize { name, rows, cols } => {
-            ("resize", "pane.resize", json!({"pane": name, "rows": rows, "cols": cols}))
-        }
-        PaneCmd::Kill { name } => ("kill", "pane.kill", json!({"pane": name})),
-        PaneCmd::Notify { state, message, pane } => {
-            let pane = pane.as_ref().ok_or_else(|| {
-                Error::usage("bad-params", "pane notify needs --pane NAME (inside a pane, WT_PANE names it)")
-            })?;
-            ("notify", "pane.notify", json!({"pane": pane, "state": state, "message": message}))
-        }
-        PaneCmd::Stop => ("stop", "server.stop", json!({})),
-        PaneCmd::Attach { .. } => unreachable!("handled above"),
-    };
-    let result = pane::client::Client::connect(socket)?.call(method, params)?;
-    pane::client::print_result(verb, &result);
-    Ok(0)
 }
 
 /// `--pane`: starts the command in a pane of the supervisor and returns at once.

@@ -109,6 +109,15 @@ pub fn encode(bytes: &[u8]) -> String {
     out
 }
 
+/// `decode`, but `None` for text that is not base64 (a character outside the alphabet, a
+/// length that is not a multiple of 4, padding in the middle).
+pub fn decode_strict(text: &str) -> Option<Vec<u8>> {
+    let body = text.trim_end_matches('=');
+    let padding = text.len() - body.len();
+    let valid = text.len() % 4 == 0 && padding <= 2 && body.bytes().all(|c| B64.contains(&c));
+    valid.then(|| decode(text))
+}
+
 pub fn decode(text: &str) -> Vec<u8> {
     let val = |c: u8| B64.iter().position(|b| *b == c).map(|p| p as u32);
     let mut out = Vec::with_capacity(text.len() / 4 * 3);

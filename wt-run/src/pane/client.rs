@@ -1,7 +1,7 @@
 //! Clients of the supervisor: the `wt-run pane …` verbs, `wt-run --pane`, and starting the
 //! supervisor on demand.
 
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -115,19 +115,4 @@ fn hidden() -> Error {
         "supervisor-hidden",
         "the pane supervisor is out of reach inside a confined run (no panes can be started from here); a confined pane reaches its own pane through WT_SOCKET",
     )
-}
-
-/// Prints a verb's result: JSON, or on a terminal the screen's text for `screen`.
-pub fn print_result(verb: &str, v: &Value) {
-    let mut out = std::io::stdout().lock();
-    let text = match (verb, std::io::stdout().is_terminal()) {
-        ("screen", true) => v.get("text").and_then(Value::as_str).unwrap_or_default().to_string(),
-        ("ls", _) => {
-            v.as_array().map(|a| a.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")).unwrap_or_default()
-        }
-        _ => v.to_string(),
-    };
-    if !text.is_empty() {
-        let _ = writeln!(out, "{text}");
-    }
 }

@@ -49,15 +49,11 @@ impl Handle {
     }
 
     pub fn send_key(&self, key: &str) -> Result<(), Failure> {
-        let unknown = || {
-            (
-                "unknown-key",
-                format!("unknown key '{key}' (enter, tab, escape, up, down, left, right, ctrl-c, ctrl-d, …)"),
-            )
-        };
+        let bytes = key_bytes(key)
+            .ok_or_else(|| ("unknown-key", format!("unknown key '{key}' (keys: {})", super::protocol::KEYS)))?;
         match self {
-            Handle::Native(p) => p.write(key_bytes(key).ok_or_else(unknown)?).map_err(|e| ("write-failed", e)),
-            Handle::Tmux(t) => t.send_key(key).map_err(|_| unknown()),
+            Handle::Native(p) => p.write(&bytes).map_err(|e| ("write-failed", e)),
+            Handle::Tmux(t) => t.send_bytes(&bytes).map_err(|e| ("write-failed", e)),
         }
     }
 

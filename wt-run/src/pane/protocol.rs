@@ -45,11 +45,29 @@ impl Response {
     }
 }
 
-/// The bytes a named key sends to a terminal program.
-pub fn key_bytes(key: &str) -> Option<&'static [u8]> {
-    Some(match key.to_ascii_lowercase().as_str() {
+/// The keys `pane.send_key` knows, for messages and `--help`.
+pub const KEYS: &str = "enter, tab, shift-tab, escape, backspace, space, up, down, left, right, home, end, \
+pageup, pagedown, insert, delete, f1-f12, ctrl-<letter>, alt-<key>";
+
+/// The bytes a named key sends to a terminal program (as xterm sends them).
+pub fn key_bytes(key: &str) -> Option<Vec<u8>> {
+    let key = key.to_ascii_lowercase();
+    if let Some(inner) = key.strip_prefix("alt-").or_else(|| key.strip_prefix("meta-")) {
+        // Alt sends ESC before the key: `alt-b` is ESC b, `alt-enter` ESC CR.
+        let inner = key_bytes(inner).or_else(|| single_char(inner).map(|c| vec![c]))?;
+        return Some([b"\x1b".as_slice(), &inner].concat());
+    }
+    if let Some(c) = key.strip_prefix("ctrl-").and_then(single_char) {
+        return c.is_ascii_lowercase().then_some(vec![c & 0x1f]);
+    }
+    if let Some(n) = key.strip_prefix('f').and_then(|n| n.parse::<usize>().ok()) {
+        const F: [&str; 12] = ["OP", "OQ", "OR", "OS", "[15~", "[17~", "[18~", "[19~", "[20~", "[21~", "[23~", "[24~"];
+        return F.get(n.checked_sub(1)?).map(|s| [b"\x1b".as_slice(), s.as_bytes()].concat());
+    }
+    let bytes: &[u8] = match key.as_str() {
         "enter" | "return" => b"\r",
         "tab" => b"\t",
+        "shift-tab" | "backtab" => b"\x1b[Z",
         "escape" | "esc" => b"\x1b",
         "backspace" => b"\x7f",
         "space" => b" ",
@@ -61,16 +79,19 @@ pub fn key_bytes(key: &str) -> Option<&'static [u8]> {
         "end" => b"\x1b[F",
         "pageup" => b"\x1b[5~",
         "pagedown" => b"\x1b[6~",
+        "insert" => b"\x1b[2~",
         "delete" => b"\x1b[3~",
-        "ctrl-c" => b"\x03",
-        "ctrl-d" => b"\x04",
-        "ctrl-z" => b"\x1a",
-        "ctrl-l" => b"\x0c",
-        "ctrl-u" => b"\x15",
-        "ctrl-a" => b"\x01",
-        "ctrl-e" => b"\x05",
         _ => return None,
-    })
+    };
+    Some(bytes.to_vec())
+}
+
+/// The byte of a one-character ASCII key name (`c` in `ctrl-c`).
+fn single_char(name: &str) -> Option<u8> {
+    match name.as_bytes() {
+        [c] if c.is_ascii_graphic() => Some(*c),
+        _ => None,
+    }
 }
 
 /// Text as a program receives it when typed or pasted: several lines go in as one bracketed
@@ -88,4 +109,24 @@ pub fn text_bytes(text: &str, enter: bool) -> Vec<u8> {
         out.push(b'\r');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_bytes;
+
+    #[test]
+    fn keys_as_xterm_sends_them() {
+        assert_eq!(key_bytes("ctrl-c").unwrap(), b"\x03");
+        assert_eq!(key_bytes("Ctrl-R").unwrap(), b"\x12");
+        assert_eq!(key_bytes("ctrl-w").unwrap(), b"\x17");
+        assert_eq!(key_bytes("shift-tab").unwrap(), b"\x1b[Z");
+        assert_eq!(key_bytes("f1").unwrap(), b"\x1bOP");
+        assert_eq!(key_bytes("f12").unwrap(), b"\x1b[24~");
+        assert_eq!(key_bytes("alt-b").unwrap(), b"\x1bb");
+        assert_eq!(key_bytes("alt-enter").unwrap(), b"\x1b\r");
+        for unknown in ["f0", "f13", "ctrl-", "ctrl-1", "alt-", "hyper-x", "ctrl-cc"] {
+            assert_eq!(key_bytes(unknown), None, "{unknown}");
+        }
+    }
 }

@@ -169,6 +169,9 @@ impl Pane {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if guard.exit.is_none() {
             let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+            // Answer only once the program is reaped, so the caller sees it dead. The reaper
+            // waits up to 500 ms for the last output; SIGKILL cannot be caught.
+            let _ = cvar.wait_timeout_while(guard, Duration::from_secs(5), |s| s.exit.is_none());
         }
     }
 
@@ -197,9 +200,15 @@ pub fn screen_json(s: &mut Screen, lines: usize) -> Value {
     let (rows, cols) = s.parser.screen().size();
     let mut out: Vec<String> = Vec::new();
     if lines > 0 {
+        // The emulator shows scrollback one screenful at a time: page down from `lines` up.
         s.parser.screen_mut().set_scrollback(lines);
-        let above = s.parser.screen().scrollback();
-        out.extend(s.parser.screen().rows(0, cols).take(above));
+        let mut above = s.parser.screen().scrollback();
+        while above > 0 {
+            s.parser.screen_mut().set_scrollback(above);
+            let page = above.min(usize::from(rows));
+            out.extend(s.parser.screen().rows(0, cols).take(page));
+            above -= page;
+        }
         s.parser.screen_mut().set_scrollback(0);
     }
     out.extend(s.parser.screen().rows(0, cols));
@@ -249,11 +258,27 @@ fn reap(
     let _ = output_done.recv_timeout(Duration::from_millis(500));
     after_exit();
     let exit = match status {
-        Ok(s) => Exit { code: s.exit_code(), signal: s.signal().map(str::to_string) },
+        Ok(s) => Exit { code: s.exit_code(), signal: s.signal().map(signal_name) },
         Err(_) => Exit { code: 255, signal: None },
     };
     let (lock, cvar) = state;
     lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner).exit = Some(exit.clone());
     cvar.notify_all();
     exit
+}
+
+/// The short name of a signal (`KILL`, `TERM`), as batch runs write it, from the description
+/// the PTY library gives (`Killed`, `Terminated`: strsignal's text); the text itself if unknown.
+fn signal_name(description: &str) -> String {
+    nix::sys::signal::Signal::iterator()
+        .find(|s| describe_signal(*s).as_deref() == Some(description))
+        .map_or_else(|| description.to_string(), |s| s.as_str().trim_start_matches("SIG").to_string())
+}
+
+#[allow(unsafe_code)]
+fn describe_signal(sig: nix::sys::signal::Signal) -> Option<String> {
+    // SAFETY: strsignal(3) returns a pointer to a NUL-terminated string, static for every
+    // signal `Signal` knows; it is copied at once.
+    let text = unsafe { libc::strsignal(sig as libc::c_int) };
+    (!text.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(text) }.to_string_lossy().into_owned())
 }

@@ -41,10 +41,12 @@ struct Supervisor {
     own_sockets: Mutex<BTreeMap<String, OwnSocket>>,
     /// What each pane's agent last reported (`pane.notify`), by pane name.
     reported: Mutex<BTreeMap<String, Reported>>,
+    /// The tmux session of this repository's tmux panes (`wt-<repo>-<hash>`).
+    tmux_session: String,
 }
 
 /// Runs the supervisor until it is idle for `idle` (or told to stop).
-pub fn serve(socket: &Path, logs: &Path, idle: Duration) -> Result<(), Error> {
+pub fn serve(socket: &Path, logs: &Path, tmux_session: &str, idle: Duration) -> Result<(), Error> {
     restore_ignored_signals();
     let lock_path = socket.with_extension("lock");
     let Some(_lock) = FileLock::try_acquire(&lock_path)? else {
@@ -64,6 +66,7 @@ pub fn serve(socket: &Path, logs: &Path, idle: Duration) -> Result<(), Error> {
         events: Arc::new(Events::default()),
         own_sockets: Mutex::default(),
         reported: Mutex::default(),
+        tmux_session: tmux_session.to_string(),
     });
     accept(Arc::clone(&sup), listener, None);
     loop {
@@ -318,7 +321,8 @@ fn dispatch(sup: &Arc<Supervisor>, req: &Request, access: &Access) -> Result<Val
         "pane.write" => {
             let data =
                 p.get("data_b64").and_then(Value::as_str).ok_or(("bad-params", "pane.write needs data_b64".into()))?;
-            let bytes = super::attach::decode(data);
+            let bytes = super::attach::decode_strict(data)
+                .ok_or(("bad-params", "pane.write: data_b64 is not valid base64".to_string()))?;
             match pane(sup, p)? {
                 Handle::Native(pane) => pane.write(&bytes).map_err(|e| ("write-failed", e))?,
                 Handle::Tmux(t) => t.send_text(&String::from_utf8_lossy(&bytes), false)?,
@@ -332,10 +336,10 @@ fn dispatch(sup: &Arc<Supervisor>, req: &Request, access: &Access) -> Result<Val
         }
         "pane.wait" => pane(sup, p)?.wait(p),
         "pane.resize" => {
-            let get = |k: &str| p.get(k).and_then(Value::as_u64).filter(|n| (1..=1000).contains(n)).map(|n| n as u16);
-            let (Some(rows), Some(cols)) = (get("rows"), get("cols")) else {
+            if p.get("rows").is_none() || p.get("cols").is_none() {
                 return Err(("bad-params", "pane.resize needs rows and cols (1-1000)".into()));
-            };
+            }
+            let (rows, cols) = (size(p, "rows", 0)?, size(p, "cols", 0)?);
             pane(sup, p)?.resize(rows, cols)?;
             Ok(json!({"rows": rows, "cols": cols}))
         }
@@ -387,10 +391,13 @@ fn spawn(sup: &Arc<Supervisor>, p: &Value) -> Result<Value, Failure> {
         return Err(("bad-params", "pane.spawn needs cmd, a non-empty list".into()));
     }
     let cwd = PathBuf::from(p.get("cwd").and_then(Value::as_str).unwrap_or("."));
+    if !cwd.is_dir() {
+        return Err(("no-such-directory", format!("pane.spawn: cwd {} is not a directory", cwd.display())));
+    }
     let env: BTreeMap<String, String> =
         p.get("env").and_then(|e| serde_json::from_value(e.clone()).ok()).unwrap_or_default();
-    let size =
-        |k: &str, d: u16| p.get(k).and_then(Value::as_u64).filter(|n| (1..=1000).contains(n)).map_or(d, |n| n as u16);
+    let (rows, cols) = (size(p, "rows", 40)?, size(p, "cols", 120)?);
+    super::program::find(&cmd[0], &cwd, env.get("PATH").map(String::as_str))?;
     let mut panes = sup.panes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if panes.get(&name).is_some_and(|old| !old.exited()) {
         return Err(("pane-exists", format!("pane '{name}' is running; kill it first or choose another name")));
@@ -412,15 +419,14 @@ fn spawn(sup: &Arc<Supervisor>, p: &Value) -> Result<Value, Failure> {
         cmd,
         cwd,
         env,
-        rows: size("rows", 40),
-        cols: size("cols", 120),
+        rows,
+        cols,
         log: dir.join(format!("pane-{}.log", crate::unique_stem())),
     };
     let pane = match p.get("backend").and_then(Value::as_str).unwrap_or("native") {
         "native" => Pane::spawn(spec, Arc::clone(&sup.events)).map(Handle::Native).map_err(|e| ("spawn-failed", e)),
         "tmux" => {
-            let session = format!("wt-{}", sup.socket.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default());
-            TmuxPane::spawn(spec, &session).map_err(|e| ("spawn-failed", e)).map(|pane| {
+            TmuxPane::spawn(spec, &sup.tmux_session).map_err(|e| ("spawn-failed", e)).map(|pane| {
                 sup.events.publish(json!({"event": "spawned", "pane": name, "pid": pane.pid}));
                 Handle::Tmux(Arc::new(pane))
             })
@@ -445,4 +451,17 @@ fn own_socket(sup: &Arc<Supervisor>, name: &str, read_panes: bool) -> Result<Pat
     lock(&sup.own_sockets).insert(name.to_string(), own);
     accept(Arc::clone(sup), listener, Some(access));
     Ok(path)
+}
+
+/// `rows` or `cols` of a request: absent means `default`; anything but 1-1000 is refused
+/// rather than quietly replaced.
+fn size(p: &Value, key: &str, default: u16) -> Result<u16, Failure> {
+    match p.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=1000).contains(n))
+            .map(|n| n as u16)
+            .ok_or(("bad-params", format!("{key} must be a number from 1 to 1000, not {v}"))),
+    }
 }

@@ -29,7 +29,12 @@ pub fn socket_dir() -> Result<PathBuf, Error> {
 
 /// The socket of the repository whose common dir is `common_dir`.
 pub fn socket_path(common_dir: &Path) -> Result<PathBuf, Error> {
-    Ok(socket_dir()?.join(format!("{:016x}.sock", fnv1a(common_dir.as_os_str().as_encoded_bytes()))))
+    Ok(socket_dir()?.join(format!("{}.sock", repo_hash(common_dir))))
+}
+
+/// What identifies a repository in names outside it: its git common dir, hashed.
+pub fn repo_hash(common_dir: &Path) -> String {
+    format!("{:016x}", fnv1a(common_dir.as_os_str().as_encoded_bytes()))
 }
 
 /// The socket of a confined pane's own, beside its supervisor's: `<hash>.pane-<hash of name>.sock`

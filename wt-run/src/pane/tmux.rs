@@ -39,6 +39,18 @@ fn shell_line(cmd: &[String]) -> String {
 }
 
 impl TmuxPane {
+    /// The tmux session of a repository's panes: `wt-<repository dir>-<8 hex>`, so `tmux ls`
+    /// tells a person which repository each is (tmux refuses `.` and `:` in names).
+    pub fn session_name(root: &std::path::Path, common_dir: &std::path::Path) -> String {
+        let dir = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let dir: String = dir
+            .trim_end_matches(".git")
+            .chars()
+            .map(|c| if c.is_alphanumeric() || c == '_' || c == '-' { c } else { '-' })
+            .collect();
+        format!("wt-{dir}-{}", &super::socket::repo_hash(common_dir)[..8])
+    }
+
     pub fn spawn(spec: SpawnSpec, session: &str) -> Result<TmuxPane, String> {
         let (cols, rows) = (spec.cols.to_string(), spec.rows.to_string());
         let cwd = spec.cwd.display().to_string();
@@ -118,24 +130,13 @@ impl TmuxPane {
         Ok(())
     }
 
-    pub fn send_key(&self, key: &str) -> Result<(), String> {
-        let k = key.to_ascii_lowercase();
-        let name = match k.as_str() {
-            "enter" | "return" => "Enter".to_string(),
-            "tab" => "Tab".into(),
-            "escape" | "esc" => "Escape".into(),
-            "backspace" => "BSpace".into(),
-            "space" => "Space".into(),
-            "up" | "down" | "left" | "right" | "home" | "end" => capitalize(&k),
-            "pageup" => "PPage".into(),
-            "pagedown" => "NPage".into(),
-            "delete" => "DC".into(),
-            _ => match k.strip_prefix("ctrl-") {
-                Some(c) if c.len() == 1 => format!("C-{c}"),
-                _ => return Err(format!("unknown key '{key}'")),
-            },
-        };
-        tmux(&["send-keys", "-t", &self.window, &name]).map(|_| ())
+    /// Bytes typed into the pane as they are (`send-keys -H`), so a key is the same bytes on
+    /// both backends.
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), String> {
+        let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let mut args = vec!["send-keys", "-t", &self.window, "-H"];
+        args.extend(hex.iter().map(String::as_str));
+        tmux(&args).map(|_| ())
     }
 
     pub fn resize(&self, rows: u16, cols: u16) -> Result<(), String> {
@@ -156,7 +157,8 @@ impl TmuxPane {
 
     /// `pane.wait` for tmux: tmux has no change notification, so the screen is sampled.
     pub fn wait(&self, p: &Value) -> Result<Value, (&'static str, String)> {
-        let super::wait::Until { timeout, regex, quiet, for_exit } = super::wait::Until::parse(p)?;
+        let until = super::wait::Until::parse(p)?;
+        let super::wait::Until { timeout, ref regex, quiet, for_exit } = until;
         let deadline = Instant::now() + timeout;
         let (mut last, mut since) = (String::new(), Instant::now());
         loop {
@@ -174,14 +176,9 @@ impl TmuxPane {
                 return Ok(json!({"quiet_ms": quiet.map(|q| q.as_millis() as u64), "screen": screen}));
             }
             if Instant::now() >= deadline {
-                return Err(("timeout", format!("waited {} ms", timeout.as_millis())));
+                return Err(until.timed_out());
             }
             std::thread::sleep(Duration::from_millis(25));
         }
     }
-}
-
-fn capitalize(s: &str) -> String {
-    let mut c = s.chars();
-    c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
 }

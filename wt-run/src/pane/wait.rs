@@ -29,14 +29,35 @@ impl Until {
         let quiet = p.get("quiet_ms").and_then(Value::as_u64).map(Duration::from_millis);
         let for_exit = p.get("exit").and_then(Value::as_bool).unwrap_or(false);
         if regex.is_none() && quiet.is_none() && !for_exit {
-            return Err(("bad-params", "pane.wait needs exit, match or quiet_ms".into()));
+            return Err((
+                "bad-params",
+                "pane.wait needs exit, match or quiet_ms (`wt-run pane wait` needs --exit, --match RE or --quiet DUR)"
+                    .into(),
+            ));
         }
         Ok(Until { timeout, regex, quiet, for_exit })
+    }
+
+    /// The `timeout` failure, saying what was waited for.
+    pub fn timed_out(&self) -> (&'static str, String) {
+        let mut what = Vec::new();
+        if self.for_exit {
+            what.push("the program to exit".to_string());
+        }
+        if let Some(re) = &self.regex {
+            what.push(format!("the screen to match '{}'", re.as_str()));
+        }
+        if let Some(q) = self.quiet {
+            what.push(format!("{} without output", wt_common::duration::human(q)));
+        }
+        let waited = wt_common::duration::human(self.timeout);
+        ("timeout", format!("waited {waited} for {} (raise --timeout to wait longer)", what.join(" or ")))
     }
 }
 
 pub fn wait(pane: &Pane, p: &Value) -> Result<Value, (&'static str, String)> {
-    let Until { timeout, regex, quiet, for_exit } = Until::parse(p)?;
+    let until = Until::parse(p)?;
+    let Until { timeout, ref regex, quiet, for_exit } = until;
     let deadline = Instant::now() + timeout;
     let (lock, cvar) = &*pane.state;
     let mut s = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -45,7 +66,7 @@ pub fn wait(pane: &Pane, p: &Value) -> Result<Value, (&'static str, String)> {
         if for_exit && s.exit.is_some() {
             return Ok(json!({"exit": s.exit.as_ref().map(exit_json), "screen": screen_json(&mut s, 0)}));
         }
-        if let Some(re) = &regex {
+        if let Some(re) = regex {
             if let Some(m) = re.find(&s.parser.screen().contents()) {
                 let found = m.as_str().to_string();
                 return Ok(json!({"matched": found, "screen": screen_json(&mut s, 0)}));
@@ -63,7 +84,7 @@ pub fn wait(pane: &Pane, p: &Value) -> Result<Value, (&'static str, String)> {
             return Err(("exited", "the program exited before the screen matched".into()));
         }
         if now >= deadline {
-            return Err(("timeout", format!("waited {} ms", timeout.as_millis())));
+            return Err(until.timed_out());
         }
         s = cvar.wait_timeout(s, next - now).unwrap_or_else(std::sync::PoisonError::into_inner).0;
     }
