@@ -119,8 +119,16 @@ pub fn run_main(tool: &str, body: impl FnOnce() -> Result<Exit, Error>) -> std::
     match body() {
         Ok(exit) => exit.into(),
         Err(err) => {
-            eprintln!("{tool}: {err}");
+            eprintln!("{tool}: {}", one_line(&err.message));
             err.kind.exit().into()
         }
     }
+}
+
+/// A message as one line of stderr: a person reads one line per problem, and a script can
+/// `grep` it. Line breaks inside (git's or toml's own messages, a name with a newline) become
+/// spaces, other control characters escapes.
+pub fn one_line(message: &str) -> String {
+    let joined: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    joined.join(" ").chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect()
 }

@@ -97,10 +97,11 @@ impl Output {
     /// downstream only pass the record on.
     fn tell(&self, rec: &Record) {
         let Some(err) = rec.error.as_ref().filter(|e| e.tool == self.tool) else { return };
+        let message = crate::cli::one_line(&err.message);
         if rec.name.is_empty() || err.message.contains(&rec.name) {
-            eprintln!("{}: {}", self.tool, err.message);
+            eprintln!("{}: {message}", self.tool);
         } else {
-            eprintln!("{}: {}: {}", self.tool, rec.name, err.message);
+            eprintln!("{}: {}: {message}", self.tool, rec.name.escape_debug());
         }
     }
 

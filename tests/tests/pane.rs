@@ -100,10 +100,7 @@ fn a_crashing_program_and_a_dead_supervisor_are_reported_clearly() {
     let p = Panes::new();
     p.spawn("crash", &["sh", "-c", "echo about-to-crash; sleep 0.2; kill -SEGV $$"]);
     let done = p.json(&["pane", "wait", "crash", "--exit", "--timeout", "10s"]);
-    assert!(
-        done["exit"]["signal"].as_str().unwrap().contains("Segmentation") || done["exit"]["signal"] == "SIGSEGV",
-        "{done}"
-    );
+    assert_eq!(done["exit"]["signal"], "SEGV", "spelled as batch runs spell it: {done}");
     assert!(s(&done["screen"], "text").contains("about-to-crash"));
     // The supervisor survives it, and then is killed outright.
     let pid = p.json(&["pane", "ls"])["pid"].clone();
@@ -177,6 +174,8 @@ fn the_tmux_backend_puts_panes_in_a_session_a_person_can_attach_to() {
     let rec = &run.expect_code(0).records()[0];
     let session = s(&rec["run"]["pane"]["tmux"], "session").to_string();
     let window = s(&rec["run"]["pane"]["tmux"], "window").to_string();
+    // Named after the repository (its directory is `repo`), so `tmux ls` tells which is which.
+    assert!(session.starts_with("wt-repo-") && session.len() == "wt-repo-".len() + 8, "{session}");
     assert!(p.tmux(&["list-windows", "-t", &session, "-F", "#{window_name}"]).lines().any(|l| l == "tm"));
     p.json(&["pane", "send", "tm", "echo \"in tmux: $((6*7)) $WT_PANE\"", "--enter"]);
     p.wait_match("tm", "in tmux: 42 tm");
@@ -298,4 +297,126 @@ fn an_agent_in_a_pane_can_be_confined_to_its_worktree() {
     assert!(s(&p.json(&["pane", "screen", "jail"]), "text").contains("own-ok"));
     assert!(p.t.wt_root().join("jail/mine.txt").exists());
     assert!(!other.exists());
+}
+
+#[test]
+fn pane_verbs_speak_cli_words_and_answer_only_when_done() {
+    let p = Panes::new();
+    p.spawn("verbs", &["bash", "--norc", "--noprofile", "-i"]);
+    // No mode: one line in the command line's words, exit 2.
+    let run = p.wt_run(&["pane", "wait", "verbs"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("--exit, --match RE or --quiet DUR") && run.stderr.lines().count() == 1, "{run}");
+    // --quiet takes a duration like --timeout.
+    assert_eq!(p.json(&["pane", "wait", "verbs", "--quiet", "300ms", "--timeout", "10s"])["quiet_ms"], 300);
+    // A timeout says what it waited for.
+    let run = p.wt_run(&["pane", "wait", "verbs", "--match", "never-printed", "--timeout", "300ms"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("waited 300ms for the screen to match 'never-printed'"), "{run}");
+    // --lines N: the last N lines, however much was printed.
+    p.json(&["pane", "send", "verbs", "seq 1 5000", "--enter"]);
+    p.wait_match("verbs", "(?m)^5000");
+    p.json(&["pane", "wait", "verbs", "--quiet", "300ms", "--timeout", "10s"]);
+    let screen = p.json(&["pane", "screen", "verbs", "--lines", "100"]);
+    let lines: Vec<&str> = screen["lines"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().trim_end()).collect();
+    assert_eq!(lines.len(), 100, "{screen}");
+    let expected: Vec<String> = (4902..=5000).map(|n| n.to_string()).collect();
+    assert_eq!(&lines[..99], expected.as_slice(), "every one of the last lines, in order");
+    // Keys beyond a fixed list: ctrl-<letter>, shift-tab, function keys, alt-<key>, as bytes.
+    // The terminal in raw mode, so every byte reaches the program as sent.
+    p.json(&[
+        "pane",
+        "send",
+        "verbs",
+        "stty raw -echo; head -c 12 | od -An -c; stty sane; echo od-$((1+1))-done",
+        "--enter",
+    ]);
+    p.json(&["pane", "wait", "verbs", "--quiet", "500ms", "--timeout", "10s"]);
+    for key in ["ctrl-r", "shift-tab", "f5", "alt-b", "enter"] {
+        p.json(&["pane", "key", "verbs", key]);
+    }
+    let seen = p.wait_match("verbs", "od-2-done")["screen"]["text"].as_str().unwrap().to_string();
+    let bytes = regex_lite(&seen);
+    assert!(bytes, "ctrl-r, shift-tab, f5, alt-b, enter as xterm sends them: {seen}");
+    let run = p.wt_run(&["pane", "key", "verbs", "hyper-x"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("ctrl-<letter>"), "says which keys exist: {run}");
+    // kill answers once the program is dead (bash ignores SIGTERM: it takes the SIGKILL).
+    let killed = p.json(&["pane", "kill", "verbs"]);
+    assert_eq!(
+        (killed["alive"].clone(), killed["exit"].clone()),
+        (json!(false), json!({"signal": "KILL"})),
+        "{killed}"
+    );
+    // stop answers once the supervisor is gone: a --pane right after it gets a new one.
+    let pid = p.json(&["pane", "ls"])["pid"].clone();
+    assert!(pid.is_u64());
+    p.json(&["pane", "stop"]);
+    p.spawn("after", &["bash", "--norc", "--noprofile", "-i"]);
+    p.wait_match("after", "bash");
+}
+
+#[test]
+fn a_pane_that_cannot_start_says_why_in_one_line() {
+    let p = Panes::new();
+    p.t.run("wt-create", &["np"], "").expect_code(0);
+    let run = p.wt_run(&["-w", "np", "--pane", "--", "no-such-program-xyz"]);
+    run.expect_code(1);
+    let rec = &run.records()[0];
+    assert_eq!(rec["error"]["code"], "not-found", "as a batch run says it: {run}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run}");
+    assert!(!run.stderr.contains("/usr/bin"), "no PATH dump: {run}");
+    // A pane name is one pane: with several worktrees it is refused before anything starts.
+    p.t.run("wt-create", &["np2"], "").expect_code(0);
+    let run = p.wt_run(&["-w", "np", "-w", "np2", "--pane=same", "--", "true"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("--pane=same"), "{run}");
+}
+
+#[test]
+fn the_protocol_refuses_what_it_cannot_do_as_asked() {
+    let p = Panes::new();
+    p.spawn("strict", &["bash", "--norc", "--noprofile", "-i"]);
+    let mut c = UnixStream::connect(p.socket()).unwrap();
+    let call = |c: &mut UnixStream, method: &str, params: Value| {
+        let mut line = serde_json::to_vec(&json!({"id": 1, "method": method, "params": params})).unwrap();
+        line.push(b'\n');
+        raw_call(c, &line)
+    };
+    let missing = p.t.root().join("no-such-dir");
+    let r = call(&mut c, "pane.spawn", json!({"name": "x", "cmd": ["true"], "cwd": missing}));
+    assert_eq!(r["error"]["code"], "no-such-directory", "{r}");
+    let r = call(&mut c, "pane.spawn", json!({"name": "x", "cmd": ["true"], "cwd": p.t.repo, "rows": 0}));
+    assert_eq!(r["error"]["code"], "bad-params", "{r}");
+    let r = call(&mut c, "pane.spawn", json!({"name": "x", "cmd": ["true"], "cwd": p.t.repo, "cols": 5000}));
+    assert_eq!(r["error"]["code"], "bad-params", "{r}");
+    let r = call(&mut c, "pane.resize", json!({"pane": "strict", "rows": 24, "cols": 0}));
+    assert_eq!(r["error"]["code"], "bad-params", "{r}");
+    let r = call(&mut c, "pane.write", json!({"pane": "strict", "data_b64": "not base64!"}));
+    assert_eq!(r["error"]["code"], "bad-params", "{r}");
+    let r = call(&mut c, "pane.write", json!({"pane": "strict", "data_b64": "ZWNobyBvay0kKCg0MCsyKSkK"}));
+    assert_eq!(r["ok"], true, "{r}");
+    p.wait_match("strict", "ok-42");
+    assert!(p.json(&["pane", "ls"]).is_object(), "one pane: nothing was spawned by the refused requests");
+}
+
+#[test]
+fn pane_ls_on_a_terminal_is_a_table_that_says_how_to_attach() {
+    let p = Panes::new();
+    p.spawn("tbl", &["bash", "--norc", "--noprofile", "-i"]);
+    let line = format!("'{}' pane ls", wt_tests::bin("wt-run").display());
+    let mut script = Command::new("script");
+    script.args(["-qec", &line, "/dev/null"]).current_dir(&p.t.repo);
+    p.env(&mut script);
+    let run = Run::of(&mut script, "");
+    run.expect_code(0);
+    assert!(run.stdout.starts_with("NAME"), "a table, not JSON: {run}");
+    assert!(run.stdout.contains("running") && run.stdout.contains("wt-run pane attach tbl"), "{run}");
+}
+
+/// Whether `od -c` printed the bytes of ctrl-r, shift-tab, f5, alt-b and enter.
+fn regex_lite(screen: &str) -> bool {
+    let words: Vec<&str> = screen.split_whitespace().collect();
+    let want = ["022", "033", "[", "Z", "033", "[", "1", "5", "~", "033", "b", "\\r"];
+    words.windows(want.len()).any(|w| w == want)
 }
