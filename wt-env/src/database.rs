@@ -61,9 +61,13 @@ impl DbSpec {
             DbSpec::Postgres { url, template } => {
                 let name = format!("{template}_wt{index}");
                 let role = name.clone();
+                // The worktree's URL names the server wt-env found through PGHOST/PGPORT, so it
+                // works in a shell without them.
+                let mut server = url.clone();
+                explicit_server(&mut server, std::env::var("PGHOST").ok(), std::env::var("PGPORT").ok());
                 DbLease {
                     kind: "postgres".into(),
-                    url: pg_role::worktree_url(url, &name, &role, &pg_role::new_password()?),
+                    url: pg_role::worktree_url(&server, &name, &role, &pg_role::new_password()?),
                     name,
                     provisioned: false,
                     role: Some(role),
@@ -102,6 +106,26 @@ impl DbSpec {
         }
         lease.provisioned = true;
         Ok(())
+    }
+}
+
+/// Writes into a URL that leaves out its server the one found through `PGHOST`/`PGPORT`, as
+/// wt-env itself found it: the worktree's `DATABASE_URL` must work in a shell without them.
+/// A socket directory goes in as `?host=/dir` (libpq's form); a host name as the URL's host.
+fn explicit_server(url: &mut url::Url, pghost: Option<String>, pgport: Option<String>) {
+    let has_query = |key: &str| url.query_pairs().any(|(k, _)| k == key);
+    let hostless = url.host_str().is_none_or(str::is_empty) && !has_query("host");
+    let Some(host) = pghost.filter(|h| !h.is_empty() && hostless) else { return };
+    let port = pgport.filter(|p| p.parse::<u16>().is_ok() && url.port().is_none() && !has_query("port"));
+    if host.starts_with('/') {
+        url.query_pairs_mut().append_pair("host", &host);
+        if let Some(p) = port {
+            url.query_pairs_mut().append_pair("port", &p);
+        }
+    } else if url.set_host(Some(&host)).is_ok() {
+        if let Some(p) = port.and_then(|p| p.parse().ok()) {
+            let _ = url.set_port(Some(p));
+        }
     }
 }
 
@@ -262,5 +286,27 @@ mod tests {
         assert_eq!(config.get_dbname(), Some("app_wt3"));
         assert_eq!(config.get_user(), Some("app_wt3"));
         assert!(config.get_password().is_some_and(|p| p.len() == 48));
+    }
+
+    #[test]
+    fn a_url_without_its_server_gets_the_one_pghost_names() {
+        let with = |url: &str, host: Option<&str>, port: Option<&str>| {
+            let mut u = url::Url::parse(url).unwrap();
+            explicit_server(&mut u, host.map(str::to_string), port.map(str::to_string));
+            u.to_string()
+        };
+        assert_eq!(with("postgres:///app_wt2", Some("/tmp/pg"), None), "postgres:///app_wt2?host=%2Ftmp%2Fpg");
+        assert_eq!(
+            with("postgres:///app_wt2", Some("/tmp/pg"), Some("5433")),
+            "postgres:///app_wt2?host=%2Ftmp%2Fpg&port=5433"
+        );
+        assert_eq!(with("postgres:///app_wt2", Some("db.local"), Some("5433")), "postgres://db.local:5433/app_wt2");
+        assert_eq!(
+            with("postgres://h/app_wt2", Some("/tmp/pg"), None),
+            "postgres://h/app_wt2",
+            "the URL's own host wins"
+        );
+        assert_eq!(with("postgres:///app_wt2?host=/s", Some("/tmp/pg"), None), "postgres:///app_wt2?host=/s");
+        assert_eq!(with("postgres:///app_wt2", None, Some("5433")), "postgres:///app_wt2");
     }
 }

@@ -1,0 +1,204 @@
+//! The command line as a newcomer meets it, across the tools: nothing selected is never a
+//! silent success, flags mean one thing everywhere, logs appear when asked for, and every
+//! error is one line naming the problem and the fix.
+
+use std::process::Command;
+
+use serde_json::Value;
+use wt_tests::{s, Run, TestRepo};
+
+/// Runs `line` (a shell command line) under `script`, so the tools see a terminal on stdin and
+/// stdout, as when a person types it.
+fn on_terminal(t: &TestRepo, line: &str) -> Run {
+    let mut cmd = Command::new("script");
+    cmd.current_dir(&t.repo).args(["-qec", line, "/dev/null"]);
+    t.isolate(&mut cmd);
+    Run::of(&mut cmd, "")
+}
+
+fn bin(tool: &str) -> String {
+    format!("'{}'", wt_tests::bin(tool).display())
+}
+
+/// `script` runs the line through a shell: its exit code is the tool's.
+fn terminal_code(t: &TestRepo, line: &str) -> (Option<i32>, String) {
+    let run = on_terminal(t, line);
+    (run.code, run.stdout.replace('\r', ""))
+}
+
+#[test]
+fn naming_no_worktree_on_a_terminal_is_a_usage_error_in_every_tool() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["-n", "2"], "").expect_code(0);
+    for line in [
+        format!("{} --range 26100-26199", bin("wt-env")),
+        format!("{} -- true", bin("wt-run")),
+        format!("{} --check", bin("wt-merge")),
+        format!("{} --remove", bin("wt-create")),
+    ] {
+        let (code, out) = terminal_code(&t, &line);
+        assert_eq!(code, Some(2), "{line}: {out}");
+        assert_eq!(out.trim().lines().count(), 1, "{line}: {out}");
+        assert!(out.contains("no worktrees given (name them, -w, --all, or pipe records)"), "{line}: {out}");
+    }
+    // An optional value never takes the next word: `--dotenv agent-2` is agent-2 with .env.wt.
+    let (code, out) = terminal_code(&t, &format!("{} --range 26100-26199 --dotenv agent-2 --json", bin("wt-env")));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(t.wt_root().join("agent-2/.env.wt").is_file(), "{out}");
+    let run = t.run("wt-env", &["--range", "26100-26199", "--dotenv=custom.env", "agent-1"], "");
+    run.expect_code(0);
+    assert!(t.wt_root().join("agent-1/custom.env").is_file());
+    // An empty pipe is no mistake: upstream found nothing, so there is nothing to do.
+    t.run("wt-run", &["--", "true"], "").expect_code(0);
+}
+
+#[test]
+fn verbose_flags_and_wt_log_print_logs_in_every_tool() {
+    let t = TestRepo::new();
+    let logged = |run: &Run| run.stderr.lines().filter(|l| l.contains("INFO") || l.contains("DEBUG")).count();
+    let run = t.run("wt-create", &["-v", "v1"], "");
+    assert!(logged(run.expect_code(0)) > 0, "create: {run}");
+    let run = t.run("wt-env", &["-v", "v1", "--range", "26200-26299"], "");
+    assert!(logged(run.expect_code(0)) > 0, "env: {run}");
+    let run = t.run("wt-merge", &["-v", "--check", "v1"], "");
+    assert!(logged(run.expect_code(0)) > 0, "merge --check: {run}");
+    let mut cmd = t.cmd("wt-env");
+    cmd.env("WT_LOG", "debug").args(["v1", "--range", "26200-26299"]);
+    let run = Run::of(&mut cmd, "");
+    assert!(run.expect_code(0).stderr.contains("DEBUG"), "WT_LOG=debug: {run}");
+    assert!(!run.stderr.contains('\u{1b}'), "no colours when stderr is not a terminal: {run}");
+    let run = t.run("wt-create", &["-v", "--remove", "v1"], "");
+    assert!(logged(run.expect_code(0)) > 0, "remove: {run}");
+    // Without -v: quiet.
+    let run = t.run("wt-create", &["v2"], "");
+    assert_eq!(logged(run.expect_code(0)), 0, "{run}");
+}
+
+#[test]
+fn an_invalid_wt_lock_timeout_is_one_line_and_exit_2_never_a_panic() {
+    let t = TestRepo::new();
+    for bad in ["abc", "-1", "", "1e300", "NaN"] {
+        let mut cmd = t.cmd("wt-create");
+        cmd.env("WT_LOCK_TIMEOUT", bad).arg("x");
+        let run = Run::of(&mut cmd, "");
+        run.expect_code(2);
+        assert!(run.stderr.contains("WT_LOCK_TIMEOUT") && run.stderr.lines().count() == 1, "{bad:?}: {run}");
+    }
+    assert!(!t.wt_root().join("x").exists(), "nothing done");
+    let mut cmd = t.cmd("wt-create");
+    cmd.env("WT_LOCK_TIMEOUT", "5").arg("x");
+    Run::of(&mut cmd, "").expect_code(0);
+}
+
+#[test]
+fn json_scalars_on_stdin_are_malformed_lines_not_names() {
+    let t = TestRepo::new();
+    for line in ["42", "null", "true"] {
+        let run = t.run("wt-env", &["--range", "26300-26399"], &format!("{line}\n"));
+        run.expect_code(2);
+        assert!(run.stderr.contains("line 1") && run.stdout.is_empty(), "{line}: {run}");
+        let run = t.run("wt-create", &[line], "");
+        run.expect_code(2);
+        assert!(run.stderr.contains("invalid worktree name"), "{line}: {run}");
+    }
+}
+
+#[test]
+fn a_ledger_that_would_hand_out_twice_is_refused_with_how_to_recover() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["-n", "2"], "").expect_code(0);
+    let path = t.repo.join(".git/wt/ledger.json");
+    let mut ledger: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    ledger["worktrees"]["agent-1"]["index"] = 1.into();
+    ledger["worktrees"]["agent-2"]["index"] = 1.into();
+    let text = serde_json::to_string(&ledger).unwrap();
+    std::fs::write(&path, &text).unwrap();
+    let run = t.run("wt-env", &["agent-1", "--range", "26300-26399"], "");
+    run.expect_code(3);
+    assert!(run.stderr.contains("index 1") && run.stderr.contains("mv "), "{run}");
+    ledger["worktrees"]["agent-2"]["index"] = 2.into();
+    ledger["v"] = 2.into();
+    let text = serde_json::to_string(&ledger).unwrap();
+    std::fs::write(&path, &text).unwrap();
+    let run = t.run("wt-create", &["agent-3"], "");
+    run.expect_code(3);
+    assert!(run.stderr.contains("version 2"), "{run}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "left as it was");
+}
+
+#[test]
+fn wt_toml_sections_are_checked_and_wt_merge_reads_its_own() {
+    let t = TestRepo::new();
+    t.write("wt.toml", "[crate]\nprefix = \"bot\"\n");
+    let run = t.run("wt-create", &["-n", "1"], "");
+    run.expect_code(2);
+    assert!(run.stderr.contains("unknown section [crate]") && run.stderr.lines().count() == 1, "{run}");
+    t.write("wt.toml", "[create]\nprefix = = 1\n");
+    let run = t.run("wt-create", &["-n", "1"], "");
+    run.expect_code(2);
+    assert_eq!(run.stderr.lines().count(), 1, "a TOML error in one line: {run}");
+    t.write("wt.toml", "[merge]\nstrategy = \"octopus\"\n");
+    let run = t.run("wt-merge", &["--check", "--all"], "");
+    run.expect_code(2);
+    assert!(run.stderr.contains("[merge] strategy"), "{run}");
+    t.write("wt.toml", "[merge]\nstratgey = \"squash\"\n");
+    t.run("wt-merge", &["--check", "--all"], "").expect_code(2);
+    // [merge] is read: a squash, as wt.toml says.
+    t.write("wt.toml", "[merge]\nstrategy = \"squash\"\n");
+    t.commit("config");
+    t.run("wt-create", &["sq"], "").expect_code(0);
+    std::fs::write(t.wt_root().join("sq/new.txt"), "x\n").unwrap();
+    t.git_in(&t.wt_root().join("sq"), ["add", "new.txt"]);
+    t.git_in(&t.wt_root().join("sq"), ["commit", "-q", "-m", "one"]);
+    std::fs::write(t.wt_root().join("sq/new.txt"), "y\n").unwrap();
+    t.git_in(&t.wt_root().join("sq"), ["commit", "-q", "-am", "two"]);
+    // Names as arguments, like wt-create and wt-env take them.
+    let run = t.run("wt-merge", &["sq"], "");
+    let rec = &run.expect_code(0).records()[0];
+    assert_eq!((s(&rec["merge"], "status"), s(&rec["merge"], "strategy")), ("merged", "squash"), "{run}");
+    assert_eq!(t.git(["rev-list", "--count", "main"]), "3", "one squashed commit on top of two");
+}
+
+#[test]
+fn a_name_with_a_slash_is_refused_as_an_invalid_name() {
+    let t = TestRepo::new();
+    let run = t.run("wt-create", &["feature/login"], "");
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("invalid worktree name 'feature/login'") && run.stderr.contains("feature-login"),
+        "{run}"
+    );
+    let run = t.run("wt-create", &[], "feature/login\n");
+    run.expect_code(1);
+    assert_eq!(run.records()[0]["error"]["code"], "invalid-name", "{run}");
+    // A name with a newline is escaped: still one line.
+    let run = t.run("wt-create", &["bad\nname"], "");
+    run.expect_code(2);
+    assert_eq!(run.stderr.lines().count(), 1, "{run}");
+    assert!(!t.wt_root().exists(), "nothing made");
+}
+
+#[test]
+fn wt_run_says_the_command_goes_after_the_double_dash() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["agent-1"], "").expect_code(0);
+    let run = t.run("wt-run", &["-w", "agent-1", "pytest", "-x"], "");
+    run.expect_code(2);
+    assert_eq!(run.stderr.trim(), "wt-run: the command goes after `--`: wt-run -w agent-1 -- pytest -x", "{run}");
+}
+
+#[test]
+fn the_worktrees_directory_finds_its_repository() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["-n", "2"], "").expect_code(0);
+    let mut cmd = t.cmd("wt-create");
+    cmd.current_dir(t.wt_root()).arg("--list");
+    let run = Run::of(&mut cmd, "");
+    assert_eq!(run.expect_code(0).records().len(), 2, "{run}");
+    let elsewhere = t.root().join("home");
+    let mut cmd = t.cmd("wt-create");
+    cmd.current_dir(&elsewhere).arg("--list");
+    let run = Run::of(&mut cmd, "");
+    run.expect_code(3);
+    assert!(run.stderr.contains("-C DIR"), "says what to do: {run}");
+}
