@@ -279,3 +279,52 @@ fn bad_input_is_refused_and_the_ledger_is_unchanged() {
     assert!(run.stderr.contains("cannot be parsed") && run.stderr.contains("mv "), "{run}");
     assert_eq!(std::fs::read_to_string(t.repo.join(".git/wt/ledger.json")).unwrap(), "{\"v\":1,");
 }
+
+#[test]
+fn a_dev_server_of_the_main_checkout_on_a_worktrees_port_is_a_conflict_in_its_record() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["-n", "4"], "").expect_code(0);
+    let recs = t.run("wt-env", &["--all", "--range", "26400-26499"], "").expect_code(0).records();
+    let port = block(&recs[3]).0;
+    // A server started from the main checkout: the common case.
+    let server = format!("import socket,sys,time\ns=socket.socket()\ns.bind(('127.0.0.1',{port}))\ns.listen()\nprint('up',flush=True)\ntime.sleep(30)");
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", &server])
+        .current_dir(&t.repo)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut up = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut up).unwrap();
+    let run = t.run("wt-env", &["agent-4", "--range", "26400-26499"], "");
+    let _ = child.kill();
+    let _ = child.wait();
+    let rec = &run.expect_code(0).records()[0];
+    assert_eq!(s(rec, "name"), "agent-4", "{run}");
+    assert_eq!(rec["env"]["conflicts"], serde_json::json!([port]), "{run}");
+}
+
+#[test]
+fn a_database_url_found_through_pghost_names_its_server() {
+    let t = TestRepo::new();
+    let tmpl = PgTemplate::new("CREATE TABLE t (id int);");
+    // The test server's socket directory, from its URL (`…?host=/dir&…`).
+    let server = wt_tests::pg_url();
+    let param = |k: &str| server.split(['?', '&']).find_map(|kv| kv.strip_prefix(k)).map(str::to_string);
+    let socket_dir = param("host=").expect("a socket URL");
+    t.run("wt-create", &["pg"], "").expect_code(0);
+    let mut cmd = t.cmd("wt-env");
+    cmd.env("PGHOST", &socket_dir).env("PGUSER", param("user=").unwrap_or_default()).args(["pg", "--range", "26500-26599", "--database"]);
+    cmd.arg(format!("postgres:///{}", tmpl.name));
+    let run = Run::of(&mut cmd, "");
+    let url = var(&run.expect_code(0).records()[0], "DATABASE_URL").to_string();
+    assert!(url.contains("host="), "{url}");
+    // It works in a shell without PGHOST or PGUSER.
+    let out = std::process::Command::new("psql")
+        .env_remove("PGHOST")
+        .env_remove("PGUSER")
+        .args([&url, "-X", "-At", "-c", "SELECT current_database()"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("{}_wt1", tmpl.name), "{url}: {out:?}");
+}
