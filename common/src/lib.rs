@@ -22,6 +22,7 @@ pub mod lock;
 pub mod name;
 pub mod output;
 pub mod process;
+pub mod progress;
 pub mod record;
 pub mod repo;
 pub mod select;

@@ -202,3 +202,57 @@ fn the_worktrees_directory_finds_its_repository() {
     run.expect_code(3);
     assert!(run.stderr.contains("-C DIR"), "says what to do: {run}");
 }
+
+/// Commits `text` to `file` in worktree `name`.
+fn commit_in(t: &TestRepo, name: &str, file: &str, text: &str) {
+    let dir = t.wt_root().join(name);
+    std::fs::write(dir.join(file), text).unwrap();
+    t.git_in(&dir, ["add", file]);
+    t.git_in(&dir, ["commit", "-q", "-m", &format!("{name} changes {file}")]);
+}
+
+#[test]
+fn merge_check_on_a_terminal_shows_who_conflicts_and_what_has_nothing_to_merge() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["left", "right", "idle", "landed"], "").expect_code(0);
+    commit_in(&t, "left", "README", "left\n");
+    commit_in(&t, "right", "README", "right\n");
+    commit_in(&t, "landed", "other.txt", "x\n");
+    t.git(["merge", "-q", "--ff-only", "wt/landed"]);
+    let recs = t.run("wt-merge", &["--check", "--all"], "").records();
+    let status = |n: &str| recs.iter().find(|r| r["name"] == n).map(|r| r["merge"]["status"].clone()).unwrap();
+    assert_eq!(status("idle"), "nothing-to-merge");
+    assert_eq!(status("landed"), "up-to-date");
+    assert_eq!(status("left"), "would-merge", "alone, it merges");
+    let (code, table) = terminal_code(&t, &format!("{} --check --all", bin("wt-merge")));
+    assert_eq!(code, Some(0), "{table}");
+    let row =
+        |n: &str| table.lines().find(|l| l.starts_with(n)).unwrap_or_else(|| panic!("no row {n}: {table}")).to_string();
+    assert!(row("left ").contains("collides with right"), "{table}");
+    assert!(row("right").contains("collides with left"), "{table}");
+    assert!(row("idle").contains("nothing-to-merge") && row("landed").contains("up-to-date"), "{table}");
+}
+
+#[test]
+fn a_failed_verification_row_says_how_it_failed_and_where_the_log_is() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["good", "bad"], "").expect_code(0);
+    commit_in(&t, "good", "good.txt", "ok\n");
+    commit_in(&t, "bad", "bad.txt", "no\n");
+    let verify = "if [ -e bad.txt ]; then echo 'test_login FAILED'; exit 3; fi; echo fine";
+    let recs = t.run("wt-merge", &["good", "--verify", verify], "").expect_code(0).records();
+    let v = &recs[0]["merge"]["verify"];
+    assert_eq!(
+        (v["passed"].clone(), v["exit"].clone(), v["cmd"].clone()),
+        (true.into(), 0.into(), verify.into()),
+        "merged records say verification ran: {v}"
+    );
+    assert!(v["log"].as_str().is_some_and(|l| std::path::Path::new(l).is_file()), "{v}");
+    let (code, table) = terminal_code(&t, &format!("{} bad --verify \"{verify}\"", bin("wt-merge")));
+    assert_eq!(code, Some(1), "{table}");
+    let row = table.lines().find(|l| l.starts_with("bad")).unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("verify-failed") && row.contains("exit 3: test_login FAILED"), "{table}");
+    assert!(row.contains(".git/wt/logs/bad/verify-"), "{table}");
+    // Progress and a closing summary on stderr (a terminal here: script merges it in).
+    assert!(table.contains("wt-merge: bad: verifying") && table.contains("1 verify-failed,"), "{table}");
+}

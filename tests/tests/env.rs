@@ -314,7 +314,12 @@ fn a_database_url_found_through_pghost_names_its_server() {
     let socket_dir = param("host=").expect("a socket URL");
     t.run("wt-create", &["pg"], "").expect_code(0);
     let mut cmd = t.cmd("wt-env");
-    cmd.env("PGHOST", &socket_dir).env("PGUSER", param("user=").unwrap_or_default()).args(["pg", "--range", "26500-26599", "--database"]);
+    cmd.env("PGHOST", &socket_dir).env("PGUSER", param("user=").unwrap_or_default()).args([
+        "pg",
+        "--range",
+        "26500-26599",
+        "--database",
+    ]);
     cmd.arg(format!("postgres:///{}", tmpl.name));
     let run = Run::of(&mut cmd, "");
     let url = var(&run.expect_code(0).records()[0], "DATABASE_URL").to_string();

@@ -89,6 +89,22 @@ pub fn matrix(dir: &std::path::Path, into: &str, target: &str, recs: &mut [(Reco
     Ok(())
 }
 
+/// Branches that bring nothing: `nothing-to-merge` when the branch has no commit of its own
+/// (its head is still its base), `up-to-date` when its commits are all in the target already.
+/// Either way the target would not change, so "would merge" would be a wrong answer.
+pub fn mark_nothing_to_merge(dir: &std::path::Path, target: &str, recs: &mut [(Record, String)]) {
+    for (rec, head) in recs.iter_mut() {
+        if !crate::strategy::is_ancestor(dir, head, target) {
+            continue;
+        }
+        let status = if rec.base_commit.as_deref() == Some(head.as_str()) { "nothing-to-merge" } else { "up-to-date" };
+        if let Some(mut merge) = rec.key("merge").cloned() {
+            merge["status"] = json!(status);
+            rec.set_key("merge", merge);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -82,8 +82,10 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     let _queue = FileLock::acquire(&repo.ensure_state_dir()?.join("merge.lock"), default_timeout())?;
     verify::sweep(&repo)?;
     journal::roll_forward(&repo)?;
+    let progress = wt_common::progress::Progress::new(TOOL);
     let queue = Queue {
         repo: &repo,
+        progress: &progress,
         ledger: &ledger,
         into,
         strategy: settings.strategy,
@@ -100,12 +102,22 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         ..queue
     };
     let malformed = std::rc::Rc::new(std::cell::Cell::new(false));
+    let mut tally = std::collections::BTreeMap::<String, usize>::new();
     for rec in inputs(&repo, &ledger, &args, &mut out, &malformed)? {
         let rec = match wt_common::host::of(&rec).map(str::to_string) {
             _ if rec.has_error() => rec,
-            Some(h) => hosts::merge(&host_queue, &hosts, &h, rec, args.cleanup),
-            None => queue.merge(rec),
+            Some(h) => {
+                progress.step(&rec.name, &format!("merging into {} at {h}", queue.into));
+                hosts::merge(&host_queue, &hosts, &h, rec, queue.cleanup)
+            }
+            None => {
+                progress.step(&rec.name, &format!("merging into {}", queue.into));
+                queue.merge(rec)
+            }
         };
+        let outcome = merge_status(&rec).unwrap_or(if rec.has_error() { "error" } else { "skipped" }).to_string();
+        progress.step(&rec.name, &outcome);
+        *tally.entry(outcome).or_default() += 1;
         if failed(&rec) {
             out.fail(Exit::Failed);
         }
@@ -117,7 +129,13 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     if malformed.get() {
         out.fail(Exit::Usage);
     }
+    let counts: Vec<(usize, &str)> = tally.iter().map(|(k, n)| (*n, k.as_str())).collect();
+    progress.summary(&counts);
     Ok(out.finish())
+}
+
+fn merge_status(rec: &Record) -> Option<&str> {
+    rec.key("merge").and_then(|m| m.get("status")).and_then(Value::as_str)
 }
 
 /// How the queue merges: the flags, else `[merge]` of wt.toml, else the defaults.
@@ -241,6 +259,7 @@ fn check(repo: &Repo, into: &str, recs: Vec<Record>, out: &mut Output) -> Result
         }
     }
     check::matrix(repo.git_dir(), into, &target, &mut ready)?;
+    check::mark_nothing_to_merge(repo.git_dir(), &target, &mut ready);
     for (rec, _) in ready {
         if rec.key("merge").and_then(|m| m.get("status")) == Some(&Value::from("conflict")) {
             out.fail(Exit::Failed);
@@ -253,24 +272,53 @@ fn check(repo: &Repo, into: &str, recs: Vec<Record>, out: &mut Output) -> Result
 fn columns() -> Vec<Column> {
     let mut cols = core_columns();
     cols.truncate(2);
-    cols.push(Column {
-        title: "MERGE",
-        value: |r| r.key("merge").and_then(|m| m.get("status")).and_then(Value::as_str).unwrap_or_default().to_string(),
-    });
-    cols.push(Column {
-        title: "DETAIL",
-        value: |r| {
-            let m = r.key("merge");
-            let get = |k: &str| m.and_then(|m| m.get(k));
-            if let Some(c) = get("conflicts").and_then(Value::as_array).filter(|c| !c.is_empty()) {
-                return format!("conflicts: {}", c.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "));
-            }
-            if let Some(r) = get("reason").and_then(Value::as_str) {
-                return r.to_string();
-            }
-            get("commit").and_then(Value::as_str).map(|c| c[..c.len().min(10)].to_string()).unwrap_or_default()
-        },
-    });
+    cols.push(Column { title: "MERGE", value: |r| merge_status(r).unwrap_or_default().to_string() });
+    cols.push(Column { title: "DETAIL", value: detail });
     cols.push(Column { title: "STATUS", value: |r| status_or_error(r, "") });
     cols
+}
+
+/// What a person needs to act on a merge's outcome: the conflicting paths and with whom, why a
+/// verification failed and where its log is, why a record was skipped, what was merged.
+fn detail(r: &Record) -> String {
+    let m = r.key("merge");
+    let get = |k: &str| m.and_then(|m| m.get(k));
+    let names = |k: &str| -> Vec<String> {
+        get(k)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let mut parts = Vec::new();
+    let paths = names("conflicts");
+    if !paths.is_empty() {
+        parts.push(format!("conflicts: {}", paths.join(", ")));
+    }
+    let with = names("conflicts_with");
+    if !with.is_empty() {
+        parts.push(format!("collides with {}", with.join(", ")));
+    }
+    if let Some(v) = get("verify").filter(|_| merge_status(r) == Some("verify-failed")) {
+        parts.push(verify_failure(v));
+    } else if let Some(reason) = get("reason").and_then(Value::as_str) {
+        parts.push(reason.to_string());
+    } else if let Some(c) = get("commit").and_then(Value::as_str) {
+        let took = get("verify").and_then(|v| v["duration_ms"].as_u64());
+        let verified = took.map(|ms| format!(", verified in {}", wt_common::duration::human_ms(ms)));
+        parts.push(format!("{}{}", &c[..c.len().min(10)], verified.unwrap_or_default()));
+    }
+    parts.join("; ")
+}
+
+/// `verify exit 1: <its last line>; log <path>`.
+fn verify_failure(v: &Value) -> String {
+    let how = match (v["timed_out"].as_bool(), v["exit"].as_i64()) {
+        (Some(true), _) => "timed out".to_string(),
+        (_, Some(code)) => format!("exit {code}"),
+        _ => "killed".to_string(),
+    };
+    let tail = v["tail"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let last = tail.iter().rev().filter_map(Value::as_str).find(|l| !l.trim().is_empty());
+    let last = last.map(|l| format!(": {}", l.trim())).unwrap_or_default();
+    format!("verify {how}{last}; log {}", v["log"].as_str().unwrap_or_default())
 }

@@ -23,6 +23,7 @@ pub struct Queue<'a> {
     pub ledger: &'a LedgerFile,
     pub into: String,
     pub strategy: String,
+    pub progress: &'a wt_common::progress::Progress,
     pub verify: Option<String>,
     pub timeout: Option<Duration>,
     pub cleanup: bool,
@@ -80,17 +81,23 @@ impl Queue<'_> {
                 }
                 Built::Commit(c) => c,
             };
+            let mut verified = None;
             if let Some(cmd) = &self.verify {
+                self.progress.step(&rec.name, &format!("verifying {} with `{cmd}`", &commit[..commit.len().min(10)]));
                 let verdict = verify::verify(self.repo, &rec.name, &commit, cmd, &verify_env(rec), self.timeout)?;
+                let v = verdict.to_json(cmd);
                 if !verdict.passed {
-                    let v = json!({"exit": verdict.exit, "timed_out": verdict.timed_out, "tail": verdict.tail, "log": verdict.log});
                     return Ok((status("verify-failed", &[("commit", json!(commit)), ("verify", v)]), true));
                 }
+                verified = Some(v);
             }
             failpoint::hit("before-update");
             match self.move_target(&rec.name, &old, &commit)? {
                 Moved::Yes => {
                     let mut done = status("merged", &[("commit", json!(commit)), ("previous", json!(old))]);
+                    if let Some(v) = verified {
+                        done.insert("verify".into(), v);
+                    }
                     if self.cleanup {
                         done.insert("cleanup".into(), self.clean_up(rec, &branch));
                     }

@@ -19,6 +19,15 @@ pub struct Verdict {
     pub timed_out: bool,
     pub tail: Vec<String>,
     pub log: PathBuf,
+    pub duration: Duration,
+}
+
+impl Verdict {
+    /// The record's `verify` block: what ran, how it ended, where its output is.
+    pub fn to_json(&self, cmd: &str) -> serde_json::Value {
+        serde_json::json!({"cmd": cmd, "passed": self.passed, "exit": self.exit, "timed_out": self.timed_out,
+            "duration_ms": self.duration.as_millis() as u64, "tail": self.tail, "log": self.log})
+    }
 }
 
 pub fn scratch_dir(repo: &Repo) -> PathBuf {
@@ -68,6 +77,7 @@ pub fn verify(
         timed_out: outcome.timed_out,
         tail: outcome.tail,
         log,
+        duration: outcome.duration,
     })
 }
 

@@ -425,12 +425,10 @@ fn spawn(sup: &Arc<Supervisor>, p: &Value) -> Result<Value, Failure> {
     };
     let pane = match p.get("backend").and_then(Value::as_str).unwrap_or("native") {
         "native" => Pane::spawn(spec, Arc::clone(&sup.events)).map(Handle::Native).map_err(|e| ("spawn-failed", e)),
-        "tmux" => {
-            TmuxPane::spawn(spec, &sup.tmux_session).map_err(|e| ("spawn-failed", e)).map(|pane| {
-                sup.events.publish(json!({"event": "spawned", "pane": name, "pid": pane.pid}));
-                Handle::Tmux(Arc::new(pane))
-            })
-        }
+        "tmux" => TmuxPane::spawn(spec, &sup.tmux_session).map_err(|e| ("spawn-failed", e)).map(|pane| {
+            sup.events.publish(json!({"event": "spawned", "pane": name, "pid": pane.pid}));
+            Handle::Tmux(Arc::new(pane))
+        }),
         other => Err(("bad-params", format!("unknown backend '{other}' (native or tmux)"))),
     };
     let pane = pane.inspect_err(|_| {
