@@ -65,6 +65,12 @@ pub fn reads_as_json(word: &str) -> bool {
     matches!(serde_json::from_str::<serde_json::Value>(word), Ok(v) if !v.is_object() && !v.is_string())
 }
 
+/// Whether a word is written as a path (`/abs`, `./x`, `../x`), not as a name with a slash in
+/// it (`feature/login`): a missing path is a worktree not found, a missing name a bad name.
+pub fn written_as_path(word: &str) -> bool {
+    word.starts_with('/') || word.starts_with("./") || word.starts_with("../")
+}
+
 /// Whether a bare word on the command line or stdin is a path (it has a '/') or a name.
 pub fn is_path(word: &str) -> bool {
     word.contains('/')

@@ -116,6 +116,11 @@ impl Output {
         self.exit = self.exit.worst(exit);
     }
 
+    /// True when records become a table for a person, not JSON lines for a program.
+    pub fn is_table(&self) -> bool {
+        matches!(self.mode, Mode::Table { .. })
+    }
+
     /// True once the reader of stdout has gone away: stop working, nobody is listening.
     pub fn closed(&self) -> bool {
         self.closed

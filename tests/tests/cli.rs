@@ -256,3 +256,60 @@ fn a_failed_verification_row_says_how_it_failed_and_where_the_log_is() {
     // Progress and a closing summary on stderr (a terminal here: script merges it in).
     assert!(table.contains("wt-merge: bad: verifying") && table.contains("1 verify-failed,"), "{table}");
 }
+
+#[test]
+fn the_list_table_shows_each_worktrees_state() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["clean", "dirty", "ahead", "gone"], "").expect_code(0);
+    std::fs::write(t.wt_root().join("dirty/README"), "changed\n").unwrap();
+    commit_in(&t, "ahead", "a.txt", "a\n");
+    commit_in(&t, "ahead", "b.txt", "b\n");
+    std::fs::remove_dir_all(t.wt_root().join("gone")).unwrap();
+    let recs = t.run("wt-create", &["--list"], "").expect_code(0).records();
+    let status = |n: &str| recs.iter().find(|r| r["name"] == n).map(|r| r["status"].clone()).unwrap();
+    assert_eq!(status("clean")["state"], "clean");
+    assert_eq!((status("dirty")["state"].clone(), status("dirty")["changed"].clone()), ("dirty".into(), 1.into()));
+    assert_eq!((status("ahead")["ahead"].clone(), status("ahead")["behind"].clone()), (2.into(), 0.into()));
+    assert_eq!(status("gone")["state"], "missing");
+    let (code, table) = terminal_code(&t, &format!("{} --list", bin("wt-create")));
+    assert_eq!(code, Some(0), "{table}");
+    let row =
+        |n: &str| table.lines().find(|l| l.starts_with(n)).unwrap_or_else(|| panic!("no row {n}: {table}")).to_string();
+    assert!(row("clean").ends_with("clean"), "{table}");
+    assert!(row("dirty").ends_with("dirty (1)"), "{table}");
+    assert!(row("ahead").ends_with("clean, 2 ahead"), "{table}");
+    assert!(row("gone").ends_with("missing"), "{table}");
+}
+
+#[test]
+fn the_run_table_and_its_progress_read_as_people_write() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["a", "long-name"], "").expect_code(0);
+    let line = format!("{} -w a -w long-name -- sh -c 'echo out-$WT_NAME; [ $WT_NAME = a ]'", bin("wt-run"));
+    let (code, out) = terminal_code(&t, &line);
+    assert_eq!(code, Some(1), "{out}");
+    // Prefixes line up: `a         | …` and `long-name | …`.
+    assert!(out.contains("a         | out-a") && out.contains("long-name | out-long-name"), "{out}");
+    let header = out.lines().find(|l| l.starts_with("NAME")).unwrap_or_else(|| panic!("{out}"));
+    assert!(header.contains("EXIT") && header.contains("TIME"), "{out}");
+    let row = out.lines().find(|l| l.starts_with("long-name ") && !l.contains('|')).unwrap_or_else(|| panic!("{out}"));
+    // A duration as people write it: `12ms` under a second, `1.2s` above; never `82595ms`.
+    let human = |w: &str| match w.strip_suffix("ms") {
+        Some(n) => n.parse::<u32>().is_ok_and(|n| n < 1000),
+        None => w.strip_suffix('s').is_some_and(|n| n.parse::<f32>().is_ok()),
+    };
+    assert!(row.split_whitespace().any(human), "{row}");
+    assert!(out.contains("wt-run: 1 passed, 1 failed, "), "a closing summary: {out}");
+}
+
+#[test]
+fn undo_table_names_the_branch() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["u"], "").expect_code(0);
+    commit_in(&t, "u", "u.txt", "u\n");
+    t.run("wt-merge", &["u"], "").expect_code(0);
+    let (code, table) = terminal_code(&t, &format!("{} --undo u", bin("wt-merge")));
+    assert_eq!(code, Some(0), "{table}");
+    let row = table.lines().find(|l| l.starts_with("u ")).unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("wt/u") && row.contains("undone"), "{table}");
+}

@@ -412,6 +412,21 @@ fn pane_ls_on_a_terminal_is_a_table_that_says_how_to_attach() {
     run.expect_code(0);
     assert!(run.stdout.starts_with("NAME"), "a table, not JSON: {run}");
     assert!(run.stdout.contains("running") && run.stdout.contains("wt-run pane attach tbl"), "{run}");
+    // Starting a pane on a terminal: which pane, its pid, how to attach.
+    p.t.run("wt-create", &["tbl2"], "").expect_code(0);
+    let line = format!("'{}' -w tbl2 --pane -- bash --norc --noprofile -i", wt_tests::bin("wt-run").display());
+    let mut script = Command::new("script");
+    script.args(["-qec", &line, "/dev/null"]).current_dir(&p.t.repo);
+    p.env(&mut script);
+    let run = Run::of(&mut script, "");
+    run.expect_code(0);
+    let header = run.stdout.lines().next().unwrap_or_default();
+    assert!(header.contains("PANE") && header.contains("PID") && header.contains("ATTACH"), "{run}");
+    let row = run.stdout.lines().find(|l| l.starts_with("tbl2")).unwrap_or_else(|| panic!("{run}"));
+    assert!(
+        row.contains("wt-run pane attach tbl2") && row.split_whitespace().any(|w| w.parse::<u32>().is_ok()),
+        "{run}"
+    );
 }
 
 /// Whether `od -c` printed the bytes of ctrl-r, shift-tab, f5, alt-b and enter.

@@ -174,8 +174,16 @@ fn existing_by_name<'s>(ctx: &Context, snap: &'s Snapshot, name: &str) -> Option
 /// A path given to adopt: it must be a linked worktree of this repository.
 fn adoptable_path<'s>(snap: &'s Snapshot, path: &Path) -> Result<(String, &'s GitWorktree), Error> {
     let shown = path.display();
-    // A word with '/' that names no directory was meant as a name: refused like any bad name.
-    let canonical = path.canonicalize().map_err(|_| name::slash_refused(&path.to_string_lossy()))?;
+    // A word with '/' that names no directory was meant as a name (`feature/login`): refused
+    // like any bad name. One written as a path (`../x`) is a worktree that is not there.
+    let canonical = path.canonicalize().map_err(|_| {
+        let word = path.to_string_lossy();
+        if name::written_as_path(&word) {
+            Error::failed("not-a-worktree", format!("{word}: no such directory (to adopt a worktree, give its path)"))
+        } else {
+            name::slash_refused(&word)
+        }
+    })?;
     let Some(idx) = snap.worktrees.iter().position(|w| w.path == canonical) else {
         return Err(Error::failed(
             "not-a-worktree",

@@ -29,7 +29,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     for word in &args.names {
         match Want::parse(word) {
             Want::Name(n) => name::validate(&n)?,
-            Want::Path(p) if !p.exists() => {
+            Want::Path(p) if !p.exists() && !name::written_as_path(word) => {
                 return Err(name::slash_refused(word).with_kind(wt_common::ErrorKind::Usage))
             }
             Want::Path(_) => {}
@@ -118,13 +118,14 @@ fn columns() -> Vec<Column> {
     cols.push(Column {
         title: "STATUS",
         value: |r| {
-            let ok = match (r.removed, r.created) {
-                (Some(true), _) => "removed",
-                (_, Some(true)) => "created",
-                (_, Some(false)) => "adopted",
-                _ => "",
+            let ok = match (r.removed, r.created, r.key("status")) {
+                (Some(true), _, _) => "removed".to_string(),
+                (_, Some(true), _) => "created".to_string(),
+                (_, Some(false), _) => "adopted".to_string(),
+                (_, _, Some(status)) => wt_common::checkout_state::text(status),
+                _ => String::new(),
             };
-            status_or_error(r, ok)
+            status_or_error(r, &ok)
         },
     });
     cols

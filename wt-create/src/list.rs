@@ -7,7 +7,7 @@ use wt_common::ledger::Entry;
 use wt_common::output::Output;
 use wt_common::repo::GitWorktree;
 use wt_common::worktree_check;
-use wt_common::{git, Error, Record};
+use wt_common::{checkout_state, git, Error, Record};
 
 use crate::context::{Context, TOOL};
 
@@ -53,6 +53,11 @@ pub fn run(ctx: &Context, all_git: bool, out: &mut Output) -> Result<(), Error> 
         for (name, entry) in ledger.worktrees.iter().filter(|(n, _)| !refused.iter().any(|r| &r.name == *n)) {
             match worktrees.iter().find(|w| w.path == entry.path) {
                 Some(wt) => records.push(record(ctx, name, wt, Some(entry))),
+                // A person at a terminal sees it as a row; a pipe gets only worktrees that exist.
+                None if out.is_table() => {
+                    let gone = GitWorktree { path: entry.path.clone(), ..Default::default() };
+                    records.push(record(ctx, name, &gone, Some(entry)));
+                }
                 None => tracing::warn!(
                     "{name}: {} no longer exists; `wt-create --remove {name}` forgets it",
                     entry.path.display()
@@ -62,7 +67,11 @@ pub fn run(ctx: &Context, all_git: bool, out: &mut Output) -> Result<(), Error> 
         records.sort_by_cached_key(|r| natural_key(&r.name));
     }
     records.extend(refused);
-    for rec in &records {
+    for rec in &mut records {
+        if !rec.has_error() {
+            let status = checkout_state::of(ctx.repo.git_dir(), rec);
+            rec.set_key("status", status);
+        }
         out.emit(rec);
         if out.closed() {
             break;

@@ -51,6 +51,19 @@ pub fn undo(repo: &Repo, into: &str, name: &str) -> Result<Record, Error> {
     }
     let mut rec = Record::named(name);
     rec.repo = Some(repo.root().to_path_buf());
+    rec.branch = branch_of(repo, name);
     rec.set_key("merge", json!({"into": into, "status": "undone", "commit": backup, "undone": merged}));
     Ok(rec)
+}
+
+/// The branch of the worktree whose merge was undone: the ledger's while it is managed, else
+/// `wt/<name>` if that branch is still there (`--cleanup` may have removed both).
+fn branch_of(repo: &Repo, name: &str) -> Option<String> {
+    let ledger = wt_common::ledger::LedgerFile::new(&repo.state_dir()).read().ok();
+    let managed = ledger.and_then(|l| l.worktrees.get(name).and_then(|e| e.branch.clone()));
+    managed.or_else(|| {
+        let conventional = format!("wt/{name}");
+        let exists = git::run(repo.git_dir(), ["rev-parse", "--verify", "-q", &format!("refs/heads/{conventional}")]);
+        exists.is_ok().then_some(conventional)
+    })
 }

@@ -23,7 +23,7 @@ use wt_common::repo::Repo;
 use wt_common::select::{self, Target};
 use wt_common::{Error, Exit, Record};
 
-use crate::args::{Args, Sub};
+use crate::args::{Args, PaneCmd, Sub};
 use wt_common::process::{self as child, Groups, Outcome, Spec};
 
 pub const TOOL: &str = "wt-run";
@@ -45,7 +45,8 @@ pub fn run(args: Args) -> Result<u8, Error> {
     }
     args.select.require_some(&[])?;
     let ledger = LedgerFile::new(&repo.state_dir()).read()?;
-    let mut out = Output::new(TOOL, args.global.json, columns());
+    let columns = if args.pane.is_some() { pane_columns() } else { columns() };
+    let mut out = Output::new(TOOL, args.global.json, columns);
     let use_stdin = args.select.from_stdin();
     // Runs of worktrees at a host happen there, by wt-run at that host.
     let hosts = if use_stdin { Router::split_stdin(TOOL, root)? } else { Router::local() };
@@ -74,7 +75,9 @@ pub fn run(args: Args) -> Result<u8, Error> {
         Some(_) if !targets.is_empty() => Some(pane::client::ensure_server(&repo)?),
         _ => None,
     };
+    let name_width = targets.iter().map(|t| target_name(t).chars().count()).max().unwrap_or(0);
     let ctx = Ctx {
+        name_width,
         repo: &repo,
         ledger: &ledger,
         args: &args,
@@ -89,6 +92,8 @@ pub fn run(args: Args) -> Result<u8, Error> {
     let (tx, rx) = mpsc::channel();
     let mut code: Option<u8> = None;
     let mut all_ok = true;
+    let progress = wt_common::progress::Progress::new(TOOL);
+    let mut tally = [0usize; 3];
     std::thread::scope(|s| {
         for _ in 0..jobs {
             let (tx, queue, ctx) = (tx.clone(), &queue, &ctx);
@@ -102,9 +107,17 @@ pub fn run(args: Args) -> Result<u8, Error> {
             let c = exit_code_of(&rec);
             all_ok &= c == 0;
             code = Some(c);
+            if args.pane.is_none() {
+                let (slot, said) = outcome_words(&rec);
+                tally[slot] += 1;
+                progress.step(&rec.name, &said);
+            }
             out.emit(&rec);
         }
     });
+    if args.pane.is_none() {
+        progress.summary(&[(tally[0], "passed"), (tally[1], "failed"), (tally[2], "timed out")]);
+    }
     let local = out.finish();
     let status = hosts.finish(local);
     if status != local {
@@ -123,6 +136,8 @@ pub fn run(args: Args) -> Result<u8, Error> {
 }
 
 struct Ctx<'a> {
+    /// The longest worktree name, so that `name | line` prefixes line up.
+    name_width: usize,
     repo: &'a Repo,
     ledger: &'a wt_common::ledger::Ledger,
     args: &'a Args,
@@ -146,6 +161,11 @@ fn at_host(root: Option<&Path>, host: &str, args: &Args) -> Result<u8, Error> {
             wt_common::host::remote::exec_raw(root, host, TOOL, tty)
         }
         Some(Sub::Serve { .. }) => Err(Error::usage("usage", "`wt-run serve` runs where its panes are; drop --host")),
+        // The log is where the run was: the host's wt-run prints it.
+        Some(Sub::Logs { name, .. }) => {
+            wt_common::host::quote::check_names(std::slice::from_ref(name))?;
+            wt_common::host::remote::exec_raw(root, host, TOOL, false)
+        }
         None => {
             let forwarded = wt_common::host::router::forwarded_args();
             let stdin = args.select.from_stdin();
@@ -315,7 +335,8 @@ fn run_target(ctx: &Ctx, target: Target) -> Record {
         None => None,
     };
     let cmd = build_command(&rec, &argv, &env, policy.as_ref());
-    let spec = Spec { name: &rec.name, log, timeout: ctx.args.timeout, grace: ctx.args.grace, echo: ctx.echo };
+    let shown = format!("{:<width$}", rec.name, width = ctx.name_width);
+    let spec = Spec { name: &shown, log, timeout: ctx.args.timeout, grace: ctx.args.grace, echo: ctx.echo };
     let result = child::run(cmd, &spec, ctx.groups);
     let report = policy.as_ref().map(|_| read_report(&status_file));
     match result {
@@ -476,28 +497,81 @@ fn confine_error(report: &confine::Report) -> Option<Error> {
     }
 }
 
+fn target_name(t: &Target) -> &str {
+    match t {
+        Target::Worktree(r) | Target::PassThrough(r) => &r.name,
+    }
+}
+
+/// How a run ended, for the progress line: its slot in the tally (passed, failed, timed out)
+/// and the words (`passed in 1.2s`, `exit 3 after 4.0s`).
+fn outcome_words(rec: &Record) -> (usize, String) {
+    let run = rec.key("run");
+    let took = run.and_then(|r| r.get("duration_ms")).and_then(Value::as_u64).map(wt_common::duration::human_ms);
+    let took = took.unwrap_or_default();
+    match (rec.error.as_ref(), exit_text(rec)) {
+        (Some(e), _) => (1, format!("error: {}", e.message)),
+        (None, t) if t == "timeout" => (2, format!("timed out after {took}")),
+        (None, t) if t == "0" => (0, format!("passed in {took}")),
+        (None, t) => (1, format!("exit {t} after {took}")),
+    }
+}
+
+/// A run's end as the EXIT column shows it: the code, `SIGKILL`, or `timeout`.
+fn exit_text(r: &Record) -> String {
+    match r.key("run") {
+        Some(run) if run.get("timed_out").and_then(Value::as_bool) == Some(true) => "timeout".into(),
+        Some(run) => run
+            .get("exit")
+            .map(|e| e.to_string())
+            .or_else(|| run.get("signal").and_then(Value::as_str).map(|s| format!("SIG{s}")))
+            .unwrap_or_default(),
+        None => String::new(),
+    }
+}
+
 fn columns() -> Vec<Column> {
     let mut cols = core_columns();
     cols.truncate(2);
-    cols.push(Column {
-        title: "EXIT",
-        value: |r| match r.key("run") {
-            Some(run) if run.get("timed_out").and_then(Value::as_bool) == Some(true) => "timeout".into(),
-            Some(run) => run
-                .get("exit")
-                .map(|e| e.to_string())
-                .or_else(|| run.get("signal").and_then(Value::as_str).map(|s| format!("SIG{s}")))
-                .unwrap_or_default(),
-            None => String::new(),
-        },
-    });
+    cols.push(Column { title: "EXIT", value: exit_text });
     cols.push(Column {
         title: "TIME",
-        value: |r| r.key("run").and_then(|x| x.get("duration_ms")).map(|d| format!("{d}ms")).unwrap_or_default(),
+        value: |r| {
+            let ms = r.key("run").and_then(|x| x.get("duration_ms")).and_then(Value::as_u64);
+            ms.map(wt_common::duration::human_ms).unwrap_or_default()
+        },
     });
     cols.push(Column {
         title: "LOG",
         value: |r| r.key("run").and_then(|x| x.get("log")).and_then(Value::as_str).unwrap_or_default().to_string(),
+    });
+    cols.push(Column { title: "STATUS", value: |r| status_or_error(r, "") });
+    cols
+}
+
+fn pane_of(r: &Record) -> Value {
+    r.key("run").and_then(|x| x.get("pane")).cloned().unwrap_or_default()
+}
+
+/// `--pane` on a terminal: which pane each worktree got, its program's pid, how to sit at it.
+fn pane_columns() -> Vec<Column> {
+    let mut cols = core_columns();
+    cols.truncate(2);
+    cols.push(Column { title: "PANE", value: |r| pane_of(r)["name"].as_str().unwrap_or_default().to_string() });
+    cols.push(Column {
+        title: "PID",
+        value: |r| pane_of(r)["pid"].as_u64().map(|p| p.to_string()).unwrap_or_default(),
+    });
+    cols.push(Column {
+        title: "ATTACH",
+        value: |r| {
+            let p = pane_of(r);
+            match (p["tmux"]["session"].as_str(), p["name"].as_str()) {
+                (Some(session), _) => format!("tmux attach -t {session}"),
+                (None, Some(name)) => format!("wt-run pane attach {name}"),
+                _ => String::new(),
+            }
+        },
     });
     cols.push(Column { title: "STATUS", value: |r| status_or_error(r, "") });
     cols
