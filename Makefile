@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
 CARGO ?= cargo
 PREFIX ?= $(HOME)/.local
-TOOLS := wt-create wt-env wt-run wt-watch wt-merge
+TOOLS := wt-create wt-env wt-run wt-watch wt-merge wt-status
 
 .PHONY: demo test lint bench install build
 

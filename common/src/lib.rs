@@ -22,6 +22,7 @@ pub mod ledger;
 pub mod lock;
 pub mod name;
 pub mod output;
+pub mod pane_socket;
 pub mod process;
 pub mod progress;
 pub mod record;

@@ -114,7 +114,7 @@ pub fn encode(bytes: &[u8]) -> String {
 pub fn decode_strict(text: &str) -> Option<Vec<u8>> {
     let body = text.trim_end_matches('=');
     let padding = text.len() - body.len();
-    let valid = text.len() % 4 == 0 && padding <= 2 && body.bytes().all(|c| B64.contains(&c));
+    let valid = text.len().is_multiple_of(4) && padding <= 2 && body.bytes().all(|c| B64.contains(&c));
     valid.then(|| decode(text))
 }
 

@@ -1,0 +1,97 @@
+//! wt-status: one overview of every worktree, built from what the other tools keep (the
+//! ledger, git, the pane supervisor, the logs), as records that carry `status` (the checkout)
+//! and `overview` (leases, pane, last run, merge); a table on a terminal; `--watch` redraws it.
+
+pub mod args;
+pub mod overview;
+pub mod panes;
+pub mod table;
+
+use std::io::{IsTerminal, Write};
+
+use wt_common::ledger::LedgerFile;
+use wt_common::output::Output;
+use wt_common::repo::Repo;
+use wt_common::select::{self, Target};
+use wt_common::{checkout_state, Error, Exit, Record};
+
+use crate::args::Args;
+
+pub const TOOL: &str = "wt-status";
+
+pub fn run(args: Args) -> Result<Exit, Error> {
+    wt_common::cli::init_logging(args.global.verbose)?;
+    let repo = Repo::discover(&args.global.start_dir())?;
+    let ledger = LedgerFile::new(&repo.state_dir());
+    let mut words = args.names.clone();
+    words.extend(args.select.worktrees.iter().cloned());
+    // Nothing named: every managed worktree, unless records are piped in.
+    let piped = !std::io::stdin().is_terminal();
+    let all = args.select.all || (words.is_empty() && !piped);
+    let stdin = words.is_empty() && !all;
+    let Some(every) = args.watch else {
+        let mut out = Output::new(TOOL, args.global.json, table::columns());
+        for rec in records(&repo, &ledger, &words, all, stdin, &mut out)? {
+            out.emit(&rec);
+        }
+        return Ok(out.finish());
+    };
+    if stdin {
+        return Err(Error::usage("usage", "--watch reads the ledger again each time: name the worktrees, or --all"));
+    }
+    loop {
+        let mut out = Output::new(TOOL, args.global.json, table::columns());
+        let recs = records(&repo, &ledger, &words, all, false, &mut out)?;
+        if out.is_table() {
+            // Home and clear, then the board: it is redrawn in place.
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(b"\x1b[H\x1b[2J").and_then(|_| stdout.flush());
+        }
+        for rec in &recs {
+            out.emit(rec);
+        }
+        if out.closed() {
+            return Ok(Exit::Ok);
+        }
+        out.finish();
+        std::thread::sleep(every);
+    }
+}
+
+/// The records of the worktrees asked about, each with `status` and `overview`.
+fn records(
+    repo: &Repo,
+    ledger: &LedgerFile,
+    words: &[String],
+    all: bool,
+    stdin: bool,
+    out: &mut Output,
+) -> Result<Vec<Record>, Error> {
+    let snapshot = ledger.read()?;
+    let panes = panes::list(&repo.common_dir);
+    let targets = select::collect(TOOL, repo, &snapshot, words, all, stdin, out);
+    let mut recs = Vec::new();
+    for t in targets {
+        let mut rec = match t {
+            Target::PassThrough(r) => {
+                recs.push(*r);
+                continue;
+            }
+            Target::Worktree(r) => *r,
+        };
+        let entry = snapshot.worktrees.get(&rec.name).filter(|e| Some(&e.path) == rec.path.as_ref());
+        if rec.head.is_none() {
+            if let Some(branch) = &rec.branch {
+                rec.head = wt_common::git::run(
+                    repo.git_dir(),
+                    ["rev-parse", "--verify", "-q", &format!("refs/heads/{branch}")],
+                )
+                .ok();
+            }
+        }
+        rec.set_key("status", checkout_state::of(repo.git_dir(), &rec));
+        rec.set_key("overview", overview::of(repo, &rec, entry, &panes));
+        recs.push(rec);
+    }
+    Ok(recs)
+}
