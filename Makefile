@@ -26,8 +26,16 @@ lint:
 bench:
 	bash bench/run.sh
 
-## install: the binaries into $(PREFIX)/bin
+## install: the binaries into $(PREFIX)/bin, their man pages and bash/zsh/fish completions
+## under $(PREFIX)/share (an optimized build without debug info: the `dist` profile)
 install:
-	$(CARGO) build --release --workspace --bins
-	install -d $(PREFIX)/bin
-	for t in $(TOOLS); do install -m 0755 target/release/$$t $(PREFIX)/bin/$$t; done
+	$(CARGO) build --profile dist --workspace --bins
+	rm -rf target/dist/docs && target/dist/wt-docgen target/dist/docs
+	install -d $(PREFIX)/bin $(PREFIX)/share/man/man1 $(PREFIX)/share/bash-completion/completions \
+		$(PREFIX)/share/zsh/site-functions $(PREFIX)/share/fish/vendor_completions.d
+	for t in $(TOOLS); do install -m 0755 target/dist/$$t $(PREFIX)/bin/$$t; done
+	install -m 0644 target/dist/docs/man/*.1 $(PREFIX)/share/man/man1/
+	for f in target/dist/docs/completions/bash/*.bash; do \
+		install -m 0644 $$f $(PREFIX)/share/bash-completion/completions/$$(basename $$f .bash); done
+	install -m 0644 target/dist/docs/completions/zsh/_* $(PREFIX)/share/zsh/site-functions/
+	install -m 0644 target/dist/docs/completions/fish/*.fish $(PREFIX)/share/fish/vendor_completions.d/

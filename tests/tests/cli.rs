@@ -313,3 +313,23 @@ fn undo_table_names_the_branch() {
     let row = table.lines().find(|l| l.starts_with("u ")).unwrap_or_else(|| panic!("{table}"));
     assert!(row.contains("wt/u") && row.contains("undone"), "{table}");
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_command_line_definitions() {
+    let out = tempfile::tempdir().unwrap();
+    let run = Run::of(Command::new(wt_tests::bin("wt-docgen")).arg(out.path()), "");
+    run.expect_code(0);
+    for tool in ["wt-create", "wt-env", "wt-run", "wt-merge", "wt-status"] {
+        let man = std::fs::read_to_string(out.path().join(format!("man/{tool}.1"))).unwrap();
+        assert!(man.contains(".TH") && man.contains("Examples"), "{tool}: a man page with its examples");
+        let bash = std::fs::read_to_string(out.path().join(format!("completions/bash/{tool}.bash"))).unwrap();
+        assert!(bash.contains("--json"), "{tool}");
+        assert!(out.path().join(format!("completions/zsh/_{tool}")).is_file());
+        assert!(out.path().join(format!("completions/fish/{tool}.fish")).is_file());
+    }
+    let wait = std::fs::read_to_string(out.path().join("man/wt-run-pane-wait.1")).unwrap();
+    assert!(wait.contains("quiet"), "subcommands have pages too");
+    let bash = std::fs::read_to_string(out.path().join("completions/bash/wt-run.bash")).unwrap();
+    assert!(bash.contains("logs") && bash.contains("pane"), "subcommands complete");
+    assert!(!out.path().join("man/wt-run-help.1").exists(), "no pages for `help`");
+}
