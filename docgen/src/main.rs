@@ -21,15 +21,18 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn write_all(out: &Path) -> std::io::Result<()> {
-    let commands = [
+fn commands() -> [clap::Command; 5] {
+    [
         wt_create::args::Args::command(),
         wt_env::args::Args::command(),
         wt_run::args::Args::command(),
         wt_merge::args::Args::command(),
         wt_status::args::Args::command(),
-    ];
-    for cmd in commands {
+    ]
+}
+
+fn write_all(out: &Path) -> std::io::Result<()> {
+    for cmd in commands() {
         // `help` subcommands would each get a man page of their own: the pages say it all.
         let mut cmd = without_help_subcommands(cmd);
         let name = cmd.get_name().to_string();
@@ -47,4 +50,34 @@ fn write_all(out: &Path) -> std::io::Result<()> {
 
 fn without_help_subcommands(cmd: clap::Command) -> clap::Command {
     cmd.disable_help_subcommand(true).mut_subcommands(without_help_subcommands)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every argument of every command, subcommands included, says what it is.
+    fn undocumented(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        let path = format!("{path} {}", cmd.get_name());
+        for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            if arg.get_help().is_none() && !["help", "version"].contains(&arg.get_id().as_str()) {
+                missing.push(format!("{path}: {}", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            if sub.get_about().is_none() {
+                missing.push(format!("{path} {}: no description", sub.get_name()));
+            }
+            undocumented(sub, &path, missing);
+        }
+    }
+
+    #[test]
+    fn every_argument_is_described_and_every_tool_has_examples() {
+        let mut missing = Vec::new();
+        for cmd in super::commands() {
+            let examples = cmd.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(examples.contains("Examples:"), "{} --help has no examples", cmd.get_name());
+            undocumented(&cmd, "", &mut missing);
+        }
+        assert!(missing.is_empty(), "arguments without a description: {missing:#?}");
+    }
 }
