@@ -1,6 +1,6 @@
 //! Errors with a kind that maps to an exit code, and the exit codes every tool shares.
 //!
-//! Exit codes (DESIGN.md): 0 every record done; 1 at least one record carries an `error`;
+//! Exit codes (docs/protocol.md): 0 every record done; 1 at least one record carries an `error`;
 //! 2 usage or malformed input; 3 the environment is unusable (not a git repository, git missing,
 //! lock timeout, unreadable ledger).
 
