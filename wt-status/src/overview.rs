@@ -29,6 +29,10 @@ pub fn of(repo: &Repo, rec: &Record, entry: Option<&Entry>, panes: &BTreeMap<Str
     }
     if let Some(p) = panes.get(&rec.name) {
         o["pane"] = json!({"name": p["name"], "pid": p["pid"], "alive": p["alive"], "exit": p["exit"]});
+        // The agent's own report (`wt-run pane notify`), when its hooks made one.
+        if let Some(state) = p.get("state").filter(|s| s.is_string()) {
+            o["pane"]["agent"] = json!({"state": state, "message": p["message"]});
+        }
     }
     if let Some((log, age)) = last_log(&repo.state_dir().join("logs").join(&rec.name)) {
         o["last_run"] = json!({"log": log, "age_s": age});

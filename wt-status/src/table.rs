@@ -42,6 +42,9 @@ fn pane_text(p: &Value) -> String {
         return String::new();
     }
     match (p["alive"].as_bool(), p["exit"]["code"].as_i64(), p["exit"]["signal"].as_str()) {
+        (Some(true), _, _) if p["agent"]["state"].is_string() => {
+            format!("{} (pid {})", p["agent"]["state"].as_str().unwrap_or_default(), p["pid"])
+        }
         (Some(true), _, _) => format!("running (pid {})", p["pid"]),
         (_, _, Some(sig)) => format!("killed by SIG{sig}"),
         (_, Some(code), _) => format!("exited {code}"),

@@ -116,9 +116,11 @@ fn panes_table(list: &Value) -> String {
 
 fn pane_row(p: &Value) -> Vec<String> {
     let name = p["name"].as_str().unwrap_or_default();
-    let state = match (&p["alive"], &p["exit"]) {
-        (Value::Bool(true), _) => "running".to_string(),
-        (_, e) => exit_text(e),
+    let state = match (&p["alive"], &p["exit"], p["state"].as_str()) {
+        // What the agent last reported through its hooks (`pane notify`), when it did.
+        (Value::Bool(true), _, Some(agent)) => format!("running, {agent}"),
+        (Value::Bool(true), _, None) => "running".to_string(),
+        (_, e, _) => exit_text(e),
     };
     let cmd: Vec<&str> = p["cmd"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     let attach = match p["tmux"]["session"].as_str() {
