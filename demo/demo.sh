@@ -50,6 +50,7 @@ step 'echo "print(\"main\")" > app.py && git commit -qam "main: edit app.py"   #
 step 'wt-create --list | wt-merge --check | jq -c "{name, merge: .merge.status, conflicts: .merge.conflicts}"'
 step 'wt-create --list | wt-merge --verify "python3 app.py" | jq -c "{name, merge: .merge.status}"'
 step 'git log --oneline -3; ls'
+step 'wt-status --json | jq -c "{name, checkout: .status.state, ahead: .status.ahead, merge: .overview.merge.state}"   # every worktree at a glance'
 step 'wt-merge --undo agent-1 | jq -c .merge.status; ls'
 step 'echo "change" >> ../app.wt/agent-3/app.py; wt-create --remove agent-3 2>&1 || true'
 step 'wt-create --list | wt-create --remove --force | jq -c "{name, removed}"'

@@ -333,3 +333,47 @@ fn completions_and_man_pages_come_from_the_command_line_definitions() {
     assert!(bash.contains("logs") && bash.contains("pane"), "subcommands complete");
     assert!(!out.path().join("man/wt-run-help.1").exists(), "no pages for `help`");
 }
+
+#[test]
+fn wt_run_logs_prints_the_last_runs_log_and_follows_it() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["lg"], "").expect_code(0);
+    let run = t.run("wt-run", &["logs", "lg"], "");
+    run.expect_code(1);
+    assert!(run.stderr.contains("no run of 'lg'"), "{run}");
+    t.run("wt-run", &["-w", "lg", "--", "sh", "-c", "echo first-run"], "").expect_code(0);
+    t.run("wt-run", &["-w", "lg", "--", "sh", "-c", "echo second-run"], "").expect_code(0);
+    let run = t.run("wt-run", &["logs", "lg"], "");
+    assert_eq!(run.expect_code(0).stdout, "second-run\n", "the newest log: {run}");
+    t.run("wt-run", &["logs", "../x"], "").expect_code(2);
+    // --follow: what the run writes next appears, until the reader stops it.
+    let marker = t.root().join("go");
+    let script =
+        format!("echo before; while [ ! -e '{}' ]; do sleep 0.05; done; echo after-$((6*7))", marker.display());
+    let mut runner = t.cmd("wt-run");
+    runner.args(["-w", "lg", "--", "sh", "-c", &script]).stdout(std::process::Stdio::null());
+    let mut running = runner.spawn().unwrap();
+    let mut follow = t.cmd("wt-run");
+    follow.args(["logs", "lg", "--follow"]).stdout(std::process::Stdio::piped());
+    // Wait until the new run's log is the newest one (it holds `before`).
+    let mut follower = loop {
+        let mut f = t.cmd("wt-run");
+        if Run::of(f.args(["logs", "lg"]), "").stdout.contains("before") {
+            break follow.spawn().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    std::fs::write(&marker, "").unwrap();
+    let mut out = follower.stdout.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    while !seen.contains("after-42") {
+        let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+        assert!(n > 0, "follow ended: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert!(running.wait().unwrap().success());
+    assert!(seen.starts_with("before\n"), "{seen}");
+}

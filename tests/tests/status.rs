@@ -33,6 +33,9 @@ fn one_overview_shows_checkout_leases_last_run_and_merge() {
     assert!(find(&recs, "agent-2")["overview"]["last_run"].is_null(), "never ran");
     assert_eq!(find(&recs, "agent-3")["overview"]["merge"]["state"], "merged");
     assert_eq!(a1["overview"]["merge"]["state"], "unmerged");
+    // From a script whose stdin is /dev/null: every worktree, as on a terminal.
+    let out = t.cmd("wt-status").stdin(Stdio::null()).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
     // Composable: records in, the same records out with the overview added.
     let piped = t.pipeline(&[("wt-create", &["--list"]), ("wt-status", &[])]);
     assert_eq!(piped.expect_code(0).records().len(), 3);

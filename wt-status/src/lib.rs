@@ -26,7 +26,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     let mut words = args.names.clone();
     words.extend(args.select.worktrees.iter().cloned());
     // Nothing named: every managed worktree, unless records are piped in.
-    let piped = !std::io::stdin().is_terminal();
+    let piped = stdin_is_piped();
     let all = args.select.all || (words.is_empty() && !piped);
     let stdin = words.is_empty() && !all;
     let Some(every) = args.watch else {
@@ -56,6 +56,15 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         out.finish();
         std::thread::sleep(every);
     }
+}
+
+/// Whether stdin is a pipe, a socket or a file that may hold records; a terminal or
+/// `/dev/null` (a script's, a cron job's) is not, and then the overview shows every worktree.
+fn stdin_is_piped() -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/0") else { return !std::io::stdin().is_terminal() };
+    let kind = meta.file_type();
+    kind.is_fifo() || kind.is_socket() || (kind.is_file() && meta.len() > 0)
 }
 
 /// The records of the worktrees asked about, each with `status` and `overview`.
