@@ -53,7 +53,7 @@ fn confined_pane_beside_a_victim(p: &Panes, name: &str, extra: &[&str]) -> Value
     p.spawn("victim", &["bash", "--norc", "--noprofile", "-i"]);
     p.json(&["pane", "send", "victim", "echo victim-ready", "--enter"]);
     p.wait_match("victim", "(?m)^victim-ready");
-    p.json(&["pane", "wait", "victim", "--quiet", "300", "--timeout", "10s"]);
+    p.json(&["pane", "wait", "victim", "--quiet", "300ms", "--timeout", "10s"]);
     p.t.run("wt-create", &[name], "").expect_code(0);
     let mut args = vec!["-w", name, "--pane", "--confine"];
     args.extend_from_slice(extra);
