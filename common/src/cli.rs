@@ -113,6 +113,39 @@ pub fn stdin_records() -> Option<Reader<io::StdinLock<'static>>> {
     }
 }
 
+/// Parses the command line, or ends the process: `--help` and `--version` print as clap
+/// prints them; a usage error becomes one line (`tool: unexpected argument '--x' found (see
+/// tool --help)`), exit 2, like every other error of the tools.
+pub fn parse_args<T: clap::Parser>(tool: &str) -> T {
+    T::try_parse().unwrap_or_else(|e| exit_on(tool, &e))
+}
+
+/// Ends the process for a clap error: help and version as they are, anything else in one line.
+pub fn exit_on(tool: &str, e: &clap::Error) -> ! {
+    use clap::error::ErrorKind as K;
+    if matches!(e.kind(), K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand) {
+        e.exit()
+    }
+    eprintln!("{tool}: {}", usage_line(tool, &e.to_string()));
+    std::process::exit(Exit::Usage.code())
+}
+
+/// clap's message (`error: …`, a tip, the usage) as one line: the problem, the tip, the help.
+fn usage_line(tool: &str, rendered: &str) -> String {
+    let lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+    // What comes before the usage: the problem, what it lists (missing arguments, possible
+    // values), and clap's tips.
+    let parts: Vec<String> = lines
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(|l| match l.strip_prefix("tip: ") {
+            Some(tip) => format!("({tip})"),
+            None => l.trim_start_matches("error: ").to_string(),
+        })
+        .collect();
+    let problem = if parts.is_empty() { "bad usage".to_string() } else { parts.join(" ") };
+    one_line(&format!("{problem} (see `{tool} --help`)"))
+}
+
 /// Runs a tool's body and turns its outcome into the process exit code; an error that ends
 /// the run is printed as one line, `tool: message`.
 pub fn run_main(tool: &str, body: impl FnOnce() -> Result<Exit, Error>) -> std::process::ExitCode {
@@ -131,4 +164,21 @@ pub fn run_main(tool: &str, body: impl FnOnce() -> Result<Exit, Error>) -> std::
 pub fn one_line(message: &str) -> String {
     let joined: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     joined.join(" ").chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clap_errors_become_one_line_with_what_they_list() {
+        let rendered = "error: the following required arguments were not provided:\n  <NAME>\n\nUsage: wt-run pane wait <NAME>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            super::usage_line("wt-run", rendered),
+            "the following required arguments were not provided: <NAME> (see `wt-run --help`)"
+        );
+        let rendered = "error: unexpected argument '--x' found\n\n  tip: to pass '--x' as a value, use '-- --x'\n\nUsage: wt-env\n";
+        assert_eq!(
+            super::usage_line("wt-env", rendered),
+            "unexpected argument '--x' found (to pass '--x' as a value, use '-- --x') (see `wt-env --help`)"
+        );
+    }
 }

@@ -377,3 +377,23 @@ fn wt_run_logs_prints_the_last_runs_log_and_follows_it() {
     assert!(running.wait().unwrap().success());
     assert!(seen.starts_with("before\n"), "{seen}");
 }
+
+#[test]
+fn a_mistyped_flag_is_one_line_naming_it_and_where_help_is() {
+    let t = TestRepo::new();
+    for (tool, args) in [
+        ("wt-env", vec!["--bogus"]),
+        ("wt-merge", vec!["--strategy", "octopus", "--all"]),
+        ("wt-run", vec!["pane", "wait"]),
+        ("wt-create", vec!["-n", "many"]),
+        ("wt-status", vec!["--watch=soon"]),
+    ] {
+        let run = t.run(tool, &args, "");
+        run.expect_code(2);
+        assert_eq!(run.stderr.lines().count(), 1, "{tool} {args:?}: {run}");
+        assert!(run.stderr.starts_with(&format!("{tool}: ")) && run.stderr.contains("--help"), "{run}");
+    }
+    // Help itself is as clap prints it, exit 0.
+    let run = t.run("wt-merge", &["--help"], "");
+    assert!(run.expect_code(0).stdout.contains("Examples:"), "{run}");
+}

@@ -75,6 +75,7 @@ fn watch_redraws_the_board_until_stopped() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(seen.matches("NAME").count() >= 3 && seen.contains("w1"), "{seen}");
-    // --watch with nothing to re-read is refused.
+    // --watch with nothing to re-read is refused; a name that is no worktree ends the board.
     t.run("wt-status", &["--watch"], "w1\n").expect_code(2);
+    t.run("wt-status", &["--watch=50ms", "no-such"], "").expect_code(1);
 }

@@ -83,14 +83,14 @@ impl Args {
             Err(e) if e.kind() == clap::error::ErrorKind::UnknownArgument && !raw.iter().any(|a| a == "--") => {
                 let stray = e.get(clap::error::ContextKind::InvalidArg).map(|v| v.to_string()).unwrap_or_default();
                 if stray.starts_with('-') {
-                    e.exit()
+                    wt_common::cli::exit_on("wt-run", &e)
                 }
                 let at = raw.iter().position(|a| *a == stray).unwrap_or(raw.len());
                 let fixed = [&raw[1..at], &["--".to_string()], &raw[at..]].concat().join(" ");
                 eprintln!("wt-run: the command goes after `--`: wt-run {fixed}");
                 std::process::exit(2)
             }
-            Err(e) => e.exit(),
+            Err(e) => wt_common::cli::exit_on("wt-run", &e),
         }
     }
 }

@@ -21,6 +21,12 @@ pub const TOOL: &str = "wt-status";
 
 pub fn run(args: Args) -> Result<Exit, Error> {
     wt_common::cli::init_logging(args.global.verbose)?;
+    if let Some(host) = &args.global.host {
+        return Err(Error::usage(
+            "usage",
+            format!("wt-status shows the worktrees of this machine; for {host}'s, run it there (ssh {host} wt-status)"),
+        ));
+    }
     let repo = Repo::discover(&args.global.start_dir())?;
     let ledger = LedgerFile::new(&repo.state_dir());
     let mut words = args.names.clone();
@@ -53,7 +59,12 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         if out.closed() {
             return Ok(Exit::Ok);
         }
-        out.finish();
+        // A worktree that cannot be shown (a mistyped name, one removed meanwhile) ends the
+        // board with its error, rather than redrawing the same error forever.
+        let status = out.finish();
+        if status != Exit::Ok {
+            return Ok(status);
+        }
         std::thread::sleep(every);
     }
 }

@@ -1,6 +1,5 @@
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let args = wt_status::args::Args::parse();
+    wt_common::host::guard::early_main();
+    let args: wt_status::args::Args = wt_common::cli::parse_args("wt-status");
     wt_common::cli::run_main("wt-status", || wt_status::run(args))
 }
