@@ -24,7 +24,9 @@ pub mod output;
 pub mod process;
 pub mod record;
 pub mod repo;
+pub mod runlog;
 pub mod select;
+pub mod supervisor;
 pub mod worktree;
 pub mod worktree_check;
 
