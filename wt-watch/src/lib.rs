@@ -1,6 +1,9 @@
 //! wt-watch: not built yet (a later issue). The binary exists so that pipelines and `make install`
 //! see the whole toolkit, and says plainly that it cannot do its job yet.
 
+pub mod args;
+pub mod excerpt;
+
 use wt_common::Exit;
 
 /// What the binary says until the tool is built.
