@@ -104,7 +104,10 @@ pub enum Feed {
 impl Feed {
     pub fn parse(text: &str) -> Result<Feed, Error> {
         let bad = |why: &str| {
-            Error::usage("bad-feed", format!("--feed {text}: {why}; use pane, pane:NAME, file:PATH, cmd:COMMAND or none"))
+            Error::usage(
+                "bad-feed",
+                format!("--feed {text}: {why}; use pane, pane:NAME, file:PATH, cmd:COMMAND or none"),
+            )
         };
         let (kind, rest) = match text.split_once(':') {
             Some((k, r)) => (k, Some(r)),

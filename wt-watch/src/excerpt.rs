@@ -57,7 +57,8 @@ fn re(pattern: &str) -> Regex {
     Regex::new(pattern).expect("a valid pattern")
 }
 
-static ANSI: LazyLock<Regex> = LazyLock::new(|| re(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]"));
+static ANSI: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]"));
 
 /// The text without terminal escape sequences (colours, cursor moves, titles) and carriage
 /// returns.
@@ -79,12 +80,14 @@ pub fn excerpt(output: &str, log: &Path) -> String {
 pub fn detect(text: &str) -> Option<Runner> {
     let has = |re: &Regex| re.is_match(text);
     static CARGO: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^---- \S.* stdout ----$|^test result: FAILED\."));
-    static PYTEST: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^=+ (FAILURES|ERRORS) =+$|^=+ short test summary info =+$"));
+    static PYTEST: LazyLock<Regex> =
+        LazyLock::new(|| re(r"(?m)^=+ (FAILURES|ERRORS) =+$|^=+ short test summary info =+$"));
     static UNITTEST: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^(FAIL|ERROR): \S+ \(.+\)$"));
     static GO: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^\s*--- FAIL: \S+ \(\d"));
     static VITEST: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^\s*FAIL\s+\S.* > .+$"));
     static JEST: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^\s*● .+$"));
-    static NODE: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^not ok \d+ - |^✖ failing tests:$|^ℹ fail \d+$|^# fail \d+$"));
+    static NODE: LazyLock<Regex> =
+        LazyLock::new(|| re(r"(?m)^not ok \d+ - |^✖ failing tests:$|^ℹ fail \d+$|^# fail \d+$"));
     static MOCHA: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^\s+\d+ failing$"));
     [
         (Runner::Cargo, &CARGO),
@@ -286,7 +289,8 @@ fn go(lines: &[&str]) -> Vec<Failure> {
             }
         }
     }
-    let is_parent = |t: &str| failed.iter().any(|o| o.len() > t.len() && o.starts_with(t) && o[t.len()..].starts_with('/'));
+    let is_parent =
+        |t: &str| failed.iter().any(|o| o.len() > t.len() && o.starts_with(t) && o[t.len()..].starts_with('/'));
     let mut out = Vec::new();
     for test in &failed {
         let mut f = failure(test.clone());

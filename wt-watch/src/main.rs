@@ -1,4 +1,13 @@
+use clap::Parser;
+
 fn main() -> std::process::ExitCode {
     wt_common::host::guard::early_main();
-    wt_watch::run().into()
+    let args = wt_watch::args::Args::parse();
+    match wt_watch::run(args) {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("{}: {e}", wt_watch::TOOL);
+            e.kind.exit().into()
+        }
+    }
 }
