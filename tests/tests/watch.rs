@@ -194,7 +194,7 @@ fn pids(file: &Path) -> Vec<i32> {
     std::fs::read_to_string(file).unwrap_or_default().split_whitespace().filter_map(|p| p.parse().ok()).collect()
 }
 
-const FAST: [&str; 4] = ["--debounce", "100", "--quiet-ms", "300"];
+const FAST: [&str; 6] = ["--debounce", "100", "--quiet-ms", "300", "--agent-timeout", "60s"];
 
 #[test]
 fn an_agent_in_a_pane_is_led_to_green_with_no_other_input() {
