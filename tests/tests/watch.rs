@@ -21,6 +21,9 @@ const AGENT: &str = r#"
 import os, re, select, subprocess, sys, time, tty
 log = open(sys.argv[1], "a", buffering=1)
 mode = sys.argv[2]
+if mode == "slow-start":  # an agent that takes its time to start, as real ones do
+    time.sleep(1.5)
+    mode = "fix-code"
 fd = sys.stdin.fileno()
 tty.setraw(fd)
 def out(s): os.write(1, s.encode())
@@ -107,16 +110,23 @@ impl Watch {
         self.t.wt_root().join(name)
     }
 
-    /// A stand-in agent in a pane named like the worktree; its log is outside the worktree.
+    /// A stand-in agent in a pane named like the worktree, at its prompt; its log is outside
+    /// the worktree.
     fn agent(&self, name: &str, mode: &str) -> PathBuf {
+        let log = self.start_agent(name, mode);
+        let mut wait = self.tool("wt-run");
+        wait.args(["pane", "wait", name, "--match", "agent> ", "--timeout", "20s"]);
+        Run::of(&mut wait, "").expect_code(0);
+        log
+    }
+
+    /// A stand-in agent in a pane, not waited for.
+    fn start_agent(&self, name: &str, mode: &str) -> PathBuf {
         let log = self.t.root().join(format!("{name}.agent.log"));
         let agent = self.t.root().join("agent.py");
         let mut c = self.tool("wt-run");
         c.args(["-w", name, "--pane", "--", "python3"]).arg(&agent).arg(&log).arg(mode);
         Run::of(&mut c, "").expect_code(0);
-        let mut wait = self.tool("wt-run");
-        wait.args(["pane", "wait", name, "--match", "agent> ", "--timeout", "20s"]);
-        Run::of(&mut wait, "").expect_code(0);
         log
     }
 
@@ -222,6 +232,21 @@ fn an_agent_in_a_pane_is_led_to_green_with_no_other_input() {
     for m in &messages {
         assert!(m.contains("The tests are the specification") && m.contains("Do not change the tests"), "{m}");
     }
+}
+
+#[test]
+fn an_agent_still_starting_is_not_typed_into_before_it_shows_anything() {
+    let w = Watch::new();
+    w.create("sleepy");
+    let log = w.start_agent("sleepy", "slow-start");
+    let mut args = vec!["-w", "sleepy", "--until-green", "--feed", "pane"];
+    args.extend(FAST);
+    args.extend(["--", "sh", "tests/check.sh"]);
+    let run = w.watch(&args);
+    run.expect_code(0);
+    assert_eq!(status(&run.records()[0]), "green", "{run}");
+    let agent = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(agent.lines().filter(|l| l.starts_with("MESSAGE ")).count(), 2, "{agent}");
 }
 
 #[test]

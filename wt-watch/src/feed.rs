@@ -117,6 +117,14 @@ fn to_pane(
         if Instant::now() >= deadline {
             return Err(Undelivered::Busy(patience));
         }
+        // An agent that has shown nothing yet is still starting: what is typed now may be lost.
+        let started =
+            client.call("pane.wait", json!({"pane": pane, "match": "\\S", "timeout_ms": SLICE.as_millis() as u64}));
+        match started {
+            Ok(_) => {}
+            Err(e) if e.code == "timeout" || e.code == "exited" => continue,
+            Err(e) => return Err(Undelivered::Failed(pane_gone(pane, &e.message))),
+        }
         match client.call("pane.wait", ready.wait_params(pane, SLICE)) {
             Ok(_) => break,
             Err(e) if e.code == "timeout" => continue,
