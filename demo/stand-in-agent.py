@@ -21,6 +21,7 @@ def work(seconds):
     out("\r")
 
 
+out("\x1b[?2004h")  # bracketed paste on, as real agents ask for it
 out("stand-in agent> ")
 buf = b""
 while True:

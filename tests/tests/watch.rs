@@ -35,6 +35,7 @@ def busy(seconds):
             log.write("TYPED-WHILE-BUSY %r\n" % os.read(fd, 4096))
         out("\r working %s " % "|/-\\"[i % 4]); i += 1
     out("\r\n")
+out("\x1b[?2004h")  # bracketed paste on, as real agents ask for it
 out("agent> ")
 buf = b""
 while True:
@@ -113,19 +114,28 @@ impl Watch {
     /// A stand-in agent in a pane named like the worktree, at its prompt; its log is outside
     /// the worktree.
     fn agent(&self, name: &str, mode: &str) -> PathBuf {
-        let log = self.start_agent(name, mode);
+        self.agent_on(name, mode, "native")
+    }
+
+    /// The same with the pane on `backend` (`native` or `tmux`).
+    fn agent_on(&self, name: &str, mode: &str, backend: &str) -> PathBuf {
+        let log = self.start_agent_on(name, mode, backend);
         let mut wait = self.tool("wt-run");
-        wait.args(["pane", "wait", name, "--match", "agent> ", "--timeout", "20s"]);
+        wait.args(["pane", "wait", name, "--match", "agent>", "--timeout", "20s"]);
         Run::of(&mut wait, "").expect_code(0);
         log
     }
 
     /// A stand-in agent in a pane, not waited for.
     fn start_agent(&self, name: &str, mode: &str) -> PathBuf {
+        self.start_agent_on(name, mode, "native")
+    }
+
+    fn start_agent_on(&self, name: &str, mode: &str, backend: &str) -> PathBuf {
         let log = self.t.root().join(format!("{name}.agent.log"));
         let agent = self.t.root().join("agent.py");
         let mut c = self.tool("wt-run");
-        c.args(["-w", name, "--pane", "--", "python3"]).arg(&agent).arg(&log).arg(mode);
+        c.args(["-w", name, "--pane", "--backend", backend, "--", "python3"]).arg(&agent).arg(&log).arg(mode);
         Run::of(&mut c, "").expect_code(0);
         log
     }
@@ -157,6 +167,10 @@ impl Drop for Watch {
         let mut c = self.tool("wt-run");
         c.args(["pane", "stop"]);
         let _ = Run::of(&mut c, "");
+        let mut tmux = Command::new("tmux");
+        tmux.arg("kill-server");
+        self.env(&mut tmux);
+        let _ = tmux.output();
     }
 }
 
@@ -232,6 +246,22 @@ fn an_agent_in_a_pane_is_led_to_green_with_no_other_input() {
     for m in &messages {
         assert!(m.contains("The tests are the specification") && m.contains("Do not change the tests"), "{m}");
     }
+}
+
+#[test]
+fn an_agent_in_a_tmux_window_is_led_to_green_too() {
+    let w = Watch::new();
+    w.create("tmuxed");
+    let log = w.agent_on("tmuxed", "fix-code", "tmux");
+    let mut args = vec!["-w", "tmuxed", "--until-green", "--feed", "pane"];
+    args.extend(FAST);
+    args.extend(["--", "sh", "tests/check.sh"]);
+    let run = w.watch(&args);
+    run.expect_code(0);
+    let rec = &run.records()[0];
+    assert_eq!((status(rec), &rec["watch"]["rounds"]), ("green", &serde_json::json!(3)), "{run}");
+    let agent = std::fs::read_to_string(&log).unwrap();
+    assert!(!agent.contains("TYPED-WHILE-BUSY"), "typed into a busy agent:\n{agent}");
 }
 
 #[test]
