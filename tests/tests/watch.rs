@@ -13,57 +13,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use wt_tests::{bin, Run, TestRepo};
 
-/// The stand-in agent: raw mode, a prompt when idle, a spinner while it works (so its screen is
-/// never quiet then), and a log of every message and of anything typed while it was busy.
-/// `fix-code` writes the value each failure asks for and commits; `edit-test` makes the test
-/// pass by rewriting it; `quit` exits on the first message.
-const AGENT: &str = r#"
-import os, re, select, subprocess, sys, time, tty
-log = open(sys.argv[1], "a", buffering=1)
-mode = sys.argv[2]
-if mode == "slow-start":  # an agent that takes its time to start, as real ones do
-    time.sleep(1.5)
-    mode = "fix-code"
-fd = sys.stdin.fileno()
-tty.setraw(fd)
-def out(s): os.write(1, s.encode())
-def busy(seconds):
-    end, i = time.time() + seconds, 0
-    while time.time() < end:
-        r, _, _ = select.select([fd], [], [], 0.05)
-        if r:
-            log.write("TYPED-WHILE-BUSY %r\n" % os.read(fd, 4096))
-        out("\r working %s " % "|/-\\"[i % 4]); i += 1
-    out("\r\n")
-out("\x1b[?2004h")  # bracketed paste on, as real agents ask for it
-out("agent> ")
-buf = b""
-while True:
-    data = os.read(fd, 65536)
-    if not data:
-        break
-    buf += data
-    end = buf.find(b"\x1b[201~")
-    if end < 0 or not buf[end + 6:].startswith(b"\r"):
-        continue
-    start = buf.find(b"\x1b[200~")
-    msg = buf[start + 6:end].decode()
-    buf = buf[end + 7:]
-    log.write("MESSAGE %s\n" % msg.replace("\n", "\\n"))
-    if mode == "quit":
-        sys.exit(3)
-    busy(0.4)
-    m = re.search(r"(\w+\.txt): expected (\w+)", msg)
-    if mode == "fix-code" and m:
-        with open(m.group(1), "w") as f:
-            f.write(m.group(2) + "\n")
-        subprocess.run(["git", "commit", "-qam", "fix %s in %s" % (m.group(1), os.environ["WT_NAME"])], check=False)
-    elif mode == "edit-test":
-        with open("tests/check.sh", "w") as f:
-            f.write("exit 0\n")
-    busy(0.6)
-    out("agent> ")
-"#;
+/// The stand-in agent (demo/stand-in-agent.py): a prompt when idle, a spinner while it works,
+/// a log of every message and of anything typed while it was busy.
+fn stand_in_agent() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/stand-in-agent.py")
+}
 
 /// The test the agents must turn green: a.txt must say 42, then b.txt 7.
 const CHECK: &str = r#"for pair in a.txt:42 b.txt:7; do
@@ -90,7 +44,6 @@ impl Watch {
         let xdg = t.root().join("xdg");
         std::fs::create_dir_all(&xdg).unwrap();
         std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
-        std::fs::write(t.root().join("agent.py"), AGENT).unwrap();
         Watch { t, xdg }
     }
 
@@ -133,7 +86,7 @@ impl Watch {
 
     fn start_agent_on(&self, name: &str, mode: &str, backend: &str) -> PathBuf {
         let log = self.t.root().join(format!("{name}.agent.log"));
-        let agent = self.t.root().join("agent.py");
+        let agent = stand_in_agent();
         let mut c = self.tool("wt-run");
         c.args(["-w", name, "--pane", "--backend", backend, "--", "python3"]).arg(&agent).arg(&log).arg(mode);
         Run::of(&mut c, "").expect_code(0);
