@@ -217,6 +217,46 @@ fn an_agent_in_a_tmux_window_is_led_to_green_too() {
     assert!(!agent.contains("TYPED-WHILE-BUSY"), "typed into a busy agent:\n{agent}");
 }
 
+/// `--test-pane`: each round runs in a pane `<name>-test` on the agent's backend; the loop
+/// still reads the failure from the log, not the screen.
+fn test_pane_round_trip(backend: &str) {
+    let w = Watch::new();
+    let name = format!("tp-{backend}");
+    w.create(&name);
+    let log = w.agent_on(&name, "fix-code", backend);
+    let mut args = vec!["-w", &name, "--until-green", "--feed", "pane", "--test-pane"];
+    args.extend(FAST);
+    args.extend(["--", "sh", "tests/check.sh"]);
+    let run = w.watch(&args);
+    run.expect_code(0);
+    let rec = &run.records()[0];
+    assert_eq!((status(rec), &rec["watch"]["rounds"]), ("green", &serde_json::json!(3)), "{run}");
+    let round_log = std::fs::read_to_string(rec["watch"]["run"]["log"].as_str().unwrap()).unwrap();
+    assert_eq!(round_log, "all good\n");
+    let mut ls = w.tool("wt-run");
+    ls.args(["pane", "ls"]);
+    let panes = Run::of(&mut ls, "").expect_code(0).records();
+    let test_pane = panes.iter().find(|p| p["name"] == format!("{name}-test")).unwrap_or_else(|| panic!("{panes:?}"));
+    let agent_pane = panes.iter().find(|p| p["name"] == name.as_str()).unwrap();
+    assert_eq!(test_pane["backend"].as_str().unwrap_or("native"), backend);
+    assert_eq!(test_pane["cwd"], agent_pane["cwd"]);
+    if backend == "tmux" {
+        assert_eq!(test_pane["tmux"]["session"], agent_pane["tmux"]["session"], "a window of the agent's session");
+    }
+    let agent = std::fs::read_to_string(&log).unwrap();
+    assert!(agent.contains("b.txt: expected 7") && !agent.contains("TYPED-WHILE-BUSY"), "{agent}");
+}
+
+#[test]
+fn test_pane_rounds_run_beside_a_native_agent_pane() {
+    test_pane_round_trip("native");
+}
+
+#[test]
+fn test_pane_rounds_run_in_the_agents_tmux_session() {
+    test_pane_round_trip("tmux");
+}
+
 #[test]
 fn an_agent_still_starting_is_not_typed_into_before_it_shows_anything() {
     let w = Watch::new();

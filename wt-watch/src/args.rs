@@ -68,6 +68,11 @@ pub struct Args {
     #[arg(long)]
     pub shell: bool,
 
+    /// Run each round in a pane of its own, `<worktree>-test`, beside the agent's (a window of
+    /// the same tmux session with the tmux backend), so a person can watch it
+    #[arg(long)]
+    pub test_pane: bool,
+
     /// The test command [default: wt.toml's `[watch] test`, run through `sh -c`]
     #[arg(last = true, value_name = "TEST")]
     pub command: Vec<String>,
@@ -137,6 +142,7 @@ pub struct Settings {
     pub agent_timeout: Duration,
     pub quiet: Duration,
     pub timeout: Option<Duration>,
+    pub test_pane: bool,
 }
 
 impl Settings {
@@ -181,6 +187,7 @@ impl Settings {
             agent_timeout: duration(args.agent_timeout, config.agent_timeout, Duration::from_secs(15 * 60))?,
             quiet: Duration::from_millis(args.quiet_ms.or(config.quiet_ms).unwrap_or(1500)),
             timeout,
+            test_pane: args.test_pane,
         })
     }
 }

@@ -85,6 +85,8 @@ struct Wt {
     last_failure: Option<String>,
     waiting_since: Option<Instant>,
     groups: Groups,
+    /// With --test-pane: the pane the rounds run in.
+    test_pane: Option<round::TestPane>,
     /// Stops the current feed or pane watch.
     stop: Arc<AtomicBool>,
 }
@@ -143,6 +145,14 @@ impl Session {
         let s = &self.ctx.settings;
         let target = feed::Target::resolve(&s.feed, &rec.name, &root, &self.ctx.socket, s.quiet, &env);
         let debounce = s.debounce;
+        let test_pane = s.test_pane.then(|| round::TestPane {
+            socket: self.ctx.socket.clone(),
+            pane: format!("{}-test", rec.name),
+            agent: match &s.feed {
+                crate::args::Feed::Pane(Some(p)) => p.clone(),
+                _ => rec.name.clone(),
+            },
+        });
         self.wts.push(Wt {
             rec,
             root,
@@ -158,6 +168,7 @@ impl Session {
             last_failure: None,
             waiting_since: None,
             groups: Arc::new(Mutex::new(Default::default())),
+            test_pane,
             stop: Arc::new(AtomicBool::new(false)),
         });
         Ok(())
@@ -264,7 +275,7 @@ impl Session {
         match w.phase {
             Phase::Done => return,
             Phase::Running => {
-                round::cancel(&w.groups);
+                cancel_round(w);
                 w.seq += 1;
             }
             Phase::Feeding | Phase::Waiting => {
@@ -336,7 +347,7 @@ impl Session {
             log,
             timeout: s.timeout,
         };
-        let (tx, groups, seq) = (self.tx.clone(), Arc::clone(&w.groups), w.seq);
+        let (tx, groups, seq, test_pane) = (self.tx.clone(), Arc::clone(&w.groups), w.seq, w.test_pane.clone());
         let round = w.rounds + 1;
         let text = if w.retried {
             format!("round {round}: running again (flaky?)")
@@ -345,7 +356,10 @@ impl Session {
         };
         let name = w.rec.name.clone();
         std::thread::spawn(move || {
-            let result = round::run(&spec, &groups);
+            let result = match &test_pane {
+                Some(pane) => pane.run(&spec),
+                None => round::run(&spec, &groups),
+            };
             let _ = tx.send(Msg::RunDone { id, seq, result });
         });
         self.live.set(&name, text);
@@ -470,7 +484,7 @@ impl Session {
         let w = &mut self.wts[id];
         w.phase = Phase::Done;
         w.stop.store(true, Ordering::SeqCst);
-        round::cancel(&w.groups);
+        cancel_round(w);
         let name = w.rec.name.clone();
         self.watcher.remove(id);
         self.live.set(&name, format!("done: {text}"));
@@ -510,6 +524,9 @@ impl Session {
             .collect();
         for w in &self.wts {
             w.stop.store(true, Ordering::SeqCst);
+            if let Some(pane) = &w.test_pane {
+                pane.cancel();
+            }
         }
         let handles: Vec<_> = groups
             .into_iter()
@@ -518,6 +535,14 @@ impl Session {
         for h in handles {
             let _ = h.join();
         }
+    }
+}
+
+/// Ends the worktree's running round, wherever it runs, in the background.
+fn cancel_round(w: &Wt) {
+    round::cancel(&w.groups);
+    if let Some(pane) = w.test_pane.clone() {
+        std::thread::spawn(move || pane.cancel());
     }
 }
 
