@@ -93,6 +93,15 @@ impl Watch {
         log
     }
 
+    /// `wt-watch -w NAME --until-green --feed pane` (fast timings, `extra` flags) over the test.
+    fn until_green(&self, name: &str, extra: &[&str]) -> Run {
+        let mut args = vec!["-w", name, "--until-green", "--feed", "pane"];
+        args.extend(FAST);
+        args.extend(extra);
+        args.extend(["--", "sh", "tests/check.sh"]);
+        self.watch(&args)
+    }
+
     fn watch(&self, args: &[&str]) -> Run {
         let mut c = self.tool("wt-watch");
         c.args(args);
@@ -178,10 +187,7 @@ fn an_agent_in_a_pane_is_led_to_green_with_no_other_input() {
     let w = Watch::new();
     w.create("fixer");
     let log = w.agent("fixer", "fix-code");
-    let mut args = vec!["-w", "fixer", "--until-green", "--feed", "pane", "--guard", "tests/**"];
-    args.extend(FAST);
-    args.extend(["--", "sh", "tests/check.sh"]);
-    let run = w.watch(&args);
+    let run = w.until_green("fixer", &["--guard", "tests/**"]);
     run.expect_code(0);
     let recs = run.records();
     assert_eq!(recs.len(), 1, "one record with --until-green\n{run}");
@@ -206,10 +212,7 @@ fn an_agent_in_a_tmux_window_is_led_to_green_too() {
     let w = Watch::new();
     w.create("tmuxed");
     let log = w.agent_on("tmuxed", "fix-code", "tmux");
-    let mut args = vec!["-w", "tmuxed", "--until-green", "--feed", "pane"];
-    args.extend(FAST);
-    args.extend(["--", "sh", "tests/check.sh"]);
-    let run = w.watch(&args);
+    let run = w.until_green("tmuxed", &[]);
     run.expect_code(0);
     let rec = &run.records()[0];
     assert_eq!((status(rec), &rec["watch"]["rounds"]), ("green", &serde_json::json!(3)), "{run}");
@@ -224,10 +227,7 @@ fn test_pane_round_trip(backend: &str) {
     let name = format!("tp-{backend}");
     w.create(&name);
     let log = w.agent_on(&name, "fix-code", backend);
-    let mut args = vec!["-w", &name, "--until-green", "--feed", "pane", "--test-pane"];
-    args.extend(FAST);
-    args.extend(["--", "sh", "tests/check.sh"]);
-    let run = w.watch(&args);
+    let run = w.until_green(&name, &["--test-pane"]);
     run.expect_code(0);
     let rec = &run.records()[0];
     assert_eq!((status(rec), &rec["watch"]["rounds"]), ("green", &serde_json::json!(3)), "{run}");
@@ -262,10 +262,7 @@ fn an_agent_still_starting_is_not_typed_into_before_it_shows_anything() {
     let w = Watch::new();
     w.create("sleepy");
     let log = w.start_agent("sleepy", "slow-start");
-    let mut args = vec!["-w", "sleepy", "--until-green", "--feed", "pane"];
-    args.extend(FAST);
-    args.extend(["--", "sh", "tests/check.sh"]);
-    let run = w.watch(&args);
+    let run = w.until_green("sleepy", &[]);
     run.expect_code(0);
     assert_eq!(status(&run.records()[0]), "green", "{run}");
     let agent = std::fs::read_to_string(&log).unwrap();
@@ -277,10 +274,7 @@ fn an_agent_that_edits_the_test_is_green_guard_touched_and_wt_merge_skips_it() {
     let w = Watch::new();
     w.create("gamer");
     w.agent("gamer", "edit-test");
-    let mut args = vec!["-w", "gamer", "--until-green", "--feed", "pane", "--guard", "tests/**"];
-    args.extend(FAST);
-    args.extend(["--", "sh", "tests/check.sh"]);
-    let run = w.watch(&args);
+    let run = w.until_green("gamer", &["--guard", "tests/**"]);
     let rec = &run.records()[0];
     assert_eq!(status(rec), "green-guard-touched", "{run}");
     assert_eq!(rec["watch"]["guard_touched"], serde_json::json!(["tests/check.sh"]));
@@ -399,10 +393,7 @@ fn no_test_command_anywhere_is_a_usage_error_and_wt_toml_can_give_one() {
 fn a_missing_agent_pane_is_an_error_for_its_worktree() {
     let w = Watch::new();
     w.create("lonely");
-    let mut args = vec!["-w", "lonely", "--until-green", "--feed", "pane"];
-    args.extend(FAST);
-    args.extend(["--", "sh", "tests/check.sh"]);
-    let run = w.watch(&args);
+    let run = w.until_green("lonely", &[]);
     run.expect_code(1);
     let rec = &run.records()[0];
     assert_eq!(rec["error"]["code"], "no-such-pane", "{run}");
@@ -414,10 +405,7 @@ fn an_agent_whose_pane_exits_makes_the_loop_give_up_saying_why() {
     let w = Watch::new();
     w.create("quitter");
     let log = w.agent("quitter", "quit");
-    let mut args = vec!["-w", "quitter", "--until-green", "--feed", "pane"];
-    args.extend(FAST);
-    args.extend(["--", "sh", "tests/check.sh"]);
-    let run = w.watch(&args);
+    let run = w.until_green("quitter", &[]);
     run.expect_code(1);
     let rec = &run.records()[0];
     assert_eq!(status(rec), "gave-up", "{run}");

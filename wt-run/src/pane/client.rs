@@ -56,7 +56,6 @@ pub fn ensure_server(repo: &Repo) -> Result<PathBuf, Error> {
     ))
 }
 
-
 /// Prints a verb's result: JSON, or on a terminal the screen's text for `screen`.
 pub fn print_result(verb: &str, v: &Value) {
     let mut out = std::io::stdout().lock();

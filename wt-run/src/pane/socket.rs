@@ -35,4 +35,3 @@ pub fn control_dirs() -> Vec<PathBuf> {
     }
     dirs
 }
-
