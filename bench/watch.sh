@@ -18,7 +18,7 @@ make_repo "$work/repo" 3000
 cd "$work/repo"
 "$BIN/wt-create" lat-wt lat-wx >/dev/null
 # The "test": write when it started, nothing else, so what is measured is the watcher.
-probe() { printf 'python3 -c "import time; open(\x27%s\x27, \x27a\x27).write(str(time.time_ns()) + \x27\\n\x27)"' "$1"; }
+probe() { printf 'date +%%s%%N >> %s' "$1"; }
 "$BIN/wt-watch" -w lat-wt --feed none --debounce "$DEBOUNCE" --shell -- "$(probe "$work/starts.wt")" >/dev/null 2>&1 &
 pids+=($!)
 watchexec --debounce "${DEBOUNCE}ms" -w "$work/repo.wt/lat-wx" --shell=sh -- "$(probe "$work/starts.wx")" >/dev/null 2>&1 &
