@@ -55,6 +55,15 @@ step 'wt-merge --undo agent-1 | jq -c .merge.status; ls'
 step 'echo "change" >> ../app.wt/agent-3/app.py; wt-create --remove agent-3 2>&1 || true'
 step 'wt-create --list | wt-create --remove --force | jq -c "{name, removed}"'
 step 'git worktree list; git branch'
+
+echo
+echo "The self-healing loop: a failing test, a stand-in agent in a pane, wt-watch in between."
+printf 'for p in a.txt:42 b.txt:7; do f=${p%%%%:*} w=${p#*:}; g=$(cat $f); [ "$g" = "$w" ] || { echo "assertion failed: $f: expected $w, got $g"; exit 1; }; done\n' > check.sh
+echo 0 > a.txt && echo 0 > b.txt && git add -A && git commit -qm "a failing test"
+step 'wt-create fixer | jq -c "{name}"'
+step "wt-run -w fixer --pane -- python3 $ROOT/demo/stand-in-agent.py | jq -c \".run.pane | {name}\"   # the agent"
+step 'wt-watch -w fixer --until-green --feed pane --guard check.sh --debounce 100 --quiet-ms 500 -- sh check.sh | jq -c "{name, watch: {status: .watch.status, rounds: .watch.rounds, exit: .watch.run.exit}}"'
+step 'wt-run pane screen fixer --lines 40 | jq -r .text | grep -v "^$"            # what the agent saw'
+step 'git -C ../app.wt/fixer log --oneline -3'
 echo
 wt-run pane stop >/dev/null 2>&1 || true
-echo "Not built yet: wt-watch (see the README)."

@@ -129,3 +129,35 @@ pub fn vars(rec: &Record, index: u32, block: &PortBlock, db: Option<&DbLease>) -
 pub fn vars_from_entry(rec: &Record, entry: &Entry) -> Option<Map<String, Value>> {
     Some(vars(rec, entry.index?, &block_of(entry)?, db_of(entry).as_ref()))
 }
+
+/// The environment of a process started in a worktree: WT_* from the record's core fields, then
+/// the leased variables over them: the record's `env.vars` (from wt-env upstream), or else those
+/// of the worktree's leases in the ledger.
+pub fn worktree_env(rec: &Record, ledger: &crate::ledger::Ledger) -> Vec<(String, String)> {
+    let mut vars = vec![("WT_NAME".to_string(), rec.name.clone())];
+    if let Some(p) = &rec.path {
+        vars.push(("WT_PATH".into(), p.display().to_string()));
+    }
+    if let Some(b) = &rec.branch {
+        vars.push(("WT_BRANCH".into(), b.clone()));
+    }
+    if let Some(r) = &rec.repo {
+        vars.push(("WT_REPO".into(), r.display().to_string()));
+    }
+    if let Some(i) = rec.index {
+        vars.push(("WT_INDEX".into(), i.to_string()));
+    }
+    let from_ledger = || {
+        let entry = ledger.worktrees.get(&rec.name).filter(|e| Some(&e.path) == rec.path.as_ref())?;
+        vars_from_entry(rec, entry)
+    };
+    let leased = rec.key("env").and_then(|e| e.get("vars")).and_then(Value::as_object).cloned().or_else(from_ledger);
+    if let Some(env) = leased {
+        for (k, v) in &env {
+            if let Some(v) = v.as_str() {
+                vars.push((k.clone(), v.to_string()));
+            }
+        }
+    }
+    vars
+}

@@ -22,12 +22,13 @@ pub mod ledger;
 pub mod lock;
 pub mod name;
 pub mod output;
-pub mod pane_socket;
 pub mod process;
 pub mod progress;
 pub mod record;
 pub mod repo;
+pub mod runlog;
 pub mod select;
+pub mod supervisor;
 pub mod worktree;
 pub mod worktree_check;
 

@@ -165,18 +165,35 @@ pub fn collect(
     if stdin {
         if let Some(mut reader) = crate::cli::stdin_records() {
             while let Some(input) = reader.next() {
-                match input {
-                    Ok(Input::Word(w)) => push_word(&w, &mut targets),
-                    Ok(Input::Record(r)) if r.has_error() => targets.push(Target::PassThrough(r)),
-                    Ok(Input::Record(r)) if r.name.is_empty() && r.path.is_none() => out.malformed(&Malformed {
-                        line: reader.line(),
-                        message: "record has neither name nor path".into(),
-                    }),
-                    Ok(Input::Record(r)) => targets.push(admitted(tool, repo, ledger, *r)),
+                match input.and_then(|i| target_of_input(tool, repo, ledger, i, reader.line())) {
+                    Ok(t) => targets.push(t),
                     Err(m) => out.malformed(&m),
                 }
             }
         }
     }
     targets
+}
+
+/// What one line read from stdin (line number `line`) asks for: a worktree, a record to pass
+/// through (it carries an error, or its word could not be resolved), or a malformed line.
+/// For tools that read stdin while they work (wt-watch), one line at a time.
+pub fn target_of_input(
+    tool: &str,
+    repo: &Repo,
+    ledger: &Ledger,
+    input: Input,
+    line: usize,
+) -> Result<Target, Malformed> {
+    Ok(match input {
+        Input::Word(w) => match from_word(repo, ledger, &w) {
+            Ok(rec) => admitted(tool, repo, ledger, rec),
+            Err((n, e)) => Target::PassThrough(Box::new(Record::failed(&n, tool, &e))),
+        },
+        Input::Record(r) if r.has_error() => Target::PassThrough(r),
+        Input::Record(r) if r.name.is_empty() && r.path.is_none() => {
+            return Err(Malformed { line, message: "record has neither name nor path".into() })
+        }
+        Input::Record(r) => admitted(tool, repo, ledger, *r),
+    })
 }

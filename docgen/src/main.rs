@@ -21,12 +21,13 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn commands() -> [clap::Command; 5] {
+fn commands() -> [clap::Command; 6] {
     [
         wt_create::args::Args::command(),
         wt_env::args::Args::command(),
         wt_run::args::Args::command(),
         wt_merge::args::Args::command(),
+        wt_watch::args::Args::command(),
         wt_status::args::Args::command(),
     ]
 }

@@ -35,6 +35,7 @@ fn naming_no_worktree_on_a_terminal_is_a_usage_error_in_every_tool() {
         format!("{} -- true", bin("wt-run")),
         format!("{} --check", bin("wt-merge")),
         format!("{} --remove", bin("wt-create")),
+        format!("{} -- true", bin("wt-watch")),
     ] {
         let (code, out) = terminal_code(&t, &line);
         assert_eq!(code, Some(2), "{line}: {out}");
@@ -319,7 +320,7 @@ fn completions_and_man_pages_come_from_the_command_line_definitions() {
     let out = tempfile::tempdir().unwrap();
     let run = Run::of(Command::new(wt_tests::bin("wt-docgen")).arg(out.path()), "");
     run.expect_code(0);
-    for tool in ["wt-create", "wt-env", "wt-run", "wt-merge", "wt-status"] {
+    for tool in ["wt-create", "wt-env", "wt-run", "wt-merge", "wt-watch", "wt-status"] {
         let man = std::fs::read_to_string(out.path().join(format!("man/{tool}.1"))).unwrap();
         assert!(man.contains(".TH") && man.contains("Examples"), "{tool}: a man page with its examples");
         let bash = std::fs::read_to_string(out.path().join(format!("completions/bash/{tool}.bash"))).unwrap();

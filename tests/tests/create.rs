@@ -401,11 +401,3 @@ fn wt_toml_sets_defaults_and_flags_win() {
     run.expect_code(2);
     assert!(run.stderr.contains("wt.toml") && run.stderr.contains("roott"), "{run}");
 }
-
-#[test]
-fn tools_not_built_yet_say_so() {
-    let t = TestRepo::new();
-    let run = t.run("wt-watch", &[], "");
-    run.expect_code(2);
-    assert!(run.stderr.contains("not built yet"), "{run}");
-}

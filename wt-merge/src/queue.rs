@@ -187,9 +187,20 @@ fn skip_reason(rec: &Record) -> Option<String> {
     if let Some(e) = &rec.error {
         return Some(format!("it carries an error from {}: {}", e.tool, e.message));
     }
-    if let Some(s) = rec.key("watch").and_then(|w| w.get("status")).and_then(Value::as_str) {
+    let watch = rec.key("watch");
+    if let Some(s) = watch.and_then(|w| w.get("status")).and_then(Value::as_str) {
         if s != "green" {
-            return Some(format!("wt-watch says {s}"));
+            // Say what the watch saw: the guarded files an agent changed, or why it gave up.
+            let files = watch
+                .and_then(|w| w.get("guard_touched"))
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "));
+            let why = watch.and_then(|w| w.get("reason")).and_then(Value::as_str);
+            return Some(match (files, why) {
+                (Some(f), _) => format!("wt-watch says {s}: the agent changed {f}"),
+                (None, Some(why)) => format!("wt-watch says {s}: {why}"),
+                (None, None) => format!("wt-watch says {s}"),
+            });
         }
     }
     let run = rec.key("run");

@@ -13,7 +13,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 use wt_common::host::Router;
@@ -24,7 +23,9 @@ use wt_common::select::{self, Target};
 use wt_common::{Error, Exit, Record};
 
 use crate::args::{Args, PaneCmd, Sub};
-use wt_common::process::{self as child, Groups, Outcome, Spec};
+use wt_common::lease::worktree_env;
+use wt_common::process::{self as child, Groups, Spec};
+pub use wt_common::runlog::unique_stem;
 
 pub const TOOL: &str = "wt-run";
 
@@ -340,7 +341,7 @@ fn run_target(ctx: &Ctx, target: Target) -> Record {
     let result = child::run(cmd, &spec, ctx.groups);
     let report = policy.as_ref().map(|_| read_report(&status_file));
     match result {
-        Ok(outcome) => describe(&mut run, &outcome),
+        Ok(outcome) => wt_common::runlog::describe(&mut run, &outcome),
         Err(e) => rec.set_error(TOOL, &e),
     }
     if let (Some(policy), Some(report)) = (&policy, &report) {
@@ -356,21 +357,6 @@ fn run_target(ctx: &Ctx, target: Target) -> Record {
     let _ = std::fs::remove_file(&status_file);
     rec.set_key("run", Value::Object(run));
     rec
-}
-
-fn describe(run: &mut Map<String, Value>, o: &Outcome) {
-    use std::os::unix::process::ExitStatusExt;
-    if let Some(code) = o.status.code() {
-        run.insert("exit".into(), json!(code));
-    }
-    if let Some(sig) = o.status.signal() {
-        let name = nix::sys::signal::Signal::try_from(sig).map(|s| s.as_str().trim_start_matches("SIG").to_string());
-        run.insert("signal".into(), json!(name.unwrap_or_else(|_| sig.to_string())));
-        run.insert("signal_number".into(), json!(sig));
-    }
-    run.insert("timed_out".into(), json!(o.timed_out));
-    run.insert("duration_ms".into(), json!(o.duration.as_millis() as u64));
-    run.insert("tail".into(), json!(o.tail));
 }
 
 /// The command as given, or `sh -c` with it joined into one string.
@@ -430,49 +416,9 @@ fn leased_ports(rec: &Record, ledger: &wt_common::ledger::Ledger) -> Vec<u16> {
     entry.and_then(wt_common::lease::block_of).map(|b| b.ports().collect()).unwrap_or_default()
 }
 
-/// WT_* from the record's core fields, then the leased variables over them: the record's
-/// `env.vars` (from wt-env upstream), or else those of the worktree's leases in the ledger.
-pub fn worktree_env(rec: &Record, ledger: &wt_common::ledger::Ledger) -> Vec<(String, String)> {
-    let mut vars = vec![("WT_NAME".to_string(), rec.name.clone())];
-    if let Some(p) = &rec.path {
-        vars.push(("WT_PATH".into(), p.display().to_string()));
-    }
-    if let Some(b) = &rec.branch {
-        vars.push(("WT_BRANCH".into(), b.clone()));
-    }
-    if let Some(r) = &rec.repo {
-        vars.push(("WT_REPO".into(), r.display().to_string()));
-    }
-    if let Some(i) = rec.index {
-        vars.push(("WT_INDEX".into(), i.to_string()));
-    }
-    let from_ledger = || {
-        let entry = ledger.worktrees.get(&rec.name).filter(|e| Some(&e.path) == rec.path.as_ref())?;
-        wt_common::lease::vars_from_entry(rec, entry)
-    };
-    let leased = rec.key("env").and_then(|e| e.get("vars")).and_then(Value::as_object).cloned().or_else(from_ledger);
-    if let Some(env) = leased {
-        for (k, v) in &env {
-            if let Some(v) = v.as_str() {
-                vars.push((k.clone(), v.to_string()));
-            }
-        }
-    }
-    vars
-}
-
-/// A name no other run (of this or another wt-run) uses: `<millis>-<pid>-<n>`.
-pub fn unique_stem() -> String {
-    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    format!("{ms}-{}-{n}", std::process::id())
-}
-
 /// `<state>/logs/<name>/<stem>.log`, and a scratch file for the confinement report.
 fn log_paths(repo: &Repo, name: &str) -> Result<(PathBuf, PathBuf), Error> {
-    let dir = repo.state_dir().join("logs").join(name);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+    let dir = wt_common::runlog::log_dir(repo, name)?;
     let stem = unique_stem();
     Ok((dir.join(format!("{stem}.log")), dir.join(format!(".{stem}.confine.json"))))
 }

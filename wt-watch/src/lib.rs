@@ -1,13 +1,128 @@
-//! wt-watch: not built yet. The binary exists so that pipelines and `make install`
-//! see the whole toolkit, and says plainly that it cannot do its job yet.
+//! wt-watch: the self-healing loop. Watches worktrees (`watcher`, `rules`), runs the test
+//! command when their files settle (`round`), and when it fails, cuts the output down to what
+//! matters (`excerpt`) and hands it to the agent (`feed`), until green; `guard` catches an
+//! agent that edits the tests instead of the code. `session` is the loop that ties them.
 
-use wt_common::Exit;
+pub mod args;
+pub mod excerpt;
+pub mod feed;
+pub mod guard;
+pub mod live;
+pub mod round;
+pub mod rules;
+pub mod session;
+pub mod watcher;
 
-/// What the binary says until the tool is built.
-pub const NOT_BUILT: &str = "wt-watch is not built yet; nothing was done";
+use std::io::IsTerminal;
+use std::sync::mpsc;
 
-/// Prints why nothing happens and gives the usage exit code.
-pub fn run() -> Exit {
-    eprintln!("{NOT_BUILT}");
-    Exit::Usage
+use serde_json::Value;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use wt_common::ledger::LedgerFile;
+use wt_common::output::{core_columns, status_or_error, Column, Output};
+use wt_common::repo::Repo;
+use wt_common::{select, Error};
+
+use crate::args::{Args, Config, Settings};
+use crate::session::{Ctx, Msg, Session};
+
+pub const TOOL: &str = "wt-watch";
+
+/// The whole run: the exit code.
+pub fn run(args: Args) -> Result<u8, Error> {
+    wt_common::cli::init_logging(args.global.verbose)?;
+    args.select.require_some(&args.names)?;
+    let repo = Repo::discover(&args.global.start_dir())?;
+    let config: Config = wt_common::config::section(repo.main_worktree.as_deref(), "watch")?;
+    let settings = Settings::resolve(&args, config)?;
+    check_command(&settings.command)?;
+    let guard = guard::Guard::new(&settings.guard)?;
+    let ledger = LedgerFile::new(&repo.state_dir()).read()?;
+    let socket = wt_common::supervisor::socket_path(&repo.common_dir)?;
+    let exclude = Some(repo.common_dir.join("info").join("exclude"));
+    let (tx, rx) = mpsc::channel();
+    on_signals(tx.clone());
+    let mut words = args.names.clone();
+    words.extend(args.select.worktrees.iter().cloned());
+    let from_stdin = args.names.is_empty() && args.select.from_stdin();
+    let mut out = Output::new(TOOL, args.global.json, columns());
+    let targets = select::collect(TOOL, &repo, &ledger, &words, args.select.all, false, &mut out);
+    let reading = from_stdin && read_stdin(tx.clone());
+    let ctx = Ctx { repo, ledger, settings, guard, socket, exclude };
+    let mut session = Session::new(ctx, out, tx, rx, reading)?;
+    for t in targets {
+        session.take(t)?;
+    }
+    session.run()
+}
+
+/// A test command that names a program not on PATH is a mistake in the command line: said
+/// once, before anything is watched. (A relative path is looked up in each worktree.)
+fn check_command(argv: &[String]) -> Result<(), Error> {
+    let program = &argv[0];
+    if program.contains('/') {
+        return Ok(());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path).any(|dir| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(dir.join(program)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(Error::usage("not-found", format!("test command not found: {program} (check the name and PATH)")))
+    }
+}
+
+/// Reads stdin on a thread of its own, so worktrees can join while others are watched. False
+/// when stdin is a terminal (nobody will type records).
+fn read_stdin(tx: mpsc::Sender<Msg>) -> bool {
+    if std::io::stdin().is_terminal() {
+        return false;
+    }
+    std::thread::spawn(move || {
+        let mut reader = wt_common::jsonl::Reader::new(std::io::stdin().lock());
+        while let Some(line) = reader.next() {
+            if tx.send(Msg::Line(line, reader.line())).is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Msg::InputEnd);
+    });
+    true
+}
+
+/// SIGINT and SIGTERM go to the loop, which ends every run's process group before exiting.
+fn on_signals(tx: mpsc::Sender<Msg>) {
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else { return };
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            let _ = tx.send(Msg::Signal(sig));
+        }
+    });
+}
+
+fn columns() -> Vec<Column> {
+    let mut cols = core_columns();
+    cols.truncate(1);
+    cols.push(Column {
+        title: "STATUS",
+        value: |r| {
+            let watch = r.key("watch").and_then(|w| w.get("status")).and_then(Value::as_str).unwrap_or_default();
+            status_or_error(r, watch)
+        },
+    });
+    cols.push(Column {
+        title: "ROUNDS",
+        value: |r| r.key("watch").and_then(|w| w.get("rounds")).map(Value::to_string).unwrap_or_default(),
+    });
+    cols.push(Column {
+        title: "LOG",
+        value: |r| {
+            let run = r.key("watch").and_then(|w| w.get("run"));
+            run.and_then(|x| x.get("log")).and_then(Value::as_str).unwrap_or_default().to_string()
+        },
+    });
+    cols
 }

@@ -1,11 +1,10 @@
-//! Where a repository's supervisor listens (`wt_common::pane_socket`: a file socket in a 0700
+//! Where a repository's supervisor listens (`wt_common::supervisor`: a file socket in a 0700
 //! directory, named after a hash of the repository's common dir), and where a confined pane's
 //! own socket and the other control planes a confined command must not reach are.
 
 use std::path::{Path, PathBuf};
 
-use wt_common::pane_socket::fnv1a;
-pub use wt_common::pane_socket::{repo_hash, socket_dir, socket_path};
+pub use wt_common::supervisor::{fnv1a, hidden_here, repo_hash, socket_dir, socket_path};
 
 /// The socket of a confined pane's own, beside its supervisor's: `<hash>.pane-<hash of name>.sock`
 /// (a hash, so a long pane name cannot push the path past the limit).
@@ -35,10 +34,4 @@ pub fn control_dirs() -> Vec<PathBuf> {
         dirs.push(dir.to_path_buf());
     }
     dirs
-}
-
-/// Whether `dir` is covered here, as inside a confined run: a read-only file system where a
-/// supervisor's socket should be.
-pub fn hidden_here(dir: &Path) -> bool {
-    nix::sys::statvfs::statvfs(dir).is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
 }

@@ -82,7 +82,10 @@ impl TmuxPane {
 
     fn info(&self) -> Option<Vec<String>> {
         let f = "#{pane_width} #{pane_height} #{alternate_on} #{pane_dead} #{pane_dead_status} #{cursor_y} #{cursor_x}";
-        tmux(&["display-message", "-p", "-t", &self.window, f]).ok().map(|s| s.split(' ').map(str::to_string).collect())
+        // tmux answers an empty line, and success, about a window that no longer exists.
+        let fields: Vec<String> =
+            tmux(&["display-message", "-p", "-t", &self.window, f]).ok()?.split(' ').map(str::to_string).collect();
+        (fields.len() >= 7 && !fields[0].is_empty()).then_some(fields)
     }
 
     /// `None` while the program runs; its exit once it ended (or its window is gone).

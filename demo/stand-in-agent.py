@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""A stand-in for a coding agent, for `make demo` and wt-watch's tests: in a terminal it asks
+for bracketed paste, shows a prompt when idle, reads what is pasted, shows a spinner while it
+"works" (so its screen is never quiet then), and applies the fix it is told about
+(`FILE: expected VALUE` in the failure), then commits it.
+
+usage: stand-in-agent.py [LOG [MODE]]
+  LOG   where to note each message, and anything typed while it was busy
+  MODE  fix-code (default); edit-test: make the test pass by rewriting tests/check.sh;
+        quit: exit 3 on the first message; slow-start: fix-code after a slow start"""
+import os, re, select, subprocess, sys, time, tty
+
+log = open(sys.argv[1], "a", buffering=1) if len(sys.argv) > 1 else None
+mode = sys.argv[2] if len(sys.argv) > 2 else "fix-code"
+if mode == "slow-start":  # real agents take their time to start
+    time.sleep(1.5)
+    mode = "fix-code"
+fd = sys.stdin.fileno()
+tty.setraw(fd)
+
+
+def note(text):
+    if log:
+        log.write(text + "\n")
+
+
+def out(s):
+    os.write(1, s.replace("\n", "\r\n").encode())
+
+
+def work(seconds):
+    end, i = time.time() + seconds, 0
+    while time.time() < end:
+        if select.select([fd], [], [], 0.05)[0]:
+            note("TYPED-WHILE-BUSY %r" % os.read(fd, 4096))
+        out("\r  working %s" % "|/-\\"[i % 4])
+        i += 1
+    out("\r\n")
+
+
+out("\x1b[?2004h")  # bracketed paste on, as real agents ask for it
+out("agent> ")
+buf = b""
+while True:
+    data = os.read(fd, 65536)
+    if not data:
+        break
+    buf += data
+    end = buf.find(b"\x1b[201~")
+    if end < 0 or not buf[end + 6:].startswith(b"\r"):
+        continue
+    msg = buf[buf.find(b"\x1b[200~") + 6:end].decode()
+    buf = buf[end + 7:]
+    note("MESSAGE " + msg.replace("\n", "\\n"))
+    if mode == "quit":
+        sys.exit(3)
+    out("\n--- pasted into the agent ---\n" + msg + "\n-----------------------------\n")
+    work(0.4)
+    m = re.search(r"(\w+\.txt): expected (\w+)", msg)
+    if mode == "fix-code" and m:
+        with open(m.group(1), "w") as f:
+            f.write(m.group(2) + "\n")
+        name = os.environ.get("WT_NAME", "?")
+        subprocess.run(["git", "commit", "-qam", "fix %s in %s" % (m.group(1), name)], check=False)
+        out("fixed %s\n" % m.group(1))
+    elif mode == "edit-test":
+        with open("tests/check.sh", "w") as f:
+            f.write("exit 0\n")
+        out("changed the test\n")
+    work(0.6)
+    out("agent> ")

@@ -1,0 +1,548 @@
+//! wt-watch end to end: real worktrees, real inotify, real test commands in process groups, and
+//! stand-in agents in real panes (a small program in a PTY of the supervisor that shows a
+//! prompt, reads what is pasted, and applies the fix it is told about). Each test has its own
+//! repository, socket directory and supervisor, and stops what it started.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wt_tests::{bin, Run, TestRepo};
+
+/// The stand-in agent (demo/stand-in-agent.py): a prompt when idle, a spinner while it works,
+/// a log of every message and of anything typed while it was busy.
+fn stand_in_agent() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/stand-in-agent.py")
+}
+
+/// The test the agents must turn green: a.txt must say 42, then b.txt 7.
+const CHECK: &str = r#"for pair in a.txt:42 b.txt:7; do
+  f=${pair%%:*}; want=${pair#*:}; got=$(cat "$f")
+  [ "$got" = "$want" ] || { echo "assertion failed: $f: expected $want, got $got"; exit 1; }
+done
+echo "all good"
+"#;
+
+struct Watch {
+    t: TestRepo,
+    xdg: PathBuf,
+}
+
+impl Watch {
+    /// A repository whose test fails until a.txt is 42 and b.txt is 7.
+    fn new() -> Watch {
+        let t = TestRepo::new();
+        t.write("a.txt", "0\n");
+        t.write("b.txt", "0\n");
+        t.write("tests/check.sh", CHECK);
+        t.write(".gitignore", "build/\n");
+        t.commit("a failing test");
+        let xdg = t.root().join("xdg");
+        std::fs::create_dir_all(&xdg).unwrap();
+        std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Watch { t, xdg }
+    }
+
+    fn env(&self, c: &mut Command) {
+        self.t.isolate(c);
+        c.env("XDG_RUNTIME_DIR", &self.xdg).env("WT_PANE_IDLE", "20s").env("TMUX_TMPDIR", &self.xdg).env_remove("TMUX");
+    }
+
+    fn tool(&self, tool: &str) -> Command {
+        let mut c = Command::new(bin(tool));
+        c.current_dir(&self.t.repo);
+        self.env(&mut c);
+        c
+    }
+
+    fn create(&self, name: &str) -> PathBuf {
+        self.t.run("wt-create", &[name], "").expect_code(0);
+        self.t.wt_root().join(name)
+    }
+
+    /// A stand-in agent in a pane named like the worktree, at its prompt; its log is outside
+    /// the worktree.
+    fn agent(&self, name: &str, mode: &str) -> PathBuf {
+        self.agent_on(name, mode, "native")
+    }
+
+    /// The same with the pane on `backend` (`native` or `tmux`).
+    fn agent_on(&self, name: &str, mode: &str, backend: &str) -> PathBuf {
+        let log = self.start_agent_on(name, mode, backend);
+        let mut wait = self.tool("wt-run");
+        wait.args(["pane", "wait", name, "--match", "agent>", "--timeout", "20s"]);
+        Run::of(&mut wait, "").expect_code(0);
+        log
+    }
+
+    /// A stand-in agent in a pane, not waited for.
+    fn start_agent(&self, name: &str, mode: &str) -> PathBuf {
+        self.start_agent_on(name, mode, "native")
+    }
+
+    fn start_agent_on(&self, name: &str, mode: &str, backend: &str) -> PathBuf {
+        let log = self.t.root().join(format!("{name}.agent.log"));
+        let agent = stand_in_agent();
+        let mut c = self.tool("wt-run");
+        c.args(["-w", name, "--pane", "--backend", backend, "--", "python3"]).arg(&agent).arg(&log).arg(mode);
+        Run::of(&mut c, "").expect_code(0);
+        log
+    }
+
+    /// `wt-watch -w NAME --until-green --feed pane` (fast timings, `extra` flags) over the test.
+    fn until_green(&self, name: &str, extra: &[&str]) -> Run {
+        let mut args = vec!["-w", name, "--until-green", "--feed", "pane"];
+        args.extend(FAST);
+        args.extend(extra);
+        args.extend(["--", "sh", "tests/check.sh"]);
+        self.watch(&args)
+    }
+
+    fn watch(&self, args: &[&str]) -> Run {
+        let mut c = self.tool("wt-watch");
+        c.args(args);
+        Run::of(&mut c, "")
+    }
+
+    /// wt-watch in the background, its records read as they come.
+    fn spawn(&self, args: &[&str], stdin: Stdio) -> Live {
+        let mut c = self.tool("wt-watch");
+        c.args(args).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn wt-watch");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(serde_json::from_str::<Value>(&line).unwrap_or_else(|e| panic!("{e}: {line}")));
+            }
+        });
+        Live { child, rx }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut c = self.tool("wt-run");
+        c.args(["pane", "stop"]);
+        let _ = Run::of(&mut c, "");
+        let mut tmux = Command::new("tmux");
+        tmux.arg("kill-server");
+        self.env(&mut tmux);
+        let _ = tmux.output();
+    }
+}
+
+/// A running wt-watch.
+struct Live {
+    child: Child,
+    rx: mpsc::Receiver<Value>,
+}
+
+impl Live {
+    fn next(&self) -> Value {
+        self.rx.recv_timeout(Duration::from_secs(60)).expect("a record from wt-watch within a minute")
+    }
+
+    fn signal(&mut self, sig: nix::sys::signal::Signal) -> Option<i32> {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
+        self.child.wait().unwrap().code()
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn status(rec: &Value) -> &str {
+    rec["watch"]["status"].as_str().unwrap_or_else(|| panic!("no watch.status: {rec}"))
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+fn pids(file: &Path) -> Vec<i32> {
+    std::fs::read_to_string(file).unwrap_or_default().split_whitespace().filter_map(|p| p.parse().ok()).collect()
+}
+
+const FAST: [&str; 6] = ["--debounce", "100", "--quiet-ms", "300", "--agent-timeout", "60s"];
+
+#[test]
+fn an_agent_in_a_pane_is_led_to_green_with_no_other_input() {
+    let w = Watch::new();
+    w.create("fixer");
+    let log = w.agent("fixer", "fix-code");
+    let run = w.until_green("fixer", &["--guard", "tests/**"]);
+    run.expect_code(0);
+    let recs = run.records();
+    assert_eq!(recs.len(), 1, "one record with --until-green\n{run}");
+    let rec = &recs[0];
+    assert_eq!(status(rec), "green", "{rec}");
+    assert_eq!(rec["watch"]["rounds"], 3, "red (a.txt), red (b.txt), green: {rec}");
+    assert_eq!(rec["watch"]["run"]["exit"], 0);
+    assert!(Path::new(rec["watch"]["run"]["log"].as_str().unwrap()).is_file());
+    assert!(rec["watch"]["last_failure"].as_str().unwrap().contains("b.txt: expected 7"), "{rec}");
+    let agent = std::fs::read_to_string(&log).unwrap();
+    assert!(!agent.contains("TYPED-WHILE-BUSY"), "typed into a busy agent:\n{agent}");
+    let messages: Vec<&str> = agent.lines().filter(|l| l.starts_with("MESSAGE ")).collect();
+    assert_eq!(messages.len(), 2, "{agent}");
+    assert!(messages[0].contains("a.txt: expected 42, got 0") && messages[1].contains("b.txt: expected 7"), "{agent}");
+    for m in &messages {
+        assert!(m.contains("The tests are the specification") && m.contains("Do not change the tests"), "{m}");
+    }
+}
+
+#[test]
+fn an_agent_in_a_tmux_window_is_led_to_green_too() {
+    let w = Watch::new();
+    w.create("tmuxed");
+    let log = w.agent_on("tmuxed", "fix-code", "tmux");
+    let run = w.until_green("tmuxed", &[]);
+    run.expect_code(0);
+    let rec = &run.records()[0];
+    assert_eq!((status(rec), &rec["watch"]["rounds"]), ("green", &serde_json::json!(3)), "{run}");
+    let agent = std::fs::read_to_string(&log).unwrap();
+    assert!(!agent.contains("TYPED-WHILE-BUSY"), "typed into a busy agent:\n{agent}");
+}
+
+/// `--test-pane`: each round runs in a pane `<name>-test` on the agent's backend; the loop
+/// still reads the failure from the log, not the screen.
+fn test_pane_round_trip(backend: &str) {
+    let w = Watch::new();
+    let name = format!("tp-{backend}");
+    w.create(&name);
+    let log = w.agent_on(&name, "fix-code", backend);
+    let run = w.until_green(&name, &["--test-pane"]);
+    run.expect_code(0);
+    let rec = &run.records()[0];
+    assert_eq!((status(rec), &rec["watch"]["rounds"]), ("green", &serde_json::json!(3)), "{run}");
+    let round_log = std::fs::read_to_string(rec["watch"]["run"]["log"].as_str().unwrap()).unwrap();
+    assert_eq!(round_log, "all good\n");
+    let mut ls = w.tool("wt-run");
+    ls.args(["pane", "ls"]);
+    let panes = Run::of(&mut ls, "").expect_code(0).records();
+    let test_pane = panes.iter().find(|p| p["name"] == format!("{name}-test")).unwrap_or_else(|| panic!("{panes:?}"));
+    let agent_pane = panes.iter().find(|p| p["name"] == name.as_str()).unwrap();
+    assert_eq!(test_pane["backend"].as_str().unwrap_or("native"), backend);
+    assert_eq!(test_pane["cwd"], agent_pane["cwd"]);
+    if backend == "tmux" {
+        assert_eq!(test_pane["tmux"]["session"], agent_pane["tmux"]["session"], "a window of the agent's session");
+    }
+    let agent = std::fs::read_to_string(&log).unwrap();
+    assert!(agent.contains("b.txt: expected 7") && !agent.contains("TYPED-WHILE-BUSY"), "{agent}");
+}
+
+#[test]
+fn test_pane_rounds_run_beside_a_native_agent_pane() {
+    test_pane_round_trip("native");
+}
+
+#[test]
+fn test_pane_rounds_run_in_the_agents_tmux_session() {
+    test_pane_round_trip("tmux");
+}
+
+#[test]
+fn an_agent_still_starting_is_not_typed_into_before_it_shows_anything() {
+    let w = Watch::new();
+    w.create("sleepy");
+    let log = w.start_agent("sleepy", "slow-start");
+    let run = w.until_green("sleepy", &[]);
+    run.expect_code(0);
+    assert_eq!(status(&run.records()[0]), "green", "{run}");
+    let agent = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(agent.lines().filter(|l| l.starts_with("MESSAGE ")).count(), 2, "{agent}");
+}
+
+#[test]
+fn an_agent_that_edits_the_test_is_green_guard_touched_and_wt_merge_skips_it() {
+    let w = Watch::new();
+    w.create("gamer");
+    w.agent("gamer", "edit-test");
+    let run = w.until_green("gamer", &["--guard", "tests/**"]);
+    let rec = &run.records()[0];
+    assert_eq!(status(rec), "green-guard-touched", "{run}");
+    assert_eq!(rec["watch"]["guard_touched"], serde_json::json!(["tests/check.sh"]));
+    run.expect_code(1);
+    let mut merge = w.tool("wt-merge");
+    merge.args(["--verify", "true"]);
+    let merged = Run::of(&mut merge, &run.stdout);
+    let m = &merged.records()[0];
+    assert_eq!(m["merge"]["status"], "skipped", "{merged}");
+    assert!(m["merge"]["reason"].as_str().unwrap().contains("green-guard-touched"), "{merged}");
+    assert!(m["merge"]["reason"].as_str().unwrap().contains("tests/check.sh"), "{merged}");
+}
+
+#[test]
+fn three_worktrees_turned_green_by_their_agents_are_all_merged() {
+    let w = Watch::new();
+    for n in ["t1", "t2", "t3"] {
+        w.create(n);
+        w.agent(n, "fix-code");
+    }
+    let mut watch = w.tool("wt-watch");
+    watch.args(["-w", "t1", "-w", "t2", "-w", "t3", "--until-green", "--feed", "pane"]);
+    watch.args(FAST).args(["--", "sh", "tests/check.sh"]);
+    watch.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut watcher = watch.spawn().unwrap();
+    let mut merge = w.tool("wt-merge");
+    merge.args(["--verify", "sh tests/check.sh"]);
+    merge.stdin(Stdio::from(watcher.stdout.take().unwrap()));
+    let merged = Run::from_output(merge.output().unwrap());
+    let watched = Run::from_output(watcher.wait_with_output().unwrap());
+    watched.expect_code(0);
+    merged.expect_code(0);
+    let recs = merged.records();
+    assert_eq!(recs.len(), 3, "{merged}");
+    for r in &recs {
+        assert_eq!(r["merge"]["status"], "merged", "{merged}");
+        assert_eq!(r["watch"]["status"], "green");
+    }
+    assert_eq!(std::fs::read_to_string(w.t.repo.join("a.txt")).unwrap(), "42\n");
+    assert_eq!(std::fs::read_to_string(w.t.repo.join("b.txt")).unwrap(), "7\n");
+}
+
+#[test]
+fn a_change_during_a_run_cancels_it_and_ends_its_processes_and_sigterm_ends_the_rest() {
+    let w = Watch::new();
+    let tree = w.create("slow");
+    let record = w.t.root().join("pids");
+    let cmd = format!("echo $$ >> {0}; sleep 300 & echo $! >> {0}; wait", record.display());
+    let mut live =
+        w.spawn(&["-w", "slow", "--feed", "none", "--debounce", "100", "--", "sh", "-c", &cmd], Stdio::null());
+    wait_for("the first run and its child", || pids(&record).len() == 2);
+    let first = pids(&record);
+    std::fs::write(tree.join("a.txt"), "1\n").unwrap();
+    wait_for("the stale run's processes to end", || first.iter().all(|p| !alive(*p)));
+    wait_for("a new run", || pids(&record).len() == 4);
+    let second = pids(&record)[2..].to_vec();
+    assert!(second.iter().all(|p| alive(*p)));
+    assert_eq!(live.signal(nix::sys::signal::Signal::SIGTERM), Some(143));
+    wait_for("the running test's processes to end", || second.iter().all(|p| !alive(*p)));
+}
+
+#[test]
+fn a_worktree_that_disappears_gets_an_error_and_the_others_go_on_until_sigint() {
+    let w = Watch::new();
+    let gone = w.create("gone");
+    let stays = w.create("stays");
+    let mut live =
+        w.spawn(&["-w", "gone", "-w", "stays", "--feed", "none", "--debounce", "100", "--", "true"], Stdio::null());
+    let first: Vec<Value> = (0..2).map(|_| live.next()).collect();
+    assert!(first.iter().all(|r| status(r) == "green"), "{first:?}");
+    std::fs::remove_dir_all(&gone).unwrap();
+    let err = live.next();
+    assert_eq!(err["name"], "gone");
+    assert_eq!(err["error"]["code"], "worktree-missing", "{err}");
+    std::fs::write(stays.join("new.txt"), "x").unwrap();
+    let again = live.next();
+    assert_eq!((again["name"].as_str(), status(&again)), (Some("stays"), "green"));
+    assert_eq!(live.signal(nix::sys::signal::Signal::SIGINT), Some(130));
+}
+
+#[test]
+fn a_test_command_that_does_not_exist_is_an_error_and_no_loop() {
+    let w = Watch::new();
+    w.create("nocmd");
+    let run = w.watch(&["-w", "nocmd", "--feed", "none", "--", "no-such-test-runner-xyz"]);
+    run.expect_code(2);
+    assert!(run.stdout.is_empty());
+    assert_eq!(run.stderr.lines().count(), 1, "{run}");
+    assert!(run.stderr.contains("test command not found: no-such-test-runner-xyz"), "{run}");
+    // A path is looked up in the worktree: an error record for it, and the watch ends.
+    let run = w.watch(&["-w", "nocmd", "--feed", "none", "--", "./missing.sh"]);
+    run.expect_code(1);
+    let rec = &run.records()[0];
+    assert_eq!(rec["error"]["code"], "not-found", "{run}");
+}
+
+#[test]
+fn no_test_command_anywhere_is_a_usage_error_and_wt_toml_can_give_one() {
+    let w = Watch::new();
+    w.create("conf");
+    let run = w.watch(&["-w", "conf"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("[watch] test"), "{run}");
+    w.t.write("wt.toml", "[watch]\ntest = \"sh tests/check.sh\"\nfeed = \"none\"\nmax_rounds = 1\n");
+    let run = w.watch(&["-w", "conf", "--until-green"]);
+    run.expect_code(1);
+    let rec = &run.records()[0];
+    assert_eq!(status(rec), "gave-up", "{run}");
+    assert_eq!(rec["watch"]["reason"], "still red after 1 round");
+    assert!(rec["watch"]["last_failure"].as_str().unwrap().contains("a.txt: expected 42"));
+    w.t.write("wt.toml", "[watch]\ntset = \"x\"\n");
+    w.watch(&["-w", "conf"]).expect_code(2);
+}
+
+#[test]
+fn a_missing_agent_pane_is_an_error_for_its_worktree() {
+    let w = Watch::new();
+    w.create("lonely");
+    let run = w.until_green("lonely", &[]);
+    run.expect_code(1);
+    let rec = &run.records()[0];
+    assert_eq!(rec["error"]["code"], "no-such-pane", "{run}");
+    assert!(rec["error"]["message"].as_str().unwrap().contains("lonely"), "{run}");
+}
+
+#[test]
+fn an_agent_whose_pane_exits_makes_the_loop_give_up_saying_why() {
+    let w = Watch::new();
+    w.create("quitter");
+    let log = w.agent("quitter", "quit");
+    let run = w.until_green("quitter", &[]);
+    run.expect_code(1);
+    let rec = &run.records()[0];
+    assert_eq!(status(rec), "gave-up", "{run}");
+    let reason = rec["watch"]["reason"].as_str().unwrap();
+    assert!(reason.contains("exited") && reason.contains("exit code 3"), "{reason}");
+    assert!(std::fs::read_to_string(log).unwrap().contains("MESSAGE "));
+}
+
+#[test]
+fn an_agent_that_never_answers_times_out() {
+    let w = Watch::new();
+    w.create("silent");
+    let run = w.watch(&[
+        "-w",
+        "silent",
+        "--until-green",
+        "--feed",
+        "none",
+        "--agent-timeout",
+        "300ms",
+        "--",
+        "sh",
+        "tests/check.sh",
+    ]);
+    run.expect_code(1);
+    let rec = &run.records()[0];
+    assert_eq!(status(rec), "gave-up");
+    assert!(rec["watch"]["reason"].as_str().unwrap().contains("did not change anything within 300ms"), "{rec}");
+}
+
+#[test]
+fn a_test_that_fails_then_passes_with_no_change_is_flaky() {
+    let w = Watch::new();
+    w.create("flake");
+    let flag = w.t.root().join("flag");
+    let cmd = format!("[ -e {0} ] && exit 0; touch {0}; echo transient failure; exit 1", flag.display());
+    let run = w.watch(&["-w", "flake", "--until-green", "--feed", "none", "--", "sh", "-c", &cmd]);
+    let rec = &run.records()[0];
+    assert_eq!(status(rec), "flaky", "{run}");
+    assert_eq!(rec["watch"]["rounds"], 1);
+    run.expect_code(1);
+}
+
+#[test]
+fn feedback_goes_to_a_file_or_a_command() {
+    let w = Watch::new();
+    let tree = w.create("files");
+    let got = w.t.root().join("from-cmd.txt");
+    let live = w.spawn(
+        &["-w", "files", "--feed", "file:../feedback.md", "--debounce", "100", "--", "sh", "tests/check.sh"],
+        Stdio::null(),
+    );
+    assert_eq!(status(&live.next()), "red");
+    let fed = w.t.wt_root().join("feedback.md");
+    wait_for("the feedback file", || fed.is_file());
+    let text = std::fs::read_to_string(&fed).unwrap();
+    assert!(text.contains("a.txt: expected 42, got 0") && text.contains("Do not change the tests"), "{text}");
+    std::fs::write(tree.join("a.txt"), "42\n").unwrap();
+    assert_eq!(status(&live.next()), "red");
+    wait_for("the next feedback", || std::fs::read_to_string(&fed).unwrap().contains("b.txt: expected 7"));
+    drop(live);
+    let cmd = format!("cmd:cat > {}", got.display());
+    let run = w.watch(&[
+        "-w",
+        "files",
+        "--until-green",
+        "--agent-timeout",
+        "1s",
+        "--feed",
+        &cmd,
+        "--",
+        "sh",
+        "tests/check.sh",
+    ]);
+    assert_eq!(status(&run.records()[0]), "gave-up", "{run}");
+    assert!(std::fs::read_to_string(&got).unwrap().contains("b.txt: expected 7"));
+}
+
+#[test]
+fn ignored_files_do_not_start_a_run_and_a_changed_gitignore_is_obeyed() {
+    let w = Watch::new();
+    let tree = w.create("ign");
+    let mut live = w.spawn(&["-w", "ign", "--feed", "none", "--debounce", "100", "--", "true"], Stdio::null());
+    assert_eq!(status(&live.next()), "green");
+    std::fs::create_dir_all(tree.join("build")).unwrap();
+    std::fs::write(tree.join("build/out.o"), "x").unwrap();
+    std::fs::write(tree.join("scratch.tmp"), "x").unwrap(); // not ignored yet: one run
+    assert_eq!(status(&live.next()), "green");
+    std::fs::write(tree.join(".gitignore"), "build/\n*.tmp\n").unwrap(); // a change: one run
+    assert_eq!(status(&live.next()), "green");
+    std::thread::sleep(Duration::from_millis(400));
+    std::fs::write(tree.join("scratch.tmp"), "y").unwrap();
+    std::fs::write(tree.join("build/out.o"), "y").unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    std::fs::create_dir_all(tree.join("src/deep")).unwrap();
+    assert_eq!(status(&live.next()), "green"); // the new directory
+    std::fs::write(tree.join("src/deep/x.rs"), "y").unwrap();
+    assert_eq!(status(&live.next()), "green"); // a file in it: the directory is watched
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(live.signal(nix::sys::signal::Signal::SIGINT), Some(130));
+    // The ignored writes started nothing.
+    let rest: Vec<Value> = live.rx.try_iter().collect();
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+#[test]
+fn worktrees_arriving_on_stdin_are_watched_while_others_run() {
+    let w = Watch::new();
+    w.create("first");
+    w.create("second");
+    let mut live = w.spawn(&["--feed", "none", "--debounce", "100", "--", "true"], Stdio::piped());
+    let mut stdin = live.child.stdin.take().unwrap();
+    writeln!(stdin, "first").unwrap();
+    let a = live.next();
+    assert_eq!((a["name"].as_str(), status(&a)), (Some("first"), "green"));
+    writeln!(stdin, "second").unwrap();
+    writeln!(stdin, "{{broken").unwrap();
+    let b = live.next();
+    assert_eq!((b["name"].as_str(), status(&b)), (Some("second"), "green"));
+    drop(stdin);
+    assert_eq!(live.signal(nix::sys::signal::Signal::SIGINT), Some(130));
+}
+
+#[test]
+fn the_inotify_watch_limit_is_a_clear_error() {
+    let w = Watch::new();
+    let tree = w.create("many");
+    for i in 0..40 {
+        std::fs::create_dir_all(tree.join(format!("d{i}"))).unwrap();
+    }
+    // A user namespace has its own limit, so this test does not starve anything else.
+    let mut c = Command::new("unshare");
+    c.args(["-U", "-r", "sh", "-c", "echo 8 > /proc/sys/user/max_inotify_watches && exec \"$0\" \"$@\""]);
+    c.arg(bin("wt-watch")).args(["-w", "many", "--feed", "none", "--", "true"]).current_dir(&w.t.repo);
+    w.env(&mut c);
+    let run = Run::of(&mut c, "");
+    run.expect_code(3);
+    assert!(run.stderr.contains("fs.inotify.max_user_watches"), "{run}");
+    assert!(run.stderr.contains("sysctl fs.inotify.max_user_watches="), "{run}");
+}

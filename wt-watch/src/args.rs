@@ -1,0 +1,212 @@
+//! The command line of wt-watch, and its `[watch]` section of wt.toml.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+use wt_common::cli::GlobalArgs;
+use wt_common::Error;
+
+/// Watch worktrees and run their tests whenever their files settle; when the tests fail, hand
+/// the failure to the agent working there and wait for its next change, until green.
+///
+/// Worktrees come from records or names on stdin (read while watching, so new ones can join),
+/// names as arguments or `-w`, or `--all`. One record per worktree per round goes to stdout
+/// (with `--until-green`: one per worktree, when it turns green or gives up).
+#[derive(Debug, Parser)]
+#[command(
+    name = "wt-watch",
+    version,
+    after_help = "Examples:\n  wt-create --list | wt-watch --until-green --feed pane -- cargo test | wt-merge --verify 'cargo test'\n  wt-watch -w agent-1 --feed file:FEEDBACK.md --guard 'tests/**' -- pytest -q\n  wt-watch --all --feed none -- make test              # report every round, feed nobody\n\nExit: 0 done (with --until-green: every worktree green), 1 a worktree gave up or has an\nerror, 2 usage, 3 unusable environment, 130/143 interrupted."
+)]
+pub struct Args {
+    /// Worktrees by name or path
+    #[arg(value_name = "WORKTREE")]
+    pub names: Vec<String>,
+
+    #[command(flatten)]
+    pub select: wt_common::cli::Selection,
+
+    /// Milliseconds of quiet after a change before the tests run [default: 300]
+    #[arg(long, value_name = "MS")]
+    pub debounce: Option<u64>,
+
+    /// Give up after N red rounds [default: 5]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rounds: Option<u32>,
+
+    /// One record per worktree, when it turns green or gives up; stop watching it then
+    #[arg(long)]
+    pub until_green: bool,
+
+    /// Where failures go: `pane` (the agent's pane, named like the worktree), `pane:NAME`,
+    /// `file:PATH` (relative paths are in the worktree), `cmd:COMMAND` (the failure on its
+    /// stdin), `none` [default: pane]
+    #[arg(long, value_name = "HOW")]
+    pub feed: Option<String>,
+
+    /// Files the agent must not change to turn green (glob, repeatable): if one changed between
+    /// the first red round and green, the status is green-guard-touched
+    #[arg(long, value_name = "GLOB")]
+    pub guard: Vec<String>,
+
+    /// Give up when the agent does not answer a failure with a change within DUR [default: 15m]
+    #[arg(long, value_name = "DUR", value_parser = wt_common::duration::parse_arg)]
+    pub agent_timeout: Option<Duration>,
+
+    /// With --feed pane: the agent is taken as idle once its screen has been quiet this long
+    /// [default: 1500]
+    #[arg(long, value_name = "MS")]
+    pub quiet_ms: Option<u64>,
+
+    /// Give up a test run after DUR (it counts as red)
+    #[arg(long, value_name = "DUR", value_parser = wt_common::duration::parse_arg)]
+    pub timeout: Option<Duration>,
+
+    /// Run the test command through `sh -c`, its words joined by spaces
+    #[arg(long)]
+    pub shell: bool,
+
+    /// Run each round in a pane of its own, `<worktree>-test`, beside the agent's (a window of
+    /// the same tmux session with the tmux backend), so a person can watch it
+    #[arg(long)]
+    pub test_pane: bool,
+
+    /// The test command [default: wt.toml's `[watch] test`, run through `sh -c`]
+    #[arg(last = true, value_name = "TEST")]
+    pub command: Vec<String>,
+
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+/// `[watch]` in wt.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The test command, run through `sh -c`.
+    pub test: Option<String>,
+    pub guard: Option<Vec<String>>,
+    pub debounce: Option<u64>,
+    pub max_rounds: Option<u32>,
+    pub feed: Option<String>,
+    pub agent_timeout: Option<String>,
+    pub quiet_ms: Option<u64>,
+    pub timeout: Option<String>,
+}
+
+/// Where a failure excerpt goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Feed {
+    /// The agent's pane: the worktree's name, or the one given.
+    Pane(Option<String>),
+    File(PathBuf),
+    Cmd(String),
+    None,
+}
+
+impl Feed {
+    pub fn parse(text: &str) -> Result<Feed, Error> {
+        let bad = |why: &str| {
+            Error::usage(
+                "bad-feed",
+                format!("--feed {text}: {why}; use pane, pane:NAME, file:PATH, cmd:COMMAND or none"),
+            )
+        };
+        let (kind, rest) = match text.split_once(':') {
+            Some((k, r)) => (k, Some(r)),
+            None => (text, None),
+        };
+        match (kind, rest) {
+            ("pane", None) => Ok(Feed::Pane(None)),
+            ("pane", Some(n)) if !n.is_empty() => Ok(Feed::Pane(Some(n.to_string()))),
+            ("file", Some(p)) if !p.is_empty() => Ok(Feed::File(PathBuf::from(p))),
+            ("cmd", Some(c)) if !c.trim().is_empty() => Ok(Feed::Cmd(c.to_string())),
+            ("none", None) => Ok(Feed::None),
+            ("pane" | "file" | "cmd", _) => Err(bad("it needs a value after the colon")),
+            _ => Err(bad("unknown kind")),
+        }
+    }
+}
+
+/// Everything a watch needs to know, flags over wt.toml over defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub command: Vec<String>,
+    pub debounce: Duration,
+    pub max_rounds: u32,
+    pub until_green: bool,
+    pub feed: Feed,
+    pub guard: Vec<String>,
+    pub agent_timeout: Duration,
+    pub quiet: Duration,
+    pub timeout: Option<Duration>,
+    pub test_pane: bool,
+}
+
+impl Settings {
+    pub fn resolve(args: &Args, config: Config) -> Result<Settings, Error> {
+        let command = if !args.command.is_empty() {
+            if args.shell {
+                vec!["sh".into(), "-c".into(), args.command.join(" ")]
+            } else {
+                args.command.clone()
+            }
+        } else if let Some(test) = config.test.filter(|t| !t.trim().is_empty()) {
+            vec!["sh".into(), "-c".into(), test]
+        } else {
+            return Err(Error::usage(
+                "no-test-command",
+                "no test command: give it after `--` (wt-watch -- cargo test) or as `[watch] test = \"…\"` in wt.toml",
+            ));
+        };
+        let duration = |flag: Option<Duration>, conf: Option<String>, default: Duration| -> Result<Duration, Error> {
+            match (flag, conf) {
+                (Some(d), _) => Ok(d),
+                (None, Some(text)) => wt_common::duration::parse(&text),
+                (None, None) => Ok(default),
+            }
+        };
+        let timeout = match (args.timeout, &config.timeout) {
+            (Some(d), _) => Some(d),
+            (None, Some(t)) => Some(wt_common::duration::parse(t)?),
+            (None, None) => None,
+        };
+        let max_rounds = args.max_rounds.or(config.max_rounds).unwrap_or(5);
+        if max_rounds == 0 {
+            return Err(Error::usage("bad-config", "wt.toml: [watch] max_rounds must be at least 1"));
+        }
+        Ok(Settings {
+            command,
+            debounce: Duration::from_millis(args.debounce.or(config.debounce).unwrap_or(300)),
+            max_rounds,
+            until_green: args.until_green,
+            feed: Feed::parse(args.feed.as_deref().or(config.feed.as_deref()).unwrap_or("pane"))?,
+            guard: if args.guard.is_empty() { config.guard.unwrap_or_default() } else { args.guard.clone() },
+            agent_timeout: duration(args.agent_timeout, config.agent_timeout, Duration::from_secs(15 * 60))?,
+            quiet: Duration::from_millis(args.quiet_ms.or(config.quiet_ms).unwrap_or(1500)),
+            timeout,
+            test_pane: args.test_pane,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feeds_parse_and_bad_ones_say_what_is_allowed() {
+        assert_eq!(Feed::parse("pane").unwrap(), Feed::Pane(None));
+        assert_eq!(Feed::parse("pane:agent-2").unwrap(), Feed::Pane(Some("agent-2".into())));
+        assert_eq!(Feed::parse("file:out.md").unwrap(), Feed::File("out.md".into()));
+        assert_eq!(Feed::parse("cmd:cat > x").unwrap(), Feed::Cmd("cat > x".into()));
+        assert_eq!(Feed::parse("none").unwrap(), Feed::None);
+        for bad in ["", "panes", "file:", "cmd: ", "none:x", "mail:me"] {
+            let e = Feed::parse(bad).unwrap_err();
+            assert_eq!(e.code, "bad-feed", "{bad}");
+            assert!(e.message.contains("pane:NAME"), "{}", e.message);
+        }
+    }
+}

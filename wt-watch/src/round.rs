@@ -1,0 +1,166 @@
+//! One round: the test command run in a worktree the way wt-run runs commands (its own process
+//! group, its output to a log, the worktree's env, a timeout), and what came of it.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use wt_common::process::{self, Groups, Outcome, Spec};
+use wt_common::supervisor::Client;
+use wt_common::Error;
+
+/// How much of a log the excerpt reads: its end, where the runners summarise.
+const EXCERPT_READ: u64 = 8 << 20;
+
+/// What a run needs.
+#[derive(Debug, Clone)]
+pub struct RoundSpec {
+    pub name: String,
+    pub cwd: PathBuf,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub log: PathBuf,
+    pub timeout: Option<Duration>,
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct Finished {
+    pub passed: bool,
+    /// The record's `run`: cmd, exit or signal, timed_out, duration_ms, log.
+    pub run: Value,
+    /// The failure excerpt, when it failed.
+    pub excerpt: Option<String>,
+}
+
+/// Grace between SIGTERM and SIGKILL for what a run leaves behind.
+pub const GRACE: Duration = Duration::from_secs(2);
+
+/// Runs the test command; `groups` holds its process group while it runs, so a change (or a
+/// signal to wt-watch) can end it.
+pub fn run(spec: &RoundSpec, groups: &Groups) -> Result<Finished, Error> {
+    let mut cmd = Command::new(&spec.argv[0]);
+    cmd.args(&spec.argv[1..]).current_dir(&spec.cwd).envs(spec.env.iter().map(|(k, v)| (k, v)));
+    let pspec = Spec { name: &spec.name, log: spec.log.clone(), timeout: spec.timeout, grace: GRACE, echo: false };
+    let outcome = process::run(cmd, &pspec, groups)?;
+    Ok(finish(spec, &outcome))
+}
+
+fn finish(spec: &RoundSpec, o: &Outcome) -> Finished {
+    let passed = o.status.success() && !o.timed_out;
+    let mut run = Map::new();
+    run.insert("cmd".into(), json!(spec.argv));
+    wt_common::runlog::describe(&mut run, o);
+    run.remove("tail"); // the excerpt says more; the log has it all
+    run.insert("log".into(), json!(spec.log));
+    let excerpt = (!passed).then(|| {
+        let mut text = read_end(&spec.log);
+        if o.timed_out {
+            text.push_str(&format!(
+                "\n[wt-watch: the tests did not finish within {:?} and were stopped]\n",
+                spec.timeout.unwrap_or_default()
+            ));
+        }
+        crate::excerpt::excerpt(&text, &spec.log)
+    });
+    Finished { passed, run: Value::Object(run), excerpt }
+}
+
+/// The last `EXCERPT_READ` bytes of the log.
+fn read_end(log: &Path) -> String {
+    let Ok(mut f) = std::fs::File::open(log) else { return String::new() };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(EXCERPT_READ)));
+    let mut bytes = Vec::new();
+    let _ = f.read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Ends every run in `groups` (SIGTERM, SIGKILL after the grace), in the background.
+pub fn cancel(groups: &Groups) {
+    let live: Vec<i32> = groups.lock().map(|g| g.iter().copied().collect()).unwrap_or_default();
+    for pgid in live {
+        std::thread::spawn(move || process::end_group(pgid, GRACE));
+    }
+}
+
+/// `--test-pane`: the round runs in a pane of the supervisor beside the agent's (a window of the
+/// same tmux session when the agent's pane is a tmux one), so a person can watch it; its output
+/// still goes to the log, and the excerpt is taken from there, not from the screen.
+#[derive(Debug, Clone)]
+pub struct TestPane {
+    pub socket: PathBuf,
+    /// The test pane's name: `<worktree>-test`.
+    pub pane: String,
+    /// The agent's pane, whose backend the test pane shares.
+    pub agent: String,
+}
+
+impl TestPane {
+    /// Runs the round in the pane and waits for it to exit.
+    pub fn run(&self, spec: &RoundSpec) -> Result<Finished, Error> {
+        let mut client = Client::connect(&self.socket)?;
+        let backend = client
+            .call("pane.list", json!({}))?
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["name"] == self.agent.as_str()))
+            .and_then(|p| p["backend"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "native".into());
+        // bash: the test's own exit status survives the pipe into the log, and is kept in a
+        // file too (a tmux window that closes at once takes its status with it).
+        let script =
+            "set -o pipefail; \"$@\" 2>&1 | tee \"$WT_WATCH_LOG\"; s=$?; echo $s > \"$WT_WATCH_LOG.status\"; exit $s";
+        let mut argv: Vec<String> = ["bash", "-c", script, "wt-watch-test"].map(String::from).to_vec();
+        argv.extend(spec.argv.iter().cloned());
+        let mut env: Map<String, Value> = spec.env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        env.insert("WT_WATCH_LOG".into(), json!(spec.log));
+        let params = json!({"name": self.pane, "cmd": argv, "cwd": spec.cwd, "env": env, "backend": backend});
+        let started = std::time::Instant::now();
+        if let Err(e) = client.call("pane.spawn", params.clone()) {
+            if e.code != "pane-exists" {
+                return Err(e);
+            }
+            client.call("pane.kill", json!({"pane": self.pane}))?; // a cancelled round's
+            client.call("pane.spawn", params)?;
+        }
+        let limit = spec.timeout.map_or(u64::MAX / 4, |t| t.as_millis() as u64);
+        let (exit, timed_out) =
+            match client.call("pane.wait", json!({"pane": self.pane, "exit": true, "timeout_ms": limit})) {
+                Ok(r) => (r["exit"].clone(), false),
+                Err(e) if e.code == "timeout" => {
+                    (client.call("pane.kill", json!({"pane": self.pane}))?["exit"].clone(), true)
+                }
+                Err(e) => return Err(e),
+            };
+        let status_file = PathBuf::from(format!("{}.status", spec.log.display()));
+        let code = std::fs::read_to_string(&status_file).ok().and_then(|s| s.trim().parse::<i64>().ok());
+        let _ = std::fs::remove_file(&status_file);
+        let exit = match code {
+            Some(c) if !timed_out => json!({"code": c}),
+            _ => exit,
+        };
+        let outcome = Outcome { status: exit_status(&exit), timed_out, duration: started.elapsed(), tail: Vec::new() };
+        Ok(finish(spec, &outcome))
+    }
+
+    /// Ends the pane's round (a change made it stale, or wt-watch is stopping).
+    pub fn cancel(&self) {
+        if let Ok(mut c) = Client::connect(&self.socket) {
+            let _ = c.call("pane.kill", json!({"pane": self.pane}));
+        }
+    }
+}
+
+/// A pane's `exit` (`{"code": N}` or `{"signal": "TERM"}`) as a process status.
+fn exit_status(exit: &Value) -> std::process::ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = exit.get("code").and_then(Value::as_i64) {
+        return std::process::ExitStatus::from_raw(((code as i32) & 0xff) << 8);
+    }
+    let sig = exit.get("signal").and_then(Value::as_str).unwrap_or("KILL");
+    let number =
+        format!("SIG{}", sig.trim_start_matches("SIG")).parse::<nix::sys::signal::Signal>().map_or(9, |s| s as i32);
+    std::process::ExitStatus::from_raw(number)
+}

@@ -1,0 +1,559 @@
+//! The loop: every watched worktree's state, driven by messages (file changes, finished runs,
+//! delivered feedback, new worktrees on stdin, signals) and by time (debounce, agent timeout).
+//! One thread decides; runs, feeds and the watcher work on threads of their own and report here.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+use wt_common::jsonl::{Input, Malformed};
+use wt_common::ledger::Ledger;
+use wt_common::output::Output;
+use wt_common::process::Groups;
+use wt_common::repo::Repo;
+use wt_common::select::{self, Target};
+use wt_common::{Error, Record};
+
+use crate::args::Settings;
+use crate::feed::{self, Undelivered};
+use crate::guard::{self, Guard, Snapshot};
+use crate::live::Live;
+use crate::round::{self, Finished, RoundSpec};
+use crate::watcher::{Change, Watcher};
+use crate::TOOL;
+
+/// What the loop hears.
+#[derive(Debug)]
+pub enum Msg {
+    Fs(Change),
+    WatchFailed(Error),
+    /// A line of stdin (its number), read on the reader's thread.
+    Line(Result<Input, Malformed>, usize),
+    InputEnd,
+    RunDone {
+        id: usize,
+        seq: u64,
+        result: Result<Finished, Error>,
+    },
+    Fed {
+        id: usize,
+        seq: u64,
+        result: Result<(), Undelivered>,
+    },
+    PaneExited {
+        id: usize,
+        seq: u64,
+        why: String,
+    },
+    Signal(i32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// A change waits for its debounce.
+    Pending,
+    Running,
+    /// The failure is on its way to the agent.
+    Feeding,
+    /// The agent has the failure; its next change starts the next round.
+    Waiting,
+    /// Green, watching for the next change (without --until-green).
+    Idle,
+    Done,
+}
+
+/// One watched worktree.
+#[derive(Debug)]
+struct Wt {
+    rec: Record,
+    root: PathBuf,
+    target: feed::Target,
+    env: Vec<(String, String)>,
+    phase: Phase,
+    /// When the last change not yet tested happened.
+    dirty: Option<Instant>,
+    /// Numbers the current run or feed; messages of an older one are stale.
+    seq: u64,
+    rounds: u32,
+    /// This round's failure was already run again once (a flaky test passes then).
+    retried: bool,
+    /// The guarded files at the first red round.
+    guard_base: Option<Snapshot>,
+    last_failure: Option<String>,
+    waiting_since: Option<Instant>,
+    groups: Groups,
+    /// With --test-pane: the pane the rounds run in.
+    test_pane: Option<round::TestPane>,
+    /// Stops the current feed or pane watch.
+    stop: Arc<AtomicBool>,
+}
+
+/// What every worktree shares.
+#[derive(Debug)]
+pub struct Ctx {
+    pub repo: Repo,
+    pub ledger: Ledger,
+    pub settings: Settings,
+    pub guard: Guard,
+    pub socket: PathBuf,
+    pub exclude: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct Session {
+    ctx: Ctx,
+    wts: Vec<Wt>,
+    watcher: Watcher,
+    tx: Sender<Msg>,
+    rx: Receiver<Msg>,
+    out: Output,
+    live: Live,
+    input_open: bool,
+    /// A worktree gave up (or, with --until-green, ended other than green).
+    not_green: bool,
+}
+
+impl Session {
+    pub fn new(ctx: Ctx, out: Output, tx: Sender<Msg>, rx: Receiver<Msg>, input_open: bool) -> Result<Session, Error> {
+        let watcher = Watcher::new(tx.clone(), ctx.exclude.clone())?;
+        Ok(Session { ctx, wts: Vec::new(), watcher, tx, rx, out, live: Live::new(), input_open, not_green: false })
+    }
+
+    /// Starts on a worktree, or passes a record through.
+    pub fn take(&mut self, target: Target) -> Result<(), Error> {
+        let rec = match target {
+            Target::PassThrough(r) => {
+                self.out.emit(&r);
+                return Ok(());
+            }
+            Target::Worktree(r) => *r,
+        };
+        if let Err(e) = select::check(&rec) {
+            return self.fail_record(rec, &e);
+        }
+        let root = rec.path.clone().unwrap_or_default();
+        let root = root.canonicalize().unwrap_or(root);
+        if self.wts.iter().any(|w| w.root == root && w.phase != Phase::Done) {
+            return Ok(()); // already watched
+        }
+        let id = self.wts.len();
+        self.watcher.add(id, &root)?;
+        let env = wt_common::lease::worktree_env(&rec, &self.ctx.ledger);
+        let s = &self.ctx.settings;
+        let target = feed::Target::resolve(&s.feed, &rec.name, &root, &self.ctx.socket, s.quiet, &env);
+        let debounce = s.debounce;
+        let test_pane = s.test_pane.then(|| round::TestPane {
+            socket: self.ctx.socket.clone(),
+            pane: format!("{}-test", rec.name),
+            agent: match &s.feed {
+                crate::args::Feed::Pane(Some(p)) => p.clone(),
+                _ => rec.name.clone(),
+            },
+        });
+        self.wts.push(Wt {
+            rec,
+            root,
+            target,
+            env,
+            phase: Phase::Pending,
+            // It runs once at start.
+            dirty: Some(Instant::now().checked_sub(debounce).unwrap_or_else(Instant::now)),
+            seq: 0,
+            rounds: 0,
+            retried: false,
+            guard_base: None,
+            last_failure: None,
+            waiting_since: None,
+            groups: Arc::new(Mutex::new(Default::default())),
+            test_pane,
+            stop: Arc::new(AtomicBool::new(false)),
+        });
+        Ok(())
+    }
+
+    fn fail_record(&mut self, mut rec: Record, e: &Error) -> Result<(), Error> {
+        rec.set_error(TOOL, e);
+        self.out.emit(&rec);
+        Ok(())
+    }
+
+    /// Runs until every worktree is done and stdin has ended, or a signal: the exit code.
+    pub fn run(mut self) -> Result<u8, Error> {
+        loop {
+            if !self.input_open && self.wts.iter().all(|w| w.phase == Phase::Done) {
+                break;
+            }
+            let wait =
+                self.next_deadline().map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(Instant::now()));
+            match self.rx.recv_timeout(wait) {
+                Ok(Msg::Signal(sig)) => {
+                    self.terminate_all();
+                    let _ = self.out.finish();
+                    return Ok(128u8.saturating_add(sig as u8));
+                }
+                Ok(msg) => self.handle(msg)?,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.tick();
+        }
+        let not_green = self.not_green;
+        let status = self.out.finish();
+        Ok(match status {
+            wt_common::Exit::Ok if not_green => 1,
+            s => s as u8,
+        })
+    }
+
+    fn handle(&mut self, msg: Msg) -> Result<(), Error> {
+        match msg {
+            Msg::Fs(change) => self.changed(change)?,
+            Msg::WatchFailed(e) => return Err(e),
+            Msg::Line(Ok(input), line) => {
+                match select::target_of_input(TOOL, &self.ctx.repo, &self.ctx.ledger, input, line) {
+                    Ok(t) => self.take(t)?,
+                    Err(m) => self.out.malformed(&m),
+                }
+            }
+            Msg::Line(Err(m), _) => self.out.malformed(&m),
+            Msg::InputEnd => self.input_open = false,
+            Msg::RunDone { id, seq, result } => {
+                if self.wts[id].seq == seq && self.wts[id].phase == Phase::Running {
+                    self.finished(id, result);
+                }
+            }
+            Msg::Fed { id, seq, result } => {
+                if self.wts[id].seq == seq && self.wts[id].phase == Phase::Feeding {
+                    self.fed(id, result);
+                }
+            }
+            Msg::PaneExited { id, seq, why } => {
+                if self.wts[id].seq == seq && self.wts[id].phase == Phase::Waiting {
+                    self.give_up(id, &why);
+                }
+            }
+            Msg::Signal(_) => {}
+        }
+        Ok(())
+    }
+
+    fn changed(&mut self, change: Change) -> Result<(), Error> {
+        let ids: Vec<usize> = match change {
+            Change::File { id } => vec![id],
+            Change::Dir { id, path } => {
+                self.watcher.add_dir(id, &path)?;
+                vec![id]
+            }
+            Change::Rules { id } => {
+                self.watcher.reload(id)?;
+                vec![id]
+            }
+            Change::Rescan => {
+                let live: Vec<usize> = (0..self.wts.len()).filter(|i| self.wts[*i].phase != Phase::Done).collect();
+                for id in &live {
+                    let root = self.wts[*id].root.clone();
+                    if root.is_dir() {
+                        self.watcher.add(*id, &root)?;
+                    }
+                }
+                live
+            }
+        };
+        for id in ids {
+            self.mark_changed(id);
+        }
+        Ok(())
+    }
+
+    /// A change that matters: a run in progress is stale (its group is ended), a feed not yet
+    /// delivered is dropped, and the next round waits for the debounce.
+    fn mark_changed(&mut self, id: usize) {
+        let w = &mut self.wts[id];
+        match w.phase {
+            Phase::Done => return,
+            Phase::Running => {
+                cancel_round(w);
+                w.seq += 1;
+            }
+            Phase::Feeding | Phase::Waiting => {
+                w.stop.store(true, Ordering::SeqCst);
+                w.seq += 1;
+            }
+            Phase::Pending | Phase::Idle => {}
+        }
+        w.phase = Phase::Pending;
+        w.dirty = Some(Instant::now());
+        w.waiting_since = None;
+    }
+
+    /// The next moment something is due: a debounce ending, an agent timing out.
+    fn next_deadline(&self) -> Option<Instant> {
+        let s = &self.ctx.settings;
+        self.wts
+            .iter()
+            .filter_map(|w| match w.phase {
+                Phase::Pending => w.dirty.map(|d| d + s.debounce),
+                Phase::Waiting => w.waiting_since.map(|t| t + s.agent_timeout),
+                _ => None,
+            })
+            .min()
+    }
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        let s = &self.ctx.settings;
+        let (debounce, timeout) = (s.debounce, s.agent_timeout);
+        for id in 0..self.wts.len() {
+            let w = &self.wts[id];
+            match w.phase {
+                Phase::Pending if w.dirty.is_some_and(|d| now >= d + debounce) => self.start_run(id),
+                Phase::Waiting if w.waiting_since.is_some_and(|t| now >= t + timeout) => {
+                    let why = format!(
+                        "the agent did not change anything within {} of being told the tests fail",
+                        human(timeout)
+                    );
+                    self.give_up(id, &why);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn start_run(&mut self, id: usize) {
+        let w = &mut self.wts[id];
+        if !w.root.is_dir() {
+            let e = Error::failed(
+                "worktree-missing",
+                format!("the worktree {} disappeared while it was watched", w.root.display()),
+            );
+            return self.error(id, &e);
+        }
+        let log = match wt_common::runlog::log_dir(&self.ctx.repo, &w.rec.name) {
+            Ok(dir) => dir.join(format!("watch-{}.log", wt_common::runlog::unique_stem())),
+            Err(e) => return self.error(id, &e),
+        };
+        w.seq += 1;
+        w.phase = Phase::Running;
+        w.dirty = None;
+        let s = &self.ctx.settings;
+        let spec = RoundSpec {
+            name: w.rec.name.clone(),
+            cwd: w.root.clone(),
+            argv: s.command.clone(),
+            env: w.env.clone(),
+            log,
+            timeout: s.timeout,
+        };
+        let (tx, groups, seq, test_pane) = (self.tx.clone(), Arc::clone(&w.groups), w.seq, w.test_pane.clone());
+        let round = w.rounds + 1;
+        let text = if w.retried {
+            format!("round {round}: running again (flaky?)")
+        } else {
+            format!("round {round}: running")
+        };
+        let name = w.rec.name.clone();
+        std::thread::spawn(move || {
+            let result = match &test_pane {
+                Some(pane) => pane.run(&spec),
+                None => round::run(&spec, &groups),
+            };
+            let _ = tx.send(Msg::RunDone { id, seq, result });
+        });
+        self.live.set(&name, text);
+    }
+
+    fn finished(&mut self, id: usize, result: Result<Finished, Error>) {
+        let fin = match result {
+            Ok(f) => f,
+            Err(e) => return self.error(id, &e),
+        };
+        if fin.passed {
+            return self.green(id, fin);
+        }
+        let w = &mut self.wts[id];
+        if !w.retried && w.dirty.is_none() {
+            // Red with no change since: run it once more; a pass now means a flaky test.
+            w.retried = true;
+            return self.start_run(id);
+        }
+        w.retried = false;
+        w.rounds += 1;
+        if w.guard_base.is_none() && !self.ctx.guard.is_empty() {
+            w.guard_base = Some(self.ctx.guard.snapshot(&w.root, self.ctx.exclude.as_deref()));
+        }
+        w.last_failure = fin.excerpt.clone();
+        let (rounds, max) = (w.rounds, self.ctx.settings.max_rounds);
+        if rounds >= max {
+            let why = format!("still red after {max} round{}", if max == 1 { "" } else { "s" });
+            self.emit(id, "gave-up", Some(&fin.run), &[("reason", json!(why))]);
+            return self.done(id, false, &why);
+        }
+        self.emit(id, "red", Some(&fin.run), &[]);
+        self.start_feed(id);
+    }
+
+    fn green(&mut self, id: usize, fin: Finished) {
+        let w = &mut self.wts[id];
+        w.rounds += 1;
+        let touched = match &w.guard_base {
+            Some(base) => guard::touched(base, &self.ctx.guard.snapshot(&w.root, self.ctx.exclude.as_deref())),
+            None => Vec::new(),
+        };
+        let status = if w.retried {
+            "flaky"
+        } else if !touched.is_empty() {
+            "green-guard-touched"
+        } else {
+            "green"
+        };
+        w.retried = false;
+        let extra: Vec<(&str, Value)> =
+            if touched.is_empty() { Vec::new() } else { vec![("guard_touched", json!(touched))] };
+        self.emit(id, status, Some(&fin.run), &extra);
+        if self.ctx.settings.until_green {
+            return self.done(id, status == "green", status);
+        }
+        let w = &mut self.wts[id];
+        (w.rounds, w.guard_base, w.last_failure, w.phase) = (0, None, None, Phase::Idle);
+        let name = w.rec.name.clone();
+        self.live.set(&name, format!("{status}; watching"));
+    }
+
+    fn start_feed(&mut self, id: usize) {
+        let w = &mut self.wts[id];
+        w.seq += 1;
+        w.stop = Arc::new(AtomicBool::new(false));
+        let s = &self.ctx.settings;
+        let text = feed::message(&w.rec.name, w.rounds, &s.command, w.last_failure.as_deref().unwrap_or_default());
+        let (tx, seq, stop, target, patience) =
+            (self.tx.clone(), w.seq, Arc::clone(&w.stop), w.target.clone(), s.agent_timeout);
+        w.phase = Phase::Feeding;
+        let name = w.rec.name.clone();
+        self.live.set(&name, format!("round {}: red, telling the agent", w.rounds));
+        std::thread::spawn(move || {
+            let result = feed::deliver(&target, &text, patience, &stop);
+            let _ = tx.send(Msg::Fed { id, seq, result });
+        });
+    }
+
+    fn fed(&mut self, id: usize, result: Result<(), Undelivered>) {
+        match result {
+            Ok(()) => {}
+            Err(Undelivered::Cancelled) => return,
+            Err(Undelivered::Exited(why)) => return self.give_up(id, &why),
+            Err(Undelivered::Busy(d)) => {
+                return self.give_up(id, &format!("the agent was never idle within {}", human(d)))
+            }
+            Err(Undelivered::Failed(e)) => return self.error(id, &e),
+        }
+        let w = &mut self.wts[id];
+        w.phase = Phase::Waiting;
+        w.waiting_since = Some(Instant::now());
+        if let feed::Target::Pane { socket, pane, .. } = &w.target {
+            // An agent that exits while it should be fixing things ends the loop, with why.
+            let (tx, seq, stop, socket, pane) =
+                (self.tx.clone(), w.seq, Arc::clone(&w.stop), socket.clone(), pane.clone());
+            std::thread::spawn(move || {
+                if let Some(why) = feed::watch_exit(&socket, &pane, &stop) {
+                    let _ = tx.send(Msg::PaneExited { id, seq, why });
+                }
+            });
+        }
+        let name = w.rec.name.clone();
+        let rounds = w.rounds;
+        self.live.set(&name, format!("round {rounds}: red, waiting for the agent"));
+    }
+
+    fn give_up(&mut self, id: usize, why: &str) {
+        self.emit(id, "gave-up", None, &[("reason", json!(why))]);
+        self.done(id, false, why);
+    }
+
+    fn error(&mut self, id: usize, e: &Error) {
+        let mut rec = self.wts[id].rec.clone();
+        rec.set_error(TOOL, e);
+        self.out.emit(&rec);
+        self.done(id, false, &e.message);
+    }
+
+    fn done(&mut self, id: usize, green: bool, text: &str) {
+        self.not_green |= !green;
+        let w = &mut self.wts[id];
+        w.phase = Phase::Done;
+        w.stop.store(true, Ordering::SeqCst);
+        cancel_round(w);
+        let name = w.rec.name.clone();
+        self.watcher.remove(id);
+        self.live.set(&name, format!("done: {text}"));
+    }
+
+    /// Writes the worktree's record with `watch`: at every round, or with --until-green only
+    /// when the worktree is done.
+    fn emit(&mut self, id: usize, status: &str, run: Option<&Value>, extra: &[(&str, Value)]) {
+        let final_status = status != "red";
+        if self.ctx.settings.until_green && !final_status {
+            return;
+        }
+        let w = &self.wts[id];
+        let mut watch = Map::new();
+        watch.insert("status".into(), json!(status));
+        watch.insert("rounds".into(), json!(w.rounds));
+        for (k, v) in extra {
+            watch.insert((*k).to_string(), v.clone());
+        }
+        if let Some(f) = &w.last_failure {
+            watch.insert("last_failure".into(), json!(f));
+        }
+        if let Some(run) = run {
+            watch.insert("run".into(), run.clone());
+        }
+        let mut rec = w.rec.clone();
+        rec.set_key("watch", Value::Object(watch));
+        self.out.emit(&rec);
+    }
+
+    /// On SIGINT/SIGTERM: every test run's group gets SIGTERM, then SIGKILL after the grace.
+    fn terminate_all(&mut self) {
+        let groups: Vec<i32> = self
+            .wts
+            .iter()
+            .flat_map(|w| w.groups.lock().map(|g| g.iter().copied().collect::<Vec<_>>()).unwrap_or_default())
+            .collect();
+        for w in &self.wts {
+            w.stop.store(true, Ordering::SeqCst);
+            if let Some(pane) = &w.test_pane {
+                pane.cancel();
+            }
+        }
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|g| std::thread::spawn(move || wt_common::process::end_group(g, round::GRACE)))
+            .collect();
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Ends the worktree's running round, wherever it runs, in the background.
+fn cancel_round(w: &Wt) {
+    round::cancel(&w.groups);
+    if let Some(pane) = w.test_pane.clone() {
+        std::thread::spawn(move || pane.cancel());
+    }
+}
+
+/// `15m`, `90s`, `500ms`: a duration as a person writes it.
+fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
