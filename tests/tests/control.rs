@@ -3,6 +3,7 @@
 //! server are out of a confined command's reach. Every escape is tried for real, from inside
 //! a confined pane or batch run, and the harm is checked not to have happened.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
 use serde_json::Value;
@@ -357,15 +358,25 @@ fn a_confined_pane_holds_a_bounded_number_of_connections() {
     for c in &mut held {
         assert_eq!(wt_tests::panes::raw_call(c, ping)["ok"], true);
     }
-    let mut over = std::os::unix::net::UnixStream::connect(&own).unwrap();
-    assert_eq!(code(&wt_tests::panes::raw_call(&mut over, ping)), "too-many-connections");
+    // One over the limit is told so at once, unasked, and closed (so it is read, not written
+    // to: a write could meet the closed end).
+    let over = std::os::unix::net::UnixStream::connect(&own).unwrap();
+    let mut refusal = String::new();
+    BufReader::new(over).read_line(&mut refusal).unwrap();
+    assert_eq!(code(&serde_json::from_str(&refusal).unwrap()), "too-many-connections");
     // The supervisor's own socket is not limited by it, and a closed connection frees a place.
     assert!(p.wt_run(&["pane", "ls"]).expect_code(0).stdout.contains("\"name\":\"greedy\""));
     drop(held.pop());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
+        // Until the supervisor has seen the close, a new connection is still one too many,
+        // refused and closed: then the write or the read fails, and it is tried again.
         let mut again = std::os::unix::net::UnixStream::connect(&own).unwrap();
-        if wt_tests::panes::raw_call(&mut again, ping)["ok"] == true {
+        let mut answer = String::new();
+        let answered = again.write_all(ping).is_ok()
+            && BufReader::new(&again).read_line(&mut answer).is_ok()
+            && serde_json::from_str::<serde_json::Value>(&answer).is_ok_and(|v| v["ok"] == true);
+        if answered {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "no place was freed");
