@@ -89,8 +89,7 @@ fn npm_tree_shared_into_eight_worktrees_costs_little_and_runs_everywhere() {
     run.expect_code(0);
     let recs = run.records();
     assert_eq!(recs.len(), 8);
-    let main_nm = t.repo.join("node_modules");
-    let (full_copy, main_inodes) = disk_use(&[main_nm.clone()], &HashSet::new());
+    let (full_copy, main_inodes) = disk_use(&[t.repo.join("node_modules")], &HashSet::new());
     let mut trees = Vec::new();
     for rec in &recs {
         let shared = share_record(rec, "node_modules");

@@ -157,6 +157,7 @@ impl Sharing {
         let in_place = inplace::reason(&source);
         let method = self.method(store, &parent, in_place.is_some(), dir)?;
         let cache_file = cache::path_for(store.root(), &source);
+        let known = if in_place.is_none() { cache::load(&cache_file) } else { Default::default() };
         let build = tree::Build {
             source: &source,
             main: &self.main,
@@ -164,10 +165,10 @@ impl Sharing {
             method,
             store: in_place.is_none().then_some(store),
             progress: &self.progress,
+            known: &known,
         };
-        let known = if in_place.is_none() { cache::load(&cache_file) } else { Default::default() };
-        let built = tree::build(&build, &tmp, known);
-        let (counts, now) = match built {
+        let built = tree::build(&build, &tmp);
+        let tree::Built { counts, known: now, changed } = match built {
             Ok(b) => b,
             Err(e) => {
                 let _ = wt_common::fsutil::remove_any(&tmp);
@@ -176,7 +177,7 @@ impl Sharing {
         };
         failpoint::hit("share-before-swap");
         swap_in(&tmp, &dest).map_err(|e| Error::io(dest.display(), e))?;
-        if in_place.is_none() {
+        if in_place.is_none() && changed {
             let _turn = self.cache_writes.lock().unwrap_or_else(|p| p.into_inner());
             if let Err(e) = cache::save(&cache_file, &now) {
                 tracing::warn!("cannot save the share cache {}: {e}", cache_file.display());
@@ -286,8 +287,12 @@ fn swap_in(tmp: &Path, dest: &Path) -> std::io::Result<()> {
 
 /// The directories shared into a worktree, for `--share-status`.
 fn remember(file: &Path, dirs: &[PathBuf]) -> Result<(), Error> {
-    let mut all: BTreeSet<PathBuf> = shared_dirs(file).into_iter().collect();
+    let before: BTreeSet<PathBuf> = shared_dirs(file).into_iter().collect();
+    let mut all = before.clone();
     all.extend(dirs.iter().cloned());
+    if all == before {
+        return Ok(());
+    }
     let bytes = serde_json::to_vec(&all).expect("paths serialize");
     wt_common::fsutil::write_atomic(file, &bytes).map_err(|e| Error::io(file.display(), e))
 }

@@ -20,6 +20,8 @@ use std::sync::Mutex;
 
 use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
+
+use super::cache::Ident;
 use wt_common::Error;
 
 /// A store entry's name: the content hash and the mode bits (a hard link shares its mode, so
@@ -137,11 +139,11 @@ impl Store {
 
     /// Makes sure the store holds `file`'s content under `key` (`file` was just hashed to
     /// `key`): takes a hard link to it when there is none, and checks an entry already there.
-    pub fn adopt(&self, file: &Path, meta: &fs::Metadata, key: &Key) -> io::Result<Adopted> {
+    pub fn adopt(&self, file: &Path, id: &Ident, key: &Key) -> io::Result<Adopted> {
         let entry = self.entry(key);
         for _ in 0..3 {
             match fs::symlink_metadata(&entry) {
-                Ok(m) if m.dev() == meta.dev() && m.ino() == meta.ino() => {
+                Ok(m) if m.dev() == id.dev && m.ino() == id.ino => {
                     self.mark_verified(key);
                     return Ok(Adopted::SameInode);
                 }
@@ -164,7 +166,7 @@ impl Store {
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue, // another sharer won
                 Err(_) => {
-                    self.put_copy(file, meta.mode(), &entry)?;
+                    self.put_copy(file, id.mode, &entry)?;
                     self.mark_verified(key);
                     return Ok(Adopted::Separate);
                 }
