@@ -390,3 +390,52 @@ fn pnpm_settings_are_printed_and_applied() {
     let settings: HashMap<_, _> = npmrc.lines().filter_map(|l| l.split_once('=')).collect();
     assert_eq!(settings.len(), 2, "{npmrc}");
 }
+
+#[test]
+fn many_processes_sharing_at_once_fill_the_store_once() {
+    let t = TestRepo::new();
+    t.write(".gitignore", "deps/\n");
+    t.commit("ignore deps");
+    for i in 0..40 {
+        t.write(&format!("deps/m{}/f{i}.js", i % 4), &format!("module {}\n", i % 20));
+        // 20 distinct contents
+    }
+    // Six processes at once, each hashing into a store that is still empty.
+    let children: Vec<_> = (1..=6)
+        .map(|i| {
+            let mut cmd = t.cmd("wt-create");
+            cmd.args([format!("p-{i}").as_str(), "--share", "deps"]);
+            cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        Run::from_output(child.wait_with_output().unwrap()).expect_code(0);
+    }
+    let store = t.repo.join(".git/wt/store/files");
+    let entries: usize = fs::read_dir(&store).unwrap().map(|d| fs::read_dir(d.unwrap().path()).unwrap().count()).sum();
+    assert_eq!(entries, 20, "one entry per distinct content");
+    for i in 1..=6 {
+        for f in 0..40 {
+            let rel = format!("deps/m{}/f{f}.js", f % 4);
+            let wt = t.wt_root().join(format!("p-{i}")).join(&rel);
+            assert_eq!(fs::read_to_string(&wt).unwrap(), format!("module {}\n", f % 20));
+        }
+    }
+    assert_eq!(fs::read_dir(t.repo.join(".git/wt/store/tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn a_new_worktree_killed_while_sharing_is_rolled_back_and_made_again() {
+    let t = TestRepo::new();
+    t.write(".gitignore", "deps/\n");
+    t.commit("ignore deps");
+    t.write("deps/a.js", "a\n");
+    let mut cmd = t.cmd("wt-create");
+    cmd.args(["w", "--share", "deps"]).env("WT_FAILPOINT", "share-before-swap");
+    assert_eq!(Run::of(&mut cmd, "").code, None, "killed");
+    let run = t.run("wt-create", &["w", "--share", "deps"], "");
+    run.expect_code(0);
+    assert_eq!(run.records()[0]["created"], true, "rolled back, then made: {run}");
+    assert_eq!(fs::read_to_string(t.wt_root().join("w/deps/a.js")).unwrap(), "a\n");
+    assert_eq!(t.git_worktrees().len(), 2);
+}
