@@ -66,6 +66,9 @@ pub fn run(ctx: &Context, out: &mut Output) -> Result<(), Error> {
     for (name, entry) in &ledger.worktrees {
         let Some(wt) = worktrees.iter().find(|w| w.path == entry.path) else { continue };
         let dirs = shared_dirs(&shared_dirs_file(&ctx.repo, name));
+        if dirs.is_empty() {
+            continue;
+        }
         all_dirs.extend(dirs.iter().cloned());
         trees.push((name.clone(), wt, entry, usage_of(&wt.path, &dirs), dirs));
     }
