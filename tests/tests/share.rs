@@ -439,3 +439,24 @@ fn a_new_worktree_killed_while_sharing_is_rolled_back_and_made_again() {
     assert_eq!(fs::read_to_string(t.wt_root().join("w/deps/a.js")).unwrap(), "a\n");
     assert_eq!(t.git_worktrees().len(), 2);
 }
+
+#[test]
+fn a_symlink_planted_in_the_worktree_does_not_lead_the_share_outside_it() {
+    let t = TestRepo::new();
+    t.write(".gitignore", "node_modules/\n");
+    t.commit("ignore");
+    t.write("packages/app/node_modules/x.js", "x\n");
+    t.run("wt-create", &["w"], "").expect_code(0);
+    let w = t.wt_root().join("w");
+    // The agent replaces packages/ by a link to a directory of the user's.
+    let outside = t.root().join("outside");
+    fs::create_dir_all(outside.join("app/node_modules")).unwrap();
+    fs::write(outside.join("app/node_modules/precious"), "keep me\n").unwrap();
+    fs::remove_dir_all(w.join("packages")).ok();
+    std::os::unix::fs::symlink(&outside, w.join("packages")).unwrap();
+    let run = t.run("wt-create", &["w", "--share", "packages/app/node_modules"], "");
+    run.expect_code(1);
+    assert!(run.stderr.contains("not a directory"), "{run}");
+    assert_eq!(fs::read_to_string(outside.join("app/node_modules/precious")).unwrap(), "keep me\n");
+    assert_eq!(fs::read_dir(outside.join("app")).unwrap().count(), 1, "nothing built outside");
+}

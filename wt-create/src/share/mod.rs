@@ -149,6 +149,7 @@ impl Sharing {
         let source = self.main.join(dir);
         let dest = worktree.join(dir);
         let parent = dest.parent().unwrap_or(worktree).to_path_buf();
+        real_dirs_below(worktree, dir)?;
         fs::create_dir_all(&parent).map_err(|e| Error::io(parent.display(), e))?;
         let tmp_prefix = format!(".{}.wt-share-", dir.file_name().unwrap_or_default().to_string_lossy());
         sweep(&parent, &tmp_prefix);
@@ -257,6 +258,31 @@ fn check_dir(main: &Path, dir: &Path) -> Result<(), Error> {
                 dir.display()
             ),
         ));
+    }
+    Ok(())
+}
+
+/// The directories between the worktree and `dir` must be real directories: the worktree is
+/// the agent's to change, and a symlink there (`packages -> /home/you`) would make wt build,
+/// swap and delete trees outside it.
+fn real_dirs_below(worktree: &Path, dir: &Path) -> Result<(), Error> {
+    let mut path = worktree.to_path_buf();
+    for part in dir.parent().into_iter().flat_map(Path::components) {
+        path.push(part);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if !m.is_dir() => {
+                return Err(Error::failed(
+                    "share-failed",
+                    format!(
+                        "{} is not a directory (a symlink?); wt shares only into real directories of the worktree",
+                        path.display()
+                    ),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()), // made below
+            Err(e) => return Err(Error::io(path.display(), e)),
+        }
     }
     Ok(())
 }
