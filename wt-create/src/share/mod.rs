@@ -119,7 +119,7 @@ impl Sharing {
         let locks = self.state_dir.join("share");
         fs::create_dir_all(&locks).map_err(|e| Error::io(locks.display(), e))?;
         let _lock = FileLock::acquire(&locks.join(format!("{name}.lock")), default_timeout())?;
-        let mut dirs = Vec::new();
+        let (mut dirs, mut shared) = (Vec::new(), Vec::new());
         for dir in &self.dirs {
             let result = match lockfiles::first_difference(&self.main, worktree, dir) {
                 Some(file) => {
@@ -130,12 +130,15 @@ impl Sharing {
                     );
                     json!({"dir": dir, "status": "skipped", "reason": reason})
                 }
-                None => self.share_dir(name, worktree, dir)?,
+                None => {
+                    shared.push(dir.clone());
+                    self.share_dir(name, worktree, dir)?
+                }
             };
             dirs.push(result);
         }
         self.progress.finish();
-        remember(&locks.join(format!("{name}.json")), &self.dirs)?;
+        remember(&locks.join(format!("{name}.json")), &shared)?;
         let mut value = json!({"dirs": dirs});
         if self.pnpm {
             let added =

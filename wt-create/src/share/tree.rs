@@ -13,8 +13,8 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use wt_common::progress::Counter;
@@ -104,9 +104,10 @@ struct Part {
 struct Walk<'a> {
     b: &'a Build<'a>,
     umask: u32,
-    queue: Mutex<Vec<Job>>,
-    /// Jobs queued or running; the walk is over when it drops to zero.
-    open: AtomicUsize,
+    /// Directories to do, and how many are queued or being done (the walk is over at zero).
+    queue: Mutex<(Vec<Job>, usize)>,
+    /// Signalled when a job is queued or the walk is over.
+    wake: Condvar,
     failed: AtomicBool,
 }
 
@@ -119,8 +120,8 @@ pub fn build(b: &Build, dest: &Path) -> io::Result<Built> {
     let walk = Walk {
         b,
         umask,
-        queue: Mutex::new(vec![Job { src: b.source.to_path_buf(), dst: dest.to_path_buf() }]),
-        open: AtomicUsize::new(1),
+        queue: Mutex::new((vec![Job { src: b.source.to_path_buf(), dst: dest.to_path_buf() }], 1)),
+        wake: Condvar::new(),
         failed: AtomicBool::new(false),
     };
     // At least two: a link waits on the file system's journal as often as on a CPU.
@@ -152,24 +153,33 @@ impl Walk<'_> {
     /// One thread: takes directories off the queue until none is left anywhere.
     fn work(&self) -> io::Result<Part> {
         let mut part = Part::default();
-        loop {
-            if self.failed.load(Ordering::Relaxed) {
-                return Ok(part);
-            }
-            let job = self.queue.lock().expect("share queue").pop();
-            let Some(job) = job else {
-                if self.open.load(Ordering::Acquire) == 0 {
-                    return Ok(part);
-                }
-                std::thread::sleep(std::time::Duration::from_micros(200));
-                continue;
-            };
+        while let Some(job) = self.next_job() {
             let result = self.directory(&job, &mut part);
-            self.open.fetch_sub(1, Ordering::AcqRel);
+            let mut queue = self.queue.lock().expect("share queue");
+            queue.1 -= 1;
             if let Err(e) = result {
                 self.failed.store(true, Ordering::Relaxed);
+                self.wake.notify_all();
                 return Err(e);
             }
+            if queue.1 == 0 {
+                self.wake.notify_all();
+            }
+        }
+        Ok(part)
+    }
+
+    /// The next directory to do; `None` once every directory is done (or one failed).
+    fn next_job(&self) -> Option<Job> {
+        let mut queue = self.queue.lock().expect("share queue");
+        loop {
+            if self.failed.load(Ordering::Relaxed) || queue.1 == 0 {
+                return None;
+            }
+            if let Some(job) = queue.0.pop() {
+                return Some(job);
+            }
+            queue = self.wake.wait(queue).expect("share queue");
         }
     }
 
@@ -216,8 +226,10 @@ impl Walk<'_> {
             }
         }
         if !found.is_empty() {
-            self.open.fetch_add(found.len(), Ordering::AcqRel);
-            self.queue.lock().expect("share queue").extend(found);
+            let mut queue = self.queue.lock().expect("share queue");
+            queue.1 += found.len();
+            queue.0.extend(found);
+            self.wake.notify_all();
         }
         Ok(())
     }
