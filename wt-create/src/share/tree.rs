@@ -9,7 +9,7 @@
 use std::ffi::{CStr, OsStr};
 use std::fs;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -186,16 +186,17 @@ impl Walk<'_> {
     /// Copies the entries of one directory; its subdirectories become new jobs.
     fn directory(&self, job: &Job, part: &mut Part) -> io::Result<()> {
         let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-        let src_fd: OwnedFd = rustix::fs::open(&job.src, dir_flags, Mode::empty())?;
+        let mut dir = rustix::fs::Dir::new(rustix::fs::open(&job.src, dir_flags, Mode::empty())?)?;
         let dst_fd: OwnedFd = rustix::fs::open(&job.dst, dir_flags, Mode::empty())?;
         let mut found = Vec::new();
-        for entry in rustix::fs::Dir::read_from(&src_fd)? {
+        while let Some(entry) = dir.read() {
             let entry = entry?;
+            let src_fd = dir.fd()?;
             let name = entry.file_name();
             if name.to_bytes() == b"." || name.to_bytes() == b".." {
                 continue;
             }
-            let st = rustix::fs::statat(&src_fd, name, AtFlags::SYMLINK_NOFOLLOW)?;
+            let st = rustix::fs::statat(src_fd, name, AtFlags::SYMLINK_NOFOLLOW)?;
             let ft = FileType::from_raw_mode(st.st_mode);
             let os_name = OsStr::from_bytes(name.to_bytes());
             match ft {
@@ -206,14 +207,14 @@ impl Walk<'_> {
                     found.push(Job { src: job.src.join(os_name), dst });
                 }
                 FileType::Symlink => {
-                    let target = rustix::fs::readlinkat(&src_fd, name, Vec::new())?;
+                    let target = rustix::fs::readlinkat(src_fd, name, Vec::new())?;
                     let target = Path::new(OsStr::from_bytes(target.to_bytes()));
                     let target = rewrite::symlink_target(target, self.b.main, self.b.worktree);
                     rustix::fs::symlinkat(target.as_path(), &dst_fd, name)?;
                     part.counts.symlinks += 1;
                 }
                 FileType::RegularFile => {
-                    let file = File { src_fd: &src_fd, dst_fd: &dst_fd, name, job, id: Ident::of(&st) };
+                    let file = File { src_fd, dst_fd: dst_fd.as_fd(), name, job, id: Ident::of(&st) };
                     let cached = lookup(self.b.known, &file.id);
                     let kind = self.place_file(&file, cached, &mut part.counts)?;
                     if let Some(kind) = kind {
@@ -284,8 +285,8 @@ impl Walk<'_> {
 
 /// One regular file being placed.
 struct File<'a> {
-    src_fd: &'a OwnedFd,
-    dst_fd: &'a OwnedFd,
+    src_fd: BorrowedFd<'a>,
+    dst_fd: BorrowedFd<'a>,
     name: &'a CStr,
     job: &'a Job,
     id: Ident,
