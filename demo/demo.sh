@@ -52,6 +52,11 @@ step 'wt-create --list | wt-merge --verify "python3 app.py" | jq -c "{name, merg
 step 'git log --oneline -3; ls'
 step 'wt-status --json | jq -c "{name, checkout: .status.state, ahead: .status.ahead, merge: .overview.merge.state}"   # every worktree at a glance'
 step 'wt-merge --undo agent-1 | jq -c .merge.status; ls'
+printf 'node_modules/\n' >> .gitignore && git commit -qam "ignore node_modules"
+mkdir -p node_modules/greet && echo 'module.exports = "hello";' > node_modules/greet/index.js
+step 'wt-create deps --share node_modules | jq -c ".share.dirs[0] | {dir, status, method, files}"   # dependencies without installing'
+step 'stat -c "%h names: %n" node_modules/greet/index.js ../app.wt/deps/node_modules/greet/index.js'
+step 'wt-create --share-status 2>&1 >/dev/null                # the disk they really use'
 step 'echo "change" >> ../app.wt/agent-3/app.py; wt-create --remove agent-3 2>&1 || true'
 step 'wt-create --list | wt-create --remove --force | jq -c "{name, removed}"'
 step 'git worktree list; git branch'

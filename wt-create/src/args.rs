@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::Parser;
 use wt_common::cli::GlobalArgs;
 
+use crate::share::ShareMode;
+
 /// Create git worktrees for parallel coding agents, one record per worktree on stdout.
 ///
 /// Each worktree gets a branch `wt/<name>` from --base, at `<repo>.wt/<name>`, exactly as
@@ -15,7 +17,7 @@ use wt_common::cli::GlobalArgs;
 #[command(
     name = "wt-create",
     version,
-    after_help = "Examples:\n  wt-create -n 4                       # agent-1 … agent-4 (next free names)\n  wt-create fix-login --base origin/main\n  wt-create ../elsewhere/tree          # adopt a worktree made by `git worktree add`\n  wt-create --list | jq -r .path\n  wt-create --remove agent-2\n\nExit: 0 all done, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
+    after_help = "Examples:\n  wt-create -n 4                       # agent-1 … agent-4 (next free names)\n  wt-create fix-login --base origin/main\n  wt-create ../elsewhere/tree          # adopt a worktree made by `git worktree add`\n  wt-create --list | jq -r .path\n  wt-create --remove agent-2\n  wt-create -n 4 --share node_modules  # dependencies linked, not installed again\n  wt-create --share-status\n\nExit: 0 all done, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
 )]
 pub struct Args {
     /// Worktree names to create or adopt; a PATH (anything with '/') adopts that worktree
@@ -58,6 +60,25 @@ pub struct Args {
     #[arg(short, long, requires = "remove")]
     pub force: bool,
 
+    /// Share the main worktree's gitignored directory DIR (node_modules, .venv, …) into each
+    /// worktree, linked from a content-addressed store; repeatable. Given names that exist are
+    /// shared again. `--share pnpm` writes pnpm's one-store settings into each worktree
+    #[arg(long = "share", value_name = "DIR", conflicts_with_all = ["list", "remove"])]
+    pub share: Vec<String>,
+
+    /// How shared files are placed: auto (reflink, else hard link, else copy), hardlink,
+    /// reflink, copy [default: auto, or [create] share_mode]
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub share_mode: Option<ShareMode>,
+
+    /// Print the disk the shared directories use, per worktree and in total, against full copies
+    #[arg(long, conflicts_with_all = ["list", "remove", "share", "store_gc", "count"])]
+    pub share_status: bool,
+
+    /// Remove store files that no worktree links to any more
+    #[arg(long, conflicts_with_all = ["list", "remove", "share", "count"])]
+    pub store_gc: bool,
+
     #[command(flatten)]
     pub global: GlobalArgs,
 }
@@ -69,4 +90,7 @@ pub struct Config {
     pub root: Option<PathBuf>,
     pub prefix: Option<String>,
     pub base: Option<String>,
+    /// Directories to share into every new worktree (see --share).
+    pub share: Option<Vec<String>>,
+    pub share_mode: Option<ShareMode>,
 }

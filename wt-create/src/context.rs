@@ -20,6 +20,8 @@ pub struct Context {
     pub root: PathBuf,
     pub ledger: LedgerFile,
     pub config: Config,
+    /// What to share into the worktrees made (or, with `--share`, adopted) by this run.
+    pub share: Option<crate::share::Sharing>,
 }
 
 /// The ref a new worktree starts from, as named and as resolved.
@@ -41,7 +43,7 @@ impl Context {
         };
         let root = root.canonicalize().unwrap_or(root);
         let ledger = LedgerFile::new(&repo.state_dir());
-        Ok(Context { repo, root, ledger, config })
+        Ok(Context { repo, root, ledger, config, share: None })
     }
 
     /// The repository's worktree lock (see `Repo::worktree_lock`).

@@ -354,6 +354,7 @@ fn emit_ready(done: &mut [Option<Record>], next: &mut usize, out: &mut Output) {
 }
 
 fn finish_ready(ctx: &Context, mut rec: Record, entry: Option<Entry>) -> Record {
+    crate::share::into_adopted(ctx, &mut rec);
     if let Some(entry) = entry {
         let name = rec.name.clone();
         if let Err(e) = ctx.ledger.update(|l| {
@@ -370,7 +371,10 @@ fn finish_ready(ctx: &Context, mut rec: Record, entry: Option<Entry>) -> Record 
 fn complete(ctx: &Context, nw: NewWorktree, includes: &Option<Result<Vec<String>, Error>>) -> Record {
     let NewWorktree { mut record, entry, pending } = nw;
     match checkout(ctx, &pending.marker, includes) {
-        Ok(()) => {
+        Ok(shared) => {
+            if let Some(shared) = shared {
+                record.set_key("share", shared);
+            }
             let name = record.name.clone();
             let saved = ctx.ledger.update(|l| {
                 l.worktrees.insert(name, entry);
@@ -400,7 +404,13 @@ fn roll_back_locked(ctx: &Context, pending: Pending) {
     pending.roll_back(&ctx.repo);
 }
 
-fn checkout(ctx: &Context, m: &Marker, includes: &Option<Result<Vec<String>, Error>>) -> Result<(), Error> {
+/// Checks out, runs the hook, copies `.worktreeinclude` files and shares directories; returns
+/// what was shared, for the record.
+fn checkout(
+    ctx: &Context,
+    m: &Marker,
+    includes: &Option<Result<Vec<String>, Error>>,
+) -> Result<Option<serde_json::Value>, Error> {
     git::run(&m.path, ["reset", "--hard", "--no-recurse-submodules", "--quiet"])?;
     failpoint::hit("after-checkout");
     run_post_checkout_hook(ctx, m)?;
@@ -409,7 +419,7 @@ fn checkout(ctx: &Context, m: &Marker, includes: &Option<Result<Vec<String>, Err
         include::copy(source, &m.path, paths)?;
     }
     failpoint::hit("after-include");
-    Ok(())
+    ctx.share.as_ref().map(|s| s.share_into(&m.name, &m.path)).transpose()
 }
 
 /// git runs post-checkout after `worktree add`; since we checked out ourselves, we run it too,

@@ -12,6 +12,7 @@ pub mod list;
 pub mod pending;
 pub mod remote;
 pub mod remove;
+pub mod share;
 
 use wt_common::cli::stdin_records;
 use wt_common::host::Router;
@@ -45,6 +46,14 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         list::run(&ctx, args.all_git, &mut out)?;
         return Ok(out.finish());
     }
+    if args.share_status {
+        share::status::run(&ctx, &mut out)?;
+        return Ok(out.finish());
+    }
+    if args.store_gc {
+        share::gc::run(&ctx.repo)?;
+        return Ok(out.finish());
+    }
     let mut wants: Vec<Want> = args.names.iter().map(|w| Want::parse(w)).collect();
     let mut hosts = Router::local();
     if wants.is_empty() && args.count.is_none() {
@@ -67,11 +76,22 @@ pub fn run(args: Args) -> Result<Exit, Error> {
                 "nothing to do: give names, -n N, or records on stdin (see --help)",
             ));
         }
+        ctx.share = sharing(&ctx, &args)?;
         let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let req = Request { wants, count: args.count.unwrap_or(0), prefix, base: args.base.clone(), jobs };
         create::run(&mut ctx, &req, &mut out)?;
     }
     Ok(hosts.finish(out.finish()))
+}
+
+/// `--share` (or else `[create] share`), checked before anything is made.
+fn sharing(ctx: &Context, args: &Args) -> Result<Option<share::Sharing>, Error> {
+    let mode = args.share_mode.or(ctx.config.share_mode).unwrap_or(share::ShareMode::Auto);
+    match (&args.share, &ctx.config.share) {
+        (flags, _) if !flags.is_empty() => share::Sharing::new(&ctx.repo, flags, share::Origin::Flag, mode),
+        (_, Some(words)) => share::Sharing::new(&ctx.repo, words, share::Origin::Config, mode),
+        _ => Ok(None),
+    }
 }
 
 /// No names on the command line and stdin is a terminal: the user typed a bare `wt-create`.

@@ -1,0 +1,148 @@
+//! `--share-status`: the disk the shared directories really use, against what full copies would
+//! use. A file's blocks are counted once however many names it has (hard links), so the figures
+//! are what `du` over all worktrees together would say, not `du` of each worktree alone.
+//! Reflinked files are separate inodes that share blocks; no file-system count (this one or
+//! `du`) sees that sharing, so with reflinks the real use is lower than shown.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use wt_common::output::Output;
+use wt_common::Error;
+
+use super::{method, shared_dirs, shared_dirs_file};
+use crate::context::Context;
+
+type Inode = (u64, u64);
+
+/// What one tree holds.
+#[derive(Debug, Default)]
+struct Usage {
+    /// Bytes the tree would take as a full copy: every file's blocks, and its directories'.
+    full: u64,
+    files: u64,
+    /// Blocks of each file inode (by device and inode number), counted once.
+    inodes: HashMap<Inode, u64>,
+    /// Blocks of the directories themselves (never shared).
+    dir_bytes: u64,
+}
+
+fn walk(dir: &Path, usage: &mut Usage) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        let bytes = meta.blocks() * 512;
+        if meta.is_dir() {
+            usage.full += bytes;
+            usage.dir_bytes += bytes;
+            walk(&entry.path(), usage);
+        } else if meta.is_file() {
+            usage.full += bytes;
+            usage.files += 1;
+            usage.inodes.insert((meta.dev(), meta.ino()), bytes);
+        }
+    }
+}
+
+fn usage_of(root: &Path, dirs: &[PathBuf]) -> Usage {
+    let mut usage = Usage::default();
+    for dir in dirs {
+        walk(&root.join(dir), &mut usage);
+    }
+    usage
+}
+
+pub fn run(ctx: &Context, out: &mut Output) -> Result<(), Error> {
+    let Some(main) = ctx.repo.main_worktree.clone() else {
+        return Err(Error::usage("no-main-worktree", "a bare repository has no main worktree to share from"));
+    };
+    let ledger = ctx.ledger.read()?;
+    let worktrees = ctx.repo.worktrees()?;
+    let mut trees = Vec::new();
+    let mut all_dirs: HashSet<PathBuf> = HashSet::new();
+    for (name, entry) in &ledger.worktrees {
+        let Some(wt) = worktrees.iter().find(|w| w.path == entry.path) else { continue };
+        let dirs = shared_dirs(&shared_dirs_file(&ctx.repo, name));
+        if dirs.is_empty() {
+            continue;
+        }
+        all_dirs.extend(dirs.iter().cloned());
+        trees.push((name.clone(), wt, entry, usage_of(&wt.path, &dirs), dirs));
+    }
+    let main_dirs: Vec<PathBuf> = all_dirs.into_iter().collect();
+    let main_usage = usage_of(&main, &main_dirs);
+    // How many worktrees hold each inode, to tell a worktree's own blocks from shared ones.
+    let mut holders: HashMap<Inode, usize> = HashMap::new();
+    for (_, _, _, u, _) in &trees {
+        for ino in u.inodes.keys() {
+            *holders.entry(*ino).or_default() += 1;
+        }
+    }
+    let (mut total_full, mut counted) = (0u64, HashSet::new());
+    let mut total_used = 0u64;
+    for (name, wt, entry, u, dirs) in &trees {
+        let own: u64 = u.dir_bytes
+            + u.inodes
+                .iter()
+                .filter(|(ino, _)| holders[*ino] == 1 && !main_usage.inodes.contains_key(*ino))
+                .map(|(_, b)| b)
+                .sum::<u64>();
+        total_full += u.full;
+        total_used += u.dir_bytes;
+        for (ino, bytes) in &u.inodes {
+            if !main_usage.inodes.contains_key(ino) && counted.insert(*ino) {
+                total_used += bytes;
+            }
+        }
+        let mut rec = ctx.record(name, wt, Some(entry));
+        rec.set_key(
+            "share",
+            json!({"status": {"dirs": dirs, "files": u.files, "full_bytes": u.full, "own_bytes": own,
+                              "linked_bytes": u.full.saturating_sub(own)}}),
+        );
+        out.emit(&rec);
+    }
+    let store_only = store_only_bytes(&ctx.repo.state_dir().join("store/files"), &main_usage, &counted);
+    total_used += store_only;
+    let pct = if total_full == 0 { 0.0 } else { 100.0 * total_used as f64 / total_full as f64 };
+    let mut summary = format!(
+        "shared directories of {} worktrees: {} on disk beyond the main worktree's, against {} as full copies ({pct:.1}%)",
+        trees.len(),
+        human(total_used),
+        human(total_full)
+    );
+    let store_tmp = ctx.repo.state_dir().join("store/tmp");
+    if store_tmp.is_dir() && method::reflinks_work(&store_tmp, &store_tmp) {
+        summary.push_str("; this file system makes reflinks, whose shared blocks neither this count nor du can see");
+    }
+    eprintln!("wt-create: {summary}");
+    Ok(())
+}
+
+/// Store entries that are neither the main worktree's files nor any worktree's.
+fn store_only_bytes(files: &Path, main: &Usage, counted: &HashSet<Inode>) -> u64 {
+    let mut store = Usage::default();
+    walk(files, &mut store);
+    store.inodes.iter().filter(|(i, _)| !main.inodes.contains_key(*i) && !counted.contains(*i)).map(|(_, b)| b).sum()
+}
+
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = u;
+    }
+    if unit == "B" {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {unit}")
+    }
+}
