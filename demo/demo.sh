@@ -39,6 +39,12 @@ mkdir -m 700 "$XDG_RUNTIME_DIR"
 step 'wt-run -w agent-2 --pane -- bash --norc --noprofile -i | jq -c ".run.pane | {name, pid}"   # an interactive program in a pane'
 step 'wt-run pane send agent-2 "echo hello from \$WT_PANE: \$((6*7))" --enter >/dev/null; wt-run pane wait agent-2 --match "hello from agent-2: 42" | jq -r ".screen.text"'
 step 'wt-run pane key agent-2 ctrl-d >/dev/null; wt-run pane wait agent-2 --exit | jq -c .exit'
+printf 'printf "working...\\r\\n"; sleep 0.3; printf "\\033]9;Approve git push?\\007"; read answer\n' > "$work/asks.sh"
+step 'wt-run -w agent-3 --pane --agent-hooks --on-state "waiting=echo \$WT_PANE: \$WT_MESSAGE >> $work/told" -- sh $work/asks.sh | jq -c .run.pane.name   # an agent that asks through a terminal notification'
+step 'wt-run pane wait agent-3 --state waiting,idle | jq -c "{state, source, message}"; sleep 0.5; cat $work/told   # --on-state told us'
+step 'echo "{\"hook_event_name\":\"UserPromptSubmit\"}" | WT_PANE=agent-3 wt-run pane notify --from-hook claude; wt-run pane ls --json | jq -c "select(.name == \"agent-3\") | {state, source}"   # its hook says: working'
+step 'jq -c ".hooks | keys" ../app.wt/agent-3/.claude/settings.local.json   # what --agent-hooks registered for Claude Code'
+step 'wt-run pane kill agent-3 >/dev/null'
 step 'wt-run -w agent-1 --confine --shell -- "echo x > ../agent-2/intrusion.txt || echo refused" | jq -r ".run.tail[]" 2>&1 | sed "s/^/  /"'
 step 'wt-run -w agent-1 --confine --shell -- "git commit -q --allow-empty -m confined && git update-ref refs/heads/main HEAD 2>&1 | tail -1" | jq -c "{tail: .run.tail, published: .run.confined.published.branch, enforced: .run.confined.enforced, git: .run.confined.git, scopes: .run.confined.scopes}"   # its own branch only'
 step 'wt-run -w agent-1 --confine -- wt-run -w agent-1 --pane -- true | jq -r ".run.tail[]"   # nor start a pane, which would run unconfined'

@@ -10,9 +10,10 @@ use crate::error::Error;
 
 pub const FILE_NAME: &str = "wt.toml";
 
-/// The sections wt.toml may have, one per tool, and `[hosts.NAME]`. Any other is a typo (`[crate]`), reported
+/// The sections wt.toml may have, one per tool, `[hosts.NAME]` and `[agents.NAME]` (wt-run's
+/// agent profiles). Any other is a typo (`[crate]`), reported
 /// like a misspelled key rather than silently ignored.
-pub const SECTIONS: &[&str] = &["create", "env", "run", "watch", "merge", "hosts"];
+pub const SECTIONS: &[&str] = &["create", "env", "run", "watch", "merge", "hosts", "agents"];
 
 /// Reads section `section` of `<root>/wt.toml` into `T`; `T::default()` when there is no file
 /// or no such section.

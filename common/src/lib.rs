@@ -15,6 +15,7 @@ pub mod failpoint;
 pub mod fsutil;
 pub mod git;
 pub mod host;
+pub mod ignore;
 pub mod inside;
 pub mod jsonl;
 pub mod lease;

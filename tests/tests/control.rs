@@ -152,7 +152,7 @@ fn wt_run_inside_a_confined_pane_does_what_is_allowed_and_says_what_is_not() {
     let wt_run = wt_tests::bin("wt-run");
     let script = format!(
         "W='{w}'; $W pane screen $WT_PANE > screen.json; echo screen=$?; $W pane ls > ls.json; echo ls=$?; \
-         $W pane notify working 'fixing the test'; echo notify=$?; \
+         $W pane notify --state working --message 'fixing the test'; echo notify=$?; \
          $W pane send victim hello 2> send.err; echo send=$?; \
          $W -w agent --pane -- touch '{m}' 2> spawn.err; echo spawn=$?; echo inside-$((40+2))",
         w = wt_run.display(),
@@ -178,7 +178,8 @@ fn wt_run_inside_a_confined_pane_does_what_is_allowed_and_says_what_is_not() {
     assert!(spawn_err.contains("out of reach inside a confined run"), "{spawn_err}");
     assert!(!marker.exists(), "a pane was started from inside a confined pane");
     let listed = p.wt_run(&["pane", "ls"]);
-    assert!(listed.stdout.contains("\"state\":\"working\",\"message\":\"fixing the test\""), "{listed}");
+    let agent = listed.records().into_iter().find(|e| e["name"] == "agent").unwrap();
+    assert_eq!((s(&agent, "state"), s(&agent, "source"), s(&agent, "message")), ("working", "hook", "fixing the test"));
 }
 
 #[test]
@@ -331,13 +332,13 @@ fn a_pane_socket_follows_its_own_pane_s_events_only() {
     p.wait_match("noisy", "noise");
     p.json(&["pane", "send", "quiet", "echo mine", "--enter"]);
     p.wait_match("quiet", "(?m)^mine");
-    p.json(&["pane", "notify", "--pane", "quiet", "idle", "done"]);
+    p.json(&["pane", "notify", "quiet", "--state", "idle", "--message", "done"]);
     events.set_read_timeout(Some(std::time::Duration::from_secs(15))).unwrap();
     let mut seen = Vec::new();
     for line in std::io::BufRead::lines(std::io::BufReader::new(events)) {
         let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
         seen.push(event.clone());
-        if event["event"] == "state" {
+        if event["event"] == "state" && event["message"] == "done" {
             break;
         }
     }

@@ -1,11 +1,9 @@
 //! The worktree's environment: the variables, a dotenv file git ignores, `export` lines, and
 //! the repository's `info/exclude` entries that keep those files out of `git status`.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde_json::{Map, Value};
-use wt_common::lock::{default_timeout, FileLock};
 use wt_common::repo::Repo;
 use wt_common::{Error, Record};
 
@@ -51,29 +49,11 @@ pub fn export_text(vars: &Map<String, Value>) -> String {
         .collect()
 }
 
-/// Makes git ignore `rel` (a path relative to a worktree root) in every worktree, through the
-/// repository's `info/exclude`, so `git status` stays clean. Serialised across processes.
-pub fn exclude(repo: &Repo, rel: &str) -> Result<(), Error> {
-    let pattern = format!("/{}", rel.trim_start_matches('/'));
-    let info = repo.common_dir.join("info");
-    std::fs::create_dir_all(&info).map_err(|e| Error::io(info.display(), e))?;
-    let _lock = FileLock::acquire(&repo.ensure_state_dir()?.join("exclude.lock"), default_timeout())?;
-    let file = info.join("exclude");
-    let text = std::fs::read_to_string(&file).unwrap_or_default();
-    if text.lines().any(|l| l.trim_end() == pattern) {
-        return Ok(());
-    }
-    let mut f =
-        std::fs::OpenOptions::new().create(true).append(true).open(&file).map_err(|e| Error::io(file.display(), e))?;
-    let sep = if text.is_empty() || text.ends_with('\n') { "" } else { "\n" };
-    writeln!(f, "{sep}{pattern}").map_err(|e| Error::io(file.display(), e))
-}
-
 /// Writes `text` to `worktree/rel` whole (temp file and rename), never through a symbolic
 /// link the agent planted in its worktree, and makes git ignore it.
 pub fn write_ignored(repo: &Repo, worktree: &Path, rel: &str, text: &str) -> Result<std::path::PathBuf, Error> {
     let path = wt_common::inside::write(worktree, Path::new(rel), text.as_bytes())?;
-    exclude(repo, rel)?;
+    wt_common::ignore::exclude(repo, rel)?;
     Ok(path)
 }
 

@@ -65,6 +65,23 @@ pub struct Args {
     #[arg(long, value_name = "BACKEND", value_parser = ["native", "tmux"], requires = "pane")]
     pub backend: Option<String>,
 
+    /// With --pane: register wt-run in the agent's own hooks in the worktree (Claude Code's
+    /// .claude/settings.local.json, Codex's .codex/hooks.json; merged, git-ignored), so it
+    /// reports its state itself [wt.toml: [run] agent_hooks]
+    #[arg(long, requires = "pane")]
+    pub agent_hooks: bool,
+
+    /// With --pane: run COMMAND (through sh) each time the pane enters STATE (starting,
+    /// working, waiting, idle, exited), with WT_PANE, WT_STATE, WT_MESSAGE set (repeatable)
+    /// [wt.toml: [run] on_waiting]
+    #[arg(long = "on-state", value_name = "STATE=COMMAND", requires = "pane")]
+    pub on_state: Vec<String>,
+
+    /// With --pane: the agent profile whose screen rules apply (claude, codex, aider, default,
+    /// or one of wt.toml's [agents.NAME]) [default: chosen by the command's name]
+    #[arg(long, value_name = "NAME", requires = "pane")]
+    pub agent: Option<String>,
+
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -101,6 +118,10 @@ impl Args {
 pub struct Config {
     /// `native` or `tmux`.
     pub backend: Option<String>,
+    /// `--agent-hooks` for every pane.
+    pub agent_hooks: Option<bool>,
+    /// `--on-state waiting=COMMAND` for every pane.
+    pub on_waiting: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,8 +153,13 @@ pub enum Sub {
     after_help = "Examples:\n  wt-run pane ls\n  wt-run pane send agent-2 \"fix the failing test\" --enter\n  wt-run pane wait agent-2 --quiet 5s --timeout 10m\n  wt-run pane screen agent-2 --lines 100\n  wt-run pane key agent-2 ctrl-c\n  wt-run pane attach agent-2               # Ctrl-] detaches"
 )]
 pub enum PaneCmd {
-    /// List the panes (a table on a terminal, else one JSON object per pane)
-    Ls,
+    /// List the panes and their agents' states (a table on a terminal, else one JSON object
+    /// per pane)
+    Ls {
+        /// JSON lines even on a terminal
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a pane's screen (its text on a terminal, else JSON)
     Screen {
         /// The pane's name
@@ -160,10 +186,14 @@ pub enum PaneCmd {
         /// The key, e.g. ctrl-c, shift-tab, f5, alt-b
         key: String,
     },
-    /// Wait until the program exits, the screen matches RE, or it has been quiet for DUR
+    /// Wait until the agent is in a STATE, the program exits, the screen matches RE, or it has
+    /// been quiet for DUR
     Wait {
         /// The pane's name
         name: String,
+        /// Until the agent is in one of these states (idle, waiting, exited, working, starting)
+        #[arg(long, value_name = "STATE", value_delimiter = ',', num_args = 1..)]
+        state: Vec<String>,
         /// Until the program exits
         #[arg(long)]
         exit: bool,
@@ -196,15 +226,25 @@ pub enum PaneCmd {
         /// The pane's name
         name: String,
     },
-    /// Report a pane's agent state (from the agent's hooks): starting, working, waiting, idle
+    /// Report a pane's agent state, from the agent's hooks: --state STATE, or --from-hook
+    /// claude|codex to read the hook's JSON (stdin; for Codex's notify, the last argument)
+    #[command(
+        after_help = "Examples:\n  wt-run pane notify --state waiting --message 'needs a decision'\n  wt-run pane notify agent-1 --state idle\n  wt-run pane notify --from-hook claude      (in a Claude Code hook)"
+    )]
     Notify {
-        /// The state: starting, working, waiting or idle
-        state: String,
+        /// [NAME] the pane [default: WT_PANE, the pane this runs in]; with --from-hook codex,
+        /// a last argument holding JSON is the payload of Codex's notify
+        #[arg(value_name = "NAME", num_args = 0..=2)]
+        args: Vec<String>,
+        /// starting, working, waiting, idle or exited
+        #[arg(long, value_name = "STATE", required_unless_present = "from_hook", conflicts_with = "from_hook")]
+        state: Option<String>,
         /// A line for people (what it is doing or waiting for)
+        #[arg(long, value_name = "TEXT")]
         message: Option<String>,
-        /// The pane [default: WT_PANE, the pane this runs in]
-        #[arg(long, value_name = "NAME", env = "WT_PANE")]
-        pane: Option<String>,
+        /// Read the agent's hook payload and map its event to a state
+        #[arg(long, value_name = "AGENT", value_parser = ["claude", "codex"])]
+        from_hook: Option<String>,
     },
     /// Stop the supervisor and every pane; returns once the supervisor has exited
     Stop,
@@ -221,8 +261,8 @@ impl PaneCmd {
             | PaneCmd::Attach { name }
             | PaneCmd::Resize { name, .. }
             | PaneCmd::Kill { name } => Some(name),
-            PaneCmd::Notify { pane, .. } => pane.as_deref(),
-            PaneCmd::Ls | PaneCmd::Stop => None,
+            PaneCmd::Notify { args, .. } => args.iter().find(|a| !a.trim_start().starts_with('{')).map(String::as_str),
+            PaneCmd::Ls { .. } | PaneCmd::Stop => None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! own process group, with a log, a timeout and a record. See `child` for one run, `confine`
 //! for Landlock.
 
+pub mod agent;
 pub mod args;
 pub mod confine;
 pub mod hide;
@@ -35,6 +36,12 @@ pub fn run(args: Args) -> Result<u8, Error> {
     // Inside a pane, WT_SOCKET names the supervisor that holds it: no repository needed.
     if let (Some(Sub::Pane(cmd)), Some(socket)) = (&args.sub, std::env::var_os("WT_SOCKET").filter(|s| !s.is_empty())) {
         return pane::verbs::run(std::path::Path::new(&socket), cmd);
+    }
+    if let Some(Sub::Pane(PaneCmd::Notify { args: names, from_hook: Some(_), .. })) = &args.sub {
+        let named = names.iter().any(|a| !a.trim_start().starts_with('{'));
+        if !named && std::env::var("WT_PANE").map_or(true, |p| p.is_empty()) {
+            return Ok(0); // an agent's hook, run outside any pane: nobody to tell
+        }
     }
     let repo = Repo::discover(&args.global.start_dir())?;
     let root = repo.main_worktree.as_deref();
@@ -72,6 +79,15 @@ pub fn run(args: Args) -> Result<u8, Error> {
             ),
         ));
     }
+    let on_state = on_state_commands(&args.on_state, config.on_waiting.as_deref())?;
+    let profiles = match args.pane {
+        Some(_) => agent::profiles::load(repo.main_worktree.as_deref())?,
+        None => Default::default(),
+    };
+    let agent_profile = match args.pane {
+        Some(_) => Some(agent::profiles::choose(&profiles, &command_line(&args), args.agent.as_deref())?),
+        None => None,
+    };
     let pane_socket = match args.pane {
         Some(_) if !targets.is_empty() => Some(pane::client::ensure_server(&repo)?),
         _ => None,
@@ -86,6 +102,9 @@ pub fn run(args: Args) -> Result<u8, Error> {
         echo: std::io::stderr().is_terminal(),
         pane_socket,
         backend,
+        agent_hooks: args.agent_hooks || config.agent_hooks.unwrap_or(false),
+        on_state,
+        agent_profile,
     };
     let single = targets.len() == 1;
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
@@ -147,6 +166,33 @@ struct Ctx<'a> {
     /// With `--pane`: the supervisor's socket.
     pane_socket: Option<PathBuf>,
     backend: String,
+    /// `--agent-hooks`: register wt-run in the agent's hooks in each worktree.
+    agent_hooks: bool,
+    /// `--on-state`: state → command.
+    on_state: Map<String, Value>,
+    /// The agent profile of the panes' command.
+    agent_profile: Option<pane::rules::ProfileSpec>,
+}
+
+/// `--on-state STATE=COMMAND` (and `[run] on_waiting`, which a flag for `waiting` overrides).
+fn on_state_commands(given: &[String], on_waiting: Option<&str>) -> Result<Map<String, Value>, Error> {
+    let mut map = Map::new();
+    if let Some(cmd) = on_waiting.filter(|c| !c.trim().is_empty()) {
+        map.insert("waiting".into(), json!(cmd));
+    }
+    for item in given {
+        let (state, cmd) = item
+            .split_once('=')
+            .filter(|(s, c)| pane::agent::state_named(s).is_some() && !c.trim().is_empty())
+            .ok_or_else(|| {
+                Error::usage(
+                    "bad-on-state",
+                    format!("--on-state '{item}': write STATE=COMMAND, STATE one of starting, working, waiting, idle, exited"),
+                )
+            })?;
+        map.insert(state.into(), json!(cmd));
+    }
+    Ok(map)
 }
 
 /// `--host H`: the whole command runs at H; pane verbs print what the host's wt-run prints
@@ -228,10 +274,17 @@ fn spawn_pane(
         }
         None => None,
     };
+    if ctx.agent_hooks {
+        let worktree =
+            rec.path.as_deref().ok_or_else(|| Error::failed("worktree-missing", "the record has no path"))?;
+        let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
+        agent::install::install(ctx.repo, worktree, &exe)?;
+    }
     let env: Map<String, Value> = env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     let params = json!({
         "name": name, "cmd": argv, "cwd": rec.path, "env": env, "backend": ctx.backend,
         "restricted": policy.is_some(), "read_panes": ctx.args.confine_read_panes,
+        "agent": ctx.agent_profile, "on_state": ctx.on_state,
     });
     let pane = pane::client::Client::connect(socket)?.call("pane.spawn", params)?;
     let mut info = json!({"name": name, "pid": pane["pid"], "socket": socket, "backend": ctx.backend});

@@ -2,18 +2,24 @@
 //! socket. See `server` for the supervisor, `pty` for a pane, `protocol` for the wire format.
 
 pub mod access;
+pub mod agent;
 pub mod attach;
 pub mod client;
 pub mod events;
 pub mod handle;
 pub mod notify;
+pub mod on_state;
+pub mod osc;
 pub mod own_socket;
 pub mod peer;
 pub mod program;
 pub mod protocol;
 pub mod pty;
+pub mod rules;
 pub mod server;
 pub mod socket;
+pub mod status_file;
 pub mod tmux;
+pub mod tracker;
 pub mod verbs;
 pub mod wait;

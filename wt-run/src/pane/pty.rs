@@ -39,6 +39,11 @@ pub struct Screen {
     pub exit: Option<Exit>,
     pub last_output: Instant,
     pub bytes: u64,
+    /// Terminal notifications seen (OSC 9/99/777, BEL), and the latest with its text.
+    pub notifications: u64,
+    pub last_notification: Option<(Instant, String)>,
+    /// When something was last typed into the pane through the supervisor.
+    pub last_input: Option<Instant>,
 }
 
 impl std::fmt::Debug for Screen {
@@ -85,6 +90,9 @@ impl Pane {
             exit: None,
             last_output: Instant::now(),
             bytes: 0,
+            notifications: 0,
+            last_notification: None,
+            last_input: None,
         };
         let pane = Arc::new(Pane {
             watchers: Arc::default(),
@@ -128,6 +136,10 @@ impl Pane {
 
     /// Types bytes into the program.
     pub fn write(&self, bytes: &[u8]) -> Result<(), String> {
+        // Noted before the write: the program may answer (and notify again) before it returns.
+        let (lock, cvar) = &*self.state;
+        lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner).last_input = Some(Instant::now());
+        cvar.notify_all();
         let mut w = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         w.write_all(bytes).and_then(|_| w.flush()).map_err(|e| format!("cannot write to the pane: {e}"))
     }
@@ -229,17 +241,23 @@ fn pump(
     on_output: &dyn Fn(&[u8]),
 ) {
     let mut buf = vec![0u8; 64 * 1024];
+    let mut scanner = super::osc::Scanner::default();
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) | Err(_) => break, // EIO once every holder of the terminal has closed it
             Ok(n) => n,
         };
         let _ = log.write_all(&buf[..n]);
+        let notes = scanner.scan(&buf[..n]);
         let (lock, cvar) = state;
         let mut s = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         s.parser.process(&buf[..n]);
         s.bytes += n as u64;
         s.last_output = Instant::now();
+        if let Some(last) = notes.into_iter().reduce(|a, b| if b.is_empty() { a } else { b }) {
+            s.notifications += 1;
+            s.last_notification = Some((s.last_output, last));
+        }
         drop(s);
         cvar.notify_all();
         on_output(&buf[..n]);

@@ -17,13 +17,14 @@ use wt_common::lock::FileLock;
 use wt_common::Error;
 
 use super::access::Access;
+use super::agent::Source;
 use super::events::Events;
 use super::handle::{Failure, Handle};
-use super::notify::Reported;
 use super::own_socket::OwnSocket;
 use super::protocol::{Request, Response, MAX_REQUEST};
 use super::pty::{Pane, SpawnSpec};
 use super::tmux::TmuxPane;
+use super::tracker::Tracker;
 
 /// Connections a confined pane's socket serves at once.
 pub const MAX_PANE_CONNECTIONS: usize = 16;
@@ -39,8 +40,8 @@ struct Supervisor {
     events: Arc<Events>,
     /// The own sockets of confined panes, by pane name.
     own_sockets: Mutex<BTreeMap<String, OwnSocket>>,
-    /// What each pane's agent last reported (`pane.notify`), by pane name.
-    reported: Mutex<BTreeMap<String, Reported>>,
+    /// Each pane's agent state, by pane name.
+    trackers: Mutex<BTreeMap<String, Arc<Tracker>>>,
     /// The tmux session of this repository's tmux panes (`wt-<repo>-<hash>`).
     tmux_session: String,
 }
@@ -65,14 +66,13 @@ pub fn serve(socket: &Path, logs: &Path, tmux_session: &str, idle: Duration) -> 
         stop: Default::default(),
         events: Arc::new(Events::default()),
         own_sockets: Mutex::default(),
-        reported: Mutex::default(),
+        trackers: Mutex::default(),
         tmux_session: tmux_session.to_string(),
     });
     accept(Arc::clone(&sup), listener, None);
     loop {
         std::thread::sleep(Duration::from_millis(100));
-        let busy = sup.clients.load(Ordering::SeqCst) > 0
-            || sup.panes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().any(|p| !p.exited());
+        let busy = sup.clients.load(Ordering::SeqCst) > 0 || any_alive(&sup);
         if busy {
             *sup.last_activity.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
         }
@@ -87,6 +87,22 @@ pub fn serve(socket: &Path, logs: &Path, tmux_session: &str, idle: Duration) -> 
     let _ = std::fs::remove_file(&sup.socket);
     lock(&sup.own_sockets).clear();
     Ok(())
+}
+
+/// Whether a pane is still running. A tmux pane's end is noticed here (a native pane's by the
+/// thread that watches it), and its agent state becomes `exited`.
+fn any_alive(sup: &Supervisor) -> bool {
+    let panes = lock(&sup.panes);
+    let trackers = lock(&sup.trackers);
+    let mut alive = false;
+    for (name, pane) in panes.iter() {
+        if !pane.exited() {
+            alive = true;
+        } else if let Some(t) = trackers.get(name) {
+            t.exited(None); // once: a tracker that knows it already does nothing
+        }
+    }
+    alive
 }
 
 /// Serves each connection `listener` accepts on a thread of its own: with the capability of
@@ -301,12 +317,11 @@ fn dispatch(sup: &Arc<Supervisor>, req: &Request, access: &Access) -> Result<Val
         }
         "pane.spawn" => spawn(sup, p),
         "pane.notify" => {
-            let reported = Reported::from_params(p)?;
-            let name = p.get("pane").and_then(Value::as_str).unwrap_or_default().to_string();
+            let signal = super::notify::signal_from_params(p)?;
             pane(sup, p)?;
-            sup.events.publish(reported.event(&name));
-            lock(&sup.reported).insert(name, reported.clone());
-            Ok(json!({"state": reported.state}))
+            let tracker = tracker(sup, p)?;
+            tracker.report(vec![(Source::Hook, Some(signal))], None);
+            Ok(json!({"state": tracker.state()}))
         }
         "pane.read_screen" => {
             let lines = p.get("lines").and_then(Value::as_u64).unwrap_or(0) as usize;
@@ -333,6 +348,12 @@ fn dispatch(sup: &Arc<Supervisor>, req: &Request, access: &Access) -> Result<Val
             let key = p.get("key").and_then(Value::as_str).unwrap_or_default();
             pane(sup, p)?.send_key(key)?;
             Ok(json!({"sent": key}))
+        }
+        "pane.wait" if p.get("state").is_some() => {
+            let states = wanted_states(p)?;
+            let timeout = Duration::from_millis(p.get("timeout_ms").and_then(Value::as_u64).unwrap_or(30_000));
+            pane(sup, p)?;
+            tracker(sup, p)?.wait(&states, timeout)
         }
         "pane.wait" => pane(sup, p)?.wait(p),
         "pane.resize" => {
@@ -361,13 +382,35 @@ fn dispatch(sup: &Arc<Supervisor>, req: &Request, access: &Access) -> Result<Val
 /// own socket if it has one.
 fn describe(sup: &Supervisor, name: &str, pane: &Handle) -> Value {
     let mut described = pane.describe();
-    if let Some(reported) = lock(&sup.reported).get(name) {
-        reported.describe_into(&mut described);
+    if let Some(tracker) = lock(&sup.trackers).get(name) {
+        tracker.describe_into(&mut described);
     }
     if let Some(own) = lock(&sup.own_sockets).get(name) {
         described["own_socket"] = json!({"path": own.path, "read_panes": own.read_panes});
     }
     described
+}
+
+/// `pane.wait`'s `state`: one state or a list of them.
+fn wanted_states(p: &Value) -> Result<Vec<&'static str>, Failure> {
+    let given: Vec<&str> = match &p["state"] {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let states: Vec<&'static str> = given.iter().filter_map(|s| super::agent::state_named(s)).collect();
+    if states.is_empty() || states.len() != given.len() {
+        return Err((
+            "bad-params",
+            "pane.wait's state must be one or more of starting, working, waiting, idle, exited".into(),
+        ));
+    }
+    Ok(states)
+}
+
+fn tracker(sup: &Supervisor, params: &Value) -> Result<Arc<Tracker>, Failure> {
+    let name = params.get("pane").and_then(Value::as_str).unwrap_or_default();
+    lock(&sup.trackers).get(name).cloned().ok_or(("no-such-pane", format!("no pane '{name}' (see `wt-run pane ls`)")))
 }
 
 fn pane(sup: &Supervisor, params: &Value) -> Result<Handle, Failure> {
@@ -404,8 +447,14 @@ fn spawn(sup: &Arc<Supervisor>, p: &Value) -> Result<Value, Failure> {
     }
     let dir = sup.logs.join(&name);
     std::fs::create_dir_all(&dir).map_err(|e| ("io", e.to_string()))?;
-    // The name's earlier pane, if any, has ended: so has what it reported, and its socket.
-    lock(&sup.reported).remove(&name);
+    let profile: super::rules::ProfileSpec = match p.get("agent") {
+        Some(a) => serde_json::from_value(a.clone()).map_err(|e| ("bad-params", format!("agent: {e}")))?,
+        None => super::rules::ProfileSpec { name: "default".into(), ..Default::default() },
+    };
+    let profile = super::rules::Profile::compile(&profile)?;
+    let on_state = super::on_state::OnState::from_params(p, cwd.clone(), env.clone().into_iter().collect())?;
+    // The name's earlier pane, if any, has ended: so has its state, and its socket.
+    lock(&sup.trackers).remove(&name);
     lock(&sup.own_sockets).remove(&name);
     let own = match p.get("restricted").and_then(Value::as_bool).unwrap_or(false) {
         true => Some(own_socket(sup, &name, p.get("read_panes").and_then(Value::as_bool).unwrap_or(false))?),
@@ -434,6 +483,16 @@ fn spawn(sup: &Arc<Supervisor>, p: &Value) -> Result<Value, Failure> {
     let pane = pane.inspect_err(|_| {
         lock(&sup.own_sockets).remove(&name);
     })?;
+    let env = match &pane {
+        Handle::Native(p) => p.spec.env.clone(),
+        Handle::Tmux(t) => t.spec.env.clone(),
+    };
+    let tracker = Tracker::start(&name, profile, on_state, Arc::clone(&sup.events), &env);
+    if let Handle::Native(native) = &pane {
+        let (tracker, native) = (Arc::clone(&tracker), Arc::clone(native));
+        std::thread::spawn(move || tracker.watch(native));
+    }
+    lock(&sup.trackers).insert(name.clone(), tracker);
     let described = describe(sup, &name, &pane);
     panes.insert(name, pane);
     Ok(described)

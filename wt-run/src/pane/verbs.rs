@@ -20,29 +20,29 @@ pub fn run(socket: &Path, cmd: &PaneCmd) -> Result<u8, Error> {
             super::attach::attach(socket, name)?;
             return Ok(0);
         }
-        PaneCmd::Ls => ("pane.list", json!({})),
+        PaneCmd::Ls { .. } => ("pane.list", json!({})),
         PaneCmd::Screen { name, lines } => ("pane.read_screen", json!({"pane": name, "lines": lines.unwrap_or(0)})),
         PaneCmd::Send { name, text, enter } => ("pane.send", json!({"pane": name, "text": text, "enter": enter})),
         PaneCmd::Key { name, key } => ("pane.send_key", json!({"pane": name, "key": key})),
-        PaneCmd::Wait { name, exit, pattern, quiet, timeout } => {
-            if !exit && pattern.is_none() && quiet.is_none() {
+        PaneCmd::Wait { name, state, exit, pattern, quiet, timeout } => {
+            if state.is_empty() && !exit && pattern.is_none() && quiet.is_none() {
                 return Err(Error::usage(
                     "usage",
-                    "pane wait needs what to wait for: --exit, --match RE or --quiet DUR (see `wt-run pane wait --help`)",
+                    "pane wait needs what to wait for: --state S, --exit, --match RE or --quiet DUR (see `wt-run pane wait --help`)",
                 ));
             }
-            let quiet_ms = quiet.map(|q| q.as_millis() as u64);
-            let params = json!({"pane": name, "exit": exit, "match": pattern, "quiet_ms": quiet_ms,
-                "timeout_ms": timeout.as_millis() as u64});
+            let timeout_ms = timeout.as_millis() as u64;
+            let params = match state.is_empty() {
+                false => json!({"pane": name, "state": state, "timeout_ms": timeout_ms}),
+                true => json!({"pane": name, "exit": exit, "match": pattern,
+                    "quiet_ms": quiet.map(|q| q.as_millis() as u64), "timeout_ms": timeout_ms}),
+            };
             ("pane.wait", params)
         }
         PaneCmd::Resize { name, rows, cols } => ("pane.resize", json!({"pane": name, "rows": rows, "cols": cols})),
         PaneCmd::Kill { name } => ("pane.kill", json!({"pane": name})),
-        PaneCmd::Notify { state, message, pane } => {
-            let pane = pane.as_ref().ok_or_else(|| {
-                Error::usage("bad-params", "pane notify needs --pane NAME (inside a pane, WT_PANE names it)")
-            })?;
-            ("pane.notify", json!({"pane": pane, "state": state, "message": message}))
+        PaneCmd::Notify { args, state, message, from_hook } => {
+            return super::notify::verb(socket, args, state.as_deref(), message.as_deref(), from_hook.as_deref());
         }
         PaneCmd::Stop => ("server.stop", json!({})),
     };
@@ -93,8 +93,8 @@ fn print(cmd: &PaneCmd, v: &Value) {
     let terminal = std::io::stdout().is_terminal();
     let text = match (cmd, terminal) {
         (PaneCmd::Screen { .. }, true) => v["text"].as_str().unwrap_or_default().to_string(),
-        (PaneCmd::Ls, true) => panes_table(v),
-        (PaneCmd::Ls, false) => {
+        (PaneCmd::Ls { json: false }, true) => panes_table(v, super::agent::now_ms()),
+        (PaneCmd::Ls { .. }, _) => {
             v.as_array().map(|a| a.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")).unwrap_or_default()
         }
         _ => v.to_string(),
@@ -104,24 +104,27 @@ fn print(cmd: &PaneCmd, v: &Value) {
     }
 }
 
-/// `pane ls` for a person: each pane, whether it runs, and how to sit at it.
-fn panes_table(list: &Value) -> String {
+/// `pane ls` for a person: each pane, what its agent is doing and since when, and how to sit
+/// at it.
+fn panes_table(list: &Value, now_ms: u64) -> String {
     let panes = list.as_array().cloned().unwrap_or_default();
     if panes.is_empty() {
         return "no panes (start one with `wt-run -w NAME --pane -- CMD`)".into();
     }
-    let rows: Vec<Vec<String>> = panes.iter().map(pane_row).collect();
-    render_table(&["NAME", "PID", "STATE", "SIZE", "CMD", "ATTACH"], &rows)
+    let rows: Vec<Vec<String>> = panes.iter().map(|p| pane_row(p, now_ms)).collect();
+    render_table(&["NAME", "PID", "STATE", "FOR", "SOURCE", "MESSAGE", "SIZE", "CMD", "ATTACH"], &rows)
 }
 
-fn pane_row(p: &Value) -> Vec<String> {
+fn pane_row(p: &Value, now_ms: u64) -> Vec<String> {
     let name = p["name"].as_str().unwrap_or_default();
     let state = match (&p["alive"], &p["exit"], p["state"].as_str()) {
-        // What the agent last reported through its hooks (`pane notify`), when it did.
-        (Value::Bool(true), _, Some(agent)) => format!("running, {agent}"),
+        (Value::Bool(true), _, Some(state)) => state.to_string(),
         (Value::Bool(true), _, None) => "running".to_string(),
         (_, e, _) => exit_text(e),
     };
+    let since = p["since"].as_u64().map(|s| short_duration(now_ms.saturating_sub(s))).unwrap_or_default();
+    let source = p["source"].as_str().unwrap_or_default().to_string();
+    let message: String = p["message"].as_str().unwrap_or_default().chars().take(50).collect();
     let cmd: Vec<&str> = p["cmd"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     let attach = match p["tmux"]["session"].as_str() {
         Some(session) => format!("tmux attach -t {session}"),
@@ -131,7 +134,17 @@ fn pane_row(p: &Value) -> Vec<String> {
         (Some(r), Some(c)) => format!("{r}x{c}"),
         _ => String::new(),
     };
-    vec![name.into(), p["pid"].as_u64().map(|x| x.to_string()).unwrap_or_default(), state, size, cmd.join(" "), attach]
+    let pid = p["pid"].as_u64().map(|x| x.to_string()).unwrap_or_default();
+    vec![name.into(), pid, state, since, source, message, size, cmd.join(" "), attach]
+}
+
+/// `42s`, `5m`, `3h`: how long a pane has been in its state, at a glance.
+fn short_duration(ms: u64) -> String {
+    match ms / 1000 {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s => format!("{}h", s / 3600),
+    }
 }
 
 /// An exit as `{"code": N}` or `{"signal": "KILL"}` shows it: `exited 3`, `killed by SIGKILL`.

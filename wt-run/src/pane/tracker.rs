@@ -1,0 +1,233 @@
+//! Keeps one pane's agent state: takes the signals in (hook reports from `pane.notify`, and for
+//! a native pane its output, terminal notifications, screen rules and status file, which a
+//! thread of its own watches), decides, and announces each change: a `state` event, the
+//! `--on-state` command, and the waiters of `pane.wait --state`.
+//!
+//! The watcher sleeps on the pane's condition variable, which output, input and the exit
+//! wake; its only timers are the ones after which something can change (the quiet time after
+//! the last output, a throttled look at a screen that changed, a hook report going stale), so
+//! a quiet pane costs nothing.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::agent::{Activity, Agent, Decided, Signal, Source, HOOK_STALE};
+use super::events::Events;
+use super::handle::Failure;
+use super::on_state::OnState;
+use super::pty::{Exit, Pane};
+use super::rules::Profile;
+
+/// A changed screen is matched against the rules at most this often.
+pub const SCREEN_EVERY: Duration = Duration::from_millis(100);
+
+/// A status file is read at most this often while the pane prints.
+pub const STATUS_EVERY: Duration = Duration::from_millis(500);
+
+#[derive(Debug)]
+pub struct Tracker {
+    name: String,
+    agent: Mutex<(Agent, Activity)>,
+    changed: Condvar,
+    profile: Profile,
+    on_state: OnState,
+    events: Arc<Events>,
+    sessions_dir: Option<PathBuf>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Tracker {
+    /// A tracker in state `starting`, announced.
+    pub fn start(
+        name: &str,
+        profile: Profile,
+        on_state: OnState,
+        events: Arc<Events>,
+        env: &[(String, String)],
+    ) -> Arc<Tracker> {
+        let sessions_dir = profile.claude_status.then(|| super::status_file::claude_sessions_dir(env)).flatten();
+        let t = Arc::new(Tracker {
+            name: name.to_string(),
+            agent: Mutex::new((Agent::new(), Activity { last_output: Instant::now(), last_input: None })),
+            changed: Condvar::new(),
+            profile,
+            on_state,
+            events,
+            sessions_dir,
+        });
+        let first = lock(&t.agent).0.decided().clone();
+        t.events.publish(first.event(name));
+        t.on_state.entered(name, &first);
+        t
+    }
+
+    pub fn describe_into(&self, pane: &mut Value) {
+        lock(&self.agent).0.decided().describe_into(pane);
+        pane["agent"] = json!(self.profile.name);
+    }
+
+    pub fn state(&self) -> &'static str {
+        lock(&self.agent).0.decided().state
+    }
+
+    /// Takes in signals (source → its word now) and announces what they change.
+    pub fn report(&self, signals: Vec<(Source, Option<Signal>)>, activity: Option<Activity>) {
+        let mut guard = lock(&self.agent);
+        let (agent, known) = &mut *guard;
+        if let Some(a) = activity {
+            *known = a;
+        }
+        let before = agent.decided().state;
+        for (source, signal) in signals {
+            agent.set(source, signal);
+        }
+        let decided = agent.decide(*known, Instant::now());
+        drop(guard);
+        if let Some(d) = decided {
+            self.announce(&d, before);
+        }
+    }
+
+    /// The pane's program ended.
+    pub fn exited(&self, exit: Option<&Exit>) {
+        let mut guard = lock(&self.agent);
+        if guard.0.finished() {
+            return;
+        }
+        let before = guard.0.decided().state;
+        let message = exit.map(|e| match &e.signal {
+            Some(sig) => format!("ended by signal {sig}"),
+            None => format!("exit {}", e.code),
+        });
+        let d = guard.0.exited(message);
+        drop(guard);
+        self.announce(&d, before);
+    }
+
+    fn announce(&self, d: &Decided, before: &str) {
+        self.events.publish(d.event(&self.name));
+        if d.state != before {
+            self.on_state.entered(&self.name, d);
+        }
+        self.changed.notify_all();
+    }
+
+    /// `pane.wait` with `state`: until the pane is in one of `states`.
+    pub fn wait(&self, states: &[&str], timeout: Duration) -> Result<Value, Failure> {
+        let deadline = Instant::now() + timeout;
+        let mut guard = lock(&self.agent);
+        loop {
+            let d = guard.0.decided().clone();
+            if states.contains(&d.state) {
+                let mut out = json!({});
+                d.describe_into(&mut out);
+                return Ok(out);
+            }
+            if d.state == "exited" {
+                return Err(("exited", "the program exited before the pane reached the state".into()));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(("timeout", format!("waited {} ms; the pane is {}", timeout.as_millis(), d.state)));
+            }
+            guard =
+                self.changed.wait_timeout(guard, deadline - now).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+        }
+    }
+
+    /// Watches a native pane's output until it exits (run on a thread of its own).
+    pub fn watch(self: Arc<Self>, pane: Arc<Pane>) {
+        let (lock_screen, cvar) = &*pane.state;
+        let mut seen = (u64::MAX, 0u64, None::<Instant>); // bytes, notifications, last input
+        let (mut screen_dirty, mut status_dirty) = (false, false);
+        let (mut screen_at, mut status_at) = (Instant::now() - SCREEN_EVERY, Instant::now() - STATUS_EVERY);
+        let mut wake: Option<Instant> = None;
+        loop {
+            let mut s = lock_screen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            loop {
+                let now = Instant::now();
+                if s.exit.is_some()
+                    || (s.bytes, s.notifications, s.last_input) != seen
+                    || wake.is_some_and(|w| now >= w)
+                {
+                    break;
+                }
+                s = match wake {
+                    Some(w) => cvar.wait_timeout(s, w - now).unwrap_or_else(std::sync::PoisonError::into_inner).0,
+                    None => cvar.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner),
+                };
+            }
+            if let Some(exit) = s.exit.clone() {
+                drop(s);
+                return self.exited(Some(&exit));
+            }
+            let now = Instant::now();
+            let mut signals = Vec::new();
+            if s.bytes != seen.0 {
+                screen_dirty = true;
+                status_dirty = true;
+            }
+            if s.notifications != seen.1 {
+                let note = s.last_notification.clone();
+                signals.push((
+                    Source::Terminal,
+                    note.map(|(at, text)| Signal { state: "waiting", message: (!text.is_empty()).then_some(text), at }),
+                ));
+            }
+            seen = (s.bytes, s.notifications, s.last_input);
+            let activity = Activity { last_output: s.last_output, last_input: s.last_input };
+            let rows = (screen_dirty && now >= screen_at + SCREEN_EVERY && !self.profile.rules.is_empty()).then(|| {
+                let (_, cols) = s.parser.screen().size();
+                s.parser.screen().rows(0, cols).collect::<Vec<_>>()
+            });
+            let printed = s.bytes > 0;
+            drop(s);
+            if let Some(rows) = rows {
+                screen_dirty = false;
+                screen_at = now;
+                let matched = self.profile.match_screen(&rows);
+                signals.push((
+                    Source::Screen,
+                    matched.map(|(state, text)| Signal { state, message: Some(text), at: now }),
+                ));
+            }
+            if status_dirty && now >= status_at + STATUS_EVERY {
+                if let (Some(dir), Some(pid)) = (&self.sessions_dir, pane.pid) {
+                    status_dirty = false;
+                    status_at = now;
+                    let state = super::status_file::claude_state(dir, pid);
+                    signals
+                        .push((Source::StatusFile, state.map(|(state, _)| Signal { state, message: None, at: now })));
+                }
+            }
+            let quiet_at = activity.last_output + self.profile.quiet;
+            if printed {
+                let state = if now < quiet_at { "working" } else { "idle" };
+                signals.push((Source::Output, Some(Signal { state, message: None, at: activity.last_output })));
+            }
+            self.report(signals, Some(activity));
+            // The next time something can change without output: the quiet time running out, a
+            // throttled look at the screen or status file, a hook report going stale.
+            let mut next = Vec::new();
+            if printed && now < quiet_at {
+                next.push(quiet_at);
+            }
+            if screen_dirty && !self.profile.rules.is_empty() {
+                next.push(screen_at + SCREEN_EVERY);
+            }
+            if status_dirty && self.sessions_dir.is_some() {
+                next.push(status_at + STATUS_EVERY);
+            }
+            if let Some(at) = lock(&self.agent).0.hook_reported_at().filter(|at| activity.last_output > *at) {
+                next.extend(Some(at + HOOK_STALE).filter(|t| *t > now));
+            }
+            wake = next.into_iter().min();
+        }
+    }
+}
