@@ -7,13 +7,18 @@ for bracketed paste, shows a prompt when idle, reads what is pasted, shows a spi
 usage: stand-in-agent.py [LOG [MODE]]
   LOG   where to note each message, and anything typed while it was busy
   MODE  fix-code (default); edit-test: make the test pass by rewriting tests/check.sh;
-        quit: exit 3 on the first message; slow-start: fix-code after a slow start"""
-import os, re, select, subprocess, sys, time, tty
+        quit: exit 3 on the first message; slow-start: fix-code after a slow start;
+        quiet-busy: fix-code, but it reports its turn through a hook (working, then idle) and
+        works silently for a while after each fix, as an agent thinking does
+"""
+import json, os, re, select, socket, subprocess, sys, time, tty
 
 log = open(sys.argv[1], "a", buffering=1) if len(sys.argv) > 1 else None
 mode = sys.argv[2] if len(sys.argv) > 2 else "fix-code"
-if mode == "slow-start":  # real agents take their time to start
-    time.sleep(1.5)
+hooks = mode == "quiet-busy"
+if mode in ("slow-start", "quiet-busy"):
+    if mode == "slow-start":  # real agents take their time to start
+        time.sleep(1.5)
     mode = "fix-code"
 fd = sys.stdin.fileno()
 tty.setraw(fd)
@@ -26,6 +31,26 @@ def note(text):
 
 def out(s):
     os.write(1, s.replace("\n", "\r\n").encode())
+
+
+def notify(state):
+    """What an agent's hook does (`wt-run pane notify`), straight on the pane's socket."""
+    if not hooks or not os.environ.get("WT_SOCKET"):
+        return
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(os.environ["WT_SOCKET"])
+    req = {"id": 1, "method": "pane.notify", "params": {"pane": os.environ.get("WT_PANE"), "state": state}}
+    s.sendall(json.dumps(req).encode() + b"\n")
+    s.makefile().readline()
+    s.close()
+
+
+def silent(seconds):
+    """Busy with nothing on the screen (thinking): the screen is quiet, the hook says working."""
+    end = time.time() + seconds
+    while time.time() < end:
+        if select.select([fd], [], [], 0.05)[0]:
+            note("TYPED-WHILE-BUSY %r" % os.read(fd, 4096))
 
 
 def work(seconds):
@@ -52,6 +77,7 @@ while True:
     msg = buf[buf.find(b"\x1b[200~") + 6:end].decode()
     buf = buf[end + 7:]
     note("MESSAGE " + msg.replace("\n", "\\n"))
+    notify("working")
     if mode == "quit":
         sys.exit(3)
     out("\n--- pasted into the agent ---\n" + msg + "\n-----------------------------\n")
@@ -63,9 +89,12 @@ while True:
         name = os.environ.get("WT_NAME", "?")
         subprocess.run(["git", "commit", "-qam", "fix %s in %s" % (m.group(1), name)], check=False)
         out("fixed %s\n" % m.group(1))
+        if hooks:
+            silent(2.5)
     elif mode == "edit-test":
         with open("tests/check.sh", "w") as f:
             f.write("exit 0\n")
         out("changed the test\n")
     work(0.6)
+    notify("idle")
     out("agent> ")

@@ -546,3 +546,19 @@ fn the_inotify_watch_limit_is_a_clear_error() {
     assert!(run.stderr.contains("fs.inotify.max_user_watches"), "{run}");
     assert!(run.stderr.contains("sysctl fs.inotify.max_user_watches="), "{run}");
 }
+
+/// An agent that reports its turn through hooks and thinks silently after each fix: its screen
+/// is quiet then, but it said it is working, so nothing is typed until it says it is idle.
+#[test]
+fn an_agent_that_says_it_is_working_is_not_typed_into_while_its_screen_is_quiet() {
+    let w = Watch::new();
+    w.create("thinker");
+    let log = w.agent("thinker", "quiet-busy");
+    let run = w.until_green("thinker", &[]);
+    run.expect_code(0);
+    let rec = &run.records()[0];
+    assert_eq!((status(rec), &rec["watch"]["rounds"]), ("green", &serde_json::json!(3)), "{run}");
+    let agent = std::fs::read_to_string(&log).unwrap();
+    assert!(!agent.contains("TYPED-WHILE-BUSY"), "typed into an agent that said it was working:\n{agent}");
+    assert_eq!(agent.lines().filter(|l| l.starts_with("MESSAGE ")).count(), 2, "{agent}");
+}

@@ -110,7 +110,7 @@ fn to_pane(
     let mut client = Client::connect(socket).map_err(|e| Undelivered::Failed(pane_gone(pane, &e.message)))?;
     let deadline = Instant::now() + patience;
     loop {
-        check_alive(&mut client, pane)?;
+        let described = check_alive(&mut client, pane)?;
         if cancel.load(Ordering::SeqCst) {
             return Err(Undelivered::Cancelled);
         }
@@ -125,7 +125,20 @@ fn to_pane(
             Err(e) if e.code == "timeout" || e.code == "exited" => continue,
             Err(e) => return Err(Undelivered::Failed(pane_gone(pane, &e.message))),
         }
+        // The agent's own word (its hooks, its status file, a notification, a dialog on its
+        // screen) that it is working or asking something outranks a quiet screen: typing now
+        // would interrupt it or answer its question. Wait for it to say its turn is over.
+        if says_busy(&described) {
+            let idle = json!({"pane": pane, "state": ["idle"], "timeout_ms": SLICE.as_millis() as u64});
+            match client.call("pane.wait", idle) {
+                Ok(_) => {}
+                Err(e) if e.code == "timeout" || e.code == "exited" => continue,
+                Err(e) => return Err(Undelivered::Failed(pane_gone(pane, &e.message))),
+            }
+        }
         match client.call("pane.wait", ready.wait_params(pane, SLICE)) {
+            // Quiet: unless the agent said meanwhile that it is busy after all.
+            Ok(_) if says_busy(&check_alive(&mut client, pane)?) => continue,
             Ok(_) => break,
             Err(e) if e.code == "timeout" => continue,
             Err(e) => return Err(Undelivered::Failed(pane_gone(pane, &e.message))),
@@ -142,8 +155,16 @@ fn to_pane(
         .map_err(|e| Undelivered::Failed(pane_gone(pane, &e.message)))
 }
 
-/// The pane exists and its program runs.
-fn check_alive(client: &mut Client, pane: &str) -> Result<(), Undelivered> {
+/// Whether the pane's agent state says busy from a signal of the agent's own, not from the
+/// quiet-output guess (`source` `output`), which the quiet wait checks more strictly anyway.
+fn says_busy(described: &Value) -> bool {
+    let state = described["state"].as_str().unwrap_or_default();
+    let source = described["source"].as_str().unwrap_or("output");
+    matches!(state, "working" | "waiting") && source != "output"
+}
+
+/// The pane exists and its program runs: its description in `pane.list`.
+fn check_alive(client: &mut Client, pane: &str) -> Result<Value, Undelivered> {
     let list = client.call("pane.list", json!({})).map_err(|e| Undelivered::Failed(pane_gone(pane, &e.message)))?;
     let found = list.as_array().and_then(|a| a.iter().find(|p| p["name"] == pane)).cloned();
     match found {
@@ -151,7 +172,7 @@ fn check_alive(client: &mut Client, pane: &str) -> Result<(), Undelivered> {
         Some(p) if p["alive"] == json!(false) => {
             Err(Undelivered::Exited(format!("the agent's pane {pane} exited ({})", exit_text(&p["exit"]))))
         }
-        Some(_) => Ok(()),
+        Some(p) => Ok(p),
     }
 }
 
