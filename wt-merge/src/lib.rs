@@ -55,10 +55,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         })?,
     };
     if git::run(repo.git_dir(), ["rev-parse", "--verify", "-q", &format!("refs/heads/{into}")]).is_err() {
-        return Err(Error::usage(
-            "unknown-target",
-            format!("there is no branch '{into}' to merge into (list them with `git branch`)"),
-        ));
+        return Err(unknown_target(&into));
     }
     let mut out = Output::new(TOOL, args.global.json, columns());
     if let Some(name) = &args.undo {
@@ -220,6 +217,10 @@ fn inputs<'a>(
     })))
 }
 
+fn unknown_target(into: &str) -> Error {
+    Error::usage("unknown-target", format!("there is no branch '{into}' to merge into (list them with `git branch`)"))
+}
+
 fn failed(rec: &Record) -> bool {
     let status = rec.key("merge").and_then(|m| m.get("status")).and_then(Value::as_str);
     matches!(status, Some("conflict" | "verify-failed" | "error"))
@@ -232,8 +233,7 @@ fn failed(rec: &Record) -> bool {
 }
 
 fn check(repo: &Repo, into: &str, recs: Vec<Record>, out: &mut Output) -> Result<(), Error> {
-    let target = git::run(repo.git_dir(), ["rev-parse", &format!("refs/heads/{into}")])?;
-    let mut ready = Vec::new();
+    let mut published = Vec::new();
     for mut rec in recs {
         if rec.has_error() {
             out.emit(&rec);
@@ -245,10 +245,15 @@ fn check(repo: &Repo, into: &str, recs: Vec<Record>, out: &mut Output) -> Result
             out.emit(&rec);
             continue;
         }
-        let head = rec
-            .branch
-            .as_ref()
-            .and_then(|b| git::run(repo.git_dir(), ["rev-parse", "--verify", "-q", &format!("refs/heads/{b}")]).ok());
+        published.push(rec);
+    }
+    // Every branch's commit from one git process: the target's and the records'.
+    let wanted = published.iter().filter_map(|r| r.branch.as_deref());
+    let heads = git::branch_heads(repo.git_dir(), std::iter::once(into).chain(wanted))?;
+    let target = heads.get(into).cloned().ok_or_else(|| unknown_target(into))?;
+    let mut ready = Vec::new();
+    for mut rec in published {
+        let head = rec.branch.as_ref().and_then(|b| heads.get(b).cloned());
         match head {
             Some(h) => ready.push((rec, h)),
             None => {
