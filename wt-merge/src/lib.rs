@@ -54,7 +54,10 @@ pub fn run(args: Args) -> Result<Exit, Error> {
             )
         })?,
     };
-    if git::run(repo.git_dir(), ["rev-parse", "--verify", "-q", &format!("refs/heads/{into}")]).is_err() {
+    // `--check` learns whether the target exists from the one git call that reads every
+    // branch it merges, before it emits anything; the others ask first.
+    if !args.check && git::run(repo.git_dir(), ["rev-parse", "--verify", "-q", &format!("refs/heads/{into}")]).is_err()
+    {
         return Err(unknown_target(&into));
     }
     let mut out = Output::new(TOOL, args.global.json, columns());
