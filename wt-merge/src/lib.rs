@@ -45,8 +45,10 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     }
     let config: Config = config::section(repo.main_worktree.as_deref(), "merge")?;
     let settings = Settings::of(&args, &config)?;
-    let into = match args.into.as_ref().or(config.into.as_ref()) {
-        Some(b) => b.clone(),
+    // The main worktree's branch from its HEAD file when that is plain, else from git.
+    let named = args.into.clone().or_else(|| config.into.clone());
+    let into = match named.or_else(|| wt_common::refs::main_branch(&repo.common_dir)) {
+        Some(b) => b,
         None => repo.main_head()?.and_then(|h| h.branch).ok_or_else(|| {
             Error::usage(
                 "no-target",
@@ -54,8 +56,8 @@ pub fn run(args: Args) -> Result<Exit, Error> {
             )
         })?,
     };
-    // `--check` learns whether the target exists from the one git call that reads every
-    // branch it merges, before it emits anything; the others ask first.
+    // `--check` learns whether the target exists when it reads every branch it merges, before
+    // it emits anything; the others ask first.
     if !args.check && git::run(repo.git_dir(), ["rev-parse", "--verify", "-q", &format!("refs/heads/{into}")]).is_err()
     {
         return Err(unknown_target(&into));
@@ -250,9 +252,9 @@ fn check(repo: &Repo, into: &str, recs: Vec<Record>, out: &mut Output) -> Result
         }
         published.push(rec);
     }
-    // Every branch's commit from one git process: the target's and the records'.
+    // Every branch's commit at once, the target's and the records', from the ref files.
     let wanted = published.iter().filter_map(|r| r.branch.as_deref());
-    let heads = git::branch_heads(repo.git_dir(), std::iter::once(into).chain(wanted))?;
+    let heads = git::branch_heads(repo.git_dir(), &repo.common_dir, std::iter::once(into).chain(wanted))?;
     let target = heads.get(into).cloned().ok_or_else(|| unknown_target(into))?;
     let mut ready = Vec::new();
     for mut rec in published {
