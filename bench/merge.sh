@@ -38,7 +38,7 @@ ours=$(get wt-merge-check) stdin=$(get merge-tree-stdin) loop=$(get merge-tree-l
 cat <<MD
 ## wt-merge --check: 16 branches, 136 merges (issue 6)
 
-Measured $(date -u +%Y-%m-%d).
+Measured $(date -u +%Y-%m-%d). $(load_note)
 
 Target: \`wt-merge --check\` of 16 branches against each other and the target within 1.2× of the
 one \`git merge-tree --stdin\` it runs, given the same 136 pairs (the rest is discovery, reading

@@ -25,7 +25,7 @@ done
 cat <<MD
 ## The ledger and --list at 10, 100 and 500 worktrees (issue 16)
 
-Measured $(date -u +%Y-%m-%d).
+Measured $(date -u +%Y-%m-%d). $(load_note)
 
 Targets: one lease (\`wt-env -w NAME\`, every other worktree holding one) at most 6 ms at 500
 leases; \`wt-create --list\` within 1.2× of \`git worktree list --porcelain\` at 500 worktrees.
