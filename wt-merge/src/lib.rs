@@ -268,8 +268,8 @@ fn check(repo: &Repo, into: &str, recs: Vec<Record>, out: &mut Output) -> Result
             }
         }
     }
-    check::matrix(repo.git_dir(), into, &target, &mut ready)?;
-    check::mark_nothing_to_merge(repo.git_dir(), &target, &mut ready);
+    let unchanged = check::matrix(repo.git_dir(), into, &target, &mut ready)?;
+    check::mark_nothing_to_merge(repo.git_dir(), &target, &mut ready, &unchanged);
     for (rec, _) in ready {
         if rec.key("merge").and_then(|m| m.get("status")) == Some(&Value::from("conflict")) {
             out.fail(Exit::Failed);
