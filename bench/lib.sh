@@ -42,3 +42,7 @@ PY
 # mean_ms JSON NAME: the mean of one hyperfine command, in milliseconds.
 mean_ms() { jq -r --arg n "$2" '.results[] | select(.command == $n) | .mean * 1000' "$1"; }
 ratio() { python3 -c "print(f'{$1 / $2:.3f}')"; }
+
+# How busy the machine was while a section was measured (the ratios are side by side; the
+# absolute times swing with this).
+load_note() { echo "Load average when measured: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores."; }

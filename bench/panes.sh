@@ -60,7 +60,7 @@ pane_ms=$(d bytes pane) script_ms=$(d bytes script) pane_lines=$(d lines pane) s
 cat <<MD
 ## wt-run panes: control-plane latency and output drain (issue 5)
 
-Measured $(date -u +%Y-%m-%d).
+Measured $(date -u +%Y-%m-%d). $(load_note)
 
 Targets: a screen read round trip under 2 ms; a pane drains 100 MB of printable output in at most
 1.3× the time \`script -q\` takes through a PTY, with the supervisor's memory bounded by the

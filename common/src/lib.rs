@@ -26,6 +26,7 @@ pub mod output;
 pub mod process;
 pub mod progress;
 pub mod record;
+pub mod refs;
 pub mod repo;
 pub mod runlog;
 pub mod select;

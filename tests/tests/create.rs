@@ -226,6 +226,30 @@ fn list_shows_managed_worktrees_and_all_git_shows_every_one() {
 }
 
 #[test]
+fn list_reads_heads_as_git_lists_them_whether_refs_are_loose_packed_or_detached() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["loose", "packed", "detached"], "").expect_code(0);
+    let wt = |n: &str| t.wt_root().join(n);
+    for n in ["loose", "packed"] {
+        std::fs::write(wt(n).join(format!("{n}.txt")), "x\n").unwrap();
+        t.git_in(&wt(n), ["add", "-A"]);
+        t.git_in(&wt(n), ["commit", "-q", "-m", n]);
+    }
+    t.git(["pack-refs", "--all"]);
+    std::fs::write(wt("loose").join("more.txt"), "y\n").unwrap();
+    t.git_in(&wt("loose"), ["add", "-A"]);
+    t.git_in(&wt("loose"), ["commit", "-q", "-m", "after packing"]);
+    t.git_in(&wt("detached"), ["checkout", "-q", "--detach"]);
+    let recs = t.run("wt-create", &["--list"], "").expect_code(0).records();
+    for rec in &recs {
+        let name = s(rec, "name");
+        assert_eq!(s(rec, "head"), t.git_in(&wt(name), ["rev-parse", "HEAD"]), "{name}: {rec}");
+        assert_eq!(s(rec, "branch"), format!("wt/{name}"), "the ledger's branch, even when detached: {rec}");
+    }
+    assert_eq!(names(&recs), ["detached", "loose", "packed"]);
+}
+
+#[test]
 fn remove_refuses_dirty_or_unmerged_work_unless_forced() {
     let t = TestRepo::new();
     let recs = t.run("wt-create", &["clean", "dirty", "ahead"], "").expect_code(0).records();

@@ -59,6 +59,27 @@ fn check_builds_the_conflict_matrix_in_memory() {
 }
 
 #[test]
+fn check_reads_exactly_the_branches_the_records_name() {
+    let t = repo_with(&[("kept", &[("k.txt", "k\n")]), ("gone", &[("g.txt", "g\n")])]);
+    let records = list(&t);
+    // The branch goes, and a branch below its name appears: `wt/gone/later` is not `wt/gone`.
+    t.git(["worktree", "remove", "--force", t.wt_root().join("gone").to_str().unwrap()]);
+    t.git(["branch", "-D", "wt/gone"]);
+    t.git(["branch", "wt/gone/later", "main"]);
+    let run = t.run("wt-merge", &["--check"], &records);
+    run.expect_code(1);
+    let recs = run.records();
+    let by = |n: &str| recs.iter().find(|r| r["name"] == n).unwrap().clone();
+    assert_eq!(by("gone")["error"]["code"], "no-such-branch", "{run}");
+    assert_eq!(merge_of(&by("kept"))["status"], "would-merge", "{run}");
+    // An unknown target is a usage error before anything is merged.
+    let run = t.run("wt-merge", &["--check", "--into", "nope"], &records);
+    run.expect_code(2);
+    assert!(run.stderr.contains("no branch 'nope'"), "{run}");
+    assert!(run.records().is_empty(), "{run}");
+}
+
+#[test]
 fn clean_branches_merge_in_order_and_a_conflict_leaves_the_target_alone() {
     let t = repo_with(&[
         ("one", &[("shared.txt", "ONE\nb\nc\n")]),

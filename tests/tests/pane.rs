@@ -34,6 +34,36 @@ fn bash_in_a_pane_is_read_typed_into_and_waited_for() {
 }
 
 #[test]
+fn a_flood_of_printable_output_leaves_the_screen_a_terminal_would_show() {
+    // 3 MB without a line break (the emulator skips most of it unparsed), then a colour, a
+    // line break and a last line: the screen and scrollback must be what parsing it all gives.
+    let p = Panes::new();
+    let flood = "import sys\nw = sys.stdout.write\nfor i in range(30000): w(('%07d' % i) + 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,:;!?()[]{}<>=+-*/&%$#@^~_|' + 'x' * (i % 5))\nw('\\x1b[31mred\\x1b[0m\\r\\nlast line')\nsys.stdout.flush()\n";
+    p.spawn("flood", &["python3", "-c", flood]);
+    let done = p.json(&["pane", "wait", "flood", "--exit", "--timeout", "60s"]);
+    assert_eq!(done["exit"], json!({"code": 0}));
+    let screen = p.json(&["pane", "screen", "flood"]);
+    let cols = screen["cols"].as_u64().unwrap() as usize;
+    let mut text = String::new();
+    for i in 0..30000 {
+        text += &format!("{i:07}abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,:;!?()[]{{}}<>=+-*/&%$#@^~_|");
+        text += &"x".repeat(i % 5);
+    }
+    text += "red";
+    let wrapped: Vec<String> = text.as_bytes().chunks(cols).map(|r| String::from_utf8(r.to_vec()).unwrap()).collect();
+    let lines: Vec<String> =
+        screen["lines"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().trim_end().to_string()).collect();
+    let shown = lines.iter().rposition(|l| !l.is_empty()).unwrap();
+    assert_eq!(lines[shown], "last line");
+    let expected = &wrapped[wrapped.len() - shown..];
+    assert_eq!(&lines[..shown], expected, "the rows above the last line are the end of the flood, in whole rows");
+    assert!(shown > 30, "the screen is full: {lines:?}");
+    // The colour codes, and the line break the terminal turns into `\r\r\n`.
+    let sent = text.len() + "\x1b[31m\x1b[0m\r\r\nlast line".len();
+    assert_eq!(p.json(&["pane", "ls"])["bytes"].as_u64(), Some(sent as u64), "every byte counted");
+}
+
+#[test]
 fn python_repl_and_a_full_screen_program() {
     let p = Panes::new();
     p.spawn("py", &["python3", "-i", "-q"]);

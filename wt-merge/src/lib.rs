@@ -45,8 +45,10 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     }
     let config: Config = config::section(repo.main_worktree.as_deref(), "merge")?;
     let settings = Settings::of(&args, &config)?;
-    let into = match args.into.as_ref().or(config.into.as_ref()) {
-        Some(b) => b.clone(),
+    // The main worktree's branch from its HEAD file when that is plain, else from git.
+    let named = args.into.clone().or_else(|| config.into.clone());
+    let into = match named.or_else(|| wt_common::refs::main_branch(&repo.common_dir)) {
+        Some(b) => b,
         None => repo.main_head()?.and_then(|h| h.branch).ok_or_else(|| {
             Error::usage(
                 "no-target",
@@ -54,11 +56,11 @@ pub fn run(args: Args) -> Result<Exit, Error> {
             )
         })?,
     };
-    if git::run(repo.git_dir(), ["rev-parse", "--verify", "-q", &format!("refs/heads/{into}")]).is_err() {
-        return Err(Error::usage(
-            "unknown-target",
-            format!("there is no branch '{into}' to merge into (list them with `git branch`)"),
-        ));
+    // `--check` learns whether the target exists when it reads every branch it merges, before
+    // it emits anything; the others ask first.
+    if !args.check && git::run(repo.git_dir(), ["rev-parse", "--verify", "-q", &format!("refs/heads/{into}")]).is_err()
+    {
+        return Err(unknown_target(&into));
     }
     let mut out = Output::new(TOOL, args.global.json, columns());
     if let Some(name) = &args.undo {
@@ -220,6 +222,10 @@ fn inputs<'a>(
     })))
 }
 
+fn unknown_target(into: &str) -> Error {
+    Error::usage("unknown-target", format!("there is no branch '{into}' to merge into (list them with `git branch`)"))
+}
+
 fn failed(rec: &Record) -> bool {
     let status = rec.key("merge").and_then(|m| m.get("status")).and_then(Value::as_str);
     matches!(status, Some("conflict" | "verify-failed" | "error"))
@@ -232,8 +238,7 @@ fn failed(rec: &Record) -> bool {
 }
 
 fn check(repo: &Repo, into: &str, recs: Vec<Record>, out: &mut Output) -> Result<(), Error> {
-    let target = git::run(repo.git_dir(), ["rev-parse", &format!("refs/heads/{into}")])?;
-    let mut ready = Vec::new();
+    let mut published = Vec::new();
     for mut rec in recs {
         if rec.has_error() {
             out.emit(&rec);
@@ -245,10 +250,15 @@ fn check(repo: &Repo, into: &str, recs: Vec<Record>, out: &mut Output) -> Result
             out.emit(&rec);
             continue;
         }
-        let head = rec
-            .branch
-            .as_ref()
-            .and_then(|b| git::run(repo.git_dir(), ["rev-parse", "--verify", "-q", &format!("refs/heads/{b}")]).ok());
+        published.push(rec);
+    }
+    // Every branch's commit at once, the target's and the records', from the ref files.
+    let wanted = published.iter().filter_map(|r| r.branch.as_deref());
+    let heads = git::branch_heads(repo.git_dir(), &repo.common_dir, std::iter::once(into).chain(wanted))?;
+    let target = heads.get(into).cloned().ok_or_else(|| unknown_target(into))?;
+    let mut ready = Vec::new();
+    for mut rec in published {
+        let head = rec.branch.as_ref().and_then(|b| heads.get(b).cloned());
         match head {
             Some(h) => ready.push((rec, h)),
             None => {
@@ -258,8 +268,8 @@ fn check(repo: &Repo, into: &str, recs: Vec<Record>, out: &mut Output) -> Result
             }
         }
     }
-    check::matrix(repo.git_dir(), into, &target, &mut ready)?;
-    check::mark_nothing_to_merge(repo.git_dir(), &target, &mut ready);
+    let unchanged = check::matrix(repo.git_dir(), into, &target, &mut ready)?;
+    check::mark_nothing_to_merge(repo.git_dir(), &target, &mut ready, &unchanged);
     for (rec, _) in ready {
         if rec.key("merge").and_then(|m| m.get("status")) == Some(&Value::from("conflict")) {
             out.fail(Exit::Failed);

@@ -16,6 +16,7 @@ pub mod program;
 pub mod protocol;
 pub mod pty;
 pub mod rules;
+pub mod run_shortener;
 pub mod server;
 pub mod socket;
 pub mod status_file;

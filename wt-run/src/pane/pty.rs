@@ -11,6 +11,7 @@ use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize}
 use serde_json::{json, Value};
 
 use super::events::Events;
+use super::run_shortener::{Geometry, RunShortener};
 
 /// Lines of scrollback kept per pane: this bounds a pane's memory, however much it prints.
 pub const SCROLLBACK: usize = 5000;
@@ -82,7 +83,7 @@ impl Pane {
         }
         let child = pair.slave.spawn_command(cmd).map_err(|e| format!("cannot start {}: {e}", spec.cmd[0]))?;
         drop(pair.slave); // the child holds its end; our copy would keep the PTY open forever
-        let reader = pair.master.try_clone_reader().map_err(|e| e.to_string())?;
+        let reader = own_copy(pair.master.as_ref())?;
         let writer = pair.master.take_writer().map_err(|e| e.to_string())?;
         let log = std::fs::File::create(&spec.log).map_err(|e| format!("{}: {e}", spec.log.display()))?;
         let screen = Screen {
@@ -233,15 +234,19 @@ pub fn screen_json(s: &mut Screen, lines: usize) -> Value {
     })
 }
 
-/// Copies the PTY's output into the emulator and the log until the PTY closes.
+/// Copies the PTY's output into the emulator and the log until the PTY closes. Long runs of
+/// printable output reach the emulator shortened (see `run_shortener`), and whatever is held
+/// back is parsed as soon as no more output is waiting.
 fn pump(
-    mut reader: Box<dyn Read + Send>,
+    mut reader: std::fs::File,
     mut log: std::fs::File,
     state: &(Mutex<Screen>, Condvar),
     on_output: &dyn Fn(&[u8]),
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut scanner = super::osc::Scanner::default();
+    let mut held = RunShortener::default();
+    let (lock, cvar) = state;
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) | Err(_) => break, // EIO once every holder of the terminal has closed it
@@ -249,9 +254,14 @@ fn pump(
         };
         let _ = log.write_all(&buf[..n]);
         let notes = scanner.scan(&buf[..n]);
-        let (lock, cvar) = state;
+        let settle = !output_waiting(&reader);
         let mut s = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        s.parser.process(&buf[..n]);
+        let (rows, cols) = s.parser.screen().size();
+        let parser = &mut s.parser;
+        held.feed(&buf[..n], Geometry { rows, cols, scrollback: SCROLLBACK }, &mut |b| parser.process(b));
+        if settle {
+            held.flush(&mut |b| parser.process(b));
+        }
         s.bytes += n as u64;
         s.last_output = Instant::now();
         if let Some(last) = notes.into_iter().reduce(|a, b| if b.is_empty() { a } else { b }) {
@@ -262,6 +272,31 @@ fn pump(
         cvar.notify_all();
         on_output(&buf[..n]);
     }
+    let mut s = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let parser = &mut s.parser;
+    held.flush(&mut |b| parser.process(b));
+    drop(s);
+    cvar.notify_all();
+}
+
+/// The pump's own copy of the master end: it reads from it and asks it whether more output
+/// is waiting.
+#[allow(unsafe_code)]
+fn own_copy(master: &dyn MasterPty) -> Result<std::fs::File, String> {
+    let fd = master.as_raw_fd().ok_or("the PTY has no descriptor to read")?;
+    // SAFETY: `fd` is the master end, open for as long as `master` is (the whole call).
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    borrowed.try_clone_to_owned().map(std::fs::File::from).map_err(|e| format!("cannot read the PTY: {e}"))
+}
+
+/// Whether more output can be read at once (so a held run need not be parsed yet).
+#[allow(unsafe_code)]
+fn output_waiting(reader: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd { fd: reader.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd for a descriptor `reader` owns, and a zero timeout.
+    let ready = unsafe { libc::poll(&mut p, 1, 0) };
+    ready == 1 && p.revents & libc::POLLIN != 0
 }
 
 /// Waits for the program, lets the last output in, and records how it ended.

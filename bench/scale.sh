@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# How the ledger and --list costs grow with the number of worktrees: at 10, 100 and 500
+# worktrees (each holding a lease), one new lease against `git rev-parse`, and `wt-create
+# --list` against `git worktree list --porcelain`, side by side at each size. Prints a section.
+source "$(dirname "$0")/lib.sh"
+bench_work scale
+range=20000-39999
+rows=""
+for n in ${SCALE_SIZES:-10 100 500}; do
+  make_repo "$work/r$n" 3
+  cd "$work/r$n"
+  "$BIN/wt-create" -n "$n" --prefix s >/dev/null
+  seq -f 's-%g' 1 $((n - 1)) | "$BIN/wt-env" --range $range >/dev/null
+  python3 "$BENCH_DIR/interleave.py" "${ROUNDS_SCALE:-30}" "bash -c '$BIN/wt-env --release s-$n >/dev/null && sync'" \
+    wt-env "$BIN/wt-env -w s-$n --range $range" \
+    git-rev-parse "git rev-parse --git-common-dir" \
+    wt-list "$BIN/wt-create --list" \
+    git-list "git worktree list --porcelain" > "$work/t$n.json"
+  get() { python3 -c "import json; print('%.1f' % json.load(open('$work/t$n.json'))['$1']['median_ms'])"; }
+  lease=$(get wt-env) rp=$(get git-rev-parse) list=$(get wt-list) glist=$(get git-list)
+  rows+="| $n | $lease | $rp | $list | $glist | $(ratio "$list" "$glist") |"$'\n'
+  cd "$work"
+  rm -rf "$work/r$n" "$work/r$n.wt"
+done
+cat <<MD
+## The ledger and --list at 10, 100 and 500 worktrees (issue 16)
+
+Measured $(date -u +%Y-%m-%d). $(load_note)
+
+Targets: one lease (\`wt-env -w NAME\`, every other worktree holding one) at most 6 ms at 500
+leases; \`wt-create --list\` within 1.2× of \`git worktree list --porcelain\` at 500 worktrees.
+3-file repository; medians of ${ROUNDS_SCALE:-30} shuffled rounds at each size; before each
+timed run the lease is released and the disk settled with \`sync\`.
+
+| worktrees | one lease (ms) | \`git rev-parse\` (ms) | \`wt-create --list\` (ms) | \`git worktree list\` (ms) | list ratio |
+|---:|---:|---:|---:|---:|---:|
+${rows}
+MD
