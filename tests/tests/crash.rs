@@ -48,13 +48,13 @@ fn records_of_another_repository_never_remove_this_ones_worktree() {
     std::fs::write(here.wt_root().join("agent-1/unsaved.txt"), "uncommitted\n").unwrap();
     let run = here.run("wt-create", &["--remove", "--force"], &foreign);
     run.expect_code(1);
-    assert_eq!(run.records()[0]["error"]["code"], "other-repository", "{run}");
+    assert_eq!(run.records()[0]["error"]["code"], "not-a-worktree", "{run}");
     // Without `repo`, the path still decides: no worktree of this repository is there.
     let mut rec: Value = serde_json::from_str(foreign.trim()).unwrap();
     rec.as_object_mut().unwrap().remove("repo");
     let run = here.run("wt-create", &["--remove", "--force"], &format!("{rec}\n"));
     run.expect_code(1);
-    assert_eq!(run.records()[0]["error"]["code"], "no-such-worktree", "{run}");
+    assert_eq!(run.records()[0]["error"]["code"], "not-a-worktree", "{run}");
     assert!(here.wt_root().join("agent-1/unsaved.txt").exists(), "this repository's work is untouched");
     assert_eq!(here.branches(), ["main", "wt/agent-1"]);
 }
