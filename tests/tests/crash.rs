@@ -461,3 +461,18 @@ fn a_database_made_by_a_killed_wt_env_is_taken_by_the_next_and_dropped_with_its_
     t.run("wt-env", &["--gc", "--drop-database"], "").expect_code(0);
     assert_eq!(tpl.clones(), Vec::<String>::new(), "no database is left that wt does not know of");
 }
+
+#[test]
+fn removing_a_worktree_a_killed_wt_create_left_half_made_rolls_it_back() {
+    let t = TestRepo::new();
+    let mut cmd = t.cmd("wt-create");
+    cmd.arg("victim").env("WT_FAILPOINT", "after-register");
+    assert_eq!(wt_tests::Run::of(&mut cmd, "").code, None, "killed");
+    // git was killed while writing the `.git` file: git itself cannot remove this worktree.
+    std::fs::write(t.wt_root().join("victim/.git"), "gitd").unwrap();
+    let run = t.run("wt-create", &["--remove", "--force", "victim"], "");
+    assert_eq!(run.records()[0]["error"]["code"], "no-such-worktree", "rolled back, nothing left to remove\n{run}");
+    assert!(!t.wt_root().join("victim").exists());
+    assert_eq!(t.branches(), ["main"]);
+    assert_git_consistent(&t);
+}
