@@ -57,7 +57,7 @@ pub fn grant(repo: &Repo, ledger: &LedgerFile, plan: &Plan, mut rec: Record) -> 
     let mut problem = None;
     if let (Some(spec), Some(lease)) = (&plan.database, db.as_mut()) {
         if !lease.provisioned {
-            match provision(ledger, &rec.name, spec, lease, &path) {
+            match provision(ledger, &rec.name, spec, lease, index, &path) {
                 Ok(()) => {
                     wt_common::failpoint::hit("after-create-database");
                     problem = record_provisioned(ledger, &rec.name, lease, index).err();
@@ -168,6 +168,7 @@ fn provision(
     name: &str,
     spec: &DbSpec,
     lease: &mut DbLease,
+    index: u32,
     worktree: &std::path::Path,
 ) -> Result<(), Error> {
     let db_name = lease.name.clone();
@@ -187,16 +188,17 @@ fn provision(
     // Said before it is made, so that a kill right after `CREATE DATABASE` leaves a database
     // the ledger knows of: the next run takes it, and removing the worktree keeps or drops it.
     lease.creating = true;
-    record_creating(ledger, name, lease)?;
+    record_creating(ledger, name, lease, index)?;
     spec.provision(lease, worktree)
 }
 
 /// Notes in the ledger that the database is about to be made: in the worktree's entry when it
 /// is the one leased there, else (it is to replace a working one) among the kept databases,
 /// until it is made. A worktree removed meanwhile gets no database.
-fn record_creating(ledger: &LedgerFile, name: &str, db: &DbLease) -> Result<(), Error> {
+fn record_creating(ledger: &LedgerFile, name: &str, db: &DbLease, index: u32) -> Result<(), Error> {
     ledger.update(|l| {
-        let Some(e) = l.worktrees.get_mut(name) else {
+        // The same worktree still: not one of that name made since (it would hold another index).
+        let Some(e) = l.worktrees.get_mut(name).filter(|e| e.index == Some(index)) else {
             return Err(Error::failed(
                 "no-such-worktree",
                 format!("'{name}' was removed while its database was leased"),
@@ -217,7 +219,9 @@ fn record_creating(ledger: &LedgerFile, name: &str, db: &DbLease) -> Result<(), 
 fn record_provisioned(ledger: &LedgerFile, name: &str, db: &DbLease, index: u32) -> Result<(), Error> {
     ledger.update(|l| {
         kept_db::forget(l, &db.name);
-        let Some(e) = l.worktrees.get_mut(name) else {
+        // Removed meanwhile (and maybe made again, with another index): the database is kept
+        // from the worktree it was made for.
+        let Some(e) = l.worktrees.get_mut(name).filter(|e| e.index == Some(index)) else {
             kept_db::keep_lease(l, name, Some(index), db.clone());
             return Ok(());
         };
