@@ -68,8 +68,10 @@ impl Queue<'_> {
             crate::locks::clear_stale(self.repo, &self.into)?;
             let old = git::run(dir, ["rev-parse", "--verify", &format!("refs/heads/{}", self.into)])?;
             // A rebased or squashed branch is not an ancestor of the target once merged, but
-            // merging it again would change nothing: it is already in (as after a crash).
-            if strategy::is_ancestor(dir, &head, &old) || strategy::brings_nothing(dir, &old, &head) {
+            // replaying it again would only add empty commits: it is already in (as after a
+            // crash). A merge commit records the branch's history, so only ancestry counts there.
+            let copies = matches!(self.strategy.as_str(), "rebase" | "squash");
+            if strategy::is_ancestor(dir, &head, &old) || (copies && strategy::brings_nothing(dir, &old, &head)) {
                 return Ok((
                     status("skipped", &[("reason", json!(format!("{branch} is already in {}", self.into)))]),
                     false,
