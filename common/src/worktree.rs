@@ -58,7 +58,18 @@ pub fn remove(
             if force {
                 cmd.arg("--force");
             }
-            git::output(cmd.arg(&reg.path))?;
+            match git::output(cmd.arg(&reg.path)) {
+                Ok(_) => {}
+                // git refuses a worktree whose files a killed git left half-written (a cut-off
+                // `.git`, an admin dir without HEAD); forced, its directory and its own admin
+                // dir (as the registration names it) go all the same.
+                Err(e) if force => {
+                    tracing::warn!("{}: {}; removing it directly", reg.path.display(), e.message);
+                    remove_any(&reg.path).map_err(|e| Error::io(reg.path.display(), e))?;
+                    remove_any(&reg.admin_dir).map_err(|e| Error::io(reg.admin_dir.display(), e))?;
+                }
+                Err(e) => return Err(e),
+            }
         }
         unregister(locked, repo, path);
     }

@@ -476,3 +476,17 @@ fn removing_a_worktree_a_killed_wt_create_left_half_made_rolls_it_back() {
     assert_eq!(t.branches(), ["main"]);
     assert_git_consistent(&t);
 }
+
+#[test]
+fn a_forced_removal_finishes_a_worktree_whose_admin_dir_a_killed_git_left_half_written() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["broken"], "").expect_code(0);
+    // git was killed while it wrote (or deleted) the admin dir: no HEAD, so git no longer
+    // takes the directory for a repository.
+    std::fs::remove_file(t.repo.join(".git/worktrees/broken/HEAD")).unwrap();
+    let run = t.run("wt-create", &["--remove", "--force", "broken"], "");
+    run.expect_code(0);
+    assert!(!t.wt_root().join("broken").exists());
+    assert_eq!(t.branches(), ["main"]);
+    assert_git_consistent(&t);
+}

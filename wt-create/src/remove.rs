@@ -53,7 +53,9 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
         Some(e) => e.branch_created,
         None => wt.branch.as_deref() == Some(&format!("wt/{name}")),
     };
-    let delete_branch = made_by_us && wt.branch.is_some();
+    // git may not name the branch of a worktree whose admin dir is broken; the ledger does.
+    let branch_name = wt.branch.clone().or_else(|| entry.as_ref().and_then(|e| e.branch.clone()));
+    let delete_branch = made_by_us && branch_name.is_some();
     // A directory that is gone, or no longer a worktree (what a killed removal left), holds no
     // files to check.
     let reg = match wt.path.join(".git").exists() && !wt.prunable {
@@ -73,7 +75,7 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
     }
     // An agent working in it would go on in a deleted directory, holding the name.
     wt_common::panes::end_or_refuse(&ctx.repo, &wt.path, force).map_err(fail)?;
-    let branch = wt.branch.as_deref().filter(|_| delete_branch);
+    let branch = branch_name.as_deref().filter(|_| delete_branch);
     tracing::info!("removing '{name}' at {} (branch {})", wt.path.display(), branch.unwrap_or("kept"));
     wt_common::worktree::remove(&lock, &ctx.repo, &ctx.ledger, &name, Some(&wt.path), branch, force).map_err(fail)?;
     let mut rec = ctx.record(&name, &wt, entry.as_ref());
