@@ -393,11 +393,15 @@ fn dispatch(sup: &Arc<Supervisor>, req: &Request, access: &Access) -> Result<Val
         }
         "pane.kill" => {
             let handle = pane(sup, p)?;
+            let was_dead = handle.exited();
             handle.kill(Duration::from_secs(2));
             let name = p["pane"].as_str().unwrap_or_default();
             let described = describe(sup, name, &handle);
-            // Ended: it is dropped, with its screen (its log stays on disk).
-            lock(&sup.panes).remove(name);
+            // Killing a pane that had already ended drops it, with its screen (its log stays
+            // on disk); a pane killed now stays listed, dead, until then.
+            if was_dead {
+                lock(&sup.panes).remove(name);
+            }
             Ok(described)
         }
         "server.stop" => {
