@@ -23,7 +23,8 @@ pub fn write_replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
 fn replace(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    sweep_stale_temps(path);
+    let tmp = dir.join(temp_name(&name));
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -37,6 +38,60 @@ fn replace(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Removes the temp files of `path` (`.<name>.tmp.<pid>`) that `write_atomic` runs killed
+/// before their rename left, judged by their pid: one whose process is gone is stale.
+pub fn sweep_stale_temps(path: &Path) {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_str().is_some_and(|f| is_stale_temp(f, &name)) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The temp file this process writes `name` through: `.<name>.tmp.<pid>`.
+pub fn temp_name(name: &str) -> String {
+    format!(".{name}.tmp.{}", std::process::id())
+}
+
+/// Whether `file` is a temp file of `name` whose writer is gone.
+pub fn is_stale_temp(file: &str, name: &str) -> bool {
+    let pid = file.strip_prefix(&format!(".{name}.tmp.")).and_then(|p| p.parse::<i32>().ok());
+    pid.is_some_and(|pid| !crate::process::is_alive(pid))
+}
+
+/// The pattern, relative to `path`'s directory, that `write_atomic`'s temp files of `path`
+/// match: for a file in a worktree, git must ignore them as it ignores the file.
+pub fn temp_pattern(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    format!(".{name}.tmp.*")
+}
+
+/// How many logs of one kind are kept per worktree, and for how long at most.
+pub const KEEP_LOGS: usize = 50;
+pub const KEEP_LOGS_FOR: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
+
+/// Deletes the files of `dir` that `is_log` selects beyond the newest `keep`, and any older than
+/// `max_age`, so that logs written per run do not pile up forever.
+pub fn prune_logs(dir: &Path, is_log: impl Fn(&str) -> bool, keep: usize, max_age: std::time::Duration) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    let mut logs: Vec<(std::time::SystemTime, std::path::PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(&is_log))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    logs.sort_by_key(|l| std::cmp::Reverse(l.0));
+    let now = std::time::SystemTime::now();
+    for (i, (modified, path)) in logs.iter().enumerate() {
+        let old = now.duration_since(*modified).is_ok_and(|age| age > max_age);
+        if i >= keep || old {
+            let _ = fs::remove_file(path);
+        }
+    }
 }
 
 /// Copies a file, directory tree or symlink from `src` to `dst`, keeping permissions and
@@ -87,6 +142,24 @@ mod tests {
         let mode = fs::metadata(t.path().join("dst/sub/run.sh")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o755);
         assert_eq!(fs::read_link(t.path().join("dst/link")).unwrap(), Path::new("sub/run.sh"));
+    }
+
+    #[test]
+    fn prune_logs_keeps_the_newest_and_drops_the_old() {
+        let t = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now();
+        for (i, age_h) in [(1, 1u64), (2, 2), (3, 3), (4, 24 * 30)] {
+            let p = t.path().join(format!("{i}.log"));
+            fs::write(&p, "x").unwrap();
+            let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+            f.set_modified(now - std::time::Duration::from_secs(age_h * 3600)).unwrap();
+        }
+        fs::write(t.path().join("other.txt"), "kept").unwrap();
+        prune_logs(t.path(), |n| n.ends_with(".log"), 2, std::time::Duration::from_secs(7 * 24 * 3600));
+        let mut left: Vec<String> =
+            fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, ["1.log", "2.log", "other.txt"]);
     }
 
     #[test]

@@ -53,7 +53,9 @@ pub fn command(dir: &Path) -> Command {
         }
     }
     cmd.env("GIT_TERMINAL_PROMPT", "0");
-    die_with_parent(&mut cmd);
+    // Every caller waits for its git child on the spawning thread, so only the death of the
+    // tool triggers it.
+    crate::process::die_with_parent(&mut cmd);
     cmd
 }
 
@@ -77,20 +79,6 @@ pub fn about_worktrees(dir: &Path, common_dir: &Path) -> Command {
     cmd.args(["-c", "core.hooksPath=/dev/null"]);
     cmd.env("GIT_COMMON_DIR", common_dir);
     cmd
-}
-
-/// Asks the kernel to SIGKILL the child when the thread that spawned it ends. Every caller
-/// waits for its git child on the spawning thread, so only the death of the tool triggers it.
-#[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs between fork and exec and only makes the async-signal-safe
-    // prctl(2) system call; it allocates nothing and touches no lock.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
-        });
-    }
 }
 
 /// Runs `git -C dir args…` and returns its stdout with the trailing newline removed.

@@ -114,7 +114,9 @@ fn put(
     target: &Path,
     fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 ) -> Result<(), Error> {
-    let tmp = format!(".{}.wt-tmp.{}", Path::new(file).display(), std::process::id());
+    let name = Path::new(file).display().to_string();
+    sweep_stale_temps(dir, &name);
+    let tmp = crate::fsutil::temp_name(&name);
     let create = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let fd = openat(dir, tmp.as_str(), create, Mode::from_bits_truncate(0o644))
         .map_err(|e| Error::io(target.display(), std::io::Error::from(e)))?;
@@ -129,6 +131,19 @@ fn put(
         return Err(Error::io(target.display(), e));
     }
     Ok(())
+}
+
+/// Removes the temp files of `name` in `dir` that writers killed before their rename left
+/// (see `fsutil::is_stale_temp`), through the directory already opened without links.
+fn sweep_stale_temps(dir: &OwnedFd, name: &str) {
+    use std::os::fd::AsRawFd;
+    let Ok(entries) = std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd())) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        if file.to_str().is_some_and(|f| crate::fsutil::is_stale_temp(f, name)) {
+            let _ = nix::unistd::unlinkat(dir, file.as_os_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! so `echo agent-2 | wt-env` works. Blank lines are skipped. Anything else is malformed: the
 //! reader reports it with its line number and goes on with the next line.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 
 use crate::record::Record;
 
@@ -71,8 +71,20 @@ impl<R: BufRead> Iterator for Reader<R> {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             self.buf.clear();
-            match self.inner.read_until(b'\n', &mut self.buf) {
+            // One byte past the cap is enough to know a line is too long.
+            match (&mut self.inner).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut self.buf) {
                 Ok(0) => return None,
+                Ok(n) if n > MAX_LINE => {
+                    self.line += 1;
+                    let excerpt = String::from_utf8_lossy(&self.buf[..EXCERPT]).into_owned();
+                    let skipped = skip_line(&mut self.inner);
+                    self.buf = Vec::new(); // give the megabyte back
+                    let message = format!("line over {} MiB (starts {excerpt:?}…)", MAX_LINE >> 20);
+                    return Some(Err(Malformed {
+                        line: self.line,
+                        message: skipped.err().map_or(message, |e| e.to_string()),
+                    }));
+                }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -87,6 +99,33 @@ impl<R: BufRead> Iterator for Reader<R> {
             };
             if let Some(parsed) = parse_line(text) {
                 return Some(parsed.map_err(|message| Malformed { line, message }));
+            }
+        }
+    }
+}
+
+/// The longest input line read, newline included: records are small, and a line of any
+/// length would otherwise cost its size several times over in memory.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// How much of an oversized line its error shows.
+const EXCERPT: usize = 60;
+
+/// Reads and drops the rest of the current line.
+fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = chunk.len();
+                reader.consume(n);
             }
         }
     }
@@ -138,6 +177,20 @@ mod tests {
         assert_eq!(got[4], Ok(Input::Word("/x/y z".into())));
         assert!(matches!(&got[5], Err(Malformed { line: 7, .. })), "a bare number is JSON, not a name");
         assert!(matches!(&got[6], Err(Malformed { line: 8, .. })), "null is JSON, not a name");
+    }
+
+    #[test]
+    fn a_line_over_the_cap_is_malformed_with_a_short_excerpt_and_the_next_is_read() {
+        let mut text = format!("{{\"name\":\"{}", "x".repeat(MAX_LINE + 10));
+        text.push_str("\"}\nagent-2\n");
+        let got = read_all(&text);
+        assert_eq!(got.len(), 2);
+        let Err(m) = &got[0] else { panic!("accepted: {:?}", got[0].as_ref().map(|_| ())) };
+        assert_eq!(m.line, 1);
+        assert!(m.message.starts_with("line over 1 MiB") && m.message.len() < 200, "{}", m.message);
+        assert_eq!(got[1], Ok(Input::Word("agent-2".into())));
+        let exactly = format!("{}\n", "y".repeat(MAX_LINE - 1));
+        assert!(matches!(&read_all(&exactly)[0], Ok(Input::Word(_))), "a line of exactly the cap is read");
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! "ports": {"start": 20010, "size": 10, "names": ["web", "api"]},
 //! "database": {"kind": "postgres", "name": "app_wt2", "url": "postgres://…/app_wt2", "provisioned": true}
 //! ```
+//! (`"creating": true` while the database is being made.)
+//! ```text
+//! ```
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -56,6 +59,18 @@ pub struct DbLease {
     /// and its role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_url: Option<String>,
+    /// Set just before wt-env creates the database, after it found no database of that name:
+    /// a database found under this name later was made by this lease (a wt-env killed between
+    /// creating it and recording it), never one it must not take.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub creating: bool,
+}
+
+impl DbLease {
+    /// The database may exist because of this lease: it was made, or its making began.
+    pub fn made_by_us(&self) -> bool {
+        self.provisioned || self.creating
+    }
 }
 
 pub fn block_of(entry: &Entry) -> Option<PortBlock> {

@@ -14,6 +14,12 @@ use crate::Error;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+/// Whether process `pid` exists (a zombie counts: its pid is not free yet).
+pub fn is_alive(pid: i32) -> bool {
+    pid > 0
+        && nix::sys::signal::kill(Pid::from_raw(pid), None).map_or_else(|e| e == nix::errno::Errno::EPERM, |()| true)
+}
+
 /// How many lines of output the record keeps.
 pub const TAIL_LINES: usize = 20;
 
@@ -48,6 +54,7 @@ pub fn run(mut cmd: Command, spec: &Spec, groups: &Groups) -> Result<Outcome, Er
     let (reader, writer) = std::io::pipe().map_err(|e| Error::io("pipe", e))?;
     let writer2 = writer.try_clone().map_err(|e| Error::io("pipe", e))?;
     cmd.stdin(Stdio::null()).stdout(writer).stderr(writer2).process_group(0);
+    die_with_parent(&mut cmd);
     let program = cmd.get_program().to_string_lossy().into_owned();
     let started = Instant::now();
     let spawned = cmd.spawn();
@@ -75,6 +82,27 @@ pub fn run(mut cmd: Command, spec: &Spec, groups: &Groups) -> Result<Outcome, Er
     }
     let tail = tail.lock().expect("tail").iter().cloned().collect();
     Ok(Outcome { status, timed_out, duration, tail })
+}
+
+/// Asks the kernel to SIGKILL the command when the thread that started it ends: a tool killed
+/// with SIGKILL (which it cannot catch) takes its command with it. The thread that calls `run`
+/// waits for the command, so nothing else ends that thread first.
+#[allow(unsafe_code)]
+pub fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs between fork and exec and makes only async-signal-safe system
+    // calls (prctl, getppid, kill); it allocates nothing and touches no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+            // The tool may have died before prctl took effect: then nobody would send it.
+            if nix::unistd::getppid() != parent {
+                let _ = nix::sys::signal::raise(Signal::SIGKILL);
+            }
+            Ok(())
+        });
+    }
 }
 
 fn spawn_error(program: &str, e: &std::io::Error) -> Error {

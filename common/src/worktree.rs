@@ -1,9 +1,16 @@
 //! Removing a managed worktree: git's registration and directory, the branch wt made for it,
 //! its ledger entry (with every lease in it) and its private git store of confined runs.
 //! wt-create `--remove` and wt-merge `--cleanup` both end a worktree this way.
+//!
+//! A removal killed half-way, or a directory deleted behind git's back, leaves a registration
+//! without a directory. The next removal unregisters exactly that worktree by deleting its admin
+//! dir; it never runs `git worktree prune`, which would also drop the registration of every
+//! other worktree whose directory is only momentarily missing.
 
+use std::fs;
 use std::path::Path;
 
+use crate::fsutil::remove_any;
 use crate::ledger::LedgerFile;
 use crate::lock::FileLock;
 use crate::repo::Repo;
@@ -12,9 +19,11 @@ use crate::{git, Error};
 /// Removes the worktree at `path` (if it is still there), deletes `branch` (if given) and
 /// forgets `name` in the ledger. `force` removes it even with local changes. The caller holds
 /// the repository's worktree lock (`Repo::worktree_lock`) and passes it as proof: taking it
-/// here again would deadlock.
+/// here again would deadlock. A database the worktree held is kept, and listed in the ledger
+/// as kept (see `kept_db`), so that it is never handed to another worktree and can still be
+/// dropped by name.
 pub fn remove(
-    _locked: &FileLock,
+    locked: &FileLock,
     repo: &Repo,
     ledger: &LedgerFile,
     name: &str,
@@ -22,25 +31,104 @@ pub fn remove(
     branch: Option<&str>,
     force: bool,
 ) -> Result<(), Error> {
-    if let Some(path) = path.filter(|p| p.exists()) {
-        // Never on a tampered worktree: git would find it by a `gitdir` the agent rewrote.
-        let reg = crate::worktree_check::verify(repo, path)?;
-        crate::worktree_check::refuse_foreign_claims(repo, &reg)?;
-        let mut cmd = git::about_worktrees(repo.git_dir(), &repo.common_dir);
-        cmd.args(["worktree", "remove"]);
-        if force {
-            cmd.arg("--force");
+    if let Some(path) = path {
+        let registered = || repo.worktrees().is_ok_and(|all| all.iter().any(|w| w.path == path));
+        if path.exists() && (!path.join(".git").exists() || !registered()) {
+            // What a removal killed (or disturbed) half-way left: no longer a worktree, so git
+            // refuses it.
+            if !force {
+                return Err(Error::failed(
+                    "half-removed",
+                    format!(
+                        "{} is no longer a worktree (a removal was killed half-way?); pass --force to delete what is left",
+                        path.display()
+                    ),
+                ));
+            }
+            remove_any(path).map_err(|e| Error::io(path.display(), e))?;
         }
-        git::output(cmd.arg(&reg.path))?;
+        if path.exists() {
+            // Never on a tampered worktree: git would find it by a `gitdir` the agent rewrote.
+            let reg = crate::worktree_check::verify(repo, path)?;
+            crate::worktree_check::refuse_foreign_claims(repo, &reg)?;
+            let mut cmd = git::about_worktrees(repo.git_dir(), &repo.common_dir);
+            // git's own clean-check must not leave an index.lock in a worktree that survives
+            // when it is killed.
+            cmd.env("GIT_OPTIONAL_LOCKS", "0").args(["worktree", "remove"]);
+            if force {
+                cmd.arg("--force");
+            }
+            match git::output(cmd.arg(&reg.path)) {
+                Ok(_) => {}
+                // git refuses a worktree whose files a killed git left half-written (a cut-off
+                // `.git`, an admin dir without HEAD); forced, its directory and its own admin
+                // dir (as the registration names it) go all the same.
+                Err(e) if force => {
+                    tracing::warn!("{}: {}; removing it directly", reg.path.display(), e.message);
+                    remove_any(&reg.path).map_err(|e| Error::io(reg.path.display(), e))?;
+                    remove_any(&reg.admin_dir).map_err(|e| Error::io(reg.admin_dir.display(), e))?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unregister(locked, repo, path);
     }
     if let Some(branch) = branch {
-        let mut cmd = git::about_worktrees(repo.git_dir(), &repo.common_dir);
-        git::output(cmd.args(["branch", "-D", "--quiet", branch]))?;
+        let full = format!("refs/heads/{branch}");
+        clear_stale_branch_lock(repo, branch);
+        if git::run(repo.git_dir(), ["rev-parse", "--verify", "-q", &full]).is_ok() {
+            let mut cmd = git::about_worktrees(repo.git_dir(), &repo.common_dir);
+            git::output(cmd.args(["branch", "-D", "--quiet", branch]))?;
+        }
     }
     ledger.update(|l| {
-        l.worktrees.remove(name);
+        if let Some(entry) = l.worktrees.remove(name) {
+            crate::kept_db::keep(l, name, &entry);
+        }
         Ok(())
     })?;
     // Its confined runs' private git store (published by the caller before it judged the branch).
     crate::confine_store::remove(&repo.common_dir, name)
+}
+
+/// Deletes what git still holds of the worktree at `path` once its directory is gone: its
+/// admin dir (the one whose `gitdir` names `path/.git`), or the one a killed removal left
+/// half-deleted: named after `path` (git's name, maybe with a number added), without `gitdir`
+/// and without git's `locked` marker, so git no longer lists it. Call under the worktree lock.
+pub fn unregister(_locked: &FileLock, repo: &Repo, path: &Path) {
+    if path.exists() {
+        return;
+    }
+    let dot_git = path.join(".git");
+    let base = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let Ok(entries) = fs::read_dir(repo.common_dir.join("worktrees")) else { return };
+    for admin in entries.flatten().map(|e| e.path()) {
+        let ours = match fs::read_to_string(admin.join("gitdir")) {
+            Ok(gitdir) => Path::new(gitdir.trim_end()) == dot_git,
+            Err(_) => is_named_after(&admin, base) && !admin.join("locked").exists(),
+        };
+        if ours {
+            tracing::info!("unregistering {} (its directory is gone)", admin.display());
+            let _ = remove_any(&admin);
+        }
+    }
+}
+
+/// git names an admin dir after the worktree's directory, adding a number when that is taken.
+pub fn is_named_after(admin: &Path, base: &str) -> bool {
+    let name = admin.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    !base.is_empty() && name.strip_prefix(base).is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// A git killed while it moved `branch` (a commit in its worktree, say) leaves the branch's
+/// lock file (or that of packed-refs), and every later change to the branch fails until it is
+/// gone. It is removed only
+/// when provably stale (see `stale_lock`).
+pub fn clear_stale_branch_lock(repo: &Repo, branch: &str) {
+    let worktrees_root = repo.default_worktree_root();
+    let scope = [repo.common_dir.as_path(), repo.root(), &worktrees_root];
+    // Deleting a branch also takes the lock of packed-refs.
+    for lock in [format!("refs/heads/{branch}.lock"), "packed-refs.lock".to_string()] {
+        crate::stale_lock::clear(&repo.common_dir.join(lock), &scope);
+    }
 }

@@ -305,6 +305,19 @@ impl Drop for PgTemplate {
     }
 }
 
+/// Waits up to 5 s for process `pid` to end; whether it did (a zombie waiting to be reaped
+/// counts as ended).
+pub fn ended(pid: i32) -> bool {
+    for _ in 0..500 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+        if stat.is_none_or(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}
+
 /// The string value of `key` in a record.
 pub fn s<'v>(rec: &'v Value, key: &str) -> &'v str {
     rec[key].as_str().unwrap_or_else(|| panic!("record has no string '{key}': {rec}"))

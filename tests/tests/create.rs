@@ -149,7 +149,8 @@ fn assert_recovers(t: &TestRepo, name: &str) {
 
 #[test]
 fn a_run_killed_at_any_point_leaves_nothing_that_breaks_the_next() {
-    for point in ["after-marker", "after-register", "after-checkout", "after-include", "after-ledger"] {
+    // after-ledger: the worktree is finished and kept (crash.rs).
+    for point in ["after-marker", "after-register", "after-checkout", "after-include"] {
         let t = TestRepo::new();
         let mut cmd = t.cmd("wt-create");
         cmd.arg("victim").env("WT_FAILPOINT", point);

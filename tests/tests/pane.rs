@@ -466,3 +466,124 @@ fn regex_lite(screen: &str) -> bool {
     let want = ["022", "033", "[", "Z", "033", "[", "1", "5", "~", "033", "b", "\\r"];
     words.windows(want.len()).any(|w| w == want)
 }
+
+/// A pane whose program ignores `signals`, running; returns its pid and its supervisor's.
+fn deaf_pane(p: &Panes, name: &str, signals: &str) -> (i32, i64) {
+    let script = format!("trap '' {signals}; echo {name}-ready; while :; do sleep 1; done");
+    let rec = p.spawn(name, &["sh", "-c", &script]);
+    p.wait_match(name, &format!("{name}-ready"));
+    (rec["run"]["pane"]["pid"].as_i64().unwrap() as i32, supervisor_pid(p))
+}
+
+#[test]
+fn panes_of_a_supervisor_killed_with_sigkill_are_ended_by_the_next() {
+    let p = Panes::new();
+    let (pane_pid, sup) = deaf_pane(&p, "deaf", "HUP");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pane_pid), None).is_ok(), "it ignores SIGHUP: alive");
+    // The next supervisor knows of it and ends it.
+    p.spawn("next", &["sh", "-c", "echo next; sleep 30"]);
+    let gone = wt_tests::ended(pane_pid);
+    if !gone {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pane_pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    assert!(gone, "the next supervisor ended the pane the dead one left");
+}
+
+#[test]
+fn removing_a_worktree_refuses_or_ends_its_running_pane() {
+    let p = Panes::new();
+    p.spawn("busy", &["sh", "-c", "echo working; sleep 60"]);
+    p.wait_match("busy", "working");
+    let mut rm = p.t.cmd("wt-create");
+    p.env(&mut rm);
+    rm.args(["--remove", "busy"]);
+    let run = Run::of(&mut rm, "");
+    run.expect_code(1);
+    assert_eq!(run.records()[0]["error"]["code"], "pane-running", "{run}");
+    assert!(p.t.wt_root().join("busy").exists(), "refused: nothing removed");
+    let mut merge = p.t.cmd("wt-merge");
+    p.env(&mut merge);
+    merge.args(["-w", "busy", "--cleanup"]);
+    std::fs::write(p.t.wt_root().join("busy/work.txt"), "work\n").unwrap();
+    p.t.git_in(&p.t.wt_root().join("busy"), ["add", "work.txt"]);
+    p.t.git_in(&p.t.wt_root().join("busy"), ["commit", "-q", "-m", "work"]);
+    let run = Run::of(&mut merge, "");
+    assert_eq!(run.records()[0]["merge"]["cleanup"]["removed"], false, "{run}");
+    assert!(p.t.wt_root().join("busy").exists(), "--cleanup refuses too");
+    let mut force = p.t.cmd("wt-create");
+    p.env(&mut force);
+    force.args(["--remove", "--force", "busy"]);
+    Run::of(&mut force, "").expect_code(0);
+    let ls = p.json(&["pane", "ls"]);
+    assert_eq!((&ls["name"], &ls["alive"]), (&json!("busy"), &json!(false)), "the pane was ended: {ls}");
+    assert!(!p.t.wt_root().join("busy").exists());
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: i64) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().to_string();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn supervisor_pid(p: &Panes) -> i64 {
+    let mut c = UnixStream::connect(p.socket()).unwrap();
+    raw_call(&mut c, b"{\"id\":1,\"method\":\"server.ping\"}\n")["result"]["pid"].as_i64().unwrap()
+}
+
+#[test]
+fn clients_that_never_read_are_dropped_and_memory_stays_bounded() {
+    let p = Panes::new();
+    p.spawn("loud", &["sh", "-c", "echo loud-start; exec yes 0123456789abcdefghijklmnopqrstuvwxyz"]);
+    p.wait_match("loud", "loud-start|0123");
+    let sup = supervisor_pid(&p);
+    // Two clients ask for streams and then never read.
+    let mut attach = UnixStream::connect(p.socket()).unwrap();
+    attach.write_all(b"{\"id\":1,\"method\":\"pane.attach\",\"params\":{\"pane\":\"loud\"}}\n").unwrap();
+    let mut events = UnixStream::connect(p.socket()).unwrap();
+    events.write_all(b"{\"id\":2,\"method\":\"events.subscribe\"}\n").unwrap();
+    let mut peak = 0;
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(100));
+        peak = peak.max(rss_kib(sup));
+    }
+    eprintln!("supervisor peak: {peak} KiB");
+    p.wt_run(&["pane", "kill", "loud"]).expect_code(0);
+    // Bounded queues (4 MiB of output for the attached client) plus a 1,000-line scrollback:
+    // far below what 4 s of `yes` piles up unread without them.
+    assert!(peak < 40 * 1024, "supervisor grew to {peak} KiB");
+    // What the slow client gets when it finally reads: what was queued, then a too-slow error.
+    let mut tail = String::new();
+    let _ = attach.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = std::io::Read::read_to_string(&mut attach, &mut tail);
+    assert!(tail.contains("too-slow"), "told why it was dropped: …{}", &tail[tail.len().saturating_sub(300)..]);
+}
+
+#[test]
+fn killing_an_exited_pane_drops_it_with_its_screen() {
+    let p = Panes::new();
+    p.spawn("short", &["sh", "-c", "echo done-here"]);
+    p.json(&["pane", "wait", "short", "--exit", "--timeout", "10s"]);
+    let ls = p.wt_run(&["pane", "ls"]);
+    assert!(ls.stdout.contains("\"short\""), "listed while it is not killed: {ls}");
+    p.wt_run(&["pane", "kill", "short"]).expect_code(0);
+    let ls = p.wt_run(&["pane", "ls"]);
+    assert!(!ls.stdout.contains("\"short\""), "dropped once killed: {ls}");
+    let run = p.wt_run(&["pane", "screen", "short"]);
+    assert_ne!(run.code, Some(0), "its screen is gone too: {run}");
+}
+
+#[test]
+fn sigterm_to_the_supervisor_ends_its_panes() {
+    let p = Panes::new();
+    let (pane_pid, sup) = deaf_pane(&p, "deaf2", "HUP TERM");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let gone = wt_tests::ended(pane_pid);
+    if !gone {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pane_pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    assert!(gone, "the pane ended with its supervisor");
+    assert!(wt_tests::ended(sup as i32), "the supervisor exited");
+}

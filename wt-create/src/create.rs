@@ -97,7 +97,7 @@ pub fn run(ctx: &mut Context, req: &Request, out: &mut Output) -> Result<(), Err
 /// Step 1, under the worktree lock.
 fn plan(ctx: &Context, base: &Base, wants: &[Want], count: usize, prefix: &str) -> Result<Vec<Plan>, Error> {
     let _lock = ctx.worktree_lock()?;
-    pending::reap_dead(&ctx.repo)?;
+    pending::reap_dead(&ctx.repo, &ctx.ledger.read()?)?;
     let snap = Snapshot::take(ctx)?;
     let live: BTreeSet<String> = pending::reserved_names(&ctx.repo).into_iter().collect();
     let mut claimed = BTreeSet::new();
@@ -235,6 +235,14 @@ fn plan_new(ctx: &Context, snap: &Snapshot, base: &Base, name: &str) -> Plan {
     let path = ctx.root.join(name);
     let branch = format!("wt/{name}");
     let fail = |e: Error| Plan::Ready(Record::failed(name, TOOL, &e), None);
+    if path.symlink_metadata().is_ok() && snap.worktree_at(&path).is_none() {
+        // A directory a killed wt-create left holding nothing (at most a cut-off `.git` file)
+        // would block the name forever; nothing in it can be lost.
+        if pending::holds_nothing(&path, &ctx.repo.common_dir.join("worktrees")) {
+            tracing::warn!("removing {}, left empty by a wt-create that died", path.display());
+            let _ = wt_common::fsutil::remove_any(&path);
+        }
+    }
     if path.symlink_metadata().is_ok() {
         return fail(Error::failed(
             "path-exists",
@@ -245,6 +253,7 @@ fn plan_new(ctx: &Context, snap: &Snapshot, base: &Base, name: &str) -> Plan {
         ));
     }
     let existing_branch = snap.wt_branches.get(name);
+    wt_common::worktree::clear_stale_branch_lock(&ctx.repo, &branch);
     let start = existing_branch.cloned().unwrap_or_else(|| base.commit.clone());
     let marker = Marker {
         name: name.to_string(),
@@ -270,8 +279,6 @@ fn plan_new(ctx: &Context, snap: &Snapshot, base: &Base, name: &str) -> Plan {
     entry.branch_created = true;
     let wt = GitWorktree { path, head: Some(start), branch: Some(branch), ..Default::default() };
     let mut record = ctx.record(name, &wt, Some(&entry));
-    record.index = snap.ledger.worktrees.get(name).and_then(|e| e.index);
-    entry.index = record.index;
     record.created = Some(true);
     tracing::info!("registered '{name}' at {} on {}, from {}", wt.path.display(), branch_shown(&wt), base.name);
     Plan::Checkout(NewWorktree { record, entry, pending })
@@ -377,7 +384,12 @@ fn complete(ctx: &Context, nw: NewWorktree, includes: &Option<Result<Vec<String>
             }
             let name = record.name.clone();
             let saved = ctx.ledger.update(|l| {
-                l.worktrees.insert(name, entry);
+                // An entry left by a worktree of this name that is gone (its removal was
+                // killed): its database holds that worktree's data, so it is kept, not handed
+                // to this one.
+                if let Some(old) = l.worktrees.insert(name.clone(), entry) {
+                    wt_common::kept_db::keep(l, &name, &old);
+                }
                 Ok(())
             });
             match saved {

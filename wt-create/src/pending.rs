@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use wt_common::fsutil::{remove_any, write_atomic};
+use wt_common::ledger::Ledger;
 use wt_common::lock::FileLock;
 use wt_common::repo::Repo;
 use wt_common::{git, Error};
@@ -89,8 +90,11 @@ pub fn wait_for(repo: &Repo, name: &str) -> Result<(), Error> {
     }
 }
 
-/// Rolls back every marker whose owner has died. Call only under the worktree lock.
-pub fn reap_dead(repo: &Repo) -> Result<(), Error> {
+/// Rolls back every marker whose owner has died. Call only under the worktree lock. A marker
+/// whose worktree is already in the ledger belongs to a wt-create killed after it finished the
+/// worktree (between writing the ledger and dropping the marker): that worktree is complete and
+/// listed, possibly already in use, so only the marker goes.
+pub fn reap_dead(repo: &Repo, ledger: &Ledger) -> Result<(), Error> {
     let Ok(entries) = fs::read_dir(dir(repo)) else { return Ok(()) };
     for entry in entries.flatten() {
         let file = entry.path();
@@ -101,6 +105,9 @@ pub fn reap_dead(repo: &Repo) -> Result<(), Error> {
         }
         let Some(_owner_gone) = FileLock::try_acquire(&file)? else { continue };
         match fs::read(&file).ok().and_then(|b| serde_json::from_slice::<Marker>(&b).ok()) {
+            Some(marker) if ledger.worktrees.get(&marker.name).is_some_and(|e| e.path == marker.path) => {
+                tracing::debug!("'{}' was finished before its maker died; dropping the marker", marker.name);
+            }
             Some(marker) => {
                 tracing::warn!("rolling back '{}', left half-made by a wt-create that died", marker.name);
                 roll_back(repo, &marker);
@@ -147,24 +154,37 @@ pub fn roll_back(repo: &Repo, m: &Marker) {
 fn is_admin_dir_of(admin: &Path, dot_git: &Path, name: &str) -> bool {
     match fs::read_to_string(admin.join("gitdir")) {
         Ok(gitdir) => Path::new(gitdir.trim_end()) == dot_git,
-        Err(_) => {
-            let base = admin.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let suffix_ok = base.strip_prefix(name).is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit()));
-            suffix_ok && admin.join("locked").exists()
-        }
+        Err(_) => wt_common::worktree::is_named_after(admin, name) && admin.join("locked").exists(),
     }
 }
 
 /// The directory is a half-made worktree if it is empty, or its `.git` file points into the
-/// repository's admin dirs. Anything else at that path is not ours to delete.
+/// repository's admin dirs, or it holds nothing but a `.git` file git was killed while writing.
+/// Anything else at that path is not ours to delete.
 fn is_half_made_dir(path: &Path, admin_root: &Path) -> bool {
-    if let Ok(mut entries) = fs::read_dir(path) {
-        if entries.next().is_none() {
-            return true;
-        }
+    if holds_nothing(path, admin_root) {
+        return true;
     }
     match fs::read_to_string(path.join(".git")) {
         Ok(text) => text.trim_end().strip_prefix("gitdir: ").is_some_and(|g| Path::new(g).starts_with(admin_root)),
         Err(_) => false,
+    }
+}
+
+/// Empty, or holding only a `.git` file that is empty or a cut-off start of the
+/// `gitdir: <admin dir>` line git writes there: nothing anyone could lose.
+pub fn holds_nothing(path: &Path, admin_root: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(path) else { return false };
+    let names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+    match names.as_slice() {
+        [] => true,
+        [only] if only == ".git" => {
+            let file = path.join(".git");
+            let small_file = fs::symlink_metadata(&file).is_ok_and(|m| m.is_file() && m.len() < 4096);
+            let Some(text) = small_file.then(|| fs::read_to_string(&file).ok()).flatten() else { return false };
+            let full = format!("gitdir: {}/", admin_root.display());
+            full.starts_with(text.as_str()) || text.starts_with(&full)
+        }
+        _ => false,
     }
 }

@@ -2,7 +2,7 @@
 //! A worktree with uncommitted changes, or a branch with commits not in its base, is refused
 //! unless `--force`: removing it would lose work.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use wt_common::ledger::Entry;
 use wt_common::output::Output;
@@ -32,6 +32,10 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
         Want::Path(p) => p.display().to_string(),
     };
     let lock = ctx.worktree_lock().map_err(|e| (label.clone(), e))?;
+    // A worktree a killed wt-create left half-made is rolled back first, as the next
+    // wt-create would: git cannot remove it (its `.git` file may be cut off).
+    let ledger = ctx.ledger.read().map_err(|e| (label.clone(), e))?;
+    crate::pending::reap_dead(&ctx.repo, &ledger).map_err(|e| (label.clone(), e))?;
     let snap = Snapshot::take(ctx).map_err(|e| (label.clone(), e))?;
     let (name, wt, entry) = find(ctx, &snap, want).map_err(|e| (label.clone(), e))?;
     let fail = |e: Error| (name.clone(), e);
@@ -43,12 +47,24 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
         }
         tracing::warn!("{name}: {e}");
     }
-    // A directory that is gone holds no work to lose and no files to check.
-    let reg = match wt.path.exists() {
+    // Without a ledger entry (released by `wt-env --gc`), a `wt/<name>` branch is taken as
+    // made by wt-create, as adopting does.
+    let made_by_us = match &entry {
+        Some(e) => e.branch_created,
+        None => wt.branch.as_deref() == Some(&format!("wt/{name}")),
+    };
+    // git may not name the branch of a worktree whose admin dir is broken; the ledger does.
+    let branch_name = wt.branch.clone().or_else(|| entry.as_ref().and_then(|e| e.branch.clone()));
+    let delete_branch = made_by_us && branch_name.is_some();
+    // A directory that is gone, or no longer a worktree (what a killed removal left), holds no
+    // files to check.
+    let reg = match wt.path.join(".git").exists() && !wt.prunable {
         true => Some(wt_common::worktree_check::verify(&ctx.repo, &wt.path).map_err(fail)?),
         false => None,
     };
-    let delete_branch = entry.as_ref().is_some_and(|e| e.branch_created) && wt.branch.is_some();
+    if let Some(reg) = &reg {
+        clear_stale_index_lock(ctx, reg);
+    }
     if !force {
         if let Some(reg) = &reg {
             refuse_dirty(reg).map_err(fail)?;
@@ -57,7 +73,9 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
             refuse_unmerged(ctx, &wt, entry.as_ref()).map_err(fail)?;
         }
     }
-    let branch = wt.branch.as_deref().filter(|_| delete_branch);
+    // An agent working in it would go on in a deleted directory, holding the name.
+    wt_common::panes::end_or_refuse(&ctx.repo, &wt.path, force).map_err(fail)?;
+    let branch = branch_name.as_deref().filter(|_| delete_branch);
     tracing::info!("removing '{name}' at {} (branch {})", wt.path.display(), branch.unwrap_or("kept"));
     wt_common::worktree::remove(&lock, &ctx.repo, &ctx.ledger, &name, Some(&wt.path), branch, force).map_err(fail)?;
     let mut rec = ctx.record(&name, &wt, entry.as_ref());
@@ -67,7 +85,9 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
 
 /// The worktree a name or path stands for, with its ledger entry.
 fn find(ctx: &Context, snap: &Snapshot, want: &Want) -> Result<(String, GitWorktree, Option<Entry>), Error> {
-    let (name, wt) = match want {
+    // The ledger's path for what is left of a worktree git no longer lists: for a path, only
+    // if the ledger has an entry at exactly that path.
+    let (name, wt, ledger_path) = match want {
         Want::Name(n) => {
             wt_common::name::validate(n).map_err(|e| Error::failed("bad-name", e.message))?;
             let wt = snap
@@ -75,17 +95,20 @@ fn find(ctx: &Context, snap: &Snapshot, want: &Want) -> Result<(String, GitWorkt
                 .map(|(_, w)| w)
                 .or_else(|| snap.worktree_at(&ctx.root.join(n)))
                 .or_else(|| snap.worktree_on_branch(&format!("wt/{n}")));
-            (n.clone(), wt)
+            (n.clone(), wt, snap.ledger.worktrees.get(n).map(|e| e.path.clone()))
         }
         Want::Path(p) => {
             let canonical = p.canonicalize().unwrap_or_else(|_| PathBuf::from(p));
-            let name =
-                snap.ledger.name_of_path(&canonical).map(str::to_string).unwrap_or_else(|| {
-                    canonical.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-                });
-            (name, snap.worktree_at(&canonical))
+            let in_ledger = snap.ledger.name_of_path(&canonical).map(str::to_string);
+            let name = in_ledger
+                .clone()
+                .unwrap_or_else(|| canonical.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            (name, snap.worktree_at(&canonical), in_ledger.map(|_| canonical))
         }
     };
+    // A removal killed after git let go of the worktree leaves its branch and ledger entry:
+    // finishing it is removing what is left.
+    let wt = wt.cloned().or_else(|| ledger_path.and_then(|p| leftover(ctx, snap, &name, &p)));
     let Some(wt) = wt else {
         return Err(Error::failed(
             "no-such-worktree",
@@ -99,11 +122,33 @@ fn find(ctx: &Context, snap: &Snapshot, want: &Want) -> Result<(String, GitWorkt
         ));
     }
     let entry = snap.ledger.worktrees.get(&name).filter(|e| e.path == wt.path).cloned();
-    Ok((name, wt.clone(), entry))
+    Ok((name, wt, entry))
+}
+
+/// A managed worktree git no longer lists, as far as the ledger and its branch still hold it.
+fn leftover(ctx: &Context, snap: &Snapshot, name: &str, path: &Path) -> Option<GitWorktree> {
+    let entry = snap.ledger.worktrees.get(name).filter(|e| e.path == path)?;
+    // Its directory may still exist, half-deleted: removing it needs --force (see
+    // `wt_common::worktree::remove`).
+    let branch = entry.branch.clone().filter(|b| snap.worktree_on_branch(b).is_none());
+    let head = branch
+        .as_deref()
+        .and_then(|b| git::run(ctx.repo.git_dir(), ["rev-parse", "--verify", "-q", &format!("refs/heads/{b}")]).ok());
+    let branch = branch.filter(|_| head.is_some());
+    Some(GitWorktree { path: entry.path.clone(), head, branch, prunable: true, ..Default::default() })
+}
+
+/// A git killed in this worktree (a removal killed during its check, say) may have left its
+/// `index.lock`; while it is there, every commit in the worktree fails.
+fn clear_stale_index_lock(ctx: &Context, wt: &Registered) {
+    let scope = [ctx.repo.common_dir.as_path(), wt.path.as_path()];
+    wt_common::stale_lock::clear(&wt.admin_dir.join("index.lock"), &scope);
 }
 
 fn refuse_dirty(wt: &Registered) -> Result<(), Error> {
     let mut cmd = git::in_worktree(wt);
+    // A check killed half-way must not leave an index.lock behind in a worktree that stays.
+    cmd.env("GIT_OPTIONAL_LOCKS", "0");
     let out = git::output(cmd.args(["status", "--porcelain", "-z", "--ignore-submodules=none"]))?;
     let changed = out.stdout.split(|b| *b == 0).filter(|s| !s.is_empty()).count();
     if changed > 0 {

@@ -72,6 +72,7 @@ impl DbSpec {
                     provisioned: false,
                     role: Some(role),
                     server_url: Some(url.to_string()),
+                    creating: false,
                 }
             }
             DbSpec::Sqlite { file } => {
@@ -83,6 +84,7 @@ impl DbSpec {
                     provisioned: false,
                     role: None,
                     server_url: None,
+                    creating: false,
                 }
             }
         })
@@ -98,13 +100,31 @@ impl DbSpec {
         }
     }
 
-    /// Makes the database exist. Idempotent: an existing database or file is kept as it is.
+    /// Whether the lease's PostgreSQL database exists already (a SQLite copy is always the
+    /// worktree's own: `false`).
+    pub fn exists(&self, lease: &DbLease) -> Result<bool, Error> {
+        match self {
+            DbSpec::Postgres { url, .. } => {
+                let mut client = connect(url.as_str(), "postgres")?;
+                let found = client
+                    .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&lease.name])
+                    .map_err(|e| pg_error("looking up", &lease.name, &e))?;
+                Ok(found.is_some())
+            }
+            DbSpec::Sqlite { .. } => Ok(false),
+        }
+    }
+
+    /// Makes the database exist. Idempotent: an existing database or file is kept as it is;
+    /// whether an existing PostgreSQL database may be taken is the caller's to judge first
+    /// (`exists`, and the ledger).
     pub fn provision(&self, lease: &mut DbLease, worktree: &Path) -> Result<(), Error> {
         match self {
             DbSpec::Postgres { url, template } => create_pg(url, template, lease)?,
             DbSpec::Sqlite { file } => copy_sqlite(file, worktree, Path::new(&lease.name))?,
         }
         lease.provisioned = true;
+        lease.creating = false;
         Ok(())
     }
 }
@@ -199,6 +219,14 @@ fn create_pg(url: &url::Url, template: &str, lease: &DbLease) -> Result<(), Erro
         Some(role) => pg_role::hand_over(&mut connect(url.as_str(), name)?, name, role),
         None => Ok(()),
     }
+}
+
+/// A database of that name exists and was not made by this lease: it is never handed out.
+pub fn exists_error(name: &str) -> Error {
+    Error::failed(
+        "database-exists",
+        format!("database {name} exists but was not made for this worktree; drop it (`DROP DATABASE {name}`, or `wt-env --gc --drop-database` if a removed worktree kept it) or use another --database"),
+    )
 }
 
 /// Connects to the server of `url`, to database `dbname` (the `postgres` maintenance database,

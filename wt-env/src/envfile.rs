@@ -54,6 +54,10 @@ pub fn export_text(vars: &Map<String, Value>) -> String {
 pub fn write_ignored(repo: &Repo, worktree: &Path, rel: &str, text: &str) -> Result<std::path::PathBuf, Error> {
     let path = wt_common::inside::write(worktree, Path::new(rel), text.as_bytes())?;
     wt_common::ignore::exclude(repo, rel)?;
+    // The temp file it is written through, should a killed wt-env leave one, is ignored too
+    // (so `git add -A` never commits it), and swept by the next write.
+    let temps = Path::new(rel).with_file_name(wt_common::fsutil::temp_pattern(&path));
+    wt_common::ignore::exclude(repo, &temps.to_string_lossy())?;
     Ok(path)
 }
 

@@ -13,6 +13,7 @@ use crate::envfile;
 use crate::lease::{self, PortRequest};
 use crate::ports::foreign_listeners;
 use crate::TOOL;
+use wt_common::kept_db;
 use wt_common::lease::{self as held, DbLease, PortBlock};
 
 /// What a run grants to every worktree it is given.
@@ -56,9 +57,16 @@ pub fn grant(repo: &Repo, ledger: &LedgerFile, plan: &Plan, mut rec: Record) -> 
     let mut problem = None;
     if let (Some(spec), Some(lease)) = (&plan.database, db.as_mut()) {
         if !lease.provisioned {
-            match spec.provision(lease, &path) {
-                Ok(()) => problem = record_provisioned(ledger, &rec.name, lease).err(),
-                Err(e) => problem = Some(e),
+            match provision(ledger, &rec.name, spec, lease, index, &path) {
+                Ok(()) => {
+                    wt_common::failpoint::hit("after-create-database");
+                    problem = record_provisioned(ledger, &rec.name, lease, index).err();
+                }
+                Err(e) => {
+                    // The record shows what the worktree still has.
+                    db = ledger.read().ok().and_then(|l| l.worktrees.get(&rec.name).and_then(held::db_of));
+                    problem = Some(e);
+                }
             }
         }
     }
@@ -138,8 +146,13 @@ fn take_leases(repo: &Repo, ledger: &LedgerFile, plan: &Plan, rec: &Record) -> R
             None => held::db_of(entry),
             Some(spec) => {
                 let wanted = spec.lease_for(index, &path, repo.main_worktree.as_deref())?;
-                let db = held::db_of(entry).filter(|d| spec.matches(d, &wanted)).unwrap_or(wanted);
-                held::set_db(entry, Some(&db));
+                let held = held::db_of(entry);
+                let db = held.clone().filter(|d| spec.matches(d, &wanted)).unwrap_or(wanted);
+                // A working database stays leased until its replacement exists: a
+                // `--database` that fails must not take the worktree's DATABASE_URL away.
+                if !held.is_some_and(|h| h.provisioned && h != db) {
+                    held::set_db(entry, Some(&db));
+                }
                 Some(db)
             }
         };
@@ -147,10 +160,75 @@ fn take_leases(repo: &Repo, ledger: &LedgerFile, plan: &Plan, rec: &Record) -> R
     })
 }
 
-fn record_provisioned(ledger: &LedgerFile, name: &str, db: &DbLease) -> Result<(), Error> {
+/// Makes the database. One that exists already is used only if this lease made it, or began
+/// to (a wt-env killed after `CREATE DATABASE`), or a wt-env running at the same time made it
+/// for this worktree; any other (made by hand, say) is never handed out.
+fn provision(
+    ledger: &LedgerFile,
+    name: &str,
+    spec: &DbSpec,
+    lease: &mut DbLease,
+    index: u32,
+    worktree: &std::path::Path,
+) -> Result<(), Error> {
+    let db_name = lease.name.clone();
+    let recorded = |ledger: &LedgerFile| -> Result<Option<DbLease>, Error> {
+        let l = ledger.read()?;
+        let leased = l.worktrees.get(name).and_then(held::db_of).filter(|d| d.name == db_name);
+        let pending = kept_db::all(&l).remove(&db_name).filter(|k| k.worktree == name).map(|k| k.database);
+        Ok(leased.or(pending))
+    };
+    if spec.exists(lease)? {
+        return match recorded(ledger)? {
+            // Made by this lease: what a killed run left undone (its role) is finished.
+            Some(d) if d.made_by_us() => spec.provision(lease, worktree),
+            _ => Err(crate::database::exists_error(&lease.name)),
+        };
+    }
+    // Said before it is made, so that a kill right after `CREATE DATABASE` leaves a database
+    // the ledger knows of: the next run takes it, and removing the worktree keeps or drops it.
+    lease.creating = true;
+    record_creating(ledger, name, lease, index)?;
+    spec.provision(lease, worktree)
+}
+
+/// Notes in the ledger that the database is about to be made: in the worktree's entry when it
+/// is the one leased there, else (it is to replace a working one) among the kept databases,
+/// until it is made. A worktree removed meanwhile gets no database.
+fn record_creating(ledger: &LedgerFile, name: &str, db: &DbLease, index: u32) -> Result<(), Error> {
     ledger.update(|l| {
-        if let Some(e) = l.worktrees.get_mut(name) {
+        // The same worktree still: not one of that name made since (it would hold another index).
+        let Some(e) = l.worktrees.get_mut(name).filter(|e| e.index == Some(index)) else {
+            return Err(Error::failed(
+                "no-such-worktree",
+                format!("'{name}' was removed while its database was leased"),
+            ));
+        };
+        if held::db_of(e).is_none_or(|d| d.name == db.name) {
             held::set_db(e, Some(db));
+        } else {
+            let index = e.index;
+            kept_db::keep_lease(l, name, index, db.clone());
+        }
+        Ok(())
+    })
+}
+
+/// Records the made database as the worktree's; one it replaces is listed as kept. Should the
+/// worktree have been removed meanwhile, the database is listed as kept from it.
+fn record_provisioned(ledger: &LedgerFile, name: &str, db: &DbLease, index: u32) -> Result<(), Error> {
+    ledger.update(|l| {
+        kept_db::forget(l, &db.name);
+        // Removed meanwhile (and maybe made again, with another index): the database is kept
+        // from the worktree it was made for.
+        let Some(e) = l.worktrees.get_mut(name).filter(|e| e.index == Some(index)) else {
+            kept_db::keep_lease(l, name, Some(index), db.clone());
+            return Ok(());
+        };
+        let replaced = held::db_of(e).filter(|old| old.made_by_us() && old.name != db.name);
+        held::set_db(e, Some(db));
+        if let Some(old) = replaced {
+            kept_db::keep_lease(l, name, Some(index), old);
         }
         Ok(())
     })

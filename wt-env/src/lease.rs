@@ -17,10 +17,12 @@ pub struct PortRequest {
     pub names: Option<Vec<String>>,
 }
 
-/// The smallest positive index no other worktree holds.
+/// The smallest positive index no other worktree holds, and no kept database was made for
+/// (its database name would be that database's).
 pub fn free_index(ledger: &Ledger, except: &str) -> u32 {
-    let taken: std::collections::BTreeSet<u32> =
+    let mut taken: std::collections::BTreeSet<u32> =
         ledger.worktrees.iter().filter(|(n, _)| *n != except).filter_map(|(_, e)| e.index).collect();
+    taken.extend(wt_common::kept_db::reserved_indices(ledger));
     (1..).find(|i| !taken.contains(i)).expect("an unused index exists")
 }
 

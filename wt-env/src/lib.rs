@@ -65,6 +65,23 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     let snapshot = ledger.read()?;
     let mut words = args.names.clone();
     words.extend(args.select.worktrees.iter().cloned());
+    if args.release && args.drop_database {
+        // A removed worktree is no longer managed, but the databases kept from it can still
+        // be dropped by its name.
+        let kept = wt_common::kept_db::all(&snapshot);
+        let (gone, managed): (Vec<String>, Vec<String>) = words
+            .into_iter()
+            .partition(|w| !snapshot.worktrees.contains_key(w) && kept.values().any(|k| &k.worktree == w));
+        words = managed;
+        for name in gone {
+            let mut rec = Record::named(&name);
+            rec.repo = Some(repo.root().to_path_buf());
+            out.emit(&manage::release(&ledger, rec, true, false));
+        }
+        if words.is_empty() && (!args.names.is_empty() || !args.select.worktrees.is_empty()) {
+            return Ok(out.finish());
+        }
+    }
     let use_stdin = words.is_empty() && !args.select.all;
     // Leases of a worktree at a host are granted there, by wt-env at that host.
     let hosts = if use_stdin { Router::split_stdin(TOOL, root)? } else { Router::local() };

@@ -8,8 +8,8 @@ use wt_common::{Error, Record};
 
 use crate::database::drop_database;
 use crate::grant::env_object;
-use wt_common::lease;
 use wt_common::select::record_from_entry;
+use wt_common::{kept_db, lease};
 
 use crate::TOOL;
 
@@ -27,20 +27,30 @@ pub fn list(repo: &Repo, ledger: &LedgerFile, out: &mut Output) -> Result<(), Er
 }
 
 /// Gives back the leases of `rec`'s worktree; with `drop_db`, drops its database first (a
-/// database that cannot be dropped keeps its lease, so it is not forgotten).
+/// database that cannot be dropped keeps its lease, so it is not forgotten). With `forget`
+/// the entry goes too, and a database not dropped is listed as kept. A removed worktree holds
+/// no lease, but `drop_db` still drops the databases kept from it.
 pub fn release(ledger: &LedgerFile, mut rec: Record, drop_db: bool, forget: bool) -> Record {
     let result = (|| {
         let entry = ledger.read()?.worktrees.get(&rec.name).cloned();
         let Some(entry) = entry else {
-            return Err(Error::failed("no-lease", format!("'{}' holds no lease", rec.name)));
+            return match drop_db {
+                true => drop_kept(ledger, |k| k.worktree == rec.name),
+                false => Err(Error::failed("no-lease", format!("'{}' holds no lease", rec.name))),
+            };
         };
-        let db = lease::db_of(&entry);
+        // Only a database this lease made is dropped; a lease whose database was never made
+        // must not drop one of that name that someone else made.
+        let db = lease::db_of(&entry).filter(lease::DbLease::made_by_us);
         if let (true, Some(db)) = (drop_db, &db) {
             drop_database(db)?;
         }
+        let mut kept = None;
         ledger.update(|l| {
             if forget {
-                l.worktrees.remove(&rec.name);
+                if let Some(e) = l.worktrees.remove(&rec.name) {
+                    kept = if drop_db { None } else { kept_db::keep(l, &rec.name, &e) };
+                }
             } else if let Some(e) = l.worktrees.get_mut(&rec.name) {
                 let keep_db = if drop_db { None } else { lease::db_of(e) };
                 lease::clear(e);
@@ -51,7 +61,11 @@ pub fn release(ledger: &LedgerFile, mut rec: Record, drop_db: bool, forget: bool
             }
             Ok(())
         })?;
-        Ok(json!({"released": true, "database_dropped": drop_db && db.is_some()}))
+        let mut env = json!({"released": true, "database_dropped": drop_db && db.is_some()});
+        if let Some(name) = kept {
+            env["database_kept"] = json!(name);
+        }
+        Ok(env)
     })();
     match result {
         Ok(env) => rec.set_key("env", env),
@@ -60,8 +74,27 @@ pub fn release(ledger: &LedgerFile, mut rec: Record, drop_db: bool, forget: bool
     rec
 }
 
+/// Drops the kept databases `which` selects, and forgets each once it is gone.
+fn drop_kept(ledger: &LedgerFile, which: impl Fn(&kept_db::Kept) -> bool) -> Result<Value, Error> {
+    let chosen: Vec<(String, kept_db::Kept)> =
+        kept_db::all(&ledger.read()?).into_iter().filter(|(_, k)| which(k)).collect();
+    if chosen.is_empty() {
+        return Err(Error::failed("no-lease", "holds no lease and no database was kept from it"));
+    }
+    for (name, k) in &chosen {
+        drop_database(&k.database)?;
+        ledger.update(|l| {
+            kept_db::forget(l, name);
+            Ok(())
+        })?;
+    }
+    let names: Vec<&str> = chosen.iter().map(|(n, _)| n.as_str()).collect();
+    Ok(json!({"released": true, "database_dropped": true, "databases": names}))
+}
+
 /// Releases the leases of every ledger entry whose worktree git no longer knows or whose
-/// directory is gone (`rm -rf` plus `git worktree prune`, or anything else).
+/// directory is gone (`rm -rf` plus `git worktree prune`, or anything else). With `drop_db`,
+/// also drops every database kept from worktrees that were removed.
 pub fn gc(repo: &Repo, ledger: &LedgerFile, drop_db: bool, out: &mut Output) -> Result<(), Error> {
     let live: Vec<std::path::PathBuf> = repo.worktrees()?.into_iter().map(|w| w.path).collect();
     for (name, entry) in ledger.read()?.worktrees {
@@ -70,6 +103,17 @@ pub fn gc(repo: &Repo, ledger: &LedgerFile, drop_db: bool, out: &mut Output) -> 
         }
         let rec = record_from_entry(repo, &name, &entry);
         out.emit(&release(ledger, rec, drop_db, true));
+    }
+    if drop_db {
+        for (db_name, k) in kept_db::all(&ledger.read()?) {
+            let mut rec = Record::named(&k.worktree);
+            rec.repo = Some(repo.root().to_path_buf());
+            match drop_kept(ledger, |other| other.database.name == db_name) {
+                Ok(env) => rec.set_key("env", env),
+                Err(e) => rec.set_error(TOOL, &e),
+            }
+            out.emit(&rec);
+        }
     }
     Ok(())
 }

@@ -40,6 +40,7 @@ pub fn roll_forward(repo: &Repo) -> Result<(), Error> {
             crate::checkout::git_in(repo, &j.worktree, &["diff-index", "--cached", "--quiet", &j.old]).is_ok();
         if head == j.new && index_at_old {
             tracing::warn!("finishing the update of {} that a killed wt-merge left half-done", j.worktree.display());
+            crate::locks::clear_stale_checkout(repo, &j.worktree)?;
             crate::checkout::follow(repo, &j.worktree, &j.old, &j.new)?;
         }
     }

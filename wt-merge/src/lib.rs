@@ -6,6 +6,7 @@ pub mod check;
 pub mod checkout;
 pub mod hosts;
 pub mod journal;
+pub mod locks;
 pub mod queue;
 pub mod strategy;
 pub mod undo;
@@ -24,6 +25,9 @@ use crate::args::{Args, Config, STRATEGIES};
 use crate::queue::Queue;
 
 pub const TOOL: &str = "wt-merge";
+
+/// How long a verification ended by Ctrl-C or SIGTERM gets between SIGTERM and SIGKILL.
+const VERIFY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub fn run(args: Args) -> Result<Exit, Error> {
     wt_common::cli::init_logging(args.global.verbose)?;
@@ -85,6 +89,8 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     verify::sweep(&repo)?;
     journal::roll_forward(&repo)?;
     let progress = wt_common::progress::Progress::new(TOOL);
+    let groups = wt_common::process::Groups::default();
+    let interrupted = wt_common::signals::on_interrupt(std::sync::Arc::clone(&groups), VERIFY_GRACE);
     let queue = Queue {
         repo: &repo,
         progress: &progress,
@@ -94,6 +100,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         verify: settings.verify,
         timeout: settings.timeout,
         cleanup: settings.cleanup,
+        groups,
     };
     let hosts = wt_common::host::Hosts::load(repo.main_worktree.as_deref())?;
     let host_queue = Queue {
@@ -101,6 +108,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         into: queue.into.clone(),
         strategy: queue.strategy.clone(),
         verify: queue.verify.clone(),
+        groups: std::sync::Arc::clone(&queue.groups),
         ..queue
     };
     let malformed = std::rc::Rc::new(std::cell::Cell::new(false));
@@ -124,7 +132,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
             out.fail(Exit::Failed);
         }
         out.emit(&rec);
-        if out.closed() {
+        if out.closed() || interrupted.get().is_some() {
             break;
         }
     }
@@ -133,7 +141,12 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     }
     let counts: Vec<(usize, &str)> = tally.iter().map(|(k, n)| (*n, k.as_str())).collect();
     progress.summary(&counts);
-    Ok(out.finish())
+    let status = out.finish();
+    if let Some(sig) = interrupted.get() {
+        // The verification was ended and its record printed; the scratch worktree is gone.
+        std::process::exit(128 + sig);
+    }
+    Ok(status)
 }
 
 fn merge_status(rec: &Record) -> Option<&str> {

@@ -27,6 +27,8 @@ pub struct Queue<'a> {
     pub verify: Option<String>,
     pub timeout: Option<Duration>,
     pub cleanup: bool,
+    /// The verification's process group while it runs, for Ctrl-C and SIGTERM to end.
+    pub groups: wt_common::process::Groups,
 }
 
 /// What a merge came to: the `merge` key, and whether the run should count it a failure.
@@ -63,8 +65,13 @@ impl Queue<'_> {
         let head = git::run(dir, ["rev-parse", "--verify", "-q", &format!("refs/heads/{branch}")])
             .map_err(|_| Error::failed("no-such-branch", format!("branch {branch} no longer exists")))?;
         for _ in 0..RETRIES {
+            crate::locks::clear_stale(self.repo, &self.into)?;
             let old = git::run(dir, ["rev-parse", "--verify", &format!("refs/heads/{}", self.into)])?;
-            if strategy::is_ancestor(dir, &head, &old) {
+            // A rebased or squashed branch is not an ancestor of the target once merged, but
+            // replaying it again would only add empty commits: it is already in (as after a
+            // crash). A merge commit records the branch's history, so only ancestry counts there.
+            let copies = matches!(self.strategy.as_str(), "rebase" | "squash");
+            if strategy::is_ancestor(dir, &head, &old) || (copies && strategy::brings_nothing(dir, &old, &head)) {
                 return Ok((
                     status("skipped", &[("reason", json!(format!("{branch} is already in {}", self.into)))]),
                     false,
@@ -84,7 +91,8 @@ impl Queue<'_> {
             let mut verified = None;
             if let Some(cmd) = &self.verify {
                 self.progress.step(&rec.name, &format!("verifying {} with `{cmd}`", &commit[..commit.len().min(10)]));
-                let verdict = verify::verify(self.repo, &rec.name, &commit, cmd, &verify_env(rec), self.timeout)?;
+                let verdict =
+                    verify::verify(self.repo, &rec.name, &commit, cmd, &verify_env(rec), self.timeout, &self.groups)?;
                 let v = verdict.to_json(cmd);
                 if !verdict.passed {
                     return Ok((status("verify-failed", &[("commit", json!(commit)), ("verify", v)]), true));
@@ -130,9 +138,12 @@ impl Queue<'_> {
         let journal = checked_out.as_ref().map(|wt| crate::journal::write(self.repo, wt, old, new)).transpose()?;
         let msg = format!("wt-merge: {name} into {}", self.into);
         let cas = git::run(dir, ["update-ref", "-m", &msg, &format!("refs/heads/{}", self.into), new, old]);
-        if cas.is_err() {
+        if let Err(e) = cas {
             crate::journal::clear(self.repo);
-            return Ok(Moved::Raced);
+            // Only a target that moved is a race worth merging again; any other refusal would
+            // fail the same way every time.
+            let now = git::run(dir, ["rev-parse", "--verify", &format!("refs/heads/{}", self.into)])?;
+            return if now == old { Err(e) } else { Ok(Moved::Raced) };
         }
         failpoint::hit("after-update");
         git::run(dir, ["update-ref", &format!("refs/wt/merged/{name}"), new])?;
@@ -145,10 +156,14 @@ impl Queue<'_> {
         Ok(Moved::Yes)
     }
 
-    /// `--cleanup`: the merged worktree and its branch go, and its leases with them.
+    /// `--cleanup`: the merged worktree and its branch go, and its leases with them; not while
+    /// an agent's pane still runs in it.
     fn clean_up(&self, rec: &Record, branch: &str) -> Value {
         let result = (|| {
             let lock = self.repo.worktree_lock()?;
+            if let Some(path) = &rec.path {
+                wt_common::panes::end_or_refuse(self.repo, path, false)?;
+            }
             wt_common::worktree::remove(
                 &lock,
                 self.repo,

@@ -48,6 +48,16 @@ pub fn is_ancestor(dir: &std::path::Path, a: &str, b: &str) -> bool {
     git::run(dir, ["merge-base", "--is-ancestor", a, b]).is_ok()
 }
 
+/// Merging `head` into `old` would leave `old`'s tree as it is: every change of the branch is
+/// in already. A conflict is not "nothing".
+pub fn brings_nothing(dir: &std::path::Path, old: &str, head: &str) -> bool {
+    let mut cmd = git::command(dir);
+    cmd.args(["merge-tree", "--write-tree", "--no-messages", old, head]);
+    let Ok(out) = git::raw_output(&mut cmd) else { return false };
+    let tree = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_string();
+    out.status.success() && git::run(dir, ["rev-parse", &format!("{old}^{{tree}}")]).is_ok_and(|t| t == tree)
+}
+
 fn merged_tree(dir: &std::path::Path, old: &str, head: &str) -> Result<String, Error> {
     let out = git::run(dir, ["merge-tree", "--write-tree", "--no-messages", old, head])?;
     Ok(out.lines().next().unwrap_or_default().to_string())

@@ -41,6 +41,7 @@ pub fn verify(
     cmd: &str,
     env: &[(String, String)],
     timeout: Option<Duration>,
+    groups: &process::Groups,
 ) -> Result<Verdict, Error> {
     let dir = scratch_dir(repo).join(format!("{name}-{}", &commit[..commit.len().min(12)]));
     {
@@ -68,7 +69,7 @@ pub fn verify(
     }
     command.env("WT_PATH", &dir).env("WT_MERGE_COMMIT", commit);
     let spec = Spec { name, log: log.clone(), timeout, grace: Duration::from_secs(2), echo: false };
-    let outcome = process::run(command, &spec, &Default::default());
+    let outcome = process::run(command, &spec, groups);
     remove_scratch(repo, &dir);
     let outcome = outcome?;
     Ok(Verdict {
@@ -100,12 +101,24 @@ pub fn sweep(repo: &Repo) -> Result<(), Error> {
     let _lock = repo.worktree_lock()?;
     if let Ok(admins) = std::fs::read_dir(repo.common_dir.join("worktrees")) {
         for admin in admins.flatten().map(|e| e.path()) {
-            let gitdir = std::fs::read_to_string(admin.join("gitdir")).unwrap_or_default();
-            if Path::new(gitdir.trim_end()).starts_with(&scratch) {
+            let stale = match std::fs::read_to_string(admin.join("gitdir")) {
+                Ok(gitdir) => Path::new(gitdir.trim_end()).starts_with(&scratch),
+                // A `git worktree add` of a scratch worktree killed before it wrote `gitdir`.
+                Err(_) => is_scratch_name(&admin),
+            };
+            if stale {
                 let _ = wt_common::fsutil::remove_any(&admin);
             }
         }
     }
     let _ = wt_common::fsutil::remove_any(&scratch);
     Ok(())
+}
+
+/// Scratch worktrees are named `<name>-<12 hex digits>` (git may add a number, a digit, to the
+/// admin dir's name).
+fn is_scratch_name(admin: &Path) -> bool {
+    let name = admin.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let hex = name.rsplit_once('-').map(|(_, h)| h).unwrap_or_default();
+    hex.len() >= 12 && hex.chars().all(|c| c.is_ascii_hexdigit())
 }

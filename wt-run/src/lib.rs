@@ -8,7 +8,6 @@ pub mod confine;
 pub mod hide;
 pub mod logs;
 pub mod pane;
-pub mod signals;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -16,6 +15,7 @@ use std::process::Command;
 use std::sync::{mpsc, Arc, Mutex};
 
 use serde_json::{json, Map, Value};
+use wt_common::fsutil::{KEEP_LOGS, KEEP_LOGS_FOR};
 use wt_common::host::Router;
 use wt_common::ledger::LedgerFile;
 use wt_common::output::{core_columns, status_or_error, Column, Output};
@@ -60,7 +60,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
     let hosts = if use_stdin { Router::split_stdin(TOOL, root)? } else { Router::local() };
     let targets = select::collect(TOOL, &repo, &ledger, &args.select.worktrees, args.select.all, use_stdin, &mut out);
     let groups: Groups = Arc::new(Mutex::new(Default::default()));
-    let interrupted = signals::on_interrupt(Arc::clone(&groups), args.grace);
+    let interrupted = wt_common::signals::on_interrupt(Arc::clone(&groups), args.grace);
     let config: args::Config = wt_common::config::section(repo.main_worktree.as_deref(), "run")?;
     let backend = args.backend.clone().or(config.backend).unwrap_or_else(|| "native".into());
     if !["native", "tmux"].contains(&backend.as_str()) {
@@ -470,8 +470,13 @@ fn leased_ports(rec: &Record, ledger: &wt_common::ledger::Ledger) -> Vec<u16> {
 }
 
 /// `<state>/logs/<name>/<stem>.log`, and a scratch file for the confinement report.
+/// The newest `KEEP_LOGS` run logs of a worktree are kept, none older than `KEEP_LOGS_FOR`.
 fn log_paths(repo: &Repo, name: &str) -> Result<(PathBuf, PathBuf), Error> {
     let dir = wt_common::runlog::log_dir(repo, name)?;
+    // Run logs (`<millis>-<pid>-<n>.log`) are kept for a while, not forever.
+    let is_run_log =
+        |f: &str| f.strip_suffix(".log").is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit() || b == b'-'));
+    wt_common::fsutil::prune_logs(&dir, is_run_log, KEEP_LOGS - 1, KEEP_LOGS_FOR);
     let stem = unique_stem();
     Ok((dir.join(format!("{stem}.log")), dir.join(format!(".{stem}.confine.json"))))
 }

@@ -1,29 +1,29 @@
 //! `events.subscribe`: a stream of what happens to panes (`spawned`, `output`, `exited`), one
-//! JSON line per event, for as long as the subscriber stays connected.
-
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Mutex;
+//! JSON line per event, for as long as the subscriber stays connected and keeps up.
 
 use serde_json::Value;
 
+use super::fanout::{Fanout, Subscription, EVENT_QUEUE};
+
 /// The subscribers of one supervisor.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Events {
-    subscribers: Mutex<Vec<Sender<Value>>>,
+    subscribers: Fanout<Value>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events { subscribers: Fanout::new(EVENT_QUEUE) }
+    }
 }
 
 impl Events {
-    pub fn subscribe(&self) -> Receiver<Value> {
-        let (tx, rx) = channel();
-        self.subscribers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(tx);
-        rx
+    pub fn subscribe(&self) -> Subscription<Value> {
+        self.subscribers.subscribe(None)
     }
 
     /// Sends an event to every subscriber still listening.
     pub fn publish(&self, event: Value) {
-        self.subscribers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .retain(|s| s.send(event.clone()).is_ok());
+        self.subscribers.publish(&event);
     }
 }

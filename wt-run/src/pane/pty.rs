@@ -11,10 +11,18 @@ use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize}
 use serde_json::{json, Value};
 
 use super::events::Events;
+use super::fanout::{Fanout, Subscription, ATTACH_QUEUE};
+use super::rawlog::RawLog;
 use super::run_shortener::{Geometry, RunShortener};
 
-/// Lines of scrollback kept per pane: this bounds a pane's memory, however much it prints.
-pub const SCROLLBACK: usize = 5000;
+/// Lines of scrollback kept per pane: this bounds a pane's memory, however much it prints. The
+/// emulator keeps each line as cells of 32 bytes, so at 120 columns a full scrollback is about
+/// 3.7 MiB (tmux keeps 2,000 lines by default).
+pub const SCROLLBACK: usize = 1000;
+
+/// How long an exited pane keeps its scrollback; then only its last screen is kept (about
+/// 150 KiB at 40×120).
+pub const KEEP_EXITED_SCROLLBACK: Duration = Duration::from_secs(60);
 
 /// What a program in a pane is, and how to start it.
 #[derive(Debug, Clone)]
@@ -45,6 +53,10 @@ pub struct Screen {
     pub last_notification: Option<(Instant, String)>,
     /// When something was last typed into the pane through the supervisor.
     pub last_input: Option<Instant>,
+    /// When the program ended.
+    pub exited_at: Option<Instant>,
+    /// The scrollback of an exited pane has been let go.
+    pub released: bool,
 }
 
 impl std::fmt::Debug for Screen {
@@ -54,8 +66,8 @@ impl std::fmt::Debug for Screen {
 }
 
 pub struct Pane {
-    /// Attached clients: each gets every chunk of raw output.
-    pub watchers: Arc<Mutex<Vec<std::sync::mpsc::Sender<Vec<u8>>>>>,
+    /// Attached clients: each gets every chunk of raw output, while it keeps up.
+    pub watchers: Arc<Fanout<Vec<u8>>>,
     pub spec: SpawnSpec,
     pub pid: Option<u32>,
     pub started: Instant,
@@ -85,7 +97,7 @@ impl Pane {
         drop(pair.slave); // the child holds its end; our copy would keep the PTY open forever
         let reader = own_copy(pair.master.as_ref())?;
         let writer = pair.master.take_writer().map_err(|e| e.to_string())?;
-        let log = std::fs::File::create(&spec.log).map_err(|e| format!("{}: {e}", spec.log.display()))?;
+        let log = RawLog::create(spec.log.clone()).map_err(|e| format!("{}: {e}", spec.log.display()))?;
         let screen = Screen {
             parser: vt100::Parser::new(spec.rows, spec.cols, SCROLLBACK),
             exit: None,
@@ -94,9 +106,11 @@ impl Pane {
             notifications: 0,
             last_notification: None,
             last_input: None,
+            exited_at: None,
+            released: false,
         };
         let pane = Arc::new(Pane {
-            watchers: Arc::default(),
+            watchers: Arc::new(Fanout::new(ATTACH_QUEUE)),
             pid: child.process_id(),
             started: Instant::now(),
             state: Arc::new((Mutex::new(screen), Condvar::new())),
@@ -111,10 +125,7 @@ impl Pane {
         let watchers = Arc::clone(&pane.watchers);
         std::thread::spawn(move || {
             pump(reader, log, &state, &|chunk| {
-                watchers
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .retain(|w| w.send(chunk.to_vec()).is_ok());
+                watchers.publish(&chunk.to_vec());
                 ev.publish(json!({"event": "output", "pane": name, "bytes": chunk.len()}));
             });
             let _ = done_tx.send(());
@@ -156,18 +167,29 @@ impl Pane {
         Ok(())
     }
 
+    /// Lets an exited pane's scrollback go once it has been exited for `after`: its last
+    /// screen is kept (redrawn into an emulator without scrollback), the rest is freed.
+    pub fn release_scrollback(&self, after: Duration) {
+        let mut s = self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if s.released || s.exited_at.is_none_or(|t| t.elapsed() < after) {
+            return;
+        }
+        let (rows, cols) = s.parser.screen().size();
+        let mut compact = vt100::Parser::new(rows, cols, 0);
+        compact.process(&s.parser.screen().contents_formatted());
+        s.parser = compact;
+        s.released = true;
+    }
+
     pub fn exited(&self) -> bool {
         self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).exit.is_some()
     }
 
     /// A stream of the pane's raw output from now on, after a redraw of the current screen.
-    pub fn watch(&self) -> std::sync::mpsc::Receiver<Vec<u8>> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let redraw =
-            self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).parser.screen().contents_formatted();
-        let _ = tx.send(redraw);
-        self.watchers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(tx);
-        rx
+    pub fn watch(&self) -> Subscription<Vec<u8>> {
+        // Under the screen's lock, so no output falls between the redraw and the stream.
+        let s = self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.watchers.subscribe(Some(s.parser.screen().contents_formatted()))
     }
 
     /// SIGTERM to the pane's session (its process group), then SIGKILL after `grace`.
@@ -237,12 +259,7 @@ pub fn screen_json(s: &mut Screen, lines: usize) -> Value {
 /// Copies the PTY's output into the emulator and the log until the PTY closes. Long runs of
 /// printable output reach the emulator shortened (see `run_shortener`), and whatever is held
 /// back is parsed as soon as no more output is waiting.
-fn pump(
-    mut reader: std::fs::File,
-    mut log: std::fs::File,
-    state: &(Mutex<Screen>, Condvar),
-    on_output: &dyn Fn(&[u8]),
-) {
+fn pump(mut reader: std::fs::File, mut log: RawLog, state: &(Mutex<Screen>, Condvar), on_output: &dyn Fn(&[u8])) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut scanner = super::osc::Scanner::default();
     let mut held = RunShortener::default();
@@ -252,7 +269,7 @@ fn pump(
             Ok(0) | Err(_) => break, // EIO once every holder of the terminal has closed it
             Ok(n) => n,
         };
-        let _ = log.write_all(&buf[..n]);
+        let _ = log.write(&buf[..n]);
         let notes = scanner.scan(&buf[..n]);
         let settle = !output_waiting(&reader);
         let mut s = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -315,7 +332,10 @@ fn reap(
         Err(_) => Exit { code: 255, signal: None },
     };
     let (lock, cvar) = state;
-    lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner).exit = Some(exit.clone());
+    let mut s = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    s.exit = Some(exit.clone());
+    s.exited_at = Some(Instant::now());
+    drop(s);
     cvar.notify_all();
     exit
 }

@@ -19,6 +19,7 @@ use wt_common::Error;
 use super::access::Access;
 use super::agent::Source;
 use super::events::Events;
+use super::fanout::{ATTACH_QUEUE, EVENT_QUEUE};
 use super::handle::{Failure, Handle};
 use super::own_socket::OwnSocket;
 use super::protocol::{Request, Response, MAX_REQUEST};
@@ -54,6 +55,10 @@ pub fn serve(socket: &Path, logs: &Path, tmux_session: &str, idle: Duration) -> 
         return Err(Error::env("already-running", format!("a supervisor is already running on {}", socket.display())));
     };
     let _ = std::fs::remove_file(socket); // left by a supervisor that crashed: its lock was free
+    let orphans = super::orphans::end_all(logs, Duration::from_secs(2));
+    if orphans > 0 {
+        tracing::warn!("ended {orphans} pane(s) a supervisor that died left running");
+    }
     let listener = UnixListener::bind(socket).map_err(|e| Error::io(socket.display(), e))?;
     let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600));
     std::fs::create_dir_all(logs).map_err(|e| Error::io(logs.display(), e))?;
@@ -69,15 +74,20 @@ pub fn serve(socket: &Path, logs: &Path, tmux_session: &str, idle: Duration) -> 
         trackers: Mutex::default(),
         tmux_session: tmux_session.to_string(),
     });
+    // SIGTERM, SIGINT or SIGHUP: stop as `server.stop` does, ending every pane.
+    let terminated = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {
+        let _ = signal_hook::flag::register(sig, Arc::clone(&terminated));
+    }
     accept(Arc::clone(&sup), listener, None);
     loop {
         std::thread::sleep(Duration::from_millis(100));
-        let busy = sup.clients.load(Ordering::SeqCst) > 0 || any_alive(&sup);
+        let busy = sup.clients.load(Ordering::SeqCst) > 0 || any_running(&sup);
         if busy {
             *sup.last_activity.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
         }
         let idle_for = sup.last_activity.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed();
-        if sup.stop.load(Ordering::SeqCst) || idle_for >= idle {
+        if sup.stop.load(Ordering::SeqCst) || terminated.load(Ordering::SeqCst) || idle_for >= idle {
             break;
         }
     }
@@ -87,22 +97,6 @@ pub fn serve(socket: &Path, logs: &Path, tmux_session: &str, idle: Duration) -> 
     let _ = std::fs::remove_file(&sup.socket);
     lock(&sup.own_sockets).clear();
     Ok(())
-}
-
-/// Whether a pane is still running. A tmux pane's end is noticed here (a native pane's by the
-/// thread that watches it), and its agent state becomes `exited`.
-fn any_alive(sup: &Supervisor) -> bool {
-    let panes = lock(&sup.panes);
-    let trackers = lock(&sup.trackers);
-    let mut alive = false;
-    for (name, pane) in panes.iter() {
-        if !pane.exited() {
-            alive = true;
-        } else if let Some(t) = trackers.get(name) {
-            t.exited(None); // once: a tracker that knows it already does nothing
-        }
-    }
-    alive
 }
 
 /// Serves each connection `listener` accepts on a thread of its own: with the capability of
@@ -149,6 +143,31 @@ fn current(sup: &Supervisor, access: &Access) -> bool {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether a pane still runs. On the way, for the panes that ended: their pid files are
+/// dropped, a native pane's scrollback is let go after a while, and a tmux pane's end is
+/// noticed here (a native pane's by the thread that watches it), its agent state `exited`.
+fn any_running(sup: &Supervisor) -> bool {
+    let panes = lock(&sup.panes);
+    let trackers = lock(&sup.trackers);
+    let mut running = false;
+    for (name, pane) in panes.iter() {
+        if !pane.exited() {
+            running = true;
+            continue;
+        }
+        if let Some(t) = trackers.get(name) {
+            t.exited(None); // once: a tracker that knows it already does nothing
+        }
+        if let Handle::Native(p) = pane {
+            if let Some(pid) = p.pid {
+                super::orphans::forget(&sup.logs, name, pid);
+            }
+            p.release_scrollback(super::pty::KEEP_EXITED_SCROLLBACK);
+        }
+    }
+    running
 }
 
 /// Panes must start with every signal at its default, but ignored signals survive exec, and
@@ -219,8 +238,10 @@ fn serve_client(sup: &Arc<Supervisor>, stream: UnixStream, access: &Access) {
             match serde_json::from_slice::<Request>(&line) {
                 Ok(mut req) => match access.admit(&mut req) {
                     Err((code, msg)) => Response::err(req.id, code, msg),
-                    Ok(()) if req.method == "events.subscribe" => return stream_events(sup, req, out, access),
-                    Ok(()) if req.method == "pane.attach" => return stream_output(sup, req, out),
+                    Ok(()) if req.method == "events.subscribe" => {
+                        return stream_events(sup, req, with_write_timeout(out), access)
+                    }
+                    Ok(()) if req.method == "pane.attach" => return stream_output(sup, req, with_write_timeout(out)),
                     Ok(()) => handle(sup, req, access),
                 },
                 Err(e) => Response::err(Value::Null, "bad-request", format!("not a request: {e}")),
@@ -234,6 +255,13 @@ fn serve_client(sup: &Arc<Supervisor>, stream: UnixStream, access: &Access) {
     }
 }
 
+/// A stream's connection: a client that reads nothing for this long is dropped, rather than
+/// holding a thread and its queue.
+fn with_write_timeout(out: UnixStream) -> UnixStream {
+    let _ = out.set_write_timeout(Some(Duration::from_secs(30)));
+    out
+}
+
 /// Answers the subscription, then writes every event (of the pane `only`, if given) as a line
 /// until the client goes away.
 fn stream_events(sup: &Supervisor, req: Request, mut out: UnixStream, access: &Access) {
@@ -244,7 +272,7 @@ fn stream_events(sup: &Supervisor, req: Request, mut out: UnixStream, access: &A
     if out.write_all(&line).is_err() {
         return;
     }
-    for event in events.iter().filter(|e| only.is_none_or(|p| e["pane"] == p)) {
+    for event in events.rx.iter().filter(|e| only.is_none_or(|p| e["pane"] == p)) {
         if !current(sup, access) {
             return;
         }
@@ -254,6 +282,14 @@ fn stream_events(sup: &Supervisor, req: Request, mut out: UnixStream, access: &A
             return;
         }
     }
+    if events.overflowed() {
+        send_line(&mut out, &too_slow(EVENT_QUEUE, "events"));
+    }
+}
+
+/// The last line a client that fell too far behind gets before it is disconnected.
+fn too_slow(bound: usize, what: &str) -> Value {
+    json!({"error": {"code": "too-slow", "message": format!("disconnected: more than {bound} {what} were waiting to be read; read faster, or reconnect")}})
 }
 
 /// `pane.attach`: the pane's raw output, base64 in JSON lines, until either side goes away.
@@ -272,10 +308,13 @@ fn stream_output(sup: &Supervisor, req: Request, mut out: UnixStream) {
     if !send_line(&mut out, &Response::ok(req.id, json!({"attached": true}))) {
         return;
     }
-    for chunk in chunks {
+    for chunk in &chunks.rx {
         if !send_line(&mut out, &json!({"data_b64": super::attach::encode(&chunk)})) {
             return;
         }
+    }
+    if chunks.overflowed() {
+        send_line(&mut out, &too_slow(ATTACH_QUEUE, "chunks of output"));
     }
 }
 
@@ -366,8 +405,16 @@ fn dispatch(sup: &Arc<Supervisor>, req: &Request, access: &Access) -> Result<Val
         }
         "pane.kill" => {
             let handle = pane(sup, p)?;
+            let was_dead = handle.exited();
             handle.kill(Duration::from_secs(2));
-            Ok(describe(sup, p["pane"].as_str().unwrap_or_default(), &handle))
+            let name = p["pane"].as_str().unwrap_or_default();
+            let described = describe(sup, name, &handle);
+            // Killing a pane that had already ended drops it, with its screen (its log stays
+            // on disk); a pane killed now stays listed, dead, until then.
+            if was_dead {
+                lock(&sup.panes).remove(name);
+            }
+            Ok(described)
         }
         "server.stop" => {
             sup.stop.store(true, Ordering::SeqCst);
@@ -473,7 +520,12 @@ fn spawn(sup: &Arc<Supervisor>, p: &Value) -> Result<Value, Failure> {
         log: dir.join(format!("pane-{}.log", crate::unique_stem())),
     };
     let pane = match p.get("backend").and_then(Value::as_str).unwrap_or("native") {
-        "native" => Pane::spawn(spec, Arc::clone(&sup.events)).map(Handle::Native).map_err(|e| ("spawn-failed", e)),
+        "native" => Pane::spawn(spec, Arc::clone(&sup.events)).map_err(|e| ("spawn-failed", e)).map(|pane| {
+            if let Some(pid) = pane.pid {
+                super::orphans::record(&sup.logs, &name, pid);
+            }
+            Handle::Native(pane)
+        }),
         "tmux" => TmuxPane::spawn(spec, &sup.tmux_session).map_err(|e| ("spawn-failed", e)).map(|pane| {
             sup.events.publish(json!({"event": "spawned", "pane": name, "pid": pane.pid}));
             Handle::Tmux(Arc::new(pane))

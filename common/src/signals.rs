@@ -1,5 +1,8 @@
-//! Ctrl-C and SIGTERM: wt-run ends every running group (SIGTERM, then SIGKILL after the grace)
-//! and then exits 128+N itself, after printing the records of the runs it stopped.
+//! One signal discipline for every tool that runs commands (wt-run's runs, wt-merge's
+//! verification): on Ctrl-C or SIGTERM the tool ends every running group (SIGTERM, then SIGKILL
+//! after the grace), prints the records of the runs it stopped, and exits 128+N. On SIGKILL,
+//! which no tool can catch, each command dies with it (`process::run` asks the kernel for a
+//! parent-death signal).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -9,7 +12,7 @@ use nix::unistd::Pid;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use wt_common::process::Groups;
+use crate::process::Groups;
 
 /// Starts a thread that, on SIGINT or SIGTERM, ends every group in `groups`. The returned cell
 /// holds the signal once one arrived.

@@ -1,0 +1,60 @@
+//! git's lock files (`index.lock`, `HEAD.lock`, `refs/heads/<b>.lock`) left by a git that was
+//! killed. git never removes another process's lock, and every later git that needs it fails.
+//! A lock is provably stale when it is older than every git process now running in the
+//! repository (its directories are their working directories, as `git -C` makes them): none of
+//! them existed when it was made, so none can hold it, and the one that made it is gone. Only
+//! such a lock is ever removed.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// When a process started (to the kernel's clock tick), if it is running.
+fn started_at(pid: &str) -> Option<SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ticks: u64 = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ").and_then(|s| s.trim().parse().ok()))?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().filter(|h| *h > 0)? as u64;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(boot) + Duration::from_millis(ticks * 1000 / hz))
+}
+
+/// The start times of the git processes running now in one of the `scope` directories.
+fn git_processes(scope: &[&Path]) -> Vec<SystemTime> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())).map(str::to_string))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end().starts_with("git"))
+        })
+        .filter(|pid| {
+            // A process whose directory cannot be read is counted: it may be in the repository.
+            std::fs::read_link(format!("/proc/{pid}/cwd")).map_or(true, |cwd| scope.iter().any(|d| cwd.starts_with(d)))
+        })
+        .filter_map(|pid| started_at(&pid))
+        .collect()
+}
+
+/// Whether the lock at `path` exists and no running git process can hold it. The clock tick
+/// and the boot time are coarse, so a lock is judged stale only if it is older than each git
+/// process by more than a second.
+pub fn is_stale(path: &Path, scope: &[&Path]) -> bool {
+    let Ok(made) = std::fs::symlink_metadata(path).and_then(|m| m.modified()) else { return false };
+    git_processes(scope).iter().all(|started| made + Duration::from_secs(1) < *started)
+}
+
+/// Removes the lock if it is provably stale; returns whether the lock is gone (or was never
+/// there). A lock some running git may hold is left alone. `scope`: the repository's
+/// directories (its common dir and worktrees).
+pub fn clear(path: &Path, scope: &[&Path]) -> bool {
+    if !path.exists() {
+        return true;
+    }
+    if is_stale(path, scope) {
+        tracing::warn!("removing {}, left by a git that was killed", path.display());
+        return std::fs::remove_file(path).is_ok() || !path.exists();
+    }
+    false
+}

@@ -1,0 +1,492 @@
+//! Nothing lost, nothing left behind: each case kills a tool at an exact point (failpoints) or
+//! builds the state a kill leaves, then asserts that the next run succeeds and leaves git, the
+//! ledger and the databases consistent.
+
+use std::path::Path;
+
+use serde_json::Value;
+use wt_tests::{s, TestRepo};
+
+fn ledger(t: &TestRepo) -> Value {
+    let text = std::fs::read_to_string(t.repo.join(".git/wt/ledger.json")).unwrap_or_else(|_| "{}".into());
+    serde_json::from_str(&text).unwrap()
+}
+
+/// git lists no prunable worktree, and every admin dir belongs to a listed worktree.
+fn assert_git_consistent(t: &TestRepo) {
+    let list = t.git(["worktree", "list", "--porcelain"]);
+    assert!(!list.contains("prunable"), "{list}");
+    let admins = std::fs::read_dir(t.repo.join(".git/worktrees")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(admins, t.git_worktrees().len() - 1, "no stray admin dirs\n{list}");
+    t.git(["fsck", "--no-progress"]);
+}
+
+#[test]
+fn a_worktree_finished_before_its_maker_was_killed_is_kept_with_its_work() {
+    let t = TestRepo::new();
+    let mut cmd = t.cmd("wt-create");
+    cmd.args(["-n", "1"]).env("WT_FAILPOINT", "after-ledger");
+    let run = wt_tests::Run::of(&mut cmd, "");
+    assert_eq!(run.code, None, "killed\n{run}");
+    let path = t.wt_root().join("agent-1");
+    std::fs::write(path.join("work.txt"), "an agent's work\n").unwrap();
+    let run = t.run("wt-create", &["-n", "1"], "");
+    run.expect_code(0);
+    assert_eq!(s(&run.records()[0], "name"), "agent-2", "agent-1 is taken: it exists\n{run}");
+    assert_eq!(std::fs::read_to_string(path.join("work.txt")).unwrap(), "an agent's work\n");
+    assert!(ledger(&t)["worktrees"]["agent-1"].is_object());
+    assert!(!t.repo.join(".git/wt/pending/agent-1.json").exists(), "its marker is gone");
+    assert_eq!(t.run("wt-create", &["agent-1"], "").expect_code(0).records()[0]["created"], false);
+    assert_git_consistent(&t);
+}
+
+#[test]
+fn records_of_another_repository_never_remove_this_ones_worktree() {
+    let (here, there) = (TestRepo::new(), TestRepo::new());
+    here.run("wt-create", &["agent-1"], "").expect_code(0);
+    let foreign = there.run("wt-create", &["agent-1"], "").expect_code(0).stdout.clone();
+    std::fs::write(here.wt_root().join("agent-1/unsaved.txt"), "uncommitted\n").unwrap();
+    let run = here.run("wt-create", &["--remove", "--force"], &foreign);
+    run.expect_code(1);
+    assert_eq!(run.records()[0]["error"]["code"], "not-a-worktree", "{run}");
+    // Without `repo`, the path still decides: no worktree of this repository is there.
+    let mut rec: Value = serde_json::from_str(foreign.trim()).unwrap();
+    rec.as_object_mut().unwrap().remove("repo");
+    let run = here.run("wt-create", &["--remove", "--force"], &format!("{rec}\n"));
+    run.expect_code(1);
+    assert_eq!(run.records()[0]["error"]["code"], "not-a-worktree", "{run}");
+    assert!(here.wt_root().join("agent-1/unsaved.txt").exists(), "this repository's work is untouched");
+    assert_eq!(here.branches(), ["main", "wt/agent-1"]);
+}
+
+#[test]
+fn a_worktree_whose_directory_is_gone_can_be_removed_exactly() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["gone", "after-gc", "bystander"], "").expect_code(0);
+    // A bystander whose directory is momentarily missing must keep its registration.
+    let bystander = t.wt_root().join("bystander");
+    std::fs::rename(&bystander, t.root().join("moved")).unwrap();
+    std::fs::remove_dir_all(t.wt_root().join("gone")).unwrap();
+    let run = t.run("wt-create", &["--remove", "gone"], "");
+    run.expect_code(0);
+    assert_eq!(run.records()[0]["removed"], true);
+    // Released behind wt-create's back: no ledger entry left to say what it made.
+    std::fs::remove_dir_all(t.wt_root().join("after-gc")).unwrap();
+    t.run("wt-env", &["--gc"], "").expect_code(0);
+    t.run("wt-create", &["--remove", "--force", "after-gc"], "").expect_code(0);
+    assert_eq!(t.branches(), ["main", "wt/bystander"], "their branches are gone");
+    std::fs::rename(t.root().join("moved"), &bystander).unwrap();
+    let listed: Vec<_> = t.git_worktrees().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(listed, [t.repo.clone(), bystander], "exactly those two were unregistered");
+    assert_git_consistent(&t);
+}
+
+#[test]
+fn a_removal_killed_half_way_is_finished_by_the_next() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["unregistered", "half-admin"], "").expect_code(0);
+    // Killed after git removed the worktree, before the branch went.
+    t.git(["worktree", "remove", t.wt_root().join("unregistered").to_str().unwrap()]);
+    // Killed while git deleted the admin dir: directory gone, `gitdir` gone, the rest left.
+    std::fs::remove_dir_all(t.wt_root().join("half-admin")).unwrap();
+    std::fs::remove_file(t.repo.join(".git/worktrees/half-admin/gitdir")).unwrap();
+    let run = t.run("wt-create", &["--remove", "unregistered", "half-admin"], "");
+    run.expect_code(0);
+    assert!(run.records().iter().all(|r| r["removed"] == true), "{run}");
+    assert_eq!(t.branches(), ["main"]);
+    assert!(ledger(&t)["worktrees"].as_object().is_none_or(|w| w.is_empty()));
+    assert_git_consistent(&t);
+    // The names are free again.
+    t.run("wt-create", &["unregistered", "half-admin"], "").expect_code(0);
+}
+
+#[test]
+fn a_directory_left_with_only_a_cut_off_git_file_does_not_block_its_name() {
+    let t = TestRepo::new();
+    let mut cmd = t.cmd("wt-create");
+    cmd.arg("victim").env("WT_FAILPOINT", "after-register");
+    assert_eq!(wt_tests::Run::of(&mut cmd, "").code, None);
+    // git was killed while writing the `.git` file.
+    std::fs::write(t.wt_root().join("victim/.git"), "").unwrap();
+    let run = t.run("wt-create", &["victim"], "");
+    run.expect_code(0);
+    assert_eq!(run.records()[0]["created"], true, "{run}");
+    // And one whose marker is long gone.
+    std::fs::create_dir_all(t.wt_root().join("orphan")).unwrap();
+    std::fs::write(t.wt_root().join("orphan/.git"), "gitdir: ").unwrap();
+    t.run("wt-create", &["orphan"], "").expect_code(0);
+    assert_eq!(t.git_in(&t.wt_root().join("orphan"), ["status", "--porcelain"]), "");
+    assert_git_consistent(&t);
+}
+
+#[test]
+fn temp_files_of_killed_writers_are_ignored_by_git_and_swept() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["a"], "").expect_code(0);
+    t.run("wt-env", &["a", "--dotenv"], "").expect_code(0);
+    let wt = t.wt_root().join("a");
+    // What writers killed before their rename leave (pid 2^22+1 exceeds any pid_max default
+    // here, so no live process has it).
+    let dead = 4_194_305;
+    std::fs::write(wt.join(format!("..env.wt.tmp.{dead}")), "half").unwrap();
+    let state = t.repo.join(".git/wt");
+    std::fs::write(state.join(format!(".ledger.json.tmp.{dead}")), "half").unwrap();
+    assert_eq!(t.git_in(&wt, ["status", "--porcelain", "--untracked-files=all"]), "", "git ignores it");
+    t.run("wt-create", &["--remove", "a"], "").expect_code(0).records();
+    t.run("wt-create", &["b"], "").expect_code(0);
+    t.run("wt-env", &["b", "--dotenv"], "").expect_code(0);
+    let left: Vec<_> = std::fs::read_dir(&state).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(!left.iter().any(|n| n.to_string_lossy().contains(".tmp.")), "{left:?}");
+    let wt = t.wt_root().join("b");
+    std::fs::write(wt.join(format!("..env.wt.tmp.{dead}")), "half").unwrap();
+    t.run("wt-env", &["b", "--dotenv"], "").expect_code(0);
+    assert!(!wt.join(format!("..env.wt.tmp.{dead}")).exists(), "swept by the next write");
+}
+
+#[test]
+fn rebasing_records_already_merged_again_skips_them() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["r1"], "").expect_code(0);
+    let wt = t.wt_root().join("r1");
+    std::fs::write(wt.join("r1.txt"), "r1\n").unwrap();
+    t.git_in(&wt, ["add", "-A"]);
+    t.git_in(&wt, ["commit", "-q", "-m", "r1 work"]);
+    t.git(["commit", "-q", "--allow-empty", "-m", "main moves on"]);
+    let list = t.run("wt-create", &["--list"], "").stdout.clone();
+    for strategy in ["rebase", "squash"] {
+        let first = t.run("wt-merge", &["--strategy", strategy], &list);
+        first.expect_code(0);
+        let head = t.git(["rev-parse", "main"]);
+        let again = t.run("wt-merge", &["--strategy", strategy], &list);
+        again.expect_code(0);
+        assert_eq!(again.records()[0]["merge"]["status"], "skipped", "{strategy}: {again}");
+        assert_eq!(t.git(["rev-parse", "main"]), head, "{strategy}: no empty duplicate commit");
+        if strategy == "rebase" {
+            t.git(["reset", "-q", "--hard", "HEAD~1"]);
+        }
+    }
+}
+
+#[test]
+fn a_scratch_worktree_add_killed_before_gitdir_is_swept() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["m1"], "").expect_code(0);
+    let admin = t.repo.join(".git/worktrees/m1-0123456789ab");
+    std::fs::create_dir_all(&admin).unwrap();
+    std::fs::write(admin.join("locked"), "initializing").unwrap();
+    let list = t.run("wt-create", &["--list"], "").stdout.clone();
+    t.run("wt-merge", &[], &list).expect_code(0);
+    assert!(!admin.exists(), "swept");
+    assert!(t.repo.join(".git/worktrees/m1").exists(), "the real worktree's admin dir is kept");
+}
+
+fn db_of(rec: &Value) -> &Value {
+    &rec["env"]["database"]
+}
+
+#[test]
+fn a_removed_worktrees_database_is_never_handed_on_and_can_still_be_dropped() {
+    let t = TestRepo::new();
+    let tpl = wt_tests::PgTemplate::new("CREATE TABLE notes (body text)");
+    let url = wt_tests::pg_url_for(&tpl.name);
+    let first = t.pipeline(&[("wt-create", &["old"]), ("wt-env", &["--database", &url])]).records().remove(0);
+    let old_db = s(db_of(&first), "name").to_string();
+    wt_tests::psql(&old_db, "INSERT INTO notes VALUES ('old rows')").unwrap();
+    let run = t.run("wt-create", &["--remove", "old"], "");
+    run.expect_code(0);
+    assert!(tpl.clones().contains(&old_db), "kept unless asked");
+    assert_eq!(ledger(&t)["kept_databases"][&old_db]["worktree"], "old");
+    let next = t.pipeline(&[("wt-create", &["new"]), ("wt-env", &["--database", &url])]).records().remove(0);
+    assert_ne!(s(db_of(&next), "name"), old_db, "a new lease gets a database of its own\n{next}");
+    assert_eq!(wt_tests::psql(s(db_of(&next), "name"), "SELECT count(*) FROM notes").unwrap(), "0");
+    let dropped = t.run("wt-env", &["--release", "--drop-database", "old"], "");
+    dropped.expect_code(0);
+    assert_eq!(dropped.records()[0]["env"]["database_dropped"], true, "{dropped}");
+    assert!(!tpl.clones().contains(&old_db));
+    assert!(ledger(&t).get("kept_databases").is_none());
+    // --gc --drop-database drops what removed worktrees kept.
+    t.run("wt-create", &["--remove", "new"], "").expect_code(0);
+    t.run("wt-env", &["--gc", "--drop-database"], "").expect_code(0);
+    assert_eq!(tpl.clones(), Vec::<String>::new());
+}
+
+#[test]
+fn a_database_that_exists_but_was_not_made_for_the_worktree_is_refused() {
+    let t = TestRepo::new();
+    let tpl = wt_tests::PgTemplate::new("CREATE TABLE notes (body text)");
+    let url = wt_tests::pg_url_for(&tpl.name);
+    wt_tests::psql("postgres", &format!("CREATE DATABASE {}_wt1", tpl.name)).unwrap();
+    let run = t.pipeline(&[("wt-create", &["a"]), ("wt-env", &["--database", &url])]);
+    run.expect_code(1);
+    assert_eq!(run.records()[0]["error"]["code"], "database-exists", "{run}");
+    assert_eq!(db_of(&run.records()[0])["provisioned"], false);
+}
+
+#[test]
+fn a_failed_database_keeps_the_working_lease() {
+    let t = TestRepo::new();
+    let tpl = wt_tests::PgTemplate::new("SELECT 1");
+    let url = wt_tests::pg_url_for(&tpl.name);
+    let good = t.pipeline(&[("wt-create", &["a"]), ("wt-env", &["--database", &url])]).records().remove(0);
+    let run = t.run("wt-env", &["a", "--database", "postgres://127.0.0.1:1/app"], "");
+    run.expect_code(1);
+    assert_eq!(run.records()[0]["error"]["code"], "database-unavailable", "{run}");
+    let held = &ledger(&t)["worktrees"]["a"]["database"];
+    assert_eq!(held["url"], db_of(&good)["url"], "the ledger keeps the working URL");
+    assert_eq!(db_of(&run.records()[0])["url"], db_of(&good)["url"], "and the record says so");
+    let export = t.run("wt-env", &["--export", "a"], "");
+    assert!(export.stdout.contains(s(db_of(&good), "url")), "{export}");
+}
+
+#[test]
+fn removing_in_any_order_keeps_git_and_the_ledger_in_step() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["-n", "3"], "").expect_code(0);
+    t.run("wt-env", &["--all"], "").expect_code(0);
+    std::fs::remove_dir_all(t.wt_root().join("agent-2")).unwrap();
+    let run = t.run("wt-create", &["--remove", "agent-1", "agent-2", "agent-3"], "");
+    run.expect_code(0);
+    assert!(ledger(&t)["worktrees"].as_object().is_none_or(|w| w.is_empty()));
+    assert_eq!(t.branches(), ["main"]);
+    assert!(!Path::new(&t.wt_root().join("agent-2")).exists());
+    assert_git_consistent(&t);
+}
+
+/// Waits until `file` holds a pid, and returns it.
+fn pid_in(file: &Path) -> i32 {
+    for _ in 0..1000 {
+        if let Some(pid) = std::fs::read_to_string(file).ok().and_then(|t| t.trim().parse().ok()) {
+            return pid;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{} never got a pid", file.display());
+}
+
+fn kill(pid: u32, sig: &str) {
+    std::process::Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().unwrap();
+}
+
+#[test]
+fn a_command_does_not_outlive_wt_run_killed_with_sigkill() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["a"], "").expect_code(0);
+    let pidfile = t.root().join("cmd.pid");
+    let script = format!("echo $$ > {}; exec sleep 60", pidfile.display());
+    let mut cmd = t.cmd("wt-run");
+    cmd.args(["-w", "a", "--shell", "--", &script]).stdout(std::process::Stdio::null());
+    assert_dies_with_its_tool(cmd.spawn().unwrap(), &pidfile, "the command outlived wt-run");
+}
+
+/// SIGKILLs the tool once the command it started wrote its pid, and asserts that the command
+/// did not live on (ending it if it did, so the test leaves nothing behind).
+fn assert_dies_with_its_tool(mut tool: std::process::Child, pidfile: &Path, what: &str) {
+    let pid = pid_in(pidfile);
+    kill(tool.id(), "KILL");
+    tool.wait().unwrap();
+    let survived = !wt_tests::ended(pid);
+    if survived {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    assert!(!survived, "{what}");
+}
+
+fn merge_repo_with_branch(t: &TestRepo) -> String {
+    t.run("wt-create", &["v"], "").expect_code(0);
+    let wt = t.wt_root().join("v");
+    std::fs::write(wt.join("v.txt"), "v\n").unwrap();
+    t.git_in(&wt, ["add", "-A"]);
+    t.git_in(&wt, ["commit", "-q", "-m", "v work"]);
+    t.run("wt-create", &["--list"], "").stdout.clone()
+}
+
+#[test]
+fn sigterm_or_sigint_to_wt_merge_ends_the_verification_and_prints_the_record() {
+    for (sig, code) in [("TERM", 143), ("INT", 130)] {
+        let t = TestRepo::new();
+        let list = merge_repo_with_branch(&t);
+        let main = t.git(["rev-parse", "main"]);
+        let pidfile = t.root().join("verify.pid");
+        let verify = format!("echo $$ > {}; exec sleep 60", pidfile.display());
+        let mut cmd = t.cmd("wt-merge");
+        cmd.args(["--verify", &verify]);
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wt_tests::Run::feed(&mut child, &list);
+        let pid = pid_in(&pidfile);
+        kill(child.id(), sig);
+        let run = wt_tests::Run::from_output(child.wait_with_output().unwrap());
+        assert!(wt_tests::ended(pid), "{sig}: the verification was ended");
+        run.expect_code(code);
+        let recs = run.records();
+        assert_eq!(recs.len(), 1, "{sig}: the record is printed\n{run}");
+        assert_eq!(recs[0]["merge"]["status"], "verify-failed", "{run}");
+        assert_eq!(t.git(["rev-parse", "main"]), main, "{sig}: the target did not move");
+        assert!(!t.repo.join(".git/wt/scratch").read_dir().is_ok_and(|mut d| d.next().is_some()));
+        assert_git_consistent(&t);
+    }
+}
+
+#[test]
+fn a_verification_does_not_outlive_wt_merge_killed_with_sigkill() {
+    let t = TestRepo::new();
+    let list = merge_repo_with_branch(&t);
+    let pidfile = t.root().join("verify.pid");
+    let verify = format!("echo $$ > {}; exec sleep 60", pidfile.display());
+    let mut cmd = t.cmd("wt-merge");
+    cmd.args(["--verify", &verify]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    wt_tests::Run::feed(&mut child, &list);
+    assert_dies_with_its_tool(child, &pidfile, "the verification outlived wt-merge");
+    // The next run sweeps the scratch worktree and merges.
+    let run = t.run("wt-merge", &["--verify", "true"], &list);
+    run.expect_code(0);
+    assert_eq!(run.records()[0]["merge"]["status"], "merged");
+    assert_git_consistent(&t);
+}
+
+/// Sets a file's modification time an hour back, as a lock a git killed long ago left.
+fn age(file: &Path) {
+    let f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600)).unwrap();
+}
+
+#[test]
+fn stale_locks_on_the_target_are_cleared_and_live_ones_refused_before_verifying() {
+    for lock in ["index.lock", "HEAD.lock"] {
+        let t = TestRepo::new();
+        let list = merge_repo_with_branch(&t);
+        let counter = t.root().join("verifications");
+        let verify = format!("echo run >> {}", counter.display());
+        // Held by a git that is running in the repository: refused, nothing verified or moved.
+        let mut live = std::process::Command::new("git");
+        live.args(["cat-file", "--batch"]).current_dir(&t.repo).stdin(std::process::Stdio::piped());
+        let mut holder = t.isolate(&mut live).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        std::fs::write(t.repo.join(".git").join(lock), "").unwrap();
+        let main = t.git(["rev-parse", "main"]);
+        let run = t.run("wt-merge", &["--verify", &verify], &list);
+        run.expect_code(1);
+        assert_eq!(run.records()[0]["error"]["code"], "target-locked", "{lock}: {run}");
+        assert!(!counter.exists(), "{lock}: no verification ran");
+        assert_eq!(t.git(["rev-parse", "main"]), main);
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        // Left by a git that is gone: removed, and the merge moves the ref and the files.
+        age(&t.repo.join(".git").join(lock));
+        let run = t.run("wt-merge", &["--verify", &verify], &list);
+        run.expect_code(0);
+        assert_eq!(run.records()[0]["merge"]["status"], "merged", "{lock}: {run}");
+        assert_eq!(std::fs::read_to_string(&counter).unwrap(), "run\n", "{lock}: verified once");
+        assert_eq!(t.git(["status", "--porcelain"]), "", "{lock}: the files followed the ref");
+        assert_eq!(std::fs::read_to_string(t.repo.join("v.txt")).unwrap(), "v\n");
+    }
+}
+
+#[test]
+fn a_removal_killed_at_random_moments_leaves_nothing_the_next_cannot_finish() {
+    use std::os::unix::process::CommandExt;
+    let t = TestRepo::new();
+    for i in 0..300 {
+        t.write(&format!("big/f{i}"), "data\n");
+    }
+    t.commit("bulk");
+    for delay_ms in [0u64, 2, 5, 10, 20, 40, 80] {
+        t.run("wt-create", &["victim", "bystander"], "").expect_code(0);
+        let mut cmd = t.cmd("wt-create");
+        cmd.args(["--remove", "victim"]).process_group(0).stdout(std::process::Stdio::null());
+        let child = cmd.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
+        let _ = child.wait_with_output();
+        let lock = t.repo.join(".git/worktrees/victim/index.lock");
+        assert!(!lock.exists(), "delay {delay_ms}: index.lock left in a worktree that survives");
+        let run = t.run("wt-create", &["--remove", "--force", "victim", "bystander"], "");
+        let recs = run.records();
+        // The kill may have come after the removal was complete: then there is nothing to do.
+        let victim_done = recs[0]["removed"] == true || recs[0]["error"]["code"] == "no-such-worktree";
+        assert!(victim_done && recs[1]["removed"] == true, "delay {delay_ms}\n{run}");
+        assert_eq!(t.branches(), ["main"], "delay {delay_ms}\n{run}");
+        assert!(ledger(&t)["worktrees"].as_object().is_none_or(|w| w.is_empty()), "delay {delay_ms}");
+        assert_git_consistent(&t);
+    }
+}
+
+#[test]
+fn an_input_line_over_a_mebibyte_is_refused_with_a_short_excerpt() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["a"], "").expect_code(0);
+    let huge = format!("{{\"name\":\"{}\"}}\na\n", "x".repeat(3 << 20));
+    let run = t.run("wt-env", &[], &huge);
+    run.expect_code(2);
+    assert!(run.stderr.contains("line 1: line over 1 MiB"), "{}", &run.stderr[..run.stderr.len().min(500)]);
+    assert!(run.stderr.len() < 1000, "the line is not echoed whole ({} bytes)", run.stderr.len());
+    assert_eq!(s(&run.records()[0], "name"), "a", "the next line is still read");
+}
+
+#[test]
+fn run_logs_are_pruned_beyond_the_documented_count() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["a"], "").expect_code(0);
+    let dir = t.repo.join(".git/wt/logs/a");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..70 {
+        std::fs::write(dir.join(format!("1000000{i:03}-1-0.log")), "old run\n").unwrap();
+    }
+    std::fs::write(dir.join("notes.txt"), "not a run log").unwrap();
+    t.run("wt-run", &["-w", "a", "--", "true"], "").expect_code(0);
+    let logs = std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".log"));
+    assert_eq!(logs.count(), 50, "the newest 50 run logs are kept");
+    assert!(dir.join("notes.txt").exists());
+}
+
+#[test]
+fn a_database_made_by_a_killed_wt_env_is_taken_by_the_next_and_dropped_with_its_worktree() {
+    let t = TestRepo::new();
+    let tpl = wt_tests::PgTemplate::new("CREATE TABLE notes (body text)");
+    let url = wt_tests::pg_url_for(&tpl.name);
+    t.run("wt-create", &["a"], "").expect_code(0);
+    let mut cmd = t.cmd("wt-env");
+    cmd.args(["a", "--database", &url]).env("WT_FAILPOINT", "after-create-database");
+    assert_eq!(wt_tests::Run::of(&mut cmd, "").code, None, "killed");
+    assert_eq!(tpl.clones().len(), 1, "made, not yet recorded");
+    let run = t.run("wt-env", &["a", "--database", &url], "");
+    run.expect_code(0);
+    assert_eq!(db_of(&run.records()[0])["provisioned"], true, "{run}");
+    t.run("wt-create", &["--remove", "a"], "").expect_code(0);
+    t.run("wt-env", &["--gc", "--drop-database"], "").expect_code(0);
+    assert_eq!(tpl.clones(), Vec::<String>::new(), "no database is left that wt does not know of");
+}
+
+#[test]
+fn removing_a_worktree_a_killed_wt_create_left_half_made_rolls_it_back() {
+    let t = TestRepo::new();
+    let mut cmd = t.cmd("wt-create");
+    cmd.arg("victim").env("WT_FAILPOINT", "after-register");
+    assert_eq!(wt_tests::Run::of(&mut cmd, "").code, None, "killed");
+    // git was killed while writing the `.git` file: git itself cannot remove this worktree.
+    std::fs::write(t.wt_root().join("victim/.git"), "gitd").unwrap();
+    let run = t.run("wt-create", &["--remove", "--force", "victim"], "");
+    assert_eq!(run.records()[0]["error"]["code"], "no-such-worktree", "rolled back, nothing left to remove\n{run}");
+    assert!(!t.wt_root().join("victim").exists());
+    assert_eq!(t.branches(), ["main"]);
+    assert_git_consistent(&t);
+}
+
+#[test]
+fn a_forced_removal_finishes_a_worktree_whose_admin_dir_a_killed_git_left_half_written() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["broken"], "").expect_code(0);
+    // git was killed while it wrote (or deleted) the admin dir: no HEAD, so git no longer
+    // takes the directory for a repository.
+    std::fs::remove_file(t.repo.join(".git/worktrees/broken/HEAD")).unwrap();
+    let run = t.run("wt-create", &["--remove", "--force", "broken"], "");
+    run.expect_code(0);
+    assert!(!t.wt_root().join("broken").exists());
+    assert_eq!(t.branches(), ["main"]);
+    assert_git_consistent(&t);
+}
