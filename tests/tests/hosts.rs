@@ -382,3 +382,20 @@ fn a_host_without_the_tools_says_how_to_install_them() {
     // Nothing was made there.
     assert!(!lab.hosts[0].dir.join("repo").exists());
 }
+
+#[test]
+fn wt_watch_watches_a_worktree_at_its_host_and_its_record_comes_back() {
+    let lab = Lab::new(1);
+    let made = lab.create("h1", 1);
+    let watch = format!("{} --json --until-green --feed none --debounce 50 -- sh -c 'test -d .'", tool("wt-watch"));
+    let child = lab.pipeline(&[&watch], &lines(&made));
+    let out = Run::from_output(child.wait_with_output().unwrap());
+    out.expect_code(0);
+    let recs = out.records();
+    assert_eq!(recs.len(), 1, "{out}");
+    assert_eq!(s(&recs[0], "host"), "h1", "{out}");
+    assert_eq!(recs[0]["watch"]["status"], "green", "{out}");
+    // The test ran at the host: its log is in the host's repository.
+    let log = recs[0]["watch"]["run"]["log"].as_str().unwrap_or_default();
+    assert!(log.starts_with(&lab.hosts[0].dir.display().to_string()), "{log}");
+}

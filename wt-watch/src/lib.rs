@@ -18,10 +18,11 @@ use std::sync::mpsc;
 
 use serde_json::Value;
 use signal_hook::consts::{SIGINT, SIGTERM};
+use wt_common::host::Router;
 use wt_common::ledger::LedgerFile;
 use wt_common::output::{core_columns, status_or_error, Column, Output};
 use wt_common::repo::Repo;
-use wt_common::{select, Error};
+use wt_common::{select, Error, Exit};
 
 use crate::args::{Args, Config, Settings};
 use crate::session::{Ctx, Msg, Session};
@@ -45,6 +46,8 @@ pub fn run(args: Args) -> Result<u8, Error> {
     let mut words = args.names.clone();
     words.extend(args.select.worktrees.iter().cloned());
     let from_stdin = args.names.is_empty() && args.select.from_stdin();
+    // A worktree at a host is watched there, by wt-watch at that host; its records stream back.
+    let hosts = if from_stdin { Router::split_stdin(TOOL, repo.main_worktree.as_deref())? } else { Router::local() };
     let mut out = Output::new(TOOL, args.global.json, columns());
     let targets = select::collect(TOOL, &repo, &ledger, &words, args.select.all, false, &mut out);
     let reading = from_stdin && read_stdin(tx.clone());
@@ -53,7 +56,10 @@ pub fn run(args: Args) -> Result<u8, Error> {
     for t in targets {
         session.take(t)?;
     }
-    session.run()
+    let local = session.run()?;
+    // The worse of the two; a signal's 130/143 here outranks what the hosts say.
+    let remote = hosts.finish(Exit::Ok).code() as u8;
+    Ok(local.max(remote))
 }
 
 /// A test command that names a program not on PATH is a mistake in the command line: said
