@@ -146,8 +146,16 @@ impl TestPane {
     }
 
     /// Ends the pane's round (a change made it stale, or wt-watch is stopping).
+    /// A round that has already ended keeps its pane for a person to read: killing an ended
+    /// pane would drop it from the supervisor.
     pub fn cancel(&self) {
-        if let Ok(mut c) = Client::connect(&self.socket) {
+        let Ok(mut c) = Client::connect(&self.socket) else { return };
+        let listed = c.call("pane.list", json!({})).unwrap_or_default();
+        let running = listed
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["name"] == self.pane.as_str()))
+            .is_some_and(|p| p["alive"] != json!(false));
+        if running {
             let _ = c.call("pane.kill", json!({"pane": self.pane}));
         }
     }
