@@ -27,6 +27,7 @@ pub mod output;
 pub mod panes;
 pub mod process;
 pub mod progress;
+pub mod reaper;
 pub mod record;
 pub mod refs;
 pub mod repo;

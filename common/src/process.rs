@@ -61,6 +61,7 @@ pub fn run(mut cmd: Command, spec: &Spec, groups: &Groups) -> Result<Outcome, Er
     drop(cmd); // closes our copies of the pipe's write end
     let mut child = spawned.map_err(|e| spawn_error(&program, &e))?;
     let pgid = child.id() as i32;
+    crate::reaper::watch(pgid);
     groups.lock().expect("groups").insert(pgid);
     let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
     let copier = {
@@ -74,6 +75,7 @@ pub fn run(mut cmd: Command, spec: &Spec, groups: &Groups) -> Result<Outcome, Er
     let (status, timed_out) = wait(&rx, pgid, spec)?;
     let duration = started.elapsed();
     end_group(pgid, spec.grace);
+    crate::reaper::forget(pgid);
     groups.lock().expect("groups").remove(&pgid);
     // A member that left the group (setsid) may hold the pipe open: do not wait for it forever.
     let deadline = Instant::now() + Duration::from_secs(1);
@@ -85,7 +87,8 @@ pub fn run(mut cmd: Command, spec: &Spec, groups: &Groups) -> Result<Outcome, Er
 }
 
 /// Asks the kernel to SIGKILL the command when the thread that started it ends: a tool killed
-/// with SIGKILL (which it cannot catch) takes its command with it. The thread that calls `run`
+/// with SIGKILL (which it cannot catch) takes its command with it (and the `reaper` the rest of
+/// the command's group). The thread that calls `run`
 /// waits for the command, so nothing else ends that thread first.
 #[allow(unsafe_code)]
 pub fn die_with_parent(cmd: &mut Command) {

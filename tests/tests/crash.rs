@@ -278,6 +278,29 @@ fn a_command_does_not_outlive_wt_run_killed_with_sigkill() {
     assert_dies_with_its_tool(cmd.spawn().unwrap(), &pidfile, "the command outlived wt-run");
 }
 
+/// The command's own parent-death signal reaches only the command: what it started in the
+/// background is ended by the tool's reaper once the tool is gone.
+#[test]
+fn background_jobs_of_a_command_do_not_outlive_its_tool_killed_with_sigkill() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["a"], "").expect_code(0);
+    let bg = t.root().join("bg.pid");
+    let script = format!("sleep 60 & echo $! > {}; wait", bg.display());
+    let mut cmd = t.cmd("wt-run");
+    cmd.args(["-w", "a", "--shell", "--", &script]).stdout(std::process::Stdio::null());
+    assert_dies_with_its_tool(cmd.spawn().unwrap(), &bg, "a background job outlived wt-run");
+
+    let t = TestRepo::new();
+    let list = merge_repo_with_branch(&t);
+    let bg = t.root().join("bg.pid");
+    let verify = format!("sleep 60 & echo $! > {}; wait", bg.display());
+    let mut cmd = t.cmd("wt-merge");
+    cmd.args(["--verify", &verify]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    wt_tests::Run::feed(&mut child, &list);
+    assert_dies_with_its_tool(child, &bg, "a background job of the verification outlived wt-merge");
+}
+
 /// SIGKILLs the tool once the command it started wrote its pid, and asserts that the command
 /// did not live on (ending it if it did, so the test leaves nothing behind).
 fn assert_dies_with_its_tool(mut tool: std::process::Child, pidfile: &Path, what: &str) {
