@@ -278,6 +278,27 @@ fn a_command_does_not_outlive_wt_run_killed_with_sigkill() {
     assert_dies_with_its_tool(cmd.spawn().unwrap(), &pidfile, "the command outlived wt-run");
 }
 
+/// git makes a new worktree's admin dir, then writes its "initializing" lock into it: a kill in
+/// between leaves an empty admin dir (found by the soak test), which the next run rolls back.
+#[test]
+fn an_empty_admin_dir_a_killed_git_left_is_rolled_back_by_the_next_run() {
+    let t = TestRepo::new();
+    let mut cmd = t.cmd("wt-create");
+    cmd.arg("victim").env("WT_FAILPOINT", "after-marker");
+    assert_eq!(wt_tests::Run::of(&mut cmd, "").code, None, "killed at the failpoint");
+    std::fs::create_dir_all(t.repo.join(".git/worktrees/victim")).unwrap();
+    t.run("wt-create", &["victim"], "").expect_code(0);
+    let admins: Vec<String> = std::fs::read_dir(t.repo.join(".git/worktrees"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(admins, ["victim"], "one admin dir, git's own for the new worktree");
+    assert!(t.repo.join(".git/worktrees/victim/gitdir").is_file());
+    t.run("wt-create", &["--remove", "victim"], "").expect_code(0);
+    assert!(std::fs::read_dir(t.repo.join(".git/worktrees")).map_or(true, |mut d| d.next().is_none()));
+}
+
 /// The command's own parent-death signal reaches only the command: what it started in the
 /// background is ended by the tool's reaper once the tool is gone.
 #[test]

@@ -146,8 +146,19 @@ fn twenty_processes_under_random_sigkill_leave_everything_consistent() {
 fn assert_consistent(t: &TestRepo, tpl: &PgTemplate) {
     t.git(["fsck", "--no-progress", "--strict"]);
     assert_eq!(t.git_worktrees(), [(t.repo.clone(), Some("main".to_string()))], "only the main worktree");
-    let admins = std::fs::read_dir(t.repo.join(".git/worktrees")).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(admins, 0, "no admin dir left");
+    let admins: Vec<String> = std::fs::read_dir(t.repo.join(".git/worktrees"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    let files: Vec<String> = std::fs::read_dir(e.path())
+                        .map(|f| f.flatten().map(|f| f.file_name().to_string_lossy().into_owned()).collect())
+                        .unwrap_or_default();
+                    format!("{} {files:?}", e.file_name().to_string_lossy())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(admins, Vec::<String>::new(), "no admin dir left");
     assert_eq!(t.branches(), ["main"], "no branch left");
     assert_eq!(t.git(["status", "--porcelain"]), "", "the main worktree's files match its branch");
     let ledger: Value =

@@ -150,11 +150,16 @@ pub fn roll_back(repo: &Repo, m: &Marker) {
 }
 
 /// An admin dir is ours if its `gitdir` points at our worktree, or if git was killed before
-/// writing `gitdir`: then it holds only git's "initializing" lock and is named after ours.
+/// writing `gitdir`: then it is named after ours and holds only git's "initializing" lock, or
+/// nothing at all (git makes the directory, then writes the lock into it). Rolling back runs
+/// under the worktree lock, so no `git worktree add` of wt's is filling such a directory now.
 fn is_admin_dir_of(admin: &Path, dot_git: &Path, name: &str) -> bool {
     match fs::read_to_string(admin.join("gitdir")) {
         Ok(gitdir) => Path::new(gitdir.trim_end()) == dot_git,
-        Err(_) => wt_common::worktree::is_named_after(admin, name) && admin.join("locked").exists(),
+        Err(_) => {
+            let empty = fs::read_dir(admin).is_ok_and(|mut d| d.next().is_none());
+            wt_common::worktree::is_named_after(admin, name) && (empty || admin.join("locked").exists())
+        }
     }
 }
 
