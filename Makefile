@@ -3,7 +3,7 @@ CARGO ?= cargo
 PREFIX ?= $(HOME)/.local
 TOOLS := wt-create wt-env wt-run wt-watch wt-merge wt-status
 
-.PHONY: demo test lint bench install build
+.PHONY: demo test soak lint bench install build
 
 build:
 	$(CARGO) build --workspace --bins
@@ -16,6 +16,10 @@ demo: build
 ## database tests a private PostgreSQL server that tests/pg-server.sh starts)
 test: build
 	WT_TEST_PG="$$(bash tests/pg-server.sh)" && export WT_TEST_PG && $(CARGO) test --workspace
+
+## soak: 20 processes under random SIGKILL for 60 s (WT_SOAK_SECS), then a consistency check
+soak: build
+	WT_TEST_PG="$$(bash tests/pg-server.sh)" && export WT_TEST_PG && $(CARGO) test -p wt-tests --test soak -- --ignored --nocapture
 
 ## lint: formatting and clippy, as CI checks them
 lint:
