@@ -49,6 +49,25 @@ pub struct FileLock {
 }
 
 impl FileLock {
+    /// Lets the child `cmd` starts hold this lock too (its descriptor stays open across exec):
+    /// the lock is then released only when this process and that child have both ended.
+    #[allow(unsafe_code)]
+    pub fn share_with(&self, cmd: &mut std::process::Command) {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = self._lock.as_raw_fd();
+        // SAFETY: between fork and exec only fcntl(2) runs, async-signal-safe; it clears the
+        // close-on-exec flag of the child's copy of the descriptor, not ours.
+        unsafe {
+            cmd.pre_exec(move || {
+                if nix::libc::fcntl(fd, nix::libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+
     /// Waits up to `timeout` for an exclusive lock on `path` (created if missing).
     pub fn acquire(path: &Path, timeout: Duration) -> Result<FileLock, Error> {
         let deadline = Instant::now() + timeout;

@@ -65,10 +65,11 @@ fn run_one(t: &TestRepo, running: &Running, op: &'static str, args: &[String]) -
     out.status.code()
 }
 
-/// Not part of `make test` yet: in about half of the runs it finds one admin dir left
+/// Not part of `make test` yet: it failed in about half of the runs, finding one admin dir left
 /// (`gitdir` and `locked` only) by a `git worktree add` that was still writing when the next
-/// wt-create, which got the worktree lock the moment the killed one died, rolled back. `make
-/// soak` runs it; CI runs it after the suite and reports it without failing on it.
+/// wt-create, which got the worktree lock the moment the killed one died, rolled back (git now
+/// holds the lock too, see `FileLock::share_with`), and once a git `config.lock` left. `make
+/// soak` runs it; CI runs it before the suite and reports it without failing on it.
 #[test]
 #[ignore = "known intermittent failure: an admin dir of a git killed mid-add can be left; run with `make soak`"]
 fn twenty_processes_under_random_sigkill_leave_everything_consistent() {

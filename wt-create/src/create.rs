@@ -27,6 +27,7 @@ use wt_common::{failpoint, git, name, Error, Record};
 use crate::context::{Base, Context, Snapshot, TOOL};
 use crate::include;
 use crate::pending::{self, Marker, Pending};
+use wt_common::lock::FileLock;
 
 /// One thing the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,14 +97,14 @@ pub fn run(ctx: &mut Context, req: &Request, out: &mut Output) -> Result<(), Err
 
 /// Step 1, under the worktree lock.
 fn plan(ctx: &Context, base: &Base, wants: &[Want], count: usize, prefix: &str) -> Result<Vec<Plan>, Error> {
-    let _lock = ctx.worktree_lock()?;
+    let lock = ctx.worktree_lock()?;
     pending::reap_dead(&ctx.repo, &ctx.ledger.read()?)?;
     let snap = Snapshot::take(ctx)?;
     let live: BTreeSet<String> = pending::reserved_names(&ctx.repo).into_iter().collect();
     let mut claimed = BTreeSet::new();
     let mut plans = Vec::new();
     for want in wants {
-        if let Some(plan) = plan_want(ctx, &snap, base, &live, &mut claimed, want) {
+        if let Some(plan) = plan_want(ctx, &lock, &snap, base, &live, &mut claimed, want) {
             plans.push(plan);
         }
     }
@@ -122,13 +123,14 @@ fn plan(ctx: &Context, base: &Base, wants: &[Want], count: usize, prefix: &str) 
             }
         };
         claimed.insert(name.clone());
-        plans.push(plan_new(ctx, &snap, base, &name));
+        plans.push(plan_new(ctx, &lock, &snap, base, &name));
     }
     Ok(plans)
 }
 
 fn plan_want(
     ctx: &Context,
+    lock: &FileLock,
     snap: &Snapshot,
     base: &Base,
     live: &BTreeSet<String>,
@@ -158,7 +160,7 @@ fn plan_want(
     }
     match existing {
         Some(wt) => Some(adopt(ctx, snap, base, &name, wt)),
-        None => Some(plan_new(ctx, snap, base, &name)),
+        None => Some(plan_new(ctx, lock, snap, base, &name)),
     }
 }
 
@@ -231,7 +233,7 @@ fn adopt(ctx: &Context, snap: &Snapshot, base: &Base, name: &str, wt: &GitWorktr
 }
 
 /// Registers a new worktree with git (still under the lock).
-fn plan_new(ctx: &Context, snap: &Snapshot, base: &Base, name: &str) -> Plan {
+fn plan_new(ctx: &Context, lock: &FileLock, snap: &Snapshot, base: &Base, name: &str) -> Plan {
     let path = ctx.root.join(name);
     let branch = format!("wt/{name}");
     let fail = |e: Error| Plan::Ready(Record::failed(name, TOOL, &e), None);
@@ -267,7 +269,7 @@ fn plan_new(ctx: &Context, snap: &Snapshot, base: &Base, name: &str) -> Plan {
         Err(e) => return fail(e),
     };
     failpoint::hit("after-marker");
-    if let Err(e) = register(ctx, &pending.marker) {
+    if let Err(e) = register(ctx, lock, &pending.marker) {
         pending.roll_back(&ctx.repo);
         return fail(e);
     }
@@ -285,10 +287,15 @@ fn plan_new(ctx: &Context, snap: &Snapshot, base: &Base, name: &str) -> Plan {
 }
 
 /// `git worktree add --no-checkout`, retried when another (non-wt) git process races it.
-fn register(ctx: &Context, m: &Marker) -> Result<(), Error> {
+/// git registers the worktree while this process holds the worktree lock, and holds it too:
+/// if this process is killed, git gets its parent-death SIGKILL a moment later and may still be
+/// writing the admin dir, which the next wt-create, once it has the lock, rolls back. So git
+/// inherits the lock's descriptor, and the lock lasts until git has ended as well.
+fn register(ctx: &Context, lock: &FileLock, m: &Marker) -> Result<(), Error> {
     let mut attempt = 0;
     loop {
         let mut cmd = git::command(ctx.repo.git_dir());
+        lock.share_with(&mut cmd);
         cmd.args(["worktree", "add", "--no-checkout", "--quiet"]);
         if m.branch_created {
             cmd.arg("-b").arg(&m.branch).arg(&m.path).arg(&m.start_commit);
