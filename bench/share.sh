@@ -39,23 +39,7 @@ ccp_ms=$(ms "$work/new.json" create-cp) cshare_ms=$(ms "$work/new.json" create-s
 
 # Disk: 8 worktrees sharing the directory, each inode counted once, against 8 full copies.
 for i in 1 2 3 4 5 6 7 8; do "$BIN/wt-create" "d-$i" --share deps >/dev/null; done
-disk=$(python3 - "$work/repo" <<'PY'
-import os, sys
-repo = sys.argv[1]
-def walk(top, seen):
-    total = 0
-    for root, dirs, files in os.walk(top):
-        for n in [root] + [os.path.join(root, f) for f in files]:
-            st = os.lstat(n)
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino)); total += st.st_blocks * 512
-    return total
-main_seen = set()
-full = walk(os.path.join(repo, "deps"), main_seen)
-extra = sum(walk(os.path.join(repo + ".wt", "d-%d" % i, "deps"), main_seen) for i in range(1, 9))
-print("%.1f|%.1f|%.2f" % (extra / 2**20, 8 * full / 2**20, 100.0 * extra / (8 * full)))
-PY
-)
+disk=$(python3 "$BENCH_DIR/disk.py" "$work/repo/deps" "$work"/repo.wt/d-{1..8}/deps)
 IFS='|' read -r extra_mib full_mib pct <<<"$disk"
 
 # The same on the test's real dependency tree (npm registry needed; said so when unreachable).
@@ -66,23 +50,8 @@ echo '{"name": "app", "version": "1.0.0", "private": true}' > package.json
 if npm install -q --no-audit --no-fund --save-exact esbuild@0.25.0 lodash@4.17.21 chalk@4.1.2 >/dev/null 2>&1; then
   git add -A && git commit -qm deps
   "$BIN/wt-create" -n 8 --share node_modules >/dev/null
-  npm_disk=$(python3 - "$work/npm" <<'PY'
-import os, sys
-repo = sys.argv[1]
-def walk(top, seen):
-    total = 0
-    for root, dirs, files in os.walk(top):
-        for n in [root] + [os.path.join(root, f) for f in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]]:
-            st = os.lstat(n)
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino)); total += st.st_blocks * 512
-    return total
-seen = set()
-full = walk(os.path.join(repo, "node_modules"), seen)
-extra = sum(walk(os.path.join(repo + ".wt", "agent-%d" % i, "node_modules"), seen) for i in range(1, 9))
-print("%.2f MiB against %.1f MiB for 8 full copies (%.2f%%)" % (extra / 2**20, 8 * full / 2**20, 100.0 * extra / (8 * full)))
-PY
-)
+  IFS='|' read -r n_extra n_full n_pct <<<"$(python3 "$BENCH_DIR/disk.py" "$work/npm/node_modules" "$work"/npm.wt/agent-{1..8}/node_modules)"
+  npm_disk="$n_extra MiB against $n_full MiB for 8 full copies ($n_pct%)"
 fi
 cd "$work/repo"
 cat <<MD
