@@ -122,13 +122,15 @@ pub fn is_named_after(admin: &Path, base: &str) -> bool {
 
 /// A git killed while it moved `branch` (a commit in its worktree, say) leaves the branch's
 /// lock file (or that of packed-refs), and every later change to the branch fails until it is
-/// gone. It is removed only
-/// when provably stale (see `stale_lock`).
+/// gone. `git branch -D` also rewrites the config (dropping `branch.<b>.*`) under `config.lock`:
+/// killed there, it leaves a lock that makes every later config write fail (`git config`,
+/// `git remote add`), while `branch -D` itself only warns. Each is removed only when provably
+/// stale (see `stale_lock`).
 pub fn clear_stale_branch_lock(repo: &Repo, branch: &str) {
     let worktrees_root = repo.default_worktree_root();
     let scope = [repo.common_dir.as_path(), repo.root(), &worktrees_root];
-    // Deleting a branch also takes the lock of packed-refs.
-    for lock in [format!("refs/heads/{branch}.lock"), "packed-refs.lock".to_string()] {
+    // Deleting a branch also takes the locks of packed-refs and the config.
+    for lock in [format!("refs/heads/{branch}.lock"), "packed-refs.lock".to_string(), "config.lock".to_string()] {
         crate::stale_lock::clear(&repo.common_dir.join(lock), &scope);
     }
 }

@@ -431,6 +431,31 @@ fn stale_locks_on_the_target_are_cleared_and_live_ones_refused_before_verifying(
     }
 }
 
+/// `git branch -D` rewrites the config under `config.lock`; a removal killed there leaves the
+/// lock, and git only warns about it, so every later config write in the repository would fail.
+#[test]
+fn a_config_lock_a_killed_branch_deletion_left_is_cleared_by_the_next_removal() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["a", "b"], "").expect_code(0);
+    let lock = t.repo.join(".git/config.lock");
+    std::fs::write(&lock, "").unwrap();
+    age(&lock);
+    t.run("wt-create", &["--remove", "a"], "").expect_code(0);
+    assert!(!lock.exists(), "the stale config.lock is gone");
+    t.git(["config", "wt.probe", "1"]);
+    // One a running git may hold is left alone.
+    let mut live = std::process::Command::new("git");
+    live.args(["cat-file", "--batch"]).current_dir(&t.repo).stdin(std::process::Stdio::piped());
+    let mut holder = t.isolate(&mut live).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(&lock, "").unwrap();
+    t.run("wt-create", &["--remove", "b"], "").expect_code(0);
+    assert!(lock.exists(), "a lock a live git may hold is kept");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(t.branches(), ["main"]);
+}
+
 #[test]
 fn a_removal_killed_at_random_moments_leaves_nothing_the_next_cannot_finish() {
     use std::os::unix::process::CommandExt;
