@@ -13,9 +13,11 @@ demo: build
 	bash demo/demo.sh
 
 ## test: every test (the end-to-end tests run the binaries `build` makes, and wt-env's
-## database tests a private PostgreSQL server that tests/pg-server.sh starts)
+## database tests a private PostgreSQL server that tests/pg-server.sh starts), then the soak
+## test on its own, so that the rest of the suite does not share its 60 s of load
 test: build
 	WT_TEST_PG="$$(bash tests/pg-server.sh)" && export WT_TEST_PG && $(CARGO) test --workspace
+	$(MAKE) --no-print-directory soak
 
 ## soak: 20 processes under random SIGKILL for 60 s (WT_SOAK_SECS), then a consistency check
 soak: build

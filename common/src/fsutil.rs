@@ -125,6 +125,22 @@ pub fn remove_any(path: &Path) -> io::Result<()> {
     }
 }
 
+/// `path` with every symbolic link resolved, as `Path::canonicalize` gives it, in three system
+/// calls instead of one `readlink` per component: the kernel already knows where an open
+/// descriptor leads (`/proc/self/fd`). Falls back to `canonicalize` without `/proc`.
+/// `wt-create --list` checks every worktree's files this way: at 500 worktrees the
+/// per-component walk was most of its system time.
+pub fn canonical(path: &Path) -> io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_PATH).open(path)?;
+    use std::os::fd::AsRawFd;
+    match fs::read_link(format!("/proc/self/fd/{}", opened.as_raw_fd())) {
+        // A path removed in between is shown with " (deleted)"; the walk tells that case apart.
+        Ok(p) if p.is_absolute() && !p.as_os_str().as_encoded_bytes().ends_with(b" (deleted)") => Ok(p),
+        _ => path.canonicalize(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +186,17 @@ mod tests {
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(t.path()).unwrap().count(), 1, "no temp file left");
+    }
+
+    #[test]
+    fn canonical_resolves_links_as_canonicalize_does() {
+        let t = tempfile::tempdir().unwrap();
+        let real = t.path().join("real/deep");
+        fs::create_dir_all(&real).unwrap();
+        symlink(t.path().join("real"), t.path().join("link")).unwrap();
+        let via = t.path().join("link/deep/../deep");
+        assert_eq!(canonical(&via).unwrap(), via.canonicalize().unwrap());
+        assert_eq!(canonical(&real.join("..")).unwrap(), t.path().join("real").canonicalize().unwrap());
+        assert!(canonical(&t.path().join("missing")).is_err());
     }
 }

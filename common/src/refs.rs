@@ -4,7 +4,7 @@
 //! milliseconds. Anything unusual (the reftable format, a symbolic or unreadable ref, a name
 //! git would refuse) answers `None`, and the caller asks git instead.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// The commits of the branches in `names` that exist (branch → commit), or `None` when the
@@ -41,6 +41,43 @@ pub fn read_branches<'a>(common: &Path, names: impl IntoIterator<Item = &'a str>
     Some(found)
 }
 
+/// Every branch under `refs/heads/<prefix>/` (name after the prefix → commit), loose and
+/// packed, as `git for-each-ref refs/heads/<prefix>/` lists them; `None` when the files cannot
+/// answer for certain.
+pub fn branches_under(common: &Path, prefix: &str) -> Option<BTreeMap<String, String>> {
+    if common.join("reftable").exists() || !plain_branch(prefix) {
+        return None;
+    }
+    let full_prefix = format!("refs/heads/{prefix}/");
+    let mut found: BTreeMap<String, String> = read_packed(common)?
+        .into_iter()
+        .filter_map(|(name, id)| Some((name.strip_prefix(&full_prefix)?.to_string(), id)))
+        .collect();
+    let root = common.join(&full_prefix);
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(_) => return None,
+        };
+        for entry in entries {
+            let path = entry.ok()?.path();
+            let name = path.strip_prefix(&root).ok()?.to_str()?.to_string();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if !name.ends_with(".lock") {
+                if !plain_branch(&name) {
+                    return None;
+                }
+                let text = std::fs::read_to_string(&path).ok()?;
+                found.insert(name, object_id(text.trim_end_matches('\n'))?.to_string());
+            }
+        }
+    }
+    Some(found)
+}
+
 /// The branch the main worktree (or the bare repository) has checked out, from its `HEAD`
 /// file; `None` when that is not a plain symbolic ref to a branch (ask git).
 pub fn main_branch(common: &Path) -> Option<String> {
@@ -65,7 +102,7 @@ fn read_packed(common: &Path) -> Option<HashMap<String, String>> {
 }
 
 /// A full object id (SHA-1 or SHA-256), lowercase hex.
-fn object_id(text: &str) -> Option<&str> {
+pub(crate) fn object_id(text: &str) -> Option<&str> {
     let hex = text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     (hex && (text.len() == 40 || text.len() == 64)).then_some(text)
 }
@@ -115,6 +152,13 @@ mod tests {
         assert_eq!(main_branch(&common).as_deref(), Some("main"));
         git(d, &["checkout", "-q", "--detach"]);
         assert_eq!(main_branch(&common), None, "detached: git is asked");
+        git(d, &["branch", "wt/deep/er"]);
+        let listed = git(d, &["for-each-ref", "--format=%(refname:lstrip=3) %(objectname)", "refs/heads/wt/"]);
+        let listed: BTreeMap<String, String> =
+            listed.lines().map(|l| l.split_once(' ').unwrap()).map(|(a, b)| (a.into(), b.into())).collect();
+        std::fs::write(common.join("refs/heads/wt/x.lock"), "").unwrap();
+        assert_eq!(branches_under(&common, "wt").unwrap(), listed, "loose, packed and nested, no lock files");
+        assert_eq!(branches_under(&common, "none").unwrap(), BTreeMap::new());
         // Names that could leave refs/heads/ are never joined to a path.
         assert_eq!(read_branches(&common, ["../../HEAD"]), None);
         assert_eq!(read_branches(&common, ["/etc/passwd"]), None);

@@ -94,14 +94,21 @@ impl Repo {
         Ok(Repo { common_dir, main_worktree, details })
     }
 
-    /// Where git looks for hooks (honours `core.hooksPath`).
+    /// Where git looks for hooks (honours `core.hooksPath`): `<common dir>/hooks` when no
+    /// config file git reads can say otherwise (`hooks_path`), else as git answers.
     pub fn hooks_dir(&self) -> Result<PathBuf, Error> {
+        if crate::hooks_path::is_default(&self.common_dir) {
+            return Ok(self.common_dir.join("hooks"));
+        }
         self.details().map(|d| d.hooks_dir.clone())
     }
 
     /// What the main worktree (or the bare repository) has checked out; `None` before the
-    /// first commit.
+    /// first commit. Read from the `HEAD` file and the refs when they can answer (`registry`).
     pub fn main_head(&self) -> Result<Option<MainHead>, Error> {
+        if let Some((commit, branch)) = crate::registry::read_head(&self.common_dir, &self.common_dir) {
+            return Ok(Some(MainHead { commit, branch }));
+        }
         self.details().map(|d| d.main_head.clone())
     }
 
@@ -153,9 +160,13 @@ impl Repo {
         root.with_file_name(format!("{stem}.wt"))
     }
 
-    /// Every worktree git knows, main (or bare) first. Retried a few times, since git can
+    /// Every worktree git knows, main (or bare) first: read from git's files when they can
+    /// answer (`registry`), else from `git worktree list`, retried a few times, since git can
     /// fail while a sibling's admin directory is being written by another process.
     pub fn worktrees(&self) -> Result<Vec<GitWorktree>, Error> {
+        if let Some(all) = crate::registry::read(&self.common_dir, self.main_worktree.as_deref()) {
+            return Ok(all);
+        }
         let mut last = None;
         for attempt in 0..5 {
             match git::run(self.git_dir(), ["worktree", "list", "--porcelain", "-z"]) {

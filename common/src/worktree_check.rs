@@ -15,6 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
+use crate::fsutil::canonical;
 use crate::ledger::LedgerFile;
 use crate::repo::Repo;
 
@@ -43,7 +44,7 @@ const WORKTREE_CONFIG_ALLOWED: &[&str] =
 /// git's registration and the ledger. Errors: `worktree-missing`, `not-a-worktree`,
 /// `tampered-worktree`.
 pub fn verify(repo: &Repo, path: &Path) -> Result<Registered, Error> {
-    let path = path.canonicalize().map_err(|_| missing(path))?;
+    let path = canonical(path).map_err(|_| missing(path))?;
     let common = &repo.common_dir;
     if repo.main_worktree.as_deref() == Some(path.as_path()) || path == *common {
         return Ok(registered(repo, path, common.clone()));
@@ -53,12 +54,12 @@ pub fn verify(repo: &Repo, path: &Path) -> Result<Registered, Error> {
     let trusted = || Ok::<_, Error>(managed_paths(repo)?.contains(&path));
     // The usual case, cheaply: the `.git` file and the admin dir's `gitdir` name each other.
     let agreed = pointed_admin(common, &path).filter(|a| claims(a, &path));
-    let admin = match agreed {
-        Some(admin) => admin,
+    let admin = match &agreed {
+        Some(admin) => admin.clone(),
         None if trusted()? => find_admin(common, &path, &scan(common))?,
         None => return Err(not_a_worktree(&path)),
     };
-    repair_pointers(common, &path, &admin, &trusted)?;
+    repair_pointers(common, &path, &admin, agreed.is_some(), &trusted)?;
     check_worktree_config(common, &admin)?;
     Ok(registered(repo, path, admin))
 }
@@ -75,7 +76,7 @@ pub fn refuse_foreign_claims(repo: &Repo, reg: &Registered) -> Result<(), Error>
 /// The worktrees of the ledger, canonical.
 fn managed_paths(repo: &Repo) -> Result<Vec<PathBuf>, Error> {
     let ledger = LedgerFile::new(&repo.state_dir()).read()?;
-    Ok(ledger.worktrees.values().filter_map(|e| e.path.canonicalize().ok()).collect())
+    Ok(ledger.worktrees.values().filter_map(|e| canonical(&e.path).ok()).collect())
 }
 
 /// Whether the admin dir's `gitdir` names `path` (compared as written first, which is how git
@@ -143,7 +144,7 @@ fn claimed_worktree(admin: &Path) -> Option<PathBuf> {
     if file.file_name()? != ".git" {
         return None;
     }
-    file.parent()?.canonicalize().ok()
+    canonical(file.parent()?).ok()
 }
 
 /// The admin dir a worktree's `.git` file points at, when it is a regular file naming a
@@ -155,16 +156,25 @@ fn pointed_admin(common: &Path, worktree: &Path) -> Option<PathBuf> {
     }
     let text = read_small(&dot_git)?;
     let target = worktree.join(text.trim_end_matches('\n').strip_prefix("gitdir: ")?);
-    let target = target.canonicalize().ok()?;
+    let target = canonical(&target).ok()?;
     (target.parent()? == common.join("worktrees") && target.is_dir()).then_some(target)
 }
 
+/// A regular file of at most 4 KiB, never through a symbolic link (and, opened without
+/// blocking, never a FIFO an agent put there to hang the tool).
 fn read_small(file: &Path) -> Option<String> {
-    let meta = fs::symlink_metadata(file).ok()?;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
+    let mut f = fs::OpenOptions::new().read(true).custom_flags(flags).open(file).ok()?;
+    let meta = f.metadata().ok()?;
     if !meta.is_file() || meta.len() > 4096 {
         return None;
     }
-    fs::read_to_string(file).ok()
+    // Its size is known: one read, where reading to the end takes two.
+    let mut bytes = vec![0; meta.len() as usize];
+    f.read_exact(&mut bytes).ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// Whether git could have named the admin dir of a worktree called `base`: git uses the
@@ -208,11 +218,13 @@ fn find_admin(common: &Path, path: &Path, admins: &[Admin]) -> Result<PathBuf, E
 }
 
 /// Restores the worktree's `.git` file, the admin dir's `gitdir` and `commondir` to what git
-/// writes, when they say anything else and `repair()` allows it; otherwise refuses.
+/// writes, when they say anything else and `repair()` allows it; otherwise refuses. `agreed`:
+/// the `.git` file and `gitdir` were just found to name each other.
 fn repair_pointers(
     common: &Path,
     path: &Path,
     admin: &Path,
+    agreed: bool,
     repair: &dyn Fn() -> Result<bool, Error>,
 ) -> Result<(), Error> {
     let fix = |file: &Path, content: String, why: &str| {
@@ -226,16 +238,23 @@ fn repair_pointers(
     if fs::symlink_metadata(&dot_git).is_ok_and(|m| m.is_dir()) {
         return Err(tampered(&dot_git, "is a directory, not git's `gitdir:` file"));
     }
-    if pointed_admin(common, path).as_deref() != Some(admin) {
+    if !agreed && pointed_admin(common, path).as_deref() != Some(admin) {
         fix(&dot_git, format!("gitdir: {}\n", admin.display()), "does not name this worktree's admin dir")?;
     }
-    if !claims(admin, path) {
+    if !agreed && !claims(admin, path) {
         fix(&admin.join("gitdir"), format!("{}\n", dot_git.display()), "does not name this worktree")?;
     }
+    // `admin` is a directory of `<common>/worktrees` (symbolic links resolved), so git's own
+    // `../..` names the common dir without resolving it again.
     let commondir = admin.join("commondir");
-    let points_home = read_small(&commondir)
-        .and_then(|t| admin.join(t.trim_end_matches('\n')).canonicalize().ok())
-        .is_some_and(|c| c == common);
+    let points_home = read_small(&commondir).is_some_and(|t| {
+        let t = t.trim_end_matches('\n');
+        let worktrees = common.join("worktrees");
+        (t == "../.."
+            && admin.parent() == Some(&worktrees)
+            && fs::symlink_metadata(&worktrees).is_ok_and(|m| m.is_dir()))
+            || canonical(&admin.join(t)).is_ok_and(|c| c == common)
+    });
     if !points_home {
         fix(&commondir, "../..\n".into(), "does not name this repository's common dir")?;
     }

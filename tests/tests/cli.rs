@@ -266,7 +266,9 @@ fn the_list_table_shows_each_worktrees_state() {
     commit_in(&t, "ahead", "a.txt", "a\n");
     commit_in(&t, "ahead", "b.txt", "b\n");
     std::fs::remove_dir_all(t.wt_root().join("gone")).unwrap();
-    let recs = t.run("wt-create", &["--list"], "").expect_code(0).records();
+    let plain = t.run("wt-create", &["--list"], "").expect_code(0).records();
+    assert!(plain.iter().all(|r| r.get("status").is_none()), "only asked for: {plain:?}");
+    let recs = t.run("wt-create", &["--list", "--status"], "").expect_code(0).records();
     let status = |n: &str| recs.iter().find(|r| r["name"] == n).map(|r| r["status"].clone()).unwrap();
     assert_eq!(status("clean")["state"], "clean");
     assert_eq!((status("dirty")["state"].clone(), status("dirty")["changed"].clone()), ("dirty".into(), 1.into()));

@@ -32,4 +32,18 @@ fn native_discovery_agrees_with_git_on_every_layout() {
     t.git(["config", "core.hooksPath", hooks.to_str().unwrap()]);
     agree(&linked);
     assert_eq!(Repo::discover(&linked).unwrap().hooks_dir().unwrap(), hooks);
+    // Set in the global config (as some hook managers do), or in a file the config includes.
+    t.git(["config", "--unset", "core.hooksPath"]);
+    assert_eq!(Repo::discover(&linked).unwrap().hooks_dir().unwrap(), t.repo.join(".git/hooks"));
+    let global = t.root().join("gitconfig");
+    let before = std::fs::read_to_string(&global).unwrap_or_default();
+    std::fs::write(&global, format!("{before}[core]\n\thooksPath = {}\n", hooks.display())).unwrap();
+    agree(&t.repo);
+    assert_eq!(Repo::discover(&t.repo).unwrap().hooks_dir().unwrap(), hooks);
+    std::fs::write(&global, &before).unwrap();
+    let included = t.root().join("more.gitconfig");
+    std::fs::write(&included, format!("[core]\n\thooksPath = {}\n", hooks.display())).unwrap();
+    t.git(["config", "include.path", included.to_str().unwrap()]);
+    agree(&t.repo);
+    assert_eq!(Repo::discover(&t.repo).unwrap().hooks_dir().unwrap(), hooks);
 }

@@ -17,7 +17,7 @@ use crate::share::ShareMode;
 #[command(
     name = "wt-create",
     version,
-    after_help = "Examples:\n  wt-create -n 4                       # agent-1 … agent-4 (next free names)\n  wt-create fix-login --base origin/main\n  wt-create ../elsewhere/tree          # adopt a worktree made by `git worktree add`\n  wt-create --list | jq -r .path\n  wt-create --remove agent-2\n  wt-create -n 4 --share node_modules  # dependencies linked, not installed again\n  wt-create --share-status\n\nExit: 0 all done, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
+    after_help = "Examples:\n  wt-create -n 4                       # agent-1 … agent-4 (next free names)\n  wt-create fix-login --base origin/main\n  wt-create ../elsewhere/tree          # adopt a worktree made by `git worktree add`\n  wt-create --list | jq -r .path\n  wt-create --list --status | jq -r 'select(.status.state == \"dirty\") | .name'\n  wt-create --remove agent-2\n  wt-create -n 4 --share node_modules  # dependencies linked, not installed again\n  wt-create --share-status\n\nExit: 0 all done, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
 )]
 pub struct Args {
     /// Worktree names to create or adopt; a PATH (anything with '/') adopts that worktree
@@ -51,6 +51,11 @@ pub struct Args {
     /// With --list: every worktree git knows, the main one included
     #[arg(long, requires = "list")]
     pub all_git: bool,
+
+    /// With --list: add each worktree's `status` (clean/dirty, ahead/behind) to its record;
+    /// a table on a terminal always shows it. Two git processes per worktree
+    #[arg(long, requires = "list")]
+    pub status: bool,
 
     /// Remove the named worktrees (or those on stdin) and the branches wt-create made
     #[arg(long)]

@@ -113,12 +113,16 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn take(ctx: &Context) -> Result<Snapshot, Error> {
-        let refs = git::run(
-            ctx.repo.git_dir(),
-            ["for-each-ref", "--format=%(refname:lstrip=3)%00%(objectname)", "refs/heads/wt/"],
-        )?;
-        let wt_branches =
-            refs.lines().filter_map(|l| l.split_once('\0')).map(|(n, c)| (n.to_string(), c.to_string())).collect();
+        let wt_branches = match wt_common::refs::branches_under(&ctx.repo.common_dir, "wt") {
+            Some(found) => found,
+            None => {
+                let refs = git::run(
+                    ctx.repo.git_dir(),
+                    ["for-each-ref", "--format=%(refname:lstrip=3)%00%(objectname)", "refs/heads/wt/"],
+                )?;
+                refs.lines().filter_map(|l| l.split_once('\0')).map(|(n, c)| (n.to_string(), c.to_string())).collect()
+            }
+        };
         Ok(Snapshot { worktrees: ctx.repo.worktrees()?, wt_branches, ledger: ctx.ledger.read()? })
     }
 

@@ -43,7 +43,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         return Ok(exit.worst(out.finish()));
     }
     if args.list {
-        list::run(&ctx, args.all_git, &mut out)?;
+        list::run(&ctx, args.all_git, args.status, args.jobs, &mut out)?;
         return Ok(out.finish());
     }
     if args.share_status {

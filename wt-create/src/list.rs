@@ -3,6 +3,8 @@
 //! (`worktree_check::verify`), so an agent that rewrote its git files cannot pass its branch
 //! off under another worktree's name.
 
+use std::collections::BTreeMap;
+
 use wt_common::ledger::Entry;
 use wt_common::output::Output;
 use wt_common::repo::GitWorktree;
@@ -11,7 +13,7 @@ use wt_common::{checkout_state, git, Error, Record};
 
 use crate::context::{Context, TOOL};
 
-pub fn run(ctx: &Context, all_git: bool, out: &mut Output) -> Result<(), Error> {
+pub fn run(ctx: &Context, all_git: bool, status: bool, jobs: Option<usize>, out: &mut Output) -> Result<(), Error> {
     // What confined runs committed reaches their branches when published: before reading heads.
     for (name, e) in wt_common::confine_store::publish_all(&ctx.repo.common_dir) {
         tracing::warn!("{name}: {e}");
@@ -19,13 +21,7 @@ pub fn run(ctx: &Context, all_git: bool, out: &mut Output) -> Result<(), Error> 
     let ledger = ctx.ledger.read()?;
     let mut records = Vec::new();
     // Verified (and repaired) before git lists them: git reads each admin dir's `gitdir`.
-    let mut refused = Vec::new();
-    for (name, entry) in &ledger.worktrees {
-        match worktree_check::verify(&ctx.repo, &entry.path) {
-            Err(e) if e.code != "worktree-missing" => refused.push(Record::failed(name, TOOL, &e)),
-            _ => {}
-        }
-    }
+    let mut refused = verify_all(ctx, &ledger.worktrees, jobs);
     let worktrees = ctx.repo.worktrees()?;
     if all_git {
         for wt in worktrees.iter().filter(|w| !w.bare) {
@@ -50,8 +46,12 @@ pub fn run(ctx: &Context, all_git: bool, out: &mut Output) -> Result<(), Error> 
             records[1..].sort_by_cached_key(|r| natural_key(&r.name));
         }
     } else {
-        for (name, entry) in ledger.worktrees.iter().filter(|(n, _)| !refused.iter().any(|r| &r.name == *n)) {
-            match worktrees.iter().find(|w| w.path == entry.path) {
+        // By path, once: finding each worktree in git's list by scanning it was quadratic.
+        let by_path: std::collections::HashMap<&std::path::Path, &GitWorktree> =
+            worktrees.iter().map(|w| (w.path.as_path(), w)).collect();
+        let refused_names: std::collections::HashSet<&str> = refused.iter().map(|r| r.name.as_str()).collect();
+        for (name, entry) in ledger.worktrees.iter().filter(|(n, _)| !refused_names.contains(n.as_str())) {
+            match by_path.get(entry.path.as_path()).copied() {
                 Some(wt) => records.push(record(ctx, name, wt, Some(entry))),
                 // A person at a terminal sees it as a row; a pipe gets only worktrees that exist.
                 None if out.is_table() => {
@@ -67,17 +67,65 @@ pub fn run(ctx: &Context, all_git: bool, out: &mut Output) -> Result<(), Error> 
         records.sort_by_cached_key(|r| natural_key(&r.name));
     }
     records.extend(refused);
-    for rec in &mut records {
-        if !rec.has_error() {
-            let status = checkout_state::of(ctx.repo.git_dir(), rec);
-            rec.set_key("status", status);
-        }
+    // The status costs two git processes a worktree, where the rest costs none: only when it
+    // is asked for, or shown (a person at a terminal), and then several at a time.
+    if status || out.is_table() {
+        add_status(
+            ctx,
+            &mut records,
+            jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        );
+    }
+    for rec in &records {
         out.emit(rec);
         if out.closed() {
             break;
         }
     }
     Ok(())
+}
+
+/// `worktree_check::verify` of every managed worktree, `jobs` threads of a share each (it is
+/// file-system calls, a few dozen a worktree); the records of those refused.
+fn verify_all(ctx: &Context, managed: &BTreeMap<String, Entry>, jobs: Option<usize>) -> Vec<Record> {
+    let all: Vec<(&String, &Entry)> = managed.iter().collect();
+    let share = all.len().div_ceil(jobs_or_cores(jobs)).max(1);
+    std::thread::scope(|s| {
+        let threads: Vec<_> = all
+            .chunks(share)
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .filter_map(|(name, entry)| match worktree_check::verify(&ctx.repo, &entry.path) {
+                            Err(e) if e.code != "worktree-missing" => Some(Record::failed(name, TOOL, &e)),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads.into_iter().flat_map(|t| t.join().expect("verifying does not panic")).collect()
+    })
+}
+
+fn jobs_or_cores(jobs: Option<usize>) -> usize {
+    jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1)
+}
+
+/// Adds `status` to every record that is not an error, in `jobs` threads of a share each.
+fn add_status(ctx: &Context, records: &mut [Record], jobs: usize) {
+    let share = records.len().div_ceil(jobs.max(1)).max(1);
+    std::thread::scope(|s| {
+        for chunk in records.chunks_mut(share) {
+            s.spawn(|| {
+                for rec in chunk.iter_mut().filter(|r| !r.has_error()) {
+                    let status = checkout_state::of(ctx.repo.git_dir(), rec);
+                    rec.set_key("status", status);
+                }
+            });
+        }
+    });
 }
 
 /// The record of a worktree, with the branch the ledger gave it: the worktree's HEAD is the

@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use wt_common::fsutil::{remove_any, write_atomic};
+use wt_common::fsutil::{remove_any, write_replace};
 use wt_common::ledger::Ledger;
 use wt_common::lock::FileLock;
 use wt_common::repo::Repo;
@@ -47,7 +47,10 @@ impl Pending {
         fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
         let file = dir.join(format!("{}.json", marker.name));
         let bytes = serde_json::to_vec(&marker).expect("a marker serializes");
-        write_atomic(&file, &bytes).map_err(|e| Error::io(file.display(), e))?;
+        // Not synced: the marker is for a killed process, whose writes the page cache keeps.
+        // A power loss can lose it, but also the admin dir git writes next (git syncs neither),
+        // and a worktree without its marker is still found: listed by git, it is adopted.
+        write_replace(&file, &bytes).map_err(|e| Error::io(file.display(), e))?;
         let lock = FileLock::acquire(&file, std::time::Duration::from_secs(5))?;
         Ok(Pending { marker, file, _lock: lock })
     }

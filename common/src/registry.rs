@@ -1,0 +1,181 @@
+//! git's worktree registry read from its files, as `git worktree list --porcelain` reads them
+//! (worktree.c, `get_worktrees`), without starting git: the main worktree (or the bare
+//! repository) from the common dir's `HEAD`, each linked worktree from its admin dir under
+//! `<common dir>/worktrees/`: `gitdir` (where its `.git` file is), `HEAD`, `locked`. A git
+//! process costs milliseconds, and wt-create reads the registry on every call, under the lock
+//! that serialises registrations. Anything the files cannot answer for certain (the reftable
+//! format, a relative `gitdir`, an admin dir being written, a HEAD on a branch not yet born)
+//! answers `None`, and the caller asks git.
+
+use std::path::{Path, PathBuf};
+
+use crate::refs;
+use crate::repo::GitWorktree;
+
+/// Every worktree git would list, main (or bare) first, the linked ones sorted by path as git
+/// sorts them; `None` when git must be asked.
+pub fn read(common: &Path, main: Option<&Path>) -> Option<Vec<GitWorktree>> {
+    if common.join("reftable").exists() {
+        return None;
+    }
+    let mut all = vec![match main {
+        Some(path) => {
+            let (head, branch) = read_head(common, common)?;
+            GitWorktree {
+                path: path.to_path_buf(),
+                detached: branch.is_none(),
+                head: Some(head),
+                branch,
+                ..Default::default()
+            }
+        }
+        None => GitWorktree { path: common.to_path_buf(), bare: true, ..Default::default() },
+    }];
+    let entries = match std::fs::read_dir(common.join("worktrees")) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(all),
+        Err(_) => return None,
+    };
+    let mut admins = Vec::new();
+    for entry in entries {
+        let entry = entry.ok()?;
+        // git reads only directories there (a symbolic link to one too).
+        if entry.file_type().ok()?.is_dir() || entry.path().is_dir() {
+            admins.push(entry.path());
+        }
+    }
+    // A few file reads per worktree: with hundreds of worktrees, on every core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let share = if admins.len() < 64 { admins.len().max(1) } else { admins.len().div_ceil(cores) };
+    let linked: Option<Vec<Vec<GitWorktree>>> = std::thread::scope(|s| {
+        let threads: Vec<_> = admins
+            .chunks(share)
+            .map(|chunk| {
+                s.spawn(move || {
+                    let read: Option<Vec<Option<GitWorktree>>> = chunk.iter().map(|a| read_linked(common, a)).collect();
+                    read.map(|all| all.into_iter().flatten().collect::<Vec<_>>())
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("reading files does not panic")).collect()
+    });
+    all.extend(linked?.into_iter().flatten());
+    all[1..].sort_by(|a, b| a.path.as_os_str().as_encoded_bytes().cmp(b.path.as_os_str().as_encoded_bytes()));
+    Some(all)
+}
+
+/// One admin dir: `Some(None)` for one git does not list (no `gitdir`: git skips it), `None`
+/// when git must be asked.
+fn read_linked(common: &Path, admin: &Path) -> Option<Option<GitWorktree>> {
+    let gitdir = match std::fs::read_to_string(admin.join("gitdir")) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(None),
+        Err(_) => return None,
+    };
+    let dot_git = Path::new(gitdir.trim_end());
+    if !dot_git.is_absolute() || gitdir.trim_end().is_empty() {
+        return None;
+    }
+    let path = match gitdir.trim_end().strip_suffix("/.git") {
+        Some(p) => PathBuf::from(p),
+        None => dot_git.to_path_buf(),
+    };
+    let (head, branch) = read_head(common, admin)?;
+    let locked = admin.join("locked").exists();
+    // git's rule (should_prune_worktree): a worktree whose `.git` is gone may be pruned, unless
+    // it is locked.
+    let prunable = !locked && !dot_git.exists();
+    Some(Some(GitWorktree {
+        path,
+        detached: branch.is_none(),
+        head: Some(head),
+        branch,
+        locked,
+        prunable,
+        bare: false,
+    }))
+}
+
+/// A `HEAD` file: (commit, branch). A symbolic ref to a plain branch that exists, or an object
+/// id (detached); anything else asks git.
+pub(crate) fn read_head(common: &Path, dir: &Path) -> Option<(String, Option<String>)> {
+    let text = std::fs::read_to_string(dir.join("HEAD")).ok()?;
+    let line = text.strip_suffix('\n')?;
+    match line.strip_prefix("ref: refs/heads/") {
+        Some(branch) => {
+            let commit = refs::read_branches(common, [branch])?.remove(branch)?;
+            Some((commit, Some(branch.to_string())))
+        }
+        None => Some((refs::object_id(line)?.to_string(), None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=a", "-c", "user.email=a@b"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn listed_by_git(dir: &Path) -> Vec<GitWorktree> {
+        crate::repo::parse_worktree_list(&git(dir, &["worktree", "list", "--porcelain", "-z"]))
+    }
+
+    #[test]
+    fn the_files_read_as_git_lists_them() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().join("r");
+        std::fs::create_dir(&r).unwrap();
+        git(&r, &["init", "-q", "-b", "main"]);
+        git(&r, &["commit", "-q", "--allow-empty", "-m", "one"]);
+        let common = r.join(".git").canonicalize().unwrap();
+        let r = r.canonicalize().unwrap();
+        let wt = |n: &str| t.path().join(n).to_string_lossy().into_owned();
+        git(&r, &["worktree", "add", "-q", "-b", "wt/z", &wt("z")]);
+        git(&r, &["worktree", "add", "-q", "-b", "wt/a-b", &wt("a b")]);
+        git(&r, &["worktree", "add", "-q", "--detach", &wt("detached")]);
+        git(&r, &["worktree", "add", "-q", "-b", "wt/locked", &wt("locked")]);
+        git(&r, &["worktree", "lock", &wt("locked")]);
+        git(&r, &["worktree", "add", "-q", "-b", "wt/gone", &wt("gone")]);
+        std::fs::remove_dir_all(wt("gone")).unwrap();
+        git(&r, &["branch", "packed"]);
+        git(&r, &["pack-refs", "--all"]);
+        git(&r, &["worktree", "add", "-q", &wt("p"), "packed"]);
+        // An admin dir a killed git left without `gitdir`: git does not list it.
+        std::fs::create_dir(common.join("worktrees/half")).unwrap();
+        std::fs::write(common.join("worktrees/half/locked"), "initializing").unwrap();
+        assert_eq!(read(&common, Some(&r)).unwrap(), listed_by_git(&r));
+        // Detached main worktree.
+        git(&r, &["checkout", "-q", "--detach"]);
+        assert_eq!(read(&common, Some(&r)).unwrap(), listed_by_git(&r));
+        // An unborn branch and a relative `gitdir` are left to git.
+        std::fs::write(common.join("HEAD"), "ref: refs/heads/unborn\n").unwrap();
+        assert_eq!(read(&common, Some(&r)), None);
+        git(&r, &["checkout", "-q", "main"]);
+        std::fs::write(common.join("worktrees/z/gitdir"), "../z/.git\n").unwrap();
+        assert_eq!(read(&common, Some(&r)), None);
+    }
+
+    #[test]
+    fn a_bare_repository_reads_as_git_lists_it() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        git(&src, &["init", "-q", "-b", "main"]);
+        git(&src, &["commit", "-q", "--allow-empty", "-m", "one"]);
+        git(t.path(), &["clone", "-q", "--bare", "src", "b.git"]);
+        let bare = t.path().join("b.git").canonicalize().unwrap();
+        git(&bare, &["worktree", "add", "-q", "-b", "wt/x", &t.path().join("x").to_string_lossy()]);
+        assert_eq!(read(&bare, None).unwrap(), listed_by_git(&bare));
+    }
+}
