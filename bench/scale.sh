@@ -11,14 +11,20 @@ for n in ${SCALE_SIZES:-10 100 500}; do
   cd "$work/r$n"
   "$BIN/wt-create" -n "$n" --prefix s >/dev/null
   seq -f 's-%g' 1 $((n - 1)) | "$BIN/wt-env" --range $range >/dev/null
-  python3 "$BENCH_DIR/interleave.py" "${ROUNDS_SCALE:-30}" "bash -c '$BIN/wt-env --release s-$n >/dev/null && sync'" \
+  # Between timed runs: the lease released, the one new worktree of each tool removed.
+  prepare="$BIN/wt-env --release s-$n >/dev/null; $BIN/wt-create --remove --force x >/dev/null 2>&1;"
+  prepare+=" git worktree remove --force ../r$n.wt/g 2>/dev/null; git branch -D -q wt/g 2>/dev/null; sync"
+  python3 "$BENCH_DIR/interleave.py" "${ROUNDS_SCALE:-30}" "bash -c '$prepare'" \
     wt-env "$BIN/wt-env -w s-$n --range $range" \
     git-rev-parse "git rev-parse --git-common-dir" \
     wt-list "$BIN/wt-create --list" \
-    git-list "git worktree list --porcelain" > "$work/t$n.json"
+    git-list "git worktree list --porcelain" \
+    wt-create "$BIN/wt-create x" \
+    git-add "git worktree add -q -b wt/g ../r$n.wt/g HEAD" > "$work/t$n.json"
   get() { python3 -c "import json; print('%.1f' % json.load(open('$work/t$n.json'))['$1']['median_ms'])"; }
   lease=$(get wt-env) rp=$(get git-rev-parse) list=$(get wt-list) glist=$(get git-list)
-  rows+="| $n | $lease | $rp | $list | $glist | $(ratio "$list" "$glist") |"$'\n'
+  create=$(get wt-create) add=$(get git-add)
+  rows+="| $n | $lease | $rp | $list | $glist | $(ratio "$list" "$glist") | $create | $add | $(ratio "$create" "$add") |"$'\n'
   cd "$work"
   rm -rf "$work/r$n" "$work/r$n.wt"
 done
@@ -28,11 +34,13 @@ cat <<MD
 Measured $(date -u +%Y-%m-%d). $(load_note)
 
 Targets: one lease (\`wt-env -w NAME\`, every other worktree holding one) at most 6 ms at 500
-leases; \`wt-create --list\` within 1.2× of \`git worktree list --porcelain\` at 500 worktrees.
+leases; \`wt-create --list\` within 1.2× of \`git worktree list --porcelain\` at 500 worktrees;
+one \`wt-create NAME\` (fixed cost: a 3-file repository) within 1.5× of \`git worktree add\`.
 3-file repository; medians of ${ROUNDS_SCALE:-30} shuffled rounds at each size; before each
-timed run the lease is released and the disk settled with \`sync\`.
+timed run the lease is released, the worktree each tool made is removed, and the disk settled
+with \`sync\`.
 
-| worktrees | one lease (ms) | \`git rev-parse\` (ms) | \`wt-create --list\` (ms) | \`git worktree list\` (ms) | list ratio |
-|---:|---:|---:|---:|---:|---:|
+| worktrees | one lease (ms) | \`git rev-parse\` (ms) | \`wt-create --list\` (ms) | \`git worktree list\` (ms) | list ratio | \`wt-create NAME\` (ms) | \`git worktree add\` (ms) | create ratio |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 ${rows}
 MD

@@ -58,3 +58,20 @@ pub fn clear(path: &Path, scope: &[&Path]) -> bool {
     }
     false
 }
+
+/// Locks of the whole repository that a killed git leaves and git never clears: while
+/// `objects/maintenance.lock` is there (left by the `git maintenance run --auto` an agent's
+/// commit starts), git skips every later maintenance without a word; while `config.lock` is
+/// there (`git branch -D` rewrites the config), every config write fails; `packed-refs.lock`
+/// blocks deleting branches.
+pub const REPOSITORY_LOCKS: &[&str] = &["objects/maintenance.lock", "config.lock", "packed-refs.lock"];
+
+/// Removes those of `REPOSITORY_LOCKS` that are provably stale (see `clear`). Costs a `stat`
+/// each when there are none.
+pub fn sweep_repository(repo: &crate::repo::Repo) {
+    let worktrees_root = repo.default_worktree_root();
+    let scope = [repo.common_dir.as_path(), repo.root(), &worktrees_root];
+    for lock in REPOSITORY_LOCKS {
+        clear(&repo.common_dir.join(lock), &scope);
+    }
+}

@@ -456,6 +456,29 @@ fn a_config_lock_a_killed_branch_deletion_left_is_cleared_by_the_next_removal() 
     assert_eq!(t.branches(), ["main"]);
 }
 
+/// A `git maintenance run --auto` (started by an agent's commit) killed with its run leaves
+/// `objects/maintenance.lock`, and git then skips all later maintenance without a word; the
+/// soak test found one. wt-create and wt-merge clear such repository locks when provably stale.
+#[test]
+fn repository_locks_a_killed_git_left_are_cleared_by_the_next_create_or_merge() {
+    for (tool, lock) in [
+        ("wt-create", "objects/maintenance.lock"),
+        ("wt-merge", "objects/maintenance.lock"),
+        ("wt-create", "packed-refs.lock"),
+    ] {
+        let t = TestRepo::new();
+        let list = merge_repo_with_branch(&t);
+        let lock = t.repo.join(".git").join(lock);
+        std::fs::write(&lock, "").unwrap();
+        age(&lock);
+        match tool {
+            "wt-create" => t.run("wt-create", &["another"], "").expect_code(0),
+            _ => t.run("wt-merge", &["--verify", "true"], &list).expect_code(0),
+        };
+        assert!(!lock.exists(), "{tool}: {} is gone", lock.display());
+    }
+}
+
 #[test]
 fn a_removal_killed_at_random_moments_leaves_nothing_the_next_cannot_finish() {
     use std::os::unix::process::CommandExt;

@@ -68,8 +68,9 @@ fn run_one(t: &TestRepo, running: &Running, op: &'static str, args: &[String]) -
 /// It runs alone, after the rest of the suite (`make test` runs `make soak`), so that its 60 s
 /// of load do not slow the other tests past their own bounds. What it found before it passed
 /// reliably, each now a deterministic test in crash.rs: an admin dir left by a `git worktree
-/// add` still writing when the next wt-create rolled back, and a `config.lock` left by a `git
-/// branch -D` killed mid-rewrite.
+/// add` still writing when the next wt-create rolled back, a `config.lock` left by a `git
+/// branch -D` killed mid-rewrite, and an `objects/maintenance.lock` left by the `git
+/// maintenance run --auto` of a commit killed with its run.
 #[test]
 #[ignore = "runs on its own for 60 s: `make soak` (part of `make test`)"]
 fn twenty_processes_under_random_sigkill_leave_everything_consistent() {

@@ -99,6 +99,7 @@ pub fn run(ctx: &mut Context, req: &Request, out: &mut Output) -> Result<(), Err
 fn plan(ctx: &Context, base: &Base, wants: &[Want], count: usize, prefix: &str) -> Result<Vec<Plan>, Error> {
     let lock = ctx.worktree_lock()?;
     pending::reap_dead(&ctx.repo, &ctx.ledger.read()?)?;
+    wt_common::stale_lock::sweep_repository(&ctx.repo);
     let snap = Snapshot::take(ctx)?;
     let live: BTreeSet<String> = pending::reserved_names(&ctx.repo).into_iter().collect();
     let mut claimed = BTreeSet::new();

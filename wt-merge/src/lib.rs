@@ -87,6 +87,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     // by a queue that was killed.
     let _queue = FileLock::acquire(&repo.ensure_state_dir()?.join("merge.lock"), default_timeout())?;
     verify::sweep(&repo)?;
+    wt_common::stale_lock::sweep_repository(&repo);
     journal::roll_forward(&repo)?;
     let progress = wt_common::progress::Progress::new(TOOL);
     let groups = wt_common::process::Groups::default();
