@@ -52,6 +52,9 @@ pub fn remove(
             let reg = crate::worktree_check::verify(repo, path)?;
             crate::worktree_check::refuse_foreign_claims(repo, &reg)?;
             let mut cmd = git::about_worktrees(repo.git_dir(), &repo.common_dir);
+            // Killed with this process, git still deletes for a moment: it holds the worktree
+            // lock too, so that no other run finds the directory half-deleted meanwhile.
+            locked.share_with(&mut cmd);
             // git's own clean-check must not leave an index.lock in a worktree that survives
             // when it is killed.
             cmd.env("GIT_OPTIONAL_LOCKS", "0").args(["worktree", "remove"]);
@@ -78,6 +81,7 @@ pub fn remove(
         clear_stale_branch_lock(repo, branch);
         if git::run(repo.git_dir(), ["rev-parse", "--verify", "-q", &full]).is_ok() {
             let mut cmd = git::about_worktrees(repo.git_dir(), &repo.common_dir);
+            locked.share_with(&mut cmd);
             git::output(cmd.args(["branch", "-D", "--quiet", branch]))?;
         }
     }

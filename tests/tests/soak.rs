@@ -145,7 +145,7 @@ fn twenty_processes_under_random_sigkill_leave_everything_consistent() {
             .into_iter()
             .filter(|r| r.get("error").is_some_and(|e| e["code"] != "no-such-worktree"))
             .collect();
-        assert!(codes_ok && failures.is_empty(), "{tool} {args:?}\n{run}\nledger: {}", ledger());
+        assert!(codes_ok && failures.is_empty(), "{tool} {args:?}\n{run}\nledger: {}\n{}", ledger(), leftovers(&t));
     }
     assert_consistent(&t, &tpl);
 }
@@ -185,6 +185,15 @@ fn assert_consistent(t: &TestRepo, tpl: &PgTemplate) {
         .unwrap_or_default();
     assert!(leftovers.is_empty(), "{} still holds {leftovers:?}", wt_root.display());
     assert_eq!(processes_in(&t.root()), Vec::<String>::new(), "no process left running in the test's directories");
+}
+
+/// What the worktrees' directory and git's admin dirs hold, for a failure's message.
+fn leftovers(t: &TestRepo) -> String {
+    let find = |dir: &Path| {
+        let out = Command::new("find").arg(dir).args(["-maxdepth", "2"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().take(60).collect::<Vec<_>>().join("\n")
+    };
+    format!("{}\n{}", find(&t.wt_root()), find(&t.repo.join(".git/worktrees")))
 }
 
 /// Live processes whose working directory is under `dir`.

@@ -385,7 +385,7 @@ fn finish_ready(ctx: &Context, mut rec: Record, entry: Option<Entry>) -> Record 
 /// Checks a registered worktree out and records it; on failure, rolls it back.
 fn complete(ctx: &Context, nw: NewWorktree, includes: &Option<Result<Vec<String>, Error>>) -> Record {
     let NewWorktree { mut record, entry, pending } = nw;
-    match checkout(ctx, &pending.marker, includes) {
+    match checkout(ctx, &pending, includes) {
         Ok(shared) => {
             if let Some(shared) = shared {
                 record.set_key("share", shared);
@@ -428,10 +428,13 @@ fn roll_back_locked(ctx: &Context, pending: Pending) {
 /// what was shared, for the record.
 fn checkout(
     ctx: &Context,
-    m: &Marker,
+    pending: &Pending,
     includes: &Option<Result<Vec<String>, Error>>,
 ) -> Result<Option<serde_json::Value>, Error> {
-    git::run(&m.path, ["reset", "--hard", "--no-recurse-submodules", "--quiet"])?;
+    let m = &pending.marker;
+    let mut reset = git::command(&m.path);
+    pending.share_lock_with(&mut reset);
+    git::output(reset.args(["reset", "--hard", "--no-recurse-submodules", "--quiet"]))?;
     failpoint::hit("after-checkout");
     run_post_checkout_hook(ctx, m)?;
     if let (Some(source), Some(selected)) = (ctx.repo.main_worktree.as_deref(), includes) {

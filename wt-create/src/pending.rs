@@ -55,6 +55,13 @@ impl Pending {
         Ok(Pending { marker, file, _lock: lock })
     }
 
+    /// Lets a git child hold the marker's lock too, until it has ended: killed with this
+    /// process, it still writes into the worktree for a moment, and the next run must not roll
+    /// the worktree back (deleting its directory) while it does.
+    pub fn share_lock_with(&self, cmd: &mut std::process::Command) {
+        self._lock.share_with(cmd);
+    }
+
     /// The worktree is complete and recorded: forget the marker.
     pub fn finish(self) {
         let _ = fs::remove_file(&self.file);
