@@ -13,8 +13,10 @@ fn main() {
         "git2" => {
             let repo = git2::Repository::open(dir).expect("a repository");
             let head = repo.head().ok().and_then(|h| h.target());
-            writeln!(out, "{} {}", repo.workdir().unwrap().display(), head.map(|h| h.to_string()).unwrap_or_default())
-                .unwrap();
+            // libgit2 gives the work dir with a trailing slash; git and wt without.
+            let workdir = repo.workdir().expect("not bare").to_string_lossy();
+            let workdir = workdir.trim_end_matches('/');
+            writeln!(out, "{workdir} {}", head.map(|h| h.to_string()).unwrap_or_default()).unwrap();
             for name in repo.worktrees().expect("worktrees").iter().flatten() {
                 let wt = repo.find_worktree(name).expect("a worktree");
                 let head = git2::Repository::open_from_worktree(&wt)
