@@ -3,14 +3,15 @@
 # worktrees (each holding a lease), one new lease against `git rev-parse`, and `wt-create
 # --list` against `git worktree list --porcelain`, side by side at each size. Prints a section.
 source "$(dirname "$0")/lib.sh"
+# The same worktree list (path and HEAD of each) read with libgit2 and with wt's own reader
+# (bench/git2probe): the figure behind reading git's files directly (docs/performance.md).
+# Built before bench_work isolates HOME (rustup's settings are there).
+cargo build --release --quiet --manifest-path "$BENCH_DIR/git2probe/Cargo.toml" --target-dir "$ROOT/target/git2probe"
+PROBE="$ROOT/target/git2probe/release/git2probe"
 bench_work scale
 range=20000-39999
 rows=""
 probe_rows=""
-# The same worktree list (path and HEAD of each) read with libgit2 and with wt's own reader
-# (bench/git2probe): the figure behind reading git's files directly (docs/performance.md).
-cargo build --release --quiet --manifest-path "$BENCH_DIR/git2probe/Cargo.toml" --target-dir "$ROOT/target/git2probe"
-PROBE="$ROOT/target/git2probe/release/git2probe"
 for n in ${SCALE_SIZES:-10 100 500}; do
   make_repo "$work/r$n" 3
   cd "$work/r$n"

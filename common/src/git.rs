@@ -146,13 +146,30 @@ pub fn output(cmd: &mut Command) -> Result<Output, Error> {
 /// when git cannot be started.
 pub fn raw_output(cmd: &mut Command) -> Result<Output, Error> {
     cmd.stdin(Stdio::null());
-    cmd.output().map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            Error::env("git-missing", "git is not installed or not on PATH; install git (2.38 or later)")
-        } else {
-            Error::env("git-missing", format!("cannot run git: {e}"))
-        }
-    })
+    cmd.output().map_err(cannot_start)
+}
+
+/// `output` for a git that writes what `lock` protects: the child is noted with the lock
+/// (`FileLock::note_child`), so that if this process is killed, the next holder of the lock
+/// waits for that git to end too.
+pub fn output_under(cmd: &mut Command, lock: &crate::lock::FileLock) -> Result<Output, Error> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().map_err(cannot_start)?;
+    lock.note_child(child.id());
+    let out = child.wait_with_output().map_err(cannot_start)?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(Error::failed("git-failed", failure_message(cmd, &out)))
+    }
+}
+
+fn cannot_start(e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::NotFound {
+        Error::env("git-missing", "git is not installed or not on PATH; install git (2.38 or later)")
+    } else {
+        Error::env("git-missing", format!("cannot run git: {e}"))
+    }
 }
 
 /// `git <subcommand>: <git's last error line>`, the form every tool reports a git failure in.

@@ -36,7 +36,7 @@ fn config_files(common: &Path) -> Vec<PathBuf> {
             Some(f) => files.push(f),
             None => {
                 files.push(PathBuf::from("/etc/gitconfig"));
-                files.extend(git_prefix().map(|p| p.join("etc/gitconfig")));
+                files.extend(git_prefixes().into_iter().map(|p| p.join("etc/gitconfig")));
             }
         }
     }
@@ -57,12 +57,22 @@ fn config_files(common: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The directory git was installed under: the `git` that `PATH` finds, less its `bin/git`.
-fn git_prefix() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    let git = std::env::split_paths(&path).map(|d| d.join("git")).find(|g| g.is_file())?;
-    let git = git.canonicalize().ok()?;
-    Some(git.parent()?.parent()?.to_path_buf())
+/// The directories git may have been installed under: the `git` that `PATH` finds, less its
+/// `bin/git`, as found and with links resolved (a link in `/usr/local/bin` to a build elsewhere,
+/// a package manager's tree).
+fn git_prefixes() -> Vec<PathBuf> {
+    let Some(path) = std::env::var_os("PATH") else { return Vec::new() };
+    let Some(git) = std::env::split_paths(&path).map(|d| d.join("git")).find(|g| g.is_file()) else {
+        return Vec::new();
+    };
+    let prefix = |g: &Path| g.parent().and_then(Path::parent).map(Path::to_path_buf);
+    let mut found: Vec<PathBuf> = prefix(&git).into_iter().collect();
+    if let Some(resolved) = git.canonicalize().ok().as_deref().and_then(prefix) {
+        if !found.contains(&resolved) {
+            found.push(resolved);
+        }
+    }
+    found
 }
 
 /// git's boolean words for "true".

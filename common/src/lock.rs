@@ -2,7 +2,7 @@
 //! killed while holding one never blocks the next run.
 
 use std::fs::{File, OpenOptions};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -43,28 +43,44 @@ fn parse_timeout(text: &str) -> Result<Duration, Error> {
 }
 
 /// An exclusive lock on a file, held until dropped.
+///
+/// A child that writes what the lock protects (`git worktree add`, `git reset --hard`) can
+/// outlive a holder killed with SIGKILL by a moment: its parent-death signal is delivered, but
+/// a write it is in the middle of completes. So the holder notes such a child
+/// (`note_child`, in `<lock>.children`), and whoever takes the lock next first waits for the
+/// noted children that still run. Handing the child the lock's descriptor instead would also
+/// hand it to everything git starts (hooks, filters), and a daemon among them would hold the
+/// lock for ever.
 #[derive(Debug)]
 pub struct FileLock {
     _lock: Flock<File>,
+    path: PathBuf,
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // The children noted ended before this drop (the holder waited for them).
+        let _ = std::fs::remove_file(children_file(&self.path));
+    }
+}
+
+/// Where the children of a lock's holder are noted: `<lock>.children`, one `pid start-ticks`
+/// per line.
+pub fn children_file(lock: &Path) -> PathBuf {
+    let mut name = lock.as_os_str().to_owned();
+    name.push(".children");
+    PathBuf::from(name)
 }
 
 impl FileLock {
-    /// Lets the child `cmd` starts hold this lock too (its descriptor stays open across exec):
-    /// the lock is then released only when this process and that child have both ended.
-    #[allow(unsafe_code)]
-    pub fn share_with(&self, cmd: &mut std::process::Command) {
-        use std::os::fd::AsRawFd;
-        use std::os::unix::process::CommandExt;
-        let fd = self._lock.as_raw_fd();
-        // SAFETY: between fork and exec only fcntl(2) runs, async-signal-safe; it clears the
-        // close-on-exec flag of the child's copy of the descriptor, not ours.
-        unsafe {
-            cmd.pre_exec(move || {
-                if nix::libc::fcntl(fd, nix::libc::F_SETFD, 0) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+    /// Notes a child this holder started, so that the next holder waits for it (see above).
+    /// Call right after starting it, before waiting for it.
+    pub fn note_child(&self, pid: u32) {
+        use std::io::Write;
+        let Some(ticks) = crate::process::start_ticks(pid as i32) else { return };
+        let file = OpenOptions::new().create(true).append(true).open(children_file(&self.path));
+        if let Ok(mut f) = file {
+            let _ = writeln!(f, "{pid} {ticks}");
         }
     }
 
@@ -75,7 +91,7 @@ impl FileLock {
         let mut file = open(path)?;
         loop {
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => return Ok(FileLock { _lock: lock }),
+                Ok(lock) => return Ok(FileLock::taken(lock, path, deadline)),
                 Err((f, Errno::EWOULDBLOCK)) | Err((f, Errno::EINTR)) => file = f,
                 Err((_, errno)) => {
                     return Err(Error::env("lock-failed", format!("cannot lock {}: {errno}", path.display())))
@@ -99,10 +115,27 @@ impl FileLock {
     /// Takes the lock only if nobody holds it; `None` when it is held.
     pub fn try_acquire(path: &Path) -> Result<Option<FileLock>, Error> {
         match Flock::lock(open(path)?, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => Ok(Some(FileLock { _lock: lock })),
+            Ok(lock) => Ok(Some(FileLock::taken(lock, path, Instant::now() + default_timeout()))),
             Err((_, Errno::EWOULDBLOCK)) => Ok(None),
             Err((_, errno)) => Err(Error::env("lock-failed", format!("cannot lock {}: {errno}", path.display()))),
         }
+    }
+}
+
+impl FileLock {
+    /// The lock, once the children its last holder noted have ended (or `deadline` passed:
+    /// each was sent SIGKILL when its parent died, so that takes milliseconds).
+    fn taken(lock: Flock<File>, path: &Path, deadline: Instant) -> FileLock {
+        let noted = std::fs::read_to_string(children_file(path)).unwrap_or_default();
+        for line in noted.lines() {
+            let mut words = line.split_whitespace().map(|w| w.parse::<u64>().ok());
+            let (Some(Some(pid)), Some(Some(ticks))) = (words.next(), words.next()) else { continue };
+            let Ok(pid) = i32::try_from(pid) else { continue };
+            while crate::process::start_ticks(pid) == Some(ticks) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        FileLock { _lock: lock, path: path.to_path_buf() }
     }
 }
 
@@ -129,5 +162,25 @@ mod tests {
             assert_eq!(e.kind, crate::ErrorKind::Usage, "{bad:?}");
             assert!(e.message.contains("WT_LOCK_TIMEOUT") && !e.message.contains('\n'), "{}", e.message);
         }
+    }
+
+    /// A holder killed while its git child still ran: the next holder gets the lock only once
+    /// that child has ended.
+    #[test]
+    fn the_next_holder_waits_for_the_children_a_killed_holder_noted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let mut child = std::process::Command::new("sleep").arg("0.4").spawn().unwrap();
+        let pid = child.id() as i32;
+        let ticks = crate::process::start_ticks(pid).unwrap();
+        std::fs::write(children_file(&path), format!("{pid} {ticks}\n")).unwrap();
+        let lock = FileLock::acquire(&path, Duration::from_secs(30)).unwrap();
+        assert_eq!(crate::process::start_ticks(pid), None, "the child ended before the lock was taken");
+        child.wait().unwrap();
+        // A line for a process long gone (or garbage) does not hold anyone up.
+        drop(lock);
+        assert!(!children_file(&path).exists(), "the holder's own children file goes with it");
+        std::fs::write(children_file(&path), "999999999 1\nnot a line\n").unwrap();
+        FileLock::acquire(&path, Duration::from_secs(30)).unwrap();
     }
 }

@@ -14,6 +14,17 @@ use crate::Error;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+/// When the process `pid` started, in clock ticks since boot (`/proc/<pid>/stat`), if it runs
+/// (a zombie counts as ended). With the pid, it names one process: a pid can be reused.
+pub fn start_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
 /// Whether process `pid` exists (a zombie counts: its pid is not free yet).
 pub fn is_alive(pid: i32) -> bool {
     pid > 0

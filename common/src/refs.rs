@@ -20,19 +20,17 @@ pub fn read_branches<'a>(common: &Path, names: impl IntoIterator<Item = &'a str>
             return None;
         }
         let full = format!("refs/heads/{name}");
-        let commit = match std::fs::read(common.join(&full)) {
-            Ok(bytes) => Some(object_id(std::str::from_utf8(&bytes).ok()?.trim_end_matches('\n'))?.to_string()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let commit = match read_loose(&common.join(&full))? {
+            Loose::Ref(text) => Some(object_id(text.trim_end_matches('\n'))?.to_string()),
+            Loose::Missing => {
                 let packed = match &packed {
                     Some(p) => p,
                     None => packed.insert(read_packed(common)?),
                 };
                 packed.get(&full).cloned()
             }
-            // A directory (`refs/heads/a` when only `a/b` exists) is no branch; anything else
-            // is left to git.
-            Err(_) if common.join(&full).is_dir() => None,
-            Err(_) => return None,
+            // A directory (`refs/heads/a` when only `a/b` exists) is no branch.
+            Loose::Directory => None,
         };
         if let Some(c) = commit {
             found.insert(name.to_string(), c);
@@ -64,14 +62,16 @@ pub fn branches_under(common: &Path, prefix: &str) -> Option<BTreeMap<String, St
         for entry in entries {
             let path = entry.ok()?.path();
             let name = path.strip_prefix(&root).ok()?.to_str()?.to_string();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if !name.ends_with(".lock") {
-                if !plain_branch(&name) {
-                    return None;
+            if name.ends_with(".lock") {
+                continue;
+            }
+            match read_loose(&path)? {
+                Loose::Directory => dirs.push(path),
+                Loose::Ref(text) if plain_branch(&name) => {
+                    found.insert(name, object_id(text.trim_end_matches('\n'))?.to_string());
                 }
-                let text = std::fs::read_to_string(&path).ok()?;
-                found.insert(name, object_id(text.trim_end_matches('\n'))?.to_string());
+                Loose::Ref(_) => return None,
+                Loose::Missing => {} // deleted since it was listed
             }
         }
     }
@@ -84,6 +84,37 @@ pub fn main_branch(common: &Path) -> Option<String> {
     let head = std::fs::read_to_string(common.join("HEAD")).ok()?;
     let name = head.strip_prefix("ref: refs/heads/")?.strip_suffix('\n')?;
     plain_branch(name).then(|| name.to_string())
+}
+
+/// What is at a loose ref's path.
+enum Loose {
+    Ref(String),
+    Missing,
+    Directory,
+}
+
+/// A loose ref file, read without following a symbolic link (git's symbolic-link refs are left
+/// to git) and without blocking (a FIFO an agent put there would hang every later run); `None`
+/// for anything but a small regular file, a directory or nothing.
+fn read_loose(path: &Path) -> Option<Loose> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
+    let mut file = match std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Loose::Missing),
+        Err(_) => return None,
+    };
+    let meta = file.metadata().ok()?;
+    if meta.is_dir() {
+        return Some(Loose::Directory);
+    }
+    if !meta.is_file() || meta.len() > 4096 {
+        return None;
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
+    Some(Loose::Ref(text))
 }
 
 /// `packed-refs`: ref → commit (no file: none).
@@ -159,6 +190,14 @@ mod tests {
         std::fs::write(common.join("refs/heads/wt/x.lock"), "").unwrap();
         assert_eq!(branches_under(&common, "wt").unwrap(), listed, "loose, packed and nested, no lock files");
         assert_eq!(branches_under(&common, "none").unwrap(), BTreeMap::new());
+        // A FIFO or a symbolic link among the refs is left to git, and never blocks.
+        nix::unistd::mkfifo(&common.join("refs/heads/wt/fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(branches_under(&common, "wt"), None);
+        assert_eq!(read_branches(&common, ["wt/fifo"]), None);
+        std::fs::remove_file(common.join("refs/heads/wt/fifo")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", common.join("refs/heads/wt/zero")).unwrap();
+        assert_eq!(branches_under(&common, "wt"), None);
+        std::fs::remove_file(common.join("refs/heads/wt/zero")).unwrap();
         // Names that could leave refs/heads/ are never joined to a path.
         assert_eq!(read_branches(&common, ["../../HEAD"]), None);
         assert_eq!(read_branches(&common, ["/etc/passwd"]), None);

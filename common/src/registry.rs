@@ -29,7 +29,12 @@ pub fn read(common: &Path, main: Option<&Path>) -> Option<Vec<GitWorktree>> {
                 ..Default::default()
             }
         }
-        None => GitWorktree { path: common.to_path_buf(), bare: true, ..Default::default() },
+        // A common dir not named `.git` whose config does not say bare is a checkout's
+        // separate git dir (`--separate-git-dir`, a submodule): git lists it as checked out.
+        None if crate::repo::config_says_bare(common) => {
+            GitWorktree { path: common.to_path_buf(), bare: true, ..Default::default() }
+        }
+        None => return None,
     }];
     let entries = match std::fs::read_dir(common.join("worktrees")) {
         Ok(entries) => entries,
@@ -99,7 +104,12 @@ fn read_linked(common: &Path, admin: &Path) -> Option<Option<GitWorktree>> {
 /// A `HEAD` file: (commit, branch). A symbolic ref to a plain branch that exists, or an object
 /// id (detached); anything else asks git.
 pub(crate) fn read_head(common: &Path, dir: &Path) -> Option<(String, Option<String>)> {
-    let text = std::fs::read_to_string(dir.join("HEAD")).ok()?;
+    // A symbolic link (`core.preferSymlinkRefs`) names its branch by where it points: git's.
+    let head = dir.join("HEAD");
+    if !std::fs::symlink_metadata(&head).ok()?.is_file() {
+        return None;
+    }
+    let text = std::fs::read_to_string(head).ok()?;
     let line = text.strip_suffix('\n')?;
     match line.strip_prefix("ref: refs/heads/") {
         Some(branch) => {
@@ -158,7 +168,13 @@ mod tests {
         // Detached main worktree.
         git(&r, &["checkout", "-q", "--detach"]);
         assert_eq!(read(&common, Some(&r)).unwrap(), listed_by_git(&r));
-        // An unborn branch and a relative `gitdir` are left to git.
+        // A symbolic-link HEAD, an unborn branch and a relative `gitdir` are left to git.
+        let head = std::fs::read_to_string(common.join("HEAD")).unwrap();
+        std::fs::remove_file(common.join("HEAD")).unwrap();
+        std::os::unix::fs::symlink("refs/heads/main", common.join("HEAD")).unwrap();
+        assert_eq!(read(&common, Some(&r)), None);
+        std::fs::remove_file(common.join("HEAD")).unwrap();
+        std::fs::write(common.join("HEAD"), head).unwrap();
         std::fs::write(common.join("HEAD"), "ref: refs/heads/unborn\n").unwrap();
         assert_eq!(read(&common, Some(&r)), None);
         git(&r, &["checkout", "-q", "main"]);
@@ -177,5 +193,9 @@ mod tests {
         let bare = t.path().join("b.git").canonicalize().unwrap();
         git(&bare, &["worktree", "add", "-q", "-b", "wt/x", &t.path().join("x").to_string_lossy()]);
         assert_eq!(read(&bare, None).unwrap(), listed_by_git(&bare));
+        // A separate git dir (not named `.git`, not bare) is a checkout: left to git.
+        let sep = t.path().join("sep.git");
+        git(t.path(), &["init", "-q", "--separate-git-dir", &sep.to_string_lossy(), "checkout"]);
+        assert_eq!(read(&sep.canonicalize().unwrap(), None), None);
     }
 }

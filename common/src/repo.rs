@@ -271,7 +271,7 @@ fn is_git_dir(dir: &Path) -> bool {
 }
 
 /// `core.bare = true` in the repository's config.
-fn config_says_bare(common_dir: &Path) -> bool {
+pub(crate) fn config_says_bare(common_dir: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(common_dir.join("config")) else { return false };
     let mut in_core = false;
     for line in text.lines().map(str::trim) {

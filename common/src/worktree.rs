@@ -52,16 +52,15 @@ pub fn remove(
             let reg = crate::worktree_check::verify(repo, path)?;
             crate::worktree_check::refuse_foreign_claims(repo, &reg)?;
             let mut cmd = git::about_worktrees(repo.git_dir(), &repo.common_dir);
-            // Killed with this process, git still deletes for a moment: it holds the worktree
-            // lock too, so that no other run finds the directory half-deleted meanwhile.
-            locked.share_with(&mut cmd);
             // git's own clean-check must not leave an index.lock in a worktree that survives
             // when it is killed.
             cmd.env("GIT_OPTIONAL_LOCKS", "0").args(["worktree", "remove"]);
             if force {
                 cmd.arg("--force");
             }
-            match git::output(cmd.arg(&reg.path)) {
+            // Killed with this process, git still deletes for a moment: noted with the lock, so
+            // that no other run finds the directory half-deleted meanwhile.
+            match git::output_under(cmd.arg(&reg.path), locked) {
                 Ok(_) => {}
                 // git refuses a worktree whose files a killed git left half-written (a cut-off
                 // `.git`, an admin dir without HEAD); forced, its directory and its own admin
@@ -81,8 +80,7 @@ pub fn remove(
         clear_stale_branch_lock(repo, branch);
         if git::run(repo.git_dir(), ["rev-parse", "--verify", "-q", &full]).is_ok() {
             let mut cmd = git::about_worktrees(repo.git_dir(), &repo.common_dir);
-            locked.share_with(&mut cmd);
-            git::output(cmd.args(["branch", "-D", "--quiet", branch]))?;
+            git::output_under(cmd.args(["branch", "-D", "--quiet", branch]), locked)?;
         }
     }
     ledger.update(|l| {
@@ -131,10 +129,8 @@ pub fn is_named_after(admin: &Path, base: &str) -> bool {
 /// `git remote add`), while `branch -D` itself only warns. Each is removed only when provably
 /// stale (see `stale_lock`).
 pub fn clear_stale_branch_lock(repo: &Repo, branch: &str) {
-    let worktrees_root = repo.default_worktree_root();
-    let scope = [repo.common_dir.as_path(), repo.root(), &worktrees_root];
     // Deleting a branch also takes the locks of packed-refs and the config.
     for lock in [format!("refs/heads/{branch}.lock"), "packed-refs.lock".to_string(), "config.lock".to_string()] {
-        crate::stale_lock::clear(&repo.common_dir.join(lock), &scope);
+        crate::stale_lock::clear(&repo.common_dir.join(lock));
     }
 }

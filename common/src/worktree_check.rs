@@ -44,24 +44,38 @@ const WORKTREE_CONFIG_ALLOWED: &[&str] =
 /// git's registration and the ledger. Errors: `worktree-missing`, `not-a-worktree`,
 /// `tampered-worktree`.
 pub fn verify(repo: &Repo, path: &Path) -> Result<Registered, Error> {
+    if let Some(done) = verify_if_agreed(repo, path) {
+        return done;
+    }
     let path = canonical(path).map_err(|_| missing(path))?;
     let common = &repo.common_dir;
-    if repo.main_worktree.as_deref() == Some(path.as_path()) || path == *common {
-        return Ok(registered(repo, path, common.clone()));
-    }
     // Only a worktree the ledger names is repaired: a path from a record could be any
     // directory, and repairing would write git's files into it.
     let trusted = || Ok::<_, Error>(managed_paths(repo)?.contains(&path));
-    // The usual case, cheaply: the `.git` file and the admin dir's `gitdir` name each other.
-    let agreed = pointed_admin(common, &path).filter(|a| claims(a, &path));
-    let admin = match &agreed {
-        Some(admin) => admin.clone(),
-        None if trusted()? => find_admin(common, &path, &scan(common))?,
-        None => return Err(not_a_worktree(&path)),
-    };
-    repair_pointers(common, &path, &admin, agreed.is_some(), &trusted)?;
+    if !trusted()? {
+        return Err(not_a_worktree(&path));
+    }
+    let admin = find_admin(common, &path, &scan(common))?;
+    repair_pointers(common, &path, &admin, false, &trusted)?;
     check_worktree_config(common, &admin)?;
     Ok(registered(repo, path, admin))
+}
+
+/// `verify` of a worktree whose `.git` file and admin dir name each other, as git left them
+/// (the usual case, checked cheaply); `None` for any other, which needs `verify`'s search and
+/// repairs. It repairs nothing but that admin dir's own files, so it may run beside other such
+/// checks: no two worktrees can agree with the same admin dir.
+pub fn verify_if_agreed(repo: &Repo, path: &Path) -> Option<Result<Registered, Error>> {
+    let Ok(path) = canonical(path) else { return Some(Err(missing(path))) };
+    let common = &repo.common_dir;
+    if repo.main_worktree.as_deref() == Some(path.as_path()) || path == *common {
+        return Some(Ok(registered(repo, path, common.clone())));
+    }
+    let admin = pointed_admin(common, &path).filter(|a| claims(a, &path))?;
+    let trusted = || Ok::<_, Error>(managed_paths(repo)?.contains(&path));
+    let checked =
+        repair_pointers(common, &path, &admin, true, &trusted).and_then(|()| check_worktree_config(common, &admin));
+    Some(checked.map(|()| registered(repo, path, admin)))
 }
 
 /// Before git is asked to act on the worktree at `reg.path` by its path (`git worktree

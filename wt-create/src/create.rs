@@ -288,22 +288,21 @@ fn plan_new(ctx: &Context, lock: &FileLock, snap: &Snapshot, base: &Base, name: 
 }
 
 /// `git worktree add --no-checkout`, retried when another (non-wt) git process races it.
-/// git registers the worktree while this process holds the worktree lock, and holds it too:
-/// if this process is killed, git gets its parent-death SIGKILL a moment later and may still be
-/// writing the admin dir, which the next wt-create, once it has the lock, rolls back. So git
-/// inherits the lock's descriptor, and the lock lasts until git has ended as well.
+/// git registers the worktree while this process holds the worktree lock. If this process is
+/// killed, git gets its parent-death SIGKILL a moment later and may still be writing the admin
+/// dir, which the next wt-create, once it has the lock, rolls back: so git is noted with the
+/// lock, and the next holder waits for it to end (`FileLock::note_child`).
 fn register(ctx: &Context, lock: &FileLock, m: &Marker) -> Result<(), Error> {
     let mut attempt = 0;
     loop {
         let mut cmd = git::command(ctx.repo.git_dir());
-        lock.share_with(&mut cmd);
         cmd.args(["worktree", "add", "--no-checkout", "--quiet"]);
         if m.branch_created {
             cmd.arg("-b").arg(&m.branch).arg(&m.path).arg(&m.start_commit);
         } else {
             cmd.arg(&m.path).arg(&m.branch);
         }
-        match git::output(&mut cmd) {
+        match git::output_under(&mut cmd, lock) {
             Ok(_) => return Ok(()),
             Err(e) if attempt < 5 && is_transient(&e.message) => {
                 tracing::info!("retrying git worktree add for {}: {}", m.name, e.message);
@@ -433,8 +432,7 @@ fn checkout(
 ) -> Result<Option<serde_json::Value>, Error> {
     let m = &pending.marker;
     let mut reset = git::command(&m.path);
-    pending.share_lock_with(&mut reset);
-    git::output(reset.args(["reset", "--hard", "--no-recurse-submodules", "--quiet"]))?;
+    git::output_under(reset.args(["reset", "--hard", "--no-recurse-submodules", "--quiet"]), pending.lock())?;
     failpoint::hit("after-checkout");
     run_post_checkout_hook(ctx, m)?;
     if let (Some(source), Some(selected)) = (ctx.repo.main_worktree.as_deref(), includes) {

@@ -47,8 +47,10 @@ pub fn run(ctx: &Context, all_git: bool, status: bool, jobs: Option<usize>, out:
         }
     } else {
         // By path, once: finding each worktree in git's list by scanning it was quadratic.
-        let by_path: std::collections::HashMap<&std::path::Path, &GitWorktree> =
-            worktrees.iter().map(|w| (w.path.as_path(), w)).collect();
+        let mut by_path: std::collections::HashMap<&std::path::Path, &GitWorktree> = Default::default();
+        for w in &worktrees {
+            by_path.entry(w.path.as_path()).or_insert(w); // the first, as git lists them
+        }
         let refused_names: std::collections::HashSet<&str> = refused.iter().map(|r| r.name.as_str()).collect();
         for (name, entry) in ledger.worktrees.iter().filter(|(n, _)| !refused_names.contains(n.as_str())) {
             match by_path.get(entry.path.as_path()).copied() {
@@ -85,28 +87,48 @@ pub fn run(ctx: &Context, all_git: bool, status: bool, jobs: Option<usize>, out:
     Ok(())
 }
 
-/// `worktree_check::verify` of every managed worktree, `jobs` threads of a share each (it is
-/// file-system calls, a few dozen a worktree); the records of those refused.
+/// `worktree_check::verify` of every managed worktree; the records of those refused. Those
+/// whose files agree with their registration (the usual case) are checked `jobs` threads at a
+/// time (it is file-system calls, a few dozen a worktree); the others one after another, since
+/// repairing one may decide which admin dir another one gets.
 fn verify_all(ctx: &Context, managed: &BTreeMap<String, Entry>, jobs: Option<usize>) -> Vec<Record> {
+    let refused = |(name, entry): &(&String, &Entry)| match worktree_check::verify(&ctx.repo, &entry.path) {
+        Err(e) if e.code != "worktree-missing" => Some(Record::failed(name, TOOL, &e)),
+        _ => None,
+    };
     let all: Vec<(&String, &Entry)> = managed.iter().collect();
     let share = all.len().div_ceil(jobs_or_cores(jobs)).max(1);
-    std::thread::scope(|s| {
+    let (mut found, disagreeing): (Vec<Record>, Vec<(&String, &Entry)>) = std::thread::scope(|s| {
         let threads: Vec<_> = all
             .chunks(share)
             .map(|chunk| {
                 s.spawn(move || {
-                    chunk
-                        .iter()
-                        .filter_map(|(name, entry)| match worktree_check::verify(&ctx.repo, &entry.path) {
-                            Err(e) if e.code != "worktree-missing" => Some(Record::failed(name, TOOL, &e)),
-                            _ => None,
-                        })
-                        .collect::<Vec<_>>()
+                    let mut found = Vec::new();
+                    let mut later = Vec::new();
+                    for item in chunk {
+                        match worktree_check::verify_if_agreed(&ctx.repo, &item.1.path) {
+                            Some(Err(e)) if e.code != "worktree-missing" => {
+                                found.push(Record::failed(item.0, TOOL, &e))
+                            }
+                            Some(_) => {}
+                            None => later.push(*item),
+                        }
+                    }
+                    (found, later)
                 })
             })
             .collect();
-        threads.into_iter().flat_map(|t| t.join().expect("verifying does not panic")).collect()
-    })
+        let mut found = Vec::new();
+        let mut later = Vec::new();
+        for t in threads {
+            let (f, l) = t.join().expect("verifying does not panic");
+            found.extend(f);
+            later.extend(l);
+        }
+        (found, later)
+    });
+    found.extend(disagreeing.iter().filter_map(refused));
+    found
 }
 
 fn jobs_or_cores(jobs: Option<usize>) -> usize {

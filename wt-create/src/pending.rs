@@ -48,18 +48,18 @@ impl Pending {
         let file = dir.join(format!("{}.json", marker.name));
         let bytes = serde_json::to_vec(&marker).expect("a marker serializes");
         // Not synced: the marker is for a killed process, whose writes the page cache keeps.
-        // A power loss can lose it, but also the admin dir git writes next (git syncs neither),
-        // and a worktree without its marker is still found: listed by git, it is adopted.
+        // A power loss can lose it, and as much of what git writes next (git syncs neither its
+        // admin dir nor the checkout): the README says what to do then.
         write_replace(&file, &bytes).map_err(|e| Error::io(file.display(), e))?;
         let lock = FileLock::acquire(&file, std::time::Duration::from_secs(5))?;
         Ok(Pending { marker, file, _lock: lock })
     }
 
-    /// Lets a git child hold the marker's lock too, until it has ended: killed with this
-    /// process, it still writes into the worktree for a moment, and the next run must not roll
-    /// the worktree back (deleting its directory) while it does.
-    pub fn share_lock_with(&self, cmd: &mut std::process::Command) {
-        self._lock.share_with(cmd);
+    /// The marker's lock, to note the git children that write into the worktree with
+    /// (`git::output_under`): killed with this process, one still writes for a moment, and the
+    /// next run must not roll the worktree back (deleting its directory) while it does.
+    pub fn lock(&self) -> &FileLock {
+        &self._lock
     }
 
     /// The worktree is complete and recorded: forget the marker.
@@ -108,6 +108,10 @@ pub fn reap_dead(repo: &Repo, ledger: &Ledger) -> Result<(), Error> {
     let Ok(entries) = fs::read_dir(dir(repo)) else { return Ok(()) };
     for entry in entries.flatten() {
         let file = entry.path();
+        let noted_children = file.to_str().is_some_and(|f| f.ends_with(".json.children"));
+        if noted_children {
+            continue; // read by whoever takes its marker's lock, and removed with it
+        }
         if file.extension().is_none_or(|x| x != "json") {
             // A temp file of a marker write that was killed; it never became a marker.
             let _ = fs::remove_file(&file);

@@ -63,7 +63,7 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
         false => None,
     };
     if let Some(reg) = &reg {
-        clear_stale_index_lock(ctx, reg);
+        clear_stale_index_lock(reg);
     }
     if !force {
         if let Some(reg) = &reg {
@@ -140,9 +140,8 @@ fn leftover(ctx: &Context, snap: &Snapshot, name: &str, path: &Path) -> Option<G
 
 /// A git killed in this worktree (a removal killed during its check, say) may have left its
 /// `index.lock`; while it is there, every commit in the worktree fails.
-fn clear_stale_index_lock(ctx: &Context, wt: &Registered) {
-    let scope = [ctx.repo.common_dir.as_path(), wt.path.as_path()];
-    wt_common::stale_lock::clear(&wt.admin_dir.join("index.lock"), &scope);
+fn clear_stale_index_lock(wt: &Registered) {
+    wt_common::stale_lock::clear(&wt.admin_dir.join("index.lock"));
 }
 
 fn refuse_dirty(wt: &Registered) -> Result<(), Error> {

@@ -23,7 +23,7 @@ fn target_locks(repo: &Repo, into: &str, worktree: Option<&Path>) -> Result<Vec<
 /// Clears the target's stale locks, or says which lock a running git holds.
 pub fn clear_stale(repo: &Repo, into: &str) -> Result<(), Error> {
     let worktree = crate::checkout::of(repo, into)?;
-    clear(repo, target_locks(repo, into, worktree.as_deref())?, worktree.as_deref())
+    clear(target_locks(repo, into, worktree.as_deref())?)
 }
 
 /// Clears the stale locks of the checkout at `worktree` (its HEAD and index), before a killed
@@ -31,14 +31,12 @@ pub fn clear_stale(repo: &Repo, into: &str) -> Result<(), Error> {
 pub fn clear_stale_checkout(repo: &Repo, worktree: &Path) -> Result<(), Error> {
     let dir = crate::checkout::git_in(repo, worktree, &["rev-parse", "--absolute-git-dir"])?;
     let locks = vec![Path::new(&dir).join("HEAD.lock"), Path::new(&dir).join("index.lock")];
-    clear(repo, locks, Some(worktree))
+    clear(locks)
 }
 
-fn clear(repo: &Repo, locks: Vec<PathBuf>, worktree: Option<&Path>) -> Result<(), Error> {
-    let mut scope: Vec<&Path> = vec![&repo.common_dir, repo.root()];
-    scope.extend(worktree);
+fn clear(locks: Vec<PathBuf>) -> Result<(), Error> {
     for lock in locks {
-        if !stale_lock::clear(&lock, &scope) {
+        if !stale_lock::clear(&lock) {
             return Err(Error::failed(
                 "target-locked",
                 format!(
