@@ -9,7 +9,7 @@ trap '"$BIN/wt-run" -C "$work/repo" pane stop >/dev/null 2>&1; rm -rf "$work"' E
 make_repo "$work/repo" 3
 cd "$work/repo"
 "$BIN/wt-create" -n 32 --prefix a >/dev/null
-socket=$("$BIN/wt-run" -w a-1 --pane hooked -- sleep 3600 | jq -r .run.pane.socket)
+socket=$("$BIN/wt-run" -w a-1 --pane=hooked -- sleep 3600 | jq -r .run.pane.socket)
 
 # Hook → event: the hook command as an agent runs it inside its pane (WT_SOCKET and WT_PANE
 # set, so no repository lookup), timed from its start to the event reaching a subscriber;
@@ -56,7 +56,7 @@ PY
 # Idle CPU: 32 panes running an agent profile with screen rules and a status file (Claude
 # Code's), each at a prompt, quiet; the supervisor's CPU time over 60 s, from /proc.
 for i in $(seq 1 32); do
-  "$BIN/wt-run" -w "a-$i" --pane "idle-$i" --agent claude -- sh -c 'printf "Ready.\r\n> "; exec sleep 3600' >/dev/null
+  "$BIN/wt-run" -w "a-$i" --pane="idle-$i" --agent claude -- sh -c 'printf "Ready.\r\n> "; exec sleep 3600' >/dev/null
 done
 for i in $(seq 1 32); do "$BIN/wt-run" pane wait "idle-$i" --state idle --timeout 60s >/dev/null; done
 sup=$(python3 -c "import json,socket; s=socket.socket(socket.AF_UNIX); s.connect('$socket'); s.sendall(b'{\"id\":1,\"method\":\"server.ping\"}\n'); print(json.loads(s.makefile().readline())['result']['pid'])")

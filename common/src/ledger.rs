@@ -97,13 +97,16 @@ impl Ledger {
                 if block.size == 0 || block.start == 0 || u32::from(block.start) + u32::from(block.size) - 1 > 65535 {
                     return Some(format!("has an invalid port block for '{name}'"));
                 }
-                if let Some((other, _)) = blocks.iter().find(|(_, b)| b.overlaps(block.start, block.size)) {
-                    return Some(format!("gives overlapping port blocks to '{other}' and '{name}'"));
-                }
                 blocks.push((name, block));
             }
         }
-        None
+        // Sorted by start, two blocks overlap only if some block overlaps the next one: linear
+        // after the sort, where comparing every pair grew with the square of the leases.
+        blocks.sort_by_key(|(_, b)| b.start);
+        blocks.windows(2).find(|w| w[1].1.overlaps(w[0].1.start, w[0].1.size)).map(|w| {
+            let (a, b) = if w[0].0 < w[1].0 { (w[0].0, w[1].0) } else { (w[1].0, w[0].0) };
+            format!("gives overlapping port blocks to '{a}' and '{b}'")
+        })
     }
 
     /// The name of the entry at `path`, if any.
@@ -265,6 +268,10 @@ mod tests {
             (
                 r#"{"v":1,"worktrees":{"a":{"path":"/a","ports":{"start":20000,"size":10}},"b":{"path":"/b","ports":{"start":20005,"size":10}}}}"#,
                 "overlapping",
+            ),
+            (
+                r#"{"v":1,"worktrees":{"m":{"path":"/m","ports":{"start":20200,"size":5}},"z":{"path":"/z","ports":{"start":20000,"size":100}},"a":{"path":"/a","ports":{"start":20090,"size":5}}}}"#,
+                "to 'a' and 'z'",
             ),
             (r#"{"v":1,"worktrees":{"a":{"path":"/a","ports":{"start":65530,"size":10}}}}"#, "invalid port block"),
             (r#"{"v":1,"worktrees":{"a":{"path":"/a","ports":{"start":20000,"size":0}}}}"#, "invalid port block"),

@@ -44,14 +44,30 @@ pub fn port_block(ledger: &Ledger, name: &str, req: &PortRequest) -> Result<Port
             ),
         ));
     }
-    let others: Vec<PortBlock> =
-        ledger.worktrees.iter().filter(|(n, _)| *n != name).filter_map(|(_, e)| block_of(e)).collect();
+    // The others' blocks as (first, last) port, sorted: whether a candidate overlaps one is a
+    // binary search, so a lease costs about the same at 500 leases as at 10.
+    let mut others: Vec<(u16, u16)> = ledger
+        .worktrees
+        .iter()
+        .filter(|(n, _)| *n != name)
+        .filter_map(|(_, e)| block_of(e))
+        .map(|b| (b.start, b.end()))
+        .collect();
+    others.sort_unstable();
+    let overlaps_other = |s: u16| {
+        let end = s + (req.size - 1);
+        // Blocks never overlap each other (the ledger is refused if they do), so sorted by
+        // start they are sorted by end too: the first one ending at or after `s` is the one
+        // that overlaps, if any does.
+        let i = others.partition_point(|&(_, last)| last < s);
+        others.get(i).is_some_and(|&(first, _)| first <= end)
+    };
     let last_start = u32::from(req.range.hi) + 1 - u32::from(req.size);
     let mut start = u32::from(req.range.lo);
     while start <= last_start {
         let s = start as u16;
         let candidate = s..=s + (req.size - 1);
-        let usable = !others.iter().any(|b| b.overlaps(s, req.size))
+        let usable = !overlaps_other(s)
             && !candidate.clone().any(browser_refuses)
             && candidate.clone().all(is_free);
         if usable {
@@ -115,6 +131,22 @@ mod tests {
         let req = PortRequest { range: PortRange { lo: 5995, hi: 6014 }, size: 10, names: None };
         let b = port_block(&Ledger::default(), "x", &req).unwrap();
         assert_eq!(b.start, 6005, "5995-6004 holds 6000");
+    }
+
+    /// Blocks of another size, out of order and not aligned with the range's steps: a
+    /// candidate is refused exactly when it overlaps one of them.
+    #[test]
+    fn a_candidate_overlapping_any_block_is_skipped_whatever_their_sizes() {
+        let mut l = ledger_with(&[("z", 42035, 1), ("a", 42003, 2)]);
+        let mut wide = Entry::new(PathBuf::from("/w/m"));
+        set_block(&mut wide, Some(&PortBlock { start: 42012, size: 20, names: vec![] }));
+        l.worktrees.insert("m".into(), wide);
+        let req = PortRequest { range: PortRange { lo: 42000, hi: 42099 }, size: 5, names: None };
+        // 42000-04 meets a (42003-12), 42005-09 a, 42010-14 m (42012-31), … 42030-34 m, 42035-39 z
+        // (42035-44), 42040-44 z: the first free is 42045.
+        assert_eq!(port_block(&l, "new", &req).unwrap().start, 42045);
+        let req = PortRequest { range: PortRange { lo: 42032, hi: 42099 }, size: 3, names: None };
+        assert_eq!(port_block(&l, "new", &req).unwrap().start, 42032, "between m and z");
     }
 
     #[test]
