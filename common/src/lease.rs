@@ -73,12 +73,14 @@ impl DbLease {
     }
 }
 
+// Deserialized from the value in place (`&Value` is a deserializer): cloning each entry's
+// value first was a measurable part of a lease at 500 leases.
 pub fn block_of(entry: &Entry) -> Option<PortBlock> {
-    entry.extra.get("ports").and_then(|v| serde_json::from_value(v.clone()).ok())
+    entry.extra.get("ports").and_then(|v| PortBlock::deserialize(v).ok())
 }
 
 pub fn db_of(entry: &Entry) -> Option<DbLease> {
-    entry.extra.get("database").and_then(|v| serde_json::from_value(v.clone()).ok())
+    entry.extra.get("database").and_then(|v| DbLease::deserialize(v).ok())
 }
 
 pub fn set_block(entry: &mut Entry, block: Option<&PortBlock>) {

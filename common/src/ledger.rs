@@ -206,15 +206,26 @@ impl LedgerFile {
                 .map_err(|e| Error::env("state-dir", format!("cannot create {}: {e}", dir.display())))?;
         }
         let _lock = FileLock::acquire(&self.lock, default_timeout())?;
-        let before = self.read()?;
+        // Read under the lock (from the cache when the file is the one read before), changed,
+        // and compared with the cached copy rather than a second clone.
+        let mut ledger = self.read()?;
         crate::failpoint::hit("ledger-locked");
-        let mut ledger = before.clone();
         let out = change(&mut ledger)?;
-        if ledger != before {
+        let cached = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let unchanged = match cached.as_ref() {
+            Some((_, before)) => *before == ledger,
+            None => ledger == Ledger::default(),
+        };
+        drop(cached);
+        if !unchanged {
             let mut bytes = serde_json::to_vec_pretty(&ledger).expect("a ledger always serializes");
             bytes.push(b'\n');
             write_atomic(&self.path, &bytes)
                 .map_err(|e| Error::env("ledger-write", format!("cannot write {}: {e}", self.path.display())))?;
+            // What was written is the newest version: the next read need not parse it.
+            if let Ok(meta) = std::fs::metadata(&self.path) {
+                *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((Stamp::of(&meta), ledger));
+            }
         }
         Ok(out)
     }

@@ -67,9 +67,7 @@ pub fn port_block(ledger: &Ledger, name: &str, req: &PortRequest) -> Result<Port
     while start <= last_start {
         let s = start as u16;
         let candidate = s..=s + (req.size - 1);
-        let usable = !overlaps_other(s)
-            && !candidate.clone().any(browser_refuses)
-            && candidate.clone().all(is_free);
+        let usable = !overlaps_other(s) && !candidate.clone().any(browser_refuses) && candidate.clone().all(is_free);
         if usable {
             return Ok(PortBlock { start: s, size: req.size, names: names(&[]) });
         }
