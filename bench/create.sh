@@ -39,7 +39,7 @@ cd "$work/conc"
 python3 "$BENCH_DIR/concurrent.py" "${ROUNDS_CONC:-5}" "${CONC:-64}" "$reset" \
   git-add "git worktree add -q -b wt/g-{i} ../conc.wt/g-{i} HEAD" \
   wt-create "$BIN/wt-create c-{i}" > "$work/conc.json"
-conc() { jq -r ".[\"$1\"].$2" "$work/conc.json"; }
+conc() { jq -r ".[\"$1\"].$2 | if type == \"number\" and . != floor then (. * 10 | round / 10) else . end" "$work/conc.json"; }
 conc_git=$(conc git-add median_ms) conc_wt=$(conc wt-create median_ms)
 conc_ratio=n/a
 [ "$conc_git" = null ] || [ "$conc_wt" = null ] || conc_ratio=$(ratio "$conc_wt" "$conc_git")
