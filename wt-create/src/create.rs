@@ -336,10 +336,21 @@ fn execute(ctx: &Context, plans: Vec<Plan>, jobs: usize, out: &mut Output) -> Ve
             Plan::Busy(name) => busy.push(name),
         }
     }
+    // No more threads than checkouts: one worktree (the usual call) is checked out right here.
+    let threads = jobs.clamp(1, queue.len().max(1));
+    if threads == 1 {
+        let mut next = 0;
+        emit_ready(&mut done, &mut next, out);
+        for (i, nw) in queue {
+            done[i] = Some(complete(ctx, nw, &includes));
+            emit_ready(&mut done, &mut next, out);
+        }
+        return busy;
+    }
     let queue = Mutex::new(queue.into_iter().rev().collect::<Vec<_>>());
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|s| {
-        for _ in 0..jobs.max(1) {
+        for _ in 0..threads {
             let (tx, queue, includes) = (tx.clone(), &queue, &includes);
             s.spawn(move || loop {
                 let Some((i, nw)) = queue.lock().expect("queue lock").pop() else { break };

@@ -45,18 +45,13 @@ pub fn verify(
 ) -> Result<Verdict, Error> {
     let dir = scratch_dir(repo).join(format!("{name}-{}", &commit[..commit.len().min(12)]));
     {
-        let _lock = repo.worktree_lock()?;
-        git::run(
-            repo.git_dir(),
-            [
-                Path::new("worktree").as_os_str(),
-                "add".as_ref(),
-                "--detach".as_ref(),
-                "--quiet".as_ref(),
-                dir.as_os_str(),
-                commit.as_ref(),
-            ],
-        )?;
+        // Killed with this process, git can still write the admin dir for a moment (the lock is
+        // released before its parent-death signal is sent): noted with the lock, it is waited
+        // for by the next holder, whose sweep then sees all it wrote.
+        let lock = repo.worktree_lock()?;
+        let mut add = git::command(repo.git_dir());
+        add.args(["worktree", "add", "--detach", "--quiet"]).arg(&dir).arg(commit);
+        git::output_under(&mut add, &lock)?;
     }
     failpoint::hit("after-scratch");
     let logs = repo.state_dir().join("logs").join(name);
@@ -83,13 +78,12 @@ pub fn verify(
 }
 
 fn remove_scratch(repo: &Repo, dir: &Path) {
-    let _lock = repo.worktree_lock();
-    if git::run(
-        repo.git_dir(),
-        [Path::new("worktree").as_os_str(), "remove".as_ref(), "--force".as_ref(), dir.as_os_str()],
-    )
-    .is_err()
-    {
+    let removed = repo.worktree_lock().and_then(|lock| {
+        let mut remove = git::command(repo.git_dir());
+        remove.args(["worktree", "remove", "--force"]).arg(dir);
+        git::output_under(&mut remove, &lock)
+    });
+    if removed.is_err() {
         let _ = wt_common::fsutil::remove_any(dir);
     }
 }
