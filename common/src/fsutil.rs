@@ -115,6 +115,37 @@ pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
     }
 }
 
+/// Removes the directory tree at `path` so that a kill part-way leaves nothing at `path`: it is
+/// renamed beside itself to `.<name>.removing.<pid>` first (one atomic step), then deleted.
+/// Deleting in place, a kill half-way left a directory that no longer looked like a worktree
+/// (its `.git` gone, other files still there) and blocked the name for good. What a killed
+/// removal left under such a name is deleted by `sweep_removing`. Where the rename cannot be
+/// done, the tree is deleted in place.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return remove_any(path) };
+    let trash = dir.join(format!(".{}.removing.{}", name.to_string_lossy(), std::process::id()));
+    match fs::rename(path, &trash) {
+        Ok(()) => remove_any(&trash),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(_) => remove_any(path),
+    }
+}
+
+/// Deletes what `remove_tree` runs that were killed left in `dir`: `.<name>.removing.<pid>`
+/// whose process is gone.
+pub fn sweep_removing(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        let pid =
+            file.strip_prefix('.').and_then(|f| f.rsplit_once(".removing.")).and_then(|(_, p)| p.parse::<i32>().ok());
+        if pid.is_some_and(|pid| !crate::process::is_alive(pid)) {
+            let _ = remove_any(&entry.path());
+        }
+    }
+}
+
 /// Removes a file or a directory tree; a missing path is fine.
 pub fn remove_any(path: &Path) -> io::Result<()> {
     match fs::symlink_metadata(path) {
@@ -198,5 +229,24 @@ mod tests {
         assert_eq!(canonical(&via).unwrap(), via.canonicalize().unwrap());
         assert_eq!(canonical(&real.join("..")).unwrap(), t.path().join("real").canonicalize().unwrap());
         assert!(canonical(&t.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn a_tree_removed_part_way_leaves_nothing_at_its_name_and_is_swept_later() {
+        let t = tempfile::tempdir().unwrap();
+        let wt = t.path().join("agent-1");
+        fs::create_dir_all(wt.join("src")).unwrap();
+        fs::write(wt.join("src/a"), "a").unwrap();
+        remove_tree(&wt).unwrap();
+        assert!(!wt.exists());
+        assert_eq!(fs::read_dir(t.path()).unwrap().count(), 0, "nothing left beside it");
+        // What a killed removal left (its pid is gone), and one still being removed (ours).
+        let dead = t.path().join(".agent-2.removing.999999999");
+        let live = t.path().join(format!(".agent-3.removing.{}", std::process::id()));
+        for d in [&dead, &live] {
+            fs::create_dir_all(d.join("src")).unwrap();
+        }
+        sweep_removing(t.path());
+        assert!(!dead.exists() && live.exists());
     }
 }

@@ -10,7 +10,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::fsutil::remove_any;
+use crate::fsutil::{remove_any, remove_tree};
 use crate::ledger::LedgerFile;
 use crate::lock::FileLock;
 use crate::repo::Repo;
@@ -45,7 +45,7 @@ pub fn remove(
                     ),
                 ));
             }
-            remove_any(path).map_err(|e| Error::io(path.display(), e))?;
+            remove_tree(path).map_err(|e| Error::io(path.display(), e))?;
         }
         if path.exists() {
             // Never on a tampered worktree: git would find it by a `gitdir` the agent rewrote.
@@ -67,7 +67,7 @@ pub fn remove(
                 // dir (as the registration names it) go all the same.
                 Err(e) if force => {
                     tracing::warn!("{}: {}; removing it directly", reg.path.display(), e.message);
-                    remove_any(&reg.path).map_err(|e| Error::io(reg.path.display(), e))?;
+                    remove_tree(&reg.path).map_err(|e| Error::io(reg.path.display(), e))?;
                     remove_any(&reg.admin_dir).map_err(|e| Error::io(reg.admin_dir.display(), e))?;
                 }
                 Err(e) => return Err(e),

@@ -99,6 +99,7 @@ pub fn run(ctx: &mut Context, req: &Request, out: &mut Output) -> Result<(), Err
 fn plan(ctx: &Context, base: &Base, wants: &[Want], count: usize, prefix: &str) -> Result<Vec<Plan>, Error> {
     let lock = ctx.worktree_lock()?;
     pending::reap_dead(&ctx.repo, &ctx.ledger.read()?)?;
+    wt_common::fsutil::sweep_removing(&ctx.root);
     wt_common::stale_lock::sweep_repository(&ctx.repo);
     let snap = Snapshot::take(ctx)?;
     let live: BTreeSet<String> = pending::reserved_names(&ctx.repo).into_iter().collect();
@@ -243,7 +244,7 @@ fn plan_new(ctx: &Context, lock: &FileLock, snap: &Snapshot, base: &Base, name: 
         // would block the name forever; nothing in it can be lost.
         if pending::holds_nothing(&path, &ctx.repo.common_dir.join("worktrees")) {
             tracing::warn!("removing {}, left empty by a wt-create that died", path.display());
-            let _ = wt_common::fsutil::remove_any(&path);
+            let _ = wt_common::fsutil::remove_tree(&path);
         }
     }
     if path.symlink_metadata().is_ok() {

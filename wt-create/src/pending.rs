@@ -146,7 +146,7 @@ pub fn roll_back(repo: &Repo, m: &Marker) {
         }
     }
     if is_half_made_dir(&m.path, &admin_root) {
-        let _ = remove_any(&m.path);
+        let _ = wt_common::fsutil::remove_tree(&m.path);
     } else if m.path.exists() {
         tracing::warn!("left {} in place: it does not look like the half-made worktree", m.path.display());
     }

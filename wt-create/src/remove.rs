@@ -36,6 +36,7 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
     // wt-create would: git cannot remove it (its `.git` file may be cut off).
     let ledger = ctx.ledger.read().map_err(|e| (label.clone(), e))?;
     crate::pending::reap_dead(&ctx.repo, &ledger).map_err(|e| (label.clone(), e))?;
+    wt_common::fsutil::sweep_removing(&ctx.root);
     let snap = Snapshot::take(ctx).map_err(|e| (label.clone(), e))?;
     let (name, wt, entry) = find(ctx, &snap, want).map_err(|e| (label.clone(), e))?;
     let fail = |e: Error| (name.clone(), e);
