@@ -150,12 +150,13 @@ pub fn raw_output(cmd: &mut Command) -> Result<Output, Error> {
 }
 
 /// `output` for a git that writes what `lock` protects: the child is noted with the lock
-/// (`FileLock::note_child`), so that if this process is killed, the next holder of the lock
+/// (`FileLock::note_children_of`), so that if this process is killed, the next holder of the lock
 /// waits for that git to end too.
 pub fn output_under(cmd: &mut Command, lock: &crate::lock::FileLock) -> Result<Output, Error> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let noting = lock.note_children_of(cmd);
     let child = cmd.spawn().map_err(cannot_start)?;
-    lock.note_child(child.id());
+    drop(noting);
     let out = child.wait_with_output().map_err(cannot_start)?;
     if out.status.success() {
         Ok(out)

@@ -47,7 +47,7 @@ fn parse_timeout(text: &str) -> Result<Duration, Error> {
 /// A child that writes what the lock protects (`git worktree add`, `git reset --hard`) can
 /// outlive a holder killed with SIGKILL by a moment: its parent-death signal is delivered, but
 /// a write it is in the middle of completes. So the holder notes such a child
-/// (`note_child`, in `<lock>.children`), and whoever takes the lock next first waits for the
+/// (`note_children_of`, in `<lock>.children`), and whoever takes the lock next first waits for the
 /// noted children that still run. Handing the child the lock's descriptor instead would also
 /// hand it to everything git starts (hooks, filters), and a daemon among them would hold the
 /// lock for ever.
@@ -64,8 +64,7 @@ impl Drop for FileLock {
     }
 }
 
-/// Where the children of a lock's holder are noted: `<lock>.children`, one `pid start-ticks`
-/// per line.
+/// Where the children of a lock's holder are noted: `<lock>.children`, one pid per line.
 pub fn children_file(lock: &Path) -> PathBuf {
     let mut name = lock.as_os_str().to_owned();
     name.push(".children");
@@ -73,15 +72,26 @@ pub fn children_file(lock: &Path) -> PathBuf {
 }
 
 impl FileLock {
-    /// Notes a child this holder started, so that the next holder waits for it (see above).
-    /// Call right after starting it, before waiting for it.
-    pub fn note_child(&self, pid: u32) {
-        use std::io::Write;
-        let Some(ticks) = crate::process::start_ticks(pid as i32) else { return };
-        let file = OpenOptions::new().create(true).append(true).open(children_file(&self.path));
-        if let Ok(mut f) = file {
-            let _ = writeln!(f, "{pid} {ticks}");
+    /// Makes the child `cmd` starts note itself with this lock (see above), before it runs
+    /// git: noted by the parent after the start, a kill in between would go unnoticed. Keep the
+    /// returned file open until the child has been started.
+    #[allow(unsafe_code)]
+    pub fn note_children_of(&self, cmd: &mut std::process::Command) -> Option<File> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let file = OpenOptions::new().create(true).append(true).open(children_file(&self.path)).ok()?;
+        let fd = file.as_raw_fd();
+        // SAFETY: between fork and exec only getpid(2) and write(2) run, both
+        // async-signal-safe, on a buffer on the stack; no allocation, no lock.
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut line = [0u8; 16];
+                let len = pid_line(nix::libc::getpid() as u32, &mut line);
+                nix::libc::write(fd, line.as_ptr().cast(), len);
+                Ok(())
+            });
         }
+        Some(file)
     }
 
     /// Waits up to `timeout` for an exclusive lock on `path` (created if missing).
@@ -124,19 +134,43 @@ impl FileLock {
 
 impl FileLock {
     /// The lock, once the children its last holder noted have ended (or `deadline` passed:
-    /// each was sent SIGKILL when its parent died, so that takes milliseconds).
+    /// each was sent SIGKILL when its parent died, so that takes milliseconds). A noted pid
+    /// counts while a process runs under it that started before the file was last written
+    /// (with a second's slack: the boot time is known to the second), not one that got the pid
+    /// later.
     fn taken(lock: Flock<File>, path: &Path, deadline: Instant) -> FileLock {
-        let noted = std::fs::read_to_string(children_file(path)).unwrap_or_default();
-        for line in noted.lines() {
-            let mut words = line.split_whitespace().map(|w| w.parse::<u64>().ok());
-            let (Some(Some(pid)), Some(Some(ticks))) = (words.next(), words.next()) else { continue };
-            let Ok(pid) = i32::try_from(pid) else { continue };
-            while crate::process::start_ticks(pid) == Some(ticks) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
+        let file = children_file(path);
+        let written = std::fs::metadata(&file).and_then(|m| m.modified());
+        if let (Ok(noted), Ok(written)) = (std::fs::read_to_string(&file), written) {
+            for pid in noted.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                let noted_one =
+                    || crate::process::started_at(pid).is_some_and(|t| t <= written + Duration::from_secs(1));
+                while noted_one() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
             }
         }
         FileLock { _lock: lock, path: path.to_path_buf() }
     }
+}
+
+/// `pid` and a newline into `buf`, without allocating (it runs between fork and exec); the
+/// length written.
+fn pid_line(pid: u32, buf: &mut [u8; 16]) -> usize {
+    let mut digits = [0u8; 10];
+    let (mut n, mut i) = (pid, digits.len());
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - i;
+    buf[..len].copy_from_slice(&digits[i..]);
+    buf[len] = b'\n';
+    len + 1
 }
 
 fn open(path: &Path) -> Result<File, Error> {
@@ -170,17 +204,34 @@ mod tests {
     fn the_next_holder_waits_for_the_children_a_killed_holder_noted() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.lock");
-        let mut child = std::process::Command::new("sleep").arg("0.4").spawn().unwrap();
+        let holder = FileLock::acquire(&path, Duration::from_secs(30)).unwrap();
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("0.4");
+        let noting = holder.note_children_of(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
+        drop(noting);
         let pid = child.id() as i32;
-        let ticks = crate::process::start_ticks(pid).unwrap();
-        std::fs::write(children_file(&path), format!("{pid} {ticks}\n")).unwrap();
+        assert_eq!(std::fs::read_to_string(children_file(&path)).unwrap(), format!("{pid}\n"), "noted by the child");
+        // The holder is "killed": its lock goes, its children file stays (a kill skips `Drop`).
+        let noted = std::fs::read(children_file(&path)).unwrap();
+        drop(holder);
+        std::fs::write(children_file(&path), noted).unwrap();
         let lock = FileLock::acquire(&path, Duration::from_secs(30)).unwrap();
-        assert_eq!(crate::process::start_ticks(pid), None, "the child ended before the lock was taken");
+        assert!(crate::process::started_at(pid).is_none(), "the child ended before the lock was taken");
         child.wait().unwrap();
-        // A line for a process long gone (or garbage) does not hold anyone up.
         drop(lock);
-        assert!(!children_file(&path).exists(), "the holder's own children file goes with it");
-        std::fs::write(children_file(&path), "999999999 1\nnot a line\n").unwrap();
+        assert!(!children_file(&path).exists(), "a holder's children file goes with it");
+        // A pid that is gone, or garbage, holds nobody up.
+        std::fs::write(children_file(&path), "999999999\nnot a line\n").unwrap();
         FileLock::acquire(&path, Duration::from_secs(30)).unwrap();
+    }
+
+    #[test]
+    fn a_pid_line_is_the_decimal_pid_and_a_newline() {
+        let mut buf = [0u8; 16];
+        for pid in [0u32, 7, 42, 4_194_304, u32::MAX] {
+            let len = pid_line(pid, &mut buf);
+            assert_eq!(&buf[..len], format!("{pid}\n").as_bytes());
+        }
     }
 }

@@ -14,15 +14,22 @@ use crate::Error;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
-/// When the process `pid` started, in clock ticks since boot (`/proc/<pid>/stat`), if it runs
-/// (a zombie counts as ended). With the pid, it names one process: a pid can be reused.
-pub fn start_ticks(pid: i32) -> Option<u64> {
+/// When the process `pid` started, if it runs (a zombie counts as ended), to the kernel's
+/// clock tick; the boot time it counts from is known to the second.
+pub fn started_at(pid: i32) -> Option<std::time::SystemTime> {
+    use std::time::{Duration, SystemTime};
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     if fields.first() == Some(&"Z") {
         return None;
     }
-    fields.get(19)?.parse().ok()
+    let ticks: u64 = fields.get(19)?.parse().ok()?;
+    let boot: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ").and_then(|s| s.trim().parse().ok()))?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().filter(|h| *h > 0)? as u64;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(boot) + Duration::from_millis(ticks * 1000 / hz))
 }
 
 /// Whether process `pid` exists (a zombie counts: its pid is not free yet).

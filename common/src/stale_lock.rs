@@ -10,18 +10,6 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-/// When a process started (to the kernel's clock tick), if it is running.
-fn started_at(pid: &str) -> Option<SystemTime> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let ticks: u64 = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()?;
-    let boot: u64 = std::fs::read_to_string("/proc/stat")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("btime ").and_then(|s| s.trim().parse().ok()))?;
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().filter(|h| *h > 0)? as u64;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(boot) + Duration::from_millis(ticks * 1000 / hz))
-}
-
 /// The start times of the git processes running now.
 fn git_processes() -> Vec<SystemTime> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
@@ -31,7 +19,7 @@ fn git_processes() -> Vec<SystemTime> {
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end().starts_with("git"))
         })
-        .filter_map(|pid| started_at(&pid))
+        .filter_map(|pid| pid.parse().ok().and_then(crate::process::started_at))
         .collect()
 }
 

@@ -292,7 +292,7 @@ fn plan_new(ctx: &Context, lock: &FileLock, snap: &Snapshot, base: &Base, name: 
 /// git registers the worktree while this process holds the worktree lock. If this process is
 /// killed, git gets its parent-death SIGKILL a moment later and may still be writing the admin
 /// dir, which the next wt-create, once it has the lock, rolls back: so git is noted with the
-/// lock, and the next holder waits for it to end (`FileLock::note_child`).
+/// lock, and the next holder waits for it to end (`FileLock::note_children_of`).
 fn register(ctx: &Context, lock: &FileLock, m: &Marker) -> Result<(), Error> {
     let mut attempt = 0;
     loop {
