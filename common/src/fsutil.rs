@@ -125,7 +125,10 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return remove_any(path) };
     let trash = dir.join(format!(".{}.removing.{}", name.to_string_lossy(), std::process::id()));
     match fs::rename(path, &trash) {
-        Ok(()) => remove_any(&trash),
+        Ok(()) => {
+            crate::failpoint::hit("tree-renamed");
+            remove_any(&trash)
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(_) => remove_any(path),
     }

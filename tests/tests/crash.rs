@@ -119,6 +119,33 @@ fn a_directory_left_with_only_a_cut_off_git_file_does_not_block_its_name() {
     assert_git_consistent(&t);
 }
 
+/// A rollback killed while it deleted a half-made worktree used to leave a directory without
+/// `.git` but with files at the worktree's name, which nothing recognised, so the name was
+/// blocked for good (the soak test found one). The directory is now renamed aside first.
+#[test]
+fn a_rollback_killed_while_deleting_leaves_the_name_free_and_its_leftovers_are_swept() {
+    let t = TestRepo::new();
+    let mut cmd = t.cmd("wt-create");
+    cmd.arg("victim").env("WT_FAILPOINT", "after-checkout");
+    assert_eq!(wt_tests::Run::of(&mut cmd, "").code, None, "killed after its checkout");
+    // The next run rolls the half-made worktree back, and is killed while deleting it.
+    let mut cmd = t.cmd("wt-create");
+    cmd.arg("bystander").env("WT_FAILPOINT", "tree-renamed");
+    assert_eq!(wt_tests::Run::of(&mut cmd, "").code, None, "killed while deleting");
+    assert!(!t.wt_root().join("victim").exists(), "nothing left at the worktree's name");
+    let run = t.run("wt-create", &["victim", "bystander"], "");
+    run.expect_code(0);
+    assert_eq!(run.records()[0]["created"], true, "{run}");
+    let left: Vec<String> = std::fs::read_dir(t.wt_root())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "what the killed rollback left is swept");
+    assert_git_consistent(&t);
+}
+
 #[test]
 fn temp_files_of_killed_writers_are_ignored_by_git_and_swept() {
     let t = TestRepo::new();
