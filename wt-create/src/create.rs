@@ -59,9 +59,15 @@ enum Plan {
     /// Adopted, or failed: the record is final; the entry (if any) goes into the ledger.
     Ready(Record, Option<Entry>),
     Checkout(NewWorktree),
+    /// Registered, and already handed to a checkout thread (see `create_pipelined`).
+    Started,
     /// Another wt-create is making this name right now: wait for it, then adopt.
     Busy(String),
 }
+
+/// Where `plan` hands each registered worktree (with its record's position among the records),
+/// so that its checkout starts while the next one is being registered.
+type HandOff<'a> = &'a dyn Fn(usize, NewWorktree);
 
 /// What one invocation asks for.
 #[derive(Debug)]
@@ -79,14 +85,19 @@ pub fn run(ctx: &mut Context, req: &Request, out: &mut Output) -> Result<(), Err
     std::fs::create_dir_all(&ctx.root).map_err(|e| Error::io(ctx.root.display(), e))?;
     ctx.root = ctx.root.canonicalize().map_err(|e| Error::io(ctx.root.display(), e))?;
 
-    let plans = plan(ctx, &base, &req.wants, req.count, &req.prefix)?;
-    let busy = execute(ctx, plans, req.jobs, out);
+    let threads = req.jobs.clamp(1, (req.wants.len() + req.count).max(1));
+    let busy = if threads > 1 {
+        create_pipelined(ctx, &base, req, threads, out)?
+    } else {
+        let plans = plan(ctx, &base, &req.wants, req.count, &req.prefix, None)?;
+        execute(ctx, plans, req.jobs, out)
+    };
     if !busy.is_empty() {
         for name in &busy {
             pending::wait_for(&ctx.repo, name)?;
         }
         let wants: Vec<Want> = busy.into_iter().map(Want::Name).collect();
-        let plans = plan(ctx, &base, &wants, 0, &req.prefix)?;
+        let plans = plan(ctx, &base, &wants, 0, &req.prefix, None)?;
         execute(ctx, plans, req.jobs, out);
     }
     if !root_existed {
@@ -95,8 +106,16 @@ pub fn run(ctx: &mut Context, req: &Request, out: &mut Output) -> Result<(), Err
     Ok(())
 }
 
-/// Step 1, under the worktree lock.
-fn plan(ctx: &Context, base: &Base, wants: &[Want], count: usize, prefix: &str) -> Result<Vec<Plan>, Error> {
+/// Step 1, under the worktree lock. With `hand_off`, each registered worktree goes there at
+/// once (its place in `plans` holds `Plan::Started`).
+fn plan(
+    ctx: &Context,
+    base: &Base,
+    wants: &[Want],
+    count: usize,
+    prefix: &str,
+    hand_off: Option<HandOff>,
+) -> Result<Vec<Plan>, Error> {
     let lock = ctx.worktree_lock()?;
     pending::reap_dead(&ctx.repo, &ctx.ledger.read()?)?;
     wt_common::fsutil::sweep_removing(&ctx.root);
@@ -105,9 +124,20 @@ fn plan(ctx: &Context, base: &Base, wants: &[Want], count: usize, prefix: &str) 
     let live: BTreeSet<String> = pending::reserved_names(&ctx.repo).into_iter().collect();
     let mut claimed = BTreeSet::new();
     let mut plans = Vec::new();
+    // Each plan but a busy one becomes a record, in this order.
+    let push = |plans: &mut Vec<Plan>, plan: Plan| {
+        let record_index = plans.iter().filter(|p| !matches!(p, Plan::Busy(_))).count();
+        match (plan, hand_off) {
+            (Plan::Checkout(nw), Some(hand_off)) => {
+                hand_off(record_index, nw);
+                plans.push(Plan::Started);
+            }
+            (plan, _) => plans.push(plan),
+        }
+    };
     for want in wants {
         if let Some(plan) = plan_want(ctx, &lock, &snap, base, &live, &mut claimed, want) {
-            plans.push(plan);
+            push(&mut plans, plan);
         }
     }
     let mut k = 0;
@@ -125,9 +155,58 @@ fn plan(ctx: &Context, base: &Base, wants: &[Want], count: usize, prefix: &str) 
             }
         };
         claimed.insert(name.clone());
-        plans.push(plan_new(ctx, &lock, &snap, base, &name));
+        push(&mut plans, plan_new(ctx, &lock, &snap, base, &name));
     }
     Ok(plans)
+}
+
+/// Steps 1 to 3 for many worktrees: `threads` checkout threads start first, and each worktree
+/// goes to them as soon as it is registered, so checkouts run while the rest are still being
+/// registered under the lock. Returns the names that were busy in another process.
+fn create_pipelined(
+    ctx: &Context,
+    base: &Base,
+    req: &Request,
+    threads: usize,
+    out: &mut Output,
+) -> Result<Vec<String>, Error> {
+    let includes = ctx.repo.main_worktree.as_deref().map(include::selected);
+    let (job_tx, job_rx) = mpsc::channel::<(usize, NewWorktree)>();
+    let job_rx = Mutex::new(job_rx);
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let (done_tx, job_rx, includes) = (done_tx.clone(), &job_rx, &includes);
+            s.spawn(move || loop {
+                let job = job_rx.lock().expect("job queue").recv();
+                let Ok((i, nw)) = job else { break };
+                let _ = done_tx.send((i, complete(ctx, nw, includes)));
+            });
+        }
+        drop(done_tx);
+        let hand_off = |i: usize, nw: NewWorktree| {
+            let _ = job_tx.send((i, nw));
+        };
+        let planned = plan(ctx, base, &req.wants, req.count, &req.prefix, Some(&hand_off));
+        drop(job_tx); // the threads end once the queue is empty
+        let plans = planned?;
+        let mut busy = Vec::new();
+        let mut done: Vec<Option<Record>> = Vec::new();
+        for plan in plans {
+            match plan {
+                Plan::Ready(rec, entry) => done.push(Some(finish_ready(ctx, rec, entry))),
+                Plan::Started | Plan::Checkout(_) => done.push(None),
+                Plan::Busy(name) => busy.push(name),
+            }
+        }
+        let mut next = 0;
+        emit_ready(&mut done, &mut next, out);
+        for (i, rec) in done_rx {
+            done[i] = Some(rec);
+            emit_ready(&mut done, &mut next, out);
+        }
+        Ok(busy)
+    })
 }
 
 fn plan_want(
@@ -335,6 +414,7 @@ fn execute(ctx: &Context, plans: Vec<Plan>, jobs: usize, out: &mut Output) -> Ve
                 done.push(None);
             }
             Plan::Busy(name) => busy.push(name),
+            Plan::Started => unreachable!("plan hands off only when asked to"),
         }
     }
     // No more threads than checkouts: one worktree (the usual call) is checked out right here.
