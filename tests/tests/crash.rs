@@ -115,6 +115,19 @@ fn a_directory_left_with_only_a_cut_off_git_file_does_not_block_its_name() {
     std::fs::create_dir_all(t.wt_root().join("orphan")).unwrap();
     std::fs::write(t.wt_root().join("orphan/.git"), "gitdir: ").unwrap();
     t.run("wt-create", &["orphan"], "").expect_code(0);
+    // And one where a lease wrote its env file before git wrote `.git` (the soak test found
+    // one): the env file holds only leases, written again on the next lease.
+    std::fs::create_dir_all(t.wt_root().join("leased")).unwrap();
+    std::fs::write(t.wt_root().join("leased/.env.wt"), "PORT=1\n").unwrap();
+    t.run("wt-create", &["leased"], "").expect_code(0);
+    // Anything else there is somebody's: refused, and kept.
+    std::fs::create_dir_all(t.wt_root().join("theirs")).unwrap();
+    std::fs::write(t.wt_root().join("theirs/.env.wt"), "PORT=1\n").unwrap();
+    std::fs::write(t.wt_root().join("theirs/notes.txt"), "mine\n").unwrap();
+    let run = t.run("wt-create", &["theirs"], "");
+    assert_eq!(run.records()[0]["error"]["code"], "path-exists", "{run}");
+    assert!(t.wt_root().join("theirs/notes.txt").exists());
+    std::fs::remove_dir_all(t.wt_root().join("theirs")).unwrap();
     assert_eq!(t.git_in(&t.wt_root().join("orphan"), ["status", "--porcelain"]), "");
     assert_git_consistent(&t);
 }

@@ -191,10 +191,18 @@ fn is_half_made_dir(path: &Path, admin_root: &Path) -> bool {
 }
 
 /// Empty, or holding only a `.git` file that is empty or a cut-off start of the
-/// `gitdir: <admin dir>` line git writes there: nothing anyone could lose.
+/// `gitdir: <admin dir>` line git writes there, besides wt-env's default env file: nothing
+/// anyone could lose.
 pub fn holds_nothing(path: &Path, admin_root: &Path) -> bool {
     let Ok(entries) = fs::read_dir(path) else { return false };
-    let names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+    // wt-env's env file (and its temp file) hold nothing but leases, written again from the
+    // ledger on the next lease: a lease whose write met a worktree being made or removed can
+    // leave one in a directory that is otherwise empty.
+    let names: Vec<_> = entries
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| !n.to_str().is_some_and(|n| n == ".env.wt" || n.starts_with("..env.wt.tmp.")))
+        .collect();
     match names.as_slice() {
         [] => true,
         [only] if only == ".git" => {
