@@ -159,6 +159,53 @@ pub fn remove_any(path: &Path) -> io::Result<()> {
     }
 }
 
+/// What a path holds, as `read_small` finds it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Small {
+    /// A regular file of at most 4 KiB, in UTF-8.
+    Text(String),
+    Directory,
+    Missing,
+    /// Anything else: a symbolic link, a FIFO or device, a bigger file, one not in UTF-8, or
+    /// one that cannot be read.
+    Other,
+}
+
+impl Small {
+    pub fn text(self) -> Option<String> {
+        match self {
+            Small::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// Reads one of git's small files (`HEAD`, `gitdir`, a loose ref, a worktree's `.git`) where
+/// an agent may have put something else: never through a symbolic link, never blocking (a
+/// FIFO opened for reading would hang the tool), never more than 4 KiB, in one `read`.
+pub fn read_small(path: &Path) -> Small {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
+    let mut file = match fs::OpenOptions::new().read(true).custom_flags(flags).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Small::Missing,
+        Err(_) => return Small::Other,
+    };
+    let Ok(meta) = file.metadata() else { return Small::Other };
+    if meta.is_dir() {
+        return Small::Directory;
+    }
+    if !meta.is_file() || meta.len() > 4096 {
+        return Small::Other;
+    }
+    let mut bytes = vec![0; meta.len() as usize];
+    match file.read_exact(&mut bytes).ok().and_then(|()| String::from_utf8(bytes).ok()) {
+        Some(text) => Small::Text(text),
+        None => Small::Other,
+    }
+}
+
 /// `path` with every symbolic link resolved, as `Path::canonicalize` gives it, in three system
 /// calls instead of one `readlink` per component: the kernel already knows where an open
 /// descriptor leads (`/proc/self/fd`). Falls back to `canonicalize` without `/proc`.

@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use crate::fsutil::{read_small, Small};
+
 /// The commits of the branches in `names` that exist (branch → commit), or `None` when the
 /// files cannot answer for certain.
 pub fn read_branches<'a>(common: &Path, names: impl IntoIterator<Item = &'a str>) -> Option<HashMap<String, String>> {
@@ -20,9 +22,10 @@ pub fn read_branches<'a>(common: &Path, names: impl IntoIterator<Item = &'a str>
             return None;
         }
         let full = format!("refs/heads/{name}");
-        let commit = match read_loose(&common.join(&full))? {
-            Loose::Ref(text) => Some(object_id(text.trim_end_matches('\n'))?.to_string()),
-            Loose::Missing => {
+        // Read without following a link (git's symbolic-link refs are left to git) or blocking.
+        let commit = match read_small(&common.join(&full)) {
+            Small::Text(text) => Some(object_id(text.trim_end_matches('\n'))?.to_string()),
+            Small::Missing => {
                 let packed = match &packed {
                     Some(p) => p,
                     None => packed.insert(read_packed(common)?),
@@ -30,7 +33,8 @@ pub fn read_branches<'a>(common: &Path, names: impl IntoIterator<Item = &'a str>
                 packed.get(&full).cloned()
             }
             // A directory (`refs/heads/a` when only `a/b` exists) is no branch.
-            Loose::Directory => None,
+            Small::Directory => None,
+            Small::Other => return None,
         };
         if let Some(c) = commit {
             found.insert(name.to_string(), c);
@@ -65,13 +69,13 @@ pub fn branches_under(common: &Path, prefix: &str) -> Option<BTreeMap<String, St
             if name.ends_with(".lock") {
                 continue;
             }
-            match read_loose(&path)? {
-                Loose::Directory => dirs.push(path),
-                Loose::Ref(text) if plain_branch(&name) => {
+            match read_small(&path) {
+                Small::Directory => dirs.push(path),
+                Small::Text(text) if plain_branch(&name) => {
                     found.insert(name, object_id(text.trim_end_matches('\n'))?.to_string());
                 }
-                Loose::Ref(_) => return None,
-                Loose::Missing => {} // deleted since it was listed
+                Small::Text(_) | Small::Other => return None,
+                Small::Missing => {} // deleted since it was listed
             }
         }
     }
@@ -81,40 +85,9 @@ pub fn branches_under(common: &Path, prefix: &str) -> Option<BTreeMap<String, St
 /// The branch the main worktree (or the bare repository) has checked out, from its `HEAD`
 /// file; `None` when that is not a plain symbolic ref to a branch (ask git).
 pub fn main_branch(common: &Path) -> Option<String> {
-    let head = std::fs::read_to_string(common.join("HEAD")).ok()?;
+    let head = read_small(&common.join("HEAD")).text()?;
     let name = head.strip_prefix("ref: refs/heads/")?.strip_suffix('\n')?;
     plain_branch(name).then(|| name.to_string())
-}
-
-/// What is at a loose ref's path.
-enum Loose {
-    Ref(String),
-    Missing,
-    Directory,
-}
-
-/// A loose ref file, read without following a symbolic link (git's symbolic-link refs are left
-/// to git) and without blocking (a FIFO an agent put there would hang every later run); `None`
-/// for anything but a small regular file, a directory or nothing.
-fn read_loose(path: &Path) -> Option<Loose> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
-    let mut file = match std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Loose::Missing),
-        Err(_) => return None,
-    };
-    let meta = file.metadata().ok()?;
-    if meta.is_dir() {
-        return Some(Loose::Directory);
-    }
-    if !meta.is_file() || meta.len() > 4096 {
-        return None;
-    }
-    let mut text = String::new();
-    file.read_to_string(&mut text).ok()?;
-    Some(Loose::Ref(text))
 }
 
 /// `packed-refs`: ref → commit (no file: none).

@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::fsutil::{read_small, Small};
 use crate::refs;
 use crate::repo::GitWorktree;
 
@@ -72,10 +73,10 @@ pub fn read(common: &Path, main: Option<&Path>) -> Option<Vec<GitWorktree>> {
 /// One admin dir: `Some(None)` for one git does not list (no `gitdir`: git skips it), `None`
 /// when git must be asked.
 fn read_linked(common: &Path, admin: &Path) -> Option<Option<GitWorktree>> {
-    let gitdir = match std::fs::read_to_string(admin.join("gitdir")) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(None),
-        Err(_) => return None,
+    let gitdir = match read_small(&admin.join("gitdir")) {
+        Small::Text(text) => text,
+        Small::Missing => return Some(None),
+        Small::Directory | Small::Other => return None,
     };
     let dot_git = Path::new(gitdir.trim_end());
     if !dot_git.is_absolute() || gitdir.trim_end().is_empty() {
@@ -105,11 +106,7 @@ fn read_linked(common: &Path, admin: &Path) -> Option<Option<GitWorktree>> {
 /// id (detached); anything else asks git.
 pub(crate) fn read_head(common: &Path, dir: &Path) -> Option<(String, Option<String>)> {
     // A symbolic link (`core.preferSymlinkRefs`) names its branch by where it points: git's.
-    let head = dir.join("HEAD");
-    if !std::fs::symlink_metadata(&head).ok()?.is_file() {
-        return None;
-    }
-    let text = std::fs::read_to_string(head).ok()?;
+    let Small::Text(text) = read_small(&dir.join("HEAD")) else { return None };
     let line = text.strip_suffix('\n')?;
     match line.strip_prefix("ref: refs/heads/") {
         Some(branch) => {

@@ -174,21 +174,9 @@ fn pointed_admin(common: &Path, worktree: &Path) -> Option<PathBuf> {
     (target.parent()? == common.join("worktrees") && target.is_dir()).then_some(target)
 }
 
-/// A regular file of at most 4 KiB, never through a symbolic link (and, opened without
-/// blocking, never a FIFO an agent put there to hang the tool).
+/// A regular file of at most 4 KiB, never through a symbolic link or a FIFO (`fsutil::read_small`).
 fn read_small(file: &Path) -> Option<String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
-    let mut f = fs::OpenOptions::new().read(true).custom_flags(flags).open(file).ok()?;
-    let meta = f.metadata().ok()?;
-    if !meta.is_file() || meta.len() > 4096 {
-        return None;
-    }
-    // Its size is known: one read, where reading to the end takes two.
-    let mut bytes = vec![0; meta.len() as usize];
-    f.read_exact(&mut bytes).ok()?;
-    String::from_utf8(bytes).ok()
+    crate::fsutil::read_small(file).text()
 }
 
 /// Whether git could have named the admin dir of a worktree called `base`: git uses the
