@@ -26,6 +26,7 @@ pub mod lock;
 pub mod name;
 pub mod output;
 pub mod panes;
+pub mod parallel;
 pub mod process;
 pub mod progress;
 pub mod reaper;

@@ -51,20 +51,9 @@ pub fn read(common: &Path, main: Option<&Path>) -> Option<Vec<GitWorktree>> {
         }
     }
     // A few file reads per worktree: with hundreds of worktrees, on every core.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let share = if admins.len() < 64 { admins.len().max(1) } else { admins.len().div_ceil(cores) };
-    let linked: Option<Vec<Vec<GitWorktree>>> = std::thread::scope(|s| {
-        let threads: Vec<_> = admins
-            .chunks(share)
-            .map(|chunk| {
-                s.spawn(move || {
-                    let read: Option<Vec<Option<GitWorktree>>> = chunk.iter().map(|a| read_linked(common, a)).collect();
-                    read.map(|all| all.into_iter().flatten().collect::<Vec<_>>())
-                })
-            })
-            .collect();
-        threads.into_iter().map(|t| t.join().expect("reading files does not panic")).collect()
-    });
+    let threads = if admins.len() < 64 { 1 } else { crate::parallel::cores() };
+    let linked: Option<Vec<Option<GitWorktree>>> =
+        crate::parallel::map(&admins, threads, |a| read_linked(common, a)).into_iter().collect();
     all.extend(linked?.into_iter().flatten());
     all[1..].sort_by(|a, b| a.path.as_os_str().as_encoded_bytes().cmp(b.path.as_os_str().as_encoded_bytes()));
     Some(all)

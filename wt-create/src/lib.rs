@@ -43,7 +43,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         return Ok(exit.worst(out.finish()));
     }
     if args.list {
-        list::run(&ctx, args.all_git, args.status, args.jobs, &mut out)?;
+        list::run(&ctx, args.all_git, args.status, args.jobs.unwrap_or_else(wt_common::parallel::cores), &mut out)?;
         return Ok(out.finish());
     }
     if args.share_status {
@@ -77,7 +77,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
             ));
         }
         ctx.share = sharing(&ctx, &args)?;
-        let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let jobs = args.jobs.unwrap_or_else(wt_common::parallel::cores);
         let req = Request { wants, count: args.count.unwrap_or(0), prefix, base: args.base.clone(), jobs };
         create::run(&mut ctx, &req, &mut out)?;
     }

@@ -9,11 +9,11 @@ use wt_common::ledger::Entry;
 use wt_common::output::Output;
 use wt_common::repo::GitWorktree;
 use wt_common::worktree_check;
-use wt_common::{checkout_state, git, Error, Record};
+use wt_common::{checkout_state, git, parallel, Error, Record};
 
 use crate::context::{Context, TOOL};
 
-pub fn run(ctx: &Context, all_git: bool, status: bool, jobs: Option<usize>, out: &mut Output) -> Result<(), Error> {
+pub fn run(ctx: &Context, all_git: bool, status: bool, jobs: usize, out: &mut Output) -> Result<(), Error> {
     // What confined runs committed reaches their branches when published: before reading heads.
     for (name, e) in wt_common::confine_store::publish_all(&ctx.repo.common_dir) {
         tracing::warn!("{name}: {e}");
@@ -72,11 +72,7 @@ pub fn run(ctx: &Context, all_git: bool, status: bool, jobs: Option<usize>, out:
     // The status costs two git processes a worktree, where the rest costs none: only when it
     // is asked for, or shown (a person at a terminal), and then several at a time.
     if status || out.is_table() {
-        add_status(
-            ctx,
-            &mut records,
-            jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-        );
+        add_status(ctx, &mut records, jobs);
     }
     for rec in &records {
         out.emit(rec);
@@ -91,63 +87,29 @@ pub fn run(ctx: &Context, all_git: bool, status: bool, jobs: Option<usize>, out:
 /// whose files agree with their registration (the usual case) are checked `jobs` threads at a
 /// time (it is file-system calls, a few dozen a worktree); the others one after another, since
 /// repairing one may decide which admin dir another one gets.
-fn verify_all(ctx: &Context, managed: &BTreeMap<String, Entry>, jobs: Option<usize>) -> Vec<Record> {
-    let refused = |(name, entry): &(&String, &Entry)| match worktree_check::verify(&ctx.repo, &entry.path) {
-        Err(e) if e.code != "worktree-missing" => Some(Record::failed(name, TOOL, &e)),
-        _ => None,
-    };
+fn verify_all(ctx: &Context, managed: &BTreeMap<String, Entry>, jobs: usize) -> Vec<Record> {
     let all: Vec<(&String, &Entry)> = managed.iter().collect();
-    let share = all.len().div_ceil(jobs_or_cores(jobs)).max(1);
-    let (mut found, disagreeing): (Vec<Record>, Vec<(&String, &Entry)>) = std::thread::scope(|s| {
-        let threads: Vec<_> = all
-            .chunks(share)
-            .map(|chunk| {
-                s.spawn(move || {
-                    let mut found = Vec::new();
-                    let mut later = Vec::new();
-                    for item in chunk {
-                        match worktree_check::verify_if_agreed(&ctx.repo, &item.1.path) {
-                            Some(Err(e)) if e.code != "worktree-missing" => {
-                                found.push(Record::failed(item.0, TOOL, &e))
-                            }
-                            Some(_) => {}
-                            None => later.push(*item),
-                        }
-                    }
-                    (found, later)
-                })
-            })
-            .collect();
-        let mut found = Vec::new();
-        let mut later = Vec::new();
-        for t in threads {
-            let (f, l) = t.join().expect("verifying does not panic");
-            found.extend(f);
-            later.extend(l);
+    let agreed = parallel::map(&all, jobs, |(_, e)| worktree_check::verify_if_agreed(&ctx.repo, &e.path));
+    let mut refused = Vec::new();
+    for ((name, entry), checked) in all.iter().zip(agreed) {
+        let checked = checked.unwrap_or_else(|| worktree_check::verify(&ctx.repo, &entry.path));
+        match checked {
+            Err(e) if e.code != "worktree-missing" => refused.push(Record::failed(name, TOOL, &e)),
+            _ => {}
         }
-        (found, later)
-    });
-    found.extend(disagreeing.iter().filter_map(refused));
-    found
+    }
+    refused
 }
 
-fn jobs_or_cores(jobs: Option<usize>) -> usize {
-    jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1)
-}
-
-/// Adds `status` to every record that is not an error, in `jobs` threads of a share each.
+/// Adds `status` to every record that is not an error, `jobs` worktrees at a time.
 fn add_status(ctx: &Context, records: &mut [Record], jobs: usize) {
-    let share = records.len().div_ceil(jobs.max(1)).max(1);
-    std::thread::scope(|s| {
-        for chunk in records.chunks_mut(share) {
-            s.spawn(|| {
-                for rec in chunk.iter_mut().filter(|r| !r.has_error()) {
-                    let status = checkout_state::of(ctx.repo.git_dir(), rec);
-                    rec.set_key("status", status);
-                }
-            });
+    let git_dir = ctx.repo.git_dir();
+    let statuses = parallel::map(records, jobs, |r| (!r.has_error()).then(|| checkout_state::of(git_dir, r)));
+    for (rec, status) in records.iter_mut().zip(statuses) {
+        if let Some(status) = status {
+            rec.set_key("status", status);
         }
-    });
+    }
 }
 
 /// The record of a worktree, with the branch the ledger gave it: the worktree's HEAD is the

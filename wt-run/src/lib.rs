@@ -107,7 +107,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
         agent_profile,
     };
     let single = targets.len() == 1;
-    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
+    let jobs = args.jobs.unwrap_or_else(wt_common::parallel::cores).max(1);
     let queue = Mutex::new(targets.into_iter().rev().collect::<Vec<_>>());
     let (tx, rx) = mpsc::channel();
     let mut code: Option<u8> = None;

@@ -125,7 +125,7 @@ pub fn build(b: &Build, dest: &Path) -> io::Result<Built> {
         failed: AtomicBool::new(false),
     };
     // At least two: a link waits on the file system's journal as often as on a CPU.
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4);
+    let threads = wt_common::parallel::cores().clamp(2, 4);
     let results: Vec<io::Result<Part>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads).map(|_| s.spawn(|| walk.work())).collect();
         handles
