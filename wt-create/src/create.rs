@@ -59,7 +59,7 @@ enum Plan {
     /// Adopted, or failed: the record is final; the entry (if any) goes into the ledger.
     Ready(Record, Option<Entry>),
     Checkout(NewWorktree),
-    /// Registered, and already handed to a checkout thread (see `create_pipelined`).
+    /// Registered, and already handed to a checkout thread (see `make`).
     Started,
     /// Another wt-create is making this name right now: wait for it, then adopt.
     Busy(String),
@@ -85,20 +85,15 @@ pub fn run(ctx: &mut Context, req: &Request, out: &mut Output) -> Result<(), Err
     std::fs::create_dir_all(&ctx.root).map_err(|e| Error::io(ctx.root.display(), e))?;
     ctx.root = ctx.root.canonicalize().map_err(|e| Error::io(ctx.root.display(), e))?;
 
-    let threads = req.jobs.clamp(1, (req.wants.len() + req.count).max(1));
-    let busy = if threads > 1 {
-        create_pipelined(ctx, &base, req, threads, out)?
-    } else {
-        let plans = plan(ctx, &base, &req.wants, req.count, &req.prefix, None)?;
-        execute(ctx, plans, req.jobs, out)
-    };
+    let ctx = &*ctx;
+    let most = req.wants.len() + req.count;
+    let busy = make(ctx, req.jobs, most, out, |h| plan(ctx, &base, &req.wants, req.count, &req.prefix, h))?;
     if !busy.is_empty() {
         for name in &busy {
             pending::wait_for(&ctx.repo, name)?;
         }
         let wants: Vec<Want> = busy.into_iter().map(Want::Name).collect();
-        let plans = plan(ctx, &base, &wants, 0, &req.prefix, None)?;
-        execute(ctx, plans, req.jobs, out);
+        make(ctx, req.jobs, wants.len(), out, |h| plan(ctx, &base, &wants, 0, &req.prefix, h))?;
     }
     if !root_existed {
         let _ = std::fs::remove_dir(&ctx.root); // only if nothing was made in it
@@ -160,17 +155,31 @@ fn plan(
     Ok(plans)
 }
 
-/// Steps 1 to 3 for many worktrees: `threads` checkout threads start first, and each worktree
-/// goes to them as soon as it is registered, so checkouts run while the rest are still being
-/// registered under the lock. Returns the names that were busy in another process.
-fn create_pipelined(
+/// Steps 1 to 3 for the worktrees `plan` makes (at most `most`). With one (the usual call) or
+/// one job, each is checked out right here once all are registered. With more, the checkout
+/// threads start first and each worktree goes to them as soon as it is registered, so
+/// checkouts run while the rest are still being registered under the lock. Records come out
+/// in the order asked, each as soon as it and those before it are done. Returns the names that
+/// were busy in another process.
+fn make(
     ctx: &Context,
-    base: &Base,
-    req: &Request,
-    threads: usize,
+    jobs: usize,
+    most: usize,
     out: &mut Output,
+    plan: impl FnOnce(Option<HandOff>) -> Result<Vec<Plan>, Error>,
 ) -> Result<Vec<String>, Error> {
     let includes = ctx.repo.main_worktree.as_deref().map(include::selected);
+    let threads = jobs.clamp(1, most.max(1));
+    if threads == 1 {
+        let (mut done, queue, busy) = sort_out(ctx, plan(None)?);
+        let mut next = 0;
+        emit_ready(&mut done, &mut next, out);
+        for (i, nw) in queue {
+            done[i] = Some(complete(ctx, nw, &includes));
+            emit_ready(&mut done, &mut next, out);
+        }
+        return Ok(busy);
+    }
     let (job_tx, job_rx) = mpsc::channel::<(usize, NewWorktree)>();
     let job_rx = Mutex::new(job_rx);
     let (done_tx, done_rx) = mpsc::channel();
@@ -187,18 +196,10 @@ fn create_pipelined(
         let hand_off = |i: usize, nw: NewWorktree| {
             let _ = job_tx.send((i, nw));
         };
-        let planned = plan(ctx, base, &req.wants, req.count, &req.prefix, Some(&hand_off));
+        let planned = plan(Some(&hand_off));
         drop(job_tx); // the threads end once the queue is empty
-        let plans = planned?;
-        let mut busy = Vec::new();
-        let mut done: Vec<Option<Record>> = Vec::new();
-        for plan in plans {
-            match plan {
-                Plan::Ready(rec, entry) => done.push(Some(finish_ready(ctx, rec, entry))),
-                Plan::Started | Plan::Checkout(_) => done.push(None),
-                Plan::Busy(name) => busy.push(name),
-            }
-        }
+        let (mut done, queue, busy) = sort_out(ctx, planned?);
+        debug_assert!(queue.is_empty(), "every checkout was handed off");
         let mut next = 0;
         emit_ready(&mut done, &mut next, out);
         for (i, rec) in done_rx {
@@ -207,6 +208,26 @@ fn create_pipelined(
         }
         Ok(busy)
     })
+}
+
+/// The records of `plans`, in order, with `None` where a checkout is still to finish; the
+/// checkouts not yet started (with their record's place); the names busy in another process.
+type SortedOut = (Vec<Option<Record>>, Vec<(usize, NewWorktree)>, Vec<String>);
+
+fn sort_out(ctx: &Context, plans: Vec<Plan>) -> SortedOut {
+    let (mut done, mut queue, mut busy) = (Vec::new(), Vec::new(), Vec::new());
+    for plan in plans {
+        match plan {
+            Plan::Ready(rec, entry) => done.push(Some(finish_ready(ctx, rec, entry))),
+            Plan::Checkout(nw) => {
+                queue.push((done.len(), nw));
+                done.push(None);
+            }
+            Plan::Started => done.push(None),
+            Plan::Busy(name) => busy.push(name),
+        }
+    }
+    (done, queue, busy)
 }
 
 fn plan_want(
@@ -398,56 +419,6 @@ fn register(ctx: &Context, lock: &FileLock, m: &Marker) -> Result<(), Error> {
 /// Failures caused by a concurrent git process, not by the request.
 fn is_transient(message: &str) -> bool {
     ["commondir", ".lock", "File exists", "cannot lock", "Unable to create"].iter().any(|s| message.contains(s))
-}
-
-/// Steps 2 and 3. Returns the names that were busy in another process.
-fn execute(ctx: &Context, plans: Vec<Plan>, jobs: usize, out: &mut Output) -> Vec<String> {
-    let includes = ctx.repo.main_worktree.as_deref().map(include::selected);
-    let mut busy = Vec::new();
-    let mut done: Vec<Option<Record>> = Vec::new();
-    let mut queue = Vec::new();
-    for plan in plans {
-        match plan {
-            Plan::Ready(rec, entry) => done.push(Some(finish_ready(ctx, rec, entry))),
-            Plan::Checkout(nw) => {
-                queue.push((done.len(), nw));
-                done.push(None);
-            }
-            Plan::Busy(name) => busy.push(name),
-            Plan::Started => unreachable!("plan hands off only when asked to"),
-        }
-    }
-    // No more threads than checkouts: one worktree (the usual call) is checked out right here.
-    let threads = jobs.clamp(1, queue.len().max(1));
-    if threads == 1 {
-        let mut next = 0;
-        emit_ready(&mut done, &mut next, out);
-        for (i, nw) in queue {
-            done[i] = Some(complete(ctx, nw, &includes));
-            emit_ready(&mut done, &mut next, out);
-        }
-        return busy;
-    }
-    let queue = Mutex::new(queue.into_iter().rev().collect::<Vec<_>>());
-    let (tx, rx) = mpsc::channel();
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            let (tx, queue, includes) = (tx.clone(), &queue, &includes);
-            s.spawn(move || loop {
-                let Some((i, nw)) = queue.lock().expect("queue lock").pop() else { break };
-                let _ = tx.send((i, complete(ctx, nw, includes)));
-            });
-        }
-        drop(tx);
-        let mut next = 0;
-        emit_ready(&mut done, &mut next, out);
-        for (i, rec) in rx {
-            done[i] = Some(rec);
-            emit_ready(&mut done, &mut next, out);
-        }
-        emit_ready(&mut done, &mut next, out);
-    });
-    busy
 }
 
 /// Prints every finished record from `next` on, stopping at the first one still running.
