@@ -153,16 +153,29 @@ pub fn raw_output(cmd: &mut Command) -> Result<Output, Error> {
 /// (`FileLock::note_children_of`), so that if this process is killed, the next holder of the lock
 /// waits for that git to end too.
 pub fn output_under(cmd: &mut Command, lock: &crate::lock::FileLock) -> Result<Output, Error> {
+    output_under_while(cmd, lock, || ()).1
+}
+
+/// `output_under`, doing `meanwhile` on this thread while git runs (or, if git cannot be
+/// started, before that is reported): a wait of this process's own, such as an `fsync`, then
+/// costs no time of its own. The child is waited for on this thread, as its parent-death signal
+/// requires.
+pub fn output_under_while<T>(
+    cmd: &mut Command,
+    lock: &crate::lock::FileLock,
+    meanwhile: impl FnOnce() -> T,
+) -> (T, Result<Output, Error>) {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let noting = lock.note_children_of(cmd);
-    let child = cmd.spawn().map_err(cannot_start)?;
+    let child = cmd.spawn();
     drop(noting);
-    let out = child.wait_with_output().map_err(cannot_start)?;
-    if out.status.success() {
-        Ok(out)
-    } else {
-        Err(Error::failed("git-failed", failure_message(cmd, &out)))
-    }
+    let done = meanwhile();
+    let out = match child.and_then(std::process::Child::wait_with_output) {
+        Ok(out) if out.status.success() => Ok(out),
+        Ok(out) => Err(Error::failed("git-failed", failure_message(cmd, &out))),
+        Err(e) => Err(cannot_start(e)),
+    };
+    (done, out)
 }
 
 fn cannot_start(e: io::Error) -> Error {

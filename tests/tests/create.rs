@@ -149,13 +149,16 @@ fn assert_recovers(t: &TestRepo, name: &str) {
 
 #[test]
 fn a_run_killed_at_any_point_leaves_nothing_that_breaks_the_next() {
-    // after-ledger: the worktree is finished and kept (crash.rs).
-    for point in ["after-marker", "after-register", "after-checkout", "after-include"] {
+    // after-ledger: the entry is written, the checkout still running; before-finish: all done
+    // but the marker.
+    for point in ["after-marker", "after-register", "after-ledger", "after-checkout", "after-include", "before-finish"]
+    {
         let t = TestRepo::new();
         let mut cmd = t.cmd("wt-create");
         cmd.arg("victim").env("WT_FAILPOINT", point);
         let run = Run::of(&mut cmd, "");
         assert_eq!(run.code, None, "{point}: killed by a signal\n{run}");
+        assert_eq!(run.stdout, "", "{point}: no record of a worktree that is rolled back");
         assert_recovers(&t, "victim");
     }
 }

@@ -10,7 +10,8 @@
 //!    come out identical), but the slow part no longer holds the lock. Checking out with git
 //!    rather than libgit2 keeps us at git's speed, which is the file system's: libgit2's checkout
 //!    took about twice as long here.
-//! 3. Record the worktree in the ledger, drop the marker, print the record.
+//! 3. Record the worktree in the ledger (while step 2's checkout runs), drop the marker once all
+//!    is done, print the record.
 //!
 //! Records come out in the order the names were asked for, each as soon as it and those
 //! before it are done.
@@ -112,7 +113,7 @@ fn plan(
     hand_off: Option<HandOff>,
 ) -> Result<Vec<Plan>, Error> {
     let lock = ctx.worktree_lock()?;
-    pending::reap_dead(&ctx.repo, &ctx.ledger.read()?)?;
+    pending::reap_dead(&ctx.repo, &ctx.ledger)?;
     wt_common::fsutil::sweep_removing(&ctx.root);
     wt_common::stale_lock::sweep_repository(&ctx.repo);
     let snap = Snapshot::take(ctx)?;
@@ -372,7 +373,7 @@ fn plan_new(ctx: &Context, lock: &FileLock, snap: &Snapshot, base: &Base, name: 
     };
     failpoint::hit("after-marker");
     if let Err(e) = register(ctx, lock, &pending.marker) {
-        pending.roll_back(&ctx.repo);
+        pending.roll_back(&ctx.repo, &ctx.ledger);
         return fail(e);
     }
     failpoint::hit("after-register");
@@ -445,37 +446,38 @@ fn finish_ready(ctx: &Context, mut rec: Record, entry: Option<Entry>) -> Record 
 }
 
 /// Checks a registered worktree out and records it; on failure, rolls it back.
+///
+/// The ledger entry is written, and synced, while git checks the files out, so the `fsync`
+/// costs no time of its own. The marker stays until everything is done, and goes before the
+/// record is printed: a kill anywhere before rolls the worktree back, its entry included (a
+/// worktree nobody was told of holds nothing anyone could lose), and a worktree whose record
+/// was printed is never rolled back.
 fn complete(ctx: &Context, nw: NewWorktree, includes: &Option<Result<Vec<String>, Error>>) -> Record {
     let NewWorktree { mut record, entry, pending } = nw;
-    match checkout(ctx, &pending, includes) {
+    let name = record.name.clone();
+    let (recorded, made) = checkout(ctx, &pending, includes, || {
+        let recorded = ctx.ledger.update(|l| {
+            // An entry left by a worktree of this name that is gone (its removal was killed):
+            // its database holds that worktree's data, so it is kept, not handed to this one.
+            if let Some(old) = l.worktrees.insert(name.clone(), entry) {
+                wt_common::kept_db::keep(l, &name, &old);
+            }
+            Ok(())
+        });
+        failpoint::hit("after-ledger");
+        recorded
+    });
+    match recorded.and(made) {
         Ok(shared) => {
             if let Some(shared) = shared {
                 record.set_key("share", shared);
             }
-            let name = record.name.clone();
-            let saved = ctx.ledger.update(|l| {
-                // An entry left by a worktree of this name that is gone (its removal was
-                // killed): its database holds that worktree's data, so it is kept, not handed
-                // to this one.
-                if let Some(old) = l.worktrees.insert(name.clone(), entry) {
-                    wt_common::kept_db::keep(l, &name, &old);
-                }
-                Ok(())
-            });
-            match saved {
-                Ok(()) => {
-                    failpoint::hit("after-ledger");
-                    pending.finish();
-                }
-                Err(e) => {
-                    roll_back_locked(ctx, pending);
-                    record = Record::failed(&record.name, TOOL, &e);
-                }
-            }
+            failpoint::hit("before-finish");
+            pending.finish();
         }
         Err(e) => {
             roll_back_locked(ctx, pending);
-            record = Record::failed(&record.name, TOOL, &e);
+            record = Record::failed(&name, TOOL, &e);
         }
     }
     record
@@ -483,27 +485,34 @@ fn complete(ctx: &Context, nw: NewWorktree, includes: &Option<Result<Vec<String>
 
 fn roll_back_locked(ctx: &Context, pending: Pending) {
     let _lock = ctx.worktree_lock();
-    pending.roll_back(&ctx.repo);
+    pending.roll_back(&ctx.repo, &ctx.ledger);
 }
 
-/// Checks out, runs the hook, copies `.worktreeinclude` files and shares directories; returns
-/// what was shared, for the record.
-fn checkout(
+/// Checks out (doing `meanwhile` while git does), runs the hook, copies `.worktreeinclude`
+/// files and shares directories; returns what `meanwhile` returned, and what was shared, for
+/// the record.
+fn checkout<T>(
     ctx: &Context,
     pending: &Pending,
     includes: &Option<Result<Vec<String>, Error>>,
-) -> Result<Option<serde_json::Value>, Error> {
+    meanwhile: impl FnOnce() -> T,
+) -> (T, Result<Option<serde_json::Value>, Error>) {
     let m = &pending.marker;
     let mut reset = git::command(&m.path);
-    git::output_under(reset.args(["reset", "--hard", "--no-recurse-submodules", "--quiet"]), pending.lock())?;
-    failpoint::hit("after-checkout");
-    run_post_checkout_hook(ctx, m)?;
-    if let (Some(source), Some(selected)) = (ctx.repo.main_worktree.as_deref(), includes) {
-        let paths = selected.as_ref().map_err(Clone::clone)?;
-        include::copy(source, &m.path, paths)?;
-    }
-    failpoint::hit("after-include");
-    ctx.share.as_ref().map(|s| s.share_into(&m.name, &m.path)).transpose()
+    reset.args(["reset", "--hard", "--no-recurse-submodules", "--quiet"]);
+    let (done, reset) = git::output_under_while(&mut reset, pending.lock(), meanwhile);
+    let rest = || {
+        reset?;
+        failpoint::hit("after-checkout");
+        run_post_checkout_hook(ctx, m)?;
+        if let (Some(source), Some(selected)) = (ctx.repo.main_worktree.as_deref(), includes) {
+            let paths = selected.as_ref().map_err(Clone::clone)?;
+            include::copy(source, &m.path, paths)?;
+        }
+        failpoint::hit("after-include");
+        ctx.share.as_ref().map(|s| s.share_into(&m.name, &m.path)).transpose()
+    };
+    (done, rest())
 }
 
 /// git runs post-checkout after `worktree add`; since we checked out ourselves, we run it too,
