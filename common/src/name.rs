@@ -62,7 +62,13 @@ fn problem(name: &str) -> Option<&'static str> {
 /// Whether a word is a JSON scalar (`42`, `-1.5e3`, `true`, `null`): on stdin such a line is a
 /// JSON value, not a name, so no name may look like one.
 pub fn reads_as_json(word: &str) -> bool {
-    matches!(serde_json::from_str::<serde_json::Value>(word), Ok(v) if !v.is_object() && !v.is_string())
+    // Only these can start a JSON value that is not an object or a string. Any other word is
+    // no JSON at all, and is not handed to the parser: its error path costs more than the
+    // whole check (the first one probes the CPU's features).
+    let value = word.trim_matches([' ', '\t', '\n', '\r']);
+    let may_be = matches!(value.as_bytes().first(), Some(b'0'..=b'9' | b'-' | b'['))
+        || matches!(value, "true" | "false" | "null");
+    may_be && matches!(serde_json::from_str::<serde_json::Value>(word), Ok(v) if !v.is_object() && !v.is_string())
 }
 
 /// Whether a word is written as a path (`/abs`, `./x`, `../x`), not as a name with a slash in
@@ -96,6 +102,28 @@ mod tests {
             let err = validate(bad).unwrap_err();
             assert_eq!(err.code, "invalid-name", "{bad:?}");
             assert!(!err.message.contains('\n'), "one line: {}", err.message);
+        }
+    }
+
+    /// The quick check before the parser decides as the parser alone would.
+    fn parser_says(word: &str) -> bool {
+        matches!(serde_json::from_str::<serde_json::Value>(word), Ok(v) if !v.is_object() && !v.is_string())
+    }
+
+    #[test]
+    fn reads_as_json_agrees_with_the_parser() {
+        for word in [
+            "42", " 42\n", "-1.5e3", "-", "1x", "[1]", "[]", "true", " null ", "false", "tru", "nulls", "\"s\"", "{}",
+            "agent-1", "t", "n", "", " ", "0", "[",
+        ] {
+            assert_eq!(reads_as_json(word), parser_says(word), "{word:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn reads_as_json_agrees_with_the_parser_on_any_word(word in "[ \t0-9a-z.\\[\\]{}\"+-]{0,8}") {
+            proptest::prop_assert_eq!(reads_as_json(&word), parser_says(&word));
         }
     }
 }

@@ -77,7 +77,9 @@ pub struct Request {
     pub count: usize,
     pub prefix: String,
     pub base: Option<String>,
-    pub jobs: usize,
+    /// `-j`; by default, as many as there are cores (looked up only when there are several
+    /// worktrees to check out).
+    pub jobs: Option<usize>,
 }
 
 pub fn run(ctx: &mut Context, req: &Request, out: &mut Output) -> Result<(), Error> {
@@ -164,13 +166,16 @@ fn plan(
 /// were busy in another process.
 fn make(
     ctx: &Context,
-    jobs: usize,
+    jobs: Option<usize>,
     most: usize,
     out: &mut Output,
     plan: impl FnOnce(Option<HandOff>) -> Result<Vec<Plan>, Error>,
 ) -> Result<Vec<String>, Error> {
     let includes = ctx.repo.main_worktree.as_deref().map(include::selected);
-    let threads = jobs.clamp(1, most.max(1));
+    let threads = match most {
+        0 | 1 => 1,
+        _ => jobs.unwrap_or_else(wt_common::parallel::cores).clamp(1, most),
+    };
     if threads == 1 {
         let (mut done, queue, busy) = sort_out(ctx, plan(None)?);
         let mut next = 0;

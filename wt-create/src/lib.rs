@@ -77,8 +77,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
             ));
         }
         ctx.share = sharing(&ctx, &args)?;
-        let jobs = args.jobs.unwrap_or_else(wt_common::parallel::cores);
-        let req = Request { wants, count: args.count.unwrap_or(0), prefix, base: args.base.clone(), jobs };
+        let req = Request { wants, count: args.count.unwrap_or(0), prefix, base: args.base.clone(), jobs: args.jobs };
         create::run(&mut ctx, &req, &mut out)?;
     }
     Ok(hosts.finish(out.finish()))
