@@ -72,6 +72,11 @@ pub fn children_file(lock: &Path) -> PathBuf {
 }
 
 impl FileLock {
+    /// The locked file, for a lock that is also a file with content (a crash marker).
+    pub fn file(&self) -> &File {
+        &self._lock
+    }
+
     /// Makes the child `cmd` starts note itself with this lock (see above), before it runs
     /// git: noted by the parent after the start, a kill in between would go unnoticed. Keep the
     /// returned file open until the child has been started.

@@ -188,6 +188,22 @@ fn a_rollback_killed_while_deleting_leaves_the_name_free_and_its_leftovers_are_s
     assert_git_consistent(&t);
 }
 
+/// A marker is made, locked and then written in place: a maker killed while writing it leaves
+/// a cut-off one, before git was asked for anything. The next run drops it and makes the name.
+#[test]
+fn a_cut_off_marker_of_a_dead_maker_is_dropped_and_its_name_made() {
+    let t = TestRepo::new();
+    let pending = t.repo.join(".git/wt/pending");
+    std::fs::create_dir_all(&pending).unwrap();
+    std::fs::write(pending.join("cut.json"), "{\"name\":\"cut\",\"pa").unwrap();
+    let run = t.run("wt-create", &["cut"], "");
+    run.expect_code(0);
+    assert_eq!(run.records()[0]["created"], true, "{run}");
+    assert!(run.stderr.contains("dropping unreadable marker"), "{run}");
+    assert_eq!(std::fs::read_dir(&pending).unwrap().count(), 0, "no marker left");
+    assert_git_consistent(&t);
+}
+
 #[test]
 fn temp_files_of_killed_writers_are_ignored_by_git_and_swept() {
     let t = TestRepo::new();

@@ -12,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use wt_common::fsutil::{remove_any, write_replace};
+use wt_common::fsutil::remove_any;
 use wt_common::ledger::LedgerFile;
 use wt_common::lock::FileLock;
 use wt_common::repo::Repo;
@@ -42,18 +42,25 @@ fn dir(repo: &Repo) -> PathBuf {
 }
 
 impl Pending {
-    /// Writes and locks the marker. Call only under the worktree lock, so that no other
-    /// process can find it written but not yet locked.
+    /// Makes, locks and writes the marker. Call only under the worktree lock, as `reap_dead`
+    /// runs: so no other process finds it before it is locked, and a kill before it is whole
+    /// leaves one that nothing was done under yet (git is asked only after), which `reap_dead`
+    /// drops as unreadable.
     pub fn begin(repo: &Repo, marker: Marker) -> Result<Pending, Error> {
         let dir = dir(repo);
         fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
         let file = dir.join(format!("{}.json", marker.name));
         let bytes = serde_json::to_vec(&marker).expect("a marker serializes");
+        let lock = FileLock::acquire(&file, std::time::Duration::from_secs(5))?;
         // Not synced: the marker is for a killed process, whose writes the page cache keeps.
         // A power loss can lose it, and as much of what git writes next (git syncs neither its
         // admin dir nor the checkout): the README says what to do then.
-        write_replace(&file, &bytes).map_err(|e| Error::io(file.display(), e))?;
-        let lock = FileLock::acquire(&file, std::time::Duration::from_secs(5))?;
+        let mut written = lock.file();
+        let write = written.set_len(0).and_then(|()| std::io::Write::write_all(&mut written, &bytes));
+        if let Err(e) = write {
+            let _ = fs::remove_file(&file);
+            return Err(Error::io(file.display(), e));
+        }
         Ok(Pending { marker, file, _lock: lock })
     }
 
