@@ -318,6 +318,18 @@ pub fn ended(pid: i32) -> bool {
     false
 }
 
+/// A child process that is killed and reaped when the guard goes, so that a failed assertion
+/// leaves no process behind.
+#[derive(Debug)]
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The string value of `key` in a record.
 pub fn s<'v>(rec: &'v Value, key: &str) -> &'v str {
     rec[key].as_str().unwrap_or_else(|| panic!("record has no string '{key}': {rec}"))

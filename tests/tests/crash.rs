@@ -188,6 +188,55 @@ fn a_rollback_killed_while_deleting_leaves_the_name_free_and_its_leftovers_are_s
     assert_git_consistent(&t);
 }
 
+/// The branch of a new worktree is made by a git that wt-create starts itself, so that it dies
+/// with wt-create. Made by `git worktree add -b`, it was git's child: killed with its maker, it
+/// went on, and made the branch after the next run had rolled the worktree back, leaving a
+/// branch nothing knew of. Here it is held up by a lock on the branch (git waits up to
+/// `core.filesRefLockTimeout` for one) while wt-create is killed.
+#[test]
+fn a_branch_being_made_when_its_maker_is_killed_is_not_left_behind() {
+    let t = TestRepo::new();
+    t.git(["config", "core.filesRefLockTimeout", "4000"]);
+    // A git that runs from before the lock was made could hold it: wt-create leaves it alone.
+    let holder = wt_tests::Reaped(
+        std::process::Command::new("git")
+            .args(["cat-file", "--batch"])
+            .current_dir(&t.repo)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let ref_lock = t.repo.join(".git/refs/heads/wt/held-up.lock");
+    std::fs::create_dir_all(ref_lock.parent().unwrap()).unwrap();
+    std::fs::write(&ref_lock, "").unwrap();
+    let mut maker =
+        wt_tests::Reaped(t.cmd("wt-create").arg("held-up").stdout(std::process::Stdio::null()).spawn().unwrap());
+    let making_branch = || {
+        let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.contains("branch") && l.contains("wt/held-up"))
+    };
+    let start = std::time::Instant::now();
+    while !making_branch() {
+        assert!(start.elapsed().as_secs() < 20, "git never started making the branch");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    maker.0.kill().unwrap();
+    maker.0.wait().unwrap();
+    // The next run rolls the worktree back (and takes the branch's lock for a dead git's);
+    // a git that outlived its maker would now make the branch.
+    t.run("wt-create", &["bystander"], "").expect_code(0);
+    assert!(!t.wt_root().join("held-up").exists(), "rolled back");
+    let start = std::time::Instant::now();
+    while making_branch() && start.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(holder);
+    assert_eq!(t.branches(), ["main", "wt/bystander"], "no branch outlives its rolled-back worktree");
+    assert_eq!(t.git_worktrees().len(), 2);
+    assert_git_consistent(&t);
+}
+
 /// A marker is made, locked and then written in place: a maker killed while writing it leaves
 /// a cut-off one, before git was asked for anything. The next run drops it and makes the name.
 #[test]

@@ -399,17 +399,24 @@ fn plan_new(ctx: &Context, lock: &FileLock, snap: &Snapshot, base: &Base, name: 
 /// killed, git gets its parent-death SIGKILL a moment later and may still be writing the admin
 /// dir, which the next wt-create, once it has the lock, rolls back: so git is noted with the
 /// lock, and the next holder waits for it to end (`FileLock::note_children_of`).
+///
+/// A new branch is made first, by a `git branch` of our own, not by `git worktree add -b`: that
+/// one runs `git branch` as its own child, which neither dies with this process nor is noted,
+/// and so could make the branch after the next run had rolled the worktree back.
 fn register(ctx: &Context, lock: &FileLock, m: &Marker) -> Result<(), Error> {
     let mut attempt = 0;
     loop {
-        let mut cmd = git::command(ctx.repo.git_dir());
-        cmd.args(["worktree", "add", "--no-checkout", "--quiet"]);
-        if m.branch_created {
-            cmd.arg("-b").arg(&m.branch).arg(&m.path).arg(&m.start_commit);
-        } else {
-            cmd.arg(&m.path).arg(&m.branch);
-        }
-        match git::output_under(&mut cmd, lock) {
+        let made = || {
+            if m.branch_created {
+                let mut branch = git::command(ctx.repo.git_dir());
+                branch.args(["branch", "--quiet"]).arg(&m.branch).arg(&m.start_commit);
+                git::output_under(&mut branch, lock)?;
+            }
+            let mut add = git::command(ctx.repo.git_dir());
+            add.args(["worktree", "add", "--no-checkout", "--quiet"]).arg(&m.path).arg(&m.branch);
+            git::output_under(&mut add, lock)
+        };
+        match made() {
             Ok(_) => return Ok(()),
             Err(e) if attempt < 5 && is_transient(&e.message) => {
                 tracing::info!("retrying git worktree add for {}: {}", m.name, e.message);
