@@ -40,6 +40,30 @@ fn replace(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
     result
 }
 
+/// Writes `bytes` to a new temp file beside `path` and syncs it, without putting it in place:
+/// the caller renames it over `path` later (or removes it). Each call has a temp file of its
+/// own (`.<name>.tmp.<pid>.<n>`), so threads of one process never share one; one a killed
+/// process left is swept like `write_atomic`'s.
+pub fn write_synced_aside(path: &Path, bytes: &[u8]) -> io::Result<std::path::PathBuf> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!("{}.{n}", temp_name(&name)));
+    let written = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    match written {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
 /// Removes the temp files of `path` (`.<name>.tmp.<pid>`) that `write_atomic` runs killed
 /// before their rename left, judged by their pid: one whose process is gone is stale.
 pub fn sweep_stale_temps(path: &Path) {
@@ -58,10 +82,16 @@ pub fn temp_name(name: &str) -> String {
     format!(".{name}.tmp.{}", std::process::id())
 }
 
-/// Whether `file` is a temp file of `name` whose writer is gone.
+/// Whether `file` is a temp file of `name` (`.<name>.tmp.<pid>`, or `.<pid>.<n>` from
+/// `write_synced_aside`) whose writer is gone.
 pub fn is_stale_temp(file: &str, name: &str) -> bool {
-    let pid = file.strip_prefix(&format!(".{name}.tmp.")).and_then(|p| p.parse::<i32>().ok());
-    pid.is_some_and(|pid| !crate::process::is_alive(pid))
+    let Some(rest) = file.strip_prefix(&format!(".{name}.tmp.")) else { return false };
+    let pid = match rest.split_once('.') {
+        Some((pid, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => pid,
+        Some(_) => return false,
+        None => rest,
+    };
+    pid.parse::<i32>().is_ok_and(|pid| !crate::process::is_alive(pid))
 }
 
 /// The pattern, relative to `path`'s directory, that `write_atomic`'s temp files of `path`
@@ -267,6 +297,28 @@ mod tests {
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(t.path()).unwrap().count(), 1, "no temp file left");
+    }
+
+    #[test]
+    fn temp_files_written_aside_are_distinct_and_swept_once_their_writer_is_gone() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("f.json");
+        let (a, b) = (write_synced_aside(&p, b"a").unwrap(), write_synced_aside(&p, b"b").unwrap());
+        assert_ne!(a, b, "one temp file per call");
+        assert!(!p.exists(), "nothing is put in place");
+        let name = |f: &Path| f.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(!is_stale_temp(&name(&a), "f.json"), "this process lives");
+        // pid 2^22+1 exceeds any pid_max default, so no live process has it.
+        for dead in [".f.json.tmp.4194305", ".f.json.tmp.4194305.7"] {
+            assert!(is_stale_temp(dead, "f.json"), "{dead}");
+        }
+        for other in [".f.json.tmp.4194305.", ".f.json.tmp.4194305.x", ".g.json.tmp.4194305", "f.json"] {
+            assert!(!is_stale_temp(other, "f.json"), "{other}");
+        }
+        fs::write(t.path().join(".f.json.tmp.4194305.3"), "half").unwrap();
+        sweep_stale_temps(&p);
+        let left: Vec<String> = fs::read_dir(t.path()).unwrap().flatten().map(|e| name(&e.path())).collect();
+        assert_eq!(left.len(), 2, "only the live writer's temp files stay: {left:?}");
     }
 
     #[test]

@@ -201,11 +201,94 @@ impl LedgerFile {
     /// Reads, changes and writes the ledger under its exclusive lock. Nothing is written when
     /// `change` fails or leaves the ledger as it was.
     pub fn update<T>(&self, change: impl FnOnce(&mut Ledger) -> Result<T, Error>) -> Result<T, Error> {
+        let _lock = self.lock()?;
+        self.update_locked(change)
+    }
+
+    fn lock(&self) -> Result<FileLock, Error> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::env("state-dir", format!("cannot create {}: {e}", dir.display())))?;
         }
-        let _lock = FileLock::acquire(&self.lock, default_timeout())?;
+        FileLock::acquire(&self.lock, default_timeout())
+    }
+
+    /// Makes `change` to the ledger as it is now and writes the result, synced, beside it,
+    /// without the lock and without putting it in place: nobody sees the change yet. `commit`
+    /// puts it in place later with one rename, if the ledger is still the one it was made
+    /// from. The sync, most of what a write costs, is paid while the caller waits for
+    /// something else (wt-create: for git to check the files out).
+    pub fn stage(&self, change: impl FnOnce(&mut Ledger) -> Result<(), Error>) -> Result<Staged, Error> {
+        let unreadable =
+            |e: std::io::Error| Error::env("ledger-unreadable", format!("cannot read {}: {e}", self.path.display()));
+        let base = match std::fs::read(&self.path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(unreadable(e)),
+        };
+        let mut ledger = match &base {
+            Some(bytes) => self.parse(bytes)?,
+            None => Ledger::default(),
+        };
+        let before = ledger.clone();
+        change(&mut ledger)?;
+        let tmp = match ledger == before {
+            true => None,
+            false => {
+                if let Some(dir) = self.path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| Error::env("state-dir", format!("cannot create {}: {e}", dir.display())))?;
+                }
+                let path = crate::fsutil::write_synced_aside(&self.path, &Self::bytes(&ledger))
+                    .map_err(|e| Error::env("ledger-write", format!("cannot write {}: {e}", self.path.display())))?;
+                Some(path)
+            }
+        };
+        Ok(Staged { tmp, base, ledger })
+    }
+
+    /// Puts a staged change in place: by one rename if the ledger still holds exactly the bytes
+    /// it was made from, else by making `change` again, as `update` does (another tool wrote
+    /// the ledger meanwhile). Bytes, not the file's identity, decide: an inode number can come
+    /// back with the same size and time.
+    pub fn commit(
+        &self,
+        mut staged: Staged,
+        change: impl FnOnce(&mut Ledger) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let _lock = self.lock()?;
+        let current = match std::fs::read(&self.path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(_) => return self.update_locked(change),
+        };
+        if current != staged.base {
+            return self.update_locked(change);
+        }
+        let Some(tmp) = staged.tmp.take() else { return Ok(()) };
+        crate::failpoint::hit("before-rename");
+        if let Err(e) = std::fs::rename(&tmp, &self.path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::env("ledger-write", format!("cannot write {}: {e}", self.path.display())));
+        }
+        self.remember(std::mem::take(&mut staged.ledger));
+        Ok(())
+    }
+
+    /// The newest version, just written: the next read need not parse it.
+    fn remember(&self, ledger: Ledger) {
+        if let Ok(meta) = std::fs::metadata(&self.path) {
+            *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((Stamp::of(&meta), ledger));
+        }
+    }
+
+    fn bytes(ledger: &Ledger) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(ledger).expect("a ledger always serializes");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    fn update_locked<T>(&self, change: impl FnOnce(&mut Ledger) -> Result<T, Error>) -> Result<T, Error> {
         // Read under the lock (from the cache when the file is the one read before), changed,
         // and compared with the cached copy rather than a second clone.
         let mut ledger = self.read()?;
@@ -218,16 +301,29 @@ impl LedgerFile {
         };
         drop(cached);
         if !unchanged {
-            let mut bytes = serde_json::to_vec_pretty(&ledger).expect("a ledger always serializes");
-            bytes.push(b'\n');
-            write_atomic(&self.path, &bytes)
+            write_atomic(&self.path, &Self::bytes(&ledger))
                 .map_err(|e| Error::env("ledger-write", format!("cannot write {}: {e}", self.path.display())))?;
-            // What was written is the newest version: the next read need not parse it.
-            if let Ok(meta) = std::fs::metadata(&self.path) {
-                *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((Stamp::of(&meta), ledger));
-            }
+            self.remember(ledger);
         }
         Ok(out)
+    }
+}
+
+/// A change to the ledger written and synced beside it, not yet in place
+/// (`LedgerFile::stage`). Dropped without `commit`, its temp file goes.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: Option<PathBuf>,
+    /// The bytes of the ledger it was made from (`None`: there was no ledger).
+    base: Option<Vec<u8>>,
+    ledger: Ledger,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = std::fs::remove_file(tmp);
+        }
     }
 }
 
@@ -253,6 +349,47 @@ mod tests {
         assert_eq!(l.extra["future"]["x"], 1);
         assert_eq!(l.worktrees["a"].extra["ports"]["web"], 3);
         assert_eq!(l.worktrees["b"].path, Path::new("/q"));
+    }
+
+    fn names(lf: &LedgerFile) -> Vec<String> {
+        lf.read().unwrap().worktrees.keys().cloned().collect()
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut f: Vec<String> =
+            std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        f.sort();
+        f
+    }
+
+    #[test]
+    fn a_staged_change_shows_only_once_committed_and_survives_a_write_in_between() {
+        let t = tempfile::tempdir().unwrap();
+        let lf = LedgerFile::new(t.path());
+        let add = |name: &str| {
+            let name = name.to_string();
+            move |l: &mut Ledger| {
+                l.worktrees.insert(name.clone(), Entry::new(format!("/{name}").into()));
+                Ok(())
+            }
+        };
+        // No ledger yet: staged aside, not in place.
+        let staged = lf.stage(add("a")).unwrap();
+        assert!(names(&lf).is_empty(), "nobody sees a staged change");
+        lf.commit(staged, add("a")).unwrap();
+        assert_eq!(names(&lf), ["a"]);
+        assert_eq!(files(t.path()), ["ledger.json", "ledger.lock"], "no temp file left");
+        // Another writer between stage and commit: the change is made again on its ledger.
+        let staged = lf.stage(add("b")).unwrap();
+        LedgerFile::new(t.path()).update(add("c")).unwrap();
+        lf.commit(staged, add("b")).unwrap();
+        assert_eq!(names(&lf), ["a", "b", "c"], "neither change is lost");
+        assert_eq!(names(&LedgerFile::new(t.path())), ["a", "b", "c"], "as a fresh reader sees it");
+        assert_eq!(files(t.path()), ["ledger.json", "ledger.lock"], "no temp file left");
+        // Dropped without a commit: nothing changes, nothing is left.
+        drop(lf.stage(add("d")).unwrap());
+        assert_eq!(names(&lf), ["a", "b", "c"]);
+        assert_eq!(files(t.path()), ["ledger.json", "ledger.lock"]);
     }
 
     #[test]

@@ -103,6 +103,19 @@ impl Repo {
         self.details().map(|d| d.hooks_dir.clone())
     }
 
+    /// Runs the post-checkout hook in a worktree just checked out at `commit`, with the
+    /// arguments `git worktree add` gives it (a null old commit: a new worktree), for the tools
+    /// that register with `--no-checkout` and check out themselves.
+    pub fn run_post_checkout_hook(&self, worktree: &Path, commit: &str) -> Result<(), Error> {
+        if !self.hooks_dir()?.join("post-checkout").is_file() {
+            return Ok(());
+        }
+        let null = "0".repeat(commit.len());
+        crate::git::run(worktree, ["hook", "run", "--ignore-missing", "post-checkout", "--", &null, commit, "1"])
+            .map(|_| ())
+            .map_err(|e| Error::failed("hook-failed", format!("post-checkout hook failed: {}", e.message)))
+    }
+
     /// What the main worktree (or the bare repository) has checked out; `None` before the
     /// first commit. Read from the `HEAD` file and the refs when they can answer (`registry`).
     pub fn main_head(&self) -> Result<Option<MainHead>, Error> {

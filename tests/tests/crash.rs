@@ -21,51 +21,22 @@ fn assert_git_consistent(t: &TestRepo) {
     t.git(["fsck", "--no-progress"]);
 }
 
-/// Killed after the worktree was checked out and in the ledger, but before its record was
-/// printed: nobody was told of it, so the next run rolls it back whole, its ledger entry and a
-/// lease taken for it meanwhile included, and the name is free again.
 #[test]
-fn a_worktree_whose_record_was_never_printed_is_rolled_back_with_its_ledger_entry() {
+fn a_worktree_finished_before_its_maker_was_killed_is_kept_with_its_work() {
     let t = TestRepo::new();
     let mut cmd = t.cmd("wt-create");
-    cmd.args(["-n", "1"]).env("WT_FAILPOINT", "before-finish");
+    cmd.args(["-n", "1"]).env("WT_FAILPOINT", "after-ledger");
     let run = wt_tests::Run::of(&mut cmd, "");
     assert_eq!(run.code, None, "killed\n{run}");
-    assert_eq!(run.stdout, "", "no record was printed\n{run}");
-    assert!(ledger(&t)["worktrees"]["agent-1"].is_object(), "the entry was written during the checkout");
-    assert!(t.repo.join(".git/wt/pending/agent-1.json").exists(), "the marker outlived the kill");
-    let lease = t.run("wt-env", &["agent-1", "--range", "26700-26799"], "");
-    lease.expect_code(0);
-    assert!(ledger(&t)["worktrees"]["agent-1"]["ports"].is_object(), "{}", ledger(&t));
-
+    let path = t.wt_root().join("agent-1");
+    std::fs::write(path.join("work.txt"), "an agent's work\n").unwrap();
     let run = t.run("wt-create", &["-n", "1"], "");
     run.expect_code(0);
-    let rec = &run.records()[0];
-    assert_eq!((s(rec, "name"), &rec["created"]), ("agent-1", &Value::Bool(true)), "made anew\n{run}");
-    let entry = &ledger(&t)["worktrees"]["agent-1"];
-    let leased = entry.get("ports").is_some() || entry.get("index").is_some();
-    assert!(entry.is_object() && !leased, "the old entry and its lease are gone: {entry}");
+    assert_eq!(s(&run.records()[0], "name"), "agent-2", "agent-1 is taken: it exists\n{run}");
+    assert_eq!(std::fs::read_to_string(path.join("work.txt")).unwrap(), "an agent's work\n");
+    assert!(ledger(&t)["worktrees"]["agent-1"].is_object());
     assert!(!t.repo.join(".git/wt/pending/agent-1.json").exists(), "its marker is gone");
-    assert_eq!(t.git_worktrees().len(), 2);
-    assert_git_consistent(&t);
-}
-
-/// `wt-create --remove` reaps a dead maker's marker first, as the next wt-create would: the
-/// ledger then holds no entry for the rolled-back worktree.
-#[test]
-fn a_removal_rolls_back_a_killed_makers_worktree_and_its_entry() {
-    let t = TestRepo::new();
-    t.run("wt-create", &["keep"], "").expect_code(0);
-    let mut cmd = t.cmd("wt-create");
-    cmd.arg("victim").env("WT_FAILPOINT", "after-ledger");
-    assert_eq!(wt_tests::Run::of(&mut cmd, "").code, None, "killed");
-    assert!(ledger(&t)["worktrees"]["victim"].is_object());
-    let run = t.run("wt-create", &["--remove", "keep"], "");
-    run.expect_code(0);
-    let worktrees = ledger(&t)["worktrees"].clone();
-    assert!(worktrees.get("victim").is_none() && worktrees.get("keep").is_none(), "{worktrees}");
-    assert!(!t.wt_root().join("victim").exists());
-    assert_eq!(t.branches(), ["main"]);
+    assert_eq!(t.run("wt-create", &["agent-1"], "").expect_code(0).records()[0]["created"], false);
     assert_git_consistent(&t);
 }
 
@@ -235,6 +206,35 @@ fn a_branch_being_made_when_its_maker_is_killed_is_not_left_behind() {
     assert_eq!(t.branches(), ["main", "wt/bystander"], "no branch outlives its rolled-back worktree");
     assert_eq!(t.git_worktrees().len(), 2);
     assert_git_consistent(&t);
+}
+
+/// A lock on the new branch that a running git may hold is never taken from it: wt-create
+/// retries, then fails with git's message, and leaves the lock, the branch and the worktree
+/// as they were (it used to remove the lock between its retries).
+#[test]
+fn a_branch_lock_a_running_git_may_hold_is_left_to_it() {
+    let t = TestRepo::new();
+    let _holder = wt_tests::Reaped(
+        std::process::Command::new("git")
+            .args(["cat-file", "--batch"])
+            .current_dir(&t.repo)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let ref_lock = t.repo.join(".git/refs/heads/wt/locked-out.lock");
+    std::fs::create_dir_all(ref_lock.parent().unwrap()).unwrap();
+    std::fs::write(&ref_lock, "").unwrap();
+    let run = t.run("wt-create", &["locked-out"], "");
+    run.expect_code(1);
+    let rec = &run.records()[0];
+    assert!(s(&rec["error"], "message").contains("locked-out.lock"), "git's reason is given\n{run}");
+    assert!(ref_lock.exists(), "the lock is still there for whoever holds it");
+    assert_eq!(t.branches(), ["main"]);
+    assert_eq!(t.git_worktrees().len(), 1);
+    assert!(!t.wt_root().join("locked-out").exists());
+    assert_eq!(std::fs::read_dir(t.repo.join(".git/wt/pending")).unwrap().count(), 0, "no marker left");
 }
 
 /// A marker is made, locked and then written in place: a maker killed while writing it leaves

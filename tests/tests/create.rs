@@ -149,17 +149,27 @@ fn assert_recovers(t: &TestRepo, name: &str) {
 
 #[test]
 fn a_run_killed_at_any_point_leaves_nothing_that_breaks_the_next() {
-    // after-ledger: the entry is written, the checkout still running; before-finish: all done
-    // but the marker.
-    for point in ["after-marker", "after-register", "after-ledger", "after-checkout", "after-include", "before-finish"]
-    {
+    // after-ledger: the worktree is finished and kept (crash.rs). ledger-staged: its entry is
+    // written beside the ledger while the files are checked out, not yet in place.
+    let points =
+        ["after-marker", "after-register", "ledger-staged", "after-checkout", "after-include", "before-ledger"];
+    for point in points {
         let t = TestRepo::new();
         let mut cmd = t.cmd("wt-create");
         cmd.arg("victim").env("WT_FAILPOINT", point);
         let run = Run::of(&mut cmd, "");
         assert_eq!(run.code, None, "{point}: killed by a signal\n{run}");
         assert_eq!(run.stdout, "", "{point}: no record of a worktree that is rolled back");
+        let ledger = std::fs::read_to_string(t.repo.join(".git/wt/ledger.json")).unwrap_or_default();
+        assert!(!ledger.contains("victim"), "{point}: no entry for an unfinished worktree: {ledger}");
         assert_recovers(&t, "victim");
+        let temps: Vec<_> = std::fs::read_dir(t.repo.join(".git/wt"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp."))
+            .collect();
+        assert_eq!(temps, Vec::<String>::new(), "{point}: a staged ledger of the killed run is swept");
     }
 }
 

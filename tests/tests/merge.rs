@@ -101,6 +101,23 @@ fn clean_branches_merge_in_order_and_a_conflict_leaves_the_target_alone() {
     assert!(!t.git(["diff", "--name-only", "HEAD"]).contains("<<<<<<<"));
 }
 
+/// The scratch worktree a merge is verified in is checked out as `git worktree add` would:
+/// the post-checkout hook runs there, with the arguments git gives it.
+#[test]
+fn the_verification_worktree_gets_the_post_checkout_hook() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = repo_with(&[("one", &[("one.txt", "1\n")])]);
+    let hook = t.repo.join(".git/hooks/post-checkout");
+    std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
+    std::fs::write(&hook, "#!/bin/sh\necho \"$@\" > hooked-args\n").unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let verify = r#"grep -qx "0\{40\} $WT_MERGE_COMMIT 1" hooked-args"#;
+    let run = t.run("wt-merge", &["--verify", verify], &list(&t));
+    run.expect_code(0);
+    assert_eq!(s(merge_of(&run.records()[0]), "status"), "merged", "{run}");
+    assert_eq!(t.git(["worktree", "list", "--porcelain"]).matches("worktree ").count(), 2, "no scratch worktree left");
+}
+
 #[test]
 fn branches_that_pass_alone_but_break_together_never_both_land() {
     // Verification fails when both features are present.

@@ -10,8 +10,8 @@
 //!    come out identical), but the slow part no longer holds the lock. Checking out with git
 //!    rather than libgit2 keeps us at git's speed, which is the file system's: libgit2's checkout
 //!    took about twice as long here.
-//! 3. Record the worktree in the ledger (while step 2's checkout runs), drop the marker once all
-//!    is done, print the record.
+//! 3. Record the worktree in the ledger (staged while step 2's checkout runs, put in place once
+//!    all is done), drop the marker, print the record.
 //!
 //! Records come out in the order the names were asked for, each as soon as it and those
 //! before it are done.
@@ -115,7 +115,7 @@ fn plan(
     hand_off: Option<HandOff>,
 ) -> Result<Vec<Plan>, Error> {
     let lock = ctx.worktree_lock()?;
-    pending::reap_dead(&ctx.repo, &ctx.ledger)?;
+    pending::reap_dead(&ctx.repo, &ctx.ledger.read()?)?;
     wt_common::fsutil::sweep_removing(&ctx.root);
     wt_common::stale_lock::sweep_repository(&ctx.repo);
     let snap = Snapshot::take(ctx)?;
@@ -372,13 +372,14 @@ fn plan_new(ctx: &Context, lock: &FileLock, snap: &Snapshot, base: &Base, name: 
         branch_created: existing_branch.is_none(),
         start_commit: start.clone(),
     };
-    let pending = match Pending::begin(&ctx.repo, marker) {
+    let mut pending = match Pending::begin(&ctx.repo, marker) {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
     failpoint::hit("after-marker");
-    if let Err(e) = register(ctx, lock, &pending.marker) {
-        pending.roll_back(&ctx.repo, &ctx.ledger);
+    if let Err((e, branch_made)) = register(ctx, lock, &pending.marker) {
+        pending.marker.branch_created = branch_made;
+        pending.roll_back(&ctx.repo);
         return fail(e);
     }
     failpoint::hit("after-register");
@@ -402,29 +403,36 @@ fn plan_new(ctx: &Context, lock: &FileLock, snap: &Snapshot, base: &Base, name: 
 ///
 /// A new branch is made first, by a `git branch` of our own, not by `git worktree add -b`: that
 /// one runs `git branch` as its own child, which neither dies with this process nor is noted,
-/// and so could make the branch after the next run had rolled the worktree back.
-fn register(ctx: &Context, lock: &FileLock, m: &Marker) -> Result<(), Error> {
+/// and so could make the branch after the next run had rolled the worktree back. On failure,
+/// says whether the branch was made (a branch `git branch` refused to make is not ours to
+/// delete).
+fn register(ctx: &Context, lock: &FileLock, m: &Marker) -> Result<(), (Error, bool)> {
     let mut attempt = 0;
     loop {
-        let made = || {
-            if m.branch_created {
+        let branch = match m.branch_created {
+            true => {
                 let mut branch = git::command(ctx.repo.git_dir());
                 branch.args(["branch", "--quiet"]).arg(&m.branch).arg(&m.start_commit);
-                git::output_under(&mut branch, lock)?;
+                git::output_under(&mut branch, lock).map(|_| ())
             }
+            false => Ok(()),
+        };
+        let branch_made = m.branch_created && branch.is_ok();
+        let made = branch.and_then(|()| {
             let mut add = git::command(ctx.repo.git_dir());
             add.args(["worktree", "add", "--no-checkout", "--quiet"]).arg(&m.path).arg(&m.branch);
-            git::output_under(&mut add, lock)
-        };
-        match made() {
-            Ok(_) => return Ok(()),
+            git::output_under(&mut add, lock).map(|_| ())
+        });
+        match made {
+            Ok(()) => return Ok(()),
             Err(e) if attempt < 5 && is_transient(&e.message) => {
                 tracing::info!("retrying git worktree add for {}: {}", m.name, e.message);
-                pending::roll_back(&ctx.repo, m);
+                let undo = Marker { branch_created: branch_made, ..m.clone() };
+                pending::roll_back(&ctx.repo, &undo, pending::By::Maker);
                 attempt += 1;
                 std::thread::sleep(std::time::Duration::from_millis(10 << attempt));
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err((e, branch_made)),
         }
     }
 }
@@ -459,32 +467,40 @@ fn finish_ready(ctx: &Context, mut rec: Record, entry: Option<Entry>) -> Record 
 
 /// Checks a registered worktree out and records it; on failure, rolls it back.
 ///
-/// The ledger entry is written, and synced, while git checks the files out, so the `fsync`
-/// costs no time of its own. The marker stays until everything is done, and goes before the
-/// record is printed: a kill anywhere before rolls the worktree back, its entry included (a
-/// worktree nobody was told of holds nothing anyone could lose), and a worktree whose record
-/// was printed is never rolled back.
+/// The ledger entry is staged (written and synced beside the ledger) while git checks the
+/// files out, and put in place by a rename once all is done: the `fsync` costs no time of its
+/// own, and the entry still shows only for a finished worktree. The marker goes after that,
+/// so a marker whose worktree is in the ledger means a finished worktree (`pending::reap_dead`).
 fn complete(ctx: &Context, nw: NewWorktree, includes: &Option<Result<Vec<String>, Error>>) -> Record {
     let NewWorktree { mut record, entry, pending } = nw;
     let name = record.name.clone();
-    let (recorded, made) = checkout(ctx, &pending, includes, || {
-        let recorded = ctx.ledger.update(|l| {
-            // An entry left by a worktree of this name that is gone (its removal was killed):
-            // its database holds that worktree's data, so it is kept, not handed to this one.
-            if let Some(old) = l.worktrees.insert(name.clone(), entry) {
-                wt_common::kept_db::keep(l, &name, &old);
-            }
-            Ok(())
-        });
-        failpoint::hit("after-ledger");
-        recorded
+    let record_entry = |l: &mut wt_common::ledger::Ledger| {
+        // An entry left by a worktree of this name that is gone (its removal was killed): its
+        // database holds that worktree's data, so it is kept, not handed to this one.
+        if let Some(old) = l.worktrees.insert(name.clone(), entry.clone()) {
+            wt_common::kept_db::keep(l, &name, &old);
+        }
+        Ok(())
+    };
+    let (staged, made) = checkout(ctx, &pending, includes, || {
+        let staged = ctx.ledger.stage(record_entry);
+        failpoint::hit("ledger-staged");
+        staged
     });
-    match recorded.and(made) {
+    let saved = made.and_then(|shared| {
+        failpoint::hit("before-ledger");
+        match staged {
+            Ok(staged) => ctx.ledger.commit(staged, record_entry),
+            Err(_) => ctx.ledger.update(record_entry), // fails again, or was a passing fault
+        }
+        .map(|()| shared)
+    });
+    match saved {
         Ok(shared) => {
             if let Some(shared) = shared {
                 record.set_key("share", shared);
             }
-            failpoint::hit("before-finish");
+            failpoint::hit("after-ledger");
             pending.finish();
         }
         Err(e) => {
@@ -497,7 +513,7 @@ fn complete(ctx: &Context, nw: NewWorktree, includes: &Option<Result<Vec<String>
 
 fn roll_back_locked(ctx: &Context, pending: Pending) {
     let _lock = ctx.worktree_lock();
-    pending.roll_back(&ctx.repo, &ctx.ledger);
+    pending.roll_back(&ctx.repo);
 }
 
 /// Checks out (doing `meanwhile` while git does), runs the hook, copies `.worktreeinclude`
@@ -516,7 +532,8 @@ fn checkout<T>(
     let rest = || {
         reset?;
         failpoint::hit("after-checkout");
-        run_post_checkout_hook(ctx, m)?;
+        // git runs post-checkout after `worktree add`; since we checked out ourselves, so do we.
+        ctx.repo.run_post_checkout_hook(&m.path, &m.start_commit)?;
         if let (Some(source), Some(selected)) = (ctx.repo.main_worktree.as_deref(), includes) {
             let paths = selected.as_ref().map_err(Clone::clone)?;
             include::copy(source, &m.path, paths)?;
@@ -525,19 +542,6 @@ fn checkout<T>(
         ctx.share.as_ref().map(|s| s.share_into(&m.name, &m.path)).transpose()
     };
     (done, rest())
-}
-
-/// git runs post-checkout after `worktree add`; since we checked out ourselves, we run it too,
-/// with the same arguments git gives it.
-fn run_post_checkout_hook(ctx: &Context, m: &Marker) -> Result<(), Error> {
-    let hook = ctx.repo.hooks_dir()?.join("post-checkout");
-    if !hook.is_file() {
-        return Ok(());
-    }
-    let null = "0".repeat(m.start_commit.len());
-    git::run(&m.path, ["hook", "run", "--ignore-missing", "post-checkout", "--", &null, &m.start_commit, "1"])
-        .map(|_| ())
-        .map_err(|e| Error::failed("hook-failed", format!("post-checkout hook failed: {}", e.message)))
 }
 
 fn branch_shown(wt: &GitWorktree) -> &str {

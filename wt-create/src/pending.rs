@@ -1,11 +1,9 @@
 //! Crash safety. Before wt-create touches git for a new worktree it leaves a marker in
-//! `<state>/pending/<name>.json` and holds an flock on it until the worktree is complete, in
-//! the ledger, and about to be printed. A marker whose lock can be taken belongs to a process
-//! that died mid-way: the next wt-create (under the worktree lock) rolls back exactly what that
-//! marker describes (its admin directory, its half-checked-out directory, the branch it
-//! created, its ledger entry) and nothing else. Nobody was told of that worktree (its record is
-//! printed only after the marker is gone), so nothing in it can be anyone's work. That is why
-//! no `git worktree prune` is ever run: prune would also drop the registration of every
+//! `<state>/pending/<name>.json` and holds an flock on it until the worktree is complete and in
+//! the ledger. A marker whose lock can be taken belongs to a process that died mid-way: the next
+//! wt-create (under the worktree lock) rolls back exactly what that marker describes (its admin
+//! directory, its half-checked-out directory, the branch it created) and nothing else. That is
+//! why no `git worktree prune` is ever run: prune would also drop the registration of every
 //! worktree whose directory is only momentarily missing.
 
 use std::fs;
@@ -13,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use wt_common::fsutil::remove_any;
-use wt_common::ledger::LedgerFile;
+use wt_common::ledger::Ledger;
 use wt_common::lock::FileLock;
 use wt_common::repo::Repo;
 use wt_common::{git, Error};
@@ -76,11 +74,9 @@ impl Pending {
         let _ = fs::remove_file(&self.file);
     }
 
-    /// Undoes this process's own half-made worktree, its ledger entry included, and forgets
-    /// the marker.
-    pub fn roll_back(self, repo: &Repo, ledger: &LedgerFile) {
-        roll_back(repo, &self.marker);
-        forget_entry(ledger, &self.marker);
+    /// Undoes this process's own half-made worktree and forgets the marker.
+    pub fn roll_back(self, repo: &Repo) {
+        roll_back(repo, &self.marker, By::Maker);
         let _ = fs::remove_file(&self.file);
     }
 }
@@ -111,8 +107,11 @@ pub fn wait_for(repo: &Repo, name: &str) -> Result<(), Error> {
     }
 }
 
-/// Rolls back every marker whose owner has died. Call only under the worktree lock.
-pub fn reap_dead(repo: &Repo, ledger: &LedgerFile) -> Result<(), Error> {
+/// Rolls back every marker whose owner has died. Call only under the worktree lock. A marker
+/// whose worktree is already in the ledger belongs to a wt-create killed after it finished the
+/// worktree (between writing the ledger and dropping the marker): that worktree is complete and
+/// listed, possibly already in use, so only the marker goes.
+pub fn reap_dead(repo: &Repo, ledger: &Ledger) -> Result<(), Error> {
     let Ok(entries) = fs::read_dir(dir(repo)) else { return Ok(()) };
     for entry in entries.flatten() {
         let file = entry.path();
@@ -127,10 +126,12 @@ pub fn reap_dead(repo: &Repo, ledger: &LedgerFile) -> Result<(), Error> {
         }
         let Some(_owner_gone) = FileLock::try_acquire(&file)? else { continue };
         match fs::read(&file).ok().and_then(|b| serde_json::from_slice::<Marker>(&b).ok()) {
+            Some(marker) if ledger.worktrees.get(&marker.name).is_some_and(|e| e.path == marker.path) => {
+                tracing::debug!("'{}' was finished before its maker died; dropping the marker", marker.name);
+            }
             Some(marker) => {
                 tracing::warn!("rolling back '{}', left half-made by a wt-create that died", marker.name);
-                roll_back(repo, &marker);
-                forget_entry(ledger, &marker);
+                roll_back(repo, &marker, By::Reaper);
             }
             None => tracing::warn!("dropping unreadable marker {}", file.display()),
         }
@@ -139,30 +140,19 @@ pub fn reap_dead(repo: &Repo, ledger: &LedgerFile) -> Result<(), Error> {
     Ok(())
 }
 
-/// Drops the ledger entry of a rolled-back worktree: the one of its name at its path, which its
-/// maker wrote while checking it out (or one an earlier worktree at that path left). A
-/// database leased for it meanwhile is kept, as for any entry forgotten. The ledger is written
-/// only when there is such an entry.
-fn forget_entry(ledger: &LedgerFile, m: &Marker) {
-    let ours = |l: &wt_common::ledger::Ledger| l.worktrees.get(&m.name).is_some_and(|e| e.path == m.path);
-    if !ledger.read().is_ok_and(|l| ours(&l)) {
-        return;
-    }
-    let forgotten = ledger.update(|l| {
-        if ours(l) {
-            let old = l.worktrees.remove(&m.name).expect("checked above");
-            wt_common::kept_db::keep(l, &m.name, &old);
-        }
-        Ok(())
-    });
-    if let Err(e) = forgotten {
-        tracing::warn!("the ledger keeps an entry for '{}', which was rolled back: {e}", m.name);
-    }
+/// Who rolls a half-made worktree back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    /// Its maker, whose git children have all ended by themselves: a git lock found now is
+    /// another git's.
+    Maker,
+    /// A later run, after the maker died: its git children were killed with it.
+    Reaper,
 }
 
 /// Removes what the marker's worktree left: its admin dir, its directory (only if it is
 /// recognisably the half-made worktree), and the branch it created (only if still unmoved).
-pub fn roll_back(repo: &Repo, m: &Marker) {
+pub fn roll_back(repo: &Repo, m: &Marker, by: By) {
     let dot_git = m.path.join(".git");
     let admin_root = repo.common_dir.join("worktrees");
     if let Ok(entries) = fs::read_dir(&admin_root) {
@@ -179,8 +169,11 @@ pub fn roll_back(repo: &Repo, m: &Marker) {
     }
     // A git killed while creating the branch leaves its lock file; git would refuse every
     // later change to the branch until someone removed it by hand. The marker's owner is dead
-    // and its git children died with it, so the lock is stale.
-    let _ = fs::remove_file(repo.common_dir.join(format!("refs/heads/{}.lock", m.branch)));
+    // and its git children died with it (the next holder of the lock waited for them), so the
+    // lock is stale. Its maker's own gits ended by themselves, so it is not theirs.
+    if by == By::Reaper {
+        let _ = fs::remove_file(repo.common_dir.join(format!("refs/heads/{}.lock", m.branch)));
+    }
     if m.branch_created {
         // update-ref -d with the old value deletes the branch only if nobody moved it.
         let r = git::run(repo.git_dir(), ["update-ref", "-d", &format!("refs/heads/{}", m.branch), &m.start_commit]);

@@ -85,7 +85,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     }
     // One merge queue per repository at a time; whatever scratch worktree exists now was left
     // by a queue that was killed.
-    let _queue = FileLock::acquire(&repo.ensure_state_dir()?.join("merge.lock"), default_timeout())?;
+    let queue_lock = FileLock::acquire(&repo.ensure_state_dir()?.join("merge.lock"), default_timeout())?;
     verify::sweep(&repo)?;
     wt_common::stale_lock::sweep_repository(&repo);
     journal::roll_forward(&repo)?;
@@ -102,6 +102,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         timeout: settings.timeout,
         cleanup: settings.cleanup,
         groups,
+        lock: &queue_lock,
     };
     let hosts = wt_common::host::Hosts::load(repo.main_worktree.as_deref())?;
     let host_queue = Queue {

@@ -13,6 +13,7 @@ use wt_common::{failpoint, git, Error, Record};
 
 use crate::strategy::{self, Built};
 use crate::verify;
+use wt_common::lock::FileLock;
 
 /// How many times a merge is redone because the target moved under it.
 const RETRIES: usize = 5;
@@ -29,6 +30,9 @@ pub struct Queue<'a> {
     pub cleanup: bool,
     /// The verification's process group while it runs, for Ctrl-C and SIGTERM to end.
     pub groups: wt_common::process::Groups,
+    /// The queue's lock (one merge queue per repository), held for the whole run: the scratch
+    /// worktree's checkout is noted with it (`verify::verify`).
+    pub lock: &'a FileLock,
 }
 
 /// What a merge came to: the `merge` key, and whether the run should count it a failure.
@@ -91,8 +95,16 @@ impl Queue<'_> {
             let mut verified = None;
             if let Some(cmd) = &self.verify {
                 self.progress.step(&rec.name, &format!("verifying {} with `{cmd}`", &commit[..commit.len().min(10)]));
-                let verdict =
-                    verify::verify(self.repo, &rec.name, &commit, cmd, &verify_env(rec), self.timeout, &self.groups)?;
+                let verdict = verify::verify(
+                    self.repo,
+                    self.lock,
+                    &rec.name,
+                    &commit,
+                    cmd,
+                    &verify_env(rec),
+                    self.timeout,
+                    &self.groups,
+                )?;
                 let v = verdict.to_json(cmd);
                 if !verdict.passed {
                     return Ok((status("verify-failed", &[("commit", json!(commit)), ("verify", v)]), true));

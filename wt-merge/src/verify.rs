@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use wt_common::lock::FileLock;
 use wt_common::process::{self, Spec};
 use wt_common::repo::Repo;
 use wt_common::{failpoint, git, Error};
@@ -34,8 +35,14 @@ pub fn scratch_dir(repo: &Repo) -> PathBuf {
     repo.state_dir().join("scratch")
 }
 
+/// Runs the verification command in a scratch worktree at `commit`. The scratch worktree is
+/// registered under the worktree lock and checked out outside it, by a `git reset --hard` of our
+/// own (the one `git worktree add` starts is git's child: it would outlive this process) noted
+/// with the queue's lock, so the next queue waits for it before it sweeps what this one left.
+#[allow(clippy::too_many_arguments)]
 pub fn verify(
     repo: &Repo,
+    queue: &FileLock,
     name: &str,
     commit: &str,
     cmd: &str,
@@ -50,8 +57,15 @@ pub fn verify(
         // for by the next holder, whose sweep then sees all it wrote.
         let lock = repo.worktree_lock()?;
         let mut add = git::command(repo.git_dir());
-        add.args(["worktree", "add", "--detach", "--quiet"]).arg(&dir).arg(commit);
+        add.args(["worktree", "add", "--detach", "--no-checkout", "--quiet"]).arg(&dir).arg(commit);
         git::output_under(&mut add, &lock)?;
+    }
+    let mut reset = git::command(&dir);
+    reset.args(["reset", "--hard", "--no-recurse-submodules", "--quiet"]);
+    let checked_out = git::output_under(&mut reset, queue).and_then(|_| repo.run_post_checkout_hook(&dir, commit));
+    if let Err(e) = checked_out {
+        remove_scratch(repo, &dir);
+        return Err(e);
     }
     failpoint::hit("after-scratch");
     let logs = repo.state_dir().join("logs").join(name);
