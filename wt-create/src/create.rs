@@ -82,6 +82,9 @@ pub struct Request {
     pub jobs: Option<usize>,
 }
 
+/// How many times a name another run is making is waited for before it is reported busy.
+const BUSY_ROUNDS: usize = 5;
+
 pub fn run(ctx: &mut Context, req: &Request, out: &mut Output) -> Result<(), Error> {
     let base = ctx.base(req.base.as_deref())?;
     let root_existed = ctx.root.exists();
@@ -90,13 +93,23 @@ pub fn run(ctx: &mut Context, req: &Request, out: &mut Output) -> Result<(), Err
 
     let ctx = &*ctx;
     let most = req.wants.len() + req.count;
-    let busy = make(ctx, req.jobs, most, out, |h| plan(ctx, &base, &req.wants, req.count, &req.prefix, h))?;
-    if !busy.is_empty() {
+    let mut busy = make(ctx, req.jobs, most, out, |h| plan(ctx, &base, &req.wants, req.count, &req.prefix, h))?;
+    // A name another wt-create is making is waited for, then adopted (or made here, if its
+    // maker died). Another run may take the name up again meanwhile, so a few rounds; a name
+    // still busy after them gets a failure record, never silence.
+    for _ in 0..BUSY_ROUNDS {
+        if busy.is_empty() {
+            break;
+        }
         for name in &busy {
             pending::wait_for(&ctx.repo, name)?;
         }
         let wants: Vec<Want> = busy.into_iter().map(Want::Name).collect();
-        make(ctx, req.jobs, wants.len(), out, |h| plan(ctx, &base, &wants, 0, &req.prefix, h))?;
+        busy = make(ctx, req.jobs, wants.len(), out, |h| plan(ctx, &base, &wants, 0, &req.prefix, h))?;
+    }
+    for name in busy {
+        let e = Error::failed("busy", format!("other wt-create runs kept making '{name}'; try again"));
+        out.emit(&Record::failed(&name, TOOL, &e));
     }
     if !root_existed {
         let _ = std::fs::remove_dir(&ctx.root); // only if nothing was made in it
