@@ -16,12 +16,15 @@ use crate::repo::GitWorktree;
 /// Every worktree git would list, main (or bare) first, the linked ones sorted by path as git
 /// sorts them; `None` when git must be asked.
 pub fn read(common: &Path, main: Option<&Path>) -> Option<Vec<GitWorktree>> {
-    if common.join("reftable").exists() {
-        return None;
-    }
+    read_with(&refs::BranchReader::new(common)?, main)
+}
+
+/// `read`, resolving branches with `refs` (which may know some already).
+pub fn read_with(refs: &refs::BranchReader, main: Option<&Path>) -> Option<Vec<GitWorktree>> {
+    let common = refs.common();
     let mut all = vec![match main {
         Some(path) => {
-            let (head, branch) = read_head(common, common)?;
+            let (head, branch) = read_head_with(refs, common)?;
             GitWorktree {
                 path: path.to_path_buf(),
                 detached: branch.is_none(),
@@ -53,7 +56,7 @@ pub fn read(common: &Path, main: Option<&Path>) -> Option<Vec<GitWorktree>> {
     // A few file reads per worktree: with hundreds of worktrees, on every core.
     let threads = if admins.len() < 64 { 1 } else { crate::parallel::cores() };
     let linked: Option<Vec<Option<GitWorktree>>> =
-        crate::parallel::map(&admins, threads, |a| read_linked(common, a)).into_iter().collect();
+        crate::parallel::map(&admins, threads, |a| read_linked(refs, a)).into_iter().collect();
     all.extend(linked?.into_iter().flatten());
     all[1..].sort_by(|a, b| a.path.as_os_str().as_encoded_bytes().cmp(b.path.as_os_str().as_encoded_bytes()));
     Some(all)
@@ -61,7 +64,7 @@ pub fn read(common: &Path, main: Option<&Path>) -> Option<Vec<GitWorktree>> {
 
 /// One admin dir: `Some(None)` for one git does not list (no `gitdir`: git skips it), `None`
 /// when git must be asked.
-fn read_linked(common: &Path, admin: &Path) -> Option<Option<GitWorktree>> {
+fn read_linked(refs: &refs::BranchReader, admin: &Path) -> Option<Option<GitWorktree>> {
     let gitdir = match read_small(&admin.join("gitdir")) {
         Small::Text(text) => text,
         Small::Missing => return Some(None),
@@ -75,7 +78,7 @@ fn read_linked(common: &Path, admin: &Path) -> Option<Option<GitWorktree>> {
         Some(p) => PathBuf::from(p),
         None => dot_git.to_path_buf(),
     };
-    let (head, branch) = read_head(common, admin)?;
+    let (head, branch) = read_head_with(refs, admin)?;
     let locked = admin.join("locked").exists();
     // git's rule (should_prune_worktree): a worktree whose `.git` is gone may be pruned, unless
     // it is locked.
@@ -94,12 +97,16 @@ fn read_linked(common: &Path, admin: &Path) -> Option<Option<GitWorktree>> {
 /// A `HEAD` file: (commit, branch). A symbolic ref to a plain branch that exists, or an object
 /// id (detached); anything else asks git.
 pub(crate) fn read_head(common: &Path, dir: &Path) -> Option<(String, Option<String>)> {
+    read_head_with(&refs::BranchReader::new(common)?, dir)
+}
+
+fn read_head_with(refs: &refs::BranchReader, dir: &Path) -> Option<(String, Option<String>)> {
     // A symbolic link (`core.preferSymlinkRefs`) names its branch by where it points: git's.
     let Small::Text(text) = read_small(&dir.join("HEAD")) else { return None };
     let line = text.strip_suffix('\n')?;
     match line.strip_prefix("ref: refs/heads/") {
         Some(branch) => {
-            let commit = refs::read_branches(common, [branch])?.remove(branch)?;
+            let commit = refs.commit(branch)??;
             Some((commit, Some(branch.to_string())))
         }
         None => Some((refs::object_id(line)?.to_string(), None)),
@@ -151,6 +158,16 @@ mod tests {
         std::fs::create_dir(common.join("worktrees/half")).unwrap();
         std::fs::write(common.join("worktrees/half/locked"), "initializing").unwrap();
         assert_eq!(read(&common, Some(&r)).unwrap(), listed_by_git(&r));
+        // The `wt/` branches taken from their listing, not read again: the same list.
+        let listed = refs::branches_under(&common, "wt").unwrap();
+        assert_eq!(listed.len(), 4, "{listed:?}");
+        let reader = refs::BranchReader::new(&common).unwrap().listed("wt", &listed);
+        assert_eq!(read_with(&reader, Some(&r)).unwrap(), listed_by_git(&r));
+        let mut told = listed.clone();
+        told.insert("z".into(), "1".repeat(40));
+        let reader = refs::BranchReader::new(&common).unwrap().listed("wt", &told);
+        let z = read_with(&reader, Some(&r)).unwrap().into_iter().find(|w| w.branch.as_deref() == Some("wt/z"));
+        assert_eq!(z.unwrap().head, Some("1".repeat(40)), "the listing is what is taken");
         // Detached main worktree.
         git(&r, &["checkout", "-q", "--detach"]);
         assert_eq!(read(&common, Some(&r)).unwrap(), listed_by_git(&r));

@@ -180,6 +180,25 @@ impl Repo {
         if let Some(all) = crate::registry::read(&self.common_dir, self.main_worktree.as_deref()) {
             return Ok(all);
         }
+        self.worktrees_by_git()
+    }
+
+    /// `worktrees`, taking the commits of the branches under `refs/heads/<prefix>/` from
+    /// `listed` (every one of them, just read by `refs::branches_under`) rather than reading
+    /// each again.
+    pub fn worktrees_knowing(
+        &self,
+        prefix: &str,
+        listed: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<GitWorktree>, Error> {
+        let refs = crate::refs::BranchReader::new(&self.common_dir).map(|r| r.listed(prefix, listed));
+        match refs.and_then(|refs| crate::registry::read_with(&refs, self.main_worktree.as_deref())) {
+            Some(all) => Ok(all),
+            None => self.worktrees_by_git(),
+        }
+    }
+
+    fn worktrees_by_git(&self) -> Result<Vec<GitWorktree>, Error> {
         let mut last = None;
         for attempt in 0..5 {
             match git::run(self.git_dir(), ["worktree", "list", "--porcelain", "-z"]) {

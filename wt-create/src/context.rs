@@ -113,17 +113,26 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn take(ctx: &Context) -> Result<Snapshot, Error> {
-        let wt_branches = match wt_common::refs::branches_under(&ctx.repo.common_dir, "wt") {
-            Some(found) => found,
+        let (wt_branches, worktrees) = match wt_common::refs::branches_under(&ctx.repo.common_dir, "wt") {
+            // The worktrees on those branches are not read twice.
+            Some(found) => {
+                let worktrees = ctx.repo.worktrees_knowing("wt", &found)?;
+                (found, worktrees)
+            }
             None => {
                 let refs = git::run(
                     ctx.repo.git_dir(),
                     ["for-each-ref", "--format=%(refname:lstrip=3)%00%(objectname)", "refs/heads/wt/"],
                 )?;
-                refs.lines().filter_map(|l| l.split_once('\0')).map(|(n, c)| (n.to_string(), c.to_string())).collect()
+                let found = refs
+                    .lines()
+                    .filter_map(|l| l.split_once('\0'))
+                    .map(|(n, c)| (n.to_string(), c.to_string()))
+                    .collect();
+                (found, ctx.repo.worktrees()?)
             }
         };
-        Ok(Snapshot { worktrees: ctx.repo.worktrees()?, wt_branches, ledger: ctx.ledger.read()? })
+        Ok(Snapshot { worktrees, wt_branches, ledger: ctx.ledger.read()? })
     }
 
     pub fn worktree_at(&self, path: &Path) -> Option<&GitWorktree> {
