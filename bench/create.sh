@@ -63,7 +63,9 @@ previous round's worktrees are kept out of the timed window).
 Fixed cost of one call apart from the checkout (3-file repository, median of ${ROUNDS_TINY:-25}):
 \`git worktree add\` $(tiny git-one) ms, \`wt-create\` $(tiny wt-one) ms, ratio $(ratio "$(tiny wt-one)" "$(tiny git-one)")
 (target ≤ 1.5): the same git processes as \`git worktree add\` runs, plus wt-create's own start,
-lock, crash marker and one synced ledger write.
+lock and crash marker; the ledger write is synced while git checks the files out and put in
+place by a rename after. This is the first worktree of a repository (its \`.git/wt\` is made
+each round).
 
 ${CONC:-64} processes started at once, 800-file repository, ${ROUNDS_CONC:-5} shuffled rounds (median over the
 $(conc git-add clean_rounds) rounds in which neither failed): \`git worktree add\` $(conc git-add median_ms) ms with
