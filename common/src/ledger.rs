@@ -267,9 +267,10 @@ impl LedgerFile {
         }
         let Some(tmp) = staged.tmp.take() else { return Ok(()) };
         crate::failpoint::hit("before-rename");
-        if let Err(e) = std::fs::rename(&tmp, &self.path) {
+        if std::fs::rename(&tmp, &self.path).is_err() {
+            // The staged file is gone (or cannot be moved): make the change the usual way.
             let _ = std::fs::remove_file(&tmp);
-            return Err(Error::env("ledger-write", format!("cannot write {}: {e}", self.path.display())));
+            return self.update_locked(change);
         }
         self.remember(std::mem::take(&mut staged.ledger));
         Ok(())

@@ -99,6 +99,13 @@ impl FileLock {
         Some(file)
     }
 
+    /// Forgets the children noted so far, which have all ended (the holder waited for each):
+    /// a lock held for a whole run (wt-merge's queue) would otherwise note more and more, and
+    /// a pid among them reused later could hold up the next holder.
+    pub fn forget_children(&self) {
+        let _ = std::fs::remove_file(children_file(&self.path));
+    }
+
     /// Waits up to `timeout` for an exclusive lock on `path` (created if missing).
     pub fn acquire(path: &Path, timeout: Duration) -> Result<FileLock, Error> {
         let deadline = Instant::now() + timeout;
@@ -229,6 +236,20 @@ mod tests {
         // A pid that is gone, or garbage, holds nobody up.
         std::fs::write(children_file(&path), "999999999\nnot a line\n").unwrap();
         FileLock::acquire(&path, Duration::from_secs(30)).unwrap();
+    }
+
+    #[test]
+    fn a_holder_forgets_the_children_it_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.lock");
+        let holder = FileLock::acquire(&path, Duration::from_secs(30)).unwrap();
+        let mut cmd = std::process::Command::new("true");
+        let noting = holder.note_children_of(&mut cmd);
+        cmd.status().unwrap();
+        drop(noting);
+        assert!(children_file(&path).exists(), "noted");
+        holder.forget_children();
+        assert!(!children_file(&path).exists(), "forgotten once ended");
     }
 
     #[test]

@@ -40,6 +40,52 @@ fn a_worktree_finished_before_its_maker_was_killed_is_kept_with_its_work() {
     assert_git_consistent(&t);
 }
 
+/// An entry a killed removal left (its worktree gone) is retired when its name is made again,
+/// before the new worktree is begun: else a maker killed mid-way left a marker whose name the
+/// ledger had at its path, and the next run kept the half-made worktree as finished, with the
+/// old worktree's leases.
+#[test]
+fn a_stale_entry_does_not_pass_a_half_made_worktree_off_as_finished() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["x"], "").expect_code(0);
+    t.run("wt-env", &["x", "--range", "26800-26899"], "").expect_code(0);
+    // A removal killed after git's part: the worktree and branch are gone, the entry stays.
+    t.git(["worktree", "remove", "--force", &t.wt_root().join("x").to_string_lossy()]);
+    t.git(["branch", "-D", "-q", "wt/x"]);
+    assert!(ledger(&t)["worktrees"]["x"]["ports"].is_object());
+    let mut cmd = t.cmd("wt-create");
+    cmd.arg("x").env("WT_FAILPOINT", "ledger-staged");
+    assert_eq!(wt_tests::Run::of(&mut cmd, "").code, None, "killed during the checkout");
+    assert!(ledger(&t)["worktrees"].get("x").is_none(), "the stale entry was retired: {}", ledger(&t));
+    let run = t.run("wt-create", &["x"], "");
+    run.expect_code(0);
+    assert_eq!(run.records()[0]["created"], true, "the half-made one was rolled back, not kept\n{run}");
+    let entry = &ledger(&t)["worktrees"]["x"];
+    assert!(entry.get("ports").is_none() && entry.get("index").is_none(), "no old lease: {entry}");
+    assert_eq!(t.git_in(&t.wt_root().join("x"), ["status", "--porcelain"]), "");
+    assert_git_consistent(&t);
+}
+
+/// A post-checkout hook may lease for the worktree being made (`wt-env` on its path): the lease
+/// is kept when wt-create records the worktree, not overwritten.
+#[test]
+fn a_lease_taken_by_the_post_checkout_hook_is_kept() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TestRepo::new();
+    let hook = t.repo.join(".git/hooks/post-checkout");
+    std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
+    let script =
+        format!("#!/bin/sh\n{} \"$PWD\" --range 26900-26999 --dotenv >/dev/null\n", wt_tests::bin("wt-env").display());
+    std::fs::write(&hook, script).unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    t.run("wt-create", &["hooked"], "").expect_code(0);
+    let entry = &ledger(&t)["worktrees"]["hooked"];
+    assert_eq!(entry["ports"]["start"], 26900, "the hook's lease is in the ledger: {entry}");
+    assert_eq!(entry["branch"], "wt/hooked", "and wt-create's record of the worktree: {entry}");
+    let env = std::fs::read_to_string(t.wt_root().join("hooked/.env.wt")).unwrap();
+    assert!(env.contains("26900"), "{env}");
+}
+
 #[test]
 fn records_of_another_repository_never_remove_this_ones_worktree() {
     let (here, there) = (TestRepo::new(), TestRepo::new());

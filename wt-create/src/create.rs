@@ -101,10 +101,13 @@ pub fn run(ctx: &mut Context, req: &Request, out: &mut Output) -> Result<(), Err
         if busy.is_empty() {
             break;
         }
-        for name in &busy {
-            pending::wait_for(&ctx.repo, name)?;
+        let mut wants = Vec::new();
+        for name in busy {
+            match pending::wait_for(&ctx.repo, &name) {
+                Ok(()) => wants.push(Want::Name(name)),
+                Err(e) => out.emit(&Record::failed(&name, TOOL, &e)),
+            }
         }
-        let wants: Vec<Want> = busy.into_iter().map(Want::Name).collect();
         busy = make(ctx, req.jobs, wants.len(), out, |h| plan(ctx, &base, &wants, 0, &req.prefix, h))?;
     }
     for name in busy {
@@ -128,7 +131,7 @@ fn plan(
     hand_off: Option<HandOff>,
 ) -> Result<Vec<Plan>, Error> {
     let lock = ctx.worktree_lock()?;
-    pending::reap_dead(&ctx.repo, &ctx.ledger.read()?)?;
+    pending::reap_dead(&ctx.repo, &ctx.ledger)?;
     wt_common::fsutil::sweep_removing(&ctx.root);
     wt_common::stale_lock::sweep_repository(&ctx.repo);
     let snap = Snapshot::take(ctx)?;
@@ -375,6 +378,21 @@ fn plan_new(ctx: &Context, lock: &FileLock, snap: &Snapshot, base: &Base, name: 
             ),
         ));
     }
+    // An entry of this name whose worktree is gone (its removal was killed) is retired first
+    // (its database kept): a marker whose name is in the ledger at its path means a finished
+    // worktree to the next run, so no entry may be there while this one is being made.
+    if let Some(stale) = snap.ledger.worktrees.get(name) {
+        let retired = ctx.ledger.update(|l| {
+            if l.worktrees.get(name) == Some(stale) {
+                l.worktrees.remove(name);
+                wt_common::kept_db::keep(l, name, stale);
+            }
+            Ok(())
+        });
+        if let Err(e) = retired {
+            return fail(e);
+        }
+    }
     let existing_branch = snap.wt_branches.get(name);
     wt_common::worktree::clear_stale_branch_lock(&ctx.repo, &branch);
     let start = existing_branch.cloned().unwrap_or_else(|| base.commit.clone());
@@ -488,10 +506,24 @@ fn complete(ctx: &Context, nw: NewWorktree, includes: &Option<Result<Vec<String>
     let NewWorktree { mut record, entry, pending } = nw;
     let name = record.name.clone();
     let record_entry = |l: &mut wt_common::ledger::Ledger| {
-        // An entry left by a worktree of this name that is gone (its removal was killed): its
-        // database holds that worktree's data, so it is kept, not handed to this one.
-        if let Some(old) = l.worktrees.insert(name.clone(), entry.clone()) {
-            wt_common::kept_db::keep(l, &name, &old);
+        let mut new = entry.clone();
+        match l.worktrees.get(&name) {
+            // Leases taken for this very worktree while it was being made (a post-checkout
+            // hook that runs wt-env) stay with it: an older entry at this path was retired
+            // before the worktree was begun (`plan_new`).
+            Some(old) if old.path == new.path => {
+                new.index = old.index;
+                new.extra = old.extra.clone();
+                l.worktrees.insert(name.clone(), new);
+            }
+            // An entry left by a worktree of this name that is gone (its removal was
+            // killed): its database holds that worktree's data, so it is kept, not handed to
+            // this one.
+            _ => {
+                if let Some(old) = l.worktrees.insert(name.clone(), new) {
+                    wt_common::kept_db::keep(l, &name, &old);
+                }
+            }
         }
         Ok(())
     };

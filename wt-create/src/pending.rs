@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use wt_common::fsutil::remove_any;
-use wt_common::ledger::Ledger;
+use wt_common::ledger::LedgerFile;
 use wt_common::lock::FileLock;
 use wt_common::repo::Repo;
 use wt_common::{git, Error};
@@ -111,7 +111,11 @@ pub fn wait_for(repo: &Repo, name: &str) -> Result<(), Error> {
 /// whose worktree is already in the ledger belongs to a wt-create killed after it finished the
 /// worktree (between writing the ledger and dropping the marker): that worktree is complete and
 /// listed, possibly already in use, so only the marker goes.
-pub fn reap_dead(repo: &Repo, ledger: &Ledger) -> Result<(), Error> {
+///
+/// The ledger is read once each marker's lock is taken: read before, it could miss the entry
+/// of a maker that finished and was killed a moment later, whose worktree would then be rolled
+/// back though it was complete.
+pub fn reap_dead(repo: &Repo, ledger: &LedgerFile) -> Result<(), Error> {
     let Ok(entries) = fs::read_dir(dir(repo)) else { return Ok(()) };
     for entry in entries.flatten() {
         let file = entry.path();
@@ -125,8 +129,9 @@ pub fn reap_dead(repo: &Repo, ledger: &Ledger) -> Result<(), Error> {
             continue;
         }
         let Some(_owner_gone) = FileLock::try_acquire(&file)? else { continue };
+        let finished = |m: &Marker| ledger.read().map(|l| l.worktrees.get(&m.name).is_some_and(|e| e.path == m.path));
         match fs::read(&file).ok().and_then(|b| serde_json::from_slice::<Marker>(&b).ok()) {
-            Some(marker) if ledger.worktrees.get(&marker.name).is_some_and(|e| e.path == marker.path) => {
+            Some(marker) if finished(&marker)? => {
                 tracing::debug!("'{}' was finished before its maker died; dropping the marker", marker.name);
             }
             Some(marker) => {

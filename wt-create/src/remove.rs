@@ -34,8 +34,7 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
     let lock = ctx.worktree_lock().map_err(|e| (label.clone(), e))?;
     // A worktree a killed wt-create left half-made is rolled back first, as the next
     // wt-create would: git cannot remove it (its `.git` file may be cut off).
-    let ledger = ctx.ledger.read().map_err(|e| (label.clone(), e))?;
-    crate::pending::reap_dead(&ctx.repo, &ledger).map_err(|e| (label.clone(), e))?;
+    crate::pending::reap_dead(&ctx.repo, &ctx.ledger).map_err(|e| (label.clone(), e))?;
     wt_common::fsutil::sweep_removing(&ctx.root);
     let snap = Snapshot::take(ctx).map_err(|e| (label.clone(), e))?;
     let (name, wt, entry) = find(ctx, &snap, want).map_err(|e| (label.clone(), e))?;

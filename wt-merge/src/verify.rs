@@ -62,7 +62,9 @@ pub fn verify(
     }
     let mut reset = git::command(&dir);
     reset.args(["reset", "--hard", "--no-recurse-submodules", "--quiet"]);
-    let checked_out = git::output_under(&mut reset, queue).and_then(|_| repo.run_post_checkout_hook(&dir, commit));
+    let reset = git::output_under(&mut reset, queue);
+    queue.forget_children(); // the reset has ended
+    let checked_out = reset.and_then(|_| repo.run_post_checkout_hook(&dir, commit));
     if let Err(e) = checked_out {
         remove_scratch(repo, &dir);
         return Err(e);
