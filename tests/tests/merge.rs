@@ -256,6 +256,43 @@ fn sigkill_at_any_point_leaves_no_half_merge_and_no_scratch_worktree() {
     }
 }
 
+/// What a wt-merge killed while the checked-out target's files followed its branch leaves
+/// (found by the soak test): the branch moved, the index still at the old commit, some files
+/// already written. The next run finishes the update; a file changed since by someone else
+/// stops it, untouched.
+#[test]
+fn an_update_of_the_checkout_killed_part_way_is_finished_or_left_to_a_person() {
+    for edited in [false, true] {
+        let t = repo_with(&[("u", &[("shared.txt", "A\nb\nc\n"), ("README", "more\n"), ("new.txt", "new\n")])]);
+        let old = main_head(&t);
+        t.run("wt-merge", &["-w", "u"], "").expect_code(0);
+        let new = main_head(&t);
+        // The killed `read-tree -m -u`: shared.txt written, README and new.txt not yet, the
+        // index not at all.
+        t.git(["read-tree", &old]);
+        std::fs::write(t.repo.join("README"), "hello\n").unwrap();
+        std::fs::remove_file(t.repo.join("new.txt")).unwrap();
+        if edited {
+            std::fs::write(t.repo.join("shared.txt"), "someone's edit\n").unwrap();
+        }
+        let journal = serde_json::json!({"worktree": t.repo, "old": old, "new": new});
+        std::fs::write(t.repo.join(".git/wt/merge-journal"), journal.to_string()).unwrap();
+        let run = t.run("wt-merge", &["-w", "u"], "");
+        if edited {
+            run.expect_code(1);
+            assert!(run.stderr.contains("shared.txt") && run.stderr.contains("was changed"), "{run}");
+            assert_eq!(std::fs::read_to_string(t.repo.join("shared.txt")).unwrap(), "someone's edit\n");
+            assert!(t.repo.join(".git/wt/merge-journal").exists(), "the update is still to be finished");
+        } else {
+            run.expect_code(0);
+            assert_eq!(t.git(["status", "--porcelain"]), "", "index and files at the new commit\n{run}");
+            assert_eq!(std::fs::read_to_string(t.repo.join("README")).unwrap(), "more\n");
+            assert_eq!(std::fs::read_to_string(t.repo.join("new.txt")).unwrap(), "new\n");
+            assert!(!t.repo.join(".git/wt/merge-journal").exists());
+        }
+    }
+}
+
 #[test]
 fn a_killed_verification_in_progress_is_swept_by_the_next_run() {
     let t = repo_with(&[("v", &[("v.txt", "v\n")])]);

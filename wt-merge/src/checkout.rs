@@ -23,6 +23,42 @@ pub fn follow(repo: &Repo, worktree: &Path, old: &str, new: &str) -> Result<(), 
     git_in(repo, worktree, &["read-tree", "-m", "-u", old, new]).map(|_| ())
 }
 
+/// Finishes a `follow` that a killed run left part-way: the index still at `old`, some files
+/// already at `new` (git writes the files, then the index). `read-tree -m -u` refuses those
+/// files ("not uptodate"), so each file that differs from the index, and each file `new` adds,
+/// is checked: at `old` (not reached yet), at `new` (written by the killed git) or absent as
+/// there, it is the update's own, and the checkout is reset to `new`. Anything else is
+/// somebody's edit since, and nothing is touched.
+pub fn finish_follow(repo: &Repo, worktree: &Path, old: &str, new: &str) -> Result<(), Error> {
+    let listed = |args: &[&str]| -> Result<Vec<String>, Error> {
+        Ok(git_in(repo, worktree, args)?.split('\0').filter(|p| !p.is_empty()).map(str::to_string).collect())
+    };
+    let mut paths = listed(&["diff-files", "--name-only", "-z"])?;
+    if paths.is_empty() {
+        return follow(repo, worktree, old, new);
+    }
+    paths.extend(listed(&["diff", "--name-only", "-z", "--diff-filter=A", old, new, "--"])?);
+    let blob = |commit: &str, path: &str| {
+        git_in(repo, worktree, &["rev-parse", "--verify", "-q", &format!("{commit}:{path}")]).ok()
+    };
+    for path in &paths {
+        let on_disk = match worktree.join(path).symlink_metadata() {
+            Ok(_) => Some(git_in(repo, worktree, &["hash-object", "--", path])?),
+            Err(_) => None,
+        };
+        if on_disk != blob(old, path) && on_disk != blob(new, path) {
+            return Err(Error::failed(
+                "checkout-changed",
+                format!(
+                    "{}: '{path}' was changed after a killed wt-merge began updating this checkout to {new}; commit or restore it, then run wt-merge again (or `git read-tree --reset -u {new}` there to drop the change)",
+                    worktree.display()
+                ),
+            ));
+        }
+    }
+    git_in(repo, worktree, &["read-tree", "--reset", "-u", new]).map(|_| ())
+}
+
 /// Runs git in a checked-out worktree, checked first (`worktree_check::verify`); its stdout,
 /// trailing newline removed.
 pub fn git_in(repo: &Repo, worktree: &Path, args: &[&str]) -> Result<String, Error> {

@@ -41,7 +41,7 @@ pub fn roll_forward(repo: &Repo) -> Result<(), Error> {
         if head == j.new && index_at_old {
             tracing::warn!("finishing the update of {} that a killed wt-merge left half-done", j.worktree.display());
             crate::locks::clear_stale_checkout(repo, &j.worktree)?;
-            crate::checkout::follow(repo, &j.worktree, &j.old, &j.new)?;
+            crate::checkout::finish_follow(repo, &j.worktree, &j.old, &j.new)?;
         }
     }
     clear(repo);
