@@ -44,6 +44,20 @@ conc_git=$(conc git-add median_ms) conc_wt=$(conc wt-create median_ms)
 conc_ratio=n/a
 [ "$conc_git" = null ] || [ "$conc_wt" = null ] || conc_ratio=$(ratio "$conc_wt" "$conc_git")
 tiny() { python3 -c "import json; print('%.1f' % json.load(open('$work/tiny.json'))['$1']['median_ms'])"; }
+# One call on the cargo repository itself, when a copy is at hand (CARGO_REPO: a clone or a
+# bare mirror of rust-lang/cargo; the benchmark clones it locally, so no network is needed).
+cargo_note="One call on the cargo repository: not measured (set CARGO_REPO to a clone of rust-lang/cargo)."
+if [ -n "${CARGO_REPO:-}" ]; then
+  git clone -q "$CARGO_REPO" "$work/cargo"
+  cd "$work/cargo"
+  python3 "$BENCH_DIR/interleave.py" "${ROUNDS_CARGO:-15}" "bash -c '$reset'" \
+    git-one "git worktree add -q -b wt/x ../cargo.wt/x HEAD" \
+    wt-one "$BIN/wt-create x" > "$work/cargo.json"
+  cargo_ms() { python3 -c "import json; print('%.1f' % json.load(open('$work/cargo.json'))['$1']['median_ms'])"; }
+  cargo_note="One call on the cargo repository ($(git ls-files | wc -l) files at $(git rev-parse --short HEAD), median of ${ROUNDS_CARGO:-15}
+shuffled rounds): \`git worktree add\` $(cargo_ms git-one) ms, \`wt-create\` $(cargo_ms wt-one) ms, ratio
+$(ratio "$(cargo_ms wt-one)" "$(cargo_ms git-one)") (target ≤ 1.05)."
+fi
 cat <<MD
 ## wt-create: 8 worktrees on a 3,000-file repository, one on a 3-file one, 64 at once (issues 2, 16)
 
@@ -66,6 +80,8 @@ Fixed cost of one call apart from the checkout (3-file repository, median of ${R
 lock and crash marker; the ledger write is synced while git checks the files out and put in
 place by a rename after. This is the first worktree of a repository (its \`.git/wt\` is made
 each round).
+
+$cargo_note
 
 ${CONC:-64} processes started at once, 800-file repository, ${ROUNDS_CONC:-5} shuffled rounds (median over the
 $(conc git-add clean_rounds) rounds in which neither failed): \`git worktree add\` $(conc git-add median_ms) ms with

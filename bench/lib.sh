@@ -45,4 +45,8 @@ ratio() { python3 -c "print(f'{$1 / $2:.3f}')"; }
 
 # How busy the machine was while a section was measured (the ratios are side by side; the
 # absolute times swing with this).
-load_note() { echo "Load average when measured: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores."; }
+load_note() {
+  local io=""
+  [ -r /proc/pressure/io ] && io=" I/O pressure (share of the last minute some task waited for the disk): $(awk '/^some/ {sub("avg60=", "", $3); print $3}' /proc/pressure/io)%."
+  echo "Load average when measured: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores.$io"
+}
