@@ -168,7 +168,7 @@ impl FileLock {
 
 /// `pid` and a newline into `buf`, without allocating (it runs between fork and exec); the
 /// length written.
-fn pid_line(pid: u32, buf: &mut [u8; 16]) -> usize {
+pub(crate) fn pid_line(pid: u32, buf: &mut [u8; 16]) -> usize {
     let mut digits = [0u8; 10];
     let (mut n, mut i) = (pid, digits.len());
     loop {

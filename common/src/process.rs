@@ -73,13 +73,25 @@ pub fn run(mut cmd: Command, spec: &Spec, groups: &Groups) -> Result<Outcome, Er
     let writer2 = writer.try_clone().map_err(|e| Error::io("pipe", e))?;
     cmd.stdin(Stdio::null()).stdout(writer).stderr(writer2).process_group(0);
     die_with_parent(&mut cmd);
+    // The child tells the reaper its group before it runs anything: then no kill of this
+    // process can leave a group the reaper does not know of.
+    let (pid_in, pid_out) = std::io::pipe().map_err(|e| Error::io("pipe", e))?;
+    let announcing = crate::reaper::announce_own_group(&mut cmd, &pid_out);
     let program = cmd.get_program().to_string_lossy().into_owned();
     let started = Instant::now();
     let spawned = cmd.spawn();
+    drop((announcing, pid_out));
     drop(cmd); // closes our copies of the pipe's write end
+    if spawned.is_err() {
+        // Its exec failed after it announced its group: that group is gone.
+        let mut pid = String::new();
+        let _ = std::io::Read::read_to_string(&mut &pid_in, &mut pid);
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            crate::reaper::forget(pid);
+        }
+    }
     let mut child = spawned.map_err(|e| spawn_error(&program, &e))?;
     let pgid = child.id() as i32;
-    crate::reaper::watch(pgid);
     groups.lock().expect("groups").insert(pgid);
     let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
     let copier = {

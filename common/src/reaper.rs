@@ -24,9 +24,38 @@ const GRACE: Duration = Duration::from_secs(2);
 
 static PIPE: OnceLock<Mutex<Option<ChildStdin>>> = OnceLock::new();
 
-/// The reaper ends `pgid` if this process dies before `forget(pgid)`.
-pub fn watch(pgid: i32) {
-    tell(&format!("+{pgid}\n"));
+/// Makes the child `cmd` starts, the leader of a new process group, tell the reaper its group
+/// itself, between fork and exec: told by this process after the start, a kill in between left
+/// the group unknown to the reaper (CI found a background job that outlived wt-run so). It
+/// also writes its pid to `own_pid`, so that if its exec fails this process can `forget` the
+/// group it announced (else the reaper would end a group of that number at the tool's exit,
+/// which by then could be another's). Keep the returned descriptor until the child has been
+/// started; `None` if there is no reaper.
+#[allow(unsafe_code)]
+pub fn announce_own_group(cmd: &mut Command, own_pid: &std::io::PipeWriter) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::unix::process::CommandExt;
+    let pipe = PIPE.get_or_init(|| Mutex::new(start()));
+    let guard = pipe.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // A copy, so that the number the child writes to stays this pipe's until the start.
+    let fd = guard.as_ref()?.as_fd().try_clone_to_owned().ok()?;
+    let (raw, pid_out) = (fd.as_raw_fd(), own_pid.as_raw_fd());
+    // SAFETY: between fork and exec only getpid(2) and two write(2)s of at most 17 bytes (a
+    // pipe write that small is atomic, so it never interleaves with the tool's own lines) run,
+    // on buffers on the stack; no allocation, no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut pid = [0u8; 16];
+            let len = crate::lock::pid_line(nix::libc::getpid() as u32, &mut pid);
+            nix::libc::write(pid_out, pid.as_ptr().cast(), len);
+            let mut line = [0u8; 17];
+            line[0] = b'+';
+            line[1..=len].copy_from_slice(&pid[..len]);
+            nix::libc::write(raw, line.as_ptr().cast(), len + 1);
+            Ok(())
+        });
+    }
+    Some(fd)
 }
 
 /// `pgid` has been ended by this process: the reaper lets it go.
