@@ -5,8 +5,8 @@
 //! So the first run a tool starts also starts a reaper: this same binary as
 //! `<tool> __reaper`, in a process group of its own (a Ctrl-C or a group kill meant for the
 //! tool or a run does not reach it), reading from a pipe whose other end only the tool holds.
-//! The tool tells it `+PGID` when a run's group starts and `-PGID` once that group has been
-//! ended. When the pipe closes (the tool exited, or was killed), the reaper ends every group it
+//! Each run tells it `+PGID` itself as its group starts, before it runs anything
+//! (`announce_own_group`), and the tool tells it `-PGID` once that group has been ended. When the pipe closes (the tool exited, or was killed), the reaper ends every group it
 //! still knows (SIGTERM, then SIGKILL after a grace) and exits. A tool that ended its groups
 //! itself leaves the reaper nothing to do.
 
