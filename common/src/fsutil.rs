@@ -25,19 +25,25 @@ fn replace(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     sweep_stale_temps(path);
     let tmp = dir.join(temp_name(&name));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
+    write_new(&tmp, bytes, sync)?;
+    crate::failpoint::hit("before-rename");
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+/// Writes `bytes` to the file `tmp` (made or emptied), synced if asked; on failure, removes it.
+fn write_new(tmp: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
+    let written = File::create(tmp).and_then(|mut f| {
         f.write_all(bytes)?;
         if sync {
             f.sync_all()?;
         }
-        crate::failpoint::hit("before-rename");
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+        Ok(())
+    });
+    written.inspect_err(|_| {
+        let _ = fs::remove_file(tmp);
+    })
 }
 
 /// Writes `bytes` to a new temp file beside `path` and syncs it, without putting it in place:
@@ -50,18 +56,8 @@ pub fn write_synced_aside(path: &Path, bytes: &[u8]) -> io::Result<std::path::Pa
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!("{}.{n}", temp_name(&name)));
-    let written = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    })();
-    match written {
-        Ok(()) => Ok(tmp),
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
+    write_new(&tmp, bytes, true)?;
+    Ok(tmp)
 }
 
 /// Removes the temp files of `path` (`.<name>.tmp.<pid>`) that `write_atomic` runs killed

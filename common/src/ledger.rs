@@ -164,26 +164,64 @@ impl LedgerFile {
 
     /// A snapshot, without the lock: always a whole ledger, thanks to write-then-rename.
     pub fn read(&self) -> Result<Ledger, Error> {
-        let unreadable =
-            |e: std::io::Error| Error::env("ledger-unreadable", format!("cannot read {}: {e}", self.path.display()));
-        let file = match std::fs::File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ledger::default()),
-            Err(e) => return Err(unreadable(e)),
-        };
+        Ok(self.read_with_bytes(false)?.map(|(_, ledger)| ledger).unwrap_or_default())
+    }
+
+    /// The ledger, and with `want_bytes` the bytes of the file it came from (`None`: there is
+    /// no ledger). It is parsed only when the cache does not hold that version already; the
+    /// bytes are read only when wanted or parsed.
+    fn read_with_bytes(&self, want_bytes: bool) -> Result<Option<(Vec<u8>, Ledger)>, Error> {
+        let Some(file) = self.open()? else { return Ok(None) };
         // Stamp and content come from the same open file, so they always belong together.
-        let stamp = Stamp::of(&file.metadata().map_err(unreadable)?);
+        let stamp = Stamp::of(&file.metadata().map_err(|e| self.unreadable(e))?);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((s, ledger)) = cache.as_ref() {
-            if *s == stamp {
-                return Ok(ledger.clone());
+        let cached = cache.as_ref().filter(|(s, _)| *s == stamp).map(|(_, ledger)| ledger.clone());
+        let cached = match (cached, want_bytes) {
+            (Some(ledger), false) => return Ok(Some((Vec::new(), ledger))),
+            (cached, _) => cached,
+        };
+        let bytes = self.bytes_of(&file)?;
+        let ledger = match cached {
+            Some(ledger) => ledger,
+            None => {
+                let ledger = self.parse(&bytes)?;
+                *cache = Some((stamp, ledger.clone()));
+                ledger
             }
+        };
+        Ok(Some((bytes, ledger)))
+    }
+
+    /// The ledger file, open for reading; `None` when there is none.
+    fn open(&self) -> Result<Option<std::fs::File>, Error> {
+        match std::fs::File::open(&self.path) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.unreadable(e)),
         }
-        let mut text = Vec::new();
-        std::io::Read::read_to_end(&mut &file, &mut text).map_err(unreadable)?;
-        let ledger = self.parse(&text)?;
-        *cache = Some((stamp, ledger.clone()));
-        Ok(ledger)
+    }
+
+    fn bytes_of(&self, file: &std::fs::File) -> Result<Vec<u8>, Error> {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut &*file, &mut bytes).map_err(|e| self.unreadable(e))?;
+        Ok(bytes)
+    }
+
+    fn unreadable(&self, e: std::io::Error) -> Error {
+        Error::env("ledger-unreadable", format!("cannot read {}: {e}", self.path.display()))
+    }
+
+    fn unwritable(&self, e: std::io::Error) -> Error {
+        Error::env("ledger-write", format!("cannot write {}: {e}", self.path.display()))
+    }
+
+    /// The state directory, made if missing.
+    fn ensure_dir(&self) -> Result<(), Error> {
+        match self.path.parent() {
+            Some(dir) => std::fs::create_dir_all(dir)
+                .map_err(|e| Error::env("state-dir", format!("cannot create {}: {e}", dir.display()))),
+            None => Ok(()),
+        }
     }
 
     fn parse(&self, text: &[u8]) -> Result<Ledger, Error> {
@@ -206,10 +244,7 @@ impl LedgerFile {
     }
 
     fn lock(&self) -> Result<FileLock, Error> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::env("state-dir", format!("cannot create {}: {e}", dir.display())))?;
-        }
+        self.ensure_dir()?;
         FileLock::acquire(&self.lock, default_timeout())
     }
 
@@ -219,29 +254,18 @@ impl LedgerFile {
     /// from. The sync, most of what a write costs, is paid while the caller waits for
     /// something else (wt-create: for git to check the files out).
     pub fn stage(&self, change: impl FnOnce(&mut Ledger) -> Result<(), Error>) -> Result<Staged, Error> {
-        let unreadable =
-            |e: std::io::Error| Error::env("ledger-unreadable", format!("cannot read {}: {e}", self.path.display()));
-        let base = match std::fs::read(&self.path) {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(unreadable(e)),
-        };
-        let mut ledger = match &base {
-            Some(bytes) => self.parse(bytes)?,
-            None => Ledger::default(),
+        let (base, mut ledger) = match self.read_with_bytes(true)? {
+            Some((bytes, ledger)) => (Some(bytes), ledger),
+            None => (None, Ledger::default()),
         };
         let before = ledger.clone();
         change(&mut ledger)?;
         let tmp = match ledger == before {
             true => None,
             false => {
-                if let Some(dir) = self.path.parent() {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| Error::env("state-dir", format!("cannot create {}: {e}", dir.display())))?;
-                }
-                let path = crate::fsutil::write_synced_aside(&self.path, &Self::bytes(&ledger))
-                    .map_err(|e| Error::env("ledger-write", format!("cannot write {}: {e}", self.path.display())))?;
-                Some(path)
+                self.ensure_dir()?;
+                let bytes = Self::bytes(&ledger);
+                Some(crate::fsutil::write_synced_aside(&self.path, &bytes).map_err(|e| self.unwritable(e))?)
             }
         };
         Ok(Staged { tmp, base, ledger })
@@ -257,9 +281,8 @@ impl LedgerFile {
         change: impl FnOnce(&mut Ledger) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let _lock = self.lock()?;
-        let current = match std::fs::read(&self.path) {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        let current = match self.open().and_then(|file| file.map(|f| self.bytes_of(&f)).transpose()) {
+            Ok(bytes) => bytes,
             Err(_) => return self.update_locked(change),
         };
         if current != staged.base {
@@ -302,8 +325,7 @@ impl LedgerFile {
         };
         drop(cached);
         if !unchanged {
-            write_atomic(&self.path, &Self::bytes(&ledger))
-                .map_err(|e| Error::env("ledger-write", format!("cannot write {}: {e}", self.path.display())))?;
+            write_atomic(&self.path, &Self::bytes(&ledger)).map_err(|e| self.unwritable(e))?;
             self.remember(ledger);
         }
         Ok(out)
