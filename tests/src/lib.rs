@@ -330,6 +330,35 @@ impl Drop for Reaped {
     }
 }
 
+/// The names of the entries of `dir` that `keep` selects, in directory order.
+pub fn names_in(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| keep(n))
+        .collect()
+}
+
+/// A lock on `refs/heads/<branch>` that a running git may hold: wt never takes such a lock
+/// (it is not provably stale), since a `git cat-file` that started before it still runs. Keep
+/// the returned process as long as the lock should be held; it is ended when dropped.
+pub fn branch_lock_held_by_a_running_git(t: &TestRepo, branch: &str) -> (Reaped, PathBuf) {
+    let holder = Reaped(
+        Command::new("git")
+            .args(["cat-file", "--batch"])
+            .current_dir(&t.repo)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let lock = t.repo.join(format!(".git/refs/heads/{branch}.lock"));
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    std::fs::write(&lock, "").unwrap();
+    (holder, lock)
+}
+
 /// The string value of `key` in a record.
 pub fn s<'v>(rec: &'v Value, key: &str) -> &'v str {
     rec[key].as_str().unwrap_or_else(|| panic!("record has no string '{key}': {rec}"))

@@ -195,12 +195,7 @@ fn a_rollback_killed_while_deleting_leaves_the_name_free_and_its_leftovers_are_s
     let run = t.run("wt-create", &["victim", "bystander"], "");
     run.expect_code(0);
     assert_eq!(run.records()[0]["created"], true, "{run}");
-    let left: Vec<String> = std::fs::read_dir(t.wt_root())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
+    let left = wt_tests::names_in(&t.wt_root(), |n| n.starts_with('.'));
     assert_eq!(left, Vec::<String>::new(), "what the killed rollback left is swept");
     assert_git_consistent(&t);
 }
@@ -215,18 +210,7 @@ fn a_branch_being_made_when_its_maker_is_killed_is_not_left_behind() {
     let t = TestRepo::new();
     t.git(["config", "core.filesRefLockTimeout", "4000"]);
     // A git that runs from before the lock was made could hold it: wt-create leaves it alone.
-    let holder = wt_tests::Reaped(
-        std::process::Command::new("git")
-            .args(["cat-file", "--batch"])
-            .current_dir(&t.repo)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let ref_lock = t.repo.join(".git/refs/heads/wt/held-up.lock");
-    std::fs::create_dir_all(ref_lock.parent().unwrap()).unwrap();
-    std::fs::write(&ref_lock, "").unwrap();
+    let (holder, _) = wt_tests::branch_lock_held_by_a_running_git(&t, "wt/held-up");
     let mut maker =
         wt_tests::Reaped(t.cmd("wt-create").arg("held-up").stdout(std::process::Stdio::null()).spawn().unwrap());
     let making_branch = || {
@@ -260,18 +244,7 @@ fn a_branch_being_made_when_its_maker_is_killed_is_not_left_behind() {
 #[test]
 fn a_branch_lock_a_running_git_may_hold_is_left_to_it() {
     let t = TestRepo::new();
-    let _holder = wt_tests::Reaped(
-        std::process::Command::new("git")
-            .args(["cat-file", "--batch"])
-            .current_dir(&t.repo)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let ref_lock = t.repo.join(".git/refs/heads/wt/locked-out.lock");
-    std::fs::create_dir_all(ref_lock.parent().unwrap()).unwrap();
-    std::fs::write(&ref_lock, "").unwrap();
+    let (_holder, ref_lock) = wt_tests::branch_lock_held_by_a_running_git(&t, "wt/locked-out");
     let run = t.run("wt-create", &["locked-out"], "");
     run.expect_code(1);
     let rec = &run.records()[0];

@@ -163,12 +163,7 @@ fn a_run_killed_at_any_point_leaves_nothing_that_breaks_the_next() {
         let ledger = std::fs::read_to_string(t.repo.join(".git/wt/ledger.json")).unwrap_or_default();
         assert!(!ledger.contains("victim"), "{point}: no entry for an unfinished worktree: {ledger}");
         assert_recovers(&t, "victim");
-        let temps: Vec<_> = std::fs::read_dir(t.repo.join(".git/wt"))
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains(".tmp."))
-            .collect();
+        let temps = wt_tests::names_in(&t.repo.join(".git/wt"), |n| n.contains(".tmp."));
         assert_eq!(temps, Vec::<String>::new(), "{point}: a staged ledger of the killed run is swept");
     }
 }
