@@ -28,7 +28,7 @@ git_ms=$(ms git-loop) n8_ms=$(ms wt-create-n8) loop_ms=$(ms wt-create-loop)
 make_repo "$work/tiny" 3
 cd "$work/tiny"
 tiny_reset="$reset"
-python3 "$BENCH_DIR/interleave.py" "${ROUNDS_TINY:-25}" "bash -c '$tiny_reset'" \
+python3 "$BENCH_DIR/interleave.py" "${ROUNDS_TINY:-61}" "bash -c '$tiny_reset'" \
   git-one "git worktree add -q -b wt/x ../tiny.wt/x HEAD" \
   wt-one "$BIN/wt-create x" > "$work/tiny.json"
 # Many agents starting at once: 64 concurrent `wt-create NAME` against 64 concurrent
@@ -43,7 +43,7 @@ conc() { jq -r ".[\"$1\"].$2 | if type == \"number\" and . != floor then (. * 10
 conc_git=$(conc git-add median_ms) conc_wt=$(conc wt-create median_ms)
 conc_ratio=n/a
 [ "$conc_git" = null ] || [ "$conc_wt" = null ] || conc_ratio=$(ratio "$conc_wt" "$conc_git")
-tiny() { python3 -c "import json; print('%.1f' % json.load(open('$work/tiny.json'))['$1']['median_ms'])"; }
+tiny() { python3 -c "import json; print('%.1f' % json.load(open('$work/tiny.json'))['$1']['${2:-median}_ms'])"; }
 # One call on the cargo repository itself, when a copy is at hand (CARGO_REPO: a clone or a
 # bare mirror of rust-lang/cargo; the benchmark clones it locally, so no network is needed).
 cargo_note="One call on the cargo repository: not measured (set CARGO_REPO to a clone of rust-lang/cargo)."
@@ -74,12 +74,14 @@ previous round's worktrees are kept out of the timed window).
 | \`wt-create -n 8\` (checkouts run in parallel, \`-j\` = cores) | $n8_ms | $(ratio "$n8_ms" "$git_ms") |
 | \`wt-create NAME\` × 8, one process each | $loop_ms | $(ratio "$loop_ms" "$git_ms") |
 
-Fixed cost of one call apart from the checkout (3-file repository, median of ${ROUNDS_TINY:-25}):
-\`git worktree add\` $(tiny git-one) ms, \`wt-create\` $(tiny wt-one) ms, ratio $(ratio "$(tiny wt-one)" "$(tiny git-one)")
-(target ≤ 1.5): the same git processes as \`git worktree add\` runs, plus wt-create's own start,
-lock and crash marker; the ledger write is synced while git checks the files out and put in
-place by a rename after. This is the first worktree of a repository (its \`.git/wt\` is made
-each round).
+Fixed cost of one call apart from the checkout (3-file repository, median of ${ROUNDS_TINY:-61}
+shuffled rounds, the middle half of the rounds in brackets): \`git worktree add\` $(tiny git-one) ms
+($(tiny git-one p25)–$(tiny git-one p75)), \`wt-create\` $(tiny wt-one) ms ($(tiny wt-one p25)–$(tiny wt-one p75)),
+ratio $(ratio "$(tiny wt-one)" "$(tiny git-one)") (target ≤ 1.5). wt-create runs three git processes
+(\`git branch\`, \`git worktree add --no-checkout\`, \`git reset --hard\`), as many as \`git worktree
+add -b\` is with the two it starts (\`git branch\`, \`git reset --hard\`); what it adds is its own
+process: its start, the lock and the crash marker. The ledger write is synced while git checks the files out and put in place by a
+rename after. This is the first worktree of a repository (its \`.git/wt\` is made each round).
 
 $cargo_note
 

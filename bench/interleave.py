@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Runs hyperfine in rounds, each command once per round in a freshly shuffled order, and prints
-the median and mean of each command as JSON. On a noisy machine this keeps slow drift
+the median, mean, minimum and quartiles of each command as JSON. On a noisy machine this keeps slow drift
 (write-back, other tenants) from favouring whichever command would be measured first, and the
 shuffle keeps any command from always following the same predecessor (whose after-effects, such
 as the file system's deferred work, it would otherwise always pay).
@@ -26,6 +26,9 @@ for r in range(rounds):
         subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
         for res in json.load(open(out.name))["results"]:
             times[res["command"]].append(res["mean"] * 1000)
-summary = {n: {"median_ms": statistics.median(t), "mean_ms": statistics.mean(t), "min_ms": min(t), "runs": len(t)} for n, t in times.items()}
+def quartiles(t):
+    q = statistics.quantiles(t, n=4) if len(t) > 1 else [t[0]] * 3
+    return {"p25_ms": q[0], "p75_ms": q[2]}
+summary = {n: {"median_ms": statistics.median(t), "mean_ms": statistics.mean(t), "min_ms": min(t), "runs": len(t), **quartiles(t)} for n, t in times.items()}
 summary["_seed"] = seed
 print(json.dumps(summary))

@@ -41,7 +41,7 @@ const INHERITED_GIT_VARS: &[&str] = &[
 /// dies with the thread that started it, so a killed wt tool never leaves a git behind that
 /// goes on writing into a worktree the next run is rolling back.
 pub fn command(dir: &Path) -> Command {
-    let mut cmd = Command::new("git");
+    let mut cmd = Command::new(program());
     cmd.arg("-C").arg(dir).args(["-c", "core.fsmonitor=false"]);
     for var in INHERITED_GIT_VARS {
         cmd.env_remove(var);
@@ -57,6 +57,25 @@ pub fn command(dir: &Path) -> Command {
     // tool triggers it.
     crate::process::die_with_parent(&mut cmd);
     cmd
+}
+
+/// The `git` that `PATH` names, found once per process: a command spawned by name has the
+/// kernel try each `PATH` directory in turn (a failed `execve` apiece, before every git
+/// call), where git starts its own subcommands from their full path. `git` when none is found,
+/// so that starting it fails as before, with the message that says to install git.
+fn program() -> &'static OsStr {
+    static PROGRAM: std::sync::OnceLock<std::ffi::OsString> = std::sync::OnceLock::new();
+    PROGRAM.get_or_init(|| find_on_path(std::env::var_os("PATH")).map_or_else(|| "git".into(), Into::into))
+}
+
+/// The first `git` in `path` that is an executable file, as `execvp` would pick it (an empty
+/// entry is the current directory).
+fn find_on_path(path: Option<std::ffi::OsString>) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = path?;
+    std::env::split_paths(&path).map(|dir| dir.join("git")).find(|candidate| {
+        std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
 }
 
 /// A git command about one worktree: its git dir, common dir and work tree come from git's
@@ -210,4 +229,29 @@ pub fn failure_message(cmd: &Command, out: &Output) -> String {
         .trim_start_matches("fatal: ")
         .trim_start_matches("error: ");
     format!("git {sub}: {detail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// As `execvp` picks: the first directory whose `git` is an executable file, skipping a
+    /// `git` that is not executable or is a directory.
+    #[test]
+    fn git_is_found_on_path_as_execvp_finds_it() {
+        let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+        let [not_exec, is_dir, first, second] = [0, 1, 2, 3].map(|i| dirs[i].path());
+        std::fs::write(not_exec.join("git"), "").unwrap();
+        std::fs::create_dir(is_dir.join("git")).unwrap();
+        for d in [first, second] {
+            std::fs::write(d.join("git"), "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(d.join("git"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let path = std::env::join_paths([not_exec, is_dir, first, second]).unwrap();
+        assert_eq!(find_on_path(Some(path)), Some(first.join("git")));
+        let path = std::env::join_paths([not_exec, is_dir]).unwrap();
+        assert_eq!(find_on_path(Some(path)), None, "none there: spawned by name, git-missing as before");
+        assert_eq!(find_on_path(None), None);
+    }
 }
