@@ -59,23 +59,32 @@ pub fn command(dir: &Path) -> Command {
     cmd
 }
 
-/// The `git` that `PATH` names, found once per process: a command spawned by name has the
-/// kernel try each `PATH` directory in turn (a failed `execve` apiece, before every git
-/// call), where git starts its own subcommands from their full path. `git` when none is found,
-/// so that starting it fails as before, with the message that says to install git.
-fn program() -> &'static OsStr {
-    static PROGRAM: std::sync::OnceLock<std::ffi::OsString> = std::sync::OnceLock::new();
-    PROGRAM.get_or_init(|| find_on_path(std::env::var_os("PATH")).map_or_else(|| "git".into(), Into::into))
+/// The `git` that `PATH` names, found once and then started by its full path: a command
+/// spawned by name has the kernel try each `PATH` directory in turn (a failed `execve` apiece,
+/// before every git call), where git starts its own subcommands from their full path. The
+/// path found is checked again (one `access`) before each use, so a long-running tool whose
+/// git was removed or upgraded finds it anew. `git` when none is found, so that starting it
+/// fails as before, with the message that says to install git.
+pub(crate) fn program() -> std::ffi::OsString {
+    static FOUND: std::sync::Mutex<Option<std::path::PathBuf>> = std::sync::Mutex::new(None);
+    let mut found = FOUND.lock().unwrap_or_else(|p| p.into_inner());
+    if !found.as_deref().is_some_and(runnable) {
+        *found = find_on_path(std::env::var_os("PATH"));
+    }
+    found.as_ref().map_or_else(|| "git".into(), |p| p.clone().into_os_string())
 }
 
-/// The first `git` in `path` that is an executable file, as `execvp` would pick it (an empty
-/// entry is the current directory).
+/// The first `git` in `path` that this process may run, as `execvp` would pick it (an empty
+/// entry is the current directory; `execvp` also passes over one it may not run).
 fn find_on_path(path: Option<std::ffi::OsString>) -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = path?;
-    std::env::split_paths(&path).map(|dir| dir.join("git")).find(|candidate| {
-        std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
+    std::env::split_paths(&path?).map(|dir| dir.join("git")).find(|candidate| runnable(candidate))
+}
+
+/// A regular file this process may execute (the kernel's own check, so a `noexec` mount, an
+/// ACL or another user's mode bits count as they do for `execve`).
+fn runnable(file: &Path) -> bool {
+    std::fs::metadata(file).is_ok_and(|m| m.is_file())
+        && nix::unistd::access(file, nix::unistd::AccessFlags::X_OK).is_ok()
 }
 
 /// A git command about one worktree: its git dir, common dir and work tree come from git's

@@ -57,14 +57,11 @@ fn config_files(common: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The directories git may have been installed under: the `git` that `PATH` finds, less its
-/// `bin/git`, as found and with links resolved (a link in `/usr/local/bin` to a build elsewhere,
-/// a package manager's tree).
+/// The directories git may have been installed under: the `git` that wt runs
+/// (`git::program`), less its `bin/git`, as found and with links resolved (a link in
+/// `/usr/local/bin` to a build elsewhere, a package manager's tree).
 fn git_prefixes() -> Vec<PathBuf> {
-    let Some(path) = std::env::var_os("PATH") else { return Vec::new() };
-    let Some(git) = std::env::split_paths(&path).map(|d| d.join("git")).find(|g| g.is_file()) else {
-        return Vec::new();
-    };
+    let git = PathBuf::from(crate::git::program()); // bare `git` (none found): no prefix
     let prefix = |g: &Path| g.parent().and_then(Path::parent).map(Path::to_path_buf);
     let mut found: Vec<PathBuf> = prefix(&git).into_iter().collect();
     if let Some(resolved) = git.canonicalize().ok().as_deref().and_then(prefix) {
