@@ -168,6 +168,41 @@ fn a_run_killed_at_any_point_leaves_nothing_that_breaks_the_next() {
     }
 }
 
+/// The same with checkouts side by side (`-n 2 -j 2`), where entries are written once each
+/// worktree is complete rather than staged: killed at any point, no entry of an unfinished
+/// worktree, and the next run makes both anew.
+#[test]
+fn a_parallel_run_killed_at_any_point_leaves_nothing_that_breaks_the_next() {
+    let points = ["after-register", "ledger-staged", "after-checkout", "after-include", "before-ledger"];
+    for point in points {
+        let t = TestRepo::new();
+        let mut cmd = t.cmd("wt-create");
+        cmd.args(["-n", "2", "-j", "2", "--prefix", "v"]).env("WT_FAILPOINT", point);
+        let run = Run::of(&mut cmd, "");
+        assert_eq!(run.code, None, "{point}: killed by a signal\n{run}");
+        assert_eq!(run.stdout, "", "{point}: no record of a worktree that is rolled back");
+        let ledger = std::fs::read_to_string(t.repo.join(".git/wt/ledger.json")).unwrap_or_default();
+        assert!(!ledger.contains("v-"), "{point}: no entry for an unfinished worktree: {ledger}");
+        let again = t.run("wt-create", &["-n", "2", "-j", "2", "--prefix", "v"], "");
+        again.expect_code(0);
+        let made: Vec<(String, bool)> =
+            again.records().iter().map(|r| (s(r, "name").to_string(), r["created"] == true)).collect();
+        assert_eq!(made, [("v-1".to_string(), true), ("v-2".to_string(), true)], "{point}: made anew\n{again}");
+        for rec in again.records() {
+            assert_eq!(t.git_in(Path::new(s(&rec, "path")), ["status", "--porcelain"]), "", "{point}: {rec}");
+        }
+        let list = t.git(["worktree", "list", "--porcelain"]);
+        assert!(!list.contains("prunable") && !list.contains("locked"), "{point}: {list}");
+        let mut admin = wt_tests::names_in(&t.repo.join(".git/worktrees"), |_| true);
+        admin.sort();
+        assert_eq!(admin, ["v-1", "v-2"], "{point}: no stray admin dirs");
+        let ledger = std::fs::read_to_string(t.repo.join(".git/wt/ledger.json")).unwrap();
+        assert!(ledger.contains("v-1") && ledger.contains("v-2"), "{point}: {ledger}");
+        let temps = wt_tests::names_in(&t.repo.join(".git/wt"), |n| n.contains(".tmp."));
+        assert_eq!(temps, Vec::<String>::new(), "{point}: no temp file of the killed run is left");
+    }
+}
+
 #[test]
 fn a_process_group_killed_at_random_moments_leaves_nothing_behind() {
     use std::os::unix::process::CommandExt;
@@ -178,7 +213,7 @@ fn a_process_group_killed_at_random_moments_leaves_nothing_behind() {
     t.commit("bulk");
     for (delay_ms, whole_group) in [0u64, 3, 8, 15, 30, 60].into_iter().flat_map(|d| [(d, true), (d, false)]) {
         let mut cmd = t.cmd("wt-create");
-        cmd.args(["-n", "2", "--prefix", "k"]).process_group(0).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.args(["-n", "2", "-j", "2", "--prefix", "k"]).process_group(0).stdout(Stdio::null()).stderr(Stdio::null());
         let child = cmd.spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         // The whole group, git children included, as a terminal's Ctrl-\ or a supervisor

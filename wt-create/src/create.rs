@@ -10,8 +10,8 @@
 //!    come out identical), but the slow part no longer holds the lock. Checking out with git
 //!    rather than libgit2 keeps us at git's speed, which is the file system's: libgit2's checkout
 //!    took about twice as long here.
-//! 3. Record the worktree in the ledger (staged while step 2's checkout runs, put in place once
-//!    all is done), drop the marker, print the record.
+//! 3. Record the worktree in the ledger (for a checkout running alone, staged while it runs and
+//!    put in place once all is done), drop the marker, print the record.
 //!
 //! Records come out in the order the names were asked for, each as soon as it and those
 //! before it are done.
@@ -188,6 +188,7 @@ fn make(
     plan: impl FnOnce(Option<HandOff>) -> Result<Vec<Plan>, Error>,
 ) -> Result<Vec<String>, Error> {
     let includes = ctx.repo.main_worktree.as_deref().map(include::selected);
+    let checkouts = Checkouts::default();
     let threads = match most {
         0 | 1 => 1,
         _ => jobs.unwrap_or_else(wt_common::parallel::cores).clamp(1, most),
@@ -197,7 +198,7 @@ fn make(
         let mut next = 0;
         emit_ready(&mut done, &mut next, out);
         for (i, nw) in queue {
-            done[i] = Some(complete(ctx, nw, &includes, Ledgering::Staged));
+            done[i] = Some(complete(ctx, nw, &includes, &checkouts));
             emit_ready(&mut done, &mut next, out);
         }
         return Ok(busy);
@@ -207,11 +208,11 @@ fn make(
     let (done_tx, done_rx) = mpsc::channel();
     std::thread::scope(|s| {
         for _ in 0..threads {
-            let (done_tx, job_rx, includes) = (done_tx.clone(), &job_rx, &includes);
+            let (done_tx, job_rx, includes, checkouts) = (done_tx.clone(), &job_rx, &includes, &checkouts);
             s.spawn(move || loop {
                 let job = job_rx.lock().expect("job queue").recv();
                 let Ok((i, nw)) = job else { break };
-                let _ = done_tx.send((i, complete(ctx, nw, includes, Ledgering::AtTheEnd)));
+                let _ = done_tx.send((i, complete(ctx, nw, includes, checkouts)));
             });
         }
         drop(done_tx);
@@ -498,15 +499,16 @@ fn finish_ready(ctx: &Context, mut rec: Record, entry: Option<Entry>) -> Record 
 
 /// Checks a registered worktree out and records it; on failure, rolls it back.
 ///
-/// With `Ledgering::Staged`, the ledger entry is written and synced beside the ledger while git
-/// checks the files out, and put in place by a rename once all is done: the `fsync` costs no
-/// time of its own, and the entry still shows only for a finished worktree. The marker goes after that,
+/// A checkout that runs alone has its ledger entry written and synced beside the ledger while
+/// git checks the files out, and put in place by a rename once all is done: the `fsync` costs
+/// no time of its own. One that runs beside others writes its entry once all is done
+/// (`Checkouts`). Either way the entry shows only for a finished worktree. The marker goes after that,
 /// so a marker whose worktree is in the ledger means a finished worktree (`pending::reap_dead`).
 fn complete(
     ctx: &Context,
     nw: NewWorktree,
     includes: &Option<Result<Vec<String>, Error>>,
-    ledgering: Ledgering,
+    checkouts: &Checkouts,
 ) -> Record {
     let NewWorktree { mut record, entry, pending } = nw;
     let name = record.name.clone();
@@ -532,8 +534,11 @@ fn complete(
         }
         Ok(())
     };
+    let running = checkouts.start();
     let (staged, made) = checkout(ctx, &pending, includes, || {
-        let staged = (ledgering == Ledgering::Staged).then(|| ctx.ledger.stage(record_entry));
+        let staged = running.alone().then(|| ctx.ledger.stage(record_entry));
+        // Killed here: during the checkout, with the entry staged or (beside other checkouts)
+        // not yet written.
         failpoint::hit("ledger-staged");
         staged
     });
@@ -562,16 +567,37 @@ fn complete(
     record
 }
 
-/// When a worktree's ledger entry is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ledgering {
-    /// Staged while git checks the files out, put in place after: one checkout at a time.
-    Staged,
-    /// Written once the worktree is complete. With checkouts running side by side, another
-    /// one's entry nearly always lands between a stage and its commit, which must then write
-    /// the ledger again (`LedgerFile::commit`): the staged write and its sync would be wasted
-    /// (15 syncs for `-n 8`, where 8 do).
-    AtTheEnd,
+/// The checkouts of this run in progress. One that starts alone stages its ledger entry
+/// during the checkout. One that starts beside others writes it at the end: another
+/// checkout's entry would nearly always land between its stage and its commit, which must
+/// then write the ledger again (`LedgerFile::commit`), so the staged write and its sync would
+/// be wasted (`-n 8` synced the ledger 15 times, now 8).
+#[derive(Debug, Default)]
+struct Checkouts(std::sync::atomic::AtomicUsize);
+
+impl Checkouts {
+    fn start(&self) -> Running<'_> {
+        let before = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Running { checkouts: self, alone: before == 0 }
+    }
+}
+
+/// One checkout in progress, counted until dropped.
+struct Running<'a> {
+    checkouts: &'a Checkouts,
+    alone: bool,
+}
+
+impl Running<'_> {
+    fn alone(&self) -> bool {
+        self.alone
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.checkouts.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 fn roll_back_locked(ctx: &Context, pending: Pending) {
