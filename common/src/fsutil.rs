@@ -49,11 +49,13 @@ fn write_new(tmp: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
 /// Writes `bytes` to a new temp file beside `path` and syncs it, without putting it in place:
 /// the caller renames it over `path` later (or removes it). Each call has a temp file of its
 /// own (`.<name>.tmp.<pid>.<n>`), so threads of one process never share one; one a killed
-/// process left is swept like `write_atomic`'s.
+/// process left is swept here, as `write_atomic` sweeps: a run whose staged writes are all put
+/// in place by rename never calls `write_atomic`.
 pub fn write_synced_aside(path: &Path, bytes: &[u8]) -> io::Result<std::path::PathBuf> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    sweep_stale_temps(path);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!("{}.{n}", temp_name(&name)));
     write_new(&tmp, bytes, true)?;

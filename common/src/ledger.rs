@@ -45,8 +45,10 @@ impl Default for Ledger {
     }
 }
 
-/// One managed worktree and what it holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One managed worktree and what it holds. Read by a hand-written `Deserialize` (below), not
+/// serde's derived one: with the flattened `extra`, serde buffers every entry before reading
+/// it, which was most of parsing a ledger of 500 leases.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Entry {
     pub path: PathBuf,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,6 +66,53 @@ pub struct Entry {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+impl<'de> Deserialize<'de> for Entry {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EntryVisitor)
+    }
+}
+
+/// The fields of `Entry` by name; any other key goes to `extra` as it is.
+struct EntryVisitor;
+
+impl<'de> serde::de::Visitor<'de> for EntryVisitor {
+    type Value = Entry;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a worktree entry (an object with a \"path\")")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Entry, A::Error> {
+        use serde::de::Error as _;
+        let mut entry = Entry::new(PathBuf::new());
+        let mut path = None;
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if let Some(field) = FIELDS.iter().find(|f| **f == key) {
+                if !seen.insert(*field) {
+                    return Err(A::Error::duplicate_field(field));
+                }
+            }
+            match key.as_str() {
+                "path" => path = Some(map.next_value()?),
+                "branch" => entry.branch = map.next_value()?,
+                "base" => entry.base = map.next_value()?,
+                "base_commit" => entry.base_commit = map.next_value()?,
+                "branch_created" => entry.branch_created = map.next_value()?,
+                "index" => entry.index = map.next_value()?,
+                _ => {
+                    let value = map.next_value()?;
+                    entry.extra.insert(key, value);
+                }
+            }
+        }
+        entry.path = path.ok_or_else(|| A::Error::missing_field("path"))?;
+        Ok(entry)
+    }
+}
+
+const FIELDS: [&str; 6] = ["path", "branch", "base", "base_commit", "branch_created", "index"];
 
 impl Entry {
     pub fn new(path: PathBuf) -> Self {
@@ -123,8 +172,14 @@ pub struct LedgerFile {
     /// The last ledger parsed, with the identity of the file it came from. Every write
     /// replaces the file by rename (a new inode), so the same identity means the same content
     /// and the locked re-read after an unlocked one need not parse again.
-    cache: Arc<Mutex<Option<(Stamp, Ledger)>>>,
+    cache: Arc<Mutex<Option<Version>>>,
 }
+
+/// One version of the ledger, parsed, with what identifies the file it came from.
+type Version = (Stamp, Arc<Ledger>);
+
+/// A ledger with the bytes it was read from (empty when they were not asked for).
+type WithBytes = (Vec<u8>, Arc<Ledger>);
 
 /// What identifies one version of the ledger file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,19 +218,20 @@ impl LedgerFile {
     }
 
     /// A snapshot, without the lock: always a whole ledger, thanks to write-then-rename.
-    pub fn read(&self) -> Result<Ledger, Error> {
+    /// Shared with the cache, not copied: at 500 worktrees a copy cost as much as a parse.
+    pub fn read(&self) -> Result<Arc<Ledger>, Error> {
         Ok(self.read_with_bytes(false)?.map(|(_, ledger)| ledger).unwrap_or_default())
     }
 
     /// The ledger, and with `want_bytes` the bytes of the file it came from (`None`: there is
     /// no ledger). It is parsed only when the cache does not hold that version already; the
     /// bytes are read only when wanted or parsed.
-    fn read_with_bytes(&self, want_bytes: bool) -> Result<Option<(Vec<u8>, Ledger)>, Error> {
+    fn read_with_bytes(&self, want_bytes: bool) -> Result<Option<WithBytes>, Error> {
         let Some(file) = self.open()? else { return Ok(None) };
         // Stamp and content come from the same open file, so they always belong together.
         let stamp = Stamp::of(&file.metadata().map_err(|e| self.unreadable(e))?);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let cached = cache.as_ref().filter(|(s, _)| *s == stamp).map(|(_, ledger)| ledger.clone());
+        let cached = cache.as_ref().filter(|(s, _)| *s == stamp).map(|(_, ledger)| Arc::clone(ledger));
         let cached = match (cached, want_bytes) {
             (Some(ledger), false) => return Ok(Some((Vec::new(), ledger))),
             (cached, _) => cached,
@@ -184,8 +240,8 @@ impl LedgerFile {
         let ledger = match cached {
             Some(ledger) => ledger,
             None => {
-                let ledger = self.parse(&bytes)?;
-                *cache = Some((stamp, ledger.clone()));
+                let ledger = Arc::new(self.parse(&bytes)?);
+                *cache = Some((stamp, Arc::clone(&ledger)));
                 ledger
             }
         };
@@ -254,13 +310,13 @@ impl LedgerFile {
     /// from. The sync, most of what a write costs, is paid while the caller waits for
     /// something else (wt-create: for git to check the files out).
     pub fn stage(&self, change: impl FnOnce(&mut Ledger) -> Result<(), Error>) -> Result<Staged, Error> {
-        let (base, mut ledger) = match self.read_with_bytes(true)? {
+        let (base, before) = match self.read_with_bytes(true)? {
             Some((bytes, ledger)) => (Some(bytes), ledger),
-            None => (None, Ledger::default()),
+            None => (None, Arc::default()),
         };
-        let before = ledger.clone();
+        let mut ledger = Ledger::clone(&before);
         change(&mut ledger)?;
-        let tmp = match ledger == before {
+        let tmp = match ledger == *before {
             true => None,
             false => {
                 self.ensure_dir()?;
@@ -302,7 +358,7 @@ impl LedgerFile {
     /// The newest version, just written: the next read need not parse it.
     fn remember(&self, ledger: Ledger) {
         if let Ok(meta) = std::fs::metadata(&self.path) {
-            *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((Stamp::of(&meta), ledger));
+            *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((Stamp::of(&meta), Arc::new(ledger)));
         }
     }
 
@@ -313,18 +369,13 @@ impl LedgerFile {
     }
 
     fn update_locked<T>(&self, change: impl FnOnce(&mut Ledger) -> Result<T, Error>) -> Result<T, Error> {
-        // Read under the lock (from the cache when the file is the one read before), changed,
-        // and compared with the cached copy rather than a second clone.
-        let mut ledger = self.read()?;
+        // Read under the lock (from the cache when the file is the one read before), then
+        // changed in a copy and compared with what was read.
+        let before = self.read()?;
+        let mut ledger = Ledger::clone(&before);
         crate::failpoint::hit("ledger-locked");
         let out = change(&mut ledger)?;
-        let cached = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let unchanged = match cached.as_ref() {
-            Some((_, before)) => *before == ledger,
-            None => ledger == Ledger::default(),
-        };
-        drop(cached);
-        if !unchanged {
+        if ledger != *before {
             write_atomic(&self.path, &Self::bytes(&ledger)).map_err(|e| self.unwritable(e))?;
             self.remember(ledger);
         }
@@ -372,6 +423,31 @@ mod tests {
         assert_eq!(l.extra["future"]["x"], 1);
         assert_eq!(l.worktrees["a"].extra["ports"]["web"], 3);
         assert_eq!(l.worktrees["b"].path, Path::new("/q"));
+    }
+
+    /// The hand-written reader takes what serde's derived one took: every field by name, any
+    /// other key kept in `extra` in its order, a missing `path` or a field given twice refused.
+    #[test]
+    fn an_entry_reads_its_fields_and_keeps_the_rest() {
+        let text = r#"{"ports":{"start":20000,"size":10},"path":"/p","branch":"wt/a","base":"main",
+            "base_commit":"abc","branch_created":true,"index":3,"database":{"name":"d"},"z":null}"#;
+        let e: Entry = serde_json::from_str(text).unwrap();
+        assert_eq!(e.path, Path::new("/p"));
+        assert_eq!(
+            (e.branch.as_deref(), e.base.as_deref(), e.base_commit.as_deref()),
+            (Some("wt/a"), Some("main"), Some("abc"))
+        );
+        assert!(e.branch_created);
+        assert_eq!(e.index, Some(3));
+        assert_eq!(e.extra.keys().collect::<Vec<_>>(), ["ports", "database", "z"]);
+        assert_eq!(e.extra["ports"]["start"], 20000);
+        let again: Entry = serde_json::from_slice(&serde_json::to_vec(&e).unwrap()).unwrap();
+        assert_eq!(again, e, "round trip");
+        let bare: Entry = serde_json::from_str(r#"{"path":"/q","branch":null}"#).unwrap();
+        assert_eq!(bare, Entry::new("/q".into()));
+        for bad in [r#"{"branch":"x"}"#, r#"{"path":"/p","path":"/q"}"#, r#"{"path":"/p","index":"3"}"#, "[]"] {
+            assert!(serde_json::from_str::<Entry>(bad).is_err(), "{bad}");
+        }
     }
 
     fn names(lf: &LedgerFile) -> Vec<String> {

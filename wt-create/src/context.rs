@@ -108,7 +108,7 @@ pub struct Snapshot {
     pub worktrees: Vec<GitWorktree>,
     /// `wt/<name>` branches: name → commit.
     pub wt_branches: BTreeMap<String, String>,
-    pub ledger: Ledger,
+    pub ledger: std::sync::Arc<Ledger>,
 }
 
 impl Snapshot {

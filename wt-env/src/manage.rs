@@ -77,7 +77,7 @@ pub fn release(ledger: &LedgerFile, mut rec: Record, drop_db: bool, forget: bool
 /// Drops the kept databases `which` selects, and forgets each once it is gone.
 fn drop_kept(ledger: &LedgerFile, which: impl Fn(&kept_db::Kept) -> bool) -> Result<Value, Error> {
     let chosen: Vec<(String, kept_db::Kept)> =
-        kept_db::all(&ledger.read()?).into_iter().filter(|(_, k)| which(k)).collect();
+        kept_db::all(&*ledger.read()?).into_iter().filter(|(_, k)| which(k)).collect();
     if chosen.is_empty() {
         return Err(Error::failed("no-lease", "holds no lease and no database was kept from it"));
     }
@@ -97,15 +97,15 @@ fn drop_kept(ledger: &LedgerFile, which: impl Fn(&kept_db::Kept) -> bool) -> Res
 /// also drops every database kept from worktrees that were removed.
 pub fn gc(repo: &Repo, ledger: &LedgerFile, drop_db: bool, out: &mut Output) -> Result<(), Error> {
     let live: Vec<std::path::PathBuf> = repo.worktrees()?.into_iter().map(|w| w.path).collect();
-    for (name, entry) in ledger.read()?.worktrees {
+    for (name, entry) in &ledger.read()?.worktrees {
         if live.contains(&entry.path) && entry.path.is_dir() {
             continue;
         }
-        let rec = record_from_entry(repo, &name, &entry);
+        let rec = record_from_entry(repo, name, entry);
         out.emit(&release(ledger, rec, drop_db, true));
     }
     if drop_db {
-        for (db_name, k) in kept_db::all(&ledger.read()?) {
+        for (db_name, k) in kept_db::all(&*ledger.read()?) {
             let mut rec = Record::named(&k.worktree);
             rec.repo = Some(repo.root().to_path_buf());
             match drop_kept(ledger, |other| other.database.name == db_name) {

@@ -95,7 +95,7 @@ struct Wt {
 #[derive(Debug)]
 pub struct Ctx {
     pub repo: Repo,
-    pub ledger: Ledger,
+    pub ledger: std::sync::Arc<Ledger>,
     pub settings: Settings,
     pub guard: Guard,
     pub socket: PathBuf,
