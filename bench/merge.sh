@@ -42,7 +42,7 @@ Measured $(date -u +%Y-%m-%d). $(load_note)
 
 Target: \`wt-merge --check\` of 16 branches against each other and the target within 1.2× of the
 one \`git merge-tree --stdin\` it runs, given the same 136 pairs (the rest is discovery, reading
-the records and one \`for-each-ref\` for every branch's commit). 3,000-file repository; medians
+the records and every branch's commit, read from the ref files). 3,000-file repository; medians
 of ${ROUNDS_MERGE:-15} shuffled rounds.
 
 | command | median (ms) | ratio to merge-tree --stdin |
