@@ -320,16 +320,30 @@ fn rebasing_records_already_merged_again_skips_them() {
     }
 }
 
+/// A scratch worktree's `git worktree add` killed before it wrote `gitdir`, or while (an empty
+/// file, or the start of the path: the soak test found an empty one on a busy disk), is swept;
+/// a whole `gitdir` elsewhere, or a cut-off one without git's "initializing" lock, is not.
 #[test]
-fn a_scratch_worktree_add_killed_before_gitdir_is_swept() {
+fn a_scratch_worktree_add_killed_before_or_while_writing_gitdir_is_swept() {
     let t = TestRepo::new();
     t.run("wt-create", &["m1"], "").expect_code(0);
-    let admin = t.repo.join(".git/worktrees/m1-0123456789ab");
-    std::fs::create_dir_all(&admin).unwrap();
-    std::fs::write(admin.join("locked"), "initializing").unwrap();
+    let scratch = t.repo.join(".git/wt/scratch").to_string_lossy().into_owned();
+    let cut_off = [None, Some(String::new()), Some(scratch[..scratch.len() - 3].to_string())];
+    for (i, gitdir) in cut_off.iter().enumerate() {
+        let admin = t.repo.join(format!(".git/worktrees/m1-0123456789a{i}"));
+        std::fs::create_dir_all(&admin).unwrap();
+        std::fs::write(admin.join("locked"), "initializing").unwrap();
+        if let Some(gitdir) = gitdir {
+            std::fs::write(admin.join("gitdir"), gitdir).unwrap();
+        }
+    }
+    let kept = t.repo.join(".git/worktrees/m1-0123456789af");
+    std::fs::create_dir_all(&kept).unwrap();
+    std::fs::write(kept.join("gitdir"), "").unwrap(); // no lock: not a `git worktree add` in progress
     let list = t.run("wt-create", &["--list"], "").stdout.clone();
     t.run("wt-merge", &[], &list).expect_code(0);
-    assert!(!admin.exists(), "swept");
+    let left = wt_tests::names_in(&t.repo.join(".git/worktrees"), |n| n.starts_with("m1-"));
+    assert_eq!(left, ["m1-0123456789af"], "the cut-off ones swept, the other kept");
     assert!(t.repo.join(".git/worktrees/m1").exists(), "the real worktree's admin dir is kept");
 }
 
@@ -450,6 +464,29 @@ fn an_empty_admin_dir_a_killed_git_left_is_rolled_back_by_the_next_run() {
     assert!(t.repo.join(".git/worktrees/victim/gitdir").is_file());
     t.run("wt-create", &["--remove", "victim"], "").expect_code(0);
     assert!(std::fs::read_dir(t.repo.join(".git/worktrees")).map_or(true, |mut d| d.next().is_none()));
+}
+
+/// Killed while writing `gitdir` (git creates the file, then writes the path into it), git
+/// leaves its "initializing" lock beside an empty or cut-off `gitdir`: the next run rolls that
+/// admin dir back too, rather than leaving it registered.
+#[test]
+fn an_admin_dir_with_a_cut_off_gitdir_is_rolled_back_by_the_next_run() {
+    for written in [0, 12] {
+        let t = TestRepo::new();
+        let mut cmd = t.cmd("wt-create");
+        cmd.arg("victim").env("WT_FAILPOINT", "after-marker");
+        assert_eq!(wt_tests::Run::of(&mut cmd, "").code, None, "killed at the failpoint");
+        let admin = t.repo.join(".git/worktrees/victim");
+        std::fs::create_dir_all(&admin).unwrap();
+        std::fs::write(admin.join("locked"), "initializing").unwrap();
+        let dot_git = t.wt_root().join("victim/.git").to_string_lossy().into_owned();
+        std::fs::write(admin.join("gitdir"), &dot_git[..written]).unwrap();
+        t.run("wt-create", &["victim"], "").expect_code(0);
+        let admins = wt_tests::names_in(&t.repo.join(".git/worktrees"), |_| true);
+        assert_eq!(admins, ["victim"], "{written}: one admin dir, git's own for the new worktree");
+        assert_eq!(std::fs::read_to_string(admin.join("gitdir")).unwrap(), format!("{dot_git}\n"), "{written}");
+        assert!(!admin.join("locked").exists(), "{written}");
+    }
 }
 
 /// The command's own parent-death signal reaches only the command: what it started in the

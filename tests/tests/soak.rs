@@ -160,7 +160,8 @@ fn assert_consistent(t: &TestRepo, tpl: &PgTemplate) {
                     let files: Vec<String> = std::fs::read_dir(e.path())
                         .map(|f| f.flatten().map(|f| f.file_name().to_string_lossy().into_owned()).collect())
                         .unwrap_or_default();
-                    format!("{} {files:?}", e.file_name().to_string_lossy())
+                    let gitdir = std::fs::read_to_string(e.path().join("gitdir")).unwrap_or_default();
+                    format!("{} {files:?} gitdir {gitdir:?}", e.file_name().to_string_lossy())
                 })
                 .collect()
         })

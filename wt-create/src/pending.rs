@@ -190,11 +190,18 @@ pub fn roll_back(repo: &Repo, m: &Marker, by: By) {
 
 /// An admin dir is ours if its `gitdir` points at our worktree, or if git was killed before
 /// writing `gitdir`: then it is named after ours and holds only git's "initializing" lock, or
-/// nothing at all (git makes the directory, then writes the lock into it). Rolling back runs
-/// under the worktree lock, so no `git worktree add` of wt's is filling such a directory now.
+/// nothing at all (git makes the directory, then writes the lock into it); or while writing it:
+/// then it is named after ours, the lock is still there, and `gitdir` holds a cut-off start of
+/// our path. Rolling back runs under the worktree lock, so no `git worktree add` of wt's is
+/// filling such a directory now.
 fn is_admin_dir_of(admin: &Path, dot_git: &Path, name: &str) -> bool {
     match fs::read_to_string(admin.join("gitdir")) {
-        Ok(gitdir) => Path::new(gitdir.trim_end()) == dot_git,
+        Ok(gitdir) if Path::new(gitdir.trim_end()) == dot_git => true,
+        Ok(gitdir) => {
+            wt_common::worktree::is_named_after(admin, name)
+                && admin.join("locked").exists()
+                && wt_common::worktree::is_cut_off_gitdir(&gitdir, dot_git)
+        }
         Err(_) => {
             let empty = fs::read_dir(admin).is_ok_and(|mut d| d.next().is_none());
             wt_common::worktree::is_named_after(admin, name) && (empty || admin.join("locked").exists())

@@ -112,8 +112,14 @@ pub fn sweep(repo: &Repo) -> Result<(), Error> {
     if let Ok(admins) = std::fs::read_dir(repo.common_dir.join("worktrees")) {
         for admin in admins.flatten().map(|e| e.path()) {
             let stale = match std::fs::read_to_string(admin.join("gitdir")) {
-                Ok(gitdir) => Path::new(gitdir.trim_end()).starts_with(&scratch),
-                // A `git worktree add` of a scratch worktree killed before it wrote `gitdir`.
+                Ok(gitdir) if Path::new(gitdir.trim_end()).starts_with(&scratch) => true,
+                // A `git worktree add` of a scratch worktree killed while it wrote `gitdir`
+                // (git's "initializing" lock is still there), or before.
+                Ok(gitdir) => {
+                    is_scratch_name(&admin)
+                        && admin.join("locked").exists()
+                        && wt_common::worktree::is_cut_off_gitdir(&gitdir, &scratch)
+                }
                 Err(_) => is_scratch_name(&admin),
             };
             if stale {
