@@ -188,13 +188,25 @@ fn assert_consistent(t: &TestRepo, tpl: &PgTemplate) {
     assert_eq!(processes_in(&t.root()), Vec::<String>::new(), "no process left running in the test's directories");
 }
 
-/// What the worktrees' directory and git's admin dirs hold, for a failure's message.
+/// What the worktrees' directory and git's admin dirs hold, for a failure's message: each
+/// directory with its entries (the first 20) and what its `.git` or `gitdir` file says, so a
+/// leftover shows what left it.
 fn leftovers(t: &TestRepo) -> String {
-    let find = |dir: &Path| {
-        let out = Command::new("find").arg(dir).args(["-maxdepth", "2"]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().take(60).collect::<Vec<_>>().join("\n")
+    let describe = |dir: &Path, pointer: &str| -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(dir) else { return vec![format!("{}: none", dir.display())] };
+        let mut lines = vec![format!("{}:", dir.display())];
+        for e in entries.flatten() {
+            let names: Vec<String> = std::fs::read_dir(e.path())
+                .map(|d| d.flatten().take(20).map(|f| f.file_name().to_string_lossy().into_owned()).collect())
+                .unwrap_or_default();
+            let says = std::fs::read_to_string(e.path().join(pointer)).unwrap_or_default();
+            lines.push(format!("  {} {names:?} {pointer}: {says:?}", e.file_name().to_string_lossy()));
+        }
+        lines
     };
-    format!("{}\n{}", find(&t.wt_root()), find(&t.repo.join(".git/worktrees")))
+    let mut lines = describe(&t.wt_root(), ".git");
+    lines.extend(describe(&t.repo.join(".git/worktrees"), "gitdir"));
+    lines.join("\n")
 }
 
 /// Live processes whose working directory is under `dir`.
