@@ -116,13 +116,17 @@ pub fn unregister(_locked: &FileLock, repo: &Repo, path: &Path) {
     }
 }
 
-/// Whether `gitdir`, the content of an admin dir's `gitdir` file, is a cut-off start of a path
-/// under `dir`: git writes the file with one `write` after creating it, so a git killed in
-/// between (likely when the disk is slow: the kill lands during the creation, which completes,
-/// and git dies before the write) leaves it empty, and a short write leaves a prefix. A whole
-/// `gitdir` ends with a newline.
-pub fn is_cut_off_gitdir(gitdir: &str, dir: &Path) -> bool {
-    !gitdir.ends_with('\n') && dir.as_os_str().as_encoded_bytes().starts_with(gitdir.as_bytes())
+/// Whether the admin dir `admin`, whose `gitdir` file holds `gitdir`, is one a `git worktree
+/// add` of a worktree at `expected` (or under it) was killed in while writing that file: git's
+/// "initializing" lock is still there, and `gitdir` is a cut-off start of the path. git writes
+/// the file with one `write` after creating it, so a git killed in between (likely when the
+/// disk is slow: the kill lands during the creation, which completes, and git dies before the
+/// write) leaves it empty, and a short write leaves a prefix. A whole `gitdir` ends with a
+/// newline.
+pub fn killed_writing_gitdir(admin: &Path, gitdir: &str, expected: &Path) -> bool {
+    admin.join("locked").exists()
+        && !gitdir.ends_with('\n')
+        && expected.as_os_str().as_encoded_bytes().starts_with(gitdir.as_bytes())
 }
 
 /// git names an admin dir after the worktree's directory, adding a number when that is taken.

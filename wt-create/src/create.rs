@@ -536,7 +536,7 @@ fn complete(
     };
     let running = checkouts.start();
     let (staged, made) = checkout(ctx, &pending, includes, || {
-        let staged = running.alone().then(|| ctx.ledger.stage(record_entry));
+        let staged = running.alone.then(|| ctx.ledger.stage(record_entry));
         // Killed here: during the checkout, with the entry staged or (beside other checkouts)
         // not yet written.
         failpoint::hit("ledger-staged");
@@ -586,12 +586,6 @@ impl Checkouts {
 struct Running<'a> {
     checkouts: &'a Checkouts,
     alone: bool,
-}
-
-impl Running<'_> {
-    fn alone(&self) -> bool {
-        self.alone
-    }
 }
 
 impl Drop for Running<'_> {

@@ -199,8 +199,7 @@ fn is_admin_dir_of(admin: &Path, dot_git: &Path, name: &str) -> bool {
         Ok(gitdir) if Path::new(gitdir.trim_end()) == dot_git => true,
         Ok(gitdir) => {
             wt_common::worktree::is_named_after(admin, name)
-                && admin.join("locked").exists()
-                && wt_common::worktree::is_cut_off_gitdir(&gitdir, dot_git)
+                && wt_common::worktree::killed_writing_gitdir(admin, &gitdir, dot_git)
         }
         Err(_) => {
             let empty = fs::read_dir(admin).is_ok_and(|mut d| d.next().is_none());

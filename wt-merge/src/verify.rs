@@ -116,9 +116,7 @@ pub fn sweep(repo: &Repo) -> Result<(), Error> {
                 // A `git worktree add` of a scratch worktree killed while it wrote `gitdir`
                 // (git's "initializing" lock is still there), or before.
                 Ok(gitdir) => {
-                    is_scratch_name(&admin)
-                        && admin.join("locked").exists()
-                        && wt_common::worktree::is_cut_off_gitdir(&gitdir, &scratch)
+                    is_scratch_name(&admin) && wt_common::worktree::killed_writing_gitdir(&admin, &gitdir, &scratch)
                 }
                 Err(_) => is_scratch_name(&admin),
             };
