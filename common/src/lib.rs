@@ -11,6 +11,7 @@ pub mod config;
 pub mod confine_store;
 pub mod duration;
 pub mod error;
+pub mod excerpt;
 pub mod failpoint;
 pub mod fsutil;
 pub mod git;

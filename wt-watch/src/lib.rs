@@ -1,10 +1,10 @@
 //! wt-watch: the self-healing loop. Watches worktrees (`watcher`, `rules`), runs the test
 //! command when their files settle (`round`), and when it fails, cuts the output down to what
-//! matters (`excerpt`) and hands it to the agent (`feed`), until green; `guard` catches an
-//! agent that edits the tests instead of the code. `session` is the loop that ties them.
+//! matters (`wt_common::excerpt`, which wt-merge shares) and hands it to the agent (`feed`),
+//! until green; `guard` catches an agent that edits the tests instead of the code. `session` is
+//! the loop that ties them.
 
 pub mod args;
-pub mod excerpt;
 pub mod feed;
 pub mod guard;
 pub mod live;

@@ -63,7 +63,7 @@ fn finish(spec: &RoundSpec, o: &Outcome) -> Finished {
                 spec.timeout.unwrap_or_default()
             ));
         }
-        crate::excerpt::excerpt(&text, &spec.log)
+        wt_common::excerpt::excerpt(&text, &spec.log)
     });
     Finished { passed, run: Value::Object(run), excerpt }
 }

@@ -1,9 +1,15 @@
-//! The failure excerpt: what an agent is told about a red test run, small enough for its context
-//! window. The runner is recognised from its output (cargo test, pytest, unittest, go test, jest,
-//! vitest, node:test, mocha); for each failing test the excerpt names it, gives its assertion
-//! message and the innermost frame in the project's own code. Output of any other command gives
-//! its last 40 lines. ANSI codes are stripped; the excerpt is at most 4 KiB, with a line saying
-//! how much was cut and where the full log is.
+//! The failure excerpt: what a red test run comes down to, small enough for an agent's context
+//! window or a record's field. The runner is recognised from its output (cargo test, pytest,
+//! unittest, go test, jest, vitest, node:test, mocha); for each failing test the excerpt names
+//! it, gives its assertion message and the innermost frame in the project's own code, not a
+//! stack of the runner's. Output of any other command gives its last 40 lines. ANSI codes are
+//! stripped; the excerpt is at most 4 KiB, with a line saying how much was cut and where the full
+//! log is.
+//!
+//! One library for two tools: wt-watch feeds the excerpt of a red round back to the agent
+//! ([`excerpt`]), and wt-merge gives it as the detail of a verification that failed
+//! ([`of_log`], which reads the end of the log wt wrote and says nothing when it recognises no
+//! runner, so the caller keeps its own tail).
 
 use std::path::Path;
 use std::sync::LazyLock;
@@ -17,6 +23,7 @@ pub const FALLBACK_LINES: usize = 40;
 /// Lines of one failure's message kept; the rest is in the log.
 const MESSAGE_LINES: usize = 12;
 
+/// A test runner the excerpt recognises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runner {
     Cargo,
@@ -30,6 +37,7 @@ pub enum Runner {
 }
 
 impl Runner {
+    /// How the excerpt names the runner.
     pub fn name(self) -> &'static str {
         match self {
             Runner::Cargo => "cargo test",
@@ -66,14 +74,60 @@ pub fn strip_ansi(text: &str) -> String {
     ANSI.replace_all(text, "").replace('\r', "")
 }
 
-/// The excerpt of a run's output whose full log is at `log`.
+/// The excerpt of a run's output whose full log is at `log`: the failing tests when a runner is
+/// recognised, else the output's last [`FALLBACK_LINES`] lines. What wt-watch feeds the agent.
 pub fn excerpt(output: &str, log: &Path) -> String {
     let text = strip_ansi(output);
-    let found = detect(&text).map(|r| (r, failures(r, &text))).filter(|(_, f)| !f.is_empty());
-    match found {
-        Some((runner, failures)) => limit_head(&render(runner, &failures), log),
-        None => limit_tail(&last_lines(&text, FALLBACK_LINES), log),
+    recognised(&text, log).unwrap_or_else(|| limit_tail(&last_lines(&text, FALLBACK_LINES), log))
+}
+
+/// The excerpt of a run's output whose full log is at `log` when a runner is recognised in it and
+/// reports at least one failing test (as [`excerpt`] gives it then); `None` otherwise.
+pub fn failing(output: &str, log: &Path) -> Option<String> {
+    recognised(&strip_ansi(output), log)
+}
+
+/// How much of a log an excerpt is taken from: its end, where the runners summarise. What
+/// wt-watch reads; a fitting `max_bytes` for [`of_log`].
+pub const READ_BYTES: u64 = 8 << 20;
+
+/// The excerpt of the failing tests in a log wt wrote (a verification's, a round's), read from
+/// its last `max_bytes` bytes (see [`READ_BYTES`]): the same text wt-watch would feed an agent
+/// for that output, with the cut note naming `path`. `None` when no runner is recognised there
+/// or it reports no failing test (the caller then says what it says of any other command, its
+/// tail), and when the log cannot be read.
+///
+/// The log lies in a worktree's reach, so it is read the way `fsutil::read_small` reads what an
+/// agent could have planted: never through a symbolic link, never blocking on a FIFO, and only
+/// from a regular file; no more than `max_bytes` are read even if it grows meanwhile. Bytes not
+/// in UTF-8 (or a character cut by the start of the window) are read as U+FFFD.
+pub fn of_log(path: &Path, max_bytes: u64) -> Option<String> {
+    failing(&read_end(path, max_bytes)?, path)
+}
+
+/// The last `max_bytes` of the regular file at `path`, opened without following a link or
+/// blocking.
+fn read_end(path: &Path, max_bytes: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
+    let mut file = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
     }
+    file.seek(SeekFrom::Start(meta.len().saturating_sub(max_bytes))).ok()?;
+    let mut bytes = Vec::new();
+    file.take(max_bytes).read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The rendered failures in `text` (without ANSI codes), when a runner is recognised and reports
+/// some.
+fn recognised(text: &str, log: &Path) -> Option<String> {
+    let runner = detect(text)?;
+    let failures = failures(runner, text);
+    (!failures.is_empty()).then(|| limit_head(&render(runner, &failures), log))
 }
 
 /// Which runner wrote `text`, from the marks each one leaves.
@@ -536,7 +590,7 @@ mod tests {
     use super::*;
 
     fn sample(name: &str) -> String {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/excerpt").join(name);
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
@@ -698,6 +752,73 @@ mod tests {
         assert!(e.len() <= MAX_BYTES, "{}", e.len());
         assert!(e.contains("✗ t0\n") && !e.contains("✗ t299\n"));
         assert!(e.trim_end().ends_with("the full log: /logs/run.log]"), "{e}");
+    }
+
+    /// `text` in a temp file: the directory (kept while the test runs) and the log's path.
+    fn log_of(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("verify.log");
+        std::fs::write(&log, text).unwrap();
+        (dir, log)
+    }
+
+    #[test]
+    fn of_log_gives_what_wt_watch_feeds_for_pytest_and_mocha() {
+        let (_dir, log) = log_of(&sample("pytest.txt"));
+        let e = of_log(&log, READ_BYTES).expect("pytest recognised");
+        assert_eq!(e, excerpt(&sample("pytest.txt"), &log));
+        assert_eq!(
+            e,
+            "2 failing tests (pytest):\n\
+             \n✗ test_add\n    assert -1 == 5\n    +  where -1 = add(2, 3)\n    at tests/test_calc.py:5\n\
+             \n✗ CalcTest.test_add_unittest\n    AssertionError: -1 != 5\n    at tests/test_calc.py:12\n"
+        );
+        let (_dir, log) = log_of(&sample("mocha.txt"));
+        let e = of_log(&log, READ_BYTES).expect("mocha recognised");
+        assert_eq!(e, excerpt(&sample("mocha.txt"), &log));
+        assert!(e.starts_with("1 failing test (mocha):\n\n✗ calc adds two numbers\n"), "{e}");
+        assert!(e.contains("    AssertionError [ERR_ASSERTION]: Expected values to be strictly equal:\n"), "{e}");
+        assert!(e.ends_with("    at test/calc.test.js:5:12\n"), "{e}");
+        assert!(!e.contains("node:internal"), "not the runtime's frame: {e}");
+    }
+
+    #[test]
+    fn of_log_reads_only_the_end() {
+        // A cargo failure early in the log, then noise, then pytest's: only the end is read.
+        let text = format!("{}{}\n{}", sample("cargo-backtrace.txt"), "noise\n".repeat(10_000), sample("pytest.txt"));
+        let (_dir, log) = log_of(&text);
+        let tail = sample("pytest.txt").len() as u64 + 1000;
+        assert!(of_log(&log, tail).unwrap().starts_with("2 failing tests (pytest):\n"));
+        assert!(of_log(&log, READ_BYTES).unwrap().starts_with("1 failing test (cargo test):\n"));
+        // The window cuts the FAILURES header off: nothing recognisable is left.
+        assert_eq!(of_log(&log, 200), None);
+    }
+
+    #[test]
+    fn of_log_says_nothing_of_other_output_or_what_is_not_a_log() {
+        let (dir, log) = log_of("make: *** [all] Error 1\n");
+        assert_eq!(of_log(&log, READ_BYTES), None, "no runner: the caller keeps its own tail");
+        assert_eq!(of_log(&dir.path().join("missing.log"), READ_BYTES), None);
+        assert_eq!(of_log(dir.path(), READ_BYTES), None, "a directory");
+        // A link is not followed, even to a log that would be recognised.
+        let (_real_dir, real) = log_of(&sample("pytest.txt"));
+        let link = dir.path().join("link.log");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(of_log(&real, READ_BYTES).is_some());
+        assert_eq!(of_log(&link, READ_BYTES), None);
+        // A FIFO neither hangs the reader nor counts as a log.
+        let fifo = dir.path().join("fifo.log");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(of_log(&fifo, READ_BYTES), None);
+    }
+
+    #[test]
+    fn failing_is_the_excerpt_when_a_runner_is_recognised() {
+        let raw = sample("jest.txt");
+        assert_eq!(failing(&raw, Path::new("/l")), Some(excerpt(&raw, Path::new("/l"))));
+        assert_eq!(failing("just text\n", Path::new("/l")), None);
+        // A runner's marks without a failure it can name: not recognised.
+        assert_eq!(failing("test result: FAILED. 0 passed; 1 failed\n", Path::new("/l")), None);
     }
 
     #[test]
