@@ -40,6 +40,7 @@ pub mod select;
 pub mod signals;
 pub mod stale_lock;
 pub mod supervisor;
+pub mod tested;
 pub mod worktree;
 pub mod worktree_check;
 

@@ -205,3 +205,85 @@ fn logs_live_in_the_state_dir() {
     assert!(log.starts_with(t.repo.join(".git/wt/logs/l")), "{}", log.display());
     assert!(Path::new(&log).is_file());
 }
+
+/// `run.head` and `run.dirty` of a run in worktree `name` (running `script` with `sh -c`).
+fn tested(t: &TestRepo, name: &str, extra: &[&str], script: &str) -> (Value, Value, Value) {
+    let mut args = vec!["-w", name, "--json"];
+    args.extend(extra);
+    args.extend(["--", "sh", "-c", script]);
+    let run = t.run("wt-run", &args, "");
+    run.expect_code(0);
+    let rec = run.records().remove(0);
+    (rec["run"]["head"].clone(), rec["run"]["dirty"].clone(), rec)
+}
+
+#[test]
+fn a_run_records_the_commit_it_started_from_and_whether_the_tree_was_clean() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["proof"], "").expect_code(0);
+    let tree = t.wt_root().join("proof");
+    let tip = t.git(["rev-parse", "wt/proof"]);
+    assert_eq!(tip.len(), 40);
+    let (head, dirty, rec) = tested(&t, "proof", &[], "true");
+    assert_eq!((head, dirty), (Value::from(tip.as_str()), Value::Bool(false)), "{rec}");
+    // A tracked file modified, a change staged, an untracked file: dirty; an ignored one: not.
+    std::fs::write(tree.join("README"), "changed\n").unwrap();
+    let (head, dirty, rec) = tested(&t, "proof", &[], "true");
+    assert_eq!((head, dirty), (Value::from(tip.as_str()), Value::Bool(true)), "{rec}");
+    t.git_in(&tree, ["add", "README"]);
+    assert_eq!(tested(&t, "proof", &[], "true").1, Value::Bool(true));
+    t.git_in(&tree, ["reset", "-q", "--hard"]);
+    std::fs::write(tree.join("new.txt"), "x\n").unwrap();
+    assert_eq!(tested(&t, "proof", &[], "true").1, Value::Bool(true));
+    std::fs::write(tree.join("scratch.log"), "x\n").unwrap();
+    std::fs::remove_file(tree.join("new.txt")).unwrap();
+    std::fs::write(t.repo.join(".git/info/exclude"), "scratch.log\n").unwrap();
+    assert_eq!(tested(&t, "proof", &[], "true").1, Value::Bool(false), "ignored files are no change");
+    // A command that commits: the record names the commit it started from, not the new tip.
+    let (head, dirty, rec) =
+        tested(&t, "proof", &[], "echo c > c.txt && git add c.txt && git commit -q -m during && echo committed");
+    assert_eq!(tail(&rec), ["committed"]);
+    let new_tip = t.git(["rev-parse", "wt/proof"]);
+    assert_ne!(new_tip, tip, "the command committed");
+    assert_eq!((head, dirty), (Value::from(tip.as_str()), Value::Bool(false)), "{rec}");
+    assert_eq!(tested(&t, "proof", &[], "true").0, Value::from(new_tip.as_str()), "the next run starts from it");
+    // Detached, the commit checked out is HEAD's own.
+    t.git_in(&tree, ["checkout", "-q", "--detach", &tip]);
+    assert_eq!(tested(&t, "proof", &[], "true").0, Value::from(tip.as_str()));
+}
+
+#[test]
+fn a_confined_run_records_the_commit_it_started_from_and_a_confined_panes_commit_is_published_first() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["boxed"], "").expect_code(0);
+    let tip = t.git(["rev-parse", "wt/boxed"]);
+    let (head, dirty, rec) =
+        tested(&t, "boxed", &["--confine"], "git commit -q --allow-empty -m confined && echo committed");
+    assert!(tail(&rec).iter().any(|l| l == "committed"), "{rec}");
+    assert_eq!(rec["run"]["confined"]["git"], "private-store", "{rec}");
+    let published = t.git(["rev-parse", "wt/boxed"]);
+    assert_eq!(rec["run"]["confined"]["published"]["to"], published.as_str(), "{rec}");
+    assert_eq!((head, dirty), (Value::from(tip.as_str()), Value::Bool(false)), "{rec}");
+    // A confined pane's commit sits in its private store while the pane runs; a batch run in
+    // the same worktree publishes it before it reads the branch, so it names that commit.
+    let p = wt_tests::panes::Panes::new();
+    p.t.run("wt-create", &["pane"], "").expect_code(0);
+    let before = p.t.git(["rev-parse", "wt/pane"]);
+    let mut spawn = p.cmd();
+    spawn.args(["-w", "pane", "--pane", "--confine", "--json", "--", "bash", "--norc", "--noprofile", "-i"]);
+    Run::of(&mut spawn, "").expect_code(0);
+    p.json(&["pane", "send", "pane", "git commit -q --allow-empty -m live && echo commit-done", "--enter"]);
+    p.json(&["pane", "wait", "pane", "--match", "(?m)^commit-done", "--timeout", "20s"]);
+    assert_eq!(p.t.git(["rev-parse", "wt/pane"]), before, "not published yet while the pane runs");
+    let mut batch = p.cmd();
+    batch.args(["-w", "pane", "--json", "--", "true"]);
+    let rec = Run::of(&mut batch, "").expect_code(0).records().remove(0);
+    let live = p.t.git(["rev-parse", "wt/pane"]);
+    assert_ne!(live, before);
+    assert_eq!(p.t.git(["log", "-1", "--format=%s", "wt/pane"]), "live");
+    assert_eq!(
+        (&rec["run"]["head"], &rec["run"]["dirty"]),
+        (&Value::from(live.as_str()), &Value::Bool(false)),
+        "{rec}"
+    );
+}

@@ -562,3 +562,56 @@ fn an_agent_that_says_it_is_working_is_not_typed_into_while_its_screen_is_quiet(
     assert!(!agent.contains("TYPED-WHILE-BUSY"), "typed into an agent that said it was working:\n{agent}");
     assert_eq!(agent.lines().filter(|l| l.starts_with("MESSAGE ")).count(), 2, "{agent}");
 }
+
+/// `watch.commit` and `watch.dirty` of a record.
+fn tested(rec: &Value) -> (&Value, &Value) {
+    (&rec["watch"]["commit"], &rec["watch"]["dirty"])
+}
+
+#[test]
+fn each_record_names_the_commit_its_round_tested_and_whether_the_tree_was_clean() {
+    let w = Watch::new();
+    let tree = w.create("proof");
+    let tip = w.t.git(["rev-parse", "wt/proof"]);
+    let (tip_v, clean, dirty) = (Value::from(tip.as_str()), Value::Bool(false), Value::Bool(true));
+    let green = |args: &[&str]| {
+        let mut all = vec!["-w", "proof", "--until-green", "--feed", "none", "--debounce", "100"];
+        all.extend(args);
+        let run = w.watch(&all);
+        let rec = run.records().remove(0);
+        (run, rec)
+    };
+    let (run, rec) = green(&["--", "true"]);
+    run.expect_code(0);
+    assert_eq!(status(&rec), "green", "{run}");
+    assert_eq!(tested(&rec), (&tip_v, &clean), "{rec}");
+    // A tracked file changed: dirty; an ignored one is no change.
+    std::fs::create_dir_all(tree.join("build")).unwrap();
+    std::fs::write(tree.join("build/out.o"), "x").unwrap();
+    assert_eq!(tested(&green(&["--", "true"]).1), (&tip_v, &clean));
+    std::fs::write(tree.join("b.txt"), "7\n").unwrap();
+    assert_eq!(tested(&green(&["--", "true"]).1), (&tip_v, &dirty));
+    w.t.git_in(&tree, ["checkout", "--", "b.txt"]);
+    // A round that gave up says what it tested too.
+    let (run, rec) = green(&["--max-rounds", "1", "--", "false"]);
+    run.expect_code(1);
+    assert_eq!((status(&rec), tested(&rec)), ("gave-up", (&tip_v, &clean)), "{rec}");
+    // Red, then a fix is committed: the green record names the commit of the round that
+    // turned green. The feed commits first (objects, index, branch: nothing in the worktree
+    // changes) and only then writes the files, so no round sees the change uncommitted.
+    let fix = "cat >/dev/null; a=$(printf '42\\n' | git hash-object -w --stdin); b=$(printf '7\\n' | git hash-object -w --stdin); \
+        git update-index --cacheinfo 100644,$a,a.txt --cacheinfo 100644,$b,b.txt && git commit -q -m fix && \
+        printf '42\\n' > a.txt && printf '7\\n' > b.txt";
+    let feed = format!("cmd:{fix}");
+    let mut watch = w.tool("wt-watch");
+    watch.args(["-w", "proof", "--until-green", "--feed", &feed, "--debounce", "300", "--", "sh", "tests/check.sh"]);
+    let run = Run::of(&mut watch, "");
+    run.expect_code(0);
+    let rec = &run.records()[0];
+    let fixed = w.t.git(["rev-parse", "wt/proof"]);
+    assert_ne!(fixed, tip, "the feed committed");
+    assert_eq!(w.t.git(["log", "-1", "--format=%s", "wt/proof"]), "fix");
+    assert_eq!((status(rec), &rec["watch"]["rounds"]), ("green", &Value::from(2)), "{run}");
+    assert_eq!(tested(rec), (&Value::from(fixed.as_str()), &clean), "{rec}");
+    assert_eq!(w.t.git_in(&tree, ["rev-parse", "HEAD"]), fixed);
+}

@@ -388,6 +388,10 @@ fn run_target(ctx: &Ctx, target: Target) -> Record {
         }
         None => None,
     };
+    // What the command is about to test: the commit checked out and whether the tree is clean
+    // (after a confined run's store is prepared, so its branch is the one the command sees).
+    let path = rec.path.clone().unwrap_or_default();
+    wt_common::tested::of(ctx.repo, &rec.name, &path).insert_into(&mut run, "head");
     let cmd = build_command(&rec, &argv, &env, policy.as_ref());
     let shown = format!("{:<width$}", rec.name, width = ctx.name_width);
     let spec = Spec { name: &shown, log, timeout: ctx.args.timeout, grace: ctx.args.grace, echo: ctx.echo };

@@ -15,6 +15,7 @@ use wt_common::output::Output;
 use wt_common::process::Groups;
 use wt_common::repo::Repo;
 use wt_common::select::{self, Target};
+use wt_common::tested::Tested;
 use wt_common::{Error, Record};
 
 use crate::args::Settings;
@@ -37,6 +38,8 @@ pub enum Msg {
         id: usize,
         seq: u64,
         result: Result<Finished, Error>,
+        /// The commit the round tested and whether the tree was clean, taken at its start.
+        tested: Tested,
     },
     Fed {
         id: usize,
@@ -220,9 +223,9 @@ impl Session {
             }
             Msg::Line(Err(m), _) => self.out.malformed(&m),
             Msg::InputEnd => self.input_open = false,
-            Msg::RunDone { id, seq, result } => {
+            Msg::RunDone { id, seq, result, tested } => {
                 if self.wts[id].seq == seq && self.wts[id].phase == Phase::Running {
-                    self.finished(id, result);
+                    self.finished(id, result, tested);
                 }
             }
             Msg::Fed { id, seq, result } => {
@@ -355,23 +358,26 @@ impl Session {
             format!("round {round}: running")
         };
         let name = w.rec.name.clone();
+        let repo = self.ctx.repo.clone();
         std::thread::spawn(move || {
+            // Taken off the loop's thread: it costs a `git status`.
+            let tested = wt_common::tested::of(&repo, &spec.name, &spec.cwd);
             let result = match &test_pane {
                 Some(pane) => pane.run(&spec),
                 None => round::run(&spec, &groups),
             };
-            let _ = tx.send(Msg::RunDone { id, seq, result });
+            let _ = tx.send(Msg::RunDone { id, seq, result, tested });
         });
         self.live.set(&name, text);
     }
 
-    fn finished(&mut self, id: usize, result: Result<Finished, Error>) {
+    fn finished(&mut self, id: usize, result: Result<Finished, Error>, tested: Tested) {
         let fin = match result {
             Ok(f) => f,
             Err(e) => return self.error(id, &e),
         };
         if fin.passed {
-            return self.green(id, fin);
+            return self.green(id, fin, tested);
         }
         let w = &mut self.wts[id];
         if !w.retried && w.dirty.is_none() {
@@ -388,14 +394,14 @@ impl Session {
         let (rounds, max) = (w.rounds, self.ctx.settings.max_rounds);
         if rounds >= max {
             let why = format!("still red after {max} round{}", if max == 1 { "" } else { "s" });
-            self.emit(id, "gave-up", Some(&fin.run), &[("reason", json!(why))]);
+            self.emit(id, "gave-up", Some((&fin.run, &tested)), &[("reason", json!(why))]);
             return self.done(id, false, &why);
         }
-        self.emit(id, "red", Some(&fin.run), &[]);
+        self.emit(id, "red", Some((&fin.run, &tested)), &[]);
         self.start_feed(id);
     }
 
-    fn green(&mut self, id: usize, fin: Finished) {
+    fn green(&mut self, id: usize, fin: Finished, tested: Tested) {
         let w = &mut self.wts[id];
         w.rounds += 1;
         let touched = match &w.guard_base {
@@ -412,7 +418,7 @@ impl Session {
         w.retried = false;
         let extra: Vec<(&str, Value)> =
             if touched.is_empty() { Vec::new() } else { vec![("guard_touched", json!(touched))] };
-        self.emit(id, status, Some(&fin.run), &extra);
+        self.emit(id, status, Some((&fin.run, &tested)), &extra);
         if self.ctx.settings.until_green {
             return self.done(id, status == "green", status);
         }
@@ -491,8 +497,9 @@ impl Session {
     }
 
     /// Writes the worktree's record with `watch`: at every round, or with --until-green only
-    /// when the worktree is done.
-    fn emit(&mut self, id: usize, status: &str, run: Option<&Value>, extra: &[(&str, Value)]) {
+    /// when the worktree is done. `round`: the round's run and what it tested (`commit`,
+    /// `dirty`); none when the loop gave up between runs.
+    fn emit(&mut self, id: usize, status: &str, round: Option<(&Value, &Tested)>, extra: &[(&str, Value)]) {
         let final_status = status != "red";
         if self.ctx.settings.until_green && !final_status {
             return;
@@ -501,13 +508,16 @@ impl Session {
         let mut watch = Map::new();
         watch.insert("status".into(), json!(status));
         watch.insert("rounds".into(), json!(w.rounds));
+        if let Some((_, tested)) = round {
+            tested.insert_into(&mut watch, "commit");
+        }
         for (k, v) in extra {
             watch.insert((*k).to_string(), v.clone());
         }
         if let Some(f) = &w.last_failure {
             watch.insert("last_failure".into(), json!(f));
         }
-        if let Some(run) = run {
+        if let Some((run, _)) = round {
             watch.insert("run".into(), run.clone());
         }
         let mut rec = w.rec.clone();
