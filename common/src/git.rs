@@ -69,20 +69,20 @@ pub(crate) fn program() -> std::ffi::OsString {
     static FOUND: std::sync::Mutex<Option<std::path::PathBuf>> = std::sync::Mutex::new(None);
     let mut found = FOUND.lock().unwrap_or_else(|p| p.into_inner());
     if !found.as_deref().is_some_and(runnable) {
-        *found = find_on_path(std::env::var_os("PATH"));
+        *found = find_on_path(std::env::var_os("PATH"), "git");
     }
     found.as_ref().map_or_else(|| "git".into(), |p| p.clone().into_os_string())
 }
 
-/// The first `git` in `path` that this process may run, as `execvp` would pick it (an empty
-/// entry is the current directory; `execvp` also passes over one it may not run).
-fn find_on_path(path: Option<std::ffi::OsString>) -> Option<std::path::PathBuf> {
-    std::env::split_paths(&path?).map(|dir| dir.join("git")).find(|candidate| runnable(candidate))
+/// The first program `name` in `path` that this process may run, as `execvp` would pick it
+/// (an empty entry is the current directory; `execvp` also passes over one it may not run).
+pub fn find_on_path(path: Option<std::ffi::OsString>, name: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&path?).map(|dir| dir.join(name)).find(|candidate| runnable(candidate))
 }
 
 /// A regular file this process may execute (the kernel's own check, so a `noexec` mount, an
 /// ACL or another user's mode bits count as they do for `execve`).
-fn runnable(file: &Path) -> bool {
+pub fn runnable(file: &Path) -> bool {
     std::fs::metadata(file).is_ok_and(|m| m.is_file())
         && nix::unistd::access(file, nix::unistd::AccessFlags::X_OK).is_ok()
 }
@@ -258,9 +258,9 @@ mod tests {
             std::fs::set_permissions(d.join("git"), std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         let path = std::env::join_paths([not_exec, is_dir, first, second]).unwrap();
-        assert_eq!(find_on_path(Some(path)), Some(first.join("git")));
+        assert_eq!(find_on_path(Some(path), "git"), Some(first.join("git")));
         let path = std::env::join_paths([not_exec, is_dir]).unwrap();
-        assert_eq!(find_on_path(Some(path)), None, "none there: spawned by name, git-missing as before");
-        assert_eq!(find_on_path(None), None);
+        assert_eq!(find_on_path(Some(path), "git"), None, "none there: spawned by name, git-missing as before");
+        assert_eq!(find_on_path(None, "git"), None);
     }
 }

@@ -37,6 +37,7 @@ pub mod registry;
 pub mod repo;
 pub mod runlog;
 pub mod select;
+pub mod sibling;
 pub mod signals;
 pub mod stale_lock;
 pub mod supervisor;

@@ -168,6 +168,19 @@ impl TestRepo {
         wt_common::repo::parse_worktree_list(&text).into_iter().map(|w| (w.path, w.branch)).collect()
     }
 
+    /// Fails unless nothing of a verification worktree of wt-merge is left: no registration, no
+    /// directory beside the worktrees, no branch, no ledger entry (its leases), no journal.
+    pub fn assert_no_verification_worktree(&self, what: &str) {
+        let is_scratch = |n: &str| n.contains("-verify-");
+        let registered = self.git(["worktree", "list", "--porcelain"]);
+        assert!(!registered.contains("-verify-"), "{what}: a verification worktree is registered:\n{registered}");
+        assert_eq!(names_in(&self.wt_root(), is_scratch), Vec::<String>::new(), "{what}: its directory is left");
+        assert!(!self.branches().iter().any(|b| is_scratch(b)), "{what}: its branch is left: {:?}", self.branches());
+        let ledger = std::fs::read_to_string(self.repo.join(".git/wt/ledger.json")).unwrap_or_default();
+        assert!(!ledger.contains("-verify-"), "{what}: its ledger entry is left:\n{ledger}");
+        assert!(!self.repo.join(".git/wt/merge-scratch").exists(), "{what}: its journal is left");
+    }
+
     pub fn branches(&self) -> Vec<String> {
         let out = self.git(["for-each-ref", "--format=%(refname:short)", "refs/heads/"]);
         out.lines().map(str::to_string).collect()

@@ -154,7 +154,7 @@ fn wt_toml_sections_are_checked_and_wt_merge_reads_its_own() {
     std::fs::write(t.wt_root().join("sq/new.txt"), "y\n").unwrap();
     t.git_in(&t.wt_root().join("sq"), ["commit", "-q", "-am", "two"]);
     // Names as arguments, like wt-create and wt-env take them.
-    let run = t.run("wt-merge", &["sq"], "");
+    let run = t.run("wt-merge", &["--unverified", "sq"], "");
     let rec = &run.expect_code(0).records()[0];
     assert_eq!((s(&rec["merge"], "status"), s(&rec["merge"], "strategy")), ("merged", "squash"), "{run}");
     assert_eq!(t.git(["rev-list", "--count", "main"]), "3", "one squashed commit on top of two");
@@ -310,7 +310,7 @@ fn undo_table_names_the_branch() {
     let t = TestRepo::new();
     t.run("wt-create", &["u"], "").expect_code(0);
     commit_in(&t, "u", "u.txt", "u\n");
-    t.run("wt-merge", &["u"], "").expect_code(0);
+    t.run("wt-merge", &["--unverified", "u"], "").expect_code(0);
     let (code, table) = terminal_code(&t, &format!("{} --undo u", bin("wt-merge")));
     assert_eq!(code, Some(0), "{table}");
     let row = table.lines().find(|l| l.starts_with("u ")).unwrap_or_else(|| panic!("{table}"));

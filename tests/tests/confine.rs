@@ -526,7 +526,7 @@ fn tools_that_read_branches_publish_a_running_pane_first() {
     assert_eq!(p.t.git(["log", "-1", "--format=%s", "wt/agent"]), "live");
     // …and the pane goes on committing on top of what was published.
     type_and_wait(&p, "agent", "git commit -q --allow-empty -m again && echo committed-again", "committed-again");
-    let merged = p.t.run("wt-merge", &["-w", "agent", "--json"], "");
+    let merged = p.t.run("wt-merge", &["--unverified", "-w", "agent", "--json"], "");
     merged.expect_code(0);
     assert_eq!(p.t.git(["log", "-1", "--format=%s", "wt/agent"]), "again", "published before the merge read it");
     p.t.git(["merge-base", "--is-ancestor", "wt/agent", "main"]);
@@ -626,7 +626,7 @@ fn a_confined_commit_merges_and_cleanup_takes_the_private_store() {
     run.expect_code(0);
     let store = common(&t).join("wt/confine/agent-1");
     assert!(store.is_dir());
-    let merged = t.run("wt-merge", &["-w", "agent-1", "--cleanup", "--json"], "");
+    let merged = t.run("wt-merge", &["--unverified", "-w", "agent-1", "--cleanup", "--json"], "");
     merged.expect_code(0);
     let rec = &merged.records()[0];
     assert_eq!(rec["merge"]["status"], "merged", "{merged}");

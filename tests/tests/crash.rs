@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use serde_json::Value;
-use wt_tests::{s, TestRepo};
+use wt_tests::{s, Run, TestRepo};
 
 fn ledger(t: &TestRepo) -> Value {
     let text = std::fs::read_to_string(t.repo.join(".git/wt/ledger.json")).unwrap_or_else(|_| "{}".into());
@@ -307,10 +307,10 @@ fn rebasing_records_already_merged_again_skips_them() {
     t.git(["commit", "-q", "--allow-empty", "-m", "main moves on"]);
     let list = t.run("wt-create", &["--list"], "").stdout.clone();
     for strategy in ["rebase", "squash"] {
-        let first = t.run("wt-merge", &["--strategy", strategy], &list);
+        let first = t.run("wt-merge", &["--unverified", "--strategy", strategy], &list);
         first.expect_code(0);
         let head = t.git(["rev-parse", "main"]);
-        let again = t.run("wt-merge", &["--strategy", strategy], &list);
+        let again = t.run("wt-merge", &["--unverified", "--strategy", strategy], &list);
         again.expect_code(0);
         assert_eq!(again.records()[0]["merge"]["status"], "skipped", "{strategy}: {again}");
         assert_eq!(t.git(["rev-parse", "main"]), head, "{strategy}: no empty duplicate commit");
@@ -320,31 +320,26 @@ fn rebasing_records_already_merged_again_skips_them() {
     }
 }
 
-/// A scratch worktree's `git worktree add` killed before it wrote `gitdir`, or while (an empty
-/// file, or the start of the path: the soak test found an empty one on a busy disk), is swept;
-/// a whole `gitdir` elsewhere, or a cut-off one without git's "initializing" lock, is not.
+/// The verification worktree is made by wt-create: a wt-create killed while it makes it (at
+/// each of its own failpoints, which the child inherits) fails that verification with the
+/// target untouched, and leaves nothing the next run trips over.
 #[test]
-fn a_scratch_worktree_add_killed_before_or_while_writing_gitdir_is_swept() {
-    let t = TestRepo::new();
-    t.run("wt-create", &["m1"], "").expect_code(0);
-    let scratch = t.repo.join(".git/wt/scratch").to_string_lossy().into_owned();
-    let cut_off = [None, Some(String::new()), Some(scratch[..scratch.len() - 3].to_string())];
-    for (i, gitdir) in cut_off.iter().enumerate() {
-        let admin = t.repo.join(format!(".git/worktrees/m1-0123456789a{i}"));
-        std::fs::create_dir_all(&admin).unwrap();
-        std::fs::write(admin.join("locked"), "initializing").unwrap();
-        if let Some(gitdir) = gitdir {
-            std::fs::write(admin.join("gitdir"), gitdir).unwrap();
-        }
+fn a_verification_worktree_killed_while_it_is_made_fails_the_merge_and_leaves_nothing() {
+    for point in ["after-register", "after-checkout", "before-ledger", "after-ledger"] {
+        let t = TestRepo::new();
+        t.run("wt-create", &["m1"], "").expect_code(0);
+        std::fs::write(t.wt_root().join("m1/m1.txt"), "m1\n").unwrap();
+        t.git_in(&t.wt_root().join("m1"), ["add", "-A"]);
+        t.git_in(&t.wt_root().join("m1"), ["commit", "-qm", "m1"]);
+        let head = t.git(["rev-parse", "main"]);
+        let mut cmd = t.cmd("wt-merge");
+        cmd.args(["m1", "--verify", "true"]).env("WT_FAILPOINT", point);
+        let run = Run::of(&mut cmd, "");
+        assert_eq!(run.code, Some(1), "{point}: the merge fails, wt-merge lives\n{run}");
+        assert_eq!(t.git(["rev-parse", "main"]), head, "{point}: the target did not move");
+        t.run("wt-merge", &["m1", "--verify", "true"], "").expect_code(0);
+        t.assert_no_verification_worktree(point);
     }
-    let kept = t.repo.join(".git/worktrees/m1-0123456789af");
-    std::fs::create_dir_all(&kept).unwrap();
-    std::fs::write(kept.join("gitdir"), "").unwrap(); // no lock: not a `git worktree add` in progress
-    let list = t.run("wt-create", &["--list"], "").stdout.clone();
-    t.run("wt-merge", &[], &list).expect_code(0);
-    let left = wt_tests::names_in(&t.repo.join(".git/worktrees"), |n| n.starts_with("m1-"));
-    assert_eq!(left, ["m1-0123456789af"], "the cut-off ones swept, the other kept");
-    assert!(t.repo.join(".git/worktrees/m1").exists(), "the real worktree's admin dir is kept");
 }
 
 fn db_of(rec: &Value) -> &Value {

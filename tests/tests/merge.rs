@@ -141,12 +141,12 @@ fn branches_that_pass_alone_but_break_together_never_both_land() {
 #[test]
 fn a_commit_made_on_the_target_during_verification_is_kept() {
     let t = repo_with(&[("slow", &[("slow.txt", "s\n")])]);
-    // The first verification makes a commit on main meanwhile (as a person might).
+    // The first verification makes a commit on main meanwhile (as a person might; a verify
+    // command that names the main worktree is refused, so it goes there by $WT_REPO).
     let marker = t.root().join("sneaked");
     let verify = format!(
-        "if [ ! -e '{m}' ]; then touch '{m}'; git -C '{r}' commit -q --allow-empty -m sneaky; fi; true",
+        "if [ ! -e '{m}' ]; then touch '{m}'; git -C \"$WT_REPO\" commit -q --allow-empty -m sneaky; fi; true",
         m = marker.display(),
-        r = t.repo.display()
     );
     let run = t.run("wt-merge", &["--verify", &verify], &list(&t));
     run.expect_code(0);
@@ -186,16 +186,16 @@ fn squash_rebase_and_fast_forward_make_the_commits_a_person_expects() {
     commit_as("rb", "r2", "Cy");
     commit_as("ff", "f1", "Di");
     // ff first: main has not moved, so it can fast-forward.
-    let ff = t.run("wt-merge", &["-w", "ff", "--strategy", "ff"], "");
+    let ff = t.run("wt-merge", &["--unverified", "-w", "ff", "--strategy", "ff"], "");
     assert_eq!(merge_of(&ff.expect_code(0).records()[0])["status"], "merged");
     assert_eq!(main_head(&t), t.git(["rev-parse", "wt/ff"]));
-    let sq = t.run("wt-merge", &["-w", "sq", "--strategy", "squash"], "");
+    let sq = t.run("wt-merge", &["--unverified", "-w", "sq", "--strategy", "squash"], "");
     sq.expect_code(0);
     assert_eq!(t.git(["rev-list", "--count", "--no-merges", "HEAD~1..HEAD"]), "1", "one commit");
     let msg = t.git(["log", "-1", "--format=%B"]);
     assert!(msg.contains("add s1") && msg.contains("add s2") && msg.contains("Co-authored-by: Ann <Ann@x>"), "{msg}");
     assert_eq!(t.git(["log", "-1", "--format=%an"]), "Bob");
-    let rb = t.run("wt-merge", &["-w", "rb", "--strategy", "rebase"], "");
+    let rb = t.run("wt-merge", &["--unverified", "-w", "rb", "--strategy", "rebase"], "");
     rb.expect_code(0);
     assert_eq!(t.git(["log", "-2", "--format=%s %an"]), "add r2 Cy\nadd r1 Cy", "linear, authors kept");
     assert_eq!(t.git(["rev-list", "--merges", "--count", "HEAD"]), "0");
@@ -207,7 +207,7 @@ fn squash_rebase_and_fast_forward_make_the_commits_a_person_expects() {
     t.git_in(&late, ["add", "l"]);
     t.git_in(&late, ["commit", "-q", "-m", "late"]);
     let head = main_head(&t);
-    let run = t.run("wt-merge", &["-w", "late", "--strategy", "ff"], "");
+    let run = t.run("wt-merge", &["--unverified", "-w", "late", "--strategy", "ff"], "");
     run.expect_code(1);
     assert!(s(merge_of(&run.records()[0]), "reason").contains("fast-forward is impossible"));
     assert_eq!(main_head(&t), head);
@@ -218,7 +218,7 @@ fn a_dirty_main_worktree_stops_the_ref_and_says_why() {
     let t = repo_with(&[("d", &[("d.txt", "d\n")])]);
     std::fs::write(t.repo.join("shared.txt"), "uncommitted\n").unwrap();
     let head = main_head(&t);
-    let run = t.run("wt-merge", &[], &list(&t));
+    let run = t.run("wt-merge", &["--unverified"], &list(&t));
     run.expect_code(1);
     let m = merge_of(&run.records()[0]).clone();
     assert_eq!(m["status"], "skipped");
@@ -243,15 +243,8 @@ fn sigkill_at_any_point_leaves_no_half_merge_and_no_scratch_worktree() {
         again.expect_code(0);
         let status = s(merge_of(&again.records()[0]), "status").to_string();
         assert!(status == "merged" || (moved && status == "skipped"), "{point}: {again}");
-        assert_eq!(
-            t.git(["worktree", "list", "--porcelain"]).matches("worktree ").count(),
-            2,
-            "{point}: no scratch worktree"
-        );
-        assert!(
-            !t.repo.join(".git/wt/scratch").exists()
-                || std::fs::read_dir(t.repo.join(".git/wt/scratch")).unwrap().count() == 0
-        );
+        assert_eq!(t.git(["worktree", "list", "--porcelain"]).matches("worktree ").count(), 2, "{point}");
+        t.assert_no_verification_worktree(point);
         assert_eq!(t.git(["status", "--porcelain"]), "", "{point}: no half-merged index");
     }
 }
@@ -265,7 +258,7 @@ fn an_update_of_the_checkout_killed_part_way_is_finished_or_left_to_a_person() {
     for edited in [false, true] {
         let t = repo_with(&[("u", &[("shared.txt", "A\nb\nc\n"), ("README", "more\n"), ("new.txt", "new\n")])]);
         let old = main_head(&t);
-        t.run("wt-merge", &["-w", "u"], "").expect_code(0);
+        t.run("wt-merge", &["--unverified", "-w", "u"], "").expect_code(0);
         let new = main_head(&t);
         // The killed `read-tree -m -u`: shared.txt written, README and new.txt not yet, the
         // index not at all.
@@ -277,7 +270,7 @@ fn an_update_of_the_checkout_killed_part_way_is_finished_or_left_to_a_person() {
         }
         let journal = serde_json::json!({"worktree": t.repo, "old": old, "new": new});
         std::fs::write(t.repo.join(".git/wt/merge-journal"), journal.to_string()).unwrap();
-        let run = t.run("wt-merge", &["-w", "u"], "");
+        let run = t.run("wt-merge", &["--unverified", "-w", "u"], "");
         if edited {
             run.expect_code(1);
             assert!(run.stderr.contains("shared.txt") && run.stderr.contains("was changed"), "{run}");
@@ -302,31 +295,33 @@ fn a_killed_verification_in_progress_is_swept_by_the_next_run() {
     cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let child = cmd.spawn().unwrap();
-    let scratch = t.repo.join(".git/wt/scratch");
+    // Killed once the verify command runs: its log exists.
+    let logs = t.repo.join(".git/wt/logs/v");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !(scratch.exists() && std::fs::read_dir(&scratch).unwrap().count() > 0)
-        && std::time::Instant::now() < deadline
-    {
+    let started = || logs.exists() && !wt_tests::names_in(&logs, |n| n.starts_with("verify-")).is_empty();
+    while !started() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    assert!(t.git(["worktree", "list"]).contains("v-verify-"), "the verification worktree was made");
     let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
     let _ = child.wait_with_output();
     assert_eq!(main_head(&t), head);
     t.run("wt-merge", &["-w", "v", "--verify", "true"], "").expect_code(0);
     assert_eq!(t.git(["worktree", "list", "--porcelain"]).matches("worktree ").count(), 2);
+    t.assert_no_verification_worktree("after the next run");
 }
 
 #[test]
 fn undo_goes_back_unless_something_landed_on_top() {
     let t = repo_with(&[("u1", &[("u1", "1\n")]), ("u2", &[("u2", "2\n")])]);
     let before = main_head(&t);
-    t.run("wt-merge", &["-w", "u1"], "").expect_code(0);
+    t.run("wt-merge", &["--unverified", "-w", "u1"], "").expect_code(0);
     let undo = t.run("wt-merge", &["--undo", "u1"], "");
     assert_eq!(merge_of(&undo.expect_code(0).records()[0])["status"], "undone");
     assert_eq!(main_head(&t), before);
     assert!(!t.repo.join("u1").exists(), "files followed the undo");
-    t.run("wt-merge", &["-w", "u1"], "").expect_code(0);
-    t.run("wt-merge", &["-w", "u2"], "").expect_code(0);
+    t.run("wt-merge", &["--unverified", "-w", "u1"], "").expect_code(0);
+    t.run("wt-merge", &["--unverified", "-w", "u2"], "").expect_code(0);
     let refused = t.run("wt-merge", &["--undo", "u1"], "");
     refused.expect_code(1);
     // u2's merge put two commits on top: its work and the merge commit.
@@ -337,7 +332,7 @@ fn undo_goes_back_unless_something_landed_on_top() {
 fn cleanup_removes_merged_worktrees_branches_and_leases() {
     let t = repo_with(&[("c", &[("c.txt", "c\n")])]);
     t.run("wt-env", &["-w", "c", "--range", "23500-23599"], "").expect_code(0);
-    let run = t.run("wt-merge", &["--cleanup"], &list(&t));
+    let run = t.run("wt-merge", &["--unverified", "--cleanup"], &list(&t));
     run.expect_code(0);
     assert_eq!(merge_of(&run.records()[0])["cleanup"]["removed"], true);
     assert!(!t.wt_root().join("c").exists());
@@ -355,7 +350,7 @@ fn failed_records_are_skipped_and_bad_input_is_refused() {
     let err = r#"{"v":1,"name":"x","error":{"tool":"wt-run","code":"c","message":"m"}}"#;
     let other = r#"{"v":1,"name":"alien","repo":"/somewhere/else","branch":"wt/alien"}"#;
     let input = format!("{red}\n{err}\n{other}\n");
-    let run = t.run("wt-merge", &[], &input);
+    let run = t.run("wt-merge", &["--unverified"], &input);
     run.expect_code(1);
     // A line that is no record is reported with its number, the rest still handled, exit 2.
     let broken = t.run("wt-merge", &[], &format!("{{oops\n{red}\n"));
@@ -370,7 +365,7 @@ fn failed_records_are_skipped_and_bad_input_is_refused() {
     let gone_path = t.wt_root().join("gone");
     t.git(["worktree", "remove", "--force", gone_path.to_str().unwrap()]);
     t.git(["branch", "-D", "wt/gone"]);
-    let run = t.run("wt-merge", &[], r#"{"v":1,"name":"gone","branch":"wt/gone"}"#);
+    let run = t.run("wt-merge", &["--unverified"], r#"{"v":1,"name":"gone","branch":"wt/gone"}"#);
     run.expect_code(1);
     assert_eq!(run.records()[0]["error"]["code"], "no-such-branch");
     // A verification that hangs is stopped by --timeout and counts as failed.
@@ -386,4 +381,87 @@ fn failed_records_are_skipped_and_bad_input_is_refused() {
     run.expect_code(2);
     assert!(run.stderr.contains("no branch 'no-such-branch'"));
     assert_eq!(main_head(&t), head, "nothing moved");
+}
+
+/// Without --verify, only a record that tested exactly the branch tip on a clean tree proves
+/// it; a commit made after the run is untested, and says how to verify it.
+#[test]
+fn a_run_proves_the_tip_it_tested_and_a_later_commit_is_untested() {
+    let t = repo_with(&[("p", &[("p.txt", "p\n")]), ("late", &[("late.txt", "1\n")])]);
+    let tested = t.run("wt-run", &["-w", "p", "-w", "late", "--", "true"], "").expect_code(0).stdout.clone();
+    // The agent commits a change after its run.
+    let wt = t.wt_root().join("late");
+    std::fs::write(wt.join("late.txt"), "2\n").unwrap();
+    t.git_in(&wt, ["commit", "-qam", "after the run"]);
+    let run = t.run("wt-merge", &[], &tested);
+    run.expect_code(1);
+    let recs = run.records();
+    let p = recs.iter().find(|r| r["name"] == "p").unwrap();
+    assert_eq!((s(merge_of(p), "status"), s(merge_of(p), "verified_by")), ("merged", "wt-run"), "{run}");
+    let late = merge_of(recs.iter().find(|r| r["name"] == "late").unwrap());
+    assert_eq!(s(late, "status"), "untested", "{run}");
+    assert!(s(late, "reason").contains("committed after the test?") && s(late, "reason").contains("--verify"), "{run}");
+    assert!(!t.git(["log", "--format=%s", "main"]).contains("after the run"), "the untested commit never landed");
+    // The merge result differs from what was tested once main moved: untested too.
+    let tested = t.run("wt-run", &["-w", "late", "--", "true"], "").expect_code(0).stdout.clone();
+    let moved = t.run("wt-merge", &[], &tested);
+    assert_eq!(s(merge_of(&moved.records()[0]), "status"), "untested", "{moved}");
+    assert!(s(merge_of(&moved.records()[0]), "reason").contains("has moved since"), "{moved}");
+    // --unverified merges it, and says so.
+    let forced = t.run("wt-merge", &["--unverified"], &tested).expect_code(0).records();
+    assert_eq!(
+        (s(merge_of(&forced[0]), "status"), merge_of(&forced[0])["verified"].as_bool()),
+        ("merged", Some(false))
+    );
+}
+
+/// Dependencies that differ from the main worktree's are installed by `[merge] prepare` in the
+/// verification worktree, never taken from the store; without one, nothing is merged.
+#[test]
+fn dependencies_that_differ_are_prepared_or_the_merge_is_held() {
+    let t = TestRepo::new();
+    t.write(".gitignore", "deps/\n");
+    t.write("package-lock.json", "v1\n");
+    t.commit("deps");
+    std::fs::create_dir_all(t.repo.join("deps")).unwrap();
+    std::fs::write(t.repo.join("deps/version"), "v1\n").unwrap();
+    t.run("wt-create", &["up", "--share", "deps"], "").expect_code(0);
+    let wt = t.wt_root().join("up");
+    std::fs::write(wt.join("package-lock.json"), "v2\n").unwrap();
+    t.git_in(&wt, ["commit", "-qam", "upgrade"]);
+    let verify = "test \"$(cat deps/version)\" = \"$(cat package-lock.json)\"";
+    let held = t.run("wt-merge", &["up", "--verify", verify], "");
+    held.expect_code(1);
+    let m = merge_of(&held.records()[0]).clone();
+    assert_eq!(s(&m, "status"), "deps-differ", "{held}");
+    assert!(
+        s(&m, "reason").contains("deps (package-lock.json differs") && s(&m, "reason").contains("[merge] prepare"),
+        "{held}"
+    );
+    let failing = t.run("wt-merge", &["up", "--verify", verify, "--prepare", "exit 3"], "");
+    failing.expect_code(1);
+    let v = merge_of(&failing.records()[0])["verify"].clone();
+    assert_eq!((s(&v, "stage"), v["exit"].as_i64()), ("prepare", Some(3)), "{failing}");
+    let prepare = "mkdir deps && cp package-lock.json deps/version";
+    let merged = t.run("wt-merge", &["up", "--verify", verify, "--prepare", prepare], "");
+    merged.expect_code(0);
+    assert_eq!(s(merge_of(&merged.records()[0]), "status"), "merged", "{merged}");
+    t.assert_no_verification_worktree("after prepare");
+}
+
+/// Bad verify commands: one that is not found says so in one line; one that hangs times out.
+#[test]
+fn a_verify_command_not_found_or_hanging_fails_with_what_happened() {
+    let t = repo_with(&[("h", &[("h.txt", "h\n")])]);
+    let head = main_head(&t);
+    let missing = t.run("wt-merge", &["h", "--verify", "no-such-test-runner --all"], "");
+    missing.expect_code(1);
+    let v = merge_of(&missing.records()[0])["verify"].clone();
+    assert_eq!(v["exit"].as_i64(), Some(127), "{missing}");
+    assert!(v["tail"].to_string().contains("no-such-test-runner: not found"), "{missing}");
+    let hang = t.run("wt-merge", &["h", "--verify", "sleep 60", "--timeout", "1s"], "");
+    hang.expect_code(1);
+    assert_eq!(merge_of(&hang.records()[0])["verify"]["timed_out"], true, "{hang}");
+    assert_eq!(main_head(&t), head);
+    t.assert_no_verification_worktree("after the failures");
 }

@@ -43,7 +43,22 @@ pub struct Args {
     #[arg(long, value_name = "CMD")]
     pub verify: Option<String>,
 
-    /// Give up a verification after DUR (it then counts as failed) [default: [merge] timeout]
+    /// Before --verify, when a shared directory could not be placed from the store because its
+    /// lock files differ from the main worktree's, run CMD in the verification worktree to
+    /// install it (`npm ci`) [default: [merge] prepare]
+    #[arg(long, value_name = "CMD", requires = "verify")]
+    pub prepare: Option<String>,
+
+    /// Merge a branch that nothing proved green (no --verify, and no record of a test of its
+    /// tip on a clean tree); its record says `verified: false`
+    #[arg(long)]
+    pub unverified: bool,
+
+    /// Merge a branch that changes [merge] or [watch] of wt.toml (the gate of later merges)
+    #[arg(long)]
+    pub allow_gate_change: bool,
+
+    /// Give up a verification after DUR (it then counts as failed) [default: [merge] timeout, else 30m]
     #[arg(long, value_name = "DUR", value_parser = wt_common::duration::parse_arg)]
     pub timeout: Option<std::time::Duration>,
 
@@ -72,5 +87,7 @@ pub struct Config {
     pub verify: Option<String>,
     /// A duration, as `--timeout` takes it (`10m`).
     pub timeout: Option<String>,
+    /// See `--prepare`.
+    pub prepare: Option<String>,
     pub cleanup: Option<bool>,
 }

@@ -4,10 +4,13 @@
 pub mod args;
 pub mod check;
 pub mod checkout;
+pub mod gate;
 pub mod hosts;
 pub mod journal;
+pub mod live;
 pub mod locks;
 pub mod queue;
+pub mod scratch;
 pub mod strategy;
 pub mod undo;
 pub mod verify;
@@ -49,6 +52,12 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     }
     let config: Config = config::section(repo.main_worktree.as_deref(), "merge")?;
     let settings = Settings::of(&args, &config)?;
+    if let Some(gate) = &settings.gate {
+        gate::refuse_foreign_paths(&repo, "--verify", &gate.cmd)?;
+        if let Some(prepare) = &gate.prepare {
+            gate::refuse_foreign_paths(&repo, "[merge] prepare", prepare)?;
+        }
+    }
     // The main worktree's branch from its HEAD file when that is plain, else from git.
     let named = args.into.clone().or_else(|| config.into.clone());
     let into = match named.or_else(|| wt_common::refs::main_branch(&repo.common_dir)) {
@@ -85,7 +94,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     }
     // One merge queue per repository at a time; whatever scratch worktree exists now was left
     // by a queue that was killed.
-    let queue_lock = FileLock::acquire(&repo.ensure_state_dir()?.join("merge.lock"), default_timeout())?;
+    let _queue_lock = FileLock::acquire(&repo.ensure_state_dir()?.join("merge.lock"), default_timeout())?;
     verify::sweep(&repo)?;
     wt_common::stale_lock::sweep_repository(&repo);
     journal::roll_forward(&repo)?;
@@ -98,18 +107,18 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         ledger: &ledger,
         into,
         strategy: settings.strategy,
-        verify: settings.verify,
-        timeout: settings.timeout,
+        gate: settings.gate,
+        unverified: args.unverified,
+        allow_gate_change: args.allow_gate_change,
         cleanup: settings.cleanup,
         groups,
-        lock: &queue_lock,
     };
     let hosts = wt_common::host::Hosts::load(repo.main_worktree.as_deref())?;
     let host_queue = Queue {
         cleanup: false,
         into: queue.into.clone(),
         strategy: queue.strategy.clone(),
-        verify: queue.verify.clone(),
+        gate: queue.gate.clone(),
         groups: std::sync::Arc::clone(&queue.groups),
         ..queue
     };
@@ -155,11 +164,14 @@ fn merge_status(rec: &Record) -> Option<&str> {
     rec.key("merge").and_then(|m| m.get("status")).and_then(Value::as_str)
 }
 
+/// How long a verification may take unless `--timeout` or `[merge] timeout` says otherwise: a
+/// suite that hangs fails after it, with its output, instead of holding the queue for ever.
+const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
 /// How the queue merges: the flags, else `[merge]` of wt.toml, else the defaults.
 struct Settings {
     strategy: String,
-    verify: Option<String>,
-    timeout: Option<std::time::Duration>,
+    gate: Option<verify::Gate>,
     cleanup: bool,
 }
 
@@ -173,14 +185,14 @@ impl Settings {
         let timeout = match (args.timeout, &config.timeout) {
             (Some(t), _) => Some(t),
             (None, Some(text)) => Some(wt_common::duration::parse(text).map_err(|e| bad(format!("timeout: {e}")))?),
-            (None, None) => None,
+            (None, None) => Some(DEFAULT_TIMEOUT),
         };
-        Ok(Settings {
-            strategy,
-            verify: args.verify.clone().or_else(|| config.verify.clone()),
+        let gate = args.verify.clone().or_else(|| config.verify.clone()).map(|cmd| verify::Gate {
+            cmd,
+            prepare: args.prepare.clone().or_else(|| config.prepare.clone()),
             timeout,
-            cleanup: args.cleanup || config.cleanup.unwrap_or(false),
-        })
+        });
+        Ok(Settings { strategy, gate, cleanup: args.cleanup || config.cleanup.unwrap_or(false) })
     }
 }
 
@@ -243,7 +255,7 @@ fn unknown_target(into: &str) -> Error {
 
 fn failed(rec: &Record) -> bool {
     let status = rec.key("merge").and_then(|m| m.get("status")).and_then(Value::as_str);
-    matches!(status, Some("conflict" | "verify-failed" | "error"))
+    matches!(status, Some("conflict" | "verify-failed" | "error" | "untested" | "gate-changed" | "deps-differ"))
         || (status == Some("skipped")
             && rec
                 .key("merge")
@@ -329,21 +341,29 @@ fn detail(r: &Record) -> String {
         parts.push(reason.to_string());
     } else if let Some(c) = get("commit").and_then(Value::as_str) {
         let took = get("verify").and_then(|v| v["duration_ms"].as_u64());
-        let verified = took.map(|ms| format!(", verified in {}", wt_common::duration::human_ms(ms)));
-        parts.push(format!("{}{}", &c[..c.len().min(10)], verified.unwrap_or_default()));
+        let verified = match (get("verified_by").and_then(Value::as_str), took) {
+            (Some(by), Some(ms)) => format!(", verified (by {by}) in {}", wt_common::duration::human_ms(ms)),
+            (Some(by), None) => format!(", verified (by {by})"),
+            (None, _) if get("verified") == Some(&Value::Bool(false)) => ", unverified".to_string(),
+            (None, _) => String::new(),
+        };
+        parts.push(format!("{}{verified}", &c[..c.len().min(10)]));
     }
     parts.join("; ")
 }
 
-/// `verify exit 1: <its last line>; log <path>`.
+/// `verify exit 1: <the first failing test, else its last line>; log <path>` (`prepare …` when
+/// `[merge] prepare` failed).
 fn verify_failure(v: &Value) -> String {
     let how = match (v["timed_out"].as_bool(), v["exit"].as_i64()) {
         (Some(true), _) => "timed out".to_string(),
         (_, Some(code)) => format!("exit {code}"),
         _ => "killed".to_string(),
     };
+    let first = |text: &str| text.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_string);
     let tail = v["tail"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let last = tail.iter().rev().filter_map(Value::as_str).find(|l| !l.trim().is_empty());
-    let last = last.map(|l| format!(": {}", l.trim())).unwrap_or_default();
-    format!("verify {how}{last}; log {}", v["log"].as_str().unwrap_or_default())
+    let last = tail.iter().rev().filter_map(Value::as_str).find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string());
+    let said = v["excerpt"].as_str().and_then(first).or(last).map(|l| format!(": {l}")).unwrap_or_default();
+    let stage = v["stage"].as_str().unwrap_or("verify");
+    format!("{stage} {how}{said}; log {}", v["log"].as_str().unwrap_or_default())
 }

@@ -4,16 +4,13 @@
 //! tip and verified again. Before it moves, `refs/wt/backup/<name>` keeps where it was, and
 //! `refs/wt/merged/<name>` where it went, so `--undo` can go back.
 
-use std::time::Duration;
-
 use serde_json::{json, Map, Value};
 use wt_common::ledger::LedgerFile;
 use wt_common::repo::Repo;
 use wt_common::{failpoint, git, Error, Record};
 
 use crate::strategy::{self, Built};
-use crate::verify;
-use wt_common::lock::FileLock;
+use crate::verify::{self, Gate};
 
 /// How many times a merge is redone because the target moved under it.
 const RETRIES: usize = 5;
@@ -25,14 +22,16 @@ pub struct Queue<'a> {
     pub into: String,
     pub strategy: String,
     pub progress: &'a wt_common::progress::Progress,
-    pub verify: Option<String>,
-    pub timeout: Option<Duration>,
+    /// `--verify` (or `[merge] verify`) with what goes with it; `None`: a candidate must bring
+    /// its own proof (a record of a green test of its tip), or `unverified` be set.
+    pub gate: Option<Gate>,
+    /// `--unverified`: merge a candidate that nothing proved green, and say so.
+    pub unverified: bool,
+    /// `--allow-gate-change`: a candidate may change `[merge]` or `[watch]` of wt.toml.
+    pub allow_gate_change: bool,
     pub cleanup: bool,
     /// The verification's process group while it runs, for Ctrl-C and SIGTERM to end.
     pub groups: wt_common::process::Groups,
-    /// The queue's lock (one merge queue per repository), held for the whole run: the scratch
-    /// worktree's checkout is noted with it (`verify::verify`).
-    pub lock: &'a FileLock,
 }
 
 /// What a merge came to: the `merge` key, and whether the run should count it a failure.
@@ -92,29 +91,33 @@ impl Queue<'_> {
                 }
                 Built::Commit(c) => c,
             };
-            let mut verified = None;
-            if let Some(cmd) = &self.verify {
-                self.progress.step(&rec.name, &format!("verifying {} with `{cmd}`", &commit[..commit.len().min(10)]));
-                let verdict = verify::verify(
-                    self.repo,
-                    self.lock,
-                    &rec.name,
-                    &commit,
-                    cmd,
-                    &verify_env(rec),
-                    self.timeout,
-                    &self.groups,
-                )?;
-                let v = verdict.to_json(cmd);
-                if !verdict.passed {
-                    return Ok((status("verify-failed", &[("commit", json!(commit)), ("verify", v)]), true));
+            if !self.allow_gate_change {
+                let sections = crate::gate::changed(dir, &old, &commit)?;
+                if !sections.is_empty() {
+                    let why = format!(
+                        "it changes {} of wt.toml, which judge every later merge; a person merges it with --allow-gate-change",
+                        sections.join(" and ")
+                    );
+                    return Ok((status("gate-changed", &[("reason", json!(why))]), true));
                 }
-                verified = Some(v);
             }
+            let (verified_by, verified) = match &self.gate {
+                Some(gate) => match self.verify(rec, &commit, gate)? {
+                    Ok(v) => (json!("wt-merge --verify"), Some(v)),
+                    Err(failed) => return Ok((failed, true)),
+                },
+                None => match proof(dir, rec, &self.into, &head, &commit) {
+                    Ok(by) => (json!(by), None),
+                    Err(_) if self.unverified => (Value::Null, None),
+                    Err(why) => return Ok((status("untested", &[("reason", json!(why))]), true)),
+                },
+            };
             failpoint::hit("before-update");
             match self.move_target(&rec.name, &old, &commit)? {
                 Moved::Yes => {
                     let mut done = status("merged", &[("commit", json!(commit)), ("previous", json!(old))]);
+                    done.insert("verified".into(), json!(!verified_by.is_null()));
+                    done.insert("verified_by".into(), verified_by);
                     if let Some(v) = verified {
                         done.insert("verify".into(), v);
                     }
@@ -128,6 +131,28 @@ impl Queue<'_> {
             }
         }
         Err(Error::failed("target-busy", format!("{} kept moving; gave up after {RETRIES} tries", self.into)))
+    }
+
+    /// Verifies the merge result `commit` of `rec`: the `verify` block when it passed, else the
+    /// `merge` key that says why not.
+    fn verify(&self, rec: &Record, commit: &str, gate: &Gate) -> Result<Result<Value, Map<String, Value>>, Error> {
+        self.progress.step(&rec.name, &format!("verifying {} with `{}`", &commit[..commit.len().min(10)], gate.cmd));
+        let entry = self.ledger.read()?.worktrees.get(&rec.name).cloned();
+        let like = crate::scratch::Like::of(self.repo, rec, entry.as_ref());
+        Ok(match verify::verify(self.repo, &rec.name, commit, &like, gate, &self.groups)? {
+            verify::Outcome::Ran(verdict) if verdict.passed => Ok(verdict.to_json(&gate.cmd)),
+            verify::Outcome::Ran(verdict) => {
+                Err(status("verify-failed", &[("commit", json!(commit)), ("verify", verdict.to_json(&gate.cmd))]))
+            }
+            verify::Outcome::DepsDiffer { placed, dirs } => {
+                let what: Vec<String> = dirs.iter().map(|(d, why)| format!("{d} ({why})")).collect();
+                let why = format!(
+                    "its dependencies differ from the main worktree's: {}; set [merge] prepare (e.g. `npm ci`) to install them in the verification worktree",
+                    what.join(", ")
+                );
+                Err(status("deps-differ", &[("reason", json!(why)), ("verify", json!({"env": placed}))]))
+            }
+        })
     }
 
     /// Moves the target from `old` to `new`, or reports why not. When the target is checked out
@@ -242,18 +267,36 @@ fn skip_reason(rec: &Record) -> Option<String> {
     None
 }
 
-/// The worktree's env for the verify command: WT_* and what wt-env leased it.
-fn verify_env(rec: &Record) -> Vec<(String, String)> {
-    let mut env = vec![("WT_NAME".to_string(), rec.name.clone())];
-    if let Some(b) = &rec.branch {
-        env.push(("WT_BRANCH".into(), b.clone()));
+/// Without `--verify`, what proves the merge result `commit` of branch tip `head` green: a
+/// record of wt-run or wt-watch that tested exactly `head` on a clean tree, when the merge
+/// result has the tree that was tested. The tool that proved it, or why nothing did.
+fn proof(dir: &std::path::Path, rec: &Record, into: &str, head: &str, commit: &str) -> Result<&'static str, String> {
+    let how = "verify it with --verify CMD (or [merge] verify), or merge it untested with --unverified";
+    let short = |c: &str| c[..c.len().min(10)].to_string();
+    let run = rec.key("run").filter(|r| r.get("head").is_some()).map(|r| ("wt-run", r, r.get("head")));
+    let watch = rec.key("watch").filter(|w| w.get("commit").is_some()).map(|w| ("wt-watch", w, w.get("commit")));
+    let Some((tool, key, tested)) = watch.or(run) else {
+        return Err(format!("nothing tested it: the record names no commit that a run or a watch tested; {how}"));
+    };
+    let tested = tested.and_then(Value::as_str).unwrap_or_default();
+    if key.get("dirty") != Some(&json!(false)) {
+        return Err(format!("{tool} tested uncommitted changes on {}, not a commit; {how}", short(tested)));
     }
-    if let Some(vars) = rec.key("env").and_then(|e| e.get("vars")).and_then(Value::as_object) {
-        for (k, v) in vars {
-            if let (Some(v), false) = (v.as_str(), k == "WT_PATH") {
-                env.push((k.clone(), v.to_string()));
-            }
-        }
+    if tested != head {
+        return Err(format!(
+            "{tool} tested {}, but the branch is at {} (committed after the test?); {how}",
+            short(tested),
+            short(head)
+        ));
     }
-    env
+    let trees = git::run(dir, ["rev-parse", &format!("{head}^{{tree}}"), &format!("{commit}^{{tree}}")])
+        .map_err(|e| e.message)?;
+    let mut trees = trees.lines();
+    if trees.next() != trees.next() {
+        return Err(format!(
+            "{tool} tested the branch tip, but {into} has moved since: the merge result {} was not tested; {how}",
+            short(commit)
+        ));
+    }
+    Ok(tool)
 }

@@ -1,138 +1,156 @@
-//! Verification: the result checked out in a scratch worktree under the state dir, the verify
-//! command run there as its own process group (with the worktree's env and the timeout), the
-//! scratch worktree removed. A killed wt-merge leaves scratch worktrees behind only until the
-//! next run, which removes them first (`sweep`): while one wt-merge holds the queue lock, every
-//! scratch worktree that exists is stale.
+//! Verification: the merge result checked out in a worktree made like an agent's
+//! (`scratch`), the verify command run there as its own process group with that worktree's
+//! env and the timeout, the worktree removed again. When a shared directory could not be
+//! placed from the store (its lock files differ), `[merge] prepare` installs it first; without
+//! one the verification is not run: its result could not be trusted.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use wt_common::lock::FileLock;
+use serde_json::{json, Value};
 use wt_common::process::{self, Spec};
 use wt_common::repo::Repo;
-use wt_common::{failpoint, git, Error};
+use wt_common::{failpoint, Error};
+
+use crate::scratch::{self, Like, Scratch};
 
 /// How a verification ended.
 #[derive(Debug)]
 pub struct Verdict {
     pub passed: bool,
+    /// `prepare` when `[merge] prepare` failed, else `verify`.
+    pub stage: &'static str,
     pub exit: Option<i32>,
     pub timed_out: bool,
     pub tail: Vec<String>,
     pub log: PathBuf,
     pub duration: Duration,
+    /// What the verification worktree was given (`merge.verify.env`).
+    pub env: Value,
 }
 
 impl Verdict {
-    /// The record's `verify` block: what ran, how it ended, where its output is.
-    pub fn to_json(&self, cmd: &str) -> serde_json::Value {
-        serde_json::json!({"cmd": cmd, "passed": self.passed, "exit": self.exit, "timed_out": self.timed_out,
-            "duration_ms": self.duration.as_millis() as u64, "tail": self.tail, "log": self.log})
-    }
-}
-
-pub fn scratch_dir(repo: &Repo) -> PathBuf {
-    repo.state_dir().join("scratch")
-}
-
-/// Runs the verification command in a scratch worktree at `commit`. The scratch worktree is
-/// registered under the worktree lock and checked out outside it, by a `git reset --hard` of our
-/// own (the one `git worktree add` starts is git's child: it would outlive this process) noted
-/// with the queue's lock, so the next queue waits for it before it sweeps what this one left.
-#[allow(clippy::too_many_arguments)]
-pub fn verify(
-    repo: &Repo,
-    queue: &FileLock,
-    name: &str,
-    commit: &str,
-    cmd: &str,
-    env: &[(String, String)],
-    timeout: Option<Duration>,
-    groups: &process::Groups,
-) -> Result<Verdict, Error> {
-    let dir = scratch_dir(repo).join(format!("{name}-{}", &commit[..commit.len().min(12)]));
-    {
-        // Killed with this process, git can still write the admin dir for a moment (the lock is
-        // released before its parent-death signal is sent): noted with the lock, it is waited
-        // for by the next holder, whose sweep then sees all it wrote.
-        let lock = repo.worktree_lock()?;
-        let mut add = git::command(repo.git_dir());
-        add.args(["worktree", "add", "--detach", "--no-checkout", "--quiet"]).arg(&dir).arg(commit);
-        git::output_under(&mut add, &lock)?;
-    }
-    let mut reset = git::command(&dir);
-    reset.args(["reset", "--hard", "--no-recurse-submodules", "--quiet"]);
-    let reset = git::output_under(&mut reset, queue);
-    queue.forget_children(); // the reset has ended
-    let checked_out = reset.and_then(|_| repo.run_post_checkout_hook(&dir, commit));
-    if let Err(e) = checked_out {
-        remove_scratch(repo, &dir);
-        return Err(e);
-    }
-    failpoint::hit("after-scratch");
-    let logs = repo.state_dir().join("logs").join(name);
-    std::fs::create_dir_all(&logs).map_err(|e| Error::io(logs.display(), e))?;
-    let log = logs.join(format!("verify-{}.log", &commit[..commit.len().min(12)]));
-    let mut command = std::process::Command::new("sh");
-    command.args(["-c", cmd]).current_dir(&dir);
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command.env("WT_PATH", &dir).env("WT_MERGE_COMMIT", commit);
-    let spec = Spec { name, log: log.clone(), timeout, grace: Duration::from_secs(2), echo: false };
-    let outcome = process::run(command, &spec, groups);
-    remove_scratch(repo, &dir);
-    let outcome = outcome?;
-    Ok(Verdict {
-        passed: outcome.status.success() && !outcome.timed_out,
-        exit: outcome.status.code(),
-        timed_out: outcome.timed_out,
-        tail: outcome.tail,
-        log,
-        duration: outcome.duration,
-    })
-}
-
-fn remove_scratch(repo: &Repo, dir: &Path) {
-    let removed = repo.worktree_lock().and_then(|lock| {
-        let mut remove = git::command(repo.git_dir());
-        remove.args(["worktree", "remove", "--force"]).arg(dir);
-        git::output_under(&mut remove, &lock)
-    });
-    if removed.is_err() {
-        let _ = wt_common::fsutil::remove_any(dir);
-    }
-}
-
-/// Removes every scratch worktree a killed wt-merge left: its admin dir and its directory.
-/// Call only while holding the queue lock.
-pub fn sweep(repo: &Repo) -> Result<(), Error> {
-    let scratch = scratch_dir(repo);
-    let _lock = repo.worktree_lock()?;
-    if let Ok(admins) = std::fs::read_dir(repo.common_dir.join("worktrees")) {
-        for admin in admins.flatten().map(|e| e.path()) {
-            let stale = match std::fs::read_to_string(admin.join("gitdir")) {
-                Ok(gitdir) if Path::new(gitdir.trim_end()).starts_with(&scratch) => true,
-                // A `git worktree add` of a scratch worktree killed while it wrote `gitdir`
-                // (git's "initializing" lock is still there), or before.
-                Ok(gitdir) => {
-                    is_scratch_name(&admin) && wt_common::worktree::killed_writing_gitdir(&admin, &gitdir, &scratch)
-                }
-                Err(_) => is_scratch_name(&admin),
-            };
-            if stale {
-                let _ = wt_common::fsutil::remove_any(&admin);
+    /// The record's `verify` block: what ran, how it ended, where its output is, what the
+    /// worktree it ran in was given.
+    pub fn to_json(&self, cmd: &str) -> Value {
+        let mut v = json!({"cmd": cmd, "passed": self.passed, "exit": self.exit, "timed_out": self.timed_out,
+            "duration_ms": self.duration.as_millis() as u64, "tail": self.tail, "log": self.log, "env": self.env});
+        if self.stage != "verify" {
+            v["stage"] = json!(self.stage);
+        }
+        if !self.passed {
+            // The failing tests and their assertions, as wt-watch would feed them to an agent.
+            if let Some(excerpt) = wt_common::excerpt::of_log(&self.log, wt_common::excerpt::READ_BYTES) {
+                v["excerpt"] = json!(excerpt);
             }
         }
+        v
     }
-    let _ = wt_common::fsutil::remove_any(&scratch);
-    Ok(())
 }
 
-/// Scratch worktrees are named `<name>-<12 hex digits>` (git may add a number, a digit, to the
-/// admin dir's name).
-fn is_scratch_name(admin: &Path) -> bool {
-    let name = admin.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    let hex = name.rsplit_once('-').map(|(_, h)| h).unwrap_or_default();
-    hex.len() >= 12 && hex.chars().all(|c| c.is_ascii_hexdigit())
+/// What a verification came to.
+#[derive(Debug)]
+pub enum Outcome {
+    Ran(Verdict),
+    /// Shared directories whose dependencies differ and no `[merge] prepare` to install them:
+    /// not verified. `placed` is `merge.verify.env`.
+    DepsDiffer {
+        placed: Value,
+        dirs: Vec<(String, String)>,
+    },
+}
+
+/// The gate every candidate passes: the command, what installs differing dependencies, the
+/// timeout.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    pub cmd: String,
+    pub prepare: Option<String>,
+    pub timeout: Option<Duration>,
+}
+
+/// Runs the verification of candidate `name` at `commit` in a worktree made like `like`.
+pub fn verify(
+    repo: &Repo,
+    name: &str,
+    commit: &str,
+    like: &Like,
+    gate: &Gate,
+    groups: &process::Groups,
+) -> Result<Outcome, Error> {
+    let scratch = scratch::provision(repo, name, commit, like)?;
+    failpoint::hit("after-scratch");
+    let outcome = run_in(repo, name, commit, &scratch, gate, groups);
+    scratch::dispose(repo, &scratch.name);
+    outcome
+}
+
+fn run_in(
+    repo: &Repo,
+    name: &str,
+    commit: &str,
+    scratch: &Scratch,
+    gate: &Gate,
+    groups: &process::Groups,
+) -> Result<Outcome, Error> {
+    let logs = repo.state_dir().join("logs").join(name);
+    std::fs::create_dir_all(&logs).map_err(|e| Error::io(logs.display(), e))?;
+    let short = &commit[..commit.len().min(12)];
+    let started = std::time::Instant::now();
+    if !scratch.not_shared.is_empty() {
+        let Some(prepare) = &gate.prepare else {
+            return Ok(Outcome::DepsDiffer { placed: scratch.placed.clone(), dirs: scratch.not_shared.clone() });
+        };
+        let log = logs.join(format!("prepare-{short}.log"));
+        let ran = run_one(name, prepare, scratch, commit, &log, gate.timeout, groups)?;
+        if !ran.status.success() || ran.timed_out {
+            return Ok(Outcome::Ran(verdict(ran, "prepare", log, started.elapsed(), scratch)));
+        }
+    }
+    let log = logs.join(format!("verify-{short}.log"));
+    let ran = run_one(name, &gate.cmd, scratch, commit, &log, gate.timeout, groups)?;
+    Ok(Outcome::Ran(verdict(ran, "verify", log, started.elapsed(), scratch)))
+}
+
+fn verdict(ran: process::Outcome, stage: &'static str, log: PathBuf, took: Duration, scratch: &Scratch) -> Verdict {
+    Verdict {
+        passed: ran.status.success() && !ran.timed_out,
+        stage,
+        exit: ran.status.code(),
+        timed_out: ran.timed_out,
+        tail: ran.tail,
+        log,
+        duration: took,
+        env: scratch.placed.clone(),
+    }
+}
+
+/// `sh -c CMD` in the verification worktree with its lease's env, as its own process group.
+fn run_one(
+    name: &str,
+    cmd: &str,
+    scratch: &Scratch,
+    commit: &str,
+    log: &Path,
+    timeout: Option<Duration>,
+    groups: &process::Groups,
+) -> Result<process::Outcome, Error> {
+    let mut command = std::process::Command::new("sh");
+    command.args(["-c", cmd]).current_dir(&scratch.path);
+    for (k, v) in &scratch.vars {
+        command.env(k, v);
+    }
+    command.env("WT_PATH", &scratch.path).env("WT_MERGE_NAME", name).env("WT_MERGE_COMMIT", commit);
+    let spec = Spec { name, log: log.to_path_buf(), timeout, grace: Duration::from_secs(2), echo: false };
+    let live = crate::live::Line::start(name, log);
+    let outcome = process::run(command, &spec, groups);
+    live.stop();
+    outcome
+}
+
+/// Removes the verification worktree a killed wt-merge left. Call only while holding the
+/// queue lock.
+pub fn sweep(repo: &Repo) -> Result<(), Error> {
+    scratch::sweep(repo);
+    Ok(())
 }

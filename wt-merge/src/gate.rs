@@ -1,0 +1,137 @@
+//! The gate a candidate passes, and what it may not do to it.
+//!
+//! - **A candidate cannot weaken the gate.** The queue's verify command, prepare command and
+//!   timeout come from the command line or the person's `wt.toml` as the queue read it when it
+//!   started. A candidate whose merge result changes `[merge]` or `[watch]` (the watch's test
+//!   command and its guard) of `wt.toml` is held (`gate-changed`) until a person passes
+//!   `--allow-gate-change`: once merged, the change would judge every later candidate.
+//! - **A verify command tests the candidate.** One that names a path inside the main worktree
+//!   or another worktree (`/repo/.venv/bin/pytest`: an editable install there imports that
+//!   worktree's code) would pass or fail on code other than the candidate's, so it is refused
+//!   before anything is merged.
+
+use std::path::Path;
+
+use wt_common::repo::Repo;
+use wt_common::{git, Error};
+
+/// The sections of wt.toml that make the gate.
+const GATE_SECTIONS: [&str; 2] = ["merge", "watch"];
+
+/// The largest wt.toml read from a commit; a bigger one counts as a change to the gate.
+const MAX_CONFIG: u64 = 256 * 1024;
+
+/// The gate sections of wt.toml that differ between commits `old` and `new`; empty when none.
+pub fn changed(git_dir: &Path, old: &str, new: &str) -> Result<Vec<String>, Error> {
+    let (before, after) = (config_at(git_dir, old)?, config_at(git_dir, new)?);
+    if before == after {
+        return Ok(Vec::new());
+    }
+    // No wt.toml reads as an empty one; one that is not TOML may say anything.
+    let table = |bytes: &Option<Vec<u8>>| bytes.as_deref().map_or(Some(toml::Table::new()), parse);
+    Ok(match (table(&before), table(&after)) {
+        (Some(b), Some(a)) => differing(&b, &a),
+        _ => GATE_SECTIONS.iter().map(|s| format!("[{s}]")).collect(),
+    })
+}
+
+/// The gate sections whose values differ.
+fn differing(before: &toml::Table, after: &toml::Table) -> Vec<String> {
+    GATE_SECTIONS.iter().filter(|s| before.get(**s) != after.get(**s)).map(|s| format!("[{s}]")).collect()
+}
+
+fn parse(bytes: &[u8]) -> Option<toml::Table> {
+    std::str::from_utf8(bytes).ok()?.parse::<toml::Table>().ok()
+}
+
+/// The bytes of `wt.toml` at the root of `commit`, `None` when it has none. A blob too large
+/// to be a config, or a symlink, comes back as bytes no TOML parse accepts.
+fn config_at(git_dir: &Path, commit: &str) -> Result<Option<Vec<u8>>, Error> {
+    let spec = format!("{commit}:{}", wt_common::config::FILE_NAME);
+    let mut ls = git::command(git_dir);
+    ls.args(["ls-tree", "-l", "-z", commit, "--", wt_common::config::FILE_NAME]);
+    let listed = git::output(&mut ls)?.stdout;
+    let Some(entry) = listed.split(|b| *b == 0).find(|e| !e.is_empty()) else { return Ok(None) };
+    // `<mode> blob <oid> <size>\t<name>`
+    let meta = String::from_utf8_lossy(entry.split(|b| *b == b'\t').next().unwrap_or_default()).into_owned();
+    let fields: Vec<&str> = meta.split_whitespace().collect();
+    let size = fields.get(3).and_then(|s| s.parse::<u64>().ok());
+    if fields.first() != Some(&"100644") && fields.first() != Some(&"100755") || size.is_none_or(|s| s > MAX_CONFIG) {
+        return Ok(Some(meta.into_bytes().into_iter().chain([0]).collect()));
+    }
+    let mut show = git::command(git_dir);
+    show.args(["cat-file", "blob", &spec]);
+    Ok(Some(git::output(&mut show)?.stdout))
+}
+
+/// Refuses a verify (or prepare) command that names a path inside the main worktree or any
+/// other worktree of the repository: it would run that worktree's code.
+pub fn refuse_foreign_paths(repo: &Repo, what: &str, cmd: &str) -> Result<(), Error> {
+    let mut roots: Vec<(std::path::PathBuf, &str)> = Vec::new();
+    for wt in repo.worktrees()? {
+        let kind =
+            if Some(wt.path.as_path()) == repo.main_worktree.as_deref() { "the main worktree" } else { "a worktree" };
+        if let Ok(real) = std::fs::canonicalize(&wt.path) {
+            roots.push((real, kind));
+        }
+        roots.push((wt.path, kind));
+    }
+    for (root, kind) in roots {
+        let Some(root) = root.to_str().filter(|r| r.len() > 1) else { continue };
+        if let Some(at) = names_path_under(cmd, root) {
+            let word = cmd[at..].split(|c: char| c.is_whitespace() || c == '\'' || c == '"').next().unwrap_or(root);
+            let rel = Path::new(word).strip_prefix(root).map(|p| p.display().to_string()).unwrap_or_default();
+            let instead =
+                if rel.is_empty() { "a path relative to the worktree".to_string() } else { format!("'{rel}'") };
+            return Err(Error::usage(
+                "verify-outside",
+                format!(
+                    "{what} names {word}, inside {kind} {root}: it would test that worktree's code, not the candidate's; write {instead} instead (it runs in the verification worktree, where the shared directories point at the candidate)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Where `cmd` names `root` or a path under it: `root` followed by `/`, the end, a space or a
+/// quote, and not preceded by a path character (so `/repo.wt/a` is not under `/repo`).
+fn names_path_under(cmd: &str, root: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(found) = cmd[from..].find(root) {
+        let at = from + found;
+        let after = cmd[at + root.len()..].chars().next();
+        let before = cmd[..at].chars().next_back();
+        let ends = after.is_none_or(|c| c == '/' || c.is_whitespace() || c == '\'' || c == '"' || c == ';');
+        let starts = before.is_none_or(|c| !(c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '/')));
+        if ends && starts {
+            return Some(at);
+        }
+        from = at + root.len();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_under_a_root_is_found_and_a_sibling_with_a_longer_name_is_not() {
+        assert_eq!(names_path_under("/r/main/.venv/bin/pytest -q", "/r/main"), Some(0));
+        assert_eq!(names_path_under("cd '/r/main' && make", "/r/main"), Some(4));
+        assert_eq!(names_path_under("/r/main.wt/a/x", "/r/main"), None);
+        assert_eq!(names_path_under("/x/r/main/y", "/r/main"), None);
+        assert_eq!(names_path_under(".venv/bin/pytest", "/r/main"), None);
+        assert_eq!(names_path_under("x /r/main", "/r/main"), Some(2));
+    }
+
+    #[test]
+    fn gate_sections_that_differ_are_named() {
+        let t = |s: &str| parse(s.as_bytes()).unwrap();
+        let before = t("[merge]\nverify = \"make test\"\n[env]\nports = [\"web\"]\n");
+        assert!(differing(&before, &t("[merge]\nverify = \"make test\"\n")).is_empty());
+        assert_eq!(differing(&before, &t("[merge]\nverify = \"true\"\n")), ["[merge]"]);
+        assert_eq!(differing(&before, &t("[watch]\nguard = []\n[merge]\nverify = \"make test\"\n")), ["[watch]"]);
+    }
+}

@@ -1,0 +1,251 @@
+//! The verification worktree: made like an agent's, by the same code path. wt-merge runs
+//! `wt-create` (checkout, `.worktreeinclude` files, shared directories placed from the store,
+//! the post-checkout hook) and `wt-env` (its own index, port block, database cloned from the
+//! agents' template, env file) on it, as a pipeline would, without importing their libraries.
+//! It sits beside the agents' worktrees (`<repo>.wt/<name>-verify-<commit>`), never under a
+//! dot-directory, and goes again (`wt-env --release --drop-database`, `wt-create --remove
+//! --force`) when the verification ends.
+//!
+//! Crash safety: its name is written to `<state>/merge-scratch` before wt-create starts, so the
+//! next queue (which holds the queue lock, so nothing else verifies) removes what a killed one
+//! left: a half-made worktree is rolled back by wt-create itself, a made one is removed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+use wt_common::ledger::Entry;
+use wt_common::repo::Repo;
+use wt_common::{Error, Record};
+
+/// Where the name of the verification worktree in progress is kept.
+fn journal(repo: &Repo) -> PathBuf {
+    repo.state_dir().join("merge-scratch")
+}
+
+/// The verification worktree's name for candidate `name` at `commit`: `-verify-` and 12 hex
+/// digits are wt-merge's; a person's worktree is never named so.
+pub fn name_for(name: &str, commit: &str) -> String {
+    format!("{name}-verify-{}", &commit[..commit.len().min(12)])
+}
+
+/// A provisioned verification worktree.
+#[derive(Debug)]
+pub struct Scratch {
+    pub name: String,
+    pub path: PathBuf,
+    /// The env its lease gives (`env.vars` of wt-env's record): the verify command gets it.
+    pub vars: Vec<(String, String)>,
+    /// Shared directories that were not placed from the store, with the reason (their lock
+    /// files differ from the main worktree's): `[merge] prepare` installs them, else the
+    /// verification cannot be trusted.
+    pub not_shared: Vec<(String, String)>,
+    /// `merge.verify.env`: what was placed.
+    pub placed: Value,
+}
+
+/// What the candidate's worktree had, to give the verification worktree the same: its shared
+/// directories (from its record, checked again by wt-create), its port names and block size
+/// and its database template (from the ledger, which wt wrote), its env file's name.
+#[derive(Debug, Default)]
+pub struct Like {
+    pub shares: Vec<String>,
+    pub ports: Vec<String>,
+    pub block: Option<u16>,
+    pub database: Option<String>,
+    pub dotenv: Option<String>,
+}
+
+impl Like {
+    pub fn of(repo: &Repo, rec: &Record, entry: Option<&Entry>) -> Like {
+        let mut like = Like::default();
+        let dirs = rec.key("share").and_then(|s| s.get("dirs")).and_then(Value::as_array);
+        for d in dirs.into_iter().flatten() {
+            if let Some(dir) = d.get("dir").and_then(Value::as_str) {
+                like.shares.push(dir.to_string());
+            }
+        }
+        // What wt-create shared into it, as it noted for `--share-status` (its
+        // `share::shared_dirs_file`): a name on the command line brings no `share` key.
+        let noted = repo.state_dir().join("share").join(format!("{}.json", rec.name));
+        let noted: Vec<String> = wt_common::fsutil::read_small(&noted)
+            .text()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        for dir in noted {
+            if !like.shares.contains(&dir) {
+                like.shares.push(dir);
+            }
+        }
+        if let Some(entry) = entry {
+            if let Some(block) = wt_common::lease::block_of(entry) {
+                like.ports = block.names.clone();
+                like.block = Some(block.size);
+            }
+            let db = entry.extra.get("database").and_then(|d| d.get("server_url")).and_then(Value::as_str);
+            like.database = db.map(str::to_string);
+        }
+        // The env file's name, when it is a plain name inside the worktree (wt-env checks it).
+        let file = rec.key("env").and_then(|e| e.get("file")).and_then(Value::as_str).map(Path::new);
+        if let (Some(file), Some(root)) = (file, rec.path.as_deref()) {
+            if let Ok(rel) = file.strip_prefix(root) {
+                let plain = rel.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+                if plain {
+                    like.dotenv = rel.to_str().map(str::to_string);
+                }
+            }
+        }
+        like
+    }
+}
+
+/// Makes the verification worktree of `name` at `commit`, like `like`.
+pub fn provision(repo: &Repo, name: &str, commit: &str, like: &Like) -> Result<Scratch, Error> {
+    let scratch = name_for(name, commit);
+    let state = repo.ensure_state_dir()?;
+    wt_common::fsutil::write_atomic(&journal(repo), scratch.as_bytes()).map_err(|e| Error::io(state.display(), e))?;
+    let mut create = tool(repo, "wt-create")?;
+    create.arg("--base").arg(commit);
+    for dir in &like.shares {
+        create.arg(format!("--share={dir}"));
+    }
+    create.arg("--").arg(&scratch);
+    let made = match one_record(create, None, "wt-create") {
+        Ok(rec) => rec,
+        Err(e) => {
+            dispose(repo, &scratch);
+            return Err(e);
+        }
+    };
+    if made.created != Some(true) {
+        // Never ours to remove: someone made a worktree of that name.
+        let _ = std::fs::remove_file(journal(repo));
+        return Err(Error::failed(
+            "scratch-exists",
+            format!("a worktree named {scratch} exists; wt-merge verifies in it, so remove it (wt-create --remove {scratch})"),
+        ));
+    }
+    let mut env = tool(repo, "wt-env")?;
+    if !like.ports.is_empty() {
+        env.arg(format!("--ports={}", like.ports.join(",")));
+    }
+    if let Some(size) = like.block {
+        env.arg(format!("--block={size}"));
+    }
+    if let Some(url) = &like.database {
+        env.arg(format!("--database={url}"));
+    }
+    if let Some(file) = &like.dotenv {
+        env.arg(format!("--dotenv={file}"));
+    }
+    let leased = match one_record(env, Some(made.to_json()), "wt-env") {
+        Ok(rec) => rec,
+        Err(e) => {
+            dispose(repo, &scratch);
+            return Err(e);
+        }
+    };
+    let path = leased.path.clone().unwrap_or_default();
+    let vars = leased
+        .key("env")
+        .and_then(|e| e.get("vars"))
+        .and_then(Value::as_object)
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .unwrap_or_default();
+    let dirs = leased.key("share").and_then(|s| s.get("dirs")).and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut shared = Vec::new();
+    let mut not_shared = Vec::new();
+    for d in &dirs {
+        let dir = d["dir"].as_str().unwrap_or_default().to_string();
+        match d["status"].as_str() {
+            Some("shared") => shared.push(dir),
+            _ => not_shared.push((dir, d["reason"].as_str().unwrap_or("not placed").to_string())),
+        }
+    }
+    let e = leased.key("env").cloned().unwrap_or(Value::Null);
+    let placed = json!({
+        "name": scratch,
+        "path": path,
+        "shared": shared,
+        "not_shared": not_shared.iter().map(|(d, r)| json!({"dir": d, "reason": r})).collect::<Vec<_>>(),
+        "ports": e.get("ports").cloned().unwrap_or(Value::Null),
+        "database": e.get("database").and_then(|d| d.get("name")).cloned().unwrap_or(Value::Null),
+        "file": e.get("file").cloned().unwrap_or(Value::Null),
+    });
+    Ok(Scratch { name: scratch, path, vars, not_shared, placed })
+}
+
+/// Removes the verification worktree `name`: its leases (and its database) first, then the
+/// worktree and its branch. What fails is said on stderr; the journal stays then, so the next
+/// queue tries again.
+pub fn dispose(repo: &Repo, name: &str) {
+    let mut ok = true;
+    for (program, args) in
+        [("wt-env", &["--release", "--drop-database"][..]), ("wt-create", &["--remove", "--force"][..])]
+    {
+        let Ok(mut cmd) = tool(repo, program) else {
+            ok = false;
+            continue;
+        };
+        cmd.args(args).arg("--").arg(name);
+        match one_record(cmd, None, program) {
+            Ok(_) => {}
+            // Gone already (a run killed before wt-create made it, or after it was removed).
+            Err(e) if e.code == "no-such-worktree" || e.code == "no-lease" => {}
+            Err(e) => {
+                eprintln!("wt-merge: removing the verification worktree {name}: {}", e.message);
+                ok = false;
+            }
+        }
+    }
+    if ok {
+        let _ = std::fs::remove_file(journal(repo));
+    }
+}
+
+/// Removes the verification worktree a killed queue left. Call holding the queue lock.
+pub fn sweep(repo: &Repo) {
+    let left = wt_common::fsutil::read_small(&journal(repo)).text();
+    if let Some(name) = left.map(|n| n.trim().to_string()).filter(|n| wt_common::name::validate(n).is_ok()) {
+        tracing::info!("removing the verification worktree {name} a killed wt-merge left");
+        dispose(repo, &name);
+    }
+}
+
+/// `TOOL -C <repo> --json` of the wt tool beside this one, dying with this process.
+fn tool(repo: &Repo, name: &str) -> Result<Command, Error> {
+    let mut cmd = Command::new(wt_common::sibling::tool(name)?);
+    cmd.arg("-C").arg(repo.root()).arg("--json");
+    // Its progress and tables are not ours to show; its verdict comes back as a record.
+    cmd.env_remove("WT_LOG");
+    wt_common::process::die_with_parent(&mut cmd);
+    Ok(cmd)
+}
+
+/// Runs `cmd` (with `input` on stdin) and returns the one record it printed, or the error the
+/// record (or, failing that, its stderr) names.
+fn one_record(mut cmd: Command, input: Option<String>, program: &str) -> Result<Record, Error> {
+    cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| Error::env("tool-missing", format!("cannot start {program}: {e}")))?;
+    if let (Some(mut stdin), Some(line)) = (child.stdin.take(), input) {
+        let _ = writeln!(stdin, "{line}");
+    }
+    let out = child.wait_with_output().map_err(|e| Error::io(program, e))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rec = stdout.lines().find_map(|l| Record::from_json(l).ok());
+    match rec {
+        Some(rec) if !rec.has_error() && out.status.success() => Ok(rec),
+        Some(rec) if rec.has_error() => {
+            let e = rec.error.expect("checked");
+            Err(Error::failed(&e.code, format!("{program}: {}", e.message)))
+        }
+        _ => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
+            Err(Error::failed("verify-provision", format!("{program} failed ({}): {last}", out.status)))
+        }
+    }
+}
