@@ -21,7 +21,7 @@ fn one_overview_shows_checkout_leases_last_run_and_merge() {
     std::fs::write(dir.join("new.txt"), "x\n").unwrap();
     t.git_in(&dir, ["add", "new.txt"]);
     t.git_in(&dir, ["commit", "-q", "-m", "new"]);
-    t.run("wt-merge", &["agent-3"], "").expect_code(0);
+    t.run("wt-merge", &["agent-3", "--unverified"], "").expect_code(0);
     let run = t.run("wt-status", &["--all"], "");
     let recs = run.expect_code(0).records();
     assert_eq!(recs.len(), 3, "{run}");
