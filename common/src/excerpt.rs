@@ -102,24 +102,7 @@ pub const READ_BYTES: u64 = 8 << 20;
 /// from a regular file; no more than `max_bytes` are read even if it grows meanwhile. Bytes not
 /// in UTF-8 (or a character cut by the start of the window) are read as U+FFFD.
 pub fn of_log(path: &Path, max_bytes: u64) -> Option<String> {
-    failing(&read_end(path, max_bytes)?, path)
-}
-
-/// The last `max_bytes` of the regular file at `path`, opened without following a link or
-/// blocking.
-fn read_end(path: &Path, max_bytes: u64) -> Option<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    use std::os::unix::fs::OpenOptionsExt;
-    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
-    let mut file = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path).ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() {
-        return None;
-    }
-    file.seek(SeekFrom::Start(meta.len().saturating_sub(max_bytes))).ok()?;
-    let mut bytes = Vec::new();
-    file.take(max_bytes).read_to_end(&mut bytes).ok()?;
-    Some(String::from_utf8_lossy(&bytes).into_owned())
+    failing(&crate::fsutil::read_end(path, max_bytes)?, path)
 }
 
 /// The rendered failures in `text` (without ANSI codes), when a runner is recognised and reports

@@ -234,6 +234,24 @@ pub fn read_small(path: &Path) -> Small {
     }
 }
 
+/// The last `max_bytes` of the regular file at `path`, opened without following a link or
+/// blocking (a log in an agent's reach: a symlink or a FIFO put in its place gives `None`); text
+/// not in UTF-8 reads as U+FFFD.
+pub fn read_end(path: &Path, max_bytes: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
+    let mut file = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    file.seek(SeekFrom::Start(meta.len().saturating_sub(max_bytes))).ok()?;
+    let mut bytes = Vec::new();
+    file.take(max_bytes).read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// `path` with every symbolic link resolved, as `Path::canonicalize` gives it, in three system
 /// calls instead of one `readlink` per component: the kernel already knows where an open
 /// descriptor leads (`/proc/self/fd`). Falls back to `canonicalize` without `/proc`.

@@ -465,3 +465,88 @@ fn a_verify_command_not_found_or_hanging_fails_with_what_happened() {
     assert_eq!(main_head(&t), head);
     t.assert_no_verification_worktree("after the failures");
 }
+
+/// A candidate cannot change the gate: not [merge] itself, not another section that runs
+/// commands, and not through wt.toml made a symbolic link to a file it changes.
+#[test]
+fn a_candidate_that_changes_the_gate_is_held_however_it_does_it() {
+    let t = TestRepo::new();
+    t.write("wt.toml", "[merge]\nverify = \"test -f shared.txt\"\n");
+    t.write("shared.txt", "a\n");
+    t.commit("gate");
+    let edits: [(&str, &[(&str, &str)]); 3] = [
+        ("verify", &[("wt.toml", "[merge]\nverify = \"true\"\n")]),
+        ("run", &[("wt.toml", "[merge]\nverify = \"test -f shared.txt\"\n[run]\non_waiting = \"touch x\"\n")]),
+        ("benign", &[("wt.toml", "# a comment\n[merge]\n  verify = \"test -f shared.txt\"\n"), ("b.txt", "b\n")]),
+    ];
+    for (name, files) in edits {
+        t.run("wt-create", &[name], "").expect_code(0);
+        let wt = t.wt_root().join(name);
+        for (path, text) in files {
+            std::fs::write(wt.join(path), text).unwrap();
+        }
+        t.git_in(&wt, ["add", "-A"]);
+        t.git_in(&wt, ["commit", "-qm", name]);
+    }
+    // wt.toml made a link to a file of the branch's own.
+    t.run("wt-create", &["link"], "").expect_code(0);
+    let wt = t.wt_root().join("link");
+    std::fs::write(wt.join("gate.toml"), "[merge]\nverify = \"true\"\n").unwrap();
+    std::fs::remove_file(wt.join("wt.toml")).unwrap();
+    std::os::unix::fs::symlink("gate.toml", wt.join("wt.toml")).unwrap();
+    t.git_in(&wt, ["add", "-A"]);
+    t.git_in(&wt, ["commit", "-qm", "link"]);
+    let run = t.run("wt-merge", &["link", "run", "verify"], "");
+    run.expect_code(1);
+    let benign = t.run("wt-merge", &["benign"], "");
+    assert_eq!(s(merge_of(&benign.records()[0]), "status"), "merged", "the same values, written otherwise: {benign}");
+    let status = |n: &str| {
+        let rec = run.records().into_iter().find(|r| r["name"] == n).unwrap();
+        let reason = merge_of(&rec)["reason"].as_str().unwrap_or_default().to_string();
+        (s(merge_of(&rec), "status").to_string(), reason)
+    };
+    let (st, why) = status("verify");
+    assert!(st == "gate-changed" && why.contains("[merge] of wt.toml") && why.contains("--allow-gate-change"), "{run}");
+    assert_eq!(status("run").0, "gate-changed", "{run}");
+    let (st, why) = status("link");
+    assert!(st == "gate-changed" && why.contains("not a plain file"), "{run}");
+}
+
+/// A verification worktree a killed queue left is listed by `wt-create --list`; the next queue
+/// removes it and does not take it for a candidate.
+#[test]
+fn a_verification_worktree_left_behind_is_no_candidate() {
+    let t = repo_with(&[("c", &[("c.txt", "c\n")])]);
+    let mut cmd = t.cmd("wt-merge");
+    cmd.args(["c", "--verify", "true"]).env("WT_FAILPOINT", "after-scratch");
+    assert_eq!(Run::of(&mut cmd, "").code, None, "killed");
+    let listed = list(&t);
+    assert!(listed.contains("c-verify-"), "{listed}");
+    let run = t.run("wt-merge", &["--verify", "true"], &listed);
+    run.expect_code(0);
+    let recs = run.records();
+    assert_eq!(recs.len(), 2, "{run}");
+    let left = recs.iter().find(|r| s(r, "name").starts_with("c-verify-")).unwrap();
+    assert_eq!(s(merge_of(left), "status"), "skipped", "{run}");
+    assert_eq!(s(merge_of(recs.iter().find(|r| r["name"] == "c").unwrap()), "status"), "merged", "{run}");
+    t.assert_no_verification_worktree("after the next queue");
+}
+
+/// A person's shell with the main worktree's virtualenv activated: its bin directory is taken
+/// off PATH for the verification (it would run main's code), and the record says so.
+#[test]
+fn an_activated_virtualenv_of_the_main_worktree_is_not_on_the_verifications_path() {
+    let t = repo_with(&[("v", &[("v.txt", "v\n")])]);
+    let bin = t.repo.join(".venv/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("mytest"), "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(bin.join("mytest"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let mut cmd = t.cmd("wt-merge");
+    cmd.args(["v", "--verify", "mytest"]).env("PATH", &path).env("VIRTUAL_ENV", t.repo.join(".venv"));
+    let run = Run::of(&mut cmd, "");
+    run.expect_code(1);
+    let m = merge_of(&run.records()[0]).clone();
+    assert_eq!((s(&m, "status"), m["verify"]["exit"].as_i64()), ("verify-failed", Some(127)), "{run}");
+    assert_eq!(m["verify"]["env"]["path_dropped"], serde_json::json!([bin]), "{run}");
+}

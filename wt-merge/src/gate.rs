@@ -15,20 +15,41 @@ use std::path::Path;
 use wt_common::repo::Repo;
 use wt_common::{git, Error};
 
-/// The sections of wt.toml that make the gate.
-const GATE_SECTIONS: [&str; 2] = ["merge", "watch"];
+/// The sections of wt.toml that make the gate, or run commands outside any sandbox, or say
+/// where things go: `[merge]` (the verify command), `[watch]` (the test command and its guard),
+/// `[run]` (`on_waiting`, a command run for the person), `[agents]` (what an agent's screen
+/// means) and `[hosts]` (where records are sent).
+const GATE_SECTIONS: [&str; 5] = ["merge", "watch", "run", "agents", "hosts"];
 
 /// The largest wt.toml read from a commit; a bigger one counts as a change to the gate.
 const MAX_CONFIG: u64 = 256 * 1024;
 
-/// The gate sections of wt.toml that differ between commits `old` and `new`; empty when none.
+/// What a commit has at `wt.toml`.
+#[derive(Debug, PartialEq)]
+enum Config {
+    Missing,
+    File(Vec<u8>),
+    /// A symbolic link, a submodule, a directory, or a file too large to be a config: what the
+    /// tools would read through it cannot be told from this entry.
+    Other(String),
+}
+
+/// What in wt.toml's gate differs between commits `old` and `new`: the sections (`[merge]`), or
+/// `wt.toml` itself when either commit's is not a plain file (a symbolic link's target could
+/// change unseen). Empty when nothing does.
 pub fn changed(git_dir: &Path, old: &str, new: &str) -> Result<Vec<String>, Error> {
     let (before, after) = (config_at(git_dir, old)?, config_at(git_dir, new)?);
+    if matches!(before, Config::Other(_)) || matches!(after, Config::Other(_)) {
+        return Ok(vec!["wt.toml (not a plain file: what it leads to cannot be compared)".into()]);
+    }
     if before == after {
         return Ok(Vec::new());
     }
     // No wt.toml reads as an empty one; one that is not TOML may say anything.
-    let table = |bytes: &Option<Vec<u8>>| bytes.as_deref().map_or(Some(toml::Table::new()), parse);
+    let table = |c: &Config| match c {
+        Config::File(bytes) => parse(bytes),
+        _ => Some(toml::Table::new()),
+    };
     Ok(match (table(&before), table(&after)) {
         (Some(b), Some(a)) => differing(&b, &a),
         _ => GATE_SECTIONS.iter().map(|s| format!("[{s}]")).collect(),
@@ -44,24 +65,23 @@ fn parse(bytes: &[u8]) -> Option<toml::Table> {
     std::str::from_utf8(bytes).ok()?.parse::<toml::Table>().ok()
 }
 
-/// The bytes of `wt.toml` at the root of `commit`, `None` when it has none. A blob too large
-/// to be a config, or a symlink, comes back as bytes no TOML parse accepts.
-fn config_at(git_dir: &Path, commit: &str) -> Result<Option<Vec<u8>>, Error> {
-    let spec = format!("{commit}:{}", wt_common::config::FILE_NAME);
+/// What `commit` has at the root's `wt.toml`.
+fn config_at(git_dir: &Path, commit: &str) -> Result<Config, Error> {
     let mut ls = git::command(git_dir);
     ls.args(["ls-tree", "-l", "-z", commit, "--", wt_common::config::FILE_NAME]);
     let listed = git::output(&mut ls)?.stdout;
-    let Some(entry) = listed.split(|b| *b == 0).find(|e| !e.is_empty()) else { return Ok(None) };
-    // `<mode> blob <oid> <size>\t<name>`
+    let Some(entry) = listed.split(|b| *b == 0).find(|e| !e.is_empty()) else { return Ok(Config::Missing) };
+    // `<mode> <type> <oid> <size>\t<name>`
     let meta = String::from_utf8_lossy(entry.split(|b| *b == b'\t').next().unwrap_or_default()).into_owned();
     let fields: Vec<&str> = meta.split_whitespace().collect();
+    let regular = matches!(fields.first(), Some(&"100644" | &"100755"));
     let size = fields.get(3).and_then(|s| s.parse::<u64>().ok());
-    if fields.first() != Some(&"100644") && fields.first() != Some(&"100755") || size.is_none_or(|s| s > MAX_CONFIG) {
-        return Ok(Some(meta.into_bytes().into_iter().chain([0]).collect()));
+    if !regular || size.is_none_or(|s| s > MAX_CONFIG) {
+        return Ok(Config::Other(meta));
     }
     let mut show = git::command(git_dir);
-    show.args(["cat-file", "blob", &spec]);
-    Ok(Some(git::output(&mut show)?.stdout))
+    show.args(["cat-file", "blob", fields.get(2).copied().unwrap_or_default()]);
+    Ok(Config::File(git::output(&mut show)?.stdout))
 }
 
 /// Refuses a verify (or prepare) command that names a path inside the main worktree or any

@@ -240,7 +240,9 @@ fn inputs<'a>(
         }
         // A host's worktree is the host's to vouch for; here only its branch is fetched, by a
         // name checked before it is sent (`hosts::merge`).
-        if r.has_error() || wt_common::host::of(&r).is_some() {
+        // A verification worktree (listed by `wt-create --list` after a killed queue) is not a
+        // candidate; the sweep has removed it by now (`queue::skip_reason`).
+        if r.has_error() || wt_common::host::of(&r).is_some() || scratch::is_scratch_name(&r.name) {
             return r;
         }
         match select::admitted(TOOL, repo, &snapshot_for_admit, r) {
@@ -268,6 +270,14 @@ fn check(repo: &Repo, into: &str, recs: Vec<Record>, out: &mut Output) -> Result
     let mut published = Vec::new();
     for mut rec in recs {
         if rec.has_error() {
+            out.emit(&rec);
+            continue;
+        }
+        if scratch::is_scratch_name(&rec.name) {
+            rec.set_key(
+                "merge",
+                serde_json::json!({"into": into, "status": "skipped", "reason": queue::NOT_A_CANDIDATE}),
+            );
             out.emit(&rec);
             continue;
         }

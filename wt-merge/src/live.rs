@@ -3,7 +3,7 @@
 //! terminal, and wiped when the verification ends. The line is read from the end of the
 //! verification's log (wt-merge's own file), never more than its last 4 KiB.
 
-use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -62,18 +62,22 @@ fn redraw(stop: &AtomicBool, name: &str, log: &Path) {
     }
 }
 
-/// The last line of the log with text in it, printable characters only, cut to `WIDTH`.
+/// The last line of the log with text in it, printable characters only (no control or
+/// formatting characters: the command's output must not move the cursor or reorder the line),
+/// cut to `WIDTH`. The log is read as any file in a command's reach: a FIFO or a link put in
+/// its place reads as nothing.
 fn last_line(log: &Path) -> Option<String> {
-    let mut file = std::fs::File::open(log).ok()?;
-    let len = file.metadata().ok()?.len();
-    file.seek(SeekFrom::Start(len.saturating_sub(TAIL_BYTES))).ok()?;
-    let mut bytes = Vec::new();
-    file.take(TAIL_BYTES).read_to_end(&mut bytes).ok()?;
-    let text = String::from_utf8_lossy(&bytes);
+    let text = wt_common::fsutil::read_end(log, TAIL_BYTES)?;
     // A progress bar redraws with `\r`: its last state is what a terminal shows.
     let line = text.lines().rev().map(|l| l.rsplit('\r').next().unwrap_or(l)).find(|l| !l.trim().is_empty())?;
-    let clean: String = line.chars().filter(|c| !c.is_control()).take(WIDTH).collect();
+    let clean: String = line.chars().filter(|c| !c.is_control() && !is_format(*c)).take(WIDTH).collect();
     Some(clean.trim().to_string())
+}
+
+/// Unicode's invisible formatting characters that reorder or hide text (bidirectional
+/// controls, zero-width characters).
+fn is_format(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 #[cfg(test)]
@@ -90,5 +94,11 @@ mod tests {
         assert_eq!(last_line(&log).as_deref(), Some("last"));
         std::fs::write(&log, "y".repeat(500)).unwrap();
         assert_eq!(last_line(&log).map(|l| l.len()), Some(WIDTH));
+        std::fs::write(&log, "ok \u{202E}desrever\n").unwrap();
+        assert_eq!(last_line(&log).as_deref(), Some("ok desrever"));
+        // A FIFO in the log's place is not waited on.
+        std::fs::remove_file(&log).unwrap();
+        nix::unistd::mkfifo(&log, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(last_line(&log), None);
     }
 }

@@ -94,9 +94,10 @@ impl Queue<'_> {
             if !self.allow_gate_change {
                 let sections = crate::gate::changed(dir, &old, &commit)?;
                 if !sections.is_empty() {
+                    let what = sections.join(" and ");
+                    let what = if what.starts_with('[') { format!("{what} of wt.toml") } else { what };
                     let why = format!(
-                        "it changes {} of wt.toml, which judge every later merge; a person merges it with --allow-gate-change",
-                        sections.join(" and ")
+                        "it changes {what}, which judges every later merge; a person merges it with --allow-gate-change"
                     );
                     return Ok((status("gate-changed", &[("reason", json!(why))]), true));
                 }
@@ -234,8 +235,15 @@ fn status(s: &str, more: &[(&str, Value)]) -> Map<String, Value> {
     m
 }
 
-/// Records that say their work failed are not merged: an error, a red watch, a failed run.
+/// Why a verification worktree's record is not merged.
+pub const NOT_A_CANDIDATE: &str = "a verification worktree of wt-merge, not a candidate";
+
+/// Records that say their work failed are not merged: an error, a red watch, a failed run; and
+/// a verification worktree's record.
 fn skip_reason(rec: &Record) -> Option<String> {
+    if crate::scratch::is_scratch_name(&rec.name) && rec.error.is_none() {
+        return Some(NOT_A_CANDIDATE.into());
+    }
     if let Some(e) = &rec.error {
         return Some(format!("it carries an error from {}: {}", e.tool, e.message));
     }

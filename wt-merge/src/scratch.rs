@@ -24,10 +24,23 @@ fn journal(repo: &Repo) -> PathBuf {
     repo.state_dir().join("merge-scratch")
 }
 
+/// The longest part of a candidate's name a verification worktree's name keeps: with
+/// `-verify-` and 12 hex digits it stays within the 200 bytes a name may have.
+const NAME_KEPT: usize = 150;
+
 /// The verification worktree's name for candidate `name` at `commit`: `-verify-` and 12 hex
 /// digits are wt-merge's; a person's worktree is never named so.
 pub fn name_for(name: &str, commit: &str) -> String {
-    format!("{name}-verify-{}", &commit[..commit.len().min(12)])
+    let mut end = name.len().min(NAME_KEPT);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}-verify-{}", &name[..end], &commit[..commit.len().min(12)])
+}
+
+/// Whether `name` is a verification worktree's (`…-verify-<12 hex digits>`).
+pub fn is_scratch_name(name: &str) -> bool {
+    name.rsplit_once("-verify-").is_some_and(|(_, hex)| hex.len() == 12 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// A provisioned verification worktree.
@@ -102,7 +115,20 @@ impl Like {
 
 /// Makes the verification worktree of `name` at `commit`, like `like`.
 pub fn provision(repo: &Repo, name: &str, commit: &str, like: &Like) -> Result<Scratch, Error> {
+    let started = std::time::Instant::now();
     let scratch = name_for(name, commit);
+    // One journal: what an earlier verification could not remove is removed first, or nothing
+    // new is made (its name would be forgotten).
+    sweep(repo);
+    if let Some(left) = wt_common::fsutil::read_small(&journal(repo)).text() {
+        return Err(Error::failed(
+            "scratch-left",
+            format!(
+                "the verification worktree {} an earlier run left cannot be removed (see above); remove it with wt-create --remove --force",
+                left.trim()
+            ),
+        ));
+    }
     let state = repo.ensure_state_dir()?;
     wt_common::fsutil::write_atomic(&journal(repo), scratch.as_bytes()).map_err(|e| Error::io(state.display(), e))?;
     let mut create = tool(repo, "wt-create")?;
@@ -118,6 +144,14 @@ pub fn provision(repo: &Repo, name: &str, commit: &str, like: &Like) -> Result<S
             return Err(e);
         }
     };
+    if made.created == Some(true) && made.head.as_deref() != Some(commit) {
+        // A branch of that name was there already, at another commit: not what is to be tested.
+        dispose(repo, &scratch);
+        return Err(Error::failed(
+            "scratch-exists",
+            format!("a branch wt/{scratch} exists at another commit; wt-merge verifies on that name, so delete it (git branch -D wt/{scratch})"),
+        ));
+    }
     if made.created != Some(true) {
         // Never ours to remove: someone made a worktree of that name.
         let _ = std::fs::remove_file(journal(repo));
@@ -172,6 +206,7 @@ pub fn provision(repo: &Repo, name: &str, commit: &str, like: &Like) -> Result<S
         "ports": e.get("ports").cloned().unwrap_or(Value::Null),
         "database": e.get("database").and_then(|d| d.get("name")).cloned().unwrap_or(Value::Null),
         "file": e.get("file").cloned().unwrap_or(Value::Null),
+        "provision_ms": started.elapsed().as_millis() as u64,
     });
     Ok(Scratch { name: scratch, path, vars, not_shared, placed })
 }
@@ -204,10 +239,17 @@ pub fn dispose(repo: &Repo, name: &str) {
     }
 }
 
-/// Removes the verification worktree a killed queue left. Call holding the queue lock.
+/// Removes the verification worktree a killed queue left. Call holding the queue lock. Only a
+/// verification worktree's name is acted on, whatever the journal says.
 pub fn sweep(repo: &Repo) {
     let left = wt_common::fsutil::read_small(&journal(repo)).text();
-    if let Some(name) = left.map(|n| n.trim().to_string()).filter(|n| wt_common::name::validate(n).is_ok()) {
+    let name = left.map(|n| n.trim().to_string());
+    if let Some(bad) = name.as_ref().filter(|n| !is_scratch_name(n) || wt_common::name::validate(n).is_err()) {
+        tracing::warn!("ignoring the journal of verification worktrees: {bad:?} is not one");
+        let _ = std::fs::remove_file(journal(repo));
+        return;
+    }
+    if let Some(name) = name {
         tracing::info!("removing the verification worktree {name} a killed wt-merge left");
         dispose(repo, &name);
     }
@@ -247,5 +289,23 @@ fn one_record(mut cmd: Command, input: Option<String>, program: &str) -> Result<
             let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
             Err(Error::failed("verify-provision", format!("{program} failed ({}): {last}", out.status)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verification_worktrees_name_is_valid_for_any_valid_candidate_name_and_recognised() {
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        for name in ["agent-1", &"a".repeat(200), &"é".repeat(100)] {
+            let scratch = name_for(name, commit);
+            wt_common::name::validate(&scratch).unwrap();
+            assert!(is_scratch_name(&scratch), "{scratch}");
+        }
+        assert!(!is_scratch_name("agent-1"));
+        assert!(!is_scratch_name("agent-verify-xyz"));
+        assert!(!is_scratch_name("agent-verify-0123456789abc"));
     }
 }

@@ -78,8 +78,9 @@ pub fn verify(
     gate: &Gate,
     groups: &process::Groups,
 ) -> Result<Outcome, Error> {
-    let scratch = scratch::provision(repo, name, commit, like)?;
+    let mut scratch = scratch::provision(repo, name, commit, like)?;
     failpoint::hit("after-scratch");
+    scratch.placed["path_dropped"] = serde_json::json!(foreign_path_entries(repo, &scratch.path));
     let outcome = run_in(repo, name, commit, &scratch, gate, groups);
     scratch::dispose(repo, &scratch.name);
     outcome
@@ -125,6 +126,24 @@ fn verdict(ran: process::Outcome, stage: &'static str, log: PathBuf, took: Durat
     }
 }
 
+/// The entries of this process's `PATH` that lie inside the main worktree or another worktree
+/// (an activated `.venv/bin`): the verify command runs without them, and the record says so.
+fn foreign_path_entries(repo: &Repo, scratch: &Path) -> Vec<String> {
+    let roots: Vec<PathBuf> = repo
+        .worktrees()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|w| w.path != scratch)
+        .flat_map(|w| [std::fs::canonicalize(&w.path).ok(), Some(w.path)])
+        .flatten()
+        .collect();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .filter(|entry| entry.is_absolute() && roots.iter().any(|r| entry.starts_with(r)))
+        .map(|entry| entry.to_string_lossy().into_owned())
+        .collect()
+}
+
 /// `sh -c CMD` in the verification worktree with its lease's env, as its own process group.
 fn run_one(
     name: &str,
@@ -139,6 +158,15 @@ fn run_one(
     command.args(["-c", cmd]).current_dir(&scratch.path);
     for (k, v) in &scratch.vars {
         command.env(k, v);
+    }
+    // An activated virtualenv of another worktree would run that worktree's code.
+    let dropped: Vec<&str> =
+        scratch.placed["path_dropped"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    if !dropped.is_empty() {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let kept = std::env::split_paths(&path).filter(|p| !dropped.contains(&p.to_string_lossy().as_ref()));
+        command.env("PATH", std::env::join_paths(kept).unwrap_or_default());
+        command.env_remove("VIRTUAL_ENV");
     }
     command.env("WT_PATH", &scratch.path).env("WT_MERGE_NAME", name).env("WT_MERGE_COMMIT", commit);
     let spec = Spec { name, log: log.to_path_buf(), timeout, grace: Duration::from_secs(2), echo: false };
