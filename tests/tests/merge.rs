@@ -550,3 +550,51 @@ fn an_activated_virtualenv_of_the_main_worktree_is_not_on_the_verifications_path
     assert_eq!((s(&m, "status"), m["verify"]["exit"].as_i64()), ("verify-failed", Some(127)), "{run}");
     assert_eq!(m["verify"]["env"]["path_dropped"], serde_json::json!([bin]), "{run}");
 }
+
+/// Six branches ready at once, one of them broken: verified together, then split in halves
+/// until the broken one is alone. Five land; every commit the target moved to passed a
+/// verification; the broken one is named; fewer verifications than one per branch plus the
+/// splits would take.
+#[test]
+fn a_batch_of_six_with_one_broken_lands_the_five_each_target_commit_verified() {
+    let names = ["b1", "b2", "b3", "b4", "b5", "b6"];
+    let files: Vec<(String, String)> =
+        names.iter().map(|n| (format!("{n}.txt"), if *n == "b4" { "broken\n" } else { "ok\n" }.to_string())).collect();
+    let branches: Vec<(&str, Vec<(&str, &str)>)> =
+        names.iter().zip(&files).map(|(n, (f, c))| (*n, vec![(f.as_str(), c.as_str())])).collect();
+    let specs: Vec<(&str, &[(&str, &str)])> = branches.iter().map(|(n, f)| (*n, f.as_slice())).collect();
+    let t = repo_with(&specs);
+    let before = main_head(&t);
+    let seen = t.root().join("verified");
+    let verify = format!(
+        "if grep -qs broken b1.txt b2.txt b3.txt b4.txt b5.txt b6.txt; then echo \"$WT_MERGE_COMMIT fail\" >> '{0}'; exit 1; fi; echo \"$WT_MERGE_COMMIT pass\" >> '{0}'",
+        seen.display()
+    );
+    let run = t.run("wt-merge", &["--verify", &verify], &list(&t));
+    run.expect_code(1);
+    let recs = run.records();
+    let status = |n: &str| s(merge_of(recs.iter().find(|r| r["name"] == n).unwrap()), "status").to_string();
+    for n in names {
+        assert_eq!(status(n), if n == "b4" { "verify-failed" } else { "merged" }, "{n}: {run}");
+    }
+    let log = std::fs::read_to_string(&seen).unwrap();
+    let passed: Vec<&str> = log.lines().filter_map(|l| l.strip_suffix(" pass")).collect();
+    let moves = t.git(["rev-list", "--first-parent", &format!("{before}..main")]);
+    let reflog = t.git(["reflog", "show", "--format=%H", "main"]);
+    let landed: Vec<&str> = reflog.lines().take_while(|c| *c != before).collect();
+    assert!(!landed.is_empty(), "{moves}");
+    for commit in &landed {
+        assert!(passed.contains(commit), "the target moved to {commit}, which no verification passed:\n{log}");
+    }
+    // All six, then halves: never one verification per branch and more.
+    assert!(log.lines().count() <= 6, "verifications:\n{log}");
+    let batched = recs.iter().filter(|r| merge_of(r).get("batch").is_some()).count();
+    assert!(batched >= 2, "some landed together: {run}");
+    let files = t.git(["ls-tree", "--name-only", "main"]);
+    assert!(!files.contains("b4.txt") && files.contains("b6.txt"), "{files}");
+    t.assert_no_verification_worktree("after the batch");
+    // --batch 1: one by one, as before.
+    let t1 = repo_with(&specs[..2]);
+    let one = t1.run("wt-merge", &["--verify", "true", "--batch", "1"], &list(&t1));
+    assert!(one.records().iter().all(|r| merge_of(r).get("batch").is_none()), "{one}");
+}

@@ -58,6 +58,13 @@ pub struct Args {
     #[arg(long)]
     pub allow_gate_change: bool,
 
+    /// Verify at most N ready branches together: merged one on top of the other, the result
+    /// verified once, all landing if it passes; on failure the batch is split in halves until
+    /// the branch that broke it is found, so every commit the target moves to is verified.
+    /// `--batch 1` verifies one by one [default: all that are ready, or [merge] batch]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: Option<u64>,
+
     /// Give up a verification after DUR (it then counts as failed) [default: [merge] timeout, else 30m]
     #[arg(long, value_name = "DUR", value_parser = wt_common::duration::parse_arg)]
     pub timeout: Option<std::time::Duration>,
@@ -89,5 +96,7 @@ pub struct Config {
     pub timeout: Option<String>,
     /// See `--prepare`.
     pub prepare: Option<String>,
+    /// See `--batch`.
+    pub batch: Option<u64>,
     pub cleanup: Option<bool>,
 }

@@ -85,7 +85,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     let ledger = LedgerFile::new(&repo.state_dir());
     if args.check {
         let malformed = std::rc::Rc::new(std::cell::Cell::new(false));
-        let recs: Vec<Record> = inputs(&repo, &ledger, &args, &mut out, &malformed)?.collect();
+        let recs: Vec<Record> = inputs(&repo, &ledger, &args, &mut out, &malformed)?.0.collect();
         if malformed.get() {
             out.fail(Exit::Usage);
         }
@@ -124,26 +124,27 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     };
     let malformed = std::rc::Rc::new(std::cell::Cell::new(false));
     let mut tally = std::collections::BTreeMap::<String, usize>::new();
-    for rec in inputs(&repo, &ledger, &args, &mut out, &malformed)? {
-        let rec = match wt_common::host::of(&rec).map(str::to_string) {
-            _ if rec.has_error() => rec,
-            Some(h) => {
-                progress.step(&rec.name, &format!("merging into {} at {h}", queue.into));
-                hosts::merge(&host_queue, &hosts, &h, rec, queue.cleanup)
+    let (mut records, mut ready) = inputs(&repo, &ledger, &args, &mut out, &malformed)?;
+    'queue: while let Some(first) = records.next() {
+        ready.took_one();
+        // A batch: what is there already, up to --batch; records of hosts go one by one.
+        let mut batch = vec![first];
+        while batch.len() < settings.batch && wt_common::host::of(&batch[0]).is_none() && ready.now() {
+            let Some(rec) = records.next() else { break };
+            ready.took_one();
+            if wt_common::host::of(&rec).is_some() {
+                // Merged after the batch, as it arrived.
+                let merged = merge_batch(&queue, &host_queue, &hosts, &progress, std::mem::take(&mut batch));
+                batch.push(rec);
+                if emit(merged, &mut out, &mut tally, &progress) || interrupted.get().is_some() {
+                    break 'queue;
+                }
+                break;
             }
-            None => {
-                progress.step(&rec.name, &format!("merging into {}", queue.into));
-                queue.merge(rec)
-            }
-        };
-        let outcome = merge_status(&rec).unwrap_or(if rec.has_error() { "error" } else { "skipped" }).to_string();
-        progress.step(&rec.name, &outcome);
-        *tally.entry(outcome).or_default() += 1;
-        if failed(&rec) {
-            out.fail(Exit::Failed);
+            batch.push(rec);
         }
-        out.emit(&rec);
-        if out.closed() || interrupted.get().is_some() {
+        let merged = merge_batch(&queue, &host_queue, &hosts, &progress, batch);
+        if emit(merged, &mut out, &mut tally, &progress) || interrupted.get().is_some() {
             break;
         }
     }
@@ -160,6 +161,45 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     Ok(status)
 }
 
+/// Merges a batch: a record of a host alone, at its host; the rest through the queue, together.
+fn merge_batch(
+    queue: &Queue,
+    host_queue: &Queue,
+    hosts: &wt_common::host::Hosts,
+    progress: &wt_common::progress::Progress,
+    batch: Vec<Record>,
+) -> Vec<Record> {
+    if let [rec] = batch.as_slice() {
+        if let (false, Some(h)) = (rec.has_error(), wt_common::host::of(rec).map(str::to_string)) {
+            progress.step(&rec.name, &format!("merging into {} at {h}", queue.into));
+            let rec = batch.into_iter().next().expect("one");
+            return vec![hosts::merge(host_queue, hosts, &h, rec, queue.cleanup)];
+        }
+    }
+    let names: Vec<&str> = batch.iter().map(|r| r.name.as_str()).collect();
+    progress.step(&names.join(", "), &format!("merging into {}", queue.into));
+    queue.merge_all(batch)
+}
+
+/// Prints the records of a batch; true when stdout closed and the queue should stop.
+fn emit(
+    recs: Vec<Record>,
+    out: &mut Output,
+    tally: &mut std::collections::BTreeMap<String, usize>,
+    progress: &wt_common::progress::Progress,
+) -> bool {
+    for rec in recs {
+        let outcome = merge_status(&rec).unwrap_or(if rec.has_error() { "error" } else { "skipped" }).to_string();
+        progress.step(&rec.name, &outcome);
+        *tally.entry(outcome).or_default() += 1;
+        if failed(&rec) {
+            out.fail(Exit::Failed);
+        }
+        out.emit(&rec);
+    }
+    out.closed()
+}
+
 fn merge_status(rec: &Record) -> Option<&str> {
     rec.key("merge").and_then(|m| m.get("status")).and_then(Value::as_str)
 }
@@ -173,6 +213,8 @@ struct Settings {
     strategy: String,
     gate: Option<verify::Gate>,
     cleanup: bool,
+    /// The most candidates verified together (`--batch`).
+    batch: usize,
 }
 
 impl Settings {
@@ -192,7 +234,12 @@ impl Settings {
             prepare: args.prepare.clone().or_else(|| config.prepare.clone()),
             timeout,
         });
-        Ok(Settings { strategy, gate, cleanup: args.cleanup || config.cleanup.unwrap_or(false) })
+        let batch = match (args.batch, config.batch) {
+            (Some(n), _) | (None, Some(n)) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
+            (None, None) => usize::MAX,
+            _ => return Err(bad("batch must be at least 1".into())),
+        };
+        Ok(Settings { strategy, gate, cleanup: args.cleanup || config.cleanup.unwrap_or(false), batch })
     }
 }
 
@@ -204,7 +251,7 @@ fn inputs<'a>(
     args: &Args,
     out: &mut Output,
     malformed: &std::rc::Rc<std::cell::Cell<bool>>,
-) -> Result<Box<dyn Iterator<Item = Record> + 'a>, Error> {
+) -> Result<(Box<dyn Iterator<Item = Record> + 'a>, Ready), Error> {
     let saw_malformed = std::rc::Rc::clone(malformed);
     let snapshot = ledger.read()?;
     let snapshot_for_admit = snapshot.clone();
@@ -215,8 +262,9 @@ fn inputs<'a>(
         Target::Worktree(r) | Target::PassThrough(r) => *r,
     });
     let streaming = args.select.from_stdin() && args.names.is_empty();
-    let stdin = streaming.then(wt_common::cli::stdin_records).flatten();
-    let from_stdin = stdin.into_iter().flatten().filter_map(move |input| match input {
+    let arrivals = std::rc::Rc::new(Arrivals::start(streaming));
+    let ready = Ready { given: from_args.len(), taken: 0, arrivals: std::rc::Rc::clone(&arrivals) };
+    let from_stdin = std::iter::from_fn(move || arrivals.next()).filter_map(move |input| match input {
         Ok(Input::Record(r)) => Some(*r),
         Ok(Input::Word(w)) => {
             Some(select::from_word(repo, &snapshot, &w).unwrap_or_else(|(n, e)| Record::failed(&n, TOOL, &e)))
@@ -228,7 +276,7 @@ fn inputs<'a>(
             None
         }
     });
-    Ok(Box::new(from_args.chain(from_stdin).map(move |mut r| {
+    let records = from_args.chain(from_stdin).map(move |mut r| {
         if !r.has_error() && wt_common::host::of(&r).is_none() {
             if let Some(other) = r.repo.as_ref().filter(|p| p.as_path() != repo.root()) {
                 let e = Error::failed(
@@ -248,7 +296,70 @@ fn inputs<'a>(
         match select::admitted(TOOL, repo, &snapshot_for_admit, r) {
             Target::Worktree(r) | Target::PassThrough(r) => *r,
         }
-    })))
+    });
+    Ok((Box::new(records), ready))
+}
+
+/// Stdin's records, read on a thread of their own, so that the queue can take what has
+/// arrived while it verified (a batch) without waiting for more.
+struct Arrivals {
+    rx: Option<std::sync::mpsc::Receiver<Result<Input, wt_common::jsonl::Malformed>>>,
+    peeked: std::cell::RefCell<Option<Result<Input, wt_common::jsonl::Malformed>>>,
+}
+
+impl Arrivals {
+    fn start(streaming: bool) -> Arrivals {
+        let rx = streaming.then(|| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for input in wt_common::cli::stdin_records().into_iter().flatten() {
+                    if tx.send(input).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        });
+        Arrivals { rx, peeked: std::cell::RefCell::new(None) }
+    }
+
+    /// The next input, waiting for it; `None` at the end of stdin.
+    fn next(&self) -> Option<Result<Input, wt_common::jsonl::Malformed>> {
+        self.peeked.borrow_mut().take().or_else(|| self.rx.as_ref()?.recv().ok())
+    }
+
+    /// Whether an input has arrived (or stdin has ended), so that `next` will not wait.
+    fn arrived(&self) -> bool {
+        let mut peeked = self.peeked.borrow_mut();
+        if peeked.is_some() {
+            return true;
+        }
+        match self.rx.as_ref().map(|rx| rx.try_recv()) {
+            None | Some(Err(std::sync::mpsc::TryRecvError::Disconnected)) => true,
+            Some(Err(std::sync::mpsc::TryRecvError::Empty)) => false,
+            Some(Ok(input)) => {
+                *peeked = Some(input);
+                true
+            }
+        }
+    }
+}
+
+/// Whether the next record is there already: one named on the command line, or one that has
+/// arrived on stdin.
+struct Ready {
+    given: usize,
+    taken: usize,
+    arrivals: std::rc::Rc<Arrivals>,
+}
+
+impl Ready {
+    fn took_one(&mut self) {
+        self.taken += 1;
+    }
+    fn now(&self) -> bool {
+        self.taken < self.given || self.arrivals.arrived()
+    }
 }
 
 fn unknown_target(into: &str) -> Error {

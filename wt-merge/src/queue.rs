@@ -37,13 +37,84 @@ pub struct Queue<'a> {
 /// What a merge came to: the `merge` key, and whether the run should count it a failure.
 type Outcome = (Map<String, Value>, bool);
 
+/// A record that passed the checks that need no merge: its branch exists, at `head`.
+#[derive(Debug)]
+struct Candidate {
+    rec: Record,
+    branch: String,
+    head: String,
+}
+
+/// What one candidate makes on top of a tip: a commit to verify, or its outcome already.
+enum Step {
+    Built(String),
+    Done(Map<String, Value>),
+}
+
+/// A candidate of a batch with the commit it built: `(index, the tip it was built on, commit)`.
+type Member = (usize, String, String);
+
 impl Queue<'_> {
     /// Merges one record; returns it with `merge` (or `error`) set.
-    pub fn merge(&self, mut rec: Record) -> Record {
+    pub fn merge(&self, rec: Record) -> Record {
+        self.merge_all(vec![rec]).remove(0)
+    }
+
+    /// Merges the records of one batch, in order, and returns them with `merge` (or `error`)
+    /// set. With a verify command the candidates are merged one on top of the other and the
+    /// last result verified once; if that fails the batch is split in halves, each landed (or
+    /// split) in turn, until the culprit is alone: the target only ever moves to a verified
+    /// commit. Without one, each needs its own proof (`proof`).
+    pub fn merge_all(&self, recs: Vec<Record>) -> Vec<Record> {
+        let mut outcomes: Vec<Option<Result<Outcome, Error>>> = Vec::new();
+        let mut cands = Vec::new();
+        let mut slots = Vec::new();
+        for rec in recs {
+            outcomes.push(None);
+            match self.candidate(&rec) {
+                Ok(Some(c)) => {
+                    slots.push(outcomes.len() - 1);
+                    cands.push(c);
+                }
+                Ok(None) => {
+                    let why = skip_reason(&rec).unwrap_or_default();
+                    *outcomes.last_mut().expect("pushed") =
+                        Some(Ok((status("skipped", &[("reason", json!(why))]), false)));
+                    cands.push(Candidate { rec, branch: String::new(), head: String::new() });
+                    continue;
+                }
+                Err(e) => {
+                    *outcomes.last_mut().expect("pushed") = Some(Err(e));
+                    cands.push(Candidate { rec, branch: String::new(), head: String::new() });
+                    continue;
+                }
+            }
+        }
+        let mut results: Vec<Option<Result<Outcome, Error>>> = (0..cands.len()).map(|_| None).collect();
+        match &self.gate {
+            Some(gate) => self.land(&slots, &cands, gate, &mut results),
+            None => {
+                for &i in &slots {
+                    results[i] = Some(self.merge_proven(&cands[i]));
+                }
+            }
+        }
+        cands
+            .into_iter()
+            .zip(outcomes.into_iter().zip(results))
+            .map(|(c, (early, late))| {
+                let outcome = early.or(late).unwrap_or_else(|| Err(self.busy()));
+                self.finish(c.rec, outcome)
+            })
+            .collect()
+    }
+
+    /// The record with its `merge` key (or `error`).
+    fn finish(&self, mut rec: Record, outcome: Result<Outcome, Error>) -> Record {
         let mut m = Map::new();
         m.insert("into".into(), json!(self.into));
         m.insert("strategy".into(), json!(self.strategy));
-        match self.merge_inner(&rec) {
+        match outcome {
             Ok((more, _)) => m.extend(more),
             Err(e) => {
                 rec.set_error(crate::TOOL, &e);
@@ -54,93 +125,207 @@ impl Queue<'_> {
         rec
     }
 
-    fn merge_inner(&self, rec: &Record) -> Result<Outcome, Error> {
-        if let Some(reason) = skip_reason(rec) {
-            return Ok((status("skipped", &[("reason", json!(reason))]), false));
+    fn busy(&self) -> Error {
+        Error::failed("target-busy", format!("{} kept moving; gave up after {RETRIES} tries", self.into))
+    }
+
+    /// The candidate a record names, or `None` when it is skipped (`skip_reason`).
+    fn candidate(&self, rec: &Record) -> Result<Option<Candidate>, Error> {
+        if skip_reason(rec).is_some() {
+            return Ok(None);
         }
         let branch = rec
             .branch
             .clone()
             .ok_or_else(|| Error::failed("no-branch", format!("'{}' has no branch to merge", rec.name)))?;
-        let dir = self.repo.git_dir();
         // A confined run's commits reach its branch when published: before reading it.
         wt_common::confine_store::publish(&self.repo.common_dir, &rec.name)?;
-        let head = git::run(dir, ["rev-parse", "--verify", "-q", &format!("refs/heads/{branch}")])
+        let head = git::run(self.repo.git_dir(), ["rev-parse", "--verify", "-q", &format!("refs/heads/{branch}")])
             .map_err(|_| Error::failed("no-such-branch", format!("branch {branch} no longer exists")))?;
+        Ok(Some(Candidate { rec: rec.clone(), branch, head }))
+    }
+
+    /// What `c` makes on top of `tip`: nothing when it is in already, a conflict, a fast-forward
+    /// that is impossible, a change of the gate; else the commit to verify.
+    fn step(&self, c: &Candidate, tip: &str) -> Result<Step, Error> {
+        let dir = self.repo.git_dir();
+        // A rebased or squashed branch is not an ancestor of the target once merged, but
+        // replaying it again would only add empty commits: it is already in (as after a
+        // crash). A merge commit records the branch's history, so only ancestry counts there.
+        let copies = matches!(self.strategy.as_str(), "rebase" | "squash");
+        if strategy::is_ancestor(dir, &c.head, tip) || (copies && strategy::brings_nothing(dir, tip, &c.head)) {
+            let why = format!("{} is already in {}", c.branch, self.into);
+            return Ok(Step::Done(status("skipped", &[("reason", json!(why)), ("fine", json!(true))])));
+        }
+        let commit = match strategy::build(dir, &self.strategy, &self.into, &c.branch, tip, &c.head)? {
+            Built::Conflict(paths) => return Ok(Step::Done(status("conflict", &[("conflicts", json!(paths))]))),
+            Built::NotFastForward => {
+                let why = format!(
+                    "{} has commits {} lacks; a fast-forward is impossible (use --strategy merge or rebase)",
+                    self.into, c.branch
+                );
+                return Ok(Step::Done(status("skipped", &[("reason", json!(why))])));
+            }
+            Built::Commit(c) => c,
+        };
+        if !self.allow_gate_change {
+            let sections = crate::gate::changed(dir, tip, &commit)?;
+            if !sections.is_empty() {
+                let what = sections.join(" and ");
+                let what = if what.starts_with('[') { format!("{what} of wt.toml") } else { what };
+                let why = format!(
+                    "it changes {what}, which judges every later merge; a person merges it with --allow-gate-change"
+                );
+                return Ok(Step::Done(status("gate-changed", &[("reason", json!(why))])));
+            }
+        }
+        Ok(Step::Built(commit))
+    }
+
+    /// Without a verify command: `c` lands when a record proves its tip (`proof`), or with
+    /// `--unverified`.
+    fn merge_proven(&self, c: &Candidate) -> Result<Outcome, Error> {
+        let dir = self.repo.git_dir();
         for _ in 0..RETRIES {
             crate::locks::clear_stale(self.repo, &self.into)?;
             let old = git::run(dir, ["rev-parse", "--verify", &format!("refs/heads/{}", self.into)])?;
-            // A rebased or squashed branch is not an ancestor of the target once merged, but
-            // replaying it again would only add empty commits: it is already in (as after a
-            // crash). A merge commit records the branch's history, so only ancestry counts there.
-            let copies = matches!(self.strategy.as_str(), "rebase" | "squash");
-            if strategy::is_ancestor(dir, &head, &old) || (copies && strategy::brings_nothing(dir, &old, &head)) {
-                return Ok((
-                    status("skipped", &[("reason", json!(format!("{branch} is already in {}", self.into)))]),
-                    false,
-                ));
-            }
-            let commit = match strategy::build(dir, &self.strategy, &self.into, &branch, &old, &head)? {
-                Built::Conflict(paths) => return Ok((status("conflict", &[("conflicts", json!(paths))]), true)),
-                Built::NotFastForward => {
-                    let why = format!(
-                        "{} has commits {branch} lacks; a fast-forward is impossible (use --strategy merge or rebase)",
-                        self.into
-                    );
-                    return Ok((status("skipped", &[("reason", json!(why))]), true));
-                }
-                Built::Commit(c) => c,
+            let commit = match self.step(c, &old)? {
+                Step::Done(m) => return Ok(judged(m)),
+                Step::Built(commit) => commit,
             };
-            if !self.allow_gate_change {
-                let sections = crate::gate::changed(dir, &old, &commit)?;
-                if !sections.is_empty() {
-                    let what = sections.join(" and ");
-                    let what = if what.starts_with('[') { format!("{what} of wt.toml") } else { what };
-                    let why = format!(
-                        "it changes {what}, which judges every later merge; a person merges it with --allow-gate-change"
-                    );
-                    return Ok((status("gate-changed", &[("reason", json!(why))]), true));
-                }
-            }
-            let (verified_by, verified) = match &self.gate {
-                Some(gate) => match self.verify(rec, &commit, gate)? {
-                    Ok(v) => (json!("wt-merge --verify"), Some(v)),
-                    Err(failed) => return Ok((failed, true)),
-                },
-                None => match proof(dir, rec, &self.into, &head, &commit) {
-                    Ok(by) => (json!(by), None),
-                    Err(_) if self.unverified => (Value::Null, None),
-                    Err(why) => return Ok((status("untested", &[("reason", json!(why))]), true)),
-                },
+            let by = match proof(dir, &c.rec, &self.into, &c.head, &commit) {
+                Ok(by) => json!(by),
+                Err(_) if self.unverified => Value::Null,
+                Err(why) => return Ok((status("untested", &[("reason", json!(why))]), true)),
             };
             failpoint::hit("before-update");
-            match self.move_target(&rec.name, &old, &commit)? {
+            match self.move_target(&[(c.rec.name.as_str(), old.as_str(), commit.as_str())], &old, &commit)? {
                 Moved::Yes => {
                     let mut done = status("merged", &[("commit", json!(commit)), ("previous", json!(old))]);
-                    done.insert("verified".into(), json!(!verified_by.is_null()));
-                    done.insert("verified_by".into(), verified_by);
-                    if let Some(v) = verified {
-                        done.insert("verify".into(), v);
-                    }
+                    done.insert("verified".into(), json!(!by.is_null()));
+                    done.insert("verified_by".into(), by);
                     if self.cleanup {
-                        done.insert("cleanup".into(), self.clean_up(rec, &branch));
+                        done.insert("cleanup".into(), self.clean_up(&c.rec, &c.branch));
                     }
                     return Ok((done, false));
                 }
                 Moved::Dirty(why) => return Ok((status("skipped", &[("reason", json!(why))]), true)),
-                Moved::Raced => tracing::info!("{} moved during the merge of {}; merging again", self.into, rec.name),
+                Moved::Raced => tracing::info!("{} moved during the merge of {}; merging again", self.into, c.rec.name),
             }
         }
-        Err(Error::failed("target-busy", format!("{} kept moving; gave up after {RETRIES} tries", self.into)))
+        Err(self.busy())
     }
 
-    /// Verifies the merge result `commit` of `rec`: the `verify` block when it passed, else the
-    /// `merge` key that says why not.
-    fn verify(&self, rec: &Record, commit: &str, gate: &Gate) -> Result<Result<Value, Map<String, Value>>, Error> {
-        self.progress.step(&rec.name, &format!("verifying {} with `{}`", &commit[..commit.len().min(10)], gate.cmd));
-        let entry = self.ledger.read()?.worktrees.get(&rec.name).cloned();
-        let like = crate::scratch::Like::of(self.repo, rec, entry.as_ref());
-        Ok(match verify::verify(self.repo, &rec.name, commit, &like, gate, &self.groups)? {
+    /// Lands the candidates `which` (indices into `cands`, in order) with a verification: the
+    /// chain of their merges verified once; on failure, each half landed in turn.
+    fn land(&self, which: &[usize], cands: &[Candidate], gate: &Gate, results: &mut [Option<Result<Outcome, Error>>]) {
+        if which.is_empty() {
+            return;
+        }
+        let dir = self.repo.git_dir();
+        for _ in 0..RETRIES {
+            let old = match crate::locks::clear_stale(self.repo, &self.into)
+                .and_then(|_| git::run(dir, ["rev-parse", "--verify", &format!("refs/heads/{}", self.into)]))
+            {
+                Ok(old) => old,
+                Err(e) => return which.iter().for_each(|&i| results[i] = Some(Err(e.clone()))),
+            };
+            let mut tip = old.clone();
+            let mut members: Vec<Member> = Vec::new();
+            for &i in which {
+                match self.step(&cands[i], &tip) {
+                    Ok(Step::Built(commit)) => {
+                        members.push((i, tip.clone(), commit.clone()));
+                        tip = commit;
+                    }
+                    Ok(Step::Done(m)) => results[i] = Some(Ok(judged(m))),
+                    Err(e) => results[i] = Some(Err(e)),
+                }
+            }
+            if members.is_empty() {
+                return;
+            }
+            let names: Vec<&str> = members.iter().map(|(i, _, _)| cands[*i].rec.name.as_str()).collect();
+            let verdict = match self.verify(&members, cands, &tip, gate) {
+                Ok(v) => v,
+                Err(e) => return members.iter().for_each(|(i, _, _)| results[*i] = Some(Err(e.clone()))),
+            };
+            let passed = match verdict {
+                Ok(v) => v,
+                Err(_) if members.len() > 1 => {
+                    // Someone in the batch broke it: find who, half by half.
+                    let all: Vec<usize> = members.iter().map(|(i, _, _)| *i).collect();
+                    let (first, second) = all.split_at(all.len() / 2);
+                    self.progress.step(&names.join(", "), "the batch failed its verification; splitting it");
+                    self.land(first, cands, gate, results);
+                    self.land(second, cands, gate, results);
+                    return;
+                }
+                Err(failed) => {
+                    results[members[0].0] = Some(Ok((failed, true)));
+                    return;
+                }
+            };
+            failpoint::hit("before-update");
+            let moves: Vec<(&str, &str, &str)> = members
+                .iter()
+                .map(|(i, before, after)| (cands[*i].rec.name.as_str(), before.as_str(), after.as_str()))
+                .collect();
+            match self.move_target(&moves, &old, &tip) {
+                Err(e) => return members.iter().for_each(|(i, _, _)| results[*i] = Some(Err(e.clone()))),
+                Ok(Moved::Dirty(why)) => {
+                    return members.iter().for_each(|(i, _, _)| {
+                        results[*i] = Some(Ok((status("skipped", &[("reason", json!(why))]), true)))
+                    })
+                }
+                Ok(Moved::Raced) => {
+                    tracing::info!("{} moved during the merge of {}; merging again", self.into, names.join(", "))
+                }
+                Ok(Moved::Yes) => {
+                    for (i, before, after) in &members {
+                        let mut done = status("merged", &[("commit", json!(after)), ("previous", json!(before))]);
+                        done.insert("verified".into(), json!(true));
+                        done.insert("verified_by".into(), json!("wt-merge --verify"));
+                        done.insert("verify".into(), passed.clone());
+                        if members.len() > 1 {
+                            done.insert(
+                                "batch".into(),
+                                json!({"size": members.len(), "members": names, "verified": tip}),
+                            );
+                        }
+                        if self.cleanup {
+                            done.insert("cleanup".into(), self.clean_up(&cands[*i].rec, &cands[*i].branch));
+                        }
+                        results[*i] = Some(Ok((done, false)));
+                    }
+                    return;
+                }
+            }
+        }
+        which.iter().for_each(|&i| results[i] = Some(Err(self.busy())));
+    }
+
+    /// Verifies `commit`, the merge of `members` on the target: the `verify` block when it
+    /// passed, else the `merge` key that says why not. The verification worktree is named after
+    /// the last member and has what any of them shares.
+    fn verify(
+        &self,
+        members: &[Member],
+        cands: &[Candidate],
+        commit: &str,
+        gate: &Gate,
+    ) -> Result<Result<Value, Map<String, Value>>, Error> {
+        let last = &cands[members.last().expect("a member").0].rec;
+        let names: Vec<&str> = members.iter().map(|(i, _, _)| cands[*i].rec.name.as_str()).collect();
+        let short = &commit[..commit.len().min(10)];
+        self.progress.step(&names.join(", "), &format!("verifying {short} with `{}`", gate.cmd));
+        let ledger = self.ledger.read()?;
+        let mut like = crate::scratch::Like::of(self.repo, last, ledger.worktrees.get(&last.name));
+        for (i, _, _) in members {
+            let other = crate::scratch::Like::of(self.repo, &cands[*i].rec, ledger.worktrees.get(&cands[*i].rec.name));
+            like.shares.extend(other.shares.into_iter().filter(|d| !like.shares.contains(d)).collect::<Vec<_>>());
+        }
+        Ok(match verify::verify(self.repo, &last.name, commit, &like, gate, &self.groups)? {
             verify::Outcome::Ran(verdict) if verdict.passed => Ok(verdict.to_json(&gate.cmd)),
             verify::Outcome::Ran(verdict) => {
                 Err(status("verify-failed", &[("commit", json!(commit)), ("verify", verdict.to_json(&gate.cmd))]))
@@ -156,9 +341,11 @@ impl Queue<'_> {
         })
     }
 
-    /// Moves the target from `old` to `new`, or reports why not. When the target is checked out
-    /// in a worktree, that worktree is updated with it, and only when it is clean.
-    fn move_target(&self, name: &str, old: &str, new: &str) -> Result<Moved, Error> {
+    /// Moves the target from `old` to `new`, or reports why not. `moves` are the candidates
+    /// that land with it, each with the commit before and after it (for `--undo`). When the
+    /// target is checked out in a worktree, that worktree is updated with it, and only when it
+    /// is clean.
+    fn move_target(&self, moves: &[(&str, &str, &str)], old: &str, new: &str) -> Result<Moved, Error> {
         let dir = self.repo.git_dir();
         let checked_out = crate::checkout::of(self.repo, &self.into)?;
         if let Some(wt) = &checked_out {
@@ -170,11 +357,14 @@ impl Queue<'_> {
                 )));
             }
         }
-        git::run(dir, ["update-ref", &format!("refs/wt/backup/{name}"), old])?;
+        for (name, before, _) in moves {
+            git::run(dir, ["update-ref", &format!("refs/wt/backup/{name}"), before])?;
+        }
         // Said before the ref moves, so a run killed between the ref and the files can be
         // finished by the next one (`journal::roll_forward`).
         let journal = checked_out.as_ref().map(|wt| crate::journal::write(self.repo, wt, old, new)).transpose()?;
-        let msg = format!("wt-merge: {name} into {}", self.into);
+        let names: Vec<&str> = moves.iter().map(|(n, _, _)| *n).collect();
+        let msg = format!("wt-merge: {} into {}", names.join(", "), self.into);
         let cas = git::run(dir, ["update-ref", "-m", &msg, &format!("refs/heads/{}", self.into), new, old]);
         if let Err(e) = cas {
             crate::journal::clear(self.repo);
@@ -184,7 +374,9 @@ impl Queue<'_> {
             return if now == old { Err(e) } else { Ok(Moved::Raced) };
         }
         failpoint::hit("after-update");
-        git::run(dir, ["update-ref", &format!("refs/wt/merged/{name}"), new])?;
+        for (name, _, after) in moves {
+            git::run(dir, ["update-ref", &format!("refs/wt/merged/{name}"), after])?;
+        }
         if let (Some(wt), Some(_)) = (checked_out, journal) {
             // The branch moved under a clean checkout: bring its index and files along, as a
             // fast-forward would.
@@ -224,6 +416,13 @@ enum Moved {
     Yes,
     Raced,
     Dirty(String),
+}
+
+/// A step's outcome with whether it counts as a failure: a branch already in is fine (`fine`
+/// marks it, and is taken out); a conflict, an impossible fast-forward or a changed gate is not.
+fn judged(mut m: Map<String, Value>) -> Outcome {
+    let fine = m.remove("fine").is_some();
+    (m, !fine)
 }
 
 fn status(s: &str, more: &[(&str, Value)]) -> Map<String, Value> {
