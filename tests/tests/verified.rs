@@ -149,3 +149,86 @@ fn four_agents_on_itsdangerous_land_only_the_clean_one_verified() {
     allowed.expect_code(0);
     assert_eq!(s(&allowed.records()[0]["merge"], "status"), "merged", "{allowed}");
 }
+
+const NPM_NEEDS: &str = "this test installs send, mocha and supertest: the npm registry must be reachable";
+
+fn npm(t: &TestRepo, dir: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new("npm");
+    cmd.args(args).current_dir(dir);
+    t.isolate(&mut cmd).env("npm_config_cache", cache_dir("npm")).env("npm_config_update_notifier", "false");
+    let run = Run::from_output(cmd.output().unwrap_or_else(|e| panic!("cannot run npm ({NPM_NEEDS}): {e}")));
+    assert_eq!(run.code, Some(0), "`npm {}` failed in {} ({NPM_NEEDS})\n{run}", args.join(" "), dir.display());
+    run.stdout
+}
+
+/// An npm project that serves a file by its absolute path with `send` (as Express's
+/// `res.sendFile` does), tested with mocha and supertest: `send` refuses a path under a
+/// dot-directory, so its tests pass only where a checkout really lives, not under `.git/`.
+/// Three agents: a clean change lands verified, a broken one does not, one whose lock file
+/// differs is held until `--prepare 'npm ci'` installs its dependencies.
+#[test]
+fn an_express_style_app_is_verified_where_it_can_run_and_its_new_dependencies_are_installed() {
+    let t = TestRepo::empty();
+    t.write(".gitignore", "node_modules/\n");
+    t.write("package.json", "{\"name\": \"app\", \"version\": \"1.0.0\", \"private\": true, \"scripts\": {\"test\": \"mocha --exit test/\"}}\n");
+    t.write(
+        "app.js",
+        "const http = require('http');\nconst path = require('path');\nconst send = require('send');\n\
+         module.exports = http.createServer((req, res) => {\n  send(req, path.join(__dirname, 'public', 'index.html')).pipe(res);\n});\n",
+    );
+    t.write("public/index.html", "hello\n");
+    t.write(
+        "test/app.test.js",
+        "const request = require('supertest');\nconst app = require('../app');\n\
+         describe('GET /', () => {\n  it('serves the page', () => request(app).get('/').expect(200, 'hello\\n'));\n});\n",
+    );
+    npm(&t, &t.repo, &["install", "--no-audit", "--no-fund", "--save-exact", "send@0.19.0"]);
+    npm(
+        &t,
+        &t.repo,
+        &["install", "--no-audit", "--no-fund", "--save-exact", "--save-dev", "mocha@9.2.2", "supertest@6.2.2"],
+    );
+    t.commit("app");
+    npm(&t, &t.repo, &["test"]);
+    t.run("wt-create", &["a-clean", "b-broken", "c-upgrade", "--share", "node_modules"], "").expect_code(0);
+    commit_edit(&t, "a-clean", "public/index.html", "hello\n", "hello\n<!-- a-clean -->\n");
+    commit_edit(&t, "a-clean", "test/app.test.js", "'hello\\n'", "'hello\\n<!-- a-clean -->\\n'");
+    commit_edit(&t, "b-broken", "app.js", "'index.html'", "'missing.html'");
+    let upgrade = t.wt_root().join("c-upgrade");
+    npm(&t, &upgrade, &["install", "--package-lock-only", "--no-audit", "--no-fund", "--save-exact", "left-pad@1.3.0"]);
+    t.git_in(&upgrade, ["commit", "-qam", "c-upgrade: a new dependency"]);
+
+    let list = t.run("wt-create", &["--list"], "").stdout.clone();
+    let mut merge = t.cmd("wt-merge");
+    merge.args(["--verify", "npm test"]).env("npm_config_cache", cache_dir("npm"));
+    let run = Run::of(&mut merge, &list);
+    run.expect_code(1);
+    let recs = run.records();
+    let clean = &by_name(&recs, "a-clean")["merge"];
+    assert_eq!((s(clean, "status"), clean["verified"].as_bool()), ("merged", Some(true)), "{run}");
+    assert_eq!(clean["verify"]["env"]["shared"], serde_json::json!(["node_modules"]), "{run}");
+    let broken = &by_name(&recs, "b-broken")["merge"];
+    assert_eq!(s(broken, "status"), "verify-failed", "{run}");
+    assert!(s(&broken["verify"], "excerpt").contains("serves the page"), "mocha's failing test: {run}");
+    let held = &by_name(&recs, "c-upgrade")["merge"];
+    assert_eq!(s(held, "status"), "deps-differ", "{run}");
+    assert!(s(held, "reason").contains("package-lock.json"), "{run}");
+
+    let mut prepared = t.cmd("wt-merge");
+    prepared
+        .args([
+            "c-upgrade",
+            "--verify",
+            "npm test && node -e \"require('left-pad')\"",
+            "--prepare",
+            "npm ci --no-audit --no-fund",
+        ])
+        .env("npm_config_cache", cache_dir("npm"));
+    let run = Run::of(&mut prepared, "");
+    run.expect_code(0);
+    assert_eq!(s(&run.records()[0]["merge"], "status"), "merged", "{run}");
+    // Installed in the verification worktree only: the main worktree's (and the store's)
+    // node_modules never got it.
+    assert!(!t.repo.join("node_modules/left-pad").exists());
+    t.assert_no_verification_worktree("after the queue");
+}
