@@ -739,6 +739,51 @@ fn a_database_made_by_a_killed_wt_env_is_taken_by_the_next_and_dropped_with_its_
     assert_eq!(tpl.clones(), Vec::<String>::new(), "no database is left that wt does not know of");
 }
 
+/// A wt-env killed while the server still makes its database (here, `CREATE DATABASE` waits
+/// for a session on the template to leave): the server would finish it after a release that
+/// found nothing to drop, leaving a database nobody leases under the name the next worktree of
+/// that index gets. The release ends the creation first.
+#[test]
+fn a_database_still_being_made_for_a_killed_wt_env_is_ended_by_its_release() {
+    let t = TestRepo::new();
+    let tpl = wt_tests::PgTemplate::new("CREATE TABLE notes (body text)");
+    let url = wt_tests::pg_url_for(&tpl.name);
+    t.run("wt-create", &["a"], "").expect_code(0);
+    // A session on the template: CREATE DATABASE … TEMPLATE waits (up to 5 s) for it to leave.
+    let mut holder = std::process::Command::new("psql")
+        .args([&url, "-X", "-q", "-c", "SELECT pg_sleep(3)"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let on_template = || {
+        let sql = format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{}'", tpl.name);
+        wt_tests::psql("postgres", &sql).unwrap() != "0"
+    };
+    while !on_template() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut env = t.cmd("wt-env");
+    env.args(["a", "--database", &url]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut env = env.spawn().unwrap();
+    let creating = || {
+        let sql =
+            format!("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE DATABASE \"{}\\_wt%'", tpl.name);
+        wt_tests::psql("postgres", &sql).unwrap() != "0"
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !creating() {
+        assert!(std::time::Instant::now() < deadline, "wt-env never began to create the database");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    env.kill().unwrap();
+    env.wait().unwrap();
+    t.run("wt-env", &["--release", "--drop-database", "a"], "").expect_code(0);
+    holder.wait().unwrap();
+    // Had the creation gone on, it would be done by now (the template is free).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(tpl.clones(), Vec::<String>::new(), "no database is left that no lease names");
+}
+
 #[test]
 fn removing_a_worktree_a_killed_wt_create_left_half_made_rolls_it_back() {
     let t = TestRepo::new();

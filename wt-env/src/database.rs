@@ -154,6 +154,9 @@ pub fn drop_database(lease: &DbLease) -> Result<(), Error> {
     match lease.kind.as_str() {
         "postgres" => {
             let mut client = connect(lease.server_url.as_deref().unwrap_or(&lease.url), "postgres")?;
+            if lease.creating {
+                end_creation(&mut client, &lease.name)?;
+            }
             let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", pg_role::ident(&lease.name));
             client.batch_execute(&sql).map_err(|e| pg_error("dropping", &lease.name, &e))?;
             match &lease.role {
@@ -165,6 +168,43 @@ pub fn drop_database(lease: &DbLease) -> Result<(), Error> {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&lease.name, e)),
             _ => Ok(()),
         },
+    }
+}
+
+/// How long a `CREATE DATABASE` left by a killed wt-env gets to end once told to.
+const CREATION_END: Duration = Duration::from_secs(10);
+
+/// Ends a `CREATE DATABASE` of `name` that a killed wt-env left running on the server: the
+/// server finishes a statement whose client died, so a database dropped (`IF EXISTS`: not there
+/// yet) while it is still being made would appear afterwards, with no lease to say whose it is,
+/// under a name the next worktree of that index is given. Its backend is ended (the creation
+/// is rolled back) and waited for.
+fn end_creation(client: &mut postgres::Client, name: &str) -> Result<(), Error> {
+    let start = format!("CREATE DATABASE {} ", pg_role::ident(name));
+    let running = "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND left(query, length($1)) = $1";
+    let deadline = std::time::Instant::now() + CREATION_END;
+    loop {
+        let pids: Vec<i32> = client
+            .query(running, &[&start])
+            .map_err(|e| pg_error("looking for the creation of", name, &e))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        if pids.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Error::failed(
+                "database-busy",
+                format!(
+                    "database {name} is still being created by server process {pids:?}; try again when it has ended"
+                ),
+            ));
+        }
+        for pid in pids {
+            let _ = client.execute("SELECT pg_terminate_backend($1)", &[&pid]);
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
