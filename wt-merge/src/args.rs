@@ -6,15 +6,16 @@ use wt_common::cli::GlobalArgs;
 /// A local merge queue: merge each worktree's branch into a target branch that only ever moves
 /// to a commit whose verification passed.
 ///
-/// Records (from wt-create, wt-run, wt-watch) are handled one by one as they arrive: a record
-/// with an error, or whose run or watch failed, is skipped; a conflict is found in memory and
-/// reported; otherwise the result is built in a scratch worktree, verified there, and the
-/// target moves to it only if it still points where it did (compare-and-swap).
+/// Records (from wt-create, wt-run, wt-watch) are handled as they arrive: a record with an
+/// error, or whose run or watch failed, is skipped; a conflict is found in memory and
+/// reported; otherwise the result is built, verified in a worktree made like an agent's (or
+/// proven by a record that tested the branch's tip), and the target moves to it only if it
+/// still points where it did (compare-and-swap).
 #[derive(Debug, Parser)]
 #[command(
     name = "wt-merge",
     version,
-    after_help = "Examples:\n  wt-create --list | wt-merge --check                     # the conflict matrix, nothing moves\n  wt-merge agent-3 --verify 'make test'                    # one worktree, by name\n  wt-create --list | wt-merge --verify 'cargo test' --cleanup\n  wt-merge -w agent-2 --strategy squash --into develop\n  wt-merge --undo agent-2\n\nExit: 0 all merged (or would merge), 1 a conflict, a failed verification or an error,\n2 usage, 3 unusable repository."
+    after_help = "Examples:\n  wt-create --list | wt-merge --check                     # the conflict matrix, nothing moves\n  wt-merge agent-3 --verify 'make test'                    # one worktree, by name\n  wt-create --list | wt-merge --verify 'cargo test' --cleanup   # ready ones verified together\n  wt-create --list | wt-run -- make test | wt-merge        # the tips those runs proved green\n  wt-merge agent-4 --verify 'npm test' --prepare 'npm ci'  # its lock file differs from main's\n  wt-merge -w agent-2 --strategy squash --into develop --unverified\n  wt-merge --undo agent-2\n\nVerification runs in <repo>.wt/<name>-verify-<commit>, made by wt-create and wt-env like an\nagent's worktree (shared directories, include files, its own ports and database).\n\nExit: 0 all merged (or would merge), 1 a conflict, a failed verification, an error or a\nbranch held (untested, gate-changed, deps-differ), 2 usage, 3 unusable repository."
 )]
 pub struct Args {
     /// Worktrees by name (or path, with '/'), like -w
