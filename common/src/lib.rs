@@ -41,6 +41,8 @@ pub mod sibling;
 pub mod signals;
 pub mod stale_lock;
 pub mod supervisor;
+#[cfg(test)]
+mod test_git;
 pub mod tested;
 pub mod worktree;
 pub mod worktree_check;

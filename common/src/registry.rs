@@ -116,19 +116,8 @@ fn read_head_with(refs: &refs::BranchReader, dir: &Path) -> Option<(String, Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::Command;
 
-    fn git(dir: &Path, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(["-c", "user.name=a", "-c", "user.email=a@b"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    }
+    use crate::test_git::git;
 
     fn listed_by_git(dir: &Path) -> Vec<GitWorktree> {
         crate::repo::parse_worktree_list(&git(dir, &["worktree", "list", "--porcelain", "-z"]))

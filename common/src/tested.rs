@@ -103,17 +103,7 @@ fn has_changes(reg: &Registered) -> Option<bool> {
 mod tests {
     use super::*;
 
-    fn git(dir: &Path, args: &[&str]) -> String {
-        let out = crate::git::command(dir)
-            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "protocol.file.allow=always"])
-            .args(args)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().trim_end().to_string()
-    }
+    use crate::test_git::git;
 
     /// A repository with a worktree `wt` on branch `b`, a tracked `a.txt`, and `build/` ignored.
     fn repo_with_worktree() -> (tempfile::TempDir, Repo, std::path::PathBuf) {

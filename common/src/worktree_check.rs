@@ -345,16 +345,7 @@ mod tests {
     use super::*;
     use crate::ledger::Entry;
 
-    fn git(dir: &Path, args: &[&str]) {
-        let out = crate::git::command(dir)
-            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    use crate::test_git::git;
 
     /// A repository with worktrees `a/x` and `b/x` (admin dirs `x` and `x1`), both managed.
     fn two_named_alike() -> (tempfile::TempDir, Repo, PathBuf, PathBuf) {
