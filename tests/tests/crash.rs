@@ -415,8 +415,10 @@ fn removing_in_any_order_keeps_git_and_the_ledger_in_step() {
 }
 
 /// Waits until `file` holds a pid, and returns it.
+/// The pid a command wrote to `file`, waiting for it: on a loaded machine a verification starts
+/// only after its worktree was made (wt-create and wt-env), which can take seconds.
 fn pid_in(file: &Path) -> i32 {
-    for _ in 0..1000 {
+    for _ in 0..6000 {
         if let Some(pid) = std::fs::read_to_string(file).ok().and_then(|t| t.trim().parse().ok()) {
             return pid;
         }

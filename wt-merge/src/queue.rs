@@ -45,6 +45,12 @@ struct Candidate {
     head: String,
 }
 
+/// A record admitted to the queue, or judged without a merge (skipped, or its branch unreadable).
+enum Admitted {
+    Ready(Candidate),
+    Judged(Record, Result<Outcome, Error>),
+}
+
 /// What one candidate makes on top of a tip: a commit to verify, or its outcome already.
 enum Step {
     Built(String),
@@ -66,46 +72,35 @@ impl Queue<'_> {
     /// split) in turn, until the culprit is alone: the target only ever moves to a verified
     /// commit. Without one, each needs its own proof (`proof`).
     pub fn merge_all(&self, recs: Vec<Record>) -> Vec<Record> {
-        let mut outcomes: Vec<Option<Result<Outcome, Error>>> = Vec::new();
-        let mut cands = Vec::new();
-        let mut slots = Vec::new();
+        // Every record keeps its place; those that need no merge to judge have their outcome.
+        let mut cands = Vec::with_capacity(recs.len());
+        let mut results: Vec<Option<Result<Outcome, Error>>> = Vec::with_capacity(recs.len());
+        let mut ready = Vec::new();
         for rec in recs {
-            outcomes.push(None);
-            match self.candidate(&rec) {
-                Ok(Some(c)) => {
-                    slots.push(outcomes.len() - 1);
-                    cands.push(c);
+            let (cand, judged) = match self.candidate(rec) {
+                Admitted::Ready(c) => {
+                    ready.push(cands.len());
+                    (c, None)
                 }
-                Ok(None) => {
-                    let why = skip_reason(&rec).unwrap_or_default();
-                    *outcomes.last_mut().expect("pushed") =
-                        Some(Ok((status("skipped", &[("reason", json!(why))]), false)));
-                    cands.push(Candidate { rec, branch: String::new(), head: String::new() });
-                    continue;
+                Admitted::Judged(rec, outcome) => {
+                    (Candidate { rec, branch: String::new(), head: String::new() }, Some(outcome))
                 }
-                Err(e) => {
-                    *outcomes.last_mut().expect("pushed") = Some(Err(e));
-                    cands.push(Candidate { rec, branch: String::new(), head: String::new() });
-                    continue;
-                }
-            }
+            };
+            cands.push(cand);
+            results.push(judged);
         }
-        let mut results: Vec<Option<Result<Outcome, Error>>> = (0..cands.len()).map(|_| None).collect();
         match &self.gate {
-            Some(gate) => self.land(&slots, &cands, gate, &mut results),
+            Some(gate) => self.land(&ready, &cands, gate, &mut results),
             None => {
-                for &i in &slots {
+                for &i in &ready {
                     results[i] = Some(self.merge_proven(&cands[i]));
                 }
             }
         }
         cands
             .into_iter()
-            .zip(outcomes.into_iter().zip(results))
-            .map(|(c, (early, late))| {
-                let outcome = early.or(late).unwrap_or_else(|| Err(self.busy()));
-                self.finish(c.rec, outcome)
-            })
+            .zip(results)
+            .map(|(c, outcome)| self.finish(c.rec, outcome.unwrap_or_else(|| Err(self.busy()))))
             .collect()
     }
 
@@ -129,20 +124,27 @@ impl Queue<'_> {
         Error::failed("target-busy", format!("{} kept moving; gave up after {RETRIES} tries", self.into))
     }
 
-    /// The candidate a record names, or `None` when it is skipped (`skip_reason`).
-    fn candidate(&self, rec: &Record) -> Result<Option<Candidate>, Error> {
-        if skip_reason(rec).is_some() {
-            return Ok(None);
+    /// The candidate a record names; or the record back with its outcome, when it is skipped
+    /// (`skip_reason`) or its branch cannot be read.
+    fn candidate(&self, rec: Record) -> Admitted {
+        if let Some(why) = skip_reason(&rec) {
+            return Admitted::Judged(rec, Ok((status("skipped", &[("reason", json!(why))]), false)));
         }
-        let branch = rec
-            .branch
-            .clone()
-            .ok_or_else(|| Error::failed("no-branch", format!("'{}' has no branch to merge", rec.name)))?;
-        // A confined run's commits reach its branch when published: before reading it.
-        wt_common::confine_store::publish(&self.repo.common_dir, &rec.name)?;
-        let head = git::run(self.repo.git_dir(), ["rev-parse", "--verify", "-q", &format!("refs/heads/{branch}")])
-            .map_err(|_| Error::failed("no-such-branch", format!("branch {branch} no longer exists")))?;
-        Ok(Some(Candidate { rec: rec.clone(), branch, head }))
+        let head = (|| {
+            let branch = rec
+                .branch
+                .clone()
+                .ok_or_else(|| Error::failed("no-branch", format!("'{}' has no branch to merge", rec.name)))?;
+            // A confined run's commits reach its branch when published: before reading it.
+            wt_common::confine_store::publish(&self.repo.common_dir, &rec.name)?;
+            let head = git::run(self.repo.git_dir(), ["rev-parse", "--verify", "-q", &format!("refs/heads/{branch}")])
+                .map_err(|_| Error::failed("no-such-branch", format!("branch {branch} no longer exists")))?;
+            Ok((branch, head))
+        })();
+        match head {
+            Ok((branch, head)) => Admitted::Ready(Candidate { rec, branch, head }),
+            Err(e) => Admitted::Judged(rec, Err(e)),
+        }
     }
 
     /// What `c` makes on top of `tip`: nothing when it is in already, a conflict, a fast-forward
