@@ -258,6 +258,22 @@ fn a_failed_verification_row_says_how_it_failed_and_where_the_log_is() {
     assert!(table.contains("wt-merge: bad: verifying") && table.contains("1 verify-failed,"), "{table}");
 }
 
+/// On a terminal a verification shows a live line: the time it has run and its last line of
+/// output; the merged row says who verified it.
+#[test]
+fn a_verification_on_a_terminal_shows_its_time_and_last_line_and_the_row_says_verified() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["slow"], "").expect_code(0);
+    commit_in(&t, "slow", "slow.txt", "ok\n");
+    let verify = "echo collecting 12 items; sleep 2.5";
+    let (code, table) = terminal_code(&t, &format!("{} slow --verify \"{verify}\"", bin("wt-merge")));
+    assert_eq!(code, Some(0), "{table}");
+    let live = table.split("wt-merge: slow: verifying ").nth(2).unwrap_or_else(|| panic!("no live line: {table}"));
+    assert!(live.starts_with(['1', '2']) && live.contains("s | collecting 12 items"), "the live line: {table}");
+    let row = table.lines().find(|l| l.starts_with("slow")).unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("merged") && row.contains("verified (by wt-merge --verify)"), "{table}");
+}
+
 #[test]
 fn the_list_table_shows_each_worktrees_state() {
     let t = TestRepo::new();

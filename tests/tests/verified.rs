@@ -101,6 +101,9 @@ fn four_agents_on_itsdangerous_land_only_the_clean_one_verified() {
         "{refused}"
     );
     assert_eq!(t.git(["rev-parse", "main"]), before, "nothing merged");
+    let climbing = t.run("wt-merge", &["--all", "--verify", "../../repo/.venv/bin/pytest -q"], "");
+    climbing.expect_code(2);
+    assert!(climbing.stderr.contains("inside the main worktree"), "a relative path out of the worktree: {climbing}");
 
     let list = t.run("wt-create", &["--list"], "").stdout.clone();
     let leased = t.run("wt-env", &["--ports", "web"], &list).expect_code(0).stdout.clone();

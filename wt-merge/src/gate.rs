@@ -96,6 +96,14 @@ pub fn refuse_foreign_paths(repo: &Repo, what: &str, cmd: &str) -> Result<(), Er
         }
         roots.push((wt.path, kind));
     }
+    // A relative path that climbs out (`../../app/.venv/bin/pytest`) is read as it would be from
+    // the verification worktree, beside the agents' worktrees.
+    let from = repo.default_worktree_root().join(".verify"); // no worktree has a name with a dot first
+    let climbed: Vec<String> = words(cmd)
+        .filter(|w| w.contains("..") && !w.starts_with('/'))
+        .map(|w| lexical(&from.join(w)).to_string_lossy().into_owned())
+        .collect();
+    let cmd = &[cmd.to_string()].into_iter().chain(climbed).collect::<Vec<_>>().join(" ");
     for (root, kind) in roots {
         let Some(root) = root.to_str().filter(|r| r.len() > 1) else { continue };
         if let Some(at) = names_path_under(cmd, root) {
@@ -106,12 +114,32 @@ pub fn refuse_foreign_paths(repo: &Repo, what: &str, cmd: &str) -> Result<(), Er
             return Err(Error::usage(
                 "verify-outside",
                 format!(
-                    "{what} names {word}, inside {kind} {root}: it would test that worktree's code, not the candidate's; write {instead} instead (it runs in the verification worktree, where the shared directories point at the candidate)"
+                    "{what} names {word}, inside {kind} {root}: it would test that worktree's code, not the candidate's; write {instead} instead (it runs in the verification worktree, where the shared directories point at the candidate); a cache or a report belongs outside the worktrees"
                 ),
             ));
         }
     }
     Ok(())
+}
+
+/// The words of a shell command, split at blanks and quotes (enough to find paths in it).
+fn words(cmd: &str) -> impl Iterator<Item = &str> {
+    cmd.split(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | ';' | '=' | '&' | '|')).filter(|w| !w.is_empty())
+}
+
+/// `path` with `.` and `..` resolved by their names alone (no link followed, nothing read).
+fn lexical(path: &Path) -> std::path::PathBuf {
+    let mut out = std::path::PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Where `cmd` names `root` or a path under it: `root` followed by `/`, the end, a space or a
@@ -144,6 +172,12 @@ mod tests {
         assert_eq!(names_path_under("/x/r/main/y", "/r/main"), None);
         assert_eq!(names_path_under(".venv/bin/pytest", "/r/main"), None);
         assert_eq!(names_path_under("x /r/main", "/r/main"), Some(2));
+    }
+
+    #[test]
+    fn a_relative_path_is_resolved_by_its_names() {
+        assert_eq!(lexical(Path::new("/r/app.wt/verify/../../app/.venv/bin/x")), Path::new("/r/app/.venv/bin/x"));
+        assert_eq!(words("a=../b 'c d';e").collect::<Vec<_>>(), ["a", "../b", "c", "d", "e"]);
     }
 
     #[test]

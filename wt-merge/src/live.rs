@@ -44,12 +44,15 @@ impl Line {
 fn redraw(stop: &AtomicBool, name: &str, log: &Path) {
     let started = Instant::now();
     let mut drawn = false;
+    let mut shown = 0;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        // Once a second, however late this thread wakes on a busy machine.
         let elapsed = started.elapsed();
-        if elapsed.as_millis() % 1000 >= 100 {
+        if elapsed.as_secs() == shown {
             continue;
         }
+        shown = elapsed.as_secs();
         let last = last_line(log).map(|l| format!(" | {l}")).unwrap_or_default();
         let took = wt_common::duration::human(Duration::from_secs(elapsed.as_secs()));
         let mut err = std::io::stderr().lock();
