@@ -598,3 +598,24 @@ fn a_batch_of_six_with_one_broken_lands_the_five_each_target_commit_verified() {
     let one = t1.run("wt-merge", &["--verify", "true", "--batch", "1"], &list(&t1));
     assert!(one.records().iter().all(|r| merge_of(r).get("batch").is_none()), "{one}");
 }
+
+/// A branch that conflicts only with a broken branch of its batch is judged again once that
+/// one is out: it lands, as it would have on its own.
+#[test]
+fn a_conflict_with_a_branch_that_never_lands_is_judged_again() {
+    let t = repo_with(&[
+        ("x", &[("shared.txt", "a\nX\nc\n"), ("broken", "1\n")]),
+        ("y", &[("shared.txt", "a\nY\nc\n")]),
+        ("z", &[("z.txt", "z\n")]),
+    ]);
+    let run = t.run("wt-merge", &["--verify", "test ! -e broken"], &list(&t));
+    run.expect_code(1);
+    let recs = run.records();
+    let status = |n: &str| s(merge_of(recs.iter().find(|r| r["name"] == n).unwrap()), "status").to_string();
+    assert_eq!(
+        (status("x"), status("y"), status("z")),
+        ("verify-failed".into(), "merged".into(), "merged".into()),
+        "{run}"
+    );
+    assert_eq!(t.git(["show", "main:shared.txt"]), "a\nY\nc");
+}

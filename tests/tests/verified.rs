@@ -167,8 +167,9 @@ fn npm(t: &TestRepo, dir: &Path, args: &[&str]) -> String {
 /// An npm project that serves a file by its absolute path with `send` (as Express's
 /// `res.sendFile` does), tested with mocha and supertest: `send` refuses a path under a
 /// dot-directory, so its tests pass only where a checkout really lives, not under `.git/`.
-/// Three agents: a clean change lands verified, a broken one does not, one whose lock file
-/// differs is held until `--prepare 'npm ci'` installs its dependencies.
+/// Five agents: a clean change lands verified, a broken one does not, one whose lock file
+/// differs is held until `--prepare 'npm ci'` installs its dependencies, one conflicts, one
+/// that adds a gate of its own is held.
 #[test]
 fn an_express_style_app_is_verified_where_it_can_run_and_its_new_dependencies_are_installed() {
     let t = TestRepo::empty();
@@ -193,13 +194,19 @@ fn an_express_style_app_is_verified_where_it_can_run_and_its_new_dependencies_ar
     );
     t.commit("app");
     npm(&t, &t.repo, &["test"]);
-    t.run("wt-create", &["a-clean", "b-broken", "c-upgrade", "--share", "node_modules"], "").expect_code(0);
+    let agents = ["a-clean", "b-broken", "c-upgrade", "d-conflict", "e-gate", "--share", "node_modules"];
+    t.run("wt-create", &agents, "").expect_code(0);
     commit_edit(&t, "a-clean", "public/index.html", "hello\n", "hello\n<!-- a-clean -->\n");
     commit_edit(&t, "a-clean", "test/app.test.js", "'hello\\n'", "'hello\\n<!-- a-clean -->\\n'");
     commit_edit(&t, "b-broken", "app.js", "'index.html'", "'missing.html'");
     let upgrade = t.wt_root().join("c-upgrade");
     npm(&t, &upgrade, &["install", "--package-lock-only", "--no-audit", "--no-fund", "--save-exact", "left-pad@1.3.0"]);
     t.git_in(&upgrade, ["commit", "-qam", "c-upgrade: a new dependency"]);
+    commit_edit(&t, "d-conflict", "public/index.html", "hello\n", "hi\n");
+    commit_edit(&t, "e-gate", "package.json", "\"mocha --exit test/\"", "\"true\"");
+    std::fs::write(t.wt_root().join("e-gate/wt.toml"), "[merge]\nverify = \"npm test\"\n").unwrap();
+    t.git_in(&t.wt_root().join("e-gate"), ["add", "wt.toml"]);
+    t.git_in(&t.wt_root().join("e-gate"), ["commit", "-qm", "e-gate: a gate of its own"]);
 
     let list = t.run("wt-create", &["--list"], "").stdout.clone();
     let mut merge = t.cmd("wt-merge");
@@ -216,6 +223,8 @@ fn an_express_style_app_is_verified_where_it_can_run_and_its_new_dependencies_ar
     let held = &by_name(&recs, "c-upgrade")["merge"];
     assert_eq!(s(held, "status"), "deps-differ", "{run}");
     assert!(s(held, "reason").contains("package-lock.json"), "{run}");
+    assert_eq!(s(&by_name(&recs, "d-conflict")["merge"], "status"), "conflict", "{run}");
+    assert_eq!(s(&by_name(&recs, "e-gate")["merge"], "status"), "gate-changed", "{run}");
 
     let mut prepared = t.cmd("wt-merge");
     prepared

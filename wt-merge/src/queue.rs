@@ -255,16 +255,22 @@ impl Queue<'_> {
             let passed = match verdict {
                 Ok(v) => v,
                 Err(_) if members.len() > 1 => {
-                    // Someone in the batch broke it: find who, half by half.
-                    let all: Vec<usize> = members.iter().map(|(i, _, _)| *i).collect();
-                    let (first, second) = all.split_at(all.len() / 2);
+                    // Someone in the batch broke it: find who, half by half. Those judged on
+                    // the way (a conflict with a branch of the batch) are judged again: the
+                    // chain they met will not land as it was.
+                    let (first, second) = which.split_at(which.len() / 2);
                     self.progress.step(&names.join(", "), "the batch failed its verification; splitting it");
                     self.land(first, cands, gate, results);
                     self.land(second, cands, gate, results);
                     return;
                 }
                 Err(failed) => {
-                    results[members[0].0] = Some(Ok((failed, true)));
+                    // The culprit, alone. Those judged after it met a chain that held it: they
+                    // are judged again without it.
+                    let culprit = members[0].0;
+                    results[culprit] = Some(Ok((failed, true)));
+                    let after: Vec<usize> = which.iter().copied().skip_while(|&i| i != culprit).skip(1).collect();
+                    self.land(&after, cands, gate, results);
                     return;
                 }
             };
