@@ -814,3 +814,32 @@ fn a_forced_removal_finishes_a_worktree_whose_admin_dir_a_killed_git_left_half_w
     assert_eq!(t.branches(), ["main"]);
     assert_git_consistent(&t);
 }
+
+/// Ctrl-C while a batch is verified ends it: nothing lands afterwards, no half of it is
+/// verified again, every record read is printed, and the exit says the signal.
+#[test]
+fn sigint_during_a_batch_verification_lands_nothing_more() {
+    let t = TestRepo::new();
+    for n in ["b", "c", "d"] {
+        t.run("wt-create", &[n], "").expect_code(0);
+        let wt = t.wt_root().join(n);
+        std::fs::write(wt.join(format!("{n}.txt")), "x\n").unwrap();
+        t.git_in(&wt, ["add", "-A"]);
+        t.git_in(&wt, ["commit", "-q", "-m", n]);
+    }
+    let main = t.git(["rev-parse", "main"]);
+    let pidfile = t.root().join("verify.pid");
+    let verify = format!("echo $$ >> {}; exec sleep 30", pidfile.display());
+    let mut cmd = t.cmd("wt-merge");
+    cmd.args(["b", "c", "d", "--verify", &verify]);
+    let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    pid_in(&pidfile);
+    kill(child.id(), "INT");
+    let run = wt_tests::Run::from_output(child.wait_with_output().unwrap());
+    run.expect_code(130);
+    assert_eq!(run.records().len(), 3, "{run}");
+    assert!(run.records().iter().all(|r| r["merge"]["status"] != "merged"), "{run}");
+    assert_eq!(t.git(["rev-parse", "main"]), main, "nothing landed");
+    assert_eq!(std::fs::read_to_string(&pidfile).unwrap().lines().count(), 1, "no half was verified afterwards");
+    t.assert_no_verification_worktree("after the interrupt");
+}

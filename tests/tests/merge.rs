@@ -619,3 +619,64 @@ fn a_conflict_with_a_branch_that_never_lands_is_judged_again() {
     );
     assert_eq!(t.git(["show", "main:shared.txt"]), "a\nY\nc");
 }
+
+/// A batch lands as one move of the target, so it is undone as one: undoing any of its
+/// branches takes the target back to before the batch and says which went with it.
+#[test]
+fn undoing_a_branch_of_a_batch_undoes_the_batch() {
+    let t = repo_with(&[("b", &[("b.txt", "b\n")]), ("c", &[("c.txt", "c\n")]), ("d", &[("d.txt", "d\n")])]);
+    let before = main_head(&t);
+    let run = t.run("wt-merge", &["--verify", "true"], &list(&t));
+    assert!(run.expect_code(0).records().iter().all(|r| merge_of(r)["batch"]["size"] == 3), "{run}");
+    let undone = t.run("wt-merge", &["--undo", "d"], "");
+    let m = merge_of(&undone.expect_code(0).records()[0]).clone();
+    assert_eq!((s(&m, "status"), s(&m, "commit")), ("undone", before.as_str()), "{undone}");
+    assert_eq!(m["undone_with"], serde_json::json!(["b", "c"]), "{undone}");
+    assert_eq!(main_head(&t), before);
+    assert_eq!(t.run("wt-merge", &["--undo", "b"], "").records()[0]["error"]["code"], "no-merge", "undone with d");
+}
+
+/// The same worktree twice in one batch is merged once.
+#[test]
+fn a_worktree_named_twice_in_a_batch_is_merged_once() {
+    let t = repo_with(&[("b", &[("b.txt", "b\n")])]);
+    let list = list(&t);
+    let run = t.run("wt-merge", &["--verify", "true"], &format!("{list}{list}"));
+    let recs = run.expect_code(0).records();
+    let statuses: Vec<&str> = recs.iter().map(|r| s(merge_of(r), "status")).collect();
+    assert_eq!(statuses, ["merged", "skipped"], "{run}");
+    assert_eq!(t.git(["rev-list", "--count", "--merges", "main"]), "1");
+}
+
+/// Streaming: a record is merged as soon as it arrives, even when a malformed line follows it
+/// and nothing more comes yet (the batch never waits for what has not arrived).
+#[test]
+fn a_record_followed_by_a_malformed_line_is_merged_without_waiting_for_more() {
+    use std::io::{BufRead, Write};
+    let t = repo_with(&[("b", &[("b.txt", "b\n")]), ("c", &[("c.txt", "c\n")])]);
+    let lines: Vec<String> = list(&t).lines().map(str::to_string).collect();
+    let mut cmd = t.cmd("wt-merge");
+    cmd.args(["--verify", "true", "--json"]);
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}\n{{\"name\": ", lines[0]).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let first = rx.recv_timeout(std::time::Duration::from_secs(120)).expect("b was merged without waiting for c");
+    assert!(first.contains("\"name\":\"b\"") && first.contains("\"merged\""), "{first}");
+    writeln!(stdin, "{}", lines[1]).unwrap();
+    drop(stdin);
+    let second = rx.recv_timeout(std::time::Duration::from_secs(120)).unwrap();
+    assert!(second.contains("\"name\":\"c\"") && second.contains("\"merged\""), "{second}");
+    assert_eq!(child.wait().unwrap().code(), Some(2), "the malformed line makes the exit 2");
+}

@@ -112,6 +112,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         allow_gate_change: args.allow_gate_change,
         cleanup: settings.cleanup,
         groups,
+        interrupted: std::sync::Arc::clone(&interrupted),
     };
     let hosts = wt_common::host::Hosts::load(repo.main_worktree.as_deref())?;
     let host_queue = Queue {
@@ -120,31 +121,38 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         strategy: queue.strategy.clone(),
         gate: queue.gate.clone(),
         groups: std::sync::Arc::clone(&queue.groups),
+        interrupted: std::sync::Arc::clone(&queue.interrupted),
         ..queue
     };
     let malformed = std::rc::Rc::new(std::cell::Cell::new(false));
     let mut tally = std::collections::BTreeMap::<String, usize>::new();
     let (mut records, mut ready) = inputs(&repo, &ledger, &args, &mut out, &malformed)?;
-    'queue: while let Some(first) = records.next() {
-        ready.took_one();
+    // A record of a host read while a batch was being gathered: it goes next, on its own.
+    let mut pending: Option<Record> = None;
+    loop {
+        let Some(first) = pending.take().or_else(|| records.next().inspect(|_| ready.took_one())) else { break };
         // A batch: what is there already, up to --batch; records of hosts go one by one.
         let mut batch = vec![first];
         while batch.len() < settings.batch && wt_common::host::of(&batch[0]).is_none() && ready.now() {
             let Some(rec) = records.next() else { break };
             ready.took_one();
             if wt_common::host::of(&rec).is_some() {
-                // Merged after the batch, as it arrived.
-                let merged = merge_batch(&queue, &host_queue, &hosts, &progress, std::mem::take(&mut batch));
-                batch.push(rec);
-                if emit(merged, &mut out, &mut tally, &progress) || interrupted.get().is_some() {
-                    break 'queue;
-                }
+                pending = Some(rec);
                 break;
             }
             batch.push(rec);
         }
         let merged = merge_batch(&queue, &host_queue, &hosts, &progress, batch);
-        if emit(merged, &mut out, &mut tally, &progress) || interrupted.get().is_some() {
+        if emit(merged, &mut out, &mut tally, &progress) {
+            break;
+        }
+        if let Some(sig) = interrupted.get() {
+            // What was read is reported; what was not stays unread.
+            if let Some(mut rec) = pending.take() {
+                let why = format!("not merged: wt-merge was interrupted (signal {sig})");
+                rec.set_key("merge", serde_json::json!({"into": queue.into, "status": "skipped", "reason": why}));
+                emit(vec![rec], &mut out, &mut tally, &progress);
+            }
             break;
         }
     }
@@ -252,7 +260,6 @@ fn inputs<'a>(
     out: &mut Output,
     malformed: &std::rc::Rc<std::cell::Cell<bool>>,
 ) -> Result<(Box<dyn Iterator<Item = Record> + 'a>, Ready), Error> {
-    let saw_malformed = std::rc::Rc::clone(malformed);
     let snapshot = ledger.read()?;
     let snapshot_for_admit = snapshot.clone();
     let mut words = args.names.clone();
@@ -262,19 +269,11 @@ fn inputs<'a>(
         Target::Worktree(r) | Target::PassThrough(r) => *r,
     });
     let streaming = args.select.from_stdin() && args.names.is_empty();
-    let arrivals = std::rc::Rc::new(Arrivals::start(streaming));
+    let arrivals = std::rc::Rc::new(Arrivals::start(streaming, std::rc::Rc::clone(malformed)));
     let ready = Ready { given: from_args.len(), taken: 0, arrivals: std::rc::Rc::clone(&arrivals) };
-    let from_stdin = std::iter::from_fn(move || arrivals.next()).filter_map(move |input| match input {
-        Ok(Input::Record(r)) => Some(*r),
-        Ok(Input::Word(w)) => {
-            Some(select::from_word(repo, &snapshot, &w).unwrap_or_else(|(n, e)| Record::failed(&n, TOOL, &e)))
-        }
-        Err(m) => {
-            // Reported as every tool does; the run then exits 2 (the loop owns `out`).
-            eprintln!("{TOOL}: skipped input {m}");
-            saw_malformed.set(true);
-            None
-        }
+    let from_stdin = std::iter::from_fn(move || arrivals.next()).map(move |input| match input {
+        Input::Record(r) => *r,
+        Input::Word(w) => select::from_word(repo, &snapshot, &w).unwrap_or_else(|(n, e)| Record::failed(&n, TOOL, &e)),
     });
     let records = from_args.chain(from_stdin).map(move |mut r| {
         if !r.has_error() && wt_common::host::of(&r).is_none() {
@@ -301,14 +300,16 @@ fn inputs<'a>(
 }
 
 /// Stdin's records, read on a thread of their own, so that the queue can take what has
-/// arrived while it verified (a batch) without waiting for more.
+/// arrived while it verified (a batch) without waiting for more. A malformed line is reported
+/// as every tool does (the run then exits 2) and skipped, never taken for a record that arrived.
 struct Arrivals {
     rx: Option<std::sync::mpsc::Receiver<Result<Input, wt_common::jsonl::Malformed>>>,
-    peeked: std::cell::RefCell<Option<Result<Input, wt_common::jsonl::Malformed>>>,
+    peeked: std::cell::RefCell<Option<Input>>,
+    malformed: std::rc::Rc<std::cell::Cell<bool>>,
 }
 
 impl Arrivals {
-    fn start(streaming: bool) -> Arrivals {
+    fn start(streaming: bool, malformed: std::rc::Rc<std::cell::Cell<bool>>) -> Arrivals {
         let rx = streaming.then(|| {
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
@@ -320,12 +321,30 @@ impl Arrivals {
             });
             rx
         });
-        Arrivals { rx, peeked: std::cell::RefCell::new(None) }
+        Arrivals { rx, peeked: std::cell::RefCell::new(None), malformed }
+    }
+
+    /// The input, or `None` for a malformed line (reported).
+    fn usable(&self, input: Result<Input, wt_common::jsonl::Malformed>) -> Option<Input> {
+        input
+            .map_err(|m| {
+                eprintln!("{TOOL}: skipped input {m}");
+                self.malformed.set(true);
+            })
+            .ok()
     }
 
     /// The next input, waiting for it; `None` at the end of stdin.
-    fn next(&self) -> Option<Result<Input, wt_common::jsonl::Malformed>> {
-        self.peeked.borrow_mut().take().or_else(|| self.rx.as_ref()?.recv().ok())
+    fn next(&self) -> Option<Input> {
+        if let Some(input) = self.peeked.borrow_mut().take() {
+            return Some(input);
+        }
+        let rx = self.rx.as_ref()?;
+        loop {
+            if let Some(input) = self.usable(rx.recv().ok()?) {
+                return Some(input);
+            }
+        }
     }
 
     /// Whether an input has arrived (or stdin has ended), so that `next` will not wait.
@@ -334,12 +353,17 @@ impl Arrivals {
         if peeked.is_some() {
             return true;
         }
-        match self.rx.as_ref().map(|rx| rx.try_recv()) {
-            None | Some(Err(std::sync::mpsc::TryRecvError::Disconnected)) => true,
-            Some(Err(std::sync::mpsc::TryRecvError::Empty)) => false,
-            Some(Ok(input)) => {
-                *peeked = Some(input);
-                true
+        let Some(rx) = self.rx.as_ref() else { return true };
+        loop {
+            match rx.try_recv() {
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return true,
+                Err(std::sync::mpsc::TryRecvError::Empty) => return false,
+                Ok(input) => {
+                    if let Some(input) = self.usable(input) {
+                        *peeked = Some(input);
+                        return true;
+                    }
+                }
             }
         }
     }

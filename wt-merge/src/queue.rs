@@ -32,6 +32,8 @@ pub struct Queue<'a> {
     pub cleanup: bool,
     /// The verification's process group while it runs, for Ctrl-C and SIGTERM to end.
     pub groups: wt_common::process::Groups,
+    /// Set once Ctrl-C or SIGTERM arrived: nothing more is verified or landed.
+    pub interrupted: std::sync::Arc<std::sync::OnceLock<i32>>,
 }
 
 /// What a merge came to: the `merge` key, and whether the run should count it a failure.
@@ -73,10 +75,17 @@ impl Queue<'_> {
     /// commit. Without one, each needs its own proof (`proof`).
     pub fn merge_all(&self, recs: Vec<Record>) -> Vec<Record> {
         // Every record keeps its place; those that need no merge to judge have their outcome.
-        let mut cands = Vec::with_capacity(recs.len());
+        let mut cands: Vec<Candidate> = Vec::with_capacity(recs.len());
         let mut results: Vec<Option<Result<Outcome, Error>>> = Vec::with_capacity(recs.len());
         let mut ready = Vec::new();
         for rec in recs {
+            if ready.iter().any(|&i: &usize| cands[i].rec.name == rec.name) {
+                // Its branch is in this batch already: merged once, reported once as such.
+                let why = format!("'{}' is in this batch already", rec.name);
+                cands.push(Candidate { rec, branch: String::new(), head: String::new() });
+                results.push(Some(Ok((status("skipped", &[("reason", json!(why)), ("fine", json!(true))]), false))));
+                continue;
+            }
             let (cand, judged) = match self.candidate(rec) {
                 Admitted::Ready(c) => {
                     ready.push(cands.len());
@@ -225,7 +234,13 @@ impl Queue<'_> {
             return;
         }
         let dir = self.repo.git_dir();
+        let mut members: Vec<Member> = Vec::new();
         for _ in 0..RETRIES {
+            if let Some(sig) = self.interrupted.get() {
+                let why = format!("not merged: wt-merge was interrupted (signal {sig})");
+                let held = (status("skipped", &[("reason", json!(why))]), true);
+                return which.iter().for_each(|&i| results[i] = Some(Ok(held.clone())));
+            }
             let old = match crate::locks::clear_stale(self.repo, &self.into)
                 .and_then(|_| git::run(dir, ["rev-parse", "--verify", &format!("refs/heads/{}", self.into)]))
             {
@@ -233,7 +248,7 @@ impl Queue<'_> {
                 Err(e) => return which.iter().for_each(|&i| results[i] = Some(Err(e.clone()))),
             };
             let mut tip = old.clone();
-            let mut members: Vec<Member> = Vec::new();
+            members.clear();
             for &i in which {
                 match self.step(&cands[i], &tip) {
                     Ok(Step::Built(commit)) => {
@@ -247,18 +262,27 @@ impl Queue<'_> {
             if members.is_empty() {
                 return;
             }
+            // Those judged after the first member met the chain: if it does not land, neither
+            // does their verdict, and they share the batch's.
+            let from_first: Vec<usize> = which.iter().copied().skip_while(|&i| i != members[0].0).collect();
             let names: Vec<&str> = members.iter().map(|(i, _, _)| cands[*i].rec.name.as_str()).collect();
             let verdict = match self.verify(&members, cands, &tip, gate) {
                 Ok(v) => v,
-                Err(e) => return members.iter().for_each(|(i, _, _)| results[*i] = Some(Err(e.clone()))),
+                Err(e) => return from_first.iter().for_each(|&i| results[i] = Some(Err(e.clone()))),
             };
             let passed = match verdict {
                 Ok(v) => v,
+                Err(failed) if self.interrupted.get().is_some() => {
+                    // Ended by Ctrl-C or SIGTERM: the record says how, and nothing more runs.
+                    return from_first.iter().for_each(|&i| results[i] = Some(Ok((failed.clone(), true))));
+                }
                 Err(_) if members.len() > 1 => {
-                    // Someone in the batch broke it: find who, half by half. Those judged on
-                    // the way (a conflict with a branch of the batch) are judged again: the
-                    // chain they met will not land as it was.
-                    let (first, second) = which.split_at(which.len() / 2);
+                    // Someone in the batch broke it: find who, half by half, each half with
+                    // a member of the batch. Those judged on the way (a conflict with a branch
+                    // of the batch) are judged again: the chain they met will not land as it was.
+                    let middle = members[members.len() / 2].0;
+                    let at = which.iter().position(|&i| i == middle).expect("a member is in which");
+                    let (first, second) = which.split_at(at);
                     self.progress.step(&names.join(", "), "the batch failed its verification; splitting it");
                     self.land(first, cands, gate, results);
                     self.land(second, cands, gate, results);
@@ -267,24 +291,20 @@ impl Queue<'_> {
                 Err(failed) => {
                     // The culprit, alone. Those judged after it met a chain that held it: they
                     // are judged again without it.
-                    let culprit = members[0].0;
-                    results[culprit] = Some(Ok((failed, true)));
-                    let after: Vec<usize> = which.iter().copied().skip_while(|&i| i != culprit).skip(1).collect();
-                    self.land(&after, cands, gate, results);
+                    results[members[0].0] = Some(Ok((failed, true)));
+                    self.land(&from_first[1..], cands, gate, results);
                     return;
                 }
             };
             failpoint::hit("before-update");
-            let moves: Vec<(&str, &str, &str)> = members
-                .iter()
-                .map(|(i, before, after)| (cands[*i].rec.name.as_str(), before.as_str(), after.as_str()))
-                .collect();
+            // Each member's undo goes back to before the batch: the target never pointed between.
+            let moves: Vec<(&str, &str, &str)> =
+                members.iter().map(|(i, _, _)| (cands[*i].rec.name.as_str(), old.as_str(), tip.as_str())).collect();
             match self.move_target(&moves, &old, &tip) {
-                Err(e) => return members.iter().for_each(|(i, _, _)| results[*i] = Some(Err(e.clone()))),
+                Err(e) => return from_first.iter().for_each(|&i| results[i] = Some(Err(e.clone()))),
                 Ok(Moved::Dirty(why)) => {
-                    return members.iter().for_each(|(i, _, _)| {
-                        results[*i] = Some(Ok((status("skipped", &[("reason", json!(why))]), true)))
-                    })
+                    let held = (status("skipped", &[("reason", json!(why))]), true);
+                    return from_first.iter().for_each(|&i| results[i] = Some(Ok(held.clone())));
                 }
                 Ok(Moved::Raced) => {
                     tracing::info!("{} moved during the merge of {}; merging again", self.into, names.join(", "))
@@ -310,7 +330,7 @@ impl Queue<'_> {
                 }
             }
         }
-        which.iter().for_each(|&i| results[i] = Some(Err(self.busy())));
+        members.iter().for_each(|(i, _, _)| results[*i] = Some(Err(self.busy())));
     }
 
     /// Verifies `commit`, the merge of `members` on the target: the `verify` block when it

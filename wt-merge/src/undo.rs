@@ -1,5 +1,7 @@
 //! `--undo NAME`: the target goes back to where it was before NAME's merge, if nothing was
-//! merged on top since; otherwise it refuses and says what is on top.
+//! merged on top since; otherwise it refuses and says what is on top. A branch that landed in
+//! a batch goes back with the whole batch (the target never pointed between its members, so no
+//! commit in between was verified): the record names the others (`undone_with`).
 
 use serde_json::json;
 use wt_common::repo::Repo;
@@ -46,13 +48,28 @@ pub fn undo(repo: &Repo, into: &str, name: &str) -> Result<Record, Error> {
     if let Some(wt) = checked_out {
         crate::checkout::follow(repo, &wt, &merged, &backup)?;
     }
-    for r in ["merged", "backup"] {
-        let _ = git::run(dir, ["update-ref", "-d", &format!("refs/wt/{r}/{name}")]);
+    // The branches that landed in one batch with it went to the same commit: they go back too.
+    let listed = git::run(dir, ["for-each-ref", "--format=%(refname:lstrip=3) %(objectname)", "refs/wt/merged/"])
+        .unwrap_or_default();
+    let with: Vec<String> = listed
+        .lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(other, commit)| *other != name && *commit == merged)
+        .map(|(other, _)| other.to_string())
+        .collect();
+    for n in with.iter().map(String::as_str).chain([name]) {
+        for r in ["merged", "backup"] {
+            let _ = git::run(dir, ["update-ref", "-d", &format!("refs/wt/{r}/{n}")]);
+        }
     }
     let mut rec = Record::named(name);
     rec.repo = Some(repo.root().to_path_buf());
     rec.branch = branch_of(repo, name);
-    rec.set_key("merge", json!({"into": into, "status": "undone", "commit": backup, "undone": merged}));
+    let mut merge = json!({"into": into, "status": "undone", "commit": backup, "undone": merged});
+    if !with.is_empty() {
+        merge["undone_with"] = json!(with);
+    }
+    rec.set_key("merge", merge);
     Ok(rec)
 }
 
