@@ -680,3 +680,16 @@ fn a_record_followed_by_a_malformed_line_is_merged_without_waiting_for_more() {
     assert!(second.contains("\"name\":\"c\"") && second.contains("\"merged\""), "{second}");
     assert_eq!(child.wait().unwrap().code(), Some(2), "the malformed line makes the exit 2");
 }
+
+/// What a killed verification left without its journal (a branch its wt-create's git made
+/// after the kill, a worktree of that name) is removed by the next queue all the same: the
+/// names `<name>-verify-<12 hex>` are wt-merge's alone.
+#[test]
+fn leftovers_of_verification_worktrees_are_swept_by_their_names() {
+    let t = repo_with(&[("c", &[("c.txt", "c\n")])]);
+    t.git(["branch", "wt/c-verify-0123456789ab", "main"]);
+    t.run("wt-create", &["c-verify-abcdefabcdef"], "").expect_code(0);
+    t.run("wt-merge", &["c", "--verify", "true"], "").expect_code(0);
+    t.assert_no_verification_worktree("after the queue");
+    assert!(t.branches().contains(&"wt/c".to_string()), "the candidate's branch stays");
+}

@@ -212,8 +212,9 @@ pub fn provision(repo: &Repo, name: &str, commit: &str, like: &Like) -> Result<S
 }
 
 /// Removes the verification worktree `name`: its leases (and its database) first, then the
-/// worktree and its branch. What fails is said on stderr; the journal stays then, so the next
-/// queue tries again.
+/// worktree and its branch, and the branch alone when wt-create no longer knows the worktree (a
+/// wt-create killed while it made it, whose git went on a moment). What fails is said on
+/// stderr; the journal stays then, so the next queue tries again.
 pub fn dispose(repo: &Repo, name: &str) {
     let mut ok = true;
     for (program, args) in
@@ -235,21 +236,66 @@ pub fn dispose(repo: &Repo, name: &str) {
         }
     }
     if ok {
+        if let Err(e) = delete_branch(repo, name) {
+            eprintln!("wt-merge: removing the verification worktree {name}: {}", e.message);
+            ok = false;
+        }
+    }
+    if ok {
         let _ = std::fs::remove_file(journal(repo));
     }
 }
 
-/// Removes the verification worktree a killed queue left. Call holding the queue lock. Only a
-/// verification worktree's name is acted on, whatever the journal says.
-pub fn sweep(repo: &Repo) {
-    let left = wt_common::fsutil::read_small(&journal(repo)).text();
-    let name = left.map(|n| n.trim().to_string());
-    if let Some(bad) = name.as_ref().filter(|n| !is_scratch_name(n) || wt_common::name::validate(n).is_err()) {
-        tracing::warn!("ignoring the journal of verification worktrees: {bad:?} is not one");
-        let _ = std::fs::remove_file(journal(repo));
-        return;
+/// Deletes `wt/<name>` when it is still there and no worktree has it checked out.
+fn delete_branch(repo: &Repo, name: &str) -> Result<(), Error> {
+    let branch = format!("wt/{name}");
+    let dir = repo.git_dir();
+    if wt_common::git::run(dir, ["rev-parse", "--verify", "-q", &format!("refs/heads/{branch}")]).is_err() {
+        return Ok(());
     }
-    if let Some(name) = name {
+    // Under the worktree lock: a git a killed wt-create left running is waited for first.
+    let lock = repo.worktree_lock()?;
+    if repo.worktrees()?.iter().any(|w| w.branch.as_deref() == Some(branch.as_str())) {
+        return Err(Error::failed("scratch-left", format!("{branch} is still checked out")));
+    }
+    let mut cmd = wt_common::git::about_worktrees(dir, &repo.common_dir);
+    wt_common::git::output_under(cmd.args(["branch", "-D", "--quiet", &branch]), &lock).map(|_| ())
+}
+
+/// Removes what verifications killed along the way left: the worktree the journal names, and
+/// any other with a verification worktree's name (in the ledger, registered with git, or as a
+/// branch). Only wt-merge makes such names, and only while it holds the queue lock, which the
+/// caller holds: none of them is in use.
+pub fn sweep(repo: &Repo) {
+    let mut names = std::collections::BTreeSet::new();
+    let left = wt_common::fsutil::read_small(&journal(repo)).text().map(|n| n.trim().to_string());
+    match left {
+        Some(n) if is_scratch_name(&n) && wt_common::name::validate(&n).is_ok() => {
+            names.insert(n);
+        }
+        Some(bad) => {
+            tracing::warn!("ignoring the journal of verification worktrees: {bad:?} is not one");
+            let _ = std::fs::remove_file(journal(repo));
+        }
+        None => {}
+    }
+    let ledger = wt_common::ledger::LedgerFile::new(&repo.state_dir());
+    if let Ok(l) = ledger.read() {
+        names.extend(l.worktrees.keys().filter(|n| is_scratch_name(n)).cloned());
+    }
+    for wt in repo.worktrees().unwrap_or_default() {
+        let dir_name = wt.path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if is_scratch_name(dir_name) {
+            names.insert(dir_name.to_string());
+        }
+    }
+    let branches =
+        wt_common::git::run(repo.git_dir(), ["for-each-ref", "--format=%(refname:lstrip=3)", "refs/heads/wt/"])
+            .unwrap_or_default();
+    names.extend(
+        branches.lines().filter(|b| is_scratch_name(b) && wt_common::name::validate(b).is_ok()).map(str::to_string),
+    );
+    for name in names {
         tracing::info!("removing the verification worktree {name} a killed wt-merge left");
         dispose(repo, &name);
     }
