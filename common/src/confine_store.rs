@@ -17,9 +17,11 @@
 //! - `meta.json`: the branch and the commit it pointed at when the run started (`base`).
 //!
 //! **Publishing** moves the work into the shared repository only after checking it: every
-//! object the private store holds goes through `git index-pack --strict` in the shared
-//! repository, which names each object by the hash of its content (a planted file whose
-//! content is not its name cannot enter the shared store under that name) and fscks it; then
+//! object the private store holds is copied out through `beneath` (no link followed, no FIFO
+//! opened: the store is the agent's to write) into an area of wt's own, packed there and
+//! checked there by `git index-pack --strict`, which names each object by the hash of its
+//! content (a planted file whose content is not its name cannot enter the shared store under
+//! that name) and fscks it; only a pack that passed moves into the shared store; then
 //! the branch moves with a compare-and-swap from `base` (a branch someone else moved meanwhile
 //! is never overwritten: that is an error that names both commits). The private store is never
 //! an alternate of the shared one. With nothing new (no objects, the branch where it started)
@@ -156,19 +158,26 @@ pub fn remove(common: &Path, name: &str) -> Result<(), Error> {
     }
 }
 
+/// The most one publish copies out of a private store; more is refused (and nothing kept).
+const MAX_IMPORT: u64 = 4 << 30;
+
+/// A ref file is a hash and a newline.
+const MAX_REF: u64 = 200;
+
 fn publish_locked(common: &Path, dir: &Path) -> Result<Published, Error> {
     let Ok(text) = std::fs::read_to_string(dir.join("meta.json")) else { return Ok(Published::Unchanged) };
     let meta: Meta = serde_json::from_str(&text).unwrap_or_default();
-    let (loose, packs) = private_objects(&dir.join("objects"))?;
+    let objects = crate::beneath::Dir::open(&dir.join("objects")).map_err(|e| refused("objects", &e))?;
+    let found = private_objects(&objects)?;
     let tip = match &meta.branch {
         Some(branch) => Some(private_tip(dir, branch)?),
         None => None,
     };
     let moved = tip.is_some() && tip != meta.base;
-    if loose.is_empty() && packs.is_empty() && !moved {
+    if found.is_empty() && !moved {
         return Ok(Published::Unchanged);
     }
-    let objects = import(common, dir, &loose, &packs)?;
+    let count = if found.is_empty() { 0 } else { import(common, dir, &found)? };
     let mut result = None;
     if let (Some(branch), Some(tip), Some(base)) = (&meta.branch, &tip, &meta.base) {
         if moved {
@@ -179,28 +188,47 @@ fn publish_locked(common: &Path, dir: &Path) -> Result<Published, Error> {
         }
     }
     // Imported: the shared store has them now (the run still sees them through real-objects).
-    for file in
-        loose.iter().map(|(_, p)| p.clone()).chain(packs.iter().flat_map(|p| [p.clone(), p.with_extension("idx")]))
-    {
-        let _ = std::fs::remove_file(file);
+    // Removed from the very directories that were read, whatever their paths lead to now.
+    for (holder, name) in &found.files {
+        let _ = holder.remove(name);
     }
-    Ok(Published::Done { objects, moved: result })
+    Ok(Published::Done { objects: count, moved: result })
+}
+
+/// What a private store holds: its loose objects' names, its packs' names (without `.pack`),
+/// and every file to remove once imported, with the directory it was found in.
+#[derive(Default)]
+struct Found {
+    loose: Vec<(String, std::rc::Rc<crate::beneath::Dir>, String)>,
+    packs: Vec<String>,
+    pack_dir: Option<std::rc::Rc<crate::beneath::Dir>>,
+    files: Vec<(std::rc::Rc<crate::beneath::Dir>, String)>,
+}
+
+impl Found {
+    fn is_empty(&self) -> bool {
+        self.loose.is_empty() && self.packs.is_empty()
+    }
+}
+
+fn refused(what: &str, e: &std::io::Error) -> Error {
+    Error::failed("publish-failed", format!("the confined run's private store: {what}: {e}; it was not published"))
 }
 
 /// The private branch's commit: a loose ref file with a hash, nothing else (not a symbolic
-/// ref, not a link).
+/// ref, not a link, not a FIFO).
 fn private_tip(dir: &Path, branch: &str) -> Result<String, Error> {
-    let leaf = Path::new(branch).file_name().unwrap_or_default();
-    let path = dir.join("refs").join(leaf);
+    let leaf = Path::new(branch).file_name().unwrap_or_default().to_string_lossy().into_owned();
     let bad = |why: &str| {
         Error::failed("publish-failed", format!("the confined run's branch {branch} {why}; it was not published"))
     };
-    let meta = std::fs::symlink_metadata(&path).map_err(|_| bad("was deleted"))?;
-    if !meta.is_file() || meta.len() > 200 {
+    let refs = crate::beneath::Dir::open(&dir.join("refs")).map_err(|_| bad("has no ref directory"))?;
+    let (file, size) = refs.file(&leaf).map_err(|_| bad("is not a plain ref file"))?;
+    if size > MAX_REF {
         return Err(bad("is not a plain ref file"));
     }
     let mut text = String::new();
-    std::fs::File::open(&path).and_then(|mut f| f.read_to_string(&mut text)).map_err(|_| bad("cannot be read"))?;
+    file.take(MAX_REF).read_to_string(&mut text).map_err(|_| bad("cannot be read"))?;
     let hash = text.trim_end();
     if !is_hash(hash) {
         return Err(bad("is not a commit hash"));
@@ -212,56 +240,114 @@ fn is_hash(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
-/// Loose objects (hash, file) and pack files of the private store. Names that are not
-/// object names are ignored (git ignores them too).
-#[allow(clippy::type_complexity)]
-fn private_objects(objects: &Path) -> Result<(Vec<(String, PathBuf)>, Vec<PathBuf>), Error> {
-    let (mut loose, mut packs) = (Vec::new(), Vec::new());
-    let entries = std::fs::read_dir(objects).map_err(|e| Error::io(objects.display(), e))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
+/// The loose objects and packs of the private store, listed through `beneath` (no link is
+/// followed, no FIFO opened). Names that are not object names are ignored (git ignores them
+/// too), and so is anything that is not a plain file or directory.
+fn private_objects(objects: &crate::beneath::Dir) -> Result<Found, Error> {
+    use crate::beneath::Kind;
+    let mut found = Found::default();
+    for (name, kind) in objects.entries().map_err(|e| refused("objects", &e))? {
+        if kind != Kind::Dir {
+            continue;
+        }
         if name.len() == 2 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-            for obj in std::fs::read_dir(entry.path()).into_iter().flatten().flatten() {
-                let rest = obj.file_name().to_string_lossy().into_owned();
-                if is_hash(&format!("{name}{rest}")) {
-                    loose.push((format!("{name}{rest}"), obj.path()));
+            let Ok(sub) = objects.dir(&name) else { continue };
+            let sub = std::rc::Rc::new(sub);
+            for (rest, kind) in sub.entries().map_err(|e| refused(&name, &e))? {
+                if kind == Kind::File && is_hash(&format!("{name}{rest}")) {
+                    found.loose.push((format!("{name}{rest}"), std::rc::Rc::clone(&sub), rest.clone()));
+                    found.files.push((std::rc::Rc::clone(&sub), rest));
                 }
             }
         } else if name == "pack" {
-            for p in std::fs::read_dir(entry.path()).into_iter().flatten().flatten() {
-                if p.path().extension().is_some_and(|x| x == "pack") {
-                    packs.push(p.path());
+            let Ok(pack) = objects.dir(&name) else { continue };
+            let pack = std::rc::Rc::new(pack);
+            let entries = pack.entries().map_err(|e| refused("pack", &e))?;
+            let files: Vec<&String> = entries.iter().filter(|(_, k)| *k == Kind::File).map(|(n, _)| n).collect();
+            for file in &files {
+                let Some(stem) = file.strip_suffix(".pack") else { continue };
+                if files.iter().any(|f| **f == format!("{stem}.idx")) {
+                    found.packs.push(stem.to_string());
+                    found.files.push((std::rc::Rc::clone(&pack), format!("{stem}.pack")));
+                    found.files.push((std::rc::Rc::clone(&pack), format!("{stem}.idx")));
                 }
             }
+            found.pack_dir = Some(pack);
         }
     }
-    Ok((loose, packs))
+    Ok(found)
 }
 
-/// Moves the private objects into the shared store through `index-pack --strict`: one pack of
-/// every object the private store holds (loose, and listed by its packs' indexes), written by
-/// `pack-objects` reading the private store, so links between them all resolve in one check.
-/// Returns how many objects went in.
-fn import(common: &Path, dir: &Path, loose: &[(String, PathBuf)], packs: &[PathBuf]) -> Result<usize, Error> {
-    let mut names: Vec<String> = loose.iter().map(|(h, _)| h.clone()).collect();
-    for pack in packs {
-        names.extend(pack_members(common, &pack.with_extension("idx"))?);
-    }
+/// Moves the private objects into the shared store, crossing only as a checked byte stream:
+/// they are copied (through `beneath`, at most `MAX_IMPORT` bytes) into an area of wt's own
+/// beside the store (`importing/`, which the run cannot see), `pack-objects` makes one pack of
+/// them all there, `index-pack --strict` checks it there, and only a pack that passed is moved
+/// into the shared store. A refused one leaves nothing behind: no temp file in the shared
+/// store, and the area is removed. Returns how many objects went in.
+fn import(common: &Path, dir: &Path, found: &Found) -> Result<usize, Error> {
+    let area = dir.join("importing");
+    // What a publish killed half-way left.
+    let _ = std::fs::remove_dir_all(&area);
+    let copied = (|| {
+        let objects = area.join("objects");
+        std::fs::create_dir_all(objects.join("pack")).map_err(|e| Error::io(objects.display(), e))?;
+        let mut budget = MAX_IMPORT;
+        let mut take = |from: &crate::beneath::Dir, name: &str, to: &Path| -> Result<(), Error> {
+            let n = from.copy_file(name, to, budget).map_err(|e| refused(name, &e))?;
+            budget -= n;
+            Ok(())
+        };
+        let mut names = Vec::new();
+        for (hash, sub, rest) in &found.loose {
+            let to = objects.join(&hash[..2]);
+            std::fs::create_dir_all(&to).map_err(|e| Error::io(to.display(), e))?;
+            take(sub, rest, &to.join(rest))?;
+            names.push(hash.clone());
+        }
+        if let Some(pack) = &found.pack_dir {
+            for stem in &found.packs {
+                for ext in ["pack", "idx"] {
+                    take(pack, &format!("{stem}.{ext}"), &objects.join("pack").join(format!("{stem}.{ext}")))?;
+                }
+                names.extend(pack_members(common, &objects.join("pack").join(format!("{stem}.idx")))?);
+            }
+        }
+        let pack = area.join("import.pack");
+        pack_objects(common, &objects, &names, &pack)?;
+        let hash = index_pack(common, &pack)?;
+        // Into the shared store: the pack, then its index (which makes it visible).
+        let shared = common.join("objects").join("pack");
+        for ext in ["pack", "rev", "idx"] {
+            let from = area.join(format!("import.{ext}"));
+            if ext == "rev" && !from.exists() {
+                continue;
+            }
+            let to = shared.join(format!("pack-{hash}.{ext}"));
+            std::fs::rename(&from, &to).map_err(|e| Error::io(to.display(), e))?;
+        }
+        Ok(names.len())
+    })();
+    let _ = std::fs::remove_dir_all(&area);
+    copied
+}
+
+/// One pack of `names`, read from the copied objects (and the shared store for what they
+/// refer to), written to `to`.
+fn pack_objects(common: &Path, objects: &Path, names: &[String], to: &Path) -> Result<(), Error> {
+    let out = std::fs::File::create(to).map_err(|e| Error::io(to.display(), e))?;
     let mut pack = hardened(common);
     pack.args(["pack-objects", "--stdout", "-q"])
-        .env("GIT_OBJECT_DIRECTORY", dir.join("objects"))
+        .env("GIT_OBJECT_DIRECTORY", objects)
         .env("GIT_ALTERNATE_OBJECT_DIRECTORIES", common.join("objects"))
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::from(out))
         .stderr(Stdio::piped());
     let mut child = pack.spawn().map_err(|e| Error::env("git-missing", format!("cannot run git: {e}")))?;
     let list: String = names.iter().map(|h| format!("{h}\n")).collect();
     let mut stdin = child.stdin.take().expect("piped");
     let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, list.as_bytes()));
-    let stdout = child.stdout.take().expect("piped");
-    let indexed = index_pack(common, Stdio::from(stdout));
-    let _ = writer.join();
     let out = child.wait_with_output().map_err(|e| Error::io("git pack-objects", e))?;
+    let _ = writer.join();
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stderr);
         return Err(Error::failed(
@@ -269,8 +355,7 @@ fn import(common: &Path, dir: &Path, loose: &[(String, PathBuf)], packs: &[PathB
             format!("the confined run's objects cannot be read: {}", msg.trim()),
         ));
     }
-    indexed?;
-    Ok(names.len())
+    Ok(())
 }
 
 /// The object names a pack index lists (`git show-index`).
@@ -286,13 +371,16 @@ fn pack_members(common: &Path, idx: &Path) -> Result<Vec<String>, Error> {
     Ok(text.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|h| is_hash(h)).map(String::from).collect())
 }
 
-/// `git index-pack --stdin --strict` in the shared repository.
-fn index_pack(common: &Path, input: Stdio) -> Result<(), Error> {
+/// `git index-pack --strict --fsck-objects` of the pack file `pack` (its index is written
+/// beside it), in the shared repository so that links to its objects are checked; the pack's
+/// hash.
+fn index_pack(common: &Path, pack: &Path) -> Result<String, Error> {
     let mut cmd = hardened(common);
-    cmd.args(["index-pack", "--stdin", "--strict"]).stdin(input).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.args(["index-pack", "--strict", "--fsck-objects"]).arg(pack).stdout(Stdio::piped()).stderr(Stdio::piped());
     let out = cmd.spawn().and_then(|c| c.wait_with_output()).map_err(|e| Error::io("git index-pack", e))?;
-    if out.status.success() {
-        return Ok(());
+    let hash = String::from_utf8_lossy(&out.stdout).split_whitespace().last().unwrap_or_default().to_string();
+    if out.status.success() && is_hash(&hash) {
+        return Ok(hash);
     }
     let msg = String::from_utf8_lossy(&out.stderr);
     let line = msg.lines().find(|l| l.starts_with("fatal:") || l.starts_with("error:")).unwrap_or(msg.trim());

@@ -5,6 +5,7 @@
 //! the record itself, the JSON-lines reader and writer, the exit codes, repository discovery,
 //! the locked ledger, command-line conventions and logging.
 
+pub mod beneath;
 pub mod checkout_state;
 pub mod cli;
 pub mod config;

@@ -634,3 +634,118 @@ fn a_confined_commit_merges_and_cleanup_takes_the_private_store() {
     assert_eq!(t.git(["show", "main:f.txt"]), "f", "the confined commit is on main");
     assert!(!store.exists(), "the private store went with the worktree");
 }
+
+/// Runs wt-create --list (which publishes every private store first) and fails the test if it
+/// has not ended within a minute: a FIFO in a private store must not hang it.
+fn list_publishing(t: &TestRepo) -> Run {
+    let mut child = t
+        .cmd("wt-create")
+        .args(["--list", "--json"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("wt-create --list hung on what the agent planted in its private store");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Run::from_output(child.wait_with_output().unwrap())
+}
+
+/// Every file under `dir` with its content, for before-and-after comparisons.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The agent's private object store is the agent's to write: pointed at another repository's
+/// objects (its loose-object directories and its packs, by symbolic links) and holding a FIFO
+/// named like an object, it makes the unconfined publish import nothing of the other
+/// repository, delete nothing there, and hang nowhere.
+#[test]
+fn a_private_store_pointing_at_another_repository_changes_nothing_there() {
+    let t = repo_with(&["agent"]);
+    let (run, _) = confined(&t, "agent", "echo x > f && git add f && git commit -qm one");
+    run.expect_code(0);
+    // The victim: a repository outside, with a pack and loose objects.
+    let victim = t.root().join("victim");
+    let git_v = |args: &[&str]| {
+        let out = Command::new("git").arg("-C").arg(&victim).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    std::fs::create_dir_all(&victim).unwrap();
+    git_v(&["init", "-q"]);
+    std::fs::write(victim.join("a"), "victim a\n").unwrap();
+    git_v(&["add", "a"]);
+    git_v(&["-c", "user.name=v", "-c", "user.email=v@v", "commit", "-qm", "packed"]);
+    git_v(&["gc", "-q"]);
+    std::fs::write(victim.join("b"), "victim b\n").unwrap();
+    git_v(&["add", "b"]);
+    git_v(&["-c", "user.name=v", "-c", "user.email=v@v", "commit", "-qm", "loose"]);
+    let victim_head = git_v(&["rev-parse", "HEAD"]);
+    let before = snapshot(&victim.join(".git/objects"));
+    // What the agent plants in its private store (it writes there through its mount).
+    let store = common(&t).join("wt/confine/agent/objects");
+    for e in std::fs::read_dir(victim.join(".git/objects")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.len() == 2 || name == "pack" {
+            let _ = std::fs::remove_dir_all(store.join(&name));
+            std::os::unix::fs::symlink(e.path(), store.join(&name)).unwrap();
+        }
+    }
+    std::fs::create_dir_all(store.join("ff")).unwrap();
+    nix::unistd::mkfifo(&store.join("ff").join("f".repeat(38)), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let listed = list_publishing(&t);
+    listed.expect_code(0);
+    assert_eq!(snapshot(&victim.join(".git/objects")), before, "nothing of the victim's store changed");
+    git_v(&["fsck", "--strict"]);
+    let imported = Command::new("git").arg("-C").arg(&t.repo).args(["cat-file", "-e", &victim_head]).status().unwrap();
+    assert!(!imported.success(), "the victim's objects were not imported");
+    fsck_clean(&t);
+}
+
+/// An object git refuses, planted in the private store: the publish fails, naming why, and
+/// leaves nothing behind however often it is tried (no temp pack in the shared store).
+#[test]
+fn a_refused_object_fails_the_publish_and_leaves_nothing_behind() {
+    let t = repo_with(&["agent"]);
+    let (run, _) = confined(&t, "agent", "echo x > f && git add f && git commit -qm one");
+    run.expect_code(0);
+    // A loose object whose content is not a zlib stream of an object.
+    let store = common(&t).join("wt/confine/agent/objects");
+    std::fs::create_dir_all(store.join("ab")).unwrap();
+    std::fs::write(store.join("ab").join("c".repeat(38)), vec![7u8; 4096]).unwrap();
+    let shared = snapshot(&common(&t).join("objects"));
+    for _ in 0..5 {
+        // A listing goes on, and says why the worktree's work was not published.
+        let listed = list_publishing(&t);
+        listed.expect_code(0);
+        assert!(listed.stderr.contains("is corrupt"), "{listed}");
+    }
+    // A merge, which needs the work, fails with the reason in the record.
+    let merged = t.run("wt-merge", &["agent", "--unverified"], "");
+    merged.expect_code(1);
+    let rec = &merged.records()[0];
+    assert_eq!(rec["error"]["code"], "publish-failed", "{merged}");
+    assert!(s(&rec["error"], "message").contains("cannot be read"), "{merged}");
+    assert_eq!(snapshot(&common(&t).join("objects")), shared, "the shared store is as it was");
+    assert!(!common(&t).join("wt/confine/agent/importing").exists(), "no copy is left");
+}
