@@ -749,3 +749,31 @@ fn a_refused_object_fails_the_publish_and_leaves_nothing_behind() {
     assert_eq!(snapshot(&common(&t).join("objects")), shared, "the shared store is as it was");
     assert!(!common(&t).join("wt/confine/agent/importing").exists(), "no copy is left");
 }
+
+/// A confined batch run started from a terminal has no controlling terminal: it can neither
+/// open `/dev/tty` nor queue a command into the caller's shell with `TIOCSTI`, which the shell
+/// would run, unconfined, once wt-run returns.
+#[test]
+fn a_confined_batch_run_cannot_type_into_the_callers_terminal() {
+    let t = repo_with(&["agent"]);
+    let attack = t.root().join("tiocsti.py");
+    std::fs::write(
+        &attack,
+        "import os, fcntl, termios\n\
+         try:\n    fd = os.open('/dev/tty', os.O_RDWR)\nexcept OSError as e:\n    print('no-tty'); raise SystemExit(0)\n\
+         for c in b'echo INJECTED\\n':\n    fcntl.ioctl(fd, termios.TIOCSTI, bytes([c]))\nprint('typed')\n",
+    )
+    .unwrap();
+    let line = format!(
+        "'{}' -w agent --confine --json -- python3 '{}'; read -t 2 x; echo \"read:[$x]\"",
+        wt_tests::bin("wt-run").display(),
+        attack.display()
+    );
+    let mut cmd = Command::new("script");
+    cmd.current_dir(&t.repo).args(["-qec", &line, "/dev/null"]);
+    t.isolate(&mut cmd);
+    let run = Run::of(&mut cmd, "");
+    let out = run.stdout.replace('\r', "");
+    assert!(out.contains("no-tty") && !out.contains("\"typed\""), "the run had the terminal: {out}");
+    assert!(out.contains("read:[]"), "something was typed into the caller's terminal: {out}");
+}

@@ -379,7 +379,7 @@ fn run_target(ctx: &Ctx, target: Target) -> Record {
                 status_file.clone(),
             );
             match made {
-                Ok(p) => Some(p),
+                Ok(p) => Some(confine::Policy { no_tty: true, ..p }),
                 Err(e) => {
                     rec.set_error(TOOL, &e);
                     return rec;

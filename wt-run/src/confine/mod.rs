@@ -68,6 +68,11 @@ pub struct Policy {
     pub store: Option<(PathBuf, String)>,
     /// Where the helper reports what was enforced (opened before the rules apply).
     pub status_file: PathBuf,
+    /// A batch run: it gives up the caller's controlling terminal before anything else, so
+    /// that it can neither open `/dev/tty` nor queue input into the caller's shell with
+    /// `TIOCSTI` (a pane keeps its own terminal, the pane's pty).
+    #[serde(default)]
+    pub no_tty: bool,
 }
 
 /// `src` mounted at `dst` inside the sandbox.
@@ -230,6 +235,9 @@ pub fn helper_main(args: &[String]) -> ! {
     if sep != "--" || argv.is_empty() {
         helper_fail("usage: __confine-exec POLICY -- CMD");
     }
+    if policy.no_tty {
+        give_up_terminal();
+    }
     let mut status = std::fs::File::create(&policy.status_file).ok();
     let mut report = Report::default();
     if let Err(e) = confine(&policy, &mut report) {
@@ -287,6 +295,24 @@ fn confine(policy: &Policy, report: &mut Report) -> Result<(), String> {
     .into();
     report.missing = missing;
     Ok(())
+}
+
+/// Gives up the controlling terminal, if this process has one: it is a process group leader
+/// (`wt-run` starts each run so), not a session leader, so `TIOCNOTTY` only detaches it; the
+/// command then has no `/dev/tty`, and `TIOCSTI` (which needs the controlling terminal, or a
+/// capability it no longer has) cannot reach the caller's shell.
+#[allow(unsafe_code)]
+fn give_up_terminal() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOCTTY | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open("/dev/tty");
+    if let Ok(tty) = tty {
+        // SAFETY: TIOCNOTTY takes no argument; the descriptor is open for the whole call.
+        unsafe { nix::libc::ioctl(tty.as_raw_fd(), nix::libc::TIOCNOTTY) };
+    }
 }
 
 fn refusal(missing: &[String]) -> String {
