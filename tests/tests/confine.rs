@@ -777,3 +777,24 @@ fn a_confined_batch_run_cannot_type_into_the_callers_terminal() {
     assert!(out.contains("no-tty") && !out.contains("\"typed\""), "the run had the terminal: {out}");
     assert!(out.contains("read:[]"), "something was typed into the caller's terminal: {out}");
 }
+
+/// A descriptor the caller left open without close-on-exec (`3>file`) does not reach the
+/// confined command: it cannot write through it to a file outside the sandbox.
+#[test]
+fn an_inherited_writable_descriptor_does_not_reach_a_confined_command() {
+    let t = repo_with(&["agent"]);
+    let outside = t.root().join("outside.txt");
+    std::fs::write(&outside, "").unwrap();
+    let line = format!(
+        "exec 3>>'{}'; '{}' -w agent --confine --json -- sh -c 'echo ESCAPED >&3 && echo wrote || echo refused'",
+        outside.display(),
+        wt_tests::bin("wt-run").display()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(&t.repo).args(["-c", &line]);
+    t.isolate(&mut cmd);
+    let run = Run::of(&mut cmd, "");
+    let rec = run.records().first().cloned().unwrap_or_else(|| panic!("{run}"));
+    assert!(said(&rec, "refused"), "{rec}");
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "", "nothing was written outside");
+}

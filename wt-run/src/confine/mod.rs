@@ -238,6 +238,7 @@ pub fn helper_main(args: &[String]) -> ! {
     if policy.no_tty {
         give_up_terminal();
     }
+    close_inherited_on_exec();
     let mut status = std::fs::File::create(&policy.status_file).ok();
     let mut report = Report::default();
     if let Err(e) = confine(&policy, &mut report) {
@@ -313,6 +314,15 @@ fn give_up_terminal() {
         // SAFETY: TIOCNOTTY takes no argument; the descriptor is open for the whole call.
         unsafe { nix::libc::ioctl(tty.as_raw_fd(), nix::libc::TIOCNOTTY) };
     }
+}
+
+/// Marks every descriptor but standard input, output and error close-on-exec: one the caller
+/// left open without it (`3>file` in a shell) would reach the command, writable, whatever the
+/// sandbox allows. (The status file is close-on-exec already.)
+#[allow(unsafe_code)]
+fn close_inherited_on_exec() {
+    // SAFETY: close_range only changes descriptor flags; no pointer is passed.
+    unsafe { nix::libc::close_range(3, u32::MAX, nix::libc::CLOSE_RANGE_CLOEXEC as nix::libc::c_int) };
 }
 
 fn refusal(missing: &[String]) -> String {
