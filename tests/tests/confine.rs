@@ -798,3 +798,35 @@ fn an_inherited_writable_descriptor_does_not_reach_a_confined_command() {
     assert!(said(&rec, "refused"), "{rec}");
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "", "nothing was written outside");
 }
+
+/// A confined command gets the worktree's variables and what a program needs, never the
+/// caller's secrets: database admin credentials, cloud keys, the ssh agent; `--pass-env` lets
+/// one through by name. wt's ssh control sockets are out of its reach.
+#[test]
+fn a_confined_command_gets_no_secret_of_the_caller_unless_passed() {
+    let t = repo_with(&["agent"]);
+    let script = "for v in PGPASSWORD PGUSER AWS_SECRET_ACCESS_KEY SSH_AUTH_SOCK MY_TOKEN WT_NAME HOME PATH; do \
+        eval \"x=\\${$v-unset}\"; [ \"$x\" = unset ] && echo \"$v=unset\" || echo \"$v=set\"; done; \
+        ls \"$SSH_DIR\" 2>/dev/null | wc -l | sed 's/^/ssh-sockets=/'";
+    let ssh_dir = wt_common::host::ssh::control_dir();
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    let planted = ssh_dir.join(format!("wt-test-{}", std::process::id()));
+    std::fs::write(&planted, "").unwrap();
+    let mut cmd = t.cmd("wt-run");
+    cmd.args(["-w", "agent", "--confine", "--json", "--pass-env", "MY_*", "--", "sh", "-c", script])
+        .env("PGPASSWORD", "admin-secret")
+        .env("PGUSER", "postgres")
+        .env("AWS_SECRET_ACCESS_KEY", "k")
+        .env("SSH_AUTH_SOCK", "/tmp/agent.sock")
+        .env("MY_TOKEN", "passed")
+        .env("SSH_DIR", &ssh_dir);
+    let run = Run::of(&mut cmd, "");
+    let _ = std::fs::remove_file(&planted);
+    let rec = run.records().first().cloned().unwrap_or_else(|| panic!("{run}"));
+    for line in ["PGPASSWORD=unset", "PGUSER=unset", "AWS_SECRET_ACCESS_KEY=unset", "SSH_AUTH_SOCK=unset"] {
+        assert!(said(&rec, line), "{line}: {rec}");
+    }
+    for line in ["MY_TOKEN=set", "WT_NAME=set", "HOME=set", "PATH=set", "ssh-sockets=0"] {
+        assert!(said(&rec, line), "{line}: {rec}");
+    }
+}

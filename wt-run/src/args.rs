@@ -50,6 +50,13 @@ pub struct Args {
     #[arg(long = "allow-write", value_name = "PATH", requires = "confine")]
     pub allow_write: Vec<std::path::PathBuf>,
 
+    /// With --confine: also pass the caller's variable NAME to the command (repeatable, or
+    /// comma-separated; `NAME_*` passes every variable that starts so). A confined command gets
+    /// only PATH, HOME, TERM, the locale, the toolchains' homes, git's identity, the worktree's
+    /// own variables and these [wt.toml: [run] pass_env]
+    #[arg(long = "pass-env", value_name = "NAME", value_delimiter = ',', requires = "confine")]
+    pub pass_env: Vec<String>,
+
     /// With --pane --confine: the pane's socket may also read other panes' screens (it may
     /// always report its own state, read its own screen, wait on it and list panes)
     #[arg(long, requires_all = ["confine", "pane"])]
@@ -122,6 +129,8 @@ pub struct Config {
     pub agent_hooks: Option<bool>,
     /// `--on-state waiting=COMMAND` for every pane.
     pub on_waiting: Option<String>,
+    /// `--pass-env` for every confined command.
+    pub pass_env: Option<Vec<String>>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,7 +17,9 @@ pub const COVER: &str = "mode=0700,size=64k,nr_inodes=64";
 /// too; a directory whose parent is missing is left out: nothing listens there.
 pub fn dirs(extra: &[PathBuf]) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
-    for dir in extra.iter().cloned().chain(crate::pane::socket::control_dirs()) {
+    // wt's ssh control sockets run commands at a host with no key asked: never reachable.
+    let ssh = wt_common::host::ssh::control_dir();
+    for dir in extra.iter().cloned().chain(crate::pane::socket::control_dirs()).chain([ssh]) {
         let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
         if let Ok(real) = dir.canonicalize() {
             if real.is_dir() && !out.contains(&real) {

@@ -103,6 +103,11 @@ pub fn run(args: Args) -> Result<u8, Error> {
         pane_socket,
         backend,
         agent_hooks: args.agent_hooks || config.agent_hooks.unwrap_or(false),
+        pass_env: if args.pass_env.is_empty() {
+            config.pass_env.clone().unwrap_or_default()
+        } else {
+            args.pass_env.clone()
+        },
         on_state,
         agent_profile,
     };
@@ -172,6 +177,8 @@ struct Ctx<'a> {
     on_state: Map<String, Value>,
     /// The agent profile of the panes' command.
     agent_profile: Option<pane::rules::ProfileSpec>,
+    /// `--pass-env` (or `[run] pass_env`): the caller's variables a confined command keeps.
+    pass_env: Vec<String>,
 }
 
 /// `--on-state STATE=COMMAND` (and `[run] on_waiting`, which a flag for `waiting` overrides).
@@ -268,6 +275,7 @@ fn spawn_pane(
             )?;
             p.hide.extend(socket.parent().map(Path::to_path_buf));
             p.keep.push(own_socket.clone());
+            p.env_keep = env_keep(&p, &env, &ctx.pass_env);
             env.extend(confined_env(&p));
             argv = confine::wrap(&p, &argv);
             Some(p)
@@ -379,7 +387,7 @@ fn run_target(ctx: &Ctx, target: Target) -> Record {
                 status_file.clone(),
             );
             match made {
-                Ok(p) => Some(confine::Policy { no_tty: true, ..p }),
+                Ok(p) => Some(confine::Policy { no_tty: true, env_keep: env_keep(&p, &env, &ctx.pass_env), ..p }),
                 Err(e) => {
                     rec.set_error(TOOL, &e);
                     return rec;
@@ -447,6 +455,13 @@ fn build_command(rec: &Record, argv: &[String], env: &[(String, String)], policy
 /// What a confined command's environment adds: its private temp dir, and git configured not to
 /// run automatic maintenance after a commit (pack-refs, gc), which writes in the repository
 /// root that a confined command may not touch.
+/// What a confined command keeps of its environment besides `confine::CORE_ENV`: what wt-run
+/// sets for it (`env`, and the sandbox's own variables) and what `--pass-env` names.
+fn env_keep(policy: &confine::Policy, env: &[(String, String)], pass: &[String]) -> Vec<String> {
+    let set = env.iter().chain(confined_env(policy).iter()).map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    set.into_iter().chain(pass.iter().cloned()).collect()
+}
+
 fn confined_env(policy: &confine::Policy) -> Vec<(String, String)> {
     let mut env = Vec::new();
     if let Some(tmp) = policy.system_tmp.as_ref().or(policy.private_tmp.as_ref()) {

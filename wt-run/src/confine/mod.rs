@@ -73,6 +73,76 @@ pub struct Policy {
     /// `TIOCSTI` (a pane keeps its own terminal, the pane's pty).
     #[serde(default)]
     pub no_tty: bool,
+    /// Variables the command keeps besides `CORE_ENV`: those wt-run sets for it (the
+    /// worktree's, the lease's, the sandbox's) and what `--pass-env` names (`NAME_*`: a prefix).
+    #[serde(default)]
+    pub env_keep: Vec<String>,
+}
+
+/// The caller's variables a confined command keeps: what a shell, a terminal program and the
+/// common toolchains need to run, and git's identity. Database passwords (`PG*`), cloud
+/// credentials, `SSH_AUTH_SOCK`, API keys and the rest stay out unless `--pass-env` names them.
+pub const CORE_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TERM",
+    "COLORTERM",
+    "TERM_PROGRAM",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "TZ",
+    "TMPDIR",
+    "NO_COLOR",
+    "FORCE_COLOR",
+    "CI",
+    "EDITOR",
+    "VISUAL",
+    "PAGER",
+    "CARGO_HOME",
+    "RUSTUP_HOME",
+    "RUSTUP_TOOLCHAIN",
+    "GOPATH",
+    "GOROOT",
+    "GOCACHE",
+    "GOMODCACHE",
+    "JAVA_HOME",
+    "NVM_DIR",
+    "PYENV_ROOT",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
+    "GIT_CONFIG_GLOBAL",
+    "GIT_CONFIG_NOSYSTEM",
+    "GIT_CONFIG_COUNT",
+    "GIT_CONFIG_KEY_*",
+    "GIT_CONFIG_VALUE_*",
+    "WT_*",
+];
+
+/// Whether variable `name` matches `pattern`: the name itself, or `PREFIX*`.
+fn env_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+/// The variables of this process a confined command keeps.
+fn kept_env(policy: &Policy) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os()
+        .filter(|(k, _)| {
+            let name = k.to_string_lossy();
+            CORE_ENV.iter().copied().chain(policy.env_keep.iter().map(String::as_str)).any(|p| env_matches(p, &name))
+        })
+        .collect()
 }
 
 /// `src` mounted at `dst` inside the sandbox.
@@ -250,7 +320,7 @@ pub fn helper_main(args: &[String]) -> ! {
     // The status file is close-on-exec: it stays open only if exec fails, to say why. The
     // command is not told of a tmux server it cannot reach.
     let mut command = std::process::Command::new(&argv[0]);
-    command.args(&argv[1..]).env_remove("TMUX").env_remove("TMUX_PANE");
+    command.args(&argv[1..]).env_clear().envs(kept_env(&policy)).env_remove("TMUX").env_remove("TMUX_PANE");
     let err = std::os::unix::process::CommandExt::exec(&mut command);
     let (code, kind) = match err.kind() {
         std::io::ErrorKind::NotFound => (127, "not-found"),
