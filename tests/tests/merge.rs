@@ -645,6 +645,7 @@ fn a_worktree_named_twice_in_a_batch_is_merged_once() {
     let recs = run.expect_code(0).records();
     let statuses: Vec<&str> = recs.iter().map(|r| s(merge_of(r), "status")).collect();
     assert_eq!(statuses, ["merged", "skipped"], "{run}");
+    assert!(merge_of(&recs[1]).get("fine").is_none(), "no key of wt-merge's own leaks into the record: {run}");
     assert_eq!(t.git(["rev-list", "--count", "--merges", "main"]), "1");
 }
 

@@ -56,7 +56,9 @@ enum Admitted {
 /// What one candidate makes on top of a tip: a commit to verify, or its outcome already.
 enum Step {
     Built(String),
-    Done(Map<String, Value>),
+    /// Judged without a verification: a branch already in (fine), a conflict, a fast-forward
+    /// that is impossible, a changed gate (failures).
+    Done(Outcome),
 }
 
 /// A candidate of a batch with the commit it built: `(index, the tip it was built on, commit)`.
@@ -83,7 +85,7 @@ impl Queue<'_> {
                 // Its branch is in this batch already: merged once, reported once as such.
                 let why = format!("'{}' is in this batch already", rec.name);
                 cands.push(Candidate { rec, branch: String::new(), head: String::new() });
-                results.push(Some(Ok((status("skipped", &[("reason", json!(why)), ("fine", json!(true))]), false))));
+                results.push(Some(Ok((status("skipped", &[("reason", json!(why))]), false))));
                 continue;
             }
             let (cand, judged) = match self.candidate(rec) {
@@ -166,16 +168,18 @@ impl Queue<'_> {
         let copies = matches!(self.strategy.as_str(), "rebase" | "squash");
         if strategy::is_ancestor(dir, &c.head, tip) || (copies && strategy::brings_nothing(dir, tip, &c.head)) {
             let why = format!("{} is already in {}", c.branch, self.into);
-            return Ok(Step::Done(status("skipped", &[("reason", json!(why)), ("fine", json!(true))])));
+            return Ok(Step::Done((status("skipped", &[("reason", json!(why))]), false)));
         }
         let commit = match strategy::build(dir, &self.strategy, &self.into, &c.branch, tip, &c.head)? {
-            Built::Conflict(paths) => return Ok(Step::Done(status("conflict", &[("conflicts", json!(paths))]))),
+            Built::Conflict(paths) => {
+                return Ok(Step::Done((status("conflict", &[("conflicts", json!(paths))]), true)))
+            }
             Built::NotFastForward => {
                 let why = format!(
                     "{} has commits {} lacks; a fast-forward is impossible (use --strategy merge or rebase)",
                     self.into, c.branch
                 );
-                return Ok(Step::Done(status("skipped", &[("reason", json!(why))])));
+                return Ok(Step::Done((status("skipped", &[("reason", json!(why))]), true)));
             }
             Built::Commit(c) => c,
         };
@@ -187,7 +191,7 @@ impl Queue<'_> {
                 let why = format!(
                     "it changes {what}, which judges every later merge; a person merges it with --allow-gate-change"
                 );
-                return Ok(Step::Done(status("gate-changed", &[("reason", json!(why))])));
+                return Ok(Step::Done((status("gate-changed", &[("reason", json!(why))]), true)));
             }
         }
         Ok(Step::Built(commit))
@@ -201,7 +205,7 @@ impl Queue<'_> {
             crate::locks::clear_stale(self.repo, &self.into)?;
             let old = git::run(dir, ["rev-parse", "--verify", &format!("refs/heads/{}", self.into)])?;
             let commit = match self.step(c, &old)? {
-                Step::Done(m) => return Ok(judged(m)),
+                Step::Done(outcome) => return Ok(outcome),
                 Step::Built(commit) => commit,
             };
             let by = match proof(dir, &c.rec, &self.into, &c.head, &commit) {
@@ -255,7 +259,7 @@ impl Queue<'_> {
                         members.push((i, tip.clone(), commit.clone()));
                         tip = commit;
                     }
-                    Ok(Step::Done(m)) => results[i] = Some(Ok(judged(m))),
+                    Ok(Step::Done(outcome)) => results[i] = Some(Ok(outcome)),
                     Err(e) => results[i] = Some(Err(e)),
                 }
             }
@@ -444,13 +448,6 @@ enum Moved {
     Yes,
     Raced,
     Dirty(String),
-}
-
-/// A step's outcome with whether it counts as a failure: a branch already in is fine (`fine`
-/// marks it, and is taken out); a conflict, an impossible fast-forward or a changed gate is not.
-fn judged(mut m: Map<String, Value>) -> Outcome {
-    let fine = m.remove("fine").is_some();
-    (m, !fine)
 }
 
 fn status(s: &str, more: &[(&str, Value)]) -> Map<String, Value> {
