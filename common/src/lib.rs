@@ -38,6 +38,7 @@ pub mod registry;
 pub mod repo;
 pub mod runlog;
 pub mod select;
+pub mod shared_dirs;
 pub mod sibling;
 pub mod signals;
 pub mod stale_lock;

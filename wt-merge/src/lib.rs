@@ -95,7 +95,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     // One merge queue per repository at a time; whatever scratch worktree exists now was left
     // by a queue that was killed.
     let _queue_lock = FileLock::acquire(&repo.ensure_state_dir()?.join("merge.lock"), default_timeout())?;
-    verify::sweep(&repo)?;
+    scratch::sweep(&repo);
     wt_common::stale_lock::sweep_repository(&repo);
     journal::roll_forward(&repo)?;
     let progress = wt_common::progress::Progress::new(TOOL);

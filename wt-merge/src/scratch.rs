@@ -54,6 +54,9 @@ pub struct Scratch {
     /// files differ from the main worktree's): `[merge] prepare` installs them, else the
     /// verification cannot be trusted.
     pub not_shared: Vec<(String, String)>,
+    /// The entries of `PATH` inside other worktrees, which the commands run without
+    /// (`verify::foreign_path_entries`).
+    pub path_dropped: Vec<String>,
     /// `merge.verify.env`: what was placed.
     pub placed: Value,
 }
@@ -79,14 +82,10 @@ impl Like {
                 like.shares.push(dir.to_string());
             }
         }
-        // What wt-create shared into it, as it noted for `--share-status` (its
-        // `share::shared_dirs_file`): a name on the command line brings no `share` key.
-        let noted = repo.state_dir().join("share").join(format!("{}.json", rec.name));
-        let noted: Vec<String> = wt_common::fsutil::read_small(&noted)
-            .text()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-        for dir in noted {
+        // What wt-create noted it shared into it: a name on the command line brings no
+        // `share` key.
+        for dir in wt_common::shared_dirs::read(&wt_common::shared_dirs::file(&repo.state_dir(), &rec.name)) {
+            let dir = dir.to_string_lossy().into_owned();
             if !like.shares.contains(&dir) {
                 like.shares.push(dir);
             }
@@ -118,8 +117,11 @@ pub fn provision(repo: &Repo, name: &str, commit: &str, like: &Like) -> Result<S
     let started = std::time::Instant::now();
     let scratch = name_for(name, commit);
     // One journal: what an earlier verification could not remove is removed first, or nothing
-    // new is made (its name would be forgotten).
-    sweep(repo);
+    // new is made (its name would be forgotten). The queue swept every other leftover when it
+    // started.
+    if let Some(left) = journaled(repo) {
+        dispose(repo, &left);
+    }
     if let Some(left) = wt_common::fsutil::read_small(&journal(repo)).text() {
         return Err(Error::failed(
             "scratch-left",
@@ -208,7 +210,7 @@ pub fn provision(repo: &Repo, name: &str, commit: &str, like: &Like) -> Result<S
         "file": e.get("file").cloned().unwrap_or(Value::Null),
         "provision_ms": started.elapsed().as_millis() as u64,
     });
-    Ok(Scratch { name: scratch, path, vars, not_shared, placed })
+    Ok(Scratch { name: scratch, path, vars, not_shared, path_dropped: Vec::new(), placed })
 }
 
 /// Removes the verification worktree `name`: its leases (and its database) first, then the
@@ -262,23 +264,24 @@ fn delete_branch(repo: &Repo, name: &str) -> Result<(), Error> {
     wt_common::git::output_under(cmd.args(["branch", "-D", "--quiet", &branch]), &lock).map(|_| ())
 }
 
+/// The verification worktree the journal names; a journal that names anything else is
+/// dropped, never acted on.
+fn journaled(repo: &Repo) -> Option<String> {
+    let left = wt_common::fsutil::read_small(&journal(repo)).text().map(|n| n.trim().to_string())?;
+    if is_scratch_name(&left) && wt_common::name::validate(&left).is_ok() {
+        return Some(left);
+    }
+    tracing::warn!("ignoring the journal of verification worktrees: {left:?} is not one");
+    let _ = std::fs::remove_file(journal(repo));
+    None
+}
+
 /// Removes what verifications killed along the way left: the worktree the journal names, and
 /// any other with a verification worktree's name (in the ledger, registered with git, or as a
 /// branch). Only wt-merge makes such names, and only while it holds the queue lock, which the
 /// caller holds: none of them is in use.
 pub fn sweep(repo: &Repo) {
-    let mut names = std::collections::BTreeSet::new();
-    let left = wt_common::fsutil::read_small(&journal(repo)).text().map(|n| n.trim().to_string());
-    match left {
-        Some(n) if is_scratch_name(&n) && wt_common::name::validate(&n).is_ok() => {
-            names.insert(n);
-        }
-        Some(bad) => {
-            tracing::warn!("ignoring the journal of verification worktrees: {bad:?} is not one");
-            let _ = std::fs::remove_file(journal(repo));
-        }
-        None => {}
-    }
+    let mut names: std::collections::BTreeSet<String> = journaled(repo).into_iter().collect();
     let ledger = wt_common::ledger::LedgerFile::new(&repo.state_dir());
     if let Ok(l) = ledger.read() {
         names.extend(l.worktrees.keys().filter(|n| is_scratch_name(n)).cloned());

@@ -80,7 +80,8 @@ pub fn verify(
 ) -> Result<Outcome, Error> {
     let mut scratch = scratch::provision(repo, name, commit, like)?;
     failpoint::hit("after-scratch");
-    scratch.placed["path_dropped"] = serde_json::json!(foreign_path_entries(repo, &scratch.path));
+    scratch.path_dropped = foreign_path_entries(repo, &scratch.path);
+    scratch.placed["path_dropped"] = json!(scratch.path_dropped);
     let outcome = run_in(repo, name, commit, &scratch, gate, groups);
     scratch::dispose(repo, &scratch.name);
     outcome
@@ -160,11 +161,10 @@ fn run_one(
         command.env(k, v);
     }
     // An activated virtualenv of another worktree would run that worktree's code.
-    let dropped: Vec<&str> =
-        scratch.placed["path_dropped"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let dropped = &scratch.path_dropped;
     if !dropped.is_empty() {
         let path = std::env::var_os("PATH").unwrap_or_default();
-        let kept = std::env::split_paths(&path).filter(|p| !dropped.contains(&p.to_string_lossy().as_ref()));
+        let kept = std::env::split_paths(&path).filter(|p| !dropped.iter().any(|d| Path::new(d) == p));
         command.env("PATH", std::env::join_paths(kept).unwrap_or_default());
         command.env_remove("VIRTUAL_ENV");
     }
@@ -174,11 +174,4 @@ fn run_one(
     let outcome = process::run(command, &spec, groups);
     live.stop();
     outcome
-}
-
-/// Removes the verification worktree a killed wt-merge left. Call only while holding the
-/// queue lock.
-pub fn sweep(repo: &Repo) -> Result<(), Error> {
-    scratch::sweep(repo);
-    Ok(())
 }

@@ -138,7 +138,7 @@ impl Sharing {
             dirs.push(result);
         }
         self.progress.finish();
-        remember(&locks.join(format!("{name}.json")), &shared)?;
+        remember(&wt_common::shared_dirs::file(&self.state_dir, name), &shared)?;
         let mut value = json!({"dirs": dirs});
         if self.pnpm {
             let added =
@@ -316,7 +316,7 @@ fn swap_in(tmp: &Path, dest: &Path) -> std::io::Result<()> {
 
 /// The directories shared into a worktree, for `--share-status`.
 fn remember(file: &Path, dirs: &[PathBuf]) -> Result<(), Error> {
-    let before: BTreeSet<PathBuf> = shared_dirs(file).into_iter().collect();
+    let before: BTreeSet<PathBuf> = wt_common::shared_dirs::read(file).into_iter().collect();
     let mut all = before.clone();
     all.extend(dirs.iter().cloned());
     if all == before {
@@ -324,15 +324,6 @@ fn remember(file: &Path, dirs: &[PathBuf]) -> Result<(), Error> {
     }
     let bytes = serde_json::to_vec(&all).expect("paths serialize");
     wt_common::fsutil::write_atomic(file, &bytes).map_err(|e| Error::io(file.display(), e))
-}
-
-pub fn shared_dirs(file: &Path) -> Vec<PathBuf> {
-    fs::read(file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
-}
-
-/// The file listing what was shared into worktree `name`.
-pub fn shared_dirs_file(repo: &Repo, name: &str) -> PathBuf {
-    repo.state_dir().join("share").join(format!("{name}.json"))
 }
 
 /// `--share DIR NAME` where NAME exists: shares again (after the main worktree's dependencies

@@ -13,7 +13,7 @@ use serde_json::json;
 use wt_common::output::Output;
 use wt_common::Error;
 
-use super::{method, shared_dirs, shared_dirs_file};
+use super::method;
 use crate::context::Context;
 
 type Inode = (u64, u64);
@@ -65,7 +65,7 @@ pub fn run(ctx: &Context, out: &mut Output) -> Result<(), Error> {
     let mut all_dirs: HashSet<PathBuf> = HashSet::new();
     for (name, entry) in &ledger.worktrees {
         let Some(wt) = worktrees.iter().find(|w| w.path == entry.path) else { continue };
-        let dirs = shared_dirs(&shared_dirs_file(&ctx.repo, name));
+        let dirs = wt_common::shared_dirs::read(&wt_common::shared_dirs::file(&ctx.repo.state_dir(), name));
         if dirs.is_empty() {
             continue;
         }
