@@ -830,3 +830,50 @@ fn a_confined_command_gets_no_secret_of_the_caller_unless_passed() {
         assert!(said(&rec, line), "{line}: {rec}");
     }
 }
+
+/// Every process a confined run starts ends with it, before wt-run reports it over (and before
+/// its commits are published): a `setsid` child, a double fork, a `nohup` daemon. As root and
+/// unprivileged.
+#[test]
+fn processes_that_leave_the_run_end_with_it() {
+    for unprivileged in [false, true] {
+        let t = repo_with(&["agent"]);
+        if unprivileged {
+            let status = Command::new("chown").args(["-R", "65534:65534"]).arg(t.root()).status().unwrap();
+            assert!(status.success());
+        }
+        let marker = format!("wt-escapee-{}-{unprivileged}", std::process::id());
+        let late = t.wt_root().join("agent/late.txt");
+        // Each one waits a moment, then writes and commits: after the run, if it were alive.
+        let later =
+            format!("exec -a {marker} sh -c 'sleep 2; echo late > late.txt; git add late.txt; git commit -qm late'");
+        let script = format!(
+            "setsid sh -c \"{later}\" </dev/null >/dev/null 2>&1 & \
+             (sh -c \"{later}\" </dev/null >/dev/null 2>&1 &) ; \
+             nohup sh -c \"{later}\" </dev/null >/dev/null 2>&1 & \
+             sleep 0.3; ps -eo pid= | wc -l | sed 's/ //g; s/^/procs=/'; echo started"
+        );
+        let mut cmd = if unprivileged {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(wt_tests::bin("wt-run"));
+            c
+        } else {
+            Command::new(wt_tests::bin("wt-run"))
+        };
+        cmd.args(["-w", "agent", "--confine", "--json", "--", "sh", "-c", &script]).current_dir(&t.repo);
+        t.isolate(&mut cmd);
+        let run = Run::of(&mut cmd, "");
+        run.expect_code(0);
+        let rec = &run.records()[0];
+        assert!(said(rec, "started"), "{run}");
+        // The run saw only its own processes (its /proc is the namespace's).
+        let procs: usize = tail(rec).iter().find_map(|l| l.strip_prefix("procs=")?.parse().ok()).unwrap();
+        assert!(procs < 12, "{procs} processes visible: {run}");
+        let left = Command::new("pgrep").args(["-f", &marker]).output().unwrap();
+        assert!(left.stdout.is_empty(), "still running after the run: {}", String::from_utf8_lossy(&left.stdout));
+        std::thread::sleep(Duration::from_millis(2500));
+        assert!(!late.exists(), "a process of the run wrote after it ended");
+        let log = t.git(["-c", "safe.directory=*", "log", "--format=%s", "wt/agent"]);
+        assert!(!log.contains("late"), "{log}");
+    }
+}

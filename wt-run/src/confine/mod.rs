@@ -4,11 +4,13 @@
 //!
 //! The sandbox is set up by a small single-threaded helper between fork and exec: wt-run runs
 //! itself again as `wt-run __confine-exec POLICY -- CMD…`, which, in this order,
+//! 0. enters a pid namespace (`init`): it waits there while its child, pid 1 of the run, does
+//!    the rest, and everything left in the namespace is killed when the command exits;
 //! 1. enters a mount namespace and lays out the file system (`namespace`): `/` read-only,
 //!    the write list writable, the private git store, private `/tmp`, `/dev/shm`, `/dev/pts`;
 //! 2. applies Landlock (`rules`): write only in the write list, bind only leased ports, scopes;
 //! 3. drops every capability (`caps`);
-//! 4. reports what was enforced (`Report`) and execs the command, whose pid it keeps.
+//! 4. reports what was enforced (`Report`) and runs the command.
 //!
 //! # For other parts of wt: hiding paths and binding files
 //!
@@ -23,6 +25,7 @@
 //! that another bind covers.
 
 pub mod caps;
+pub mod init;
 pub mod namespace;
 pub mod record;
 pub mod rules;
@@ -321,7 +324,21 @@ pub fn helper_main(args: &[String]) -> ! {
     // command is not told of a tmux server it cannot reach.
     let mut command = std::process::Command::new(&argv[0]);
     command.args(&argv[1..]).env_clear().envs(kept_env(&policy)).env_remove("TMUX").env_remove("TMUX_PANE");
-    let err = std::os::unix::process::CommandExt::exec(&mut command);
+    if init::active() {
+        init::run(|| exec(&mut command, argv, &mut status, &mut report));
+    }
+    std::process::exit(exec(&mut command, argv, &mut status, &mut report))
+}
+
+/// Execs the command; returns only when that failed, with the exit code to end with, and
+/// says why in the report.
+fn exec(
+    command: &mut std::process::Command,
+    argv: &[String],
+    status: &mut Option<std::fs::File>,
+    report: &mut Report,
+) -> i32 {
+    let err = std::os::unix::process::CommandExt::exec(command);
     let (code, kind) = match err.kind() {
         std::io::ErrorKind::NotFound => (127, "not-found"),
         std::io::ErrorKind::PermissionDenied => (126, "not-executable"),
@@ -329,8 +346,8 @@ pub fn helper_main(args: &[String]) -> ! {
     };
     report.exec_error = Some(kind.into());
     report.error = Some(format!("{}: {err}", argv[0]));
-    write_report(&mut status, &report);
-    std::process::exit(code);
+    write_report(status, report);
+    code
 }
 
 /// The three layers, in order. Strict mode refuses (before changing anything) when the kernel

@@ -58,6 +58,8 @@ fn last_error(what: &str, path: &Path) -> Failure {
 pub fn enter(policy: &Policy, hide: &[PathBuf]) -> Result<(), Failure> {
     let cwd = std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))?;
     unshare()?;
+    // From here on this is the namespace's init; the process wt-run knows waits for it.
+    super::init::split()?;
     mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)?;
     // Detached copies of what stays writable, taken before `/` turns read-only: they keep
     // their own (writable) flags when they are attached again.
@@ -79,6 +81,7 @@ pub fn enter(policy: &Policy, hide: &[PathBuf]) -> Result<(), Failure> {
     }
     set_read_only_at(Path::new("/"), true)?;
     private_devices()?;
+    own_proc();
     for dir in policy.private_tmp.iter().chain(&policy.system_tmp) {
         tmpfs(dir, "mode=0700")?;
     }
@@ -107,11 +110,11 @@ pub fn enter(policy: &Policy, hide: &[PathBuf]) -> Result<(), Failure> {
     std::env::set_current_dir(&cwd).map_err(|e| format!("cannot enter {}: {e}", cwd.display()))
 }
 
-/// `unshare(CLONE_NEWNS)`, with `CLONE_NEWUSER` and an identity map when not root.
+/// `unshare(CLONE_NEWNS | CLONE_NEWPID)`, with `CLONE_NEWUSER` and an identity map when not root.
 #[allow(unsafe_code)]
 fn unshare() -> Result<(), Failure> {
     let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
-    let flags = if uid.is_root() { libc::CLONE_NEWNS } else { libc::CLONE_NEWNS | libc::CLONE_NEWUSER };
+    let flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | if uid.is_root() { 0 } else { libc::CLONE_NEWUSER };
     // SAFETY: unshare(2) takes flags only; the helper is single-threaded, as CLONE_NEWUSER needs.
     if unsafe { libc::unshare(flags) } != 0 {
         return Err(format!("cannot make a mount namespace: {}", std::io::Error::last_os_error()));
@@ -150,6 +153,20 @@ fn mount(
 
 fn tmpfs(dir: &Path, options: &str) -> Result<(), Failure> {
     mount(Some("tmpfs"), dir, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some(options))
+}
+
+/// A `/proc` of the run's pid namespace, so that `ps` and `/proc` show the run's processes
+/// only. Where the kernel refuses (a user namespace under a `/proc` with covered parts, as in
+/// some containers), the machine's stays: Landlock already keeps the command from reading
+/// other processes' memory or environment, and the namespace still ends every process.
+fn own_proc() {
+    let _ = mount(
+        Some("proc"),
+        Path::new("/proc"),
+        Some("proc"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
+        None,
+    );
 }
 
 /// A private `/dev/shm`, and a new devpts instance at `/dev/pts` whose `ptmx` serves `/dev/ptmx`.
