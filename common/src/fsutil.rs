@@ -1,6 +1,6 @@
 //! File-system helpers: atomic replacement and copying trees as they are.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::symlink;
 use std::path::Path;
@@ -20,21 +20,44 @@ pub fn write_replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
     replace(path, bytes, false)
 }
 
+/// `write_atomic` of a file readable by its owner only (`0600`): the ledger, which holds the
+/// worktrees' database passwords.
+pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace_as(path, bytes, true, Some(0o600))
+}
+
 fn replace(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
+    replace_as(path, bytes, sync, None)
+}
+
+/// `replace`, the temp file given `mode` before it takes the name (no moment where a private
+/// file is readable by others).
+fn replace_as(path: &Path, bytes: &[u8], sync: bool, mode: Option<u32>) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     sweep_stale_temps(path);
     let tmp = dir.join(temp_name(&name));
-    write_new(&tmp, bytes, sync)?;
+    write_new(&tmp, bytes, sync, mode)?;
     crate::failpoint::hit("before-rename");
     fs::rename(&tmp, path).inspect_err(|_| {
         let _ = fs::remove_file(&tmp);
     })
 }
 
-/// Writes `bytes` to the file `tmp` (made or emptied), synced if asked; on failure, removes it.
-fn write_new(tmp: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
-    let written = File::create(tmp).and_then(|mut f| {
+/// Writes `bytes` to the file `tmp` (made or emptied; made with `mode` when given), synced if
+/// asked; on failure, removes it.
+fn write_new(tmp: &Path, bytes: &[u8], sync: bool, mode: Option<u32>) -> io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    if let Some(mode) = mode {
+        options.mode(mode);
+    }
+    let written = options.open(tmp).and_then(|mut f| {
+        if let Some(mode) = mode {
+            // A temp file a killed writer left keeps its old mode: set it.
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
         f.write_all(bytes)?;
         if sync {
             f.sync_all()?;
@@ -58,7 +81,7 @@ pub fn write_synced_aside(path: &Path, bytes: &[u8]) -> io::Result<std::path::Pa
     sweep_stale_temps(path);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!("{}.{n}", temp_name(&name)));
-    write_new(&tmp, bytes, true)?;
+    write_new(&tmp, bytes, true, None)?;
     Ok(tmp)
 }
 

@@ -37,6 +37,16 @@ pub fn check_relative(rel: &Path, flag: &str) -> Result<(), Error> {
 /// `outside-worktree` when a directory on the way or the file itself is a symbolic link, or
 /// `rel` leaves `root`.
 pub fn write(root: &Path, rel: &Path, bytes: &[u8]) -> Result<PathBuf, Error> {
+    write_mode(root, rel, bytes, 0o644)
+}
+
+/// `write`, readable by its owner only (`0600`): a file that holds a secret (an env file with
+/// the worktree's database password).
+pub fn write_private(root: &Path, rel: &Path, bytes: &[u8]) -> Result<PathBuf, Error> {
+    write_mode(root, rel, bytes, 0o600)
+}
+
+fn write_mode(root: &Path, rel: &Path, bytes: &[u8], mode: u32) -> Result<PathBuf, Error> {
     let (dir, file) = open_parent(root, rel)?;
     let target = root.join(rel);
     match fstatat(&dir, file, AtFlags::AT_SYMLINK_NOFOLLOW) {
@@ -44,7 +54,7 @@ pub fn write(root: &Path, rel: &Path, bytes: &[u8]) -> Result<PathBuf, Error> {
         Ok(st) if kind(&st) == SFlag::S_IFDIR => return Err(outside(&target, "it is a directory")),
         _ => {}
     }
-    put(&dir, file, &target, |f| f.write_all(bytes))?;
+    put(&dir, file, &target, mode, |f| f.write_all(bytes))?;
     Ok(target)
 }
 
@@ -57,7 +67,7 @@ pub fn copy_new(root: &Path, rel: &Path, src: &Path) -> Result<bool, Error> {
     }
     let target = root.join(rel);
     let mut from = std::fs::File::open(src).map_err(|e| Error::io(src.display(), e))?;
-    put(&dir, file, &target, |f| std::io::copy(&mut from, f).map(|_| ()))?;
+    put(&dir, file, &target, 0o644, |f| std::io::copy(&mut from, f).map(|_| ()))?;
     Ok(true)
 }
 
@@ -112,13 +122,14 @@ fn put(
     dir: &OwnedFd,
     file: &OsStr,
     target: &Path,
+    mode: u32,
     fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 ) -> Result<(), Error> {
     let name = Path::new(file).display().to_string();
     sweep_stale_temps(dir, &name);
     let tmp = crate::fsutil::temp_name(&name);
     let create = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = openat(dir, tmp.as_str(), create, Mode::from_bits_truncate(0o644))
+    let fd = openat(dir, tmp.as_str(), create, Mode::from_bits_truncate(mode))
         .map_err(|e| Error::io(target.display(), std::io::Error::from(e)))?;
     let written = (|| {
         let mut f = std::fs::File::from(fd);

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::Error;
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_atomic_private;
 use crate::lock::{default_timeout, FileLock};
 
 /// Everything the tools have handed out in one repository.
@@ -376,7 +376,7 @@ impl LedgerFile {
         crate::failpoint::hit("ledger-locked");
         let out = change(&mut ledger)?;
         if ledger != *before {
-            write_atomic(&self.path, &Self::bytes(&ledger)).map_err(|e| self.unwritable(e))?;
+            write_atomic_private(&self.path, &Self::bytes(&ledger)).map_err(|e| self.unwritable(e))?;
             self.remember(ledger);
         }
         Ok(out)

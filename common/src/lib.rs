@@ -37,6 +37,7 @@ pub mod refs;
 pub mod registry;
 pub mod repo;
 pub mod runlog;
+pub mod secret_files;
 pub mod select;
 pub mod shared_dirs;
 pub mod sibling;

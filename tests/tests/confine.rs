@@ -877,3 +877,57 @@ fn processes_that_leave_the_run_end_with_it() {
         assert!(!log.contains("late"), "{log}");
     }
 }
+
+/// One agent cannot read another's database password: not from the other's env file or brief,
+/// not from wt's ledger, not from a worktree made after the run started, not from the main
+/// worktree's env file; its own stays readable. The files are private to their owner too.
+#[test]
+fn another_worktrees_password_is_out_of_reach() {
+    let t = TestRepo::new();
+    let tmpl = wt_tests::PgTemplate::new("CREATE TABLE t (id int);");
+    let url = wt_tests::pg_url_for(&tmpl.name);
+    let env_args = ["--range", "23400-23499", "--database", &url, "--dotenv", "--brief=AGENT.md"];
+    let recs = t.pipeline(&[("wt-create", &["a", "b"]), ("wt-env", &env_args)]).expect_code(0).records();
+    let password = |rec: &Value| {
+        let url = rec["env"]["vars"]["DATABASE_URL"].as_str().unwrap().to_string();
+        let start = url.find("password=").unwrap() + "password=".len();
+        url[start..].split('&').next().unwrap().to_string()
+    };
+    let (mine, theirs) = (password(&recs[0]), password(&recs[1]));
+    assert!(!theirs.is_empty() && mine != theirs);
+    let env_b = t.wt_root().join("b/.env.wt");
+    assert_eq!(std::fs::metadata(&env_b).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(common(&t).join("wt/ledger.json")).unwrap().permissions().mode() & 0o777, 0o600);
+    // The main worktree has an env file too (a person's own dev server), and a worktree outside
+    // the worktree root.
+    let outside = t.root().join("elsewhere/c");
+    t.git(["worktree", "add", "-q", "-b", "wt/c", outside.to_str().unwrap()]);
+    t.run("wt-create", &[outside.to_str().unwrap()], "").expect_code(0);
+    let c = t.run("wt-env", &["-w", "c", "--range", "23400-23499", "--database", &url, "--dotenv"], "");
+    let theirs = format!("{theirs}|{}", password(&c.expect_code(0).records()[0]));
+    std::fs::write(t.repo.join(".env.wt"), format!("DATABASE_URL=x?password={theirs}\n")).unwrap();
+    // Pane-long runs see worktrees made after they started: one made during the run.
+    let script = format!(
+        "sleep 1; for f in ../b/.env.wt ../b/AGENT.md ../d/.env.wt '{main}/.env.wt' '{c}/.env.wt' '{ledger}'; do \
+           grep -Erqs -- '{theirs}' \"$f\" && echo \"read:$f\"; done; \
+         grep -Erqs -- '{theirs}' '{state}' && echo read:state; \
+         grep -qs -- '{mine}' .env.wt && echo own-ok; ls .. | tr '\\n' ' '",
+        main = t.repo.display(),
+        c = outside.display(),
+        ledger = common(&t).join("wt/ledger.json").display(),
+        state = common(&t).join("wt").display(),
+    );
+    let mut run_cmd = t.cmd("wt-run");
+    run_cmd.args(["-w", "a", "--confine", "--json", "--", "sh", "-c", &script]);
+    let child = std::thread::spawn(move || Run::of(&mut run_cmd, ""));
+    std::thread::sleep(Duration::from_millis(300));
+    t.run("wt-create", &["d"], "").expect_code(0);
+    t.run("wt-env", &["-w", "d", "--range", "23400-23499", "--dotenv"], "").expect_code(0);
+    std::fs::write(t.wt_root().join("d/.env.wt"), format!("P={theirs}\n")).unwrap();
+    let run = child.join().unwrap();
+    run.expect_code(0);
+    let rec = &run.records()[0];
+    let read: Vec<String> = tail(rec).into_iter().filter(|l| l.starts_with("read:")).collect();
+    assert!(read.is_empty(), "{read:?}\n{run}");
+    assert!(said(rec, "own-ok"), "its own env file stays readable: {run}");
+}

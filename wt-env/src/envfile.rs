@@ -49,10 +49,13 @@ pub fn export_text(vars: &Map<String, Value>) -> String {
         .collect()
 }
 
-/// Writes `text` to `worktree/rel` whole (temp file and rename), never through a symbolic
-/// link the agent planted in its worktree, and makes git ignore it.
+/// Writes `text` to `worktree/rel` whole (temp file and rename), readable by its owner only,
+/// never through a symbolic link the agent planted in its worktree, and makes git ignore it.
 pub fn write_ignored(repo: &Repo, worktree: &Path, rel: &str, text: &str) -> Result<std::path::PathBuf, Error> {
-    let path = wt_common::inside::write(worktree, Path::new(rel), text.as_bytes())?;
+    // Private, and noted, so that confined agents in other worktrees get it covered: it names
+    // this worktree's database password.
+    wt_common::secret_files::note(&repo.ensure_state_dir()?, Path::new(rel))?;
+    let path = wt_common::inside::write_private(worktree, Path::new(rel), text.as_bytes())?;
     wt_common::ignore::exclude(repo, rel)?;
     // The temp file it is written through, should a killed wt-env leave one, is ignored too
     // (so `git add -A` never commits it), and swept by the next write.

@@ -229,6 +229,7 @@ pub fn policy_for(
     }
     policy.write.push(store.tmp);
     policy.write.extend(allow.iter().cloned());
+    hide_secrets(repo, ledger, &path, &mut policy);
     let system_tmp = std::env::temp_dir().canonicalize().unwrap_or_else(|_| std::env::temp_dir());
     let exposed = std::iter::once(repo.root().to_path_buf())
         .chain(ledger.worktrees.values().map(|e| e.path.clone()))
@@ -246,6 +247,40 @@ pub fn policy_for(
     policy.read_only.retain(|p| p.exists());
     policy.write.dedup();
     Ok(policy)
+}
+
+/// What one agent must not read of the others: wt's state dir (the ledger names every
+/// worktree's database password; other runs' private stores), the other worktrees when they
+/// live in the repository's worktree root (covered whole, this one bound back in: a worktree
+/// made later is covered too), and elsewhere the files wt-env wrote that hold a secret (its
+/// env file, its brief), each covered by an empty read-only file. pnpm's store, in the state
+/// dir, stays readable: installs link from it.
+fn hide_secrets(repo: &Repo, ledger: &Ledger, path: &Path, policy: &mut Policy) {
+    let state = repo.state_dir();
+    let secrets = wt_common::secret_files::read(&state);
+    policy.hide.push(state.clone());
+    if let Ok(pnpm) = state.join("pnpm-store").canonicalize() {
+        policy.binds.push(Bind { src: pnpm.clone(), dst: pnpm, writable: false });
+    }
+    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let root = canonical(&repo.default_worktree_root());
+    let covered_root = canonical(path).parent() == Some(root.as_path());
+    if covered_root {
+        policy.hide.push(root.clone());
+    }
+    let others = ledger.worktrees.values().map(|e| e.path.clone()).chain(repo.main_worktree.clone());
+    for other in others.map(|p| canonical(&p)) {
+        if other == canonical(path) || (covered_root && other.starts_with(&root)) {
+            continue;
+        }
+        for rel in &secrets {
+            let file = other.join(rel);
+            // Only a regular file of wt-env's (an agent's link there points elsewhere).
+            if file.symlink_metadata().is_ok_and(|m| m.is_file()) {
+                policy.binds.push(Bind { src: PathBuf::from("/dev/null"), dst: file, writable: false });
+            }
+        }
+    }
 }
 
 /// With `extensions.worktreeConfig` on, git reads the admin dir's `config.worktree`, where a

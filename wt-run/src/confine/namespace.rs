@@ -82,20 +82,35 @@ pub fn enter(policy: &Policy, hide: &[PathBuf]) -> Result<(), Failure> {
     set_read_only_at(Path::new("/"), true)?;
     private_devices()?;
     own_proc();
+    // The rest, outermost path first: a cover (`hide`) then hides what was mounted above it,
+    // and what is mounted inside it (the run's own worktree under a covered worktree root, its
+    // temp dir under the covered state dir) is made there and stays reachable.
+    let mut layout: Vec<(&Path, Step)> = Vec::new();
     for dir in policy.private_tmp.iter().chain(&policy.system_tmp) {
-        tmpfs(dir, "mode=0700")?;
+        layout.push((dir, Step::Tmpfs("mode=0700")));
     }
     for (tree, path) in &writable {
-        attach(tree, path)?;
+        layout.push((path, Step::Attach(tree)));
     }
     for dir in hide {
-        // Under a private temp dir it may be missing now (and hidden already): made there.
-        let _ = std::fs::create_dir_all(dir);
-        tmpfs(dir, crate::hide::COVER)?;
+        layout.push((dir, Step::Tmpfs(crate::hide::COVER)));
     }
     for (tree, dst) in &binds {
-        make_mountpoint(dst, tree)?;
-        attach(tree, dst)?;
+        layout.push((dst, Step::Attach(tree)));
+    }
+    layout.sort_by_key(|(path, _)| path.components().count());
+    for (path, step) in layout {
+        match step {
+            Step::Tmpfs(options) => {
+                // Inside a cover or a private temp dir it may be missing now: made there.
+                let _ = std::fs::create_dir_all(path);
+                tmpfs(path, options)?;
+            }
+            Step::Attach(tree) => {
+                make_mountpoint(path, tree)?;
+                attach(tree, path)?;
+            }
+        }
     }
     // Only the tmpfs itself: a writable bind inside it stays writable.
     for dir in hide {
@@ -108,6 +123,12 @@ pub fn enter(policy: &Policy, hide: &[PathBuf]) -> Result<(), Failure> {
     }
     // The working directory still names the directory as it was before the mounts.
     std::env::set_current_dir(&cwd).map_err(|e| format!("cannot enter {}: {e}", cwd.display()))
+}
+
+/// One mount of the layout.
+enum Step<'a> {
+    Tmpfs(&'static str),
+    Attach(&'a OwnedFd),
 }
 
 /// `unshare(CLONE_NEWNS | CLONE_NEWPID)`, with `CLONE_NEWUSER` and an identity map when not root.
