@@ -61,6 +61,14 @@ struct Meta {
     branch: Option<String>,
     /// The commit the branch pointed at when the private copy was taken.
     base: Option<String>,
+    /// The worktree's admin dir (`.git/worktrees/<name>`), from git's registration.
+    #[serde(default)]
+    admin: Option<PathBuf>,
+    /// What its `config.worktree` held when the run started (wt makes an empty one when there
+    /// is none, so that the run cannot create it): anything else found there later was
+    /// planted, and is put back.
+    #[serde(default)]
+    config_worktree: Option<String>,
 }
 
 /// What publishing did.
@@ -74,7 +82,11 @@ pub enum Published {
 
 /// Sets up the store of worktree `name` on `branch` for a confined run: publishes what an
 /// earlier run left, then copies the branch (and its directory's other loose refs) into it.
-pub fn prepare(common: &Path, name: &str, branch: Option<&str>) -> Result<Prepared, Error> {
+///
+/// `admin` is the worktree's admin dir, from git's registration: its `config.worktree` is made
+/// (empty) when missing, so that the run, which sees it read-only, cannot create one with a
+/// `core.fsmonitor` for later, and what it holds is noted to be checked at every publish.
+pub fn prepare(common: &Path, name: &str, branch: Option<&str>, admin: Option<&Path>) -> Result<Prepared, Error> {
     crate::name::validate(name)?;
     // The branch names directories to mount over: each of its components a valid ref name.
     if let Some(b) = branch.filter(|b| b.split('/').any(|c| crate::name::validate(c).is_err())) {
@@ -98,7 +110,8 @@ pub fn prepare(common: &Path, name: &str, branch: Option<&str>) -> Result<Prepar
         (dir.join("objects"), common.join("objects"), true),
         (common.join("objects"), dir.join("real-objects"), false),
     ];
-    let mut meta = Meta::default();
+    let config_worktree = admin.map(worktree_config).transpose()?;
+    let mut meta = Meta { admin: admin.map(Path::to_path_buf), config_worktree, ..Meta::default() };
     if let Some(branch) = branch {
         let parent = Path::new(branch).parent().unwrap_or(Path::new(""));
         let (refs_dst, logs_dst) =
@@ -112,7 +125,8 @@ pub fn prepare(common: &Path, name: &str, branch: Option<&str>) -> Result<Prepar
         mirror(&logs_dst, &dir.join("logs"), None)?;
         binds.push((dir.join("refs"), refs_dst, true));
         binds.push((dir.join("logs"), logs_dst, true));
-        meta = Meta { branch: Some(branch.to_string()), base: Some(base) };
+        meta.branch = Some(branch.to_string());
+        meta.base = Some(base);
     }
     write(&dir.join("meta.json"), serde_json::to_string(&meta).expect("meta serializes"))?;
     Ok(Prepared { tmp: dir.join("tmp"), dir, binds })
@@ -175,14 +189,22 @@ fn publish_locked(common: &Path, dir: &Path) -> Result<Published, Error> {
     };
     let moved = tip.is_some() && tip != meta.base;
     if found.is_empty() && !moved {
+        check_admin(common, dir, &meta)?;
         return Ok(Published::Unchanged);
     }
-    let count = if found.is_empty() { 0 } else { import(common, dir, &found)? };
+    let count = if found.is_empty() {
+        0
+    } else {
+        match import(common, dir, &found) {
+            Ok(n) => n,
+            Err(e) => return Err(refuse(dir, &meta, &found, e)),
+        }
+    };
     let mut result = None;
     if let (Some(branch), Some(tip), Some(base)) = (&meta.branch, &tip, &meta.base) {
         if moved {
             update_branch(common, branch, tip, base)?;
-            let meta = Meta { branch: Some(branch.clone()), base: Some(tip.clone()) };
+            let meta = Meta { base: Some(tip.clone()), ..meta.clone() };
             write(&dir.join("meta.json"), serde_json::to_string(&meta).expect("meta serializes"))?;
             result = Some((branch.clone(), base.clone(), tip.clone()));
         }
@@ -192,7 +214,125 @@ fn publish_locked(common: &Path, dir: &Path) -> Result<Published, Error> {
     for (holder, name) in &found.files {
         let _ = holder.remove(name);
     }
+    check_admin(common, dir, &meta)?;
     Ok(Published::Done { objects: count, moved: result })
+}
+
+/// A refused import is refused once: the objects leave the private store (the copy that was
+/// checked is kept in `<store>/refused/`, replacing an earlier one, for a person to look at),
+/// the private branch goes back to where it started, and the worktree's index, which may name
+/// them, is set aside (`index.refused`): outside the run nothing may name an object the shared
+/// store lacks, or `git gc` fails for the whole repository. The next publish finds nothing to
+/// retry, and the disk holds at most one refused set.
+fn refuse(dir: &Path, meta: &Meta, found: &Found, e: Error) -> Error {
+    for (holder, name) in &found.files {
+        let _ = holder.remove(name);
+    }
+    if let (Some(branch), Some(base)) = (&meta.branch, &meta.base) {
+        let leaf = Path::new(branch).file_name().unwrap_or_default();
+        let _ = crate::fsutil::remove_any(&dir.join("refs").join(leaf));
+        let _ = write(&dir.join("refs").join(leaf), format!("{base}\n"));
+    }
+    if let Some(admin) = &meta.admin {
+        let _ = std::fs::rename(admin.join("index"), admin.join("index.refused"));
+    }
+    let kept = dir.join("refused");
+    Error::failed(
+        &e.code,
+        format!(
+            "{}; the run's objects were taken out of its store (the checked copy is in {}), its branch stays where it was, and the worktree's index was set aside (`git reset` in the worktree makes a new one)",
+            e.message,
+            kept.display()
+        ),
+    )
+}
+
+/// The run's admin dir as wt left it: a `config.worktree` that changed (planted, or edited
+/// where the sandbox could not stop it) is put back, and a `HEAD` that names an object the
+/// shared store lacks (which makes `git gc` fail for the whole repository) points at the
+/// branch again. Either is the error `tampered-worktree`, once: the next publish finds the
+/// admin dir as wt left it.
+fn check_admin(common: &Path, dir: &Path, meta: &Meta) -> Result<(), Error> {
+    let Some(admin) = &meta.admin else { return Ok(()) };
+    let mut fixed = Vec::new();
+    let config = admin.join("config.worktree");
+    let now = crate::fsutil::read_small(&config);
+    let same = match (&meta.config_worktree, &now) {
+        (Some(old), crate::fsutil::Small::Text(t)) => old == t,
+        (None, crate::fsutil::Small::Missing) => true,
+        _ => false,
+    };
+    if !same {
+        let _ = crate::fsutil::remove_any(&config);
+        if let Some(old) = &meta.config_worktree {
+            write(&config, old)?;
+        }
+        fixed.push(format!("{} was changed (git would run what it sets); wt put it back", config.display()));
+    }
+    let head = admin.join("HEAD");
+    if let crate::fsutil::Small::Text(text) = crate::fsutil::read_small(&head) {
+        let hash = text.trim_end();
+        // A commit a running pane made after the objects were listed is still in its store.
+        if is_hash(hash) && !object_exists(common, hash) && !private_has(dir, hash) {
+            let target = match (&meta.branch, &meta.base) {
+                (Some(branch), _) => format!("ref: refs/heads/{branch}\n"),
+                (None, Some(base)) => format!("{base}\n"),
+                (None, None) => String::new(),
+            };
+            if !target.is_empty() {
+                let _ = crate::fsutil::remove_any(&head);
+                write(&head, target)?;
+                fixed.push(format!(
+                    "{} named a missing object {hash} (git gc would fail for the whole repository); it points at the branch again",
+                    head.display()
+                ));
+            }
+        }
+    }
+    if fixed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::failed(
+        "tampered-worktree",
+        format!(
+            "the confined run's admin dir: {}; look at what the agent did before merging its work",
+            fixed.join("; ")
+        ),
+    ))
+}
+
+/// Whether the private store `dir` holds `hash` as a loose object (read through `beneath`).
+fn private_has(dir: &Path, hash: &str) -> bool {
+    let Ok(objects) = crate::beneath::Dir::open(&dir.join("objects")) else { return false };
+    objects.dir(&hash[..2]).and_then(|sub| sub.file(&hash[2..])).is_ok()
+}
+
+/// Whether the shared store has object `hash`.
+fn object_exists(common: &Path, hash: &str) -> bool {
+    let mut cmd = hardened(common);
+    cmd.args(["cat-file", "-e", hash]).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.status().is_ok_and(|s| s.success())
+}
+
+/// The content of the admin dir's `config.worktree`, made empty when there is none. One that
+/// is not a small plain file (a link, a FIFO, a huge file) is refused: wt cannot tell what git
+/// would read there.
+fn worktree_config(admin: &Path) -> Result<String, Error> {
+    let file = admin.join("config.worktree");
+    match crate::fsutil::read_small(&file) {
+        crate::fsutil::Small::Text(t) => Ok(t),
+        crate::fsutil::Small::Missing => {
+            write(&file, "")?;
+            Ok(String::new())
+        }
+        _ => Err(Error::failed(
+            "tampered-worktree",
+            format!(
+                "{} is not a small plain file; remove it (or repair the worktree) before confining",
+                file.display()
+            ),
+        )),
+    }
 }
 
 /// What a private store holds: its loose objects' names, its packs' names (without `.pack`),
@@ -327,6 +467,12 @@ fn import(common: &Path, dir: &Path, found: &Found) -> Result<usize, Error> {
         }
         Ok(names.len())
     })();
+    if copied.is_err() {
+        // The checked copy, for a person to look at; an earlier one goes (one set at most).
+        let kept = dir.join("refused");
+        let _ = std::fs::remove_dir_all(&kept);
+        let _ = std::fs::rename(area.join("objects"), &kept);
+    }
     let _ = std::fs::remove_dir_all(&area);
     copied
 }
@@ -352,7 +498,7 @@ fn pack_objects(common: &Path, objects: &Path, names: &[String], to: &Path) -> R
         let msg = String::from_utf8_lossy(&out.stderr);
         return Err(Error::failed(
             "publish-failed",
-            format!("the confined run's objects cannot be read: {}", msg.trim()),
+            format!("the confined run's objects cannot be read: {}", git_reason(&msg)),
         ));
     }
     Ok(())
@@ -383,8 +529,21 @@ fn index_pack(common: &Path, pack: &Path) -> Result<String, Error> {
         return Ok(hash);
     }
     let msg = String::from_utf8_lossy(&out.stderr);
-    let line = msg.lines().find(|l| l.starts_with("fatal:") || l.starts_with("error:")).unwrap_or(msg.trim());
-    Err(Error::failed("publish-failed", format!("the confined run's objects were refused by git fsck: {line}")))
+    Err(Error::failed(
+        "publish-failed",
+        format!("the confined run's objects were refused by git fsck: {}", git_reason(&msg)),
+    ))
+}
+
+/// The one line of git's complaint that says why: its `fatal:` line, else its last `error:`
+/// line (which names the object), else the last line.
+fn git_reason(stderr: &str) -> &str {
+    let lines = || stderr.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines()
+        .find(|l| l.starts_with("fatal:"))
+        .or_else(|| lines().rfind(|l| l.starts_with("error:")))
+        .or_else(|| lines().next_back())
+        .unwrap_or("git gave no reason")
 }
 
 /// Moves `branch` from `base` to `tip`, only if it is still at `base`.

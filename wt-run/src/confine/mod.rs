@@ -203,7 +203,8 @@ pub fn policy_for(
     // registered for it; never the record's, which anyone upstream could have written.
     let entry = ledger.worktrees.get(&rec.name).filter(|e| e.path == path);
     let branch = entry.and_then(|e| e.branch.clone()).or_else(|| registered.as_ref().and_then(|r| r.branch.clone()));
-    let store = wt_common::confine_store::prepare(common, &rec.name, branch.as_deref())?;
+    let admin = registered.as_ref().map(|r| r.admin_dir.clone()).filter(|a| a != common);
+    let store = wt_common::confine_store::prepare(common, &rec.name, branch.as_deref(), admin.as_deref())?;
     let mut policy = Policy {
         ports,
         best_effort,
@@ -213,8 +214,7 @@ pub fn policy_for(
         ..Policy::default()
     };
     policy.write.push(path.clone());
-    if let Some(admin) = registered.map(|r| r.admin_dir).filter(|a| a != common) {
-        guard_worktree_config(common, &admin);
+    if let Some(admin) = admin {
         for file in ["gitdir", "commondir", "config.worktree"] {
             policy.read_only.push(admin.join(file));
         }
@@ -280,18 +280,6 @@ fn hide_secrets(repo: &Repo, ledger: &Ledger, path: &Path, policy: &mut Policy) 
                 policy.binds.push(Bind { src: PathBuf::from("/dev/null"), dst: file, writable: false });
             }
         }
-    }
-}
-
-/// With `extensions.worktreeConfig` on, git reads the admin dir's `config.worktree`, where a
-/// command could set `core.fsmonitor` or the like for every later git in the worktree. When
-/// the file does not exist yet, an empty one is made, so that it is bound read-only with the
-/// others (the admin dir itself stays writable: HEAD, index, logs).
-fn guard_worktree_config(common: &Path, admin: &Path) {
-    let config = std::fs::read_to_string(common.join("config")).unwrap_or_default();
-    let file = admin.join("config.worktree");
-    if config.to_ascii_lowercase().contains("worktreeconfig") && !file.exists() {
-        let _ = std::fs::write(&file, "");
     }
 }
 
