@@ -990,3 +990,64 @@ fn another_worktrees_password_is_out_of_reach() {
     assert!(read.is_empty(), "{read:?}\n{run}");
     assert!(said(rec, "own-ok"), "its own env file stays readable: {run}");
 }
+
+/// A shared dependency directory's files are the store's, hard-linked into every worktree: a
+/// confined run sees them copy-on-write, so an append, a chmod or a new file changes its own
+/// layer only, never the main worktree's or another agent's copy; its later confined runs see
+/// what it changed. As root and unprivileged.
+#[test]
+fn a_shared_directory_is_copy_on_write_for_a_confined_run() {
+    for unprivileged in [false, true] {
+        let t = TestRepo::new();
+        t.write(".gitignore", "node_modules/\n");
+        t.commit("ignore");
+        let file = "node_modules/left-pad/index.js";
+        std::fs::create_dir_all(t.repo.join("node_modules/left-pad")).unwrap();
+        std::fs::write(t.repo.join(file), "module.exports = 1;\n").unwrap();
+        t.run("wt-create", &["a", "b", "--share", "node_modules"], "").expect_code(0);
+        let shared = [t.repo.join(file), t.wt_root().join("b").join(file), t.wt_root().join("a").join(file)];
+        assert_eq!(std::fs::metadata(&shared[0]).unwrap().ino(), std::fs::metadata(&shared[1]).unwrap().ino());
+        let mode = std::fs::metadata(&shared[0]).unwrap().permissions().mode();
+        if unprivileged {
+            let status = Command::new("chown").args(["-R", "65534:65534"]).arg(t.root()).status().unwrap();
+            assert!(status.success());
+        }
+        let run_as = |script: &str| {
+            let mut cmd = if unprivileged {
+                let mut c = Command::new("setpriv");
+                c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(wt_tests::bin("wt-run"));
+                c
+            } else {
+                Command::new(wt_tests::bin("wt-run"))
+            };
+            cmd.args(["-w", "a", "--confine", "--json", "--", "sh", "-c", script]).current_dir(&t.repo);
+            t.isolate(&mut cmd);
+            let run = Run::of(&mut cmd, "");
+            run.expect_code(0);
+            run.records()[0].clone()
+        };
+        let rec = run_as(&format!(
+            "echo EVIL >> {file} && echo appended; chmod 777 {file} && echo chmodded; \
+             mkdir node_modules/new && echo n > node_modules/new/x && echo created"
+        ));
+        for marker in ["appended", "chmodded", "created"] {
+            assert!(said(&rec, marker), "the run can still change its dependencies: {marker}: {rec}");
+        }
+        assert_eq!(rec["run"]["confined"]["shared"][0]["as"], "copy-on-write", "{rec}");
+        for path in &shared {
+            assert_eq!(std::fs::read_to_string(path).unwrap(), "module.exports = 1;\n", "{}", path.display());
+            assert_eq!(std::fs::metadata(path).unwrap().permissions().mode(), mode, "{}", path.display());
+        }
+        assert!(!t.repo.join("node_modules/new").exists());
+        // Its next confined run sees its own changes.
+        let again = run_as(&format!("cat {file}; cat node_modules/new/x"));
+        assert!(said(&again, "EVIL") && said(&again, "n"), "{again}");
+        // No overlay scratch is left behind.
+        let layers = common(&t).join("wt/confine/a/cow/node_modules");
+        let left: Vec<String> = std::fs::read_dir(&layers)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["upper"], "{unprivileged}");
+    }
+}

@@ -76,6 +76,10 @@ pub struct Policy {
     /// `TIOCSTI` (a pane keeps its own terminal, the pane's pty).
     #[serde(default)]
     pub no_tty: bool,
+    /// Shared dependency directories of the worktree (`wt-create --share`), seen copy-on-write:
+    /// their files are the store's, hard-linked into every worktree that shares them.
+    #[serde(default)]
+    pub cow: Vec<Cow>,
     /// Variables the command keeps besides `CORE_ENV`: those wt-run sets for it (the
     /// worktree's, the lease's, the sandbox's) and what `--pass-env` names (`NAME_*`: a prefix).
     #[serde(default)]
@@ -148,6 +152,16 @@ fn kept_env(policy: &Policy) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
         .collect()
 }
 
+/// A shared directory `dir` seen through an overlay: the files as they are below, what the run
+/// changes in `upper` (kept for the worktree's later confined runs), `work` the overlay's
+/// scratch dir of this run (removed after it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cow {
+    pub dir: PathBuf,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+}
+
 /// `src` mounted at `dst` inside the sandbox.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Bind {
@@ -177,6 +191,10 @@ pub struct Report {
     /// The directories hidden from the command.
     #[serde(default)]
     pub hidden: Vec<PathBuf>,
+    /// Each shared directory and how the run sees it: `copy-on-write`, or `read-only` where
+    /// the kernel could not make an overlay there.
+    #[serde(default)]
+    pub shared: Vec<(PathBuf, String)>,
 }
 
 /// The policy for a worktree: its directory, its git admin dir (its `gitdir`, `commondir`,
@@ -227,6 +245,7 @@ pub fn policy_for(
         }
         policy.binds.push(Bind { src, dst, writable });
     }
+    policy.cow = shared_copy_on_write(repo, &rec.name, &path, &store.dir, &policy.status_file)?;
     policy.write.push(store.tmp);
     policy.write.extend(allow.iter().cloned());
     hide_secrets(repo, ledger, &path, &mut policy);
@@ -247,6 +266,41 @@ pub fn policy_for(
     policy.read_only.retain(|p| p.exists());
     policy.write.dedup();
     Ok(policy)
+}
+
+/// The worktree's shared dependency directories (the note wt-create keeps), each with its
+/// layer in the private store: `cow/<dir, '/' as '%'>/upper`, and a work dir of this run's own.
+/// Their files are hard links to the store's: a run that wrote through one would change the
+/// main worktree's and every other agent's copy.
+fn shared_copy_on_write(repo: &Repo, name: &str, path: &Path, store: &Path, run: &Path) -> Result<Vec<Cow>, Error> {
+    let run = run.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut out = Vec::new();
+    for rel in wt_common::shared_dirs::read(&wt_common::shared_dirs::file(&repo.state_dir(), name)) {
+        let plain = rel.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        let dir = path.join(&rel);
+        if !plain || !dir.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        let layer = store.join("cow").join(rel.to_string_lossy().replace('/', "%"));
+        let cow = Cow { dir, upper: layer.join("upper"), work: layer.join(format!("work.{run}")) };
+        for d in [&cow.upper, &cow.work] {
+            std::fs::create_dir_all(d).map_err(|e| Error::io(d.display(), e))?;
+        }
+        out.push(cow);
+    }
+    Ok(out)
+}
+
+/// Removes an overlay's work dir after its run: the kernel leaves a `work/` in it with no
+/// permissions, which its owner must open up first.
+fn remove_work(work: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(work).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o700));
+        }
+    }
+    let _ = std::fs::remove_dir_all(work);
 }
 
 /// What one agent must not read of the others: wt's state dir (the ledger names every
@@ -312,6 +366,9 @@ pub fn policy_of(argv: &[String]) -> Option<Policy> {
 
 /// After a confined command ended: publishes what it committed. `None` when nothing moved.
 pub fn publish(policy: &Policy) -> Result<Option<serde_json::Value>, Error> {
+    for cow in &policy.cow {
+        remove_work(&cow.work);
+    }
     let Some((common, name)) = &policy.store else { return Ok(None) };
     Ok(match wt_common::confine_store::publish(common, name)? {
         wt_common::confine_store::Published::Done { moved: Some((branch, from, to)), .. } => {
@@ -383,7 +440,10 @@ fn confine(policy: &Policy, report: &mut Report) -> Result<(), String> {
     }
     let hide = crate::hide::dirs(&policy.hide);
     match namespace::enter(policy, &hide) {
-        Ok(()) => report.hidden = hide,
+        Ok(shared) => {
+            report.hidden = hide;
+            report.shared = shared;
+        }
         Err(e) if !policy.best_effort => {
             return Err(format!(
                 "--confine cannot set up its mount namespace ({e}); use --confine=best-effort to run without it"

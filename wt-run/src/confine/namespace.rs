@@ -28,6 +28,14 @@ use super::Policy;
 const SYS_OPEN_TREE: libc::c_long = 428;
 const SYS_MOVE_MOUNT: libc::c_long = 429;
 const SYS_MOUNT_SETATTR: libc::c_long = 442;
+const SYS_FSOPEN: libc::c_long = 430;
+const SYS_FSCONFIG: libc::c_long = 431;
+const SYS_FSMOUNT: libc::c_long = 432;
+const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
 const MOUNT_ATTR_RDONLY: u64 = 1;
@@ -55,7 +63,9 @@ fn last_error(what: &str, path: &Path) -> Failure {
 
 /// Enters a new mount namespace (with a user namespace when not root) and lays out the
 /// sandbox's file system. The process must be single-threaded (the helper is).
-pub fn enter(policy: &Policy, hide: &[PathBuf]) -> Result<(), Failure> {
+///
+/// Returns each shared directory and how the run sees it (`copy-on-write` or `read-only`).
+pub fn enter(policy: &Policy, hide: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, Failure> {
     let cwd = std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))?;
     unshare()?;
     // From here on this is the namespace's init; the process wt-run knows waits for it.
@@ -79,6 +89,22 @@ pub fn enter(policy: &Policy, hide: &[PathBuf]) -> Result<(), Failure> {
         }
         binds.push((tree, bind.dst.clone()));
     }
+    // Shared directories: an overlay each, made now while its layers are reachable (the state
+    // dir that holds them is covered below); read-only where the kernel cannot make one.
+    let mut shared = Vec::new();
+    let mut layers = Vec::new();
+    for cow in &policy.cow {
+        let (tree, how) = match overlay(cow) {
+            Ok(tree) => (tree, "copy-on-write"),
+            Err(_) => {
+                let tree = clone_tree(&cow.dir)?;
+                set_read_only(&tree, &cow.dir)?;
+                (tree, "read-only")
+            }
+        };
+        shared.push((cow.dir.clone(), how.to_string()));
+        layers.push((tree, cow.dir.clone()));
+    }
     set_read_only_at(Path::new("/"), true)?;
     private_devices()?;
     own_proc();
@@ -95,7 +121,7 @@ pub fn enter(policy: &Policy, hide: &[PathBuf]) -> Result<(), Failure> {
     for dir in hide {
         layout.push((dir, Step::Tmpfs(crate::hide::COVER)));
     }
-    for (tree, dst) in &binds {
+    for (tree, dst) in binds.iter().chain(&layers) {
         layout.push((dst, Step::Attach(tree)));
     }
     layout.sort_by_key(|(path, _)| path.components().count());
@@ -122,7 +148,72 @@ pub fn enter(policy: &Policy, hide: &[PathBuf]) -> Result<(), Failure> {
         attach(&tree, path)?;
     }
     // The working directory still names the directory as it was before the mounts.
-    std::env::set_current_dir(&cwd).map_err(|e| format!("cannot enter {}: {e}", cwd.display()))
+    std::env::set_current_dir(&cwd).map_err(|e| format!("cannot enter {}: {e}", cwd.display()))?;
+    Ok(shared)
+}
+
+/// A detached overlay mount of `cow.dir` (below) and `cow.upper` (what runs change), through
+/// the new mount API: `fsopen`, `fsconfig`, `fsmount`. In a user namespace the overlay keeps
+/// its metadata in `user.` xattrs (`userxattr`). `lowerdir+` takes the path whole (Linux
+/// 6.8+); older kernels parse `lowerdir`, where `:` and `,` separate layers, so such a path is
+/// refused there.
+#[allow(unsafe_code)]
+fn overlay(cow: &super::Cow) -> Result<OwnedFd, Failure> {
+    let name = CString::new("overlay").expect("no NUL");
+    // SAFETY: a NUL-terminated name and integer flags; the result is a new fd or -1.
+    let fs = unsafe { libc::syscall(SYS_FSOPEN, name.as_ptr(), FSOPEN_CLOEXEC) };
+    if fs < 0 {
+        return Err(last_error("cannot open an overlay for", &cow.dir));
+    }
+    // SAFETY: the kernel just returned this fd, and nothing else owns it.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
+    let set = |key: &str, value: Option<&Path>| -> Result<(), Failure> {
+        let key_c = CString::new(key).expect("no NUL");
+        let value_c = value.map(cstr).transpose()?;
+        let (cmd, ptr) = match &value_c {
+            Some(v) => (FSCONFIG_SET_STRING, v.as_ptr()),
+            None => (FSCONFIG_SET_FLAG, std::ptr::null()),
+        };
+        // SAFETY: a valid fs context fd and NUL-terminated strings (or null for a flag).
+        let rc = unsafe { libc::syscall(SYS_FSCONFIG, fs.as_raw_fd(), cmd, key_c.as_ptr(), ptr, 0) };
+        if rc != 0 {
+            return Err(last_error(&format!("overlay {key}"), &cow.dir));
+        }
+        Ok(())
+    };
+    if set("lowerdir+", Some(&cow.dir)).is_err() {
+        let text = cow.dir.to_string_lossy();
+        if text.contains([':', ',']) {
+            return Err(format!("{} has ':' or ',' in its path", cow.dir.display()));
+        }
+        set("lowerdir", Some(&cow.dir))?;
+    }
+    set("upperdir", Some(&cow.upper))?;
+    set("workdir", Some(&cow.work))?;
+    if !nix::unistd::geteuid().is_root() {
+        set("userxattr", None)?;
+    }
+    // SAFETY: a valid fs context fd; no pointers.
+    if unsafe {
+        libc::syscall(
+            SYS_FSCONFIG,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<u8>(),
+            std::ptr::null::<u8>(),
+            0,
+        )
+    } != 0
+    {
+        return Err(last_error("cannot make the overlay of", &cow.dir));
+    }
+    // SAFETY: a valid fs context fd and integer flags; the result is a new mount fd or -1.
+    let tree = unsafe { libc::syscall(SYS_FSMOUNT, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) };
+    if tree < 0 {
+        return Err(last_error("cannot mount the overlay of", &cow.dir));
+    }
+    // SAFETY: the kernel just returned this fd, and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(tree as i32) })
 }
 
 /// One mount of the layout.

@@ -44,6 +44,11 @@ pub struct Confined {
     /// The directories hidden from the command (where a pane supervisor or a tmux server of
     /// the user may listen).
     pub hidden: Vec<PathBuf>,
+    /// Each shared dependency directory (`wt-create --share`) and how the run sees it:
+    /// `copy-on-write` (an overlay: what it changes stays in its worktree's layer) or
+    /// `read-only` (where the kernel could not make an overlay).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shared: Vec<serde_json::Value>,
     /// A confined pane's own socket (its `WT_SOCKET`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub socket: Option<PathBuf>,
@@ -84,6 +89,7 @@ impl Confined {
             missing: report.missing.clone(),
             not_covered: NOT_COVERED.iter().map(|s| s.to_string()).collect(),
             hidden: report.hidden.clone(),
+            shared: report.shared.iter().map(|(dir, how)| serde_json::json!({"dir": dir, "as": how})).collect(),
             socket: None,
             read_panes: None,
             published: None,
@@ -100,7 +106,12 @@ mod tests {
     #[test]
     fn the_documented_shape_is_the_written_shape() {
         let policy = Policy { ports: vec![20000, 20009], ..Policy::default() };
-        let report = Report { enforced: "full".into(), landlock_abi: 7, ..Report::default() };
+        let report = Report {
+            enforced: "full".into(),
+            landlock_abi: 7,
+            shared: vec![(PathBuf::from("/w/node_modules"), "copy-on-write".into())],
+            ..Report::default()
+        };
         let mut rec = Confined::new("strict", &policy, &report);
         rec.published = Some(serde_json::json!({}));
         rec.socket = Some(PathBuf::from("/run/wt/x.sock"));
