@@ -370,9 +370,13 @@ pub fn publish(policy: &Policy) -> Result<Option<serde_json::Value>, Error> {
         remove_work(&cow.work);
     }
     let Some((common, name)) = &policy.store else { return Ok(None) };
+    let started = std::time::Instant::now();
     Ok(match wt_common::confine_store::publish(common, name)? {
-        wt_common::confine_store::Published::Done { moved: Some((branch, from, to)), .. } => {
-            Some(serde_json::json!({"branch": branch, "from": from, "to": to}))
+        wt_common::confine_store::Published::Done { moved: Some((branch, from, to)), objects } => {
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            Some(
+                serde_json::json!({"branch": branch, "from": from, "to": to, "objects": objects, "ms": (ms * 10.0).round() / 10.0}),
+            )
         }
         _ => None,
     })
