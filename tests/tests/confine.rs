@@ -45,6 +45,35 @@ fn common(t: &TestRepo) -> PathBuf {
     t.repo.join(".git")
 }
 
+/// The two identities every escape is tried as: root, and an unprivileged user (65534).
+const AS_ROOT_AND_UNPRIVILEGED: [bool; 2] = [false, true];
+
+/// How to start wt-run as root or as the unprivileged user, as a shell word list; for the
+/// unprivileged user the test's whole tree is given to it first (and the test's own git, as
+/// root, may read it).
+fn wt_run_as(t: &TestRepo, unprivileged: bool) -> String {
+    let bin = format!("'{}'", wt_tests::bin("wt-run").display());
+    if !unprivileged {
+        return bin;
+    }
+    let status = Command::new("chown").args(["-R", "65534:65534"]).arg(t.root()).status().unwrap();
+    assert!(status.success());
+    let mut config = std::fs::OpenOptions::new().append(true).open(t.root().join("gitconfig")).unwrap();
+    std::io::Write::write_all(&mut config, b"[safe]\n\tdirectory = *\n").unwrap();
+    format!("setpriv --reuid=65534 --regid=65534 --clear-groups -- {bin}")
+}
+
+/// `confined`, as root or as the unprivileged user (`wt_run_as` gave it the tree).
+fn confined_as(t: &TestRepo, who: &str, name: &str, script: &str) -> (Run, Value) {
+    let line = format!("{who} -w {name} --confine --json -- sh -c \"$SCRIPT\"");
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(&t.repo).args(["-c", &line]).env("SCRIPT", script);
+    t.isolate(&mut cmd);
+    let run = Run::of(&mut cmd, "");
+    let rec = run.records().first().cloned().unwrap_or_else(|| panic!("no record\n{run}"));
+    (run, rec)
+}
+
 #[test]
 fn a_confined_agent_edits_builds_tests_and_commits_on_its_branch() {
     let t = repo_with(&["agent-1"]);
@@ -796,17 +825,25 @@ fn a_worktree_config_planted_for_later_is_harmless() {
 /// `HEAD` at its branch again and says so.
 #[test]
 fn a_head_naming_a_missing_object_is_put_back() {
-    let t = repo_with(&["agent"]);
-    let missing = "1234567890abcdef1234567890abcdef12345678";
-    let (run, rec) =
-        confined(&t, "agent", &format!("echo {missing} > \"$(git rev-parse --git-dir)/HEAD\" && echo moved"));
-    assert!(said(&rec, "moved"), "{rec}");
-    assert_eq!(rec["error"]["code"], "tampered-worktree", "{run}");
-    let head = std::fs::read_to_string(common(&t).join("worktrees/agent/HEAD")).unwrap();
-    assert_eq!(head, "ref: refs/heads/wt/agent\n");
-    let gc = Command::new("git").current_dir(&t.repo).args(["gc", "-q"]).output().unwrap();
-    assert!(gc.status.success(), "git gc: {}", String::from_utf8_lossy(&gc.stderr));
-    fsck_clean(&t);
+    for unprivileged in AS_ROOT_AND_UNPRIVILEGED {
+        let t = repo_with(&["agent"]);
+        let who = wt_run_as(&t, unprivileged);
+        let missing = "1234567890abcdef1234567890abcdef12345678";
+        let script = format!("echo {missing} > \"$(git rev-parse --git-dir)/HEAD\" && echo moved");
+        let (run, rec) = confined_as(&t, &who, "agent", &script);
+        assert!(said(&rec, "moved"), "{rec}");
+        assert_eq!(rec["error"]["code"], "tampered-worktree", "{run}");
+        let head = std::fs::read_to_string(common(&t).join("worktrees/agent/HEAD")).unwrap();
+        assert_eq!(head, "ref: refs/heads/wt/agent\n");
+        let gc = Command::new("git")
+            .current_dir(&t.repo)
+            .args(["gc", "-q"])
+            .env("HOME", t.root().join("home"))
+            .env("GIT_CONFIG_GLOBAL", t.root().join("gitconfig"))
+            .output()
+            .unwrap();
+        assert!(gc.status.success(), "git gc: {}", String::from_utf8_lossy(&gc.stderr));
+    }
 }
 
 /// A confined batch run started from a terminal has no controlling terminal: it can neither
@@ -814,6 +851,12 @@ fn a_head_naming_a_missing_object_is_put_back() {
 /// would run, unconfined, once wt-run returns.
 #[test]
 fn a_confined_batch_run_cannot_type_into_the_callers_terminal() {
+    for unprivileged in AS_ROOT_AND_UNPRIVILEGED {
+        cannot_type_into_the_callers_terminal(unprivileged);
+    }
+}
+
+fn cannot_type_into_the_callers_terminal(unprivileged: bool) {
     let t = repo_with(&["agent"]);
     let attack = t.root().join("tiocsti.py");
     std::fs::write(
@@ -823,11 +866,9 @@ fn a_confined_batch_run_cannot_type_into_the_callers_terminal() {
          for c in b'echo INJECTED\\n':\n    fcntl.ioctl(fd, termios.TIOCSTI, bytes([c]))\nprint('typed')\n",
     )
     .unwrap();
-    let line = format!(
-        "'{}' -w agent --confine --json -- python3 '{}'; read -t 2 x; echo \"read:[$x]\"",
-        wt_tests::bin("wt-run").display(),
-        attack.display()
-    );
+    let who = wt_run_as(&t, unprivileged);
+    let line =
+        format!("{who} -w agent --confine --json -- python3 '{}'; read -t 2 x; echo \"read:[$x]\"", attack.display());
     let mut cmd = Command::new("script");
     cmd.current_dir(&t.repo).args(["-qec", &line, "/dev/null"]);
     t.isolate(&mut cmd);
@@ -841,21 +882,23 @@ fn a_confined_batch_run_cannot_type_into_the_callers_terminal() {
 /// confined command: it cannot write through it to a file outside the sandbox.
 #[test]
 fn an_inherited_writable_descriptor_does_not_reach_a_confined_command() {
-    let t = repo_with(&["agent"]);
-    let outside = t.root().join("outside.txt");
-    std::fs::write(&outside, "").unwrap();
-    let line = format!(
-        "exec 3>>'{}'; '{}' -w agent --confine --json -- sh -c 'echo ESCAPED >&3 && echo wrote || echo refused'",
-        outside.display(),
-        wt_tests::bin("wt-run").display()
-    );
-    let mut cmd = Command::new("sh");
-    cmd.current_dir(&t.repo).args(["-c", &line]);
-    t.isolate(&mut cmd);
-    let run = Run::of(&mut cmd, "");
-    let rec = run.records().first().cloned().unwrap_or_else(|| panic!("{run}"));
-    assert!(said(&rec, "refused"), "{rec}");
-    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "", "nothing was written outside");
+    for unprivileged in AS_ROOT_AND_UNPRIVILEGED {
+        let t = repo_with(&["agent"]);
+        let outside = t.root().join("outside.txt");
+        std::fs::write(&outside, "").unwrap();
+        let who = wt_run_as(&t, unprivileged);
+        let line = format!(
+            "exec 3>>'{}'; {who} -w agent --confine --json -- sh -c 'echo ESCAPED >&3 && echo wrote || echo refused'",
+            outside.display(),
+        );
+        let mut cmd = Command::new("sh");
+        cmd.current_dir(&t.repo).args(["-c", &line]);
+        t.isolate(&mut cmd);
+        let run = Run::of(&mut cmd, "");
+        let rec = run.records().first().cloned().unwrap_or_else(|| panic!("{run}"));
+        assert!(said(&rec, "refused"), "{rec}");
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "", "nothing was written outside");
+    }
 }
 
 /// A confined command gets the worktree's variables and what a program needs, never the
@@ -887,6 +930,27 @@ fn a_confined_command_gets_no_secret_of_the_caller_unless_passed() {
     }
     for line in ["MY_TOKEN=set", "WT_NAME=set", "HOME=set", "PATH=set", "ssh-sockets=0"] {
         assert!(said(&rec, line), "{line}: {rec}");
+    }
+    // The same as an unprivileged user (its own ssh control dir is covered as well).
+    let t = repo_with(&["agent"]);
+    let who = wt_run_as(&t, true);
+    let line = format!("{who} -w agent --confine --json --pass-env 'MY_*' -- sh -c \"$SCRIPT\"");
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(&t.repo).args(["-c", &line]);
+    t.isolate(&mut cmd)
+        .env("SCRIPT", script)
+        .env("PGPASSWORD", "admin-secret")
+        .env("PGUSER", "postgres")
+        .env("AWS_SECRET_ACCESS_KEY", "k")
+        .env("SSH_AUTH_SOCK", "/tmp/agent.sock")
+        .env("MY_TOKEN", "passed")
+        .env("SSH_DIR", "/nonexistent");
+    let run = Run::of(&mut cmd, "");
+    let rec = run.records().first().cloned().unwrap_or_else(|| panic!("{run}"));
+    for line in
+        ["PGPASSWORD=unset", "PGUSER=unset", "AWS_SECRET_ACCESS_KEY=unset", "SSH_AUTH_SOCK=unset", "MY_TOKEN=set"]
+    {
+        assert!(said(&rec, line), "unprivileged: {line}: {rec}");
     }
 }
 
