@@ -55,7 +55,7 @@ cat <<MD
 Measured $(date -u +%Y-%m-%d), Linux $(uname -r), as $(id -un), load average $load on $(nproc) cores.
 
 Target: a confined \`-- true\` costs at most 10 ms more than an unconfined one. Medians of
-interleaved rounds. The confined run re-executes wt-run as the helper, enters a mount
+interleaved rounds. The confined run re-executes wt-run as the helper, forks the pid namespace's first process, enters a mount
 namespace (read-only \`/\`, writable binds, private store, tmpfs for /tmp and /dev/shm, a
 devpts instance), applies Landlock, drops capabilities, and after the run checks whether
 there is anything to publish. Under load, each process the confined run adds (the helper's
