@@ -1006,6 +1006,12 @@ fn processes_that_leave_the_run_end_with_it() {
 /// worktree's env file; its own stays readable. The files are private to their owner too.
 #[test]
 fn another_worktrees_password_is_out_of_reach() {
+    for unprivileged in AS_ROOT_AND_UNPRIVILEGED {
+        password_out_of_reach(unprivileged);
+    }
+}
+
+fn password_out_of_reach(unprivileged: bool) {
     let t = TestRepo::new();
     let tmpl = wt_tests::PgTemplate::new("CREATE TABLE t (id int);");
     let url = wt_tests::pg_url_for(&tmpl.name);
@@ -1040,8 +1046,10 @@ fn another_worktrees_password_is_out_of_reach() {
         ledger = common(&t).join("wt/ledger.json").display(),
         state = common(&t).join("wt").display(),
     );
-    let mut run_cmd = t.cmd("wt-run");
-    run_cmd.args(["-w", "a", "--confine", "--json", "--", "sh", "-c", &script]);
+    let who = wt_run_as(&t, unprivileged);
+    let mut run_cmd = Command::new("sh");
+    run_cmd.current_dir(&t.repo).args(["-c", &format!("{who} -w a --confine --json -- sh -c \"$SCRIPT\"")]);
+    t.isolate(&mut run_cmd).env("SCRIPT", &script);
     let child = std::thread::spawn(move || Run::of(&mut run_cmd, ""));
     std::thread::sleep(Duration::from_millis(300));
     t.run("wt-create", &["d"], "").expect_code(0);
