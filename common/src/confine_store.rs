@@ -639,12 +639,14 @@ fn mkdir(dir: &Path) -> Result<(), Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))
 }
 
-/// Replaces a file of the store unless it already holds `text` (not synced: the store is
-/// scratch state, and a lost write only means the next run copies the branch again).
+/// Replaces a file of the store (or of the run's admin dir) unless it already holds `text`
+/// (not synced: the store is scratch state, and a lost write only means the next run copies
+/// the branch again). Never through a link: a temp file made new, renamed over the path.
 fn write(path: &Path, text: impl AsRef<[u8]>) -> Result<(), Error> {
     let text = text.as_ref();
-    let plain = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file());
-    if plain && std::fs::read(path).is_ok_and(|old| old == text) {
+    // Read without following a link or waiting on a FIFO: the run can write some of these
+    // directories (its refs, its admin dir) while wt writes them.
+    if crate::fsutil::read_small(path).text().is_some_and(|old| old.as_bytes() == text) {
         return Ok(());
     }
     crate::fsutil::write_replace(path, text).map_err(|e| Error::io(path.display(), e))

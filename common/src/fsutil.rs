@@ -48,14 +48,18 @@ fn replace_as(path: &Path, bytes: &[u8], sync: bool, mode: Option<u32>) -> io::R
 /// asked; on failure, removes it.
 fn write_new(tmp: &Path, bytes: &[u8], sync: bool, mode: Option<u32>) -> io::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    // Made new, never through what is there: the directory may be an agent's (a worktree's
+    // admin dir), and the temp name is predictable, so a link planted under it would otherwise
+    // be followed and the file it points at overwritten.
+    let _ = fs::remove_file(tmp);
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true).custom_flags(nix::libc::O_NOFOLLOW);
     if let Some(mode) = mode {
         options.mode(mode);
     }
     let written = options.open(tmp).and_then(|mut f| {
         if let Some(mode) = mode {
-            // A temp file a killed writer left keeps its old mode: set it.
+            // The umask may have cleared bits of the mode: set it exactly.
             f.set_permissions(fs::Permissions::from_mode(mode))?;
         }
         f.write_all(bytes)?;
@@ -326,6 +330,23 @@ mod tests {
             fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         left.sort();
         assert_eq!(left, ["1.log", "2.log", "other.txt"]);
+    }
+
+    /// A link planted under the (predictable) temp name, in a directory an agent can write,
+    /// is not followed: the file it points at keeps its content, and the write still lands.
+    #[test]
+    fn a_link_planted_at_the_temp_name_is_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        let path = t.path().join("HEAD");
+        symlink(&victim, t.path().join(temp_name("HEAD"))).unwrap();
+        write_atomic(&path, b"ref: refs/heads/main\n").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "ref: refs/heads/main\n");
+        symlink(&victim, t.path().join(temp_name("ledger.json"))).unwrap();
+        write_atomic_private(&t.path().join("ledger.json"), b"{}").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
     }
 
     #[test]
