@@ -10,6 +10,7 @@ pub mod checkout_state;
 pub mod cli;
 pub mod config;
 pub mod confine_store;
+pub mod confine_via;
 pub mod duration;
 pub mod error;
 pub mod excerpt;

@@ -66,12 +66,29 @@ pub struct Spec<'a> {
 
 /// Starts `cmd` as the leader of a new process group and waits for it, then for the rest of
 /// its group.
-pub fn run(mut cmd: Command, spec: &Spec, groups: &Groups) -> Result<Outcome, Error> {
-    use std::os::unix::process::CommandExt;
+pub fn run(cmd: Command, spec: &Spec, groups: &Groups) -> Result<Outcome, Error> {
     let log = std::fs::File::create(&spec.log).map_err(|e| Error::io(spec.log.display(), e))?;
-    let (reader, writer) = std::io::pipe().map_err(|e| Error::io("pipe", e))?;
-    let writer2 = writer.try_clone().map_err(|e| Error::io("pipe", e))?;
-    cmd.stdin(Stdio::null()).stdout(writer).stderr(writer2).process_group(0);
+    run_to(cmd, spec, groups, Some(log))
+}
+
+/// Like `run`, but the command's stdout and stderr are this process's own (`wt-run
+/// --passthrough`): nothing is logged, echoed or kept (`tail` is empty; `spec.log` is unused).
+pub fn run_inherit(cmd: Command, spec: &Spec, groups: &Groups) -> Result<Outcome, Error> {
+    run_to(cmd, spec, groups, None)
+}
+
+fn run_to(mut cmd: Command, spec: &Spec, groups: &Groups, log: Option<std::fs::File>) -> Result<Outcome, Error> {
+    use std::os::unix::process::CommandExt;
+    cmd.stdin(Stdio::null()).process_group(0);
+    let output = match log {
+        Some(log) => {
+            let (reader, writer) = std::io::pipe().map_err(|e| Error::io("pipe", e))?;
+            let writer2 = writer.try_clone().map_err(|e| Error::io("pipe", e))?;
+            cmd.stdout(writer).stderr(writer2);
+            Some((reader, log))
+        }
+        None => None,
+    };
     die_with_parent(&mut cmd);
     // The child tells the reaper its group before it runs anything: then no kill of this
     // process can leave a group the reaper does not know of.
@@ -94,10 +111,10 @@ pub fn run(mut cmd: Command, spec: &Spec, groups: &Groups) -> Result<Outcome, Er
     let pgid = child.id() as i32;
     groups.lock().expect("groups").insert(pgid);
     let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
-    let copier = {
+    let copier = output.map(|(reader, log)| {
         let (tail, name, echo) = (Arc::clone(&tail), spec.name.to_string(), spec.echo);
         std::thread::spawn(move || copy_output(reader, log, &tail, &name, echo))
-    };
+    });
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());
@@ -109,7 +126,7 @@ pub fn run(mut cmd: Command, spec: &Spec, groups: &Groups) -> Result<Outcome, Er
     groups.lock().expect("groups").remove(&pgid);
     // A member that left the group (setsid) may hold the pipe open: do not wait for it forever.
     let deadline = Instant::now() + Duration::from_secs(1);
-    while !copier.is_finished() && Instant::now() < deadline {
+    while copier.as_ref().is_some_and(|c| !c.is_finished()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(2));
     }
     let tail = tail.lock().expect("tail").iter().cloned().collect();

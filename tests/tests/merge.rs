@@ -694,3 +694,73 @@ fn leftovers_of_verification_worktrees_are_swept_by_their_names() {
     t.assert_no_verification_worktree("after the queue");
     assert!(t.branches().contains(&"wt/c".to_string()), "the candidate's branch stays");
 }
+
+/// A Makefile on a candidate's branch that tries to get out of the verification: write beside
+/// the worktrees and into the main worktree, move the target with git and by writing its ref
+/// file (unless `keep_main`); then exits `code`.
+fn escaping_makefile(t: &TestRepo, tag: &str, code: u8, keep_main: bool) -> String {
+    let (outside, main, common) = (t.root(), t.repo.clone(), t.repo.join(".git"));
+    let (outside, main, common) = (outside.display(), main.display(), common.display());
+    let moves = format!(
+        "\t-c=$$(git commit-tree -m evil HEAD^{{tree}}) && git update-ref refs/heads/main $$c && echo MOVED-MAIN\n\
+         \t-c=$$(git commit-tree -m evil2 HEAD^{{tree}}) && echo $$c > {common}/refs/heads/main && echo WROTE-MAIN-REF\n"
+    );
+    let moves = if keep_main { String::new() } else { moves };
+    format!(
+        "test:\n\
+         \t-echo escaped > {outside}/escaped-{tag}.txt && echo WROTE-OUTSIDE\n\
+         \t-echo planted > {main}/planted-{tag}.txt && echo WROTE-MAIN\n\
+         {moves}\texit {code}\n"
+    )
+}
+
+#[test]
+fn a_confined_verification_cannot_move_the_target_or_write_outside_and_its_exit_still_judges() {
+    let t = TestRepo::new();
+    for (name, code) in [("bad", 3), ("good", 0), ("ctl", 0)] {
+        t.run("wt-create", &[name], "").expect_code(0);
+        let wt = t.wt_root().join(name);
+        // Each its own file, so that one landing does not make the others conflict.
+        std::fs::write(wt.join(format!("{name}.mk")), escaping_makefile(&t, name, code, name == "ctl")).unwrap();
+        t.git_in(&wt, ["add", "-A"]);
+        t.git_in(&wt, ["commit", "-q", "-m", &format!("{name}: a Makefile")]);
+    }
+    let before = main_head(&t);
+    let escaped = |tag: &str| t.root().join(format!("escaped-{tag}.txt")).exists();
+    let planted = |tag: &str| t.repo.join(format!("planted-{tag}.txt")).exists();
+    let log_of = |rec: &Value| std::fs::read_to_string(s(&rec["merge"]["verify"], "log")).unwrap();
+    let escapes = ["WROTE-OUTSIDE", "WROTE-MAIN", "MOVED-MAIN", "WROTE-MAIN-REF"];
+    // Failing: refused everything, judged by make's exit (the recipe's 3 makes make exit 2).
+    let run = t.run("wt-merge", &["-w", "bad", "--verify", "make -f bad.mk", "--confine"], "");
+    run.expect_code(1);
+    let rec = &run.records()[0];
+    let m = merge_of(rec);
+    assert_eq!((&m["status"], &m["verify"]["exit"]), (&"verify-failed".into(), &2.into()), "{rec}");
+    assert_eq!(m["verify"]["confined"]["enforced"], "full", "{rec}");
+    assert_eq!(m["verify"]["confined"]["git"], "private-store", "{rec}");
+    let log = log_of(rec);
+    assert!(!escapes.iter().any(|e| log.lines().any(|l| l == *e)), "an escape got through:\n{log}");
+    assert_eq!(main_head(&t), before, "the target did not move");
+    assert!(!escaped("bad") && !planted("bad"), "nothing written outside");
+    // Passing: merged, and the target moved only to the verified merge.
+    let run = t.run("wt-merge", &["-w", "good", "--verify", "make -f good.mk", "--confine"], "");
+    run.expect_code(0);
+    let rec = &run.records()[0];
+    let m = merge_of(rec);
+    assert_eq!((&m["status"], &m["verify"]["passed"]), (&"merged".into(), &true.into()), "{rec}");
+    assert_eq!(m["verify"]["confined"]["enforced"], "full", "{rec}");
+    assert_eq!(main_head(&t), s(m, "commit"), "main is the merge wt-merge verified");
+    assert_eq!(t.git(["rev-parse", "main^1"]), before);
+    assert!(!t.git(["log", "--format=%s", "main"]).contains("evil"), "no commit of the Makefile's on main");
+    let log = log_of(rec);
+    assert!(!escapes.iter().any(|e| log.lines().any(|l| l == *e)), "an escape got through:\n{log}");
+    assert!(!escaped("good") && !planted("good"));
+    t.assert_no_verification_worktree("after a confined verification");
+    let stores = t.repo.join(".git/wt/confine");
+    let left = wt_tests::names_in(&stores, |n| n.contains("-verify-"));
+    assert!(left.is_empty(), "the verification's private store went with it: {left:?}");
+    // The control: unconfined, the same writes get out (so the checks above can fail).
+    let run = t.run("wt-merge", &["-w", "ctl", "--verify", "make -f ctl.mk", "--timeout", "20s"], "");
+    assert!(escaped("ctl") && planted("ctl"), "unconfined, the Makefile wrote outside\n{run}");
+    assert!(merge_of(&run.records()[0])["verify"].get("confined").is_none(), "{run}");
+}

@@ -615,3 +615,216 @@ fn each_record_names_the_commit_its_round_tested_and_whether_the_tree_was_clean(
     assert_eq!(tested(rec), (&Value::from(fixed.as_str()), &clean), "{rec}");
     assert_eq!(w.t.git_in(&tree, ["rev-parse", "HEAD"]), fixed);
 }
+
+/// A Makefile the agent edited that tries to get out: write beside the worktree and into the
+/// main worktree, move `main` with git and by writing its ref file; then it runs the real test.
+fn escaping_makefile(w: &Watch) -> String {
+    let (outside, main, common) = (w.t.root(), w.t.repo.clone(), w.t.repo.join(".git"));
+    let (outside, main, common) = (outside.display(), main.display(), common.display());
+    format!(
+        "test:\n\
+         \t-echo escaped > {outside}/escaped.txt && echo WROTE-OUTSIDE\n\
+         \t-echo planted > {main}/planted.txt && echo WROTE-MAIN\n\
+         \t-c=$$(git commit-tree -m evil HEAD^{{tree}}) && git update-ref refs/heads/main $$c && echo MOVED-MAIN\n\
+         \t-c=$$(git commit-tree -m evil2 HEAD^{{tree}}) && echo $$c > {common}/refs/heads/main && echo WROTE-MAIN-REF\n\
+         \tsh tests/check.sh\n"
+    )
+}
+
+const ESCAPES: [&str; 4] = ["WROTE-OUTSIDE", "WROTE-MAIN", "MOVED-MAIN", "WROTE-MAIN-REF"];
+
+#[test]
+fn a_makefile_the_agent_edited_cannot_escape_a_confined_watch_and_rounds_still_judge_it() {
+    let w = Watch::new();
+    let tree = w.create("boxed");
+    std::fs::write(tree.join("Makefile"), escaping_makefile(&w)).unwrap();
+    let main_before = w.t.git(["rev-parse", "main"]);
+    let escaped = w.t.root().join("escaped.txt");
+    let planted = w.t.repo.join("planted.txt");
+    let watch = |extra: &[&str]| {
+        let mut args = vec!["-w", "boxed", "--until-green", "--feed", "none", "--max-rounds", "1", "--debounce", "100"];
+        args.extend(extra);
+        args.extend(["--", "make", "test"]);
+        w.watch(&args)
+    };
+    // Red: every escape refused, the failure still judged by the test and cut for the agent.
+    let run = watch(&["--confine"]);
+    run.expect_code(1);
+    let rec = &run.records()[0];
+    assert_eq!(status(rec), "gave-up", "{run}");
+    assert_eq!(rec["watch"]["run"]["exit"], 2, "make's own exit code: {rec}");
+    assert_eq!(rec["watch"]["run"]["cmd"], serde_json::json!(["make", "test"]), "{rec}");
+    let confined = &rec["watch"]["run"]["confined"];
+    assert_eq!((&confined["mode"], &confined["enforced"]), (&"strict".into(), &"full".into()), "{rec}");
+    assert_eq!(confined["git"], "private-store", "{rec}");
+    let failure = rec["watch"]["last_failure"].as_str().unwrap_or_default();
+    assert!(failure.contains("a.txt: expected 42, got 0"), "the excerpt reached the record: {rec}");
+    let log = std::fs::read_to_string(rec["watch"]["run"]["log"].as_str().unwrap()).unwrap();
+    assert!(log.contains("assertion failed: a.txt"), "the round's output is in its log:\n{log}");
+    for marker in ESCAPES {
+        assert!(!log.lines().any(|l| l == marker), "{marker} got through:\n{log}");
+    }
+    assert!(!escaped.exists() && !planted.exists(), "nothing written outside the worktree");
+    assert_eq!(w.t.git(["rev-parse", "main"]), main_before, "main did not move");
+    assert_eq!(std::fs::read_to_string(w.t.repo.join(".git/refs/heads/main")).unwrap().trim(), main_before);
+    // Green: the same Makefile passes once the code is fixed, still confined.
+    std::fs::write(tree.join("a.txt"), "42\n").unwrap();
+    std::fs::write(tree.join("b.txt"), "7\n").unwrap();
+    let run = watch(&["--confine"]);
+    run.expect_code(0);
+    let rec = &run.records()[0];
+    assert_eq!((status(rec), &rec["watch"]["run"]["exit"]), ("green", &serde_json::json!(0)), "{run}");
+    assert_eq!(rec["watch"]["run"]["confined"]["enforced"], "full", "{rec}");
+    assert!(!escaped.exists() && !planted.exists());
+    assert_eq!(w.t.git(["rev-parse", "main"]), main_before);
+    // The control: unconfined, the same Makefile does get out (so the checks above can fail).
+    let run = watch(&[]);
+    run.expect_code(0);
+    assert!(run.records()[0]["watch"]["run"].get("confined").is_none(), "{run}");
+    assert!(escaped.exists() && planted.exists(), "unconfined, the Makefile wrote outside");
+    assert_ne!(w.t.git(["rev-parse", "main"]), main_before, "unconfined, the Makefile moved main");
+}
+
+#[test]
+fn a_confined_round_keeps_its_leases_env_and_nothing_else_of_the_callers() {
+    let w = Watch::new();
+    let tree = w.create("leased");
+    w.t.run("wt-env", &["--ports", "web", "--dotenv", "leased"], "").expect_code(0);
+    let dotenv = std::fs::read_to_string(tree.join(".env.wt")).unwrap();
+    let from_file = |key: &str| {
+        let line = dotenv.lines().find(|l| l.starts_with(&format!("{key}="))).unwrap_or_else(|| panic!("{dotenv}"));
+        line.split_once('=').unwrap().1.trim_matches(['"', '\'']).to_string()
+    };
+    let round = |extra: &[&str]| {
+        let mut c = w.tool("wt-watch");
+        c.env("AGENT_TEST_SECRET", "hush")
+            .args(["-w", "leased", "--until-green", "--feed", "none", "--confine"])
+            .args(extra)
+            .args(["--", "sh", "-c", "env | sort"]);
+        let run = Run::of(&mut c, "");
+        run.expect_code(0);
+        let rec = run.records().remove(0);
+        assert_eq!(status(&rec), "green", "{run}");
+        let log = std::fs::read_to_string(rec["watch"]["run"]["log"].as_str().unwrap()).unwrap();
+        (rec, log)
+    };
+    let (rec, log) = round(&[]);
+    let has = |log: &str, k: &str, v: &str| log.lines().any(|l| l == format!("{k}={v}"));
+    assert!(has(&log, "WT_NAME", "leased"), "{log}");
+    assert!(has(&log, "WT_PATH", &tree.display().to_string()), "{log}");
+    assert!(has(&log, "WT_BRANCH", "wt/leased"), "{log}");
+    for key in ["PORT", "WT_PORT_WEB", "WT_PORT_FIRST", "WT_PORT_LAST"] {
+        assert!(has(&log, key, &from_file(key)), "{key} as in the env file:\n{log}\n{dotenv}");
+    }
+    assert!(!log.contains("AGENT_TEST_SECRET"), "a variable of the caller's stays out:\n{log}");
+    let first: u64 = from_file("WT_PORT_FIRST").parse().unwrap();
+    assert_eq!(rec["watch"]["run"]["confined"]["ports"][0], first, "binds only its leased ports: {rec}");
+    let (_, log) = round(&["--pass-env", "AGENT_TEST_SECRET"]);
+    assert!(has(&log, "AGENT_TEST_SECRET", "hush"), "passed by name:\n{log}");
+}
+
+#[test]
+fn a_confined_test_pane_runs_the_round_sandboxed_and_still_logs_it() {
+    let w = Watch::new();
+    w.create("tpc");
+    let mut agent = w.tool("wt-run");
+    agent.args(["-w", "tpc", "--pane", "--", "sleep", "600"]);
+    Run::of(&mut agent, "").expect_code(0);
+    let escaped = w.t.root().join("escaped.txt");
+    let script = format!("echo x > {} && echo WROTE-OUTSIDE; sh tests/check.sh", escaped.display());
+    let run = w.watch(&[
+        "-w",
+        "tpc",
+        "--until-green",
+        "--feed",
+        "none",
+        "--max-rounds",
+        "1",
+        "--test-pane",
+        "--confine",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    run.expect_code(1);
+    let rec = &run.records()[0];
+    assert_eq!(status(rec), "gave-up", "{run}");
+    assert_eq!(rec["watch"]["run"]["exit"], 1, "{rec}");
+    assert_eq!(rec["watch"]["run"]["confined"]["enforced"], "full", "{rec}");
+    assert!(rec["watch"]["last_failure"].as_str().unwrap().contains("a.txt: expected 42"), "{rec}");
+    let log = std::fs::read_to_string(rec["watch"]["run"]["log"].as_str().unwrap()).unwrap();
+    assert!(log.contains("assertion failed: a.txt") && !log.contains("WROTE-OUTSIDE"), "{log}");
+    assert!(!escaped.exists(), "nothing written outside the worktree");
+}
+
+#[test]
+fn a_kernel_that_cannot_confine_is_an_error_and_best_effort_says_what_is_missing() {
+    let w = Watch::new();
+    w.create("weak");
+    let watch = |mode: &str| {
+        let mut c = w.tool("wt-watch");
+        c.env("WT_LANDLOCK_ABI_MAX", "5").args([
+            "-w",
+            "weak",
+            "--until-green",
+            "--feed",
+            "none",
+            mode,
+            "--",
+            "sh",
+            "-c",
+            "echo RAN-$0",
+            mode,
+        ]);
+        Run::of(&mut c, "")
+    };
+    let strict = watch("--confine");
+    strict.expect_code(1);
+    let rec = &strict.records()[0];
+    assert_eq!(rec["error"]["code"], "confine-unsupported", "{strict}");
+    let logs = w.t.repo.join(".git/wt/logs/weak");
+    for log in wt_tests::names_in(&logs, |n| n.ends_with(".log")) {
+        let text = std::fs::read_to_string(logs.join(&log)).unwrap();
+        assert!(!text.contains("RAN-"), "the command ran, unconfined: {log}: {text}");
+    }
+    let best = watch("--confine=best-effort");
+    best.expect_code(0);
+    let rec = &best.records()[0];
+    assert_eq!(rec["watch"]["run"]["confined"]["enforced"], "partial", "{best}");
+    assert_eq!(
+        rec["watch"]["run"]["confined"]["missing"],
+        serde_json::json!(["scope-signal", "scope-abstract-unix-socket"])
+    );
+    let log = std::fs::read_to_string(rec["watch"]["run"]["log"].as_str().unwrap()).unwrap();
+    assert_eq!(log, "RAN---confine=best-effort\n");
+}
+
+/// The pids (as this machine sees them, whatever namespace they run in) whose command line is
+/// `sleep <secs>`.
+fn sleeping(secs: u32) -> Vec<i32> {
+    let want = format!("sleep\0{secs}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want.as_bytes()))
+        .collect()
+}
+
+#[test]
+fn a_confined_round_is_cancelled_by_a_change_and_ended_by_sigterm_with_what_it_started() {
+    let w = Watch::new();
+    let tree = w.create("slowc");
+    let n = 200_000 + std::process::id() % 100_000;
+    let cmd = format!("sleep {n} & sleep {}; wait", n + 1);
+    let args = ["-w", "slowc", "--feed", "none", "--debounce", "100", "--confine", "--", "sh", "-c", &cmd];
+    let mut live = w.spawn(&args, Stdio::null());
+    wait_for("the first round's processes", || sleeping(n).len() == 1 && sleeping(n + 1).len() == 1);
+    let first = [sleeping(n), sleeping(n + 1)].concat();
+    std::fs::write(tree.join("a.txt"), "1\n").unwrap();
+    wait_for("the stale round's processes to end", || first.iter().all(|p| !alive(*p)));
+    wait_for("a new round", || sleeping(n).len() == 1 && sleeping(n + 1).len() == 1);
+    assert_eq!(live.signal(nix::sys::signal::Signal::SIGTERM), Some(143));
+    wait_for("every process of the round to end", || sleeping(n).is_empty() && sleeping(n + 1).is_empty());
+}

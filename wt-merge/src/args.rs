@@ -15,7 +15,7 @@ use wt_common::cli::GlobalArgs;
 #[command(
     name = "wt-merge",
     version,
-    after_help = "Examples:\n  wt-create --list | wt-merge --check                     # the conflict matrix, nothing moves\n  wt-merge agent-3 --verify 'make test'                    # one worktree, by name\n  wt-create --list | wt-merge --verify 'cargo test' --cleanup   # ready ones verified together\n  wt-create --list | wt-run -- make test | wt-merge        # the tips those runs proved green\n  wt-merge agent-4 --verify 'npm test' --prepare 'npm ci'  # its lock file differs from main's\n  wt-merge -w agent-2 --strategy squash --into develop --unverified\n  wt-merge --undo agent-2\n\nVerification runs in <repo>.wt/<name>-verify-<commit>, made by wt-create and wt-env like an\nagent's worktree (shared directories, include files, its own ports and database).\n\nExit: 0 all merged (or would merge), 1 a conflict, a failed verification, an error or a\nbranch held (untested, gate-changed, deps-differ), 2 usage, 3 unusable repository."
+    after_help = "Examples:\n  wt-create --list | wt-merge --check                     # the conflict matrix, nothing moves\n  wt-merge agent-3 --verify 'make test'                    # one worktree, by name\n  wt-create --list | wt-merge --verify 'cargo test' --cleanup   # ready ones verified together\n  wt-create --list | wt-run -- make test | wt-merge        # the tips those runs proved green\n  wt-merge agent-4 --verify 'npm test' --prepare 'npm ci'  # its lock file differs from main's\n  wt-merge agent-5 --verify 'make test' --confine         # the branch's Makefile runs sandboxed\n  wt-merge -w agent-2 --strategy squash --into develop --unverified\n  wt-merge --undo agent-2\n\nVerification runs in <repo>.wt/<name>-verify-<commit>, made by wt-create and wt-env like an\nagent's worktree (shared directories, include files, its own ports and database); with\n--confine, in wt-run's sandbox there.\n\nExit: 0 all merged (or would merge), 1 a conflict, a failed verification, an error or a\nbranch held (untested, gate-changed, deps-differ), 2 usage, 3 unusable repository."
 )]
 pub struct Args {
     /// Worktrees by name (or path, with '/'), like -w
@@ -49,6 +49,27 @@ pub struct Args {
     /// install it (`npm ci`) [default: [merge] prepare]
     #[arg(long, value_name = "CMD", requires = "verify")]
     pub prepare: Option<String>,
+
+    /// Run --prepare and --verify confined, in the sandbox of `wt-run --confine` (through the
+    /// wt-run beside this one): the candidate's code they run (its Makefile, its tests) may
+    /// write only in the verification worktree and commit only on its branch, never move the
+    /// target or another ref. Off by default: it needs Linux 6.12 (Landlock ABI 6) and user
+    /// namespaces, and caches in your home need --allow-write; turn it on when agents run
+    /// confined, or their code leaves the sandbox here. `best-effort` runs where the kernel
+    /// cannot enforce all of it; `off` overrides wt.toml. The record says what was enforced
+    /// (`merge.verify.confined`) [default: [merge] confine, else off]
+    #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "strict", value_parser = wt_common::confine_via::MODES)]
+    pub confine: Option<String>,
+
+    /// With --confine: the commands may also write under PATH (a cache: ~/.cargo, ~/.npm)
+    /// (repeatable) [wt.toml: [merge] allow_write]
+    #[arg(long = "allow-write", value_name = "PATH")]
+    pub allow_write: Vec<std::path::PathBuf>,
+
+    /// With --confine: the commands also keep the caller's variable NAME (repeatable, or
+    /// comma-separated; `NAME_*` for a prefix), besides the worktree's own and [run] pass_env
+    #[arg(long = "pass-env", value_name = "NAME", value_delimiter = ',')]
+    pub pass_env: Vec<String>,
 
     /// Merge a branch that nothing proved green (no --verify, and no record of a test of its
     /// tip on a clean tree); its record says `verified: false`
@@ -100,4 +121,8 @@ pub struct Config {
     /// See `--batch`.
     pub batch: Option<u64>,
     pub cleanup: Option<bool>,
+    /// See `--confine`: `true`, `false`, `"strict"`, `"best-effort"`, `"off"`.
+    pub confine: Option<wt_common::confine_via::Setting>,
+    /// See `--allow-write`.
+    pub allow_write: Option<Vec<std::path::PathBuf>>,
 }

@@ -51,7 +51,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         return Ok(router.finish(Exit::Ok));
     }
     let config: Config = config::section(repo.main_worktree.as_deref(), "merge")?;
-    let settings = Settings::of(&args, &config)?;
+    let settings = Settings::of(&args, &config, repo.main_worktree.as_deref())?;
     if let Some(gate) = &settings.gate {
         gate::refuse_foreign_paths(&repo, "--verify", &gate.cmd)?;
         if let Some(prepare) = &gate.prepare {
@@ -226,7 +226,7 @@ struct Settings {
 }
 
 impl Settings {
-    fn of(args: &Args, config: &Config) -> Result<Settings, Error> {
+    fn of(args: &Args, config: &Config, root: Option<&std::path::Path>) -> Result<Settings, Error> {
         let bad = |what: String| Error::usage("bad-config", format!("wt.toml: [merge] {what}"));
         let strategy = args.strategy.clone().or_else(|| config.strategy.clone()).unwrap_or_else(|| "merge".into());
         if !STRATEGIES.contains(&strategy.as_str()) {
@@ -237,10 +237,28 @@ impl Settings {
             (None, Some(text)) => Some(wt_common::duration::parse(text).map_err(|e| bad(format!("timeout: {e}")))?),
             (None, None) => Some(DEFAULT_TIMEOUT),
         };
+        let confine = wt_common::confine_via::mode(args.confine.as_deref(), config.confine.as_ref(), "merge")?;
+        if confine.is_none() && (!args.allow_write.is_empty() || !args.pass_env.is_empty()) {
+            return Err(Error::usage("usage", "--allow-write and --pass-env go with --confine"));
+        }
+        let verifies = args.verify.is_some() || config.verify.is_some();
+        let confine = match confine {
+            // Nothing to confine without a verify command: wt-run is not needed then.
+            Some(mode) if verifies => {
+                let allow = if args.allow_write.is_empty() {
+                    config.allow_write.clone().unwrap_or_default()
+                } else {
+                    args.allow_write.clone()
+                };
+                Some(wt_common::confine_via::Via::new(mode, allow, args.pass_env.clone(), root)?)
+            }
+            _ => None,
+        };
         let gate = args.verify.clone().or_else(|| config.verify.clone()).map(|cmd| verify::Gate {
             cmd,
             prepare: args.prepare.clone().or_else(|| config.prepare.clone()),
             timeout,
+            confine,
         });
         let batch = match (args.batch, config.batch) {
             (Some(n), _) | (None, Some(n)) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),

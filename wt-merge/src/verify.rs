@@ -13,6 +13,7 @@ use wt_common::repo::Repo;
 use wt_common::{failpoint, Error};
 
 use crate::scratch::{self, Like, Scratch};
+use wt_common::confine_via::{self, Via};
 
 /// How a verification ended.
 #[derive(Debug)]
@@ -27,6 +28,9 @@ pub struct Verdict {
     pub duration: Duration,
     /// What the verification worktree was given (`merge.verify.env`).
     pub env: Value,
+    /// With `--confine`: what the sandbox enforced (`merge.verify.confined`, wt-run's
+    /// `run.confined`).
+    pub confined: Option<Value>,
 }
 
 impl Verdict {
@@ -37,6 +41,9 @@ impl Verdict {
             "duration_ms": self.duration.as_millis() as u64, "tail": self.tail, "log": self.log, "env": self.env});
         if self.stage != "verify" {
             v["stage"] = json!(self.stage);
+        }
+        if let Some(c) = &self.confined {
+            v["confined"] = c.clone();
         }
         if !self.passed {
             // The failing tests and their assertions, as wt-watch would feed them to an agent.
@@ -67,6 +74,8 @@ pub struct Gate {
     pub cmd: String,
     pub prepare: Option<String>,
     pub timeout: Option<Duration>,
+    /// `--confine`: prepare and verify run through wt-run's sandbox in the verification worktree.
+    pub confine: Option<Via>,
 }
 
 /// Runs the verification of candidate `name` at `commit` in a worktree made like `like`.
@@ -104,26 +113,35 @@ fn run_in(
             return Ok(Outcome::DepsDiffer { placed: scratch.placed.clone(), dirs: scratch.not_shared.clone() });
         };
         let log = logs.join(format!("prepare-{short}.log"));
-        let ran = run_one(name, prepare, scratch, commit, &log, gate.timeout, groups)?;
-        if !ran.status.success() || ran.timed_out {
+        let ran = run_one(name, prepare, scratch, commit, &log, gate, groups)?;
+        if !ran.0.status.success() || ran.0.timed_out {
             return Ok(Outcome::Ran(verdict(ran, "prepare", log, started.elapsed(), scratch)));
         }
     }
     let log = logs.join(format!("verify-{short}.log"));
-    let ran = run_one(name, &gate.cmd, scratch, commit, &log, gate.timeout, groups)?;
+    let ran = run_one(name, &gate.cmd, scratch, commit, &log, gate, groups)?;
     Ok(Outcome::Ran(verdict(ran, "verify", log, started.elapsed(), scratch)))
 }
 
-fn verdict(ran: process::Outcome, stage: &'static str, log: PathBuf, took: Duration, scratch: &Scratch) -> Verdict {
+fn verdict(
+    (ran, confined): (process::Outcome, Option<Value>),
+    stage: &'static str,
+    log: PathBuf,
+    took: Duration,
+    scratch: &Scratch,
+) -> Verdict {
+    // Confined, wt-run's record says how the command ended (wt-run exits with its code).
+    let theirs = confined.as_ref().and_then(|run| run.get("exit")).and_then(Value::as_i64).map(|c| c as i32);
     Verdict {
         passed: ran.status.success() && !ran.timed_out,
         stage,
-        exit: ran.status.code(),
+        exit: theirs.or(ran.status.code()),
         timed_out: ran.timed_out,
         tail: ran.tail,
         log,
         duration: took,
         env: scratch.placed.clone(),
+        confined: confined.and_then(|run| run.get("confined").cloned()),
     }
 }
 
@@ -145,33 +163,61 @@ fn foreign_path_entries(repo: &Repo, scratch: &Path) -> Vec<String> {
         .collect()
 }
 
-/// `sh -c CMD` in the verification worktree with its lease's env, as its own process group.
+/// `sh -c CMD` in the verification worktree with its lease's env, as its own process group;
+/// with `--confine`, through `wt-run --confine --passthrough` there (its output, exit code,
+/// timeout and group stay ours), and then wt-run's `run` (with `confined`) comes back too.
 fn run_one(
     name: &str,
     cmd: &str,
     scratch: &Scratch,
     commit: &str,
     log: &Path,
-    timeout: Option<Duration>,
+    gate: &Gate,
     groups: &process::Groups,
-) -> Result<process::Outcome, Error> {
-    let mut command = std::process::Command::new("sh");
-    command.args(["-c", cmd]).current_dir(&scratch.path);
-    for (k, v) in &scratch.vars {
-        command.env(k, v);
-    }
+) -> Result<(process::Outcome, Option<Value>), Error> {
+    let mut env: Vec<(String, String)> = scratch.vars.clone();
     // An activated virtualenv of another worktree would run that worktree's code.
     let dropped = &scratch.path_dropped;
     if !dropped.is_empty() {
         let path = std::env::var_os("PATH").unwrap_or_default();
         let kept = std::env::split_paths(&path).filter(|p| !dropped.iter().any(|d| Path::new(d) == p));
-        command.env("PATH", std::env::join_paths(kept).unwrap_or_default());
+        let kept = std::env::join_paths(kept).unwrap_or_default();
+        env.push(("PATH".into(), kept.to_string_lossy().into_owned()));
+    }
+    env.push(("WT_PATH".into(), scratch.path.display().to_string()));
+    env.push(("WT_MERGE_NAME".into(), name.to_string()));
+    env.push(("WT_MERGE_COMMIT".into(), commit.to_string()));
+    let argv = ["sh", "-c", cmd].map(String::from);
+    let record = PathBuf::from(format!("{}.run.json", log.display()));
+    let mut command = match &gate.confine {
+        Some(via) => via.command(&via.argv(&scratch.path, &scratch.name, &record, &env, &argv), &env),
+        None => {
+            let mut c = std::process::Command::new("sh");
+            c.args(&argv[1..]).envs(env.iter().map(|(k, v)| (k, v)));
+            c
+        }
+    };
+    command.current_dir(&scratch.path);
+    if !dropped.is_empty() {
         command.env_remove("VIRTUAL_ENV");
     }
-    command.env("WT_PATH", &scratch.path).env("WT_MERGE_NAME", name).env("WT_MERGE_COMMIT", commit);
-    let spec = Spec { name, log: log.to_path_buf(), timeout, grace: Duration::from_secs(2), echo: false };
+    let spec = Spec { name, log: log.to_path_buf(), timeout: gate.timeout, grace: Duration::from_secs(2), echo: false };
     let live = crate::live::Line::start(name, log);
     let outcome = process::run(command, &spec, groups);
     live.stop();
-    outcome
+    let outcome = outcome?;
+    let confined = match &gate.confine {
+        Some(_) => match confine_via::finish(&record)? {
+            Some(run) => Some(run),
+            None if outcome.timed_out => None,
+            None => {
+                return Err(Error::failed(
+                    "confine-failed",
+                    format!("wt-run --confine ended without a record ({}); see {}", outcome.status, log.display()),
+                ))
+            }
+        },
+        None => None,
+    };
+    Ok((outcome, confined))
 }

@@ -14,7 +14,7 @@ use wt_common::cli::GlobalArgs;
     name = "wt-run",
     version,
     subcommand_negates_reqs = true,
-    after_help = "Examples:\n  wt-create --list | wt-env | wt-run -j 4 -- cargo test\n  wt-run -w agent-1 --timeout 10m -- npm test\n  wt-run --all --shell -- 'make lint && make test'\n  wt-run -w agent-2 --confine -- claude -p \"fix issue 12\"\n  wt-run -w agent-3 --pane -- claude               # an agent in a terminal pane; see `wt-run pane --help`\n  wt-run logs agent-1 --follow                      # the last run's log\n\nExit: with one worktree, the command's own exit code (124 on timeout, 128+N on signal N);\nwith several, 0 if every run succeeded, else 1. 2 usage, 3 unusable repository."
+    after_help = "Examples:\n  wt-create --list | wt-env | wt-run -j 4 -- cargo test\n  wt-run -w agent-1 --timeout 10m -- npm test\n  wt-run --all --shell -- 'make lint && make test'\n  wt-run -w agent-2 --confine -- claude -p \"fix issue 12\"\n  wt-run -w agent-3 --pane -- claude               # an agent in a terminal pane; see `wt-run pane --help`\n  wt-run logs agent-1 --follow                      # the last run's log\n  wt-run -w agent-1 --confine --passthrough --record run.json -- make test   # output and exit code as make's\n\nExit: with one worktree, the command's own exit code (124 on timeout, 128+N on signal N);\nwith several, 0 if every run succeeded, else 1. 2 usage, 3 unusable repository."
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -61,6 +61,17 @@ pub struct Args {
     /// always report its own state, read its own screen, wait on it and list panes)
     #[arg(long, requires_all = ["confine", "pane"])]
     pub confine_read_panes: bool,
+
+    /// For a tool that runs one command through wt-run (wt-watch and wt-merge with --confine):
+    /// one worktree; the command's stdout and stderr are wt-run's own (no log, no echo), wt-run
+    /// exits with the command's code (124 on timeout, 128+N on signal N), and the record goes
+    /// to --record FILE, or nowhere
+    #[arg(long, conflicts_with = "pane")]
+    pub passthrough: bool,
+
+    /// With --passthrough: write the run's record (`run.confined` included) to FILE
+    #[arg(long, value_name = "FILE", requires = "passthrough")]
+    pub record: Option<std::path::PathBuf>,
 
     /// Start CMD in a terminal pane held by the supervisor and return at once; the pane is named
     /// after its worktree, or `--pane=NAME` (one worktree only)

@@ -79,6 +79,12 @@ pub fn run(args: Args) -> Result<u8, Error> {
             ),
         ));
     }
+    if args.passthrough && targets.len() != 1 {
+        return Err(Error::usage(
+            "passthrough-one",
+            format!("--passthrough runs one worktree, but {} were given; name one (-w NAME)", targets.len()),
+        ));
+    }
     let on_state = on_state_commands(&args.on_state, config.on_waiting.as_deref())?;
     let profiles = match args.pane {
         Some(_) => agent::profiles::load(repo.main_worktree.as_deref())?,
@@ -132,6 +138,16 @@ pub fn run(args: Args) -> Result<u8, Error> {
             let c = exit_code_of(&rec);
             all_ok &= c == 0;
             code = Some(c);
+            if args.passthrough {
+                // stdout is the command's: the record goes to its file, or nowhere.
+                if let Some(file) = &args.record {
+                    if let Err(e) = wt_common::fsutil::write_atomic(file, format!("{}\n", rec.to_json()).as_bytes()) {
+                        eprintln!("wt-run: cannot write the record to {}: {e}", file.display());
+                        code = Some(1);
+                    }
+                }
+                continue;
+            }
             if args.pane.is_none() {
                 let (slot, said) = outcome_words(&rec);
                 tally[slot] += 1;
@@ -140,7 +156,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
             out.emit(&rec);
         }
     });
-    if args.pane.is_none() {
+    if args.pane.is_none() && !args.passthrough {
         progress.summary(&[(tally[0], "passed"), (tally[1], "failed"), (tally[2], "timed out")]);
     }
     let local = out.finish();
@@ -373,7 +389,9 @@ fn run_target(ctx: &Ctx, target: Target) -> Record {
     }
     let mut run = Map::new();
     run.insert("cmd".into(), json!(argv));
-    run.insert("log".into(), json!(log));
+    if !ctx.args.passthrough {
+        run.insert("log".into(), json!(log));
+    }
     let policy = match &ctx.args.confine {
         Some(mode) => {
             let ports = leased_ports(&rec, ctx.ledger);
@@ -403,7 +421,11 @@ fn run_target(ctx: &Ctx, target: Target) -> Record {
     let cmd = build_command(&rec, &argv, &env, policy.as_ref());
     let shown = format!("{:<width$}", rec.name, width = ctx.name_width);
     let spec = Spec { name: &shown, log, timeout: ctx.args.timeout, grace: ctx.args.grace, echo: ctx.echo };
-    let result = child::run(cmd, &spec, ctx.groups);
+    let result = if ctx.args.passthrough {
+        child::run_inherit(cmd, &spec, ctx.groups)
+    } else {
+        child::run(cmd, &spec, ctx.groups)
+    };
     let report = policy.as_ref().map(|_| read_report(&status_file));
     match result {
         Ok(outcome) => wt_common::runlog::describe(&mut run, &outcome),

@@ -18,7 +18,7 @@ use wt_common::Error;
 #[command(
     name = "wt-watch",
     version,
-    after_help = "Examples:\n  wt-create --list | wt-watch --until-green --feed pane -- cargo test | wt-merge --verify 'cargo test'\n  wt-watch -w agent-1 --feed file:FEEDBACK.md --guard 'tests/**' -- pytest -q\n  wt-watch --all --feed none -- make test              # report every round, feed nobody\n\nExit: 0 done (with --until-green: every worktree green), 1 a worktree gave up or has an\nerror, 2 usage, 3 unusable environment, 130/143 interrupted."
+    after_help = "Examples:\n  wt-create --list | wt-watch --until-green --feed pane -- cargo test | wt-merge --verify 'cargo test'\n  wt-watch -w agent-1 --feed file:FEEDBACK.md --guard 'tests/**' -- pytest -q\n  wt-watch --all --feed none -- make test              # report every round, feed nobody\n  wt-watch -w agent-1 --confine --until-green -- make test   # the agent's Makefile runs sandboxed\n\nExit: 0 done (with --until-green: every worktree green), 1 a worktree gave up or has an\nerror, 2 usage, 3 unusable environment, 130/143 interrupted."
 )]
 pub struct Args {
     /// Worktrees by name or path
@@ -73,6 +73,24 @@ pub struct Args {
     #[arg(long)]
     pub test_pane: bool,
 
+    /// Run each round confined, in the sandbox of `wt-run --confine` (through the wt-run beside
+    /// this one): the tests, and whatever the agent put in them (a Makefile, a test script), may
+    /// write only in the worktree, commit only on its branch, bind only its leased ports.
+    /// `best-effort` runs where the kernel cannot enforce all of it, `off` overrides wt.toml; the
+    /// record says what was enforced (`watch.run.confined`) [default: [watch] confine, else off]
+    #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "strict", value_parser = wt_common::confine_via::MODES)]
+    pub confine: Option<String>,
+
+    /// With --confine: the rounds may also write under PATH (a cache in your home: ~/.cargo)
+    /// (repeatable) [wt.toml: [watch] allow_write]
+    #[arg(long = "allow-write", value_name = "PATH")]
+    pub allow_write: Vec<PathBuf>,
+
+    /// With --confine: the rounds also keep the caller's variable NAME (repeatable, or
+    /// comma-separated; `NAME_*` for a prefix), besides the worktree's own and [run] pass_env
+    #[arg(long = "pass-env", value_name = "NAME", value_delimiter = ',')]
+    pub pass_env: Vec<String>,
+
     /// The test command [default: wt.toml's `[watch] test`, run through `sh -c`]
     #[arg(last = true, value_name = "TEST")]
     pub command: Vec<String>,
@@ -94,6 +112,10 @@ pub struct Config {
     pub agent_timeout: Option<String>,
     pub quiet_ms: Option<u64>,
     pub timeout: Option<String>,
+    /// `--confine`: `true`, `false`, `"strict"`, `"best-effort"`, `"off"`.
+    pub confine: Option<wt_common::confine_via::Setting>,
+    /// `--allow-write` for every confined round.
+    pub allow_write: Option<Vec<PathBuf>>,
 }
 
 /// Where a failure excerpt goes.
@@ -143,6 +165,9 @@ pub struct Settings {
     pub quiet: Duration,
     pub timeout: Option<Duration>,
     pub test_pane: bool,
+    /// `--confine`: the mode, the paths it may also write, the variables it keeps; `None` when
+    /// the rounds run unconfined.
+    pub confine: Option<(String, Vec<PathBuf>, Vec<String>)>,
 }
 
 impl Settings {
@@ -173,6 +198,13 @@ impl Settings {
             (None, Some(t)) => Some(wt_common::duration::parse(t)?),
             (None, None) => None,
         };
+        let confine = wt_common::confine_via::mode(args.confine.as_deref(), config.confine.as_ref(), "watch")?;
+        let allow_write =
+            if args.allow_write.is_empty() { config.allow_write.unwrap_or_default() } else { args.allow_write.clone() };
+        if confine.is_none() && (!args.allow_write.is_empty() || !args.pass_env.is_empty()) {
+            return Err(Error::usage("usage", "--allow-write and --pass-env go with --confine"));
+        }
+        let confine = confine.map(|mode| (mode, allow_write, args.pass_env.clone()));
         let max_rounds = args.max_rounds.or(config.max_rounds).unwrap_or(5);
         if max_rounds == 0 {
             return Err(Error::usage("bad-config", "wt.toml: [watch] max_rounds must be at least 1"));
@@ -188,6 +220,7 @@ impl Settings {
             quiet: Duration::from_millis(args.quiet_ms.or(config.quiet_ms).unwrap_or(1500)),
             timeout,
             test_pane: args.test_pane,
+            confine,
         })
     }
 }

@@ -37,6 +37,16 @@ pub fn run(args: Args) -> Result<u8, Error> {
     let config: Config = wt_common::config::section(repo.main_worktree.as_deref(), "watch")?;
     let settings = Settings::resolve(&args, config)?;
     check_command(&settings.command)?;
+    // Confined rounds run through the wt-run beside this one: missing, nothing is watched.
+    let confine = match &settings.confine {
+        Some((mode, allow, pass)) => Some(wt_common::confine_via::Via::new(
+            mode.clone(),
+            allow.clone(),
+            pass.clone(),
+            repo.main_worktree.as_deref(),
+        )?),
+        None => None,
+    };
     let guard = guard::Guard::new(&settings.guard)?;
     let ledger = LedgerFile::new(&repo.state_dir()).read()?;
     let socket = wt_common::supervisor::socket_path(&repo.common_dir)?;
@@ -51,7 +61,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
     let mut out = Output::new(TOOL, args.global.json, columns());
     let targets = select::collect(TOOL, &repo, &ledger, &words, args.select.all, false, &mut out);
     let reading = from_stdin && read_stdin(tx.clone());
-    let ctx = Ctx { repo, ledger, settings, guard, socket, exclude };
+    let ctx = Ctx { repo, ledger, settings, guard, socket, exclude, confine };
     let mut session = Session::new(ctx, out, tx, rx, reading)?;
     for t in targets {
         session.take(t)?;

@@ -1,5 +1,8 @@
 //! One round: the test command run in a worktree the way wt-run runs commands (its own process
-//! group, its output to a log, the worktree's env, a timeout), and what came of it.
+//! group, its output to a log, the worktree's env, a timeout), and what came of it. With
+//! `--confine` the command runs through `wt-run --confine --passthrough` (`confine_via`): its
+//! output, exit code, timeout and process group stay this module's, and wt-run's record adds
+//! what the sandbox enforced (`run.confined`).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -7,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
+use wt_common::confine_via::{self, Via};
 use wt_common::process::{self, Groups, Outcome, Spec};
 use wt_common::supervisor::Client;
 use wt_common::Error;
@@ -23,6 +27,24 @@ pub struct RoundSpec {
     pub env: Vec<(String, String)>,
     pub log: PathBuf,
     pub timeout: Option<Duration>,
+    /// `--confine`: run through wt-run's sandbox.
+    pub confine: Option<Via>,
+}
+
+impl RoundSpec {
+    /// Where wt-run writes its record of a confined round: beside the log, in wt's state
+    /// directory, which a confined command cannot write.
+    fn record_file(&self) -> PathBuf {
+        PathBuf::from(format!("{}.run.json", self.log.display()))
+    }
+
+    /// The command line of the round: the test command, or wt-run running it confined.
+    fn argv(&self) -> Vec<String> {
+        match &self.confine {
+            Some(via) => via.argv(&self.cwd, &self.name, &self.record_file(), &self.env, &self.argv),
+            None => self.argv.clone(),
+        }
+    }
 }
 
 /// A finished run.
@@ -41,20 +63,31 @@ pub const GRACE: Duration = Duration::from_secs(2);
 /// Runs the test command; `groups` holds its process group while it runs, so a change (or a
 /// signal to wt-watch) can end it.
 pub fn run(spec: &RoundSpec, groups: &Groups) -> Result<Finished, Error> {
-    let mut cmd = Command::new(&spec.argv[0]);
-    cmd.args(&spec.argv[1..]).current_dir(&spec.cwd).envs(spec.env.iter().map(|(k, v)| (k, v)));
+    let argv = spec.argv();
+    let mut cmd = match &spec.confine {
+        Some(via) => via.command(&argv, &spec.env),
+        None => {
+            let mut cmd = Command::new(&argv[0]);
+            cmd.args(&argv[1..]).envs(spec.env.iter().map(|(k, v)| (k, v)));
+            cmd
+        }
+    };
+    cmd.current_dir(&spec.cwd);
     let pspec = Spec { name: &spec.name, log: spec.log.clone(), timeout: spec.timeout, grace: GRACE, echo: false };
     let outcome = process::run(cmd, &pspec, groups)?;
-    Ok(finish(spec, &outcome))
+    finish(spec, &outcome)
 }
 
-fn finish(spec: &RoundSpec, o: &Outcome) -> Finished {
+fn finish(spec: &RoundSpec, o: &Outcome) -> Result<Finished, Error> {
     let passed = o.status.success() && !o.timed_out;
     let mut run = Map::new();
     run.insert("cmd".into(), json!(spec.argv));
     wt_common::runlog::describe(&mut run, o);
     run.remove("tail"); // the excerpt says more; the log has it all
     run.insert("log".into(), json!(spec.log));
+    if spec.confine.is_some() {
+        confined(spec, o, &mut run)?;
+    }
     let excerpt = (!passed).then(|| {
         let mut text = read_end(&spec.log);
         if o.timed_out {
@@ -65,7 +98,39 @@ fn finish(spec: &RoundSpec, o: &Outcome) -> Finished {
         }
         wt_common::excerpt::excerpt(&text, &spec.log)
     });
-    Finished { passed, run: Value::Object(run), excerpt }
+    Ok(Finished { passed, run: Value::Object(run), excerpt })
+}
+
+/// A confined round: wt-run's record says how the command ended (a signal is the command's,
+/// not wt-run's 128+N) and what the sandbox enforced. Its error (the sandbox could not be set
+/// up, the command not started) is the round's.
+fn confined(spec: &RoundSpec, o: &Outcome, run: &mut Map<String, Value>) -> Result<(), Error> {
+    match confine_via::finish(&spec.record_file())? {
+        Some(theirs) => {
+            if theirs.get("exit").is_some() || theirs.get("signal").is_some() {
+                for key in ["exit", "signal", "signal_number"] {
+                    run.remove(key);
+                    if let Some(v) = theirs.get(key) {
+                        run.insert(key.into(), v.clone());
+                    }
+                }
+            }
+            if let Some(c) = theirs.get("confined") {
+                run.insert("confined".into(), c.clone());
+            }
+            Ok(())
+        }
+        // Stopped before it could write one (a timeout that ended in SIGKILL).
+        None if o.timed_out => Ok(()),
+        None => {
+            let text = read_end(&spec.log);
+            let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
+            Err(Error::failed(
+                "confine-failed",
+                format!("wt-run --confine ended without a record ({}): {last}", o.status),
+            ))
+        }
+    }
 }
 
 /// The last `EXCERPT_READ` bytes of the log.
@@ -110,10 +175,13 @@ impl TestPane {
             .unwrap_or_else(|| "native".into());
         // bash: the test's own exit status survives the pipe into the log, and is kept in a
         // file too (a tmux window that closes at once takes its status with it).
+        // Confined, the pane runs `wt-run --confine --passthrough` in place of the test command:
+        // what the tests run is sandboxed, the wrapper that writes the log is wt's.
         let script =
             "set -o pipefail; \"$@\" 2>&1 | tee \"$WT_WATCH_LOG\"; s=$?; echo $s > \"$WT_WATCH_LOG.status\"; exit $s";
-        let mut argv: Vec<String> = ["bash", "-c", script, "wt-watch-test"].map(String::from).to_vec();
-        argv.extend(spec.argv.iter().cloned());
+        let script = if spec.confine.is_some() { format!("unset WT_LOG; {script}") } else { script.to_string() };
+        let mut argv: Vec<String> = vec!["bash".into(), "-c".into(), script, "wt-watch-test".into()];
+        argv.extend(spec.argv());
         let mut env: Map<String, Value> = spec.env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         env.insert("WT_WATCH_LOG".into(), json!(spec.log));
         let params = json!({"name": self.pane, "cmd": argv, "cwd": spec.cwd, "env": env, "backend": backend});
@@ -142,7 +210,7 @@ impl TestPane {
             _ => exit,
         };
         let outcome = Outcome { status: exit_status(&exit), timed_out, duration: started.elapsed(), tail: Vec::new() };
-        Ok(finish(spec, &outcome))
+        finish(spec, &outcome)
     }
 
     /// Ends the pane's round (a change made it stale, or wt-watch is stopping).

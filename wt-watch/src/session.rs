@@ -103,6 +103,8 @@ pub struct Ctx {
     pub guard: Guard,
     pub socket: PathBuf,
     pub exclude: Option<PathBuf>,
+    /// `--confine`: how each round runs through wt-run's sandbox.
+    pub confine: Option<wt_common::confine_via::Via>,
 }
 
 #[derive(Debug)]
@@ -349,6 +351,7 @@ impl Session {
             env: w.env.clone(),
             log,
             timeout: s.timeout,
+            confine: self.ctx.confine.clone(),
         };
         let (tx, groups, seq, test_pane) = (self.tx.clone(), Arc::clone(&w.groups), w.seq, w.test_pane.clone());
         let round = w.rounds + 1;
