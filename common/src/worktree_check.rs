@@ -58,6 +58,7 @@ pub fn verify(repo: &Repo, path: &Path) -> Result<Registered, Error> {
     let admin = find_admin(common, &path, &scan(common))?;
     repair_pointers(common, &path, &admin, false, &trusted)?;
     check_worktree_config(common, &admin)?;
+    check_admin_files(&admin)?;
     Ok(registered(repo, path, admin))
 }
 
@@ -73,8 +74,9 @@ pub fn verify_if_agreed(repo: &Repo, path: &Path) -> Option<Result<Registered, E
     }
     let admin = pointed_admin(common, &path).filter(|a| claims(a, &path))?;
     let trusted = || Ok::<_, Error>(managed_paths(repo)?.contains(&path));
-    let checked =
-        repair_pointers(common, &path, &admin, true, &trusted).and_then(|()| check_worktree_config(common, &admin));
+    let checked = repair_pointers(common, &path, &admin, true, &trusted)
+        .and_then(|()| check_worktree_config(common, &admin))
+        .and_then(|()| check_admin_files(&admin));
     Some(checked.map(|()| registered(repo, path, admin)))
 }
 
@@ -93,13 +95,8 @@ fn managed_paths(repo: &Repo) -> Result<Vec<PathBuf>, Error> {
     Ok(ledger.worktrees.values().filter_map(|e| canonical(&e.path).ok()).collect())
 }
 
-/// Whether the admin dir's `gitdir` names `path` (compared as written first, which is how git
-/// writes it, then resolved).
+/// Whether the admin dir's `gitdir` names `path`, in a form `strict_target` takes.
 fn claims(admin: &Path, path: &Path) -> bool {
-    let written = read_small(&admin.join("gitdir"));
-    if written.as_deref().is_some_and(|w| Path::new(w.trim_end_matches('\n')) == path.join(".git")) {
-        return true;
-    }
     claimed_worktree(admin).as_deref() == Some(path)
 }
 
@@ -122,12 +119,14 @@ fn not_a_worktree(path: &Path) -> Error {
 }
 
 fn tampered(file: &Path, why: &str) -> Error {
+    tampered_fix(file, why, "`git worktree repair`, or remove the file")
+}
+
+/// `tampered-worktree`, saying how to restore the file.
+fn tampered_fix(file: &Path, why: &str, fix: &str) -> Error {
     Error::failed(
         "tampered-worktree",
-        format!(
-            "{} {why}; wt will not act on this worktree until it is restored (`git worktree repair`, or remove the file)",
-            file.display()
-        ),
+        format!("{} {why}; wt will not act on this worktree until it is restored ({fix})", file.display()),
     )
 }
 
@@ -151,27 +150,82 @@ fn scan(common: &Path) -> Vec<Admin> {
         .collect()
 }
 
-/// The worktree directory an admin dir's `gitdir` names (it names `<worktree>/.git`).
+/// The worktree directory an admin dir's `gitdir` names (it names `<worktree>/.git`), when it
+/// is written the way git writes it (`strict_target`).
 fn claimed_worktree(admin: &Path) -> Option<PathBuf> {
     let text = read_small(&admin.join("gitdir"))?;
-    let file = admin.join(text.trim_end_matches('\n'));
-    if file.file_name()? != ".git" {
+    let text = one_line(&text)?;
+    // git before 2.48 reads a relative `gitdir` from wherever it runs, not from the admin dir:
+    // such a path is taken only where git says it writes them (and older git stops).
+    let common = admin.parent()?.parent()?;
+    if !text.starts_with('/') && !relative_worktrees(common) {
         return None;
     }
-    canonical(file.parent()?).ok()
+    // The worktree, not its `.git` (which may be missing, to be restored).
+    strict_target(admin, text.strip_suffix("/.git")?)
 }
 
-/// The admin dir a worktree's `.git` file points at, when it is a regular file naming a
-/// directory directly in `<common>/worktrees`.
+/// The admin dir a worktree's `.git` file points at, when it is a regular file saying exactly
+/// `gitdir: <dir>` (one line, `\n`-terminated or not) with `<dir>` a directory directly in
+/// `<common>/worktrees`, named as `strict_target` requires.
 fn pointed_admin(common: &Path, worktree: &Path) -> Option<PathBuf> {
     let dot_git = worktree.join(".git");
     if !fs::symlink_metadata(&dot_git).ok()?.is_file() {
         return None;
     }
     let text = read_small(&dot_git)?;
-    let target = worktree.join(text.trim_end_matches('\n').strip_prefix("gitdir: ")?);
-    let target = canonical(&target).ok()?;
+    let target = strict_target(worktree, one_line(&text)?.strip_prefix("gitdir: ")?)?;
     (target.parent()? == common.join("worktrees") && target.is_dir()).then_some(target)
+}
+
+/// Whether the repository's config (not the agent's to write) sets
+/// `extensions.relativeWorktrees`, which git 2.48 and later set when they write relative
+/// paths into `gitdir`, and which older git refuses to work with.
+fn relative_worktrees(common: &Path) -> bool {
+    let config = fs::read_to_string(common.join("config")).unwrap_or_default().to_ascii_lowercase();
+    config.lines().any(|l| {
+        let l: String = l.chars().filter(|c| !c.is_whitespace()).collect();
+        l == "relativeworktrees=true" || l == "relativeworktrees"
+    })
+}
+
+/// The text of a one-line pointer file: without its one trailing `\n`, and with no other line
+/// break or control character in it. git reads more forms than it writes (it drops a `\r\n`,
+/// and stops at a NUL byte where wt would go on); wt takes only what git writes, and anything
+/// else is repaired or refused, so that git and wt cannot read the same file two ways.
+fn one_line(text: &str) -> Option<&str> {
+    let line = text.strip_suffix('\n').unwrap_or(text);
+    (!line.is_empty() && !line.chars().any(char::is_control) && !line.starts_with('\u{feff}')).then_some(line)
+}
+
+/// The path a pointer file names, resolved against `base` (a canonical directory), when it
+/// names it in one of the forms git writes: an absolute path, or a relative one made of `..`
+/// steps up from `base` followed by names; no `.`, no `..` after a name, no empty component
+/// (`//`, a trailing `/`), and no symbolic link on the way (the result is its own canonical
+/// form). A pointer resolved through a link could be moved, without touching the pointer
+/// itself, by whoever can change the link: a link inside the worktree would let the agent
+/// point git at a git dir or config of its own once the run is over.
+fn strict_target(base: &Path, text: &str) -> Option<PathBuf> {
+    let absolute = text.starts_with('/');
+    let mut out = if absolute { PathBuf::from("/") } else { base.to_path_buf() };
+    let mut climbing = !absolute;
+    let rest = if absolute { &text[1..] } else { text };
+    for part in rest.split('/') {
+        match part {
+            "" | "." => return None,
+            ".." if climbing => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            ".." => return None,
+            name => {
+                climbing = false;
+                out.push(name);
+            }
+        }
+    }
+    (canonical(&out).ok()? == out).then_some(out)
 }
 
 /// A regular file of at most 4 KiB, never through a symbolic link or a FIFO (`fsutil::read_small`).
@@ -249,13 +303,14 @@ fn repair_pointers(
     // `admin` is a directory of `<common>/worktrees` (symbolic links resolved), so git's own
     // `../..` names the common dir without resolving it again.
     let commondir = admin.join("commondir");
-    let points_home = read_small(&commondir).is_some_and(|t| {
-        let t = t.trim_end_matches('\n');
+    // Anything else git would also read there (`../..\r\n`, a path through a link the agent
+    // could move) is written again as git writes it.
+    let points_home = read_small(&commondir).as_deref().and_then(one_line).is_some_and(|t| {
         let worktrees = common.join("worktrees");
         (t == "../.."
             && admin.parent() == Some(&worktrees)
             && fs::symlink_metadata(&worktrees).is_ok_and(|m| m.is_dir()))
-            || canonical(&admin.join(t)).is_ok_and(|c| c == common)
+            || strict_target(admin, t).is_some_and(|c| c == common)
     });
     if !points_home {
         fix(&commondir, "../..\n".into(), "does not name this repository's common dir")?;
@@ -322,6 +377,29 @@ fn check_worktree_config(common: &Path, admin: &Path) -> Result<(), Error> {
         Some(key) => Err(tampered(&file, &format!("sets {key}, which wt does not allow there (it could run code)"))),
         None => Ok(()),
     }
+}
+
+/// The files of the admin dir that the agent may write (the dir stays writable in a confined
+/// run) and that every later git in the worktree opens: `HEAD` (and `git worktree list`, for
+/// every worktree), `index` (`git status`), `locked` (`git worktree list`). git opens them
+/// following links and waiting on a FIFO, so one made a FIFO would hang wt's git, and `HEAD`
+/// made a link to another file would make git read that file as this worktree's. Each must be
+/// a regular file when it exists (`HEAD` one of at most 4 KiB, which is all git reads of it).
+fn check_admin_files(admin: &Path) -> Result<(), Error> {
+    for (name, fix) in [
+        ("HEAD", "write `ref: refs/heads/<its branch>` into it"),
+        ("index", "remove it and run `git reset` in the worktree"),
+        ("locked", "remove it (`git worktree unlock`)"),
+    ] {
+        let file = admin.join(name);
+        // A missing one is what a killed git leaves (no HEAD yet): git then takes the admin
+        // dir for no git dir at all, and opens nothing there.
+        let Ok(meta) = fs::symlink_metadata(&file) else { continue };
+        if !meta.is_file() || (name == "HEAD" && meta.len() > 4096) {
+            return Err(tampered_fix(&file, "is not a small regular file, as git writes it", fix));
+        }
+    }
+    Ok(())
 }
 
 /// HEAD of a worktree, read from its admin dir.
