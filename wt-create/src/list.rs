@@ -103,8 +103,7 @@ fn verify_all(ctx: &Context, managed: &BTreeMap<String, Entry>, jobs: usize) -> 
 
 /// Adds `status` to every record that is not an error, `jobs` worktrees at a time.
 fn add_status(ctx: &Context, records: &mut [Record], jobs: usize) {
-    let git_dir = ctx.repo.git_dir();
-    let statuses = parallel::map(records, jobs, |r| (!r.has_error()).then(|| checkout_state::of(git_dir, r)));
+    let statuses = parallel::map(records, jobs, |r| (!r.has_error()).then(|| checkout_state::of(&ctx.repo, r)));
     for (rec, status) in records.iter_mut().zip(statuses) {
         if let Some(status) = status {
             rec.set_key("status", status);

@@ -144,18 +144,28 @@ fn clear_stale_index_lock(wt: &Registered) {
     wt_common::stale_lock::clear(&wt.admin_dir.join("index.lock"));
 }
 
+/// Refuses a worktree with uncommitted changes, or with checked-out submodules, whose own
+/// changes wt does not look at: git would look by running code the agent could have planted
+/// in their config (`checkout_state::status_command`).
 fn refuse_dirty(wt: &Registered) -> Result<(), Error> {
-    let mut cmd = git::in_worktree(wt);
-    // A check killed half-way must not leave an index.lock behind in a worktree that stays.
-    cmd.env("GIT_OPTIONAL_LOCKS", "0");
-    let out = git::output(cmd.args(["status", "--porcelain", "-z", "--ignore-submodules=none"]))?;
-    let changed = out.stdout.split(|b| *b == 0).filter(|s| !s.is_empty()).count();
+    let changed = wt_common::checkout_state::changes(wt)?;
     if changed > 0 {
         return Err(Error::failed(
             "dirty",
             format!(
                 "{} has {changed} uncommitted change(s); commit or stash them, or pass --force to discard them",
                 wt.path.display()
+            ),
+        ));
+    }
+    let submodules = wt_common::checkout_state::populated_submodules(wt)?;
+    if !submodules.is_empty() {
+        return Err(Error::failed(
+            "dirty",
+            format!(
+                "{} has submodules ({}) whose own changes wt does not check (that would run code from their config); check them yourself, then pass --force",
+                wt.path.display(),
+                submodules.join(", ")
             ),
         ));
     }

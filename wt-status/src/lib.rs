@@ -109,7 +109,7 @@ fn records(
                 .ok();
             }
         }
-        rec.set_key("status", checkout_state::of(repo.git_dir(), &rec));
+        rec.set_key("status", checkout_state::of(repo, &rec));
         rec.set_key("overview", overview::of(repo, &rec, entry, &panes));
         recs.push(rec);
     }

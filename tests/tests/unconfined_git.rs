@@ -1,0 +1,98 @@
+//! wt's own `git status` in an agent's worktree runs unconfined, so it must run nothing the
+//! agent planted there: a nested repository checked in as a submodule (a gitlink in the
+//! agent's index, a `.gitmodules`) whose own config names a filter driver and an fsmonitor.
+//! git recursing into it would run `git status` there, under that config. `wt-create --list
+//! --status`, `wt-status` and `wt-create --remove` must tell dirty from clean without it.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use wt_tests::{s, TestRepo};
+
+/// A repository with worktree `agent-1`, in which the agent made `sub`, a repository of its
+/// own whose config runs the returned canary (as a clean filter and as fsmonitor), added it
+/// to its index as a submodule, and changed a file in it. `commit`: the submodule is
+/// committed on the branch, so only its own checkout holds a change.
+fn planted(commit: bool) -> (TestRepo, PathBuf, PathBuf) {
+    let t = TestRepo::new();
+    t.run("wt-create", &["agent-1"], "").expect_code(0);
+    let wt = t.wt_root().join("agent-1");
+    let canary = t.root().join("canary");
+    let sub = wt.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    t.git_in(&sub, ["init", "-q"]);
+    std::fs::write(sub.join("f"), "one\n").unwrap();
+    std::fs::write(sub.join(".gitattributes"), "* filter=evil\n").unwrap();
+    t.git_in(&sub, ["add", "-A"]);
+    t.git_in(&sub, ["commit", "-q", "-m", "sub"]);
+    let run = format!("touch {}", canary.display());
+    t.git_in(&sub, ["config", "filter.evil.clean", &format!("{run}; cat")]);
+    t.git_in(&sub, ["config", "core.fsmonitor", &format!("{run}; false")]);
+    std::fs::write(wt.join(".gitmodules"), "[submodule \"sub\"]\n\tpath = sub\n\turl = ./sub\n\tignore = none\n")
+        .unwrap();
+    t.git_in(&wt, ["add", ".gitmodules", "sub"]);
+    if commit {
+        t.git_in(&wt, ["commit", "-q", "-m", "add sub"]);
+    }
+    std::fs::write(sub.join("f"), "two\n").unwrap();
+    assert!(!canary.exists(), "the setup itself ran the canary");
+    (t, wt, canary)
+}
+
+fn ran(canary: &Path) -> bool {
+    canary.exists()
+}
+
+fn agent(recs: &[Value]) -> &Value {
+    recs.iter().find(|r| s(r, "name") == "agent-1").expect("a record of agent-1")
+}
+
+#[test]
+fn listing_the_status_runs_nothing_from_a_submodule_the_agent_planted() {
+    let (t, _wt, canary) = planted(false);
+    let run = t.run("wt-create", &["--list", "--status", "--json"], "");
+    run.expect_code(0);
+    assert!(!ran(&canary), "wt-create --list --status ran the agent's filter or fsmonitor\n{run}");
+    let recs = run.records();
+    let status = &agent(&recs)["status"];
+    assert_eq!(status["state"], "dirty", "{status}");
+    // `.gitmodules` and `sub`, staged.
+    assert_eq!(status["changed"], 2, "{status}");
+}
+
+#[test]
+fn wt_status_runs_nothing_from_a_submodule_the_agent_planted() {
+    let (t, _wt, canary) = planted(true);
+    let run = t.run("wt-status", &["--json", "agent-1"], "");
+    assert!(!ran(&canary), "wt-status ran the agent's filter or fsmonitor\n{run}");
+    let recs = run.records();
+    assert!(agent(&recs)["status"]["state"].is_string(), "{run}");
+}
+
+#[test]
+fn removing_refuses_a_worktree_with_changes_without_running_the_agents_submodule_config() {
+    let (t, wt, canary) = planted(false);
+    let run = t.run("wt-create", &["--remove", "agent-1"], "");
+    assert!(!ran(&canary), "wt-create --remove ran the agent's filter or fsmonitor\n{run}");
+    run.expect_code(1);
+    assert_eq!(agent(&run.records())["error"]["code"], "dirty", "{run}");
+    assert!(wt.is_dir(), "the worktree was removed");
+}
+
+#[test]
+fn removing_refuses_a_worktree_whose_submodule_holds_changes_without_running_its_config() {
+    // Nothing to commit in the worktree itself; the change is inside the submodule.
+    let (t, wt, canary) = planted(true);
+    let run = t.run("wt-create", &["--remove", "agent-1"], "");
+    assert!(!ran(&canary), "wt-create --remove ran the agent's filter or fsmonitor\n{run}");
+    run.expect_code(1);
+    let rec = agent(&run.records()).clone();
+    assert_eq!(rec["error"]["code"], "dirty", "{run}");
+    assert!(s(&rec["error"], "message").contains("sub"), "{rec}");
+    assert!(wt.is_dir(), "the worktree was removed");
+    // --force removes it, still running nothing of the agent's.
+    let run = t.run("wt-create", &["--remove", "--force", "agent-1"], "");
+    run.expect_code(0);
+    assert!(!ran(&canary), "wt-create --remove --force ran the agent's filter or fsmonitor\n{run}");
+    assert!(!wt.exists());
+}
