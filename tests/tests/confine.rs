@@ -1123,3 +1123,35 @@ fn a_shared_directory_is_copy_on_write_for_a_confined_run() {
         assert_eq!(left, ["upper"], "{unprivileged}");
     }
 }
+
+/// The run's pid 1 (the namespace's init, which runs the command) holds the caller's
+/// environment and descriptors and shares the command's user and sandbox: the command can
+/// neither read its environment, nor trace it, nor copy a descriptor out of it. As root and
+/// unprivileged.
+#[test]
+fn the_runs_first_process_gives_the_command_nothing() {
+    let probe = "import ctypes, os\n\
+        libc = ctypes.CDLL(None, use_errno=True)\n\
+        try:\n    data = open('/proc/1/environ', 'rb').read(); print('environ-read' if b'admin-secret' in data else 'environ-clean')\n\
+        except OSError:\n    print('environ-denied')\n\
+        print('ptrace-ok' if libc.ptrace(16, 1, 0, 0) == 0 else 'ptrace-denied')\n\
+        fd = os.pidfd_open(1)\n\
+        print('getfd-ok' if libc.syscall(438, fd, 7, 0) >= 0 else 'getfd-denied')\n";
+    for unprivileged in AS_ROOT_AND_UNPRIVILEGED {
+        let t = repo_with(&["agent"]);
+        std::fs::write(t.wt_root().join("agent/probe.py"), probe).unwrap();
+        let outside = t.root().join("outside.txt");
+        std::fs::write(&outside, "").unwrap();
+        let who = wt_run_as(&t, unprivileged);
+        let line = format!("exec 7>>'{}'; {who} -w agent --confine --json -- python3 probe.py", outside.display());
+        let mut cmd = Command::new("sh");
+        cmd.current_dir(&t.repo).args(["-c", &line]);
+        t.isolate(&mut cmd).env("PGPASSWORD", "admin-secret");
+        let run = Run::of(&mut cmd, "");
+        let rec = run.records().first().cloned().unwrap_or_else(|| panic!("{run}"));
+        for line in ["ptrace-denied", "getfd-denied"] {
+            assert!(said(&rec, line), "{line} ({unprivileged}): {rec}");
+        }
+        assert!(!said(&rec, "environ-read"), "the caller's environment leaked through pid 1: {rec}");
+    }
+}

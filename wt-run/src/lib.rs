@@ -522,8 +522,9 @@ fn log_paths(repo: &Repo, name: &str) -> Result<(PathBuf, PathBuf), Error> {
     Ok((dir.join(format!("{stem}.log")), dir.join(format!(".{stem}.confine.json"))))
 }
 
+/// The helper's report: at most its last 1 MiB, never through a link or from a FIFO.
 fn read_report(file: &std::path::Path) -> confine::Report {
-    std::fs::read(file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    wt_common::fsutil::read_end(file, 1 << 20).and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
 }
 
 /// `run.confined`: what the sandbox enforced on this run.

@@ -56,7 +56,14 @@ pub fn split() -> Result<(), String> {
             // The init dies with the outer process (killed by wt-run or its reaper), and the
             // kernel then ends everything in the namespace.
             // SAFETY: prctl with integer arguments.
-            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                // The init shares the command's user, Landlock domain and (no) capabilities,
+                // but never execs: without this the command could ptrace it, read its
+                // environment (the caller's, unfiltered) in /proc/1/environ, or copy its
+                // descriptors with pidfd_getfd. The command's own exec makes it dumpable again.
+                libc::prctl(libc::PR_SET_DUMPABLE, 0);
+            }
             // The outer process may have died before that took effect (its pid is not visible
             // from here): then the pipe's read end, which only it holds, is closed.
             if reader_gone(&status_out) {
@@ -70,6 +77,9 @@ pub fn split() -> Result<(), String> {
         }
         child => {
             drop(status_out);
+            // SAFETY: prctl with integer arguments (the outer process is out of the command's
+            // reach already: another pid namespace and Landlock domain; this is a second wall).
+            unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) };
             ignore_ending_signals(do_nothing);
             outer_wait(child, &status_in)
         }
@@ -104,6 +114,16 @@ pub fn run(exec: impl FnOnce() -> i32) -> ! {
         pass_on(127 << 8);
     }
     COMMAND.store(pid, Ordering::Relaxed);
+    // The init needs nothing but the status pipe from here on: whatever else it holds (the
+    // caller's descriptors, the report file) is closed, so nothing can be taken from it.
+    let keep = STATUS_OUT.load(Ordering::Relaxed) as libc::c_uint;
+    // SAFETY: close_range with integer bounds; the descriptors are this process's own.
+    unsafe {
+        if keep > 0 {
+            libc::close_range(0, keep - 1, 0);
+        }
+        libc::close_range(keep + 1, libc::c_uint::MAX, 0);
+    }
     ignore_ending_signals(forward);
     loop {
         let mut status = 0;
