@@ -104,6 +104,88 @@ impl Dir {
     pub fn remove(&self, name: &str) -> std::io::Result<()> {
         Ok(rustix::fs::unlinkat(&self.fd, plain(name)?, AtFlags::empty())?)
     }
+
+    /// What `name` is (`None`: nothing there), without following a link.
+    pub fn kind_of(&self, name: &str) -> Option<Kind> {
+        let name = plain(name).ok()?;
+        rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).ok().map(|st| {
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::RegularFile => Kind::File,
+                FileType::Directory => Kind::Dir,
+                _ => Kind::Other,
+            }
+        })
+    }
+
+    /// Removes whatever `name` is: a file, a link (not what it points at), a FIFO, or a
+    /// directory with everything in it, each entry from the directory it was read in.
+    pub fn remove_tree(&self, name: &str) -> std::io::Result<()> {
+        match self.kind_of(name) {
+            None => Ok(()),
+            Some(Kind::Dir) => {
+                let sub = self.dir(name)?;
+                for (entry, _) in sub.entries()? {
+                    sub.remove_tree(&entry)?;
+                }
+                Ok(rustix::fs::unlinkat(&self.fd, plain(name)?, AtFlags::REMOVEDIR)?)
+            }
+            Some(_) => self.remove(name),
+        }
+    }
+
+    /// The subdirectory `name`, made when missing; anything else in its place (a link, a file,
+    /// a FIFO) is removed first.
+    pub fn ensure_dir(&self, name: &str) -> std::io::Result<Dir> {
+        if let Ok(dir) = self.dir(name) {
+            return Ok(dir);
+        }
+        self.remove_tree(name)?;
+        match rustix::fs::mkdirat(&self.fd, plain(name)?, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.dir(name)
+    }
+
+    /// The regular file `name` if it is one of at most `max` bytes (`None` otherwise: missing,
+    /// bigger, or anything but a regular file).
+    pub fn read(&self, name: &str, max: u64) -> Option<Vec<u8>> {
+        let (file, size) = self.file(name).ok()?;
+        if size > max {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        file.take(max + 1).read_to_end(&mut bytes).ok()?;
+        (bytes.len() as u64 <= max).then_some(bytes)
+    }
+
+    /// Replaces `name` with `bytes`, unless it is a regular file holding them already: written
+    /// to a temp file made new in this directory (`O_EXCL|O_NOFOLLOW`: a link planted under the
+    /// temp name is not followed), then renamed over whatever `name` is.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        if self.read(name, bytes.len() as u64).is_some_and(|old| old == bytes) {
+            return Ok(());
+        }
+        let tmp = format!(".{}.tmp.{}", plain(name)?, std::process::id());
+        let _ = self.remove_tree(&tmp);
+        let flags =
+            OFlags::WRONLY.union(OFlags::CREATE).union(OFlags::EXCL).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
+        let fd = rustix::fs::openat(&self.fd, tmp.as_str(), flags, Mode::from_raw_mode(0o644))?;
+        let written = std::fs::File::from(fd).write_all(bytes);
+        let renamed = written.and_then(|()| Ok(rustix::fs::renameat(&self.fd, tmp.as_str(), &self.fd, name)?));
+        if renamed.is_err() {
+            let _ = self.remove(&tmp);
+        }
+        renamed
+    }
+
+    /// Renames `from` to `to` within this directory, replacing what `to` was (a directory
+    /// there is removed first).
+    pub fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
+        self.remove_tree(to)?;
+        Ok(rustix::fs::renameat(&self.fd, plain(from)?, &self.fd, plain(to)?)?)
+    }
 }
 
 /// A name of one component: no `/`, not `.` or `..`.
@@ -150,5 +232,34 @@ mod tests {
         ab.remove("obj").unwrap();
         assert!(victim.join("obj").exists() && !t.path().join("moved/obj").exists());
         assert!(Dir::open(&mine.join("ab")).is_err(), "the link itself is not opened");
+    }
+
+    #[test]
+    fn writing_and_removing_never_reach_through_a_link() {
+        let t = tempfile::tempdir().unwrap();
+        let (mine, victim) = (t.path().join("mine"), t.path().join("victim"));
+        std::fs::create_dir_all(&mine).unwrap();
+        std::fs::create_dir_all(&victim).unwrap();
+        std::fs::write(victim.join("alternates"), "theirs").unwrap();
+        std::os::unix::fs::symlink(&victim, mine.join("info")).unwrap();
+        let dir = Dir::open(&mine).unwrap();
+        // A link where a directory should be is replaced by a directory; the victim is intact.
+        let info = dir.ensure_dir("info").unwrap();
+        info.write("alternates", b"ours").unwrap();
+        assert_eq!(std::fs::read_to_string(victim.join("alternates")).unwrap(), "theirs");
+        assert_eq!(std::fs::read_to_string(mine.join("info/alternates")).unwrap(), "ours");
+        // A link planted under the temp name is not followed.
+        std::os::unix::fs::symlink(victim.join("alternates"), mine.join(format!(".x.tmp.{}", std::process::id())))
+            .unwrap();
+        dir.write("x", b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(victim.join("alternates")).unwrap(), "theirs");
+        // A tree with a link in it goes; what the link points at stays.
+        std::fs::create_dir_all(mine.join("tree/sub")).unwrap();
+        std::os::unix::fs::symlink(&victim, mine.join("tree/sub/link")).unwrap();
+        nix::unistd::mkfifo(&mine.join("tree/fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        dir.remove_tree("tree").unwrap();
+        assert!(!mine.join("tree").exists() && victim.join("alternates").exists());
+        assert_eq!(dir.read("x", 3).unwrap(), b"new");
+        assert!(dir.read("x", 2).is_none(), "bigger than asked");
     }
 }

@@ -93,7 +93,9 @@ pub fn prepare(common: &Path, name: &str, branch: Option<&str>, admin: Option<&P
         return Err(Error::failed("bad-name", format!("'{b}' is not a branch name wt can confine")));
     }
     let dir = store_dir(common, name);
-    for sub in ["objects/pack", "objects/info", "real-objects", "refs", "logs", "tmp"] {
+    // wt's own directories; what is inside `objects`, `refs` and `logs` is the run's (they are
+    // mounted writable in its namespace), so it is only reached through `beneath`.
+    for sub in ["objects", "real-objects", "refs", "logs", "tmp"] {
         mkdir(&dir.join(sub))?;
     }
     let _lock = lock(&dir)?;
@@ -105,7 +107,11 @@ pub fn prepare(common: &Path, name: &str, branch: Option<&str>, admin: Option<&P
         tracing::warn!("{name}: an earlier confined run was not published: {e}");
     }
     let alternates = format!("{}\n{}\n", dir.join("real-objects").display(), common.join("objects").display());
-    write(&dir.join("objects/info/alternates"), &alternates)?;
+    let objects = beneath(&dir.join("objects"))?;
+    let agents = |what: &str, e: std::io::Error| Error::io(dir.join("objects").join(what).display(), e);
+    objects.ensure_dir("pack").map_err(|e| agents("pack", e))?;
+    let info = objects.ensure_dir("info").map_err(|e| agents("info", e))?;
+    info.write("alternates", alternates.as_bytes()).map_err(|e| agents("info/alternates", e))?;
     let mut binds = vec![
         (dir.join("objects"), common.join("objects"), true),
         (common.join("objects"), dir.join("real-objects"), false),
@@ -118,11 +124,12 @@ pub fn prepare(common: &Path, name: &str, branch: Option<&str>, admin: Option<&P
             (common.join("refs/heads").join(parent), common.join("logs/refs/heads").join(parent));
         mkdir(&logs_dst)?;
         mkdir(&refs_dst)?;
-        let leaf = Path::new(branch).file_name().unwrap_or_default();
-        mirror(&refs_dst, &dir.join("refs"), Some(leaf))?;
+        let leaf = Path::new(branch).file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let refs = beneath(&dir.join("refs"))?;
+        mirror(&refs_dst, &refs, Some(&leaf))?;
         let base = resolve(common, branch)?;
-        write(&dir.join("refs").join(leaf), format!("{base}\n"))?;
-        mirror(&logs_dst, &dir.join("logs"), None)?;
+        refs.write(&leaf, format!("{base}\n").as_bytes()).map_err(|e| Error::io(dir.join("refs").display(), e))?;
+        mirror(&logs_dst, &beneath(&dir.join("logs"))?, None)?;
         binds.push((dir.join("refs"), refs_dst, true));
         binds.push((dir.join("logs"), logs_dst, true));
         meta.branch = Some(branch.to_string());
@@ -228,13 +235,12 @@ fn refuse(dir: &Path, meta: &Meta, found: &Found, e: Error) -> Error {
     for (holder, name) in &found.files {
         let _ = holder.remove(name);
     }
-    if let (Some(branch), Some(base)) = (&meta.branch, &meta.base) {
-        let leaf = Path::new(branch).file_name().unwrap_or_default();
-        let _ = crate::fsutil::remove_any(&dir.join("refs").join(leaf));
-        let _ = write(&dir.join("refs").join(leaf), format!("{base}\n"));
+    if let (Some(branch), Some(base), Ok(refs)) = (&meta.branch, &meta.base, beneath(&dir.join("refs"))) {
+        let leaf = Path::new(branch).file_name().unwrap_or_default().to_string_lossy();
+        let _ = refs.write(&leaf, format!("{base}\n").as_bytes());
     }
-    if let Some(admin) = &meta.admin {
-        let _ = std::fs::rename(admin.join("index"), admin.join("index.refused"));
+    if let Some(Ok(admin)) = meta.admin.as_deref().map(beneath) {
+        let _ = admin.rename("index", "index.refused");
     }
     let kept = dir.join("refused");
     Error::failed(
@@ -247,58 +253,149 @@ fn refuse(dir: &Path, meta: &Meta, found: &Found, e: Error) -> Error {
     )
 }
 
-/// The run's admin dir as wt left it: a `config.worktree` that changed (planted, or edited
-/// where the sandbox could not stop it) is put back, and a `HEAD` that names an object the
-/// shared store lacks (which makes `git gc` fail for the whole repository) points at the
-/// branch again. Either is the error `tampered-worktree`, once: the next publish finds the
-/// admin dir as wt left it.
+/// The run's admin dir as wt left it (read and repaired through `beneath`: the run writes
+/// it, and a pane may still be running):
+/// - `config.worktree` holds what it held when the run started (planted, or edited where the
+///   sandbox could not stop it, git would run what it sets): put back;
+/// - `HEAD` is a regular file naming no missing object, `index` a regular file naming no
+///   missing object, `locked` a regular file (a FIFO there hangs every git that lists the
+///   worktrees; a missing object makes `git gc` and `git repack` fail for the whole
+///   repository): `HEAD` points at the branch again, the index is set aside (`index.refused`),
+///   `locked` goes.
+///
+/// Any of these is the error `tampered-worktree`, once: the next publish finds the admin dir
+/// as wt left it. The index is checked (two git processes) only when it changed since the
+/// last check.
 fn check_admin(common: &Path, dir: &Path, meta: &Meta) -> Result<(), Error> {
-    let Some(admin) = &meta.admin else { return Ok(()) };
+    use crate::beneath::Kind;
+    let Some(admin_path) = &meta.admin else { return Ok(()) };
+    let Ok(admin) = crate::beneath::Dir::open(admin_path) else { return Ok(()) };
     let mut fixed = Vec::new();
-    let config = admin.join("config.worktree");
-    let now = crate::fsutil::read_small(&config);
-    let same = match (&meta.config_worktree, &now) {
-        (Some(old), crate::fsutil::Small::Text(t)) => old == t,
-        (None, crate::fsutil::Small::Missing) => true,
-        _ => false,
-    };
-    if !same {
-        let _ = crate::fsutil::remove_any(&config);
+    let shown = |name: &str| admin_path.join(name).display().to_string();
+    let now = admin.read("config.worktree", 4096).and_then(|b| String::from_utf8(b).ok());
+    if now != meta.config_worktree {
+        let _ = admin.remove_tree("config.worktree");
         if let Some(old) = &meta.config_worktree {
-            write(&config, old)?;
+            admin.write("config.worktree", old.as_bytes()).map_err(|e| Error::io(shown("config.worktree"), e))?;
         }
-        fixed.push(format!("{} was changed (git would run what it sets); wt put it back", config.display()));
+        fixed.push(format!("{} was changed (git would run what it sets); wt put it back", shown("config.worktree")));
     }
-    let head = admin.join("HEAD");
-    if let crate::fsutil::Small::Text(text) = crate::fsutil::read_small(&head) {
-        let hash = text.trim_end();
-        // A commit a running pane made after the objects were listed is still in its store.
-        if is_hash(hash) && !object_exists(common, hash) && !private_has(dir, hash) {
-            let target = match (&meta.branch, &meta.base) {
-                (Some(branch), _) => format!("ref: refs/heads/{branch}\n"),
-                (None, Some(base)) => format!("{base}\n"),
-                (None, None) => String::new(),
-            };
-            if !target.is_empty() {
-                let _ = crate::fsutil::remove_any(&head);
-                write(&head, target)?;
+    let head = admin.read("HEAD", 4096).and_then(|b| String::from_utf8(b).ok());
+    let head_bad = match &head {
+        None => admin.kind_of("HEAD").is_some(),
+        Some(text) => {
+            let hash = text.trim_end();
+            is_hash(hash) && !object_exists(common, hash) && !private_has(dir, hash)
+        }
+    };
+    if head_bad {
+        let target = match (&meta.branch, &meta.base) {
+            (Some(branch), _) => format!("ref: refs/heads/{branch}\n"),
+            (None, Some(base)) => format!("{base}\n"),
+            (None, None) => String::new(),
+        };
+        if !target.is_empty() {
+            admin.remove_tree("HEAD").and_then(|()| admin.write("HEAD", target.as_bytes())).map_err(|e| Error::io(shown("HEAD"), e))?;
+            fixed.push(format!(
+                "{} was not a plain HEAD naming an object the repository has (git gc would fail or hang for the whole repository); it points at the branch again",
+                shown("HEAD")
+            ));
+        }
+    }
+    if matches!(admin.kind_of("locked"), Some(Kind::Dir | Kind::Other)) {
+        let _ = admin.remove_tree("locked");
+        fixed.push(format!("{} was not a plain file (git worktree list would hang on it); removed", shown("locked")));
+    }
+    match admin.kind_of("index") {
+        Some(Kind::Dir | Kind::Other) => {
+            let _ = admin.rename("index", "index.refused");
+            fixed.push(format!("{} was not a plain file (git would hang on it); set aside as index.refused", shown("index")));
+        }
+        Some(Kind::File) => {
+            if let Some(missing) = index_names_missing(common, dir, &admin)? {
+                let _ = admin.rename("index", "index.refused");
                 fixed.push(format!(
-                    "{} named a missing object {hash} (git gc would fail for the whole repository); it points at the branch again",
-                    head.display()
+                    "{} named object {missing}, which the repository does not have (git gc would fail for the whole repository); set aside as index.refused (`git reset` in the worktree makes a new one)",
+                    shown("index")
                 ));
             }
         }
+        None => {}
     }
     if fixed.is_empty() {
         return Ok(());
     }
     Err(Error::failed(
         "tampered-worktree",
-        format!(
-            "the confined run's admin dir: {}; look at what the agent did before merging its work",
-            fixed.join("; ")
-        ),
+        format!("the confined run's admin dir: {}; look at what the agent did before merging its work", fixed.join("; ")),
     ))
+}
+
+/// The largest index checked; a bigger one is taken as it is (a repository with millions of
+/// files: its index is the person's, not something a run grows to that size unnoticed).
+const MAX_INDEX: u64 = 256 << 20;
+
+/// An object the worktree's index names that neither store has, if any. The index is copied
+/// (through `beneath`, capped) into wt's own area and read there by git; it is checked only
+/// when it changed since the last check (its inode, size and modification time are noted in
+/// `<store>/index-checked`).
+fn index_names_missing(common: &Path, dir: &Path, admin: &crate::beneath::Dir) -> Result<Option<String>, Error> {
+    let Ok((file, size)) = admin.file("index") else { return Ok(None) };
+    if size > MAX_INDEX {
+        return Ok(None);
+    }
+    let st = rustix::fs::fstat(&file).map_err(|e| Error::io("index", e.into()))?;
+    let key = format!("{} {} {}.{}", st.st_ino, st.st_size, st.st_mtime, st.st_mtime_nsec);
+    let noted = dir.join("index-checked");
+    if crate::fsutil::read_small(&noted).text().is_some_and(|k| k == key) {
+        return Ok(None);
+    }
+    let copy = dir.join("index-copy");
+    let _ = std::fs::remove_file(&copy);
+    admin.copy_file("index", &copy, MAX_INDEX).map_err(|e| Error::io("index", e))?;
+    let missing = (|| {
+        let mut ls = hardened(common);
+        ls.args(["ls-files", "-s", "-z"]).env("GIT_INDEX_FILE", &copy).stdout(Stdio::piped()).stderr(Stdio::null());
+        let out = ls.output().map_err(|e| Error::io("git ls-files", e))?;
+        if !out.status.success() {
+            // git cannot read it: nothing in it can be named to `gc` either way; set aside.
+            return Ok(Some("(an index git cannot read)".to_string()));
+        }
+        let names: Vec<String> = out
+            .stdout
+            .split(|b| *b == 0)
+            .filter_map(|entry| {
+                let text = std::str::from_utf8(entry).ok()?;
+                let mut fields = text.split_whitespace();
+                let (mode, hash) = (fields.next()?, fields.next()?);
+                (mode != "160000" && is_hash(hash)).then(|| hash.to_string())
+            })
+            .collect();
+        Ok(absent(common, &names)?.into_iter().find(|h| !private_has(dir, h)))
+    })();
+    let _ = std::fs::remove_file(&copy);
+    let missing = missing?;
+    if missing.is_none() {
+        let _ = crate::fsutil::write_replace(&noted, key.as_bytes());
+    }
+    Ok(missing)
+}
+
+/// Which of `names` the shared store lacks (`git cat-file --batch-check`).
+fn absent(common: &Path, names: &[String]) -> Result<Vec<String>, Error> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut cmd = hardened(common);
+    cmd.args(["cat-file", "--batch-check"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn().map_err(|e| Error::io("git cat-file", e))?;
+    let list: String = names.iter().map(|h| format!("{h}\n")).collect();
+    let mut stdin = child.stdin.take().expect("piped");
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, list.as_bytes()));
+    let out = child.wait_with_output().map_err(|e| Error::io("git cat-file", e))?;
+    let _ = writer.join();
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.lines().filter_map(|l| l.strip_suffix(" missing")).map(String::from).collect())
 }
 
 /// Whether the private store `dir` holds `hash` as a loose object (read through `beneath`).
@@ -322,7 +419,7 @@ fn worktree_config(admin: &Path) -> Result<String, Error> {
     match crate::fsutil::read_small(&file) {
         crate::fsutil::Small::Text(t) => Ok(t),
         crate::fsutil::Small::Missing => {
-            write(&file, "")?;
+            beneath(admin)?.write("config.worktree", b"").map_err(|e| Error::io(file.display(), e))?;
             Ok(String::new())
         }
         _ => Err(Error::failed(
@@ -599,40 +696,41 @@ fn resolve(common: &Path, branch: &str) -> Result<String, Error> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Makes `to` a copy of the loose ref files (recursively) of `from`, in place (a run that has
-/// it mounted keeps seeing the same directory) and writing only what differs, so that in the
-/// usual case (nothing moved since the last run) it only reads. `own` (the run's branch) is
-/// left for the caller.
-fn mirror(from: &Path, to: &Path, own: Option<&std::ffi::OsStr>) -> Result<(), Error> {
+/// Makes `to` (the run's directory, opened through `beneath`) a copy of the loose ref files
+/// (recursively) of `from` (the shared one), in place (a run that has it mounted keeps seeing
+/// the same directory) and writing only what differs, so that in the usual case (nothing moved
+/// since the last run) it only reads. `own` (the run's branch) is left for the caller. Every
+/// name in `to` is reached from the directory it is in, never through a link: a run still
+/// going in a pane may swap a directory for a link to anywhere while this runs.
+fn mirror(from: &Path, to: &crate::beneath::Dir, own: Option<&str>) -> Result<(), Error> {
+    let failed = |e: std::io::Error| Error::io(from.display(), e);
     let mut wanted = Vec::new();
     for entry in std::fs::read_dir(from).into_iter().flatten().flatten() {
-        let (Ok(kind), name) = (entry.file_type(), entry.file_name()) else { continue };
-        if Some(name.as_os_str()) == own {
+        let (Ok(kind), name) = (entry.file_type(), entry.file_name().to_string_lossy().into_owned()) else { continue };
+        if Some(name.as_str()) == own {
             wanted.push(name);
             continue;
         }
-        let dst = to.join(&name);
         if kind.is_dir() {
-            if !std::fs::symlink_metadata(&dst).is_ok_and(|m| m.is_dir()) {
-                let _ = crate::fsutil::remove_any(&dst);
-                mkdir(&dst)?;
-            }
-            mirror(&entry.path(), &dst, None)?;
+            let sub = to.ensure_dir(&name).map_err(failed)?;
+            mirror(&entry.path(), &sub, None)?;
         } else if kind.is_file() {
             let bytes = std::fs::read(entry.path()).map_err(|e| Error::io(entry.path().display(), e))?;
-            if !std::fs::symlink_metadata(&dst).is_ok_and(|m| m.is_file()) {
-                let _ = crate::fsutil::remove_any(&dst);
-            }
-            write(&dst, &bytes)?;
+            to.write(&name, &bytes).map_err(failed)?;
         }
         wanted.push(name);
     }
-    for entry in std::fs::read_dir(to).map_err(|e| Error::io(to.display(), e))?.flatten() {
-        if !wanted.contains(&entry.file_name()) {
-            let _ = crate::fsutil::remove_any(&entry.path());
+    for (name, _) in to.entries().map_err(failed)? {
+        if !wanted.contains(&name) {
+            let _ = to.remove_tree(&name);
         }
     }
     Ok(())
+}
+
+/// A directory of the store whose contents the run writes, opened through `beneath`.
+fn beneath(path: &Path) -> Result<crate::beneath::Dir, Error> {
+    crate::beneath::Dir::open(path).map_err(|e| Error::io(path.display(), e))
 }
 
 fn mkdir(dir: &Path) -> Result<(), Error> {

@@ -1155,3 +1155,64 @@ fn the_runs_first_process_gives_the_command_nothing() {
         assert!(!said(&rec, "environ-read"), "the caller's environment leaked through pid 1: {rec}");
     }
 }
+
+/// A run can make a directory of its private store a link to another repository's: the next
+/// run's preparation writes through `beneath`, so the other repository's `alternates` stay
+/// as they were (found by an adversarial review: they were overwritten).
+#[test]
+fn a_link_in_the_private_store_does_not_send_wt_elsewhere() {
+    let t = repo_with(&["agent"]);
+    let other = t.root().join("other");
+    let git = |args: &[&str]| assert!(Command::new("git").args(args).status().unwrap().success());
+    git(&["init", "-q", other.to_str().unwrap()]);
+    let theirs = other.join(".git/objects/info/alternates");
+    std::fs::write(&theirs, "/some/reference/objects\n").unwrap();
+    let script = format!(
+        "cd '{}' && rm -rf info && ln -s '{}' info && echo linked",
+        common(&t).join("objects").display(),
+        theirs.parent().unwrap().display()
+    );
+    let (_, rec) = confined(&t, "agent", &script);
+    assert!(said(&rec, "linked"), "{rec}");
+    let (run, _) = confined(&t, "agent", "git status --short >/dev/null && echo ok");
+    run.expect_code(0);
+    assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "/some/reference/objects\n");
+}
+
+/// What a run leaves in its admin dir that would break git for the whole repository is put
+/// right when it is published, and said: an index naming a missing object (`git gc` fails), a
+/// FIFO as the index, as `HEAD` or as `locked` (`git gc`, `git worktree list` hang).
+#[test]
+fn an_admin_dir_that_would_break_git_for_everyone_is_put_right() {
+    let t = repo_with(&["agent"]);
+    let attacks = [
+        (
+            "git update-index --add --cacheinfo 100644,1234567890123456789012345678901234567890,ghost",
+            "index named object",
+        ),
+        ("d=\"$(git rev-parse --git-dir)\"; rm -f \"$d/index\"; mkfifo \"$d/index\"", "index was not a plain file"),
+        ("d=\"$(git rev-parse --git-dir)\"; rm -f \"$d/HEAD\"; mkfifo \"$d/HEAD\"", "HEAD was not a plain HEAD"),
+        ("mkfifo \"$(git rev-parse --git-dir)/locked\"", "locked was not a plain file"),
+    ];
+    for (attack, said_so) in attacks {
+        let (run, rec) = confined(&t, "agent", attack);
+        assert_eq!(rec["error"]["code"], "tampered-worktree", "{attack}: {run}");
+        assert!(s(&rec["error"], "message").contains(said_so), "{attack}: {run}");
+        for args in [&["gc", "-q"][..], &["worktree", "list"][..]] {
+            let out = Command::new("timeout")
+                .arg("20")
+                .arg("git")
+                .args(args)
+                .current_dir(&t.repo)
+                .env("HOME", t.root().join("home"))
+                .env("GIT_CONFIG_GLOBAL", t.root().join("gitconfig"))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{attack}: git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        // Said once: the next run finds the admin dir as wt left it.
+        let (again, rec) = confined(&t, "agent", "true");
+        again.expect_code(0);
+        assert!(rec.get("error").is_none(), "{rec}");
+    }
+}
