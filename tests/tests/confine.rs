@@ -1216,3 +1216,30 @@ fn an_admin_dir_that_would_break_git_for_everyone_is_put_right() {
         assert!(rec.get("error").is_none(), "{rec}");
     }
 }
+
+/// A shared directory deeper in the worktree (`web/node_modules`): the run cannot move the
+/// directory it sits in (and the shared files with it) from under its overlay, and a link put
+/// on the way is refused at the next run rather than confined around.
+#[test]
+fn a_nested_shared_directory_cannot_be_moved_from_under_its_overlay() {
+    let t = TestRepo::new();
+    t.write(".gitignore", "node_modules/\n");
+    t.write("web/index.js", "\n");
+    t.commit("web");
+    let file = "web/node_modules/left-pad/index.js";
+    std::fs::create_dir_all(t.repo.join("web/node_modules/left-pad")).unwrap();
+    std::fs::write(t.repo.join(file), "module.exports = 1;\n").unwrap();
+    t.run("wt-create", &["a", "--share", "web/node_modules"], "").expect_code(0);
+    let (run, rec) = confined(&t, "a", "mv web web2 2>/dev/null && echo moved; echo EVIL >> web2/node_modules/left-pad/index.js 2>/dev/null; echo EVIL >> web/node_modules/left-pad/index.js; true");
+    run.expect_code(0);
+    assert!(!said(&rec, "moved"), "{rec}");
+    assert_eq!(std::fs::read_to_string(t.repo.join(file)).unwrap(), "module.exports = 1;\n");
+    // Moved unconfined (by a person, or before wt confined it), with a link in its place.
+    let wt = t.wt_root().join("a");
+    std::fs::rename(wt.join("web"), wt.join("web2")).unwrap();
+    std::os::unix::fs::symlink(wt.join("web2"), wt.join("web")).unwrap();
+    let (run, rec) = confined(&t, "a", "true");
+    run.expect_code(1);
+    assert_eq!(rec["error"]["code"], "tampered-worktree", "{run}");
+    assert!(s(&rec["error"], "message").contains("wt-create --share"), "{run}");
+}

@@ -96,3 +96,18 @@ fn removing_refuses_a_worktree_whose_submodule_holds_changes_without_running_its
     assert!(!ran(&canary), "wt-create --remove --force ran the agent's filter or fsmonitor\n{run}");
     assert!(!wt.exists());
 }
+
+/// wt-merge into a branch that an agent's worktree has checked out asks git whether that
+/// checkout is clean before its files follow the branch: never by recursing into a submodule
+/// the agent planted there.
+#[test]
+fn merging_into_an_agents_checked_out_branch_runs_nothing_from_its_submodule() {
+    let (t, _wt, canary) = planted(true);
+    t.run("wt-create", &["agent-2"], "").expect_code(0);
+    let other = t.wt_root().join("agent-2");
+    std::fs::write(other.join("new.txt"), "x\n").unwrap();
+    t.git_in(&other, ["add", "new.txt"]);
+    t.git_in(&other, ["commit", "-q", "-m", "agent-2"]);
+    let run = t.run("wt-merge", &["agent-2", "--into", "wt/agent-1", "--unverified"], "");
+    assert!(!ran(&canary), "wt-merge ran the agent's filter or fsmonitor\n{run}");
+}

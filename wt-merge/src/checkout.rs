@@ -15,7 +15,10 @@ pub fn of(repo: &Repo, branch: &str) -> Result<Option<PathBuf>, Error> {
 
 /// Whether tracked files have uncommitted changes there.
 pub fn is_dirty(repo: &Repo, worktree: &Path) -> Result<bool, Error> {
-    Ok(!git_in(repo, worktree, &["status", "--porcelain", "--untracked-files=no"])?.is_empty())
+    // Never into submodules: a checked-out one's own config (the agent's to write) would have
+    // git run its filter drivers here, unconfined.
+    let args = ["status", "--porcelain", "--untracked-files=no", "--ignore-submodules=dirty"];
+    Ok(!git_in(repo, worktree, &args)?.is_empty())
 }
 
 /// Brings a clean checkout's index and files from `old` to `new` after its branch moved.

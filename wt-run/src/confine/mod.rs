@@ -216,7 +216,14 @@ pub fn policy_for(
     let path = rec.path.clone().unwrap_or_default();
     let common = &repo.common_dir;
     // Git's registration, never the worktree's own files, says where its admin dir is.
-    let registered = wt_common::worktree_check::verify(repo, &path).ok();
+    // A linked worktree that fails the check is refused, never confined without its admin
+    // files bound read-only; the main worktree has no admin dir of its own to check.
+    let main = repo.main_worktree.as_deref() == Some(path.as_path());
+    let registered = match wt_common::worktree_check::verify(repo, &path) {
+        Ok(r) => Some(r),
+        Err(_) if main => None,
+        Err(e) => return Err(e),
+    };
     // The branch the run may move: the one the ledger gave the worktree, else the one git has
     // registered for it; never the record's, which anyone upstream could have written.
     let entry = ledger.worktrees.get(&rec.name).filter(|e| e.path == path);
@@ -245,7 +252,9 @@ pub fn policy_for(
         }
         policy.binds.push(Bind { src, dst, writable });
     }
-    policy.cow = shared_copy_on_write(repo, &rec.name, &path, &store.dir, &policy.status_file)?;
+    let (cow, pins) = shared_copy_on_write(repo, &rec.name, &path, &store.dir, &policy.status_file)?;
+    policy.cow = cow;
+    policy.write.extend(pins);
     policy.write.push(store.tmp);
     policy.write.extend(allow.iter().cloned());
     hide_secrets(repo, ledger, &path, &mut policy);
@@ -264,7 +273,8 @@ pub fn policy_for(
     }
     policy.write.retain(|p| p.exists());
     policy.read_only.retain(|p| p.exists());
-    policy.write.dedup();
+    let mut seen = std::collections::HashSet::new();
+    policy.write.retain(|p| seen.insert(p.clone()));
     Ok(policy)
 }
 
@@ -272,23 +282,57 @@ pub fn policy_for(
 /// layer in the private store: `cow/<dir, '/' as '%'>/upper`, and a work dir of this run's own.
 /// Their files are hard links to the store's: a run that wrote through one would change the
 /// main worktree's and every other agent's copy.
-fn shared_copy_on_write(repo: &Repo, name: &str, path: &Path, store: &Path, run: &Path) -> Result<Vec<Cow>, Error> {
+///
+/// Also returns the directories between the worktree and a shared directory, to be mounted
+/// over themselves.
+fn shared_copy_on_write(
+    repo: &Repo,
+    name: &str,
+    path: &Path,
+    store: &Path,
+    run: &Path,
+) -> Result<(Vec<Cow>, Vec<PathBuf>), Error> {
     let run = run.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut out = Vec::new();
+    let (mut out, mut pins) = (Vec::new(), Vec::new());
     for rel in wt_common::shared_dirs::read(&wt_common::shared_dirs::file(&repo.state_dir(), name)) {
         let plain = rel.components().all(|c| matches!(c, std::path::Component::Normal(_)));
-        let dir = path.join(&rel);
-        if !plain || !dir.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+        if !plain {
             continue;
         }
+        // Every directory on the way must be a directory, not a link: a run that made `web` a
+        // link would have the overlay of `web/node_modules` put elsewhere, and the shared
+        // files, moved aside, writable again.
+        let mut on_the_way = path.to_path_buf();
+        for part in rel.components() {
+            on_the_way.push(part);
+            if on_the_way.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(Error::failed(
+                    "tampered-worktree",
+                    format!(
+                        "{} is a symbolic link where wt shared {}; remove it and share again (`wt-create --share {} {name}`)",
+                        on_the_way.display(),
+                        rel.display(),
+                        rel.display()
+                    ),
+                ));
+            }
+        }
+        let dir = path.join(&rel);
+        if !dir.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            continue; // gone: nothing shared is there to protect
+        }
         let layer = store.join("cow").join(rel.to_string_lossy().replace('/', "%"));
+        // The directories between the worktree and it are mounted over themselves (writable),
+        // so that the run cannot move them, and the shared files with them, from under the
+        // overlay: a mount point cannot be renamed.
+        pins.extend(dir.ancestors().skip(1).take_while(|a| *a != path).map(Path::to_path_buf));
         let cow = Cow { dir, upper: layer.join("upper"), work: layer.join(format!("work.{run}")) };
         for d in [&cow.upper, &cow.work] {
             std::fs::create_dir_all(d).map_err(|e| Error::io(d.display(), e))?;
         }
         out.push(cow);
     }
-    Ok(out)
+    Ok((out, pins))
 }
 
 /// Removes an overlay's work dir after its run: the kernel leaves a `work/` in it with no
