@@ -295,7 +295,10 @@ fn check_admin(common: &Path, dir: &Path, meta: &Meta) -> Result<(), Error> {
             (None, None) => String::new(),
         };
         if !target.is_empty() {
-            admin.remove_tree("HEAD").and_then(|()| admin.write("HEAD", target.as_bytes())).map_err(|e| Error::io(shown("HEAD"), e))?;
+            admin
+                .remove_tree("HEAD")
+                .and_then(|()| admin.write("HEAD", target.as_bytes()))
+                .map_err(|e| Error::io(shown("HEAD"), e))?;
             fixed.push(format!(
                 "{} was not a plain HEAD naming an object the repository has (git gc would fail or hang for the whole repository); it points at the branch again",
                 shown("HEAD")
@@ -309,7 +312,10 @@ fn check_admin(common: &Path, dir: &Path, meta: &Meta) -> Result<(), Error> {
     match admin.kind_of("index") {
         Some(Kind::Dir | Kind::Other) => {
             let _ = admin.rename("index", "index.refused");
-            fixed.push(format!("{} was not a plain file (git would hang on it); set aside as index.refused", shown("index")));
+            fixed.push(format!(
+                "{} was not a plain file (git would hang on it); set aside as index.refused",
+                shown("index")
+            ));
         }
         Some(Kind::File) => {
             if let Some(missing) = index_names_missing(common, dir, &admin)? {
@@ -327,7 +333,10 @@ fn check_admin(common: &Path, dir: &Path, meta: &Meta) -> Result<(), Error> {
     }
     Err(Error::failed(
         "tampered-worktree",
-        format!("the confined run's admin dir: {}; look at what the agent did before merging its work", fixed.join("; ")),
+        format!(
+            "the confined run's admin dir: {}; look at what the agent did before merging its work",
+            fixed.join("; ")
+        ),
     ))
 }
 
