@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
-use wt_common::jsonl::{parse_line, Input};
+use wt_common::record::jsonl::{parse_line, Input};
 use wt_common::{ErrorInfo, Record};
 
 fn odd_text() -> impl Strategy<Value = String> {

@@ -165,7 +165,7 @@ impl TestRepo {
     /// `git worktree list --porcelain` as (path, branch) pairs, main first.
     pub fn git_worktrees(&self) -> Vec<(PathBuf, Option<String>)> {
         let text = self.git(["worktree", "list", "--porcelain", "-z"]);
-        wt_common::repo::parse_worktree_list(&text).into_iter().map(|w| (w.path, w.branch)).collect()
+        wt_common::git::repo::parse_worktree_list(&text).into_iter().map(|w| (w.path, w.branch)).collect()
     }
 
     /// Fails unless nothing of a verification worktree of wt-merge is left: no registration, no

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use wt_common::repo::Repo;
+use wt_common::git::repo::Repo;
 use wt_tests::TestRepo;
 
 fn agree(dir: &Path) {

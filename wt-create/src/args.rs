@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use wt_common::cli::GlobalArgs;
+use wt_common::record::cli::GlobalArgs;
 
 use crate::share::ShareMode;
 

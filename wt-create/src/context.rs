@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use wt_common::git::repo::{GitWorktree, Repo};
 use wt_common::ledger::{Entry, Ledger, LedgerFile};
-use wt_common::lock::FileLock;
-use wt_common::repo::{GitWorktree, Repo};
+use wt_common::proc::lock::FileLock;
 use wt_common::{config, git, Error, Record};
 
 use crate::args::{Args, Config};
@@ -113,7 +113,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn take(ctx: &Context) -> Result<Snapshot, Error> {
-        let (wt_branches, worktrees) = match wt_common::refs::branches_under(&ctx.repo.common_dir, "wt") {
+        let (wt_branches, worktrees) = match wt_common::git::refs::branches_under(&ctx.repo.common_dir, "wt") {
             // The worktrees on those branches are not read twice.
             Some(found) => {
                 let worktrees = ctx.repo.worktrees_knowing("wt", &found)?;

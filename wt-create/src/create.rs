@@ -20,15 +20,15 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Mutex};
 
+use wt_common::git::repo::GitWorktree;
 use wt_common::ledger::Entry;
-use wt_common::output::Output;
-use wt_common::repo::GitWorktree;
-use wt_common::{failpoint, git, name, Error, Record};
+use wt_common::record::output::Output;
+use wt_common::{git, ledger::name, proc::failpoint, Error, Record};
 
 use crate::context::{Base, Context, Snapshot, TOOL};
 use crate::include;
 use crate::pending::{self, Marker, Pending};
-use wt_common::lock::FileLock;
+use wt_common::proc::lock::FileLock;
 
 /// One thing the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,8 +132,8 @@ fn plan(
 ) -> Result<Vec<Plan>, Error> {
     let lock = ctx.worktree_lock()?;
     pending::reap_dead(&ctx.repo, &ctx.ledger)?;
-    wt_common::fsutil::sweep_removing(&ctx.root);
-    wt_common::stale_lock::sweep_repository(&ctx.repo);
+    wt_common::fs::sweep_removing(&ctx.root);
+    wt_common::proc::stale_lock::sweep_repository(&ctx.repo);
     let snap = Snapshot::take(ctx)?;
     let live: BTreeSet<String> = pending::reserved_names(&ctx.repo).into_iter().collect();
     let mut claimed = BTreeSet::new();
@@ -191,7 +191,7 @@ fn make(
     let checkouts = Checkouts::default();
     let threads = match most {
         0 | 1 => 1,
-        _ => jobs.unwrap_or_else(wt_common::parallel::cores).clamp(1, most),
+        _ => jobs.unwrap_or_else(wt_common::proc::parallel::cores).clamp(1, most),
     };
     if threads == 1 {
         let (mut done, queue, busy) = sort_out(ctx, plan(None)?);
@@ -367,7 +367,7 @@ fn plan_new(ctx: &Context, lock: &FileLock, snap: &Snapshot, base: &Base, name: 
         // would block the name forever; nothing in it can be lost.
         if pending::holds_nothing(&path, &ctx.repo.common_dir.join("worktrees")) {
             tracing::warn!("removing {}, left empty by a wt-create that died", path.display());
-            let _ = wt_common::fsutil::remove_tree(&path);
+            let _ = wt_common::fs::remove_tree(&path);
         }
     }
     if path.symlink_metadata().is_ok() {
@@ -386,7 +386,7 @@ fn plan_new(ctx: &Context, lock: &FileLock, snap: &Snapshot, base: &Base, name: 
         let retired = ctx.ledger.update(|l| {
             if l.worktrees.get(name) == Some(stale) {
                 l.worktrees.remove(name);
-                wt_common::kept_db::keep(l, name, stale);
+                wt_common::ledger::kept_db::keep(l, name, stale);
             }
             Ok(())
         });
@@ -395,7 +395,7 @@ fn plan_new(ctx: &Context, lock: &FileLock, snap: &Snapshot, base: &Base, name: 
         }
     }
     let existing_branch = snap.wt_branches.get(name);
-    wt_common::worktree::clear_stale_branch_lock(&ctx.repo, &branch);
+    wt_common::git::worktree::clear_stale_branch_lock(&ctx.repo, &branch);
     let start = existing_branch.cloned().unwrap_or_else(|| base.commit.clone());
     let marker = Marker {
         name: name.to_string(),
@@ -528,7 +528,7 @@ fn complete(
             // this one.
             _ => {
                 if let Some(old) = l.worktrees.insert(name.clone(), new) {
-                    wt_common::kept_db::keep(l, &name, &old);
+                    wt_common::ledger::kept_db::keep(l, &name, &old);
                 }
             }
         }

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use wt_common::fsutil::copy_tree;
+use wt_common::fs::copy_tree;
 use wt_common::{git, Error};
 
 pub const FILE_NAME: &str = ".worktreeinclude";

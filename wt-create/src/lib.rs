@@ -14,11 +14,11 @@ pub mod remote;
 pub mod remove;
 pub mod share;
 
-use wt_common::cli::stdin_records;
 use wt_common::host::Router;
-use wt_common::jsonl::Input;
-use wt_common::output::{core_columns, status_or_error, Column, Output};
-use wt_common::{name, Error, Exit, Record};
+use wt_common::record::cli::stdin_records;
+use wt_common::record::jsonl::Input;
+use wt_common::record::output::{core_columns, status_or_error, Column, Output};
+use wt_common::{ledger::name, Error, Exit, Record};
 
 use crate::args::Args;
 use crate::context::{Context, TOOL};
@@ -26,7 +26,7 @@ use crate::create::{Request, Want};
 
 /// Runs wt-create with parsed arguments; `Ok` carries the exit status of a completed run.
 pub fn run(args: Args) -> Result<Exit, Error> {
-    wt_common::cli::init_logging(args.global.verbose)?;
+    wt_common::record::cli::init_logging(args.global.verbose)?;
     for word in &args.names {
         match Want::parse(word) {
             Want::Name(n) => name::validate(&n)?,
@@ -43,7 +43,13 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         return Ok(exit.worst(out.finish()));
     }
     if args.list {
-        list::run(&ctx, args.all_git, args.status, args.jobs.unwrap_or_else(wt_common::parallel::cores), &mut out)?;
+        list::run(
+            &ctx,
+            args.all_git,
+            args.status,
+            args.jobs.unwrap_or_else(wt_common::proc::parallel::cores),
+            &mut out,
+        )?;
         return Ok(out.finish());
     }
     if args.share_status {
@@ -63,7 +69,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     }
     if args.remove {
         if wants.is_empty() && out_is_idle() {
-            return Err(wt_common::cli::nothing_selected());
+            return Err(wt_common::record::cli::nothing_selected());
         }
         remove::run(&ctx, &wants, args.force, &mut out)?;
     } else {
@@ -112,7 +118,7 @@ fn read_stdin(ctx: &Context, remove: bool, out: &mut Output) -> Vec<Want> {
             Ok(Input::Record(rec)) if rec.has_error() => out.emit(&rec),
             Ok(Input::Record(mut rec)) if ledger.is_some() && rec.path.is_some() => {
                 let ledger = ledger.as_ref().expect("checked");
-                match wt_common::select::admit(&ctx.repo, ledger, &mut rec) {
+                match wt_common::record::select::admit(&ctx.repo, ledger, &mut rec) {
                     Ok(_) if ledger.worktrees.contains_key(&rec.name) => wants.push(Want::Name(rec.name.clone())),
                     Ok(_) => wants.push(Want::Path(rec.path.clone().unwrap_or_default())),
                     Err(e) => out.emit(&Record::failed(&rec.name, TOOL, &e)),
@@ -121,7 +127,7 @@ fn read_stdin(ctx: &Context, remove: bool, out: &mut Output) -> Vec<Want> {
             Ok(Input::Record(rec)) => match (&rec.path, rec.name.is_empty()) {
                 (_, false) => wants.push(Want::Name(rec.name.clone())),
                 (Some(p), true) => wants.push(Want::Path(p.clone())),
-                (None, true) => out.malformed(&wt_common::jsonl::Malformed {
+                (None, true) => out.malformed(&wt_common::record::jsonl::Malformed {
                     line: reader.line(),
                     message: "record has neither name nor path".into(),
                 }),
@@ -141,7 +147,7 @@ fn columns() -> Vec<Column> {
                 (Some(true), _, _) => "removed".to_string(),
                 (_, Some(true), _) => "created".to_string(),
                 (_, Some(false), _) => "adopted".to_string(),
-                (_, _, Some(status)) => wt_common::checkout_state::text(status),
+                (_, _, Some(status)) => wt_common::git::checkout_state::text(status),
                 _ => String::new(),
             };
             status_or_error(r, &ok)

@@ -5,17 +5,17 @@
 
 use std::collections::BTreeMap;
 
+use wt_common::git::repo::GitWorktree;
+use wt_common::git::worktree_check;
 use wt_common::ledger::Entry;
-use wt_common::output::Output;
-use wt_common::repo::GitWorktree;
-use wt_common::worktree_check;
-use wt_common::{checkout_state, git, parallel, Error, Record};
+use wt_common::record::output::Output;
+use wt_common::{git, git::checkout_state, proc::parallel, Error, Record};
 
 use crate::context::{Context, TOOL};
 
 pub fn run(ctx: &Context, all_git: bool, status: bool, jobs: usize, out: &mut Output) -> Result<(), Error> {
     // What confined runs committed reaches their branches when published: before reading heads.
-    for (name, e) in wt_common::confine_store::publish_all(&ctx.repo.common_dir) {
+    for (name, e) in wt_common::confine::store::publish_all(&ctx.repo.common_dir) {
         tracing::warn!("{name}: {e}");
     }
     let ledger = ctx.ledger.read()?;

@@ -10,10 +10,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use wt_common::fsutil::remove_any;
+use wt_common::fs::remove_any;
+use wt_common::git::repo::Repo;
 use wt_common::ledger::LedgerFile;
-use wt_common::lock::FileLock;
-use wt_common::repo::Repo;
+use wt_common::proc::lock::FileLock;
 use wt_common::{git, Error};
 
 /// What a half-made worktree consists of.
@@ -90,7 +90,7 @@ pub fn reserved_names(repo: &Repo) -> Vec<String> {
 /// Waits until the wt-create making `name` has finished (or died). Call without the lock.
 pub fn wait_for(repo: &Repo, name: &str) -> Result<(), Error> {
     let file = dir(repo).join(format!("{name}.json"));
-    let deadline = std::time::Instant::now() + wt_common::lock::default_timeout();
+    let deadline = std::time::Instant::now() + wt_common::proc::lock::default_timeout();
     loop {
         // Opened without creating: a marker that vanished means its owner finished.
         let Ok(f) = fs::File::open(&file) else { return Ok(()) };
@@ -168,7 +168,7 @@ pub fn roll_back(repo: &Repo, m: &Marker, by: By) {
         }
     }
     if is_half_made_dir(&m.path, &admin_root) {
-        let _ = wt_common::fsutil::remove_tree(&m.path);
+        let _ = wt_common::fs::remove_tree(&m.path);
     } else if m.path.exists() {
         tracing::warn!("left {} in place: it does not look like the half-made worktree", m.path.display());
     }
@@ -198,12 +198,12 @@ fn is_admin_dir_of(admin: &Path, dot_git: &Path, name: &str) -> bool {
     match fs::read_to_string(admin.join("gitdir")) {
         Ok(gitdir) if Path::new(gitdir.trim_end()) == dot_git => true,
         Ok(gitdir) => {
-            wt_common::worktree::is_named_after(admin, name)
-                && wt_common::worktree::killed_writing_gitdir(admin, &gitdir, dot_git)
+            wt_common::git::worktree::is_named_after(admin, name)
+                && wt_common::git::worktree::killed_writing_gitdir(admin, &gitdir, dot_git)
         }
         Err(_) => {
             let empty = fs::read_dir(admin).is_ok_and(|mut d| d.next().is_none());
-            wt_common::worktree::is_named_after(admin, name) && (empty || admin.join("locked").exists())
+            wt_common::git::worktree::is_named_after(admin, name) && (empty || admin.join("locked").exists())
         }
     }
 }

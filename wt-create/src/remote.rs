@@ -5,7 +5,7 @@
 //! with `host`.
 
 use wt_common::host::{self, quote, router, Hosts, Router};
-use wt_common::output::Output;
+use wt_common::record::output::Output;
 use wt_common::{Error, Exit};
 
 use crate::args::Args;

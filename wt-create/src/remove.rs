@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use wt_common::git::repo::GitWorktree;
+use wt_common::git::worktree_check::Registered;
 use wt_common::ledger::Entry;
-use wt_common::output::Output;
-use wt_common::repo::GitWorktree;
-use wt_common::worktree_check::Registered;
+use wt_common::record::output::Output;
 use wt_common::{git, Error, Record};
 
 use crate::context::{Context, Snapshot, TOOL};
@@ -35,13 +35,13 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
     // A worktree a killed wt-create left half-made is rolled back first, as the next
     // wt-create would: git cannot remove it (its `.git` file may be cut off).
     crate::pending::reap_dead(&ctx.repo, &ctx.ledger).map_err(|e| (label.clone(), e))?;
-    wt_common::fsutil::sweep_removing(&ctx.root);
+    wt_common::fs::sweep_removing(&ctx.root);
     let snap = Snapshot::take(ctx).map_err(|e| (label.clone(), e))?;
     let (name, wt, entry) = find(ctx, &snap, want).map_err(|e| (label.clone(), e))?;
     let fail = |e: Error| (name.clone(), e);
     // A confined run's commits must be on the branch before it is judged merged or not;
     // `--force` removes the worktree even when they cannot be published.
-    if let Err(e) = wt_common::confine_store::publish(&ctx.repo.common_dir, &name) {
+    if let Err(e) = wt_common::confine::store::publish(&ctx.repo.common_dir, &name) {
         if !force {
             return Err(fail(e));
         }
@@ -59,7 +59,7 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
     // A directory that is gone, or no longer a worktree (what a killed removal left), holds no
     // files to check.
     let reg = match wt.path.join(".git").exists() && !wt.prunable {
-        true => Some(wt_common::worktree_check::verify(&ctx.repo, &wt.path).map_err(fail)?),
+        true => Some(wt_common::git::worktree_check::verify(&ctx.repo, &wt.path).map_err(fail)?),
         false => None,
     };
     if let Some(reg) = &reg {
@@ -74,10 +74,11 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
         }
     }
     // An agent working in it would go on in a deleted directory, holding the name.
-    wt_common::panes::end_or_refuse(&ctx.repo, &wt.path, force).map_err(fail)?;
+    wt_common::proc::panes::end_or_refuse(&ctx.repo, &wt.path, force).map_err(fail)?;
     let branch = branch_name.as_deref().filter(|_| delete_branch);
     tracing::info!("removing '{name}' at {} (branch {})", wt.path.display(), branch.unwrap_or("kept"));
-    wt_common::worktree::remove(&lock, &ctx.repo, &ctx.ledger, &name, Some(&wt.path), branch, force).map_err(fail)?;
+    wt_common::git::worktree::remove(&lock, &ctx.repo, &ctx.ledger, &name, Some(&wt.path), branch, force)
+        .map_err(fail)?;
     let mut rec = ctx.record(&name, &wt, entry.as_ref());
     rec.removed = Some(true);
     Ok(rec)
@@ -89,7 +90,7 @@ fn find(ctx: &Context, snap: &Snapshot, want: &Want) -> Result<(String, GitWorkt
     // if the ledger has an entry at exactly that path.
     let (name, wt, ledger_path) = match want {
         Want::Name(n) => {
-            wt_common::name::validate(n).map_err(|e| Error::failed("bad-name", e.message))?;
+            wt_common::ledger::name::validate(n).map_err(|e| Error::failed("bad-name", e.message))?;
             let wt = snap
                 .managed(n)
                 .map(|(_, w)| w)
@@ -129,7 +130,7 @@ fn find(ctx: &Context, snap: &Snapshot, want: &Want) -> Result<(String, GitWorkt
 fn leftover(ctx: &Context, snap: &Snapshot, name: &str, path: &Path) -> Option<GitWorktree> {
     let entry = snap.ledger.worktrees.get(name).filter(|e| e.path == path)?;
     // Its directory may still exist, half-deleted: removing it needs --force (see
-    // `wt_common::worktree::remove`).
+    // `wt_common::git::worktree::remove`).
     let branch = entry.branch.clone().filter(|b| snap.worktree_on_branch(b).is_none());
     let head = branch
         .as_deref()
@@ -141,14 +142,14 @@ fn leftover(ctx: &Context, snap: &Snapshot, name: &str, path: &Path) -> Option<G
 /// A git killed in this worktree (a removal killed during its check, say) may have left its
 /// `index.lock`; while it is there, every commit in the worktree fails.
 fn clear_stale_index_lock(wt: &Registered) {
-    wt_common::stale_lock::clear(&wt.admin_dir.join("index.lock"));
+    wt_common::proc::stale_lock::clear(&wt.admin_dir.join("index.lock"));
 }
 
 /// Refuses a worktree with uncommitted changes, or with checked-out submodules, whose own
 /// changes wt does not look at: git would look by running code the agent could have planted
 /// in their config (`checkout_state::status_command`).
 fn refuse_dirty(wt: &Registered) -> Result<(), Error> {
-    let changed = wt_common::checkout_state::changes(wt)?;
+    let changed = wt_common::git::checkout_state::changes(wt)?;
     if changed > 0 {
         return Err(Error::failed(
             "dirty",
@@ -158,7 +159,7 @@ fn refuse_dirty(wt: &Registered) -> Result<(), Error> {
             ),
         ));
     }
-    let submodules = wt_common::checkout_state::populated_submodules(wt)?;
+    let submodules = wt_common::git::checkout_state::populated_submodules(wt)?;
     if !submodules.is_empty() {
         return Err(Error::failed(
             "dirty",

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use wt_common::cli::GlobalArgs;
+use wt_common::record::cli::GlobalArgs;
 
 /// Lease each worktree a stable index, a block of free ports and a database of its own.
 ///
@@ -22,7 +22,7 @@ pub struct Args {
     pub names: Vec<String>,
 
     #[command(flatten)]
-    pub select: wt_common::cli::Selection,
+    pub select: wt_common::record::cli::Selection,
 
     /// Names for the first ports of the block: PORT and WT_PORT_<NAME> [wt.toml: [env] ports]
     #[arg(long, value_name = "NAME,…", value_delimiter = ',')]

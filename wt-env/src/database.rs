@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use wt_common::Error;
 
-use wt_common::lease::DbLease;
+use wt_common::ledger::lease::DbLease;
 
 use crate::pg_role;
 
@@ -226,7 +226,7 @@ fn copy_sqlite(src: &Path, worktree: &Path, dest: &Path) -> Result<(), Error> {
             format!("{} is not inside the worktree {}", dest.display(), worktree.display()),
         )
     })?;
-    wt_common::inside::copy_new(worktree, rel, src).map(|_| ()).map_err(|e| match e.code.as_str() {
+    wt_common::fs::inside::copy_new(worktree, rel, src).map(|_| ()).map_err(|e| match e.code.as_str() {
         "outside-worktree" => e,
         _ if !src.is_file() => {
             Error::failed("database-missing", format!("the SQLite file {} does not exist", src.display()))

@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use serde_json::{Map, Value};
-use wt_common::repo::Repo;
+use wt_common::git::repo::Repo;
 use wt_common::{Error, Record};
 
-use wt_common::lease::{DbLease, PortBlock};
+use wt_common::ledger::lease::{DbLease, PortBlock};
 
 /// Checks `--ports` names: they become `WT_PORT_<NAME>` variables.
 pub fn validate_port_names(names: &[String], block: u16) -> Result<(), Error> {
@@ -54,13 +54,13 @@ pub fn export_text(vars: &Map<String, Value>) -> String {
 pub fn write_ignored(repo: &Repo, worktree: &Path, rel: &str, text: &str) -> Result<std::path::PathBuf, Error> {
     // Private, and noted, so that confined agents in other worktrees get it covered: it names
     // this worktree's database password.
-    wt_common::secret_files::note(&repo.ensure_state_dir()?, Path::new(rel))?;
-    let path = wt_common::inside::write_private(worktree, Path::new(rel), text.as_bytes())?;
-    wt_common::ignore::exclude(repo, rel)?;
+    wt_common::ledger::secret_files::note(&repo.ensure_state_dir()?, Path::new(rel))?;
+    let path = wt_common::fs::inside::write_private(worktree, Path::new(rel), text.as_bytes())?;
+    wt_common::git::ignore::exclude(repo, rel)?;
     // The temp file it is written through, should a killed wt-env leave one, is ignored too
     // (so `git add -A` never commits it), and swept by the next write.
-    let temps = Path::new(rel).with_file_name(wt_common::fsutil::temp_pattern(&path));
-    wt_common::ignore::exclude(repo, &temps.to_string_lossy())?;
+    let temps = Path::new(rel).with_file_name(wt_common::fs::temp_pattern(&path));
+    wt_common::git::ignore::exclude(repo, &temps.to_string_lossy())?;
     Ok(path)
 }
 

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use serde_json::{json, Map, Value};
+use wt_common::git::repo::Repo;
 use wt_common::ledger::{Entry, LedgerFile};
-use wt_common::repo::Repo;
 use wt_common::{Error, Record};
 
 use crate::database::DbSpec;
@@ -13,8 +13,8 @@ use crate::envfile;
 use crate::lease::{self, PortRequest};
 use crate::ports::foreign_listeners;
 use crate::TOOL;
-use wt_common::kept_db;
-use wt_common::lease::{self as held, DbLease, PortBlock};
+use wt_common::ledger::kept_db;
+use wt_common::ledger::lease::{self as held, DbLease, PortBlock};
 
 /// What a run grants to every worktree it is given.
 #[derive(Debug)]
@@ -59,7 +59,7 @@ pub fn grant(repo: &Repo, ledger: &LedgerFile, plan: &Plan, mut rec: Record) -> 
         if !lease.provisioned {
             match provision(ledger, &rec.name, spec, lease, index, &path) {
                 Ok(()) => {
-                    wt_common::failpoint::hit("after-create-database");
+                    wt_common::proc::failpoint::hit("after-create-database");
                     problem = record_provisioned(ledger, &rec.name, lease, index).err();
                 }
                 Err(e) => {
@@ -72,7 +72,7 @@ pub fn grant(repo: &Repo, ledger: &LedgerFile, plan: &Plan, mut rec: Record) -> 
     }
     let conflicts = if reused { foreign_listeners(block.ports(), &path) } else { Vec::new() };
     rec.index = Some(index);
-    let vars = wt_common::lease::vars(&rec, index, &block, db.as_ref());
+    let vars = wt_common::ledger::lease::vars(&rec, index, &block, db.as_ref());
     let mut env = env_object(&vars, &block, db.as_ref());
     if let Some(rel) = &plan.dotenv {
         match envfile::write_ignored(repo, &path, &rel.to_string_lossy(), &envfile::dotenv_text(&vars)) {
@@ -117,7 +117,7 @@ pub fn env_object(vars: &Map<String, Value>, block: &PortBlock, db: Option<&DbLe
 }
 
 fn take_leases(repo: &Repo, ledger: &LedgerFile, plan: &Plan, rec: &Record) -> Result<Granted, Error> {
-    wt_common::select::check(rec)?;
+    wt_common::record::select::check(rec)?;
     let path = rec.path.clone().unwrap_or_default();
     ledger.update(|l| {
         if let Some(other) = l.worktrees.get(&rec.name).filter(|e| e.path != path) {

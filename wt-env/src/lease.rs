@@ -1,8 +1,8 @@
 //! Handing out leases. Everything here runs under the ledger's lock, so two wt-env processes
 //! can never grant the same index or overlapping blocks. The lease types live in
-//! `wt_common::lease`, since every tool that starts processes reads them.
+//! `wt_common::ledger::lease`, since every tool that starts processes reads them.
 
-use wt_common::lease::{block_of, PortBlock};
+use wt_common::ledger::lease::{block_of, PortBlock};
 use wt_common::ledger::Ledger;
 use wt_common::Error;
 
@@ -22,7 +22,7 @@ pub struct PortRequest {
 pub fn free_index(ledger: &Ledger, except: &str) -> u32 {
     let mut taken: std::collections::BTreeSet<u32> =
         ledger.worktrees.iter().filter(|(n, _)| *n != except).filter_map(|(_, e)| e.index).collect();
-    taken.extend(wt_common::kept_db::reserved_indices(ledger));
+    taken.extend(wt_common::ledger::kept_db::reserved_indices(ledger));
     (1..).find(|i| !taken.contains(i)).expect("an unused index exists")
 }
 
@@ -87,7 +87,7 @@ pub fn port_block(ledger: &Ledger, name: &str, req: &PortRequest) -> Result<Port
 mod tests {
     use super::*;
     use std::path::PathBuf;
-    use wt_common::lease::set_block;
+    use wt_common::ledger::lease::set_block;
     use wt_common::ledger::Entry;
 
     fn ledger_with(blocks: &[(&str, u16, u32)]) -> Ledger {

@@ -14,10 +14,10 @@ pub mod ports;
 use std::io::Write;
 
 use serde_json::Value;
+use wt_common::git::repo::Repo;
 use wt_common::host::{self, Router};
 use wt_common::ledger::LedgerFile;
-use wt_common::output::{core_columns, status_or_error, Column, Output};
-use wt_common::repo::Repo;
+use wt_common::record::output::{core_columns, status_or_error, Column, Output};
 use wt_common::{config, Error, Exit, Record};
 
 use crate::args::{Args, Config};
@@ -25,12 +25,12 @@ use crate::database::DbSpec;
 use crate::grant::Plan;
 use crate::lease::PortRequest;
 use crate::ports::PortRange;
-use wt_common::select::{self, Target};
+use wt_common::record::select::{self, Target};
 
 pub const TOOL: &str = "wt-env";
 
 pub fn run(args: Args) -> Result<Exit, Error> {
-    wt_common::cli::init_logging(args.global.verbose)?;
+    wt_common::record::cli::init_logging(args.global.verbose)?;
     let repo = Repo::discover(&args.global.start_dir())?;
     let root = repo.main_worktree.as_deref();
     if let Some(host) = &args.global.host {
@@ -68,7 +68,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     if args.release && args.drop_database {
         // A removed worktree is no longer managed, but the databases kept from it can still
         // be dropped by its name.
-        let kept = wt_common::kept_db::all(&snapshot);
+        let kept = wt_common::ledger::kept_db::all(&snapshot);
         let (gone, managed): (Vec<String>, Vec<String>) = words
             .into_iter()
             .partition(|w| !snapshot.worktrees.contains_key(w) && kept.values().any(|k| &k.worktree == w));
@@ -137,10 +137,10 @@ fn plan(args: &Args, config: &Config) -> Result<Plan, Error> {
     let dotenv = args.dotenv.clone().or_else(|| config.dotenv.clone());
     let brief = args.brief.clone().or_else(|| config.brief.clone());
     if let Some(p) = &dotenv {
-        wt_common::inside::check_relative(p, "--dotenv")?;
+        wt_common::fs::inside::check_relative(p, "--dotenv")?;
     }
     if let Some(p) = &brief {
-        wt_common::inside::check_relative(p, "--brief")?;
+        wt_common::fs::inside::check_relative(p, "--brief")?;
     }
     Ok(Plan { ports: PortRequest { range, size, names }, database, dotenv, brief })
 }

@@ -1,15 +1,15 @@
 //! `--list`, `--release` and `--gc`: reading and giving back leases.
 
 use serde_json::{json, Value};
+use wt_common::git::repo::Repo;
 use wt_common::ledger::LedgerFile;
-use wt_common::output::Output;
-use wt_common::repo::Repo;
+use wt_common::record::output::Output;
 use wt_common::{Error, Record};
 
 use crate::database::drop_database;
 use crate::grant::env_object;
-use wt_common::select::record_from_entry;
-use wt_common::{kept_db, lease};
+use wt_common::record::select::record_from_entry;
+use wt_common::{ledger::kept_db, ledger::lease};
 
 use crate::TOOL;
 
@@ -19,7 +19,7 @@ pub fn list(repo: &Repo, ledger: &LedgerFile, out: &mut Output) -> Result<(), Er
         let (Some(index), Some(block)) = (entry.index, lease::block_of(entry)) else { continue };
         let mut rec = record_from_entry(repo, name, entry);
         let db = lease::db_of(entry);
-        let vars = wt_common::lease::vars(&rec, index, &block, db.as_ref());
+        let vars = wt_common::ledger::lease::vars(&rec, index, &block, db.as_ref());
         rec.set_key("env", Value::Object(env_object(&vars, &block, db.as_ref())));
         out.emit(&rec);
     }

@@ -1,7 +1,7 @@
 //! The command line of wt-merge.
 
 use clap::Parser;
-use wt_common::cli::GlobalArgs;
+use wt_common::record::cli::GlobalArgs;
 
 /// A local merge queue: merge each worktree's branch into a target branch that only ever moves
 /// to a commit whose verification passed.
@@ -23,7 +23,7 @@ pub struct Args {
     pub names: Vec<String>,
 
     #[command(flatten)]
-    pub select: wt_common::cli::Selection,
+    pub select: wt_common::record::cli::Selection,
 
     /// The branch to merge into [default: [merge] into in wt.toml, or the branch checked out in
     /// the main worktree]
@@ -58,7 +58,7 @@ pub struct Args {
     /// confined, or their code leaves the sandbox here. `best-effort` runs where the kernel
     /// cannot enforce all of it; `off` overrides wt.toml. The record says what was enforced
     /// (`merge.verify.confined`) [default: [merge] confine, else off]
-    #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "strict", value_parser = wt_common::confine_via::MODES)]
+    #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "strict", value_parser = wt_common::confine::via::MODES)]
     pub confine: Option<String>,
 
     /// With --confine: the commands may also write under PATH (a cache: ~/.cargo, ~/.npm)
@@ -88,7 +88,7 @@ pub struct Args {
     pub batch: Option<u64>,
 
     /// Give up a verification after DUR (it then counts as failed) [default: [merge] timeout, else 30m]
-    #[arg(long, value_name = "DUR", value_parser = wt_common::duration::parse_arg)]
+    #[arg(long, value_name = "DUR", value_parser = wt_common::record::duration::parse_arg)]
     pub timeout: Option<std::time::Duration>,
 
     /// Remove each merged worktree and its branch, and release its leases [default: [merge]
@@ -122,7 +122,7 @@ pub struct Config {
     pub batch: Option<u64>,
     pub cleanup: Option<bool>,
     /// See `--confine`: `true`, `false`, `"strict"`, `"best-effort"`, `"off"`.
-    pub confine: Option<wt_common::confine_via::Setting>,
+    pub confine: Option<wt_common::confine::via::Setting>,
     /// See `--allow-write`.
     pub allow_write: Option<Vec<std::path::PathBuf>>,
 }

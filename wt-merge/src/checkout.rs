@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use wt_common::repo::Repo;
+use wt_common::git::repo::Repo;
 use wt_common::{git, Error};
 
 /// The worktree that has `branch` checked out.
@@ -65,7 +65,7 @@ pub fn finish_follow(repo: &Repo, worktree: &Path, old: &str, new: &str) -> Resu
 /// Runs git in a checked-out worktree, checked first (`worktree_check::verify`); its stdout,
 /// trailing newline removed.
 pub fn git_in(repo: &Repo, worktree: &Path, args: &[&str]) -> Result<String, Error> {
-    let reg = wt_common::worktree_check::verify(repo, worktree)?;
+    let reg = wt_common::git::worktree_check::verify(repo, worktree)?;
     let out = git::output(git::in_worktree(&reg).args(args))?;
     let text = String::from_utf8_lossy(&out.stdout);
     Ok(text.strip_suffix('\n').unwrap_or(&text).to_string())

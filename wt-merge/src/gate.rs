@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use wt_common::repo::Repo;
+use wt_common::git::repo::Repo;
 use wt_common::{git, Error};
 
 /// The sections of wt.toml that make the gate, or run commands outside any sandbox, or say

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use wt_common::repo::Repo;
+use wt_common::git::repo::Repo;
 use wt_common::Error;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -24,7 +24,7 @@ fn path(repo: &Repo) -> PathBuf {
 pub fn write(repo: &Repo, worktree: &Path, old: &str, new: &str) -> Result<(), Error> {
     let j = Journal { worktree: worktree.to_path_buf(), old: old.into(), new: new.into() };
     let bytes = serde_json::to_vec(&j).expect("journal serializes");
-    wt_common::fsutil::write_atomic(&path(repo), &bytes).map_err(|e| Error::io("merge journal", e))
+    wt_common::fs::write_atomic(&path(repo), &bytes).map_err(|e| Error::io("merge journal", e))
 }
 
 pub fn clear(repo: &Repo) {

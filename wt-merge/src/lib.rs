@@ -16,12 +16,12 @@ pub mod undo;
 pub mod verify;
 
 use serde_json::Value;
-use wt_common::jsonl::Input;
+use wt_common::git::repo::Repo;
 use wt_common::ledger::LedgerFile;
-use wt_common::lock::{default_timeout, FileLock};
-use wt_common::output::{core_columns, status_or_error, Column, Output};
-use wt_common::repo::Repo;
-use wt_common::select::{self, Target};
+use wt_common::proc::lock::{default_timeout, FileLock};
+use wt_common::record::jsonl::Input;
+use wt_common::record::output::{core_columns, status_or_error, Column, Output};
+use wt_common::record::select::{self, Target};
 use wt_common::{config, git, Error, Exit, Record};
 
 use crate::args::{Args, Config, STRATEGIES};
@@ -33,7 +33,7 @@ pub const TOOL: &str = "wt-merge";
 const VERIFY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub fn run(args: Args) -> Result<Exit, Error> {
-    wt_common::cli::init_logging(args.global.verbose)?;
+    wt_common::record::cli::init_logging(args.global.verbose)?;
     let repo = Repo::discover(&args.global.start_dir())?;
     if let Some(host) = &args.global.host {
         // The queue of the host's repository, merging there.
@@ -60,7 +60,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     }
     // The main worktree's branch from its HEAD file when that is plain, else from git.
     let named = args.into.clone().or_else(|| config.into.clone());
-    let into = match named.or_else(|| wt_common::refs::main_branch(&repo.common_dir)) {
+    let into = match named.or_else(|| wt_common::git::refs::main_branch(&repo.common_dir)) {
         Some(b) => b,
         None => repo.main_head()?.and_then(|h| h.branch).ok_or_else(|| {
             Error::usage(
@@ -96,11 +96,11 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     // by a queue that was killed.
     let _queue_lock = FileLock::acquire(&repo.ensure_state_dir()?.join("merge.lock"), default_timeout())?;
     scratch::sweep(&repo);
-    wt_common::stale_lock::sweep_repository(&repo);
+    wt_common::proc::stale_lock::sweep_repository(&repo);
     journal::roll_forward(&repo)?;
-    let progress = wt_common::progress::Progress::new(TOOL);
-    let groups = wt_common::process::Groups::default();
-    let interrupted = wt_common::signals::on_interrupt(std::sync::Arc::clone(&groups), VERIFY_GRACE);
+    let progress = wt_common::record::progress::Progress::new(TOOL);
+    let groups = wt_common::proc::process::Groups::default();
+    let interrupted = wt_common::proc::signals::on_interrupt(std::sync::Arc::clone(&groups), VERIFY_GRACE);
     let queue = Queue {
         repo: &repo,
         progress: &progress,
@@ -174,7 +174,7 @@ fn merge_batch(
     queue: &Queue,
     host_queue: &Queue,
     hosts: &wt_common::host::Hosts,
-    progress: &wt_common::progress::Progress,
+    progress: &wt_common::record::progress::Progress,
     batch: Vec<Record>,
 ) -> Vec<Record> {
     if let [rec] = batch.as_slice() {
@@ -194,7 +194,7 @@ fn emit(
     recs: Vec<Record>,
     out: &mut Output,
     tally: &mut std::collections::BTreeMap<String, usize>,
-    progress: &wt_common::progress::Progress,
+    progress: &wt_common::record::progress::Progress,
 ) -> bool {
     for rec in recs {
         let outcome = merge_status(&rec).unwrap_or(if rec.has_error() { "error" } else { "skipped" }).to_string();
@@ -234,10 +234,12 @@ impl Settings {
         }
         let timeout = match (args.timeout, &config.timeout) {
             (Some(t), _) => Some(t),
-            (None, Some(text)) => Some(wt_common::duration::parse(text).map_err(|e| bad(format!("timeout: {e}")))?),
+            (None, Some(text)) => {
+                Some(wt_common::record::duration::parse(text).map_err(|e| bad(format!("timeout: {e}")))?)
+            }
             (None, None) => Some(DEFAULT_TIMEOUT),
         };
-        let confine = wt_common::confine_via::mode(args.confine.as_deref(), config.confine.as_ref(), "merge")?;
+        let confine = wt_common::confine::via::mode(args.confine.as_deref(), config.confine.as_ref(), "merge")?;
         if confine.is_none() && (!args.allow_write.is_empty() || !args.pass_env.is_empty()) {
             return Err(Error::usage("usage", "--allow-write and --pass-env go with --confine"));
         }
@@ -250,7 +252,7 @@ impl Settings {
                 } else {
                     args.allow_write.clone()
                 };
-                Some(wt_common::confine_via::Via::new(mode, allow, args.pass_env.clone(), root)?)
+                Some(wt_common::confine::via::Via::new(mode, allow, args.pass_env.clone(), root)?)
             }
             _ => None,
         };
@@ -321,7 +323,7 @@ fn inputs<'a>(
 /// arrived while it verified (a batch) without waiting for more. A malformed line is reported
 /// as every tool does (the run then exits 2) and skipped, never taken for a record that arrived.
 struct Arrivals {
-    rx: Option<std::sync::mpsc::Receiver<Result<Input, wt_common::jsonl::Malformed>>>,
+    rx: Option<std::sync::mpsc::Receiver<Result<Input, wt_common::record::jsonl::Malformed>>>,
     peeked: std::cell::RefCell<Option<Input>>,
     malformed: std::rc::Rc<std::cell::Cell<bool>>,
 }
@@ -331,7 +333,7 @@ impl Arrivals {
         let rx = streaming.then(|| {
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
-                for input in wt_common::cli::stdin_records().into_iter().flatten() {
+                for input in wt_common::record::cli::stdin_records().into_iter().flatten() {
                     if tx.send(input).is_err() {
                         break;
                     }
@@ -343,7 +345,7 @@ impl Arrivals {
     }
 
     /// The input, or `None` for a malformed line (reported).
-    fn usable(&self, input: Result<Input, wt_common::jsonl::Malformed>) -> Option<Input> {
+    fn usable(&self, input: Result<Input, wt_common::record::jsonl::Malformed>) -> Option<Input> {
         input
             .map_err(|m| {
                 eprintln!("{TOOL}: skipped input {m}");
@@ -435,7 +437,7 @@ fn check(repo: &Repo, into: &str, recs: Vec<Record>, out: &mut Output) -> Result
             continue;
         }
         // A confined run's commits reach its branch when published: before reading it.
-        if let Err(e) = wt_common::confine_store::publish(&repo.common_dir, &rec.name) {
+        if let Err(e) = wt_common::confine::store::publish(&repo.common_dir, &rec.name) {
             rec.set_error(TOOL, &e);
             out.emit(&rec);
             continue;
@@ -505,7 +507,7 @@ fn detail(r: &Record) -> String {
     } else if let Some(c) = get("commit").and_then(Value::as_str) {
         let took = get("verify").and_then(|v| v["duration_ms"].as_u64());
         let verified = match (get("verified_by").and_then(Value::as_str), took) {
-            (Some(by), Some(ms)) => format!(", verified (by {by}) in {}", wt_common::duration::human_ms(ms)),
+            (Some(by), Some(ms)) => format!(", verified (by {by}) in {}", wt_common::record::duration::human_ms(ms)),
             (Some(by), None) => format!(", verified (by {by})"),
             (None, _) if get("verified") == Some(&Value::Bool(false)) => ", unverified".to_string(),
             (None, _) => String::new(),

@@ -54,7 +54,7 @@ fn redraw(stop: &AtomicBool, name: &str, log: &Path) {
         }
         shown = elapsed.as_secs();
         let last = last_line(log).map(|l| format!(" | {l}")).unwrap_or_default();
-        let took = wt_common::duration::human(Duration::from_secs(elapsed.as_secs()));
+        let took = wt_common::record::duration::human(Duration::from_secs(elapsed.as_secs()));
         let mut err = std::io::stderr().lock();
         let _ = write!(err, "\r\x1b[Kwt-merge: {}: verifying {took}{last}", name.escape_debug());
         let _ = err.flush();
@@ -70,7 +70,7 @@ fn redraw(stop: &AtomicBool, name: &str, log: &Path) {
 /// cut to `WIDTH`. The log is read as any file in a command's reach: a FIFO or a link put in
 /// its place reads as nothing.
 fn last_line(log: &Path) -> Option<String> {
-    let text = wt_common::fsutil::read_end(log, TAIL_BYTES)?;
+    let text = wt_common::fs::read_end(log, TAIL_BYTES)?;
     // A progress bar redraws with `\r`: its last state is what a terminal shows.
     let line = text.lines().rev().map(|l| l.rsplit('\r').next().unwrap_or(l)).find(|l| !l.trim().is_empty())?;
     let clean: String = line.chars().filter(|c| !c.is_control() && !is_format(*c)).take(WIDTH).collect();

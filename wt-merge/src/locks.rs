@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use wt_common::repo::Repo;
-use wt_common::{stale_lock, Error};
+use wt_common::git::repo::Repo;
+use wt_common::{proc::stale_lock, Error};
 
 /// The lock files that moving `into` (checked out in `worktree`, if anywhere) takes.
 fn target_locks(repo: &Repo, into: &str, worktree: Option<&Path>) -> Result<Vec<PathBuf>, Error> {

@@ -5,9 +5,9 @@
 //! `refs/wt/merged/<name>` where it went, so `--undo` can go back.
 
 use serde_json::{json, Map, Value};
+use wt_common::git::repo::Repo;
 use wt_common::ledger::LedgerFile;
-use wt_common::repo::Repo;
-use wt_common::{failpoint, git, Error, Record};
+use wt_common::{git, proc::failpoint, Error, Record};
 
 use crate::strategy::{self, Built};
 use crate::verify::{self, Gate};
@@ -21,7 +21,7 @@ pub struct Queue<'a> {
     pub ledger: &'a LedgerFile,
     pub into: String,
     pub strategy: String,
-    pub progress: &'a wt_common::progress::Progress,
+    pub progress: &'a wt_common::record::progress::Progress,
     /// `--verify` (or `[merge] verify`) with what goes with it; `None`: a candidate must bring
     /// its own proof (a record of a green test of its tip), or `unverified` be set.
     pub gate: Option<Gate>,
@@ -31,7 +31,7 @@ pub struct Queue<'a> {
     pub allow_gate_change: bool,
     pub cleanup: bool,
     /// The verification's process group while it runs, for Ctrl-C and SIGTERM to end.
-    pub groups: wt_common::process::Groups,
+    pub groups: wt_common::proc::process::Groups,
     /// Set once Ctrl-C or SIGTERM arrived: nothing more is verified or landed.
     pub interrupted: std::sync::Arc<std::sync::OnceLock<i32>>,
 }
@@ -147,7 +147,7 @@ impl Queue<'_> {
                 .clone()
                 .ok_or_else(|| Error::failed("no-branch", format!("'{}' has no branch to merge", rec.name)))?;
             // A confined run's commits reach its branch when published: before reading it.
-            wt_common::confine_store::publish(&self.repo.common_dir, &rec.name)?;
+            wt_common::confine::store::publish(&self.repo.common_dir, &rec.name)?;
             let head = git::run(self.repo.git_dir(), ["rev-parse", "--verify", "-q", &format!("refs/heads/{branch}")])
                 .map_err(|_| Error::failed("no-such-branch", format!("branch {branch} no longer exists")))?;
             Ok((branch, head))
@@ -424,9 +424,9 @@ impl Queue<'_> {
         let result = (|| {
             let lock = self.repo.worktree_lock()?;
             if let Some(path) = &rec.path {
-                wt_common::panes::end_or_refuse(self.repo, path, false)?;
+                wt_common::proc::panes::end_or_refuse(self.repo, path, false)?;
             }
-            wt_common::worktree::remove(
+            wt_common::git::worktree::remove(
                 &lock,
                 self.repo,
                 self.ledger,

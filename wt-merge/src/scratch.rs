@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
+use wt_common::git::repo::Repo;
 use wt_common::ledger::Entry;
-use wt_common::repo::Repo;
 use wt_common::{Error, Record};
 
 /// Where the name of the verification worktree in progress is kept.
@@ -84,14 +84,16 @@ impl Like {
         }
         // What wt-create noted it shared into it: a name on the command line brings no
         // `share` key.
-        for dir in wt_common::shared_dirs::read(&wt_common::shared_dirs::file(&repo.state_dir(), &rec.name)) {
+        for dir in
+            wt_common::ledger::shared_dirs::read(&wt_common::ledger::shared_dirs::file(&repo.state_dir(), &rec.name))
+        {
             let dir = dir.to_string_lossy().into_owned();
             if !like.shares.contains(&dir) {
                 like.shares.push(dir);
             }
         }
         if let Some(entry) = entry {
-            if let Some(block) = wt_common::lease::block_of(entry) {
+            if let Some(block) = wt_common::ledger::lease::block_of(entry) {
                 like.ports = block.names.clone();
                 like.block = Some(block.size);
             }
@@ -122,7 +124,7 @@ pub fn provision(repo: &Repo, name: &str, commit: &str, like: &Like) -> Result<S
     if let Some(left) = journaled(repo) {
         dispose(repo, &left);
     }
-    if let Some(left) = wt_common::fsutil::read_small(&journal(repo)).text() {
+    if let Some(left) = wt_common::fs::read_small(&journal(repo)).text() {
         return Err(Error::failed(
             "scratch-left",
             format!(
@@ -132,7 +134,7 @@ pub fn provision(repo: &Repo, name: &str, commit: &str, like: &Like) -> Result<S
         ));
     }
     let state = repo.ensure_state_dir()?;
-    wt_common::fsutil::write_atomic(&journal(repo), scratch.as_bytes()).map_err(|e| Error::io(state.display(), e))?;
+    wt_common::fs::write_atomic(&journal(repo), scratch.as_bytes()).map_err(|e| Error::io(state.display(), e))?;
     let mut create = tool(repo, "wt-create")?;
     create.arg("--base").arg(commit);
     for dir in &like.shares {
@@ -267,8 +269,8 @@ fn delete_branch(repo: &Repo, name: &str) -> Result<(), Error> {
 /// The verification worktree the journal names; a journal that names anything else is
 /// dropped, never acted on.
 fn journaled(repo: &Repo) -> Option<String> {
-    let left = wt_common::fsutil::read_small(&journal(repo)).text().map(|n| n.trim().to_string())?;
-    if is_scratch_name(&left) && wt_common::name::validate(&left).is_ok() {
+    let left = wt_common::fs::read_small(&journal(repo)).text().map(|n| n.trim().to_string())?;
+    if is_scratch_name(&left) && wt_common::ledger::name::validate(&left).is_ok() {
         return Some(left);
     }
     tracing::warn!("ignoring the journal of verification worktrees: {left:?} is not one");
@@ -296,7 +298,10 @@ pub fn sweep(repo: &Repo) {
         wt_common::git::run(repo.git_dir(), ["for-each-ref", "--format=%(refname:lstrip=3)", "refs/heads/wt/"])
             .unwrap_or_default();
     names.extend(
-        branches.lines().filter(|b| is_scratch_name(b) && wt_common::name::validate(b).is_ok()).map(str::to_string),
+        branches
+            .lines()
+            .filter(|b| is_scratch_name(b) && wt_common::ledger::name::validate(b).is_ok())
+            .map(str::to_string),
     );
     for name in names {
         tracing::info!("removing the verification worktree {name} a killed wt-merge left");
@@ -306,11 +311,11 @@ pub fn sweep(repo: &Repo) {
 
 /// `TOOL -C <repo> --json` of the wt tool beside this one, dying with this process.
 fn tool(repo: &Repo, name: &str) -> Result<Command, Error> {
-    let mut cmd = Command::new(wt_common::sibling::tool(name)?);
+    let mut cmd = Command::new(wt_common::proc::sibling::tool(name)?);
     cmd.arg("-C").arg(repo.root()).arg("--json");
     // Its progress and tables are not ours to show; its verdict comes back as a record.
     cmd.env_remove("WT_LOG");
-    wt_common::process::die_with_parent(&mut cmd);
+    wt_common::proc::process::die_with_parent(&mut cmd);
     Ok(cmd)
 }
 
@@ -350,7 +355,7 @@ mod tests {
         let commit = "0123456789abcdef0123456789abcdef01234567";
         for name in ["agent-1", &"a".repeat(200), &"é".repeat(100)] {
             let scratch = name_for(name, commit);
-            wt_common::name::validate(&scratch).unwrap();
+            wt_common::ledger::name::validate(&scratch).unwrap();
             assert!(is_scratch_name(&scratch), "{scratch}");
         }
         assert!(!is_scratch_name("agent-1"));

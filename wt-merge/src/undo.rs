@@ -4,7 +4,7 @@
 //! commit in between was verified): the record names the others (`undone_with`).
 
 use serde_json::json;
-use wt_common::repo::Repo;
+use wt_common::git::repo::Repo;
 use wt_common::{git, Error, Record};
 
 pub fn undo(repo: &Repo, into: &str, name: &str) -> Result<Record, Error> {

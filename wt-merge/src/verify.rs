@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use wt_common::process::{self, Spec};
-use wt_common::repo::Repo;
-use wt_common::{failpoint, Error};
+use wt_common::git::repo::Repo;
+use wt_common::proc::process::{self, Spec};
+use wt_common::{proc::failpoint, Error};
 
 use crate::scratch::{self, Like, Scratch};
-use wt_common::confine_via::{self, Via};
+use wt_common::confine::via::{self, Via};
 
 /// How a verification ended.
 #[derive(Debug)]
@@ -47,7 +47,8 @@ impl Verdict {
         }
         if !self.passed {
             // The failing tests and their assertions, as wt-watch would feed them to an agent.
-            if let Some(excerpt) = wt_common::excerpt::of_log(&self.log, wt_common::excerpt::READ_BYTES) {
+            if let Some(excerpt) = wt_common::record::excerpt::of_log(&self.log, wt_common::record::excerpt::READ_BYTES)
+            {
                 v["excerpt"] = json!(excerpt);
             }
         }
@@ -207,7 +208,7 @@ fn run_one(
     live.stop();
     let outcome = outcome?;
     let confined = match &gate.confine {
-        Some(_) => match confine_via::finish(&record)? {
+        Some(_) => match via::finish(&record)? {
             Some(run) => Some(run),
             None if outcome.timed_out => None,
             None => {

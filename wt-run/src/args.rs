@@ -1,7 +1,7 @@
 //! The command line of wt-run.
 
 use clap::{Parser, Subcommand};
-use wt_common::cli::GlobalArgs;
+use wt_common::record::cli::GlobalArgs;
 
 /// Run a command in each worktree, with the worktree's environment, and print a record per run.
 ///
@@ -21,18 +21,18 @@ pub struct Args {
     pub sub: Option<Sub>,
 
     #[command(flatten)]
-    pub select: wt_common::cli::Selection,
+    pub select: wt_common::record::cli::Selection,
 
     /// Runs at once [default: number of CPUs]
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,
 
     /// Stop a run after DUR (500ms, 30s, 5m): SIGTERM to its group, SIGKILL after --grace
-    #[arg(long, value_name = "DUR", value_parser = wt_common::duration::parse_arg)]
+    #[arg(long, value_name = "DUR", value_parser = wt_common::record::duration::parse_arg)]
     pub timeout: Option<std::time::Duration>,
 
     /// How long a group has between SIGTERM and SIGKILL
-    #[arg(long, value_name = "DUR", default_value = "2s", value_parser = wt_common::duration::parse_arg)]
+    #[arg(long, value_name = "DUR", default_value = "2s", value_parser = wt_common::record::duration::parse_arg)]
     pub grace: std::time::Duration,
 
     /// Run CMD through `sh -c` (one string: pipes, &&, globs)
@@ -118,14 +118,14 @@ impl Args {
             Err(e) if e.kind() == clap::error::ErrorKind::UnknownArgument && !raw.iter().any(|a| a == "--") => {
                 let stray = e.get(clap::error::ContextKind::InvalidArg).map(|v| v.to_string()).unwrap_or_default();
                 if stray.starts_with('-') {
-                    wt_common::cli::exit_on("wt-run", &e)
+                    wt_common::record::cli::exit_on("wt-run", &e)
                 }
                 let at = raw.iter().position(|a| *a == stray).unwrap_or(raw.len());
                 let fixed = [&raw[1..at], &["--".to_string()], &raw[at..]].concat().join(" ");
                 eprintln!("wt-run: the command goes after `--`: wt-run {fixed}");
                 std::process::exit(2)
             }
-            Err(e) => wt_common::cli::exit_on("wt-run", &e),
+            Err(e) => wt_common::record::cli::exit_on("wt-run", &e),
         }
     }
 }
@@ -149,7 +149,7 @@ pub enum Sub {
     /// Run this repository's pane supervisor (`--pane` starts one on demand)
     Serve {
         /// Exit after no pane has run and no client has been connected for DUR
-        #[arg(long, value_name = "DUR", value_parser = wt_common::duration::parse_arg, env = "WT_PANE_IDLE", default_value = "60s")]
+        #[arg(long, value_name = "DUR", value_parser = wt_common::record::duration::parse_arg, env = "WT_PANE_IDLE", default_value = "60s")]
         idle: std::time::Duration,
     },
     /// Drive the panes: read their screens, type, wait
@@ -221,10 +221,10 @@ pub enum PaneCmd {
         #[arg(long = "match", value_name = "RE")]
         pattern: Option<String>,
         /// Until the pane has printed nothing for DUR (500ms, 2s)
-        #[arg(long, value_name = "DUR", value_parser = wt_common::duration::parse_arg)]
+        #[arg(long, value_name = "DUR", value_parser = wt_common::record::duration::parse_arg)]
         quiet: Option<std::time::Duration>,
         /// Give up after DUR (exit 1)
-        #[arg(long, value_name = "DUR", default_value = "30s", value_parser = wt_common::duration::parse_arg)]
+        #[arg(long, value_name = "DUR", default_value = "30s", value_parser = wt_common::record::duration::parse_arg)]
         timeout: std::time::Duration,
     },
     /// Sit at a pane's keyboard (raw mode); Ctrl-] detaches and leaves it running

@@ -15,24 +15,24 @@ use std::process::Command;
 use std::sync::{mpsc, Arc, Mutex};
 
 use serde_json::{json, Map, Value};
-use wt_common::fsutil::{KEEP_LOGS, KEEP_LOGS_FOR};
+use wt_common::fs::{KEEP_LOGS, KEEP_LOGS_FOR};
+use wt_common::git::repo::Repo;
 use wt_common::host::Router;
 use wt_common::ledger::LedgerFile;
-use wt_common::output::{core_columns, status_or_error, Column, Output};
-use wt_common::repo::Repo;
-use wt_common::select::{self, Target};
+use wt_common::record::output::{core_columns, status_or_error, Column, Output};
+use wt_common::record::select::{self, Target};
 use wt_common::{Error, Exit, Record};
 
 use crate::args::{Args, PaneCmd, Sub};
-use wt_common::lease::worktree_env;
-use wt_common::process::{self as child, Groups, Spec};
-pub use wt_common::runlog::unique_stem;
+use wt_common::ledger::lease::worktree_env;
+use wt_common::proc::process::{self as child, Groups, Spec};
+pub use wt_common::record::runlog::unique_stem;
 
 pub const TOOL: &str = "wt-run";
 
 /// What a run of wt-run ends with: a process exit code (a child's code passes through).
 pub fn run(args: Args) -> Result<u8, Error> {
-    wt_common::cli::init_logging(args.global.verbose)?;
+    wt_common::record::cli::init_logging(args.global.verbose)?;
     // Inside a pane, WT_SOCKET names the supervisor that holds it: no repository needed.
     if let (Some(Sub::Pane(cmd)), Some(socket)) = (&args.sub, std::env::var_os("WT_SOCKET").filter(|s| !s.is_empty())) {
         return pane::verbs::run(std::path::Path::new(&socket), cmd);
@@ -60,7 +60,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
     let hosts = if use_stdin { Router::split_stdin(TOOL, root)? } else { Router::local() };
     let targets = select::collect(TOOL, &repo, &ledger, &args.select.worktrees, args.select.all, use_stdin, &mut out);
     let groups: Groups = Arc::new(Mutex::new(Default::default()));
-    let interrupted = wt_common::signals::on_interrupt(Arc::clone(&groups), args.grace);
+    let interrupted = wt_common::proc::signals::on_interrupt(Arc::clone(&groups), args.grace);
     let config: args::Config = wt_common::config::section(repo.main_worktree.as_deref(), "run")?;
     let backend = args.backend.clone().or(config.backend).unwrap_or_else(|| "native".into());
     if !["native", "tmux"].contains(&backend.as_str()) {
@@ -118,12 +118,12 @@ pub fn run(args: Args) -> Result<u8, Error> {
         agent_profile,
     };
     let single = targets.len() == 1;
-    let jobs = args.jobs.unwrap_or_else(wt_common::parallel::cores).max(1);
+    let jobs = args.jobs.unwrap_or_else(wt_common::proc::parallel::cores).max(1);
     let queue = Mutex::new(targets.into_iter().rev().collect::<Vec<_>>());
     let (tx, rx) = mpsc::channel();
     let mut code: Option<u8> = None;
     let mut all_ok = true;
-    let progress = wt_common::progress::Progress::new(TOOL);
+    let progress = wt_common::record::progress::Progress::new(TOOL);
     let mut tally = [0usize; 3];
     std::thread::scope(|s| {
         for _ in 0..jobs {
@@ -141,7 +141,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
             if args.passthrough {
                 // stdout is the command's: the record goes to its file, or nowhere.
                 if let Some(file) = &args.record {
-                    if let Err(e) = wt_common::fsutil::write_atomic(file, format!("{}\n", rec.to_json()).as_bytes()) {
+                    if let Err(e) = wt_common::fs::write_atomic(file, format!("{}\n", rec.to_json()).as_bytes()) {
                         eprintln!("wt-run: cannot write the record to {}: {e}", file.display());
                         code = Some(1);
                     }
@@ -417,7 +417,7 @@ fn run_target(ctx: &Ctx, target: Target) -> Record {
     // What the command is about to test: the commit checked out and whether the tree is clean
     // (after a confined run's store is prepared, so its branch is the one the command sees).
     let path = rec.path.clone().unwrap_or_default();
-    wt_common::tested::of(ctx.repo, &rec.name, &path).insert_into(&mut run, "head");
+    wt_common::git::tested::of(ctx.repo, &rec.name, &path).insert_into(&mut run, "head");
     let cmd = build_command(&rec, &argv, &env, policy.as_ref());
     let shown = format!("{:<width$}", rec.name, width = ctx.name_width);
     let spec = Spec { name: &shown, log, timeout: ctx.args.timeout, grace: ctx.args.grace, echo: ctx.echo };
@@ -428,7 +428,7 @@ fn run_target(ctx: &Ctx, target: Target) -> Record {
     };
     let report = policy.as_ref().map(|_| read_report(&status_file));
     match result {
-        Ok(outcome) => wt_common::runlog::describe(&mut run, &outcome),
+        Ok(outcome) => wt_common::record::runlog::describe(&mut run, &outcome),
         Err(e) => rec.set_error(TOOL, &e),
     }
     if let (Some(policy), Some(report)) = (&policy, &report) {
@@ -507,24 +507,24 @@ fn leased_ports(rec: &Record, ledger: &wt_common::ledger::Ledger) -> Vec<u16> {
         return from_record;
     }
     let entry = ledger.worktrees.get(&rec.name).filter(|e| Some(&e.path) == rec.path.as_ref());
-    entry.and_then(wt_common::lease::block_of).map(|b| b.ports().collect()).unwrap_or_default()
+    entry.and_then(wt_common::ledger::lease::block_of).map(|b| b.ports().collect()).unwrap_or_default()
 }
 
 /// `<state>/logs/<name>/<stem>.log`, and a scratch file for the confinement report.
 /// The newest `KEEP_LOGS` run logs of a worktree are kept, none older than `KEEP_LOGS_FOR`.
 fn log_paths(repo: &Repo, name: &str) -> Result<(PathBuf, PathBuf), Error> {
-    let dir = wt_common::runlog::log_dir(repo, name)?;
+    let dir = wt_common::record::runlog::log_dir(repo, name)?;
     // Run logs (`<millis>-<pid>-<n>.log`) are kept for a while, not forever.
     let is_run_log =
         |f: &str| f.strip_suffix(".log").is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit() || b == b'-'));
-    wt_common::fsutil::prune_logs(&dir, is_run_log, KEEP_LOGS - 1, KEEP_LOGS_FOR);
+    wt_common::fs::prune_logs(&dir, is_run_log, KEEP_LOGS - 1, KEEP_LOGS_FOR);
     let stem = unique_stem();
     Ok((dir.join(format!("{stem}.log")), dir.join(format!(".{stem}.confine.json"))))
 }
 
 /// The helper's report: at most its last 1 MiB, never through a link or from a FIFO.
 fn read_report(file: &std::path::Path) -> confine::Report {
-    wt_common::fsutil::read_end(file, 1 << 20).and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+    wt_common::fs::read_end(file, 1 << 20).and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
 }
 
 /// `run.confined`: what the sandbox enforced on this run.
@@ -553,7 +553,8 @@ fn target_name(t: &Target) -> &str {
 /// and the words (`passed in 1.2s`, `exit 3 after 4.0s`).
 fn outcome_words(rec: &Record) -> (usize, String) {
     let run = rec.key("run");
-    let took = run.and_then(|r| r.get("duration_ms")).and_then(Value::as_u64).map(wt_common::duration::human_ms);
+    let took =
+        run.and_then(|r| r.get("duration_ms")).and_then(Value::as_u64).map(wt_common::record::duration::human_ms);
     let took = took.unwrap_or_default();
     match (rec.error.as_ref(), exit_text(rec)) {
         (Some(e), _) => (1, format!("error: {}", e.message)),
@@ -584,7 +585,7 @@ fn columns() -> Vec<Column> {
         title: "TIME",
         value: |r| {
             let ms = r.key("run").and_then(|x| x.get("duration_ms")).and_then(Value::as_u64);
-            ms.map(wt_common::duration::human_ms).unwrap_or_default()
+            ms.map(wt_common::record::duration::human_ms).unwrap_or_default()
         },
     });
     cols.push(Column {

@@ -5,7 +5,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use wt_common::{name, Error};
+use wt_common::{ledger::name, Error};
 
 /// Prints the newest log of `name` under `logs`; with `follow`, then what is appended to it,
 /// until interrupted.

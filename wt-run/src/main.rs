@@ -8,7 +8,7 @@ fn main() -> std::process::ExitCode {
     match wt_run::run(args) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(err) => {
-            eprintln!("wt-run: {}", wt_common::cli::one_line(&err.message));
+            eprintln!("wt-run: {}", wt_common::record::cli::one_line(&err.message));
             err.kind.exit().into()
         }
     }

@@ -1,7 +1,7 @@
 //! The command line of wt-status.
 
 use clap::Parser;
-use wt_common::cli::GlobalArgs;
+use wt_common::record::cli::GlobalArgs;
 
 /// One overview of every worktree: branch, uncommitted changes, commits ahead of and behind its
 /// base, ports, database, pane, last run and merge, as records (a table on a terminal).
@@ -21,12 +21,12 @@ pub struct Args {
     pub names: Vec<String>,
 
     #[command(flatten)]
-    pub select: wt_common::cli::Selection,
+    pub select: wt_common::record::cli::Selection,
 
     /// Show it again every DUR (default 2s), redrawn in place on a terminal, until Ctrl-C;
     /// `--watch=DUR` for another interval
     #[arg(long, value_name = "DUR", num_args = 0..=1, require_equals = true, default_missing_value = "2s",
-          value_parser = wt_common::duration::parse_arg)]
+          value_parser = wt_common::record::duration::parse_arg)]
     pub watch: Option<std::time::Duration>,
 
     #[command(flatten)]

@@ -9,18 +9,18 @@ pub mod table;
 
 use std::io::{IsTerminal, Write};
 
+use wt_common::git::repo::Repo;
 use wt_common::ledger::LedgerFile;
-use wt_common::output::Output;
-use wt_common::repo::Repo;
-use wt_common::select::{self, Target};
-use wt_common::{checkout_state, Error, Exit, Record};
+use wt_common::record::output::Output;
+use wt_common::record::select::{self, Target};
+use wt_common::{git::checkout_state, Error, Exit, Record};
 
 use crate::args::Args;
 
 pub const TOOL: &str = "wt-status";
 
 pub fn run(args: Args) -> Result<Exit, Error> {
-    wt_common::cli::init_logging(args.global.verbose)?;
+    wt_common::record::cli::init_logging(args.global.verbose)?;
     if let Some(host) = &args.global.host {
         return Err(Error::usage(
             "usage",

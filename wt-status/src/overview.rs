@@ -13,18 +13,18 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
+use wt_common::git::repo::Repo;
 use wt_common::ledger::Entry;
-use wt_common::repo::Repo;
 use wt_common::{git, Record};
 
 /// The overview of `rec`, with `entry` its ledger entry (if managed) and `panes` the
 /// supervisor's panes by name.
 pub fn of(repo: &Repo, rec: &Record, entry: Option<&Entry>, panes: &BTreeMap<String, Value>) -> Value {
     let mut o = json!({});
-    if let Some(block) = entry.and_then(wt_common::lease::block_of) {
+    if let Some(block) = entry.and_then(wt_common::ledger::lease::block_of) {
         o["ports"] = json!([block.start, block.end()]);
     }
-    if let Some(db) = entry.and_then(wt_common::lease::db_of) {
+    if let Some(db) = entry.and_then(wt_common::ledger::lease::db_of) {
         o["database"] = json!(db.name);
     }
     if let Some(p) = panes.get(&rec.name) {

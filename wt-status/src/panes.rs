@@ -11,7 +11,7 @@ use serde_json::Value;
 
 /// Pane name → its `pane.list` entry; empty when no supervisor answers.
 pub fn list(common_dir: &Path) -> BTreeMap<String, Value> {
-    let Ok(socket) = wt_common::supervisor::socket_path(common_dir) else { return BTreeMap::new() };
+    let Ok(socket) = wt_common::proc::supervisor::socket_path(common_dir) else { return BTreeMap::new() };
     ask(&socket).unwrap_or_else(|| {
         tracing::debug!("no pane supervisor answers on {}", socket.display());
         BTreeMap::new()

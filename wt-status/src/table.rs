@@ -1,9 +1,9 @@
 //! The overview as a table: one row per worktree, the cells a person scans.
 
 use serde_json::Value;
-use wt_common::duration::human;
-use wt_common::output::{status_or_error, Column};
-use wt_common::{checkout_state, Record};
+use wt_common::record::duration::human;
+use wt_common::record::output::{status_or_error, Column};
+use wt_common::{git::checkout_state, Record};
 
 fn overview(r: &Record) -> Value {
     r.key("overview").cloned().unwrap_or_default()

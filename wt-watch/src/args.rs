@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
-use wt_common::cli::GlobalArgs;
+use wt_common::record::cli::GlobalArgs;
 use wt_common::Error;
 
 /// Watch worktrees and run their tests whenever their files settle; when the tests fail, hand
@@ -26,7 +26,7 @@ pub struct Args {
     pub names: Vec<String>,
 
     #[command(flatten)]
-    pub select: wt_common::cli::Selection,
+    pub select: wt_common::record::cli::Selection,
 
     /// Milliseconds of quiet after a change before the tests run [default: 300]
     #[arg(long, value_name = "MS")]
@@ -52,7 +52,7 @@ pub struct Args {
     pub guard: Vec<String>,
 
     /// Give up when the agent does not answer a failure with a change within DUR [default: 15m]
-    #[arg(long, value_name = "DUR", value_parser = wt_common::duration::parse_arg)]
+    #[arg(long, value_name = "DUR", value_parser = wt_common::record::duration::parse_arg)]
     pub agent_timeout: Option<Duration>,
 
     /// With --feed pane: the agent is taken as idle once its screen has been quiet this long
@@ -61,7 +61,7 @@ pub struct Args {
     pub quiet_ms: Option<u64>,
 
     /// Give up a test run after DUR (it counts as red)
-    #[arg(long, value_name = "DUR", value_parser = wt_common::duration::parse_arg)]
+    #[arg(long, value_name = "DUR", value_parser = wt_common::record::duration::parse_arg)]
     pub timeout: Option<Duration>,
 
     /// Run the test command through `sh -c`, its words joined by spaces
@@ -78,7 +78,7 @@ pub struct Args {
     /// write only in the worktree, commit only on its branch, bind only its leased ports.
     /// `best-effort` runs where the kernel cannot enforce all of it, `off` overrides wt.toml; the
     /// record says what was enforced (`watch.run.confined`) [default: [watch] confine, else off]
-    #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "strict", value_parser = wt_common::confine_via::MODES)]
+    #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "strict", value_parser = wt_common::confine::via::MODES)]
     pub confine: Option<String>,
 
     /// With --confine: the rounds may also write under PATH (a cache in your home: ~/.cargo)
@@ -113,7 +113,7 @@ pub struct Config {
     pub quiet_ms: Option<u64>,
     pub timeout: Option<String>,
     /// `--confine`: `true`, `false`, `"strict"`, `"best-effort"`, `"off"`.
-    pub confine: Option<wt_common::confine_via::Setting>,
+    pub confine: Option<wt_common::confine::via::Setting>,
     /// `--allow-write` for every confined round.
     pub allow_write: Option<Vec<PathBuf>>,
 }
@@ -189,16 +189,16 @@ impl Settings {
         let duration = |flag: Option<Duration>, conf: Option<String>, default: Duration| -> Result<Duration, Error> {
             match (flag, conf) {
                 (Some(d), _) => Ok(d),
-                (None, Some(text)) => wt_common::duration::parse(&text),
+                (None, Some(text)) => wt_common::record::duration::parse(&text),
                 (None, None) => Ok(default),
             }
         };
         let timeout = match (args.timeout, &config.timeout) {
             (Some(d), _) => Some(d),
-            (None, Some(t)) => Some(wt_common::duration::parse(t)?),
+            (None, Some(t)) => Some(wt_common::record::duration::parse(t)?),
             (None, None) => None,
         };
-        let confine = wt_common::confine_via::mode(args.confine.as_deref(), config.confine.as_ref(), "watch")?;
+        let confine = wt_common::confine::via::mode(args.confine.as_deref(), config.confine.as_ref(), "watch")?;
         let allow_write =
             if args.allow_write.is_empty() { config.allow_write.unwrap_or_default() } else { args.allow_write.clone() };
         if confine.is_none() && (!args.allow_write.is_empty() || !args.pass_env.is_empty()) {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use wt_common::supervisor::Client;
+use wt_common::proc::supervisor::Client;
 use wt_common::Error;
 
 use crate::args::Feed;
@@ -92,7 +92,7 @@ const SLICE: Duration = Duration::from_millis(500);
 pub fn deliver(target: &Target, text: &str, patience: Duration, cancel: &AtomicBool) -> Result<(), Undelivered> {
     match target {
         Target::Pane { socket, pane, ready } => to_pane(socket, pane, *ready, text, patience, cancel),
-        Target::File(path) => wt_common::fsutil::write_atomic(path, text.as_bytes())
+        Target::File(path) => wt_common::fs::write_atomic(path, text.as_bytes())
             .map_err(|e| Undelivered::Failed(Error::io(path.display(), e).with_kind(wt_common::ErrorKind::Failed))),
         Target::Cmd { command, cwd, env } => to_command(command, cwd, env, text),
         Target::None => Ok(()),

@@ -1,6 +1,6 @@
 //! wt-watch: the self-healing loop. Watches worktrees (`watcher`, `rules`), runs the test
 //! command when their files settle (`round`), and when it fails, cuts the output down to what
-//! matters (`wt_common::excerpt`, which wt-merge shares) and hands it to the agent (`feed`),
+//! matters (`wt_common::record::excerpt`, which wt-merge shares) and hands it to the agent (`feed`),
 //! until green; `guard` catches an agent that edits the tests instead of the code. `session` is
 //! the loop that ties them.
 
@@ -18,11 +18,11 @@ use std::sync::mpsc;
 
 use serde_json::Value;
 use signal_hook::consts::{SIGINT, SIGTERM};
+use wt_common::git::repo::Repo;
 use wt_common::host::Router;
 use wt_common::ledger::LedgerFile;
-use wt_common::output::{core_columns, status_or_error, Column, Output};
-use wt_common::repo::Repo;
-use wt_common::{select, Error, Exit};
+use wt_common::record::output::{core_columns, status_or_error, Column, Output};
+use wt_common::{record::select, Error, Exit};
 
 use crate::args::{Args, Config, Settings};
 use crate::session::{Ctx, Msg, Session};
@@ -31,7 +31,7 @@ pub const TOOL: &str = "wt-watch";
 
 /// The whole run: the exit code.
 pub fn run(args: Args) -> Result<u8, Error> {
-    wt_common::cli::init_logging(args.global.verbose)?;
+    wt_common::record::cli::init_logging(args.global.verbose)?;
     args.select.require_some(&args.names)?;
     let repo = Repo::discover(&args.global.start_dir())?;
     let config: Config = wt_common::config::section(repo.main_worktree.as_deref(), "watch")?;
@@ -39,7 +39,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
     check_command(&settings.command)?;
     // Confined rounds run through the wt-run beside this one: missing, nothing is watched.
     let confine = match &settings.confine {
-        Some((mode, allow, pass)) => Some(wt_common::confine_via::Via::new(
+        Some((mode, allow, pass)) => Some(wt_common::confine::via::Via::new(
             mode.clone(),
             allow.clone(),
             pass.clone(),
@@ -49,7 +49,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
     };
     let guard = guard::Guard::new(&settings.guard)?;
     let ledger = LedgerFile::new(&repo.state_dir()).read()?;
-    let socket = wt_common::supervisor::socket_path(&repo.common_dir)?;
+    let socket = wt_common::proc::supervisor::socket_path(&repo.common_dir)?;
     let exclude = Some(repo.common_dir.join("info").join("exclude"));
     let (tx, rx) = mpsc::channel();
     on_signals(tx.clone());
@@ -98,7 +98,7 @@ fn read_stdin(tx: mpsc::Sender<Msg>) -> bool {
         return false;
     }
     std::thread::spawn(move || {
-        let mut reader = wt_common::jsonl::Reader::new(std::io::stdin().lock());
+        let mut reader = wt_common::record::jsonl::Reader::new(std::io::stdin().lock());
         while let Some(line) = reader.next() {
             if tx.send(Msg::Line(line, reader.line())).is_err() {
                 return;

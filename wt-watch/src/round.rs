@@ -10,9 +10,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
-use wt_common::confine_via::{self, Via};
-use wt_common::process::{self, Groups, Outcome, Spec};
-use wt_common::supervisor::Client;
+use wt_common::confine::via::{self, Via};
+use wt_common::proc::process::{self, Groups, Outcome, Spec};
+use wt_common::proc::supervisor::Client;
 use wt_common::Error;
 
 /// How much of a log the excerpt reads: its end, where the runners summarise.
@@ -82,7 +82,7 @@ fn finish(spec: &RoundSpec, o: &Outcome) -> Result<Finished, Error> {
     let passed = o.status.success() && !o.timed_out;
     let mut run = Map::new();
     run.insert("cmd".into(), json!(spec.argv));
-    wt_common::runlog::describe(&mut run, o);
+    wt_common::record::runlog::describe(&mut run, o);
     run.remove("tail"); // the excerpt says more; the log has it all
     run.insert("log".into(), json!(spec.log));
     if spec.confine.is_some() {
@@ -96,7 +96,7 @@ fn finish(spec: &RoundSpec, o: &Outcome) -> Result<Finished, Error> {
                 spec.timeout.unwrap_or_default()
             ));
         }
-        wt_common::excerpt::excerpt(&text, &spec.log)
+        wt_common::record::excerpt::excerpt(&text, &spec.log)
     });
     Ok(Finished { passed, run: Value::Object(run), excerpt })
 }
@@ -105,7 +105,7 @@ fn finish(spec: &RoundSpec, o: &Outcome) -> Result<Finished, Error> {
 /// not wt-run's 128+N) and what the sandbox enforced. Its error (the sandbox could not be set
 /// up, the command not started) is the round's.
 fn confined(spec: &RoundSpec, o: &Outcome, run: &mut Map<String, Value>) -> Result<(), Error> {
-    match confine_via::finish(&spec.record_file())? {
+    match via::finish(&spec.record_file())? {
         Some(theirs) => {
             if theirs.get("exit").is_some() || theirs.get("signal").is_some() {
                 for key in ["exit", "signal", "signal_number"] {

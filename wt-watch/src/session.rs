@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
-use wt_common::jsonl::{Input, Malformed};
+use wt_common::git::repo::Repo;
+use wt_common::git::tested::Tested;
 use wt_common::ledger::Ledger;
-use wt_common::output::Output;
-use wt_common::process::Groups;
-use wt_common::repo::Repo;
-use wt_common::select::{self, Target};
-use wt_common::tested::Tested;
+use wt_common::proc::process::Groups;
+use wt_common::record::jsonl::{Input, Malformed};
+use wt_common::record::output::Output;
+use wt_common::record::select::{self, Target};
 use wt_common::{Error, Record};
 
 use crate::args::Settings;
@@ -104,7 +104,7 @@ pub struct Ctx {
     pub socket: PathBuf,
     pub exclude: Option<PathBuf>,
     /// `--confine`: how each round runs through wt-run's sandbox.
-    pub confine: Option<wt_common::confine_via::Via>,
+    pub confine: Option<wt_common::confine::via::Via>,
 }
 
 #[derive(Debug)]
@@ -146,7 +146,7 @@ impl Session {
         }
         let id = self.wts.len();
         self.watcher.add(id, &root)?;
-        let env = wt_common::lease::worktree_env(&rec, &self.ctx.ledger);
+        let env = wt_common::ledger::lease::worktree_env(&rec, &self.ctx.ledger);
         let s = &self.ctx.settings;
         let target = feed::Target::resolve(&s.feed, &rec.name, &root, &self.ctx.socket, s.quiet, &env);
         let debounce = s.debounce;
@@ -336,8 +336,8 @@ impl Session {
             );
             return self.error(id, &e);
         }
-        let log = match wt_common::runlog::log_dir(&self.ctx.repo, &w.rec.name) {
-            Ok(dir) => dir.join(format!("watch-{}.log", wt_common::runlog::unique_stem())),
+        let log = match wt_common::record::runlog::log_dir(&self.ctx.repo, &w.rec.name) {
+            Ok(dir) => dir.join(format!("watch-{}.log", wt_common::record::runlog::unique_stem())),
             Err(e) => return self.error(id, &e),
         };
         w.seq += 1;
@@ -364,7 +364,7 @@ impl Session {
         let repo = self.ctx.repo.clone();
         std::thread::spawn(move || {
             // Taken off the loop's thread: it costs a `git status`.
-            let tested = wt_common::tested::of(&repo, &spec.name, &spec.cwd);
+            let tested = wt_common::git::tested::of(&repo, &spec.name, &spec.cwd);
             let result = match &test_pane {
                 Some(pane) => pane.run(&spec),
                 None => round::run(&spec, &groups),
@@ -543,7 +543,7 @@ impl Session {
         }
         let handles: Vec<_> = groups
             .into_iter()
-            .map(|g| std::thread::spawn(move || wt_common::process::end_group(g, round::GRACE)))
+            .map(|g| std::thread::spawn(move || wt_common::proc::process::end_group(g, round::GRACE)))
             .collect();
         for h in handles {
             let _ = h.join();

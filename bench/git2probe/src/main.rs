@@ -28,7 +28,7 @@ fn main() {
             }
         }
         "files" => {
-            let repo = wt_common::repo::Repo::discover(dir).expect("a repository");
+            let repo = wt_common::git::repo::Repo::discover(dir).expect("a repository");
             for wt in repo.worktrees().expect("worktrees") {
                 writeln!(out, "{} {}", wt.path.display(), wt.head.unwrap_or_default()).unwrap();
             }

@@ -43,7 +43,7 @@ pub fn early_main() {
             std::process::exit(0);
         }
         Some(GUARD_ARG) => std::process::exit(guard(&args[2..])),
-        Some(crate::reaper::ARG) => std::process::exit(crate::reaper::main()),
+        Some(crate::proc::reaper::ARG) => std::process::exit(crate::proc::reaper::main()),
         _ => {}
     }
 }

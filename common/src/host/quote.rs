@@ -25,7 +25,7 @@ pub fn join<S: AsRef<str>>(words: &[S]) -> String {
 pub fn check_sendable(what: &str, value: &str) -> Result<(), Error> {
     let parts: Vec<&str> = if what == "branch" { value.split('/').collect() } else { vec![value] };
     for part in parts {
-        crate::name::validate(part)?;
+        crate::ledger::name::validate(part)?;
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || "._-+@=,/".contains(c);
     if let Some(bad) = value.chars().find(|c| !allowed(*c)) {

@@ -11,7 +11,7 @@ use super::config::Host;
 use super::guard::{END_OF_INPUT, GUARD_ARG, STARTED};
 use super::{quote, ssh};
 use crate::error::{Error, ErrorKind, Exit};
-use crate::jsonl::{write_record, WriteError};
+use crate::record::jsonl::{write_record, WriteError};
 use crate::record::Record;
 
 /// Variables a remote tool gets from this side, explicitly on its command line.

@@ -16,7 +16,7 @@ use super::config::Hosts;
 use super::quote::check_sendable;
 use super::remote::{Session, Sink};
 use crate::error::{Error, Exit};
-use crate::jsonl::{parse_line, Input};
+use crate::record::jsonl::{parse_line, Input};
 use crate::record::Record;
 
 /// The split in progress; `finish` waits for every host.

@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use wt_common::fsutil::write_atomic;
+use wt_common::fs::write_atomic;
 
 use super::store::Key;
 

@@ -5,7 +5,7 @@
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
-use wt_common::repo::Repo;
+use wt_common::git::repo::Repo;
 use wt_common::Error;
 
 use super::status::human;
@@ -38,7 +38,7 @@ pub fn run(repo: &Repo) -> Result<Collected, Error> {
         let _ = fs::remove_dir(fan.path()); // only when empty
     }
     for entry in fs::read_dir(store.tmp_dir()).map_err(io)?.flatten() {
-        let _ = wt_common::fsutil::remove_any(&entry.path());
+        let _ = wt_common::fs::remove_any(&entry.path());
     }
     eprintln!(
         "wt-create: store: removed {} files ({}) that no worktree links to; {} kept",

@@ -25,10 +25,10 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use serde_json::{json, Value};
-use wt_common::lock::{default_timeout, FileLock};
-use wt_common::progress::Counter;
-use wt_common::repo::Repo;
-use wt_common::{failpoint, git, Error};
+use wt_common::git::repo::Repo;
+use wt_common::proc::lock::{default_timeout, FileLock};
+use wt_common::record::progress::Counter;
+use wt_common::{git, proc::failpoint, Error};
 
 use method::Method;
 pub use method::ShareMode;
@@ -138,7 +138,7 @@ impl Sharing {
             dirs.push(result);
         }
         self.progress.finish();
-        remember(&wt_common::shared_dirs::file(&self.state_dir, name), &shared)?;
+        remember(&wt_common::ledger::shared_dirs::file(&self.state_dir, name), &shared)?;
         let mut value = json!({"dirs": dirs});
         if self.pnpm {
             let added =
@@ -175,7 +175,7 @@ impl Sharing {
         let tree::Built { counts, known: now, changed } = match built {
             Ok(b) => b,
             Err(e) => {
-                let _ = wt_common::fsutil::remove_any(&tmp);
+                let _ = wt_common::fs::remove_any(&tmp);
                 return Err(Error::failed("share-failed", format!("sharing {} into {name}: {e}", dir.display())));
             }
         };
@@ -297,7 +297,7 @@ fn sweep(parent: &Path, prefix: &str) {
     for entry in entries.flatten() {
         if entry.file_name().to_string_lossy().starts_with(prefix) {
             tracing::info!("removing {}, left by a share that was killed", entry.path().display());
-            let _ = wt_common::fsutil::remove_any(&entry.path());
+            let _ = wt_common::fs::remove_any(&entry.path());
         }
     }
 }
@@ -311,19 +311,19 @@ fn swap_in(tmp: &Path, dest: &Path) -> std::io::Result<()> {
     use rustix::fs::{renameat_with, RenameFlags, CWD};
     renameat_with(CWD, tmp, CWD, dest, RenameFlags::EXCHANGE)?;
     failpoint::hit("share-after-swap");
-    wt_common::fsutil::remove_any(tmp)
+    wt_common::fs::remove_any(tmp)
 }
 
 /// The directories shared into a worktree, for `--share-status`.
 fn remember(file: &Path, dirs: &[PathBuf]) -> Result<(), Error> {
-    let before: BTreeSet<PathBuf> = wt_common::shared_dirs::read(file).into_iter().collect();
+    let before: BTreeSet<PathBuf> = wt_common::ledger::shared_dirs::read(file).into_iter().collect();
     let mut all = before.clone();
     all.extend(dirs.iter().cloned());
     if all == before {
         return Ok(());
     }
     let bytes = serde_json::to_vec(&all).expect("paths serialize");
-    wt_common::fsutil::write_atomic(file, &bytes).map_err(|e| Error::io(file.display(), e))
+    wt_common::fs::write_atomic(file, &bytes).map_err(|e| Error::io(file.display(), e))
 }
 
 /// `--share DIR NAME` where NAME exists: shares again (after the main worktree's dependencies

@@ -48,7 +48,7 @@ pub fn apply(state_dir: &Path, worktree: &Path) -> std::io::Result<Vec<&'static 
         }
     }
     if !added.is_empty() {
-        wt_common::fsutil::write_atomic(&path, text.as_bytes())?;
+        wt_common::fs::write_atomic(&path, text.as_bytes())?;
     }
     Ok(added)
 }

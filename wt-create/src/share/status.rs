@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use wt_common::output::Output;
+use wt_common::record::output::Output;
 use wt_common::Error;
 
 use super::method;
@@ -65,7 +65,8 @@ pub fn run(ctx: &Context, out: &mut Output) -> Result<(), Error> {
     let mut all_dirs: HashSet<PathBuf> = HashSet::new();
     for (name, entry) in &ledger.worktrees {
         let Some(wt) = worktrees.iter().find(|w| w.path == entry.path) else { continue };
-        let dirs = wt_common::shared_dirs::read(&wt_common::shared_dirs::file(&ctx.repo.state_dir(), name));
+        let dirs =
+            wt_common::ledger::shared_dirs::read(&wt_common::ledger::shared_dirs::file(&ctx.repo.state_dir(), name));
         if dirs.is_empty() {
             continue;
         }

@@ -185,7 +185,7 @@ impl Store {
             to.flush()?;
             to.set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
             to.sync_all()?;
-            wt_common::failpoint::hit("share-store-before-rename");
+            wt_common::proc::failpoint::hit("share-store-before-rename");
             fs::rename(&tmp, entry)
         })();
         if result.is_err() {

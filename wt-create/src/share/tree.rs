@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-use wt_common::progress::Counter;
+use wt_common::record::progress::Counter;
 
 use super::cache::{lookup, Cache, Ident, Kind};
 use super::method::{self, Method, Placed};
@@ -125,7 +125,7 @@ pub fn build(b: &Build, dest: &Path) -> io::Result<Built> {
         failed: AtomicBool::new(false),
     };
     // At least two: a link waits on the file system's journal as often as on a CPU.
-    let threads = wt_common::parallel::cores().clamp(2, 4);
+    let threads = wt_common::proc::parallel::cores().clamp(2, 4);
     let results: Vec<io::Result<Part>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads).map(|_| s.spawn(|| walk.work())).collect();
         handles

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
-use wt_common::repo::Repo;
+use wt_common::git::repo::Repo;
 use wt_common::Error;
 
 /// What marks a hook entry as ours.
@@ -43,11 +43,11 @@ pub fn install(repo: &Repo, worktree: &Path, exe: &Path) -> Result<Vec<PathBuf>,
         };
         let command = format!("{} {MARK} {agent}", shell_quote(&exe.display().to_string()));
         let merged = merge(existing, events, &command).map_err(|why| not_settings(&path, why))?;
-        wt_common::ignore::exclude(repo, rel)?;
+        wt_common::git::ignore::exclude(repo, rel)?;
         let mut text = serde_json::to_string_pretty(&merged).expect("settings serialize");
         text.push('\n');
         // Written without following a link, even one planted since the check above.
-        written.push(wt_common::inside::write(worktree, Path::new(rel), text.as_bytes())?);
+        written.push(wt_common::fs::inside::write(worktree, Path::new(rel), text.as_bytes())?);
     }
     Ok(written)
 }

@@ -34,8 +34,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use wt_common::git::repo::Repo;
 use wt_common::ledger::Ledger;
-use wt_common::repo::Repo;
 use wt_common::{Error, Record};
 
 /// The helper's first argument.
@@ -219,7 +219,7 @@ pub fn policy_for(
     // A linked worktree that fails the check is refused, never confined without its admin
     // files bound read-only; the main worktree has no admin dir of its own to check.
     let main = repo.main_worktree.as_deref() == Some(path.as_path());
-    let registered = match wt_common::worktree_check::verify(repo, &path) {
+    let registered = match wt_common::git::worktree_check::verify(repo, &path) {
         Ok(r) => Some(r),
         Err(_) if main => None,
         Err(e) => return Err(e),
@@ -229,7 +229,7 @@ pub fn policy_for(
     let entry = ledger.worktrees.get(&rec.name).filter(|e| e.path == path);
     let branch = entry.and_then(|e| e.branch.clone()).or_else(|| registered.as_ref().and_then(|r| r.branch.clone()));
     let admin = registered.as_ref().map(|r| r.admin_dir.clone()).filter(|a| a != common);
-    let store = wt_common::confine_store::prepare(common, &rec.name, branch.as_deref(), admin.as_deref())?;
+    let store = wt_common::confine::store::prepare(common, &rec.name, branch.as_deref(), admin.as_deref())?;
     let mut policy = Policy {
         ports,
         best_effort,
@@ -294,7 +294,7 @@ fn shared_copy_on_write(
 ) -> Result<(Vec<Cow>, Vec<PathBuf>), Error> {
     let run = run.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let (mut out, mut pins) = (Vec::new(), Vec::new());
-    for rel in wt_common::shared_dirs::read(&wt_common::shared_dirs::file(&repo.state_dir(), name)) {
+    for rel in wt_common::ledger::shared_dirs::read(&wt_common::ledger::shared_dirs::file(&repo.state_dir(), name)) {
         let plain = rel.components().all(|c| matches!(c, std::path::Component::Normal(_)));
         if !plain {
             continue;
@@ -355,7 +355,7 @@ fn remove_work(work: &Path) {
 /// dir, stays readable: installs link from it.
 fn hide_secrets(repo: &Repo, ledger: &Ledger, path: &Path, policy: &mut Policy) {
     let state = repo.state_dir();
-    let secrets = wt_common::secret_files::read(&state);
+    let secrets = wt_common::ledger::secret_files::read(&state);
     policy.hide.push(state.clone());
     if let Ok(pnpm) = state.join("pnpm-store").canonicalize() {
         policy.binds.push(Bind { src: pnpm.clone(), dst: pnpm, writable: false });
@@ -415,8 +415,8 @@ pub fn publish(policy: &Policy) -> Result<Option<serde_json::Value>, Error> {
     }
     let Some((common, name)) = &policy.store else { return Ok(None) };
     let started = std::time::Instant::now();
-    Ok(match wt_common::confine_store::publish(common, name)? {
-        wt_common::confine_store::Published::Done { moved: Some((branch, from, to)), objects } => {
+    Ok(match wt_common::confine::store::publish(common, name)? {
+        wt_common::confine::store::Published::Done { moved: Some((branch, from, to)), objects } => {
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             Some(
                 serde_json::json!({"branch": branch, "from": from, "to": to, "objects": objects, "ms": (ms * 10.0).round() / 10.0}),

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use wt_common::repo::Repo;
+use wt_common::git::repo::Repo;
 use wt_common::Error;
 
-pub use wt_common::supervisor::Client;
-use wt_common::supervisor::{hidden, hidden_here};
+pub use wt_common::proc::supervisor::Client;
+use wt_common::proc::supervisor::{hidden, hidden_here};
 
 use super::socket::socket_path;
 

@@ -31,8 +31,7 @@ pub fn record(logs: &Path, name: &str, pid: u32) {
     let dir = dir(logs);
     let Some(start) = start_time(pid as i32) else { return };
     if std::fs::create_dir_all(&dir).is_ok() {
-        let _ =
-            wt_common::fsutil::write_atomic(&dir.join(format!("{name}.pid")), format!("{pid} {start}\n").as_bytes());
+        let _ = wt_common::fs::write_atomic(&dir.join(format!("{name}.pid")), format!("{pid} {start}\n").as_bytes());
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use wt_common::lock::FileLock;
+use wt_common::proc::lock::FileLock;
 use wt_common::Error;
 
 use super::access::Access;
@@ -475,7 +475,7 @@ fn pane(sup: &Supervisor, params: &Value) -> Result<Handle, Failure> {
 
 fn spawn(sup: &Arc<Supervisor>, p: &Value) -> Result<Value, Failure> {
     let name = p.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-    wt_common::name::validate(&name).map_err(|e| ("bad-params", e.message))?;
+    wt_common::ledger::name::validate(&name).map_err(|e| ("bad-params", e.message))?;
     let cmd: Vec<String> = p.get("cmd").and_then(|c| serde_json::from_value(c.clone()).ok()).unwrap_or_default();
     if cmd.is_empty() {
         return Err(("bad-params", "pane.spawn needs cmd, a non-empty list".into()));

@@ -1,10 +1,10 @@
-//! Where a repository's supervisor listens (`wt_common::supervisor`: a file socket in a 0700
+//! Where a repository's supervisor listens (`wt_common::proc::supervisor`: a file socket in a 0700
 //! directory, named after a hash of the repository's common dir), and where a confined pane's
 //! own socket and the other control planes a confined command must not reach are.
 
 use std::path::{Path, PathBuf};
 
-pub use wt_common::supervisor::{fnv1a, hidden_here, repo_hash, socket_dir, socket_path};
+pub use wt_common::proc::supervisor::{fnv1a, hidden_here, repo_hash, socket_dir, socket_path};
 
 /// The socket of a confined pane's own, beside its supervisor's: `<hash>.pane-<hash of name>.sock`
 /// (a hash, so a long pane name cannot push the path past the limit).

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use wt_common::lock::FileLock;
-use wt_common::output::render_table;
+use wt_common::proc::lock::FileLock;
+use wt_common::record::output::render_table;
 use wt_common::Error;
 
 use super::client::Client;

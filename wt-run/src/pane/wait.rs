@@ -48,9 +48,9 @@ impl Until {
             what.push(format!("the screen to match '{}'", re.as_str()));
         }
         if let Some(q) = self.quiet {
-            what.push(format!("{} without output", wt_common::duration::human(q)));
+            what.push(format!("{} without output", wt_common::record::duration::human(q)));
         }
-        let waited = wt_common::duration::human(self.timeout);
+        let waited = wt_common::record::duration::human(self.timeout);
         ("timeout", format!("waited {waited} for {} (raise --timeout to wait longer)", what.join(" or ")))
     }
 }

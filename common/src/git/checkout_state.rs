@@ -1,0 +1,126 @@
+//! What a person wants to know of a worktree's checkout before acting on it: is it there,
+//! has it uncommitted changes, how far is its branch ahead of (and behind) its base. The
+//! record's `status` key, written by `wt-create --list` and read by tables and the overview.
+//!
+//! ```json
+//! "status": {"state": "dirty", "changed": 3, "ahead": 2, "behind": 0}
+//! ```
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::git::repo::Repo;
+use crate::git::worktree_check::{self, Registered};
+use crate::{git, Error, Record};
+
+/// The `status` of a worktree record: `state` (`clean`, `dirty`, `missing`), `changed` (paths
+/// `git status` lists, changes inside a submodule's own checkout not counted: see
+/// `status_command`), and `ahead`/`behind` of its base when both are known.
+pub fn of(repo: &Repo, rec: &Record) -> Value {
+    let Some(path) = rec.path.as_deref().filter(|p| p.is_dir()) else {
+        return json!({"state": "missing"});
+    };
+    let mut status = json!({});
+    // git is asked about the worktree git registered, never through its own `.git` file.
+    // The tools checked it already (`verify`); one tampered with since is not asked about.
+    let reg = worktree_check::verify_if_agreed(repo, path).and_then(Result::ok);
+    match reg.ok_or(()).and_then(|reg| changes(&reg).map_err(|_| ())) {
+        Ok(0) => status["state"] = json!("clean"),
+        Ok(n) => {
+            status["state"] = json!("dirty");
+            status["changed"] = json!(n);
+        }
+        Err(_) => status["state"] = json!("unknown"),
+    }
+    if let (Some(branch), Some(base)) = (&rec.branch, rec.base.as_deref().or(rec.base_commit.as_deref())) {
+        let range = format!("{base}...refs/heads/{branch}");
+        let counts = git::run(repo.git_dir(), ["rev-list", "--left-right", "--count", &range]).ok();
+        let mut n = counts.as_deref().unwrap_or_default().split_whitespace().map(|n| n.parse::<u64>().ok());
+        if let (Some(Some(behind)), Some(Some(ahead))) = (n.next(), n.next()) {
+            status["ahead"] = json!(ahead);
+            status["behind"] = json!(behind);
+        }
+    }
+    status
+}
+
+/// `git status` in a worktree an agent works in, run by wt unconfined, that runs nothing the
+/// agent could have planted. Everything in the worktree is the agent's, a nested repository
+/// or a submodule included: git recursing into a submodule runs `git status` there, under the
+/// submodule's own config (`sub/.git/config`), whose filter drivers (`filter.x.clean`, with a
+/// `.gitattributes` of the submodule naming it) git runs on any file whose stat changed. So:
+/// `--ignore-submodules=dirty` (a submodule counts as changed when its checked-out commit
+/// differs from the recorded one, which git reads without starting anything in it; changes
+/// inside its checkout are not looked at), `git::in_worktree` (git dir, common dir and work
+/// tree from git's registration, hooks off, `core.fsmonitor` off for git and every git it
+/// starts), and no optional locks (the agent's index is never written). Output: one NUL-ended
+/// path per change (`--porcelain -z --no-renames`).
+pub fn status_command(reg: &Registered) -> Command {
+    let mut cmd = git::in_worktree(reg);
+    cmd.env("GIT_OPTIONAL_LOCKS", "0").args([
+        "status",
+        "--porcelain",
+        "-z",
+        "--untracked-files=normal",
+        "--ignore-submodules=dirty",
+        "--no-renames",
+    ]);
+    cmd
+}
+
+/// How many paths `status_command` lists: changes to tracked files, staged changes, untracked
+/// files git does not ignore.
+pub fn changes(reg: &Registered) -> Result<usize, Error> {
+    let out = git::output(&mut status_command(reg))?;
+    Ok(out.stdout.split(|b| *b == 0).filter(|s| !s.is_empty()).count())
+}
+
+/// The submodules of the worktree's index that are checked out (their directory has a
+/// `.git`): changes inside them are what `status_command` does not look at. Read from the
+/// index by `git ls-files`, which starts nothing in them.
+pub fn populated_submodules(reg: &Registered) -> Result<Vec<String>, Error> {
+    let mut cmd = git::in_worktree(reg);
+    cmd.env("GIT_OPTIONAL_LOCKS", "0").args(["ls-files", "--stage", "-z"]);
+    let out = git::output(&mut cmd)?;
+    let mut found = Vec::new();
+    for entry in out.stdout.split(|b| *b == 0).filter(|s| !s.is_empty()) {
+        let entry = String::from_utf8_lossy(entry);
+        let Some((meta, path)) = entry.split_once('\t') else { continue };
+        if meta.starts_with("160000 ") && std::fs::symlink_metadata(reg.path.join(path).join(".git")).is_ok() {
+            found.push(path.to_string());
+        }
+    }
+    Ok(found)
+}
+
+/// `status` as a table cell: `clean`, `dirty (3)`, `missing`, with `2 ahead, 1 behind`.
+pub fn text(status: &Value) -> String {
+    let mut parts = Vec::new();
+    match (status["state"].as_str(), status["changed"].as_u64()) {
+        (Some(state), Some(n)) => parts.push(format!("{state} ({n})")),
+        (Some(state), None) => parts.push(state.to_string()),
+        _ => {}
+    }
+    for key in ["ahead", "behind"] {
+        if let Some(n) = status[key].as_u64().filter(|n| *n > 0) {
+            parts.push(format!("{n} {key}"));
+        }
+    }
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_cell_reads_as_words() {
+        assert_eq!(text(&json!({"state": "clean", "ahead": 0, "behind": 0})), "clean");
+        assert_eq!(
+            text(&json!({"state": "dirty", "changed": 3, "ahead": 2, "behind": 1})),
+            "dirty (3), 2 ahead, 1 behind"
+        );
+        assert_eq!(text(&json!({"state": "missing"})), "missing");
+    }
+}

@@ -1,0 +1,88 @@
+//! The panes running in a worktree, asked of the repository's pane supervisor (`wt-run serve`)
+//! over its socket, with the protocol of docs/protocol.md. A worktree is never removed under a
+//! running agent: its removal ends the panes there (when forced) or refuses.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::git::repo::Repo;
+use crate::Error;
+
+/// A live pane whose working directory is inside a worktree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pane {
+    pub name: String,
+    pub pid: i64,
+}
+
+/// One request and its response line; `None` when no supervisor answers.
+fn call(repo: &Repo, method: &str, params: Value) -> Result<Option<Value>, Error> {
+    let socket = crate::proc::supervisor::socket_path(&repo.common_dir)?;
+    let Ok(stream) = UnixStream::connect(&socket) else { return Ok(None) };
+    // `pane.kill` waits up to 2 s for the pane to end.
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let lost = |e: std::io::Error| Error::env("supervisor-lost", format!("the pane supervisor went away: {e}"));
+    let mut line = serde_json::to_vec(&json!({"id": 1, "method": method, "params": params})).expect("request");
+    line.push(b'\n');
+    (&stream).write_all(&line).map_err(lost)?;
+    let mut answer = String::new();
+    BufReader::new(&stream).read_line(&mut answer).map_err(lost)?;
+    let resp: Value = serde_json::from_str(&answer).map_err(|e| Error::env("bad-response", e.to_string()))?;
+    match resp.get("ok").and_then(Value::as_bool) {
+        Some(true) => Ok(Some(resp.get("result").cloned().unwrap_or(Value::Null))),
+        _ => {
+            let msg = resp.pointer("/error/message").and_then(Value::as_str).unwrap_or("refused").to_string();
+            Err(Error::failed("pane-failed", format!("the pane supervisor: {msg}")))
+        }
+    }
+}
+
+/// The live panes whose working directory is `path` or inside it.
+pub fn running_in(repo: &Repo, path: &Path) -> Result<Vec<Pane>, Error> {
+    let Some(list) = call(repo, "pane.list", json!({}))? else { return Ok(Vec::new()) };
+    let inside = |cwd: &str| {
+        let cwd = Path::new(cwd);
+        cwd.starts_with(path) || cwd.canonicalize().is_ok_and(|c| c.starts_with(path))
+    };
+    Ok(list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p.get("alive").and_then(Value::as_bool) == Some(true))
+        .filter(|p| p.get("cwd").and_then(Value::as_str).is_some_and(inside))
+        .map(|p| Pane {
+            name: p.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+            pid: p.get("pid").and_then(Value::as_i64).unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Before a worktree goes: with `force`, ends every pane running in it (SIGTERM to its
+/// session, SIGKILL 2 s later); without, refuses while one runs (`pane-running`).
+pub fn end_or_refuse(repo: &Repo, path: &Path, force: bool) -> Result<(), Error> {
+    let panes = running_in(repo, path)?;
+    if panes.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        let names: Vec<String> = panes.iter().map(|p| format!("'{}' (pid {})", p.name, p.pid)).collect();
+        return Err(Error::failed(
+            "pane-running",
+            format!(
+                "{} has a running pane {}; end it first (`wt-run pane kill {}`), or pass --force to end it",
+                path.display(),
+                names.join(", "),
+                panes[0].name
+            ),
+        ));
+    }
+    for p in panes {
+        tracing::info!("ending pane '{}' (pid {}) before removing {}", p.name, p.pid, path.display());
+        call(repo, "pane.kill", json!({"pane": p.name}))?;
+    }
+    Ok(())
+}
