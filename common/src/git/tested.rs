@@ -86,16 +86,7 @@ fn has_changes(reg: &Registered) -> Option<bool> {
     if std::fs::symlink_metadata(reg.path.join(".gitmodules")).is_ok() {
         return Some(true);
     }
-    let mut cmd = git::in_worktree(reg);
-    cmd.env("GIT_OPTIONAL_LOCKS", "0").args([
-        "status",
-        "--porcelain",
-        "-z",
-        "--untracked-files=normal",
-        "--ignore-submodules=dirty",
-        "--no-renames",
-    ]);
-    let out = git::output(&mut cmd).ok()?;
+    let out = git::output(&mut crate::git::checkout_state::status_command(reg)).ok()?;
     Some(!out.stdout.is_empty())
 }
 
