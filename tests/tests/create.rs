@@ -469,3 +469,25 @@ fn wt_toml_sets_defaults_and_flags_win() {
     run.expect_code(2);
     assert!(run.stderr.contains("wt.toml") && run.stderr.contains("roott"), "{run}");
 }
+
+/// A run killed after it made its branch, and a `packed-refs.lock` a killed git left: the next
+/// run clears the lock before it rolls the half-made worktree back (deleting a branch takes
+/// that lock), so the branch goes and the name is made anew rather than skipped as taken.
+#[test]
+fn a_stale_packed_refs_lock_does_not_keep_a_rolled_back_name_taken() {
+    let t = TestRepo::new();
+    let mut cmd = t.cmd("wt-create");
+    cmd.args(["-n", "1", "--prefix", "v"]).env("WT_FAILPOINT", "after-checkout");
+    let run = Run::of(&mut cmd, "");
+    assert_eq!(run.code, None, "killed by a signal\n{run}");
+    assert!(t.branches().contains(&"wt/v-1".to_string()), "{:?}", t.branches());
+    let lock = t.repo.join(".git/packed-refs.lock");
+    std::fs::write(&lock, "").unwrap();
+    // Made an hour ago: older than any git running now.
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options().write(true).open(&lock).unwrap().set_modified(hour_ago).unwrap();
+    let again = t.run("wt-create", &["-n", "1", "--prefix", "v"], "");
+    again.expect_code(0);
+    assert_eq!(s(&again.records()[0], "name"), "v-1", "made anew, not skipped\n{again}");
+    assert!(!lock.exists());
+}

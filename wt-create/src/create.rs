@@ -131,9 +131,12 @@ fn plan(
     hand_off: Option<HandOff>,
 ) -> Result<Vec<Plan>, Error> {
     let lock = ctx.worktree_lock()?;
+    // Locks a killed git left go first: rolling back deletes the half-made worktree's branch,
+    // which takes `packed-refs.lock`; with a stale one there the branch stayed, and its name
+    // was skipped as taken.
+    wt_common::proc::stale_lock::sweep_repository(&ctx.repo);
     pending::reap_dead(&ctx.repo, &ctx.ledger)?;
     wt_common::fs::sweep_removing(&ctx.root);
-    wt_common::proc::stale_lock::sweep_repository(&ctx.repo);
     let snap = Snapshot::take(ctx)?;
     let live: BTreeSet<String> = pending::reserved_names(&ctx.repo).into_iter().collect();
     let mut claimed = BTreeSet::new();

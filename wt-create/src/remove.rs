@@ -33,7 +33,9 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
     };
     let lock = ctx.worktree_lock().map_err(|e| (label.clone(), e))?;
     // A worktree a killed wt-create left half-made is rolled back first, as the next
-    // wt-create would: git cannot remove it (its `.git` file may be cut off).
+    // wt-create would: git cannot remove it (its `.git` file may be cut off). Locks a killed
+    // git left go before (the rollback deletes a branch, which takes `packed-refs.lock`).
+    wt_common::proc::stale_lock::sweep_repository(&ctx.repo);
     crate::pending::reap_dead(&ctx.repo, &ctx.ledger).map_err(|e| (label.clone(), e))?;
     wt_common::fs::sweep_removing(&ctx.root);
     let snap = Snapshot::take(ctx).map_err(|e| (label.clone(), e))?;
