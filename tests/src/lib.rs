@@ -87,6 +87,8 @@ impl TestRepo {
         for var in ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "WT_LOG", "WT_FAILPOINT", "XDG_CONFIG_HOME"] {
             cmd.env_remove(var);
         }
+        // The machine's port registry of this test alone (a test of it shares one on purpose).
+        cmd.env("WT_PORT_REGISTRY", root.join("port-registry"));
         cmd.env("HOME", root.join("home"))
             .env("GIT_CONFIG_GLOBAL", root.join("gitconfig"))
             .env("GIT_CONFIG_NOSYSTEM", "1")

@@ -333,3 +333,108 @@ fn a_database_url_found_through_pghost_names_its_server() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("{}_wt1", tmpl.name), "{url}: {out:?}");
 }
+
+/// Ports are unique on the machine, not per repository: two repositories leasing 32 worktrees
+/// each at once, from the same range, with a third repository leasing while a worktree of the
+/// first is removed, never share a port, though nothing listens on any of them (probing could
+/// not have told). `wt-env --list --machine` shows every block and whose it is.
+#[test]
+fn two_repositories_leasing_at_once_never_share_a_port_on_the_machine() {
+    let registry = tempfile::tempdir().unwrap();
+    let repos = [TestRepo::new(), TestRepo::new(), TestRepo::new()];
+    let cmd = |t: &TestRepo, tool: &str| {
+        let mut c = t.cmd(tool);
+        c.env("WT_PORT_REGISTRY", registry.path());
+        c
+    };
+    for t in &repos[..2] {
+        let mut c = cmd(t, "wt-create");
+        Run::of(c.args(["-n", "32", "--prefix", "c"]), "").expect_code(0);
+    }
+    let mut c = cmd(&repos[2], "wt-create");
+    Run::of(c.args(["-n", "4", "--prefix", "late"]), "").expect_code(0);
+    // First lease one worktree of the first repository, to be removed while the rest lease.
+    let mut c = cmd(&repos[0], "wt-env");
+    Run::of(c.args(["-w", "c-1", "--range", "25000-25999", "--block", "5"]), "").expect_code(0);
+    let mut children = Vec::new();
+    for t in &repos[..2] {
+        for i in 2..=32 {
+            let mut c = cmd(t, "wt-env");
+            c.args(["-w", &format!("c-{i}"), "--range", "25000-25999", "--block", "5"]);
+            c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            children.push(c.spawn().unwrap());
+        }
+    }
+    let mut remove = cmd(&repos[0], "wt-create");
+    let removing = remove.args(["--remove", "c-1"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut late = cmd(&repos[2], "wt-env");
+    late.args([
+        "--range",
+        "25000-25999",
+        "--block",
+        "5",
+        "-w",
+        "late-1",
+        "-w",
+        "late-2",
+        "-w",
+        "late-3",
+        "-w",
+        "late-4",
+    ]);
+    let late = Run::of(&mut late, "");
+    late.expect_code(0);
+    for c in children {
+        Run::from_output(c.wait_with_output().unwrap()).expect_code(0);
+    }
+    assert!(removing.wait_with_output().unwrap().status.success());
+    let mut listed = cmd(&repos[0], "wt-env");
+    let listed = Run::of(listed.args(["--list", "--machine", "--json"]), "");
+    let recs = listed.expect_code(0).records();
+    let live: Vec<&Value> = recs.iter().filter(|r| r["machine"]["live"] == true).collect();
+    assert_eq!(live.len(), 31 + 31 + 4, "every live lease, and c-1's no more: {listed}");
+    let mut ports = BTreeSet::new();
+    for r in &live {
+        let (a, b) = block(r);
+        for p in a..=b {
+            assert!(ports.insert(p), "port {p} leased twice on the machine: {listed}");
+        }
+    }
+    // Each repository's own ledger agrees with the machine's registry.
+    for t in &repos {
+        for (name, entry) in ledger(t)["worktrees"].as_object().unwrap() {
+            let Some(start) = entry["ports"]["start"].as_u64() else { continue };
+            assert!(
+                live.iter()
+                    .any(|r| s(r, "name") == name && block(r).0 == start && s(r, "repo") == t.repo.to_str().unwrap()),
+                "{name} of {}: {start} not in the registry: {listed}",
+                t.repo.display()
+            );
+        }
+    }
+}
+
+/// A block a repository's ledger held before the registry existed (two repositories given the
+/// same block by an older wt) is given up by the repository that did not register it first.
+#[test]
+fn a_block_two_repositories_already_hold_goes_to_the_first_to_register() {
+    let registry = tempfile::tempdir().unwrap();
+    let (a, b) = (TestRepo::new(), TestRepo::new());
+    for t in [&a, &b] {
+        t.run("wt-create", &["x"], "").expect_code(0);
+    }
+    let lease = |t: &TestRepo, reg: &Path| {
+        let mut c = t.cmd("wt-env");
+        c.env("WT_PORT_REGISTRY", reg).args(["-w", "x", "--range", "25600-25699"]);
+        block(&Run::of(&mut c, "").expect_code(0).records()[0])
+    };
+    // Each leased with a registry of its own: the same block, as before the registry.
+    let (own_a, own_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    assert_eq!(lease(&a, own_a.path()), lease(&b, own_b.path()));
+    // Now with the machine's one: a registers first and keeps it; b moves.
+    let first = lease(&a, registry.path());
+    let second = lease(&b, registry.path());
+    assert_eq!(first, (25600, 25609));
+    assert_ne!(second, first, "b was given a block of its own");
+    assert_eq!(lease(&a, registry.path()), first, "a keeps its block");
+}

@@ -15,6 +15,7 @@ use crate::ports::foreign_listeners;
 use crate::TOOL;
 use wt_common::ledger::kept_db;
 use wt_common::ledger::lease::{self as held, DbLease, PortBlock};
+use wt_common::ledger::machine_ports::Registry as MachinePorts;
 
 /// What a run grants to every worktree it is given.
 #[derive(Debug)]
@@ -132,7 +133,12 @@ fn take_leases(repo: &Repo, ledger: &LedgerFile, plan: &Plan, rec: &Record) -> R
         }
         let index = l.worktrees.get(&rec.name).and_then(|e| e.index).unwrap_or_else(|| lease::free_index(l, &rec.name));
         let reused = l.worktrees.get(&rec.name).and_then(held::block_of).is_some_and(|b| b.size == plan.ports.size);
-        let block = lease::port_block(l, &rec.name, &plan.ports)?;
+        // The machine's registry is locked while the ledger is: no other repository's wt-env
+        // can take the same block between the choice and the claim.
+        let machine = MachinePorts::lock(wt_common::proc::lock::default_timeout())?;
+        let elsewhere = machine.others(&repo.common_dir, &rec.name, l);
+        let block = lease::port_block(l, &rec.name, &plan.ports, &elsewhere)?;
+        machine.claim(&repo.common_dir, &rec.name, &path, block.start, block.end())?;
         let entry = l.worktrees.entry(rec.name.clone()).or_insert_with(|| {
             let mut e = Entry::new(path.clone());
             e.branch = rec.branch.clone();

@@ -26,12 +26,24 @@ pub fn free_index(ledger: &Ledger, except: &str) -> u32 {
     (1..).find(|i| !taken.contains(i)).expect("an unused index exists")
 }
 
-/// The worktree's block: the one it already holds (same size), or the first block of the range
-/// that no other worktree holds, that has no port browsers refuse, and whose every port is free.
-pub fn port_block(ledger: &Ledger, name: &str, req: &PortRequest) -> Result<PortBlock, Error> {
+/// The worktree's block: the one it already holds (same size, and no other repository's on
+/// the machine: `machine`, as `(first, last)` port), or the first block of the range that no
+/// other worktree holds, in this repository or in `machine`, that has no port browsers refuse,
+/// and whose every port is free.
+pub fn port_block(ledger: &Ledger, name: &str, req: &PortRequest, machine: &[(u16, u16)]) -> Result<PortBlock, Error> {
     let names = |old: &[String]| req.names.clone().unwrap_or_else(|| old.to_vec());
+    let claimed_elsewhere = |start: u16, end: u16| machine.iter().any(|&(first, last)| first <= end && start <= last);
     if let Some(held) = ledger.worktrees.get(name).and_then(block_of).filter(|b| b.size == req.size) {
-        return Ok(PortBlock { names: names(&held.names), ..held });
+        if !claimed_elsewhere(held.start, held.end()) {
+            return Ok(PortBlock { names: names(&held.names), ..held });
+        }
+        // Leased before the machine's registry knew it (two repositories given the same
+        // block by an older wt): the repository that registered first keeps it.
+        tracing::warn!(
+            "'{name}': ports {}-{} are another repository's on this machine; leasing a new block",
+            held.start,
+            held.end()
+        );
     }
     if u32::from(req.size) > req.range.count() {
         return Err(Error::usage(
@@ -54,13 +66,18 @@ pub fn port_block(ledger: &Ledger, name: &str, req: &PortRequest) -> Result<Port
         .map(|b| (b.start, b.end()))
         .collect();
     others.sort_unstable();
+    let mut machine = machine.to_vec();
+    machine.sort_unstable();
+    // Sorted by start, non-overlapping blocks are sorted by end too: the first one ending at or
+    // after `s` is the one that overlaps, if any does. (The machine's claims of one repository
+    // never overlap either; of several, the scan below goes on past the first that ends.)
+    let hits = |blocks: &[(u16, u16)], s: u16, end: u16| {
+        let i = blocks.partition_point(|&(_, last)| last < s);
+        blocks[i..].iter().take_while(|&&(first, _)| first <= end).any(|&(_, last)| last >= s)
+    };
     let overlaps_other = |s: u16| {
         let end = s + (req.size - 1);
-        // Blocks never overlap each other (the ledger is refused if they do), so sorted by
-        // start they are sorted by end too: the first one ending at or after `s` is the one
-        // that overlaps, if any does.
-        let i = others.partition_point(|&(_, last)| last < s);
-        others.get(i).is_some_and(|&(first, _)| first <= end)
+        hits(&others, s, end) || hits(&machine, s, end)
     };
     let last_start = u32::from(req.range.hi) + 1 - u32::from(req.size);
     let mut start = u32::from(req.range.lo);
@@ -112,8 +129,8 @@ mod tests {
     fn blocks_never_overlap_leased_ones_and_are_reused() {
         let l = ledger_with(&[("a", 41000, 1), ("b", 41020, 2)]);
         let req = PortRequest { range: PortRange { lo: 41000, hi: 41099 }, size: 10, names: None };
-        assert_eq!(port_block(&l, "c", &req).unwrap().start, 41010);
-        assert_eq!(port_block(&l, "b", &req).unwrap().start, 41020, "same block when asked again");
+        assert_eq!(port_block(&l, "c", &req, &[]).unwrap().start, 41010);
+        assert_eq!(port_block(&l, "b", &req, &[]).unwrap().start, 41020, "same block when asked again");
     }
 
     #[test]
@@ -124,10 +141,10 @@ mod tests {
             .find_map(|p| std::net::TcpListener::bind(("127.0.0.1", p + 3)).ok().map(|l| (l, p)))
             .unwrap();
         let req = PortRequest { range: PortRange { lo: port, hi: port + 19 }, size: 10, names: None };
-        assert_eq!(port_block(&Ledger::default(), "x", &req).unwrap().start, port + 10);
+        assert_eq!(port_block(&Ledger::default(), "x", &req, &[]).unwrap().start, port + 10);
         drop(held);
         let req = PortRequest { range: PortRange { lo: 5995, hi: 6014 }, size: 10, names: None };
-        let b = port_block(&Ledger::default(), "x", &req).unwrap();
+        let b = port_block(&Ledger::default(), "x", &req, &[]).unwrap();
         assert_eq!(b.start, 6005, "5995-6004 holds 6000");
     }
 
@@ -142,14 +159,26 @@ mod tests {
         let req = PortRequest { range: PortRange { lo: 42000, hi: 42099 }, size: 5, names: None };
         // 42000-04 meets a (42003-12), 42005-09 a, 42010-14 m (42012-31), … 42030-34 m, 42035-39 z
         // (42035-44), 42040-44 z: the first free is 42045.
-        assert_eq!(port_block(&l, "new", &req).unwrap().start, 42045);
+        assert_eq!(port_block(&l, "new", &req, &[]).unwrap().start, 42045);
         let req = PortRequest { range: PortRange { lo: 42032, hi: 42099 }, size: 3, names: None };
-        assert_eq!(port_block(&l, "new", &req).unwrap().start, 42032, "between m and z");
+        assert_eq!(port_block(&l, "new", &req, &[]).unwrap().start, 42032, "between m and z");
+    }
+
+    /// Another repository's blocks on the machine are never handed out, and a block this
+    /// worktree held that another repository registered first is given up.
+    #[test]
+    fn blocks_another_repository_holds_on_the_machine_are_skipped() {
+        let l = ledger_with(&[("a", 43000, 1)]);
+        let req = PortRequest { range: PortRange { lo: 43000, hi: 43099 }, size: 10, names: None };
+        let machine = [(43010, 43019), (43025, 43034)];
+        assert_eq!(port_block(&l, "b", &req, &machine).unwrap().start, 43040);
+        assert_eq!(port_block(&l, "a", &req, &machine).unwrap().start, 43000, "its own, unclaimed elsewhere");
+        assert_eq!(port_block(&l, "a", &req, &[(43005, 43014)]).unwrap().start, 43020, "given up");
     }
 
     #[test]
     fn a_range_smaller_than_a_block_is_a_usage_error() {
         let req = PortRequest { range: PortRange { lo: 41000, hi: 41004 }, size: 10, names: None };
-        assert_eq!(port_block(&Ledger::default(), "x", &req).unwrap_err().code, "range-too-small");
+        assert_eq!(port_block(&Ledger::default(), "x", &req, &[]).unwrap_err().code, "range-too-small");
     }
 }

@@ -49,6 +49,10 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     let config: Config = config::section(repo.main_worktree.as_deref(), "env")?;
     let ledger = LedgerFile::new(&repo.state_dir());
     let mut out = Output::new(TOOL, args.global.json || args.export, columns());
+    if args.list && args.machine {
+        manage::list_machine(&repo, &ledger, &mut out)?;
+        return Ok(out.finish());
+    }
     if args.list {
         manage::list(&repo, &ledger, &mut out)?;
         return Ok(out.finish());
@@ -76,7 +80,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         for name in gone {
             let mut rec = Record::named(&name);
             rec.repo = Some(repo.root().to_path_buf());
-            out.emit(&manage::release(&ledger, rec, true, false));
+            out.emit(&manage::release(&repo, &ledger, rec, true, false));
         }
         if words.is_empty() && (!args.names.is_empty() || !args.select.worktrees.is_empty()) {
             return Ok(out.finish());
@@ -95,7 +99,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     for t in targets {
         let rec = match (t, &plan) {
             (Target::PassThrough(r), _) => *r,
-            (Target::Worktree(r), None) => manage::release(&ledger, *r, args.drop_database, false),
+            (Target::Worktree(r), None) => manage::release(&repo, &ledger, *r, args.drop_database, false),
             (Target::Worktree(r), Some(plan)) => grant::grant(&repo, &ledger, plan, *r),
         };
         if args.export {

@@ -2,6 +2,7 @@
 
 use serde_json::{json, Value};
 use wt_common::git::repo::Repo;
+use wt_common::ledger::machine_ports::Registry as MachinePorts;
 use wt_common::ledger::LedgerFile;
 use wt_common::record::output::Output;
 use wt_common::{Error, Record};
@@ -26,11 +27,32 @@ pub fn list(repo: &Repo, ledger: &LedgerFile, out: &mut Output) -> Result<(), Er
     Ok(())
 }
 
+/// Every block the machine's port registry holds, by first port: a record per block with the
+/// worktree's name and path, its repository, `env.block`, and `machine` (`uid`, `live`: false
+/// for a claim of another user's that no longer holds, which only its owner can remove).
+///
+/// The record's `repo` is the repository's git common dir's worktree root when it is a
+/// `.git` directory, else the common dir itself (a bare repository).
+pub fn list_machine(repo: &Repo, ledger: &LedgerFile, out: &mut Output) -> Result<(), Error> {
+    let ledger = ledger.read()?;
+    for found in wt_common::ledger::machine_ports::list(&repo.common_dir, &ledger)?.into_values() {
+        let c = &found.claim;
+        let mut rec = Record::named(&c.worktree);
+        let root = if c.repo.ends_with(".git") { c.repo.parent().map(std::path::Path::to_path_buf) } else { None };
+        rec.repo = Some(root.unwrap_or_else(|| c.repo.clone()));
+        rec.path = Some(c.path.clone());
+        rec.set_key("env", json!({"block": {"start": c.start, "end": c.end}}));
+        rec.set_key("machine", json!({"uid": c.uid, "live": found.live}));
+        out.emit(&rec);
+    }
+    Ok(())
+}
+
 /// Gives back the leases of `rec`'s worktree; with `drop_db`, drops its database first (a
 /// database that cannot be dropped keeps its lease, so it is not forgotten). With `forget`
 /// the entry goes too, and a database not dropped is listed as kept. A removed worktree holds
 /// no lease, but `drop_db` still drops the databases kept from it.
-pub fn release(ledger: &LedgerFile, mut rec: Record, drop_db: bool, forget: bool) -> Record {
+pub fn release(repo: &Repo, ledger: &LedgerFile, mut rec: Record, drop_db: bool, forget: bool) -> Record {
     let result = (|| {
         let entry = ledger.read()?.worktrees.get(&rec.name).cloned();
         let Some(entry) = entry else {
@@ -47,6 +69,8 @@ pub fn release(ledger: &LedgerFile, mut rec: Record, drop_db: bool, forget: bool
         }
         let mut kept = None;
         ledger.update(|l| {
+            // Its block is free on the whole machine again.
+            MachinePorts::lock(wt_common::proc::lock::default_timeout())?.release(&repo.common_dir, &rec.name);
             if forget {
                 if let Some(e) = l.worktrees.remove(&rec.name) {
                     kept = if drop_db { None } else { kept_db::keep(l, &rec.name, &e) };
@@ -102,7 +126,7 @@ pub fn gc(repo: &Repo, ledger: &LedgerFile, drop_db: bool, out: &mut Output) -> 
             continue;
         }
         let rec = record_from_entry(repo, name, entry);
-        out.emit(&release(ledger, rec, drop_db, true));
+        out.emit(&release(repo, ledger, rec, drop_db, true));
     }
     if drop_db {
         for (db_name, k) in kept_db::all(&*ledger.read()?) {

@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::time::Duration;
 
 use crate::fs::{remove_any, remove_tree};
 use crate::git::repo::Repo;
@@ -86,6 +87,13 @@ pub fn remove(
     ledger.update(|l| {
         if let Some(entry) = l.worktrees.remove(name) {
             crate::ledger::kept_db::keep(l, name, &entry);
+            // Its port block is free on the whole machine again (a registry that cannot be
+            // reached now finds the claim stale at its next lease).
+            if crate::ledger::lease::block_of(&entry).is_some() {
+                if let Ok(machine) = crate::ledger::machine_ports::Registry::lock(Duration::from_secs(5)) {
+                    machine.release(&repo.common_dir, name);
+                }
+            }
         }
         Ok(())
     })?;

@@ -13,6 +13,7 @@
 
 pub mod kept_db;
 pub mod lease;
+pub mod machine_ports;
 pub mod name;
 pub mod secret_files;
 pub mod shared_dirs;
