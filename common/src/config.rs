@@ -16,13 +16,16 @@ pub const FILE_NAME: &str = "wt.toml";
 pub const SECTIONS: &[&str] = &["create", "env", "run", "watch", "merge", "hosts", "agents"];
 
 /// Reads section `section` of `<root>/wt.toml` into `T`; `T::default()` when there is no file
-/// or no such section.
+/// or no such section. wt.toml comes with the repository (a merge can change it), so it is read
+/// as `fs::untrusted` says: a regular file of at most 1 MiB, not through a symbolic link.
 pub fn section<T: DeserializeOwned + Default>(root: Option<&Path>, section: &str) -> Result<T, Error> {
     let Some(path) = root.map(|r| r.join(FILE_NAME)) else { return Ok(T::default()) };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(T::default()),
-        Err(e) => return Err(Error::usage("bad-config", format!("cannot read {}: {e}", path.display()))),
+    // A merged branch can make wt.toml a link to /dev/zero, a huge file, a FIFO: refused at
+    // once, in one line, never read whole or waited on.
+    let text = match crate::fs::read_untrusted(&path, crate::fs::untrusted::CONFIG_MAX) {
+        Ok(Some(t)) => t,
+        Ok(None) => return Ok(T::default()),
+        Err(refused) => return Err(Error::usage("bad-config", format!("{refused} (replace it)"))),
     };
     let bad = |e: &dyn std::fmt::Display| {
         Error::usage("bad-config", format!("{}: {} (fix or remove it)", path.display(), one_line(&e.to_string())))
@@ -66,6 +69,15 @@ mod tests {
         assert_eq!(e.code, "bad-config");
         assert!(e.message.contains("[crate]") && e.message.contains("[create]"), "{}", e.message);
         assert!(!e.message.contains('\n'));
+    }
+
+    #[test]
+    fn a_link_a_fifo_or_a_huge_file_is_refused_in_one_line() {
+        let t = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/zero", t.path().join(FILE_NAME)).unwrap();
+        let e = section::<Create>(Some(t.path()), "create").unwrap_err();
+        assert_eq!(e.code, "bad-config");
+        assert!(e.message.contains("wt.toml") && e.message.contains("1 MiB") && !e.message.contains('\n'), "{e}");
     }
 
     #[test]

@@ -190,7 +190,7 @@ fn make(
     out: &mut Output,
     plan: impl FnOnce(Option<HandOff>) -> Result<Vec<Plan>, Error>,
 ) -> Result<Vec<String>, Error> {
-    let includes = ctx.repo.main_worktree.as_deref().map(include::selected);
+    let includes = ctx.repo.main_worktree.as_deref().map(|main| include::selected(&ctx.repo, main));
     let checkouts = Checkouts::default();
     let threads = match most {
         0 | 1 => 1,

@@ -7,19 +7,34 @@
 use std::path::Path;
 
 use wt_common::fs::copy_tree;
+use wt_common::fs::untrusted::IGNORE_MAX;
+use wt_common::git::repo::Repo;
 use wt_common::{git, Error};
 
 pub const FILE_NAME: &str = ".worktreeinclude";
 
 /// The paths (relative to `source`) that `.worktreeinclude` selects; empty without the file.
-pub fn selected(source: &Path) -> Result<Vec<String>, Error> {
+///
+/// The file comes with the repository (a merge can change it), so it is read as
+/// `fs::read_untrusted` says (a regular file of at most 4 MiB, not through a link, never waited
+/// on), and git is given that copy, in wt's state dir, rather than the file itself: git would
+/// follow a link to `/dev/zero` and read a huge file whole. A file that is refused is an error.
+pub fn selected(repo: &Repo, source: &Path) -> Result<Vec<String>, Error> {
     let include = source.join(FILE_NAME);
-    if !include.is_file() {
-        return Ok(Vec::new());
-    }
+    let text = wt_common::fs::read_untrusted(&include, IGNORE_MAX)
+        .map_err(|refused| Error::failed("bad-include", format!("{refused} (replace it)")))?;
+    let Some(text) = text.filter(|t| !t.trim().is_empty()) else { return Ok(Vec::new()) };
+    let copy = wt_common::fs::write_synced_aside(&repo.ensure_state_dir()?.join(FILE_NAME), text.as_bytes())
+        .map_err(|e| Error::io(FILE_NAME, e))?;
+    let listed = list(source, &copy);
+    let _ = std::fs::remove_file(&copy);
+    listed
+}
+
+fn list(source: &Path, patterns: &Path) -> Result<Vec<String>, Error> {
     // Untracked files matching the include patterns (read as "exclude" patterns here)…
     let mut list = git::command(source);
-    list.args(["ls-files", "-z", "--others", "--ignored"]).arg(format!("--exclude-from={}", include.display()));
+    list.args(["ls-files", "-z", "--others", "--ignored"]).arg(format!("--exclude-from={}", patterns.display()));
     let candidates = git::output(&mut list)?.stdout;
     if candidates.is_empty() {
         return Ok(Vec::new());

@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use wt_common::fs::remove_any;
+use wt_common::fs::{read_small, remove_any};
 use wt_common::git::repo::Repo;
 use wt_common::ledger::LedgerFile;
 use wt_common::proc::lock::FileLock;
@@ -195,13 +195,13 @@ pub fn roll_back(repo: &Repo, m: &Marker, by: By) {
 /// our path. Rolling back runs under the worktree lock, so no `git worktree add` of wt's is
 /// filling such a directory now.
 fn is_admin_dir_of(admin: &Path, dot_git: &Path, name: &str) -> bool {
-    match fs::read_to_string(admin.join("gitdir")) {
-        Ok(gitdir) if Path::new(gitdir.trim_end()) == dot_git => true,
-        Ok(gitdir) => {
+    match read_small(&admin.join("gitdir")).text() {
+        Some(gitdir) if Path::new(gitdir.trim_end()) == dot_git => true,
+        Some(gitdir) => {
             wt_common::git::worktree::is_named_after(admin, name)
                 && wt_common::git::worktree::killed_writing_gitdir(admin, &gitdir, dot_git)
         }
-        Err(_) => {
+        None => {
             let empty = fs::read_dir(admin).is_ok_and(|mut d| d.next().is_none());
             wt_common::git::worktree::is_named_after(admin, name) && (empty || admin.join("locked").exists())
         }
@@ -215,9 +215,9 @@ fn is_half_made_dir(path: &Path, admin_root: &Path) -> bool {
     if holds_nothing(path, admin_root) {
         return true;
     }
-    match fs::read_to_string(path.join(".git")) {
-        Ok(text) => text.trim_end().strip_prefix("gitdir: ").is_some_and(|g| Path::new(g).starts_with(admin_root)),
-        Err(_) => false,
+    match read_small(&path.join(".git")).text() {
+        Some(text) => text.trim_end().strip_prefix("gitdir: ").is_some_and(|g| Path::new(g).starts_with(admin_root)),
+        None => false,
     }
 }
 
@@ -237,9 +237,7 @@ pub fn holds_nothing(path: &Path, admin_root: &Path) -> bool {
     match names.as_slice() {
         [] => true,
         [only] if only == ".git" => {
-            let file = path.join(".git");
-            let small_file = fs::symlink_metadata(&file).is_ok_and(|m| m.is_file() && m.len() < 4096);
-            let Some(text) = small_file.then(|| fs::read_to_string(&file).ok()).flatten() else { return false };
+            let Some(text) = read_small(&path.join(".git")).text() else { return false };
             let full = format!("gitdir: {}/", admin_root.display());
             full.starts_with(text.as_str()) || text.starts_with(&full)
         }

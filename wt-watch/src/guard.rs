@@ -3,10 +3,11 @@
 //! removed or changed since is reported, and the status is `green-guard-touched`.
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 use std::path::Path;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use wt_common::fs::untrusted::GUARD_HASH_MAX;
 use wt_common::Error;
 
 /// The guarded globs, matched against paths relative to the worktree (`*` stays in one
@@ -49,9 +50,13 @@ impl Guard {
             }
             let Ok(rel) = entry.path().strip_prefix(root) else { continue };
             if self.set.is_match(rel) {
+                // Streamed, at most GUARD_HASH_MAX of it (and its size), never through a link or
+                // waiting on a FIFO: the agent can put anything at a guarded name. One that is
+                // not a regular file any more counts as removed.
                 let mut h = std::collections::hash_map::DefaultHasher::new();
-                std::fs::read(entry.path()).unwrap_or_default().hash(&mut h);
-                snap.insert(rel.to_string_lossy().into_owned(), h.finish());
+                if let Ok(Some(_)) = wt_common::fs::untrusted::hash_untrusted(entry.path(), GUARD_HASH_MAX, &mut h) {
+                    snap.insert(rel.to_string_lossy().into_owned(), h.finish());
+                }
             }
         }
         snap

@@ -110,11 +110,20 @@ fn read_stdin(tx: mpsc::Sender<Msg>) -> bool {
 }
 
 /// SIGINT and SIGTERM go to the loop, which ends every run's process group before exiting.
+/// Should the loop be stuck (in a git that waits on something an agent planted in its
+/// worktree), the tool exits all the same once the runs' grace and 3 s more have passed:
+/// a signal always ends wt-watch.
 fn on_signals(tx: mpsc::Sender<Msg>) {
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else { return };
     std::thread::spawn(move || {
         for sig in signals.forever() {
             let _ = tx.send(Msg::Signal(sig));
+            std::thread::spawn(move || {
+                let backstop = round::GRACE + std::time::Duration::from_secs(3);
+                std::thread::sleep(backstop);
+                tracing::warn!("still busy {backstop:?} after the signal; exiting");
+                std::process::exit(128 + sig);
+            });
         }
     });
 }

@@ -4,10 +4,13 @@
 //! walk lists the directories to watch, so ignored trees (`target/`, `node_modules/`) cost no
 //! watches at all.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use ignore::{Match, WalkBuilder};
+use wt_common::fs::untrusted::{Why, IGNORE_MAX};
 
 /// The ignore rules of one worktree.
 #[derive(Debug)]
@@ -20,53 +23,135 @@ pub struct Rules {
 }
 
 /// A walk of `root` that skips `.git` and what git ignores, hidden files included.
+///
+/// The `ignore` crate's own reading of `.gitignore` files is off: it opens them as they come
+/// (a FIFO an agent put there hung the walk, and SIGTERM with it; `/dev/zero` behind a link was
+/// read without end). Each `.gitignore` is read here instead, as `fs::read_untrusted` says, and
+/// one that is not a regular file of at most 4 MiB is left out with a warning, as git leaves out
+/// a `.gitignore` that is a link.
 pub fn walker(root: &Path, exclude: Option<&Path>) -> WalkBuilder {
-    let mut w = WalkBuilder::new(root);
-    w.hidden(false).require_git(false).parents(false).follow_links(false);
-    w.filter_entry(|e| e.file_name() != ".git");
-    if let Some(x) = exclude {
-        w.add_ignore(x);
-    }
+    walk_with(Arc::new(Mutex::new(Loader::new(root, exclude))))
+}
+
+fn walk_with(loader: Arc<Mutex<Loader>>) -> WalkBuilder {
+    let root = loader.lock().expect("loader").root.clone();
+    let mut w = WalkBuilder::new(&root);
+    w.standard_filters(false).follow_links(false);
+    w.filter_entry(move |e| {
+        if e.file_name() == ".git" {
+            return false;
+        }
+        let is_dir = e.file_type().is_some_and(|t| t.is_dir());
+        !loader.lock().expect("loader").ignores(e.path(), is_dir)
+    });
     w
+}
+
+/// The `.gitignore` files met on a walk, each read once, safely.
+#[derive(Debug)]
+struct Loader {
+    root: PathBuf,
+    /// Per directory: its `.gitignore`'s matcher, if it has one that could be read.
+    dirs: HashMap<PathBuf, Option<Gitignore>>,
+    exclude: Gitignore,
+    global: Gitignore,
+}
+
+impl Loader {
+    fn new(root: &Path, exclude: Option<&Path>) -> Loader {
+        let exclude = exclude.and_then(|x| matcher(root, x)).unwrap_or_else(Gitignore::empty);
+        let global = GitignoreBuilder::new(root).build_global().0;
+        Loader { root: root.to_path_buf(), dirs: HashMap::new(), exclude, global }
+    }
+
+    /// Whether the walk leaves out `path`: the deepest `.gitignore` that says anything decides,
+    /// then `info/exclude`, then the global excludes. A directory left out is not entered, so
+    /// only the directories above `path` up to the root are asked.
+    fn ignores(&mut self, path: &Path, is_dir: bool) -> bool {
+        let Ok(rel) = path.strip_prefix(&self.root) else { return false };
+        if rel.as_os_str().is_empty() {
+            return false;
+        }
+        let dirs: Vec<PathBuf> =
+            path.ancestors().skip(1).take_while(|d| d.starts_with(&self.root)).map(Path::to_path_buf).collect();
+        for dir in dirs {
+            let m = self.dirs.entry(dir.clone()).or_insert_with(|| matcher(&dir, &dir.join(".gitignore")));
+            match m.as_ref().map(|m| m.matched(path, is_dir)) {
+                Some(Match::Ignore(_)) => return true,
+                Some(Match::Whitelist(_)) => return false,
+                _ => {}
+            }
+        }
+        for m in [&self.exclude, &self.global] {
+            match m.matched(path, is_dir) {
+                Match::Ignore(_) => return true,
+                Match::Whitelist(_) => return false,
+                Match::None => {}
+            }
+        }
+        false
+    }
+}
+
+/// The matcher of the pattern file `file`, relative to `dir`: `None` when there is none, or it
+/// cannot be read safely (warned about once per file).
+fn matcher(dir: &Path, file: &Path) -> Option<Gitignore> {
+    let text = match wt_common::fs::read_untrusted(file, IGNORE_MAX) {
+        Ok(text) => text?,
+        Err(refused) => {
+            if matches!(refused.why, Why::NotRegular("a FIFO")) {
+                hold_open(file);
+            }
+            static WARNED: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+            let mut warned = WARNED.get_or_init(Default::default).lock().ok()?;
+            if warned.insert(file.to_path_buf()) {
+                tracing::warn!("{refused} (its ignore rules are left out)");
+            }
+            return None;
+        }
+    };
+    let mut b = GitignoreBuilder::new(dir);
+    for line in text.lines() {
+        let _ = b.add_line(Some(file.to_path_buf()), line); // a bad pattern is skipped, as git does
+    }
+    b.build().ok()
+}
+
+/// Keeps the FIFO at `file` open for writing (without blocking) for as long as wt-watch runs.
+/// git opens every `.gitignore` it meets, a FIFO too, and waits there for a writer: the
+/// `git status` of each round hung for good. With a writer held here, git's open returns at
+/// once and, finding no size, git reads nothing from it.
+fn hold_open(file: &Path) {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    static HELD: OnceLock<Mutex<HashMap<PathBuf, std::fs::File>>> = OnceLock::new();
+    let Ok(mut held) = HELD.get_or_init(Default::default).lock() else { return };
+    let flags = nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC;
+    let opened = std::fs::OpenOptions::new().read(true).write(true).custom_flags(flags).open(file);
+    if let Ok(f) = opened {
+        if f.metadata().is_ok_and(|m| m.file_type().is_fifo()) {
+            held.insert(file.to_path_buf(), f);
+        }
+    }
 }
 
 /// The directories of a worktree to watch, and its rules.
 pub fn scan(root: &Path, exclude: Option<&Path>) -> (Vec<PathBuf>, Rules) {
+    let loader = Arc::new(Mutex::new(Loader::new(root, exclude)));
     let mut dirs = Vec::new();
-    let mut ignores = Vec::new();
-    for entry in walker(root, exclude).build().flatten() {
-        match entry.file_type() {
-            Some(t) if t.is_dir() => dirs.push(entry.into_path()),
-            Some(t) if t.is_file() && entry.file_name() == ".gitignore" => ignores.push(entry.into_path()),
-            _ => {}
+    for entry in walk_with(Arc::clone(&loader)).build().flatten() {
+        if entry.file_type().is_some_and(|t| t.is_dir()) {
+            dirs.push(entry.into_path());
         }
     }
-    (dirs, Rules::build(root, &ignores, exclude))
+    let loader = loader.lock().expect("loader");
+    let mut nested: Vec<(PathBuf, Gitignore)> =
+        loader.dirs.iter().filter_map(|(d, m)| Some((d.clone(), m.clone()?))).filter(|(_, m)| !m.is_empty()).collect();
+    nested.sort_by_key(|(d, _)| std::cmp::Reverse(d.components().count()));
+    let (exclude, global) = (loader.exclude.clone(), loader.global.clone());
+    (dirs, Rules { root: root.to_path_buf(), nested, exclude, global })
 }
 
 impl Rules {
-    fn build(root: &Path, gitignores: &[PathBuf], exclude: Option<&Path>) -> Rules {
-        let mut nested: Vec<(PathBuf, Gitignore)> = gitignores
-            .iter()
-            .filter_map(|file| {
-                let dir = file.parent()?.to_path_buf();
-                let mut b = GitignoreBuilder::new(&dir);
-                b.add(file);
-                Some((dir, b.build().ok()?))
-            })
-            .collect();
-        nested.sort_by_key(|(d, _)| std::cmp::Reverse(d.components().count()));
-        let exclude = exclude
-            .and_then(|x| {
-                let mut b = GitignoreBuilder::new(root);
-                b.add(x);
-                b.build().ok()
-            })
-            .unwrap_or_else(Gitignore::empty);
-        let global = GitignoreBuilder::new(root).build_global().0;
-        Rules { root: root.to_path_buf(), nested, exclude, global }
-    }
-
     /// True when a change at `path` (in this worktree) does not matter: it is in `.git`, or
     /// git ignores it.
     pub fn ignores(&self, path: &Path, is_dir: bool) -> bool {
@@ -116,5 +201,24 @@ mod tests {
         assert!(!ignored("src/lib.rs"));
         assert!(ignored("secret.txt"));
         assert!(ignored("/elsewhere/file"));
+    }
+
+    /// A `.gitignore` that is a FIFO, a link to `/dev/zero` or a huge file is left out at once;
+    /// the other rules still hold.
+    #[test]
+    fn a_planted_gitignore_is_left_out_not_waited_on() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().canonicalize().unwrap();
+        for d in ["fifo/deep", "zero", "huge", "target"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join(".gitignore"), "target/\n").unwrap();
+        nix::unistd::mkfifo(&root.join("fifo/.gitignore"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", root.join("zero/.gitignore")).unwrap();
+        std::fs::File::create(root.join("huge/.gitignore")).unwrap().set_len(2 << 30).unwrap();
+        let (dirs, rules) = scan(&root, None);
+        assert_eq!(dirs.len(), 5, "{dirs:?}");
+        assert!(rules.ignores(&root.join("target/x"), false));
+        assert!(!rules.ignores(&root.join("fifo/deep/x"), false));
     }
 }

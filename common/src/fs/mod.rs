@@ -2,6 +2,9 @@
 
 pub mod beneath;
 pub mod inside;
+pub mod untrusted;
+
+pub use untrusted::{read_untrusted, read_untrusted_in};
 
 use std::fs;
 use std::io::{self, Write};
@@ -165,6 +168,9 @@ pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
             copy_tree(&entry.path(), &dst.join(entry.file_name()))?;
         }
         fs::set_permissions(dst, meta.permissions())
+    } else if !meta.is_file() {
+        // A FIFO would block the copy; a device would be read forever.
+        Err(io::Error::other(format!("{} is not a regular file, a directory or a link", src.display())))
     } else {
         if dst.symlink_metadata().is_ok() {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", dst.display())));
@@ -242,25 +248,11 @@ impl Small {
 /// an agent may have put something else: never through a symbolic link, never blocking (a
 /// FIFO opened for reading would hang the tool), never more than 4 KiB, in one `read`.
 pub fn read_small(path: &Path) -> Small {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
-    let mut file = match fs::OpenOptions::new().read(true).custom_flags(flags).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Small::Missing,
-        Err(_) => return Small::Other,
-    };
-    let Ok(meta) = file.metadata() else { return Small::Other };
-    if meta.is_dir() {
-        return Small::Directory;
-    }
-    if !meta.is_file() || meta.len() > 4096 {
-        return Small::Other;
-    }
-    let mut bytes = vec![0; meta.len() as usize];
-    match file.read_exact(&mut bytes).ok().and_then(|()| String::from_utf8(bytes).ok()) {
-        Some(text) => Small::Text(text),
-        None => Small::Other,
+    match read_untrusted(path, 4096) {
+        Ok(Some(text)) => Small::Text(text),
+        Ok(None) => Small::Missing,
+        Err(untrusted::Refused { why: untrusted::Why::NotRegular("a directory"), .. }) => Small::Directory,
+        Err(_) => Small::Other,
     }
 }
 

@@ -274,16 +274,18 @@ fn discover_natively(start: &Path) -> Option<Repo> {
         let dot = dir.join(".git");
         let gitdir = match std::fs::metadata(&dot) {
             Ok(m) if m.is_dir() => dot,
-            Ok(m) if m.is_file() => dir.join(std::fs::read_to_string(&dot).ok()?.trim_end().strip_prefix("gitdir: ")?),
+            // A worktree's `.git` is the agent's to replace: read as git's small files are.
+            Ok(m) if m.is_file() => dir.join(crate::fs::read_small(&dot).text()?.trim_end().strip_prefix("gitdir: ")?),
             _ if is_git_dir(dir) => dir.to_path_buf(),
             _ => continue,
         };
         if !is_git_dir(&gitdir) {
             return None;
         }
-        let common = match std::fs::read_to_string(gitdir.join("commondir")) {
-            Ok(rel) => gitdir.join(rel.trim_end()),
-            Err(_) => gitdir,
+        let common = match crate::fs::read_small(&gitdir.join("commondir")) {
+            crate::fs::Small::Text(rel) => gitdir.join(rel.trim_end()),
+            crate::fs::Small::Missing => gitdir,
+            _ => return None,
         };
         let common_dir = common.canonicalize().ok()?;
         let named_dot_git = common_dir.file_name().is_some_and(|n| n == ".git");
@@ -304,7 +306,8 @@ fn is_git_dir(dir: &Path) -> bool {
 
 /// `core.bare = true` in the repository's config.
 pub(crate) fn config_says_bare(common_dir: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(common_dir.join("config")) else { return false };
+    let config = crate::fs::read_untrusted(&common_dir.join("config"), crate::fs::untrusted::GIT_CONFIG_MAX);
+    let Ok(Some(text)) = config else { return false };
     let mut in_core = false;
     for line in text.lines().map(str::trim) {
         if line.starts_with('[') {

@@ -113,9 +113,9 @@ pub fn unregister(_locked: &FileLock, repo: &Repo, path: &Path) {
     let base = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let Ok(entries) = fs::read_dir(repo.common_dir.join("worktrees")) else { return };
     for admin in entries.flatten().map(|e| e.path()) {
-        let ours = match fs::read_to_string(admin.join("gitdir")) {
-            Ok(gitdir) => Path::new(gitdir.trim_end()) == dot_git,
-            Err(_) => is_named_after(&admin, base) && !admin.join("locked").exists(),
+        let ours = match crate::fs::read_small(&admin.join("gitdir")).text() {
+            Some(gitdir) => Path::new(gitdir.trim_end()) == dot_git,
+            None => is_named_after(&admin, base) && !admin.join("locked").exists(),
         };
         if ours {
             tracing::info!("unregistering {} (its directory is gone)", admin.display());

@@ -182,7 +182,8 @@ fn pointed_admin(common: &Path, worktree: &Path) -> Option<PathBuf> {
 /// `extensions.relativeWorktrees`, which git 2.48 and later set when they write relative
 /// paths into `gitdir`, and which older git refuses to work with.
 fn relative_worktrees(common: &Path) -> bool {
-    let config = fs::read_to_string(common.join("config")).unwrap_or_default().to_ascii_lowercase();
+    let config = crate::fs::read_untrusted(&common.join("config"), crate::fs::untrusted::GIT_CONFIG_MAX);
+    let config = config.ok().flatten().unwrap_or_default().to_ascii_lowercase();
     config.lines().any(|l| {
         let l: String = l.chars().filter(|c| !c.is_whitespace()).collect();
         l == "relativeworktrees=true" || l == "relativeworktrees"

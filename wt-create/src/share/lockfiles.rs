@@ -37,13 +37,38 @@ pub fn first_difference(main: &Path, worktree: &Path, dir: &Path) -> Option<Stri
         names.sort();
         names.dedup();
         for name in names {
-            let (a, b) = (fs::read(main.join(rel).join(&name)).ok(), fs::read(worktree.join(rel).join(&name)).ok());
-            if a != b {
+            if !same_content(&main.join(rel).join(&name), &worktree.join(rel).join(&name)) {
                 return Some(rel.join(&name).display().to_string());
             }
         }
     }
     None
+}
+
+/// Whether two files hold the same bytes (or are both missing), compared block by block. Each
+/// is opened as files an agent or a merge could have placed are (`fs::untrusted`): one that is
+/// a link, a FIFO or a device never matches, and is never waited on or read without end.
+fn same_content(a: &Path, b: &Path) -> bool {
+    use std::io::Read;
+    let open = |p: &Path| wt_common::fs::untrusted::open_untrusted(p, u64::MAX);
+    let (mut a, mut b) = match (open(a), open(b)) {
+        (Ok(None), Ok(None)) => return true,
+        (Ok(Some(a)), Ok(Some(b))) if a.1 == b.1 => (a.0, b.0),
+        _ => return false,
+    };
+    let (mut x, mut y) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = match a.read(&mut x) {
+            Ok(n) => n,
+            Err(_) => return false,
+        };
+        if n == 0 {
+            return b.read(&mut y[..1]).is_ok_and(|m| m == 0);
+        }
+        if b.read_exact(&mut y[..n]).is_err() || x[..n] != y[..n] {
+            return false;
+        }
+    }
 }
 
 #[cfg(test)]

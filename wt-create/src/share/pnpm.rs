@@ -1,13 +1,16 @@
 //! pnpm has a content-addressed store of its own. With these settings every worktree's
 //! `pnpm install` uses one store, on the repository's file system, and links from it.
 
-use std::fs;
 use std::path::{Path, PathBuf};
+
+use wt_common::fs::read_untrusted;
+use wt_common::fs::untrusted::{CONFIG_MAX, SETTINGS_MAX};
 
 /// Whether the repository uses pnpm (its lock file, or `packageManager` in package.json).
 pub fn in_use(main: &Path) -> bool {
     main.join("pnpm-lock.yaml").is_file()
-        || fs::read_to_string(main.join("package.json")).is_ok_and(|t| t.contains("\"pnpm@"))
+        || read_untrusted(&main.join("package.json"), SETTINGS_MAX)
+            .is_ok_and(|t| t.is_some_and(|t| t.contains("\"pnpm@")))
 }
 
 /// The `.npmrc` settings: one store for every worktree, files linked from it.
@@ -31,11 +34,8 @@ pub fn advice(state_dir: &Path) -> String {
 /// Adds the settings the worktree's `.npmrc` does not have yet; returns the keys added.
 pub fn apply(state_dir: &Path, worktree: &Path) -> std::io::Result<Vec<&'static str>> {
     let path = worktree.join(".npmrc");
-    let mut text = match fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e),
-    };
+    // The worktree's own .npmrc: the agent's, so read as files it could have placed are.
+    let mut text = read_untrusted(&path, CONFIG_MAX).map_err(std::io::Error::other)?.unwrap_or_default();
     let has = |text: &str, key: &str| text.lines().any(|l| l.split('=').next().is_some_and(|k| k.trim() == key));
     let mut added = Vec::new();
     for (key, value) in settings(state_dir) {

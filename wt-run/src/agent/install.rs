@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
+use wt_common::fs::untrusted::SETTINGS_MAX;
 use wt_common::git::repo::Repo;
 use wt_common::Error;
 
@@ -34,12 +35,20 @@ pub fn install(repo: &Repo, worktree: &Path, exe: &Path) -> Result<Vec<PathBuf>,
     let mut written = Vec::new();
     for (agent, rel, events) in TARGETS {
         let path = worktree.join(rel);
-        refuse_links(worktree, rel)?; // reading through one could copy another file's settings here
-        let existing = match std::fs::read_to_string(&path) {
-            Ok(text) if text.trim().is_empty() => Value::Object(Map::new()),
-            Ok(text) => serde_json::from_str(&text).map_err(|e| not_settings(&path, &e.to_string()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Value::Object(Map::new()),
-            Err(e) => return Err(Error::io(path.display(), e)),
+        // Reading through a link could copy another file's settings here.
+        refuse_links(worktree, rel)?;
+        // Read without a link anywhere below the worktree, never waiting on a FIFO, at most
+        // 4 MiB: a FIFO there hung wt-run, and SIGTERM with it.
+        let existing = match wt_common::fs::read_untrusted_in(worktree, Path::new(rel), SETTINGS_MAX) {
+            Ok(Some(text)) if text.trim().is_empty() => Value::Object(Map::new()),
+            Ok(Some(text)) => serde_json::from_str(&text).map_err(|e| not_settings(&path, &e.to_string()))?,
+            Ok(None) => Value::Object(Map::new()),
+            Err(refused) => {
+                return Err(Error::failed(
+                    "bad-settings",
+                    format!("{refused} (it is left as it is; replace it or leave out --agent-hooks)"),
+                ))
+            }
         };
         let command = format!("{} {MARK} {agent}", shell_quote(&exe.display().to_string()));
         let merged = merge(existing, events, &command).map_err(|why| not_settings(&path, why))?;
@@ -86,8 +95,10 @@ fn refuse_links(worktree: &Path, rel: &str) -> Result<(), Error> {
             return Err(Error::failed(
                 "unsafe-path",
                 format!(
-                    "{} is a symbolic link; --agent-hooks writes only real files in the worktree (remove the link)",
-                    at.display()
+                    "{} is a symbolic link; --agent-hooks reads and writes only real files in the worktree, of at most {} \
+                     (remove the link)",
+                    at.display(),
+                    wt_common::fs::untrusted::human(SETTINGS_MAX)
                 ),
             ));
         }
