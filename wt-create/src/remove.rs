@@ -65,7 +65,7 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
         false => None,
     };
     if let Some(reg) = &reg {
-        clear_stale_index_lock(reg);
+        clear_stale_index_lock(&ctx.repo, reg);
     }
     if !force {
         if let Some(reg) = &reg {
@@ -143,8 +143,10 @@ fn leftover(ctx: &Context, snap: &Snapshot, name: &str, path: &Path) -> Option<G
 
 /// A git killed in this worktree (a removal killed during its check, say) may have left its
 /// `index.lock`; while it is there, every commit in the worktree fails.
-fn clear_stale_index_lock(wt: &Registered) {
-    wt_common::proc::stale_lock::clear(&wt.admin_dir.join("index.lock"));
+fn clear_stale_index_lock(repo: &wt_common::git::repo::Repo, wt: &Registered) {
+    if let Err(kept) = wt_common::proc::stale_lock::clear(repo, &wt.admin_dir.join("index.lock")) {
+        tracing::debug!("{}/index.lock kept: {kept}", wt.admin_dir.display());
+    }
 }
 
 /// Refuses a worktree with uncommitted changes, or with checked-out submodules, whose own

@@ -2,7 +2,7 @@
 //! index of the worktree where it is checked out) leaves its lock; with it, the ref could move
 //! while the files could not, or every compare-and-swap would fail and be taken for a race.
 //! Before anything is built or verified, a provably stale lock is removed, and a lock a
-//! running git may hold stops the merge with a clear reason.
+//! process holds or may hold stops the merge, naming that process (`stale_lock`).
 
 use std::path::{Path, PathBuf};
 
@@ -23,7 +23,7 @@ fn target_locks(repo: &Repo, into: &str, worktree: Option<&Path>) -> Result<Vec<
 /// Clears the target's stale locks, or says which lock a running git holds.
 pub fn clear_stale(repo: &Repo, into: &str) -> Result<(), Error> {
     let worktree = crate::checkout::of(repo, into)?;
-    clear(target_locks(repo, into, worktree.as_deref())?)
+    clear(repo, target_locks(repo, into, worktree.as_deref())?)
 }
 
 /// Clears the stale locks of the checkout at `worktree` (its HEAD and index), before a killed
@@ -31,18 +31,15 @@ pub fn clear_stale(repo: &Repo, into: &str) -> Result<(), Error> {
 pub fn clear_stale_checkout(repo: &Repo, worktree: &Path) -> Result<(), Error> {
     let dir = crate::checkout::git_in(repo, worktree, &["rev-parse", "--absolute-git-dir"])?;
     let locks = vec![Path::new(&dir).join("HEAD.lock"), Path::new(&dir).join("index.lock")];
-    clear(locks)
+    clear(repo, locks)
 }
 
-fn clear(locks: Vec<PathBuf>) -> Result<(), Error> {
+fn clear(repo: &Repo, locks: Vec<PathBuf>) -> Result<(), Error> {
     for lock in locks {
-        if !stale_lock::clear(&lock) {
+        if let Err(kept) = stale_lock::clear(repo, &lock) {
             return Err(Error::failed(
                 "target-locked",
-                format!(
-                    "{} exists and a git process running in the repository may hold it; merge again when it has finished (if none is running, remove the file)",
-                    lock.display()
-                ),
+                format!("{} exists and {kept}; merge again when it has finished", lock.display()),
             ));
         }
     }

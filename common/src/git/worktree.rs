@@ -152,6 +152,8 @@ pub fn is_named_after(admin: &Path, base: &str) -> bool {
 pub fn clear_stale_branch_lock(repo: &Repo, branch: &str) {
     // Deleting a branch also takes the locks of packed-refs and the config.
     for lock in [format!("refs/heads/{branch}.lock"), "packed-refs.lock".to_string(), "config.lock".to_string()] {
-        crate::proc::stale_lock::clear(&repo.common_dir.join(lock));
+        if let Err(kept) = crate::proc::stale_lock::clear(repo, &repo.common_dir.join(&lock)) {
+            tracing::debug!("{lock} kept: {kept}");
+        }
     }
 }

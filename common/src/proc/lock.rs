@@ -51,16 +51,25 @@ fn parse_timeout(text: &str) -> Result<Duration, Error> {
 /// noted children that still run. Handing the child the lock's descriptor instead would also
 /// hand it to everything git starts (hooks, filters), and a daemon among them would hold the
 /// lock for ever.
+///
+/// A lock file may be removed by its holder (`remove_when_released`): every taker checks,
+/// once it holds the lock, that the path still names the file it locked, and starts again if
+/// not (else it would hold a lock on a removed file while the next taker made a new one).
 #[derive(Debug)]
 pub struct FileLock {
     _lock: Flock<File>,
     path: PathBuf,
+    remove: bool,
 }
 
 impl Drop for FileLock {
     fn drop(&mut self) {
         // The children noted ended before this drop (the holder waited for them).
         let _ = std::fs::remove_file(children_file(&self.path));
+        // Removed while still held: a taker waiting on this file sees it gone and starts over.
+        if self.remove {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -99,6 +108,12 @@ impl FileLock {
         Some(file)
     }
 
+    /// Removes the lock file when the lock is released, for a lock that is not needed once
+    /// nobody holds it (one per repository in the per-user socket directory, say).
+    pub fn remove_when_released(&mut self) {
+        self.remove = true;
+    }
+
     /// Forgets the children noted so far, which have all ended (the holder waited for each):
     /// a lock held for a whole run (wt-merge's queue) would otherwise note more and more, and
     /// a pid among them reused later could hold up the next holder.
@@ -113,7 +128,8 @@ impl FileLock {
         let mut file = open(path)?;
         loop {
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => return Ok(FileLock::taken(lock, path, deadline)),
+                Ok(lock) if still_named(&lock, path) => return Ok(FileLock::taken(lock, path, deadline)),
+                Ok(_) => file = open(path)?, // removed by its last holder: lock the new one
                 Err((f, Errno::EWOULDBLOCK)) | Err((f, Errno::EINTR)) => file = f,
                 Err((_, errno)) => {
                     return Err(Error::env("lock-failed", format!("cannot lock {}: {errno}", path.display())))
@@ -136,11 +152,52 @@ impl FileLock {
 
     /// Takes the lock only if nobody holds it; `None` when it is held.
     pub fn try_acquire(path: &Path) -> Result<Option<FileLock>, Error> {
-        match Flock::lock(open(path)?, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => Ok(Some(FileLock::taken(lock, path, Instant::now() + default_timeout()))),
-            Err((_, Errno::EWOULDBLOCK)) => Ok(None),
-            Err((_, errno)) => Err(Error::env("lock-failed", format!("cannot lock {}: {errno}", path.display()))),
+        loop {
+            match Flock::lock(open(path)?, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) if still_named(&lock, path) => {
+                    return Ok(Some(FileLock::taken(lock, path, Instant::now() + default_timeout())))
+                }
+                Ok(_) => continue, // removed by its last holder: lock the new one
+                Err((_, Errno::EWOULDBLOCK)) => return Ok(None),
+                Err((_, errno)) => {
+                    return Err(Error::env("lock-failed", format!("cannot lock {}: {errno}", path.display())))
+                }
+            }
         }
+    }
+
+    /// Takes the lock on an existing file only if nobody holds it, never creating the file:
+    /// `Ok(None)` when it is held, or when there is no such file (nobody holds it then either;
+    /// see `is_free`).
+    pub fn try_existing(path: &Path) -> Result<Option<FileLock>, Error> {
+        loop {
+            let file = match OpenOptions::new().read(true).write(true).open(path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => {
+                    return Err(Error::env("lock-failed", format!("cannot open lock file {}: {e}", path.display())))
+                }
+            };
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) if still_named(&lock, path) => {
+                    return Ok(Some(FileLock::taken(lock, path, Instant::now() + default_timeout())))
+                }
+                Ok(_) => continue,
+                Err((_, Errno::EWOULDBLOCK)) => return Ok(None),
+                Err((_, errno)) => {
+                    return Err(Error::env("lock-failed", format!("cannot lock {}: {errno}", path.display())))
+                }
+            }
+        }
+    }
+
+    /// Whether nobody holds the lock at `path`: there is no such file, or it can be taken
+    /// (and is let go at once). Never creates the file.
+    pub fn is_free(path: &Path) -> Result<bool, Error> {
+        if !path.exists() {
+            return Ok(true);
+        }
+        Ok(FileLock::try_existing(path)?.is_some() || !path.exists())
     }
 }
 
@@ -162,7 +219,17 @@ impl FileLock {
                 }
             }
         }
-        FileLock { _lock: lock, path: path.to_path_buf() }
+        FileLock { _lock: lock, path: path.to_path_buf(), remove: false }
+    }
+}
+
+/// Whether `path` still names the file `lock` locked (its holder may have removed it, and
+/// another process may have made a new one there, since it was opened).
+fn still_named(lock: &Flock<File>, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (lock.metadata(), std::fs::metadata(path)) {
+        (Ok(held), Ok(named)) => held.dev() == named.dev() && held.ino() == named.ino(),
+        _ => false,
     }
 }
 
@@ -259,5 +326,32 @@ mod tests {
             let len = pid_line(pid, &mut buf);
             assert_eq!(&buf[..len], format!("{pid}\n").as_bytes());
         }
+    }
+
+    #[test]
+    fn a_lock_removed_by_its_holder_is_never_held_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.lock");
+        for _ in 0..50 {
+            let mut first = FileLock::acquire(&path, Duration::from_secs(30)).unwrap();
+            first.remove_when_released();
+            // A taker that opened the file before it was removed must not end up holding it.
+            let waiter = {
+                let path = path.clone();
+                std::thread::spawn(move || FileLock::acquire(&path, Duration::from_secs(30)).unwrap())
+            };
+            std::thread::sleep(Duration::from_millis(2));
+            drop(first);
+            let second = waiter.join().unwrap();
+            assert!(path.exists(), "the waiter holds a lock file that is there");
+            assert!(FileLock::try_acquire(&path).unwrap().is_none(), "held once, not twice");
+            assert!(!FileLock::is_free(&path).unwrap());
+            drop(second);
+        }
+        assert!(FileLock::is_free(&path).unwrap());
+        std::fs::remove_file(&path).unwrap();
+        assert!(FileLock::is_free(&path).unwrap());
+        assert!(FileLock::try_existing(&path).unwrap().is_none());
+        assert!(!path.exists(), "asking never makes the file");
     }
 }

@@ -187,19 +187,26 @@ fn wait(rx: &mpsc::Receiver<std::io::Result<ExitStatus>>, pgid: i32, spec: &Spec
 /// Ends what is left of a group once its leader is gone: background jobs the command started
 /// get SIGTERM, then SIGKILL after the grace. Nothing the run started outlives it.
 pub fn end_group(pgid: i32, grace: Duration) {
-    let pid = Pid::from_raw(pgid);
-    if killpg(pid, None).is_err() {
-        return; // nobody left
+    end_groups(&[pgid], grace);
+}
+
+/// Ends the groups `pgids` all at once: SIGTERM to every one, one grace for all of them, then
+/// SIGKILL to those left. Returns as soon as none is left, and within about `grace` in any case
+/// (never one group's grace after another's).
+pub fn end_groups(pgids: &[i32], grace: Duration) {
+    let alive = |pgid: &&i32| killpg(Pid::from_raw(**pgid), None).is_ok();
+    let mut live: Vec<i32> = pgids.iter().filter(alive).copied().collect();
+    for pgid in &live {
+        let _ = killpg(Pid::from_raw(*pgid), Signal::SIGTERM);
     }
-    let _ = killpg(pid, Signal::SIGTERM);
     let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if killpg(pid, None).is_err() {
-            return;
-        }
+    while !live.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
+        live.retain(|pgid| killpg(Pid::from_raw(*pgid), None).is_ok());
     }
-    let _ = killpg(pid, Signal::SIGKILL);
+    for pgid in live {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    }
 }
 
 /// Copies the run's output to its log, keeps the last lines, and echoes them when asked.

@@ -6,9 +6,10 @@
 //! `<tool> __reaper`, in a process group of its own (a Ctrl-C or a group kill meant for the
 //! tool or a run does not reach it), reading from a pipe whose other end only the tool holds.
 //! Each run tells it `+PGID` itself as its group starts, before it runs anything
-//! (`announce_own_group`), and the tool tells it `-PGID` once that group has been ended. When the pipe closes (the tool exited, or was killed), the reaper ends every group it
-//! still knows (SIGTERM, then SIGKILL after a grace) and exits. A tool that ended its groups
-//! itself leaves the reaper nothing to do.
+//! (`announce_own_group`), and the tool tells it `-PGID` once that group has been ended. When
+//! the pipe closes (the tool exited, or was killed), the reaper ends every group it still
+//! knows, all at once (SIGTERM to each, one grace, then SIGKILL to those left), and exits. A
+//! tool that ended its groups itself leaves the reaper nothing to do.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
@@ -19,7 +20,7 @@ use std::time::Duration;
 /// The argument that makes a wt binary the reaper (see `host::guard::early_main`).
 pub const ARG: &str = "__reaper";
 
-/// How long the reaper gives a group between SIGTERM and SIGKILL.
+/// How long the reaper gives the groups between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(2);
 
 static PIPE: OnceLock<Mutex<Option<ChildStdin>>> = OnceLock::new();
@@ -108,9 +109,9 @@ pub fn main() -> i32 {
             _ => {}
         }
     }
-    for pgid in groups {
-        crate::proc::process::end_group(pgid, GRACE);
-    }
+    // All at once: a tool with many runs must not leave their background jobs one grace
+    // after another.
+    crate::proc::process::end_groups(&groups.into_iter().collect::<Vec<_>>(), GRACE);
     0
 }
 

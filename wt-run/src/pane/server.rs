@@ -1,7 +1,9 @@
 //! The supervisor (`wt-run serve`): holds the panes of one repository and answers the protocol
 //! on its socket. One per repository: an flock on `<socket>.lock`, held for its lifetime,
-//! keeps a second from starting; a socket left by a crash is replaced. It exits when no pane
-//! is alive and no client has been connected for the idle time.
+//! keeps a second from starting. It exits when no pane is alive and no client has been
+//! connected for the idle time, and leaves no file behind: its socket, its confined panes'
+//! sockets and its lock file go with it. A supervisor killed with SIGKILL cannot remove them,
+//! so the next one (which holds the lock, so knows it is dead) removes what it left.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -30,6 +32,11 @@ use super::tracker::Tracker;
 /// Connections a confined pane's socket serves at once.
 pub const MAX_PANE_CONNECTIONS: usize = 16;
 
+/// Connections the supervisor's socket serves at once. Each is served by a thread of its own
+/// (a stream, `pane.wait`, holds it), so this bounds the supervisor's threads; a client beyond
+/// it is answered `too-many-connections` and closed.
+pub const MAX_CONNECTIONS: usize = 128;
+
 /// Shared by every client thread.
 struct Supervisor {
     panes: Mutex<BTreeMap<String, Handle>>,
@@ -51,14 +58,17 @@ struct Supervisor {
 pub fn serve(socket: &Path, logs: &Path, tmux_session: &str, idle: Duration) -> Result<(), Error> {
     restore_ignored_signals();
     let lock_path = socket.with_extension("lock");
-    let Some(_lock) = FileLock::try_acquire(&lock_path)? else {
+    let Some(mut held) = FileLock::try_acquire(&lock_path)? else {
         return Err(Error::env("already-running", format!("a supervisor is already running on {}", socket.display())));
     };
+    // Nothing needs the lock file once no supervisor holds it.
+    held.remove_when_released();
     let _ = std::fs::remove_file(socket); // left by a supervisor that crashed: its lock was free
     let orphans = super::orphans::end_all(logs, Duration::from_secs(2));
     if orphans > 0 {
         tracing::warn!("ended {orphans} pane(s) a supervisor that died left running");
     }
+    remove_left_files(socket);
     let listener = UnixListener::bind(socket).map_err(|e| Error::io(socket.display(), e))?;
     let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600));
     std::fs::create_dir_all(logs).map_err(|e| Error::io(logs.display(), e))?;
@@ -96,17 +106,42 @@ pub fn serve(socket: &Path, logs: &Path, tmux_session: &str, idle: Duration) -> 
     }
     let _ = std::fs::remove_file(&sup.socket);
     lock(&sup.own_sockets).clear();
+    drop(held); // the lock file goes last, once the rest is gone
     Ok(())
 }
 
-/// Serves each connection `listener` accepts on a thread of its own: with the capability of
-/// the pane `own` (a confined pane's own socket), or else of the supervisor's socket.
+/// What killed supervisors left in the socket directory: the own sockets of this repository's
+/// confined panes (their panes were ended by `orphans::end_all`), and the lock file of any
+/// repository whose supervisor is gone (no socket beside it, and nobody holds it).
+fn remove_left_files(socket: &Path) {
+    let (Some(dir), Some(stem)) = (socket.parent(), socket.file_stem().and_then(|s| s.to_str())) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let panes = format!("{stem}.pane-");
+    for path in entries.flatten().map(|e| e.path()) {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        if name.starts_with(&panes) && name.ends_with(".sock") {
+            let _ = std::fs::remove_file(&path);
+        } else if name.ends_with(".lock") && path != socket.with_extension("lock") {
+            if path.with_extension("sock").exists() {
+                continue; // its supervisor may be running
+            }
+            if let Ok(Some(mut gone)) = FileLock::try_existing(&path) {
+                gone.remove_when_released();
+            }
+        }
+    }
+}
+
+/// Serves each connection `listener` accepts on a thread of its own, at most `MAX_CONNECTIONS`
+/// at once (`MAX_PANE_CONNECTIONS` on a pane's socket): with the capability of the pane `own`
+/// (a confined pane's own socket), or else of the supervisor's socket.
 fn accept(sup: Arc<Supervisor>, listener: UnixListener, own: Option<Access>) {
     // As mount points are listed: the real path.
     let dir = sup.socket.parent().map(|d| d.canonicalize().unwrap_or_else(|_| d.to_path_buf())).unwrap_or_default();
     // A confined pane may hold only so many connections: each costs the supervisor a thread,
     // and an agent must not exhaust what serves the others.
-    let limit = if own.is_some() { MAX_PANE_CONNECTIONS } else { usize::MAX };
+    let limit = if own.is_some() { MAX_PANE_CONNECTIONS } else { MAX_CONNECTIONS };
+    let whose = if own.is_some() { "a confined pane may hold" } else { "the pane supervisor serves" };
     let open = Arc::new(AtomicUsize::new(0));
     std::thread::spawn(move || {
         for mut stream in listener.incoming().flatten() {
@@ -114,7 +149,7 @@ fn accept(sup: Arc<Supervisor>, listener: UnixListener, own: Option<Access>) {
                 continue; // dropped: only the owner may drive the panes
             }
             if open.load(Ordering::SeqCst) >= limit {
-                let msg = format!("a confined pane may hold {limit} connections at once; close one");
+                let msg = format!("{whose} {limit} connections at once; close one, or try again later");
                 send_line(&mut stream, &Response::err(Value::Null, "too-many-connections", msg));
                 continue;
             }

@@ -58,12 +58,13 @@ pub fn run(socket: &Path, cmd: &PaneCmd) -> Result<u8, Error> {
 
 /// `server.stop` answers before the supervisor has ended its panes and exited; `pane stop`
 /// returns only once it has, so a `--pane` right after it starts a fresh supervisor. The
-/// supervisor holds `<socket>.lock` for its whole life.
+/// supervisor holds `<socket>.lock` for its whole life (and removes it as it exits: asking never
+/// makes the file again).
 fn await_exit(socket: &Path) -> Result<(), Error> {
     let lock = socket.with_extension("lock");
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
-        if FileLock::try_acquire(&lock)?.is_some() {
+        if FileLock::is_free(&lock)? {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));
