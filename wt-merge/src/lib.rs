@@ -322,68 +322,79 @@ fn inputs<'a>(
 /// Stdin's records, read on a thread of their own, so that the queue can take what has
 /// arrived while it verified (a batch) without waiting for more. A malformed line is reported
 /// as every tool does (the run then exits 2) and skipped, never taken for a record that arrived.
+///
+/// Lines that arrive together (one write of the producer, read in one go) are handed over
+/// together: "what has arrived" is then what was written, not how far the reader thread got
+/// in parsing it, so a batch of records piped at once is one batch however the threads run.
 struct Arrivals {
-    rx: Option<std::sync::mpsc::Receiver<Result<Input, wt_common::record::jsonl::Malformed>>>,
-    peeked: std::cell::RefCell<Option<Input>>,
+    rx: Option<std::sync::mpsc::Receiver<Vec<Result<Input, wt_common::record::jsonl::Malformed>>>>,
+    pending: std::cell::RefCell<std::collections::VecDeque<Input>>,
     malformed: std::rc::Rc<std::cell::Cell<bool>>,
 }
 
 impl Arrivals {
     fn start(streaming: bool, malformed: std::rc::Rc<std::cell::Cell<bool>>) -> Arrivals {
-        let rx = streaming.then(|| {
+        use std::io::IsTerminal;
+        let rx = (streaming && !std::io::stdin().is_terminal()).then(|| {
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
-                for input in wt_common::record::cli::stdin_records().into_iter().flatten() {
-                    if tx.send(input).is_err() {
-                        break;
+                let buffered = std::io::BufReader::with_capacity(1 << 16, std::io::stdin().lock());
+                let mut reader = wt_common::record::jsonl::Reader::new(buffered);
+                let mut group = Vec::new();
+                while let Some(input) = reader.next() {
+                    group.push(input);
+                    // The next line is in memory already: it came with this one.
+                    if reader.get_ref().buffer().contains(&b'\n') {
+                        continue;
                     }
+                    if tx.send(std::mem::take(&mut group)).is_err() {
+                        return;
+                    }
+                }
+                if !group.is_empty() {
+                    let _ = tx.send(group);
                 }
             });
             rx
         });
-        Arrivals { rx, peeked: std::cell::RefCell::new(None), malformed }
+        Arrivals { rx, pending: Default::default(), malformed }
     }
 
-    /// The input, or `None` for a malformed line (reported).
-    fn usable(&self, input: Result<Input, wt_common::record::jsonl::Malformed>) -> Option<Input> {
-        input
-            .map_err(|m| {
-                eprintln!("{TOOL}: skipped input {m}");
-                self.malformed.set(true);
-            })
-            .ok()
+    /// Keeps the usable inputs of a group; a malformed line is reported.
+    fn take(&self, group: Vec<Result<Input, wt_common::record::jsonl::Malformed>>) {
+        for input in group {
+            match input {
+                Ok(input) => self.pending.borrow_mut().push_back(input),
+                Err(m) => {
+                    eprintln!("{TOOL}: skipped input {m}");
+                    self.malformed.set(true);
+                }
+            }
+        }
     }
 
     /// The next input, waiting for it; `None` at the end of stdin.
     fn next(&self) -> Option<Input> {
-        if let Some(input) = self.peeked.borrow_mut().take() {
-            return Some(input);
-        }
-        let rx = self.rx.as_ref()?;
         loop {
-            if let Some(input) = self.usable(rx.recv().ok()?) {
+            if let Some(input) = self.pending.borrow_mut().pop_front() {
                 return Some(input);
             }
+            let group = self.rx.as_ref()?.recv().ok()?;
+            self.take(group);
         }
     }
 
     /// Whether an input has arrived (or stdin has ended), so that `next` will not wait.
     fn arrived(&self) -> bool {
-        let mut peeked = self.peeked.borrow_mut();
-        if peeked.is_some() {
-            return true;
-        }
         let Some(rx) = self.rx.as_ref() else { return true };
         loop {
+            if !self.pending.borrow().is_empty() {
+                return true;
+            }
             match rx.try_recv() {
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => return true,
                 Err(std::sync::mpsc::TryRecvError::Empty) => return false,
-                Ok(input) => {
-                    if let Some(input) = self.usable(input) {
-                        *peeked = Some(input);
-                        return true;
-                    }
-                }
+                Ok(group) => self.take(group),
             }
         }
     }

@@ -63,6 +63,11 @@ impl<R: BufRead> Reader<R> {
     pub fn line(&self) -> usize {
         self.line
     }
+
+    /// What it reads from (to ask a `BufReader` what it holds already).
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
 }
 
 impl<R: BufRead> Iterator for Reader<R> {
