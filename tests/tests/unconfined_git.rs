@@ -111,3 +111,32 @@ fn merging_into_an_agents_checked_out_branch_runs_nothing_from_its_submodule() {
     let run = t.run("wt-merge", &["agent-2", "--into", "wt/agent-1", "--unverified"], "");
     assert!(!ran(&canary), "wt-merge ran the agent's filter or fsmonitor\n{run}");
 }
+
+/// A FIFO planted as a `.gitignore` makes every `git status` in the worktree wait for ever:
+/// wt's own (listing with status, wt-status, the check before removing, what a run tested) is
+/// killed after `WT_GIT_TIMEOUT` and says so, and no tool hangs.
+#[test]
+fn a_fifo_planted_as_a_gitignore_hangs_no_tool() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["agent-1"], "").expect_code(0);
+    let wt = t.wt_root().join("agent-1");
+    nix::unistd::mkfifo(&wt.join(".gitignore"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let run = |tool: &str, args: &[&str]| {
+        let mut cmd = std::process::Command::new("timeout");
+        cmd.arg("30").arg(wt_tests::bin(tool)).args(args).current_dir(&t.repo);
+        t.isolate(&mut cmd).env("WT_GIT_TIMEOUT", "2");
+        wt_tests::Run::of(&mut cmd, "")
+    };
+    let listed = run("wt-create", &["--list", "--status", "--json"]);
+    assert_eq!(listed.code, Some(0), "{listed}");
+    assert_eq!(agent(&listed.records())["status"]["state"], "unknown", "{listed}");
+    let status = run("wt-status", &["--json", "agent-1"]);
+    assert_ne!(status.code, Some(124), "wt-status hung: {status}");
+    let ran = run("wt-run", &["-w", "agent-1", "--json", "--", "true"]);
+    assert_eq!(ran.code, Some(0), "{ran}");
+    assert_eq!(agent(&ran.records())["run"]["dirty"], true, "not known clean: {ran}");
+    let removed = run("wt-create", &["--remove", "agent-1"]);
+    assert_eq!(removed.code, Some(1), "{removed}");
+    assert_eq!(agent(&removed.records())["error"]["code"], "git-stuck", "{removed}");
+    assert!(wt.is_dir(), "not removed on a guess");
+}

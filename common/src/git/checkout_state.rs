@@ -72,7 +72,7 @@ pub fn status_command(reg: &Registered) -> Command {
 /// How many paths `status_command` lists: changes to tracked files, staged changes, untracked
 /// files git does not ignore.
 pub fn changes(reg: &Registered) -> Result<usize, Error> {
-    let out = git::output(&mut status_command(reg))?;
+    let out = git::output_within(&mut status_command(reg), git::read_timeout(), &reg.path)?;
     Ok(out.stdout.split(|b| *b == 0).filter(|s| !s.is_empty()).count())
 }
 

@@ -189,6 +189,53 @@ pub fn raw_output(cmd: &mut Command) -> Result<Output, Error> {
     cmd.output().map_err(cannot_start)
 }
 
+/// How long a git that only reads an agent's worktree may take before it is taken to be stuck:
+/// `WT_GIT_TIMEOUT` seconds, else 60 (a `git status` of a cold, very large checkout takes
+/// seconds; one that reads a FIFO the agent planted as a `.gitignore` never ends).
+pub fn read_timeout() -> std::time::Duration {
+    let secs = std::env::var("WT_GIT_TIMEOUT").ok().and_then(|s| s.parse::<u64>().ok()).filter(|s| *s > 0);
+    std::time::Duration::from_secs(secs.unwrap_or(60))
+}
+
+/// `output`, for a git that reads a worktree an agent writes: in a process group of its own,
+/// killed (with anything it started) when it has not finished within `limit`, which is then
+/// the error `git-stuck` naming the worktree. It dies with this process too.
+pub fn output_within(
+    cmd: &mut Command,
+    limit: std::time::Duration,
+    worktree: &std::path::Path,
+) -> Result<Output, Error> {
+    use std::os::unix::process::CommandExt;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    crate::proc::process::die_with_parent(cmd);
+    let child = cmd.spawn().map_err(cannot_start)?;
+    let pgid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(limit) {
+        Ok(out) => out.map_err(|e| Error::io("git", e))?,
+        Err(_) => {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL);
+            let _ = rx.recv();
+            return Err(Error::failed(
+                "git-stuck",
+                format!(
+                    "git did not finish in {} within {} s (a FIFO in the worktree, such as one planted as a .gitignore, makes git wait for ever); look at what is there, or raise WT_GIT_TIMEOUT",
+                    worktree.display(),
+                    limit.as_secs()
+                ),
+            ));
+        }
+    };
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(Error::failed("git-failed", failure_message(cmd, &out)))
+    }
+}
+
 /// `output` for a git that writes what `lock` protects: the child is noted with the lock
 /// (`FileLock::note_children_of`), so that if this process is killed, the next holder of the lock
 /// waits for that git to end too.
