@@ -101,7 +101,7 @@ pub fn refuse_foreign_paths(repo: &Repo, what: &str, cmd: &str) -> Result<(), Er
     let from = repo.default_worktree_root().join(".verify"); // no worktree has a name with a dot first
     let climbed: Vec<String> = words(cmd)
         .filter(|w| w.contains("..") && !w.starts_with('/'))
-        .map(|w| lexical(&from.join(w)).to_string_lossy().into_owned())
+        .map(|w| wt_common::fs::lexical(&from.join(w)).to_string_lossy().into_owned())
         .collect();
     let cmd = &[cmd.to_string()].into_iter().chain(climbed).collect::<Vec<_>>().join(" ");
     for (root, kind) in roots {
@@ -125,21 +125,6 @@ pub fn refuse_foreign_paths(repo: &Repo, what: &str, cmd: &str) -> Result<(), Er
 /// The words of a shell command, split at blanks and quotes (enough to find paths in it).
 fn words(cmd: &str) -> impl Iterator<Item = &str> {
     cmd.split(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | ';' | '=' | '&' | '|')).filter(|w| !w.is_empty())
-}
-
-/// `path` with `.` and `..` resolved by their names alone (no link followed, nothing read).
-fn lexical(path: &Path) -> std::path::PathBuf {
-    let mut out = std::path::PathBuf::new();
-    for part in path.components() {
-        match part {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// Where `cmd` names `root` or a path under it: `root` followed by `/`, the end, a space or a
@@ -176,7 +161,10 @@ mod tests {
 
     #[test]
     fn a_relative_path_is_resolved_by_its_names() {
-        assert_eq!(lexical(Path::new("/r/app.wt/verify/../../app/.venv/bin/x")), Path::new("/r/app/.venv/bin/x"));
+        assert_eq!(
+            wt_common::fs::lexical(Path::new("/r/app.wt/verify/../../app/.venv/bin/x")),
+            Path::new("/r/app/.venv/bin/x")
+        );
         assert_eq!(words("a=../b 'c d';e").collect::<Vec<_>>(), ["a", "../b", "c", "d", "e"]);
     }
 

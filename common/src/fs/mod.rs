@@ -290,6 +290,22 @@ pub fn canonical(path: &Path) -> io::Result<std::path::PathBuf> {
     }
 }
 
+/// `path` with `.` and `..` resolved by their names alone (no link followed, nothing read): a
+/// git's `GIT_DIR=../.git`, a command's `../../app`.
+pub fn lexical(path: &Path) -> std::path::PathBuf {
+    let mut out = std::path::PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -229,7 +229,7 @@ fn may_hold_closed(pid: i32, fds: &[(u32, PathBuf)], target: &Target, dirs: &[Pa
     if inside(&cwd) || fds.iter().any(|(_, link)| inside(link)) {
         return true;
     }
-    named_dirs(pid, &args).iter().map(|d| cwd.join(d)).any(|d| inside(&lexical(&d)))
+    named_dirs(pid, &args).iter().map(|d| cwd.join(d)).any(|d| inside(&crate::fs::lexical(&d)))
 }
 
 /// The directories a git is pointed at by its environment and its options.
@@ -255,21 +255,6 @@ fn named_dirs(pid: i32, args: &[OsString]) -> Vec<PathBuf> {
         }
     }
     named
-}
-
-/// `path` with `.` and `..` taken away by their names (a git's `GIT_DIR=../.git`).
-fn lexical(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// The file-system user id of `pid`, which owns the files it creates.
@@ -310,7 +295,7 @@ mod tests {
         let args: Vec<OsString> = ["git", "--git-dir", "/r/.git", "--work-tree=../w", "status"].map(Into::into).into();
         let named = named_dirs(-1, &args);
         assert_eq!(named, [PathBuf::from("/r/.git"), PathBuf::from("../w")]);
-        assert_eq!(lexical(&Path::new("/a/b").join("../w")), PathBuf::from("/a/w"));
+        assert_eq!(crate::fs::lexical(&Path::new("/a/b").join("../w")), PathBuf::from("/a/w"));
     }
 
     #[test]
