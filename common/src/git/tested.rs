@@ -86,9 +86,7 @@ fn has_changes(reg: &Registered) -> Option<bool> {
     if std::fs::symlink_metadata(reg.path.join(".gitmodules")).is_ok() {
         return Some(true);
     }
-    let mut cmd = crate::git::checkout_state::status_command(reg);
-    let out = git::output_within(&mut cmd, git::read_timeout(), &reg.path).ok()?;
-    Some(!out.stdout.is_empty())
+    crate::git::checkout_state::changes(reg).ok().map(|n| n > 0)
 }
 
 #[cfg(test)]
