@@ -362,13 +362,14 @@ fn hide_secrets(repo: &Repo, ledger: &Ledger, path: &Path, policy: &mut Policy) 
     }
     let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     let root = canonical(&repo.default_worktree_root());
-    let covered_root = canonical(path).parent() == Some(root.as_path());
+    let own = canonical(path);
+    let covered_root = own.parent() == Some(root.as_path());
     if covered_root {
         policy.hide.push(root.clone());
     }
     let others = ledger.worktrees.values().map(|e| e.path.clone()).chain(repo.main_worktree.clone());
     for other in others.map(|p| canonical(&p)) {
-        if other == canonical(path) || (covered_root && other.starts_with(&root)) {
+        if other == own || (covered_root && other.starts_with(&root)) {
             continue;
         }
         for rel in &secrets {
