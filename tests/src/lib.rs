@@ -122,6 +122,17 @@ impl TestRepo {
         self.git(["commit", "-q", "-m", msg]);
     }
 
+    /// Makes worktree `v` with one commit on its branch, to merge; returns `wt-create --list`'s
+    /// records.
+    pub fn worktree_with_a_commit_to_merge(&self) -> String {
+        self.run("wt-create", &["v"], "").expect_code(0);
+        let wt = self.wt_root().join("v");
+        std::fs::write(wt.join("v.txt"), "v\n").unwrap();
+        self.git_in(&wt, ["add", "-A"]);
+        self.git_in(&wt, ["commit", "-q", "-m", "v work"]);
+        self.run("wt-create", &["--list"], "").stdout
+    }
+
     /// A wt tool run in the repository with the isolated environment.
     pub fn cmd(&self, tool: &str) -> Command {
         let mut cmd = Command::new(bin(tool));

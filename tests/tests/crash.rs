@@ -499,7 +499,7 @@ fn background_jobs_of_a_command_do_not_outlive_its_tool_killed_with_sigkill() {
     assert_dies_with_its_tool(cmd.spawn().unwrap(), &bg, "a background job outlived wt-run");
 
     let t = TestRepo::new();
-    let list = merge_repo_with_branch(&t);
+    let list = t.worktree_with_a_commit_to_merge();
     let bg = t.root().join("bg.pid");
     let verify = format!("sleep 60 & echo $! > {}; wait", bg.display());
     let mut cmd = t.cmd("wt-merge");
@@ -522,20 +522,11 @@ fn assert_dies_with_its_tool(mut tool: std::process::Child, pidfile: &Path, what
     assert!(!survived, "{what}");
 }
 
-fn merge_repo_with_branch(t: &TestRepo) -> String {
-    t.run("wt-create", &["v"], "").expect_code(0);
-    let wt = t.wt_root().join("v");
-    std::fs::write(wt.join("v.txt"), "v\n").unwrap();
-    t.git_in(&wt, ["add", "-A"]);
-    t.git_in(&wt, ["commit", "-q", "-m", "v work"]);
-    t.run("wt-create", &["--list"], "").stdout.clone()
-}
-
 #[test]
 fn sigterm_or_sigint_to_wt_merge_ends_the_verification_and_prints_the_record() {
     for (sig, code) in [("TERM", 143), ("INT", 130)] {
         let t = TestRepo::new();
-        let list = merge_repo_with_branch(&t);
+        let list = t.worktree_with_a_commit_to_merge();
         let main = t.git(["rev-parse", "main"]);
         let pidfile = t.root().join("verify.pid");
         let verify = format!("echo $$ > {}; exec sleep 60", pidfile.display());
@@ -565,7 +556,7 @@ fn sigterm_or_sigint_to_wt_merge_ends_the_verification_and_prints_the_record() {
 #[test]
 fn a_verification_does_not_outlive_wt_merge_killed_with_sigkill() {
     let t = TestRepo::new();
-    let list = merge_repo_with_branch(&t);
+    let list = t.worktree_with_a_commit_to_merge();
     let pidfile = t.root().join("verify.pid");
     let verify = format!("echo $$ > {}; exec sleep 60", pidfile.display());
     let mut cmd = t.cmd("wt-merge");
@@ -590,7 +581,7 @@ fn age(file: &Path) {
 fn stale_locks_on_the_target_are_cleared_and_live_ones_refused_before_verifying() {
     for lock in ["index.lock", "HEAD.lock"] {
         let t = TestRepo::new();
-        let list = merge_repo_with_branch(&t);
+        let list = t.worktree_with_a_commit_to_merge();
         let counter = t.root().join("verifications");
         let verify = format!("echo run >> {}", counter.display());
         // Held by a git that is running in the repository: refused, nothing verified or moved.
@@ -654,7 +645,7 @@ fn repository_locks_a_killed_git_left_are_cleared_by_the_next_create_or_merge() 
         ("wt-create", "packed-refs.lock"),
     ] {
         let t = TestRepo::new();
-        let list = merge_repo_with_branch(&t);
+        let list = t.worktree_with_a_commit_to_merge();
         let lock = t.repo.join(".git").join(lock);
         std::fs::write(&lock, "").unwrap();
         age(&lock);

@@ -8,16 +8,6 @@ use std::time::{Duration, Instant};
 
 use wt_tests::{Reaped, TestRepo};
 
-/// A repository with a worktree `v` whose branch has a commit to merge; the record list.
-fn merge_repo_with_branch(t: &TestRepo) -> String {
-    t.run("wt-create", &["v"], "").expect_code(0);
-    let wt = t.wt_root().join("v");
-    std::fs::write(wt.join("v.txt"), "v\n").unwrap();
-    t.git_in(&wt, ["add", "-A"]);
-    t.git_in(&wt, ["commit", "-q", "-m", "v work"]);
-    t.run("wt-create", &["--list"], "").stdout
-}
-
 /// A long-lived program called `name`, as the kernel names it (a copy of `sleep`, so its
 /// `/proc/PID/comm` is `name`, which `exec -a` would not change).
 fn program_named(t: &TestRepo, name: &str, cwd: &Path) -> Reaped {
@@ -63,7 +53,7 @@ fn age(file: &Path) {
 #[test]
 fn a_stale_lock_is_removed_while_long_lived_gits_and_git_named_daemons_run() {
     let t = TestRepo::new();
-    let list = merge_repo_with_branch(&t);
+    let list = t.worktree_with_a_commit_to_merge();
     // A shell prompt's status daemon, even working in this very repository.
     let _gitstatusd = program_named(&t, "gitstatusd", &t.repo);
     // A git at work in another repository, as other tests' (or agents') gits are.
@@ -90,7 +80,7 @@ fn a_stale_lock_is_removed_while_long_lived_gits_and_git_named_daemons_run() {
 #[test]
 fn a_lock_somebody_holds_stops_the_merge_naming_the_holder() {
     let t = TestRepo::new();
-    let list = merge_repo_with_branch(&t);
+    let list = t.worktree_with_a_commit_to_merge();
     let lock = t.repo.join(".git/index.lock");
     let main = t.git(["rev-parse", "main"]);
     let refused = |holder: &Reaped, command: &str, what: &str| {
