@@ -52,7 +52,7 @@ impl Pending {
         let lock = FileLock::acquire(&file, std::time::Duration::from_secs(5))?;
         // Not synced: the marker is for a killed process, whose writes the page cache keeps.
         // A power loss can lose it, and as much of what git writes next (git syncs neither its
-        // admin dir nor the checkout): the README says what to do then.
+        // admin dir nor the checkout): docs/crash-safety.md says what to do then.
         let mut written = lock.file();
         let write = written.set_len(0).and_then(|()| std::io::Write::write_all(&mut written, &bytes));
         if let Err(e) = write {

@@ -39,7 +39,7 @@ pub struct Confined {
     pub capabilities: String,
     /// Features the kernel lacked (only with `best-effort`).
     pub missing: Vec<String>,
-    /// What `--confine` never covers (see the README's threat model).
+    /// What `--confine` never covers (see the threat model in docs/security.md).
     pub not_covered: Vec<String>,
     /// The directories hidden from the command (where a pane supervisor or a tmux server of
     /// the user may listen).
