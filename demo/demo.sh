@@ -2,7 +2,10 @@
 # `make demo`: every wt tool that works today, on a throwaway repository.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-export PATH="$ROOT/target/debug:$PATH"
+# What the demo runs (jq above all): missing, it stops here with what to install, rather than
+# printing a `command not found` for every step.
+bash "$ROOT/tests/prereqs.sh" demo || exit 1
+export PATH="${CARGO_TARGET_DIR:-$ROOT/target}/debug:$PATH"
 work=$(mktemp -d /tmp/wt-demo.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export HOME="$work/home" GIT_CONFIG_GLOBAL="$work/gitconfig" GIT_CONFIG_NOSYSTEM=1
