@@ -109,9 +109,28 @@ pub struct Args {
 }
 
 impl Args {
+    /// wt-run's command line as the shell completes it: `Args`, with the names of `logs` and of
+    /// every pane verb completed from the repository. Every positional `NAME…` of a `pane` verb
+    /// is a pane's name, so a new verb completes without a word here.
+    pub fn completing() -> clap::Command {
+        use wt_common::record::complete;
+        let pane_name = |arg: clap::Arg| {
+            let named = arg.get_value_names().and_then(|v| v.first()).is_some_and(|v| v.starts_with("NAME"));
+            if arg.is_positional() && named {
+                arg.add(complete::panes())
+            } else {
+                arg
+            }
+        };
+        <Args as clap::CommandFactory>::command()
+            .mut_subcommand("logs", |logs| logs.mut_arg("name", |a| a.add(complete::worktrees_and_panes())))
+            .mut_subcommand("pane", |pane| pane.mut_subcommands(|verb| verb.mut_args(pane_name)))
+    }
+
     /// Parses the command line like `Args::parse`, but a command typed without `--` in front
     /// (`wt-run -w agent-1 pytest`) gets a one-line answer that shows where it goes.
     pub fn parse_or_exit() -> Args {
+        wt_common::record::complete::answer_if_asked(Args::completing);
         let raw: Vec<String> = std::env::args().collect();
         match Args::try_parse_from(&raw) {
             Ok(args) => args,

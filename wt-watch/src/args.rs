@@ -22,7 +22,7 @@ use wt_common::Error;
 )]
 pub struct Args {
     /// Worktrees by name or path
-    #[arg(value_name = "WORKTREE")]
+    #[arg(value_name = "WORKTREE", add = wt_common::record::complete::worktrees())]
     pub names: Vec<String>,
 
     #[command(flatten)]
