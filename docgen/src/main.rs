@@ -1,11 +1,16 @@
 //! `wt-docgen OUT_DIR`: shell completions (bash, zsh, fish) and man pages for every wt tool,
 //! generated from the same clap definitions the tools parse with, so they never disagree.
 //! `make install` runs it and installs what it writes. Not a tool: it only reads definitions.
+//!
+//! The completion scripts are small: each <TAB> asks the tool itself (`WT_COMPLETE=<shell>`,
+//! see `wt_common::record::complete`), which answers from its clap definition and the
+//! repository (worktree and pane names).
+
+mod man;
 
 use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
-use clap_complete::Shell;
 
 fn main() -> std::process::ExitCode {
     let Some(out) = std::env::args_os().nth(1).map(PathBuf::from) else {
@@ -35,16 +40,22 @@ fn commands() -> [clap::Command; 6] {
 fn write_all(out: &Path) -> std::io::Result<()> {
     for cmd in commands() {
         // `help` subcommands would each get a man page of their own: the pages say it all.
-        let mut cmd = without_help_subcommands(cmd);
+        let cmd = without_help_subcommands(cmd);
         let name = cmd.get_name().to_string();
-        for (shell, dir) in [(Shell::Bash, "bash"), (Shell::Zsh, "zsh"), (Shell::Fish, "fish")] {
-            let dir = out.join("completions").join(dir);
+        for shell in wt_common::record::complete::SHELLS {
+            let dir = out.join("completions").join(shell);
             std::fs::create_dir_all(&dir)?;
-            clap_complete::generate_to(shell, &mut cmd, &name, &dir)?;
+            // The names each shell's completion directory expects (see `make install`).
+            let file = match shell {
+                "bash" => format!("{name}.bash"),
+                "zsh" => format!("_{name}"),
+                _ => format!("{name}.{shell}"),
+            };
+            std::fs::write(dir.join(file), wt_common::record::complete::registration(shell, &name)?)?;
         }
         let man = out.join("man");
         std::fs::create_dir_all(&man)?;
-        clap_mangen::generate_to(cmd, &man)?;
+        man::write_pages(cmd, &man)?;
     }
     Ok(())
 }

@@ -196,6 +196,42 @@ fn a_terminal_sees_prefixed_output_lines() {
     assert!(run.stdout.contains("tty | hello"), "{run}");
 }
 
+/// What a person sees of `wt-run ARGS` typed at a terminal (stdout and stderr both on it).
+fn on_a_terminal(t: &TestRepo, args: &str) -> String {
+    let line = format!("'{}' {args}", wt_tests::bin("wt-run").display());
+    let mut cmd = Command::new("script");
+    cmd.current_dir(&t.repo).args(["-qec", &line, "/dev/null"]);
+    t.isolate(&mut cmd);
+    Run::of(&mut cmd, "").stdout.replace('\r', "")
+}
+
+#[test]
+fn each_runs_line_says_its_time_once_and_quiet_leaves_the_output_in_the_log() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["ok", "bad"], "").expect_code(0);
+    let cmd = "-- sh -c 'echo said-$WT_NAME; [ $WT_NAME = ok ]'";
+    let loud = on_a_terminal(&t, &format!("-w ok -w bad {cmd}"));
+    assert!(loud.contains("ok  | said-ok"), "without --quiet the output is echoed: {loud}");
+    // `wt-run: bad: exit 1 after 12ms`: the run's own time, and not the time since wt-run
+    // started after it (`[15ms]`) as well.
+    for (name, words) in [("ok", "passed in "), ("bad", "exit 1 after ")] {
+        let line =
+            loud.lines().find(|l| l.starts_with(&format!("wt-run: {name}: "))).unwrap_or_else(|| panic!("{loud}"));
+        let time = line.strip_prefix(&format!("wt-run: {name}: {words}")).unwrap_or_else(|| panic!("{line}"));
+        assert!(!time.contains(' ') && !time.contains('['), "one time on the line: {line}");
+    }
+    assert!(loud.contains("wt-run: 1 passed, 1 failed, "), "{loud}");
+
+    let quiet = on_a_terminal(&t, &format!("-w ok -w bad --quiet {cmd}"));
+    assert!(!quiet.contains("said-"), "--quiet echoes none of the output: {quiet}");
+    assert!(quiet.contains("wt-run: ok: passed in ") && quiet.contains("wt-run: bad: exit 1 after "), "{quiet}");
+    assert!(quiet.contains("wt-run: 1 passed, 1 failed, "), "{quiet}");
+    assert!(quiet.lines().any(|l| l.starts_with("NAME ") && l.contains("EXIT")), "and the table: {quiet}");
+    let log =
+        quiet.lines().find_map(|l| l.split_whitespace().find(|w| w.ends_with(".log") && w.contains("/ok/"))).unwrap();
+    assert_eq!(std::fs::read_to_string(log).unwrap(), "said-ok\n", "the output is in the run's log");
+}
+
 #[test]
 fn logs_live_in_the_state_dir() {
     let t = TestRepo::new();

@@ -828,3 +828,89 @@ fn a_confined_round_is_cancelled_by_a_change_and_ended_by_sigterm_with_what_it_s
     assert_eq!(live.signal(nix::sys::signal::Signal::SIGTERM), Some(143));
     wait_for("every process of the round to end", || sleeping(n).is_empty() && sleeping(n + 1).is_empty());
 }
+
+/// How often a watch of worktree `rr` with `extra` flags runs a test that always fails: it
+/// appends a line to a marker file (named `tag`) each time.
+fn runs_of_a_red_round(w: &Watch, tag: &str, extra: &[&str]) -> usize {
+    let marker = w.t.root().join(format!("{tag}.runs"));
+    let cmd = format!("echo run >> {}; echo always red; exit 1", marker.display());
+    let mut args = vec!["-w", "rr", "--until-green", "--feed", "none", "--max-rounds", "1", "--debounce", "50"];
+    args.extend(extra);
+    args.extend(["--", "sh", "-c", &cmd]);
+    let run = w.watch(&args);
+    run.expect_code(1);
+    assert_eq!(status(&run.records()[0]), "gave-up", "{run}");
+    std::fs::read_to_string(marker).unwrap().lines().count()
+}
+
+#[test]
+fn a_red_round_is_run_again_once_unless_no_rerun_says_not_to() {
+    let w = Watch::new();
+    w.create("rr");
+    assert_eq!(runs_of_a_red_round(&w, "default", &[]), 2, "red, then once more to rule out a flaky test");
+    assert_eq!(runs_of_a_red_round(&w, "flag", &["--no-rerun"]), 1, "--no-rerun: one run");
+    w.t.write("wt.toml", "[watch]\nrerun = false\n");
+    assert_eq!(runs_of_a_red_round(&w, "config", &[]), 1, "[watch] rerun = false: one run");
+    let mut help = w.tool("wt-watch");
+    help.arg("--help");
+    let help = Run::of(&mut help, "").stdout;
+    assert!(help.contains("rule out a flaky test") && help.contains("--no-rerun"), "--help says so: {help}");
+}
+
+#[test]
+fn the_status_line_says_a_red_round_is_rerun_and_its_timer_counts() {
+    // A test that fails once, then runs until the test says GO: while it re-runs, the status
+    // line on the terminal says why it runs again, and its timer must pass 0s, 1s, 2s.
+    let w = Watch::new();
+    w.create("tick");
+    let (once, go) = (w.t.root().join("failed-once"), w.t.root().join("go"));
+    let cmd = format!(
+        "[ -e {once} ] || {{ touch {once}; echo red; exit 1; }}; while [ ! -e {go} ]; do sleep 0.05; done",
+        once = once.display(),
+        go = go.display()
+    );
+    let watch = format!(
+        "{} -w tick --until-green --feed none --debounce 50 -- sh -c {} >/dev/null",
+        bin("wt-watch").display(),
+        shell_quote(&cmd)
+    );
+    let mut c = Command::new("script");
+    c.args(["-qfec", &watch, "/dev/null"]).current_dir(&w.t.repo);
+    w.env(&mut c);
+    let mut child =
+        wt_tests::Reaped(c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
+    // However the test ends, the test command is let go, so wt-watch ends with it.
+    let _release = Release(go.clone());
+    let mut stdout = child.0.stdout.take().unwrap();
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let seen = std::sync::Arc::clone(&screen);
+    // The terminal's bytes as they come: the status line is redrawn in place, without a newline.
+    let reader = std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = std::io::Read::read(&mut stdout, &mut chunk) {
+            seen.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    });
+    let line = "round 1: red, re-running once to rule out a flaky test";
+    for secs in 0..=2 {
+        let shown = format!("{line}  ({secs}s)");
+        wait_for(&shown, || screen.lock().unwrap().contains(&shown));
+    }
+    std::fs::write(&go, "").unwrap();
+    let code = child.0.wait().unwrap().code();
+    reader.join().unwrap();
+    let text = screen.lock().unwrap().clone();
+    assert!(text.contains("done: flaky"), "it passed the second time: {code:?} {text:?}");
+}
+
+struct Release(PathBuf);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.0, "");
+    }
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}

@@ -21,7 +21,7 @@ use crate::share::ShareMode;
 )]
 pub struct Args {
     /// Worktree names to create or adopt; a PATH (anything with '/') adopts that worktree
-    #[arg(value_name = "NAME|PATH")]
+    #[arg(value_name = "NAME|PATH", add = wt_common::record::complete::worktrees())]
     pub names: Vec<String>,
 
     /// Create N worktrees with the next free names PREFIX-1, PREFIX-2, …

@@ -18,7 +18,7 @@ use wt_common::record::cli::GlobalArgs;
 )]
 pub struct Args {
     /// Worktrees by name (or path, with '/')
-    #[arg(value_name = "NAME|PATH")]
+    #[arg(value_name = "NAME|PATH", add = wt_common::record::complete::worktrees())]
     pub names: Vec<String>,
 
     #[command(flatten)]

@@ -19,7 +19,7 @@ use wt_common::record::cli::GlobalArgs;
 )]
 pub struct Args {
     /// Worktrees by name (or path, with '/'), like -w
-    #[arg(value_name = "NAME|PATH")]
+    #[arg(value_name = "NAME|PATH", add = wt_common::record::complete::worktrees())]
     pub names: Vec<String>,
 
     #[command(flatten)]

@@ -14,7 +14,7 @@ use wt_common::record::cli::GlobalArgs;
     name = "wt-run",
     version,
     subcommand_negates_reqs = true,
-    after_help = "Examples:\n  wt-create --list | wt-env | wt-run -j 4 -- cargo test\n  wt-run -w agent-1 --timeout 10m -- npm test\n  wt-run --all --shell -- 'make lint && make test'\n  wt-run -w agent-2 --confine -- claude -p \"fix issue 12\"\n  wt-run -w agent-3 --pane -- claude               # an agent in a terminal pane; see `wt-run pane --help`\n  wt-run logs agent-1 --follow                      # the last run's log\n  wt-run -w agent-1 --confine --passthrough --record run.json -- make test   # output and exit code as make's\n\nExit: with one worktree, the command's own exit code (124 on timeout, 128+N on signal N);\nwith several, 0 if every run succeeded, else 1. 2 usage, 3 unusable repository."
+    after_help = "Examples:\n  wt-create --list | wt-env | wt-run -j 4 -- cargo test\n  wt-run -w agent-1 --timeout 10m -- npm test\n  wt-run --all --quiet -- make test                 # a line per run and the table, no output\n  wt-run --all --shell -- 'make lint && make test'\n  wt-run -w agent-2 --confine -- claude -p \"fix issue 12\"\n  wt-run -w agent-3 --pane -- claude               # an agent in a terminal pane; see `wt-run pane --help`\n  wt-run logs agent-1 --follow                      # the last run's log\n  wt-run -w agent-1 --confine --passthrough --record run.json -- make test   # output and exit code as make's\n\nExit: with one worktree, the command's own exit code (124 on timeout, 128+N on signal N);\nwith several, 0 if every run succeeded, else 1. 2 usage, 3 unusable repository."
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -38,6 +38,11 @@ pub struct Args {
     /// Run CMD through `sh -c` (one string: pipes, &&, globs)
     #[arg(long)]
     pub shell: bool,
+
+    /// On a terminal, leave the commands' output in their logs instead of echoing it as
+    /// `name | line`: only a line as each run ends, the closing count and the table
+    #[arg(short, long)]
+    pub quiet: bool,
 
     /// Sandbox the command: write only in the worktree (commits on its own branch, through a
     /// private git store), a private temp dir and --allow-write; bind only its leased ports; no
@@ -109,9 +114,28 @@ pub struct Args {
 }
 
 impl Args {
+    /// wt-run's command line as the shell completes it: `Args`, with the names of `logs` and of
+    /// every pane verb completed from the repository. Every positional `NAME…` of a `pane` verb
+    /// is a pane's name, so a new verb completes without a word here.
+    pub fn completing() -> clap::Command {
+        use wt_common::record::complete;
+        let pane_name = |arg: clap::Arg| {
+            let named = arg.get_value_names().and_then(|v| v.first()).is_some_and(|v| v.starts_with("NAME"));
+            if arg.is_positional() && named {
+                arg.add(complete::panes())
+            } else {
+                arg
+            }
+        };
+        <Args as clap::CommandFactory>::command()
+            .mut_subcommand("logs", |logs| logs.mut_arg("name", |a| a.add(complete::worktrees_and_panes())))
+            .mut_subcommand("pane", |pane| pane.mut_subcommands(|verb| verb.mut_args(pane_name)))
+    }
+
     /// Parses the command line like `Args::parse`, but a command typed without `--` in front
     /// (`wt-run -w agent-1 pytest`) gets a one-line answer that shows where it goes.
     pub fn parse_or_exit() -> Args {
+        wt_common::record::complete::answer_if_asked(Args::completing);
         let raw: Vec<String> = std::env::args().collect();
         match Args::try_parse_from(&raw) {
             Ok(args) => args,

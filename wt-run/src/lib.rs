@@ -105,7 +105,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
         ledger: &ledger,
         args: &args,
         groups: &groups,
-        echo: std::io::stderr().is_terminal(),
+        echo: std::io::stderr().is_terminal() && !args.quiet,
         pane_socket,
         backend,
         agent_hooks: args.agent_hooks || config.agent_hooks.unwrap_or(false),
@@ -151,7 +151,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
             if args.pane.is_none() {
                 let (slot, said) = outcome_words(&rec);
                 tally[slot] += 1;
-                progress.step(&rec.name, &said);
+                progress.outcome(&rec.name, &said);
             }
             out.emit(&rec);
         }

@@ -11,6 +11,10 @@ use wt_common::Error;
 /// Watch worktrees and run their tests whenever their files settle; when the tests fail, hand
 /// the failure to the agent working there and wait for its next change, until green.
 ///
+/// A red round is run once more before the agent hears of it, to rule out a flaky test: red
+/// again is a failure for the agent; green the second time is reported as `flaky` (and not
+/// fed). `--no-rerun` (or `[watch] rerun = false`) feeds the first red round at once.
+///
 /// Worktrees come from records or names on stdin (read while watching, so new ones can join),
 /// names as arguments or `-w`, or `--all`. One record per worktree per round goes to stdout
 /// (with `--until-green`: one per worktree, when it turns green or gives up).
@@ -22,7 +26,7 @@ use wt_common::Error;
 )]
 pub struct Args {
     /// Worktrees by name or path
-    #[arg(value_name = "WORKTREE")]
+    #[arg(value_name = "WORKTREE", add = wt_common::record::complete::worktrees())]
     pub names: Vec<String>,
 
     #[command(flatten)]
@@ -39,6 +43,11 @@ pub struct Args {
     /// One record per worktree, when it turns green or gives up; stop watching it then
     #[arg(long)]
     pub until_green: bool,
+
+    /// Feed a red round to the agent at once, without running it a second time to rule out a
+    /// flaky test [wt.toml: [watch] rerun = false]
+    #[arg(long)]
+    pub no_rerun: bool,
 
     /// Where failures go: `pane` (the agent's pane, named like the worktree), `pane:NAME`,
     /// `file:PATH` (relative paths are in the worktree), `cmd:COMMAND` (the failure on its
@@ -108,6 +117,8 @@ pub struct Config {
     pub guard: Option<Vec<String>>,
     pub debounce: Option<u64>,
     pub max_rounds: Option<u32>,
+    /// `false`: `--no-rerun` for every watch.
+    pub rerun: Option<bool>,
     pub feed: Option<String>,
     pub agent_timeout: Option<String>,
     pub quiet_ms: Option<u64>,
@@ -159,6 +170,8 @@ pub struct Settings {
     pub debounce: Duration,
     pub max_rounds: u32,
     pub until_green: bool,
+    /// Run a red round once more before feeding it (a pass then is `flaky`).
+    pub rerun: bool,
     pub feed: Feed,
     pub guard: Vec<String>,
     pub agent_timeout: Duration,
@@ -214,6 +227,7 @@ impl Settings {
             debounce: Duration::from_millis(args.debounce.or(config.debounce).unwrap_or(300)),
             max_rounds,
             until_green: args.until_green,
+            rerun: !args.no_rerun && config.rerun.unwrap_or(true),
             feed: Feed::parse(args.feed.as_deref().or(config.feed.as_deref()).unwrap_or("pane"))?,
             guard: if args.guard.is_empty() { config.guard.unwrap_or_default() } else { args.guard.clone() },
             agent_timeout: duration(args.agent_timeout, config.agent_timeout, Duration::from_secs(15 * 60))?,

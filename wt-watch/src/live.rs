@@ -1,20 +1,28 @@
 //! On a terminal, a line per worktree on stderr (its round, its status, how long it has been in
 //! it), redrawn in place; never on stdout, and nothing at all when stderr is not a terminal.
+//! The timers count: the loop wakes at each whole second ([`Live::next_tick`]) and redraws
+//! ([`Live::refresh`]), so a round that runs for a minute shows its minute pass.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 pub struct Live {
     on: bool,
     lines: BTreeMap<String, (String, Instant)>,
     drawn: usize,
+    /// The seconds each line showed when last drawn: a redraw with nothing new is skipped.
+    shown: Vec<u64>,
 }
 
 impl Live {
     pub fn new() -> Live {
-        Live { on: std::io::stderr().is_terminal(), lines: BTreeMap::new(), drawn: 0 }
+        Live::to_terminal(std::io::stderr().is_terminal())
+    }
+
+    fn to_terminal(on: bool) -> Live {
+        Live { on, lines: BTreeMap::new(), drawn: 0, shown: Vec::new() }
     }
 
     /// Sets the line of worktree `name` and redraws.
@@ -26,22 +34,64 @@ impl Live {
         self.draw();
     }
 
+    /// When a timer on screen next shows one second more; `None` when nothing is on screen.
+    pub fn next_tick(&self) -> Option<Instant> {
+        if !self.on {
+            return None;
+        }
+        self.lines.values().map(|(_, since)| *since + Duration::from_secs(since.elapsed().as_secs() + 1)).min()
+    }
+
+    /// Redraws if a timer shows another second now.
+    pub fn refresh(&mut self) {
+        if self.on && self.seconds() != self.shown {
+            self.draw();
+        }
+    }
+
+    fn seconds(&self) -> Vec<u64> {
+        self.lines.values().map(|(_, since)| since.elapsed().as_secs()).collect()
+    }
+
     fn draw(&mut self) {
         let width = self.lines.keys().map(String::len).max().unwrap_or(0);
         let mut out = String::new();
         if self.drawn > 0 {
             out.push_str(&format!("\x1b[{}A", self.drawn));
         }
-        for (name, (text, since)) in &self.lines {
-            out.push_str(&format!("\x1b[2K{name:width$}  {text}  ({}s)\n", since.elapsed().as_secs()));
+        self.shown = self.seconds();
+        for ((name, (text, _)), secs) in self.lines.iter().zip(&self.shown) {
+            out.push_str(&format!("\x1b[2K{name:width$}  {text}  ({})\n", elapsed(*secs)));
         }
         self.drawn = self.lines.len();
         let _ = std::io::stderr().lock().write_all(out.as_bytes());
     }
 }
 
+/// `42s`, `3m05s`, `1h02m`: how long a line has been as it is.
+fn elapsed(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
 impl Default for Live {
     fn default() -> Self {
         Live::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_read_as_people_write_durations() {
+        assert_eq!(elapsed(0), "0s");
+        assert_eq!(elapsed(59), "59s");
+        assert_eq!(elapsed(185), "3m05s");
+        assert_eq!(elapsed(3720), "1h02m");
     }
 }

@@ -191,8 +191,9 @@ impl Session {
             if !self.input_open && self.wts.iter().all(|w| w.phase == Phase::Done) {
                 break;
             }
-            let wait =
-                self.next_deadline().map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(Instant::now()));
+            // The status lines' timers count whole seconds: wake for each, even with nothing due.
+            let due = [self.next_deadline(), self.live.next_tick()].into_iter().flatten().min();
+            let wait = due.map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(Instant::now()));
             match self.rx.recv_timeout(wait) {
                 Ok(Msg::Signal(sig)) => {
                     self.terminate_all();
@@ -204,6 +205,7 @@ impl Session {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             self.tick();
+            self.live.refresh();
         }
         let not_green = self.not_green;
         let status = self.out.finish();
@@ -356,7 +358,7 @@ impl Session {
         let (tx, groups, seq, test_pane) = (self.tx.clone(), Arc::clone(&w.groups), w.seq, w.test_pane.clone());
         let round = w.rounds + 1;
         let text = if w.retried {
-            format!("round {round}: running again (flaky?)")
+            format!("round {round}: red, re-running once to rule out a flaky test")
         } else {
             format!("round {round}: running")
         };
@@ -383,7 +385,7 @@ impl Session {
             return self.green(id, fin, tested);
         }
         let w = &mut self.wts[id];
-        if !w.retried && w.dirty.is_none() {
+        if self.ctx.settings.rerun && !w.retried && w.dirty.is_none() {
             // Red with no change since: run it once more; a pass now means a flaky test.
             w.retried = true;
             return self.start_run(id);

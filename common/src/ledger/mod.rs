@@ -29,6 +29,12 @@ use crate::error::Error;
 use crate::fs::write_atomic_private;
 use crate::proc::lock::{default_timeout, FileLock};
 
+/// The names of the worktrees the tools manage in the repository whose state directory is
+/// `state_dir`, in name order; none when there is no ledger yet.
+pub fn worktree_names(state_dir: &Path) -> Result<Vec<String>, Error> {
+    Ok(LedgerFile::new(state_dir).read()?.worktrees.keys().cloned().collect())
+}
+
 /// Everything the tools have handed out in one repository.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ledger {

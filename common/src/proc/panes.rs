@@ -21,10 +21,16 @@ pub struct Pane {
 
 /// One request and its response line; `None` when no supervisor answers.
 fn call(repo: &Repo, method: &str, params: Value) -> Result<Option<Value>, Error> {
+    // `pane.kill` waits up to 2 s for the pane to end.
+    call_within(repo, method, params, Duration::from_secs(10))
+}
+
+/// `call`, giving up on the answer after `wait`.
+fn call_within(repo: &Repo, method: &str, params: Value, wait: Duration) -> Result<Option<Value>, Error> {
     let socket = crate::proc::supervisor::socket_path(&repo.common_dir)?;
     let Ok(stream) = UnixStream::connect(&socket) else { return Ok(None) };
-    // `pane.kill` waits up to 2 s for the pane to end.
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.set_read_timeout(Some(wait));
+    let _ = stream.set_write_timeout(Some(wait));
     let lost = |e: std::io::Error| Error::env("supervisor-lost", format!("the pane supervisor went away: {e}"));
     let mut line = serde_json::to_vec(&json!({"id": 1, "method": method, "params": params})).expect("request");
     line.push(b'\n');
@@ -39,6 +45,21 @@ fn call(repo: &Repo, method: &str, params: Value) -> Result<Option<Value>, Error
             Err(Error::failed("pane-failed", format!("the pane supervisor: {msg}")))
         }
     }
+}
+
+/// Every pane of the repository's supervisor, live or exited, by name, with its agent's state
+/// (`waiting`, `exited`, …): what a shell completes a pane name from. Asked with a short
+/// timeout, since a person is waiting at the <TAB>; nothing when no supervisor answers.
+pub fn names(repo: &Repo) -> Vec<(String, String)> {
+    let list = call_within(repo, "pane.list", json!({}), Duration::from_millis(500)).ok().flatten();
+    let text = |p: &Value, key: &str| p.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+    list.as_ref()
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|p| (text(p, "name"), text(p, "state")))
+        .filter(|(name, _)| !name.is_empty())
+        .collect()
 }
 
 /// The live panes whose working directory is `path` or inside it.

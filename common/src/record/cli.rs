@@ -34,7 +34,7 @@ pub struct GlobalArgs {
 #[derive(Debug, Clone, Args)]
 pub struct Selection {
     /// A worktree by name (repeatable)
-    #[arg(short = 'w', long = "worktree", value_name = "NAME")]
+    #[arg(short = 'w', long = "worktree", value_name = "NAME", add = crate::record::complete::worktrees())]
     pub worktrees: Vec<String>,
 
     /// Every worktree the tools manage
@@ -117,6 +117,7 @@ pub fn stdin_records() -> Option<Reader<io::StdinLock<'static>>> {
 /// prints them; a usage error becomes one line (`tool: unexpected argument '--x' found (see
 /// tool --help)`), exit 2, like every other error of the tools.
 pub fn parse_args<T: clap::Parser>(tool: &str) -> T {
+    crate::record::complete::answer_if_asked(T::command);
     T::try_parse().unwrap_or_else(|e| exit_on(tool, &e))
 }
 

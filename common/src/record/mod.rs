@@ -18,6 +18,7 @@
 //! Absent optional fields are omitted, never written as `null`.
 
 pub mod cli;
+pub mod complete;
 pub mod duration;
 pub mod excerpt;
 pub mod jsonl;

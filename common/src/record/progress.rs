@@ -30,6 +30,14 @@ impl Progress {
         }
     }
 
+    /// `tool: name: what`, for a line that says its own time (`agent-2: exit 3 after 4.1s`):
+    /// the time since the run started would be a second one.
+    pub fn outcome(&self, name: &str, what: &str) {
+        if self.shown {
+            eprintln!("{}: {}: {what}", self.tool, name.escape_debug());
+        }
+    }
+
     /// The closing line: the counts that are not zero, and the time the run took
     /// (`wt-run: 3 passed, 1 failed, 12.4s`).
     pub fn summary(&self, counts: &[(usize, &str)]) {
