@@ -360,7 +360,7 @@ fn bad_share_directories_are_refused_before_anything_is_made() {
     for (dir, code) in [
         ("../x", "give a directory relative"),
         ("missing", "install the dependencies there first"),
-        ("src", "not ignored by git"),
+        ("src", "holds files git tracks"),
     ] {
         let run = t.run("wt-create", &["w", "--share", dir], "");
         run.expect_code(2);
@@ -369,6 +369,53 @@ fn bad_share_directories_are_refused_before_anything_is_made() {
     }
     assert!(!t.wt_root().join("w").exists());
     assert_eq!(t.git_worktrees().len(), 1);
+}
+
+#[test]
+fn a_directory_git_does_not_ignore_is_refused_with_the_line_that_fixes_it() {
+    let t = TestRepo::new();
+    t.write("vendor/lib.js", "1\n");
+    let run = t.run("wt-create", &["w", "--share", "vendor"], "");
+    run.expect_code(2);
+    assert_eq!(run.stderr.lines().count(), 1, "one line: {run}");
+    for says in ["vendor is not ignored by git", "add the line `/vendor/` to .gitignore", ".git/info/exclude (this clone only)"] {
+        assert!(run.stderr.contains(says), "{says:?} in {run}");
+    }
+    assert!(!t.wt_root().join("w").exists());
+    // The line, where the message says, is the fix.
+    std::fs::write(t.repo.join(".git/info/exclude"), "/vendor/\n").unwrap();
+    let run = t.run("wt-create", &["w", "--share", "vendor"], "");
+    assert_eq!(share_record(&run.expect_code(0).records()[0], "vendor")["status"], "shared");
+}
+
+#[test]
+fn without_a_lock_file_the_manifest_is_compared_and_without_either_a_warning_says_so() {
+    let t = TestRepo::new();
+    t.write(".gitignore", "deps/\n");
+    t.write("app/package.json", "{\"dependencies\": {\"x\": \"^1.0.0\"}}\n");
+    t.commit("manifest, no lock file");
+    t.write("app/deps/x/index.js", "1\n");
+    t.write("deps/y.js", "2\n");
+    // Same manifest: shared, and the record says what was compared.
+    let run = t.run("wt-create", &["same", "--share", "app/deps", "--share", "deps"], "");
+    let rec = &run.expect_code(0).records()[0];
+    let app = share_record(rec, "app/deps");
+    assert_eq!((&app["status"], &app["compared"]), (&Value::from("shared"), &serde_json::json!(["app/package.json"])));
+    assert!(app.get("warning").is_none(), "{app}");
+    // Nothing to compare for `deps` at the root: shared, with a warning on stderr and in the record.
+    let bare = share_record(rec, "deps");
+    assert_eq!(bare["status"], "shared");
+    assert!(s(&bare, "warning").contains("without proof"), "{bare}");
+    let said: Vec<&str> = run.stderr.lines().filter(|l| l.contains("without proof")).collect();
+    assert_eq!(said.len(), 1, "{run}");
+    assert!(said[0].contains("same: shared deps") && said[0].contains("no lock file"), "{run}");
+    // The main worktree's manifest moved on: the branch's is the committed one, so no sharing.
+    t.write("app/package.json", "{\"dependencies\": {\"x\": \"^2.0.0\"}}\n");
+    let run = t.run("wt-create", &["moved", "--share", "app/deps"], "");
+    let app = share_record(&run.expect_code(0).records()[0], "app/deps");
+    assert_eq!(app["status"], "skipped");
+    assert!(run.stderr.contains("not sharing app/deps: app/package.json differs"), "{run}");
+    assert!(!t.wt_root().join("moved/app/deps").exists());
 }
 
 #[test]
