@@ -153,13 +153,14 @@ fn clear_stale_index_lock(repo: &wt_common::git::repo::Repo, wt: &Registered) {
 /// changes wt does not look at: git would look by running code the agent could have planted
 /// in their config (`checkout_state::status_command`).
 fn refuse_dirty(wt: &Registered) -> Result<(), Error> {
-    let changed = wt_common::git::checkout_state::changes(wt)?;
-    if changed > 0 {
+    let changed = wt_common::git::checkout_state::changed_paths(wt)?;
+    if !changed.is_empty() {
         return Err(Error::failed(
             "dirty",
             format!(
-                "{} has {changed} uncommitted change(s); commit or stash them, or pass --force to discard them",
-                wt.path.display()
+                "{} has {}; commit or stash them, or pass --force to discard them",
+                wt.path.display(),
+                wt_common::git::checkout_state::changes_named(&changed)
             ),
         ));
     }
