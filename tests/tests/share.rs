@@ -352,6 +352,58 @@ fn store_gc_removes_only_entries_nothing_links_to() {
     assert_eq!(fs::read_to_string(t.wt_root().join("w/deps/kept.js")).unwrap(), "kept\n");
 }
 
+/// Bytes as wt-create's summary shows them.
+fn human(bytes: u64) -> String {
+    let mut value = bytes as f64;
+    for unit in ["B", "KiB", "MiB", "GiB"] {
+        if value < 1024.0 {
+            return if unit == "B" { format!("{bytes} B") } else { format!("{value:.1} {unit}") };
+        }
+        value /= 1024.0;
+    }
+    format!("{value:.1} TiB")
+}
+
+#[test]
+fn share_status_counts_what_is_on_disk_and_store_gc_says_what_it_keeps_and_why() {
+    let t = TestRepo::new();
+    t.write(".gitignore", "deps/\n");
+    t.commit("ignore deps");
+    let bytes = |seed: u8| (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ seed).collect::<Vec<u8>>();
+    fs::create_dir_all(t.repo.join("deps/lib")).unwrap();
+    fs::write(t.repo.join("deps/a.bin"), bytes(1)).unwrap();
+    fs::write(t.repo.join("deps/lib/b.bin"), bytes(2)).unwrap();
+    t.run("wt-create", &["w1", "w2", "--share", "deps", "--share-mode", "hardlink"], "").expect_code(0);
+    let trees_and_store = [t.wt_root().join("w1/deps"), t.wt_root().join("w2/deps"), t.repo.join(".git/wt/store")];
+    let said = |t: &TestRepo| {
+        let status = t.run("wt-create", &["--share-status"], "");
+        status.expect_code(0);
+        let (_, main) = disk_use(&[t.repo.join("deps")], &HashSet::new());
+        let (beyond_main, _) = disk_use(&trees_and_store, &main);
+        (status.stderr.clone(), beyond_main)
+    };
+    // Every file is a hard link of the main worktree's own: only directories cost anything.
+    let (stderr, beyond_main) = said(&t);
+    assert!(beyond_main < 100_000, "{beyond_main}");
+    assert!(stderr.contains(&format!(": {} on disk beyond the main worktree's", human(beyond_main))), "{stderr}");
+    // The main worktree's a.bin is installed again (a new inode): the worktrees' old one costs.
+    fs::remove_file(t.repo.join("deps/a.bin")).unwrap();
+    fs::write(t.repo.join("deps/a.bin"), bytes(1)).unwrap();
+    let (stderr, beyond_main) = said(&t);
+    assert!(beyond_main > 300_000, "{beyond_main}");
+    assert!(stderr.contains(&format!(": {} on disk beyond the main worktree's", human(beyond_main))), "{stderr}");
+    let gc = t.run("wt-create", &["--store-gc"], "");
+    gc.expect_code(0);
+    for says in [
+        "removed 0 files",
+        "kept 2 files",
+        "in use by w1 (2 files), w2 (2)",
+        "1 are the main worktree's own files (they cost nothing: the same inode)",
+    ] {
+        assert!(gc.stderr.contains(says), "{says:?} in {gc}");
+    }
+}
+
 #[test]
 fn bad_share_directories_are_refused_before_anything_is_made() {
     let t = TestRepo::new();

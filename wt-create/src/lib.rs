@@ -57,7 +57,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         return Ok(out.finish());
     }
     if args.store_gc {
-        share::gc::run(&ctx.repo)?;
+        share::gc::run(&ctx)?;
         return Ok(out.finish());
     }
     let mut wants: Vec<Want> = args.names.iter().map(|w| Want::parse(w)).collect();
