@@ -190,8 +190,14 @@ fn kept_databases_are_listed_with_their_worktree_age_and_size_and_dropped_on_req
     cmd.current_dir(&t.repo).args(["-qec", &line, "/dev/null"]);
     let table = wt_tests::Run::of(t.isolate(&mut cmd), "");
     let lines: Vec<&str> = table.expect_code(0).stdout.lines().map(str::trim_end).collect();
-    assert!(lines[0].starts_with("DATABASE") && lines[0].contains("WORKTREE") && lines[0].contains("KEPT SINCE"), "{table}");
-    assert!(lines[1].starts_with(&db1) && lines[1].contains("k1") && lines[1].contains(" ago") && lines[1].contains("MiB"), "{table}");
+    assert!(
+        lines[0].starts_with("DATABASE") && lines[0].contains("WORKTREE") && lines[0].contains("KEPT SINCE"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with(&db1) && lines[1].contains("k1") && lines[1].contains(" ago") && lines[1].contains("MiB"),
+        "{table}"
+    );
     // Dropped by the worktree's name, after saying what goes.
     let dropped = t.run("wt-env", &["--drop-kept", "k1"], "");
     let recs = dropped.expect_code(0).records();
@@ -246,7 +252,11 @@ fn a_sqlite_copy_is_kept_out_of_git_like_the_env_file() {
     let wt = std::path::PathBuf::from(s(&run.expect_code(0).records()[0], "path"));
     assert!(wt.join("data/app.db").is_file());
     std::fs::write(wt.join("data/app.db-wal"), "wal").unwrap();
-    assert_eq!(t.git_in(&wt, ["status", "--porcelain", "--untracked-files=all"]), "", "the copy and its WAL are ignored");
+    assert_eq!(
+        t.git_in(&wt, ["status", "--porcelain", "--untracked-files=all"]),
+        "",
+        "the copy and its WAL are ignored"
+    );
     t.git_in(&wt, ["add", "-A"]);
     assert_eq!(t.git_in(&wt, ["diff", "--cached", "--name-only"]), "", "`git add -A` commits no database");
 }

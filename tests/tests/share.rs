@@ -369,7 +369,8 @@ fn share_status_counts_what_is_on_disk_and_store_gc_says_what_it_keeps_and_why()
     let t = TestRepo::new();
     t.write(".gitignore", "deps/\n");
     t.commit("ignore deps");
-    let bytes = |seed: u8| (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ seed).collect::<Vec<u8>>();
+    let bytes =
+        |seed: u8| (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ seed).collect::<Vec<u8>>();
     fs::create_dir_all(t.repo.join("deps/lib")).unwrap();
     fs::write(t.repo.join("deps/a.bin"), bytes(1)).unwrap();
     fs::write(t.repo.join("deps/lib/b.bin"), bytes(2)).unwrap();
@@ -430,7 +431,9 @@ fn a_directory_git_does_not_ignore_is_refused_with_the_line_that_fixes_it() {
     let run = t.run("wt-create", &["w", "--share", "vendor"], "");
     run.expect_code(2);
     assert_eq!(run.stderr.lines().count(), 1, "one line: {run}");
-    for says in ["vendor is not ignored by git", "add the line `/vendor/` to .gitignore", ".git/info/exclude (this clone only)"] {
+    for says in
+        ["vendor is not ignored by git", "add the line `/vendor/` to .gitignore", ".git/info/exclude (this clone only)"]
+    {
         assert!(run.stderr.contains(says), "{says:?} in {run}");
     }
     assert!(!t.wt_root().join("w").exists());

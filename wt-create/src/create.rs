@@ -530,12 +530,7 @@ fn includes_into_adopted(ctx: &Context, includes: &Includes, rec: &Record) {
 /// no time of its own. One that runs beside others writes its entry once all is done
 /// (`Checkouts`). Either way the entry shows only for a finished worktree. The marker goes after that,
 /// so a marker whose worktree is in the ledger means a finished worktree (`pending::reap_dead`).
-fn complete(
-    ctx: &Context,
-    nw: NewWorktree,
-    includes: &Includes,
-    checkouts: &Checkouts,
-) -> Record {
+fn complete(ctx: &Context, nw: NewWorktree, includes: &Includes, checkouts: &Checkouts) -> Record {
     let NewWorktree { mut record, entry, pending } = nw;
     let name = record.name.clone();
     let record_entry = |l: &mut wt_common::ledger::Ledger| {

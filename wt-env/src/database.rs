@@ -178,10 +178,7 @@ pub fn size(lease: &DbLease) -> Option<u64> {
         "postgres" => {
             let mut client = connect(lease.server_url.as_deref().unwrap_or(&lease.url), "postgres").ok()?;
             let row = client
-                .query_opt(
-                    "SELECT pg_database_size(datname) FROM pg_database WHERE datname = $1",
-                    &[&lease.name],
-                )
+                .query_opt("SELECT pg_database_size(datname) FROM pg_database WHERE datname = $1", &[&lease.name])
                 .ok()??;
             row.get::<_, i64>(0).try_into().ok()
         }

@@ -180,7 +180,10 @@ fn kept_columns() -> Vec<Column> {
         r.key("env").and_then(|e| e.get("kept")).and_then(|k| k.get(key)).cloned()
     }
     vec![
-        Column { title: "DATABASE", value: |r| kept(r, "database").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default() },
+        Column {
+            title: "DATABASE",
+            value: |r| kept(r, "database").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        },
         Column { title: "WORKTREE", value: |r| r.name.clone() },
         Column {
             title: "KEPT SINCE",

@@ -83,11 +83,7 @@ pub fn changed_paths(reg: &Registered) -> Result<Vec<String>, Error> {
 
 /// The paths of `git status --porcelain -z --no-renames` output (`XY path`, NUL-ended).
 pub fn porcelain_paths(stdout: &[u8]) -> Vec<String> {
-    stdout
-        .split(|b| *b == 0)
-        .filter(|s| s.len() > 3)
-        .map(|s| String::from_utf8_lossy(&s[3..]).into_owned())
-        .collect()
+    stdout.split(|b| *b == 0).filter(|s| s.len() > 3).map(|s| String::from_utf8_lossy(&s[3..]).into_owned()).collect()
 }
 
 /// How many changed paths a message names before it gives the count of the rest.

@@ -70,7 +70,12 @@ pub fn compare(main: &Path, worktree: &Path, dir: &Path) -> Verdict {
 
 /// The files `wanted` picks beside `dir` and above it, on either side: `Ok` with their paths
 /// when all are the same in both, `Err` with the first that is not.
-fn compare_files(main: &Path, worktree: &Path, dir: &Path, wanted: impl Fn(&str) -> bool) -> Result<Vec<String>, String> {
+fn compare_files(
+    main: &Path,
+    worktree: &Path,
+    dir: &Path,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, String> {
     let mut same = Vec::new();
     for rel in dir.ancestors().skip(1) {
         let mut names: Vec<String> = [main.join(rel), worktree.join(rel)]
