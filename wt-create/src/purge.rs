@@ -21,6 +21,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
+use wt_common::proc::panes::Supervisor;
 use wt_common::record::output::Output;
 use wt_common::{git, proc::failpoint, Error, Record};
 
@@ -178,13 +179,27 @@ pub fn run(ctx: &Context, force: bool, yes: bool, out: &mut Output) -> Result<()
     for r in &plan.refs {
         git::run(ctx.repo.git_dir(), ["update-ref", "-d", r])?;
     }
-    if let Err(e) = wt_common::proc::panes::stop_supervisor_if_idle(&ctx.repo) {
-        eprintln!("wt-create: the pane supervisor: {}", e.message);
-    }
+    // A supervisor with panes elsewhere (the main worktree's) runs on, writing its logs and
+    // pane notes into wt's state directory: those stay.
+    let supervisor = wt_common::proc::panes::stop_supervisor_if_idle(&ctx.repo);
+    let keep: &[&str] = match &supervisor {
+        Ok(Supervisor::Busy(panes)) => {
+            eprintln!(
+                "wt-create: the pane supervisor runs on for panes outside wt's worktrees ({}); its logs stay",
+                panes.join(", ")
+            );
+            &["logs", "panes"]
+        }
+        Ok(_) => &[],
+        Err(e) => {
+            eprintln!("wt-create: the pane supervisor: {}; its logs stay", e.message);
+            &["logs", "panes"]
+        }
+    };
     // Looked for again: taking the worktree lock above makes the directory if it was gone.
     let state_dir = ctx.repo.state_dir();
     if state_dir.symlink_metadata().is_ok() {
-        remove_state_dir(&state_dir)?;
+        remove_state_dir(&state_dir, keep)?;
     }
     if let Some(root) = &plan.root {
         if std::fs::remove_dir(root).is_err() && root.is_dir() {
@@ -258,18 +273,24 @@ fn delete_branches(ctx: &Context, branches: &[String], force: bool) -> Result<()
     Ok(())
 }
 
-/// Deletes wt's state directory: everything but the ledger first, the ledger (which lists
-/// what is still to drop) last, then the directory.
-fn remove_state_dir(dir: &Path) -> Result<(), Error> {
+/// Deletes wt's state directory but the entries named in `keep`: everything else but the
+/// ledger first, the ledger (which lists what is still to drop) last, then the directory
+/// (when nothing was kept).
+fn remove_state_dir(dir: &Path, keep: &[&str]) -> Result<(), Error> {
     let io = |e: std::io::Error| Error::io(dir.display(), e);
     let ledger = dir.join("ledger.json");
     for entry in std::fs::read_dir(dir).map_err(io)?.flatten() {
-        if entry.path() != ledger {
+        let kept = entry.file_name().to_str().is_some_and(|n| keep.contains(&n));
+        if entry.path() != ledger && !kept {
             wt_common::fs::remove_any(&entry.path()).map_err(io)?;
         }
     }
     failpoint::hit("purge-before-ledger");
     wt_common::fs::remove_any(&ledger).map_err(io)?;
+    if !keep.is_empty() {
+        let _ = std::fs::remove_dir(dir); // only if nothing was there to keep
+        return Ok(());
+    }
     match std::fs::remove_dir(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
         _ => Ok(()),

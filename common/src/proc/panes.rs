@@ -112,22 +112,39 @@ pub fn kill_and_forget(repo: &Repo, name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// What `stop_supervisor_if_idle` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Supervisor {
+    /// No supervisor answers on the repository's socket.
+    NotRunning,
+    /// It had no pane left and has stopped; its pid.
+    Stopped(Option<i64>),
+    /// It still has these panes, so it runs on.
+    Busy(Vec<String>),
+}
+
 /// Stops the repository's supervisor when it has no pane left, and waits (up to 10 s) until
-/// it answers no more. Returns the pid it had; `None` when none ran, or it still has panes.
-pub fn stop_supervisor_if_idle(repo: &Repo) -> Result<Option<i64>, Error> {
-    let Some(list) = call(repo, "pane.list", json!({}))? else { return Ok(None) };
-    if list.as_array().is_some_and(|panes| !panes.is_empty()) {
-        return Ok(None);
+/// its process is gone.
+pub fn stop_supervisor_if_idle(repo: &Repo) -> Result<Supervisor, Error> {
+    let Some(list) = call(repo, "pane.list", json!({}))? else { return Ok(Supervisor::NotRunning) };
+    let names: Vec<String> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("name").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    if !names.is_empty() {
+        return Ok(Supervisor::Busy(names));
     }
     let pid = call(repo, "server.ping", json!({}))?.and_then(|r| r.get("pid").and_then(Value::as_i64));
     call(repo, "server.stop", json!({}))?;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::time::Instant::now() < deadline {
-        let gone = pid.is_none_or(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), None).is_err());
-        if gone {
+        let alive = |p: i64| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), None).is_ok();
+        if !pid.is_some_and(alive) {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(pid)
+    Ok(Supervisor::Stopped(pid))
 }

@@ -8,7 +8,8 @@
 use std::fs;
 use std::path::Path;
 
-/// Lock files of npm, pnpm, yarn, bun, uv, poetry and pipenv; `requirements*.txt` besides.
+/// Lock files of npm, pnpm, yarn, bun, uv, poetry, pipenv, cargo, bundler, composer and go;
+/// `requirements*.txt` besides.
 const LOCK_FILES: &[&str] = &[
     "package-lock.json",
     "npm-shrinkwrap.json",
@@ -19,6 +20,10 @@ const LOCK_FILES: &[&str] = &[
     "uv.lock",
     "poetry.lock",
     "Pipfile.lock",
+    "Cargo.lock",
+    "Gemfile.lock",
+    "composer.lock",
+    "go.sum",
 ];
 
 fn is_lock_file(name: &str) -> bool {
