@@ -373,6 +373,18 @@ fn remove_refuses_dirty_or_unmerged_work_unless_forced() {
 }
 
 #[test]
+fn remove_all_removes_every_managed_worktree_and_only_those() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["-n", "2"], "").expect_code(0);
+    let foreign = t.root().join("foreign");
+    t.git(["worktree", "add", "-q", "-b", "foreign", foreign.to_str().unwrap()]);
+    let run = t.run("wt-create", &["--remove", "--all"], "");
+    assert_eq!(names(&run.expect_code(0).records()), ["agent-1", "agent-2"]);
+    assert_eq!(t.git_worktrees().len(), 2, "the worktree wt did not make stays");
+    assert_eq!(t.branches(), ["foreign", "main"]);
+}
+
+#[test]
 fn bad_names_are_refused_before_anything_is_made() {
     let t = TestRepo::new();
     for bad in ["a..b", "", "-x", "bad\u{1}name", ".hidden", "x.lock", "a b"] {

@@ -49,10 +49,13 @@ pub fn skipped_warning(skipped: &[String]) -> Option<String> {
     if skipped.len() > NAMED {
         named.push_str(&format!(" and {} more", skipped.len() - NAMED));
     }
-    let it = if skipped.len() == 1 { "it" } else { "them" };
+    let (it, untracked) = match skipped.len() {
+        1 => ("it", "an untracked file"),
+        _ => ("them", "untracked files"),
+    };
     Some(format!(
         "{FILE_NAME}: not copying {named}: git does not ignore {it}, so in a new worktree {it} would be \
-         untracked files that `git add -A` commits; to have {it} copied, make git ignore {it} \
+         {untracked} that `git add -A` commits; to have {it} copied, make git ignore {it} \
          (add a line such as `/{first}` to .gitignore, or to .git/info/exclude for this clone only)"
     ))
 }
