@@ -259,6 +259,57 @@ fn worktreeinclude_copies_matching_ignored_files_only() {
 }
 
 #[test]
+fn an_include_entry_git_does_not_ignore_is_named_with_the_fix() {
+    let t = TestRepo::new();
+    t.write(".gitignore", ".env\n");
+    t.write(".worktreeinclude", ".env\nnotes.txt\n");
+    t.commit("include rules");
+    t.write(".env", "SECRET=1\n");
+    t.write("notes.txt", "untracked, not ignored\n");
+    let run = t.run("wt-create", &["a", "b"], "");
+    run.expect_code(0);
+    let warnings: Vec<&str> = run.stderr.lines().filter(|l| l.contains(".worktreeinclude")).collect();
+    assert_eq!(warnings.len(), 1, "said once per run, not per worktree: {run}");
+    for says in ["not copying notes.txt", "git does not ignore it", "`/notes.txt` to .gitignore", ".git/info/exclude"] {
+        assert!(warnings[0].contains(says), "{says:?} in {run}");
+    }
+    assert!(t.wt_root().join("a/.env").exists() && !t.wt_root().join("a/notes.txt").exists());
+    // Following the advice makes it copied, and the warning goes.
+    std::fs::write(t.repo.join(".git/info/exclude"), "/notes.txt\n").unwrap();
+    let run = t.run("wt-create", &["c"], "");
+    assert!(!run.expect_code(0).stderr.contains(".worktreeinclude"), "{run}");
+    assert!(t.wt_root().join("c/notes.txt").exists());
+}
+
+#[test]
+fn adopting_a_worktree_copies_the_include_files_it_lacks_and_keeps_its_own() {
+    let t = TestRepo::new();
+    t.write(".gitignore", ".env\n*.local\n");
+    t.write(".worktreeinclude", ".env\n*.local\n");
+    t.commit("include rules");
+    t.write("app.local", "main's\n");
+    t.run("wt-create", &["a"], "").expect_code(0);
+    let a = t.wt_root().join("a");
+    std::fs::write(a.join("app.local"), "the agent's\n").unwrap();
+    let plain = t.root().join("plain");
+    t.git(["worktree", "add", "-q", "-b", "plain", plain.to_str().unwrap()]);
+    // The main worktree gains an include file after both were made.
+    t.write(".env", "SECRET=1\n");
+    t.write("sub/dev.local", "nested\n");
+    let run = t.run("wt-create", &["a", plain.to_str().unwrap()], "");
+    let recs = run.expect_code(0).records();
+    assert_eq!((&recs[0]["created"], &recs[1]["created"]), (&Value::Bool(false), &Value::Bool(false)));
+    for wt in [&a, &plain] {
+        assert_eq!(std::fs::read_to_string(wt.join(".env")).unwrap(), "SECRET=1\n", "{}", wt.display());
+        assert_eq!(std::fs::read_to_string(wt.join("sub/dev.local")).unwrap(), "nested\n");
+        assert_eq!(t.git_in(wt, ["status", "--porcelain"]), "");
+    }
+    assert_eq!(std::fs::read_to_string(a.join("app.local")).unwrap(), "the agent's\n", "its own file stays");
+    assert_eq!(std::fs::read_to_string(plain.join("app.local")).unwrap(), "main's\n");
+    assert!(run.stderr.contains("a: copied 2 missing .worktreeinclude file(s)"), "{run}");
+}
+
+#[test]
 fn list_shows_managed_worktrees_and_all_git_shows_every_one() {
     let t = TestRepo::new();
     t.run("wt-create", &["-n", "2"], "").expect_code(0);
@@ -308,7 +359,7 @@ fn remove_refuses_dirty_or_unmerged_work_unless_forced() {
     assert_eq!(out[0]["removed"], true);
     assert_eq!(out[1]["error"]["code"], "dirty");
     assert_eq!(out[2]["error"]["code"], "unmerged");
-    assert!(run.stderr.contains("uncommitted change"), "{run}");
+    assert!(run.stderr.contains("has 1 uncommitted change (README);"), "names the changed path: {run}");
     assert!(!path(0).exists() && path(1).exists() && path(2).exists());
     assert_eq!(t.branches(), ["main", "wt/ahead", "wt/dirty"]);
     // Records on stdin work as well as names, and --force removes the rest.
@@ -319,6 +370,18 @@ fn remove_refuses_dirty_or_unmerged_work_unless_forced() {
     let ledger: Value =
         serde_json::from_str(&std::fs::read_to_string(t.repo.join(".git/wt/ledger.json")).unwrap()).unwrap();
     assert_eq!(ledger["worktrees"], serde_json::json!({}), "leases dropped");
+}
+
+#[test]
+fn remove_all_removes_every_managed_worktree_and_only_those() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["-n", "2"], "").expect_code(0);
+    let foreign = t.root().join("foreign");
+    t.git(["worktree", "add", "-q", "-b", "foreign", foreign.to_str().unwrap()]);
+    let run = t.run("wt-create", &["--remove", "--all"], "");
+    assert_eq!(names(&run.expect_code(0).records()), ["agent-1", "agent-2"]);
+    assert_eq!(t.git_worktrees().len(), 2, "the worktree wt did not make stays");
+    assert_eq!(t.branches(), ["foreign", "main"]);
 }
 
 #[test]

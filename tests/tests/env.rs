@@ -168,6 +168,51 @@ fn postgres_databases_are_cloned_per_worktree_and_dropped_on_release() {
 }
 
 #[test]
+fn kept_databases_are_listed_with_their_worktree_age_and_size_and_dropped_on_request() {
+    let t = TestRepo::new();
+    let tmpl = PgTemplate::new("CREATE TABLE items (id int); INSERT INTO items VALUES (42);");
+    let url = wt_tests::pg_url_for(&tmpl.name);
+    let args = ["--range", "23000-23099", "--database", &url];
+    t.pipeline(&[("wt-create", &["k1", "k2", "live"]), ("wt-env", &args)]).expect_code(0);
+    t.run("wt-create", &["--remove", "k1", "k2"], "").expect_code(0);
+    let (db1, db2) = (format!("{}_wt1", tmpl.name), format!("{}_wt2", tmpl.name));
+    let listed = t.run("wt-env", &["--list", "--kept"], "").expect_code(0).records();
+    assert_eq!(listed.len(), 2, "the live worktree's database is not kept: {listed:?}");
+    for (rec, (name, db)) in listed.iter().zip([("k1", &db1), ("k2", &db2)]) {
+        assert_eq!((s(rec, "name"), rec["env"]["kept"]["database"].as_str()), (name, Some(db.as_str())));
+        assert_eq!(rec["env"]["kept"]["kind"], "postgres");
+        assert!(rec["env"]["kept"]["since"].as_u64().is_some_and(|t| t > 1_700_000_000), "{rec}");
+        assert!(rec["env"]["kept"]["size_bytes"].as_u64().is_some_and(|b| b > 1_000_000), "a real size: {rec}");
+    }
+    // On a terminal: a table that reads.
+    let line = format!("'{}' --list --kept", wt_tests::bin("wt-env").display());
+    let mut cmd = std::process::Command::new("script");
+    cmd.current_dir(&t.repo).args(["-qec", &line, "/dev/null"]);
+    let table = wt_tests::Run::of(t.isolate(&mut cmd), "");
+    let lines: Vec<&str> = table.expect_code(0).stdout.lines().map(str::trim_end).collect();
+    assert!(
+        lines[0].starts_with("DATABASE") && lines[0].contains("WORKTREE") && lines[0].contains("KEPT SINCE"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with(&db1) && lines[1].contains("k1") && lines[1].contains(" ago") && lines[1].contains("MiB"),
+        "{table}"
+    );
+    // Dropped by the worktree's name, after saying what goes.
+    let dropped = t.run("wt-env", &["--drop-kept", "k1"], "");
+    let recs = dropped.expect_code(0).records();
+    assert_eq!((recs.len(), &recs[0]["env"]["dropped"]), (1, &Value::Bool(true)), "{dropped}");
+    assert!(dropped.stderr.contains(&format!("dropping 1 kept database(s): {db1} (from k1, ")), "{dropped}");
+    assert_eq!(tmpl.clones(), [db2.clone(), format!("{}_wt3", tmpl.name)]);
+    let unknown = t.run("wt-env", &["--drop-kept", "nope"], "");
+    assert!(unknown.expect_code(1).stderr.contains("no database was kept from 'nope'"), "{unknown}");
+    // Without names: every kept one.
+    t.run("wt-env", &["--drop-kept"], "").expect_code(0);
+    assert_eq!(tmpl.clones(), [format!("{}_wt3", tmpl.name)]);
+    assert_eq!(t.run("wt-env", &["--list", "--kept"], "").expect_code(0).stdout, "");
+}
+
+#[test]
 fn a_database_server_that_is_down_is_an_error_but_the_ports_are_leased() {
     let t = TestRepo::new();
     t.run("wt-create", &["one"], "").expect_code(0);
@@ -195,6 +240,25 @@ fn sqlite_files_are_copied_into_each_worktree() {
     std::fs::write(&copy, "the agent's own data").unwrap();
     t.run("wt-env", &["-w", "s", "--range", "22100-22199", "--database", &url], "").expect_code(0);
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), "the agent's own data", "never overwritten");
+}
+
+#[test]
+fn a_sqlite_copy_is_kept_out_of_git_like_the_env_file() {
+    let t = TestRepo::new();
+    // Nothing in .gitignore covers it: in the main worktree it is an untracked file.
+    t.write("data/app.db", "SQLite format 3\0fake");
+    let url = format!("sqlite://{}", t.repo.join("data/app.db").display());
+    let run = t.pipeline(&[("wt-create", &["s"]), ("wt-env", &["--range", "22200-22299", "--database", &url])]);
+    let wt = std::path::PathBuf::from(s(&run.expect_code(0).records()[0], "path"));
+    assert!(wt.join("data/app.db").is_file());
+    std::fs::write(wt.join("data/app.db-wal"), "wal").unwrap();
+    assert_eq!(
+        t.git_in(&wt, ["status", "--porcelain", "--untracked-files=all"]),
+        "",
+        "the copy and its WAL are ignored"
+    );
+    t.git_in(&wt, ["add", "-A"]);
+    assert_eq!(t.git_in(&wt, ["diff", "--cached", "--name-only"]), "", "`git add -A` commits no database");
 }
 
 #[test]

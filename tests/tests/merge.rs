@@ -222,7 +222,7 @@ fn a_dirty_main_worktree_stops_the_ref_and_says_why() {
     run.expect_code(1);
     let m = merge_of(&run.records()[0]).clone();
     assert_eq!(m["status"], "skipped");
-    assert!(s(&m, "reason").contains("uncommitted changes"), "{m}");
+    assert!(s(&m, "reason").contains("with 1 uncommitted change (shared.txt)"), "names the path: {m}");
     assert_eq!(main_head(&t), head);
     assert_eq!(std::fs::read_to_string(t.repo.join("shared.txt")).unwrap(), "uncommitted\n");
 }

@@ -352,6 +352,59 @@ fn store_gc_removes_only_entries_nothing_links_to() {
     assert_eq!(fs::read_to_string(t.wt_root().join("w/deps/kept.js")).unwrap(), "kept\n");
 }
 
+/// Bytes as wt-create's summary shows them.
+fn human(bytes: u64) -> String {
+    let mut value = bytes as f64;
+    for unit in ["B", "KiB", "MiB", "GiB"] {
+        if value < 1024.0 {
+            return if unit == "B" { format!("{bytes} B") } else { format!("{value:.1} {unit}") };
+        }
+        value /= 1024.0;
+    }
+    format!("{value:.1} TiB")
+}
+
+#[test]
+fn share_status_counts_what_is_on_disk_and_store_gc_says_what_it_keeps_and_why() {
+    let t = TestRepo::new();
+    t.write(".gitignore", "deps/\n");
+    t.commit("ignore deps");
+    let bytes =
+        |seed: u8| (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ seed).collect::<Vec<u8>>();
+    fs::create_dir_all(t.repo.join("deps/lib")).unwrap();
+    fs::write(t.repo.join("deps/a.bin"), bytes(1)).unwrap();
+    fs::write(t.repo.join("deps/lib/b.bin"), bytes(2)).unwrap();
+    t.run("wt-create", &["w1", "w2", "--share", "deps", "--share-mode", "hardlink"], "").expect_code(0);
+    let trees_and_store = [t.wt_root().join("w1/deps"), t.wt_root().join("w2/deps"), t.repo.join(".git/wt/store")];
+    let said = |t: &TestRepo| {
+        let status = t.run("wt-create", &["--share-status"], "");
+        status.expect_code(0);
+        let (_, main) = disk_use(&[t.repo.join("deps")], &HashSet::new());
+        let (beyond_main, _) = disk_use(&trees_and_store, &main);
+        (status.stderr.clone(), beyond_main)
+    };
+    // Every file is a hard link of the main worktree's own: only directories cost anything.
+    let (stderr, beyond_main) = said(&t);
+    assert!(beyond_main < 100_000, "{beyond_main}");
+    assert!(stderr.contains(&format!(": {} on disk beyond the main worktree's", human(beyond_main))), "{stderr}");
+    // The main worktree's a.bin is installed again (a new inode): the worktrees' old one costs.
+    fs::remove_file(t.repo.join("deps/a.bin")).unwrap();
+    fs::write(t.repo.join("deps/a.bin"), bytes(1)).unwrap();
+    let (stderr, beyond_main) = said(&t);
+    assert!(beyond_main > 300_000, "{beyond_main}");
+    assert!(stderr.contains(&format!(": {} on disk beyond the main worktree's", human(beyond_main))), "{stderr}");
+    let gc = t.run("wt-create", &["--store-gc"], "");
+    gc.expect_code(0);
+    for says in [
+        "removed 0 files",
+        "kept 2 files",
+        "in use by w1 (2 files), w2 (2)",
+        "1 are the main worktree's own files (they cost nothing: the same inode)",
+    ] {
+        assert!(gc.stderr.contains(says), "{says:?} in {gc}");
+    }
+}
+
 #[test]
 fn bad_share_directories_are_refused_before_anything_is_made() {
     let t = TestRepo::new();
@@ -360,7 +413,7 @@ fn bad_share_directories_are_refused_before_anything_is_made() {
     for (dir, code) in [
         ("../x", "give a directory relative"),
         ("missing", "install the dependencies there first"),
-        ("src", "not ignored by git"),
+        ("src", "holds files git tracks"),
     ] {
         let run = t.run("wt-create", &["w", "--share", dir], "");
         run.expect_code(2);
@@ -369,6 +422,55 @@ fn bad_share_directories_are_refused_before_anything_is_made() {
     }
     assert!(!t.wt_root().join("w").exists());
     assert_eq!(t.git_worktrees().len(), 1);
+}
+
+#[test]
+fn a_directory_git_does_not_ignore_is_refused_with_the_line_that_fixes_it() {
+    let t = TestRepo::new();
+    t.write("vendor/lib.js", "1\n");
+    let run = t.run("wt-create", &["w", "--share", "vendor"], "");
+    run.expect_code(2);
+    assert_eq!(run.stderr.lines().count(), 1, "one line: {run}");
+    for says in
+        ["vendor is not ignored by git", "add the line `/vendor/` to .gitignore", ".git/info/exclude (this clone only)"]
+    {
+        assert!(run.stderr.contains(says), "{says:?} in {run}");
+    }
+    assert!(!t.wt_root().join("w").exists());
+    // The line, where the message says, is the fix.
+    std::fs::write(t.repo.join(".git/info/exclude"), "/vendor/\n").unwrap();
+    let run = t.run("wt-create", &["w", "--share", "vendor"], "");
+    assert_eq!(share_record(&run.expect_code(0).records()[0], "vendor")["status"], "shared");
+}
+
+#[test]
+fn without_a_lock_file_the_manifest_is_compared_and_without_either_a_warning_says_so() {
+    let t = TestRepo::new();
+    t.write(".gitignore", "deps/\n");
+    t.write("app/package.json", "{\"dependencies\": {\"x\": \"^1.0.0\"}}\n");
+    t.commit("manifest, no lock file");
+    t.write("app/deps/x/index.js", "1\n");
+    t.write("deps/y.js", "2\n");
+    // Same manifest: shared, and the record says what was compared.
+    let run = t.run("wt-create", &["same", "--share", "app/deps", "--share", "deps"], "");
+    let rec = &run.expect_code(0).records()[0];
+    let app = share_record(rec, "app/deps");
+    assert_eq!((&app["status"], &app["compared"]), (&Value::from("shared"), &serde_json::json!(["app/package.json"])));
+    assert!(app.get("warning").is_none(), "{app}");
+    // Nothing to compare for `deps` at the root: shared, with a warning on stderr and in the record.
+    let bare = share_record(rec, "deps");
+    assert_eq!(bare["status"], "shared");
+    assert!(s(&bare, "warning").contains("without proof"), "{bare}");
+    let said: Vec<&str> = run.stderr.lines().filter(|l| l.contains("without proof")).collect();
+    assert_eq!(said.len(), 1, "{run}");
+    assert!(said[0].contains("same: shared deps") && said[0].contains("no lock file"), "{run}");
+    // The main worktree's manifest moved on: the branch's is the committed one, so no sharing.
+    t.write("app/package.json", "{\"dependencies\": {\"x\": \"^2.0.0\"}}\n");
+    let run = t.run("wt-create", &["moved", "--share", "app/deps"], "");
+    let app = share_record(&run.expect_code(0).records()[0], "app/deps");
+    assert_eq!(app["status"], "skipped");
+    assert!(run.stderr.contains("not sharing app/deps: app/package.json differs"), "{run}");
+    assert!(!t.wt_root().join("moved/app/deps").exists());
 }
 
 #[test]

@@ -17,7 +17,7 @@ use crate::share::ShareMode;
 #[command(
     name = "wt-create",
     version,
-    after_help = "Examples:\n  wt-create -n 4                       # agent-1 … agent-4 (next free names)\n  wt-create fix-login --base origin/main\n  wt-create ../elsewhere/tree          # adopt a worktree made by `git worktree add`\n  wt-create --list | jq -r .path\n  wt-create --list --status | jq -r 'select(.status.state == \"dirty\") | .name'\n  wt-create --remove agent-2\n  wt-create -n 4 --share node_modules  # dependencies linked, not installed again\n  wt-create --share-status\n\nExit: 0 all done, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
+    after_help = "Examples:\n  wt-create -n 4                       # agent-1 … agent-4 (next free names)\n  wt-create fix-login --base origin/main\n  wt-create ../elsewhere/tree          # adopt a worktree made by `git worktree add`\n  wt-create --list | jq -r .path\n  wt-create --list --status | jq -r 'select(.status.state == \"dirty\") | .name'\n  wt-create --remove agent-2\n  wt-create --remove --all --purge     # leave nothing of wt behind (asks first)\n  wt-create -n 4 --share node_modules  # dependencies linked, not installed again\n  wt-create --share-status\n\nExit: 0 all done, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
 )]
 pub struct Args {
     /// Worktree names to create or adopt; a PATH (anything with '/') adopts that worktree
@@ -64,6 +64,20 @@ pub struct Args {
     /// With --remove: remove even with uncommitted changes or unmerged commits
     #[arg(short, long, requires = "remove")]
     pub force: bool,
+
+    /// With --remove: every worktree wt manages
+    #[arg(long, requires = "remove", conflicts_with = "names")]
+    pub all: bool,
+
+    /// With --remove --all: leave nothing of wt behind: worktrees, the branches wt made, their
+    /// panes, leases, kept databases, logs, share records and store, refs/wt/*, the empty
+    /// <repo>.wt/. Says what it will delete and asks first (see --yes)
+    #[arg(long, requires = "all")]
+    pub purge: bool,
+
+    /// With --purge: do not ask (needed where there is no terminal to ask on)
+    #[arg(long, requires = "purge")]
+    pub yes: bool,
 
     /// Share the main worktree's gitignored directory DIR (node_modules, .venv, …) into each
     /// worktree, linked from a content-addressed store; repeatable. Given names that exist are

@@ -197,7 +197,7 @@ fn make(
         _ => jobs.unwrap_or_else(wt_common::proc::parallel::cores).clamp(1, most),
     };
     if threads == 1 {
-        let (mut done, queue, busy) = sort_out(ctx, plan(None)?);
+        let (mut done, queue, busy) = sort_out(ctx, &includes, plan(None)?);
         let mut next = 0;
         emit_ready(&mut done, &mut next, out);
         for (i, nw) in queue {
@@ -224,7 +224,7 @@ fn make(
         };
         let planned = plan(Some(&hand_off));
         drop(job_tx); // the threads end once the queue is empty
-        let (mut done, queue, busy) = sort_out(ctx, planned?);
+        let (mut done, queue, busy) = sort_out(ctx, &includes, planned?);
         debug_assert!(queue.is_empty(), "every checkout was handed off");
         let mut next = 0;
         emit_ready(&mut done, &mut next, out);
@@ -240,11 +240,11 @@ fn make(
 /// checkouts not yet started (with their record's place); the names busy in another process.
 type SortedOut = (Vec<Option<Record>>, Vec<(usize, NewWorktree)>, Vec<String>);
 
-fn sort_out(ctx: &Context, plans: Vec<Plan>) -> SortedOut {
+fn sort_out(ctx: &Context, includes: &Includes, plans: Vec<Plan>) -> SortedOut {
     let (mut done, mut queue, mut busy) = (Vec::new(), Vec::new(), Vec::new());
     for plan in plans {
         match plan {
-            Plan::Ready(rec, entry) => done.push(Some(finish_ready(ctx, rec, entry))),
+            Plan::Ready(rec, entry) => done.push(Some(finish_ready(ctx, includes, rec, entry))),
             Plan::Checkout(nw) => {
                 queue.push((done.len(), nw));
                 done.push(None);
@@ -486,7 +486,11 @@ fn emit_ready(done: &mut [Option<Record>], next: &mut usize, out: &mut Output) {
     }
 }
 
-fn finish_ready(ctx: &Context, mut rec: Record, entry: Option<Entry>) -> Record {
+/// What `.worktreeinclude` selects in the main worktree (`None` for a bare repository).
+type Includes = Option<Result<Vec<String>, Error>>;
+
+fn finish_ready(ctx: &Context, includes: &Includes, mut rec: Record, entry: Option<Entry>) -> Record {
+    includes_into_adopted(ctx, includes, &rec);
     crate::share::into_adopted(ctx, &mut rec);
     if let Some(entry) = entry {
         let name = rec.name.clone();
@@ -500,6 +504,25 @@ fn finish_ready(ctx: &Context, mut rec: Record, entry: Option<Entry>) -> Record 
     rec
 }
 
+/// An adopted worktree gets the `.worktreeinclude` files it lacks (one made by plain
+/// `git worktree add`, or before the file listed them). Not copying them is no reason to refuse
+/// the adoption: it is said on stderr instead.
+fn includes_into_adopted(ctx: &Context, includes: &Includes, rec: &Record) {
+    let (Some(source), Some(path)) = (ctx.repo.main_worktree.as_deref(), rec.path.as_deref()) else { return };
+    if rec.has_error() || rec.created != Some(false) {
+        return;
+    }
+    let copied = includes.as_ref().map(|selected| {
+        let paths = selected.as_ref().map_err(Clone::clone)?;
+        include::copy_missing(source, path, paths)
+    });
+    match copied {
+        Some(Ok(n)) if n > 0 => eprintln!("wt-create: {}: copied {n} missing {} file(s)", rec.name, include::FILE_NAME),
+        Some(Err(e)) => eprintln!("wt-create: {}: {}", rec.name, e.message),
+        _ => {}
+    }
+}
+
 /// Checks a registered worktree out and records it; on failure, rolls it back.
 ///
 /// A checkout that runs alone has its ledger entry written and synced beside the ledger while
@@ -507,12 +530,7 @@ fn finish_ready(ctx: &Context, mut rec: Record, entry: Option<Entry>) -> Record 
 /// no time of its own. One that runs beside others writes its entry once all is done
 /// (`Checkouts`). Either way the entry shows only for a finished worktree. The marker goes after that,
 /// so a marker whose worktree is in the ledger means a finished worktree (`pending::reap_dead`).
-fn complete(
-    ctx: &Context,
-    nw: NewWorktree,
-    includes: &Option<Result<Vec<String>, Error>>,
-    checkouts: &Checkouts,
-) -> Record {
+fn complete(ctx: &Context, nw: NewWorktree, includes: &Includes, checkouts: &Checkouts) -> Record {
     let NewWorktree { mut record, entry, pending } = nw;
     let name = record.name.clone();
     let record_entry = |l: &mut wt_common::ledger::Ledger| {
@@ -608,7 +626,7 @@ fn roll_back_locked(ctx: &Context, pending: Pending) {
 fn checkout<T>(
     ctx: &Context,
     pending: &Pending,
-    includes: &Option<Result<Vec<String>, Error>>,
+    includes: &Includes,
     meanwhile: impl FnOnce() -> T,
 ) -> (T, Result<Option<serde_json::Value>, Error>) {
     let m = &pending.marker;

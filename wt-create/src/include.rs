@@ -3,6 +3,10 @@
 //! Claude Code, Conductor and worktrunk share. A file is copied when it is untracked, matched by
 //! `.worktreeinclude`, and ignored by git's own rules. git itself does the matching, so the
 //! syntax and its corner cases are exactly gitignore's.
+//!
+//! An untracked file the include patterns match but git does not ignore is not copied (in the
+//! new worktree it would show in `git status` as a new file, and `git add -A` would commit it);
+//! wt-create says so on stderr, once per run, with the fix.
 
 use std::path::Path;
 
@@ -28,16 +32,43 @@ pub fn selected(repo: &Repo, source: &Path) -> Result<Vec<String>, Error> {
         .map_err(|e| Error::io(FILE_NAME, e))?;
     let listed = list(source, &copy);
     let _ = std::fs::remove_file(&copy);
-    listed
+    let (ignored, skipped) = listed?;
+    if let Some(warning) = skipped_warning(&skipped) {
+        eprintln!("wt-create: {warning}");
+    }
+    Ok(ignored)
 }
 
-fn list(source: &Path, patterns: &Path) -> Result<Vec<String>, Error> {
+/// How many skipped paths a warning names before it gives the count of the rest.
+const NAMED: usize = 5;
+
+/// The warning for include entries git does not ignore, naming the first few; `None` for none.
+pub fn skipped_warning(skipped: &[String]) -> Option<String> {
+    let first = skipped.first()?;
+    let mut named = skipped.iter().take(NAMED).cloned().collect::<Vec<_>>().join(", ");
+    if skipped.len() > NAMED {
+        named.push_str(&format!(" and {} more", skipped.len() - NAMED));
+    }
+    let (it, untracked) = match skipped.len() {
+        1 => ("it", "an untracked file"),
+        _ => ("them", "untracked files"),
+    };
+    Some(format!(
+        "{FILE_NAME}: not copying {named}: git does not ignore {it}, so in a new worktree {it} would be \
+         {untracked} that `git add -A` commits; to have {it} copied, make git ignore {it} \
+         (add a line such as `/{first}` to .gitignore, or to .git/info/exclude for this clone only)"
+    ))
+}
+
+/// The untracked files the patterns select: those git ignores (to copy), and those it does not
+/// (skipped).
+fn list(source: &Path, patterns: &Path) -> Result<(Vec<String>, Vec<String>), Error> {
     // Untracked files matching the include patterns (read as "exclude" patterns here)…
     let mut list = git::command(source);
     list.args(["ls-files", "-z", "--others", "--ignored"]).arg(format!("--exclude-from={}", patterns.display()));
     let candidates = git::output(&mut list)?.stdout;
     if candidates.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     // …that git's standard rules also ignore. check-ignore exits 1 when none is.
     let mut check = git::command(source);
@@ -46,7 +77,12 @@ fn list(source: &Path, patterns: &Path) -> Result<Vec<String>, Error> {
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped());
     let ignored = pipe_through(&mut check, &candidates)?;
-    Ok(ignored.split(|b| *b == 0).filter(|p| !p.is_empty()).map(|p| String::from_utf8_lossy(p).into_owned()).collect())
+    let paths = |bytes: &[u8]| -> Vec<String> {
+        bytes.split(|b| *b == 0).filter(|p| !p.is_empty()).map(|p| String::from_utf8_lossy(p).into_owned()).collect()
+    };
+    let ignored = paths(&ignored);
+    let skipped = paths(&candidates).into_iter().filter(|p| !ignored.contains(p)).collect();
+    Ok((ignored, skipped))
 }
 
 fn pipe_through(cmd: &mut std::process::Command, input: &[u8]) -> Result<Vec<u8>, Error> {
@@ -77,4 +113,16 @@ pub fn copy(source: &Path, dest: &Path, paths: &[String]) -> Result<usize, Error
             .map_err(|e| Error::failed("include-copy", format!("copying {rel} (from {FILE_NAME}): {e}")))?;
     }
     Ok(paths.len())
+}
+
+/// Copies into an adopted worktree (the agent's: never through a link planted there) the
+/// selected files it lacks; a file it has is its own and stays. Returns how many were copied.
+pub fn copy_missing(source: &Path, dest: &Path, paths: &[String]) -> Result<usize, Error> {
+    let mut copied = 0;
+    for rel in paths {
+        let made = wt_common::fs::inside::copy_new(dest, Path::new(rel), &source.join(rel))
+            .map_err(|e| Error::failed("include-copy", format!("copying {rel} (from {FILE_NAME}): {}", e.message)))?;
+        copied += usize::from(made);
+    }
+    Ok(copied)
 }

@@ -10,6 +10,7 @@ pub mod create;
 pub mod include;
 pub mod list;
 pub mod pending;
+pub mod purge;
 pub mod remote;
 pub mod remove;
 pub mod share;
@@ -57,18 +58,24 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         return Ok(out.finish());
     }
     if args.store_gc {
-        share::gc::run(&ctx.repo)?;
+        share::gc::run(&ctx)?;
+        return Ok(out.finish());
+    }
+    if args.purge {
+        purge::run(&ctx, args.force, args.yes, &mut out)?;
         return Ok(out.finish());
     }
     let mut wants: Vec<Want> = args.names.iter().map(|w| Want::parse(w)).collect();
     let mut hosts = Router::local();
-    if wants.is_empty() && args.count.is_none() {
+    if args.all {
+        wants = ctx.ledger.read()?.worktrees.keys().map(|n| Want::Name(n.clone())).collect();
+    } else if wants.is_empty() && args.count.is_none() {
         // Records with `host` go to wt-create at their host; the rest are read here.
         hosts = Router::split_stdin(TOOL, ctx.repo.main_worktree.as_deref())?;
         wants = read_stdin(&ctx, args.remove, &mut out);
     }
     if args.remove {
-        if wants.is_empty() && out_is_idle() {
+        if wants.is_empty() && out_is_idle() && !args.all {
             return Err(wt_common::record::cli::nothing_selected());
         }
         remove::run(&ctx, &wants, args.force, &mut out)?;

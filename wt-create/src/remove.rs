@@ -13,9 +13,22 @@ use wt_common::{git, Error, Record};
 use crate::context::{Context, Snapshot, TOOL};
 use crate::create::Want;
 
+/// How one worktree is removed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct How {
+    /// `--force`: even with uncommitted changes or unmerged commits; ends its panes.
+    pub force: bool,
+    /// End the panes running there rather than refuse (`--purge` does, without `--force`).
+    pub end_panes: bool,
+    /// Only check that it could be removed (nothing is removed; the record says `removed`
+    /// false).
+    pub check_only: bool,
+}
+
 pub fn run(ctx: &Context, wants: &[Want], force: bool, out: &mut Output) -> Result<(), Error> {
     for want in wants {
-        let rec = remove_one(ctx, want, force).unwrap_or_else(|(name, e)| Record::failed(&name, TOOL, &e));
+        let how = How { force, end_panes: force, check_only: false };
+        let rec = remove_one(ctx, want, how).unwrap_or_else(|(name, e)| Record::failed(&name, TOOL, &e));
         out.emit(&rec);
         if out.closed() {
             break;
@@ -24,9 +37,12 @@ pub fn run(ctx: &Context, wants: &[Want], force: bool, out: &mut Output) -> Resu
     Ok(())
 }
 
-type Failure = (String, Error);
+pub type Failure = (String, Error);
 
-fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure> {
+/// Removes one worktree (or, `check_only`, says whether it could be); the failure carries the
+/// worktree's name.
+pub fn remove_one(ctx: &Context, want: &Want, how: How) -> Result<Record, Failure> {
+    let force = how.force;
     let label = match want {
         Want::Name(n) => n.clone(),
         Want::Path(p) => p.display().to_string(),
@@ -75,8 +91,13 @@ fn remove_one(ctx: &Context, want: &Want, force: bool) -> Result<Record, Failure
             refuse_unmerged(ctx, &wt, entry.as_ref()).map_err(fail)?;
         }
     }
+    if how.check_only {
+        let mut rec = ctx.record(&name, &wt, entry.as_ref());
+        rec.removed = Some(false);
+        return Ok(rec);
+    }
     // An agent working in it would go on in a deleted directory, holding the name.
-    wt_common::proc::panes::end_or_refuse(&ctx.repo, &wt.path, force).map_err(fail)?;
+    wt_common::proc::panes::end_or_refuse(&ctx.repo, &wt.path, force || how.end_panes).map_err(fail)?;
     let branch = branch_name.as_deref().filter(|_| delete_branch);
     tracing::info!("removing '{name}' at {} (branch {})", wt.path.display(), branch.unwrap_or("kept"));
     wt_common::git::worktree::remove(&lock, &ctx.repo, &ctx.ledger, &name, Some(&wt.path), branch, force)
@@ -153,13 +174,14 @@ fn clear_stale_index_lock(repo: &wt_common::git::repo::Repo, wt: &Registered) {
 /// changes wt does not look at: git would look by running code the agent could have planted
 /// in their config (`checkout_state::status_command`).
 fn refuse_dirty(wt: &Registered) -> Result<(), Error> {
-    let changed = wt_common::git::checkout_state::changes(wt)?;
-    if changed > 0 {
+    let changed = wt_common::git::checkout_state::changed_paths(wt)?;
+    if !changed.is_empty() {
         return Err(Error::failed(
             "dirty",
             format!(
-                "{} has {changed} uncommitted change(s); commit or stash them, or pass --force to discard them",
-                wt.path.display()
+                "{} has {}; commit or stash them, or pass --force to discard them",
+                wt.path.display(),
+                wt_common::git::checkout_state::changes_named(&changed)
             ),
         ));
     }

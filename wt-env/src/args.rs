@@ -14,7 +14,7 @@ use wt_common::record::cli::GlobalArgs;
 #[command(
     name = "wt-env",
     version,
-    after_help = "Examples:\n  wt-create -n 4 | wt-env --ports web,api --database postgres:///app --dotenv\n  eval \"$(wt-env --export agent-1)\"\n  wt-env --list\n  wt-env --list --machine          # every block on this machine, and whose it is\n  wt-env --release --drop-database agent-3\n  wt-env --gc                      # leases of worktrees that no longer exist\n\nExit: 0 all done, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
+    after_help = "Examples:\n  wt-create -n 4 | wt-env --ports web,api --database postgres:///app --dotenv\n  eval \"$(wt-env --export agent-1)\"\n  wt-env --list\n  wt-env --list --machine          # every block on this machine, and whose it is\n  wt-env --release --drop-database agent-3\n  wt-env --gc                      # leases of worktrees that no longer exist\n  wt-env --list --kept             # databases kept after their worktree was removed\n  wt-env --drop-kept agent-3       # drop those kept from agent-3 (no name: every one)\n\nExit: 0 all done, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
 )]
 pub struct Args {
     /// Worktrees by name (or path, with '/')
@@ -56,6 +56,16 @@ pub struct Args {
     /// Print the leases in the ledger as records
     #[arg(long, conflicts_with_all = ["release", "gc", "export"])]
     pub list: bool,
+
+    /// With --list: the databases kept after their worktree was removed (name, worktree, since
+    /// when, size), which no lease holds any more
+    #[arg(long, requires = "list", conflicts_with = "machine")]
+    pub kept: bool,
+
+    /// Drop the kept databases of the named worktrees (or of these database names); without
+    /// names, every kept database. Says what it drops first
+    #[arg(long, conflicts_with_all = ["list", "release", "gc", "export", "database", "dotenv", "brief"])]
+    pub drop_kept: bool,
 
     /// With --list: every port block leased on this machine, of every repository and user
     /// (the machine's port registry), with its owner and whether it still holds

@@ -171,6 +171,21 @@ pub fn drop_database(lease: &DbLease) -> Result<(), Error> {
     }
 }
 
+/// The bytes a database takes on disk, when that is cheap to learn (one query to its server,
+/// or the size of the SQLite file, never through a link); `None` when it cannot be.
+pub fn size(lease: &DbLease) -> Option<u64> {
+    match lease.kind.as_str() {
+        "postgres" => {
+            let mut client = connect(lease.server_url.as_deref().unwrap_or(&lease.url), "postgres").ok()?;
+            let row = client
+                .query_opt("SELECT pg_database_size(datname) FROM pg_database WHERE datname = $1", &[&lease.name])
+                .ok()??;
+            row.get::<_, i64>(0).try_into().ok()
+        }
+        _ => std::fs::symlink_metadata(&lease.name).ok().filter(|m| m.is_file()).map(|m| m.len()),
+    }
+}
+
 /// How long a `CREATE DATABASE` left by a killed wt-env gets to end once told to.
 const CREATION_END: Duration = Duration::from_secs(10);
 
@@ -215,6 +230,23 @@ fn sqlite_destination(file: &Path, worktree: &Path, main: Option<&Path>) -> Path
         Some(rel) => worktree.join(rel),
         None => worktree.join(file.file_name().unwrap_or_default()),
     }
+}
+
+/// Makes git ignore a worktree's SQLite copy, as it ignores the env file: the copy, the files
+/// SQLite keeps beside it (`-journal`, `-wal`, `-shm`) and the temp file it is copied through.
+/// Without this, `git status` shows the copy and `git add -A` commits the database. Done before
+/// the copy is made, so a killed wt-env leaves nothing git would pick up.
+pub fn exclude_sqlite_copy(repo: &wt_common::git::repo::Repo, worktree: &Path, lease: &DbLease) -> Result<(), Error> {
+    if lease.kind != "sqlite" {
+        return Ok(());
+    }
+    let Ok(rel) = Path::new(&lease.name).strip_prefix(worktree) else { return Ok(()) };
+    let rel = rel.to_string_lossy();
+    for suffix in ["", "-journal", "-wal", "-shm"] {
+        wt_common::git::ignore::exclude(repo, &format!("{rel}{suffix}"))?;
+    }
+    let temps = Path::new(rel.as_ref()).with_file_name(wt_common::fs::temp_pattern(Path::new(&lease.name)));
+    wt_common::git::ignore::exclude(repo, &temps.to_string_lossy())
 }
 
 /// Copies the SQLite file into the worktree, never through a link the agent planted there,

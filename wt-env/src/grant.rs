@@ -57,6 +57,9 @@ pub fn grant(repo: &Repo, ledger: &LedgerFile, plan: &Plan, mut rec: Record) -> 
     let path = rec.path.clone().unwrap_or_default();
     let mut problem = None;
     if let (Some(spec), Some(lease)) = (&plan.database, db.as_mut()) {
+        if let Err(e) = crate::database::exclude_sqlite_copy(repo, &path, lease) {
+            problem = Some(e);
+        }
         if !lease.provisioned {
             match provision(ledger, &rec.name, spec, lease, index, &path) {
                 Ok(()) => {

@@ -53,6 +53,18 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         manage::list_machine(&repo, &ledger, &mut out)?;
         return Ok(out.finish());
     }
+    if args.list && args.kept {
+        let mut out = Output::new(TOOL, args.global.json, kept_columns());
+        manage::list_kept(&repo, &ledger, &mut out)?;
+        return Ok(out.finish());
+    }
+    if args.drop_kept {
+        let mut out = Output::new(TOOL, args.global.json, kept_columns());
+        let mut names = args.names.clone();
+        names.extend(args.select.worktrees.iter().cloned());
+        manage::drop_kept_named(&repo, &ledger, &names, &mut out)?;
+        return Ok(out.finish());
+    }
     if args.list {
         manage::list(&repo, &ledger, &mut out)?;
         return Ok(out.finish());
@@ -160,6 +172,35 @@ fn export(rec: &Record, out: &mut Output) {
     if stdout.write_all(envfile::export_text(&vars).as_bytes()).and_then(|_| stdout.flush()).is_err() {
         // A closed pipe: nothing more to say.
     }
+}
+
+/// The table of `--list --kept` and `--drop-kept`.
+fn kept_columns() -> Vec<Column> {
+    fn kept(r: &Record, key: &str) -> Option<Value> {
+        r.key("env").and_then(|e| e.get("kept")).and_then(|k| k.get(key)).cloned()
+    }
+    vec![
+        Column {
+            title: "DATABASE",
+            value: |r| kept(r, "database").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        },
+        Column { title: "WORKTREE", value: |r| r.name.clone() },
+        Column {
+            title: "KEPT SINCE",
+            value: |r| kept(r, "since").and_then(|v| v.as_u64()).map(manage::ago).unwrap_or_else(|| "unknown".into()),
+        },
+        Column {
+            title: "SIZE",
+            value: |r| kept(r, "size_bytes").and_then(|v| v.as_u64()).map(manage::human_bytes).unwrap_or_default(),
+        },
+        Column {
+            title: "STATUS",
+            value: |r| {
+                let dropped = r.key("env").and_then(|e| e.get("dropped")).is_some();
+                status_or_error(r, if dropped { "dropped" } else { "kept" })
+            },
+        },
+    ]
 }
 
 fn columns() -> Vec<Column> {

@@ -48,6 +48,119 @@ pub fn list_machine(repo: &Repo, ledger: &LedgerFile, out: &mut Output) -> Resul
     Ok(())
 }
 
+/// The record of a kept database: named after the worktree it was kept from, with `env.kept`:
+///
+/// ```json
+/// {"v":1,"name":"agent-2","repo":"/abs/repo","env":{"kept":{"database":"app_wt2",
+///  "kind":"postgres","index":2,"since":1765000000,"size_bytes":8110639}}}
+/// ```
+///
+/// `since` (Unix seconds) and `size_bytes` are left out when unknown; `wt-env --drop-kept`
+/// adds `"dropped": true` to `env` once the database is gone.
+fn kept_record(repo: &Repo, db_name: &str, k: &kept_db::Kept) -> Record {
+    let mut rec = Record::named(&k.worktree);
+    rec.repo = Some(repo.root().to_path_buf());
+    let mut kept = json!({"database": db_name, "kind": k.database.kind});
+    if let Some(index) = k.index {
+        kept["index"] = json!(index);
+    }
+    if let Some(since) = k.since {
+        kept["since"] = json!(since);
+    }
+    if let Some(size) = crate::database::size(&k.database) {
+        kept["size_bytes"] = json!(size);
+    }
+    rec.set_key("env", json!({"kept": kept}));
+    rec
+}
+
+/// `--list --kept`: every database kept after its worktree was removed.
+pub fn list_kept(repo: &Repo, ledger: &LedgerFile, out: &mut Output) -> Result<(), Error> {
+    for (db_name, k) in kept_db::all(&*ledger.read()?) {
+        out.emit(&kept_record(repo, &db_name, &k));
+    }
+    Ok(())
+}
+
+/// `--drop-kept [NAME…]`: drops the kept databases of the named worktrees (or of those
+/// database names), every kept one without names. Says on stderr what it is about to drop
+/// before it drops anything; then a record per database, with `"dropped": true` once gone. A
+/// name that matches no kept database is an error record.
+pub fn drop_kept_named(repo: &Repo, ledger: &LedgerFile, names: &[String], out: &mut Output) -> Result<(), Error> {
+    let kept = kept_db::all(&*ledger.read()?);
+    for name in names.iter().filter(|n| !kept.iter().any(|(db, k)| db == *n || &k.worktree == *n)) {
+        let mut rec = Record::named(name);
+        rec.repo = Some(repo.root().to_path_buf());
+        let e = Error::failed(
+            "no-kept-database",
+            format!("no database was kept from '{name}' (see `wt-env --list --kept`)"),
+        );
+        rec.set_error(TOOL, &e);
+        out.emit(&rec);
+    }
+    let chosen: Vec<Record> = kept
+        .iter()
+        .filter(|(db, k)| names.is_empty() || names.iter().any(|n| n == *db || *n == k.worktree))
+        .map(|(db, k)| kept_record(repo, db, k))
+        .collect();
+    if chosen.is_empty() {
+        if names.is_empty() {
+            eprintln!("wt-env: no database is kept; nothing to drop");
+        }
+        return Ok(());
+    }
+    let shown: Vec<String> = chosen.iter().map(kept_line).collect();
+    eprintln!("wt-env: dropping {} kept database(s): {}", chosen.len(), shown.join("; "));
+    for mut rec in chosen {
+        let db_name = rec.key("env").and_then(|e| e.pointer("/kept/database")).and_then(Value::as_str);
+        let db_name = db_name.unwrap_or_default().to_string();
+        match drop_kept(ledger, |k| k.database.name == db_name) {
+            Ok(_) => {
+                if let Some(Value::Object(env)) = rec.key("env").cloned() {
+                    let mut env = env;
+                    env.insert("dropped".into(), json!(true));
+                    rec.set_key("env", Value::Object(env));
+                }
+            }
+            Err(e) => rec.set_error(TOOL, &e),
+        }
+        out.emit(&rec);
+    }
+    Ok(())
+}
+
+/// `app_wt2 (from agent-2, 7.7 MiB)`: a kept database as a line says it.
+fn kept_line(rec: &Record) -> String {
+    let kept = rec.key("env").and_then(|e| e.get("kept")).cloned().unwrap_or_default();
+    let mut about = vec![format!("from {}", rec.name)];
+    if let Some(size) = kept.get("size_bytes").and_then(Value::as_u64) {
+        about.push(human_bytes(size));
+    }
+    format!("{} ({})", kept["database"].as_str().unwrap_or_default(), about.join(", "))
+}
+
+/// Bytes as a person reads them: `512 B`, `7.7 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    let mut value = bytes as f64;
+    for unit in ["B", "KiB", "MiB", "GiB"] {
+        if value < 1024.0 {
+            return if unit == "B" { format!("{bytes} B") } else { format!("{value:.1} {unit}") };
+        }
+        value /= 1024.0;
+    }
+    format!("{value:.1} TiB")
+}
+
+/// How long ago `since` (Unix seconds) was: `3h05m ago`.
+pub fn ago(since: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(since);
+    let secs = now.saturating_sub(since);
+    if secs >= 2 * 86400 {
+        return format!("{} days ago", secs / 86400);
+    }
+    format!("{} ago", wt_common::record::duration::human(std::time::Duration::from_secs(secs)))
+}
+
 /// Gives back the leases of `rec`'s worktree; with `drop_db`, drops its database first (a
 /// database that cannot be dropped keeps its lease, so it is not forgotten). With `forget`
 /// the entry goes too, and a database not dropped is listed as kept. A removed worktree holds

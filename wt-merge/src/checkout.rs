@@ -13,12 +13,12 @@ pub fn of(repo: &Repo, branch: &str) -> Result<Option<PathBuf>, Error> {
     Ok(repo.worktrees()?.into_iter().find(|w| w.branch.as_deref() == Some(branch)).map(|w| w.path))
 }
 
-/// Whether tracked files have uncommitted changes there.
-pub fn is_dirty(repo: &Repo, worktree: &Path) -> Result<bool, Error> {
+/// The tracked files with uncommitted changes there (empty: clean), as a refusal names them.
+pub fn changed_paths(repo: &Repo, worktree: &Path) -> Result<Vec<String>, Error> {
     // Never into submodules: a checked-out one's own config (the agent's to write) would have
     // git run its filter drivers here, unconfined.
-    let args = ["status", "--porcelain", "--untracked-files=no", "--ignore-submodules=dirty"];
-    Ok(!git_in(repo, worktree, &args)?.is_empty())
+    let args = ["status", "--porcelain", "-z", "--no-renames", "--untracked-files=no", "--ignore-submodules=dirty"];
+    Ok(wt_common::git::checkout_state::porcelain_paths(git_in(repo, worktree, &args)?.as_bytes()))
 }
 
 /// Brings a clean checkout's index and files from `old` to `new` after its branch moved.

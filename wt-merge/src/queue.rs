@@ -381,11 +381,13 @@ impl Queue<'_> {
         let dir = self.repo.git_dir();
         let checked_out = crate::checkout::of(self.repo, &self.into)?;
         if let Some(wt) = &checked_out {
-            if crate::checkout::is_dirty(self.repo, wt)? {
+            let changed = crate::checkout::changed_paths(self.repo, wt)?;
+            if !changed.is_empty() {
                 return Ok(Moved::Dirty(format!(
-                    "{} is checked out at {} with uncommitted changes; commit or stash them, then merge again",
+                    "{} is checked out at {} with {}; commit or stash them, then merge again",
                     self.into,
-                    wt.display()
+                    wt.display(),
+                    wt_common::git::checkout_state::changes_named(&changed)
                 )));
             }
         }

@@ -30,12 +30,14 @@ pub fn undo(repo: &Repo, into: &str, name: &str) -> Result<Record, Error> {
     }
     let checked_out = crate::checkout::of(repo, into)?;
     if let Some(wt) = &checked_out {
-        if crate::checkout::is_dirty(repo, wt)? {
+        let changed = crate::checkout::changed_paths(repo, wt)?;
+        if !changed.is_empty() {
             return Err(Error::failed(
                 "target-dirty",
                 format!(
-                    "{into} is checked out at {} with uncommitted changes; commit or stash them first",
-                    wt.display()
+                    "{into} is checked out at {} with {}; commit or stash them first",
+                    wt.display(),
+                    wt_common::git::checkout_state::changes_named(&changed)
                 ),
             ));
         }

@@ -72,8 +72,35 @@ pub fn status_command(reg: &Registered) -> Command {
 /// How many paths `status_command` lists: changes to tracked files, staged changes, untracked
 /// files git does not ignore.
 pub fn changes(reg: &Registered) -> Result<usize, Error> {
+    changed_paths(reg).map(|paths| paths.len())
+}
+
+/// The paths `status_command` lists, as git lists them (relative to the worktree root).
+pub fn changed_paths(reg: &Registered) -> Result<Vec<String>, Error> {
     let out = git::output_within(&mut status_command(reg), git::read_timeout(), &reg.path)?;
-    Ok(out.stdout.split(|b| *b == 0).filter(|s| !s.is_empty()).count())
+    Ok(porcelain_paths(&out.stdout))
+}
+
+/// The paths of `git status --porcelain -z --no-renames` output (`XY path`, NUL-ended).
+pub fn porcelain_paths(stdout: &[u8]) -> Vec<String> {
+    stdout.split(|b| *b == 0).filter(|s| s.len() > 3).map(|s| String::from_utf8_lossy(&s[3..]).into_owned()).collect()
+}
+
+/// How many changed paths a message names before it gives the count of the rest.
+const NAMED: usize = 3;
+
+/// Changed paths for a one-line message: `3 uncommitted changes (README, src/a.rs, x.txt)`,
+/// `12 uncommitted changes (a, b, c and 9 more)`.
+pub fn changes_named(paths: &[String]) -> String {
+    let count = match paths.len() {
+        1 => "1 uncommitted change".to_string(),
+        n => format!("{n} uncommitted changes"),
+    };
+    let mut named = paths.iter().take(NAMED).cloned().collect::<Vec<_>>().join(", ");
+    if paths.len() > NAMED {
+        named.push_str(&format!(" and {} more", paths.len() - NAMED));
+    }
+    format!("{count} ({named})")
 }
 
 /// The submodules of the worktree's index that are checked out (their directory has a
@@ -113,6 +140,16 @@ pub fn text(status: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changed_paths_are_named_first_few_then_counted() {
+        let out = b" M README\0?? new file.txt\0A  src/a.rs\0 D gone\0";
+        let paths = porcelain_paths(out);
+        assert_eq!(paths, ["README", "new file.txt", "src/a.rs", "gone"]);
+        assert_eq!(changes_named(&paths[..1]), "1 uncommitted change (README)");
+        assert_eq!(changes_named(&paths[..3]), "3 uncommitted changes (README, new file.txt, src/a.rs)");
+        assert_eq!(changes_named(&paths), "4 uncommitted changes (README, new file.txt, src/a.rs and 1 more)");
+    }
 
     #[test]
     fn a_status_cell_reads_as_words() {

@@ -5,9 +5,11 @@
 //! new worktree, whose database would otherwise be this one, old rows included.
 //!
 //! ```json
-//! "kept_databases": {"app_wt2": {"worktree": "agent-2", "index": 2,
+//! "kept_databases": {"app_wt2": {"worktree": "agent-2", "index": 2, "since": 1765000000,
 //!   "database": {"kind": "postgres", "name": "app_wt2", "url": "…", "provisioned": true}}}
 //! ```
+//!
+//! `since` (Unix seconds) is when it was first kept; entries written before it existed have none.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +28,9 @@ pub struct Kept {
     /// The index that worktree held, which the database's name is made from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<u32>,
+    /// When it was first listed as kept, in seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
     pub database: DbLease,
 }
 
@@ -53,9 +58,15 @@ pub fn keep(l: &mut Ledger, worktree: &str, entry: &Entry) -> Option<String> {
 pub fn keep_lease(l: &mut Ledger, worktree: &str, index: Option<u32>, db: DbLease) -> Option<String> {
     let mut kept = all(l);
     let name = db.name.clone();
-    kept.insert(name.clone(), Kept { worktree: worktree.to_string(), index, database: db });
+    // Kept again (a killed run's retry): it has been kept since the first time.
+    let since = kept.get(&name).and_then(|k| k.since).or_else(now);
+    kept.insert(name.clone(), Kept { worktree: worktree.to_string(), index, since, database: db });
     store(l, &kept);
     Some(name)
+}
+
+fn now() -> Option<u64> {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 
 /// Forgets a kept database (once dropped).
@@ -96,6 +107,7 @@ mod tests {
         assert_eq!(keep(&mut l, "a", &e).as_deref(), Some("app_wt2"));
         assert_eq!(reserved_indices(&l), [2]);
         assert_eq!(all(&l)["app_wt2"].worktree, "a");
+        assert!(all(&l)["app_wt2"].since.is_some_and(|s| s > 1_700_000_000), "when it was kept");
         forget(&mut l, "app_wt2");
         assert!(all(&l).is_empty() && !l.extra.contains_key(SECTION));
     }

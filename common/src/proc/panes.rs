@@ -64,6 +64,16 @@ pub fn names(repo: &Repo) -> Vec<(String, String)> {
 
 /// The live panes whose working directory is `path` or inside it.
 pub fn running_in(repo: &Repo, path: &Path) -> Result<Vec<Pane>, Error> {
+    in_dir(repo, path, true)
+}
+
+/// The panes the supervisor lists (running or ended) whose working directory is `path` or
+/// inside it.
+pub fn listed_in(repo: &Repo, path: &Path) -> Result<Vec<Pane>, Error> {
+    in_dir(repo, path, false)
+}
+
+fn in_dir(repo: &Repo, path: &Path, alive_only: bool) -> Result<Vec<Pane>, Error> {
     let Some(list) = call(repo, "pane.list", json!({}))? else { return Ok(Vec::new()) };
     let inside = |cwd: &str| {
         let cwd = Path::new(cwd);
@@ -73,7 +83,7 @@ pub fn running_in(repo: &Repo, path: &Path) -> Result<Vec<Pane>, Error> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|p| p.get("alive").and_then(Value::as_bool) == Some(true))
+        .filter(|p| !alive_only || p.get("alive").and_then(Value::as_bool) == Some(true))
         .filter(|p| p.get("cwd").and_then(Value::as_str).is_some_and(inside))
         .map(|p| Pane {
             name: p.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
@@ -106,4 +116,56 @@ pub fn end_or_refuse(repo: &Repo, path: &Path, force: bool) -> Result<(), Error>
         call(repo, "pane.kill", json!({"pane": p.name}))?;
     }
     Ok(())
+}
+
+/// Ends pane `name` and drops it from the supervisor's list, with its screen: `pane.kill`
+/// ends a live pane (it stays listed, dead), and drops one that has ended.
+pub fn kill_and_forget(repo: &Repo, name: &str) -> Result<(), Error> {
+    for _ in 0..2 {
+        match call(repo, "pane.kill", json!({"pane": name})) {
+            Ok(Some(pane)) if pane.get("alive").and_then(Value::as_bool) == Some(false) => continue,
+            Ok(_) => return Ok(()),
+            // Dropped already (by the first call, or by someone else).
+            Err(e) if e.message.contains("no pane") => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// What `stop_supervisor_if_idle` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Supervisor {
+    /// No supervisor answers on the repository's socket.
+    NotRunning,
+    /// It had no pane left and has stopped; its pid.
+    Stopped(Option<i64>),
+    /// It still has these panes, so it runs on.
+    Busy(Vec<String>),
+}
+
+/// Stops the repository's supervisor when it has no pane left, and waits (up to 10 s) until
+/// its process is gone.
+pub fn stop_supervisor_if_idle(repo: &Repo) -> Result<Supervisor, Error> {
+    let Some(list) = call(repo, "pane.list", json!({}))? else { return Ok(Supervisor::NotRunning) };
+    let names: Vec<String> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("name").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    if !names.is_empty() {
+        return Ok(Supervisor::Busy(names));
+    }
+    let pid = call(repo, "server.ping", json!({}))?.and_then(|r| r.get("pid").and_then(Value::as_i64));
+    call(repo, "server.stop", json!({}))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let alive = |p: i64| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), None).is_ok();
+        if !pid.is_some_and(alive) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(Supervisor::Stopped(pid))
 }

@@ -83,7 +83,7 @@ impl Sharing {
                 continue;
             }
             let dir = relative_dir(word)?;
-            match check_dir(&main, &dir) {
+            match check_dir(&main, &repo.common_dir, &dir) {
                 Ok(()) => dirs.push(dir),
                 Err(e) if origin == Origin::Config => {
                     eprintln!("wt-create: not sharing {} ([create] share in wt.toml): {}", dir.display(), e.message)
@@ -121,8 +121,8 @@ impl Sharing {
         let _lock = FileLock::acquire(&locks.join(format!("{name}.lock")), default_timeout())?;
         let (mut dirs, mut shared) = (Vec::new(), Vec::new());
         for dir in &self.dirs {
-            let result = match lockfiles::first_difference(&self.main, worktree, dir) {
-                Some(file) => {
+            let result = match lockfiles::compare(&self.main, worktree, dir) {
+                lockfiles::Verdict::Differs(file) => {
                     let reason = format!("{file} differs from the main worktree's");
                     eprintln!(
                         "wt-create: {name}: not sharing {}: {reason} (its dependencies differ; install them in the worktree)",
@@ -130,9 +130,20 @@ impl Sharing {
                     );
                     json!({"dir": dir, "status": "skipped", "reason": reason})
                 }
-                None => {
+                verdict => {
                     shared.push(dir.clone());
-                    self.share_dir(name, worktree, dir)?
+                    let mut v = self.share_dir(name, worktree, dir)?;
+                    match verdict {
+                        lockfiles::Verdict::Locked(files) | lockfiles::Verdict::Manifests(files) => {
+                            v["compared"] = json!(files)
+                        }
+                        _ => {
+                            let warning = unproven_warning(dir);
+                            eprintln!("wt-create: {name}: {warning}");
+                            v["warning"] = json!(warning);
+                        }
+                    }
+                    v
                 }
             };
             dirs.push(result);
@@ -220,6 +231,16 @@ impl Sharing {
     }
 }
 
+/// Shared although nothing shows the worktree wants the same dependencies.
+fn unproven_warning(dir: &Path) -> String {
+    format!(
+        "shared {} without proof that this worktree wants the same dependencies: there is no lock file \
+         (package-lock.json, uv.lock, …) or manifest (package.json, pyproject.toml, requirements.txt, …) \
+         beside it or above it to compare; commit one so that wt can check",
+        dir.display()
+    )
+}
+
 /// A `--share` word as a path inside the worktree: relative, no `..`, not empty.
 fn relative_dir(word: &str) -> Result<PathBuf, Error> {
     let path = PathBuf::from(word.trim_end_matches('/'));
@@ -237,7 +258,8 @@ fn relative_dir(word: &str) -> Result<PathBuf, Error> {
 }
 
 /// The directory exists in the main worktree (as a directory, not a symlink) and git ignores it.
-fn check_dir(main: &Path, dir: &Path) -> Result<(), Error> {
+/// Refused, the message gives the line that makes git ignore it, and where it goes.
+fn check_dir(main: &Path, common_dir: &Path, dir: &Path) -> Result<(), Error> {
     let path = main.join(dir);
     let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
     if !is_dir {
@@ -254,15 +276,33 @@ fn check_dir(main: &Path, dir: &Path) -> Result<(), Error> {
     cmd.args(["check-ignore", "-q", "--"]).arg(dir);
     let ignored = cmd.status().map_err(|e| Error::env("git-missing", format!("cannot run git: {e}")))?;
     if !ignored.success() {
-        return Err(Error::usage(
-            "share-not-ignored",
-            format!(
-                "{} is not ignored by git; only ignored directories (node_modules, .venv, …) can be shared",
-                dir.display()
-            ),
-        ));
+        let tracked = git::run(main, ["ls-files", "--", &format!(":(literal){}", dir.display())]).unwrap_or_default();
+        if !tracked.trim().is_empty() {
+            return Err(Error::usage(
+                "share-not-ignored",
+                format!(
+                    "{} holds files git tracks; only directories git ignores (node_modules, .venv, …) can be shared",
+                    dir.display()
+                ),
+            ));
+        }
+        return Err(Error::usage("share-not-ignored", not_ignored_message(main, common_dir, dir)));
     }
     Ok(())
+}
+
+/// `--share DIR` of a directory git does not ignore: the line to add, and the two places it
+/// can go (`.gitignore` for everyone who clones, `info/exclude` for this clone only).
+fn not_ignored_message(main: &Path, common_dir: &Path, dir: &Path) -> String {
+    let line = format!("/{}/", dir.display());
+    let exclude = common_dir.join("info/exclude");
+    let exclude = exclude.strip_prefix(main).map(Path::to_path_buf).unwrap_or(exclude);
+    format!(
+        "{} is not ignored by git, and only ignored directories (node_modules, .venv, …) can be shared; \
+         add the line `{line}` to .gitignore (for everyone), or to {} (this clone only), then run again",
+        dir.display(),
+        exclude.display()
+    )
 }
 
 /// The directories between the worktree and `dir` must be real directories: the worktree is

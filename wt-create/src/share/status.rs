@@ -1,6 +1,9 @@
 //! `--share-status`: the disk the shared directories really use, against what full copies would
 //! use. A file's blocks are counted once however many names it has (hard links), so the figures
-//! are what `du` over all worktrees together would say, not `du` of each worktree alone.
+//! are what `du` over all worktrees together would say, not `du` of each worktree alone. The
+//! total beyond the main worktree's counts the shared trees and the store, directories
+//! included, and leaves out every inode the main worktree's trees hold: a store entry (and a
+//! worktree's file) that is a hard link of the main worktree's own file costs nothing.
 //! Reflinked files are separate inodes that share blocks; no file-system count (this one or
 //! `du`) sees that sharing, so with reflinks the real use is lower than shown.
 
@@ -16,16 +19,16 @@ use wt_common::Error;
 use super::method;
 use crate::context::Context;
 
-type Inode = (u64, u64);
+pub type Inode = (u64, u64);
 
 /// What one tree holds.
 #[derive(Debug, Default)]
-struct Usage {
+pub struct Usage {
     /// Bytes the tree would take as a full copy: every file's blocks, and its directories'.
     full: u64,
     files: u64,
     /// Blocks of each file inode (by device and inode number), counted once.
-    inodes: HashMap<Inode, u64>,
+    pub inodes: HashMap<Inode, u64>,
     /// Blocks of the directories themselves (never shared).
     dir_bytes: u64,
 }
@@ -47,7 +50,7 @@ fn walk(dir: &Path, usage: &mut Usage) {
     }
 }
 
-fn usage_of(root: &Path, dirs: &[PathBuf]) -> Usage {
+pub fn usage_of(root: &Path, dirs: &[PathBuf]) -> Usage {
     let mut usage = Usage::default();
     for dir in dirs {
         walk(&root.join(dir), &mut usage);
@@ -82,8 +85,7 @@ pub fn run(ctx: &Context, out: &mut Output) -> Result<(), Error> {
             *holders.entry(*ino).or_default() += 1;
         }
     }
-    let (mut total_full, mut counted) = (0u64, HashSet::new());
-    let mut total_used = 0u64;
+    let mut total_full = 0u64;
     for (name, wt, entry, u, dirs) in &trees {
         let own: u64 = u.dir_bytes
             + u.inodes
@@ -92,12 +94,6 @@ pub fn run(ctx: &Context, out: &mut Output) -> Result<(), Error> {
                 .map(|(_, b)| b)
                 .sum::<u64>();
         total_full += u.full;
-        total_used += u.dir_bytes;
-        for (ino, bytes) in &u.inodes {
-            if !main_usage.inodes.contains_key(ino) && counted.insert(*ino) {
-                total_used += bytes;
-            }
-        }
         let mut rec = ctx.record(name, wt, Some(entry));
         rec.set_key(
             "share",
@@ -106,8 +102,15 @@ pub fn run(ctx: &Context, out: &mut Output) -> Result<(), Error> {
         );
         out.emit(&rec);
     }
-    let store_only = store_only_bytes(&ctx.repo.state_dir().join("store/files"), &main_usage, &counted);
-    total_used += store_only;
+    // What is really on disk beyond the main worktree: every inode of the shared trees and of
+    // the store (files and directories alike), each once, leaving out the main worktree's own
+    // (a store entry that is a hard link of a main worktree's file costs nothing). This is
+    // what `du` over the trees and the store says, less the main worktree's part.
+    let mut roots: Vec<PathBuf> =
+        trees.iter().flat_map(|(_, wt, _, _, dirs)| dirs.iter().map(|d| wt.path.join(d))).collect();
+    roots.push(ctx.repo.state_dir().join("store"));
+    let main_inodes: HashSet<Inode> = main_usage.inodes.keys().copied().collect();
+    let total_used = on_disk(&roots, &main_inodes);
     let pct = if total_full == 0 { 0.0 } else { 100.0 * total_used as f64 / total_full as f64 };
     let mut summary = format!(
         "shared directories of {} worktrees: {} on disk beyond the main worktree's, against {} as full copies ({pct:.1}%)",
@@ -123,11 +126,23 @@ pub fn run(ctx: &Context, out: &mut Output) -> Result<(), Error> {
     Ok(())
 }
 
-/// Store entries that are neither the main worktree's files nor any worktree's.
-fn store_only_bytes(files: &Path, main: &Usage, counted: &HashSet<Inode>) -> u64 {
-    let mut store = Usage::default();
-    walk(files, &mut store);
-    store.inodes.iter().filter(|(i, _)| !main.inodes.contains_key(*i) && !counted.contains(*i)).map(|(_, b)| b).sum()
+/// The blocks of everything under `roots` (the roots included), each inode once, leaving out
+/// `except`. Never follows a link.
+fn on_disk(roots: &[PathBuf], except: &HashSet<Inode>) -> u64 {
+    let mut seen: HashSet<Inode> = HashSet::new();
+    let mut bytes = 0;
+    let mut stack = roots.to_vec();
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+        let ino = (meta.dev(), meta.ino());
+        if !except.contains(&ino) && seen.insert(ino) {
+            bytes += meta.blocks() * 512;
+        }
+        if meta.is_dir() {
+            stack.extend(fs::read_dir(&path).into_iter().flatten().flatten().map(|e| e.path()));
+        }
+    }
+    bytes
 }
 
 pub fn human(bytes: u64) -> String {
