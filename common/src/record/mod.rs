@@ -21,6 +21,7 @@ pub mod cli;
 pub mod duration;
 pub mod excerpt;
 pub mod jsonl;
+pub mod notify;
 pub mod output;
 pub mod progress;
 pub mod runlog;
