@@ -84,8 +84,7 @@ fn the_inbox_lists_what_needs_the_person_oldest_first_across_repositories_until_
     let b = TestRepo::new();
     run_in(&b, &registry, "wt-create", &["b1"]).expect_code(0);
     std::fs::write(b.wt_root().join("b1").join("test_parse.py"), FAILING).unwrap();
-    let watch =
-        ["-w", "b1", "--until-green", "--feed", "none", "--max-rounds", "1", "--", "python3", "-m", "unittest"];
+    let watch = ["-w", "b1", "--until-green", "--feed", "none", "--max-rounds", "1", "--", "python3", "-m", "unittest"];
     run_in(&b, &registry, "wt-watch", &watch).expect_code(1);
 
     let inbox = |p: &Panes| {
@@ -139,7 +138,10 @@ fn the_inbox_lists_what_needs_the_person_oldest_first_across_repositories_until_
     assert_eq!(s(&recs[1]["overview"]["merge"], "state"), "conflict");
     assert_eq!(s(&recs[2]["overview"]["merge"], "state"), "verify-failed");
     let r_rec = recs.iter().find(|r| r["name"] == "r").unwrap();
-    assert_eq!((s(&r_rec["overview"]["last_run"], "state"), r_rec["overview"]["last_run"]["failing"].as_u64()), ("red", Some(2)));
+    assert_eq!(
+        (s(&r_rec["overview"]["last_run"], "state"), r_rec["overview"]["last_run"]["failing"].as_u64()),
+        ("red", Some(2))
+    );
     let table = on_terminal(&p, &[&wt_tests::bin("wt-status").display().to_string()], &[]);
     let row = |n: &str| {
         table.lines().find(|l| l.split_whitespace().next() == Some(n)).unwrap_or_else(|| panic!("no {n}: {table}"))
@@ -181,7 +183,10 @@ fn the_inbox_lists_what_needs_the_person_oldest_first_across_repositories_until_
     let after = inbox(&p);
     assert!(after.iter().all(|e| e["name"] != "b1"), "{after:#?}");
     let listed = std::fs::read_to_string(&registry).unwrap();
-    assert!(listed.contains(&a.repo.display().to_string()) && !listed.contains(&b_root.display().to_string()), "{listed}");
+    assert!(
+        listed.contains(&a.repo.display().to_string()) && !listed.contains(&b_root.display().to_string()),
+        "{listed}"
+    );
 }
 
 /// The row of `name` in a table (its first cell).
@@ -207,7 +212,10 @@ fn wt_merge_rows_give_a_conflicts_next_step_and_a_verifications_failing_tests() 
     assert!(c.contains("conflicts: notes.txt") && c.contains("next: rebase it onto main"), "{table}");
     assert!(c.contains(&format!("git -C {} rebase main", a.wt_root().join("c").display())), "{table}");
     let v = row_of(&table, "v");
-    assert!(v.contains("2 failing tests (unittest)") && v.contains("test_empty") && v.contains("test_unicode"), "{table}");
+    assert!(
+        v.contains("2 failing tests (unittest)") && v.contains("test_empty") && v.contains("test_unicode"),
+        "{table}"
+    );
     // The queue's progress went to the terminal (OSC 9;4, cleared at the end); a pipe gets none.
     assert!(table.contains("\x1b]9;4;1;") && table.contains("\x1b]9;4;0;0\x07"), "{table:?}");
     let piped = a.run("wt-merge", &["c", "--unverified"], "");

@@ -462,7 +462,8 @@ fn keep_outcome(repo: &Repo, name: &str, run: &Map<String, Value>, argv: &[Strin
         ..Outcome::now(Kind::Run, if passed { "pass" } else { "red" })
     };
     if !passed {
-        let excerpt = log.as_deref().and_then(|l| wt_common::record::excerpt::of_log(l, wt_common::record::excerpt::READ_BYTES));
+        let excerpt =
+            log.as_deref().and_then(|l| wt_common::record::excerpt::of_log(l, wt_common::record::excerpt::READ_BYTES));
         let tail = || {
             let lines = run.get("tail").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
             // Its last words, which say most about how it ended.

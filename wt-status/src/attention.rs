@@ -25,7 +25,13 @@ use wt_common::ledger::outcome::Outcome;
 
 /// The attention entries of a worktree, oldest first, from its panes (as `pane.list` gives
 /// them) and its last outcomes (`red`: the newer of run and watch; `merge`).
-pub fn of(name: &str, path: Option<&Path>, panes: &[Value], red: Option<&Outcome>, merge: Option<&Outcome>) -> Vec<Value> {
+pub fn of(
+    name: &str,
+    path: Option<&Path>,
+    panes: &[Value],
+    red: Option<&Outcome>,
+    merge: Option<&Outcome>,
+) -> Vec<Value> {
     let mut out = Vec::new();
     let now = now_ms();
     for p in panes {

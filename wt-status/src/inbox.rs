@@ -43,7 +43,7 @@ pub fn entries(here: Option<&Repo>) -> Vec<Record> {
         let Ok(repo) = Repo::discover(&root) else { continue };
         all.extend(of_repo(&repo));
     }
-    all.sort_by_key(|r| since(r));
+    all.sort_by_key(since);
     all
 }
 
@@ -98,7 +98,11 @@ pub fn columns() -> Vec<Column> {
         Column {
             title: "REPO",
             value: |r| {
-                r.repo.as_deref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                r.repo
+                    .as_deref()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
             },
         },
         Column { title: "NAME", value: |r| r.name.clone() },

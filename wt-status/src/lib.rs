@@ -64,14 +64,12 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         if out.is_table() {
             // Home and clear, then the inbox and the board: it is redrawn in place.
             let entries = inbox::entries(Some(&repo));
-            let mut stdout = std::io::stdout().lock();
-            let _ = stdout.write_all(b"\x1b[H\x1b[2J").and_then(|_| stdout.flush());
-            drop(stdout);
+            to_terminal(b"\x1b[H\x1b[2J");
             if !entries.is_empty() {
                 let mut top = Output::new(TOOL, false, inbox::columns());
                 entries.iter().for_each(|e| top.emit(e));
                 let _ = top.finish();
-                println!();
+                to_terminal(b"\n");
             }
             notifier.seen(&entries);
         }
@@ -100,11 +98,10 @@ fn run_inbox(args: &Args, repo: Option<&Repo>) -> Result<Exit, Error> {
         let entries = inbox::entries(repo);
         let mut out = Output::new(TOOL, args.global.json, inbox::columns());
         if args.watch.is_some() && out.is_table() {
-            let mut stdout = std::io::stdout().lock();
-            let _ = stdout.write_all(b"\x1b[H\x1b[2J").and_then(|_| stdout.flush());
+            to_terminal(b"\x1b[H\x1b[2J");
         }
         if out.is_table() && entries.is_empty() {
-            println!("nothing needs you");
+            to_terminal(b"nothing needs you\n");
         }
         for e in &entries {
             if args.watch.is_none() || out.is_table() || streamed.insert(inbox::key(e)) {
@@ -142,13 +139,17 @@ impl Notifier {
         let now = inbox::keys(entries);
         if let Some(known) = &self.known {
             for e in entries.iter().filter(|e| !known.contains(&inbox::key(e))) {
-                let seq = notify::for_terminal(notify::notification(self.style, "wt", &inbox::notification(e)));
-                let mut stdout = std::io::stdout().lock();
-                let _ = stdout.write_all(&seq).and_then(|_| stdout.flush());
+                to_terminal(&notify::for_terminal(notify::notification(self.style, "wt", &inbox::notification(e))));
             }
         }
         self.known = Some(now);
     }
+}
+
+/// Writes `bytes` to stdout (a terminal: the table's surroundings, escape sequences) at once.
+fn to_terminal(bytes: &[u8]) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(bytes).and_then(|_| stdout.flush());
 }
 
 /// Whether stdin is a pipe, a socket or a file that may hold records; a terminal or

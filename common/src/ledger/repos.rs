@@ -69,11 +69,8 @@ fn add(file: &Path, root: &Path) -> Result<(), Error> {
     if read(file).iter().any(|p| p == root) {
         return Ok(());
     }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(file)
-        .map_err(|e| Error::io(file.display(), e))?;
+    let mut f =
+        std::fs::OpenOptions::new().create(true).append(true).open(file).map_err(|e| Error::io(file.display(), e))?;
     writeln!(f, "{line}").map_err(|e| Error::io(file.display(), e))
 }
 
