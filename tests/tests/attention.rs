@@ -130,18 +130,22 @@ fn the_inbox_lists_what_needs_the_person_oldest_first_across_repositories_until_
     p.env(&mut c);
     let board = Run::of(c.arg("--all"), "");
     let recs = board.expect_code(0).records();
-    let names: Vec<&str> = recs.iter().map(|r| s(r, "name")).collect();
-    assert_eq!(names[..5], ["r", "c", "v", "e", "w"], "what needs the person first, oldest first: {names:?}");
-    let w_rec = &recs[4]["overview"];
-    let panes: Vec<&str> = w_rec["panes"].as_array().unwrap().iter().map(|p| s(p, "name")).collect();
-    assert_eq!(panes, ["dev-w", "w"], "{w_rec}");
-    assert_eq!(s(&recs[1]["overview"]["merge"], "state"), "conflict");
-    assert_eq!(s(&recs[2]["overview"]["merge"], "state"), "verify-failed");
-    let r_rec = recs.iter().find(|r| r["name"] == "r").unwrap();
+    let overview =
+        |n: &str| &recs.iter().find(|r| r["name"] == n).unwrap_or_else(|| panic!("no {n}: {board}"))["overview"];
+    let reasons_of = |n: &str| -> Vec<&str> {
+        overview(n)["attention"].as_array().unwrap().iter().map(|e| s(e, "reason")).collect()
+    };
     assert_eq!(
-        (s(&r_rec["overview"]["last_run"], "state"), r_rec["overview"]["last_run"]["failing"].as_u64()),
-        ("red", Some(2))
+        ["r", "c", "v", "e", "w"].map(reasons_of),
+        [["red"], ["conflict"], ["verify-failed"], ["exited"], ["waiting"]],
+        "{board}"
     );
+    let panes: Vec<&str> = overview("w")["panes"].as_array().unwrap().iter().map(|p| s(p, "name")).collect();
+    assert_eq!(panes, ["dev-w", "w"], "every pane of the worktree, by its directory: {}", overview("w"));
+    assert_eq!(s(&overview("c")["merge"], "state"), "conflict");
+    assert_eq!(s(&overview("v")["merge"], "state"), "verify-failed");
+    let last_run = &overview("r")["last_run"];
+    assert_eq!((s(last_run, "state"), last_run["failing"].as_u64()), ("red", Some(2)));
     let table = on_terminal(&p, &[&wt_tests::bin("wt-status").display().to_string()], &[]);
     let row = |n: &str| {
         table.lines().find(|l| l.split_whitespace().next() == Some(n)).unwrap_or_else(|| panic!("no {n}: {table}"))

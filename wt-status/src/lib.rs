@@ -161,8 +161,8 @@ fn stdin_is_piped() -> bool {
     kind.is_fifo() || kind.is_socket() || (kind.is_file() && meta.len() > 0)
 }
 
-/// The records of the worktrees asked about, each with `status` and `overview`, those that
-/// need the person first (the longest waiting first).
+/// The records of the worktrees asked about, each with `status` and `overview`; in a table,
+/// those that need the person first (the longest waiting first), in records the order asked.
 fn records(
     repo: &Repo,
     ledger: &LedgerFile,
@@ -177,7 +177,9 @@ fn records(
         let oldest = r.key("overview").and_then(|o| o["attention"][0]["since"].as_u64());
         oldest.map_or((1, 0), |since| (0, since))
     };
-    recs.sort_by_key(first_need);
+    if out.is_table() {
+        recs.sort_by_key(first_need);
+    }
     Ok(recs)
 }
 
