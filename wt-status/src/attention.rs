@@ -11,7 +11,7 @@
 //! - `waiting`: a pane of the worktree whose agent waits for the person (its question, or the
 //!   dialog's text, is the detail); `exited`: a pane that exited non-zero or by a signal.
 //! - `red`: the newer of the last wt-run and wt-watch outcome failed (`source` says which);
-//!   the detail is how many tests failed, else the excerpt's first line.
+//!   the detail is how many tests failed, else the output's last line.
 //! - `conflict` (the paths) and `verify-failed` (how many failed): the last wt-merge of it.
 //!
 //! `since` is when it began, in milliseconds since the Unix epoch; `next` is a command that
@@ -53,7 +53,7 @@ pub fn of(
         }
     }
     if let Some(o) = red.filter(|o| o.state == "red") {
-        let detail = match (o.failing, o.lines.first()) {
+        let detail = match (o.failing, o.lines.last()) {
             (Some(n), _) => format!("{n} failing"),
             (None, Some(line)) => line.clone(),
             (None, None) => "failed".into(),
@@ -81,7 +81,7 @@ pub fn of(
                                 "paths": o.paths, "next": next}));
             }
             "verify-failed" => {
-                let detail = match (o.failing, o.lines.first()) {
+                let detail = match (o.failing, o.lines.last()) {
                     (Some(n), _) => format!("{n} failed"),
                     (None, Some(line)) => line.clone(),
                     (None, None) => "the verification failed".into(),

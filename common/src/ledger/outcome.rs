@@ -16,7 +16,7 @@
 //!   (`paths`), `verify-failed` (`failing`, `lines`, `cmd`), a held state (`untested`,
 //!   `gate-changed`, `deps-differ`, with `detail`) or `error` (`detail`).
 //! - `failing`: how many tests failed, when the runner was recognised; `lines`: the excerpt's key
-//!   lines (the failing tests' names, else its first lines).
+//!   lines (the failing tests' names, else its last lines).
 //!
 //! The files are written by wt alone, in wt's state directory; still, they are read with a size
 //! cap, never through a link, and parsed strictly (unknown fields or states are refused).
@@ -69,7 +69,7 @@ pub struct Outcome {
     /// How many tests failed, when the runner was recognised.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing: Option<u64>,
-    /// The key lines of the failure excerpt: the failing tests, else its first lines.
+    /// The key lines of the failure excerpt: the failing tests, else its last lines.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<String>,
     /// A conflict's paths.
@@ -126,12 +126,16 @@ impl Outcome {
     }
 }
 
-/// The lines of an excerpt a person scans first: the failing tests (`✗ name`), else its first
-/// non-empty lines; at most [`MAX_LINES`], each at most 200 characters.
+/// The lines of an excerpt a person scans first: the failing tests (`✗ name`), else its last
+/// non-empty lines (output of a runner not recognised says most about how it ended at its
+/// end); at most [`MAX_LINES`], each at most 200 characters.
 pub fn key_lines(excerpt: &str) -> Vec<String> {
     let tests: Vec<&str> = excerpt.lines().map(str::trim).filter(|l| l.starts_with("✗ ")).collect();
     let chosen: Vec<&str> = if tests.is_empty() {
-        excerpt.lines().map(str::trim).filter(|l| !l.is_empty()).take(MAX_LINES).collect()
+        // Not the note of what the excerpt cut (`[… 812 bytes cut above; …]`).
+        let said: Vec<&str> =
+            excerpt.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("[… ")).collect();
+        said[said.len().saturating_sub(MAX_LINES)..].to_vec()
     } else {
         tests.into_iter().take(MAX_LINES).collect()
     };
@@ -224,7 +228,12 @@ mod tests {
 
     #[test]
     fn key_lines_are_the_failing_tests_else_the_first_lines() {
-        assert_eq!(key_lines("error: boom\n\nmore\n"), ["error: boom", "more"]);
+        assert_eq!(
+            key_lines("[… 9 bytes cut above; the full log: /l]\nerror: boom\n\nmore\n"),
+            ["error: boom", "more"]
+        );
+        let long: String = (0..9).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(key_lines(&long).last().map(String::as_str), Some("line 8"));
         let many: String = (0..9).map(|i| format!("✗ t{i}\n    why\n")).collect();
         assert_eq!(key_lines(&many).len(), MAX_LINES);
     }
