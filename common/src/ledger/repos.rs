@@ -69,9 +69,13 @@ fn add(file: &Path, root: &Path) -> Result<(), Error> {
     if read(file).iter().any(|p| p == root) {
         return Ok(());
     }
+    // An append killed half way leaves a line without its newline: end it first, so that this
+    // path is a line of its own (the cut-off one names nothing and is pruned).
+    let cut = crate::fs::read_end(file, 1).is_some_and(|last| !last.is_empty() && last != "\n");
+    let text = format!("{}{line}\n", if cut { "\n" } else { "" });
     let mut f =
         std::fs::OpenOptions::new().create(true).append(true).open(file).map_err(|e| Error::io(file.display(), e))?;
-    writeln!(f, "{line}").map_err(|e| Error::io(file.display(), e))
+    f.write_all(text.as_bytes()).map_err(|e| Error::io(file.display(), e))
 }
 
 /// Drops `gone` from the list.
@@ -101,5 +105,9 @@ mod tests {
         add(&f, Path::new("/a/one")).unwrap();
         add(&f, Path::new("relative")).unwrap();
         assert_eq!(read(&f), [PathBuf::from("/a/one"), PathBuf::from("/b/two")]);
+        // What a killed append left (no newline) does not swallow the next one.
+        std::fs::OpenOptions::new().append(true).open(&f).unwrap().write_all(b"/c/thr").unwrap();
+        add(&f, Path::new("/d/four")).unwrap();
+        assert_eq!(read(&f).last(), Some(&PathBuf::from("/d/four")));
     }
 }
