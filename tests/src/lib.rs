@@ -89,6 +89,8 @@ impl TestRepo {
         }
         // The machine's port registry of this test alone (a test of it shares one on purpose).
         cmd.env("WT_PORT_REGISTRY", root.join("port-registry"));
+        // The person's list of repositories (`wt-status --inbox`): this test's alone.
+        cmd.env("WT_REPO_REGISTRY", root.join("repo-registry"));
         cmd.env("HOME", root.join("home"))
             .env("GIT_CONFIG_GLOBAL", root.join("gitconfig"))
             .env("GIT_CONFIG_NOSYSTEM", "1")

@@ -9,6 +9,7 @@ pub mod hosts;
 pub mod journal;
 pub mod live;
 pub mod locks;
+pub mod outcome;
 pub mod queue;
 pub mod scratch;
 pub mod strategy;
@@ -127,6 +128,11 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     let malformed = std::rc::Rc::new(std::cell::Cell::new(false));
     let mut tally = std::collections::BTreeMap::<String, usize>::new();
     let (mut records, mut ready) = inputs(&repo, &ledger, &args, &mut out, &malformed)?;
+    // The terminal's progress bar (OSC 9;4): records done of those named, or busy while they
+    // stream in.
+    let streaming = args.select.from_stdin() && args.names.is_empty();
+    let mut bar = Bar { total: (!streaming).then_some(ready.given), done: 0 };
+    bar.show();
     // A record of a host read while a batch was being gathered: it goes next, on its own.
     let mut pending: Option<Record> = None;
     loop {
@@ -143,7 +149,9 @@ pub fn run(args: Args) -> Result<Exit, Error> {
             batch.push(rec);
         }
         let merged = merge_batch(&queue, &host_queue, &hosts, &progress, batch);
-        if emit(merged, &mut out, &mut tally, &progress) {
+        bar.done += merged.len();
+        bar.show();
+        if emit(&repo, merged, &mut out, &mut tally, &progress) {
             break;
         }
         if let Some(sig) = interrupted.get() {
@@ -151,11 +159,12 @@ pub fn run(args: Args) -> Result<Exit, Error> {
             if let Some(mut rec) = pending.take() {
                 let why = format!("not merged: wt-merge was interrupted (signal {sig})");
                 rec.set_key("merge", serde_json::json!({"into": queue.into, "status": "skipped", "reason": why}));
-                emit(vec![rec], &mut out, &mut tally, &progress);
+                emit(&repo, vec![rec], &mut out, &mut tally, &progress);
             }
             break;
         }
     }
+    wt_common::record::notify::progress_on_stderr(wt_common::record::notify::Progress::Clear);
     if malformed.get() {
         out.fail(Exit::Usage);
     }
@@ -189,14 +198,33 @@ fn merge_batch(
     queue.merge_all(batch)
 }
 
-/// Prints the records of a batch; true when stdout closed and the queue should stop.
+/// The queue's progress as the terminal shows it.
+struct Bar {
+    total: Option<usize>,
+    done: usize,
+}
+
+impl Bar {
+    fn show(&self) {
+        use wt_common::record::notify::{progress_on_stderr, Progress};
+        progress_on_stderr(match self.total {
+            Some(total) if total > 0 => Progress::Percent((self.done.min(total) * 100 / total) as u8),
+            _ => Progress::Busy,
+        });
+    }
+}
+
+/// Prints the records of a batch, keeping each one's outcome for wt-status; true when stdout
+/// closed and the queue should stop.
 fn emit(
+    repo: &Repo,
     recs: Vec<Record>,
     out: &mut Output,
     tally: &mut std::collections::BTreeMap<String, usize>,
     progress: &wt_common::record::progress::Progress,
 ) -> bool {
     for rec in recs {
+        outcome::keep(repo, &rec);
         let outcome = merge_status(&rec).unwrap_or(if rec.has_error() { "error" } else { "skipped" }).to_string();
         progress.step(&rec.name, &outcome);
         *tally.entry(outcome).or_default() += 1;
@@ -511,6 +539,9 @@ fn detail(r: &Record) -> String {
     if !with.is_empty() {
         parts.push(format!("collides with {}", with.join(", ")));
     }
+    if merge_status(r) == Some("conflict") {
+        parts.push(conflict_next(r, get("into").and_then(Value::as_str).unwrap_or("its base")));
+    }
     if let Some(v) = get("verify").filter(|_| merge_status(r) == Some("verify-failed")) {
         parts.push(verify_failure(v));
     } else if let Some(reason) = get("reason").and_then(Value::as_str) {
@@ -528,8 +559,20 @@ fn detail(r: &Record) -> String {
     parts.join("; ")
 }
 
-/// `verify exit 1: <the first failing test, else its last line>; log <path>` (`prepare …` when
-/// `[merge] prepare` failed).
+/// The next step after a conflict: the worktree's branch is rebased onto the target there, by
+/// the person or by its agent.
+fn conflict_next(r: &Record, into: &str) -> String {
+    match &r.path {
+        Some(path) => format!(
+            "next: rebase it onto {into} in its worktree (git -C {} rebase {into}) or tell its agent to",
+            wt_common::host::quote::quote(&path.to_string_lossy())
+        ),
+        None => format!("next: rebase its branch onto {into}, or tell its agent to"),
+    }
+}
+
+/// `verify exit 1: 2 failing tests (pytest): ✗ <test>, ✗ <test>; log <path>`: the excerpt's
+/// failing tests, else the output's last line (`prepare …` when `[merge] prepare` failed).
 fn verify_failure(v: &Value) -> String {
     let how = match (v["timed_out"].as_bool(), v["exit"].as_i64()) {
         (Some(true), _) => "timed out".to_string(),
@@ -539,7 +582,14 @@ fn verify_failure(v: &Value) -> String {
     let first = |text: &str| text.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_string);
     let tail = v["tail"].as_array().map(Vec::as_slice).unwrap_or_default();
     let last = tail.iter().rev().filter_map(Value::as_str).find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string());
-    let said = v["excerpt"].as_str().and_then(first).or(last).map(|l| format!(": {l}")).unwrap_or_default();
+    let tests = |text: &str| {
+        let names = wt_common::ledger::outcome::key_lines(text);
+        let named = names.iter().any(|l| l.starts_with("✗ "));
+        named.then(|| format!("{} {}", first(text).unwrap_or_default().trim_end_matches(':'), names.join(", ")))
+    };
+    let excerpt = v["excerpt"].as_str();
+    let said = excerpt.and_then(tests).or_else(|| excerpt.and_then(first)).or(last);
+    let said = said.map(|l| format!(": {l}")).unwrap_or_default();
     let stage = v["stage"].as_str().unwrap_or("verify");
     format!("{stage} {how}{said}; log {}", v["log"].as_str().unwrap_or_default())
 }

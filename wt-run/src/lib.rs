@@ -442,8 +442,37 @@ fn run_target(ctx: &Ctx, target: Target) -> Record {
         }
     }
     let _ = std::fs::remove_file(&status_file);
+    if !rec.has_error() {
+        keep_outcome(ctx.repo, &rec.name, &run, &argv);
+    }
     rec.set_key("run", Value::Object(run));
     rec
+}
+
+/// Keeps how the run ended for wt-status (`ledger::outcome`): `pass`, or `red` with the failing
+/// tests when the output names them (else its last lines).
+fn keep_outcome(repo: &Repo, name: &str, run: &Map<String, Value>, argv: &[String]) {
+    use wt_common::ledger::outcome::{self, Kind, Outcome};
+    let passed = run.get("exit").and_then(Value::as_i64) == Some(0) && run.get("timed_out") != Some(&Value::Bool(true));
+    let log = run.get("log").and_then(Value::as_str).map(PathBuf::from);
+    let mut o = Outcome {
+        log: log.clone(),
+        commit: run.get("head").and_then(Value::as_str).map(str::to_string),
+        cmd: Some(argv.join(" ")),
+        ..Outcome::now(Kind::Run, if passed { "pass" } else { "red" })
+    };
+    if !passed {
+        let excerpt =
+            log.as_deref().and_then(|l| wt_common::record::excerpt::of_log(l, wt_common::record::excerpt::READ_BYTES));
+        let tail = || {
+            let lines = run.get("tail").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            // Its last words, which say most about how it ended.
+            let said: Vec<&str> = lines.iter().filter_map(Value::as_str).filter(|l| !l.trim().is_empty()).collect();
+            said[said.len().saturating_sub(3)..].join("\n")
+        };
+        o = o.with_excerpt(&excerpt.unwrap_or_else(tail));
+    }
+    outcome::write(&repo.state_dir(), name, &o);
 }
 
 /// The command as given, or `sh -c` with it joined into one string.

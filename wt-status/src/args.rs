@@ -4,7 +4,9 @@ use clap::Parser;
 use wt_common::record::cli::GlobalArgs;
 
 /// One overview of every worktree: branch, uncommitted changes, commits ahead of and behind its
-/// base, ports, database, pane, last run and merge, as records (a table on a terminal).
+/// base, ports, database, panes, last run (pass or red) and merge, and what needs you (REASON:
+/// waiting, red, conflict, verify-failed, exited), as records (a table on a terminal, the
+/// worktrees that need you first).
 ///
 /// Without names, -w or --all it shows every worktree the tools manage, or the records piped
 /// in (`wt-create --list | wt-status`). It only reads: the ledger, git, the pane supervisor and
@@ -13,7 +15,7 @@ use wt_common::record::cli::GlobalArgs;
 #[command(
     name = "wt-status",
     version,
-    after_help = "Examples:\n  wt-status                          # every worktree, a table on a terminal\n  wt-status agent-2 --json | jq .overview\n  wt-status --watch                  # a board that refreshes every 2s (Ctrl-C ends it)\n  wt-status --watch=500ms\n\nExit: 0 shown, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
+    after_help = "Examples:\n  wt-status                          # every worktree, what needs you first, a table on a terminal\n  wt-status agent-2 --json | jq .overview.attention\n  wt-status --watch                  # the board every 2s, the inbox on top (Ctrl-C ends)\n  wt-status --watch=500ms\n  wt-status --inbox                  # what needs you in every repository, oldest first\n  wt-status --inbox --watch | jq -r .attention.next   # each new entry once, as it comes\n\nOn a terminal, --watch tells the terminal of each new inbox entry (OSC 9, 99 or 777, as it\nunderstands; WT_NOTIFY=osc9|osc99|osc777|off overrides).\n\nExit: 0 shown, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
 )]
 pub struct Args {
     /// Worktrees by name (or path, with '/') [default: every managed worktree]
@@ -28,6 +30,13 @@ pub struct Args {
     #[arg(long, value_name = "DUR", num_args = 0..=1, require_equals = true, default_missing_value = "2s",
           value_parser = wt_common::record::duration::parse_arg)]
     pub watch: Option<std::time::Duration>,
+
+    /// What needs you, across every repository you run wt in, oldest first: waiting agents,
+    /// red test rounds, merge conflicts, failed verifications, panes that exited badly; each
+    /// with the command to run next. With --watch: a table redrawn on a terminal, or each new
+    /// entry once as a record in a pipe
+    #[arg(long, conflicts_with_all = ["names", "worktrees", "all"])]
+    pub inbox: bool,
 
     #[command(flatten)]
     pub global: GlobalArgs,

@@ -1,16 +1,23 @@
 //! wt-status: one overview of every worktree, built from what the other tools keep (the
-//! ledger, git, the pane supervisor, the logs), as records that carry `status` (the checkout)
-//! and `overview` (leases, pane, last run, merge); a table on a terminal; `--watch` redraws it.
+//! ledger, git, the pane supervisor, the kept outcomes, the logs), as records that carry
+//! `status` (the checkout) and `overview` (leases, panes, last run, merge, and what needs the
+//! person: `attention`); a table on a terminal, what needs the person first; `--watch` redraws
+//! it; `--inbox` lists what needs the person across every repository.
 
 pub mod args;
+pub mod attention;
+pub mod inbox;
 pub mod overview;
 pub mod panes;
 pub mod table;
 
+use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 
 use wt_common::git::repo::Repo;
-use wt_common::ledger::LedgerFile;
+use wt_common::ledger::{Ledger, LedgerFile};
+use wt_common::record::notify;
 use wt_common::record::output::Output;
 use wt_common::record::select::{self, Target};
 use wt_common::{git::checkout_state, Error, Exit, Record};
@@ -26,6 +33,11 @@ pub fn run(args: Args) -> Result<Exit, Error> {
             "usage",
             format!("wt-status shows the worktrees of this machine; for {host}'s, run it there (ssh {host} wt-status)"),
         ));
+    }
+    if args.inbox {
+        // Outside any repository, the inbox still shows the listed ones.
+        let repo = Repo::discover(&args.global.start_dir()).ok();
+        return run_inbox(&args, repo.as_ref());
     }
     let repo = Repo::discover(&args.global.start_dir())?;
     let ledger = LedgerFile::new(&repo.state_dir());
@@ -45,13 +57,21 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     if stdin {
         return Err(Error::usage("usage", "--watch reads the ledger again each time: name the worktrees, or --all"));
     }
+    let mut notifier = Notifier::new();
     loop {
         let mut out = Output::new(TOOL, args.global.json, table::columns());
         let recs = records(&repo, &ledger, &words, all, false, &mut out)?;
         if out.is_table() {
-            // Home and clear, then the board: it is redrawn in place.
-            let mut stdout = std::io::stdout().lock();
-            let _ = stdout.write_all(b"\x1b[H\x1b[2J").and_then(|_| stdout.flush());
+            // Home and clear, then the inbox and the board: it is redrawn in place.
+            let entries = inbox::entries(Some(&repo));
+            to_terminal(b"\x1b[H\x1b[2J");
+            if !entries.is_empty() {
+                let mut top = Output::new(TOOL, false, inbox::columns());
+                entries.iter().for_each(|e| top.emit(e));
+                let _ = top.finish();
+                to_terminal(b"\n");
+            }
+            notifier.seen(&entries);
         }
         for rec in &recs {
             out.emit(rec);
@@ -69,6 +89,69 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     }
 }
 
+/// `--inbox`: a table (redrawn with `--watch`) on a terminal; in a pipe, one record per entry,
+/// and with `--watch` each new entry once, as it appears.
+fn run_inbox(args: &Args, repo: Option<&Repo>) -> Result<Exit, Error> {
+    let mut notifier = Notifier::new();
+    let mut streamed = BTreeSet::new();
+    loop {
+        let entries = inbox::entries(repo);
+        let mut out = Output::new(TOOL, args.global.json, inbox::columns());
+        if args.watch.is_some() && out.is_table() {
+            to_terminal(b"\x1b[H\x1b[2J");
+        }
+        if out.is_table() && entries.is_empty() {
+            to_terminal(b"nothing needs you\n");
+        }
+        for e in &entries {
+            if args.watch.is_none() || out.is_table() || streamed.insert(inbox::key(e)) {
+                out.emit(e);
+            }
+        }
+        if out.is_table() {
+            notifier.seen(&entries);
+        }
+        let closed = out.closed();
+        let status = out.finish();
+        let Some(every) = args.watch else { return Ok(status) };
+        if closed {
+            return Ok(Exit::Ok);
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// Tells the person's terminal of each new inbox entry (OSC 9, 99 or 777 as it understands,
+/// through tmux when inside it). Entries there at the first look are not new; only a terminal
+/// is told, never a pipe.
+struct Notifier {
+    style: notify::Style,
+    known: Option<BTreeSet<String>>,
+}
+
+impl Notifier {
+    fn new() -> Notifier {
+        let style = if std::io::stdout().is_terminal() { notify::Style::from_env() } else { notify::Style::Off };
+        Notifier { style, known: None }
+    }
+
+    fn seen(&mut self, entries: &[Record]) {
+        let now = inbox::keys(entries);
+        if let Some(known) = &self.known {
+            for e in entries.iter().filter(|e| !known.contains(&inbox::key(e))) {
+                to_terminal(&notify::for_terminal(notify::notification(self.style, "wt", &inbox::notification(e))));
+            }
+        }
+        self.known = Some(now);
+    }
+}
+
+/// Writes `bytes` to stdout (a terminal: the table's surroundings, escape sequences) at once.
+fn to_terminal(bytes: &[u8]) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(bytes).and_then(|_| stdout.flush());
+}
+
 /// Whether stdin is a pipe, a socket or a file that may hold records; a terminal or
 /// `/dev/null` (a script's, a cron job's) is not, and then the overview shows every worktree.
 fn stdin_is_piped() -> bool {
@@ -78,7 +161,8 @@ fn stdin_is_piped() -> bool {
     kind.is_fifo() || kind.is_socket() || (kind.is_file() && meta.len() > 0)
 }
 
-/// The records of the worktrees asked about, each with `status` and `overview`.
+/// The records of the worktrees asked about, each with `status` and `overview`; in a table,
+/// those that need the person first (the longest waiting first), in records the order asked.
 fn records(
     repo: &Repo,
     ledger: &LedgerFile,
@@ -88,8 +172,38 @@ fn records(
     out: &mut Output,
 ) -> Result<Vec<Record>, Error> {
     let snapshot = ledger.read()?;
+    let mut recs = overviews(repo, &snapshot, words, all, stdin, out, true);
+    let first_need = |r: &Record| {
+        let oldest = r.key("overview").and_then(|o| o["attention"][0]["since"].as_u64());
+        oldest.map_or((1, 0), |since| (0, since))
+    };
+    if out.is_table() {
+        recs.sort_by_key(first_need);
+    }
+    Ok(recs)
+}
+
+/// The records of `words`, every managed worktree (`all`) or stdin's, with `overview` and
+/// (when `with_status`) `status`; in the order asked.
+pub(crate) fn overviews(
+    repo: &Repo,
+    snapshot: &Ledger,
+    words: &[String],
+    all: bool,
+    stdin: bool,
+    out: &mut Output,
+    with_status: bool,
+) -> Vec<Record> {
     let panes = panes::list(&repo.common_dir);
-    let targets = select::collect(TOOL, repo, &snapshot, words, all, stdin, out);
+    let targets = select::collect(TOOL, repo, snapshot, words, all, stdin, out);
+    let paths: Vec<PathBuf> = targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Worktree(r) => r.path.clone(),
+            Target::PassThrough(_) => None,
+        })
+        .chain(snapshot.worktrees.values().map(|e| e.path.clone()))
+        .collect();
     let mut recs = Vec::new();
     for t in targets {
         let mut rec = match t {
@@ -109,9 +223,12 @@ fn records(
                 .ok();
             }
         }
-        rec.set_key("status", checkout_state::of(repo, &rec));
-        rec.set_key("overview", overview::of(repo, &rec, entry, &panes));
+        if with_status {
+            rec.set_key("status", checkout_state::of(repo, &rec));
+        }
+        let own = panes::of_worktree(&panes, &rec.name, rec.path.as_deref(), &paths);
+        rec.set_key("overview", overview::of(repo, &rec, entry, &own));
         recs.push(rec);
     }
-    Ok(recs)
+    recs
 }

@@ -1,9 +1,11 @@
-//! The overview as a table: one row per worktree, the cells a person scans.
+//! The overview as a table: one row per worktree, the cells a person scans; REASON says what
+//! needs the person (the oldest first, `+N` more).
 
 use serde_json::Value;
-use wt_common::record::duration::human;
 use wt_common::record::output::{status_or_error, Column};
 use wt_common::{git::checkout_state, Record};
+
+use crate::attention;
 
 fn overview(r: &Record) -> Value {
     r.key("overview").cloned().unwrap_or_default()
@@ -12,6 +14,7 @@ fn overview(r: &Record) -> Value {
 pub fn columns() -> Vec<Column> {
     vec![
         Column { title: "NAME", value: |r| r.name.clone() },
+        Column { title: "REASON", value: |r| reason_text(&overview(r)["attention"]) },
         Column { title: "BRANCH", value: |r| r.branch.clone().unwrap_or_default() },
         Column { title: "CHECKOUT", value: |r| r.key("status").map(checkout_state::text).unwrap_or_default() },
         Column {
@@ -22,25 +25,54 @@ pub fn columns() -> Vec<Column> {
             },
         },
         Column { title: "DATABASE", value: |r| overview(r)["database"].as_str().unwrap_or_default().to_string() },
-        Column { title: "PANE", value: |r| pane_text(&overview(r)["pane"]) },
-        Column {
-            title: "LAST RUN",
-            value: |r| match overview(r)["last_run"]["age_s"].as_u64() {
-                Some(0) => "just now".into(),
-                Some(s) => format!("{} ago", human(std::time::Duration::from_secs(s))),
-                None => String::new(),
-            },
-        },
+        Column { title: "PANES", value: |r| panes_text(&overview(r)) },
+        Column { title: "LAST RUN", value: |r| last_run_text(&overview(r)["last_run"]) },
         Column { title: "MERGE", value: |r| overview(r)["merge"]["state"].as_str().unwrap_or_default().to_string() },
         Column { title: "ERROR", value: |r| status_or_error(r, "") },
     ]
 }
 
-/// `running (pid 42)`, `exited 0`, `killed by SIGKILL`, or nothing without a pane.
-fn pane_text(p: &Value) -> String {
-    if p.is_null() {
-        return String::new();
+/// The oldest reason, and how many more.
+fn reason_text(attention: &Value) -> String {
+    let all = attention.as_array().map(Vec::as_slice).unwrap_or_default();
+    match all {
+        [] => String::new(),
+        [one] => attention::text(one),
+        [first, rest @ ..] => format!("{} (+{})", attention::text(first), rest.len()),
     }
+}
+
+/// `pass 2m ago`, `red just now (3 failing)`; without a kept outcome, the newest log's age.
+fn last_run_text(last: &Value) -> String {
+    let age = match last["age_s"].as_u64() {
+        Some(0) => "just now".to_string(),
+        Some(s) => format!("{} ago", wt_common::record::duration::human(std::time::Duration::from_secs(s))),
+        None => return String::new(),
+    };
+    match (last["state"].as_str(), last["failing"].as_u64()) {
+        (Some(state), Some(n)) => format!("{state} {age} ({n} failing)"),
+        (Some(state), None) => format!("{state} {age}"),
+        (None, _) => age,
+    }
+}
+
+/// Every pane of the worktree: `agent-2 waiting (pid 42), dev-2 running (pid 50)`; the name is
+/// left out for the pane named after the worktree when it is the only one.
+fn panes_text(o: &Value) -> String {
+    let panes = o["panes"].as_array().map(Vec::as_slice).unwrap_or_default();
+    match panes {
+        [] => String::new(),
+        [one] => pane_text(one),
+        many => many
+            .iter()
+            .map(|p| format!("{} {}", p["name"].as_str().unwrap_or_default(), pane_text(p)))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// `running (pid 42)`, `waiting (pid 42)`, `exited 0`, `killed by SIGKILL`.
+fn pane_text(p: &Value) -> String {
     match (p["alive"].as_bool(), p["exit"]["code"].as_i64(), p["exit"]["signal"].as_str()) {
         (Some(true), _, _) if p["agent"]["state"].is_string() => {
             format!("{} (pid {})", p["agent"]["state"].as_str().unwrap_or_default(), p["pid"])

@@ -14,6 +14,7 @@ use wt_common::git::tested::Tested;
 use wt_common::ledger::Ledger;
 use wt_common::proc::process::Groups;
 use wt_common::record::jsonl::{Input, Malformed};
+use wt_common::record::notify;
 use wt_common::record::output::Output;
 use wt_common::record::select::{self, Target};
 use wt_common::{Error, Record};
@@ -187,7 +188,14 @@ impl Session {
 
     /// Runs until every worktree is done and stdin has ended, or a signal: the exit code.
     pub fn run(mut self) -> Result<u8, Error> {
+        // The terminal's progress bar (OSC 9;4) is busy while a round runs.
+        let mut busy = false;
         loop {
+            let running = self.wts.iter().any(|w| w.phase == Phase::Running);
+            if running != busy {
+                busy = running;
+                notify::progress_on_stderr(if busy { notify::Progress::Busy } else { notify::Progress::Clear });
+            }
             if !self.input_open && self.wts.iter().all(|w| w.phase == Phase::Done) {
                 break;
             }
@@ -196,6 +204,9 @@ impl Session {
             let wait = due.map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(Instant::now()));
             match self.rx.recv_timeout(wait) {
                 Ok(Msg::Signal(sig)) => {
+                    if busy {
+                        notify::progress_on_stderr(notify::Progress::Clear);
+                    }
                     self.terminate_all();
                     let _ = self.out.finish();
                     return Ok(128u8.saturating_add(sig as u8));
@@ -206,6 +217,9 @@ impl Session {
             }
             self.tick();
             self.live.refresh();
+        }
+        if busy {
+            notify::progress_on_stderr(notify::Progress::Clear);
         }
         let not_green = self.not_green;
         let status = self.out.finish();
@@ -506,10 +520,13 @@ impl Session {
     /// `dirty`); none when the loop gave up between runs.
     fn emit(&mut self, id: usize, status: &str, round: Option<(&Value, &Tested)>, extra: &[(&str, Value)]) {
         let final_status = status != "red";
+        let w = &self.wts[id];
+        if let Some((run, tested)) = round {
+            self.keep_outcome(&w.rec.name, status, run, tested, w.last_failure.as_deref());
+        }
         if self.ctx.settings.until_green && !final_status {
             return;
         }
-        let w = &self.wts[id];
         let mut watch = Map::new();
         watch.insert("status".into(), json!(status));
         watch.insert("rounds".into(), json!(w.rounds));
@@ -528,6 +545,23 @@ impl Session {
         let mut rec = w.rec.clone();
         rec.set_key("watch", Value::Object(watch));
         self.out.emit(&rec);
+    }
+
+    /// Keeps how the round ended for wt-status (`ledger::outcome`): `pass` (green, flaky, green
+    /// with guarded files touched) or `red` (red, gave up) with the failing tests.
+    fn keep_outcome(&self, name: &str, status: &str, run: &Value, tested: &Tested, failure: Option<&str>) {
+        use wt_common::ledger::outcome::{self, Kind, Outcome};
+        let red = matches!(status, "red" | "gave-up");
+        let mut o = Outcome {
+            log: run["log"].as_str().map(PathBuf::from),
+            commit: tested.commit.clone(),
+            cmd: Some(self.ctx.settings.command.join(" ")),
+            ..Outcome::now(Kind::Watch, if red { "red" } else { "pass" })
+        };
+        if let Some(excerpt) = failure.filter(|_| red) {
+            o = o.with_excerpt(excerpt);
+        }
+        outcome::write(&self.ctx.repo.state_dir(), name, &o);
     }
 
     /// On SIGINT/SIGTERM: every test run's group gets SIGTERM, then SIGKILL after the grace.

@@ -153,6 +153,8 @@ impl Repo {
         let dir = self.state_dir();
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::env("state-dir", format!("cannot create {}: {e}", dir.display())))?;
+        // The person's list of repositories with wt state, for `wt-status --inbox`.
+        crate::ledger::repos::register(self.root());
         Ok(dir)
     }
 

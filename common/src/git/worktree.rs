@@ -97,6 +97,8 @@ pub fn remove(
         }
         Ok(())
     })?;
+    // What its runs, rounds and merges came to: nobody asks about them any more.
+    crate::ledger::outcome::forget(&repo.state_dir(), name);
     // Its confined runs' private git store (published by the caller before it judged the branch).
     crate::confine::store::remove(&repo.common_dir, name)
 }

@@ -15,6 +15,8 @@ pub mod kept_db;
 pub mod lease;
 pub mod machine_ports;
 pub mod name;
+pub mod outcome;
+pub mod repos;
 pub mod secret_files;
 pub mod shared_dirs;
 

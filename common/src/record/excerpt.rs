@@ -87,6 +87,14 @@ pub fn failing(output: &str, log: &Path) -> Option<String> {
     recognised(&strip_ansi(output), log)
 }
 
+/// How many tests failed, as an excerpt of a recognised runner says in its first line (`3
+/// failing tests (pytest):`); `None` for any other excerpt.
+pub fn failing_count(excerpt: &str) -> Option<u64> {
+    let first = excerpt.lines().next()?;
+    let (n, rest) = first.split_once(' ')?;
+    (rest.starts_with("failing test") && rest.ends_with("):")).then(|| n.parse().ok()).flatten()
+}
+
 /// How much of a log an excerpt is taken from: its end, where the runners summarise. What
 /// wt-watch reads; a fitting `max_bytes` for [`of_log`].
 pub const READ_BYTES: u64 = 8 << 20;
@@ -826,6 +834,13 @@ mod tests {
         assert_eq!(failing("just text\n", Path::new("/l")), None);
         // A runner's marks without a failure it can name: not recognised.
         assert_eq!(failing("test result: FAILED. 0 passed; 1 failed\n", Path::new("/l")), None);
+    }
+
+    #[test]
+    fn failing_count_reads_the_first_line_of_a_recognised_excerpt() {
+        assert_eq!(failing_count("40 failing tests (pytest):\n\n✗ a\n"), Some(40));
+        assert_eq!(failing_count("1 failing test (cargo test):\n"), Some(1));
+        assert_eq!(failing_count("3 failing: not ours\n"), None);
     }
 
     #[test]

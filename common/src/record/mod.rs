@@ -22,6 +22,7 @@ pub mod complete;
 pub mod duration;
 pub mod excerpt;
 pub mod jsonl;
+pub mod notify;
 pub mod output;
 pub mod progress;
 pub mod runlog;
