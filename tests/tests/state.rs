@@ -222,7 +222,7 @@ fn notify_from_a_hook_is_quiet_and_never_blocks_the_agent() {
     assert_eq!((outside.code, outside.stdout.as_str()), (Some(0), ""), "outside any pane: nothing to do: {outside}");
     let bad_state = p.wt_run(&["pane", "notify", "agent", "--state", "asleep"]);
     assert_eq!(bad_state.code, Some(1), "{bad_state}");
-    assert!(bad_state.stderr.contains("starting, working, waiting, idle, exited"), "{bad_state}");
+    assert!(bad_state.stderr.contains("starting, working, waiting, idle, running, exited"), "{bad_state}");
     let bad_flag = p.wt_run(&["-w", "agent", "--pane", "--on-state", "asleep=true", "--", "true"]);
     assert_eq!(bad_flag.code, Some(2), "{bad_flag}");
 }

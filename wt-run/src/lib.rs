@@ -210,7 +210,7 @@ fn on_state_commands(given: &[String], on_waiting: Option<&str>) -> Result<Map<S
             .ok_or_else(|| {
                 Error::usage(
                     "bad-on-state",
-                    format!("--on-state '{item}': write STATE=COMMAND, STATE one of starting, working, waiting, idle, exited"),
+                    format!("--on-state '{item}': write STATE=COMMAND, STATE one of starting, working, waiting, idle, running, exited"),
                 )
             })?;
         map.insert(state.into(), json!(cmd));
@@ -224,9 +224,7 @@ fn at_host(root: Option<&Path>, host: &str, args: &Args) -> Result<u8, Error> {
     wt_common::host::quote::check_names(&args.select.worktrees)?;
     match &args.sub {
         Some(Sub::Pane(cmd)) => {
-            if let Some(name) = cmd.pane_name() {
-                wt_common::host::quote::check_names(&[name])?;
-            }
+            wt_common::host::quote::check_names(&cmd.pane_names())?;
             let tty = matches!(cmd, PaneCmd::Attach { .. });
             wt_common::host::remote::exec_raw(root, host, TOOL, tty)
         }
