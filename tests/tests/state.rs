@@ -105,7 +105,7 @@ fn terminal_notifications_mean_waiting_until_answered_and_on_state_runs_once_per
     let p = Panes::new();
     let log = p.t.root().join("on-state.log");
     let on_waiting = format!("echo \"$WT_PANE|$WT_STATE|$WT_MESSAGE\" >> '{}'", log.display());
-    p.t.write("wt.toml", &format!("[run]\non_waiting = '''{on_waiting}'''\n[agents.default]\nquiet_ms = 60000\n"));
+    p.t.write("wt.toml", &format!("[run]\non_waiting = '''{on_waiting}'''\n[agents.default]\nquiet_ms = 60000\nprogram = false\n"));
     let mut events = Events::subscribe(&p);
     p.t.run("wt-create", &["notifier"], "").expect_code(0);
     let on_exited = format!("exited=echo \"$WT_PANE|$WT_STATE\" >> '{}'", log.display());
@@ -151,7 +151,8 @@ fn terminal_notifications_mean_waiting_until_answered_and_on_state_runs_once_per
 #[test]
 fn a_prompt_then_silence_is_idle_and_pane_wait_state_sees_it() {
     let p = Panes::new();
-    p.t.write("wt.toml", "[agents.default]\nquiet_ms = 1000\n");
+    // The stand-in is an agent, though wt has no profile for it: it is told so.
+    p.t.write("wt.toml", "[agents.default]\nquiet_ms = 1000\nprogram = false\n");
     let mut events = Events::subscribe(&p);
     p.t.run("wt-create", &["quiet"], "").expect_code(0);
     p.wt_run(&["-w", "quiet", "--pane", "--", "python3", &data("standins/prompt.py")]).expect_code(0);
