@@ -105,7 +105,10 @@ fn terminal_notifications_mean_waiting_until_answered_and_on_state_runs_once_per
     let p = Panes::new();
     let log = p.t.root().join("on-state.log");
     let on_waiting = format!("echo \"$WT_PANE|$WT_STATE|$WT_MESSAGE\" >> '{}'", log.display());
-    p.t.write("wt.toml", &format!("[run]\non_waiting = '''{on_waiting}'''\n[agents.default]\nquiet_ms = 60000\nprogram = false\n"));
+    p.t.write(
+        "wt.toml",
+        &format!("[run]\non_waiting = '''{on_waiting}'''\n[agents.default]\nquiet_ms = 60000\nprogram = false\n"),
+    );
     let mut events = Events::subscribe(&p);
     p.t.run("wt-create", &["notifier"], "").expect_code(0);
     let on_exited = format!("exited=echo \"$WT_PANE|$WT_STATE\" >> '{}'", log.display());

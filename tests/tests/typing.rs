@@ -194,14 +194,18 @@ fn send_key_kill_and_stop_say_a_short_line_on_a_terminal_and_a_record_in_a_pipe(
     let lines: Vec<&str> = killed.stdout.lines().map(str::trim).collect();
     assert_eq!(lines, ["killed a (killed by SIGTERM)", "killed b (killed by SIGTERM)"], "{killed}");
     let listed = p.wt_run(&["pane", "ls"]);
-    let alive: Vec<Value> = listed.stdout.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["alive"].clone()).collect();
+    let alive: Vec<Value> =
+        listed.stdout.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["alive"].clone()).collect();
     assert_eq!(alive, [false, false], "{listed}");
     // Again, in a pipe: one record each; they had ended, so they are dropped; an unknown name
     // is said and the others are still killed.
     let run = p.wt_run(&["pane", "kill", "a", "nope", "b"]);
     assert_eq!(run.code, Some(1), "{run}");
     let recs = run.records();
-    assert_eq!(recs.iter().map(|r| (s(r, "name"), r["dropped"].clone())).collect::<Vec<_>>(), [("a", true.into()), ("b", true.into())]);
+    assert_eq!(
+        recs.iter().map(|r| (s(r, "name"), r["dropped"].clone())).collect::<Vec<_>>(),
+        [("a", true.into()), ("b", true.into())]
+    );
     assert!(run.stderr.contains("nope") && run.stderr.lines().count() == 1, "{run}");
     // stop: returns once the supervisor's process is gone.
     assert_eq!(p.wt_run(&["pane", "ls"]).stdout.trim(), "", "no pane left to list");
@@ -212,7 +216,11 @@ fn send_key_kill_and_stop_say_a_short_line_on_a_terminal_and_a_record_in_a_pipe(
     let supervisor = ping["result"]["pid"].as_u64().unwrap();
     let stopped = on_terminal(&p, "pane stop");
     stopped.expect_code(0);
-    assert_eq!(stopped.stdout.trim(), format!("stopped the pane supervisor (pid {supervisor}) and its panes"), "{stopped}");
+    assert_eq!(
+        stopped.stdout.trim(),
+        format!("stopped the pane supervisor (pid {supervisor}) and its panes"),
+        "{stopped}"
+    );
     let stat = std::fs::read_to_string(format!("/proc/{supervisor}/stat")).unwrap_or_default();
     let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
     assert!(matches!(state, None | Some("Z")), "the supervisor has exited when stop returns: {stat}");

@@ -45,7 +45,14 @@ impl Handle {
         match self {
             Handle::Native(p) => {
                 // As the program last set it: the emulator follows its mode 2004 switches.
-                let bracketed = p.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).parser.screen().bracketed_paste();
+                let bracketed = p
+                    .state
+                    .0
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .parser
+                    .screen()
+                    .bracketed_paste();
                 p.write(&text_bytes(text, enter, bracketed)).map_err(|e| ("write-failed", e))
             }
             // tmux's `paste-buffer -p` brackets only for a program that turned bracketed paste on.

@@ -312,7 +312,9 @@ impl Tracker {
                 }
             }
             let quiet_at = activity.last_output.max(pane.started) + self.profile.quiet;
-            signals.extend(self.fallback(printed, quiet_at, activity.last_output, now).map(|sig| (Source::Output, Some(sig))));
+            signals.extend(
+                self.fallback(printed, quiet_at, activity.last_output, now).map(|sig| (Source::Output, Some(sig))),
+            );
             self.report(signals, Some(activity));
             // The next time something can change without output: the quiet time running out, a
             // throttled look at the screen or status file, a hook report going stale.

@@ -192,7 +192,8 @@ fn answered(name: &str, v: &Value) -> String {
     let question = v["question"].as_str().map(|q| format!(" to \"{q}\"")).unwrap_or_default();
     match (v["answer"].as_str(), v["text"].as_str()) {
         (Some(answer), _) => {
-            let keys: Vec<&str> = v["keys"].as_array().map(|k| k.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let keys: Vec<&str> =
+                v["keys"].as_array().map(|k| k.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
             let item = v["item"].as_str().map(|i| format!(": \"{i}\"")).unwrap_or_default();
             format!("answered {answer} in {name}{question} (pressed {}{item})", keys.join(" "))
         }
