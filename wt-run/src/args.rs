@@ -225,7 +225,7 @@ pub enum PaneCmd {
     Wait {
         /// The pane's name
         name: String,
-        /// Until the agent is in one of these states (idle, waiting, exited, working, starting)
+        /// Until the agent is in one of these states (idle, waiting, running, exited, working, starting)
         #[arg(long, value_name = "STATE", value_delimiter = ',', num_args = 1..)]
         state: Vec<String>,
         /// Until the program exits

@@ -26,8 +26,8 @@ use super::tmux::TmuxPane;
 /// A changed screen is matched against the rules at most this often.
 pub const SCREEN_EVERY: Duration = Duration::from_millis(100);
 
-/// A tmux pane's screen is looked at this often.
-pub const TMUX_EVERY: Duration = Duration::from_millis(250);
+/// A tmux pane's screen is looked at this often (one tmux command each time).
+pub const TMUX_EVERY: Duration = Duration::from_millis(500);
 
 /// A status file is read at most this often while the pane prints.
 pub const STATUS_EVERY: Duration = Duration::from_millis(500);
@@ -211,26 +211,22 @@ impl Tracker {
     /// when a pane prints, so its screen is sampled: a change counts as output.
     pub fn watch_tmux(self: Arc<Self>, pane: Arc<TmuxPane>) {
         let started = Instant::now();
-        let (mut last, mut last_output, mut printed) = (None::<Value>, started, false);
+        let (mut last, mut last_output, mut printed) = (None::<Vec<String>>, started, false);
         loop {
             std::thread::sleep(TMUX_EVERY);
             if Arc::strong_count(&self) == 1 {
                 return; // the supervisor let the pane go
             }
-            let screen = pane.screen(0);
-            if !screen["exit"].is_null() {
+            let (dead, rows) = pane.sample();
+            if dead {
                 return self.exited(None);
             }
             let now = Instant::now();
             let mut signals = Vec::new();
-            if last.as_ref() != Some(&screen["lines"]) {
-                if !screen["text"].as_str().unwrap_or_default().trim().is_empty() {
+            if last.as_ref() != Some(&rows) {
+                if rows.iter().any(|r| !r.trim().is_empty()) {
                     (printed, last_output) = (true, now);
                 }
-                let rows: Vec<String> = screen["lines"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
-                    .unwrap_or_default();
                 if !self.profile.rules.is_empty() {
                     let matched = self.profile.match_screen(&rows);
                     signals.push((
@@ -238,7 +234,7 @@ impl Tracker {
                         matched.map(|(state, text)| Signal { state, message: Some(text), at: now }),
                     ));
                 }
-                last = Some(screen["lines"].clone());
+                last = Some(rows);
             }
             let quiet_at = last_output + self.profile.quiet;
             signals.extend(self.fallback(printed, quiet_at, last_output, now).map(|sig| (Source::Output, Some(sig))));
