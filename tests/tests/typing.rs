@@ -184,6 +184,10 @@ fn send_key_kill_and_stop_say_a_short_line_on_a_terminal_and_a_record_in_a_pipe(
     p.wait_match("a", "line: 'hello'");
     let key = on_terminal(&p, "pane key a ctrl-u");
     assert_eq!(key.stdout.trim(), "pressed ctrl-u in a", "{key}");
+    // --json: the record, even on a terminal.
+    let key = on_terminal(&p, "pane key a ctrl-u --json");
+    let record: Value = serde_json::from_str(key.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {key}"));
+    assert_eq!(s(&record, "sent"), "ctrl-u", "{key}");
     // In a pipe: records.
     let sent = p.json(&["pane", "send", "a", "again"]);
     assert_eq!((s(&sent, "pane"), sent["sent"].as_u64()), ("a", Some(5)), "{sent}");

@@ -1,7 +1,7 @@
 //! The `wt-run pane …` verbs: each one request to the supervisor, its answer printed as JSON,
 //! or for a person on a terminal as text (a screen) or a table (the panes).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -18,18 +18,19 @@ use crate::args::PaneCmd;
 /// request waiting for ever in the supervisor.
 const STATE_WAIT_SLICE: Duration = Duration::from_secs(60);
 
-/// Runs one verb against the supervisor on `socket`; the process exit code.
-pub fn run(socket: &Path, cmd: &PaneCmd) -> Result<u8, Error> {
+/// Runs one verb against the supervisor on `socket`; the process exit code. `person`: stdout
+/// is a terminal and `--json` was not given, so results are said in words.
+pub fn run(socket: &Path, cmd: &PaneCmd, person: bool) -> Result<u8, Error> {
     let (method, params) = match cmd {
         PaneCmd::Attach { name } => {
             super::attach::attach(socket, name)?;
             return Ok(0);
         }
-        PaneCmd::Kill { names } => return kill(socket, names),
-        PaneCmd::Stop => return stop(socket),
+        PaneCmd::Kill { names } => return kill(socket, names, person),
+        PaneCmd::Stop => return stop(socket, person),
         PaneCmd::Wait { name, state, timeout, .. } if !state.is_empty() && timeout.is_none() => {
             let result = wait_for_state(socket, name, state)?;
-            print(cmd, &result);
+            print(cmd, &result, person);
             return Ok(0);
         }
         PaneCmd::Ls { .. } => ("pane.list", json!({})),
@@ -64,7 +65,7 @@ pub fn run(socket: &Path, cmd: &PaneCmd) -> Result<u8, Error> {
     if let PaneCmd::Screen { lines: Some(n), .. } = cmd {
         keep_last_lines(&mut result, *n);
     }
-    print(cmd, &result);
+    print(cmd, &result, person);
     Ok(0)
 }
 
@@ -82,12 +83,12 @@ fn wait_for_state(socket: &Path, name: &str, states: &[String]) -> Result<Value,
 
 /// `pane kill A B …`: each pane in turn, each one's line (or record) as it is dead; a name
 /// that fails is said on stderr and the others are still killed (exit 1 then).
-fn kill(socket: &Path, names: &[String]) -> Result<u8, Error> {
+fn kill(socket: &Path, names: &[String], person: bool) -> Result<u8, Error> {
     let mut client = Client::connect(socket)?;
     let mut code = 0;
     for name in names {
         match client.call("pane.kill", json!({"pane": name})) {
-            Ok(killed) => print_line(&killed, |v| {
+            Ok(killed) => print_line(&killed, person, |v| {
                 let how = exit_text(&v["exit"]);
                 match v["dropped"].as_bool() {
                     Some(true) => format!("{name} had already ended ({how}); dropped it from the list"),
@@ -105,13 +106,13 @@ fn kill(socket: &Path, names: &[String]) -> Result<u8, Error> {
 
 /// `pane stop`: tells the supervisor to stop, and returns once it has exited: its lock is free
 /// and its process is gone, so a `--pane` right after it starts a fresh supervisor.
-fn stop(socket: &Path) -> Result<u8, Error> {
+fn stop(socket: &Path, person: bool) -> Result<u8, Error> {
     let mut client = Client::connect(socket)?;
     let pid = client.call("server.ping", json!({}))?["pid"].as_u64().map(|p| p as i32);
     client.call("server.stop", json!({}))?;
     await_exit(socket, pid)?;
     let record = json!({"stopped": true, "pid": pid});
-    print_line(&record, |_| match pid {
+    print_line(&record, person, |_| match pid {
         Some(pid) => format!("stopped the pane supervisor (pid {pid}) and its panes"),
         None => "stopped the pane supervisor and its panes".to_string(),
     });
@@ -160,9 +161,8 @@ fn keep_last_lines(screen: &mut Value, n: usize) {
     screen["lines"] = json!(lines);
 }
 
-fn print(cmd: &PaneCmd, v: &Value) {
-    let terminal = std::io::stdout().is_terminal();
-    let text = match (cmd, terminal) {
+fn print(cmd: &PaneCmd, v: &Value, person: bool) {
+    let text = match (cmd, person) {
         (PaneCmd::Screen { .. }, true) => v["text"].as_str().unwrap_or_default().to_string(),
         (PaneCmd::Ls { json: false }, true) => panes_table(v, super::agent::now_ms()),
         (PaneCmd::Ls { .. }, _) => {
@@ -181,9 +181,9 @@ fn print(cmd: &PaneCmd, v: &Value) {
     }
 }
 
-/// A verb's result: `line` of it on a terminal, else the record.
-fn print_line(v: &Value, line: impl Fn(&Value) -> String) {
-    let text = if std::io::stdout().is_terminal() { line(v) } else { v.to_string() };
+/// A verb's result: `line` of it for a person, else the record.
+fn print_line(v: &Value, person: bool, line: impl Fn(&Value) -> String) {
+    let text = if person { line(v) } else { v.to_string() };
     let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
