@@ -316,3 +316,33 @@ fn agent_hooks_refuse_a_planted_link_and_a_settings_file_that_is_not_json() {
     let listed = p.wt_run(&["pane", "ls"]);
     assert!(!listed.stdout.contains("\"name\":\"broken\""), "nothing started: {listed}");
 }
+
+#[test]
+fn pane_answer_takes_the_real_claude_code_cli_through_its_dialogs() {
+    // Its workspace trust dialog (yes), then its question about the API key in the
+    // environment (no): each answered by the number of the menu item, as Claude Code takes it.
+    let claude = claude_cli();
+    let p = Panes::new();
+    p.t.run("wt-create", &["answered"], "").expect_code(0);
+    std::fs::write(p.t.root().join("home/.claude.json"), r#"{"hasCompletedOnboarding": true, "theme": "dark"}"#)
+        .unwrap();
+    let mut c = p.cmd();
+    c.args(["-w", "answered", "--pane", "--"]).arg(&claude);
+    c.env("ANTHROPIC_API_KEY", "sk-ant-api03-not-a-key").env("DISABLE_AUTOUPDATER", "1");
+    c.env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
+    wt_tests::Run::of(&mut c, "").expect_code(0);
+    p.json(&["pane", "wait", "answered", "--match", "trust this folder", "--timeout", "90s"]);
+    p.json(&["pane", "wait", "answered", "--state", "waiting", "--timeout", "30s"]);
+    let yes = p.json(&["pane", "answer", "answered", "yes"]);
+    assert_eq!(s(&yes, "item"), "Yes, I trust this folder", "{yes}");
+    p.json(&["pane", "wait", "answered", "--match", "Do you want to use this API key", "--timeout", "30s"]);
+    p.json(&["pane", "wait", "answered", "--state", "waiting", "--timeout", "30s"]);
+    let no = p.json(&["pane", "answer", "answered", "no"]);
+    assert_eq!((s(&no, "item"), &no["keys"]), ("No (recommended)", &serde_json::json!(["2"])), "{no}");
+    // Past both dialogs: at its prompt, no longer waiting for the person.
+    p.json(&["pane", "wait", "answered", "--match", "for shortcuts", "--timeout", "30s"]);
+    let state = p.json(&["pane", "wait", "answered", "--state", "idle,working", "--timeout", "30s"]);
+    assert_ne!(s(&state, "state"), "waiting", "{state}");
+    let refused = p.wt_run(&["pane", "answer", "answered", "yes"]);
+    assert_eq!(refused.code, Some(1), "not waiting now: {refused}");
+}
