@@ -166,33 +166,26 @@ impl Tracker {
         let guard = lock(&self.agent);
         let decided = guard.0.decided().clone();
         if decided.state != "waiting" {
-            let name = &self.name;
-            let what = match decided.state {
-                "exited" => format!("pane '{name}' has exited: there is no dialog to answer"),
-                state => format!(
-                    "pane '{name}' is {state}, not waiting for an answer; wait for its question with `wt-run pane wait {name} --state waiting`, or type with `wt-run pane send`"
-                ),
-            };
-            return Err(("not-waiting", what));
+            return Err(("not-waiting", self.not_waiting(decided.state)));
         }
-        let mut out = json!({"pane": self.name, "agent": self.profile.name});
+        let mut out = json!({"pane": self.name, "agent": self.profile.name, "question": decided.message});
         match reply {
             Reply::Text(text) => {
                 pane.send_text(text, true)?;
                 out["text"] = json!(text);
             }
             Reply::Named(name) => {
-                let answer = self.profile.answers.get(name).ok_or_else(|| {
-                    let known = self.profile.answers.keys().cloned().collect::<Vec<_>>().join(", ");
-                    let agent = &self.profile.name;
-                    ("no-answer", format!("agent '{agent}' has no answer '{name}' (known: {}); add it in wt.toml [agents.{agent}.answers], or press keys with `wt-run pane key`", if known.is_empty() { "none" } else { &known }))
-                })?;
+                let answer = self.profile.answers.get(name).ok_or_else(|| ("no-answer", self.no_such_answer(name)))?;
                 let rows: Vec<String> = pane.screen(0)["lines"]
                     .as_array()
                     .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
                     .unwrap_or_default();
+                let pane_name = &self.name;
                 let keys = answer.keys(&rows).ok_or_else(|| {
-                    ("no-answer", format!("the screen of pane '{}' shows no menu item for '{name}'; read it with `wt-run pane screen {}` and press keys with `wt-run pane key`", self.name, self.name))
+                    let msg = format!(
+                        "the screen of pane '{pane_name}' shows no menu item for '{name}'; read it with `wt-run pane screen {pane_name}` and press keys with `wt-run pane key`"
+                    );
+                    ("no-answer", msg)
                 })?;
                 pane.send_bytes(&keys.bytes)?;
                 out["answer"] = json!(name);
@@ -202,9 +195,29 @@ impl Tracker {
                 }
             }
         }
-        out["question"] = json!(decided.message);
         drop(guard);
         Ok(out)
+    }
+
+    /// Why `pane.answer` refuses a pane in `state`, and what to do.
+    fn not_waiting(&self, state: &str) -> String {
+        let name = &self.name;
+        match state {
+            "exited" => format!("pane '{name}' has exited: there is no dialog to answer"),
+            _ => format!(
+                "pane '{name}' is {state}, not waiting for an answer; wait for its question with `wt-run pane wait {name} --state waiting`, or type with `wt-run pane send`"
+            ),
+        }
+    }
+
+    /// Why `pane.answer` cannot give the answer `name`: the agent's profile has none.
+    fn no_such_answer(&self, name: &str) -> String {
+        let agent = &self.profile.name;
+        let known: Vec<&str> = self.profile.answers.keys().map(String::as_str).collect();
+        let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+        format!(
+            "agent '{agent}' has no answer '{name}' (known: {known}); add it in wt.toml [agents.{agent}.answers], or press keys with `wt-run pane key`"
+        )
     }
 
     /// Watches a tmux pane until it exits (run on a thread of its own). tmux tells nothing
