@@ -196,7 +196,7 @@ fn send_key_kill_and_stop_say_a_short_line_on_a_terminal_and_a_record_in_a_pipe(
     let killed = on_terminal(&p, "pane kill a b");
     killed.expect_code(0);
     let lines: Vec<&str> = killed.stdout.lines().map(str::trim).collect();
-    assert_eq!(lines, ["killed a (killed by SIGTERM)", "killed b (killed by SIGTERM)"], "{killed}");
+    assert_eq!(lines, ["ended a (killed by SIGTERM)", "ended b (killed by SIGTERM)"], "{killed}");
     let listed = p.wt_run(&["pane", "ls"]);
     let alive: Vec<Value> =
         listed.stdout.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["alive"].clone()).collect();

@@ -92,7 +92,7 @@ fn kill(socket: &Path, names: &[String], person: bool) -> Result<u8, Error> {
                 let how = exit_text(&v["exit"]);
                 match v["dropped"].as_bool() {
                     Some(true) => format!("{name} had already ended ({how}); dropped it from the list"),
-                    _ => format!("killed {name} ({how})"),
+                    _ => format!("ended {name} ({how})"),
                 }
             }),
             Err(e) => {
