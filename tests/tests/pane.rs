@@ -441,7 +441,7 @@ fn pane_ls_on_a_terminal_is_a_table_that_says_how_to_attach() {
     let run = Run::of(&mut script, "");
     run.expect_code(0);
     assert!(run.stdout.starts_with("NAME"), "a table, not JSON: {run}");
-    let stateful = ["starting", "working", "idle"].iter().any(|s| run.stdout.contains(s)); // its agent's state
+    let stateful = ["starting", "running"].iter().any(|s| run.stdout.contains(s)); // its agent's state
     assert!(stateful && run.stdout.contains("wt-run pane attach tbl"), "{run}");
     // Starting a pane on a terminal: which pane, its pid, how to attach.
     p.t.run("wt-create", &["tbl2"], "").expect_code(0);

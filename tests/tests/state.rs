@@ -105,7 +105,10 @@ fn terminal_notifications_mean_waiting_until_answered_and_on_state_runs_once_per
     let p = Panes::new();
     let log = p.t.root().join("on-state.log");
     let on_waiting = format!("echo \"$WT_PANE|$WT_STATE|$WT_MESSAGE\" >> '{}'", log.display());
-    p.t.write("wt.toml", &format!("[run]\non_waiting = '''{on_waiting}'''\n[agents.default]\nquiet_ms = 60000\n"));
+    p.t.write(
+        "wt.toml",
+        &format!("[run]\non_waiting = '''{on_waiting}'''\n[agents.default]\nquiet_ms = 60000\nprogram = false\n"),
+    );
     let mut events = Events::subscribe(&p);
     p.t.run("wt-create", &["notifier"], "").expect_code(0);
     let on_exited = format!("exited=echo \"$WT_PANE|$WT_STATE\" >> '{}'", log.display());
@@ -151,7 +154,8 @@ fn terminal_notifications_mean_waiting_until_answered_and_on_state_runs_once_per
 #[test]
 fn a_prompt_then_silence_is_idle_and_pane_wait_state_sees_it() {
     let p = Panes::new();
-    p.t.write("wt.toml", "[agents.default]\nquiet_ms = 1000\n");
+    // The stand-in is an agent, though wt has no profile for it: it is told so.
+    p.t.write("wt.toml", "[agents.default]\nquiet_ms = 1000\nprogram = false\n");
     let mut events = Events::subscribe(&p);
     p.t.run("wt-create", &["quiet"], "").expect_code(0);
     p.wt_run(&["-w", "quiet", "--pane", "--", "python3", &data("standins/prompt.py")]).expect_code(0);
@@ -222,7 +226,7 @@ fn notify_from_a_hook_is_quiet_and_never_blocks_the_agent() {
     assert_eq!((outside.code, outside.stdout.as_str()), (Some(0), ""), "outside any pane: nothing to do: {outside}");
     let bad_state = p.wt_run(&["pane", "notify", "agent", "--state", "asleep"]);
     assert_eq!(bad_state.code, Some(1), "{bad_state}");
-    assert!(bad_state.stderr.contains("starting, working, waiting, idle, exited"), "{bad_state}");
+    assert!(bad_state.stderr.contains("starting, working, waiting, idle, running, exited"), "{bad_state}");
     let bad_flag = p.wt_run(&["-w", "agent", "--pane", "--on-state", "asleep=true", "--", "true"]);
     assert_eq!(bad_flag.code, Some(2), "{bad_flag}");
 }
@@ -311,4 +315,34 @@ fn agent_hooks_refuse_a_planted_link_and_a_settings_file_that_is_not_json() {
     assert_eq!(std::fs::read_to_string(&settings).unwrap(), "{ \"hooks\": ", "left as it is");
     let listed = p.wt_run(&["pane", "ls"]);
     assert!(!listed.stdout.contains("\"name\":\"broken\""), "nothing started: {listed}");
+}
+
+#[test]
+fn pane_answer_takes_the_real_claude_code_cli_through_its_dialogs() {
+    // Its workspace trust dialog (yes), then its question about the API key in the
+    // environment (no): each answered by the number of the menu item, as Claude Code takes it.
+    let claude = claude_cli();
+    let p = Panes::new();
+    p.t.run("wt-create", &["answered"], "").expect_code(0);
+    std::fs::write(p.t.root().join("home/.claude.json"), r#"{"hasCompletedOnboarding": true, "theme": "dark"}"#)
+        .unwrap();
+    let mut c = p.cmd();
+    c.args(["-w", "answered", "--pane", "--"]).arg(&claude);
+    c.env("ANTHROPIC_API_KEY", "sk-ant-api03-not-a-key").env("DISABLE_AUTOUPDATER", "1");
+    c.env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
+    wt_tests::Run::of(&mut c, "").expect_code(0);
+    p.json(&["pane", "wait", "answered", "--match", "trust this folder", "--timeout", "90s"]);
+    p.json(&["pane", "wait", "answered", "--state", "waiting", "--timeout", "30s"]);
+    let yes = p.json(&["pane", "answer", "answered", "yes"]);
+    assert_eq!(s(&yes, "item"), "Yes, I trust this folder", "{yes}");
+    p.json(&["pane", "wait", "answered", "--match", "Do you want to use this API key", "--timeout", "30s"]);
+    p.json(&["pane", "wait", "answered", "--state", "waiting", "--timeout", "30s"]);
+    let no = p.json(&["pane", "answer", "answered", "no"]);
+    assert_eq!((s(&no, "item"), &no["keys"]), ("No (recommended)", &serde_json::json!(["2"])), "{no}");
+    // Past both dialogs: at its prompt, no longer waiting for the person.
+    p.json(&["pane", "wait", "answered", "--match", "for shortcuts", "--timeout", "30s"]);
+    let state = p.json(&["pane", "wait", "answered", "--state", "idle,working", "--timeout", "30s"]);
+    assert_ne!(s(&state, "state"), "waiting", "{state}");
+    let refused = p.wt_run(&["pane", "answer", "answered", "yes"]);
+    assert_eq!(refused.code, Some(1), "not waiting now: {refused}");
 }

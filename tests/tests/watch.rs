@@ -258,6 +258,28 @@ fn test_pane_rounds_run_in_the_agents_tmux_session() {
 }
 
 #[test]
+fn feedback_to_a_plain_line_reading_program_comes_as_lines_without_paste_markers() {
+    // A Python input() loop never turns bracketed paste on: the feedback must reach it as the
+    // lines a person pasting it would give, not wrapped in ESC[200~ … ESC[201~.
+    let w = Watch::new();
+    w.create("plain");
+    let log = w.t.root().join("plain.lines");
+    let reader = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/standins/line_reader.py");
+    let mut c = w.tool("wt-run");
+    c.args(["-w", "plain", "--pane", "--", "python3"]).arg(&reader).arg(&log);
+    Run::of(&mut c, "").expect_code(0);
+    let run = w.until_green("plain", &[]);
+    run.expect_code(0);
+    assert_eq!(status(&run.records()[0]), "green", "the program read and obeyed each line: {run}");
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert!(!lines.contains("\\x1b") && !lines.contains("200~"), "no paste markers: {lines}");
+    assert!(
+        lines.lines().any(|l| l.starts_with("'wt-watch: the tests of worktree plain failed (round 1")),
+        "the message's first line is a line of its own: {lines}"
+    );
+}
+
+#[test]
 fn an_agent_still_starting_is_not_typed_into_before_it_shows_anything() {
     let w = Watch::new();
     w.create("sleepy");

@@ -95,7 +95,7 @@ pub struct Args {
     pub agent_hooks: bool,
 
     /// With --pane: run COMMAND (through sh) each time the pane enters STATE (starting,
-    /// working, waiting, idle, exited), with WT_PANE, WT_STATE, WT_MESSAGE set (repeatable)
+    /// working, waiting, idle, running, exited), with WT_PANE, WT_STATE, WT_MESSAGE set (repeatable)
     /// [wt.toml: [run] on_waiting]
     #[arg(long = "on-state", value_name = "STATE=COMMAND", requires = "pane")]
     pub on_state: Vec<String>,
@@ -194,7 +194,7 @@ pub enum Sub {
 
 #[derive(Debug, Subcommand)]
 #[command(
-    after_help = "Examples:\n  wt-run pane ls\n  wt-run pane send agent-2 \"fix the failing test\" --enter\n  wt-run pane wait agent-2 --quiet 5s --timeout 10m\n  wt-run pane screen agent-2 --lines 100\n  wt-run pane key agent-2 ctrl-c\n  wt-run pane attach agent-2               # Ctrl-] detaches"
+    after_help = "Examples:\n  wt-run pane ls\n  wt-run pane send agent-2 \"fix the failing test\" --enter\n  wt-run pane wait agent-2 --quiet 5s --timeout 10m\n  wt-run pane screen agent-2 --lines 100\n  wt-run pane key agent-2 ctrl-c\n  wt-run pane wait agent-2 --state waiting # no time limit with --state\n  wt-run pane answer agent-2 yes           # at its permission dialog\n  wt-run pane kill agent-2 dev-server\n  wt-run pane attach agent-2               # Ctrl-] detaches"
 )]
 pub enum PaneCmd {
     /// List the panes and their agents' states (a table on a terminal, else one JSON object
@@ -212,7 +212,8 @@ pub enum PaneCmd {
         #[arg(long, value_name = "N")]
         lines: Option<usize>,
     },
-    /// Type TEXT into a pane (several lines go in as one bracketed paste)
+    /// Type TEXT into a pane (several lines go in as one bracketed paste if the program turned
+    /// bracketed paste on, else line by line, as a terminal pastes them)
     Send {
         /// The pane's name
         name: String,
@@ -221,6 +222,19 @@ pub enum PaneCmd {
         /// Press enter after the text
         #[arg(long)]
         enter: bool,
+    },
+    /// Answer the dialog a waiting pane shows: yes or no presses the keys its agent's profile
+    /// names for them (Claude Code's numbered menu, Codex's approval keys); other TEXT is typed,
+    /// then Enter. Refused unless the pane is `waiting`
+    #[command(
+        after_help = "Examples:\n  wt-run pane answer agent-2 yes\n  wt-run pane answer agent-2 no\n  wt-run pane answer agent-3 \"use the staging database\"\n  wt-run pane wait agent-2 --state waiting && wt-run pane screen agent-2"
+    )]
+    Answer {
+        /// The pane's name
+        name: String,
+        /// yes, no, or the text to type
+        #[arg(value_name = "yes|no|TEXT")]
+        answer: String,
     },
     /// Press a key: enter, tab, shift-tab, escape, backspace, space, arrows, home, end, pageup,
     /// pagedown, insert, delete, f1-f12, ctrl-<letter>, alt-<key>
@@ -235,7 +249,7 @@ pub enum PaneCmd {
     Wait {
         /// The pane's name
         name: String,
-        /// Until the agent is in one of these states (idle, waiting, exited, working, starting)
+        /// Until the agent is in one of these states (idle, waiting, running, exited, working, starting)
         #[arg(long, value_name = "STATE", value_delimiter = ',', num_args = 1..)]
         state: Vec<String>,
         /// Until the program exits
@@ -247,9 +261,10 @@ pub enum PaneCmd {
         /// Until the pane has printed nothing for DUR (500ms, 2s)
         #[arg(long, value_name = "DUR", value_parser = wt_common::record::duration::parse_arg)]
         quiet: Option<std::time::Duration>,
-        /// Give up after DUR (exit 1)
-        #[arg(long, value_name = "DUR", default_value = "30s", value_parser = wt_common::record::duration::parse_arg)]
-        timeout: std::time::Duration,
+        /// Give up after DUR (exit 1) [default: 30s for --exit, --match, --quiet; with --state,
+        /// no limit: it waits until the pane is in the state or has exited]
+        #[arg(long, value_name = "DUR", value_parser = wt_common::record::duration::parse_arg)]
+        timeout: Option<std::time::Duration>,
     },
     /// Sit at a pane's keyboard (raw mode); Ctrl-] detaches and leaves it running
     Attach {
@@ -265,10 +280,12 @@ pub enum PaneCmd {
         /// Columns, 1-1000
         cols: u16,
     },
-    /// End a pane's program (SIGTERM to its session, SIGKILL after 2s); returns once it is dead
+    /// End panes' programs (SIGTERM to each one's session, SIGKILL after 2s); returns once they
+    /// are dead. A pane that had already exited is dropped from the list
     Kill {
-        /// The pane's name
-        name: String,
+        /// The panes' names
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
     },
     /// Report a pane's agent state, from the agent's hooks: --state STATE, or --from-hook
     /// claude|codex to read the hook's JSON (stdin; for Codex's notify, the last argument)
@@ -280,7 +297,7 @@ pub enum PaneCmd {
         /// a last argument holding JSON is the payload of Codex's notify
         #[arg(value_name = "NAME", num_args = 0..=2)]
         args: Vec<String>,
-        /// starting, working, waiting, idle or exited
+        /// starting, working, waiting, idle, running or exited
         #[arg(long, value_name = "STATE", required_unless_present = "from_hook", conflicts_with = "from_hook")]
         state: Option<String>,
         /// A line for people (what it is doing or waiting for)
@@ -295,18 +312,21 @@ pub enum PaneCmd {
 }
 
 impl PaneCmd {
-    /// The pane a verb is about, if it is about one.
-    pub fn pane_name(&self) -> Option<&str> {
+    /// The panes a verb is about.
+    pub fn pane_names(&self) -> Vec<&str> {
         match self {
             PaneCmd::Screen { name, .. }
             | PaneCmd::Send { name, .. }
+            | PaneCmd::Answer { name, .. }
             | PaneCmd::Key { name, .. }
             | PaneCmd::Wait { name, .. }
             | PaneCmd::Attach { name }
-            | PaneCmd::Resize { name, .. }
-            | PaneCmd::Kill { name } => Some(name),
-            PaneCmd::Notify { args, .. } => args.iter().find(|a| !a.trim_start().starts_with('{')).map(String::as_str),
-            PaneCmd::Ls { .. } | PaneCmd::Stop => None,
+            | PaneCmd::Resize { name, .. } => vec![name],
+            PaneCmd::Kill { names } => names.iter().map(String::as_str).collect(),
+            PaneCmd::Notify { args, .. } => {
+                args.iter().find(|a| !a.trim_start().starts_with('{')).map(String::as_str).into_iter().collect()
+            }
+            PaneCmd::Ls { .. } | PaneCmd::Stop => Vec::new(),
         }
     }
 }

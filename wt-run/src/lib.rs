@@ -35,7 +35,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
     wt_common::record::cli::init_logging(args.global.verbose)?;
     // Inside a pane, WT_SOCKET names the supervisor that holds it: no repository needed.
     if let (Some(Sub::Pane(cmd)), Some(socket)) = (&args.sub, std::env::var_os("WT_SOCKET").filter(|s| !s.is_empty())) {
-        return pane::verbs::run(std::path::Path::new(&socket), cmd);
+        return pane::verbs::run(std::path::Path::new(&socket), cmd, for_a_person(&args));
     }
     if let Some(Sub::Pane(PaneCmd::Notify { args: names, from_hook: Some(_), .. })) = &args.sub {
         let named = names.iter().any(|a| !a.trim_start().starts_with('{'));
@@ -49,7 +49,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
         return at_host(root, host, &args);
     }
     if let Some(sub) = &args.sub {
-        return subcommand(&repo, sub);
+        return subcommand(&repo, sub, for_a_person(&args));
     }
     args.select.require_some(&[])?;
     let ledger = LedgerFile::new(&repo.state_dir()).read()?;
@@ -210,7 +210,7 @@ fn on_state_commands(given: &[String], on_waiting: Option<&str>) -> Result<Map<S
             .ok_or_else(|| {
                 Error::usage(
                     "bad-on-state",
-                    format!("--on-state '{item}': write STATE=COMMAND, STATE one of starting, working, waiting, idle, exited"),
+                    format!("--on-state '{item}': write STATE=COMMAND, STATE one of starting, working, waiting, idle, running, exited"),
                 )
             })?;
         map.insert(state.into(), json!(cmd));
@@ -224,9 +224,7 @@ fn at_host(root: Option<&Path>, host: &str, args: &Args) -> Result<u8, Error> {
     wt_common::host::quote::check_names(&args.select.worktrees)?;
     match &args.sub {
         Some(Sub::Pane(cmd)) => {
-            if let Some(name) = cmd.pane_name() {
-                wt_common::host::quote::check_names(&[name])?;
-            }
+            wt_common::host::quote::check_names(&cmd.pane_names())?;
             let tty = matches!(cmd, PaneCmd::Attach { .. });
             wt_common::host::remote::exec_raw(root, host, TOOL, tty)
         }
@@ -244,8 +242,13 @@ fn at_host(root: Option<&Path>, host: &str, args: &Args) -> Result<u8, Error> {
     }
 }
 
+/// Whether results are for a person: stdout is a terminal and `--json` was not given.
+fn for_a_person(args: &Args) -> bool {
+    !args.global.json && std::io::stdout().is_terminal()
+}
+
 /// `wt-run serve` and `wt-run pane …`.
-fn subcommand(repo: &Repo, sub: &Sub) -> Result<u8, Error> {
+fn subcommand(repo: &Repo, sub: &Sub, person: bool) -> Result<u8, Error> {
     let socket = pane::socket::socket_path(&repo.common_dir)?;
     match sub {
         Sub::Serve { idle } => {
@@ -253,7 +256,7 @@ fn subcommand(repo: &Repo, sub: &Sub) -> Result<u8, Error> {
             pane::server::serve(&socket, &repo.state_dir().join("logs"), &session, *idle)?;
             Ok(0)
         }
-        Sub::Pane(cmd) => pane::verbs::run(&socket, cmd),
+        Sub::Pane(cmd) => pane::verbs::run(&socket, cmd, person),
         Sub::Logs { name, follow } => {
             logs::print(&repo.state_dir().join("logs"), name, *follow)?;
             Ok(0)

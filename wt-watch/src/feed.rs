@@ -144,7 +144,8 @@ fn to_pane(
             Err(e) => return Err(Undelivered::Failed(pane_gone(pane, &e.message))),
         }
     }
-    // Ready, and nothing changed meanwhile: one bracketed paste, then Enter.
+    // Ready, and nothing changed meanwhile: the message as `pane.send` types it (one bracketed
+    // paste if the agent turned bracketed paste on, else line by line), then Enter.
     if cancel.load(Ordering::SeqCst) {
         return Err(Undelivered::Cancelled);
     }

@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::Deserialize;
 use wt_common::Error;
 
+use crate::pane::answer::AnswerSpec;
 use crate::pane::rules::{ProfileSpec, RuleSpec};
 
 /// The built-in profiles.
@@ -25,6 +26,10 @@ pub struct AgentConfig {
     pub status_file: Option<String>,
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
+    #[serde(default)]
+    pub answers: BTreeMap<String, AnswerSpec>,
+    #[serde(default)]
+    pub program: Option<bool>,
 }
 
 /// Every profile: the built-in ones with the user's `[agents]` over them.
@@ -37,6 +42,8 @@ pub fn load(root: Option<&Path>) -> Result<BTreeMap<String, AgentConfig>, Error>
         entry.quiet_ms = mine.quiet_ms.or(entry.quiet_ms);
         entry.status_file = mine.status_file.or(entry.status_file.take());
         entry.rules.extend(mine.rules);
+        entry.answers.extend(mine.answers);
+        entry.program = mine.program.or(entry.program);
     }
     Ok(all)
 }
@@ -70,7 +77,14 @@ pub fn choose(
         }
     };
     let c = all.get(&name).cloned().unwrap_or_default();
-    let spec = ProfileSpec { name: name.clone(), quiet_ms: c.quiet_ms, rules: c.rules, status_file: c.status_file };
+    let spec = ProfileSpec {
+        name: name.clone(),
+        quiet_ms: c.quiet_ms,
+        rules: c.rules,
+        status_file: c.status_file,
+        answers: c.answers,
+        program: c.program.unwrap_or(false),
+    };
     // Refuse a bad rule here, where the person who wrote it sees the message.
     crate::pane::rules::Profile::compile(&spec)
         .map_err(|(_, msg)| Error::usage("bad-config", format!("wt.toml: {msg}")))?;

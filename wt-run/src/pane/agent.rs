@@ -1,5 +1,6 @@
 //! What a pane's agent is doing: `starting`, `working`, `waiting` (for a person), `idle` (its
-//! turn is done) or `exited`, decided from ranked signals. Each source keeps its latest
+//! turn is done), `running` (a program that is no agent, such as a dev server, runs: it has no
+//! turns, so neither working nor idle) or `exited`, decided from ranked signals. Each source keeps its latest
 //! signal; the highest-ranked one that is still fresh wins:
 //!
 //! 1. `hook`: the agent's own hooks (`pane.notify`). Believed until a newer hook report, except
@@ -10,7 +11,9 @@
 //! 3. `terminal`: a terminal notification in its output (OSC 9, 99, 777, BEL): waiting, until
 //!    someone types into the pane or the pane prints again after [`NOTIFICATION_SETTLE`].
 //! 4. `screen`: a screen rule of the agent matches (a permission dialog).
-//! 5. `output`: the fallback: output within the agent's quiet time → working, quiet → idle.
+//! 5. `output`: the fallback: output within the agent's quiet time → working, quiet → idle;
+//!    for a program that is no agent (`program` in its profile: `default`), output or a quiet
+//!    time since its start → running.
 //!
 //! `exited` (source `supervisor`) ends it all.
 
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 /// The states a pane can be in (`exited` only the supervisor says).
-pub const STATES: &[&str] = &["starting", "working", "waiting", "idle", "exited"];
+pub const STATES: &[&str] = &["starting", "working", "waiting", "idle", "running", "exited"];
 
 /// How long a hook report is believed once the pane has printed after it.
 pub const HOOK_STALE: Duration = Duration::from_secs(600);

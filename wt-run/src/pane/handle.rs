@@ -43,7 +43,19 @@ impl Handle {
 
     pub fn send_text(&self, text: &str, enter: bool) -> Result<(), Failure> {
         match self {
-            Handle::Native(p) => p.write(&text_bytes(text, enter)).map_err(|e| ("write-failed", e)),
+            Handle::Native(p) => {
+                // As the program last set it: the emulator follows its mode 2004 switches.
+                let bracketed = p
+                    .state
+                    .0
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .parser
+                    .screen()
+                    .bracketed_paste();
+                p.write(&text_bytes(text, enter, bracketed)).map_err(|e| ("write-failed", e))
+            }
+            // tmux's `paste-buffer -p` brackets only for a program that turned bracketed paste on.
             Handle::Tmux(t) => t.send_text(text, enter),
         }
     }
@@ -51,10 +63,16 @@ impl Handle {
     pub fn send_key(&self, key: &str) -> Result<(), Failure> {
         let bytes = key_bytes(key)
             .ok_or_else(|| ("unknown-key", format!("unknown key '{key}' (keys: {})", super::protocol::KEYS)))?;
+        self.send_bytes(&bytes)
+    }
+
+    /// Bytes typed into the program as they are.
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), Failure> {
         match self {
-            Handle::Native(p) => p.write(&bytes).map_err(|e| ("write-failed", e)),
-            Handle::Tmux(t) => t.send_bytes(&bytes).map_err(|e| ("write-failed", e)),
+            Handle::Native(p) => p.write(bytes),
+            Handle::Tmux(t) => t.send_bytes(bytes),
         }
+        .map_err(|e| ("write-failed", e))
     }
 
     pub fn resize(&self, rows: u16, cols: u16) -> Result<(), Failure> {

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod agent;
+pub mod answer;
 pub mod attach;
 pub mod client;
 pub mod events;

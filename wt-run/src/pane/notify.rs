@@ -23,7 +23,10 @@ pub fn signal_from_params(params: &Value) -> Result<Signal, Failure> {
     let state = state_named(given).ok_or_else(|| {
         (
             "bad-params",
-            format!("state must be one of starting, working, waiting, idle, exited, not '{}'", given.escape_debug()),
+            format!(
+                "state must be one of starting, working, waiting, idle, running, exited, not '{}'",
+                given.escape_debug()
+            ),
         )
     })?;
     let message = params.get("message").and_then(Value::as_str).map(printable);

@@ -33,7 +33,7 @@ impl OnState {
             for (state, cmd) in map {
                 let state = super::agent::state_named(state).ok_or((
                     "bad-params",
-                    format!("on_state: '{state}' is not a state (starting, working, waiting, idle, exited)"),
+                    format!("on_state: '{state}' is not a state (starting, working, waiting, idle, running, exited)"),
                 ))?;
                 let cmd = cmd
                     .as_str()

@@ -94,16 +94,21 @@ fn single_char(name: &str) -> Option<u8> {
     }
 }
 
-/// Text as a program receives it when typed or pasted: several lines go in as one bracketed
-/// paste, so an agent's prompt takes them as one message, not one per line.
-pub fn text_bytes(text: &str, enter: bool) -> Vec<u8> {
+/// Text as a program receives it when typed or pasted. Several lines go in as one bracketed
+/// paste when the program has turned bracketed paste on (DEC mode 2004: an agent's prompt then
+/// takes them as one message, not one per line); otherwise as a terminal pastes them to a
+/// program that has not, each line break a carriage return (Enter), so a plain line-reading
+/// program gets the lines and never sees the markers.
+pub fn text_bytes(text: &str, enter: bool, bracketed_paste: bool) -> Vec<u8> {
     let mut out = Vec::new();
-    if text.contains('\n') {
+    if !text.contains('\n') {
+        out.extend_from_slice(text.as_bytes());
+    } else if bracketed_paste {
         out.extend_from_slice(b"\x1b[200~");
         out.extend_from_slice(text.as_bytes());
         out.extend_from_slice(b"\x1b[201~");
     } else {
-        out.extend_from_slice(text.as_bytes());
+        out.extend(text.bytes().map(|b| if b == b'\n' { b'\r' } else { b }));
     }
     if enter {
         out.push(b'\r');
@@ -113,7 +118,7 @@ pub fn text_bytes(text: &str, enter: bool) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::key_bytes;
+    use super::{key_bytes, text_bytes};
 
     #[test]
     fn keys_as_xterm_sends_them() {
@@ -128,5 +133,12 @@ mod tests {
         for unknown in ["f0", "f13", "ctrl-", "ctrl-1", "alt-", "hyper-x", "ctrl-cc"] {
             assert_eq!(key_bytes(unknown), None, "{unknown}");
         }
+    }
+
+    #[test]
+    fn several_lines_are_bracketed_only_for_a_program_that_asked() {
+        assert_eq!(text_bytes("a\nb", true, true), b"\x1b[200~a\nb\x1b[201~\r");
+        assert_eq!(text_bytes("a\nb", true, false), b"a\rb\r");
+        assert_eq!(text_bytes("one line", false, true), b"one line");
     }
 }

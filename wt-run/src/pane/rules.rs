@@ -4,10 +4,12 @@
 //! The profiles themselves come from wt-run's data file and `wt.toml [agents.NAME]`
 //! (see `crate::agents`); the supervisor only applies what it is given.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::answer::{Answer, AnswerSpec};
 use super::handle::Failure;
 
 /// The quiet time of an agent that names none.
@@ -47,6 +49,13 @@ pub struct ProfileSpec {
     /// The status file it keeps: `claude` (`~/.claude/sessions/<pid>.json`).
     #[serde(default)]
     pub status_file: Option<String>,
+    /// What `pane answer` presses for `yes`, `no` (see `answer`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub answers: BTreeMap<String, AnswerSpec>,
+    /// A program that is no agent: output, or a quiet time without any, means `running`,
+    /// never `working` or `idle` (it has no turns to finish).
+    #[serde(default)]
+    pub program: bool,
 }
 
 #[derive(Debug)]
@@ -65,6 +74,8 @@ pub struct Profile {
     /// Highest priority first.
     pub rules: Vec<Rule>,
     pub claude_status: bool,
+    pub answers: BTreeMap<String, Answer>,
+    pub program: bool,
 }
 
 impl Profile {
@@ -74,7 +85,7 @@ impl Profile {
             let state = super::agent::state_named(&r.state).filter(|s| *s != "exited").ok_or((
                 "bad-params",
                 format!(
-                    "agent '{}': a rule's state must be starting, working, waiting or idle, not '{}'",
+                    "agent '{}': a rule's state must be starting, working, waiting, idle or running, not '{}'",
                     spec.name, r.state
                 ),
             ))?;
@@ -91,7 +102,8 @@ impl Profile {
             }
         };
         let quiet = Duration::from_millis(spec.quiet_ms.unwrap_or(DEFAULT_QUIET_MS).max(1));
-        Ok(Profile { name: spec.name.clone(), quiet, rules, claude_status })
+        let answers = super::answer::compile(&spec.name, &spec.answers)?;
+        Ok(Profile { name: spec.name.clone(), quiet, rules, claude_status, answers, program: spec.program })
     }
 
     /// The state the screen shows by the highest-priority matching rule, with the matched text.

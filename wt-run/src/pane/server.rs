@@ -20,6 +20,7 @@ use wt_common::Error;
 
 use super::access::Access;
 use super::agent::Source;
+use super::answer::Reply;
 use super::events::Events;
 use super::fanout::{ATTACH_QUEUE, EVENT_QUEUE};
 use super::handle::{Failure, Handle};
@@ -405,7 +406,7 @@ fn dispatch(sup: &Arc<Supervisor>, req: &Request, access: &Access) -> Result<Val
             let text = p.get("text").and_then(Value::as_str).ok_or(("bad-params", "pane.send needs text".into()))?;
             let enter = p.get("enter").and_then(Value::as_bool).unwrap_or(false);
             pane(sup, p)?.send_text(text, enter)?;
-            Ok(json!({"sent": text.len()}))
+            Ok(json!({"pane": p["pane"], "sent": text.len()}))
         }
         "pane.write" => {
             let data =
@@ -418,10 +419,19 @@ fn dispatch(sup: &Arc<Supervisor>, req: &Request, access: &Access) -> Result<Val
             }
             Ok(json!({"written": bytes.len()}))
         }
+        "pane.answer" => {
+            let reply = match (p.get("answer").and_then(Value::as_str), p.get("text").and_then(Value::as_str)) {
+                (Some(a), None) if !a.is_empty() => Reply::Named(a.to_string()),
+                (None, Some(t)) => Reply::Text(t.to_string()),
+                _ => return Err(("bad-params", "pane.answer needs answer (yes, no) or text, one of them".into())),
+            };
+            let handle = pane(sup, p)?;
+            tracker(sup, p)?.answer(&handle, &reply)
+        }
         "pane.send_key" => {
             let key = p.get("key").and_then(Value::as_str).unwrap_or_default();
             pane(sup, p)?.send_key(key)?;
-            Ok(json!({"sent": key}))
+            Ok(json!({"pane": p["pane"], "sent": key}))
         }
         "pane.wait" if p.get("state").is_some() => {
             let states = wanted_states(p)?;
@@ -443,12 +453,13 @@ fn dispatch(sup: &Arc<Supervisor>, req: &Request, access: &Access) -> Result<Val
             let was_dead = handle.exited();
             handle.kill(Duration::from_secs(2));
             let name = p["pane"].as_str().unwrap_or_default();
-            let described = describe(sup, name, &handle);
+            let mut described = describe(sup, name, &handle);
             // Killing a pane that had already ended drops it, with its screen (its log stays
             // on disk); a pane killed now stays listed, dead, until then.
             if was_dead {
                 lock(&sup.panes).remove(name);
             }
+            described["dropped"] = json!(was_dead);
             Ok(described)
         }
         "server.stop" => {
@@ -484,7 +495,7 @@ fn wanted_states(p: &Value) -> Result<Vec<&'static str>, Failure> {
     if states.is_empty() || states.len() != given.len() {
         return Err((
             "bad-params",
-            "pane.wait's state must be one or more of starting, working, waiting, idle, exited".into(),
+            format!("pane.wait's state must be one or more of {}", super::agent::STATES.join(", ")),
         ));
     }
     Ok(states)
@@ -575,9 +586,15 @@ fn spawn(sup: &Arc<Supervisor>, p: &Value) -> Result<Value, Failure> {
         Handle::Tmux(t) => t.spec.env.clone(),
     };
     let tracker = Tracker::start(&name, profile, on_state, Arc::clone(&sup.events), &env);
-    if let Handle::Native(native) = &pane {
-        let (tracker, native) = (Arc::clone(&tracker), Arc::clone(native));
-        std::thread::spawn(move || tracker.watch(native));
+    match &pane {
+        Handle::Native(native) => {
+            let (tracker, native) = (Arc::clone(&tracker), Arc::clone(native));
+            std::thread::spawn(move || tracker.watch(native));
+        }
+        Handle::Tmux(t) => {
+            let (tracker, t) = (Arc::clone(&tracker), Arc::clone(t));
+            std::thread::spawn(move || tracker.watch_tmux(t));
+        }
     }
     lock(&sup.trackers).insert(name.clone(), tracker);
     let described = describe(sup, &name, &pane);

@@ -115,6 +115,27 @@ impl TmuxPane {
         })
     }
 
+    /// One look at the pane for its state tracker, in a single tmux command: whether its
+    /// program has ended (or its window is gone), and the rows its screen shows.
+    pub fn sample(&self) -> (bool, Vec<String>) {
+        let out = tmux(&[
+            "display-message",
+            "-p",
+            "-t",
+            &self.window,
+            "#{pane_dead}",
+            ";",
+            "capture-pane",
+            "-p",
+            "-t",
+            &self.window,
+        ]);
+        let Ok(out) = out else { return (true, Vec::new()) }; // the window is gone
+        let mut lines = out.split('\n');
+        let dead = lines.next() != Some("0");
+        (dead, lines.map(str::to_string).collect())
+    }
+
     pub fn send_text(&self, text: &str, enter: bool) -> Result<(), (&'static str, String)> {
         self.send_text_inner(text, enter).map_err(|e| ("write-failed", e))
     }

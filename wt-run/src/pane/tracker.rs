@@ -15,14 +15,19 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::agent::{Activity, Agent, Decided, Signal, Source, HOOK_STALE};
+use super::answer::Reply;
 use super::events::Events;
-use super::handle::Failure;
+use super::handle::{Failure, Handle};
 use super::on_state::OnState;
 use super::pty::{Exit, Pane};
 use super::rules::Profile;
+use super::tmux::TmuxPane;
 
 /// A changed screen is matched against the rules at most this often.
 pub const SCREEN_EVERY: Duration = Duration::from_millis(100);
+
+/// A tmux pane's screen is looked at this often (one tmux command each time).
+pub const TMUX_EVERY: Duration = Duration::from_millis(500);
 
 /// A status file is read at most this often while the pane prints.
 pub const STATUS_EVERY: Duration = Duration::from_millis(500);
@@ -141,6 +146,115 @@ impl Tracker {
         }
     }
 
+    /// The fallback signal from output alone: an agent is `working` while it prints and `idle`
+    /// once quiet; a program that is no agent (`program` in its profile) is `running` once it
+    /// printed or has been quiet since its start. Before that, nothing (still `starting`).
+    fn fallback(&self, printed: bool, quiet_at: Instant, last_output: Instant, now: Instant) -> Option<Signal> {
+        let state = match (self.profile.program, printed, now < quiet_at) {
+            (true, true, _) | (true, false, false) => "running",
+            (false, true, true) => "working",
+            (false, true, false) => "idle",
+            (_, false, true) | (false, false, false) => return None,
+        };
+        Some(Signal { state, message: None, at: last_output })
+    }
+
+    /// `pane.answer`: answers the pane's dialog, only while the pane is `waiting`. The state is
+    /// checked and the keys sent under the tracker's lock, so no change of state falls between
+    /// the two (the next one is decided after the answer is typed).
+    pub fn answer(&self, pane: &Handle, reply: &Reply) -> Result<Value, Failure> {
+        let guard = lock(&self.agent);
+        let decided = guard.0.decided().clone();
+        if decided.state != "waiting" {
+            return Err(("not-waiting", self.not_waiting(decided.state)));
+        }
+        let mut out = json!({"pane": self.name, "agent": self.profile.name, "question": decided.message});
+        match reply {
+            Reply::Text(text) => {
+                pane.send_text(text, true)?;
+                out["text"] = json!(text);
+            }
+            Reply::Named(name) => {
+                let answer = self.profile.answers.get(name).ok_or_else(|| ("no-answer", self.no_such_answer(name)))?;
+                let rows: Vec<String> = pane.screen(0)["lines"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                    .unwrap_or_default();
+                let pane_name = &self.name;
+                let keys = answer.keys(&rows).ok_or_else(|| {
+                    let msg = format!(
+                        "the screen of pane '{pane_name}' shows no menu item for '{name}'; read it with `wt-run pane screen {pane_name}` and press keys with `wt-run pane key`"
+                    );
+                    ("no-answer", msg)
+                })?;
+                pane.send_bytes(&keys.bytes)?;
+                out["answer"] = json!(name);
+                out["keys"] = json!(keys.names);
+                if let Some(item) = keys.item {
+                    out["item"] = json!(item);
+                }
+            }
+        }
+        drop(guard);
+        Ok(out)
+    }
+
+    /// Why `pane.answer` refuses a pane in `state`, and what to do.
+    fn not_waiting(&self, state: &str) -> String {
+        let name = &self.name;
+        match state {
+            "exited" => format!("pane '{name}' has exited: there is no dialog to answer"),
+            _ => format!(
+                "pane '{name}' is {state}, not waiting for an answer; wait for its question with `wt-run pane wait {name} --state waiting`, or type with `wt-run pane send`"
+            ),
+        }
+    }
+
+    /// Why `pane.answer` cannot give the answer `name`: the agent's profile has none.
+    fn no_such_answer(&self, name: &str) -> String {
+        let agent = &self.profile.name;
+        let known: Vec<&str> = self.profile.answers.keys().map(String::as_str).collect();
+        let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+        format!(
+            "agent '{agent}' has no answer '{name}' (known: {known}); add it in wt.toml [agents.{agent}.answers], or press keys with `wt-run pane key`"
+        )
+    }
+
+    /// Watches a tmux pane until it exits (run on a thread of its own). tmux tells nothing
+    /// when a pane prints, so its screen is sampled: a change counts as output.
+    pub fn watch_tmux(self: Arc<Self>, pane: Arc<TmuxPane>) {
+        let started = Instant::now();
+        let (mut last, mut last_output, mut printed) = (None::<Vec<String>>, started, false);
+        loop {
+            std::thread::sleep(TMUX_EVERY);
+            if Arc::strong_count(&self) == 1 {
+                return; // the supervisor let the pane go
+            }
+            let (dead, rows) = pane.sample();
+            if dead {
+                return self.exited(None);
+            }
+            let now = Instant::now();
+            let mut signals = Vec::new();
+            if last.as_ref() != Some(&rows) {
+                if rows.iter().any(|r| !r.trim().is_empty()) {
+                    (printed, last_output) = (true, now);
+                }
+                if !self.profile.rules.is_empty() {
+                    let matched = self.profile.match_screen(&rows);
+                    signals.push((
+                        Source::Screen,
+                        matched.map(|(state, text)| Signal { state, message: Some(text), at: now }),
+                    ));
+                }
+                last = Some(rows);
+            }
+            let quiet_at = last_output + self.profile.quiet;
+            signals.extend(self.fallback(printed, quiet_at, last_output, now).map(|sig| (Source::Output, Some(sig))));
+            self.report(signals, Some(Activity { last_output, last_input: None }));
+        }
+    }
+
     /// Watches a native pane's output until it exits (run on a thread of its own).
     pub fn watch(self: Arc<Self>, pane: Arc<Pane>) {
         let (lock_screen, cvar) = &*pane.state;
@@ -206,16 +320,15 @@ impl Tracker {
                         .push((Source::StatusFile, state.map(|(state, _)| Signal { state, message: None, at: now })));
                 }
             }
-            let quiet_at = activity.last_output + self.profile.quiet;
-            if printed {
-                let state = if now < quiet_at { "working" } else { "idle" };
-                signals.push((Source::Output, Some(Signal { state, message: None, at: activity.last_output })));
-            }
+            let quiet_at = activity.last_output.max(pane.started) + self.profile.quiet;
+            signals.extend(
+                self.fallback(printed, quiet_at, activity.last_output, now).map(|sig| (Source::Output, Some(sig))),
+            );
             self.report(signals, Some(activity));
             // The next time something can change without output: the quiet time running out, a
             // throttled look at the screen or status file, a hook report going stale.
             let mut next = Vec::new();
-            if printed && now < quiet_at {
+            if (printed || self.profile.program) && now < quiet_at {
                 next.push(quiet_at);
             }
             if screen_dirty && !self.profile.rules.is_empty() {
