@@ -15,7 +15,11 @@ fn program_named(t: &TestRepo, name: &str, cwd: &Path) -> Reaped {
     let sleep = PathBuf::from(String::from_utf8(sleep.stdout).unwrap().trim());
     let copy = t.root().join("bin").join(name);
     std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
-    std::fs::copy(&sleep, &copy).unwrap();
+    // Copied by `cp`, not by this process: a file this (multi-threaded) test process held open
+    // for writing could be inherited by another test's child between its fork and exec, and
+    // then exec of the copy fails with ETXTBSY ("Text file busy").
+    let cp = Command::new("cp").arg(&sleep).arg(&copy).status().unwrap();
+    assert!(cp.success(), "cp {} {}", sleep.display(), copy.display());
     Reaped(Command::new(&copy).arg("60").current_dir(cwd).spawn().unwrap())
 }
 
