@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A stand-in for a coding agent, for the README's walk-through test
-(tests/tests/readme_walkthrough.rs), which runs the walk-through with AGENT set to this script.
+(tests/tests/readme_walkthrough.rs), which runs the walk-through with AGENT set to a copy of
+this script named `claude` (so that its pane gets Claude Code's profile).
 
 Started in a pane with its task as the last argument, it does what an agent that makes a
 mistake does: it writes a note of its task (its work: notes/<worktree>.md) and, with it, a bug

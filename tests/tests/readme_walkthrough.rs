@@ -80,8 +80,12 @@ fn the_readme_walkthrough_runs_as_written() {
     let t = TestRepo::empty();
     let root = t.root();
     // The stand-in agent is copied here so that its processes are this test's alone to find.
-    let agent = root.join("readme-agent.py");
+    // It is named `claude`, so that wt-run gives its pane Claude Code's profile (its dialog
+    // rules, working and idle from its output), as the person's agent would get.
+    std::fs::create_dir_all(root.join("agent")).unwrap();
+    let agent = root.join("agent/claude");
     std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("readme-agent.py"), &agent).unwrap();
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
     let xdg = root.join("xdg");
     std::fs::create_dir_all(&xdg).unwrap();
     std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -103,7 +107,7 @@ fn the_readme_walkthrough_runs_as_written() {
     cmd.arg("-c").arg(&script).current_dir(&root);
     t.isolate(&mut cmd)
         .env("PATH", path)
-        .env("AGENT", format!("python3 {}", agent.display()))
+        .env("AGENT", &agent)
         .env("XDG_RUNTIME_DIR", &xdg)
         .env("TMUX_TMPDIR", &xdg)
         .env_remove("TMUX")
@@ -154,7 +158,7 @@ fn the_readme_walkthrough_runs_as_written() {
     }
     let first = git(&["rev-list", "--max-parents=0", "main"]);
     assert_eq!(git(&["diff", &first, "main", "--", "src/itsdangerous/encoding.py"]), "", "no bug reached main");
-    let received = std::fs::read_to_string(root.join("notes-received.log")).unwrap_or_default();
+    let received = std::fs::read_to_string(root.join("agent/notes-received.log")).unwrap_or_default();
     assert!(
         received.contains("failed") && received.contains("encoding.py"),
         "what wt-watch pasted names the failing tests: {received}"
@@ -172,6 +176,11 @@ fn the_readme_walkthrough_runs_as_written() {
     let left: Vec<_> =
         std::fs::read_dir(&beside).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "nothing in {}: {left:?}", beside.display());
+    assert!(!project.join(".git/wt").exists(), "the purge took wt's state");
+    let mut inbox = Command::new(bin("wt-status"));
+    inbox.args(["--inbox", "--json"]).current_dir(&project);
+    let inbox = Run::from_output(t.isolate(&mut inbox).output().unwrap());
+    assert_eq!(inbox.expect_code(0).stdout, "", "nobody needs the person any more");
     let mut leases = Command::new(bin("wt-env"));
     leases.args(["--list", "--json"]).current_dir(&project);
     let leases = Run::from_output(t.isolate(&mut leases).output().unwrap());
