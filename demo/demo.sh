@@ -58,6 +58,7 @@ step 'cd ../app.wt/agent-3 && echo "print(3)" > app.py && git commit -qam "agent
 step 'echo "print(\"main\")" > app.py && git commit -qam "main: edit app.py"   # now agent-3 collides with main'
 step 'wt-create --list | wt-merge --check | jq -c "{name, merge: .merge.status, conflicts: .merge.conflicts}"'
 step 'wt-create --list | wt-merge --verify "python3 app.py" | jq -c "{name, merge: .merge.status}"'
+step 'wt-status --inbox --json | jq -c "{name, reason: .attention.reason, detail: .attention.detail, next: .attention.next}"   # who needs you, and why'
 step 'git log --oneline -3; ls'
 step 'wt-status --json | jq -c "{name, checkout: .status.state, ahead: .status.ahead, merge: .overview.merge.state}"   # every worktree at a glance'
 step 'wt-merge --undo agent-1 | jq -c .merge.status; ls'
