@@ -74,6 +74,9 @@ fn the_inbox_lists_what_needs_the_person_oldest_first_across_repositories_until_
     // 4. A pane that exited with an error.
     p.spawn("e", &["sh", "-c", "echo cannot bind; exit 3"]);
     p.wt_run(&["pane", "wait", "e", "--state", "exited", "--timeout", "15s"]).expect_code(0);
+    // A pane the person ended with `pane kill` (killed by SIGTERM, on purpose) needs nobody.
+    p.spawn("k", &["sleep", "120"]);
+    p.wt_run(&["pane", "kill", "k"]).expect_code(0);
     // 5. An agent waiting for the person, and a dev server beside it in the same worktree.
     p.spawn("w", &["sleep", "120"]);
     p.wt_run(&["-w", "w", "--pane=dev-w", "--", "sleep", "120"]).expect_code(0);

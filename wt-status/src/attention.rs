@@ -97,9 +97,10 @@ pub fn of(
     out
 }
 
-/// Whether a pane's `exit` says it failed: a non-zero code, or a signal.
+/// Whether a pane's `exit` says it failed: a non-zero code, or a signal; but a pane ended by
+/// `pane kill` was ended on purpose, and nobody needs telling.
 fn exited_badly(exit: &Value) -> bool {
-    exit["signal"].is_string() || exit["code"].as_i64().is_some_and(|c| c != 0)
+    exit["killed"] != true && (exit["signal"].is_string() || exit["code"].as_i64().is_some_and(|c| c != 0))
 }
 
 pub fn now_ms() -> u64 {

@@ -41,6 +41,8 @@ pub struct SpawnSpec {
 pub struct Exit {
     pub code: u32,
     pub signal: Option<String>,
+    /// Ended by `pane.kill` (someone asked for it), not on its own: no one needs telling.
+    pub killed: bool,
 }
 
 pub struct Screen {
@@ -57,6 +59,8 @@ pub struct Screen {
     pub exited_at: Option<Instant>,
     /// The scrollback of an exited pane has been let go.
     pub released: bool,
+    /// `pane.kill` was asked for: the exit that follows is the one asked for.
+    pub killed: bool,
 }
 
 impl std::fmt::Debug for Screen {
@@ -108,6 +112,7 @@ impl Pane {
             last_input: None,
             exited_at: None,
             released: false,
+            killed: false,
         };
         let pane = Arc::new(Pane {
             watchers: Arc::new(Fanout::new(ATTACH_QUEUE)),
@@ -196,9 +201,12 @@ impl Pane {
     pub fn kill(&self, grace: Duration) {
         let Some(pid) = self.pid else { return };
         let pgid = nix::unistd::Pid::from_raw(pid as i32);
-        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGTERM);
         let (lock, cvar) = &*self.state;
-        let guard = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.exit.is_none() {
+            guard.killed = true;
+        }
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGTERM);
         let (guard, _) = cvar
             .wait_timeout_while(guard, grace, |s| s.exit.is_none())
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -224,10 +232,14 @@ impl Pane {
 }
 
 pub fn exit_json(e: &Exit) -> Value {
-    match &e.signal {
+    let mut v = match &e.signal {
         Some(sig) => json!({"signal": sig}),
         None => json!({"code": e.code}),
+    };
+    if e.killed {
+        v["killed"] = json!(true);
     }
+    v
 }
 
 /// The screen as text rows; with `lines`, that many lines of scrollback above it too.
@@ -328,11 +340,12 @@ fn reap(
     let _ = output_done.recv_timeout(Duration::from_millis(500));
     after_exit();
     let exit = match status {
-        Ok(s) => Exit { code: s.exit_code(), signal: s.signal().map(signal_name) },
-        Err(_) => Exit { code: 255, signal: None },
+        Ok(s) => Exit { code: s.exit_code(), signal: s.signal().map(signal_name), killed: false },
+        Err(_) => Exit { code: 255, signal: None, killed: false },
     };
     let (lock, cvar) = state;
     let mut s = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let exit = Exit { killed: s.killed, ..exit };
     s.exit = Some(exit.clone());
     s.exited_at = Some(Instant::now());
     drop(s);

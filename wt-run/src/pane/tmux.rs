@@ -17,6 +17,8 @@ pub struct TmuxPane {
     pub session: String,
     pub window: String,
     pub pid: Option<u32>,
+    /// `pane.kill` was asked for: the window's end is the one asked for.
+    pub killed: std::sync::atomic::AtomicBool,
 }
 
 /// Runs `tmux args…` (outside any tmux the supervisor may have been started from).
@@ -77,7 +79,7 @@ impl TmuxPane {
         if !exists {
             let _ = tmux(&["set-option", "-t", session, "window-size", "manual"]);
         }
-        Ok(TmuxPane { spec, session: session.to_string(), window, pid })
+        Ok(TmuxPane { spec, session: session.to_string(), window, pid, killed: Default::default() })
     }
 
     fn info(&self) -> Option<Vec<String>> {
@@ -90,13 +92,15 @@ impl TmuxPane {
 
     /// `None` while the program runs; its exit once it ended (or its window is gone).
     pub fn exit(&self) -> Option<Value> {
-        match self.info() {
-            Some(i) if i.get(3).map(String::as_str) == Some("1") => {
-                Some(json!({"code": i[4].parse::<u32>().unwrap_or(0)}))
-            }
-            Some(_) => None,
-            None => Some(json!({"signal": "window closed"})),
+        let mut exit = match self.info() {
+            Some(i) if i.get(3).map(String::as_str) == Some("1") => json!({"code": i[4].parse::<u32>().unwrap_or(0)}),
+            Some(_) => return None,
+            None => json!({"signal": "window closed"}),
+        };
+        if self.killed.load(std::sync::atomic::Ordering::Relaxed) {
+            exit["killed"] = json!(true);
         }
+        Some(exit)
     }
 
     pub fn screen(&self, lines: usize) -> Value {
@@ -168,6 +172,9 @@ impl TmuxPane {
     }
 
     pub fn kill(&self) {
+        if self.info().is_some_and(|i| i.get(3).map(String::as_str) != Some("1")) {
+            self.killed.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let _ = tmux(&["kill-window", "-t", &self.window]);
     }
 
