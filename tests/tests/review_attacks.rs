@@ -1,0 +1,45 @@
+//! What an agent controls must not reach the person's terminal as escape sequences, nor leave
+//! a purge half done: findings of the review of issue 25, each reproduced with real git, real
+//! binaries and a real terminal (`script`).
+
+use std::path::Path;
+use std::process::Command;
+
+use wt_tests::{Run, TestRepo};
+
+/// `tool args…` in `t`'s repository with its stdout a terminal (run by `script`): what the
+/// person's terminal receives.
+fn on_terminal(t: &TestRepo, tool: &str, args: &[&str]) -> String {
+    let words: Vec<String> =
+        std::iter::once(wt_tests::bin(tool).display().to_string()).chain(args.iter().map(|a| a.to_string())).collect();
+    let line = words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" ");
+    let mut cmd = Command::new("script");
+    cmd.current_dir(&t.repo).args(["-qec", &line, "/dev/null"]);
+    t.isolate(&mut cmd).env("WT_NOTIFY", "off");
+    Run::of(&mut cmd, "").stdout
+}
+
+fn commit_in(t: &TestRepo, dir: &Path, file: &str, text: &str) {
+    std::fs::write(dir.join(file), text).unwrap();
+    t.git_in(dir, ["add", "--", file]);
+    t.git_in(dir, ["commit", "-q", "-m", "x"]);
+}
+
+/// A file name on the agent's branch is the agent's text: when it conflicts, wt-status shows it
+/// in REASON and in the inbox. It must not arrive as an OSC 52 (writes the person's clipboard)
+/// or a full reset of their terminal (`ESC c`).
+#[test]
+fn a_conflicting_file_name_cannot_write_escape_sequences_to_the_persons_terminal() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["a1"], "").expect_code(0);
+    let evil = "evil\x1b]52;c;ZWNobyBwd25lZA==\x07\x1bc.txt";
+    commit_in(&t, &t.wt_root().join("a1"), evil, "agent\n");
+    commit_in(&t, &t.repo, evil, "main\n");
+    let merged = t.run("wt-merge", &["a1", "--unverified"], "");
+    assert!(merged.stdout.contains("\"conflict\""), "{merged}");
+    for args in [&[][..], &["--inbox"][..]] {
+        let shown = on_terminal(&t, "wt-status", args);
+        assert!(shown.contains("conflict: evil"), "the conflict is shown: {shown:?}");
+        assert!(!shown.contains("\x1b]52") && !shown.contains("\x1bc"), "wt-status {args:?} wrote {shown:?}");
+    }
+}
