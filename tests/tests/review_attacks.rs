@@ -43,3 +43,26 @@ fn a_conflicting_file_name_cannot_write_escape_sequences_to_the_persons_terminal
         assert!(!shown.contains("\x1b]52") && !shown.contains("\x1bc"), "wt-status {args:?} wrote {shown:?}");
     }
 }
+
+/// A `wt/*` branch with commits of its own and no worktree (one the person made, or kept when
+/// an adopted worktree was removed) is refused by `--purge` without `--force`: before anything
+/// is deleted, as a refused worktree is, not once the worktrees are gone.
+#[test]
+fn purge_refuses_an_unmerged_branch_before_it_removes_any_worktree() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["a1", "a2"], "").expect_code(0);
+    let side = t.root().join("side");
+    t.git(["worktree", "add", "-q", "-b", "wt/kept", &side.display().to_string()]);
+    commit_in(&t, &side, "kept.txt", "work\n");
+    t.git(["worktree", "remove", &side.display().to_string()]);
+    let purge = t.run("wt-create", &["--remove", "--all", "--purge", "--yes"], "");
+    purge.expect_code(1);
+    assert!(purge.stderr.contains("wt/kept has 1 commit(s) not in HEAD"), "{purge}");
+    assert!(purge.stderr.contains("nothing was removed"), "{purge}");
+    assert_eq!(t.git_worktrees().len(), 3, "the worktrees are all there: {:?}", t.git_worktrees());
+    assert_eq!(t.branches(), ["main", "wt/a1", "wt/a2", "wt/kept"]);
+    // With --force it goes, and so does everything else.
+    t.run("wt-create", &["--remove", "--all", "--purge", "--yes", "--force"], "").expect_code(0);
+    assert_eq!((t.git_worktrees().len(), t.branches()), (1, vec!["main".to_string()]));
+    assert!(!t.repo.join(".git/wt").exists() && !t.wt_root().exists());
+}

@@ -145,6 +145,11 @@ pub fn run(ctx: &Context, force: bool, yes: bool, out: &mut Output) -> Result<()
                 return Err(Error::failed(&e.code, format!("{name}: {}; nothing was removed", e.message)));
             }
         }
+        // A branch refused only once the worktrees are gone would leave the purge half done.
+        for branch in &plan.branches {
+            refuse_unmerged_branch(ctx, branch)
+                .map_err(|e| Error::failed(&e.code, format!("{}; nothing was removed", e.message)))?;
+        }
     }
     eprintln!("wt-create: --purge deletes:");
     for line in plan.describe() {
@@ -255,20 +260,28 @@ fn drop_databases(ctx: &Context) -> Result<(), Error> {
 fn delete_branches(ctx: &Context, branches: &[String], force: bool) -> Result<(), Error> {
     let dir = ctx.repo.git_dir();
     for branch in branches {
-        let full = format!("refs/heads/{branch}");
-        let ahead = git::run(dir, ["rev-list", "--count", &format!("HEAD..{full}")]).unwrap_or_default();
-        if !force && ahead.trim() != "0" {
-            return Err(Error::failed(
-                "unmerged",
-                format!(
-                    "branch {branch} has {} commit(s) not in HEAD; merge it first (wt-merge), or pass --force to delete it",
-                    ahead.trim()
-                ),
-            ));
+        if !force {
+            refuse_unmerged_branch(ctx, branch)?;
         }
         let lock = ctx.worktree_lock()?;
         wt_common::git::worktree::clear_stale_branch_lock(&ctx.repo, branch);
         git::output_under(git::command(dir).args(["branch", "-D", "--quiet", branch]), &lock)?;
+    }
+    Ok(())
+}
+
+/// Refuses a `wt/*` branch with commits not in HEAD: deleting it would lose them.
+fn refuse_unmerged_branch(ctx: &Context, branch: &str) -> Result<(), Error> {
+    let range = format!("HEAD..refs/heads/{branch}");
+    let ahead = git::run(ctx.repo.git_dir(), ["rev-list", "--count", &range]).unwrap_or_default();
+    if ahead.trim() != "0" {
+        return Err(Error::failed(
+            "unmerged",
+            format!(
+                "branch {branch} has {} commit(s) not in HEAD; merge it first (wt-merge), or pass --force to delete it",
+                ahead.trim()
+            ),
+        ));
     }
     Ok(())
 }
