@@ -66,3 +66,24 @@ fn purge_refuses_an_unmerged_branch_before_it_removes_any_worktree() {
     assert_eq!((t.git_worktrees().len(), t.branches()), (1, vec!["main".to_string()]));
     assert!(!t.repo.join(".git/wt").exists() && !t.wt_root().exists());
 }
+
+/// The next step of a conflict is a command the person copies: the branch it goes into is
+/// quoted like the path is. A branch named `rel&&id` made it `git -C … rebase rel&&id`, which
+/// runs `id`.
+#[test]
+fn a_conflicts_next_step_quotes_the_branch_it_goes_into() {
+    let t = TestRepo::new();
+    t.git(["branch", "-m", "main", "rel&&id"]);
+    t.run("wt-create", &["c"], "").expect_code(0);
+    commit_in(&t, &t.wt_root().join("c"), "README", "c's\n");
+    commit_in(&t, &t.repo, "README", "main's\n");
+    let merged = t.run("wt-merge", &["c", "--unverified"], "");
+    assert!(merged.stdout.contains("\"conflict\""), "{merged}");
+    let inbox = t.run("wt-status", &["--inbox", "--json"], "");
+    let entry = &inbox.records()[0];
+    let next = entry["attention"]["next"].as_str().unwrap();
+    assert!(next.contains("rebase 'rel&&id'"), "{next}");
+    assert!(next.contains("wt-run pane send c 'rebase onto rel&&id' --enter"), "{next}");
+    let table = on_terminal(&t, "wt-merge", &["c", "--unverified"]);
+    assert!(table.contains("rebase 'rel&&id')"), "{table}");
+}
