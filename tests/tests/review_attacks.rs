@@ -143,3 +143,48 @@ fn the_question_answered_is_the_dialogs_not_what_the_pane_printed() {
     assert!(!detail.contains("cargo test"), "the inbox says the dialog asks {detail:?}; it asks to run curl | sh");
     assert!(!question.contains("cargo test"), "pane answer says it answered {question:?}; it approved curl | sh");
 }
+
+/// wt-merge keeps its queue lock and its journal in wt's state directory. A purge while a queue
+/// runs removed its verification worktree under it and the queue made `.git/wt` again; a purge
+/// after a queue was killed between moving its target and its checkout deleted the journal
+/// that finishes that, leaving the main worktree's index behind its branch (committing it
+/// reverts the merge). Both are refused, with nothing removed.
+#[test]
+fn purge_refuses_while_a_merge_runs_and_after_one_was_killed_half_way() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["a1", "a2"], "").expect_code(0);
+    commit_in(&t, &t.wt_root().join("a1"), "feature.txt", "a1\n");
+    commit_in(&t, &t.wt_root().join("a2"), "other.txt", "a2\n");
+    // Killed once its target branch moved, before the main worktree's files followed.
+    let mut merge = t.cmd("wt-merge");
+    merge.args(["a1", "--unverified"]).env("WT_FAILPOINT", "after-update");
+    let killed = Run::of(&mut merge, "");
+    assert_eq!(killed.code, None, "killed by its failpoint: {killed}");
+    assert_eq!(t.git(["status", "--short"]), "D  feature.txt", "the checkout is behind its branch");
+    let purge = t.run("wt-create", &["--remove", "--all", "--purge", "--yes", "--force"], "");
+    purge.expect_code(1);
+    assert!(purge.stderr.contains("killed while it moved its target") && purge.stderr.contains("nothing was removed"));
+    assert_eq!(t.git_worktrees().len(), 3, "{purge}");
+    // The next wt-merge finishes the update; then the purge goes.
+    t.run("wt-merge", &["a1", "--unverified"], "");
+    assert_eq!(t.git(["status", "--short"]), "");
+    // A queue verifying: refused while it runs.
+    let flag = t.root().join("go");
+    let started = t.root().join("started");
+    let verify = format!("touch {}; while [ ! -e {} ]; do sleep 0.05; done", started.display(), flag.display());
+    let mut queue = t.cmd("wt-merge");
+    queue.args(["a2", "--verify", &verify]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut queue = queue.spawn().unwrap();
+    while !started.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let purge = t.run("wt-create", &["--remove", "--all", "--purge", "--yes", "--force"], "");
+    std::fs::write(&flag, "").unwrap();
+    assert!(queue.wait().unwrap().success());
+    purge.expect_code(1);
+    assert!(purge.stderr.contains("a wt-merge is running"), "{purge}");
+    t.run("wt-create", &["--remove", "--all", "--purge", "--yes", "--force"], "").expect_code(0);
+    assert!(!t.repo.join(".git/wt").exists() && !t.wt_root().exists());
+    assert_eq!(t.git(["status", "--short"]), "");
+    assert!(t.repo.join("feature.txt").exists() && t.repo.join("other.txt").exists());
+}

@@ -132,6 +132,7 @@ impl Plan {
 }
 
 pub fn run(ctx: &Context, force: bool, yes: bool, out: &mut Output) -> Result<(), Error> {
+    let _merge_queue = refuse_merge_in_progress(ctx)?;
     let plan = Plan::find(ctx)?;
     if plan.is_empty() {
         eprintln!("wt-create: nothing of wt is left in this repository");
@@ -213,6 +214,35 @@ pub fn run(ctx: &Context, force: bool, yes: bool, out: &mut Output) -> Result<()
     }
     eprintln!("wt-create: purged");
     Ok(())
+}
+
+/// wt-merge keeps its queue lock and its journal in wt's state directory. A running queue would
+/// find its verification worktree gone mid-run and make the state directory again; the journal
+/// of one killed while it moved its target is what brings the target's checkout along at the
+/// next run (deleted, the checkout stays behind its branch, and committing it reverts the
+/// merge). Both are refused; the queue lock is held for the rest of the purge, so that no
+/// wt-merge starts meanwhile.
+fn refuse_merge_in_progress(ctx: &Context) -> Result<Option<wt_common::proc::lock::FileLock>, Error> {
+    let state_dir = ctx.repo.state_dir();
+    let lock_file = state_dir.join("merge.lock");
+    let held = wt_common::proc::lock::FileLock::try_existing(&lock_file)?;
+    if held.is_none() && lock_file.exists() {
+        return Err(Error::failed(
+            "merge-running",
+            "a wt-merge is running in this repository; purge again once it has finished; nothing was removed",
+        ));
+    }
+    let journal = state_dir.join("merge-journal");
+    if journal.symlink_metadata().is_ok() {
+        return Err(Error::failed(
+            "merge-half-done",
+            format!(
+                "a wt-merge was killed while it moved its target branch ({} is its note): run wt-merge again on any worktree (it finishes that first), then purge again; nothing was removed",
+                journal.display()
+            ),
+        ));
+    }
+    Ok(held)
 }
 
 /// Asks on the terminal; where there is none to ask on, refuses with the fix.
