@@ -188,3 +188,23 @@ fn purge_refuses_while_a_merge_runs_and_after_one_was_killed_half_way() {
     assert_eq!(t.git(["status", "--short"]), "");
     assert!(t.repo.join("feature.txt").exists() && t.repo.join("other.txt").exists());
 }
+
+/// tmux reads an argument that ends with `;` as the end of its command: text sent to a tmux
+/// pane lost its final `;` (and a final `\;` became `;`), from `pane send`, `pane answer TEXT`
+/// and wt-watch's feedback alike.
+#[test]
+fn text_typed_into_a_tmux_pane_keeps_its_final_semicolon() {
+    let p = wt_tests::panes::Panes::new();
+    let reader = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/standins/line_reader.py");
+    p.t.run("wt-create", &["plain"], "").expect_code(0);
+    p.wt_run(&["-w", "plain", "--pane", "--backend", "tmux", "--", "python3", &reader.display().to_string()])
+        .expect_code(0);
+    p.wait_match("plain", ">");
+    p.json(&["pane", "send", "plain", "make test;", "--enter"]);
+    p.wait_match("plain", "line: 'make test;'");
+    p.json(&["pane", "send", "plain", r"a\;", "--enter"]);
+    p.wait_match("plain", r"line: 'a\\\\;'");
+    p.json(&["pane", "send", "plain", "first\nsecond;", "--enter"]);
+    p.wait_match("plain", "line: 'second;'");
+    p.wt_run(&["pane", "stop"]);
+}
