@@ -208,3 +208,34 @@ fn text_typed_into_a_tmux_pane_keeps_its_final_semicolon() {
     p.wait_match("plain", "line: 'second;'");
     p.wt_run(&["pane", "stop"]);
 }
+
+/// Any repository a wt tool ran in is on the person's list, a repository an agent made in its
+/// worktree (`git init`, then any wt tool there) too; its wt state is the agent's to write. Its
+/// made-up entries, with a next step to run in a repository whose hooks the agent wrote, are
+/// not in the person's inbox.
+#[test]
+fn the_inbox_leaves_out_a_repository_inside_an_agents_worktree() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["a1"], "").expect_code(0);
+    let sub = t.wt_root().join("a1/sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    t.git_in(&sub, ["init", "-q"]);
+    commit_in(&t, &sub, "f", "x\n");
+    let mut create = t.cmd("wt-create");
+    Run::of(create.current_dir(&sub).arg("b1"), "").expect_code(0);
+    let registry = std::fs::read_to_string(t.root().join("repo-registry")).unwrap();
+    assert!(registry.contains("/a1/sub"), "listed: {registry}");
+    let forged = sub.join(".git/wt/outcomes/b1");
+    std::fs::create_dir_all(&forged).unwrap();
+    std::fs::write(
+        forged.join("merge.json"),
+        r#"{"kind":"merge","at_ms":1,"state":"conflict","paths":["README.md"],"into":"main"}"#,
+    )
+    .unwrap();
+    let inbox = t.run("wt-status", &["--inbox", "--json"], "");
+    assert!(inbox.records().iter().all(|r| r["name"] != "b1"), "{inbox}");
+    // Asked for there, it is shown.
+    let mut there = t.cmd("wt-status");
+    let there = Run::of(there.current_dir(&sub).args(["--inbox", "--json"]), "");
+    assert!(there.records().iter().any(|r| r["name"] == "b1"), "{there}");
+}
