@@ -142,11 +142,17 @@ impl Output {
 /// A cell as the terminal is to show it: its text may be an agent's (a file name on its branch,
 /// a line of its test output), so a control character is written as its escape (`\u{1b}`),
 /// never sent for the terminal to act on (an OSC 52 would set the person's clipboard).
+/// Unicode's invisible formatting characters (bidirectional controls, zero-width ones), which
+/// reorder or hide the text around them, are shown escaped too.
 fn visible(cell: &str) -> String {
-    if !cell.chars().any(char::is_control) {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    };
+    if !cell.chars().any(hidden) {
         return cell.to_string();
     }
-    cell.chars().map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() }).collect()
+    cell.chars().map(|c| if hidden(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect()
 }
 
 /// Rows under `titles`, each column as wide as its widest cell, two spaces apart; for tables of
@@ -195,5 +201,7 @@ mod tests {
         let table = render_table(&["NAME", "X"], &rows);
         assert!(!table.chars().any(|c| c.is_control() && c != '\n'), "{table:?}");
         assert!(table.contains("a\\u{1b}]52;c;eA==\\u{7}\\u{1b}c\\u{9b}2J  x"), "{table}");
+        let reordered = render_table(&["NAME"], &[vec!["ok\u{202e}txt.exe".into()]]);
+        assert!(reordered.contains("ok\\u{202e}txt.exe"), "{reordered}");
     }
 }
