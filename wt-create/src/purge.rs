@@ -132,6 +132,7 @@ impl Plan {
 }
 
 pub fn run(ctx: &Context, force: bool, yes: bool, out: &mut Output) -> Result<(), Error> {
+    let _merge_queue = refuse_merge_in_progress(ctx)?;
     let plan = Plan::find(ctx)?;
     if plan.is_empty() {
         eprintln!("wt-create: nothing of wt is left in this repository");
@@ -144,6 +145,11 @@ pub fn run(ctx: &Context, force: bool, yes: bool, out: &mut Output) -> Result<()
             if let Err((name, e)) = remove::remove_one(ctx, want, how) {
                 return Err(Error::failed(&e.code, format!("{name}: {}; nothing was removed", e.message)));
             }
+        }
+        // A branch refused only once the worktrees are gone would leave the purge half done.
+        for branch in &plan.branches {
+            refuse_unmerged_branch(ctx, branch)
+                .map_err(|e| Error::failed(&e.code, format!("{}; nothing was removed", e.message)))?;
         }
     }
     eprintln!("wt-create: --purge deletes:");
@@ -210,6 +216,35 @@ pub fn run(ctx: &Context, force: bool, yes: bool, out: &mut Output) -> Result<()
     Ok(())
 }
 
+/// wt-merge keeps its queue lock and its journal in wt's state directory. A running queue would
+/// find its verification worktree gone mid-run and make the state directory again; the journal
+/// of one killed while it moved its target is what brings the target's checkout along at the
+/// next run (deleted, the checkout stays behind its branch, and committing it reverts the
+/// merge). Both are refused; the queue lock is held for the rest of the purge, so that no
+/// wt-merge starts meanwhile.
+fn refuse_merge_in_progress(ctx: &Context) -> Result<Option<wt_common::proc::lock::FileLock>, Error> {
+    let state_dir = ctx.repo.state_dir();
+    let lock_file = state_dir.join("merge.lock");
+    let held = wt_common::proc::lock::FileLock::try_existing(&lock_file)?;
+    if held.is_none() && lock_file.exists() {
+        return Err(Error::failed(
+            "merge-running",
+            "a wt-merge is running in this repository; purge again once it has finished; nothing was removed",
+        ));
+    }
+    let journal = state_dir.join("merge-journal");
+    if journal.symlink_metadata().is_ok() {
+        return Err(Error::failed(
+            "merge-half-done",
+            format!(
+                "a wt-merge was killed while it moved its target branch ({} is its note): run wt-merge again on any worktree (it finishes that first), then purge again; nothing was removed",
+                journal.display()
+            ),
+        ));
+    }
+    Ok(held)
+}
+
 /// Asks on the terminal; where there is none to ask on, refuses with the fix.
 fn confirm() -> Result<(), Error> {
     if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
@@ -255,20 +290,28 @@ fn drop_databases(ctx: &Context) -> Result<(), Error> {
 fn delete_branches(ctx: &Context, branches: &[String], force: bool) -> Result<(), Error> {
     let dir = ctx.repo.git_dir();
     for branch in branches {
-        let full = format!("refs/heads/{branch}");
-        let ahead = git::run(dir, ["rev-list", "--count", &format!("HEAD..{full}")]).unwrap_or_default();
-        if !force && ahead.trim() != "0" {
-            return Err(Error::failed(
-                "unmerged",
-                format!(
-                    "branch {branch} has {} commit(s) not in HEAD; merge it first (wt-merge), or pass --force to delete it",
-                    ahead.trim()
-                ),
-            ));
+        if !force {
+            refuse_unmerged_branch(ctx, branch)?;
         }
         let lock = ctx.worktree_lock()?;
         wt_common::git::worktree::clear_stale_branch_lock(&ctx.repo, branch);
         git::output_under(git::command(dir).args(["branch", "-D", "--quiet", branch]), &lock)?;
+    }
+    Ok(())
+}
+
+/// Refuses a `wt/*` branch with commits not in HEAD: deleting it would lose them.
+fn refuse_unmerged_branch(ctx: &Context, branch: &str) -> Result<(), Error> {
+    let range = format!("HEAD..refs/heads/{branch}");
+    let ahead = git::run(ctx.repo.git_dir(), ["rev-list", "--count", &range]).unwrap_or_default();
+    if ahead.trim() != "0" {
+        return Err(Error::failed(
+            "unmerged",
+            format!(
+                "branch {branch} has {} commit(s) not in HEAD; merge it first (wt-merge), or pass --force to delete it",
+                ahead.trim()
+            ),
+        ));
     }
     Ok(())
 }

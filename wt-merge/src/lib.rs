@@ -564,8 +564,9 @@ fn detail(r: &Record) -> String {
 fn conflict_next(r: &Record, into: &str) -> String {
     match &r.path {
         Some(path) => format!(
-            "next: rebase it onto {into} in its worktree (git -C {} rebase {into}) or tell its agent to",
-            wt_common::host::quote::quote(&path.to_string_lossy())
+            "next: rebase it onto {into} in its worktree (git -C {} rebase {}) or tell its agent to",
+            wt_common::host::quote::quote(&path.to_string_lossy()),
+            wt_common::host::quote::quote(into)
         ),
         None => format!("next: rebase its branch onto {into}, or tell its agent to"),
     }

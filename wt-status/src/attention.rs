@@ -69,11 +69,15 @@ pub fn of(
         let into = o.into.as_deref().unwrap_or("main");
         match o.state.as_str() {
             "conflict" => {
+                // `into` is quoted too: a branch name may hold `;`, `&`, `|`, `$(` (and the
+                // outcome file of a repository an agent made is the agent's text).
                 let next = match path {
                     Some(p) => format!(
-                        "git -C {} rebase {into}   # or tell its agent: wt-run pane send {} 'rebase onto {into}' --enter",
+                        "git -C {} rebase {}   # or tell its agent: wt-run pane send {} {} --enter",
                         quote(&p.to_string_lossy()),
-                        quote(name)
+                        quote(into),
+                        quote(name),
+                        quote(&format!("rebase onto {into}"))
                     ),
                     None => format!("rebase its branch onto {into}, or tell its agent to"),
                 };

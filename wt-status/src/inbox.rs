@@ -10,7 +10,7 @@
 //!
 //! The repositories are those of the person's list (`ledger::repos`), and the one it runs in;
 //! a listed repository that is gone, or holds no wt state any more, is skipped and dropped
-//! from the list.
+//! from the list. One inside another's managed worktree (an agent's to write) is skipped.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -38,9 +38,23 @@ pub fn entries(here: Option<&Repo>) -> Vec<Record> {
         }
     }
     wt_common::ledger::repos::prune(&gone);
+    let repos: Vec<Repo> = roots.iter().filter_map(|r| Repo::discover(r).ok()).collect();
+    // A repository inside another's managed worktree is that worktree's agent's to write, wt
+    // state and all (`git init` there and any wt tool lists it): what it says needs the person,
+    // and the next step it gives (a command in a repository whose hooks the agent wrote), is
+    // not shown, unless the inbox is asked for there.
+    let worktrees: Vec<PathBuf> = repos
+        .iter()
+        .filter_map(|r| LedgerFile::new(&r.state_dir()).read().ok())
+        .flat_map(|l| l.worktrees.values().map(|e| e.path.clone()).collect::<Vec<_>>())
+        .collect();
     let mut all = Vec::new();
-    for root in roots {
-        let Ok(repo) = Repo::discover(&root) else { continue };
+    for repo in repos {
+        let is_here = here.is_some_and(|h| h.root() == repo.root());
+        if !is_here && worktrees.iter().any(|w| repo.root().starts_with(w)) {
+            tracing::debug!("{} is inside an agent's worktree; not in the inbox", repo.root().display());
+            continue;
+        }
         all.extend(of_repo(&repo));
     }
     all.sort_by_key(since);

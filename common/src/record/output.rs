@@ -139,9 +139,27 @@ impl Output {
     }
 }
 
+/// A cell as the terminal is to show it: its text may be an agent's (a file name on its branch,
+/// a line of its test output), so a control character is written as its escape (`\u{1b}`),
+/// never sent for the terminal to act on (an OSC 52 would set the person's clipboard).
+/// Unicode's invisible formatting characters (bidirectional controls, zero-width ones), which
+/// reorder or hide the text around them, are shown escaped too.
+fn visible(cell: &str) -> String {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    };
+    if !cell.chars().any(hidden) {
+        return cell.to_string();
+    }
+    cell.chars().map(|c| if hidden(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect()
+}
+
 /// Rows under `titles`, each column as wide as its widest cell, two spaces apart; for tables of
-/// things that are not records (panes, say).
+/// things that are not records (panes, say). Control characters in a cell are shown escaped.
 pub fn render_table(titles: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| visible(c)).collect()).collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = titles.iter().map(|t| t.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -175,5 +193,15 @@ mod tests {
     fn table_aligns_columns_and_trims_trailing_space() {
         let rows = vec![vec!["agent-10".into(), "a".into()], vec!["b".into(), String::new()]];
         assert_eq!(render_table(&["NAME", "X"], &rows), "NAME      X\nagent-10  a\nb\n");
+    }
+
+    #[test]
+    fn control_characters_in_a_cell_are_shown_not_sent() {
+        let rows = vec![vec!["a\x1b]52;c;eA==\x07\x1bc\u{9b}2J".into(), "x".into()]];
+        let table = render_table(&["NAME", "X"], &rows);
+        assert!(!table.chars().any(|c| c.is_control() && c != '\n'), "{table:?}");
+        assert!(table.contains("a\\u{1b}]52;c;eA==\\u{7}\\u{1b}c\\u{9b}2J  x"), "{table}");
+        let reordered = render_table(&["NAME"], &[vec!["ok\u{202e}txt.exe".into()]]);
+        assert!(reordered.contains("ok\\u{202e}txt.exe"), "{reordered}");
     }
 }

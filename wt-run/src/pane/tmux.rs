@@ -35,6 +35,16 @@ fn tmux(args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// `text` as one argument tmux takes literally. tmux reads an argument that ends with `;` as
+/// the end of its command (the `;` is dropped), and one that ends with `\;` as ending with `;`:
+/// a final `;` is written `\;`, so that `pane send` and `pane answer` type what they were given.
+fn literal_arg(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.strip_suffix(';') {
+        Some(rest) => format!("{rest}\\;").into(),
+        None => text.into(),
+    }
+}
+
 /// One command line for tmux's shell (`sh -c`), each word quoted.
 fn shell_line(cmd: &[String]) -> String {
     cmd.iter().map(|w| format!("'{}'", w.replace('\'', r"'\''"))).collect::<Vec<_>>().join(" ")
@@ -145,6 +155,7 @@ impl TmuxPane {
     }
 
     fn send_text_inner(&self, text: &str, enter: bool) -> Result<(), String> {
+        let text = &literal_arg(text);
         if text.contains('\n') {
             let buffer = format!("wt-{}", self.spec.name);
             tmux(&["set-buffer", "-b", &buffer, "--", text])?;
