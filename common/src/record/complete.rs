@@ -86,14 +86,39 @@ pub fn worktrees_and_panes() -> ArgValueCandidates {
 }
 
 fn worktree_names() -> Vec<String> {
-    here().and_then(|repo| crate::ledger::worktree_names(&repo.state_dir()).ok()).unwrap_or_default()
+    let names = here().and_then(|repo| crate::ledger::worktree_names(&repo.state_dir()).ok()).unwrap_or_default();
+    names.into_iter().filter(|n| shell_safe(n)).collect()
 }
 
 fn pane_names() -> Vec<(String, String)> {
-    here().map(|repo| crate::proc::panes::names(&repo)).unwrap_or_default()
+    let names = here().map(|repo| crate::proc::panes::names(&repo)).unwrap_or_default();
+    names.into_iter().filter(|(n, _)| shell_safe(n)).collect()
+}
+
+/// Whether a name can be put on the command line as it is. Names may hold `$`, `(`, `;`, `&`,
+/// `|`, quotes: bash inserts a candidate unquoted, so a worktree named `x$(touch${IFS}P)`
+/// (an agent's adopted worktree, a name in a record) would run its command when the person
+/// pressed Enter after <TAB>. Such a name is not offered; it can still be typed, quoted.
+fn shell_safe(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || "-_.+@%=,".contains(c))
 }
 
 /// The repository of the directory the shell is in, if it is in one.
 fn here() -> Option<crate::git::repo::Repo> {
     crate::git::repo::Repo::discover(Path::new(".")).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_safe;
+
+    #[test]
+    fn only_names_that_need_no_quoting_are_offered() {
+        for ok in ["agent-2", "fix_login", "v1.2", "a+b", "émile"] {
+            assert!(shell_safe(ok), "{ok}");
+        }
+        for bad in ["x$(touch${IFS}P)", "a;b", "a&&b", "a|b", "a'b", "a\"b", "a`b`", "a>b", "a!b", "a{b}", ""] {
+            assert!(!shell_safe(bad), "{bad}");
+        }
+    }
 }
