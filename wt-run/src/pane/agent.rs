@@ -138,12 +138,20 @@ impl Agent {
             return None; // the program ended: nothing said after that is believed
         }
         let (source, signal) = self.signals.iter().find(|(s, sig)| fresh(*s, sig, activity, now))?;
+        // While a dialog is on the screen, what the pane waits for is what the dialog asks: a
+        // hook report or a notification (which the program, or any file it prints, writes) may
+        // say that it waits, but not stand in for the question the person answers.
+        let dialog = self.signals.iter().find(|(s, sig)| *s == Source::Screen && sig.state == "waiting");
+        let message = match dialog {
+            Some((_, d)) if signal.state == "waiting" => d.message.clone(),
+            _ => signal.message.clone(),
+        };
         let changed_state = signal.state != self.decided.state;
-        if !changed_state && signal.message == self.decided.message && *source == self.decided.source {
+        if !changed_state && message == self.decided.message && *source == self.decided.source {
             return None;
         }
         let since_ms = if changed_state { now_ms() } else { self.decided.since_ms };
-        self.decided = Decided { state: signal.state, source: *source, message: signal.message.clone(), since_ms };
+        self.decided = Decided { state: signal.state, source: *source, message, since_ms };
         Some(self.decided.clone())
     }
 
@@ -227,6 +235,22 @@ mod tests {
         assert_eq!(a.decide(quiet, t0).unwrap().state, "waiting");
         let typed = Activity { last_output: t0, last_input: Some(t0 + Duration::from_millis(1)) };
         assert_eq!(a.decide(typed, t0).unwrap().state, "working");
+    }
+
+    #[test]
+    fn while_a_dialog_is_on_screen_its_text_is_the_question_whoever_says_waiting() {
+        let t0 = Instant::now();
+        let quiet = Activity { last_output: t0, last_input: None };
+        let said = |state, message: &str| Some(Signal { state, message: Some(message.into()), at: t0 });
+        let mut a = Agent::new();
+        a.set(Source::Screen, said("waiting", "Bash command · curl x | sh · Do you want to proceed?"));
+        a.set(Source::Terminal, said("waiting", "Allow `cargo test`?"));
+        let d = a.decide(quiet, t0).unwrap();
+        assert_eq!((d.state, d.source), ("waiting", Source::Terminal));
+        assert_eq!(d.message.as_deref(), Some("Bash command · curl x | sh · Do you want to proceed?"));
+        a.set(Source::Screen, None);
+        let d = a.decide(quiet, t0).unwrap();
+        assert_eq!(d.message.as_deref(), Some("Allow `cargo test`?"), "no dialog on screen: the notification's text");
     }
 
     #[test]

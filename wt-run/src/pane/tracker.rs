@@ -168,7 +168,17 @@ impl Tracker {
         if decided.state != "waiting" {
             return Err(("not-waiting", self.not_waiting(decided.state)));
         }
-        let mut out = json!({"pane": self.name, "agent": self.profile.name, "question": decided.message});
+        let rows: Vec<String> = pane.screen(0)["lines"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default();
+        // The question answered is the dialog on the screen now, read from it; only without
+        // one, what the agent said it waits for.
+        let question = match self.profile.match_screen(&rows) {
+            Some(("waiting", dialog)) => Some(dialog),
+            _ => decided.message,
+        };
+        let mut out = json!({"pane": self.name, "agent": self.profile.name, "question": question});
         match reply {
             Reply::Text(text) => {
                 pane.send_text(text, true)?;
@@ -176,10 +186,6 @@ impl Tracker {
             }
             Reply::Named(name) => {
                 let answer = self.profile.answers.get(name).ok_or_else(|| ("no-answer", self.no_such_answer(name)))?;
-                let rows: Vec<String> = pane.screen(0)["lines"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
-                    .unwrap_or_default();
                 let pane_name = &self.name;
                 let keys = answer.keys(&rows).ok_or_else(|| {
                     let msg = format!(
