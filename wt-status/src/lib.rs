@@ -216,11 +216,7 @@ pub(crate) fn overviews(
         let entry = snapshot.worktrees.get(&rec.name).filter(|e| Some(&e.path) == rec.path.as_ref());
         if rec.head.is_none() {
             if let Some(branch) = &rec.branch {
-                rec.head = wt_common::git::run(
-                    repo.git_dir(),
-                    ["rev-parse", "--verify", "-q", &format!("refs/heads/{branch}")],
-                )
-                .ok();
+                rec.head = overview::read_ref(repo, &format!("refs/heads/{branch}"));
             }
         }
         if with_status {

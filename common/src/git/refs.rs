@@ -63,13 +63,21 @@ impl<'a> BranchReader<'a> {
                 return Some(listed.get(rest).cloned());
             }
         }
-        let full = format!("refs/heads/{name}");
+        self.full_ref(&format!("refs/heads/{name}"))
+    }
+
+    /// The commit of any ref by its full name (`refs/wt/merged/agent-2`; `Some(None)`: no such
+    /// ref); `None`: ask git.
+    pub fn full_ref(&self, full: &str) -> Option<Option<String>> {
+        if !full.starts_with("refs/") || !plain_branch(full) {
+            return None;
+        }
         // Read without following a link (git's symbolic-link refs are left to git) or blocking.
-        match read_small(&self.common.join(&full)) {
+        match read_small(&self.common.join(full)) {
             Small::Text(text) => Some(Some(object_id(text.trim_end_matches('\n'))?.to_string())),
             Small::Missing => {
                 let packed = self.packed.get_or_init(|| read_packed(self.common)).as_ref()?;
-                Some(packed.get(&full).cloned())
+                Some(packed.get(full).cloned())
             }
             // A directory (`refs/heads/a` when only `a/b` exists) is no branch.
             Small::Directory => Some(None),
@@ -204,5 +212,17 @@ mod tests {
         // Names that could leave refs/heads/ are never joined to a path.
         assert_eq!(read_branches(&common, ["../../HEAD"]), None);
         assert_eq!(read_branches(&common, ["/etc/passwd"]), None);
+        // Any ref by its full name, loose or packed.
+        git(d, &["update-ref", "refs/wt/merged/a", "HEAD"]);
+        git(d, &["update-ref", "refs/wt/merged/b", "HEAD~1"]);
+        git(d, &["pack-refs", "--all"]);
+        git(d, &["update-ref", "refs/wt/merged/c", "HEAD"]);
+        let reader = BranchReader::new(&common).unwrap();
+        for r in ["refs/wt/merged/a", "refs/wt/merged/b", "refs/wt/merged/c"] {
+            assert_eq!(reader.full_ref(r), Some(Some(git(d, &["rev-parse", r]))), "{r}");
+        }
+        assert_eq!(reader.full_ref("refs/wt/merged/none"), Some(None));
+        assert_eq!(reader.full_ref("refs/../../HEAD"), None);
+        assert_eq!(reader.full_ref("HEAD"), None, "only refs/…");
     }
 }
