@@ -2,7 +2,7 @@
 # Who needs me (issue 25): `wt-status --inbox` over 10 repositories of 10 worktrees each, half of
 # them with a red last run, against what a person would otherwise run to learn the same: `git
 # status` in every worktree (two at a time, as `xargs -P2`); and completing a worktree name
-# (`WT_COMPLETE=bash wt-status -- wt-status ''`) against what git's own bash completion runs to
+# (`wt-status a<TAB>`, as bash's completion script asks it) against what git's own bash completion runs to
 # complete a branch name (`git for-each-ref refs/heads/`). Prints a markdown section.
 source "$(dirname "$0")/lib.sh"
 bench_work attention
