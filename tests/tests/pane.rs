@@ -375,7 +375,7 @@ fn pane_verbs_speak_cli_words_and_answer_only_when_done() {
     let killed = p.json(&["pane", "kill", "verbs"]);
     assert_eq!(
         (killed["alive"].clone(), killed["exit"].clone()),
-        (json!(false), json!({"signal": "KILL"})),
+        (json!(false), json!({"signal": "KILL", "killed": true})),
         "{killed}"
     );
     // stop answers once the supervisor is gone: a --pane right after it gets a new one.
