@@ -1,6 +1,6 @@
 //! The failure excerpt: what a red test run comes down to, small enough for an agent's context
 //! window or a record's field. The runner is recognised from its output (cargo test, pytest,
-//! unittest, go test, jest, vitest, node:test, mocha); for each failing test the excerpt names
+//! unittest, go test, jest, vitest, node:test, tape, mocha); for each failing test the excerpt names
 //! it, gives its assertion message and the innermost frame in the project's own code, not a
 //! stack of the runner's. Output of any other command gives its last 40 lines. ANSI codes are
 //! stripped; the excerpt is at most 4 KiB, with a line saying how much was cut and where the full
@@ -33,6 +33,8 @@ pub enum Runner {
     Jest,
     Vitest,
     NodeTest,
+    /// tape and other TAP producers that write `not ok N name` (no ` - `).
+    Tape,
     Mocha,
 }
 
@@ -47,6 +49,7 @@ impl Runner {
             Runner::Jest => "jest",
             Runner::Vitest => "vitest",
             Runner::NodeTest => "node:test",
+            Runner::Tape => "tape",
             Runner::Mocha => "mocha",
         }
     }
@@ -133,6 +136,7 @@ pub fn detect(text: &str) -> Option<Runner> {
     static JEST: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^\s*● .+$"));
     static NODE: LazyLock<Regex> =
         LazyLock::new(|| re(r"(?m)^not ok \d+ - |^✖ failing tests:$|^ℹ fail \d+$|^# fail \d+$"));
+    static TAPE: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^not ok \d+ [^-\s]"));
     static MOCHA: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^\s+\d+ failing$"));
     [
         (Runner::Cargo, &CARGO),
@@ -142,6 +146,7 @@ pub fn detect(text: &str) -> Option<Runner> {
         (Runner::Vitest, &VITEST),
         (Runner::Jest, &JEST),
         (Runner::NodeTest, &NODE),
+        (Runner::Tape, &TAPE),
         (Runner::Mocha, &MOCHA),
     ]
     .into_iter()
@@ -160,6 +165,7 @@ pub fn failures(runner: Runner, text: &str) -> Vec<Failure> {
         Runner::Jest => jest(&lines),
         Runner::Vitest => vitest(&lines),
         Runner::NodeTest => node_test(&lines),
+        Runner::Tape => node_tap(&lines),
         Runner::Mocha => mocha(&lines),
     }
 }
@@ -451,16 +457,21 @@ fn node_test(lines: &[&str]) -> Vec<Failure> {
     out
 }
 
+/// node:test's TAP (`not ok N - name`, `error:`, `location:`, `stack:`) and tape's (`not ok N
+/// name`, `expected:`/`actual:` blocks, `at: fn (file:line:col)`).
 fn node_tap(lines: &[&str]) -> Vec<Failure> {
-    static HEAD: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*not ok \d+ - (.+?)(?: # .*)?$"));
+    static HEAD: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*not ok \d+ (?:- )?(.+?)(?: # .*)?$"));
     static LOCATION: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*location: '(.+)'$"));
     static KEY: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*[a-zA-Z]+: "));
     let mut out: Vec<Failure> = Vec::new();
     let (mut in_error, mut in_stack, mut declared) = (false, false, None);
+    // tape's `expected:`/`actual:` (node:test writes them too, after its `error:`, which says
+    // it better), and the key whose value is the block a `|-` opened.
+    let (mut values, mut pending) = (false, None::<String>);
     for line in lines {
         if let Some(c) = HEAD.captures(line) {
             out.push(failure(&c[1]));
-            (in_error, in_stack, declared) = (false, false, None);
+            (in_error, in_stack, declared, values, pending) = (false, false, None, false, None);
             continue;
         }
         let Some(f) = out.last_mut() else { continue };
@@ -476,12 +487,29 @@ fn node_tap(lines: &[&str]) -> Vec<Failure> {
             in_error = true;
             let rest = t.trim_start_matches("error: ").trim_start_matches(['|', '>', '-']).trim().trim_matches('\'');
             push_message(f, rest);
+        } else if (t.starts_with("expected: ") || t.starts_with("actual: ")) && (values || f.message.is_empty()) {
+            // tape: the value inline, or in the indented block a `|-` opens.
+            (values, in_error) = (true, true);
+            let (key, value) = t.split_once(": ").unwrap_or((t, ""));
+            match value.trim_start_matches(['|', '>', '-']).trim() {
+                "" => pending = Some(key.to_string()),
+                v => push_message(f, &format!("{key}: {v}")),
+            }
+        } else if let Some(at) = t.strip_prefix("at: ") {
+            // tape: where the assertion is.
+            in_error = false;
+            if f.location.is_none() {
+                f.location = js_frame(&format!("at {at}")).filter(|fr| project_frame(fr));
+            }
         } else if t.starts_with("stack: ") {
             (in_error, in_stack) = (false, true);
         } else if KEY.is_match(line) && !in_stack {
             in_error = false;
         } else if in_error {
-            push_message(f, line);
+            match pending.take() {
+                Some(key) => push_message(f, &format!("{key}: {}", line.trim())),
+                None => push_message(f, line),
+            }
         } else if in_stack && f.location.is_none() {
             let frame = js_frame(&format!("at {t}"));
             if let Some(frame) = frame.filter(|fr| project_frame(fr)) {
@@ -834,6 +862,17 @@ mod tests {
         assert_eq!(failing("just text\n", Path::new("/l")), None);
         // A runner's marks without a failure it can name: not recognised.
         assert_eq!(failing("test result: FAILED. 0 passed; 1 failed\n", Path::new("/l")), None);
+    }
+
+    #[test]
+    fn tapes_tap_names_the_assertion_its_values_and_where() {
+        let out = "TAP version 13\n# parse\nok 20 parses a simple string\nnot ok 21 should be deeply equivalent\n  ---\n    operator: deepEqual\n    expected: |-\n      { a: 'b', c: 'd' }\n    actual: |-\n      { a: 'b' }\n    at: Test.<anonymous> (/w/app/test/parse.js:33:12)\n    stack: |-\n      Error: should be deeply equivalent\n          at Test.assert [as _assert] (/w/app/node_modules/tape/lib/test.js:548:48)\n  ...\nok 22 x\n\n1..22\n# tests 22\n# pass  21\n# fail  1\n";
+        let got = excerpt(out, Path::new("/l/x.log"));
+        assert_eq!(
+            got,
+            "1 failing test (tape):\n\n✗ should be deeply equivalent\n    expected: { a: 'b', c: 'd' }\n    actual: { a: 'b' }\n    at /w/app/test/parse.js:33:12\n",
+            "{got}"
+        );
     }
 
     #[test]
