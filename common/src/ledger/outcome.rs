@@ -133,8 +133,12 @@ pub fn key_lines(excerpt: &str) -> Vec<String> {
     let tests: Vec<&str> = excerpt.lines().map(str::trim).filter(|l| l.starts_with("✗ ")).collect();
     let chosen: Vec<&str> = if tests.is_empty() {
         // Not the note of what the excerpt cut (`[… 812 bytes cut above; …]`).
+        // Nor what a package manager says after the command it ran (`npm notice New major
+        // version…`, `npm error Lifecycle script…`): that is how npm ended, not the tests.
+        let chatter =
+            |l: &str| ["npm notice", "npm warn", "npm WARN", "npm error", "npm ERR!"].iter().any(|p| l.starts_with(p));
         let said: Vec<&str> =
-            excerpt.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("[… ")).collect();
+            excerpt.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("[… ") && !chatter(l)).collect();
         said[said.len().saturating_sub(MAX_LINES)..].to_vec()
     } else {
         tests.into_iter().take(MAX_LINES).collect()
@@ -236,5 +240,7 @@ mod tests {
         assert_eq!(key_lines(&long).last().map(String::as_str), Some("line 8"));
         let many: String = (0..9).map(|i| format!("✗ t{i}\n    why\n")).collect();
         assert_eq!(key_lines(&many).len(), MAX_LINES);
+        let npm = "Error: boom\nnpm notice\nnpm notice New major version of npm available!\nnpm error Lifecycle script `test` failed\n";
+        assert_eq!(key_lines(npm), ["Error: boom"], "npm's own lines are not how the tests ended");
     }
 }
