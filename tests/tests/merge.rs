@@ -764,3 +764,216 @@ fn a_confined_verification_cannot_move_the_target_or_write_outside_and_its_exit_
     assert!(escaped("ctl") && planted("ctl"), "unconfined, the Makefile wrote outside\n{run}");
     assert!(merge_of(&run.records()[0])["verify"].get("confined").is_none(), "{run}");
 }
+
+/// A `wt-watch | wt-merge` pipeline's wt-merge, as a test drives it: records written to its
+/// stdin, which stays open until `close`; its output and stderr lines on channels.
+struct Pipeline {
+    child: wt_tests::Reaped,
+    stdin: Option<std::process::ChildStdin>,
+    out: std::sync::mpsc::Receiver<String>,
+    err: std::sync::mpsc::Receiver<String>,
+}
+
+impl Pipeline {
+    fn start(t: &TestRepo, verify: &str) -> Pipeline {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut cmd = t.cmd("wt-merge");
+        cmd.args(["--verify", verify, "--json", "-v"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let lines = |r: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(r).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+            rx
+        };
+        let out = lines(Box::new(child.stdout.take().unwrap()));
+        let err = lines(Box::new(child.stderr.take().unwrap()));
+        let stdin = child.stdin.take();
+        let pipeline = Pipeline { child: wt_tests::Reaped(child), stdin, out, err };
+        // What a killed wt-merge left is swept (under the queue lock) before records are read.
+        pipeline.said("merging records as they come");
+        pipeline
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// The record of worktree `name`, as `wt-create --list` prints it, arrives on stdin.
+    fn feed(&mut self, t: &TestRepo, name: &str) {
+        use std::io::Write;
+        let line = list(t).lines().find(|l| l.contains(&format!("\"name\":\"{name}\""))).unwrap().to_string();
+        writeln!(self.stdin.as_mut().unwrap(), "{line}").unwrap();
+    }
+
+    /// The next record it prints (two minutes at most: a merge of one file).
+    fn record(&self) -> Value {
+        let line = self.out.recv_timeout(std::time::Duration::from_secs(120)).expect("a record");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    /// Waits for a line on its stderr that contains `text`; the lines until then.
+    fn said(&self, text: &str) -> String {
+        let mut seen = String::new();
+        loop {
+            match self.err.recv_timeout(std::time::Duration::from_secs(120)) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(line) => seen.push_str(&format!("{line}\n")),
+                Err(e) => panic!("no stderr line with {text:?} ({e}); it said:\n{seen}"),
+            }
+        }
+    }
+
+    /// Closes its stdin (the watch ended) and returns its exit code.
+    fn close(mut self) -> Option<i32> {
+        drop(self.stdin.take());
+        self.child.0.wait().unwrap().code()
+    }
+}
+
+/// The subjects of the target's merges, oldest first.
+fn merges_in_order(t: &TestRepo) -> Vec<String> {
+    let log = t.git(["log", "--first-parent", "--reverse", "--format=%s", "main"]);
+    log.lines().filter(|l| l.starts_with("Merge branch")).map(str::to_string).collect()
+}
+
+/// Two `wt-watch | wt-merge` pipelines on one repository: the first wt-merge used to hold the
+/// queue lock while its stdin was open, so the second, whose branch became ready meanwhile,
+/// gave up after 30 s with exit 3 and its green work was never merged. Now each takes the lock
+/// per merge, says whom it waits for, and they take turns in the order they asked: the second's
+/// branch goes before the first's next one, which arrived later.
+#[test]
+fn two_pipelines_on_one_repository_both_merge_taking_turns() {
+    let t = repo_with(&[("a", &[("a.txt", "a\n")]), ("b", &[("b.txt", "b\n")]), ("c", &[("c.txt", "c\n")])]);
+    let started = t.root().join("started");
+    let go = t.root().join("go");
+    // a's verification waits until the test says go; the others' pass at once.
+    let verify = format!(
+        "if [ -e a.txt ] && [ ! -e {go} ]; then touch {started}; while [ ! -e {go} ]; do sleep 0.05; done; fi",
+        go = go.display(),
+        started = started.display()
+    );
+    let mut first = Pipeline::start(&t, &verify);
+    let mut second = Pipeline::start(&t, &verify);
+    first.feed(&t, "a");
+    while !started.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // b becomes ready while the first merges a: the second waits, and says for whom.
+    second.feed(&t, "b");
+    let waiting = second.said("b: waiting for the merge queue");
+    let whom = format!("wt-merge: b: waiting for the merge queue: wt-merge pid {} merging a", first.pid());
+    assert!(waiting.starts_with(&whom), "{waiting}");
+    // c becomes ready for the first after b did for the second: b goes first.
+    first.feed(&t, "c");
+    std::fs::write(&go, "").unwrap();
+    for (pipeline, name) in [(&first, "a"), (&second, "b"), (&first, "c")] {
+        let rec = pipeline.record();
+        assert_eq!(s(&rec, "name"), name, "{rec}");
+        assert_eq!(s(merge_of(&rec), "status"), "merged", "{rec}");
+        assert!(merge_of(&rec)["verify"].is_object(), "verified: {rec}");
+    }
+    assert_eq!(
+        merges_in_order(&t),
+        ["Merge branch 'wt/a' into main", "Merge branch 'wt/b' into main", "Merge branch 'wt/c' into main"],
+        "merged in the order they asked for the queue"
+    );
+    assert_eq!(second.close(), Some(0));
+    assert_eq!(first.close(), Some(0));
+    for f in ["a.txt", "b.txt", "c.txt"] {
+        assert!(t.repo.join(f).exists(), "{f} is in the main worktree");
+    }
+    assert_eq!(t.git(["status", "--porcelain"]), "");
+    let members = t.repo.join(".git/wt/merge-queue");
+    assert_eq!(wt_tests::names_in(&members, |_| true), Vec::<String>::new(), "each wt-merge unregistered");
+}
+
+/// A wt-merge killed with SIGKILL while it holds the queue lock (verifying): the other one,
+/// waiting with its own branch, proceeds: it sweeps the killed one's verification worktree
+/// and merges; nothing is half merged, and the killed one's registration is gone.
+#[test]
+fn a_wt_merge_killed_holding_the_queue_lets_the_other_merge() {
+    let t = repo_with(&[("a", &[("a.txt", "a\n")]), ("b", &[("b.txt", "b\n")])]);
+    let started = t.root().join("started");
+    let verify =
+        format!("if [ -e a.txt ]; then touch {started}; while :; do sleep 0.05; done; fi", started = started.display());
+    let mut first = Pipeline::start(&t, &verify);
+    let mut second = Pipeline::start(&t, &verify);
+    let head = main_head(&t);
+    first.feed(&t, "a");
+    while !started.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    second.feed(&t, "b");
+    second.said("b: waiting for the merge queue");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first.pid() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert_eq!(first.close(), None, "killed");
+    let rec = second.record();
+    assert_eq!((s(&rec, "name"), s(merge_of(&rec), "status")), ("b", "merged"), "{rec}");
+    assert_eq!(second.close(), Some(0));
+    assert_eq!(t.git(["rev-parse", "main^1"]), head, "b alone was merged onto the old target");
+    assert!(!t.repo.join("a.txt").exists() && t.repo.join("b.txt").exists());
+    assert_eq!(t.git(["status", "--porcelain"]), "", "no half-merged index");
+    t.assert_no_verification_worktree("after the kill");
+    let members = t.repo.join(".git/wt/merge-queue");
+    assert_eq!(wt_tests::names_in(&members, |_| true), Vec::<String>::new(), "the killed one's files were removed");
+}
+
+/// wt-merge holds the queue lock only while it merges, but a purge must still see one that
+/// waits for records between merges (it would make the state directory again under the purge,
+/// and merge into a repository whose worktrees are gone): refused, naming it, nothing removed.
+#[test]
+fn purge_refuses_while_a_wt_merge_waits_for_records() {
+    let t = repo_with(&[("a", &[("a.txt", "a\n")])]);
+    let mut waiting = Pipeline::start(&t, "true");
+    waiting.feed(&t, "a");
+    let rec = waiting.record();
+    assert_eq!(s(merge_of(&rec), "status"), "merged", "{rec}");
+    let purge = t.run("wt-create", &["--remove", "--all", "--purge", "--yes", "--force"], "");
+    purge.expect_code(1);
+    let said = format!("a wt-merge is running in this repository (pid {})", waiting.pid());
+    assert!(purge.stderr.contains(&said) && purge.stderr.contains("nothing was removed"), "{purge}");
+    assert!(t.wt_root().join("a").exists());
+    assert_eq!(waiting.close(), Some(0));
+    t.run("wt-create", &["--remove", "--all", "--purge", "--yes", "--force"], "").expect_code(0);
+    assert!(!t.repo.join(".git/wt").exists());
+}
+
+/// SIGTERM (or Ctrl-C) to a wt-merge waiting for its turn ends it at once, its record saying
+/// it was not merged, while the one merging goes on undisturbed.
+#[test]
+fn a_wt_merge_interrupted_while_waiting_for_its_turn_merges_nothing() {
+    let t = repo_with(&[("a", &[("a.txt", "a\n")]), ("b", &[("b.txt", "b\n")])]);
+    let started = t.root().join("started");
+    let go = t.root().join("go");
+    let verify = format!(
+        "if [ -e a.txt ]; then touch {started}; while [ ! -e {go} ]; do sleep 0.05; done; fi",
+        go = go.display(),
+        started = started.display()
+    );
+    let mut first = Pipeline::start(&t, &verify);
+    let mut second = Pipeline::start(&t, &verify);
+    first.feed(&t, "a");
+    while !started.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    second.feed(&t, "b");
+    second.said("b: waiting for the merge queue");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(second.pid() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let rec = second.record();
+    assert_eq!(s(&rec, "name"), "b");
+    assert!(rec["error"]["message"].as_str().unwrap_or_default().contains("interrupted"), "{rec}");
+    assert_eq!(second.close(), Some(143));
+    std::fs::write(&go, "").unwrap();
+    let rec = first.record();
+    assert_eq!((s(&rec, "name"), s(merge_of(&rec), "status")), ("a", "merged"), "{rec}");
+    assert_eq!(first.close(), Some(0));
+    assert!(t.repo.join("a.txt").exists() && !t.repo.join("b.txt").exists());
+}

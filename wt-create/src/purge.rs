@@ -216,20 +216,25 @@ pub fn run(ctx: &Context, force: bool, yes: bool, out: &mut Output) -> Result<()
     Ok(())
 }
 
-/// wt-merge keeps its queue lock and its journal in wt's state directory. A running queue would
-/// find its verification worktree gone mid-run and make the state directory again; the journal
-/// of one killed while it moved its target is what brings the target's checkout along at the
-/// next run (deleted, the checkout stays behind its branch, and committing it reverts the
-/// merge). Both are refused; the queue lock is held for the rest of the purge, so that no
-/// wt-merge starts meanwhile.
+/// wt-merge keeps its queue lock, its members' files and its journal in wt's state directory.
+/// A running queue would find its verification worktree gone mid-run and make the state
+/// directory again; the journal of one killed while it moved its target is what brings the
+/// target's checkout along at the next run (deleted, the checkout stays behind its branch, and
+/// committing it reverts the merge). Both are refused; the queue lock is held for the rest of
+/// the purge, so that a wt-merge started meanwhile waits before it merges anything.
 fn refuse_merge_in_progress(ctx: &Context) -> Result<Option<wt_common::proc::lock::FileLock>, Error> {
     let state_dir = ctx.repo.state_dir();
     let lock_file = state_dir.join("merge.lock");
     let held = wt_common::proc::lock::FileLock::try_existing(&lock_file)?;
-    if held.is_none() && lock_file.exists() {
+    let running = running_merges(&state_dir);
+    if (held.is_none() && lock_file.exists()) || !running.is_empty() {
+        let pids = running.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+        let who = if pids.is_empty() { String::new() } else { format!(" (pid {pids})") };
         return Err(Error::failed(
             "merge-running",
-            "a wt-merge is running in this repository; purge again once it has finished; nothing was removed",
+            format!(
+                "a wt-merge is running in this repository{who}; purge again once it has finished; nothing was removed"
+            ),
         ));
     }
     let journal = state_dir.join("merge-journal");
@@ -243,6 +248,17 @@ fn refuse_merge_in_progress(ctx: &Context) -> Result<Option<wt_common::proc::loc
         ));
     }
     Ok(held)
+}
+
+/// The wt-merges running on the repository: a wt-merge holds the queue lock only while it
+/// merges, but holds a lock on `<state>/merge-queue/<pid>` for as long as it runs (wt-merge's
+/// `turn`), so one waiting for records between merges is seen too. A killed one's file is free.
+fn running_merges(state_dir: &std::path::Path) -> Vec<u32> {
+    let dir = state_dir.join("merge-queue");
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+    let pids = entries.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()));
+    pids.filter(|pid| matches!(wt_common::proc::lock::FileLock::is_free(&dir.join(pid.to_string())), Ok(false)))
+        .collect()
 }
 
 /// Asks on the terminal; where there is none to ask on, refuses with the fix.

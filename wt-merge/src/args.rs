@@ -10,7 +10,9 @@ use wt_common::record::cli::GlobalArgs;
 /// error, or whose run or watch failed, is skipped; a conflict is found in memory and
 /// reported; otherwise the result is built, verified in a worktree made like an agent's (or
 /// proven by a record that tested the branch's tip), and the target moves to it only if it
-/// still points where it did (compare-and-swap).
+/// still points where it did (compare-and-swap). Several wt-merges on one repository (one per
+/// `wt-watch | wt-merge` pipeline) take turns, first come first served: each holds the queue
+/// only while it merges, and says on stderr whom it waits for.
 #[derive(Debug, Parser)]
 #[command(
     name = "wt-merge",

@@ -13,13 +13,13 @@ pub mod outcome;
 pub mod queue;
 pub mod scratch;
 pub mod strategy;
+pub mod turn;
 pub mod undo;
 pub mod verify;
 
 use serde_json::Value;
 use wt_common::git::repo::Repo;
 use wt_common::ledger::LedgerFile;
-use wt_common::proc::lock::{default_timeout, FileLock};
 use wt_common::record::jsonl::Input;
 use wt_common::record::output::{core_columns, status_or_error, Column, Output};
 use wt_common::record::select::{self, Target};
@@ -93,12 +93,12 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         check(&repo, &into, recs, &mut out)?;
         return Ok(out.finish());
     }
-    // One merge queue per repository at a time; whatever scratch worktree exists now was left
-    // by a queue that was killed.
-    let _queue_lock = FileLock::acquire(&repo.ensure_state_dir()?.join("merge.lock"), default_timeout())?;
-    scratch::sweep(&repo);
-    wt_common::proc::stale_lock::sweep_repository(&repo);
-    journal::roll_forward(&repo)?;
+    // One merge at a time per repository, taken in turns (`turn`): the queue lock is held per
+    // batch, so that another pipeline's wt-merge merges while this one waits for records.
+    let member = turn::Member::join(&repo)?;
+    // What a killed queue left is finished or swept before anything is read.
+    drop(tidy(&repo, &member, &[], None)?);
+    tracing::info!("in the merge queue of {}: merging records as they come", repo.root().display());
     let progress = wt_common::record::progress::Progress::new(TOOL);
     let groups = wt_common::proc::process::Groups::default();
     let interrupted = wt_common::proc::signals::on_interrupt(std::sync::Arc::clone(&groups), VERIFY_GRACE);
@@ -148,7 +148,23 @@ pub fn run(args: Args) -> Result<Exit, Error> {
             }
             batch.push(rec);
         }
-        let merged = merge_batch(&queue, &host_queue, &hosts, &progress, batch);
+        let names: Vec<String> = batch.iter().map(|r| r.name.clone()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let merged = match tidy(&repo, &member, &names, Some(&interrupted)) {
+            Ok(_turn) => merge_batch(&queue, &host_queue, &hosts, &progress, batch),
+            Err(e) => {
+                out.fail(e.kind.exit());
+                batch
+                    .into_iter()
+                    .map(|mut r| {
+                        if !r.has_error() {
+                            r.set_error(TOOL, &e);
+                        }
+                        r
+                    })
+                    .collect()
+            }
+        };
         bar.done += merged.len();
         bar.show();
         if emit(&repo, merged, &mut out, &mut tally, &progress) {
@@ -176,6 +192,23 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         std::process::exit(128 + sig);
     }
     Ok(status)
+}
+
+/// Takes this wt-merge's turn at the queue (the queue lock), to merge `names`, and finishes or
+/// sweeps what a killed queue left: no other wt-merge merges now, so a verification worktree
+/// that exists was left by one that was killed, and a journal by one killed while it moved its
+/// target.
+fn tidy<'a>(
+    repo: &Repo,
+    member: &'a turn::Member,
+    names: &[&str],
+    interrupted: Option<&std::sync::OnceLock<i32>>,
+) -> Result<turn::Turn<'a>, Error> {
+    let turn = member.take_turn(names, interrupted)?;
+    scratch::sweep(repo);
+    wt_common::proc::stale_lock::sweep_repository(repo);
+    journal::roll_forward(repo)?;
+    Ok(turn)
 }
 
 /// Merges a batch: a record of a host alone, at its host; the rest through the queue, together.
