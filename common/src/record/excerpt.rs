@@ -308,6 +308,7 @@ fn pytest(lines: &[&str]) -> Vec<Failure> {
     static END: LazyLock<Regex> = LazyLock::new(|| re(r"^=+ .* =+$"));
     static FRAME: LazyLock<Regex> = LazyLock::new(|| re(r"^(\S+\.py:\d+): \w+"));
     static SHORT: LazyLock<Regex> = LazyLock::new(|| re(r"^(FAILED|ERROR) (\S+)(?: - (.*))?$"));
+    static PLACE: LazyLock<Regex> = LazyLock::new(|| re(r#"^\s*File "([^"]+)", line (\d+)$"#));
     let mut out: Vec<Failure> = Vec::new();
     let mut short: Vec<(String, Option<String>)> = Vec::new();
     let (mut inside, mut in_summary) = (false, false);
@@ -336,7 +337,12 @@ fn pytest(lines: &[&str]) -> Vec<Failure> {
         }
         let Some(f) = out.last_mut() else { continue };
         if let Some(rest) = line.strip_prefix("E ") {
-            push_message(f, rest);
+            // A SyntaxError's place, in the error pytest prints (an import's, deep in a chain):
+            // further in than any frame.
+            match PLACE.captures(rest).filter(|c| project_frame(&c[1])) {
+                Some(c) => f.location = Some(format!("{}:{}", &c[1], &c[2])),
+                None => push_message(f, rest),
+            }
         } else if let Some(c) = FRAME.captures(line) {
             if project_frame(&c[1]) {
                 f.location = Some(c[1].to_string());
@@ -416,7 +422,7 @@ fn unittest(lines: &[&str]) -> Vec<Failure> {
         if !line.starts_with(' ') && !line.is_empty() && !line.starts_with("Traceback") {
             in_exception = true;
         }
-        if in_exception {
+        if in_exception && !line.starts_with("Traceback (most recent call last)") {
             push_message(f, line);
         }
     }
@@ -1109,6 +1115,29 @@ mod tests {
                 &["ModuleNotFoundError: No module named 'app.missing_helper'"],
                 "app/m6.py:1"
             )]
+        );
+    }
+
+    /// A syntax error in a module four imports deep: where it is, not the import that reached it.
+    #[test]
+    fn a_python_syntax_error_deep_in_imports_names_its_line() {
+        let (_, f) = parsed("pytest-syntax.txt");
+        assert_eq!(
+            f,
+            vec![one(
+                "ERROR collecting tests/test_a.py",
+                &["def thing(:", "^", "SyntaxError: invalid syntax"],
+                "/tmp/exs/syn/app/m4.py:1"
+            )]
+        );
+        let (_, f) = parsed("unittest-syntax.txt");
+        assert_eq!(
+            f[0],
+            one(
+                "unittest.loader._FailedTest.tests.test_a",
+                &["ImportError: Failed to import test module: tests.test_a", "SyntaxError: invalid syntax"],
+                "/tmp/exs/syn/app/m4.py:1"
+            )
         );
     }
 
