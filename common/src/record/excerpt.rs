@@ -751,7 +751,10 @@ fn first_error(lines: &[&str]) -> Option<std::ops::Range<usize>> {
             .find(|&j| lines[j].trim().is_empty())
             .unwrap_or(lines.len().min(i + 1 + AFTER))
     };
-    for (i, line) in lines.iter().enumerate() {
+    // Most lines of a long log are none of these: a word every one of them holds rules them
+    // out before any pattern is tried.
+    let maybe = |l: &str| l.contains("rror") || l.contains("pani") || l.contains(".go:") || l.contains("ERR_MODULE");
+    for (i, line) in lines.iter().enumerate().filter(|(_, l)| maybe(l)) {
         if SYNTAX.is_match(line) {
             return Some(looking_back(i)..i + 1);
         }
