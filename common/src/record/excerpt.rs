@@ -11,8 +11,9 @@
 //!
 //! One library for two tools: wt-watch feeds the excerpt of a red round back to the agent
 //! ([`excerpt`]), and wt-merge gives it as the detail of a verification that failed
-//! ([`of_log`], which reads the end of the log wt wrote and says nothing when it recognises no
-//! runner, so the caller keeps its own tail).
+//! ([`of_log`], which reads the head and the end of the log wt wrote and says nothing when it
+//! recognises no runner, so the caller keeps its own tail; [`of_log_timed_out`] when a timeout
+//! stopped the run, which always says that).
 
 use std::path::Path;
 use std::sync::LazyLock;
