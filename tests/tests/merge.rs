@@ -459,9 +459,11 @@ fn a_verify_command_not_found_or_hanging_fails_with_what_happened() {
     let v = merge_of(&missing.records()[0])["verify"].clone();
     assert_eq!(v["exit"].as_i64(), Some(127), "{missing}");
     assert!(v["tail"].to_string().contains("no-such-test-runner: not found"), "{missing}");
-    let hang = t.run("wt-merge", &["h", "--verify", "sleep 60", "--timeout", "1s"], "");
+    let hang = t.run("wt-merge", &["h", "--verify", "echo collecting; exec sleep 60", "--timeout", "1s"], "");
     hang.expect_code(1);
-    assert_eq!(merge_of(&hang.records()[0])["verify"]["timed_out"], true, "{hang}");
+    let v = merge_of(&hang.records()[0])["verify"].clone();
+    assert_eq!(v["timed_out"], true, "{hang}");
+    assert_eq!(s(&v, "excerpt"), "timed out after 1.0s\ncollecting\n", "said first, then how far it got: {hang}");
     assert_eq!(main_head(&t), head);
     t.assert_no_verification_worktree("after the failures");
 }

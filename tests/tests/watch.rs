@@ -471,6 +471,21 @@ fn a_test_that_fails_then_passes_with_no_change_is_flaky() {
     run.expect_code(1);
 }
 
+/// A round stopped by `--timeout`: its excerpt says so first, then how far the tests got.
+#[test]
+fn a_timed_out_round_says_so_first_in_its_excerpt() {
+    let w = Watch::new();
+    w.create("hang");
+    let cmd = "echo collecting 3 items; exec sleep 60";
+    let args = ["-w", "hang", "--until-green", "--feed", "none", "--max-rounds", "1", "--timeout", "1s"];
+    let run = w.watch(&[&args[..], &["--", "sh", "-c", cmd]].concat());
+    run.expect_code(1);
+    let rec = &run.records()[0];
+    assert_eq!(rec["watch"]["run"]["timed_out"], true, "{run}");
+    let failure = rec["watch"]["last_failure"].as_str().unwrap_or_default();
+    assert_eq!(failure, "timed out after 1.0s\ncollecting 3 items\n", "{rec}");
+}
+
 #[test]
 fn feedback_goes_to_a_file_or_a_command() {
     let w = Watch::new();

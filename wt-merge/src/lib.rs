@@ -613,7 +613,11 @@ fn verify_failure(v: &Value) -> String {
         (_, Some(code)) => format!("exit {code}"),
         _ => "killed".to_string(),
     };
-    let first = |text: &str| text.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_string);
+    // Not the excerpt's `timed out after …` line: `how` says that.
+    let first = |text: &str| {
+        let said = text.lines().map(str::trim).filter(|l| !l.starts_with(wt_common::record::excerpt::TIMED_OUT));
+        said.into_iter().find(|l| !l.is_empty()).map(str::to_string)
+    };
     let tail = v["tail"].as_array().map(Vec::as_slice).unwrap_or_default();
     let last = tail.iter().rev().filter_map(Value::as_str).find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string());
     let tests = |text: &str| {

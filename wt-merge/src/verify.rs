@@ -14,6 +14,7 @@ use wt_common::{proc::failpoint, Error};
 
 use crate::scratch::{self, Like, Scratch};
 use wt_common::confine::via::{self, Via};
+use wt_common::record::excerpt;
 
 /// How a verification ended.
 #[derive(Debug)]
@@ -23,6 +24,8 @@ pub struct Verdict {
     pub stage: &'static str,
     pub exit: Option<i32>,
     pub timed_out: bool,
+    /// The timeout that stopped it, when one did.
+    pub stopped_after: Option<Duration>,
     pub tail: Vec<String>,
     pub log: PathBuf,
     pub duration: Duration,
@@ -46,9 +49,14 @@ impl Verdict {
             v["confined"] = c.clone();
         }
         if !self.passed {
-            // The failing tests and their assertions, as wt-watch would feed them to an agent.
-            if let Some(excerpt) = wt_common::record::excerpt::of_log(&self.log, wt_common::record::excerpt::READ_BYTES)
-            {
+            // The failing tests and their assertions, as wt-watch would feed them to an agent;
+            // stopped by the timeout, that first, and then how far it got (its last lines when no
+            // runner is recognised).
+            let excerpt = match self.stopped_after {
+                Some(after) => excerpt::of_log_timed_out(&self.log, excerpt::READ_BYTES, after),
+                None => excerpt::of_log(&self.log, excerpt::READ_BYTES),
+            };
+            if let Some(excerpt) = excerpt {
                 v["excerpt"] = json!(excerpt);
             }
         }
@@ -116,12 +124,12 @@ fn run_in(
         let log = logs.join(format!("prepare-{short}.log"));
         let ran = run_one(name, prepare, scratch, commit, &log, gate, groups)?;
         if !ran.0.status.success() || ran.0.timed_out {
-            return Ok(Outcome::Ran(verdict(ran, "prepare", log, started.elapsed(), scratch)));
+            return Ok(Outcome::Ran(verdict(ran, "prepare", log, started.elapsed(), scratch, gate.timeout)));
         }
     }
     let log = logs.join(format!("verify-{short}.log"));
     let ran = run_one(name, &gate.cmd, scratch, commit, &log, gate, groups)?;
-    Ok(Outcome::Ran(verdict(ran, "verify", log, started.elapsed(), scratch)))
+    Ok(Outcome::Ran(verdict(ran, "verify", log, started.elapsed(), scratch, gate.timeout)))
 }
 
 fn verdict(
@@ -130,6 +138,7 @@ fn verdict(
     log: PathBuf,
     took: Duration,
     scratch: &Scratch,
+    timeout: Option<Duration>,
 ) -> Verdict {
     // Confined, wt-run's record says how the command ended (wt-run exits with its code).
     let theirs = confined.as_ref().and_then(|run| run.get("exit")).and_then(Value::as_i64).map(|c| c as i32);
@@ -138,6 +147,7 @@ fn verdict(
         stage,
         exit: theirs.or(ran.status.code()),
         timed_out: ran.timed_out,
+        stopped_after: timeout.filter(|_| ran.timed_out),
         tail: ran.tail,
         log,
         duration: took,

@@ -4,7 +4,6 @@
 //! output, exit code, timeout and process group stay this module's, and wt-run's record adds
 //! what the sandbox enforced (`run.confined`).
 
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -13,10 +12,8 @@ use serde_json::{json, Map, Value};
 use wt_common::confine::via::{self, Via};
 use wt_common::proc::process::{self, Groups, Outcome, Spec};
 use wt_common::proc::supervisor::Client;
+use wt_common::record::excerpt;
 use wt_common::Error;
-
-/// How much of a log the excerpt reads: its end, where the runners summarise.
-const EXCERPT_READ: u64 = 8 << 20;
 
 /// What a run needs.
 #[derive(Debug, Clone)]
@@ -89,14 +86,12 @@ fn finish(spec: &RoundSpec, o: &Outcome) -> Result<Finished, Error> {
         confined(spec, o, &mut run)?;
     }
     let excerpt = (!passed).then(|| {
-        let mut text = read_end(&spec.log);
-        if o.timed_out {
-            text.push_str(&format!(
-                "\n[wt-watch: the tests did not finish within {:?} and were stopped]\n",
-                spec.timeout.unwrap_or_default()
-            ));
+        let text = read_log(&spec.log);
+        match (o.timed_out, spec.timeout) {
+            // Said first: what follows is only how far the tests got.
+            (true, Some(after)) => excerpt::timed_out(&text, &spec.log, after),
+            _ => excerpt::excerpt(&text, &spec.log),
         }
-        wt_common::record::excerpt::excerpt(&text, &spec.log)
     });
     Ok(Finished { passed, run: Value::Object(run), excerpt })
 }
@@ -123,7 +118,7 @@ fn confined(spec: &RoundSpec, o: &Outcome, run: &mut Map<String, Value>) -> Resu
         // Stopped before it could write one (a timeout that ended in SIGKILL).
         None if o.timed_out => Ok(()),
         None => {
-            let text = read_end(&spec.log);
+            let text = read_log(&spec.log);
             let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
             Err(Error::failed(
                 "confine-failed",
@@ -133,14 +128,9 @@ fn confined(spec: &RoundSpec, o: &Outcome, run: &mut Map<String, Value>) -> Resu
     }
 }
 
-/// The last `EXCERPT_READ` bytes of the log.
-fn read_end(log: &Path) -> String {
-    let Ok(mut f) = std::fs::File::open(log) else { return String::new() };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = f.seek(SeekFrom::Start(len.saturating_sub(EXCERPT_READ)));
-    let mut bytes = Vec::new();
-    let _ = f.read_to_end(&mut bytes);
-    String::from_utf8_lossy(&bytes).into_owned()
+/// The log as the excerpt reads it: its head and its end, [`excerpt::READ_BYTES`] at most.
+fn read_log(log: &Path) -> String {
+    excerpt::read_log(log, excerpt::READ_BYTES).unwrap_or_default()
 }
 
 /// Ends every run in `groups` (SIGTERM, SIGKILL after the grace), in the background.

@@ -274,6 +274,41 @@ pub fn read_end(path: &Path, max_bytes: u64) -> Option<String> {
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// The first `head` and the last `tail` bytes of the regular file at `path` (all of it when it
+/// is no longer), opened as [`read_end`] opens it. Between the two, cut at lines, a line says
+/// how much was not read: `[… 1843200 bytes not read …]`. A huge log keeps both where a runner
+/// starts reporting (pytest's FAILURES before a test's megabytes of captured output) and where it
+/// sums up.
+pub fn read_ends(path: &Path, head: u64, tail: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
+    let mut file = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let len = meta.len();
+    let whole = len <= head.saturating_add(tail);
+    let mut first = Vec::new();
+    (&mut file).take(if whole { head.saturating_add(tail) } else { head }).read_to_end(&mut first).ok()?;
+    if whole {
+        return Some(String::from_utf8_lossy(&first).into_owned());
+    }
+    // Cut at lines: the head at its last newline, the tail after its first.
+    let head_end = first.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    first.truncate(head_end);
+    file.seek(SeekFrom::Start(len.saturating_sub(tail).max(head_end as u64))).ok()?;
+    let mut last = Vec::new();
+    file.take(tail).read_to_end(&mut last).ok()?;
+    let skip = last.iter().position(|&b| b == b'\n').map_or(last.len(), |i| i + 1);
+    let not_read = len.saturating_sub(head_end as u64 + last.len() as u64) + skip as u64;
+    let mut text = String::from_utf8_lossy(&first).into_owned();
+    text.push_str(&format!("[… {not_read} bytes not read …]\n"));
+    text.push_str(&String::from_utf8_lossy(&last[skip..]));
+    Some(text)
+}
+
 /// `path` with every symbolic link resolved, as `Path::canonicalize` gives it, in three system
 /// calls instead of one `readlink` per component: the kernel already knows where an open
 /// descriptor leads (`/proc/self/fd`). Falls back to `canonicalize` without `/proc`.

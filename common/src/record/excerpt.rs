@@ -2,17 +2,22 @@
 //! window or a record's field. The runner is recognised from its output (cargo test, pytest,
 //! unittest, go test, jest, vitest, node:test, tape, mocha); for each failing test the excerpt names
 //! it, gives its assertion message and the innermost frame in the project's own code, not a
-//! stack of the runner's. Output of any other command gives its last 40 lines. ANSI codes are
-//! stripped; the excerpt is at most 4 KiB, with a line saying how much was cut and where the full
-//! log is.
+//! stack of the runner's. Output of any other command gives its last 40 lines, after its first
+//! error when that is further up (a SyntaxError or ImportError with the line it names, a compiler's
+//! `error[E…]` with its `-->`, a panic with its `file:line`): the first error is the cause, the
+//! last lines often only its echo. ANSI codes are stripped; the excerpt is at most 4 KiB, with a
+//! line saying how much was cut and where the full log is. A run stopped by a timeout says so
+//! first ([`timed_out`]).
 //!
 //! One library for two tools: wt-watch feeds the excerpt of a red round back to the agent
 //! ([`excerpt`]), and wt-merge gives it as the detail of a verification that failed
-//! ([`of_log`], which reads the end of the log wt wrote and says nothing when it recognises no
-//! runner, so the caller keeps its own tail).
+//! ([`of_log`], which reads the head and the end of the log wt wrote and says nothing when it
+//! recognises no runner, so the caller keeps its own tail; [`of_log_timed_out`] when a timeout
+//! stopped the run, which always says that).
 
 use std::path::Path;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use regex::Regex;
 
@@ -80,48 +85,104 @@ pub fn strip_ansi(text: &str) -> String {
 /// The excerpt of a run's output whose full log is at `log`: the failing tests when a runner is
 /// recognised, else the output's last [`FALLBACK_LINES`] lines. What wt-watch feeds the agent.
 pub fn excerpt(output: &str, log: &Path) -> String {
-    let text = strip_ansi(output);
-    recognised(&text, log).unwrap_or_else(|| limit_tail(&last_lines(&text, FALLBACK_LINES), log))
+    within(&strip_ansi(output), log, MAX_BYTES)
+}
+
+/// The excerpt of a run that was stopped after `after` without ending by itself: `timed out
+/// after 2m00s` first, then what [`excerpt`] gives of its output (the failures so far, else its
+/// last lines), all within [`MAX_BYTES`].
+pub fn timed_out(output: &str, log: &Path, after: Duration) -> String {
+    let lead = timeout_line(after);
+    format!("{lead}{}", within(&strip_ansi(output), log, MAX_BYTES - lead.len()))
+}
+
+/// The first line of a timed-out run's excerpt.
+fn timeout_line(after: Duration) -> String {
+    format!("{TIMED_OUT}{}\n", crate::record::duration::human(after))
+}
+
+/// How a timed-out run's excerpt begins.
+pub const TIMED_OUT: &str = "timed out after ";
+
+/// The excerpt of `text` (without ANSI codes) in at most `max` bytes.
+fn within(text: &str, log: &Path, max: usize) -> String {
+    recognised(text, log, max).unwrap_or_else(|| fallback(text, log, max))
 }
 
 /// The excerpt of a run's output whose full log is at `log` when a runner is recognised in it and
 /// reports at least one failing test (as [`excerpt`] gives it then); `None` otherwise.
 pub fn failing(output: &str, log: &Path) -> Option<String> {
-    recognised(&strip_ansi(output), log)
+    recognised(&strip_ansi(output), log, MAX_BYTES)
 }
 
 /// How many tests failed, as an excerpt of a recognised runner says in its first line (`3
-/// failing tests (pytest):`); `None` for any other excerpt.
+/// failing tests (pytest):`, after the line of a timeout); `None` for any other excerpt.
 pub fn failing_count(excerpt: &str) -> Option<u64> {
-    let first = excerpt.lines().next()?;
+    let first = excerpt.lines().find(|l| !l.starts_with(TIMED_OUT))?;
     let (n, rest) = first.split_once(' ')?;
     (rest.starts_with("failing test") && rest.ends_with("):")).then(|| n.parse().ok()).flatten()
 }
 
-/// How much of a log an excerpt is taken from: its end, where the runners summarise. What
-/// wt-watch reads; a fitting `max_bytes` for [`of_log`].
+/// How much of a log an excerpt is taken from: a quarter from its head, where a runner starts
+/// reporting (pytest's FAILURES come before a failing test's captured output, which can be
+/// megabytes), the rest from its end, where the runners summarise. What wt-watch reads; a
+/// fitting `max_bytes` for [`of_log`].
 pub const READ_BYTES: u64 = 8 << 20;
 
-/// The excerpt of the failing tests in a log wt wrote (a verification's, a round's), read from
-/// its last `max_bytes` bytes (see [`READ_BYTES`]): the same text wt-watch would feed an agent
-/// for that output, with the cut note naming `path`. `None` when no runner is recognised there
-/// or it reports no failing test (the caller then says what it says of any other command, its
-/// tail), and when the log cannot be read.
+/// The text of the log at `path` an excerpt is taken from: all of it up to `max_bytes`, else its
+/// first quarter and the rest from its end, with a line between saying how much was not read
+/// (`fs::read_ends`). `None` when it cannot be read.
 ///
 /// The log lies in a worktree's reach, so it is read the way `fs::read_small` reads what an
 /// agent could have planted: never through a symbolic link, never blocking on a FIFO, and only
 /// from a regular file; no more than `max_bytes` are read even if it grows meanwhile. Bytes not
 /// in UTF-8 (or a character cut by the start of the window) are read as U+FFFD.
-pub fn of_log(path: &Path, max_bytes: u64) -> Option<String> {
-    failing(&crate::fs::read_end(path, max_bytes)?, path)
+pub fn read_log(path: &Path, max_bytes: u64) -> Option<String> {
+    let head = max_bytes / 4;
+    crate::fs::read_ends(path, head, max_bytes - head)
 }
 
-/// The rendered failures in `text` (without ANSI codes), when a runner is recognised and reports
-/// some.
-fn recognised(text: &str, log: &Path) -> Option<String> {
+/// The excerpt of the failing tests in a log wt wrote (a verification's, a round's), read as
+/// [`read_log`] reads it: the same text wt-watch would feed an agent for that output, with the
+/// cut note naming `path`. `None` when no runner is recognised there or it reports no failing
+/// test (the caller then says what it says of any other command, its tail), and when the log
+/// cannot be read.
+pub fn of_log(path: &Path, max_bytes: u64) -> Option<String> {
+    failing(&read_log(path, max_bytes)?, path)
+}
+
+/// The excerpt of the log of a run stopped after `after` ([`timed_out`] of what [`read_log`]
+/// reads): said whether or not a runner is recognised. `None` when the log cannot be read.
+pub fn of_log_timed_out(path: &Path, max_bytes: u64, after: Duration) -> Option<String> {
+    Some(timed_out(&read_log(path, max_bytes)?, path, after))
+}
+
+/// The rendered failures in `text` (without ANSI codes) in at most `max` bytes, when a runner is
+/// recognised and reports some.
+fn recognised(text: &str, log: &Path, max: usize) -> Option<String> {
     let runner = detect(text)?;
     let failures = failures(runner, text);
-    (!failures.is_empty()).then(|| limit_head(&render(runner, &failures), log))
+    let count = reported_count(runner, text).unwrap_or(failures.len());
+    (!failures.is_empty()).then(|| limit_head(&render(runner, count, &failures), log, max))
+}
+
+/// How many tests failed as the runner itself sums up, where it does: pytest's last line
+/// (`=== 3 failed, 1 passed, 1 error in 0.24s ===`, `-q`'s without the rules) counts failures
+/// and errors. A count from the runner is not fooled by a header missed or a line of captured
+/// output that looks like one.
+fn reported_count(runner: Runner, text: &str) -> Option<usize> {
+    static SUMMARY: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"(?m)^=*\s*(\d+ (?:failed|passed|errors?|skipped|deselected|xfailed|xpassed|warnings?)(?:, \d+ \w+)*) in [\d.]+s\b.*$",
+        )
+    });
+    static PART: LazyLock<Regex> = LazyLock::new(|| re(r"(\d+) (failed|errors?)\b"));
+    if runner != Runner::Pytest {
+        return None;
+    }
+    let last = SUMMARY.captures_iter(text).last()?;
+    let n: usize = PART.captures_iter(&last[1]).filter_map(|c| c[1].parse::<usize>().ok()).sum();
+    (n > 0).then_some(n)
 }
 
 /// Which runner wrote `text`, from the marks each one leaves.
@@ -172,7 +233,7 @@ pub fn failures(runner: Runner, text: &str) -> Vec<Failure> {
 
 /// A frame in code the project owns, not in a toolchain, a dependency or the runtime.
 pub fn project_frame(location: &str) -> bool {
-    const FOREIGN: [&str; 11] = [
+    const FOREIGN: [&str; 12] = [
         "/rustc/",
         "/.cargo/registry/",
         "/.rustup/",
@@ -184,6 +245,7 @@ pub fn project_frame(location: &str) -> bool {
         "node:",
         "/usr/lib/go",
         "/usr/local/go",
+        "/go/pkg/mod/",
     ];
     !FOREIGN.iter().any(|f| location.contains(f))
 }
@@ -239,40 +301,92 @@ fn cargo(lines: &[&str]) -> Vec<Failure> {
     out
 }
 
-/// The FAILURES section: `___ name ___` blocks, their `E` lines, the innermost `path.py:N:`.
+/// The FAILURES section: `___ name ___` blocks, their `E` lines, the innermost `path.py:N:`;
+/// then the tests the short summary names (`FAILED path::test - message`) that no block did
+/// (a block in the part of a huge log not read).
 fn pytest(lines: &[&str]) -> Vec<Failure> {
     static SECTION: LazyLock<Regex> = LazyLock::new(|| re(r"^=+ (FAILURES|ERRORS) =+$"));
     static END: LazyLock<Regex> = LazyLock::new(|| re(r"^=+ .* =+$"));
-    static HEAD: LazyLock<Regex> = LazyLock::new(|| re(r"^_{3,} (.+?) _{3,}$"));
     static FRAME: LazyLock<Regex> = LazyLock::new(|| re(r"^(\S+\.py:\d+): \w+"));
+    static SHORT: LazyLock<Regex> = LazyLock::new(|| re(r"^(FAILED|ERROR) (\S+)(?: - (.*))?$"));
+    static PLACE: LazyLock<Regex> = LazyLock::new(|| re(r#"^\s*File "([^"]+)", line (\d+)$"#));
     let mut out: Vec<Failure> = Vec::new();
-    let mut inside = false;
+    let mut short: Vec<(String, Option<String>)> = Vec::new();
+    let (mut inside, mut in_summary) = (false, false);
     for line in lines {
         if SECTION.is_match(line) {
-            inside = true;
+            (inside, in_summary) = (true, false);
+            continue;
+        }
+        if END.is_match(line) {
+            in_summary = line.contains(" short test summary info ");
+            inside = false;
+            continue;
+        }
+        if in_summary {
+            if let Some(c) = SHORT.captures(line) {
+                short.push((c[2].to_string(), c.get(3).map(|m| m.as_str().to_string())));
+            }
             continue;
         }
         if !inside {
             continue;
         }
-        if END.is_match(line) {
-            inside = false;
-            continue;
-        }
-        if let Some(c) = HEAD.captures(line) {
-            out.push(failure(&c[1]));
+        if let Some(name) = pytest_head(line) {
+            out.push(failure(name));
             continue;
         }
         let Some(f) = out.last_mut() else { continue };
         if let Some(rest) = line.strip_prefix("E ") {
-            push_message(f, rest);
+            // A SyntaxError's place, in the error pytest prints (an import's, deep in a chain):
+            // further in than any frame.
+            match PLACE.captures(rest).filter(|c| project_frame(&c[1])) {
+                Some(c) => f.location = Some(format!("{}:{}", &c[1], &c[2])),
+                None => push_message(f, rest),
+            }
         } else if let Some(c) = FRAME.captures(line) {
             if project_frame(&c[1]) {
                 f.location = Some(c[1].to_string());
             }
         }
     }
+    for (id, message) in short {
+        if !out.iter().any(|f| pytest_same(&f.test, &id)) {
+            let mut f = failure(id);
+            f.message.extend(message);
+            out.push(f);
+        }
+    }
     out
+}
+
+/// The name in a failure's header line. pytest centres it in underscores as wide as the
+/// terminal (`____ test_x ____`, one more on the right when the width is odd), and a name too
+/// wide for that gets one on each side (`_ test_long[…] _`). Not the rule between traceback
+/// entries (`_ _ _ _`).
+fn pytest_head(line: &str) -> Option<&str> {
+    let left = line.len() - line.trim_start_matches('_').len();
+    let right = line.len() - line.trim_end_matches('_').len();
+    if left == 0 || right < left || right > left + 1 || left + right + 2 >= line.len() {
+        return None;
+    }
+    let name = line[left..line.len() - right].strip_prefix(' ')?.strip_suffix(' ')?;
+    (!name.is_empty() && !name.starts_with(' ') && !name.chars().all(|c| c == '_' || c == ' ')).then_some(name)
+}
+
+/// Whether a block's header (`TestX.test_y[p]`, `ERROR collecting t.py`, `ERROR at setup of
+/// test_y`) names the test of the short summary's node id (`t.py::TestX::test_y[p]`).
+fn pytest_same(head: &str, id: &str) -> bool {
+    let head = head
+        .strip_prefix("ERROR collecting ")
+        .or_else(|| head.split_once(" of ").filter(|(e, _)| e.starts_with("ERROR at ")).map(|(_, t)| t))
+        .unwrap_or(head);
+    if head == id {
+        return true;
+    }
+    let (file, rest) = id.split_once("::").unwrap_or((id, ""));
+    let in_id = rest.replace("::", ".");
+    head == in_id || head == rest || (file.ends_with(".py") && in_id.ends_with(&format!(".{head}")))
 }
 
 /// `FAIL: test (module.Class.test)` blocks: the exception lines after the traceback and the
@@ -309,7 +423,7 @@ fn unittest(lines: &[&str]) -> Vec<Failure> {
         if !line.starts_with(' ') && !line.is_empty() && !line.starts_with("Traceback") {
             in_exception = true;
         }
-        if in_exception {
+        if in_exception && !line.starts_with("Traceback (most recent call last)") {
             push_message(f, line);
         }
     }
@@ -323,10 +437,21 @@ fn go(lines: &[&str]) -> Vec<Failure> {
     static RUN: LazyLock<Regex> = LazyLock::new(|| re(r"^=== (?:RUN|CONT)\s+(\S+)"));
     static FAIL: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*--- FAIL: (\S+) \("));
     static LOG: LazyLock<Regex> = LazyLock::new(|| re(r"^\s+(\S+\.go:\d+): (.*)$"));
+    static FRAME: LazyLock<Regex> = LazyLock::new(|| re(r"^\t(\S+\.go:\d+)(?: \+0x[0-9a-f]+)?$"));
     let mut logs: Vec<(String, String, String)> = Vec::new(); // (test, location, message)
     let mut failed: Vec<String> = Vec::new();
     let mut current: Option<String> = None;
+    // The panic whose goroutine trace is being read: its `file:line` is the first frame there
+    // in the project (below the runtime's and the testing package's).
+    let mut panicked: Option<usize> = None;
     for line in lines {
+        if let (Some(i), Some(c)) = (panicked, FRAME.captures(line)) {
+            if project_frame(&c[1]) {
+                logs[i].1 = c[1].to_string();
+                panicked = None;
+            }
+            continue;
+        }
         if let Some(c) = RUN.captures(line) {
             current = Some(c[1].to_string());
         } else if let Some(c) = FAIL.captures(line) {
@@ -337,6 +462,7 @@ fn go(lines: &[&str]) -> Vec<Failure> {
         } else if line.starts_with("panic: ") {
             if let Some(test) = &current {
                 logs.push((test.clone(), String::new(), line.to_string()));
+                panicked = Some(logs.len() - 1);
             }
         }
     }
@@ -553,8 +679,7 @@ fn mocha(lines: &[&str]) -> Vec<Failure> {
 }
 
 /// The failures as the agent reads them.
-fn render(runner: Runner, failures: &[Failure]) -> String {
-    let n = failures.len();
+fn render(runner: Runner, n: usize, failures: &[Failure]) -> String {
     let mut out = format!("{n} failing test{} ({}):\n", if n == 1 { "" } else { "s" }, runner.name());
     for f in failures {
         out.push_str(&format!("\n✗ {}\n", f.test));
@@ -568,24 +693,107 @@ fn render(runner: Runner, failures: &[Failure]) -> String {
     out
 }
 
-fn last_lines(text: &str, n: usize) -> String {
+/// The excerpt of output no runner is recognised in, in at most `max` bytes: its last
+/// [`FALLBACK_LINES`] lines, and before them its first error ([`first_error`]) when that is
+/// further up, with a line saying how many lines lie between (`[… 52 lines …]`).
+fn fallback(text: &str, log: &Path, max: usize) -> String {
     let lines: Vec<&str> = text.trim_end().lines().collect();
-    let from = lines.len().saturating_sub(n);
-    let mut out = lines[from..].join("\n");
-    out.push('\n');
-    out
+    let mut from = lines.len().saturating_sub(FALLBACK_LINES);
+    let mut head = String::new();
+    if let Some(error) = first_error(&lines).filter(|e| e.start < from) {
+        if error.end >= from {
+            from = error.start; // it runs into the last lines: they start with it
+        } else {
+            for line in &lines[error.clone()] {
+                if head.len() + line.len() + 1 > max / 4 {
+                    break;
+                }
+                head.push_str(line);
+                head.push('\n');
+            }
+            head.push_str(&format!("[… {} lines …]\n", from - error.end));
+        }
+    }
+    let mut tail = lines[from..].join("\n");
+    tail.push('\n');
+    format!("{head}{}", limit_tail(&tail, log, max - head.len()))
+}
+
+/// The lines of the first error in `lines` that a runner's report does not hold: a
+/// `SyntaxError` (or `IndentationError`) with the line before it naming where (Python's `File
+/// "…", line N`, node's `path.js:N` over the code and its caret), an `ImportError` /
+/// `ModuleNotFoundError` / node's `Cannot find module` with the frame or require stack naming
+/// where, a compiler's error (rustc's `error[E…]:` with its `-->` and code, go's
+/// `file.go:L:C: …`), a panic with its `file:line` (Rust's `panicked at`, Go's `panic:` and the
+/// first frame of its goroutine in the project).
+fn first_error(lines: &[&str]) -> Option<std::ops::Range<usize>> {
+    static SYNTAX: LazyLock<Regex> =
+        LazyLock::new(|| re(r"^\s*(?:E\s+)?(?:Uncaught )?(?:SyntaxError|IndentationError|TabError)\b"));
+    static IMPORT: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"^\s*(?:E\s+)?(?:ImportError|ModuleNotFoundError)\b|^\s*(?:Uncaught )?Error: Cannot find (?:module|package) |\bERR_MODULE_NOT_FOUND\b",
+        )
+    });
+    static PLACE: LazyLock<Regex> = LazyLock::new(|| {
+        re(r#"^\s*File "[^"]+", line \d+|^\s*(?:Exception during run: )?(?:file://)?\S+:\d+$|^\S+\.py:\d+: "#)
+    });
+    static RUSTC: LazyLock<Regex> = LazyLock::new(|| re(r"^error(?:\[E\d+\])?: "));
+    static RUSTC_AFTER: LazyLock<Regex> =
+        LazyLock::new(|| re(r"^error: (?:could not compile|test failed|build failed|aborting due to)"));
+    static GO_BUILD: LazyLock<Regex> = LazyLock::new(|| re(r"^(?:\./)?\S+\.go:\d+:\d+: "));
+    static RUST_PANIC: LazyLock<Regex> = LazyLock::new(|| re(r"^thread '.*' (?:\(\d+\) )?panicked at \S+:\d+:\d+:$"));
+    static GO_FRAME: LazyLock<Regex> = LazyLock::new(|| re(r"^\t(\S+\.go:\d+)(?: \+0x[0-9a-f]+)?$"));
+    // Up to how many lines before an error may name its place, after it may carry it.
+    const BEFORE: usize = 5;
+    const AFTER: usize = 8;
+    let looking_back = |i: usize| (i.saturating_sub(BEFORE)..i).rev().find(|&j| PLACE.is_match(lines[j])).unwrap_or(i);
+    let until_blank = |i: usize| {
+        (i + 1..lines.len().min(i + 1 + AFTER))
+            .find(|&j| lines[j].trim().is_empty())
+            .unwrap_or(lines.len().min(i + 1 + AFTER))
+    };
+    // Most lines of a long log are none of these: a word every one of them holds rules them
+    // out before any pattern is tried.
+    let maybe = |l: &str| l.contains("rror") || l.contains("pani") || l.contains(".go:") || l.contains("ERR_MODULE");
+    for (i, line) in lines.iter().enumerate().filter(|(_, l)| maybe(l)) {
+        if SYNTAX.is_match(line) {
+            return Some(looking_back(i)..i + 1);
+        }
+        if IMPORT.is_match(line) {
+            // node's require stack follows the error; Python's frames precede it.
+            let end = if line.contains("Cannot find") { until_blank(i) } else { i + 1 };
+            return Some(looking_back(i)..end);
+        }
+        if (RUSTC.is_match(line) && !RUSTC_AFTER.is_match(line)) || RUST_PANIC.is_match(line) {
+            return Some(i..until_blank(i));
+        }
+        if GO_BUILD.is_match(line) {
+            let start = if i > 0 && lines[i - 1].starts_with("# ") { i - 1 } else { i };
+            return Some(start..i + 1);
+        }
+        if line.starts_with("panic: ") {
+            // The goroutine's first frame in the project, and its function on the line above.
+            let frame = (i + 1..lines.len().min(i + 80))
+                .find(|&j| GO_FRAME.captures(lines[j]).is_some_and(|c| project_frame(&c[1])));
+            return Some(match frame {
+                Some(j) => i..j + 1,
+                None => i..i + 1,
+            });
+        }
+    }
+    None
 }
 
 fn cut_note(cut: usize, log: &Path, place: &str) -> String {
     format!("[… {cut} bytes cut {place}; the full log: {}]\n", log.display())
 }
 
-/// Keeps the beginning (the first failures) within `MAX_BYTES`, cutting at a line.
-fn limit_head(text: &str, log: &Path) -> String {
-    if text.len() <= MAX_BYTES {
+/// Keeps the beginning (the first failures) within `max` bytes, cutting at a line.
+fn limit_head(text: &str, log: &Path, max: usize) -> String {
+    if text.len() <= max {
         return text.to_string();
     }
-    let room = MAX_BYTES - cut_note(text.len(), log, "below").len();
+    let room = max - cut_note(text.len(), log, "below").len();
     // A byte count can fall inside a character (`✗` is three bytes): back to its start.
     let end = text[..floor_char_boundary(text, room)].rfind('\n').map_or(0, |i| i + 1);
     format!("{}{}", &text[..end], cut_note(text.len() - end, log, "below"))
@@ -600,12 +808,12 @@ fn floor_char_boundary(text: &str, i: usize) -> usize {
     i
 }
 
-/// Keeps the end (where a command says why it failed) within `MAX_BYTES`, cutting at a line.
-fn limit_tail(text: &str, log: &Path) -> String {
-    if text.len() <= MAX_BYTES {
+/// Keeps the end (where a command says why it failed) within `max` bytes, cutting at a line.
+fn limit_tail(text: &str, log: &Path, max: usize) -> String {
+    if text.len() <= max {
         return text.to_string();
     }
-    let room = MAX_BYTES - cut_note(text.len(), log, "above").len();
+    let room = max - cut_note(text.len(), log, "above").len();
     let mut start = text.len() - room;
     while !text.is_char_boundary(start) {
         start += 1;
@@ -625,8 +833,8 @@ mod tests {
         let log = Path::new("/x.log");
         for pad in 0..4 {
             let text = format!("{}{}", "a".repeat(pad), "✗ test_x failed here\n".repeat(400));
-            let head = limit_head(&text, log);
-            let tail = limit_tail(&text, log);
+            let head = limit_head(&text, log, MAX_BYTES);
+            let tail = limit_tail(&text, log, MAX_BYTES);
             assert!(head.len() <= MAX_BYTES && tail.len() <= MAX_BYTES);
             assert!(head.starts_with(&text[..10.min(text.len())]) && tail.contains("✗ test_x failed here"));
         }
@@ -826,15 +1034,178 @@ mod tests {
     }
 
     #[test]
-    fn of_log_reads_only_the_end() {
-        // A cargo failure early in the log, then noise, then pytest's: only the end is read.
-        let text = format!("{}{}\n{}", sample("cargo-backtrace.txt"), "noise\n".repeat(10_000), sample("pytest.txt"));
+    fn of_log_reads_the_head_and_the_end() {
+        // Noise, then pytest's report: a window too small for all of it reads a quarter from
+        // the head, the rest from the end.
+        let text = format!("{}\n{}", "noise\n".repeat(10_000), sample("pytest.txt"));
         let (_dir, log) = log_of(&text);
-        let tail = sample("pytest.txt").len() as u64 + 1000;
-        assert!(of_log(&log, tail).unwrap().starts_with("2 failing tests (pytest):\n"));
-        assert!(of_log(&log, READ_BYTES).unwrap().starts_with("1 failing test (cargo test):\n"));
-        // The window cuts the FAILURES header off: nothing recognisable is left.
-        assert_eq!(of_log(&log, 200), None);
+        let read = read_log(&log, 4 * 1024).unwrap();
+        assert!(read.starts_with("noise\nnoise\n") && read.ends_with(&sample("pytest.txt")), "{read}");
+        assert!(read.len() <= 4 * 1024 + 40 && read.contains(" bytes not read …]\n"), "{read}");
+        assert_eq!(read_log(&log, READ_BYTES).unwrap(), text, "all of a log that fits");
+        assert!(of_log(&log, 4 * 1024).unwrap().starts_with("2 failing tests (pytest):\n"));
+        // Only the end's short summary left: its tests and messages, from pytest's own lines.
+        let summary = of_log(&log, 400).unwrap();
+        assert_eq!(
+            summary,
+            "2 failing tests (pytest):\n\n✗ tests/test_calc.py::test_add\n    assert -1 == 5\n\
+             \n✗ tests/test_calc.py::CalcTest::test_add_unittest\n    AssertionError: -1 != 5\n"
+        );
+    }
+
+    /// 10 MB of pytest output: a failing test printed 200,000 lines, which pytest shows as its
+    /// captured stdout after the failure's header and assertion. Reading only the last 8 MiB
+    /// lost the FAILURES header, and the excerpt was the summary's test ids. The log is pytest's
+    /// real output (`common/testdata/excerpt/pytest-noisy.txt`, the test printing 5 lines) with
+    /// its captured stdout grown to what the test prints with its default 200,000.
+    #[test]
+    fn ten_megabytes_of_pytest_output_keep_the_failures_details() {
+        let real = sample("pytest-noisy.txt");
+        let line = |i: usize| format!("progress line {i:07} of the noisy fixture output\n");
+        let five: String = (0..5).map(line).collect();
+        assert!(real.contains(&five), "the sample's captured stdout");
+        let text = real.replace(&five, &(0..200_000).map(line).collect::<String>());
+        assert!(text.len() > 10_000_000);
+        let (_dir, log) = log_of(&text);
+        let e = of_log(&log, READ_BYTES).expect("pytest recognised");
+        assert!(e.starts_with("2 failing tests (pytest):\n\n✗ test_noisy_fails\n"), "{e}");
+        assert!(
+            e.contains(
+                "    AssertionError: noisy arithmetic is wrong\n    assert (2 + 2) == 5\n    at tests/test_big.py:4\n"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("✗ test_quiet_fails\n    AssertionError: assert 'ABC' == 'ABD'\n"), "{e}");
+        assert!(e.contains("    at tests/test_big.py:7\n"), "{e}");
+    }
+
+    /// pytest centres a failure's name in underscores as wide as the terminal; a name wider
+    /// than that (a long parametrized id) gets one underscore each side and was not counted.
+    /// Names with double underscores are names, not rules. The count is pytest's own.
+    #[test]
+    fn pytest_headers_with_underscores_in_and_around_names_count_as_pytest_does() {
+        let (_, f) = parsed("pytest-long-names.txt");
+        let names: Vec<&str> = f.iter().map(|f| f.test.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "TestThing.test___init__",
+                "test__private__",
+                "test_long_parametrized_name_here[a_very_long_parameter_value_that_makes_the_header_wider_than_the_terminal_x]"
+            ]
+        );
+        assert_eq!(f[2].message, ["assert 0 == 4", "+  where 0 = add(2, 2)"]);
+        assert_eq!(f[2].location.as_deref(), Some("tests/test_dunder.py:15"));
+        let e = excerpt(&sample("pytest-long-names.txt"), Path::new("/l"));
+        assert_eq!(failing_count(&e), Some(3), "pytest's `3 failed`: {e}");
+        // Not the rule between traceback entries.
+        assert_eq!(pytest_head("_ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _"), None);
+        assert_eq!(pytest_head("____ __init__ _____"), Some("__init__"));
+        // A line of captured output that looks like a header does not change pytest's count.
+        let spurious = sample("pytest.txt")
+            .replace("tests/test_calc.py:5: AssertionError", "tests/test_calc.py:5: AssertionError\n___ x ___");
+        assert_eq!(failing_count(&excerpt(&spurious, Path::new("/l"))), Some(2));
+    }
+
+    /// pytest's collection error for an import deep in a chain: the module that is missing and
+    /// the last frame of the chain in the project.
+    #[test]
+    fn pytest_import_error_names_the_missing_module_and_where() {
+        let (_, f) = parsed("pytest-import.txt");
+        assert_eq!(
+            f,
+            vec![one(
+                "ERROR collecting tests/test_a.py",
+                &["ModuleNotFoundError: No module named 'app.missing_helper'"],
+                "app/m6.py:1"
+            )]
+        );
+    }
+
+    /// A syntax error in a module four imports deep: where it is, not the import that reached it.
+    #[test]
+    fn a_python_syntax_error_deep_in_imports_names_its_line() {
+        let (_, f) = parsed("pytest-syntax.txt");
+        assert_eq!(
+            f,
+            vec![one(
+                "ERROR collecting tests/test_a.py",
+                &["def thing(:", "^", "SyntaxError: invalid syntax"],
+                "/tmp/exs/syn/app/m4.py:1"
+            )]
+        );
+        let (_, f) = parsed("unittest-syntax.txt");
+        assert_eq!(
+            f[0],
+            one(
+                "unittest.loader._FailedTest.tests.test_a",
+                &["ImportError: Failed to import test module: tests.test_a", "SyntaxError: invalid syntax"],
+                "/tmp/exs/syn/app/m4.py:1"
+            )
+        );
+    }
+
+    /// `npm test` running mocha, where a module six requires deep has a syntax error: mocha
+    /// ends before any test with the error, then 60 frames of the require chain. The last 40
+    /// lines were only frames.
+    #[test]
+    fn a_syntax_error_deep_in_a_require_chain_is_kept() {
+        let e = excerpt(&sample("mocha-syntax.txt"), Path::new("/l/x.log"));
+        assert!(
+            e.starts_with(" Exception during run: /tmp/exs/js/lib/m7.js:2\n  return 1;\n         ^\n\nSyntaxError: Unexpected number\n[… "),
+            "{e}"
+        );
+        assert!(e.ends_with("(/tmp/exs/js/node_modules/mocha/lib/cli/run.cjs:143:5)\n"), "then the last lines: {e}");
+        assert!(e.len() <= MAX_BYTES);
+    }
+
+    /// cargo test that does not compile: nine errors, the first one's place 70 lines up.
+    #[test]
+    fn the_first_compile_error_is_kept() {
+        let e = excerpt(&sample("cargo-compile.txt"), Path::new("/l/x.log"));
+        assert!(e.starts_with("error[E0308]: mismatched types\n --> src/lib.rs:1:25\n"), "{e}");
+        assert!(e.contains("expected `u32`, found `&str`\n"), "{e}");
+        assert!(e.ends_with("error: could not compile `rc` (lib) due to 9 previous errors\n"), "{e}");
+    }
+
+    /// go test, a test that indexes out of range: the panic and where, the first frame of its
+    /// goroutine in the project (not the runtime's, not the testing package's).
+    #[test]
+    fn a_go_panic_keeps_its_file_and_line() {
+        for name in ["gotest-panic.txt", "gotest-v-panic.txt"] {
+            let (runner, f) = parsed(name);
+            assert_eq!(runner, Runner::GoTest);
+            assert_eq!(
+                f,
+                vec![one(
+                    "TestGet",
+                    &["panic: runtime error: index out of range [5] with length 3 [recovered]"],
+                    "/tmp/exs/gp/calc.go:4"
+                )],
+                "{name}"
+            );
+        }
+        // A panic outside a test (`go run`): the first error, with the frame.
+        let text = sample("gotest-panic.txt").replace("--- FAIL: TestGet (0.00s)\n", "");
+        let text = format!("{text}{}", "more output\n".repeat(50));
+        let e = excerpt(&text, Path::new("/l"));
+        assert!(e.starts_with("panic: runtime error: index out of range [5] with length 3 [recovered]\n"), "{e}");
+        assert!(e.contains("example.com/calc.Get(...)\n\t/tmp/exs/gp/calc.go:4\n[… "), "{e}");
+    }
+
+    #[test]
+    fn a_timed_out_excerpt_says_so_first() {
+        let after = Duration::from_secs(90);
+        let e = timed_out(&sample("mocha.txt"), Path::new("/l"), after);
+        assert_eq!(e, format!("timed out after 1m30s\n{}", excerpt(&sample("mocha.txt"), Path::new("/l"))));
+        assert_eq!(failing_count(&e), Some(1), "the count still reads: {e}");
+        // pytest -q hanging: its dots, after the timeout.
+        let long: String = (0..200).map(|i| format!("{i}: {}\n", ".".repeat(120))).collect();
+        let e = timed_out(&long, Path::new("/l/run.log"), Duration::from_secs(120));
+        assert!(e.starts_with("timed out after 2m00s\n[… ") && e.len() <= MAX_BYTES, "{e}");
+        assert!(e.ends_with(&format!("199: {}\n", ".".repeat(120))));
+        let (_dir, log) = log_of("....");
+        assert_eq!(of_log_timed_out(&log, READ_BYTES, after).unwrap(), "timed out after 1m30s\n....\n");
     }
 
     #[test]
