@@ -55,6 +55,24 @@ pub struct Finished {
     pub run: Value,
     /// The failure excerpt, when it failed.
     pub excerpt: Option<String>,
+    /// How long it ran.
+    pub duration: Duration,
+    /// The limit it was stopped at, when it did not finish within it.
+    pub timed_out: Option<Duration>,
+}
+
+/// The round timeout when neither `--timeout` nor `[watch] timeout` gives one: three times the
+/// last green round, and never under the floor (2 minutes; `WT_WATCH_TIMEOUT_FLOOR`, e.g. `5s`,
+/// sets another, for tests). Before any green round: five times the floor (10 minutes).
+pub fn default_timeout(last_green: Option<Duration>) -> Duration {
+    let floor = std::env::var("WT_WATCH_TIMEOUT_FLOOR")
+        .ok()
+        .and_then(|v| wt_common::record::duration::parse(&v).ok())
+        .unwrap_or(Duration::from_secs(120));
+    match last_green {
+        Some(d) => (d * 3).max(floor),
+        None => floor * 5,
+    }
 }
 
 /// Grace between SIGTERM and SIGKILL for what a run leaves behind.
@@ -88,17 +106,32 @@ fn finish(spec: &RoundSpec, o: &Outcome) -> Result<Finished, Error> {
     if spec.confine.is_some() {
         confined(spec, o, &mut run)?;
     }
+    let timed_out = o.timed_out.then(|| spec.timeout.unwrap_or(o.duration));
     let excerpt = (!passed).then(|| {
-        let mut text = read_end(&spec.log);
-        if o.timed_out {
-            text.push_str(&format!(
-                "\n[wt-watch: the tests did not finish within {:?} and were stopped]\n",
-                spec.timeout.unwrap_or_default()
-            ));
+        let text = wt_common::record::excerpt::excerpt(&read_end(&spec.log), &spec.log);
+        match timed_out {
+            // Said first: what a hang printed (pytest -q: dots) does not say it.
+            Some(limit) => format!(
+                "timed out: the tests did not finish within {} (ran {}) and were stopped\n{text}",
+                say(limit),
+                say(o.duration)
+            ),
+            None => text,
         }
-        wt_common::record::excerpt::excerpt(&text, &spec.log)
     });
-    Ok(Finished { passed, run: Value::Object(run), excerpt })
+    Ok(Finished { passed, run: Value::Object(run), excerpt, duration: o.duration, timed_out })
+}
+
+/// `2m`, `90s`, `4.2s`: a duration as a person says it.
+fn say(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms > 0 && ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
 }
 
 /// A confined round: wt-run's record says how the command ended (a signal is the command's,
