@@ -86,8 +86,8 @@ pub fn matters(root: &Path, exclude: Option<&Path>, noticed: &Noticed, visible: 
                 }
             }
             Now::Dir => {
-                if !fresh.ignores(path, true) && fresh.shows_anything_in(path) {
-                    remember(visible, path.clone());
+                if let Some(shown) = (!fresh.ignores(path, true)).then(|| fresh.shown_in(path)).flatten() {
+                    remember(visible, shown);
                     found = true;
                 }
             }
@@ -127,5 +127,50 @@ fn tracked(root: &Path, paths: &[&PathBuf]) -> bool {
     match out {
         Ok(o) if o.status.success() => !o.stdout.is_empty(),
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noticed(paths: &[(&Path, bool)]) -> Noticed {
+        let mut n = Noticed::default();
+        for (p, d) in paths {
+            n.add(p.to_path_buf(), *d);
+        }
+        n
+    }
+
+    /// A temporary directory with a self-ignoring `.gitignore`, renamed into place, is no change;
+    /// nor is an empty directory, or what was in a directory now gone and never tracked. A file,
+    /// a link (never followed) and a seen file that is removed are.
+    #[test]
+    fn only_what_git_can_see_matters() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().canonicalize().unwrap();
+        let git = std::process::Command::new("git").arg("init").arg("-q").arg(&root).status().unwrap();
+        assert!(git.success());
+        let mut visible = HashSet::new();
+        let tmp = root.join("cache-tmp");
+        std::fs::create_dir_all(tmp.join("v")).unwrap();
+        std::fs::write(tmp.join("README.md"), "x").unwrap();
+        std::fs::write(tmp.join(".gitignore"), "*\n").unwrap();
+        let early = noticed(&[(&tmp, true), (&tmp.join("README.md"), false), (&tmp.join("v"), true)]);
+        std::fs::rename(&tmp, root.join(".cache")).unwrap();
+        std::fs::write(root.join(".cache/v/data"), "x").unwrap();
+        let cache = root.join(".cache");
+        let settled = noticed(&[(&cache, true), (&cache.join("v/data"), false), (&cache.join(".gitignore"), false)]);
+        assert!(!matters(&root, None, &early, &mut visible), "gone and never tracked");
+        assert!(!matters(&root, None, &settled, &mut visible), "all of it ignored by its own .gitignore");
+        std::fs::create_dir(root.join("empty")).unwrap();
+        assert!(!matters(&root, None, &noticed(&[(&root.join("empty"), true)]), &mut visible));
+        std::fs::write(root.join("empty/new.py"), "x").unwrap();
+        assert!(matters(&root, None, &noticed(&[(&root.join("empty"), true)]), &mut visible), "a new file in it");
+        std::fs::remove_file(root.join("empty/new.py")).unwrap();
+        let gone = noticed(&[(&root.join("empty/new.py"), false)]);
+        assert!(matters(&root, None, &gone, &mut visible), "a file seen before, removed");
+        std::os::unix::fs::symlink("/", root.join("link")).unwrap();
+        assert!(matters(&root, None, &noticed(&[(&root.join("link/etc/passwd"), false)]), &mut visible));
     }
 }

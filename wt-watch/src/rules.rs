@@ -219,20 +219,21 @@ impl Fresh {
         false
     }
 
-    /// Whether the directory `dir` (not ignored) holds anything git can see: a file, a link,
-    /// anything but directories, not ignored. Its own `.gitignore` is read first.
-    pub fn shows_anything_in(&self, dir: &Path) -> bool {
+    /// The first thing git can see in the directory `dir` (not ignored): a file, a link,
+    /// anything but a directory, not ignored; its own `.gitignore` is read first. Past
+    /// `LOOK_MAX` entries, `dir` itself.
+    pub fn shown_in(&self, dir: &Path) -> Option<PathBuf> {
         let walk = walk_with(Arc::clone(&self.loader), dir).build();
         for (n, entry) in walk.enumerate() {
             if n > LOOK_MAX {
-                return true;
+                return Some(dir.to_path_buf());
             }
             match entry {
-                Ok(e) if e.depth() > 0 && !e.file_type().is_some_and(|t| t.is_dir()) => return true,
+                Ok(e) if e.depth() > 0 && !e.file_type().is_some_and(|t| t.is_dir()) => return Some(e.into_path()),
                 _ => {}
             }
         }
-        false
+        None
     }
 }
 
