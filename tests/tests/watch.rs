@@ -1068,4 +1068,11 @@ fn a_hanging_round_with_no_timeout_given_times_out_red_once_and_the_feedback_say
     let text = std::fs::read_to_string(&fed).unwrap();
     assert!(text.contains("did not finish within 5s"), "the agent is told: {text}");
     assert_eq!(runs(&marker), 1, "a round that timed out is not run again as the flaky check");
+    // `[watch] timeout` gives it too, no floor needed.
+    w.t.write("wt.toml", "[watch]\ntimeout = \"1s\"\n");
+    let run = w.watch(&["-w", "hang", "--until-green", "--feed", "none", "--max-rounds", "1", "--", "sh", "-c", &cmd]);
+    run.expect_code(1);
+    let failure = run.records()[0]["watch"]["last_failure"].as_str().unwrap().to_string();
+    assert!(failure.starts_with("timed out: the tests did not finish within 1s"), "{failure}");
+    assert_eq!(runs(&marker), 2, "one more run, not two");
 }
