@@ -340,22 +340,39 @@ fn three_worktrees_turned_green_by_their_agents_are_all_merged() {
 }
 
 #[test]
-fn a_change_during_a_run_cancels_it_and_ends_its_processes_and_sigterm_ends_the_rest() {
+fn a_change_during_a_run_queues_exactly_one_more_round_after_it_and_sigterm_ends_the_run() {
     let w = Watch::new();
     let tree = w.create("slow");
-    let record = w.t.root().join("pids");
-    let cmd = format!("echo $$ >> {0}; sleep 300 & echo $! >> {0}; wait", record.display());
+    let (record, release) = (w.t.root().join("pids"), w.t.root().join("release"));
+    // Each round: its shell and a child, then it waits until `release` exists.
+    let cmd = format!(
+        "echo $$ >> {0}; sleep 300 & echo $! >> {0}; while [ ! -e {1} ]; do sleep 0.05; done; kill $!",
+        record.display(),
+        release.display()
+    );
     let mut live =
         w.spawn(&["-w", "slow", "--feed", "none", "--debounce", "100", "--", "sh", "-c", &cmd], Stdio::null());
     wait_for("the first run and its child", || pids(&record).len() == 2);
     let first = pids(&record);
-    std::fs::write(tree.join("a.txt"), "1\n").unwrap();
-    wait_for("the stale run's processes to end", || first.iter().all(|p| !alive(*p)));
-    wait_for("a new run", || pids(&record).len() == 4);
-    let second = pids(&record)[2..].to_vec();
-    assert!(second.iter().all(|p| alive(*p)));
+    // Three changes while it runs, each settled on its own.
+    for (file, text) in [("a.txt", "1\n"), ("a.txt", "2\n"), ("b.txt", "3\n")] {
+        std::fs::write(tree.join(file), text).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert!(first.iter().all(|p| alive(*p)), "a change does not end the run");
+    assert_eq!(pids(&record).len(), 2, "nor starts another beside it");
+    std::fs::write(&release, "").unwrap();
+    // The queued round tests the changes: one round, however many changes.
+    assert_eq!(status(&live.next()), "green");
+    assert_eq!(pids(&record).len(), 4);
+    std::fs::remove_file(&release).unwrap();
+    std::fs::write(tree.join("a.txt"), "4\n").unwrap();
+    wait_for("the round after the next change", || pids(&record).len() == 6);
+    let third = pids(&record)[4..].to_vec();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pids(&record).len(), 6, "no round was started but the ones the changes asked for");
     assert_eq!(live.signal(nix::sys::signal::Signal::SIGTERM), Some(143));
-    wait_for("the running test's processes to end", || second.iter().all(|p| !alive(*p)));
+    wait_for("the running test's processes to end", || third.iter().all(|p| !alive(*p)));
 }
 
 #[test]
@@ -537,8 +554,8 @@ fn ignored_files_do_not_start_a_run_and_a_changed_gitignore_is_obeyed() {
     std::fs::write(tree.join("scratch.tmp"), "y").unwrap();
     std::fs::write(tree.join("build/out.o"), "y").unwrap();
     std::thread::sleep(Duration::from_millis(400));
-    std::fs::create_dir_all(tree.join("src/deep")).unwrap();
-    assert_eq!(status(&live.next()), "green"); // the new directory
+    std::fs::create_dir_all(tree.join("src/deep")).unwrap(); // an empty directory: git sees nothing
+    std::thread::sleep(Duration::from_millis(400));
     std::fs::write(tree.join("src/deep/x.rs"), "y").unwrap();
     assert_eq!(status(&live.next()), "green"); // a file in it: the directory is watched
     std::thread::sleep(Duration::from_millis(500));
@@ -850,7 +867,7 @@ fn sleeping(secs: u32) -> Vec<i32> {
 }
 
 #[test]
-fn a_confined_round_is_cancelled_by_a_change_and_ended_by_sigterm_with_what_it_started() {
+fn a_confined_round_goes_on_through_a_change_and_is_ended_by_sigterm_with_what_it_started() {
     let w = Watch::new();
     let tree = w.create("slowc");
     let n = 200_000 + std::process::id() % 100_000;
@@ -860,8 +877,8 @@ fn a_confined_round_is_cancelled_by_a_change_and_ended_by_sigterm_with_what_it_s
     wait_for("the first round's processes", || sleeping(n).len() == 1 && sleeping(n + 1).len() == 1);
     let first = [sleeping(n), sleeping(n + 1)].concat();
     std::fs::write(tree.join("a.txt"), "1\n").unwrap();
-    wait_for("the stale round's processes to end", || first.iter().all(|p| !alive(*p)));
-    wait_for("a new round", || sleeping(n).len() == 1 && sleeping(n + 1).len() == 1);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(first.iter().all(|p| alive(*p)), "a change does not end the round; it queues the next");
     assert_eq!(live.signal(nix::sys::signal::Signal::SIGTERM), Some(143));
     wait_for("every process of the round to end", || sleeping(n).is_empty() && sleeping(n + 1).is_empty());
 }
@@ -950,4 +967,127 @@ impl Drop for Release {
 
 fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// Lines in a marker file: how many rounds ran.
+fn runs(marker: &Path) -> usize {
+    std::fs::read_to_string(marker).unwrap_or_default().lines().count()
+}
+
+/// A venv outside the repository with pytest installed from PyPI (through the tests' pip cache).
+fn venv_with_pytest(t: &TestRepo) -> PathBuf {
+    const PIP_NEEDS: &str = "this test installs pytest: PyPI must be reachable";
+    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wt-test-cache/pip");
+    std::fs::create_dir_all(&cache).unwrap();
+    let venv = t.root().join("venv");
+    for (program, args) in [
+        (PathBuf::from("python3"), vec!["-m", "venv", venv.to_str().unwrap()]),
+        (venv.join("bin/pip"), vec!["install", "-q", "pytest"]),
+    ] {
+        let mut c = Command::new(&program);
+        c.args(&args).current_dir(t.root());
+        t.isolate(&mut c)
+            .env("PIP_CACHE_DIR", &cache)
+            .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+            .env_remove("VIRTUAL_ENV")
+            .env_remove("PYTHONPATH");
+        let run = Run::from_output(c.output().unwrap());
+        assert_eq!(run.code, Some(0), "{} failed ({PIP_NEEDS})\n{run}", program.display());
+    }
+    venv
+}
+
+#[test]
+fn pytest_writing_its_cache_starts_no_second_run_on_an_unchanged_tree() {
+    let w = Watch::new();
+    let venv = venv_with_pytest(&w.t);
+    w.t.write("test_math.py", "def test_adds():\n    assert 1 + 1 == 2\n");
+    w.t.write(".gitignore", "build/\n__pycache__/\n");
+    w.t.commit("a pytest suite");
+    w.create("py");
+    let marker = w.t.root().join("py.runs");
+    let cmd = format!("echo run >> {}; exec {}/bin/python -m pytest -q", marker.display(), venv.display());
+    let mut live = w.spawn(&["-w", "py", "--feed", "none", "--debounce", "100", "--", "sh", "-c", &cmd], Stdio::null());
+    assert_eq!(status(&live.next()), "green");
+    assert!(w.t.wt_root().join("py/.pytest_cache/.gitignore").is_file(), "pytest wrote its cache");
+    // pytest renamed its cache into place at the end of the run; nothing git sees changed.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(runs(&marker), 1, "one run on an unchanged tree");
+    assert_eq!(live.signal(nix::sys::signal::Signal::SIGINT), Some(130));
+    let rest: Vec<Value> = live.rx.try_iter().collect();
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+#[test]
+fn what_git_ignores_in_a_self_ignoring_directory_renamed_into_place_or_by_excludes_starts_nothing() {
+    let w = Watch::new();
+    let tree = w.create("ign2");
+    // The user's excludes file, named in the (isolated) global config, and the repository's
+    // info/exclude.
+    let global = w.t.root().join("global-ignore");
+    std::fs::write(&global, "*.scratch\n").unwrap();
+    let mut c = Command::new("git");
+    c.args(["config", "--global", "core.excludesFile", global.to_str().unwrap()]).current_dir(&w.t.repo);
+    Run::of(w.t.isolate(&mut c), "").expect_code(0);
+    let info = w.t.repo.join(".git/info");
+    std::fs::create_dir_all(&info).unwrap();
+    let mut exclude = std::fs::read_to_string(info.join("exclude")).unwrap_or_default();
+    exclude.push_str("/local-notes/\n");
+    std::fs::write(info.join("exclude"), exclude).unwrap();
+    let marker = w.t.root().join("ign2.runs");
+    let cmd = format!("echo run >> {}", marker.display());
+    let mut live =
+        w.spawn(&["-w", "ign2", "--feed", "none", "--debounce", "100", "--", "sh", "-c", &cmd], Stdio::null());
+    assert_eq!(status(&live.next()), "green");
+    // As pytest makes its cache, one level down: a temporary directory, its files first, its
+    // self-ignoring .gitignore after, then renamed into place.
+    let tmp = tree.join("tests/cache-files-x1");
+    std::fs::create_dir_all(tmp.join("v/cache")).unwrap();
+    std::fs::write(tmp.join("README.md"), "a cache\n").unwrap();
+    std::fs::write(tmp.join("v/cache/nodeids"), "[]\n").unwrap();
+    std::fs::write(tmp.join(".gitignore"), "# made by a tool\n*\n").unwrap();
+    std::fs::rename(&tmp, tree.join("tests/.cache")).unwrap();
+    std::fs::write(tree.join("tests/.cache/v/cache/lastfailed"), "{}\n").unwrap();
+    std::fs::write(tree.join("notes.scratch"), "x").unwrap();
+    std::fs::create_dir_all(tree.join("local-notes")).unwrap();
+    std::fs::write(tree.join("local-notes/todo"), "x").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(runs(&marker), 1, "nothing git sees changed");
+    let status_now = w.t.git_in(&tree, ["status", "--porcelain"]);
+    assert!(status_now.trim().is_empty(), "git agrees: {status_now}");
+    std::fs::write(tree.join("a.txt"), "1\n").unwrap(); // a change git sees: one round
+    assert_eq!(status(&live.next()), "green");
+    assert_eq!(runs(&marker), 2);
+    assert_eq!(live.signal(nix::sys::signal::Signal::SIGINT), Some(130));
+}
+
+#[test]
+fn a_hanging_round_with_no_timeout_given_times_out_red_once_and_the_feedback_says_so() {
+    let w = Watch::new();
+    w.create("hang");
+    let marker = w.t.root().join("hang.runs");
+    let fed = w.t.root().join("hang.feedback");
+    let cmd = format!("echo run >> {}; echo started; sleep 600", marker.display());
+    let feed = format!("file:{}", fed.display());
+    let mut c = w.tool("wt-watch");
+    // The floor is 2 minutes; before any green round the timeout is 5 floors: 5s here.
+    c.env("WT_WATCH_TIMEOUT_FLOOR", "1s");
+    c.args(["-w", "hang", "--until-green", "--feed", &feed, "--agent-timeout", "1s", "--debounce", "100"]);
+    c.args(["--", "sh", "-c", &cmd]);
+    let run = Run::of(&mut c, "");
+    run.expect_code(1);
+    let rec = &run.records()[0];
+    assert_eq!(status(rec), "gave-up", "{run}");
+    let failure = rec["watch"]["last_failure"].as_str().unwrap();
+    assert!(failure.starts_with("timed out after 5.0s\n"), "{failure}");
+    let text = std::fs::read_to_string(&fed).unwrap();
+    assert!(text.contains("timed out after 5.0s"), "the agent is told: {text}");
+    assert_eq!(runs(&marker), 1, "a round that timed out is not run again as the flaky check");
+    // `[watch] timeout` gives it too, no floor needed.
+    w.t.write("wt.toml", "[watch]\ntimeout = \"1s\"\n");
+    let run = w.watch(&["-w", "hang", "--until-green", "--feed", "none", "--max-rounds", "1", "--", "sh", "-c", &cmd]);
+    run.expect_code(1);
+    let failure = run.records()[0]["watch"]["last_failure"].as_str().unwrap().to_string();
+    assert!(failure.starts_with("timed out after 1.0s\n"), "{failure}");
+    assert_eq!(runs(&marker), 2, "one more run, not two");
 }

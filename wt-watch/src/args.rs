@@ -15,6 +15,10 @@ use wt_common::Error;
 /// again is a failure for the agent; green the second time is reported as `flaky` (and not
 /// fed). `--no-rerun` (or `[watch] rerun = false`) feeds the first red round at once.
 ///
+/// Only a change git can see starts a round (every `.gitignore`, `info/exclude` and
+/// `core.excludesFile` obeyed, each read before what is under it is judged). A change during a
+/// round never ends it: the next round starts when it ends.
+///
 /// Worktrees come from records or names on stdin (read while watching, so new ones can join),
 /// names as arguments or `-w`, or `--all`. One record per worktree per round goes to stdout
 /// (with `--until-green`: one per worktree, when it turns green or gives up).
@@ -69,7 +73,9 @@ pub struct Args {
     #[arg(long, value_name = "MS")]
     pub quiet_ms: Option<u64>,
 
-    /// Give up a test run after DUR (it counts as red)
+    /// Stop a test run after DUR: it is red, not run again as the flaky check, and its feedback
+    /// says it timed out [default: [watch] timeout, else 3x the last green round, at least 2m
+    /// (10m before the first green round)]
     #[arg(long, value_name = "DUR", value_parser = wt_common::record::duration::parse_arg)]
     pub timeout: Option<Duration>,
 

@@ -52,6 +52,24 @@ pub struct Finished {
     pub run: Value,
     /// The failure excerpt, when it failed.
     pub excerpt: Option<String>,
+    /// How long it ran.
+    pub duration: Duration,
+    /// The limit it was stopped at, when it did not finish within it.
+    pub timed_out: Option<Duration>,
+}
+
+/// The round timeout when neither `--timeout` nor `[watch] timeout` gives one: three times the
+/// last green round, and never under the floor (2 minutes; `WT_WATCH_TIMEOUT_FLOOR`, e.g. `5s`,
+/// sets another, for tests). Before any green round: five times the floor (10 minutes).
+pub fn default_timeout(last_green: Option<Duration>) -> Duration {
+    let floor = std::env::var("WT_WATCH_TIMEOUT_FLOOR")
+        .ok()
+        .and_then(|v| wt_common::record::duration::parse(&v).ok())
+        .unwrap_or(Duration::from_secs(120));
+    match last_green {
+        Some(d) => (d * 3).max(floor),
+        None => floor * 5,
+    }
 }
 
 /// Grace between SIGTERM and SIGKILL for what a run leaves behind.
@@ -85,15 +103,16 @@ fn finish(spec: &RoundSpec, o: &Outcome) -> Result<Finished, Error> {
     if spec.confine.is_some() {
         confined(spec, o, &mut run)?;
     }
+    let timed_out = o.timed_out.then(|| spec.timeout.unwrap_or(o.duration));
     let excerpt = (!passed).then(|| {
         let text = read_log(&spec.log);
-        match (o.timed_out, spec.timeout) {
-            // Said first: what follows is only how far the tests got.
-            (true, Some(after)) => excerpt::timed_out(&text, &spec.log, after),
-            _ => excerpt::excerpt(&text, &spec.log),
+        match timed_out {
+            // Said first: what follows is only how far the tests got (pytest -q: dots).
+            Some(after) => excerpt::timed_out(&text, &spec.log, after),
+            None => excerpt::excerpt(&text, &spec.log),
         }
     });
-    Ok(Finished { passed, run: Value::Object(run), excerpt })
+    Ok(Finished { passed, run: Value::Object(run), excerpt, duration: o.duration, timed_out })
 }
 
 /// A confined round: wt-run's record says how the command ended (a signal is the command's,

@@ -30,12 +30,12 @@ pub struct Rules {
 /// one that is not a regular file of at most 4 MiB is left out with a warning, as git leaves out
 /// a `.gitignore` that is a link.
 pub fn walker(root: &Path, exclude: Option<&Path>) -> WalkBuilder {
-    walk_with(Arc::new(Mutex::new(Loader::new(root, exclude))))
+    walk_with(Arc::new(Mutex::new(Loader::new(root, exclude))), root)
 }
 
-fn walk_with(loader: Arc<Mutex<Loader>>) -> WalkBuilder {
-    let root = loader.lock().expect("loader").root.clone();
-    let mut w = WalkBuilder::new(&root);
+/// A walk of `start` (the root or a directory under it) with the root's rules.
+fn walk_with(loader: Arc<Mutex<Loader>>, start: &Path) -> WalkBuilder {
+    let mut w = WalkBuilder::new(start);
     w.standard_filters(false).follow_links(false);
     w.filter_entry(move |e| {
         if e.file_name() == ".git" {
@@ -60,7 +60,7 @@ struct Loader {
 impl Loader {
     fn new(root: &Path, exclude: Option<&Path>) -> Loader {
         let exclude = exclude.and_then(|x| matcher(root, x)).unwrap_or_else(Gitignore::empty);
-        let global = GitignoreBuilder::new(root).build_global().0;
+        let global = global_excludes(root).and_then(|x| matcher(root, &x)).unwrap_or_else(Gitignore::empty);
         Loader { root: root.to_path_buf(), dirs: HashMap::new(), exclude, global }
     }
 
@@ -91,6 +91,32 @@ impl Loader {
         }
         false
     }
+}
+
+/// The user's global excludes file, as git finds it: `core.excludesFile` (asked of git, so
+/// `GIT_CONFIG_GLOBAL` and the repository's own config count), else `$XDG_CONFIG_HOME/git/ignore`
+/// or `~/.config/git/ignore`. Asked once per process.
+fn global_excludes(root: &Path) -> Option<PathBuf> {
+    static FILE: OnceLock<Option<PathBuf>> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(["config", "--path", "--get", "core.excludesFile"])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        let configured = String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_string();
+        if out.status.success() && !configured.is_empty() {
+            return Some(PathBuf::from(configured));
+        }
+        match std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
+            Some(xdg) => Some(PathBuf::from(xdg).join("git/ignore")),
+            None => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/git/ignore")),
+        }
+    })
+    .clone()
 }
 
 /// The matcher of the pattern file `file`, relative to `dir`: `None` when there is none, or it
@@ -136,9 +162,16 @@ fn hold_open(file: &Path) {
 
 /// The directories of a worktree to watch, and its rules.
 pub fn scan(root: &Path, exclude: Option<&Path>) -> (Vec<PathBuf>, Rules) {
+    scan_under(root, root, exclude)
+}
+
+/// The directories to watch at and under `start` (a directory of the worktree `root`, which
+/// git does not ignore), and the rules as read on the way: the `.gitignore` of `start` and of
+/// every directory under it is read before anything in that directory is judged.
+pub fn scan_under(root: &Path, start: &Path, exclude: Option<&Path>) -> (Vec<PathBuf>, Rules) {
     let loader = Arc::new(Mutex::new(Loader::new(root, exclude)));
     let mut dirs = Vec::new();
-    for entry in walk_with(Arc::clone(&loader)).build().flatten() {
+    for entry in walk_with(Arc::clone(&loader), start).build().flatten() {
         if entry.file_type().is_some_and(|t| t.is_dir()) {
             dirs.push(entry.into_path());
         }
@@ -151,7 +184,68 @@ pub fn scan(root: &Path, exclude: Option<&Path>) -> (Vec<PathBuf>, Rules) {
     (dirs, Rules { root: root.to_path_buf(), nested, exclude, global })
 }
 
+/// The rules as they are on disk now, read afresh (every `.gitignore` at the moment it is
+/// asked about): what decides, once a change has settled, whether git can see it.
+#[derive(Debug)]
+pub struct Fresh {
+    loader: Arc<Mutex<Loader>>,
+}
+
+/// How many entries of a new directory are looked at for one git can see; past that it counts.
+const LOOK_MAX: usize = 10_000;
+
+impl Fresh {
+    pub fn new(root: &Path, exclude: Option<&Path>) -> Fresh {
+        Fresh { loader: Arc::new(Mutex::new(Loader::new(root, exclude))) }
+    }
+
+    /// Whether git ignores `path`: it is in `.git`, or it or a directory above it is ignored.
+    pub fn ignores(&self, path: &Path, is_dir: bool) -> bool {
+        let mut loader = self.loader.lock().expect("loader");
+        let Ok(rel) = path.strip_prefix(&loader.root) else { return true };
+        if rel.components().any(|c| c == Component::Normal(".git".as_ref())) {
+            return true;
+        }
+        let root = loader.root.clone();
+        let mut at = root;
+        let parts: Vec<_> = rel.components().collect();
+        for (i, c) in parts.iter().enumerate() {
+            at.push(c);
+            let last = i + 1 == parts.len();
+            if loader.ignores(&at, if last { is_dir } else { true }) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The first thing git can see in the directory `dir` (not ignored): a file, a link,
+    /// anything but a directory, not ignored; its own `.gitignore` is read first. Past
+    /// `LOOK_MAX` entries, `dir` itself.
+    pub fn shown_in(&self, dir: &Path) -> Option<PathBuf> {
+        let walk = walk_with(Arc::clone(&self.loader), dir).build();
+        for (n, entry) in walk.enumerate() {
+            if n > LOOK_MAX {
+                return Some(dir.to_path_buf());
+            }
+            match entry {
+                Ok(e) if e.depth() > 0 && !e.file_type().is_some_and(|t| t.is_dir()) => return Some(e.into_path()),
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
 impl Rules {
+    /// Takes in the rules read by a scan of `start`, a directory of this worktree: they replace
+    /// what was known of `start` and below.
+    pub fn merge(&mut self, start: &Path, scanned: Rules) {
+        self.nested.retain(|(d, _)| !d.starts_with(start));
+        self.nested.extend(scanned.nested.into_iter().filter(|(d, _)| d.starts_with(start)));
+        self.nested.sort_by_key(|(d, _)| std::cmp::Reverse(d.components().count()));
+    }
+
     /// True when a change at `path` (in this worktree) does not matter: it is in `.git`, or
     /// git ignores it.
     pub fn ignores(&self, path: &Path, is_dir: bool) -> bool {

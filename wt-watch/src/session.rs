@@ -2,6 +2,7 @@
 //! delivered feedback, new worktrees on stdin, signals) and by time (debounce, agent timeout).
 //! One thread decides; runs, feeds and the watcher work on threads of their own and report here.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -23,6 +24,7 @@ use crate::args::Settings;
 use crate::feed::{self, Undelivered};
 use crate::guard::{self, Guard, Snapshot};
 use crate::live::Live;
+use crate::noticed::{self, Noticed};
 use crate::round::{self, Finished, RoundSpec};
 use crate::watcher::{Change, Watcher};
 use crate::TOOL;
@@ -77,8 +79,15 @@ struct Wt {
     target: feed::Target,
     env: Vec<(String, String)>,
     phase: Phase,
-    /// When the last change not yet tested happened.
+    /// When the last change not yet tested happened. Set while a round runs, it queues the
+    /// next round for when this one ends (a run is never killed for a change).
     dirty: Option<Instant>,
+    /// Paths touched since the last decision, judged once they settle.
+    noticed: Noticed,
+    /// Paths once judged a change git can see (so that their removal is one too).
+    visible: HashSet<PathBuf>,
+    /// How long the last green round took: the default timeout is derived from it.
+    last_green: Option<Duration>,
     /// Numbers the current run or feed; messages of an older one are stale.
     seq: u64,
     rounds: u32,
@@ -167,6 +176,9 @@ impl Session {
             phase: Phase::Pending,
             // It runs once at start.
             dirty: Some(Instant::now().checked_sub(debounce).unwrap_or_else(Instant::now)),
+            noticed: Noticed::default(),
+            visible: HashSet::new(),
+            last_green: None,
             seq: 0,
             rounds: 0,
             retried: false,
@@ -263,14 +275,19 @@ impl Session {
 
     fn changed(&mut self, change: Change) -> Result<(), Error> {
         let ids: Vec<usize> = match change {
-            Change::File { id } => vec![id],
+            Change::File { id, path, is_dir } => {
+                if self.wts[id].phase != Phase::Done {
+                    self.wts[id].noticed.add(path, is_dir);
+                }
+                vec![]
+            }
             Change::Dir { id, path } => {
                 self.watcher.add_dir(id, &path)?;
-                vec![id]
+                vec![]
             }
-            Change::Rules { id } => {
+            Change::Rules { id, .. } => {
                 self.watcher.reload(id)?;
-                vec![id]
+                vec![]
             }
             Change::Rescan => {
                 let live: Vec<usize> = (0..self.wts.len()).filter(|i| self.wts[*i].phase != Phase::Done).collect();
@@ -284,20 +301,33 @@ impl Session {
             }
         };
         for id in ids {
-            self.mark_changed(id);
+            self.mark_changed(id, Instant::now());
         }
         Ok(())
     }
 
-    /// A change that matters: a run in progress is stale (its group is ended), a feed not yet
-    /// delivered is dropped, and the next round waits for the debounce.
-    fn mark_changed(&mut self, id: usize) {
+    /// The paths noticed in worktree `id` have settled: a round follows if git sees a change
+    /// among them, at once (the debounce is behind them).
+    fn settle(&mut self, id: usize) {
+        let w = &mut self.wts[id];
+        let noticed = w.noticed.take();
+        if w.phase == Phase::Done || !noticed::matters(&w.root, self.ctx.exclude.as_deref(), &noticed, &mut w.visible) {
+            return;
+        }
+        let settled = Instant::now().checked_sub(self.ctx.settings.debounce).unwrap_or_else(Instant::now);
+        self.mark_changed(id, settled);
+    }
+
+    /// A change that matters, made at `at`: a run in progress goes on and the next round is
+    /// queued for when it ends (one, however many changes come); a feed not yet delivered is
+    /// dropped; the next round waits for the debounce after `at`.
+    fn mark_changed(&mut self, id: usize, at: Instant) {
         let w = &mut self.wts[id];
         match w.phase {
             Phase::Done => return,
             Phase::Running => {
-                cancel_round(w);
-                w.seq += 1;
+                w.dirty = Some(at);
+                return;
             }
             Phase::Feeding | Phase::Waiting => {
                 w.stop.store(true, Ordering::SeqCst);
@@ -306,7 +336,7 @@ impl Session {
             Phase::Pending | Phase::Idle => {}
         }
         w.phase = Phase::Pending;
-        w.dirty = Some(Instant::now());
+        w.dirty = Some(at);
         w.waiting_since = None;
     }
 
@@ -315,11 +345,16 @@ impl Session {
         let s = &self.ctx.settings;
         self.wts
             .iter()
-            .filter_map(|w| match w.phase {
-                Phase::Pending => w.dirty.map(|d| d + s.debounce),
-                Phase::Waiting => w.waiting_since.map(|t| t + s.agent_timeout),
-                _ => None,
+            .filter(|w| w.phase != Phase::Done)
+            .flat_map(|w| {
+                let due = match w.phase {
+                    Phase::Pending => w.dirty.map(|d| d + s.debounce),
+                    Phase::Waiting => w.waiting_since.map(|t| t + s.agent_timeout),
+                    _ => None,
+                };
+                [due, w.noticed.last.map(|t| t + s.debounce)]
             })
+            .flatten()
             .min()
     }
 
@@ -328,6 +363,9 @@ impl Session {
         let s = &self.ctx.settings;
         let (debounce, timeout) = (s.debounce, s.agent_timeout);
         for id in 0..self.wts.len() {
+            if self.wts[id].noticed.last.is_some_and(|t| now >= t + debounce) {
+                self.settle(id);
+            }
             let w = &self.wts[id];
             match w.phase {
                 Phase::Pending if w.dirty.is_some_and(|d| now >= d + debounce) => self.start_run(id),
@@ -366,7 +404,7 @@ impl Session {
             argv: s.command.clone(),
             env: w.env.clone(),
             log,
-            timeout: s.timeout,
+            timeout: Some(s.timeout.unwrap_or_else(|| round::default_timeout(w.last_green))),
             confine: self.ctx.confine.clone(),
         };
         let (tx, groups, seq, test_pane) = (self.tx.clone(), Arc::clone(&w.groups), w.seq, w.test_pane.clone());
@@ -399,8 +437,17 @@ impl Session {
             return self.green(id, fin, tested);
         }
         let w = &mut self.wts[id];
-        if self.ctx.settings.rerun && !w.retried && w.dirty.is_none() {
-            // Red with no change since: run it once more; a pass now means a flaky test.
+        if w.dirty.is_some() {
+            // A change came while it ran: the queued round tests it; this one is not fed.
+            w.retried = false;
+            w.phase = Phase::Pending;
+            let name = w.rec.name.clone();
+            self.live.set(&name, "red, but changed while it ran: running again".to_string());
+            return;
+        }
+        if self.ctx.settings.rerun && !w.retried && fin.timed_out.is_none() {
+            // Red with no change since: run it once more; a pass now means a flaky test. Not a
+            // round that timed out: a hang is no flaky test, and a second one doubles the wait.
             w.retried = true;
             return self.start_run(id);
         }
@@ -422,6 +469,15 @@ impl Session {
 
     fn green(&mut self, id: usize, fin: Finished, tested: Tested) {
         let w = &mut self.wts[id];
+        w.last_green = Some(fin.duration);
+        if w.dirty.is_some() {
+            // A change came while it ran: the queued round tests it, and decides.
+            w.phase = Phase::Pending;
+            w.retried = false;
+            let name = w.rec.name.clone();
+            self.live.set(&name, "green, but changed while it ran: running again".to_string());
+            return;
+        }
         w.rounds += 1;
         let touched = match &w.guard_base {
             Some(base) => guard::touched(base, &self.ctx.guard.snapshot(&w.root, self.ctx.exclude.as_deref())),

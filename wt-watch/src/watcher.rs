@@ -11,7 +11,7 @@ use notify::event::{EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher as _};
 use wt_common::Error;
 
-use crate::rules::{scan, Rules};
+use crate::rules::{scan, scan_under, Rules};
 use crate::session::Msg;
 
 /// The worktrees being watched, as notify's thread sees them.
@@ -34,15 +34,16 @@ impl std::fmt::Debug for Watcher {
     }
 }
 
-/// What a file-system event means to the loop.
+/// What a file-system event means to the loop. Each path is only noticed here; whether git
+/// sees a change there is decided once it has settled (`noticed::matters`).
 #[derive(Debug)]
 pub enum Change {
-    /// A file that matters changed in worktree `id`.
-    File { id: usize },
-    /// A directory appeared: watch it (and what is in it), and count it as a change.
+    /// A path not (yet) known to be ignored was touched in worktree `id`.
+    File { id: usize, path: PathBuf, is_dir: bool },
+    /// A directory appeared (made, or renamed into place): watch it and what is in it.
     Dir { id: usize, path: PathBuf },
-    /// A `.gitignore` changed: reload the rules, and count it as a change.
-    Rules { id: usize },
+    /// A `.gitignore` changed: reload the rules.
+    Rules { id: usize, path: PathBuf },
     /// The kernel's queue overflowed: every worktree may have changed.
     Rescan,
 }
@@ -79,16 +80,20 @@ impl Watcher {
     }
 
     /// Watches a new directory of worktree `id` and every directory under it git does not
-    /// ignore.
+    /// ignore, taking in their `.gitignore` files as it goes (read before anything in their
+    /// directory is judged).
     pub fn add_dir(&mut self, id: usize, dir: &Path) -> Result<(), Error> {
-        let ignored = {
+        let root = {
             let r = self.roots.read().expect("roots");
-            r.list.get(id).and_then(Option::as_ref).is_none_or(|(_, rules)| rules.ignores(dir, true))
+            match r.list.get(id).and_then(Option::as_ref) {
+                Some((root, rules)) if !rules.ignores(dir, true) => root.clone(),
+                _ => return Ok(()),
+            }
         };
-        if ignored {
-            return Ok(());
+        let (dirs, scanned) = scan_under(&root, dir, self.exclude.as_deref());
+        if let Some(Some((_, rules))) = self.roots.write().expect("roots").list.get_mut(id) {
+            rules.merge(dir, scanned);
         }
-        let (dirs, _) = scan(dir, self.exclude.as_deref());
         self.watch_dirs(&dirs)
     }
 
@@ -144,17 +149,19 @@ fn classify(roots: &RwLock<Roots>, event: &notify::Event) -> Vec<Msg> {
     let mut out = Vec::new();
     for path in &event.paths {
         let Some((id, rules)) = owner(&r, path) else { continue };
-        let is_dir = matches!(event.kind, EventKind::Create(notify::event::CreateKind::Folder)) || path.is_dir();
+        let is_dir = matches!(
+            event.kind,
+            EventKind::Create(notify::event::CreateKind::Folder) | EventKind::Remove(notify::event::RemoveKind::Folder)
+        ) || std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
         if rules.ignores(path, is_dir) {
             continue;
         }
-        out.push(if path.file_name().is_some_and(|n| n == ".gitignore") {
-            Msg::Fs(Change::Rules { id })
+        if path.file_name().is_some_and(|n| n == ".gitignore") {
+            out.push(Msg::Fs(Change::Rules { id, path: path.clone() }));
         } else if is_dir && matches!(event.kind, EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(_))) {
-            Msg::Fs(Change::Dir { id, path: path.clone() })
-        } else {
-            Msg::Fs(Change::File { id })
-        });
+            out.push(Msg::Fs(Change::Dir { id, path: path.clone() }));
+        }
+        out.push(Msg::Fs(Change::File { id, path: path.clone(), is_dir }));
     }
     out
 }
