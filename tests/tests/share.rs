@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+use wt_common::record::size::human;
 use wt_tests::{s, Run, TestRepo};
 
 /// A download cache shared by the tests of one run (under the target dir), so each package
@@ -350,18 +351,6 @@ fn store_gc_removes_only_entries_nothing_links_to() {
     assert_eq!(count(), 1);
     assert!(gc.stderr.contains("removed 1 files"), "{gc}");
     assert_eq!(fs::read_to_string(t.wt_root().join("w/deps/kept.js")).unwrap(), "kept\n");
-}
-
-/// Bytes as wt-create's summary shows them.
-fn human(bytes: u64) -> String {
-    let mut value = bytes as f64;
-    for unit in ["B", "KiB", "MiB", "GiB"] {
-        if value < 1024.0 {
-            return if unit == "B" { format!("{bytes} B") } else { format!("{value:.1} {unit}") };
-        }
-        value /= 1024.0;
-    }
-    format!("{value:.1} TiB")
 }
 
 #[test]

@@ -191,7 +191,9 @@ fn kept_columns() -> Vec<Column> {
         },
         Column {
             title: "SIZE",
-            value: |r| kept(r, "size_bytes").and_then(|v| v.as_u64()).map(manage::human_bytes).unwrap_or_default(),
+            value: |r| {
+                kept(r, "size_bytes").and_then(|v| v.as_u64()).map(wt_common::record::size::human).unwrap_or_default()
+            },
         },
         Column {
             title: "STATUS",

@@ -134,21 +134,9 @@ fn kept_line(rec: &Record) -> String {
     let kept = rec.key("env").and_then(|e| e.get("kept")).cloned().unwrap_or_default();
     let mut about = vec![format!("from {}", rec.name)];
     if let Some(size) = kept.get("size_bytes").and_then(Value::as_u64) {
-        about.push(human_bytes(size));
+        about.push(wt_common::record::size::human(size));
     }
     format!("{} ({})", kept["database"].as_str().unwrap_or_default(), about.join(", "))
-}
-
-/// Bytes as a person reads them: `512 B`, `7.7 MiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    let mut value = bytes as f64;
-    for unit in ["B", "KiB", "MiB", "GiB"] {
-        if value < 1024.0 {
-            return if unit == "B" { format!("{bytes} B") } else { format!("{value:.1} {unit}") };
-        }
-        value /= 1024.0;
-    }
-    format!("{value:.1} TiB")
 }
 
 /// How long ago `since` (Unix seconds) was: `3h05m ago`.

@@ -27,6 +27,7 @@ pub mod output;
 pub mod progress;
 pub mod runlog;
 pub mod select;
+pub mod size;
 
 use std::path::PathBuf;
 
