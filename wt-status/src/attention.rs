@@ -43,11 +43,7 @@ pub fn of(
                             "next": format!("wt-run pane answer {} yes|no", quote(pane))}));
         }
         if p["alive"] == false && exited_badly(&p["exit"]) {
-            let how = match (p["exit"]["signal"].as_str(), p["exit"]["code"].as_i64()) {
-                (Some(sig), _) => format!("killed by SIG{sig}"),
-                (_, Some(code)) => format!("exited {code}"),
-                _ => "exited".into(),
-            };
+            let how = wt_common::proc::panes::exit_text(&p["exit"]);
             out.push(json!({"reason": "exited", "since": since, "pane": pane, "detail": format!("{pane} {how}"),
                             "next": format!("wt-run pane screen {} --lines 50", quote(pane))}));
         }

@@ -73,13 +73,9 @@ fn panes_text(o: &Value) -> String {
 
 /// `running (pid 42)`, `waiting (pid 42)`, `exited 0`, `killed by SIGKILL`.
 fn pane_text(p: &Value) -> String {
-    match (p["alive"].as_bool(), p["exit"]["code"].as_i64(), p["exit"]["signal"].as_str()) {
-        (Some(true), _, _) if p["agent"]["state"].is_string() => {
-            format!("{} (pid {})", p["agent"]["state"].as_str().unwrap_or_default(), p["pid"])
-        }
-        (Some(true), _, _) => format!("running (pid {})", p["pid"]),
-        (_, _, Some(sig)) => format!("killed by SIG{sig}"),
-        (_, Some(code), _) => format!("exited {code}"),
-        _ => "exited".into(),
+    match (p["alive"].as_bool(), p["agent"]["state"].as_str()) {
+        (Some(true), Some(state)) => format!("{state} (pid {})", p["pid"]),
+        (Some(true), None) => format!("running (pid {})", p["pid"]),
+        _ => wt_common::proc::panes::exit_text(&p["exit"]),
     }
 }

@@ -169,3 +169,30 @@ pub fn stop_supervisor_if_idle(repo: &Repo) -> Result<Supervisor, Error> {
     }
     Ok(Supervisor::Stopped(pid))
 }
+
+/// How a pane ended, from its `exit` (`{"code": N}`, `{"signal": "KILL"}`) as `pane.list`
+/// gives it: `exited 3`, `killed by SIGKILL`; a tmux pane whose window was closed: `ended
+/// (window closed)`.
+pub fn exit_text(exit: &Value) -> String {
+    match (exit["code"].as_i64(), exit["signal"].as_str()) {
+        (_, Some(sig)) if !sig.is_empty() && sig.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) => {
+            format!("killed by SIG{sig}")
+        }
+        (_, Some(how)) => format!("ended ({how})"),
+        (Some(code), None) => format!("exited {code}"),
+        _ => "exited".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn an_exit_reads_as_people_say_it() {
+        assert_eq!(super::exit_text(&json!({"code": 3})), "exited 3");
+        assert_eq!(super::exit_text(&json!({"signal": "KILL", "killed": true})), "killed by SIGKILL");
+        assert_eq!(super::exit_text(&json!({"signal": "window closed"})), "ended (window closed)");
+        assert_eq!(super::exit_text(&json!(null)), "exited");
+    }
+}

@@ -245,11 +245,4 @@ fn short_duration(ms: u64) -> String {
     }
 }
 
-/// An exit as `{"code": N}` or `{"signal": "KILL"}` shows it: `exited 3`, `killed by SIGKILL`.
-pub fn exit_text(exit: &Value) -> String {
-    match (exit["code"].as_i64(), exit["signal"].as_str()) {
-        (_, Some(sig)) => format!("killed by SIG{sig}"),
-        (Some(code), None) => format!("exited {code}"),
-        _ => "exited".into(),
-    }
-}
+pub use wt_common::proc::panes::exit_text;
