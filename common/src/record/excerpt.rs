@@ -15,6 +15,7 @@
 //! recognises no runner, so the caller keeps its own tail; [`of_log_timed_out`] when a timeout
 //! stopped the run, which always says that).
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -350,8 +351,13 @@ fn pytest(lines: &[&str]) -> Vec<Failure> {
             }
         }
     }
-    for (id, message) in short {
-        if !out.iter().any(|f| pytest_same(&f.test, &id)) {
+    // Each block's header is looked up by the forms a node id can name it by, not compared
+    // with every block: pairwise, 10,000 `FAILED` lines (output the agent writes, excerpted
+    // under wt-merge's queue lock) took 10 s. The excerpt shows a few of them anyway.
+    let mut heads: HashSet<String> = out.iter().map(|f| pytest_block_name(&f.test).to_string()).collect();
+    for (id, message) in short.into_iter().take(SHORT_SUMMARY_MAX) {
+        if !pytest_id_names(&id).iter().any(|name| heads.contains(name.as_str())) {
+            heads.insert(id.clone());
             let mut f = failure(id);
             f.message.extend(message);
             out.push(f);
@@ -359,6 +365,9 @@ fn pytest(lines: &[&str]) -> Vec<Failure> {
     }
     out
 }
+
+/// How many short-summary lines are matched against the blocks.
+const SHORT_SUMMARY_MAX: usize = 1000;
 
 /// The name in a failure's header line. pytest centres it in underscores as wide as the
 /// terminal (`____ test_x ____`, one more on the right when the width is odd), and a name too
@@ -374,19 +383,26 @@ fn pytest_head(line: &str) -> Option<&str> {
     (!name.is_empty() && !name.starts_with(' ') && !name.chars().all(|c| c == '_' || c == ' ')).then_some(name)
 }
 
-/// Whether a block's header (`TestX.test_y[p]`, `ERROR collecting t.py`, `ERROR at setup of
-/// test_y`) names the test of the short summary's node id (`t.py::TestX::test_y[p]`).
-fn pytest_same(head: &str, id: &str) -> bool {
-    let head = head
-        .strip_prefix("ERROR collecting ")
+/// The test a block's header names (`TestX.test_y[p]`; `ERROR collecting t.py`: `t.py`;
+/// `ERROR at setup of test_y`: `test_y`).
+fn pytest_block_name(head: &str) -> &str {
+    head.strip_prefix("ERROR collecting ")
         .or_else(|| head.split_once(" of ").filter(|(e, _)| e.starts_with("ERROR at ")).map(|(_, t)| t))
-        .unwrap_or(head);
-    if head == id {
-        return true;
-    }
+        .unwrap_or(head)
+}
+
+/// Every block name that stands for the short summary's node id `t.py::TestX::test_y[p]`: the
+/// id itself, `TestX::test_y[p]`, `TestX.test_y[p]`, and (for a file's tests) each tail of
+/// that after a `.`: `test_y[p]`.
+fn pytest_id_names(id: &str) -> Vec<String> {
     let (file, rest) = id.split_once("::").unwrap_or((id, ""));
     let in_id = rest.replace("::", ".");
-    head == in_id || head == rest || (file.ends_with(".py") && in_id.ends_with(&format!(".{head}")))
+    let mut names = vec![id.to_string(), rest.to_string()];
+    if file.ends_with(".py") {
+        names.extend(in_id.match_indices('.').map(|(i, _)| in_id[i + 1..].to_string()));
+    }
+    names.push(in_id);
+    names
 }
 
 /// `FAIL: test (module.Class.test)` blocks: the exception lines after the traceback and the
@@ -793,7 +809,7 @@ fn limit_head(text: &str, log: &Path, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }
-    let room = max - cut_note(text.len(), log, "below").len();
+    let room = max.saturating_sub(cut_note(text.len(), log, "below").len());
     // A byte count can fall inside a character (`✗` is three bytes): back to its start.
     let end = text[..floor_char_boundary(text, room)].rfind('\n').map_or(0, |i| i + 1);
     format!("{}{}", &text[..end], cut_note(text.len() - end, log, "below"))
@@ -813,7 +829,7 @@ fn limit_tail(text: &str, log: &Path, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }
-    let room = max - cut_note(text.len(), log, "above").len();
+    let room = max.saturating_sub(cut_note(text.len(), log, "above").len());
     let mut start = text.len() - room;
     while !text.is_char_boundary(start) {
         start += 1;
