@@ -232,21 +232,41 @@ fn notify_from_a_hook_is_quiet_and_never_blocks_the_agent() {
 }
 
 /// The Claude Code CLI, installed by npm into the target directory once.
+/// The Claude Code CLI from npm, installed once under the target dir. The tests of this file
+/// run at once: each used to see no CLI and run `npm install` into the same directory, so one
+/// started the CLI while the other's install was rewriting it, and it exited (on a fresh
+/// clone only). It is installed once per process, beside its place, and renamed into it.
 fn claude_cli() -> PathBuf {
-    let target = wt_tests::bin("wt-run").parent().unwrap().parent().unwrap().to_path_buf();
-    let dir = target.join("claude-code");
-    let bin = dir.join("node_modules/.bin/claude");
-    if !bin.exists() {
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = std::process::Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&dir)
-            .arg("@anthropic-ai/claude-code")
-            .output()
-            .expect("npm, to install the Claude Code CLI");
-        assert!(out.status.success(), "npm install: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    bin
+    static INSTALLED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let target = wt_tests::bin("wt-run").parent().unwrap().parent().unwrap().to_path_buf();
+            let dir = target.join("claude-code");
+            let bin = dir.join("node_modules/.bin/claude");
+            if !bin.exists() {
+                let fresh = target.join(format!("claude-code.{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&fresh);
+                std::fs::create_dir_all(&fresh).unwrap();
+                let out = std::process::Command::new("npm")
+                    .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                    .arg(&fresh)
+                    .arg("@anthropic-ai/claude-code")
+                    .output()
+                    .expect("npm, to install the Claude Code CLI");
+                assert!(out.status.success(), "npm install: {}", String::from_utf8_lossy(&out.stderr));
+                // A directory a killed run left (no CLI in it) makes way; one another test
+                // process put in place meanwhile is kept.
+                if !bin.exists() {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    if std::fs::rename(&fresh, &dir).is_err() {
+                        assert!(bin.exists(), "the Claude Code CLI is at {}", bin.display());
+                    }
+                }
+                let _ = std::fs::remove_dir_all(&fresh);
+            }
+            bin
+        })
+        .clone()
 }
 
 #[test]
