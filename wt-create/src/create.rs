@@ -341,19 +341,23 @@ fn adoptable_path<'s>(snap: &'s Snapshot, path: &Path) -> Result<(String, &'s Gi
     Ok((name, wt))
 }
 
+/// A worktree that exists already: its record, and the entry to add to the ledger when the
+/// ledger does not know it yet (`None` when it does).
 fn adopt(ctx: &Context, snap: &Snapshot, base: &Base, name: &str, wt: &GitWorktree) -> Plan {
-    let entry = match snap.ledger.worktrees.get(name).filter(|e| e.path == wt.path) {
-        Some(e) => e.clone(),
-        None => {
-            let mut e = Entry::new(wt.path.clone());
-            e.branch = wt.branch.clone();
-            e.base = Some(base.name.clone());
-            e.base_commit =
-                wt.head.as_deref().and_then(|h| git::run(ctx.repo.git_dir(), ["merge-base", h, &base.commit]).ok());
-            e.branch_created = wt.branch.as_deref() == Some(&format!("wt/{name}"));
-            e
-        }
-    };
+    if let Some(known) = snap.ledger.worktrees.get(name).filter(|e| e.path == wt.path) {
+        // Nothing to write: the entry is the ledger's. Written back from this snapshot, it
+        // would bring back a worktree removed meanwhile, with the port block it held, which
+        // another worktree may hold by then (the soak found two worktrees given one block).
+        let mut rec = ctx.record(name, wt, Some(known));
+        rec.created = Some(false);
+        return Plan::Ready(rec, None);
+    }
+    let mut entry = Entry::new(wt.path.clone());
+    entry.branch = wt.branch.clone();
+    entry.base = Some(base.name.clone());
+    entry.base_commit =
+        wt.head.as_deref().and_then(|h| git::run(ctx.repo.git_dir(), ["merge-base", h, &base.commit]).ok());
+    entry.branch_created = wt.branch.as_deref() == Some(&format!("wt/{name}"));
     let mut rec = ctx.record(name, wt, Some(&entry));
     rec.created = Some(false);
     tracing::info!("adopting '{name}' at {}", wt.path.display());
@@ -490,12 +494,17 @@ fn emit_ready(done: &mut [Option<Record>], next: &mut usize, out: &mut Output) {
 type Includes = Option<Result<Vec<String>, Error>>;
 
 fn finish_ready(ctx: &Context, includes: &Includes, mut rec: Record, entry: Option<Entry>) -> Record {
+    // Stopped here by a test: planned under the worktree lock, not written yet.
+    failpoint::hit("ready-planned");
     includes_into_adopted(ctx, includes, &rec);
     crate::share::into_adopted(ctx, &mut rec);
     if let Some(entry) = entry {
         let name = rec.name.clone();
         if let Err(e) = ctx.ledger.update(|l| {
-            l.worktrees.entry(name).or_insert(entry);
+            // Only a worktree still there: one removed since the plan gets no entry back.
+            if entry.path.join(".git").symlink_metadata().is_ok() {
+                l.worktrees.entry(name).or_insert(entry);
+            }
             Ok(())
         }) {
             rec.set_error(TOOL, &e);
