@@ -184,40 +184,16 @@ impl Ledger {
 pub struct LedgerFile {
     path: PathBuf,
     lock: PathBuf,
-    /// The last ledger parsed, with the identity of the file it came from. Every write
-    /// replaces the file by rename (a new inode), so the same identity means the same content
-    /// and the locked re-read after an unlocked one need not parse again.
-    cache: Arc<Mutex<Option<Version>>>,
+    /// The last ledger parsed, with the bytes it was parsed from: a read that finds the same
+    /// bytes need not parse again. The bytes decide, not the file's identity (inode, size,
+    /// times): an inode number freed by the rename that replaced one version can come back for
+    /// a later one with the same size within one tick of the clock, and a change made under the
+    /// lock to the older version it was taken for would undo what was written in between.
+    cache: Arc<Mutex<Option<WithBytes>>>,
 }
 
-/// One version of the ledger, parsed, with what identifies the file it came from.
-type Version = (Stamp, Arc<Ledger>);
-
-/// A ledger with the bytes it was read from (empty when they were not asked for).
-type WithBytes = (Vec<u8>, Arc<Ledger>);
-
-/// What identifies one version of the ledger file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-impl Stamp {
-    fn of(meta: &std::fs::Metadata) -> Stamp {
-        use std::os::unix::fs::MetadataExt;
-        Stamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            len: meta.len(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
-        }
-    }
-}
+/// A ledger with the bytes it was read from.
+type WithBytes = (Arc<Vec<u8>>, Arc<Ledger>);
 
 impl LedgerFile {
     pub fn new(state_dir: &Path) -> Self {
@@ -235,31 +211,21 @@ impl LedgerFile {
     /// A snapshot, without the lock: always a whole ledger, thanks to write-then-rename.
     /// Shared with the cache, not copied: at 500 worktrees a copy cost as much as a parse.
     pub fn read(&self) -> Result<Arc<Ledger>, Error> {
-        Ok(self.read_with_bytes(false)?.map(|(_, ledger)| ledger).unwrap_or_default())
+        Ok(self.read_with_bytes()?.map(|(_, ledger)| ledger).unwrap_or_default())
     }
 
-    /// The ledger, and with `want_bytes` the bytes of the file it came from (`None`: there is
-    /// no ledger). It is parsed only when the cache does not hold that version already; the
-    /// bytes are read only when wanted or parsed.
-    fn read_with_bytes(&self, want_bytes: bool) -> Result<Option<WithBytes>, Error> {
+    /// The ledger and the bytes of the file it came from (`None`: there is no ledger). It is
+    /// parsed only when the cache does not hold those bytes already.
+    fn read_with_bytes(&self) -> Result<Option<WithBytes>, Error> {
         let Some(file) = self.open()? else { return Ok(None) };
-        // Stamp and content come from the same open file, so they always belong together.
-        let stamp = Stamp::of(&file.metadata().map_err(|e| self.unreadable(e))?);
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let cached = cache.as_ref().filter(|(s, _)| *s == stamp).map(|(_, ledger)| Arc::clone(ledger));
-        let cached = match (cached, want_bytes) {
-            (Some(ledger), false) => return Ok(Some((Vec::new(), ledger))),
-            (cached, _) => cached,
-        };
         let bytes = self.bytes_of(&file)?;
-        let ledger = match cached {
-            Some(ledger) => ledger,
-            None => {
-                let ledger = Arc::new(self.parse(&bytes)?);
-                *cache = Some((stamp, Arc::clone(&ledger)));
-                ledger
-            }
-        };
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((cached, ledger)) = cache.as_ref().filter(|(b, _)| **b == bytes) {
+            return Ok(Some((Arc::clone(cached), Arc::clone(ledger))));
+        }
+        let ledger = Arc::new(self.parse(&bytes)?);
+        let bytes = Arc::new(bytes);
+        *cache = Some((Arc::clone(&bytes), Arc::clone(&ledger)));
         Ok(Some((bytes, ledger)))
     }
 
@@ -307,6 +273,22 @@ impl LedgerFile {
         ledger.inconsistency().map_or(Ok(ledger), |why| Err(refuse(why)))
     }
 
+    /// A change that would leave the ledger handing out an index or a port twice is a bug in
+    /// wt: it fails, and the ledger stays as it was, rather than be written and refused by every
+    /// later run (`inconsistency`).
+    fn refuse_inconsistent(&self, ledger: &Ledger) -> Result<(), Error> {
+        match ledger.inconsistency() {
+            None => Ok(()),
+            Some(why) => Err(Error::env(
+                "ledger-conflict",
+                format!(
+                    "a change to the ledger {} was refused: it {why} (a bug in wt: please report it); nothing was changed",
+                    self.path.display()
+                ),
+            )),
+        }
+    }
+
     /// Reads, changes and writes the ledger under its exclusive lock. Nothing is written when
     /// `change` fails or leaves the ledger as it was.
     pub fn update<T>(&self, change: impl FnOnce(&mut Ledger) -> Result<T, Error>) -> Result<T, Error> {
@@ -325,21 +307,22 @@ impl LedgerFile {
     /// from. The sync, most of what a write costs, is paid while the caller waits for
     /// something else (wt-create: for git to check the files out).
     pub fn stage(&self, change: impl FnOnce(&mut Ledger) -> Result<(), Error>) -> Result<Staged, Error> {
-        let (base, before) = match self.read_with_bytes(true)? {
-            Some((bytes, ledger)) => (Some(bytes), ledger),
+        let (base, before) = match self.read_with_bytes()? {
+            Some((bytes, ledger)) => (Some(Vec::clone(&bytes)), ledger),
             None => (None, Arc::default()),
         };
         let mut ledger = Ledger::clone(&before);
         change(&mut ledger)?;
-        let tmp = match ledger == *before {
-            true => None,
+        self.refuse_inconsistent(&ledger)?;
+        let (tmp, bytes) = match ledger == *before {
+            true => (None, Vec::new()),
             false => {
                 self.ensure_dir()?;
                 let bytes = Self::bytes(&ledger);
-                Some(crate::fs::write_synced_aside(&self.path, &bytes).map_err(|e| self.unwritable(e))?)
+                (Some(crate::fs::write_synced_aside(&self.path, &bytes).map_err(|e| self.unwritable(e))?), bytes)
             }
         };
-        Ok(Staged { tmp, base, ledger })
+        Ok(Staged { tmp, base, ledger, bytes })
     }
 
     /// Puts a staged change in place: by one rename if the ledger still holds exactly the bytes
@@ -366,15 +349,13 @@ impl LedgerFile {
             let _ = std::fs::remove_file(&tmp);
             return self.update_locked(change);
         }
-        self.remember(std::mem::take(&mut staged.ledger));
+        self.remember(std::mem::take(&mut staged.bytes), std::mem::take(&mut staged.ledger));
         Ok(())
     }
 
     /// The newest version, just written: the next read need not parse it.
-    fn remember(&self, ledger: Ledger) {
-        if let Ok(meta) = std::fs::metadata(&self.path) {
-            *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((Stamp::of(&meta), Arc::new(ledger)));
-        }
+    fn remember(&self, bytes: Vec<u8>, ledger: Ledger) {
+        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((Arc::new(bytes), Arc::new(ledger)));
     }
 
     fn bytes(ledger: &Ledger) -> Vec<u8> {
@@ -384,15 +365,17 @@ impl LedgerFile {
     }
 
     fn update_locked<T>(&self, change: impl FnOnce(&mut Ledger) -> Result<T, Error>) -> Result<T, Error> {
-        // Read under the lock (from the cache when the file is the one read before), then
-        // changed in a copy and compared with what was read.
+        // Read under the lock (parsed again only when its bytes are not the ones read before),
+        // then changed in a copy and compared with what was read.
         let before = self.read()?;
         let mut ledger = Ledger::clone(&before);
         crate::proc::failpoint::hit("ledger-locked");
         let out = change(&mut ledger)?;
         if ledger != *before {
-            write_atomic_private(&self.path, &Self::bytes(&ledger)).map_err(|e| self.unwritable(e))?;
-            self.remember(ledger);
+            self.refuse_inconsistent(&ledger)?;
+            let bytes = Self::bytes(&ledger);
+            write_atomic_private(&self.path, &bytes).map_err(|e| self.unwritable(e))?;
+            self.remember(bytes, ledger);
         }
         Ok(out)
     }
@@ -406,6 +389,8 @@ pub struct Staged {
     /// The bytes of the ledger it was made from (`None`: there was no ledger).
     base: Option<Vec<u8>>,
     ledger: Ledger,
+    /// What the temp file holds.
+    bytes: Vec<u8>,
 }
 
 impl Drop for Staged {
@@ -564,5 +549,50 @@ mod tests {
         });
         assert!(r.is_err());
         assert!(!lf.path().exists());
+    }
+
+    #[test]
+    fn a_change_that_would_hand_out_a_port_twice_is_refused_by_update_and_stage() {
+        let t = tempfile::tempdir().unwrap();
+        let lf = LedgerFile::new(t.path());
+        fn with_block(name: &'static str, start: u16) -> impl FnOnce(&mut Ledger) -> Result<(), Error> {
+            move |l| {
+                let mut e = Entry::new(format!("/{name}").into());
+                let block = crate::ledger::lease::PortBlock { start, size: 10, names: vec![] };
+                crate::ledger::lease::set_block(&mut e, Some(&block));
+                l.worktrees.insert(name.into(), e);
+                Ok(())
+            }
+        }
+        lf.update(with_block("a", 30000)).unwrap();
+        let before = std::fs::read(lf.path()).unwrap();
+        for err in [lf.update(with_block("b", 30005)).unwrap_err(), lf.stage(with_block("b", 30009)).unwrap_err()] {
+            assert_eq!(err.code, "ledger-conflict");
+            assert!(err.message.contains("overlapping port blocks to 'a' and 'b'"), "{}", err.message);
+        }
+        assert_eq!(std::fs::read(lf.path()).unwrap(), before, "nothing written");
+        assert_eq!(files(t.path()), ["ledger.json", "ledger.lock"], "no staged file left");
+        lf.update(with_block("b", 30010)).unwrap();
+    }
+
+    #[test]
+    fn a_read_parses_again_whenever_the_bytes_differ() {
+        let t = tempfile::tempdir().unwrap();
+        let lf = LedgerFile::new(t.path());
+        lf.update(|l| {
+            l.worktrees.insert("a".into(), Entry::new("/a".into()));
+            Ok(())
+        })
+        .unwrap();
+        assert!(lf.read().unwrap().worktrees.contains_key("a"));
+        // Rewritten in place (same inode, same size): only the bytes tell the versions apart.
+        let text = std::fs::read_to_string(lf.path()).unwrap().replace("\"a\"", "\"b\"").replace("/a", "/b");
+        std::io::Write::write_all(
+            &mut std::fs::OpenOptions::new().write(true).open(lf.path()).unwrap(),
+            text.as_bytes(),
+        )
+        .unwrap();
+        let names: Vec<String> = lf.read().unwrap().worktrees.keys().cloned().collect();
+        assert_eq!(names, ["b"]);
     }
 }
