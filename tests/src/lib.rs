@@ -7,6 +7,7 @@
 //! missing binary fails the test with the command that builds it.
 
 pub mod panes;
+pub mod watch;
 
 use std::ffi::OsStr;
 use std::io::Write;
