@@ -134,15 +134,7 @@ fn an_existing_worktree_made_again_while_it_is_removed_does_not_bring_back_its_b
     again.arg("old").env("WT_FAILPOINT", "ready-planned:stop").stdout(Stdio::piped()).stderr(Stdio::piped());
     let again = again.spawn().unwrap();
     let pid = nix::unistd::Pid::from_raw(again.id() as i32);
-    let stopped = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T')))
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !stopped() {
-        assert!(std::time::Instant::now() < deadline, "wt-create never reached its failpoint");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_until_stopped(pid);
     t.run("wt-create", &["--remove", "--force", "old"], "").expect_code(0);
     t.run("wt-create", &["new"], "").expect_code(0);
     let second = t.run("wt-env", &["new", "--range", range], "");
@@ -154,6 +146,47 @@ fn an_existing_worktree_made_again_while_it_is_removed_does_not_bring_back_its_b
     let names: Vec<String> = listed.expect_code(0).records().iter().map(|r| s(r, "name").to_string()).collect();
     assert_eq!(names, ["new"], "the removed worktree is not brought back\n{listed}");
     assert!(ledger(&t)["worktrees"].get("old").is_none(), "ledger: {}", ledger(&t));
+}
+
+/// `wt-env --gc` releases what it read; a worktree made again at the same path and leased in
+/// between holds leases of its own, which the release must not take (the block would then be
+/// free to hand out while the new worktree's env file still names it).
+#[test]
+fn a_gc_does_not_release_a_worktree_made_again_while_it_ran() {
+    let t = TestRepo::new();
+    let range = "27010-27019";
+    t.run("wt-create", &["x"], "").expect_code(0);
+    t.run("wt-env", &["x", "--range", range], "").expect_code(0);
+    let path = t.wt_root().join("x");
+    std::fs::remove_dir_all(&path).unwrap();
+    t.git(["worktree", "prune"]);
+    let mut gc = t.cmd("wt-env");
+    gc.args(["--gc"]).env("WT_FAILPOINT", "release-planned:stop").stdout(Stdio::piped()).stderr(Stdio::piped());
+    let gc = gc.spawn().unwrap();
+    let pid = nix::unistd::Pid::from_raw(gc.id() as i32);
+    wait_until_stopped(pid);
+    t.run("wt-create", &["x"], "").expect_code(0);
+    let leased = block(&t.run("wt-env", &["x", "--range", range], "").expect_code(0).records()[0]);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let run = Run::from_output(gc.wait_with_output().unwrap());
+    assert_eq!(run.records()[0]["error"]["code"], "lease-changed", "{run}");
+    let listed = t.run("wt-env", &["--list"], "");
+    assert_eq!(block(&listed.expect_code(0).records()[0]), leased, "the new lease stands\n{listed}");
+    let machine = t.run("wt-env", &["--list", "--machine"], "");
+    assert_eq!(machine.expect_code(0).records().len(), 1, "and the machine's registry still has it\n{machine}");
+}
+
+/// Waits until `pid` has stopped itself at a `NAME:stop` failpoint.
+fn wait_until_stopped(pid: nix::unistd::Pid) {
+    let stopped = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T')))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !stopped() {
+        assert!(std::time::Instant::now() < deadline, "the process never reached its failpoint");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 #[test]

@@ -169,7 +169,21 @@ pub fn release(repo: &Repo, ledger: &LedgerFile, mut rec: Record, drop_db: bool,
             drop_database(db)?;
         }
         let mut kept = None;
+        wt_common::proc::failpoint::hit("release-planned");
         ledger.update(|l| {
+            // Only the entry read above: one made since under this name (a worktree made again
+            // at the same path, say) holds leases of its own, which must not be taken from it.
+            // A removed worktree's leases (`forget`) only while it is still gone.
+            let made_again = forget && entry.path.join(".git").symlink_metadata().is_ok();
+            if l.worktrees.get(&rec.name) != Some(&entry) || made_again {
+                return Err(Error::failed(
+                    "lease-changed",
+                    format!(
+                        "'{}' was leased or made again while its leases were being released; nothing was released: run the command again",
+                        rec.name
+                    ),
+                ));
+            }
             // Its block is free on the whole machine again.
             MachinePorts::lock(wt_common::proc::lock::default_timeout())?.release(&repo.common_dir, &rec.name);
             if forget {
