@@ -347,6 +347,54 @@ pub fn ended(pid: i32) -> bool {
     false
 }
 
+/// A tool stopped by itself at a failpoint (`WT_FAILPOINT=<point>:stop`), so that a test can
+/// make another process act in exactly that window; `resume` lets it go on and returns its run.
+/// Dropped unresumed, it is killed.
+#[derive(Debug)]
+pub struct StoppedAt(Option<Child>);
+
+impl StoppedAt {
+    pub fn spawn(cmd: &mut Command, point: &str) -> StoppedAt {
+        cmd.env("WT_FAILPOINT", format!("{point}:stop"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = cmd.spawn().expect("spawn the tool");
+        let pid = child.id();
+        let stopped = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T')))
+        };
+        let mut me = StoppedAt(Some(child));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !stopped() {
+            if let Some(Ok(Some(_))) = me.0.as_mut().map(Child::try_wait) {
+                let out = me.0.take().unwrap().wait_with_output().unwrap();
+                panic!("it ended before its failpoint {point}\n{}", Run::from_output(out));
+            }
+            assert!(std::time::Instant::now() < deadline, "it never reached its failpoint {point}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        me
+    }
+
+    pub fn resume(mut self) -> Run {
+        let child = self.0.take().expect("resumed once");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+        Run::from_output(child.wait_with_output().unwrap())
+    }
+}
+
+impl Drop for StoppedAt {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A child process that is killed and reaped when the guard goes, so that a failed assertion
 /// leaves no process behind.
 #[derive(Debug)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde_json::Value;
-use wt_tests::{psql, s, PgTemplate, Run, TestRepo};
+use wt_tests::{psql, s, PgTemplate, Run, StoppedAt, TestRepo};
 
 fn block(rec: &Value) -> (u64, u64) {
     let b = &rec["env"]["block"];
@@ -130,17 +130,12 @@ fn an_existing_worktree_made_again_while_it_is_removed_does_not_bring_back_its_b
     t.run("wt-create", &["old"], "").expect_code(0);
     let first = t.run("wt-env", &["old", "--range", range], "");
     let old_block = block(&first.expect_code(0).records()[0]);
-    let mut again = t.cmd("wt-create");
-    again.arg("old").env("WT_FAILPOINT", "ready-planned:stop").stdout(Stdio::piped()).stderr(Stdio::piped());
-    let again = again.spawn().unwrap();
-    let pid = nix::unistd::Pid::from_raw(again.id() as i32);
-    wait_until_stopped(pid);
+    let again = StoppedAt::spawn(t.cmd("wt-create").arg("old"), "ready-planned");
     t.run("wt-create", &["--remove", "--force", "old"], "").expect_code(0);
     t.run("wt-create", &["new"], "").expect_code(0);
     let second = t.run("wt-env", &["new", "--range", range], "");
     assert_eq!(block(&second.expect_code(0).records()[0]), old_block, "the freed block is handed out again");
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
-    let run = Run::from_output(again.wait_with_output().unwrap());
+    let run = again.resume();
     assert_eq!(run.code, Some(0), "{run}");
     let listed = t.run("wt-env", &["--list"], "");
     let names: Vec<String> = listed.expect_code(0).records().iter().map(|r| s(r, "name").to_string()).collect();
@@ -160,15 +155,10 @@ fn a_gc_does_not_release_a_worktree_made_again_while_it_ran() {
     let path = t.wt_root().join("x");
     std::fs::remove_dir_all(&path).unwrap();
     t.git(["worktree", "prune"]);
-    let mut gc = t.cmd("wt-env");
-    gc.args(["--gc"]).env("WT_FAILPOINT", "release-planned:stop").stdout(Stdio::piped()).stderr(Stdio::piped());
-    let gc = gc.spawn().unwrap();
-    let pid = nix::unistd::Pid::from_raw(gc.id() as i32);
-    wait_until_stopped(pid);
+    let gc = StoppedAt::spawn(t.cmd("wt-env").arg("--gc"), "release-planned");
     t.run("wt-create", &["x"], "").expect_code(0);
     let leased = block(&t.run("wt-env", &["x", "--range", range], "").expect_code(0).records()[0]);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
-    let run = Run::from_output(gc.wait_with_output().unwrap());
+    let run = gc.resume();
     assert_eq!(run.records()[0]["error"]["code"], "lease-changed", "{run}");
     let listed = t.run("wt-env", &["--list"], "");
     assert_eq!(block(&listed.expect_code(0).records()[0]), leased, "the new lease stands\n{listed}");
@@ -176,17 +166,91 @@ fn a_gc_does_not_release_a_worktree_made_again_while_it_ran() {
     assert_eq!(machine.expect_code(0).records().len(), 1, "and the machine's registry still has it\n{machine}");
 }
 
-/// Waits until `pid` has stopped itself at a `NAME:stop` failpoint.
-fn wait_until_stopped(pid: nix::unistd::Pid) {
-    let stopped = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T')))
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !stopped() {
-        assert!(std::time::Instant::now() < deadline, "the process never reached its failpoint");
-        std::thread::sleep(std::time::Duration::from_millis(10));
+/// `wt-env --list --machine` reads the ledger without its lock. A lease taken after that read
+/// looks stale against it; the listing once deleted that claim, and another repository was
+/// then given the same block.
+#[test]
+fn listing_the_machine_never_frees_a_claim_made_after_it_read_the_ledger() {
+    let (a, b) = (TestRepo::new(), TestRepo::new());
+    let registry = a.root().join("port-registry");
+    let range = "27020-27039";
+    a.run("wt-create", &["n1"], "").expect_code(0);
+    b.run("wt-create", &["m1"], "").expect_code(0);
+    let listing = StoppedAt::spawn(a.cmd("wt-env").args(["--list", "--machine"]), "machine-list-read");
+    let first = block(&a.run("wt-env", &["n1", "--range", range], "").expect_code(0).records()[0]);
+    listing.resume();
+    let mut other = b.cmd("wt-env");
+    other.args(["m1", "--range", range]).env("WT_PORT_REGISTRY", &registry);
+    let second = Run::of(&mut other, "");
+    assert_ne!(block(&second.expect_code(0).records()[0]), first, "the other repository gets another block");
+}
+
+/// A kill after the ledger change is made and before it is written: the registry must still
+/// hold the block the ledger still gives (it was freed inside the change, before the write, and
+/// another repository was given it).
+#[test]
+fn a_release_killed_before_the_ledger_is_written_keeps_the_block_claimed_on_the_machine() {
+    let (a, b) = (TestRepo::new(), TestRepo::new());
+    let registry = a.root().join("port-registry");
+    let range = "27100-27119";
+    a.run("wt-create", &["c1"], "").expect_code(0);
+    b.run("wt-create", &["d1"], "").expect_code(0);
+    let held = block(&a.run("wt-env", &["c1", "--range", range], "").expect_code(0).records()[0]);
+    for args in [&["--release", "c1"][..], &["c1", "--range", range, "--block", "5"]] {
+        let mut killed = a.cmd("wt-env");
+        killed.args(args).env("WT_FAILPOINT", "before-ledger-write");
+        assert_eq!(Run::of(&mut killed, "").code, None, "{args:?}: killed");
+        assert_eq!(block(&a.run("wt-env", &["--list"], "").expect_code(0).records()[0]), held, "the ledger as it was");
+        let mut other = b.cmd("wt-env");
+        other.args(["d1", "--range", range]).env("WT_PORT_REGISTRY", &registry);
+        let got = block(&Run::of(&mut other, "").expect_code(0).records()[0]);
+        assert_ne!(got, held, "{args:?}: the block the ledger still gives is not handed to another repository");
     }
+}
+
+/// A worktree removed after wt-env looked it up and before it took the ledger's lock gets no
+/// lease: an entry made then held an index, a block (and a database) for a worktree that is gone.
+#[test]
+fn a_worktree_removed_while_it_is_being_leased_gets_no_entry_back() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["gone"], "").expect_code(0);
+    let lease = StoppedAt::spawn(t.cmd("wt-env").args(["gone", "--range", "27050-27059"]), "lease-checked");
+    t.run("wt-create", &["--remove", "gone"], "").expect_code(0);
+    let run = lease.resume();
+    assert_eq!(run.records()[0]["error"]["code"], "no-such-worktree", "{run}");
+    assert!(ledger(&t)["worktrees"].get("gone").is_none(), "ledger: {}", ledger(&t));
+    let machine = t.run("wt-env", &["--list", "--machine"], "");
+    assert_eq!(machine.expect_code(0).records().len(), 0, "no claim\n{machine}");
+}
+
+/// `--release --drop-database` lists the database as kept before it drops it: killed after the
+/// release and before the drop, the database is neither lost track of nor still leased; the
+/// next `--drop-kept` drops it. And a release that finds the entry changed drops nothing.
+#[test]
+fn a_database_is_dropped_only_after_its_release_and_a_kill_in_between_leaves_it_listed_as_kept() {
+    let t = TestRepo::new();
+    let tpl = PgTemplate::new("CREATE TABLE t (x int)");
+    let url = wt_tests::pg_url_for(&tpl.name);
+    t.run("wt-create", &["x"], "").expect_code(0);
+    let rec =
+        t.run("wt-env", &["x", "--range", "27060-27069", "--database", &url], "").expect_code(0).records()[0].clone();
+    let db = s(&rec["env"]["database"], "name").to_string();
+    psql(&db, "INSERT INTO t VALUES (42)").unwrap();
+    // The entry changes while the release waits: nothing is dropped.
+    let release = StoppedAt::spawn(t.cmd("wt-env").args(["--release", "--drop-database", "x"]), "release-planned");
+    t.run("wt-env", &["x", "--range", "27060-27069", "--ports", "web"], "").expect_code(0);
+    let run = release.resume();
+    assert_eq!(run.records()[0]["error"]["code"], "lease-changed", "{run}");
+    assert_eq!(psql(&db, "SELECT x FROM t").unwrap(), "42", "the database and its rows are still there");
+    // Killed between the release and the drop.
+    let mut killed = t.cmd("wt-env");
+    killed.args(["--release", "--drop-database", "x"]).env("WT_FAILPOINT", "release-kept");
+    assert_eq!(Run::of(&mut killed, "").code, None, "killed");
+    assert_eq!(ledger(&t)["kept_databases"][&db]["worktree"], "x", "listed as kept: {}", ledger(&t));
+    assert!(tpl.clones().contains(&db));
+    t.run("wt-env", &["--drop-kept", "x"], "").expect_code(0);
+    assert_eq!(tpl.clones(), Vec::<String>::new());
+    assert!(ledger(&t).get("kept_databases").is_none(), "ledger: {}", ledger(&t));
 }
 
 #[test]

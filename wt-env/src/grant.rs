@@ -123,50 +123,70 @@ pub fn env_object(vars: &Map<String, Value>, block: &PortBlock, db: Option<&DbLe
 fn take_leases(repo: &Repo, ledger: &LedgerFile, plan: &Plan, rec: &Record) -> Result<Granted, Error> {
     wt_common::record::select::check(rec)?;
     let path = rec.path.clone().unwrap_or_default();
-    ledger.update(|l| {
-        if let Some(other) = l.worktrees.get(&rec.name).filter(|e| e.path != path) {
-            return Err(Error::failed(
-                "name-taken",
-                format!(
-                    "'{}' is leased to another worktree, {}; release it with `wt-env --gc`",
-                    rec.name,
-                    other.path.display()
-                ),
-            ));
+    wt_common::proc::failpoint::hit("lease-checked");
+    let settle = |g: &Granted| {
+        // The block held before is freed on the machine only now, the ledger written: see
+        // `MachinePorts::claim`. (One that cannot be freed now is found stale later.)
+        if let Ok(machine) = MachinePorts::lock(wt_common::proc::lock::default_timeout()) {
+            machine.settle(&repo.common_dir, &rec.name, g.block.start, g.block.end());
         }
-        let index = l.worktrees.get(&rec.name).and_then(|e| e.index).unwrap_or_else(|| lease::free_index(l, &rec.name));
-        let reused = l.worktrees.get(&rec.name).and_then(held::block_of).is_some_and(|b| b.size == plan.ports.size);
-        // The machine's registry is locked while the ledger is: no other repository's wt-env
-        // can take the same block between the choice and the claim.
-        let machine = MachinePorts::lock(wt_common::proc::lock::default_timeout())?;
-        let elsewhere = machine.others(&repo.common_dir, &rec.name, l);
-        let block = lease::port_block(l, &rec.name, &plan.ports, &elsewhere)?;
-        machine.claim(&repo.common_dir, &rec.name, &path, block.start, block.end())?;
-        let entry = l.worktrees.entry(rec.name.clone()).or_insert_with(|| {
-            let mut e = Entry::new(path.clone());
-            e.branch = rec.branch.clone();
-            e.base = rec.base.clone();
-            e.base_commit = rec.base_commit.clone();
-            e
-        });
-        entry.index = Some(index);
-        held::set_block(entry, Some(&block));
-        let db = match &plan.database {
-            None => held::db_of(entry),
-            Some(spec) => {
-                let wanted = spec.lease_for(index, &path, repo.main_worktree.as_deref())?;
-                let held = held::db_of(entry);
-                let db = held.clone().filter(|d| spec.matches(d, &wanted)).unwrap_or(wanted);
-                // A working database stays leased until its replacement exists: a
-                // `--database` that fails must not take the worktree's DATABASE_URL away.
-                if !held.is_some_and(|h| h.provisioned && h != db) {
-                    held::set_db(entry, Some(&db));
-                }
-                Some(db)
+    };
+    ledger.update_then(
+        |l| {
+            if let Some(other) = l.worktrees.get(&rec.name).filter(|e| e.path != path) {
+                return Err(Error::failed(
+                    "name-taken",
+                    format!(
+                        "'{}' is leased to another worktree, {}; release it with `wt-env --gc`",
+                        rec.name,
+                        other.path.display()
+                    ),
+                ));
             }
-        };
-        Ok(Granted { index, block, reused, db })
-    })
+            if !l.worktrees.contains_key(&rec.name) && path.join(".git").symlink_metadata().is_err() {
+                // Removed since it was looked up: an entry made now would hold an index, a block
+                // and a database for a worktree that is gone.
+                return Err(Error::failed(
+                    "no-such-worktree",
+                    format!("'{}' was removed while it was being leased", rec.name),
+                ));
+            }
+            let index =
+                l.worktrees.get(&rec.name).and_then(|e| e.index).unwrap_or_else(|| lease::free_index(l, &rec.name));
+            let reused = l.worktrees.get(&rec.name).and_then(held::block_of).is_some_and(|b| b.size == plan.ports.size);
+            // The machine's registry is locked while the ledger is: no other repository's wt-env
+            // can take the same block between the choice and the claim.
+            let machine = MachinePorts::lock(wt_common::proc::lock::default_timeout())?;
+            let elsewhere = machine.others(&repo.common_dir, &rec.name, l);
+            let block = lease::port_block(l, &rec.name, &plan.ports, &elsewhere)?;
+            machine.claim(&repo.common_dir, &rec.name, &path, block.start, block.end())?;
+            let entry = l.worktrees.entry(rec.name.clone()).or_insert_with(|| {
+                let mut e = Entry::new(path.clone());
+                e.branch = rec.branch.clone();
+                e.base = rec.base.clone();
+                e.base_commit = rec.base_commit.clone();
+                e
+            });
+            entry.index = Some(index);
+            held::set_block(entry, Some(&block));
+            let db = match &plan.database {
+                None => held::db_of(entry),
+                Some(spec) => {
+                    let wanted = spec.lease_for(index, &path, repo.main_worktree.as_deref())?;
+                    let held = held::db_of(entry);
+                    let db = held.clone().filter(|d| spec.matches(d, &wanted)).unwrap_or(wanted);
+                    // A working database stays leased until its replacement exists: a
+                    // `--database` that fails must not take the worktree's DATABASE_URL away.
+                    if !held.is_some_and(|h| h.provisioned && h != db) {
+                        held::set_db(entry, Some(&db));
+                    }
+                    Some(db)
+                }
+            };
+            Ok(Granted { index, block, reused, db })
+        },
+        settle,
+    )
 }
 
 /// Makes the database. One that exists already is used only if this lease made it, or began

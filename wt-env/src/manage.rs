@@ -35,6 +35,7 @@ pub fn list(repo: &Repo, ledger: &LedgerFile, out: &mut Output) -> Result<(), Er
 /// `.git` directory, else the common dir itself (a bare repository).
 pub fn list_machine(repo: &Repo, ledger: &LedgerFile, out: &mut Output) -> Result<(), Error> {
     let ledger = ledger.read()?;
+    wt_common::proc::failpoint::hit("machine-list-read");
     for found in wt_common::ledger::machine_ports::list(&repo.common_dir, &ledger)?.into_values() {
         let c = &found.claim;
         let mut rec = Record::named(&c.worktree);
@@ -149,10 +150,15 @@ pub fn ago(since: u64) -> String {
     format!("{} ago", wt_common::record::duration::human(std::time::Duration::from_secs(secs)))
 }
 
-/// Gives back the leases of `rec`'s worktree; with `drop_db`, drops its database first (a
-/// database that cannot be dropped keeps its lease, so it is not forgotten). With `forget`
-/// the entry goes too, and a database not dropped is listed as kept. A removed worktree holds
-/// no lease, but `drop_db` still drops the databases kept from it.
+/// Gives back the leases of `rec`'s worktree; with `drop_db`, drops its database too. With
+/// `forget` the entry goes too, and a database not dropped is listed as kept. A removed worktree
+/// holds no lease, but `drop_db` still drops the databases kept from it.
+///
+/// In three steps, each of which a kill can end: under the ledger's lock the entry read before
+/// is checked to be the one still there and released, a database to drop listed as kept; then
+/// the database is dropped (no lock held while the server works); then it is forgotten. A
+/// database that cannot be dropped stays listed as kept, never lost track of nor dropped from
+/// under a worktree made again meanwhile.
 pub fn release(repo: &Repo, ledger: &LedgerFile, mut rec: Record, drop_db: bool, forget: bool) -> Record {
     let result = (|| {
         let entry = ledger.read()?.worktrees.get(&rec.name).cloned();
@@ -164,44 +170,65 @@ pub fn release(repo: &Repo, ledger: &LedgerFile, mut rec: Record, drop_db: bool,
         };
         // Only a database this lease made is dropped; a lease whose database was never made
         // must not drop one of that name that someone else made.
-        let db = lease::db_of(&entry).filter(lease::DbLease::made_by_us);
-        if let (true, Some(db)) = (drop_db, &db) {
-            drop_database(db)?;
-        }
-        let mut kept = None;
+        let to_drop = lease::db_of(&entry).filter(lease::DbLease::made_by_us).filter(|_| drop_db);
         wt_common::proc::failpoint::hit("release-planned");
-        ledger.update(|l| {
-            // Only the entry read above: one made since under this name (a worktree made again
-            // at the same path, say) holds leases of its own, which must not be taken from it.
-            // A removed worktree's leases (`forget`) only while it is still gone.
-            let made_again = forget && entry.path.join(".git").symlink_metadata().is_ok();
-            if l.worktrees.get(&rec.name) != Some(&entry) || made_again {
-                return Err(Error::failed(
-                    "lease-changed",
+        let kept = ledger.update_then(
+            |l| {
+                // Only the entry read above: one made since under this name (a worktree made
+                // again at the same path, say) holds leases of its own, which must not be taken
+                // from it. A removed worktree's leases (`forget`) only while it is still gone.
+                let made_again = forget && entry.path.join(".git").symlink_metadata().is_ok();
+                if l.worktrees.get(&rec.name) != Some(&entry) || made_again {
+                    return Err(Error::failed(
+                        "lease-changed",
+                        format!(
+                            "'{}' was leased or made again while its leases were being released; nothing was released: run the command again",
+                            rec.name
+                        ),
+                    ));
+                }
+                let index = entry.index;
+                if forget {
+                    l.worktrees.remove(&rec.name);
+                } else if let Some(e) = l.worktrees.get_mut(&rec.name) {
+                    lease::clear(e);
+                    // Not to be dropped: still on the server, so still the worktree's.
+                    if let Some(db) = lease::db_of(&entry).filter(|_| !drop_db) {
+                        lease::set_db(e, Some(&db));
+                    }
+                }
+                let kept = match (&to_drop, forget) {
+                    (Some(db), _) => kept_db::keep_lease(l, &rec.name, index, db.clone()),
+                    (None, true) => kept_db::keep(l, &rec.name, &entry),
+                    (None, false) => None,
+                };
+                Ok(kept)
+            },
+            // Its block is free on the whole machine again, once the ledger says so.
+            |_| {
+                if let Ok(machine) = MachinePorts::lock(wt_common::proc::lock::default_timeout()) {
+                    machine.release(&repo.common_dir, &rec.name);
+                }
+            },
+        )?;
+        wt_common::proc::failpoint::hit("release-kept");
+        if let Some(db) = &to_drop {
+            drop_database(db).map_err(|e| {
+                Error::failed(
+                    &e.code,
                     format!(
-                        "'{}' was leased or made again while its leases were being released; nothing was released: run the command again",
-                        rec.name
+                        "{}; the leases are released and the database {} is kept: drop it later with `wt-env --drop-kept {}`",
+                        e.message, db.name, rec.name
                     ),
-                ));
-            }
-            // Its block is free on the whole machine again.
-            MachinePorts::lock(wt_common::proc::lock::default_timeout())?.release(&repo.common_dir, &rec.name);
-            if forget {
-                if let Some(e) = l.worktrees.remove(&rec.name) {
-                    kept = if drop_db { None } else { kept_db::keep(l, &rec.name, &e) };
-                }
-            } else if let Some(e) = l.worktrees.get_mut(&rec.name) {
-                let keep_db = if drop_db { None } else { lease::db_of(e) };
-                lease::clear(e);
-                if let Some(db) = keep_db {
-                    // Not dropped: still on the server, so still recorded.
-                    lease::set_db(e, Some(&db));
-                }
-            }
-            Ok(())
-        })?;
-        let mut env = json!({"released": true, "database_dropped": drop_db && db.is_some()});
-        if let Some(name) = kept {
+                )
+            })?;
+            ledger.update(|l| {
+                kept_db::forget(l, &db.name);
+                Ok(())
+            })?;
+        }
+        let mut env = json!({"released": true, "database_dropped": to_drop.is_some()});
+        if let Some(name) = kept.filter(|_| to_drop.is_none()) {
             env["database_kept"] = json!(name);
         }
         Ok(env)

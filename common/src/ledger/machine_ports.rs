@@ -149,9 +149,10 @@ impl Registry {
     }
 
     /// Every claim in the registry, judged live or stale against `ledger`, the ledger of the
-    /// repository `repo` (its git common dir) being leased now. Stale claims of one's own are
-    /// removed.
-    pub fn claims(&self, repo: &Path, ledger: &Ledger) -> Vec<Found> {
+    /// repository `repo` (its git common dir). With `prune`, stale claims of one's own are
+    /// removed: only by a caller holding that repository's ledger lock with `ledger` read under
+    /// it, since against an older ledger a claim made since looks stale.
+    fn claims(&self, repo: &Path, ledger: &Ledger, prune: bool) -> Vec<Found> {
         let me = nix::unistd::geteuid().as_raw();
         let mut out = Vec::new();
         let Ok(dir) = crate::fs::beneath::Dir::open(&self.dir) else { return out };
@@ -172,7 +173,7 @@ impl Registry {
             } else {
                 exists(&claim.repo) && exists(&claim.path)
             };
-            if !live && claim.uid == me {
+            if prune && !live && claim.uid == me {
                 let _ = dir.remove(&file);
                 continue;
             }
@@ -182,23 +183,26 @@ impl Registry {
     }
 
     /// The blocks other worktrees hold, as `(first, last)` port: every live claim but those of
-    /// `worktree` in `repo`.
+    /// `worktree` in `repo`. Call it holding `repo`'s ledger lock, with `ledger` read under it:
+    /// the stale claims of `repo` are removed.
     pub fn others(&self, repo: &Path, worktree: &str, ledger: &Ledger) -> Vec<(u16, u16)> {
-        self.claims(repo, ledger)
+        self.claims(repo, ledger, true)
             .into_iter()
             .filter(|f| f.live && !(f.claim.repo == repo && f.claim.worktree == worktree))
             .map(|f| (f.claim.start, f.claim.end))
             .collect()
     }
 
-    /// Records that `worktree` of `repo` holds `start..=end` (and nothing else).
+    /// Records that `worktree` of `repo` holds `start..=end`. A block it held before stays
+    /// claimed until `settle`, called once the ledger no longer holds it: freed first, a kill
+    /// before the ledger is written would leave a block the ledger still gives out free to
+    /// another repository.
     pub fn claim(&self, repo: &Path, worktree: &str, path: &Path, start: u16, end: u16) -> Result<(), Error> {
         let uid = nix::unistd::geteuid().as_raw();
         let claim =
             Claim { repo: repo.to_path_buf(), worktree: worktree.into(), path: path.to_path_buf(), start, end, uid };
         let name = file_name(&claim);
         let dir = crate::fs::beneath::Dir::open(&self.dir).map_err(|e| unusable(&self.dir, e))?;
-        self.release_except(&dir, repo, worktree, Some(&name));
         let bytes = serde_json::to_vec(&claim).expect("a claim serializes");
         dir.write(&name, &bytes).map_err(|e| unusable(&self.dir, e))?;
         // Readable by every user of wt (it names no secret), whatever the umask.
@@ -208,7 +212,16 @@ impl Registry {
         Ok(())
     }
 
-    /// Forgets what `worktree` of `repo` holds.
+    /// Forgets every block `worktree` of `repo` held but `start..=end`, which it holds now.
+    pub fn settle(&self, repo: &Path, worktree: &str, start: u16, end: u16) {
+        let uid = nix::unistd::geteuid().as_raw();
+        let keep = Claim { repo: repo.to_path_buf(), worktree: worktree.into(), path: PathBuf::new(), start, end, uid };
+        if let Ok(dir) = crate::fs::beneath::Dir::open(&self.dir) {
+            self.release_except(&dir, repo, worktree, Some(&file_name(&keep)));
+        }
+    }
+
+    /// Forgets what `worktree` of `repo` holds. Call it once the ledger no longer holds it.
     pub fn release(&self, repo: &Path, worktree: &str) {
         if let Ok(dir) = crate::fs::beneath::Dir::open(&self.dir) {
             self.release_except(&dir, repo, worktree, None);
@@ -251,5 +264,7 @@ fn file_name(c: &Claim) -> String {
 /// Every claim, for `wt-env --list --machine`, by first port.
 pub fn list(repo: &Path, ledger: &Ledger) -> Result<BTreeMap<(u16, String), Found>, Error> {
     let registry = Registry::lock(crate::proc::lock::default_timeout())?;
-    Ok(registry.claims(repo, ledger).into_iter().map(|f| ((f.claim.start, f.file.clone()), f)).collect())
+    // Read only: `ledger` was read without its lock, and a lease taken since would look stale
+    // against it (removing its claim let another repository take the block).
+    Ok(registry.claims(repo, ledger, false).into_iter().map(|f| ((f.claim.start, f.file.clone()), f)).collect())
 }

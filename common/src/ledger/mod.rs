@@ -296,6 +296,20 @@ impl LedgerFile {
         self.update_locked(change)
     }
 
+    /// `update`, then `then` with what the change returned, still under the ledger's lock and
+    /// after the new ledger is written: for what must follow the ledger, never precede it (the
+    /// machine's port registry frees a block only once the ledger no longer holds it).
+    pub fn update_then<T>(
+        &self,
+        change: impl FnOnce(&mut Ledger) -> Result<T, Error>,
+        then: impl FnOnce(&T),
+    ) -> Result<T, Error> {
+        let _lock = self.lock()?;
+        let out = self.update_locked(change)?;
+        then(&out);
+        Ok(out)
+    }
+
     fn lock(&self) -> Result<FileLock, Error> {
         self.ensure_dir()?;
         FileLock::acquire(&self.lock, default_timeout())
@@ -374,6 +388,7 @@ impl LedgerFile {
         if ledger != *before {
             self.refuse_inconsistent(&ledger)?;
             let bytes = Self::bytes(&ledger);
+            crate::proc::failpoint::hit("before-ledger-write");
             write_atomic_private(&self.path, &bytes).map_err(|e| self.unwritable(e))?;
             self.remember(bytes, ledger);
         }
