@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use serde_json::Value;
-use wt_tests::{s, Run, TestRepo};
+use wt_tests::{s, Run, StoppedAt, TestRepo};
 
 fn ledger(t: &TestRepo) -> Value {
     let text = std::fs::read_to_string(t.repo.join(".git/wt/ledger.json")).unwrap_or_else(|_| "{}".into());
@@ -833,4 +833,22 @@ fn sigint_during_a_batch_verification_lands_nothing_more() {
     assert_eq!(t.git(["rev-parse", "main"]), main, "nothing landed");
     assert_eq!(std::fs::read_to_string(&pidfile).unwrap().lines().count(), 1, "no half was verified afterwards");
     t.assert_no_verification_worktree("after the interrupt");
+}
+
+/// A commit made in the worktree after `--remove` judged its branch merged, and before the
+/// branch is deleted, is kept: the branch was deleted by name and the commit lost.
+#[test]
+fn a_commit_made_while_a_removal_runs_keeps_its_branch() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["r1"], "").expect_code(0);
+    let removal = StoppedAt::spawn(t.cmd("wt-create").args(["--remove", "r1"]), "remove-checked");
+    let path = t.wt_root().join("r1");
+    std::fs::write(path.join("w.txt"), "work\n").unwrap();
+    t.git_in(&path, ["add", "w.txt"]);
+    t.git_in(&path, ["commit", "-qm", "work"]);
+    let run = removal.resume();
+    run.expect_code(0);
+    assert!(run.records()[0]["branch_kept"].as_str().unwrap().contains("moved"), "{run}");
+    assert_eq!(t.git(["log", "-1", "--format=%s", "wt/r1"]), "work", "the branch keeps the commit");
+    assert!(!path.exists(), "the worktree (clean, its work committed) is removed");
 }

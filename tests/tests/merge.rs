@@ -342,6 +342,34 @@ fn cleanup_removes_merged_worktrees_branches_and_leases() {
     assert!(ledger["worktrees"].get("c").is_none());
 }
 
+/// An agent that commits while its merge is verified: `--cleanup` keeps its worktree and
+/// branch (that commit is not merged), where it once deleted the branch by name and lost it.
+#[test]
+fn cleanup_keeps_a_worktree_whose_branch_moved_while_its_merge_was_verified() {
+    let t = repo_with(&[("late", &[("l.txt", "l\n")])]);
+    let agent = t.wt_root().join("late");
+    // The verification commits in the agent's worktree, as an agent working on would.
+    let script = t.root().join("late-commit.sh");
+    std::fs::write(
+        &script,
+        format!("git -C '{}' commit -q --allow-empty -m 'work after the merge'\n", agent.display()),
+    )
+    .unwrap();
+    let verify = format!("sh '{}'", script.display());
+    let run = t.run("wt-merge", &["--verify", &verify, "--cleanup"], &list(&t));
+    run.expect_code(0);
+    let merge = merge_of(&run.records()[0]).clone();
+    assert_eq!(merge["status"], "merged", "{run}");
+    assert_eq!(merge["cleanup"]["removed"], false, "{run}");
+    assert!(merge["cleanup"]["error"].as_str().unwrap().contains("moved"), "{run}");
+    assert!(agent.exists(), "the worktree stays");
+    assert_eq!(
+        t.git(["log", "-1", "--format=%s", "wt/late"]),
+        "work after the merge",
+        "and its branch with the commit"
+    );
+}
+
 #[test]
 fn failed_records_are_skipped_and_bad_input_is_refused() {
     let t = repo_with(&[("red", &[("r", "r\n")]), ("gone", &[("g", "g\n")]), ("hang", &[("h", "h\n")])]);

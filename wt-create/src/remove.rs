@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use wt_common::git::repo::GitWorktree;
+use wt_common::git::worktree;
 use wt_common::git::worktree_check::Registered;
 use wt_common::ledger::Entry;
 use wt_common::record::output::Output;
@@ -74,6 +75,12 @@ pub fn remove_one(ctx: &Context, want: &Want, how: How) -> Result<Record, Failur
     // git may not name the branch of a worktree whose admin dir is broken; the ledger does.
     let branch_name = wt.branch.clone().or_else(|| entry.as_ref().and_then(|e| e.branch.clone()));
     let delete_branch = made_by_us && branch_name.is_some();
+    // The branch as it is now, after the publish above (which may have moved it): what is
+    // judged merged, and what a delete may take; one that moves after this is kept.
+    let head = branch_name
+        .as_deref()
+        .and_then(|b| git::run(ctx.repo.git_dir(), ["rev-parse", "--verify", "-q", &format!("refs/heads/{b}")]).ok())
+        .or_else(|| wt.head.clone());
     // A directory that is gone, or no longer a worktree (what a killed removal left), holds no
     // files to check.
     let reg = match wt.path.join(".git").exists() && !wt.prunable {
@@ -88,7 +95,7 @@ pub fn remove_one(ctx: &Context, want: &Want, how: How) -> Result<Record, Failur
             refuse_dirty(reg).map_err(fail)?;
         }
         if delete_branch {
-            refuse_unmerged(ctx, &wt, entry.as_ref()).map_err(fail)?;
+            refuse_unmerged(ctx, &wt, head.as_deref(), entry.as_ref()).map_err(fail)?;
         }
     }
     if how.check_only {
@@ -96,14 +103,19 @@ pub fn remove_one(ctx: &Context, want: &Want, how: How) -> Result<Record, Failur
         rec.removed = Some(false);
         return Ok(rec);
     }
+    wt_common::proc::failpoint::hit("remove-checked");
     // An agent working in it would go on in a deleted directory, holding the name.
     wt_common::proc::panes::end_or_refuse(&ctx.repo, &wt.path, force || how.end_panes).map_err(fail)?;
     let branch = branch_name.as_deref().filter(|_| delete_branch);
     tracing::info!("removing '{name}' at {} (branch {})", wt.path.display(), branch.unwrap_or("kept"));
-    wt_common::git::worktree::remove(&lock, &ctx.repo, &ctx.ledger, &name, Some(&wt.path), branch, force)
-        .map_err(fail)?;
+    let branch = branch.map(|name| worktree::Branch { name, judged_at: head.as_deref() });
+    let kept = worktree::remove(&lock, &ctx.repo, &ctx.ledger, &name, Some(&wt.path), branch, force).map_err(fail)?;
     let mut rec = ctx.record(&name, &wt, entry.as_ref());
     rec.removed = Some(true);
+    if let Some(why) = kept {
+        eprintln!("wt-create: {name}: {why}");
+        rec.set_key("branch_kept", serde_json::json!(why));
+    }
     Ok(rec)
 }
 
@@ -200,8 +212,8 @@ fn refuse_dirty(wt: &Registered) -> Result<(), Error> {
 }
 
 /// Refuses when the branch has commits its base does not (they would be lost with it).
-fn refuse_unmerged(ctx: &Context, wt: &GitWorktree, entry: Option<&Entry>) -> Result<(), Error> {
-    let (Some(head), Some(branch)) = (&wt.head, &wt.branch) else { return Ok(()) };
+fn refuse_unmerged(ctx: &Context, wt: &GitWorktree, head: Option<&str>, entry: Option<&Entry>) -> Result<(), Error> {
+    let (Some(head), Some(branch)) = (head, &wt.branch) else { return Ok(()) };
     let dir = ctx.repo.git_dir();
     let target = entry
         .and_then(|e| e.base.as_deref())

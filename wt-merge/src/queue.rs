@@ -220,7 +220,7 @@ impl Queue<'_> {
                     done.insert("verified".into(), json!(!by.is_null()));
                     done.insert("verified_by".into(), by);
                     if self.cleanup {
-                        done.insert("cleanup".into(), self.clean_up(&c.rec, &c.branch));
+                        done.insert("cleanup".into(), self.clean_up(&c.rec, &c.branch, &c.head));
                     }
                     return Ok((done, false));
                 }
@@ -326,7 +326,10 @@ impl Queue<'_> {
                             );
                         }
                         if self.cleanup {
-                            done.insert("cleanup".into(), self.clean_up(&cands[*i].rec, &cands[*i].branch));
+                            done.insert(
+                                "cleanup".into(),
+                                self.clean_up(&cands[*i].rec, &cands[*i].branch, &cands[*i].head),
+                            );
                         }
                         results[*i] = Some(Ok((done, false)));
                     }
@@ -421,13 +424,26 @@ impl Queue<'_> {
     }
 
     /// `--cleanup`: the merged worktree and its branch go, and its leases with them; not while
-    /// an agent's pane still runs in it.
-    fn clean_up(&self, rec: &Record, branch: &str) -> Value {
+    /// an agent's pane still runs in it, nor once the branch has moved past `merged` (the agent
+    /// committed while the merge was verified: that work is not merged, and stays).
+    fn clean_up(&self, rec: &Record, branch: &str, merged: &str) -> Value {
         let result = (|| {
             let lock = self.repo.worktree_lock()?;
+            let now = git::run(self.repo.git_dir(), ["rev-parse", "--verify", "-q", &format!("refs/heads/{branch}")])?;
+            if now != merged {
+                return Err(Error::failed(
+                    "branch-moved",
+                    format!(
+                        "kept: {branch} moved from {} to {} after it was merged (new commits, not merged yet)",
+                        wt_common::git::refs::short(merged),
+                        wt_common::git::refs::short(&now)
+                    ),
+                ));
+            }
             if let Some(path) = &rec.path {
                 wt_common::proc::panes::end_or_refuse(self.repo, path, false)?;
             }
+            let branch = wt_common::git::worktree::Branch { name: branch, judged_at: Some(merged) };
             wt_common::git::worktree::remove(
                 &lock,
                 self.repo,
@@ -439,7 +455,8 @@ impl Queue<'_> {
             )
         })();
         match result {
-            Ok(()) => json!({"removed": true}),
+            Ok(None) => json!({"removed": true}),
+            Ok(Some(kept)) => json!({"removed": true, "branch_kept": kept}),
             Err(e) => json!({"removed": false, "error": e.message}),
         }
     }

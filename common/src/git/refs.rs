@@ -168,6 +168,11 @@ fn plain_branch(name: &str) -> bool {
         && !name.contains("@{")
 }
 
+/// A commit's name as a person reads it in a message: its first 12 hex digits.
+pub fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

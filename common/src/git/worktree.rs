@@ -17,7 +17,18 @@ use crate::ledger::LedgerFile;
 use crate::proc::lock::FileLock;
 use crate::{git, Error};
 
-/// Removes the worktree at `path` (if it is still there), deletes `branch` (if given) and
+/// The branch a removal deletes, and the commit it was judged at (merged, or the one merged):
+/// a branch found elsewhere once its worktree is gone (the agent committed after the judgement)
+/// is kept, with its commits.
+#[derive(Debug, Clone, Copy)]
+pub struct Branch<'a> {
+    pub name: &'a str,
+    /// `None`: judged at no particular commit (`--force` on a branch git could not read).
+    pub judged_at: Option<&'a str>,
+}
+
+/// Removes the worktree at `path` (if it is still there), deletes `branch` (if given, and
+/// still at the commit it was judged at; else it is kept and the reason returned) and
 /// forgets `name` in the ledger. `force` removes it even with local changes. The caller holds
 /// the repository's worktree lock (`Repo::worktree_lock`) and passes it as proof: taking it
 /// here again would deadlock. A database the worktree held is kept, and listed in the ledger
@@ -29,9 +40,9 @@ pub fn remove(
     ledger: &LedgerFile,
     name: &str,
     path: Option<&Path>,
-    branch: Option<&str>,
+    branch: Option<Branch<'_>>,
     force: bool,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     if let Some(path) = path {
         let registered = || repo.worktrees().is_ok_and(|all| all.iter().any(|w| w.path == path));
         if path.exists() && (!path.join(".git").exists() || !registered()) {
@@ -76,31 +87,57 @@ pub fn remove(
         }
         unregister(locked, repo, path);
     }
-    if let Some(branch) = branch {
+    let mut kept = None;
+    if let Some(Branch { name: branch, judged_at }) = branch {
         let full = format!("refs/heads/{branch}");
         clear_stale_branch_lock(repo, branch);
-        if git::run(repo.git_dir(), ["rev-parse", "--verify", "-q", &full]).is_ok() {
-            let mut cmd = git::about_worktrees(repo.git_dir(), &repo.common_dir);
-            git::output_under(cmd.args(["branch", "-D", "--quiet", branch]), locked)?;
+        // With its worktree gone, nothing of the agent's can move the branch any more: what it
+        // is at now is what deleting it would lose.
+        match git::run(repo.git_dir(), ["rev-parse", "--verify", "-q", &full]) {
+            Ok(now) if judged_at.is_some_and(|at| at != now) => {
+                let at = judged_at.unwrap_or_default();
+                let why = format!(
+                    "branch '{branch}' kept: it moved from {} to {} after it was checked (a commit made meanwhile); delete it with `git branch -D {branch}` if that work is not wanted",
+                    crate::git::refs::short(at),
+                    crate::git::refs::short(&now)
+                );
+                tracing::warn!("{why}");
+                kept = Some(why);
+            }
+            Ok(_) => {
+                let mut cmd = git::about_worktrees(repo.git_dir(), &repo.common_dir);
+                git::output_under(cmd.args(["branch", "-D", "--quiet", branch]), locked)?;
+            }
+            Err(_) => {}
         }
     }
-    ledger.update(|l| {
-        if let Some(entry) = l.worktrees.remove(name) {
-            crate::ledger::kept_db::keep(l, name, &entry);
-            // Its port block is free on the whole machine again (a registry that cannot be
-            // reached now finds the claim stale at its next lease).
-            if crate::ledger::lease::block_of(&entry).is_some() {
+    // What its runs, rounds and merges came to: nobody asks about them any more. Before the
+    // ledger entry goes, so that a removal killed in between is finished by the next one (which
+    // finds the entry) rather than leaving them to a worktree made again under the name.
+    crate::ledger::outcome::forget(&repo.state_dir(), name);
+    // Its confined runs' private git store (published by the caller before it judged the branch).
+    crate::confine::store::remove(&repo.common_dir, name)?;
+    ledger.update_then(
+        |l| {
+            let removed = l.worktrees.remove(name);
+            if let Some(entry) = &removed {
+                crate::ledger::kept_db::keep(l, name, entry);
+            }
+            Ok(removed)
+        },
+        |removed| {
+            // Its port block is free on the whole machine again, once the ledger says so: freed
+            // before, a kill in between left a block this ledger holds free to another
+            // repository. (A registry that cannot be reached now finds the claim stale at its
+            // next lease.)
+            if removed.as_ref().and_then(crate::ledger::lease::block_of).is_some() {
                 if let Ok(machine) = crate::ledger::machine_ports::Registry::lock(Duration::from_secs(5)) {
                     machine.release(&repo.common_dir, name);
                 }
             }
-        }
-        Ok(())
-    })?;
-    // What its runs, rounds and merges came to: nobody asks about them any more.
-    crate::ledger::outcome::forget(&repo.state_dir(), name);
-    // Its confined runs' private git store (published by the caller before it judged the branch).
-    crate::confine::store::remove(&repo.common_dir, name)
+        },
+    )?;
+    Ok(kept)
 }
 
 /// Deletes what git still holds of the worktree at `path` once its directory is gone: its
