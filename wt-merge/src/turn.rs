@@ -157,6 +157,10 @@ impl Member {
 
 impl Drop for Member {
     fn drop(&mut self) {
+        // The files of members that died meanwhile go too: one killed as this one took its
+        // turn may still have held its member lock while its queue lock was already released
+        // (a dying process closes its descriptors one by one), and was passed over as alive.
+        let _ = others(&self.dir, self.pid);
         let _ = std::fs::remove_file(note_path(&self.dir, self.pid));
         let _ = std::fs::remove_file(self.dir.join(self.pid.to_string()));
     }
