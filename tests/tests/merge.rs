@@ -328,6 +328,26 @@ fn undo_goes_back_unless_something_landed_on_top() {
     assert!(refused.stderr.contains("2 commit(s) on top") && refused.stderr.contains("wt/u2"), "{refused}");
 }
 
+/// An undo killed after it moved the target and before the files followed: the next wt-merge
+/// finishes bringing the checkout along (the undo is journaled like a merge), and `--undo`
+/// again forgets the merge, where the leftover once looked like the person's uncommitted change.
+#[test]
+fn an_undo_killed_half_way_is_finished_by_the_next_run() {
+    let t = repo_with(&[("u1", &[("u1.txt", "u1\n")])]);
+    let before = main_head(&t);
+    t.run("wt-merge", &["--unverified", "-w", "u1"], "").expect_code(0);
+    assert!(t.repo.join("u1.txt").exists());
+    let mut killed = t.cmd("wt-merge");
+    killed.args(["--undo", "u1"]).env("WT_FAILPOINT", "undo-moved");
+    assert_eq!(Run::of(&mut killed, "").code, None, "killed");
+    assert_eq!(main_head(&t), before, "the target moved back");
+    let again = t.run("wt-merge", &["--undo", "u1"], "");
+    assert_eq!(merge_of(&again.expect_code(0).records()[0])["status"], "undone", "{again}");
+    assert!(!t.repo.join("u1.txt").exists(), "the files followed");
+    assert_eq!(t.git(["status", "--porcelain"]), "", "nothing left looking like a change of the person's");
+    assert_eq!(t.git(["for-each-ref", "refs/wt/"]), "", "the merge is forgotten");
+}
+
 #[test]
 fn cleanup_removes_merged_worktrees_branches_and_leases() {
     let t = repo_with(&[("c", &[("c.txt", "c\n")])]);

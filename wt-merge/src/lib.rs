@@ -78,7 +78,12 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     }
     let mut out = Output::new(TOOL, args.global.json, columns());
     if let Some(name) = &args.undo {
+        // An undo moves the target as a merge does: in its turn at the queue, after what a
+        // killed one left is finished (two could otherwise update one checkout at once).
+        let member = turn::Member::join(&repo)?;
+        let turn = tidy(&repo, &member, &[name.as_str()], None)?;
         let rec = undo::undo(&repo, &into, name).unwrap_or_else(|e| Record::failed(name, TOOL, &e));
+        drop(turn);
         out.emit(&rec);
         return Ok(out.finish());
     }
