@@ -84,6 +84,18 @@ fn a_lease_taken_by_the_post_checkout_hook_is_kept() {
     assert_eq!(entry["branch"], "wt/hooked", "and wt-create's record of the worktree: {entry}");
     let env = std::fs::read_to_string(t.wt_root().join("hooked/.env.wt")).unwrap();
     assert!(env.contains("26900"), "{env}");
+    // Killed after the hook's lease and before its own entry: the hook's entry (at the same
+    // name and path) does not pass the half-made worktree off as finished; the next run rolls it
+    // back.
+    let mut killed = t.cmd("wt-create");
+    killed.arg("half").env("WT_FAILPOINT", "after-include");
+    assert_eq!(Run::of(&mut killed, "").code, None, "killed");
+    assert!(ledger(&t)["worktrees"]["half"]["ports"].is_object(), "the hook leased: {}", ledger(&t));
+    t.run("wt-create", &["other"], "").expect_code(0);
+    assert!(!t.wt_root().join("half").exists(), "the half-made worktree was rolled back");
+    assert!(!t.branches().contains(&"wt/half".to_string()), "with its branch");
+    let run = t.run("wt-create", &["half"], "");
+    assert_eq!(run.expect_code(0).records()[0]["created"], true, "made again, whole\n{run}");
 }
 
 #[test]

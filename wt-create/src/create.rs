@@ -410,6 +410,7 @@ fn plan_new(ctx: &Context, lock: &FileLock, snap: &Snapshot, base: &Base, name: 
         branch: branch.clone(),
         branch_created: existing_branch.is_none(),
         start_commit: start.clone(),
+        id: Some(Marker::new_id()),
     };
     let mut pending = match Pending::begin(&ctx.repo, marker) {
         Ok(p) => p,
@@ -542,26 +543,29 @@ fn includes_into_adopted(ctx: &Context, includes: &Includes, rec: &Record) {
 fn complete(ctx: &Context, nw: NewWorktree, includes: &Includes, checkouts: &Checkouts) -> Record {
     let NewWorktree { mut record, entry, pending } = nw;
     let name = record.name.clone();
+    let made_by = pending.marker.id.clone().map(serde_json::Value::String);
     let record_entry = |l: &mut wt_common::ledger::Ledger| {
         let mut new = entry.clone();
-        match l.worktrees.get(&name) {
+        match l.worktrees.get(&name).cloned() {
             // Leases taken for this very worktree while it was being made (a post-checkout
             // hook that runs wt-env) stay with it: an older entry at this path was retired
             // before the worktree was begun (`plan_new`).
             Some(old) if old.path == new.path => {
                 new.index = old.index;
-                new.extra = old.extra.clone();
-                l.worktrees.insert(name.clone(), new);
+                new.extra = old.extra;
             }
             // An entry left by a worktree of this name that is gone (its removal was
             // killed): its database holds that worktree's data, so it is kept, not handed to
             // this one.
-            _ => {
-                if let Some(old) = l.worktrees.insert(name.clone(), new) {
-                    wt_common::ledger::kept_db::keep(l, &name, &old);
-                }
+            Some(old) => {
+                wt_common::ledger::kept_db::keep(l, &name, &old);
             }
+            None => {}
         }
+        if let Some(id) = &made_by {
+            new.extra.insert(crate::pending::MADE_BY.into(), id.clone());
+        }
+        l.worktrees.insert(name.clone(), new);
         Ok(())
     };
     let running = checkouts.start();

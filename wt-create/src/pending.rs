@@ -25,6 +25,33 @@ pub struct Marker {
     /// The branch did not exist before: rolling back deletes it (if it was not moved).
     pub branch_created: bool,
     pub start_commit: String,
+    /// Names this attempt: the ledger entry its maker writes once the worktree is finished
+    /// carries it (`MADE_BY`), so that an entry another tool wrote for the same name and path
+    /// meanwhile (wt-env run by a post-checkout hook) does not pass a half-made worktree off as
+    /// finished. Absent in markers of an older wt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// The key of a ledger entry that names the marker of the wt-create that finished it.
+pub const MADE_BY: &str = "made_by";
+
+impl Marker {
+    /// A fresh id for a new attempt: the process and the moment.
+    pub fn new_id() -> String {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        format!("{}-{nanos}", std::process::id())
+    }
+
+    /// Whether `entry` is the one this marker's maker wrote when it finished.
+    pub fn finished_as(&self, entry: &wt_common::ledger::Entry) -> bool {
+        entry.path == self.path
+            && match &self.id {
+                Some(id) => entry.extra.get(MADE_BY).and_then(serde_json::Value::as_str) == Some(id),
+                None => true,
+            }
+    }
 }
 
 /// A marker this process owns; dropping it without `finish` leaves it for the next run.
@@ -129,7 +156,7 @@ pub fn reap_dead(repo: &Repo, ledger: &LedgerFile) -> Result<(), Error> {
             continue;
         }
         let Some(_owner_gone) = FileLock::try_acquire(&file)? else { continue };
-        let finished = |m: &Marker| ledger.read().map(|l| l.worktrees.get(&m.name).is_some_and(|e| e.path == m.path));
+        let finished = |m: &Marker| ledger.read().map(|l| l.worktrees.get(&m.name).is_some_and(|e| m.finished_as(e)));
         match fs::read(&file).ok().and_then(|b| serde_json::from_slice::<Marker>(&b).ok()) {
             Some(marker) if finished(&marker)? => {
                 tracing::debug!("'{}' was finished before its maker died; dropping the marker", marker.name);
