@@ -554,3 +554,28 @@ fn a_stale_packed_refs_lock_does_not_keep_a_rolled_back_name_taken() {
     assert_eq!(s(&again.records()[0], "name"), "v-1", "made anew, not skipped\n{again}");
     assert!(!lock.exists());
 }
+
+/// A worktree made again under a name whose last worktree was red and then merged: wt-status
+/// shows the new one as itself (no run, not merged), not as the old one; and wt-merge's
+/// verification would not give it the old one's shared directories.
+#[test]
+fn a_name_made_again_starts_with_nothing_of_the_old_worktree() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["n"], "").expect_code(0);
+    let path = t.wt_root().join("n");
+    t.run("wt-run", &["-w", "n", "--", "sh", "-c", "echo 'FAILED tests/test_x.py::test_old - boom'; exit 1"], "");
+    std::fs::write(path.join("n.txt"), "n\n").unwrap();
+    t.git_in(&path, ["add", "n.txt"]);
+    t.git_in(&path, ["commit", "-qm", "n"]);
+    t.run("wt-merge", &["--unverified", "-w", "n", "--cleanup"], "").expect_code(0);
+    let state = t.repo.join(".git/wt");
+    std::fs::create_dir_all(state.join("share")).unwrap();
+    std::fs::write(state.join("share/n.json"), "[\"node_modules\"]").unwrap();
+    let overview = |t: &TestRepo| t.run("wt-status", &["n"], "").expect_code(0).records()[0]["overview"].clone();
+    t.run("wt-create", &["n"], "").expect_code(0);
+    let o = overview(&t);
+    assert_eq!(o["merge"]["state"], "unmerged", "{o}");
+    assert!(o.get("last_run").is_none(), "{o}");
+    assert_eq!(o["attention"], serde_json::json!([]), "{o}");
+    assert!(!state.join("share/n.json").exists(), "the old share note is gone");
+}

@@ -401,6 +401,7 @@ fn plan_new(ctx: &Context, lock: &FileLock, snap: &Snapshot, base: &Base, name: 
             return fail(e);
         }
     }
+    forget_the_name(ctx, name);
     let existing_branch = snap.wt_branches.get(name);
     wt_common::git::worktree::clear_stale_branch_lock(&ctx.repo, &branch);
     let start = existing_branch.cloned().unwrap_or_else(|| base.commit.clone());
@@ -433,6 +434,25 @@ fn plan_new(ctx: &Context, lock: &FileLock, snap: &Snapshot, base: &Base, name: 
     record.created = Some(true);
     tracing::info!("registered '{name}' at {} on {}, from {}", wt.path.display(), branch_shown(&wt), base.name);
     Plan::Checkout(NewWorktree { record, entry, pending })
+}
+
+/// What wt kept under a name about a worktree of that name that is gone: its last run's, round's
+/// and merge's outcomes, its run logs, the note of what was shared into it, and the refs of its
+/// last merge (`--undo` after `--cleanup`). A new worktree takes the name: kept, they told wt-status that
+/// the new one was red, or merged, and gave wt-merge's verification worktrees its directories.
+fn forget_the_name(ctx: &Context, name: &str) {
+    let state = ctx.repo.state_dir();
+    wt_common::ledger::outcome::forget(&state, name);
+    let _ = std::fs::remove_file(wt_common::ledger::shared_dirs::file(&state, name));
+    let _ = wt_common::fs::remove_tree(&state.join("logs").join(name));
+    let reader = wt_common::git::refs::BranchReader::new(&ctx.repo.common_dir);
+    for kind in ["merged", "backup"] {
+        let full = format!("refs/wt/{kind}/{name}");
+        // Asked of git only when the ref files may hold it (a packed ref, or a format git reads).
+        if reader.as_ref().and_then(|r| r.full_ref(&full)) != Some(None) {
+            let _ = git::run(ctx.repo.git_dir(), ["update-ref", "-d", &full]);
+        }
+    }
 }
 
 /// `git worktree add --no-checkout`, retried when another (non-wt) git process races it.

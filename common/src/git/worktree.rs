@@ -115,6 +115,7 @@ pub fn remove(
     // ledger entry goes, so that a removal killed in between is finished by the next one (which
     // finds the entry) rather than leaving them to a worktree made again under the name.
     crate::ledger::outcome::forget(&repo.state_dir(), name);
+    let _ = fs::remove_file(crate::ledger::shared_dirs::file(&repo.state_dir(), name));
     // Its confined runs' private git store (published by the caller before it judged the branch).
     crate::confine::store::remove(&repo.common_dir, name)?;
     ledger.update_then(
