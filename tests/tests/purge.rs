@@ -125,3 +125,25 @@ fn purge_with_force_takes_uncommitted_work_and_unmerged_branches() {
     assert_eq!(leftovers(&p), Vec::<String>::new(), "{run}");
     assert!(!Path::new(&t.wt_root()).exists());
 }
+
+/// A worktree made and leased while a purge runs (after it removed the planned worktrees, before
+/// it deletes the state directory): the purge stops, naming it, and deletes nothing more (the
+/// ledger with the new lease deleted, its block was handed out again); a second purge takes it.
+#[test]
+fn a_worktree_made_while_purging_stops_the_purge_and_keeps_its_lease() {
+    let t = wt_tests::TestRepo::new();
+    t.run("wt-create", &["a1"], "").expect_code(0);
+    let mut purge = t.cmd("wt-create");
+    purge.args(["--remove", "--all", "--purge", "--yes"]);
+    let purge = wt_tests::StoppedAt::spawn(&mut purge, "purge-after-worktrees");
+    t.run("wt-create", &["b1"], "").expect_code(0);
+    t.run("wt-env", &["b1", "--range", "27200-27209"], "").expect_code(0);
+    let run = purge.resume();
+    run.expect_code(1);
+    assert!(run.stderr.contains("purge-incomplete") || run.stderr.contains("made while purging"), "{run}");
+    assert!(run.stderr.contains("b1"), "names what was made: {run}");
+    let listed = t.run("wt-env", &["--list"], "");
+    assert_eq!(s(&listed.expect_code(0).records()[0], "name"), "b1", "the lease stands\n{listed}");
+    t.run("wt-create", &["--remove", "--all", "--purge", "--yes"], "").expect_code(0);
+    assert!(!t.repo.join(".git/wt").exists(), "the second purge finished");
+}

@@ -202,11 +202,25 @@ pub fn run(ctx: &Context, force: bool, yes: bool, out: &mut Output) -> Result<()
             &["logs", "panes"]
         }
     };
-    // Looked for again: taking the worktree lock above makes the directory if it was gone.
+    // The state directory goes under the worktree lock and the ledger's, after a last look for
+    // anything made since the plan: a worktree made (or being made, its crash marker locked)
+    // or a lease taken meanwhile would be lost with the ledger, its port block handed out
+    // again, and a half-made worktree's marker deleted under its maker.
     let state_dir = ctx.repo.state_dir();
+    let worktree_lock = ctx.worktree_lock()?;
+    let ledger_lock = ctx.ledger.hold()?;
+    let made = made_meanwhile(ctx);
+    if !made.is_empty() {
+        return Err(Error::failed(
+            "purge-incomplete",
+            format!("{} made while purging; nothing more was removed: purge again", made.join(", ")),
+        ));
+    }
+    // Looked for again: taking the worktree lock above makes the directory if it was gone.
     if state_dir.symlink_metadata().is_ok() {
         remove_state_dir(&state_dir, keep)?;
     }
+    drop((ledger_lock, worktree_lock));
     if let Some(root) = &plan.root {
         if std::fs::remove_dir(root).is_err() && root.is_dir() {
             eprintln!("wt-create: kept {}: it holds files wt did not make", root.display());
@@ -214,6 +228,30 @@ pub fn run(ctx: &Context, force: bool, yes: bool, out: &mut Output) -> Result<()
     }
     eprintln!("wt-create: purged");
     Ok(())
+}
+
+/// What was made in wt's name since the plan was found: worktrees git lists under wt's root or on
+/// a `wt/` branch, worktrees the ledger lists (leased by wt-env), worktrees being made (their
+/// crash marker). Call holding the worktree lock and the ledger's.
+fn made_meanwhile(ctx: &Context) -> Vec<String> {
+    let mut made = std::collections::BTreeSet::new();
+    // Every planned worktree is gone by now: any of wt's still listed was made since.
+    for wt in ctx.repo.worktrees().unwrap_or_default() {
+        let ours = wt.path.starts_with(&ctx.root) || wt.branch.as_deref().is_some_and(|b| b.starts_with("wt/"));
+        if ours && Some(wt.path.as_path()) != ctx.repo.main_worktree.as_deref() {
+            made.insert(format!("worktree {}", wt.path.display()));
+        }
+    }
+    if let Ok(ledger) = ctx.ledger.read() {
+        made.extend(ledger.worktrees.keys().map(|n| format!("lease of '{n}'")));
+    }
+    let pending = ctx.repo.state_dir().join("pending");
+    for entry in std::fs::read_dir(pending).into_iter().flatten().flatten() {
+        if let Some(name) = entry.file_name().to_str().and_then(|n| n.strip_suffix(".json")) {
+            made.insert(format!("worktree '{name}' (being made)"));
+        }
+    }
+    made.into_iter().collect()
 }
 
 /// wt-merge keeps its queue lock, its members' files and its journal in wt's state directory.

@@ -310,6 +310,14 @@ impl LedgerFile {
         Ok(out)
     }
 
+    /// Holds the ledger's lock without changing the ledger, for as long as the lock lives: for
+    /// `--purge`, which deletes the state directory (the lock file with it) and must not find
+    /// a lease taken between its last look and the deletion. Nothing in this process may change
+    /// the ledger meanwhile (a second lock of the same file would wait for this one).
+    pub fn hold(&self) -> Result<FileLock, Error> {
+        self.lock()
+    }
+
     fn lock(&self) -> Result<FileLock, Error> {
         self.ensure_dir()?;
         FileLock::acquire(&self.lock, default_timeout())
