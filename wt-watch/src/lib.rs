@@ -8,6 +8,7 @@ pub mod args;
 pub mod feed;
 pub mod guard;
 pub mod live;
+pub mod narrow;
 pub mod noticed;
 pub mod round;
 pub mod rules;
