@@ -199,4 +199,6 @@ fn no_rerun_feeds_after_one_run_and_runs_nothing_again() {
     assert_eq!(status(&run.records()[0]), "gave-up", "{run}");
     assert_eq!(messages(&agent_log).len(), 1);
     assert_eq!(sessions(&runs).len(), 1, "{:?}", sessions(&runs));
+    let help = w.watch(&["--help"]).stdout;
+    assert!(help.contains("--no-rerun") && help.contains("pytest `--lf`"), "--help says so: {help}");
 }
