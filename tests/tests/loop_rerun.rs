@@ -1,6 +1,6 @@
-//! wt-watch's feedback after one run, and flakiness told apart by running only the failing
-//! tests again (pytest's own `--lf`), on a real pytest from PyPI with a stand-in agent in a
-//! real pane.
+//! wt-watch's feedback after one run, flakiness told apart by running only the failing tests
+//! again (pytest's own `--lf`), and failures that the base commit has too, on a real pytest from
+//! PyPI with a stand-in agent in a real pane.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -201,4 +201,45 @@ fn no_rerun_feeds_after_one_run_and_runs_nothing_again() {
     assert_eq!(sessions(&runs).len(), 1, "{:?}", sessions(&runs));
     let help = w.watch(&["--help"]).stdout;
     assert!(help.contains("--no-rerun") && help.contains("pytest `--lf`"), "--help says so: {help}");
+}
+
+#[test]
+fn a_failure_that_fails_on_the_base_commit_too_is_named_pre_existing() {
+    let w = Watch::new();
+    // On the base, test_old fails already; the worktree's commit adds test_new, failing too.
+    let tests = "def test_ok():\n    assert 1 + 1 == 2\n\n\ndef test_old():\n    assert 2 * 2 == 5, 'old'\n";
+    let (venv, runs) = pytest_suite(&w, "py5", tests, false);
+    let tree = w.create("py5");
+    let added = format!("{tests}\n\ndef test_new():\n    assert 3 - 1 == 1, 'new'\n");
+    std::fs::write(tree.join("test_math.py"), added).unwrap();
+    let mut commit = std::process::Command::new("git");
+    commit.args(["commit", "-qam", "the agent's test"]).current_dir(&tree);
+    wt_tests::Run::of(w.t.isolate(&mut commit), "").expect_code(0);
+    let agent_log = w.agent("py5", "fix-code");
+    let mut args = vec!["-w", "py5", "--feed", "pane"];
+    args.extend(FAST);
+    args.push("--");
+    let argv = pytest_argv(&venv);
+    args.extend(argv.iter().map(String::as_str));
+    let mut live = w.spawn(&args, Stdio::null());
+    assert_eq!(status(&live.next()), "red");
+    wait_for("the agent's second message", || messages(&agent_log).len() == 2);
+    let fed = messages(&agent_log);
+    assert!(fed[0].contains("test_old") && fed[0].contains("test_new"), "{}", fed[0]);
+    let base = &w.t.git(["rev-parse", "HEAD"])[..12];
+    assert!(
+        fed[1].contains(&format!("also fail on the base commit {base} (pre-existing, not your change)"))
+            && fed[1].contains("test_old")
+            && !fed[1].contains("test_new"),
+        "{}",
+        fed[1]
+    );
+    let s: Vec<String> = sessions(&runs).iter().map(|l| l.split(' ').next().unwrap().to_string()).collect();
+    assert_eq!(s, ["full", "rerun", "rerun"], "the round, its re-run, the re-run on the base");
+    // The base's checkout is gone.
+    let scratch = w.t.repo.join(".git/wt/watch-base");
+    wait_for("the base's checkout to go", || std::fs::read_dir(&scratch).map_or(true, |mut d| d.next().is_none()));
+    let list = w.t.git(["worktree", "list", "--porcelain"]);
+    assert!(!list.contains("watch-base"), "{list}");
+    assert_eq!(live.signal(nix::sys::signal::Signal::SIGTERM), Some(143));
 }

@@ -15,8 +15,9 @@ use wt_common::Error;
 /// the runner's own way (pytest `--lf`, cargo test `--exact` filters, go test `-run`; other
 /// commands are not run again): those that pass are told to the agent as probably flaky, not
 /// its change, and when all do the record says `flaky` and the round runs again (never the
-/// end of a loop). The agent's next change ends such a re-run. `--no-rerun` (or `[watch] rerun
-/// = false`) runs nothing again.
+/// end of a loop). Those that fail again run on the worktree's base commit, in a scratch
+/// checkout: failing there too, they are told to the agent as pre-existing. The agent's next
+/// change ends such a re-run. `--no-rerun` (or `[watch] rerun = false`) runs nothing again.
 ///
 /// Only a change git can see starts a round (every `.gitignore`, `info/exclude` and
 /// `core.excludesFile` obeyed, each read before what is under it is judged). A change during a

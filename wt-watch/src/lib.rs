@@ -10,6 +10,7 @@ pub mod guard;
 pub mod live;
 pub mod narrow;
 pub mod noticed;
+pub mod preexisting;
 pub mod round;
 pub mod rules;
 pub mod session;

@@ -36,10 +36,10 @@ pub struct Plan {
 pub enum Verdict {
     /// They all passed: probably flaky.
     AllPassed,
-    /// These passed, the others failed again.
-    SomePassed(Vec<String>),
-    /// They failed again, or the re-run said nothing wt can read (it could not be narrowed
-    /// after all, the cache was gone): nothing to tell.
+    /// Some or none passed (`passed`), the others failed again (`still`).
+    Failing { passed: Vec<String>, still: Vec<String> },
+    /// The re-run said nothing wt can read (it could not be narrowed after all, the cache was
+    /// gone): nothing to tell.
     Nothing,
 }
 
@@ -76,19 +76,19 @@ pub fn verdict(plan: &Plan, passed: bool, output: &str) -> Verdict {
     if passed {
         return Verdict::AllPassed;
     }
+    let Some(again) = failing_again(plan, output) else { return Verdict::Nothing };
+    let (still, passed) = plan.tests.iter().cloned().partition(|t| again.contains(t));
+    Verdict::Failing { passed, still }
+}
+
+/// The tests a red run of `plan` names failing, when it is the plan's runner that says so;
+/// `None` when the run was red for another reason (a usage error, a crash).
+pub fn failing_again(plan: &Plan, output: &str) -> Option<BTreeSet<String>> {
     if excerpt::detect(output) != Some(plan.runner) {
-        return Verdict::Nothing;
+        return None;
     }
     let again: BTreeSet<String> = names(plan.runner, output).into_iter().collect();
-    if again.is_empty() {
-        return Verdict::Nothing; // red for another reason (a usage error, a crash)
-    }
-    let passed: Vec<String> = plan.tests.iter().filter(|t| !again.contains(*t)).cloned().collect();
-    if passed.is_empty() {
-        Verdict::Nothing
-    } else {
-        Verdict::SomePassed(passed)
-    }
+    (!again.is_empty()).then_some(again)
 }
 
 /// The failing tests in `output`, once each, in order; go's subtests as their top-level test
@@ -242,9 +242,11 @@ mod tests {
     fn the_verdict_compares_the_failures_by_name() {
         let p = plan(&argv(&["go", "test", "./..."]), GO).unwrap();
         assert_eq!(verdict(&p, true, ""), Verdict::AllPassed);
-        assert_eq!(verdict(&p, false, GO), Verdict::Nothing, "the same failures");
+        let same = Verdict::Failing { passed: vec![], still: argv(&["TestAdd", "TestSub"]) };
+        assert_eq!(verdict(&p, false, GO), same, "the same failures");
         let sub_only = "--- FAIL: TestSub (0.00s)\nFAIL\n";
-        assert_eq!(verdict(&p, false, sub_only), Verdict::SomePassed(argv(&["TestAdd"])));
+        let some = Verdict::Failing { passed: argv(&["TestAdd"]), still: argv(&["TestSub"]) };
+        assert_eq!(verdict(&p, false, sub_only), some);
         assert_eq!(verdict(&p, false, "flag provided but not defined: -run\n"), Verdict::Nothing);
     }
 

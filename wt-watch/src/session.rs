@@ -2,7 +2,7 @@
 //! delivered feedback, new worktrees on stdin, signals) and by time (debounce, agent timeout).
 //! One thread decides; runs, feeds and the watcher work on threads of their own and report here.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -26,6 +26,7 @@ use crate::guard::{self, Guard, Snapshot};
 use crate::live::Live;
 use crate::narrow::{self, Plan, Verdict};
 use crate::noticed::{self, Noticed};
+use crate::preexisting;
 use crate::round::{self, Finished, RoundSpec};
 use crate::watcher::{Change, Watcher};
 use crate::TOOL;
@@ -52,6 +53,13 @@ pub enum Msg {
         id: usize,
         seq: u64,
         result: Result<Finished, Error>,
+    },
+    /// The failing tests ran on the worktree's base commit (`preexisting`).
+    BaseChecked {
+        id: usize,
+        seq: u64,
+        base: String,
+        results: preexisting::Results,
     },
     Fed {
         id: usize,
@@ -108,6 +116,8 @@ struct Wt {
     note: Option<(String, bool)>,
     /// The message on its way says the round's failures were flaky: a round follows it.
     then_run: bool,
+    /// The failing tests are running on the base commit.
+    checking_base: bool,
     /// The guarded files at the first red round.
     guard_base: Option<Snapshot>,
     last_failure: Option<String>,
@@ -144,12 +154,27 @@ pub struct Session {
     input_open: bool,
     /// A worktree gave up (or, with --until-green, ended other than green).
     not_green: bool,
+    /// Whether a test fails on a base commit too: by base commit and test.
+    on_base: HashMap<(String, String), bool>,
 }
 
 impl Session {
     pub fn new(ctx: Ctx, out: Output, tx: Sender<Msg>, rx: Receiver<Msg>, input_open: bool) -> Result<Session, Error> {
         let watcher = Watcher::new(tx.clone(), ctx.exclude.clone())?;
-        Ok(Session { ctx, wts: Vec::new(), watcher, tx, rx, out, live: Live::new(), input_open, not_green: false })
+        preexisting::sweep(&ctx.repo);
+        let on_base = HashMap::new();
+        Ok(Session {
+            ctx,
+            wts: Vec::new(),
+            watcher,
+            tx,
+            rx,
+            out,
+            live: Live::new(),
+            input_open,
+            not_green: false,
+            on_base,
+        })
     }
 
     /// Starts on a worktree, or passes a record through.
@@ -200,6 +225,7 @@ impl Session {
             flaky: BTreeMap::new(),
             note: None,
             then_run: false,
+            checking_base: false,
             guard_base: None,
             last_failure: None,
             waiting_since: None,
@@ -281,6 +307,7 @@ impl Session {
                     self.reran(id, result);
                 }
             }
+            Msg::BaseChecked { id, seq, base, results } => self.base_checked(id, seq, base, results),
             Msg::Fed { id, seq, result } => {
                 if self.wts[id].seq == seq && self.wts[id].phase == Phase::Feeding {
                     self.fed(id, result);
@@ -478,15 +505,24 @@ impl Session {
             self.emit(id, "gave-up", Some((&fin.run, &tested)), &[("reason", json!(why))]);
             return self.done(id, false, &why);
         }
-        self.emit(id, "red", Some((&fin.run, &tested)), &[]);
-        // Fed after one run; a failure that passed on a re-run before is said to be so.
+        let (pre, base) = self.known_on_base(id, narrow.as_ref());
+        let extra: Vec<(&str, Value)> = if pre.is_empty() { Vec::new() } else { vec![("pre_existing", json!(pre))] };
+        self.emit(id, "red", Some((&fin.run, &tested)), &extra);
+        // Fed after one run; a failure that passed on a re-run before, or fails on the base
+        // too, is said to be so.
         let w = &self.wts[id];
         let seen = narrow.as_ref().and_then(|p| narrow::known_flaky_note(&p.tests, &w.flaky));
+        let on_base = base.and_then(|b| preexisting::note(&pre, &b));
         let text = feed::message(
             &w.rec.name,
             w.rounds,
             &self.ctx.settings.command,
-            &format!("{}{}", seen.unwrap_or_default(), w.last_failure.as_deref().unwrap_or_default()),
+            &format!(
+                "{}{}{}",
+                on_base.unwrap_or_default(),
+                seen.unwrap_or_default(),
+                w.last_failure.as_deref().unwrap_or_default()
+            ),
         );
         let line = format!("round {}: red, telling the agent", w.rounds);
         self.start_feed(id, text, line);
@@ -532,8 +568,15 @@ impl Session {
         let (passed, all) = match narrow::verdict(&rerun.plan, fin.passed, &output) {
             Verdict::Nothing => return,
             Verdict::AllPassed => (rerun.plan.tests.clone(), true),
-            Verdict::SomePassed(p) => (p, false),
+            Verdict::Failing { passed, still } => {
+                self.check_base(id, &rerun, still);
+                (passed, false)
+            }
         };
+        if passed.is_empty() {
+            return;
+        }
+        let w = &mut self.wts[id];
         for t in &passed {
             w.flaky.insert(t.clone(), rerun.round);
         }
@@ -541,11 +584,84 @@ impl Session {
         if all {
             self.emit(id, "flaky", Some((&fin.run, &rerun.tested)), &[("flaky", json!(passed))]);
         }
+        self.tell(id, text, all);
+    }
+
+    /// A second message for the agent: after the first, if that is still on its way.
+    fn tell(&mut self, id: usize, text: String, then_run: bool) {
         let w = &mut self.wts[id];
         if w.phase == Phase::Feeding {
-            w.note = Some((text, all));
+            w.note = Some(match w.note.take() {
+                Some((before, run)) => (format!("{before}\n\n{text}"), run || then_run),
+                None => (text, then_run),
+            });
         } else {
-            self.start_note(id, text, all);
+            self.start_note(id, text, then_run);
+        }
+    }
+
+    /// The tests of `plan` known to fail on the worktree's base commit too, and that commit.
+    fn known_on_base(&self, id: usize, plan: Option<&Plan>) -> (Vec<String>, Option<String>) {
+        let base = self.wts[id].rec.base_commit.clone();
+        let (Some(plan), Some(b)) = (plan, &base) else { return (Vec::new(), base) };
+        let pre = plan
+            .tests
+            .iter()
+            .filter(|t| self.on_base.get(&(b.clone(), (*t).clone())) == Some(&true))
+            .cloned()
+            .collect();
+        (pre, base)
+    }
+
+    /// Runs the tests that failed again on the worktree's base commit, in a scratch checkout
+    /// on a thread (`preexisting`), unless known already. A round that tested the base itself,
+    /// unchanged, needs no run: its failures are the base's.
+    fn check_base(&mut self, id: usize, rerun: &Rerun, still: Vec<String>) {
+        let w = &self.wts[id];
+        let Some(base) = w.rec.base_commit.clone() else { return };
+        let unknown: Vec<String> =
+            still.into_iter().filter(|t| !self.on_base.contains_key(&(base.clone(), t.clone()))).collect();
+        if unknown.is_empty() || w.checking_base {
+            return;
+        }
+        let seq = w.seq;
+        if rerun.tested.commit.as_deref() == Some(base.as_str()) && !rerun.tested.dirty {
+            let results = unknown.into_iter().map(|t| (t, true)).collect();
+            return self.base_checked(id, seq, base, results);
+        }
+        let s = &self.ctx.settings;
+        let check = preexisting::Check {
+            repo: self.ctx.repo.clone(),
+            name: w.rec.name.clone(),
+            base: base.clone(),
+            plan: Plan { tests: unknown, ..rerun.plan.clone() },
+            worktree: w.root.clone(),
+            env: w.env.clone(),
+            timeout: s.timeout.unwrap_or_else(|| round::default_timeout(w.last_green)),
+        };
+        let (tx, groups) = (self.tx.clone(), Arc::clone(&w.groups));
+        self.wts[id].checking_base = true;
+        std::thread::spawn(move || {
+            let results = preexisting::run(&check, &groups).unwrap_or_default();
+            let _ = tx.send(Msg::BaseChecked { id, seq, base, results });
+        });
+    }
+
+    /// The failing tests ran on the base: kept, whatever the agent did meanwhile; those that
+    /// fail there too are told to the agent as pre-existing if its failure is still the news.
+    fn base_checked(&mut self, id: usize, seq: u64, base: String, results: preexisting::Results) {
+        self.wts[id].checking_base = false;
+        for (test, fails) in &results {
+            self.on_base.insert((base.clone(), test.clone()), *fails);
+        }
+        let w = &self.wts[id];
+        if w.seq != seq || !matches!(w.phase, Phase::Feeding | Phase::Waiting) {
+            return;
+        }
+        let pre: Vec<String> = results.into_iter().filter(|(_, f)| *f).map(|(t, _)| t).collect();
+        if !pre.is_empty() {
+            let text = preexisting::message(&w.rec.name, w.rounds, &pre, &base);
+            self.tell(id, text, false);
         }
     }
 
