@@ -57,7 +57,8 @@ pub enum Msg {
     /// The failing tests ran on the worktree's base commit (`preexisting`).
     BaseChecked {
         id: usize,
-        seq: u64,
+        /// The failure it was started for (`Wt::fed_failures`).
+        failure: u64,
         base: String,
         results: preexisting::Results,
     },
@@ -118,6 +119,9 @@ struct Wt {
     then_run: bool,
     /// The failing tests are running on the base commit.
     checking_base: bool,
+    /// Counts the failures fed: a base check's answer is news only for the one it was
+    /// started for (the feed's `seq` moves on with each message of the same failure).
+    fed_failures: u64,
     /// The guarded files at the first red round.
     guard_base: Option<Snapshot>,
     last_failure: Option<String>,
@@ -226,6 +230,7 @@ impl Session {
             note: None,
             then_run: false,
             checking_base: false,
+            fed_failures: 0,
             guard_base: None,
             last_failure: None,
             waiting_since: None,
@@ -307,7 +312,7 @@ impl Session {
                     self.reran(id, result);
                 }
             }
-            Msg::BaseChecked { id, seq, base, results } => self.base_checked(id, seq, base, results),
+            Msg::BaseChecked { id, failure, base, results } => self.base_checked(id, failure, base, results),
             Msg::Fed { id, seq, result } => {
                 if self.wts[id].seq == seq && self.wts[id].phase == Phase::Feeding {
                     self.fed(id, result);
@@ -382,6 +387,7 @@ impl Session {
             Phase::Feeding | Phase::Waiting => {
                 w.stop.store(true, Ordering::SeqCst);
                 w.seq += 1;
+                w.fed_failures += 1;
                 // The agent's change outranks the re-run of the old failure: it ends now.
                 drop_rerun(w);
             }
@@ -525,6 +531,7 @@ impl Session {
             ),
         );
         let line = format!("round {}: red, telling the agent", w.rounds);
+        self.wts[id].fed_failures += 1;
         self.start_feed(id, text, line);
         if let Some(plan) = narrow {
             self.start_rerun(id, plan, tested);
@@ -624,10 +631,10 @@ impl Session {
         if unknown.is_empty() || w.checking_base {
             return;
         }
-        let seq = w.seq;
+        let failure = w.fed_failures;
         if rerun.tested.commit.as_deref() == Some(base.as_str()) && !rerun.tested.dirty {
             let results = unknown.into_iter().map(|t| (t, true)).collect();
-            return self.base_checked(id, seq, base, results);
+            return self.base_checked(id, failure, base, results);
         }
         let s = &self.ctx.settings;
         let check = preexisting::Check {
@@ -643,19 +650,19 @@ impl Session {
         self.wts[id].checking_base = true;
         std::thread::spawn(move || {
             let results = preexisting::run(&check, &groups).unwrap_or_default();
-            let _ = tx.send(Msg::BaseChecked { id, seq, base, results });
+            let _ = tx.send(Msg::BaseChecked { id, failure, base, results });
         });
     }
 
     /// The failing tests ran on the base: kept, whatever the agent did meanwhile; those that
     /// fail there too are told to the agent as pre-existing if its failure is still the news.
-    fn base_checked(&mut self, id: usize, seq: u64, base: String, results: preexisting::Results) {
+    fn base_checked(&mut self, id: usize, failure: u64, base: String, results: preexisting::Results) {
         self.wts[id].checking_base = false;
         for (test, fails) in &results {
             self.on_base.insert((base.clone(), test.clone()), *fails);
         }
         let w = &self.wts[id];
-        if w.seq != seq || !matches!(w.phase, Phase::Feeding | Phase::Waiting) {
+        if w.fed_failures != failure || !matches!(w.phase, Phase::Feeding | Phase::Waiting) {
             return;
         }
         let pre: Vec<String> = results.into_iter().filter(|(_, f)| *f).map(|(t, _)| t).collect();
@@ -866,11 +873,11 @@ struct Rerun {
     round: u32,
 }
 
-/// Forgets the re-run of a failure the agent has moved on from, and ends it (it runs in the
-/// worktree's process groups, which hold nothing else between rounds), with what it would
-/// have said.
+/// Forgets the re-run of a failure the agent has moved on from, and ends it and the check on
+/// the base (they run in the worktree's process groups, which hold nothing else between
+/// rounds, with its env: never beside its next round), with what they would have said.
 fn drop_rerun(w: &mut Wt) {
-    if w.rerun.take().is_some() {
+    if w.rerun.take().is_some() || w.checking_base {
         round::cancel(&w.groups);
     }
     w.note = None;
