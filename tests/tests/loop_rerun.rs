@@ -243,3 +243,53 @@ fn a_failure_that_fails_on_the_base_commit_too_is_named_pre_existing() {
     assert!(!list.contains("watch-base"), "{list}");
     assert_eq!(live.signal(nix::sys::signal::Signal::SIGTERM), Some(143));
 }
+
+#[test]
+fn a_go_test_that_passes_when_run_again_alone_is_flaky_and_the_round_runs_again() {
+    let w = Watch::new();
+    let count = w.t.root().join("go.count");
+    w.t.write("go.mod", "module example.com/flaky\n\ngo 1.19\n");
+    let tests = format!(
+        r#"package flaky
+
+import (
+	"os"
+	"strconv"
+	"testing"
+)
+
+func TestOK(t *testing.T) {{}}
+
+func TestFlaky(t *testing.T) {{
+	b, _ := os.ReadFile({count:?})
+	n, _ := strconv.Atoi(string(b))
+	n++
+	os.WriteFile({count:?}, []byte(strconv.Itoa(n)), 0o644)
+	if n == 1 {{
+		t.Fatalf("flaked on run %d", n)
+	}}
+}}
+"#,
+        count = count.to_str().unwrap()
+    );
+    w.t.write("flaky_test.go", &tests);
+    w.t.commit("a go suite");
+    w.create("go1");
+    let args = ["-w", "go1", "--feed", "none", "--debounce", "100", "--", "go", "test", "./..."];
+    let mut live = w.spawn(&args, Stdio::null());
+    let red = live.next();
+    assert_eq!(status(&red), "red", "{red}");
+    assert!(red["watch"]["last_failure"].as_str().unwrap().contains("TestFlaky"), "{red}");
+    let flaky = live.next();
+    assert_eq!(status(&flaky), "flaky", "{flaky}");
+    assert_eq!(flaky["watch"]["flaky"], serde_json::json!(["TestFlaky"]));
+    assert_eq!(
+        flaky["watch"]["run"]["cmd"],
+        serde_json::json!(["go", "test", "./...", "-count=1", "-run", "^(TestFlaky)$"]),
+        "only the failing test, go's own way"
+    );
+    let green = live.next();
+    assert_eq!(status(&green), "green", "{green}");
+    assert_eq!(std::fs::read_to_string(&count).unwrap(), "3", "round, re-run, round");
+    assert_eq!(live.signal(nix::sys::signal::Signal::SIGINT), Some(130));
+}
