@@ -285,7 +285,7 @@ func TestFlaky(t *testing.T) {{
     assert_eq!(flaky["watch"]["flaky"], serde_json::json!(["TestFlaky"]));
     assert_eq!(
         flaky["watch"]["run"]["cmd"],
-        serde_json::json!(["go", "test", "./...", "-count=1", "-run", "^(TestFlaky)$"]),
+        serde_json::json!(["go", "test", "./...", "-count=1", "-v", "-run", "^(TestFlaky)$"]),
         "only the failing test, go's own way"
     );
     let green = live.next();

@@ -12,8 +12,8 @@ use wt_common::Error;
 /// the failure to the agent working there and wait for its next change, until green.
 ///
 /// A red round is fed to the agent after one run. Meanwhile its failing tests alone run again,
-/// the runner's own way (pytest `--lf`, cargo test `--exact` filters, go test `-run`; other
-/// commands are not run again): those that pass are told to the agent as probably flaky, not
+/// the runner's own way (pytest `--lf`, cargo test `--exact` filters, go test `-run`, mocha
+/// `--grep`; other commands are not run again): those that pass are told to the agent as probably flaky, not
 /// its change, and when all do the record says `flaky` and the round runs again (never the
 /// end of a loop). Those that fail again run on the worktree's base commit, in a scratch
 /// checkout: failing there too, they are told to the agent as pre-existing. The agent's next

@@ -10,9 +10,13 @@
 //! |---|---|
 //! | pytest (`pytest`, `py.test`, `python -m pytest`) | `--lf --lfnf=none` (pytest's own cache of what failed) |
 //! | cargo test | `-- --exact NAME…` (libtest's filters) |
-//! | go test | `-count=1 -run '^(TestA|TestB)$'` (every package of the command) |
+//! | go test | `-count=1 -v -run '^(TestA|TestB)$'` (every package of the command) |
+//! | mocha | `--grep '^(full title A|full title B)$'` |
 //!
-//! Any other command (`make test`, `npm test`, a script) is not narrowed and not run again.
+//! Any other command (`make test`, `npm test`, node's runner, a script) is not narrowed and not
+//! run again. A re-run that passed counts only when it ran the tests: a filter that matched
+//! nothing passes too (libtest's and mocha's counts must reach the tests', go's `-v` must say
+//! `--- PASS` for each, pytest must report some passed).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -74,11 +78,31 @@ pub fn read_run_log(run: &Value) -> String {
 /// The verdict of the re-run: `passed` whether it passed, `output` its log.
 pub fn verdict(plan: &Plan, passed: bool, output: &str) -> Verdict {
     if passed {
-        return Verdict::AllPassed;
+        return if ran_all(plan, output) { Verdict::AllPassed } else { Verdict::Nothing };
     }
     let Some(again) = failing_again(plan, output) else { return Verdict::Nothing };
     let (still, passed) = plan.tests.iter().cloned().partition(|t| again.contains(t));
     Verdict::Failing { passed, still }
+}
+
+/// Whether a passing re-run ran the plan's tests: what the runner says it ran (not which
+/// failed: that is the excerpt library's).
+fn ran_all(plan: &Plan, output: &str) -> bool {
+    let sum = |pattern: &str| -> usize {
+        regex::Regex::new(pattern)
+            .expect("a valid pattern")
+            .captures_iter(output)
+            .filter_map(|c| c[1].parse::<usize>().ok())
+            .sum()
+    };
+    let n = plan.tests.len();
+    match plan.runner {
+        Runner::Pytest => sum(r"(?m)\b(\d+) passed\b") >= 1,
+        Runner::Cargo => sum(r"(?m)^running (\d+) tests?$") >= n,
+        Runner::Mocha => sum(r"(?m)^\s+(\d+) passing\b") >= n,
+        Runner::GoTest => plan.tests.iter().all(|t| output.contains(&format!("--- PASS: {t} ("))),
+        _ => false,
+    }
 }
 
 /// The tests a red run of `plan` names failing, when it is the plan's runner that says so;
@@ -158,7 +182,14 @@ fn narrowed(words: &[String], runner: Runner, tests: &[String]) -> Option<Vec<St
                 return None;
             }
             let alternatives: Vec<String> = tests.iter().map(|t| regex_quote(t)).collect();
-            argv.extend(["-count=1".into(), "-run".into(), format!("^({})$", alternatives.join("|"))]);
+            argv.extend(["-count=1".into(), "-v".into(), "-run".into(), format!("^({})$", alternatives.join("|"))]);
+        }
+        Runner::Mocha => {
+            if !words.iter().any(|w| base(w) == "mocha") {
+                return None;
+            }
+            let alternatives: Vec<String> = tests.iter().map(|t| regex_quote(t)).collect();
+            argv.extend(["--grep".into(), format!("^({})$", alternatives.join("|"))]);
         }
         _ => return None,
     }
@@ -221,7 +252,10 @@ mod tests {
         assert_eq!(p.argv, argv(&["cargo", "+nightly", "test", "--", "--nocapture", "--exact", "tests::adds"]));
         let p = plan(&argv(&["go", "test", "./..."]), GO).unwrap();
         assert_eq!(p.tests, argv(&["TestAdd", "TestSub"]));
-        assert_eq!(p.argv, argv(&["go", "test", "./...", "-count=1", "-run", "^(TestAdd|TestSub)$"]));
+        assert_eq!(p.argv, argv(&["go", "test", "./...", "-count=1", "-v", "-run", "^(TestAdd|TestSub)$"]));
+        let mocha = "  1 passing\n  1 failing\n\n  1) Array\n       #indexOf()\n         finds (1.5):\n     AssertionError: 2 == 1\n      at Context.<anonymous> (test/a.js:5:7)\n";
+        let p = plan(&argv(&["npx", "mocha"]), mocha).unwrap();
+        assert_eq!(p.argv, argv(&["npx", "mocha", "--grep", "^(Array #indexOf\\(\\) finds \\(1\\.5\\))$"]));
         let p = plan(&argv(&["sh", "-c", "python3 -m pytest -q"]), PYTEST).unwrap();
         assert_eq!(p.argv, argv(&["python3", "-m", "pytest", "-q", "--lf", "--lfnf=none"]));
         let p = plan(&argv(&["/v/bin/pytest"]), PYTEST).unwrap();
@@ -241,7 +275,13 @@ mod tests {
     #[test]
     fn the_verdict_compares_the_failures_by_name() {
         let p = plan(&argv(&["go", "test", "./..."]), GO).unwrap();
-        assert_eq!(verdict(&p, true, ""), Verdict::AllPassed);
+        let both = "=== RUN   TestAdd\n--- PASS: TestAdd (0.00s)\n--- PASS: TestSub (0.00s)\nPASS\n";
+        assert_eq!(verdict(&p, true, both), Verdict::AllPassed);
+        let none = "testing: warning: no tests to run\nPASS\nok  \texample.com/m\t0.01s [no tests to run]\n";
+        assert_eq!(verdict(&p, true, none), Verdict::Nothing, "a filter that matched nothing proves nothing");
+        let cargo = plan(&argv(&["cargo", "test"]), CARGO).unwrap();
+        assert_eq!(verdict(&cargo, true, "running 0 tests\n\ntest result: ok.\n"), Verdict::Nothing);
+        assert_eq!(verdict(&cargo, true, "running 1 test\n.\ntest result: ok.\nrunning 0 tests\n"), Verdict::AllPassed);
         let same = Verdict::Failing { passed: vec![], still: argv(&["TestAdd", "TestSub"]) };
         assert_eq!(verdict(&p, false, GO), same, "the same failures");
         let sub_only = "--- FAIL: TestSub (0.00s)\nFAIL\n";

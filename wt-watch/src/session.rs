@@ -571,7 +571,7 @@ impl Session {
         let w = &mut self.wts[id];
         let Some(rerun) = w.rerun.take() else { return };
         let Ok(fin) = result else { return }; // the re-run could not run: nothing to tell
-        let output = if fin.passed { String::new() } else { narrow::read_run_log(&fin.run) };
+        let output = narrow::read_run_log(&fin.run);
         let (passed, all) = match narrow::verdict(&rerun.plan, fin.passed, &output) {
             Verdict::Nothing => return,
             Verdict::AllPassed => (rerun.plan.tests.clone(), true),
