@@ -293,3 +293,22 @@ func TestFlaky(t *testing.T) {{
     assert_eq!(std::fs::read_to_string(&count).unwrap(), "3", "round, re-run, round");
     assert_eq!(live.signal(nix::sys::signal::Signal::SIGINT), Some(130));
 }
+
+#[test]
+fn a_checkout_of_the_base_left_by_a_killed_watch_is_removed_by_the_next() {
+    let w = Watch::new();
+    w.create("sw");
+    // What a wt-watch killed during a check on the base leaves: a registered checkout, named
+    // with the process id of a process that is gone; a live one's (this test's) is its own.
+    let left = w.t.repo.join(".git/wt/watch-base/1-999999999-3");
+    w.t.git(["worktree", "add", "--detach", "-q", left.to_str().unwrap(), "HEAD"]);
+    let live_one = w.t.repo.join(format!(".git/wt/watch-base/1-{}-3", std::process::id()));
+    w.t.git(["worktree", "add", "--detach", "-q", live_one.to_str().unwrap(), "HEAD"]);
+    assert!(w.t.git(["worktree", "list", "--porcelain"]).contains("watch-base"));
+    let run = w.watch(&["-w", "sw", "--until-green", "--feed", "none", "--", "true"]);
+    run.expect_code(0);
+    assert!(!left.exists(), "the checkout is gone");
+    let list = w.t.git(["worktree", "list", "--porcelain"]);
+    assert!(!list.contains("1-999999999-3"), "and git forgot it: {list}");
+    assert!(live_one.is_dir() && list.contains(live_one.to_str().unwrap()), "a live process's stays: {list}");
+}

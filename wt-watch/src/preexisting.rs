@@ -8,8 +8,8 @@
 //! The scratch checkout is `git worktree add --detach` under `<state>/watch-base/`, with no
 //! hooks run; pytest is given the worktree's record of what failed (`.pytest_cache/v/cache/
 //! lastfailed`, read as untrusted) so that its `--lf` selects the same tests there. Crash
-//! safety: whatever a killed wt-watch left under that directory is removed by the next one
-//! ([`sweep`]) before it checks anything.
+//! safety: what a killed wt-watch left under that directory is removed by the next one
+//! ([`sweep`]), which knows it by the process id in its name.
 
 use std::path::{Path, PathBuf};
 
@@ -42,12 +42,19 @@ fn scratch_root(repo: &Repo) -> PathBuf {
     repo.state_dir().join("watch-base")
 }
 
-/// Removes the scratch checkouts a killed wt-watch left behind.
+/// Removes the scratch checkouts a killed wt-watch left behind: those whose name
+/// (`<millis>-<pid>-<n>`) names a process that is gone. Another loop's, on the same
+/// repository, is its own.
 pub fn sweep(repo: &Repo) {
     let root = scratch_root(repo);
     let Ok(entries) = std::fs::read_dir(&root) else { return };
     for e in entries.flatten() {
-        remove(repo, &e.path());
+        let name = e.file_name().to_string_lossy().into_owned();
+        let owner = name.split('-').nth(1).and_then(|p| p.parse::<i32>().ok()).filter(|p| *p > 0);
+        let alive = owner.is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok());
+        if !alive {
+            remove(repo, &e.path());
+        }
     }
 }
 

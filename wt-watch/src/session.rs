@@ -672,13 +672,14 @@ impl Session {
         }
     }
 
-    /// Tells the agent that some of its failures passed when run again; `then_run`: a round
-    /// follows once it has heard.
+    /// Tells the agent what the re-run or the base found of its failure (flaky, pre-existing);
+    /// `then_run`: a round follows once it has heard.
     fn start_note(&mut self, id: usize, text: String, then_run: bool) {
         let w = &mut self.wts[id];
         w.stop.store(true, Ordering::SeqCst); // the watch on the agent's pane restarts after it
         w.then_run = then_run;
-        let line = format!("round {}: failing tests passed when run again (flaky), telling the agent", w.rounds);
+        let found = if then_run { "its failing tests passed when run again (flaky)" } else { "what its re-run found" };
+        let line = format!("round {}: red, telling the agent {found}", w.rounds);
         self.start_feed(id, text, line);
     }
 
