@@ -312,3 +312,65 @@ fn a_checkout_of_the_base_left_by_a_killed_watch_is_removed_by_the_next() {
     assert!(!list.contains("1-999999999-3"), "and git forgot it: {list}");
     assert!(live_one.is_dir() && list.contains(live_one.to_str().unwrap()), "a live process's stays: {list}");
 }
+
+#[test]
+fn a_cargo_test_that_passes_when_run_again_alone_is_flaky_and_the_round_runs_again() {
+    let w = Watch::new();
+    let count = w.t.root().join("cargo.count");
+    w.t.write("Cargo.toml", "[package]\nname = \"flaky\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n");
+    let lib = format!(
+        r#"pub fn two() -> u32 {{
+    2
+}}
+
+#[cfg(test)]
+mod tests {{
+    #[test]
+    fn ok() {{
+        assert_eq!(super::two(), 2);
+    }}
+
+    #[test]
+    fn flaky() {{
+        let path = {count:?};
+        let n: u32 = std::fs::read_to_string(path).ok().and_then(|s| s.parse().ok()).unwrap_or(0) + 1;
+        std::fs::write(path, n.to_string()).unwrap();
+        assert!(n != 1, "flaked on run {{n}}");
+    }}
+}}
+"#,
+        count = count.to_str().unwrap()
+    );
+    w.t.write("src/lib.rs", &lib);
+    w.t.write(".gitignore", "build/\n/target/\nCargo.lock\n");
+    w.t.commit("a cargo suite");
+    w.create("rs1");
+    // Its own target directory: not the one this test was built in.
+    let mut c = w.tool("wt-watch");
+    c.env("CARGO_TARGET_DIR", w.t.root().join("cargo-target")).env_remove("RUSTFLAGS");
+    c.args(["-w", "rs1", "--feed", "none", "--debounce", "100", "--", "cargo", "test", "-q"]);
+    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            let _ = tx.send(serde_json::from_str::<Value>(&line).unwrap());
+        }
+    });
+    let mut live = Live { child, rx };
+    let red = live.next();
+    assert_eq!(status(&red), "red", "{red}");
+    let flaky = live.next();
+    assert_eq!(status(&flaky), "flaky", "{flaky}");
+    assert_eq!(flaky["watch"]["flaky"], serde_json::json!(["tests::flaky"]));
+    assert_eq!(
+        flaky["watch"]["run"]["cmd"],
+        serde_json::json!(["cargo", "test", "-q", "--", "--exact", "tests::flaky"]),
+        "only the failing test, libtest's own way"
+    );
+    let green = live.next();
+    assert_eq!(status(&green), "green", "{green}");
+    assert_eq!(std::fs::read_to_string(&count).unwrap(), "3", "round, re-run, round");
+    assert_eq!(live.signal(nix::sys::signal::Signal::SIGINT), Some(130));
+}
