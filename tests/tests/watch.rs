@@ -305,19 +305,6 @@ fn an_agent_that_never_answers_times_out() {
     assert!(rec["watch"]["reason"].as_str().unwrap().contains("did not change anything within 300ms"), "{rec}");
 }
 
-#[test]
-fn a_test_that_fails_then_passes_with_no_change_is_flaky() {
-    let w = Watch::new();
-    w.create("flake");
-    let flag = w.t.root().join("flag");
-    let cmd = format!("[ -e {0} ] && exit 0; touch {0}; echo transient failure; exit 1", flag.display());
-    let run = w.watch(&["-w", "flake", "--until-green", "--feed", "none", "--", "sh", "-c", &cmd]);
-    let rec = &run.records()[0];
-    assert_eq!(status(rec), "flaky", "{run}");
-    assert_eq!(rec["watch"]["rounds"], 1);
-    run.expect_code(1);
-}
-
 /// A round stopped by `--timeout`: its excerpt says so first, then how far the tests got.
 #[test]
 fn a_timed_out_round_says_so_first_in_its_excerpt() {
@@ -713,46 +700,14 @@ fn a_confined_round_goes_on_through_a_change_and_is_ended_by_sigterm_with_what_i
     wait_for("every process of the round to end", || sleeping(n).is_empty() && sleeping(n + 1).is_empty());
 }
 
-/// How often a watch of worktree `rr` with `extra` flags runs a test that always fails: it
-/// appends a line to a marker file (named `tag`) each time.
-fn runs_of_a_red_round(w: &Watch, tag: &str, extra: &[&str]) -> usize {
-    let marker = w.t.root().join(format!("{tag}.runs"));
-    let cmd = format!("echo run >> {}; echo always red; exit 1", marker.display());
-    let mut args = vec!["-w", "rr", "--until-green", "--feed", "none", "--max-rounds", "1", "--debounce", "50"];
-    args.extend(extra);
-    args.extend(["--", "sh", "-c", &cmd]);
-    let run = w.watch(&args);
-    run.expect_code(1);
-    assert_eq!(status(&run.records()[0]), "gave-up", "{run}");
-    std::fs::read_to_string(marker).unwrap().lines().count()
-}
-
 #[test]
-fn a_red_round_is_run_again_once_unless_no_rerun_says_not_to() {
-    let w = Watch::new();
-    w.create("rr");
-    assert_eq!(runs_of_a_red_round(&w, "default", &[]), 2, "red, then once more to rule out a flaky test");
-    assert_eq!(runs_of_a_red_round(&w, "flag", &["--no-rerun"]), 1, "--no-rerun: one run");
-    w.t.write("wt.toml", "[watch]\nrerun = false\n");
-    assert_eq!(runs_of_a_red_round(&w, "config", &[]), 1, "[watch] rerun = false: one run");
-    let mut help = w.tool("wt-watch");
-    help.arg("--help");
-    let help = Run::of(&mut help, "").stdout;
-    assert!(help.contains("rule out a flaky test") && help.contains("--no-rerun"), "--help says so: {help}");
-}
-
-#[test]
-fn the_status_line_says_a_red_round_is_rerun_and_its_timer_counts() {
-    // A test that fails once, then runs until the test says GO: while it re-runs, the status
-    // line on the terminal says why it runs again, and its timer must pass 0s, 1s, 2s.
+fn the_status_line_says_a_round_runs_and_its_timer_counts() {
+    // A test that runs until the test says GO: while it runs, the status line on the terminal
+    // says so, and its timer must pass 0s, 1s, 2s.
     let w = Watch::new();
     w.create("tick");
-    let (once, go) = (w.t.root().join("failed-once"), w.t.root().join("go"));
-    let cmd = format!(
-        "[ -e {once} ] || {{ touch {once}; echo red; exit 1; }}; while [ ! -e {go} ]; do sleep 0.05; done",
-        once = once.display(),
-        go = go.display()
-    );
+    let go = w.t.root().join("go");
+    let cmd = format!("while [ ! -e {go} ]; do sleep 0.05; done", go = go.display());
     let watch = format!(
         "{} -w tick --until-green --feed none --debounce 50 -- sh -c {} >/dev/null",
         bin("wt-watch").display(),
@@ -775,7 +730,7 @@ fn the_status_line_says_a_red_round_is_rerun_and_its_timer_counts() {
             seen.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
         }
     });
-    let line = "round 1: red, re-running once to rule out a flaky test";
+    let line = "round 1: running";
     for secs in 0..=2 {
         let shown = format!("{line}  ({secs}s)");
         wait_for(&shown, || screen.lock().unwrap().contains(&shown));
@@ -784,7 +739,7 @@ fn the_status_line_says_a_red_round_is_rerun_and_its_timer_counts() {
     let code = child.0.wait().unwrap().code();
     reader.join().unwrap();
     let text = screen.lock().unwrap().clone();
-    assert!(text.contains("done: flaky"), "it passed the second time: {code:?} {text:?}");
+    assert!(text.contains("done: green"), "{code:?} {text:?}");
 }
 
 #[test]

@@ -11,9 +11,13 @@ use wt_common::Error;
 /// Watch worktrees and run their tests whenever their files settle; when the tests fail, hand
 /// the failure to the agent working there and wait for its next change, until green.
 ///
-/// A red round is run once more before the agent hears of it, to rule out a flaky test: red
-/// again is a failure for the agent; green the second time is reported as `flaky` (and not
-/// fed). `--no-rerun` (or `[watch] rerun = false`) feeds the first red round at once.
+/// A red round is fed to the agent after one run. Meanwhile its failing tests alone run again,
+/// the runner's own way (pytest `--lf`, cargo test `--exact` filters, go test `-run`, mocha
+/// `--grep`; other commands are not run again): those that pass are told to the agent as probably flaky, not
+/// its change, and when all do the record says `flaky` and the round runs again (never the
+/// end of a loop). Those that fail again run on the worktree's base commit, in a scratch
+/// checkout: failing there too, they are told to the agent as pre-existing. The agent's next
+/// change ends such a re-run. `--no-rerun` (or `[watch] rerun = false`) runs nothing again.
 ///
 /// Only a change git can see starts a round (every `.gitignore`, `info/exclude` and
 /// `core.excludesFile` obeyed, each read before what is under it is judged). A change during a
@@ -48,8 +52,8 @@ pub struct Args {
     #[arg(long)]
     pub until_green: bool,
 
-    /// Feed a red round to the agent at once, without running it a second time to rule out a
-    /// flaky test [wt.toml: [watch] rerun = false]
+    /// Do not run a red round's failing tests again to tell a flaky test apart [wt.toml:
+    /// [watch] rerun = false]
     #[arg(long)]
     pub no_rerun: bool,
 
@@ -73,7 +77,7 @@ pub struct Args {
     #[arg(long, value_name = "MS")]
     pub quiet_ms: Option<u64>,
 
-    /// Stop a test run after DUR: it is red, not run again as the flaky check, and its feedback
+    /// Stop a test run after DUR: it is red, its tests are not run again, and its feedback
     /// says it timed out [default: [watch] timeout, else 3x the last green round, at least 2m
     /// (10m before the first green round)]
     #[arg(long, value_name = "DUR", value_parser = wt_common::record::duration::parse_arg)]
@@ -176,7 +180,7 @@ pub struct Settings {
     pub debounce: Duration,
     pub max_rounds: u32,
     pub until_green: bool,
-    /// Run a red round once more before feeding it (a pass then is `flaky`).
+    /// Run a red round's failing tests again while the agent reads (`narrow`).
     pub rerun: bool,
     pub feed: Feed,
     pub guard: Vec<String>,

@@ -2,7 +2,7 @@
 //! delivered feedback, new worktrees on stdin, signals) and by time (debounce, agent timeout).
 //! One thread decides; runs, feeds and the watcher work on threads of their own and report here.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -24,7 +24,9 @@ use crate::args::Settings;
 use crate::feed::{self, Undelivered};
 use crate::guard::{self, Guard, Snapshot};
 use crate::live::Live;
+use crate::narrow::{self, Plan, Verdict};
 use crate::noticed::{self, Noticed};
+use crate::preexisting;
 use crate::round::{self, Finished, RoundSpec};
 use crate::watcher::{Change, Watcher};
 use crate::TOOL;
@@ -43,6 +45,22 @@ pub enum Msg {
         result: Result<Finished, Error>,
         /// The commit the round tested and whether the tree was clean, taken at its start.
         tested: Tested,
+        /// A red round's failing tests, run again the runner's own way (`narrow`).
+        narrow: Option<Plan>,
+    },
+    /// The narrow re-run of a fed round's failing tests ended.
+    Reran {
+        id: usize,
+        seq: u64,
+        result: Result<Finished, Error>,
+    },
+    /// The failing tests ran on the worktree's base commit (`preexisting`).
+    BaseChecked {
+        id: usize,
+        /// The failure it was started for (`Wt::fed_failures`).
+        failure: u64,
+        base: String,
+        results: preexisting::Results,
     },
     Fed {
         id: usize,
@@ -91,8 +109,19 @@ struct Wt {
     /// Numbers the current run or feed; messages of an older one are stale.
     seq: u64,
     rounds: u32,
-    /// This round's failure was already run again once (a flaky test passes then).
-    retried: bool,
+    /// The fed round's failing tests, running again while the agent reads.
+    rerun: Option<Rerun>,
+    /// Tests that failed and then passed when run again with no change: the round they did so in.
+    flaky: BTreeMap<String, u32>,
+    /// A second message that waits for the first to reach the agent; `true`: a round follows it.
+    note: Option<(String, bool)>,
+    /// The message on its way says the round's failures were flaky: a round follows it.
+    then_run: bool,
+    /// The failing tests are running on the base commit.
+    checking_base: bool,
+    /// Counts the failures fed: a base check's answer is news only for the one it was
+    /// started for (the feed's `seq` moves on with each message of the same failure).
+    fed_failures: u64,
     /// The guarded files at the first red round.
     guard_base: Option<Snapshot>,
     last_failure: Option<String>,
@@ -129,12 +158,27 @@ pub struct Session {
     input_open: bool,
     /// A worktree gave up (or, with --until-green, ended other than green).
     not_green: bool,
+    /// Whether a test fails on a base commit too: by base commit and test.
+    on_base: HashMap<(String, String), bool>,
 }
 
 impl Session {
     pub fn new(ctx: Ctx, out: Output, tx: Sender<Msg>, rx: Receiver<Msg>, input_open: bool) -> Result<Session, Error> {
         let watcher = Watcher::new(tx.clone(), ctx.exclude.clone())?;
-        Ok(Session { ctx, wts: Vec::new(), watcher, tx, rx, out, live: Live::new(), input_open, not_green: false })
+        preexisting::sweep(&ctx.repo);
+        let on_base = HashMap::new();
+        Ok(Session {
+            ctx,
+            wts: Vec::new(),
+            watcher,
+            tx,
+            rx,
+            out,
+            live: Live::new(),
+            input_open,
+            not_green: false,
+            on_base,
+        })
     }
 
     /// Starts on a worktree, or passes a record through.
@@ -181,7 +225,12 @@ impl Session {
             last_green: None,
             seq: 0,
             rounds: 0,
-            retried: false,
+            rerun: None,
+            flaky: BTreeMap::new(),
+            note: None,
+            then_run: false,
+            checking_base: false,
+            fed_failures: 0,
             guard_base: None,
             last_failure: None,
             waiting_since: None,
@@ -253,11 +302,17 @@ impl Session {
             }
             Msg::Line(Err(m), _) => self.out.malformed(&m),
             Msg::InputEnd => self.input_open = false,
-            Msg::RunDone { id, seq, result, tested } => {
+            Msg::RunDone { id, seq, result, tested, narrow } => {
                 if self.wts[id].seq == seq && self.wts[id].phase == Phase::Running {
-                    self.finished(id, result, tested);
+                    self.finished(id, result, tested, narrow);
                 }
             }
+            Msg::Reran { id, seq, result } => {
+                if self.wts[id].seq == seq && matches!(self.wts[id].phase, Phase::Feeding | Phase::Waiting) {
+                    self.reran(id, result);
+                }
+            }
+            Msg::BaseChecked { id, failure, base, results } => self.base_checked(id, failure, base, results),
             Msg::Fed { id, seq, result } => {
                 if self.wts[id].seq == seq && self.wts[id].phase == Phase::Feeding {
                     self.fed(id, result);
@@ -332,6 +387,9 @@ impl Session {
             Phase::Feeding | Phase::Waiting => {
                 w.stop.store(true, Ordering::SeqCst);
                 w.seq += 1;
+                w.fed_failures += 1;
+                // The agent's change outranks the re-run of the old failure: it ends now.
+                drop_rerun(w);
             }
             Phase::Pending | Phase::Idle => {}
         }
@@ -408,14 +466,10 @@ impl Session {
             confine: self.ctx.confine.clone(),
         };
         let (tx, groups, seq, test_pane) = (self.tx.clone(), Arc::clone(&w.groups), w.seq, w.test_pane.clone());
-        let round = w.rounds + 1;
-        let text = if w.retried {
-            format!("round {round}: red, re-running once to rule out a flaky test")
-        } else {
-            format!("round {round}: running")
-        };
+        let text = format!("round {}: running", w.rounds + 1);
         let name = w.rec.name.clone();
         let repo = self.ctx.repo.clone();
+        let rerun = s.rerun;
         std::thread::spawn(move || {
             // Taken off the loop's thread: it costs a `git status`.
             let tested = wt_common::git::tested::of(&repo, &spec.name, &spec.cwd);
@@ -423,12 +477,14 @@ impl Session {
                 Some(pane) => pane.run(&spec),
                 None => round::run(&spec, &groups),
             };
-            let _ = tx.send(Msg::RunDone { id, seq, result, tested });
+            // Read here too: the log can be megabytes.
+            let narrow = result.as_ref().ok().filter(|_| rerun).and_then(|f| narrow::of_round(&spec.argv, f));
+            let _ = tx.send(Msg::RunDone { id, seq, result, tested, narrow });
         });
         self.live.set(&name, text);
     }
 
-    fn finished(&mut self, id: usize, result: Result<Finished, Error>, tested: Tested) {
+    fn finished(&mut self, id: usize, result: Result<Finished, Error>, tested: Tested, narrow: Option<Plan>) {
         let fin = match result {
             Ok(f) => f,
             Err(e) => return self.error(id, &e),
@@ -439,19 +495,11 @@ impl Session {
         let w = &mut self.wts[id];
         if w.dirty.is_some() {
             // A change came while it ran: the queued round tests it; this one is not fed.
-            w.retried = false;
             w.phase = Phase::Pending;
             let name = w.rec.name.clone();
             self.live.set(&name, "red, but changed while it ran: running again".to_string());
             return;
         }
-        if self.ctx.settings.rerun && !w.retried && fin.timed_out.is_none() {
-            // Red with no change since: run it once more; a pass now means a flaky test. Not a
-            // round that timed out: a hang is no flaky test, and a second one doubles the wait.
-            w.retried = true;
-            return self.start_run(id);
-        }
-        w.retried = false;
         w.rounds += 1;
         if w.guard_base.is_none() && !self.ctx.guard.is_empty() {
             w.guard_base = Some(self.ctx.guard.snapshot(&w.root, self.ctx.exclude.as_deref()));
@@ -463,8 +511,176 @@ impl Session {
             self.emit(id, "gave-up", Some((&fin.run, &tested)), &[("reason", json!(why))]);
             return self.done(id, false, &why);
         }
-        self.emit(id, "red", Some((&fin.run, &tested)), &[]);
-        self.start_feed(id);
+        let (pre, base) = self.known_on_base(id, narrow.as_ref());
+        let extra: Vec<(&str, Value)> = if pre.is_empty() { Vec::new() } else { vec![("pre_existing", json!(pre))] };
+        self.emit(id, "red", Some((&fin.run, &tested)), &extra);
+        // Fed after one run; a failure that passed on a re-run before, or fails on the base
+        // too, is said to be so.
+        let w = &self.wts[id];
+        let seen = narrow.as_ref().and_then(|p| narrow::known_flaky_note(&p.tests, &w.flaky));
+        let on_base = base.and_then(|b| preexisting::note(&pre, &b));
+        let text = feed::message(
+            &w.rec.name,
+            w.rounds,
+            &self.ctx.settings.command,
+            &format!(
+                "{}{}{}",
+                on_base.unwrap_or_default(),
+                seen.unwrap_or_default(),
+                w.last_failure.as_deref().unwrap_or_default()
+            ),
+        );
+        let line = format!("round {}: red, telling the agent", w.rounds);
+        self.wts[id].fed_failures += 1;
+        self.start_feed(id, text, line);
+        if let Some(plan) = narrow {
+            self.start_rerun(id, plan, tested);
+        }
+    }
+
+    /// Runs the fed round's failing tests again (`narrow`), while the agent reads: in the
+    /// round's process groups, so that a change, the end of the loop or a signal ends it.
+    fn start_rerun(&mut self, id: usize, plan: Plan, tested: Tested) {
+        let w = &mut self.wts[id];
+        let Ok(dir) = wt_common::record::runlog::log_dir(&self.ctx.repo, &w.rec.name) else { return };
+        let s = &self.ctx.settings;
+        let spec = RoundSpec {
+            name: w.rec.name.clone(),
+            cwd: w.root.clone(),
+            argv: plan.argv.clone(),
+            env: w.env.clone(),
+            log: dir.join(format!("watch-rerun-{}.log", wt_common::record::runlog::unique_stem())),
+            timeout: Some(s.timeout.unwrap_or_else(|| round::default_timeout(w.last_green))),
+            confine: self.ctx.confine.clone(),
+        };
+        let (tx, groups, seq) = (self.tx.clone(), Arc::clone(&w.groups), w.seq);
+        let n = plan.tests.len();
+        std::thread::spawn(move || {
+            let result = round::run(&spec, &groups);
+            let _ = tx.send(Msg::Reran { id, seq, result });
+        });
+        w.rerun = Some(Rerun { plan, tested, round: w.rounds });
+        let name = w.rec.name.clone();
+        let what = if n == 1 { "its failing test".to_string() } else { format!("its {n} failing tests") };
+        self.live.set(&name, format!("round {}: red, telling the agent; running {what} again", self.wts[id].rounds));
+    }
+
+    /// The re-run ended: failing tests that passed are told to the agent as probably flaky (a
+    /// `flaky` record when all did, and the round runs again once the agent has heard).
+    fn reran(&mut self, id: usize, result: Result<Finished, Error>) {
+        let w = &mut self.wts[id];
+        let Some(rerun) = w.rerun.take() else { return };
+        let Ok(fin) = result else { return }; // the re-run could not run: nothing to tell
+        let output = narrow::read_run_log(&fin.run);
+        let (passed, all) = match narrow::verdict(&rerun.plan, fin.passed, &output) {
+            Verdict::Nothing => return,
+            Verdict::AllPassed => (rerun.plan.tests.clone(), true),
+            Verdict::Failing { passed, still } => {
+                self.check_base(id, &rerun, still);
+                (passed, false)
+            }
+        };
+        if passed.is_empty() {
+            return;
+        }
+        let w = &mut self.wts[id];
+        for t in &passed {
+            w.flaky.insert(t.clone(), rerun.round);
+        }
+        let text = narrow::message(&w.rec.name, rerun.round, &passed, all);
+        if all {
+            self.emit(id, "flaky", Some((&fin.run, &rerun.tested)), &[("flaky", json!(passed))]);
+        }
+        self.tell(id, text, all);
+    }
+
+    /// A second message for the agent: after the first, if that is still on its way.
+    fn tell(&mut self, id: usize, text: String, then_run: bool) {
+        let w = &mut self.wts[id];
+        if w.phase == Phase::Feeding {
+            w.note = Some(match w.note.take() {
+                Some((before, run)) => (format!("{before}\n\n{text}"), run || then_run),
+                None => (text, then_run),
+            });
+        } else {
+            self.start_note(id, text, then_run);
+        }
+    }
+
+    /// The tests of `plan` known to fail on the worktree's base commit too, and that commit.
+    fn known_on_base(&self, id: usize, plan: Option<&Plan>) -> (Vec<String>, Option<String>) {
+        let base = self.wts[id].rec.base_commit.clone();
+        let (Some(plan), Some(b)) = (plan, &base) else { return (Vec::new(), base) };
+        let pre = plan
+            .tests
+            .iter()
+            .filter(|t| self.on_base.get(&(b.clone(), (*t).clone())) == Some(&true))
+            .cloned()
+            .collect();
+        (pre, base)
+    }
+
+    /// Runs the tests that failed again on the worktree's base commit, in a scratch checkout
+    /// on a thread (`preexisting`), unless known already. A round that tested the base itself,
+    /// unchanged, needs no run: its failures are the base's.
+    fn check_base(&mut self, id: usize, rerun: &Rerun, still: Vec<String>) {
+        let w = &self.wts[id];
+        let Some(base) = w.rec.base_commit.clone() else { return };
+        let unknown: Vec<String> =
+            still.into_iter().filter(|t| !self.on_base.contains_key(&(base.clone(), t.clone()))).collect();
+        if unknown.is_empty() || w.checking_base {
+            return;
+        }
+        let failure = w.fed_failures;
+        if rerun.tested.commit.as_deref() == Some(base.as_str()) && !rerun.tested.dirty {
+            let results = unknown.into_iter().map(|t| (t, true)).collect();
+            return self.base_checked(id, failure, base, results);
+        }
+        let s = &self.ctx.settings;
+        let check = preexisting::Check {
+            repo: self.ctx.repo.clone(),
+            name: w.rec.name.clone(),
+            base: base.clone(),
+            plan: Plan { tests: unknown, ..rerun.plan.clone() },
+            worktree: w.root.clone(),
+            env: w.env.clone(),
+            timeout: s.timeout.unwrap_or_else(|| round::default_timeout(w.last_green)),
+        };
+        let (tx, groups) = (self.tx.clone(), Arc::clone(&w.groups));
+        self.wts[id].checking_base = true;
+        std::thread::spawn(move || {
+            let results = preexisting::run(&check, &groups).unwrap_or_default();
+            let _ = tx.send(Msg::BaseChecked { id, failure, base, results });
+        });
+    }
+
+    /// The failing tests ran on the base: kept, whatever the agent did meanwhile; those that
+    /// fail there too are told to the agent as pre-existing if its failure is still the news.
+    fn base_checked(&mut self, id: usize, failure: u64, base: String, results: preexisting::Results) {
+        self.wts[id].checking_base = false;
+        for (test, fails) in &results {
+            self.on_base.insert((base.clone(), test.clone()), *fails);
+        }
+        let w = &self.wts[id];
+        if w.fed_failures != failure || !matches!(w.phase, Phase::Feeding | Phase::Waiting) {
+            return;
+        }
+        let pre: Vec<String> = results.into_iter().filter(|(_, f)| *f).map(|(t, _)| t).collect();
+        if !pre.is_empty() {
+            let text = preexisting::message(&w.rec.name, w.rounds, &pre, &base);
+            self.tell(id, text, false);
+        }
+    }
+
+    /// Tells the agent what the re-run or the base found of its failure (flaky, pre-existing);
+    /// `then_run`: a round follows once it has heard.
+    fn start_note(&mut self, id: usize, text: String, then_run: bool) {
+        let w = &mut self.wts[id];
+        w.stop.store(true, Ordering::SeqCst); // the watch on the agent's pane restarts after it
+        w.then_run = then_run;
+        let found = if then_run { "its failing tests passed when run again (flaky)" } else { "what its re-run found" };
+        let line = format!("round {}: red, telling the agent {found}", w.rounds);
+        self.start_feed(id, text, line);
     }
 
     fn green(&mut self, id: usize, fin: Finished, tested: Tested) {
@@ -473,7 +689,6 @@ impl Session {
         if w.dirty.is_some() {
             // A change came while it ran: the queued round tests it, and decides.
             w.phase = Phase::Pending;
-            w.retried = false;
             let name = w.rec.name.clone();
             self.live.set(&name, "green, but changed while it ran: running again".to_string());
             return;
@@ -483,14 +698,7 @@ impl Session {
             Some(base) => guard::touched(base, &self.ctx.guard.snapshot(&w.root, self.ctx.exclude.as_deref())),
             None => Vec::new(),
         };
-        let status = if w.retried {
-            "flaky"
-        } else if !touched.is_empty() {
-            "green-guard-touched"
-        } else {
-            "green"
-        };
-        w.retried = false;
+        let status = if !touched.is_empty() { "green-guard-touched" } else { "green" };
         let extra: Vec<(&str, Value)> =
             if touched.is_empty() { Vec::new() } else { vec![("guard_touched", json!(touched))] };
         self.emit(id, status, Some((&fin.run, &tested)), &extra);
@@ -503,17 +711,17 @@ impl Session {
         self.live.set(&name, format!("{status}; watching"));
     }
 
-    fn start_feed(&mut self, id: usize) {
+    /// Hands `text` to the agent on a thread; `line` is the status line meanwhile.
+    fn start_feed(&mut self, id: usize, text: String, line: String) {
         let w = &mut self.wts[id];
         w.seq += 1;
         w.stop = Arc::new(AtomicBool::new(false));
         let s = &self.ctx.settings;
-        let text = feed::message(&w.rec.name, w.rounds, &s.command, w.last_failure.as_deref().unwrap_or_default());
         let (tx, seq, stop, target, patience) =
             (self.tx.clone(), w.seq, Arc::clone(&w.stop), w.target.clone(), s.agent_timeout);
         w.phase = Phase::Feeding;
         let name = w.rec.name.clone();
-        self.live.set(&name, format!("round {}: red, telling the agent", w.rounds));
+        self.live.set(&name, line);
         std::thread::spawn(move || {
             let result = feed::deliver(&target, &text, patience, &stop);
             let _ = tx.send(Msg::Fed { id, seq, result });
@@ -531,6 +739,17 @@ impl Session {
             Err(Undelivered::Failed(e)) => return self.error(id, &e),
         }
         let w = &mut self.wts[id];
+        if let Some((text, then_run)) = w.note.take() {
+            return self.start_note(id, text, then_run);
+        }
+        if std::mem::take(&mut w.then_run) {
+            // Its failures were flaky, and it has heard: the tests run again, not its turn.
+            w.phase = Phase::Pending;
+            w.dirty = Some(Instant::now().checked_sub(self.ctx.settings.debounce).unwrap_or_else(Instant::now));
+            let name = w.rec.name.clone();
+            self.live.set(&name, "flaky: running the tests again".to_string());
+            return;
+        }
         w.phase = Phase::Waiting;
         w.waiting_since = Some(Instant::now());
         if let feed::Target::Pane { socket, pane, .. } = &w.target {
@@ -545,7 +764,8 @@ impl Session {
         }
         let name = w.rec.name.clone();
         let rounds = w.rounds;
-        self.live.set(&name, format!("round {rounds}: red, waiting for the agent"));
+        let again = if w.rerun.is_some() { " (its failing tests run again meanwhile)" } else { "" };
+        self.live.set(&name, format!("round {rounds}: red, waiting for the agent{again}"));
     }
 
     fn give_up(&mut self, id: usize, why: &str) {
@@ -575,9 +795,11 @@ impl Session {
     /// when the worktree is done. `round`: the round's run and what it tested (`commit`,
     /// `dirty`); none when the loop gave up between runs.
     fn emit(&mut self, id: usize, status: &str, round: Option<(&Value, &Tested)>, extra: &[(&str, Value)]) {
-        let final_status = status != "red";
+        // Not final: a red round goes to the agent, a flaky one runs again.
+        let final_status = !matches!(status, "red" | "flaky");
         let w = &self.wts[id];
-        if let Some((run, tested)) = round {
+        // A flaky record's run is the narrow re-run's: the round itself stays red for wt-status.
+        if let Some((run, tested)) = round.filter(|_| status != "flaky") {
             self.keep_outcome(&w.rec.name, status, run, tested, w.last_failure.as_deref());
         }
         if self.ctx.settings.until_green && !final_status {
@@ -641,6 +863,26 @@ impl Session {
             let _ = h.join();
         }
     }
+}
+
+/// The fed round's failing tests running again (`narrow`).
+#[derive(Debug)]
+struct Rerun {
+    plan: Plan,
+    /// What the red round tested.
+    tested: Tested,
+    round: u32,
+}
+
+/// Forgets the re-run of a failure the agent has moved on from, and ends it and the check on
+/// the base (they run in the worktree's process groups, which hold nothing else between
+/// rounds, with its env: never beside its next round), with what they would have said.
+fn drop_rerun(w: &mut Wt) {
+    if w.rerun.take().is_some() || w.checking_base {
+        round::cancel(&w.groups);
+    }
+    w.note = None;
+    w.then_run = false;
 }
 
 /// Ends the worktree's running round, wherever it runs, in the background.
