@@ -6,9 +6,11 @@
 
 pub mod args;
 pub mod feed;
+pub mod green_means_commit;
 pub mod guard;
 pub mod live;
 pub mod noticed;
+pub mod own_writes;
 pub mod round;
 pub mod rules;
 pub mod session;

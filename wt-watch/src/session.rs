@@ -22,9 +22,11 @@ use wt_common::{Error, Record};
 
 use crate::args::Settings;
 use crate::feed::{self, Undelivered};
+use crate::green_means_commit::{self as commit, Green};
 use crate::guard::{self, Guard, Snapshot};
 use crate::live::Live;
 use crate::noticed::{self, Noticed};
+use crate::own_writes::{self, OwnWrites};
 use crate::round::{self, Finished, RoundSpec};
 use crate::watcher::{Change, Watcher};
 use crate::TOOL;
@@ -43,6 +45,13 @@ pub enum Msg {
         result: Result<Finished, Error>,
         /// The commit the round tested and whether the tree was clean, taken at its start.
         tested: Tested,
+        /// The paths `git status` listed then.
+        changed: Vec<String>,
+    },
+    /// The branch of worktree `id` moved while the loop waited for a commit.
+    Committed {
+        id: usize,
+        seq: u64,
     },
     Fed {
         id: usize,
@@ -102,7 +111,31 @@ struct Wt {
     test_pane: Option<round::TestPane>,
     /// Stops the current feed or pane watch.
     stop: Arc<AtomicBool>,
+    /// The files the test command writes itself (they start no round).
+    own: OwnWrites,
+    /// Said to the person once, for the next record's `notes`.
+    notes: Vec<String>,
+    /// A change came since the loop started; `round_after_change`: the current round started
+    /// after one (with --until-green, only such a round, or a commit ahead of the base, ends it).
+    changed_since_start: bool,
+    round_after_change: bool,
+    /// A finished run, decided once the events of its own writes are in (`DRAIN`).
+    ended: Option<Ended>,
+    /// The agent was told to commit (not that the tests fail).
+    asked_commit: bool,
 }
+
+/// A run that ended, waiting for its decision.
+#[derive(Debug)]
+struct Ended {
+    at: Instant,
+    result: Result<Finished, Error>,
+    tested: Tested,
+    changed: Vec<String>,
+}
+
+/// How long a finished run's decision waits for the file events of what it wrote last.
+const DRAIN: Duration = Duration::from_millis(50);
 
 /// What every worktree shares.
 #[derive(Debug)]
@@ -188,6 +221,12 @@ impl Session {
             groups: Arc::new(Mutex::new(Default::default())),
             test_pane,
             stop: Arc::new(AtomicBool::new(false)),
+            own: OwnWrites::default(),
+            notes: Vec::new(),
+            changed_since_start: false,
+            round_after_change: false,
+            ended: None,
+            asked_commit: false,
         });
         Ok(())
     }
@@ -253,9 +292,19 @@ impl Session {
             }
             Msg::Line(Err(m), _) => self.out.malformed(&m),
             Msg::InputEnd => self.input_open = false,
-            Msg::RunDone { id, seq, result, tested } => {
-                if self.wts[id].seq == seq && self.wts[id].phase == Phase::Running {
-                    self.finished(id, result, tested);
+            Msg::RunDone { id, seq, result, tested, changed } => {
+                let w = &mut self.wts[id];
+                if w.seq == seq && w.phase == Phase::Running {
+                    w.own.run_ended();
+                    w.ended = Some(Ended { at: Instant::now(), result, tested, changed });
+                }
+            }
+            Msg::Committed { id, seq } => {
+                if self.wts[id].seq == seq
+                    && matches!(self.wts[id].phase, Phase::Feeding | Phase::Waiting | Phase::Idle)
+                {
+                    let now = Instant::now();
+                    self.mark_changed(id, now.checked_sub(self.ctx.settings.debounce).unwrap_or(now));
                 }
             }
             Msg::Fed { id, seq, result } => {
@@ -311,7 +360,17 @@ impl Session {
     fn settle(&mut self, id: usize) {
         let w = &mut self.wts[id];
         let noticed = w.noticed.take();
-        if w.phase == Phase::Done || !noticed::matters(&w.root, self.ctx.exclude.as_deref(), &noticed, &mut w.visible) {
+        if w.phase == Phase::Done {
+            return;
+        }
+        let seen = noticed::seen(&w.root, self.ctx.exclude.as_deref(), &noticed, &mut w.visible);
+        let sorted = w.own.sort(&w.root, &seen.files);
+        for path in &sorted.found {
+            let note = own_writes::note(&w.root, path);
+            eprintln!("{TOOL}: {}: {note}", w.rec.name);
+            w.notes.push(note);
+        }
+        if !seen.other && !sorted.counts {
             return;
         }
         let settled = Instant::now().checked_sub(self.ctx.settings.debounce).unwrap_or_else(Instant::now);
@@ -323,17 +382,21 @@ impl Session {
     /// dropped; the next round waits for the debounce after `at`.
     fn mark_changed(&mut self, id: usize, at: Instant) {
         let w = &mut self.wts[id];
+        if w.phase != Phase::Done {
+            w.changed_since_start = true;
+        }
         match w.phase {
             Phase::Done => return,
             Phase::Running => {
                 w.dirty = Some(at);
                 return;
             }
-            Phase::Feeding | Phase::Waiting => {
+            Phase::Feeding | Phase::Waiting | Phase::Idle => {
+                // Ends a feed, the watch on the agent's pane, the wait for a commit.
                 w.stop.store(true, Ordering::SeqCst);
                 w.seq += 1;
             }
-            Phase::Pending | Phase::Idle => {}
+            Phase::Pending => {}
         }
         w.phase = Phase::Pending;
         w.dirty = Some(at);
@@ -349,6 +412,7 @@ impl Session {
             .flat_map(|w| {
                 let due = match w.phase {
                     Phase::Pending => w.dirty.map(|d| d + s.debounce),
+                    Phase::Running => w.ended.as_ref().map(|e| e.at + DRAIN),
                     Phase::Waiting => w.waiting_since.map(|t| t + s.agent_timeout),
                     _ => None,
                 };
@@ -366,14 +430,24 @@ impl Session {
             if self.wts[id].noticed.last.is_some_and(|t| now >= t + debounce) {
                 self.settle(id);
             }
+            if self.wts[id].ended.as_ref().is_some_and(|e| now >= e.at + DRAIN) {
+                // What the run wrote is in: judged now (its own output queues nothing).
+                self.settle(id);
+                if let Some(e) = self.wts[id].ended.take() {
+                    self.finished(id, e.result, e.tested, e.changed);
+                }
+            }
             let w = &self.wts[id];
             match w.phase {
                 Phase::Pending if w.dirty.is_some_and(|d| now >= d + debounce) => self.start_run(id),
                 Phase::Waiting if w.waiting_since.is_some_and(|t| now >= t + timeout) => {
-                    let why = format!(
-                        "the agent did not change anything within {} of being told the tests fail",
-                        human(timeout)
-                    );
+                    let why = match w.asked_commit {
+                        true => format!("the agent did not commit within {} of being told to", human(timeout)),
+                        false => format!(
+                            "the agent did not change anything within {} of being told the tests fail",
+                            human(timeout)
+                        ),
+                    };
                     self.give_up(id, &why);
                 }
                 _ => {}
@@ -397,6 +471,8 @@ impl Session {
         w.seq += 1;
         w.phase = Phase::Running;
         w.dirty = None;
+        w.round_after_change = w.changed_since_start;
+        w.own.run_started();
         let s = &self.ctx.settings;
         let spec = RoundSpec {
             name: w.rec.name.clone(),
@@ -418,23 +494,23 @@ impl Session {
         let repo = self.ctx.repo.clone();
         std::thread::spawn(move || {
             // Taken off the loop's thread: it costs a `git status`.
-            let tested = wt_common::git::tested::of(&repo, &spec.name, &spec.cwd);
+            let (tested, changed) = wt_common::git::tested::with_changes(&repo, &spec.name, &spec.cwd);
             let result = match &test_pane {
                 Some(pane) => pane.run(&spec),
                 None => round::run(&spec, &groups),
             };
-            let _ = tx.send(Msg::RunDone { id, seq, result, tested });
+            let _ = tx.send(Msg::RunDone { id, seq, result, tested, changed });
         });
         self.live.set(&name, text);
     }
 
-    fn finished(&mut self, id: usize, result: Result<Finished, Error>, tested: Tested) {
+    fn finished(&mut self, id: usize, result: Result<Finished, Error>, tested: Tested, changed: Vec<String>) {
         let fin = match result {
             Ok(f) => f,
             Err(e) => return self.error(id, &e),
         };
         if fin.passed {
-            return self.green(id, fin, tested);
+            return self.green(id, fin, tested, changed);
         }
         let w = &mut self.wts[id];
         if w.dirty.is_some() {
@@ -467,7 +543,7 @@ impl Session {
         self.start_feed(id);
     }
 
-    fn green(&mut self, id: usize, fin: Finished, tested: Tested) {
+    fn green(&mut self, id: usize, fin: Finished, tested: Tested, changed: Vec<String>) {
         let w = &mut self.wts[id];
         w.last_green = Some(fin.duration);
         if w.dirty.is_some() {
@@ -478,6 +554,11 @@ impl Session {
             self.live.set(&name, "green, but changed while it ran: running again".to_string());
             return;
         }
+        // The files the test command writes itself are no uncommitted change.
+        let tested = match tested.dirty && w.own.only_outputs(&w.root, &changed) {
+            true => Tested { dirty: false, ..tested },
+            false => tested,
+        };
         w.rounds += 1;
         let touched = match &w.guard_base {
             Some(base) => guard::touched(base, &self.ctx.guard.snapshot(&w.root, self.ctx.exclude.as_deref())),
@@ -491,29 +572,72 @@ impl Session {
             "green"
         };
         w.retried = false;
+        let until_green = self.ctx.settings.until_green;
+        let verdict = match status {
+            "green" => commit::judge(&self.ctx.repo, &w.rec, &tested, &changed, w.round_after_change, until_green),
+            _ => Green::Final,
+        };
+        let round = w.rounds;
+        match verdict {
+            Green::Untouched => {
+                // The base as it was, with nothing of the agent's yet: wait for its change.
+                (w.rounds, w.phase) = (0, Phase::Idle);
+                let name = w.rec.name.clone();
+                return self.live.set(&name, "green, but nothing changed yet: waiting for a change".into());
+            }
+            // Not final: no record, the agent is told to commit.
+            Green::Uncommitted if until_green => return self.ask_commit(id, round, tested, &changed),
+            _ => {}
+        }
         let extra: Vec<(&str, Value)> =
             if touched.is_empty() { Vec::new() } else { vec![("guard_touched", json!(touched))] };
         self.emit(id, status, Some((&fin.run, &tested)), &extra);
-        if self.ctx.settings.until_green {
+        if until_green {
             return self.done(id, status == "green", status);
         }
         let w = &mut self.wts[id];
         (w.rounds, w.guard_base, w.last_failure, w.phase) = (0, None, None, Phase::Idle);
         let name = w.rec.name.clone();
         self.live.set(&name, format!("{status}; watching"));
+        if verdict == Green::Uncommitted {
+            // Reported green with `dirty`, which wt-merge does not merge: the commit is.
+            self.ask_commit(id, round, tested, &changed);
+        }
+    }
+
+    /// Green on uncommitted changes: the agent is told to commit, and its commit (the branch
+    /// moving) starts the round that tests it.
+    fn ask_commit(&mut self, id: usize, round: u32, tested: Tested, changed: &[String]) {
+        let w = &self.wts[id];
+        let text = commit::message(&w.rec.name, round, &self.ctx.settings.command, changed);
+        let live = format!("round {round}: green on uncommitted changes, telling the agent to commit");
+        self.feed_text(id, text, live);
+        let w = &mut self.wts[id];
+        w.asked_commit = true;
+        let at = (self.ctx.repo.clone(), w.rec.name.clone(), w.root.clone());
+        commit::await_commit(self.tx.clone(), id, w.seq, Arc::clone(&w.stop), at, tested);
     }
 
     fn start_feed(&mut self, id: usize) {
         let w = &mut self.wts[id];
+        w.asked_commit = false;
+        let s = &self.ctx.settings;
+        let text = feed::message(&w.rec.name, w.rounds, &s.command, w.last_failure.as_deref().unwrap_or_default());
+        let live = format!("round {}: red, telling the agent", w.rounds);
+        self.feed_text(id, text, live);
+    }
+
+    /// Hands `text` to the agent on a thread; `Msg::Fed` says how it went.
+    fn feed_text(&mut self, id: usize, text: String, live: String) {
+        let w = &mut self.wts[id];
         w.seq += 1;
         w.stop = Arc::new(AtomicBool::new(false));
         let s = &self.ctx.settings;
-        let text = feed::message(&w.rec.name, w.rounds, &s.command, w.last_failure.as_deref().unwrap_or_default());
         let (tx, seq, stop, target, patience) =
             (self.tx.clone(), w.seq, Arc::clone(&w.stop), w.target.clone(), s.agent_timeout);
         w.phase = Phase::Feeding;
         let name = w.rec.name.clone();
-        self.live.set(&name, format!("round {}: red, telling the agent", w.rounds));
+        self.live.set(&name, live);
         std::thread::spawn(move || {
             let result = feed::deliver(&target, &text, patience, &stop);
             let _ = tx.send(Msg::Fed { id, seq, result });
@@ -521,6 +645,14 @@ impl Session {
     }
 
     fn fed(&mut self, id: usize, result: Result<(), Undelivered>) {
+        let w = &mut self.wts[id];
+        if w.asked_commit && !self.ctx.settings.until_green && !matches!(result, Err(Undelivered::Cancelled)) {
+            // Watching on (no --until-green): asked or not, nothing is waited for but a change
+            // or the commit.
+            w.phase = Phase::Idle;
+            let name = w.rec.name.clone();
+            return self.live.set(&name, "green on uncommitted changes; watching for the commit".into());
+        }
         match result {
             Ok(()) => {}
             Err(Undelivered::Cancelled) => return,
@@ -545,7 +677,12 @@ impl Session {
         }
         let name = w.rec.name.clone();
         let rounds = w.rounds;
-        self.live.set(&name, format!("round {rounds}: red, waiting for the agent"));
+        let what = if w.asked_commit {
+            "green on uncommitted changes, waiting for the commit"
+        } else {
+            "red, waiting for the agent"
+        };
+        self.live.set(&name, format!("round {rounds}: {what}"));
     }
 
     fn give_up(&mut self, id: usize, why: &str) {
@@ -598,9 +735,13 @@ impl Session {
         if let Some((run, _)) = round {
             watch.insert("run".into(), run.clone());
         }
+        if !w.notes.is_empty() {
+            watch.insert("notes".into(), json!(w.notes));
+        }
         let mut rec = w.rec.clone();
         rec.set_key("watch", Value::Object(watch));
         self.out.emit(&rec);
+        self.wts[id].notes.clear();
     }
 
     /// Keeps how the round ended for wt-status (`ledger::outcome`): `pass` (green, flaky, green
