@@ -130,8 +130,9 @@ fn an_uncommitted_fix_is_never_merged() {
 }
 
 /// `--until-green` started before the agent's change, on a base that is green: the first round
-/// is green, and the loop waits; the agent's change (committed) is tested, and only that round
-/// ends the loop. A worktree whose branch is ahead of its base ends on its first green round.
+/// is green, and the loop waits (the file the test command writes itself is no change of the
+/// agent's either); the agent's change (committed) is tested, and only that round ends the
+/// loop. A worktree whose branch is ahead of its base ends on its first green round.
 #[test]
 fn until_green_started_before_the_change_waits_for_it() {
     let w = Watch::new();
@@ -140,11 +141,13 @@ fn until_green_started_before_the_change_waits_for_it() {
     w.t.commit("the base is green");
     let tree = w.create("early");
     let marker = w.t.root().join("early.runs");
-    let cmd = format!("echo run >> {}; sh tests/check.sh", marker.display());
+    let cmd = format!("echo run >> {}; date +%N > report.txt; sh tests/check.sh", marker.display());
     let args = ["-w", "early", "--until-green", "--feed", "none", "--debounce", "100", "--", "sh", "-c", &cmd];
     let mut live = w.spawn(&args, Stdio::null());
-    wait_for("the first round", || runs(&marker) == 1);
+    // The second run shows report.txt to be the run's own.
+    wait_for("the first two rounds", || runs(&marker) == 2);
     std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(runs(&marker), 2);
     assert!(live.rx.try_recv().is_err(), "no record for the untouched base");
     assert!(live.child.try_wait().unwrap().is_none(), "the loop waits for a change");
     std::fs::write(tree.join("c.txt"), "the agent's work\n").unwrap();

@@ -52,6 +52,11 @@ pub struct OwnWrites {
 pub struct Sorted {
     /// Some change counts: a round follows (or is queued).
     pub counts: bool,
+    /// A change that counts and is no run's: written outside a run, or a tracked file.
+    pub agents: bool,
+    /// Untracked files a run wrote that count only because it is the first run seen writing
+    /// them: the agent's, or the run's own output (which the next run shows).
+    pub maybe_runs: Vec<PathBuf>,
     /// Files just found to be the test command's output, to be told once.
     pub found: Vec<PathBuf>,
 }
@@ -80,7 +85,7 @@ impl OwnWrites {
             let Some(k) = ctime(path).and_then(|t| self.run_of(t)) else {
                 // Changed outside any run: the agent's (or a person's).
                 self.outputs.remove(path);
-                sorted.counts = true;
+                (sorted.counts, sorted.agents) = (true, true);
                 continue;
             };
             if self.runs[k].wrote.len() < KEEP {
@@ -91,13 +96,16 @@ impl OwnWrites {
             }
             if k > 0 && self.runs[k - 1].wrote.contains(path) {
                 learn.push(path);
+            } else if crate::noticed::tracked(root, &[path]) {
+                (sorted.counts, sorted.agents) = (true, true);
             } else {
                 sorted.counts = true;
+                sorted.maybe_runs.push(path.clone());
             }
         }
         for path in learn {
             if crate::noticed::tracked(root, &[path]) {
-                sorted.counts = true;
+                (sorted.counts, sorted.agents) = (true, true);
             } else {
                 self.outputs.insert(path.clone());
                 if self.told.insert(path.clone()) {
@@ -111,6 +119,11 @@ impl OwnWrites {
     /// The run (its index) whose time holds `t`.
     fn run_of(&self, t: SystemTime) -> Option<usize> {
         self.runs.iter().rposition(|w| w.start <= t && w.end.is_none_or(|end| t <= end))
+    }
+
+    /// Whether `path` is known to be the test command's output.
+    pub fn is_output(&self, path: &Path) -> bool {
+        self.outputs.contains(path)
     }
 
     /// Whether every path of `changed` (relative to `root`, as `git status` lists them) is a
@@ -166,7 +179,8 @@ mod tests {
         };
         run(&mut own);
         let first = own.sort(&root, &both);
-        assert!(first.counts && first.found.is_empty(), "{first:?}");
+        assert!(first.counts && first.agents && first.found.is_empty(), "{first:?}");
+        assert_eq!(first.maybe_runs, std::slice::from_ref(&report), "the agent's, or the run's: not known yet");
         run(&mut own);
         let learnt = own.sort(&root, &both);
         assert!(learnt.counts, "tracked.txt is never the run's");
@@ -178,7 +192,8 @@ mod tests {
         run(&mut own);
         assert!(!own.sort(&root, std::slice::from_ref(&report)).counts, "a third run writes it again");
         std::fs::write(&report, "the agent").unwrap();
-        assert!(own.sort(&root, std::slice::from_ref(&report)).counts, "written outside a run");
+        let outside = own.sort(&root, std::slice::from_ref(&report));
+        assert!(outside.counts && outside.agents, "written outside a run: {outside:?}");
         assert!(!own.only_outputs(&root, &["report.txt".into()]));
     }
 }

@@ -117,8 +117,11 @@ struct Wt {
     notes: Vec<String>,
     /// A change came since the loop started; `round_after_change`: the current round started
     /// after one (with --until-green, only such a round, or a commit ahead of the base, ends it).
+    /// `maybe_runs`: untracked files a run wrote the first time it was seen writing them, a
+    /// change of the agent's unless a later run shows them the test command's own.
     changed_since_start: bool,
     round_after_change: bool,
+    maybe_runs: HashSet<PathBuf>,
     /// A finished run, decided once the events of its own writes are in (`DRAIN`).
     ended: Option<Ended>,
     /// The agent was told to commit (not that the tests fail).
@@ -225,6 +228,7 @@ impl Session {
             notes: Vec::new(),
             changed_since_start: false,
             round_after_change: false,
+            maybe_runs: HashSet::new(),
             ended: None,
             asked_commit: false,
         });
@@ -303,6 +307,7 @@ impl Session {
                 if self.wts[id].seq == seq
                     && matches!(self.wts[id].phase, Phase::Feeding | Phase::Waiting | Phase::Idle)
                 {
+                    self.wts[id].changed_since_start = true;
                     let now = Instant::now();
                     self.mark_changed(id, now.checked_sub(self.ctx.settings.debounce).unwrap_or(now));
                 }
@@ -341,6 +346,7 @@ impl Session {
             Change::Rescan => {
                 let live: Vec<usize> = (0..self.wts.len()).filter(|i| self.wts[*i].phase != Phase::Done).collect();
                 for id in &live {
+                    self.wts[*id].changed_since_start = true;
                     let root = self.wts[*id].root.clone();
                     if root.is_dir() {
                         self.watcher.add(*id, &root)?;
@@ -370,6 +376,8 @@ impl Session {
             eprintln!("{TOOL}: {}: {note}", w.rec.name);
             w.notes.push(note);
         }
+        w.changed_since_start |= seen.other || sorted.agents;
+        w.maybe_runs.extend(sorted.maybe_runs);
         if !seen.other && !sorted.counts {
             return;
         }
@@ -382,9 +390,6 @@ impl Session {
     /// dropped; the next round waits for the debounce after `at`.
     fn mark_changed(&mut self, id: usize, at: Instant) {
         let w = &mut self.wts[id];
-        if w.phase != Phase::Done {
-            w.changed_since_start = true;
-        }
         match w.phase {
             Phase::Done => return,
             Phase::Running => {
@@ -573,8 +578,10 @@ impl Session {
         };
         w.retried = false;
         let until_green = self.ctx.settings.until_green;
+        // A change before the round that no run since has shown to be the test command's own.
+        let after_change = w.round_after_change || w.maybe_runs.iter().any(|p| !w.own.is_output(p));
         let verdict = match status {
-            "green" => commit::judge(&self.ctx.repo, &w.rec, &tested, &changed, w.round_after_change, until_green),
+            "green" => commit::judge(&self.ctx.repo, &w.rec, &tested, &changed, after_change, until_green),
             _ => Green::Final,
         };
         let round = w.rounds;
