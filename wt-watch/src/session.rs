@@ -137,8 +137,9 @@ struct Ended {
     changed: Vec<String>,
 }
 
-/// How long a finished run's decision waits for the file events of what it wrote last.
-const DRAIN: Duration = Duration::from_millis(50);
+/// How long a finished run's decision waits for the file events of what it wrote last (they are
+/// queued when it writes, and read on notify's thread, which a busy machine may run late).
+const DRAIN: Duration = Duration::from_millis(100);
 
 /// What every worktree shares.
 #[derive(Debug)]
