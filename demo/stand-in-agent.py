@@ -9,7 +9,8 @@ usage: stand-in-agent.py [LOG [MODE]]
   MODE  fix-code (default); edit-test: make the test pass by rewriting tests/check.sh;
         quit: exit 3 on the first message; slow-start: fix-code after a slow start;
         quiet-busy: fix-code, but it reports its turn through a hook (working, then idle) and
-        works silently for a while after each fix, as an agent thinking does
+        works silently for a while after each fix, as an agent thinking does;
+        fix-no-commit: fix-code without the commit, until it is told to commit
 """
 import json, os, re, select, socket, subprocess, sys, time, tty
 
@@ -83,11 +84,15 @@ while True:
     out("\n--- pasted into the agent ---\n" + msg + "\n-----------------------------\n")
     work(0.4)
     m = re.search(r"(\w+\.txt): expected (\w+)", msg)
-    if mode == "fix-code" and m:
+    name = os.environ.get("WT_NAME", "?")
+    if mode == "fix-no-commit" and "Commit your changes" in msg:
+        subprocess.run(["git", "commit", "-qam", "commit the fixes in %s, as told" % name], check=False)
+        out("committed\n")
+    elif mode in ("fix-code", "fix-no-commit") and m:
         with open(m.group(1), "w") as f:
             f.write(m.group(2) + "\n")
-        name = os.environ.get("WT_NAME", "?")
-        subprocess.run(["git", "commit", "-qam", "fix %s in %s" % (m.group(1), name)], check=False)
+        if mode == "fix-code":
+            subprocess.run(["git", "commit", "-qam", "fix %s in %s" % (m.group(1), name)], check=False)
         out("fixed %s\n" % m.group(1))
         if hooks:
             silent(2.5)

@@ -387,6 +387,11 @@ fn a_host_without_the_tools_says_how_to_install_them() {
 fn wt_watch_watches_a_worktree_at_its_host_and_its_record_comes_back() {
     let lab = Lab::new(1);
     let made = lab.create("h1", 1);
+    // --until-green ends on a green round of a commit ahead of the base.
+    lab.t.git_in(
+        std::path::Path::new(made[0]["path"].as_str().unwrap()),
+        ["commit", "-q", "--allow-empty", "-m", "work"],
+    );
     let watch = format!("{} --json --until-green --feed none --debounce 50 -- sh -c 'test -d .'", tool("wt-watch"));
     let child = lab.pipeline(&[&watch], &lines(&made));
     let out = Run::from_output(child.wait_with_output().unwrap());

@@ -445,6 +445,28 @@ fn each_record_names_the_commit_its_round_tested_and_whether_the_tree_was_clean(
     let tree = w.create("proof");
     let tip = w.t.git(["rev-parse", "wt/proof"]);
     let (tip_v, clean, dirty) = (Value::from(tip.as_str()), Value::Bool(false), Value::Bool(true));
+    // The first round's record (without --until-green, which waits for a change).
+    let first = |args: &[&str]| {
+        let mut all = vec!["-w", "proof", "--feed", "none", "--debounce", "100"];
+        all.extend(args);
+        let mut live = w.spawn(&all, Stdio::null());
+        let rec = live.next();
+        assert_eq!(live.signal(nix::sys::signal::Signal::SIGINT), Some(130));
+        rec
+    };
+    let rec = first(&["--", "true"]);
+    assert_eq!(status(&rec), "green", "{rec}");
+    assert_eq!(tested(&rec), (&tip_v, &clean), "{rec}");
+    // A tracked file changed: dirty (and without --until-green still reported green, with
+    // `dirty`, which wt-merge does not merge); an ignored one is no change.
+    std::fs::create_dir_all(tree.join("build")).unwrap();
+    std::fs::write(tree.join("build/out.o"), "x").unwrap();
+    assert_eq!(tested(&first(&["--", "true"])), (&tip_v, &clean));
+    std::fs::write(tree.join("b.txt"), "7\n").unwrap();
+    let rec = first(&["--", "true"]);
+    assert_eq!((status(&rec), tested(&rec)), ("green", (&tip_v, &dirty)), "{rec}");
+    w.t.git_in(&tree, ["checkout", "--", "b.txt"]);
+    // A round that gave up says what it tested too.
     let green = |args: &[&str]| {
         let mut all = vec!["-w", "proof", "--until-green", "--feed", "none", "--debounce", "100"];
         all.extend(args);
@@ -452,18 +474,6 @@ fn each_record_names_the_commit_its_round_tested_and_whether_the_tree_was_clean(
         let rec = run.records().remove(0);
         (run, rec)
     };
-    let (run, rec) = green(&["--", "true"]);
-    run.expect_code(0);
-    assert_eq!(status(&rec), "green", "{run}");
-    assert_eq!(tested(&rec), (&tip_v, &clean), "{rec}");
-    // A tracked file changed: dirty; an ignored one is no change.
-    std::fs::create_dir_all(tree.join("build")).unwrap();
-    std::fs::write(tree.join("build/out.o"), "x").unwrap();
-    assert_eq!(tested(&green(&["--", "true"]).1), (&tip_v, &clean));
-    std::fs::write(tree.join("b.txt"), "7\n").unwrap();
-    assert_eq!(tested(&green(&["--", "true"]).1), (&tip_v, &dirty));
-    w.t.git_in(&tree, ["checkout", "--", "b.txt"]);
-    // A round that gave up says what it tested too.
     let (run, rec) = green(&["--max-rounds", "1", "--", "false"]);
     run.expect_code(1);
     assert_eq!((status(&rec), tested(&rec)), ("gave-up", (&tip_v, &clean)), "{rec}");
@@ -538,9 +548,12 @@ fn a_makefile_the_agent_edited_cannot_escape_a_confined_watch_and_rounds_still_j
     assert!(!escaped.exists() && !planted.exists(), "nothing written outside the worktree");
     assert_eq!(w.t.git(["rev-parse", "main"]), main_before, "main did not move");
     assert_eq!(std::fs::read_to_string(w.t.repo.join(".git/refs/heads/main")).unwrap().trim(), main_before);
-    // Green: the same Makefile passes once the code is fixed, still confined.
+    // Green: the same Makefile passes once the code is fixed (and committed: green is a
+    // commit), still confined.
     std::fs::write(tree.join("a.txt"), "42\n").unwrap();
     std::fs::write(tree.join("b.txt"), "7\n").unwrap();
+    w.t.git_in(&tree, ["add", "-A"]);
+    w.t.git_in(&tree, ["commit", "-q", "-m", "the fix, and the Makefile"]);
     let run = watch(&["--confine"]);
     run.expect_code(0);
     let rec = &run.records()[0];
@@ -560,6 +573,8 @@ fn a_makefile_the_agent_edited_cannot_escape_a_confined_watch_and_rounds_still_j
 fn a_confined_round_keeps_its_leases_env_and_nothing_else_of_the_callers() {
     let w = Watch::new();
     let tree = w.create("leased");
+    // --until-green ends on a green round of a commit ahead of the base.
+    w.t.git_in(&tree, ["commit", "-q", "--allow-empty", "-m", "work"]);
     w.t.run("wt-env", &["--ports", "web", "--dotenv", "leased"], "").expect_code(0);
     let dotenv = std::fs::read_to_string(tree.join(".env.wt")).unwrap();
     let from_file = |key: &str| {
@@ -632,7 +647,9 @@ fn a_confined_test_pane_runs_the_round_sandboxed_and_still_logs_it() {
 #[test]
 fn a_kernel_that_cannot_confine_is_an_error_and_best_effort_says_what_is_missing() {
     let w = Watch::new();
-    w.create("weak");
+    let tree = w.create("weak");
+    // --until-green ends on a green round of a commit ahead of the base.
+    w.t.git_in(&tree, ["commit", "-q", "--allow-empty", "-m", "work"]);
     let watch = |mode: &str| {
         let mut c = w.tool("wt-watch");
         c.env("WT_LANDLOCK_ABI_MAX", "5").args([

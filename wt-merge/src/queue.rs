@@ -481,8 +481,8 @@ fn status(s: &str, more: &[(&str, Value)]) -> Map<String, Value> {
 /// Why a verification worktree's record is not merged.
 pub const NOT_A_CANDIDATE: &str = "a verification worktree of wt-merge, not a candidate";
 
-/// Records that say their work failed are not merged: an error, a red watch, a failed run; and
-/// a verification worktree's record.
+/// Records that say their work failed are not merged: an error, a red watch, a watch green on
+/// uncommitted changes (not a commit), a failed run; and a verification worktree's record.
 fn skip_reason(rec: &Record) -> Option<String> {
     if crate::scratch::is_scratch_name(&rec.name) && rec.error.is_none() {
         return Some(NOT_A_CANDIDATE.into());
@@ -504,6 +504,11 @@ fn skip_reason(rec: &Record) -> Option<String> {
                 (None, Some(why)) => format!("wt-watch says {s}: {why}"),
                 (None, None) => format!("wt-watch says {s}"),
             });
+        }
+        if watch.and_then(|w| w.get("dirty")) == Some(&json!(true)) {
+            // What passed is not a commit: the branch's tip is not what was tested. wt-watch
+            // told the agent to commit; the green round of that commit is what merges.
+            return Some("wt-watch's tests passed on uncommitted changes, not on a commit: the agent is told to commit them, and the green round of its commit is merged".into());
         }
     }
     let run = rec.key("run");

@@ -21,7 +21,14 @@ use wt_common::Error;
 ///
 /// Only a change git can see starts a round (every `.gitignore`, `info/exclude` and
 /// `core.excludesFile` obeyed, each read before what is under it is judged). A change during a
-/// round never ends it: the next round starts when it ends.
+/// round never ends it: the next round starts when it ends. A file git does not track that the
+/// test command writes in two runs in a row (`report.xml`, `.coverage`) is its own output:
+/// it starts no round, and wt-watch says once to add it to `.gitignore`.
+///
+/// Green means a commit: a round green on uncommitted changes tells the agent to commit and
+/// waits for the commit (the branch moving); the next round tests it. With `--until-green` a
+/// worktree is done on a green round of a clean tree that started after a change made since
+/// wt-watch started, or whose branch is ahead of its base: never on the untouched base.
 ///
 /// Worktrees come from records or names on stdin (read while watching, so new ones can join),
 /// names as arguments or `-w`, or `--all`. One record per worktree per round goes to stdout
@@ -48,7 +55,8 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_rounds: Option<u32>,
 
-    /// One record per worktree, when it turns green or gives up; stop watching it then
+    /// One record per worktree, when it turns green on a commit the agent made, or gives up;
+    /// stop watching it then
     #[arg(long)]
     pub until_green: bool,
 

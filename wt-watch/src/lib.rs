@@ -6,10 +6,12 @@
 
 pub mod args;
 pub mod feed;
+pub mod green_means_commit;
 pub mod guard;
 pub mod live;
 pub mod narrow;
 pub mod noticed;
+pub mod own_writes;
 pub mod preexisting;
 pub mod round;
 pub mod rules;

@@ -70,34 +70,54 @@ fn now_at(root: &Path, path: &Path) -> Now {
 /// path that is gone and that git tracked or that was seen before as a change (`visible`,
 /// which this adds to). A directory by itself, empty or holding only what git ignores, is not.
 pub fn matters(root: &Path, exclude: Option<&Path>, noticed: &Noticed, visible: &mut HashSet<PathBuf>) -> bool {
+    seen(root, exclude, noticed, visible).any()
+}
+
+/// The changes git can see among what was noticed (as `matters` judges them).
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// Files (or links) that are there and that git does not ignore.
+    pub files: Vec<PathBuf>,
+    /// A change no file there names: a path gone that git tracked or that was seen before, or
+    /// more paths touched than were kept.
+    pub other: bool,
+}
+
+impl Seen {
+    pub fn any(&self) -> bool {
+        self.other || !self.files.is_empty()
+    }
+}
+
+/// What `matters` decides on, path by path.
+pub fn seen(root: &Path, exclude: Option<&Path>, noticed: &Noticed, visible: &mut HashSet<PathBuf>) -> Seen {
     if noticed.overflow {
-        return true;
+        return Seen { files: Vec::new(), other: true };
     }
     let fresh = Fresh::new(root, exclude);
     let mut gone = Vec::new();
-    let mut found = false;
+    let mut files = Vec::new();
     for (path, was_dir) in &noticed.paths {
         match now_at(root, path) {
             Now::Gone => gone.push((path, *was_dir)),
             Now::Other(p) => {
                 if !fresh.ignores(&p, false) {
-                    remember(visible, p);
-                    found = true;
+                    remember(visible, p.clone());
+                    files.push(p);
                 }
             }
             Now::Dir => {
                 if let Some(shown) = (!fresh.ignores(path, true)).then(|| fresh.shown_in(path)).flatten() {
-                    remember(visible, shown);
-                    found = true;
+                    remember(visible, shown.clone());
+                    files.push(shown);
                 }
             }
         }
     }
-    if found {
-        return true;
-    }
     let gone: Vec<&PathBuf> = gone.into_iter().filter(|(p, d)| !fresh.ignores(p, *d)).map(|(p, _)| p).collect();
-    gone.iter().any(|p| visible.iter().any(|v| v.starts_with(p))) || tracked(root, &gone)
+    let other = gone.iter().any(|p| visible.iter().any(|v| v.starts_with(p))) || tracked(root, &gone);
+    files.dedup();
+    Seen { files, other }
 }
 
 fn remember(visible: &mut HashSet<PathBuf>, path: PathBuf) {
@@ -107,7 +127,7 @@ fn remember(visible: &mut HashSet<PathBuf>, path: PathBuf) {
 }
 
 /// Whether git's index has any of `paths` (or anything under one). Unsure is yes.
-fn tracked(root: &Path, paths: &[&PathBuf]) -> bool {
+pub fn tracked(root: &Path, paths: &[&PathBuf]) -> bool {
     if paths.is_empty() {
         return false;
     }
@@ -170,7 +190,12 @@ mod tests {
         std::fs::remove_file(root.join("empty/new.py")).unwrap();
         let gone = noticed(&[(&root.join("empty/new.py"), false)]);
         assert!(matters(&root, None, &gone, &mut visible), "a file seen before, removed");
-        std::os::unix::fs::symlink("/", root.join("link")).unwrap();
-        assert!(matters(&root, None, &noticed(&[(&root.join("link/etc/passwd"), false)]), &mut visible));
+        // A link is a change of its own, never followed: followed, it leads to a directory
+        // holding only a file git ignores, which would be none.
+        std::fs::write(root.join(".gitignore"), "*.log\n").unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join("only.log"), "x").unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), root.join("link")).unwrap();
+        assert!(matters(&root, None, &noticed(&[(&root.join("link/only.log"), false)]), &mut visible), "the link");
     }
 }

@@ -22,10 +22,12 @@ use wt_common::{Error, Record};
 
 use crate::args::Settings;
 use crate::feed::{self, Undelivered};
+use crate::green_means_commit::{self as commit, Green};
 use crate::guard::{self, Guard, Snapshot};
 use crate::live::Live;
 use crate::narrow::{self, Plan, Verdict};
 use crate::noticed::{self, Noticed};
+use crate::own_writes::{self, OwnWrites};
 use crate::preexisting;
 use crate::round::{self, Finished, RoundSpec};
 use crate::watcher::{Change, Watcher};
@@ -47,6 +49,8 @@ pub enum Msg {
         tested: Tested,
         /// A red round's failing tests, run again the runner's own way (`narrow`).
         narrow: Option<Plan>,
+        /// The paths `git status` listed then.
+        changed: Vec<String>,
     },
     /// The narrow re-run of a fed round's failing tests ended.
     Reran {
@@ -61,6 +65,11 @@ pub enum Msg {
         failure: u64,
         base: String,
         results: preexisting::Results,
+    },
+    /// The branch of worktree `id` moved while the loop waited for a commit.
+    Committed {
+        id: usize,
+        seq: u64,
     },
     Fed {
         id: usize,
@@ -131,7 +140,36 @@ struct Wt {
     test_pane: Option<round::TestPane>,
     /// Stops the current feed or pane watch.
     stop: Arc<AtomicBool>,
+    /// The files the test command writes itself (they start no round).
+    own: OwnWrites,
+    /// Said to the person once, for the next record's `notes`.
+    notes: Vec<String>,
+    /// A change came since the loop started; `round_after_change`: the current round started
+    /// after one (with --until-green, only such a round, or a commit ahead of the base, ends it).
+    /// `maybe_runs`: untracked files a run wrote the first time it was seen writing them, a
+    /// change of the agent's unless a later run shows them the test command's own.
+    changed_since_start: bool,
+    round_after_change: bool,
+    maybe_runs: HashSet<PathBuf>,
+    /// A finished run, decided once the events of its own writes are in (`DRAIN`).
+    ended: Option<Ended>,
+    /// The agent was told to commit (not that the tests fail).
+    asked_commit: bool,
 }
+
+/// A run that ended, waiting for its decision.
+#[derive(Debug)]
+struct Ended {
+    at: Instant,
+    result: Result<Finished, Error>,
+    tested: Tested,
+    narrow: Option<Plan>,
+    changed: Vec<String>,
+}
+
+/// How long a finished run's decision waits for the file events of what it wrote last (they are
+/// queued when it writes, and read on notify's thread, which a busy machine may run late).
+const DRAIN: Duration = Duration::from_millis(100);
 
 /// What every worktree shares.
 #[derive(Debug)]
@@ -237,6 +275,13 @@ impl Session {
             groups: Arc::new(Mutex::new(Default::default())),
             test_pane,
             stop: Arc::new(AtomicBool::new(false)),
+            own: OwnWrites::default(),
+            notes: Vec::new(),
+            changed_since_start: false,
+            round_after_change: false,
+            maybe_runs: HashSet::new(),
+            ended: None,
+            asked_commit: false,
         });
         Ok(())
     }
@@ -302,9 +347,20 @@ impl Session {
             }
             Msg::Line(Err(m), _) => self.out.malformed(&m),
             Msg::InputEnd => self.input_open = false,
-            Msg::RunDone { id, seq, result, tested, narrow } => {
-                if self.wts[id].seq == seq && self.wts[id].phase == Phase::Running {
-                    self.finished(id, result, tested, narrow);
+            Msg::RunDone { id, seq, result, tested, narrow, changed } => {
+                let w = &mut self.wts[id];
+                if w.seq == seq && w.phase == Phase::Running {
+                    w.own.run_ended();
+                    w.ended = Some(Ended { at: Instant::now(), result, tested, narrow, changed });
+                }
+            }
+            Msg::Committed { id, seq } => {
+                if self.wts[id].seq == seq
+                    && matches!(self.wts[id].phase, Phase::Feeding | Phase::Waiting | Phase::Idle)
+                {
+                    self.wts[id].changed_since_start = true;
+                    let now = Instant::now();
+                    self.mark_changed(id, now.checked_sub(self.ctx.settings.debounce).unwrap_or(now));
                 }
             }
             Msg::Reran { id, seq, result } => {
@@ -347,6 +403,7 @@ impl Session {
             Change::Rescan => {
                 let live: Vec<usize> = (0..self.wts.len()).filter(|i| self.wts[*i].phase != Phase::Done).collect();
                 for id in &live {
+                    self.wts[*id].changed_since_start = true;
                     let root = self.wts[*id].root.clone();
                     if root.is_dir() {
                         self.watcher.add(*id, &root)?;
@@ -366,7 +423,19 @@ impl Session {
     fn settle(&mut self, id: usize) {
         let w = &mut self.wts[id];
         let noticed = w.noticed.take();
-        if w.phase == Phase::Done || !noticed::matters(&w.root, self.ctx.exclude.as_deref(), &noticed, &mut w.visible) {
+        if w.phase == Phase::Done {
+            return;
+        }
+        let seen = noticed::seen(&w.root, self.ctx.exclude.as_deref(), &noticed, &mut w.visible);
+        let sorted = w.own.sort(&w.root, &seen.files);
+        for path in &sorted.found {
+            let note = own_writes::note(&w.root, path);
+            eprintln!("{TOOL}: {}: {note}", w.rec.name);
+            w.notes.push(note);
+        }
+        w.changed_since_start |= seen.other || sorted.agents;
+        w.maybe_runs.extend(sorted.maybe_runs);
+        if !seen.other && !sorted.counts {
             return;
         }
         let settled = Instant::now().checked_sub(self.ctx.settings.debounce).unwrap_or_else(Instant::now);
@@ -384,14 +453,15 @@ impl Session {
                 w.dirty = Some(at);
                 return;
             }
-            Phase::Feeding | Phase::Waiting => {
+            Phase::Feeding | Phase::Waiting | Phase::Idle => {
+                // Ends a feed, the watch on the agent's pane, the wait for a commit.
                 w.stop.store(true, Ordering::SeqCst);
                 w.seq += 1;
                 w.fed_failures += 1;
                 // The agent's change outranks the re-run of the old failure: it ends now.
                 drop_rerun(w);
             }
-            Phase::Pending | Phase::Idle => {}
+            Phase::Pending => {}
         }
         w.phase = Phase::Pending;
         w.dirty = Some(at);
@@ -407,6 +477,7 @@ impl Session {
             .flat_map(|w| {
                 let due = match w.phase {
                     Phase::Pending => w.dirty.map(|d| d + s.debounce),
+                    Phase::Running => w.ended.as_ref().map(|e| e.at + DRAIN),
                     Phase::Waiting => w.waiting_since.map(|t| t + s.agent_timeout),
                     _ => None,
                 };
@@ -424,14 +495,24 @@ impl Session {
             if self.wts[id].noticed.last.is_some_and(|t| now >= t + debounce) {
                 self.settle(id);
             }
+            if self.wts[id].ended.as_ref().is_some_and(|e| now >= e.at + DRAIN) {
+                // What the run wrote is in: judged now (its own output queues nothing).
+                self.settle(id);
+                if let Some(e) = self.wts[id].ended.take() {
+                    self.finished(id, e.result, e.tested, e.narrow, e.changed);
+                }
+            }
             let w = &self.wts[id];
             match w.phase {
                 Phase::Pending if w.dirty.is_some_and(|d| now >= d + debounce) => self.start_run(id),
                 Phase::Waiting if w.waiting_since.is_some_and(|t| now >= t + timeout) => {
-                    let why = format!(
-                        "the agent did not change anything within {} of being told the tests fail",
-                        human(timeout)
-                    );
+                    let why = match w.asked_commit {
+                        true => format!("the agent did not commit within {} of being told to", human(timeout)),
+                        false => format!(
+                            "the agent did not change anything within {} of being told the tests fail",
+                            human(timeout)
+                        ),
+                    };
                     self.give_up(id, &why);
                 }
                 _ => {}
@@ -455,6 +536,8 @@ impl Session {
         w.seq += 1;
         w.phase = Phase::Running;
         w.dirty = None;
+        w.round_after_change = w.changed_since_start;
+        w.own.run_started();
         let s = &self.ctx.settings;
         let spec = RoundSpec {
             name: w.rec.name.clone(),
@@ -472,25 +555,32 @@ impl Session {
         let rerun = s.rerun;
         std::thread::spawn(move || {
             // Taken off the loop's thread: it costs a `git status`.
-            let tested = wt_common::git::tested::of(&repo, &spec.name, &spec.cwd);
+            let (tested, changed) = wt_common::git::tested::with_changes(&repo, &spec.name, &spec.cwd);
             let result = match &test_pane {
                 Some(pane) => pane.run(&spec),
                 None => round::run(&spec, &groups),
             };
             // Read here too: the log can be megabytes.
             let narrow = result.as_ref().ok().filter(|_| rerun).and_then(|f| narrow::of_round(&spec.argv, f));
-            let _ = tx.send(Msg::RunDone { id, seq, result, tested, narrow });
+            let _ = tx.send(Msg::RunDone { id, seq, result, tested, narrow, changed });
         });
         self.live.set(&name, text);
     }
 
-    fn finished(&mut self, id: usize, result: Result<Finished, Error>, tested: Tested, narrow: Option<Plan>) {
+    fn finished(
+        &mut self,
+        id: usize,
+        result: Result<Finished, Error>,
+        tested: Tested,
+        narrow: Option<Plan>,
+        changed: Vec<String>,
+    ) {
         let fin = match result {
             Ok(f) => f,
             Err(e) => return self.error(id, &e),
         };
         if fin.passed {
-            return self.green(id, fin, tested);
+            return self.green(id, fin, tested, changed);
         }
         let w = &mut self.wts[id];
         if w.dirty.is_some() {
@@ -683,7 +773,7 @@ impl Session {
         self.start_feed(id, text, line);
     }
 
-    fn green(&mut self, id: usize, fin: Finished, tested: Tested) {
+    fn green(&mut self, id: usize, fin: Finished, tested: Tested, changed: Vec<String>) {
         let w = &mut self.wts[id];
         w.last_green = Some(fin.duration);
         if w.dirty.is_some() {
@@ -693,26 +783,73 @@ impl Session {
             self.live.set(&name, "green, but changed while it ran: running again".to_string());
             return;
         }
+        // The files the test command writes itself are no uncommitted change.
+        let tested = match tested.dirty && w.own.only_outputs(&w.root, &changed) {
+            true => Tested { dirty: false, ..tested },
+            false => tested,
+        };
         w.rounds += 1;
         let touched = match &w.guard_base {
             Some(base) => guard::touched(base, &self.ctx.guard.snapshot(&w.root, self.ctx.exclude.as_deref())),
             None => Vec::new(),
         };
         let status = if !touched.is_empty() { "green-guard-touched" } else { "green" };
+        let until_green = self.ctx.settings.until_green;
+        // A change before the round that no run since has shown to be the test command's own.
+        let after_change = w.round_after_change || w.maybe_runs.iter().any(|p| !w.own.is_output(p));
+        let verdict = match status {
+            "green" => commit::judge(&self.ctx.repo, &w.rec, &tested, &changed, after_change, until_green),
+            _ => Green::Final,
+        };
+        let round = w.rounds;
+        match verdict {
+            Green::Untouched => {
+                // The base as it was, with nothing of the agent's yet: wait for its change.
+                (w.rounds, w.phase) = (0, Phase::Idle);
+                let name = w.rec.name.clone();
+                return self.live.set(&name, "green, but nothing changed yet: waiting for a change".into());
+            }
+            // Not final: no record, the agent is told to commit.
+            Green::Uncommitted if until_green => return self.ask_commit(id, round, tested, &changed),
+            _ => {}
+        }
         let extra: Vec<(&str, Value)> =
             if touched.is_empty() { Vec::new() } else { vec![("guard_touched", json!(touched))] };
         self.emit(id, status, Some((&fin.run, &tested)), &extra);
-        if self.ctx.settings.until_green {
+        if until_green {
             return self.done(id, status == "green", status);
         }
         let w = &mut self.wts[id];
         (w.rounds, w.guard_base, w.last_failure, w.phase) = (0, None, None, Phase::Idle);
         let name = w.rec.name.clone();
         self.live.set(&name, format!("{status}; watching"));
+        if verdict == Green::Uncommitted {
+            // Reported green with `dirty`, which wt-merge does not merge: the commit is.
+            self.ask_commit(id, round, tested, &changed);
+        }
     }
 
-    /// Hands `text` to the agent on a thread; `line` is the status line meanwhile.
+    /// Green on uncommitted changes: the agent is told to commit, and its commit (the branch
+    /// moving) starts the round that tests it.
+    fn ask_commit(&mut self, id: usize, round: u32, tested: Tested, changed: &[String]) {
+        let w = &self.wts[id];
+        let text = commit::message(&w.rec.name, round, &self.ctx.settings.command, changed);
+        let live = format!("round {round}: green on uncommitted changes, telling the agent to commit");
+        self.feed_text(id, text, live);
+        let w = &mut self.wts[id];
+        w.asked_commit = true;
+        let at = (self.ctx.repo.clone(), w.rec.name.clone(), w.root.clone());
+        commit::await_commit(self.tx.clone(), id, w.seq, Arc::clone(&w.stop), at, tested);
+    }
+
+    /// Hands a failure's `text` to the agent on a thread; `line` is the status line meanwhile.
     fn start_feed(&mut self, id: usize, text: String, line: String) {
+        self.wts[id].asked_commit = false;
+        self.feed_text(id, text, line);
+    }
+
+    /// Hands `text` to the agent on a thread; `Msg::Fed` says how it went.
+    fn feed_text(&mut self, id: usize, text: String, live: String) {
         let w = &mut self.wts[id];
         w.seq += 1;
         w.stop = Arc::new(AtomicBool::new(false));
@@ -721,7 +858,7 @@ impl Session {
             (self.tx.clone(), w.seq, Arc::clone(&w.stop), w.target.clone(), s.agent_timeout);
         w.phase = Phase::Feeding;
         let name = w.rec.name.clone();
-        self.live.set(&name, line);
+        self.live.set(&name, live);
         std::thread::spawn(move || {
             let result = feed::deliver(&target, &text, patience, &stop);
             let _ = tx.send(Msg::Fed { id, seq, result });
@@ -729,6 +866,14 @@ impl Session {
     }
 
     fn fed(&mut self, id: usize, result: Result<(), Undelivered>) {
+        let w = &mut self.wts[id];
+        if w.asked_commit && !self.ctx.settings.until_green && !matches!(result, Err(Undelivered::Cancelled)) {
+            // Watching on (no --until-green): asked or not, nothing is waited for but a change
+            // or the commit.
+            w.phase = Phase::Idle;
+            let name = w.rec.name.clone();
+            return self.live.set(&name, "green on uncommitted changes; watching for the commit".into());
+        }
         match result {
             Ok(()) => {}
             Err(Undelivered::Cancelled) => return,
@@ -764,8 +909,13 @@ impl Session {
         }
         let name = w.rec.name.clone();
         let rounds = w.rounds;
-        let again = if w.rerun.is_some() { " (its failing tests run again meanwhile)" } else { "" };
-        self.live.set(&name, format!("round {rounds}: red, waiting for the agent{again}"));
+        let what = if w.asked_commit {
+            "green on uncommitted changes, waiting for the commit".to_string()
+        } else {
+            let again = if w.rerun.is_some() { " (its failing tests run again meanwhile)" } else { "" };
+            format!("red, waiting for the agent{again}")
+        };
+        self.live.set(&name, format!("round {rounds}: {what}"));
     }
 
     fn give_up(&mut self, id: usize, why: &str) {
@@ -820,9 +970,13 @@ impl Session {
         if let Some((run, _)) = round {
             watch.insert("run".into(), run.clone());
         }
+        if !w.notes.is_empty() {
+            watch.insert("notes".into(), json!(w.notes));
+        }
         let mut rec = w.rec.clone();
         rec.set_key("watch", Value::Object(watch));
         self.out.emit(&rec);
+        self.wts[id].notes.clear();
     }
 
     /// Keeps how the round ended for wt-status (`ledger::outcome`): `pass` (green, flaky, green

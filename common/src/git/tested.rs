@@ -51,17 +51,34 @@ impl Tested {
 /// submodules), a few small file reads, and a publish of a confined run's store when it holds
 /// something new.
 pub fn of(repo: &Repo, name: &str, path: &Path) -> Tested {
+    with_changes(repo, name, path).0
+}
+
+/// The same, with the paths `git status` listed (relative to the worktree; empty when the
+/// tree is clean or when what it holds cannot be told), so that a caller that knows some of
+/// them for what they are (wt-watch: files the test command itself writes) can leave them out.
+pub fn with_changes(repo: &Repo, name: &str, path: &Path) -> (Tested, Vec<String>) {
     if let Err(e) = store::publish(&repo.common_dir, name) {
         tracing::warn!("{name}: the commit under test is not known: {e}");
-        return Tested::unknown();
+        return (Tested::unknown(), Vec::new());
     }
-    let Some((reg, commit)) = head(repo, path) else { return Tested::unknown() };
-    let Some(dirty) = has_changes(&reg) else { return Tested::unknown() };
+    let Some((reg, commit)) = head(repo, path) else { return (Tested::unknown(), Vec::new()) };
+    let Some(changed) = changed_paths(&reg) else { return (Tested::unknown(), Vec::new()) };
     // A commit made while git looked (an agent in a pane) leaves no answer for either commit.
     if head(repo, path).map(|(_, c)| c).as_ref() != Some(&commit) {
-        return Tested::unknown();
+        return (Tested::unknown(), Vec::new());
     }
-    Tested { commit: Some(commit), dirty }
+    match changed {
+        Some(paths) => (Tested { commit: Some(commit), dirty: !paths.is_empty() }, paths),
+        None => (Tested { commit: Some(commit), dirty: true }, Vec::new()),
+    }
+}
+
+/// The commit checked out in worktree `name` now, without asking `git status` about the tree:
+/// cheap enough to look at again and again (wt-watch waiting for an agent's commit).
+pub fn commit_of(repo: &Repo, name: &str, path: &Path) -> Option<String> {
+    store::publish(&repo.common_dir, name).ok()?;
+    head(repo, path).map(|(_, commit)| commit)
 }
 
 /// The worktree's registration and the commit its HEAD names: its branch's, read from the
@@ -80,13 +97,13 @@ fn head(repo: &Repo, path: &Path) -> Option<(Registered, String)> {
     Some((reg, commit))
 }
 
-/// Whether `git status` lists anything (submodules left out, see the module's documentation);
-/// `None` when git fails.
-fn has_changes(reg: &Registered) -> Option<bool> {
+/// What `git status` lists (submodules left out, see the module's documentation): `Some(None)`
+/// with submodules (dirty, what is changed not told), `None` when git fails.
+fn changed_paths(reg: &Registered) -> Option<Option<Vec<String>>> {
     if std::fs::symlink_metadata(reg.path.join(".gitmodules")).is_ok() {
-        return Some(true);
+        return Some(None);
     }
-    crate::git::checkout_state::changes(reg).ok().map(|n| n > 0)
+    crate::git::checkout_state::changed_paths(reg).ok().map(Some)
 }
 
 #[cfg(test)]
