@@ -155,7 +155,9 @@ fn until_green_a_flaky_round_runs_again_and_a_repeat_is_said_to_have_passed_befo
     // Red in the first two rounds, green when run again each time, green in the third round.
     let tests = flaky_tests(&w, &[1, 3]);
     let (venv, runs) = pytest_suite(&w, "py3", &tests, false);
-    w.create("py3");
+    let path = w.create("py3");
+    // The agent's work, committed: `--until-green` ends only on a change of the agent's.
+    w.t.git_in(&path, ["commit", "-q", "--allow-empty", "-m", "the agent's work"]);
     let agent_log = w.agent("py3", "fix-code");
     let mut args = vec!["-w", "py3", "--until-green", "--feed", "pane"];
     args.extend(FAST);
@@ -297,7 +299,8 @@ func TestFlaky(t *testing.T) {{
 #[test]
 fn a_checkout_of_the_base_left_by_a_killed_watch_is_removed_by_the_next() {
     let w = Watch::new();
-    w.create("sw");
+    let path = w.create("sw");
+    w.t.git_in(&path, ["commit", "-q", "--allow-empty", "-m", "the agent's work"]);
     // What a wt-watch killed during a check on the base leaves: a registered checkout, named
     // with the process id of a process that is gone; a live one's (this test's) is its own.
     let left = w.t.repo.join(".git/wt/watch-base/1-999999999-3");
