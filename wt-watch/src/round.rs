@@ -35,6 +35,18 @@ impl RoundSpec {
         PathBuf::from(format!("{}.run.json", self.log.display()))
     }
 
+    /// The round as it runs: its environment with what it asks of the runner for a hang
+    /// ([`crate::hang`]).
+    fn asking_runners(&self) -> RoundSpec {
+        let mut spec = self.clone();
+        let inherited = std::env::var(crate::hang::PYTEST_ADDOPTS).ok();
+        if let Some(v) = crate::hang::pytest_addopts(&self.env, inherited, self.timeout) {
+            spec.env.retain(|(k, _)| k != crate::hang::PYTEST_ADDOPTS);
+            spec.env.push((crate::hang::PYTEST_ADDOPTS.into(), v));
+        }
+        spec
+    }
+
     /// The command line of the round: the test command, or wt-run running it confined.
     fn argv(&self) -> Vec<String> {
         match &self.confine {
@@ -78,6 +90,7 @@ pub const GRACE: Duration = Duration::from_secs(2);
 /// Runs the test command; `groups` holds its process group while it runs, so a change (or a
 /// signal to wt-watch) can end it.
 pub fn run(spec: &RoundSpec, groups: &Groups) -> Result<Finished, Error> {
+    let spec = &spec.asking_runners();
     let argv = spec.argv();
     let mut cmd = match &spec.confine {
         Some(via) => via.command(&argv, &spec.env),
@@ -175,6 +188,7 @@ pub struct TestPane {
 impl TestPane {
     /// Runs the round in the pane and waits for it to exit.
     pub fn run(&self, spec: &RoundSpec) -> Result<Finished, Error> {
+        let spec = &spec.asking_runners();
         let mut client = Client::connect(&self.socket)?;
         let backend = client
             .call("pane.list", json!({}))?

@@ -1,0 +1,77 @@
+//! A round stopped by its timeout names the tests that were still running, from the runner's own
+//! output: real pytest from PyPI (`-q`, which prints only dots of its own; wt-watch asks it for
+//! its faulthandler dump through `PYTEST_ADDOPTS`) and real go test (`-v`).
+
+use std::path::Path;
+
+use serde_json::Value;
+use wt_tests::watch::*;
+use wt_tests::Run;
+
+/// The failure excerpt of the one round a `--max-rounds 1` run had.
+fn last_failure(run: &Run) -> String {
+    let recs = run.records();
+    let rec: &Value = &recs[0];
+    assert_eq!(rec["watch"]["run"]["timed_out"], true, "{run}");
+    rec["watch"]["last_failure"].as_str().unwrap_or_default().to_string()
+}
+
+/// `pytest -q` where the second test spins in the project's code: the excerpt names the test,
+/// its line and where it spun, not only the dot of the test before it. The person's own
+/// `PYTEST_ADDOPTS` still applies.
+#[test]
+fn a_hanging_pytest_run_names_the_test_and_where_it_hangs() {
+    let w = Watch::new();
+    let venv = venv_with_pytest(&w.t);
+    w.t.write("app/__init__.py", "");
+    w.t.write("app/spin.py", "def spin():\n    while True:\n        pass\n");
+    w.t.write(
+        "tests/test_hang.py",
+        "from app.spin import spin\n\n\ndef test_ok():\n    assert 1 == 1\n\n\ndef test_hang():\n    spin()\n",
+    );
+    w.t.write("pyproject.toml", "[tool.pytest.ini_options]\npythonpath = [\".\"]\n");
+    w.t.commit("a suite that hangs");
+    let tree = w.create("hang");
+    let python = venv.join("bin/python");
+    let mut c = w.tool("wt-watch");
+    c.env("PYTEST_ADDOPTS", "-p no:cacheprovider");
+    c.args(["-w", "hang", "--until-green", "--feed", "none", "--max-rounds", "1", "--timeout", "10s", "--"]);
+    c.arg(&python).args(["-m", "pytest", "-q", "tests"]);
+    let run = Run::of(&mut c, "");
+    run.expect_code(1);
+    let failure = last_failure(&run);
+    let first = failure.lines().next().unwrap_or_default();
+    let test_at = tree.join("tests/test_hang.py:9");
+    let spun_at = tree.join("app/spin.py:2");
+    assert_eq!(
+        first,
+        format!("timed out after 10.0s while running test_hang ({}) at {}", test_at.display(), spun_at.display()),
+        "{failure}"
+    );
+    assert!(!tree.join(".pytest_cache").exists(), "the person's PYTEST_ADDOPTS (no cache) was kept");
+}
+
+/// `go test -v` where a subtest spins: the subtest, by its full name.
+#[test]
+fn a_hanging_go_test_run_names_the_subtest() {
+    let w = Watch::new();
+    w.t.write("go.mod", "module example.com/calc\n\ngo 1.19\n");
+    w.t.write("calc.go", "package calc\n\nfunc Spin() {\n\tfor {\n\t}\n}\n");
+    w.t.write(
+        "calc_test.go",
+        "package calc\n\nimport \"testing\"\n\nfunc TestOK(t *testing.T) {}\n\nfunc TestHang(t *testing.T) {\n\tt.Run(\"inner\", func(t *testing.T) { Spin() })\n}\n",
+    );
+    w.t.commit("a go suite that hangs");
+    w.create("gohang");
+    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wt-test-cache/go");
+    std::fs::create_dir_all(&cache).unwrap();
+    let mut c = w.tool("wt-watch");
+    c.env("GOCACHE", &cache);
+    c.args(["-w", "gohang", "--until-green", "--feed", "none", "--max-rounds", "1", "--timeout", "20s"]);
+    c.args(["--", "go", "test", "-v", "./..."]);
+    let run = Run::of(&mut c, "");
+    run.expect_code(1);
+    let failure = last_failure(&run);
+    assert!(failure.starts_with("timed out after 20.0s while running TestHang/inner\n"), "{failure}");
+    assert!(failure.contains("--- PASS: TestOK"), "how far it got: {failure}");
+}
