@@ -7,7 +7,6 @@
 pub mod args;
 pub mod feed;
 pub mod guard;
-pub mod hang;
 pub mod live;
 pub mod noticed;
 pub mod round;

@@ -35,15 +35,11 @@ impl RoundSpec {
         PathBuf::from(format!("{}.run.json", self.log.display()))
     }
 
-    /// The round as it runs: its environment with what it asks of the runner for a hang
-    /// ([`crate::hang`]).
+    /// The round as it runs: its environment with what it asks of pytest for a hang
+    /// (`wt_common::record::running::asking_pytest`).
     fn asking_runners(&self) -> RoundSpec {
         let mut spec = self.clone();
-        let inherited = std::env::var(crate::hang::PYTEST_ADDOPTS).ok();
-        if let Some(v) = crate::hang::pytest_addopts(&self.env, inherited, self.timeout) {
-            spec.env.retain(|(k, _)| k != crate::hang::PYTEST_ADDOPTS);
-            spec.env.push((crate::hang::PYTEST_ADDOPTS.into(), v));
-        }
+        wt_common::record::running::asking_pytest(&mut spec.env, self.timeout);
         spec
     }
 

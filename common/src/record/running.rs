@@ -16,9 +16,24 @@
 //!
 //! Linear in the output (an agent writes it; wt-merge reads it under its queue lock), and at
 //! most [`NAMED`] tests are named.
+//!
+//! **What wt asks of pytest** ([`pytest_addopts`]), which prints nothing of a running test by
+//! default (`-q` prints only dots): wt-watch's rounds and wt-merge's verifications that have a
+//! timeout add `-o faulthandler_timeout=S` to `PYTEST_ADDOPTS`, S half the timeout. A test that
+//! runs that long gets Python's dump of its stack in the output and runs on. Nothing else
+//! changes: the person's command is untouched, no test is stopped by it, the outcome and the
+//! report are the same (on itsdangerous' 297 tests: the same `297 passed`, the same output),
+//! and a command that is not pytest ignores the variable. A `PYTEST_ADDOPTS` of the person's
+//! own is kept, ours after it; one that already sets `faulthandler_timeout` is left alone. Half
+//! the timeout: a hanging test is dumped while the run still runs if it started in the first
+//! half, which with wt-watch's default timeout (3× the last green round) it does unless the
+//! suite got 50% slower. Other runners are not asked: cargo test says on its own which tests
+//! have run over a minute; go test names them with `-v`, which would change the whole of its
+//! output, so that is left to the person (or go's own `-timeout`, whose panic lists them).
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use regex::Regex;
 
@@ -33,6 +48,35 @@ pub struct Running {
     pub test: String,
     /// `path:line` where it was when a stack was dumped (the innermost frame in the project).
     pub location: Option<String>,
+}
+
+/// The variable pytest reads extra arguments from.
+pub const PYTEST_ADDOPTS: &str = "PYTEST_ADDOPTS";
+
+/// `PYTEST_ADDOPTS` as a run with `timeout` sets it, given the run's `env` on top of
+/// `inherited` (the tool's own environment's value); `None` when it is left as it is.
+pub fn pytest_addopts(
+    env: &[(String, String)],
+    inherited: Option<String>,
+    timeout: Option<Duration>,
+) -> Option<String> {
+    let timeout = timeout?;
+    let theirs = env.iter().rev().find(|(k, _)| k == PYTEST_ADDOPTS).map(|(_, v)| v.clone()).or(inherited);
+    let theirs = theirs.unwrap_or_default();
+    if theirs.contains("faulthandler_timeout") {
+        return None;
+    }
+    let after = (timeout.as_millis() / 2).max(1);
+    let ours = format!("-o faulthandler_timeout={}.{:03}", after / 1000, after % 1000);
+    Some(if theirs.trim().is_empty() { ours } else { format!("{theirs} {ours}") })
+}
+
+/// `env` with [`pytest_addopts`] set in it (the tool's own `PYTEST_ADDOPTS` read as inherited).
+pub fn asking_pytest(env: &mut Vec<(String, String)>, timeout: Option<Duration>) {
+    if let Some(v) = pytest_addopts(env, std::env::var(PYTEST_ADDOPTS).ok(), timeout) {
+        env.retain(|(k, _)| k != PYTEST_ADDOPTS);
+        env.push((PYTEST_ADDOPTS.into(), v));
+    }
 }
 
 fn re(pattern: &str) -> Regex {
@@ -237,5 +281,23 @@ mod tests {
             Running { test: "b".into(), location: None },
         ];
         assert_eq!(phrase(&r), " while running a at x.py:1, b");
+    }
+
+    #[test]
+    fn half_the_timeout_after_the_persons_own_options() {
+        let t = Some(Duration::from_secs(120));
+        assert_eq!(pytest_addopts(&[], None, t).as_deref(), Some("-o faulthandler_timeout=60.000"));
+        assert_eq!(
+            pytest_addopts(&[], Some("-x".into()), Some(Duration::from_millis(1500))).as_deref(),
+            Some("-x -o faulthandler_timeout=0.750")
+        );
+        let env = [(PYTEST_ADDOPTS.to_string(), "-p no:randomly".to_string())];
+        assert_eq!(
+            pytest_addopts(&env, Some("-x".into()), t).as_deref(),
+            Some("-p no:randomly -o faulthandler_timeout=60.000"),
+            "the round's env over wt-watch's"
+        );
+        assert_eq!(pytest_addopts(&[], Some("-o faulthandler_timeout=5".into()), t), None, "theirs");
+        assert_eq!(pytest_addopts(&[], None, None), None, "no timeout, nothing to dump before");
     }
 }

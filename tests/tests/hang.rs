@@ -1,12 +1,25 @@
-//! A round stopped by its timeout names the tests that were still running, from the runner's own
-//! output: real pytest from PyPI (`-q`, which prints only dots of its own; wt-watch asks it for
-//! its faulthandler dump through `PYTEST_ADDOPTS`) and real go test (`-v`).
+//! A run stopped by its timeout (a wt-watch round, a wt-merge verification) names the tests that
+//! were still running, from the runner's own output: real pytest from PyPI (`-q`, which prints
+//! only dots of its own; wt asks it for its faulthandler dump through `PYTEST_ADDOPTS`) and real
+//! go test (`-v`).
 
 use std::path::Path;
 
 use serde_json::Value;
 use wt_tests::watch::*;
-use wt_tests::Run;
+use wt_tests::{Run, TestRepo};
+
+/// A module that spins for ever, and the pytest configuration that finds it.
+fn spinning_app(t: &TestRepo) {
+    t.write("app/__init__.py", "");
+    // One line: the dump catches the loop on it, whichever instruction runs.
+    t.write("app/spin.py", "def spin():\n    while True: pass\n");
+    t.write("pyproject.toml", "[tool.pytest.ini_options]\npythonpath = [\".\"]\n");
+}
+
+/// Tests of which the second spins (in `app/spin.py`, called from its line 9).
+const HANGING_TEST: &str =
+    "from app.spin import spin\n\n\ndef test_ok():\n    assert 1 == 1\n\n\ndef test_hang():\n    spin()\n";
 
 /// The failure excerpt of the one round a `--max-rounds 1` run had.
 fn last_failure(run: &Run) -> String {
@@ -23,13 +36,8 @@ fn last_failure(run: &Run) -> String {
 fn a_hanging_pytest_run_names_the_test_and_where_it_hangs() {
     let w = Watch::new();
     let venv = venv_with_pytest(&w.t);
-    w.t.write("app/__init__.py", "");
-    w.t.write("app/spin.py", "def spin():\n    while True:\n        pass\n");
-    w.t.write(
-        "tests/test_hang.py",
-        "from app.spin import spin\n\n\ndef test_ok():\n    assert 1 == 1\n\n\ndef test_hang():\n    spin()\n",
-    );
-    w.t.write("pyproject.toml", "[tool.pytest.ini_options]\npythonpath = [\".\"]\n");
+    spinning_app(&w.t);
+    w.t.write("tests/test_hang.py", HANGING_TEST);
     w.t.commit("a suite that hangs");
     let tree = w.create("hang");
     let python = venv.join("bin/python");
@@ -74,4 +82,29 @@ fn a_hanging_go_test_run_names_the_subtest() {
     let failure = last_failure(&run);
     assert!(failure.starts_with("timed out after 20.0s while running TestHang/inner\n"), "{failure}");
     assert!(failure.contains("--- PASS: TestOK"), "how far it got: {failure}");
+}
+
+/// wt-merge verifying with `pytest -q` that hangs: the verification's excerpt names the test and
+/// where it spins, in the verification's worktree.
+#[test]
+fn a_verification_hanging_in_pytest_names_the_test() {
+    let t = TestRepo::new();
+    let venv = venv_with_pytest(&t);
+    spinning_app(&t);
+    t.commit("an app that can spin");
+    t.run("wt-create", &["h"], "").expect_code(0);
+    let wt = t.wt_root().join("h");
+    std::fs::create_dir_all(wt.join("tests")).unwrap();
+    std::fs::write(wt.join("tests/test_hang.py"), HANGING_TEST).unwrap();
+    t.git_in(&wt, ["add", "-A"]);
+    t.git_in(&wt, ["commit", "-q", "-m", "a test that hangs"]);
+    let verify = format!("{} -m pytest -q -p no:cacheprovider tests", venv.join("bin/python").display());
+    let run = t.run("wt-merge", &["h", "--verify", &verify, "--timeout", "10s"], "");
+    run.expect_code(1);
+    let v = &run.records()[0]["merge"]["verify"];
+    assert_eq!(v["timed_out"], true, "{run}");
+    let excerpt = v["excerpt"].as_str().unwrap_or_default();
+    let first = excerpt.lines().next().unwrap_or_default();
+    assert!(first.starts_with("timed out after 10.0s while running test_hang (/"), "{excerpt}");
+    assert!(first.contains("/tests/test_hang.py:9) at /") && first.ends_with("/app/spin.py:2"), "{excerpt}");
 }
