@@ -1,5 +1,6 @@
 //! wt-merge, end to end: real repositories, real worktrees, real verification commands.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
@@ -894,6 +895,28 @@ fn merges_in_order(t: &TestRepo) -> Vec<String> {
     log.lines().filter(|l| l.starts_with("Merge branch")).map(str::to_string).collect()
 }
 
+/// `N` `wt-watch | wt-merge` pipelines on a repository with worktrees `branches` (`a` among
+/// them), the first merging `a`: its verification waits, holding the queue lock, until the test
+/// writes the file returned (a verification of anything else, or once that file is there,
+/// passes at once). What the queue tests start from. All are started before the first takes
+/// its turn: a wt-merge takes one at its start, to sweep what a killed one left.
+fn first_merging_a<const N: usize>(branches: &[(&str, &[(&str, &str)])]) -> (TestRepo, [Pipeline; N], PathBuf) {
+    let t = repo_with(branches);
+    let started = t.root().join("started");
+    let go = t.root().join("go");
+    let verify = format!(
+        "if [ -e a.txt ] && [ ! -e {go} ]; then touch {started}; while [ ! -e {go} ]; do sleep 0.05; done; fi",
+        go = go.display(),
+        started = started.display()
+    );
+    let mut pipelines: [Pipeline; N] = std::array::from_fn(|_| Pipeline::start(&t, &verify));
+    pipelines[0].feed(&t, "a");
+    while !started.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (t, pipelines, go)
+}
+
 /// Two `wt-watch | wt-merge` pipelines on one repository: the first wt-merge used to hold the
 /// queue lock while its stdin was open, so the second, whose branch became ready meanwhile,
 /// gave up after 30 s with exit 3 and its green work was never merged. Now each takes the lock
@@ -901,21 +924,9 @@ fn merges_in_order(t: &TestRepo) -> Vec<String> {
 /// branch goes before the first's next one, which arrived later.
 #[test]
 fn two_pipelines_on_one_repository_both_merge_taking_turns() {
-    let t = repo_with(&[("a", &[("a.txt", "a\n")]), ("b", &[("b.txt", "b\n")]), ("c", &[("c.txt", "c\n")])]);
-    let started = t.root().join("started");
-    let go = t.root().join("go");
     // a's verification waits until the test says go; the others' pass at once.
-    let verify = format!(
-        "if [ -e a.txt ] && [ ! -e {go} ]; then touch {started}; while [ ! -e {go} ]; do sleep 0.05; done; fi",
-        go = go.display(),
-        started = started.display()
-    );
-    let mut first = Pipeline::start(&t, &verify);
-    let mut second = Pipeline::start(&t, &verify);
-    first.feed(&t, "a");
-    while !started.exists() {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let (t, [mut first, mut second], go) =
+        first_merging_a(&[("a", &[("a.txt", "a\n")]), ("b", &[("b.txt", "b\n")]), ("c", &[("c.txt", "c\n")])]);
     // b becomes ready while the first merges a: the second waits, and says for whom.
     second.feed(&t, "b");
     let waiting = second.said("b: waiting for the merge queue");
@@ -950,17 +961,9 @@ fn two_pipelines_on_one_repository_both_merge_taking_turns() {
 /// and merges; nothing is half merged, and the killed one's registration is gone.
 #[test]
 fn a_wt_merge_killed_holding_the_queue_lets_the_other_merge() {
-    let t = repo_with(&[("a", &[("a.txt", "a\n")]), ("b", &[("b.txt", "b\n")])]);
-    let started = t.root().join("started");
-    let verify =
-        format!("if [ -e a.txt ]; then touch {started}; while :; do sleep 0.05; done; fi", started = started.display());
-    let mut first = Pipeline::start(&t, &verify);
-    let mut second = Pipeline::start(&t, &verify);
+    // a's verification never ends: it is never told to go.
+    let (t, [first, mut second], _) = first_merging_a(&[("a", &[("a.txt", "a\n")]), ("b", &[("b.txt", "b\n")])]);
     let head = main_head(&t);
-    first.feed(&t, "a");
-    while !started.exists() {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
     second.feed(&t, "b");
     second.said("b: waiting for the merge queue");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(first.pid() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -1000,20 +1003,7 @@ fn purge_refuses_while_a_wt_merge_waits_for_records() {
 /// it was not merged, while the one merging goes on undisturbed.
 #[test]
 fn a_wt_merge_interrupted_while_waiting_for_its_turn_merges_nothing() {
-    let t = repo_with(&[("a", &[("a.txt", "a\n")]), ("b", &[("b.txt", "b\n")])]);
-    let started = t.root().join("started");
-    let go = t.root().join("go");
-    let verify = format!(
-        "if [ -e a.txt ]; then touch {started}; while [ ! -e {go} ]; do sleep 0.05; done; fi",
-        go = go.display(),
-        started = started.display()
-    );
-    let mut first = Pipeline::start(&t, &verify);
-    let mut second = Pipeline::start(&t, &verify);
-    first.feed(&t, "a");
-    while !started.exists() {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let (t, [first, mut second], go) = first_merging_a(&[("a", &[("a.txt", "a\n")]), ("b", &[("b.txt", "b\n")])]);
     second.feed(&t, "b");
     second.said("b: waiting for the merge queue");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(second.pid() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
@@ -1026,4 +1016,40 @@ fn a_wt_merge_interrupted_while_waiting_for_its_turn_merges_nothing() {
     assert_eq!((s(&rec, "name"), s(merge_of(&rec), "status")), ("a", "merged"), "{rec}");
     assert_eq!(first.close(), Some(0));
     assert!(t.repo.join("a.txt").exists() && !t.repo.join("b.txt").exists());
+}
+
+/// A wt-merge stopped (SIGSTOP, as Ctrl-Z stops it) while it waits for its turn: it kept its
+/// place ahead of the others for ever, though the lock was free, and they said someone held
+/// the lock. Now the one behind it says it waits behind a stopped wt-merge, passes it after the
+/// grace and merges; resumed, the stopped one merges too.
+#[test]
+fn a_wt_merge_stopped_while_it_waits_is_passed_and_merges_when_resumed() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let (t, [first, mut second, mut third], go) =
+        first_merging_a(&[("a", &[("a.txt", "a\n")]), ("b", &[("b.txt", "b\n")]), ("c", &[("c.txt", "c\n")])]);
+    second.feed(&t, "b");
+    second.said("b: waiting for the merge queue");
+    third.feed(&t, "c");
+    third.said("c: waiting for the merge queue");
+    let stopped = Pid::from_raw(second.pid() as i32);
+    kill(stopped, Signal::SIGSTOP).unwrap();
+    let said = third.said("waiting behind a stopped wt-merge");
+    assert!(said.contains(&format!("waiting behind a stopped wt-merge (pid {})", second.pid())), "{said}");
+    std::fs::write(&go, "").unwrap();
+    let rec = first.record();
+    assert_eq!((s(&rec, "name"), s(merge_of(&rec), "status")), ("a", "merged"), "{rec}");
+    let rec = third.record();
+    assert_eq!((s(&rec, "name"), s(merge_of(&rec), "status")), ("c", "merged"), "past the stopped one: {rec}");
+    assert!(!t.repo.join("b.txt").exists(), "b's wt-merge is still stopped");
+    kill(stopped, Signal::SIGCONT).unwrap();
+    let rec = second.record();
+    assert_eq!((s(&rec, "name"), s(merge_of(&rec), "status")), ("b", "merged"), "resumed: {rec}");
+    assert_eq!(
+        merges_in_order(&t),
+        ["Merge branch 'wt/a' into main", "Merge branch 'wt/c' into main", "Merge branch 'wt/b' into main"]
+    );
+    for p in [first, second, third] {
+        assert_eq!(p.close(), Some(0));
+    }
 }

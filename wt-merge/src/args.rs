@@ -89,7 +89,9 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: Option<u64>,
 
-    /// Give up a verification after DUR (it then counts as failed) [default: [merge] timeout, else 30m]
+    /// Give up a verification after DUR (it then counts as failed; its excerpt names the tests
+    /// still running, and pytest is asked, through PYTEST_ADDOPTS, to dump a test's stack after
+    /// half of DUR) [default: [merge] timeout, else 30m]
     #[arg(long, value_name = "DUR", value_parser = wt_common::record::duration::parse_arg)]
     pub timeout: Option<std::time::Duration>,
 

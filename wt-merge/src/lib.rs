@@ -614,7 +614,12 @@ fn conflict_next(r: &Record, into: &str) -> String {
 /// failing tests, else the output's last line (`prepare …` when `[merge] prepare` failed).
 fn verify_failure(v: &Value) -> String {
     let how = match (v["timed_out"].as_bool(), v["exit"].as_i64()) {
-        (Some(true), _) => "timed out".to_string(),
+        // With the tests still running, when the excerpt's first line names them.
+        (Some(true), _) => {
+            let first = v["excerpt"].as_str().and_then(|e| e.lines().next()).unwrap_or_default();
+            let running = first.split_once(" while running ").map(|(_, r)| format!(" while running {r}"));
+            format!("timed out{}", running.unwrap_or_default())
+        }
         (_, Some(code)) => format!("exit {code}"),
         _ => "killed".to_string(),
     };
@@ -635,4 +640,23 @@ fn verify_failure(v: &Value) -> String {
     let said = said.map(|l| format!(": {l}")).unwrap_or_default();
     let stage = v["stage"].as_str().unwrap_or("verify");
     format!("{stage} {how}{said}; log {}", v["log"].as_str().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    /// A verification its timeout stopped in a test: the table's line names the test, as the
+    /// excerpt's first line does.
+    #[test]
+    fn a_verification_stopped_in_a_test_says_which() {
+        let excerpt = "timed out after 1.0s while running TestHang/inner\n=== RUN   TestHang\n";
+        let v = json!({"timed_out": true, "excerpt": excerpt, "log": "/l"});
+        assert_eq!(
+            super::verify_failure(&v),
+            "verify timed out while running TestHang/inner: === RUN   TestHang; log /l"
+        );
+        let v = json!({"timed_out": true, "excerpt": "timed out after 1.0s\ncollecting\n", "log": "/l"});
+        assert_eq!(super::verify_failure(&v), "verify timed out: collecting; log /l");
+    }
 }

@@ -14,6 +14,10 @@
 //! A member waits for as long as the lock's holder is a live member merging: its merge is
 //! bounded by the verification's own timeout. A lock held by anything else (a purge, a wt-merge
 //! of an older version) is waited for up to `WT_LOCK_TIMEOUT`, as every wt lock is.
+//!
+//! A member stopped while it waits (Ctrl-Z, SIGSTOP) cannot take its turn: the others wait
+//! behind it for [`STOPPED_GRACE`], saying so, and then pass it. Resumed, it is in line again
+//! where it was.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -23,6 +27,9 @@ use serde::{Deserialize, Serialize};
 use wt_common::git::repo::Repo;
 use wt_common::proc::lock::{default_timeout, FileLock};
 use wt_common::Error;
+
+/// How long a waiter stopped ahead in line keeps its place.
+pub const STOPPED_GRACE: Duration = Duration::from_secs(3);
 
 /// The directory of the members' files, under wt's state directory.
 pub const DIR: &str = "merge-queue";
@@ -97,10 +104,13 @@ impl Member {
         // Since when the lock is held by something that is not a member merging.
         let mut unknown_since: Option<Instant> = None;
         let mut pause = Duration::from_millis(1);
+        let mut stopped = Stopped::default();
         loop {
             let others = others(&self.dir, self.pid);
-            let ahead: Vec<&Note> =
+            let in_line: Vec<&Note> =
                 others.iter().filter(|n| n.waiting_since_ns.is_some_and(|w| (w, n.pid) < (since, self.pid))).collect();
+            stopped.look(&in_line);
+            let ahead: Vec<&Note> = in_line.into_iter().filter(|n| !stopped.passed(n.pid)).collect();
             if ahead.is_empty() {
                 if let Some(lock) = FileLock::try_acquire(&self.lock_path)? {
                     let merging = names.iter().map(|n| n.to_string()).collect();
@@ -114,9 +124,15 @@ impl Member {
                 Some(h) => format!("wt-merge pid {} merging {}", h.pid, h.merging.join(", ")),
                 None => format!("whoever holds {}", self.lock_path.display()),
             };
-            let line = match ahead.len() {
-                0 => format!("waiting for the merge queue: {whom}"),
-                n => format!("waiting for the merge queue: {whom}; {n} wt-merge(s) ahead in line"),
+            let first_stopped = ahead.iter().find(|n| stopped.is_stopped(n.pid));
+            let line = match (first_stopped, ahead.len()) {
+                (Some(n), _) => format!(
+                    "waiting behind a stopped wt-merge (pid {0}) for the merge queue: it keeps its place for {1}s stopped (resume it: kill -CONT {0})",
+                    n.pid,
+                    STOPPED_GRACE.as_secs()
+                ),
+                (None, 0) => format!("waiting for the merge queue: {whom}"),
+                (None, n) => format!("waiting for the merge queue: {whom}; {n} wt-merge(s) ahead in line"),
             };
             if line != said {
                 match names.is_empty() {
@@ -152,6 +168,32 @@ impl Member {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(25));
         }
+    }
+}
+
+/// The waiters ahead in line that are stopped, and since when this one has seen them so.
+#[derive(Debug, Default)]
+struct Stopped(std::collections::HashMap<u32, Instant>);
+
+impl Stopped {
+    /// Looks at the waiters ahead: one seen stopped for the first time starts its grace, one
+    /// that runs again loses it.
+    fn look(&mut self, ahead: &[&Note]) {
+        let now: Vec<u32> =
+            ahead.iter().map(|n| n.pid).filter(|p| wt_common::proc::process::is_stopped(*p as i32)).collect();
+        self.0.retain(|pid, _| now.contains(pid));
+        for pid in now {
+            self.0.entry(pid).or_insert_with(Instant::now);
+        }
+    }
+
+    fn is_stopped(&self, pid: u32) -> bool {
+        self.0.contains_key(&pid)
+    }
+
+    /// Stopped for longer than its grace: passed.
+    fn passed(&self, pid: u32) -> bool {
+        self.0.get(&pid).is_some_and(|since| since.elapsed() >= STOPPED_GRACE)
     }
 }
 

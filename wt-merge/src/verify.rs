@@ -198,6 +198,8 @@ fn run_one(
     env.push(("WT_PATH".into(), scratch.path.display().to_string()));
     env.push(("WT_MERGE_NAME".into(), name.to_string()));
     env.push(("WT_MERGE_COMMIT".into(), commit.to_string()));
+    // A hang under pytest names its test (`record::running`).
+    wt_common::record::running::asking_pytest(&mut env, gate.timeout);
     let argv = ["sh", "-c", cmd].map(String::from);
     let record = PathBuf::from(format!("{}.run.json", log.display()));
     let mut command = match &gate.confine {

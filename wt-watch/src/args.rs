@@ -86,8 +86,9 @@ pub struct Args {
     pub quiet_ms: Option<u64>,
 
     /// Stop a test run after DUR: it is red, its tests are not run again, and its feedback
-    /// says it timed out [default: [watch] timeout, else 3x the last green round, at least 2m
-    /// (10m before the first green round)]
+    /// says it timed out and which tests were still running (pytest is asked, through
+    /// PYTEST_ADDOPTS, to dump a test's stack after half of DUR) [default: [watch] timeout, else
+    /// 3x the last green round, at least 2m (10m before the first green round)]
     #[arg(long, value_name = "DUR", value_parser = wt_common::record::duration::parse_arg)]
     pub timeout: Option<Duration>,
 

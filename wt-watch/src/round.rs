@@ -35,6 +35,14 @@ impl RoundSpec {
         PathBuf::from(format!("{}.run.json", self.log.display()))
     }
 
+    /// The round as it runs: its environment with what it asks of pytest for a hang
+    /// (`wt_common::record::running::asking_pytest`).
+    fn asking_runners(&self) -> RoundSpec {
+        let mut spec = self.clone();
+        wt_common::record::running::asking_pytest(&mut spec.env, self.timeout);
+        spec
+    }
+
     /// The command line of the round: the test command, or wt-run running it confined.
     fn argv(&self) -> Vec<String> {
         match &self.confine {
@@ -78,6 +86,7 @@ pub const GRACE: Duration = Duration::from_secs(2);
 /// Runs the test command; `groups` holds its process group while it runs, so a change (or a
 /// signal to wt-watch) can end it.
 pub fn run(spec: &RoundSpec, groups: &Groups) -> Result<Finished, Error> {
+    let spec = &spec.asking_runners();
     let argv = spec.argv();
     let mut cmd = match &spec.confine {
         Some(via) => via.command(&argv, &spec.env),
@@ -175,6 +184,7 @@ pub struct TestPane {
 impl TestPane {
     /// Runs the round in the pane and waits for it to exit.
     pub fn run(&self, spec: &RoundSpec) -> Result<Finished, Error> {
+        let spec = &spec.asking_runners();
         let mut client = Client::connect(&self.socket)?;
         let backend = client
             .call("pane.list", json!({}))?

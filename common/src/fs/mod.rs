@@ -278,7 +278,8 @@ pub fn read_end(path: &Path, max_bytes: u64) -> Option<String> {
 /// is no longer), opened as [`read_end`] opens it. Between the two, cut at lines, a line says
 /// how much was not read: `[… 1843200 bytes not read …]`. A huge log keeps both where a runner
 /// starts reporting (pytest's FAILURES before a test's megabytes of captured output) and where it
-/// sums up.
+/// sums up. A carriage return ends a line as a newline does (progress redrawn in place), and a
+/// window with no line break in it is kept whole: a log of `\r` progress keeps its last bytes.
 pub fn read_ends(path: &Path, head: u64, tail: u64) -> Option<String> {
     use std::io::{Read, Seek, SeekFrom};
     use std::os::unix::fs::OpenOptionsExt;
@@ -295,15 +296,25 @@ pub fn read_ends(path: &Path, head: u64, tail: u64) -> Option<String> {
     if whole {
         return Some(String::from_utf8_lossy(&first).into_owned());
     }
-    // Cut at lines: the head at its last newline, the tail after its first.
-    let head_end = first.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    first.truncate(head_end);
+    // Cut at lines: the head at its last line break, the tail after its first.
+    let line_break = |b: &u8| *b == b'\n' || *b == b'\r';
+    if let Some(i) = first.iter().rposition(line_break) {
+        first.truncate(i + 1);
+    }
+    let head_end = first.len();
     file.seek(SeekFrom::Start(len.saturating_sub(tail).max(head_end as u64))).ok()?;
     let mut last = Vec::new();
     file.take(tail).read_to_end(&mut last).ok()?;
-    let skip = last.iter().position(|&b| b == b'\n').map_or(last.len(), |i| i + 1);
+    // No line break: from the first whole character (not a U+FFFD for the one the window cut).
+    let skip = match last.iter().position(line_break) {
+        Some(i) => i + 1,
+        None => last.iter().position(|b| b & 0xc0 != 0x80).unwrap_or(last.len()),
+    };
     let not_read = len.saturating_sub(head_end as u64 + last.len() as u64) + skip as u64;
     let mut text = String::from_utf8_lossy(&first).into_owned();
+    if !text.is_empty() && !text.ends_with(['\n', '\r']) {
+        text.push('\n');
+    }
     text.push_str(&format!("[… {not_read} bytes not read …]\n"));
     text.push_str(&String::from_utf8_lossy(&last[skip..]));
     Some(text)
@@ -345,6 +356,26 @@ pub fn lexical(path: &Path) -> std::path::PathBuf {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// A log of progress redrawn with `\r` and no newline, longer than what is read: its first
+    /// and last bytes, cut at a `\r`, not nothing (the tail was cut after a newline it lacks).
+    #[test]
+    fn read_ends_keeps_a_tail_with_no_newline() {
+        let t = tempfile::tempdir().unwrap();
+        let log = t.path().join("run.log");
+        let progress: String = (0..10_000).map(|i| format!("{i:05}%\r")).collect();
+        fs::write(&log, &progress).unwrap();
+        let read = read_ends(&log, 64, 256).unwrap();
+        assert!(read.starts_with("00000%\r00001%\r") && read.ends_with("09998%\r09999%\r"), "{read:?}");
+        let (head, tail) = read.split_once("\r[… ").unwrap();
+        assert!(head.len() <= 64 && tail.len() <= 256 + 40, "{read:?}");
+        // No line break at all: the last bytes, from a whole character.
+        let dots = format!("é{}", "é".repeat(1000));
+        fs::write(&log, &dots).unwrap();
+        let read = read_ends(&log, 10, 101).unwrap();
+        assert!(read.ends_with(&"é".repeat(50)) && !read.contains('\u{fffd}'), "{read:?}");
+        assert!(read.contains("\n[… ") && read.contains(" bytes not read …]\né"), "{read:?}");
+    }
 
     #[test]
     fn copy_tree_keeps_modes_and_links() {

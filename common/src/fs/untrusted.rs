@@ -16,6 +16,8 @@ use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{FileType, Mode, OFlags, CWD};
 
+use crate::record::size::human;
+
 /// `wt.toml`.
 pub const CONFIG_MAX: u64 = 1 << 20;
 /// `.gitignore`, `.worktreeinclude`, `info/exclude`: gitignore-syntax pattern files.
@@ -74,25 +76,6 @@ impl fmt::Display for Refused {
 }
 
 impl std::error::Error for Refused {}
-
-/// A size as people read it: `1 MiB`, `2.0 GiB`, `517 bytes`.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} bytes");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if value.fract() == 0.0 {
-        format!("{value:.0} {}", UNITS[unit])
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
 
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -304,13 +287,5 @@ mod tests {
         fifo(&t.path().join("fifo"));
         let mut h = std::collections::hash_map::DefaultHasher::new();
         assert!(hash_untrusted(&t.path().join("fifo"), 1 << 20, &mut h).is_err());
-    }
-
-    #[test]
-    fn sizes_read_as_people_write_them() {
-        assert_eq!(human(517), "517 bytes");
-        assert_eq!(human(1 << 20), "1 MiB");
-        assert_eq!(human(3 << 19), "1.5 MiB");
-        assert_eq!(human(2 << 30), "2 GiB");
     }
 }

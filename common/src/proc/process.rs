@@ -32,6 +32,14 @@ pub fn started_at(pid: i32) -> Option<std::time::SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(boot) + Duration::from_millis(ticks * 1000 / hz))
 }
 
+/// Whether process `pid` is stopped (SIGSTOP, Ctrl-Z's SIGTSTP, or a tracer's stop): state `T`
+/// or `t` in `/proc/PID/stat`. False when it runs, sleeps, or is gone.
+pub fn is_stopped(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    matches!(state, Some("T" | "t"))
+}
+
 /// Whether process `pid` exists (a zombie counts: its pid is not free yet).
 pub fn is_alive(pid: i32) -> bool {
     pid > 0
@@ -237,4 +245,31 @@ fn copy_output(
         t.push_back(text);
     }
     let _ = log.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real process stopped with SIGSTOP is stopped; resumed, or gone, it is not.
+    #[test]
+    fn a_stopped_process_is_told_apart() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        assert!(!is_stopped(pid));
+        nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !is_stopped(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(is_stopped(pid), "stopped");
+        nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGCONT).unwrap();
+        while is_stopped(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!is_stopped(pid), "resumed");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!is_stopped(pid), "gone");
+    }
 }

@@ -15,7 +15,7 @@
 //! recognises no runner, so the caller keeps its own tail; [`of_log_timed_out`] when a timeout
 //! stopped the run, which always says that).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -77,10 +77,11 @@ fn re(pattern: &str) -> Regex {
 static ANSI: LazyLock<Regex> =
     LazyLock::new(|| re(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]"));
 
-/// The text without terminal escape sequences (colours, cursor moves, titles) and carriage
-/// returns.
+/// The text without terminal escape sequences (colours, cursor moves, titles), a carriage
+/// return read as a line break (`\r\n` as one): progress redrawn in place is a line per state,
+/// not one line of all of them, nor nothing when no newline ends it.
 pub fn strip_ansi(text: &str) -> String {
-    ANSI.replace_all(text, "").replace('\r', "")
+    ANSI.replace_all(text, "").replace("\r\n", "\n").replace('\r', "\n")
 }
 
 /// The excerpt of a run's output whose full log is at `log`: the failing tests when a runner is
@@ -90,16 +91,23 @@ pub fn excerpt(output: &str, log: &Path) -> String {
 }
 
 /// The excerpt of a run that was stopped after `after` without ending by itself: `timed out
-/// after 2m00s` first, then what [`excerpt`] gives of its output (the failures so far, else its
-/// last lines), all within [`MAX_BYTES`].
+/// after 2m00s` first, with the tests that were still running when the runner's output names
+/// them (`… while running test_hang (tests/test_a.py:5) at app/spin.py:2`, see
+/// [`running`](crate::record::running)), then what [`excerpt`] gives of its output (the failures
+/// so far, else its last lines), all within [`MAX_BYTES`].
 pub fn timed_out(output: &str, log: &Path, after: Duration) -> String {
-    let lead = timeout_line(after);
-    format!("{lead}{}", within(&strip_ansi(output), log, MAX_BYTES - lead.len()))
+    let text = strip_ansi(output);
+    let lead = timeout_line(after, &crate::record::running::running(&text));
+    format!("{lead}{}", within(&text, log, MAX_BYTES - lead.len()))
 }
 
-/// The first line of a timed-out run's excerpt.
-fn timeout_line(after: Duration) -> String {
-    format!("{TIMED_OUT}{}\n", crate::record::duration::human(after))
+/// The first line of a timed-out run's excerpt, at most a quarter of it.
+fn timeout_line(after: Duration, running: &[crate::record::running::Running]) -> String {
+    let mut line = format!("{TIMED_OUT}{}", crate::record::duration::human(after));
+    line.push_str(&crate::record::running::phrase(running));
+    line.truncate(floor_char_boundary(&line, MAX_BYTES / 4));
+    line.push('\n');
+    line
 }
 
 /// How a timed-out run's excerpt begins.
@@ -449,50 +457,63 @@ fn unittest(lines: &[&str]) -> Vec<Failure> {
 /// `--- FAIL: TestX` lines, and the `file_test.go:N: message` lines logged by each test (after
 /// its `=== RUN` with -v, under its `--- FAIL` without). A parent that failed only through its
 /// subtests is not listed again.
+///
+/// Linear in the output: an agent can write megabytes of `--- FAIL` lines, and wt-merge
+/// excerpts them under its queue lock. Each test's logs are kept in a map (at most what its
+/// message shows), and a parent is found by a search in the sorted names, not by comparing every
+/// pair (8 MiB of `--- FAIL` lines took 107 s that way).
 fn go(lines: &[&str]) -> Vec<Failure> {
     static RUN: LazyLock<Regex> = LazyLock::new(|| re(r"^=== (?:RUN|CONT)\s+(\S+)"));
     static FAIL: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*--- FAIL: (\S+) \("));
     static LOG: LazyLock<Regex> = LazyLock::new(|| re(r"^\s+(\S+\.go:\d+): (.*)$"));
     static FRAME: LazyLock<Regex> = LazyLock::new(|| re(r"^\t(\S+\.go:\d+)(?: \+0x[0-9a-f]+)?$"));
-    let mut logs: Vec<(String, String, String)> = Vec::new(); // (test, location, message)
-    let mut failed: Vec<String> = Vec::new();
-    let mut current: Option<String> = None;
-    // The panic whose goroutine trace is being read: its `file:line` is the first frame there
-    // in the project (below the runtime's and the testing package's).
-    let mut panicked: Option<usize> = None;
+    // Per test: the first location logged and its messages, as many as a failure shows.
+    let mut logs: HashMap<&str, Failure> = HashMap::new();
+    let mut failed: Vec<&str> = Vec::new();
+    let mut current: Option<&str> = None;
+    // The test whose panic's goroutine trace is being read: its `file:line` is the first frame
+    // there in the project (below the runtime's and the testing package's).
+    let mut panicked: Option<&str> = None;
     for line in lines {
-        if let (Some(i), Some(c)) = (panicked, FRAME.captures(line)) {
+        if let (Some(test), Some(c)) = (panicked, FRAME.captures(line)) {
             if project_frame(&c[1]) {
-                logs[i].1 = c[1].to_string();
+                let f = logs.entry(test).or_insert_with(|| failure(test));
+                f.location.get_or_insert_with(|| c[1].to_string());
                 panicked = None;
             }
             continue;
         }
         if let Some(c) = RUN.captures(line) {
-            current = Some(c[1].to_string());
+            current = c.get(1).map(|m| m.as_str());
         } else if let Some(c) = FAIL.captures(line) {
-            failed.push(c[1].to_string());
-            current = Some(c[1].to_string());
-        } else if let (Some(c), Some(test)) = (LOG.captures(line), &current) {
-            logs.push((test.clone(), c[1].to_string(), c[2].to_string()));
+            let test = c.get(1).map_or("", |m| m.as_str());
+            failed.push(test);
+            current = Some(test);
+        } else if let (Some(c), Some(test)) = (LOG.captures(line), current) {
+            let f = logs.entry(test).or_insert_with(|| failure(test));
+            if f.location.is_none() {
+                f.location = Some(c[1].to_string());
+            }
+            push_message(f, &c[2]);
         } else if line.starts_with("panic: ") {
-            if let Some(test) = &current {
-                logs.push((test.clone(), String::new(), line.to_string()));
-                panicked = Some(logs.len() - 1);
+            if let Some(test) = current {
+                let f = logs.entry(test).or_insert_with(|| failure(test));
+                push_message(f, line);
+                panicked = Some(test);
             }
         }
     }
-    let is_parent =
-        |t: &str| failed.iter().any(|o| o.len() > t.len() && o.starts_with(t) && o[t.len()..].starts_with('/'));
+    let mut sorted = failed.clone();
+    sorted.sort_unstable();
+    // Names under `t/` sort together, right after `t/` itself.
+    let is_parent = |t: &str| {
+        let under = format!("{t}/");
+        let i = sorted.partition_point(|o| *o < under.as_str());
+        sorted.get(i).is_some_and(|o| o.starts_with(&under))
+    };
     let mut out = Vec::new();
-    for test in &failed {
-        let mut f = failure(test.clone());
-        for (_, loc, msg) in logs.iter().filter(|(t, _, _)| t == test) {
-            if f.location.is_none() && !loc.is_empty() {
-                f.location = Some(loc.clone());
-            }
-            push_message(&mut f, msg);
-        }
+    for test in failed {
+        let f = logs.get(test).cloned().unwrap_or_else(|| failure(test));
         if !(f.message.is_empty() && is_parent(test)) {
             out.push(f);
         }
@@ -1209,6 +1230,46 @@ mod tests {
         assert!(e.contains("example.com/calc.Get(...)\n\t/tmp/exs/gp/calc.go:4\n[… "), "{e}");
     }
 
+    /// 8 MiB of go test's `--- FAIL` lines, subtests under parents, each with a line it logged:
+    /// output an agent writes, which wt-merge excerpts under its queue lock. Collecting them
+    /// compared every failure with every other (107 s). The excerpt of all of it now takes about
+    /// sixteen times what a sixteenth of it takes, as a linear pass does (measured here, each the
+    /// best of a few runs; quadratic, it took 256 times); no wall-clock limit.
+    #[test]
+    fn go_failures_by_the_megabyte_are_excerpted_in_linear_time() {
+        let output = |bytes: usize| {
+            let mut text = String::with_capacity(bytes + 200);
+            let mut i = 0;
+            while text.len() < bytes {
+                text.push_str(&format!(
+                    "    --- FAIL: TestP{i}/case (0.00s)\n        p_test.go:{i}: got {i}, want 0\n--- FAIL: TestP{i} (0.00s)\n"
+                ));
+                i += 1;
+            }
+            text
+        };
+        let best = |text: &str, runs: usize| {
+            (0..runs)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    let e = excerpt(text, Path::new("/l"));
+                    (t.elapsed(), e)
+                })
+                .min_by_key(|(d, _)| *d)
+                .unwrap()
+        };
+        let (part, _) = best(&output(512 << 10), 5);
+        let (whole, e) = best(&output(8 << 20), 2);
+        assert!(
+            e.starts_with("76665 failing tests (go test):\n\n✗ TestP0/case\n    got 0, want 0\n    at p_test.go:0\n"),
+            "{}",
+            &e[..200]
+        );
+        assert!(!e.contains("✗ TestP0\n"), "a parent that failed through its subtest: {e}");
+        eprintln!("8 MiB: {whole:?}, a sixteenth of it: {part:?}");
+        assert!(whole < part * 16 * 4, "8 MiB took {whole:?}, a sixteenth of it {part:?}");
+    }
+
     #[test]
     fn a_timed_out_excerpt_says_so_first() {
         let after = Duration::from_secs(90);
@@ -1222,6 +1283,45 @@ mod tests {
         assert!(e.ends_with(&format!("199: {}\n", ".".repeat(120))));
         let (_dir, log) = log_of("....");
         assert_eq!(of_log_timed_out(&log, READ_BYTES, after).unwrap(), "timed out after 1m30s\n....\n");
+    }
+
+    /// pytest -q stopped in a test that spins: the first line names it and where it spun (the
+    /// stack pytest's `faulthandler_timeout` dumped), not only dots. cargo and go -v likewise.
+    #[test]
+    fn a_timed_out_excerpt_names_the_tests_still_running() {
+        let e = timed_out(&sample("pytest-q-hang.txt"), Path::new("/l"), Duration::from_secs(2));
+        assert!(
+            e.starts_with(
+                "timed out after 2.0s while running test_hang (/tmp/exr/py/tests/test_a.py:5) at /tmp/exr/py/app/spin.py:2\n"
+            ),
+            "{e}"
+        );
+        let e = timed_out(&sample("cargo-hang.txt"), Path::new("/l"), Duration::from_secs(70));
+        assert!(e.starts_with("timed out after 1m10s while running tests::hangs, tests::sleeps\n"), "{e}");
+        let e = timed_out(&sample("gotest-v-hang.txt"), Path::new("/l"), Duration::from_secs(8));
+        assert!(e.starts_with("timed out after 8.0s while running TestHang/inner\n=== RUN   TestOK\n"), "{e}");
+        // The count of a recognised runner's failures still reads after it.
+        let failed =
+            format!("{}test tests::hangs has been running for over 60 seconds\n", sample("cargo-nofailfast.txt"));
+        let e = timed_out(&failed, Path::new("/l"), Duration::from_secs(70));
+        assert!(e.starts_with("timed out after 1m10s while running tests::hangs\n2 failing tests"), "{e}");
+        assert_eq!(failing_count(&e), Some(2));
+        // A name as long as the excerpt: the line keeps to a quarter of it.
+        let long = format!("test {} has been running for over 60 seconds\n", "x".repeat(10_000));
+        let e = timed_out(&long, Path::new("/l"), Duration::from_secs(70));
+        assert!(e.len() <= MAX_BYTES && e.lines().next().unwrap().len() <= MAX_BYTES / 4, "{}", e.len());
+    }
+
+    /// A download's progress redrawn with `\r`, no newline, then killed by the timeout: the
+    /// last states, a line each, not nothing.
+    #[test]
+    fn a_log_of_carriage_return_progress_excerpts_its_last_states() {
+        let progress: String = (0..200_000).map(|i| format!("fetching {i:06}\r")).collect();
+        let (_dir, log) = log_of(&progress);
+        let e = of_log_timed_out(&log, 64 << 10, Duration::from_secs(120)).unwrap();
+        assert!(e.starts_with("timed out after 2m00s\n"), "{e}");
+        assert!(e.ends_with("fetching 199998\nfetching 199999\n"), "{e}");
+        assert_eq!(e.lines().count(), 1 + FALLBACK_LINES, "{e}");
     }
 
     #[test]
@@ -1271,6 +1371,7 @@ mod tests {
 
     #[test]
     fn ansi_sequences_go() {
-        assert_eq!(strip_ansi("\x1b[1m\x1b[31mred\x1b[39m\x1b[22m \x1b]0;title\x07ok\r"), "red ok");
+        assert_eq!(strip_ansi("\x1b[1m\x1b[31mred\x1b[39m\x1b[22m \x1b]0;title\x07ok\r\n"), "red ok\n");
+        assert_eq!(strip_ansi("10%\r20%\r\x1b[K30%"), "10%\n20%\n30%");
     }
 }

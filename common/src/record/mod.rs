@@ -26,6 +26,7 @@ pub mod notify;
 pub mod output;
 pub mod progress;
 pub mod runlog;
+pub mod running;
 pub mod select;
 pub mod size;
 

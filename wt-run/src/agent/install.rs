@@ -98,7 +98,7 @@ fn refuse_links(worktree: &Path, rel: &str) -> Result<(), Error> {
                     "{} is a symbolic link; --agent-hooks reads and writes only real files in the worktree, of at most {} \
                      (remove the link)",
                     at.display(),
-                    wt_common::fs::untrusted::human(SETTINGS_MAX)
+                    wt_common::record::size::human(SETTINGS_MAX)
                 ),
             ));
         }
