@@ -28,6 +28,7 @@ pub mod progress;
 pub mod runlog;
 pub mod select;
 pub mod size;
+pub mod test_counts;
 
 use std::path::PathBuf;
 
