@@ -54,8 +54,10 @@ pub struct Args {
     pub no_rerun: bool,
 
     /// Where failures go: `pane` (the agent's pane, named like the worktree), `pane:NAME`,
-    /// `file:PATH` (relative paths are in the worktree), `cmd:COMMAND` (the failure on its
-    /// stdin), `none` [default: pane]
+    /// `file:PATH` (the failure's text, replaced each red round; relative paths are in the
+    /// worktree), `jsonl:PATH` (one JSON line appended per round, red or not, for an agent's own
+    /// monitor to follow: `tail -F PATH`), `cmd:COMMAND` (the failure on its stdin), `none`
+    /// [default: pane]
     #[arg(long, value_name = "HOW")]
     pub feed: Option<String>,
 
@@ -141,6 +143,8 @@ pub enum Feed {
     /// The agent's pane: the worktree's name, or the one given.
     Pane(Option<String>),
     File(PathBuf),
+    /// One JSON line per round appended (`feed_lines`).
+    Jsonl(PathBuf),
     Cmd(String),
     None,
 }
@@ -150,7 +154,7 @@ impl Feed {
         let bad = |why: &str| {
             Error::usage(
                 "bad-feed",
-                format!("--feed {text}: {why}; use pane, pane:NAME, file:PATH, cmd:COMMAND or none"),
+                format!("--feed {text}: {why}; use pane, pane:NAME, file:PATH, jsonl:PATH, cmd:COMMAND or none"),
             )
         };
         let (kind, rest) = match text.split_once(':') {
@@ -161,9 +165,10 @@ impl Feed {
             ("pane", None) => Ok(Feed::Pane(None)),
             ("pane", Some(n)) if !n.is_empty() => Ok(Feed::Pane(Some(n.to_string()))),
             ("file", Some(p)) if !p.is_empty() => Ok(Feed::File(PathBuf::from(p))),
+            ("jsonl", Some(p)) if !p.is_empty() => Ok(Feed::Jsonl(PathBuf::from(p))),
             ("cmd", Some(c)) if !c.trim().is_empty() => Ok(Feed::Cmd(c.to_string())),
             ("none", None) => Ok(Feed::None),
-            ("pane" | "file" | "cmd", _) => Err(bad("it needs a value after the colon")),
+            ("pane" | "file" | "jsonl" | "cmd", _) => Err(bad("it needs a value after the colon")),
             _ => Err(bad("unknown kind")),
         }
     }
@@ -254,9 +259,10 @@ mod tests {
         assert_eq!(Feed::parse("pane").unwrap(), Feed::Pane(None));
         assert_eq!(Feed::parse("pane:agent-2").unwrap(), Feed::Pane(Some("agent-2".into())));
         assert_eq!(Feed::parse("file:out.md").unwrap(), Feed::File("out.md".into()));
+        assert_eq!(Feed::parse("jsonl:/tmp/a.jsonl").unwrap(), Feed::Jsonl("/tmp/a.jsonl".into()));
         assert_eq!(Feed::parse("cmd:cat > x").unwrap(), Feed::Cmd("cat > x".into()));
         assert_eq!(Feed::parse("none").unwrap(), Feed::None);
-        for bad in ["", "panes", "file:", "cmd: ", "none:x", "mail:me"] {
+        for bad in ["", "panes", "file:", "jsonl:", "cmd: ", "none:x", "mail:me"] {
             let e = Feed::parse(bad).unwrap_err();
             assert_eq!(e.code, "bad-feed", "{bad}");
             assert!(e.message.contains("pane:NAME"), "{}", e.message);

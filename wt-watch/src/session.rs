@@ -102,6 +102,10 @@ struct Wt {
     test_pane: Option<round::TestPane>,
     /// Stops the current feed or pane watch.
     stop: Arc<AtomicBool>,
+    /// The commit whose tests passed most (`refs/wt/best/<name>`), and this round's line when
+    /// it passed fewer.
+    best: crate::best::Best,
+    regressed: Option<String>,
 }
 
 /// What every worktree shares.
@@ -159,6 +163,10 @@ impl Session {
         let env = wt_common::ledger::lease::worktree_env(&rec, &self.ctx.ledger);
         let s = &self.ctx.settings;
         let target = feed::Target::resolve(&s.feed, &rec.name, &root, &self.ctx.socket, s.quiet, &env);
+        if let Err(e) = crate::feed_lines::prepare(&target) {
+            self.watcher.remove(id);
+            return self.fail_record(rec, &e);
+        }
         let debounce = s.debounce;
         let test_pane = s.test_pane.then(|| round::TestPane {
             socket: self.ctx.socket.clone(),
@@ -168,6 +176,7 @@ impl Session {
                 _ => rec.name.clone(),
             },
         });
+        let name = rec.name.clone();
         self.wts.push(Wt {
             rec,
             root,
@@ -188,6 +197,8 @@ impl Session {
             groups: Arc::new(Mutex::new(Default::default())),
             test_pane,
             stop: Arc::new(AtomicBool::new(false)),
+            best: crate::best::Best::load(&self.ctx.repo, &name),
+            regressed: None,
         });
         Ok(())
     }
@@ -453,6 +464,7 @@ impl Session {
         }
         w.retried = false;
         w.rounds += 1;
+        w.regressed = w.best.judge(&self.ctx.repo, w.rounds, &tested, &round_log(&fin.run));
         if w.guard_base.is_none() && !self.ctx.guard.is_empty() {
             w.guard_base = Some(self.ctx.guard.snapshot(&w.root, self.ctx.exclude.as_deref()));
         }
@@ -479,6 +491,7 @@ impl Session {
             return;
         }
         w.rounds += 1;
+        w.regressed = w.best.judge(&self.ctx.repo, w.rounds, &tested, &round_log(&fin.run));
         let touched = match &w.guard_base {
             Some(base) => guard::touched(base, &self.ctx.guard.snapshot(&w.root, self.ctx.exclude.as_deref())),
             None => Vec::new(),
@@ -508,7 +521,10 @@ impl Session {
         w.seq += 1;
         w.stop = Arc::new(AtomicBool::new(false));
         let s = &self.ctx.settings;
-        let text = feed::message(&w.rec.name, w.rounds, &s.command, w.last_failure.as_deref().unwrap_or_default());
+        let mut text = feed::message(&w.rec.name, w.rounds, &s.command, w.last_failure.as_deref().unwrap_or_default());
+        if let Some(line) = &w.regressed {
+            text = format!("{line}\n\n{text}");
+        }
         let (tx, seq, stop, target, patience) =
             (self.tx.clone(), w.seq, Arc::clone(&w.stop), w.target.clone(), s.agent_timeout);
         w.phase = Phase::Feeding;
@@ -580,9 +596,6 @@ impl Session {
         if let Some((run, tested)) = round {
             self.keep_outcome(&w.rec.name, status, run, tested, w.last_failure.as_deref());
         }
-        if self.ctx.settings.until_green && !final_status {
-            return;
-        }
         let mut watch = Map::new();
         watch.insert("status".into(), json!(status));
         watch.insert("rounds".into(), json!(w.rounds));
@@ -595,8 +608,20 @@ impl Session {
         if let Some(f) = &w.last_failure {
             watch.insert("last_failure".into(), json!(f));
         }
+        if let Some(best) = w.best.field() {
+            watch.insert("best".into(), best);
+        }
+        if let Some(line) = &w.regressed {
+            watch.insert("regressed".into(), json!(line));
+        }
         if let Some((run, _)) = round {
             watch.insert("run".into(), run.clone());
+        }
+        if let Err(e) = crate::feed_lines::append(&w.target, &w.rec.name, &watch, &self.ctx.settings.command) {
+            eprintln!("wt-watch: {}: {}", w.rec.name, e.message);
+        }
+        if self.ctx.settings.until_green && !final_status {
+            return;
         }
         let mut rec = w.rec.clone();
         rec.set_key("watch", Value::Object(watch));
@@ -649,6 +674,11 @@ fn cancel_round(w: &Wt) {
     if let Some(pane) = w.test_pane.clone() {
         std::thread::spawn(move || pane.cancel());
     }
+}
+
+/// The log a round's output went to, as its record's `run.log` names it.
+fn round_log(run: &Value) -> PathBuf {
+    PathBuf::from(run["log"].as_str().unwrap_or_default())
 }
 
 /// `15m`, `90s`, `500ms`: a duration as a person writes it.

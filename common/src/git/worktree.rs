@@ -99,6 +99,8 @@ pub fn remove(
     })?;
     // What its runs, rounds and merges came to: nobody asks about them any more.
     crate::ledger::outcome::forget(&repo.state_dir(), name);
+    // Its best commit so far (wt-watch's): no round will be compared with it again.
+    crate::git::best::forget(repo, name);
     // Its confined runs' private git store (published by the caller before it judged the branch).
     crate::confine::store::remove(&repo.common_dir, name)
 }
