@@ -1,7 +1,9 @@
 //! On a terminal, a line per worktree on stderr (its round, its status, how long it has been in
 //! it), redrawn in place; never on stdout, and nothing at all when stderr is not a terminal.
 //! The timers count: the loop wakes at each whole second ([`Live::next_tick`]) and redraws
-//! ([`Live::refresh`]), so a round that runs for a minute shows its minute pass.
+//! ([`Live::refresh`]), so a round that runs for a minute shows its minute pass. A line at rest
+//! (green and watching, done: [`Live::rest`]) counts whole minutes, so an idle watch wakes once
+//! a minute, not once a second: it may sit there for days.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -10,7 +12,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct Live {
     on: bool,
-    lines: BTreeMap<String, (String, Instant)>,
+    /// Each worktree's text, since when, and whether its timer counts minutes (at rest).
+    lines: BTreeMap<String, (String, Instant, bool)>,
     drawn: usize,
     /// The seconds each line showed when last drawn: a redraw with nothing new is skipped.
     shown: Vec<u64>,
@@ -27,10 +30,19 @@ impl Live {
 
     /// Sets the line of worktree `name` and redraws.
     pub fn set(&mut self, name: &str, text: String) {
+        self.put(name, text, false);
+    }
+
+    /// Sets a line at rest, whose timer counts whole minutes, and redraws.
+    pub fn rest(&mut self, name: &str, text: String) {
+        self.put(name, text, true);
+    }
+
+    fn put(&mut self, name: &str, text: String, rest: bool) {
         if !self.on {
             return;
         }
-        self.lines.insert(name.to_string(), (text, Instant::now()));
+        self.lines.insert(name.to_string(), (text, Instant::now(), rest));
         self.draw();
     }
 
@@ -39,7 +51,10 @@ impl Live {
         if !self.on {
             return None;
         }
-        self.lines.values().map(|(_, since)| *since + Duration::from_secs(since.elapsed().as_secs() + 1)).min()
+        self.lines
+            .values()
+            .map(|(_, since, rest)| *since + Duration::from_secs((shown(*since, *rest) + 1) * unit(*rest)))
+            .min()
     }
 
     /// Redraws if a timer shows another second now.
@@ -50,7 +65,7 @@ impl Live {
     }
 
     fn seconds(&self) -> Vec<u64> {
-        self.lines.values().map(|(_, since)| since.elapsed().as_secs()).collect()
+        self.lines.values().map(|(_, since, rest)| shown(*since, *rest)).collect()
     }
 
     fn draw(&mut self) {
@@ -60,17 +75,32 @@ impl Live {
             out.push_str(&format!("\x1b[{}A", self.drawn));
         }
         self.shown = self.seconds();
-        for ((name, (text, _)), secs) in self.lines.iter().zip(&self.shown) {
-            out.push_str(&format!("\x1b[2K{name:width$}  {text}  ({})\n", elapsed(*secs)));
+        for ((name, (text, _, rest)), n) in self.lines.iter().zip(&self.shown) {
+            out.push_str(&format!("\x1b[2K{name:width$}  {text}  ({})\n", elapsed(n * unit(*rest), *rest)));
         }
         self.drawn = self.lines.len();
         let _ = std::io::stderr().lock().write_all(out.as_bytes());
     }
 }
 
-/// `42s`, `3m05s`, `1h02m`: how long a line has been as it is.
-fn elapsed(secs: u64) -> String {
+/// Seconds per step of a line's timer: 1, or 60 at rest.
+fn unit(rest: bool) -> u64 {
+    if rest {
+        60
+    } else {
+        1
+    }
+}
+
+/// How many steps a line's timer shows now.
+fn shown(since: Instant, rest: bool) -> u64 {
+    since.elapsed().as_secs() / unit(rest)
+}
+
+/// `42s`, `3m05s`, `1h02m` (at rest: `0m`, `3m`, `1h02m`): how long a line has been as it is.
+fn elapsed(secs: u64, rest: bool) -> String {
     match secs {
+        0..3600 if rest => format!("{}m", secs / 60),
         0..60 => format!("{secs}s"),
         60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
         _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
@@ -89,9 +119,24 @@ mod tests {
 
     #[test]
     fn timers_read_as_people_write_durations() {
-        assert_eq!(elapsed(0), "0s");
-        assert_eq!(elapsed(59), "59s");
-        assert_eq!(elapsed(185), "3m05s");
-        assert_eq!(elapsed(3720), "1h02m");
+        assert_eq!(elapsed(0, false), "0s");
+        assert_eq!(elapsed(59, false), "59s");
+        assert_eq!(elapsed(185, false), "3m05s");
+        assert_eq!(elapsed(3720, false), "1h02m");
+        assert_eq!(
+            (elapsed(0, true), elapsed(180, true), elapsed(3720, true)),
+            ("0m".into(), "3m".into(), "1h02m".into())
+        );
+    }
+
+    #[test]
+    fn a_line_at_rest_wakes_the_loop_once_a_minute() {
+        let mut live = Live::to_terminal(true);
+        live.lines.insert("a".into(), ("green; watching".into(), Instant::now(), true));
+        let wait = live.next_tick().unwrap().saturating_duration_since(Instant::now());
+        assert!(wait > Duration::from_secs(50), "{wait:?}");
+        live.lines.insert("b".into(), ("round 1: running".into(), Instant::now(), false));
+        let wait = live.next_tick().unwrap().saturating_duration_since(Instant::now());
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
     }
 }

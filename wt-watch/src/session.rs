@@ -513,7 +513,7 @@ impl Session {
         let w = &mut self.wts[id];
         (w.rounds, w.guard_base, w.last_failure, w.phase) = (0, None, None, Phase::Idle);
         let name = w.rec.name.clone();
-        self.live.set(&name, format!("{status}; watching"));
+        self.live.rest(&name, format!("{status}; watching"));
     }
 
     fn start_feed(&mut self, id: usize) {
@@ -584,7 +584,7 @@ impl Session {
         cancel_round(w);
         let name = w.rec.name.clone();
         self.watcher.remove(id);
-        self.live.set(&name, format!("done: {text}"));
+        self.live.rest(&name, format!("done: {text}"));
     }
 
     /// Writes the worktree's record with `watch`: at every round, or with --until-green only
