@@ -19,6 +19,10 @@ use wt_common::Error;
 /// `core.excludesFile` obeyed, each read before what is under it is judged). A change during a
 /// round never ends it: the next round starts when it ends.
 ///
+/// The clean commit whose tests passed most (counted from the runner's summary) is kept as
+/// `refs/wt/best/<name>`; a round that passes fewer tells the agent which tests passed there and
+/// now fail.
+///
 /// Worktrees come from records or names on stdin (read while watching, so new ones can join),
 /// names as arguments or `-w`, or `--all`. One record per worktree per round goes to stdout
 /// (with `--until-green`: one per worktree, when it turns green or gives up).
@@ -26,7 +30,7 @@ use wt_common::Error;
 #[command(
     name = "wt-watch",
     version,
-    after_help = "Examples:\n  wt-create --list | wt-watch --until-green --feed pane -- cargo test | wt-merge --verify 'cargo test'\n  wt-watch -w agent-1 --feed file:FEEDBACK.md --guard 'tests/**' -- pytest -q\n  wt-watch --all --feed none -- make test              # report every round, feed nobody\n  wt-watch -w agent-1 --confine --until-green -- make test   # the agent's Makefile runs sandboxed\n\nExit: 0 done (with --until-green: every worktree green), 1 a worktree gave up or has an\nerror, 2 usage, 3 unusable environment, 130/143 interrupted."
+    after_help = "Examples:\n  wt-create --list | wt-watch --until-green --feed pane -- cargo test | wt-merge --verify 'cargo test'\n  wt-watch -w agent-1 --feed file:FEEDBACK.md --guard 'tests/**' -- pytest -q\n  wt-watch --all --feed none -- make test              # report every round, feed nobody\n  wt-watch -w agent-1 --feed jsonl:/tmp/agent-1.jsonl -- pytest -q   # a JSON line per round, for the agent's own monitor\n  wt-watch -w agent-1 --confine --until-green -- make test   # the agent's Makefile runs sandboxed\n\nExit: 0 done (with --until-green: every worktree green), 1 a worktree gave up or has an\nerror, 2 usage, 3 unusable environment, 130/143 interrupted."
 )]
 pub struct Args {
     /// Worktrees by name or path

@@ -2,8 +2,8 @@
 //! it), redrawn in place; never on stdout, and nothing at all when stderr is not a terminal.
 //! The timers count: the loop wakes at each whole second ([`Live::next_tick`]) and redraws
 //! ([`Live::refresh`]), so a round that runs for a minute shows its minute pass. A line at rest
-//! (green and watching, done: [`Live::rest`]) counts whole minutes, so an idle watch wakes once
-//! a minute, not once a second: it may sit there for days.
+//! (green and watching, done: [`Live::rest`]) has no timer, so an idle watch, which may sit
+//! there for days, never wakes for its status line.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct Live {
     on: bool,
-    /// Each worktree's text, since when, and whether its timer counts minutes (at rest).
+    /// Each worktree's text, since when, and whether it is at rest (no timer).
     lines: BTreeMap<String, (String, Instant, bool)>,
     drawn: usize,
     /// The seconds each line showed when last drawn: a redraw with nothing new is skipped.
@@ -33,7 +33,7 @@ impl Live {
         self.put(name, text, false);
     }
 
-    /// Sets a line at rest, whose timer counts whole minutes, and redraws.
+    /// Sets a line at rest, without a timer, and redraws.
     pub fn rest(&mut self, name: &str, text: String) {
         self.put(name, text, true);
     }
@@ -46,14 +46,15 @@ impl Live {
         self.draw();
     }
 
-    /// When a timer on screen next shows one second more; `None` when nothing is on screen.
+    /// When a timer on screen next shows one second more; `None` when no timer is on screen.
     pub fn next_tick(&self) -> Option<Instant> {
         if !self.on {
             return None;
         }
         self.lines
             .values()
-            .map(|(_, since, rest)| *since + Duration::from_secs((shown(*since, *rest) + 1) * unit(*rest)))
+            .filter(|(_, _, rest)| !rest)
+            .map(|(_, since, _)| *since + Duration::from_secs(since.elapsed().as_secs() + 1))
             .min()
     }
 
@@ -64,8 +65,9 @@ impl Live {
         }
     }
 
+    /// What each line's timer shows (0 for a line at rest, which has none).
     fn seconds(&self) -> Vec<u64> {
-        self.lines.values().map(|(_, since, rest)| shown(*since, *rest)).collect()
+        self.lines.values().map(|(_, since, rest)| if *rest { 0 } else { since.elapsed().as_secs() }).collect()
     }
 
     fn draw(&mut self) {
@@ -75,32 +77,18 @@ impl Live {
             out.push_str(&format!("\x1b[{}A", self.drawn));
         }
         self.shown = self.seconds();
-        for ((name, (text, _, rest)), n) in self.lines.iter().zip(&self.shown) {
-            out.push_str(&format!("\x1b[2K{name:width$}  {text}  ({})\n", elapsed(n * unit(*rest), *rest)));
+        for ((name, (text, _, rest)), secs) in self.lines.iter().zip(&self.shown) {
+            let timer = if *rest { String::new() } else { format!("  ({})", elapsed(*secs)) };
+            out.push_str(&format!("\x1b[2K{name:width$}  {text}{timer}\n"));
         }
         self.drawn = self.lines.len();
         let _ = std::io::stderr().lock().write_all(out.as_bytes());
     }
 }
 
-/// Seconds per step of a line's timer: 1, or 60 at rest.
-fn unit(rest: bool) -> u64 {
-    if rest {
-        60
-    } else {
-        1
-    }
-}
-
-/// How many steps a line's timer shows now.
-fn shown(since: Instant, rest: bool) -> u64 {
-    since.elapsed().as_secs() / unit(rest)
-}
-
-/// `42s`, `3m05s`, `1h02m` (at rest: `0m`, `3m`, `1h02m`): how long a line has been as it is.
-fn elapsed(secs: u64, rest: bool) -> String {
+/// `42s`, `3m05s`, `1h02m`: how long a line has been as it is.
+fn elapsed(secs: u64) -> String {
     match secs {
-        0..3600 if rest => format!("{}m", secs / 60),
         0..60 => format!("{secs}s"),
         60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
         _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
@@ -119,22 +107,17 @@ mod tests {
 
     #[test]
     fn timers_read_as_people_write_durations() {
-        assert_eq!(elapsed(0, false), "0s");
-        assert_eq!(elapsed(59, false), "59s");
-        assert_eq!(elapsed(185, false), "3m05s");
-        assert_eq!(elapsed(3720, false), "1h02m");
-        assert_eq!(
-            (elapsed(0, true), elapsed(180, true), elapsed(3720, true)),
-            ("0m".into(), "3m".into(), "1h02m".into())
-        );
+        assert_eq!(elapsed(0), "0s");
+        assert_eq!(elapsed(59), "59s");
+        assert_eq!(elapsed(185), "3m05s");
+        assert_eq!(elapsed(3720), "1h02m");
     }
 
     #[test]
-    fn a_line_at_rest_wakes_the_loop_once_a_minute() {
+    fn lines_at_rest_never_wake_the_loop() {
         let mut live = Live::to_terminal(true);
         live.lines.insert("a".into(), ("green; watching".into(), Instant::now(), true));
-        let wait = live.next_tick().unwrap().saturating_duration_since(Instant::now());
-        assert!(wait > Duration::from_secs(50), "{wait:?}");
+        assert_eq!(live.next_tick(), None, "no timer to count");
         live.lines.insert("b".into(), ("round 1: running".into(), Instant::now(), false));
         let wait = live.next_tick().unwrap().saturating_duration_since(Instant::now());
         assert!(wait <= Duration::from_secs(1), "{wait:?}");
