@@ -199,3 +199,28 @@ fn a_link_at_the_jsonl_path_is_refused_before_any_round() {
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
     assert!(!marker.exists(), "no round ran");
 }
+
+#[test]
+fn a_plain_summary_line_counts_and_purge_takes_the_best_ref_with_everything_else() {
+    let w = Watch::new();
+    w.create("plain");
+    let run = w.watch(&[
+        "-w",
+        "plain",
+        "--until-green",
+        "--feed",
+        "none",
+        "--",
+        "sh",
+        "-c",
+        "echo 'tests: 4 passed, 0 failed'",
+    ]);
+    run.expect_code(0);
+    let rec = &run.records()[0];
+    let head = w.t.git_in(&w.t.wt_root().join("plain"), ["rev-parse", "HEAD"]);
+    assert_eq!(rec["watch"]["best"], serde_json::json!({"commit": head, "passed": 4}), "{run}");
+    assert_eq!(best_ref(&w, "plain").as_deref(), Some(head.as_str()));
+    w.t.run("wt-create", &["--remove", "--all", "--purge", "--yes"], "").expect_code(0);
+    assert_eq!(best_ref(&w, "plain"), None);
+    assert!(!w.t.repo.join(".git/wt").exists());
+}
