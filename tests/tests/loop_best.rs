@@ -224,3 +224,19 @@ fn a_plain_summary_line_counts_and_purge_takes_the_best_ref_with_everything_else
     assert_eq!(best_ref(&w, "plain"), None);
     assert!(!w.t.repo.join(".git/wt").exists());
 }
+
+#[test]
+fn a_jsonl_file_in_the_worktree_that_git_sees_is_refused_and_one_it_ignores_is_fine() {
+    let w = Watch::new();
+    let tree = w.create("inside");
+    // Each line would be a change, and start the next round: refused, nothing left behind.
+    let run = w.watch(&["-w", "inside", "--until-green", "--feed", "jsonl:rounds.jsonl", "--", "true"]);
+    run.expect_code(1);
+    assert_eq!(run.records()[0]["error"]["code"], "feed-in-worktree", "{run}");
+    assert!(!tree.join("rounds.jsonl").exists());
+    // build/ is ignored (the fixture's .gitignore): fine.
+    let run = w.watch(&["-w", "inside", "--until-green", "--feed", "jsonl:build/rounds.jsonl", "--", "true"]);
+    run.expect_code(0);
+    assert_eq!(status(&run.records()[0]), "green", "{run}");
+    assert_eq!(lines(&tree.join("build/rounds.jsonl")).len(), 1);
+}

@@ -31,12 +31,31 @@ use wt_common::Error;
 use crate::feed::{self, Target};
 
 /// Checks at the start that the feed's file can be appended to (created `0600` if missing):
-/// a link or a FIFO there is refused before any round runs.
-pub fn prepare(target: &Target) -> Result<(), Error> {
-    match target {
-        Target::Jsonl { root, path } => wt_common::fs::append::open(root, path).map(|_| ()),
-        _ => Ok(()),
+/// a link or a FIFO there is refused before any round runs, and so is a file in the worktree
+/// that git does not ignore, as each line appended would be a change that starts the next
+/// round, for ever (`exclude`: the repository's `info/exclude`, as the watcher obeys it).
+pub fn prepare(target: &Target, exclude: Option<&Path>) -> Result<(), Error> {
+    let Target::Jsonl { root, path } = target else { return Ok(()) };
+    let full = wt_common::fs::lexical(&root.join(path));
+    let existed = full.symlink_metadata().is_ok();
+    wt_common::fs::append::open(root, path)?;
+    if full.starts_with(root) {
+        let mut noticed = crate::noticed::Noticed::default();
+        noticed.add(full.clone(), false);
+        if crate::noticed::matters(root, exclude, &noticed, &mut Default::default()) {
+            if !existed {
+                let _ = std::fs::remove_file(&full);
+            }
+            return Err(Error::failed(
+                "feed-in-worktree",
+                format!(
+                    "--feed jsonl:{}: the file is in the worktree and git does not ignore it, so each line would start another round; put it outside the worktree (jsonl:/tmp/NAME.jsonl) or where git ignores it",
+                    path.display()
+                ),
+            ));
+        }
     }
+    Ok(())
 }
 
 /// Appends the line of a round whose record's `watch` is `watch`, when the feed is a JSON-lines

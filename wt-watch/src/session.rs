@@ -163,7 +163,7 @@ impl Session {
         let env = wt_common::ledger::lease::worktree_env(&rec, &self.ctx.ledger);
         let s = &self.ctx.settings;
         let target = feed::Target::resolve(&s.feed, &rec.name, &root, &self.ctx.socket, s.quiet, &env);
-        if let Err(e) = crate::feed_lines::prepare(&target) {
+        if let Err(e) = crate::feed_lines::prepare(&target, self.ctx.exclude.as_deref()) {
             self.watcher.remove(id);
             return self.fail_record(rec, &e);
         }
