@@ -722,7 +722,9 @@ fn the_status_line_says_a_round_runs_and_its_timer_counts() {
     // A test that runs until the test says GO: while it runs, the status line on the terminal
     // says so, and its timer must pass 0s, 1s, 2s.
     let w = Watch::new();
-    w.create("tick");
+    let path = w.create("tick");
+    // The agent's work, committed: the loop ends on the green round that tests it.
+    w.t.git_in(&path, ["commit", "-q", "--allow-empty", "-m", "the agent's work"]);
     let go = w.t.root().join("go");
     let cmd = format!("while [ ! -e {go} ]; do sleep 0.05; done", go = go.display());
     let watch = format!(

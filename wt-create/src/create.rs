@@ -437,14 +437,15 @@ fn plan_new(ctx: &Context, lock: &FileLock, snap: &Snapshot, base: &Base, name: 
 }
 
 /// What wt kept under a name about a worktree of that name that is gone: its last run's, round's
-/// and merge's outcomes, its run logs, the note of what was shared into it, and the refs of its
-/// last merge (`--undo` after `--cleanup`). A new worktree takes the name: kept, they told wt-status that
+/// and merge's outcomes, its run logs, the note of what was shared into it, its best commit so far (wt-watch's),
+/// and the refs of its last merge (`--undo` after `--cleanup`). A new worktree takes the name: kept, they told wt-status that
 /// the new one was red, or merged, and gave wt-merge's verification worktrees its directories.
 fn forget_the_name(ctx: &Context, name: &str) {
     let state = ctx.repo.state_dir();
     wt_common::ledger::outcome::forget(&state, name);
     let _ = std::fs::remove_file(wt_common::ledger::shared_dirs::file(&state, name));
     let _ = wt_common::fs::remove_tree(&state.join("logs").join(name));
+    wt_common::git::best::forget(&ctx.repo, name);
     let reader = wt_common::git::refs::BranchReader::new(&ctx.repo.common_dir);
     for kind in ["merged", "backup"] {
         let full = format!("refs/wt/{kind}/{name}");

@@ -30,6 +30,10 @@ use wt_common::Error;
 /// worktree is done on a green round of a clean tree that started after a change made since
 /// wt-watch started, or whose branch is ahead of its base: never on the untouched base.
 ///
+/// The clean commit whose tests passed most (counted from the runner's summary) is kept as
+/// `refs/wt/best/<name>`; a round that passes fewer tells the agent which tests passed there and
+/// now fail.
+///
 /// Worktrees come from records or names on stdin (read while watching, so new ones can join),
 /// names as arguments or `-w`, or `--all`. One record per worktree per round goes to stdout
 /// (with `--until-green`: one per worktree, when it turns green or gives up).
@@ -37,7 +41,7 @@ use wt_common::Error;
 #[command(
     name = "wt-watch",
     version,
-    after_help = "Examples:\n  wt-create --list | wt-watch --until-green --feed pane -- cargo test | wt-merge --verify 'cargo test'\n  wt-watch -w agent-1 --feed file:FEEDBACK.md --guard 'tests/**' -- pytest -q\n  wt-watch --all --feed none -- make test              # report every round, feed nobody\n  wt-watch -w agent-1 --confine --until-green -- make test   # the agent's Makefile runs sandboxed\n\nExit: 0 done (with --until-green: every worktree green), 1 a worktree gave up or has an\nerror, 2 usage, 3 unusable environment, 130/143 interrupted."
+    after_help = "Examples:\n  wt-create --list | wt-watch --until-green --feed pane -- cargo test | wt-merge --verify 'cargo test'\n  wt-watch -w agent-1 --feed file:FEEDBACK.md --guard 'tests/**' -- pytest -q\n  wt-watch --all --feed none -- make test              # report every round, feed nobody\n  wt-watch -w agent-1 --feed jsonl:/tmp/agent-1.jsonl -- pytest -q   # a JSON line per round, for the agent's own monitor\n  wt-watch -w agent-1 --confine --until-green -- make test   # the agent's Makefile runs sandboxed\n\nExit: 0 done (with --until-green: every worktree green), 1 a worktree gave up or has an\nerror, 2 usage, 3 unusable environment, 130/143 interrupted."
 )]
 pub struct Args {
     /// Worktrees by name or path
@@ -66,8 +70,10 @@ pub struct Args {
     pub no_rerun: bool,
 
     /// Where failures go: `pane` (the agent's pane, named like the worktree), `pane:NAME`,
-    /// `file:PATH` (relative paths are in the worktree), `cmd:COMMAND` (the failure on its
-    /// stdin), `none` [default: pane]
+    /// `file:PATH` (the failure's text, replaced each red round; relative paths are in the
+    /// worktree), `jsonl:PATH` (one JSON line appended per round, red or not, for an agent's own
+    /// monitor to follow: `tail -F PATH`), `cmd:COMMAND` (the failure on its stdin), `none`
+    /// [default: pane]
     #[arg(long, value_name = "HOW")]
     pub feed: Option<String>,
 
@@ -154,6 +160,8 @@ pub enum Feed {
     /// The agent's pane: the worktree's name, or the one given.
     Pane(Option<String>),
     File(PathBuf),
+    /// One JSON line per round appended (`feed_lines`).
+    Jsonl(PathBuf),
     Cmd(String),
     None,
 }
@@ -163,7 +171,7 @@ impl Feed {
         let bad = |why: &str| {
             Error::usage(
                 "bad-feed",
-                format!("--feed {text}: {why}; use pane, pane:NAME, file:PATH, cmd:COMMAND or none"),
+                format!("--feed {text}: {why}; use pane, pane:NAME, file:PATH, jsonl:PATH, cmd:COMMAND or none"),
             )
         };
         let (kind, rest) = match text.split_once(':') {
@@ -174,9 +182,10 @@ impl Feed {
             ("pane", None) => Ok(Feed::Pane(None)),
             ("pane", Some(n)) if !n.is_empty() => Ok(Feed::Pane(Some(n.to_string()))),
             ("file", Some(p)) if !p.is_empty() => Ok(Feed::File(PathBuf::from(p))),
+            ("jsonl", Some(p)) if !p.is_empty() => Ok(Feed::Jsonl(PathBuf::from(p))),
             ("cmd", Some(c)) if !c.trim().is_empty() => Ok(Feed::Cmd(c.to_string())),
             ("none", None) => Ok(Feed::None),
-            ("pane" | "file" | "cmd", _) => Err(bad("it needs a value after the colon")),
+            ("pane" | "file" | "jsonl" | "cmd", _) => Err(bad("it needs a value after the colon")),
             _ => Err(bad("unknown kind")),
         }
     }
@@ -267,9 +276,10 @@ mod tests {
         assert_eq!(Feed::parse("pane").unwrap(), Feed::Pane(None));
         assert_eq!(Feed::parse("pane:agent-2").unwrap(), Feed::Pane(Some("agent-2".into())));
         assert_eq!(Feed::parse("file:out.md").unwrap(), Feed::File("out.md".into()));
+        assert_eq!(Feed::parse("jsonl:/tmp/a.jsonl").unwrap(), Feed::Jsonl("/tmp/a.jsonl".into()));
         assert_eq!(Feed::parse("cmd:cat > x").unwrap(), Feed::Cmd("cat > x".into()));
         assert_eq!(Feed::parse("none").unwrap(), Feed::None);
-        for bad in ["", "panes", "file:", "cmd: ", "none:x", "mail:me"] {
+        for bad in ["", "panes", "file:", "jsonl:", "cmd: ", "none:x", "mail:me"] {
             let e = Feed::parse(bad).unwrap_err();
             assert_eq!(e.code, "bad-feed", "{bad}");
             assert!(e.message.contains("pane:NAME"), "{}", e.message);

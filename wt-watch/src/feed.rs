@@ -26,9 +26,24 @@ pub fn message(name: &str, round: u32, argv: &[String], excerpt: &str) -> String
 /// Where one worktree's failures go, resolved.
 #[derive(Debug, Clone)]
 pub enum Target {
-    Pane { socket: PathBuf, pane: String, ready: Readiness },
+    Pane {
+        socket: PathBuf,
+        pane: String,
+        ready: Readiness,
+    },
     File(PathBuf),
-    Cmd { command: String, cwd: PathBuf, env: Vec<(String, String)> },
+    /// `--feed jsonl:PATH`: the worktree's root and the path as given (relative ones are below
+    /// the root). Every round's line is appended when its record is written (`feed_lines`);
+    /// there is nothing more to deliver.
+    Jsonl {
+        root: PathBuf,
+        path: PathBuf,
+    },
+    Cmd {
+        command: String,
+        cwd: PathBuf,
+        env: Vec<(String, String)>,
+    },
     None,
 }
 
@@ -48,6 +63,7 @@ impl Target {
                 ready: Readiness::Quiet(quiet),
             },
             Feed::File(p) => Target::File(root.join(p)),
+            Feed::Jsonl(p) => Target::Jsonl { root: root.to_path_buf(), path: p.clone() },
             Feed::Cmd(c) => Target::Cmd { command: c.clone(), cwd: root.to_path_buf(), env: env.to_vec() },
             Feed::None => Target::None,
         }
@@ -95,7 +111,7 @@ pub fn deliver(target: &Target, text: &str, patience: Duration, cancel: &AtomicB
         Target::File(path) => wt_common::fs::write_atomic(path, text.as_bytes())
             .map_err(|e| Undelivered::Failed(Error::io(path.display(), e).with_kind(wt_common::ErrorKind::Failed))),
         Target::Cmd { command, cwd, env } => to_command(command, cwd, env, text),
-        Target::None => Ok(()),
+        Target::Jsonl { .. } | Target::None => Ok(()),
     }
 }
 

@@ -5,7 +5,9 @@
 //! the loop that ties them.
 
 pub mod args;
+pub mod best;
 pub mod feed;
+pub mod feed_lines;
 pub mod green_means_commit;
 pub mod guard;
 pub mod live;

@@ -1,7 +1,9 @@
 //! On a terminal, a line per worktree on stderr (its round, its status, how long it has been in
 //! it), redrawn in place; never on stdout, and nothing at all when stderr is not a terminal.
 //! The timers count: the loop wakes at each whole second ([`Live::next_tick`]) and redraws
-//! ([`Live::refresh`]), so a round that runs for a minute shows its minute pass.
+//! ([`Live::refresh`]), so a round that runs for a minute shows its minute pass. A line at rest
+//! (green and watching, done: [`Live::rest`]) has no timer, so an idle watch, which may sit
+//! there for days, never wakes for its status line.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -10,7 +12,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct Live {
     on: bool,
-    lines: BTreeMap<String, (String, Instant)>,
+    /// Each worktree's text, since when, and whether it is at rest (no timer).
+    lines: BTreeMap<String, (String, Instant, bool)>,
     drawn: usize,
     /// The seconds each line showed when last drawn: a redraw with nothing new is skipped.
     shown: Vec<u64>,
@@ -27,19 +30,32 @@ impl Live {
 
     /// Sets the line of worktree `name` and redraws.
     pub fn set(&mut self, name: &str, text: String) {
+        self.put(name, text, false);
+    }
+
+    /// Sets a line at rest, without a timer, and redraws.
+    pub fn rest(&mut self, name: &str, text: String) {
+        self.put(name, text, true);
+    }
+
+    fn put(&mut self, name: &str, text: String, rest: bool) {
         if !self.on {
             return;
         }
-        self.lines.insert(name.to_string(), (text, Instant::now()));
+        self.lines.insert(name.to_string(), (text, Instant::now(), rest));
         self.draw();
     }
 
-    /// When a timer on screen next shows one second more; `None` when nothing is on screen.
+    /// When a timer on screen next shows one second more; `None` when no timer is on screen.
     pub fn next_tick(&self) -> Option<Instant> {
         if !self.on {
             return None;
         }
-        self.lines.values().map(|(_, since)| *since + Duration::from_secs(since.elapsed().as_secs() + 1)).min()
+        self.lines
+            .values()
+            .filter(|(_, _, rest)| !rest)
+            .map(|(_, since, _)| *since + Duration::from_secs(since.elapsed().as_secs() + 1))
+            .min()
     }
 
     /// Redraws if a timer shows another second now.
@@ -49,8 +65,9 @@ impl Live {
         }
     }
 
+    /// What each line's timer shows (0 for a line at rest, which has none).
     fn seconds(&self) -> Vec<u64> {
-        self.lines.values().map(|(_, since)| since.elapsed().as_secs()).collect()
+        self.lines.values().map(|(_, since, rest)| if *rest { 0 } else { since.elapsed().as_secs() }).collect()
     }
 
     fn draw(&mut self) {
@@ -60,8 +77,9 @@ impl Live {
             out.push_str(&format!("\x1b[{}A", self.drawn));
         }
         self.shown = self.seconds();
-        for ((name, (text, _)), secs) in self.lines.iter().zip(&self.shown) {
-            out.push_str(&format!("\x1b[2K{name:width$}  {text}  ({})\n", elapsed(*secs)));
+        for ((name, (text, _, rest)), secs) in self.lines.iter().zip(&self.shown) {
+            let timer = if *rest { String::new() } else { format!("  ({})", elapsed(*secs)) };
+            out.push_str(&format!("\x1b[2K{name:width$}  {text}{timer}\n"));
         }
         self.drawn = self.lines.len();
         let _ = std::io::stderr().lock().write_all(out.as_bytes());
@@ -93,5 +111,15 @@ mod tests {
         assert_eq!(elapsed(59), "59s");
         assert_eq!(elapsed(185), "3m05s");
         assert_eq!(elapsed(3720), "1h02m");
+    }
+
+    #[test]
+    fn lines_at_rest_never_wake_the_loop() {
+        let mut live = Live::to_terminal(true);
+        live.lines.insert("a".into(), ("green; watching".into(), Instant::now(), true));
+        assert_eq!(live.next_tick(), None, "no timer to count");
+        live.lines.insert("b".into(), ("round 1: running".into(), Instant::now(), false));
+        let wait = live.next_tick().unwrap().saturating_duration_since(Instant::now());
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
     }
 }

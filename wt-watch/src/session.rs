@@ -155,6 +155,10 @@ struct Wt {
     ended: Option<Ended>,
     /// The agent was told to commit (not that the tests fail).
     asked_commit: bool,
+    /// The commit whose tests passed most (`refs/wt/best/<name>`), and this round's line when
+    /// it passed fewer.
+    best: crate::best::Best,
+    regressed: Option<String>,
 }
 
 /// A run that ended, waiting for its decision.
@@ -241,6 +245,10 @@ impl Session {
         let env = wt_common::ledger::lease::worktree_env(&rec, &self.ctx.ledger);
         let s = &self.ctx.settings;
         let target = feed::Target::resolve(&s.feed, &rec.name, &root, &self.ctx.socket, s.quiet, &env);
+        if let Err(e) = crate::feed_lines::prepare(&target, self.ctx.exclude.as_deref()) {
+            self.watcher.remove(id);
+            return self.fail_record(rec, &e);
+        }
         let debounce = s.debounce;
         let test_pane = s.test_pane.then(|| round::TestPane {
             socket: self.ctx.socket.clone(),
@@ -250,6 +258,7 @@ impl Session {
                 _ => rec.name.clone(),
             },
         });
+        let name = rec.name.clone();
         self.wts.push(Wt {
             rec,
             root,
@@ -282,6 +291,8 @@ impl Session {
             maybe_runs: HashSet::new(),
             ended: None,
             asked_commit: false,
+            best: crate::best::Best::load(&self.ctx.repo, &name),
+            regressed: None,
         });
         Ok(())
     }
@@ -591,6 +602,7 @@ impl Session {
             return;
         }
         w.rounds += 1;
+        w.regressed = w.best.judge(&self.ctx.repo, w.rounds, &tested, &round_log(&fin.run));
         if w.guard_base.is_none() && !self.ctx.guard.is_empty() {
             w.guard_base = Some(self.ctx.guard.snapshot(&w.root, self.ctx.exclude.as_deref()));
         }
@@ -609,7 +621,7 @@ impl Session {
         let w = &self.wts[id];
         let seen = narrow.as_ref().and_then(|p| narrow::known_flaky_note(&p.tests, &w.flaky));
         let on_base = base.and_then(|b| preexisting::note(&pre, &b));
-        let text = feed::message(
+        let mut text = feed::message(
             &w.rec.name,
             w.rounds,
             &self.ctx.settings.command,
@@ -620,6 +632,10 @@ impl Session {
                 w.last_failure.as_deref().unwrap_or_default()
             ),
         );
+        // Fewer tests pass than at the best commit so far: said first.
+        if let Some(regressed) = &w.regressed {
+            text = format!("{regressed}\n\n{text}");
+        }
         let line = format!("round {}: red, telling the agent", w.rounds);
         self.wts[id].fed_failures += 1;
         self.start_feed(id, text, line);
@@ -789,6 +805,7 @@ impl Session {
             false => tested,
         };
         w.rounds += 1;
+        w.regressed = w.best.judge(&self.ctx.repo, w.rounds, &tested, &round_log(&fin.run));
         let touched = match &w.guard_base {
             Some(base) => guard::touched(base, &self.ctx.guard.snapshot(&w.root, self.ctx.exclude.as_deref())),
             None => Vec::new(),
@@ -822,7 +839,7 @@ impl Session {
         let w = &mut self.wts[id];
         (w.rounds, w.guard_base, w.last_failure, w.phase) = (0, None, None, Phase::Idle);
         let name = w.rec.name.clone();
-        self.live.set(&name, format!("{status}; watching"));
+        self.live.rest(&name, format!("{status}; watching"));
         if verdict == Green::Uncommitted {
             // Reported green with `dirty`, which wt-merge does not merge: the commit is.
             self.ask_commit(id, round, tested, &changed);
@@ -938,7 +955,7 @@ impl Session {
         cancel_round(w);
         let name = w.rec.name.clone();
         self.watcher.remove(id);
-        self.live.set(&name, format!("done: {text}"));
+        self.live.rest(&name, format!("done: {text}"));
     }
 
     /// Writes the worktree's record with `watch`: at every round, or with --until-green only
@@ -952,9 +969,6 @@ impl Session {
         if let Some((run, tested)) = round.filter(|_| status != "flaky") {
             self.keep_outcome(&w.rec.name, status, run, tested, w.last_failure.as_deref());
         }
-        if self.ctx.settings.until_green && !final_status {
-            return;
-        }
         let mut watch = Map::new();
         watch.insert("status".into(), json!(status));
         watch.insert("rounds".into(), json!(w.rounds));
@@ -967,11 +981,23 @@ impl Session {
         if let Some(f) = &w.last_failure {
             watch.insert("last_failure".into(), json!(f));
         }
+        if let Some(best) = w.best.field() {
+            watch.insert("best".into(), best);
+        }
+        if let Some(line) = &w.regressed {
+            watch.insert("regressed".into(), json!(line));
+        }
         if let Some((run, _)) = round {
             watch.insert("run".into(), run.clone());
         }
         if !w.notes.is_empty() {
             watch.insert("notes".into(), json!(w.notes));
+        }
+        if let Err(e) = crate::feed_lines::append(&w.target, &w.rec.name, &watch, &self.ctx.settings.command) {
+            eprintln!("wt-watch: {}: {}", w.rec.name, e.message);
+        }
+        if self.ctx.settings.until_green && !final_status {
+            return;
         }
         let mut rec = w.rec.clone();
         rec.set_key("watch", Value::Object(watch));
@@ -1045,6 +1071,11 @@ fn cancel_round(w: &Wt) {
     if let Some(pane) = w.test_pane.clone() {
         std::thread::spawn(move || pane.cancel());
     }
+}
+
+/// The log a round's output went to, as its record's `run.log` names it.
+fn round_log(run: &Value) -> PathBuf {
+    PathBuf::from(run["log"].as_str().unwrap_or_default())
 }
 
 /// `15m`, `90s`, `500ms`: a duration as a person writes it.

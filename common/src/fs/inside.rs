@@ -87,7 +87,7 @@ fn outside(target: &Path, why: &str) -> Error {
 
 /// The directory that will hold `root/rel`, opened one component at a time from `root`
 /// without following links (and made where missing), and the file's name in it.
-fn open_parent<'r>(root: &Path, rel: &'r Path) -> Result<(OwnedFd, &'r OsStr), Error> {
+pub(crate) fn open_parent<'r>(root: &Path, rel: &'r Path) -> Result<(OwnedFd, &'r OsStr), Error> {
     let target = root.join(rel);
     check_relative(rel, "the file").map_err(|e| outside(&target, &e.message))?;
     let dir_flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY;

@@ -1,5 +1,6 @@
 //! File-system helpers: atomic replacement and copying trees as they are.
 
+pub mod append;
 pub mod beneath;
 pub mod inside;
 pub mod untrusted;

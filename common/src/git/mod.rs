@@ -6,6 +6,7 @@
 //! variables that redirect git, and a command about one worktree (`in_worktree`) names its git
 //! dir, common dir and work tree explicitly, from the registration, with hooks off.
 
+pub mod best;
 pub mod checkout_state;
 pub mod hooks_path;
 pub mod ignore;

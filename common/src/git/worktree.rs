@@ -116,6 +116,8 @@ pub fn remove(
     // finds the entry) rather than leaving them to a worktree made again under the name.
     crate::ledger::outcome::forget(&repo.state_dir(), name);
     let _ = fs::remove_file(crate::ledger::shared_dirs::file(&repo.state_dir(), name));
+    // Its best commit so far (wt-watch's): no round will be compared with it again.
+    crate::git::best::forget(repo, name);
     // Its confined runs' private git store (published by the caller before it judged the branch).
     crate::confine::store::remove(&repo.common_dir, name)?;
     ledger.update_then(
