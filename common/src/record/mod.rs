@@ -28,6 +28,7 @@ pub mod progress;
 pub mod runlog;
 pub mod select;
 pub mod size;
+pub mod test_count;
 
 use std::path::PathBuf;
 
