@@ -1,16 +1,19 @@
 //! wt-watch: the self-healing loop. Watches worktrees (`watcher`, `rules`), runs the test
 //! command when their files settle (`round`), and when it fails, cuts the output down to what
 //! matters (`wt_common::record::excerpt`, which wt-merge shares) and hands it to the agent (`feed`),
-//! until green; `guard` catches an agent that edits the tests instead of the code. `session` is
-//! the loop that ties them.
+//! until green; `guard` (with `runner_guard`, the runner's files guarded by default) catches an
+//! agent that edits the tests instead of the code or runs fewer of them; `kept` is how a loop
+//! ended, for wt-status's inbox. `session` is the loop that ties them.
 
 pub mod args;
 pub mod feed;
 pub mod guard;
+pub mod kept;
 pub mod live;
 pub mod noticed;
 pub mod round;
 pub mod rules;
+pub mod runner_guard;
 pub mod session;
 pub mod watcher;
 
@@ -48,10 +51,16 @@ pub fn run(args: Args) -> Result<u8, Error> {
         )?),
         None => None,
     };
-    let guard = guard::Guard::new(&settings.guard)?;
+    let exclude = Some(repo.common_dir.join("info").join("exclude"));
+    let main = repo.main_worktree.clone();
+    if let Some(main) = &main {
+        guard::check_matches(&settings.guard, main, exclude.as_deref())?;
+    }
+    let runners =
+        if settings.default_guard { runner_guard::detect(&settings.command, main.as_deref()) } else { Vec::new() };
+    let guard = guard::Guard::with_runners(&settings.guard, &runners)?;
     let ledger = LedgerFile::new(&repo.state_dir()).read()?;
     let socket = wt_common::proc::supervisor::socket_path(&repo.common_dir)?;
-    let exclude = Some(repo.common_dir.join("info").join("exclude"));
     let (tx, rx) = mpsc::channel();
     on_signals(tx.clone());
     let mut words = args.names.clone();

@@ -18,6 +18,7 @@ use wt_common::record::jsonl::{Input, Malformed};
 use wt_common::record::notify;
 use wt_common::record::output::Output;
 use wt_common::record::select::{self, Target};
+use wt_common::record::test_count::TestCount;
 use wt_common::{Error, Record};
 
 use crate::args::Settings;
@@ -95,6 +96,8 @@ struct Wt {
     retried: bool,
     /// The guarded files at the first red round.
     guard_base: Option<Snapshot>,
+    /// The tests the runner executed in the first round that counted them.
+    count_base: Option<TestCount>,
     last_failure: Option<String>,
     waiting_since: Option<Instant>,
     groups: Groups,
@@ -183,6 +186,7 @@ impl Session {
             rounds: 0,
             retried: false,
             guard_base: None,
+            count_base: None,
             last_failure: None,
             waiting_since: None,
             groups: Arc::new(Mutex::new(Default::default())),
@@ -456,6 +460,9 @@ impl Session {
         if w.guard_base.is_none() && !self.ctx.guard.is_empty() {
             w.guard_base = Some(self.ctx.guard.snapshot(&w.root, self.ctx.exclude.as_deref()));
         }
+        if w.count_base.is_none() {
+            w.count_base = fin.count.clone();
+        }
         w.last_failure = fin.excerpt.clone();
         let (rounds, max) = (w.rounds, self.ctx.settings.max_rounds);
         if rounds >= max {
@@ -483,22 +490,24 @@ impl Session {
             Some(base) => guard::touched(base, &self.ctx.guard.snapshot(&w.root, self.ctx.exclude.as_deref())),
             None => Vec::new(),
         };
+        let dropped = guard::fewer_tests(w.count_base.as_ref(), fin.count.as_ref());
         let status = if w.retried {
             "flaky"
-        } else if !touched.is_empty() {
+        } else if !touched.is_empty() || dropped.is_some() {
             "green-guard-touched"
         } else {
             "green"
         };
         w.retried = false;
-        let extra: Vec<(&str, Value)> =
+        let mut extra: Vec<(&str, Value)> =
             if touched.is_empty() { Vec::new() } else { vec![("guard_touched", json!(touched))] };
+        extra.extend(dropped.map(|d| ("tests_dropped", d)));
         self.emit(id, status, Some((&fin.run, &tested)), &extra);
         if self.ctx.settings.until_green {
             return self.done(id, status == "green", status);
         }
         let w = &mut self.wts[id];
-        (w.rounds, w.guard_base, w.last_failure, w.phase) = (0, None, None, Phase::Idle);
+        (w.rounds, w.guard_base, w.count_base, w.last_failure, w.phase) = (0, None, None, None, Phase::Idle);
         let name = w.rec.name.clone();
         self.live.set(&name, format!("{status}; watching"));
     }
@@ -577,8 +586,8 @@ impl Session {
     fn emit(&mut self, id: usize, status: &str, round: Option<(&Value, &Tested)>, extra: &[(&str, Value)]) {
         let final_status = status != "red";
         let w = &self.wts[id];
-        if let Some((run, tested)) = round {
-            self.keep_outcome(&w.rec.name, status, run, tested, w.last_failure.as_deref());
+        if round.is_some() || status == "gave-up" {
+            self.keep_outcome(&w.rec, status, round, w.last_failure.as_deref(), extra);
         }
         if self.ctx.settings.until_green && !final_status {
             return;
@@ -586,6 +595,7 @@ impl Session {
         let mut watch = Map::new();
         watch.insert("status".into(), json!(status));
         watch.insert("rounds".into(), json!(w.rounds));
+        watch.insert("guard".into(), self.ctx.guard.describe());
         if let Some((_, tested)) = round {
             tested.insert_into(&mut watch, "commit");
         }
@@ -603,21 +613,18 @@ impl Session {
         self.out.emit(&rec);
     }
 
-    /// Keeps how the round ended for wt-status (`ledger::outcome`): `pass` (green, flaky, green
-    /// with guarded files touched) or `red` (red, gave up) with the failing tests.
-    fn keep_outcome(&self, name: &str, status: &str, run: &Value, tested: &Tested, failure: Option<&str>) {
-        use wt_common::ledger::outcome::{self, Kind, Outcome};
-        let red = matches!(status, "red" | "gave-up");
-        let mut o = Outcome {
-            log: run["log"].as_str().map(PathBuf::from),
-            commit: tested.commit.clone(),
-            cmd: Some(self.ctx.settings.command.join(" ")),
-            ..Outcome::now(Kind::Watch, if red { "red" } else { "pass" })
-        };
-        if let Some(excerpt) = failure.filter(|_| red) {
-            o = o.with_excerpt(excerpt);
-        }
-        outcome::write(&self.ctx.repo.state_dir(), name, &o);
+    /// Keeps how the round ended for wt-status (`kept`): the person hears of a loop that ended
+    /// guarded, flaky or gave up.
+    fn keep_outcome(
+        &self,
+        rec: &Record,
+        status: &str,
+        round: Option<(&Value, &Tested)>,
+        failure: Option<&str>,
+        extra: &[(&str, Value)],
+    ) {
+        let o = crate::kept::of_round(rec, status, round, &self.ctx.settings.command.join(" "), failure, extra);
+        wt_common::ledger::outcome::write(&self.ctx.repo.state_dir(), &rec.name, &o);
     }
 
     /// On SIGINT/SIGTERM: every test run's group gets SIGTERM, then SIGKILL after the grace.
