@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::Hasher;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use serde_json::{json, Value};
@@ -172,24 +172,29 @@ pub fn fewer_tests(base: Option<&TestCount>, now: Option<&TestCount>) -> Option<
                 "missing": missing}))
 }
 
-/// `--guard` globs that match no file in the worktree at `root`: a usage error naming the glob
-/// and what it could have meant (the files and directories whose names are like its words).
-pub fn check_matches(given: &[String], root: &Path, exclude: Option<&Path>) -> Result<(), Error> {
-    if given.is_empty() {
+/// `--guard` globs that match nothing in any of the worktrees at `roots` (the main worktree and
+/// those named on the command line): a usage error naming the glob and what it could have
+/// meant (the files and directories whose names are like its words).
+pub fn check_matches(given: &[String], roots: &[PathBuf], exclude: Option<&Path>) -> Result<(), Error> {
+    if given.is_empty() || roots.is_empty() {
         return Ok(());
     }
     let mut paths: Vec<(String, bool)> = Vec::new();
-    for entry in crate::rules::walker(root, exclude).build().flatten() {
-        let Ok(rel) = entry.path().strip_prefix(root) else { continue };
-        if rel.as_os_str().is_empty() {
-            continue;
+    for root in roots {
+        for entry in crate::rules::walker(root, exclude).build().flatten() {
+            let Ok(rel) = entry.path().strip_prefix(root) else { continue };
+            if rel.as_os_str().is_empty() {
+                continue;
+            }
+            let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
+            paths.push((rel.to_string_lossy().into_owned(), is_dir));
         }
-        let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
-        paths.push((rel.to_string_lossy().into_owned(), is_dir));
     }
+    paths.sort();
+    paths.dedup();
     for g in given {
         let m = glob(g)?.compile_matcher();
-        if paths.iter().any(|(p, dir)| !dir && m.is_match(p)) {
+        if paths.iter().any(|(p, _)| m.is_match(p)) {
             continue;
         }
         let stems: Vec<String> = g
@@ -213,10 +218,11 @@ pub fn check_matches(given: &[String], root: &Path, exclude: Option<&Path>) -> R
         } else {
             format!("there is {}", like.join(", "))
         };
-        return Err(Error::usage(
-            "guard-matches-nothing",
-            format!("--guard {g} matches no file in {}; {hint}", root.display()),
-        ));
+        let place = match roots {
+            [one] => one.display().to_string(),
+            _ => format!("{} or the worktrees named", roots[0].display()),
+        };
+        return Err(Error::usage("guard-matches-nothing", format!("--guard {g} matches no file in {place}; {hint}")));
     }
     Ok(())
 }
@@ -277,8 +283,9 @@ mod tests {
         std::fs::create_dir_all(t.path().join("test/unit")).unwrap();
         std::fs::write(t.path().join("test/unit/a.js"), "").unwrap();
         std::fs::write(t.path().join("README"), "").unwrap();
-        check_matches(&["test/**".into(), "**/*.js".into()], t.path(), None).unwrap();
-        let e = check_matches(&["tests/**".into()], t.path(), None).unwrap_err();
+        let roots = [t.path().to_path_buf()];
+        check_matches(&["test/**".into(), "**/*.js".into(), "test/unit".into()], &roots, None).unwrap();
+        let e = check_matches(&["tests/**".into()], &roots, None).unwrap_err();
         assert_eq!(
             (e.code.as_str(), e.kind),
             ("guard-matches-nothing", wt_common::error::ErrorKind::Usage),
@@ -290,8 +297,11 @@ mod tests {
             "{}",
             e.message
         );
-        // A directory alone is no match: the guard is of files.
-        assert!(check_matches(&["test/unit".into()], t.path(), None).is_err());
+        // A worktree named on the command line counts too.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(other.path().join("tests")).unwrap();
+        std::fs::write(other.path().join("tests/a.py"), "").unwrap();
+        check_matches(&["tests/**".into()], &[roots[0].clone(), other.path().to_path_buf()], None).unwrap();
     }
 
     #[test]

@@ -53,9 +53,6 @@ pub fn run(args: Args) -> Result<u8, Error> {
     };
     let exclude = Some(repo.common_dir.join("info").join("exclude"));
     let main = repo.main_worktree.clone();
-    if let Some(main) = &main {
-        guard::check_matches(&settings.guard, main, exclude.as_deref())?;
-    }
     let runners =
         if settings.default_guard { runner_guard::detect(&settings.command, main.as_deref()) } else { Vec::new() };
     let guard = guard::Guard::with_runners(&settings.guard, &runners)?;
@@ -70,6 +67,16 @@ pub fn run(args: Args) -> Result<u8, Error> {
     let hosts = if from_stdin { Router::split_stdin(TOOL, repo.main_worktree.as_deref())? } else { Router::local() };
     let mut out = Output::new(TOOL, args.global.json, columns());
     let targets = select::collect(TOOL, &repo, &ledger, &words, args.select.all, false, &mut out);
+    // Each --guard glob must match something in the main worktree or a worktree named here.
+    let roots: Vec<std::path::PathBuf> = main
+        .iter()
+        .cloned()
+        .chain(targets.iter().filter_map(|t| match t {
+            select::Target::Worktree(r) => r.path.clone(),
+            select::Target::PassThrough(_) => None,
+        }))
+        .collect();
+    guard::check_matches(&settings.guard, &roots, exclude.as_deref())?;
     let reading = from_stdin && read_stdin(tx.clone());
     let ctx = Ctx { repo, ledger, settings, guard, socket, exclude, confine };
     let mut session = Session::new(ctx, out, tx, rx, reading)?;
