@@ -76,3 +76,53 @@ pub fn of_round(
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn kept(status: &str, failure: Option<&str>, extra: &[(&str, Value)]) -> Outcome {
+        let mut rec = Record::named("a");
+        rec.base = Some("main".into());
+        let run = json!({"log": "/l/watch-1.log"});
+        let tested = Tested { commit: Some("c".repeat(40)), dirty: false };
+        let round = (status != "gave-up").then_some((&run, &tested));
+        of_round(&rec, status, round, "pytest -q", failure, extra)
+    }
+
+    #[test]
+    fn a_loop_that_needs_the_person_is_kept_as_such_with_why() {
+        let red = "1 failing test (pytest):\n\n✗ t.py::a\n    assert 1\n";
+        assert_eq!(kept("green", None, &[]).state, "pass");
+        let r = kept("red", Some(red), &[]);
+        assert_eq!((r.state.as_str(), r.failing, r.lines.clone()), ("red", Some(1), vec!["✗ t.py::a".to_string()]));
+        let g = kept("gave-up", Some(red), &[("reason", json!("still red after 5 rounds"))]);
+        assert_eq!(
+            (g.state.as_str(), g.detail.as_deref(), g.failing),
+            ("gave-up", Some("still red after 5 rounds"), Some(1))
+        );
+        assert_eq!(g.log, None, "it gave up between runs");
+        let f = kept("flaky", None, &[]);
+        assert_eq!(f.state, "flaky");
+        assert!(f.detail.unwrap().contains("flaky"));
+        let dropped = json!({"runner": "pytest", "unit": "tests", "base": 2, "ran": 1, "missing": ["t.py::a"]});
+        let guarded = kept(
+            "green-guard-touched",
+            None,
+            &[("guard_touched", json!(["pyproject.toml [tool.pytest]"])), ("tests_dropped", dropped)],
+        );
+        assert_eq!(guarded.state, "guarded");
+        assert_eq!(guarded.paths, ["pyproject.toml [tool.pytest]"]);
+        assert_eq!(guarded.lines, ["missing t.py::a"]);
+        assert_eq!(guarded.into.as_deref(), Some("main"));
+        assert_eq!(
+            guarded.detail.as_deref(),
+            Some("green, but changed guarded pyproject.toml [tool.pytest]; 1 tests ran, 2 in the first round")
+        );
+        // What it writes, wt-status reads back (the states are known to the parser).
+        let text = serde_json::to_string(&guarded).unwrap();
+        assert!(wt_common::ledger::outcome::parse(&text, Kind::Watch).is_ok());
+    }
+}
