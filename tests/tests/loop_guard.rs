@@ -247,8 +247,20 @@ fn a_guard_glob_that_matches_no_file_is_a_usage_error_naming_what_is_there() {
     w.t.write("test/spec.js", "// a test\n");
     w.t.commit("tests in test/");
     w.create("g");
-    let run =
-        w.watch(&["-w", "g", "--until-green", "--feed", "none", "--guard", "spec/**", "--", "sh", "tests/check.sh"]);
+    let run = w.watch(&[
+        "-w",
+        "g",
+        "--until-green",
+        "--feed",
+        "none",
+        "--max-rounds",
+        "1",
+        "--guard",
+        "spec/**",
+        "--",
+        "sh",
+        "tests/check.sh",
+    ]);
     run.expect_code(2);
     assert!(run.stderr.contains("--guard spec/** matches no file"), "{run}");
     assert!(run.stderr.contains("test/spec.js"), "it names what could have been meant: {run}");
