@@ -83,7 +83,7 @@ fn the_inbox_lists_what_needs_the_person_oldest_first_across_repositories_until_
     std::thread::sleep(Duration::from_millis(20));
     let question = "Allow this tool to run `cargo test`?";
     p.wt_run(&["pane", "notify", "w", "--state", "waiting", "--message", question]).expect_code(0);
-    // 6. Another repository of the same person: a red wt-watch round.
+    // 6. Another repository of the same person: a wt-watch loop that gave up, red.
     let b = TestRepo::new();
     run_in(&b, &registry, "wt-create", &["b1"]).expect_code(0);
     std::fs::write(b.wt_root().join("b1").join("test_parse.py"), FAILING).unwrap();
@@ -107,7 +107,7 @@ fn the_inbox_lists_what_needs_the_person_oldest_first_across_repositories_until_
             pair("v", "verify-failed"),
             pair("e", "exited"),
             pair("w", "waiting"),
-            pair("b1", "red")
+            pair("b1", "gave-up")
         ],
         "{entries:#?}"
     );
@@ -124,7 +124,7 @@ fn the_inbox_lists_what_needs_the_person_oldest_first_across_repositories_until_
     assert_eq!((s(at(3), "detail"), s(at(3), "next")), ("e exited 3", "wt-run pane screen e --lines 50"));
     assert_eq!((s(at(4), "pane"), s(at(4), "detail")), ("w", question));
     assert_eq!(s(at(4), "next"), "wt-run pane answer w yes|no");
-    assert_eq!((s(at(5), "source"), s(at(5), "detail")), ("watch", "2 failing"));
+    assert_eq!((s(at(5), "source"), s(at(5), "detail")), ("watch", "still red after 1 round (2 failing)"));
     let (repo_a, repo_b) = (s(&entries[0], "repo"), s(&entries[5], "repo"));
     assert_eq!((Path::new(repo_a), Path::new(repo_b)), (a.repo.as_path(), b.repo.as_path()));
 
@@ -170,7 +170,7 @@ fn the_inbox_lists_what_needs_the_person_oldest_first_across_repositories_until_
     let after = inbox(&p);
     assert_eq!(
         reasons(&after),
-        [pair("c", "conflict"), pair("e", "exited"), pair("w", "waiting"), pair("b1", "red")],
+        [pair("c", "conflict"), pair("e", "exited"), pair("w", "waiting"), pair("b1", "gave-up")],
         "{after:#?}"
     );
     let table = on_terminal(&p, &[&wt_tests::bin("wt-status").display().to_string()], &[]);

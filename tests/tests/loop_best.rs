@@ -203,7 +203,9 @@ fn a_link_at_the_jsonl_path_is_refused_before_any_round() {
 #[test]
 fn a_plain_summary_line_counts_and_purge_takes_the_best_ref_with_everything_else() {
     let w = Watch::new();
-    w.create("plain");
+    let path = w.create("plain");
+    // The agent's work, committed: the loop ends on the green round that tests it.
+    w.t.git_in(&path, ["commit", "-q", "--allow-empty", "-m", "the agent's work"]);
     let run = w.watch(&[
         "-w",
         "plain",
@@ -229,6 +231,7 @@ fn a_plain_summary_line_counts_and_purge_takes_the_best_ref_with_everything_else
 fn a_jsonl_file_in_the_worktree_that_git_sees_is_refused_and_one_it_ignores_is_fine() {
     let w = Watch::new();
     let tree = w.create("inside");
+    w.t.git_in(&tree, ["commit", "-q", "--allow-empty", "-m", "the agent's work"]);
     // Each line would be a change, and start the next round: refused, nothing left behind.
     let run = w.watch(&["-w", "inside", "--until-green", "--feed", "jsonl:rounds.jsonl", "--", "true"]);
     run.expect_code(1);

@@ -328,6 +328,9 @@ fn sigterm_ends_each_tool_while_a_fifo_is_in_its_way() {
 
     // wt-watch is watching when the FIFOs appear: a new directory with one (scanned when it
     // appears), the root's .gitignore replaced by one (rules reloaded), a guarded one.
+    // (A --guard glob must match something when wt-watch starts.)
+    std::fs::create_dir_all(f.wt().join("tests")).unwrap();
+    std::fs::write(f.wt().join("tests/check.sh"), "exit 1\n").unwrap();
     let mut watch = f.limited(
         "wt-watch",
         &["-w", "a", "--feed", "none", "--debounce", "50", "--guard", "tests/**", "--", "sh", "-c", "exit 1"],

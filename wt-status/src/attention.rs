@@ -12,6 +12,10 @@
 //!   dialog's text, is the detail); `exited`: a pane that exited non-zero or by a signal.
 //! - `red`: the newer of the last wt-run and wt-watch outcome failed (`source` says which);
 //!   the detail is how many tests failed, else the output's last line.
+//! - `gave-up`, `flaky`, `guarded`: the newer outcome is a wt-watch loop that ended so (it gave
+//!   up, its red round passed when run again, or it turned green by changing guarded files or
+//!   running fewer tests); the detail says why, `tests` the failing or missing tests, `paths` the
+//!   guarded files changed.
 //! - `conflict` (the paths) and `verify-failed` (how many failed): the last wt-merge of it.
 //!
 //! `since` is when it began, in milliseconds since the Unix epoch; `next` is a command that
@@ -61,6 +65,9 @@ pub fn of(
         out.push(json!({"reason": "red", "since": o.at_ms, "source": o.kind.as_str(), "detail": detail,
                         "tests": o.lines, "log": o.log, "next": next}));
     }
+    if let Some(o) = red.filter(|o| matches!(o.state.as_str(), "gave-up" | "flaky" | "guarded")) {
+        out.push(loop_ended(name, path, o));
+    }
     if let Some(o) = merge {
         let into = o.into.as_deref().unwrap_or("main");
         match o.state.as_str() {
@@ -95,6 +102,39 @@ pub fn of(
     }
     out.sort_by_key(|e| e["since"].as_u64().unwrap_or(0));
     out
+}
+
+/// The entry of a wt-watch loop that ended needing the person: gave up, flaky, guarded.
+fn loop_ended(name: &str, path: Option<&Path>, o: &Outcome) -> Value {
+    let mut detail = o.detail.clone().unwrap_or_else(|| o.state.clone());
+    if let (Some(n), "gave-up" | "flaky") = (o.failing, o.state.as_str()) {
+        detail = format!("{detail} ({n} failing)");
+    }
+    let log = || match &o.log {
+        Some(log) => format!("less {}", quote(&log.to_string_lossy())),
+        None => format!("wt-run logs {}", quote(name)),
+    };
+    let next = match o.state.as_str() {
+        // What the agent did to the guard: its diff of the guarded files against its base.
+        "guarded" => match path {
+            Some(p) => {
+                let base = o.into.as_deref().unwrap_or("HEAD");
+                // `pyproject.toml [tool.pytest]` is the file pyproject.toml.
+                let files: Vec<String> = o.paths.iter().map(|f| quote(f.split(" [").next().unwrap_or(f))).collect();
+                let files = if files.is_empty() { String::new() } else { format!(" -- {}", files.join(" ")) };
+                format!("git -C {} diff {}{files}", quote(&p.to_string_lossy()), quote(base))
+            }
+            None => log(),
+        },
+        // Run it again, in its worktree, to see whether it fails.
+        "flaky" => match &o.cmd {
+            Some(cmd) => format!("wt-run -w {} -- sh -c {}", quote(name), quote(cmd)),
+            None => log(),
+        },
+        _ => log(),
+    };
+    json!({"reason": o.state, "since": o.at_ms, "source": o.kind.as_str(), "detail": detail,
+           "tests": o.lines, "paths": o.paths, "log": o.log, "next": next})
 }
 
 /// Whether a pane's `exit` says it failed: a non-zero code, or a signal; but a pane ended by

@@ -14,8 +14,8 @@
 //! ```
 //!
 //! `pane` is the pane named after the worktree (or its first pane); `panes` is every pane whose
-//! directory is inside the worktree. `last_run.state` (`pass` or `red`) is the newer of the
-//! last wt-run and wt-watch outcome; without one, only the newest log's age is known.
+//! directory is inside the worktree. `last_run.state` (`pass` or `red`; a wt-watch loop's
+//! `gave-up`, `flaky` or `guarded`) is the newer of the last wt-run and wt-watch outcome; without one, only the newest log's age is known.
 //! `merge.state` is the last wt-merge outcome when it did not merge (`conflict`,
 //! `verify-failed`, `untested`, `gate-changed`, `deps-differ`, `error`), else `merged` (its
 //! undo ref is there), `unmerged` or `no-branch`.

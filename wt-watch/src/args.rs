@@ -34,6 +34,11 @@ use wt_common::Error;
 /// `refs/wt/best/<name>`; a round that passes fewer tells the agent which tests passed there and
 /// now fail.
 ///
+/// Green by gaming the tests is `green-guard-touched` (wt-merge skips it): the test runner's
+/// tests and configuration are guarded by default (pytest, cargo, npm, go, make, read from the
+/// test command; `--no-guard` drops them, `--guard` adds more), and a green round may not run
+/// fewer tests than the first round did (the count from the runner's summary).
+///
 /// Worktrees come from records or names on stdin (read while watching, so new ones can join),
 /// names as arguments or `-w`, or `--all`. One record per worktree per round goes to stdout
 /// (with `--until-green`: one per worktree, when it turns green or gives up).
@@ -41,7 +46,7 @@ use wt_common::Error;
 #[command(
     name = "wt-watch",
     version,
-    after_help = "Examples:\n  wt-create --list | wt-watch --until-green --feed pane -- cargo test | wt-merge --verify 'cargo test'\n  wt-watch -w agent-1 --feed file:FEEDBACK.md --guard 'tests/**' -- pytest -q\n  wt-watch --all --feed none -- make test              # report every round, feed nobody\n  wt-watch -w agent-1 --feed jsonl:/tmp/agent-1.jsonl -- pytest -q   # a JSON line per round, for the agent's own monitor\n  wt-watch -w agent-1 --confine --until-green -- make test   # the agent's Makefile runs sandboxed\n\nExit: 0 done (with --until-green: every worktree green), 1 a worktree gave up or has an\nerror, 2 usage, 3 unusable environment, 130/143 interrupted."
+    after_help = "Examples:\n  wt-create --list | wt-watch --until-green --feed pane -- cargo test | wt-merge --verify 'cargo test'\n  wt-watch -w agent-1 --feed file:FEEDBACK.md --guard 'fixtures/**' -- pytest -rA\n  wt-watch --all --feed none -- make test              # report every round, feed nobody\n  wt-watch -w agent-1 --feed jsonl:/tmp/agent-1.jsonl -- pytest -q   # a JSON line per round, for the agent's own monitor\n  wt-watch -w agent-1 --confine --until-green -- make test   # the agent's Makefile runs sandboxed\n\nExit: 0 done (with --until-green: every worktree green), 1 a worktree gave up or has an\nerror, 2 usage, 3 unusable environment, 130/143 interrupted."
 )]
 pub struct Args {
     /// Worktrees by name or path
@@ -77,10 +82,18 @@ pub struct Args {
     #[arg(long, value_name = "HOW")]
     pub feed: Option<String>,
 
-    /// Files the agent must not change to turn green (glob, repeatable): if one changed between
-    /// the first red round and green, the status is green-guard-touched
+    /// Files the agent must not change to turn green (glob, repeatable), besides the test
+    /// runner's own (its tests and configuration, guarded by default): if one changed between
+    /// the first red round and green, the status is green-guard-touched. A glob that matches
+    /// no file is an error [wt.toml: [watch] guard]
     #[arg(long, value_name = "GLOB")]
     pub guard: Vec<String>,
+
+    /// Do not guard the test runner's files by default (its tests, its configuration); the
+    /// `--guard` globs and the count of tests the runner executed still hold
+    /// [wt.toml: [watch] default_guard = false]
+    #[arg(long)]
+    pub no_guard: bool,
 
     /// Give up when the agent does not answer a failure with a change within DUR [default: 15m]
     #[arg(long, value_name = "DUR", value_parser = wt_common::record::duration::parse_arg)]
@@ -139,7 +152,10 @@ pub struct Args {
 pub struct Config {
     /// The test command, run through `sh -c`.
     pub test: Option<String>,
+    /// Globs guarded besides the runner's (replaced by `--guard`).
     pub guard: Option<Vec<String>>,
+    /// `false`: `--no-guard` for every watch.
+    pub default_guard: Option<bool>,
     pub debounce: Option<u64>,
     pub max_rounds: Option<u32>,
     /// `false`: `--no-rerun` for every watch.
@@ -202,6 +218,8 @@ pub struct Settings {
     pub rerun: bool,
     pub feed: Feed,
     pub guard: Vec<String>,
+    /// Guard the detected test runner's files too.
+    pub default_guard: bool,
     pub agent_timeout: Duration,
     pub quiet: Duration,
     pub timeout: Option<Duration>,
@@ -258,6 +276,7 @@ impl Settings {
             rerun: !args.no_rerun && config.rerun.unwrap_or(true),
             feed: Feed::parse(args.feed.as_deref().or(config.feed.as_deref()).unwrap_or("pane"))?,
             guard: if args.guard.is_empty() { config.guard.unwrap_or_default() } else { args.guard.clone() },
+            default_guard: !args.no_guard && config.default_guard.unwrap_or(true),
             agent_timeout: duration(args.agent_timeout, config.agent_timeout, Duration::from_secs(15 * 60))?,
             quiet: Duration::from_millis(args.quiet_ms.or(config.quiet_ms).unwrap_or(1500)),
             timeout,

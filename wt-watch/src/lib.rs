@@ -1,8 +1,9 @@
 //! wt-watch: the self-healing loop. Watches worktrees (`watcher`, `rules`), runs the test
 //! command when their files settle (`round`), and when it fails, cuts the output down to what
 //! matters (`wt_common::record::excerpt`, which wt-merge shares) and hands it to the agent (`feed`),
-//! until green; `guard` catches an agent that edits the tests instead of the code. `session` is
-//! the loop that ties them.
+//! until green; `guard` (with `runner_guard`, the runner's files guarded by default) catches an
+//! agent that edits the tests instead of the code or runs fewer of them; `kept` is how a loop
+//! ended, for wt-status's inbox. `session` is the loop that ties them.
 
 pub mod args;
 pub mod best;
@@ -10,6 +11,7 @@ pub mod feed;
 pub mod feed_lines;
 pub mod green_means_commit;
 pub mod guard;
+pub mod kept;
 pub mod live;
 pub mod narrow;
 pub mod noticed;
@@ -17,6 +19,7 @@ pub mod own_writes;
 pub mod preexisting;
 pub mod round;
 pub mod rules;
+pub mod runner_guard;
 pub mod session;
 pub mod watcher;
 
@@ -54,10 +57,13 @@ pub fn run(args: Args) -> Result<u8, Error> {
         )?),
         None => None,
     };
-    let guard = guard::Guard::new(&settings.guard)?;
+    let exclude = Some(repo.common_dir.join("info").join("exclude"));
+    let main = repo.main_worktree.clone();
+    let runners =
+        if settings.default_guard { runner_guard::detect(&settings.command, main.as_deref()) } else { Vec::new() };
+    let guard = guard::Guard::with_runners(&settings.guard, &runners)?;
     let ledger = LedgerFile::new(&repo.state_dir()).read()?;
     let socket = wt_common::proc::supervisor::socket_path(&repo.common_dir)?;
-    let exclude = Some(repo.common_dir.join("info").join("exclude"));
     let (tx, rx) = mpsc::channel();
     on_signals(tx.clone());
     let mut words = args.names.clone();
@@ -67,6 +73,16 @@ pub fn run(args: Args) -> Result<u8, Error> {
     let hosts = if from_stdin { Router::split_stdin(TOOL, repo.main_worktree.as_deref())? } else { Router::local() };
     let mut out = Output::new(TOOL, args.global.json, columns());
     let targets = select::collect(TOOL, &repo, &ledger, &words, args.select.all, false, &mut out);
+    // Each --guard glob must match something in the main worktree or a worktree named here.
+    let roots: Vec<std::path::PathBuf> = main
+        .iter()
+        .cloned()
+        .chain(targets.iter().filter_map(|t| match t {
+            select::Target::Worktree(r) => r.path.clone(),
+            select::Target::PassThrough(_) => None,
+        }))
+        .collect();
+    guard::check_matches(&settings.guard, &roots, exclude.as_deref())?;
     let reading = from_stdin && read_stdin(tx.clone());
     let ctx = Ctx { repo, ledger, settings, guard, socket, exclude, confine };
     let mut session = Session::new(ctx, out, tx, rx, reading)?;

@@ -64,6 +64,9 @@ pub struct Finished {
     pub duration: Duration,
     /// The limit it was stopped at, when it did not finish within it.
     pub timed_out: Option<Duration>,
+    /// The tests the runner executed, from its summary (the guard holds a green round to the
+    /// first round's).
+    pub count: Option<wt_common::record::test_count::TestCount>,
 }
 
 /// The round timeout when neither `--timeout` nor `[watch] timeout` gives one: three times the
@@ -113,15 +116,16 @@ fn finish(spec: &RoundSpec, o: &Outcome) -> Result<Finished, Error> {
         confined(spec, o, &mut run)?;
     }
     let timed_out = o.timed_out.then(|| spec.timeout.unwrap_or(o.duration));
+    let text = read_log(&spec.log);
+    let count = wt_common::record::test_count::count(&text);
     let excerpt = (!passed).then(|| {
-        let text = read_log(&spec.log);
         match timed_out {
             // Said first: what follows is only how far the tests got (pytest -q: dots).
             Some(after) => excerpt::timed_out(&text, &spec.log, after),
             None => excerpt::excerpt(&text, &spec.log),
         }
     });
-    Ok(Finished { passed, run: Value::Object(run), excerpt, duration: o.duration, timed_out })
+    Ok(Finished { passed, run: Value::Object(run), excerpt, duration: o.duration, timed_out, count })
 }
 
 /// A confined round: wt-run's record says how the command ended (a signal is the command's,

@@ -18,6 +18,7 @@ use wt_common::record::jsonl::{Input, Malformed};
 use wt_common::record::notify;
 use wt_common::record::output::Output;
 use wt_common::record::select::{self, Target};
+use wt_common::record::test_count::TestCount;
 use wt_common::{Error, Record};
 
 use crate::args::Settings;
@@ -133,6 +134,8 @@ struct Wt {
     fed_failures: u64,
     /// The guarded files at the first red round.
     guard_base: Option<Snapshot>,
+    /// The tests the runner executed in the first round that counted them.
+    count_base: Option<TestCount>,
     last_failure: Option<String>,
     waiting_since: Option<Instant>,
     groups: Groups,
@@ -279,6 +282,7 @@ impl Session {
             checking_base: false,
             fed_failures: 0,
             guard_base: None,
+            count_base: None,
             last_failure: None,
             waiting_since: None,
             groups: Arc::new(Mutex::new(Default::default())),
@@ -606,6 +610,9 @@ impl Session {
         if w.guard_base.is_none() && !self.ctx.guard.is_empty() {
             w.guard_base = Some(self.ctx.guard.snapshot(&w.root, self.ctx.exclude.as_deref()));
         }
+        if w.count_base.is_none() {
+            w.count_base = fin.count.clone();
+        }
         w.last_failure = fin.excerpt.clone();
         let (rounds, max) = (w.rounds, self.ctx.settings.max_rounds);
         if rounds >= max {
@@ -810,7 +817,8 @@ impl Session {
             Some(base) => guard::touched(base, &self.ctx.guard.snapshot(&w.root, self.ctx.exclude.as_deref())),
             None => Vec::new(),
         };
-        let status = if !touched.is_empty() { "green-guard-touched" } else { "green" };
+        let dropped = guard::fewer_tests(w.count_base.as_ref(), fin.count.as_ref());
+        let status = if !touched.is_empty() || dropped.is_some() { "green-guard-touched" } else { "green" };
         let until_green = self.ctx.settings.until_green;
         // A change before the round that no run since has shown to be the test command's own.
         let after_change = w.round_after_change || w.maybe_runs.iter().any(|p| !w.own.is_output(p));
@@ -830,14 +838,15 @@ impl Session {
             Green::Uncommitted if until_green => return self.ask_commit(id, round, tested, &changed),
             _ => {}
         }
-        let extra: Vec<(&str, Value)> =
+        let mut extra: Vec<(&str, Value)> =
             if touched.is_empty() { Vec::new() } else { vec![("guard_touched", json!(touched))] };
+        extra.extend(dropped.map(|d| ("tests_dropped", d)));
         self.emit(id, status, Some((&fin.run, &tested)), &extra);
         if until_green {
             return self.done(id, status == "green", status);
         }
         let w = &mut self.wts[id];
-        (w.rounds, w.guard_base, w.last_failure, w.phase) = (0, None, None, Phase::Idle);
+        (w.rounds, w.guard_base, w.count_base, w.last_failure, w.phase) = (0, None, None, None, Phase::Idle);
         let name = w.rec.name.clone();
         self.live.rest(&name, format!("{status}; watching"));
         if verdict == Green::Uncommitted {
@@ -966,12 +975,13 @@ impl Session {
         let final_status = !matches!(status, "red" | "flaky");
         let w = &self.wts[id];
         // A flaky record's run is the narrow re-run's: the round itself stays red for wt-status.
-        if let Some((run, tested)) = round.filter(|_| status != "flaky") {
-            self.keep_outcome(&w.rec.name, status, run, tested, w.last_failure.as_deref());
+        if (round.is_some() && status != "flaky") || status == "gave-up" {
+            self.keep_outcome(&w.rec, status, round, w.last_failure.as_deref(), extra);
         }
         let mut watch = Map::new();
         watch.insert("status".into(), json!(status));
         watch.insert("rounds".into(), json!(w.rounds));
+        watch.insert("guard".into(), self.ctx.guard.describe());
         if let Some((_, tested)) = round {
             tested.insert_into(&mut watch, "commit");
         }
@@ -1005,21 +1015,18 @@ impl Session {
         self.wts[id].notes.clear();
     }
 
-    /// Keeps how the round ended for wt-status (`ledger::outcome`): `pass` (green, flaky, green
-    /// with guarded files touched) or `red` (red, gave up) with the failing tests.
-    fn keep_outcome(&self, name: &str, status: &str, run: &Value, tested: &Tested, failure: Option<&str>) {
-        use wt_common::ledger::outcome::{self, Kind, Outcome};
-        let red = matches!(status, "red" | "gave-up");
-        let mut o = Outcome {
-            log: run["log"].as_str().map(PathBuf::from),
-            commit: tested.commit.clone(),
-            cmd: Some(self.ctx.settings.command.join(" ")),
-            ..Outcome::now(Kind::Watch, if red { "red" } else { "pass" })
-        };
-        if let Some(excerpt) = failure.filter(|_| red) {
-            o = o.with_excerpt(excerpt);
-        }
-        outcome::write(&self.ctx.repo.state_dir(), name, &o);
+    /// Keeps how the round ended for wt-status (`kept`): the person hears of a loop that ended
+    /// guarded, flaky or gave up.
+    fn keep_outcome(
+        &self,
+        rec: &Record,
+        status: &str,
+        round: Option<(&Value, &Tested)>,
+        failure: Option<&str>,
+        extra: &[(&str, Value)],
+    ) {
+        let o = crate::kept::of_round(rec, status, round, &self.ctx.settings.command.join(" "), failure, extra);
+        wt_common::ledger::outcome::write(&self.ctx.repo.state_dir(), &rec.name, &o);
     }
 
     /// On SIGINT/SIGTERM: every test run's group gets SIGTERM, then SIGKILL after the grace.

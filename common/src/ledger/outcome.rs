@@ -12,7 +12,10 @@
 //!  "into":"main","cmd":"pytest -q"}
 //! ```
 //!
-//! - `state`: for `run` and `watch`, `pass` or `red`; for `merge`, `merged`, `conflict`
+//! - `state`: for `run`, `pass` or `red`; for `watch`, `pass`, `red`, or how a loop ended that
+//!   needs the person: `gave-up` (`detail`: why), `flaky` (`detail`) or `guarded` (green by
+//!   changing guarded files, `paths`, or running fewer tests, `lines`: the missing ones; `detail`
+//!   says which, `into` is the worktree's base); for `merge`, `merged`, `conflict`
 //!   (`paths`), `verify-failed` (`failing`, `lines`, `cmd`), a held state (`untested`,
 //!   `gate-changed`, `deps-differ`, with `detail`) or `error` (`detail`).
 //! - `failing`: how many tests failed, when the runner was recognised; `lines`: the excerpt's key
@@ -52,7 +55,8 @@ impl Kind {
     /// The states an outcome of this kind may have.
     pub fn states(self) -> &'static [&'static str] {
         match self {
-            Kind::Run | Kind::Watch => &["pass", "red"],
+            Kind::Run => &["pass", "red"],
+            Kind::Watch => &["pass", "red", "gave-up", "flaky", "guarded"],
             Kind::Merge => &["merged", "conflict", "verify-failed", "untested", "gate-changed", "deps-differ", "error"],
         }
     }
@@ -83,7 +87,7 @@ pub struct Outcome {
     /// The commit that was tested or merged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
-    /// The branch a merge went into.
+    /// The branch a merge went into; a guarded round's worktree's base.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub into: Option<String>,
     /// The command that ran (a merge's verify command, a round's test command), as one line.
@@ -120,9 +124,10 @@ impl Outcome {
         self
     }
 
-    /// Whether it is red: a failed run or round, a conflict, a failed verification.
+    /// Whether it is red: a failed run or round, a loop that gave up, a conflict, a failed
+    /// verification.
     pub fn is_red(&self) -> bool {
-        matches!(self.state.as_str(), "red" | "conflict" | "verify-failed")
+        matches!(self.state.as_str(), "red" | "gave-up" | "conflict" | "verify-failed")
     }
 }
 

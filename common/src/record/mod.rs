@@ -29,6 +29,7 @@ pub mod runlog;
 pub mod running;
 pub mod select;
 pub mod size;
+pub mod test_count;
 pub mod test_counts;
 
 use std::path::PathBuf;
