@@ -8,7 +8,7 @@ mistake does: it writes a note of its task (its work: notes/<worktree>.md) and, 
 in src/itsdangerous/encoding.py that the project's tests catch, and commits both. Then it sits
 at a prompt, in raw mode with bracketed paste on, as real agents do. A message pasted into it
 (wt-watch's failure report) makes it put encoding.py back as it found it and commit the fix;
-it notes each message in notes-received.log beside this script, for the test to read.
+it notes each message in ~/.claude/notes-received.log, for the test to read.
 """
 import os, subprocess, sys, tty
 
@@ -16,7 +16,8 @@ BUGGY = ("string += b\"=\" * (-len(string) % 4)", "string += b\"\"")
 SOURCE = "src/itsdangerous/encoding.py"
 name = os.environ.get("WT_NAME", "?")
 task = sys.argv[-1] if len(sys.argv) > 1 else "(no task)"
-received = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes-received.log")
+# In ~/.claude, the one place outside its worktree the README's confined panes may write.
+received = os.path.join(os.path.expanduser("~"), ".claude", "notes-received.log")
 fd = sys.stdin.fileno()
 tty.setraw(fd)
 

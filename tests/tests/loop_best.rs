@@ -222,7 +222,8 @@ fn a_plain_summary_line_counts_and_purge_takes_the_best_ref_with_everything_else
     let head = w.t.git_in(&w.t.wt_root().join("plain"), ["rev-parse", "HEAD"]);
     assert_eq!(rec["watch"]["best"], serde_json::json!({"commit": head, "passed": 4}), "{run}");
     assert_eq!(best_ref(&w, "plain").as_deref(), Some(head.as_str()));
-    w.t.run("wt-create", &["--remove", "--all", "--purge", "--yes"], "").expect_code(0);
+    // --force: the agent's commit is not merged.
+    w.t.run("wt-create", &["--remove", "--all", "--purge", "--yes", "--force"], "").expect_code(0);
     assert_eq!(best_ref(&w, "plain"), None);
     assert!(!w.t.repo.join(".git/wt").exists());
 }

@@ -158,7 +158,7 @@ fn the_readme_walkthrough_runs_as_written() {
     }
     let first = git(&["rev-list", "--max-parents=0", "main"]);
     assert_eq!(git(&["diff", &first, "main", "--", "src/itsdangerous/encoding.py"]), "", "no bug reached main");
-    let received = std::fs::read_to_string(root.join("agent/notes-received.log")).unwrap_or_default();
+    let received = std::fs::read_to_string(root.join("home/.claude/notes-received.log")).unwrap_or_default();
     assert!(
         received.contains("failed") && received.contains("encoding.py"),
         "what wt-watch pasted names the failing tests: {received}"
