@@ -321,3 +321,32 @@ fn the_person_is_told_of_a_loop_that_ended_guarded_or_gave_up() {
     assert!(gave_up["detail"].as_str().unwrap().contains("still red after 1 round"), "{gave_up}");
     assert!(gave_up["next"].as_str().unwrap().starts_with("less "), "{gave_up}");
 }
+
+/// Watching on after a guarded green: the next round, on the same edited test with no red in
+/// between, is still judged against the tests as they were, not a plain green wt-merge merges.
+#[test]
+fn a_guarded_green_stays_guarded_in_the_rounds_after_it() {
+    let w = Watch::new();
+    let path = w.create("g1");
+    let mut live = w.spawn(
+        &["-w", "g1", "--feed", "none", "--debounce", "100", "--guard", "tests/check.sh", "--", "sh", "tests/check.sh"],
+        std::process::Stdio::null(),
+    );
+    assert_eq!(status(&live.next()), "red");
+    std::fs::write(path.join("tests/check.sh"), "echo ok\n").unwrap();
+    w.t.git_in(&path, ["commit", "-qam", "the test, made to pass"]);
+    let mut rec = live.next();
+    while status(&rec) == "red" {
+        rec = live.next();
+    }
+    assert_eq!(status(&rec), "green-guard-touched", "{rec}");
+    std::fs::write(path.join("notes.txt"), "more\n").unwrap();
+    w.t.git_in(&path, ["add", "notes.txt"]);
+    w.t.git_in(&path, ["commit", "-qm", "something else"]);
+    let mut rec = live.next();
+    while rec["watch"]["dirty"] == json!(true) {
+        rec = live.next();
+    }
+    assert_eq!(status(&rec), "green-guard-touched", "still judged against the tests as they were: {rec}");
+    live.signal(nix::sys::signal::Signal::SIGTERM);
+}

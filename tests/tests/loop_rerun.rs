@@ -377,3 +377,53 @@ mod tests {{
     assert_eq!(std::fs::read_to_string(&count).unwrap(), "3", "round, re-run, round");
     assert_eq!(live.signal(nix::sys::signal::Signal::SIGINT), Some(130));
 }
+
+/// The re-run writes what the round writes (`--junitxml`, coverage): that is the test command's
+/// output, not the agent's change. Taken for a change, it started round after round with nobody
+/// at the keyboard (red ×4, then gave up), and under `--until-green` ended green on the base.
+#[test]
+fn what_the_rerun_writes_is_no_change_of_the_agents() {
+    let w = Watch::new();
+    let (venv, runs) =
+        pytest_suite(&w, "jx", "def test_ok():\n    pass\n\ndef test_bad():\n    assert 1 == 2\n", false);
+    w.create("jx");
+    let feed = w.t.root().join("jx.feed");
+    let spec = format!("cmd:cat >> '{}'", feed.display());
+    let mut args = vec!["-w", "jx", "--feed", &spec, "--debounce", "100", "--agent-timeout", "5s", "--"];
+    let argv = pytest_argv(&venv);
+    args.extend(argv.iter().map(String::as_str));
+    args.push("--junitxml=report.xml");
+    let run = w.watch(&args);
+    run.expect_code(1);
+    let recs = run.records();
+    let statuses: Vec<&str> = recs.iter().map(status).collect();
+    assert_eq!(statuses, ["red", "gave-up"], "{run}");
+    assert!(recs[1]["watch"]["reason"].as_str().unwrap().contains("did not change anything"), "{run}");
+    // The first run's new report.xml may be the agent's: one more round shows it is the run's.
+    let full = sessions(&runs).iter().filter(|l| l.starts_with("full")).count();
+    assert!(full <= 2, "no round for the re-run's writes: {:?}", sessions(&runs));
+}
+
+/// A test that fails in the whole suite and passes alone every time depends on what another
+/// test leaves behind: after two such re-runs it is told to the agent as its to fix, and the
+/// loop waits for the agent, where it went red, flaky, red until it gave up.
+#[test]
+fn a_test_that_always_fails_in_the_suite_and_passes_alone_is_the_agents_to_fix() {
+    let w = Watch::new();
+    let tests = "STATE = []\n\ndef test_a_sets():\n    STATE.append(1)\n\ndef test_b_expects_clean():\n    assert STATE == []\n";
+    let (venv, _runs) = pytest_suite(&w, "od", tests, false);
+    let path = w.create("od");
+    w.t.git_in(&path, ["commit", "-q", "--allow-empty", "-m", "the agent's work"]);
+    let feed = w.t.root().join("od.feed");
+    let spec = format!("cmd:cat >> '{}'", feed.display());
+    let mut args = vec!["-w", "od", "--until-green", "--no-guard", "--feed", &spec];
+    args.extend(["--debounce", "100", "--agent-timeout", "5s", "--max-rounds", "6", "--"]);
+    let argv = pytest_argv(&venv);
+    args.extend(argv.iter().map(String::as_str));
+    let run = w.watch(&args);
+    run.expect_code(1);
+    let last = run.records().pop().unwrap();
+    assert!(last["watch"]["reason"].as_str().unwrap().contains("did not change anything"), "{run}");
+    let fed = std::fs::read_to_string(&feed).unwrap();
+    assert!(fed.contains("not flaky, but depending on what other tests leave behind"), "{fed}");
+}

@@ -123,6 +123,9 @@ struct Wt {
     rerun: Option<Rerun>,
     /// Tests that failed and then passed when run again with no change: the round they did so in.
     flaky: BTreeMap<String, u32>,
+    /// How many times each test failed in a round and passed alone: past `FLAKY_RERUNS`, it is
+    /// the agent's to fix, not run again.
+    flaky_times: BTreeMap<String, u32>,
     /// A second message that waits for the first to reach the agent; `true`: a round follows it.
     note: Option<(String, bool)>,
     /// The message on its way says the round's failures were flaky: a round follows it.
@@ -173,6 +176,10 @@ struct Ended {
     narrow: Option<Plan>,
     changed: Vec<String>,
 }
+
+/// How many times a test that fails in the whole suite and passes alone starts another round;
+/// the next time it is told to the agent as a failure that depends on other tests.
+const FLAKY_RERUNS: u32 = 2;
 
 /// How long a finished run's decision waits for the file events of what it wrote last (they are
 /// queued when it writes, and read on notify's thread, which a busy machine may run late).
@@ -277,6 +284,7 @@ impl Session {
             rounds: 0,
             rerun: None,
             flaky: BTreeMap::new(),
+            flaky_times: BTreeMap::new(),
             note: None,
             then_run: false,
             checking_base: false,
@@ -521,10 +529,15 @@ impl Session {
             match w.phase {
                 Phase::Pending if w.dirty.is_some_and(|d| now >= d + debounce) => self.start_run(id),
                 Phase::Waiting if w.waiting_since.is_some_and(|t| now >= t + timeout) => {
-                    let why = match w.asked_commit {
-                        true => format!("the agent did not commit within {} of being told to", human(timeout)),
-                        false => format!(
+                    let why = match (w.asked_commit, &w.last_failure) {
+                        (true, _) => format!("the agent did not commit within {} of being told to", human(timeout)),
+                        (false, Some(_)) => format!(
                             "the agent did not change anything within {} of being told the tests fail",
+                            human(timeout)
+                        ),
+                        // Green on the untouched base, and nothing came.
+                        (false, None) => format!(
+                            "nothing changed within {}: the tests pass on the base, and the agent made no change",
                             human(timeout)
                         ),
                     };
@@ -668,6 +681,9 @@ impl Session {
         };
         let (tx, groups, seq) = (self.tx.clone(), Arc::clone(&w.groups), w.seq);
         let n = plan.tests.len();
+        // What the re-run writes (a report, coverage) is the test command's, as a round's is:
+        // taken for the agent's, it started the next round with nobody at the keyboard.
+        w.own.run_started();
         std::thread::spawn(move || {
             let result = round::run(&spec, &groups);
             let _ = tx.send(Msg::Reran { id, seq, result });
@@ -683,6 +699,7 @@ impl Session {
     fn reran(&mut self, id: usize, result: Result<Finished, Error>) {
         let w = &mut self.wts[id];
         let Some(rerun) = w.rerun.take() else { return };
+        w.own.run_ended();
         let Ok(fin) = result else { return }; // the re-run could not run: nothing to tell
         let output = narrow::read_run_log(&fin.run);
         let (passed, all) = match narrow::verdict(&rerun.plan, fin.passed, &output) {
@@ -697,8 +714,23 @@ impl Session {
             return;
         }
         let w = &mut self.wts[id];
+        // Passed alone before, and failed in the whole suite again: not flaky but dependent on
+        // what other tests leave behind. Run again each time, it went red, flaky, red until the
+        // loop gave up, and the agent never had its turn: it is the agent's to fix.
+        let before = passed.iter().filter_map(|t| w.flaky.get(t).copied()).filter(|r| *r < rerun.round).min();
+        let times = |t: &String| w.flaky_times.get(t).copied().unwrap_or(0);
+        if all && passed.iter().all(|t| times(t) >= FLAKY_RERUNS) {
+            let text = format!(
+                "wt-watch: {}: {} passed when run alone again, but failed in the whole suite again (as in round {}): not flaky, but depending on what other tests leave behind (order, shared state). Fix it like any failure.",
+                w.rec.name,
+                passed.join(", "),
+                before.unwrap_or(rerun.round)
+            );
+            return self.tell(id, text, false);
+        }
         for t in &passed {
             w.flaky.insert(t.clone(), rerun.round);
+            *w.flaky_times.entry(t.clone()).or_default() += 1;
         }
         let text = narrow::message(&w.rec.name, rerun.round, &passed, all);
         if all {
@@ -829,10 +861,11 @@ impl Session {
         let round = w.rounds;
         match verdict {
             Green::Untouched => {
-                // The base as it was, with nothing of the agent's yet: wait for its change.
-                (w.rounds, w.phase) = (0, Phase::Idle);
+                // The base as it was, with nothing of the agent's yet: wait for its change, as
+                // long as for an answer to a failure (an agent that died early ends the loop).
+                (w.rounds, w.phase, w.waiting_since, w.asked_commit) = (0, Phase::Waiting, Some(Instant::now()), false);
                 let name = w.rec.name.clone();
-                return self.live.set(&name, "green, but nothing changed yet: waiting for a change".into());
+                return self.live.rest(&name, "green, but nothing changed yet: waiting for a change".into());
             }
             // Not final: no record, the agent is told to commit.
             Green::Uncommitted if until_green => return self.ask_commit(id, round, tested, &changed),
@@ -846,7 +879,12 @@ impl Session {
             return self.done(id, status == "green", status);
         }
         let w = &mut self.wts[id];
-        (w.rounds, w.guard_base, w.count_base, w.last_failure, w.phase) = (0, None, None, None, Phase::Idle);
+        (w.rounds, w.last_failure, w.phase) = (0, None, Phase::Idle);
+        // A guarded green keeps what it was judged against: else the next round, on the same
+        // edited tests with no red in between, was a plain green that wt-merge would merge.
+        if status == "green" {
+            (w.guard_base, w.count_base) = (None, None);
+        }
         let name = w.rec.name.clone();
         self.live.rest(&name, format!("{status}; watching"));
         if verdict == Green::Uncommitted {
@@ -1065,7 +1103,11 @@ struct Rerun {
 /// the base (they run in the worktree's process groups, which hold nothing else between
 /// rounds, with its env: never beside its next round), with what they would have said.
 fn drop_rerun(w: &mut Wt) {
-    if w.rerun.take().is_some() || w.checking_base {
+    let rerun = w.rerun.take().is_some();
+    if rerun {
+        w.own.run_ended();
+    }
+    if rerun || w.checking_base {
         round::cancel(&w.groups);
     }
     w.note = None;
