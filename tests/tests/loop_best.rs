@@ -244,3 +244,22 @@ fn a_jsonl_file_in_the_worktree_that_git_sees_is_refused_and_one_it_ignores_is_f
     assert_eq!(status(&run.records()[0]), "green", "{run}");
     assert_eq!(lines(&tree.join("build/rounds.jsonl")).len(), 1);
 }
+
+/// The request to commit (a green round on uncommitted changes) reaches a jsonl feed as a line
+/// of its own: an agent on that feed was never told, and the loop gave up on it.
+#[test]
+fn a_jsonl_feed_gets_the_request_to_commit() {
+    let w = Watch::new();
+    let tree = w.create("cr");
+    std::fs::write(tree.join("a.txt"), "42\n").unwrap();
+    std::fs::write(tree.join("b.txt"), "7\n").unwrap();
+    let feed = w.t.root().join("cr.jsonl");
+    let spec = format!("jsonl:{}", feed.display());
+    let run =
+        w.watch(&["-w", "cr", "--until-green", "--agent-timeout", "3s", "--feed", &spec, "--", "sh", "tests/check.sh"]);
+    run.expect_code(1);
+    let got = lines(&feed);
+    let statuses: Vec<&str> = got.iter().map(|l| l["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["commit-requested", "gave-up"], "{got:?}");
+    assert!(got[0]["message"].as_str().unwrap().contains("Commit your changes"), "{got:?}");
+}

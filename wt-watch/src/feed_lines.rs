@@ -66,6 +66,16 @@ pub fn append(target: &Target, name: &str, watch: &Map<String, Value>, argv: &[S
     wt_common::fs::append::line(root, path, &text)
 }
 
+/// A message to the agent that is no round of its own (`kind`: `commit-requested`, the green
+/// round's request to commit; `note`, what a re-run or a check on the base found): a pane gets
+/// it typed, a jsonl feed this line, `{"v":1,"name":…,"status":KIND,"message":TEXT,"at_ms":…}`.
+pub fn append_message(target: &Target, name: &str, kind: &str, text: &str) -> Result<(), Error> {
+    let Target::Jsonl { root, path } = target else { return Ok(()) };
+    let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let l = json!({"v": 1, "name": name, "status": kind, "message": text, "at_ms": at_ms as u64});
+    wt_common::fs::append::line(root, path, &l.to_string())
+}
+
 /// The line of one round.
 fn line(name: &str, watch: &Map<String, Value>, argv: &[String]) -> Value {
     let mut l = Map::new();

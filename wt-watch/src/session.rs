@@ -825,6 +825,9 @@ impl Session {
         w.then_run = then_run;
         let found = if then_run { "its failing tests passed when run again (flaky)" } else { "what its re-run found" };
         let line = format!("round {}: red, telling the agent {found}", w.rounds);
+        if let Err(e) = crate::feed_lines::append_message(&w.target, &w.rec.name, "note", &text) {
+            eprintln!("wt-watch: {}: {}", w.rec.name, e.message);
+        }
         self.start_feed(id, text, line);
     }
 
@@ -899,6 +902,9 @@ impl Session {
         let w = &self.wts[id];
         let text = commit::message(&w.rec.name, round, &self.ctx.settings.command, changed);
         let live = format!("round {round}: green on uncommitted changes, telling the agent to commit");
+        if let Err(e) = crate::feed_lines::append_message(&w.target, &w.rec.name, "commit-requested", &text) {
+            eprintln!("wt-watch: {}: {}", w.rec.name, e.message);
+        }
         self.feed_text(id, text, live);
         let w = &mut self.wts[id];
         w.asked_commit = true;
