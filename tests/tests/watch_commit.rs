@@ -193,3 +193,29 @@ fn wt_merge_holds_a_green_record_of_uncommitted_changes() {
     assert!(out["merge"]["reason"].as_str().unwrap_or_default().contains("uncommitted"), "{merged}");
     assert_eq!(w.t.git(["rev-parse", "main"]), main_before, "nothing merged");
 }
+
+/// With `--feed none` nobody can be asked to commit: a green round on uncommitted changes ends
+/// the loop as it is (`dirty: true`, which wt-merge does not merge), instead of waiting the whole
+/// --agent-timeout for a commit (a crate whose first test run writes an untracked Cargo.lock).
+#[test]
+fn with_no_feed_an_uncommitted_green_ends_the_loop_as_it_is() {
+    let w = Watch::new();
+    let tree = w.create("nf");
+    std::fs::write(tree.join("a.txt"), "42\n").unwrap();
+    std::fs::write(tree.join("b.txt"), "7\n").unwrap();
+    let run = w.watch(&[
+        "-w",
+        "nf",
+        "--until-green",
+        "--agent-timeout",
+        "60s",
+        "--feed",
+        "none",
+        "--",
+        "sh",
+        "tests/check.sh",
+    ]);
+    run.expect_code(0);
+    let rec = &run.records()[0];
+    assert_eq!((status(rec), &rec["watch"]["dirty"]), ("green", &serde_json::json!(true)), "{run}");
+}

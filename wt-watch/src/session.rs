@@ -871,7 +871,13 @@ impl Session {
                 return self.live.rest(&name, "green, but nothing changed yet: waiting for a change".into());
             }
             // Not final: no record, the agent is told to commit.
-            Green::Uncommitted if until_green => return self.ask_commit(id, round, tested, &changed),
+            // With `--feed none` nobody can be told: the green round is reported as it is, with
+            // `dirty: true` (which wt-merge does not merge), rather than waiting for a commit
+            // nobody was asked for (a crate whose first test run writes an untracked Cargo.lock
+            // waited the whole --agent-timeout).
+            Green::Uncommitted if until_green && !matches!(w.target, feed::Target::None) => {
+                return self.ask_commit(id, round, tested, &changed)
+            }
             _ => {}
         }
         let mut extra: Vec<(&str, Value)> =
