@@ -69,6 +69,62 @@ impl Drop for Cleanup {
     }
 }
 
+/// What the walk-through's processes, panes and logs show, for a run that did not finish: the
+/// process tree under the test's directory (with each process's wait channel), the panes'
+/// states and screens, wt-status, and the end of each log wt wrote.
+fn diagnosis(t: &TestRepo, root: &Path, project: &Path, xdg: &Path) -> String {
+    let mut out = String::from("--- diagnosis of the hung walk-through\n");
+    let run = |out: &mut String, title: &str, cmd: &mut Command| {
+        let r = t.isolate(cmd).env("XDG_RUNTIME_DIR", xdg).env("TMUX_TMPDIR", xdg).current_dir(project).output();
+        match r {
+            Ok(o) => out.push_str(&format!(
+                "--- {title}\n{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )),
+            Err(e) => out.push_str(&format!("--- {title}: {e}\n")),
+        }
+    };
+    let ps = Command::new("ps").args(["-eo", "pid,ppid,pgid,stat,etimes,wchan:24,args", "--forest"]).output();
+    if let Ok(ps) = ps {
+        let root = root.to_string_lossy();
+        let text = String::from_utf8_lossy(&ps.stdout);
+        out.push_str("--- processes\n");
+        for line in text.lines().filter(|l| l.contains(&*root) || l.contains("wt-") || l.contains("pytest")) {
+            out.push_str(&line.chars().take(400).collect::<String>());
+            out.push('\n');
+        }
+    }
+    run(&mut out, "wt-run pane ls", Command::new(bin("wt-run")).args(["pane", "ls", "--json"]));
+    for n in 1..=4 {
+        let name = format!("agent-{n}");
+        run(&mut out, &format!("screen of {name}"), Command::new(bin("wt-run")).args(["pane", "screen", &name]));
+    }
+    run(&mut out, "wt-status --json", Command::new(bin("wt-status")).arg("--json"));
+    let logs = project.join(".git/wt/logs");
+    let mut files: Vec<PathBuf> = walk(&logs);
+    files.sort();
+    for f in files {
+        let text = std::fs::read(&f).unwrap_or_default();
+        let tail = &text[text.len().saturating_sub(1500)..];
+        out.push_str(&format!("--- {} (last 1500 bytes)\n{}\n", f.display(), String::from_utf8_lossy(tail)));
+    }
+    out
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(ft) if ft.is_dir() => found.extend(walk(&p)),
+            Ok(ft) if ft.is_file() => found.push(p),
+            _ => {}
+        }
+    }
+    found
+}
+
 #[test]
 fn the_readme_walkthrough_runs_as_written() {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
@@ -130,9 +186,11 @@ fn the_readme_walkthrough_runs_as_written() {
     let out = match rx.recv_timeout(LIMIT) {
         Ok(out) => Run::from_output(out.expect("wait for bash")),
         Err(_) => {
+            // What hung, read before anything is killed: CI's log is all the next session has.
+            let diagnosis = diagnosis(&t, &root, &project, &xdg);
             let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL);
             let out = rx.recv().expect("bash ends once killed").expect("wait for bash");
-            panic!("the walk-through did not finish within {LIMIT:?}\n{}", Run::from_output(out));
+            panic!("the walk-through did not finish within {LIMIT:?}\n{}\n{diagnosis}", Run::from_output(out));
         }
     };
     // What each step printed (shown with --nocapture, or when the test fails).
