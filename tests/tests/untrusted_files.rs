@@ -15,10 +15,13 @@ use std::time::{Duration, Instant};
 
 use wt_tests::{bin, TestRepo};
 
-/// The bound for an answer, and the tools' grace after SIGTERM (wt-watch's and
-/// wt-run's default).
-const ANSWER: Duration = Duration::from_secs(2);
-const GRACE: Duration = Duration::from_secs(2);
+/// What tells an answer from a hang, and an end after SIGTERM from one that needed more than the
+/// tools' 2 s grace to kill what they run. Far above both (the machine is noisy and tests run in
+/// parallel): a trap that blocks (a FIFO opened, /dev/zero or a terabyte-sized sparse file read
+/// whole) never answers, so these bounds only separate "answered" from "hung"; how fast the tools
+/// answer is bench/'s to measure, not a test's to assert.
+const ANSWER: Duration = Duration::from_secs(15);
+const GRACE: Duration = Duration::from_secs(15);
 /// Long enough that only a hang reaches it.
 const HANG: Duration = Duration::from_secs(30);
 
