@@ -362,6 +362,57 @@ fn the_system_temp_dir_is_private_when_it_holds_nothing_of_the_repository() {
     assert!(!Path::new(&mine).exists(), "what it wrote in /tmp stayed inside");
 }
 
+/// A confined run started beside one still going (a test round or re-run beside the agent's
+/// pane) never takes back a commit the running one made while the new one was being set up:
+/// the new run's start published the pane's work, then wrote the branch's old tip over the
+/// pane's private ref, and the agent's commit was gone from its branch (found by the README
+/// walk-through, where wt-watch's re-run starts just as the agent commits its fix).
+#[test]
+fn a_run_started_beside_a_running_one_keeps_the_commit_it_made_meanwhile() {
+    let t = repo_with(&["agent-1"]);
+    let base = t.git(["rev-parse", "wt/agent-1"]);
+    let (go, done, end) = (t.root().join("go"), t.wt_root().join("agent-1/committed"), t.root().join("end"));
+    // The pane: commits when told, then keeps running (its store stays mounted).
+    let script = format!(
+        "while [ ! -e '{go}' ]; do sleep 0.02; done; git commit -q --allow-empty -m pane-work && touch committed; \
+         while [ ! -e '{end}' ]; do sleep 0.02; done",
+        go = go.display(),
+        end = end.display()
+    );
+    let mut pane = t.cmd("wt-run");
+    pane.args(["-w", "agent-1", "--confine", "--json", "--", "sh", "-c", &script]);
+    pane.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let pane = pane.spawn().unwrap();
+    // Wait for the pane's store to be set up, as the second run would find it.
+    let meta = t.repo.join(".git/wt/confine/agent-1/meta.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !meta.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    // The second run, stopped right after its start published what there was.
+    let mut round = t.cmd("wt-run");
+    round.args(["-w", "agent-1", "--confine", "--json", "--", "true"]);
+    let stopped = wt_tests::StoppedAt::spawn(&mut round, "confine-prepare-published");
+    std::fs::write(&go, "").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !done.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(done.exists(), "the pane committed");
+    stopped.resume().expect_code(0);
+    std::fs::write(&end, "").unwrap();
+    let run = Run::from_output(pane.wait_with_output().unwrap());
+    run.expect_code(0);
+    assert_eq!(
+        t.git(["log", "-1", "--format=%s", "wt/agent-1"]),
+        "pane-work",
+        "the pane's commit is on its branch\n{run}"
+    );
+    assert_eq!(t.git(["rev-parse", "wt/agent-1~1"]), base);
+    fsck_clean(&t);
+}
+
 #[test]
 fn a_branch_moved_outside_is_not_overwritten() {
     let t = repo_with(&["agent-1"]);

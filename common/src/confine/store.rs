@@ -106,6 +106,7 @@ pub fn prepare(common: &Path, name: &str, branch: Option<&str>, admin: Option<&P
     if let Err(e) = publish_locked(common, &dir) {
         tracing::warn!("{name}: an earlier confined run was not published: {e}");
     }
+    crate::proc::failpoint::hit("confine-prepare-published");
     let alternates = format!("{}\n{}\n", dir.join("real-objects").display(), common.join("objects").display());
     let objects = beneath(&dir.join("objects"))?;
     let agents = |what: &str, e: std::io::Error| Error::io(dir.join("objects").join(what).display(), e);
@@ -127,8 +128,7 @@ pub fn prepare(common: &Path, name: &str, branch: Option<&str>, admin: Option<&P
         let leaf = Path::new(branch).file_name().unwrap_or_default().to_string_lossy().into_owned();
         let refs = beneath(&dir.join("refs"))?;
         mirror(&refs_dst, &refs, Some(&leaf))?;
-        let base = resolve(common, branch)?;
-        refs.write(&leaf, format!("{base}\n").as_bytes()).map_err(|e| Error::io(dir.join("refs").display(), e))?;
+        let base = start_point(common, &dir, branch, &refs, &leaf)?;
         mirror(&logs_dst, &beneath(&dir.join("logs"))?, None)?;
         binds.push((dir.join("refs"), refs_dst, true));
         binds.push((dir.join("logs"), logs_dst, true));
@@ -137,6 +137,50 @@ pub fn prepare(common: &Path, name: &str, branch: Option<&str>, admin: Option<&P
     }
     write(&dir.join("meta.json"), serde_json::to_string(&meta).expect("meta serializes"))?;
     Ok(Prepared { tmp: dir.join("tmp"), dir, binds })
+}
+
+/// The commit a new run starts from: the shared branch, once the private copy agrees with it.
+///
+/// Another confined run of the same worktree may still be going (the agent's pane, beside the
+/// test rounds and re-runs wt-watch starts) and may have committed since the publish above.
+/// Its commit is published, never overwritten: a run started beside a pane wrote the shared
+/// tip over the private ref, and the agent's fresh commit was gone from its branch. The private
+/// ref is reset to the shared branch only when it has no ref yet, or when what it holds cannot
+/// be published (the branch was moved outside, which that publish says), as before.
+fn start_point(
+    common: &Path,
+    dir: &Path,
+    branch: &str,
+    refs: &crate::fs::beneath::Dir,
+    leaf: &str,
+) -> Result<String, Error> {
+    // A pane that commits without pause could keep this going: after a few rounds the private
+    // branch is left ahead of the shared one (the run's start is `shared`, so the next publish
+    // moves the branch on), never put back.
+    let mut shared = resolve(common, branch)?;
+    for _ in 0..4 {
+        match private_tip(dir, branch) {
+            Ok(private) if private == shared => return Ok(shared),
+            Ok(_) => match publish_locked(common, dir) {
+                Ok(Published::Done { moved: Some(_), .. }) => {
+                    shared = resolve(common, branch)?;
+                    continue;
+                }
+                Ok(_) => {}
+                // Stopped half way: nothing was judged, and the private branch stays as it is.
+                Err(e) if e.code == INTERRUPTED => return Err(e),
+                Err(e) => tracing::warn!(
+                    "{branch}: the private branch was not published, and starts again from {shared}: {e}"
+                ),
+            },
+            Err(_) => {}
+        }
+        // No private ref yet, or one that cannot be published (the branch was moved outside):
+        // the run starts from the shared branch.
+        refs.write(leaf, format!("{shared}\n").as_bytes()).map_err(|e| Error::io(dir.join("refs").display(), e))?;
+        return Ok(shared);
+    }
+    Ok(shared)
 }
 
 /// Publishes what the confined runs of worktree `name` made: see the module's documentation.
@@ -188,12 +232,16 @@ const MAX_REF: u64 = 200;
 fn publish_locked(common: &Path, dir: &Path) -> Result<Published, Error> {
     let Ok(text) = std::fs::read_to_string(dir.join("meta.json")) else { return Ok(Published::Unchanged) };
     let meta: Meta = serde_json::from_str(&text).unwrap_or_default();
-    let objects = crate::fs::beneath::Dir::open(&dir.join("objects")).map_err(|e| refused("objects", &e))?;
-    let found = private_objects(&objects)?;
+    // The tip first, then the objects: git writes a commit's objects before it moves the
+    // branch, so every object the tip needs is listed below. Listed first, a commit made in
+    // between (by a run still going, in a pane) had its tip read but its objects left behind,
+    // and the branch could not move to it.
     let tip = match &meta.branch {
         Some(branch) => Some(private_tip(dir, branch)?),
         None => None,
     };
+    let objects = crate::fs::beneath::Dir::open(&dir.join("objects")).map_err(|e| refused("objects", &e))?;
+    let found = private_objects(&objects)?;
     let moved = tip.is_some() && tip != meta.base;
     if found.is_empty() && !moved {
         check_admin(common, dir, &meta)?;
@@ -204,6 +252,9 @@ fn publish_locked(common: &Path, dir: &Path) -> Result<Published, Error> {
     } else {
         match import(common, dir, &found) {
             Ok(n) => n,
+            // Stopped by a signal (a run cancelled while it started): nothing was judged, the
+            // next publish imports them. Only git's own "no" refuses the agent's objects.
+            Err(e) if e.code == INTERRUPTED => return Err(e),
             Err(e) => return Err(refuse(dir, &meta, &found, e)),
         }
     };
@@ -366,9 +417,11 @@ fn index_names_missing(common: &Path, dir: &Path, admin: &crate::fs::beneath::Di
         let mut ls = hardened(common);
         ls.args(["ls-files", "-s", "-z"]).env("GIT_INDEX_FILE", &copy).stdout(Stdio::piped()).stderr(Stdio::null());
         let out = ls.output().map_err(|e| Error::io("git ls-files", e))?;
-        if !out.status.success() {
+        match finished(out.status) {
+            Finished::Yes => {}
             // git cannot read it: nothing in it can be named to `gc` either way; set aside.
-            return Ok(Some("(an index git cannot read)".to_string()));
+            Finished::Failed => return Ok(Some("(an index git cannot read)".to_string())),
+            Finished::Stopped => return Err(stopped("git ls-files")),
         }
         let names: Vec<String> = out
             .stdout
@@ -413,11 +466,44 @@ fn private_has(dir: &Path, hash: &str) -> bool {
     objects.dir(&hash[..2]).and_then(|sub| sub.file(&hash[2..])).is_ok()
 }
 
-/// Whether the shared store has object `hash`.
+/// Whether the shared store has object `hash`. A git that did not finish (a signal ended it)
+/// answers yes: nothing is set right on a question nobody answered.
 fn object_exists(common: &Path, hash: &str) -> bool {
     let mut cmd = hardened(common);
     cmd.args(["cat-file", "-e", hash]).stdout(Stdio::null()).stderr(Stdio::null());
-    cmd.status().is_ok_and(|s| s.success())
+    cmd.status().is_ok_and(|s| finished(s) != Finished::Failed)
+}
+
+/// How a git that judges the agent's files ended. A confined run is started in a process
+/// group that wt-watch ends with a signal when the agent changes something (a re-run or a
+/// round made stale): a git killed there said nothing of the file it read. Taken as "git
+/// cannot read it", the agent's index was set aside as tampered with while the agent was
+/// committing, and every later round saw the whole checkout as uncommitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finished {
+    Yes,
+    /// It ran to its end and said no.
+    Failed,
+    /// A signal ended it: no answer.
+    Stopped,
+}
+
+fn finished(status: std::process::ExitStatus) -> Finished {
+    match status.code() {
+        Some(0) => Finished::Yes,
+        Some(_) => Finished::Failed,
+        None => Finished::Stopped,
+    }
+}
+
+/// The code of a publish that a signal stopped half way (nothing changed, nothing refused).
+const INTERRUPTED: &str = "publish-interrupted";
+
+fn stopped(what: &str) -> Error {
+    Error::failed(
+        INTERRUPTED,
+        format!("{what} was ended by a signal while it checked the confined run's admin dir; nothing was changed, the next publish checks again"),
+    )
 }
 
 /// The content of the admin dir's `config.worktree`, made empty when there is none. One that
@@ -573,7 +659,7 @@ fn import(common: &Path, dir: &Path, found: &Found) -> Result<usize, Error> {
         }
         Ok(names.len())
     })();
-    if copied.is_err() {
+    if copied.as_ref().is_err_and(|e: &Error| e.code != INTERRUPTED) {
         // The checked copy, for a person to look at; an earlier one goes (one set at most).
         let kept = dir.join("refused");
         let _ = std::fs::remove_dir_all(&kept);
@@ -600,14 +686,17 @@ fn pack_objects(common: &Path, objects: &Path, names: &[String], to: &Path) -> R
     let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, list.as_bytes()));
     let out = child.wait_with_output().map_err(|e| Error::io("git pack-objects", e))?;
     let _ = writer.join();
-    if !out.status.success() {
-        let msg = String::from_utf8_lossy(&out.stderr);
-        return Err(Error::failed(
-            "publish-failed",
-            format!("the confined run's objects cannot be read: {}", git_reason(&msg)),
-        ));
+    match finished(out.status) {
+        Finished::Yes => Ok(()),
+        Finished::Stopped => Err(stopped("git pack-objects")),
+        Finished::Failed => {
+            let msg = String::from_utf8_lossy(&out.stderr);
+            Err(Error::failed(
+                "publish-failed",
+                format!("the confined run's objects cannot be read: {}", git_reason(&msg)),
+            ))
+        }
     }
-    Ok(())
 }
 
 /// The object names a pack index lists (`git show-index`).
@@ -616,6 +705,9 @@ fn pack_members(common: &Path, idx: &Path) -> Result<Vec<String>, Error> {
     let mut cmd = hardened(common);
     cmd.arg("show-index").stdin(Stdio::from(file)).stdout(Stdio::piped()).stderr(Stdio::piped());
     let out = cmd.spawn().and_then(|c| c.wait_with_output()).map_err(|e| Error::io("git show-index", e))?;
+    if finished(out.status) == Finished::Stopped {
+        return Err(stopped("git show-index"));
+    }
     if !out.status.success() {
         return Err(Error::failed("publish-failed", format!("{} is not a pack index", idx.display())));
     }
@@ -633,6 +725,9 @@ fn index_pack(common: &Path, pack: &Path) -> Result<String, Error> {
     let hash = String::from_utf8_lossy(&out.stdout).split_whitespace().last().unwrap_or_default().to_string();
     if out.status.success() && is_hash(&hash) {
         return Ok(hash);
+    }
+    if finished(out.status) == Finished::Stopped {
+        return Err(stopped("git index-pack"));
     }
     let msg = String::from_utf8_lossy(&out.stderr);
     Err(Error::failed(
@@ -761,4 +856,22 @@ fn write(path: &Path, text: impl AsRef<[u8]>) -> Result<(), Error> {
 
 fn lock(dir: &Path) -> Result<FileLock, Error> {
     FileLock::acquire(&dir.join("lock"), crate::proc::lock::default_timeout())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A git that a signal ended has not answered: never "cannot read" (which sets the agent's
+    /// index aside), never "the object is missing" (which resets its HEAD).
+    #[test]
+    fn a_git_ended_by_a_signal_has_not_answered() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        child.kill().unwrap();
+        assert_eq!(finished(child.wait().unwrap()), Finished::Stopped);
+        let said_no = std::process::Command::new("sh").args(["-c", "exit 128"]).status().unwrap();
+        assert_eq!(finished(said_no), Finished::Failed);
+        let said_yes = std::process::Command::new("true").status().unwrap();
+        assert_eq!(finished(said_yes), Finished::Yes);
+    }
 }
