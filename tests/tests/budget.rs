@@ -143,14 +143,20 @@ fn gc_reclaims_only_the_build_dirs_of_idle_worktrees_least_recently_used_first_a
 fn remove_idle_removes_only_clean_merged_worktrees_idle_past_max_age() {
     let t = TestRepo::new();
     ignoring_build_dirs(&t);
-    t.run("wt-create", &["idle", "dirty", "ahead", "recent"], "").expect_code(0);
+    t.run("wt-create", &["idle", "dirty", "ahead", "pushed", "recent"], "").expect_code(0);
     let wt = |n: &str| t.wt_root().join(n);
-    for n in ["idle", "dirty", "ahead", "recent"] {
+    for n in ["idle", "dirty", "ahead", "pushed", "recent"] {
         build_dirs(&wt(n), 7);
     }
     fs::write(wt("dirty").join("scratch.txt"), "untracked work\n").unwrap();
     t.git_in(&wt("ahead"), ["commit", "-q", "--allow-empty", "-m", "not merged"]);
-    for n in ["idle", "dirty", "ahead"] {
+    // Not merged, but pushed: nothing is lost with its worktree.
+    let remote = t.root().join("remote.git");
+    t.git(["init", "-q", "--bare", remote.to_str().unwrap()]);
+    t.git(["remote", "add", "origin", remote.to_str().unwrap()]);
+    t.git_in(&wt("pushed"), ["commit", "-q", "--allow-empty", "-m", "pushed work"]);
+    t.git_in(&wt("pushed"), ["push", "-q", "origin", "wt/pushed"]);
+    for n in ["idle", "dirty", "ahead", "pushed"] {
         used_days_ago(&t, n, 10);
     }
     used_days_ago(&t, "recent", 1);
@@ -163,8 +169,11 @@ fn remove_idle_removes_only_clean_merged_worktrees_idle_past_max_age() {
     let run = t.run("wt-create", &["--gc", "--remove-idle", "--yes", "--max-age", "3d"], "");
     run.expect_code(0);
     let recs = run.records();
-    assert_eq!(gc_of(&recs, "idle").unwrap()["action"], "removed", "{run}");
-    assert!(!wt("idle").exists(), "{run}");
+    for n in ["idle", "pushed"] {
+        assert_eq!(gc_of(&recs, n).unwrap()["action"], "removed", "{n}: {run}");
+        assert!(!wt(n).exists(), "{run}");
+    }
+    assert!(t.git(["rev-parse", "refs/remotes/origin/wt/pushed"]).len() == 40, "the pushed commit stays on the remote");
     assert!(!t.branches().contains(&"wt/idle".to_string()), "its merged branch goes as --remove takes it");
     for (n, why) in [("dirty", "uncommitted"), ("ahead", "neither merged")] {
         let gc = gc_of(&recs, n).unwrap();

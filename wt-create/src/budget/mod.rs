@@ -173,7 +173,7 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
                 records[i] = Some(kept_record(ctx, c, &why));
                 continue;
             }
-            let how = crate::remove::How { force: false, end_panes: false, check_only: !opts.act };
+            let how = crate::remove::How { check_only: !opts.act, pushed_is_kept: true, ..Default::default() };
             match crate::remove::remove_one(ctx, &Want::Name(c.wt.name.clone()), how) {
                 Ok(mut rec) => {
                     // What its build dirs freed is counted already.
@@ -184,7 +184,7 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
                         json!({"action": if opts.act { "removed" } else { "would_remove" },
                                "bytes": bytes + freed[i], "idle_secs": c.idle.as_secs(),
                                "dirs": dirs.unwrap_or_else(|| json!([])),
-                               "restore": format!("nothing of its work is lost (it was clean, its commits merged): `wt-create {}` makes it again from the base", c.wt.name)}),
+                               "restore": format!("nothing of its work is lost (it was clean, its commits merged or pushed): `wt-create {}` makes it again from the base", c.wt.name)}),
                     );
                     total = total.saturating_sub(bytes);
                     reclaimed += bytes;
