@@ -321,3 +321,26 @@ fn a_create_with_a_budget_reclaims_build_dirs_on_stderr_and_its_stdout_is_the_ne
     assert!(!t.wt_root().join("old/target").exists(), "{run}");
     assert!(t.wt_root().join("old").is_dir(), "never a whole worktree after a create");
 }
+
+#[test]
+fn a_build_named_dir_with_a_tracked_file_in_it_is_source_and_is_never_reclaimed() {
+    let t = TestRepo::new();
+    t.write(".gitignore", "target/\nbuild/\n");
+    t.write("build/config.mk", "CFLAGS = -O2\n");
+    t.git(["add", "-f", "build/config.mk"]);
+    t.commit("a committed file in build/");
+    t.run("wt-create", &["w"], "").expect_code(0);
+    let w = t.wt_root().join("w");
+    fs::write(w.join("build/out.o"), bytes(64 * 1024, 1)).unwrap();
+    fs::create_dir_all(w.join("target")).unwrap();
+    fs::write(w.join("target/app"), bytes(64 * 1024, 2)).unwrap();
+    let status = t.run("wt-status", &["--disk", "--all", "--json"], "");
+    status.expect_code(0);
+    let dirs: Vec<String> =
+        status.records()[0]["disk"]["build_dirs"].as_array().unwrap().iter().map(|d| s(d, "dir").to_string()).collect();
+    assert_eq!(dirs, ["target"], "{status}");
+    let run = t.run("wt-create", &["--gc", "--yes", "--max-size", "1K"], "");
+    run.expect_code(0);
+    assert!(!w.join("target").exists(), "{run}");
+    assert!(w.join("build/config.mk").is_file() && w.join("build/out.o").is_file(), "{run}");
+}

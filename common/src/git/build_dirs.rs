@@ -1,7 +1,8 @@
 //! Build directories: what a worktree can rebuild (`cargo build`, `npm ci`, a cache the tool
 //! refills), as opposed to its checkout and its work. A directory counts as one only when its
-//! name is on the list (the defaults below, extended by `[create] build_dirs`), git ignores it,
-//! and no file in it is tracked: `build/` holding committed files is the project's source.
+//! name is on the list (the defaults below, extended by `[create] build_dirs`), git ignores it
+//! as a whole, and no file in it is tracked: `build/` holding committed files is the project's
+//! source.
 
 use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
@@ -41,60 +42,40 @@ pub fn names(extra: &[String]) -> Vec<String> {
     all
 }
 
-/// Of `candidates` (directories relative to the worktree), those git ignores and that hold no
-/// tracked file. Two git processes, whatever the number of candidates; git is run as
-/// `git::in_worktree` runs it (nothing the agent planted runs), with literal pathspecs for
-/// `ls-files` (a directory named `*` is that name) and no optional locks (the agent's index is not written).
+/// Of `candidates` (directories relative to the worktree), those git ignores as a whole and
+/// that hold no tracked file: `git ls-files --others --ignored --directory` names such a
+/// directory itself (`target/`), and names the files instead when one in it is tracked or not
+/// ignored. One git process, whatever the number of candidates, run as `git::in_worktree` runs
+/// it (nothing the agent planted runs), with literal pathspecs (a directory named `*` is that
+/// name) and no optional locks (the agent's index is not written).
 pub fn rebuildable(reg: &Registered, candidates: &[PathBuf]) -> Result<HashSet<PathBuf>, Error> {
     if candidates.is_empty() {
         return Ok(HashSet::new());
     }
-    let run = |args: &[&str]| {
-        let mut cmd = git::in_worktree(reg);
-        // check-ignore takes paths, not pathspecs (it refuses `GIT_LITERAL_PATHSPECS`).
-        cmd.env("GIT_OPTIONAL_LOCKS", "0").args(args).arg("--");
-        cmd.args(candidates);
-        git::raw_output(&mut cmd)
-    };
-    // One path a line (`-z` needs `--stdin`); a name git quotes (a newline, a control
-    // character in it) matches no candidate, and is left alone: the safe side.
-    let ignored = run(&["check-ignore"])?;
-    // 0: some are ignored; 1: none is.
-    if !matches!(ignored.status.code(), Some(0 | 1)) {
-        return Err(Error::failed(
-            "git-failed",
-            format!("git check-ignore in {}: {}", reg.path.display(), String::from_utf8_lossy(&ignored.stderr).trim()),
-        ));
-    }
-    let listed: Vec<PathBuf> = ignored
-        .stdout
-        .split(|b| *b == b'\n')
-        .filter(|s| !s.is_empty())
-        .map(|s| strip_slash(Path::new(std::ffi::OsStr::from_bytes(s))))
-        .collect();
-    let mut found: HashSet<PathBuf> = candidates.iter().filter(|c| listed.contains(c)).cloned().collect();
-    if found.is_empty() {
-        return Ok(found);
-    }
-    let tracked = git::output(&mut {
-        let mut cmd = git::in_worktree(reg);
-        cmd.env("GIT_OPTIONAL_LOCKS", "0").env("GIT_LITERAL_PATHSPECS", "1").args(["ls-files", "-z", "--"]);
-        cmd.args(found.iter());
-        cmd
-    })?;
-    for file in split(&tracked.stdout) {
-        found.retain(|dir| !file.starts_with(dir));
-    }
-    Ok(found)
+    let mut cmd = git::in_worktree(reg);
+    cmd.env("GIT_OPTIONAL_LOCKS", "0").env("GIT_LITERAL_PATHSPECS", "1").args([
+        "ls-files",
+        "-z",
+        "--others",
+        "--ignored",
+        "--exclude-standard",
+        "--directory",
+        "--",
+    ]);
+    cmd.args(candidates);
+    let out = git::output(&mut cmd)?;
+    let listed: HashSet<PathBuf> = split(&out.stdout).filter_map(|p| whole_dir(&p)).collect();
+    Ok(candidates.iter().filter(|c| listed.contains(*c)).cloned().collect())
 }
 
 fn split(out: &[u8]) -> impl Iterator<Item = PathBuf> + '_ {
     out.split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| PathBuf::from(std::ffi::OsStr::from_bytes(s)))
 }
 
-fn strip_slash(p: &Path) -> PathBuf {
+/// `target/` (a directory listed whole) as `target`; a file's path is `None`.
+fn whole_dir(p: &Path) -> Option<PathBuf> {
     let bytes = p.as_os_str().as_bytes();
-    PathBuf::from(std::ffi::OsStr::from_bytes(bytes.strip_suffix(b"/").unwrap_or(bytes)))
+    bytes.strip_suffix(b"/").map(|d| PathBuf::from(std::ffi::OsStr::from_bytes(d)))
 }
 
 /// How to get a removed build directory back, for the record.

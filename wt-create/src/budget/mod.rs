@@ -108,7 +108,12 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
     let mut records: Vec<Option<Record>> = lru.iter().map(|_| None).collect();
     let mut freed: Vec<u64> = lru.iter().map(|_| 0).collect();
 
-    // Build directories, least recently used first.
+    // Build directories, least recently used first. Whether a worktree may be touched (git
+    // status and the like, tens of ms each) is asked of a batch at once, on every core: of
+    // those the budget could still reach (it only comes closer to holding as the loop goes).
+    let batch = (wt_common::proc::parallel::cores() * 2).max(4);
+    let mut checked: Vec<Option<Option<String>>> = lru.iter().map(|_| None).collect();
+    let has_dirs = |c: &Candidate| c.wt.cost.build_dirs.iter().any(|d| d.full > 0);
     for (i, c) in lru.iter().enumerate() {
         let over_size = budget.max_size.is_some_and(|max| total > max);
         if !over_size && !c.idle_past(&budget) {
@@ -116,11 +121,21 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
             // is idle past max_age either.
             break;
         }
-        let dirs: Vec<_> = c.wt.cost.build_dirs.iter().filter(|d| d.full > 0).collect();
-        if dirs.is_empty() {
+        if !has_dirs(c) {
             continue;
         }
-        if let Some(why) = protected(ctx, &busy, &ledger, c) {
+        if checked[i].is_none() {
+            let ahead: Vec<usize> = (i..lru.len())
+                .filter(|&j| has_dirs(&lru[j]) && (over_size || lru[j].idle_past(&budget)))
+                .take(batch)
+                .collect();
+            let found = wt_common::proc::parallel::map(&ahead, batch, |&j| protected(ctx, &busy, &ledger, &lru[j]));
+            for (j, why) in ahead.into_iter().zip(found) {
+                checked[j] = Some(why);
+            }
+        }
+        let dirs: Vec<_> = c.wt.cost.build_dirs.iter().filter(|d| d.full > 0).collect();
+        if let Some(why) = checked[i].take().flatten() {
             records[i] = Some(kept_record(ctx, c, &why));
             continue;
         }
