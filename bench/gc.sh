@@ -53,4 +53,12 @@ rounds, nothing removed (no \`--yes\`), the disk settled with \`sync\` before ea
 
 Target: \`--gc\` over 100 worktrees ≤ 2 s. The counts agree: wt's total of the 100 worktrees
 $wt_total bytes, \`du -s -B1\` of each summed $du_total bytes.
+
+Side by side, the accounting costs $(ratio "$holds" "$du_ms")× \`du -s\` (one \`lstat\` per file as
+\`du\`, and one \`git ls-files\` per worktree to confirm its build dirs, on every core). With every
+worktree over budget, each one's \`git status\` and unmerged-commit check come on top
+($(ratio "$over" "$du_ms")× \`du -s\`): the first \`--gc\` on a machine far over its budget; a \`--gc\`
+that finds the budget holding (every later one, and the one after each create) pays the
+accounting alone. The absolute times swing with the machine's load (above); the ratios were
+measured in the same interleaved rounds.
 MD

@@ -252,11 +252,14 @@ fn protected(ctx: &Context, busy: &busy::Busy, ledger: &wt_common::ledger::Ledge
         Err(e) => return Some(format!("cannot tell whether it has uncommitted work: {}", e.message)),
     }
     let head = c.wt.worktree.head.as_deref()?;
-    let base = entry
-        .and_then(|e| e.base.as_deref().or(e.base_commit.as_deref()))
-        .filter(|b| git::run(ctx.repo.git_dir(), ["rev-parse", "--verify", "-q", &format!("{b}^{{commit}}")]).is_ok())
-        .unwrap_or("HEAD");
-    let ahead = git::run(ctx.repo.git_dir(), ["rev-list", "--count", head, "--not", base, "--remotes"]);
+    // Its base as the ledger has it (checked when it was made); where that is gone, HEAD of
+    // the main worktree, as `--remove` judges. One git process in the usual case.
+    let count = |base: &str| git::run(ctx.repo.git_dir(), ["rev-list", "--count", head, "--not", base, "--remotes"]);
+    let named = entry.and_then(|e| e.base.as_deref().or(e.base_commit.as_deref())).filter(|b| !b.starts_with('-'));
+    let (base, ahead) = match named.map(|b| (b, count(b))) {
+        Some((b, Ok(n))) => (b, Ok(n)),
+        _ => ("HEAD", count("HEAD")),
+    };
     match ahead.as_deref().map(str::trim) {
         Ok("0") => None,
         Ok(n) => Some(format!("{n} commit(s) neither merged into {base} nor pushed")),
