@@ -81,7 +81,8 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
     let state = ctx.repo.ensure_state_dir()?;
     let _lock =
         wt_common::proc::lock::FileLock::acquire(&state.join("gc.lock"), wt_common::proc::lock::default_timeout())?;
-    let mut trash = match ctx.root.is_dir() {
+    // Made only to remove: a look (no --yes) changes nothing on disk.
+    let mut trash = match opts.act && ctx.root.is_dir() {
         true => Some(trash::Trash::open(&ctx.root).map_err(|e| Error::io(ctx.root.join(trash::DIR).display(), e))?),
         false => None,
     };
