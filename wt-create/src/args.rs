@@ -17,7 +17,7 @@ use crate::share::ShareMode;
 #[command(
     name = "wt-create",
     version,
-    after_help = "Examples:\n  wt-create -n 4                       # agent-1 … agent-4 (next free names)\n  wt-create fix-login --base origin/main\n  wt-create ../elsewhere/tree          # adopt a worktree made by `git worktree add`\n  wt-create --list | jq -r .path\n  wt-create --list --status | jq -r 'select(.status.state == \"dirty\") | .name'\n  wt-create --remove agent-2\n  wt-create --remove --all --purge     # leave nothing of wt behind (asks first)\n  wt-create -n 4 --share node_modules  # dependencies linked, not installed again\n  wt-create --share-status\n\nExit: 0 all done, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
+    after_help = "Examples:\n  wt-create -n 4                       # agent-1 … agent-4 (next free names)\n  wt-create fix-login --base origin/main\n  wt-create ../elsewhere/tree          # adopt a worktree made by `git worktree add`\n  wt-create --list | jq -r .path\n  wt-create --list --status | jq -r 'select(.status.state == \"dirty\") | .name'\n  wt-create --remove agent-2\n  wt-create --remove --all --purge     # leave nothing of wt behind (asks first)\n  wt-create -n 4 --share node_modules  # dependencies linked, not installed again\n  wt-create --share-status             # what each worktree really costs on disk\n  wt-create --gc                       # what the disk budget would reclaim\n  wt-create --gc --yes --max-size 50G  # reclaim build dirs, least recently used first\n  wt-create --gc --yes --remove-idle   # and whole clean merged worktrees idle past max_age\n\nExit: 0 all done, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
 )]
 pub struct Args {
     /// Worktree names to create or adopt; a PATH (anything with '/') adopts that worktree
@@ -75,8 +75,9 @@ pub struct Args {
     #[arg(long, requires = "all")]
     pub purge: bool,
 
-    /// With --purge: do not ask (needed where there is no terminal to ask on)
-    #[arg(long, requires = "purge")]
+    /// With --purge: do not ask (needed where there is no terminal to ask on). With --gc:
+    /// reclaim (without it, --gc only says what it would)
+    #[arg(long)]
     pub yes: bool,
 
     /// Share the main worktree's gitignored directory DIR (node_modules, .venv, …) into each
@@ -98,6 +99,37 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["list", "remove", "share", "count"])]
     pub store_gc: bool,
 
+    /// Keep wt's worktrees within the disk budget ([create] budget in wt.toml, or --max-size,
+    /// --max-age, --max-count): reclaim the build dirs (target, node_modules, .venv, dist, …
+    /// that git ignores) of the least recently used worktrees until it holds. Never a worktree
+    /// with a live pane, a process in it, uncommitted work, or commits neither merged nor
+    /// pushed. Says what it would reclaim; removes only with --yes
+    #[arg(long, conflicts_with_all = ["list", "remove", "share", "count", "share_status", "store_gc", "names"])]
+    pub gc: bool,
+
+    /// With --gc: only say what would be reclaimed (the default without --yes)
+    #[arg(long, requires = "gc", conflicts_with = "yes")]
+    pub dry_run: bool,
+
+    /// With --gc: also remove whole worktrees idle past max_age that are clean and merged, as
+    /// `--remove` would (its checks apply)
+    #[arg(long, requires = "gc")]
+    pub remove_idle: bool,
+
+    /// With --gc: the most wt's worktrees and share store may take (50G, 500M) [default:
+    /// [create] budget.max_size]
+    #[arg(long, requires = "gc", value_name = "SIZE", value_parser = crate::budget::limits::size_arg)]
+    pub max_size: Option<u64>,
+
+    /// With --gc: a worktree unused for longer is idle (7d, 12h) [default: [create]
+    /// budget.max_age]
+    #[arg(long, requires = "gc", value_name = "AGE", value_parser = crate::budget::limits::age_arg)]
+    pub max_age: Option<std::time::Duration>,
+
+    /// With --gc --remove-idle: the most worktrees to keep [default: [create] budget.max_count]
+    #[arg(long, requires = "gc", value_name = "N")]
+    pub max_count: Option<usize>,
+
     #[command(flatten)]
     pub global: GlobalArgs,
 }
@@ -112,4 +144,8 @@ pub struct Config {
     /// Directories to share into every new worktree (see --share).
     pub share: Option<Vec<String>>,
     pub share_mode: Option<ShareMode>,
+    /// The disk budget `--gc` keeps (see `budget::limits`).
+    pub budget: Option<crate::budget::limits::BudgetConfig>,
+    /// Names of build directories beyond the defaults (`wt_common::git::build_dirs::DEFAULT`).
+    pub build_dirs: Option<Vec<String>>,
 }

@@ -5,6 +5,7 @@
 //! `pending` for how a killed run is rolled back.
 
 pub mod args;
+pub mod budget;
 pub mod context;
 pub mod create;
 pub mod include;
@@ -61,6 +62,19 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         share::gc::run(&ctx)?;
         return Ok(out.finish());
     }
+    if args.yes && !args.purge && !args.gc {
+        return Err(Error::usage("yes-without-action", "--yes goes with --purge or --gc (see --help)"));
+    }
+    if args.gc {
+        let opts = budget::Opts {
+            budget: budget_of(&ctx, &args)?,
+            act: args.yes,
+            remove_idle: args.remove_idle,
+            after_create: false,
+        };
+        budget::run(&ctx, opts, &mut out)?;
+        return Ok(out.finish());
+    }
     if args.purge {
         purge::run(&ctx, args.force, args.yes, &mut out)?;
         return Ok(out.finish());
@@ -92,6 +106,14 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         ctx.share = sharing(&ctx, &args)?;
         let req = Request { wants, count: args.count.unwrap_or(0), prefix, base: args.base.clone(), jobs: args.jobs };
         create::run(&mut ctx, &req, &mut out)?;
+        let budget = budget_of(&ctx, &args)?;
+        if budget.is_set() {
+            // Build dirs only, never whole worktrees; said on stderr (stdout is the new records).
+            let opts = budget::Opts { budget, act: true, remove_idle: false, after_create: true };
+            if let Err(e) = budget::run(&ctx, opts, &mut out) {
+                eprintln!("wt-create: gc after create: {}", e.message);
+            }
+        }
     }
     Ok(hosts.finish(out.finish()))
 }
@@ -104,6 +126,19 @@ fn sharing(ctx: &Context, args: &Args) -> Result<Option<share::Sharing>, Error> 
         (_, Some(words)) => share::Sharing::new(&ctx.repo, words, share::Origin::Config, mode),
         _ => Ok(None),
     }
+}
+
+/// `[create] budget`, with `--max-size`, `--max-age` and `--max-count` over it.
+fn budget_of(ctx: &Context, args: &Args) -> Result<budget::limits::Budget, Error> {
+    let config = match &ctx.config.budget {
+        Some(c) => budget::limits::Budget::from_config(c)?,
+        None => budget::limits::Budget::default(),
+    };
+    Ok(config.over(budget::limits::Budget {
+        max_size: args.max_size,
+        max_age: args.max_age,
+        max_count: args.max_count,
+    }))
 }
 
 /// No names on the command line and stdin is a terminal: the user typed a bare `wt-create`.
@@ -155,6 +190,7 @@ fn columns() -> Vec<Column> {
                 (_, Some(true), _) => "created".to_string(),
                 (_, Some(false), _) => "adopted".to_string(),
                 (_, _, Some(status)) => wt_common::git::checkout_state::text(status),
+                _ if r.key("gc").is_some() => budget::text(r.key("gc").expect("checked")),
                 _ => String::new(),
             };
             status_or_error(r, &ok)

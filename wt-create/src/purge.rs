@@ -140,7 +140,7 @@ pub fn run(ctx: &Context, force: bool, yes: bool, out: &mut Output) -> Result<()
     }
     // Every worktree is checked before anything goes: a refusal leaves all as it was.
     if !force {
-        let how = How { force, end_panes: true, check_only: true };
+        let how = How { force, end_panes: true, check_only: true, ..How::default() };
         for (want, _, _) in &plan.worktrees {
             if let Err((name, e)) = remove::remove_one(ctx, want, how) {
                 return Err(Error::failed(&e.code, format!("{name}: {}; nothing was removed", e.message)));
@@ -166,7 +166,7 @@ pub fn run(ctx: &Context, force: bool, yes: bool, out: &mut Output) -> Result<()
             complete = false;
         }
     }
-    let how = How { force, end_panes: true, check_only: false };
+    let how = How { force, end_panes: true, ..How::default() };
     for (want, _, _) in &plan.worktrees {
         let rec = remove::remove_one(ctx, want, how).unwrap_or_else(|(name, e)| Record::failed(&name, TOOL, &e));
         complete &= !rec.has_error();

@@ -24,11 +24,14 @@ pub struct How {
     /// Only check that it could be removed (nothing is removed; the record says `removed`
     /// false).
     pub check_only: bool,
+    /// Commits on a remote-tracking branch count as kept (`--gc --remove-idle`: a pushed
+    /// branch loses nothing with its worktree).
+    pub pushed_is_kept: bool,
 }
 
 pub fn run(ctx: &Context, wants: &[Want], force: bool, out: &mut Output) -> Result<(), Error> {
     for want in wants {
-        let how = How { force, end_panes: force, check_only: false };
+        let how = How { force, end_panes: force, ..How::default() };
         let rec = remove_one(ctx, want, how).unwrap_or_else(|(name, e)| Record::failed(&name, TOOL, &e));
         out.emit(&rec);
         if out.closed() {
@@ -95,7 +98,7 @@ pub fn remove_one(ctx: &Context, want: &Want, how: How) -> Result<Record, Failur
             refuse_dirty(reg).map_err(fail)?;
         }
         if delete_branch {
-            refuse_unmerged(ctx, &wt, head.as_deref(), entry.as_ref()).map_err(fail)?;
+            refuse_unmerged(ctx, &wt, head.as_deref(), entry.as_ref(), how.pushed_is_kept).map_err(fail)?;
         }
     }
     if how.check_only {
@@ -212,14 +215,23 @@ fn refuse_dirty(wt: &Registered) -> Result<(), Error> {
 }
 
 /// Refuses when the branch has commits its base does not (they would be lost with it).
-fn refuse_unmerged(ctx: &Context, wt: &GitWorktree, head: Option<&str>, entry: Option<&Entry>) -> Result<(), Error> {
+fn refuse_unmerged(
+    ctx: &Context,
+    wt: &GitWorktree,
+    head: Option<&str>,
+    entry: Option<&Entry>,
+    pushed_is_kept: bool,
+) -> Result<(), Error> {
     let (Some(head), Some(branch)) = (head, &wt.branch) else { return Ok(()) };
     let dir = ctx.repo.git_dir();
     let target = entry
         .and_then(|e| e.base.as_deref())
         .filter(|b| git::run(dir, ["rev-parse", "--verify", "-q", &format!("{b}^{{commit}}")]).is_ok())
         .unwrap_or("HEAD");
-    let ahead = git::run(dir, ["rev-list", "--count", &format!("{target}..{head}")])?;
+    let ahead = match pushed_is_kept {
+        true => git::run(dir, ["rev-list", "--count", head, "--not", target, "--remotes"])?,
+        false => git::run(dir, ["rev-list", "--count", &format!("{target}..{head}")])?,
+    };
     if ahead.trim() != "0" {
         return Err(Error::failed(
             "unmerged",

@@ -15,7 +15,7 @@ use wt_common::record::cli::GlobalArgs;
 #[command(
     name = "wt-status",
     version,
-    after_help = "Examples:\n  wt-status                          # every worktree, what needs you first, a table on a terminal\n  wt-status agent-2 --json | jq .overview.attention\n  wt-status --watch                  # the board every 2s, the inbox on top (Ctrl-C ends)\n  wt-status --watch=500ms\n  wt-status --inbox                  # what needs you in every repository, oldest first\n  wt-status --inbox --watch | jq -r .attention.next   # each new entry once, as it comes\n\nOn a terminal, --watch tells the terminal of each new inbox entry (OSC 9, 99 or 777, as it\nunderstands; WT_NOTIFY=osc9|osc99|osc777|off overrides).\n\nExit: 0 shown, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
+    after_help = "Examples:\n  wt-status                          # every worktree, what needs you first, a table on a terminal\n  wt-status agent-2 --json | jq .overview.attention\n  wt-status --watch                  # the board every 2s, the inbox on top (Ctrl-C ends)\n  wt-status --watch=500ms\n  wt-status --inbox                  # what needs you in every repository, oldest first\n  wt-status --inbox --watch | jq -r .attention.next   # each new entry once, as it comes\n  wt-status --disk                   # what each worktree really costs on disk, and the total\n\nOn a terminal, --watch tells the terminal of each new inbox entry (OSC 9, 99 or 777, as it\nunderstands; WT_NOTIFY=osc9|osc99|osc777|off overrides).\n\nExit: 0 shown, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
 )]
 pub struct Args {
     /// Worktrees by name (or path, with '/') [default: every managed worktree]
@@ -37,6 +37,13 @@ pub struct Args {
     /// entry once as a record in a pipe
     #[arg(long, conflicts_with_all = ["names", "worktrees", "all"])]
     pub inbox: bool,
+
+    /// Add each worktree's real disk cost (`disk`: its checkout and its build dirs, a file
+    /// shared with the store, the main worktree or another worktree counted once) and, on
+    /// stderr, the total of all of wt's worktrees. Walks every file of every worktree, so
+    /// asked for, not shown by default
+    #[arg(long, conflicts_with = "inbox")]
+    pub disk: bool,
 
     #[command(flatten)]
     pub global: GlobalArgs,

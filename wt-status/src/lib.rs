@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod attention;
+pub mod disk;
 pub mod inbox;
 pub mod overview;
 pub mod panes;
@@ -48,8 +49,12 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     let all = args.select.all || (words.is_empty() && !piped);
     let stdin = words.is_empty() && !all;
     let Some(every) = args.watch else {
-        let mut out = Output::new(TOOL, args.global.json, table::columns());
-        for rec in records(&repo, &ledger, &words, all, stdin, &mut out)? {
+        let mut out = Output::new(TOOL, args.global.json, table::columns(args.disk));
+        let mut recs = records(&repo, &ledger, &words, all, stdin, &mut out)?;
+        if args.disk {
+            disk::add(&repo, &*ledger.read()?, &mut recs)?;
+        }
+        for rec in recs {
             out.emit(&rec);
         }
         return Ok(out.finish());
@@ -59,8 +64,11 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     }
     let mut notifier = Notifier::new();
     loop {
-        let mut out = Output::new(TOOL, args.global.json, table::columns());
-        let recs = records(&repo, &ledger, &words, all, false, &mut out)?;
+        let mut out = Output::new(TOOL, args.global.json, table::columns(args.disk));
+        let mut recs = records(&repo, &ledger, &words, all, false, &mut out)?;
+        if args.disk {
+            disk::add(&repo, &*ledger.read()?, &mut recs)?;
+        }
         if out.is_table() {
             // Home and clear, then the inbox and the board: it is redrawn in place.
             let entries = inbox::entries(Some(&repo));

@@ -11,8 +11,9 @@ fn overview(r: &Record) -> Value {
     r.key("overview").cloned().unwrap_or_default()
 }
 
-pub fn columns() -> Vec<Column> {
-    vec![
+/// The board's columns; `disk`: with DISK (`wt-status --disk`).
+pub fn columns(disk: bool) -> Vec<Column> {
+    let mut cols = vec![
         Column { title: "NAME", value: |r| r.name.clone() },
         Column { title: "REASON", value: |r| reason_text(&overview(r)["attention"]) },
         Column { title: "BRANCH", value: |r| r.branch.clone().unwrap_or_default() },
@@ -28,8 +29,12 @@ pub fn columns() -> Vec<Column> {
         Column { title: "PANES", value: |r| panes_text(&overview(r)) },
         Column { title: "LAST RUN", value: |r| last_run_text(&overview(r)["last_run"]) },
         Column { title: "MERGE", value: |r| overview(r)["merge"]["state"].as_str().unwrap_or_default().to_string() },
-        Column { title: "ERROR", value: |r| status_or_error(r, "") },
-    ]
+    ];
+    if disk {
+        cols.push(Column { title: "DISK", value: |r| r.key("disk").map(crate::disk::text).unwrap_or_default() });
+    }
+    cols.push(Column { title: "ERROR", value: |r| status_or_error(r, "") });
+    cols
 }
 
 /// The oldest reason, and how many more.

@@ -186,6 +186,18 @@ impl Dir {
         self.remove_tree(to)?;
         Ok(rustix::fs::renameat(&self.fd, plain(from)?, &self.fd, plain(to)?)?)
     }
+
+    /// Moves `from` (whatever it is, not followed) out of this very directory into `to` as
+    /// `to_name`, which must not exist: one atomic step, on one file system (`EXDEV` else).
+    pub fn move_to(&self, from: &str, to: &Dir, to_name: &str) -> std::io::Result<()> {
+        Ok(rustix::fs::renameat_with(
+            &self.fd,
+            plain(from)?,
+            &to.fd,
+            plain(to_name)?,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )?)
+    }
 }
 
 /// A name of one component: no `/`, not `.` or `..`.

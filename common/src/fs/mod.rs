@@ -2,6 +2,7 @@
 
 pub mod append;
 pub mod beneath;
+pub mod disk_usage;
 pub mod inside;
 pub mod untrusted;
 

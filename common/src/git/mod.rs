@@ -7,6 +7,7 @@
 //! dir, common dir and work tree explicitly, from the registration, with hooks off.
 
 pub mod best;
+pub mod build_dirs;
 pub mod checkout_state;
 pub mod hooks_path;
 pub mod ignore;
@@ -18,6 +19,7 @@ pub(crate) mod test_git;
 pub mod tested;
 pub mod worktree;
 pub mod worktree_check;
+pub mod worktree_cost;
 
 use std::ffi::OsStr;
 use std::io;

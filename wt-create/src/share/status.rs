@@ -85,6 +85,8 @@ pub fn run(ctx: &Context, out: &mut Output) -> Result<(), Error> {
             *holders.entry(*ino).or_default() += 1;
         }
     }
+    // What each worktree really costs, its checkout and build dirs included (`disk`).
+    let measured = wt_common::git::worktree_cost::measure(&ctx.repo, &ledger, &crate::budget::build_names(ctx))?;
     let mut total_full = 0u64;
     for (name, wt, entry, u, dirs) in &trees {
         let own: u64 = u.dir_bytes
@@ -100,6 +102,9 @@ pub fn run(ctx: &Context, out: &mut Output) -> Result<(), Error> {
             json!({"status": {"dirs": dirs, "files": u.files, "full_bytes": u.full, "own_bytes": own,
                               "linked_bytes": u.full.saturating_sub(own)}}),
         );
+        if let Some(cost) = measured.worktrees.iter().find(|w| &w.name == name) {
+            rec.set_key("disk", wt_common::git::worktree_cost::disk_value(cost));
+        }
         out.emit(&rec);
     }
     // What is really on disk beyond the main worktree: every inode of the shared trees and of
@@ -123,6 +128,7 @@ pub fn run(ctx: &Context, out: &mut Output) -> Result<(), Error> {
         summary.push_str("; this file system makes reflinks, whose shared blocks neither this count nor du can see");
     }
     eprintln!("wt-create: {summary}");
+    eprintln!("wt-create: {}", all_worktrees(&measured));
     Ok(())
 }
 
@@ -146,3 +152,19 @@ fn on_disk(roots: &[PathBuf], except: &HashSet<Inode>) -> u64 {
 }
 
 pub use wt_common::record::size::human;
+
+/// The machine's total for all of wt's worktrees of this repository: `all 3 worktrees of wt:
+/// 1.2 GiB on disk beyond the main worktree's (checkouts 20 MiB, build dirs 1.1 GiB, store
+/// 80 MiB)`.
+pub fn all_worktrees(m: &wt_common::git::worktree_cost::Measured) -> String {
+    let checkouts: u64 = m.worktrees.iter().map(|w| w.cost.checkout).sum();
+    let builds: u64 = m.worktrees.iter().map(|w| w.cost.build()).sum();
+    format!(
+        "all {} worktrees of wt: {} on disk beyond the main worktree's (checkouts {}, build dirs {}, store {})",
+        m.worktrees.len(),
+        human(m.total()),
+        human(checkouts),
+        human(builds),
+        human(m.store)
+    )
+}

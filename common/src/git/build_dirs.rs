@@ -1,0 +1,99 @@
+//! Build directories: what a worktree can rebuild (`cargo build`, `npm ci`, a cache the tool
+//! refills), as opposed to its checkout and its work. A directory counts as one only when its
+//! name is on the list (the defaults below, extended by `[create] build_dirs`), git ignores it
+//! as a whole, and no file in it is tracked: `build/` holding committed files is the project's
+//! source.
+
+use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::git::worktree_check::Registered;
+use crate::{git, Error};
+
+/// The names looked for when the config adds none.
+pub const DEFAULT: &[&str] = &[
+    "target",
+    "node_modules",
+    ".venv",
+    "venv",
+    "dist",
+    "build",
+    ".next",
+    ".nuxt",
+    ".turbo",
+    ".parcel-cache",
+    ".pytest_cache",
+    ".mypy_cache",
+    "__pycache__",
+    ".gradle",
+    ".tox",
+    "coverage",
+];
+
+/// The default names and `extra` (from `[create] build_dirs`), each once.
+pub fn names(extra: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = DEFAULT.iter().map(|s| s.to_string()).collect();
+    for e in extra {
+        if !all.contains(e) {
+            all.push(e.clone());
+        }
+    }
+    all
+}
+
+/// Of `candidates` (directories relative to the worktree), those git ignores as a whole and
+/// that hold no tracked file: `git ls-files --others --ignored --directory` names such a
+/// directory itself (`target/`), and names the files instead when one in it is tracked or not
+/// ignored. One git process, whatever the number of candidates, run as `git::in_worktree` runs
+/// it (nothing the agent planted runs), with literal pathspecs (a directory named `*` is that
+/// name) and no optional locks (the agent's index is not written).
+pub fn rebuildable(reg: &Registered, candidates: &[PathBuf]) -> Result<HashSet<PathBuf>, Error> {
+    if candidates.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut cmd = git::in_worktree(reg);
+    cmd.env("GIT_OPTIONAL_LOCKS", "0").env("GIT_LITERAL_PATHSPECS", "1").args([
+        "ls-files",
+        "-z",
+        "--others",
+        "--ignored",
+        "--exclude-standard",
+        "--directory",
+        "--",
+    ]);
+    cmd.args(candidates);
+    let out = git::output(&mut cmd)?;
+    let listed: HashSet<PathBuf> = split(&out.stdout).filter_map(|p| whole_dir(&p)).collect();
+    Ok(candidates.iter().filter(|c| listed.contains(*c)).cloned().collect())
+}
+
+fn split(out: &[u8]) -> impl Iterator<Item = PathBuf> + '_ {
+    out.split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| PathBuf::from(std::ffi::OsStr::from_bytes(s)))
+}
+
+/// `target/` (a directory listed whole) as `target`; a file's path is `None`.
+fn whole_dir(p: &Path) -> Option<PathBuf> {
+    let bytes = p.as_os_str().as_bytes();
+    bytes.strip_suffix(b"/").map(|d| PathBuf::from(std::ffi::OsStr::from_bytes(d)))
+}
+
+/// How to get a removed build directory back, for the record.
+pub fn how_to_rebuild(rel: &Path, shared: bool) -> String {
+    let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if shared {
+        return format!(
+            "wt-create --share {} NAME (linked again from the store), or the project's install command",
+            rel.display()
+        );
+    }
+    match name.as_str() {
+        "target" => "cargo build (or the project's build)".into(),
+        "node_modules" => "npm ci (or the project's package manager's install)".into(),
+        ".venv" | "venv" => format!("python3 -m venv {} and the project's pip install", rel.display()),
+        "__pycache__" | ".pytest_cache" | ".mypy_cache" | ".parcel-cache" | ".turbo" | ".gradle" | ".tox" => {
+            "nothing: the tool refills its cache on its next run".into()
+        }
+        _ => "the project's build command".into(),
+    }
+}

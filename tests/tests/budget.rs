@@ -1,0 +1,346 @@
+//! The disk budget (`wt-create --gc`) and honest disk accounting (`wt-status --disk`,
+//! `wt-create --share-status`): real git worktrees with real build dirs of known sizes, a real
+//! pane supervisor with a real process in a pane, `du` as the reference.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use wt_tests::panes::Panes;
+use wt_tests::{s, Run, TestRepo};
+
+/// wt-create (or any tool) in the test's repository, sharing the panes' socket directory.
+fn tool(p: &Panes, name: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = p.t.cmd(name);
+    p.env(&mut cmd);
+    cmd.args(args).envs(env.iter().copied());
+    Run::of(&mut cmd, "")
+}
+
+/// `n` bytes no file system compresses or leaves sparse.
+fn bytes(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| ((i as u32).wrapping_mul(2_654_435_761) >> 13) as u8 ^ seed).collect()
+}
+
+/// A `target/`-like and a `node_modules` dir in worktree `wt`, of known sizes.
+fn build_dirs(wt: &Path, seed: u8) {
+    fs::create_dir_all(wt.join("target/debug/deps")).unwrap();
+    fs::write(wt.join("target/debug/deps/libapp.rlib"), bytes(256 * 1024, seed)).unwrap();
+    fs::write(wt.join("target/debug/app"), bytes(128 * 1024, seed ^ 1)).unwrap();
+    fs::create_dir_all(wt.join("node_modules/lodash")).unwrap();
+    fs::write(wt.join("node_modules/lodash/lodash.js"), bytes(64 * 1024, seed ^ 2)).unwrap();
+}
+
+fn has_build_dirs(wt: &Path) -> bool {
+    wt.join("target/debug/deps/libapp.rlib").is_file() && wt.join("node_modules/lodash/lodash.js").is_file()
+}
+
+/// A repository that ignores target/ and node_modules/.
+fn ignoring_build_dirs(t: &TestRepo) {
+    t.write(".gitignore", "target/\nnode_modules/\n");
+    t.commit("ignore build dirs");
+}
+
+/// Makes worktree `name` look last used `days_ago` days ago: the times `--gc` reads (its admin
+/// dir's index, HEAD, logs/HEAD and the dir itself; wt's logs of it).
+fn used_days_ago(t: &TestRepo, name: &str, days_ago: u64) {
+    let when = format!("@{}", now_secs() - days_ago * 86400);
+    let admin = t.repo.join(".git/worktrees").join(name);
+    let mut paths: Vec<PathBuf> =
+        ["index", "HEAD", "logs/HEAD"].iter().map(|f| admin.join(f)).filter(|p| p.exists()).collect();
+    paths.push(admin);
+    if let Ok(logs) = fs::read_dir(t.repo.join(".git/wt/logs").join(name)) {
+        paths.extend(logs.map(|e| e.unwrap().path()));
+    }
+    let out = Command::new("touch").arg("-h").arg("-d").arg(&when).args(&paths).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// `du -s -B1 -c` of `paths` together (each inode once, the first path paying): the total.
+fn du(paths: &[PathBuf]) -> u64 {
+    let out = Command::new("du").args(["-s", "-B1", "-c"]).args(paths).output().unwrap();
+    assert!(out.status.success(), "du: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().last().and_then(|l| l.split_whitespace().next()).unwrap().parse().unwrap()
+}
+
+fn gc_of<'r>(recs: &'r [Value], name: &str) -> Option<&'r Value> {
+    recs.iter().find(|r| r["name"] == name).map(|r| &r["gc"])
+}
+
+#[test]
+fn gc_reclaims_only_the_build_dirs_of_idle_worktrees_least_recently_used_first_and_never_touches_work() {
+    let p = Panes::new();
+    let t = &p.t;
+    ignoring_build_dirs(t);
+    // w4 has an agent running in a pane; the others are made plainly.
+    p.spawn("w4", &["sleep", "600"]);
+    tool(&p, "wt-create", &["w1", "w2", "w3", "w5", "w6"], &[]).expect_code(0);
+    let wt = |n: &str| t.wt_root().join(n);
+    for (i, n) in ["w1", "w2", "w3", "w4", "w5", "w6"].iter().enumerate() {
+        build_dirs(&wt(n), i as u8);
+    }
+    // w2: uncommitted work; w3: a commit neither merged nor pushed.
+    fs::write(wt("w2").join("src/lib.rs"), "pub fn changed() {}\n").unwrap();
+    fs::write(wt("w3").join("NOTES"), "work\n").unwrap();
+    t.git_in(&wt("w3"), ["add", "NOTES"]);
+    t.git_in(&wt("w3"), ["commit", "-qm", "unpushed work"]);
+    // Least recently used first: w1, w2, w3, w4, w5, w6.
+    for (i, n) in ["w1", "w2", "w3", "w4", "w5", "w6"].iter().enumerate() {
+        used_days_ago(t, n, 20 - i as u64);
+    }
+    // Over the budget by one and a half worktrees' build dirs: w1's and w5's must go (w2, w3,
+    // w4 are protected), then it holds and w6 keeps its own.
+    let all: Vec<PathBuf> = ["w1", "w2", "w3", "w4", "w5", "w6"].iter().map(|n| wt(n)).collect();
+    let one_build = du(&[wt("w1").join("target"), wt("w1").join("node_modules")]);
+    let budget = du(&all) - one_build * 3 / 2;
+    t.write("wt.toml", &format!("[create]\nbudget = {{ max_size = \"{budget}\" }}\n"));
+
+    // Without --yes: what it would reclaim, nothing removed.
+    let dry = tool(&p, "wt-create", &["--gc"], &[]);
+    dry.expect_code(0);
+    let recs = dry.records();
+    assert!(all.iter().all(|w| has_build_dirs(w)), "nothing removed without --yes: {dry}");
+    assert_eq!(gc_of(&recs, "w1").unwrap()["action"], "would_reclaim", "{dry}");
+    assert!(dry.stderr.contains("--gc --yes"), "says how to do it: {dry}");
+
+    let run = tool(&p, "wt-create", &["--gc", "--yes"], &[]);
+    run.expect_code(0);
+    let recs = run.records();
+    let order: Vec<&str> = recs.iter().map(|r| s(r, "name")).collect();
+    assert_eq!(order, ["w1", "w2", "w3", "w4", "w5"], "least recently used first, stopping once it holds: {run}");
+    for n in ["w1", "w5"] {
+        let gc = gc_of(&recs, n).unwrap();
+        assert_eq!(gc["action"], "reclaimed", "{n}: {run}");
+        assert!(gc["bytes"].as_u64().unwrap() >= one_build * 9 / 10, "{n}: {run}");
+        let dirs: Vec<&str> = gc["dirs"].as_array().unwrap().iter().map(|d| s(d, "dir")).collect();
+        assert_eq!(dirs.len(), 2, "{dirs:?}");
+        assert!(dirs.contains(&"target") && dirs.contains(&"node_modules"), "{dirs:?}");
+        assert!(gc["dirs"].as_array().unwrap().iter().all(|d| !s(d, "restore").is_empty()), "{run}");
+        assert!(!wt(n).join("target").exists() && !wt(n).join("node_modules").exists(), "{n}");
+        // The checkout stays whole and clean.
+        assert!(wt(n).join("src/lib.rs").is_file());
+        assert_eq!(t.git_in(&wt(n), ["status", "--porcelain"]), "", "{n}");
+    }
+    for (n, why) in [("w2", "uncommitted"), ("w3", "neither merged"), ("w4", "pane")] {
+        let gc = gc_of(&recs, n).unwrap();
+        assert_eq!(gc["action"], "kept", "{n}: {run}");
+        assert!(s(gc, "why").contains(why), "{n}: {why} in {gc}");
+        assert!(has_build_dirs(&wt(n)), "{n} keeps everything");
+    }
+    assert!(has_build_dirs(&wt("w6")), "the budget held before w6");
+    assert_eq!(fs::read_to_string(wt("w2").join("src/lib.rs")).unwrap(), "pub fn changed() {}\n");
+    assert_eq!(t.git_worktrees().len(), 7, "no worktree removed without --remove-idle");
+    assert!(!t.wt_root().join(".wt-trash").exists(), "the trash is emptied and gone");
+}
+
+#[test]
+fn remove_idle_removes_only_clean_merged_worktrees_idle_past_max_age() {
+    let t = TestRepo::new();
+    ignoring_build_dirs(&t);
+    t.run("wt-create", &["idle", "dirty", "ahead", "pushed", "recent"], "").expect_code(0);
+    let wt = |n: &str| t.wt_root().join(n);
+    for n in ["idle", "dirty", "ahead", "pushed", "recent"] {
+        build_dirs(&wt(n), 7);
+    }
+    fs::write(wt("dirty").join("scratch.txt"), "untracked work\n").unwrap();
+    t.git_in(&wt("ahead"), ["commit", "-q", "--allow-empty", "-m", "not merged"]);
+    // Not merged, but pushed: nothing is lost with its worktree.
+    let remote = t.root().join("remote.git");
+    t.git(["init", "-q", "--bare", remote.to_str().unwrap()]);
+    t.git(["remote", "add", "origin", remote.to_str().unwrap()]);
+    t.git_in(&wt("pushed"), ["commit", "-q", "--allow-empty", "-m", "pushed work"]);
+    t.git_in(&wt("pushed"), ["push", "-q", "origin", "wt/pushed"]);
+    for n in ["idle", "dirty", "ahead", "pushed"] {
+        used_days_ago(&t, n, 10);
+    }
+    used_days_ago(&t, "recent", 1);
+
+    let dry = t.run("wt-create", &["--gc", "--remove-idle", "--max-age", "3d"], "");
+    dry.expect_code(0);
+    assert_eq!(gc_of(&dry.records(), "idle").unwrap()["action"], "would_remove", "{dry}");
+    assert!(wt("idle").is_dir() && has_build_dirs(&wt("idle")), "{dry}");
+
+    let run = t.run("wt-create", &["--gc", "--remove-idle", "--yes", "--max-age", "3d"], "");
+    run.expect_code(0);
+    let recs = run.records();
+    for n in ["idle", "pushed"] {
+        assert_eq!(gc_of(&recs, n).unwrap()["action"], "removed", "{n}: {run}");
+        assert!(!wt(n).exists(), "{run}");
+    }
+    assert!(t.git(["rev-parse", "refs/remotes/origin/wt/pushed"]).len() == 40, "the pushed commit stays on the remote");
+    assert!(!t.branches().contains(&"wt/idle".to_string()), "its merged branch goes as --remove takes it");
+    for (n, why) in [("dirty", "uncommitted"), ("ahead", "neither merged")] {
+        let gc = gc_of(&recs, n).unwrap();
+        assert_eq!(gc["action"], "kept", "{n}: {run}");
+        assert!(s(gc, "why").contains(why), "{n}: {gc}");
+        assert!(has_build_dirs(&wt(n)), "{n} keeps everything");
+    }
+    assert_eq!(fs::read_to_string(wt("dirty").join("scratch.txt")).unwrap(), "untracked work\n");
+    assert!(gc_of(&recs, "recent").is_none(), "a worktree used within max_age is not touched: {run}");
+    assert!(has_build_dirs(&wt("recent")));
+    let names: Vec<String> =
+        t.run("wt-create", &["--list"], "").records().iter().map(|r| s(r, "name").to_string()).collect();
+    assert_eq!(names, ["ahead", "dirty", "recent"]);
+}
+
+#[test]
+fn the_reported_cost_matches_du_beyond_the_main_worktree_with_hard_links_counted_once() {
+    let t = TestRepo::new();
+    t.write(".gitignore", "target/\nnode_modules/\ndeps/\n");
+    t.commit("ignore");
+    // Shared from the main worktree through the store (hard links), and own build dirs.
+    fs::create_dir_all(t.repo.join("deps/lib")).unwrap();
+    fs::write(t.repo.join("deps/a.bin"), bytes(300_000, 1)).unwrap();
+    fs::write(t.repo.join("deps/lib/b.bin"), bytes(200_000, 2)).unwrap();
+    t.run("wt-create", &["a", "b", "c", "--share", "deps", "--share-mode", "hardlink"], "").expect_code(0);
+    let wt = |n: &str| t.wt_root().join(n);
+    for (i, n) in ["a", "b", "c"].iter().enumerate() {
+        build_dirs(&wt(n), i as u8);
+    }
+    // A store entry the main worktree no longer holds (it was installed again), a file hard
+    // linked between two worktrees, and one linked into the store from a worktree.
+    fs::remove_file(t.repo.join("deps/a.bin")).unwrap();
+    fs::write(t.repo.join("deps/a.bin"), bytes(300_000, 1)).unwrap();
+    fs::hard_link(wt("a").join("target/debug/app"), wt("b").join("target/debug/app-from-a")).unwrap();
+    let store = t.repo.join(".git/wt/store");
+    fs::hard_link(wt("c").join("node_modules/lodash/lodash.js"), store.join("tmp/linked-from-c")).unwrap();
+
+    let status = t.run("wt-status", &["--disk", "--all", "--json"], "");
+    status.expect_code(0);
+    let recs = status.records();
+    let cost = |n: &str| -> u64 {
+        recs.iter().find(|r| r["name"] == n).unwrap_or_else(|| panic!("{n} in {status}"))["disk"]["bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    let worktrees: u64 = ["a", "b", "c"].iter().map(|n| cost(n)).sum();
+    // du in the same order: the main worktree's shared dir, the store, then the worktrees; the
+    // worktrees' part is what du adds for them.
+    let before = vec![t.repo.join("deps"), store.clone()];
+    let mut with = before.clone();
+    with.extend(["a", "b", "c"].iter().map(|n| wt(n)));
+    let by_du = du(&with) - du(&before);
+    let diff = worktrees.abs_diff(by_du);
+    assert!(diff * 20 <= by_du, "wt-status says {worktrees}, du says {by_du}\n{status}");
+    // b's second name of a's file is a's (a comes first): b pays nothing for it, and c's
+    // lodash.js, linked into the store, is the store's.
+    let build = |n: &str| recs.iter().find(|r| r["name"] == n).unwrap()["disk"]["build"].as_u64().unwrap();
+    assert_eq!(build("a"), build("b"), "{status}");
+    assert!(build("c") + 60 * 1024 <= build("a"), "{status}");
+    // The machine's total: the store beyond the main worktree's, and the worktrees.
+    let total = du(&with) - du(&[t.repo.join("deps")]);
+    assert!(
+        status.stderr.contains(&format!("{} on disk", wt_common::record::size::human(total))),
+        "total {total} in {status}"
+    );
+    // --share-status gives each shared worktree the same cost.
+    let share = t.run("wt-create", &["--share-status", "--json"], "");
+    share.expect_code(0);
+    for r in share.records() {
+        assert_eq!(r["disk"]["bytes"].as_u64().unwrap(), cost(s(&r, "name")), "{share}");
+    }
+    assert!(share.stderr.contains("all 3 worktrees of wt:"), "{share}");
+}
+
+#[test]
+fn a_planted_symlink_or_fifo_is_neither_followed_nor_blocks_and_what_it_points_at_survives_the_gc() {
+    let t = TestRepo::new();
+    ignoring_build_dirs(&t);
+    t.run("wt-create", &["w"], "").expect_code(0);
+    let w = t.wt_root().join("w");
+    build_dirs(&w, 3);
+    // A big directory outside, linked from inside the build dir and from the checkout; a FIFO
+    // nobody writes to.
+    let outside = t.root().join("precious");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("big"), bytes(4 << 20, 9)).unwrap();
+    std::os::unix::fs::symlink(&outside, w.join("target/escape")).unwrap();
+    std::os::unix::fs::symlink(&outside, w.join("node_modules/lodash/dir-link")).unwrap();
+    nix::unistd::mkfifo(&w.join("target/fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    nix::unistd::mkfifo(&w.join("node_modules/fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+
+    let status = t.run("wt-status", &["--disk", "--all", "--json"], "");
+    status.expect_code(0);
+    let disk = &status.records()[0]["disk"];
+    assert!(disk["bytes"].as_u64().unwrap() < 2 << 20, "the link's target is not counted: {disk}");
+    assert!(disk["build"].as_u64().unwrap() >= 400 * 1024, "{disk}");
+
+    let run = t.run("wt-create", &["--gc", "--yes", "--max-size", "1K"], "");
+    run.expect_code(0);
+    assert_eq!(run.records()[0]["gc"]["action"], "reclaimed", "{run}");
+    assert!(!w.join("target").exists() && !w.join("node_modules").exists(), "{run}");
+    assert_eq!(fs::metadata(outside.join("big")).unwrap().len(), 4 << 20, "what the links point at survives");
+}
+
+#[test]
+fn a_gc_killed_after_moving_a_build_dir_aside_leaves_no_half_dir_and_the_next_run_finishes() {
+    let t = TestRepo::new();
+    ignoring_build_dirs(&t);
+    t.run("wt-create", &["w"], "").expect_code(0);
+    let w = t.wt_root().join("w");
+    build_dirs(&w, 4);
+    let mut cmd = t.cmd("wt-create");
+    cmd.args(["--gc", "--yes", "--max-size", "1K"]).env("WT_FAILPOINT", "gc-moved-to-trash");
+    let killed = Run::of(&mut cmd, "");
+    assert_eq!(killed.code, None, "killed at the failpoint: {killed}");
+    // The first build dir is gone from the worktree, whole, never half; it waits in the trash.
+    let trash = t.wt_root().join(".wt-trash");
+    let moved: Vec<_> = fs::read_dir(&trash).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    let first = if w.join("target").exists() { "node_modules" } else { "target" };
+    assert!(!w.join(first).exists());
+    let other = if first == "target" { "node_modules" } else { "target" };
+    assert!(w.join(other).is_dir(), "the other build dir is untouched");
+
+    let run = t.run("wt-create", &["--gc", "--yes", "--max-size", "1K"], "");
+    run.expect_code(0);
+    assert!(!trash.exists(), "the next run deleted what the killed one left: {run}");
+    assert!(!w.join("target").exists() && !w.join("node_modules").exists(), "{run}");
+}
+
+#[test]
+fn a_create_with_a_budget_reclaims_build_dirs_on_stderr_and_its_stdout_is_the_new_worktrees_only() {
+    let t = TestRepo::new();
+    ignoring_build_dirs(&t);
+    t.run("wt-create", &["old"], "").expect_code(0);
+    build_dirs(&t.wt_root().join("old"), 5);
+    used_days_ago(&t, "old", 30);
+    t.write("wt.toml", "[create]\nbudget = { max_age = \"7d\" }\n");
+    let run = t.run("wt-create", &["new"], "");
+    run.expect_code(0);
+    let recs = run.records();
+    assert_eq!(recs.len(), 1, "{run}");
+    assert_eq!(recs[0]["name"], "new");
+    assert!(run.stderr.contains("reclaimed"), "{run}");
+    assert!(!t.wt_root().join("old/target").exists(), "{run}");
+    assert!(t.wt_root().join("old").is_dir(), "never a whole worktree after a create");
+}
+
+#[test]
+fn a_build_named_dir_with_a_tracked_file_in_it_is_source_and_is_never_reclaimed() {
+    let t = TestRepo::new();
+    t.write(".gitignore", "target/\nbuild/\n");
+    t.write("build/config.mk", "CFLAGS = -O2\n");
+    t.git(["add", "-f", "build/config.mk"]);
+    t.commit("a committed file in build/");
+    t.run("wt-create", &["w"], "").expect_code(0);
+    let w = t.wt_root().join("w");
+    fs::write(w.join("build/out.o"), bytes(64 * 1024, 1)).unwrap();
+    fs::create_dir_all(w.join("target")).unwrap();
+    fs::write(w.join("target/app"), bytes(64 * 1024, 2)).unwrap();
+    let status = t.run("wt-status", &["--disk", "--all", "--json"], "");
+    status.expect_code(0);
+    let dirs: Vec<String> =
+        status.records()[0]["disk"]["build_dirs"].as_array().unwrap().iter().map(|d| s(d, "dir").to_string()).collect();
+    assert_eq!(dirs, ["target"], "{status}");
+    let run = t.run("wt-create", &["--gc", "--yes", "--max-size", "1K"], "");
+    run.expect_code(0);
+    assert!(!w.join("target").exists(), "{run}");
+    assert!(w.join("build/config.mk").is_file() && w.join("build/out.o").is_file(), "{run}");
+}

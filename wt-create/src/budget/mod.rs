@@ -1,0 +1,323 @@
+//! `--gc`: keeps wt's worktrees within the disk budget the person sets (`limits`), reclaiming
+//! from the least recently used worktrees first (`used`): first their build directories
+//! (`target/`, `node_modules`, … that git ignores and holds no tracked file in: rebuildable),
+//! then, only with `--remove-idle`, whole worktrees idle past `max_age`, through `--remove`'s
+//! own path and checks. It stops once the budget holds.
+//!
+//! Never touched: a worktree in use (`busy`: a live pane, a process running in it, a port of its
+//! lease listened on), one with uncommitted work, one whose branch has commits neither merged
+//! into its base nor pushed, one whose git files do not agree with its registration. Their
+//! build directories stay too: a build dir may be what a running build writes, and an agent in
+//! the middle of its work should not find its `node_modules` gone.
+//!
+//! Nothing is removed without `--yes`: without it, anywhere (a terminal or a pipe), `--gc`
+//! says what it would reclaim, and how to do it. `wt-create` itself, when a budget is set,
+//! reclaims build directories after creating (never whole worktrees), saying so on stderr
+//! only: its stdout is the created worktrees' records.
+//!
+//! Record (one per worktree reclaimed from, or kept while over budget), key `gc`:
+//! ```json
+//! "gc": {"action": "reclaimed", "bytes": 1048576, "idle_secs": 86400,
+//!        "dirs": [{"dir": "target", "bytes": 1048576, "full_bytes": 1048576, "shared": false,
+//!                  "restore": "cargo build (or the project's build)"}]}
+//! "gc": {"action": "kept", "why": "2 uncommitted changes (a, b)", "idle_secs": 86400}
+//! ```
+//! `action`: `reclaimed` / `would_reclaim` (build dirs), `removed` / `would_remove` (the whole
+//! worktree, with `--remove-idle`), `kept` (with `why`).
+
+pub mod busy;
+pub mod limits;
+pub mod trash;
+pub mod used;
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+use wt_common::git::build_dirs;
+use wt_common::git::worktree_cost::{self, WorktreeCost};
+use wt_common::record::output::Output;
+use wt_common::record::size::human;
+use wt_common::{git, Error, Record};
+
+use crate::context::Context;
+use crate::create::Want;
+use limits::Budget;
+
+/// How `--gc` runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Opts {
+    pub budget: Budget,
+    /// `--yes`: remove; otherwise only say what would go.
+    pub act: bool,
+    pub remove_idle: bool,
+    /// Run by `wt-create` after a create: no records on stdout, a line on stderr.
+    pub after_create: bool,
+}
+
+/// The names of build directories: the defaults and `[create] build_dirs`.
+pub fn build_names(ctx: &Context) -> Vec<String> {
+    build_dirs::names(ctx.config.build_dirs.as_deref().unwrap_or_default())
+}
+
+/// A worktree as `--gc` weighs it.
+struct Candidate {
+    wt: WorktreeCost,
+    idle: Duration,
+}
+
+impl Candidate {
+    fn idle_past(&self, budget: &Budget) -> bool {
+        budget.max_age.is_some_and(|age| self.idle > age)
+    }
+}
+
+pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
+    if !opts.budget.is_set() {
+        return Err(Error::usage(
+            "no-budget",
+            "no disk budget: set [create] budget = { max_size = \"50G\", max_age = \"7d\" } in wt.toml, or pass --max-size / --max-age / --max-count",
+        ));
+    }
+    let state = ctx.repo.ensure_state_dir()?;
+    let _lock =
+        wt_common::proc::lock::FileLock::acquire(&state.join("gc.lock"), wt_common::proc::lock::default_timeout())?;
+    // Made only to remove: a look (no --yes) changes nothing on disk.
+    let mut trash = match opts.act && ctx.root.is_dir() {
+        true => Some(trash::Trash::open(&ctx.root).map_err(|e| Error::io(ctx.root.join(trash::DIR).display(), e))?),
+        false => None,
+    };
+    let ledger = ctx.ledger.read()?;
+    let measured = worktree_cost::measure(&ctx.repo, &ledger, &build_names(ctx))?;
+    let before = measured.total();
+    let now = SystemTime::now();
+    let mut lru: Vec<Candidate> = measured
+        .worktrees
+        .into_iter()
+        .map(|wt| {
+            let admin = wt.registered.as_ref().map(|r| r.admin_dir.clone());
+            let used = used::last_used(&state, &wt.name, admin.as_deref());
+            Candidate { idle: now.duration_since(used).unwrap_or_default(), wt }
+        })
+        .collect();
+    lru.sort_by(|a, b| b.idle.cmp(&a.idle).then_with(|| a.wt.name.cmp(&b.wt.name)));
+    let busy = busy::Busy::scan();
+    let budget = opts.budget;
+    let mut total = before;
+    let mut count = lru.len();
+    let (mut reclaimed, mut touched, mut unlinked_shared) = (0u64, 0usize, false);
+    // One record per worktree touched (by its place in `lru`), emitted at the end in that order.
+    let mut records: Vec<Option<Record>> = lru.iter().map(|_| None).collect();
+    let mut freed: Vec<u64> = lru.iter().map(|_| 0).collect();
+
+    // Build directories, least recently used first. Whether a worktree may be touched (git
+    // status and the like, tens of ms each) is asked of a batch at once, on every core: of
+    // those the budget could still reach (it only comes closer to holding as the loop goes).
+    let batch = (wt_common::proc::parallel::cores() * 2).max(4);
+    let mut checked: Vec<Option<Option<String>>> = lru.iter().map(|_| None).collect();
+    let has_dirs = |c: &Candidate| c.wt.cost.build_dirs.iter().any(|d| d.full > 0);
+    for (i, c) in lru.iter().enumerate() {
+        let over_size = budget.max_size.is_some_and(|max| total > max);
+        if !over_size && !c.idle_past(&budget) {
+            // The size holds, and every later one was used more recently than this one: none
+            // is idle past max_age either.
+            break;
+        }
+        if !has_dirs(c) {
+            continue;
+        }
+        if checked[i].is_none() {
+            let ahead: Vec<usize> = (i..lru.len())
+                .filter(|&j| has_dirs(&lru[j]) && (over_size || lru[j].idle_past(&budget)))
+                .take(batch)
+                .collect();
+            let found = wt_common::proc::parallel::map(&ahead, batch, |&j| protected(ctx, &busy, &ledger, &lru[j]));
+            for (j, why) in ahead.into_iter().zip(found) {
+                checked[j] = Some(why);
+            }
+        }
+        let dirs: Vec<_> = c.wt.cost.build_dirs.iter().filter(|d| d.full > 0).collect();
+        if let Some(why) = checked[i].take().flatten() {
+            records[i] = Some(kept_record(ctx, c, &why));
+            continue;
+        }
+        let mut listed = Vec::new();
+        let mut bytes = 0;
+        for d in dirs {
+            let shared = c.wt.shared.iter().any(|s| s == &d.rel);
+            let mut item = json!({"dir": d.rel, "bytes": d.bytes, "full_bytes": d.full, "shared": shared,
+                                  "restore": build_dirs::how_to_rebuild(&d.rel, shared)});
+            if opts.act {
+                let label = format!("{}.{}", c.wt.name, d.rel.display());
+                let done = match trash.as_mut() {
+                    Some(t) => t.remove(&c.wt.worktree.path, &label, &d.rel),
+                    None => Err(std::io::Error::other("no trash directory")),
+                };
+                if let Err(e) = done {
+                    item["error"] = json!(format!("not removed: {e}"));
+                    listed.push(item);
+                    continue;
+                }
+                unlinked_shared |= shared;
+            }
+            bytes += d.bytes;
+            listed.push(item);
+        }
+        total = total.saturating_sub(bytes);
+        reclaimed += bytes;
+        freed[i] = bytes;
+        touched += 1;
+        let mut rec = record_of(ctx, c);
+        rec.set_key(
+            "gc",
+            json!({"action": if opts.act { "reclaimed" } else { "would_reclaim" }, "bytes": bytes,
+                   "idle_secs": c.idle.as_secs(), "dirs": listed}),
+        );
+        records[i] = Some(rec);
+    }
+
+    // Whole idle worktrees, least recently used first, through `--remove`'s checks.
+    let mut removed = 0usize;
+    if opts.remove_idle && !opts.after_create {
+        for (i, c) in lru.iter().enumerate() {
+            let over = budget.max_size.is_some_and(|max| total > max)
+                || budget.max_count.is_some_and(|max| count > max)
+                || budget.max_age.is_some();
+            if !over || !c.idle_past(&budget) {
+                continue;
+            }
+            if let Some(why) = protected(ctx, &busy, &ledger, c) {
+                records[i] = Some(kept_record(ctx, c, &why));
+                continue;
+            }
+            let how = crate::remove::How { check_only: !opts.act, pushed_is_kept: true, ..Default::default() };
+            match crate::remove::remove_one(ctx, &Want::Name(c.wt.name.clone()), how) {
+                Ok(mut rec) => {
+                    // What its build dirs freed is counted already.
+                    let bytes = c.wt.cost.total().saturating_sub(freed[i]);
+                    let dirs = records[i].as_ref().and_then(|r| r.key("gc")).map(|g| g["dirs"].clone());
+                    rec.set_key(
+                        "gc",
+                        json!({"action": if opts.act { "removed" } else { "would_remove" },
+                               "bytes": bytes + freed[i], "idle_secs": c.idle.as_secs(),
+                               "dirs": dirs.unwrap_or_else(|| json!([])),
+                               "restore": format!("nothing of its work is lost (it was clean, its commits merged or pushed): `wt-create {}` makes it again from the base", c.wt.name)}),
+                    );
+                    total = total.saturating_sub(bytes);
+                    reclaimed += bytes;
+                    count -= 1;
+                    removed += 1;
+                    records[i] = Some(rec);
+                }
+                // `--remove`'s own checks refused (a pane started meanwhile, say): its record
+                // of what was reclaimed stays, with why it was kept.
+                Err((_, e)) => {
+                    let rec = records[i].get_or_insert_with(|| kept_record(ctx, c, &e.message));
+                    if let Some(gc) = rec.key("gc").cloned().filter(|g| g["action"] != "kept") {
+                        let mut gc = gc;
+                        gc["kept_because"] = json!(e.message);
+                        rec.set_key("gc", gc);
+                    }
+                }
+            }
+        }
+    }
+    if !opts.after_create {
+        for rec in records.into_iter().flatten() {
+            out.emit(&rec);
+        }
+    }
+    if opts.act && unlinked_shared {
+        // What only the removed shared dirs linked to goes from the store too.
+        crate::share::gc::run(ctx)?;
+    }
+    if let Some(t) = trash {
+        // Only when empty: `--purge` removes the worktrees' root when nothing is left in it.
+        let _ = std::fs::remove_dir(t.path());
+    }
+    summary(&opts, before, total, reclaimed, touched, removed);
+    Ok(())
+}
+
+/// Why a worktree is never reclaimed from, or `None`.
+fn protected(ctx: &Context, busy: &busy::Busy, ledger: &wt_common::ledger::Ledger, c: &Candidate) -> Option<String> {
+    let Some(reg) = &c.wt.registered else {
+        return Some("its git files do not agree with its registration; not checked".into());
+    };
+    let entry = ledger.worktrees.get(&c.wt.name);
+    if let Some(why) = busy.why(&ctx.repo, &c.wt.worktree.path, entry) {
+        return Some(why);
+    }
+    match git::checkout_state::changed_paths(reg) {
+        Ok(paths) if !paths.is_empty() => return Some(git::checkout_state::changes_named(&paths)),
+        Ok(_) => {}
+        Err(e) => return Some(format!("cannot tell whether it has uncommitted work: {}", e.message)),
+    }
+    let head = c.wt.worktree.head.as_deref()?;
+    // Its base as the ledger has it (checked when it was made); where that is gone, HEAD of
+    // the main worktree, as `--remove` judges. One git process in the usual case.
+    let count = |base: &str| git::run(ctx.repo.git_dir(), ["rev-list", "--count", head, "--not", base, "--remotes"]);
+    let named = entry.and_then(|e| e.base.as_deref().or(e.base_commit.as_deref())).filter(|b| !b.starts_with('-'));
+    let (base, ahead) = match named.map(|b| (b, count(b))) {
+        Some((b, Ok(n))) => (b, Ok(n)),
+        _ => ("HEAD", count("HEAD")),
+    };
+    match ahead.as_deref().map(str::trim) {
+        Ok("0") => None,
+        Ok(n) => Some(format!("{n} commit(s) neither merged into {base} nor pushed")),
+        Err(e) => Some(format!("cannot tell whether its commits are merged: {}", e.message)),
+    }
+}
+
+fn record_of(ctx: &Context, c: &Candidate) -> Record {
+    let ledger = ctx.ledger.read().ok();
+    let entry = ledger.as_ref().and_then(|l| l.worktrees.get(&c.wt.name));
+    ctx.record(&c.wt.name, &c.wt.worktree, entry)
+}
+
+fn kept_record(ctx: &Context, c: &Candidate, why: &str) -> Record {
+    let mut rec = record_of(ctx, c);
+    rec.set_key("gc", json!({"action": "kept", "why": why, "idle_secs": c.idle.as_secs()}));
+    rec
+}
+
+fn summary(opts: &Opts, before: u64, after: u64, reclaimed: u64, touched: usize, removed: usize) {
+    let limit = opts.budget.max_size.map(|m| format!(" (budget {})", human(m))).unwrap_or_default();
+    let mut line = format!("wt-create: gc: wt's worktrees take {}{limit}", human(before));
+    let whole = if removed > 0 { format!(" and {removed} whole worktree(s)") } else { String::new() };
+    if opts.act {
+        line.push_str(&format!(
+            "; reclaimed {} from {touched} worktree(s)' build dirs{whole}; now {}",
+            human(reclaimed),
+            human(after)
+        ));
+    } else if touched + removed > 0 {
+        line.push_str(&format!(
+            "; would reclaim {} from {touched} worktree(s)' build dirs{whole}; run `wt-create --gc --yes{}` to do it",
+            human(reclaimed),
+            if opts.remove_idle { " --remove-idle" } else { "" }
+        ));
+    } else {
+        line.push_str("; nothing to reclaim");
+    }
+    if opts.after_create && touched == 0 {
+        return;
+    }
+    eprintln!("{line}");
+}
+
+/// A `gc` key as a table cell: `would reclaim 1.2 GiB (target, node_modules)`, `kept: …`.
+pub fn text(gc: &Value) -> String {
+    let bytes = human(gc["bytes"].as_u64().unwrap_or_default());
+    let dirs: Vec<String> = gc["dirs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| d["dir"].as_str().unwrap_or_default().to_string())
+        .collect();
+    match gc["action"].as_str().unwrap_or_default() {
+        "kept" => format!("kept: {}", gc["why"].as_str().unwrap_or_default()),
+        "removed" => format!("removed ({bytes})"),
+        "would_remove" => format!("would remove ({bytes})"),
+        action => format!("{} {bytes} ({})", action.replace('_', " "), dirs.join(", ")),
+    }
+}

@@ -1,0 +1,76 @@
+//! Removing a build directory so that a kill half way never leaves a half-deleted one that
+//! looks whole (a `node_modules` missing half its packages, which `npm` would trust): it is
+//! first renamed, in one atomic step, out of the worktree into wt's trash, `<root>/.wt-trash/`
+//! beside the worktrees (`<pid>.<n>.<worktree>`), then deleted there. A run killed after the
+//! rename leaves only the trash entry, whose process is gone; the next `--gc` deletes it.
+//!
+//! The rename is done from the very directory that was opened, component by component without
+//! following a link (`fs::beneath`), so an agent that swaps a parent for a link meanwhile moves
+//! nothing outside its worktree. A build dir on another file system than the trash cannot be
+//! renamed there; it is left as it is, and the record says so.
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use wt_common::fs::beneath::Dir;
+
+pub const DIR: &str = ".wt-trash";
+
+#[derive(Debug)]
+pub struct Trash {
+    path: PathBuf,
+    dir: Dir,
+    n: u64,
+}
+
+impl Trash {
+    /// Opens (making) the trash under the worktrees' root, and deletes what killed runs left.
+    pub fn open(root: &Path) -> io::Result<Trash> {
+        let path = root.join(DIR);
+        match std::fs::create_dir(&path) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        let trash = Trash { dir: Dir::open(&path)?, path, n: 0 };
+        trash.sweep();
+        Ok(trash)
+    }
+
+    /// Deletes the entries whose process is gone.
+    fn sweep(&self) {
+        for (name, _) in self.dir.entries().unwrap_or_default() {
+            let pid = name.split('.').next().and_then(|p| p.parse::<i32>().ok());
+            if pid.is_some_and(|pid| !wt_common::proc::process::is_alive(pid)) {
+                let _ = self.dir.remove_tree(&name);
+            }
+        }
+    }
+
+    /// Moves `rel` (a directory relative to `worktree`) into the trash, then deletes it.
+    pub fn remove(&mut self, worktree: &Path, label: &str, rel: &Path) -> io::Result<()> {
+        let mut parent = Dir::open(worktree)?;
+        let parts: Vec<&str> = rel
+            .components()
+            .map(|c| match c {
+                Component::Normal(s) => s.to_str().ok_or_else(|| io::Error::other("a name not in UTF-8")),
+                _ => Err(io::Error::other(format!("{} is not a plain relative path", rel.display()))),
+            })
+            .collect::<io::Result<_>>()?;
+        let (last, dirs) = parts.split_last().ok_or_else(|| io::Error::other("an empty path"))?;
+        for d in dirs {
+            parent = parent.dir(d)?;
+        }
+        if parent.kind_of(last) != Some(wt_common::fs::beneath::Kind::Dir) {
+            return Err(io::Error::other(format!("{} is no longer a directory", rel.display())));
+        }
+        self.n += 1;
+        let name = format!("{}.{}.{}", std::process::id(), self.n, label.replace('/', "_"));
+        parent.move_to(last, &self.dir, &name)?;
+        wt_common::proc::failpoint::hit("gc-moved-to-trash");
+        self.dir.remove_tree(&name)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
