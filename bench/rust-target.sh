@@ -118,7 +118,7 @@ p1=$!
 p2=$!
 wait $p1 && wait $p2
 t_pair=$(python3 -c "print(f'{$(date +%s.%N) - $t0:.1f}')")
-blocked=$(cat "$work/sh1.log" "$work/sh2.log" | grep -c 'Blocking waiting for file lock' || true)
+blocked=$(grep -l 'Blocking waiting for file lock' "$work/sh1.log" "$work/sh2.log" | wc -l)
 # And the main worktree's build after the worktrees built in its dir.
 t_sh_main=$(seconds build "$work/main"); n_sh_main=$(compiled)
 
