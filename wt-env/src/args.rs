@@ -14,7 +14,7 @@ use wt_common::record::cli::GlobalArgs;
 #[command(
     name = "wt-env",
     version,
-    after_help = "Examples:\n  wt-create -n 4 | wt-env --ports web,api --database postgres:///app --dotenv\n  eval \"$(wt-env --export agent-1)\"\n  wt-env --list\n  wt-env --list --machine          # every block on this machine, and whose it is\n  wt-env --release --drop-database agent-3\n  wt-env --gc                      # leases of worktrees that no longer exist\n  wt-env --list --kept             # databases kept after their worktree was removed\n  wt-env --drop-kept agent-3       # drop those kept from agent-3 (no name: every one)\n\nExit: 0 all done, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
+    after_help = "Examples:\n  wt-create -n 4 | wt-env --ports web,api --database postgres:///app --dotenv\n  eval \"$(wt-env --export agent-1)\"\n  wt-env --list\n  wt-env --list --machine          # every block on this machine, and whose it is\n  wt-env --release --drop-database agent-3\n  wt-env --gc                      # leases of worktrees that no longer exist\n  wt-env --list --kept             # databases kept after their worktree was removed\n  wt-env --drop-kept agent-3       # drop those kept from agent-3 (no name: every one)\n  wt-env --rust-cache sccache --dotenv agent-2   # its cargo builds share one sccache cache\n\nExit: 0 all done, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
 )]
 pub struct Args {
     /// Worktrees by name (or path, with '/')
@@ -52,6 +52,11 @@ pub struct Args {
     /// Write a note for the agent into FILE in the worktree (e.g. CLAUDE.local.md), ignored by git
     #[arg(long, value_name = "FILE")]
     pub brief: Option<PathBuf>,
+
+    /// Send the worktree's Rust builds through a compiler cache the worktrees share:
+    /// RUSTC_WRAPPER in its env (see docs/rust-target.md) [wt.toml: [env] rust_cache]
+    #[arg(long, value_name = "CACHE")]
+    pub rust_cache: Option<crate::rust_cache::RustCache>,
 
     /// Print the leases in the ledger as records
     #[arg(long, conflicts_with_all = ["release", "gc", "export"])]
@@ -98,4 +103,5 @@ pub struct Config {
     pub database: Option<String>,
     pub dotenv: Option<PathBuf>,
     pub brief: Option<PathBuf>,
+    pub rust_cache: Option<crate::rust_cache::RustCache>,
 }

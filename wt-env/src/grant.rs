@@ -24,6 +24,7 @@ pub struct Plan {
     pub database: Option<DbSpec>,
     pub dotenv: Option<PathBuf>,
     pub brief: Option<PathBuf>,
+    pub rust_cache: Option<crate::rust_cache::RustCache>,
 }
 
 /// The leases of one worktree after the locked step.
@@ -76,8 +77,12 @@ pub fn grant(repo: &Repo, ledger: &LedgerFile, plan: &Plan, mut rec: Record) -> 
     }
     let conflicts = if reused { foreign_listeners(block.ports(), &path) } else { Vec::new() };
     rec.index = Some(index);
-    let vars = wt_common::ledger::lease::vars(&rec, index, &block, db.as_ref());
+    let mut vars = wt_common::ledger::lease::vars(&rec, index, &block, db.as_ref());
+    let rust_cache = plan.rust_cache.map(|c| crate::rust_cache::apply(c, std::env::var_os("PATH"), &mut vars));
     let mut env = env_object(&vars, &block, db.as_ref());
+    if let Some(rc) = rust_cache {
+        env.insert("rust_cache".into(), rc);
+    }
     if let Some(rel) = &plan.dotenv {
         match envfile::write_ignored(repo, &path, &rel.to_string_lossy(), &envfile::dotenv_text(&vars)) {
             Ok(file) => {

@@ -10,6 +10,7 @@ pub mod lease;
 pub mod manage;
 pub mod pg_role;
 pub mod ports;
+pub mod rust_cache;
 
 use std::io::Write;
 
@@ -158,7 +159,8 @@ fn plan(args: &Args, config: &Config) -> Result<Plan, Error> {
     if let Some(p) = &brief {
         wt_common::fs::inside::check_relative(p, "--brief")?;
     }
-    Ok(Plan { ports: PortRequest { range, size, names }, database, dotenv, brief })
+    let rust_cache = args.rust_cache.or(config.rust_cache);
+    Ok(Plan { ports: PortRequest { range, size, names }, database, dotenv, brief, rust_cache })
 }
 
 /// `--export`: the env as shell lines; an error goes to stderr as usual.

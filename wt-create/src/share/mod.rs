@@ -12,6 +12,7 @@ pub mod gc;
 pub mod inplace;
 pub mod lockfiles;
 pub mod method;
+pub mod mtime;
 pub mod pnpm;
 pub mod rewrite;
 pub mod status;

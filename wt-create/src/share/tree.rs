@@ -248,6 +248,7 @@ impl Walk<'_> {
         let from = match (&kind, b.store) {
             (Kind::Rewrite, _) => {
                 write_rewritten(&f.src(), &f.dst(), f.id.mode, b.main, b.worktree)?;
+                super::mtime::keep(f.dst_fd, f.name, f.id.mtime_ns)?;
                 counts.rewritten += 1;
                 return Ok(Some(kind));
             }
@@ -275,6 +276,9 @@ impl Walk<'_> {
                 other => other,
             },
         }?;
+        if from.is_none() && placed != Placed::As(Method::Hardlink) {
+            super::mtime::keep(f.dst_fd, f.name, f.id.mtime_ns)?;
+        }
         match placed {
             Placed::As(Method::Copy) | Placed::CopiedInstead => counts.copied += 1,
             Placed::As(_) => counts.linked += 1,
