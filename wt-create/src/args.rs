@@ -17,7 +17,7 @@ use crate::share::ShareMode;
 #[command(
     name = "wt-create",
     version,
-    after_help = "Examples:\n  wt-create -n 4                       # agent-1 … agent-4 (next free names)\n  wt-create fix-login --base origin/main\n  wt-create ../elsewhere/tree          # adopt a worktree made by `git worktree add`\n  wt-create --list | jq -r .path\n  wt-create --list --status | jq -r 'select(.status.state == \"dirty\") | .name'\n  wt-create --remove agent-2\n  wt-create --remove --all --purge     # leave nothing of wt behind (asks first)\n  wt-create -n 4 --share node_modules  # dependencies linked, not installed again\n  wt-create --share-status\n\nExit: 0 all done, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
+    after_help = "Examples:\n  wt-create -n 4                       # agent-1 … agent-4 (next free names)\n  wt-create fix-login --base origin/main\n  wt-create ../elsewhere/tree          # adopt a worktree made by `git worktree add`\n  wt-create --list | jq -r .path\n  wt-create --list --status | jq -r 'select(.status.state == \"dirty\") | .name'\n  wt-create --remove agent-2\n  wt-create --remove --all --purge     # leave nothing of wt behind (asks first)\n  wt-create -n 4 --share node_modules  # dependencies linked, not installed again\n  wt-create --share-status\n  wt-create --pool 4                   # 4 worktrees ready ahead of time\n  wt-create fix-login                  # claims one: a rename and a branch\n  wt-create --pool 0                   # drains the pool\n\nExit: 0 all done, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
 )]
 pub struct Args {
     /// Worktree names to create or adopt; a PATH (anything with '/') adopts that worktree
@@ -98,6 +98,16 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["list", "remove", "share", "count"])]
     pub store_gc: bool,
 
+    /// Keep N worktrees of --base made ahead of time (checked out, shared, include files
+    /// copied), which `wt-create NAME` and `-n` claim in milliseconds; fills the pool now and
+    /// refills it in the background after each claim. `--pool 0` drains it [or [create] pool]
+    #[arg(long, value_name = "N", conflicts_with_all = ["list", "remove", "count", "names", "share_status", "store_gc"])]
+    pub pool: Option<usize>,
+
+    /// The background refill a claim starts (see --pool)
+    #[arg(long, hide = true, conflicts_with_all = ["list", "remove", "count", "names", "pool"])]
+    pub pool_refill: bool,
+
     #[command(flatten)]
     pub global: GlobalArgs,
 }
@@ -112,4 +122,6 @@ pub struct Config {
     /// Directories to share into every new worktree (see --share).
     pub share: Option<Vec<String>>,
     pub share_mode: Option<ShareMode>,
+    /// The pool's size for the default base (see --pool).
+    pub pool: Option<usize>,
 }
