@@ -178,6 +178,28 @@ fn pool_zero_drains_the_pool() {
     assert!(pooled(&t).is_empty());
 }
 
+/// `[create] pool = N` in wt.toml: the first create starts the pool, the next ones claim;
+/// `--pool 0` then stops it for good.
+#[test]
+fn a_pool_set_in_wt_toml_is_filled_in_the_background_and_claimed() {
+    let t = TestRepo::new();
+    t.write("wt.toml", "[create]\npool = 2\n");
+    t.commit("a pool");
+    let first = &create(&t, &["a"])[0];
+    assert_eq!(first.get("claimed"), None, "nothing pooled yet: {first}");
+    wait_for_refill(&t);
+    assert_eq!(pooled(&t).len(), 2, "filled in the background");
+    let second = create(&t, &["-n", "2"]);
+    assert!(second.iter().all(|r| r["claimed"] == true), "{second:?}");
+    wait_for_refill(&t);
+    assert_eq!(pooled(&t).len(), 2, "refilled");
+    assert_consistent(&t, "config pool");
+    create(&t, &["--pool", "0"]);
+    assert_eq!(create(&t, &["b"])[0].get("claimed"), None);
+    wait_for_refill(&t);
+    assert!(pooled(&t).is_empty(), "--pool 0 wins over wt.toml");
+}
+
 #[test]
 fn a_claim_whose_lock_file_differs_gets_a_fresh_worktree() {
     let t = TestRepo::new();

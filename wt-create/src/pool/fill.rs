@@ -36,10 +36,8 @@ pub fn set_and_fill(
 ) -> Result<(), Error> {
     let base = ctx.base(base)?;
     let mut targets = Targets::read(ctx);
+    // Kept at 0 too: a `[create] pool` in wt.toml would otherwise fill it again.
     targets.0.insert(base.name.clone(), Target { size, share: share.to_vec(), share_mode: mode });
-    if size == 0 {
-        targets.0.remove(&base.name);
-    }
     targets.write(ctx)?;
     fill(ctx, &base, size, out)
 }
