@@ -21,11 +21,37 @@ fn ledger_names(t: &TestRepo) -> BTreeSet<String> {
 
 /// Waits until no fill of the pool runs (the background refill holds the fill lock from the
 /// claim on, handed down by the claimer, until the pool is full).
+/// A refill that found the lock taken waits for it: then no refill of this test's repository
+/// is left running either.
 fn wait_for_refill(t: &TestRepo) {
     let lock = t.repo.join(".git/wt/pool/fill.lock");
-    if lock.exists() {
-        drop(wt_common::proc::lock::FileLock::acquire(&lock, Duration::from_secs(120)).expect("the refill ends"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if lock.exists() {
+            drop(wt_common::proc::lock::FileLock::acquire(&lock, Duration::from_secs(120)).expect("the refill ends"));
+        }
+        if refills_running(t) == 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "a refill still runs");
+        std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The `wt-create --pool-refill` processes of this test's repository.
+fn refills_running(t: &TestRepo) -> usize {
+    let root = t.wt_root();
+    let root = root.to_string_lossy();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|cmd| {
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            args.contains(&b"--pool-refill".as_slice()) && args.contains(&root.as_bytes())
+        })
+        .count()
 }
 
 /// The pooled worktrees git knows: (path, HEAD).
