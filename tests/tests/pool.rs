@@ -412,3 +412,19 @@ fn an_advance_or_a_drain_killed_leaves_nothing_half_made() {
     assert!(pooled(&t).is_empty());
     assert_consistent(&t, "drain");
 }
+
+/// `--remove --all --purge` leaves nothing of the pool either: its worktrees, their directory,
+/// its journals.
+#[test]
+fn purge_leaves_nothing_of_the_pool() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "2"]);
+    create(&t, &["a"]);
+    wait_for_refill(&t);
+    let run = t.run("wt-create", &["--remove", "--all", "--purge", "--yes"], "");
+    run.expect_code(0);
+    assert_eq!(t.git_worktrees().len(), 1, "{run}");
+    assert!(!t.wt_root().exists(), "{run}");
+    assert!(!t.repo.join(".git/wt").exists());
+    assert!(!run.stderr.contains("kept"), "{run}");
+}
