@@ -57,7 +57,7 @@ pub fn try_claim(ctx: &Context, lock: &FileLock, base: &Base, name: &str) -> Opt
                 continue;
             }
         }
-        let Ok(Some(_held)) = pooled.try_lock(ctx) else { continue };
+        let Ok(Some(held)) = pooled.try_lock(ctx) else { continue };
         let path = ctx.root.join(name);
         let claim = Claim {
             name: name.to_string(),
@@ -78,7 +78,7 @@ pub fn try_claim(ctx: &Context, lock: &FileLock, base: &Base, name: &str) -> Opt
         let _ = lock;
         CLAIMED.store(true, Ordering::SeqCst);
         tracing::info!("claiming pooled worktree {} as '{name}'", pooled.id);
-        return Some(finish(ctx, &claiming, &claim).map(|entry| record(ctx, pooled, &claim, &entry)));
+        return Some(finish(ctx, &claiming, &claim, &held).map(|entry| record(ctx, pooled, &claim, &entry)));
     }
     None
 }
@@ -93,7 +93,7 @@ fn free_admin_name(admin_root: &Path, name: &str) -> String {
 
 /// Does (or redoes) every step of a claim; returns the ledger entry. Each step checks whether
 /// it was done already, so a claimer killed at any point is finished by the next run.
-pub fn finish(ctx: &Context, pooled: &Pooled, c: &Claim) -> Result<Entry, Error> {
+pub fn finish(ctx: &Context, pooled: &Pooled, c: &Claim, held: &FileLock) -> Result<Entry, Error> {
     let admin_root = ctx.repo.common_dir.join("worktrees");
     let (old_admin, new_admin) = (admin_root.join(&pooled.id), admin_root.join(&c.admin));
     let io = |what: &Path, e: std::io::Error| Error::io(what.display(), e);
@@ -127,9 +127,39 @@ pub fn finish(ctx: &Context, pooled: &Pooled, c: &Claim) -> Result<Entry, Error>
         git::output(&mut checkout)?;
     }
     failpoint::hit("claim-advanced");
-    if !super::branch_exists(ctx, &c.branch) {
-        git::run(ctx.repo.git_dir(), ["branch", "--quiet", &c.branch, &c.commit])?;
-    }
+    let mut entry = Entry::new(c.path.clone());
+    entry.branch = Some(c.branch.clone());
+    entry.base = Some(c.base.clone());
+    entry.base_commit = Some(c.commit.clone());
+    entry.branch_created = true;
+    entry.extra.insert(MADE_BY.into(), json!(c.made_by));
+    let record_entry = |l: &mut wt_common::ledger::Ledger| {
+        match l.worktrees.get(&c.name) {
+            // Leases a post-checkout hook took meanwhile stay; so does a finished claim's entry.
+            Some(old) if old.path == entry.path => {}
+            Some(old) => {
+                let old = old.clone();
+                wt_common::ledger::kept_db::keep(l, &c.name, &old);
+                l.worktrees.insert(c.name.clone(), entry.clone());
+            }
+            None => {
+                l.worktrees.insert(c.name.clone(), entry.clone());
+            }
+        }
+        Ok(())
+    };
+    // The ledger's entry is written and synced aside while git makes the branch (the sync is
+    // most of a ledger write), and put in place by a rename once HEAD names the branch.
+    let staged = match super::branch_exists(ctx, &c.branch) {
+        true => None,
+        false => {
+            let mut branch = git::command(ctx.repo.git_dir());
+            branch.args(["branch", "--quiet", &c.branch, &c.commit]);
+            let (staged, made) = git::output_under_while(&mut branch, held, || ctx.ledger.stage(record_entry));
+            made?;
+            Some(staged)
+        }
+    };
     failpoint::hit("claim-branched");
     write_replace(&new_admin.join("HEAD"), format!("ref: refs/heads/{}\n", c.branch))?;
     let state = ctx.repo.state_dir();
@@ -140,28 +170,10 @@ pub fn finish(ctx: &Context, pooled: &Pooled, c: &Claim) -> Result<Entry, Error>
     if note_from.exists() {
         std::fs::rename(&note_from, &note_to).map_err(|e| io(&note_to, e))?;
     }
-    let mut entry = Entry::new(c.path.clone());
-    entry.branch = Some(c.branch.clone());
-    entry.base = Some(c.base.clone());
-    entry.base_commit = Some(c.commit.clone());
-    entry.branch_created = true;
-    entry.extra.insert(MADE_BY.into(), json!(c.made_by));
-    let written = entry.clone();
-    ctx.ledger.update(|l| {
-        match l.worktrees.get(&c.name) {
-            // Leases a post-checkout hook took meanwhile stay; so does a finished claim's entry.
-            Some(old) if old.path == written.path => {}
-            Some(old) => {
-                let old = old.clone();
-                wt_common::ledger::kept_db::keep(l, &c.name, &old);
-                l.worktrees.insert(c.name.clone(), written);
-            }
-            None => {
-                l.worktrees.insert(c.name.clone(), written);
-            }
-        }
-        Ok(())
-    })?;
+    match staged {
+        Some(Ok(staged)) => ctx.ledger.commit(staged, record_entry)?,
+        _ => ctx.ledger.update(record_entry)?,
+    }
     failpoint::hit("claim-recorded");
     let _ = std::fs::remove_file(new_admin.join("locked"));
     pooled.forget(ctx);

@@ -151,7 +151,7 @@ pub fn recover(ctx: &Context) -> Result<(), Error> {
         if pooled.state == State::Ready {
             continue;
         }
-        let Some(_lock) = pooled.try_lock(ctx)? else { continue };
+        let Some(held) = pooled.try_lock(ctx)? else { continue };
         match (pooled.state, &pooled.claim) {
             (State::Claiming, Some(c)) => {
                 tracing::warn!(
@@ -159,7 +159,7 @@ pub fn recover(ctx: &Context) -> Result<(), Error> {
                     pooled.id,
                     c.name
                 );
-                if let Err(e) = claim::finish(ctx, &pooled, c) {
+                if let Err(e) = claim::finish(ctx, &pooled, c, &held) {
                     tracing::warn!("{}: {}", c.name, e.message);
                 }
             }
@@ -252,7 +252,8 @@ fn admin_head(admin: &Path) -> Option<String> {
     (head.len() >= 40 && head.bytes().all(|b| b.is_ascii_hexdigit())).then(|| head.to_string())
 }
 
-/// Whether a branch exists.
+/// Whether a branch exists (read from the ref files where they can answer: no git process).
 fn branch_exists(ctx: &Context, branch: &str) -> bool {
-    git::run(ctx.repo.git_dir(), ["rev-parse", "--verify", "-q", &format!("refs/heads/{branch}")]).is_ok()
+    git::branch_heads(ctx.repo.git_dir(), &ctx.repo.common_dir, [branch])
+        .map_or(true, |found| found.contains_key(branch))
 }
