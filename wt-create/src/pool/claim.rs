@@ -31,9 +31,9 @@ pub fn claimed_any() -> bool {
     CLAIMED.load(Ordering::SeqCst)
 }
 
-/// Claims a pooled worktree as `name` (no worktree, directory or branch of that name exists),
-/// under the worktree lock `lock`; `None` when none matches.
-pub fn try_claim(ctx: &Context, lock: &FileLock, base: &Base, name: &str) -> Option<Result<Record, Error>> {
+/// Claims a pooled worktree as `name` (no worktree, directory or branch of that name exists);
+/// `None` when none matches. The caller holds the worktree lock (`_worktree_lock`) throughout.
+pub fn try_claim(ctx: &Context, _worktree_lock: &FileLock, base: &Base, name: &str) -> Option<Result<Record, Error>> {
     let pool = super::read_all(ctx);
     if pool.is_empty() {
         return None;
@@ -46,16 +46,14 @@ pub fn try_claim(ctx: &Context, lock: &FileLock, base: &Base, name: &str) -> Opt
     // One at the base's commit first; else one a few files behind it.
     let exact = ready.iter().filter(|p| p.commit == base.commit);
     let behind = ready.iter().filter(|p| p.commit != base.commit);
-    let mut behind_checked = false;
+    let mut advanceable = std::collections::HashMap::new();
     for pooled in exact.chain(behind) {
-        if pooled.commit != base.commit {
-            if behind_checked {
-                continue; // one diff is enough to know: they are all on old commits
-            }
-            behind_checked = true;
-            if !super::fill::advanceable(ctx, &pooled.commit, &base.commit) {
-                continue;
-            }
+        if pooled.commit != base.commit
+            && !*advanceable
+                .entry(pooled.commit.clone())
+                .or_insert_with(|| super::fill::advanceable(ctx, &pooled.commit, &base.commit))
+        {
+            continue;
         }
         let Ok(Some(held)) = pooled.try_lock(ctx) else { continue };
         let path = ctx.root.join(name);
@@ -75,7 +73,6 @@ pub fn try_claim(ctx: &Context, lock: &FileLock, base: &Base, name: &str) -> Opt
             return Some(Err(e));
         }
         failpoint::hit("claim-journal");
-        let _ = lock;
         CLAIMED.store(true, Ordering::SeqCst);
         tracing::info!("claiming pooled worktree {} as '{name}'", pooled.id);
         return Some(finish(ctx, &claiming, &claim, &held).map(|entry| record(ctx, pooled, &claim, &entry)));
