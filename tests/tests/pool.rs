@@ -428,3 +428,33 @@ fn purge_leaves_nothing_of_the_pool() {
     assert!(!t.repo.join(".git/wt").exists());
     assert!(!run.stderr.contains("kept"), "{run}");
 }
+
+/// A pool filled with `--share` holds the shared directory; a claim with the same `--share`
+/// takes it (its record says what was shared, `--share-status` knows it by its name), and its
+/// refill shares as the pool was asked to.
+#[test]
+fn a_pooled_worktree_holds_its_shared_directory_and_the_claim_keeps_it() {
+    let t = TestRepo::new();
+    t.write(".gitignore", "node_modules/\n");
+    t.write("package-lock.json", "{\"lockfileVersion\": 3}\n");
+    t.commit("npm");
+    t.write("node_modules/left-pad/index.js", "module.exports = 1;\n");
+    let filled = create(&t, &["--pool", "1", "--share", "node_modules"]);
+    assert_eq!(filled[0]["share"]["dirs"][0]["status"], "shared", "{filled:?}");
+    let rec = &create(&t, &["a", "--share", "node_modules"])[0];
+    assert_eq!(rec["claimed"], true, "{rec}");
+    assert_eq!(rec["share"]["dirs"][0]["dir"], "node_modules", "{rec}");
+    let path = t.wt_root().join("a");
+    assert_eq!(std::fs::read_to_string(path.join("node_modules/left-pad/index.js")).unwrap(), "module.exports = 1;\n");
+    let status = create(&t, &["--share-status"]);
+    assert!(status.iter().any(|r| r["name"] == "a"), "{status:?}");
+    // Without the same sharing, a create is not handed a worktree with node_modules in it.
+    wait_for_refill(&t);
+    let plain = &create(&t, &["b"])[0];
+    assert_eq!(plain.get("claimed"), None, "{plain}");
+    assert!(!t.wt_root().join("b/node_modules").exists());
+    let refilled = pooled(&t);
+    assert_eq!(refilled.len(), 1);
+    assert!(refilled[0].0.join("node_modules/left-pad/index.js").is_file(), "the refill shared too");
+    assert_consistent(&t, "shared");
+}
