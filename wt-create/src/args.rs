@@ -17,7 +17,7 @@ use crate::share::ShareMode;
 #[command(
     name = "wt-create",
     version,
-    after_help = "Examples:\n  wt-create -n 4                       # agent-1 … agent-4 (next free names)\n  wt-create fix-login --base origin/main\n  wt-create ../elsewhere/tree          # adopt a worktree made by `git worktree add`\n  wt-create --list | jq -r .path\n  wt-create --list --status | jq -r 'select(.status.state == \"dirty\") | .name'\n  wt-create --remove agent-2\n  wt-create --remove --all --purge     # leave nothing of wt behind (asks first)\n  wt-create -n 4 --share node_modules  # dependencies linked, not installed again\n  wt-create --share-status             # what each worktree really costs on disk\n  wt-create --gc                       # what the disk budget would reclaim\n  wt-create --gc --yes --max-size 50G  # reclaim build dirs, least recently used first\n  wt-create --gc --yes --remove-idle   # and whole clean merged worktrees idle past max_age\n\nExit: 0 all done, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
+    after_help = "Examples:\n  wt-create -n 4                       # agent-1 … agent-4 (next free names)\n  wt-create fix-login --base origin/main\n  wt-create ../elsewhere/tree          # adopt a worktree made by `git worktree add`\n  wt-create --list | jq -r .path\n  wt-create --list --status | jq -r 'select(.status.state == \"dirty\") | .name'\n  wt-create --remove agent-2\n  wt-create --remove --all --purge     # leave nothing of wt behind (asks first)\n  wt-create -n 4 --share node_modules  # dependencies linked, not installed again\n  wt-create --share-status             # what each worktree really costs on disk\n  wt-create --gc                       # what the disk budget would reclaim\n  wt-create --gc --yes --max-size 50G  # reclaim build dirs, least recently used first\n  wt-create --gc --yes --remove-idle   # and whole clean merged worktrees idle past max_age\n  wt-create --pool 4                   # 4 worktrees ready ahead of time\n  wt-create fix-login                  # claims one: a rename and a branch\n  wt-create --pool 0                   # drains the pool\n\nExit: 0 all done, 1 some record has an error, 2 usage or bad input, 3 unusable repository."
 )]
 pub struct Args {
     /// Worktree names to create or adopt; a PATH (anything with '/') adopts that worktree
@@ -104,7 +104,7 @@ pub struct Args {
     /// that git ignores) of the least recently used worktrees until it holds. Never a worktree
     /// with a live pane, a process in it, uncommitted work, or commits neither merged nor
     /// pushed. Says what it would reclaim; removes only with --yes
-    #[arg(long, conflicts_with_all = ["list", "remove", "share", "count", "share_status", "store_gc", "names"])]
+    #[arg(long, conflicts_with_all = ["list", "remove", "share", "count", "share_status", "store_gc", "names", "pool"])]
     pub gc: bool,
 
     /// With --gc: only say what would be reclaimed (the default without --yes)
@@ -130,6 +130,16 @@ pub struct Args {
     #[arg(long, requires = "gc", value_name = "N")]
     pub max_count: Option<usize>,
 
+    /// Keep N worktrees of --base made ahead of time (checked out, shared, include files
+    /// copied), which `wt-create NAME` and `-n` claim in milliseconds; fills the pool now and
+    /// refills it in the background after each claim. `--pool 0` drains it [or [create] pool]
+    #[arg(long, value_name = "N", conflicts_with_all = ["list", "remove", "count", "names", "share_status", "store_gc"])]
+    pub pool: Option<usize>,
+
+    /// The background refill a claim starts (see --pool)
+    #[arg(long, hide = true, conflicts_with_all = ["list", "remove", "count", "names", "pool"])]
+    pub pool_refill: bool,
+
     #[command(flatten)]
     pub global: GlobalArgs,
 }
@@ -148,4 +158,7 @@ pub struct Config {
     pub budget: Option<crate::budget::limits::BudgetConfig>,
     /// Names of build directories beyond the defaults (`wt_common::git::build_dirs::DEFAULT`).
     pub build_dirs: Option<Vec<String>>,
+
+    /// The pool's size for the default base (see --pool).
+    pub pool: Option<usize>,
 }

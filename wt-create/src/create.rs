@@ -117,6 +117,7 @@ pub fn run(ctx: &mut Context, req: &Request, out: &mut Output) -> Result<(), Err
     if !root_existed {
         let _ = std::fs::remove_dir(&ctx.root); // only if nothing was made in it
     }
+    crate::pool::refill::spawn_if_short(ctx, &base);
     Ok(())
 }
 
@@ -136,6 +137,7 @@ fn plan(
     // was skipped as taken.
     wt_common::proc::stale_lock::sweep_repository(&ctx.repo);
     pending::reap_dead(&ctx.repo, &ctx.ledger)?;
+    crate::pool::recover(ctx)?;
     wt_common::fs::sweep_removing(&ctx.root);
     let snap = Snapshot::take(ctx)?;
     let live: BTreeSet<String> = pending::reserved_names(&ctx.repo).into_iter().collect();
@@ -404,6 +406,13 @@ fn plan_new(ctx: &Context, lock: &FileLock, snap: &Snapshot, base: &Base, name: 
     forget_the_name(ctx, name);
     let existing_branch = snap.wt_branches.get(name);
     wt_common::git::worktree::clear_stale_branch_lock(&ctx.repo, &branch);
+    if existing_branch.is_none() {
+        match crate::pool::claim::try_claim(ctx, lock, base, name) {
+            Some(Ok(record)) => return Plan::Ready(record, None),
+            Some(Err(e)) => return fail(e),
+            None => {}
+        }
+    }
     let start = existing_branch.cloned().unwrap_or_else(|| base.commit.clone());
     let marker = Marker {
         name: name.to_string(),
@@ -520,6 +529,7 @@ fn finish_ready(ctx: &Context, includes: &Includes, mut rec: Record, entry: Opti
     failpoint::hit("ready-planned");
     includes_into_adopted(ctx, includes, &rec);
     crate::share::into_adopted(ctx, &mut rec);
+    crate::pool::claim::after(ctx, &mut rec);
     if let Some(entry) = entry {
         let name = rec.name.clone();
         if let Err(e) = ctx.ledger.update(|l| {

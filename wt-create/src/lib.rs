@@ -11,6 +11,7 @@ pub mod create;
 pub mod include;
 pub mod list;
 pub mod pending;
+pub mod pool;
 pub mod purge;
 pub mod remote;
 pub mod remove;
@@ -75,6 +76,9 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         budget::run(&ctx, opts, &mut out)?;
         return Ok(out.finish());
     }
+    if args.pool.is_some() || args.pool_refill {
+        return pool_run(&mut ctx, &args, out);
+    }
     if args.purge {
         purge::run(&ctx, args.force, args.yes, &mut out)?;
         return Ok(out.finish());
@@ -116,6 +120,29 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         }
     }
     Ok(hosts.finish(out.finish()))
+}
+
+/// `--pool N` (records the size and fills the pool now), or the background refill.
+fn pool_run(ctx: &mut Context, args: &Args, mut out: Output) -> Result<Exit, Error> {
+    let base = ctx.base(args.base.as_deref())?;
+    let target = pool::Targets::read(ctx).0.get(&base.name).cloned().unwrap_or_default();
+    let words = match (&args.share, args.pool_refill) {
+        (flags, false) if !flags.is_empty() => flags.clone(),
+        _ => target.share.clone(),
+    };
+    let mode = args.share_mode.map(|m| format!("{m:?}").to_lowercase()).or(target.share_mode.clone());
+    ctx.share = match words.is_empty() {
+        true => sharing(ctx, args)?,
+        false => {
+            let mode = mode.as_deref().and_then(|m| <share::ShareMode as clap::ValueEnum>::from_str(m, true).ok());
+            share::Sharing::new(&ctx.repo, &words, share::Origin::Flag, mode.unwrap_or(share::ShareMode::Auto))?
+        }
+    };
+    match args.pool {
+        Some(size) => pool::fill::set_and_fill(ctx, size, Some(&base.name), &words, mode, &mut out)?,
+        None => pool::fill::refill(ctx, Some(&base.name), &mut out)?,
+    }
+    Ok(out.finish())
 }
 
 /// `--share` (or else `[create] share`), checked before anything is made.
@@ -187,7 +214,9 @@ fn columns() -> Vec<Column> {
         value: |r| {
             let ok = match (r.removed, r.created, r.key("status")) {
                 (Some(true), _, _) => "removed".to_string(),
+                (_, Some(true), _) if r.key("claimed").is_some() => "claimed".to_string(),
                 (_, Some(true), _) => "created".to_string(),
+                _ if r.key("pooled").is_some() => "pooled".to_string(),
                 (_, Some(false), _) => "adopted".to_string(),
                 (_, _, Some(status)) => wt_common::git::checkout_state::text(status),
                 _ if r.key("gc").is_some() => budget::text(r.key("gc").expect("checked")),

@@ -18,6 +18,7 @@ pub fn run(ctx: &Context, all_git: bool, status: bool, jobs: usize, out: &mut Ou
     for (name, e) in wt_common::confine::store::publish_all(&ctx.repo.common_dir) {
         tracing::warn!("{name}: {e}");
     }
+    crate::pool::recover_if_needed(ctx)?;
     let ledger = ctx.ledger.read()?;
     let mut records = Vec::new();
     // Verified (and repaired) before git lists them: git reads each admin dir's `gitdir`.
@@ -33,6 +34,12 @@ pub fn run(ctx: &Context, all_git: bool, status: bool, jobs: usize, out: &mut Ou
                 continue;
             }
             let entry = ledger.worktrees.get(&name);
+            if entry.is_none() && crate::pool::is_pooled_path(ctx, &wt.path) {
+                let mut rec = record(ctx, &name, wt, None);
+                rec.set_key("pooled", serde_json::Value::Bool(true));
+                records.push(rec);
+                continue;
+            }
             if entry.is_none() && worktrees.first() != Some(wt) {
                 if let Err(e) = worktree_check::verify(&ctx.repo, &wt.path) {
                     refused.push(Record::failed(&name, TOOL, &e));

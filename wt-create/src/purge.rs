@@ -222,6 +222,7 @@ pub fn run(ctx: &Context, force: bool, yes: bool, out: &mut Output) -> Result<()
     }
     drop((ledger_lock, worktree_lock));
     if let Some(root) = &plan.root {
+        let _ = std::fs::remove_dir(root.join(crate::pool::POOL_DIR)); // emptied with the pooled worktrees
         if std::fs::remove_dir(root).is_err() && root.is_dir() {
             eprintln!("wt-create: kept {}: it holds files wt did not make", root.display());
         }

@@ -87,7 +87,10 @@ pub fn write(repo: &Repo, name: &str, kept: &Kept, old: Option<&str>) -> Result<
 /// Deletes worktree `name`'s best ref and file (with the worktree). Nothing there is no error.
 pub fn forget(repo: &Repo, name: &str) {
     let r = ref_name(name);
-    if git::run(repo.git_dir(), ["rev-parse", "--verify", "-q", &r]).is_ok() {
+    // Asked of git only when the ref files may hold it (a packed ref, or a format only git
+    // reads): every create forgets its name's best, and a git process was a fifth of a claim.
+    let known_absent = crate::git::refs::BranchReader::new(&repo.common_dir).and_then(|b| b.full_ref(&r)) == Some(None);
+    if !known_absent && git::run(repo.git_dir(), ["rev-parse", "--verify", "-q", &r]).is_ok() {
         if let Err(e) = git::run(repo.git_dir(), ["update-ref", "-d", &r]) {
             tracing::warn!("cannot delete {r}: {}", e.message);
         }

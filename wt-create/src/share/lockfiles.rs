@@ -26,13 +26,13 @@ const LOCK_FILES: &[&str] = &[
     "go.sum",
 ];
 
-fn is_lock_file(name: &str) -> bool {
+pub(crate) fn is_lock_file(name: &str) -> bool {
     LOCK_FILES.contains(&name) || (name.starts_with("requirements") && name.ends_with(".txt"))
 }
 
 /// Files that declare the dependencies without pinning them: compared when there is no lock
 /// file (the same ranges can still resolve to other versions, but a changed one surely differs).
-const MANIFESTS: &[&str] = &[
+pub(crate) const MANIFESTS: &[&str] = &[
     "package.json",
     "pyproject.toml",
     "setup.py",

@@ -1,0 +1,460 @@
+//! The pool of warm worktrees (`wt-create --pool N`): claims are a rename and a branch, and a
+//! claimed worktree is one a fresh `wt-create NAME` would have made; the pool follows its base,
+//! never hands out a worktree whose dependencies differ, drains, and survives a kill at every
+//! step of a fill, an advance, a removal and a claim.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use wt_tests::{s, Run, TestRepo};
+
+fn ledger(t: &TestRepo) -> Value {
+    let text = std::fs::read_to_string(t.repo.join(".git/wt/ledger.json")).unwrap_or_else(|_| "{}".into());
+    serde_json::from_str(&text).unwrap()
+}
+
+fn ledger_names(t: &TestRepo) -> BTreeSet<String> {
+    ledger(t)["worktrees"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+}
+
+/// Waits until no fill of the pool runs (the background refill holds the fill lock from the
+/// claim on, handed down by the claimer, until the pool is full).
+/// A refill that found the lock taken waits for it: then no refill of this test's repository
+/// is left running either.
+fn wait_for_refill(t: &TestRepo) {
+    let lock = t.repo.join(".git/wt/pool/fill.lock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if lock.exists() {
+            drop(wt_common::proc::lock::FileLock::acquire(&lock, Duration::from_secs(120)).expect("the refill ends"));
+        }
+        if refills_running(t) == 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "a refill still runs");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The `wt-create --pool-refill` processes of this test's repository.
+fn refills_running(t: &TestRepo) -> usize {
+    let root = t.wt_root();
+    let root = root.to_string_lossy();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|cmd| {
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            args.contains(&b"--pool-refill".as_slice()) && args.contains(&root.as_bytes())
+        })
+        .count()
+}
+
+/// The pooled worktrees git knows: (path, HEAD).
+fn pooled(t: &TestRepo) -> Vec<(PathBuf, String)> {
+    let text = t.git(["worktree", "list", "--porcelain", "-z"]);
+    wt_common::git::repo::parse_worktree_list(&text)
+        .into_iter()
+        .filter(|w| w.path.starts_with(t.wt_root().join(".pool")))
+        .map(|w| (w.path, w.head.unwrap_or_default()))
+        .collect()
+}
+
+/// Nothing broken: git lists no prunable worktree, every admin dir belongs to a listed
+/// worktree, every linked worktree is pooled or in the ledger (and the ledger's are listed,
+/// on their branch), every pooled worktree has a ready journal, each worktree is clean, and no
+/// journal of a half-done step is left.
+fn assert_consistent(t: &TestRepo, what: &str) {
+    let list = t.git(["worktree", "list", "--porcelain"]);
+    assert!(!list.contains("prunable"), "{what}: {list}");
+    assert!(!list.contains("locked"), "{what}: a claim's lock is left: {list}");
+    let admins = std::fs::read_dir(t.repo.join(".git/worktrees")).map(|d| d.count()).unwrap_or(0);
+    let worktrees = t.git_worktrees();
+    assert_eq!(admins, worktrees.len() - 1, "{what}: no stray admin dirs\n{list}");
+    let ledger = ledger(t);
+    let mut named = BTreeSet::new();
+    for (path, branch) in worktrees.iter().skip(1) {
+        if path.starts_with(t.wt_root().join(".pool")) {
+            assert_eq!(branch, &None, "{what}: a pooled worktree has no branch");
+            let id = path.file_name().unwrap().to_string_lossy();
+            let journal = std::fs::read_to_string(t.repo.join(format!(".git/wt/pool/{id}.json"))).unwrap();
+            assert!(journal.contains("\"state\":\"ready\""), "{what}: {journal}");
+        } else {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert_eq!(
+                ledger["worktrees"][&name]["path"],
+                path.to_string_lossy().as_ref(),
+                "{what}: {name} in the ledger"
+            );
+            assert_eq!(branch.as_deref(), Some(format!("wt/{name}").as_str()), "{what}");
+            named.insert(name);
+        }
+        assert_eq!(
+            t.git_in(path, ["status", "--porcelain", "--untracked-files=no"]),
+            "",
+            "{what}: {} is clean",
+            path.display()
+        );
+    }
+    assert_eq!(named, ledger_names(t), "{what}: git and the ledger agree");
+    for entry in std::fs::read_dir(t.repo.join(".git/wt/pool")).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.ends_with(".json") && file != "target.json" {
+            assert!(text.contains("\"state\":\"ready\""), "{what}: a half-done journal is left: {text}");
+        }
+    }
+    t.git(["fsck", "--no-progress"]);
+}
+
+fn create(t: &TestRepo, args: &[&str]) -> Vec<Value> {
+    t.run("wt-create", args, "").expect_code(0).records()
+}
+
+#[test]
+fn a_claimed_worktree_is_one_a_fresh_create_would_have_made() {
+    let t = TestRepo::new();
+    t.write(".gitignore", ".env\n");
+    t.write(".worktreeinclude", ".env\n");
+    t.commit("include .env");
+    t.write(".env", "SECRET=1\n");
+    let filled = create(&t, &["--pool", "2"]);
+    assert_eq!(filled.len(), 2, "{filled:?}");
+    assert!(filled.iter().all(|r| r["pooled"] == true));
+    assert_eq!(pooled(&t).len(), 2);
+    assert_eq!(create(&t, &["--list"]), Vec::<Value>::new(), "--list does not show the pool");
+    let all_git = create(&t, &["--list", "--all-git"]);
+    assert_eq!(all_git.iter().filter(|r| r["pooled"] == true).count(), 2, "{all_git:?}");
+
+    let claimed = &create(&t, &["x"])[0];
+    wait_for_refill(&t);
+    create(&t, &["--pool", "0"]);
+    let fresh = &create(&t, &["y"])[0];
+    assert_eq!(claimed["claimed"], true, "{claimed}");
+    assert_eq!(fresh.get("claimed"), None, "{fresh}");
+    assert_eq!(s(claimed, "pool_base"), s(fresh, "base_commit"));
+    for (rec, name) in [(claimed, "x"), (fresh, "y")] {
+        let path = t.wt_root().join(name);
+        assert_eq!(s(rec, "path"), path.to_string_lossy());
+        assert_eq!(s(rec, "branch"), format!("wt/{name}"));
+        assert_eq!(rec["created"], true);
+        let admin = t.repo.join(".git/worktrees").join(name);
+        assert_eq!(std::fs::read_to_string(admin.join("gitdir")).unwrap().trim(), path.join(".git").to_string_lossy());
+        assert_eq!(std::fs::read_to_string(admin.join("HEAD")).unwrap(), format!("ref: refs/heads/wt/{name}\n"));
+        assert_eq!(
+            std::fs::read_to_string(path.join(".git")).unwrap(),
+            format!("gitdir: {}\n", admin.display()),
+            "the .git file"
+        );
+        assert_eq!(std::fs::read_to_string(path.join(".env")).unwrap(), "SECRET=1\n", "include files copied");
+        assert_eq!(t.git_in(&path, ["status", "--porcelain"]), "");
+        assert_eq!(t.git_in(&path, ["rev-parse", "--abbrev-ref", "HEAD"]), format!("wt/{name}"));
+    }
+    let keys = |r: &Value| {
+        r.as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| !["claimed", "pool_base"].contains(&k.as_str()))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(claimed), keys(fresh), "the same record fields but claimed");
+    for k in ["base", "base_commit", "head", "repo", "created"] {
+        assert_eq!(claimed[k], fresh[k], "{k}");
+    }
+    let l = ledger(&t);
+    let entry_keys = |n: &str| l["worktrees"][n].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(entry_keys("x"), entry_keys("y"), "the same ledger entry");
+    assert_eq!(l["worktrees"]["x"]["base_commit"], l["worktrees"]["y"]["base_commit"]);
+    let listed: Vec<String> = create(&t, &["--list"]).iter().map(|r| s(r, "name").to_string()).collect();
+    assert_eq!(listed, ["x", "y"]);
+    let status = t.run("wt-status", &["--all"], "");
+    let names: BTreeSet<String> = status.records().iter().map(|r| s(r, "name").to_string()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["x".to_string(), "y".to_string()]),
+        "wt-status sees no pooled worktree\n{status}"
+    );
+    // Removed as any worktree is.
+    create(&t, &["--remove", "x", "y"]);
+    assert_consistent(&t, "after removal");
+    assert_eq!(t.git_worktrees().len(), 1);
+}
+
+#[test]
+fn pool_zero_drains_the_pool() {
+    let t = TestRepo::new();
+    assert_eq!(create(&t, &["--pool", "3"]).len(), 3);
+    assert_eq!(pooled(&t).len(), 3);
+    assert_consistent(&t, "filled");
+    assert_eq!(create(&t, &["--pool", "3"]), Vec::<Value>::new(), "a full pool: nothing to do");
+    let drained = create(&t, &["--pool", "0"]);
+    assert_eq!(drained.len(), 3, "{drained:?}");
+    assert!(drained.iter().all(|r| r["removed"] == true && r["pooled"] == true), "{drained:?}");
+    assert_eq!(t.git_worktrees().len(), 1, "only the main worktree");
+    assert!(!t.wt_root().join(".pool").exists());
+    assert_consistent(&t, "drained");
+    // No target any more: a create makes a fresh worktree and starts no refill.
+    let rec = &create(&t, &["a"])[0];
+    assert_eq!(rec.get("claimed"), None);
+    assert!(pooled(&t).is_empty());
+}
+
+/// `[create] pool = N` in wt.toml: the first create starts the pool, the next ones claim;
+/// `--pool 0` then stops it for good.
+#[test]
+fn a_pool_set_in_wt_toml_is_filled_in_the_background_and_claimed() {
+    let t = TestRepo::new();
+    t.write("wt.toml", "[create]\npool = 2\n");
+    t.commit("a pool");
+    let first = &create(&t, &["a"])[0];
+    assert_eq!(first.get("claimed"), None, "nothing pooled yet: {first}");
+    wait_for_refill(&t);
+    assert_eq!(pooled(&t).len(), 2, "filled in the background");
+    let second = create(&t, &["-n", "2"]);
+    assert!(second.iter().all(|r| r["claimed"] == true), "{second:?}");
+    wait_for_refill(&t);
+    assert_eq!(pooled(&t).len(), 2, "refilled");
+    assert_consistent(&t, "config pool");
+    create(&t, &["--pool", "0"]);
+    assert_eq!(create(&t, &["b"])[0].get("claimed"), None);
+    wait_for_refill(&t);
+    assert!(pooled(&t).is_empty(), "--pool 0 wins over wt.toml");
+}
+
+#[test]
+fn a_claim_whose_lock_file_differs_gets_a_fresh_worktree() {
+    let t = TestRepo::new();
+    t.write("package-lock.json", "{\"lockfileVersion\": 3}\n");
+    t.commit("lock file");
+    create(&t, &["--pool", "1"]);
+    let (pool_path, pool_head) = pooled(&t)[0].clone();
+
+    // The main worktree's lock file changed (dependencies being upgraded): not claimed.
+    t.write("package-lock.json", "{\"lockfileVersion\": 3, \"packages\": {}}\n");
+    let rec = &create(&t, &["a"])[0];
+    assert_eq!(rec.get("claimed"), None, "{rec}");
+    assert_eq!(pooled(&t), vec![(pool_path.clone(), pool_head.clone())], "the pooled one is kept");
+    t.git(["checkout", "package-lock.json"]);
+
+    // The base moved and its lock file changed: the pooled one cannot be advanced.
+    t.write("package-lock.json", "{\"lockfileVersion\": 3, \"packages\": {\"a\": {}}}\n");
+    t.commit("upgrade");
+    let rec = &create(&t, &["b"])[0];
+    assert_eq!(rec.get("claimed"), None, "{rec}");
+    assert_eq!(
+        std::fs::read_to_string(t.wt_root().join("b/package-lock.json")).unwrap(),
+        "{\"lockfileVersion\": 3, \"packages\": {\"a\": {}}}\n"
+    );
+    // The refill replaced it with one on the new base.
+    wait_for_refill(&t);
+    let now = pooled(&t);
+    assert_eq!(now.len(), 1);
+    assert_ne!(now[0].0, pool_path, "replaced");
+    assert_eq!(now[0].1, t.git(["rev-parse", "HEAD"]));
+    let rec = &create(&t, &["c"])[0];
+    assert_eq!(rec["claimed"], true, "{rec}");
+    wait_for_refill(&t);
+    assert_consistent(&t, "after the claims");
+}
+
+#[test]
+fn a_pooled_worktree_a_few_files_behind_is_advanced_on_claim() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "1"]);
+    let old = t.git(["rev-parse", "HEAD"]);
+    t.write("src/new.rs", "pub fn g() {}\n");
+    t.commit("a new file");
+    let rec = &create(&t, &["a"])[0];
+    assert_eq!(rec["claimed"], true, "{rec}");
+    assert_eq!(s(rec, "pool_base"), old);
+    assert_eq!(s(rec, "head"), t.git(["rev-parse", "HEAD"]));
+    let path = t.wt_root().join("a");
+    assert_eq!(std::fs::read_to_string(path.join("src/new.rs")).unwrap(), "pub fn g() {}\n");
+    assert_eq!(t.git_in(&path, ["rev-parse", "HEAD"]), t.git(["rev-parse", "HEAD"]));
+    wait_for_refill(&t);
+    assert_consistent(&t, "advanced");
+}
+
+#[test]
+fn four_claims_from_a_pool_of_four_while_the_base_moves_and_a_refill_runs() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "4"]);
+    let old = t.git(["rev-parse", "HEAD"]);
+    let first = create(&t, &["-n", "2"]);
+    assert!(first.iter().all(|r| r["claimed"] == true), "{first:?}");
+    // The refill is running now; the base moves under it.
+    t.write("src/more.rs", "pub fn h() {}\n");
+    t.commit("more");
+    let new = t.git(["rev-parse", "HEAD"]);
+    let second = create(&t, &["-n", "2"]);
+    assert_eq!(second.len(), 2, "{second:?}");
+    wait_for_refill(&t);
+    let all: Vec<&Value> = first.iter().chain(&second).collect();
+    let names: Vec<&str> = all.iter().map(|r| s(r, "name")).collect();
+    assert_eq!(names, ["agent-1", "agent-2", "agent-3", "agent-4"]);
+    for (rec, head) in all.iter().zip([&old, &old, &new, &new]) {
+        assert_eq!(s(rec, "head"), head.as_str(), "{rec}");
+        let path = Path::new(s(rec, "path"));
+        assert_eq!(t.git_in(path, ["rev-parse", "HEAD"]), *head);
+        assert_eq!(path.join("src/more.rs").exists(), head == &new);
+    }
+    assert_eq!(ledger_names(&t).len(), 4);
+    let pool = pooled(&t);
+    assert_eq!(pool.len(), 4, "refilled: {pool:?}");
+    assert!(pool.iter().all(|(_, h)| *h == new), "on the new base: {pool:?}");
+    assert_consistent(&t, "after four claims");
+}
+
+const CLAIM_POINTS: &[&str] = &[
+    "claim-journal",
+    "claim-moved",
+    "claim-admin-moved",
+    "claim-linked",
+    "claim-advanced",
+    "claim-branched",
+    "claim-recorded",
+];
+
+/// Each step of a claim killed: the next run finishes it (a claimed worktree, adopted under its
+/// name), an agent's work elsewhere is untouched, git and the ledger agree.
+#[test]
+fn a_claim_killed_at_each_step_leaves_a_claimed_worktree() {
+    for point in CLAIM_POINTS {
+        let t = TestRepo::new();
+        create(&t, &["keep"]);
+        std::fs::write(t.wt_root().join("keep/work.txt"), "an agent's work\n").unwrap();
+        create(&t, &["--pool", "1"]);
+        // Behind by a file, so that the claim also advances.
+        t.write("src/more.rs", "pub fn h() {}\n");
+        t.commit("more");
+        let mut cmd = t.cmd("wt-create");
+        cmd.arg("x").env("WT_FAILPOINT", point);
+        let run = Run::of(&mut cmd, "");
+        assert_eq!(run.code, None, "{point}: killed\n{run}");
+        let list = t.git(["worktree", "list", "--porcelain"]);
+        assert!(!list.contains("prunable"), "{point}: git sees nothing broken even before the next run:\n{list}");
+        let listed = create(&t, &["--list"]);
+        let rec = &create(&t, &["x"])[0];
+        assert_eq!(rec["created"], false, "{point}: the claim was finished, then adopted\n{rec}");
+        assert_eq!(s(rec, "branch"), "wt/x", "{point}");
+        assert_eq!(s(rec, "path"), t.wt_root().join("x").to_string_lossy(), "{point}");
+        assert!(listed.iter().any(|r| r["name"] == "x"), "{point}: --list finished the claim: {listed:?}");
+        let path = t.wt_root().join("x");
+        assert_eq!(t.git_in(&path, ["rev-parse", "HEAD"]), t.git(["rev-parse", "HEAD"]), "{point}: advanced");
+        assert!(path.join("src/more.rs").exists(), "{point}");
+        assert_eq!(std::fs::read_to_string(t.wt_root().join("keep/work.txt")).unwrap(), "an agent's work\n");
+        assert!(t.repo.join(".git/worktrees/x").is_dir(), "{point}: the admin dir has the fresh name");
+        wait_for_refill(&t);
+        assert_consistent(&t, point);
+    }
+}
+
+const FILL_POINTS: &[&str] =
+    &["pool-after-journal", "pool-after-register", "pool-after-checkout", "pool-after-include"];
+
+/// A fill killed at each step, in the foreground and as the background refill: the next fill
+/// removes the half-made pooled worktree and makes a whole one; a claim in between never takes
+/// a half-made one.
+#[test]
+fn a_fill_killed_at_each_step_leaves_nothing_half_made() {
+    for point in FILL_POINTS {
+        let t = TestRepo::new();
+        let mut cmd = t.cmd("wt-create");
+        cmd.args(["--pool", "2"]).env("WT_FAILPOINT", point);
+        assert_eq!(Run::of(&mut cmd, "").code, None, "{point}: killed");
+        let list = t.git(["worktree", "list", "--porcelain"]);
+        assert!(!list.contains("prunable"), "{point}: {list}");
+        // A claim now takes nothing half made: a fresh worktree.
+        let rec = &create(&t, &["a"])[0];
+        assert_eq!(rec.get("claimed"), None, "{point}: {rec}");
+        wait_for_refill(&t);
+        assert_consistent(&t, point);
+        assert_eq!(pooled(&t).len(), 2, "{point}: the refill made the pool whole");
+
+        // The background refill killed at the same step.
+        let mut cmd = t.cmd("wt-create");
+        cmd.arg("b").env("WT_REFILL_FAILPOINT", point);
+        let rec = &Run::of(&mut cmd, "").expect_code(0).records()[0];
+        assert_eq!(rec["claimed"], true, "{point}: {rec}");
+        wait_for_refill(&t);
+        assert!(!t.git(["worktree", "list", "--porcelain"]).contains("prunable"), "{point}");
+        create(&t, &["--pool", "2"]);
+        assert_eq!(pooled(&t).len(), 2, "{point}: refilled after the killed refill");
+        assert_consistent(&t, &format!("{point}, refill"));
+    }
+}
+
+/// An advance and a removal killed: the pooled worktree is removed and made again.
+#[test]
+fn an_advance_or_a_drain_killed_leaves_nothing_half_made() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "1"]);
+    t.write("src/more.rs", "pub fn h() {}\n");
+    t.commit("more");
+    let mut cmd = t.cmd("wt-create");
+    cmd.args(["--pool", "1"]).env("WT_FAILPOINT", "pool-after-advance");
+    assert_eq!(Run::of(&mut cmd, "").code, None, "killed");
+    create(&t, &["--pool", "1"]);
+    assert_eq!(pooled(&t).iter().map(|p| p.1.clone()).collect::<Vec<_>>(), [t.git(["rev-parse", "HEAD"])]);
+    assert_consistent(&t, "advance");
+
+    let mut cmd = t.cmd("wt-create");
+    cmd.args(["--pool", "0"]).env("WT_FAILPOINT", "pool-removing");
+    assert_eq!(Run::of(&mut cmd, "").code, None, "killed");
+    assert!(!t.git(["worktree", "list", "--porcelain"]).contains("prunable"));
+    create(&t, &["--list"]);
+    create(&t, &["--pool", "0"]);
+    assert!(pooled(&t).is_empty());
+    assert_consistent(&t, "drain");
+}
+
+/// `--remove --all --purge` leaves nothing of the pool either: its worktrees, their directory,
+/// its journals.
+#[test]
+fn purge_leaves_nothing_of_the_pool() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "2"]);
+    create(&t, &["a"]);
+    wait_for_refill(&t);
+    let run = t.run("wt-create", &["--remove", "--all", "--purge", "--yes"], "");
+    run.expect_code(0);
+    assert_eq!(t.git_worktrees().len(), 1, "{run}");
+    assert!(!t.wt_root().exists(), "{run}");
+    assert!(!t.repo.join(".git/wt").exists());
+    assert!(!run.stderr.contains("kept"), "{run}");
+}
+
+/// A pool filled with `--share` holds the shared directory; a claim with the same `--share`
+/// takes it (its record says what was shared, `--share-status` knows it by its name), and its
+/// refill shares as the pool was asked to.
+#[test]
+fn a_pooled_worktree_holds_its_shared_directory_and_the_claim_keeps_it() {
+    let t = TestRepo::new();
+    t.write(".gitignore", "node_modules/\n");
+    t.write("package-lock.json", "{\"lockfileVersion\": 3}\n");
+    t.commit("npm");
+    t.write("node_modules/left-pad/index.js", "module.exports = 1;\n");
+    let filled = create(&t, &["--pool", "1", "--share", "node_modules"]);
+    assert_eq!(filled[0]["share"]["dirs"][0]["status"], "shared", "{filled:?}");
+    let rec = &create(&t, &["a", "--share", "node_modules"])[0];
+    assert_eq!(rec["claimed"], true, "{rec}");
+    assert_eq!(rec["share"]["dirs"][0]["dir"], "node_modules", "{rec}");
+    let path = t.wt_root().join("a");
+    assert_eq!(std::fs::read_to_string(path.join("node_modules/left-pad/index.js")).unwrap(), "module.exports = 1;\n");
+    let status = create(&t, &["--share-status"]);
+    assert!(status.iter().any(|r| r["name"] == "a"), "{status:?}");
+    // Without the same sharing, a create is not handed a worktree with node_modules in it.
+    wait_for_refill(&t);
+    let plain = &create(&t, &["b"])[0];
+    assert_eq!(plain.get("claimed"), None, "{plain}");
+    assert!(!t.wt_root().join("b/node_modules").exists());
+    let refilled = pooled(&t);
+    assert_eq!(refilled.len(), 1);
+    assert!(refilled[0].0.join("node_modules/left-pad/index.js").is_file(), "the refill shared too");
+    assert_consistent(&t, "shared");
+}
