@@ -372,6 +372,35 @@ fn remove_refuses_dirty_or_unmerged_work_unless_forced() {
     assert_eq!(ledger["worktrees"], serde_json::json!({}), "leases dropped");
 }
 
+/// A worktree whose HEAD is detached still owns its branch: commits on the branch, or on the
+/// detached HEAD itself, are not lost with it (`--remove` deleted `wt/NAME` and its unmerged
+/// commit when the agent had run `git checkout --detach`).
+#[test]
+fn remove_refuses_unmerged_work_behind_a_detached_head() {
+    let t = TestRepo::new();
+    let recs = t.run("wt-create", &["on-branch", "on-head"], "").expect_code(0).records();
+    let path = |i: usize| Path::new(s(&recs[i], "path")).to_path_buf();
+    // The work is on the branch, then HEAD is detached at the base.
+    std::fs::write(path(0).join("new.txt"), "x\n").unwrap();
+    t.git_in(&path(0), ["add", "new.txt"]);
+    t.git_in(&path(0), ["commit", "-q", "-m", "work on the branch"]);
+    t.git_in(&path(0), ["checkout", "-q", "--detach", "main"]);
+    // The work is on the detached HEAD alone.
+    t.git_in(&path(1), ["checkout", "-q", "--detach"]);
+    std::fs::write(path(1).join("new.txt"), "y\n").unwrap();
+    t.git_in(&path(1), ["add", "new.txt"]);
+    t.git_in(&path(1), ["commit", "-q", "-m", "work on the detached head"]);
+    let run = t.run("wt-create", &["--remove", "on-branch", "on-head"], "");
+    run.expect_code(1);
+    let out = run.records();
+    assert_eq!(out[0]["error"]["code"], "unmerged", "{run}");
+    assert_eq!(out[1]["error"]["code"], "unmerged", "{run}");
+    assert!(run.stderr.contains("branch wt/on-branch has 1 commit(s)"), "{run}");
+    assert!(run.stderr.contains("its detached HEAD has 1 commit(s)"), "{run}");
+    assert!(path(0).exists() && path(1).exists());
+    assert_eq!(t.branches(), ["main", "wt/on-branch", "wt/on-head"]);
+}
+
 #[test]
 fn remove_all_removes_every_managed_worktree_and_only_those() {
     let t = TestRepo::new();

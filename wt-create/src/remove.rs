@@ -97,8 +97,17 @@ pub fn remove_one(ctx: &Context, want: &Want, how: How) -> Result<Record, Failur
         if let Some(reg) = &reg {
             refuse_dirty(reg).map_err(fail)?;
         }
-        if delete_branch {
-            refuse_unmerged(ctx, &wt, head.as_deref(), entry.as_ref(), how.pushed_is_kept).map_err(fail)?;
+        if let (true, Some(branch), Some(head)) = (delete_branch, &branch_name, &head) {
+            refuse_unmerged(ctx, &format!("branch {branch}"), head, entry.as_ref(), how.pushed_is_kept)
+                .map_err(fail)?;
+        }
+        // A detached HEAD (an agent's `git checkout --detach`, a rebase stopped half way) may
+        // hold commits of its own: they go with the worktree's admin dir and its reflog.
+        if let (None, Some(detached)) = (&wt.branch, &wt.head) {
+            if head.as_deref() != Some(detached.as_str()) {
+                refuse_unmerged(ctx, "its detached HEAD", detached, entry.as_ref(), how.pushed_is_kept)
+                    .map_err(fail)?;
+            }
         }
     }
     if how.check_only {
@@ -214,15 +223,16 @@ fn refuse_dirty(wt: &Registered) -> Result<(), Error> {
     Ok(())
 }
 
-/// Refuses when the branch has commits its base does not (they would be lost with it).
+/// Refuses when `head` has commits its base does not (they would be lost with it). `what` names
+/// it: `branch wt/NAME` (the ledger's branch, whether or not the worktree has it checked out: a
+/// worktree with a detached HEAD still owns it), or its detached HEAD.
 fn refuse_unmerged(
     ctx: &Context,
-    wt: &GitWorktree,
-    head: Option<&str>,
+    what: &str,
+    head: &str,
     entry: Option<&Entry>,
     pushed_is_kept: bool,
 ) -> Result<(), Error> {
-    let (Some(head), Some(branch)) = (head, &wt.branch) else { return Ok(()) };
     let dir = ctx.repo.git_dir();
     let target = entry
         .and_then(|e| e.base.as_deref())
@@ -235,7 +245,7 @@ fn refuse_unmerged(
     if ahead.trim() != "0" {
         return Err(Error::failed(
             "unmerged",
-            format!("branch {branch} has {ahead} commit(s) not in {target}; merge them first (wt-merge), or pass --force to delete them"),
+            format!("{what} has {ahead} commit(s) not in {target}; merge them first (wt-merge), or pass --force to delete them"),
         ));
     }
     Ok(())
