@@ -14,6 +14,7 @@ pub mod lockfiles;
 pub mod method;
 pub mod mtime;
 pub mod pnpm;
+pub mod repoint;
 pub mod rewrite;
 pub mod status;
 pub mod store;
