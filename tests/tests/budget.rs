@@ -344,3 +344,52 @@ fn a_build_named_dir_with_a_tracked_file_in_it_is_source_and_is_never_reclaimed(
     assert!(!w.join("target").exists(), "{run}");
     assert!(w.join("build/config.mk").is_file() && w.join("build/out.o").is_file(), "{run}");
 }
+
+/// Runs `cmd`, failing the test (and killing it) if it has not ended within `limit`: a hang
+/// is the failure being tested for, not a time being measured.
+fn run_or_hang(cmd: &mut Command, limit: std::time::Duration) -> Run {
+    use std::process::Stdio;
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => Run::from_output(out.unwrap()),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = rx.recv();
+            panic!("{cmd:?} hung");
+        }
+    }
+}
+
+#[test]
+fn a_fifo_planted_as_gitignore_neither_hangs_the_gc_nor_the_disk_status_and_the_record_says_why() {
+    let t = TestRepo::new();
+    ignoring_build_dirs(&t);
+    t.run("wt-create", &["w"], "").expect_code(0);
+    let w = t.wt_root().join("w");
+    build_dirs(&w, 6);
+    fs::remove_file(w.join(".gitignore")).unwrap();
+    nix::unistd::mkfifo(&w.join(".gitignore"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // Other git commands of these tools have their own limit; keep it short so that only the
+    // build-dir check could hang.
+    let limit = std::time::Duration::from_secs(90);
+    let status = run_or_hang(t.cmd("wt-status").args(["--disk", "--all", "--json"]).env("WT_GIT_TIMEOUT", "2"), limit);
+    status.expect_code(0);
+    let disk = &status.records()[0]["disk"];
+    assert_eq!(disk["build"], 0, "nothing confirmed as rebuildable: {disk}");
+    assert!(s(disk, "unconfirmed").contains(".gitignore"), "{disk}");
+
+    let run =
+        run_or_hang(t.cmd("wt-create").args(["--gc", "--yes", "--max-size", "1K"]).env("WT_GIT_TIMEOUT", "2"), limit);
+    run.expect_code(0);
+    let gc = &run.records()[0]["gc"];
+    assert_eq!(gc["action"], "kept", "{run}");
+    assert!(s(gc, "why").contains(".gitignore"), "{gc}");
+    assert!(has_build_dirs(&w), "nothing unconfirmed is removed");
+    let share = run_or_hang(t.cmd("wt-create").args(["--share-status", "--json"]).env("WT_GIT_TIMEOUT", "2"), limit);
+    share.expect_code(0);
+}

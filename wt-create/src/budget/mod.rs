@@ -123,6 +123,9 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
             break;
         }
         if !has_dirs(c) {
+            if let Some(why) = &c.wt.unconfirmed {
+                records[i] = Some(kept_record(ctx, c, why));
+            }
             continue;
         }
         if checked[i].is_none() {
