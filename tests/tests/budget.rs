@@ -393,3 +393,50 @@ fn a_fifo_planted_as_gitignore_neither_hangs_the_gc_nor_the_disk_status_and_the_
     let share = run_or_hang(t.cmd("wt-create").args(["--share-status", "--json"]).env("WT_GIT_TIMEOUT", "2"), limit);
     share.expect_code(0);
 }
+
+#[test]
+fn remove_idle_keeps_a_worktree_whose_ignored_files_are_work_and_names_them() {
+    let t = TestRepo::new();
+    t.write(".gitignore", "target/\nnode_modules/\n.env\n*.sqlite3\n.env.wt\n");
+    t.write(".worktreeinclude", ".env\n");
+    t.commit("ignore build dirs and local files");
+    fs::write(t.repo.join(".env"), "KEY=from-the-main-worktree\n").unwrap();
+    t.run("wt-create", &["keyed", "sqlite", "copied", "pushed"], "").expect_code(0);
+    let wt = |n: &str| t.wt_root().join(n);
+    for n in ["keyed", "sqlite", "copied", "pushed"] {
+        build_dirs(&wt(n), 8);
+        assert!(wt(n).join(".env").is_file(), ".worktreeinclude copied .env into {n}");
+        // wt-env's own file is not work.
+        fs::write(wt(n).join(".env.wt"), "PORT=4000\n").unwrap();
+    }
+    // The only copy of a key; a database nobody committed.
+    fs::write(wt("keyed").join(".env"), "KEY=the-only-copy\n").unwrap();
+    fs::write(wt("sqlite").join("dev.sqlite3"), bytes(8192, 3)).unwrap();
+    // Not merged, but pushed.
+    let remote = t.root().join("remote.git");
+    t.git(["init", "-q", "--bare", remote.to_str().unwrap()]);
+    t.git(["remote", "add", "origin", remote.to_str().unwrap()]);
+    t.git_in(&wt("pushed"), ["commit", "-q", "--allow-empty", "-m", "pushed work"]);
+    t.git_in(&wt("pushed"), ["push", "-q", "origin", "wt/pushed"]);
+    for n in ["keyed", "sqlite", "copied", "pushed"] {
+        used_days_ago(&t, n, 10);
+    }
+
+    let run = t.run("wt-create", &["--gc", "--remove-idle", "--yes", "--max-age", "3d"], "");
+    run.expect_code(0);
+    let recs = run.records();
+    for (n, file) in [("keyed", ".env"), ("sqlite", "dev.sqlite3")] {
+        let gc = gc_of(&recs, n).unwrap();
+        assert!(wt(n).join(file).is_file(), "{n} is kept: {run}");
+        let why = gc["kept_because"].as_str().or(gc["why"].as_str()).unwrap_or_default();
+        assert!(why.contains(file), "{n}: names {file}: {gc}");
+    }
+    assert_eq!(fs::read_to_string(wt("keyed").join(".env")).unwrap(), "KEY=the-only-copy\n");
+    for n in ["copied", "pushed"] {
+        assert_eq!(gc_of(&recs, n).unwrap()["action"], "removed", "{n}: {run}");
+        assert!(!wt(n).exists(), "{n}: {run}");
+    }
+    let restore = s(gc_of(&recs, "pushed").unwrap(), "restore");
+    assert!(restore.contains("origin/wt/pushed"), "names where its commits are: {restore}");
+    assert!(!s(gc_of(&recs, "copied").unwrap(), "restore").contains("origin/"), "{run}");
+}

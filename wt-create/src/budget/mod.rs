@@ -8,7 +8,8 @@
 //! lease listened on), one with uncommitted work, one whose branch has commits neither merged
 //! into its base nor pushed, one whose git files do not agree with its registration. Their
 //! build directories stay too: a build dir may be what a running build writes, and an agent in
-//! the middle of its work should not find its `node_modules` gone.
+//! the middle of its work should not find its `node_modules` gone. A whole worktree is kept too
+//! when a file git ignores there may be work (`ignored`: a `.env`, a `dev.sqlite3`).
 //!
 //! Nothing is removed without `--yes`: without it, anywhere (a terminal or a pipe), `--gc`
 //! says what it would reclaim, and how to do it. `wt-create` itself, when a budget is set,
@@ -26,6 +27,7 @@
 //! worktree, with `--remove-idle`), `kept` (with `why`).
 
 pub mod busy;
+pub mod ignored;
 pub mod limits;
 pub mod trash;
 pub mod used;
@@ -192,6 +194,12 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
                 records[i] = Some(kept_record(ctx, c, &why));
                 continue;
             }
+            // `git status` lists no ignored file; a `.env` or a `dev.sqlite3` may be work.
+            if let Some(why) = ignored_work(ctx, &state, c) {
+                keep(ctx, &mut records[i], c, &why);
+                continue;
+            }
+            let restore = restore_of(ctx, ledger.worktrees.get(&c.wt.name), c);
             let how = crate::remove::How { check_only: !opts.act, pushed_is_kept: true, ..Default::default() };
             match crate::remove::remove_one(ctx, &Want::Name(c.wt.name.clone()), how) {
                 Ok(mut rec) => {
@@ -203,7 +211,7 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
                         json!({"action": if opts.act { "removed" } else { "would_remove" },
                                "bytes": bytes + freed[i], "idle_secs": c.idle.as_secs(),
                                "dirs": dirs.unwrap_or_else(|| json!([])),
-                               "restore": format!("nothing of its work is lost (it was clean, its commits merged or pushed): `wt-create {}` makes it again from the base", c.wt.name)}),
+                               "restore": restore}),
                     );
                     total = total.saturating_sub(bytes);
                     reclaimed += bytes;
@@ -213,14 +221,7 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
                 }
                 // `--remove`'s own checks refused (a pane started meanwhile, say): its record
                 // of what was reclaimed stays, with why it was kept.
-                Err((_, e)) => {
-                    let rec = records[i].get_or_insert_with(|| kept_record(ctx, c, &e.message));
-                    if let Some(gc) = rec.key("gc").cloned().filter(|g| g["action"] != "kept") {
-                        let mut gc = gc;
-                        gc["kept_because"] = json!(e.message);
-                        rec.set_key("gc", gc);
-                    }
-                }
+                Err((_, e)) => keep(ctx, &mut records[i], c, &e.message),
             }
         }
     }
@@ -269,6 +270,74 @@ fn protected(ctx: &Context, busy: &busy::Busy, ledger: &wt_common::ledger::Ledge
         Ok(n) => Some(format!("{n} commit(s) neither merged into {base} nor pushed")),
         Err(e) => Some(format!("cannot tell whether its commits are merged: {}", e.message)),
     }
+}
+
+/// Keeps `c` whole: its record says why, beside what was reclaimed from its build dirs.
+fn keep(ctx: &Context, record: &mut Option<Record>, c: &Candidate, why: &str) {
+    let rec = record.get_or_insert_with(|| kept_record(ctx, c, why));
+    if let Some(gc) = rec.key("gc").cloned().filter(|g| g["action"] != "kept") {
+        let mut gc = gc;
+        gc["kept_because"] = json!(why);
+        rec.set_key("gc", gc);
+    }
+}
+
+/// Why the ignored files of `c` keep it whole (`ignored`), or `None`.
+fn ignored_work(ctx: &Context, state: &std::path::Path, c: &Candidate) -> Option<String> {
+    let reg = c.wt.registered.as_ref()?;
+    let builds: Vec<std::path::PathBuf> = c.wt.cost.build_dirs.iter().map(|d| d.rel.clone()).collect();
+    let mut wt_files = wt_common::ledger::secret_files::read(state);
+    wt_files.push(".env.wt".into());
+    match ignored::work(reg, &builds, &wt_files, ctx.repo.main_worktree.as_deref()) {
+        Ok(work) if work.is_empty() => None,
+        Ok(work) => Some(format!(
+            "ignored files that may be work (git status does not list them): {}; move them out or delete them, and the next --gc --remove-idle removes it",
+            ignored::named(&work)
+        )),
+        Err(e) => Some(format!("cannot tell whether its ignored files are work: {}", e.message)),
+    }
+}
+
+/// How to get a worktree removed by `--remove-idle` back: from the base when its commits are
+/// merged; from the remote-tracking branch that holds them when they are only pushed.
+fn restore_of(ctx: &Context, entry: Option<&wt_common::ledger::Entry>, c: &Candidate) -> String {
+    let name = &c.wt.name;
+    let from_base = format!(
+        "nothing of its work is lost (it was clean, its commits merged): `wt-create {name}` makes it again from the base"
+    );
+    let tips = tips_of(entry, c);
+    let Some(tip) = tips.first() else { return from_base };
+    let base = entry.and_then(|e| e.base.as_deref().or(e.base_commit.as_deref())).filter(|b| !b.starts_with('-'));
+    let mut args = vec!["rev-list", "--count", "--ignore-missing"];
+    args.extend(tips.iter().map(String::as_str));
+    args.extend(["--not", base.unwrap_or("HEAD")]);
+    if git::run(ctx.repo.git_dir(), &args).is_ok_and(|n| n.trim() == "0") {
+        return from_base;
+    }
+    let holder = git::run(
+        ctx.repo.git_dir(),
+        ["for-each-ref", "--contains", tip.as_str(), "--format=%(refname:short)", "refs/remotes"],
+    )
+    .ok()
+    .and_then(|out| out.lines().next().map(str::to_string));
+    let branch = entry.and_then(|e| e.branch.clone()).unwrap_or_else(|| format!("wt/{name}"));
+    match holder {
+        Some(r) => format!(
+            "its commits are pushed to {r}, not merged: `git switch -c {branch} {r}` (in a new worktree) gets them back"
+        ),
+        None => format!("its commits were pushed, not merged: find them on the remote; `wt-create {name}` makes it again from the base"),
+    }
+}
+
+/// The commits whose work a worktree holds: its branch's tip (as the ledger names the branch),
+/// and its HEAD, which may be detached from it.
+fn tips_of(entry: Option<&wt_common::ledger::Entry>, c: &Candidate) -> Vec<String> {
+    let mut tips = Vec::new();
+    if let Some(b) = entry.and_then(|e| e.branch.as_deref()).filter(|b| !b.starts_with('-')) {
+        tips.push(format!("refs/heads/{b}"));
+    }
+    tips.extend(c.wt.worktree.head.clone());
+    tips
 }
 
 fn record_of(ctx: &Context, c: &Candidate) -> Record {
