@@ -440,3 +440,20 @@ fn remove_idle_keeps_a_worktree_whose_ignored_files_are_work_and_names_them() {
     assert!(restore.contains("origin/wt/pushed"), "names where its commits are: {restore}");
     assert!(!s(gc_of(&recs, "copied").unwrap(), "restore").contains("origin/"), "{run}");
 }
+
+#[test]
+fn a_worktree_whose_branch_has_unmerged_commits_keeps_its_build_dirs_even_with_head_detached() {
+    let t = TestRepo::new();
+    ignoring_build_dirs(&t);
+    t.run("wt-create", &["detached"], "").expect_code(0);
+    let w = t.wt_root().join("detached");
+    t.git_in(&w, ["commit", "-q", "--allow-empty", "-m", "work on the branch"]);
+    t.git_in(&w, ["checkout", "-q", "--detach", "HEAD~1"]);
+    build_dirs(&w, 9);
+    let run = t.run("wt-create", &["--gc", "--yes", "--max-size", "1K"], "");
+    run.expect_code(0);
+    let gc = gc_of(&run.records(), "detached").unwrap().clone();
+    assert_eq!(gc["action"], "kept", "{run}");
+    assert!(s(&gc, "why").contains("neither merged"), "{gc}");
+    assert!(has_build_dirs(&w));
+}

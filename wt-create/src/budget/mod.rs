@@ -256,10 +256,20 @@ fn protected(ctx: &Context, busy: &busy::Busy, ledger: &wt_common::ledger::Ledge
         Ok(_) => {}
         Err(e) => return Some(format!("cannot tell whether it has uncommitted work: {}", e.message)),
     }
-    let head = c.wt.worktree.head.as_deref()?;
+    // Its branch's tip as well as HEAD: with HEAD detached elsewhere, the branch still holds
+    // the work.
+    let tips = tips_of(entry, c);
+    if tips.is_empty() {
+        return None;
+    }
     // Its base as the ledger has it (checked when it was made); where that is gone, HEAD of
     // the main worktree, as `--remove` judges. One git process in the usual case.
-    let count = |base: &str| git::run(ctx.repo.git_dir(), ["rev-list", "--count", head, "--not", base, "--remotes"]);
+    let count = |base: &str| {
+        let mut args = vec!["rev-list", "--count", "--ignore-missing"];
+        args.extend(tips.iter().map(String::as_str));
+        args.extend(["--not", base, "--remotes"]);
+        git::run(ctx.repo.git_dir(), &args)
+    };
     let named = entry.and_then(|e| e.base.as_deref().or(e.base_commit.as_deref())).filter(|b| !b.starts_with('-'));
     let (base, ahead) = match named.map(|b| (b, count(b))) {
         Some((b, Ok(n))) => (b, Ok(n)),
