@@ -457,3 +457,50 @@ fn a_worktree_whose_branch_has_unmerged_commits_keeps_its_build_dirs_even_with_h
     assert!(s(&gc, "why").contains("neither merged"), "{gc}");
     assert!(has_build_dirs(&w));
 }
+
+#[test]
+fn a_process_running_a_built_binary_or_holding_a_file_open_from_elsewhere_keeps_the_build_dirs() {
+    let t = TestRepo::new();
+    ignoring_build_dirs(&t);
+    t.run("wt-create", &["server", "reader", "idle"], "").expect_code(0);
+    let wt = |n: &str| t.wt_root().join(n);
+    for n in ["server", "reader", "idle"] {
+        build_dirs(&wt(n), 10);
+    }
+    // A server built into target/, started from /; a process with a file of node_modules open
+    // whose working directory is /.
+    let server = wt("server").join("target/debug/server");
+    fs::copy(which("sleep"), &server).unwrap();
+    let _server = wt_tests::Reaped(Command::new(&server).arg("600").current_dir("/").spawn().unwrap());
+    let lodash = wt("reader").join("node_modules/lodash/lodash.js");
+    let _reader = wt_tests::Reaped(
+        Command::new("sh")
+            .args(["-c", "exec 3<\"$1\"; exec sleep 600", "sh"])
+            .arg(&lodash)
+            .current_dir("/")
+            .spawn()
+            .unwrap(),
+    );
+    // Until the fd is open.
+    while !fs::read_dir(format!("/proc/{}/fd", _reader.0.id()))
+        .map(|d| d.flatten().any(|e| fs::read_link(e.path()).is_ok_and(|p| p == lodash)))
+        .unwrap_or(false)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let run = t.run("wt-create", &["--gc", "--yes", "--max-size", "1K"], "");
+    run.expect_code(0);
+    let recs = run.records();
+    for (n, why) in [("server", "runs"), ("reader", "open")] {
+        let gc = gc_of(&recs, n).unwrap();
+        assert_eq!(gc["action"], "kept", "{n}: {run}");
+        assert!(s(gc, "why").contains(why), "{n}: {gc}");
+        assert!(has_build_dirs(&wt(n)), "{n}");
+    }
+    assert_eq!(gc_of(&recs, "idle").unwrap()["action"], "reclaimed", "{run}");
+}
+
+fn which(prog: &str) -> PathBuf {
+    let out = Command::new("sh").args(["-c", &format!("command -v {prog}")]).output().unwrap();
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
