@@ -504,3 +504,56 @@ fn which(prog: &str) -> PathBuf {
     let out = Command::new("sh").args(["-c", &format!("command -v {prog}")]).output().unwrap();
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
+
+#[test]
+fn a_build_started_after_the_gc_looked_keeps_its_build_dirs() {
+    let t = TestRepo::new();
+    ignoring_build_dirs(&t);
+    t.run("wt-create", &["w"], "").expect_code(0);
+    let w = t.wt_root().join("w");
+    // One build dir: a failpoint stops the tool at each.
+    target_only(&w, 11);
+    let mut cmd = t.cmd("wt-create");
+    cmd.args(["--gc", "--yes", "--max-size", "1K"]);
+    // It has looked at the processes, and is about to move the first build dir.
+    let gc = wt_tests::StoppedAt::spawn(&mut cmd, "gc-before-move");
+    let _build =
+        wt_tests::Reaped(Command::new("sleep").arg("600").current_dir(w.join("target/debug")).spawn().unwrap());
+    let run = gc.resume();
+    run.expect_code(0);
+    let g = gc_of(&run.records(), "w").unwrap().clone();
+    assert_eq!(g["action"], "kept", "{run}");
+    assert!(s(&g, "why").contains("process"), "{g}");
+    assert!(w.join("target/debug/app").is_file(), "{run}");
+}
+
+#[test]
+fn a_build_dir_a_process_started_using_in_the_instant_of_its_move_is_put_back_whole() {
+    let t = TestRepo::new();
+    ignoring_build_dirs(&t);
+    t.run("wt-create", &["w"], "").expect_code(0);
+    let w = t.wt_root().join("w");
+    target_only(&w, 12);
+    let mut cmd = t.cmd("wt-create");
+    cmd.args(["--gc", "--yes", "--max-size", "1K"]);
+    let gc = wt_tests::StoppedAt::spawn(&mut cmd, "gc-moved-to-trash");
+    let trash = t.wt_root().join(".wt-trash");
+    let moved: Vec<PathBuf> = fs::read_dir(&trash).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    let _build = wt_tests::Reaped(Command::new("sleep").arg("600").current_dir(&moved[0]).spawn().unwrap());
+    while fs::read_link(format!("/proc/{}/cwd", _build.0.id())).map_or(true, |p| p != moved[0]) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let run = gc.resume();
+    run.expect_code(0);
+    assert!(w.join("target/debug/app").is_file(), "put back whole: {run}");
+    let g = gc_of(&run.records(), "w").unwrap().clone();
+    assert_eq!(g["action"], "kept", "{run}");
+    assert!(s(&g, "why").contains("put back"), "{g}");
+}
+
+/// Only a `target/`, of known size.
+fn target_only(wt: &Path, seed: u8) {
+    fs::create_dir_all(wt.join("target/debug")).unwrap();
+    fs::write(wt.join("target/debug/app"), bytes(128 * 1024, seed)).unwrap();
+}

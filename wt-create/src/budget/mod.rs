@@ -147,25 +147,49 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
         }
         let mut listed = Vec::new();
         let mut bytes = 0;
+        // Set when the worktree turned out in use meanwhile: its other dirs stay.
+        let mut in_use: Option<String> = None;
         for d in dirs {
             let shared = c.wt.shared.iter().any(|s| s == &d.rel);
             let mut item = json!({"dir": d.rel, "bytes": d.bytes, "full_bytes": d.full, "shared": shared,
                                   "restore": build_dirs::how_to_rebuild(&d.rel, shared)});
             if opts.act {
-                let label = format!("{}.{}", c.wt.name, d.rel.display());
-                let done = match trash.as_mut() {
-                    Some(t) => t.remove(&c.wt.worktree.path, &label, &d.rel),
-                    None => Err(std::io::Error::other("no trash directory")),
-                };
-                if let Err(e) = done {
-                    item["error"] = json!(format!("not removed: {e}"));
+                if let Some(why) = &in_use {
+                    item["error"] = json!(format!("not removed: {why}"));
                     listed.push(item);
                     continue;
+                }
+                wt_common::proc::failpoint::hit("gc-before-move");
+                let label = format!("{}.{}", c.wt.name, d.rel.display());
+                // Asked again just before the move: a build or an agent may have started in it
+                // since the look at the start, or work been made.
+                let still = || protected(ctx, &busy::Busy::scan(), &ledger, c);
+                let done = match trash.as_mut() {
+                    Some(t) => t.remove(&c.wt.worktree.path, &label, &d.rel, still),
+                    None => Err(std::io::Error::other("no trash directory")),
+                };
+                match done {
+                    Ok(trash::Outcome::Removed) => {}
+                    Ok(trash::Outcome::InUse(why)) => {
+                        item["error"] = json!(format!("not removed: {why}"));
+                        listed.push(item);
+                        in_use = Some(why);
+                        continue;
+                    }
+                    Err(e) => {
+                        item["error"] = json!(format!("not removed: {e}"));
+                        listed.push(item);
+                        continue;
+                    }
                 }
                 unlinked_shared |= shared;
             }
             bytes += d.bytes;
             listed.push(item);
+        }
+        if let (0, Some(why)) = (bytes, &in_use) {
+            records[i] = Some(kept_record(ctx, c, why));
+            continue;
         }
         total = total.saturating_sub(bytes);
         reclaimed += bytes;
@@ -190,7 +214,8 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
             if !over || !c.idle_past(&budget) {
                 continue;
             }
-            if let Some(why) = protected(ctx, &busy, &ledger, c) {
+            // Looked at afresh: the build-dir pass may have taken a while.
+            if let Some(why) = protected(ctx, &busy::Busy::scan(), &ledger, c) {
                 records[i] = Some(kept_record(ctx, c, &why));
                 continue;
             }
