@@ -557,3 +557,39 @@ fn target_only(wt: &Path, seed: u8) {
     fs::create_dir_all(wt.join("target/debug")).unwrap();
     fs::write(wt.join("target/debug/app"), bytes(128 * 1024, seed)).unwrap();
 }
+
+#[test]
+fn max_count_alone_removes_the_least_recently_used_clean_merged_worktrees() {
+    let t = TestRepo::new();
+    ignoring_build_dirs(&t);
+    t.run("wt-create", &["a", "b", "c"], "").expect_code(0);
+    for (n, days) in [("a", 3), ("b", 2), ("c", 1)] {
+        used_days_ago(&t, n, days);
+    }
+    let run = t.run("wt-create", &["--gc", "--remove-idle", "--yes", "--max-count", "1"], "");
+    run.expect_code(0);
+    let recs = run.records();
+    for n in ["a", "b"] {
+        assert_eq!(gc_of(&recs, n).unwrap()["action"], "removed", "{n}: {run}");
+    }
+    assert!(gc_of(&recs, "c").is_none(), "{run}");
+    let names: Vec<String> =
+        t.run("wt-create", &["--list"], "").records().iter().map(|r| s(r, "name").to_string()).collect();
+    assert_eq!(names, ["c"]);
+}
+
+#[test]
+fn a_build_dirs_entry_that_is_not_a_directory_name_is_refused_naming_it() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["w"], "").expect_code(0);
+    for bad in ["out/cache", "..", ""] {
+        t.write("wt.toml", &format!("[create]\nbuild_dirs = [\"{bad}\"]\n"));
+        for (tool, args) in [("wt-create", &["--gc", "--max-size", "1G"][..]), ("wt-status", &["--disk", "--all"][..])]
+        {
+            let run = t.run(tool, args, "");
+            assert_ne!(run.code, Some(0), "{tool} {bad:?}: {run}");
+            assert!(run.stderr.contains(&format!("'{bad}' is not a directory name")), "{tool}: {run}");
+            assert_eq!(run.stderr.trim().lines().count(), 1, "one line: {run}");
+        }
+    }
+}

@@ -31,15 +31,23 @@ pub const DEFAULT: &[&str] = &[
     "coverage",
 ];
 
-/// The default names and `extra` (from `[create] build_dirs`), each once.
-pub fn names(extra: &[String]) -> Vec<String> {
+/// The default names and `extra` (from `[create] build_dirs`), each once. A directory is
+/// matched by its name, so an entry must be one: not empty, no `/`, not `.` or `..` (such an
+/// entry would never match, or match everything), else the error `bad-build-dir`.
+pub fn names(extra: &[String]) -> Result<Vec<String>, Error> {
     let mut all: Vec<String> = DEFAULT.iter().map(|s| s.to_string()).collect();
     for e in extra {
+        if e.is_empty() || e == "." || e == ".." || e.contains('/') || e.contains('\0') {
+            return Err(Error::usage(
+                "bad-build-dir",
+                format!("[create] build_dirs: '{e}' is not a directory name; write one name, such as \"out\" (no '/', not '.' or '..'), in wt.toml"),
+            ));
+        }
         if !all.contains(e) {
             all.push(e.clone());
         }
     }
-    all
+    Ok(all)
 }
 
 /// Of `candidates` (directories relative to the worktree), those git ignores as a whole and

@@ -57,7 +57,7 @@ pub struct Opts {
 }
 
 /// The names of build directories: the defaults and `[create] build_dirs`.
-pub fn build_names(ctx: &Context) -> Vec<String> {
+pub fn build_names(ctx: &Context) -> Result<Vec<String>, Error> {
     build_dirs::names(ctx.config.build_dirs.as_deref().unwrap_or_default())
 }
 
@@ -89,7 +89,7 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
         false => None,
     };
     let ledger = ctx.ledger.read()?;
-    let measured = worktree_cost::measure(&ctx.repo, &ledger, &build_names(ctx))?;
+    let measured = worktree_cost::measure(&ctx.repo, &ledger, &build_names(ctx)?)?;
     let before = measured.total();
     let now = SystemTime::now();
     let mut lru: Vec<Candidate> = measured
@@ -208,10 +208,10 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
     let mut removed = 0usize;
     if opts.remove_idle && !opts.after_create {
         for (i, c) in lru.iter().enumerate() {
-            let over = budget.max_size.is_some_and(|max| total > max)
-                || budget.max_count.is_some_and(|max| count > max)
-                || budget.max_age.is_some();
-            if !over || !c.idle_past(&budget) {
+            // Idle past max_age; or, while there are more than max_count, the least recently
+            // used (with or without max_age).
+            let over_count = budget.max_count.is_some_and(|max| count > max);
+            if !over_count && !c.idle_past(&budget) {
                 continue;
             }
             // Looked at afresh: the build-dir pass may have taken a while.
