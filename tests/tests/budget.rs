@@ -593,3 +593,24 @@ fn a_build_dirs_entry_that_is_not_a_directory_name_is_refused_naming_it() {
         }
     }
 }
+
+#[test]
+fn a_size_budget_that_cannot_be_met_leaves_shared_dirs_that_free_nothing_and_says_so() {
+    let t = TestRepo::new();
+    t.write(".gitignore", "target/\nnode_modules/\n");
+    t.commit("ignore");
+    fs::create_dir_all(t.repo.join("node_modules/big")).unwrap();
+    fs::write(t.repo.join("node_modules/big/a.bin"), bytes(400_000, 1)).unwrap();
+    t.run("wt-create", &["w", "--share", "node_modules", "--share-mode", "hardlink"], "").expect_code(0);
+    let w = t.wt_root().join("w");
+    fs::create_dir_all(w.join("target")).unwrap();
+    fs::write(w.join("target/app"), bytes(128 * 1024, 2)).unwrap();
+    let run = t.run("wt-create", &["--gc", "--yes", "--max-size", "1K"], "");
+    run.expect_code(0);
+    let gc = gc_of(&run.records(), "w").unwrap().clone();
+    let dirs: Vec<&str> = gc["dirs"].as_array().unwrap().iter().map(|d| s(d, "dir")).collect();
+    assert_eq!(dirs, ["target"], "{run}");
+    assert!(!w.join("target").exists(), "{run}");
+    assert!(w.join("node_modules/big/a.bin").is_file(), "the shared dir, which frees nothing, stays: {run}");
+    assert!(run.stderr.contains("cannot be met"), "{run}");
+}

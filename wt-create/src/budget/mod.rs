@@ -116,7 +116,13 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
     // those the budget could still reach (it only comes closer to holding as the loop goes).
     let batch = (wt_common::proc::parallel::cores() * 2).max(4);
     let mut checked: Vec<Option<Option<String>>> = lru.iter().map(|_| None).collect();
-    let has_dirs = |c: &Candidate| c.wt.cost.build_dirs.iter().any(|d| d.full > 0);
+    // A dir mostly shared (a `node_modules` hard-linked from the store) frees next to nothing:
+    // the size alone does not take it from a worktree in use lately. One idle past max_age
+    // loses it still (its links then let --store-gc free files).
+    let worth = |c: &Candidate, d: &wt_common::fs::disk_usage::BuildDir| {
+        d.full > 0 && (c.idle_past(&budget) || !frees_next_to_nothing(d.bytes, d.full))
+    };
+    let has_dirs = |c: &Candidate| c.wt.cost.build_dirs.iter().any(|d| worth(c, d));
     for (i, c) in lru.iter().enumerate() {
         let over_size = budget.max_size.is_some_and(|max| total > max);
         if !over_size && !c.idle_past(&budget) {
@@ -140,7 +146,7 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
                 checked[j] = Some(why);
             }
         }
-        let dirs: Vec<_> = c.wt.cost.build_dirs.iter().filter(|d| d.full > 0).collect();
+        let dirs: Vec<_> = c.wt.cost.build_dirs.iter().filter(|d| worth(c, d)).collect();
         if let Some(why) = checked[i].take().flatten() {
             records[i] = Some(kept_record(ctx, c, &why));
             continue;
@@ -265,6 +271,12 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
     }
     summary(&opts, before, total, reclaimed, touched, removed);
     Ok(())
+}
+
+/// Whether removing a dir of `full` bytes, `own` of them its own (not linked from elsewhere),
+/// frees next to nothing: under 1% of it, or under 1 MiB and under half of it.
+fn frees_next_to_nothing(own: u64, full: u64) -> bool {
+    own.saturating_mul(100) < full || (own < 1 << 20 && own.saturating_mul(2) < full)
 }
 
 /// Why a worktree is never reclaimed from, or `None`.
@@ -405,6 +417,12 @@ fn summary(opts: &Opts, before: u64, after: u64, reclaimed: u64, touched: usize,
         ));
     } else {
         line.push_str("; nothing to reclaim");
+    }
+    if let Some(max) = opts.budget.max_size.filter(|max| after > *max) {
+        line.push_str(&format!(
+            "; the budget cannot be met ({} over): what is left is checkouts, work, in use, or frees nothing (shared)",
+            human(after - max)
+        ));
     }
     if opts.after_create && touched == 0 {
         return;
