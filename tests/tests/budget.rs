@@ -614,3 +614,39 @@ fn a_size_budget_that_cannot_be_met_leaves_shared_dirs_that_free_nothing_and_say
     assert!(w.join("node_modules/big/a.bin").is_file(), "the shared dir, which frees nothing, stays: {run}");
     assert!(run.stderr.contains("cannot be met"), "{run}");
 }
+
+#[test]
+fn a_build_dir_with_a_read_only_subdir_is_deleted_whole_and_nothing_is_left_in_the_trash() {
+    let t = TestRepo::new();
+    ignoring_build_dirs(&t);
+    t.run("wt-create", &["w"], "").expect_code(0);
+    let w = t.wt_root().join("w");
+    build_dirs(&w, 13);
+    // A Go module cache: directories 0555, files 0444.
+    let cache = w.join("target/gomod/pkg");
+    fs::create_dir_all(&cache).unwrap();
+    fs::write(cache.join("mod.go"), bytes(4096, 1)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(cache.join("mod.go"), fs::Permissions::from_mode(0o444)).unwrap();
+    for d in [&cache, &w.join("target/gomod")] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    // root may write anything: the tool runs as an unprivileged user who owns the files.
+    let mut cmd = if nix::unistd::geteuid().is_root() {
+        let out = Command::new("chown").args(["-R", "65534:65534"]).arg(t.root()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(wt_tests::bin("wt-create"));
+        c.current_dir(&t.repo);
+        t.isolate(&mut c);
+        c
+    } else {
+        t.cmd("wt-create")
+    };
+    cmd.args(["--gc", "--yes", "--max-size", "1K"]);
+    let run = Run::of(&mut cmd, "");
+    run.expect_code(0);
+    assert_eq!(gc_of(&run.records(), "w").unwrap()["action"], "reclaimed", "{run}");
+    assert!(!w.join("target").exists() && !w.join("node_modules").exists(), "{run}");
+    assert!(!t.wt_root().join(".wt-trash").exists(), "nothing stuck in the trash: {run}");
+}

@@ -52,12 +52,17 @@ impl Trash {
         Ok(trash)
     }
 
-    /// Deletes the entries whose process is gone.
+    /// Deletes the entries whose process is gone; says on stderr which could not be.
     fn sweep(&self) {
         for (name, _) in self.dir.entries().unwrap_or_default() {
             let pid = name.split('.').next().and_then(|p| p.parse::<i32>().ok());
             if pid.is_some_and(|pid| !wt_common::proc::process::is_alive(pid)) {
-                let _ = self.dir.remove_tree(&name);
+                if let Err(e) = self.dir.remove_tree(&name) {
+                    eprintln!(
+                        "wt-create: gc: cannot delete {} ({e}); delete it by hand",
+                        self.path.join(&name).display()
+                    );
+                }
             }
         }
     }
@@ -108,7 +113,12 @@ impl Trash {
                 }
             };
         }
-        self.dir.remove_tree(&name)?;
+        self.dir.remove_tree(&name).map_err(|e| {
+            io::Error::other(format!(
+                "moved out of the worktree, but not all deleted ({e}): what is left is in {}",
+                self.path.join(&name).display()
+            ))
+        })?;
         Ok(Outcome::Removed)
     }
 
