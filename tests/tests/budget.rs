@@ -650,3 +650,18 @@ fn a_build_dir_with_a_read_only_subdir_is_deleted_whole_and_nothing_is_left_in_t
     assert!(!w.join("target").exists() && !w.join("node_modules").exists(), "{run}");
     assert!(!t.wt_root().join(".wt-trash").exists(), "nothing stuck in the trash: {run}");
 }
+
+#[test]
+fn a_confined_runs_copy_on_write_layer_is_counted_against_its_worktree() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["w"], "").expect_code(0);
+    let layer = t.repo.join(".git/wt/confine/w/cow");
+    fs::create_dir_all(&layer).unwrap();
+    fs::write(layer.join("big"), bytes(512 * 1024, 4)).unwrap();
+    let status = t.run("wt-status", &["--disk", "--all", "--json"], "");
+    status.expect_code(0);
+    let disk = &status.records()[0]["disk"];
+    let confine = disk["confine"].as_u64().unwrap_or_default();
+    assert!(confine >= 512 * 1024, "{disk}");
+    assert!(disk["bytes"].as_u64().unwrap() >= confine + disk["checkout"].as_u64().unwrap(), "{disk}");
+}
