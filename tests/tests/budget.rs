@@ -344,3 +344,324 @@ fn a_build_named_dir_with_a_tracked_file_in_it_is_source_and_is_never_reclaimed(
     assert!(!w.join("target").exists(), "{run}");
     assert!(w.join("build/config.mk").is_file() && w.join("build/out.o").is_file(), "{run}");
 }
+
+/// Runs `cmd`, failing the test (and killing it) if it has not ended within `limit`: a hang
+/// is the failure being tested for, not a time being measured.
+fn run_or_hang(cmd: &mut Command, limit: std::time::Duration) -> Run {
+    use std::process::Stdio;
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => Run::from_output(out.unwrap()),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = rx.recv();
+            panic!("{cmd:?} hung");
+        }
+    }
+}
+
+#[test]
+fn a_fifo_planted_as_gitignore_neither_hangs_the_gc_nor_the_disk_status_and_the_record_says_why() {
+    let t = TestRepo::new();
+    ignoring_build_dirs(&t);
+    t.run("wt-create", &["w"], "").expect_code(0);
+    let w = t.wt_root().join("w");
+    build_dirs(&w, 6);
+    fs::remove_file(w.join(".gitignore")).unwrap();
+    nix::unistd::mkfifo(&w.join(".gitignore"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // Other git commands of these tools have their own limit; keep it short so that only the
+    // build-dir check could hang.
+    let limit = std::time::Duration::from_secs(90);
+    let status = run_or_hang(t.cmd("wt-status").args(["--disk", "--all", "--json"]).env("WT_GIT_TIMEOUT", "2"), limit);
+    status.expect_code(0);
+    let disk = &status.records()[0]["disk"];
+    assert_eq!(disk["build"], 0, "nothing confirmed as rebuildable: {disk}");
+    assert!(s(disk, "unconfirmed").contains(".gitignore"), "{disk}");
+
+    let run =
+        run_or_hang(t.cmd("wt-create").args(["--gc", "--yes", "--max-size", "1K"]).env("WT_GIT_TIMEOUT", "2"), limit);
+    run.expect_code(0);
+    let gc = &run.records()[0]["gc"];
+    assert_eq!(gc["action"], "kept", "{run}");
+    assert!(s(gc, "why").contains(".gitignore"), "{gc}");
+    assert!(has_build_dirs(&w), "nothing unconfirmed is removed");
+    let share = run_or_hang(t.cmd("wt-create").args(["--share-status", "--json"]).env("WT_GIT_TIMEOUT", "2"), limit);
+    share.expect_code(0);
+}
+
+#[test]
+fn remove_idle_keeps_a_worktree_whose_ignored_files_are_work_and_names_them() {
+    let t = TestRepo::new();
+    t.write(".gitignore", "target/\nnode_modules/\n.env\n*.sqlite3\n.env.wt\n");
+    t.write(".worktreeinclude", ".env\n");
+    t.commit("ignore build dirs and local files");
+    fs::write(t.repo.join(".env"), "KEY=from-the-main-worktree\n").unwrap();
+    t.run("wt-create", &["keyed", "sqlite", "copied", "pushed"], "").expect_code(0);
+    let wt = |n: &str| t.wt_root().join(n);
+    for n in ["keyed", "sqlite", "copied", "pushed"] {
+        build_dirs(&wt(n), 8);
+        assert!(wt(n).join(".env").is_file(), ".worktreeinclude copied .env into {n}");
+        // wt-env's own file is not work.
+        fs::write(wt(n).join(".env.wt"), "PORT=4000\n").unwrap();
+    }
+    // The only copy of a key; a database nobody committed.
+    fs::write(wt("keyed").join(".env"), "KEY=the-only-copy\n").unwrap();
+    fs::write(wt("sqlite").join("dev.sqlite3"), bytes(8192, 3)).unwrap();
+    // Not merged, but pushed.
+    let remote = t.root().join("remote.git");
+    t.git(["init", "-q", "--bare", remote.to_str().unwrap()]);
+    t.git(["remote", "add", "origin", remote.to_str().unwrap()]);
+    t.git_in(&wt("pushed"), ["commit", "-q", "--allow-empty", "-m", "pushed work"]);
+    t.git_in(&wt("pushed"), ["push", "-q", "origin", "wt/pushed"]);
+    for n in ["keyed", "sqlite", "copied", "pushed"] {
+        used_days_ago(&t, n, 10);
+    }
+
+    let run = t.run("wt-create", &["--gc", "--remove-idle", "--yes", "--max-age", "3d"], "");
+    run.expect_code(0);
+    let recs = run.records();
+    for (n, file) in [("keyed", ".env"), ("sqlite", "dev.sqlite3")] {
+        let gc = gc_of(&recs, n).unwrap();
+        assert!(wt(n).join(file).is_file(), "{n} is kept: {run}");
+        let why = gc["kept_because"].as_str().or(gc["why"].as_str()).unwrap_or_default();
+        assert!(why.contains(file), "{n}: names {file}: {gc}");
+    }
+    assert_eq!(fs::read_to_string(wt("keyed").join(".env")).unwrap(), "KEY=the-only-copy\n");
+    for n in ["copied", "pushed"] {
+        assert_eq!(gc_of(&recs, n).unwrap()["action"], "removed", "{n}: {run}");
+        assert!(!wt(n).exists(), "{n}: {run}");
+    }
+    let restore = s(gc_of(&recs, "pushed").unwrap(), "restore");
+    assert!(restore.contains("origin/wt/pushed"), "names where its commits are: {restore}");
+    assert!(!s(gc_of(&recs, "copied").unwrap(), "restore").contains("origin/"), "{run}");
+}
+
+#[test]
+fn a_worktree_whose_branch_has_unmerged_commits_keeps_its_build_dirs_even_with_head_detached() {
+    let t = TestRepo::new();
+    ignoring_build_dirs(&t);
+    t.run("wt-create", &["detached"], "").expect_code(0);
+    let w = t.wt_root().join("detached");
+    t.git_in(&w, ["commit", "-q", "--allow-empty", "-m", "work on the branch"]);
+    t.git_in(&w, ["checkout", "-q", "--detach", "HEAD~1"]);
+    build_dirs(&w, 9);
+    let run = t.run("wt-create", &["--gc", "--yes", "--max-size", "1K"], "");
+    run.expect_code(0);
+    let gc = gc_of(&run.records(), "detached").unwrap().clone();
+    assert_eq!(gc["action"], "kept", "{run}");
+    assert!(s(&gc, "why").contains("neither merged"), "{gc}");
+    assert!(has_build_dirs(&w));
+}
+
+#[test]
+fn a_process_running_a_built_binary_or_holding_a_file_open_from_elsewhere_keeps_the_build_dirs() {
+    let t = TestRepo::new();
+    ignoring_build_dirs(&t);
+    t.run("wt-create", &["server", "reader", "idle"], "").expect_code(0);
+    let wt = |n: &str| t.wt_root().join(n);
+    for n in ["server", "reader", "idle"] {
+        build_dirs(&wt(n), 10);
+    }
+    // A server built into target/, started from /; a process with a file of node_modules open
+    // whose working directory is /.
+    let server = wt("server").join("target/debug/server");
+    fs::copy(which("sleep"), &server).unwrap();
+    let _server = wt_tests::Reaped(Command::new(&server).arg("600").current_dir("/").spawn().unwrap());
+    let lodash = wt("reader").join("node_modules/lodash/lodash.js");
+    let _reader = wt_tests::Reaped(
+        Command::new("sh")
+            .args(["-c", "exec 3<\"$1\"; exec sleep 600", "sh"])
+            .arg(&lodash)
+            .current_dir("/")
+            .spawn()
+            .unwrap(),
+    );
+    // Until the fd is open.
+    while !fs::read_dir(format!("/proc/{}/fd", _reader.0.id()))
+        .map(|d| d.flatten().any(|e| fs::read_link(e.path()).is_ok_and(|p| p == lodash)))
+        .unwrap_or(false)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let run = t.run("wt-create", &["--gc", "--yes", "--max-size", "1K"], "");
+    run.expect_code(0);
+    let recs = run.records();
+    for (n, why) in [("server", "runs"), ("reader", "open")] {
+        let gc = gc_of(&recs, n).unwrap();
+        assert_eq!(gc["action"], "kept", "{n}: {run}");
+        assert!(s(gc, "why").contains(why), "{n}: {gc}");
+        assert!(has_build_dirs(&wt(n)), "{n}");
+    }
+    assert_eq!(gc_of(&recs, "idle").unwrap()["action"], "reclaimed", "{run}");
+}
+
+fn which(prog: &str) -> PathBuf {
+    let out = Command::new("sh").args(["-c", &format!("command -v {prog}")]).output().unwrap();
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+#[test]
+fn a_build_started_after_the_gc_looked_keeps_its_build_dirs() {
+    let t = TestRepo::new();
+    ignoring_build_dirs(&t);
+    t.run("wt-create", &["w"], "").expect_code(0);
+    let w = t.wt_root().join("w");
+    // One build dir: a failpoint stops the tool at each.
+    target_only(&w, 11);
+    let mut cmd = t.cmd("wt-create");
+    cmd.args(["--gc", "--yes", "--max-size", "1K"]);
+    // It has looked at the processes, and is about to move the first build dir.
+    let gc = wt_tests::StoppedAt::spawn(&mut cmd, "gc-before-move");
+    let _build =
+        wt_tests::Reaped(Command::new("sleep").arg("600").current_dir(w.join("target/debug")).spawn().unwrap());
+    let run = gc.resume();
+    run.expect_code(0);
+    let g = gc_of(&run.records(), "w").unwrap().clone();
+    assert_eq!(g["action"], "kept", "{run}");
+    assert!(s(&g, "why").contains("process"), "{g}");
+    assert!(w.join("target/debug/app").is_file(), "{run}");
+}
+
+#[test]
+fn a_build_dir_a_process_started_using_in_the_instant_of_its_move_is_put_back_whole() {
+    let t = TestRepo::new();
+    ignoring_build_dirs(&t);
+    t.run("wt-create", &["w"], "").expect_code(0);
+    let w = t.wt_root().join("w");
+    target_only(&w, 12);
+    let mut cmd = t.cmd("wt-create");
+    cmd.args(["--gc", "--yes", "--max-size", "1K"]);
+    let gc = wt_tests::StoppedAt::spawn(&mut cmd, "gc-moved-to-trash");
+    let trash = t.wt_root().join(".wt-trash");
+    let moved: Vec<PathBuf> = fs::read_dir(&trash).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    let _build = wt_tests::Reaped(Command::new("sleep").arg("600").current_dir(&moved[0]).spawn().unwrap());
+    while fs::read_link(format!("/proc/{}/cwd", _build.0.id())).map_or(true, |p| p != moved[0]) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let run = gc.resume();
+    run.expect_code(0);
+    assert!(w.join("target/debug/app").is_file(), "put back whole: {run}");
+    let g = gc_of(&run.records(), "w").unwrap().clone();
+    assert_eq!(g["action"], "kept", "{run}");
+    assert!(s(&g, "why").contains("put back"), "{g}");
+}
+
+/// Only a `target/`, of known size.
+fn target_only(wt: &Path, seed: u8) {
+    fs::create_dir_all(wt.join("target/debug")).unwrap();
+    fs::write(wt.join("target/debug/app"), bytes(128 * 1024, seed)).unwrap();
+}
+
+#[test]
+fn max_count_alone_removes_the_least_recently_used_clean_merged_worktrees() {
+    let t = TestRepo::new();
+    ignoring_build_dirs(&t);
+    t.run("wt-create", &["a", "b", "c"], "").expect_code(0);
+    for (n, days) in [("a", 3), ("b", 2), ("c", 1)] {
+        used_days_ago(&t, n, days);
+    }
+    let run = t.run("wt-create", &["--gc", "--remove-idle", "--yes", "--max-count", "1"], "");
+    run.expect_code(0);
+    let recs = run.records();
+    for n in ["a", "b"] {
+        assert_eq!(gc_of(&recs, n).unwrap()["action"], "removed", "{n}: {run}");
+    }
+    assert!(gc_of(&recs, "c").is_none(), "{run}");
+    let names: Vec<String> =
+        t.run("wt-create", &["--list"], "").records().iter().map(|r| s(r, "name").to_string()).collect();
+    assert_eq!(names, ["c"]);
+}
+
+#[test]
+fn a_build_dirs_entry_that_is_not_a_directory_name_is_refused_naming_it() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["w"], "").expect_code(0);
+    for bad in ["out/cache", "..", ""] {
+        t.write("wt.toml", &format!("[create]\nbuild_dirs = [\"{bad}\"]\n"));
+        for (tool, args) in [("wt-create", &["--gc", "--max-size", "1G"][..]), ("wt-status", &["--disk", "--all"][..])]
+        {
+            let run = t.run(tool, args, "");
+            assert_ne!(run.code, Some(0), "{tool} {bad:?}: {run}");
+            assert!(run.stderr.contains(&format!("'{bad}' is not a directory name")), "{tool}: {run}");
+            assert_eq!(run.stderr.trim().lines().count(), 1, "one line: {run}");
+        }
+    }
+}
+
+#[test]
+fn a_size_budget_that_cannot_be_met_leaves_shared_dirs_that_free_nothing_and_says_so() {
+    let t = TestRepo::new();
+    t.write(".gitignore", "target/\nnode_modules/\n");
+    t.commit("ignore");
+    fs::create_dir_all(t.repo.join("node_modules/big")).unwrap();
+    fs::write(t.repo.join("node_modules/big/a.bin"), bytes(400_000, 1)).unwrap();
+    t.run("wt-create", &["w", "--share", "node_modules", "--share-mode", "hardlink"], "").expect_code(0);
+    let w = t.wt_root().join("w");
+    fs::create_dir_all(w.join("target")).unwrap();
+    fs::write(w.join("target/app"), bytes(128 * 1024, 2)).unwrap();
+    let run = t.run("wt-create", &["--gc", "--yes", "--max-size", "1K"], "");
+    run.expect_code(0);
+    let gc = gc_of(&run.records(), "w").unwrap().clone();
+    let dirs: Vec<&str> = gc["dirs"].as_array().unwrap().iter().map(|d| s(d, "dir")).collect();
+    assert_eq!(dirs, ["target"], "{run}");
+    assert!(!w.join("target").exists(), "{run}");
+    assert!(w.join("node_modules/big/a.bin").is_file(), "the shared dir, which frees nothing, stays: {run}");
+    assert!(run.stderr.contains("cannot be met"), "{run}");
+}
+
+#[test]
+fn a_build_dir_with_a_read_only_subdir_is_deleted_whole_and_nothing_is_left_in_the_trash() {
+    let t = TestRepo::new();
+    ignoring_build_dirs(&t);
+    t.run("wt-create", &["w"], "").expect_code(0);
+    let w = t.wt_root().join("w");
+    build_dirs(&w, 13);
+    // A Go module cache: directories 0555, files 0444.
+    let cache = w.join("target/gomod/pkg");
+    fs::create_dir_all(&cache).unwrap();
+    fs::write(cache.join("mod.go"), bytes(4096, 1)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(cache.join("mod.go"), fs::Permissions::from_mode(0o444)).unwrap();
+    for d in [&cache, &w.join("target/gomod")] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    // root may write anything: the tool runs as an unprivileged user who owns the files.
+    let mut cmd = if nix::unistd::geteuid().is_root() {
+        let out = Command::new("chown").args(["-R", "65534:65534"]).arg(t.root()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(wt_tests::bin("wt-create"));
+        c.current_dir(&t.repo);
+        t.isolate(&mut c);
+        c
+    } else {
+        t.cmd("wt-create")
+    };
+    cmd.args(["--gc", "--yes", "--max-size", "1K"]);
+    let run = Run::of(&mut cmd, "");
+    run.expect_code(0);
+    assert_eq!(gc_of(&run.records(), "w").unwrap()["action"], "reclaimed", "{run}");
+    assert!(!w.join("target").exists() && !w.join("node_modules").exists(), "{run}");
+    assert!(!t.wt_root().join(".wt-trash").exists(), "nothing stuck in the trash: {run}");
+}
+
+#[test]
+fn a_confined_runs_copy_on_write_layer_is_counted_against_its_worktree() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["w"], "").expect_code(0);
+    let layer = t.repo.join(".git/wt/confine/w/cow");
+    fs::create_dir_all(&layer).unwrap();
+    fs::write(layer.join("big"), bytes(512 * 1024, 4)).unwrap();
+    let status = t.run("wt-status", &["--disk", "--all", "--json"], "");
+    status.expect_code(0);
+    let disk = &status.records()[0]["disk"];
+    let confine = disk["confine"].as_u64().unwrap_or_default();
+    assert!(confine >= 512 * 1024, "{disk}");
+    assert!(disk["bytes"].as_u64().unwrap() >= confine + disk["checkout"].as_u64().unwrap(), "{disk}");
+}

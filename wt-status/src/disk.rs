@@ -19,7 +19,7 @@ struct CreateSection {
 
 pub fn add(repo: &Repo, ledger: &Ledger, recs: &mut [Record]) -> Result<(), Error> {
     let section: CreateSection = wt_common::config::section(repo.main_worktree.as_deref(), "create")?;
-    let names = wt_common::git::build_dirs::names(section.build_dirs.as_deref().unwrap_or_default());
+    let names = wt_common::git::build_dirs::names(section.build_dirs.as_deref().unwrap_or_default())?;
     let measured = worktree_cost::measure(repo, ledger, &names)?;
     for rec in recs.iter_mut() {
         if let Some(w) =

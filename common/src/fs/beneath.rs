@@ -118,18 +118,31 @@ impl Dir {
     }
 
     /// Removes whatever `name` is: a file, a link (not what it points at), a FIFO, or a
-    /// directory with everything in it, each entry from the directory it was read in.
+    /// directory with everything in it, each entry from the directory it was read in. A
+    /// directory this user owns but may not write (a Go module cache is 0555) is first made
+    /// writable by its owner, through the very directory opened.
     pub fn remove_tree(&self, name: &str) -> std::io::Result<()> {
         match self.kind_of(name) {
             None => Ok(()),
             Some(Kind::Dir) => {
                 let sub = self.dir(name)?;
+                sub.let_owner_write();
                 for (entry, _) in sub.entries()? {
                     sub.remove_tree(&entry)?;
                 }
                 Ok(rustix::fs::unlinkat(&self.fd, plain(name)?, AtFlags::REMOVEDIR)?)
             }
             Some(_) => self.remove(name),
+        }
+    }
+
+    /// Adds `u+rwx` to this directory when this user owns it and lacks one of them.
+    fn let_owner_write(&self) {
+        if let Ok(st) = rustix::fs::fstat(&self.fd) {
+            let mode = st.st_mode & 0o7777;
+            if st.st_uid == nix::unistd::geteuid().as_raw() && mode & 0o700 != 0o700 {
+                let _ = rustix::fs::fchmod(&self.fd, Mode::from_raw_mode(mode | 0o700));
+            }
         }
     }
 

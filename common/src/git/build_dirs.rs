@@ -31,15 +31,23 @@ pub const DEFAULT: &[&str] = &[
     "coverage",
 ];
 
-/// The default names and `extra` (from `[create] build_dirs`), each once.
-pub fn names(extra: &[String]) -> Vec<String> {
+/// The default names and `extra` (from `[create] build_dirs`), each once. A directory is
+/// matched by its name, so an entry must be one: not empty, no `/`, not `.` or `..` (such an
+/// entry would never match, or match everything), else the error `bad-build-dir`.
+pub fn names(extra: &[String]) -> Result<Vec<String>, Error> {
     let mut all: Vec<String> = DEFAULT.iter().map(|s| s.to_string()).collect();
     for e in extra {
+        if e.is_empty() || e == "." || e == ".." || e.contains('/') || e.contains('\0') {
+            return Err(Error::usage(
+                "bad-build-dir",
+                format!("[create] build_dirs: '{e}' is not a directory name; write one name, such as \"out\" (no '/', not '.' or '..'), in wt.toml"),
+            ));
+        }
         if !all.contains(e) {
             all.push(e.clone());
         }
     }
-    all
+    Ok(all)
 }
 
 /// Of `candidates` (directories relative to the worktree), those git ignores as a whole and
@@ -48,9 +56,17 @@ pub fn names(extra: &[String]) -> Vec<String> {
 /// ignored. One git process, whatever the number of candidates, run as `git::in_worktree` runs
 /// it (nothing the agent planted runs), with literal pathspecs (a directory named `*` is that
 /// name) and no optional locks (the agent's index is not written).
+///
+/// git reads every `.gitignore` on the way, and one the agent made a FIFO would make it wait
+/// for ever: each is first looked at without following a link, and anything but a regular file
+/// (or none) is the error `gitignore-not-a-file`; git itself runs within `git::read_timeout()`
+/// (`git-stuck`). Either way nothing in the worktree is confirmed.
 pub fn rebuildable(reg: &Registered, candidates: &[PathBuf]) -> Result<HashSet<PathBuf>, Error> {
     if candidates.is_empty() {
         return Ok(HashSet::new());
+    }
+    for c in candidates {
+        gitignores_are_files(&reg.path, c)?;
     }
     let mut cmd = git::in_worktree(reg);
     cmd.env("GIT_OPTIONAL_LOCKS", "0").env("GIT_LITERAL_PATHSPECS", "1").args([
@@ -63,9 +79,36 @@ pub fn rebuildable(reg: &Registered, candidates: &[PathBuf]) -> Result<HashSet<P
         "--",
     ]);
     cmd.args(candidates);
-    let out = git::output(&mut cmd)?;
+    let out = git::output_within(&mut cmd, git::read_timeout(), &reg.path)?;
+    if !out.status.success() {
+        return Err(Error::failed("git-failed", git::failure_message(&cmd, &out)));
+    }
     let listed: HashSet<PathBuf> = split(&out.stdout).filter_map(|p| whole_dir(&p)).collect();
     Ok(candidates.iter().filter(|c| listed.contains(*c)).cloned().collect())
+}
+
+/// The `.gitignore` of the worktree and of each directory down to `rel` (and in it): each a
+/// regular file or absent, looked at without following a link.
+fn gitignores_are_files(worktree: &Path, rel: &Path) -> Result<(), Error> {
+    let mut dir = worktree.to_path_buf();
+    let mut dirs = vec![dir.clone()];
+    for part in rel.components() {
+        dir.push(part);
+        dirs.push(dir.clone());
+    }
+    for d in dirs {
+        let f = d.join(".gitignore");
+        match std::fs::symlink_metadata(&f) {
+            Ok(m) if !m.file_type().is_file() => {
+                return Err(Error::failed(
+                    "gitignore-not-a-file",
+                    format!("{} is not a regular file (git would read it, and may wait for ever on a FIFO); its build dirs are not counted as rebuildable until it is", f.display()),
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn split(out: &[u8]) -> impl Iterator<Item = PathBuf> + '_ {

@@ -26,6 +26,12 @@ pub struct WorktreeCost {
     pub shared: Vec<PathBuf>,
     /// Its registration, when git's files agree (`None`: not checked, never acted on).
     pub registered: Option<Registered>,
+    /// What its confined runs' store holds (`<state>/confine/<name>/`: copy-on-write layers),
+    /// counted against it; never reclaimed by `--gc`.
+    pub confine: u64,
+    /// Why none of its build directories could be confirmed (git stuck or failed, a
+    /// `.gitignore` that is not a file): they are counted as its checkout.
+    pub unconfirmed: Option<String>,
 }
 
 /// All of them, and the store.
@@ -40,7 +46,7 @@ impl Measured {
     /// All of wt's worktrees and its store: what `du` over them says, less the main
     /// worktree's part.
     pub fn total(&self) -> u64 {
-        self.store + self.worktrees.iter().map(|w| w.cost.total()).sum::<u64>()
+        self.store + self.worktrees.iter().map(|w| w.cost.total() + w.confine).sum::<u64>()
     }
 }
 
@@ -77,13 +83,20 @@ pub fn measure(repo: &Repo, ledger: &Ledger, build_names: &[String]) -> Result<M
     for (((name, worktree, shared), mut cost), (registered, rebuildable)) in
         worktrees.into_iter().zip(acc.worktrees.iter().cloned()).zip(confirmed)
     {
+        let mut unconfirmed = None;
         match rebuildable {
             Some(Ok(ok)) => cost.confirm(|rel| ok.contains(rel)),
             // Unchecked (git's files disagree, or git failed): nothing in it is taken as
             // rebuildable.
-            _ => cost.confirm(|_| false),
+            Some(Err(e)) => {
+                unconfirmed = Some(format!("its build dirs are not confirmed: {}", e.message));
+                cost.confirm(|_| false)
+            }
+            None => cost.confirm(|_| false),
         }
-        out.worktrees.push(WorktreeCost { name, worktree, cost, shared, registered });
+        let confine = state.join("confine").join(&name);
+        let confine = if confine.is_dir() { disk_usage::du(&confine) } else { 0 };
+        out.worktrees.push(WorktreeCost { name, worktree, cost, shared, registered, confine, unconfirmed });
     }
     Ok(out)
 }
@@ -99,10 +112,20 @@ fn candidates(path: &std::path::Path, acc: &disk_usage::Accounting, trees: &Tree
 /// "disk": {"bytes": 5242880, "checkout": 1048576, "build": 4194304,
 ///          "build_dirs": [{"dir": "target", "bytes": 4194304}]}
 /// ```
+/// `"confine": bytes` when its confined runs' store holds any (counted in `bytes`), and
+/// `"unconfirmed": "why"` when git could not confirm its build dirs (they are then counted
+/// in `checkout`).
 /// `bytes` is what the worktree costs beyond the main worktree, the store and the worktrees
 /// before it (by name): its share of `du` over all of them.
 pub fn disk_value(wt: &WorktreeCost) -> serde_json::Value {
     let dirs: Vec<serde_json::Value> =
         wt.cost.build_dirs.iter().map(|d| serde_json::json!({"dir": d.rel, "bytes": d.bytes})).collect();
-    serde_json::json!({"bytes": wt.cost.total(), "checkout": wt.cost.checkout, "build": wt.cost.build(), "build_dirs": dirs})
+    let mut v = serde_json::json!({"bytes": wt.cost.total() + wt.confine, "checkout": wt.cost.checkout, "build": wt.cost.build(), "build_dirs": dirs});
+    if wt.confine > 0 {
+        v["confine"] = serde_json::json!(wt.confine);
+    }
+    if let Some(why) = &wt.unconfirmed {
+        v["unconfirmed"] = serde_json::json!(why);
+    }
+    v
 }

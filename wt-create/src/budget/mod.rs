@@ -8,7 +8,8 @@
 //! lease listened on), one with uncommitted work, one whose branch has commits neither merged
 //! into its base nor pushed, one whose git files do not agree with its registration. Their
 //! build directories stay too: a build dir may be what a running build writes, and an agent in
-//! the middle of its work should not find its `node_modules` gone.
+//! the middle of its work should not find its `node_modules` gone. A whole worktree is kept too
+//! when a file git ignores there may be work (`ignored`: a `.env`, a `dev.sqlite3`).
 //!
 //! Nothing is removed without `--yes`: without it, anywhere (a terminal or a pipe), `--gc`
 //! says what it would reclaim, and how to do it. `wt-create` itself, when a budget is set,
@@ -26,6 +27,7 @@
 //! worktree, with `--remove-idle`), `kept` (with `why`).
 
 pub mod busy;
+pub mod ignored;
 pub mod limits;
 pub mod trash;
 pub mod used;
@@ -55,7 +57,7 @@ pub struct Opts {
 }
 
 /// The names of build directories: the defaults and `[create] build_dirs`.
-pub fn build_names(ctx: &Context) -> Vec<String> {
+pub fn build_names(ctx: &Context) -> Result<Vec<String>, Error> {
     build_dirs::names(ctx.config.build_dirs.as_deref().unwrap_or_default())
 }
 
@@ -87,7 +89,7 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
         false => None,
     };
     let ledger = ctx.ledger.read()?;
-    let measured = worktree_cost::measure(&ctx.repo, &ledger, &build_names(ctx))?;
+    let measured = worktree_cost::measure(&ctx.repo, &ledger, &build_names(ctx)?)?;
     let before = measured.total();
     let now = SystemTime::now();
     let mut lru: Vec<Candidate> = measured
@@ -114,7 +116,13 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
     // those the budget could still reach (it only comes closer to holding as the loop goes).
     let batch = (wt_common::proc::parallel::cores() * 2).max(4);
     let mut checked: Vec<Option<Option<String>>> = lru.iter().map(|_| None).collect();
-    let has_dirs = |c: &Candidate| c.wt.cost.build_dirs.iter().any(|d| d.full > 0);
+    // A dir mostly shared (a `node_modules` hard-linked from the store) frees next to nothing:
+    // the size alone does not take it from a worktree in use lately. One idle past max_age
+    // loses it still (its links then let --store-gc free files).
+    let worth = |c: &Candidate, d: &wt_common::fs::disk_usage::BuildDir| {
+        d.full > 0 && (c.idle_past(&budget) || !frees_next_to_nothing(d.bytes, d.full))
+    };
+    let has_dirs = |c: &Candidate| c.wt.cost.build_dirs.iter().any(|d| worth(c, d));
     for (i, c) in lru.iter().enumerate() {
         let over_size = budget.max_size.is_some_and(|max| total > max);
         if !over_size && !c.idle_past(&budget) {
@@ -123,6 +131,9 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
             break;
         }
         if !has_dirs(c) {
+            if let Some(why) = &c.wt.unconfirmed {
+                records[i] = Some(kept_record(ctx, c, why));
+            }
             continue;
         }
         if checked[i].is_none() {
@@ -135,32 +146,56 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
                 checked[j] = Some(why);
             }
         }
-        let dirs: Vec<_> = c.wt.cost.build_dirs.iter().filter(|d| d.full > 0).collect();
+        let dirs: Vec<_> = c.wt.cost.build_dirs.iter().filter(|d| worth(c, d)).collect();
         if let Some(why) = checked[i].take().flatten() {
             records[i] = Some(kept_record(ctx, c, &why));
             continue;
         }
         let mut listed = Vec::new();
         let mut bytes = 0;
+        // Set when the worktree turned out in use meanwhile: its other dirs stay.
+        let mut in_use: Option<String> = None;
         for d in dirs {
             let shared = c.wt.shared.iter().any(|s| s == &d.rel);
             let mut item = json!({"dir": d.rel, "bytes": d.bytes, "full_bytes": d.full, "shared": shared,
                                   "restore": build_dirs::how_to_rebuild(&d.rel, shared)});
             if opts.act {
-                let label = format!("{}.{}", c.wt.name, d.rel.display());
-                let done = match trash.as_mut() {
-                    Some(t) => t.remove(&c.wt.worktree.path, &label, &d.rel),
-                    None => Err(std::io::Error::other("no trash directory")),
-                };
-                if let Err(e) = done {
-                    item["error"] = json!(format!("not removed: {e}"));
+                if let Some(why) = &in_use {
+                    item["error"] = json!(format!("not removed: {why}"));
                     listed.push(item);
                     continue;
+                }
+                wt_common::proc::failpoint::hit("gc-before-move");
+                let label = format!("{}.{}", c.wt.name, d.rel.display());
+                // Asked again just before the move: a build or an agent may have started in it
+                // since the look at the start, or work been made.
+                let still = || protected(ctx, &busy::Busy::scan(), &ledger, c);
+                let done = match trash.as_mut() {
+                    Some(t) => t.remove(&c.wt.worktree.path, &label, &d.rel, still),
+                    None => Err(std::io::Error::other("no trash directory")),
+                };
+                match done {
+                    Ok(trash::Outcome::Removed) => {}
+                    Ok(trash::Outcome::InUse(why)) => {
+                        item["error"] = json!(format!("not removed: {why}"));
+                        listed.push(item);
+                        in_use = Some(why);
+                        continue;
+                    }
+                    Err(e) => {
+                        item["error"] = json!(format!("not removed: {e}"));
+                        listed.push(item);
+                        continue;
+                    }
                 }
                 unlinked_shared |= shared;
             }
             bytes += d.bytes;
             listed.push(item);
+        }
+        if let (0, Some(why)) = (bytes, &in_use) {
+            records[i] = Some(kept_record(ctx, c, why));
+            continue;
         }
         total = total.saturating_sub(bytes);
         reclaimed += bytes;
@@ -179,16 +214,23 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
     let mut removed = 0usize;
     if opts.remove_idle && !opts.after_create {
         for (i, c) in lru.iter().enumerate() {
-            let over = budget.max_size.is_some_and(|max| total > max)
-                || budget.max_count.is_some_and(|max| count > max)
-                || budget.max_age.is_some();
-            if !over || !c.idle_past(&budget) {
+            // Idle past max_age; or, while there are more than max_count, the least recently
+            // used (with or without max_age).
+            let over_count = budget.max_count.is_some_and(|max| count > max);
+            if !over_count && !c.idle_past(&budget) {
                 continue;
             }
-            if let Some(why) = protected(ctx, &busy, &ledger, c) {
+            // Looked at afresh: the build-dir pass may have taken a while.
+            if let Some(why) = protected(ctx, &busy::Busy::scan(), &ledger, c) {
                 records[i] = Some(kept_record(ctx, c, &why));
                 continue;
             }
+            // `git status` lists no ignored file; a `.env` or a `dev.sqlite3` may be work.
+            if let Some(why) = ignored_work(ctx, &state, c) {
+                keep(ctx, &mut records[i], c, &why);
+                continue;
+            }
+            let restore = restore_of(ctx, ledger.worktrees.get(&c.wt.name), c);
             let how = crate::remove::How { check_only: !opts.act, pushed_is_kept: true, ..Default::default() };
             match crate::remove::remove_one(ctx, &Want::Name(c.wt.name.clone()), how) {
                 Ok(mut rec) => {
@@ -200,7 +242,7 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
                         json!({"action": if opts.act { "removed" } else { "would_remove" },
                                "bytes": bytes + freed[i], "idle_secs": c.idle.as_secs(),
                                "dirs": dirs.unwrap_or_else(|| json!([])),
-                               "restore": format!("nothing of its work is lost (it was clean, its commits merged or pushed): `wt-create {}` makes it again from the base", c.wt.name)}),
+                               "restore": restore}),
                     );
                     total = total.saturating_sub(bytes);
                     reclaimed += bytes;
@@ -210,14 +252,7 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
                 }
                 // `--remove`'s own checks refused (a pane started meanwhile, say): its record
                 // of what was reclaimed stays, with why it was kept.
-                Err((_, e)) => {
-                    let rec = records[i].get_or_insert_with(|| kept_record(ctx, c, &e.message));
-                    if let Some(gc) = rec.key("gc").cloned().filter(|g| g["action"] != "kept") {
-                        let mut gc = gc;
-                        gc["kept_because"] = json!(e.message);
-                        rec.set_key("gc", gc);
-                    }
-                }
+                Err((_, e)) => keep(ctx, &mut records[i], c, &e.message),
             }
         }
     }
@@ -238,6 +273,12 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether removing a dir of `full` bytes, `own` of them its own (not linked from elsewhere),
+/// frees next to nothing: under 1% of it, or under 1 MiB and under half of it.
+fn frees_next_to_nothing(own: u64, full: u64) -> bool {
+    own.saturating_mul(100) < full || (own < 1 << 20 && own.saturating_mul(2) < full)
+}
+
 /// Why a worktree is never reclaimed from, or `None`.
 fn protected(ctx: &Context, busy: &busy::Busy, ledger: &wt_common::ledger::Ledger, c: &Candidate) -> Option<String> {
     let Some(reg) = &c.wt.registered else {
@@ -252,10 +293,20 @@ fn protected(ctx: &Context, busy: &busy::Busy, ledger: &wt_common::ledger::Ledge
         Ok(_) => {}
         Err(e) => return Some(format!("cannot tell whether it has uncommitted work: {}", e.message)),
     }
-    let head = c.wt.worktree.head.as_deref()?;
+    // Its branch's tip as well as HEAD: with HEAD detached elsewhere, the branch still holds
+    // the work.
+    let tips = tips_of(entry, c);
+    if tips.is_empty() {
+        return None;
+    }
     // Its base as the ledger has it (checked when it was made); where that is gone, HEAD of
     // the main worktree, as `--remove` judges. One git process in the usual case.
-    let count = |base: &str| git::run(ctx.repo.git_dir(), ["rev-list", "--count", head, "--not", base, "--remotes"]);
+    let count = |base: &str| {
+        let mut args = vec!["rev-list", "--count", "--ignore-missing"];
+        args.extend(tips.iter().map(String::as_str));
+        args.extend(["--not", base, "--remotes"]);
+        git::run(ctx.repo.git_dir(), &args)
+    };
     let named = entry.and_then(|e| e.base.as_deref().or(e.base_commit.as_deref())).filter(|b| !b.starts_with('-'));
     let (base, ahead) = match named.map(|b| (b, count(b))) {
         Some((b, Ok(n))) => (b, Ok(n)),
@@ -266,6 +317,74 @@ fn protected(ctx: &Context, busy: &busy::Busy, ledger: &wt_common::ledger::Ledge
         Ok(n) => Some(format!("{n} commit(s) neither merged into {base} nor pushed")),
         Err(e) => Some(format!("cannot tell whether its commits are merged: {}", e.message)),
     }
+}
+
+/// Keeps `c` whole: its record says why, beside what was reclaimed from its build dirs.
+fn keep(ctx: &Context, record: &mut Option<Record>, c: &Candidate, why: &str) {
+    let rec = record.get_or_insert_with(|| kept_record(ctx, c, why));
+    if let Some(gc) = rec.key("gc").cloned().filter(|g| g["action"] != "kept") {
+        let mut gc = gc;
+        gc["kept_because"] = json!(why);
+        rec.set_key("gc", gc);
+    }
+}
+
+/// Why the ignored files of `c` keep it whole (`ignored`), or `None`.
+fn ignored_work(ctx: &Context, state: &std::path::Path, c: &Candidate) -> Option<String> {
+    let reg = c.wt.registered.as_ref()?;
+    let builds: Vec<std::path::PathBuf> = c.wt.cost.build_dirs.iter().map(|d| d.rel.clone()).collect();
+    let mut wt_files = wt_common::ledger::secret_files::read(state);
+    wt_files.push(".env.wt".into());
+    match ignored::work(reg, &builds, &wt_files, ctx.repo.main_worktree.as_deref()) {
+        Ok(work) if work.is_empty() => None,
+        Ok(work) => Some(format!(
+            "ignored files that may be work (git status does not list them): {}; move them out or delete them, and the next --gc --remove-idle removes it",
+            ignored::named(&work)
+        )),
+        Err(e) => Some(format!("cannot tell whether its ignored files are work: {}", e.message)),
+    }
+}
+
+/// How to get a worktree removed by `--remove-idle` back: from the base when its commits are
+/// merged; from the remote-tracking branch that holds them when they are only pushed.
+fn restore_of(ctx: &Context, entry: Option<&wt_common::ledger::Entry>, c: &Candidate) -> String {
+    let name = &c.wt.name;
+    let from_base = format!(
+        "nothing of its work is lost (it was clean, its commits merged): `wt-create {name}` makes it again from the base"
+    );
+    let tips = tips_of(entry, c);
+    let Some(tip) = tips.first() else { return from_base };
+    let base = entry.and_then(|e| e.base.as_deref().or(e.base_commit.as_deref())).filter(|b| !b.starts_with('-'));
+    let mut args = vec!["rev-list", "--count", "--ignore-missing"];
+    args.extend(tips.iter().map(String::as_str));
+    args.extend(["--not", base.unwrap_or("HEAD")]);
+    if git::run(ctx.repo.git_dir(), &args).is_ok_and(|n| n.trim() == "0") {
+        return from_base;
+    }
+    let holder = git::run(
+        ctx.repo.git_dir(),
+        ["for-each-ref", "--contains", tip.as_str(), "--format=%(refname:short)", "refs/remotes"],
+    )
+    .ok()
+    .and_then(|out| out.lines().next().map(str::to_string));
+    let branch = entry.and_then(|e| e.branch.clone()).unwrap_or_else(|| format!("wt/{name}"));
+    match holder {
+        Some(r) => format!(
+            "its commits are pushed to {r}, not merged: `git switch -c {branch} {r}` (in a new worktree) gets them back"
+        ),
+        None => format!("its commits were pushed, not merged: find them on the remote; `wt-create {name}` makes it again from the base"),
+    }
+}
+
+/// The commits whose work a worktree holds: its branch's tip (as the ledger names the branch),
+/// and its HEAD, which may be detached from it.
+fn tips_of(entry: Option<&wt_common::ledger::Entry>, c: &Candidate) -> Vec<String> {
+    let mut tips = Vec::new();
+    if let Some(b) = entry.and_then(|e| e.branch.as_deref()).filter(|b| !b.starts_with('-')) {
+        tips.push(format!("refs/heads/{b}"));
+    }
+    tips.extend(c.wt.worktree.head.clone());
+    tips
 }
 
 fn record_of(ctx: &Context, c: &Candidate) -> Record {
@@ -298,6 +417,12 @@ fn summary(opts: &Opts, before: u64, after: u64, reclaimed: u64, touched: usize,
         ));
     } else {
         line.push_str("; nothing to reclaim");
+    }
+    if let Some(max) = opts.budget.max_size.filter(|max| after > *max) {
+        line.push_str(&format!(
+            "; the budget cannot be met ({} over): what is left is checkouts, work, in use, or frees nothing (shared)",
+            human(after - max)
+        ));
     }
     if opts.after_create && touched == 0 {
         return;

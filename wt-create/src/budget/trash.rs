@@ -8,6 +8,11 @@
 //! following a link (`fs::beneath`), so an agent that swaps a parent for a link meanwhile moves
 //! nothing outside its worktree. A build dir on another file system than the trash cannot be
 //! renamed there; it is left as it is, and the record says so.
+//!
+//! Whether the worktree is in use is asked again just before the rename (a build may have
+//! started since `--gc` looked), and after it: a process whose working directory, executable or
+//! open file is in the moved dir has it put back, whole, before anything is deleted. What
+//! starts in the instant between that look and the delete is not seen.
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -16,9 +21,19 @@ use wt_common::fs::beneath::Dir;
 
 pub const DIR: &str = ".wt-trash";
 
+/// What became of a build dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Removed,
+    /// Left in place (or put back): why it is in use.
+    InUse(String),
+}
+
 #[derive(Debug)]
 pub struct Trash {
     path: PathBuf,
+    /// As /proc names it (links resolved), to find a process using a moved dir.
+    real: PathBuf,
     dir: Dir,
     n: u64,
 }
@@ -31,23 +46,36 @@ impl Trash {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
             _ => {}
         }
-        let trash = Trash { dir: Dir::open(&path)?, path, n: 0 };
+        let real = std::fs::canonicalize(&path)?;
+        let trash = Trash { dir: Dir::open(&path)?, path, real, n: 0 };
         trash.sweep();
         Ok(trash)
     }
 
-    /// Deletes the entries whose process is gone.
+    /// Deletes the entries whose process is gone; says on stderr which could not be.
     fn sweep(&self) {
         for (name, _) in self.dir.entries().unwrap_or_default() {
             let pid = name.split('.').next().and_then(|p| p.parse::<i32>().ok());
             if pid.is_some_and(|pid| !wt_common::proc::process::is_alive(pid)) {
-                let _ = self.dir.remove_tree(&name);
+                if let Err(e) = self.dir.remove_tree(&name) {
+                    eprintln!(
+                        "wt-create: gc: cannot delete {} ({e}); delete it by hand",
+                        self.path.join(&name).display()
+                    );
+                }
             }
         }
     }
 
-    /// Moves `rel` (a directory relative to `worktree`) into the trash, then deletes it.
-    pub fn remove(&mut self, worktree: &Path, label: &str, rel: &Path) -> io::Result<()> {
+    /// Moves `rel` (a directory relative to `worktree`) into the trash, then deletes it; unless
+    /// `in_use` (asked just before the move) or a process using the moved dir says it is in use.
+    pub fn remove(
+        &mut self,
+        worktree: &Path,
+        label: &str,
+        rel: &Path,
+        in_use: impl FnOnce() -> Option<String>,
+    ) -> io::Result<Outcome> {
         let mut parent = Dir::open(worktree)?;
         let parts: Vec<&str> = rel
             .components()
@@ -63,11 +91,35 @@ impl Trash {
         if parent.kind_of(last) != Some(wt_common::fs::beneath::Kind::Dir) {
             return Err(io::Error::other(format!("{} is no longer a directory", rel.display())));
         }
+        if let Some(why) = in_use() {
+            return Ok(Outcome::InUse(why));
+        }
         self.n += 1;
         let name = format!("{}.{}.{}", std::process::id(), self.n, label.replace('/', "_"));
         parent.move_to(last, &self.dir, &name)?;
         wt_common::proc::failpoint::hit("gc-moved-to-trash");
-        self.dir.remove_tree(&name)
+        if let Some(why) = super::busy::Busy::user_of(&self.real.join(&name)) {
+            return match self.dir.move_to(&name, &parent, last) {
+                Ok(()) => Ok(Outcome::InUse(format!("{why} (put back)"))),
+                Err(e) => {
+                    // Its place was taken meanwhile: kept in the trash under a name the sweep
+                    // does not delete.
+                    let kept = format!("kept.{name}");
+                    let _ = self.dir.rename(&name, &kept);
+                    Err(io::Error::other(format!(
+                        "{why}, and it could not be put back ({e}): it is kept in {}",
+                        self.path.join(kept).display()
+                    )))
+                }
+            };
+        }
+        self.dir.remove_tree(&name).map_err(|e| {
+            io::Error::other(format!(
+                "moved out of the worktree, but not all deleted ({e}): what is left is in {}",
+                self.path.join(&name).display()
+            ))
+        })?;
+        Ok(Outcome::Removed)
     }
 
     pub fn path(&self) -> &Path {

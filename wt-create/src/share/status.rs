@@ -86,7 +86,7 @@ pub fn run(ctx: &Context, out: &mut Output) -> Result<(), Error> {
         }
     }
     // What each worktree really costs, its checkout and build dirs included (`disk`).
-    let measured = wt_common::git::worktree_cost::measure(&ctx.repo, &ledger, &crate::budget::build_names(ctx))?;
+    let measured = wt_common::git::worktree_cost::measure(&ctx.repo, &ledger, &crate::budget::build_names(ctx)?)?;
     let mut total_full = 0u64;
     for (name, wt, entry, u, dirs) in &trees {
         let own: u64 = u.dir_bytes
