@@ -121,12 +121,12 @@ fn whole_dir(p: &Path) -> Option<PathBuf> {
     bytes.strip_suffix(b"/").map(|d| PathBuf::from(std::ffi::OsStr::from_bytes(d)))
 }
 
-/// How to get a removed build directory back, for the record.
-pub fn how_to_rebuild(rel: &Path, shared: bool) -> String {
+/// How to get a removed build directory of worktree `worktree` back, for the record.
+pub fn how_to_rebuild(worktree: &str, rel: &Path, shared: bool) -> String {
     let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if shared {
         return format!(
-            "wt-create --share {} NAME (linked again from the store), or the project's install command",
+            "wt-create --share {} {worktree} (linked again from the store), or the project's install command",
             rel.display()
         );
     }

@@ -158,7 +158,7 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
         for d in dirs {
             let shared = c.wt.shared.iter().any(|s| s == &d.rel);
             let mut item = json!({"dir": d.rel, "bytes": d.bytes, "full_bytes": d.full, "shared": shared,
-                                  "restore": build_dirs::how_to_rebuild(&d.rel, shared)});
+                                  "restore": build_dirs::how_to_rebuild(&c.wt.name, &d.rel, shared)});
             if opts.act {
                 if let Some(why) = &in_use {
                     item["error"] = json!(format!("not removed: {why}"));
