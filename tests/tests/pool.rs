@@ -458,3 +458,52 @@ fn a_pooled_worktree_holds_its_shared_directory_and_the_claim_keeps_it() {
     assert!(refilled[0].0.join("node_modules/left-pad/index.js").is_file(), "the refill shared too");
     assert_consistent(&t, "shared");
 }
+
+/// Runs `wt-create args`, killed if it has not ended within two minutes (a fill that never
+/// ends is the bug some tests look for).
+fn create_within(t: &TestRepo, args: &[&str]) -> Run {
+    let mut child = t
+        .cmd("wt-create")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("wt-create {args:?} did not end");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Run::from_output(child.wait_with_output().unwrap())
+}
+
+/// Making a pooled worktree keeps failing (here: `.worktreeinclude` is a symlink, which wt
+/// never follows): the fill stops at the first failure with the error, the background refill
+/// ends, and the next create does not start another one at once.
+#[test]
+fn a_fill_that_keeps_failing_stops_at_the_first_failure() {
+    let t = TestRepo::new();
+    t.write("wt.toml", "[create]\npool = 2\n");
+    t.write(".gitignore", ".env\n");
+    t.commit("a pool");
+    t.write(".env", "SECRET=1\n");
+    t.write("../inc", ".env\n");
+    std::os::unix::fs::symlink("../inc", t.repo.join(".worktreeinclude")).unwrap();
+    let first = create_within(&t, &["x"]);
+    wait_for_refill(&t);
+    let failed = t.repo.join(".git/wt/pool/fill.failed");
+    assert!(failed.exists(), "the refill noted its failure: {:?}", first);
+    let noted = std::fs::metadata(&failed).unwrap().modified().unwrap();
+    create_within(&t, &["y"]);
+    assert_eq!(refills_running(&t), 0, "no refill started after a failure");
+    wait_for_refill(&t);
+    assert_eq!(std::fs::metadata(&failed).unwrap().modified().unwrap(), noted, "no refill ran again");
+    let run = create_within(&t, &["--pool", "2"]);
+    assert!(run.code.is_some_and(|c| c != 0), "the fill reports its failure: {run}");
+    assert!(run.stderr.contains("pooled worktree"), "{}", run.stderr);
+    assert!(pooled(&t).is_empty(), "nothing half made");
+}

@@ -85,9 +85,16 @@ pub fn fill(ctx: &mut Context, base: &Base, size: usize, out: &mut Output) -> Re
             ..base.clone()
         };
         match step(ctx, &base, size, &fingerprint, out)? {
-            Step::Done => return Ok(()),
+            Step::Done => {
+                super::refill::clear_failure(ctx);
+                return Ok(());
+            }
             Step::Advance(pooled, lock) => advance(ctx, pooled, &base, &lock, out),
-            Step::Make(pooled, lock) => make(ctx, pooled, &lock, out),
+            // A make that failed would fail again (the same base, include files and shares):
+            // the fill stops at the first, and the next claim does not start a refill at once.
+            Step::Make(pooled, lock) => make(ctx, pooled, &lock, out).inspect_err(|e| {
+                super::refill::note_failure(ctx, e);
+            })?,
         }
     }
 }
@@ -170,7 +177,8 @@ fn register(ctx: &Context, lock: &FileLock, base: &Base, fingerprint: &str) -> R
 }
 
 /// Checks a registered pooled worktree out, copies include files, shares; then it is ready.
-fn make(ctx: &Context, mut pooled: Pooled, held: &FileLock, out: &mut Output) {
+/// On failure it is removed and the error returned.
+fn make(ctx: &Context, mut pooled: Pooled, held: &FileLock, out: &mut Output) -> Result<(), Error> {
     let made = (|| {
         let mut reset = git::command(&pooled.path);
         reset.args(["reset", "--hard", "--no-recurse-submodules", "--quiet"]);
@@ -191,11 +199,15 @@ fn make(ctx: &Context, mut pooled: Pooled, held: &FileLock, out: &mut Output) {
                 Ok(()) => out.emit(&pooled_record(ctx, &pooled)),
                 Err(e) => out.emit(&Record::failed(&pooled.id, TOOL, &e)),
             }
+            Ok(())
         }
         Err(e) => {
             let _lock = ctx.worktree_lock();
             super::remove(ctx, &pooled);
-            out.emit(&Record::failed(&pooled.id, TOOL, &e));
+            Err(Error::failed(
+                "pool-fill-failed",
+                format!("cannot make a pooled worktree: {}; fix that, then run `wt-create --pool N` again", e.message),
+            ))
         }
     }
 }

@@ -24,9 +24,36 @@ pub fn spawn_if_short(ctx: &Context, base: &Base) {
     if ready >= size && !super::claim::claimed_any() {
         return;
     }
+    if failed_lately(ctx) {
+        return;
+    }
     if let Err(e) = spawn(ctx, base) {
         eprintln!("wt-create: cannot start the pool's refill: {e} (run `wt-create --pool {size}` to fill it)");
     }
+}
+
+/// How long after a fill failed no refill is started by a claim or create (`--pool N` still
+/// fills at once): a fill that failed fails again until someone fixes the cause.
+const FAILURE_BACKOFF: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The note a failed fill leaves: `<state>/pool/fill.failed`, the error's one line.
+fn failure_file(ctx: &Context) -> std::path::PathBuf {
+    super::dir(ctx).join("fill.failed")
+}
+
+pub fn note_failure(ctx: &Context, e: &wt_common::Error) {
+    let _ = wt_common::fs::write_replace(&failure_file(ctx), format!("{}\n", e.message).as_bytes());
+}
+
+pub fn clear_failure(ctx: &Context) {
+    let _ = std::fs::remove_file(failure_file(ctx));
+}
+
+/// Whether a fill failed less than `FAILURE_BACKOFF` ago.
+fn failed_lately(ctx: &Context) -> bool {
+    std::fs::symlink_metadata(failure_file(ctx))
+        .and_then(|m| m.modified())
+        .is_ok_and(|at| at.elapsed().map_or(true, |age| age < FAILURE_BACKOFF))
 }
 
 #[allow(unsafe_code)]
