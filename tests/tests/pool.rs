@@ -507,3 +507,41 @@ fn a_fill_that_keeps_failing_stops_at_the_first_failure() {
     assert!(run.stderr.contains("pooled worktree"), "{}", run.stderr);
     assert!(pooled(&t).is_empty(), "nothing half made");
 }
+
+/// The pool's directories vanished (`rm -rf .pool`): a create drops those pooled worktrees
+/// and makes a fresh one, every time, and leaves no stale admin dir behind.
+#[test]
+fn a_pool_whose_directories_are_gone_is_dropped_and_the_create_goes_on() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "2"]);
+    std::fs::remove_dir_all(t.wt_root().join(".pool")).unwrap();
+    let rec = &create(&t, &["a"])[0];
+    assert_eq!(rec.get("claimed"), None, "{rec}");
+    assert_eq!(rec["created"], true, "{rec}");
+    wait_for_refill(&t);
+    assert_eq!(t.git_in(&t.wt_root().join("a"), ["rev-parse", "--abbrev-ref", "HEAD"]), "wt/a");
+    assert!(!t.repo.join(".git/worktrees/a1").exists(), "no second admin dir for a");
+    assert_consistent(&t, "after the pool vanished");
+}
+
+/// A claimer killed right after its journal, then a directory of someone's put where the
+/// claim was going: the next run drops the claim and leaves that directory alone.
+#[test]
+fn a_dead_claim_is_never_finished_onto_a_directory_that_is_not_its_own() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "1"]);
+    let (pool_path, _) = pooled(&t)[0].clone();
+    let mut cmd = t.cmd("wt-create");
+    cmd.arg("a");
+    drop(wt_tests::StoppedAt::spawn(&mut cmd, "claim-journal")); // killed there
+    let mine = t.wt_root().join("a");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "mine\n").unwrap();
+    create(&t, &["--list"]);
+    assert!(!mine.join(".git").exists(), "the foreign directory did not become a worktree");
+    assert_eq!(std::fs::read_to_string(mine.join("notes.txt")).unwrap(), "mine\n");
+    assert_eq!(t.git_worktrees().len(), 1, "the dead claim's pooled worktree went");
+    assert!(!pool_path.exists());
+    assert!(!t.repo.join(".git/worktrees/a").exists());
+    assert_consistent(&t, "after the dropped claim");
+}

@@ -56,6 +56,12 @@ pub fn try_claim(ctx: &Context, _worktree_lock: &FileLock, base: &Base, name: &s
             continue;
         }
         let Ok(Some(held)) = pooled.try_lock(ctx) else { continue };
+        if !whole(ctx, pooled) {
+            // Its directory or its admin dir is gone or not wt's: nothing there to claim.
+            tracing::warn!("pooled worktree {} is gone or not whole; dropping it", pooled.id);
+            super::remove(ctx, pooled);
+            continue;
+        }
         let path = ctx.root.join(name);
         let claim = Claim {
             name: name.to_string(),
@@ -94,23 +100,26 @@ pub fn finish(ctx: &Context, pooled: &Pooled, c: &Claim, held: &FileLock) -> Res
     let admin_root = ctx.repo.common_dir.join("worktrees");
     let (old_admin, new_admin) = (admin_root.join(&pooled.id), admin_root.join(&c.admin));
     let io = |what: &Path, e: std::io::Error| Error::io(what.display(), e);
-    if old_admin.is_dir() && new_admin.symlink_metadata().is_err() {
+    // Only what provably belongs to this claim is touched: whatever took the claim's path or
+    // admin dir name since (a worktree made while the claimer lay dead) is someone's.
+    let owned = Owned::of(&admin_root, pooled, c);
+    if !owned.finishable() {
+        return Err(lost(pooled));
+    }
+    if owned.old_admin && new_admin.symlink_metadata().is_err() {
         std::fs::write(old_admin.join("locked"), "wt-create: claiming a pooled worktree\n")
             .map_err(|e| io(&old_admin, e))?;
     }
-    if pooled.path.is_dir() && c.path.symlink_metadata().is_err() {
+    if owned.at_pooled_path && c.path.symlink_metadata().is_err() {
         std::fs::rename(&pooled.path, &c.path).map_err(|e| io(&c.path, e))?;
     }
     failpoint::hit("claim-moved");
-    if old_admin.is_dir() && new_admin.symlink_metadata().is_err() {
+    if owned.old_admin && new_admin.symlink_metadata().is_err() {
         std::fs::rename(&old_admin, &new_admin).map_err(|e| io(&new_admin, e))?;
     }
     failpoint::hit("claim-admin-moved");
-    if !new_admin.is_dir() || !c.path.is_dir() {
-        return Err(Error::failed(
-            "claim-lost",
-            format!("pooled worktree {} is gone (its directory or git's admin dir); nothing was claimed", pooled.id),
-        ));
+    if !is_real_dir(&new_admin) || !is_real_dir(&c.path) {
+        return Err(lost(pooled));
     }
     let dot_git = c.path.join(".git");
     write_replace(&dot_git, format!("gitdir: {}\n", new_admin.display()))?;
@@ -175,6 +184,95 @@ pub fn finish(ctx: &Context, pooled: &Pooled, c: &Claim, held: &FileLock) -> Res
     let _ = std::fs::remove_file(new_admin.join("locked"));
     pooled.forget(ctx);
     Ok(entry)
+}
+
+/// The error of a claim whose pooled worktree is gone, or whose place was taken meanwhile.
+fn lost(pooled: &Pooled) -> Error {
+    Error::failed(
+        "claim-lost",
+        format!("pooled worktree {} is gone (its directory or git's admin dir); nothing was claimed", pooled.id),
+    )
+}
+
+/// Which of the places a claim moves a pooled worktree between are provably its own.
+struct Owned {
+    /// `<root>/.pool/<id>` is a real directory whose `.git` names the old or new admin dir.
+    at_pooled_path: bool,
+    /// The claim's path is such a directory.
+    at_claim_path: bool,
+    /// The claim's path is something else (someone's).
+    claim_path_taken: bool,
+    /// `.git/worktrees/<id>` is a real directory whose `gitdir` names either path's `.git`.
+    old_admin: bool,
+    new_admin: bool,
+    new_admin_taken: bool,
+}
+
+impl Owned {
+    fn of(admin_root: &Path, pooled: &Pooled, c: &Claim) -> Owned {
+        let (old_admin, new_admin) = (admin_root.join(&pooled.id), admin_root.join(&c.admin));
+        let admins = [old_admin.as_path(), new_admin.as_path()];
+        let (pooled_git, claimed_git) = (pooled.path.join(".git"), c.path.join(".git"));
+        let dot_gits = [pooled_git.as_path(), claimed_git.as_path()];
+        let at_claim_path = links_to(&c.path, &admins);
+        let new_admin_ours = admin_of(&new_admin, &dot_gits);
+        Owned {
+            at_pooled_path: links_to(&pooled.path, &admins),
+            at_claim_path,
+            claim_path_taken: !at_claim_path && c.path.symlink_metadata().is_ok(),
+            old_admin: admin_of(&old_admin, &dot_gits),
+            new_admin: new_admin_ours,
+            new_admin_taken: !new_admin_ours && new_admin.symlink_metadata().is_ok(),
+        }
+    }
+
+    /// Whether the claim can be done or redone: its worktree and admin dir are somewhere of
+    /// its own, and nobody else's is where they go.
+    fn finishable(&self) -> bool {
+        (self.at_pooled_path || self.at_claim_path)
+            && (self.old_admin || self.new_admin)
+            && !self.claim_path_taken
+            && !self.new_admin_taken
+    }
+}
+
+fn is_real_dir(path: &Path) -> bool {
+    path.symlink_metadata().is_ok_and(|m| m.is_dir())
+}
+
+/// Whether `dir` is a real directory whose `.git` file (read without following a link) names
+/// one of `admins`.
+fn links_to(dir: &Path, admins: &[&Path]) -> bool {
+    is_real_dir(dir)
+        && wt_common::fs::read_small(&dir.join(".git")).text().is_some_and(|text| {
+            text.trim_end().strip_prefix("gitdir:").is_some_and(|to| admins.iter().any(|a| Path::new(to.trim()) == *a))
+        })
+}
+
+/// Whether `admin` is a real directory whose `gitdir` names one of `dot_gits`.
+fn admin_of(admin: &Path, dot_gits: &[&Path]) -> bool {
+    is_real_dir(admin)
+        && wt_common::fs::read_small(&admin.join("gitdir"))
+            .text()
+            .is_some_and(|text| dot_gits.iter().any(|g| Path::new(text.trim_end()) == *g))
+}
+
+/// Whether a ready pooled worktree is whole: its directory and its admin dir, linked to each
+/// other, both real directories (a claim moves nothing else).
+fn whole(ctx: &Context, pooled: &Pooled) -> bool {
+    let admin = ctx.repo.common_dir.join("worktrees").join(&pooled.id);
+    links_to(&pooled.path, &[admin.as_path()]) && admin_of(&admin, &[pooled.path.join(".git").as_path()])
+}
+
+/// Drops a claim that can be neither finished nor undone (`claim-lost`): what is left of the
+/// pooled worktree goes, with its journal; nothing at the claim's path is touched unless it
+/// is the claim's own admin dir, left naming a path that is gone.
+pub fn drop_lost(ctx: &Context, pooled: &Pooled, c: &Claim) {
+    let new_admin = ctx.repo.common_dir.join("worktrees").join(&c.admin);
+    if c.path.symlink_metadata().is_err() && admin_of(&new_admin, &[c.path.join(".git").as_path()]) {
+        let _ = std::fs::remove_dir_all(&new_admin);
+    }
+    super::remove(ctx, pooled);
 }
 
 fn write_replace(path: &Path, text: String) -> Result<(), Error> {

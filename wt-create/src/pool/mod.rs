@@ -159,8 +159,13 @@ pub fn recover(ctx: &Context) -> Result<(), Error> {
                     pooled.id,
                     c.name
                 );
-                if let Err(e) = claim::finish(ctx, &pooled, c, &held) {
-                    tracing::warn!("{}: {}", c.name, e.message);
+                match claim::finish(ctx, &pooled, c, &held) {
+                    Err(e) if e.code == "claim-lost" => {
+                        tracing::warn!("{}: {}; dropping the claim", c.name, e.message);
+                        claim::drop_lost(ctx, &pooled, c);
+                    }
+                    Err(e) => tracing::warn!("{}: {}", c.name, e.message),
+                    Ok(_) => {}
                 }
             }
             _ => {
