@@ -545,3 +545,24 @@ fn a_dead_claim_is_never_finished_onto_a_directory_that_is_not_its_own() {
     assert!(!t.repo.join(".git/worktrees/a").exists());
     assert_consistent(&t, "after the dropped claim");
 }
+
+/// A claim that fails once the pooled worktree was moved (here git refuses branch `wt/foo`, as
+/// `wt/foo/x` exists) is undone: the worktree goes back to the pool, whole, and the create
+/// fails as a fresh one would, leaving nothing.
+#[test]
+fn a_claim_that_fails_is_put_back_in_the_pool() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "1"]);
+    let before = pooled(&t);
+    t.git(["branch", "wt/foo/x"]);
+    let run = t.run("wt-create", &["foo"], "");
+    assert!(run.code.is_some_and(|c| c != 0), "{run}");
+    assert!(!t.wt_root().join("foo").exists(), "{run}");
+    assert_eq!(pooled(&t), before, "put back in the pool");
+    assert!(!ledger_names(&t).contains("foo"));
+    assert_consistent(&t, "after the failed claim");
+    let rec = &create(&t, &["bar"])[0];
+    assert_eq!(rec["claimed"], true, "the put-back worktree is claimed: {rec}");
+    wait_for_refill(&t);
+    assert_consistent(&t, "after the next claim");
+}

@@ -81,9 +81,65 @@ pub fn try_claim(ctx: &Context, _worktree_lock: &FileLock, base: &Base, name: &s
         failpoint::hit("claim-journal");
         CLAIMED.store(true, Ordering::SeqCst);
         tracing::info!("claiming pooled worktree {} as '{name}'", pooled.id);
-        return Some(finish(ctx, &claiming, &claim, &held).map(|entry| record(ctx, pooled, &claim, &entry)));
+        match finish(ctx, &claiming, &claim, &held) {
+            Ok(entry) => return Some(Ok(record(ctx, pooled, &claim, &entry))),
+            Err(e) => {
+                // Failed before the ledger knew it (the ledger write is its last fallible
+                // step): put back in the pool, and a fresh create tries (and reports what fails).
+                tracing::warn!("claiming pooled worktree {} as '{name}': {}; putting it back", pooled.id, e.message);
+                undo(ctx, &claiming, &claim);
+                continue;
+            }
+        }
     }
     None
+}
+
+/// Puts a claim that failed back: the directory and admin dir back in the pool, linked to each
+/// other, detached at whatever HEAD they reached, the branch the claim made deleted, the
+/// journal `ready`. What cannot be put back is removed. Under the worktree lock, with the
+/// pooled worktree's lock held.
+fn undo(ctx: &Context, claiming: &Pooled, c: &Claim) {
+    let admin_root = ctx.repo.common_dir.join("worktrees");
+    let (old_admin, new_admin) = (admin_root.join(&claiming.id), admin_root.join(&c.admin));
+    let owned = Owned::of(&admin_root, claiming, c);
+    if owned.at_claim_path && claiming.path.symlink_metadata().is_err() {
+        let _ = std::fs::rename(&c.path, &claiming.path);
+    }
+    if owned.new_admin && old_admin.symlink_metadata().is_err() {
+        let _ = std::fs::rename(&new_admin, &old_admin);
+    }
+    let dot_git = claiming.path.join(".git");
+    let relinked = is_real_dir(&claiming.path)
+        && is_real_dir(&old_admin)
+        && write_replace(&dot_git, format!("gitdir: {}\n", old_admin.display())).is_ok()
+        && write_replace(&old_admin.join("gitdir"), format!("{}\n", dot_git.display())).is_ok();
+    let head = relinked
+        .then(|| git::run(&claiming.path, ["rev-parse", "--verify", "HEAD^{commit}"]).ok())
+        .flatten()
+        .map(|h| h.trim().to_string());
+    // The branch did not exist when the claim began (`try_claim` is only asked then), and the
+    // worktree lock was held since: if it exists, the claim made it.
+    if super::branch_exists(ctx, &c.branch) {
+        let _ = git::run(ctx.repo.git_dir(), ["update-ref", "-d", &format!("refs/heads/{}", c.branch)]);
+    }
+    let (state, from) = (ctx.repo.state_dir(), &c.name);
+    let note = wt_common::ledger::shared_dirs::file(&state, from);
+    if note.exists() {
+        let _ = std::fs::rename(&note, wt_common::ledger::shared_dirs::file(&state, &claiming.id));
+    }
+    let put_back = head.is_some_and(|head| {
+        let mut ready = claiming.clone();
+        ready.state = State::Ready;
+        ready.claim = None;
+        ready.commit = head.clone();
+        write_replace(&old_admin.join("HEAD"), format!("{head}\n")).is_ok()
+            && std::fs::remove_file(old_admin.join("locked")).is_ok()
+            && ready.save(ctx).is_ok()
+    });
+    if !put_back {
+        drop_lost(ctx, claiming, c);
+    }
 }
 
 /// The admin dir name git gives a new worktree `name`: `name`, else `name1`, `name2`, …
