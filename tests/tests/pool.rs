@@ -566,3 +566,35 @@ fn a_claim_that_fails_is_put_back_in_the_pool() {
     wait_for_refill(&t);
     assert_consistent(&t, "after the next claim");
 }
+
+/// Someone wrote into a pooled worktree (a changed tracked file, an untracked file, a changed
+/// include file, a lock file in its admin dir): none is handed out; each is removed and the
+/// create makes a fresh worktree.
+#[test]
+fn a_pooled_worktree_someone_wrote_into_is_never_handed_out() {
+    type Tamper = fn(&Path, &Path);
+    let tampers: [(&str, Tamper); 4] = [
+        ("tracked", |p, _| std::fs::write(p.join("src/lib.rs"), "evil()\n").unwrap()),
+        ("untracked", |p, _| std::fs::write(p.join("planted"), "x\n").unwrap()),
+        ("include", |p, _| std::fs::write(p.join(".env"), "SECRET=other\n").unwrap()),
+        ("lock", |_, admin| std::fs::write(admin.join("index.lock"), "").unwrap()),
+    ];
+    for (what, tamper) in tampers {
+        let t = TestRepo::new();
+        t.write(".gitignore", ".env\n");
+        t.write(".worktreeinclude", ".env\n");
+        t.commit("include .env");
+        t.write(".env", "SECRET=1\n");
+        create(&t, &["--pool", "1"]);
+        let (path, _) = pooled(&t)[0].clone();
+        tamper(&path, &t.repo.join(".git/worktrees").join(path.file_name().unwrap()));
+        let rec = &create(&t, &["a"])[0];
+        assert_eq!(rec.get("claimed"), None, "{what}: {rec}");
+        assert!(!path.exists(), "{what}: the tampered one was removed");
+        let a = t.wt_root().join("a");
+        assert_eq!(t.git_in(&a, ["status", "--porcelain"]), "", "{what}");
+        assert_eq!(std::fs::read_to_string(a.join(".env")).unwrap(), "SECRET=1\n", "{what}");
+        wait_for_refill(&t);
+        assert_consistent(&t, what);
+    }
+}

@@ -62,6 +62,12 @@ pub fn try_claim(ctx: &Context, _worktree_lock: &FileLock, base: &Base, name: &s
             super::remove(ctx, pooled);
             continue;
         }
+        if !super::untouched::untouched(ctx, pooled) {
+            // Written into (or a git died in it): not what a fresh create makes. Replaced.
+            tracing::warn!("pooled worktree {} was changed since it was filled; removing it", pooled.id);
+            super::remove(ctx, pooled);
+            continue;
+        }
         let path = ctx.root.join(name);
         let claim = Claim {
             name: name.to_string(),

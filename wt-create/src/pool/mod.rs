@@ -19,6 +19,7 @@ pub mod claim;
 pub mod fill;
 pub mod fingerprint;
 pub mod refill;
+pub mod untouched;
 
 use std::collections::BTreeMap;
 use std::fs;
