@@ -598,3 +598,54 @@ fn a_pooled_worktree_someone_wrote_into_is_never_handed_out() {
         assert_consistent(&t, what);
     }
 }
+
+/// Links planted in the pool are never followed: a pooled directory replaced by a link to
+/// another one is not claimed (nothing is written into the link's target), and `.pool` made a
+/// link to a directory elsewhere is not filled there.
+#[test]
+fn links_planted_in_the_pool_are_never_followed() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "1"]);
+    let (path, _) = pooled(&t)[0].clone();
+    let elsewhere = t.root().join("elsewhere");
+    std::fs::rename(&path, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+    let rec = &create(&t, &["a"])[0];
+    assert_eq!(rec.get("claimed"), None, "{rec}");
+    assert!(t.wt_root().join("a").symlink_metadata().unwrap().is_dir(), "a is a real directory");
+    assert!(elsewhere.join("src/lib.rs").exists(), "the link's target is left as it was");
+    wait_for_refill(&t);
+    create(&t, &["--pool", "0"]);
+
+    let outside = t.root().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::remove_dir(t.wt_root().join(".pool")).ok();
+    std::os::unix::fs::symlink(&outside, t.wt_root().join(".pool")).unwrap();
+    create(&t, &["--pool", "1"]);
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing was made outside the root");
+    assert!(t.wt_root().join(".pool").symlink_metadata().unwrap().is_dir(), "a real .pool");
+    assert_eq!(pooled(&t).len(), 1);
+    assert_consistent(&t, "after the links");
+}
+
+/// A FIFO or a link planted as `refill.log` neither hangs the claim nor truncates the link's
+/// target; the refill then logs nowhere.
+#[test]
+fn a_fifo_or_a_link_as_the_refill_log_is_left_alone() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "1"]);
+    let log = t.repo.join(".git/wt/pool/refill.log");
+    let _ = std::fs::remove_file(&log);
+    nix::unistd::mkfifo(&log, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let run = create_within(&t, &["a"]);
+    assert_eq!(run.records()[0]["claimed"], true, "{run}");
+    wait_for_refill(&t);
+    std::fs::remove_file(&log).unwrap();
+    let target = t.root().join("precious");
+    std::fs::write(&target, "keep me\n").unwrap();
+    std::os::unix::fs::symlink(&target, &log).unwrap();
+    create(&t, &["b"]);
+    wait_for_refill(&t);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me\n");
+    assert_consistent(&t, "after the planted logs");
+}

@@ -323,7 +323,9 @@ fn admin_of(admin: &Path, dot_gits: &[&Path]) -> bool {
 /// other, both real directories (a claim moves nothing else).
 fn whole(ctx: &Context, pooled: &Pooled) -> bool {
     let admin = ctx.repo.common_dir.join("worktrees").join(&pooled.id);
-    links_to(&pooled.path, &[admin.as_path()]) && admin_of(&admin, &[pooled.path.join(".git").as_path()])
+    is_real_dir(&ctx.root.join(super::POOL_DIR))
+        && links_to(&pooled.path, &[admin.as_path()])
+        && admin_of(&admin, &[pooled.path.join(".git").as_path()])
 }
 
 /// Drops a claim that can be neither finished nor undone (`claim-lost`): what is left of the

@@ -152,7 +152,11 @@ pub(super) fn advanceable(ctx: &Context, old: &str, new: &str) -> bool {
 fn register(ctx: &Context, lock: &FileLock, base: &Base, fingerprint: &str) -> Result<(Pooled, FileLock), Error> {
     let id = format!("p{}", crate::pending::Marker::new_id().replace('-', "x"));
     let path = ctx.root.join(POOL_DIR).join(&id);
-    std::fs::create_dir_all(ctx.root.join(POOL_DIR)).map_err(|e| Error::io(ctx.root.join(POOL_DIR).display(), e))?;
+    // A link (or anything else) planted in place of `.pool` is removed, never followed: the
+    // pool is filled under the root.
+    wt_common::fs::beneath::Dir::open(&ctx.root)
+        .and_then(|root| root.ensure_dir(POOL_DIR))
+        .map_err(|e| Error::io(ctx.root.join(POOL_DIR).display(), e))?;
     let pooled = Pooled {
         id: id.clone(),
         path: path.clone(),

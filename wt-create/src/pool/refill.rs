@@ -65,7 +65,7 @@ fn spawn(ctx: &Context, base: &Base) -> std::io::Result<()> {
     let mut cmd = Command::new(exe);
     cmd.args(["--pool-refill", "--base", &base.name, "--root"]).arg(&ctx.root);
     cmd.current_dir(ctx.repo.root()).stdin(Stdio::null()).stdout(Stdio::null());
-    cmd.stderr(std::fs::File::create(&log).map(Stdio::from).unwrap_or_else(|_| Stdio::null()));
+    cmd.stderr(open_log(&log).map(Stdio::from).unwrap_or_else(|_| Stdio::null()));
     cmd.env_remove("WT_FAILPOINT");
     if let Some(point) = std::env::var_os("WT_REFILL_FAILPOINT") {
         cmd.env("WT_FAILPOINT", point).env_remove("WT_REFILL_FAILPOINT");
@@ -101,6 +101,26 @@ fn spawn(ctx: &Context, base: &Base) -> std::io::Result<()> {
         std::mem::forget(handed);
     }
     spawned
+}
+
+/// The most the refill's log grows to: past it, it is emptied before the next refill writes.
+const LOG_MAX: u64 = 256 << 10;
+
+/// The refill's log, opened for appending without following a link or blocking on a FIFO, and
+/// only if it is a regular file (anything else there is left alone: the refill then logs
+/// nowhere); emptied once over `LOG_MAX`.
+fn open_log(log: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
+    let file = std::fs::OpenOptions::new().append(true).create(true).mode(0o644).custom_flags(flags).open(log)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > LOG_MAX {
+        file.set_len(0)?;
+    }
+    Ok(file)
 }
 
 /// The variable that tells a refill which descriptor holds the fill lock for it.
