@@ -649,3 +649,28 @@ fn a_fifo_or_a_link_as_the_refill_log_is_left_alone() {
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me\n");
     assert_consistent(&t, "after the planted logs");
 }
+
+/// A claim killed while it advances a pooled worktree a few files behind (git killed in its
+/// checkout leaves `index.lock`): the advance ran while it was still pooled, so the next run
+/// removes it and the create makes a whole worktree on its branch.
+#[test]
+fn a_claim_killed_in_its_advance_leaves_no_broken_worktree() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "1"]);
+    let (path, _) = pooled(&t)[0].clone();
+    t.write("src/more.rs", "pub fn h() {}\n");
+    t.commit("more");
+    let mut cmd = t.cmd("wt-create");
+    cmd.arg("a");
+    let stopped = wt_tests::StoppedAt::spawn(&mut cmd, "claim-pool-advanced");
+    std::fs::write(t.repo.join(".git/worktrees").join(path.file_name().unwrap()).join("index.lock"), "").unwrap();
+    drop(stopped); // killed there
+    let rec = &create(&t, &["a"])[0];
+    assert_eq!(s(rec, "branch"), "wt/a", "{rec}");
+    let a = t.wt_root().join("a");
+    assert_eq!(t.git_in(&a, ["rev-parse", "--abbrev-ref", "HEAD"]), "wt/a");
+    assert_eq!(t.git_in(&a, ["rev-parse", "HEAD"]), t.git(["rev-parse", "HEAD"]));
+    assert!(a.join("src/more.rs").exists());
+    wait_for_refill(&t);
+    assert_consistent(&t, "after the killed advance");
+}

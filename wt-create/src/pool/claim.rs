@@ -68,6 +68,11 @@ pub fn try_claim(ctx: &Context, _worktree_lock: &FileLock, base: &Base, name: &s
             super::remove(ctx, pooled);
             continue;
         }
+        let made_at = pooled.commit.clone();
+        let pooled = &match advance_in_pool(ctx, pooled, &base.commit, &held) {
+            Some(advanced) => advanced,
+            None => continue,
+        };
         let path = ctx.root.join(name);
         let claim = Claim {
             name: name.to_string(),
@@ -88,7 +93,7 @@ pub fn try_claim(ctx: &Context, _worktree_lock: &FileLock, base: &Base, name: &s
         CLAIMED.store(true, Ordering::SeqCst);
         tracing::info!("claiming pooled worktree {} as '{name}'", pooled.id);
         match finish(ctx, &claiming, &claim, &held) {
-            Ok(entry) => return Some(Ok(record(ctx, pooled, &claim, &entry))),
+            Ok(entry) => return Some(Ok(record(ctx, pooled, &made_at, &claim, &entry))),
             Err(e) => {
                 // Failed before the ledger knew it (the ledger write is its last fallible
                 // step): put back in the pool, and a fresh create tries (and reports what fails).
@@ -99,6 +104,34 @@ pub fn try_claim(ctx: &Context, _worktree_lock: &FileLock, base: &Base, name: &s
         }
     }
     None
+}
+
+/// Moves a pooled worktree that is a few files behind to `commit` while it is still in the
+/// pool (journal `advancing`: killed here, the next run removes it, as it removes a fill's
+/// advance, so a half-done checkout is never claimed); `None` if the checkout failed (it is
+/// removed then).
+fn advance_in_pool(ctx: &Context, pooled: &Pooled, commit: &str, held: &FileLock) -> Option<Pooled> {
+    if pooled.commit == commit {
+        return Some(pooled.clone());
+    }
+    let mut advancing = pooled.clone();
+    advancing.state = State::Advancing;
+    advancing.save(ctx).ok()?;
+    let mut checkout = git::command(&pooled.path);
+    checkout.args(["-c", "core.hooksPath=/dev/null", "checkout", "--quiet", "--detach", commit]);
+    let moved = git::output_under(&mut checkout, held);
+    failpoint::hit("claim-pool-advanced");
+    let mut ready = advancing.clone();
+    ready.state = State::Ready;
+    ready.commit = commit.to_string();
+    match moved.and_then(|_| ready.save(ctx)) {
+        Ok(()) => Some(ready),
+        Err(e) => {
+            tracing::warn!("pooled worktree {}: {}; removing it", pooled.id, e.message);
+            super::remove(ctx, &advancing);
+            None
+        }
+    }
 }
 
 /// Puts a claim that failed back: the directory and admin dir back in the pool, linked to each
@@ -345,7 +378,7 @@ fn write_replace(path: &Path, text: String) -> Result<(), Error> {
 
 /// The record of a fresh create, plus `"claimed": true` and the commit the pooled worktree was
 /// made at (`pool_base`).
-fn record(ctx: &Context, pooled: &Pooled, c: &Claim, entry: &Entry) -> Record {
+fn record(ctx: &Context, pooled: &Pooled, made_at: &str, c: &Claim, entry: &Entry) -> Record {
     let wt = GitWorktree {
         path: c.path.clone(),
         head: Some(c.commit.clone()),
@@ -358,7 +391,7 @@ fn record(ctx: &Context, pooled: &Pooled, c: &Claim, entry: &Entry) -> Record {
         rec.set_key("share", share.clone());
     }
     rec.set_key("claimed", json!(true));
-    rec.set_key("pool_base", json!(pooled.commit));
+    rec.set_key("pool_base", json!(made_at));
     rec
 }
 
