@@ -674,3 +674,23 @@ fn a_claim_killed_in_its_advance_leaves_no_broken_worktree() {
     wait_for_refill(&t);
     assert_consistent(&t, "after the killed advance");
 }
+
+/// The main worktree's lock file changed: the pool no longer matches, so the create that
+/// could not claim starts a refill that replaces it, and the next create claims again.
+#[test]
+fn a_pool_that_no_longer_matches_is_replaced() {
+    let t = TestRepo::new();
+    t.write("package-lock.json", "{\"lockfileVersion\": 3}\n");
+    t.commit("lock file");
+    create(&t, &["--pool", "1"]);
+    let (old, _) = pooled(&t)[0].clone();
+    t.write("package-lock.json", "{\"lockfileVersion\": 3, \"packages\": {}}\n");
+    assert_eq!(create(&t, &["a"])[0].get("claimed"), None);
+    wait_for_refill(&t);
+    let now = pooled(&t);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now[0].0, old, "replaced by one that matches");
+    assert_eq!(create(&t, &["b"])[0]["claimed"], true);
+    wait_for_refill(&t);
+    assert_consistent(&t, "after the replacement");
+}

@@ -17,9 +17,17 @@ pub fn spawn_if_short(ctx: &Context, base: &Base) {
     if size == 0 {
         return;
     }
+    // Only those a claim would take: after the main worktree's lock file or include files
+    // change, the pool is replaced, not left unused.
+    let fingerprint = super::fingerprint::of(ctx);
     let ready = super::read_all(ctx)
         .iter()
-        .filter(|p| p.base == base.name && p.state == super::State::Ready && p.commit == base.commit)
+        .filter(|p| {
+            p.base == base.name
+                && p.state == super::State::Ready
+                && p.commit == base.commit
+                && p.fingerprint == fingerprint
+        })
         .count();
     if ready >= size && !super::claim::claimed_any() {
         return;
