@@ -694,3 +694,23 @@ fn a_pool_that_no_longer_matches_is_replaced() {
     wait_for_refill(&t);
     assert_consistent(&t, "after the replacement");
 }
+
+/// `[create] pool = N` is the default base's pool only: a create with `--base` does not start
+/// a pool of that base; `--pool 0` without `--base` drains the pools of every base.
+#[test]
+fn the_configured_pool_is_the_default_bases_and_pool_zero_drains_every_base() {
+    let t = TestRepo::new();
+    t.write("wt.toml", "[create]\npool = 1\n");
+    t.commit("a pool");
+    t.git(["branch", "other"]);
+    create(&t, &["--base", "other", "x"]);
+    wait_for_refill(&t);
+    assert!(pooled(&t).is_empty(), "no pool of 'other' from wt.toml: {:?}", pooled(&t));
+    create(&t, &["--pool", "1", "--base", "other"]);
+    create(&t, &["--pool", "1"]);
+    assert_eq!(pooled(&t).len(), 2);
+    let drained = create(&t, &["--pool", "0"]);
+    assert_eq!(drained.len(), 2, "{drained:?}");
+    assert!(pooled(&t).is_empty());
+    assert_consistent(&t, "drained");
+}

@@ -139,6 +139,7 @@ fn pool_run(ctx: &mut Context, args: &Args, mut out: Output) -> Result<Exit, Err
         }
     };
     match args.pool {
+        Some(0) if args.base.is_none() => pool::fill::drain_all(ctx, &mut out)?,
         Some(size) => pool::fill::set_and_fill(ctx, size, Some(&base.name), &words, mode, &mut out)?,
         None => pool::fill::refill(ctx, Some(&base.name), &mut out)?,
     }

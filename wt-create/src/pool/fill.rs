@@ -42,6 +42,23 @@ pub fn set_and_fill(
     fill(ctx, &base, size, out)
 }
 
+/// `--pool 0` without `--base`: drains the pool of every base (each recorded, each a pooled
+/// worktree has, and the default one), recording 0 for each.
+pub fn drain_all(ctx: &mut Context, out: &mut Output) -> Result<(), Error> {
+    let mut names: std::collections::BTreeSet<String> = Targets::read(ctx).0.into_keys().collect();
+    names.extend(super::read_all(ctx).into_iter().map(|p| p.base));
+    names.extend(ctx.base(None).ok().map(|b| b.name));
+    for name in names {
+        // A base that no longer resolves is drained all the same (size 0 needs no commit).
+        let base = ctx.base(Some(&name)).unwrap_or(Base { name: name.clone(), commit: String::new() });
+        let mut targets = Targets::read(ctx);
+        targets.0.entry(name).or_default().size = 0;
+        targets.write(ctx)?;
+        fill(ctx, &base, 0, out)?;
+    }
+    Ok(())
+}
+
 /// The background refill: fills the pool of `base` to its recorded size.
 pub fn refill(ctx: &mut Context, base: Option<&str>, out: &mut Output) -> Result<(), Error> {
     let base = ctx.base(base)?;

@@ -243,11 +243,15 @@ impl Targets {
     }
 }
 
-/// The pool size for `base`: as `--pool` recorded it, else `[create] pool`.
+/// The pool size for `base`: as `--pool` recorded it, else `[create] pool` for the default
+/// base (a create with `--base B` does not start a pool of B).
 pub fn target_size(ctx: &Context, base: &str) -> usize {
     match Targets::read(ctx).0.get(base) {
         Some(t) => t.size,
-        None => ctx.config.pool.unwrap_or(0),
+        None if ctx.config.pool.is_some() && ctx.base(None).is_ok_and(|b| b.name == base) => {
+            ctx.config.pool.unwrap_or(0)
+        }
+        None => 0,
     }
 }
 
