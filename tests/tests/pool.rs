@@ -714,3 +714,65 @@ fn the_configured_pool_is_the_default_bases_and_pool_zero_drains_every_base() {
     assert!(pooled(&t).is_empty());
     assert_consistent(&t, "drained");
 }
+
+/// The pid of this test's refill, once it has stopped at its failpoint.
+fn stopped_refill(t: &TestRepo) -> i32 {
+    let root = t.wt_root();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            let ours =
+                args.contains(&b"--pool-refill".as_slice()) && args.contains(&root.as_os_str().as_encoded_bytes());
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let stopped = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T'));
+            if ours && stopped {
+                return pid;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "the refill never stopped at its failpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `--pool 0` while a refill is making pooled worktrees: the refill reads the size again at
+/// each step, so it makes no more and drains the pool itself.
+#[test]
+fn a_refill_stops_making_once_the_pool_is_set_to_zero() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "3"]);
+    let mut claim = t.cmd("wt-create");
+    claim.args(["-n", "2"]).env("WT_REFILL_FAILPOINT", "pool-after-checkout:stop");
+    Run::of(&mut claim, "").expect_code(0);
+    let refill = stopped_refill(&t);
+    let mut drain = t.cmd("wt-create");
+    drain.args(["--pool", "0"]).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped());
+    let drain = drain.spawn().unwrap();
+    let target = t.repo.join(".git/wt/pool/target.json");
+    while !std::fs::read_to_string(&target).unwrap_or_default().contains("\"size\": 0") {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let go_on = || nix::sys::signal::kill(nix::unistd::Pid::from_raw(refill), nix::sys::signal::Signal::SIGCONT);
+    go_on().unwrap();
+    // A refill that still made pooled worktrees stops at its failpoint again: let it go on, and
+    // count it.
+    let mut made_more = 0;
+    let mut drain = drain;
+    while drain.try_wait().unwrap().is_none() {
+        let stat = std::fs::read_to_string(format!("/proc/{refill}/stat")).unwrap_or_default();
+        if stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T')) {
+            made_more += 1;
+            go_on().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let drained = Run::from_output(drain.wait_with_output().unwrap());
+    drained.expect_code(0);
+    wait_for_refill(&t);
+    assert_eq!(made_more, 0, "the refill made no more pooled worktrees after --pool 0");
+    assert_eq!(drained.records(), Vec::<Value>::new(), "the refill drained the pool itself: {drained}");
+    assert!(pooled(&t).is_empty());
+    assert_consistent(&t, "after the drain");
+}

@@ -39,7 +39,7 @@ pub fn set_and_fill(
     // Kept at 0 too: a `[create] pool` in wt.toml would otherwise fill it again.
     targets.0.insert(base.name.clone(), Target { size, share: share.to_vec(), share_mode: mode });
     targets.write(ctx)?;
-    fill(ctx, &base, size, out)
+    fill(ctx, &base, out)
 }
 
 /// `--pool 0` without `--base`: drains the pool of every base (each recorded, each a pooled
@@ -54,7 +54,7 @@ pub fn drain_all(ctx: &mut Context, out: &mut Output) -> Result<(), Error> {
         let mut targets = Targets::read(ctx);
         targets.0.entry(name).or_default().size = 0;
         targets.write(ctx)?;
-        fill(ctx, &base, 0, out)?;
+        fill(ctx, &base, out)?;
     }
     Ok(())
 }
@@ -62,8 +62,7 @@ pub fn drain_all(ctx: &mut Context, out: &mut Output) -> Result<(), Error> {
 /// The background refill: fills the pool of `base` to its recorded size.
 pub fn refill(ctx: &mut Context, base: Option<&str>, out: &mut Output) -> Result<(), Error> {
     let base = ctx.base(base)?;
-    let size = super::target_size(ctx, &base.name);
-    fill(ctx, &base, size, out)
+    fill(ctx, &base, out)
 }
 
 /// The lock fills take turns with.
@@ -85,7 +84,7 @@ enum Step {
     Done,
 }
 
-pub fn fill(ctx: &mut Context, base: &Base, size: usize, out: &mut Output) -> Result<(), Error> {
+pub fn fill(ctx: &mut Context, base: &Base, out: &mut Output) -> Result<(), Error> {
     std::fs::create_dir_all(super::dir(ctx)).map_err(|e| Error::io(super::dir(ctx).display(), e))?;
     std::fs::create_dir_all(&ctx.root).map_err(|e| Error::io(ctx.root.display(), e))?;
     ctx.root = ctx.root.canonicalize().map_err(|e| Error::io(ctx.root.display(), e))?;
@@ -101,6 +100,8 @@ pub fn fill(ctx: &mut Context, base: &Base, size: usize, out: &mut Output) -> Re
             commit: ctx.base(Some(&base.name)).map(|b| b.commit).unwrap_or(base.commit.clone()),
             ..base.clone()
         };
+        // So does the size: a `--pool 0` while this fill runs stops it making more.
+        let size = super::target_size(ctx, &base.name);
         match step(ctx, &base, size, &fingerprint, out)? {
             Step::Done => {
                 super::refill::clear_failure(ctx);
