@@ -776,3 +776,24 @@ fn a_refill_stops_making_once_the_pool_is_set_to_zero() {
     assert!(pooled(&t).is_empty());
     assert_consistent(&t, "after the drain");
 }
+
+/// A claim with `--base` takes from that base's pool first; when it takes from another base's
+/// pool, that pool is refilled.
+#[test]
+fn a_claim_prefers_its_bases_pool_and_refills_the_pool_it_took_from() {
+    let t = TestRepo::new();
+    t.git(["branch", "other"]);
+    let main_pool = s(&create(&t, &["--pool", "1"])[0], "path").to_string();
+    let other_pool = s(&create(&t, &["--pool", "1", "--base", "other"])[0], "path").to_string();
+    let rec = &create(&t, &["--base", "other", "x"])[0];
+    assert_eq!(rec["claimed"], true, "{rec}");
+    assert!(Path::new(&main_pool).exists(), "main's pool is left alone");
+    assert!(!Path::new(&other_pool).exists(), "other's pooled worktree was claimed");
+    wait_for_refill(&t);
+    create(&t, &["--pool", "0", "--base", "other"]);
+    let rec = &create(&t, &["--base", "other", "y"])[0];
+    assert_eq!(rec["claimed"], true, "from main's pool: {rec}");
+    wait_for_refill(&t);
+    assert_eq!(pooled(&t).len(), 1, "main's pool refilled: {:?}", pooled(&t));
+    assert_consistent(&t, "after the claims across bases");
+}

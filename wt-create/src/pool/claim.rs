@@ -11,8 +11,9 @@
 //! the ledger gets the entry a fresh create writes, and the journal goes. The worktree then has
 //! the path, branch, admin dir and entry a fresh `wt-create NAME` gives it.
 
+use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use serde_json::json;
 use wt_common::git::repo::GitWorktree;
@@ -24,11 +25,11 @@ use super::{Claim, Pooled, State};
 use crate::context::{Base, Context, TOOL};
 use crate::pending::{Marker, MADE_BY};
 
-/// Set once this run has claimed a pooled worktree: the pool then needs a refill.
-static CLAIMED: AtomicBool = AtomicBool::new(false);
+/// The bases whose pools this run claimed from: each then needs a refill.
+static CLAIMED_FROM: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
-pub fn claimed_any() -> bool {
-    CLAIMED.load(Ordering::SeqCst)
+pub fn claimed_from() -> BTreeSet<String> {
+    CLAIMED_FROM.lock().map(|b| b.clone()).unwrap_or_default()
 }
 
 /// Claims a pooled worktree as `name` (no worktree, directory or branch of that name exists);
@@ -39,15 +40,15 @@ pub fn try_claim(ctx: &Context, _worktree_lock: &FileLock, base: &Base, name: &s
         return None;
     }
     let fingerprint = super::fingerprint::of(ctx);
-    let ready: Vec<Pooled> = pool
+    let mut ready: Vec<Pooled> = pool
         .into_iter()
         .filter(|p| p.state == State::Ready && p.fingerprint == fingerprint && super::is_pooled_path(ctx, &p.path))
         .collect();
-    // One at the base's commit first; else one a few files behind it.
-    let exact = ready.iter().filter(|p| p.commit == base.commit);
-    let behind = ready.iter().filter(|p| p.commit != base.commit);
+    // One of this base's pool first (another base's pool is left for its own claims), at the
+    // base's commit first; else one a few files behind it.
+    ready.sort_by_key(|p| (p.base != base.name, p.commit != base.commit));
     let mut advanceable = std::collections::HashMap::new();
-    for pooled in exact.chain(behind) {
+    for pooled in &ready {
         if pooled.commit != base.commit
             && !*advanceable
                 .entry(pooled.commit.clone())
@@ -90,7 +91,9 @@ pub fn try_claim(ctx: &Context, _worktree_lock: &FileLock, base: &Base, name: &s
             return Some(Err(e));
         }
         failpoint::hit("claim-journal");
-        CLAIMED.store(true, Ordering::SeqCst);
+        if let Ok(mut from) = CLAIMED_FROM.lock() {
+            from.insert(pooled.base.clone());
+        }
         tracing::info!("claiming pooled worktree {} as '{name}'", pooled.id);
         match finish(ctx, &claiming, &claim, &held) {
             Ok(entry) => return Some(Ok(record(ctx, pooled, &made_at, &claim, &entry))),

@@ -11,8 +11,20 @@ use std::process::{Command, Stdio};
 
 use crate::context::{Base, Context};
 
-/// Starts a refill if the pool of `base` has a target and fewer ready worktrees than it.
+/// Starts a refill if the pool of `base` has a target and fewer ready worktrees than it, and
+/// one for each other base this run claimed from.
 pub fn spawn_if_short(ctx: &Context, base: &Base) {
+    spawn_for(ctx, base);
+    for other in super::claim::claimed_from() {
+        if other != base.name {
+            if let Ok(other) = ctx.base(Some(&other)) {
+                spawn_for(ctx, &other);
+            }
+        }
+    }
+}
+
+fn spawn_for(ctx: &Context, base: &Base) {
     let size = super::target_size(ctx, &base.name);
     if size == 0 {
         return;
@@ -29,7 +41,7 @@ pub fn spawn_if_short(ctx: &Context, base: &Base) {
                 && p.fingerprint == fingerprint
         })
         .count();
-    if ready >= size && !super::claim::claimed_any() {
+    if ready >= size && !super::claim::claimed_from().contains(&base.name) {
         return;
     }
     if failed_lately(ctx) {
