@@ -797,3 +797,15 @@ fn a_claim_prefers_its_bases_pool_and_refills_the_pool_it_took_from() {
     assert_eq!(pooled(&t).len(), 1, "main's pool refilled: {:?}", pooled(&t));
     assert_consistent(&t, "after the claims across bases");
 }
+
+/// A name shaped like a pooled worktree's id is refused (its notes would be the pool's).
+#[test]
+fn a_name_like_a_pool_id_is_refused() {
+    let t = TestRepo::new();
+    let run = t.run("wt-create", &["p123x456"], "");
+    run.expect_code(2);
+    assert!(run.stderr.contains("the pool's"), "{run}");
+    assert_eq!(t.git_worktrees().len(), 1);
+    let fine = &create(&t, &["p123"])[0];
+    assert_eq!(fine["created"], true, "{fine}");
+}

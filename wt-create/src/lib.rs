@@ -32,7 +32,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     wt_common::record::cli::init_logging(args.global.verbose)?;
     for word in &args.names {
         match Want::parse(word) {
-            Want::Name(n) => name::validate(&n)?,
+            Want::Name(n) => name::validate(&n).and_then(|()| pool::check_name(&n))?,
             Want::Path(p) if !p.exists() && !name::written_as_path(word) => {
                 return Err(name::slash_refused(word).with_kind(wt_common::ErrorKind::Usage))
             }

@@ -100,6 +100,22 @@ fn lock_file(ctx: &Context, id: &str) -> PathBuf {
     dir(ctx).join(format!("{id}.lock"))
 }
 
+/// Refuses a worktree name shaped like a pooled worktree's id (`p<digits>x<digits>`): the
+/// pool keeps notes (what was shared into it) under its id, as a worktree's are kept under its
+/// name.
+pub fn check_name(name: &str) -> Result<(), Error> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let pool_like =
+        name.strip_prefix('p').and_then(|rest| rest.split_once('x')).is_some_and(|(a, b)| digits(a) && digits(b));
+    match pool_like {
+        true => Err(Error::usage(
+            "invalid-name",
+            format!("invalid worktree name '{name}': names like p<digits>x<digits> are the pool's; choose another"),
+        )),
+        false => Ok(()),
+    }
+}
+
 /// Whether `path` is a pooled worktree's place (`<root>/.pool/<id>`).
 pub fn is_pooled_path(ctx: &Context, path: &Path) -> bool {
     path.parent().is_some_and(|p| p == ctx.root.join(POOL_DIR))
