@@ -458,3 +458,354 @@ fn a_pooled_worktree_holds_its_shared_directory_and_the_claim_keeps_it() {
     assert!(refilled[0].0.join("node_modules/left-pad/index.js").is_file(), "the refill shared too");
     assert_consistent(&t, "shared");
 }
+
+/// Runs `wt-create args`, killed if it has not ended within two minutes (a fill that never
+/// ends is the bug some tests look for).
+fn create_within(t: &TestRepo, args: &[&str]) -> Run {
+    let mut child = t
+        .cmd("wt-create")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("wt-create {args:?} did not end");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Run::from_output(child.wait_with_output().unwrap())
+}
+
+/// Making a pooled worktree keeps failing (here: `.worktreeinclude` is a symlink, which wt
+/// never follows): the fill stops at the first failure with the error, the background refill
+/// ends, and the next create does not start another one at once.
+#[test]
+fn a_fill_that_keeps_failing_stops_at_the_first_failure() {
+    let t = TestRepo::new();
+    t.write("wt.toml", "[create]\npool = 2\n");
+    t.write(".gitignore", ".env\n");
+    t.commit("a pool");
+    t.write(".env", "SECRET=1\n");
+    t.write("../inc", ".env\n");
+    std::os::unix::fs::symlink("../inc", t.repo.join(".worktreeinclude")).unwrap();
+    let first = create_within(&t, &["x"]);
+    wait_for_refill(&t);
+    let failed = t.repo.join(".git/wt/pool/fill.failed");
+    assert!(failed.exists(), "the refill noted its failure: {:?}", first);
+    let noted = std::fs::metadata(&failed).unwrap().modified().unwrap();
+    create_within(&t, &["y"]);
+    assert_eq!(refills_running(&t), 0, "no refill started after a failure");
+    wait_for_refill(&t);
+    assert_eq!(std::fs::metadata(&failed).unwrap().modified().unwrap(), noted, "no refill ran again");
+    let run = create_within(&t, &["--pool", "2"]);
+    assert!(run.code.is_some_and(|c| c != 0), "the fill reports its failure: {run}");
+    assert!(run.stderr.contains("pooled worktree"), "{}", run.stderr);
+    assert!(pooled(&t).is_empty(), "nothing half made");
+}
+
+/// The pool's directories vanished (`rm -rf .pool`): a create drops those pooled worktrees
+/// and makes a fresh one, every time, and leaves no stale admin dir behind.
+#[test]
+fn a_pool_whose_directories_are_gone_is_dropped_and_the_create_goes_on() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "2"]);
+    std::fs::remove_dir_all(t.wt_root().join(".pool")).unwrap();
+    let rec = &create(&t, &["a"])[0];
+    assert_eq!(rec.get("claimed"), None, "{rec}");
+    assert_eq!(rec["created"], true, "{rec}");
+    wait_for_refill(&t);
+    assert_eq!(t.git_in(&t.wt_root().join("a"), ["rev-parse", "--abbrev-ref", "HEAD"]), "wt/a");
+    assert!(!t.repo.join(".git/worktrees/a1").exists(), "no second admin dir for a");
+    assert_consistent(&t, "after the pool vanished");
+}
+
+/// A claimer killed right after its journal, then a directory of someone's put where the
+/// claim was going: the next run drops the claim and leaves that directory alone.
+#[test]
+fn a_dead_claim_is_never_finished_onto_a_directory_that_is_not_its_own() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "1"]);
+    let (pool_path, _) = pooled(&t)[0].clone();
+    let mut cmd = t.cmd("wt-create");
+    cmd.arg("a");
+    drop(wt_tests::StoppedAt::spawn(&mut cmd, "claim-journal")); // killed there
+    let mine = t.wt_root().join("a");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "mine\n").unwrap();
+    create(&t, &["--list"]);
+    assert!(!mine.join(".git").exists(), "the foreign directory did not become a worktree");
+    assert_eq!(std::fs::read_to_string(mine.join("notes.txt")).unwrap(), "mine\n");
+    assert_eq!(t.git_worktrees().len(), 1, "the dead claim's pooled worktree went");
+    assert!(!pool_path.exists());
+    assert!(!t.repo.join(".git/worktrees/a").exists());
+    assert_consistent(&t, "after the dropped claim");
+}
+
+/// A claim that fails once the pooled worktree was moved (here git refuses branch `wt/foo`, as
+/// `wt/foo/x` exists) is undone: the worktree goes back to the pool, whole, and the create
+/// fails as a fresh one would, leaving nothing.
+#[test]
+fn a_claim_that_fails_is_put_back_in_the_pool() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "1"]);
+    let before = pooled(&t);
+    t.git(["branch", "wt/foo/x"]);
+    let run = t.run("wt-create", &["foo"], "");
+    assert!(run.code.is_some_and(|c| c != 0), "{run}");
+    assert!(!t.wt_root().join("foo").exists(), "{run}");
+    assert_eq!(pooled(&t), before, "put back in the pool");
+    assert!(!ledger_names(&t).contains("foo"));
+    assert_consistent(&t, "after the failed claim");
+    let rec = &create(&t, &["bar"])[0];
+    assert_eq!(rec["claimed"], true, "the put-back worktree is claimed: {rec}");
+    wait_for_refill(&t);
+    assert_consistent(&t, "after the next claim");
+}
+
+/// Someone wrote into a pooled worktree (a changed tracked file, an untracked file, a changed
+/// include file, a lock file in its admin dir): none is handed out; each is removed and the
+/// create makes a fresh worktree.
+#[test]
+fn a_pooled_worktree_someone_wrote_into_is_never_handed_out() {
+    type Tamper = fn(&Path, &Path);
+    let tampers: [(&str, Tamper); 4] = [
+        ("tracked", |p, _| std::fs::write(p.join("src/lib.rs"), "evil()\n").unwrap()),
+        ("untracked", |p, _| std::fs::write(p.join("planted"), "x\n").unwrap()),
+        ("include", |p, _| std::fs::write(p.join(".env"), "SECRET=other\n").unwrap()),
+        ("lock", |_, admin| std::fs::write(admin.join("index.lock"), "").unwrap()),
+    ];
+    for (what, tamper) in tampers {
+        let t = TestRepo::new();
+        t.write(".gitignore", ".env\n");
+        t.write(".worktreeinclude", ".env\n");
+        t.commit("include .env");
+        t.write(".env", "SECRET=1\n");
+        create(&t, &["--pool", "1"]);
+        let (path, _) = pooled(&t)[0].clone();
+        tamper(&path, &t.repo.join(".git/worktrees").join(path.file_name().unwrap()));
+        let rec = &create(&t, &["a"])[0];
+        assert_eq!(rec.get("claimed"), None, "{what}: {rec}");
+        assert!(!path.exists(), "{what}: the tampered one was removed");
+        let a = t.wt_root().join("a");
+        assert_eq!(t.git_in(&a, ["status", "--porcelain"]), "", "{what}");
+        assert_eq!(std::fs::read_to_string(a.join(".env")).unwrap(), "SECRET=1\n", "{what}");
+        wait_for_refill(&t);
+        assert_consistent(&t, what);
+    }
+}
+
+/// Links planted in the pool are never followed: a pooled directory replaced by a link to
+/// another one is not claimed (nothing is written into the link's target), and `.pool` made a
+/// link to a directory elsewhere is not filled there.
+#[test]
+fn links_planted_in_the_pool_are_never_followed() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "1"]);
+    let (path, _) = pooled(&t)[0].clone();
+    let elsewhere = t.root().join("elsewhere");
+    std::fs::rename(&path, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+    let rec = &create(&t, &["a"])[0];
+    assert_eq!(rec.get("claimed"), None, "{rec}");
+    assert!(t.wt_root().join("a").symlink_metadata().unwrap().is_dir(), "a is a real directory");
+    assert!(elsewhere.join("src/lib.rs").exists(), "the link's target is left as it was");
+    wait_for_refill(&t);
+    create(&t, &["--pool", "0"]);
+
+    let outside = t.root().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::remove_dir(t.wt_root().join(".pool")).ok();
+    std::os::unix::fs::symlink(&outside, t.wt_root().join(".pool")).unwrap();
+    create(&t, &["--pool", "1"]);
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing was made outside the root");
+    assert!(t.wt_root().join(".pool").symlink_metadata().unwrap().is_dir(), "a real .pool");
+    assert_eq!(pooled(&t).len(), 1);
+    assert_consistent(&t, "after the links");
+}
+
+/// A FIFO or a link planted as `refill.log` neither hangs the claim nor truncates the link's
+/// target; the refill then logs nowhere.
+#[test]
+fn a_fifo_or_a_link_as_the_refill_log_is_left_alone() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "1"]);
+    let log = t.repo.join(".git/wt/pool/refill.log");
+    let _ = std::fs::remove_file(&log);
+    nix::unistd::mkfifo(&log, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let run = create_within(&t, &["a"]);
+    assert_eq!(run.records()[0]["claimed"], true, "{run}");
+    wait_for_refill(&t);
+    std::fs::remove_file(&log).unwrap();
+    let target = t.root().join("precious");
+    std::fs::write(&target, "keep me\n").unwrap();
+    std::os::unix::fs::symlink(&target, &log).unwrap();
+    create(&t, &["b"]);
+    wait_for_refill(&t);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me\n");
+    assert_consistent(&t, "after the planted logs");
+}
+
+/// A claim killed while it advances a pooled worktree a few files behind (git killed in its
+/// checkout leaves `index.lock`): the advance ran while it was still pooled, so the next run
+/// removes it and the create makes a whole worktree on its branch.
+#[test]
+fn a_claim_killed_in_its_advance_leaves_no_broken_worktree() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "1"]);
+    let (path, _) = pooled(&t)[0].clone();
+    t.write("src/more.rs", "pub fn h() {}\n");
+    t.commit("more");
+    let mut cmd = t.cmd("wt-create");
+    cmd.arg("a");
+    let stopped = wt_tests::StoppedAt::spawn(&mut cmd, "claim-pool-advanced");
+    std::fs::write(t.repo.join(".git/worktrees").join(path.file_name().unwrap()).join("index.lock"), "").unwrap();
+    drop(stopped); // killed there
+    let rec = &create(&t, &["a"])[0];
+    assert_eq!(s(rec, "branch"), "wt/a", "{rec}");
+    let a = t.wt_root().join("a");
+    assert_eq!(t.git_in(&a, ["rev-parse", "--abbrev-ref", "HEAD"]), "wt/a");
+    assert_eq!(t.git_in(&a, ["rev-parse", "HEAD"]), t.git(["rev-parse", "HEAD"]));
+    assert!(a.join("src/more.rs").exists());
+    wait_for_refill(&t);
+    assert_consistent(&t, "after the killed advance");
+}
+
+/// The main worktree's lock file changed: the pool no longer matches, so the create that
+/// could not claim starts a refill that replaces it, and the next create claims again.
+#[test]
+fn a_pool_that_no_longer_matches_is_replaced() {
+    let t = TestRepo::new();
+    t.write("package-lock.json", "{\"lockfileVersion\": 3}\n");
+    t.commit("lock file");
+    create(&t, &["--pool", "1"]);
+    let (old, _) = pooled(&t)[0].clone();
+    t.write("package-lock.json", "{\"lockfileVersion\": 3, \"packages\": {}}\n");
+    assert_eq!(create(&t, &["a"])[0].get("claimed"), None);
+    wait_for_refill(&t);
+    let now = pooled(&t);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now[0].0, old, "replaced by one that matches");
+    assert_eq!(create(&t, &["b"])[0]["claimed"], true);
+    wait_for_refill(&t);
+    assert_consistent(&t, "after the replacement");
+}
+
+/// `[create] pool = N` is the default base's pool only: a create with `--base` does not start
+/// a pool of that base; `--pool 0` without `--base` drains the pools of every base.
+#[test]
+fn the_configured_pool_is_the_default_bases_and_pool_zero_drains_every_base() {
+    let t = TestRepo::new();
+    t.write("wt.toml", "[create]\npool = 1\n");
+    t.commit("a pool");
+    t.git(["branch", "other"]);
+    create(&t, &["--base", "other", "x"]);
+    wait_for_refill(&t);
+    assert!(pooled(&t).is_empty(), "no pool of 'other' from wt.toml: {:?}", pooled(&t));
+    create(&t, &["--pool", "1", "--base", "other"]);
+    create(&t, &["--pool", "1"]);
+    assert_eq!(pooled(&t).len(), 2);
+    let drained = create(&t, &["--pool", "0"]);
+    assert_eq!(drained.len(), 2, "{drained:?}");
+    assert!(pooled(&t).is_empty());
+    assert_consistent(&t, "drained");
+}
+
+/// The pid of this test's refill, once it has stopped at its failpoint.
+fn stopped_refill(t: &TestRepo) -> i32 {
+    let root = t.wt_root();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            let ours =
+                args.contains(&b"--pool-refill".as_slice()) && args.contains(&root.as_os_str().as_encoded_bytes());
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let stopped = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T'));
+            if ours && stopped {
+                return pid;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "the refill never stopped at its failpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `--pool 0` while a refill is making pooled worktrees: the refill reads the size again at
+/// each step, so it makes no more and drains the pool itself.
+#[test]
+fn a_refill_stops_making_once_the_pool_is_set_to_zero() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "3"]);
+    let mut claim = t.cmd("wt-create");
+    claim.args(["-n", "2"]).env("WT_REFILL_FAILPOINT", "pool-after-checkout:stop");
+    Run::of(&mut claim, "").expect_code(0);
+    let refill = stopped_refill(&t);
+    let mut drain = t.cmd("wt-create");
+    drain.args(["--pool", "0"]).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped());
+    let drain = drain.spawn().unwrap();
+    let target = t.repo.join(".git/wt/pool/target.json");
+    while !std::fs::read_to_string(&target).unwrap_or_default().contains("\"size\": 0") {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let go_on = || nix::sys::signal::kill(nix::unistd::Pid::from_raw(refill), nix::sys::signal::Signal::SIGCONT);
+    go_on().unwrap();
+    // A refill that still made pooled worktrees stops at its failpoint again: let it go on, and
+    // count it.
+    let mut made_more = 0;
+    let mut drain = drain;
+    while drain.try_wait().unwrap().is_none() {
+        let stat = std::fs::read_to_string(format!("/proc/{refill}/stat")).unwrap_or_default();
+        if stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T')) {
+            made_more += 1;
+            go_on().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let drained = Run::from_output(drain.wait_with_output().unwrap());
+    drained.expect_code(0);
+    wait_for_refill(&t);
+    assert_eq!(made_more, 0, "the refill made no more pooled worktrees after --pool 0");
+    assert_eq!(drained.records(), Vec::<Value>::new(), "the refill drained the pool itself: {drained}");
+    assert!(pooled(&t).is_empty());
+    assert_consistent(&t, "after the drain");
+}
+
+/// A claim with `--base` takes from that base's pool first; when it takes from another base's
+/// pool, that pool is refilled.
+#[test]
+fn a_claim_prefers_its_bases_pool_and_refills_the_pool_it_took_from() {
+    let t = TestRepo::new();
+    t.git(["branch", "other"]);
+    let main_pool = s(&create(&t, &["--pool", "1"])[0], "path").to_string();
+    let other_pool = s(&create(&t, &["--pool", "1", "--base", "other"])[0], "path").to_string();
+    let rec = &create(&t, &["--base", "other", "x"])[0];
+    assert_eq!(rec["claimed"], true, "{rec}");
+    assert!(Path::new(&main_pool).exists(), "main's pool is left alone");
+    assert!(!Path::new(&other_pool).exists(), "other's pooled worktree was claimed");
+    wait_for_refill(&t);
+    create(&t, &["--pool", "0", "--base", "other"]);
+    let rec = &create(&t, &["--base", "other", "y"])[0];
+    assert_eq!(rec["claimed"], true, "from main's pool: {rec}");
+    wait_for_refill(&t);
+    assert_eq!(pooled(&t).len(), 1, "main's pool refilled: {:?}", pooled(&t));
+    assert_consistent(&t, "after the claims across bases");
+}
+
+/// A name shaped like a pooled worktree's id is refused (its notes would be the pool's).
+#[test]
+fn a_name_like_a_pool_id_is_refused() {
+    let t = TestRepo::new();
+    let run = t.run("wt-create", &["p123x456"], "");
+    run.expect_code(2);
+    assert!(run.stderr.contains("the pool's"), "{run}");
+    assert_eq!(t.git_worktrees().len(), 1);
+    let fine = &create(&t, &["p123"])[0];
+    assert_eq!(fine["created"], true, "{fine}");
+}

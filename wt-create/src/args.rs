@@ -132,7 +132,7 @@ pub struct Args {
 
     /// Keep N worktrees of --base made ahead of time (checked out, shared, include files
     /// copied), which `wt-create NAME` and `-n` claim in milliseconds; fills the pool now and
-    /// refills it in the background after each claim. `--pool 0` drains it [or [create] pool]
+    /// refills it in the background after each claim. `--pool 0` drains it (without --base: every base's) [or [create] pool]
     #[arg(long, value_name = "N", conflicts_with_all = ["list", "remove", "count", "names", "share_status", "store_gc"])]
     pub pool: Option<usize>,
 

@@ -273,7 +273,7 @@ fn plan_want(
     };
     let fail = |e: Error| Some(Plan::Ready(Record::failed(&label, TOOL, &e), None));
     let (name, existing) = match want {
-        Want::Name(n) => match name::validate(n) {
+        Want::Name(n) => match name::validate(n).and_then(|()| crate::pool::check_name(n)) {
             Err(e) => return fail(e.with_kind(wt_common::ErrorKind::Failed)),
             Ok(()) => (n.clone(), existing_by_name(ctx, snap, n)),
         },

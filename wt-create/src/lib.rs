@@ -32,7 +32,7 @@ pub fn run(args: Args) -> Result<Exit, Error> {
     wt_common::record::cli::init_logging(args.global.verbose)?;
     for word in &args.names {
         match Want::parse(word) {
-            Want::Name(n) => name::validate(&n)?,
+            Want::Name(n) => name::validate(&n).and_then(|()| pool::check_name(&n))?,
             Want::Path(p) if !p.exists() && !name::written_as_path(word) => {
                 return Err(name::slash_refused(word).with_kind(wt_common::ErrorKind::Usage))
             }
@@ -139,6 +139,7 @@ fn pool_run(ctx: &mut Context, args: &Args, mut out: Output) -> Result<Exit, Err
         }
     };
     match args.pool {
+        Some(0) if args.base.is_none() => pool::fill::drain_all(ctx, &mut out)?,
         Some(size) => pool::fill::set_and_fill(ctx, size, Some(&base.name), &words, mode, &mut out)?,
         None => pool::fill::refill(ctx, Some(&base.name), &mut out)?,
     }

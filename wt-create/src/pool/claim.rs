@@ -11,8 +11,9 @@
 //! the ledger gets the entry a fresh create writes, and the journal goes. The worktree then has
 //! the path, branch, admin dir and entry a fresh `wt-create NAME` gives it.
 
+use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use serde_json::json;
 use wt_common::git::repo::GitWorktree;
@@ -24,11 +25,11 @@ use super::{Claim, Pooled, State};
 use crate::context::{Base, Context, TOOL};
 use crate::pending::{Marker, MADE_BY};
 
-/// Set once this run has claimed a pooled worktree: the pool then needs a refill.
-static CLAIMED: AtomicBool = AtomicBool::new(false);
+/// The bases whose pools this run claimed from: each then needs a refill.
+static CLAIMED_FROM: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
-pub fn claimed_any() -> bool {
-    CLAIMED.load(Ordering::SeqCst)
+pub fn claimed_from() -> BTreeSet<String> {
+    CLAIMED_FROM.lock().map(|b| b.clone()).unwrap_or_default()
 }
 
 /// Claims a pooled worktree as `name` (no worktree, directory or branch of that name exists);
@@ -39,15 +40,15 @@ pub fn try_claim(ctx: &Context, _worktree_lock: &FileLock, base: &Base, name: &s
         return None;
     }
     let fingerprint = super::fingerprint::of(ctx);
-    let ready: Vec<Pooled> = pool
+    let mut ready: Vec<Pooled> = pool
         .into_iter()
         .filter(|p| p.state == State::Ready && p.fingerprint == fingerprint && super::is_pooled_path(ctx, &p.path))
         .collect();
-    // One at the base's commit first; else one a few files behind it.
-    let exact = ready.iter().filter(|p| p.commit == base.commit);
-    let behind = ready.iter().filter(|p| p.commit != base.commit);
+    // One of this base's pool first (another base's pool is left for its own claims), at the
+    // base's commit first; else one a few files behind it.
+    ready.sort_by_key(|p| (p.base != base.name, p.commit != base.commit));
     let mut advanceable = std::collections::HashMap::new();
-    for pooled in exact.chain(behind) {
+    for pooled in &ready {
         if pooled.commit != base.commit
             && !*advanceable
                 .entry(pooled.commit.clone())
@@ -56,6 +57,23 @@ pub fn try_claim(ctx: &Context, _worktree_lock: &FileLock, base: &Base, name: &s
             continue;
         }
         let Ok(Some(held)) = pooled.try_lock(ctx) else { continue };
+        if !whole(ctx, pooled) {
+            // Its directory or its admin dir is gone or not wt's: nothing there to claim.
+            tracing::warn!("pooled worktree {} is gone or not whole; dropping it", pooled.id);
+            super::remove(ctx, pooled);
+            continue;
+        }
+        if !super::untouched::untouched(ctx, pooled) {
+            // Written into (or a git died in it): not what a fresh create makes. Replaced.
+            tracing::warn!("pooled worktree {} was changed since it was filled; removing it", pooled.id);
+            super::remove(ctx, pooled);
+            continue;
+        }
+        let made_at = pooled.commit.clone();
+        let pooled = &match advance_in_pool(ctx, pooled, &base.commit, &held) {
+            Some(advanced) => advanced,
+            None => continue,
+        };
         let path = ctx.root.join(name);
         let claim = Claim {
             name: name.to_string(),
@@ -73,11 +91,97 @@ pub fn try_claim(ctx: &Context, _worktree_lock: &FileLock, base: &Base, name: &s
             return Some(Err(e));
         }
         failpoint::hit("claim-journal");
-        CLAIMED.store(true, Ordering::SeqCst);
+        if let Ok(mut from) = CLAIMED_FROM.lock() {
+            from.insert(pooled.base.clone());
+        }
         tracing::info!("claiming pooled worktree {} as '{name}'", pooled.id);
-        return Some(finish(ctx, &claiming, &claim, &held).map(|entry| record(ctx, pooled, &claim, &entry)));
+        match finish(ctx, &claiming, &claim, &held) {
+            Ok(entry) => return Some(Ok(record(ctx, pooled, &made_at, &claim, &entry))),
+            Err(e) => {
+                // Failed before the ledger knew it (the ledger write is its last fallible
+                // step): put back in the pool, and a fresh create tries (and reports what fails).
+                tracing::warn!("claiming pooled worktree {} as '{name}': {}; putting it back", pooled.id, e.message);
+                undo(ctx, &claiming, &claim);
+                continue;
+            }
+        }
     }
     None
+}
+
+/// Moves a pooled worktree that is a few files behind to `commit` while it is still in the
+/// pool (journal `advancing`: killed here, the next run removes it, as it removes a fill's
+/// advance, so a half-done checkout is never claimed); `None` if the checkout failed (it is
+/// removed then).
+fn advance_in_pool(ctx: &Context, pooled: &Pooled, commit: &str, held: &FileLock) -> Option<Pooled> {
+    if pooled.commit == commit {
+        return Some(pooled.clone());
+    }
+    let mut advancing = pooled.clone();
+    advancing.state = State::Advancing;
+    advancing.save(ctx).ok()?;
+    let mut checkout = git::command(&pooled.path);
+    checkout.args(["-c", "core.hooksPath=/dev/null", "checkout", "--quiet", "--detach", commit]);
+    let moved = git::output_under(&mut checkout, held);
+    failpoint::hit("claim-pool-advanced");
+    let mut ready = advancing.clone();
+    ready.state = State::Ready;
+    ready.commit = commit.to_string();
+    match moved.and_then(|_| ready.save(ctx)) {
+        Ok(()) => Some(ready),
+        Err(e) => {
+            tracing::warn!("pooled worktree {}: {}; removing it", pooled.id, e.message);
+            super::remove(ctx, &advancing);
+            None
+        }
+    }
+}
+
+/// Puts a claim that failed back: the directory and admin dir back in the pool, linked to each
+/// other, detached at whatever HEAD they reached, the branch the claim made deleted, the
+/// journal `ready`. What cannot be put back is removed. Under the worktree lock, with the
+/// pooled worktree's lock held.
+fn undo(ctx: &Context, claiming: &Pooled, c: &Claim) {
+    let admin_root = ctx.repo.common_dir.join("worktrees");
+    let (old_admin, new_admin) = (admin_root.join(&claiming.id), admin_root.join(&c.admin));
+    let owned = Owned::of(&admin_root, claiming, c);
+    if owned.at_claim_path && claiming.path.symlink_metadata().is_err() {
+        let _ = std::fs::rename(&c.path, &claiming.path);
+    }
+    if owned.new_admin && old_admin.symlink_metadata().is_err() {
+        let _ = std::fs::rename(&new_admin, &old_admin);
+    }
+    let dot_git = claiming.path.join(".git");
+    let relinked = is_real_dir(&claiming.path)
+        && is_real_dir(&old_admin)
+        && write_replace(&dot_git, format!("gitdir: {}\n", old_admin.display())).is_ok()
+        && write_replace(&old_admin.join("gitdir"), format!("{}\n", dot_git.display())).is_ok();
+    let head = relinked
+        .then(|| git::run(&claiming.path, ["rev-parse", "--verify", "HEAD^{commit}"]).ok())
+        .flatten()
+        .map(|h| h.trim().to_string());
+    // The branch did not exist when the claim began (`try_claim` is only asked then), and the
+    // worktree lock was held since: if it exists, the claim made it.
+    if super::branch_exists(ctx, &c.branch) {
+        let _ = git::run(ctx.repo.git_dir(), ["update-ref", "-d", &format!("refs/heads/{}", c.branch)]);
+    }
+    let (state, from) = (ctx.repo.state_dir(), &c.name);
+    let note = wt_common::ledger::shared_dirs::file(&state, from);
+    if note.exists() {
+        let _ = std::fs::rename(&note, wt_common::ledger::shared_dirs::file(&state, &claiming.id));
+    }
+    let put_back = head.is_some_and(|head| {
+        let mut ready = claiming.clone();
+        ready.state = State::Ready;
+        ready.claim = None;
+        ready.commit = head.clone();
+        write_replace(&old_admin.join("HEAD"), format!("{head}\n")).is_ok()
+            && std::fs::remove_file(old_admin.join("locked")).is_ok()
+            && ready.save(ctx).is_ok()
+    });
+    if !put_back {
+        drop_lost(ctx, claiming, c);
+    }
 }
 
 /// The admin dir name git gives a new worktree `name`: `name`, else `name1`, `name2`, …
@@ -94,23 +198,26 @@ pub fn finish(ctx: &Context, pooled: &Pooled, c: &Claim, held: &FileLock) -> Res
     let admin_root = ctx.repo.common_dir.join("worktrees");
     let (old_admin, new_admin) = (admin_root.join(&pooled.id), admin_root.join(&c.admin));
     let io = |what: &Path, e: std::io::Error| Error::io(what.display(), e);
-    if old_admin.is_dir() && new_admin.symlink_metadata().is_err() {
+    // Only what provably belongs to this claim is touched: whatever took the claim's path or
+    // admin dir name since (a worktree made while the claimer lay dead) is someone's.
+    let owned = Owned::of(&admin_root, pooled, c);
+    if !owned.finishable() {
+        return Err(lost(pooled));
+    }
+    if owned.old_admin && new_admin.symlink_metadata().is_err() {
         std::fs::write(old_admin.join("locked"), "wt-create: claiming a pooled worktree\n")
             .map_err(|e| io(&old_admin, e))?;
     }
-    if pooled.path.is_dir() && c.path.symlink_metadata().is_err() {
+    if owned.at_pooled_path && c.path.symlink_metadata().is_err() {
         std::fs::rename(&pooled.path, &c.path).map_err(|e| io(&c.path, e))?;
     }
     failpoint::hit("claim-moved");
-    if old_admin.is_dir() && new_admin.symlink_metadata().is_err() {
+    if owned.old_admin && new_admin.symlink_metadata().is_err() {
         std::fs::rename(&old_admin, &new_admin).map_err(|e| io(&new_admin, e))?;
     }
     failpoint::hit("claim-admin-moved");
-    if !new_admin.is_dir() || !c.path.is_dir() {
-        return Err(Error::failed(
-            "claim-lost",
-            format!("pooled worktree {} is gone (its directory or git's admin dir); nothing was claimed", pooled.id),
-        ));
+    if !is_real_dir(&new_admin) || !is_real_dir(&c.path) {
+        return Err(lost(pooled));
     }
     let dot_git = c.path.join(".git");
     write_replace(&dot_git, format!("gitdir: {}\n", new_admin.display()))?;
@@ -177,13 +284,104 @@ pub fn finish(ctx: &Context, pooled: &Pooled, c: &Claim, held: &FileLock) -> Res
     Ok(entry)
 }
 
+/// The error of a claim whose pooled worktree is gone, or whose place was taken meanwhile.
+fn lost(pooled: &Pooled) -> Error {
+    Error::failed(
+        "claim-lost",
+        format!("pooled worktree {} is gone (its directory or git's admin dir); nothing was claimed", pooled.id),
+    )
+}
+
+/// Which of the places a claim moves a pooled worktree between are provably its own.
+struct Owned {
+    /// `<root>/.pool/<id>` is a real directory whose `.git` names the old or new admin dir.
+    at_pooled_path: bool,
+    /// The claim's path is such a directory.
+    at_claim_path: bool,
+    /// The claim's path is something else (someone's).
+    claim_path_taken: bool,
+    /// `.git/worktrees/<id>` is a real directory whose `gitdir` names either path's `.git`.
+    old_admin: bool,
+    new_admin: bool,
+    new_admin_taken: bool,
+}
+
+impl Owned {
+    fn of(admin_root: &Path, pooled: &Pooled, c: &Claim) -> Owned {
+        let (old_admin, new_admin) = (admin_root.join(&pooled.id), admin_root.join(&c.admin));
+        let admins = [old_admin.as_path(), new_admin.as_path()];
+        let (pooled_git, claimed_git) = (pooled.path.join(".git"), c.path.join(".git"));
+        let dot_gits = [pooled_git.as_path(), claimed_git.as_path()];
+        let at_claim_path = links_to(&c.path, &admins);
+        let new_admin_ours = admin_of(&new_admin, &dot_gits);
+        Owned {
+            at_pooled_path: links_to(&pooled.path, &admins),
+            at_claim_path,
+            claim_path_taken: !at_claim_path && c.path.symlink_metadata().is_ok(),
+            old_admin: admin_of(&old_admin, &dot_gits),
+            new_admin: new_admin_ours,
+            new_admin_taken: !new_admin_ours && new_admin.symlink_metadata().is_ok(),
+        }
+    }
+
+    /// Whether the claim can be done or redone: its worktree and admin dir are somewhere of
+    /// its own, and nobody else's is where they go.
+    fn finishable(&self) -> bool {
+        (self.at_pooled_path || self.at_claim_path)
+            && (self.old_admin || self.new_admin)
+            && !self.claim_path_taken
+            && !self.new_admin_taken
+    }
+}
+
+fn is_real_dir(path: &Path) -> bool {
+    path.symlink_metadata().is_ok_and(|m| m.is_dir())
+}
+
+/// Whether `dir` is a real directory whose `.git` file (read without following a link) names
+/// one of `admins`.
+fn links_to(dir: &Path, admins: &[&Path]) -> bool {
+    is_real_dir(dir)
+        && wt_common::fs::read_small(&dir.join(".git")).text().is_some_and(|text| {
+            text.trim_end().strip_prefix("gitdir:").is_some_and(|to| admins.iter().any(|a| Path::new(to.trim()) == *a))
+        })
+}
+
+/// Whether `admin` is a real directory whose `gitdir` names one of `dot_gits`.
+fn admin_of(admin: &Path, dot_gits: &[&Path]) -> bool {
+    is_real_dir(admin)
+        && wt_common::fs::read_small(&admin.join("gitdir"))
+            .text()
+            .is_some_and(|text| dot_gits.iter().any(|g| Path::new(text.trim_end()) == *g))
+}
+
+/// Whether a ready pooled worktree is whole: its directory and its admin dir, linked to each
+/// other, both real directories (a claim moves nothing else).
+fn whole(ctx: &Context, pooled: &Pooled) -> bool {
+    let admin = ctx.repo.common_dir.join("worktrees").join(&pooled.id);
+    is_real_dir(&ctx.root.join(super::POOL_DIR))
+        && links_to(&pooled.path, &[admin.as_path()])
+        && admin_of(&admin, &[pooled.path.join(".git").as_path()])
+}
+
+/// Drops a claim that can be neither finished nor undone (`claim-lost`): what is left of the
+/// pooled worktree goes, with its journal; nothing at the claim's path is touched unless it
+/// is the claim's own admin dir, left naming a path that is gone.
+pub fn drop_lost(ctx: &Context, pooled: &Pooled, c: &Claim) {
+    let new_admin = ctx.repo.common_dir.join("worktrees").join(&c.admin);
+    if c.path.symlink_metadata().is_err() && admin_of(&new_admin, &[c.path.join(".git").as_path()]) {
+        let _ = std::fs::remove_dir_all(&new_admin);
+    }
+    super::remove(ctx, pooled);
+}
+
 fn write_replace(path: &Path, text: String) -> Result<(), Error> {
     wt_common::fs::write_replace(path, text.as_bytes()).map_err(|e| Error::io(path.display(), e))
 }
 
 /// The record of a fresh create, plus `"claimed": true` and the commit the pooled worktree was
 /// made at (`pool_base`).
-fn record(ctx: &Context, pooled: &Pooled, c: &Claim, entry: &Entry) -> Record {
+fn record(ctx: &Context, pooled: &Pooled, made_at: &str, c: &Claim, entry: &Entry) -> Record {
     let wt = GitWorktree {
         path: c.path.clone(),
         head: Some(c.commit.clone()),
@@ -196,7 +394,7 @@ fn record(ctx: &Context, pooled: &Pooled, c: &Claim, entry: &Entry) -> Record {
         rec.set_key("share", share.clone());
     }
     rec.set_key("claimed", json!(true));
-    rec.set_key("pool_base", json!(pooled.commit));
+    rec.set_key("pool_base", json!(made_at));
     rec
 }
 

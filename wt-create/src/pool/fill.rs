@@ -39,14 +39,30 @@ pub fn set_and_fill(
     // Kept at 0 too: a `[create] pool` in wt.toml would otherwise fill it again.
     targets.0.insert(base.name.clone(), Target { size, share: share.to_vec(), share_mode: mode });
     targets.write(ctx)?;
-    fill(ctx, &base, size, out)
+    fill(ctx, &base, out)
+}
+
+/// `--pool 0` without `--base`: drains the pool of every base (each recorded, each a pooled
+/// worktree has, and the default one), recording 0 for each.
+pub fn drain_all(ctx: &mut Context, out: &mut Output) -> Result<(), Error> {
+    let mut names: std::collections::BTreeSet<String> = Targets::read(ctx).0.into_keys().collect();
+    names.extend(super::read_all(ctx).into_iter().map(|p| p.base));
+    names.extend(ctx.base(None).ok().map(|b| b.name));
+    for name in names {
+        // A base that no longer resolves is drained all the same (size 0 needs no commit).
+        let base = ctx.base(Some(&name)).unwrap_or(Base { name: name.clone(), commit: String::new() });
+        let mut targets = Targets::read(ctx);
+        targets.0.entry(name).or_default().size = 0;
+        targets.write(ctx)?;
+        fill(ctx, &base, out)?;
+    }
+    Ok(())
 }
 
 /// The background refill: fills the pool of `base` to its recorded size.
 pub fn refill(ctx: &mut Context, base: Option<&str>, out: &mut Output) -> Result<(), Error> {
     let base = ctx.base(base)?;
-    let size = super::target_size(ctx, &base.name);
-    fill(ctx, &base, size, out)
+    fill(ctx, &base, out)
 }
 
 /// The lock fills take turns with.
@@ -68,7 +84,7 @@ enum Step {
     Done,
 }
 
-pub fn fill(ctx: &mut Context, base: &Base, size: usize, out: &mut Output) -> Result<(), Error> {
+pub fn fill(ctx: &mut Context, base: &Base, out: &mut Output) -> Result<(), Error> {
     std::fs::create_dir_all(super::dir(ctx)).map_err(|e| Error::io(super::dir(ctx).display(), e))?;
     std::fs::create_dir_all(&ctx.root).map_err(|e| Error::io(ctx.root.display(), e))?;
     ctx.root = ctx.root.canonicalize().map_err(|e| Error::io(ctx.root.display(), e))?;
@@ -84,10 +100,19 @@ pub fn fill(ctx: &mut Context, base: &Base, size: usize, out: &mut Output) -> Re
             commit: ctx.base(Some(&base.name)).map(|b| b.commit).unwrap_or(base.commit.clone()),
             ..base.clone()
         };
+        // So does the size: a `--pool 0` while this fill runs stops it making more.
+        let size = super::target_size(ctx, &base.name);
         match step(ctx, &base, size, &fingerprint, out)? {
-            Step::Done => return Ok(()),
+            Step::Done => {
+                super::refill::clear_failure(ctx);
+                return Ok(());
+            }
             Step::Advance(pooled, lock) => advance(ctx, pooled, &base, &lock, out),
-            Step::Make(pooled, lock) => make(ctx, pooled, &lock, out),
+            // A make that failed would fail again (the same base, include files and shares):
+            // the fill stops at the first, and the next claim does not start a refill at once.
+            Step::Make(pooled, lock) => make(ctx, pooled, &lock, out).inspect_err(|e| {
+                super::refill::note_failure(ctx, e);
+            })?,
         }
     }
 }
@@ -145,7 +170,11 @@ pub(super) fn advanceable(ctx: &Context, old: &str, new: &str) -> bool {
 fn register(ctx: &Context, lock: &FileLock, base: &Base, fingerprint: &str) -> Result<(Pooled, FileLock), Error> {
     let id = format!("p{}", crate::pending::Marker::new_id().replace('-', "x"));
     let path = ctx.root.join(POOL_DIR).join(&id);
-    std::fs::create_dir_all(ctx.root.join(POOL_DIR)).map_err(|e| Error::io(ctx.root.join(POOL_DIR).display(), e))?;
+    // A link (or anything else) planted in place of `.pool` is removed, never followed: the
+    // pool is filled under the root.
+    wt_common::fs::beneath::Dir::open(&ctx.root)
+        .and_then(|root| root.ensure_dir(POOL_DIR))
+        .map_err(|e| Error::io(ctx.root.join(POOL_DIR).display(), e))?;
     let pooled = Pooled {
         id: id.clone(),
         path: path.clone(),
@@ -170,7 +199,8 @@ fn register(ctx: &Context, lock: &FileLock, base: &Base, fingerprint: &str) -> R
 }
 
 /// Checks a registered pooled worktree out, copies include files, shares; then it is ready.
-fn make(ctx: &Context, mut pooled: Pooled, held: &FileLock, out: &mut Output) {
+/// On failure it is removed and the error returned.
+fn make(ctx: &Context, mut pooled: Pooled, held: &FileLock, out: &mut Output) -> Result<(), Error> {
     let made = (|| {
         let mut reset = git::command(&pooled.path);
         reset.args(["reset", "--hard", "--no-recurse-submodules", "--quiet"]);
@@ -191,11 +221,15 @@ fn make(ctx: &Context, mut pooled: Pooled, held: &FileLock, out: &mut Output) {
                 Ok(()) => out.emit(&pooled_record(ctx, &pooled)),
                 Err(e) => out.emit(&Record::failed(&pooled.id, TOOL, &e)),
             }
+            Ok(())
         }
         Err(e) => {
             let _lock = ctx.worktree_lock();
             super::remove(ctx, &pooled);
-            out.emit(&Record::failed(&pooled.id, TOOL, &e));
+            Err(Error::failed(
+                "pool-fill-failed",
+                format!("cannot make a pooled worktree: {}; fix that, then run `wt-create --pool N` again", e.message),
+            ))
         }
     }
 }

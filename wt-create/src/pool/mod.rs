@@ -19,6 +19,7 @@ pub mod claim;
 pub mod fill;
 pub mod fingerprint;
 pub mod refill;
+pub mod untouched;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -99,6 +100,22 @@ fn lock_file(ctx: &Context, id: &str) -> PathBuf {
     dir(ctx).join(format!("{id}.lock"))
 }
 
+/// Refuses a worktree name shaped like a pooled worktree's id (`p<digits>x<digits>`): the
+/// pool keeps notes (what was shared into it) under its id, as a worktree's are kept under its
+/// name.
+pub fn check_name(name: &str) -> Result<(), Error> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let pool_like =
+        name.strip_prefix('p').and_then(|rest| rest.split_once('x')).is_some_and(|(a, b)| digits(a) && digits(b));
+    match pool_like {
+        true => Err(Error::usage(
+            "invalid-name",
+            format!("invalid worktree name '{name}': names like p<digits>x<digits> are the pool's; choose another"),
+        )),
+        false => Ok(()),
+    }
+}
+
 /// Whether `path` is a pooled worktree's place (`<root>/.pool/<id>`).
 pub fn is_pooled_path(ctx: &Context, path: &Path) -> bool {
     path.parent().is_some_and(|p| p == ctx.root.join(POOL_DIR))
@@ -159,8 +176,13 @@ pub fn recover(ctx: &Context) -> Result<(), Error> {
                     pooled.id,
                     c.name
                 );
-                if let Err(e) = claim::finish(ctx, &pooled, c, &held) {
-                    tracing::warn!("{}: {}", c.name, e.message);
+                match claim::finish(ctx, &pooled, c, &held) {
+                    Err(e) if e.code == "claim-lost" => {
+                        tracing::warn!("{}: {}; dropping the claim", c.name, e.message);
+                        claim::drop_lost(ctx, &pooled, c);
+                    }
+                    Err(e) => tracing::warn!("{}: {}", c.name, e.message),
+                    Ok(_) => {}
                 }
             }
             _ => {
@@ -237,11 +259,15 @@ impl Targets {
     }
 }
 
-/// The pool size for `base`: as `--pool` recorded it, else `[create] pool`.
+/// The pool size for `base`: as `--pool` recorded it, else `[create] pool` for the default
+/// base (a create with `--base B` does not start a pool of B).
 pub fn target_size(ctx: &Context, base: &str) -> usize {
     match Targets::read(ctx).0.get(base) {
         Some(t) => t.size,
-        None => ctx.config.pool.unwrap_or(0),
+        None if ctx.config.pool.is_some() && ctx.base(None).is_ok_and(|b| b.name == base) => {
+            ctx.config.pool.unwrap_or(0)
+        }
+        None => 0,
     }
 }
 

@@ -11,22 +11,69 @@ use std::process::{Command, Stdio};
 
 use crate::context::{Base, Context};
 
-/// Starts a refill if the pool of `base` has a target and fewer ready worktrees than it.
+/// Starts a refill if the pool of `base` has a target and fewer ready worktrees than it, and
+/// one for each other base this run claimed from.
 pub fn spawn_if_short(ctx: &Context, base: &Base) {
+    spawn_for(ctx, base);
+    for other in super::claim::claimed_from() {
+        if other != base.name {
+            if let Ok(other) = ctx.base(Some(&other)) {
+                spawn_for(ctx, &other);
+            }
+        }
+    }
+}
+
+fn spawn_for(ctx: &Context, base: &Base) {
     let size = super::target_size(ctx, &base.name);
     if size == 0 {
         return;
     }
+    // Only those a claim would take: after the main worktree's lock file or include files
+    // change, the pool is replaced, not left unused.
+    let fingerprint = super::fingerprint::of(ctx);
     let ready = super::read_all(ctx)
         .iter()
-        .filter(|p| p.base == base.name && p.state == super::State::Ready && p.commit == base.commit)
+        .filter(|p| {
+            p.base == base.name
+                && p.state == super::State::Ready
+                && p.commit == base.commit
+                && p.fingerprint == fingerprint
+        })
         .count();
-    if ready >= size && !super::claim::claimed_any() {
+    if ready >= size && !super::claim::claimed_from().contains(&base.name) {
+        return;
+    }
+    if failed_lately(ctx) {
         return;
     }
     if let Err(e) = spawn(ctx, base) {
         eprintln!("wt-create: cannot start the pool's refill: {e} (run `wt-create --pool {size}` to fill it)");
     }
+}
+
+/// How long after a fill failed no refill is started by a claim or create (`--pool N` still
+/// fills at once): a fill that failed fails again until someone fixes the cause.
+const FAILURE_BACKOFF: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The note a failed fill leaves: `<state>/pool/fill.failed`, the error's one line.
+fn failure_file(ctx: &Context) -> std::path::PathBuf {
+    super::dir(ctx).join("fill.failed")
+}
+
+pub fn note_failure(ctx: &Context, e: &wt_common::Error) {
+    let _ = wt_common::fs::write_replace(&failure_file(ctx), format!("{}\n", e.message).as_bytes());
+}
+
+pub fn clear_failure(ctx: &Context) {
+    let _ = std::fs::remove_file(failure_file(ctx));
+}
+
+/// Whether a fill failed less than `FAILURE_BACKOFF` ago.
+fn failed_lately(ctx: &Context) -> bool {
+    std::fs::symlink_metadata(failure_file(ctx))
+        .and_then(|m| m.modified())
+        .is_ok_and(|at| at.elapsed().map_or(true, |age| age < FAILURE_BACKOFF))
 }
 
 #[allow(unsafe_code)]
@@ -38,7 +85,7 @@ fn spawn(ctx: &Context, base: &Base) -> std::io::Result<()> {
     let mut cmd = Command::new(exe);
     cmd.args(["--pool-refill", "--base", &base.name, "--root"]).arg(&ctx.root);
     cmd.current_dir(ctx.repo.root()).stdin(Stdio::null()).stdout(Stdio::null());
-    cmd.stderr(std::fs::File::create(&log).map(Stdio::from).unwrap_or_else(|_| Stdio::null()));
+    cmd.stderr(open_log(&log).map(Stdio::from).unwrap_or_else(|_| Stdio::null()));
     cmd.env_remove("WT_FAILPOINT");
     if let Some(point) = std::env::var_os("WT_REFILL_FAILPOINT") {
         cmd.env("WT_FAILPOINT", point).env_remove("WT_REFILL_FAILPOINT");
@@ -74,6 +121,26 @@ fn spawn(ctx: &Context, base: &Base) -> std::io::Result<()> {
         std::mem::forget(handed);
     }
     spawned
+}
+
+/// The most the refill's log grows to: past it, it is emptied before the next refill writes.
+const LOG_MAX: u64 = 256 << 10;
+
+/// The refill's log, opened for appending without following a link or blocking on a FIFO, and
+/// only if it is a regular file (anything else there is left alone: the refill then logs
+/// nowhere); emptied once over `LOG_MAX`.
+fn open_log(log: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
+    let file = std::fs::OpenOptions::new().append(true).create(true).mode(0o644).custom_flags(flags).open(log)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > LOG_MAX {
+        file.set_len(0)?;
+    }
+    Ok(file)
 }
 
 /// The variable that tells a refill which descriptor holds the fill lock for it.
