@@ -50,6 +50,6 @@ fn a_claimed_worktrees_venv_runs_its_own_code_not_the_pools() {
     // Its scripts run its venv's Python.
     let pip = std::fs::read_to_string(path.join(".venv/bin/pip")).unwrap();
     let shebang = pip.lines().next().unwrap();
-    assert_eq!(shebang, format!("#!{}/.venv/bin/python", path.display()), "{pip}");
+    assert!(shebang.starts_with(&format!("#!{}/.venv/bin/python", path.display())), "{pip}");
     assert!(!pip.contains(".pool"), "nothing names the pool: {pip}");
 }

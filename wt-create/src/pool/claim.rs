@@ -12,7 +12,7 @@
 //! the path, branch, admin dir and entry a fresh `wt-create NAME` gives it.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde_json::json;
@@ -223,6 +223,13 @@ pub fn finish(ctx: &Context, pooled: &Pooled, c: &Claim, held: &FileLock) -> Res
     write_replace(&dot_git, format!("gitdir: {}\n", new_admin.display()))?;
     write_replace(&new_admin.join("gitdir"), format!("{}\n", dot_git.display()))?;
     failpoint::hit("claim-linked");
+    // What `--share` rewrote to name the pooled path (a venv's scripts, an editable install's
+    // `.pth`) is moved with the worktree; redone, harmlessly, when a dead claim is finished.
+    for dir in shared_dirs(pooled) {
+        let at = c.path.join(&dir);
+        crate::share::repoint::repoint(&at, &pooled.path, &c.path).map_err(|e| io(&at, e))?;
+    }
+    failpoint::hit("claim-repointed");
     if super::admin_head(&new_admin).is_some_and(|head| head != c.commit) {
         // Behind the base by a few files (`fill::advanceable`): checked out forward. Forced, as
         // a checkout a killed claimer left half done is redone: nothing in it is anyone's work.
@@ -408,4 +415,15 @@ pub fn after(ctx: &Context, rec: &mut Record) {
     if let Err(e) = ctx.repo.run_post_checkout_hook(&path, &head) {
         rec.set_error(TOOL, &e);
     }
+}
+
+/// The directories shared into a pooled worktree (its journal's copy of the record's `share`),
+/// each a plain relative path.
+fn shared_dirs(pooled: &Pooled) -> Vec<PathBuf> {
+    let Some(dirs) = pooled.share.as_ref().and_then(|s| s["dirs"].as_array()) else { return Vec::new() };
+    dirs.iter()
+        .filter(|d| d["status"] == "shared")
+        .filter_map(|d| d["dir"].as_str().map(PathBuf::from))
+        .filter(|d| !d.as_os_str().is_empty() && d.components().all(|c| matches!(c, std::path::Component::Normal(_))))
+        .collect()
 }
