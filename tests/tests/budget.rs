@@ -248,6 +248,33 @@ fn the_reported_cost_matches_du_beyond_the_main_worktree_with_hard_links_counted
     assert!(share.stderr.contains("all 3 worktrees of wt:"), "{share}");
 }
 
+/// The pool's warm worktrees and the trash are wt's disk too: counted in the total (as du sees
+/// them), named in the summary, and a budget the pool alone breaks says how to free it.
+#[test]
+fn the_pool_and_the_trash_count_in_the_total() {
+    let t = TestRepo::new();
+    t.write("data.bin", &"x".repeat(400_000));
+    t.commit("a big tracked file");
+    t.run("wt-create", &["a"], "").expect_code(0);
+    t.run("wt-create", &["--pool", "1"], "").expect_code(0);
+    let root = t.wt_root();
+    // What a --gc killed half way leaves: an entry of a process that is gone.
+    let trash = root.join(".wt-trash/999999999.0.a");
+    fs::create_dir_all(&trash).unwrap();
+    fs::write(trash.join("blob"), bytes(200_000, 9)).unwrap();
+    let status = t.run("wt-status", &["--disk", "--all", "--json"], "");
+    status.expect_code(0);
+    let total = du(&[root.join("a"), root.join(".pool"), root.join(".wt-trash")]);
+    let said = wt_common::record::size::human(total);
+    assert!(status.stderr.contains(&format!("{said} on disk")), "du says {total} ({said}): {status}");
+    assert!(status.stderr.contains("the pool's 1 worktree(s)") && status.stderr.contains(", trash "), "{status}");
+    let share = t.run("wt-create", &["--share-status"], "");
+    assert!(share.stderr.contains(&format!("{said} on disk")), "{share}");
+    let gc = t.run("wt-create", &["--gc", "--max-size", "1K"], "");
+    gc.expect_code(0);
+    assert!(gc.stderr.contains("(`wt-create --pool 0` frees them)"), "{gc}");
+}
+
 #[test]
 fn a_planted_symlink_or_fifo_is_neither_followed_nor_blocks_and_what_it_points_at_survives_the_gc() {
     let t = TestRepo::new();

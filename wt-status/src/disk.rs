@@ -11,16 +11,23 @@ use wt_common::ledger::Ledger;
 use wt_common::record::size::human;
 use wt_common::{Error, Record};
 
-/// `[create] build_dirs`, the only key of wt-create's section this tool reads.
+/// `[create] build_dirs` and `root`, the only keys of wt-create's section this tool reads.
 #[derive(Debug, Default, serde::Deserialize)]
 struct CreateSection {
     build_dirs: Option<Vec<String>>,
+    root: Option<std::path::PathBuf>,
 }
 
 pub fn add(repo: &Repo, ledger: &Ledger, recs: &mut [Record]) -> Result<(), Error> {
     let section: CreateSection = wt_common::config::section(repo.main_worktree.as_deref(), "create")?;
     let names = wt_common::git::build_dirs::names(section.build_dirs.as_deref().unwrap_or_default())?;
-    let measured = worktree_cost::measure(repo, ledger, &names)?;
+    // The worktree root as wt-create finds it (without its `--root`): its trash is counted.
+    let root = match &section.root {
+        Some(dir) if dir.is_absolute() => dir.clone(),
+        Some(dir) => repo.root().join(dir),
+        None => repo.default_worktree_root(),
+    };
+    let measured = worktree_cost::measure(repo, ledger, &names, Some(&root))?;
     for rec in recs.iter_mut() {
         if let Some(w) =
             measured.worktrees.iter().find(|w| w.name == rec.name && rec.path.as_ref() == Some(&w.worktree.path))
@@ -30,11 +37,12 @@ pub fn add(repo: &Repo, ledger: &Ledger, recs: &mut [Record]) -> Result<(), Erro
     }
     let builds: u64 = measured.worktrees.iter().map(|w| w.cost.build()).sum();
     eprintln!(
-        "wt-status: all {} worktrees of wt: {} on disk beyond the main worktree's ({} of it build dirs, {} the share store)",
+        "wt-status: all {} worktrees of wt: {} on disk beyond the main worktree's ({} of it build dirs, {} the share store{})",
         measured.worktrees.len(),
         human(measured.total()),
         human(builds),
-        human(measured.store)
+        human(measured.store),
+        measured.others_text()
     );
     Ok(())
 }

@@ -68,6 +68,25 @@ pub fn rebuildable(reg: &Registered, candidates: &[PathBuf]) -> Result<HashSet<P
     for c in candidates {
         gitignores_are_files(&reg.path, c)?;
     }
+    let listed: HashSet<PathBuf> =
+        ignored(reg, &[], candidates)?.into_iter().filter(|i| i.whole_dir).map(|i| i.rel).collect();
+    Ok(candidates.iter().filter(|c| listed.contains(*c)).cloned().collect())
+}
+
+/// A path git ignores, as `ignored` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    /// Relative to the worktree, without the trailing `/` git gives a directory.
+    pub rel: PathBuf,
+    /// Git named the directory as a whole (nothing in it is tracked or not ignored).
+    pub whole_dir: bool,
+}
+
+/// The untracked ignored paths of the worktree at `reg` (`git ls-files --others --ignored
+/// --exclude-standard --directory`, plus `flags`), within `paths` when any are given (literal
+/// pathspecs): run as `git::in_worktree` runs git (nothing the agent planted runs), with no
+/// optional locks (the agent's index is not written), within `git::read_timeout()`.
+pub fn ignored(reg: &Registered, flags: &[&str], paths: &[PathBuf]) -> Result<Vec<Ignored>, Error> {
     let mut cmd = git::in_worktree(reg);
     cmd.env("GIT_OPTIONAL_LOCKS", "0").env("GIT_LITERAL_PATHSPECS", "1").args([
         "ls-files",
@@ -76,15 +95,18 @@ pub fn rebuildable(reg: &Registered, candidates: &[PathBuf]) -> Result<HashSet<P
         "--ignored",
         "--exclude-standard",
         "--directory",
-        "--",
     ]);
-    cmd.args(candidates);
+    cmd.args(flags).arg("--").args(paths);
     let out = git::output_within(&mut cmd, git::read_timeout(), &reg.path)?;
     if !out.status.success() {
         return Err(Error::failed("git-failed", git::failure_message(&cmd, &out)));
     }
-    let listed: HashSet<PathBuf> = split(&out.stdout).filter_map(|p| whole_dir(&p)).collect();
-    Ok(candidates.iter().filter(|c| listed.contains(*c)).cloned().collect())
+    Ok(split(&out.stdout)
+        .map(|p| match whole_dir(&p) {
+            Some(rel) => Ignored { rel, whole_dir: true },
+            None => Ignored { rel: p, whole_dir: false },
+        })
+        .collect())
 }
 
 /// The `.gitignore` of the worktree and of each directory down to `rel` (and in it): each a

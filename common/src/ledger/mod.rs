@@ -17,6 +17,7 @@ pub mod machine_ports;
 pub mod name;
 pub mod outcome;
 pub mod repos;
+pub mod root_layout;
 pub mod secret_files;
 pub mod shared_dirs;
 

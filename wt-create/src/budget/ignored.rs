@@ -12,12 +12,12 @@
 //! A whole ignored directory that is no build directory counts as work: it is not compared.
 
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use wt_common::git::build_dirs;
 use wt_common::git::worktree_check::Registered;
-use wt_common::{git, Error};
+use wt_common::Error;
 
 /// Files larger than this are not compared with the main worktree's: kept as work.
 const COMPARED_MAX: u64 = 256 << 20;
@@ -29,24 +29,9 @@ pub fn work(
     wt_files: &[PathBuf],
     main: Option<&Path>,
 ) -> Result<Vec<PathBuf>, Error> {
-    let mut cmd = git::in_worktree(reg);
-    cmd.env("GIT_OPTIONAL_LOCKS", "0").args([
-        "ls-files",
-        "-z",
-        "--others",
-        "--ignored",
-        "--exclude-standard",
-        "--directory",
-        "--no-empty-directory",
-    ]);
-    let out = git::output_within(&mut cmd, git::read_timeout(), &reg.path)?;
-    if !out.status.success() {
-        return Err(Error::failed("git-failed", git::failure_message(&cmd, &out)));
-    }
     let mut work = Vec::new();
-    for raw in out.stdout.split(|b| *b == 0).filter(|s| !s.is_empty()) {
-        let is_dir = raw.ends_with(b"/");
-        let rel = PathBuf::from(std::ffi::OsStr::from_bytes(raw.strip_suffix(b"/").unwrap_or(raw)));
+    for ignored in build_dirs::ignored(reg, &["--no-empty-directory"], &[])? {
+        let (rel, is_dir) = (ignored.rel, ignored.whole_dir);
         if build_dirs.iter().any(|d| rel.starts_with(d)) || wt_files.iter().any(|f| f == &rel) {
             continue;
         }

@@ -89,8 +89,9 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
         false => None,
     };
     let ledger = ctx.ledger.read()?;
-    let measured = worktree_cost::measure(&ctx.repo, &ledger, &build_names(ctx)?)?;
+    let measured = worktree_cost::measure(&ctx.repo, &ledger, &build_names(ctx)?, Some(&ctx.root))?;
     let before = measured.total();
+    let measured_pool = (measured.pooled, measured.pool);
     let now = SystemTime::now();
     let mut lru: Vec<Candidate> = measured
         .worktrees
@@ -269,7 +270,8 @@ pub fn run(ctx: &Context, opts: Opts, out: &mut Output) -> Result<(), Error> {
         // Only when empty: `--purge` removes the worktrees' root when nothing is left in it.
         let _ = std::fs::remove_dir(t.path());
     }
-    summary(&opts, before, total, reclaimed, touched, removed);
+    let pool = (measured_pool.0 > 0).then_some(measured_pool);
+    summary(&opts, before, total, reclaimed, touched, removed, pool);
     Ok(())
 }
 
@@ -399,7 +401,15 @@ fn kept_record(ctx: &Context, c: &Candidate, why: &str) -> Record {
     rec
 }
 
-fn summary(opts: &Opts, before: u64, after: u64, reclaimed: u64, touched: usize, removed: usize) {
+fn summary(
+    opts: &Opts,
+    before: u64,
+    after: u64,
+    reclaimed: u64,
+    touched: usize,
+    removed: usize,
+    pool: Option<(usize, u64)>,
+) {
     let limit = opts.budget.max_size.map(|m| format!(" (budget {})", human(m))).unwrap_or_default();
     let mut line = format!("wt-create: gc: wt's worktrees take {}{limit}", human(before));
     let whole = if removed > 0 { format!(" and {removed} whole worktree(s)") } else { String::new() };
@@ -423,6 +433,13 @@ fn summary(opts: &Opts, before: u64, after: u64, reclaimed: u64, touched: usize,
             "; the budget cannot be met ({} over): what is left is checkouts, work, in use, or frees nothing (shared)",
             human(after - max)
         ));
+        if let Some((n, bytes)) = pool {
+            // Counted, never reclaimed here: the pool is as big as `--pool N` asked.
+            line.push_str(&format!(
+                "; the pool's {n} warm worktree(s) take {} of it (`wt-create --pool 0` frees them)",
+                human(bytes)
+            ));
+        }
     }
     if opts.after_create && touched == 0 {
         return;

@@ -19,7 +19,7 @@ use std::path::{Component, Path, PathBuf};
 
 use wt_common::fs::beneath::Dir;
 
-pub const DIR: &str = ".wt-trash";
+pub use wt_common::ledger::root_layout::TRASH_DIR as DIR;
 
 /// What became of a build dir.
 #[derive(Debug, Clone, PartialEq, Eq)]

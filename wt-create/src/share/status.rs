@@ -86,7 +86,8 @@ pub fn run(ctx: &Context, out: &mut Output) -> Result<(), Error> {
         }
     }
     // What each worktree really costs, its checkout and build dirs included (`disk`).
-    let measured = wt_common::git::worktree_cost::measure(&ctx.repo, &ledger, &crate::budget::build_names(ctx)?)?;
+    let measured =
+        wt_common::git::worktree_cost::measure(&ctx.repo, &ledger, &crate::budget::build_names(ctx)?, Some(&ctx.root))?;
     let mut total_full = 0u64;
     for (name, wt, entry, u, dirs) in &trees {
         let own: u64 = u.dir_bytes
@@ -160,11 +161,12 @@ pub fn all_worktrees(m: &wt_common::git::worktree_cost::Measured) -> String {
     let checkouts: u64 = m.worktrees.iter().map(|w| w.cost.checkout).sum();
     let builds: u64 = m.worktrees.iter().map(|w| w.cost.build()).sum();
     format!(
-        "all {} worktrees of wt: {} on disk beyond the main worktree's (checkouts {}, build dirs {}, store {})",
+        "all {} worktrees of wt: {} on disk beyond the main worktree's (checkouts {}, build dirs {}, store {}{})",
         m.worktrees.len(),
         human(m.total()),
         human(checkouts),
         human(builds),
-        human(m.store)
+        human(m.store),
+        m.others_text()
     )
 }
