@@ -567,14 +567,20 @@ fn a_claim_that_fails_is_put_back_in_the_pool() {
     assert_consistent(&t, "after the next claim");
 }
 
-/// Someone wrote into a pooled worktree (a changed tracked file, an untracked file, a changed
-/// include file, a lock file in its admin dir): none is handed out; each is removed and the
-/// create makes a fresh worktree.
+/// Someone wrote into a pooled worktree (a tracked file saved as editors save, by a rename;
+/// one removed; an untracked file; a changed include file; a lock file in its admin dir): none
+/// is handed out; each is removed and the create makes a fresh worktree. (A tracked file
+/// rewritten in place is caught by the next refill:
+/// `a_tracked_file_rewritten_in_place_is_caught_by_the_next_refill`.)
 #[test]
 fn a_pooled_worktree_someone_wrote_into_is_never_handed_out() {
     type Tamper = fn(&Path, &Path);
-    let tampers: [(&str, Tamper); 4] = [
-        ("tracked", |p, _| std::fs::write(p.join("src/lib.rs"), "evil()\n").unwrap()),
+    let tampers: [(&str, Tamper); 5] = [
+        ("tracked", |p, _| {
+            std::fs::write(p.join("src/lib.rs.swp"), "evil()\n").unwrap();
+            std::fs::rename(p.join("src/lib.rs.swp"), p.join("src/lib.rs")).unwrap();
+        }),
+        ("removed", |p, _| std::fs::remove_file(p.join("src/lib.rs")).unwrap()),
         ("untracked", |p, _| std::fs::write(p.join("planted"), "x\n").unwrap()),
         ("include", |p, _| std::fs::write(p.join(".env"), "SECRET=other\n").unwrap()),
         ("lock", |_, admin| std::fs::write(admin.join("index.lock"), "").unwrap()),
@@ -597,6 +603,63 @@ fn a_pooled_worktree_someone_wrote_into_is_never_handed_out() {
         wait_for_refill(&t);
         assert_consistent(&t, what);
     }
+}
+
+/// A claim trusts a pooled worktree's seal (the stat data of its directories, include files
+/// and index, taken when it was filled) instead of reading the whole checkout: no
+/// `git diff-files` or `git ls-files` runs in it. A seal broken by a write that left nothing
+/// behind (a file made and removed) costs the whole check, which finds it untouched: it is
+/// still claimed.
+#[test]
+fn a_claim_checks_the_seal_not_the_whole_checkout() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "2"]);
+    // No refill after these claims (its git would trace too): a fill that failed lately holds
+    // the claims' refills back for a while.
+    std::fs::write(t.repo.join(".git/wt/pool/fill.failed"), "held back by the test\n").unwrap();
+    let trace = t.root().join("git-trace");
+    let claim = |name: &str| {
+        let _ = std::fs::remove_file(&trace);
+        let mut cmd = t.cmd("wt-create");
+        cmd.arg(name).env("GIT_TRACE", &trace);
+        let run = Run::of(&mut cmd, "");
+        run.expect_code(0);
+        let log = std::fs::read_to_string(&trace).unwrap_or_default();
+        let whole = log.lines().filter(|l| l.contains("git diff-files") || l.contains("git ls-files")).count();
+        (run.records().remove(0), whole, log)
+    };
+    let (rec, whole, log) = claim("a");
+    assert_eq!(rec["claimed"], true, "{rec}");
+    assert_eq!(whole, 0, "the claim read the whole checkout:\n{log}");
+    let (path, _) = pooled(&t)[0].clone();
+    std::fs::write(path.join("src/tmp"), "x").unwrap();
+    std::fs::remove_file(path.join("src/tmp")).unwrap();
+    let (rec, whole, log) = claim("b");
+    assert_eq!(rec["claimed"], true, "a seal broken by nothing that stayed: {rec}");
+    assert!(whole >= 2, "a broken seal costs the whole check:\n{log}");
+    assert_eq!(t.git_in(&t.wt_root().join("b"), ["status", "--porcelain"]), "");
+    assert_consistent(&t, "after the claims");
+}
+
+/// A tracked file rewritten in place changes no directory, so a pooled worktree's seal does not
+/// see it; the refill that follows every claim (and `--pool N`) checks each pooled worktree
+/// whole and replaces one written into: the next claim gets a clean one.
+#[test]
+fn a_tracked_file_rewritten_in_place_is_caught_by_the_next_refill() {
+    let t = TestRepo::new();
+    create(&t, &["--pool", "1"]);
+    let (path, _) = pooled(&t)[0].clone();
+    std::fs::write(path.join("src/lib.rs"), "evil()\n").unwrap();
+    let refilled = create(&t, &["--pool", "1"]);
+    assert!(!path.exists(), "the rewritten one was removed: {refilled:?}");
+    assert!(refilled.iter().any(|r| r["removed"] == true), "its removal is reported: {refilled:?}");
+    assert_eq!(pooled(&t).len(), 1, "and replaced");
+    let rec = &create(&t, &["a"])[0];
+    assert_eq!(rec["claimed"], true, "{rec}");
+    let a = t.wt_root().join("a");
+    assert_eq!(t.git_in(&a, ["status", "--porcelain"]), "");
+    wait_for_refill(&t);
+    assert_consistent(&t, "after the refill");
 }
 
 /// Links planted in the pool are never followed: a pooled directory replaced by a link to

@@ -63,7 +63,9 @@ pub fn try_claim(ctx: &Context, _worktree_lock: &FileLock, base: &Base, name: &s
             super::remove(ctx, pooled);
             continue;
         }
-        if !super::untouched::untouched(ctx, pooled) {
+        // The seal answers in a few hundred lstat calls; only a broken one (or none) costs a
+        // read of the whole checkout.
+        if !super::seal::intact(ctx, pooled) && !super::untouched::untouched(ctx, pooled) {
             // Written into (or a git died in it): not what a fresh create makes. Replaced.
             tracing::warn!("pooled worktree {} was changed since it was filled; removing it", pooled.id);
             super::remove(ctx, pooled);

@@ -94,6 +94,7 @@ pub fn fill(ctx: &mut Context, base: &Base, out: &mut Output) -> Result<(), Erro
         None => Turn::Taken(FileLock::acquire(&lock_path(ctx), FILL_WAIT)?),
     };
     let fingerprint = super::fingerprint::of(ctx);
+    reverify(ctx, &base.name, out);
     loop {
         // The base may move while the pool fills: each step looks again.
         let base = Base {
@@ -150,6 +151,35 @@ fn step(ctx: &Context, base: &Base, size: usize, fingerprint: &str, out: &mut Ou
         return Ok(Step::Done);
     }
     register(ctx, &lock, base, fingerprint).map(|(p, l)| Step::Make(p, l))
+}
+
+/// Checks every ready pooled worktree of `base` whole (`untouched`): one written into since it
+/// was sealed — a tracked file rewritten in place, which its seal cannot see — is removed
+/// (`make` replaces it); one found untouched whose seal broke (a `git status` in it rewrote its
+/// index) is sealed again. The check holds no lock, so a claim is never held up by it; what it
+/// found is acted on under the locks, and only if the pooled worktree is still in the pool.
+fn reverify(ctx: &Context, base: &str, out: &mut Output) {
+    for pooled in super::read_all(ctx).into_iter().filter(|p| p.base == base && p.state == State::Ready) {
+        let sealed = super::seal::intact(ctx, &pooled);
+        let before = (!sealed).then(|| super::seal::snapshot(ctx, &pooled)).flatten();
+        let clean = super::untouched::untouched(ctx, &pooled);
+        if clean && sealed {
+            continue;
+        }
+        let Ok(_lock) = ctx.worktree_lock() else { continue };
+        let Ok(Some(_held)) = pooled.try_lock(ctx) else { continue };
+        let still = super::read_all(ctx).into_iter().find(|p| {
+            p.id == pooled.id && p.state == State::Ready && p.commit == pooled.commit && p.path == pooled.path
+        });
+        let Some(pooled) = still else { continue };
+        if clean {
+            super::seal::store_if_unchanged(ctx, &pooled, before);
+            continue;
+        }
+        tracing::warn!("pooled worktree {} was written into since it was filled; replacing it", pooled.id);
+        super::remove(ctx, &pooled);
+        out.emit(&removed_record(ctx, &pooled));
+    }
 }
 
 /// Whether the change from `old` to `new` is a checkout of a few files, none of them a
@@ -216,6 +246,7 @@ fn make(ctx: &Context, mut pooled: Pooled, held: &FileLock, out: &mut Output) ->
     match made {
         Ok(share) => {
             pooled.share = share;
+            super::seal::refresh_and_take(ctx, &pooled, held);
             pooled.state = State::Ready;
             match pooled.save(ctx) {
                 Ok(()) => out.emit(&pooled_record(ctx, &pooled)),
@@ -243,6 +274,7 @@ fn advance(ctx: &Context, mut pooled: Pooled, base: &Base, held: &FileLock, out:
     match moved {
         Ok(_) => {
             pooled.commit = base.commit.clone();
+            super::seal::refresh_and_take(ctx, &pooled, held);
             pooled.state = State::Ready;
             match pooled.save(ctx) {
                 Ok(()) => out.emit(&pooled_record(ctx, &pooled)),

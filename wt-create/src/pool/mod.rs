@@ -19,6 +19,7 @@ pub mod claim;
 pub mod fill;
 pub mod fingerprint;
 pub mod refill;
+pub mod seal;
 pub mod untouched;
 
 use std::collections::BTreeMap;
@@ -33,7 +34,7 @@ use crate::context::Context;
 use crate::pending::{self, Marker};
 
 /// The directory under the worktree root that holds the pooled worktrees.
-pub const POOL_DIR: &str = ".pool";
+pub use wt_common::ledger::root_layout::POOL_DIR;
 
 /// The most of a journal (or the targets file) that is read.
 const JOURNAL_MAX: u64 = 1 << 20;
@@ -137,6 +138,7 @@ impl Pooled {
     fn forget(&self, ctx: &Context) {
         let _ = fs::remove_file(journal_file(ctx, &self.id));
         let _ = fs::remove_file(lock_file(ctx, &self.id));
+        seal::forget(ctx, &self.id);
     }
 }
 

@@ -1,6 +1,7 @@
-//! Whether a pooled worktree is still as its fill left it, checked at claim time: a pooled
-//! worktree sits in the worktree root, where anyone (an agent) can write into it, and a claim
-//! must hand out exactly what a fresh create would make. Untouched means: no lock file in its
+//! Whether a pooled worktree is still as its fill left it, read whole: a pooled worktree sits in
+//! the worktree root, where any unconfined process can write into it, and a claim must hand out
+//! what a fresh create would make. Asked by a claim when the seal (`seal`) no longer matches,
+//! and of every pooled worktree by each refill (`fill::reverify`). Untouched means: no lock file in its
 //! admin dir (a git killed in it, or one planted), no tracked file changed (`git diff-files`),
 //! no untracked file (`git ls-files -o --exclude-standard`), and each include file byte-equal
 //! to the main worktree's (read without following a link or blocking on a FIFO).
