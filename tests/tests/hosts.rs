@@ -251,6 +251,45 @@ fn one_pipeline_creates_leases_runs_and_merges_on_three_hosts() {
     assert!(!lab.t.branches().iter().any(|b| b.starts_with("hosts/")), "{:?}", lab.t.branches());
 }
 
+/// The pool at a host: `--pool` fills it there, a create claims from it there (its record comes
+/// back with the host), and the ssh session ends at once: the refill the claim starts at the
+/// host holds none of the session's pipes.
+#[test]
+fn a_pool_at_a_host_is_filled_and_claimed_there() {
+    let lab = Lab::new(1);
+    let filled = lab.run("wt-create", &["--host", "h1", "--pool", "1", "--json"], "");
+    filled.expect_code(0);
+    assert_eq!(filled.records().len(), 1, "{filled}");
+    assert_eq!(filled.records()[0]["pooled"], true, "{filled}");
+    let started = std::time::Instant::now();
+    let claimed = lab.run("wt-create", &["--host", "h1", "x", "--json"], "");
+    claimed.expect_code(0);
+    // Not a speed assertion: a session held open by the refill's pipes would end only with
+    // the refill (or never).
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "{claimed}");
+    let rec = &claimed.records()[0];
+    assert_eq!((s(rec, "host"), rec["claimed"].clone()), ("h1", Value::Bool(true)), "{claimed}");
+    let remote = lab.hosts[0].dir.join("repo");
+    assert!(remote.with_extension("wt").join("x").join("README").is_file(), "{claimed}");
+    // The refill ran at the host: its pool is full again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let pool = remote.with_extension("wt").join(".pool");
+        let n = std::fs::read_dir(&pool).map(|d| d.count()).unwrap_or(0);
+        let log = std::fs::read_to_string(remote.join(".git/wt/pool/refill.log")).unwrap_or_default();
+        if n == 1
+            && !remote.join(".git/wt/pool").read_dir().unwrap().flatten().any(|e| {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                e.file_name().to_string_lossy().ends_with(".json") && text.contains("\"state\":\"filling\"")
+            })
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the host's pool was not refilled: {n} there; log: {log}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Is a process whose command line is exactly `argv` running?
 fn running(argv: &[&str]) -> bool {
     let want = argv.join("\0") + "\0";
