@@ -74,6 +74,11 @@ pub struct Args {
     #[arg(long, conflicts_with = "pane")]
     pub passthrough: bool,
 
+    /// Run without the build governor: no job slot to wait for, no MAKEFLAGS jobserver (see
+    /// docs/governor.md) [env: WT_GOVERNOR=off]
+    #[arg(long)]
+    pub no_governor: bool,
+
     /// With --passthrough: write the run's record (`run.confined` included) to FILE
     #[arg(long, value_name = "FILE", requires = "passthrough")]
     pub record: Option<std::path::PathBuf>,
