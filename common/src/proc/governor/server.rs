@@ -24,8 +24,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-/// How long the server stays without any connection before it ends.
+/// How long the server stays without any connection before it ends (`WT_GOVERNOR_IDLE`,
+/// e.g. `2s`, sets another, for tests).
 pub const IDLE: Duration = Duration::from_secs(30);
+
+fn idle() -> Duration {
+    std::env::var("WT_GOVERNOR_IDLE").ok().and_then(|v| crate::record::duration::parse(&v).ok()).unwrap_or(IDLE)
+}
 /// The longest request line it reads; anything longer ends that connection.
 const MAX_LINE: u64 = 4096;
 
@@ -132,6 +137,7 @@ pub fn main(socket: &Path, tokens: u32) -> i32 {
     let state =
         Arc::new(Mutex::new(State { tokens, free: tokens, last_seen: Some(Instant::now()), ..State::default() }));
     let mut next_id = 0u64;
+    let idle = idle();
     loop {
         match listener.accept() {
             Ok((stream, _)) => {
@@ -141,7 +147,7 @@ pub fn main(socket: &Path, tokens: u32) -> i32 {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(20));
                 let st = state.lock().expect("state");
-                if st.conns.is_empty() && st.last_seen.is_some_and(|t| t.elapsed() >= IDLE) {
+                if st.conns.is_empty() && st.last_seen.is_some_and(|t| t.elapsed() >= idle) {
                     // Unlinked while the state is locked: a client that connected just before
                     // sees its connection close unanswered and starts a new server.
                     let _ = std::fs::remove_file(socket);
