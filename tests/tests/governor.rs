@@ -285,3 +285,59 @@ fn two_repositories_runs_share_one_governor() {
     assert_eq!(read_number(&counter.join("max")), 1, "one job at a time across both repositories");
     assert_eq!(std::fs::read_to_string(counter.join("finished")).unwrap().lines().count(), 8);
 }
+
+/// The one token of the governor of `xdg` (started here with 1 token), held by the test until
+/// the stream is dropped.
+fn hold_the_only_token(xdg: &Path) -> UnixStream {
+    let mut start = Command::new(wt_tests::bin("wt-run"));
+    start.args(["__governor", "1"]).env("XDG_RUNTIME_DIR", xdg).env("WT_GOVERNOR_IDLE", "3s");
+    assert!(start.status().unwrap().success());
+    let socket = xdg.join("wt/governor.sock");
+    wait_for("the governor", Duration::from_secs(10), || UnixStream::connect(&socket).is_ok());
+    let stream = UnixStream::connect(&socket).unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream.try_clone().unwrap());
+    writeln!(w, "{}", json!({"op": "hello", "label": "the test", "pid": std::process::id()})).unwrap();
+    writeln!(w, "{}", json!({"op": "acquire"})).unwrap();
+    let mut line = String::new();
+    while !line.contains("granted") {
+        line.clear();
+        assert!(r.read_line(&mut line).unwrap() > 0, "the governor answers");
+    }
+    stream
+}
+
+/// A wt-watch round waits for its job slot (the governor shows it waiting, and no round runs);
+/// the agent's changes made meanwhile are tested by that round once it has its slot, not
+/// queued as another round. Without the governor the round runs at once, on the old files.
+#[test]
+fn a_watch_round_waits_for_its_slot_and_tests_what_changed_meanwhile_once() {
+    let w = wt_tests::watch::Watch::new();
+    let tree = w.create("q");
+    let holder = hold_the_only_token(&w.xdg);
+    let marker = w.t.root().join("rounds");
+    let cmd = format!("cat a.txt >> {}; sh tests/check.sh", marker.display());
+    let mut c = w.tool("wt-watch");
+    c.env_remove("WT_GOVERNOR").env("WT_GOVERNOR_TOKENS", "1").env("WT_GOVERNOR_IDLE", "3s");
+    c.args(["-w", "q", "--feed", "none", "--debounce", "100", "--", "sh", "-c", &cmd]);
+    let mut watch = c.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut records = BufReader::new(watch.stdout.take().unwrap()).lines();
+    wait_for("the round to wait for its slot", Duration::from_secs(30), || {
+        governor_state(&w.xdg).is_some_and(|s| {
+            s["holders"].as_array().unwrap().iter().any(|h| h["label"] == "wt-watch q" && h["waiting"] == 1)
+        })
+    });
+    assert!(!marker.exists(), "no round ran without its slot");
+    // The agent fixes both files while the round waits, in two changes.
+    std::fs::write(tree.join("a.txt"), "42\n").unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    std::fs::write(tree.join("b.txt"), "7\n").unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    drop(holder);
+    let first: Value = serde_json::from_str(&records.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["watch"]["status"], "green", "the round tested the changed files: {first}");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "42\n", "one round, on the changed files");
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
