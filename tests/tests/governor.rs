@@ -341,3 +341,72 @@ fn a_watch_round_waits_for_its_slot_and_tests_what_changed_meanwhile_once() {
     let _ = watch.kill();
     let _ = watch.wait();
 }
+
+/// A wt-merge verification waits for its job slot like a round (the governor shows it waiting,
+/// and its command has not run), then runs with the jobserver in its `MAKEFLAGS`.
+#[test]
+fn a_verification_waits_for_its_slot_and_its_command_gets_the_jobserver() {
+    let t = TestRepo::new();
+    let xdg = runtime_dir(&t);
+    let list = t.worktree_with_a_commit_to_merge();
+    let holder = hold_the_only_token(&xdg);
+    let flags = t.root().join("verify-flags");
+    let mut c = governed(&t, "wt-merge", &xdg, 1);
+    c.args(["--verify", &format!("echo \"$MAKEFLAGS\" > {}", flags.display())]);
+    let mut merge = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    merge.stdin.take().unwrap().write_all(list.as_bytes()).unwrap();
+    wait_for("the verification to wait for its slot", Duration::from_secs(30), || {
+        governor_state(&xdg).is_some_and(|s| {
+            s["holders"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["label"].as_str().is_some_and(|l| l.starts_with("wt-merge")) && h["waiting"] == 1)
+        })
+    });
+    assert!(!flags.exists(), "the verification did not run without its slot");
+    drop(holder);
+    let out = merge.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let rec: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(rec["merge"]["status"], "merged", "{rec}");
+    let seen = std::fs::read_to_string(&flags).unwrap();
+    assert!(seen.contains("--jobserver-auth="), "the verify command got the jobserver: {seen}");
+}
+
+/// An agent's pane gets the jobserver for its builds but holds no job slot: with the only
+/// token, a batch run beside the pane still gets its slot and runs.
+#[test]
+fn a_panes_builds_get_the_jobserver_but_the_pane_holds_no_job_slot() {
+    let p = wt_tests::panes::Panes::new();
+    p.t.run("wt-create", &["agent", "job"], "").expect_code(0);
+    let seen = p.t.root().join("pane-flags");
+    let mut c = p.cmd();
+    c.env_remove("WT_GOVERNOR").env("WT_GOVERNOR_TOKENS", "1").env("WT_GOVERNOR_IDLE", "3s");
+    c.args(["-w", "agent", "--pane", "--", "sh", "-c"]);
+    c.arg(format!("echo \"$CARGO_MAKEFLAGS\" > {}.tmp && mv {0}.tmp {0}; sleep 120", seen.display()));
+    wt_tests::Run::of(&mut c, "").expect_code(0);
+    wait_for("the pane's program", Duration::from_secs(30), || seen.exists());
+    let flags = std::fs::read_to_string(&seen).unwrap();
+    assert!(flags.contains("--jobserver-auth=fifo:"), "the pane's builds get the jobserver: {flags}");
+    let mut run = governed(&p.t, "wt-run", &p.xdg, 1);
+    run.args(["-w", "job", "--", "true"]);
+    wt_tests::Run::of(&mut run, "").expect_code(0);
+}
+
+/// A wt-run inside a governed job (here another wt-run's command) takes no slot of its own: with
+/// the only token held by the outer run, the inner one still runs (else it waited forever, and
+/// the outer run's timeout ended both).
+#[test]
+fn a_wt_tool_inside_a_governed_job_runs_in_that_jobs_slot() {
+    let t = TestRepo::new();
+    let xdg = runtime_dir(&t);
+    t.run("wt-create", &["outer", "inner"], "").expect_code(0);
+    let inner = format!("{} -w inner --quiet -- true", wt_tests::bin("wt-run").display());
+    let mut c = governed(&t, "wt-run", &xdg, 1);
+    c.args(["-w", "outer", "--timeout", "30s", "--shell", "--", &inner]);
+    let run = wt_tests::Run::of(&mut c, "");
+    run.expect_code(0);
+    assert_eq!(run.records()[0]["run"]["exit"], 0, "{run}");
+}

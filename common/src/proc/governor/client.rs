@@ -37,14 +37,16 @@ impl Connection {
     pub fn open(label: &str, tokens: u32) -> Result<Connection, Error> {
         let socket = socket()?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        let mut started = false;
+        let mut started: Option<Instant> = None;
         loop {
             if let Some(conn) = Connection::try_open(&socket, label) {
                 return Ok(conn);
             }
-            if !started {
+            // Again after a second: a server ending idle just as this one started made that
+            // one give way to it, and then end.
+            if started.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
                 start(tokens)?;
-                started = true;
+                started = Some(Instant::now());
             }
             if Instant::now() >= deadline {
                 return Err(Error::env(

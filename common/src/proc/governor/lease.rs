@@ -25,6 +25,10 @@ use serde_json::{json, Value};
 use super::client::Connection;
 use crate::Error;
 
+/// Set in a governed job's environment: a wt tool started inside it takes no job slot of its
+/// own (its slot is the job's).
+pub const IN_JOB: &str = "WT_GOVERNOR_JOB";
+
 /// How long a spare may sit untaken while others wait before it goes back.
 const SPARE_YIELD: Duration = Duration::from_secs(1);
 /// How often the feeder looks at the FIFO.
@@ -67,10 +71,13 @@ impl Lease {
         let fds = format!("{},{}", read.as_raw_fd(), write.as_raw_fd());
         let path_form = format!("fifo:{}", fifo.display());
         let make_form = if super::make_speaks_fifo() { path_form.clone() } else { fds };
-        let env = vec![
+        let mut env = vec![
             ("MAKEFLAGS".to_string(), super::makeflags::merged(person_makeflags, &make_form)),
             ("CARGO_MAKEFLAGS".to_string(), super::makeflags::merged(None, &path_form)),
         ];
+        if implicit {
+            env.push((IN_JOB.to_string(), "1".to_string()));
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let held = Arc::new(AtomicU32::new(u32::from(implicit)));
         let feeder = {
@@ -184,9 +191,7 @@ fn feed(mut conn: Connection, fifo: &OwnedFd, stop: &AtomicBool, held: &AtomicU3
     while !stop.load(Ordering::Relaxed) {
         // What the server said.
         let readable = !conn.reader().buffer().is_empty() || {
-            let stream = conn.stream().try_clone();
-            let Ok(stream) = stream else { return };
-            let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
+            let mut fds = [PollFd::new(conn.stream().as_fd(), PollFlags::POLLIN)];
             poll(&mut fds, PollTimeout::from(TICK.as_millis() as u16)).is_ok_and(|n| n > 0)
         };
         if readable {

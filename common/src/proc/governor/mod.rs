@@ -105,11 +105,21 @@ pub fn lease(
         tracing::debug!("{label}: ungoverned: MAKEFLAGS sets an explicit -j ({})", person.unwrap_or_default());
         return Ok(None);
     }
-    let dir = crate::proc::supervisor::socket_dir()?;
-    if crate::proc::supervisor::hidden_here(&dir) {
-        tracing::debug!("{label}: ungoverned: the governor is out of reach here (a confined run)");
+    // Inside a confined run the socket directory is hidden (or not ours): no governor there.
+    let reachable = crate::proc::supervisor::socket_dir().is_ok_and(|d| !crate::proc::supervisor::hidden_here(&d));
+    if !reachable {
+        tracing::debug!("{label}: ungoverned: the governor is out of reach here (a confined run?)");
         return Ok(None);
     }
+    // Inside a governed job (a wt-run under a wt-merge verification, wt-watch run by a batch
+    // run): that job's token covers this one's slot; taking another could wait forever.
+    let slot = match std::env::var_os(lease::IN_JOB) {
+        Some(_) if slot == Slot::Job => {
+            tracing::debug!("{label}: inside a governed job: its slot is that job's");
+            Slot::Pane
+        }
+        _ => slot,
+    };
     let mut conn = client::Connection::open(label, settings.tokens)?;
     if slot == Slot::Job {
         conn.acquire(queued)?;
