@@ -410,3 +410,25 @@ fn a_wt_tool_inside_a_governed_job_runs_in_that_jobs_slot() {
     run.expect_code(0);
     assert_eq!(run.records()[0]["run"]["exit"], 0, "{run}");
 }
+
+/// wt-status shows the governor while one runs: each record's `governor` field says the tokens in
+/// use, and none is started by asking.
+#[test]
+fn wt_status_shows_the_tokens_in_use_and_starts_no_governor() {
+    let t = TestRepo::new();
+    let xdg = runtime_dir(&t);
+    t.run("wt-create", &["a"], "").expect_code(0);
+    let mut status = governed(&t, "wt-status", &xdg, 1);
+    status.arg("--all");
+    let quiet = wt_tests::Run::of(&mut status, "");
+    quiet.expect_code(0);
+    assert!(quiet.records()[0].get("governor").is_none(), "no governor runs: {quiet}");
+    assert!(governor_state(&xdg).is_none(), "wt-status started none");
+    let holder = hold_the_only_token(&xdg);
+    let mut status = governed(&t, "wt-status", &xdg, 1);
+    status.arg("--all");
+    let busy = wt_tests::Run::of(&mut status, "");
+    busy.expect_code(0);
+    assert_eq!(busy.records()[0]["governor"], json!({"tokens": 1, "in_use": 1, "waiting": 0}), "{busy}");
+    drop(holder);
+}
