@@ -1,5 +1,5 @@
 //! `wt.toml` at the repository root: per-tool defaults in sections (`[create]`, `[env]`,
-//! `[run]`, `[watch]`, `[merge]`). Flags win over it. Unknown keys are errors, so a typo is
+//! `[run]`, `[watch]`, `[merge]`, `[governor]`). Flags win over it. Unknown keys are errors, so a typo is
 //! reported instead of silently ignored.
 
 use std::path::Path;
@@ -13,7 +13,7 @@ pub const FILE_NAME: &str = "wt.toml";
 /// The sections wt.toml may have, one per tool, `[hosts.NAME]` and `[agents.NAME]` (wt-run's
 /// agent profiles). Any other is a typo (`[crate]`), reported
 /// like a misspelled key rather than silently ignored.
-pub const SECTIONS: &[&str] = &["create", "env", "run", "watch", "merge", "hosts", "agents"];
+pub const SECTIONS: &[&str] = &["create", "env", "run", "watch", "merge", "hosts", "agents", "governor"];
 
 /// Reads section `section` of `<root>/wt.toml` into `T`; `T::default()` when there is no file
 /// or no such section. wt.toml comes with the repository (a merge can change it), so it is read

@@ -92,6 +92,9 @@ impl TestRepo {
         cmd.env("WT_PORT_REGISTRY", root.join("port-registry"));
         // The person's list of repositories (`wt-status --inbox`): this test's alone.
         cmd.env("WT_REPO_REGISTRY", root.join("repo-registry"));
+        // The build governor is per user: tests that do not test it go without it, so parallel
+        // tests never queue behind each other's runs (tests/tests/governor.rs turns it on).
+        cmd.env("WT_GOVERNOR", "off");
         cmd.env("HOME", root.join("home"))
             .env("GIT_CONFIG_GLOBAL", root.join("gitconfig"))
             .env("GIT_CONFIG_NOSYSTEM", "1")

@@ -46,6 +46,11 @@ pub struct Args {
     #[arg(long, value_name = "CMD")]
     pub verify: Option<String>,
 
+    /// Verify without the build governor: no job slot to wait for, no MAKEFLAGS jobserver for
+    /// the command (see docs/governor.md) [env: WT_GOVERNOR=off]
+    #[arg(long)]
+    pub no_governor: bool,
+
     /// Before --verify, when a shared directory could not be placed from the store because its
     /// lock files differ from the main worktree's, run CMD in the verification worktree to
     /// install it (`npm ci`) [default: [merge] prepare]

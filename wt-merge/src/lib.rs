@@ -12,6 +12,7 @@ pub mod locks;
 pub mod outcome;
 pub mod queue;
 pub mod scratch;
+pub mod slot;
 pub mod strategy;
 pub mod turn;
 pub mod undo;
@@ -322,11 +323,13 @@ impl Settings {
             }
             _ => None,
         };
+        let governor = wt_common::proc::governor::settings(root, args.no_governor)?;
         let gate = args.verify.clone().or_else(|| config.verify.clone()).map(|cmd| verify::Gate {
             cmd,
             prepare: args.prepare.clone().or_else(|| config.prepare.clone()),
             timeout,
             confine,
+            governor,
         });
         let batch = match (args.batch, config.batch) {
             (Some(n), _) | (None, Some(n)) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),

@@ -85,6 +85,8 @@ pub struct Gate {
     pub timeout: Option<Duration>,
     /// `--confine`: prepare and verify run through wt-run's sandbox in the verification worktree.
     pub confine: Option<Via>,
+    /// The build governor: a verification waits for a job slot (`--no-governor`, `[governor]`).
+    pub governor: wt_common::proc::governor::Settings,
 }
 
 /// Runs the verification of candidate `name` at `commit` in a worktree made like `like`.
@@ -116,19 +118,22 @@ fn run_in(
     let logs = repo.state_dir().join("logs").join(name);
     std::fs::create_dir_all(&logs).map_err(|e| Error::io(logs.display(), e))?;
     let short = &commit[..commit.len().min(12)];
+    // Prepare and verify are one job: it waits for its slot here, and holds it to the end.
+    let lease = crate::slot::take(&gate.governor, name)?;
+    let job = (gate, lease.as_ref());
     let started = std::time::Instant::now();
     if !scratch.not_shared.is_empty() {
         let Some(prepare) = &gate.prepare else {
             return Ok(Outcome::DepsDiffer { placed: scratch.placed.clone(), dirs: scratch.not_shared.clone() });
         };
         let log = logs.join(format!("prepare-{short}.log"));
-        let ran = run_one(name, prepare, scratch, commit, &log, gate, groups)?;
+        let ran = run_one(name, prepare, scratch, commit, &log, job, groups)?;
         if !ran.0.status.success() || ran.0.timed_out {
             return Ok(Outcome::Ran(verdict(ran, "prepare", log, started.elapsed(), scratch, gate.timeout)));
         }
     }
     let log = logs.join(format!("verify-{short}.log"));
-    let ran = run_one(name, &gate.cmd, scratch, commit, &log, gate, groups)?;
+    let ran = run_one(name, &gate.cmd, scratch, commit, &log, job, groups)?;
     Ok(Outcome::Ran(verdict(ran, "verify", log, started.elapsed(), scratch, gate.timeout)))
 }
 
@@ -183,7 +188,7 @@ fn run_one(
     scratch: &Scratch,
     commit: &str,
     log: &Path,
-    gate: &Gate,
+    (gate, lease): (&Gate, Option<&wt_common::proc::governor::Lease>),
     groups: &process::Groups,
 ) -> Result<(process::Outcome, Option<Value>), Error> {
     let mut env: Vec<(String, String)> = scratch.vars.clone();
@@ -213,6 +218,10 @@ fn run_one(
     command.current_dir(&scratch.path);
     if !dropped.is_empty() {
         command.env_remove("VIRTUAL_ENV");
+    }
+    // Confined, the sandbox keeps the jobserver out: the verification holds its token only.
+    if let (Some(lease), None) = (lease, &gate.confine) {
+        lease.apply(&mut command);
     }
     let spec = Spec { name, log: log.to_path_buf(), timeout: gate.timeout, grace: Duration::from_secs(2), echo: false };
     let live = crate::live::Line::start(name, log);

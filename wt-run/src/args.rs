@@ -14,7 +14,7 @@ use wt_common::record::cli::GlobalArgs;
     name = "wt-run",
     version,
     subcommand_negates_reqs = true,
-    after_help = "Examples:\n  wt-create --list | wt-env | wt-run -j 4 -- cargo test\n  wt-run -w agent-1 --timeout 10m -- npm test\n  wt-run --all --quiet -- make test                 # a line per run and the table, no output\n  wt-run --all --shell -- 'make lint && make test'\n  wt-run -w agent-2 --confine -- claude -p \"fix issue 12\"\n  wt-run -w agent-3 --pane -- claude               # an agent in a terminal pane; see `wt-run pane --help`\n  wt-run logs agent-1 --follow                      # the last run's log\n  wt-run -w agent-1 --confine --passthrough --record run.json -- make test   # output and exit code as make's\n\nExit: with one worktree, the command's own exit code (124 on timeout, 128+N on signal N);\nwith several, 0 if every run succeeded, else 1. 2 usage, 3 unusable repository."
+    after_help = "Examples:\n  wt-create --list | wt-env | wt-run -j 4 -- cargo test\n  wt-run -w agent-1 --timeout 10m -- npm test\n  wt-run --all --quiet -- make test                 # a line per run and the table, no output\n  wt-run --all --shell -- 'make lint && make test'\n  wt-run --all -- cargo build                       # builds share the machine's jobserver\n  wt-run -w agent-2 --confine -- claude -p \"fix issue 12\"\n  wt-run -w agent-3 --pane -- claude               # an agent in a terminal pane; see `wt-run pane --help`\n  wt-run logs agent-1 --follow                      # the last run's log\n  wt-run -w agent-1 --confine --passthrough --record run.json -- make test   # output and exit code as make's\n\nExit: with one worktree, the command's own exit code (124 on timeout, 128+N on signal N);\nwith several, 0 if every run succeeded, else 1. 2 usage, 3 unusable repository."
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -73,6 +73,11 @@ pub struct Args {
     /// to --record FILE, or nowhere
     #[arg(long, conflicts_with = "pane")]
     pub passthrough: bool,
+
+    /// Run without the build governor: no job slot to wait for, no MAKEFLAGS jobserver (see
+    /// docs/governor.md) [env: WT_GOVERNOR=off]
+    #[arg(long)]
+    pub no_governor: bool,
 
     /// With --passthrough: write the run's record (`run.confined` included) to FILE
     #[arg(long, value_name = "FILE", requires = "passthrough")]

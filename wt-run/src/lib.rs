@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod args;
 pub mod confine;
+pub mod governed;
 pub mod hide;
 pub mod logs;
 pub mod pane;
@@ -116,6 +117,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
         },
         on_state,
         agent_profile,
+        governor: wt_common::proc::governor::settings(repo.main_worktree.as_deref(), args.no_governor)?,
     };
     let single = targets.len() == 1;
     let jobs = args.jobs.unwrap_or_else(wt_common::proc::parallel::cores).max(1);
@@ -195,6 +197,8 @@ struct Ctx<'a> {
     agent_profile: Option<pane::rules::ProfileSpec>,
     /// `--pass-env` (or `[run] pass_env`): the caller's variables a confined command keeps.
     pass_env: Vec<String>,
+    /// The build governor's settings (`--no-governor`, `[governor]`).
+    governor: wt_common::proc::governor::Settings,
 }
 
 /// `--on-state STATE=COMMAND` (and `[run] on_waiting`, which a flag for `waiting` overrides).
@@ -275,6 +279,7 @@ fn spawn_pane(
     let given = ctx.args.pane.as_deref().unwrap_or_default();
     let name = if given.is_empty() { rec.name.clone() } else { given.to_string() };
     let mut env = env.to_vec();
+    env.push(governed::pane_request(&ctx.governor));
     let mut argv = argv.to_vec();
     // A confined pane gets a socket of its own, the only one left reachable when its
     // confinement hides the supervisor's.
@@ -421,14 +426,27 @@ fn run_target(ctx: &Ctx, target: Target) -> Record {
     // (after a confined run's store is prepared, so its branch is the one the command sees).
     let path = rec.path.clone().unwrap_or_default();
     wt_common::git::tested::of(ctx.repo, &rec.name, &path).insert_into(&mut run, "head");
-    let cmd = build_command(&rec, &argv, &env, policy.as_ref());
     let shown = format!("{:<width$}", rec.name, width = ctx.name_width);
+    // A confined command keeps the token of its job slot, but not the jobserver: its
+    // environment and descriptors are its sandbox's.
+    let lease = match governed::batch(&ctx.governor, ctx.args.passthrough, &rec.name, ctx.echo) {
+        Ok(lease) => lease,
+        Err(e) => {
+            rec.set_error(TOOL, &e);
+            return rec;
+        }
+    };
+    let mut cmd = build_command(&rec, &argv, &env, policy.as_ref());
+    if let (Some(lease), None) = (&lease, &policy) {
+        lease.apply(&mut cmd);
+    }
     let spec = Spec { name: &shown, log, timeout: ctx.args.timeout, grace: ctx.args.grace, echo: ctx.echo };
     let result = if ctx.args.passthrough {
         child::run_inherit(cmd, &spec, ctx.groups)
     } else {
         child::run(cmd, &spec, ctx.groups)
     };
+    drop(lease); // the command's group has ended: its tokens go back
     let report = policy.as_ref().map(|_| read_report(&status_file));
     match result {
         Ok(outcome) => wt_common::record::runlog::describe(&mut run, &outcome),

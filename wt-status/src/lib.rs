@@ -7,6 +7,7 @@
 pub mod args;
 pub mod attention;
 pub mod disk;
+pub mod governor;
 pub mod inbox;
 pub mod overview;
 pub mod panes;
@@ -54,10 +55,17 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         if args.disk {
             disk::add(&repo, &*ledger.read()?, &mut recs)?;
         }
-        for rec in recs {
+        let governed = governor::state();
+        for mut rec in recs {
+            governor::tag(&mut rec, governed.as_ref());
             out.emit(&rec);
         }
-        return Ok(out.finish());
+        let table = out.is_table();
+        let exit = out.finish();
+        if let Some(state) = governed.as_ref().filter(|_| table) {
+            let _ = writeln!(std::io::stdout().lock(), "{}", governor::line(state));
+        }
+        return Ok(exit);
     };
     if stdin {
         return Err(Error::usage("usage", "--watch reads the ledger again each time: name the worktrees, or --all"));

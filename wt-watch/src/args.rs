@@ -128,6 +128,11 @@ pub struct Args {
     #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "strict", value_parser = wt_common::confine::via::MODES)]
     pub confine: Option<String>,
 
+    /// Start rounds without the build governor: no job slot to wait for, no MAKEFLAGS
+    /// jobserver for the test command (see docs/governor.md) [env: WT_GOVERNOR=off]
+    #[arg(long)]
+    pub no_governor: bool,
+
     /// With --confine: the rounds may also write under PATH (a cache in your home: ~/.cargo)
     /// (repeatable) [wt.toml: [watch] allow_write]
     #[arg(long = "allow-write", value_name = "PATH")]

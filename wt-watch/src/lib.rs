@@ -21,6 +21,7 @@ pub mod round;
 pub mod rules;
 pub mod runner_guard;
 pub mod session;
+pub mod slot;
 pub mod watcher;
 
 use std::io::IsTerminal;
@@ -84,7 +85,8 @@ pub fn run(args: Args) -> Result<u8, Error> {
         .collect();
     guard::check_matches(&settings.guard, &roots, exclude.as_deref())?;
     let reading = from_stdin && read_stdin(tx.clone());
-    let ctx = Ctx { repo, ledger, settings, guard, socket, exclude, confine };
+    let governor = wt_common::proc::governor::settings(repo.main_worktree.as_deref(), args.no_governor)?;
+    let ctx = Ctx { repo, ledger, settings, guard, socket, exclude, confine, governor };
     let mut session = Session::new(ctx, out, tx, rx, reading)?;
     for t in targets {
         session.take(t)?;

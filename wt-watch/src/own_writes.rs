@@ -70,6 +70,14 @@ impl OwnWrites {
         }
     }
 
+    /// The current run really started at `at` (it waited for a job slot since `run_started`):
+    /// what was written while it waited is not its own.
+    pub fn started_at(&mut self, at: SystemTime) {
+        if let Some(w) = self.runs.back_mut().filter(|w| w.end.is_none()) {
+            w.start = at.checked_sub(SLACK).unwrap_or(SystemTime::UNIX_EPOCH);
+        }
+    }
+
     pub fn run_ended(&mut self) {
         if let Some(w) = self.runs.back_mut().filter(|w| w.end.is_none()) {
             w.end = Some(SystemTime::now());

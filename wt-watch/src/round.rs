@@ -89,6 +89,16 @@ pub const GRACE: Duration = Duration::from_secs(2);
 /// Runs the test command; `groups` holds its process group while it runs, so a change (or a
 /// signal to wt-watch) can end it.
 pub fn run(spec: &RoundSpec, groups: &Groups) -> Result<Finished, Error> {
+    run_with(spec, groups, None)
+}
+
+/// `run`, the command getting the build governor's jobserver from `lease` (a confined round's
+/// sandbox keeps it out: that round holds its token only).
+pub fn run_with(
+    spec: &RoundSpec,
+    groups: &Groups,
+    lease: Option<&wt_common::proc::governor::Lease>,
+) -> Result<Finished, Error> {
     let spec = &spec.asking_runners();
     let argv = spec.argv();
     let mut cmd = match &spec.confine {
@@ -100,6 +110,9 @@ pub fn run(spec: &RoundSpec, groups: &Groups) -> Result<Finished, Error> {
         }
     };
     cmd.current_dir(&spec.cwd);
+    if let (Some(lease), None) = (lease, &spec.confine) {
+        lease.apply(&mut cmd);
+    }
     let pspec = Spec { name: &spec.name, log: spec.log.clone(), timeout: spec.timeout, grace: GRACE, echo: false };
     let outcome = process::run(cmd, &pspec, groups)?;
     finish(spec, &outcome)

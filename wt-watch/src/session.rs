@@ -72,6 +72,19 @@ pub enum Msg {
         id: usize,
         seq: u64,
     },
+    /// Round `seq` of worktree `id` waits for a job slot, `ahead` asks before it.
+    Queued {
+        id: usize,
+        seq: u64,
+        ahead: usize,
+    },
+    /// Round `seq` of worktree `id` has its job slot and starts now (at `at`): what changed
+    /// while it waited, it tests.
+    SlotTaken {
+        id: usize,
+        seq: u64,
+        at: std::time::SystemTime,
+    },
     Fed {
         id: usize,
         seq: u64,
@@ -196,6 +209,8 @@ pub struct Ctx {
     pub exclude: Option<PathBuf>,
     /// `--confine`: how each round runs through wt-run's sandbox.
     pub confine: Option<wt_common::confine::via::Via>,
+    /// The build governor: a round waits for a job slot (`--no-governor`, `[governor]`).
+    pub governor: wt_common::proc::governor::Settings,
 }
 
 #[derive(Debug)]
@@ -375,6 +390,26 @@ impl Session {
                 if w.seq == seq && w.phase == Phase::Running {
                     w.own.run_ended();
                     w.ended = Some(Ended { at: Instant::now(), result, tested, narrow, changed });
+                }
+            }
+            Msg::Queued { id, seq, ahead } => {
+                let w = &self.wts[id];
+                if w.seq == seq && w.phase == Phase::Running {
+                    let text = format!("round {}: queued ({ahead} ahead)", w.rounds + 1);
+                    let name = w.rec.name.clone();
+                    self.live.set(&name, text);
+                }
+            }
+            Msg::SlotTaken { id, seq, at } => {
+                let w = &mut self.wts[id];
+                if w.seq == seq && w.phase == Phase::Running {
+                    // Changes made while it waited are in the tree it tests: coalesced into
+                    // this round, not queued as another.
+                    w.dirty = None;
+                    w.own.started_at(at);
+                    let text = format!("round {}: running", w.rounds + 1);
+                    let name = w.rec.name.clone();
+                    self.live.set(&name, text);
                 }
             }
             Msg::Committed { id, seq } => {
@@ -581,13 +616,31 @@ impl Session {
         let name = w.rec.name.clone();
         let repo = self.ctx.repo.clone();
         let rerun = s.rerun;
+        let governor = self.ctx.governor;
         std::thread::spawn(move || {
+            // A round in a test pane is the supervisor's to run; others wait for a job slot.
+            let lease = match &test_pane {
+                Some(_) => Ok(None),
+                None => crate::slot::take(&governor, &spec.name, &mut |ahead| {
+                    let _ = tx.send(Msg::Queued { id, seq, ahead });
+                }),
+            };
+            let lease = match lease {
+                Ok(lease) => lease,
+                Err(e) => {
+                    let (tested, changed) = wt_common::git::tested::with_changes(&repo, &spec.name, &spec.cwd);
+                    let _ = tx.send(Msg::RunDone { id, seq, result: Err(e), tested, narrow: None, changed });
+                    return;
+                }
+            };
+            let _ = tx.send(Msg::SlotTaken { id, seq, at: std::time::SystemTime::now() });
             // Taken off the loop's thread: it costs a `git status`.
             let (tested, changed) = wt_common::git::tested::with_changes(&repo, &spec.name, &spec.cwd);
             let result = match &test_pane {
                 Some(pane) => pane.run(&spec),
-                None => round::run(&spec, &groups),
+                None => round::run_with(&spec, &groups, lease.as_ref()),
             };
+            drop(lease);
             // Read here too: the log can be megabytes.
             let narrow = result.as_ref().ok().filter(|_| rerun).and_then(|f| narrow::of_round(&spec.argv, f));
             let _ = tx.send(Msg::RunDone { id, seq, result, tested, narrow, changed });

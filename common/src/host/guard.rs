@@ -32,7 +32,7 @@ pub fn protocol_line() -> String {
 /// How long the tool has between SIGTERM and SIGKILL once its connection is gone.
 const GRACE: Duration = Duration::from_secs(5);
 
-/// Handles `--protocol-version` and `__host-guard` before a tool parses its command line;
+/// Handles `--protocol-version`, `__host-guard`, the reaper and the governor before a tool parses its command line;
 /// returns only when neither was asked for.
 pub fn early_main() {
     let args: Vec<String> = std::env::args().collect();
@@ -44,6 +44,12 @@ pub fn early_main() {
         }
         Some(GUARD_ARG) => std::process::exit(guard(&args[2..])),
         Some(crate::proc::reaper::ARG) => std::process::exit(crate::proc::reaper::main()),
+        Some(crate::proc::governor::client::START_ARG) => {
+            std::process::exit(crate::proc::governor::client::start_main(&args[2..]))
+        }
+        Some(crate::proc::governor::client::SERVE_ARG) => {
+            std::process::exit(crate::proc::governor::client::serve_main(&args[2..]))
+        }
         _ => {}
     }
 }

@@ -97,6 +97,11 @@ impl Pane {
         for (k, v) in &spec.env {
             cmd.env(k, v);
         }
+        // The build governor's jobserver for the agent's builds, held while the pane lives.
+        let lease = crate::governed::pane(&spec.env, &spec.name);
+        for (k, v) in lease.as_ref().map(crate::governed::pane_env).unwrap_or_default() {
+            cmd.env(k, v);
+        }
         let child = pair.slave.spawn_command(cmd).map_err(|e| format!("cannot start {}: {e}", spec.cmd[0]))?;
         drop(pair.slave); // the child holds its end; our copy would keep the PTY open forever
         let reader = own_copy(pair.master.as_ref())?;
@@ -146,6 +151,7 @@ impl Pane {
                 }
             };
             let exit = reap(child, &state, &done_rx, &publish);
+            drop(lease);
             events.publish(json!({"event": "exited", "pane": name, "exit": exit_json(&exit)}));
         });
         Ok(pane)

@@ -1,0 +1,434 @@
+//! The build governor (docs/governor.md), end to end: real GNU make and real cargo builds from
+//! crates.io through wt-run, a real server, real SIGKILLs. Each test has its own runtime dir
+//! (XDG_RUNTIME_DIR), so its own governor, which ends itself soon after (WT_GOVERNOR_IDLE).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use wt_tests::TestRepo;
+
+/// A runtime dir of the test's own (private, as the socket dir must be).
+fn runtime_dir(t: &TestRepo) -> PathBuf {
+    let dir = t.root().join("run");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
+/// A wt tool of `t`, governed by the governor of `xdg` with `tokens` tokens.
+fn governed(t: &TestRepo, tool: &str, xdg: &Path, tokens: u32) -> Command {
+    let mut c = t.cmd(tool);
+    c.env_remove("WT_GOVERNOR")
+        .env_remove("MAKEFLAGS")
+        .env_remove("CARGO_MAKEFLAGS")
+        .env("XDG_RUNTIME_DIR", xdg)
+        .env("WT_GOVERNOR_TOKENS", tokens.to_string())
+        .env("WT_GOVERNOR_IDLE", "3s");
+    c
+}
+
+/// The governor's state, asked over its socket as wt-status does (docs/protocol.md).
+fn governor_state(xdg: &Path) -> Option<Value> {
+    let stream = UnixStream::connect(xdg.join("wt/governor.sock")).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    writeln!(w, "{}", json!({"op": "hello", "label": "test", "pid": std::process::id()})).ok()?;
+    writeln!(w, "{}", json!({"op": "status"})).ok()?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let v: Value = serde_json::from_str(&line).ok()?;
+        if let Some(s) = v.get("status") {
+            return Some(s.clone());
+        }
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A Makefile of `jobs` independent jobs, each counted by `count.sh` (under flock) while it
+/// runs for `secs`: `max` ends up holding the most that ran at once, across every make that
+/// shares the counter.
+fn counting_makefile(t: &TestRepo, counter: &Path, jobs: usize, secs: &str) {
+    let c = counter.display();
+    let script = format!(
+        "#!/bin/sh\n\
+         flock {c}/lock sh -c 'n=$(( $(cat {c}/now 2>/dev/null || echo 0) + 1 )); echo $n > {c}/now; \
+         m=$(cat {c}/max 2>/dev/null || echo 0); if [ $n -gt $m ]; then echo $n > {c}/max; fi'\n\
+         sleep {secs}\n\
+         flock {c}/lock sh -c 'echo $(( $(cat {c}/now) - 1 )) > {c}/now'\n\
+         echo done >> {c}/finished\n"
+    );
+    std::fs::create_dir_all(counter).unwrap();
+    std::fs::write(counter.join("count.sh"), script).unwrap();
+    let names: Vec<String> = (1..=jobs).map(|i| format!("job{i}")).collect();
+    let makefile = format!("all: {}\njob%:\n\t@sh {c}/count.sh\n", names.join(" "));
+    t.write("Makefile", &makefile);
+    t.commit("a Makefile of parallel jobs");
+}
+
+fn read_number(path: &Path) -> usize {
+    std::fs::read_to_string(path).map(|s| s.trim().parse().unwrap_or(0)).unwrap_or(0)
+}
+
+fn wait_all(children: Vec<Child>) -> Vec<std::process::Output> {
+    children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
+}
+
+/// Four concurrent makes, each of which would run its 16 jobs as fast as it is let, through
+/// four wt-runs with 2 tokens: never more than 2 jobs at once across all of them (each run's
+/// implicit slot included), at times 2 (the jobserver, not a queue of whole runs, bounds them),
+/// and all finish. Without the governor, each make runs its own jobs and 4 run at once.
+///
+/// Each make is plain `make`: GNU make given `-jN` on its command line ignores an inherited
+/// jobserver by design (`-jN forced in submake: resetting jobserver mode`); under the governor
+/// plain `make` runs as many jobs as the tokens allow (docs/governor.md).
+#[test]
+fn four_makes_with_two_tokens_never_run_more_than_two_jobs_at_once() {
+    let t = TestRepo::new();
+    let xdg = runtime_dir(&t);
+    let counter = t.root().join("counter");
+    counting_makefile(&t, &counter, 16, "0.2");
+    t.run("wt-create", &["a", "b", "c", "d"], "").expect_code(0);
+    let runs: Vec<Child> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|w| {
+            let mut c = governed(&t, "wt-run", &xdg, 2);
+            c.args(["-w", w, "--", "make"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    for out in wait_all(runs) {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+    let finished = std::fs::read_to_string(counter.join("finished")).unwrap().lines().count();
+    assert_eq!(finished, 64, "every job of every make ran");
+    let max = read_number(&counter.join("max"));
+    assert_eq!(max, 2, "at most the 2 tokens' worth of jobs ran at once, and that many did");
+}
+
+/// The most rustc processes seen at once whose command line names `under`, sampled from /proc
+/// until `done` says stop.
+fn peak_rustc(under: &Path, done: &std::sync::atomic::AtomicBool) -> usize {
+    let needle = under.display().to_string();
+    let mut peak = 0;
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut n = 0;
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let p = entry.path();
+            if std::fs::read_to_string(p.join("comm")).is_ok_and(|c| c.trim() == "rustc") {
+                let cmdline = std::fs::read(p.join("cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains(&needle) {
+                    n += 1;
+                }
+            }
+        }
+        peak = peak.max(n);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    peak
+}
+
+/// A crate with a handful of small dependencies from crates.io, built cold in 3 worktrees at
+/// once through wt-run with 2 tokens: CARGO_MAKEFLAGS reaches each build and the rustc
+/// processes of all three never outnumber the tokens. Without the governor each cargo runs
+/// up to a rustc per core, and three of them at once run more than 2.
+#[test]
+fn cargo_builds_in_three_worktrees_never_run_more_rustc_than_tokens() {
+    let t = TestRepo::new();
+    let xdg = runtime_dir(&t);
+    t.write(
+        "Cargo.toml",
+        "[package]\nname = \"governed\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n\
+         itoa = \"1\"\nryu = \"1\"\nfnv = \"1\"\ncfg-if = \"1\"\nlazy_static = \"1\"\nscopeguard = \"1\"\n\
+         smallvec = \"1\"\nmemchr = \"2\"\n\n[workspace]\n",
+    );
+    t.write("src/lib.rs", "pub fn f() -> String { itoa::Buffer::new().format(7).to_string() }\n");
+    t.write(".gitignore", "target/\nmakeflags.txt\n");
+    t.commit("a crate with dependencies");
+    t.run("wt-create", &["a", "b", "c"], "").expect_code(0);
+    // The registry cache of the person running the tests: the crates come from crates.io.
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (done, under) = (std::sync::Arc::clone(&done), t.root());
+        std::thread::spawn(move || peak_rustc(&under, &done))
+    };
+    let runs: Vec<Child> = ["a", "b", "c"]
+        .iter()
+        .map(|w| {
+            let mut c = governed(&t, "wt-run", &xdg, 2);
+            c.env("CARGO_HOME", &cargo_home).env_remove("CARGO_TARGET_DIR").env_remove("CARGO_BUILD_JOBS");
+            c.args(["-w", w, "--shell", "--", "echo \"$CARGO_MAKEFLAGS\" > makeflags.txt && cargo build -q"]);
+            c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    let outs = wait_all(runs);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    for out in &outs {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+    for w in ["a", "b", "c"] {
+        let flags = std::fs::read_to_string(t.wt_root().join(w).join("makeflags.txt")).unwrap();
+        assert!(flags.contains("--jobserver-auth=fifo:"), "CARGO_MAKEFLAGS reached the build: {flags}");
+        assert!(t.wt_root().join(w).join("target/debug/libgoverned.rlib").is_file(), "{w} built");
+    }
+    assert!(peak >= 1, "the sampler saw the builds");
+    assert!(peak <= 2, "at most 2 rustc at once across the three builds, saw {peak}");
+}
+
+/// A wt-run holding tokens (its make's jobs hold them) is SIGKILLed: the server takes back
+/// everything it held (its connection closed), seen in the server's own count.
+#[test]
+fn a_killed_holders_tokens_come_back() {
+    let t = TestRepo::new();
+    let xdg = runtime_dir(&t);
+    let counter = t.root().join("counter");
+    counting_makefile(&t, &counter, 3, "60");
+    t.run("wt-create", &["a"], "").expect_code(0);
+    let mut run = governed(&t, "wt-run", &xdg, 3);
+    let mut run = run.args(["-w", "a", "--", "make"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // The implicit slot and both of make's other jobs: every token held.
+    wait_for("make's three jobs", Duration::from_secs(30), || read_number(&counter.join("now")) == 3);
+    let state = governor_state(&xdg).expect("a governor runs");
+    assert_eq!(state["in_use"], 3, "{state}");
+    run.kill().unwrap(); // SIGKILL
+    run.wait().unwrap();
+    wait_for("the tokens back", Duration::from_secs(5), || {
+        governor_state(&xdg).is_some_and(|s| s["in_use"] == 0 && s["holders"].as_array().is_some_and(Vec::is_empty))
+    });
+    // The make and its jobs went with wt-run (its reaper): nothing holds a token unseen.
+    wait_for("the jobs ended", Duration::from_secs(10), || {
+        !Command::new("pgrep").arg("-f").arg(counter.join("count.sh")).stdout(Stdio::null()).status().unwrap().success()
+    });
+}
+
+/// The command itself (make, holding its jobs' tokens) is SIGKILLed, its wt-run alive: its
+/// jobs are ended with its group and every token comes back, seen in the server's count.
+#[test]
+fn a_killed_commands_tokens_come_back() {
+    let t = TestRepo::new();
+    let xdg = runtime_dir(&t);
+    let counter = t.root().join("counter");
+    counting_makefile(&t, &counter, 3, "60");
+    t.run("wt-create", &["a"], "").expect_code(0);
+    let mut run = governed(&t, "wt-run", &xdg, 3);
+    let run = run.args(["-w", "a", "--", "make"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for("make's three jobs", Duration::from_secs(30), || read_number(&counter.join("now")) == 3);
+    assert_eq!(governor_state(&xdg).expect("a governor runs")["in_use"], 3);
+    let worktree = t.wt_root().join("a");
+    let make = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "make")
+                && std::fs::read_link(e.path().join("cwd")).is_ok_and(|d| d == worktree)
+        })
+        .and_then(|e| e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()))
+        .expect("the make");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(make), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_for("the tokens back", Duration::from_secs(10), || governor_state(&xdg).is_some_and(|s| s["in_use"] == 0));
+    let out = run.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the run says its command was killed");
+}
+
+/// The runs of two repositories share the one governor of their user: with 1 token, never
+/// two jobs at once across both, and the server's count shows both repositories' runs.
+#[test]
+fn two_repositories_runs_share_one_governor() {
+    let (one, two) = (TestRepo::new(), TestRepo::new());
+    let xdg = runtime_dir(&one);
+    let counter = one.root().join("counter");
+    counting_makefile(&one, &counter, 4, "0.3");
+    counting_makefile(&two, &counter, 4, "0.3");
+    one.run("wt-create", &["a"], "").expect_code(0);
+    two.run("wt-create", &["b"], "").expect_code(0);
+    let runs: Vec<Child> = [(&one, "a"), (&two, "b")]
+        .iter()
+        .map(|(t, w)| {
+            let mut c = governed(t, "wt-run", &xdg, 1);
+            c.args(["-w", w, "--", "make"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    // While they run, one holds the token and the other waits, at the same server.
+    let mut saw_both = false;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !saw_both && Instant::now() < deadline {
+        if let Some(s) = governor_state(&xdg) {
+            let labels: Vec<&str> =
+                s["holders"].as_array().unwrap().iter().filter_map(|h| h["label"].as_str()).collect();
+            saw_both = labels.contains(&"wt-run a") && labels.contains(&"wt-run b");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for out in wait_all(runs) {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+    assert!(saw_both, "the one server had both repositories' runs");
+    assert_eq!(read_number(&counter.join("max")), 1, "one job at a time across both repositories");
+    assert_eq!(std::fs::read_to_string(counter.join("finished")).unwrap().lines().count(), 8);
+}
+
+/// The one token of the governor of `xdg` (started here with 1 token), held by the test until
+/// the stream is dropped.
+fn hold_the_only_token(xdg: &Path) -> UnixStream {
+    let mut start = Command::new(wt_tests::bin("wt-run"));
+    start.args(["__governor", "1"]).env("XDG_RUNTIME_DIR", xdg).env("WT_GOVERNOR_IDLE", "3s");
+    assert!(start.status().unwrap().success());
+    let socket = xdg.join("wt/governor.sock");
+    wait_for("the governor", Duration::from_secs(10), || UnixStream::connect(&socket).is_ok());
+    let stream = UnixStream::connect(&socket).unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream.try_clone().unwrap());
+    writeln!(w, "{}", json!({"op": "hello", "label": "the test", "pid": std::process::id()})).unwrap();
+    writeln!(w, "{}", json!({"op": "acquire"})).unwrap();
+    let mut line = String::new();
+    while !line.contains("granted") {
+        line.clear();
+        assert!(r.read_line(&mut line).unwrap() > 0, "the governor answers");
+    }
+    stream
+}
+
+/// A wt-watch round waits for its job slot (the governor shows it waiting, and no round runs);
+/// the agent's changes made meanwhile are tested by that round once it has its slot, not
+/// queued as another round. Without the governor the round runs at once, on the old files.
+#[test]
+fn a_watch_round_waits_for_its_slot_and_tests_what_changed_meanwhile_once() {
+    let w = wt_tests::watch::Watch::new();
+    let tree = w.create("q");
+    let holder = hold_the_only_token(&w.xdg);
+    let marker = w.t.root().join("rounds");
+    let cmd = format!("cat a.txt >> {}; sh tests/check.sh", marker.display());
+    let mut c = w.tool("wt-watch");
+    c.env_remove("WT_GOVERNOR").env("WT_GOVERNOR_TOKENS", "1").env("WT_GOVERNOR_IDLE", "3s");
+    c.args(["-w", "q", "--feed", "none", "--debounce", "100", "--", "sh", "-c", &cmd]);
+    let mut watch = c.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut records = BufReader::new(watch.stdout.take().unwrap()).lines();
+    wait_for("the round to wait for its slot", Duration::from_secs(30), || {
+        governor_state(&w.xdg).is_some_and(|s| {
+            s["holders"].as_array().unwrap().iter().any(|h| h["label"] == "wt-watch q" && h["waiting"] == 1)
+        })
+    });
+    assert!(!marker.exists(), "no round ran without its slot");
+    // The agent fixes both files while the round waits, in two changes.
+    std::fs::write(tree.join("a.txt"), "42\n").unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    std::fs::write(tree.join("b.txt"), "7\n").unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    drop(holder);
+    let first: Value = serde_json::from_str(&records.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["watch"]["status"], "green", "the round tested the changed files: {first}");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "42\n", "one round, on the changed files");
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
+
+/// A wt-merge verification waits for its job slot like a round (the governor shows it waiting,
+/// and its command has not run), then runs with the jobserver in its `MAKEFLAGS`.
+#[test]
+fn a_verification_waits_for_its_slot_and_its_command_gets_the_jobserver() {
+    let t = TestRepo::new();
+    let xdg = runtime_dir(&t);
+    let list = t.worktree_with_a_commit_to_merge();
+    let holder = hold_the_only_token(&xdg);
+    let flags = t.root().join("verify-flags");
+    let mut c = governed(&t, "wt-merge", &xdg, 1);
+    c.args(["--verify", &format!("echo \"$MAKEFLAGS\" > {}", flags.display())]);
+    let mut merge = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    merge.stdin.take().unwrap().write_all(list.as_bytes()).unwrap();
+    wait_for("the verification to wait for its slot", Duration::from_secs(30), || {
+        governor_state(&xdg).is_some_and(|s| {
+            s["holders"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["label"].as_str().is_some_and(|l| l.starts_with("wt-merge")) && h["waiting"] == 1)
+        })
+    });
+    assert!(!flags.exists(), "the verification did not run without its slot");
+    drop(holder);
+    let out = merge.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let rec: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(rec["merge"]["status"], "merged", "{rec}");
+    let seen = std::fs::read_to_string(&flags).unwrap();
+    assert!(seen.contains("--jobserver-auth="), "the verify command got the jobserver: {seen}");
+}
+
+/// An agent's pane gets the jobserver for its builds but holds no job slot: with the only
+/// token, a batch run beside the pane still gets its slot and runs.
+#[test]
+fn a_panes_builds_get_the_jobserver_but_the_pane_holds_no_job_slot() {
+    let p = wt_tests::panes::Panes::new();
+    p.t.run("wt-create", &["agent", "job"], "").expect_code(0);
+    let seen = p.t.root().join("pane-flags");
+    let mut c = p.cmd();
+    c.env_remove("WT_GOVERNOR").env("WT_GOVERNOR_TOKENS", "1").env("WT_GOVERNOR_IDLE", "3s");
+    c.args(["-w", "agent", "--pane", "--", "sh", "-c"]);
+    c.arg(format!("echo \"$CARGO_MAKEFLAGS\" > {}.tmp && mv {0}.tmp {0}; sleep 120", seen.display()));
+    wt_tests::Run::of(&mut c, "").expect_code(0);
+    wait_for("the pane's program", Duration::from_secs(30), || seen.exists());
+    let flags = std::fs::read_to_string(&seen).unwrap();
+    assert!(flags.contains("--jobserver-auth=fifo:"), "the pane's builds get the jobserver: {flags}");
+    let mut run = governed(&p.t, "wt-run", &p.xdg, 1);
+    run.args(["-w", "job", "--", "true"]);
+    wt_tests::Run::of(&mut run, "").expect_code(0);
+}
+
+/// A wt-run inside a governed job (here another wt-run's command) takes no slot of its own: with
+/// the only token held by the outer run, the inner one still runs (else it waited forever, and
+/// the outer run's timeout ended both).
+#[test]
+fn a_wt_tool_inside_a_governed_job_runs_in_that_jobs_slot() {
+    let t = TestRepo::new();
+    let xdg = runtime_dir(&t);
+    t.run("wt-create", &["outer", "inner"], "").expect_code(0);
+    let inner = format!("{} -w inner --quiet -- true", wt_tests::bin("wt-run").display());
+    let mut c = governed(&t, "wt-run", &xdg, 1);
+    c.args(["-w", "outer", "--timeout", "30s", "--shell", "--", &inner]);
+    let run = wt_tests::Run::of(&mut c, "");
+    run.expect_code(0);
+    assert_eq!(run.records()[0]["run"]["exit"], 0, "{run}");
+}
+
+/// wt-status shows the governor while one runs: each record's `governor` field says the tokens in
+/// use, and none is started by asking.
+#[test]
+fn wt_status_shows_the_tokens_in_use_and_starts_no_governor() {
+    let t = TestRepo::new();
+    let xdg = runtime_dir(&t);
+    t.run("wt-create", &["a"], "").expect_code(0);
+    let mut status = governed(&t, "wt-status", &xdg, 1);
+    status.arg("--all");
+    let quiet = wt_tests::Run::of(&mut status, "");
+    quiet.expect_code(0);
+    assert!(quiet.records()[0].get("governor").is_none(), "no governor runs: {quiet}");
+    assert!(governor_state(&xdg).is_none(), "wt-status started none");
+    let holder = hold_the_only_token(&xdg);
+    let mut status = governed(&t, "wt-status", &xdg, 1);
+    status.arg("--all");
+    let busy = wt_tests::Run::of(&mut status, "");
+    busy.expect_code(0);
+    assert_eq!(busy.records()[0]["governor"], json!({"tokens": 1, "in_use": 1, "waiting": 0}), "{busy}");
+    drop(holder);
+}
