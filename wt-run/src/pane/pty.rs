@@ -2,7 +2,7 @@
 //! terminal), whose output feeds a terminal emulator (`vt100`, bounded scrollback) and a raw
 //! log. Waiters sleep on a condition variable that every chunk of output and the exit wake.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::events::Events;
 use super::fanout::{Fanout, Subscription, ATTACH_QUEUE};
 use super::rawlog::RawLog;
-use super::run_shortener::{Geometry, RunShortener};
+use super::reactor::{Reactor, Source};
 
 /// Lines of scrollback kept per pane: this bounds a pane's memory, however much it prints. The
 /// emulator keeps each line as cells of 32 bytes, so at 120 columns a full scrollback is about
@@ -87,7 +87,7 @@ impl std::fmt::Debug for Pane {
 }
 
 impl Pane {
-    pub fn spawn(spec: SpawnSpec, events: Arc<Events>) -> Result<Arc<Pane>, String> {
+    pub fn spawn(spec: SpawnSpec, events: Arc<Events>, reactor: &Reactor) -> Result<Arc<Pane>, String> {
         let size = PtySize { rows: spec.rows, cols: spec.cols, pixel_width: 0, pixel_height: 0 };
         let pair = native_pty_system().openpty(size).map_err(|e| format!("cannot open a PTY: {e}"))?;
         let mut cmd = CommandBuilder::new(&spec.cmd[0]);
@@ -126,28 +126,29 @@ impl Pane {
         // Before any output event can be published, so subscribers see the spawn first.
         events.publish(json!({"event": "spawned", "pane": pane.spec.name, "pid": pane.pid}));
         let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let (state, name, ev) = (Arc::clone(&pane.state), pane.spec.name.clone(), Arc::clone(&events));
-        let watchers = Arc::clone(&pane.watchers);
-        std::thread::spawn(move || {
-            pump(reader, log, &state, &|chunk| {
-                watchers.publish(&chunk.to_vec());
-                ev.publish(json!({"event": "output", "pane": name, "bytes": chunk.len()}));
-            });
-            let _ = done_tx.send(());
-        });
-        let (state, name) = (Arc::clone(&pane.state), pane.spec.name.clone());
-        let confined = crate::confine::policy_of(&pane.spec.cmd);
-        std::thread::spawn(move || {
-            // A confined agent's commits reach its branch when it exits, before anyone is told
-            // it exited (a tool that reads branches publishes them first too).
-            let publish = || {
-                if let Some(Err(e)) = confined.as_ref().map(crate::confine::publish) {
-                    tracing::warn!("{name}: {e}");
-                }
-            };
-            let exit = reap(child, &state, &done_rx, &publish);
-            events.publish(json!({"event": "exited", "pane": name, "exit": exit_json(&exit)}));
-        });
+        let output = super::pump::PtyOutput::new(
+            reader,
+            log,
+            pane.spec.name.clone(),
+            Arc::clone(&pane.state),
+            Arc::clone(&pane.watchers),
+            Arc::clone(&events),
+            done_tx,
+        );
+        let pidfd = match pane.pid {
+            Some(pid) => super::epoll::pidfd_open(pid).map_err(|e| format!("cannot watch the program: {e}"))?,
+            None => return Err("the program has no process id".into()),
+        };
+        let end = ProgramEnd {
+            pidfd,
+            child: Mutex::new(Some((child, done_rx))),
+            state: Arc::clone(&pane.state),
+            name: pane.spec.name.clone(),
+            events,
+            confined: crate::confine::policy_of(&pane.spec.cmd),
+        };
+        reactor.register(Arc::new(output)).map_err(|e| format!("cannot read the PTY: {e}"))?;
+        reactor.register(Arc::new(end)).map_err(|e| format!("cannot watch the program: {e}"))?;
         Ok(pane)
     }
 
@@ -157,6 +158,7 @@ impl Pane {
         let (lock, cvar) = &*self.state;
         lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner).last_input = Some(Instant::now());
         cvar.notify_all();
+        super::watchers::poke();
         let mut w = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         w.write_all(bytes).and_then(|_| w.flush()).map_err(|e| format!("cannot write to the pane: {e}"))
     }
@@ -184,6 +186,12 @@ impl Pane {
         compact.process(&s.parser.screen().contents_formatted());
         s.parser = compact;
         s.released = true;
+    }
+
+    /// When an exited pane's scrollback is to be let go, if it is still held.
+    pub fn scrollback_release_at(&self) -> Option<Instant> {
+        let s = self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.exited_at.filter(|_| !s.released).map(|t| t + KEEP_EXITED_SCROLLBACK)
     }
 
     pub fn exited(&self) -> bool {
@@ -268,46 +276,6 @@ pub fn screen_json(s: &mut Screen, lines: usize) -> Value {
     })
 }
 
-/// Copies the PTY's output into the emulator and the log until the PTY closes. Long runs of
-/// printable output reach the emulator shortened (see `run_shortener`), and whatever is held
-/// back is parsed as soon as no more output is waiting.
-fn pump(mut reader: std::fs::File, mut log: RawLog, state: &(Mutex<Screen>, Condvar), on_output: &dyn Fn(&[u8])) {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut scanner = super::osc::Scanner::default();
-    let mut held = RunShortener::default();
-    let (lock, cvar) = state;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) | Err(_) => break, // EIO once every holder of the terminal has closed it
-            Ok(n) => n,
-        };
-        let _ = log.write(&buf[..n]);
-        let notes = scanner.scan(&buf[..n]);
-        let settle = !output_waiting(&reader);
-        let mut s = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (rows, cols) = s.parser.screen().size();
-        let parser = &mut s.parser;
-        held.feed(&buf[..n], Geometry { rows, cols, scrollback: SCROLLBACK }, &mut |b| parser.process(b));
-        if settle {
-            held.flush(&mut |b| parser.process(b));
-        }
-        s.bytes += n as u64;
-        s.last_output = Instant::now();
-        if let Some(last) = notes.into_iter().reduce(|a, b| if b.is_empty() { a } else { b }) {
-            s.notifications += 1;
-            s.last_notification = Some((s.last_output, last));
-        }
-        drop(s);
-        cvar.notify_all();
-        on_output(&buf[..n]);
-    }
-    let mut s = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let parser = &mut s.parser;
-    held.flush(&mut |b| parser.process(b));
-    drop(s);
-    cvar.notify_all();
-}
-
 /// The pump's own copy of the master end: it reads from it and asks it whether more output
 /// is waiting.
 #[allow(unsafe_code)]
@@ -316,16 +284,6 @@ fn own_copy(master: &dyn MasterPty) -> Result<std::fs::File, String> {
     // SAFETY: `fd` is the master end, open for as long as `master` is (the whole call).
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     borrowed.try_clone_to_owned().map(std::fs::File::from).map_err(|e| format!("cannot read the PTY: {e}"))
-}
-
-/// Whether more output can be read at once (so a held run need not be parsed yet).
-#[allow(unsafe_code)]
-fn output_waiting(reader: &std::fs::File) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut p = libc::pollfd { fd: reader.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    // SAFETY: one valid pollfd for a descriptor `reader` owns, and a zero timeout.
-    let ready = unsafe { libc::poll(&mut p, 1, 0) };
-    ready == 1 && p.revents & libc::POLLIN != 0
 }
 
 /// Waits for the program, lets the last output in, and records how it ended.
@@ -350,7 +308,54 @@ fn reap(
     s.exited_at = Some(Instant::now());
     drop(s);
     cvar.notify_all();
+    super::watchers::poke();
     exit
+}
+
+/// A started program, and what tells when its terminal closed.
+type Unreaped = (Box<dyn Child + Send + Sync>, std::sync::mpsc::Receiver<()>);
+
+/// What notices a pane's program end (its pidfd turns readable on the event loop) and reaps
+/// it, on a short-lived thread of its own: the reaper lets the last output in and publishes a
+/// confined agent's commits before anyone is told, which must not hold up the other panes.
+struct ProgramEnd {
+    pidfd: std::os::fd::OwnedFd,
+    child: Mutex<Option<Unreaped>>,
+    state: Arc<(Mutex<Screen>, Condvar)>,
+    name: String,
+    events: Arc<Events>,
+    confined: Option<crate::confine::Policy>,
+}
+
+impl Source for ProgramEnd {
+    fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.pidfd.as_raw_fd()
+    }
+
+    fn ready(&self, reactor: &Reactor) -> bool {
+        let Some((child, done)) = self.child.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() else {
+            return false;
+        };
+        let (state, name, events) = (Arc::clone(&self.state), self.name.clone(), Arc::clone(&self.events));
+        let waker = reactor.waker();
+        let confined = self.confined.clone();
+        std::thread::spawn(move || {
+            // A confined agent's commits reach its branch when it exits, before anyone is told
+            // it exited (a tool that reads branches publishes them first too).
+            let publish = || {
+                if let Some(Err(e)) = confined.as_ref().map(crate::confine::publish) {
+                    tracing::warn!("{name}: {e}");
+                }
+            };
+            let exit = reap(child, &state, &done, &publish);
+            events.publish(json!({"event": "exited", "pane": name, "exit": exit_json(&exit)}));
+            if let Ok(mut w) = waker {
+                let _ = w.write(&[1]); // the supervisor decides on its idle exit again
+            }
+        });
+        false
+    }
 }
 
 /// The short name of a signal (`KILL`, `TERM`), as batch runs write it, from the description
