@@ -338,7 +338,11 @@ fn serve_client(sup: &Arc<Supervisor>, stream: UnixStream, access: &Access) {
         };
         let mut text = serde_json::to_vec(&response).expect("response serializes");
         text.push(b'\n');
-        if out.write_all(&text).is_err() {
+        let written = out.write_all(&text);
+        if sup.stop.load(Ordering::SeqCst) {
+            sup.reactor.wake(); // `server.stop`, answered: the supervisor may go now
+        }
+        if written.is_err() {
             return;
         }
     }
@@ -361,15 +365,21 @@ fn stream_events(sup: &Supervisor, req: Request, mut out: UnixStream, access: &A
     if out.write_all(&line).is_err() {
         return;
     }
+    let mut failed = None;
     for event in events.rx.iter().filter(|e| only.is_none_or(|p| e["pane"] == p)) {
         if !current(sup, access) {
             return;
         }
         let mut line = serde_json::to_vec(&event).expect("event");
         line.push(b'\n');
-        if out.write_all(&line).is_err() {
-            return;
+        if let Err(e) = out.write_all(&line) {
+            failed = Some(e);
+            break;
         }
+    }
+    if let Some(e) = failed {
+        drop(events); // what was queued goes now, not when the reason is read
+        return dropped_unread(&mut out, &e, &too_slow(EVENT_QUEUE, "events"));
     }
     if events.overflowed() {
         send_line(&mut out, &too_slow(EVENT_QUEUE, "events"));
@@ -397,14 +407,40 @@ fn stream_output(sup: &Supervisor, req: Request, mut out: UnixStream) {
     if !send_line(&mut out, &Response::ok(req.id, json!({"attached": true}))) {
         return;
     }
+    let mut failed = None;
     for chunk in &chunks.rx {
-        if !send_line(&mut out, &json!({"data_b64": super::attach::encode(&chunk)})) {
-            return;
+        let mut line = serde_json::to_vec(&json!({"data_b64": super::attach::encode(&chunk)})).expect("chunk");
+        line.push(b'\n');
+        if let Err(e) = out.write_all(&line) {
+            failed = Some(e);
+            break;
         }
+    }
+    if let Some(e) = failed {
+        drop(chunks); // what was queued goes now, not when the reason is read
+        return dropped_unread(&mut out, &e, &too_slow(ATTACH_QUEUE, "chunks of output"));
     }
     if chunks.overflowed() {
         send_line(&mut out, &too_slow(ATTACH_QUEUE, "chunks of output"));
     }
+}
+
+/// How long the reason a stream's client was dropped waits to be read, holding its thread.
+const REASON_WAIT: Duration = Duration::from_secs(600);
+
+/// A stream's client that read nothing for the write timeout (`e` a timeout, not a client
+/// gone) is dropped: its queue goes, the line cut short is ended, and `reason` follows, for
+/// when it reads again. What it costs meanwhile is its thread and a full socket buffer, no
+/// more.
+fn dropped_unread(out: &mut UnixStream, e: &std::io::Error, reason: &Value) {
+    if !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
+        return;
+    }
+    let _ = out.set_write_timeout(Some(REASON_WAIT));
+    let mut line = b"\n".to_vec();
+    line.extend(serde_json::to_vec(reason).expect("reason"));
+    line.push(b'\n');
+    let _ = out.write_all(&line);
 }
 
 fn send_line(out: &mut UnixStream, value: &impl serde::Serialize) -> bool {
@@ -516,8 +552,7 @@ fn dispatch(sup: &Arc<Supervisor>, req: &Request, access: &Access) -> Result<Val
             Ok(described)
         }
         "server.stop" => {
-            sup.stop.store(true, Ordering::SeqCst);
-            sup.reactor.wake();
+            sup.stop.store(true, Ordering::SeqCst); // the loop is woken once this is answered
             Ok(json!({"stopping": true}))
         }
         "server.ping" => Ok(json!({"pid": std::process::id()})),
