@@ -50,7 +50,7 @@ impl Handle {
                     .0
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .parser
+                    .parser()
                     .screen()
                     .bracketed_paste();
                 p.write(&text_bytes(text, enter, bracketed)).map_err(|e| ("write-failed", e))

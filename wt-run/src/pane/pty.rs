@@ -14,6 +14,7 @@ use super::events::Events;
 use super::fanout::{Fanout, Subscription, ATTACH_QUEUE};
 use super::rawlog::RawLog;
 use super::reactor::{Reactor, Source};
+use super::run_shortener::{Geometry, RunShortener};
 
 /// Lines of scrollback kept per pane: this bounds a pane's memory, however much it prints. The
 /// emulator keeps each line as cells of 32 bytes, so at 120 columns a full scrollback is about
@@ -46,7 +47,10 @@ pub struct Exit {
 }
 
 pub struct Screen {
-    pub parser: vt100::Parser,
+    /// The emulator: read it through `parser`, which parses what is held back first.
+    vt: vt100::Parser,
+    /// Output not parsed yet: a plain burst, shortened (see `run_shortener`).
+    held: RunShortener,
     pub exit: Option<Exit>,
     pub last_output: Instant,
     pub bytes: u64,
@@ -61,6 +65,24 @@ pub struct Screen {
     pub released: bool,
     /// `pane.kill` was asked for: the exit that follows is the one asked for.
     pub killed: bool,
+}
+
+impl Screen {
+    /// The emulator, with every byte of output parsed: what was held back is parsed now. Every
+    /// reader of the screen goes through here, so what it reads is exact.
+    pub fn parser(&mut self) -> &mut vt100::Parser {
+        let vt = &mut self.vt;
+        self.held.flush(&mut |b| vt.process(b));
+        vt
+    }
+
+    /// Takes a chunk of output in: parsed at once unless it is part of a plain burst, whose
+    /// end is parsed when someone looks (most of a burst scrolls away unseen).
+    pub fn feed(&mut self, chunk: &[u8]) {
+        let (rows, cols) = self.vt.screen().size();
+        let vt = &mut self.vt;
+        self.held.feed(chunk, Geometry { rows, cols, scrollback: SCROLLBACK }, &mut |b| vt.process(b));
+    }
 }
 
 impl std::fmt::Debug for Screen {
@@ -103,7 +125,8 @@ impl Pane {
         let writer = pair.master.take_writer().map_err(|e| e.to_string())?;
         let log = RawLog::create(spec.log.clone()).map_err(|e| format!("{}: {e}", spec.log.display()))?;
         let screen = Screen {
-            parser: vt100::Parser::new(spec.rows, spec.cols, SCROLLBACK),
+            vt: vt100::Parser::new(spec.rows, spec.cols, SCROLLBACK),
+            held: RunShortener::default(),
             exit: None,
             last_output: Instant::now(),
             bytes: 0,
@@ -170,7 +193,13 @@ impl Pane {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .resize(size)
             .map_err(|e| e.to_string())?;
-        self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).parser.screen_mut().set_size(rows, cols);
+        self.state
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .parser()
+            .screen_mut()
+            .set_size(rows, cols);
         Ok(())
     }
 
@@ -181,10 +210,10 @@ impl Pane {
         if s.released || s.exited_at.is_none_or(|t| t.elapsed() < after) {
             return;
         }
-        let (rows, cols) = s.parser.screen().size();
+        let (rows, cols) = s.parser().screen().size();
         let mut compact = vt100::Parser::new(rows, cols, 0);
-        compact.process(&s.parser.screen().contents_formatted());
-        s.parser = compact;
+        compact.process(&s.parser().screen().contents_formatted());
+        *s.parser() = compact;
         s.released = true;
     }
 
@@ -201,8 +230,8 @@ impl Pane {
     /// A stream of the pane's raw output from now on, after a redraw of the current screen.
     pub fn watch(&self) -> Subscription<Vec<u8>> {
         // Under the screen's lock, so no output falls between the redraw and the stream.
-        let s = self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.watchers.subscribe(Some(s.parser.screen().contents_formatted()))
+        let mut s = self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.watchers.subscribe(Some(s.parser().screen().contents_formatted()))
     }
 
     /// SIGTERM to the pane's session (its process group), then SIGKILL after `grace`.
@@ -228,13 +257,13 @@ impl Pane {
 
     /// The pane as `pane.list` shows it.
     pub fn describe(&self) -> Value {
-        let s = self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (rows, cols) = s.parser.screen().size();
+        let mut s = self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (rows, cols) = s.parser().screen().size();
         json!({
             "name": self.spec.name, "pid": self.pid, "cmd": self.spec.cmd, "cwd": self.spec.cwd,
             "alive": s.exit.is_none(), "exit": s.exit.as_ref().map(exit_json),
             "rows": rows, "cols": cols, "bytes": s.bytes, "log": self.spec.log,
-            "alternate_screen": s.parser.screen().alternate_screen(),
+            "alternate_screen": s.parser().screen().alternate_screen(),
         })
     }
 }
@@ -252,26 +281,26 @@ pub fn exit_json(e: &Exit) -> Value {
 
 /// The screen as text rows; with `lines`, that many lines of scrollback above it too.
 pub fn screen_json(s: &mut Screen, lines: usize) -> Value {
-    let (rows, cols) = s.parser.screen().size();
+    let (rows, cols) = s.parser().screen().size();
     let mut out: Vec<String> = Vec::new();
     if lines > 0 {
         // The emulator shows scrollback one screenful at a time: page down from `lines` up.
-        s.parser.screen_mut().set_scrollback(lines);
-        let mut above = s.parser.screen().scrollback();
+        s.parser().screen_mut().set_scrollback(lines);
+        let mut above = s.parser().screen().scrollback();
         while above > 0 {
-            s.parser.screen_mut().set_scrollback(above);
+            s.parser().screen_mut().set_scrollback(above);
             let page = above.min(usize::from(rows));
-            out.extend(s.parser.screen().rows(0, cols).take(page));
+            out.extend(s.parser().screen().rows(0, cols).take(page));
             above -= page;
         }
-        s.parser.screen_mut().set_scrollback(0);
+        s.parser().screen_mut().set_scrollback(0);
     }
-    out.extend(s.parser.screen().rows(0, cols));
-    let (cr, cc) = s.parser.screen().cursor_position();
+    out.extend(s.parser().screen().rows(0, cols));
+    let (cr, cc) = s.parser().screen().cursor_position();
     let text = out.iter().map(|l| l.trim_end()).collect::<Vec<_>>().join("\n");
     json!({
         "rows": rows, "cols": cols, "lines": out, "text": text.trim_end(), "cursor": [cr, cc],
-        "alternate_screen": s.parser.screen().alternate_screen(),
+        "alternate_screen": s.parser().screen().alternate_screen(),
         "exit": s.exit.as_ref().map(exit_json),
     })
 }

@@ -1,6 +1,6 @@
 //! A pane's output, read on the supervisor's event loop: each chunk goes to the raw log, the
-//! terminal emulator (long printable runs shortened, see `run_shortener`), the attached clients
-//! and the event subscribers. A ready terminal is read a few large chunks at a time, then the
+//! terminal emulator (plain bursts shortened, see `run_shortener`), the attached clients and
+//! the event subscribers. A ready terminal is read a few large chunks at a time, then the
 //! loop moves on, so one pane printing fast does not starve the others.
 
 use std::io::Read;
@@ -14,10 +14,9 @@ use serde_json::json;
 use super::events::Events;
 use super::fanout::Fanout;
 use super::osc::Scanner;
-use super::pty::{Screen, SCROLLBACK};
+use super::pty::Screen;
 use super::rawlog::RawLog;
 use super::reactor::{Reactor, Source};
-use super::run_shortener::{Geometry, RunShortener};
 
 /// Bytes read per read(2).
 const CHUNK: usize = 64 * 1024;
@@ -44,7 +43,6 @@ struct Pump {
     buf: Vec<u8>,
     log: RawLog,
     scanner: Scanner,
-    held: RunShortener,
     /// Told once the terminal has closed (the reaper waits for it before saying "exited").
     done: Option<Sender<()>>,
 }
@@ -59,26 +57,20 @@ impl PtyOutput {
         events: Arc<Events>,
         done: Sender<()>,
     ) -> PtyOutput {
-        let pump =
-            Pump { buf: Vec::new(), log, scanner: Scanner::default(), held: RunShortener::default(), done: Some(done) };
+        let pump = Pump { buf: Vec::new(), log, scanner: Scanner::default(), done: Some(done) };
         PtyOutput { reader, name, state, watchers, events, pump: Mutex::new(pump) }
     }
 
-    /// Takes one chunk in; `settle` when no more output is waiting (what is held back is
-    /// parsed then, so the screen is exact whenever output pauses).
-    fn take(&self, pump: &mut Pump, n: usize, settle: bool) {
-        let Pump { buf, log, scanner, held, .. } = pump;
+    /// Takes one chunk in. A plain burst is held back in the screen, and parsed when someone
+    /// looks or the pane turns quiet (see `Screen::feed`).
+    fn take(&self, pump: &mut Pump, n: usize) {
+        let Pump { buf, log, scanner, .. } = pump;
         let chunk = &buf[..n];
         let _ = log.write(chunk);
         let notes = scanner.scan(chunk);
         let (lock, cvar) = &*self.state;
         let mut s = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (rows, cols) = s.parser.screen().size();
-        let parser = &mut s.parser;
-        held.feed(chunk, Geometry { rows, cols, scrollback: SCROLLBACK }, &mut |b| parser.process(b));
-        if settle {
-            held.flush(&mut |b| parser.process(b));
-        }
+        s.feed(chunk);
         s.bytes += n as u64;
         s.last_output = Instant::now();
         if let Some(last) = notes.into_iter().reduce(|a, b| if b.is_empty() { a } else { b }) {
@@ -98,8 +90,7 @@ impl PtyOutput {
     fn closed(&self, pump: &mut Pump) {
         let (lock, cvar) = &*self.state;
         let mut s = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let parser = &mut s.parser;
-        pump.held.flush(&mut |b| parser.process(b));
+        s.parser(); // what was held back is parsed
         drop(s);
         cvar.notify_all();
         if let Some(done) = pump.done.take() {
@@ -131,7 +122,7 @@ impl Source for PtyOutput {
                 Ok(n) => n,
             };
             let waiting = output_waiting(&self.reader);
-            self.take(&mut pump, n, !waiting);
+            self.take(&mut pump, n);
             if !waiting {
                 break;
             }

@@ -299,7 +299,7 @@ impl NativeWatch {
     pub fn step(&mut self) -> Option<Option<Instant>> {
         let pane = Arc::clone(&self.pane);
         let this = Arc::clone(&self.tracker);
-        let s = pane.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut s = pane.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         if let Some(exit) = s.exit.clone() {
             drop(s);
@@ -308,6 +308,11 @@ impl NativeWatch {
         }
         if (s.bytes, s.notifications, s.last_input) == self.seen && self.wake.is_none_or(|w| now < w) {
             return Some(self.wake);
+        }
+        if self.wake.is_some_and(|w| now >= w) {
+            // A timer (the quiet time running out): the burst held back is parsed now, so a
+            // quiet pane holds no unparsed output.
+            s.parser();
         }
         let (mut screen_dirty, mut status_dirty) = (self.screen_dirty, self.status_dirty);
         let (mut screen_at, mut status_at) = (self.screen_at, self.status_at);
@@ -329,8 +334,8 @@ impl NativeWatch {
             self.seen = (s.bytes, s.notifications, s.last_input);
             let activity = Activity { last_output: s.last_output, last_input: s.last_input };
             let rows = (screen_dirty && now >= screen_at + SCREEN_EVERY && !this.profile.rules.is_empty()).then(|| {
-                let (_, cols) = s.parser.screen().size();
-                s.parser.screen().rows(0, cols).collect::<Vec<_>>()
+                let (_, cols) = s.parser().screen().size();
+                s.parser().screen().rows(0, cols).collect::<Vec<_>>()
             });
             let printed = s.bytes > 0;
             drop(s);
