@@ -21,9 +21,11 @@ use super::run_shortener::{Geometry, RunShortener};
 /// 3.7 MiB (tmux keeps 2,000 lines by default).
 pub const SCROLLBACK: usize = 1000;
 
-/// How long an exited pane keeps its scrollback; then only its last screen is kept (about
-/// 150 KiB at 40×120).
-pub const KEEP_EXITED_SCROLLBACK: Duration = Duration::from_secs(60);
+/// How long an exited pane keeps its scrollback as cells; then its last screen is kept in an
+/// emulator without scrollback (about 150 KiB at 40×120) and the scrollback as text rows
+/// (about a byte a character: at most about 120 KiB at 120 columns, not 3.7 MiB of cells). An
+/// exited pane prints no more, so nothing but the text is needed: at once.
+pub const KEEP_EXITED_SCROLLBACK: Duration = Duration::ZERO;
 
 /// What a program in a pane is, and how to start it.
 #[derive(Debug, Clone)]
@@ -61,8 +63,10 @@ pub struct Screen {
     pub last_input: Option<Instant>,
     /// When the program ended.
     pub exited_at: Option<Instant>,
-    /// The scrollback of an exited pane has been let go.
+    /// The scrollback of an exited pane has been let go as cells, and kept as text.
     pub released: bool,
+    /// That scrollback, as text rows, oldest first.
+    kept_rows: Vec<String>,
     /// `pane.kill` was asked for: the exit that follows is the one asked for.
     pub killed: bool,
 }
@@ -135,6 +139,7 @@ impl Pane {
             last_input: None,
             exited_at: None,
             released: false,
+            kept_rows: Vec::new(),
             killed: false,
         };
         let pane = Arc::new(Pane {
@@ -203,17 +208,21 @@ impl Pane {
         Ok(())
     }
 
-    /// Lets an exited pane's scrollback go once it has been exited for `after`: its last
-    /// screen is kept (redrawn into an emulator without scrollback), the rest is freed.
+    /// Lets an exited pane's scrollback go as cells once it has been exited for `after`: its
+    /// last screen is kept (redrawn into an emulator without scrollback), its scrollback as
+    /// text rows (all a reader of the scrollback gets: `screen_json`).
     pub fn release_scrollback(&self, after: Duration) {
         let mut s = self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if s.released || s.exited_at.is_none_or(|t| t.elapsed() < after) {
             return;
         }
-        let (rows, cols) = s.parser().screen().size();
-        let mut compact = vt100::Parser::new(rows, cols, 0);
-        compact.process(&s.parser().screen().contents_formatted());
+        let rows = scrollback_rows(&mut s, usize::MAX);
+        let (height, width) = s.parser().screen().size();
+        let mut compact = vt100::Parser::new(height, width, 0);
+        compact.process(&s.parser().screen().state_formatted());
         *s.parser() = compact;
+        s.kept_rows = rows;
+        s.kept_rows.shrink_to_fit();
         s.released = true;
     }
 
@@ -284,16 +293,11 @@ pub fn screen_json(s: &mut Screen, lines: usize) -> Value {
     let (rows, cols) = s.parser().screen().size();
     let mut out: Vec<String> = Vec::new();
     if lines > 0 {
-        // The emulator shows scrollback one screenful at a time: page down from `lines` up.
-        s.parser().screen_mut().set_scrollback(lines);
-        let mut above = s.parser().screen().scrollback();
-        while above > 0 {
-            s.parser().screen_mut().set_scrollback(above);
-            let page = above.min(usize::from(rows));
-            out.extend(s.parser().screen().rows(0, cols).take(page));
-            above -= page;
-        }
-        s.parser().screen_mut().set_scrollback(0);
+        let cells = scrollback_rows(s, lines);
+        // What an exited pane kept as text is older than what its emulator still holds.
+        let from_text = (lines - cells.len()).min(s.kept_rows.len());
+        out.extend(s.kept_rows[s.kept_rows.len() - from_text..].iter().cloned());
+        out.extend(cells);
     }
     out.extend(s.parser().screen().rows(0, cols));
     let (cr, cc) = s.parser().screen().cursor_position();
@@ -303,6 +307,23 @@ pub fn screen_json(s: &mut Screen, lines: usize) -> Value {
         "alternate_screen": s.parser().screen().alternate_screen(),
         "exit": s.exit.as_ref().map(exit_json),
     })
+}
+
+/// The last `lines` rows of the emulator's scrollback (above the screen), as text, oldest first.
+fn scrollback_rows(s: &mut Screen, lines: usize) -> Vec<String> {
+    let (rows, cols) = s.parser().screen().size();
+    let mut out = Vec::new();
+    // The emulator shows scrollback one screenful at a time: page down from `lines` up.
+    s.parser().screen_mut().set_scrollback(lines);
+    let mut above = s.parser().screen().scrollback();
+    while above > 0 {
+        s.parser().screen_mut().set_scrollback(above);
+        let page = above.min(usize::from(rows));
+        out.extend(s.parser().screen().rows(0, cols).take(page));
+        above -= page;
+    }
+    s.parser().screen_mut().set_scrollback(0);
+    out
 }
 
 /// The pump's own copy of the master end: it reads from it and asks it whether more output
