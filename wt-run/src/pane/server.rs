@@ -115,13 +115,31 @@ pub fn serve(socket: &Path, logs: &Path, tmux_session: &str, idle: Duration) -> 
         let idle_at = (!busy).then_some(last + idle);
         reactor.turn(idle_at.into_iter().chain(due).min());
     }
-    for pane in sup.panes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values() {
-        pane.kill(Duration::from_millis(500));
-    }
+    end_panes(&sup, &reactor);
     let _ = std::fs::remove_file(&sup.socket);
     lock(&sup.own_sockets).clear();
     drop(held); // the lock file goes last, once the rest is gone
     Ok(())
+}
+
+/// Ends every pane, all at once (each has its grace, side by side), while the loop goes on
+/// turning: it is what notices each program's end.
+fn end_panes(sup: &Supervisor, reactor: &Reactor) {
+    let panes: Vec<Handle> = lock(&sup.panes).values().filter(|p| !p.exited()).cloned().collect();
+    let left = Arc::new(AtomicUsize::new(panes.len()));
+    for pane in panes {
+        let (left, waker) = (Arc::clone(&left), reactor.waker());
+        std::thread::spawn(move || {
+            pane.kill(Duration::from_millis(500));
+            left.fetch_sub(1, Ordering::SeqCst);
+            if let Ok(mut w) = waker {
+                let _ = w.write(&[1]);
+            }
+        });
+    }
+    while left.load(Ordering::SeqCst) > 0 {
+        reactor.turn(Some(Instant::now() + Duration::from_millis(100)));
+    }
 }
 
 /// What killed supervisors left in the socket directory: the own sockets of this repository's
