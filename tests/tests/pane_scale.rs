@@ -62,8 +62,9 @@ fn sixty_four_idle_panes_cost_a_few_threads_no_wakeups_and_little_memory() {
     let rss_kib = status(pid, "VmRSS");
     // A thread a pane (or three, as before) would be 64 or more.
     assert!(threads <= 8, "64 idle panes: {threads} threads in the supervisor");
-    // Each idle pane holds its screen (40×120 cells) and little else; a debug build.
-    assert!(rss_kib <= 64 * 1024, "64 idle panes: {rss_kib} KiB resident");
+    // An idle pane that printed nothing holds no cells (a 40×120 screen of them is 150 KiB:
+    // 9.6 MiB for 64); a debug build.
+    assert!(rss_kib <= 20 * 1024, "64 idle panes: {rss_kib} KiB resident");
     // Nothing happens, so nothing wakes it: no tick, no per-pane timer.
     let before = switches(pid);
     std::thread::sleep(Duration::from_secs(3));
@@ -159,4 +160,27 @@ fn a_pane_drained_of_50_mb_shows_its_last_lines_and_its_log_holds_them_in_order(
     let all: Vec<u8> = (1..=500000).flat_map(|i| format!("{}\r\n", line(i)).into_bytes()).collect();
     assert!(logged.len() >= 16 << 20, "the log holds {} bytes", logged.len());
     assert!(all.ends_with(&logged), "the log is the output's end, byte for byte");
+}
+
+#[test]
+fn a_quiet_pane_lets_its_cells_go_and_wakes_where_it_was() {
+    let p = Panes::new();
+    p.spawn("nap", &["bash", "--norc", "--noprofile", "-i"]);
+    p.json(&["pane", "send", "nap", "PS1='$ '; seq 1 300; printf '\\033[31mred\\033[0m and plain'", "--enter"]);
+    p.wait_match("nap", "red and plain");
+    p.json(&["pane", "wait", "nap", "--quiet", "500ms", "--timeout", "10s"]);
+    let before = p.json(&["pane", "screen", "nap", "--lines", "400"]);
+    // Quiet for longer than the quiet time (2 s): the emulator sleeps; reading wakes it.
+    std::thread::sleep(Duration::from_millis(3500));
+    let after = p.json(&["pane", "screen", "nap", "--lines", "400"]);
+    assert_eq!(before, after, "the screen, scrollback and cursor read the same after a sleep");
+    let ones = after["lines"].as_array().unwrap().iter().filter(|l| l.as_str().unwrap().trim() == "1").count();
+    assert_eq!(ones, 1, "the scrollback reaches back to the first line, once: {after}");
+    // Output, then quiet again: it sleeps, and the next output wakes it where it was.
+    p.json(&["pane", "send", "nap", "seq 301 302", "--enter"]);
+    p.wait_match("nap", "302");
+    std::thread::sleep(Duration::from_millis(3500));
+    p.json(&["pane", "send", "nap", "echo woke-$((40+2))", "--enter"]);
+    let text = s(&p.wait_match("nap", "woke-42\\s*\\n\\$")["screen"], "text").to_string();
+    assert!(text.contains("red and plain$ seq 301 302\n301\n302\n$ echo woke-$((40+2))\nwoke-42\n$"), "{text}");
 }

@@ -49,8 +49,11 @@ pub struct Exit {
 }
 
 pub struct Screen {
-    /// The emulator: read it through `parser`, which parses what is held back first.
+    /// The emulator: read it through `parser`, which wakes it and parses what is held back
+    /// first.
     vt: vt100::Parser,
+    /// A sleeping emulator (`vt` is then a 1×1 stand-in): what redraws its screen, and its size.
+    asleep: Option<(Vec<u8>, u16, u16)>,
     /// Output not parsed yet: a plain burst, shortened (see `run_shortener`).
     held: RunShortener,
     pub exit: Option<Exit>,
@@ -65,7 +68,8 @@ pub struct Screen {
     pub exited_at: Option<Instant>,
     /// The scrollback of an exited pane has been let go as cells, and kept as text.
     pub released: bool,
-    /// That scrollback, as text rows, oldest first.
+    /// Scrollback let go as cells (by `sleep`), as text rows, oldest first: older than what
+    /// the emulator's own scrollback holds.
     kept_rows: Vec<String>,
     /// `pane.kill` was asked for: the exit that follows is the one asked for.
     pub killed: bool,
@@ -75,6 +79,7 @@ impl Screen {
     /// The emulator, with every byte of output parsed: what was held back is parsed now. Every
     /// reader of the screen goes through here, so what it reads is exact.
     pub fn parser(&mut self) -> &mut vt100::Parser {
+        self.awake();
         let vt = &mut self.vt;
         self.held.flush(&mut |b| vt.process(b));
         vt
@@ -83,9 +88,56 @@ impl Screen {
     /// Takes a chunk of output in: parsed at once unless it is part of a plain burst, whose
     /// end is parsed when someone looks (most of a burst scrolls away unseen).
     pub fn feed(&mut self, chunk: &[u8]) {
-        let (rows, cols) = self.vt.screen().size();
+        self.awake();
         let vt = &mut self.vt;
+        let (rows, cols) = vt.screen().size();
         self.held.feed(chunk, Geometry { rows, cols, scrollback: SCROLLBACK }, &mut |b| vt.process(b));
+    }
+
+    /// Wakes the emulator if it sleeps (its screen redrawn into a new one).
+    fn awake(&mut self) {
+        if let Some((state, rows, cols)) = self.asleep.take() {
+            let mut vt = vt100::Parser::new(rows, cols, SCROLLBACK);
+            vt.process(&state);
+            self.vt = vt;
+        }
+    }
+
+    /// The screen's size, without waking it.
+    pub fn size(&self) -> (u16, u16) {
+        match &self.asleep {
+            Some((_, rows, cols)) => (*rows, *cols),
+            None => self.vt.screen().size(),
+        }
+    }
+
+    /// Whether the alternate screen shows (a sleeping screen never does), without waking it.
+    pub fn alternate_screen(&self) -> bool {
+        self.asleep.is_none() && self.vt.screen().alternate_screen()
+    }
+
+    /// Lets the emulator's cells go (a screen is 150 KiB at 40×120, a full scrollback 3.7 MiB):
+    /// what redraws the screen is kept (a few KiB), and the scrollback as text rows (a byte a
+    /// character; all a reader of the scrollback gets, see `screen_json`). The next output or
+    /// look wakes it. Only when a redraw carries every state the output set (see
+    /// `RunShortener::redraw_carries_state`; not on the alternate screen), unless `always`
+    /// (the program has exited: no more output will depend on that state).
+    pub fn sleep(&mut self, always: bool) {
+        if self.asleep.is_some() {
+            return;
+        }
+        let alternate = self.parser().screen().alternate_screen();
+        if !always && (alternate || !self.held.redraw_carries_state()) {
+            return;
+        }
+        let mut rows = scrollback_rows(self, usize::MAX);
+        self.kept_rows.append(&mut rows);
+        let over = self.kept_rows.len().saturating_sub(SCROLLBACK);
+        self.kept_rows.drain(..over);
+        self.kept_rows.shrink_to_fit();
+        let (height, width) = self.vt.screen().size();
+        self.asleep = Some((self.vt.screen().state_formatted(), height, width));
+        self.vt = vt100::Parser::new(1, 1, 0);
     }
 }
 
@@ -129,7 +181,9 @@ impl Pane {
         let writer = pair.master.take_writer().map_err(|e| e.to_string())?;
         let log = RawLog::create(spec.log.clone()).map_err(|e| format!("{}: {e}", spec.log.display()))?;
         let screen = Screen {
-            vt: vt100::Parser::new(spec.rows, spec.cols, SCROLLBACK),
+            // Asleep until it prints or is looked at: a pane that printed nothing costs no cells.
+            vt: vt100::Parser::new(1, 1, 0),
+            asleep: Some((Vec::new(), spec.rows, spec.cols)),
             held: RunShortener::default(),
             exit: None,
             last_output: Instant::now(),
@@ -216,13 +270,7 @@ impl Pane {
         if s.released || s.exited_at.is_none_or(|t| t.elapsed() < after) {
             return;
         }
-        let rows = scrollback_rows(&mut s, usize::MAX);
-        let (height, width) = s.parser().screen().size();
-        let mut compact = vt100::Parser::new(height, width, 0);
-        compact.process(&s.parser().screen().state_formatted());
-        *s.parser() = compact;
-        s.kept_rows = rows;
-        s.kept_rows.shrink_to_fit();
+        s.sleep(true);
         s.released = true;
     }
 
@@ -266,13 +314,13 @@ impl Pane {
 
     /// The pane as `pane.list` shows it.
     pub fn describe(&self) -> Value {
-        let mut s = self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (rows, cols) = s.parser().screen().size();
+        let s = self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (rows, cols) = s.size();
         json!({
             "name": self.spec.name, "pid": self.pid, "cmd": self.spec.cmd, "cwd": self.spec.cwd,
             "alive": s.exit.is_none(), "exit": s.exit.as_ref().map(exit_json),
             "rows": rows, "cols": cols, "bytes": s.bytes, "log": self.spec.log,
-            "alternate_screen": s.parser().screen().alternate_screen(),
+            "alternate_screen": s.alternate_screen(),
         })
     }
 }

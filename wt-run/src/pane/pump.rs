@@ -17,6 +17,7 @@ use super::osc::Scanner;
 use super::pty::Screen;
 use super::rawlog::RawLog;
 use super::reactor::{Reactor, Source};
+use super::tracker::OUTPUT_EVERY;
 
 /// Bytes read per read(2).
 const CHUNK: usize = 64 * 1024;
@@ -43,6 +44,8 @@ struct Pump {
     buf: Vec<u8>,
     log: RawLog,
     scanner: Scanner,
+    /// When the trackers were last told of output.
+    poked: Option<Instant>,
     /// Told once the terminal has closed (the reaper waits for it before saying "exited").
     done: Option<Sender<()>>,
 }
@@ -57,14 +60,14 @@ impl PtyOutput {
         events: Arc<Events>,
         done: Sender<()>,
     ) -> PtyOutput {
-        let pump = Pump { buf: Vec::new(), log, scanner: Scanner::default(), done: Some(done) };
+        let pump = Pump { buf: Vec::new(), log, scanner: Scanner::default(), poked: None, done: Some(done) };
         PtyOutput { reader, name, state, watchers, events, pump: Mutex::new(pump) }
     }
 
     /// Takes one chunk in. A plain burst is held back in the screen, and parsed when someone
     /// looks or the pane turns quiet (see `Screen::feed`).
     fn take(&self, pump: &mut Pump, n: usize) {
-        let Pump { buf, log, scanner, .. } = pump;
+        let Pump { buf, log, scanner, poked, .. } = pump;
         let chunk = &buf[..n];
         let _ = log.write(chunk);
         let notes = scanner.scan(chunk);
@@ -79,11 +82,18 @@ impl PtyOutput {
         }
         drop(s);
         cvar.notify_all();
-        super::watchers::poke();
+        // While output flows the trackers are told at most every OUTPUT_EVERY (each look that
+        // sees output looks again that much later, so no chunk goes unseen for longer).
+        if poked.is_none_or(|at| at.elapsed() >= OUTPUT_EVERY) {
+            *poked = Some(Instant::now());
+            super::watchers::poke();
+        }
         if !self.watchers.is_empty() {
             self.watchers.publish(&chunk.to_vec());
         }
-        self.events.publish(json!({"event": "output", "pane": self.name, "bytes": n}));
+        if self.events.listened() {
+            self.events.publish(json!({"event": "output", "pane": self.name, "bytes": n}));
+        }
     }
 
     /// The terminal closed: what is held back is parsed, and the reaper told.

@@ -115,9 +115,11 @@ impl RunShortener {
         }
     }
 
-    /// Whether bytes are held back.
-    pub fn holds(&self) -> bool {
-        !self.run.is_empty()
+    /// Whether a redraw of the screen (`state_formatted`) carries all the state the output
+    /// set: no scroll region, saved cursor or origin mode may be set (as far as the escape
+    /// sequences seen tell).
+    pub fn redraw_carries_state(&self) -> bool {
+        !self.escapes.region && !self.escapes.unrestorable
     }
 
     fn shorten(&mut self, at: Geometry) {
@@ -191,8 +193,14 @@ fn nth_from_end(bytes: &[u8], end: usize, byte: u8, n: usize) -> Option<usize> {
 #[derive(Debug, Default)]
 struct Escapes {
     region: bool,
+    /// A saved cursor or origin mode may be set: state a redraw of the screen does not carry.
+    unrestorable: bool,
     state: Esc,
 }
+
+/// Private modes whose state a redraw of the screen does not carry: origin mode, and the
+/// cursor saved with the alternate screen.
+const SAVING: [u16; 3] = [6, 1048, 1049];
 
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 enum Esc {
@@ -204,7 +212,7 @@ enum Esc {
     EscapeIntermediate,
     /// Inside `ESC [`: whether it has parameters, and whether it is private or has an
     /// intermediate byte (then it is no DECSTBM).
-    Csi { params: bool, other: bool },
+    Csi { params: bool, other: bool, private: bool, num: u16, hit: bool },
     /// Inside a string (OSC, DCS, SOS, PM, APC).
     Text,
 }
@@ -231,20 +239,40 @@ impl Escapes {
                 (Esc::Text, 0x07) => Esc::Ground,
                 (Esc::Text, _) => Esc::Text,
                 (state, 0x00..=0x1f) => state, // other C0 controls run inside a sequence
-                (Esc::Escape, b'[') => Esc::Csi { params: false, other: false },
+                (Esc::Escape, b'[') => Esc::Csi { params: false, other: false, private: false, num: 0, hit: false },
+                (Esc::Escape, b'7') => {
+                    self.unrestorable = true; // DECSC: a saved cursor a redraw does not carry
+                    Esc::Ground
+                }
                 (Esc::Escape, b']' | b'P' | b'X' | b'^' | b'_') => Esc::Text,
                 (Esc::Escape, b'c') => {
                     self.region = false; // RIS: a full reset
+                    self.unrestorable = false;
                     Esc::Ground
                 }
                 (Esc::Escape | Esc::EscapeIntermediate, 0x20..=0x2f) => Esc::EscapeIntermediate,
                 (Esc::Escape | Esc::EscapeIntermediate, 0x30..=0x7e) => Esc::Ground,
                 (Esc::Escape | Esc::EscapeIntermediate, _) => self.state,
-                (Esc::Csi { other, .. }, b'0'..=b'9' | b';' | b':') => Esc::Csi { params: true, other },
-                (Esc::Csi { params, .. }, 0x3c..=0x3f | 0x20..=0x2f) => Esc::Csi { params, other: true },
-                (Esc::Csi { params, other }, 0x40..=0x7e) => {
+                (Esc::Csi { other, private, num, hit, .. }, b'0'..=b'9') => {
+                    let num = num.saturating_mul(10).saturating_add(u16::from(b - b'0'));
+                    Esc::Csi { params: true, other, private, num, hit }
+                }
+                (Esc::Csi { other, private, num, hit, .. }, b';' | b':') => {
+                    Esc::Csi { params: true, other, private, num: 0, hit: hit || SAVING.contains(&num) }
+                }
+                (Esc::Csi { params, num, hit, .. }, 0x3c..=0x3f) => {
+                    Esc::Csi { params, other: true, private: true, num, hit }
+                }
+                (Esc::Csi { params, private, num, hit, .. }, 0x20..=0x2f) => {
+                    Esc::Csi { params, other: true, private, num, hit }
+                }
+                (Esc::Csi { params, other, private, num, hit }, 0x40..=0x7e) => {
                     if b == b'r' && !other {
                         self.region = params;
+                    }
+                    // SCOSC, or origin mode / a cursor saved with the alternate screen.
+                    if (b == b's' && !other) || (private && b == b'h' && (hit || SAVING.contains(&num))) {
+                        self.unrestorable = true;
                     }
                     Esc::Ground
                 }

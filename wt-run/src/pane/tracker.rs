@@ -26,6 +26,9 @@ use super::tmux::TmuxPane;
 /// A changed screen is matched against the rules at most this often.
 pub const SCREEN_EVERY: Duration = Duration::from_millis(100);
 
+/// While a pane's output flows, its tracker is told of it (and looks) at most this often.
+pub const OUTPUT_EVERY: Duration = Duration::from_millis(20);
+
 /// A tmux pane's screen is looked at this often (one tmux command each time).
 pub const TMUX_EVERY: Duration = Duration::from_millis(500);
 
@@ -309,18 +312,16 @@ impl NativeWatch {
         if (s.bytes, s.notifications, s.last_input) == self.seen && self.wake.is_none_or(|w| now < w) {
             return Some(self.wake);
         }
-        if self.wake.is_some_and(|w| now >= w) {
-            // A timer (the quiet time running out): the burst held back is parsed now, so a
-            // quiet pane holds no unparsed output.
-            s.parser();
-        }
+
         let (mut screen_dirty, mut status_dirty) = (self.screen_dirty, self.status_dirty);
         let (mut screen_at, mut status_at) = (self.screen_at, self.status_at);
         let seen = self.seen;
+        let quiet;
         {
             let now = Instant::now();
             let mut signals = Vec::new();
-            if s.bytes != seen.0 {
+            let flowing = s.bytes != seen.0;
+            if flowing {
                 screen_dirty = true;
                 status_dirty = true;
             }
@@ -358,6 +359,7 @@ impl NativeWatch {
                 }
             }
             let quiet_at = activity.last_output.max(pane.started) + this.profile.quiet;
+            quiet = now >= quiet_at;
             signals.extend(
                 this.fallback(printed, quiet_at, activity.last_output, now).map(|sig| (Source::Output, Some(sig))),
             );
@@ -365,6 +367,11 @@ impl NativeWatch {
             // The next time something can change without output: the quiet time running out, a
             // throttled look at the screen or status file, a hook report going stale.
             let mut next = Vec::new();
+            if flowing {
+                // While output flows the pump tells of it at most every OUTPUT_EVERY: look
+                // again then, whether told or not.
+                next.push(now + OUTPUT_EVERY);
+            }
             if (printed || this.profile.program) && now < quiet_at {
                 next.push(quiet_at);
             }
@@ -381,6 +388,14 @@ impl NativeWatch {
         }
         (self.screen_dirty, self.status_dirty, self.screen_at, self.status_at) =
             (screen_dirty, status_dirty, screen_at, status_at);
+        if quiet {
+            // The pane turned quiet: what was held back is parsed, and the emulator's cells
+            // let go until it prints or is looked at again.
+            let mut s = pane.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if s.bytes == self.seen.0 {
+                s.sleep(false);
+            }
+        }
         Some(self.wake)
     }
 }
