@@ -263,7 +263,8 @@ fn any_running(sup: &Supervisor) -> (bool, Option<Instant>) {
             }
             continue;
         }
-        if let Some(t) = trackers.get(name) {
+        // A native pane's end is told by `watchers`, with its exit status.
+        if let (Handle::Tmux(_), Some(t)) = (pane, trackers.get(name)) {
             t.exited(None); // once: a tracker that knows it already does nothing
         }
         if let Handle::Native(p) = pane {
