@@ -22,6 +22,11 @@ impl Events {
         self.subscribers.subscribe(None)
     }
 
+    /// Whether anyone listens (an event nobody gets need not be made).
+    pub fn listened(&self) -> bool {
+        !self.subscribers.is_empty()
+    }
+
     /// Sends an event to every subscriber still listening.
     pub fn publish(&self, event: Value) {
         self.subscribers.publish(&event);

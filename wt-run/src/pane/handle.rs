@@ -35,7 +35,12 @@ impl Handle {
     pub fn screen(&self, lines: usize) -> Value {
         match self {
             Handle::Native(p) => {
-                screen_json(&mut p.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner), lines)
+                let mut s = p.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let screen = screen_json(&mut s, lines);
+                if s.released {
+                    s.sleep(true); // an exited pane's screen goes back to sleep once read
+                }
+                screen
             }
             Handle::Tmux(t) => t.screen(lines),
         }
@@ -50,7 +55,7 @@ impl Handle {
                     .0
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .parser
+                    .parser()
                     .screen()
                     .bracketed_paste();
                 p.write(&text_bytes(text, enter, bracketed)).map_err(|e| ("write-failed", e))

@@ -2,7 +2,7 @@
 //! terminal), whose output feeds a terminal emulator (`vt100`, bounded scrollback) and a raw
 //! log. Waiters sleep on a condition variable that every chunk of output and the exit wake.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::events::Events;
 use super::fanout::{Fanout, Subscription, ATTACH_QUEUE};
 use super::rawlog::RawLog;
+use super::reactor::{Reactor, Source};
 use super::run_shortener::{Geometry, RunShortener};
 
 /// Lines of scrollback kept per pane: this bounds a pane's memory, however much it prints. The
@@ -20,9 +21,11 @@ use super::run_shortener::{Geometry, RunShortener};
 /// 3.7 MiB (tmux keeps 2,000 lines by default).
 pub const SCROLLBACK: usize = 1000;
 
-/// How long an exited pane keeps its scrollback; then only its last screen is kept (about
-/// 150 KiB at 40×120).
-pub const KEEP_EXITED_SCROLLBACK: Duration = Duration::from_secs(60);
+/// How long an exited pane keeps its scrollback as cells; then its last screen is kept in an
+/// emulator without scrollback (about 150 KiB at 40×120) and the scrollback as text rows
+/// (about a byte a character: at most about 120 KiB at 120 columns, not 3.7 MiB of cells). An
+/// exited pane prints no more, so nothing but the text is needed: at once.
+pub const KEEP_EXITED_SCROLLBACK: Duration = Duration::ZERO;
 
 /// What a program in a pane is, and how to start it.
 #[derive(Debug, Clone)]
@@ -46,7 +49,13 @@ pub struct Exit {
 }
 
 pub struct Screen {
-    pub parser: vt100::Parser,
+    /// The emulator: read it through `parser`, which wakes it and parses what is held back
+    /// first.
+    vt: vt100::Parser,
+    /// A sleeping emulator (`vt` is then a 1×1 stand-in): what redraws its screen, and its size.
+    asleep: Option<(Vec<u8>, u16, u16)>,
+    /// Output not parsed yet: a plain burst, shortened (see `run_shortener`).
+    held: RunShortener,
     pub exit: Option<Exit>,
     pub last_output: Instant,
     pub bytes: u64,
@@ -57,10 +66,80 @@ pub struct Screen {
     pub last_input: Option<Instant>,
     /// When the program ended.
     pub exited_at: Option<Instant>,
-    /// The scrollback of an exited pane has been let go.
+    /// The scrollback of an exited pane has been let go as cells, and kept as text.
     pub released: bool,
+    /// Scrollback let go as cells (by `sleep`), as text rows, oldest first: older than what
+    /// the emulator's own scrollback holds.
+    kept_rows: Vec<String>,
     /// `pane.kill` was asked for: the exit that follows is the one asked for.
     pub killed: bool,
+}
+
+impl Screen {
+    /// The emulator, with every byte of output parsed: what was held back is parsed now. Every
+    /// reader of the screen goes through here, so what it reads is exact.
+    pub fn parser(&mut self) -> &mut vt100::Parser {
+        self.awake();
+        let vt = &mut self.vt;
+        self.held.flush(&mut |b| vt.process(b));
+        vt
+    }
+
+    /// Takes a chunk of output in: parsed at once unless it is part of a plain burst, whose
+    /// end is parsed when someone looks (most of a burst scrolls away unseen).
+    pub fn feed(&mut self, chunk: &[u8]) {
+        self.awake();
+        let vt = &mut self.vt;
+        let (rows, cols) = vt.screen().size();
+        self.held.feed(chunk, Geometry { rows, cols, scrollback: SCROLLBACK }, &mut |b| vt.process(b));
+    }
+
+    /// Wakes the emulator if it sleeps (its screen redrawn into a new one).
+    fn awake(&mut self) {
+        if let Some((state, rows, cols)) = self.asleep.take() {
+            let mut vt = vt100::Parser::new(rows, cols, SCROLLBACK);
+            vt.process(&state);
+            self.vt = vt;
+        }
+    }
+
+    /// The screen's size, without waking it.
+    pub fn size(&self) -> (u16, u16) {
+        match &self.asleep {
+            Some((_, rows, cols)) => (*rows, *cols),
+            None => self.vt.screen().size(),
+        }
+    }
+
+    /// Whether the alternate screen shows (a sleeping screen never does), without waking it.
+    pub fn alternate_screen(&self) -> bool {
+        self.asleep.is_none() && self.vt.screen().alternate_screen()
+    }
+
+    /// Lets the emulator's cells go (a screen is 150 KiB at 40×120, a full scrollback 3.7 MiB):
+    /// what redraws the screen is kept (a few KiB), and the scrollback as text rows (a byte a
+    /// character; all a reader of the scrollback gets, see `screen_json`). The next output or
+    /// look wakes it. Only when a redraw carries every state the output set (see
+    /// `RunShortener::redraw_carries_state`; not on the alternate screen), unless `always`
+    /// (the program has exited: no more output will depend on that state).
+    pub fn sleep(&mut self, always: bool) {
+        if self.asleep.is_some() {
+            return;
+        }
+        let alternate = self.parser().screen().alternate_screen();
+        if !always && (alternate || !self.held.redraw_carries_state()) {
+            return;
+        }
+        let mut rows = scrollback_rows(self, usize::MAX);
+        self.kept_rows.append(&mut rows);
+        let over = self.kept_rows.len().saturating_sub(SCROLLBACK);
+        self.kept_rows.drain(..over);
+        self.kept_rows.shrink_to_fit();
+        let (height, width) = self.vt.screen().size();
+        self.asleep = Some((self.vt.screen().state_formatted(), height, width));
+        self.vt = vt100::Parser::new(1, 1, 0);
+        give_back_freed_memory();
+    }
 }
 
 impl std::fmt::Debug for Screen {
@@ -87,7 +166,7 @@ impl std::fmt::Debug for Pane {
 }
 
 impl Pane {
-    pub fn spawn(spec: SpawnSpec, events: Arc<Events>) -> Result<Arc<Pane>, String> {
+    pub fn spawn(spec: SpawnSpec, events: Arc<Events>, reactor: &Reactor) -> Result<Arc<Pane>, String> {
         let size = PtySize { rows: spec.rows, cols: spec.cols, pixel_width: 0, pixel_height: 0 };
         let pair = native_pty_system().openpty(size).map_err(|e| format!("cannot open a PTY: {e}"))?;
         let mut cmd = CommandBuilder::new(&spec.cmd[0]);
@@ -108,7 +187,10 @@ impl Pane {
         let writer = pair.master.take_writer().map_err(|e| e.to_string())?;
         let log = RawLog::create(spec.log.clone()).map_err(|e| format!("{}: {e}", spec.log.display()))?;
         let screen = Screen {
-            parser: vt100::Parser::new(spec.rows, spec.cols, SCROLLBACK),
+            // Asleep until it prints or is looked at: a pane that printed nothing costs no cells.
+            vt: vt100::Parser::new(1, 1, 0),
+            asleep: Some((Vec::new(), spec.rows, spec.cols)),
+            held: RunShortener::default(),
             exit: None,
             last_output: Instant::now(),
             bytes: 0,
@@ -117,6 +199,7 @@ impl Pane {
             last_input: None,
             exited_at: None,
             released: false,
+            kept_rows: Vec::new(),
             killed: false,
         };
         let pane = Arc::new(Pane {
@@ -131,29 +214,30 @@ impl Pane {
         // Before any output event can be published, so subscribers see the spawn first.
         events.publish(json!({"event": "spawned", "pane": pane.spec.name, "pid": pane.pid}));
         let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let (state, name, ev) = (Arc::clone(&pane.state), pane.spec.name.clone(), Arc::clone(&events));
-        let watchers = Arc::clone(&pane.watchers);
-        std::thread::spawn(move || {
-            pump(reader, log, &state, &|chunk| {
-                watchers.publish(&chunk.to_vec());
-                ev.publish(json!({"event": "output", "pane": name, "bytes": chunk.len()}));
-            });
-            let _ = done_tx.send(());
-        });
-        let (state, name) = (Arc::clone(&pane.state), pane.spec.name.clone());
-        let confined = crate::confine::policy_of(&pane.spec.cmd);
-        std::thread::spawn(move || {
-            // A confined agent's commits reach its branch when it exits, before anyone is told
-            // it exited (a tool that reads branches publishes them first too).
-            let publish = || {
-                if let Some(Err(e)) = confined.as_ref().map(crate::confine::publish) {
-                    tracing::warn!("{name}: {e}");
-                }
-            };
-            let exit = reap(child, &state, &done_rx, &publish);
-            drop(lease);
-            events.publish(json!({"event": "exited", "pane": name, "exit": exit_json(&exit)}));
-        });
+        let output = super::pump::PtyOutput::new(
+            reader,
+            log,
+            pane.spec.name.clone(),
+            Arc::clone(&pane.state),
+            Arc::clone(&pane.watchers),
+            Arc::clone(&events),
+            done_tx,
+        );
+        let pidfd = match pane.pid {
+            Some(pid) => super::epoll::pidfd_open(pid).map_err(|e| format!("cannot watch the program: {e}"))?,
+            None => return Err("the program has no process id".into()),
+        };
+        let end = ProgramEnd {
+            pidfd,
+            child: Mutex::new(Some((child, done_rx))),
+            state: Arc::clone(&pane.state),
+            name: pane.spec.name.clone(),
+            events,
+            confined: crate::confine::policy_of(&pane.spec.cmd),
+            lease: Mutex::new(lease),
+        };
+        reactor.register(Arc::new(output)).map_err(|e| format!("cannot read the PTY: {e}"))?;
+        reactor.register(Arc::new(end)).map_err(|e| format!("cannot watch the program: {e}"))?;
         Ok(pane)
     }
 
@@ -163,6 +247,7 @@ impl Pane {
         let (lock, cvar) = &*self.state;
         lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner).last_input = Some(Instant::now());
         cvar.notify_all();
+        super::watchers::poke();
         let mut w = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         w.write_all(bytes).and_then(|_| w.flush()).map_err(|e| format!("cannot write to the pane: {e}"))
     }
@@ -174,22 +259,32 @@ impl Pane {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .resize(size)
             .map_err(|e| e.to_string())?;
-        self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).parser.screen_mut().set_size(rows, cols);
+        self.state
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .parser()
+            .screen_mut()
+            .set_size(rows, cols);
         Ok(())
     }
 
-    /// Lets an exited pane's scrollback go once it has been exited for `after`: its last
-    /// screen is kept (redrawn into an emulator without scrollback), the rest is freed.
+    /// Lets an exited pane's scrollback go as cells once it has been exited for `after`: its
+    /// last screen is kept (redrawn into an emulator without scrollback), its scrollback as
+    /// text rows (all a reader of the scrollback gets: `screen_json`).
     pub fn release_scrollback(&self, after: Duration) {
         let mut s = self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if s.released || s.exited_at.is_none_or(|t| t.elapsed() < after) {
             return;
         }
-        let (rows, cols) = s.parser.screen().size();
-        let mut compact = vt100::Parser::new(rows, cols, 0);
-        compact.process(&s.parser.screen().contents_formatted());
-        s.parser = compact;
+        s.sleep(true);
         s.released = true;
+    }
+
+    /// When an exited pane's scrollback is to be let go, if it is still held.
+    pub fn scrollback_release_at(&self) -> Option<Instant> {
+        let s = self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.exited_at.filter(|_| !s.released).map(|t| t + KEEP_EXITED_SCROLLBACK)
     }
 
     pub fn exited(&self) -> bool {
@@ -199,8 +294,8 @@ impl Pane {
     /// A stream of the pane's raw output from now on, after a redraw of the current screen.
     pub fn watch(&self) -> Subscription<Vec<u8>> {
         // Under the screen's lock, so no output falls between the redraw and the stream.
-        let s = self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.watchers.subscribe(Some(s.parser.screen().contents_formatted()))
+        let mut s = self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.watchers.subscribe(Some(s.parser().screen().contents_formatted()))
     }
 
     /// SIGTERM to the pane's session (its process group), then SIGKILL after `grace`.
@@ -227,12 +322,12 @@ impl Pane {
     /// The pane as `pane.list` shows it.
     pub fn describe(&self) -> Value {
         let s = self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (rows, cols) = s.parser.screen().size();
+        let (rows, cols) = s.size();
         json!({
             "name": self.spec.name, "pid": self.pid, "cmd": self.spec.cmd, "cwd": self.spec.cwd,
             "alive": s.exit.is_none(), "exit": s.exit.as_ref().map(exit_json),
             "rows": rows, "cols": cols, "bytes": s.bytes, "log": self.spec.log,
-            "alternate_screen": s.parser.screen().alternate_screen(),
+            "alternate_screen": s.alternate_screen(),
         })
     }
 }
@@ -250,68 +345,52 @@ pub fn exit_json(e: &Exit) -> Value {
 
 /// The screen as text rows; with `lines`, that many lines of scrollback above it too.
 pub fn screen_json(s: &mut Screen, lines: usize) -> Value {
-    let (rows, cols) = s.parser.screen().size();
+    let (rows, cols) = s.parser().screen().size();
     let mut out: Vec<String> = Vec::new();
     if lines > 0 {
-        // The emulator shows scrollback one screenful at a time: page down from `lines` up.
-        s.parser.screen_mut().set_scrollback(lines);
-        let mut above = s.parser.screen().scrollback();
-        while above > 0 {
-            s.parser.screen_mut().set_scrollback(above);
-            let page = above.min(usize::from(rows));
-            out.extend(s.parser.screen().rows(0, cols).take(page));
-            above -= page;
-        }
-        s.parser.screen_mut().set_scrollback(0);
+        let cells = scrollback_rows(s, lines);
+        // What an exited pane kept as text is older than what its emulator still holds.
+        let from_text = (lines - cells.len()).min(s.kept_rows.len());
+        out.extend(s.kept_rows[s.kept_rows.len() - from_text..].iter().cloned());
+        out.extend(cells);
     }
-    out.extend(s.parser.screen().rows(0, cols));
-    let (cr, cc) = s.parser.screen().cursor_position();
+    out.extend(s.parser().screen().rows(0, cols));
+    let (cr, cc) = s.parser().screen().cursor_position();
     let text = out.iter().map(|l| l.trim_end()).collect::<Vec<_>>().join("\n");
     json!({
         "rows": rows, "cols": cols, "lines": out, "text": text.trim_end(), "cursor": [cr, cc],
-        "alternate_screen": s.parser.screen().alternate_screen(),
+        "alternate_screen": s.parser().screen().alternate_screen(),
         "exit": s.exit.as_ref().map(exit_json),
     })
 }
 
-/// Copies the PTY's output into the emulator and the log until the PTY closes. Long runs of
-/// printable output reach the emulator shortened (see `run_shortener`), and whatever is held
-/// back is parsed as soon as no more output is waiting.
-fn pump(mut reader: std::fs::File, mut log: RawLog, state: &(Mutex<Screen>, Condvar), on_output: &dyn Fn(&[u8])) {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut scanner = super::osc::Scanner::default();
-    let mut held = RunShortener::default();
-    let (lock, cvar) = state;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) | Err(_) => break, // EIO once every holder of the terminal has closed it
-            Ok(n) => n,
-        };
-        let _ = log.write(&buf[..n]);
-        let notes = scanner.scan(&buf[..n]);
-        let settle = !output_waiting(&reader);
-        let mut s = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (rows, cols) = s.parser.screen().size();
-        let parser = &mut s.parser;
-        held.feed(&buf[..n], Geometry { rows, cols, scrollback: SCROLLBACK }, &mut |b| parser.process(b));
-        if settle {
-            held.flush(&mut |b| parser.process(b));
-        }
-        s.bytes += n as u64;
-        s.last_output = Instant::now();
-        if let Some(last) = notes.into_iter().reduce(|a, b| if b.is_empty() { a } else { b }) {
-            s.notifications += 1;
-            s.last_notification = Some((s.last_output, last));
-        }
-        drop(s);
-        cvar.notify_all();
-        on_output(&buf[..n]);
+/// Hands memory freed inside the heap back to the system: the cells of a sleeping emulator are
+/// thousands of small blocks, which the allocator would otherwise keep for the process.
+#[allow(unsafe_code)]
+fn give_back_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim(3) only returns free memory at the heap's top and in free pages to
+    // the kernel; it touches no memory in use.
+    unsafe {
+        libc::malloc_trim(0);
     }
-    let mut s = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let parser = &mut s.parser;
-    held.flush(&mut |b| parser.process(b));
-    drop(s);
-    cvar.notify_all();
+}
+
+/// The last `lines` rows of the emulator's scrollback (above the screen), as text, oldest first.
+fn scrollback_rows(s: &mut Screen, lines: usize) -> Vec<String> {
+    let (rows, cols) = s.parser().screen().size();
+    let mut out = Vec::new();
+    // The emulator shows scrollback one screenful at a time: page down from `lines` up.
+    s.parser().screen_mut().set_scrollback(lines);
+    let mut above = s.parser().screen().scrollback();
+    while above > 0 {
+        s.parser().screen_mut().set_scrollback(above);
+        let page = above.min(usize::from(rows));
+        out.extend(s.parser().screen().rows(0, cols).take(page));
+        above -= page;
+    }
+    s.parser().screen_mut().set_scrollback(0);
+    out
 }
 
 /// The pump's own copy of the master end: it reads from it and asks it whether more output
@@ -322,16 +401,6 @@ fn own_copy(master: &dyn MasterPty) -> Result<std::fs::File, String> {
     // SAFETY: `fd` is the master end, open for as long as `master` is (the whole call).
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     borrowed.try_clone_to_owned().map(std::fs::File::from).map_err(|e| format!("cannot read the PTY: {e}"))
-}
-
-/// Whether more output can be read at once (so a held run need not be parsed yet).
-#[allow(unsafe_code)]
-fn output_waiting(reader: &std::fs::File) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut p = libc::pollfd { fd: reader.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    // SAFETY: one valid pollfd for a descriptor `reader` owns, and a zero timeout.
-    let ready = unsafe { libc::poll(&mut p, 1, 0) };
-    ready == 1 && p.revents & libc::POLLIN != 0
 }
 
 /// Waits for the program, lets the last output in, and records how it ended.
@@ -356,7 +425,59 @@ fn reap(
     s.exited_at = Some(Instant::now());
     drop(s);
     cvar.notify_all();
+    super::watchers::poke();
     exit
+}
+
+/// A started program, and what tells when its terminal closed.
+type Unreaped = (Box<dyn Child + Send + Sync>, std::sync::mpsc::Receiver<()>);
+
+/// What notices a pane's program end (its pidfd turns readable on the event loop) and reaps
+/// it, on a short-lived thread of its own: the reaper lets the last output in and publishes a
+/// confined agent's commits before anyone is told, which must not hold up the other panes.
+struct ProgramEnd {
+    pidfd: std::os::fd::OwnedFd,
+    child: Mutex<Option<Unreaped>>,
+    state: Arc<(Mutex<Screen>, Condvar)>,
+    name: String,
+    events: Arc<Events>,
+    confined: Option<crate::confine::Policy>,
+    /// The build governor's lease of the pane's builds (`governed::pane`), given back when the
+    /// program ends.
+    lease: Mutex<Option<wt_common::proc::governor::Lease>>,
+}
+
+impl Source for ProgramEnd {
+    fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.pidfd.as_raw_fd()
+    }
+
+    fn ready(&self, reactor: &Reactor) -> bool {
+        let Some((child, done)) = self.child.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() else {
+            return false;
+        };
+        let (state, name, events) = (Arc::clone(&self.state), self.name.clone(), Arc::clone(&self.events));
+        let waker = reactor.waker();
+        let confined = self.confined.clone();
+        let lease = self.lease.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        std::thread::spawn(move || {
+            // A confined agent's commits reach its branch when it exits, before anyone is told
+            // it exited (a tool that reads branches publishes them first too).
+            let publish = || {
+                if let Some(Err(e)) = confined.as_ref().map(crate::confine::publish) {
+                    tracing::warn!("{name}: {e}");
+                }
+            };
+            let exit = reap(child, &state, &done, &publish);
+            drop(lease);
+            events.publish(json!({"event": "exited", "pane": name, "exit": exit_json(&exit)}));
+            if let Ok(mut w) = waker {
+                let _ = w.write(&[1]); // the supervisor decides on its idle exit again
+            }
+        });
+        false
+    }
 }
 
 /// The short name of a signal (`KILL`, `TERM`), as batch runs write it, from the description

@@ -27,6 +27,7 @@ use super::handle::{Failure, Handle};
 use super::own_socket::OwnSocket;
 use super::protocol::{Request, Response, MAX_REQUEST};
 use super::pty::{Pane, SpawnSpec};
+use super::reactor::{Reactor, Source as Ready};
 use super::tmux::TmuxPane;
 use super::tracker::Tracker;
 
@@ -53,6 +54,8 @@ struct Supervisor {
     trackers: Mutex<BTreeMap<String, Arc<Tracker>>>,
     /// The tmux session of this repository's tmux panes (`wt-<repo>-<hash>`).
     tmux_session: String,
+    /// The event loop: listening sockets, panes' terminals and programs.
+    reactor: Arc<Reactor>,
 }
 
 /// Runs the supervisor until it is idle for `idle` (or told to stop).
@@ -73,6 +76,7 @@ pub fn serve(socket: &Path, logs: &Path, tmux_session: &str, idle: Duration) -> 
     let listener = UnixListener::bind(socket).map_err(|e| Error::io(socket.display(), e))?;
     let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600));
     std::fs::create_dir_all(logs).map_err(|e| Error::io(logs.display(), e))?;
+    let reactor = Reactor::new().map_err(|e| Error::io("epoll", e))?;
     let sup = Arc::new(Supervisor {
         panes: Mutex::new(BTreeMap::new()),
         clients: AtomicUsize::new(0),
@@ -84,31 +88,58 @@ pub fn serve(socket: &Path, logs: &Path, tmux_session: &str, idle: Duration) -> 
         own_sockets: Mutex::default(),
         trackers: Mutex::default(),
         tmux_session: tmux_session.to_string(),
+        reactor: Arc::clone(&reactor),
     });
-    // SIGTERM, SIGINT or SIGHUP: stop as `server.stop` does, ending every pane.
+    // SIGTERM, SIGINT or SIGHUP: stop as `server.stop` does, ending every pane. The signal
+    // also wakes the loop.
     let terminated = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {
         let _ = signal_hook::flag::register(sig, Arc::clone(&terminated));
+        if let Ok(waker) = reactor.waker() {
+            let _ = signal_hook::low_level::pipe::register(sig, waker);
+        }
     }
-    accept(Arc::clone(&sup), listener, None);
+    listen(&sup, listener, None).map_err(|e| Error::io(socket.display(), e))?;
+    // Only what is due wakes the loop: the idle exit, an ended pane's scrollback to let go, a
+    // tmux pane to look at (tmux tells nothing when its panes end).
     loop {
-        std::thread::sleep(Duration::from_millis(100));
-        let busy = sup.clients.load(Ordering::SeqCst) > 0 || any_running(&sup);
+        let (running, due) = any_running(&sup);
+        let busy = sup.clients.load(Ordering::SeqCst) > 0 || running;
         if busy {
             *sup.last_activity.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
         }
-        let idle_for = sup.last_activity.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed();
-        if sup.stop.load(Ordering::SeqCst) || terminated.load(Ordering::SeqCst) || idle_for >= idle {
+        let last = *sup.last_activity.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if sup.stop.load(Ordering::SeqCst) || terminated.load(Ordering::SeqCst) || last.elapsed() >= idle {
             break;
         }
+        let idle_at = (!busy).then_some(last + idle);
+        reactor.turn(idle_at.into_iter().chain(due).min());
     }
-    for pane in sup.panes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values() {
-        pane.kill(Duration::from_millis(500));
-    }
+    end_panes(&sup, &reactor);
     let _ = std::fs::remove_file(&sup.socket);
     lock(&sup.own_sockets).clear();
     drop(held); // the lock file goes last, once the rest is gone
     Ok(())
+}
+
+/// Ends every pane, all at once (each has its grace, side by side), while the loop goes on
+/// turning: it is what notices each program's end.
+fn end_panes(sup: &Supervisor, reactor: &Reactor) {
+    let panes: Vec<Handle> = lock(&sup.panes).values().filter(|p| !p.exited()).cloned().collect();
+    let left = Arc::new(AtomicUsize::new(panes.len()));
+    for pane in panes {
+        let (left, waker) = (Arc::clone(&left), reactor.waker());
+        std::thread::spawn(move || {
+            pane.kill(Duration::from_millis(500));
+            left.fetch_sub(1, Ordering::SeqCst);
+            if let Ok(mut w) = waker {
+                let _ = w.write(&[1]);
+            }
+        });
+    }
+    while left.load(Ordering::SeqCst) > 0 {
+        reactor.turn(Some(Instant::now() + Duration::from_millis(100)));
+    }
 }
 
 /// What killed supervisors left in the socket directory: the own sockets of this repository's
@@ -135,27 +166,60 @@ fn remove_left_files(socket: &Path) {
 
 /// Serves each connection `listener` accepts on a thread of its own, at most `MAX_CONNECTIONS`
 /// at once (`MAX_PANE_CONNECTIONS` on a pane's socket): with the capability of the pane `own`
-/// (a confined pane's own socket), or else of the supervisor's socket.
-fn accept(sup: Arc<Supervisor>, listener: UnixListener, own: Option<Access>) {
+/// (a confined pane's own socket), or else of the supervisor's socket. Accepting is done on the
+/// event loop; a listener shut down (a confined pane's socket, replaced) is let go there.
+fn listen(sup: &Arc<Supervisor>, listener: UnixListener, own: Option<Access>) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
     // As mount points are listed: the real path.
     let dir = sup.socket.parent().map(|d| d.canonicalize().unwrap_or_else(|_| d.to_path_buf())).unwrap_or_default();
-    // A confined pane may hold only so many connections: each costs the supervisor a thread,
-    // and an agent must not exhaust what serves the others.
-    let limit = if own.is_some() { MAX_PANE_CONNECTIONS } else { MAX_CONNECTIONS };
-    let whose = if own.is_some() { "a confined pane may hold" } else { "the pane supervisor serves" };
-    let open = Arc::new(AtomicUsize::new(0));
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
+    let source = Listener { sup: Arc::downgrade(sup), listener, own, dir, open: Arc::new(AtomicUsize::new(0)) };
+    sup.reactor.register(Arc::new(source))
+}
+
+/// A listening socket on the event loop.
+struct Listener {
+    sup: std::sync::Weak<Supervisor>,
+    listener: UnixListener,
+    own: Option<Access>,
+    dir: PathBuf,
+    open: Arc<AtomicUsize>,
+}
+
+impl Ready for Listener {
+    fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.listener.as_raw_fd()
+    }
+
+    fn ready(&self, _: &Reactor) -> bool {
+        let Some(sup) = self.sup.upgrade() else { return false };
+        // A confined pane may hold only so many connections: each costs the supervisor a
+        // thread, and an agent must not exhaust what serves the others.
+        let limit = if self.own.is_some() { MAX_PANE_CONNECTIONS } else { MAX_CONNECTIONS };
+        let whose = if self.own.is_some() { "a confined pane may hold" } else { "the pane supervisor serves" };
+        loop {
+            let mut stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // EINVAL: the listener was shut down (its pane's socket was replaced).
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return false,
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    return true;
+                }
+            };
             if !same_user(&stream) {
                 continue; // dropped: only the owner may drive the panes
             }
-            if open.load(Ordering::SeqCst) >= limit {
+            if self.open.load(Ordering::SeqCst) >= limit {
                 let msg = format!("{whose} {limit} connections at once; close one, or try again later");
+                let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
                 send_line(&mut stream, &Response::err(Value::Null, "too-many-connections", msg));
                 continue;
             }
-            let access = own.clone().unwrap_or_else(|| super::peer::access_of(&stream, &dir));
-            let (sup, open) = (Arc::clone(&sup), Arc::clone(&open));
+            let access = self.own.clone().unwrap_or_else(|| super::peer::access_of(&stream, &self.dir));
+            let (sup, open) = (Arc::clone(&sup), Arc::clone(&self.open));
             sup.clients.fetch_add(1, Ordering::SeqCst);
             open.fetch_add(1, Ordering::SeqCst);
             std::thread::spawn(move || {
@@ -163,9 +227,10 @@ fn accept(sup: Arc<Supervisor>, listener: UnixListener, own: Option<Access>) {
                 open.fetch_sub(1, Ordering::SeqCst);
                 sup.clients.fetch_sub(1, Ordering::SeqCst);
                 *lock(&sup.last_activity) = Instant::now();
+                sup.reactor.wake();
             });
         }
-    });
+    }
 }
 
 /// Whether a connection still acts for what it was accepted for: a pane's socket connection
@@ -181,19 +246,25 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Whether a pane still runs. On the way, for the panes that ended: their pid files are
-/// dropped, a native pane's scrollback is let go after a while, and a tmux pane's end is
-/// noticed here (a native pane's by the thread that watches it), its agent state `exited`.
-fn any_running(sup: &Supervisor) -> bool {
+/// Whether a pane still runs, and when to look again without an event (an ended pane's
+/// scrollback to let go, a running tmux pane's end to notice). On the way, for the panes that
+/// ended: their pid files are dropped, a native pane's scrollback is let go after a while, and
+/// a tmux pane's end is noticed here (a native pane's by `watchers`), its agent state `exited`.
+fn any_running(sup: &Supervisor) -> (bool, Option<Instant>) {
     let panes = lock(&sup.panes);
     let trackers = lock(&sup.trackers);
     let mut running = false;
+    let mut due: Option<Instant> = None;
     for (name, pane) in panes.iter() {
         if !pane.exited() {
             running = true;
+            if let Handle::Tmux(_) = pane {
+                due = due.into_iter().chain(Some(Instant::now() + super::tracker::TMUX_EVERY)).min();
+            }
             continue;
         }
-        if let Some(t) = trackers.get(name) {
+        // A native pane's end is told by `watchers`, with its exit status.
+        if let (Handle::Tmux(_), Some(t)) = (pane, trackers.get(name)) {
             t.exited(None); // once: a tracker that knows it already does nothing
         }
         if let Handle::Native(p) = pane {
@@ -201,9 +272,10 @@ fn any_running(sup: &Supervisor) -> bool {
                 super::orphans::forget(&sup.logs, name, pid);
             }
             p.release_scrollback(super::pty::KEEP_EXITED_SCROLLBACK);
+            due = due.into_iter().chain(p.scrollback_release_at()).min();
         }
     }
-    running
+    (running, due)
 }
 
 /// Panes must start with every signal at its default, but ignored signals survive exec, and
@@ -285,7 +357,11 @@ fn serve_client(sup: &Arc<Supervisor>, stream: UnixStream, access: &Access) {
         };
         let mut text = serde_json::to_vec(&response).expect("response serializes");
         text.push(b'\n');
-        if out.write_all(&text).is_err() {
+        let written = out.write_all(&text);
+        if sup.stop.load(Ordering::SeqCst) {
+            sup.reactor.wake(); // `server.stop`, answered: the supervisor may go now
+        }
+        if written.is_err() {
             return;
         }
     }
@@ -308,15 +384,21 @@ fn stream_events(sup: &Supervisor, req: Request, mut out: UnixStream, access: &A
     if out.write_all(&line).is_err() {
         return;
     }
+    let mut failed = None;
     for event in events.rx.iter().filter(|e| only.is_none_or(|p| e["pane"] == p)) {
         if !current(sup, access) {
             return;
         }
         let mut line = serde_json::to_vec(&event).expect("event");
         line.push(b'\n');
-        if out.write_all(&line).is_err() {
-            return;
+        if let Err(e) = out.write_all(&line) {
+            failed = Some(e);
+            break;
         }
+    }
+    if let Some(e) = failed {
+        drop(events); // what was queued goes now, not when the reason is read
+        return dropped_unread(&mut out, &e, &too_slow(EVENT_QUEUE, "events"));
     }
     if events.overflowed() {
         send_line(&mut out, &too_slow(EVENT_QUEUE, "events"));
@@ -344,14 +426,40 @@ fn stream_output(sup: &Supervisor, req: Request, mut out: UnixStream) {
     if !send_line(&mut out, &Response::ok(req.id, json!({"attached": true}))) {
         return;
     }
+    let mut failed = None;
     for chunk in &chunks.rx {
-        if !send_line(&mut out, &json!({"data_b64": super::attach::encode(&chunk)})) {
-            return;
+        let mut line = serde_json::to_vec(&json!({"data_b64": super::attach::encode(&chunk)})).expect("chunk");
+        line.push(b'\n');
+        if let Err(e) = out.write_all(&line) {
+            failed = Some(e);
+            break;
         }
+    }
+    if let Some(e) = failed {
+        drop(chunks); // what was queued goes now, not when the reason is read
+        return dropped_unread(&mut out, &e, &too_slow(ATTACH_QUEUE, "chunks of output"));
     }
     if chunks.overflowed() {
         send_line(&mut out, &too_slow(ATTACH_QUEUE, "chunks of output"));
     }
+}
+
+/// How long the reason a stream's client was dropped waits to be read, holding its thread.
+const REASON_WAIT: Duration = Duration::from_secs(600);
+
+/// A stream's client that read nothing for the write timeout (`e` a timeout, not a client
+/// gone) is dropped: its queue goes, the line cut short is ended, and `reason` follows, for
+/// when it reads again. What it costs meanwhile is its thread and a full socket buffer, no
+/// more.
+fn dropped_unread(out: &mut UnixStream, e: &std::io::Error, reason: &Value) {
+    if !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
+        return;
+    }
+    let _ = out.set_write_timeout(Some(REASON_WAIT));
+    let mut line = b"\n".to_vec();
+    line.extend(serde_json::to_vec(reason).expect("reason"));
+    line.push(b'\n');
+    let _ = out.write_all(&line);
 }
 
 fn send_line(out: &mut UnixStream, value: &impl serde::Serialize) -> bool {
@@ -463,7 +571,7 @@ fn dispatch(sup: &Arc<Supervisor>, req: &Request, access: &Access) -> Result<Val
             Ok(described)
         }
         "server.stop" => {
-            sup.stop.store(true, Ordering::SeqCst);
+            sup.stop.store(true, Ordering::SeqCst); // the loop is woken once this is answered
             Ok(json!({"stopping": true}))
         }
         "server.ping" => Ok(json!({"pid": std::process::id()})),
@@ -566,12 +674,14 @@ fn spawn(sup: &Arc<Supervisor>, p: &Value) -> Result<Value, Failure> {
         log: dir.join(format!("pane-{}.log", crate::unique_stem())),
     };
     let pane = match p.get("backend").and_then(Value::as_str).unwrap_or("native") {
-        "native" => Pane::spawn(spec, Arc::clone(&sup.events)).map_err(|e| ("spawn-failed", e)).map(|pane| {
-            if let Some(pid) = pane.pid {
-                super::orphans::record(&sup.logs, &name, pid);
-            }
-            Handle::Native(pane)
-        }),
+        "native" => {
+            Pane::spawn(spec, Arc::clone(&sup.events), &sup.reactor).map_err(|e| ("spawn-failed", e)).map(|pane| {
+                if let Some(pid) = pane.pid {
+                    super::orphans::record(&sup.logs, &name, pid);
+                }
+                Handle::Native(pane)
+            })
+        }
         "tmux" => TmuxPane::spawn(spec, &sup.tmux_session).map_err(|e| ("spawn-failed", e)).map(|pane| {
             sup.events.publish(json!({"event": "spawned", "pane": name, "pid": pane.pid}));
             Handle::Tmux(Arc::new(pane))
@@ -588,8 +698,7 @@ fn spawn(sup: &Arc<Supervisor>, p: &Value) -> Result<Value, Failure> {
     let tracker = Tracker::start(&name, profile, on_state, Arc::clone(&sup.events), &env);
     match &pane {
         Handle::Native(native) => {
-            let (tracker, native) = (Arc::clone(&tracker), Arc::clone(native));
-            std::thread::spawn(move || tracker.watch(native));
+            super::watchers::watch(Arc::clone(&tracker), Arc::clone(native));
         }
         Handle::Tmux(t) => {
             let (tracker, t) = (Arc::clone(&tracker), Arc::clone(t));
@@ -610,7 +719,7 @@ fn own_socket(sup: &Arc<Supervisor>, name: &str, read_panes: bool) -> Result<Pat
     let (own, listener) = OwnSocket::bind(&path, read_panes).map_err(|e| ("spawn-failed", e))?;
     let access = Access::Pane { name: name.to_string(), read_panes, socket: own.id };
     lock(&sup.own_sockets).insert(name.to_string(), own);
-    accept(Arc::clone(sup), listener, Some(access));
+    listen(sup, listener, Some(access)).map_err(|e| ("spawn-failed", e.to_string()))?;
     Ok(path)
 }
 

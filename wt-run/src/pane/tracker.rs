@@ -26,6 +26,9 @@ use super::tmux::TmuxPane;
 /// A changed screen is matched against the rules at most this often.
 pub const SCREEN_EVERY: Duration = Duration::from_millis(100);
 
+/// While a pane's output flows, its tracker is told of it (and looks) at most this often.
+pub const OUTPUT_EVERY: Duration = Duration::from_millis(20);
+
 /// A tmux pane's screen is looked at this often (one tmux command each time).
 pub const TMUX_EVERY: Duration = Duration::from_millis(500);
 
@@ -260,36 +263,65 @@ impl Tracker {
             self.report(signals, Some(Activity { last_output, last_input: None }));
         }
     }
+}
 
-    /// Watches a native pane's output until it exits (run on a thread of its own).
-    pub fn watch(self: Arc<Self>, pane: Arc<Pane>) {
-        let (lock_screen, cvar) = &*pane.state;
-        let mut seen = (u64::MAX, 0u64, None::<Instant>); // bytes, notifications, last input
-        let (mut screen_dirty, mut status_dirty) = (false, false);
-        let (mut screen_at, mut status_at) = (Instant::now() - SCREEN_EVERY, Instant::now() - STATUS_EVERY);
-        let mut wake: Option<Instant> = None;
-        loop {
-            let mut s = lock_screen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            loop {
-                let now = Instant::now();
-                if s.exit.is_some()
-                    || (s.bytes, s.notifications, s.last_input) != seen
-                    || wake.is_some_and(|w| now >= w)
-                {
-                    break;
-                }
-                s = match wake {
-                    Some(w) => cvar.wait_timeout(s, w - now).unwrap_or_else(std::sync::PoisonError::into_inner).0,
-                    None => cvar.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner),
-                };
-            }
-            if let Some(exit) = s.exit.clone() {
-                drop(s);
-                return self.exited(Some(&exit));
-            }
+/// What a tracker knows of its native pane between looks (see `watchers`, which looks at
+/// every native pane on one thread).
+#[derive(Debug)]
+pub struct NativeWatch {
+    tracker: Arc<Tracker>,
+    pane: Arc<Pane>,
+    /// The pane's bytes, notifications and last input when last looked at.
+    seen: (u64, u64, Option<Instant>),
+    screen_dirty: bool,
+    status_dirty: bool,
+    screen_at: Instant,
+    status_at: Instant,
+    /// When something can change without output (a timer), if ever.
+    wake: Option<Instant>,
+}
+
+impl NativeWatch {
+    pub fn new(tracker: Arc<Tracker>, pane: Arc<Pane>) -> NativeWatch {
+        let now = Instant::now();
+        NativeWatch {
+            tracker,
+            pane,
+            seen: (u64::MAX, 0, None),
+            screen_dirty: false,
+            status_dirty: false,
+            screen_at: now - SCREEN_EVERY,
+            status_at: now - STATUS_EVERY,
+            wake: None,
+        }
+    }
+
+    /// Looks at the pane if it printed, was typed into or ended since the last look, or a timer
+    /// is due, and reports what that changes. Returns when to look next if nothing happens
+    /// (`Some(None)`: only when something happens), or `None` once the pane has ended.
+    pub fn step(&mut self) -> Option<Option<Instant>> {
+        let pane = Arc::clone(&self.pane);
+        let this = Arc::clone(&self.tracker);
+        let mut s = pane.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if let Some(exit) = s.exit.clone() {
+            drop(s);
+            this.exited(Some(&exit));
+            return None;
+        }
+        if (s.bytes, s.notifications, s.last_input) == self.seen && self.wake.is_none_or(|w| now < w) {
+            return Some(self.wake);
+        }
+
+        let (mut screen_dirty, mut status_dirty) = (self.screen_dirty, self.status_dirty);
+        let (mut screen_at, mut status_at) = (self.screen_at, self.status_at);
+        let seen = self.seen;
+        let quiet;
+        {
             let now = Instant::now();
             let mut signals = Vec::new();
-            if s.bytes != seen.0 {
+            let flowing = s.bytes != seen.0;
+            if flowing {
                 screen_dirty = true;
                 status_dirty = true;
             }
@@ -300,25 +332,25 @@ impl Tracker {
                     note.map(|(at, text)| Signal { state: "waiting", message: (!text.is_empty()).then_some(text), at }),
                 ));
             }
-            seen = (s.bytes, s.notifications, s.last_input);
+            self.seen = (s.bytes, s.notifications, s.last_input);
             let activity = Activity { last_output: s.last_output, last_input: s.last_input };
-            let rows = (screen_dirty && now >= screen_at + SCREEN_EVERY && !self.profile.rules.is_empty()).then(|| {
-                let (_, cols) = s.parser.screen().size();
-                s.parser.screen().rows(0, cols).collect::<Vec<_>>()
+            let rows = (screen_dirty && now >= screen_at + SCREEN_EVERY && !this.profile.rules.is_empty()).then(|| {
+                let (_, cols) = s.parser().screen().size();
+                s.parser().screen().rows(0, cols).collect::<Vec<_>>()
             });
             let printed = s.bytes > 0;
             drop(s);
             if let Some(rows) = rows {
                 screen_dirty = false;
                 screen_at = now;
-                let matched = self.profile.match_screen(&rows);
+                let matched = this.profile.match_screen(&rows);
                 signals.push((
                     Source::Screen,
                     matched.map(|(state, text)| Signal { state, message: Some(text), at: now }),
                 ));
             }
             if status_dirty && now >= status_at + STATUS_EVERY {
-                if let (Some(dir), Some(pid)) = (&self.sessions_dir, pane.pid) {
+                if let (Some(dir), Some(pid)) = (&this.sessions_dir, pane.pid) {
                     status_dirty = false;
                     status_at = now;
                     let state = super::status_file::claude_state(dir, pid);
@@ -326,27 +358,44 @@ impl Tracker {
                         .push((Source::StatusFile, state.map(|(state, _)| Signal { state, message: None, at: now })));
                 }
             }
-            let quiet_at = activity.last_output.max(pane.started) + self.profile.quiet;
+            let quiet_at = activity.last_output.max(pane.started) + this.profile.quiet;
+            quiet = now >= quiet_at;
             signals.extend(
-                self.fallback(printed, quiet_at, activity.last_output, now).map(|sig| (Source::Output, Some(sig))),
+                this.fallback(printed, quiet_at, activity.last_output, now).map(|sig| (Source::Output, Some(sig))),
             );
-            self.report(signals, Some(activity));
+            this.report(signals, Some(activity));
             // The next time something can change without output: the quiet time running out, a
             // throttled look at the screen or status file, a hook report going stale.
             let mut next = Vec::new();
-            if (printed || self.profile.program) && now < quiet_at {
+            if flowing {
+                // While output flows the pump tells of it at most every OUTPUT_EVERY: look
+                // again then, whether told or not.
+                next.push(now + OUTPUT_EVERY);
+            }
+            if (printed || this.profile.program) && now < quiet_at {
                 next.push(quiet_at);
             }
-            if screen_dirty && !self.profile.rules.is_empty() {
+            if screen_dirty && !this.profile.rules.is_empty() {
                 next.push(screen_at + SCREEN_EVERY);
             }
-            if status_dirty && self.sessions_dir.is_some() {
+            if status_dirty && this.sessions_dir.is_some() {
                 next.push(status_at + STATUS_EVERY);
             }
-            if let Some(at) = lock(&self.agent).0.hook_reported_at().filter(|at| activity.last_output > *at) {
+            if let Some(at) = lock(&this.agent).0.hook_reported_at().filter(|at| activity.last_output > *at) {
                 next.extend(Some(at + HOOK_STALE).filter(|t| *t > now));
             }
-            wake = next.into_iter().min();
+            self.wake = next.into_iter().min();
         }
+        (self.screen_dirty, self.status_dirty, self.screen_at, self.status_at) =
+            (screen_dirty, status_dirty, screen_at, status_at);
+        if quiet {
+            // The pane turned quiet: what was held back is parsed, and the emulator's cells
+            // let go until it prints or is looked at again.
+            let mut s = pane.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if s.bytes == self.seen.0 {
+                s.sleep(false);
+            }
+        }
+        Some(self.wake)
     }
 }

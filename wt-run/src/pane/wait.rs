@@ -67,7 +67,7 @@ pub fn wait(pane: &Pane, p: &Value) -> Result<Value, (&'static str, String)> {
             return Ok(json!({"exit": s.exit.as_ref().map(exit_json), "screen": screen_json(&mut s, 0)}));
         }
         if let Some(re) = regex {
-            if let Some(m) = re.find(&s.parser.screen().contents()) {
+            if let Some(m) = re.find(&s.parser().screen().contents()) {
                 let found = m.as_str().to_string();
                 return Ok(json!({"matched": found, "screen": screen_json(&mut s, 0)}));
             }

@@ -1,0 +1,155 @@
+//! A pane's output, read on the supervisor's event loop: each chunk goes to the raw log, the
+//! terminal emulator (plain bursts shortened, see `run_shortener`), the attached clients and
+//! the event subscribers. A ready terminal is read a few large chunks at a time, then the
+//! loop moves on, so one pane printing fast does not starve the others.
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::events::Events;
+use super::fanout::Fanout;
+use super::osc::Scanner;
+use super::pty::Screen;
+use super::rawlog::RawLog;
+use super::reactor::{Reactor, Source};
+use super::tracker::OUTPUT_EVERY;
+
+/// Bytes read per read(2).
+const CHUNK: usize = 64 * 1024;
+/// Reads per turn of the loop for one pane, at most.
+const READS_PER_TURN: usize = 16;
+
+/// What copies one pane's output; registered with the reactor until the terminal closes.
+pub struct PtyOutput {
+    reader: std::fs::File,
+    name: String,
+    state: Arc<(Mutex<Screen>, Condvar)>,
+    watchers: Arc<Fanout<Vec<u8>>>,
+    events: Arc<Events>,
+    pump: Mutex<Pump>,
+}
+
+impl std::fmt::Debug for PtyOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PtyOutput").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+struct Pump {
+    buf: Vec<u8>,
+    log: RawLog,
+    scanner: Scanner,
+    /// When the trackers were last told of output.
+    poked: Option<Instant>,
+    /// Told once the terminal has closed (the reaper waits for it before saying "exited").
+    done: Option<Sender<()>>,
+}
+
+impl PtyOutput {
+    pub fn new(
+        reader: std::fs::File,
+        log: RawLog,
+        name: String,
+        state: Arc<(Mutex<Screen>, Condvar)>,
+        watchers: Arc<Fanout<Vec<u8>>>,
+        events: Arc<Events>,
+        done: Sender<()>,
+    ) -> PtyOutput {
+        let pump = Pump { buf: Vec::new(), log, scanner: Scanner::default(), poked: None, done: Some(done) };
+        PtyOutput { reader, name, state, watchers, events, pump: Mutex::new(pump) }
+    }
+
+    /// Takes one chunk in. A plain burst is held back in the screen, and parsed when someone
+    /// looks or the pane turns quiet (see `Screen::feed`).
+    fn take(&self, pump: &mut Pump, n: usize) {
+        let Pump { buf, log, scanner, poked, .. } = pump;
+        let chunk = &buf[..n];
+        let _ = log.write(chunk);
+        let notes = scanner.scan(chunk);
+        let (lock, cvar) = &*self.state;
+        let mut s = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.feed(chunk);
+        s.bytes += n as u64;
+        s.last_output = Instant::now();
+        if let Some(last) = notes.into_iter().reduce(|a, b| if b.is_empty() { a } else { b }) {
+            s.notifications += 1;
+            s.last_notification = Some((s.last_output, last));
+        }
+        drop(s);
+        cvar.notify_all();
+        // While output flows the trackers are told at most every OUTPUT_EVERY (each look that
+        // sees output looks again that much later, so no chunk goes unseen for longer).
+        if poked.is_none_or(|at| at.elapsed() >= OUTPUT_EVERY) {
+            *poked = Some(Instant::now());
+            super::watchers::poke();
+        }
+        if !self.watchers.is_empty() {
+            self.watchers.publish(&chunk.to_vec());
+        }
+        if self.events.listened() {
+            self.events.publish(json!({"event": "output", "pane": self.name, "bytes": n}));
+        }
+    }
+
+    /// The terminal closed: what is held back is parsed, and the reaper told.
+    fn closed(&self, pump: &mut Pump) {
+        let (lock, cvar) = &*self.state;
+        let mut s = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.parser(); // what was held back is parsed
+        drop(s);
+        cvar.notify_all();
+        if let Some(done) = pump.done.take() {
+            let _ = done.send(());
+        }
+    }
+}
+
+impl Source for PtyOutput {
+    fn fd(&self) -> RawFd {
+        self.reader.as_raw_fd()
+    }
+
+    fn ready(&self, _: &Reactor) -> bool {
+        let mut pump = self.pump.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if pump.buf.is_empty() {
+            pump.buf = vec![0; CHUNK];
+        }
+        // Blocking reads, but only of a terminal that is ready: the loop said so for the first,
+        // `output_waiting` for the rest. (The descriptor is shared with the writer, which must
+        // stay blocking, so it is not made non-blocking.)
+        for _ in 0..READS_PER_TURN {
+            let n = match (&self.reader).read(&mut pump.buf) {
+                Ok(0) | Err(_) => {
+                    // EIO once every holder of the terminal has closed it.
+                    self.closed(&mut pump);
+                    return false;
+                }
+                Ok(n) => n,
+            };
+            let waiting = output_waiting(&self.reader);
+            self.take(&mut pump, n);
+            if !waiting {
+                break;
+            }
+        }
+        // An idle pane keeps no read buffer.
+        if !output_waiting(&self.reader) {
+            pump.buf = Vec::new();
+        }
+        true
+    }
+}
+
+/// Whether more output can be read at once.
+#[allow(unsafe_code)]
+fn output_waiting(reader: &std::fs::File) -> bool {
+    let mut p = libc::pollfd { fd: reader.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd for a descriptor `reader` owns, and a zero timeout.
+    let ready = unsafe { libc::poll(&mut p, 1, 0) };
+    ready == 1 && p.revents & libc::POLLIN != 0
+}
