@@ -110,6 +110,13 @@ fn a_commit_moved_under_an_unchanged_index_and_changed_ignore_rules_are_seen() {
     // A file only the repository's own exclude file hides.
     std::fs::write(b.wt("c").join("scratch.txt"), "s\n").unwrap();
     std::fs::write(b.t.repo.join(".git/info/exclude"), "scratch.txt\n").unwrap();
+    // And one only the excludes file the config names hides, from a file the config includes.
+    std::fs::write(b.wt("b").join("draft.txt"), "d\n").unwrap();
+    let excludes = b.t.root().join("my-excludes");
+    std::fs::write(&excludes, "draft.txt\n").unwrap();
+    let included = b.t.root().join("included.gitconfig");
+    std::fs::write(&included, format!("[core]\n\texcludesFile = {}\n", excludes.display())).unwrap();
+    b.t.git(["config", "include.path", included.to_str().unwrap()]);
     b.settle();
     // `git reset --soft` moves the branch and leaves the index: the commit's change is staged.
     b.t.git_in(&a, ["reset", "-q", "--soft", "HEAD~1"]);
@@ -117,6 +124,14 @@ fn a_commit_moved_under_an_unchanged_index_and_changed_ignore_rules_are_seen() {
     // The exclude file no longer hides it: an untracked file.
     std::fs::write(b.t.repo.join(".git/info/exclude"), "# nothing\n").unwrap();
     assert_eq!(b.state("c"), "dirty");
+    assert_eq!(b.state("b"), "clean");
+    std::fs::write(&excludes, "# nothing\n").unwrap();
+    assert_eq!(b.state("b"), "dirty", "the excludes file changed");
+    std::fs::write(&excludes, "draft.txt\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(b.state("b"), "clean");
+    std::fs::write(&included, "[core]\n\tbare = false\n").unwrap();
+    assert_eq!(b.state("b"), "dirty", "the included config no longer names the excludes file");
 }
 
 #[test]

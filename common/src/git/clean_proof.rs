@@ -44,8 +44,9 @@ pub struct Outside {
 }
 
 impl Outside {
-    /// The repository's config and exclude files, the user's and the system's config, and the
-    /// user's excludes file (`core.excludesFile`, asked of git once, else its default).
+    /// The repository's exclude and attributes files, the user's (default) ignore and
+    /// attributes files, and every config file git reads (with those it includes), and the
+    /// excludes file the config names (`core.excludesFile`): asked of git once per look.
     pub fn of(repo: &Repo) -> Outside {
         let common = &repo.common_dir;
         let mut files = vec![common.join("config"), common.join("info/exclude"), common.join("info/attributes")];
@@ -59,13 +60,27 @@ impl Outside {
         files.extend(xdg.iter().flat_map(|x| [x.join("git/config"), x.join("git/ignore"), x.join("git/attributes")]));
         files.push(PathBuf::from("/etc/gitconfig"));
         let mut cmd = crate::git::command(repo.git_dir());
-        cmd.args(["config", "--get", "--path", "core.excludesFile"]);
+        cmd.args(["config", "--list", "--show-origin", "-z"]);
         if let Ok(out) = crate::git::raw_output(&mut cmd) {
-            let named = String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_string();
-            if !named.is_empty() {
-                files.push(PathBuf::from(named));
+            let mut fields = out.stdout.split(|b| *b == 0);
+            while let (Some(origin), Some(entry)) = (fields.next(), fields.next()) {
+                let origin = String::from_utf8_lossy(origin);
+                if let Some(file) = origin.strip_prefix("file:") {
+                    files.push(repo.git_dir().join(file));
+                }
+                let entry = String::from_utf8_lossy(entry);
+                if let Some((key, value)) = entry.split_once('\n') {
+                    if key.eq_ignore_ascii_case("core.excludesfile") {
+                        files.push(match (value.strip_prefix("~/"), &home) {
+                            (Some(rest), Some(h)) => h.join(rest),
+                            _ => repo.git_dir().join(value),
+                        });
+                    }
+                }
             }
         }
+        files.sort();
+        files.dedup();
         Outside { files }
     }
 }
@@ -124,7 +139,8 @@ fn note(reg: &Registered, outside: &Outside, asked: SystemTime) -> Option<Vec<u8
     let before = asked.checked_sub(RACY)?;
     // The index and the files outside are in the header; their times must be old enough too
     // (looked at first: a worktree just written is not listed for nothing).
-    let mut checked: Vec<PathBuf> = vec![reg.admin_dir.join("index"), reg.admin_dir.join("HEAD")];
+    let mut checked: Vec<PathBuf> =
+        ["index", "HEAD", "config.worktree"].iter().map(|f| reg.admin_dir.join(f)).collect();
     checked.extend(outside.files.iter().cloned());
     for file in &checked {
         if std::fs::symlink_metadata(file).is_ok_and(|m| !still_since(&m, before)) {
@@ -220,6 +236,7 @@ fn header(reg: &Registered, outside: &Outside) -> Option<String> {
         format!("head {}", head.escape_debug()),
         format!("commit {commit}"),
         format!("index {}", stat_of(&reg.admin_dir.join("index"))),
+        format!("worktree-config {}", stat_of(&reg.admin_dir.join("config.worktree"))),
     ];
     for file in &outside.files {
         lines.push(format!("file {} {}", stat_of(file), file.display()));
