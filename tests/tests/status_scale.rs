@@ -58,14 +58,29 @@ impl Board {
     }
 
     /// Looks until every worktree is noted clean: a file changed within 2 s of a look is not
-    /// trusted, so the worktrees just made are noted once they have been still that long.
+    /// trusted, so the worktrees just made are noted once they have been still that long, and
+    /// found clean by two looks in a row (the first notes that it was, the second lists it).
     fn settle(&self) {
         std::thread::sleep(std::time::Duration::from_millis(2100));
         let (recs, _) = self.look();
         assert!(recs.iter().all(|(_, s)| s["state"] == "clean"), "{recs:?}");
+        let (listed, statuses) = self.look();
+        assert_eq!(listed, recs, "the same answer");
+        assert_eq!(statuses, 3, "still asked: clean once is not yet proved");
         let (again, statuses) = self.look();
         assert_eq!(again, recs, "the same answer");
         assert_eq!(statuses, 0, "nothing changed: no git status");
+    }
+
+    /// Waits until the worktree's files are old enough, then looks twice: it is noted.
+    fn note(&self, name: &str) {
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(self.state(name), "clean");
+        assert_eq!(self.state(name), "clean");
+        let _ = self.look();
+        let calls = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let asked = format!("{} ", self.wt(name).display());
+        assert!(!calls.lines().any(|l| l.contains(" status ") && l.contains(&asked)), "{name} is proved: {calls}");
     }
 }
 
@@ -87,12 +102,12 @@ fn unchanged_clean_worktrees_are_not_asked_again_and_every_change_is_seen() {
     // A new file in the root, in a subdirectory, in an empty directory git does not ignore.
     std::fs::create_dir(b.wt("b").join("empty")).unwrap();
     std::fs::create_dir_all(b.wt("c").join("ignored/deep")).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2100));
-    assert_eq!(b.state("b"), "clean");
-    assert_eq!(b.state("b"), "clean", "noted with its empty directory");
+    std::fs::write(&readme, "hello\n").unwrap();
+    b.note("b");
     std::fs::write(b.wt("b").join("empty/new.txt"), "x").unwrap();
     assert_eq!(b.state("b"), "dirty", "a file in an empty directory");
     std::fs::remove_file(b.wt("b").join("empty/new.txt")).unwrap();
+    b.note("b");
     std::fs::write(b.wt("b").join("src/new.rs"), "x").unwrap();
     assert_eq!(b.state("b"), "dirty", "a file in a tracked directory");
     // A file in an ignored directory changes nothing git shows.
@@ -128,8 +143,8 @@ fn a_commit_moved_under_an_unchanged_index_and_changed_ignore_rules_are_seen() {
     std::fs::write(&excludes, "# nothing\n").unwrap();
     assert_eq!(b.state("b"), "dirty", "the excludes file changed");
     std::fs::write(&excludes, "draft.txt\n").unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2100));
-    assert_eq!(b.state("b"), "clean");
+    std::fs::write(b.t.repo.join(".git/info/exclude"), "scratch.txt\n").unwrap();
+    b.note("b");
     std::fs::write(&included, "[core]\n\tbare = false\n").unwrap();
     assert_eq!(b.state("b"), "dirty", "the included config no longer names the excludes file");
 }
@@ -149,9 +164,13 @@ fn a_damaged_note_proves_nothing() {
         let first = &rest[..rest.iter().position(|c| *c == 0).unwrap()];
         String::from_utf8_lossy(first).split(' ').next().unwrap().to_string()
     };
-    for forged in
-        [[header, b"\0"].concat(), [header, b"\0", stat_of_root.as_bytes(), b" ../a\0"].concat(), b"garbage".to_vec()]
-    {
+    for forged in [
+        [header, b"\0"].concat(),
+        // Cut short after its first path (the root, unchanged): a write killed half way.
+        [header, b"\0", stat_of_root.as_bytes(), b" .\0"].concat(),
+        [header, b"\0", stat_of_root.as_bytes(), b" ../a\0"].concat(),
+        b"garbage".to_vec(),
+    ] {
         std::fs::write(&note, &forged).unwrap();
         assert_eq!(b.state("a"), "dirty", "{}", String::from_utf8_lossy(&forged));
     }

@@ -4,11 +4,13 @@
 //! `git status` of a clean worktree reads: the index (its own stat data for each tracked file),
 //! `HEAD` and the commit it names, each tracked file's stat data (`lstat`), the directories'
 //! entries (for untracked files), and the ignore rules and config. When git found a worktree
-//! clean, wt notes all of it (`<state>/status/<name>`): the index's, the config files' and the
-//! ignore files' stat data, `HEAD` and its commit, and the stat data of every tracked file,
-//! every directory holding one and every empty directory git does not ignore (listed by one
-//! `git ls-files`). The next look `lstat`s the same paths, as git would: if every one is as
-//! noted, nothing git would look at changed, and the worktree is clean. Anything different,
+//! clean, and found it clean again at the next look with nothing outside the files changed, wt
+//! notes all of it (`<state>/status/<name>`): the index's, the config files' and the ignore
+//! files' stat data, `HEAD` and its commit, and the stat data of every tracked file, every
+//! directory holding one and every empty directory git does not ignore (listed by one `git
+//! ls-files`, which costs about what the `git status` does: a worktree that changes between
+//! looks never pays it). The next look `lstat`s the same paths, as git would: if every one is
+//! as noted, nothing git would look at changed, and the worktree is clean. Anything different,
 //! missing or unreadable, and git is asked. Stat data includes `ctime`, which no program can
 //! set back; a file changed within `RACY` of the note is not trusted (a change within the file
 //! system's timestamp step of the note would keep its times), so such a worktree is noted only
@@ -94,8 +96,12 @@ pub fn still_clean(state_dir: &Path, name: &str, reg: &Registered, outside: &Out
     if Some(head) != header(reg, outside).as_ref().map(String::as_bytes) {
         return false;
     }
-    let mut seen = 0;
-    for rec in records.filter(|r| !r.is_empty()) {
+    for (seen, rec) in records.filter(|r| !r.is_empty()).enumerate() {
+        // The last record counts the others: a note cut short (a write killed half way) has
+        // none, and proves nothing.
+        if let Some(count) = rec.strip_prefix(b"end ") {
+            return seen > 0 && count == seen.to_string().as_bytes();
+        }
         let Some(space) = rec.iter().position(|b| *b == b' ') else { return false };
         let (Ok(stat), Ok(rel)) = (std::str::from_utf8(&rec[..space]), std::str::from_utf8(&rec[space + 1..])) else {
             return false;
@@ -103,21 +109,34 @@ pub fn still_clean(state_dir: &Path, name: &str, reg: &Registered, outside: &Out
         if !plain_relative(rel) || stat != stat_of(&reg.path.join(rel)) {
             return false;
         }
-        seen += 1;
     }
-    seen > 0
+    false
 }
 
-/// Notes the worktree, found clean by a `git status` that started at `asked`, when its files
-/// have been still long enough for their times to prove it; else drops any old note.
+/// After a `git status` that started at `asked` found the worktree clean: the first time, a
+/// short note that it was clean (`pending`); when the next look finds it clean again with the
+/// same header (index, `HEAD`, config untouched), the full note, listing its paths (one `git
+/// ls-files`). So a worktree that changes between looks never pays for the listing, and one
+/// that stays still pays once. Nothing is noted while the index or the files outside changed
+/// within `RACY` of `asked`, nor for a worktree that cannot be noted.
 pub fn note_clean(state_dir: &Path, name: &str, reg: &Registered, outside: &Outside, asked: SystemTime) {
-    if let Some(note) = note(reg, outside, asked) {
-        if let Some(file) = note_file(state_dir, name) {
+    let Some(file) = note_file(state_dir, name) else { return };
+    let Some(header) = header(reg, outside).filter(|_| still_outside(reg, outside, asked)) else {
+        return forget(state_dir, name);
+    };
+    let pending = [header.as_bytes(), b"\0pending\0"].concat();
+    let before = crate::fs::untrusted::read_untrusted_bytes(&file, pending.len() as u64).ok().flatten();
+    let note = match before {
+        Some(b) if b == pending => note(reg, header, asked),
+        _ => Some(pending),
+    };
+    match note {
+        Some(note) => {
             let _ = std::fs::create_dir_all(file.parent().expect("in a directory"));
-            let _ = crate::fs::write_atomic(&file, &note);
+            // Not synced: a note lost or cut short only means git is asked again.
+            let _ = crate::fs::write_replace(&file, &note);
         }
-    } else {
-        forget(state_dir, name);
+        None => forget(state_dir, name),
     }
 }
 
@@ -133,20 +152,20 @@ fn note_file(state_dir: &Path, name: &str) -> Option<PathBuf> {
     Some(state_dir.join("status").join(name))
 }
 
-/// The note: the header, then `<stat> <path>` for each path, NUL-ended.
-fn note(reg: &Registered, outside: &Outside, asked: SystemTime) -> Option<Vec<u8>> {
-    let header = header(reg, outside)?;
-    let before = asked.checked_sub(RACY)?;
-    // The index and the files outside are in the header; their times must be old enough too
-    // (looked at first: a worktree just written is not listed for nothing).
+/// Whether the index, `HEAD`, the worktree's config and the files outside last changed more
+/// than `RACY` before `asked`.
+fn still_outside(reg: &Registered, outside: &Outside, asked: SystemTime) -> bool {
+    let Some(before) = asked.checked_sub(RACY) else { return false };
     let mut checked: Vec<PathBuf> =
         ["index", "HEAD", "config.worktree"].iter().map(|f| reg.admin_dir.join(f)).collect();
     checked.extend(outside.files.iter().cloned());
-    for file in &checked {
-        if std::fs::symlink_metadata(file).is_ok_and(|m| !still_since(&m, before)) {
-            return None;
-        }
-    }
+    checked.iter().all(|file| std::fs::symlink_metadata(file).map_or(true, |m| still_since(&m, before)))
+}
+
+/// The full note: the header, then `<stat> <path>` for each path, then `end <count>`, each
+/// NUL-ended. `None` when a path changed within `RACY` of `asked`, or cannot be noted.
+fn note(reg: &Registered, header: String, asked: SystemTime) -> Option<Vec<u8>> {
+    let before = asked.checked_sub(RACY)?;
     let paths = watched_paths(reg)?;
     let mut note = header.into_bytes();
     note.push(0);
@@ -160,6 +179,8 @@ fn note(reg: &Registered, outside: &Outside, asked: SystemTime) -> Option<Vec<u8
         note.extend_from_slice(rel.as_bytes());
         note.push(0);
     }
+    note.extend_from_slice(format!("end {}", paths.len()).as_bytes());
+    note.push(0);
     Some(note)
 }
 
