@@ -110,9 +110,10 @@ fn verify_all(ctx: &Context, managed: &BTreeMap<String, Entry>, jobs: usize) -> 
 
 /// Adds `status` to every record that is not an error, `jobs` worktrees at a time.
 fn add_status(ctx: &Context, records: &mut [Record], jobs: usize) {
-    let statuses = parallel::map(records, jobs, |r| (!r.has_error()).then(|| checkout_state::of(&ctx.repo, r)));
-    for (rec, status) in records.iter_mut().zip(statuses) {
-        if let Some(status) = status {
+    let asked: Vec<&Record> = records.iter().filter(|r| !r.has_error()).collect();
+    let mut statuses = checkout_state::of_many(&ctx.repo, &asked, jobs).into_iter();
+    for rec in records.iter_mut().filter(|r| !r.has_error()) {
+        if let Some(status) = statuses.next() {
             rec.set_key("status", status);
         }
     }

@@ -161,9 +161,13 @@ pub fn run(ctx: &Context, force: bool, yes: bool, out: &mut Output) -> Result<()
     }
     let mut complete = true;
     for pane in &plan.panes {
-        if let Err(e) = wt_common::proc::panes::kill_and_forget(&ctx.repo, pane) {
-            eprintln!("wt-create: pane '{pane}': {}", e.message);
-            complete = false;
+        match wt_common::proc::panes::kill_and_forget(&ctx.repo, pane) {
+            // Its logs go with it, also when the supervisor runs on (and the state dir stays).
+            Ok(()) => _ = wt_common::record::pane_logs::forget(&ctx.repo.state_dir().join("logs"), pane),
+            Err(e) => {
+                eprintln!("wt-create: pane '{pane}': {}", e.message);
+                complete = false;
+            }
         }
     }
     let how = How { force, end_panes: true, ..How::default() };

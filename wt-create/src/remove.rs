@@ -118,10 +118,18 @@ pub fn remove_one(ctx: &Context, want: &Want, how: How) -> Result<Record, Failur
     wt_common::proc::failpoint::hit("remove-checked");
     // An agent working in it would go on in a deleted directory, holding the name.
     wt_common::proc::panes::end_or_refuse(&ctx.repo, &wt.path, force || how.end_panes).map_err(fail)?;
+    // Ended now, but still listed: their logs go with the worktree.
+    let panes = wt_common::proc::panes::listed_in(&ctx.repo, &wt.path).unwrap_or_default();
     let branch = branch_name.as_deref().filter(|_| delete_branch);
     tracing::info!("removing '{name}' at {} (branch {})", wt.path.display(), branch.unwrap_or("kept"));
     let branch = branch.map(|name| worktree::Branch { name, judged_at: head.as_deref() });
     let kept = worktree::remove(&lock, &ctx.repo, &ctx.ledger, &name, Some(&wt.path), branch, force).map_err(fail)?;
+    // The logs of its panes (and of a pane named after it, whose supervisor may be gone): a
+    // pane log can be 16 MiB a part.
+    let logs = ctx.repo.state_dir().join("logs");
+    for pane in panes.iter().map(|p| p.name.as_str()).chain([name.as_str()]) {
+        wt_common::record::pane_logs::forget(&logs, pane);
+    }
     let mut rec = ctx.record(&name, &wt, entry.as_ref());
     rec.removed = Some(true);
     if let Some(why) = kept {

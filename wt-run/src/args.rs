@@ -251,6 +251,9 @@ pub enum PaneCmd {
     },
     /// Wait until the agent is in a STATE, the program exits, the screen matches RE, or it has
     /// been quiet for DUR
+    #[command(
+        after_help = "Examples:\n  wt-run pane wait agent-2 --state idle,waiting\n  wt-run pane wait dev-2 --match '^Listening on port [0-9]+$'   (any line of the screen)\n  wt-run pane wait tests-2 --exit --timeout 10m\n  wt-run pane wait agent-2 --quiet 5s"
+    )]
     Wait {
         /// The pane's name
         name: String,
@@ -260,7 +263,9 @@ pub enum PaneCmd {
         /// Until the program exits
         #[arg(long)]
         exit: bool,
-        /// Until the screen matches the regular expression RE
+        /// Until the screen matches the regular expression RE, searched line by line: `^` and
+        /// `$` match at the start and end of each line of the screen (multi-line mode), `\A`
+        /// and `\z` at the screen's own
         #[arg(long = "match", value_name = "RE")]
         pattern: Option<String>,
         /// Until the pane has printed nothing for DUR (500ms, 2s)

@@ -220,6 +220,15 @@ pub(crate) fn overviews(
         })
         .chain(snapshot.worktrees.values().map(|e| e.path.clone()))
         .collect();
+    // The checkouts' states at once: a git process each, on every core.
+    let asked: Vec<&Record> = targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Worktree(r) if with_status => Some(&**r),
+            _ => None,
+        })
+        .collect();
+    let mut statuses = checkout_state::of_many(repo, &asked, wt_common::proc::parallel::cores()).into_iter();
     let mut recs = Vec::new();
     for t in targets {
         let mut rec = match t {
@@ -235,8 +244,8 @@ pub(crate) fn overviews(
                 rec.head = overview::read_ref(repo, &format!("refs/heads/{branch}"));
             }
         }
-        if with_status {
-            rec.set_key("status", checkout_state::of(repo, &rec));
+        if let Some(status) = statuses.next().filter(|_| with_status) {
+            rec.set_key("status", status);
         }
         let own = panes::of_worktree(&panes, &rec.name, rec.path.as_deref(), &paths);
         rec.set_key("overview", overview::of(repo, &rec, entry, &own));

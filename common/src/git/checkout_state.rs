@@ -6,10 +6,12 @@
 //! "status": {"state": "dirty", "changed": 3, "ahead": 2, "behind": 0}
 //! ```
 
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::{json, Value};
 
+use crate::git::clean_proof;
 use crate::git::repo::Repo;
 use crate::git::worktree_check::{self, Registered};
 use crate::{git, Error, Record};
@@ -18,31 +20,64 @@ use crate::{git, Error, Record};
 /// `git status` lists, changes inside a submodule's own checkout not counted: see
 /// `status_command`), and `ahead`/`behind` of its base when both are known.
 pub fn of(repo: &Repo, rec: &Record) -> Value {
+    of_many(repo, &[rec], 1).remove(0)
+}
+
+/// `of` for many records, in their order: the `git status` of each on up to `jobs` threads (one
+/// git process a worktree, the whole cost of a board of hundreds), and how far each branch is
+/// ahead and behind in one git process per base (`ahead_behind`), not one per worktree.
+pub fn of_many(repo: &Repo, recs: &[&Record], jobs: usize) -> Vec<Value> {
+    let outside = clean_proof::Outside::of(repo);
+    let state = repo.state_dir();
+    let mut statuses = crate::proc::parallel::map(recs, jobs, |rec| checkout(repo, rec, &state, &outside));
+    let pairs: Vec<(usize, (&str, &str))> = recs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, rec)| {
+            let base = rec.base.as_deref().or(rec.base_commit.as_deref())?;
+            Some((i, (base, rec.branch.as_deref()?)))
+        })
+        .collect();
+    let just_pairs: Vec<(&str, &str)> = pairs.iter().map(|(_, p)| *p).collect();
+    let counts = crate::git::ahead_behind::of_all(repo.git_dir(), &just_pairs);
+    for ((i, _), count) in pairs.iter().zip(counts) {
+        if let (Some((ahead, behind)), false) = (count, statuses[*i]["state"] == "missing") {
+            statuses[*i]["ahead"] = json!(ahead);
+            statuses[*i]["behind"] = json!(behind);
+        }
+    }
+    statuses
+}
+
+/// `state` and `changed` of one worktree, from its `git status`; a worktree found clean before
+/// and unchanged since is clean without asking git again (`clean_proof`).
+fn checkout(repo: &Repo, rec: &Record, state: &Path, outside: &clean_proof::Outside) -> Value {
     let Some(path) = rec.path.as_deref().filter(|p| p.is_dir()) else {
         return json!({"state": "missing"});
     };
-    let mut status = json!({});
     // git is asked about the worktree git registered, never through its own `.git` file.
     // The tools checked it already (`verify`); one tampered with since is not asked about.
-    let reg = worktree_check::verify_if_agreed(repo, path).and_then(Result::ok);
-    match reg.ok_or(()).and_then(|reg| changes(&reg).map_err(|_| ())) {
-        Ok(0) => status["state"] = json!("clean"),
+    let Some(reg) = worktree_check::verify_if_agreed(repo, path).and_then(Result::ok) else {
+        return json!({"state": "unknown"});
+    };
+    if clean_proof::still_clean(state, &rec.name, &reg, outside) {
+        return json!({"state": "clean"});
+    }
+    let asked = std::time::SystemTime::now();
+    match changes(&reg) {
+        Ok(0) => {
+            clean_proof::note_clean(state, &rec.name, &reg, outside, asked);
+            json!({"state": "clean"})
+        }
         Ok(n) => {
-            status["state"] = json!("dirty");
-            status["changed"] = json!(n);
+            clean_proof::forget(state, &rec.name);
+            json!({"state": "dirty", "changed": n})
         }
-        Err(_) => status["state"] = json!("unknown"),
-    }
-    if let (Some(branch), Some(base)) = (&rec.branch, rec.base.as_deref().or(rec.base_commit.as_deref())) {
-        let range = format!("{base}...refs/heads/{branch}");
-        let counts = git::run(repo.git_dir(), ["rev-list", "--left-right", "--count", &range]).ok();
-        let mut n = counts.as_deref().unwrap_or_default().split_whitespace().map(|n| n.parse::<u64>().ok());
-        if let (Some(Some(behind)), Some(Some(ahead))) = (n.next(), n.next()) {
-            status["ahead"] = json!(ahead);
-            status["behind"] = json!(behind);
+        Err(_) => {
+            clean_proof::forget(state, &rec.name);
+            json!({"state": "unknown"})
         }
     }
-    status
 }
 
 /// `git status` in a worktree an agent works in, run by wt unconfined, that runs nothing the

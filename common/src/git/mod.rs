@@ -6,9 +6,11 @@
 //! variables that redirect git, and a command about one worktree (`in_worktree`) names its git
 //! dir, common dir and work tree explicitly, from the registration, with hooks off.
 
+pub mod ahead_behind;
 pub mod best;
 pub mod build_dirs;
 pub mod checkout_state;
+pub mod clean_proof;
 pub mod hooks_path;
 pub mod ignore;
 pub mod refs;

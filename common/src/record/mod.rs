@@ -24,6 +24,7 @@ pub mod excerpt;
 pub mod jsonl;
 pub mod notify;
 pub mod output;
+pub mod pane_logs;
 pub mod progress;
 pub mod runlog;
 pub mod running;

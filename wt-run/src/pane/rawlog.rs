@@ -1,6 +1,6 @@
 //! A pane's raw output log, capped: once it reaches `MAX_BYTES` it becomes `<log>.1` (replacing
 //! the one before) and a new log starts, so a pane that prints without end holds at most twice
-//! that on disk.
+//! that on disk; a pane name keeps its newest few logs (`wt_common::record::pane_logs`).
 
 use std::fs::File;
 use std::io::Write;
@@ -18,7 +18,12 @@ pub struct RawLog {
 }
 
 impl RawLog {
+    /// The new log of a pane starting, at `path` (`<logs>/<pane name>/pane-<stem>.log`); the
+    /// name's older logs beyond its count cap go first (`pane_logs::prune`).
     pub fn create(path: PathBuf) -> std::io::Result<RawLog> {
+        if let Some(dir) = path.parent() {
+            wt_common::record::pane_logs::prune(dir);
+        }
         Self::with_limit(path, MAX_BYTES)
     }
 

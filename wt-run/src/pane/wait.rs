@@ -1,6 +1,7 @@
-//! `pane.wait`: until the program exits, until a regular expression matches the screen, or
-//! until the screen has been quiet for N ms; each with a timeout. Waiters sleep on the pane's
-//! condition variable, which every chunk of output and the exit wake: no polling.
+//! `pane.wait`: until the program exits, until a regular expression matches the screen (`^` and
+//! `$` at each line's ends), or until the screen has been quiet for N ms; each with a timeout.
+//! Waiters sleep on the pane's condition variable, which every chunk of output and the exit
+//! wake: no polling.
 
 use std::time::{Duration, Instant};
 
@@ -21,9 +22,7 @@ impl Until {
     pub fn parse(p: &Value) -> Result<Until, (&'static str, String)> {
         let timeout = Duration::from_millis(p.get("timeout_ms").and_then(Value::as_u64).unwrap_or(30_000));
         let regex = match p.get("match").and_then(Value::as_str) {
-            Some(re) => {
-                Some(regex::Regex::new(re).map_err(|e| ("bad-params", format!("bad regular expression: {e}")))?)
-            }
+            Some(re) => Some(screen_regex(re)?),
             None => None,
         };
         let quiet = p.get("quiet_ms").and_then(Value::as_u64).map(Duration::from_millis);
@@ -53,6 +52,16 @@ impl Until {
         let waited = wt_common::record::duration::human(self.timeout);
         ("timeout", format!("waited {waited} for {} (raise --timeout to wait longer)", what.join(" or ")))
     }
+}
+
+/// `re` compiled to match a screen as a person reads it: line by line, so `^` and `$` match at
+/// the start and end of every line (multi-line mode), not only of the whole screen, whose
+/// first and last lines are usually the prompt's and blank ones.
+pub fn screen_regex(re: &str) -> Result<regex::Regex, (&'static str, String)> {
+    regex::RegexBuilder::new(re)
+        .multi_line(true)
+        .build()
+        .map_err(|e| ("bad-params", format!("bad regular expression: {e}")))
 }
 
 pub fn wait(pane: &Pane, p: &Value) -> Result<Value, (&'static str, String)> {

@@ -1,0 +1,315 @@
+//! Proof that a worktree `git status` found clean is still clean, without asking git again:
+//! what wt-status (and `wt-create --list`) show of hundreds of idle worktrees.
+//!
+//! `git status` of a clean worktree reads: the index (its own stat data for each tracked file),
+//! `HEAD` and the commit it names, each tracked file's stat data (`lstat`), the directories'
+//! entries (for untracked files), and the ignore rules and config. When git found a worktree
+//! clean, and found it clean again at the next look with nothing outside the files changed, wt
+//! notes all of it (`<state>/status/<name>`): the index's, the config files' and the ignore
+//! files' stat data, `HEAD` and its commit, and the stat data of every tracked file, every
+//! directory holding one and every empty directory git does not ignore (listed by one `git
+//! ls-files`, which costs about what the `git status` does: a worktree that changes between
+//! looks never pays it). The next look `lstat`s the same paths, as git would: if every one is
+//! as noted, nothing git would look at changed, and the worktree is clean. Anything different,
+//! missing or unreadable, and git is asked. Stat data includes `ctime`, which no program can
+//! set back; a file changed within `RACY` of the note is not trusted (a change within the file
+//! system's timestamp step of the note would keep its times), so such a worktree is noted only
+//! once it has been still for that long. Not noted: worktrees with a submodule or a tracked
+//! path that is a directory, or more than `MAX_PATHS` paths.
+//!
+//! The note is in wt's state directory, where an agent may be able to write: it is read with a
+//! size cap and parsed strictly (a path is relative, without `..`), and what it can make wrong
+//! is only the `clean` a board shows: removing a worktree asks git again (`refuse_dirty`).
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::git::repo::Repo;
+use crate::git::worktree_check::Registered;
+
+/// The note's format, first in it.
+const MAGIC: &str = "wt-clean-proof 1";
+/// How long before the note a path must have last changed for its times to prove anything.
+const RACY: Duration = Duration::from_secs(2);
+/// Worktrees with more paths are not noted (the note would be large; git is as quick).
+const MAX_PATHS: usize = 200_000;
+/// The largest note read.
+const MAX_NOTE: u64 = 64 << 20;
+
+/// What one board's looks share: the files outside the worktrees whose change changes what
+/// git ignores or how it reads the files.
+#[derive(Debug, Clone)]
+pub struct Outside {
+    files: Vec<PathBuf>,
+}
+
+impl Outside {
+    /// The repository's exclude and attributes files, the user's (default) ignore and
+    /// attributes files, and every config file git reads (with those it includes), and the
+    /// excludes file the config names (`core.excludesFile`): asked of git once per look.
+    pub fn of(repo: &Repo) -> Outside {
+        let common = &repo.common_dir;
+        let mut files = vec![common.join("config"), common.join("info/exclude"), common.join("info/attributes")];
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let xdg =
+            std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from).or_else(|| home.as_ref().map(|h| h.join(".config")));
+        match std::env::var_os("GIT_CONFIG_GLOBAL") {
+            Some(g) => files.push(PathBuf::from(g)),
+            None => files.extend(home.iter().map(|h| h.join(".gitconfig"))),
+        }
+        files.extend(xdg.iter().flat_map(|x| [x.join("git/config"), x.join("git/ignore"), x.join("git/attributes")]));
+        files.push(PathBuf::from("/etc/gitconfig"));
+        let mut cmd = crate::git::command(repo.git_dir());
+        cmd.args(["config", "--list", "--show-origin", "-z"]);
+        if let Ok(out) = crate::git::raw_output(&mut cmd) {
+            let mut fields = out.stdout.split(|b| *b == 0);
+            while let (Some(origin), Some(entry)) = (fields.next(), fields.next()) {
+                let origin = String::from_utf8_lossy(origin);
+                if let Some(file) = origin.strip_prefix("file:") {
+                    files.push(repo.git_dir().join(file));
+                }
+                let entry = String::from_utf8_lossy(entry);
+                if let Some((key, value)) = entry.split_once('\n') {
+                    if key.eq_ignore_ascii_case("core.excludesfile") {
+                        files.push(match (value.strip_prefix("~/"), &home) {
+                            (Some(rest), Some(h)) => h.join(rest),
+                            _ => repo.git_dir().join(value),
+                        });
+                    }
+                }
+            }
+        }
+        files.sort();
+        files.dedup();
+        Outside { files }
+    }
+}
+
+/// Whether the worktree's note proves it clean now.
+pub fn still_clean(state_dir: &Path, name: &str, reg: &Registered, outside: &Outside) -> bool {
+    let Some(file) = note_file(state_dir, name) else { return false };
+    let Ok(Some(bytes)) = crate::fs::untrusted::read_untrusted_bytes(&file, MAX_NOTE) else { return false };
+    let mut records = bytes.split(|b| *b == 0);
+    let Some(head) = records.next() else { return false };
+    if Some(head) != header(reg, outside).as_ref().map(String::as_bytes) {
+        return false;
+    }
+    for (seen, rec) in records.filter(|r| !r.is_empty()).enumerate() {
+        // The last record counts the others: a note cut short (a write killed half way) has
+        // none, and proves nothing.
+        if let Some(count) = rec.strip_prefix(b"end ") {
+            return seen > 0 && count == seen.to_string().as_bytes();
+        }
+        let Some(space) = rec.iter().position(|b| *b == b' ') else { return false };
+        let (Ok(stat), Ok(rel)) = (std::str::from_utf8(&rec[..space]), std::str::from_utf8(&rec[space + 1..])) else {
+            return false;
+        };
+        if !plain_relative(rel) || stat != stat_of(&reg.path.join(rel)) {
+            return false;
+        }
+    }
+    false
+}
+
+/// After a `git status` that started at `asked` found the worktree clean: the first time, a
+/// short note that it was clean (`pending`); when the next look finds it clean again with the
+/// same header (index, `HEAD`, config untouched), the full note, listing its paths (one `git
+/// ls-files`). So a worktree that changes between looks never pays for the listing, and one
+/// that stays still pays once. Nothing is noted while the index or the files outside changed
+/// within `RACY` of `asked`, nor for a worktree that cannot be noted.
+pub fn note_clean(state_dir: &Path, name: &str, reg: &Registered, outside: &Outside, asked: SystemTime) {
+    let Some(file) = note_file(state_dir, name) else { return };
+    let Some(header) = header(reg, outside).filter(|_| still_outside(reg, outside, asked)) else {
+        return forget(state_dir, name);
+    };
+    let pending = [header.as_bytes(), b"\0pending\0"].concat();
+    let before = crate::fs::untrusted::read_untrusted_bytes(&file, pending.len() as u64).ok().flatten();
+    let note = match before {
+        Some(b) if b == pending => note(reg, header, asked),
+        _ => Some(pending),
+    };
+    match note {
+        Some(note) => {
+            let _ = std::fs::create_dir_all(file.parent().expect("in a directory"));
+            // Not synced: a note lost or cut short only means git is asked again.
+            let _ = crate::fs::write_replace(&file, &note);
+        }
+        None => forget(state_dir, name),
+    }
+}
+
+/// Drops the worktree's note: it is not clean, or cannot be proved so.
+pub fn forget(state_dir: &Path, name: &str) {
+    if let Some(file) = note_file(state_dir, name) {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+fn note_file(state_dir: &Path, name: &str) -> Option<PathBuf> {
+    crate::ledger::name::validate(name).ok()?;
+    Some(state_dir.join("status").join(name))
+}
+
+/// Whether the index, `HEAD`, the worktree's config and the files outside last changed more
+/// than `RACY` before `asked`.
+fn still_outside(reg: &Registered, outside: &Outside, asked: SystemTime) -> bool {
+    let Some(before) = asked.checked_sub(RACY) else { return false };
+    let mut checked: Vec<PathBuf> =
+        ["index", "HEAD", "config.worktree"].iter().map(|f| reg.admin_dir.join(f)).collect();
+    checked.extend(outside.files.iter().cloned());
+    checked.iter().all(|file| std::fs::symlink_metadata(file).map_or(true, |m| still_since(&m, before)))
+}
+
+/// The full note: the header, then `<stat> <path>` for each path, then `end <count>`, each
+/// NUL-ended. `None` when a path changed within `RACY` of `asked`, or cannot be noted.
+fn note(reg: &Registered, header: String, asked: SystemTime) -> Option<Vec<u8>> {
+    let before = asked.checked_sub(RACY)?;
+    let paths = watched_paths(reg)?;
+    let mut note = header.into_bytes();
+    note.push(0);
+    for rel in &paths {
+        let meta = std::fs::symlink_metadata(reg.path.join(rel)).ok()?;
+        if !still_since(&meta, before) {
+            return None;
+        }
+        note.extend_from_slice(stat_text(&meta).as_bytes());
+        note.push(b' ');
+        note.extend_from_slice(rel.as_bytes());
+        note.push(0);
+    }
+    note.extend_from_slice(format!("end {}", paths.len()).as_bytes());
+    note.push(0);
+    Some(note)
+}
+
+/// Every path whose stat data git's answer rests on: the root, each tracked file and the
+/// directories above it, and each empty directory git does not ignore (with what is below
+/// it). `None` when the worktree cannot be noted.
+fn watched_paths(reg: &Registered) -> Option<BTreeSet<String>> {
+    let mut cmd = crate::git::in_worktree(reg);
+    cmd.env("GIT_OPTIONAL_LOCKS", "0").args([
+        "ls-files",
+        "-z",
+        "--cached",
+        "--others",
+        "--directory",
+        "--exclude-standard",
+    ]);
+    let out = crate::git::output_within(&mut cmd, crate::git::read_timeout(), &reg.path).ok()?;
+    let mut paths = BTreeSet::from([".".to_string()]);
+    for entry in out.stdout.split(|b| *b == 0).filter(|e| !e.is_empty()) {
+        let entry = std::str::from_utf8(entry).ok()?;
+        if let Some(dir) = entry.strip_suffix('/') {
+            // An untracked directory in a clean worktree holds no file git shows: what is below
+            // it is empty directories, each watched.
+            empty_tree(&reg.path, dir, &mut paths)?;
+        } else {
+            let meta = std::fs::symlink_metadata(reg.path.join(entry)).ok()?;
+            if meta.is_dir() {
+                return None; // a submodule, or a tracked file replaced by a directory
+            }
+            paths.insert(entry.to_string());
+        }
+        let mut parent = Path::new(entry.trim_end_matches('/')).parent();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            paths.insert(p.to_str()?.to_string());
+            parent = p.parent();
+        }
+        if paths.len() > MAX_PATHS {
+            return None;
+        }
+    }
+    paths.iter().all(|p| plain_relative(p)).then_some(paths)
+}
+
+/// `dir` and the directories below it, when it holds nothing else.
+fn empty_tree(root: &Path, dir: &str, paths: &mut BTreeSet<String>) -> Option<()> {
+    paths.insert(dir.to_string());
+    if paths.len() > MAX_PATHS {
+        return None;
+    }
+    for entry in std::fs::read_dir(root.join(dir)).ok()? {
+        let entry = entry.ok()?;
+        if !entry.file_type().ok()?.is_dir() {
+            return None;
+        }
+        empty_tree(root, &format!("{dir}/{}", entry.file_name().to_str()?), paths)?;
+    }
+    Some(())
+}
+
+/// What must be the same for the note to hold, besides the paths: where the worktree and its
+/// admin dir are, the index's stat data, `HEAD` and the commit it names, the files outside.
+/// `None` when the commit cannot be read from git's files (a reftable, an unborn branch): a
+/// `git reset --soft` changes it and nothing else.
+fn header(reg: &Registered, outside: &Outside) -> Option<String> {
+    let head = crate::fs::read_untrusted(&reg.admin_dir.join("HEAD"), 4096).ok().flatten()?;
+    let commit = match head.trim_end().strip_prefix("ref: ") {
+        Some(full) => crate::git::refs::BranchReader::new(&reg.common_dir)?.full_ref(full).flatten()?,
+        None => head.trim_end().to_string(),
+    };
+    let mut lines = vec![
+        MAGIC.to_string(),
+        format!("path {}", reg.path.display()),
+        format!("admin {}", reg.admin_dir.display()),
+        format!("head {}", head.escape_debug()),
+        format!("commit {commit}"),
+        format!("index {}", stat_of(&reg.admin_dir.join("index"))),
+        format!("worktree-config {}", stat_of(&reg.admin_dir.join("config.worktree"))),
+    ];
+    for file in &outside.files {
+        lines.push(format!("file {} {}", stat_of(file), file.display()));
+    }
+    Some(lines.join("\n"))
+}
+
+/// Whether the path last changed before `before` (its `mtime` and `ctime`).
+fn still_since(meta: &std::fs::Metadata, before: SystemTime) -> bool {
+    let at = |s: i64, ns: i64| SystemTime::UNIX_EPOCH + Duration::new(s.max(0) as u64, ns.clamp(0, 999_999_999) as u32);
+    at(meta.mtime(), meta.mtime_nsec()) < before && at(meta.ctime(), meta.ctime_nsec()) < before
+}
+
+/// A path's stat data as noted: `-` when there is nothing there.
+fn stat_of(path: &Path) -> String {
+    std::fs::symlink_metadata(path).map(|m| stat_text(&m)).unwrap_or_else(|_| "-".into())
+}
+
+fn stat_text(m: &std::fs::Metadata) -> String {
+    format!(
+        "{:o}:{}:{}:{}:{}.{}:{}.{}",
+        m.mode(),
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    )
+}
+
+/// `.`, or a relative path of normal components (no `..`, no root, nothing empty).
+fn plain_relative(rel: &str) -> bool {
+    rel == "."
+        || (!rel.is_empty()
+            && !rel.contains("//")
+            && !rel.ends_with('/')
+            && Path::new(rel).components().all(|c| matches!(c, Component::Normal(_))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_relative_paths_are_read_from_a_note() {
+        for ok in [".", "a", "src/a.rs", "a b/c"] {
+            assert!(plain_relative(ok), "{ok}");
+        }
+        for bad in ["", "/etc/passwd", "../x", "a/../b", "a//b", "a/", "./a"] {
+            assert!(!plain_relative(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! wt-status at scale (issue 29, item 5): a worktree git found clean, and nothing git would look
+//! at changed since, is shown clean without a `git status`; every change git would see is seen.
+//! Real git, real worktrees; a `git` on PATH that logs its calls counts them.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+use wt_tests::{Run, TestRepo};
+
+/// A repository with worktrees `a`, `b`, `c`, and a `git` that logs each call before running
+/// the real one.
+struct Board {
+    t: TestRepo,
+    log: PathBuf,
+    shim: PathBuf,
+}
+
+impl Board {
+    fn new() -> Board {
+        let t = TestRepo::new();
+        t.write(".gitignore", "ignored/\n");
+        t.commit("ignore");
+        t.run("wt-create", &["a", "b", "c"], "").expect_code(0);
+        let real = Command::new("sh").args(["-c", "command -v git"]).output().unwrap();
+        let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
+        let shim = t.root().join("shim");
+        std::fs::create_dir(&shim).unwrap();
+        let log = t.root().join("git-calls");
+        let script = format!("#!/bin/sh\necho \"$*\" >> '{}'\nexec '{real}' \"$@\"\n", log.display());
+        std::fs::write(shim.join("git"), script).unwrap();
+        std::fs::set_permissions(shim.join("git"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        Board { t, log, shim }
+    }
+
+    fn wt(&self, name: &str) -> PathBuf {
+        self.t.wt_root().join(name)
+    }
+
+    /// `wt-status --all`: each worktree's `status`, and the `git status` calls it made.
+    fn look(&self) -> (Vec<(String, Value)>, usize) {
+        let _ = std::fs::remove_file(&self.log);
+        let mut cmd = self.t.cmd("wt-status");
+        let path = format!("{}:{}", self.shim.display(), std::env::var("PATH").unwrap());
+        cmd.env("PATH", path).args(["--all", "--json"]);
+        let run = Run::of(&mut cmd, "");
+        let recs = run.expect_code(0).records();
+        let calls = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let statuses = calls.lines().filter(|l| l.contains(" status ")).count();
+        (recs.iter().map(|r| (r["name"].as_str().unwrap().to_string(), r["status"].clone())).collect(), statuses)
+    }
+
+    fn state(&self, name: &str) -> String {
+        let (recs, _) = self.look();
+        let status = &recs.iter().find(|(n, _)| n == name).unwrap().1;
+        status["state"].as_str().unwrap().to_string()
+    }
+
+    /// Looks until every worktree is noted clean: a file changed within 2 s of a look is not
+    /// trusted, so the worktrees just made are noted once they have been still that long, and
+    /// found clean by two looks in a row (the first notes that it was, the second lists it).
+    fn settle(&self) {
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        let (recs, _) = self.look();
+        assert!(recs.iter().all(|(_, s)| s["state"] == "clean"), "{recs:?}");
+        let (listed, statuses) = self.look();
+        assert_eq!(listed, recs, "the same answer");
+        assert_eq!(statuses, 3, "still asked: clean once is not yet proved");
+        let (again, statuses) = self.look();
+        assert_eq!(again, recs, "the same answer");
+        assert_eq!(statuses, 0, "nothing changed: no git status");
+    }
+
+    /// Waits until the worktree's files are old enough, then looks twice: it is noted.
+    fn note(&self, name: &str) {
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(self.state(name), "clean");
+        assert_eq!(self.state(name), "clean");
+        let _ = self.look();
+        let calls = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let asked = format!("{} ", self.wt(name).display());
+        assert!(!calls.lines().any(|l| l.contains(" status ") && l.contains(&asked)), "{name} is proved: {calls}");
+    }
+}
+
+#[test]
+fn unchanged_clean_worktrees_are_not_asked_again_and_every_change_is_seen() {
+    let b = Board::new();
+    let (first, statuses) = b.look();
+    assert_eq!(first.len(), 3);
+    assert_eq!(statuses, 3, "a git status each at the first look");
+    b.settle();
+
+    // An edit that keeps the size: its times changed.
+    let readme = b.wt("a").join("README");
+    std::fs::write(&readme, "hellO\n").unwrap();
+    let (recs, statuses) = b.look();
+    assert_eq!(recs[0].1["state"], "dirty", "{recs:?}");
+    assert_eq!(recs[0].1["changed"], 1);
+    assert_eq!(statuses, 1, "only the changed worktree is asked");
+    // A new file in the root, in a subdirectory, in an empty directory git does not ignore.
+    std::fs::create_dir(b.wt("b").join("empty")).unwrap();
+    std::fs::create_dir_all(b.wt("c").join("ignored/deep")).unwrap();
+    std::fs::write(&readme, "hello\n").unwrap();
+    b.note("b");
+    std::fs::write(b.wt("b").join("empty/new.txt"), "x").unwrap();
+    assert_eq!(b.state("b"), "dirty", "a file in an empty directory");
+    std::fs::remove_file(b.wt("b").join("empty/new.txt")).unwrap();
+    b.note("b");
+    std::fs::write(b.wt("b").join("src/new.rs"), "x").unwrap();
+    assert_eq!(b.state("b"), "dirty", "a file in a tracked directory");
+    // A file in an ignored directory changes nothing git shows.
+    std::fs::write(b.wt("c").join("ignored/deep/build.log"), "x").unwrap();
+    assert_eq!(b.state("c"), "clean");
+}
+
+#[test]
+fn a_commit_moved_under_an_unchanged_index_and_changed_ignore_rules_are_seen() {
+    let b = Board::new();
+    let a = b.wt("a");
+    std::fs::write(a.join("notes.txt"), "n\n").unwrap();
+    b.t.git_in(&a, ["add", "notes.txt"]);
+    b.t.git_in(&a, ["commit", "-q", "-m", "notes"]);
+    // A file only the repository's own exclude file hides.
+    std::fs::write(b.wt("c").join("scratch.txt"), "s\n").unwrap();
+    std::fs::write(b.t.repo.join(".git/info/exclude"), "scratch.txt\n").unwrap();
+    // And one only the excludes file the config names hides, from a file the config includes.
+    std::fs::write(b.wt("b").join("draft.txt"), "d\n").unwrap();
+    let excludes = b.t.root().join("my-excludes");
+    std::fs::write(&excludes, "draft.txt\n").unwrap();
+    let included = b.t.root().join("included.gitconfig");
+    std::fs::write(&included, format!("[core]\n\texcludesFile = {}\n", excludes.display())).unwrap();
+    b.t.git(["config", "include.path", included.to_str().unwrap()]);
+    b.settle();
+    // `git reset --soft` moves the branch and leaves the index: the commit's change is staged.
+    b.t.git_in(&a, ["reset", "-q", "--soft", "HEAD~1"]);
+    assert_eq!(b.state("a"), "dirty");
+    // The exclude file no longer hides it: an untracked file.
+    std::fs::write(b.t.repo.join(".git/info/exclude"), "# nothing\n").unwrap();
+    assert_eq!(b.state("c"), "dirty");
+    assert_eq!(b.state("b"), "clean");
+    std::fs::write(&excludes, "# nothing\n").unwrap();
+    assert_eq!(b.state("b"), "dirty", "the excludes file changed");
+    std::fs::write(&excludes, "draft.txt\n").unwrap();
+    std::fs::write(b.t.repo.join(".git/info/exclude"), "scratch.txt\n").unwrap();
+    b.note("b");
+    std::fs::write(&included, "[core]\n\tbare = false\n").unwrap();
+    assert_eq!(b.state("b"), "dirty", "the included config no longer names the excludes file");
+}
+
+#[test]
+fn a_damaged_note_proves_nothing() {
+    let b = Board::new();
+    b.settle();
+    let note = b.t.repo.join(".git/wt/status/a");
+    let real = std::fs::read(&note).unwrap();
+    std::fs::write(b.wt("a").join("README"), "changed\n").unwrap();
+    // A note of a path outside the worktree, of no path, or not a note at all. (The state
+    // directory is out of a confined agent's reach; these are what a damaged one could hold.)
+    let header = &real[..real.iter().position(|c| *c == 0).unwrap()];
+    let stat_of_root = {
+        let rest = &real[header.len() + 1..];
+        let first = &rest[..rest.iter().position(|c| *c == 0).unwrap()];
+        String::from_utf8_lossy(first).split(' ').next().unwrap().to_string()
+    };
+    for forged in [
+        [header, b"\0"].concat(),
+        // Cut short after its first path (the root, unchanged): a write killed half way.
+        [header, b"\0", stat_of_root.as_bytes(), b" .\0"].concat(),
+        [header, b"\0", stat_of_root.as_bytes(), b" ../a\0"].concat(),
+        b"garbage".to_vec(),
+    ] {
+        std::fs::write(&note, &forged).unwrap();
+        assert_eq!(b.state("a"), "dirty", "{}", String::from_utf8_lossy(&forged));
+    }
+}
