@@ -375,15 +375,27 @@ fn a_verification_waits_for_its_slot_and_its_command_gets_the_jobserver() {
     assert!(seen.contains("--jobserver-auth="), "the verify command got the jobserver: {seen}");
 }
 
-/// An agent's pane gets the jobserver for its builds but holds no job slot: with the only
-/// token, a batch run beside the pane still gets its slot and runs.
+/// An agent's pane gets the jobserver for its builds (when panes are governed:
+/// `WT_GOVERNOR_PANES=on`) but holds no job slot: with the only token, a batch run beside the
+/// pane still gets its slot and runs. Without it, the pane's builds go ungoverned.
 #[test]
 fn a_panes_builds_get_the_jobserver_but_the_pane_holds_no_job_slot() {
     let p = wt_tests::panes::Panes::new();
     p.t.run("wt-create", &["agent", "job"], "").expect_code(0);
     let seen = p.t.root().join("pane-flags");
     let mut c = p.cmd();
+    let mut plain = p.cmd();
+    plain.env_remove("WT_GOVERNOR").env("WT_GOVERNOR_TOKENS", "1").env("WT_GOVERNOR_IDLE", "3s");
+    plain.args(["-w", "job", "--pane=plain", "--", "sh", "-c"]);
+    plain.arg(format!(
+        "echo \"flags:$CARGO_MAKEFLAGS\" > {}.tmp && mv {0}.tmp {0}; sleep 120",
+        seen.with_extension("plain").display()
+    ));
+    wt_tests::Run::of(&mut plain, "").expect_code(0);
+    wait_for("the plain pane's program", Duration::from_secs(30), || seen.with_extension("plain").exists());
+    assert_eq!(std::fs::read_to_string(seen.with_extension("plain")).unwrap(), "flags:\n", "not asked: ungoverned");
     c.env_remove("WT_GOVERNOR").env("WT_GOVERNOR_TOKENS", "1").env("WT_GOVERNOR_IDLE", "3s");
+    c.env("WT_GOVERNOR_PANES", "on");
     c.args(["-w", "agent", "--pane", "--", "sh", "-c"]);
     c.arg(format!("echo \"$CARGO_MAKEFLAGS\" > {}.tmp && mv {0}.tmp {0}; sleep 120", seen.display()));
     wt_tests::Run::of(&mut c, "").expect_code(0);

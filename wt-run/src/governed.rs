@@ -20,13 +20,21 @@ pub fn batch(settings: &Settings, passthrough: bool, name: &str, echo: bool) -> 
     })
 }
 
+/// Panes are governed only when asked (`WT_GOVERNOR_PANES=on`): a lease's feeder is a thread
+/// that looks at its FIFO every 20 ms, and the governor a thread per connection; held by every
+/// pane for its whole life, that is a thread and 50 wakeups a second per idle pane, which the
+/// supervisor must not cost (docs/governor.md, "Limits"). Batch runs, rounds and verifications
+/// hold theirs only while their command runs.
+pub const PANES: &str = "WT_GOVERNOR_PANES";
+
 /// The pane's part, taken by the supervisor as it starts the pane: the environment the wt-run
-/// that asked for the pane passed (`WT_GOVERNOR`, `WT_GOVERNOR_TOKENS`) says whether and how.
+/// that asked for the pane passed (`WT_GOVERNOR`, `WT_GOVERNOR_TOKENS`, `WT_GOVERNOR_PANES`)
+/// says whether and how.
 /// The pane's program reaches the jobserver by its path only (a PTY's child inherits no other
 /// descriptors), so `MAKEFLAGS` names it only for a make that reads `fifo:` (GNU make ≥ 4.4).
 pub fn pane(env: &[(String, String)], name: &str) -> Option<Lease> {
     let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-    if get("WT_GOVERNOR") == Some("off") {
+    if get("WT_GOVERNOR") == Some("off") || get(PANES) != Some("on") {
         return None;
     }
     let tokens = get("WT_GOVERNOR_TOKENS").and_then(|t| t.parse().ok())?;
@@ -46,10 +54,13 @@ pub fn pane_env(lease: &Lease) -> Vec<(String, String)> {
 }
 
 /// What wt-run tells the supervisor about a pane (in its environment, see `pane`).
-pub fn pane_request(settings: &Settings) -> (String, String) {
-    if settings.enabled {
-        ("WT_GOVERNOR_TOKENS".into(), settings.tokens.to_string())
-    } else {
-        ("WT_GOVERNOR".into(), "off".into())
+pub fn pane_request(settings: &Settings) -> Vec<(String, String)> {
+    if !settings.enabled {
+        return vec![("WT_GOVERNOR".into(), "off".into())];
     }
+    let mut env = vec![("WT_GOVERNOR_TOKENS".into(), settings.tokens.to_string())];
+    if std::env::var(PANES).is_ok_and(|v| v == "on") {
+        env.push((PANES.into(), "on".into()));
+    }
+    env
 }
