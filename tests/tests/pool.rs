@@ -575,7 +575,28 @@ fn a_claim_that_fails_is_put_back_in_the_pool() {
 #[test]
 fn a_pooled_worktree_someone_wrote_into_is_never_handed_out() {
     type Tamper = fn(&Path, &Path);
-    let tampers: [(&str, Tamper); 5] = [
+    let tampers: [(&str, Tamper); 8] = [
+        // A staged change matches the files (diff-files sees nothing), and one hidden from
+        // git with assume-unchanged is seen by nothing but the index's flags.
+        ("staged", |p, _| {
+            std::fs::write(p.join("src/lib.rs"), "evil()\n").unwrap();
+            assert!(std::process::Command::new("git")
+                .arg("-C")
+                .arg(p)
+                .args(["add", "src/lib.rs"])
+                .status()
+                .unwrap()
+                .success());
+        }),
+        ("assume-unchanged", |p, _| {
+            let git = |args: &[&str]| std::process::Command::new("git").arg("-C").arg(p).args(args).status().unwrap();
+            assert!(git(&["update-index", "--assume-unchanged", "README"]).success());
+            std::fs::write(p.join("README"), "evil\n").unwrap();
+        }),
+        ("ignored", |p, _| {
+            std::fs::create_dir_all(p.join("x")).unwrap();
+            std::fs::write(p.join("x/.env"), "EVIL=1\n").unwrap();
+        }),
         ("tracked", |p, _| {
             std::fs::write(p.join("src/lib.rs.swp"), "evil()\n").unwrap();
             std::fs::rename(p.join("src/lib.rs.swp"), p.join("src/lib.rs")).unwrap();

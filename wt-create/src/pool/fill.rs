@@ -161,7 +161,7 @@ fn step(ctx: &Context, base: &Base, size: usize, fingerprint: &str, out: &mut Ou
 fn reverify(ctx: &Context, base: &str, out: &mut Output) {
     for pooled in super::read_all(ctx).into_iter().filter(|p| p.base == base && p.state == State::Ready) {
         let sealed = super::seal::intact(ctx, &pooled);
-        let before = (!sealed).then(|| super::seal::snapshot(ctx, &pooled)).flatten();
+        let before = (!sealed).then(|| super::seal::settled_snapshot(ctx, &pooled)).flatten();
         let clean = super::untouched::untouched(ctx, &pooled);
         if clean && sealed {
             continue;

@@ -57,7 +57,8 @@ fn compute(ctx: &Context) -> String {
     if let Ok(selected) = crate::include::selected(&ctx.repo, main) {
         for rel in selected {
             let meta = std::fs::symlink_metadata(main.join(&rel)).ok();
-            let stamp = meta.map(|m| (m.len(), m.mtime(), m.mtime_nsec(), m.ino()));
+            // ctime too: `cp -p` or `touch -r` onto the file can put its size and mtime back.
+            let stamp = meta.map(|m| (m.len(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec(), m.ino()));
             h.update(format!("include {rel} {stamp:?}\n"));
         }
     }

@@ -274,7 +274,7 @@ pub fn target_size(ctx: &Context, base: &str) -> usize {
 }
 
 /// The commit HEAD of a pooled worktree's admin dir names (it is detached).
-fn admin_head(admin: &Path) -> Option<String> {
+pub(super) fn admin_head(admin: &Path) -> Option<String> {
     let text = wt_common::fs::read_small(&admin.join("HEAD")).text()?;
     let head = text.trim();
     (head.len() >= 40 && head.bytes().all(|b| b.is_ascii_hexdigit())).then(|| head.to_string())

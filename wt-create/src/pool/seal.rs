@@ -36,6 +36,10 @@ use crate::context::Context;
 /// How old the newest sealed time must be: well over a clock tick.
 const SETTLE: Duration = Duration::from_millis(50);
 
+/// The same on a file system whose times have whole seconds only (no nanoseconds anywhere in
+/// the seal: ext4 with small inodes, vfat, some NFS): a write a second later can keep them.
+const SETTLE_COARSE: Duration = Duration::from_millis(2100);
+
 /// The most of a seal file read (a tree of 100,000 directories fits).
 const SEAL_MAX: u64 = 16 << 20;
 
@@ -127,13 +131,13 @@ pub fn refresh_and_take(ctx: &Context, pooled: &Pooled, held: &wt_common::proc::
 /// the claim then checks the whole checkout.
 pub fn take(ctx: &Context, pooled: &Pooled) {
     forget(ctx, &pooled.id);
-    for _ in 0..20 {
+    for _ in 0..40 {
         let Some(seal) = snapshot(ctx, pooled) else { return };
         let young = unsettled(&seal);
         if young.is_zero() {
             return store(ctx, pooled, &seal);
         }
-        std::thread::sleep(young.min(SETTLE));
+        std::thread::sleep(young.min(SETTLE_COARSE));
     }
 }
 
@@ -151,17 +155,26 @@ pub fn snapshot(ctx: &Context, pooled: &Pooled) -> Option<Seal> {
 /// sealed as checked.
 pub fn store_if_unchanged(ctx: &Context, pooled: &Pooled, before: Option<Seal>) {
     if let Some(before) = before {
-        if unsettled(&before).is_zero() && snapshot(ctx, pooled).as_ref() == Some(&before) {
+        if snapshot(ctx, pooled).as_ref() == Some(&before) {
             store(ctx, pooled, &before);
         }
     }
 }
 
-/// How long until the newest time in `seal` is `SETTLE` old.
+/// How long until the newest time in `seal` is `SETTLE` old (`SETTLE_COARSE` where the file
+/// system keeps no nanoseconds).
 fn unsettled(seal: &Seal) -> Duration {
     let newest = seal.0.values().map(Stamp::nanos).max().unwrap_or(0);
+    let coarse = seal.0.values().all(|s| s.mtime.1 == 0 && s.ctime.1 == 0);
+    let settle = if coarse { SETTLE_COARSE } else { SETTLE };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
-    Duration::from_nanos(u64::try_from(newest + SETTLE.as_nanos() as i128 - now).unwrap_or(0))
+    Duration::from_nanos(u64::try_from(newest + settle.as_nanos() as i128 - now).unwrap_or(0))
+}
+
+/// A snapshot fit to seal with after a whole check (`store_if_unchanged`): only one whose
+/// times had settled when it was taken, so that no write during the check can keep them.
+pub fn settled_snapshot(ctx: &Context, pooled: &Pooled) -> Option<Seal> {
+    snapshot(ctx, pooled).filter(|s| unsettled(s).is_zero())
 }
 
 fn store(ctx: &Context, pooled: &Pooled, seal: &Seal) {

@@ -8,7 +8,7 @@
 
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use wt_common::git;
 
@@ -23,15 +23,73 @@ pub fn untouched(ctx: &Context, pooled: &Pooled) -> bool {
     let admin = ctx.repo.common_dir.join("worktrees").join(&pooled.id);
     let no_locks = std::fs::read_dir(&admin)
         .is_ok_and(|d| d.flatten().all(|e| !e.file_name().to_string_lossy().ends_with(".lock")));
+    let includes = match ctx.repo.main_worktree.as_deref() {
+        Some(main) => match crate::include::selected(&ctx.repo, main) {
+            Ok(selected) => selected,
+            Err(_) => return false,
+        },
+        None => Vec::new(),
+    };
     no_locks
+        // At its commit, nothing staged (a staged change matches the files, so diff-files
+        // would not see it), and no entry hidden from git (assume-unchanged, skip-worktree).
+        && super::admin_head(&admin).is_some_and(|h| h == pooled.commit)
+        && git::run(&pooled.path, ["diff-index", "--cached", "--quiet", "HEAD", "--"]).is_ok()
+        && git::run(&pooled.path, ["ls-files", "-v", "-z"])
+            .is_ok_and(|o| o.split('\0').filter(|e| !e.is_empty()).all(|e| e.starts_with("H ")))
         && git::run(&pooled.path, ["diff-files", "--quiet", "--ignore-submodules"]).is_ok()
         && git::run(&pooled.path, ["ls-files", "-z", "--others", "--exclude-standard"]).is_ok_and(|o| o.is_empty())
-        && includes_equal(ctx, &pooled.path)
+        && ignored_are_ours(ctx, &pooled.path, &includes)
+        && includes_equal(ctx, &pooled.path, &includes)
 }
 
-fn includes_equal(ctx: &Context, pooled: &Path) -> bool {
+/// Whether every ignored path in the pooled worktree is one the fill put there: a shared
+/// directory, an include file, or a directory holding nothing but include files (git names a
+/// wholly ignored directory, not its files). A `.env` planted beside them is not.
+fn ignored_are_ours(ctx: &Context, pooled: &Path, includes: &[String]) -> bool {
+    let shared: Vec<&Path> =
+        ctx.share.as_ref().map(|s| s.dirs.iter().map(PathBuf::as_path).collect()).unwrap_or_default();
+    let Ok(listed) = git::run(pooled, ["ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"])
+    else {
+        return false;
+    };
+    listed.split('\0').filter(|e| !e.is_empty()).all(|entry| {
+        let rel = Path::new(entry.trim_end_matches('/'));
+        shared.contains(&rel)
+            || includes.iter().any(|i| Path::new(i) == rel)
+            || (entry.ends_with('/') && only_includes(pooled, rel, includes))
+    })
+}
+
+/// Whether directory `rel` holds include files and directories leading to them, and nothing
+/// else (looked at without following a link; at most `LISTED_MAX` entries).
+fn only_includes(pooled: &Path, rel: &Path, includes: &[String]) -> bool {
+    const LISTED_MAX: usize = 10_000;
+    let mut stack = vec![rel.to_path_buf()];
+    let mut seen = 0;
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(pooled.join(&dir)) else { return false };
+        for entry in entries.flatten() {
+            seen += 1;
+            let sub = dir.join(entry.file_name());
+            let Ok(kind) = entry.file_type() else { return false };
+            let leads = includes.iter().any(|i| Path::new(i).starts_with(&sub) && Path::new(i) != sub);
+            let is_include = includes.iter().any(|i| Path::new(i) == sub);
+            match (kind.is_dir(), kind.is_file()) {
+                (true, _) if leads => stack.push(sub),
+                (_, true) if is_include => {}
+                _ => return false,
+            }
+            if seen > LISTED_MAX {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+fn includes_equal(ctx: &Context, pooled: &Path, selected: &[String]) -> bool {
     let Some(main) = ctx.repo.main_worktree.as_deref() else { return true };
-    let Ok(selected) = crate::include::selected(&ctx.repo, main) else { return false };
     selected.iter().all(|rel| match (read_regular(&main.join(rel)), read_regular(&pooled.join(rel))) {
         (Some(a), Some(b)) => a == b,
         _ => false,
