@@ -444,3 +444,53 @@ fn wt_status_shows_the_tokens_in_use_and_starts_no_governor() {
     assert_eq!(busy.records()[0]["governor"], json!({"tokens": 1, "in_use": 1, "waiting": 0}), "{busy}");
     drop(holder);
 }
+
+/// A wt-merge never waits for a build slot while it holds its turn at the merge queue: with the
+/// only token held by a batch run whose own command is a wt-merge (which needs the turn, not a
+/// token), a wt-merge with a verification queued meanwhile waits for the token first, so both
+/// merge (the other order waited for ever on each other).
+#[test]
+fn a_merge_waits_for_its_slot_before_its_turn_at_the_queue() {
+    let t = TestRepo::new();
+    let xdg = runtime_dir(&t);
+    t.run("wt-create", &["a", "b"], "").expect_code(0);
+    for n in ["a", "b"] {
+        let wt = t.wt_root().join(n);
+        std::fs::write(wt.join(format!("{n}.txt")), "x\n").unwrap();
+        t.git_in(&wt, ["add", "."]);
+        t.git_in(&wt, ["commit", "-qm", n]);
+    }
+    let inner = format!("sleep 2; {} a --unverified --json", wt_tests::bin("wt-merge").display());
+    let mut outer = governed(&t, "wt-run", &xdg, 1);
+    outer.args(["-w", "a", "--json", "--shell", "--", &inner]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let outer = outer.spawn().unwrap();
+    wait_for("the batch run to hold the token", Duration::from_secs(30), || {
+        governor_state(&xdg).is_some_and(|s| s["in_use"] == 1)
+    });
+    let mut merge = governed(&t, "wt-merge", &xdg, 1);
+    merge.args(["b", "--verify", "true", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let merge = merge.spawn().unwrap();
+    // Not a speed bound: the deadlock this guards against never ends.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for mut child in [outer, merge] {
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("a wt-merge and a governed job waited for each other");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let files = t.git(["ls-tree", "--name-only", "main"]);
+    assert!(files.contains("a.txt") && files.contains("b.txt"), "both merged: {files}");
+}

@@ -156,7 +156,14 @@ pub fn run(args: Args) -> Result<Exit, Error> {
         }
         let names: Vec<String> = batch.iter().map(|r| r.name.clone()).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let merged = match tidy(&repo, &member, &names, Some(&interrupted)) {
+        // The job slot before the turn (`slot`): never the turn, then a wait for a slot.
+        let slot = match &queue.gate {
+            Some(gate) if batch.iter().any(|r| !r.has_error()) => {
+                crate::slot::hold(&gate.governor, &names.join(",")).map(Some)
+            }
+            _ => Ok(None),
+        };
+        let merged = match slot.and_then(|s| tidy(&repo, &member, &names, Some(&interrupted)).map(|t| (s, t))) {
             Ok(_turn) => merge_batch(&queue, &host_queue, &hosts, &progress, batch),
             Err(e) => {
                 out.fail(e.kind.exit());

@@ -118,8 +118,9 @@ fn run_in(
     let logs = repo.state_dir().join("logs").join(name);
     std::fs::create_dir_all(&logs).map_err(|e| Error::io(logs.display(), e))?;
     let short = &commit[..commit.len().min(12)];
-    // Prepare and verify are one job: it waits for its slot here, and holds it to the end.
-    let lease = crate::slot::take(&gate.governor, name)?;
+    // Prepare and verify are one job, in the slot the batch took before its turn at the queue
+    // (`slot::hold`), held to the end.
+    let lease = crate::slot::held();
     let job = (gate, lease.as_ref());
     let started = std::time::Instant::now();
     if !scratch.not_shared.is_empty() {

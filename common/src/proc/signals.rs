@@ -14,6 +14,15 @@ use signal_hook::iterator::Signals;
 
 use crate::proc::process::Groups;
 
+/// The signal `on_interrupt` caught, in this process: for a wait that must end on it (a run
+/// queued for a build slot).
+static CAUGHT: OnceLock<i32> = OnceLock::new();
+
+/// The signal caught, once one was (see `on_interrupt`).
+pub fn interrupted() -> Option<i32> {
+    CAUGHT.get().copied()
+}
+
 /// Starts a thread that, on SIGINT or SIGTERM, ends every group in `groups`. The returned cell
 /// holds the signal once one arrived.
 pub fn on_interrupt(groups: Groups, grace: Duration) -> Arc<OnceLock<i32>> {
@@ -22,6 +31,7 @@ pub fn on_interrupt(groups: Groups, grace: Duration) -> Arc<OnceLock<i32>> {
     let cell = Arc::clone(&got);
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
+            let _ = CAUGHT.set(sig);
             let _ = cell.set(sig);
             let live: Vec<i32> = groups.lock().map(|g| g.iter().copied().collect()).unwrap_or_default();
             for pgid in &live {

@@ -32,7 +32,9 @@ pub fn ensure_server(repo: &Repo) -> Result<PathBuf, Error> {
         .map_err(|e| Error::io("supervisor.log", e))?;
     let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
     // Its own process group: a Ctrl-C meant for the caller does not reach the supervisor.
-    std::os::unix::process::CommandExt::process_group(&mut Command::new(exe), 0)
+    let mut cmd = Command::new(exe);
+    wt_common::proc::governor::outside_any_job(&mut cmd);
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0)
         .arg("serve")
         .arg("-C")
         .arg(repo.root())

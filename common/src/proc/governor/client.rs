@@ -65,9 +65,12 @@ impl Connection {
     pub fn try_open(socket: &std::path::Path, label: &str) -> Option<Connection> {
         let stream = UnixStream::connect(socket).ok()?;
         let writer = stream.try_clone().ok()?;
+        // A stopped or wedged governor must not hang every tool: its hello comes within 2 s.
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         let mut conn = Connection { reader: BufReader::new(stream), writer, tokens: 0 };
         conn.send(&json!({"op": "hello", "label": label, "pid": std::process::id()})).ok()?;
         let hello = conn.next_line().ok()??;
+        conn.reader.get_ref().set_read_timeout(None).ok()?;
         conn.tokens = hello.get("tokens").and_then(Value::as_u64)? as u32;
         Some(conn)
     }
@@ -94,6 +97,21 @@ impl Connection {
     pub fn acquire(&mut self, queued: &mut dyn FnMut(usize)) -> Result<(), Error> {
         self.send(&json!({"op": "acquire"}))?;
         loop {
+            // Woken every 200 ms to see whether the tool was asked to stop (Ctrl-C, SIGTERM,
+            // whose handler keeps the default exit from happening) while it waits in the queue.
+            if self.reader.buffer().is_empty() {
+                use std::os::fd::AsFd;
+                let mut fds = [nix::poll::PollFd::new(self.writer.as_fd(), nix::poll::PollFlags::POLLIN)];
+                if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16)).is_ok_and(|n| n == 0) {
+                    if let Some(sig) = crate::proc::signals::interrupted() {
+                        return Err(Error::failed(
+                            "interrupted",
+                            format!("interrupted (signal {sig}) while queued for a build slot"),
+                        ));
+                    }
+                    continue;
+                }
+            }
             let Some(msg) = self.next_line()? else {
                 return Err(Error::env("governor-lost", "the build governor went away"));
             };
@@ -145,7 +163,7 @@ pub fn status() -> Option<Value> {
 fn start(tokens: u32) -> Result<(), Error> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
-    let status = Command::new(exe)
+    let status = super::outside_any_job(&mut Command::new(exe))
         .arg(START_ARG)
         .arg(tokens.to_string())
         .stdin(Stdio::null())

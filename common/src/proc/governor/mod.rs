@@ -127,6 +127,19 @@ pub fn lease(
     Lease::start(conn, person.as_deref(), slot == Slot::Job).map(Some)
 }
 
+/// For a long-lived process started from inside a governed job (the pane supervisor, the
+/// governor itself): the job's jobserver variables are the job's, not theirs, and would reach
+/// every pane for its whole life (a FIFO gone with the job, and `WT_GOVERNOR_JOB`, which makes
+/// the wt tools an agent runs there skip their slot). The person's own `MAKEFLAGS` stays.
+pub fn outside_any_job(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    if std::env::var_os(lease::IN_JOB).is_some() {
+        for var in [lease::IN_JOB, "MAKEFLAGS", "CARGO_MAKEFLAGS", "MFLAGS"] {
+            cmd.env_remove(var);
+        }
+    }
+    cmd
+}
+
 /// Whether the `make` on PATH reads `--jobserver-auth=fifo:PATH` (GNU make ≥ 4.4); older
 /// makes get the descriptors (`R,W`), which every make reads, but ninja does not.
 pub fn make_speaks_fifo() -> bool {
@@ -137,7 +150,9 @@ pub fn make_speaks_fifo() -> bool {
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .output();
-        let Ok(out) = out else { return true }; // no make: the form ninja and cargo read
+        // No make here: the descriptors, which every make reads (a make < 4.4 on the command's
+        // own PATH stops on a `fifo:` it cannot read); cargo gets the path regardless.
+        let Ok(out) = out else { return false };
         let text = String::from_utf8_lossy(&out.stdout);
         let version = text.lines().next().and_then(|l| l.strip_prefix("GNU Make ")).unwrap_or("");
         let mut parts = version.split('.').map(|p| p.trim().parse::<u32>().unwrap_or(0));
