@@ -184,3 +184,38 @@ fn a_quiet_pane_lets_its_cells_go_and_wakes_where_it_was() {
     let text = s(&p.wait_match("nap", "woke-42\\s*\\n\\$")["screen"], "text").to_string();
     assert!(text.contains("red and plain$ seq 301 302\n301\n302\n$ echo woke-$((40+2))\nwoke-42\n$"), "{text}");
 }
+
+/// Stream clients that went away without a word (killed) are let go even when nothing is sent
+/// to them — an attach to a pane that exited, an event subscription while nothing happens —
+/// so they do not keep a thread and a slot of the connection cap for ever.
+#[test]
+fn stream_clients_that_vanish_are_let_go_when_nothing_is_sent_to_them() {
+    let p = Panes::new();
+    p.spawn("gone", &["sh", "-c", "echo bye"]);
+    p.spawn("idle", &["sleep", "1000"]);
+    let pid = supervisor_pid(&p);
+    std::thread::sleep(Duration::from_millis(500));
+    let baseline = status(pid, "Threads");
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        let mut c = UnixStream::connect(p.socket()).unwrap();
+        let (method, params) =
+            if i % 2 == 0 { ("pane.attach", json!({"pane": "gone"})) } else { ("events.subscribe", json!({})) };
+        c.write_all(&request(i, method, params)).unwrap();
+        let mut line = String::new();
+        BufReader::new(c.try_clone().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.contains("\"ok\":true"), "{method}: {line}");
+        clients.push(c);
+    }
+    assert!(status(pid, "Threads") >= baseline + 20, "each stream is served");
+    drop(clients);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(pid, "Threads") > baseline + 1 {
+        assert!(
+            Instant::now() < deadline,
+            "{} threads left for 20 vanished clients",
+            status(pid, "Threads") - baseline
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -80,6 +80,11 @@ impl PtyOutput {
             s.notifications += 1;
             s.last_notification = Some((s.last_output, last));
         }
+        // Published under the screen's lock: an attach that subscribes takes that lock to draw the
+        // screen, so it sees this chunk either in its redraw or after it, never both.
+        if !self.watchers.is_empty() {
+            self.watchers.publish(&chunk.to_vec());
+        }
         drop(s);
         cvar.notify_all();
         // While output flows the trackers are told at most every OUTPUT_EVERY (each look that
@@ -87,9 +92,6 @@ impl PtyOutput {
         if poked.is_none_or(|at| at.elapsed() >= OUTPUT_EVERY) {
             *poked = Some(Instant::now());
             super::watchers::poke();
-        }
-        if !self.watchers.is_empty() {
-            self.watchers.publish(&chunk.to_vec());
         }
         if self.events.listened() {
             self.events.publish(json!({"event": "output", "pane": self.name, "bytes": n}));

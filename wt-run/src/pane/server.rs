@@ -385,7 +385,7 @@ fn stream_events(sup: &Supervisor, req: Request, mut out: UnixStream, access: &A
         return;
     }
     let mut failed = None;
-    for event in events.rx.iter().filter(|e| only.is_none_or(|p| e["pane"] == p)) {
+    for event in until_gone(&events.rx, out.try_clone().ok()).filter(|e| only.is_none_or(|p| e["pane"] == p)) {
         if !current(sup, access) {
             return;
         }
@@ -403,6 +403,36 @@ fn stream_events(sup: &Supervisor, req: Request, mut out: UnixStream, access: &A
     if events.overflowed() {
         send_line(&mut out, &too_slow(EVENT_QUEUE, "events"));
     }
+}
+
+/// The items of a stream's queue until the client goes away: a client that vanished is seen
+/// within `GONE_CHECK` even when nothing is sent to it (a pane that never prints again, a
+/// supervisor with nothing to tell), so its connection does not hold a slot of the cap, nor
+/// keep the supervisor from its idle exit, for ever.
+fn until_gone<T>(rx: &std::sync::mpsc::Receiver<T>, probe: Option<UnixStream>) -> impl Iterator<Item = T> + '_ {
+    std::iter::from_fn(move || loop {
+        match rx.recv_timeout(GONE_CHECK) {
+            Ok(item) => return Some(item),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if probe.as_ref().is_some_and(hung_up) => return None,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    })
+}
+
+/// How often a stream that sends nothing looks whether its client is still there.
+const GONE_CHECK: Duration = Duration::from_secs(1);
+
+/// Whether the client closed its end (or the connection failed): poll without waiting. Raw
+/// `poll(2)`: nix drops the revents it has no name for (POLLRDHUP).
+#[allow(unsafe_code)]
+fn hung_up(out: &UnixStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut fd = nix::libc::pollfd { fd: out.as_raw_fd(), events: nix::libc::POLLRDHUP, revents: 0 };
+    // SAFETY: one pollfd, owned by this frame, for the call's duration; no wait.
+    let n = unsafe { nix::libc::poll(&mut fd, 1, 0) };
+    let gone = nix::libc::POLLRDHUP | nix::libc::POLLHUP | nix::libc::POLLERR | nix::libc::POLLNVAL;
+    n < 0 || (n > 0 && fd.revents & gone != 0)
 }
 
 /// The last line a client that fell too far behind gets before it is disconnected.
@@ -427,7 +457,7 @@ fn stream_output(sup: &Supervisor, req: Request, mut out: UnixStream) {
         return;
     }
     let mut failed = None;
-    for chunk in &chunks.rx {
+    for chunk in until_gone(&chunks.rx, out.try_clone().ok()) {
         let mut line = serde_json::to_vec(&json!({"data_b64": super::attach::encode(&chunk)})).expect("chunk");
         line.push(b'\n');
         if let Err(e) = out.write_all(&line) {
