@@ -175,3 +175,28 @@ fn a_damaged_note_proves_nothing() {
         assert_eq!(b.state("a"), "dirty", "{}", String::from_utf8_lossy(&forged));
     }
 }
+
+/// The person's ignore file linked from where git looks (a dotfile manager's way): a change to
+/// the file it links to is seen. A conditional include (which may hold for a worktree and not
+/// for the main one) leaves nothing proved: every worktree is asked each look.
+#[test]
+fn a_linked_excludes_file_and_a_conditional_include_are_seen() {
+    let b = Board::new();
+    std::fs::write(b.wt("b").join("draft.txt"), "d\n").unwrap();
+    let real = b.t.root().join("dotfiles-excludes");
+    std::fs::write(&real, "draft.txt\n").unwrap();
+    let link = b.t.root().join("excludes-link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    b.t.git(["config", "core.excludesFile", link.to_str().unwrap()]);
+    b.note("b");
+    std::fs::write(&real, "# nothing\n").unwrap();
+    assert_eq!(b.state("b"), "dirty", "the linked excludes file changed");
+    std::fs::write(&real, "draft.txt\n").unwrap();
+    b.t.git(["config", "includeIf.onbranch:wt/**.path", b.t.root().join("absent.inc").to_str().unwrap()]);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    for _ in 0..3 {
+        let (recs, statuses) = b.look();
+        assert!(recs.iter().all(|(_, s)| s["state"] == "clean"), "{recs:?}");
+        assert_eq!(statuses, 3, "nothing is proved under a conditional include");
+    }
+}

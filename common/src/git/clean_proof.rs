@@ -43,6 +43,9 @@ const MAX_NOTE: u64 = 64 << 20;
 #[derive(Debug, Clone)]
 pub struct Outside {
     files: Vec<PathBuf>,
+    /// Why no note can prove anything this look (git's reading of the config depends on the
+    /// worktree in ways the files alone do not show); `None` when notes can.
+    unprovable: Option<&'static str>,
 }
 
 impl Outside {
@@ -61,6 +64,7 @@ impl Outside {
         }
         files.extend(xdg.iter().flat_map(|x| [x.join("git/config"), x.join("git/ignore"), x.join("git/attributes")]));
         files.push(PathBuf::from("/etc/gitconfig"));
+        let mut unprovable = None;
         let mut cmd = crate::git::command(repo.git_dir());
         cmd.args(["config", "--list", "--show-origin", "-z"]);
         if let Ok(out) = crate::git::raw_output(&mut cmd) {
@@ -72,18 +76,25 @@ impl Outside {
                 }
                 let entry = String::from_utf8_lossy(entry);
                 if let Some((key, value)) = entry.split_once('\n') {
+                    // A conditional include may hold for a worktree and not for the main one
+                    // (`onbranch:`, `gitdir:`): what it names is not among these files.
+                    if key.to_ascii_lowercase().starts_with("includeif.") {
+                        unprovable = Some("a conditional include (includeIf) in git's config");
+                    }
                     if key.eq_ignore_ascii_case("core.excludesfile") {
-                        files.push(match (value.strip_prefix("~/"), &home) {
-                            (Some(rest), Some(h)) => h.join(rest),
-                            _ => repo.git_dir().join(value),
-                        });
+                        match (value.strip_prefix("~/"), &home) {
+                            (Some(rest), Some(h)) => files.push(h.join(rest)),
+                            _ if Path::new(value).is_absolute() => files.push(PathBuf::from(value)),
+                            // Relative: git resolves it from each worktree's top directory.
+                            _ => unprovable = Some("a relative core.excludesFile"),
+                        }
                     }
                 }
             }
         }
         files.sort();
         files.dedup();
-        Outside { files }
+        Outside { files, unprovable }
     }
 }
 
@@ -245,6 +256,10 @@ fn empty_tree(root: &Path, dir: &str, paths: &mut BTreeSet<String>) -> Option<()
 /// `None` when the commit cannot be read from git's files (a reftable, an unborn branch): a
 /// `git reset --soft` changes it and nothing else.
 fn header(reg: &Registered, outside: &Outside) -> Option<String> {
+    if let Some(why) = outside.unprovable {
+        tracing::debug!("no worktree is proved clean by its note: {why}");
+        return None;
+    }
     let head = crate::fs::read_untrusted(&reg.admin_dir.join("HEAD"), 4096).ok().flatten()?;
     let commit = match head.trim_end().strip_prefix("ref: ") {
         Some(full) => crate::git::refs::BranchReader::new(&reg.common_dir)?.full_ref(full).flatten()?,
@@ -260,7 +275,10 @@ fn header(reg: &Registered, outside: &Outside) -> Option<String> {
         format!("worktree-config {}", stat_of(&reg.admin_dir.join("config.worktree"))),
     ];
     for file in &outside.files {
-        lines.push(format!("file {} {}", stat_of(file), file.display()));
+        // Followed too: a dotfile manager links `~/.gitconfig` or `~/.config/git/ignore` to the
+        // file that changes (these are the person's files, not the worktree's).
+        let followed = std::fs::metadata(file).map(|m| stat_text(&m)).unwrap_or_else(|_| "-".into());
+        lines.push(format!("file {} {followed} {}", stat_of(file), file.display()));
     }
     Some(lines.join("\n"))
 }
