@@ -122,7 +122,16 @@ pub fn lease(
     };
     let mut conn = client::Connection::open(label, settings.tokens)?;
     if slot == Slot::Job {
-        conn.acquire(queued)?;
+        if let Err(e) = conn.acquire(queued) {
+            if e.code != "governor-lost" {
+                return Err(e);
+            }
+            // The governor died (killed) while this one waited: a new one is started, and the
+            // run queues there, rather than failing.
+            tracing::warn!("{label}: {}; asking a new one", e.message);
+            conn = client::Connection::open(label, settings.tokens)?;
+            conn.acquire(queued)?;
+        }
     }
     Lease::start(conn, person.as_deref(), slot == Slot::Job).map(Some)
 }
