@@ -7,16 +7,18 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use super::pty::Pane;
-use super::tracker::{NativeWatch, Tracker};
+use super::tracker::{NativeWatch, Tracker, OUTPUT_EVERY};
 
 #[derive(Debug, Default)]
 struct Queue {
     added: Vec<NativeWatch>,
     poked: bool,
     running: bool,
+    /// When the last poke came: see `run`.
+    last_poke: Option<Instant>,
 }
 
-static QUEUE: Mutex<Queue> = Mutex::new(Queue { added: Vec::new(), poked: false, running: false });
+static QUEUE: Mutex<Queue> = Mutex::new(Queue { added: Vec::new(), poked: false, running: false, last_poke: None });
 static WOKEN: Condvar = Condvar::new();
 
 fn queue() -> std::sync::MutexGuard<'static, Queue> {
@@ -38,6 +40,7 @@ pub fn watch(tracker: Arc<Tracker>, pane: Arc<Pane>) {
 /// Something changed in some pane: look again.
 pub fn poke() {
     let mut q = queue();
+    q.last_poke = Some(Instant::now());
     if !q.poked {
         q.poked = true;
         WOKEN.notify_one();
@@ -60,6 +63,14 @@ fn run() {
             }
         });
         let mut q = queue();
+        // The pump pokes at most every OUTPUT_EVERY while output flows: a chunk that came
+        // within that time of its last poke, after the look that poke caused (a look for a
+        // keystroke, which saw no output yet), pokes no one. One more look OUTPUT_EVERY after
+        // any poke sees it; after that, a look that saw output asks for the next itself.
+        if q.last_poke.is_some_and(|at| at.elapsed() < OUTPUT_EVERY * 2) {
+            let again = Instant::now() + OUTPUT_EVERY;
+            next = Some(next.map_or(again, |n| n.min(again)));
+        }
         while !q.poked {
             match next {
                 None => q = WOKEN.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner),
