@@ -84,11 +84,18 @@ batch() {
   python3 -c "print(f'{$end - $start:.0f} {$first - $start:.0f} $peak_load $peak_rustc')"
 }
 
-# Let the load of the fetch and of whatever ran before settle a little.
-sleep 30
+# settle: waits (at most 5 minutes) until the 1-minute load average is under 1: the load a
+# batch leaves decays for minutes, and would be counted as the next batch's peak.
+settle() {
+  for _ in $(seq 300); do
+    python3 -c "import sys; sys.exit(0 if float(open('/proc/loadavg').read().split()[0]) < 1 else 1)" && return
+    sleep 1
+  done
+}
+settle
 before_free=$(cut -d' ' -f1 /proc/loadavg)
 read -r free_wall free_first free_load free_rustc < <(batch free --no-governor)
-sleep 60
+settle
 before_gov=$(cut -d' ' -f1 /proc/loadavg)
 read -r gov_wall gov_first gov_load gov_rustc < <(batch governed)
 
