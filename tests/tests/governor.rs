@@ -194,21 +194,27 @@ fn cargo_builds_in_three_worktrees_never_run_more_rustc_than_tokens() {
     assert!(peak <= 2, "at most 2 rustc at once across the three builds, saw {peak}");
 }
 
+/// `wt-run -w a -- make` under a governor of 3 tokens, once make's three jobs run (the
+/// implicit slot and both of make's other jobs: every token held): the counter dir, the run.
+fn make_holding_every_token(t: &TestRepo, xdg: &Path, stdout: Stdio) -> (PathBuf, std::process::Child) {
+    let counter = t.root().join("counter");
+    counting_makefile(t, &counter, 3, "60");
+    t.run("wt-create", &["a"], "").expect_code(0);
+    let mut run = governed(t, "wt-run", xdg, 3);
+    let run = run.args(["-w", "a", "--", "make"]).stdout(stdout).stderr(Stdio::null()).spawn().unwrap();
+    wait_for("make's three jobs", Duration::from_secs(30), || read_number(&counter.join("now")) == 3);
+    let state = governor_state(xdg).expect("a governor runs");
+    assert_eq!(state["in_use"], 3, "{state}");
+    (counter, run)
+}
+
 /// A wt-run holding tokens (its make's jobs hold them) is SIGKILLed: the server takes back
 /// everything it held (its connection closed), seen in the server's own count.
 #[test]
 fn a_killed_holders_tokens_come_back() {
     let t = TestRepo::new();
     let xdg = runtime_dir(&t);
-    let counter = t.root().join("counter");
-    counting_makefile(&t, &counter, 3, "60");
-    t.run("wt-create", &["a"], "").expect_code(0);
-    let mut run = governed(&t, "wt-run", &xdg, 3);
-    let mut run = run.args(["-w", "a", "--", "make"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    // The implicit slot and both of make's other jobs: every token held.
-    wait_for("make's three jobs", Duration::from_secs(30), || read_number(&counter.join("now")) == 3);
-    let state = governor_state(&xdg).expect("a governor runs");
-    assert_eq!(state["in_use"], 3, "{state}");
+    let (counter, mut run) = make_holding_every_token(&t, &xdg, Stdio::null());
     run.kill().unwrap(); // SIGKILL
     run.wait().unwrap();
     wait_for("the tokens back", Duration::from_secs(5), || {
@@ -226,13 +232,7 @@ fn a_killed_holders_tokens_come_back() {
 fn a_killed_commands_tokens_come_back() {
     let t = TestRepo::new();
     let xdg = runtime_dir(&t);
-    let counter = t.root().join("counter");
-    counting_makefile(&t, &counter, 3, "60");
-    t.run("wt-create", &["a"], "").expect_code(0);
-    let mut run = governed(&t, "wt-run", &xdg, 3);
-    let run = run.args(["-w", "a", "--", "make"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    wait_for("make's three jobs", Duration::from_secs(30), || read_number(&counter.join("now")) == 3);
-    assert_eq!(governor_state(&xdg).expect("a governor runs")["in_use"], 3);
+    let (_, run) = make_holding_every_token(&t, &xdg, Stdio::piped());
     let worktree = t.wt_root().join("a");
     let make = std::fs::read_dir("/proc")
         .unwrap()
