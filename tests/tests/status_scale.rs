@@ -40,6 +40,12 @@ impl Board {
 
     /// `wt-status --all`: each worktree's `status`, and the `git status` calls it made.
     fn look(&self) -> (Vec<(String, Value)>, usize) {
+        let (recs, statuses, _) = self.look_counted();
+        (recs, statuses)
+    }
+
+    /// `look`, and the `git ls-files` listings it made as well.
+    fn look_counted(&self) -> (Vec<(String, Value)>, usize, usize) {
         let _ = std::fs::remove_file(&self.log);
         let mut cmd = self.t.cmd("wt-status");
         let path = format!("{}:{}", self.shim.display(), std::env::var("PATH").unwrap());
@@ -48,7 +54,9 @@ impl Board {
         let recs = run.expect_code(0).records();
         let calls = std::fs::read_to_string(&self.log).unwrap_or_default();
         let statuses = calls.lines().filter(|l| l.contains(" status ")).count();
-        (recs.iter().map(|r| (r["name"].as_str().unwrap().to_string(), r["status"].clone())).collect(), statuses)
+        let listings = calls.lines().filter(|l| l.contains(" ls-files ")).count();
+        let recs = recs.iter().map(|r| (r["name"].as_str().unwrap().to_string(), r["status"].clone())).collect();
+        (recs, statuses, listings)
     }
 
     fn state(&self, name: &str) -> String {
@@ -59,17 +67,18 @@ impl Board {
 
     /// Looks until every worktree is noted clean: a file changed within 2 s of a look is not
     /// trusted, so the worktrees just made are noted once they have been still that long, and
-    /// found clean by two looks in a row (the first notes that it was, the second lists it).
+    /// found clean by two looks in a row (the first notes that it was, the second lists it, and
+    /// that listing is its only git: it stands in for `git status`).
     fn settle(&self) {
         std::thread::sleep(std::time::Duration::from_millis(2100));
         let (recs, _) = self.look();
         assert!(recs.iter().all(|(_, s)| s["state"] == "clean"), "{recs:?}");
-        let (listed, statuses) = self.look();
+        let (listed, statuses, listings) = self.look_counted();
         assert_eq!(listed, recs, "the same answer");
-        assert_eq!(statuses, 3, "still asked: clean once is not yet proved");
-        let (again, statuses) = self.look();
+        assert_eq!((statuses, listings), (0, 3), "clean once: listed (and so checked) by git ls-files alone");
+        let (again, statuses, listings) = self.look_counted();
         assert_eq!(again, recs, "the same answer");
-        assert_eq!(statuses, 0, "nothing changed: no git status");
+        assert_eq!((statuses, listings), (0, 0), "nothing changed: no git at all");
     }
 
     /// Waits until the worktree's files are old enough, then looks twice: it is noted.
@@ -198,5 +207,52 @@ fn a_linked_excludes_file_and_a_conditional_include_are_seen() {
         let (recs, statuses) = b.look();
         assert!(recs.iter().all(|(_, s)| s["state"] == "clean"), "{recs:?}");
         assert_eq!(statuses, 3, "nothing is proved under a conditional include");
+    }
+}
+
+/// The look after one that found a worktree clean asks `git ls-files` alone, not `git status`:
+/// every change since that look is still seen, and a worktree no note can prove is asked by
+/// `git status` alone from then on, not listed again at every other look.
+#[test]
+fn the_look_that_lists_a_worktree_sees_every_change_since_the_look_before() {
+    let b = Board::new();
+    // In `c`, an untracked directory holding only an ignored one with a file: clean to git,
+    // never provable by a note (what is in it is not listed).
+    std::fs::create_dir_all(b.wt("c").join("stuff/ignored")).unwrap();
+    std::fs::write(b.wt("c").join("stuff/ignored/out.log"), "x").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (recs, statuses) = b.look();
+    assert!(recs.iter().all(|(_, s)| s["state"] == "clean"), "{recs:?}");
+    assert_eq!(statuses, 3);
+    // Between that look and the next: an edit that keeps the size, and an untracked file.
+    std::fs::write(b.wt("a").join("README"), "hellO\n").unwrap();
+    std::fs::write(b.wt("b").join("src/new.rs"), "x").unwrap();
+    let (recs, statuses, listings) = b.look_counted();
+    let state = |n: &str| recs.iter().find(|(name, _)| name == n).unwrap().1.clone();
+    assert_eq!(state("a")["state"], "dirty", "{recs:?}");
+    assert_eq!(state("a")["changed"], 1);
+    assert_eq!(state("b")["state"], "dirty", "{recs:?}");
+    assert_eq!(state("c")["state"], "clean", "{recs:?}");
+    assert_eq!(listings, 3, "each listed once");
+    assert_eq!(statuses, 3, "the changed ones and the unprovable one asked git status");
+    // A tracked file deleted between the looks.
+    std::fs::write(b.wt("a").join("README"), "hello\n").unwrap();
+    std::fs::remove_file(b.wt("b").join("src/new.rs")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(b.state("b"), "clean");
+    std::fs::remove_file(b.wt("b").join("README")).unwrap();
+    assert_eq!(b.state("b"), "dirty", "a tracked file gone since the look before");
+    // The unprovable worktree: a git status each look, never listed again while its index,
+    // HEAD and config stay as they are.
+    for _ in 0..3 {
+        let log = {
+            let (recs, _) = b.look();
+            assert_eq!(recs.iter().find(|(n, _)| n == "c").unwrap().1["state"], "clean");
+            std::fs::read_to_string(&b.log).unwrap_or_default()
+        };
+        let asked = format!("{} ", b.wt("c").display());
+        let of_c: Vec<&str> = log.lines().filter(|l| l.contains(&asked)).collect();
+        assert_eq!(of_c.iter().filter(|l| l.contains(" status ")).count(), 1, "{log}");
+        assert_eq!(of_c.iter().filter(|l| l.contains(" ls-files ")).count(), 0, "{log}");
     }
 }

@@ -228,17 +228,18 @@ pub(crate) fn overviews(
             _ => None,
         })
         .collect();
-    let mut statuses = checkout_state::of_many(repo, &asked, wt_common::proc::parallel::cores()).into_iter();
-    let mut recs = Vec::new();
+    let cores = wt_common::proc::parallel::cores();
+    let mut statuses = checkout_state::of_many(repo, &asked, cores).into_iter();
+    // Each worktree's record as asked, its `head` and `status` in; `true` for a worktree.
+    let mut recs: Vec<(Record, bool)> = Vec::new();
     for t in targets {
         let mut rec = match t {
             Target::PassThrough(r) => {
-                recs.push(*r);
+                recs.push((*r, false));
                 continue;
             }
             Target::Worktree(r) => *r,
         };
-        let entry = snapshot.worktrees.get(&rec.name).filter(|e| Some(&e.path) == rec.path.as_ref());
         if rec.head.is_none() {
             if let Some(branch) = &rec.branch {
                 rec.head = overview::read_ref(repo, &format!("refs/heads/{branch}"));
@@ -247,9 +248,24 @@ pub(crate) fn overviews(
         if let Some(status) = statuses.next().filter(|_| with_status) {
             rec.set_key("status", status);
         }
-        let own = panes::of_worktree(&panes, &rec.name, rec.path.as_deref(), &paths);
-        rec.set_key("overview", overview::of(repo, &rec, entry, &own));
-        recs.push(rec);
+        recs.push((rec, true));
     }
-    recs
+    // The overviews' reads (a few small files and refs each) on every core too: at hundreds of
+    // worktrees they cost as much as the checkouts' states.
+    let overviews = wt_common::proc::parallel::map(&recs, cores, |(rec, worktree)| {
+        worktree.then(|| {
+            let entry = snapshot.worktrees.get(&rec.name).filter(|e| Some(&e.path) == rec.path.as_ref());
+            let own = panes::of_worktree(&panes, &rec.name, rec.path.as_deref(), &paths);
+            overview::of(repo, rec, entry, &own)
+        })
+    });
+    recs.into_iter()
+        .zip(overviews)
+        .map(|((mut rec, _), overview)| {
+            if let Some(o) = overview {
+                rec.set_key("overview", o);
+            }
+            rec
+        })
+        .collect()
 }

@@ -50,7 +50,8 @@ pub fn of_many(repo: &Repo, recs: &[&Record], jobs: usize) -> Vec<Value> {
 }
 
 /// `state` and `changed` of one worktree, from its `git status`; a worktree found clean before
-/// and unchanged since is clean without asking git again (`clean_proof`).
+/// and unchanged since is clean without asking git again, and one found clean by the last look
+/// is asked by the `git ls-files` that notes it (`clean_proof`).
 fn checkout(repo: &Repo, rec: &Record, state: &Path, outside: &clean_proof::Outside) -> Value {
     let Some(path) = rec.path.as_deref().filter(|p| p.is_dir()) else {
         return json!({"state": "missing"});
@@ -60,7 +61,9 @@ fn checkout(repo: &Repo, rec: &Record, state: &Path, outside: &clean_proof::Outs
     let Some(reg) = worktree_check::verify_if_agreed(repo, path).and_then(Result::ok) else {
         return json!({"state": "unknown"});
     };
-    if clean_proof::still_clean(state, &rec.name, &reg, outside) {
+    if clean_proof::still_clean(state, &rec.name, &reg, outside)
+        || clean_proof::prove_pending(state, &rec.name, &reg, outside)
+    {
         return json!({"state": "clean"});
     }
     let asked = std::time::SystemTime::now();

@@ -8,8 +8,9 @@
 //! notes all of it (`<state>/status/<name>`): the index's, the config files' and the ignore
 //! files' stat data, `HEAD` and its commit, and the stat data of every tracked file, every
 //! directory holding one and every empty directory git does not ignore (listed by one `git
-//! ls-files`, which costs about what the `git status` does: a worktree that changes between
-//! looks never pays it). The next look `lstat`s the same paths, as git would: if every one is
+//! ls-files`, which at that second look also stands in for `git status`: see `prove_pending`;
+//! a worktree that changes between looks never pays for the listing). The next look `lstat`s
+//! the same paths, as git would: if every one is
 //! as noted, nothing git would look at changed, and the worktree is clean. Anything different,
 //! missing or unreadable, and git is asked. Stat data includes `ctime`, which no program can
 //! set back; a file changed within `RACY` of the note is not trusted (a change within the file
@@ -124,31 +125,77 @@ pub fn still_clean(state_dir: &Path, name: &str, reg: &Registered, outside: &Out
     false
 }
 
-/// After a `git status` that started at `asked` found the worktree clean: the first time, a
-/// short note that it was clean (`pending`); when the next look finds it clean again with the
-/// same header (index, `HEAD`, config untouched), the full note, listing its paths (one `git
-/// ls-files`). So a worktree that changes between looks never pays for the listing, and one
-/// that stays still pays once. Nothing is noted while the index or the files outside changed
-/// within `RACY` of `asked`, nor for a worktree that cannot be noted.
+/// After a `git status` that started at `asked` found the worktree clean: a short note that it
+/// was (`pending`), which the next look turns into the full note (`prove_pending`). So a
+/// worktree that changes between looks never pays for the listing, and one that stays still
+/// pays once. Nothing is noted while the index or the files outside changed within `RACY` of
+/// `asked`; a worktree already found unprovable with the same header stays so (it is listed
+/// again only once its index, `HEAD` or config changed).
 pub fn note_clean(state_dir: &Path, name: &str, reg: &Registered, outside: &Outside, asked: SystemTime) {
     let Some(file) = note_file(state_dir, name) else { return };
     let Some(header) = header(reg, outside).filter(|_| still_outside(reg, outside, asked)) else {
         return forget(state_dir, name);
     };
-    let pending = [header.as_bytes(), b"\0pending\0"].concat();
-    let before = crate::fs::untrusted::read_untrusted_bytes(&file, pending.len() as u64).ok().flatten();
-    let note = match before {
-        Some(b) if b == pending => note(reg, header, asked),
-        _ => Some(pending),
-    };
-    match note {
-        Some(note) => {
-            let _ = std::fs::create_dir_all(file.parent().expect("in a directory"));
-            // Not synced: a note lost or cut short only means git is asked again.
-            let _ = crate::fs::write_replace(&file, &note);
-        }
-        None => forget(state_dir, name),
+    let unprovable = marked(&header, UNPROVABLE);
+    let before = crate::fs::untrusted::read_untrusted_bytes(&file, unprovable.len() as u64).ok().flatten();
+    if before.as_deref() != Some(&unprovable[..]) {
+        write_note(&file, &marked(&header, PENDING));
     }
+}
+
+/// The look after one whose `git status` found the worktree clean (its `pending` note), with
+/// the index, `HEAD`, config and the files outside as they were then: whether it is still
+/// clean, answered by one `git ls-files` that also lists what the full note watches, which it
+/// then writes. That look used to run `git status` and then `git ls-files`: twice the git of a
+/// plain `git status` loop. The index as it was means nothing was staged since (that status
+/// found index and `HEAD` alike); `--modified --deleted` is git's own check of each tracked
+/// file against the index (its stat data, then the content where the stat data cannot say);
+/// `--others` shows anything untracked git does not ignore. `false`: ask `git status` (the
+/// worktree changed, or cannot be proved: then it is marked so, and not listed again until its
+/// header changes).
+pub fn prove_pending(state_dir: &Path, name: &str, reg: &Registered, outside: &Outside) -> bool {
+    let Some(file) = note_file(state_dir, name) else { return false };
+    let asked = SystemTime::now();
+    let Some(header) = header(reg, outside).filter(|_| still_outside(reg, outside, asked)) else {
+        return false;
+    };
+    let pending = marked(&header, PENDING);
+    let before = crate::fs::untrusted::read_untrusted_bytes(&file, pending.len() as u64).ok().flatten();
+    if before.as_deref() != Some(&pending[..]) {
+        return false;
+    }
+    match listing(reg) {
+        Listing::Clean(paths) => match note(reg, header, &paths, asked) {
+            Some(note) => {
+                write_note(&file, &note);
+                true
+            }
+            // A path changed within `RACY`: `git status` answers; the next look tries again.
+            None => false,
+        },
+        Listing::Changed => {
+            forget(state_dir, name);
+            false
+        }
+        Listing::Unprovable => {
+            write_note(&file, &marked(&header, UNPROVABLE));
+            false
+        }
+    }
+}
+
+/// What follows the header in a note that lists no paths.
+const PENDING: &str = "pending";
+const UNPROVABLE: &str = "unprovable";
+
+fn marked(header: &str, mark: &str) -> Vec<u8> {
+    [header.as_bytes(), b"\0", mark.as_bytes(), b"\0"].concat()
+}
+
+fn write_note(file: &Path, note: &[u8]) {
+    let _ = std::fs::create_dir_all(file.parent().expect("in a directory"));
+    // Not synced: a note lost or cut short only means git is asked again.
+    let _ = crate::fs::write_replace(file, note);
 }
 
 /// Drops the worktree's note: it is not clean, or cannot be proved so.
@@ -174,13 +221,12 @@ fn still_outside(reg: &Registered, outside: &Outside, asked: SystemTime) -> bool
 }
 
 /// The full note: the header, then `<stat> <path>` for each path, then `end <count>`, each
-/// NUL-ended. `None` when a path changed within `RACY` of `asked`, or cannot be noted.
-fn note(reg: &Registered, header: String, asked: SystemTime) -> Option<Vec<u8>> {
+/// NUL-ended. `None` when a path changed within `RACY` of `asked`, or is gone.
+fn note(reg: &Registered, header: String, paths: &BTreeSet<String>, asked: SystemTime) -> Option<Vec<u8>> {
     let before = asked.checked_sub(RACY)?;
-    let paths = watched_paths(reg)?;
     let mut note = header.into_bytes();
     note.push(0);
-    for rel in &paths {
+    for rel in paths {
         let meta = std::fs::symlink_metadata(reg.path.join(rel)).ok()?;
         if !still_since(&meta, before) {
             return None;
@@ -195,44 +241,79 @@ fn note(reg: &Registered, header: String, asked: SystemTime) -> Option<Vec<u8>> 
     Some(note)
 }
 
-/// Every path whose stat data git's answer rests on: the root, each tracked file and the
-/// directories above it, and each empty directory git does not ignore (with what is below
-/// it). `None` when the worktree cannot be noted.
-fn watched_paths(reg: &Registered) -> Option<BTreeSet<String>> {
+/// What one `git ls-files` says of a worktree found clean at the last look.
+enum Listing {
+    /// Still clean: every path whose stat data git's answer rests on (the root, each tracked
+    /// file and the directories above it, each empty directory git does not ignore, with what
+    /// is below it).
+    Clean(BTreeSet<String>),
+    /// A tracked file changed or is gone, or an untracked file is there.
+    Changed,
+    /// Clean or not, no note can prove it: a submodule, a tracked path that is a directory, an
+    /// untracked directory holding files (ignored ones, or not: `git status` tells), too many
+    /// paths, a path that is not plain.
+    Unprovable,
+}
+
+/// The worktree's tracked files (`H`), those changed (`C`) or gone (`R`) since the index, and
+/// what is untracked and not ignored (`?`, a directory once), in one `git ls-files -t`.
+fn listing(reg: &Registered) -> Listing {
     let mut cmd = crate::git::in_worktree(reg);
     cmd.env("GIT_OPTIONAL_LOCKS", "0").args([
         "ls-files",
         "-z",
+        "-t",
         "--cached",
+        "--modified",
+        "--deleted",
         "--others",
         "--directory",
         "--exclude-standard",
     ]);
-    let out = crate::git::output_within(&mut cmd, crate::git::read_timeout(), &reg.path).ok()?;
+    let Ok(out) = crate::git::output_within(&mut cmd, crate::git::read_timeout(), &reg.path) else {
+        return Listing::Unprovable;
+    };
     let mut paths = BTreeSet::from([".".to_string()]);
     for entry in out.stdout.split(|b| *b == 0).filter(|e| !e.is_empty()) {
-        let entry = std::str::from_utf8(entry).ok()?;
-        if let Some(dir) = entry.strip_suffix('/') {
+        let Some((tag, entry)) = std::str::from_utf8(entry).ok().and_then(|e| e.split_once(' ')) else {
+            return Listing::Unprovable;
+        };
+        match (tag, entry.strip_suffix('/')) {
+            ("C" | "R", _) | ("?", None) => return Listing::Changed,
             // An untracked directory in a clean worktree holds no file git shows: what is below
             // it is empty directories, each watched.
-            empty_tree(&reg.path, dir, &mut paths)?;
-        } else {
-            let meta = std::fs::symlink_metadata(reg.path.join(entry)).ok()?;
-            if meta.is_dir() {
-                return None; // a submodule, or a tracked file replaced by a directory
+            ("?", Some(dir)) => {
+                if empty_tree(&reg.path, dir, &mut paths).is_none() {
+                    return Listing::Unprovable;
+                }
             }
-            paths.insert(entry.to_string());
+            ("H", None) => {
+                match std::fs::symlink_metadata(reg.path.join(entry)) {
+                    Ok(meta) if !meta.is_dir() => {}
+                    // A submodule, or a tracked file replaced by a directory.
+                    Ok(_) => return Listing::Unprovable,
+                    Err(_) => return Listing::Changed,
+                }
+                paths.insert(entry.to_string());
+            }
+            // Skip-worktree (`S`), unmerged (`M`), anything else: git's answer rests on more.
+            _ => return Listing::Unprovable,
         }
         let mut parent = Path::new(entry.trim_end_matches('/')).parent();
         while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
-            paths.insert(p.to_str()?.to_string());
-            parent = p.parent();
+            let Some(p) = p.to_str() else { return Listing::Unprovable };
+            paths.insert(p.to_string());
+            parent = Path::new(p).parent();
         }
         if paths.len() > MAX_PATHS {
-            return None;
+            return Listing::Unprovable;
         }
     }
-    paths.iter().all(|p| plain_relative(p)).then_some(paths)
+    if paths.iter().all(|p| plain_relative(p)) {
+        Listing::Clean(paths)
+    } else {
+        Listing::Unprovable
+    }
 }
 
 /// `dir` and the directories below it, when it holds nothing else.
