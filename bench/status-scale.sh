@@ -61,7 +61,7 @@ ${ROUNDS_STATUS:-10} shuffled rounds; "nothing changed": every worktree clean an
 since the last look; "edits": one file edited in every tenth worktree (the others unchanged);
 "first look": every worktree clean, none noted yet (wt's notes deleted before each run: the
 cost of a look after every worktree changed); "second look": the look after that one, which
-lists each worktree found clean twice (\`git ls-files\`) to prove it from then on. The last
+lists each worktree found clean at the look before (one \`git ls-files -t\` in place of its \`git status\`) to prove it from then on. The last
 column counts the git processes one \`wt-status --all\` starts with the edits (strace).
 
 | worktrees | nothing changed: wt-status (ms) | loop (ms) | ratio | edits: wt-status (ms) | loop (ms) | ratio | first look: wt-status (ms) | loop (ms) | ratio | second look: wt-status (ms) | loop (ms) | ratio | git processes |
