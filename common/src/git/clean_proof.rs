@@ -108,6 +108,7 @@ pub fn still_clean(state_dir: &Path, name: &str, reg: &Registered, outside: &Out
     if Some(head) != header(reg, outside).as_ref().map(String::as_bytes) {
         return false;
     }
+    let tree = Tree::open(&reg.path);
     for (seen, rec) in records.filter(|r| !r.is_empty()).enumerate() {
         // The last record counts the others: a note cut short (a write killed half way) has
         // none, and proves nothing.
@@ -118,7 +119,7 @@ pub fn still_clean(state_dir: &Path, name: &str, reg: &Registered, outside: &Out
         let (Ok(stat), Ok(rel)) = (std::str::from_utf8(&rec[..space]), std::str::from_utf8(&rec[space + 1..])) else {
             return false;
         };
-        if !plain_relative(rel) || stat != stat_of(&reg.path.join(rel)) {
+        if !plain_relative(rel) || tree.stat(rel).is_none_or(|now| stat != now.text()) {
             return false;
         }
     }
@@ -217,7 +218,7 @@ fn still_outside(reg: &Registered, outside: &Outside, asked: SystemTime) -> bool
     let mut checked: Vec<PathBuf> =
         ["index", "HEAD", "config.worktree"].iter().map(|f| reg.admin_dir.join(f)).collect();
     checked.extend(outside.files.iter().cloned());
-    checked.iter().all(|file| std::fs::symlink_metadata(file).map_or(true, |m| still_since(&m, before)))
+    checked.iter().all(|file| std::fs::symlink_metadata(file).map_or(true, |m| StatData::of(&m).still_since(before)))
 }
 
 /// The full note: the header, then `<stat> <path>` for each path, then `end <count>`, each
@@ -226,12 +227,13 @@ fn note(reg: &Registered, header: String, paths: &BTreeSet<String>, asked: Syste
     let before = asked.checked_sub(RACY)?;
     let mut note = header.into_bytes();
     note.push(0);
+    let tree = Tree::open(&reg.path);
     for rel in paths {
-        let meta = std::fs::symlink_metadata(reg.path.join(rel)).ok()?;
-        if !still_since(&meta, before) {
+        let stat = tree.stat(rel)?;
+        if !stat.still_since(before) {
             return None;
         }
-        note.extend_from_slice(stat_text(&meta).as_bytes());
+        note.extend_from_slice(stat.text().as_bytes());
         note.push(b' ');
         note.extend_from_slice(rel.as_bytes());
         note.push(0);
@@ -358,35 +360,78 @@ fn header(reg: &Registered, outside: &Outside) -> Option<String> {
     for file in &outside.files {
         // Followed too: a dotfile manager links `~/.gitconfig` or `~/.config/git/ignore` to the
         // file that changes (these are the person's files, not the worktree's).
-        let followed = std::fs::metadata(file).map(|m| stat_text(&m)).unwrap_or_else(|_| "-".into());
+        let followed = std::fs::metadata(file).map(|m| StatData::of(&m).text()).unwrap_or_else(|_| "-".into());
         lines.push(format!("file {} {followed} {}", stat_of(file), file.display()));
     }
     Some(lines.join("\n"))
 }
 
-/// Whether the path last changed before `before` (its `mtime` and `ctime`).
-fn still_since(meta: &std::fs::Metadata, before: SystemTime) -> bool {
-    let at = |s: i64, ns: i64| SystemTime::UNIX_EPOCH + Duration::new(s.max(0) as u64, ns.clamp(0, 999_999_999) as u32);
-    at(meta.mtime(), meta.mtime_nsec()) < before && at(meta.ctime(), meta.ctime_nsec()) < before
+/// The stat data a note keeps of a path: what changes when anything writes it (`ctime` too,
+/// which no program can set back).
+struct StatData {
+    mode: u32,
+    dev: u64,
+    ino: u64,
+    size: i64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl StatData {
+    fn of(m: &std::fs::Metadata) -> StatData {
+        StatData {
+            mode: m.mode(),
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size() as i64,
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    /// As noted: `mode(octal):dev:ino:size:mtime.ns:ctime.ns`.
+    fn text(&self) -> String {
+        let StatData { mode, dev, ino, size, mtime, ctime } = self;
+        format!("{mode:o}:{dev}:{ino}:{size}:{}.{}:{}.{}", mtime.0, mtime.1, ctime.0, ctime.1)
+    }
+
+    /// Whether the path last changed before `before` (its `mtime` and `ctime`).
+    fn still_since(&self, before: SystemTime) -> bool {
+        let at = |(s, ns): (i64, i64)| {
+            SystemTime::UNIX_EPOCH + Duration::new(s.max(0) as u64, ns.clamp(0, 999_999_999) as u32)
+        };
+        at(self.mtime) < before && at(self.ctime) < before
+    }
+}
+
+/// A worktree's directory, opened once: the stat data of each path in it is taken relative to
+/// it, not by its absolute path (walking the path was half of each `lstat`'s cost, and a look
+/// takes one per tracked file). Opened through a link as the path itself would be; each path
+/// below it is taken without following its last component, as `lstat` does.
+struct Tree(Option<rustix::fd::OwnedFd>);
+
+impl Tree {
+    fn open(root: &Path) -> Tree {
+        use rustix::fs::{Mode, OFlags, CWD};
+        Tree(rustix::fs::openat(CWD, root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok())
+    }
+
+    fn stat(&self, rel: &str) -> Option<StatData> {
+        let st = rustix::fs::statat(self.0.as_ref()?, rel, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        Some(StatData {
+            mode: st.st_mode as u32,
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            size: st.st_size as i64,
+            mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
+        })
+    }
 }
 
 /// A path's stat data as noted: `-` when there is nothing there.
 fn stat_of(path: &Path) -> String {
-    std::fs::symlink_metadata(path).map(|m| stat_text(&m)).unwrap_or_else(|_| "-".into())
-}
-
-fn stat_text(m: &std::fs::Metadata) -> String {
-    format!(
-        "{:o}:{}:{}:{}:{}.{}:{}.{}",
-        m.mode(),
-        m.dev(),
-        m.ino(),
-        m.size(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec()
-    )
+    std::fs::symlink_metadata(path).map(|m| StatData::of(&m).text()).unwrap_or_else(|_| "-".into())
 }
 
 /// `.`, or a relative path of normal components (no `..`, no root, nothing empty).
