@@ -715,3 +715,60 @@ fn a_merge_waits_for_its_slot_before_its_turn_at_the_queue() {
     let files = t.git(["ls-tree", "--name-only", "main"]);
     assert!(files.contains("a.txt") && files.contains("b.txt"), "both merged: {files}");
 }
+
+/// A pane of the tmux backend is governed like a native one: its program finds the jobserver
+/// by path, and once its program has ended the pane's lease is given back (its stocked spare
+/// with it). Before, tmux panes went ungoverned.
+#[test]
+fn a_tmux_panes_builds_get_the_jobserver_and_its_lease_ends_with_it() {
+    let p = wt_tests::panes::Panes::new();
+    p.t.run("wt-create", &["tm"], "").expect_code(0);
+    let seen = p.t.root().join("tmux-flags");
+    let go = p.t.root().join("go");
+    let mut c = governed_panes(&p, 2);
+    c.args(["-w", "tm", "--pane", "--backend", "tmux", "--", "sh", "-c"]);
+    c.arg(format!(
+        "echo \"$CARGO_MAKEFLAGS\" > {s}.tmp && mv {s}.tmp {s}; while [ ! -e {g} ]; do sleep 0.1; done",
+        s = seen.display(),
+        g = go.display()
+    ));
+    wt_tests::Run::of(&mut c, "").expect_code(0);
+    wait_for("the tmux pane's program", Duration::from_secs(30), || seen.exists());
+    let flags = std::fs::read_to_string(&seen).unwrap();
+    assert!(flags.contains("--jobserver-auth=fifo:"), "the tmux pane's builds get the jobserver: {flags}");
+    wait_for("the pane's spare stocked", Duration::from_secs(10), || {
+        governor_state(&p.xdg).is_some_and(|s| s["in_use"] == 1)
+    });
+    std::fs::write(&go, "").unwrap();
+    p.json(&["pane", "wait", "tm", "--exit", "--timeout", "30s"]);
+    wait_for("the lease given back", Duration::from_secs(10), || {
+        let _ = p.wt_run(&["pane", "ls"]);
+        governor_state(&p.xdg).is_some_and(|s| s["in_use"] == 0)
+    });
+}
+
+/// A wt-watch round in a test pane (`--test-pane`) holds its job slot like any round and hands
+/// its jobserver to the pane: the round's command takes a token from it (as make would).
+/// Before, test-pane rounds took no slot and their command got no jobserver.
+#[test]
+fn a_test_pane_round_holds_its_slot_and_its_command_gets_the_jobserver() {
+    let w = wt_tests::watch::Watch::new();
+    w.create("tp");
+    w.agent("tp", "fix-code"); // the supervisor the test pane is asked of
+    let took = w.t.root().join("took");
+    let cmd = format!(
+        "f=${{CARGO_MAKEFLAGS#*fifo:}}; exec 3<>\"$f\" && dd bs=1 count=1 <&3 >/dev/null 2>&1 && \
+         echo \"took $WT_GOVERNOR_JOB\" > {t}; true",
+        t = took.display()
+    );
+    let mut c = w.tool("wt-watch");
+    c.env_remove("WT_GOVERNOR").env("WT_GOVERNOR_TOKENS", "2").env("WT_GOVERNOR_IDLE", "3s");
+    c.args(["-w", "tp", "--test-pane", "--feed", "none", "--", "sh", "-c", &cmd]);
+    let mut watch = c.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut records = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&records.next().unwrap().unwrap()).unwrap();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(first["watch"]["status"], "green", "{first}");
+    assert_eq!(std::fs::read_to_string(&took).unwrap_or_default(), "took 1\n", "the test pane's command took a token");
+}

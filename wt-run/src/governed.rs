@@ -29,6 +29,9 @@ pub fn batch(settings: &Settings, passthrough: bool, name: &str, echo: bool) -> 
 /// descriptors), so `MAKEFLAGS` names it only for a make that reads `fifo:` (GNU make ≥ 4.4).
 pub fn pane(env: &[(String, String)], name: &str) -> Option<Lease> {
     let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    if get(governor::lease::IN_JOB).is_some() {
+        return None; // a job's pane (a wt-watch round's test pane): the job's jobserver is in env
+    }
     let settings = match (get("WT_GOVERNOR"), get("WT_GOVERNOR_TOKENS").and_then(|t| t.parse().ok())) {
         (Some("off" | "0"), _) => return None,
         (_, Some(tokens)) => Settings { enabled: true, tokens },

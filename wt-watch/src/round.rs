@@ -200,7 +200,9 @@ pub struct TestPane {
 
 impl TestPane {
     /// Runs the round in the pane and waits for it to exit.
-    pub fn run(&self, spec: &RoundSpec) -> Result<Finished, Error> {
+    /// The round's `lease` (its job slot) names its jobserver in the pane's environment: by
+    /// path only (a pane's program inherits no descriptors of ours).
+    pub fn run(&self, spec: &RoundSpec, lease: Option<&wt_common::proc::governor::Lease>) -> Result<Finished, Error> {
         let spec = &spec.asking_runners();
         let mut client = Client::connect(&self.socket)?;
         let backend = client
@@ -220,6 +222,17 @@ impl TestPane {
         argv.extend(spec.argv());
         let mut env: Map<String, Value> = spec.env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         env.insert("WT_WATCH_LOG".into(), json!(spec.log));
+        match lease.filter(|_| spec.confine.is_none()) {
+            Some(lease) => {
+                let fifo_make = wt_common::proc::governor::make_speaks_fifo();
+                for (k, v) in lease.env().iter().filter(|(k, _)| k != "MAKEFLAGS" || fifo_make) {
+                    env.insert(k.clone(), json!(v));
+                }
+            }
+            // Ungoverned (or confined, whose command gets no jobserver): the supervisor must
+            // not govern the pane as an agent's either.
+            None => drop(env.insert("WT_GOVERNOR".into(), json!("off"))),
+        }
         let params = json!({"name": self.pane, "cmd": argv, "cwd": spec.cwd, "env": env, "backend": backend});
         let started = std::time::Instant::now();
         if let Err(e) = client.call("pane.spawn", params.clone()) {
