@@ -592,9 +592,11 @@ fn sixty_four_governed_idle_panes_cost_a_few_threads_and_no_wakeups() {
         proc_status(governor, "voluntary_ctxt_switches", true) - before.1,
     );
     let threads = (proc_status(supervisor, "Threads", false), proc_status(governor, "Threads", false));
+    let rss = (proc_status(supervisor, "VmRSS", false), proc_status(governor, "VmRSS", false));
+    let fds = std::fs::read_dir(format!("/proc/{supervisor}/fd")).unwrap().count();
     eprintln!(
-        "supervisor: {} threads, woke {} times; governor: {} threads, woke {} times",
-        threads.0, woke.0, threads.1, woke.1
+        "supervisor: {} threads, woke {} times, {} KiB, {fds} fds; governor: {} threads, woke {} times, {} KiB",
+        threads.0, woke.0, rss.0, threads.1, woke.1, rss.1
     );
     assert!(threads.0 <= 8, "64 governed idle panes: {} threads in the supervisor", threads.0);
     assert_eq!(threads.1, 1, "the governor serves 65 connections on one thread");
@@ -771,4 +773,36 @@ fn a_test_pane_round_holds_its_slot_and_its_command_gets_the_jobserver() {
     let _ = watch.wait();
     assert_eq!(first["watch"]["status"], "green", "{first}");
     assert_eq!(std::fs::read_to_string(&took).unwrap_or_default(), "took 1\n", "the test pane's command took a token");
+}
+
+/// A build in an agent's pane is SIGKILLed while it holds both tokens (a make killed with its
+/// jobs: nobody will write them back), the pane's shell alive: the tokens come back to the
+/// governor once no process holds the pane's FIFO open, not when the pane ends. Before, they
+/// stayed taken for the pane's life.
+#[test]
+fn a_killed_build_in_a_pane_gives_back_its_tokens_while_the_pane_lives() {
+    let p = wt_tests::panes::Panes::new();
+    p.t.run("wt-create", &["agent"], "").expect_code(0);
+    let took = p.t.root().join("took");
+    let pid = p.t.root().join("build.pid");
+    let build = format!(
+        "f=${{CARGO_MAKEFLAGS#*fifo:}}; exec 3<>\"$f\"; dd bs=1 count=1 <&3 2>/dev/null; \
+         dd bs=1 count=1 <&3 2>/dev/null; echo two > {t}.tmp && mv {t}.tmp {t}; exec sleep 1000",
+        t = took.display()
+    );
+    // The shell stays; the "build" is its child, killed alone.
+    let script = format!("sh -c '{build}' & echo $! > {pid}; wait; exec sleep 1000", pid = pid.display());
+    let mut c = governed_panes(&p, 2);
+    c.args(["-w", "agent", "--pane", "--", "sh", "-c", &script]);
+    wt_tests::Run::of(&mut c, "").expect_code(0);
+    wait_for("the build to take both tokens", Duration::from_secs(30), || took.exists());
+    assert_eq!(governor_state(&p.xdg).unwrap()["in_use"], 2);
+    let build_pid: i32 = std::fs::read_to_string(&pid).unwrap().trim().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(build_pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_for("the killed build's tokens back", Duration::from_secs(10), || {
+        // The pane stocks its spare again: one token, no more.
+        governor_state(&p.xdg).is_some_and(|s| s["in_use"] == 1)
+    });
+    let panes = p.json(&["pane", "ls"]);
+    assert!(panes.to_string().contains("\"agent\""), "the pane lives: {panes}");
 }

@@ -1,6 +1,7 @@
 //! The feeder: one thread per process keeps every lease's FIFO stocked (see `lease`), asleep
 //! until something happens. It waits on one epoll set: an inotify watch on each FIFO (a read
-//! from it raises `IN_ACCESS`, a write `IN_MODIFY`, an open `IN_OPEN`), each lease's
+//! from it raises `IN_ACCESS`, a write `IN_MODIFY`, an open `IN_OPEN`, a last close
+//! `IN_CLOSE_*`), each lease's
 //! connection to the governor, and an eventfd that brings new leases and ends old ones. Its
 //! only timer is a spare's grace second, and only while others' demand waits at the governor.
 //! So a process with many idle leases (the pane supervisor) costs one thread and no wakeups.
@@ -24,6 +25,11 @@ use crate::Error;
 
 /// How long a spare may sit untaken while others' demand waits before it goes back.
 const SPARE_YIELD: Duration = Duration::from_secs(1);
+/// How long after a close a pane's lease looks whether anyone holds its FIFO open (closes of
+/// a build's many compilers in a row cost one look).
+const CLOSE_LOOK: Duration = Duration::from_millis(200);
+/// How often an unwatched lease's FIFO is looked at.
+const UNWATCHED_TICK: Duration = Duration::from_millis(20);
 /// epoll data of the inotify descriptor and of the eventfd; a lease's connection has its id.
 const INOTIFY: u64 = u64::MAX;
 const WAKE: u64 = u64::MAX - 1;
@@ -48,6 +54,8 @@ pub(super) struct Entry {
     pub fifo: OwnedFd,
     pub kind: Kind,
     pub held: Arc<AtomicU32>,
+    /// Its inotify watch; without one (no inotify left: the per-user limit of instances or
+    /// watches) the FIFO is looked at every `UNWATCHED_TICK`, as before inotify.
     wd: Option<WatchDescriptor>,
     /// An ask sent and not granted yet: `Some(true)` for a demand, `Some(false)` for stock.
     asking: Option<bool>,
@@ -57,6 +65,9 @@ pub(super) struct Entry {
     others_wait: bool,
     /// The governor is gone: the command keeps what it has, nothing more is fed.
     lost: bool,
+    /// The FIFO was closed by someone: when to look whether anyone still holds it open.
+    closed_at: Option<Instant>,
+    path: std::path::PathBuf,
 }
 
 impl Entry {
@@ -72,6 +83,8 @@ impl Entry {
             spare_since: None,
             others_wait: false,
             lost: false,
+            closed_at: None,
+            path: std::path::PathBuf::new(),
         }
     }
 
@@ -85,8 +98,11 @@ impl Entry {
     }
 
     fn release(&mut self) {
+        let Ok(before) = self.held.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| h.checked_sub(1)) else {
+            return; // nothing held: the governor has nothing to take back
+        };
         self.send(&json!({"op": "release"}));
-        let held = self.held.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        let held = before - 1;
         if held == 0 {
             self.others_wait = false; // the governor forgets what it told a connection holding nothing
         }
@@ -101,10 +117,12 @@ impl Entry {
     /// When this lease must look again with nothing else happening: its spare's grace second,
     /// while others' demand waits.
     fn deadline(&self) -> Option<Instant> {
-        match (self.lost, self.others_wait, self.asking, self.spare_since) {
+        let spare = match (self.lost, self.others_wait, self.asking, self.spare_since) {
             (false, true, None, Some(since)) => Some(since + SPARE_YIELD),
             _ => None,
-        }
+        };
+        let closed = self.closed_at.map(|at| at + CLOSE_LOOK);
+        spare.into_iter().chain(closed).min()
     }
 
     /// Looks at the FIFO and acts: keeps one spare on offer, returns the rest, asks for the
@@ -182,6 +200,32 @@ impl Entry {
         }
     }
 
+    /// Someone closed the FIFO (a build, or one of its compilers, ended or was killed): a
+    /// pane's lease looks a moment later whether anyone still holds it open (`reclaim`).
+    fn closed(&mut self) {
+        if self.kind == Kind::Pane && self.closed_at.is_none() {
+            self.closed_at = Some(Instant::now());
+        }
+    }
+
+    /// For a pane, whose FIFO nobody holds by inheritance from us: once no process holds it
+    /// open, nobody can give back the tokens taken from it any more (a make SIGKILLed with its
+    /// jobs, say), so they go back to the governor now, not when the pane ends. (inotify's
+    /// counts cannot say this: it merges like events that come in a row.)
+    fn reclaim(&mut self) {
+        if self.closed_at.is_none_or(|at| at.elapsed() < CLOSE_LOOK) {
+            return;
+        }
+        self.closed_at = None;
+        if self.lost || held_open_by_others(&self.path) {
+            return;
+        }
+        let taken = self.held.load(Ordering::Relaxed).saturating_sub(in_fifo(&self.fifo));
+        for _ in 0..taken {
+            self.release();
+        }
+    }
+
     /// Someone opened the FIFO: a build starts, so a stock ask becomes a demand.
     fn opened(&mut self) {
         if self.asking == Some(false) {
@@ -189,6 +233,24 @@ impl Entry {
             self.asking = Some(true);
         }
     }
+}
+
+/// Whether a process other than this one has `fifo` open (any of its descriptors names it).
+fn held_open_by_others(fifo: &Path) -> bool {
+    let me = std::process::id().to_string();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return true };
+    for proc_dir in procs.flatten() {
+        let name = proc_dir.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(proc_dir.path().join("fd")) else { continue };
+        if fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == fifo)) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Bytes waiting in the FIFO.
@@ -243,18 +305,23 @@ impl Feeder {
     }
 
     fn start() -> Result<&'static Feeder, String> {
+        raise_fd_limit();
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| format!("epoll: {e}"))?;
-        let inotify =
-            Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).map_err(|e| format!("inotify: {e}"))?;
+        // Without inotify (the user's instances used up) every FIFO is looked at on a tick.
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .inspect_err(|e| tracing::warn!("governor feeder: no inotify ({e}): looking at each FIFO every 20 ms"))
+            .ok();
         let wake =
             EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC).map_err(|e| format!("eventfd: {e}"))?;
-        epoll.add(inotify.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, INOTIFY)).map_err(|e| e.to_string())?;
+        if let Some(inotify) = &inotify {
+            epoll.add(inotify.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, INOTIFY)).map_err(|e| e.to_string())?;
+        }
         epoll.add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE)).map_err(|e| e.to_string())?;
         let feeder: &'static Feeder =
             Box::leak(Box::new(Feeder { inbox: Mutex::new(Vec::new()), wake, next: AtomicU32::new(0) }));
         std::thread::Builder::new()
             .name("governor-feeder".into())
-            .spawn(move || run(feeder, &epoll, &inotify))
+            .spawn(move || run(feeder, &epoll, inotify.as_ref()))
             .map_err(|e| format!("cannot start the governor's feeder: {e}"))?;
         Ok(feeder)
     }
@@ -280,12 +347,31 @@ impl Feeder {
     }
 }
 
-fn run(feeder: &Feeder, epoll: &Epoll, inotify: &Inotify) {
+/// Each lease holds two descriptors (its FIFO, its connection) for its command's life: a
+/// supervisor of 128 governed panes holds about 900 in all, near the soft limit of 1024 many
+/// systems start with, so the soft limit goes up to 4096 (within the hard one; not further,
+/// as the panes' programs inherit it).
+#[allow(unsafe_code)]
+fn raise_fd_limit() {
+    let mut limit = nix::libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write the one struct given, which lives here.
+    unsafe {
+        if nix::libc::getrlimit(nix::libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max.min(4096)
+        {
+            limit.rlim_cur = limit.rlim_max.min(4096);
+            let _ = nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+fn run(feeder: &Feeder, epoll: &Epoll, inotify: Option<&Inotify>) {
     let mut leases: BTreeMap<u64, Entry> = BTreeMap::new();
     let mut watches: BTreeMap<WatchDescriptor, u64> = BTreeMap::new();
     let mut events = vec![EpollEvent::empty(); 64];
     loop {
-        let deadline = leases.values().filter_map(Entry::deadline).min();
+        let polling = leases.values().any(|e| e.wd.is_none() && !e.lost);
+        let tick = polling.then(|| Instant::now() + UNWATCHED_TICK);
+        let deadline = leases.values().filter_map(Entry::deadline).chain(tick).min();
         let timeout = match deadline {
             None => EpollTimeout::NONE,
             Some(at) => {
@@ -315,15 +401,21 @@ fn run(feeder: &Feeder, epoll: &Epoll, inotify: &Inotify) {
                         match msg {
                             Msg::Add(id, entry, path) => {
                                 let mut entry = *entry;
-                                let flags =
-                                    AddWatchFlags::IN_ACCESS | AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_OPEN;
-                                match inotify.add_watch(&path, flags) {
-                                    Ok(wd) => {
+                                // As /proc names it: the real path, links resolved.
+                                entry.path = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+                                let flags = AddWatchFlags::IN_ACCESS
+                                    | AddWatchFlags::IN_MODIFY
+                                    | AddWatchFlags::IN_OPEN
+                                    | AddWatchFlags::IN_CLOSE;
+                                match inotify.map(|i| i.add_watch(&path, flags)) {
+                                    Some(Ok(wd)) => {
                                         watches.insert(wd, id);
                                         entry.wd = Some(wd);
                                     }
-                                    // Unwatched, it is fed only when the governor speaks.
-                                    Err(e) => tracing::warn!("governor feeder: cannot watch {}: {e}", path.display()),
+                                    Some(Err(e)) => {
+                                        tracing::warn!("governor feeder: cannot watch {}: {e}", path.display());
+                                    }
+                                    None => {}
                                 }
                                 if epoll.add(entry.conn.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, id)).is_err() {
                                     entry.lost = true;
@@ -333,7 +425,7 @@ fn run(feeder: &Feeder, epoll: &Epoll, inotify: &Inotify) {
                             }
                             Msg::Remove(id, done) => {
                                 if let Some(entry) = leases.remove(&id) {
-                                    if let Some(wd) = entry.wd {
+                                    if let (Some(wd), Some(inotify)) = (entry.wd, inotify) {
                                         watches.remove(&wd);
                                         let _ = inotify.rm_watch(wd);
                                     }
@@ -346,15 +438,21 @@ fn run(feeder: &Feeder, epoll: &Epoll, inotify: &Inotify) {
                     }
                 }
                 INOTIFY => {
-                    for event in inotify.read_events().unwrap_or_default() {
+                    for event in inotify.and_then(|i| i.read_events().ok()).unwrap_or_default() {
                         if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                            for entry in leases.values_mut() {
+                                entry.closed(); // a close may be among what was lost
+                            }
                             touched.extend(leases.keys().copied());
                             continue;
                         }
                         let Some(id) = watches.get(&event.wd).copied() else { continue };
-                        if event.mask.contains(AddWatchFlags::IN_OPEN) {
-                            if let Some(entry) = leases.get_mut(&id) {
+                        if let Some(entry) = leases.get_mut(&id) {
+                            if event.mask.contains(AddWatchFlags::IN_OPEN) {
                                 entry.opened();
+                            }
+                            if event.mask.intersects(AddWatchFlags::IN_CLOSE) {
+                                entry.closed();
                             }
                         }
                         touched.push(id);
@@ -372,11 +470,15 @@ fn run(feeder: &Feeder, epoll: &Epoll, inotify: &Inotify) {
             }
         }
         let now = Instant::now();
+        if polling {
+            touched.extend(leases.iter().filter(|(_, e)| e.wd.is_none()).map(|(id, _)| *id));
+        }
         touched.extend(leases.iter().filter(|(_, e)| e.deadline().is_some_and(|at| at <= now)).map(|(id, _)| *id));
         touched.sort_unstable();
         touched.dedup();
         for id in touched {
             if let Some(entry) = leases.get_mut(&id) {
+                entry.reclaim();
                 entry.settle();
                 if entry.lost {
                     let _ = epoll.delete(entry.conn.as_fd());
