@@ -594,6 +594,14 @@ fn sixty_four_governed_idle_panes_cost_a_few_threads_and_no_wakeups() {
     let threads = (proc_status(supervisor, "Threads", false), proc_status(governor, "Threads", false));
     let rss = (proc_status(supervisor, "VmRSS", false), proc_status(governor, "VmRSS", false));
     let fds = std::fs::read_dir(format!("/proc/{supervisor}/fd")).unwrap().count();
+    let governor_fds: Vec<String> = std::fs::read_dir(format!("/proc/{governor}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok().map(|t| t.display().to_string()))
+        .collect();
+    // Its socket, one per connection, its lock and log: nothing of the supervisor's (a pane's
+    // terminal held open here would outlive the supervisor).
+    assert!(!governor_fds.iter().any(|t| t.contains("ptmx") || t.contains("/dev/pts")), "{governor_fds:?}");
     eprintln!(
         "supervisor: {} threads, woke {} times, {} KiB, {fds} fds; governor: {} threads, woke {} times, {} KiB",
         threads.0, woke.0, rss.0, threads.1, woke.1, rss.1
