@@ -814,3 +814,47 @@ fn a_killed_build_in_a_pane_gives_back_its_tokens_while_the_pane_lives() {
     let panes = p.json(&["pane", "ls"]);
     assert!(panes.to_string().contains("\"agent\""), "the pane lives: {panes}");
 }
+
+/// The script a confined command runs: takes a token from the jobserver its `CARGO_MAKEFLAGS`
+/// names (as make would) and says `took`; then tries to write beside the FIFO, which the
+/// sandbox must still refuse.
+const TAKE_A_TOKEN_CONFINED: &str =
+    "f=${CARGO_MAKEFLAGS#*fifo:}; exec 3<>\"$f\" && dd bs=1 count=1 <&3 >/dev/null 2>&1 \
+     && echo took; touch \"$(dirname \"$f\")/planted\" 2>/dev/null && echo wrote-beside; true";
+
+/// A confined batch run's command gets the jobserver through its sandbox, by path: it opens
+/// its FIFO and takes a token, while the directory around the FIFO stays out of its reach.
+/// Before, confined commands got no jobserver (their run held its slot's token only).
+#[test]
+fn a_confined_runs_command_gets_the_jobserver_through_its_sandbox() {
+    let t = TestRepo::new();
+    let xdg = runtime_dir(&t);
+    t.run("wt-create", &["a"], "").expect_code(0);
+    let mut c = governed(&t, "wt-run", &xdg, 2);
+    c.args(["-w", "a", "--confine", "--json", "--", "sh", "-c", TAKE_A_TOKEN_CONFINED]);
+    let run = wt_tests::Run::of(&mut c, "");
+    run.expect_code(0);
+    let rec = &run.records()[0];
+    let tail: Vec<&str> = rec["run"]["tail"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(rec["run"]["confined"]["mode"], "strict", "{rec}");
+    assert_eq!(tail, ["took"], "took a token, and wrote nothing beside the FIFO: {rec}");
+    assert!(!xdg.join("wt/jobs/planted").exists());
+}
+
+/// A confined wt-watch round (`wt-run --confine --passthrough` under wt-watch, which holds the
+/// round's slot) hands its jobserver through the sandbox the same way.
+#[test]
+fn a_confined_rounds_command_gets_the_jobserver_through_its_sandbox() {
+    let w = wt_tests::watch::Watch::new();
+    w.create("cq");
+    let mut c = w.tool("wt-watch");
+    c.env_remove("WT_GOVERNOR").env("WT_GOVERNOR_TOKENS", "2").env("WT_GOVERNOR_IDLE", "3s");
+    c.args(["-w", "cq", "--confine", "--feed", "none", "--", "sh", "-c", TAKE_A_TOKEN_CONFINED]);
+    let mut watch = c.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut records = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&records.next().unwrap().unwrap()).unwrap();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let log = std::fs::read_to_string(first["watch"]["run"]["log"].as_str().unwrap()).unwrap();
+    assert_eq!(log, "took\n", "took a token, and wrote nothing beside the FIFO: {first}");
+}

@@ -64,3 +64,49 @@ pub fn pane_request(settings: &Settings) -> Vec<(String, String)> {
     }
     vec![("WT_GOVERNOR_TOKENS".into(), settings.tokens.to_string())]
 }
+
+/// A confined batch run's command gets its jobserver too, by path: the sandbox lets it write
+/// that one FIFO (Landlock, and a writable bind of it into the socket directory the sandbox
+/// hides) and keeps the variables naming it. The FIFO is the run's `lease`'s, or for a
+/// `--passthrough` run the one its tool (a wt-watch round, a wt-merge verification) holds and
+/// passed in `CARGO_MAKEFLAGS` (`passed_on`); only a FIFO of the governor's own directory is
+/// let through, so a variable from an agent's env file cannot open a path to writes. What the
+/// command's environment gets.
+pub fn confined(policy: &mut crate::confine::Policy, lease: Option<&Lease>, passed_on: bool) -> Vec<(String, String)> {
+    let from_lease = lease.map(|l| l.env().to_vec());
+    if from_lease.is_none() && !passed_on {
+        return Vec::new();
+    }
+    let vars: Vec<(String, String)> = from_lease.unwrap_or_else(|| {
+        ["CARGO_MAKEFLAGS", "MAKEFLAGS", governor::lease::IN_JOB]
+            .into_iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+            .collect()
+    });
+    let cargo = vars.iter().find(|(k, _)| k == "CARGO_MAKEFLAGS").map(|(_, v)| v.as_str());
+    let Some(fifo) = cargo.and_then(governor::makeflags::fifo_of).and_then(|p| ours(&p)) else { return Vec::new() };
+    let form = format!("--jobserver-auth=fifo:{}", fifo.display());
+    // By path only: descriptors do not reach through the sandbox's helper.
+    let kept: Vec<(String, String)> = vars
+        .into_iter()
+        .filter(|(k, v)| {
+            k == "CARGO_MAKEFLAGS"
+                || k == governor::lease::IN_JOB
+                || (k == "MAKEFLAGS" && v.contains(&form) && governor::make_speaks_fifo())
+        })
+        .collect();
+    policy.write.push(fifo);
+    policy.env_keep.extend(kept.iter().map(|(k, _)| k.clone()));
+    kept
+}
+
+/// `path` if it is a FIFO the governor's leases make (`<socket dir>/jobs/<name>`, not a link).
+fn ours(path: &std::path::Path) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::FileTypeExt;
+    let jobs = wt_common::proc::supervisor::socket_dir().ok()?.join("jobs").canonicalize().ok()?;
+    let name = path.file_name()?;
+    let parent = path.parent()?.canonicalize().ok()?;
+    let fifo = jobs.join(name);
+    let is_fifo = std::fs::symlink_metadata(&fifo).is_ok_and(|m| m.file_type().is_fifo());
+    (parent == jobs && is_fifo).then_some(fifo)
+}

@@ -93,7 +93,7 @@ pub fn run(spec: &RoundSpec, groups: &Groups) -> Result<Finished, Error> {
 }
 
 /// `run`, the command getting the build governor's jobserver from `lease` (a confined round's
-/// sandbox keeps it out: that round holds its token only).
+/// by path, which its wt-run lets through the sandbox).
 pub fn run_with(
     spec: &RoundSpec,
     groups: &Groups,
@@ -110,8 +110,11 @@ pub fn run_with(
         }
     };
     cmd.current_dir(&spec.cwd);
-    if let (Some(lease), None) = (lease, &spec.confine) {
-        lease.apply(&mut cmd);
+    match (lease, &spec.confine) {
+        (Some(lease), None) => lease.apply(&mut cmd),
+        // The confined run's wt-run lets the FIFO through its sandbox, by path.
+        (Some(lease), Some(_)) => drop(cmd.envs(lease.env().iter().map(|(k, v)| (k, v)))),
+        (None, _) => {}
     }
     let pspec = Spec { name: &spec.name, log: spec.log.clone(), timeout: spec.timeout, grace: GRACE, echo: false };
     let outcome = process::run(cmd, &pspec, groups)?;
