@@ -858,3 +858,59 @@ fn a_confined_rounds_command_gets_the_jobserver_through_its_sandbox() {
     let log = std::fs::read_to_string(first["watch"]["run"]["log"].as_str().unwrap()).unwrap();
     assert_eq!(log, "took\n", "took a token, and wrote nothing beside the FIFO: {first}");
 }
+
+/// With more idle panes than tokens, the panes beyond the tokens queue quietly for a spare; a
+/// build that starts in one of them (it opens its FIFO and waits for a token) gets the spare of
+/// an idle pane, which is told that a demand waits and gives its untaken spare back.
+#[test]
+fn a_build_in_a_pane_beyond_the_tokens_gets_an_idle_panes_spare() {
+    let p = wt_tests::panes::Panes::new();
+    p.t.run("wt-create", &["idle", "busy"], "").expect_code(0);
+    let mut idle = governed_panes(&p, 1);
+    idle.args(["-w", "idle", "--pane", "--", "sleep", "1000"]);
+    wt_tests::Run::of(&mut idle, "").expect_code(0);
+    wait_for("the idle pane's spare", Duration::from_secs(10), || {
+        governor_state(&p.xdg).is_some_and(|s| s["in_use"] == 1)
+    });
+    let took = p.t.root().join("took");
+    let script = format!(
+        "sleep 1; f=${{CARGO_MAKEFLAGS#*fifo:}}; exec 3<>\"$f\"; dd bs=1 count=1 <&3 2>/dev/null; \
+         echo took > {t}.tmp && mv {t}.tmp {t}; exec sleep 1000",
+        t = took.display()
+    );
+    let mut busy = governed_panes(&p, 1);
+    busy.args(["-w", "busy", "--pane", "--", "sh", "-c", &script]);
+    wt_tests::Run::of(&mut busy, "").expect_code(0);
+    // Not a speed bound: without the idle pane giving its spare back, the build waits for ever.
+    wait_for("the busy pane's build to get a token", Duration::from_secs(30), || took.exists());
+}
+
+/// The governor is SIGKILLed while governed panes live: the supervisor lets their leases go
+/// quiet (it neither spins nor dies), and a pane started afterwards is governed by a new one.
+#[test]
+fn a_killed_governor_leaves_the_supervisor_quiet_and_new_panes_governed_again() {
+    let p = wt_tests::panes::Panes::new();
+    p.t.run("wt-create", &["one", "two"], "").expect_code(0);
+    let mut one = governed_panes(&p, 2);
+    one.args(["-w", "one", "--pane", "--", "sleep", "1000"]);
+    wt_tests::Run::of(&mut one, "").expect_code(0);
+    wait_for("the governor", Duration::from_secs(10), || governor_state(&p.xdg).is_some_and(|s| s["in_use"] == 1));
+    let old = governor_pid(&p.xdg).expect("the governor runs");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let supervisor = supervisor_pid(&p);
+    std::thread::sleep(Duration::from_millis(500));
+    let before = proc_status(supervisor, "voluntary_ctxt_switches", true);
+    std::thread::sleep(Duration::from_secs(2));
+    let woke = proc_status(supervisor, "voluntary_ctxt_switches", true) - before;
+    assert!(woke <= 4, "the supervisor woke {woke} times in 2 s after the governor died");
+    let seen = p.t.root().join("two-flags");
+    let mut two = governed_panes(&p, 2);
+    two.args(["-w", "two", "--pane", "--", "sh", "-c"]);
+    two.arg(format!("echo \"$CARGO_MAKEFLAGS\" > {0}.tmp && mv {0}.tmp {0}; exec sleep 1000", seen.display()));
+    wt_tests::Run::of(&mut two, "").expect_code(0);
+    wait_for("the second pane's program", Duration::from_secs(30), || seen.exists());
+    assert!(std::fs::read_to_string(&seen).unwrap().contains("--jobserver-auth=fifo:"));
+    let new = governor_pid(&p.xdg).expect("a new governor runs");
+    assert_ne!(new, old);
+    assert_eq!(governor_state(&p.xdg).unwrap()["in_use"], 1, "the new governor knows the new pane's spare only");
+}
