@@ -280,7 +280,7 @@ fn put(fd: &OwnedFd) -> bool {
 }
 
 enum Msg {
-    Add(u64, Box<Entry>, std::path::PathBuf),
+    Add(u64, Box<Entry>, std::path::PathBuf, SyncSender<()>),
     Remove(u64, SyncSender<()>),
 }
 
@@ -331,10 +331,13 @@ impl Feeder {
         let _ = self.wake.write(1);
     }
 
-    /// Hands `entry` (the FIFO at `path`) to the feeder; its id.
+    /// Hands `entry` (the FIFO at `path`) to the feeder; its id. Once this returns the FIFO is
+    /// watched, so the command, started after, cannot open it unseen.
     pub fn add(&self, entry: Entry, path: &Path) -> u64 {
         let id = u64::from(self.next.fetch_add(1, Ordering::Relaxed));
-        self.post(Msg::Add(id, Box::new(entry), path.to_path_buf()));
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.post(Msg::Add(id, Box::new(entry), path.to_path_buf(), tx));
+        let _ = rx.recv_timeout(Duration::from_secs(5));
         id
     }
 
@@ -399,7 +402,7 @@ fn run(feeder: &Feeder, epoll: &Epoll, inotify: Option<&Inotify>) {
                         std::mem::take(&mut *feeder.inbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
                     for msg in msgs {
                         match msg {
-                            Msg::Add(id, entry, path) => {
+                            Msg::Add(id, entry, path, added) => {
                                 let mut entry = *entry;
                                 // As /proc names it: the real path, links resolved.
                                 entry.path = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
@@ -422,6 +425,7 @@ fn run(feeder: &Feeder, epoll: &Epoll, inotify: Option<&Inotify>) {
                                 }
                                 leases.insert(id, entry);
                                 touched.push(id);
+                                let _ = added.send(());
                             }
                             Msg::Remove(id, done) => {
                                 if let Some(entry) = leases.remove(&id) {
