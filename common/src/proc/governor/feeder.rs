@@ -93,8 +93,16 @@ impl Entry {
         line.push('\n');
         // A few bytes to a socket the governor reads at once: a full buffer means it is wedged.
         if self.conn.write_all(line.as_bytes()).is_err() {
-            self.lost = true;
+            self.lose();
         }
+    }
+
+    /// Stops feeding: the governor is gone, or it cannot be spoken to. The connection is shut
+    /// down, so a governor still alive takes back what it held rather than keep it for the
+    /// command's life; the command keeps what it took.
+    fn lose(&mut self) {
+        self.lost = true;
+        let _ = self.conn.shutdown(std::net::Shutdown::Both);
     }
 
     fn release(&mut self) {
@@ -164,14 +172,14 @@ impl Entry {
         loop {
             match self.conn.read(&mut buf) {
                 Ok(0) => {
-                    self.lost = true;
+                    self.lose();
                     break;
                 }
                 Ok(n) => self.unread.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    self.lost = true;
+                    self.lose();
                     break;
                 }
             }
@@ -179,7 +187,7 @@ impl Entry {
         while let Some(end) = self.unread.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.unread.drain(..=end).collect();
             let Ok(msg) = serde_json::from_slice::<Value>(&line) else {
-                self.lost = true;
+                self.lose();
                 return;
             };
             if msg.get("granted").is_some() {
@@ -196,7 +204,7 @@ impl Entry {
             }
         }
         if self.unread.len() > MAX_LINE {
-            self.lost = true;
+            self.lose();
         }
     }
 
@@ -421,7 +429,7 @@ fn run(feeder: &Feeder, epoll: &Epoll, inotify: Option<&Inotify>) {
                                     None => {}
                                 }
                                 if epoll.add(entry.conn.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, id)).is_err() {
-                                    entry.lost = true;
+                                    entry.lose();
                                 }
                                 leases.insert(id, entry);
                                 touched.push(id);
