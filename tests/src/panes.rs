@@ -78,9 +78,14 @@ impl Panes {
         std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|x| x == "sock") && !is_pane_socket(p))
+            .find(|p| p.extension().is_some_and(|x| x == "sock") && !is_pane_socket(p) && !is_governor(p))
             .unwrap()
     }
+}
+
+/// The build governor's socket, in the same directory when panes are governed.
+fn is_governor(path: &std::path::Path) -> bool {
+    path.file_name().is_some_and(|n| n == "governor.sock")
 }
 
 /// A confined pane's own socket (`<hash>.pane-<hash>.sock`), not the supervisor's.

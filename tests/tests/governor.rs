@@ -375,36 +375,267 @@ fn a_verification_waits_for_its_slot_and_its_command_gets_the_jobserver() {
     assert!(seen.contains("--jobserver-auth="), "the verify command got the jobserver: {seen}");
 }
 
-/// An agent's pane gets the jobserver for its builds (when panes are governed:
-/// `WT_GOVERNOR_PANES=on`) but holds no job slot: with the only token, a batch run beside the
-/// pane still gets its slot and runs. Without it, the pane's builds go ungoverned.
+/// An agent's pane gets the jobserver for its builds by default, but holds no job slot: with
+/// the only token (stocked as the pane's spare), a batch run beside the pane still gets its slot
+/// (the governor tells the pane others wait; it gives the untaken spare back) and runs. A pane
+/// started with `--no-governor` goes ungoverned. Before, panes went ungoverned unless
+/// `WT_GOVERNOR_PANES=on`.
 #[test]
 fn a_panes_builds_get_the_jobserver_but_the_pane_holds_no_job_slot() {
     let p = wt_tests::panes::Panes::new();
     p.t.run("wt-create", &["agent", "job"], "").expect_code(0);
     let seen = p.t.root().join("pane-flags");
-    let mut c = p.cmd();
-    let mut plain = p.cmd();
-    plain.env_remove("WT_GOVERNOR").env("WT_GOVERNOR_TOKENS", "1").env("WT_GOVERNOR_IDLE", "3s");
-    plain.args(["-w", "job", "--pane=plain", "--", "sh", "-c"]);
-    plain.arg(format!(
-        "echo \"flags:$CARGO_MAKEFLAGS\" > {}.tmp && mv {0}.tmp {0}; sleep 120",
-        seen.with_extension("plain").display()
-    ));
-    wt_tests::Run::of(&mut plain, "").expect_code(0);
-    wait_for("the plain pane's program", Duration::from_secs(30), || seen.with_extension("plain").exists());
-    assert_eq!(std::fs::read_to_string(seen.with_extension("plain")).unwrap(), "flags:\n", "not asked: ungoverned");
-    c.env_remove("WT_GOVERNOR").env("WT_GOVERNOR_TOKENS", "1").env("WT_GOVERNOR_IDLE", "3s");
-    c.env("WT_GOVERNOR_PANES", "on");
+    let mut c = governed_panes(&p, 1);
     c.args(["-w", "agent", "--pane", "--", "sh", "-c"]);
     c.arg(format!("echo \"$CARGO_MAKEFLAGS\" > {}.tmp && mv {0}.tmp {0}; sleep 120", seen.display()));
     wt_tests::Run::of(&mut c, "").expect_code(0);
     wait_for("the pane's program", Duration::from_secs(30), || seen.exists());
     let flags = std::fs::read_to_string(&seen).unwrap();
     assert!(flags.contains("--jobserver-auth=fifo:"), "the pane's builds get the jobserver: {flags}");
+    let mut plain = governed_panes(&p, 1);
+    plain.args(["-w", "job", "--pane=plain", "--no-governor", "--", "sh", "-c"]);
+    plain.arg(format!(
+        "echo \"flags:$CARGO_MAKEFLAGS\" > {}.tmp && mv {0}.tmp {0}; sleep 120",
+        seen.with_extension("plain").display()
+    ));
+    wt_tests::Run::of(&mut plain, "").expect_code(0);
+    wait_for("the plain pane's program", Duration::from_secs(30), || seen.with_extension("plain").exists());
+    assert_eq!(std::fs::read_to_string(seen.with_extension("plain")).unwrap(), "flags:\n", "--no-governor: ungoverned");
     let mut run = governed(&p.t, "wt-run", &p.xdg, 1);
-    run.args(["-w", "job", "--", "true"]);
-    wt_tests::Run::of(&mut run, "").expect_code(0);
+    run.args(["-w", "job", "--timeout", "60s", "--", "true"]);
+    let run = wt_tests::Run::of(&mut run, "");
+    run.expect_code(0);
+    assert_eq!(run.records()[0]["run"]["exit"], 0, "{run}");
+}
+
+/// wt-run of the panes test `p`, its supervisor and panes governed by the governor of `p.xdg`
+/// with `tokens` tokens.
+fn governed_panes(p: &wt_tests::panes::Panes, tokens: u32) -> Command {
+    let mut c = p.cmd();
+    c.env_remove("WT_GOVERNOR")
+        .env_remove("MAKEFLAGS")
+        .env_remove("CARGO_MAKEFLAGS")
+        .env("WT_GOVERNOR_TOKENS", tokens.to_string())
+        .env("WT_GOVERNOR_IDLE", "3s");
+    c
+}
+
+/// A cargo workspace of a crate and 8 path dependencies (no registry needed), whose every
+/// rustc goes through `wrap.sh`, which counts the compilers running at once across all builds
+/// (each stays counted for 0.3 s more, so overlaps are certain where the jobs may overlap).
+fn counted_crate(t: &TestRepo, counter: &Path) -> PathBuf {
+    let c = counter.display();
+    std::fs::create_dir_all(counter).unwrap();
+    let wrap = counter.join("wrap.sh");
+    std::fs::write(
+        &wrap,
+        format!(
+            "#!/bin/sh
+             flock {c}/lock sh -c 'n=$(( $(cat {c}/now 2>/dev/null || echo 0) + 1 )); echo $n > {c}/now; \
+             m=$(cat {c}/max 2>/dev/null || echo 0); if [ $n -gt $m ]; then echo $n > {c}/max; fi'\n\
+             sleep 0.3\n\
+             \"$@\"; rc=$?\n\
+             flock {c}/lock sh -c 'echo $(( $(cat {c}/now) - 1 )) > {c}/now'\n\
+             exit $rc\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrap, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let deps: String = (1..=8).map(|i| format!("d{i} = {{ path = \"d{i}\" }}\n")).collect();
+    t.write(
+        "Cargo.toml",
+        &format!("[package]\nname = \"governed\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n{deps}\n[workspace]\n"),
+    );
+    let uses: String = (1..=8).map(|i| format!(" + d{i}::f()")).collect();
+    t.write("src/lib.rs", &format!("pub fn f() -> u32 {{ 0{uses} }}\n"));
+    for i in 1..=8 {
+        t.write(
+            &format!("d{i}/Cargo.toml"),
+            &format!("[package]\nname = \"d{i}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
+        );
+        t.write(&format!("d{i}/src/lib.rs"), &format!("pub fn f() -> u32 {{ {i} }}\n"));
+    }
+    t.write(".gitignore", "target/\nCargo.lock\n");
+    t.commit("a crate with 8 path dependencies");
+    wrap
+}
+
+/// A real cargo build in an agent's native pane, governed by default with 1 token: its
+/// compilers never outnumber the token plus cargo's own implicit slot (2), though cargo was
+/// told it may run 8 (`CARGO_BUILD_JOBS`); counted by the rustc wrapper. Ungoverned (before:
+/// panes were, by default), cargo runs up to 8 at once.
+#[test]
+fn a_cargo_build_in_a_governed_pane_never_runs_more_compilers_than_the_tokens_allow() {
+    let p = wt_tests::panes::Panes::new();
+    let counter = p.t.root().join("counter");
+    let wrap = counted_crate(&p.t, &counter);
+    p.t.run("wt-create", &["agent"], "").expect_code(0);
+    let done = p.t.root().join("built");
+    let script = format!(
+        "echo \"$CARGO_MAKEFLAGS\" > {c}/flags; CARGO_BUILD_JOBS=8 RUSTC_WRAPPER={w} CARGO_TARGET_DIR=target \
+         cargo build -q --offline > {c}/out 2>&1; echo $? > {d}.tmp && mv {d}.tmp {d}; sleep 1000",
+        c = counter.display(),
+        w = wrap.display(),
+        d = done.display()
+    );
+    let mut c = governed_panes(&p, 1);
+    c.env_remove("RUSTC_WRAPPER").env_remove("CARGO_BUILD_JOBS").env_remove("CARGO_TARGET_DIR");
+    c.args(["-w", "agent", "--pane", "--", "sh", "-c", &script]);
+    wt_tests::Run::of(&mut c, "").expect_code(0);
+    wait_for("the build in the pane", Duration::from_secs(300), || done.exists());
+    let out = std::fs::read_to_string(counter.join("out")).unwrap_or_default();
+    assert_eq!(std::fs::read_to_string(&done).unwrap().trim(), "0", "the build succeeded: {out}");
+    let flags = std::fs::read_to_string(counter.join("flags")).unwrap();
+    assert!(flags.contains("--jobserver-auth=fifo:"), "the pane's cargo got the jobserver: {flags}");
+    let max = read_number(&counter.join("max"));
+    eprintln!("compilers at once: {max}");
+    assert!(max >= 1, "the wrapper counted the compilers");
+    assert!(max <= 2, "at most 1 token + cargo's implicit slot: {max} compilers at once");
+}
+
+/// The governor's process for the runtime dir `xdg` (`__governor-serve`), found in /proc.
+fn governor_pid(xdg: &Path) -> Option<u32> {
+    let needle = format!("XDG_RUNTIME_DIR={}", xdg.display());
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let environ = std::fs::read(e.path().join("environ")).ok()?;
+        let serves = String::from_utf8_lossy(&cmdline).contains("__governor-serve");
+        let ours = environ.split(|b| *b == 0).any(|v| v == needle.as_bytes());
+        (serves && ours).then_some(pid)
+    })
+}
+
+/// A field of /proc/PID/status summed over its threads (`voluntary_ctxt_switches`), or of the
+/// process (`Threads`).
+fn proc_status(pid: u32, field: &str, every_thread: bool) -> u64 {
+    let read = |path: PathBuf| -> u64 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines()
+            .find(|l| l.starts_with(&format!("{field}:")))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    if !every_thread {
+        return read(PathBuf::from(format!("/proc/{pid}/status")));
+    }
+    std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten().map(|t| read(t.path().join("status"))).sum()
+}
+
+/// The supervisor's pid, asked over its socket.
+fn supervisor_pid(p: &wt_tests::panes::Panes) -> u32 {
+    let mut c = UnixStream::connect(p.socket()).unwrap();
+    let answer = wt_tests::panes::raw_call(&mut c, b"{\"id\":0,\"method\":\"server.ping\"}\n");
+    answer["result"]["pid"].as_u64().unwrap() as u32
+}
+
+/// 64 idle panes, each governed (its program finds the jobserver), with 2 tokens: the supervisor
+/// keeps a few threads and sleeps (one feeder thread for every lease, woken only when a FIFO or
+/// the governor says something), the governor is one thread and sleeps too, and the idle panes
+/// beyond the tokens queue quietly instead of handing spares round. Before, panes went
+/// ungoverned by default; governed, each lease was a thread polling its FIFO every 20 ms and
+/// the governor a thread per connection.
+#[test]
+fn sixty_four_governed_idle_panes_cost_a_few_threads_and_no_wakeups() {
+    let p = wt_tests::panes::Panes::new();
+    let flags = p.t.root().join("flags");
+    std::fs::create_dir_all(&flags).unwrap();
+    let program = |name: &str| {
+        vec![
+            "sh".to_string(),
+            "-c".to_string(),
+            format!(
+                "echo \"$CARGO_MAKEFLAGS\" > {0}/{name}.tmp && mv {0}/{name}.tmp {0}/{name}; exec sleep 1000",
+                flags.display()
+            ),
+        ]
+    };
+    p.t.run("wt-create", &["idle"], "").expect_code(0);
+    let mut first = governed_panes(&p, 2);
+    first.args(["-w", "idle", "--pane=idle-0", "--"]).args(program("idle-0"));
+    wt_tests::Run::of(&mut first, "").expect_code(0);
+    let mut c = UnixStream::connect(p.socket()).unwrap();
+    let cwd = p.t.root().display().to_string();
+    for i in 1..64 {
+        let name = format!("idle-{i}");
+        let spawn = json!({"id": i, "method": "pane.spawn", "params": {
+            "name": name, "cmd": program(&name), "cwd": cwd, "env": {"WT_GOVERNOR_TOKENS": "2"}}});
+        let answer = wt_tests::panes::raw_call(&mut c, format!("{spawn}\n").as_bytes());
+        assert_eq!(answer["ok"], true, "{answer}");
+    }
+    drop(c);
+    wait_for("64 panes' programs", Duration::from_secs(60), || {
+        std::fs::read_dir(&flags)
+            .unwrap()
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().ends_with(".tmp"))
+            .count()
+            == 64
+    });
+    for entry in std::fs::read_dir(&flags).unwrap().flatten() {
+        let seen = std::fs::read_to_string(entry.path()).unwrap();
+        assert!(seen.contains("--jobserver-auth=fifo:"), "{:?} is governed: {seen}", entry.file_name());
+    }
+    let supervisor = supervisor_pid(&p);
+    let governor = governor_pid(&p.xdg).expect("the governor runs");
+    std::thread::sleep(Duration::from_secs(2));
+    let state = governor_state(&p.xdg).unwrap();
+    assert_eq!(state["in_use"], 2, "two panes stock the two tokens as spares: {state}");
+    assert_eq!(state["waiting"], 0, "the others' stock asks are no demand: {state}");
+    let before = (
+        proc_status(supervisor, "voluntary_ctxt_switches", true),
+        proc_status(governor, "voluntary_ctxt_switches", true),
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let woke = (
+        proc_status(supervisor, "voluntary_ctxt_switches", true) - before.0,
+        proc_status(governor, "voluntary_ctxt_switches", true) - before.1,
+    );
+    let threads = (proc_status(supervisor, "Threads", false), proc_status(governor, "Threads", false));
+    let rss = (proc_status(supervisor, "VmRSS", false), proc_status(governor, "VmRSS", false));
+    let fds = std::fs::read_dir(format!("/proc/{supervisor}/fd")).unwrap().count();
+    let governor_fds: Vec<String> = std::fs::read_dir(format!("/proc/{governor}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok().map(|t| t.display().to_string()))
+        .collect();
+    // Its socket, one per connection, its lock and log: nothing of the supervisor's (a pane's
+    // terminal held open here would outlive the supervisor).
+    assert!(!governor_fds.iter().any(|t| t.contains("ptmx") || t.contains("/dev/pts")), "{governor_fds:?}");
+    eprintln!(
+        "supervisor: {} threads, woke {} times, {} KiB, {fds} fds; governor: {} threads, woke {} times, {} KiB",
+        threads.0, woke.0, rss.0, threads.1, woke.1, rss.1
+    );
+    assert!(threads.0 <= 8, "64 governed idle panes: {} threads in the supervisor", threads.0);
+    assert_eq!(threads.1, 1, "the governor serves 65 connections on one thread");
+    // The status asks above are the governor's only wakeups (none in these 5 s).
+    assert!(woke.0 <= 10, "64 governed idle panes: the supervisor woke {} times in 5 s", woke.0);
+    assert!(woke.1 <= 5, "the governor woke {} times in 5 s with nothing happening", woke.1);
+}
+
+/// The supervisor is SIGKILLed while its pane's program holds both tokens (read from its FIFO,
+/// as make does): its connection to the governor closes, and every token comes back at once.
+#[test]
+fn a_killed_supervisors_panes_give_back_their_tokens() {
+    let p = wt_tests::panes::Panes::new();
+    p.t.run("wt-create", &["agent"], "").expect_code(0);
+    let took = p.t.root().join("took");
+    let script = format!(
+        "f=${{CARGO_MAKEFLAGS#*fifo:}}; exec 3<>\"$f\"; dd bs=1 count=1 <&3 2>/dev/null; \
+         dd bs=1 count=1 <&3 2>/dev/null; echo two > {t}.tmp && mv {t}.tmp {t}; exec sleep 1000",
+        t = took.display()
+    );
+    let mut c = governed_panes(&p, 2);
+    c.args(["-w", "agent", "--pane", "--", "sh", "-c", &script]);
+    wt_tests::Run::of(&mut c, "").expect_code(0);
+    wait_for("the pane's program to take both tokens", Duration::from_secs(30), || took.exists());
+    let state = governor_state(&p.xdg).unwrap();
+    assert_eq!(state["in_use"], 2, "{state}");
+    let supervisor = supervisor_pid(&p);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(supervisor as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_for("the tokens back", Duration::from_secs(5), || {
+        governor_state(&p.xdg).is_some_and(|s| s["in_use"] == 0 && s["holders"].as_array().is_some_and(Vec::is_empty))
+    });
 }
 
 /// A wt-run inside a governed job (here another wt-run's command) takes no slot of its own: with
@@ -493,4 +724,193 @@ fn a_merge_waits_for_its_slot_before_its_turn_at_the_queue() {
     }
     let files = t.git(["ls-tree", "--name-only", "main"]);
     assert!(files.contains("a.txt") && files.contains("b.txt"), "both merged: {files}");
+}
+
+/// A pane of the tmux backend is governed like a native one: its program finds the jobserver
+/// by path, and once its program has ended the pane's lease is given back (its stocked spare
+/// with it). Before, tmux panes went ungoverned.
+#[test]
+fn a_tmux_panes_builds_get_the_jobserver_and_its_lease_ends_with_it() {
+    let p = wt_tests::panes::Panes::new();
+    p.t.run("wt-create", &["tm"], "").expect_code(0);
+    let seen = p.t.root().join("tmux-flags");
+    let go = p.t.root().join("go");
+    let mut c = governed_panes(&p, 2);
+    c.args(["-w", "tm", "--pane", "--backend", "tmux", "--", "sh", "-c"]);
+    c.arg(format!(
+        "echo \"$CARGO_MAKEFLAGS\" > {s}.tmp && mv {s}.tmp {s}; while [ ! -e {g} ]; do sleep 0.1; done",
+        s = seen.display(),
+        g = go.display()
+    ));
+    wt_tests::Run::of(&mut c, "").expect_code(0);
+    wait_for("the tmux pane's program", Duration::from_secs(30), || seen.exists());
+    let flags = std::fs::read_to_string(&seen).unwrap();
+    assert!(flags.contains("--jobserver-auth=fifo:"), "the tmux pane's builds get the jobserver: {flags}");
+    wait_for("the pane's spare stocked", Duration::from_secs(10), || {
+        governor_state(&p.xdg).is_some_and(|s| s["in_use"] == 1)
+    });
+    std::fs::write(&go, "").unwrap();
+    p.json(&["pane", "wait", "tm", "--exit", "--timeout", "30s"]);
+    wait_for("the lease given back", Duration::from_secs(10), || {
+        let _ = p.wt_run(&["pane", "ls"]);
+        governor_state(&p.xdg).is_some_and(|s| s["in_use"] == 0)
+    });
+}
+
+/// A wt-watch round in a test pane (`--test-pane`) holds its job slot like any round and hands
+/// its jobserver to the pane: the round's command takes a token from it (as make would).
+/// Before, test-pane rounds took no slot and their command got no jobserver.
+#[test]
+fn a_test_pane_round_holds_its_slot_and_its_command_gets_the_jobserver() {
+    let w = wt_tests::watch::Watch::new();
+    w.create("tp");
+    w.agent("tp", "fix-code"); // the supervisor the test pane is asked of
+    let took = w.t.root().join("took");
+    let cmd = format!(
+        "f=${{CARGO_MAKEFLAGS#*fifo:}}; exec 3<>\"$f\" && dd bs=1 count=1 <&3 >/dev/null 2>&1 && \
+         echo \"took $WT_GOVERNOR_JOB\" > {t}; true",
+        t = took.display()
+    );
+    let mut c = w.tool("wt-watch");
+    c.env_remove("WT_GOVERNOR").env("WT_GOVERNOR_TOKENS", "2").env("WT_GOVERNOR_IDLE", "3s");
+    c.args(["-w", "tp", "--test-pane", "--feed", "none", "--", "sh", "-c", &cmd]);
+    let mut watch = c.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut records = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&records.next().unwrap().unwrap()).unwrap();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(first["watch"]["status"], "green", "{first}");
+    assert_eq!(std::fs::read_to_string(&took).unwrap_or_default(), "took 1\n", "the test pane's command took a token");
+}
+
+/// A build in an agent's pane is SIGKILLed while it holds both tokens (a make killed with its
+/// jobs: nobody will write them back), the pane's shell alive: the tokens come back to the
+/// governor once no process holds the pane's FIFO open, not when the pane ends. Before, they
+/// stayed taken for the pane's life.
+#[test]
+fn a_killed_build_in_a_pane_gives_back_its_tokens_while_the_pane_lives() {
+    let p = wt_tests::panes::Panes::new();
+    p.t.run("wt-create", &["agent"], "").expect_code(0);
+    let took = p.t.root().join("took");
+    let pid = p.t.root().join("build.pid");
+    let build = format!(
+        "f=${{CARGO_MAKEFLAGS#*fifo:}}; exec 3<>\"$f\"; dd bs=1 count=1 <&3 2>/dev/null; \
+         dd bs=1 count=1 <&3 2>/dev/null; echo two > {t}.tmp && mv {t}.tmp {t}; exec sleep 1000",
+        t = took.display()
+    );
+    // The shell stays; the "build" is its child, killed alone.
+    let script = format!("sh -c '{build}' & echo $! > {pid}; wait; exec sleep 1000", pid = pid.display());
+    let mut c = governed_panes(&p, 2);
+    c.args(["-w", "agent", "--pane", "--", "sh", "-c", &script]);
+    wt_tests::Run::of(&mut c, "").expect_code(0);
+    wait_for("the build to take both tokens", Duration::from_secs(30), || took.exists());
+    assert_eq!(governor_state(&p.xdg).unwrap()["in_use"], 2);
+    let build_pid: i32 = std::fs::read_to_string(&pid).unwrap().trim().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(build_pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_for("the killed build's tokens back", Duration::from_secs(10), || {
+        // The pane stocks its spare again: one token, no more.
+        governor_state(&p.xdg).is_some_and(|s| s["in_use"] == 1)
+    });
+    let panes = p.json(&["pane", "ls"]);
+    assert!(panes.to_string().contains("\"agent\""), "the pane lives: {panes}");
+}
+
+/// The script a confined command runs: takes a token from the jobserver its `CARGO_MAKEFLAGS`
+/// names (as make would) and says `took`; then tries to write beside the FIFO, which the
+/// sandbox must still refuse.
+const TAKE_A_TOKEN_CONFINED: &str =
+    "f=${CARGO_MAKEFLAGS#*fifo:}; exec 3<>\"$f\" && dd bs=1 count=1 <&3 >/dev/null 2>&1 \
+     && echo took; touch \"$(dirname \"$f\")/planted\" 2>/dev/null && echo wrote-beside; true";
+
+/// A confined batch run's command gets the jobserver through its sandbox, by path: it opens
+/// its FIFO and takes a token, while the directory around the FIFO stays out of its reach.
+/// Before, confined commands got no jobserver (their run held its slot's token only).
+#[test]
+fn a_confined_runs_command_gets_the_jobserver_through_its_sandbox() {
+    let t = TestRepo::new();
+    let xdg = runtime_dir(&t);
+    t.run("wt-create", &["a"], "").expect_code(0);
+    let mut c = governed(&t, "wt-run", &xdg, 2);
+    c.args(["-w", "a", "--confine", "--json", "--", "sh", "-c", TAKE_A_TOKEN_CONFINED]);
+    let run = wt_tests::Run::of(&mut c, "");
+    run.expect_code(0);
+    let rec = &run.records()[0];
+    let tail: Vec<&str> = rec["run"]["tail"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(rec["run"]["confined"]["mode"], "strict", "{rec}");
+    assert_eq!(tail, ["took"], "took a token, and wrote nothing beside the FIFO: {rec}");
+    assert!(!xdg.join("wt/jobs/planted").exists());
+}
+
+/// A confined wt-watch round (`wt-run --confine --passthrough` under wt-watch, which holds the
+/// round's slot) hands its jobserver through the sandbox the same way.
+#[test]
+fn a_confined_rounds_command_gets_the_jobserver_through_its_sandbox() {
+    let w = wt_tests::watch::Watch::new();
+    w.create("cq");
+    let mut c = w.tool("wt-watch");
+    c.env_remove("WT_GOVERNOR").env("WT_GOVERNOR_TOKENS", "2").env("WT_GOVERNOR_IDLE", "3s");
+    c.args(["-w", "cq", "--confine", "--feed", "none", "--", "sh", "-c", TAKE_A_TOKEN_CONFINED]);
+    let mut watch = c.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut records = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&records.next().unwrap().unwrap()).unwrap();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let log = std::fs::read_to_string(first["watch"]["run"]["log"].as_str().unwrap()).unwrap();
+    assert_eq!(log, "took\n", "took a token, and wrote nothing beside the FIFO: {first}");
+}
+
+/// With more idle panes than tokens, the panes beyond the tokens queue quietly for a spare; a
+/// build that starts in one of them (it opens its FIFO and waits for a token) gets the spare of
+/// an idle pane, which is told that a demand waits and gives its untaken spare back.
+#[test]
+fn a_build_in_a_pane_beyond_the_tokens_gets_an_idle_panes_spare() {
+    let p = wt_tests::panes::Panes::new();
+    p.t.run("wt-create", &["idle", "busy"], "").expect_code(0);
+    let mut idle = governed_panes(&p, 1);
+    idle.args(["-w", "idle", "--pane", "--", "sleep", "1000"]);
+    wt_tests::Run::of(&mut idle, "").expect_code(0);
+    wait_for("the idle pane's spare", Duration::from_secs(10), || {
+        governor_state(&p.xdg).is_some_and(|s| s["in_use"] == 1)
+    });
+    let took = p.t.root().join("took");
+    let script = format!(
+        "sleep 1; f=${{CARGO_MAKEFLAGS#*fifo:}}; exec 3<>\"$f\"; dd bs=1 count=1 <&3 2>/dev/null; \
+         echo took > {t}.tmp && mv {t}.tmp {t}; exec sleep 1000",
+        t = took.display()
+    );
+    let mut busy = governed_panes(&p, 1);
+    busy.args(["-w", "busy", "--pane", "--", "sh", "-c", &script]);
+    wt_tests::Run::of(&mut busy, "").expect_code(0);
+    // Not a speed bound: without the idle pane giving its spare back, the build waits for ever.
+    wait_for("the busy pane's build to get a token", Duration::from_secs(30), || took.exists());
+}
+
+/// The governor is SIGKILLed while governed panes live: the supervisor lets their leases go
+/// quiet (it neither spins nor dies), and a pane started afterwards is governed by a new one.
+#[test]
+fn a_killed_governor_leaves_the_supervisor_quiet_and_new_panes_governed_again() {
+    let p = wt_tests::panes::Panes::new();
+    p.t.run("wt-create", &["one", "two"], "").expect_code(0);
+    let mut one = governed_panes(&p, 2);
+    one.args(["-w", "one", "--pane", "--", "sleep", "1000"]);
+    wt_tests::Run::of(&mut one, "").expect_code(0);
+    wait_for("the governor", Duration::from_secs(10), || governor_state(&p.xdg).is_some_and(|s| s["in_use"] == 1));
+    let old = governor_pid(&p.xdg).expect("the governor runs");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let supervisor = supervisor_pid(&p);
+    std::thread::sleep(Duration::from_millis(500));
+    let before = proc_status(supervisor, "voluntary_ctxt_switches", true);
+    std::thread::sleep(Duration::from_secs(2));
+    let woke = proc_status(supervisor, "voluntary_ctxt_switches", true) - before;
+    assert!(woke <= 4, "the supervisor woke {woke} times in 2 s after the governor died");
+    let seen = p.t.root().join("two-flags");
+    let mut two = governed_panes(&p, 2);
+    two.args(["-w", "two", "--pane", "--", "sh", "-c"]);
+    two.arg(format!("echo \"$CARGO_MAKEFLAGS\" > {0}.tmp && mv {0}.tmp {0}; exec sleep 1000", seen.display()));
+    wt_tests::Run::of(&mut two, "").expect_code(0);
+    wait_for("the second pane's program", Duration::from_secs(30), || seen.exists());
+    assert!(std::fs::read_to_string(&seen).unwrap().contains("--jobserver-auth=fifo:"));
+    let new = governor_pid(&p.xdg).expect("a new governor runs");
+    assert_ne!(new, old);
+    assert_eq!(governor_state(&p.xdg).unwrap()["in_use"], 1, "the new governor knows the new pane's spare only");
 }

@@ -427,3 +427,40 @@ fn a_test_that_always_fails_in_the_suite_and_passes_alone_is_the_agents_to_fix()
     let fed = std::fs::read_to_string(&feed).unwrap();
     assert!(fed.contains("not flaky, but depending on what other tests leave behind"), "{fed}");
 }
+
+/// The re-run of a red round's failing tests gets the build governor's jobserver, like the
+/// round (its builds wait for tokens instead of fighting for cores), though it waits for no job
+/// slot. Before, re-runs went ungoverned.
+#[test]
+fn a_rerun_of_the_failing_tests_gets_the_governors_jobserver() {
+    let w = Watch::new();
+    let venv = venv_with_pytest(&w.t);
+    let runs = w.t.root().join("gov.sessions");
+    let conftest = format!(
+        r#"import os
+
+def pytest_sessionstart(session):
+    rerun = "--lf" in session.config.invocation_params.args
+    flags = os.environ.get("CARGO_MAKEFLAGS", "")
+    with open({runs:?}, "a") as f:
+        f.write("%s %s\n" % ("rerun" if rerun else "full", "governed" if "--jobserver-auth=fifo:" in flags else "ungoverned"))
+"#,
+        runs = runs.to_str().unwrap()
+    );
+    w.t.write("conftest.py", &conftest);
+    w.t.write("test_math.py", "def test_adds():\n    assert 1 + 2 == 4\n");
+    w.t.write(".gitignore", "build/\n__pycache__/\n");
+    w.t.commit("a pytest suite");
+    w.create("pyg");
+    w.agent("pyg", "fix-code");
+    let mut c = w.tool("wt-watch");
+    // The test's own governor (in its runtime dir), which ends itself soon after.
+    c.env_remove("WT_GOVERNOR").env("WT_GOVERNOR_TOKENS", "2").env("WT_GOVERNOR_IDLE", "3s");
+    c.args(["-w", "pyg", "--feed", "pane"]).args(FAST).arg("--").args(pytest_argv(&venv));
+    let mut watch = c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for("the re-run", || sessions(&runs).len() >= 2);
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let s = sessions(&runs);
+    assert_eq!(s[..2], ["full governed", "rerun governed"], "{s:?}");
+}

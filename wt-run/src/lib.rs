@@ -427,8 +427,7 @@ fn run_target(ctx: &Ctx, target: Target) -> Record {
     let path = rec.path.clone().unwrap_or_default();
     wt_common::git::tested::of(ctx.repo, &rec.name, &path).insert_into(&mut run, "head");
     let shown = format!("{:<width$}", rec.name, width = ctx.name_width);
-    // A confined command keeps the token of its job slot, but not the jobserver: its
-    // environment and descriptors are its sandbox's.
+    // A confined command gets the jobserver by path only (`governed::confined`).
     let lease = match governed::batch(&ctx.governor, ctx.args.passthrough, &rec.name, ctx.echo) {
         Ok(lease) => lease,
         Err(e) => {
@@ -436,9 +435,13 @@ fn run_target(ctx: &Ctx, target: Target) -> Record {
             return rec;
         }
     };
+    let mut policy = policy;
+    let passed_on = ctx.args.passthrough && ctx.governor.enabled;
+    let jobserver = policy.as_mut().map(|p| governed::confined(p, lease.as_ref(), passed_on)).unwrap_or_default();
     let mut cmd = build_command(&rec, &argv, &env, policy.as_ref());
-    if let (Some(lease), None) = (&lease, &policy) {
-        lease.apply(&mut cmd);
+    match (&lease, &policy) {
+        (Some(lease), None) => lease.apply(&mut cmd),
+        _ => drop(cmd.envs(jobserver)),
     }
     let spec = Spec { name: &shown, log, timeout: ctx.args.timeout, grace: ctx.args.grace, echo: ctx.echo };
     let result = if ctx.args.passthrough {

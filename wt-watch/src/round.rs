@@ -93,7 +93,7 @@ pub fn run(spec: &RoundSpec, groups: &Groups) -> Result<Finished, Error> {
 }
 
 /// `run`, the command getting the build governor's jobserver from `lease` (a confined round's
-/// sandbox keeps it out: that round holds its token only).
+/// by path, which its wt-run lets through the sandbox).
 pub fn run_with(
     spec: &RoundSpec,
     groups: &Groups,
@@ -110,8 +110,11 @@ pub fn run_with(
         }
     };
     cmd.current_dir(&spec.cwd);
-    if let (Some(lease), None) = (lease, &spec.confine) {
-        lease.apply(&mut cmd);
+    match (lease, &spec.confine) {
+        (Some(lease), None) => lease.apply(&mut cmd),
+        // The confined run's wt-run lets the FIFO through its sandbox, by path.
+        (Some(lease), Some(_)) => drop(cmd.envs(lease.env().iter().map(|(k, v)| (k, v)))),
+        (None, _) => {}
     }
     let pspec = Spec { name: &spec.name, log: spec.log.clone(), timeout: spec.timeout, grace: GRACE, echo: false };
     let outcome = process::run(cmd, &pspec, groups)?;
@@ -200,7 +203,9 @@ pub struct TestPane {
 
 impl TestPane {
     /// Runs the round in the pane and waits for it to exit.
-    pub fn run(&self, spec: &RoundSpec) -> Result<Finished, Error> {
+    /// The round's `lease` (its job slot) names its jobserver in the pane's environment: by
+    /// path only (a pane's program inherits no descriptors of ours).
+    pub fn run(&self, spec: &RoundSpec, lease: Option<&wt_common::proc::governor::Lease>) -> Result<Finished, Error> {
         let spec = &spec.asking_runners();
         let mut client = Client::connect(&self.socket)?;
         let backend = client
@@ -220,6 +225,17 @@ impl TestPane {
         argv.extend(spec.argv());
         let mut env: Map<String, Value> = spec.env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         env.insert("WT_WATCH_LOG".into(), json!(spec.log));
+        match lease.filter(|_| spec.confine.is_none()) {
+            Some(lease) => {
+                let fifo_make = wt_common::proc::governor::make_speaks_fifo();
+                for (k, v) in lease.env().iter().filter(|(k, _)| k != "MAKEFLAGS" || fifo_make) {
+                    env.insert(k.clone(), json!(v));
+                }
+            }
+            // Ungoverned (or confined, whose command gets no jobserver): the supervisor must
+            // not govern the pane as an agent's either.
+            None => drop(env.insert("WT_GOVERNOR".into(), json!("off"))),
+        }
         let params = json!({"name": self.pane, "cmd": argv, "cwd": spec.cwd, "env": env, "backend": backend});
         let started = std::time::Instant::now();
         if let Err(e) = client.call("pane.spawn", params.clone()) {

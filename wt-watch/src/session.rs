@@ -618,13 +618,10 @@ impl Session {
         let rerun = s.rerun;
         let governor = self.ctx.governor;
         std::thread::spawn(move || {
-            // A round in a test pane is the supervisor's to run; others wait for a job slot.
-            let lease = match &test_pane {
-                Some(_) => Ok(None),
-                None => crate::slot::take(&governor, &spec.name, &mut |ahead| {
-                    let _ = tx.send(Msg::Queued { id, seq, ahead });
-                }),
-            };
+            // Every round waits for a job slot; one in a test pane hands its jobserver to the pane.
+            let lease = crate::slot::take(&governor, &spec.name, &mut |ahead| {
+                let _ = tx.send(Msg::Queued { id, seq, ahead });
+            });
             let lease = match lease {
                 Ok(lease) => lease,
                 Err(e) => {
@@ -637,7 +634,7 @@ impl Session {
             // Taken off the loop's thread: it costs a `git status`.
             let (tested, changed) = wt_common::git::tested::with_changes(&repo, &spec.name, &spec.cwd);
             let result = match &test_pane {
-                Some(pane) => pane.run(&spec),
+                Some(pane) => pane.run(&spec, lease.as_ref()),
                 None => round::run_with(&spec, &groups, lease.as_ref()),
             };
             drop(lease);
@@ -732,13 +729,18 @@ impl Session {
             timeout: Some(s.timeout.unwrap_or_else(|| round::default_timeout(w.last_green))),
             confine: self.ctx.confine.clone(),
         };
-        let (tx, groups, seq) = (self.tx.clone(), Arc::clone(&w.groups), w.seq);
+        let (tx, groups, seq, governor) = (self.tx.clone(), Arc::clone(&w.groups), w.seq, self.ctx.governor);
         let n = plan.tests.len();
         // What the re-run writes (a report, coverage) is the test command's, as a round's is:
         // taken for the agent's, it started the next round with nobody at the keyboard.
         w.own.run_started();
         std::thread::spawn(move || {
-            let result = round::run(&spec, &groups);
+            // Its builds get the jobserver, but it waits for no slot (short, and run while the
+            // agent reads: a queued re-run would only be stale by the time it ran).
+            let label = format!("wt-watch {} re-run", spec.name);
+            let result =
+                wt_common::proc::governor::lease(&governor, wt_common::proc::governor::Slot::Pane, &label, &mut |_| {})
+                    .and_then(|lease| round::run_with(&spec, &groups, lease.as_ref()));
             let _ = tx.send(Msg::Reran { id, seq, result });
         });
         w.rerun = Some(Rerun { plan, tested, round: w.rounds });

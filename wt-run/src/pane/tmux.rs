@@ -19,6 +19,9 @@ pub struct TmuxPane {
     pub pid: Option<u32>,
     /// `pane.kill` was asked for: the window's end is the one asked for.
     pub killed: std::sync::atomic::AtomicBool,
+    /// The build governor's lease of the pane's builds (`governed::pane`), given back once its
+    /// program is seen to have ended.
+    pub lease: std::sync::Mutex<Option<wt_common::proc::governor::Lease>>,
 }
 
 /// Runs `tmux args…` (outside any tmux the supervisor may have been started from).
@@ -66,7 +69,9 @@ impl TmuxPane {
     pub fn spawn(spec: SpawnSpec, session: &str) -> Result<TmuxPane, String> {
         let (cols, rows) = (spec.cols.to_string(), spec.rows.to_string());
         let cwd = spec.cwd.display().to_string();
-        let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let lease = crate::governed::pane(&spec.env, &spec.name);
+        let governed = lease.as_ref().map(crate::governed::pane_env).unwrap_or_default();
+        let env: Vec<String> = spec.env.iter().chain(&governed).map(|(k, v)| format!("{k}={v}")).collect();
         let line = shell_line(&spec.cmd);
         let exists = tmux(&["has-session", "-t", &format!("={session}")]).is_ok();
         let mut args: Vec<&str> = if exists {
@@ -89,7 +94,8 @@ impl TmuxPane {
         if !exists {
             let _ = tmux(&["set-option", "-t", session, "window-size", "manual"]);
         }
-        Ok(TmuxPane { spec, session: session.to_string(), window, pid, killed: Default::default() })
+        let lease = std::sync::Mutex::new(lease);
+        Ok(TmuxPane { spec, session: session.to_string(), window, pid, killed: Default::default(), lease })
     }
 
     fn info(&self) -> Option<Vec<String>> {
@@ -107,6 +113,7 @@ impl TmuxPane {
             Some(_) => return None,
             None => json!({"signal": "window closed"}),
         };
+        drop(self.lease.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
         if self.killed.load(std::sync::atomic::Ordering::Relaxed) {
             exit["killed"] = json!(true);
         }

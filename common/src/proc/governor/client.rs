@@ -137,13 +137,10 @@ impl Connection {
         }
     }
 
-    pub fn stream(&self) -> &UnixStream {
-        &self.writer
-    }
-
-    /// Reads what the server sent without blocking: complete lines only.
-    pub fn reader(&mut self) -> &mut BufReader<UnixStream> {
-        &mut self.reader
+    /// The connection's stream and what the server sent that was not read yet.
+    pub fn into_parts(self) -> (UnixStream, Vec<u8>) {
+        let unread = self.reader.buffer().to_vec();
+        (self.writer, unread)
     }
 }
 

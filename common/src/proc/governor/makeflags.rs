@@ -57,6 +57,15 @@ pub fn merged(person: Option<&str>, auth: &str) -> String {
     }
 }
 
+/// The FIFO a `--jobserver-auth=fifo:PATH` in `flags` names, if one does.
+pub fn fifo_of(flags: &str) -> Option<std::path::PathBuf> {
+    flags
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("--jobserver-auth=fifo:"))
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

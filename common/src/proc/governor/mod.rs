@@ -6,12 +6,16 @@
 //! - `client`: a connection to it (and starting it).
 //! - `lease`: one governed command's own FIFO, fed from the server by its wt parent, so a
 //!   command (or parent) that dies gives back what it held.
+//! - `feeder`: the one thread per process that keeps every lease's FIFO stocked.
+//! - `tokens`: the server's books (who holds, who waits, who is told).
 //! - `makeflags`: what the command's `MAKEFLAGS`/`CARGO_MAKEFLAGS` say.
 
 pub mod client;
+mod feeder;
 pub mod lease;
 pub mod makeflags;
 pub mod server;
+mod tokens;
 
 use std::path::Path;
 use std::sync::OnceLock;

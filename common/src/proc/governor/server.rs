@@ -8,21 +8,30 @@
 //!
 //! Protocol (JSON lines, one request per line, see docs/protocol.md):
 //! - `{"op":"hello","label":"…","pid":N}` → `{"tokens":N}`
-//! - `{"op":"acquire"}` → `{"queued":AHEAD}` (again whenever AHEAD changes) then `{"granted":true}`
+//! - `{"op":"acquire"}` (a demand) → `{"queued":AHEAD}` (again whenever AHEAD changes) then
+//!   `{"granted":true}`; `{"op":"acquire","stock":true}` (a spare nobody asked for yet, served
+//!   after every demand) → `{"granted":true}` only
+//! - `{"op":"demand"}` → nothing: the connection's stock asks become demands
 //! - `{"op":"release"}` → nothing (a release of a token not held is ignored)
 //! - `{"op":"status"}` → `{"status":{"tokens":N,"in_use":K,"waiting":W,"holders":[…]}}`
+//! - pushed to a connection holding tokens: `{"others_wait":true|false}` when another
+//!   connection's demand starts or stops waiting (`tokens`)
 //!
-//! The server ends when it has had no connection for `IDLE`; the lock file it holds while it
-//! lives makes sure only one runs, and a client that finds none starts one (`client::connect`).
+//! One thread serves every connection (poll over the listener and each connection, no timer
+//! while any connection is open). The server ends when it has had no connection for `IDLE`;
+//! the lock file it holds while it lives makes sure only one runs, and a client that finds
+//! none starts one (`client::connect`).
 
-use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{json, Value};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use serde_json::Value;
+
+use super::tokens::{Conn, Tokens};
 
 /// How long the server stays without any connection before it ends (`WT_GOVERNOR_IDLE`,
 /// e.g. `2s`, sets another, for tests).
@@ -32,90 +41,7 @@ fn idle() -> Duration {
     std::env::var("WT_GOVERNOR_IDLE").ok().and_then(|v| crate::record::duration::parse(&v).ok()).unwrap_or(IDLE)
 }
 /// The longest request line it reads; anything longer ends that connection.
-const MAX_LINE: u64 = 4096;
-
-struct Conn {
-    writer: UnixStream,
-    label: String,
-    pid: u32,
-    held: u32,
-}
-
-#[derive(Default)]
-struct State {
-    tokens: u32,
-    free: u32,
-    conns: BTreeMap<u64, Conn>,
-    /// Pending acquires, one entry per token asked for, oldest first.
-    queue: VecDeque<u64>,
-    last_seen: Option<Instant>,
-}
-
-impl State {
-    fn send(&mut self, id: u64, msg: &Value) {
-        let Some(conn) = self.conns.get_mut(&id) else { return };
-        let mut line = msg.to_string();
-        line.push('\n');
-        // A client that stopped reading gets cut off rather than stalling every other one.
-        if conn.writer.write_all(line.as_bytes()).is_err() {
-            let _ = conn.writer.shutdown(std::net::Shutdown::Both);
-        }
-    }
-
-    /// Hands free tokens to the oldest asks, then tells the rest where they stand.
-    fn dispatch(&mut self) {
-        let mut granted = false;
-        while self.free > 0 {
-            let Some(id) = self.queue.pop_front() else { break };
-            if let Some(conn) = self.conns.get_mut(&id) {
-                conn.held += 1;
-                self.free -= 1;
-                self.send(id, &json!({"granted": true}));
-                granted = true;
-            }
-        }
-        if granted {
-            let mut told = std::collections::BTreeSet::new();
-            for (ahead, id) in self.queue.clone().into_iter().enumerate() {
-                if told.insert(id) {
-                    self.send(id, &json!({"queued": ahead}));
-                }
-            }
-        }
-    }
-
-    fn status(&self) -> Value {
-        let mut waiting: BTreeMap<u64, usize> = BTreeMap::new();
-        for id in &self.queue {
-            *waiting.entry(*id).or_default() += 1;
-        }
-        let holders: Vec<Value> = self
-            .conns
-            .iter()
-            .filter(|(id, c)| c.held > 0 || waiting.contains_key(id))
-            .map(|(id, c)| {
-                json!({"label": c.label, "pid": c.pid, "held": c.held, "waiting": waiting.get(id).copied().unwrap_or(0)})
-            })
-            .collect();
-        json!({
-            "tokens": self.tokens,
-            "in_use": self.tokens - self.free,
-            "waiting": self.queue.len(),
-            "holders": holders,
-        })
-    }
-
-    fn close(&mut self, id: u64) {
-        if let Some(conn) = self.conns.remove(&id) {
-            self.free += conn.held;
-            self.queue.retain(|q| *q != id);
-            if self.conns.is_empty() {
-                self.last_seen = Some(Instant::now());
-            }
-            self.dispatch();
-        }
-    }
-}
+const MAX_LINE: usize = 4096;
 
 /// The server's main: serves on `socket` with `tokens` tokens until idle. Returns the exit code.
 pub fn main(socket: &Path, tokens: u32) -> i32 {
@@ -133,82 +59,129 @@ pub fn main(socket: &Path, tokens: u32) -> i32 {
             return 3;
         }
     };
-    let _ = listener.set_nonblocking(true);
-    let state =
-        Arc::new(Mutex::new(State { tokens, free: tokens, last_seen: Some(Instant::now()), ..State::default() }));
+    if let Err(e) = listener.set_nonblocking(true) {
+        eprintln!("wt governor: {e}");
+        return 3;
+    }
+    let mut books = Tokens::new(tokens);
     let mut next_id = 0u64;
     let idle = idle();
     loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                next_id += 1;
-                serve_connection(&state, next_id, stream);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20));
-                let st = state.lock().expect("state");
-                if st.conns.is_empty() && st.last_seen.is_some_and(|t| t.elapsed() >= idle) {
-                    // Unlinked while the state is locked: a client that connected just before
-                    // sees its connection close unanswered and starts a new server.
+        let ids: Vec<u64> = books.conns.keys().copied().collect();
+        // Asleep until something happens; only with no connection at all, until the idle end.
+        let timeout = match books.last_seen.filter(|_| books.conns.is_empty()) {
+            Some(since) => match idle.checked_sub(since.elapsed()) {
+                Some(left) => PollTimeout::try_from(left + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX),
+                None => {
+                    // Unlinked before the last look at the backlog: a client that connected
+                    // just before sees its connection close unanswered and starts a new server.
                     let _ = std::fs::remove_file(socket);
                     return 0;
                 }
+            },
+            None => PollTimeout::NONE,
+        };
+        let ready: Vec<PollFlags> = {
+            let mut fds = vec![PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+            for id in &ids {
+                let conn = &books.conns[id];
+                let mut flags = PollFlags::POLLIN;
+                if !conn.outbuf.is_empty() {
+                    flags |= PollFlags::POLLOUT;
+                }
+                fds.push(PollFd::new(conn.stream.as_fd(), flags));
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            match poll(&mut fds, timeout) {
+                Ok(_) => fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect(),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    eprintln!("wt governor: poll: {e}");
+                    return 3;
+                }
+            }
+        };
+        if !ready[0].is_empty() {
+            while let Ok((stream, _)) = listener.accept() {
+                if stream.set_nonblocking(true).is_ok() {
+                    next_id += 1;
+                    books.conns.insert(next_id, Conn::new(stream));
+                    books.last_seen = None;
+                }
+            }
+        }
+        for (id, flags) in ids.iter().zip(&ready[1..]) {
+            if flags.is_empty() {
+                continue;
+            }
+            read_requests(&mut books, *id);
+        }
+        // What the requests (and closes) queued for every connection goes out now.
+        let ids: Vec<u64> = books.conns.keys().copied().collect();
+        for id in ids {
+            let dead = books.conns.get_mut(&id).is_none_or(|conn| {
+                flush(conn);
+                conn.dead
+            });
+            if dead {
+                books.close(id);
+            }
         }
     }
 }
 
-fn serve_connection(state: &Arc<Mutex<State>>, id: u64, stream: UnixStream) {
-    let _ = stream.set_nonblocking(false);
-    let Ok(writer) = stream.try_clone() else { return };
-    let _ = writer.set_write_timeout(Some(Duration::from_secs(2)));
-    state.lock().expect("state").conns.insert(id, Conn { writer, label: String::new(), pid: 0, held: 0 });
-    let state = Arc::clone(state);
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match Read::by_ref(&mut reader).take(MAX_LINE).read_line(&mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) if !line.ends_with('\n') => break, // over-long: not a client of ours
-                Ok(_) => {}
+/// Reads what connection `id` sent and serves each complete request line.
+fn read_requests(books: &mut Tokens, id: u64) {
+    let mut buf = [0u8; 4096];
+    loop {
+        let Some(conn) = books.conns.get_mut(&id) else { return };
+        match conn.stream.read(&mut buf) {
+            Ok(0) => {
+                conn.dead = true;
+                break;
             }
-            let Ok(req) = serde_json::from_str::<Value>(&line) else { break };
-            let mut st = state.lock().expect("state");
-            match req.get("op").and_then(Value::as_str) {
-                Some("hello") => {
-                    if let Some(conn) = st.conns.get_mut(&id) {
-                        conn.label =
-                            req.get("label").and_then(Value::as_str).unwrap_or_default().chars().take(200).collect();
-                        conn.pid = req.get("pid").and_then(Value::as_u64).unwrap_or(0) as u32;
-                    }
-                    let tokens = st.tokens;
-                    st.send(id, &json!({"tokens": tokens}));
-                }
-                Some("acquire") => {
-                    st.queue.push_back(id);
-                    st.dispatch();
-                    let ahead = st.queue.iter().position(|q| *q == id);
-                    if let Some(ahead) = ahead {
-                        st.send(id, &json!({"queued": ahead}));
-                    }
-                }
-                Some("release") => {
-                    if let Some(conn) = st.conns.get_mut(&id).filter(|c| c.held > 0) {
-                        conn.held -= 1;
-                        st.free += 1;
-                        st.dispatch();
-                    }
-                }
-                Some("status") => {
-                    let status = st.status();
-                    st.send(id, &json!({"status": status}));
-                }
-                _ => break,
+            Ok(n) => conn.inbuf.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                conn.dead = true;
+                break;
             }
         }
-        state.lock().expect("state").close(id);
-    });
+        // Lines as they come: one past the cap without a newline is not a client of ours.
+        while let Some(conn) = books.conns.get_mut(&id) {
+            let Some(end) = conn.inbuf.iter().position(|b| *b == b'\n') else {
+                if conn.inbuf.len() > MAX_LINE {
+                    conn.dead = true;
+                }
+                break;
+            };
+            let line: Vec<u8> = conn.inbuf.drain(..=end).collect();
+            let served =
+                end <= MAX_LINE && serde_json::from_slice::<Value>(&line).is_ok_and(|req| books.request(id, &req));
+            if !served {
+                if let Some(conn) = books.conns.get_mut(&id) {
+                    conn.dead = true;
+                }
+                return;
+            }
+        }
+        if books.conns.get(&id).is_none_or(|c| c.dead) {
+            return;
+        }
+    }
+}
+
+/// Writes what is queued for `conn` without blocking; the rest waits for POLLOUT.
+fn flush(conn: &mut Conn) {
+    while !conn.outbuf.is_empty() && !conn.dead {
+        match conn.stream.write(&conn.outbuf) {
+            Ok(0) => conn.dead = true,
+            Ok(n) => {
+                conn.outbuf.drain(..n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => conn.dead = true,
+        }
+    }
 }
