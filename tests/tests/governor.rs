@@ -204,7 +204,7 @@ fn make_holding_every_token(t: &TestRepo, xdg: &Path, stdout: Stdio) -> (PathBuf
     let run = run.args(["-w", "a", "--", "make"]).stdout(stdout).stderr(Stdio::null()).spawn().unwrap();
     wait_for("make's three jobs", Duration::from_secs(30), || read_number(&counter.join("now")) == 3);
     let state = governor_state(xdg).expect("a governor runs");
-    assert_eq!(state["in_use"], 3, "{state}");
+    assert_eq!(state["held"], 3, "{state}");
     (counter, run)
 }
 
@@ -218,7 +218,7 @@ fn a_killed_holders_tokens_come_back() {
     run.kill().unwrap(); // SIGKILL
     run.wait().unwrap();
     wait_for("the tokens back", Duration::from_secs(5), || {
-        governor_state(&xdg).is_some_and(|s| s["in_use"] == 0 && s["holders"].as_array().is_some_and(Vec::is_empty))
+        governor_state(&xdg).is_some_and(|s| s["held"] == 0 && s["holders"].as_array().is_some_and(Vec::is_empty))
     });
     // The make and its jobs went with wt-run (its reaper): nothing holds a token unseen.
     wait_for("the jobs ended", Duration::from_secs(10), || {
@@ -244,7 +244,7 @@ fn a_killed_commands_tokens_come_back() {
         .and_then(|e| e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()))
         .expect("the make");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(make), nix::sys::signal::Signal::SIGKILL).unwrap();
-    wait_for("the tokens back", Duration::from_secs(10), || governor_state(&xdg).is_some_and(|s| s["in_use"] == 0));
+    wait_for("the tokens back", Duration::from_secs(10), || governor_state(&xdg).is_some_and(|s| s["held"] == 0));
     let out = run.wait_with_output().unwrap();
     assert!(!out.status.success(), "the run says its command was killed");
 }
@@ -406,6 +406,25 @@ fn a_panes_builds_get_the_jobserver_but_the_pane_holds_no_job_slot() {
     let run = wt_tests::Run::of(&mut run, "");
     run.expect_code(0);
     assert_eq!(run.records()[0]["run"]["exit"], 0, "{run}");
+}
+
+/// A confined pane's sandbox is laid out before its lease could be, so its program could not
+/// reach a FIFO: it goes ungoverned, and no spare is stocked for it where nobody can take it.
+#[test]
+fn a_confined_pane_takes_no_lease() {
+    let p = wt_tests::panes::Panes::new();
+    p.t.run("wt-create", &["job"], "").expect_code(0);
+    let flags = p.t.wt_root().join("job/boxed-flags");
+    let mut boxed = governed_panes(&p, 2);
+    boxed.args(["-w", "job", "--pane=boxed", "--confine", "--", "sh", "-c"]);
+    boxed.arg(format!("echo \"flags:$CARGO_MAKEFLAGS\" > {}.tmp && mv {0}.tmp {0}; sleep 120", flags.display()));
+    wt_tests::Run::of(&mut boxed, "").expect_code(0);
+    wait_for("the confined pane's program", Duration::from_secs(30), || flags.exists());
+    assert_eq!(std::fs::read_to_string(&flags).unwrap(), "flags:\n", "a confined pane goes ungoverned");
+    std::thread::sleep(Duration::from_millis(500));
+    if let Some(state) = governor_state(&p.xdg) {
+        assert_eq!(state["held"], 0, "no spare stocked for the confined pane: {state}");
+    }
 }
 
 /// wt-run of the panes test `p`, its supervisor and panes governed by the governor of `p.xdg`
@@ -580,7 +599,12 @@ fn sixty_four_governed_idle_panes_cost_a_few_threads_and_no_wakeups() {
     let governor = governor_pid(&p.xdg).expect("the governor runs");
     std::thread::sleep(Duration::from_secs(2));
     let state = governor_state(&p.xdg).unwrap();
-    assert_eq!(state["in_use"], 2, "two panes stock the two tokens as spares: {state}");
+    assert_eq!(state["held"], 2, "two panes stock the two tokens as spares: {state}");
+    assert_eq!(
+        (&state["in_use"], &state["on_offer"]),
+        (&json!(0), &json!(2)),
+        "spares untaken are not in use: {state}"
+    );
     assert_eq!(state["waiting"], 0, "the others' stock asks are no demand: {state}");
     let before = (
         proc_status(supervisor, "voluntary_ctxt_switches", true),
@@ -630,11 +654,11 @@ fn a_killed_supervisors_panes_give_back_their_tokens() {
     wt_tests::Run::of(&mut c, "").expect_code(0);
     wait_for("the pane's program to take both tokens", Duration::from_secs(30), || took.exists());
     let state = governor_state(&p.xdg).unwrap();
-    assert_eq!(state["in_use"], 2, "{state}");
+    assert_eq!(state["held"], 2, "{state}");
     let supervisor = supervisor_pid(&p);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(supervisor as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     wait_for("the tokens back", Duration::from_secs(5), || {
-        governor_state(&p.xdg).is_some_and(|s| s["in_use"] == 0 && s["holders"].as_array().is_some_and(Vec::is_empty))
+        governor_state(&p.xdg).is_some_and(|s| s["held"] == 0 && s["holders"].as_array().is_some_and(Vec::is_empty))
     });
 }
 
@@ -672,7 +696,7 @@ fn wt_status_shows_the_tokens_in_use_and_starts_no_governor() {
     status.arg("--all");
     let busy = wt_tests::Run::of(&mut status, "");
     busy.expect_code(0);
-    assert_eq!(busy.records()[0]["governor"], json!({"tokens": 1, "in_use": 1, "waiting": 0}), "{busy}");
+    assert_eq!(busy.records()[0]["governor"], json!({"tokens": 1, "in_use": 1, "on_offer": 0, "waiting": 0}), "{busy}");
     drop(holder);
 }
 
@@ -696,7 +720,7 @@ fn a_merge_waits_for_its_slot_before_its_turn_at_the_queue() {
     outer.args(["-w", "a", "--json", "--shell", "--", &inner]).stdout(Stdio::piped()).stderr(Stdio::piped());
     let outer = outer.spawn().unwrap();
     wait_for("the batch run to hold the token", Duration::from_secs(30), || {
-        governor_state(&xdg).is_some_and(|s| s["in_use"] == 1)
+        governor_state(&xdg).is_some_and(|s| s["held"] == 1)
     });
     let mut merge = governed(&t, "wt-merge", &xdg, 1);
     merge.args(["b", "--verify", "true", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -747,13 +771,13 @@ fn a_tmux_panes_builds_get_the_jobserver_and_its_lease_ends_with_it() {
     let flags = std::fs::read_to_string(&seen).unwrap();
     assert!(flags.contains("--jobserver-auth=fifo:"), "the tmux pane's builds get the jobserver: {flags}");
     wait_for("the pane's spare stocked", Duration::from_secs(10), || {
-        governor_state(&p.xdg).is_some_and(|s| s["in_use"] == 1)
+        governor_state(&p.xdg).is_some_and(|s| s["held"] == 1)
     });
     std::fs::write(&go, "").unwrap();
     p.json(&["pane", "wait", "tm", "--exit", "--timeout", "30s"]);
     wait_for("the lease given back", Duration::from_secs(10), || {
         let _ = p.wt_run(&["pane", "ls"]);
-        governor_state(&p.xdg).is_some_and(|s| s["in_use"] == 0)
+        governor_state(&p.xdg).is_some_and(|s| s["held"] == 0)
     });
 }
 
@@ -804,12 +828,12 @@ fn a_killed_build_in_a_pane_gives_back_its_tokens_while_the_pane_lives() {
     c.args(["-w", "agent", "--pane", "--", "sh", "-c", &script]);
     wt_tests::Run::of(&mut c, "").expect_code(0);
     wait_for("the build to take both tokens", Duration::from_secs(30), || took.exists());
-    assert_eq!(governor_state(&p.xdg).unwrap()["in_use"], 2);
+    assert_eq!(governor_state(&p.xdg).unwrap()["held"], 2);
     let build_pid: i32 = std::fs::read_to_string(&pid).unwrap().trim().parse().unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(build_pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     wait_for("the killed build's tokens back", Duration::from_secs(10), || {
         // The pane stocks its spare again: one token, no more.
-        governor_state(&p.xdg).is_some_and(|s| s["in_use"] == 1)
+        governor_state(&p.xdg).is_some_and(|s| s["held"] == 1)
     });
     let panes = p.json(&["pane", "ls"]);
     assert!(panes.to_string().contains("\"agent\""), "the pane lives: {panes}");
@@ -870,7 +894,7 @@ fn a_build_in_a_pane_beyond_the_tokens_gets_an_idle_panes_spare() {
     idle.args(["-w", "idle", "--pane", "--", "sleep", "1000"]);
     wt_tests::Run::of(&mut idle, "").expect_code(0);
     wait_for("the idle pane's spare", Duration::from_secs(10), || {
-        governor_state(&p.xdg).is_some_and(|s| s["in_use"] == 1)
+        governor_state(&p.xdg).is_some_and(|s| s["held"] == 1)
     });
     let took = p.t.root().join("took");
     let script = format!(
@@ -894,7 +918,7 @@ fn a_killed_governor_leaves_the_supervisor_quiet_and_new_panes_governed_again() 
     let mut one = governed_panes(&p, 2);
     one.args(["-w", "one", "--pane", "--", "sleep", "1000"]);
     wt_tests::Run::of(&mut one, "").expect_code(0);
-    wait_for("the governor", Duration::from_secs(10), || governor_state(&p.xdg).is_some_and(|s| s["in_use"] == 1));
+    wait_for("the governor", Duration::from_secs(10), || governor_state(&p.xdg).is_some_and(|s| s["held"] == 1));
     let old = governor_pid(&p.xdg).expect("the governor runs");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(old as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     let supervisor = supervisor_pid(&p);
@@ -912,5 +936,5 @@ fn a_killed_governor_leaves_the_supervisor_quiet_and_new_panes_governed_again() 
     assert!(std::fs::read_to_string(&seen).unwrap().contains("--jobserver-auth=fifo:"));
     let new = governor_pid(&p.xdg).expect("a new governor runs");
     assert_ne!(new, old);
-    assert_eq!(governor_state(&p.xdg).unwrap()["in_use"], 1, "the new governor knows the new pane's spare only");
+    assert_eq!(governor_state(&p.xdg).unwrap()["held"], 1, "the new governor knows the new pane's spare only");
 }

@@ -57,9 +57,11 @@ pub fn pane_env(lease: &Lease) -> Vec<(String, String)> {
     lease.env().iter().filter(|(k, _)| k == "CARGO_MAKEFLAGS" || governor::make_speaks_fifo()).cloned().collect()
 }
 
-/// What wt-run tells the supervisor about a pane (in its environment, see `pane`).
-pub fn pane_request(settings: &Settings) -> Vec<(String, String)> {
-    if !settings.enabled {
+/// What wt-run tells the supervisor about a pane (in its environment, see `pane`). A confined
+/// pane goes ungoverned: its sandbox is laid out before the supervisor would make the lease, so
+/// its program could not reach the FIFO, and a spare stocked there would only sit idle.
+pub fn pane_request(settings: &Settings, confined: bool) -> Vec<(String, String)> {
+    if !settings.enabled || confined {
         return vec![("WT_GOVERNOR".into(), "off".into())];
     }
     vec![("WT_GOVERNOR_TOKENS".into(), settings.tokens.to_string())]

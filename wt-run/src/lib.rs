@@ -279,7 +279,7 @@ fn spawn_pane(
     let given = ctx.args.pane.as_deref().unwrap_or_default();
     let name = if given.is_empty() { rec.name.clone() } else { given.to_string() };
     let mut env = env.to_vec();
-    env.extend(governed::pane_request(&ctx.governor));
+    env.extend(governed::pane_request(&ctx.governor, ctx.args.confine.is_some()));
     let mut argv = argv.to_vec();
     // A confined pane gets a socket of its own, the only one left reachable when its
     // confinement hides the supervisor's.

@@ -14,7 +14,10 @@ pub fn state() -> Option<Value> {
 /// Adds the `governor` field (its counts, without the holders) to a worktree's record.
 pub fn tag(rec: &mut Record, state: Option<&Value>) {
     if let Some(s) = state {
-        rec.set_key("governor", json!({"tokens": s["tokens"], "in_use": s["in_use"], "waiting": s["waiting"]}));
+        rec.set_key(
+            "governor",
+            json!({"tokens": s["tokens"], "in_use": s["in_use"], "on_offer": s["on_offer"], "waiting": s["waiting"]}),
+        );
     }
 }
 
@@ -22,6 +25,9 @@ pub fn tag(rec: &mut Record, state: Option<&Value>) {
 pub fn line(state: &Value) -> String {
     let n = |k: &str| state.get(k).and_then(Value::as_u64).unwrap_or(0);
     let mut text = format!("governor: {}/{} tokens in use", n("in_use"), n("tokens"));
+    if n("on_offer") > 0 {
+        text.push_str(&format!(", {} on offer to idle builds", n("on_offer")));
+    }
     if n("waiting") > 0 {
         text.push_str(&format!(", {} waiting", n("waiting")));
     }
@@ -33,10 +39,17 @@ pub fn line(state: &Value) -> String {
         .iter()
         .map(|h| {
             let label = h["label"].as_str().unwrap_or("?");
-            match (h["held"].as_u64().unwrap_or(0), h["waiting"].as_u64().unwrap_or(0)) {
-                (held, 0) => format!("{label} ({held})"),
+            let held = h["held"].as_u64().unwrap_or(0);
+            let used = held.saturating_sub(h["on_offer"].as_u64().unwrap_or(0));
+            let holds = match (used, held - used) {
+                (used, 0) => format!("{used}"),
+                (0, offered) => format!("{offered} on offer"),
+                (used, offered) => format!("{used}, {offered} on offer"),
+            };
+            match (held, h["waiting"].as_u64().unwrap_or(0)) {
+                (_, 0) => format!("{label} ({holds})"),
                 (0, _) => format!("{label} (waits)"),
-                (held, _) => format!("{label} ({held}, waits)"),
+                (_, _) => format!("{label} ({holds}, waits)"),
             }
         })
         .collect();
@@ -58,5 +71,13 @@ mod tests {
             {"label": "wt-watch b", "held": 0, "waiting": 1},
         ]});
         assert_eq!(line(&s), "governor: 2/2 tokens in use, 1 waiting: wt-run a (2), wt-watch b (waits)");
+        let idle = json!({"tokens": 2, "in_use": 1, "on_offer": 1, "waiting": 0, "holders": [
+            {"label": "pane a", "held": 1, "on_offer": 1, "waiting": 0},
+            {"label": "wt-run b", "held": 1, "on_offer": 0, "waiting": 0},
+        ]});
+        assert_eq!(
+            line(&idle),
+            "governor: 1/2 tokens in use, 1 on offer to idle builds: pane a (1 on offer), wt-run b (1)"
+        );
     }
 }

@@ -67,6 +67,9 @@ pub(super) struct Entry {
     lost: bool,
     /// The FIFO was closed by someone: when to look whether anyone still holds it open.
     closed_at: Option<Instant>,
+    /// What the governor was last told: a spare sits untaken in the FIFO (`offer`), so
+    /// `wt-status` can say a token an idle pane stocks is not in use.
+    told_offer: bool,
     path: std::path::PathBuf,
 }
 
@@ -84,6 +87,7 @@ impl Entry {
             others_wait: false,
             lost: false,
             closed_at: None,
+            told_offer: false,
             path: std::path::PathBuf::new(),
         }
     }
@@ -133,12 +137,23 @@ impl Entry {
         spare.into_iter().chain(closed).min()
     }
 
-    /// Looks at the FIFO and acts: keeps one spare on offer, returns the rest, asks for the
-    /// next when the spare was taken, gives an untaken spare back when others' demand waits.
+    /// Looks at the FIFO and acts (`keep_stocked`), then tells the governor whether a spare
+    /// sits untaken there, when that changed.
     fn settle(&mut self) {
         if self.lost {
             return;
         }
+        self.keep_stocked();
+        let offered = !self.lost && self.held.load(Ordering::Relaxed) > 0 && in_fifo(&self.fifo) > 0;
+        if offered != self.told_offer {
+            self.told_offer = offered;
+            self.send(&json!({"op": "offer", "spare": offered}));
+        }
+    }
+
+    /// Keeps one spare on offer, returns the rest, asks for the next when the spare was taken,
+    /// gives an untaken spare back when others' demand waits.
+    fn keep_stocked(&mut self) {
         let waiting = in_fifo(&self.fifo);
         if waiting > 1 {
             // Tokens came back: keep one on offer, return the rest.

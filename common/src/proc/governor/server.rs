@@ -13,7 +13,9 @@
 //!   after every demand) → `{"granted":true}` only
 //! - `{"op":"demand"}` → nothing: the connection's stock asks become demands
 //! - `{"op":"release"}` → nothing (a release of a token not held is ignored)
-//! - `{"op":"status"}` → `{"status":{"tokens":N,"in_use":K,"waiting":W,"holders":[…]}}`
+//! - `{"op":"offer","spare":true|false}` → nothing: whether a spare it holds sits untaken in
+//!   its command's FIFO (so `status` tells tokens on offer from tokens in use)
+//! - `{"op":"status"}` → `{"status":{"tokens":N,"in_use":K,"on_offer":O,"waiting":W,"holders":[…]}}`
 //! - pushed to a connection holding tokens: `{"others_wait":true|false}` when another
 //!   connection's demand starts or stops waiting (`tokens`)
 //!

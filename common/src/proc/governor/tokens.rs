@@ -28,6 +28,8 @@ pub(super) struct Conn {
     held: u32,
     /// What this connection was last told about others' demand (`others_wait`).
     told_others: bool,
+    /// A spare it holds sits untaken in its command's FIFO (`offer`): held, not in use.
+    offered: bool,
 }
 
 impl Conn {
@@ -41,6 +43,7 @@ impl Conn {
             pid: 0,
             held: 0,
             told_others: false,
+            offered: false,
         }
     }
 }
@@ -107,9 +110,15 @@ impl Tokens {
                 self.demand.extend(std::iter::repeat_n(id, moved));
                 self.dispatch();
             }
+            Some("offer") => {
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    conn.offered = req.get("spare").and_then(Value::as_bool) == Some(true) && conn.held > 0;
+                }
+            }
             Some("release") => {
                 if let Some(conn) = self.conns.get_mut(&id).filter(|c| c.held > 0) {
                     conn.held -= 1;
+                    conn.offered &= conn.held > 0;
                     self.free += 1;
                     self.dispatch();
                 }
@@ -182,12 +191,16 @@ impl Tokens {
             .iter()
             .filter(|(id, c)| c.held > 0 || waiting.contains_key(id))
             .map(|(id, c)| {
-                json!({"label": c.label, "pid": c.pid, "held": c.held, "waiting": waiting.get(id).copied().unwrap_or(0)})
+                json!({"label": c.label, "pid": c.pid, "held": c.held, "on_offer": u32::from(c.offered),
+                       "waiting": waiting.get(id).copied().unwrap_or(0)})
             })
             .collect();
+        let on_offer = self.conns.values().filter(|c| c.offered && c.held > 0).count() as u32;
         json!({
             "tokens": self.tokens,
-            "in_use": self.tokens - self.free,
+            "held": self.tokens - self.free,
+            "in_use": (self.tokens - self.free).saturating_sub(on_offer),
+            "on_offer": on_offer,
             "waiting": self.demand.len(),
             "holders": holders,
         })
