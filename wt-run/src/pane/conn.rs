@@ -76,6 +76,9 @@ enum Done {
     Answer(Response),
     /// A tmux pane's `pane.wait` looked and saw nothing yet.
     NotYet,
+    /// The answer could not be made (a bug): the connection is closed, as its thread ended
+    /// before.
+    Failed,
 }
 
 struct Inner {
@@ -347,8 +350,9 @@ impl Conn {
                 let Some(me) = self.me.upgrade() else { return };
                 let (sup, access, token) = (Arc::clone(&self.sup), self.access.clone(), self.token());
                 super::workers::submit(move || {
-                    let answer = server::handle(&sup, req, &access);
-                    *lock(&me.answer) = Some(Done::Answer(answer));
+                    let answer =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server::handle(&sup, req, &access)));
+                    *lock(&me.answer) = Some(answer.map_or(Done::Failed, Done::Answer));
                     sup.reactor.notify(token);
                 });
             }
@@ -397,7 +401,7 @@ impl Conn {
     fn wait(&self, s: &mut Inner, req: Request) {
         match self.waiter(&req.params) {
             Ok((timeout, kind)) => {
-                let deadline = Instant::now() + timeout;
+                let deadline = later(Instant::now(), timeout);
                 s.phase = Phase::Waiting(Waiter { id: req.id, deadline, kind });
                 self.sup.add_waiter(self.token(), self.me.clone());
             }
@@ -462,9 +466,13 @@ impl Conn {
                     (Arc::clone(pane), Arc::clone(until), Arc::clone(look), w.deadline, w.id.clone());
                 let (me, sup) = (self.me.upgrade()?, Arc::clone(&self.sup));
                 super::workers::submit(move || {
-                    let done = match pane.look(&until, deadline, &mut lock(&look)) {
-                        Some(r) => Done::Answer(answer(&id, r)),
-                        None => Done::NotYet,
+                    let looked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        pane.look(&until, deadline, &mut lock(&look))
+                    }));
+                    let done = match looked {
+                        Ok(Some(r)) => Done::Answer(answer(&id, r)),
+                        Ok(None) => Done::NotYet,
+                        Err(_) => Done::Failed,
                     };
                     *lock(&me.answer) = Some(done);
                     sup.reactor.notify(token);
@@ -474,10 +482,11 @@ impl Conn {
         }
     }
 
-    /// Takes a worker's answer in, if one came.
-    fn take_answer(&self, s: &mut Inner) {
-        let Some(done) = lock(&self.answer).take() else { return };
+    /// Takes a worker's answer in, if one came; false if it failed.
+    fn take_answer(&self, s: &mut Inner) -> bool {
+        let Some(done) = lock(&self.answer).take() else { return true };
         match (done, &mut s.phase) {
+            (Done::Failed, _) => return false,
             (Done::Answer(answer), Phase::Working | Phase::Waiting(_)) => {
                 queue(s, &json_line(&answer));
                 s.phase = Phase::Requests;
@@ -488,6 +497,7 @@ impl Conn {
             }
             _ => {}
         }
+        true
     }
 
     /// What the descriptor is to be waited for in the phase it is in.
@@ -504,6 +514,12 @@ impl Conn {
             Phase::Closing(_) => out,
         })
     }
+}
+
+/// `at + by`, or a time too far to come if that overflows: a client may ask for any timeout,
+/// and a panic on the loop would end the supervisor.
+pub fn later(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by).unwrap_or_else(|| at + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// Queues `line` for the client.
@@ -528,6 +544,18 @@ impl Source for Conn {
     }
 
     fn on_events(&self, reactor: &Reactor, events: u32) -> bool {
+        // A request's handling runs on the loop: a bug it hits ends this connection (as it
+        // ended a connection's thread before), not the supervisor.
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle_events(reactor, events)));
+        handled.unwrap_or_else(|_| {
+            tracing::error!("a client's request failed; its connection is closed");
+            false
+        })
+    }
+}
+
+impl Conn {
+    fn handle_events(&self, reactor: &Reactor, events: u32) -> bool {
         let mut s = lock(&self.inner);
         if events & HUP != 0 {
             (s.hung_up, s.peer_done) = (true, true);
@@ -535,8 +563,8 @@ impl Source for Conn {
         if events & RDHUP != 0 {
             s.peer_done = true;
         }
-        if events & NOTIFIED != 0 {
-            self.take_answer(&mut s);
+        if events & NOTIFIED != 0 && !self.take_answer(&mut s) {
+            return false;
         }
         if !self.advance(&mut s, reactor, events) {
             return false;

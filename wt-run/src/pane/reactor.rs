@@ -143,8 +143,10 @@ impl Reactor {
         let Some(source) = lock(&self.sources).get(&token).cloned() else { return };
         if !source.on_events(self, events) {
             self.epoll.delete(source.fd());
-            lock(&self.sources).remove(&token);
             self.set_timer(token, None);
+            // Dropped after the map's lock is let go: a source's drop may call back in.
+            let gone = lock(&self.sources).remove(&token);
+            drop((gone, source));
         }
     }
 

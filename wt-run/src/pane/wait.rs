@@ -95,7 +95,7 @@ pub fn poll(pane: &Pane, until: &Until, deadline: Instant, seen: &mut Option<(u6
     *seen = Some(now_seen);
     let mut next = deadline;
     if let Some(q) = quiet {
-        let quiet_until = s.last_output + q;
+        let quiet_until = super::conn::later(s.last_output, q);
         if now >= quiet_until {
             return Poll::Done(Ok(json!({"quiet_ms": q.as_millis() as u64, "screen": screen_json(&mut s, 0)})));
         }

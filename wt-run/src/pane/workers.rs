@@ -3,15 +3,18 @@
 //! loop never waits on them. Requests that block until something happens (`pane.wait`,
 //! streams) are not run here: they are state machines on the loop (`conn`).
 //!
-//! Threads are started as jobs come, at most `MAX_WORKERS`, and end after `IDLE` without
-//! work: an idle supervisor keeps none. Jobs beyond them wait their turn.
+//! A worker is started when a job comes and none is idle, at most `MAX_WORKERS`, and ends after
+//! `IDLE` without work: an idle supervisor keeps none, and one answering requests one after
+//! the other keeps one. Most answers take well under a millisecond; the bound is for the few
+//! that wait (a kill's grace, a write to a program that reads nothing), so that some of those
+//! at once do not hold up the others. Jobs beyond it wait their turn.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 /// Jobs run at once, at most.
-pub const MAX_WORKERS: usize = 4;
+pub const MAX_WORKERS: usize = 16;
 
 /// A worker with nothing to do for this long ends.
 const IDLE: Duration = Duration::from_secs(2);
@@ -50,7 +53,8 @@ fn work() {
     loop {
         if let Some(job) = p.jobs.pop_front() {
             drop(p);
-            job();
+            // A job that panics (a bug) must not take the worker's count with it.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
             p = pool();
             continue;
         }
