@@ -255,6 +255,9 @@ fn a_hundred_waiting_clients_and_twenty_attach_streams_hold_no_thread_each() {
     }
     drop(c);
     let pid = supervisor_pid(&p);
+    // Quiet for longer than a screen is kept awake after a look (2 s).
+    std::thread::sleep(Duration::from_secs(3));
+    let rss_before = status(pid, "VmRSS");
     // 90 wait for text no pane prints, 10 for what the `echo` pane will show.
     let mut idle_waits = Vec::new();
     let mut echo_waits = Vec::new();
@@ -275,6 +278,10 @@ fn a_hundred_waiting_clients_and_twenty_attach_streams_hold_no_thread_each() {
     }
     let threads = status(pid, "Threads");
     assert!(threads <= 8, "100 clients waiting and 20 attached: {threads} threads in the supervisor");
+    // A look woke each screen (150 KiB of cells at 40×120; 9.4 MiB for 64): quiet, they sleep
+    // again, so a client costs its buffers, not a screen.
+    let grown_kib = status(pid, "VmRSS").saturating_sub(rss_before);
+    assert!(grown_kib <= 4 * 1024, "120 clients grew the supervisor by {grown_kib} KiB");
     // Still waiting, not refused nor answered.
     for c in idle_waits.iter().take(5).chain(&echo_waits) {
         assert!(still_waiting(c, Duration::from_millis(100)), "a wait was answered early, or closed");

@@ -383,6 +383,8 @@ impl Conn {
             Err((code, msg)) => return fail(s, code, msg),
         };
         let chunks = pane.watch();
+        // The redraw woke its screen: a quiet one sleeps again until it prints.
+        super::wait::back_to_sleep_if_quiet(&mut lock(&pane.state.0));
         self.notify_on_item(&chunks);
         queue(s, &json_line(&Response::ok(req.id, json!({"attached": true}))));
         s.phase = Phase::Streaming(super::stream::output(chunks));

@@ -177,10 +177,13 @@ impl Reactor {
         }
         for (token, events) in ready {
             if token == WAKER {
-                // Cleared before the socket is drained: a `wake` after this writes again.
-                self.woken.store(false, Ordering::SeqCst);
+                // Drained, then cleared: a `wake` that saw it set wrote nothing, and what it
+                // notified was pushed before, so it is handled below, this turn; one after
+                // this writes again. (Cleared first, a byte written meanwhile would be drained
+                // with the flag left set, and no `wake` would write again.)
                 let mut sink = [0u8; 256];
                 while matches!((&self.wake_rx).read(&mut sink), Ok(n) if n > 0) {}
+                self.woken.store(false, Ordering::SeqCst);
                 continue;
             }
             self.run_for(token, events);
@@ -210,4 +213,72 @@ impl Reactor {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    /// Counts the notifications it is handed.
+    struct Counter {
+        fd: UnixStream,
+        seen: Arc<AtomicUsize>,
+    }
+
+    impl Source for Counter {
+        fn fd(&self) -> RawFd {
+            self.fd.as_raw_fd()
+        }
+        fn ready(&self, _: &Reactor) -> bool {
+            true
+        }
+        fn interest(&self) -> u32 {
+            0 // only notified
+        }
+        fn on_events(&self, _: &Reactor, events: u32) -> bool {
+            if events & NOTIFIED != 0 {
+                self.seen.fetch_add(1, Ordering::SeqCst);
+            }
+            true
+        }
+    }
+
+    /// Every `notify` from another thread wakes the loop, however it falls against the loop
+    /// draining its waker: a lost one would leave the loop asleep with a notification pending
+    /// (a stream not written, a worker's answer not sent) until something else woke it.
+    #[test]
+    fn a_notification_from_another_thread_always_wakes_the_loop() {
+        let reactor = Reactor::new().unwrap();
+        let (fd, _other) = UnixStream::pair().unwrap();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let token = reactor.register(Arc::new(Counter { fd, seen: Arc::clone(&seen) })).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        // Two threads notify as fast as they can, so some notifications fall while the loop
+        // drains its waker.
+        let notifiers: Vec<_> = (0..2)
+            .map(|_| {
+                let (reactor, done) = (Arc::clone(&reactor), Arc::clone(&done));
+                std::thread::spawn(move || {
+                    while !done.load(Ordering::SeqCst) {
+                        reactor.notify(token);
+                    }
+                })
+            })
+            .collect();
+        let turns = Instant::now();
+        while turns.elapsed() < Duration::from_secs(2) {
+            // A lost wakeup sleeps until this deadline: no turn may take that long, as each
+            // has a notification pending.
+            let started = Instant::now();
+            reactor.turn(Some(started + Duration::from_secs(10)));
+            assert!(started.elapsed() < Duration::from_secs(5), "a notification did not wake the loop");
+        }
+        done.store(true, Ordering::SeqCst);
+        for n in notifiers {
+            n.join().unwrap();
+        }
+        assert!(seen.load(Ordering::SeqCst) > 0);
+    }
 }

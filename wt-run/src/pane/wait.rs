@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::pty::{exit_json, screen_json, Pane};
+use super::pty::{exit_json, screen_json, Pane, Screen};
 
 /// What `pane.wait` waits for, from its params; the same for both backends.
 #[derive(Debug)]
@@ -65,6 +65,20 @@ pub fn screen_regex(re: &str) -> Result<regex::Regex, (&'static str, String)> {
         .map_err(|e| ("bad-params", format!("bad regular expression: {e}")))
 }
 
+/// A screen woken by a look is put back to sleep once its pane has printed nothing for this
+/// long, as its tracker lets a quiet pane's cells go after its quiet time (2 s by default).
+const ASLEEP_AFTER: Duration = Duration::from_secs(2);
+
+/// Lets the cells of a running pane that has been quiet for `ASLEEP_AFTER` go again (see
+/// `Screen::sleep`; a no-op for a screen whose redraw would lose state): a look for a waiter
+/// or an attach woke them (150 KiB at 40×120), and a hundred waiters on idle panes must not
+/// keep a hundred screens of cells. The next output or look wakes it.
+pub fn back_to_sleep_if_quiet(s: &mut Screen) {
+    if s.exit.is_none() && s.last_output.elapsed() >= ASLEEP_AFTER {
+        s.sleep(false);
+    }
+}
+
 /// Where a `pane.wait` stands after a look.
 #[derive(Debug)]
 pub enum Poll {
@@ -91,6 +105,7 @@ pub fn poll(pane: &Pane, until: &Until, deadline: Instant, seen: &mut Option<(u6
             let found = m.as_str().to_string();
             return Poll::Done(Ok(json!({"matched": found, "screen": screen_json(&mut s, 0)})));
         }
+        back_to_sleep_if_quiet(&mut s);
     }
     *seen = Some(now_seen);
     let mut next = deadline;
