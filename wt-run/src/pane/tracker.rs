@@ -1,12 +1,13 @@
 //! Keeps one pane's agent state: takes the signals in (hook reports from `pane.notify`, and for
-//! a native pane its output, terminal notifications, screen rules and status file, which a
-//! thread of its own watches), decides, and announces each change: a `state` event, the
-//! `--on-state` command, and the waiters of `pane.wait --state`.
+//! a native pane its output, terminal notifications, screen rules and status file, which one
+//! thread watches for every native pane: `watchers`; for a tmux pane its sampled screen, one
+//! thread for every tmux pane: `tmux_watchers`), decides, and announces each change: a `state`
+//! event, the `--on-state` command, and the event loop, which looks at the waiters of
+//! `pane.wait --state` again.
 //!
-//! The watcher sleeps on the pane's condition variable, which output, input and the exit
-//! wake; its only timers are the ones after which something can change (the quiet time after
-//! the last output, a throttled look at a screen that changed, a hook report going stale), so
-//! a quiet pane costs nothing.
+//! A native pane's watcher is woken by output, input and the exit; its only timers are the
+//! ones after which something can change (the quiet time after the last output, a throttled
+//! look at a screen that changed, a hook report going stale), so a quiet pane costs nothing.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
