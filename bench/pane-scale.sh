@@ -56,6 +56,30 @@ for n in 8 32 128; do
   w_wt=$(wakeups "$sup" 10) w_tm=$(wakeups "$tmux_pid" 10)
   idle_rows+="| $n | $(mib "$(status "$sup" VmRSS)") MiB | $(status "$sup" Threads) | $w_wt | $(mib "$(status "$tmux_pid" VmRSS)") MiB | $(status "$tmux_pid" Threads) | $w_tm |"$'\n'
 done
+# Clients that block, on the 128 idle panes: 100 in `pane wait` for text no pane prints and 20
+# attach streams, held open while the supervisor is measured.
+python3 - "$socket" "$work/clients.ready" <<'PY' &
+import json, socket, sys, time
+held = []
+for i in range(120):
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+    if i < 100:
+        req = {"id": i, "method": "pane.wait", "params": {"pane": "idle-%d" % (i % 127 + 1), "match": "never printed", "timeout_ms": 3600000}}
+    else:
+        req = {"id": i, "method": "pane.attach", "params": {"pane": "idle-%d" % (i - 99)}}
+    s.sendall(json.dumps(req).encode() + b"\n")
+    held.append(s)
+for s in held[100:]:
+    assert b'"attached":true' in s.recv(65536)
+open(sys.argv[2], "w").close()
+time.sleep(3600)
+PY
+clients=$!
+while [ ! -e "$work/clients.ready" ]; do kill -0 "$clients" || { echo "bench: the blocking clients failed" >&2; exit 1; }; sleep 0.1; done
+sleep 3
+w_cl=$(wakeups "$sup" 10)
+client_row="| 128 idle panes, 100 clients in \`pane wait\`, 20 attached | $(mib "$(status "$sup" VmRSS)") MiB | $(status "$sup" Threads) | $w_cl |"
+kill "$clients"
 "$BIN/wt-run" pane stop >/dev/null
 tm kill-server
 
@@ -122,6 +146,13 @@ one window each, 120×40); wakeups are the context switches of all the process's
 | idle panes | wt supervisor RSS | threads | wakeups/s | tmux server RSS | threads | wakeups/s |
 |---:|---:|---:|---:|---:|---:|---:|
 ${idle_rows%$'\n'}
+
+Clients that block hold no thread: connections are state machines on the supervisor's event
+loop (a wait is looked at when its pane changes, a stream written as its client reads).
+
+| blocking clients | wt supervisor RSS | threads | wakeups/s |
+|---|---:|---:|---:|
+$client_row
 
 | drain (spawn to exit, median of ${ROUNDS_DRAIN:-5}) | wt pane | tmux window | \`script -q\` | wt / script | tmux / script |
 |---|---:|---:|---:|---:|---:|

@@ -2,7 +2,7 @@
 //! clients at once are served or refused, a client that never reads does not grow the
 //! supervisor, and a pane drained of a large burst shows exactly its end.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -185,37 +185,176 @@ fn a_quiet_pane_lets_its_cells_go_and_wakes_where_it_was() {
     assert!(text.contains("red and plain$ seq 301 302\n301\n302\n$ echo woke-$((40+2))\nwoke-42\n$"), "{text}");
 }
 
-/// Stream clients that went away without a word (killed) are let go even when nothing is sent
-/// to them — an attach to a pane that exited, an event subscription while nothing happens —
-/// so they do not keep a thread and a slot of the connection cap for ever.
+/// Connects and sends one request line.
+fn client(p: &Panes, id: usize, method: &str, params: Value) -> UnixStream {
+    let mut c = UnixStream::connect(p.socket()).unwrap();
+    c.write_all(&request(id, method, params)).unwrap();
+    c
+}
+
+/// The next line a client gets, within `within`, if any.
+fn line_within(c: &UnixStream, within: Duration) -> Option<String> {
+    c.set_read_timeout(Some(within)).unwrap();
+    let mut line = String::new();
+    match BufReader::new(c.try_clone().unwrap()).read_line(&mut line) {
+        Ok(n) if n > 0 => Some(line),
+        _ => None,
+    }
+}
+
+/// Whether a client still waits: nothing to read within `within`, and not closed.
+fn still_waiting(c: &UnixStream, within: Duration) -> bool {
+    c.set_read_timeout(Some(within)).unwrap();
+    let mut byte = [0u8; 1];
+    matches!((&*c).read(&mut byte), Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+}
+
+/// A `pane.wait` for text that never comes (for ten minutes).
+fn never(pane: &str) -> Value {
+    json!({"pane": pane, "match": "text that never comes", "timeout_ms": 600_000})
+}
+
+/// `server.ping` on a new connection: its answer (a refused client may be closed before its
+/// request is written: its answer was sent on accepting it).
+fn ping(p: &Panes) -> (UnixStream, Value) {
+    let mut c = UnixStream::connect(p.socket()).unwrap();
+    let _ = c.write_all(&request(0, "server.ping", json!({})));
+    let line = line_within(&c, Duration::from_secs(30)).expect("an answer");
+    (c, serde_json::from_str(&line).unwrap())
+}
+
+/// Waits until a new client is served (not refused at the cap), for at most 10 s; the served
+/// client stays connected, so it holds the slot it took.
+fn served_once_a_slot_is_free(p: &Panes, what: &str) -> UnixStream {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (c, answer) = ping(p);
+        if answer["ok"] == true {
+            return c;
+        }
+        assert_eq!(answer["error"]["code"], "too-many-connections", "{answer}");
+        assert!(Instant::now() < deadline, "{what}: its slot of the connection cap is still held after 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Blocking requests are state machines on the supervisor's event loop, not a thread each:
+/// a hundred clients in `pane wait` and twenty attach streams on 64 panes leave the supervisor
+/// within the thread budget of idle panes (before: a thread per connection, 120 more), and
+/// the waits still answer when their text comes.
 #[test]
-fn stream_clients_that_vanish_are_let_go_when_nothing_is_sent_to_them() {
+fn a_hundred_waiting_clients_and_twenty_attach_streams_hold_no_thread_each() {
+    let p = Panes::new();
+    p.spawn("echo", &["cat"]);
+    let cwd = p.t.root().display().to_string();
+    let mut c = UnixStream::connect(p.socket()).unwrap();
+    for i in 1..64 {
+        let spawn =
+            request(i, "pane.spawn", json!({"name": format!("idle-{i}"), "cmd": ["sleep", "1000"], "cwd": cwd}));
+        assert_eq!(raw_call(&mut c, &spawn)["ok"], true);
+    }
+    drop(c);
+    let pid = supervisor_pid(&p);
+    // Quiet for longer than a screen is kept awake after a look (2 s).
+    std::thread::sleep(Duration::from_secs(3));
+    let rss_before = status(pid, "VmRSS");
+    // 90 wait for text no pane prints, 10 for what the `echo` pane will show.
+    let mut idle_waits = Vec::new();
+    let mut echo_waits = Vec::new();
+    for i in 0..100 {
+        if i % 10 == 0 {
+            let params = json!({"pane": "echo", "match": "hello (waiters)", "timeout_ms": 600_000});
+            echo_waits.push(client(&p, i, "pane.wait", params));
+        } else {
+            idle_waits.push(client(&p, i, "pane.wait", never(&format!("idle-{}", 1 + i % 63))));
+        }
+    }
+    let mut streams = Vec::new();
+    for i in 0..20 {
+        let c = client(&p, 100 + i, "pane.attach", json!({"pane": format!("idle-{}", 1 + i)}));
+        let first = line_within(&c, Duration::from_secs(30)).expect("attach answered");
+        assert!(first.contains("\"attached\":true"), "{first}");
+        streams.push(c);
+    }
+    let threads = status(pid, "Threads");
+    assert!(threads <= 8, "100 clients waiting and 20 attached: {threads} threads in the supervisor");
+    // A look woke each screen (150 KiB of cells at 40×120; 9.4 MiB for 64): quiet, they sleep
+    // again, so a client costs its buffers, not a screen.
+    let grown_kib = status(pid, "VmRSS").saturating_sub(rss_before);
+    assert!(grown_kib <= 4 * 1024, "120 clients grew the supervisor by {grown_kib} KiB");
+    // Still waiting, not refused nor answered.
+    for c in idle_waits.iter().take(5).chain(&echo_waits) {
+        assert!(still_waiting(c, Duration::from_millis(100)), "a wait was answered early, or closed");
+    }
+    p.json(&["pane", "send", "echo", "hello waiters", "--enter"]);
+    for c in &echo_waits {
+        let answer: Value = serde_json::from_str(&line_within(c, Duration::from_secs(30)).expect("answered")).unwrap();
+        assert_eq!(answer["result"]["matched"], "hello waiters", "{answer}");
+    }
+    let threads = status(pid, "Threads");
+    assert!(threads <= 8, "after the answers: {threads} threads in the supervisor");
+}
+
+/// A client of `pane wait`, `pane attach` or an event stream that goes away gives its slot of
+/// the connection cap back at once (before: a waiting client held its thread and its slot
+/// until its wait timed out, here ten minutes), so a new client is served at the cap.
+#[test]
+fn clients_that_go_away_while_waiting_or_streaming_free_their_slot_at_once() {
     let p = Panes::new();
     p.spawn("gone", &["sh", "-c", "echo bye"]);
     p.spawn("idle", &["sleep", "1000"]);
+    p.json(&["pane", "wait", "gone", "--exit", "--timeout", "30s"]);
+    let mut waits: Vec<UnixStream> = (0..126).map(|i| client(&p, i, "pane.wait", never("idle"))).collect();
+    let attach = client(&p, 200, "pane.attach", json!({"pane": "gone"}));
+    let events = client(&p, 201, "events.subscribe", json!({}));
+    for (c, what) in [(&attach, "attached"), (&events, "subscribed")] {
+        let first = line_within(c, Duration::from_secs(30)).expect("answered");
+        assert!(first.contains(&format!("\"{what}\":true")), "{first}");
+    }
+    for c in waits.iter().take(3) {
+        assert!(still_waiting(c, Duration::from_millis(100)), "a wait was answered, refused or closed");
+    }
+    // The cap (128) is full: one more is refused.
+    let (extra, refused) = ping(&p);
+    assert_eq!(refused["error"]["code"], "too-many-connections", "{refused}");
+    drop(extra);
+    drop(waits.pop());
+    let _a = served_once_a_slot_is_free(&p, "a waiting client that went away");
+    drop(attach);
+    let _b = served_once_a_slot_is_free(&p, "an attached client that went away");
+    drop(events);
+    let _c = served_once_a_slot_is_free(&p, "an event subscriber that went away");
+}
+
+/// tmux panes are sampled by one thread for all of them (tmux tells nothing when a pane
+/// prints), not a tracker thread each: eight more tmux panes add no thread.
+#[test]
+fn tmux_panes_share_one_tracker_thread() {
+    let p = Panes::new();
+    p.spawn("native", &["sleep", "1000"]);
     let pid = supervisor_pid(&p);
-    std::thread::sleep(Duration::from_millis(500));
-    let baseline = status(pid, "Threads");
-    let mut clients = Vec::new();
-    for i in 0..20 {
-        let mut c = UnixStream::connect(p.socket()).unwrap();
-        let (method, params) =
-            if i % 2 == 0 { ("pane.attach", json!({"pane": "gone"})) } else { ("events.subscribe", json!({})) };
-        c.write_all(&request(i, method, params)).unwrap();
-        let mut line = String::new();
-        BufReader::new(c.try_clone().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.contains("\"ok\":true"), "{method}: {line}");
-        clients.push(c);
+    let cwd = p.t.root().display().to_string();
+    let spawn = |c: &mut UnixStream, i: usize| {
+        let params = json!({"name": format!("tm-{i}"), "cmd": ["sleep", "1000"], "cwd": cwd, "backend": "tmux"});
+        let answer = raw_call(c, &request(i, "pane.spawn", params));
+        assert_eq!(answer["ok"], true, "{answer}");
+    };
+    let mut c = UnixStream::connect(p.socket()).unwrap();
+    spawn(&mut c, 0);
+    // Once the workers that made it have ended (idle for 2 s).
+    std::thread::sleep(Duration::from_secs(4));
+    let one = status(pid, "Threads");
+    for i in 1..=8 {
+        spawn(&mut c, i);
     }
-    assert!(status(pid, "Threads") >= baseline + 20, "each stream is served");
-    drop(clients);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while status(pid, "Threads") > baseline + 1 {
-        assert!(
-            Instant::now() < deadline,
-            "{} threads left for 20 vanished clients",
-            status(pid, "Threads") - baseline
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while status(pid, "Threads") > one {
+        let now = status(pid, "Threads");
+        assert!(Instant::now() < deadline, "1 tmux pane: {one} threads; 9: {now}");
+        std::thread::sleep(Duration::from_millis(200));
     }
+    // Still tracked: each is listed with its agent state.
+    let listed = raw_call(&mut c, &request(99, "pane.list", json!({})));
+    let tmux = listed["result"].as_array().unwrap().iter().filter(|p| p["backend"] == "tmux").count();
+    assert_eq!(tmux, 9, "{listed}");
 }

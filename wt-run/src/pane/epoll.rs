@@ -23,8 +23,19 @@ impl Epoll {
 
     /// Watches `fd` for input (level-triggered), reported as `token`.
     pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
-        let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: token };
+        self.add_for(fd, token, libc::EPOLLIN as u32)
+    }
+
+    /// Watches `fd` for `events` (epoll's bits, level-triggered), reported as `token`.
+    pub fn add_for(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
+        let mut event = libc::epoll_event { events, u64: token };
         self.ctl(libc::EPOLL_CTL_ADD, fd, &mut event)
+    }
+
+    /// Watches `fd` (already added) for `events` instead.
+    pub fn modify(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
+        let mut event = libc::epoll_event { events, u64: token };
+        self.ctl(libc::EPOLL_CTL_MOD, fd, &mut event)
     }
 
     /// Stops watching `fd` (before it is closed, so a reused number is never reported).
@@ -44,9 +55,9 @@ impl Epoll {
     }
 
     /// Waits until something is ready or `timeout` passes (forever without one); the tokens of
-    /// what is ready go into `ready`.
+    /// what is ready, with what it is ready for, go into `ready`.
     #[allow(unsafe_code)]
-    pub fn wait(&self, ready: &mut Vec<u64>, timeout: Option<Duration>) -> io::Result<()> {
+    pub fn wait(&self, ready: &mut Vec<(u64, u32)>, timeout: Option<Duration>) -> io::Result<()> {
         ready.clear();
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
         // Rounded up, so a timer is never woken for a moment before it is due.
@@ -57,7 +68,7 @@ impl Epoll {
             let e = io::Error::last_os_error();
             return if e.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(e) };
         }
-        ready.extend(events[..n as usize].iter().map(|e| e.u64));
+        ready.extend(events[..n as usize].iter().map(|e| (e.u64, e.events)));
         Ok(())
     }
 }

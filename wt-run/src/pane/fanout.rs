@@ -5,7 +5,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// What tells a client's connection that its queue has something (or has ended).
+pub type Notify = Box<dyn Fn() + Send + Sync>;
 
 /// Output chunks (up to 64 KiB each) an attached client may have queued: at most 4 MiB.
 pub const ATTACH_QUEUE: usize = 64;
@@ -13,35 +16,67 @@ pub const ATTACH_QUEUE: usize = 64;
 pub const EVENT_QUEUE: usize = 1024;
 
 /// The supervisor's end of one client's queue.
-#[derive(Debug)]
 pub struct Subscriber<T> {
     tx: SyncSender<T>,
     overflowed: Arc<AtomicBool>,
+    notify: Arc<OnceLock<Notify>>,
 }
 
 /// The client's end: what to send it, and whether it fell too far behind.
-#[derive(Debug)]
 pub struct Subscription<T> {
     pub rx: Receiver<T>,
     overflowed: Arc<AtomicBool>,
+    notify: Arc<OnceLock<Notify>>,
+}
+
+impl<T> std::fmt::Debug for Subscriber<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber").finish_non_exhaustive()
+    }
+}
+
+impl<T> std::fmt::Debug for Subscription<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").finish_non_exhaustive()
+    }
 }
 
 pub fn bounded<T>(bound: usize) -> (Subscriber<T>, Subscription<T>) {
     let (tx, rx) = sync_channel(bound);
     let overflowed = Arc::new(AtomicBool::new(false));
-    (Subscriber { tx, overflowed: Arc::clone(&overflowed) }, Subscription { rx, overflowed })
+    let notify = Arc::new(OnceLock::new());
+    (
+        Subscriber { tx, overflowed: Arc::clone(&overflowed), notify: Arc::clone(&notify) },
+        Subscription { rx, overflowed, notify },
+    )
 }
 
 impl<T> Subscriber<T> {
     /// Queues `item`; false once the client is gone or has been dropped for being too slow.
     pub fn offer(&self, item: T) -> bool {
-        match self.tx.try_send(item) {
+        let kept = match self.tx.try_send(item) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 self.overflowed.store(true, Ordering::SeqCst);
                 false
             }
-            Err(TrySendError::Disconnected(_)) => false,
+            Err(TrySendError::Disconnected(_)) => return false,
+        };
+        if kept {
+            if let Some(notify) = self.notify.get() {
+                notify();
+            }
+        }
+        kept
+    }
+}
+
+impl<T> Drop for Subscriber<T> {
+    /// The queue ends with this end: the client's connection is told, to send what is left
+    /// and close.
+    fn drop(&mut self) {
+        if let Some(notify) = self.notify.get() {
+            notify();
         }
     }
 }
@@ -50,6 +85,12 @@ impl<T> Subscription<T> {
     /// Whether the client was dropped for not reading.
     pub fn overflowed(&self) -> bool {
         self.overflowed.load(Ordering::SeqCst)
+    }
+
+    /// `notify` is called whenever an item is queued, and when the client is dropped for
+    /// being too slow (the queue then ends). Once; items queued before are already there.
+    pub fn on_item(&self, notify: Notify) {
+        let _ = self.notify.set(notify);
     }
 }
 

@@ -94,11 +94,4 @@ impl Handle {
             Handle::Tmux(t) => t.kill(),
         }
     }
-
-    pub fn wait(&self, params: &Value) -> Result<Value, Failure> {
-        match self {
-            Handle::Native(p) => super::wait::wait(p, params),
-            Handle::Tmux(t) => t.wait(params),
-        }
-    }
 }

@@ -6,12 +6,12 @@
 //! so the next one (which holds the lock, so knows it is dead) removes what it left.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -21,11 +21,11 @@ use wt_common::Error;
 use super::access::Access;
 use super::agent::Source;
 use super::answer::Reply;
+use super::conn::Conn;
 use super::events::Events;
-use super::fanout::{ATTACH_QUEUE, EVENT_QUEUE};
 use super::handle::{Failure, Handle};
 use super::own_socket::OwnSocket;
-use super::protocol::{Request, Response, MAX_REQUEST};
+use super::protocol::{Request, Response};
 use super::pty::{Pane, SpawnSpec};
 use super::reactor::{Reactor, Source as Ready};
 use super::tmux::TmuxPane;
@@ -34,28 +34,71 @@ use super::tracker::Tracker;
 /// Connections a confined pane's socket serves at once.
 pub const MAX_PANE_CONNECTIONS: usize = 16;
 
-/// Connections the supervisor's socket serves at once. Each is served by a thread of its own
-/// (a stream, `pane.wait`, holds it), so this bounds the supervisor's threads; a client beyond
-/// it is answered `too-many-connections` and closed.
+/// Connections the supervisor's socket serves at once. Each is a state machine on the event
+/// loop (`conn`), holding no thread, but its buffers and descriptor; a client beyond it is
+/// answered `too-many-connections` and closed.
 pub const MAX_CONNECTIONS: usize = 128;
 
-/// Shared by every client thread.
-struct Supervisor {
+/// Shared by the event loop, the workers and the trackers.
+pub struct Supervisor {
     panes: Mutex<BTreeMap<String, Handle>>,
     clients: AtomicUsize,
     last_activity: Mutex<Instant>,
     socket: PathBuf,
     logs: PathBuf,
-    stop: std::sync::atomic::AtomicBool,
-    events: Arc<Events>,
+    pub stop: std::sync::atomic::AtomicBool,
+    pub events: Arc<Events>,
     /// The own sockets of confined panes, by pane name.
     own_sockets: Mutex<BTreeMap<String, OwnSocket>>,
     /// Each pane's agent state, by pane name.
     trackers: Mutex<BTreeMap<String, Arc<Tracker>>>,
     /// The tmux session of this repository's tmux panes (`wt-<repo>-<hash>`).
     tmux_session: String,
-    /// The event loop: listening sockets, panes' terminals and programs.
-    reactor: Arc<Reactor>,
+    /// The event loop: listening sockets, clients, panes' terminals and programs.
+    pub reactor: Arc<Reactor>,
+    /// The connections in `pane.wait` on a native pane or an agent state, looked at again
+    /// after every turn of the loop in which something happened (see `look_at_waiters`).
+    waiters: Mutex<Vec<(u64, Weak<Conn>)>>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor").field("socket", &self.socket).finish_non_exhaustive()
+    }
+}
+
+impl Supervisor {
+    /// The connection `token` waits in `pane.wait`: look at it after every turn.
+    pub fn add_waiter(&self, token: u64, conn: Weak<Conn>) {
+        lock(&self.waiters).push((token, conn));
+    }
+
+    /// A client's connection was dropped.
+    pub fn client_left(&self) {
+        self.clients.fetch_sub(1, Ordering::SeqCst);
+        *lock(&self.last_activity) = Instant::now();
+        self.reactor.wake();
+    }
+}
+
+/// Looks at every waiting `pane.wait` again: a pane printed, ended, or an agent state changed
+/// (the pump runs on the loop; the reaper and the trackers wake it). A look that sees nothing
+/// new costs a lock and a comparison (the screen is matched only once it changed).
+fn look_at_waiters(sup: &Supervisor) {
+    let waiters = lock(&sup.waiters).clone();
+    if waiters.is_empty() {
+        return;
+    }
+    for (token, _) in &waiters {
+        sup.reactor.run_for(*token, super::reactor::NOTIFIED);
+    }
+    lock(&sup.waiters).retain(|(_, c)| c.upgrade().is_some_and(|c| c.waits_on_panes()));
+}
+
+/// One turn of the loop, then the waiters.
+fn turn(sup: &Supervisor, deadline: Option<Instant>) {
+    sup.reactor.turn(deadline);
+    look_at_waiters(sup);
 }
 
 /// Runs the supervisor until it is idle for `idle` (or told to stop).
@@ -89,6 +132,7 @@ pub fn serve(socket: &Path, logs: &Path, tmux_session: &str, idle: Duration) -> 
         trackers: Mutex::default(),
         tmux_session: tmux_session.to_string(),
         reactor: Arc::clone(&reactor),
+        waiters: Mutex::default(),
     });
     // SIGTERM, SIGINT or SIGHUP: stop as `server.stop` does, ending every pane. The signal
     // also wakes the loop.
@@ -113,9 +157,9 @@ pub fn serve(socket: &Path, logs: &Path, tmux_session: &str, idle: Duration) -> 
             break;
         }
         let idle_at = (!busy).then_some(last + idle);
-        reactor.turn(idle_at.into_iter().chain(due).min());
+        turn(&sup, idle_at.into_iter().chain(due).min());
     }
-    end_panes(&sup, &reactor);
+    end_panes(&sup);
     let _ = std::fs::remove_file(&sup.socket);
     lock(&sup.own_sockets).clear();
     drop(held); // the lock file goes last, once the rest is gone
@@ -124,7 +168,8 @@ pub fn serve(socket: &Path, logs: &Path, tmux_session: &str, idle: Duration) -> 
 
 /// Ends every pane, all at once (each has its grace, side by side), while the loop goes on
 /// turning: it is what notices each program's end.
-fn end_panes(sup: &Supervisor, reactor: &Reactor) {
+fn end_panes(sup: &Supervisor) {
+    let reactor = &sup.reactor;
     let panes: Vec<Handle> = lock(&sup.panes).values().filter(|p| !p.exited()).cloned().collect();
     let left = Arc::new(AtomicUsize::new(panes.len()));
     for pane in panes {
@@ -138,7 +183,7 @@ fn end_panes(sup: &Supervisor, reactor: &Reactor) {
         });
     }
     while left.load(Ordering::SeqCst) > 0 {
-        reactor.turn(Some(Instant::now() + Duration::from_millis(100)));
+        turn(sup, Some(Instant::now() + Duration::from_millis(100)));
     }
 }
 
@@ -164,7 +209,7 @@ fn remove_left_files(socket: &Path) {
     }
 }
 
-/// Serves each connection `listener` accepts on a thread of its own, at most `MAX_CONNECTIONS`
+/// Serves each connection `listener` accepts on the event loop (`conn`), at most `MAX_CONNECTIONS`
 /// at once (`MAX_PANE_CONNECTIONS` on a pane's socket): with the capability of the pane `own`
 /// (a confined pane's own socket), or else of the supervisor's socket. Accepting is done on the
 /// event loop; a listener shut down (a confined pane's socket, replaced) is let go there.
@@ -173,7 +218,7 @@ fn listen(sup: &Arc<Supervisor>, listener: UnixListener, own: Option<Access>) ->
     // As mount points are listed: the real path.
     let dir = sup.socket.parent().map(|d| d.canonicalize().unwrap_or_else(|_| d.to_path_buf())).unwrap_or_default();
     let source = Listener { sup: Arc::downgrade(sup), listener, own, dir, open: Arc::new(AtomicUsize::new(0)) };
-    sup.reactor.register(Arc::new(source))
+    sup.reactor.register(Arc::new(source)).map(|_| ())
 }
 
 /// A listening socket on the event loop.
@@ -193,8 +238,8 @@ impl Ready for Listener {
 
     fn ready(&self, _: &Reactor) -> bool {
         let Some(sup) = self.sup.upgrade() else { return false };
-        // A confined pane may hold only so many connections: each costs the supervisor a
-        // thread, and an agent must not exhaust what serves the others.
+        // A confined pane may hold only so many connections: each costs the supervisor its
+        // buffers, and an agent must not exhaust what serves the others.
         let limit = if self.own.is_some() { MAX_PANE_CONNECTIONS } else { MAX_CONNECTIONS };
         let whose = if self.own.is_some() { "a confined pane may hold" } else { "the pane supervisor serves" };
         loop {
@@ -219,23 +264,16 @@ impl Ready for Listener {
                 continue;
             }
             let access = self.own.clone().unwrap_or_else(|| super::peer::access_of(&stream, &self.dir));
-            let (sup, open) = (Arc::clone(&sup), Arc::clone(&self.open));
             sup.clients.fetch_add(1, Ordering::SeqCst);
-            open.fetch_add(1, Ordering::SeqCst);
-            std::thread::spawn(move || {
-                serve_client(&sup, stream, &access);
-                open.fetch_sub(1, Ordering::SeqCst);
-                sup.clients.fetch_sub(1, Ordering::SeqCst);
-                *lock(&sup.last_activity) = Instant::now();
-                sup.reactor.wake();
-            });
+            self.open.fetch_add(1, Ordering::SeqCst);
+            Conn::start(Arc::clone(&sup), stream, access, Arc::clone(&self.open));
         }
     }
 }
 
 /// Whether a connection still acts for what it was accepted for: a pane's socket connection
 /// only while that socket is its pane's.
-fn current(sup: &Supervisor, access: &Access) -> bool {
+pub fn current(sup: &Supervisor, access: &Access) -> bool {
     match access {
         Access::Pane { name, socket, .. } => lock(&sup.own_sockets).get(name).is_some_and(|o| o.id == *socket),
         _ => true,
@@ -320,200 +358,14 @@ fn same_user(stream: &UnixStream) -> bool {
     getsockopt(stream, PeerCredentials).is_ok_and(|c| c.uid() == nix::unistd::getuid().as_raw())
 }
 
-/// Answers one client's requests, one line each, until it goes away.
-fn serve_client(sup: &Arc<Supervisor>, stream: UnixStream, access: &Access) {
-    let Ok(mut out) = stream.try_clone() else { return };
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut line = Vec::new();
-        // Read at most one byte past the limit, so an oversized line is known without keeping it.
-        let n = match (&mut reader).take(MAX_REQUEST as u64 + 1).read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if !current(sup, access) {
-            return; // its pane was replaced: the connection acts for nobody now
-        }
-        let response = if n > MAX_REQUEST {
-            // Skip the rest of the oversized line before answering.
-            if !line.ends_with(b"\n") && skip_line(&mut reader).is_err() {
-                return;
-            }
-            Response::err(Value::Null, "too-large", format!("request over {MAX_REQUEST} bytes"))
-        } else if !line.ends_with(b"\n") {
-            return; // the client went away mid-request
-        } else {
-            match serde_json::from_slice::<Request>(&line) {
-                Ok(mut req) => match access.admit(&mut req) {
-                    Err((code, msg)) => Response::err(req.id, code, msg),
-                    Ok(()) if req.method == "events.subscribe" => {
-                        return stream_events(sup, req, with_write_timeout(out), access)
-                    }
-                    Ok(()) if req.method == "pane.attach" => return stream_output(sup, req, with_write_timeout(out)),
-                    Ok(()) => handle(sup, req, access),
-                },
-                Err(e) => Response::err(Value::Null, "bad-request", format!("not a request: {e}")),
-            }
-        };
-        let mut text = serde_json::to_vec(&response).expect("response serializes");
-        text.push(b'\n');
-        let written = out.write_all(&text);
-        if sup.stop.load(Ordering::SeqCst) {
-            sup.reactor.wake(); // `server.stop`, answered: the supervisor may go now
-        }
-        if written.is_err() {
-            return;
-        }
-    }
-}
-
-/// A stream's connection: a client that reads nothing for this long is dropped, rather than
-/// holding a thread and its queue.
-fn with_write_timeout(out: UnixStream) -> UnixStream {
-    let _ = out.set_write_timeout(Some(Duration::from_secs(30)));
-    out
-}
-
-/// Answers the subscription, then writes every event (of the pane `only`, if given) as a line
-/// until the client goes away.
-fn stream_events(sup: &Supervisor, req: Request, mut out: UnixStream, access: &Access) {
-    let only = access.events_of();
-    let events = sup.events.subscribe();
-    let mut line = serde_json::to_vec(&Response::ok(req.id, json!({"subscribed": true}))).expect("response");
-    line.push(b'\n');
-    if out.write_all(&line).is_err() {
-        return;
-    }
-    let mut failed = None;
-    for event in until_gone(&events.rx, out.try_clone().ok()).filter(|e| only.is_none_or(|p| e["pane"] == p)) {
-        if !current(sup, access) {
-            return;
-        }
-        let mut line = serde_json::to_vec(&event).expect("event");
-        line.push(b'\n');
-        if let Err(e) = out.write_all(&line) {
-            failed = Some(e);
-            break;
-        }
-    }
-    if let Some(e) = failed {
-        drop(events); // what was queued goes now, not when the reason is read
-        return dropped_unread(&mut out, &e, &too_slow(EVENT_QUEUE, "events"));
-    }
-    if events.overflowed() {
-        send_line(&mut out, &too_slow(EVENT_QUEUE, "events"));
-    }
-}
-
-/// The items of a stream's queue until the client goes away: a client that vanished is seen
-/// within `GONE_CHECK` even when nothing is sent to it (a pane that never prints again, a
-/// supervisor with nothing to tell), so its connection does not hold a slot of the cap, nor
-/// keep the supervisor from its idle exit, for ever.
-fn until_gone<T>(rx: &std::sync::mpsc::Receiver<T>, probe: Option<UnixStream>) -> impl Iterator<Item = T> + '_ {
-    std::iter::from_fn(move || loop {
-        match rx.recv_timeout(GONE_CHECK) {
-            Ok(item) => return Some(item),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if probe.as_ref().is_some_and(hung_up) => return None,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-        }
-    })
-}
-
-/// How often a stream that sends nothing looks whether its client is still there.
-const GONE_CHECK: Duration = Duration::from_secs(1);
-
-/// Whether the client closed its end (or the connection failed): poll without waiting. Raw
-/// `poll(2)`: nix drops the revents it has no name for (POLLRDHUP).
-#[allow(unsafe_code)]
-fn hung_up(out: &UnixStream) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut fd = nix::libc::pollfd { fd: out.as_raw_fd(), events: nix::libc::POLLRDHUP, revents: 0 };
-    // SAFETY: one pollfd, owned by this frame, for the call's duration; no wait.
-    let n = unsafe { nix::libc::poll(&mut fd, 1, 0) };
-    let gone = nix::libc::POLLRDHUP | nix::libc::POLLHUP | nix::libc::POLLERR | nix::libc::POLLNVAL;
-    n < 0 || (n > 0 && fd.revents & gone != 0)
-}
-
-/// The last line a client that fell too far behind gets before it is disconnected.
-fn too_slow(bound: usize, what: &str) -> Value {
-    json!({"error": {"code": "too-slow", "message": format!("disconnected: more than {bound} {what} were waiting to be read; read faster, or reconnect")}})
-}
-
-/// `pane.attach`: the pane's raw output, base64 in JSON lines, until either side goes away.
-fn stream_output(sup: &Supervisor, req: Request, mut out: UnixStream) {
-    let chunks = match pane(sup, &req.params) {
-        Ok(Handle::Native(p)) => p.watch(),
-        Ok(Handle::Tmux(_)) => {
-            send_line(&mut out, &Response::err(req.id, "tmux-pane", "attach to a tmux pane with tmux itself"));
-            return;
-        }
-        Err((code, msg)) => {
-            send_line(&mut out, &Response::err(req.id, code, msg));
-            return;
-        }
-    };
-    if !send_line(&mut out, &Response::ok(req.id, json!({"attached": true}))) {
-        return;
-    }
-    let mut failed = None;
-    for chunk in until_gone(&chunks.rx, out.try_clone().ok()) {
-        let mut line = serde_json::to_vec(&json!({"data_b64": super::attach::encode(&chunk)})).expect("chunk");
-        line.push(b'\n');
-        if let Err(e) = out.write_all(&line) {
-            failed = Some(e);
-            break;
-        }
-    }
-    if let Some(e) = failed {
-        drop(chunks); // what was queued goes now, not when the reason is read
-        return dropped_unread(&mut out, &e, &too_slow(ATTACH_QUEUE, "chunks of output"));
-    }
-    if chunks.overflowed() {
-        send_line(&mut out, &too_slow(ATTACH_QUEUE, "chunks of output"));
-    }
-}
-
-/// How long the reason a stream's client was dropped waits to be read, holding its thread.
-const REASON_WAIT: Duration = Duration::from_secs(600);
-
-/// A stream's client that read nothing for the write timeout (`e` a timeout, not a client
-/// gone) is dropped: its queue goes, the line cut short is ended, and `reason` follows, for
-/// when it reads again. What it costs meanwhile is its thread and a full socket buffer, no
-/// more.
-fn dropped_unread(out: &mut UnixStream, e: &std::io::Error, reason: &Value) {
-    if !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
-        return;
-    }
-    let _ = out.set_write_timeout(Some(REASON_WAIT));
-    let mut line = b"\n".to_vec();
-    line.extend(serde_json::to_vec(reason).expect("reason"));
-    line.push(b'\n');
-    let _ = out.write_all(&line);
-}
-
 fn send_line(out: &mut UnixStream, value: &impl serde::Serialize) -> bool {
     let mut line = serde_json::to_vec(value).expect("serializes");
     line.push(b'\n');
     out.write_all(&line).is_ok()
 }
 
-fn skip_line(reader: &mut BufReader<UnixStream>) -> std::io::Result<()> {
-    loop {
-        let buf = reader.fill_buf()?;
-        if buf.is_empty() {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        if let Some(i) = buf.iter().position(|b| *b == b'\n') {
-            reader.consume(i + 1);
-            return Ok(());
-        }
-        let len = buf.len();
-        reader.consume(len);
-    }
-}
-
-fn handle(sup: &Arc<Supervisor>, req: Request, access: &Access) -> Response {
+/// An ordinary request's answer (made on a worker: see `conn`).
+pub fn handle(sup: &Arc<Supervisor>, req: Request, access: &Access) -> Response {
     let id = req.id.clone();
     match dispatch(sup, &req, access) {
         Ok(v) => Response::ok(id, v),
@@ -571,13 +423,6 @@ fn dispatch(sup: &Arc<Supervisor>, req: &Request, access: &Access) -> Result<Val
             pane(sup, p)?.send_key(key)?;
             Ok(json!({"pane": p["pane"], "sent": key}))
         }
-        "pane.wait" if p.get("state").is_some() => {
-            let states = wanted_states(p)?;
-            let timeout = Duration::from_millis(p.get("timeout_ms").and_then(Value::as_u64).unwrap_or(30_000));
-            pane(sup, p)?;
-            tracker(sup, p)?.wait(&states, timeout)
-        }
-        "pane.wait" => pane(sup, p)?.wait(p),
         "pane.resize" => {
             if p.get("rows").is_none() || p.get("cols").is_none() {
                 return Err(("bad-params", "pane.resize needs rows and cols (1-1000)".into()));
@@ -600,10 +445,6 @@ fn dispatch(sup: &Arc<Supervisor>, req: &Request, access: &Access) -> Result<Val
             described["dropped"] = json!(was_dead);
             Ok(described)
         }
-        "server.stop" => {
-            sup.stop.store(true, Ordering::SeqCst); // the loop is woken once this is answered
-            Ok(json!({"stopping": true}))
-        }
         "server.ping" => Ok(json!({"pid": std::process::id()})),
         other => Err(("unknown-method", format!("unknown method '{other}'"))),
     }
@@ -623,7 +464,7 @@ fn describe(sup: &Supervisor, name: &str, pane: &Handle) -> Value {
 }
 
 /// `pane.wait`'s `state`: one state or a list of them.
-fn wanted_states(p: &Value) -> Result<Vec<&'static str>, Failure> {
+pub fn wanted_states(p: &Value) -> Result<Vec<&'static str>, Failure> {
     let given: Vec<&str> = match &p["state"] {
         Value::String(s) => vec![s.as_str()],
         Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
@@ -639,12 +480,12 @@ fn wanted_states(p: &Value) -> Result<Vec<&'static str>, Failure> {
     Ok(states)
 }
 
-fn tracker(sup: &Supervisor, params: &Value) -> Result<Arc<Tracker>, Failure> {
+pub fn tracker(sup: &Supervisor, params: &Value) -> Result<Arc<Tracker>, Failure> {
     let name = params.get("pane").and_then(Value::as_str).unwrap_or_default();
     lock(&sup.trackers).get(name).cloned().ok_or(("no-such-pane", format!("no pane '{name}' (see `wt-run pane ls`)")))
 }
 
-fn pane(sup: &Supervisor, params: &Value) -> Result<Handle, Failure> {
+pub fn pane(sup: &Supervisor, params: &Value) -> Result<Handle, Failure> {
     let name = params
         .get("pane")
         .and_then(Value::as_str)
@@ -726,14 +567,16 @@ fn spawn(sup: &Arc<Supervisor>, p: &Value) -> Result<Value, Failure> {
         Handle::Tmux(t) => t.spec.env.clone(),
     };
     let tracker = Tracker::start(&name, profile, on_state, Arc::clone(&sup.events), &env);
+    // A change of state is looked at by the `pane.wait --state` waiters on the loop.
+    let reactor = Arc::downgrade(&sup.reactor);
+    tracker.on_change(Box::new(move || {
+        if let Some(r) = reactor.upgrade() {
+            r.wake();
+        }
+    }));
     match &pane {
-        Handle::Native(native) => {
-            super::watchers::watch(Arc::clone(&tracker), Arc::clone(native));
-        }
-        Handle::Tmux(t) => {
-            let (tracker, t) = (Arc::clone(&tracker), Arc::clone(t));
-            std::thread::spawn(move || tracker.watch_tmux(t));
-        }
+        Handle::Native(native) => super::watchers::watch(Arc::clone(&tracker), Arc::clone(native)),
+        Handle::Tmux(t) => super::tmux_watchers::watch(Arc::clone(&tracker), Arc::clone(t)),
     }
     lock(&sup.trackers).insert(name.clone(), tracker);
     let described = describe(sup, &name, &pane);

@@ -204,30 +204,45 @@ impl TmuxPane {
         })
     }
 
-    /// `pane.wait` for tmux: tmux has no change notification, so the screen is sampled.
-    pub fn wait(&self, p: &Value) -> Result<Value, (&'static str, String)> {
-        let until = super::wait::Until::parse(p)?;
-        let super::wait::Until { timeout, ref regex, quiet, for_exit } = until;
-        let deadline = Instant::now() + timeout;
-        let (mut last, mut since) = (String::new(), Instant::now());
-        loop {
-            let screen = self.screen(0);
-            let text = screen["text"].as_str().unwrap_or_default().to_string();
-            if for_exit && !screen["exit"].is_null() {
-                return Ok(json!({"exit": screen["exit"], "screen": screen}));
-            }
-            if let Some(m) = regex.as_ref().and_then(|re| re.find(&text)) {
-                return Ok(json!({"matched": m.as_str(), "screen": screen}));
-            }
-            if text != last {
-                (last, since) = (text, Instant::now());
-            } else if quiet.is_some_and(|q| since.elapsed() >= q) {
-                return Ok(json!({"quiet_ms": quiet.map(|q| q.as_millis() as u64), "screen": screen}));
-            }
-            if Instant::now() >= deadline {
-                return Err(until.timed_out());
-            }
-            std::thread::sleep(Duration::from_millis(25));
+    /// One look for a `pane.wait` on a tmux pane (tmux has no change notification, so its
+    /// screen is sampled, every `TMUX_WAIT_EVERY`, each look on a worker): `None` to look again.
+    pub fn look(&self, until: &super::wait::Until, deadline: Instant, look: &mut TmuxLook) -> Option<Answer> {
+        let super::wait::Until { ref regex, quiet, for_exit, .. } = *until;
+        let screen = self.screen(0);
+        let text = screen["text"].as_str().unwrap_or_default().to_string();
+        if for_exit && !screen["exit"].is_null() {
+            return Some(Ok(json!({"exit": screen["exit"], "screen": screen})));
         }
+        if let Some(m) = regex.as_ref().and_then(|re| re.find(&text)) {
+            return Some(Ok(json!({"matched": m.as_str(), "screen": screen})));
+        }
+        if text != look.last {
+            (look.last, look.since) = (text, Instant::now());
+        } else if quiet.is_some_and(|q| look.since.elapsed() >= q) {
+            return Some(Ok(json!({"quiet_ms": quiet.map(|q| q.as_millis() as u64), "screen": screen})));
+        }
+        if Instant::now() >= deadline {
+            return Some(Err(until.timed_out()));
+        }
+        None
+    }
+}
+
+/// A `pane.wait`'s answer.
+pub type Answer = Result<Value, (&'static str, String)>;
+
+/// How often a `pane.wait` looks at a tmux pane.
+pub const TMUX_WAIT_EVERY: Duration = Duration::from_millis(25);
+
+/// What a `pane.wait` on a tmux pane saw so far: the screen, and since when it is unchanged.
+#[derive(Debug)]
+pub struct TmuxLook {
+    last: String,
+    since: Instant,
+}
+
+impl Default for TmuxLook {
+    fn default() -> Self {
+        TmuxLook { last: String::new(), since: Instant::now() }
     }
 }

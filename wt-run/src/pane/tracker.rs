@@ -1,15 +1,16 @@
 //! Keeps one pane's agent state: takes the signals in (hook reports from `pane.notify`, and for
-//! a native pane its output, terminal notifications, screen rules and status file, which a
-//! thread of its own watches), decides, and announces each change: a `state` event, the
-//! `--on-state` command, and the waiters of `pane.wait --state`.
+//! a native pane its output, terminal notifications, screen rules and status file, which one
+//! thread watches for every native pane: `watchers`; for a tmux pane its sampled screen, one
+//! thread for every tmux pane: `tmux_watchers`), decides, and announces each change: a `state`
+//! event, the `--on-state` command, and the event loop, which looks at the waiters of
+//! `pane.wait --state` again.
 //!
-//! The watcher sleeps on the pane's condition variable, which output, input and the exit
-//! wake; its only timers are the ones after which something can change (the quiet time after
-//! the last output, a throttled look at a screen that changed, a hook report going stale), so
-//! a quiet pane costs nothing.
+//! A native pane's watcher is woken by output, input and the exit; its only timers are the
+//! ones after which something can change (the quiet time after the last output, a throttled
+//! look at a screen that changed, a hook report going stale), so a quiet pane costs nothing.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -35,15 +36,21 @@ pub const TMUX_EVERY: Duration = Duration::from_millis(500);
 /// A status file is read at most this often while the pane prints.
 pub const STATUS_EVERY: Duration = Duration::from_millis(500);
 
-#[derive(Debug)]
 pub struct Tracker {
     name: String,
     agent: Mutex<(Agent, Activity)>,
-    changed: Condvar,
+    /// Tells the event loop of a change of state (see `on_change`).
+    on_change: OnceLock<Box<dyn Fn() + Send + Sync>>,
     profile: Profile,
     on_state: OnState,
     events: Arc<Events>,
     sessions_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracker").field("name", &self.name).finish_non_exhaustive()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -63,7 +70,7 @@ impl Tracker {
         let t = Arc::new(Tracker {
             name: name.to_string(),
             agent: Mutex::new((Agent::new(), Activity { last_output: Instant::now(), last_input: None })),
-            changed: Condvar::new(),
+            on_change: OnceLock::new(),
             profile,
             on_state,
             events,
@@ -123,30 +130,33 @@ impl Tracker {
         if d.state != before {
             self.on_state.entered(&self.name, d);
         }
-        self.changed.notify_all();
+        if let Some(changed) = self.on_change.get() {
+            changed();
+        }
     }
 
-    /// `pane.wait` with `state`: until the pane is in one of `states`.
-    pub fn wait(&self, states: &[&str], timeout: Duration) -> Result<Value, Failure> {
-        let deadline = Instant::now() + timeout;
-        let mut guard = lock(&self.agent);
-        loop {
-            let d = guard.0.decided().clone();
-            if states.contains(&d.state) {
-                let mut out = json!({});
-                d.describe_into(&mut out);
-                return Ok(out);
-            }
-            if d.state == "exited" {
-                return Err(("exited", "the program exited before the pane reached the state".into()));
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(("timeout", format!("waited {} ms; the pane is {}", timeout.as_millis(), d.state)));
-            }
-            guard =
-                self.changed.wait_timeout(guard, deadline - now).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+    /// `pane.wait` with `state`, one look (on the event loop, at each change of state and at
+    /// `deadline`): its answer, or `None` while the pane is in none of `states`.
+    pub fn poll_wait(&self, states: &[&str], timeout: Duration, deadline: Instant) -> Option<Result<Value, Failure>> {
+        let d = lock(&self.agent).0.decided().clone();
+        if states.contains(&d.state) {
+            let mut out = json!({});
+            d.describe_into(&mut out);
+            return Some(Ok(out));
         }
+        if d.state == "exited" {
+            return Some(Err(("exited", "the program exited before the pane reached the state".into())));
+        }
+        if Instant::now() >= deadline {
+            return Some(Err(("timeout", format!("waited {} ms; the pane is {}", timeout.as_millis(), d.state))));
+        }
+        None
+    }
+
+    /// `changed` is called at every change of state (from the thread that decided it), so the
+    /// event loop looks at this tracker's waiters again. Once.
+    pub fn on_change(&self, changed: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_change.set(changed);
     }
 
     /// The fallback signal from output alone: an agent is `working` while it prints and `idle`
@@ -228,40 +238,55 @@ impl Tracker {
             "agent '{agent}' has no answer '{name}' (known: {known}); add it in wt.toml [agents.{agent}.answers], or press keys with `wt-run pane key`"
         )
     }
+}
 
-    /// Watches a tmux pane until it exits (run on a thread of its own). tmux tells nothing
-    /// when a pane prints, so its screen is sampled: a change counts as output.
-    pub fn watch_tmux(self: Arc<Self>, pane: Arc<TmuxPane>) {
-        let started = Instant::now();
-        let (mut last, mut last_output, mut printed) = (None::<Vec<String>>, started, false);
-        loop {
-            std::thread::sleep(TMUX_EVERY);
-            if Arc::strong_count(&self) == 1 {
-                return; // the supervisor let the pane go
-            }
-            let (dead, rows) = pane.sample();
-            if dead {
-                return self.exited(None);
-            }
-            let now = Instant::now();
-            let mut signals = Vec::new();
-            if last.as_ref() != Some(&rows) {
-                if rows.iter().any(|r| !r.trim().is_empty()) {
-                    (printed, last_output) = (true, now);
-                }
-                if !self.profile.rules.is_empty() {
-                    let matched = self.profile.match_screen(&rows);
-                    signals.push((
-                        Source::Screen,
-                        matched.map(|(state, text)| Signal { state, message: Some(text), at: now }),
-                    ));
-                }
-                last = Some(rows);
-            }
-            let quiet_at = last_output + self.profile.quiet;
-            signals.extend(self.fallback(printed, quiet_at, last_output, now).map(|sig| (Source::Output, Some(sig))));
-            self.report(signals, Some(Activity { last_output, last_input: None }));
+/// What a tracker knows of its tmux pane between looks (see `tmux_watchers`, which looks at
+/// every tmux pane on one thread). tmux tells nothing when a pane prints, so its screen is
+/// sampled: a change counts as output.
+#[derive(Debug)]
+pub struct TmuxWatch {
+    tracker: Arc<Tracker>,
+    pane: Arc<TmuxPane>,
+    last: Option<Vec<String>>,
+    last_output: Instant,
+    printed: bool,
+}
+
+impl TmuxWatch {
+    pub fn new(tracker: Arc<Tracker>, pane: Arc<TmuxPane>) -> TmuxWatch {
+        TmuxWatch { tracker, pane, last: None, last_output: Instant::now(), printed: false }
+    }
+
+    /// One look at the pane; false once it has ended (or the supervisor let it go).
+    pub fn step(&mut self) -> bool {
+        if Arc::strong_count(&self.tracker) == 1 {
+            return false; // the supervisor let the pane go
         }
+        let (dead, rows) = self.pane.sample();
+        if dead {
+            self.tracker.exited(None);
+            return false;
+        }
+        let now = Instant::now();
+        let mut signals = Vec::new();
+        if self.last.as_ref() != Some(&rows) {
+            if rows.iter().any(|r| !r.trim().is_empty()) {
+                (self.printed, self.last_output) = (true, now);
+            }
+            if !self.tracker.profile.rules.is_empty() {
+                let matched = self.tracker.profile.match_screen(&rows);
+                signals.push((
+                    Source::Screen,
+                    matched.map(|(state, text)| Signal { state, message: Some(text), at: now }),
+                ));
+            }
+            self.last = Some(rows);
+        }
+        let quiet_at = self.last_output + self.tracker.profile.quiet;
+        let fallback = self.tracker.fallback(self.printed, quiet_at, self.last_output, now);
+        signals.extend(fallback.map(|sig| (Source::Output, Some(sig))));
+        self.tracker.report(signals, Some(Activity { last_output: self.last_output, last_input: None }));
+        true
     }
 }
 

@@ -1,13 +1,14 @@
 //! `pane.wait`: until the program exits, until a regular expression matches the screen (`^` and
 //! `$` at each line's ends), or until the screen has been quiet for N ms; each with a timeout.
-//! Waiters sleep on the pane's condition variable, which every chunk of output and the exit
-//! wake: no polling.
+//! A waiter is a state machine on the supervisor's event loop (`conn`): it is looked at again
+//! when the pane printed or ended, and at its deadline (or when the pane will have been quiet
+//! long enough); it holds no thread and polls nothing.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::pty::{exit_json, screen_json, Pane};
+use super::pty::{exit_json, screen_json, Pane, Screen};
 
 /// What `pane.wait` waits for, from its params; the same for both backends.
 #[derive(Debug)]
@@ -64,37 +65,62 @@ pub fn screen_regex(re: &str) -> Result<regex::Regex, (&'static str, String)> {
         .map_err(|e| ("bad-params", format!("bad regular expression: {e}")))
 }
 
-pub fn wait(pane: &Pane, p: &Value) -> Result<Value, (&'static str, String)> {
-    let until = Until::parse(p)?;
-    let Until { timeout, ref regex, quiet, for_exit } = until;
-    let deadline = Instant::now() + timeout;
-    let (lock, cvar) = &*pane.state;
-    let mut s = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    loop {
-        let now = Instant::now();
-        if for_exit && s.exit.is_some() {
-            return Ok(json!({"exit": s.exit.as_ref().map(exit_json), "screen": screen_json(&mut s, 0)}));
-        }
-        if let Some(re) = regex {
-            if let Some(m) = re.find(&s.parser().screen().contents()) {
-                let found = m.as_str().to_string();
-                return Ok(json!({"matched": found, "screen": screen_json(&mut s, 0)}));
-            }
-        }
-        let mut next = deadline;
-        if let Some(q) = quiet {
-            let quiet_until = s.last_output + q;
-            if now >= quiet_until {
-                return Ok(json!({"quiet_ms": q.as_millis() as u64, "screen": screen_json(&mut s, 0)}));
-            }
-            next = next.min(quiet_until);
-        }
-        if regex.is_some() && s.exit.is_some() && !for_exit {
-            return Err(("exited", "the program exited before the screen matched".into()));
-        }
-        if now >= deadline {
-            return Err(until.timed_out());
-        }
-        s = cvar.wait_timeout(s, next - now).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+/// A screen woken by a look is put back to sleep once its pane has printed nothing for this
+/// long, as its tracker lets a quiet pane's cells go after its quiet time (2 s by default).
+const ASLEEP_AFTER: Duration = Duration::from_secs(2);
+
+/// Lets the cells of a running pane that has been quiet for `ASLEEP_AFTER` go again (see
+/// `Screen::sleep`; a no-op for a screen whose redraw would lose state): a look for a waiter
+/// or an attach woke them (150 KiB at 40×120), and a hundred waiters on idle panes must not
+/// keep a hundred screens of cells. The next output or look wakes it.
+pub fn back_to_sleep_if_quiet(s: &mut Screen) {
+    if s.exit.is_none() && s.last_output.elapsed() >= ASLEEP_AFTER {
+        s.sleep(false);
     }
+}
+
+/// Where a `pane.wait` stands after a look.
+#[derive(Debug)]
+pub enum Poll {
+    /// Its answer.
+    Done(Result<Value, (&'static str, String)>),
+    /// Nothing yet: look again when the pane changes, or at this time (the deadline, or when
+    /// the pane will have been quiet for long enough).
+    Until(Instant),
+}
+
+/// One look at a native pane for a `pane.wait` (run on the event loop, at each change of the
+/// pane and at the time it asks for). `seen` is what the previous look saw (the pane's bytes,
+/// whether it exited): the screen is matched again only when that changed.
+pub fn poll(pane: &Pane, until: &Until, deadline: Instant, seen: &mut Option<(u64, bool)>) -> Poll {
+    let Until { ref regex, quiet, for_exit, .. } = *until;
+    let mut s = pane.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let now = Instant::now();
+    if for_exit && s.exit.is_some() {
+        return Poll::Done(Ok(json!({"exit": s.exit.as_ref().map(exit_json), "screen": screen_json(&mut s, 0)})));
+    }
+    let now_seen = (s.bytes, s.exit.is_some());
+    if let Some(re) = regex.as_ref().filter(|_| *seen != Some(now_seen)) {
+        if let Some(m) = re.find(&s.parser().screen().contents()) {
+            let found = m.as_str().to_string();
+            return Poll::Done(Ok(json!({"matched": found, "screen": screen_json(&mut s, 0)})));
+        }
+        back_to_sleep_if_quiet(&mut s);
+    }
+    *seen = Some(now_seen);
+    let mut next = deadline;
+    if let Some(q) = quiet {
+        let quiet_until = super::conn::later(s.last_output, q);
+        if now >= quiet_until {
+            return Poll::Done(Ok(json!({"quiet_ms": q.as_millis() as u64, "screen": screen_json(&mut s, 0)})));
+        }
+        next = next.min(quiet_until);
+    }
+    if regex.is_some() && s.exit.is_some() && !for_exit {
+        return Poll::Done(Err(("exited", "the program exited before the screen matched".into())));
+    }
+    if now >= deadline {
+        return Poll::Done(Err(until.timed_out()));
+    }
+    Poll::Until(next)
 }
