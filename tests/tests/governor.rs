@@ -528,17 +528,46 @@ fn governor_pid(xdg: &Path) -> Option<u32> {
 /// A field of /proc/PID/status summed over its threads (`voluntary_ctxt_switches`), or of the
 /// process (`Threads`).
 fn proc_status(pid: u32, field: &str, every_thread: bool) -> u64 {
-    let read = |path: PathBuf| -> u64 {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        text.lines()
-            .find(|l| l.starts_with(&format!("{field}:")))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
     if !every_thread {
-        return read(PathBuf::from(format!("/proc/{pid}/status")));
+        return status_field(&PathBuf::from(format!("/proc/{pid}/status")), field);
     }
-    std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten().map(|t| read(t.path().join("status"))).sum()
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .map(|t| status_field(&t.path().join("status"), field))
+        .sum()
+}
+
+fn status_field(path: &Path, field: &str) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Each thread's voluntary context switches (its sleeps), by thread id.
+fn switches(pid: u32) -> std::collections::BTreeMap<String, u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten();
+    tasks
+        .map(|t| {
+            (
+                t.file_name().to_string_lossy().into_owned(),
+                status_field(&t.path().join("status"), "voluntary_ctxt_switches"),
+            )
+        })
+        .collect()
+}
+
+/// How many times the process woke between two `switches`: each thread's count since, and one
+/// for each thread that started or ended meanwhile (the supervisor's request workers end a
+/// while after their last request, taking their counts with them).
+fn woke_since(pid: u32, before: &std::collections::BTreeMap<String, u64>) -> u64 {
+    let after = switches(pid);
+    let kept: u64 = after.iter().filter_map(|(tid, n)| before.get(tid).map(|b| n.saturating_sub(*b))).sum();
+    let came_or_went = after.keys().filter(|t| !before.contains_key(*t)).count()
+        + before.keys().filter(|t| !after.contains_key(*t)).count();
+    kept + came_or_went as u64
 }
 
 /// The supervisor's pid, asked over its socket.
@@ -606,15 +635,9 @@ fn sixty_four_governed_idle_panes_cost_a_few_threads_and_no_wakeups() {
         "spares untaken are not in use: {state}"
     );
     assert_eq!(state["waiting"], 0, "the others' stock asks are no demand: {state}");
-    let before = (
-        proc_status(supervisor, "voluntary_ctxt_switches", true),
-        proc_status(governor, "voluntary_ctxt_switches", true),
-    );
+    let before = (switches(supervisor), switches(governor));
     std::thread::sleep(Duration::from_secs(5));
-    let woke = (
-        proc_status(supervisor, "voluntary_ctxt_switches", true) - before.0,
-        proc_status(governor, "voluntary_ctxt_switches", true) - before.1,
-    );
+    let woke = (woke_since(supervisor, &before.0), woke_since(governor, &before.1));
     let threads = (proc_status(supervisor, "Threads", false), proc_status(governor, "Threads", false));
     let rss = (proc_status(supervisor, "VmRSS", false), proc_status(governor, "VmRSS", false));
     let fds = std::fs::read_dir(format!("/proc/{supervisor}/fd")).unwrap().count();
@@ -923,9 +946,9 @@ fn a_killed_governor_leaves_the_supervisor_quiet_and_new_panes_governed_again() 
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(old as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     let supervisor = supervisor_pid(&p);
     std::thread::sleep(Duration::from_millis(500));
-    let before = proc_status(supervisor, "voluntary_ctxt_switches", true);
+    let before = switches(supervisor);
     std::thread::sleep(Duration::from_secs(2));
-    let woke = proc_status(supervisor, "voluntary_ctxt_switches", true) - before;
+    let woke = woke_since(supervisor, &before);
     assert!(woke <= 4, "the supervisor woke {woke} times in 2 s after the governor died");
     let seen = p.t.root().join("two-flags");
     let mut two = governed_panes(&p, 2);
