@@ -687,13 +687,16 @@ fn a_killed_supervisors_panes_give_back_their_tokens() {
 
 /// A wt-run inside a governed job (here another wt-run's command) takes no slot of its own: with
 /// the only token held by the outer run, the inner one still runs (else it waited forever, and
-/// the outer run's timeout ended both).
+/// the outer run's timeout ended both). Its command is a make, whatever its version: this
+/// machine's make 4.3 reads only the descriptors form, and stopped on the `fifo:` form the
+/// inner lease gave it before (`invalid --jobserver-auth string`).
 #[test]
 fn a_wt_tool_inside_a_governed_job_runs_in_that_jobs_slot() {
     let t = TestRepo::new();
     let xdg = runtime_dir(&t);
     t.run("wt-create", &["outer", "inner"], "").expect_code(0);
-    let inner = format!("{} -w inner --quiet -- true", wt_tests::bin("wt-run").display());
+    std::fs::write(t.wt_root().join("inner/jobs.mk"), "all: a b\na:\n\t@true\nb:\n\t@true\n").unwrap();
+    let inner = format!("{} -w inner --quiet -- make -f jobs.mk", wt_tests::bin("wt-run").display());
     let mut c = governed(&t, "wt-run", &xdg, 1);
     c.args(["-w", "outer", "--timeout", "30s", "--shell", "--", &inner]);
     let run = wt_tests::Run::of(&mut c, "");
@@ -904,6 +907,52 @@ fn a_confined_rounds_command_gets_the_jobserver_through_its_sandbox() {
     let _ = watch.wait();
     let log = std::fs::read_to_string(first["watch"]["run"]["log"].as_str().unwrap()).unwrap();
     assert_eq!(log, "took\n", "took a token, and wrote nothing beside the FIFO: {first}");
+}
+
+/// A build running in a pane that gave back a spare it left untaken (others' demand waited)
+/// keeps its place in the queue: its next ask is a demand, served before a job that asked
+/// after it. (A build blocked in `read` on its FIFO raises no event: its ask was a quiet stock
+/// ask before, served only once no demand waited.)
+#[test]
+fn a_build_in_a_pane_that_gave_back_its_spare_keeps_its_place_in_the_queue() {
+    let p = wt_tests::panes::Panes::new();
+    p.t.run("wt-create", &["busy", "one", "two"], "").expect_code(0);
+    let (go, order) = (p.t.root().join("go"), p.t.root().join("order"));
+    let script = format!(
+        "f=${{CARGO_MAKEFLAGS#*fifo:}}; exec 3<>\"$f\"; while [ ! -e {go} ]; do sleep 0.1; done; \
+         dd bs=1 count=1 <&3 2>/dev/null; echo pane >> {order}; printf + >&3; exec sleep 1000",
+        go = go.display(),
+        order = order.display()
+    );
+    let mut busy = governed_panes(&p, 1);
+    busy.args(["-w", "busy", "--pane", "--", "sh", "-c", &script]);
+    wt_tests::Run::of(&mut busy, "").expect_code(0);
+    wait_for("the pane's spare", Duration::from_secs(10), || governor_state(&p.xdg).is_some_and(|s| s["held"] == 1));
+    // A job asks: the pane's build, which opened its FIFO but took nothing, gives its spare back
+    // (within a second) and asks again.
+    let job = |name: &str, then: &str| {
+        let mut c = governed(&p.t, "wt-run", &p.xdg, 1);
+        let line = format!("echo {name} >> {}; {then}", order.display());
+        c.args(["-w", name, "--timeout", "60s", "--quiet", "--", "sh", "-c", &line]);
+        c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap()
+    };
+    let mut one = job("one", "sleep 3");
+    wait_for("the first job", Duration::from_secs(30), || std::fs::read_to_string(&order).is_ok_and(|o| o == "one\n"));
+    std::fs::write(&go, "").unwrap();
+    // A job that asks after the pane's build did.
+    let mut two = job("two", "true");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&order).is_ok_and(|o| o.lines().count() == 3) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build and the second job: {:?} {:?}",
+            std::fs::read_to_string(&order),
+            governor_state(&p.xdg)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = (one.wait(), two.wait());
+    assert_eq!(std::fs::read_to_string(&order).unwrap(), "one\npane\ntwo\n", "served in the order they asked");
 }
 
 /// With more idle panes than tokens, the panes beyond the tokens queue quietly for a spare; a

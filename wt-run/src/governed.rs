@@ -32,17 +32,18 @@ pub fn pane(env: &[(String, String)], name: &str) -> Option<Lease> {
     if get(governor::lease::IN_JOB).is_some() {
         return None; // a job's pane (a wt-watch round's test pane): the job's jobserver is in env
     }
-    let settings = match (get("WT_GOVERNOR"), get("WT_GOVERNOR_TOKENS").and_then(|t| t.parse().ok())) {
-        (Some("off" | "0"), _) => return None,
-        (_, Some(tokens)) => Settings { enabled: true, tokens },
-        _ => match governor::settings(None, false) {
-            Ok(settings) => settings,
-            Err(e) => {
-                tracing::warn!("{name}: goes ungoverned: {e}");
-                return None;
-            }
-        },
-    };
+    let settings =
+        match (get("WT_GOVERNOR"), get("WT_GOVERNOR_TOKENS").and_then(|t| t.parse().ok()).filter(|t: &u32| *t > 0)) {
+            (Some("off" | "0"), _) => return None,
+            (_, Some(tokens)) => Settings { enabled: true, tokens },
+            _ => match governor::settings(None, false) {
+                Ok(settings) => settings,
+                Err(e) => {
+                    tracing::warn!("{name}: goes ungoverned: {e}");
+                    return None;
+                }
+            },
+        };
     match governor::lease(&settings, Slot::Pane, &format!("pane {name}"), &mut |_| {}) {
         Ok(lease) => lease,
         Err(e) => {

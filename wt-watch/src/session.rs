@@ -738,9 +738,13 @@ impl Session {
             // Its builds get the jobserver, but it waits for no slot (short, and run while the
             // agent reads: a queued re-run would only be stale by the time it ran).
             let label = format!("wt-watch {} re-run", spec.name);
-            let result =
-                wt_common::proc::governor::lease(&governor, wt_common::proc::governor::Slot::Pane, &label, &mut |_| {})
-                    .and_then(|lease| round::run_with(&spec, &groups, lease.as_ref()));
+            let result = wt_common::proc::governor::lease(
+                &governor,
+                wt_common::proc::governor::Slot::Covered,
+                &label,
+                &mut |_| {},
+            )
+            .and_then(|lease| round::run_with(&spec, &groups, lease.as_ref()));
             let _ = tx.send(Msg::Reran { id, seq, result });
         });
         w.rerun = Some(Rerun { plan, tested, round: w.rounds });

@@ -166,7 +166,14 @@ impl std::fmt::Debug for Pane {
 }
 
 impl Pane {
-    pub fn spawn(spec: SpawnSpec, events: Arc<Events>, reactor: &Reactor) -> Result<Arc<Pane>, String> {
+    /// `lease`: the build governor's jobserver for the agent's builds (`governed::pane`), held
+    /// while the pane lives.
+    pub fn spawn(
+        spec: SpawnSpec,
+        lease: Option<wt_common::proc::governor::Lease>,
+        events: Arc<Events>,
+        reactor: &Reactor,
+    ) -> Result<Arc<Pane>, String> {
         let size = PtySize { rows: spec.rows, cols: spec.cols, pixel_width: 0, pixel_height: 0 };
         let pair = native_pty_system().openpty(size).map_err(|e| format!("cannot open a PTY: {e}"))?;
         let mut cmd = CommandBuilder::new(&spec.cmd[0]);
@@ -176,8 +183,6 @@ impl Pane {
         for (k, v) in &spec.env {
             cmd.env(k, v);
         }
-        // The build governor's jobserver for the agent's builds, held while the pane lives.
-        let lease = crate::governed::pane(&spec.env, &spec.name);
         for (k, v) in lease.as_ref().map(crate::governed::pane_env).unwrap_or_default() {
             cmd.env(k, v);
         }

@@ -513,6 +513,10 @@ fn spawn(sup: &Arc<Supervisor>, p: &Value) -> Result<Value, Failure> {
         p.get("env").and_then(|e| serde_json::from_value(e.clone()).ok()).unwrap_or_default();
     let (rows, cols) = (size(p, "rows", 40)?, size(p, "cols", 120)?);
     super::program::find(&cmd[0], &cwd, env.get("PATH").map(String::as_str))?;
+    // The build governor's lease for the pane's builds, made before the panes' lock: a governor
+    // slow to answer (or to start) holds up this request only, not every other (the loop's
+    // look at the panes takes that lock too).
+    let lease = crate::governed::pane(&env.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>(), &name);
     let mut panes = sup.panes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if panes.get(&name).is_some_and(|old| !old.exited()) {
         return Err(("pane-exists", format!("pane '{name}' is running; kill it first or choose another name")));
@@ -545,15 +549,15 @@ fn spawn(sup: &Arc<Supervisor>, p: &Value) -> Result<Value, Failure> {
         log: dir.join(format!("pane-{}.log", crate::unique_stem())),
     };
     let pane = match p.get("backend").and_then(Value::as_str).unwrap_or("native") {
-        "native" => {
-            Pane::spawn(spec, Arc::clone(&sup.events), &sup.reactor).map_err(|e| ("spawn-failed", e)).map(|pane| {
+        "native" => Pane::spawn(spec, lease, Arc::clone(&sup.events), &sup.reactor)
+            .map_err(|e| ("spawn-failed", e))
+            .map(|pane| {
                 if let Some(pid) = pane.pid {
                     super::orphans::record(&sup.logs, &name, pid);
                 }
                 Handle::Native(pane)
-            })
-        }
-        "tmux" => TmuxPane::spawn(spec, &sup.tmux_session).map_err(|e| ("spawn-failed", e)).map(|pane| {
+            }),
+        "tmux" => TmuxPane::spawn(spec, lease, &sup.tmux_session).map_err(|e| ("spawn-failed", e)).map(|pane| {
             sup.events.publish(json!({"event": "spawned", "pane": name, "pid": pane.pid}));
             Handle::Tmux(Arc::new(pane))
         }),

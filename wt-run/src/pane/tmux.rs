@@ -66,10 +66,13 @@ impl TmuxPane {
         format!("wt-{dir}-{}", &super::socket::repo_hash(common_dir)[..8])
     }
 
-    pub fn spawn(spec: SpawnSpec, session: &str) -> Result<TmuxPane, String> {
+    pub fn spawn(
+        spec: SpawnSpec,
+        lease: Option<wt_common::proc::governor::Lease>,
+        session: &str,
+    ) -> Result<TmuxPane, String> {
         let (cols, rows) = (spec.cols.to_string(), spec.rows.to_string());
         let cwd = spec.cwd.display().to_string();
-        let lease = crate::governed::pane(&spec.env, &spec.name);
         let governed = lease.as_ref().map(crate::governed::pane_env).unwrap_or_default();
         let env: Vec<String> = spec.env.iter().chain(&governed).map(|(k, v)| format!("{k}={v}")).collect();
         let line = shell_line(&spec.cmd);

@@ -189,16 +189,44 @@ pub fn start_main(args: &[String]) -> i32 {
     }
 }
 
-/// `<tool> __governor-serve N`: the server, in a session of its own.
+/// `<tool> __governor-serve N`: the server, in a session of its own, with as many descriptors
+/// as the hard limit allows (a connection per governed command and pane of every repository),
+/// and none of its starter's (a pipe held open by a long-lived server would keep whoever waits
+/// for its end waiting).
 pub fn serve_main(args: &[String]) -> i32 {
     let _ = nix::unistd::setsid();
     ignore_terminal_signals();
+    close_inherited();
+    raise_fd_limit();
     let Some(tokens) = args.first().and_then(|t| t.parse::<u32>().ok()).filter(|t| *t > 0) else { return 2 };
     match socket() {
         Ok(socket) => super::server::main(&socket, tokens),
         Err(e) => {
             eprintln!("wt governor: {e}");
             3
+        }
+    }
+}
+
+/// Closes every descriptor above stderr (the starter's, inherited through the tools between).
+#[allow(unsafe_code)]
+fn close_inherited() {
+    // SAFETY: close_range(2) closes descriptors this process owns and uses nothing else; none
+    // above 2 is in use yet (this runs first thing in the server's main).
+    unsafe {
+        nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+    }
+}
+
+/// The soft limit of descriptors raised to the hard limit.
+#[allow(unsafe_code)]
+fn raise_fd_limit() {
+    let mut limit = nix::libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write the one struct given, which lives here.
+    unsafe {
+        if nix::libc::getrlimit(nix::libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            let _ = nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &limit);
         }
     }
 }

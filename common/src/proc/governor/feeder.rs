@@ -6,11 +6,11 @@
 //! only timer is a spare's grace second, and only while others' demand waits at the governor.
 //! So a process with many idle leases (the pane supervisor) costs one thread and no wakeups.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -67,6 +67,10 @@ pub(super) struct Entry {
     lost: bool,
     /// The FIFO was closed by someone: when to look whether anyone still holds it open.
     closed_at: Option<Instant>,
+    /// A build has the FIFO open (a pane's: seen opened, not yet seen let go by everyone): its
+    /// asks are demands, even once it gave back a spare it left untaken (a build blocked in
+    /// `read` raises no event that would say it waits).
+    build_open: bool,
     /// What the governor was last told: a spare sits untaken in the FIFO (`offer`), so
     /// `wt-status` can say a token an idle pane stocks is not in use.
     told_offer: bool,
@@ -88,6 +92,7 @@ impl Entry {
             lost: false,
             closed_at: None,
             told_offer: false,
+            build_open: false,
             path: std::path::PathBuf::new(),
         }
     }
@@ -154,7 +159,14 @@ impl Entry {
     /// Keeps one spare on offer, returns the rest, asks for the next when the spare was taken,
     /// gives an untaken spare back when others' demand waits.
     fn keep_stocked(&mut self) {
-        let waiting = in_fifo(&self.fifo);
+        let mut waiting = in_fifo(&self.fifo);
+        let held = self.held.load(Ordering::Relaxed);
+        if waiting > held {
+            // More in the FIFO than this lease holds: tokens given back to the governor while a
+            // build still had them (a reclaim that judged wrong), or bytes a hostile program
+            // wrote. Never offered again: the pool would grow by them.
+            waiting -= take_back(&self.fifo, waiting - held);
+        }
         if waiting > 1 {
             // Tokens came back: keep one on offer, return the rest.
             for _ in 0..take_back(&self.fifo, waiting - 1) {
@@ -163,8 +175,16 @@ impl Entry {
             self.spare_since = Some(Instant::now());
         } else if waiting == 0 && self.asking.is_none() {
             // The spare was taken (a demand), or none was stocked yet (a pane's is stock).
-            let demand = self.kind == Kind::Job || self.spare_since.is_some();
+            let demand = self.kind == Kind::Job || self.build_open || self.spare_since.is_some();
             self.ask(demand);
+        } else if waiting >= 1 && self.asking.is_some() {
+            // A token came back while this lease's ask for another still waits at the governor
+            // (a build took the spare, so it asked, then gave the token back): while others'
+            // demand waits too, that token goes back at once; the ask keeps this lease's place.
+            // Kept, it sat untaken while the others waited for it, and they for this ask.
+            if self.others_wait && take_back(&self.fifo, 1) == 1 {
+                self.release();
+            }
         } else if waiting == 1 && self.asking.is_none() {
             let since = *self.spare_since.get_or_insert_with(Instant::now);
             if self.others_wait && since.elapsed() >= SPARE_YIELD {
@@ -175,7 +195,7 @@ impl Entry {
                 }
                 self.spare_since = None;
                 if in_fifo(&self.fifo) == 0 {
-                    self.ask(self.kind == Kind::Job);
+                    self.ask(self.kind == Kind::Job || self.build_open);
                 }
             }
         }
@@ -235,22 +255,36 @@ impl Entry {
     /// open, nobody can give back the tokens taken from it any more (a make SIGKILLed with its
     /// jobs, say), so they go back to the governor now, not when the pane ends. (inotify's
     /// counts cannot say this: it merges like events that come in a row.)
-    fn reclaim(&mut self) {
-        if self.closed_at.is_none_or(|at| at.elapsed() < CLOSE_LOOK) {
+    fn reclaim(&mut self, open: Option<&Option<BTreeSet<PathBuf>>>) {
+        if !self.reclaim_due() {
             return;
         }
         self.closed_at = None;
-        if self.lost || held_open_by_others(&self.path) {
+        // `None`: /proc could not be read: as if held (nothing is taken back on a guess).
+        let held_open = match open {
+            Some(Some(open)) => open.contains(&self.path),
+            _ => true,
+        };
+        if self.lost || held_open {
             return;
         }
+        self.build_open = false;
         let taken = self.held.load(Ordering::Relaxed).saturating_sub(in_fifo(&self.fifo));
         for _ in 0..taken {
             self.release();
         }
     }
 
+    /// Whether the look after a close is due.
+    fn reclaim_due(&self) -> bool {
+        self.closed_at.is_some_and(|at| at.elapsed() >= CLOSE_LOOK)
+    }
+
     /// Someone opened the FIFO: a build starts, so a stock ask becomes a demand.
     fn opened(&mut self) {
+        if self.kind == Kind::Pane {
+            self.build_open = true;
+        }
         if self.asking == Some(false) {
             self.send(&json!({"op": "demand"}));
             self.asking = Some(true);
@@ -258,22 +292,33 @@ impl Entry {
     }
 }
 
-/// Whether a process other than this one has `fifo` open (any of its descriptors names it).
-fn held_open_by_others(fifo: &Path) -> bool {
+/// Which of `fifos` a process other than this one has open (one of its descriptors names it):
+/// one walk of /proc for every lease due at once, looking only at this user's processes (a
+/// build in a pane runs as the pane's user; /proc of others' is not ours to read anyway).
+/// `None` when /proc cannot be read.
+fn held_open_by_others(fifos: &BTreeSet<PathBuf>) -> Option<BTreeSet<PathBuf>> {
+    use std::os::unix::fs::MetadataExt;
     let me = std::process::id().to_string();
-    let Ok(procs) = std::fs::read_dir("/proc") else { return true };
+    let uid = nix::unistd::geteuid().as_raw();
+    let procs = std::fs::read_dir("/proc").ok()?;
+    let mut open = BTreeSet::new();
     for proc_dir in procs.flatten() {
         let name = proc_dir.file_name();
         let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
-        if pid == me {
+        if pid == me || proc_dir.metadata().is_ok_and(|m| m.uid() != uid) {
             continue;
         }
         let Ok(fds) = std::fs::read_dir(proc_dir.path().join("fd")) else { continue };
-        if fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == fifo)) {
-            return true;
+        for fd in fds.flatten() {
+            if let Some(target) = std::fs::read_link(fd.path()).ok().filter(|t| fifos.contains(t)) {
+                open.insert(target);
+            }
+        }
+        if open.len() == fifos.len() {
+            break;
         }
     }
-    false
+    Some(open)
 }
 
 /// Bytes waiting in the FIFO.
@@ -503,9 +548,13 @@ fn run(feeder: &Feeder, epoll: &Epoll, inotify: Option<&Inotify>) {
         touched.extend(leases.iter().filter(|(_, e)| e.deadline().is_some_and(|at| at <= now)).map(|(id, _)| *id));
         touched.sort_unstable();
         touched.dedup();
+        // One walk of /proc for every lease whose look after a close is due.
+        let due: BTreeSet<PathBuf> =
+            leases.values().filter(|e| e.reclaim_due() && !e.lost).map(|e| e.path.clone()).collect();
+        let open = (!due.is_empty()).then(|| held_open_by_others(&due));
         for id in touched {
             if let Some(entry) = leases.get_mut(&id) {
-                entry.reclaim();
+                entry.reclaim(open.as_ref());
                 entry.settle();
                 if entry.lost {
                     let _ = epoll.delete(entry.conn.as_fd());

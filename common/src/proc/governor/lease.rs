@@ -22,6 +22,7 @@ use nix::sys::stat::Mode;
 
 use super::client::Connection;
 use super::feeder::{Entry, Feeder, Kind};
+use super::Slot;
 use crate::Error;
 
 /// Set in a governed job's environment: a wt tool started inside it takes no job slot of its
@@ -44,14 +45,18 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// `conn` holds the implicit slot's token already if the command is a job.
-    pub(super) fn start(conn: Connection, person_makeflags: Option<&str>, implicit: bool) -> Result<Lease, Error> {
+    /// `conn` holds the implicit slot's token already if the command is a job (`Slot::Job`).
+    pub(super) fn start(conn: Connection, person_makeflags: Option<&str>, slot: Slot) -> Result<Lease, Error> {
+        let implicit = slot == Slot::Job;
+        // Every command this process starts inherits the descriptors (make < 4.4 reads only
+        // those); a pane's program, which inherits none, gets the path alone.
+        let descriptors = slot != Slot::Pane;
         let feeder = Feeder::get()?;
         let fifo = fifo_path()?;
         nix::unistd::mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR).map_err(|e| Error::io(fifo.display(), e.into()))?;
         let opened = (|| {
             let ours = open(&fifo, OFlag::O_RDWR | OFlag::O_NONBLOCK)?;
-            if !implicit {
+            if !descriptors {
                 return Ok::<_, Error>((ours, None));
             }
             let read = open(&fifo, OFlag::O_RDONLY | OFlag::O_NONBLOCK)?;
@@ -75,7 +80,7 @@ impl Lease {
             ("MAKEFLAGS".to_string(), super::makeflags::merged(person_makeflags, &make_form)),
             ("CARGO_MAKEFLAGS".to_string(), super::makeflags::merged(None, &path_form)),
         ];
-        if implicit {
+        if slot != Slot::Pane {
             env.push((IN_JOB.to_string(), "1".to_string()));
         }
         let held = Arc::new(AtomicU32::new(u32::from(implicit)));
@@ -84,7 +89,7 @@ impl Lease {
             let _ = std::fs::remove_file(&fifo);
             return Err(Error::io("the governor's connection", e));
         }
-        let kind = if implicit { Kind::Job } else { Kind::Pane };
+        let kind = if slot == Slot::Pane { Kind::Pane } else { Kind::Job };
         let id = feeder.add(Entry::new(stream, unread, ours, kind, Arc::clone(&held)), &fifo);
         Ok(Lease { feeder, id, child, fifo, env, held })
     }

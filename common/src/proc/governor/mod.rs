@@ -48,8 +48,14 @@ pub enum Slot {
     /// every jobserver client has, for as long as it runs.
     Job,
     /// An agent's pane: not a job itself, so it holds no token; its builds get their implicit
-    /// slot beyond the pool.
+    /// slot beyond the pool. Its program reaches the FIFO by its path only (no descriptors: a
+    /// PTY's child inherits none), and an idle pane stocks its spare behind every demand.
     Pane,
+    /// A command this process starts that takes no slot of its own, because another already
+    /// covers it: a job inside a governed job, a re-run of a red round's failing tests. Like a
+    /// job's, its command inherits the FIFO's descriptors (a make older than 4.4 reads only
+    /// those) and its every ask is a demand.
+    Covered,
 }
 
 /// The settings from `--no-governor`, `WT_GOVERNOR` (`off`), `WT_GOVERNOR_TOKENS`, then
@@ -120,7 +126,7 @@ pub fn lease(
     let slot = match std::env::var_os(lease::IN_JOB) {
         Some(_) if slot == Slot::Job => {
             tracing::debug!("{label}: inside a governed job: its slot is that job's");
-            Slot::Pane
+            Slot::Covered
         }
         _ => slot,
     };
@@ -137,7 +143,7 @@ pub fn lease(
             conn.acquire(queued)?;
         }
     }
-    Lease::start(conn, person.as_deref(), slot == Slot::Job).map(Some)
+    Lease::start(conn, person.as_deref(), slot).map(Some)
 }
 
 /// For a long-lived process started from inside a governed job (the pane supervisor, the

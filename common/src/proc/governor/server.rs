@@ -68,7 +68,13 @@ pub fn main(socket: &Path, tokens: u32) -> i32 {
     let mut books = Tokens::new(tokens);
     let mut next_id = 0u64;
     let idle = idle();
+    // Out of descriptors (EMFILE): the listener stays readable, so it is left out of the poll
+    // until a connection closes, rather than polled in a loop that would spin and answer no one.
+    let mut full_at: Option<usize> = None;
     loop {
+        if full_at.is_some_and(|n| books.conns.len() < n) {
+            full_at = None;
+        }
         let ids: Vec<u64> = books.conns.keys().copied().collect();
         // Asleep until something happens; only with no connection at all, until the idle end.
         let timeout = match books.last_seen.filter(|_| books.conns.is_empty()) {
@@ -84,7 +90,8 @@ pub fn main(socket: &Path, tokens: u32) -> i32 {
             None => PollTimeout::NONE,
         };
         let ready: Vec<PollFlags> = {
-            let mut fds = vec![PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+            let listening = if full_at.is_some() { PollFlags::empty() } else { PollFlags::POLLIN };
+            let mut fds = vec![PollFd::new(listener.as_fd(), listening)];
             for id in &ids {
                 let conn = &books.conns[id];
                 let mut flags = PollFlags::POLLIN;
@@ -102,12 +109,22 @@ pub fn main(socket: &Path, tokens: u32) -> i32 {
                 }
             }
         };
-        if !ready[0].is_empty() {
-            while let Ok((stream, _)) = listener.accept() {
-                if stream.set_nonblocking(true).is_ok() {
-                    next_id += 1;
-                    books.conns.insert(next_id, Conn::new(stream));
-                    books.last_seen = None;
+        if !ready[0].is_empty() && full_at.is_none() {
+            loop {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        if stream.set_nonblocking(true).is_ok() {
+                            next_id += 1;
+                            books.conns.insert(next_id, Conn::new(stream));
+                            books.last_seen = None;
+                        }
+                    }
+                    Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EMFILE | nix::libc::ENFILE)) => {
+                        eprintln!("wt governor: out of descriptors at {} connections: {e}", books.conns.len());
+                        full_at = Some(books.conns.len());
+                        break;
+                    }
+                    Err(_) => break,
                 }
             }
         }
