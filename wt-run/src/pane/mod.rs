@@ -6,6 +6,7 @@ pub mod agent;
 pub mod answer;
 pub mod attach;
 pub mod client;
+pub mod emulator;
 pub mod epoll;
 pub mod events;
 pub mod fanout;

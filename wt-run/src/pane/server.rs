@@ -258,6 +258,9 @@ fn any_running(sup: &Supervisor) -> (bool, Option<Instant>) {
     for (name, pane) in panes.iter() {
         if !pane.exited() {
             running = true;
+            if let Handle::Native(p) = pane {
+                due = due.into_iter().chain(p.tell_waiters()).min(); // output a waiter was not told of
+            }
             if let Handle::Tmux(_) = pane {
                 due = due.into_iter().chain(Some(Instant::now() + super::tracker::TMUX_EVERY)).min();
             }
