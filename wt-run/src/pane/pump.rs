@@ -6,9 +6,9 @@
 //! The reading path does as little per byte and per read as it can (issue 29): a terminal
 //! hands over at most 4 KiB a read, so the reads of one turn are gathered into one buffer
 //! (shared by every pane: one thread reads them all) and taken in together: one log write,
-//! one scan for notifications (memchr), one feed of the emulator, one lock. A read shorter
-//! than a terminal's buffer ends the turn without asking whether more waits (the loop is
-//! level-triggered: it comes back at once if more did). Waiters on the pane's condition
+//! one scan for notifications (memchr), one feed of the emulator, one lock. A program that
+//! prints in small writes (`seq`: a line a write on a terminal) leaves a little at a time:
+//! the turn goes on reading while more waits, so what it gathers is taken in at once. Waiters on the pane's condition
 //! variable (`pane.wait`) are woken at most every `OUTPUT_EVERY` while output flows, the last
 //! chunk of a burst by the supervisor's loop (`tell_waiters`), not on every read: a waiter
 //! woken per read took the lock from the reader and a core from the program.
@@ -31,8 +31,7 @@ use super::tracker::OUTPUT_EVERY;
 
 /// Bytes gathered per turn of the loop for one pane, at most.
 const CHUNK: usize = 64 * 1024;
-/// What a terminal hands over per read at most (the line discipline's buffer): a read this
-/// long may have left more waiting.
+/// What a terminal hands over per read at most (the line discipline's buffer).
 const PTY_READ: usize = 4096;
 
 thread_local! {
@@ -151,7 +150,7 @@ impl Source for PtyOutput {
                     Ok(0) | Err(_) => break false,
                     Ok(n) => got += n,
                 }
-                if got + PTY_READ > CHUNK || got % PTY_READ != 0 || !output_waiting(&self.reader) {
+                if got + PTY_READ > CHUNK || !output_waiting(&self.reader) {
                     break true;
                 }
             };
