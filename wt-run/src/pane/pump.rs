@@ -97,8 +97,12 @@ impl PtyOutput {
         }
         // Published under the screen's lock: an attach that subscribes takes that lock to draw the
         // screen, so it sees this chunk either in its redraw or after it, never both.
+        // In pieces of a read's size at most: an attached client's queue is bounded in pieces
+        // (`ATTACH_QUEUE`), so what a client that does not read holds stays as it was.
         if !self.watchers.is_empty() {
-            self.watchers.publish(&chunk.to_vec());
+            for piece in chunk.chunks(PTY_READ) {
+                self.watchers.publish(&piece.to_vec());
+            }
         }
         let tell = s.output_told(now);
         drop(s);
