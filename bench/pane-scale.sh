@@ -125,6 +125,16 @@ done
 # Each pane's screen read once, as a person looking at it would.
 for i in 1 2 3 4 5 6 7 8; do "$BIN/wt-run" pane screen kept-$i --lines 1000 >/dev/null; done
 drained_wt=$(status "$sup" VmRSS) drained_tm=$(status "$tmux_pid" VmRSS) hwm=$(status "$sup" VmHWM)
+# 8 panes that printed more than their scrollback and go on printing (a dot every 200 ms: never
+# quiet, so their emulators stay awake with a full scrollback), each read once with all of it.
+for i in 1 2 3 4 5 6 7 8; do
+  "$BIN/wt-run" -w p --pane=awake-$i -- sh -c 'seq 1 3000; while :; do sleep 0.2; printf .; done' >/dev/null
+done
+for i in 1 2 3 4 5 6 7 8; do
+  "$BIN/wt-run" pane wait awake-$i --match '^3000\n\.' --timeout 60s >/dev/null
+  "$BIN/wt-run" pane screen awake-$i --lines 5000 >/dev/null
+done
+awake_wt=$(status "$sup" VmRSS)
 
 d() { python3 -c "import json; print('%.0f' % json.load(open('$work/drain-$1.json'))['$2']['median_ms'])"; }
 drain_row() {
@@ -162,5 +172,7 @@ $(drain_row seq "\`seq 1 10000000\` (79 MB of short lines)")
 
 Memory after 8 panes each drained of 100 MB of lines (and every drain above), screens read:
 wt supervisor $(mib "$drained_wt") MiB (peak $(mib "$hwm") MiB), tmux server $(mib "$drained_tm") MiB.
+Then 8 more panes that printed 3,000 lines and go on printing (awake, each scrollback full of
+1,000 rows kept as text): wt supervisor $(mib "$awake_wt") MiB, $(python3 -c "print('%.0f' % (($awake_wt - $drained_wt) / 8))") KiB a pane.
 
 MD

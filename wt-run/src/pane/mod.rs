@@ -7,6 +7,7 @@ pub mod answer;
 pub mod attach;
 pub mod client;
 pub mod conn;
+pub mod emulator;
 pub mod epoll;
 pub mod events;
 pub mod fanout;

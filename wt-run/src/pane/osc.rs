@@ -33,7 +33,7 @@ impl Scanner {
         let mut i = 0;
         while i < chunk.len() {
             match self.mode {
-                Mode::Text => match chunk[i..].iter().position(|b| *b == 0x1b || *b == 0x07) {
+                Mode::Text => match memchr::memchr2(0x1b, 0x07, &chunk[i..]) {
                     None => return found,
                     Some(at) => {
                         i += at;

@@ -1,6 +1,7 @@
 //! One pane: a program in a pseudo-terminal (its own session, with the PTY as its controlling
 //! terminal), whose output feeds a terminal emulator (`vt100`, bounded scrollback) and a raw
-//! log. Waiters sleep on a condition variable that every chunk of output and the exit wake.
+//! log. A kill waits for the exit on a condition variable the exit wakes; `pane.wait` clients
+//! are looked at by the supervisor's loop after each turn that read output (`conn.rs`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,14 +17,15 @@ use super::rawlog::RawLog;
 use super::reactor::{Reactor, Source};
 use super::run_shortener::{Geometry, RunShortener};
 
-/// Lines of scrollback kept per pane: this bounds a pane's memory, however much it prints. The
-/// emulator keeps each line as cells of 32 bytes, so at 120 columns a full scrollback is about
-/// 3.7 MiB (tmux keeps 2,000 lines by default).
+/// Lines of scrollback kept per pane: this bounds a pane's memory, however much it prints. Rows
+/// that leave the screen are kept as their text (the emulator's `text_scrollback`, see
+/// vendor/vt100/PATCHES.md), about a byte a character plus 32 bytes a row: at most about
+/// 150 KiB at 120 columns, where the emulator's cells took 3.7 MiB (tmux keeps 2,000 lines as
+/// cells by default).
 pub const SCROLLBACK: usize = 1000;
 
-/// How long an exited pane keeps its scrollback as cells; then its last screen is kept in an
-/// emulator without scrollback (about 150 KiB at 40×120) and the scrollback as text rows
-/// (about a byte a character: at most about 120 KiB at 120 columns, not 3.7 MiB of cells). An
+/// How long an exited pane keeps its emulator awake; then its last screen is kept as what
+/// redraws it (a few KiB, not 150 KiB of cells at 40×120) and its scrollback as text rows. An
 /// exited pane prints no more, so nothing but the text is needed: at once.
 pub const KEEP_EXITED_SCROLLBACK: Duration = Duration::ZERO;
 
@@ -66,9 +68,9 @@ pub struct Screen {
     pub last_input: Option<Instant>,
     /// When the program ended.
     pub exited_at: Option<Instant>,
-    /// The scrollback of an exited pane has been let go as cells, and kept as text.
+    /// An exited pane's emulator has been put to sleep for good (`release_scrollback`).
     pub released: bool,
-    /// Scrollback let go as cells (by `sleep`), as text rows, oldest first: older than what
+    /// Scrollback of emulators put to sleep (by `sleep`), as text rows, oldest first: older than what
     /// the emulator's own scrollback holds.
     kept_rows: Vec<String>,
     /// `pane.kill` was asked for: the exit that follows is the one asked for.
@@ -97,7 +99,7 @@ impl Screen {
     /// Wakes the emulator if it sleeps (its screen redrawn into a new one).
     fn awake(&mut self) {
         if let Some((state, rows, cols)) = self.asleep.take() {
-            let mut vt = vt100::Parser::new(rows, cols, SCROLLBACK);
+            let mut vt = super::emulator::new(rows, cols, SCROLLBACK);
             vt.process(&state);
             self.vt = vt;
         }
@@ -116,7 +118,7 @@ impl Screen {
         self.asleep.is_none() && self.vt.screen().alternate_screen()
     }
 
-    /// Lets the emulator's cells go (a screen is 150 KiB at 40×120, a full scrollback 3.7 MiB):
+    /// Lets the emulator's cells go (a screen is 150 KiB at 40×120):
     /// what redraws the screen is kept (a few KiB), and the scrollback as text rows (a byte a
     /// character; all a reader of the scrollback gets, see `screen_json`). The next output or
     /// look wakes it. Only when a redraw carries every state the output set (see
@@ -274,7 +276,7 @@ impl Pane {
         Ok(())
     }
 
-    /// Lets an exited pane's scrollback go as cells once it has been exited for `after`: its
+    /// Lets an exited pane's screen go as cells once it has been exited for `after`: its
     /// last screen is kept (redrawn into an emulator without scrollback), its scrollback as
     /// text rows (all a reader of the scrollback gets: `screen_json`).
     pub fn release_scrollback(&self, after: Duration) {
@@ -353,11 +355,11 @@ pub fn screen_json(s: &mut Screen, lines: usize) -> Value {
     let (rows, cols) = s.parser().screen().size();
     let mut out: Vec<String> = Vec::new();
     if lines > 0 {
-        let cells = scrollback_rows(s, lines);
-        // What an exited pane kept as text is older than what its emulator still holds.
-        let from_text = (lines - cells.len()).min(s.kept_rows.len());
+        let recent = scrollback_rows(s, lines);
+        // What a sleeping emulator left as text is older than what the awake one holds.
+        let from_text = (lines - recent.len()).min(s.kept_rows.len());
         out.extend(s.kept_rows[s.kept_rows.len() - from_text..].iter().cloned());
-        out.extend(cells);
+        out.extend(recent);
     }
     out.extend(s.parser().screen().rows(0, cols));
     let (cr, cc) = s.parser().screen().cursor_position();
@@ -383,19 +385,7 @@ fn give_back_freed_memory() {
 
 /// The last `lines` rows of the emulator's scrollback (above the screen), as text, oldest first.
 fn scrollback_rows(s: &mut Screen, lines: usize) -> Vec<String> {
-    let (rows, cols) = s.parser().screen().size();
-    let mut out = Vec::new();
-    // The emulator shows scrollback one screenful at a time: page down from `lines` up.
-    s.parser().screen_mut().set_scrollback(lines);
-    let mut above = s.parser().screen().scrollback();
-    while above > 0 {
-        s.parser().screen_mut().set_scrollback(above);
-        let page = above.min(usize::from(rows));
-        out.extend(s.parser().screen().rows(0, cols).take(page));
-        above -= page;
-    }
-    s.parser().screen_mut().set_scrollback(0);
-    out
+    super::emulator::scrollback(s.parser(), lines)
 }
 
 /// The pump's own copy of the master end: it reads from it and asks it whether more output

@@ -2,6 +2,16 @@
 //! terminal emulator (plain bursts shortened, see `run_shortener`), the attached clients and
 //! the event subscribers. A ready terminal is read a few large chunks at a time, then the
 //! loop moves on, so one pane printing fast does not starve the others.
+//!
+//! The reading path does as little per byte and per read as it can (issue 29): a terminal
+//! hands over at most 4 KiB a read, so the reads of one turn are gathered into one buffer
+//! (shared by every pane: one thread reads them all) and taken in together: one log write,
+//! one scan for notifications (memchr), one feed of the emulator, one lock. A program that
+//! prints in small writes (`seq`: a line a write on a terminal) leaves a little at a time:
+//! the turn goes on reading while more waits, so what it gathers is taken in at once. Nothing
+//! is woken per read: `pane.wait` clients are looked at by the loop after the turn (`conn.rs`),
+//! the trackers at most every `OUTPUT_EVERY` (a waiter woken per read took the lock from the
+//! reader and a core from the program).
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, RawFd};
@@ -19,10 +29,15 @@ use super::rawlog::RawLog;
 use super::reactor::{Reactor, Source};
 use super::tracker::OUTPUT_EVERY;
 
-/// Bytes read per read(2).
+/// Bytes gathered per turn of the loop for one pane, at most.
 const CHUNK: usize = 64 * 1024;
-/// Reads per turn of the loop for one pane, at most.
-const READS_PER_TURN: usize = 16;
+/// What a terminal hands over per read at most (the line discipline's buffer).
+const PTY_READ: usize = 4096;
+
+thread_local! {
+    /// The read buffer of the loop's thread, shared by every pane it reads: idle panes keep none.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// What copies one pane's output; registered with the reactor until the terminal closes.
 pub struct PtyOutput {
@@ -41,7 +56,6 @@ impl std::fmt::Debug for PtyOutput {
 }
 
 struct Pump {
-    buf: Vec<u8>,
     log: RawLog,
     scanner: Scanner,
     /// When the trackers were last told of output.
@@ -60,37 +74,40 @@ impl PtyOutput {
         events: Arc<Events>,
         done: Sender<()>,
     ) -> PtyOutput {
-        let pump = Pump { buf: Vec::new(), log, scanner: Scanner::default(), poked: None, done: Some(done) };
+        let pump = Pump { log, scanner: Scanner::default(), poked: None, done: Some(done) };
         PtyOutput { reader, name, state, watchers, events, pump: Mutex::new(pump) }
     }
 
-    /// Takes one chunk in. A plain burst is held back in the screen, and parsed when someone
-    /// looks or the pane turns quiet (see `Screen::feed`).
-    fn take(&self, pump: &mut Pump, n: usize) {
-        let Pump { buf, log, scanner, poked, .. } = pump;
-        let chunk = &buf[..n];
+    /// Takes what one turn read in. A plain burst is held back in the screen, and parsed when
+    /// someone looks or the pane turns quiet (see `Screen::feed`).
+    fn take(&self, pump: &mut Pump, chunk: &[u8]) {
+        let Pump { log, scanner, poked, .. } = pump;
+        let n = chunk.len();
         let _ = log.write(chunk);
         let notes = scanner.scan(chunk);
-        let (lock, cvar) = &*self.state;
-        let mut s = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut s = self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         s.feed(chunk);
         s.bytes += n as u64;
-        s.last_output = Instant::now();
+        let now = Instant::now();
+        s.last_output = now;
         if let Some(last) = notes.into_iter().reduce(|a, b| if b.is_empty() { a } else { b }) {
             s.notifications += 1;
             s.last_notification = Some((s.last_output, last));
         }
         // Published under the screen's lock: an attach that subscribes takes that lock to draw the
         // screen, so it sees this chunk either in its redraw or after it, never both.
+        // In pieces of a read's size at most: an attached client's queue is bounded in pieces
+        // (`ATTACH_QUEUE`), so what a client that does not read holds stays as it was.
         if !self.watchers.is_empty() {
-            self.watchers.publish(&chunk.to_vec());
+            for piece in chunk.chunks(PTY_READ) {
+                self.watchers.publish(&piece.to_vec());
+            }
         }
         drop(s);
-        cvar.notify_all();
         // While output flows the trackers are told at most every OUTPUT_EVERY (each look that
         // sees output looks again that much later, so no chunk goes unseen for longer).
-        if poked.is_none_or(|at| at.elapsed() >= OUTPUT_EVERY) {
-            *poked = Some(Instant::now());
+        if poked.is_none_or(|at| now.duration_since(at) >= OUTPUT_EVERY) {
+            *poked = Some(now);
             super::watchers::poke();
         }
         if self.events.listened() {
@@ -118,32 +135,32 @@ impl Source for PtyOutput {
 
     fn ready(&self, _: &Reactor) -> bool {
         let mut pump = self.pump.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if pump.buf.is_empty() {
-            pump.buf = vec![0; CHUNK];
-        }
-        // Blocking reads, but only of a terminal that is ready: the loop said so for the first,
-        // `output_waiting` for the rest. (The descriptor is shared with the writer, which must
-        // stay blocking, so it is not made non-blocking.)
-        for _ in 0..READS_PER_TURN {
-            let n = match (&self.reader).read(&mut pump.buf) {
-                Ok(0) | Err(_) => {
-                    // EIO once every holder of the terminal has closed it.
-                    self.closed(&mut pump);
-                    return false;
-                }
-                Ok(n) => n,
-            };
-            let waiting = output_waiting(&self.reader);
-            self.take(&mut pump, n);
-            if !waiting {
-                break;
+        READ_BUF.with_borrow_mut(|buf| {
+            if buf.is_empty() {
+                *buf = vec![0; CHUNK];
             }
-        }
-        // An idle pane keeps no read buffer.
-        if !output_waiting(&self.reader) {
-            pump.buf = Vec::new();
-        }
-        true
+            // Blocking reads, but only of a terminal that is ready: the loop said so for the
+            // first, `output_waiting` for the rest. (The descriptor is shared with the writer,
+            // which must stay blocking, so it is not made non-blocking.)
+            let mut got = 0;
+            let open = loop {
+                match (&self.reader).read(&mut buf[got..]) {
+                    // EIO once every holder of the terminal has closed it.
+                    Ok(0) | Err(_) => break false,
+                    Ok(n) => got += n,
+                }
+                if got + PTY_READ > CHUNK || !output_waiting(&self.reader) {
+                    break true;
+                }
+            };
+            if got > 0 {
+                self.take(&mut pump, &buf[..got]);
+            }
+            if !open {
+                self.closed(&mut pump);
+            }
+            open
+        })
     }
 }
 

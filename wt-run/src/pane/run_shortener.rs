@@ -40,6 +40,20 @@ fn plain(b: u8) -> bool {
     printable(b) || b == b'\r' || b == b'\n'
 }
 
+/// How many bytes at the start of `bytes` are plain. Runs on every byte of output, so whole
+/// blocks are checked at once (the compiler turns the fold into vector compares).
+fn plain_prefix(bytes: &[u8]) -> usize {
+    const BLOCK: usize = 32;
+    let mut at = 0;
+    for block in bytes.chunks_exact(BLOCK) {
+        if !block.iter().fold(true, |all, &b| all & (b.wrapping_sub(0x20) < 0x5f || b == b'\r' || b == b'\n')) {
+            break;
+        }
+        at += BLOCK;
+    }
+    at + bytes[at..].iter().position(|&b| !plain(b)).unwrap_or(bytes.len() - at)
+}
+
 /// The printable bytes that end an escape sequence (or start a string).
 fn final_byte(b: u8) -> bool {
     (0x40..=0x7e).contains(&b)
@@ -77,7 +91,7 @@ impl RunShortener {
     /// Takes the next chunk of output; what the emulator must parse now goes to `parse`, in
     /// order. Whatever is held back follows on a later call or on `flush`.
     pub fn feed(&mut self, chunk: &[u8], at: Geometry, parse: &mut dyn FnMut(&[u8])) {
-        let lead = chunk.iter().position(|&b| !plain(b)).unwrap_or(chunk.len());
+        let lead = plain_prefix(chunk);
         if self.run.is_empty() && lead > 0 {
             self.run_in_ground = self.escapes.ground();
         }
@@ -133,7 +147,7 @@ impl RunShortener {
             }
         }
         // The printable run at the end (after the last CR or LF, or the whole run).
-        let start = self.run.iter().rposition(|&b| b == b'\r' || b == b'\n').map_or(0, |i| i + 1);
+        let start = memchr::memrchr2(b'\r', b'\n', &self.run).map_or(0, |i| i + 1);
         let tail = &self.run[start..];
         let keep = (2 * usize::from(at.rows) + at.scrollback + 2) * cols;
         if tail.len() < 2 * keep {
@@ -163,7 +177,7 @@ fn line_cut(run: &[u8], head: usize, at: Geometry) -> Option<usize> {
     let body = &run[head..];
     let rows = usize::from(at.rows);
     let after_cr = nth_from_end(body, body.len(), b'\n', rows + at.scrollback + 1)?;
-    let cr = body[..after_cr].iter().rposition(|&b| b == b'\r')?;
+    let cr = memchr::memrchr(b'\r', &body[..after_cr])?;
     let cut = nth_from_end(body, cr, b'\n', rows)?;
     // Only worth it when most of the run goes.
     (cut >= body.len() - cut).then_some(head + cut)
@@ -171,19 +185,10 @@ fn line_cut(run: &[u8], head: usize, at: Geometry) -> Option<usize> {
 
 /// The index of the `n`th `byte` before `end`, counting back (`end` itself for none).
 fn nth_from_end(bytes: &[u8], end: usize, byte: u8, n: usize) -> Option<usize> {
-    let mut seen = 0;
     if n == 0 {
         return Some(end);
     }
-    for (i, &b) in bytes[..end].iter().enumerate().rev() {
-        if b == byte {
-            seen += 1;
-            if seen == n {
-                return Some(i);
-            }
-        }
-    }
-    None
+    memchr::memrchr_iter(byte, &bytes[..end]).nth(n - 1)
 }
 
 /// Follows the output through escape sequences as the emulator's parser (vte) does, across
@@ -227,7 +232,7 @@ impl Escapes {
         while i < chunk.len() {
             let b = chunk[i];
             self.state = match (self.state, b) {
-                (Esc::Ground, _) => match chunk[i..].iter().position(|&b| b == 0x1b) {
+                (Esc::Ground, _) => match memchr::memchr(0x1b, &chunk[i..]) {
                     None => return,
                     Some(at) => {
                         i += at;
