@@ -358,3 +358,31 @@ fn tmux_panes_share_one_tracker_thread() {
     let tmux = listed["result"].as_array().unwrap().iter().filter(|p| p["backend"] == "tmux").count();
     assert_eq!(tmux, 9, "{listed}");
 }
+
+/// A program that reads no input (raw mode, asleep): writes to it give up after a while,
+/// instead of holding the supervisor's request workers for good (before, 16 such writes left
+/// no worker for any other request: `pane.list`, `pane.kill`, `server.ping` went unanswered,
+/// even after the program was killed). Other requests are answered meanwhile.
+#[test]
+fn writes_to_a_program_that_reads_nothing_do_not_stop_the_supervisor() {
+    let p = Panes::new();
+    p.spawn("deaf", &["python3", "-c", "import tty, time; tty.setraw(0); print('deaf', flush=True); time.sleep(1e5)"]);
+    p.wait_match("deaf", "deaf");
+    // 210 KB each, far more than a terminal's input buffer holds.
+    let data = "eHh4".repeat(70_000);
+    let writers: Vec<UnixStream> =
+        (0..20).map(|i| client(&p, i, "pane.write", json!({"pane": "deaf", "data_b64": data}))).collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let (_c, answer) = ping(&p);
+    assert_eq!(answer["ok"], true, "answered while the writes wait: {answer}");
+    let listed = p.json(&["pane", "ls"]);
+    assert!(listed.to_string().contains("deaf"), "{listed}");
+    // Each write ends with an error that says why, none with `ok` (nothing read them).
+    for w in &writers {
+        let line = line_within(w, Duration::from_secs(60)).expect("every write is answered");
+        let answer: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(answer["ok"], false, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default().to_string();
+        assert!(message.contains("not read its input") || message.starts_with("busy"), "{answer}");
+    }
+}

@@ -715,18 +715,19 @@ impl Grid {
     }
 
     pub fn col_wrap(&mut self, width: u16, wrap: bool) {
-        if self.pos.col > self.size.cols - width {
-            let mut prev_pos = self.pos;
+        // wt patch (no panic on a tiny screen): a character wider than the screen, and a
+        // one-row screen whose only row scrolls away as it wraps, overflowed (debug) or
+        // unwrapped `None` (release) here.
+        if self.pos.col > self.size.cols.saturating_sub(width) {
+            let prev_pos = self.pos;
             self.pos.col = 0;
             let scrolled = self.row_inc_scroll(1);
-            prev_pos.row -= scrolled;
             let new_pos = self.pos;
-            self.drawing_row_mut(prev_pos.row)
-                // we assume self.pos.row is always valid, and so prev_pos.row
-                // must be valid because it is always less than or equal to
-                // self.pos.row
-                .unwrap()
-                .wrap(wrap && prev_pos.row + 1 == new_pos.row);
+            if let Some(prev_row) = prev_pos.row.checked_sub(scrolled) {
+                if let Some(row) = self.drawing_row_mut(prev_row) {
+                    row.wrap(wrap && prev_row + 1 == new_pos.row);
+                }
+            }
         }
     }
 

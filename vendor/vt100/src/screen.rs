@@ -741,7 +741,8 @@ impl Screen {
         // (xterm handles this by introducing the concept of triple width
         // cells, which i really don't want to do).
         let mut wrap = false;
-        if pos.col > size.cols - width {
+        // wt patch (no panic on a tiny screen): saturating, as `Grid::col_wrap`.
+        if pos.col > size.cols.saturating_sub(width) {
             let last_cell = self
                 .grid()
                 .drawing_cell(crate::grid::Pos {

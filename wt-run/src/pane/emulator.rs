@@ -73,6 +73,21 @@ mod tests {
         scrollback(vt, usize::MAX)
     }
 
+    /// A wide character on a screen of one row (a pane may be made or resized to 1×2): vt100
+    /// 0.16.2 panicked, and the supervisor with every pane. (Fewer than 2 columns, where a
+    /// wide character cannot fit at all, are refused: `pane.spawn`, `pane.resize`.)
+    #[test]
+    fn a_wide_character_on_a_tiny_screen_is_no_panic() {
+        for (rows, cols) in [(1, 2), (1, 3), (2, 2), (1, 10)] {
+            let mut vt = new(rows, cols, 10);
+            for _ in 0..5 {
+                vt.process("a漢é\u{301}漢\r\n漢漢漢".as_bytes());
+            }
+            let _ = vt.screen().contents();
+            let _ = scrollback(&vt, 10);
+        }
+    }
+
     #[test]
     fn a_scrollback_is_bounded_and_keeps_the_newest_rows() {
         let mut vt = new(3, 10, 4);

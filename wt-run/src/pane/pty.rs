@@ -27,6 +27,10 @@ pub const SCROLLBACK: usize = 1000;
 /// How long an exited pane keeps its emulator awake; then its last screen is kept as what
 /// redraws it (a few KiB, not 150 KiB of cells at 40×120) and its scrollback as text rows. An
 /// exited pane prints no more, so nothing but the text is needed: at once.
+/// How long a write to a pane waits for its program to read its input.
+const WRITE_WAIT: Duration = Duration::from_secs(10);
+/// How long a write to a pane waits behind another write to it.
+const WRITE_QUEUE: Duration = Duration::from_secs(2);
 pub const KEEP_EXITED_SCROLLBACK: Duration = Duration::ZERO;
 
 /// What a program in a pane is, and how to start it.
@@ -191,6 +195,8 @@ impl Pane {
         let child = pair.slave.spawn_command(cmd).map_err(|e| format!("cannot start {}: {e}", spec.cmd[0]))?;
         drop(pair.slave); // the child holds its end; our copy would keep the PTY open forever
         let reader = own_copy(pair.master.as_ref())?;
+        // Non-blocking, for the reader and the writer alike (one open terminal): see `write`.
+        set_nonblocking(&reader)?;
         let writer = pair.master.take_writer().map_err(|e| e.to_string())?;
         let log = RawLog::create(spec.log.clone()).map_err(|e| format!("{}: {e}", spec.log.display()))?;
         let screen = Screen {
@@ -248,15 +254,63 @@ impl Pane {
         Ok(pane)
     }
 
-    /// Types bytes into the program.
+    /// Types bytes into the program: waits at most `WRITE_WAIT` for it to read them, and at
+    /// most `WRITE_QUEUE` behind another write to the same pane. Before, a program that did not
+    /// read its input (a frozen TUI, a raw-mode program asleep) held every request worker that
+    /// wrote to it, for good, and with them every other request.
     pub fn write(&self, bytes: &[u8]) -> Result<(), String> {
+        let queued = Instant::now();
+        let mut w = loop {
+            match self.writer.try_lock() {
+                Ok(w) => break w,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) if queued.elapsed() < WRITE_QUEUE => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    return Err("busy: an earlier write to this pane still waits for its program to read it".into())
+                }
+            }
+        };
         // Noted before the write: the program may answer (and notify again) before it returns.
         let (lock, cvar) = &*self.state;
         lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner).last_input = Some(Instant::now());
         cvar.notify_all();
         super::watchers::poke();
-        let mut w = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        w.write_all(bytes).and_then(|_| w.flush()).map_err(|e| format!("cannot write to the pane: {e}"))
+        let deadline = Instant::now() + WRITE_WAIT;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match w.write(rest) {
+                Ok(0) => return Err("cannot write to the pane: its terminal is closed".into()),
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() || !self.writable(left) {
+                        return Err(format!(
+                            "the program has not read its input for {} s: {} of {} bytes not typed",
+                            WRITE_WAIT.as_secs(),
+                            rest.len(),
+                            bytes.len()
+                        ));
+                    }
+                }
+                Err(e) => return Err(format!("cannot write to the pane: {e}")),
+            }
+        }
+        w.flush().map_err(|e| format!("cannot write to the pane: {e}"))
+    }
+
+    /// Whether the terminal takes input again within `wait`.
+    #[allow(unsafe_code)]
+    fn writable(&self, wait: Duration) -> bool {
+        let master = self.master.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(fd) = master.as_raw_fd() else { return false };
+        let mut p = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+        let ms = wait.as_millis().clamp(1, i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd for the master's descriptor, open while `master` is held.
+        let ready = unsafe { libc::poll(&mut p, 1, ms) };
+        ready == 1 && p.revents & libc::POLLOUT != 0
     }
 
     pub fn resize(&self, rows: u16, cols: u16) -> Result<(), String> {
@@ -386,6 +440,15 @@ fn give_back_freed_memory() {
 /// The last `lines` rows of the emulator's scrollback (above the screen), as text, oldest first.
 fn scrollback_rows(s: &mut Screen, lines: usize) -> Vec<String> {
     super::emulator::scrollback(s.parser(), lines)
+}
+
+/// Makes the pane's terminal non-blocking (its reader's and its writer's open file).
+fn set_nonblocking(file: &std::fs::File) -> Result<(), String> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = fcntl(file, FcntlArg::F_GETFL).map_err(|e| format!("cannot set up the PTY: {e}"))?;
+    fcntl(file, FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK))
+        .map(|_| ())
+        .map_err(|e| format!("cannot set up the PTY: {e}"))
 }
 
 /// The pump's own copy of the master end: it reads from it and asks it whether more output

@@ -139,12 +139,15 @@ impl Source for PtyOutput {
             if buf.is_empty() {
                 *buf = vec![0; CHUNK];
             }
-            // Blocking reads, but only of a terminal that is ready: the loop said so for the
-            // first, `output_waiting` for the rest. (The descriptor is shared with the writer,
-            // which must stay blocking, so it is not made non-blocking.)
+            // Reads of a terminal that is ready: the loop said so for the first,
+            // `output_waiting` for the rest. The descriptor is non-blocking (shared with the
+            // writer, which must not wait for ever on a program that does not read): nothing
+            // to read after all ends the turn, not the pane.
             let mut got = 0;
             let open = loop {
                 match (&self.reader).read(&mut buf[got..]) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     // EIO once every holder of the terminal has closed it.
                     Ok(0) | Err(_) => break false,
                     Ok(n) => got += n,

@@ -141,7 +141,14 @@ impl Reactor {
     pub fn run_for(&self, token: u64, events: u32) {
         // Not under the map's lock: a source may register others.
         let Some(source) = lock(&self.sources).get(&token).cloned() else { return };
-        if !source.on_events(self, events) {
+        // A bug met by one source (a pane's output the emulator chokes on, one client's request)
+        // ends that source, not the supervisor and every pane with it.
+        let keep = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.on_events(self, events)))
+            .unwrap_or_else(|_| {
+                tracing::error!("a source of the supervisor's loop panicked: it is dropped");
+                false
+            });
+        if !keep {
             self.epoll.delete(source.fd());
             self.set_timer(token, None);
             // Dropped after the map's lock is let go: a source's drop may call back in.

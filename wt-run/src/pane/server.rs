@@ -425,7 +425,7 @@ fn dispatch(sup: &Arc<Supervisor>, req: &Request, access: &Access) -> Result<Val
         }
         "pane.resize" => {
             if p.get("rows").is_none() || p.get("cols").is_none() {
-                return Err(("bad-params", "pane.resize needs rows and cols (1-1000)".into()));
+                return Err(("bad-params", "pane.resize needs rows (1-1000) and cols (2-1000)".into()));
             }
             let (rows, cols) = (size(p, "rows", 0)?, size(p, "cols", 0)?);
             pane(sup, p)?.resize(rows, cols)?;
@@ -602,13 +602,15 @@ fn own_socket(sup: &Arc<Supervisor>, name: &str, read_panes: bool) -> Result<Pat
 
 /// `rows` or `cols` of a request: absent means `default`; anything but 1-1000 is refused
 /// rather than quietly replaced.
+/// A pane's `rows` (1 to 1000) or `cols` (2 to 1000: a wide character needs two).
 fn size(p: &Value, key: &str, default: u16) -> Result<u16, Failure> {
+    let least = if key == "cols" { 2 } else { 1 };
     match p.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => v
             .as_u64()
-            .filter(|n| (1..=1000).contains(n))
+            .filter(|n| (least..=1000).contains(n))
             .map(|n| n as u16)
-            .ok_or(("bad-params", format!("{key} must be a number from 1 to 1000, not {v}"))),
+            .ok_or(("bad-params", format!("{key} must be a number from {least} to 1000, not {v}"))),
     }
 }
