@@ -22,7 +22,7 @@
 //! size cap and parsed strictly (a path is relative, without `..`), and what it can make wrong
 //! is only the `clean` a board shows: removing a worktree asks git again (`refuse_dirty`).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -166,13 +166,18 @@ pub fn prove_pending(state_dir: &Path, name: &str, reg: &Registered, outside: &O
         return false;
     }
     match listing(reg) {
-        Listing::Clean(paths) => match note(reg, header, &paths, asked) {
-            Some(note) => {
+        Listing::Clean(paths) => match note(reg, header.clone(), &paths, asked) {
+            Ok(note) => {
                 write_note(&file, &note);
                 true
             }
-            // A path changed within `RACY`: `git status` answers; the next look tries again.
-            None => false,
+            // A path changed within `RACY`, or since the listing: `git status` answers; the next
+            // look tries again.
+            Err(Unnoted::Changing) => false,
+            Err(Unnoted::Unprovable) => {
+                write_note(&file, &marked(&header, UNPROVABLE));
+                false
+            }
         },
         Listing::Changed => {
             forget(state_dir, name);
@@ -221,17 +226,34 @@ fn still_outside(reg: &Registered, outside: &Outside, asked: SystemTime) -> bool
     checked.iter().all(|file| std::fs::symlink_metadata(file).map_or(true, |m| StatData::of(&m).still_since(before)))
 }
 
+/// Why no note was written.
+enum Unnoted {
+    /// A path changed within `RACY` of the look, or since the listing, or is gone.
+    Changing,
+    /// A tracked path is a directory (a submodule, or a file replaced by one).
+    Unprovable,
+}
+
 /// The full note: the header, then `<stat> <path>` for each path, then `end <count>`, each
-/// NUL-ended. `None` when a path changed within `RACY` of `asked`, or is gone.
-fn note(reg: &Registered, header: String, paths: &BTreeSet<String>, asked: SystemTime) -> Option<Vec<u8>> {
-    let before = asked.checked_sub(RACY)?;
+/// NUL-ended. `paths` maps each path to whether it is a tracked file (which must not be a
+/// directory: the one `lstat` here says so, not one more in the listing).
+fn note(
+    reg: &Registered,
+    header: String,
+    paths: &BTreeMap<String, bool>,
+    asked: SystemTime,
+) -> Result<Vec<u8>, Unnoted> {
+    let before = asked.checked_sub(RACY).ok_or(Unnoted::Changing)?;
     let mut note = header.into_bytes();
     note.push(0);
     let tree = Tree::open(&reg.path);
-    for rel in paths {
-        let stat = tree.stat(rel)?;
+    for (rel, tracked_file) in paths {
+        let stat = tree.stat(rel).ok_or(Unnoted::Changing)?;
+        if *tracked_file && stat.is_dir() {
+            return Err(Unnoted::Unprovable);
+        }
         if !stat.still_since(before) {
-            return None;
+            return Err(Unnoted::Changing);
         }
         note.extend_from_slice(stat.text().as_bytes());
         note.push(b' ');
@@ -240,15 +262,15 @@ fn note(reg: &Registered, header: String, paths: &BTreeSet<String>, asked: Syste
     }
     note.extend_from_slice(format!("end {}", paths.len()).as_bytes());
     note.push(0);
-    Some(note)
+    Ok(note)
 }
 
 /// What one `git ls-files` says of a worktree found clean at the last look.
 enum Listing {
     /// Still clean: every path whose stat data git's answer rests on (the root, each tracked
     /// file and the directories above it, each empty directory git does not ignore, with what
-    /// is below it).
-    Clean(BTreeSet<String>),
+    /// is below it), each with whether it is a tracked file.
+    Clean(BTreeMap<String, bool>),
     /// A tracked file changed or is gone, or an untracked file is there.
     Changed,
     /// Clean or not, no note can prove it: a submodule, a tracked path that is a directory, an
@@ -275,7 +297,7 @@ fn listing(reg: &Registered) -> Listing {
     let Ok(out) = crate::git::output_within(&mut cmd, crate::git::read_timeout(), &reg.path) else {
         return Listing::Unprovable;
     };
-    let mut paths = BTreeSet::from([".".to_string()]);
+    let mut paths = BTreeMap::from([(".".to_string(), false)]);
     for entry in out.stdout.split(|b| *b == 0).filter(|e| !e.is_empty()) {
         let Some((tag, entry)) = std::str::from_utf8(entry).ok().and_then(|e| e.split_once(' ')) else {
             return Listing::Unprovable;
@@ -290,13 +312,7 @@ fn listing(reg: &Registered) -> Listing {
                 }
             }
             ("H", None) => {
-                match std::fs::symlink_metadata(reg.path.join(entry)) {
-                    Ok(meta) if !meta.is_dir() => {}
-                    // A submodule, or a tracked file replaced by a directory.
-                    Ok(_) => return Listing::Unprovable,
-                    Err(_) => return Listing::Changed,
-                }
-                paths.insert(entry.to_string());
+                paths.insert(entry.to_string(), true);
             }
             // Skip-worktree (`S`), unmerged (`M`), anything else: git's answer rests on more.
             _ => return Listing::Unprovable,
@@ -304,14 +320,17 @@ fn listing(reg: &Registered) -> Listing {
         let mut parent = Path::new(entry.trim_end_matches('/')).parent();
         while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
             let Some(p) = p.to_str() else { return Listing::Unprovable };
-            paths.insert(p.to_string());
+            if paths.contains_key(p) {
+                break; // and so are the directories above it
+            }
+            paths.insert(p.to_string(), false);
             parent = Path::new(p).parent();
         }
         if paths.len() > MAX_PATHS {
             return Listing::Unprovable;
         }
     }
-    if paths.iter().all(|p| plain_relative(p)) {
+    if paths.keys().all(|p| plain_relative(p)) {
         Listing::Clean(paths)
     } else {
         Listing::Unprovable
@@ -319,8 +338,8 @@ fn listing(reg: &Registered) -> Listing {
 }
 
 /// `dir` and the directories below it, when it holds nothing else.
-fn empty_tree(root: &Path, dir: &str, paths: &mut BTreeSet<String>) -> Option<()> {
-    paths.insert(dir.to_string());
+fn empty_tree(root: &Path, dir: &str, paths: &mut BTreeMap<String, bool>) -> Option<()> {
+    paths.insert(dir.to_string(), false);
     if paths.len() > MAX_PATHS {
         return None;
     }
@@ -393,6 +412,10 @@ impl StatData {
     fn text(&self) -> String {
         let StatData { mode, dev, ino, size, mtime, ctime } = self;
         format!("{mode:o}:{dev}:{ino}:{size}:{}.{}:{}.{}", mtime.0, mtime.1, ctime.0, ctime.1)
+    }
+
+    fn is_dir(&self) -> bool {
+        self.mode & nix::libc::S_IFMT == nix::libc::S_IFDIR
     }
 
     /// Whether the path last changed before `before` (its `mtime` and `ctime`).
