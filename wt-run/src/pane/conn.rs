@@ -116,7 +116,7 @@ struct Waiter {
 }
 
 enum WaitFor {
-    Screen { pane: Arc<Pane>, until: Until, seen: Option<(u64, bool)> },
+    Screen { pane: Arc<Pane>, until: Until, seen: Option<super::wait::Seen> },
     State { tracker: Arc<Tracker>, states: Vec<&'static str>, timeout: Duration },
     Tmux { pane: Arc<TmuxPane>, until: Arc<Until>, look: Arc<Mutex<TmuxLook>>, looking: bool, next: Instant },
 }
