@@ -386,3 +386,25 @@ fn writes_to_a_program_that_reads_nothing_do_not_stop_the_supervisor() {
         assert!(message.contains("not read its input") || message.starts_with("busy"), "{answer}");
     }
 }
+
+/// A client that sends its requests and closes its writing end (`nc -N`, `socat`) still gets
+/// every answer: a `pane.wait` already met is answered, and the request after it carried out
+/// (before, the wait was dropped unanswered, and what followed it with it).
+#[test]
+fn a_half_closed_client_gets_a_met_wait_and_what_follows_it() {
+    let p = Panes::new();
+    p.spawn("ready", &["sh", "-c", "echo READY; exec sleep 100"]);
+    p.wait_match("ready", "READY");
+    let mut c = UnixStream::connect(p.socket()).unwrap();
+    let mut lines = request(1, "pane.wait", json!({"pane": "ready", "match": "READY", "timeout_ms": 10_000}));
+    lines.extend(request(2, "server.ping", json!({})));
+    c.write_all(&lines).unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut all = String::new();
+    let _ = BufReader::new(c).read_to_string(&mut all);
+    let answers: Vec<Value> = all.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(answers.len(), 2, "{all}");
+    assert_eq!((&answers[0]["id"], &answers[0]["result"]["matched"]), (&json!(1), &json!("READY")), "{all}");
+    assert_eq!((&answers[1]["id"], &answers[1]["ok"]), (&json!(2), &json!(true)), "{all}");
+}

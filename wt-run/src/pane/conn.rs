@@ -213,10 +213,12 @@ impl Conn {
                     }
                 }
                 Phase::Waiting(w) => {
-                    if s.hung_up || s.peer_done {
+                    if s.hung_up {
                         return false; // the client went away: let go at once
                     }
-                    let Some(answer) = self.look(w, reactor) else { return true };
+                    // A client that closed its writing end still reads: a wait already met is
+                    // answered (and what it sent after it carried out); one not met is let go.
+                    let Some(answer) = self.look(w, reactor) else { return !s.peer_done };
                     queue(s, &json_line(&answer));
                     s.phase = Phase::Requests;
                 }
