@@ -70,7 +70,12 @@ impl std::fmt::Debug for Supervisor {
 impl Supervisor {
     /// The connection `token` waits in `pane.wait`: look at it after every turn.
     pub fn add_waiter(&self, token: u64, conn: Weak<Conn>) {
-        lock(&self.waiters).push((token, conn));
+        // Once per connection: a client that pipelines waits answered at once would otherwise be
+        // looked at once per wait, every turn, while its last one waits.
+        let mut waiters = lock(&self.waiters);
+        if !waiters.iter().any(|(t, _)| *t == token) {
+            waiters.push((token, conn));
+        }
     }
 
     /// A client's connection was dropped.
