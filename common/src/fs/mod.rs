@@ -4,6 +4,7 @@ pub mod append;
 pub mod beneath;
 pub mod disk_usage;
 pub mod inside;
+pub mod stamp;
 pub mod untrusted;
 
 pub use untrusted::{read_untrusted, read_untrusted_in};

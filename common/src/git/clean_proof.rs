@@ -23,10 +23,10 @@
 //! is only the `clean` a board shows: removing a worktree asks git again (`refuse_dirty`).
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::fs::stamp::Stamp;
 use crate::git::repo::Repo;
 use crate::git::worktree_check::Registered;
 
@@ -119,7 +119,7 @@ pub fn still_clean(state_dir: &Path, name: &str, reg: &Registered, outside: &Out
         let (Ok(stat), Ok(rel)) = (std::str::from_utf8(&rec[..space]), std::str::from_utf8(&rec[space + 1..])) else {
             return false;
         };
-        if !plain_relative(rel) || tree.stat(rel).is_none_or(|now| stat != now.text()) {
+        if !plain_relative(rel) || tree.stat(rel).is_none_or(|now| stat != stat_text(&now)) {
             return false;
         }
     }
@@ -223,7 +223,9 @@ fn still_outside(reg: &Registered, outside: &Outside, asked: SystemTime) -> bool
     let mut checked: Vec<PathBuf> =
         ["index", "HEAD", "config.worktree"].iter().map(|f| reg.admin_dir.join(f)).collect();
     checked.extend(outside.files.iter().cloned());
-    checked.iter().all(|file| std::fs::symlink_metadata(file).map_or(true, |m| StatData::of(&m).still_since(before)))
+    checked
+        .iter()
+        .all(|file| std::fs::symlink_metadata(file).map_or(true, |m| Stamp::of_metadata(&m).still_since(before)))
 }
 
 /// Why no note was written.
@@ -255,7 +257,7 @@ fn note(
         if !stat.still_since(before) {
             return Err(Unnoted::Changing);
         }
-        note.extend_from_slice(stat.text().as_bytes());
+        note.extend_from_slice(stat_text(&stat).as_bytes());
         note.push(b' ');
         note.extend_from_slice(rel.as_bytes());
         note.push(0);
@@ -379,52 +381,17 @@ fn header(reg: &Registered, outside: &Outside) -> Option<String> {
     for file in &outside.files {
         // Followed too: a dotfile manager links `~/.gitconfig` or `~/.config/git/ignore` to the
         // file that changes (these are the person's files, not the worktree's).
-        let followed = std::fs::metadata(file).map(|m| StatData::of(&m).text()).unwrap_or_else(|_| "-".into());
+        let followed =
+            std::fs::metadata(file).map(|m| stat_text(&Stamp::of_metadata(&m))).unwrap_or_else(|_| "-".into());
         lines.push(format!("file {} {followed} {}", stat_of(file), file.display()));
     }
     Some(lines.join("\n"))
 }
 
-/// The stat data a note keeps of a path: what changes when anything writes it (`ctime` too,
-/// which no program can set back).
-struct StatData {
-    mode: u32,
-    dev: u64,
-    ino: u64,
-    size: i64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl StatData {
-    fn of(m: &std::fs::Metadata) -> StatData {
-        StatData {
-            mode: m.mode(),
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size() as i64,
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        }
-    }
-
-    /// As noted: `mode(octal):dev:ino:size:mtime.ns:ctime.ns`.
-    fn text(&self) -> String {
-        let StatData { mode, dev, ino, size, mtime, ctime } = self;
-        format!("{mode:o}:{dev}:{ino}:{size}:{}.{}:{}.{}", mtime.0, mtime.1, ctime.0, ctime.1)
-    }
-
-    fn is_dir(&self) -> bool {
-        self.mode & nix::libc::S_IFMT == nix::libc::S_IFDIR
-    }
-
-    /// Whether the path last changed before `before` (its `mtime` and `ctime`).
-    fn still_since(&self, before: SystemTime) -> bool {
-        let at = |(s, ns): (i64, i64)| {
-            SystemTime::UNIX_EPOCH + Duration::new(s.max(0) as u64, ns.clamp(0, 999_999_999) as u32)
-        };
-        at(self.mtime) < before && at(self.ctime) < before
-    }
+/// A path's stat data as a note keeps it: `mode(octal):dev:ino:size:mtime.ns:ctime.ns`.
+fn stat_text(stamp: &Stamp) -> String {
+    let Stamp { mode, dev, ino, size, mtime, ctime } = stamp;
+    format!("{mode:o}:{dev}:{ino}:{size}:{}.{}:{}.{}", mtime.0, mtime.1, ctime.0, ctime.1)
 }
 
 /// A worktree's directory, opened once: the stat data of each path in it is taken relative to
@@ -439,22 +406,14 @@ impl Tree {
         Tree(rustix::fs::openat(CWD, root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok())
     }
 
-    fn stat(&self, rel: &str) -> Option<StatData> {
-        let st = rustix::fs::statat(self.0.as_ref()?, rel, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok()?;
-        Some(StatData {
-            mode: st.st_mode as u32,
-            dev: st.st_dev as u64,
-            ino: st.st_ino as u64,
-            size: st.st_size as i64,
-            mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
-            ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
-        })
+    fn stat(&self, rel: &str) -> Option<Stamp> {
+        Stamp::at(self.0.as_ref()?, rel)
     }
 }
 
 /// A path's stat data as noted: `-` when there is nothing there.
 fn stat_of(path: &Path) -> String {
-    std::fs::symlink_metadata(path).map(|m| StatData::of(&m).text()).unwrap_or_else(|_| "-".into())
+    Stamp::of(path).map_or_else(|| "-".into(), |s| stat_text(&s))
 }
 
 /// `.`, or a relative path of normal components (no `..`, no root, nothing empty).

@@ -23,11 +23,10 @@
 //! entry as racy when it is as new as the index.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use wt_common::fs::stamp::Stamp;
 use wt_common::git;
 
 use super::Pooled;
@@ -42,39 +41,6 @@ const SETTLE_COARSE: Duration = Duration::from_millis(2100);
 
 /// The most of a seal file read (a tree of 100,000 directories fits).
 const SEAL_MAX: u64 = 16 << 20;
-
-/// The stat data compared: which file (device and inode), its type and size, and both times
-/// to the nanosecond (ctime also moves on a `touch -m` that restores an mtime).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stamp {
-    dev: u64,
-    ino: u64,
-    mode: u32,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Stamp {
-    fn of(path: &Path) -> Option<Stamp> {
-        // lstat: a link planted in place of a directory is a change, never followed.
-        let m = std::fs::symlink_metadata(path).ok()?;
-        Some(Stamp {
-            dev: m.dev(),
-            ino: m.ino(),
-            mode: m.mode() & nix::libc::S_IFMT,
-            // A directory's size is its entries' blocks on some file systems: compared anyway.
-            size: m.size(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        })
-    }
-
-    fn nanos(&self) -> i128 {
-        let at = |(s, ns): (i64, i64)| i128::from(s) * 1_000_000_000 + i128::from(ns);
-        at(self.mtime).max(at(self.ctime))
-    }
-}
 
 /// The seal's file: `<state>/pool/<id>.seal`, beside the journal. Paths are relative: `w/…` in
 /// the worktree (`w/` its root), `a/…` in its admin dir.
@@ -164,7 +130,7 @@ pub fn store_if_unchanged(ctx: &Context, pooled: &Pooled, before: Option<Seal>) 
 /// How long until the newest time in `seal` is `SETTLE` old (`SETTLE_COARSE` where the file
 /// system keeps no nanoseconds).
 fn unsettled(seal: &Seal) -> Duration {
-    let newest = seal.0.values().map(Stamp::nanos).max().unwrap_or(0);
+    let newest = seal.0.values().map(Stamp::newest_nanos).max().unwrap_or(0);
     let coarse = seal.0.values().all(|s| s.mtime.1 == 0 && s.ctime.1 == 0);
     let settle = if coarse { SETTLE_COARSE } else { SETTLE };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
