@@ -427,6 +427,13 @@ fn a_confined_pane_takes_no_lease() {
     }
 }
 
+/// `wt-run ARGS` (a pane) of the panes test `p`, governed with `tokens` tokens: started.
+fn start_governed_pane(p: &wt_tests::panes::Panes, tokens: u32, args: &[&str]) {
+    let mut c = governed_panes(p, tokens);
+    c.args(args);
+    wt_tests::Run::of(&mut c, "").expect_code(0);
+}
+
 /// wt-run of the panes test `p`, its supervisor and panes governed by the governor of `p.xdg`
 /// with `tokens` tokens.
 fn governed_panes(p: &wt_tests::panes::Panes, tokens: u32) -> Command {
@@ -672,9 +679,7 @@ fn a_killed_supervisors_panes_give_back_their_tokens() {
          dd bs=1 count=1 <&3 2>/dev/null; echo two > {t}.tmp && mv {t}.tmp {t}; exec sleep 1000",
         t = took.display()
     );
-    let mut c = governed_panes(&p, 2);
-    c.args(["-w", "agent", "--pane", "--", "sh", "-c", &script]);
-    wt_tests::Run::of(&mut c, "").expect_code(0);
+    start_governed_pane(&p, 2, &["-w", "agent", "--pane", "--", "sh", "-c", &script]);
     wait_for("the pane's program to take both tokens", Duration::from_secs(30), || took.exists());
     let state = governor_state(&p.xdg).unwrap();
     assert_eq!(state["held"], 2, "{state}");
@@ -850,9 +855,7 @@ fn a_killed_build_in_a_pane_gives_back_its_tokens_while_the_pane_lives() {
     );
     // The shell stays; the "build" is its child, killed alone.
     let script = format!("sh -c '{build}' & echo $! > {pid}; wait; exec sleep 1000", pid = pid.display());
-    let mut c = governed_panes(&p, 2);
-    c.args(["-w", "agent", "--pane", "--", "sh", "-c", &script]);
-    wt_tests::Run::of(&mut c, "").expect_code(0);
+    start_governed_pane(&p, 2, &["-w", "agent", "--pane", "--", "sh", "-c", &script]);
     wait_for("the build to take both tokens", Duration::from_secs(30), || took.exists());
     assert_eq!(governor_state(&p.xdg).unwrap()["held"], 2);
     let build_pid: i32 = std::fs::read_to_string(&pid).unwrap().trim().parse().unwrap();
@@ -924,9 +927,7 @@ fn a_build_in_a_pane_that_gave_back_its_spare_keeps_its_place_in_the_queue() {
         go = go.display(),
         order = order.display()
     );
-    let mut busy = governed_panes(&p, 1);
-    busy.args(["-w", "busy", "--pane", "--", "sh", "-c", &script]);
-    wt_tests::Run::of(&mut busy, "").expect_code(0);
+    start_governed_pane(&p, 1, &["-w", "busy", "--pane", "--", "sh", "-c", &script]);
     wait_for("the pane's spare", Duration::from_secs(10), || governor_state(&p.xdg).is_some_and(|s| s["held"] == 1));
     // A job asks: the pane's build, which opened its FIFO but took nothing, gives its spare back
     // (within a second) and asks again.
@@ -962,9 +963,7 @@ fn a_build_in_a_pane_that_gave_back_its_spare_keeps_its_place_in_the_queue() {
 fn a_build_in_a_pane_beyond_the_tokens_gets_an_idle_panes_spare() {
     let p = wt_tests::panes::Panes::new();
     p.t.run("wt-create", &["idle", "busy"], "").expect_code(0);
-    let mut idle = governed_panes(&p, 1);
-    idle.args(["-w", "idle", "--pane", "--", "sleep", "1000"]);
-    wt_tests::Run::of(&mut idle, "").expect_code(0);
+    start_governed_pane(&p, 1, &["-w", "idle", "--pane", "--", "sleep", "1000"]);
     wait_for("the idle pane's spare", Duration::from_secs(10), || {
         governor_state(&p.xdg).is_some_and(|s| s["held"] == 1)
     });
@@ -974,9 +973,7 @@ fn a_build_in_a_pane_beyond_the_tokens_gets_an_idle_panes_spare() {
          echo took > {t}.tmp && mv {t}.tmp {t}; exec sleep 1000",
         t = took.display()
     );
-    let mut busy = governed_panes(&p, 1);
-    busy.args(["-w", "busy", "--pane", "--", "sh", "-c", &script]);
-    wt_tests::Run::of(&mut busy, "").expect_code(0);
+    start_governed_pane(&p, 1, &["-w", "busy", "--pane", "--", "sh", "-c", &script]);
     // Not a speed bound: without the idle pane giving its spare back, the build waits for ever.
     wait_for("the busy pane's build to get a token", Duration::from_secs(30), || took.exists());
 }
@@ -987,9 +984,7 @@ fn a_build_in_a_pane_beyond_the_tokens_gets_an_idle_panes_spare() {
 fn a_killed_governor_leaves_the_supervisor_quiet_and_new_panes_governed_again() {
     let p = wt_tests::panes::Panes::new();
     p.t.run("wt-create", &["one", "two"], "").expect_code(0);
-    let mut one = governed_panes(&p, 2);
-    one.args(["-w", "one", "--pane", "--", "sleep", "1000"]);
-    wt_tests::Run::of(&mut one, "").expect_code(0);
+    start_governed_pane(&p, 2, &["-w", "one", "--pane", "--", "sleep", "1000"]);
     wait_for("the governor", Duration::from_secs(10), || governor_state(&p.xdg).is_some_and(|s| s["held"] == 1));
     let old = governor_pid(&p.xdg).expect("the governor runs");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(old as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
