@@ -408,3 +408,32 @@ fn a_half_closed_client_gets_a_met_wait_and_what_follows_it() {
     assert_eq!((&answers[0]["id"], &answers[0]["result"]["matched"]), (&json!(1), &json!("READY")), "{all}");
     assert_eq!((&answers[1]["id"], &answers[1]["ok"]), (&json!(2), &json!(true)), "{all}");
 }
+
+/// A tmux server that answers nothing (stopped): the supervisor's loop never asks tmux, so the
+/// other panes are served meanwhile; a request about one of its panes is answered after a
+/// while instead of holding its worker for good; and the pane is not taken for ended (a stopped
+/// server is not a closed window). Before, the loop itself waited on tmux, for good.
+#[test]
+fn a_stopped_tmux_server_stops_nothing_else_and_ends_no_pane() {
+    let p = Panes::new();
+    p.spawn("native", &["sh", "-c", "echo here; exec sleep 1000"]);
+    let cwd = p.t.root().display().to_string();
+    let mut c = UnixStream::connect(p.socket()).unwrap();
+    let params = json!({"name": "tm", "cmd": ["sleep", "1000"], "cwd": cwd, "backend": "tmux"});
+    assert_eq!(raw_call(&mut c, &request(1, "pane.spawn", params))["ok"], true);
+    let server: i32 = p.tmux(&["display-message", "-p", "#{pid}"]).trim().parse().unwrap();
+    let signal = |sig| nix::sys::signal::kill(nix::unistd::Pid::from_raw(server), sig).unwrap();
+    signal(nix::sys::signal::Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(1));
+    let asked = client(&p, 2, "pane.read_screen", json!({"pane": "tm"}));
+    let native = client(&p, 3, "pane.read_screen", json!({"pane": "native"}));
+    let native = line_within(&native, Duration::from_secs(30));
+    let answer = line_within(&asked, Duration::from_secs(90));
+    signal(nix::sys::signal::Signal::SIGCONT);
+    let native: Value = serde_json::from_str(&native.expect("another pane is served")).unwrap();
+    assert!(native["result"]["text"].as_str().unwrap_or_default().contains("here"), "{native}");
+    assert!(answer.is_some(), "the request about the stopped tmux server's pane is answered");
+    let listed = raw_call(&mut c, &request(4, "pane.list", json!({})));
+    let tm = listed["result"].as_array().unwrap().iter().find(|p| p["name"] == "tm").cloned().unwrap();
+    assert_eq!(tm["alive"], true, "not taken for ended: {tm}");
+}

@@ -299,7 +299,12 @@ fn any_running(sup: &Supervisor) -> (bool, Option<Instant>) {
     let mut running = false;
     let mut due: Option<Instant> = None;
     for (name, pane) in panes.iter() {
-        if !pane.exited() {
+        // A tmux pane's end as its watcher saw it: the loop never asks tmux itself.
+        let ended = match pane {
+            Handle::Native(p) => p.exited(),
+            Handle::Tmux(t) => t.exit_seen(),
+        };
+        if !ended {
             running = true;
             if let Handle::Tmux(_) = pane {
                 due = due.into_iter().chain(Some(Instant::now() + super::tracker::TMUX_EVERY)).min();

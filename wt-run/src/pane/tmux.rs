@@ -22,19 +22,94 @@ pub struct TmuxPane {
     /// The build governor's lease of the pane's builds (`governed::pane`), given back once its
     /// program is seen to have ended.
     pub lease: std::sync::Mutex<Option<wt_common::proc::governor::Lease>>,
+    /// Its exit, once seen (`exit`): what the supervisor's loop reads, which never asks tmux
+    /// itself (a stopped tmux server would stop the loop, and every pane with it).
+    ended: std::sync::Mutex<Option<Value>>,
 }
 
-/// Runs `tmux args…` (outside any tmux the supervisor may have been started from).
+/// How long one tmux command may take. A tmux server that is stopped (SIGSTOP) or wedged
+/// answers nothing: without a limit, the request worker or the tmux watcher that asked waited
+/// for good, and with enough such waits no request of any pane was answered.
+const TMUX_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs `tmux args…` (outside any tmux the supervisor may have been started from), killed if it
+/// has not finished within `TMUX_TIMEOUT`.
 fn tmux(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("tmux")
+    tmux_timed(args)?
+}
+
+/// `tmux`, telling a tmux that did not answer in time (the outer `Err`) from one that failed.
+fn tmux_timed(args: &[&str]) -> Result<Result<String, String>, String> {
+    use std::process::Stdio;
+    let child = Command::new("tmux")
         .args(args)
         .env_remove("TMUX")
-        .output()
-        .map_err(|e| format!("cannot run tmux ({e}); install tmux or use the native backend"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_string())
-    } else {
-        Err(format!("tmux {}: {}", args[0], String::from_utf8_lossy(&out.stderr).trim()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(format!("cannot run tmux ({e}); install tmux or use the native backend"))),
+    };
+    let deadline = Instant::now() + TMUX_TIMEOUT;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let file = |fd: std::os::fd::OwnedFd| std::fs::File::from(fd);
+    let mut pipes = [child.stdout.take().map(|p| file(p.into())), child.stderr.take().map(|p| file(p.into()))];
+    if !read_until(&mut pipes, [&mut out, &mut err], deadline) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!(
+            "tmux {} did not answer within {} s: is its server stopped?",
+            args[0],
+            TMUX_TIMEOUT.as_secs()
+        ));
+    }
+    Ok(match child.wait() {
+        Ok(status) if status.success() => Ok(String::from_utf8_lossy(&out).trim_end_matches('\n').to_string()),
+        Ok(_) => Err(format!("tmux {}: {}", args[0], String::from_utf8_lossy(&err).trim())),
+        Err(e) => Err(format!("tmux {}: {e}", args[0])),
+    })
+}
+
+/// Reads `pipes` into `into` until each ends; `false` if `deadline` came first.
+fn read_until(pipes: &mut [Option<std::fs::File>; 2], into: [&mut Vec<u8>; 2], deadline: Instant) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let sinks = into;
+    loop {
+        let open: Vec<usize> = (0..2).filter(|i| pipes[*i].is_some()).collect();
+        if open.is_empty() {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let ready: Vec<bool> = {
+            let mut fds: Vec<PollFd> = open
+                .iter()
+                .map(|i| PollFd::new(pipes[*i].as_ref().expect("open").as_fd(), PollFlags::POLLIN))
+                .collect();
+            let timeout = PollTimeout::try_from(left.as_millis().max(1) as u64).unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {
+                    fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect()
+                }
+                Err(_) => return false,
+            }
+        };
+        for (i, ready) in open.into_iter().zip(ready) {
+            if !ready {
+                continue;
+            }
+            let mut buf = [0u8; 8192];
+            match pipes[i].as_mut().expect("open").read(&mut buf) {
+                Ok(0) | Err(_) => pipes[i] = None,
+                Ok(n) => sinks[i].extend_from_slice(&buf[..n]),
+            }
+        }
     }
 }
 
@@ -98,29 +173,46 @@ impl TmuxPane {
             let _ = tmux(&["set-option", "-t", session, "window-size", "manual"]);
         }
         let lease = std::sync::Mutex::new(lease);
-        Ok(TmuxPane { spec, session: session.to_string(), window, pid, killed: Default::default(), lease })
+        let ended = Default::default();
+        Ok(TmuxPane { spec, session: session.to_string(), window, pid, killed: Default::default(), lease, ended })
     }
 
-    fn info(&self) -> Option<Vec<String>> {
+    /// The window's size, state and cursor; `Ok(None)` when it is gone; `Err` when tmux did
+    /// not answer in time (nothing is known).
+    fn info(&self) -> Result<Option<Vec<String>>, String> {
         let f = "#{pane_width} #{pane_height} #{alternate_on} #{pane_dead} #{pane_dead_status} #{cursor_y} #{cursor_x}";
         // tmux answers an empty line, and success, about a window that no longer exists.
-        let fields: Vec<String> =
-            tmux(&["display-message", "-p", "-t", &self.window, f]).ok()?.split(' ').map(str::to_string).collect();
-        (fields.len() >= 7 && !fields[0].is_empty()).then_some(fields)
+        let Ok(line) = tmux_timed(&["display-message", "-p", "-t", &self.window, f])? else { return Ok(None) };
+        let fields: Vec<String> = line.split(' ').map(str::to_string).collect();
+        Ok((fields.len() >= 7 && !fields[0].is_empty()).then_some(fields))
     }
 
-    /// `None` while the program runs; its exit once it ended (or its window is gone).
+    /// `None` while the program runs (or while tmux does not answer: a stopped server is not a
+    /// closed window); its exit once it ended (or its window is gone), kept once seen.
     pub fn exit(&self) -> Option<Value> {
+        if let Some(seen) = self.ended.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone() {
+            return Some(seen);
+        }
         let mut exit = match self.info() {
-            Some(i) if i.get(3).map(String::as_str) == Some("1") => json!({"code": i[4].parse::<u32>().unwrap_or(0)}),
-            Some(_) => return None,
-            None => json!({"signal": "window closed"}),
+            Err(_) => return None,
+            Ok(Some(i)) if i.get(3).map(String::as_str) == Some("1") => {
+                json!({"code": i[4].parse::<u32>().unwrap_or(0)})
+            }
+            Ok(Some(_)) => return None,
+            Ok(None) => json!({"signal": "window closed"}),
         };
         drop(self.lease.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
         if self.killed.load(std::sync::atomic::Ordering::Relaxed) {
             exit["killed"] = json!(true);
         }
+        *self.ended.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(exit.clone());
         Some(exit)
+    }
+
+    /// Whether its exit has been seen (by `exit`, which the tmux watcher calls when the pane
+    /// ends): asks tmux nothing, for the supervisor's loop.
+    pub fn exit_seen(&self) -> bool {
+        self.ended.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some()
     }
 
     pub fn screen(&self, lines: usize) -> Value {
@@ -130,7 +222,7 @@ impl TmuxPane {
             args.extend(["-S", &start]);
         }
         let text = tmux(&args).unwrap_or_default();
-        let info = self.info().unwrap_or_default();
+        let info = self.info().ok().flatten().unwrap_or_default();
         let num = |i: usize| info.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         let rows: Vec<&str> = text.split('\n').collect();
         json!({
@@ -141,8 +233,10 @@ impl TmuxPane {
 
     /// One look at the pane for its state tracker, in a single tmux command: whether its
     /// program has ended (or its window is gone), and the rows its screen shows.
-    pub fn sample(&self) -> (bool, Vec<String>) {
-        let out = tmux(&[
+    /// Whether the program ended, and the screen's rows; `None` when tmux did not answer in
+    /// time (nothing is known: looked at again later).
+    pub fn sample(&self) -> Option<(bool, Vec<String>)> {
+        let out = tmux_timed(&[
             "display-message",
             "-p",
             "-t",
@@ -153,11 +247,12 @@ impl TmuxPane {
             "-p",
             "-t",
             &self.window,
-        ]);
-        let Ok(out) = out else { return (true, Vec::new()) }; // the window is gone
+        ])
+        .ok()?;
+        let Ok(out) = out else { return Some((true, Vec::new())) }; // the window is gone
         let mut lines = out.split('\n');
         let dead = lines.next() != Some("0");
-        (dead, lines.map(str::to_string).collect())
+        Some((dead, lines.map(str::to_string).collect()))
     }
 
     pub fn send_text(&self, text: &str, enter: bool) -> Result<(), (&'static str, String)> {
@@ -193,7 +288,7 @@ impl TmuxPane {
     }
 
     pub fn kill(&self) {
-        if self.info().is_some_and(|i| i.get(3).map(String::as_str) != Some("1")) {
+        if self.info().ok().flatten().is_some_and(|i| i.get(3).map(String::as_str) != Some("1")) {
             self.killed.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let _ = tmux(&["kill-window", "-t", &self.window]);

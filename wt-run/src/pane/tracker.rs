@@ -262,8 +262,10 @@ impl TmuxWatch {
         if Arc::strong_count(&self.tracker) == 1 {
             return false; // the supervisor let the pane go
         }
-        let (dead, rows) = self.pane.sample();
+        // tmux not answering (its server stopped): nothing known, looked at again later.
+        let Some((dead, rows)) = self.pane.sample() else { return true };
         if dead {
+            let _ = self.pane.exit(); // seen: what the supervisor's loop reads
             self.tracker.exited(None);
             return false;
         }
