@@ -50,3 +50,12 @@ load_note() {
   [ -r /proc/pressure/io ] && io=" I/O pressure (share of the last minute some task waited for the disk): $(awk '/^some/ {sub("avg60=", "", $3); print $3}' /proc/pressure/io)%."
   echo "Load average when measured: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores.$io"
 }
+
+# check_drain SCRIPT BYTES: the drain script prints at least BYTES bytes, all printable (or
+# newlines): a drain that printed fewer, or bytes a terminal skips, would measure nothing.
+check_drain() {
+  local bytes printable
+  bytes=$(sh "$1" | wc -c) printable=$(sh "$1" | LC_ALL=C tr -d '\n -~' | wc -c)
+  [ "$bytes" -ge "$2" ] && [ "$printable" -eq 0 ] ||
+    { echo "bench: $1 prints $bytes bytes, $printable not printable; expected $2 printable" >&2; exit 1; }
+}
