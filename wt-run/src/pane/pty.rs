@@ -24,13 +24,14 @@ use super::run_shortener::{Geometry, RunShortener};
 /// cells by default).
 pub const SCROLLBACK: usize = 1000;
 
-/// How long an exited pane keeps its emulator awake; then its last screen is kept as what
-/// redraws it (a few KiB, not 150 KiB of cells at 40×120) and its scrollback as text rows. An
-/// exited pane prints no more, so nothing but the text is needed: at once.
 /// How long a write to a pane waits for its program to read its input.
 const WRITE_WAIT: Duration = Duration::from_secs(10);
 /// How long a write to a pane waits behind another write to it.
 const WRITE_QUEUE: Duration = Duration::from_secs(2);
+
+/// How long an exited pane keeps its emulator awake; then its last screen is kept as what
+/// redraws it (a few KiB, not 150 KiB of cells at 40×120) and its scrollback as text rows. An
+/// exited pane prints no more, so nothing but the text is needed: at once.
 pub const KEEP_EXITED_SCROLLBACK: Duration = Duration::ZERO;
 
 /// What a program in a pane is, and how to start it.
@@ -273,9 +274,7 @@ impl Pane {
             }
         };
         // Noted before the write: the program may answer (and notify again) before it returns.
-        let (lock, cvar) = &*self.state;
-        lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner).last_input = Some(Instant::now());
-        cvar.notify_all();
+        self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).last_input = Some(Instant::now());
         super::watchers::poke();
         let deadline = Instant::now() + WRITE_WAIT;
         let mut rest = bytes;
