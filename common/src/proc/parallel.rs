@@ -6,18 +6,33 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-/// `f` of every item, in the items' order, on up to `threads` threads, each a contiguous share.
+/// `f` of every item, in the items' order, on up to `threads` threads, each taking the next
+/// item not yet taken: one slow item (a worktree whose `git status` walks a large tree) holds
+/// up one thread, not a contiguous share of the items behind it.
 pub fn map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let share = items.len().div_ceil(threads.max(1)).max(1);
-    if share >= items.len() {
+    let threads = threads.clamp(1, items.len().max(1));
+    if threads == 1 {
         return items.iter().map(f).collect();
     }
-    std::thread::scope(|s| {
-        let f = &f;
-        let workers: Vec<_> =
-            items.chunks(share).map(|chunk| s.spawn(move || chunk.iter().map(f).collect::<Vec<R>>())).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|s| {
+        let (f, next) = (&f, &next);
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(move || {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { return mine };
+                        mine.push((i, f(item)));
+                    }
+                })
+            })
+            .collect();
         workers.into_iter().flat_map(|w| w.join().expect("a worker does not panic")).collect()
-    })
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 #[cfg(test)]
