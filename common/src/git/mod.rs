@@ -92,9 +92,12 @@ pub(crate) fn program() -> std::ffi::OsString {
 }
 
 /// The first program `name` in `path` that this process may run, as `execvp` would pick it
-/// (an empty entry is the current directory; `execvp` also passes over one it may not run).
+/// (an empty entry is the current directory, named `./<name>`; `execvp` also passes over one it
+/// may not run).
 pub fn find_on_path(path: Option<std::ffi::OsString>, name: &str) -> Option<std::path::PathBuf> {
-    std::env::split_paths(&path?).map(|dir| dir.join(name)).find(|candidate| runnable(candidate))
+    std::env::split_paths(&path?)
+        .map(|dir| if dir.as_os_str().is_empty() { Path::new(".").join(name) } else { dir.join(name) })
+        .find(|candidate| runnable(candidate))
 }
 
 /// A regular file this process may execute (the kernel's own check, so a `noexec` mount, an
@@ -204,35 +207,29 @@ pub fn read_timeout() -> std::time::Duration {
 
 /// `output`, for a git that reads a worktree an agent writes: in a process group of its own,
 /// killed (with anything it started) when it has not finished within `limit`, which is then
-/// the error `git-stuck` naming the worktree. It dies with this process too.
+/// the error `git-stuck` naming the worktree. It dies with this process too. Started without
+/// copying this process (`proc::spawn`: these are the many gits of a look at hundreds of
+/// worktrees); `cmd`'s program, arguments, environment and directory are what is read of it.
 pub fn output_within(
     cmd: &mut Command,
     limit: std::time::Duration,
     worktree: &std::path::Path,
 ) -> Result<Output, Error> {
-    use std::os::unix::process::CommandExt;
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
-    crate::proc::process::die_with_parent(cmd);
-    let child = cmd.spawn().map_err(cannot_start)?;
-    let pgid = child.id() as i32;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(limit) {
-        Ok(out) => out.map_err(|e| Error::io("git", e))?,
-        Err(_) => {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL);
-            let _ = rx.recv();
-            return Err(Error::failed(
-                "git-stuck",
-                format!(
-                    "git did not finish in {} within {} s (a FIFO in the worktree, such as one planted as a .gitignore, makes git wait for ever); look at what is there, or raise WT_GIT_TIMEOUT",
-                    worktree.display(),
-                    limit.as_secs()
-                ),
-            ));
-        }
+    let out = match crate::proc::spawn::spawn(cmd) {
+        Ok(child) => crate::proc::spawn::wait_output(child, limit).map_err(|e| Error::io("git", e))?,
+        // `git` not found on PATH: starting it by name says so.
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => return Err(cannot_start(io::ErrorKind::NotFound.into())),
+        Err(e) => return Err(cannot_start(e)),
+    };
+    let Some(out) = out else {
+        return Err(Error::failed(
+            "git-stuck",
+            format!(
+                "git did not finish in {} within {} s (a FIFO in the worktree, such as one planted as a .gitignore, makes git wait for ever); look at what is there, or raise WT_GIT_TIMEOUT",
+                worktree.display(),
+                limit.as_secs()
+            ),
+        ));
     };
     if out.status.success() {
         Ok(out)

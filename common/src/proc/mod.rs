@@ -11,5 +11,6 @@ pub mod process;
 pub mod reaper;
 pub mod sibling;
 pub mod signals;
+pub mod spawn;
 pub mod stale_lock;
 pub mod supervisor;
