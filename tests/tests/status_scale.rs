@@ -167,6 +167,14 @@ fn a_damaged_note_proves_nothing() {
     std::fs::write(b.wt("a").join("README"), "changed\n").unwrap();
     // A note of a path outside the worktree, of no path, or not a note at all. (The state
     // directory is out of a confined agent's reach; these are what a damaged one could hold.)
+    // Each sealed as wt seals a note (an FNV-1a hash of the rest, last): so what rejects it is
+    // the reading of the note, not its seal.
+    let sealed = |content: Vec<u8>| {
+        let sum =
+            content.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+        [content, format!("sum {sum:016x}\0").into_bytes()].concat()
+    };
+    assert_eq!(sealed(real[..real.len() - 21].to_vec()), real, "the seal is made as wt makes it");
     let header = &real[..real.iter().position(|c| *c == 0).unwrap()];
     let stat_of_root = {
         let rest = &real[header.len() + 1..];
@@ -177,10 +185,12 @@ fn a_damaged_note_proves_nothing() {
         [header, b"\0"].concat(),
         // Cut short after its first path (the root, unchanged): a write killed half way.
         [header, b"\0", stat_of_root.as_bytes(), b" .\0"].concat(),
-        [header, b"\0", stat_of_root.as_bytes(), b" ../a\0"].concat(),
+        // Whole, but its one path leads out of the worktree (here back into it: `../a` is the
+        // worktree's own directory, whose stat data it holds): only the path's check rejects it.
+        [header, b"\0", stat_of_root.as_bytes(), b" ../a\0end 1\0"].concat(),
         b"garbage".to_vec(),
     ] {
-        std::fs::write(&note, &forged).unwrap();
+        std::fs::write(&note, sealed(forged.clone())).unwrap();
         assert_eq!(b.state("a"), "dirty", "{}", String::from_utf8_lossy(&forged));
     }
 }
@@ -255,4 +265,22 @@ fn the_look_that_lists_a_worktree_sees_every_change_since_the_look_before() {
         assert_eq!(of_c.iter().filter(|l| l.contains(" status ")).count(), 1, "{log}");
         assert_eq!(of_c.iter().filter(|l| l.contains(" ls-files ")).count(), 0, "{log}");
     }
+}
+
+/// Listing a worktree and noting its paths costs about one and a half `git status`: a look lists
+/// at most a quarter of its worktrees (at least 16), so that no look costs much more than the
+/// `git status` loop; the looks after it list the rest, each worktree once.
+#[test]
+fn a_look_lists_at_most_its_share_of_the_worktrees_and_the_next_looks_list_the_rest() {
+    let b = Board::new();
+    b.t.run("wt-create", &["-n", "17", "--prefix", "s"], "").expect_code(0);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let mut counts = Vec::new();
+    for _ in 0..4 {
+        let (recs, statuses, listings) = b.look_counted();
+        assert_eq!(recs.len(), 20);
+        assert!(recs.iter().all(|(_, s)| s["state"] == "clean"), "{recs:?}");
+        counts.push((statuses, listings));
+    }
+    assert_eq!(counts, [(20, 0), (4, 16), (0, 4), (0, 0)], "(git status, git ls-files) of each look");
 }

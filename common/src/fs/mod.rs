@@ -29,6 +29,19 @@ pub fn write_replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
     replace(path, bytes, false)
 }
 
+/// `write_replace` without the look for stale temp files beside `path` (a read of the whole
+/// directory): for the many files of one directory written by one run, which sweeps the
+/// directory once (`sweep_stale_temps_in`). A look at 500 worktrees read its directory of 500
+/// notes once per note written.
+pub fn write_replace_unswept(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.parent().unwrap_or(Path::new(".")).join(temp_name(&name));
+    write_new(&tmp, bytes, false, None)?;
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
 /// `write_atomic` of a file readable by its owner only (`0600`): the ledger, which holds the
 /// worktrees' database passwords.
 pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -106,6 +119,20 @@ pub fn sweep_stale_temps(path: &Path) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         if entry.file_name().to_str().is_some_and(|f| is_stale_temp(f, &name)) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Removes every temp file in `dir` (`.<name>.tmp.<pid>`, whatever the name) whose writer is
+/// gone: `sweep_stale_temps` for a directory written by `write_replace_unswept`.
+pub fn sweep_stale_temps_in(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        let named = file.strip_prefix('.').and_then(|f| f.rsplit_once(".tmp.")).map(|(name, _)| name);
+        if named.is_some_and(|name| is_stale_temp(file, name)) {
             let _ = fs::remove_file(entry.path());
         }
     }

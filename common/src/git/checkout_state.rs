@@ -27,9 +27,9 @@ pub fn of(repo: &Repo, rec: &Record) -> Value {
 /// git process a worktree, the whole cost of a board of hundreds), and how far each branch is
 /// ahead and behind in one git process per base (`ahead_behind`), not one per worktree.
 pub fn of_many(repo: &Repo, recs: &[&Record], jobs: usize) -> Vec<Value> {
-    let outside = clean_proof::Outside::of(repo);
+    let look = clean_proof::Look::new(repo, recs.len());
     let state = repo.state_dir();
-    let mut statuses = crate::proc::parallel::map(recs, jobs, |rec| checkout(repo, rec, &state, &outside));
+    let mut statuses = crate::proc::parallel::map(recs, jobs, |rec| checkout(repo, rec, &state, &look));
     let pairs: Vec<(usize, (&str, &str))> = recs
         .iter()
         .enumerate()
@@ -52,7 +52,7 @@ pub fn of_many(repo: &Repo, recs: &[&Record], jobs: usize) -> Vec<Value> {
 /// `state` and `changed` of one worktree, from its `git status`; a worktree found clean before
 /// and unchanged since is clean without asking git again, and one found clean by the last look
 /// is asked by the `git ls-files` that notes it (`clean_proof`).
-fn checkout(repo: &Repo, rec: &Record, state: &Path, outside: &clean_proof::Outside) -> Value {
+fn checkout(repo: &Repo, rec: &Record, state: &Path, look: &clean_proof::Look) -> Value {
     let Some(path) = rec.path.as_deref().filter(|p| p.is_dir()) else {
         return json!({"state": "missing"});
     };
@@ -61,23 +61,22 @@ fn checkout(repo: &Repo, rec: &Record, state: &Path, outside: &clean_proof::Outs
     let Some(reg) = worktree_check::verify_if_agreed(repo, path).and_then(Result::ok) else {
         return json!({"state": "unknown"});
     };
-    if clean_proof::still_clean(state, &rec.name, &reg, outside)
-        || clean_proof::prove_pending(state, &rec.name, &reg, outside)
-    {
+    let proof = clean_proof::Checkout::new(state, &rec.name, &reg, look);
+    if proof.proved_clean() {
         return json!({"state": "clean"});
     }
     let asked = std::time::SystemTime::now();
     match changes(&reg) {
         Ok(0) => {
-            clean_proof::note_clean(state, &rec.name, &reg, outside, asked);
+            proof.found_clean(asked);
             json!({"state": "clean"})
         }
         Ok(n) => {
-            clean_proof::forget(state, &rec.name);
+            proof.found_changed();
             json!({"state": "dirty", "changed": n})
         }
         Err(_) => {
-            clean_proof::forget(state, &rec.name);
+            proof.found_changed();
             json!({"state": "unknown"})
         }
     }
