@@ -86,17 +86,21 @@ pub(crate) fn program() -> std::ffi::OsString {
     static FOUND: std::sync::Mutex<Option<std::path::PathBuf>> = std::sync::Mutex::new(None);
     let mut found = FOUND.lock().unwrap_or_else(|p| p.into_inner());
     if !found.as_deref().is_some_and(runnable) {
-        *found = find_on_path(std::env::var_os("PATH"), "git");
+        // No PATH: where `execvp` looks then.
+        *found = find_on_path(std::env::var_os("PATH").or_else(|| Some("/bin:/usr/bin".into())), "git");
     }
     found.as_ref().map_or_else(|| "git".into(), |p| p.clone().into_os_string())
 }
 
 /// The first program `name` in `path` that this process may run, as `execvp` would pick it
-/// (an empty entry is the current directory, named `./<name>`; `execvp` also passes over one it
-/// may not run).
+/// (an empty entry is the current directory; a relative one is made absolute, as the path
+/// found may be run from another directory; `execvp` also passes over one it may not run).
 pub fn find_on_path(path: Option<std::ffi::OsString>, name: &str) -> Option<std::path::PathBuf> {
     std::env::split_paths(&path?)
-        .map(|dir| if dir.as_os_str().is_empty() { Path::new(".").join(name) } else { dir.join(name) })
+        .filter_map(
+            |dir| if dir.is_relative() { std::env::current_dir().ok().map(|cwd| cwd.join(dir)) } else { Some(dir) },
+        )
+        .map(|dir| dir.join(name))
         .find(|candidate| runnable(candidate))
 }
 

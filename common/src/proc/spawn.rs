@@ -218,22 +218,46 @@ unsafe fn fail(plan: &mut Plan) -> libc::c_int {
 }
 
 /// The child's output and exit, or `None` when it had not ended within `limit` (its process
-/// group is then killed, and it is reaped).
+/// group is then killed, and it is reaped). A child that closed its output but goes on is
+/// waited for within the same limit; on any error the group is killed and the child reaped.
 pub fn wait_output(child: Child, limit: Duration) -> io::Result<Option<Output>> {
+    let pid = child.pid;
+    let deadline = Instant::now().checked_add(limit);
+    let read = read_until(child, deadline);
+    let ended = read.as_ref().is_ok_and(|r| r.is_some()) && exited_by(pid, deadline);
+    if !ended {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    let status = reap(pid)?;
+    match read? {
+        Some(_) if !ended => Ok(None),
+        Some((stdout, stderr)) => Ok(Some(Output { status, stdout, stderr })),
+        None => Ok(None),
+    }
+}
+
+/// The child's stdout and stderr, read until both close; `None` at the deadline.
+fn read_until(child: Child, deadline: Option<Instant>) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let deadline = Instant::now() + limit;
-    let Child { pid, stdout, stderr } = child;
+    let Child { stdout, stderr, .. } = child;
     let mut pipes = [(Some(stdout), Vec::new()), (Some(stderr), Vec::new())];
     let mut buffer = vec![0u8; 64 << 10];
-    let timed_out = loop {
+    loop {
         let open: Vec<usize> = (0..2).filter(|i| pipes[*i].0.is_some()).collect();
         if open.is_empty() {
-            break false;
+            let [(_, stdout), (_, stderr)] = pipes;
+            return Ok(Some((stdout, stderr)));
         }
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else { break true };
+        let wait = match deadline {
+            None => PollTimeout::NONE,
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                None => return Ok(None),
+                Some(left) => PollTimeout::try_from(left.as_millis().saturating_add(1).min(i32::MAX as u128) as i32)
+                    .unwrap_or(PollTimeout::MAX),
+            },
+        };
         let mut fds: Vec<PollFd> =
             open.iter().map(|i| PollFd::new(pipes[*i].0.as_ref().expect("open").as_fd(), PollFlags::POLLIN)).collect();
-        let wait = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32 + 1).unwrap_or(PollTimeout::MAX);
         match poll(&mut fds, wait) {
             Err(nix::errno::Errno::EINTR) | Ok(0) => continue,
             Err(e) => return Err(e.into()),
@@ -253,26 +277,42 @@ pub fn wait_output(child: Child, limit: Duration) -> io::Result<Option<Output>> 
                 Err(e) => return Err(e.into()),
             }
         }
-    };
-    let group = nix::unistd::Pid::from_raw(pid);
-    if timed_out {
-        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
     }
-    // The pipes are closed: the child has ended or is about to (or was killed just now).
-    let status = loop {
+}
+
+/// Whether the child has exited by the deadline (it closed its output, so it is about to: a
+/// few short naps at most, unless it goes on without it).
+fn exited_by(pid: i32, deadline: Option<Instant>) -> bool {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag};
+    let mut nap = Duration::from_micros(100);
+    loop {
+        // Looked at, not reaped (`WNOWAIT`): `reap` takes its status.
+        match waitid(
+            Id::Pid(nix::unistd::Pid::from_raw(pid)),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+        ) {
+            Ok(nix::sys::wait::WaitStatus::StillAlive) | Err(nix::errno::Errno::EINTR) => {}
+            _ => return true,
+        }
+        if deadline.is_some_and(|d| Instant::now() + nap > d) {
+            return false;
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Waits for the child's end and takes its status.
+fn reap(pid: i32) -> io::Result<ExitStatus> {
+    loop {
         let mut status: libc::c_int = 0;
         // SAFETY: a plain system call on a child of this process.
         match unsafe { libc::waitpid(pid, &mut status, 0) } {
             -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => continue,
             -1 => return Err(io::Error::last_os_error()),
-            _ => break ExitStatus::from_raw(status),
+            _ => return Ok(ExitStatus::from_raw(status)),
         }
-    };
-    if timed_out {
-        return Ok(None);
     }
-    let [(_, stdout), (_, stderr)] = pipes;
-    Ok(Some(Output { status, stdout, stderr }))
 }
 
 #[cfg(test)]
@@ -322,17 +362,31 @@ mod tests {
 
     #[test]
     fn a_child_that_outlives_its_limit_is_killed_with_its_group() {
-        let started = Instant::now();
         let child = spawn(&command("sleep 30 & sleep 30; echo never")).unwrap();
         let group = child.pid;
         assert!(wait_output(child, Duration::from_millis(300)).unwrap().is_none());
-        assert!(started.elapsed() < Duration::from_secs(20));
         // The group (the background sleep too) is gone.
         let gone = (0..100).any(|_| {
             std::thread::sleep(Duration::from_millis(20));
             nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), None).is_err()
         });
         assert!(gone);
+    }
+
+    #[test]
+    fn a_child_that_closes_its_output_and_goes_on_is_killed_at_the_limit() {
+        let child = spawn(&command("exec >&- 2>&-; sleep 30")).unwrap();
+        let pid = child.pid;
+        assert!(wait_output(child, Duration::from_millis(300)).unwrap().is_none());
+        // Reaped: no such child any more.
+        assert!(nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG))
+            .is_err());
+    }
+
+    #[test]
+    fn a_limit_too_far_to_count_is_no_limit() {
+        let out = wait_output(spawn(&command("echo ok")).unwrap(), Duration::MAX).unwrap().unwrap();
+        assert_eq!(out.stdout, b"ok\n");
     }
 
     #[test]
