@@ -284,3 +284,46 @@ fn a_look_lists_at_most_its_share_of_the_worktrees_and_the_next_looks_list_the_r
     }
     assert_eq!(counts, [(20, 0), (4, 16), (0, 4), (0, 0)], "(git status, git ls-files) of each look");
 }
+
+/// A look stopped for seconds (Ctrl-Z, a debugger) between reading a worktree's header and its
+/// `git status` notes nothing that changed meanwhile: here `HEAD`'s branch moved and moved back
+/// while it was stopped, and moving it again later must not find the worktree proved clean.
+#[test]
+fn a_look_stopped_after_reading_a_header_notes_nothing_that_changed_meanwhile() {
+    let b = Board::new();
+    b.settle();
+    let git = |args: &[&str]| {
+        let out = Command::new("git").current_dir(b.wt("a")).args(args).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (now, before) = (git(&["rev-parse", "HEAD"]), git(&["rev-parse", "HEAD~1"]));
+    // Staged changes since the commit it is now at (not looked at: its note stays).
+    git(&["reset", "-q", "--soft", &before]);
+    assert!(!git(&["status", "--porcelain"]).is_empty());
+    // Stopped right after reading a's header (the branch at `before`).
+    let mut look = b.t.cmd("wt-status");
+    look.args(["a", "--json"]).env("WT_FAILPOINT", "clean-proof-header-read:stop");
+    look.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = look.spawn().unwrap();
+    let stat = format!("/proc/{}/stat", child.id());
+    let stopped =
+        || std::fs::read_to_string(&stat).is_ok_and(|s| s.rsplit(')').next().unwrap().trim_start().starts_with('T'));
+    let waited = (0..500).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        stopped()
+    });
+    assert!(waited, "the look stops at the failpoint");
+    git(&["reset", "-q", "--soft", &now]);
+    std::thread::sleep(std::time::Duration::from_millis(2600));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGCONT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r#""state":"clean""#), "clean when git looked");
+    // Moved back: staged changes again, with the header that look read.
+    git(&["reset", "-q", "--soft", &before]);
+    std::thread::sleep(std::time::Duration::from_millis(2300));
+    for _ in 0..3 {
+        assert_eq!(b.state("a"), "dirty");
+    }
+}

@@ -29,7 +29,16 @@ pub fn of(repo: &Repo, rec: &Record) -> Value {
 pub fn of_many(repo: &Repo, recs: &[&Record], jobs: usize) -> Vec<Value> {
     let look = clean_proof::Look::new(repo, recs.len());
     let state = repo.state_dir();
-    let mut statuses = crate::proc::parallel::map(recs, jobs, |rec| checkout(repo, rec, &state, &look));
+    // The listings a look may make go to the worktrees it reaches first: it starts at a place
+    // that moves from look to look, so that worktrees that cannot be proved yet (files that
+    // change every few seconds) cannot keep the others from being listed for good.
+    let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_micros());
+    let order: Vec<usize> = (0..recs.len()).map(|i| (i + start as usize) % recs.len()).collect();
+    let found = crate::proc::parallel::map(&order, jobs, |i| checkout(repo, recs[*i], &state, &look));
+    let mut statuses = vec![Value::Null; recs.len()];
+    for (i, status) in order.into_iter().zip(found) {
+        statuses[i] = status;
+    }
     let pairs: Vec<(usize, (&str, &str))> = recs
         .iter()
         .enumerate()

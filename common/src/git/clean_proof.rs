@@ -156,7 +156,13 @@ impl<'a> Checkout<'a> {
     }
 
     fn header(&self) -> Option<&Header> {
-        self.header.get_or_init(|| header(self.reg, &self.look.outside)).as_ref()
+        self.header
+            .get_or_init(|| {
+                let header = header(self.reg, &self.look.outside);
+                crate::proc::failpoint::hit("clean-proof-header-read");
+                header
+            })
+            .as_ref()
     }
 
     /// Whether the worktree is clean without asking `git status`: its note proves it, or (its
@@ -364,8 +370,10 @@ fn note_file(state_dir: &Path, name: &str) -> Option<PathBuf> {
 
 /// Whether the index, `HEAD`, the branch it names, the worktree's config and the files outside
 /// last changed more than `RACY` before `asked`.
+/// Measured from when the header was read when that was earlier (a look stopped for seconds
+/// between the two, by a Ctrl-Z or a debugger, must not hide a change made meanwhile).
 fn still_outside(reg: &Registered, header: &Header, outside: &Outside, asked: SystemTime) -> bool {
-    let Some(before) = asked.checked_sub(RACY) else { return false };
+    let Some(before) = asked.min(header.read_at).checked_sub(RACY) else { return false };
     let still =
         |file: &Path| std::fs::symlink_metadata(file).map_or(true, |m| Stamp::of_metadata(&m).still_since(before));
     ["index", "HEAD", "config.worktree"].iter().all(|f| still(&reg.admin_dir.join(f)))
@@ -505,6 +513,8 @@ fn empty_tree(root: &Path, dir: &str, paths: &mut BTreeMap<String, bool>) -> Opt
 #[derive(Debug)]
 struct Header {
     text: String,
+    /// When the reading began.
+    read_at: SystemTime,
     /// The files that hold the commit `HEAD` names: the branch's ref and `packed-refs`.
     refs: Vec<PathBuf>,
 }
@@ -512,6 +522,7 @@ struct Header {
 /// The worktree's header; `None` when the commit cannot be read from git's files (a reftable,
 /// an unborn branch): a `git reset --soft` changes it and nothing else.
 fn header(reg: &Registered, outside: &Outside) -> Option<Header> {
+    let read_at = SystemTime::now();
     if let Some(why) = outside.unprovable {
         tracing::debug!("no worktree is proved clean by its note: {why}");
         return None;
@@ -540,7 +551,7 @@ fn header(reg: &Registered, outside: &Outside) -> Option<Header> {
             std::fs::metadata(file).map(|m| stat_text(&Stamp::of_metadata(&m))).unwrap_or_else(|_| "-".into());
         lines.push(format!("file {} {followed} {}", stat_of(file), file.display()));
     }
-    Some(Header { text: lines.join("\n"), refs })
+    Some(Header { text: lines.join("\n"), read_at, refs })
 }
 
 /// A path's stat data as a note keeps it: `mode(octal):dev:ino:size:mtime.ns:ctime.ns`.
