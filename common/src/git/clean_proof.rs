@@ -9,7 +9,8 @@
 //! files' stat data, `HEAD` and its commit, and the stat data of every tracked file, every
 //! directory holding one and every empty directory git does not ignore (listed by one `git
 //! ls-files`, which at that second look also stands in for `git status`: see `prove_pending`;
-//! a worktree that changes between looks never pays for the listing). The next look `lstat`s
+//! a worktree that changes between looks never pays for the listing, and a look lists at most
+//! a quarter of its worktrees: see `Look`). The next look `lstat`s
 //! the same paths, as git would: if every one is
 //! as noted, nothing git would look at changed, and the worktree is clean. Anything different,
 //! missing or unreadable, and git is asked. Stat data includes `ctime`, which no program can
@@ -20,7 +21,8 @@
 //!
 //! The note is in wt's state directory, where an agent may be able to write: it is read with a
 //! size cap and parsed strictly (a path is relative, without `..`), and what it can make wrong
-//! is only the `clean` a board shows: removing a worktree asks git again (`refuse_dirty`).
+//! is only the `clean` a board shows: removing a worktree asks git again (`refuse_dirty`). It
+//! is written in place and sealed (`write_note`): a torn or mixed write proves nothing.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
