@@ -306,6 +306,16 @@ fn a_look_stopped_after_reading_a_header_notes_nothing_that_changed_meanwhile() 
     look.args(["a", "--json"]).env("WT_FAILPOINT", "clean-proof-header-read:stop");
     look.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     let child = look.spawn().unwrap();
+    // Killed if the test fails while it is stopped (a stopped look would stay for good).
+    struct KillOnDrop(Option<i32>);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            if let Some(pid) = self.0 {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+    let mut guard = KillOnDrop(Some(child.id() as i32));
     let stat = format!("/proc/{}/stat", child.id());
     let stopped =
         || std::fs::read_to_string(&stat).is_ok_and(|s| s.rsplit(')').next().unwrap().trim_start().starts_with('T'));
@@ -318,6 +328,7 @@ fn a_look_stopped_after_reading_a_header_notes_nothing_that_changed_meanwhile() 
     std::thread::sleep(std::time::Duration::from_millis(2600));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGCONT).unwrap();
     let out = child.wait_with_output().unwrap();
+    guard.0 = None; // reaped: its pid may be another's now
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains(r#""state":"clean""#), "clean when git looked");
     // Moved back: staged changes again, with the header that look read.

@@ -226,7 +226,10 @@ pub fn wait_output(child: Child, limit: Duration) -> io::Result<Option<Output>> 
     let read = read_until(child, deadline);
     let ended = read.as_ref().is_ok_and(|r| r.is_some()) && exited_by(pid, deadline);
     if !ended {
+        // Not reaped yet, so neither the pid nor the group can be another's. The child itself
+        // too, should it have left its group.
         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     }
     let status = reap(pid)?;
     match read? {
@@ -294,10 +297,11 @@ fn exited_by(pid: i32, deadline: Option<Instant>) -> bool {
             Ok(nix::sys::wait::WaitStatus::StillAlive) | Err(nix::errno::Errno::EINTR) => {}
             _ => return true,
         }
-        if deadline.is_some_and(|d| Instant::now() + nap > d) {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|left| left.is_zero()) {
             return false;
         }
-        std::thread::sleep(nap);
+        std::thread::sleep(left.map_or(nap, |left| nap.min(left)));
         nap = (nap * 2).min(Duration::from_millis(20));
     }
 }
