@@ -791,8 +791,16 @@ fn a_private_store_pointing_at_another_repository_changes_nothing_there() {
             std::os::unix::fs::symlink(e.path(), store.join(&name)).unwrap();
         }
     }
-    std::fs::create_dir_all(store.join("ff")).unwrap();
-    nix::unistd::mkfifo(&store.join("ff").join("f".repeat(38)), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // In a fan-out directory of the store's own: one named like a victim's directory is a link
+    // to it (planted above), and the FIFO would then be in the victim's store, where this test's
+    // own look at it would block (1 run in ~80: its loose objects' names are random).
+    let fan = (0..=255u8)
+        .map(|b| format!("{b:02x}"))
+        .rev()
+        .find(|d| !victim.join(".git/objects").join(d).exists())
+        .expect("a fan-out directory the victim has not");
+    std::fs::create_dir_all(store.join(&fan)).unwrap();
+    nix::unistd::mkfifo(&store.join(&fan).join("f".repeat(38)), nix::sys::stat::Mode::S_IRWXU).unwrap();
     let listed = list_publishing(&t);
     listed.expect_code(0);
     assert_eq!(snapshot(&victim.join(".git/objects")), before, "nothing of the victim's store changed");
