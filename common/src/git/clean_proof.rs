@@ -253,8 +253,9 @@ impl<'a> Checkout<'a> {
     /// it was (`pending`), which a later look turns into the full note (`prove_pending`). So a
     /// worktree that changes between looks never pays for the listing, and one that stays still
     /// pays once. Nothing is noted while the index, `HEAD`, its branch or the files outside
-    /// changed within `RACY` of `asked` (the header was read before `asked`: so it is what that
-    /// status saw); a worktree already found unprovable with the same header stays so (it is
+    /// changed within `RACY` of `asked` or of the header's reading, the earlier of the two (the
+    /// header is read before the status when a note was there, after it otherwise: either way
+    /// it is what that status saw); a worktree already found unprovable with the same header stays so (it is
     /// listed again only once its index, `HEAD` or config changed), and a pending note already
     /// there is left as it is.
     pub fn found_clean(&self, asked: SystemTime) {
