@@ -3,6 +3,7 @@
 pub mod append;
 pub mod beneath;
 pub mod disk_usage;
+pub mod fnv;
 pub mod inside;
 pub mod stamp;
 pub mod untrusted;

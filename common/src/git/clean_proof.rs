@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
+use crate::fs::fnv::fnv1a;
 use crate::fs::stamp::Stamp;
 use crate::git::repo::Repo;
 use crate::git::worktree_check::Registered;
@@ -360,10 +361,6 @@ fn unsealed(mut note: Vec<u8>) -> Option<Vec<u8>> {
     let sum = u64::from_str_radix(std::str::from_utf8(seal).ok()?, 16).ok()?;
     note.truncate(at);
     (fnv1a(&note) == sum).then_some(note)
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 fn note_file(state_dir: &Path, name: &str) -> Option<PathBuf> {

@@ -248,13 +248,8 @@ fn exists(path: &Path) -> bool {
 
 /// A short key of a worktree of a repository, for file names.
 fn key(repo: &Path, worktree: &str) -> String {
-    // FNV-1a, stable across runs and builds (std's hasher is not).
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in repo.as_os_str().as_encoded_bytes().iter().chain([0u8].iter()).chain(worktree.as_bytes()) {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    let keyed = [repo.as_os_str().as_encoded_bytes(), b"\0", worktree.as_bytes()].concat();
+    format!("{:016x}", crate::fs::fnv::fnv1a(&keyed))
 }
 
 fn file_name(c: &Claim) -> String {

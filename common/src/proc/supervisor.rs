@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use crate::fs::fnv::fnv1a;
 use crate::Error;
 
 /// The 0700 directory of this user's sockets, created if needed and checked if it exists.
@@ -43,12 +44,6 @@ pub fn socket_path(common_dir: &Path) -> Result<PathBuf, Error> {
 /// What identifies a repository in names outside it: its git common dir, hashed.
 pub fn repo_hash(common_dir: &Path) -> String {
     format!("{:016x}", fnv1a(common_dir.as_os_str().as_encoded_bytes()))
-}
-
-/// FNV-1a: stable across builds and Rust versions (unlike `DefaultHasher`), so every wt
-/// binary finds the same socket.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Whether `dir` is covered here, as inside a confined run: a read-only file system where a

@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-pub use wt_common::proc::supervisor::{fnv1a, hidden_here, repo_hash, socket_dir, socket_path};
+pub use wt_common::fs::fnv::fnv1a;
+pub use wt_common::proc::supervisor::{hidden_here, repo_hash, socket_dir, socket_path};
 
 /// The socket of a confined pane's own, beside its supervisor's: `<hash>.pane-<hash of name>.sock`
 /// (a hash, so a long pane name cannot push the path past the limit).
