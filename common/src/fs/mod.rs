@@ -35,12 +35,7 @@ pub fn write_replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// directory once (`sweep_stale_temps_in`). A look at 500 worktrees read its directory of 500
 /// notes once per note written.
 pub fn write_replace_unswept(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.parent().unwrap_or(Path::new(".")).join(temp_name(&name));
-    write_new(&tmp, bytes, false, None)?;
-    fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })
+    put_in_place(path, bytes, false, None)
 }
 
 /// `write_atomic` of a file readable by its owner only (`0600`): the ledger, which holds the
@@ -56,9 +51,14 @@ fn replace(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
 /// `replace`, the temp file given `mode` before it takes the name (no moment where a private
 /// file is readable by others).
 fn replace_as(path: &Path, bytes: &[u8], sync: bool, mode: Option<u32>) -> io::Result<()> {
+    sweep_stale_temps(path);
+    put_in_place(path, bytes, sync, mode)
+}
+
+/// `replace_as` without the sweep: the temp file written, then renamed over `path`.
+fn put_in_place(path: &Path, bytes: &[u8], sync: bool, mode: Option<u32>) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    sweep_stale_temps(path);
     let tmp = dir.join(temp_name(&name));
     write_new(&tmp, bytes, sync, mode)?;
     crate::proc::failpoint::hit("before-rename");
