@@ -146,3 +146,33 @@ fn a_lock_somebody_holds_stops_the_merge_naming_the_holder() {
     assert_eq!(run.records()[0]["merge"]["status"], "merged", "{run}");
     assert!(!lock.exists());
 }
+
+/// The lock judged stale is replaced before it is removed (the git that held it finished, and
+/// another made a new one whose maker was not yet among the processes looked at): the new lock
+/// is kept, and the merge stops naming it.
+#[test]
+fn a_lock_replaced_after_it_was_judged_is_kept() {
+    let t = TestRepo::new();
+    t.worktree_with_a_commit_to_merge();
+    let lock = t.repo.join(".git/index.lock");
+    std::fs::write(&lock, "").unwrap();
+    age(&lock);
+    let main = t.git(["rev-parse", "main"]);
+
+    let mut merge = t.cmd("wt-merge");
+    merge.args(["v", "--verify", "true"]);
+    let stopped = wt_tests::StoppedAt::spawn(&mut merge, "stale-lock-judged");
+    std::fs::remove_file(&lock).unwrap();
+    let mut sh = Command::new("sh");
+    sh.args(["-c", "exec 3>>\"$0\"; exec sleep 60"]).arg(&lock).current_dir("/");
+    let holder = Reaped(sh.spawn().unwrap());
+    wait_until("the new lock is made and held", || has_open(holder.0.id(), &lock));
+    let run = stopped.resume();
+
+    run.expect_code(1);
+    let error = &run.records()[0]["error"];
+    assert_eq!(error["code"], "target-locked", "{run}");
+    assert!(error["message"].as_str().unwrap().contains("replaced while wt looked at it"), "{run}");
+    assert!(lock.exists() && has_open(holder.0.id(), &lock), "the new lock is kept");
+    assert_eq!(t.git(["rev-parse", "main"]), main, "nothing moved");
+}

@@ -18,6 +18,12 @@
 //!   (only its creator's process can have made it); one of another user's that does not own
 //!   it cannot have made it.
 //!
+//! A lock is judged as one file: if the name is found to hold another file after the look
+//! (the git that held it finished and another made a new one meanwhile), or just before it is
+//! removed, it is left alone (the new one's maker may not yet be among the processes looked
+//! at). Only the file that was judged is ever removed, but for the few microseconds between the
+//! last look at its name and the unlink.
+//!
 //! Not counted: processes whose name merely starts with `git` (`gitstatusd` of a shell prompt,
 //! which has a lock open only while it writes it, and then counts as *open*), gits of other
 //! repositories, and git's own long-lived daemons, which never hold a repository's lock files
@@ -60,16 +66,41 @@ impl std::fmt::Display for Holder {
 pub enum Verdict {
     /// There is no such file.
     Absent,
-    /// Nobody holds it: a killed git left it.
-    Stale,
+    /// Nobody holds it: a killed git left it (this file, as first looked at).
+    Stale(Identity),
     /// This process holds, or may hold, it.
     Held(Holder),
+    /// Another file took its name while it was judged, each time it was: a git is at work on it.
+    Replaced,
+}
+
+/// Which file a lock is, and as written when judged: another file by its name, or this one
+/// written since, is not the file that was judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    dev: u64,
+    ino: u64,
+    mtime: (i64, i64),
+    size: u64,
+}
+
+impl Identity {
+    fn of(meta: &std::fs::Metadata) -> Identity {
+        Identity { dev: meta.dev(), ino: meta.ino(), mtime: (meta.mtime(), meta.mtime_nsec()), size: meta.size() }
+    }
+
+    /// What is at `path` now: `None` when nothing is.
+    fn at(path: &Path) -> Option<Identity> {
+        std::fs::symlink_metadata(path).ok().map(|m| Identity::of(&m))
+    }
 }
 
 /// Why a lock was kept.
 #[derive(Debug)]
 pub enum Kept {
     Held(Holder),
+    /// Another file took its name while it was judged.
+    Replaced,
     /// Stale, but removing it failed.
     CannotRemove(std::io::Error),
 }
@@ -78,6 +109,7 @@ impl std::fmt::Display for Kept {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Kept::Held(holder) => holder.fmt(f),
+            Kept::Replaced => write!(f, "it was replaced while wt looked at it, so a git is at work on it"),
             Kept::CannotRemove(e) => write!(f, "nothing holds it, but it cannot be removed: {e}"),
         }
     }
@@ -87,34 +119,51 @@ impl std::fmt::Display for Kept {
 struct Target {
     /// Its path with the directories on the way resolved, as `/proc/*/fd` shows them.
     path: PathBuf,
-    dev: u64,
-    ino: u64,
     uid: u32,
     written: SystemTime,
 }
 
+/// How many times a lock whose name took another file while it was judged is judged again.
+const LOOKS: usize = 3;
+
 /// Judges the lock at `path`, a lock file of `repo`'s.
 pub fn judge(repo: &Repo, path: &Path) -> Verdict {
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return Verdict::Absent };
+    for _ in 0..LOOKS {
+        let Ok(meta) = std::fs::symlink_metadata(path) else { return Verdict::Absent };
+        let verdict = judge_file(repo, path, &meta);
+        match verdict {
+            // A holder of the file that was looked at: the lock is in use either way.
+            Verdict::Held(_) => return verdict,
+            // Nobody held that file, and it is still there as it was.
+            Verdict::Stale(judged) if Identity::at(path) == Some(judged) => return verdict,
+            Verdict::Stale(_) if Identity::at(path).is_none() => return Verdict::Absent,
+            _ => {}
+        }
+    }
+    Verdict::Replaced
+}
+
+/// Judges the file `meta` describes, as the lock at `path`.
+fn judge_file(repo: &Repo, path: &Path, meta: &std::fs::Metadata) -> Verdict {
     let written = meta.modified().unwrap_or_else(|_| SystemTime::now());
     let resolved = match (path.parent().and_then(|d| d.canonicalize().ok()), path.file_name()) {
         (Some(dir), Some(name)) => dir.join(name),
         _ => path.to_path_buf(),
     };
-    let target = Target { path: resolved, dev: meta.dev(), ino: meta.ino(), uid: meta.uid(), written };
+    let target = Target { path: resolved, uid: meta.uid(), written };
     let dirs = repository_dirs(repo);
     let me = std::process::id() as i32;
     let mut git_holder = None;
     for pid in pids().filter(|p| *p != me) {
         let fds = open_files(pid);
-        if fds.iter().any(|(fd, link)| is_target(pid, *fd, link, &target)) {
+        if fds.contains(&target.path) {
             return Verdict::Held(Holder { pid, command: command(pid), open: true });
         }
         if git_holder.is_none() && may_hold_closed(pid, &fds, &target, &dirs) {
             git_holder = Some(Holder { pid, command: command(pid), open: false });
         }
     }
-    git_holder.map_or(Verdict::Stale, Verdict::Held)
+    git_holder.map_or(Verdict::Stale(Identity::of(meta)), Verdict::Held)
 }
 
 /// Removes the lock if it is provably stale. `Ok` when the lock is gone (or was never there);
@@ -123,7 +172,16 @@ pub fn clear(repo: &Repo, path: &Path) -> Result<(), Kept> {
     match judge(repo, path) {
         Verdict::Absent => Ok(()),
         Verdict::Held(holder) => Err(Kept::Held(holder)),
-        Verdict::Stale => {
+        Verdict::Replaced => Err(Kept::Replaced),
+        Verdict::Stale(judged) => {
+            crate::proc::failpoint::hit("stale-lock-judged");
+            // Only the file that was judged: a new lock by its name has a maker that was not
+            // among the processes looked at.
+            match Identity::at(path) {
+                None => return Ok(()),
+                Some(now) if now != judged => return Err(Kept::Replaced),
+                Some(_) => {}
+            }
             tracing::warn!("removing {}, left by a git that was killed", path.display());
             match std::fs::remove_file(path) {
                 Ok(()) => Ok(()),
@@ -178,31 +236,17 @@ fn pids() -> impl Iterator<Item = i32> {
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
 }
 
-/// The open files of `pid` (descriptor number, what it links to); empty when they cannot be
-/// read (another user's process, or one gone).
-fn open_files(pid: i32) -> Vec<(u32, PathBuf)> {
+/// What the open files of `pid` link to (a file's path; `<path> (deleted)` once it is
+/// unlinked, its new path once renamed); empty when they cannot be read (another user's
+/// process, or one gone). So an open file that links to a lock's path is the file by that name.
+fn open_files(pid: i32) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            let fd = e.file_name().to_str()?.parse().ok()?;
-            Some((fd, std::fs::read_link(e.path()).ok()?))
-        })
-        .collect()
-}
-
-/// Whether descriptor `fd` of `pid`, which links to `link`, is the lock file itself.
-fn is_target(pid: i32, fd: u32, link: &Path, target: &Target) -> bool {
-    if link != target.path {
-        return false;
-    }
-    // The same name: the same file, unless it was replaced since (then it is not this lock).
-    std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).map_or(true, |m| m.dev() == target.dev && m.ino() == target.ino)
+    entries.flatten().filter_map(|e| std::fs::read_link(e.path()).ok()).collect()
 }
 
 /// Whether `pid` is a git that may hold the lock without having it open: a git of this
 /// repository that started before the lock was last written.
-fn may_hold_closed(pid: i32, fds: &[(u32, PathBuf)], target: &Target, dirs: &[PathBuf]) -> bool {
+fn may_hold_closed(pid: i32, fds: &[PathBuf], target: &Target, dirs: &[PathBuf]) -> bool {
     let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else { return false };
     let comm = comm.trim_end();
     if !(comm == "git" || comm.starts_with("git-")) || comm.starts_with("git-credential") {
@@ -226,7 +270,7 @@ fn may_hold_closed(pid: i32, fds: &[(u32, PathBuf)], target: &Target, dirs: &[Pa
         Err(_) => return false, // gone
     };
     let inside = |p: &Path| dirs.iter().any(|d| p.starts_with(d));
-    if inside(&cwd) || fds.iter().any(|(_, link)| inside(link)) {
+    if inside(&cwd) || fds.iter().any(|link| inside(link)) {
         return true;
     }
     named_dirs(pid, &args).iter().map(|d| cwd.join(d)).any(|d| inside(&crate::fs::lexical(&d)))
