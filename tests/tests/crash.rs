@@ -710,6 +710,24 @@ fn an_input_line_over_a_mebibyte_is_refused_with_a_short_excerpt() {
     assert_eq!(s(&run.records()[0], "name"), "a", "the next line is still read");
 }
 
+/// Every tool that reads records splits its stdin between this machine and the hosts first:
+/// that split too reads a line only up to the cap. A line of 128 MiB without an end, under a
+/// 64 MiB limit on the tool's data, is refused as the tool's own reader refuses it, and the
+/// next is read (held whole, it ended the tool with "memory allocation failed").
+#[test]
+fn a_line_without_an_end_is_never_held_whole() {
+    let t = TestRepo::new();
+    t.run("wt-create", &["a"], "").expect_code(0);
+    let mut env = std::process::Command::new("sh");
+    env.args(["-c", "ulimit -d 65536 && exec \"$0\""]).arg(wt_tests::bin("wt-env")).current_dir(&t.repo);
+    t.isolate(&mut env);
+    let huge = format!("{}\na\n", "x".repeat(128 << 20));
+    let run = Run::of(&mut env, &huge);
+    run.expect_code(2);
+    assert!(run.stderr.contains("line 1: line over 1 MiB"), "{}", &run.stderr[..run.stderr.len().min(500)]);
+    assert_eq!(s(&run.records()[0], "name"), "a", "the next line is still read");
+}
+
 #[test]
 fn run_logs_are_pruned_beyond_the_documented_count() {
     let t = TestRepo::new();

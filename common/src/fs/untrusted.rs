@@ -26,6 +26,8 @@ pub const IGNORE_MAX: u64 = 4 << 20;
 pub const SETTINGS_MAX: u64 = 4 << 20;
 /// git's config files read directly (the common dir's `config`).
 pub const GIT_CONFIG_MAX: u64 = 4 << 20;
+/// `packed-refs` read directly (100,000 refs take about 6 MiB); a bigger one is left to git.
+pub const PACKED_REFS_MAX: u64 = 64 << 20;
 /// How much of a guarded file is hashed (streaming); beyond it only its size counts.
 pub const GUARD_HASH_MAX: u64 = 64 << 20;
 

@@ -133,13 +133,11 @@ pub fn main_branch(common: &Path) -> Option<String> {
     plain_branch(name).then(|| name.to_string())
 }
 
-/// `packed-refs`: ref → commit (no file: none).
+/// `packed-refs`: ref → commit (no file: none); `None` (ask git) for anything but a regular
+/// file of text within the cap: never through a link, never blocking on a FIFO.
 fn read_packed(common: &Path) -> Option<HashMap<String, String>> {
-    let text = match std::fs::read_to_string(common.join("packed-refs")) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(HashMap::new()),
-        Err(_) => return None,
-    };
+    let path = common.join("packed-refs");
+    let text = crate::fs::read_untrusted(&path, crate::fs::untrusted::PACKED_REFS_MAX).ok()?.unwrap_or_default();
     let mut refs = HashMap::new();
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.starts_with('^')) {
         let (id, name) = line.split_once(' ')?;
@@ -229,5 +227,14 @@ mod tests {
         assert_eq!(reader.full_ref("refs/wt/merged/none"), Some(None));
         assert_eq!(reader.full_ref("refs/../../HEAD"), None);
         assert_eq!(reader.full_ref("HEAD"), None, "only refs/…");
+        // So is a `packed-refs` that is a FIFO or a symbolic link.
+        let packed = common.join("packed-refs");
+        std::fs::remove_file(&packed).unwrap();
+        nix::unistd::mkfifo(&packed, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(branches_under(&common, "wt"), None);
+        assert_eq!(BranchReader::new(&common).unwrap().full_ref("refs/wt/merged/a"), None);
+        std::fs::remove_file(&packed).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &packed).unwrap();
+        assert_eq!(branches_under(&common, "wt"), None);
     }
 }

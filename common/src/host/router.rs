@@ -7,7 +7,7 @@
 //! stdin, so that logic reads stdin exactly as before. With `--host H`, every line goes to H.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -16,7 +16,7 @@ use super::config::Hosts;
 use super::quote::check_sendable;
 use super::remote::{Session, Sink};
 use crate::error::{Error, Exit};
-use crate::record::jsonl::{parse_line, Input};
+use crate::record::jsonl::{parse_line, Input, MAX_LINE};
 use crate::record::Record;
 
 /// The split in progress; `finish` waits for every host.
@@ -192,9 +192,23 @@ fn route(tool: &'static str, hosts: &Hosts, args: &[String], input: Option<Split
         let mut line = Vec::new();
         loop {
             line.clear();
-            match reader.read_until(b'\n', &mut line) {
+            // One byte past the cap is enough to know a line is too long.
+            match reader.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
+            }
+            if line.len() > MAX_LINE {
+                // No host's record: never held whole here. The tool's own reader reports it
+                // (with its number) and reads on; with `--host`, it is skipped here.
+                let to = if only.is_none() { Some(&mut local) } else { None };
+                if pass_rest_of_line(&mut reader, &line, to).is_err() {
+                    break;
+                }
+                if only.is_some() {
+                    eprintln!("{tool}: skipped input line: over {} MiB", MAX_LINE >> 20);
+                    exit = Exit::Usage;
+                }
+                continue;
             }
             match destination(&line, only) {
                 // This machine's: the tool's own logic reads it from the pipe (and reports a
@@ -212,6 +226,35 @@ fn route(tool: &'static str, hosts: &Hosts, args: &[String], input: Option<Split
         }
     }
     exit.worst(hub.finish())
+}
+
+/// Writes `start`, the first part of a line over the cap, and the rest of that line as it is
+/// read, to `to` (or nowhere), a buffer at a time.
+fn pass_rest_of_line(reader: &mut impl BufRead, start: &[u8], mut to: Option<&mut impl Write>) -> std::io::Result<()> {
+    let mut write = |bytes: &[u8]| match to.as_mut() {
+        // The tool's own logic may stop reading: the rest is still read past.
+        Some(to) => {
+            let _ = to.write_all(bytes);
+        }
+        None => {}
+    };
+    write(start);
+    loop {
+        let buffer = reader.fill_buf()?;
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        let (part, end) = match buffer.iter().position(|b| *b == b'\n') {
+            Some(at) => (&buffer[..=at], true),
+            None => (buffer, false),
+        };
+        write(part);
+        let n = part.len();
+        reader.consume(n);
+        if end {
+            return Ok(());
+        }
+    }
 }
 
 /// Where one input line goes.

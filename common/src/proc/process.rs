@@ -3,7 +3,7 @@
 //! wt-merge's verification both run this way.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -48,6 +48,12 @@ pub fn is_alive(pid: i32) -> bool {
 
 /// How many lines of output the record keeps.
 pub const TAIL_LINES: usize = 20;
+/// How much of one line the record keeps (the log has all of it): a test that prints a bundle
+/// on one line must not make a record no reader takes (`record::jsonl::MAX_LINE`).
+pub const TAIL_LINE_MAX: usize = 1024;
+/// How much of one line is read at a time, and echoed at most: a command that prints without
+/// a newline is never held whole.
+const PIECE: usize = 64 << 10;
 
 /// Process groups of runs in progress, so a signal to wt-run can end them all.
 pub type Groups = Arc<Mutex<BTreeSet<i32>>>;
@@ -217,7 +223,8 @@ pub fn end_groups(pgids: &[i32], grace: Duration) {
     }
 }
 
-/// Copies the run's output to its log, keeps the last lines, and echoes them when asked.
+/// Copies the run's output to its log, keeps the last lines (each cut at `TAIL_LINE_MAX`), and
+/// echoes them when asked, reading a piece at a time.
 fn copy_output(
     reader: std::io::PipeReader,
     mut log: std::fs::File,
@@ -226,23 +233,35 @@ fn copy_output(
     echo: bool,
 ) {
     let mut reader = BufReader::new(reader);
-    let mut line = Vec::new();
+    let mut piece = Vec::new();
+    // In the rest of a line longer than a piece: logged only.
+    let mut rest = false;
     loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
+        piece.clear();
+        match reader.by_ref().take(PIECE as u64).read_until(b'\n', &mut piece) {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
-        let _ = log.write_all(&line);
-        let text = String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']).to_string();
-        if echo {
-            let _ = writeln!(std::io::stderr().lock(), "{name} | {text}");
+        let _ = log.write_all(&piece);
+        let ended = piece.ends_with(b"\n");
+        if std::mem::replace(&mut rest, !ended) {
+            continue;
         }
+        let cut = if ended { "" } else { "…" };
+        let text = String::from_utf8_lossy(&piece);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if echo {
+            let _ = writeln!(std::io::stderr().lock(), "{name} | {text}{cut}");
+        }
+        let kept = match text.len() > TAIL_LINE_MAX {
+            true => format!("{}…", &text[..text.floor_char_boundary(TAIL_LINE_MAX)]),
+            false => format!("{text}{cut}"),
+        };
         let mut t = tail.lock().expect("tail");
         if t.len() == TAIL_LINES {
             t.pop_front();
         }
-        t.push_back(text);
+        t.push_back(kept);
     }
     let _ = log.flush();
 }
