@@ -231,12 +231,11 @@ fn route(tool: &'static str, hosts: &Hosts, args: &[String], input: Option<Split
 /// Writes `start`, the first part of a line over the cap, and the rest of that line as it is
 /// read, to `to` (or nowhere), a buffer at a time.
 fn pass_rest_of_line(reader: &mut impl BufRead, start: &[u8], mut to: Option<&mut impl Write>) -> std::io::Result<()> {
-    let mut write = |bytes: &[u8]| match to.as_mut() {
-        // The tool's own logic may stop reading: the rest is still read past.
-        Some(to) => {
+    // The tool's own logic may stop reading: the rest is still read past.
+    let mut write = |bytes: &[u8]| {
+        if let Some(to) = to.as_mut() {
             let _ = to.write_all(bytes);
         }
-        None => {}
     };
     write(start);
     loop {

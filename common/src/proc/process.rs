@@ -254,7 +254,10 @@ fn copy_output(
             let _ = writeln!(std::io::stderr().lock(), "{name} | {text}{cut}");
         }
         let kept = match text.len() > TAIL_LINE_MAX {
-            true => format!("{}…", &text[..text.floor_char_boundary(TAIL_LINE_MAX)]),
+            true => {
+                let cut = (0..=TAIL_LINE_MAX).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+                format!("{}…", &text[..cut])
+            }
             false => format!("{text}{cut}"),
         };
         let mut t = tail.lock().expect("tail");
