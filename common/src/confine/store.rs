@@ -229,9 +229,33 @@ const MAX_IMPORT: u64 = 4 << 30;
 /// A ref file is a hash and a newline.
 const MAX_REF: u64 = 200;
 
+/// The most `meta.json` is read of (a branch, two hashes, a path and a small config).
+const MAX_META: u64 = 64 << 10;
+
 fn publish_locked(common: &Path, dir: &Path) -> Result<Published, Error> {
-    let Ok(text) = std::fs::read_to_string(dir.join("meta.json")) else { return Ok(Published::Unchanged) };
+    // Not the confined run's to write (only its `objects/`, `refs/`, `logs/` and `tmp/` are
+    // mounted), but in the common dir, which an unconfined agent can write: read as an
+    // untrusted file, and its admin dir taken only if it is the worktree's own.
+    let meta_file = dir.join("meta.json");
+    let text = match crate::fs::untrusted::read_untrusted(&meta_file, MAX_META) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Ok(Published::Unchanged),
+        Err(refused) => return Err(Error::failed("tampered-worktree", refused.to_string())),
+    };
     let meta: Meta = serde_json::from_str(&text).unwrap_or_default();
+    if let Some(admin) = &meta.admin {
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if !is_admin_dir_of(common, admin, name) {
+            return Err(Error::failed(
+                "tampered-worktree",
+                format!(
+                    "{} names {} as the admin dir of worktree '{name}', which it is not; nothing was published (remove the file if the worktree never ran confined)",
+                    meta_file.display(),
+                    admin.display()
+                ),
+            ));
+        }
+    }
     // The tip first, then the objects: git writes a commit's objects before it moves the
     // branch, so every object the tip needs is listed below. Listed first, a commit made in
     // between (by a run still going, in a pane) had its tip read but its objects left behind,
@@ -274,6 +298,20 @@ fn publish_locked(common: &Path, dir: &Path) -> Result<Published, Error> {
     }
     check_admin(common, dir, &meta)?;
     Ok(Published::Done { objects: count, moved: result })
+}
+
+/// Whether `admin` is git's admin dir (`<common>/worktrees/<x>`) of a worktree named `name`
+/// (its `gitdir` names `<somewhere>/<name>/.git`), as `prepare` notes it.
+fn is_admin_dir_of(common: &Path, admin: &Path, name: &str) -> bool {
+    let in_worktrees = admin.parent() == Some(common.join("worktrees").as_path())
+        && admin
+            .file_name()
+            .is_some_and(|x| Path::new(x).components().all(|c| matches!(c, std::path::Component::Normal(_))));
+    let gitdir = crate::fs::read_small(&admin.join("gitdir")).text().unwrap_or_default();
+    let dot_git = Path::new(gitdir.trim_end_matches('\n'));
+    in_worktrees
+        && dot_git.file_name() == Some(std::ffi::OsStr::new(".git"))
+        && dot_git.parent().and_then(Path::file_name) == Some(std::ffi::OsStr::new(name))
 }
 
 /// A refused import is refused once: the objects leave the private store (the copy that was
@@ -783,9 +821,11 @@ fn hardened(common: &Path) -> std::process::Command {
 /// write the shared refs, so a hash found there is taken as it is.
 fn resolve(common: &Path, branch: &str) -> Result<String, Error> {
     let refname = format!("refs/heads/{branch}");
-    let loose = std::fs::read_to_string(common.join(&refname)).ok();
+    // Never through a link, a FIFO or past the cap (else git is asked).
+    let loose = crate::fs::read_small(&common.join(&refname)).text();
     let packed = || {
-        let text = std::fs::read_to_string(common.join("packed-refs")).ok()?;
+        let packed = common.join("packed-refs");
+        let text = crate::fs::read_untrusted(&packed, crate::fs::untrusted::PACKED_REFS_MAX).ok()??;
         let line = text.lines().find(|l| l.split_once(' ').is_some_and(|(_, name)| name == refname))?;
         Some(line.split(' ').next()?.to_string())
     };
@@ -819,7 +859,9 @@ fn mirror(from: &Path, to: &crate::fs::beneath::Dir, own: Option<&str>) -> Resul
             let sub = to.ensure_dir(&name).map_err(failed)?;
             mirror(&entry.path(), &sub, None)?;
         } else if kind.is_file() {
-            let bytes = std::fs::read(entry.path()).map_err(|e| Error::io(entry.path().display(), e))?;
+            // A ref file is a hash and a newline: a bigger one is no ref to mirror.
+            let read = crate::fs::untrusted::read_untrusted_bytes(&entry.path(), MAX_REF);
+            let Ok(Some(bytes)) = read else { continue };
             to.write(&name, &bytes).map_err(failed)?;
         }
         wanted.push(name);
