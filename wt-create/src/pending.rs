@@ -7,6 +7,7 @@
 //! worktree whose directory is only momentarily missing.
 
 use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,9 @@ pub struct Marker {
     pub id: Option<String>,
 }
 
+/// A marker's size at most (a name, a path, a branch and two ids).
+const MARKER_MAX: u64 = 64 << 10;
+
 /// The key of a ledger entry that names the marker of the wt-create that finished it.
 pub const MADE_BY: &str = "made_by";
 
@@ -42,6 +46,17 @@ impl Marker {
         let nanos =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         format!("{}-{nanos}", std::process::id())
+    }
+
+    /// Whether this is a marker wt-create writes in `<stem>.json` for worktrees at `root`: a
+    /// valid name, its file's; its worktree `root/<name>`; its branch `wt/<name>`; a commit id.
+    pub fn is_wt_creates(&self, stem: &str, root: &Path) -> bool {
+        self.name == stem
+            && wt_common::ledger::name::validate(&self.name).is_ok()
+            && self.path == root.join(&self.name)
+            && self.branch == format!("wt/{}", self.name)
+            && matches!(self.start_commit.len(), 40 | 64)
+            && self.start_commit.bytes().all(|b| b.is_ascii_hexdigit())
     }
 
     /// Whether `entry` is the one this marker's maker wrote when it finished.
@@ -119,8 +134,11 @@ pub fn wait_for(repo: &Repo, name: &str) -> Result<(), Error> {
     let file = dir(repo).join(format!("{name}.json"));
     let deadline = std::time::Instant::now() + wt_common::proc::lock::default_timeout();
     loop {
-        // Opened without creating: a marker that vanished means its owner finished.
-        let Ok(f) = fs::File::open(&file) else { return Ok(()) };
+        // Opened without creating: a marker that vanished means its owner finished. Never
+        // through a link or blocking on a FIFO (one the reaper then drops).
+        let opened =
+            fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK).open(&file);
+        let Ok(f) = opened else { return Ok(()) };
         if nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock).is_ok() {
             return Ok(()); // owner gone; the next plan reaps it
         }
@@ -142,7 +160,11 @@ pub fn wait_for(repo: &Repo, name: &str) -> Result<(), Error> {
 /// The ledger is read once each marker's lock is taken: read before, it could miss the entry
 /// of a maker that finished and was killed a moment later, whose worktree would then be rolled
 /// back though it was complete.
-pub fn reap_dead(repo: &Repo, ledger: &LedgerFile) -> Result<(), Error> {
+///
+/// A marker is in the common dir, which an unconfined agent can write: it is read as an
+/// untrusted file, and rolled back only if it is one wt-create writes for its file's name, at
+/// `root` (its worktree `root/<name>`, its branch `wt/<name>`); any other is dropped.
+pub fn reap_dead(repo: &Repo, root: &Path, ledger: &LedgerFile) -> Result<(), Error> {
     let Ok(entries) = fs::read_dir(dir(repo)) else { return Ok(()) };
     for entry in entries.flatten() {
         let file = entry.path();
@@ -155,9 +177,21 @@ pub fn reap_dead(repo: &Repo, ledger: &LedgerFile) -> Result<(), Error> {
             let _ = fs::remove_file(&file);
             continue;
         }
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            // A link, a FIFO, a directory: wt-create writes none of these.
+            tracing::warn!("dropping {}: not a marker wt-create wrote (not a regular file)", file.display());
+            let _ = remove_any(&file);
+            continue;
+        }
         let Some(_owner_gone) = FileLock::try_acquire(&file)? else { continue };
         let finished = |m: &Marker| ledger.read().map(|l| l.worktrees.get(&m.name).is_some_and(|e| m.finished_as(e)));
-        match fs::read(&file).ok().and_then(|b| serde_json::from_slice::<Marker>(&b).ok()) {
+        let read = wt_common::fs::untrusted::read_untrusted_bytes(&file, MARKER_MAX);
+        let marker = read.ok().flatten().and_then(|b| serde_json::from_slice::<Marker>(&b).ok());
+        let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        match marker {
+            Some(marker) if !marker.is_wt_creates(stem, root) => {
+                tracing::warn!("dropping marker {}: it is not one wt-create wrote", file.display());
+            }
             Some(marker) if finished(&marker)? => {
                 tracing::debug!("'{}' was finished before its maker died; dropping the marker", marker.name);
             }
