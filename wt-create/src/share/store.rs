@@ -33,6 +33,15 @@ impl Key {
     pub fn new(hash_hex: &str, mode: u32) -> Key {
         Key(format!("{hash_hex}-{:04o}", mode & 0o7777))
     }
+
+    /// A key as `new` writes it (64 lowercase hex digits, `-`, 4 octal digits), read back from
+    /// a file in the common dir: anything else (`../x`, a short name) is no key.
+    pub fn parse(text: &str) -> Option<Key> {
+        let (hash, mode) = text.split_once('-')?;
+        let hex = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let octal = mode.len() == 4 && mode.bytes().all(|b| (b'0'..=b'7').contains(&b));
+        (hex && octal).then(|| Key(text.to_string()))
+    }
 }
 
 /// The content of a file: its hash, and whether it names `needle` (the main worktree's path).
@@ -218,5 +227,23 @@ pub fn ignore_missing(e: io::Error) -> io::Result<()> {
         Ok(())
     } else {
         Err(e)
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::Key;
+
+    #[test]
+    fn a_key_read_back_is_one_new_writes() {
+        let hash = "ab".repeat(32);
+        let key = Key::new(&hash, 0o100755);
+        assert_eq!(Key::parse(&key.0), Some(key));
+        for bad in
+            ["", "x", "ab-0644", &format!("{hash}-0648"), &format!("{hash}-644"), &format!("../{}-0644", &hash[3..])]
+        {
+            assert_eq!(Key::parse(bad), None, "{bad}");
+        }
+        assert_eq!(Key::parse(&format!("{}-0644", "AB".repeat(32))), None, "lowercase only");
     }
 }
