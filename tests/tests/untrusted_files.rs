@@ -347,3 +347,114 @@ fn sigterm_ends_each_tool_while_a_fifo_is_in_its_way() {
     std::fs::write(f.wt().join("touched"), "a change").unwrap();
     terminated_within_grace(child, Duration::from_secs(1), "wt-watch with FIFOs appearing in the worktree");
 }
+
+/// wt's own state in the common dir (`.git/wt/`, where an unconfined agent can write too) and
+/// git's `config.worktree`: each file made a trap in turn never hangs or floods a tool. The
+/// ledger is refused in one line that names it; the others are passed over (or, for the
+/// supervisor's log, refused) and the work is done.
+#[test]
+fn planted_state_files_never_hang_a_tool() {
+    let f = Fixture::new();
+    let state = f.t.repo.join(".git/wt");
+    let ledger = state.join("ledger.json");
+    let kept = std::fs::read(&ledger).unwrap();
+    for trap in TRAPS {
+        plant(&ledger, trap);
+        for (tool, args) in [("wt-create", &["--list"][..]), ("wt-status", &["--json"][..])] {
+            f.answer(tool, args).refused("ledger.json", "64 MiB");
+        }
+        plant(&ledger, Trap::Dir);
+        std::fs::remove_dir(&ledger).unwrap();
+        std::fs::write(&ledger, &kept).unwrap();
+    }
+    let mut made = 0;
+    let mut create = |f: &Fixture, what: &str| {
+        made += 1;
+        let name = format!("n{made}");
+        let a = f.answer("wt-create", &[&name]);
+        a.in_time();
+        assert_eq!(a.status.code(), Some(0), "{what}: {a}");
+        assert!(f.t.wt_root().join(&name).join(".git").is_file(), "{what}: made\n{a}");
+    };
+    for trap in TRAPS {
+        let children = state.join("worktrees.lock.children");
+        plant(&children, trap);
+        create(&f, &format!("{trap:?} worktrees.lock.children"));
+        plant(&children, Trap::Dir);
+        std::fs::remove_dir(&children).unwrap();
+
+        let marker = state.join("pending/zz.json");
+        plant(&marker, trap);
+        create(&f, &format!("{trap:?} pending marker"));
+        assert!(std::fs::symlink_metadata(&marker).is_err(), "{trap:?}: the planted marker is dropped");
+
+        let config = f.t.repo.join(".git/config.worktree");
+        plant(&config, trap);
+        create(&f, &format!("{trap:?} config.worktree"));
+        plant(&config, Trap::Dir);
+        std::fs::remove_dir(&config).unwrap();
+
+        let journal = state.join("merge-journal");
+        plant(&journal, trap);
+        f.answer("wt-merge", &["a", "--verify", "true"]).in_time();
+        let _ = wt_common_remove(&journal);
+    }
+    // A log is printed as `cat` would (a regular file of 2 GB is printed whole, so not that).
+    for trap in [Trap::DevZero, Trap::Fifo, Trap::Dir] {
+        let log = state.join("logs/a/99-planted.log");
+        plant(&log, trap);
+        let a = f.answer("wt-run", &["logs", "a"]);
+        a.in_time();
+        assert_ne!(a.status.code(), Some(0), "{trap:?}: {a}");
+        let _ = wt_common_remove(&log);
+    }
+    // The supervisor's log is refused unless it is a regular file (never written through a
+    // link, never blocking on a FIFO); a big one is appended to.
+    for trap in TRAPS {
+        let log = state.join("logs/supervisor.log");
+        plant(&log, trap);
+        let a = f.answer("wt-run", &["-w", "a", "--pane", "--", "sleep", "30"]);
+        a.in_time();
+        match trap {
+            Trap::Sparse => assert_eq!(a.status.code(), Some(0), "{a}"),
+            _ => assert_ne!(a.status.code(), Some(0), "{trap:?}: {a}"),
+        }
+    }
+}
+
+/// Removes whatever is at `path` (a file, a link, a FIFO or a directory).
+fn wt_common_remove(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path)? {
+        m if m.is_dir() => std::fs::remove_dir_all(path),
+        _ => std::fs::remove_file(path),
+    }
+}
+
+/// A marker planted in `.git/wt/pending/` that names another worktree (its path, its branch)
+/// is dropped, never rolled back: the worktree, its uncommitted work and its branch stay.
+#[test]
+fn a_planted_marker_never_rolls_back_another_worktree() {
+    let f = Fixture::new();
+    std::fs::write(f.wt().join("notes.txt"), "work\n").unwrap();
+    let tip = f.t.git(["rev-parse", "wt/a"]);
+    let pending = f.t.repo.join(".git/wt/pending");
+    std::fs::create_dir_all(&pending).unwrap();
+    let victim = f.t.root().join("victim");
+    std::fs::write(format!("{}.lock", victim.display()), "").unwrap();
+    let plants = [
+        ("zz", "zz", f.wt(), "wt/a".to_string()),
+        ("a", "a", f.wt(), "wt/zz".to_string()),
+        ("yy", "yy", f.t.wt_root().join("yy"), format!("../../../../../../../../..{}", victim.display())),
+    ];
+    for (file, name, path, branch) in plants {
+        let marker = serde_json::json!({"name": name, "path": path, "branch": branch, "branch_created": true, "start_commit": tip});
+        std::fs::write(pending.join(format!("{file}.json")), marker.to_string()).unwrap();
+    }
+    let a = f.answer("wt-create", &["b"]);
+    a.in_time();
+    assert_eq!(a.status.code(), Some(0), "{a}");
+    assert_eq!(std::fs::read_to_string(f.wt().join("notes.txt")).unwrap(), "work\n", "{a}");
+    assert_eq!(f.t.git(["rev-parse", "wt/a"]), tip, "the branch stays");
+    assert!(Path::new(&format!("{}.lock", victim.display())).exists(), "no file outside is removed");
+    assert!(std::fs::read_dir(&pending).unwrap().next().is_none(), "the planted markers are dropped");
+}

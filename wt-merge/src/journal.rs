@@ -33,7 +33,13 @@ pub fn clear(repo: &Repo) {
 
 /// Finishes an update a killed run left half-done. Call while holding the queue lock.
 pub fn roll_forward(repo: &Repo) -> Result<(), Error> {
-    let Ok(bytes) = std::fs::read(path(repo)) else { return Ok(()) };
+    // In the common dir: never through a link, a FIFO or past the cap (a refused one is no
+    // journal of wt's).
+    let max = wt_common::fs::untrusted::STATE_MAX;
+    let Ok(Some(bytes)) = wt_common::fs::untrusted::read_untrusted_bytes(&path(repo), max) else {
+        clear(repo);
+        return Ok(());
+    };
     if let Ok(j) = serde_json::from_slice::<Journal>(&bytes) {
         let head = crate::checkout::git_in(repo, &j.worktree, &["rev-parse", "HEAD"]).unwrap_or_default();
         let index_at_old =

@@ -2,6 +2,7 @@
 //! dig in `.git/wt/logs/<name>/` for millisecond file names.
 
 use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -17,7 +18,19 @@ pub fn print(logs: &Path, name: &str, follow: bool) -> Result<(), Error> {
             format!("no run of '{name}' has left a log yet (run one with `wt-run -w {name} -- CMD`)"),
         )
     })?;
-    let mut f = std::fs::File::open(&file).map_err(|e| Error::io(file.display(), e))?;
+    // The logs are in the common dir, which an unconfined agent can write: never opened through
+    // a link or blocking on a FIFO, and only a regular file is printed.
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(&file)
+        .map_err(|e| Error::io(file.display(), e))?;
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(Error::failed(
+            "not-a-log",
+            format!("{} is not a regular file, so not a log wt wrote; remove it", file.display()),
+        ));
+    }
     let mut out = std::io::stdout().lock();
     loop {
         let copied = std::io::copy(&mut f, &mut out);

@@ -28,6 +28,11 @@ pub const SETTINGS_MAX: u64 = 4 << 20;
 pub const GIT_CONFIG_MAX: u64 = 4 << 20;
 /// `packed-refs` read directly (100,000 refs take about 6 MiB); a bigger one is left to git.
 pub const PACKED_REFS_MAX: u64 = 64 << 20;
+/// wt's own state in the common dir (`.git/wt/`), which an unconfined agent can write: the
+/// ledger (500 leases take about 200 KiB).
+pub const LEDGER_MAX: u64 = 64 << 20;
+/// wt's small state files there: markers, journals, notes of children, metadata.
+pub const STATE_MAX: u64 = 1 << 20;
 /// How much of a guarded file is hashed (streaming); beyond it only its size counts.
 pub const GUARD_HASH_MAX: u64 = 64 << 20;
 

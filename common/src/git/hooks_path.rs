@@ -14,12 +14,16 @@ pub fn is_default(common: &Path) -> bool {
     if CONFIG_VARS.iter().any(|v| std::env::var_os(v).is_some()) {
         return false;
     }
-    config_files(common).iter().all(|file| match std::fs::read(file) {
-        Ok(bytes) => {
+    // Read as untrusted files (the repository's are an agent's to write): a link, a FIFO or
+    // a file over the cap sends the question to git.
+    let max = crate::fs::untrusted::GIT_CONFIG_MAX;
+    config_files(common).iter().all(|file| match crate::fs::untrusted::read_untrusted_bytes(file, max) {
+        Ok(Some(bytes)) => {
             let text = String::from_utf8_lossy(&bytes).to_ascii_lowercase();
             !text.contains("hookspath") && !text.contains("include")
         }
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        Ok(None) => true,
+        Err(_) => false,
     })
 }
 

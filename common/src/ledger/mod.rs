@@ -230,18 +230,25 @@ impl LedgerFile {
         Ok(Some((bytes, ledger)))
     }
 
-    /// The ledger file, open for reading; `None` when there is none.
+    /// The ledger file, open for reading; `None` when there is none. It is in the common dir,
+    /// which an unconfined agent can write: never opened through a link or blocking on a FIFO,
+    /// never read past `LEDGER_MAX`.
     fn open(&self) -> Result<Option<std::fs::File>, Error> {
-        match std::fs::File::open(&self.path) {
-            Ok(f) => Ok(Some(f)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.unreadable(e)),
+        use crate::fs::untrusted::{open_untrusted, LEDGER_MAX};
+        match open_untrusted(&self.path, LEDGER_MAX) {
+            Ok(opened) => Ok(opened.map(|(file, _)| file)),
+            Err(refused) => Err(Error::env("ledger-unreadable", format!("{refused}; move it aside to start afresh"))),
         }
     }
 
     fn bytes_of(&self, file: &std::fs::File) -> Result<Vec<u8>, Error> {
+        use std::io::Read;
+        let max = crate::fs::untrusted::LEDGER_MAX;
         let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut &*file, &mut bytes).map_err(|e| self.unreadable(e))?;
+        (&mut &*file).take(max + 1).read_to_end(&mut bytes).map_err(|e| self.unreadable(e))?;
+        if bytes.len() as u64 > max {
+            return Err(self.unreadable(std::io::Error::other("it grew past its cap while read")));
+        }
         Ok(bytes)
     }
 

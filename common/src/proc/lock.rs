@@ -2,6 +2,7 @@
 //! killed while holding one never blocks the next run.
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -93,7 +94,14 @@ impl FileLock {
     pub fn note_children_of(&self, cmd: &mut std::process::Command) -> Option<File> {
         use std::os::fd::AsRawFd;
         use std::os::unix::process::CommandExt;
-        let file = OpenOptions::new().create(true).append(true).open(children_file(&self.path)).ok()?;
+        // Never through a link, never blocking on a FIFO: the lock's directory is in the
+        // common dir, which an unconfined agent can write.
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+            .open(children_file(&self.path))
+            .ok()?;
         let fd = file.as_raw_fd();
         // SAFETY: between fork and exec only getpid(2) and write(2) run, both
         // async-signal-safe, on a buffer on the stack; no allocation, no lock.
@@ -171,7 +179,12 @@ impl FileLock {
     /// see `is_free`).
     pub fn try_existing(path: &Path) -> Result<Option<FileLock>, Error> {
         loop {
-            let file = match OpenOptions::new().read(true).write(true).open(path) {
+            let opened = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+                .open(path);
+            let file = match opened {
                 Ok(file) => file,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => {
@@ -210,7 +223,8 @@ impl FileLock {
     fn taken(lock: Flock<File>, path: &Path, deadline: Instant) -> FileLock {
         let file = children_file(path);
         let written = std::fs::metadata(&file).and_then(|m| m.modified());
-        if let (Ok(noted), Ok(written)) = (std::fs::read_to_string(&file), written) {
+        let noted = crate::fs::read_untrusted(&file, crate::fs::untrusted::STATE_MAX);
+        if let (Ok(Some(noted)), Ok(written)) = (noted, written) {
             for pid in noted.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
                 let noted_one =
                     || crate::proc::process::started_at(pid).is_some_and(|t| t <= written + Duration::from_secs(1));
@@ -252,12 +266,15 @@ pub(crate) fn pid_line(pid: u32, buf: &mut [u8; 16]) -> usize {
     len + 1
 }
 
+/// Opens (or makes) a lock file: never through a link (its directory may be the agent's to
+/// write), never blocking on a FIFO.
 fn open(path: &Path) -> Result<File, Error> {
     OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| Error::env("lock-failed", format!("cannot open lock file {}: {e}", path.display())))
 }

@@ -6,7 +6,7 @@
 //! `/tmp/wt-$UID/`), named after a hash of the repository's common dir so the path stays far
 //! below the 108-byte limit of socket paths.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,10 @@ use serde_json::{json, Value};
 
 use crate::fs::fnv::fnv1a;
 use crate::Error;
+
+/// How long a line from the supervisor's socket is read at most (a screen and its scrollback
+/// take far less): whatever answers there, it is never read without end.
+const MAX_ANSWER: u64 = 64 << 20;
 
 /// The 0700 directory of this user's sockets, created if needed and checked if it exists.
 pub fn socket_dir() -> Result<PathBuf, Error> {
@@ -86,7 +90,7 @@ impl Client {
     /// `events.subscribe`); `None` when it closed the connection.
     pub fn next_line(&mut self) -> Result<Option<Value>, Error> {
         let mut line = String::new();
-        match self.reader.read_line(&mut line) {
+        match (&mut self.reader).take(MAX_ANSWER).read_line(&mut line) {
             Ok(0) => Ok(None),
             Ok(_) => serde_json::from_str(&line).map(Some).map_err(|e| Error::env("bad-response", e.to_string())),
             Err(e) => Err(Error::env("supervisor-lost", e.to_string())),
@@ -103,7 +107,7 @@ impl Client {
         let lost = |e: std::io::Error| Error::env("supervisor-lost", format!("the pane supervisor went away: {e}"));
         self.writer.write_all(&line).map_err(lost)?;
         let mut answer = String::new();
-        if self.reader.read_line(&mut answer).map_err(lost)? == 0 {
+        if (&mut self.reader).take(MAX_ANSWER).read_line(&mut answer).map_err(lost)? == 0 {
             return Err(Error::env("supervisor-lost", "the pane supervisor closed the connection"));
         }
         let bad = || Error::env("bad-response", answer.trim().to_string());

@@ -39,7 +39,7 @@ pub fn record(logs: &Path, name: &str, pid: u32) {
 pub fn forget(logs: &Path, name: &str, pid: u32) {
     let file = dir(logs).join(format!("{name}.pid"));
     // A new pane of the same name may have replaced the file: only our own line goes.
-    if std::fs::read_to_string(&file).is_ok_and(|t| t.split_whitespace().next() == Some(&pid.to_string())) {
+    if wt_common::fs::read_small(&file).text().is_some_and(|t| t.split_whitespace().next() == Some(&pid.to_string())) {
         let _ = std::fs::remove_file(file);
     }
 }
@@ -50,12 +50,15 @@ pub fn end_all(logs: &Path, grace: Duration) -> usize {
     let Ok(entries) = std::fs::read_dir(dir(logs)) else { return 0 };
     let mut live = Vec::new();
     for file in entries.flatten().map(|e| e.path()) {
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        // In the common dir, which an unconfined agent can write: read as an untrusted small
+        // file, and only a session (a pane is one) whose start matches is ended.
+        let text = wt_common::fs::read_small(&file).text().unwrap_or_default();
         let mut it = text.split_whitespace().map(str::parse::<u64>);
         if let (Some(Ok(pid)), Some(Ok(start))) = (it.next(), it.next()) {
             let pid = pid as i32;
-            if start_time(pid) == Some(start) {
-                tracing::warn!("ending pane session {pid} ({}), left by a supervisor that died", file.display());
+            let leads_its_session = pid > 1 && nix::unistd::getsid(Some(Pid::from_raw(pid))) == Ok(Pid::from_raw(pid));
+            if leads_its_session && start_time(pid) == Some(start) {
+                tracing::warn!("ending pane session {pid} ({:?}), left by a supervisor that died", file);
                 let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
                 live.push(pid);
             }

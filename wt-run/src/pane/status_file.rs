@@ -21,7 +21,9 @@ pub fn claude_sessions_dir(env: &[(String, String)]) -> Option<PathBuf> {
 /// The state a status file in `dir` reports for a process of session `sid`, with its pid.
 pub fn claude_state(dir: &Path, sid: u32) -> Option<(&'static str, u32)> {
     session_processes(sid).into_iter().find_map(|(pid, start)| {
-        let text = std::fs::read(dir.join(format!("{pid}.json"))).ok()?;
+        // Claude Code's file, in a directory an agent can write: never through a link, a FIFO
+        // or past 1 MiB.
+        let text = wt_common::fs::untrusted::read_untrusted_bytes(&dir.join(format!("{pid}.json")), 1 << 20).ok()??;
         let file: Value = serde_json::from_slice(&text).ok()?;
         if file.get("procStart").and_then(Value::as_str) != Some(start.as_str()) {
             return None; // another process that once had this pid

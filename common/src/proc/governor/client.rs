@@ -2,7 +2,7 @@
 //! token and finds no server starts one (`<tool> __governor N`, which starts the server itself
 //! in a session of its own and returns, so no tool is left with a zombie when the server ends).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -84,7 +84,8 @@ impl Connection {
     /// The server's next line; `None` when it closed the connection.
     pub fn next_line(&mut self) -> Result<Option<Value>, Error> {
         let mut line = String::new();
-        match self.reader.read_line(&mut line) {
+        // Whatever answers on the socket, a line is never read without end.
+        match (&mut self.reader).take(1 << 20).read_line(&mut line) {
             Ok(0) => Ok(None),
             Ok(_) => {
                 serde_json::from_str(&line).map(Some).map_err(|e| Error::env("governor-bad-answer", e.to_string()))
