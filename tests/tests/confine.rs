@@ -110,6 +110,33 @@ fn a_confined_agent_edits_builds_tests_and_commits_on_its_branch() {
     assert!(leftover.is_empty(), "published objects are removed from the private store");
 }
 
+/// A worktree adopted from elsewhere (its directory not named as wt names it) publishes what a
+/// confined run commits; a `meta.json` planted for a name the ledger does not list makes no
+/// publish touch the admin dir it names.
+#[test]
+fn an_adopted_worktree_publishes_and_a_planted_store_touches_nothing() {
+    let t = TestRepo::new();
+    let elsewhere = t.root().join("elsewhere/bar");
+    t.git(["worktree", "add", "-q", "-b", "wt/foo", elsewhere.to_str().unwrap()]);
+    t.run("wt-create", &["foo"], "").expect_code(0);
+    let before = t.git(["rev-parse", "wt/foo"]);
+    let (run, rec) = confined(&t, "foo", "echo hi > new.txt && git add new.txt && git commit -qm c && echo c1");
+    run.expect_code(0);
+    assert!(said(&rec, "c1"), "{rec}");
+    assert_ne!(t.git(["rev-parse", "wt/foo"]), before, "published: {rec}");
+
+    let victim = t.root().join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("config.worktree"), "mine\n").unwrap();
+    let evil = common(&t).join("wt/confine/evil");
+    std::fs::create_dir_all(evil.join("objects")).unwrap();
+    let meta = serde_json::json!({"admin": victim, "config_worktree": "[core]\n\thooksPath = /tmp\n"});
+    std::fs::write(evil.join("meta.json"), meta.to_string()).unwrap();
+    t.run("wt-create", &["--list"], "");
+    t.run("wt-status", &["--json"], "");
+    assert_eq!(std::fs::read_to_string(victim.join("config.worktree")).unwrap(), "mine\n");
+}
+
 #[test]
 fn other_branches_and_main_cannot_be_moved() {
     let t = repo_with(&["agent-1", "agent-2"]);

@@ -698,6 +698,23 @@ fn a_removal_killed_at_random_moments_leaves_nothing_the_next_cannot_finish() {
     }
 }
 
+/// A wt-create with a `--root` of its own killed half-way is rolled back by the next wt-create,
+/// whatever its root: the marker names the worktree's path, and nothing of it is left for a
+/// later run to adopt as finished.
+#[test]
+fn a_half_made_worktree_under_another_root_is_rolled_back() {
+    let t = TestRepo::new();
+    let other = t.root().join("other");
+    let mut cmd = t.cmd("wt-create");
+    cmd.args(["--root", other.to_str().unwrap(), "d"]).env("WT_FAILPOINT", "after-register");
+    assert_eq!(Run::of(&mut cmd, "").code, None, "killed at the failpoint");
+    t.run("wt-create", &["e"], "").expect_code(0);
+    assert!(!other.join("d").exists(), "its directory is gone");
+    let listed = t.git(["worktree", "list", "--porcelain"]);
+    assert!(!listed.contains("other/d"), "{listed}");
+    assert!(!t.branches().contains(&"wt/d".to_string()), "{:?}", t.branches());
+}
+
 #[test]
 fn an_input_line_over_a_mebibyte_is_refused_with_a_short_excerpt() {
     let t = TestRepo::new();

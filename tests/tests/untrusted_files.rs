@@ -441,13 +441,15 @@ fn a_planted_marker_never_rolls_back_another_worktree() {
     std::fs::create_dir_all(&pending).unwrap();
     let victim = f.t.root().join("victim");
     std::fs::write(format!("{}.lock", victim.display()), "").unwrap();
+    // Another's path; a branch that leaves refs/heads/; and one exactly as wt-create writes it
+    // for `a`, but with an id the ledger's entry (made by another wt-create) does not carry.
     let plants = [
         ("zz", "zz", f.wt(), "wt/a".to_string()),
-        ("a", "a", f.wt(), "wt/zz".to_string()),
         ("yy", "yy", f.t.wt_root().join("yy"), format!("../../../../../../../../..{}", victim.display())),
+        ("a", "a", f.wt(), "wt/a".to_string()),
     ];
     for (file, name, path, branch) in plants {
-        let marker = serde_json::json!({"name": name, "path": path, "branch": branch, "branch_created": true, "start_commit": tip});
+        let marker = serde_json::json!({"name": name, "path": path, "branch": branch, "branch_created": true, "start_commit": tip, "id": "planted"});
         std::fs::write(pending.join(format!("{file}.json")), marker.to_string()).unwrap();
     }
     let a = f.answer("wt-create", &["b"]);
@@ -457,4 +459,25 @@ fn a_planted_marker_never_rolls_back_another_worktree() {
     assert_eq!(f.t.git(["rev-parse", "wt/a"]), tip, "the branch stays");
     assert!(Path::new(&format!("{}.lock", victim.display())).exists(), "no file outside is removed");
     assert!(std::fs::read_dir(&pending).unwrap().next().is_none(), "the planted markers are dropped");
+}
+
+/// A marker for a worktree wt-create adopted (its ledger entry names no maker) is rolled back
+/// without losing anything: the directory is moved aside with every file, the branch kept.
+#[test]
+fn a_marker_for_an_adopted_worktree_loses_nothing() {
+    let t = TestRepo::new();
+    let path = t.wt_root().join("h");
+    t.git(["worktree", "add", "-q", "-b", "wt/h", path.to_str().unwrap()]);
+    t.run("wt-create", &["h"], "").expect_code(0);
+    std::fs::write(path.join("notes.txt"), "work\n").unwrap();
+    let tip = t.git(["rev-parse", "wt/h"]);
+    let pending = t.repo.join(".git/wt/pending");
+    std::fs::create_dir_all(&pending).unwrap();
+    let marker = serde_json::json!({"name": "h", "path": path, "branch": "wt/h", "branch_created": true, "start_commit": tip, "id": "planted"});
+    std::fs::write(pending.join("h.json"), marker.to_string()).unwrap();
+    t.run("wt-create", &["i"], "").expect_code(0);
+    assert_eq!(t.git(["rev-parse", "wt/h"]), tip, "the branch stays");
+    let aside: Vec<String> = wt_tests::names_in(&t.wt_root(), |n| n.starts_with(".h.rolled-back-"));
+    let kept = if path.exists() { path.clone() } else { t.wt_root().join(&aside[0]) };
+    assert_eq!(std::fs::read_to_string(kept.join("notes.txt")).unwrap(), "work\n");
 }

@@ -136,7 +136,7 @@ fn plan(
     // which takes `packed-refs.lock`; with a stale one there the branch stayed, and its name
     // was skipped as taken.
     wt_common::proc::stale_lock::sweep_repository(&ctx.repo);
-    pending::reap_dead(&ctx.repo, &ctx.root, &ctx.ledger)?;
+    pending::reap_dead(&ctx.repo, &ctx.ledger)?;
     crate::pool::recover(ctx)?;
     wt_common::fs::sweep_removing(&ctx.root);
     let snap = Snapshot::take(ctx)?;

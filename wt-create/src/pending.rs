@@ -48,12 +48,19 @@ impl Marker {
         format!("{}-{nanos}", std::process::id())
     }
 
-    /// Whether this is a marker wt-create writes in `<stem>.json` for worktrees at `root`: a
-    /// valid name, its file's; its worktree `root/<name>`; its branch `wt/<name>`; a commit id.
-    pub fn is_wt_creates(&self, stem: &str, root: &Path) -> bool {
+    /// Whether this is a marker wt-create writes in `<stem>.json`: a valid name, its file's;
+    /// its worktree `<some root>/<name>` (the root is the writer's `--root`); its branch
+    /// `wt/<name>`; a commit id.
+    pub fn is_wt_creates(&self, stem: &str) -> bool {
+        let plain = self.path.is_absolute()
+            && self
+                .path
+                .components()
+                .all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
         self.name == stem
             && wt_common::ledger::name::validate(&self.name).is_ok()
-            && self.path == root.join(&self.name)
+            && plain
+            && self.path.file_name() == Some(std::ffi::OsStr::new(&self.name))
             && self.branch == format!("wt/{}", self.name)
             && matches!(self.start_commit.len(), 40 | 64)
             && self.start_commit.bytes().all(|b| b.is_ascii_hexdigit())
@@ -162,9 +169,10 @@ pub fn wait_for(repo: &Repo, name: &str) -> Result<(), Error> {
 /// back though it was complete.
 ///
 /// A marker is in the common dir, which an unconfined agent can write: it is read as an
-/// untrusted file, and rolled back only if it is one wt-create writes for its file's name, at
-/// `root` (its worktree `root/<name>`, its branch `wt/<name>`); any other is dropped.
-pub fn reap_dead(repo: &Repo, root: &Path, ledger: &LedgerFile) -> Result<(), Error> {
+/// untrusted file, and rolled back only if it is one wt-create writes for its file's name (its
+/// worktree `<root>/<name>`, its branch `wt/<name>`) and no other wt-create finished that
+/// worktree; any other is dropped.
+pub fn reap_dead(repo: &Repo, ledger: &LedgerFile) -> Result<(), Error> {
     let Ok(entries) = fs::read_dir(dir(repo)) else { return Ok(()) };
     for entry in entries.flatten() {
         let file = entry.path();
@@ -184,21 +192,39 @@ pub fn reap_dead(repo: &Repo, root: &Path, ledger: &LedgerFile) -> Result<(), Er
             continue;
         }
         let Some(_owner_gone) = FileLock::try_acquire(&file)? else { continue };
-        let finished = |m: &Marker| ledger.read().map(|l| l.worktrees.get(&m.name).is_some_and(|e| m.finished_as(e)));
         let read = wt_common::fs::untrusted::read_untrusted_bytes(&file, MARKER_MAX);
         let marker = read.ok().flatten().and_then(|b| serde_json::from_slice::<Marker>(&b).ok());
         let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let entry = |m: &Marker| ledger.read().map(|l| l.worktrees.get(&m.name).cloned());
         match marker {
-            Some(marker) if !marker.is_wt_creates(stem, root) => {
+            Some(marker) if !marker.is_wt_creates(stem) => {
                 tracing::warn!("dropping marker {}: it is not one wt-create wrote", file.display());
             }
-            Some(marker) if finished(&marker)? => {
-                tracing::debug!("'{}' was finished before its maker died; dropping the marker", marker.name);
-            }
-            Some(marker) => {
-                tracing::warn!("rolling back '{}', left half-made by a wt-create that died", marker.name);
-                roll_back(repo, &marker, By::Reaper);
-            }
+            Some(marker) => match entry(&marker)? {
+                Some(e) if marker.finished_as(&e) => {
+                    tracing::debug!("'{}' was finished before its maker died; dropping the marker", marker.name);
+                }
+                // Finished by another wt-create (or a pool claim): a marker naming it is not
+                // its maker's, whatever it says.
+                Some(e) if e.extra.contains_key(MADE_BY) => {
+                    tracing::warn!(
+                        "dropping marker {}: '{}' was made by another wt-create",
+                        file.display(),
+                        marker.name
+                    );
+                }
+                // Listed by another tool meanwhile (wt-env, run by a post-checkout hook), or a
+                // worktree wt-create adopted: rolled back, but what its directory holds is
+                // moved aside rather than deleted, and its branch kept.
+                Some(_) => {
+                    tracing::warn!("rolling back '{}', left half-made by a wt-create that died", marker.name);
+                    roll_back(repo, &marker, By::ReaperKeepingFiles);
+                }
+                None => {
+                    tracing::warn!("rolling back '{}', left half-made by a wt-create that died", marker.name);
+                    roll_back(repo, &marker, By::Reaper);
+                }
+            },
             None => tracing::warn!("dropping unreadable marker {}", file.display()),
         }
         let _ = fs::remove_file(&file);
@@ -214,6 +240,9 @@ pub enum By {
     Maker,
     /// A later run, after the maker died: its git children were killed with it.
     Reaper,
+    /// The same, for a worktree the ledger lists without this marker's id: its directory is
+    /// moved aside (`.<name>.rolled-back-<time>` beside it), not deleted, and its branch kept.
+    ReaperKeepingFiles,
 }
 
 /// Removes what the marker's worktree left: its admin dir, its directory (only if it is
@@ -228,7 +257,17 @@ pub fn roll_back(repo: &Repo, m: &Marker, by: By) {
             }
         }
     }
-    if is_half_made_dir(&m.path, &admin_root) {
+    let keep_files = by == By::ReaperKeepingFiles;
+    if keep_files && is_half_made_dir(&m.path, &admin_root) && !holds_nothing(&m.path, &admin_root) {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let aside = m.path.with_file_name(format!(".{}.rolled-back-{nanos}", m.name));
+        match fs::rename(&m.path, &aside) {
+            Ok(()) => {
+                tracing::warn!("moved {} aside to {}: look at it, then remove it", m.path.display(), aside.display())
+            }
+            Err(e) => tracing::warn!("left {} in place: it could not be moved aside ({e})", m.path.display()),
+        }
+    } else if is_half_made_dir(&m.path, &admin_root) {
         let _ = wt_common::fs::remove_tree(&m.path);
     } else if m.path.exists() {
         tracing::warn!("left {} in place: it does not look like the half-made worktree", m.path.display());
@@ -240,7 +279,7 @@ pub fn roll_back(repo: &Repo, m: &Marker, by: By) {
     if by == By::Reaper {
         let _ = fs::remove_file(repo.common_dir.join(format!("refs/heads/{}.lock", m.branch)));
     }
-    if m.branch_created {
+    if m.branch_created && !keep_files {
         // update-ref -d with the old value deletes the branch only if nobody moved it.
         let r = git::run(repo.git_dir(), ["update-ref", "-d", &format!("refs/heads/{}", m.branch), &m.start_commit]);
         if let Err(e) = r {

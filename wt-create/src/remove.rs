@@ -56,7 +56,7 @@ pub fn remove_one(ctx: &Context, want: &Want, how: How) -> Result<Record, Failur
     // wt-create would: git cannot remove it (its `.git` file may be cut off). Locks a killed
     // git left go before (the rollback deletes a branch, which takes `packed-refs.lock`).
     wt_common::proc::stale_lock::sweep_repository(&ctx.repo);
-    crate::pending::reap_dead(&ctx.repo, &ctx.root, &ctx.ledger).map_err(|e| (label.clone(), e))?;
+    crate::pending::reap_dead(&ctx.repo, &ctx.ledger).map_err(|e| (label.clone(), e))?;
     wt_common::fs::sweep_removing(&ctx.root);
     let snap = Snapshot::take(ctx).map_err(|e| (label.clone(), e))?;
     let (name, wt, entry) = find(ctx, &snap, want).map_err(|e| (label.clone(), e))?;

@@ -242,10 +242,17 @@ fn publish_locked(common: &Path, dir: &Path) -> Result<Published, Error> {
         Ok(None) => return Ok(Published::Unchanged),
         Err(refused) => return Err(Error::failed("tampered-worktree", refused.to_string())),
     };
-    let meta: Meta = serde_json::from_str(&text).unwrap_or_default();
-    if let Some(admin) = &meta.admin {
+    let mut meta: Meta = serde_json::from_str(&text).unwrap_or_default();
+    if let Some(admin) = meta.admin.clone() {
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if !is_admin_dir_of(common, admin, name) {
+        let listed =
+            crate::ledger::LedgerFile::new(&common.join("wt")).read()?.worktrees.get(name).map(|e| e.path.clone());
+        // A worktree the ledger does not list has no admin dir of its own to check here.
+        let Some(listed) = listed else {
+            meta.admin = None;
+            return publish_checked(common, dir, meta);
+        };
+        if !is_admin_dir_of(common, &admin, &listed) {
             return Err(Error::failed(
                 "tampered-worktree",
                 format!(
@@ -256,6 +263,11 @@ fn publish_locked(common: &Path, dir: &Path) -> Result<Published, Error> {
             ));
         }
     }
+    publish_checked(common, dir, meta)
+}
+
+/// Publishes with `meta` read and its admin dir checked.
+fn publish_checked(common: &Path, dir: &Path, meta: Meta) -> Result<Published, Error> {
     // The tip first, then the objects: git writes a commit's objects before it moves the
     // branch, so every object the tip needs is listed below. Listed first, a commit made in
     // between (by a run still going, in a pane) had its tip read but its objects left behind,
@@ -300,18 +312,18 @@ fn publish_locked(common: &Path, dir: &Path) -> Result<Published, Error> {
     Ok(Published::Done { objects: count, moved: result })
 }
 
-/// Whether `admin` is git's admin dir (`<common>/worktrees/<x>`) of a worktree named `name`
-/// (its `gitdir` names `<somewhere>/<name>/.git`), as `prepare` notes it.
-fn is_admin_dir_of(common: &Path, admin: &Path, name: &str) -> bool {
-    let in_worktrees = admin.parent() == Some(common.join("worktrees").as_path())
-        && admin
-            .file_name()
-            .is_some_and(|x| Path::new(x).components().all(|c| matches!(c, std::path::Component::Normal(_))));
+/// Whether `admin` is git's admin dir (`<common>/worktrees/<x>`) of the worktree at
+/// `worktree` (where the ledger lists it): its `gitdir`, git's registration, names that
+/// worktree's `.git`.
+fn is_admin_dir_of(common: &Path, admin: &Path, worktree: &Path) -> bool {
+    let plain = |x: &std::ffi::OsStr| Path::new(x).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+    let in_worktrees =
+        admin.parent() == Some(common.join("worktrees").as_path()) && admin.file_name().is_some_and(plain);
     let gitdir = crate::fs::read_small(&admin.join("gitdir")).text().unwrap_or_default();
-    let dot_git = Path::new(gitdir.trim_end_matches('\n'));
-    in_worktrees
-        && dot_git.file_name() == Some(std::ffi::OsStr::new(".git"))
-        && dot_git.parent().and_then(Path::file_name) == Some(std::ffi::OsStr::new(name))
+    // git 2.48 and later may write it relative to the admin dir.
+    let dot_git = crate::fs::lexical(&admin.join(gitdir.trim_end_matches('\n')));
+    let real = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    in_worktrees && !gitdir.is_empty() && real(&dot_git) == real(&worktree.join(".git"))
 }
 
 /// A refused import is refused once: the objects leave the private store (the copy that was

@@ -243,11 +243,13 @@ fn copy_output(
             Ok(_) => {}
         }
         let _ = log.write_all(&piece);
-        let ended = piece.ends_with(b"\n");
-        if std::mem::replace(&mut rest, !ended) {
+        // A piece without a newline is a line cut at the piece's size, or the output's last
+        // line (it ended without one): only the first is marked cut.
+        let goes_on = !piece.ends_with(b"\n") && piece.len() == PIECE;
+        if std::mem::replace(&mut rest, goes_on) {
             continue;
         }
-        let cut = if ended { "" } else { "…" };
+        let cut = if goes_on { "…" } else { "" };
         let text = String::from_utf8_lossy(&piece);
         let text = text.trim_end_matches(['\n', '\r']);
         if echo {

@@ -121,7 +121,7 @@ pub fn fill(ctx: &mut Context, base: &Base, out: &mut Output) -> Result<(), Erro
 fn step(ctx: &Context, base: &Base, size: usize, fingerprint: &str, out: &mut Output) -> Result<Step, Error> {
     let lock = ctx.worktree_lock()?;
     wt_common::proc::stale_lock::sweep_repository(&ctx.repo);
-    crate::pending::reap_dead(&ctx.repo, &ctx.root, &ctx.ledger)?;
+    crate::pending::reap_dead(&ctx.repo, &ctx.ledger)?;
     super::recover(ctx)?;
     let ours: Vec<Pooled> =
         super::read_all(ctx).into_iter().filter(|p| p.base == base.name && p.state == State::Ready).collect();
