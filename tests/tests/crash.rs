@@ -86,14 +86,17 @@ fn a_lease_taken_by_the_post_checkout_hook_is_kept() {
     assert!(env.contains("26900"), "{env}");
     // Killed after the hook's lease and before its own entry: the hook's entry (at the same
     // name and path) does not pass the half-made worktree off as finished; the next run rolls it
-    // back.
+    // back. An entry without a maker could also be a worktree wt-create adopted (a planted
+    // marker could name it), so its directory is moved aside, not deleted, and its branch kept.
     let mut killed = t.cmd("wt-create");
     killed.arg("half").env("WT_FAILPOINT", "after-include");
     assert_eq!(Run::of(&mut killed, "").code, None, "killed");
     assert!(ledger(&t)["worktrees"]["half"]["ports"].is_object(), "the hook leased: {}", ledger(&t));
     t.run("wt-create", &["other"], "").expect_code(0);
     assert!(!t.wt_root().join("half").exists(), "the half-made worktree was rolled back");
-    assert!(!t.branches().contains(&"wt/half".to_string()), "with its branch");
+    let aside = wt_tests::names_in(&t.wt_root(), |n| n.starts_with(".half.rolled-back-"));
+    assert_eq!(aside.len(), 1, "moved aside: {aside:?}");
+    assert!(!t.git(["worktree", "list"]).contains("/half "), "unregistered");
     let run = t.run("wt-create", &["half"], "");
     assert_eq!(run.expect_code(0).records()[0]["created"], true, "made again, whole\n{run}");
 }

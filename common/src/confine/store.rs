@@ -245,14 +245,20 @@ fn publish_locked(common: &Path, dir: &Path) -> Result<Published, Error> {
     let mut meta: Meta = serde_json::from_str(&text).unwrap_or_default();
     if let Some(admin) = meta.admin.clone() {
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let listed =
-            crate::ledger::LedgerFile::new(&common.join("wt")).read()?.worktrees.get(name).map(|e| e.path.clone());
-        // A worktree the ledger does not list has no admin dir of its own to check here.
-        let Some(listed) = listed else {
-            meta.admin = None;
-            return publish_checked(common, dir, meta);
+        let listed = match crate::ledger::LedgerFile::new(&common.join("wt")).read() {
+            Ok(ledger) => match ledger.worktrees.get(name) {
+                Some(entry) => Some(entry.path.clone()),
+                // A worktree the ledger does not list has no admin dir of its own to check.
+                None => {
+                    meta.admin = None;
+                    return publish_checked(common, dir, meta);
+                }
+            },
+            // Not this user's to read (a run as another user): the admin dir must be one of
+            // the repository's worktrees, as git registered it.
+            Err(_) => None,
         };
-        if !is_admin_dir_of(common, &admin, &listed) {
+        if !is_admin_dir_of(common, &admin, listed.as_deref()) {
             return Err(Error::failed(
                 "tampered-worktree",
                 format!(
@@ -314,16 +320,25 @@ fn publish_checked(common: &Path, dir: &Path, meta: Meta) -> Result<Published, E
 
 /// Whether `admin` is git's admin dir (`<common>/worktrees/<x>`) of the worktree at
 /// `worktree` (where the ledger lists it): its `gitdir`, git's registration, names that
-/// worktree's `.git`.
-fn is_admin_dir_of(common: &Path, admin: &Path, worktree: &Path) -> bool {
+/// worktree's `.git`. Without `worktree`, of any worktree whose `.git` names it back.
+fn is_admin_dir_of(common: &Path, admin: &Path, worktree: Option<&Path>) -> bool {
     let plain = |x: &std::ffi::OsStr| Path::new(x).components().all(|c| matches!(c, std::path::Component::Normal(_)));
-    let in_worktrees =
-        admin.parent() == Some(common.join("worktrees").as_path()) && admin.file_name().is_some_and(plain);
-    let gitdir = crate::fs::read_small(&admin.join("gitdir")).text().unwrap_or_default();
-    // git 2.48 and later may write it relative to the admin dir.
-    let dot_git = crate::fs::lexical(&admin.join(gitdir.trim_end_matches('\n')));
+    if admin.parent() != Some(common.join("worktrees").as_path()) || !admin.file_name().is_some_and(plain) {
+        return false;
+    }
+    // git 2.48 and later may write these relative to the file's own directory.
+    let pointed = |file: &Path, prefix: &str| {
+        let text = crate::fs::read_small(file).text()?;
+        let target = text.strip_prefix(prefix)?.trim_end_matches('\n');
+        let dir = file.parent()?;
+        (!target.is_empty()).then(|| crate::fs::lexical(&dir.join(target)))
+    };
     let real = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-    in_worktrees && !gitdir.is_empty() && real(&dot_git) == real(&worktree.join(".git"))
+    let Some(dot_git) = pointed(&admin.join("gitdir"), "") else { return false };
+    match worktree {
+        Some(worktree) => real(&dot_git) == real(&worktree.join(".git")),
+        None => pointed(&dot_git, "gitdir: ").is_some_and(|back| real(&back) == real(admin)),
+    }
 }
 
 /// A refused import is refused once: the objects leave the private store (the copy that was
