@@ -2,7 +2,6 @@
 //! dig in `.git/wt/logs/<name>/` for millisecond file names.
 
 use std::io::{Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -20,17 +19,9 @@ pub fn print(logs: &Path, name: &str, follow: bool) -> Result<(), Error> {
     })?;
     // The logs are in the common dir, which an unconfined agent can write: never opened through
     // a link or blocking on a FIFO, and only a regular file is printed.
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(&file)
-        .map_err(|e| Error::io(file.display(), e))?;
-    if !f.metadata().is_ok_and(|m| m.is_file()) {
-        return Err(Error::failed(
-            "not-a-log",
-            format!("{} is not a regular file, so not a log wt wrote; remove it", file.display()),
-        ));
-    }
+    let mut f = wt_common::fs::untrusted::open_regular(&file, std::fs::OpenOptions::new().read(true)).map_err(|e| {
+        Error::failed("not-a-log", format!("{}: {e}; it is not a log wt wrote, remove it", file.display()))
+    })?;
     let mut out = std::io::stdout().lock();
     loop {
         let copied = std::io::copy(&mut f, &mut out);

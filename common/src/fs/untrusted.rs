@@ -137,6 +137,18 @@ pub fn open_untrusted_in(root: &Path, rel: &Path, max: u64) -> Result<Option<(st
     }
 }
 
+/// Opens `path` with `options` (a log to print, or one wt appends to) as the rule says: never
+/// through a symbolic link, never blocking on a FIFO; an error unless what was opened is a
+/// regular file. For files used as a stream, so no size limit.
+pub fn open_regular(path: &Path, options: &mut std::fs::OpenOptions) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = options.custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
 /// Reads the file at `path` as the rule says, whole, as UTF-8 text: `None` when nothing is
 /// there. The one helper for every file an agent or a merge could have placed.
 pub fn read_untrusted(path: &Path, max: u64) -> Result<Option<String>, Refused> {

@@ -131,13 +131,9 @@ const LOG_MAX: u64 = 256 << 10;
 /// nowhere); emptied once over `LOG_MAX`.
 fn open_log(log: &std::path::Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
-    let file = std::fs::OpenOptions::new().append(true).create(true).mode(0o644).custom_flags(flags).open(log)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    if meta.len() > LOG_MAX {
+    let file =
+        wt_common::fs::untrusted::open_regular(log, std::fs::OpenOptions::new().append(true).create(true).mode(0o644))?;
+    if file.metadata()?.len() > LOG_MAX {
         file.set_len(0)?;
     }
     Ok(file)

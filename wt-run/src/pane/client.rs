@@ -1,7 +1,6 @@
 //! Clients of the supervisor: the `wt-run pane …` verbs, `wt-run --pane`, and starting the
 //! supervisor on demand.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,18 +28,10 @@ pub fn ensure_server(repo: &Repo) -> Result<PathBuf, Error> {
     // In the common dir, which an unconfined agent can write: never through a link or blocking
     // on a FIFO, and only a regular file.
     let path = logs.join("supervisor.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(&path)
-        .map_err(|e| Error::io(path.display(), e))?;
-    if !log.metadata().is_ok_and(|m| m.is_file()) {
-        return Err(Error::env(
-            "supervisor-log",
-            format!("{} is not a regular file; remove it, then start the pane again", path.display()),
-        ));
-    }
+    let log = wt_common::fs::untrusted::open_regular(&path, std::fs::OpenOptions::new().create(true).append(true))
+        .map_err(|e| {
+            Error::env("supervisor-log", format!("{}: {e}; remove it, then start the pane again", path.display()))
+        })?;
     let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
     // Its own process group: a Ctrl-C meant for the caller does not reach the supervisor.
     let mut cmd = Command::new(exe);
