@@ -30,9 +30,11 @@
 //! Refs other than branches (`refs/stash`, tags, notes, remotes) stay read-only: `git stash`
 //! fails inside a confined run rather than keeping work that would never be published.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -243,9 +245,10 @@ fn publish_locked(common: &Path, dir: &Path) -> Result<Published, Error> {
         Err(refused) => return Err(Error::failed("tampered-worktree", refused.to_string())),
     };
     let mut meta: Meta = serde_json::from_str(&text).unwrap_or_default();
-    if let Some(admin) = meta.admin.clone() {
+    let checked = meta.admin.clone().filter(|admin| !verified(dir, admin, false));
+    if let Some(admin) = checked {
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let listed = match crate::ledger::LedgerFile::new(&common.join("wt")).read() {
+        let listed = match ledger_of(common).read() {
             Ok(ledger) => match ledger.worktrees.get(name) {
                 Some(entry) => Some(entry.path.clone()),
                 // A worktree the ledger does not list has no admin dir of its own to check.
@@ -268,8 +271,31 @@ fn publish_locked(common: &Path, dir: &Path) -> Result<Published, Error> {
                 ),
             ));
         }
+        verified(dir, &admin, true);
     }
     publish_checked(common, dir, meta)
+}
+
+/// Whether this process found `admin` to be the admin dir of the store at `dir` already (a
+/// look at every store, or a wt-watch publishing one again and again, would otherwise read the
+/// ledger each time); with `note`, notes that it did.
+fn verified(dir: &Path, admin: &Path, note: bool) -> bool {
+    static VERIFIED: Mutex<BTreeSet<(PathBuf, PathBuf)>> = Mutex::new(BTreeSet::new());
+    let mut known = VERIFIED.lock().unwrap_or_else(|p| p.into_inner());
+    let key = (dir.to_path_buf(), admin.to_path_buf());
+    match note {
+        true => known.insert(key),
+        false => known.contains(&key),
+    }
+}
+
+/// The ledger of the repository at `common`, one reader a process (its cache parses a ledger
+/// once for as long as its bytes stay the same).
+fn ledger_of(common: &Path) -> Arc<crate::ledger::LedgerFile> {
+    static FILES: Mutex<BTreeMap<PathBuf, Arc<crate::ledger::LedgerFile>>> = Mutex::new(BTreeMap::new());
+    let mut files = FILES.lock().unwrap_or_else(|p| p.into_inner());
+    let state = common.join("wt");
+    Arc::clone(files.entry(state.clone()).or_insert_with(|| Arc::new(crate::ledger::LedgerFile::new(&state))))
 }
 
 /// Publishes with `meta` read and its admin dir checked.
