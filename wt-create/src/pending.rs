@@ -7,7 +7,6 @@
 //! worktree whose directory is only momentarily missing.
 
 use std::fs;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -143,8 +142,7 @@ pub fn wait_for(repo: &Repo, name: &str) -> Result<(), Error> {
     loop {
         // Opened without creating: a marker that vanished means its owner finished. Never
         // through a link or blocking on a FIFO (one the reaper then drops).
-        let opened =
-            fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK).open(&file);
+        let opened = wt_common::fs::untrusted::open_regular(&file, fs::OpenOptions::new().read(true));
         let Ok(f) = opened else { return Ok(()) };
         if nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock).is_ok() {
             return Ok(()); // owner gone; the next plan reaps it

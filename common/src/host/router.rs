@@ -16,7 +16,7 @@ use super::config::Hosts;
 use super::quote::check_sendable;
 use super::remote::{Session, Sink};
 use crate::error::{Error, Exit};
-use crate::record::jsonl::{parse_line, Input, MAX_LINE};
+use crate::record::jsonl::{parse_line, rest_of_line, Input, MAX_LINE};
 use crate::record::Record;
 
 /// The split in progress; `finish` waits for every host.
@@ -200,8 +200,14 @@ fn route(tool: &'static str, hosts: &Hosts, args: &[String], input: Option<Split
             if line.len() > MAX_LINE {
                 // No host's record: never held whole here. The tool's own reader reports it
                 // (with its number) and reads on; with `--host`, it is skipped here.
-                let to = if only.is_none() { Some(&mut local) } else { None };
-                if pass_rest_of_line(&mut reader, &line, to).is_err() {
+                // The tool's own logic may stop reading: the rest is still read past.
+                let mut pass = |bytes: &[u8]| {
+                    if only.is_none() {
+                        let _ = local.write_all(bytes);
+                    }
+                };
+                pass(&line);
+                if rest_of_line(&mut reader, pass).is_err() {
                     break;
                 }
                 if only.is_some() {
@@ -226,34 +232,6 @@ fn route(tool: &'static str, hosts: &Hosts, args: &[String], input: Option<Split
         }
     }
     exit.worst(hub.finish())
-}
-
-/// Writes `start`, the first part of a line over the cap, and the rest of that line as it is
-/// read, to `to` (or nowhere), a buffer at a time.
-fn pass_rest_of_line(reader: &mut impl BufRead, start: &[u8], mut to: Option<&mut impl Write>) -> std::io::Result<()> {
-    // The tool's own logic may stop reading: the rest is still read past.
-    let mut write = |bytes: &[u8]| {
-        if let Some(to) = to.as_mut() {
-            let _ = to.write_all(bytes);
-        }
-    };
-    write(start);
-    loop {
-        let buffer = reader.fill_buf()?;
-        if buffer.is_empty() {
-            return Ok(());
-        }
-        let (part, end) = match buffer.iter().position(|b| *b == b'\n') {
-            Some(at) => (&buffer[..=at], true),
-            None => (buffer, false),
-        };
-        write(part);
-        let n = part.len();
-        reader.consume(n);
-        if end {
-            return Ok(());
-        }
-    }
 }
 
 /// Where one input line goes.

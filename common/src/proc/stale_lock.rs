@@ -134,10 +134,13 @@ pub fn judge(repo: &Repo, path: &Path) -> Verdict {
         match verdict {
             // A holder of the file that was looked at: the lock is in use either way.
             Verdict::Held(_) => return verdict,
-            // Nobody held that file, and it is still there as it was.
-            Verdict::Stale(judged) if Identity::at(path) == Some(judged) => return verdict,
-            Verdict::Stale(_) if Identity::at(path).is_none() => return Verdict::Absent,
-            _ => {}
+            // Nobody held that file: stale if it is still there as it was.
+            Verdict::Stale(judged) => match Identity::at(path) {
+                Some(now) if now == judged => return verdict,
+                None => return Verdict::Absent,
+                Some(_) => {}
+            },
+            Verdict::Absent | Verdict::Replaced => {}
         }
     }
     Verdict::Replaced

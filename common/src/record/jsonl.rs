@@ -118,20 +118,26 @@ const EXCERPT: usize = 60;
 
 /// Reads and drops the rest of the current line.
 fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
+    rest_of_line(reader, |_| {})
+}
+
+/// Reads the rest of a line, through its newline, handing each buffer of it to `each`: a line
+/// of any length is passed on or skipped without ever being held whole.
+pub fn rest_of_line(reader: &mut impl BufRead, mut each: impl FnMut(&[u8])) -> io::Result<()> {
     loop {
         let chunk = reader.fill_buf()?;
         if chunk.is_empty() {
             return Ok(());
         }
-        match chunk.iter().position(|b| *b == b'\n') {
-            Some(i) => {
-                reader.consume(i + 1);
-                return Ok(());
-            }
-            None => {
-                let n = chunk.len();
-                reader.consume(n);
-            }
+        let (part, end) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (&chunk[..=i], true),
+            None => (chunk, false),
+        };
+        each(part);
+        let n = part.len();
+        reader.consume(n);
+        if end {
+            return Ok(());
         }
     }
 }
