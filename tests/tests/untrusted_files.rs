@@ -37,11 +37,7 @@ const TRAPS: [Trap; 4] = [Trap::DevZero, Trap::Fifo, Trap::Dir, Trap::Sparse];
 
 /// Puts `trap` at `path`, replacing what is there.
 fn plant(path: &Path, trap: Trap) {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path).unwrap(),
-        Ok(_) => std::fs::remove_file(path).unwrap(),
-        Err(_) => {}
-    }
+    remove(path);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     match trap {
         Trap::DevZero => symlink("/dev/zero", path).unwrap(),
@@ -363,8 +359,7 @@ fn planted_state_files_never_hang_a_tool() {
         for (tool, args) in [("wt-create", &["--list"][..]), ("wt-status", &["--json"][..])] {
             f.answer(tool, args).refused("ledger.json", "64 MiB");
         }
-        plant(&ledger, Trap::Dir);
-        std::fs::remove_dir(&ledger).unwrap();
+        remove(&ledger);
         std::fs::write(&ledger, &kept).unwrap();
     }
     let mut made = 0;
@@ -380,8 +375,7 @@ fn planted_state_files_never_hang_a_tool() {
         let children = state.join("worktrees.lock.children");
         plant(&children, trap);
         create(&f, &format!("{trap:?} worktrees.lock.children"));
-        plant(&children, Trap::Dir);
-        std::fs::remove_dir(&children).unwrap();
+        remove(&children);
 
         let marker = state.join("pending/zz.json");
         plant(&marker, trap);
@@ -391,13 +385,12 @@ fn planted_state_files_never_hang_a_tool() {
         let config = f.t.repo.join(".git/config.worktree");
         plant(&config, trap);
         create(&f, &format!("{trap:?} config.worktree"));
-        plant(&config, Trap::Dir);
-        std::fs::remove_dir(&config).unwrap();
+        remove(&config);
 
         let journal = state.join("merge-journal");
         plant(&journal, trap);
         f.answer("wt-merge", &["a", "--verify", "true"]).in_time();
-        let _ = wt_common_remove(&journal);
+        remove(&journal);
     }
     // A log is printed as `cat` would (a regular file of 2 GB is printed whole, so not that).
     for trap in [Trap::DevZero, Trap::Fifo, Trap::Dir] {
@@ -406,7 +399,7 @@ fn planted_state_files_never_hang_a_tool() {
         let a = f.answer("wt-run", &["logs", "a"]);
         a.in_time();
         assert_ne!(a.status.code(), Some(0), "{trap:?}: {a}");
-        let _ = wt_common_remove(&log);
+        remove(&log);
     }
     // The supervisor's log is refused unless it is a regular file (never written through a
     // link, never blocking on a FIFO); a big one is appended to.
@@ -422,11 +415,12 @@ fn planted_state_files_never_hang_a_tool() {
     }
 }
 
-/// Removes whatever is at `path` (a file, a link, a FIFO or a directory).
-fn wt_common_remove(path: &Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(path)? {
-        m if m.is_dir() => std::fs::remove_dir_all(path),
-        _ => std::fs::remove_file(path),
+/// Removes the trap at `path`, whatever it is (a file, a link, a FIFO or a directory).
+fn remove(path: &Path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path).unwrap(),
+        Ok(_) => std::fs::remove_file(path).unwrap(),
+        Err(_) => {}
     }
 }
 
